@@ -1,0 +1,62 @@
+// Errors that cross a module boundary are values: Status for "did it work", Result<T> for
+// "here is a T or why not". Messages name the subject first and say what to do.
+#pragma once
+
+#include <cstdlib>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace kiln {
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  static Status Ok() { return Status(); }
+  static Status Error(std::string message) { return Status(std::move(message), true); }
+
+  bool ok() const { return !failed_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  Status(std::string message, bool failed) : message_(std::move(message)), failed_(failed) {}
+  std::string message_;
+  bool failed_ = false;
+};
+
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Status error) : v_(std::move(error)) {  // NOLINT
+    if (std::get<Status>(v_).ok()) std::abort();  // a Result made from an ok Status is a bug
+  }
+
+  bool ok() const { return std::holds_alternative<T>(v_); }
+  const T& value() const& { return std::get<T>(v_); }
+  T& value() & { return std::get<T>(v_); }
+  T&& value() && { return std::get<T>(std::move(v_)); }
+  const T& operator*() const& { return value(); }
+  T& operator*() & { return value(); }
+  const T* operator->() const { return &value(); }
+  T* operator->() { return &value(); }
+  // The error; only valid when !ok().
+  const Status& status() const { return std::get<Status>(v_); }
+  const std::string& message() const { return status().message(); }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+}  // namespace kiln
+
+// Invariant checks: a failure is a bug in kiln, never a user error.
+#define KILN_CHECK(cond)                                                               \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
+      std::fprintf(stderr, "kiln: internal check failed at %s:%d: %s\n", __FILE__, __LINE__, \
+                   #cond);                                                             \
+      std::abort();                                                                    \
+    }                                                                                  \
+  } while (0)

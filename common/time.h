@@ -1,0 +1,26 @@
+// Durations and instants. Time is always passed in; nothing in the core reads a clock.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace kiln {
+
+using Duration = std::chrono::milliseconds;
+// Wall-clock instant (UTC, millisecond precision).
+using Instant = std::chrono::time_point<std::chrono::system_clock, std::chrono::milliseconds>;
+
+// Parses "90s", "1h30m", "250ms", "2d". Units ms, s, m, h, d; at least one number+unit pair;
+// "0" alone means zero. Error text says what is accepted.
+Result<Duration> ParseDuration(std::string_view text);
+// Shortest form that ParseDuration reads back: "1h30m", "250ms", "0s".
+std::string FormatDuration(Duration d);
+// RFC 3339 in UTC with milliseconds when non-zero: 2026-11-29T01:51:15Z / 2026-11-29T01:51:15.250Z.
+std::string FormatRfc3339(Instant t);
+Instant NowUtc();
+
+}  // namespace kiln

@@ -1,0 +1,28 @@
+// Reads pipeline files (TOML, format v1) into dag::PipelineSpec, with file:line:col diagnostics.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dag/graph.h"
+#include "dag/spec.h"
+
+namespace kiln::config {
+
+struct LoadResult {
+  dag::PipelinePtr pipeline;              // set when diagnostics is empty
+  std::vector<dag::Diagnostic> diagnostics;  // every problem in the file, in file order
+};
+
+// Parses `text` as if read from `file` (used in diagnostics as given), then runs dag::Validate.
+// Reports TOML syntax errors, unknown keys, wrong types, bad durations, unknown trigger rules,
+// duplicate env names, and everything dag::Validate reports. Never throws.
+LoadResult ParsePipeline(std::string_view text, const std::filesystem::path& file);
+// Reads the file and parses it; an unreadable file is one diagnostic.
+LoadResult LoadPipelineFile(const std::filesystem::path& file);
+// Every *.toml file directly in `dir` (sorted by name), loaded.
+std::vector<LoadResult> LoadPipelineDir(const std::filesystem::path& dir);
+
+}  // namespace kiln::config

@@ -1,0 +1,54 @@
+// The task graph of one pipeline. Built once from a validated spec; immutable afterwards and safe
+// to share between threads. Boost.Graph is used inside dag/ only.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ids.h"
+#include "dag/spec.h"
+
+namespace kiln::dag {
+
+class Dag {
+ public:
+  // Requires a spec that passed Validate() with no diagnostics (KILN_CHECKs otherwise).
+  explicit Dag(const PipelineSpec& spec);
+
+  size_t size() const { return upstream_.size(); }
+  std::span<const TaskId> upstream(TaskId id) const { return upstream_[Index(id)]; }
+  std::span<const TaskId> downstream(TaskId id) const { return downstream_[Index(id)]; }
+  // Every task, each after all its upstreams.
+  const std::vector<TaskId>& topological_order() const { return topo_; }
+  // Tasks with no upstream.
+  const std::vector<TaskId>& roots() const { return roots_; }
+  std::optional<TaskId> Find(std::string_view task_id) const;
+  // Every task reachable downstream of `from`, `from` included, in topological order.
+  std::vector<TaskId> DownstreamClosure(TaskId from) const;
+
+ private:
+  std::vector<std::vector<TaskId>> upstream_;
+  std::vector<std::vector<TaskId>> downstream_;
+  std::vector<TaskId> topo_;
+  std::vector<TaskId> roots_;
+  std::vector<std::string> ids_;  // sorted copy for Find
+  std::vector<TaskId> ids_index_;
+};
+
+// A pipeline ready to run: its spec and graph, shared read-only.
+struct Pipeline {
+  PipelineSpec spec;
+  Dag dag;
+  const TaskSpec& task(TaskId id) const { return spec.tasks[Index(id)]; }
+};
+using PipelinePtr = std::shared_ptr<const Pipeline>;
+
+// Graph output for `kiln graph`.
+std::string ToDot(const PipelineSpec& spec);
+std::string ToMermaid(const PipelineSpec& spec);
+
+}  // namespace kiln::dag

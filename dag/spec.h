@@ -1,0 +1,129 @@
+// The pipeline format v1 as plain structs (see docs/pipelines.md). Produced by config/, checked by
+// dag/validate.h, consumed by the scheduler. No TOML types here.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "common/time.h"
+
+namespace kiln::dag {
+
+enum class TriggerRule {
+  kAllSuccess,
+  kAllFailed,
+  kAllDone,
+  kOneSuccess,
+  kOneFailed,
+  kNoneFailed,
+  kNoneFailedMinOneSuccess,
+};
+
+enum class TaskState {
+  kPending,
+  kQueued,
+  kRunning,
+  kUpForRetry,
+  kSuccess,
+  kFailed,
+  kSkipped,
+  kUpstreamFailed,
+  kCancelled,
+};
+
+enum class RunState { kQueued, kRunning, kSuccess, kFailed, kCancelled };
+
+// "all_success", "running", ... exactly as in the format; Parse* return nullopt for unknown text.
+std::string_view Name(TriggerRule rule);
+std::string_view Name(TaskState state);
+std::string_view Name(RunState state);
+std::optional<TriggerRule> ParseTriggerRule(std::string_view text);
+std::optional<TaskState> ParseTaskState(std::string_view text);
+std::optional<RunState> ParseRunState(std::string_view text);
+bool IsTerminal(TaskState state);
+bool IsTerminal(RunState state);
+
+// Where a value came from in its file (1-based; 0 = unknown).
+struct SourceLoc {
+  int line = 0;
+  int column = 0;
+};
+
+// One problem in a pipeline file. Printed as "file:line:col: field: message".
+struct Diagnostic {
+  std::string file;
+  SourceLoc loc;
+  std::string field;  // dotted key path, e.g. "tasks.train.needs"; may be empty
+  std::string message;
+  std::string ToString() const;
+};
+
+using ParamValue = std::variant<std::string, int64_t, double, bool>;
+// "string", "integer", "float", "boolean"
+std::string_view TypeName(const ParamValue& value);
+// Canonical text: strings as is, integers in decimal, floats shortest round-trip, true/false.
+std::string ToText(const ParamValue& value);
+// Converts text given at trigger time to the type of `declared`; error says what was expected.
+std::optional<ParamValue> ConvertLike(const ParamValue& declared, std::string_view text);
+
+struct Param {
+  std::string name;
+  ParamValue default_value;
+  SourceLoc loc;
+};
+
+struct RetryPolicy {
+  int retries = 0;                                    // extra attempts after the first
+  Duration retry_delay = std::chrono::seconds(10);
+  double retry_backoff = 2.0;
+  Duration max_retry_delay = std::chrono::hours(1);
+};
+
+struct EnvVar {
+  std::string name;
+  std::string value;  // a template
+};
+
+struct TaskSpec {
+  std::string id;
+  std::string kind = "shell";
+  std::optional<std::string> command;            // template; run with /bin/sh -c
+  std::optional<std::vector<std::string>> argv;  // templates; run with execve
+  std::vector<std::string> needs;
+  TriggerRule trigger_rule = TriggerRule::kAllSuccess;
+  RetryPolicy retry;
+  Duration timeout{0};  // per attempt; 0 = none
+  std::string pool = "default";
+  int slots = 1;
+  std::vector<EnvVar> env;  // sorted by name, unique
+  std::string workdir;      // relative to the pipeline file's folder; empty = that folder
+  std::vector<int> skip_exit_codes;
+  bool allow_failure = false;
+  int priority = 0;
+  SourceLoc loc;        // of the [tasks.<id>] header
+  SourceLoc needs_loc;  // of the needs array (for cycle errors)
+};
+
+struct PipelineSpec {
+  std::string name;
+  std::string description;
+  std::string schedule;  // empty = none
+  std::string timezone = "UTC";
+  std::string catchup = "none";  // none | latest | all
+  int max_active_runs = 1;
+  std::string overlap = "skip";  // skip | queue | cancel_running
+  std::vector<std::string> tags;
+  bool paused = false;
+  std::vector<Param> params;    // in file order
+  std::vector<TaskSpec> tasks;  // in file order; TaskId = index here
+
+  std::filesystem::path file;   // the file it was read from (absolute)
+  std::string content_hash;     // hex SHA-256 of the file's bytes
+};
+
+}  // namespace kiln::dag

@@ -1,0 +1,63 @@
+// Ready tasks wait here, one priority queue per pool, until their pool has slots free and the
+// global parallel limit allows. Pure: no I/O, no clock.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+
+namespace kiln::scheduler {
+
+struct Ticket {
+  RunId run{};
+  TaskId task{};
+  std::string pool;
+  int slots = 1;
+  int priority = 0;  // higher first; ties in arrival order
+};
+
+class PoolQueue {
+ public:
+  // `pool_sizes`: slots per pool. `max_parallel`: tasks running at once over all pools (0 = no
+  // limit).
+  PoolQueue(std::map<std::string, int> pool_sizes, int max_parallel);
+
+  // Why a ticket can never start (unknown pool, more slots than the pool has), or nullopt.
+  std::optional<std::string> Reject(const Ticket& ticket) const;
+  // Queues a ticket; KILN_CHECKs that Reject() is nullopt.
+  void Push(Ticket ticket);
+  // Pops every ticket that can start now, taking its slots: per pool highest priority first; a
+  // ticket that does not fit blocks lower ones of its pool (no starvation of wide tasks).
+  std::vector<Ticket> TakeStartable();
+  // Gives back the slots of a ticket returned by TakeStartable.
+  void Release(const Ticket& ticket);
+  // Drops queued tickets of a run (cancel); returns them.
+  std::vector<Ticket> RemoveRun(RunId run);
+
+  int waiting(const std::string& pool) const;
+  int in_use(const std::string& pool) const;
+  int running() const { return running_; }
+  const std::map<std::string, int>& sizes() const { return sizes_; }
+
+ private:
+  struct Entry {
+    Ticket ticket;
+    uint64_t seq;
+  };
+  struct Pool {
+    int size = 0;
+    int used = 0;
+    std::vector<Entry> heap;  // max-heap by (priority, -seq)
+  };
+  std::map<std::string, int> sizes_;
+  std::map<std::string, Pool> pools_;
+  int max_parallel_ = 0;
+  int running_ = 0;
+  uint64_t next_seq_ = 0;
+};
+
+}  // namespace kiln::scheduler

@@ -1,0 +1,73 @@
+// What the scheduler needs from storage: commit a batch of transitions in one transaction.
+// Implemented by store/ (PostgreSQL) and by fakes in tests.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/status.h"
+#include "common/time.h"
+#include "dag/spec.h"
+
+namespace kiln::scheduler {
+
+// An attempt begins: written before its process starts.
+struct AttemptStart {
+  std::string log_path;
+  std::string lease_owner;
+};
+
+// An attempt ended (with its measurements).
+struct AttemptEnd {
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  bool timed_out = false;
+  Instant started_at{};
+  Duration cpu{0};
+  int64_t max_rss_kb = 0;
+  std::string reason;  // human-readable, e.g. "exit code 3", "timed out after 5s"
+};
+
+// One task instance changes state. Writes are fenced: an update carrying `end` applies only when
+// the row is `running` with this attempt; one carrying `start` only when the row's attempt is
+// attempt - 1 and its state is not terminal. Other updates apply when the row is not terminal.
+struct TaskUpdate {
+  RunId run{};
+  std::string task_id;
+  int attempt = 0;  // the attempt this update is about (0 = none yet)
+  dag::TaskState state = dag::TaskState::kPending;
+  Instant at{};
+  std::optional<AttemptStart> start;
+  std::optional<AttemptEnd> end;
+  std::optional<Instant> retry_at;  // for up_for_retry
+  std::string reason;               // recorded in the event, e.g. "upstream 'train' failed"
+};
+
+struct RunUpdate {
+  RunId run{};
+  dag::RunState state = dag::RunState::kRunning;
+  Instant at{};
+  std::string reason;
+};
+
+// Everything produced in one turn of the event loop. Every update also appends an event row.
+struct Batch {
+  std::vector<TaskUpdate> tasks;
+  std::vector<RunUpdate> runs;
+  bool empty() const { return tasks.empty() && runs.empty(); }
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+  // Commits `batch` in one transaction, then calls `done` on the scheduler's io_context thread
+  // (never from inside Commit()). Calls are committed in the order made. A failed commit
+  // changes nothing; the caller may retry with the same batch.
+  virtual void Commit(Batch batch, std::function<void(Status)> done) = 0;
+};
+
+}  // namespace kiln::scheduler
