@@ -10,19 +10,36 @@
 
 namespace kiln {
 
+// What kind of failure, so that an adapter can map it (e.g. to an HTTP status).
+enum class ErrorCode {
+  kOk,
+  kInternal,         // a bug or an unexpected failure
+  kInvalidArgument,  // the caller's input is wrong (HTTP 400)
+  kNotFound,         // HTTP 404
+  kConflict,         // HTTP 409
+  kUnavailable,      // a dependency (e.g. the database) cannot be reached (HTTP 503)
+};
+
 class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status Ok() { return Status(); }
-  static Status Error(std::string message) { return Status(std::move(message), true); }
+  static Status Error(std::string message) {
+    return Status(ErrorCode::kInternal, std::move(message));
+  }
+  static Status Error(ErrorCode code, std::string message) {
+    return Status(code, std::move(message));
+  }
 
-  bool ok() const { return !failed_; }
+  bool ok() const { return code_ == ErrorCode::kOk; }
+  ErrorCode code() const { return code_; }
   const std::string& message() const { return message_; }
 
  private:
-  Status(std::string message, bool failed) : message_(std::move(message)), failed_(failed) {}
+  Status(ErrorCode code, std::string message)
+      : message_(std::move(message)), code_(code == ErrorCode::kOk ? ErrorCode::kInternal : code) {}
   std::string message_;
-  bool failed_ = false;
+  ErrorCode code_ = ErrorCode::kOk;
 };
 
 template <typename T>

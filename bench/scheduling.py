@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Scheduling overhead of kiln against ninja on the same task graphs.
+
+Generates three shapes in a temporary folder, each task `touch`ing one file:
+  chain-500      500 tasks in sequence
+  fanout-1000    root -> 1000 parallel tasks -> join
+  layered-2000   20 layers of 100; each task needs 2 random tasks of the layer before (seed 42)
+Runs each with `kiln run -j 2` against a throwaway PostgreSQL with synchronous_commit on (every
+transition durable), and with `ninja -j2` on the same graph, and prints times and ratios. Also:
+`kiln validate` of a 10,000-task pipeline, and peak RSS of `kiln run` on layered-2000.
+
+Usage: bench/scheduling.py [--kiln build/cli/kiln] [--repeat 3]
+"""
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def shapes():
+    rnd = random.Random(42)
+    chain = [(f"t{i}", [f"t{i-1}"] if i else []) for i in range(500)]
+    fan = [("root", [])] + [(f"f{i}", ["root"]) for i in range(1000)]
+    fan.append(("join", [f"f{i}" for i in range(1000)]))
+    layered = []
+    for layer in range(20):
+        for i in range(100):
+            needs = []
+            if layer:
+                needs = [f"l{layer-1}_{j}" for j in sorted(rnd.sample(range(100), 2))]
+            layered.append((f"l{layer}_{i}", needs))
+    return {"chain-500": chain, "fanout-1000": fan, "layered-2000": layered}
+
+
+def write_pipeline(path, name, tasks):
+    with open(path, "w") as f:
+        f.write(f'[pipeline]\nname = "{name}"\n\n')
+        for tid, needs in tasks:
+            f.write(f"[tasks.{tid}]\ncommand = \"touch out/{tid}\"\n")
+            if needs:
+                f.write("needs = [" + ", ".join(f'"{n}"' for n in needs) + "]\n")
+            f.write("\n")
+
+
+def write_ninja(path, tasks):
+    with open(path, "w") as f:
+        f.write("rule touch\n  command = touch $out\n\n")
+        for tid, needs in tasks:
+            deps = " ".join(f"out/{n}" for n in needs)
+            f.write(f"build out/{tid}: touch" + (f" | {deps}" if deps else "") + "\n")
+
+
+def timed(cmd, cwd, env=None):
+    """Runs cmd; returns (seconds, peak RSS in KiB of that process)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, rusage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{' '.join(cmd)} failed with {code}:\n{err[-2000:]}")
+    return elapsed, rusage.ru_maxrss
+
+
+def fresh_out(folder):
+    out = os.path.join(folder, "out")
+    shutil.rmtree(out, ignore_errors=True)
+    os.mkdir(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "cli", "kiln"))
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    kiln = os.path.abspath(args.kiln)
+    ninja = shutil.which("ninja")
+    if not ninja:
+        sys.exit("ninja not found")
+
+    work = tempfile.mkdtemp(prefix="kiln-bench-")
+    os.chmod(work, 0o755)
+    pg = os.path.join(work, "pg")
+    cluster = os.path.join(ROOT, "tests", "support", "pg_cluster.sh")
+    url = subprocess.run([cluster, "start", pg], check=True, capture_output=True,
+                         text=True).stdout.strip().splitlines()[-1]
+    env = dict(os.environ, KILN_DATABASE_URL=url)
+    try:
+        print(f"machine: {os.cpu_count()} cores; kiln -j 2, ninja -j2; best of {args.repeat}")
+        print(f"{'shape':<14} {'kiln':>9} {'ninja':>9} {'ratio':>7}")
+        rss = 0
+        for name, tasks in shapes().items():
+            folder = os.path.join(work, name)
+            os.mkdir(folder)
+            write_pipeline(os.path.join(folder, "pipeline.toml"), name, tasks)
+            write_ninja(os.path.join(folder, "build.ninja"), tasks)
+            kiln_times, ninja_times = [], []
+            for _ in range(args.repeat):
+                fresh_out(folder)
+                t, r = timed([kiln, "run", "pipeline.toml", "-j", "2", "--data-dir",
+                              os.path.join(work, "data")], folder, env)
+                kiln_times.append(t)
+                if name == "layered-2000":
+                    rss = max(rss, r)
+                fresh_out(folder)
+                shutil.rmtree(os.path.join(folder, ".ninja_log"), ignore_errors=True)
+                if os.path.exists(os.path.join(folder, ".ninja_log")):
+                    os.remove(os.path.join(folder, ".ninja_log"))
+                t, _ = timed([ninja, "-j2", "-f", "build.ninja"], folder)
+                ninja_times.append(t)
+            k, n = min(kiln_times), min(ninja_times)
+            print(f"{name:<14} {k:>8.3f}s {n:>8.3f}s {k / n:>6.2f}x")
+
+        big = os.path.join(work, "big.toml")
+        write_pipeline(big, "big", [(f"t{i}", [f"t{i-1}"] if i else []) for i in range(10000)])
+        times = [timed([kiln, "validate", big], work)[0] for _ in range(5)]
+        print(f"kiln validate, 10,000 tasks: {statistics.median(times) * 1000:.0f} ms (median of 5)")
+        print(f"peak RSS of kiln run, layered-2000: {rss / 1024:.1f} MiB")
+    finally:
+        subprocess.run([cluster, "stop", pg], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

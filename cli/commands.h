@@ -1,0 +1,31 @@
+// The subcommands of `kiln`. Each returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kiln::cli {
+
+int Validate(const std::vector<std::string>& paths);
+
+int Graph(const std::string& file, const std::string& format);
+
+struct RunOptions {
+  std::string file;
+  std::vector<std::string> params;  // name=value
+  std::string output = "text";      // text | json
+  std::string config;               // kiln.toml, optional
+  std::string data_dir;             // overrides the config's data_dir when set
+  int parallel = 0;                 // overrides max_parallel_tasks when > 0
+};
+int Run(const RunOptions& options);
+
+struct ServeOptions {
+  std::string config;
+  std::string pipelines;
+  std::string listen;
+  std::string data_dir;
+};
+int Serve(const ServeOptions& options);
+
+}  // namespace kiln::cli

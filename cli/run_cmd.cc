@@ -1,0 +1,171 @@
+// `kiln run FILE`: one run, through the same store and scheduler as the daemon.
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "cli/runtime.h"
+#include "config/pipeline_loader.h"
+#include "executor/local_runner.h"
+#include "store/pg_state_store.h"
+
+namespace kiln::cli {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+
+namespace {
+
+Result<dag::ParamList> ParamsFromFlags(const dag::PipelineSpec& spec,
+                                       const std::vector<std::string>& flags) {
+  std::vector<std::pair<std::string, std::string>> overrides;
+  for (const auto& flag : flags) {
+    auto kv = dag::SplitAssignment(flag);
+    if (!kv.ok()) return Status::Error(ErrorCode::kInvalidArgument, "-p " + kv.message());
+    overrides.push_back(std::move(kv).value());
+  }
+  auto params = dag::ResolveParams(spec, overrides);
+  if (!params.ok()) return Status::Error(ErrorCode::kInvalidArgument, "-p: " + params.message());
+  return params;
+}
+
+// Pools the pipeline names but the config does not get the size of the parallel limit, so that
+// a pipeline written for a daemon with a "gpu" pool also runs on a laptop.
+void AddMissingPools(const dag::PipelineSpec& spec, config::DaemonConfig& cfg) {
+  for (const auto& task : spec.tasks) {
+    if (!cfg.pools.count(task.pool)) cfg.pools[task.pool] = std::max(cfg.max_parallel_tasks, task.slots);
+  }
+}
+
+double Millis(const std::optional<Instant>& from, const std::optional<Instant>& to) {
+  if (!from || !to) return 0;
+  return static_cast<double>((*to - *from).count());
+}
+
+void PrintText(const store::RunRecord& run) {
+  std::printf("run %lld of %s: %s\n", static_cast<long long>(Value(run.id)), run.pipeline.c_str(),
+              run.state.c_str());
+  std::printf("%-24s %-16s %8s %6s %10s\n", "TASK", "STATE", "ATTEMPTS", "EXIT", "DURATION");
+  for (const auto& t : run.tasks) {
+    std::string exit = t.exit_code ? std::to_string(*t.exit_code)
+                                   : (t.signal ? "sig" + std::to_string(*t.signal) : "-");
+    char duration[32] = "-";
+    if (t.started_at && t.ended_at) std::snprintf(duration, sizeof duration, "%.2fs", Millis(t.started_at, t.ended_at) / 1000);
+    std::printf("%-24s %-16s %8d %6s %10s\n", t.task_id.c_str(), t.state.c_str(), t.attempt,
+                exit.c_str(), duration);
+  }
+}
+
+void PrintJson(const store::RunRecord& run) {
+  json tasks = json::array();
+  for (const auto& t : run.tasks) {
+    tasks.push_back({{"id", t.task_id},
+                     {"state", t.state},
+                     {"attempts", t.attempt},
+                     {"exit_code", t.exit_code ? json(*t.exit_code) : json(nullptr)},
+                     {"signal", t.signal ? json(*t.signal) : json(nullptr)},
+                     {"duration_ms", t.started_at && t.ended_at
+                                         ? json(Millis(t.started_at, t.ended_at))
+                                         : json(nullptr)}});
+  }
+  json out = {{"id", Value(run.id)},
+              {"pipeline", run.pipeline},
+              {"state", run.state},
+              {"tasks", tasks}};
+  std::cout << out.dump(2) << '\n';
+}
+
+}  // namespace
+
+int Run(const RunOptions& o) {
+  auto loaded = config::LoadPipelineFile(o.file);
+  if (!loaded.pipeline) {
+    PrintDiagnostics(loaded.diagnostics);
+    return 1;
+  }
+  const dag::Pipeline& pipeline = *loaded.pipeline;
+  auto params = ParamsFromFlags(pipeline.spec, o.params);
+  if (!params.ok()) {
+    std::cerr << "kiln: " << params.message() << '\n';
+    return 1;
+  }
+  auto cfg = LoadConfig(o.config);
+  if (!cfg) return 1;
+  if (!o.data_dir.empty()) cfg->data_dir = o.data_dir;
+  if (o.parallel > 0) cfg->max_parallel_tasks = o.parallel;
+  if (o.parallel > 0) cfg->pools["default"] = o.parallel;
+  AddMissingPools(pipeline.spec, *cfg);
+
+  auto database = OpenDatabase(*cfg);
+  if (!database.ok()) {
+    std::cerr << "kiln: " << database.message() << '\n';
+    return 1;
+  }
+  Instant now = NowUtc();
+  auto created = database->db->CreateRun(MakeNewRun(pipeline, *params, "cli", now));
+  if (!created.ok()) {
+    std::cerr << "kiln: " << created.message() << '\n';
+    return 1;
+  }
+  RunId run_id = created->id;
+
+  asio::io_context io;
+  store::PgStateStore state_store(database->url, LeaseOwner(),
+                                  [&io](std::function<void()> f) { asio::post(io, std::move(f)); });
+  if (Status s = state_store.Open(); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
+    return 1;
+  }
+  executor::LocalTaskRunner runner(io, cfg->log_cap_bytes, cfg->kill_grace);
+  scheduler::SystemClock clock;
+  scheduler::SchedulerOptions options;
+  options.pools = cfg->pools;
+  options.max_parallel_tasks = cfg->max_parallel_tasks;
+  options.lease_owner = LeaseOwner();
+  options.logs_dir = std::filesystem::absolute(cfg->data_dir) / "logs";
+  options.runs_dir = std::filesystem::absolute(cfg->data_dir) / "runs";
+  options.base_env = BaseTaskEnv();
+  scheduler::Scheduler sched(io, state_store, runner, clock, options);
+  Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
+  sched.SetObserver(&progress);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        std::cerr << "kiln: cancelling run " << ToString(run_id) << '\n';
+        sched.CancelRun(run_id);
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+
+  std::cerr << "kiln: run " << ToString(run_id) << " of " << pipeline.spec.name << '\n';
+  scheduler::RunContext ctx;
+  ctx.id = run_id;
+  ctx.pipeline = loaded.pipeline;
+  ctx.params = *params;
+  ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
+  sched.AddRun(ctx);
+  while (!progress.finished() && io.run_one() > 0) {
+  }
+  signals.cancel();
+
+  auto record = database->db->GetRun(run_id);
+  if (!record.ok()) {
+    std::cerr << "kiln: " << record.message() << '\n';
+    return 1;
+  }
+  if (o.output == "json") {
+    PrintJson(*record);
+  } else {
+    PrintText(*record);
+  }
+  return progress.final_state() == dag::RunState::kSuccess ? 0 : 1;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,87 @@
+#include "cli/runtime.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace kiln::cli {
+
+std::optional<config::DaemonConfig> LoadConfig(const std::string& config_path) {
+  config::DaemonConfig cfg = config::DefaultDaemonConfig();
+  if (!config_path.empty()) {
+    auto loaded = config::LoadDaemonConfig(config_path);
+    if (!loaded.diagnostics.empty()) {
+      PrintDiagnostics(loaded.diagnostics);
+      return std::nullopt;
+    }
+    cfg = std::move(loaded.config);
+  }
+  if (const char* url = std::getenv("KILN_DATABASE_URL"); url && *url) cfg.database_url = url;
+  return cfg;
+}
+
+Result<DatabaseHandle> OpenDatabase(const config::DaemonConfig& config) {
+  DatabaseHandle handle;
+  if (config.database_url.empty()) {
+    store::EmbeddedOptions options;
+    options.data_dir = std::filesystem::absolute(config.data_dir);
+    options.pg_bin_dir = config.pg_bin_dir;
+    auto embedded = store::EmbeddedPostgres::Start(options);
+    if (!embedded.ok()) return embedded.status();
+    handle.embedded = std::move(embedded).value();
+    handle.url = handle.embedded->url();
+  } else {
+    handle.url = config.database_url;
+  }
+  auto db = store::Database::Connect(handle.url);
+  if (!db.ok()) return db.status();
+  handle.db = std::move(db).value();
+  if (Status s = handle.db->Migrate(); !s.ok()) return s;
+  return handle;
+}
+
+std::vector<std::pair<std::string, std::string>> BaseTaskEnv() {
+  std::vector<std::pair<std::string, std::string>> env;
+  for (const char* name : {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "TMPDIR"}) {
+    if (const char* v = std::getenv(name)) env.emplace_back(name, v);
+  }
+  if (!std::getenv("PATH")) {
+    env.emplace_back("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  }
+  return env;
+}
+
+std::string LeaseOwner() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(getpid());
+}
+
+store::NewRun MakeNewRun(const dag::Pipeline& pipeline, const dag::ParamList& params,
+                         const std::string& trigger, Instant now) {
+  store::NewRun run;
+  run.pipeline = pipeline.spec.name;
+  run.version_hash = pipeline.spec.content_hash;
+  std::ifstream in(pipeline.spec.file, std::ios::binary);
+  std::ostringstream source;
+  source << in.rdbuf();
+  run.source = source.str();
+  run.trigger = trigger;
+  run.logical_date = now;
+  run.data_interval_start = now;
+  run.data_interval_end = now;
+  run.params = params;
+  for (const auto& task : pipeline.spec.tasks) {
+    run.tasks.push_back(store::NewRun::Task{task.id, task.pool, task.priority});
+  }
+  return run;
+}
+
+void PrintDiagnostics(const std::vector<dag::Diagnostic>& diagnostics) {
+  for (const auto& d : diagnostics) std::cerr << d.ToString() << '\n';
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,183 @@
+// `kiln serve`: the daemon. The main thread runs the scheduler's io_context; cpp-httplib serves
+// on its own threads and reaches the scheduler only through DaemonService (posted handlers).
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/runtime.h"
+#include "common/log.h"
+#include "config/pipeline_loader.h"
+#include "executor/local_runner.h"
+#include "scheduler/service.h"
+#include "store/pg_state_store.h"
+#include "web/server.h"
+
+namespace kiln::cli {
+
+namespace asio = boost::asio;
+
+namespace {
+
+class DaemonService final : public scheduler::Service {
+ public:
+  DaemonService(asio::io_context& io, scheduler::Scheduler& sched, std::string url)
+      : io_(io), sched_(sched), url_(std::move(url)) {}
+
+  void SetPipelines(std::map<std::string, dag::PipelinePtr> pipelines) {
+    std::lock_guard lock(mu_);
+    pipelines_ = std::move(pipelines);
+  }
+
+  Result<scheduler::TriggerResult> Trigger(const scheduler::TriggerRequest& request) override {
+    dag::PipelinePtr pipeline;
+    {
+      std::lock_guard lock(mu_);
+      auto it = pipelines_.find(request.pipeline);
+      if (it == pipelines_.end()) {
+        return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + request.pipeline + "'");
+      }
+      pipeline = it->second;
+    }
+    auto params = dag::ResolveParams(pipeline->spec, request.params);
+    if (!params.ok()) return params.status();
+    Instant now = NowUtc();
+    store::NewRun row = MakeNewRun(*pipeline, *params, "manual", now);
+    row.idempotency_key = request.idempotency_key;
+    row.created_by = request.actor;
+    row.note = request.note;
+    auto created = WithConnection([&](store::Database& db) { return db.CreateRun(row); });
+    if (!created.ok()) return created.status();
+    if (!created->existing) {
+      scheduler::RunContext ctx;
+      ctx.id = created->id;
+      ctx.pipeline = pipeline;
+      ctx.params = std::move(params).value();
+      ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
+      asio::post(io_, [this, ctx = std::move(ctx)]() mutable { sched_.AddRun(std::move(ctx)); });
+    }
+    return scheduler::TriggerResult{created->id, created->existing};
+  }
+
+ private:
+  // One connection per concurrent request, kept for reuse.
+  template <typename F>
+  auto WithConnection(F&& f) -> decltype(f(std::declval<store::Database&>())) {
+    std::unique_ptr<store::Database> db;
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        db = std::move(idle_.back());
+        idle_.pop_back();
+      }
+    }
+    if (!db) {
+      auto connected = store::Database::Connect(url_);
+      if (!connected.ok()) return Status::Error(ErrorCode::kUnavailable, connected.message());
+      db = std::move(connected).value();
+    }
+    auto result = f(*db);
+    std::lock_guard lock(mu_);
+    idle_.push_back(std::move(db));
+    return result;
+  }
+
+  asio::io_context& io_;
+  scheduler::Scheduler& sched_;
+  std::string url_;
+  std::mutex mu_;
+  std::map<std::string, dag::PipelinePtr> pipelines_;
+  std::vector<std::unique_ptr<store::Database>> idle_;
+};
+
+std::map<std::string, dag::PipelinePtr> LoadPipelines(const std::filesystem::path& dir) {
+  std::map<std::string, dag::PipelinePtr> out;
+  if (dir.empty()) return out;
+  for (auto& result : config::LoadPipelineDir(dir)) {
+    for (const auto& d : result.diagnostics) log::Error(d.ToString());
+    if (!result.pipeline) continue;
+    const auto& name = result.pipeline->spec.name;
+    if (out.count(name)) {
+      log::Error(result.pipeline->spec.file.string() + ": pipeline.name: '" + name +
+                 "' is already used by " + out[name]->spec.file.string() + "; file ignored");
+      continue;
+    }
+    out.emplace(name, result.pipeline);
+  }
+  return out;
+}
+
+}  // namespace
+
+int Serve(const ServeOptions& o) {
+  auto cfg = LoadConfig(o.config);
+  if (!cfg) return 1;
+  if (!o.data_dir.empty()) cfg->data_dir = o.data_dir;
+  if (!o.pipelines.empty()) cfg->pipelines_dir = o.pipelines;
+  if (!o.listen.empty()) cfg->listen = o.listen;
+  auto listen = web::ParseListen(cfg->listen);
+  if (!listen.ok()) {
+    std::cerr << "kiln: " << listen.message() << '\n';
+    return 1;
+  }
+
+  auto pipelines = LoadPipelines(cfg->pipelines_dir);
+  auto database = OpenDatabase(*cfg);
+  if (!database.ok()) {
+    std::cerr << "kiln: " << database.message() << '\n';
+    return 1;
+  }
+
+  asio::io_context io;
+  store::PgStateStore state_store(database->url, LeaseOwner(),
+                                  [&io](std::function<void()> f) { asio::post(io, std::move(f)); });
+  if (Status s = state_store.Open(); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
+    return 1;
+  }
+  executor::LocalTaskRunner runner(io, cfg->log_cap_bytes, cfg->kill_grace);
+  scheduler::SystemClock clock;
+  scheduler::SchedulerOptions options;
+  options.pools = cfg->pools;
+  options.max_parallel_tasks = cfg->max_parallel_tasks;
+  options.lease_owner = LeaseOwner();
+  options.logs_dir = std::filesystem::absolute(cfg->data_dir) / "logs";
+  options.runs_dir = std::filesystem::absolute(cfg->data_dir) / "runs";
+  options.base_env = BaseTaskEnv();
+  scheduler::Scheduler sched(io, state_store, runner, clock, options);
+
+  DaemonService service(io, sched, database->url);
+  service.SetPipelines(pipelines);
+  web::ServerOptions web_options;
+  web_options.host = listen->first;
+  web_options.port = listen->second;
+  web::Server server(service, web_options);
+  if (Status s = server.Bind(); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
+    return 1;
+  }
+  std::thread http([&server] { server.Run(); });
+
+  std::string host = listen->first.find(':') != std::string::npos ? "[" + listen->first + "]"
+                                                                    : listen->first;
+  std::cout << "kiln: " << pipelines.size() << " pipelines loaded; serving on http://" << host
+            << ":" << server.port() << "/" << std::endl;
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int) {
+    log::Info("stopping");
+    server.Stop();
+    io.stop();
+  });
+  auto guard = asio::make_work_guard(io);
+  io.run();
+  server.Stop();
+  http.join();
+  return 0;
+}
+
+}  // namespace kiln::cli

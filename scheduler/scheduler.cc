@@ -1,0 +1,391 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cctype>
+
+#include "common/log.h"
+#include "dag/template.h"
+#include "scheduler/retry.h"
+#include "scheduler/run_plan.h"
+
+namespace kiln::scheduler {
+
+namespace asio = boost::asio;
+using dag::TaskState;
+
+struct Scheduler::Run {
+  Run(RunContext c) : ctx(std::move(c)), plan(*ctx.pipeline) {
+    size_t n = ctx.pipeline->dag.size();
+    attempts.assign(n, 0);
+    running.assign(n, false);
+    launched.assign(n, false);
+    tickets.resize(n);
+    retry_timers.resize(n);
+  }
+  const dag::Pipeline& pipeline() const { return *ctx.pipeline; }
+
+  RunContext ctx;
+  RunPlan plan;
+  std::vector<int> attempts;    // last attempt number per task
+  std::vector<bool> running;    // holds slots: its start is recorded
+  std::vector<bool> launched;   // its process was started
+  std::vector<Ticket> tickets;  // the slots it holds while running
+  std::vector<std::unique_ptr<asio::steady_timer>> retry_timers;
+  std::vector<TaskId> newly_queued;  // queued this turn; written only if still queued at flush
+  size_t running_count = 0;
+  bool cancelling = false;
+  dag::TemplateValues values;  // run-level template values
+  std::filesystem::path dir;
+};
+
+Scheduler::Scheduler(asio::io_context& io, StateStore& store, TaskRunner& runner, Clock& clock,
+                     SchedulerOptions options)
+    : io_(io),
+      store_(store),
+      runner_(runner),
+      clock_(clock),
+      options_(std::move(options)),
+      pools_(options_.pools, options_.max_parallel_tasks),
+      alive_(std::make_shared<bool>(true)) {}
+
+Scheduler::~Scheduler() { *alive_ = false; }
+
+void Scheduler::AddRun(RunContext context) {
+  RunId id = context.id;
+  auto run = std::make_unique<Run>(std::move(context));
+  const RunContext& ctx = run->ctx;
+  const std::string& name = ctx.pipeline->spec.name;
+  run->dir = options_.runs_dir / name / ToString(id);
+  for (const auto& [param, value] : ctx.params) run->values["params." + param] = dag::ToText(value);
+  run->values["run.id"] = ToString(id);
+  run->values["run.dir"] = run->dir.string();
+  run->values["run.logical_date"] = FormatRfc3339(ctx.logical_date);
+  run->values["run.data_interval_start"] = FormatRfc3339(ctx.data_interval_start);
+  run->values["run.data_interval_end"] = FormatRfc3339(ctx.data_interval_end);
+  run->values["run.triggered_by"] = ctx.triggered_by;
+  run->values["pipeline.name"] = name;
+  Run& r = *run;
+  runs_.emplace(id, std::move(run));
+  Record(RunUpdate{id, dag::RunState::kRunning, clock_.Now(), ""});
+  Pump(r);
+  StartStartable();
+  MaybeFinishRun(r);
+}
+
+void Scheduler::CancelRun(RunId run_id) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end() || it->second->cancelling) return;
+  Run& run = *it->second;
+  run.cancelling = true;
+  pools_.RemoveRun(run_id);
+  Instant now = clock_.Now();
+  for (TaskId task : run.plan.CancelAll()) {
+    size_t i = Index(task);
+    run.retry_timers[i].reset();
+    if (run.running[i]) {
+      // Ends when its process is gone (or, if not launched yet, when its start is durable).
+      if (run.launched[i]) runner_.Kill(run_id, task);
+      continue;
+    }
+    Record(TaskUpdate{run_id, run.pipeline().task(task).id, run.attempts[i], TaskState::kCancelled,
+                      now, std::nullopt, std::nullopt, std::nullopt, "run cancelled"});
+  }
+  MaybeFinishRun(run);
+}
+
+void Scheduler::Pump(Run& run) {
+  for (auto ready = run.plan.TakeReady(); !ready.empty(); ready = run.plan.TakeReady()) {
+    for (TaskId task : ready) {
+      const dag::TaskSpec& spec = run.pipeline().task(task);
+      Ticket ticket{run.ctx.id, task, spec.pool, spec.slots, spec.priority};
+      if (auto why = pools_.Reject(ticket)) {
+        FinishTask(run, task, TaskState::kFailed, 0, std::nullopt, *why);
+        continue;
+      }
+      pools_.Push(ticket);
+      run.plan.SetState(task, TaskState::kQueued);
+      run.newly_queued.push_back(task);
+    }
+  }
+}
+
+void Scheduler::StartStartable() {
+  for (Ticket& ticket : pools_.TakeStartable()) {
+    auto it = runs_.find(ticket.run);
+    if (it == runs_.end() || it->second->plan.state(ticket.task) != TaskState::kQueued) {
+      pools_.Release(ticket);
+      continue;
+    }
+    Run& run = *it->second;
+    size_t i = Index(ticket.task);
+    int attempt = run.attempts[i] + 1;
+    run.attempts[i] = attempt;
+    run.plan.SetState(ticket.task, TaskState::kRunning);
+    run.running[i] = true;
+    run.tickets[i] = ticket;
+    ++run.running_count;
+    Record(TaskUpdate{run.ctx.id, run.pipeline().task(ticket.task).id, attempt,
+                      TaskState::kRunning, clock_.Now(),
+                      AttemptStart{LogPath(run, ticket.task, attempt).string(),
+                                   options_.lease_owner},
+                      std::nullopt, std::nullopt, ""});
+    pending_launches_.push_back(Launch{run.ctx.id, ticket.task, attempt});
+  }
+}
+
+std::filesystem::path Scheduler::LogPath(const Run& run, TaskId task, int attempt) const {
+  // Every component matches the format's id patterns, so the path stays beneath logs_dir.
+  return options_.logs_dir / run.pipeline().spec.name / ToString(run.ctx.id) /
+         run.pipeline().task(task).id / (std::to_string(attempt) + ".log");
+}
+
+namespace {
+
+std::string EnvName(std::string_view param) {
+  std::string out = "KILN_PARAM_";
+  for (char c : param) out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+void SetEnv(std::vector<std::pair<std::string, std::string>>& env, std::string name,
+            std::string value) {
+  for (auto& [k, v] : env) {
+    if (k == name) {
+      v = std::move(value);
+      return;
+    }
+  }
+  env.emplace_back(std::move(name), std::move(value));
+}
+
+}  // namespace
+
+// Renders templates; an error here is a task failure, not a crash.
+LaunchRequest Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt) const {
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  dag::TemplateValues values = run.values;
+  values["task.id"] = spec.id;
+  values["task.attempt"] = std::to_string(attempt);
+  LaunchRequest req;
+  req.run = run.ctx.id;
+  req.task = task;
+  req.attempt = attempt;
+  req.timeout = spec.timeout;
+  req.run_dir = run.dir;
+  req.log_path = LogPath(run, task, attempt);
+  req.cwd = run.pipeline().spec.file.parent_path() / spec.workdir;
+  auto render = [&](const std::string& text, dag::Quoting q) {
+    auto r = dag::Render(text, values, q);
+    return r.ok() ? r.value() : std::string();
+  };
+  if (spec.command) {
+    req.argv = {"/bin/sh", "-c", render(*spec.command, dag::Quoting::kShell)};
+  } else if (spec.argv) {
+    for (const auto& a : *spec.argv) req.argv.push_back(render(a, dag::Quoting::kNone));
+  }
+  req.env = options_.base_env;
+  for (const auto& var : spec.env) SetEnv(req.env, var.name, render(var.value, dag::Quoting::kNone));
+  SetEnv(req.env, "KILN_RUN_ID", ToString(run.ctx.id));
+  SetEnv(req.env, "KILN_RUN_DIR", run.dir.string());
+  SetEnv(req.env, "KILN_PIPELINE", run.pipeline().spec.name);
+  SetEnv(req.env, "KILN_TASK_ID", spec.id);
+  SetEnv(req.env, "KILN_ATTEMPT", std::to_string(attempt));
+  SetEnv(req.env, "KILN_LOGICAL_DATE", FormatRfc3339(run.ctx.logical_date));
+  for (const auto& [param, value] : run.ctx.params) SetEnv(req.env, EnvName(param), dag::ToText(value));
+  SetEnv(req.env, "KILN_IDEMPOTENCY_KEY", ToString(run.ctx.id) + ":" + spec.id);
+  return req;
+}
+
+void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
+                              const AttemptOutcome& outcome) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& run = *it->second;
+  size_t i = Index(task);
+  if (!run.running[i] || run.attempts[i] != attempt) return;  // fenced: not the current attempt
+  run.running[i] = false;
+  run.launched[i] = false;
+  --run.running_count;
+  pools_.Release(run.tickets[i]);
+
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  AttemptEnd end{outcome.exit_code, outcome.signal, outcome.timed_out, outcome.started_at,
+                 outcome.cpu, outcome.max_rss_kb, Describe(outcome, spec.timeout)};
+  if (run.plan.state(task) == TaskState::kCancelled) {
+    end.reason = "cancelled";
+    Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
+                      end, std::nullopt, "run cancelled"});
+  } else {
+    TaskState state = Classify(spec, outcome);
+    if (state == TaskState::kFailed && !run.cancelling && ShouldRetry(spec.retry, attempt)) {
+      Duration delay = RetryDelay(spec.retry, attempt);
+      Instant retry_at = clock_.Now() + delay;
+      run.plan.SetState(task, TaskState::kUpForRetry);
+      std::string reason = end.reason + "; retrying in " + FormatDuration(delay);
+      Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kUpForRetry, clock_.Now(),
+                        std::nullopt, end, retry_at, reason});
+      auto& timer = run.retry_timers[i];
+      timer = std::make_unique<asio::steady_timer>(io_, delay);
+      timer->async_wait([this, alive = alive_, run_id, task](const boost::system::error_code& ec) {
+        if (!ec && *alive) OnRetryDue(run_id, task);
+      });
+    } else {
+      std::string reason = end.reason;
+      FinishTask(run, task, state, attempt, std::move(end), reason);
+      Pump(run);
+    }
+  }
+  StartStartable();
+  MaybeFinishRun(run);
+}
+
+void Scheduler::OnRetryDue(RunId run_id, TaskId task) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& run = *it->second;
+  if (run.plan.state(task) != TaskState::kUpForRetry) return;
+  run.retry_timers[Index(task)].reset();
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  pools_.Push(Ticket{run_id, task, spec.pool, spec.slots, spec.priority});
+  run.plan.SetState(task, TaskState::kQueued);
+  run.newly_queued.push_back(task);
+  StartStartable();
+}
+
+void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
+                           std::optional<AttemptEnd> end, const std::string& reason) {
+  const dag::Pipeline& p = run.pipeline();
+  auto changes = run.plan.Finish(task, state);
+  Instant now = clock_.Now();
+  Record(TaskUpdate{run.ctx.id, p.task(task).id, attempt, state, now, std::nullopt,
+                    std::move(end), std::nullopt, reason});
+  for (const Change& c : changes) {
+    std::string why = "upstream '" + p.task(c.cause).id + "' " +
+                      std::string(dag::Name(run.plan.state(c.cause)));
+    Record(TaskUpdate{run.ctx.id, p.task(c.task).id, run.attempts[Index(c.task)], c.state, now,
+                      std::nullopt, std::nullopt, std::nullopt, why});
+  }
+}
+
+void Scheduler::MaybeFinishRun(Run& run) {
+  if (!run.plan.done() || run.running_count > 0) return;
+  RunId id = run.ctx.id;
+  dag::RunState outcome = run.plan.Outcome();
+  Record(RunUpdate{id, outcome, clock_.Now(), ""});
+  Notify([this, id, outcome] {
+    if (observer_) observer_->OnRunFinished(id, outcome);
+  });
+  runs_.erase(id);
+}
+
+void Scheduler::Record(TaskUpdate update) {
+  auto it = runs_.find(update.run);
+  if (it != runs_.end()) {
+    auto pipeline = it->second->ctx.pipeline;
+    auto task = pipeline->dag.Find(update.task_id);
+    Notify([this, pipeline, task, run = update.run, state = update.state,
+            attempt = update.attempt, reason = update.reason] {
+      if (observer_ && task) observer_->OnTaskState(run, pipeline->task(*task), state, attempt, reason);
+    });
+  }
+  pending_.tasks.push_back(std::move(update));
+  ScheduleFlush();
+}
+
+void Scheduler::Record(RunUpdate update) {
+  pending_.runs.push_back(std::move(update));
+  ScheduleFlush();
+}
+
+void Scheduler::Notify(std::function<void()> note) { pending_notes_.push_back(std::move(note)); }
+
+void Scheduler::ScheduleFlush() {
+  if (flush_posted_ || commit_in_flight_) return;
+  flush_posted_ = true;
+  asio::post(io_, [this, alive = alive_] {
+    if (*alive) Flush();
+  });
+}
+
+void Scheduler::Flush() {
+  flush_posted_ = false;
+  // Tasks queued this turn that did not start at once: record that they wait.
+  for (auto& [id, run] : runs_) {
+    for (TaskId task : run->newly_queued) {
+      if (run->plan.state(task) != TaskState::kQueued) continue;
+      Record(TaskUpdate{id, run->pipeline().task(task).id, run->attempts[Index(task)],
+                        TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt,
+                        std::nullopt, ""});
+    }
+    run->newly_queued.clear();
+  }
+  flush_posted_ = false;
+  if (commit_in_flight_ || pending_.empty()) return;
+  commit_in_flight_ = true;
+  Batch batch = std::move(pending_);
+  pending_ = Batch{};
+  auto launches = std::move(pending_launches_);
+  pending_launches_.clear();
+  auto notes = std::move(pending_notes_);
+  pending_notes_.clear();
+  // The batch is copied into the callback so that a failed commit can be retried unchanged.
+  Batch copy = batch;
+  store_.Commit(std::move(copy), [this, alive = alive_, batch = std::move(batch),
+                                  launches = std::move(launches),
+                                  notes = std::move(notes)](Status status) mutable {
+    if (*alive) OnCommitted(std::move(status), std::move(batch), std::move(launches), std::move(notes));
+  });
+}
+
+void Scheduler::OnCommitted(Status status, Batch batch, std::vector<Launch> launches,
+                            std::vector<std::function<void()>> notes) {
+  if (!status.ok()) {
+    log::Error("committing " + std::to_string(batch.tasks.size() + batch.runs.size()) +
+               " state changes failed, retrying: " + status.message());
+    // Put the batch back in front of whatever accumulated meanwhile, keeping order.
+    batch.tasks.insert(batch.tasks.end(), std::make_move_iterator(pending_.tasks.begin()),
+                       std::make_move_iterator(pending_.tasks.end()));
+    batch.runs.insert(batch.runs.end(), std::make_move_iterator(pending_.runs.begin()),
+                      std::make_move_iterator(pending_.runs.end()));
+    pending_ = std::move(batch);
+    launches.insert(launches.end(), pending_launches_.begin(), pending_launches_.end());
+    pending_launches_ = std::move(launches);
+    notes.insert(notes.end(), std::make_move_iterator(pending_notes_.begin()),
+                 std::make_move_iterator(pending_notes_.end()));
+    pending_notes_ = std::move(notes);
+    auto timer = std::make_shared<asio::steady_timer>(io_, options_.commit_retry_delay);
+    timer->async_wait([this, alive = alive_, timer](const boost::system::error_code&) {
+      if (!*alive) return;
+      commit_in_flight_ = false;
+      Flush();
+    });
+    return;
+  }
+  commit_in_flight_ = false;
+  for (auto& note : notes) note();
+  for (const Launch& l : launches) {
+    auto it = runs_.find(l.run);
+    if (it == runs_.end()) continue;
+    Run& run = *it->second;
+    size_t i = Index(l.task);
+    if (!run.running[i] || run.attempts[i] != l.attempt) continue;
+    if (run.plan.state(l.task) == TaskState::kCancelled) {
+      // Cancelled while its start was being written: it never ran.
+      AttemptOutcome never;
+      never.error = "cancelled before start";
+      OnAttemptExit(l.run, l.task, l.attempt, never);
+      continue;
+    }
+    run.launched[i] = true;
+    runner_.Start(BuildLaunch(run, l.task, l.attempt),
+                  [this, alive = alive_, l](AttemptOutcome outcome) {
+                    if (*alive) OnAttemptExit(l.run, l.task, l.attempt, outcome);
+                  });
+  }
+  if (!pending_.empty()) ScheduleFlush();
+}
+
+}  // namespace kiln::scheduler

@@ -1,0 +1,129 @@
+// The scheduler service: owns the active runs and drives them on one Boost.Asio io_context.
+// Everything here runs on that io_context's thread; no method is thread-safe — other threads
+// hand work over with boost::asio::post.
+//
+// The shape of one turn of the loop:
+//   an event arrives (run added, attempt exited, retry timer fired, commit finished, cancel)
+//     -> the pure core decides (RunPlan::Finish / TakeReady, PoolQueue::TakeStartable)
+//     -> every resulting transition is appended to the pending batch
+//   after the turn: the pending batch is committed in ONE transaction (group commit); while a
+//   commit is in flight the next batch accumulates. Attempts whose start is in a batch are
+//   launched only after that batch is durable ("recorded before the process starts").
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/time.h"
+#include "dag/graph.h"
+#include "scheduler/clock.h"
+#include "scheduler/pool_queue.h"
+#include "scheduler/state_store.h"
+#include "scheduler/task_runner.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace kiln::scheduler {
+
+struct SchedulerOptions {
+  std::map<std::string, int> pools;  // slots per pool; must contain "default"
+  int max_parallel_tasks = 16;       // over all pools (0 = no limit)
+  std::string lease_owner;           // recorded on each attempt, e.g. "host:pid"
+  std::filesystem::path logs_dir;    // attempt logs: <logs>/<pipeline>/<run>/<task>/<attempt>.log
+  std::filesystem::path runs_dir;    // run working folders: <runs>/<pipeline>/<run>
+  // Environment every task starts from (e.g. PATH, HOME, LANG of the daemon); the task's declared
+  // env and the KILN_* variables are added on top. Never database credentials.
+  std::vector<std::pair<std::string, std::string>> base_env;
+  Duration commit_retry_delay = std::chrono::seconds(1);
+};
+
+// A run that exists in the store and is handed to the scheduler.
+struct RunContext {
+  RunId id{};
+  dag::PipelinePtr pipeline;
+  std::vector<std::pair<std::string, dag::ParamValue>> params;  // every declared param, resolved
+  Instant logical_date{};
+  Instant data_interval_start{};
+  Instant data_interval_end{};
+  std::string triggered_by;  // id of the run whose success triggered this one, or empty
+};
+
+// Notifications, on the io_context thread, after the transition is durable.
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void OnTaskState(RunId /*run*/, const dag::TaskSpec& /*task*/, dag::TaskState /*state*/,
+                           int /*attempt*/, const std::string& /*reason*/) {}
+  virtual void OnRunFinished(RunId /*run*/, dag::RunState /*state*/) {}
+};
+
+class Scheduler {
+ public:
+  Scheduler(boost::asio::io_context& io, StateStore& store, TaskRunner& runner, Clock& clock,
+            SchedulerOptions options);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  void SetObserver(Observer* observer) { observer_ = observer; }
+  // Takes over a run whose rows exist (state queued, tasks pending) and starts it.
+  void AddRun(RunContext context);
+  // Cancels a run: queued and pending tasks end cancelled, running attempts are killed and end
+  // cancelled when their process is gone. Unknown or finished runs: no effect.
+  void CancelRun(RunId run);
+
+  size_t active_runs() const { return runs_.size(); }
+  const PoolQueue& pools() const { return pools_; }
+
+ private:
+  struct Run;
+  struct Launch {
+    RunId run;
+    TaskId task;
+    int attempt;
+  };
+
+  void Pump(Run& run);
+  void StartStartable();
+  void OnAttemptExit(RunId run_id, TaskId task, int attempt, const AttemptOutcome& outcome);
+  void OnRetryDue(RunId run_id, TaskId task);
+  void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
+                  std::optional<AttemptEnd> end, const std::string& reason);
+  void MaybeFinishRun(Run& run);
+  LaunchRequest BuildLaunch(const Run& run, TaskId task, int attempt) const;
+  std::filesystem::path LogPath(const Run& run, TaskId task, int attempt) const;
+
+  void Record(TaskUpdate update);
+  void Record(RunUpdate update);
+  void ScheduleFlush();
+  void Flush();
+  void OnCommitted(Status status, Batch batch, std::vector<Launch> launches,
+                   std::vector<std::function<void()>> notes);
+  void Notify(std::function<void()> note);
+
+  boost::asio::io_context& io_;
+  StateStore& store_;
+  TaskRunner& runner_;
+  Clock& clock_;
+  SchedulerOptions options_;
+  PoolQueue pools_;
+  Observer* observer_ = nullptr;
+  std::unordered_map<RunId, std::unique_ptr<Run>> runs_;
+
+  Batch pending_;
+  std::vector<Launch> pending_launches_;
+  std::vector<std::function<void()>> pending_notes_;
+  bool flush_posted_ = false;
+  bool commit_in_flight_ = false;
+  std::shared_ptr<bool> alive_;
+};
+
+}  // namespace kiln::scheduler

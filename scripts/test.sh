@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds with warnings as errors, runs every test
+# (unit, integration against a throwaway PostgreSQL, end to end through the binary), then the unit
+# tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup.sh"
+
+BUILD_DIR="$root/build-ci" "$root/scripts/build.sh" -DKILN_WERROR=ON -DKILN_TESTS=ON
+BUILD_DIR="$root/build-asan" BUILD_TYPE=Debug "$root/scripts/build.sh" -DKILN_WERROR=ON \
+  -DKILN_TESTS=ON -DKILN_SANITIZE=ON
+
+status=0
+echo "== unit tests under ASan/UBSan"
+(cd "$root/build-asan" && ctest -j "$(nproc)" --output-on-failure \
+  -R '^(common|dag|config|scheduler|executor): ') || status=1
+echo "== all tests"
+(cd "$root/build-ci" && ctest -j "$(nproc)" --output-on-failure) || status=1
+exit $status
