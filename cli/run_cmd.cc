@@ -49,14 +49,15 @@ double Millis(const std::optional<Instant>& from, const std::optional<Instant>& 
 
 void PrintText(const store::RunRecord& run) {
   std::printf("run %lld of %s: %s\n", static_cast<long long>(Value(run.id)), run.pipeline.c_str(),
-              run.state.c_str());
+              std::string(dag::Name(run.state)).c_str());
   std::printf("%-24s %-16s %8s %6s %10s\n", "TASK", "STATE", "ATTEMPTS", "EXIT", "DURATION");
   for (const auto& t : run.tasks) {
     std::string exit = t.exit_code ? std::to_string(*t.exit_code)
                                    : (t.signal ? "sig" + std::to_string(*t.signal) : "-");
     char duration[32] = "-";
     if (t.started_at && t.ended_at) std::snprintf(duration, sizeof duration, "%.2fs", Millis(t.started_at, t.ended_at) / 1000);
-    std::printf("%-24s %-16s %8d %6s %10s\n", t.task_id.c_str(), t.state.c_str(), t.attempt,
+    std::printf("%-24s %-16s %8d %6s %10s\n", t.task_id.c_str(),
+                std::string(dag::Name(t.state)).c_str(), t.attempt,
                 exit.c_str(), duration);
   }
 }
@@ -65,7 +66,7 @@ void PrintJson(const store::RunRecord& run) {
   json tasks = json::array();
   for (const auto& t : run.tasks) {
     tasks.push_back({{"id", t.task_id},
-                     {"state", t.state},
+                     {"state", dag::Name(t.state)},
                      {"attempts", t.attempt},
                      {"exit_code", t.exit_code ? json(*t.exit_code) : json(nullptr)},
                      {"signal", t.signal ? json(*t.signal) : json(nullptr)},
@@ -75,7 +76,7 @@ void PrintJson(const store::RunRecord& run) {
   }
   json out = {{"id", Value(run.id)},
               {"pipeline", run.pipeline},
-              {"state", run.state},
+              {"state", dag::Name(run.state)},
               {"tasks", tasks}};
   std::cout << out.dump(2) << '\n';
 }
@@ -123,14 +124,7 @@ int Run(const RunOptions& o) {
   }
   executor::LocalTaskRunner runner(io, cfg->log_cap_bytes, cfg->kill_grace);
   scheduler::SystemClock clock;
-  scheduler::SchedulerOptions options;
-  options.pools = cfg->pools;
-  options.max_parallel_tasks = cfg->max_parallel_tasks;
-  options.lease_owner = LeaseOwner();
-  options.logs_dir = std::filesystem::absolute(cfg->data_dir) / "logs";
-  options.runs_dir = std::filesystem::absolute(cfg->data_dir) / "runs";
-  options.base_env = BaseTaskEnv();
-  scheduler::Scheduler sched(io, state_store, runner, clock, options);
+  scheduler::Scheduler sched(io, state_store, runner, clock, MakeSchedulerOptions(*cfg));
   Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
   sched.SetObserver(&progress);
 

@@ -54,6 +54,17 @@ std::vector<std::pair<std::string, std::string>> BaseTaskEnv() {
   return env;
 }
 
+scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config) {
+  scheduler::SchedulerOptions options;
+  options.pools = config.pools;
+  options.max_parallel_tasks = config.max_parallel_tasks;
+  options.lease_owner = LeaseOwner();
+  options.logs_dir = std::filesystem::absolute(config.data_dir) / "logs";
+  options.runs_dir = std::filesystem::absolute(config.data_dir) / "runs";
+  options.base_env = BaseTaskEnv();
+  return options;
+}
+
 std::string LeaseOwner() {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);

@@ -13,6 +13,7 @@
 #include "config/daemon_config.h"
 #include "dag/graph.h"
 #include "dag/params.h"
+#include "scheduler/scheduler.h"
 #include "store/database.h"
 #include "store/embedded.h"
 
@@ -32,6 +33,9 @@ Result<DatabaseHandle> OpenDatabase(const config::DaemonConfig& config);
 // The environment tasks start from: PATH, HOME, LANG, LC_ALL, TZ, USER, LOGNAME, TMPDIR of this
 // process when set (PATH defaults to the standard system path). Nothing else is passed on.
 std::vector<std::pair<std::string, std::string>> BaseTaskEnv();
+
+// The scheduler's options from the daemon config (pools, limits, folders, base env).
+scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config);
 
 // "host:pid", recorded as the lease owner of attempts.
 std::string LeaseOwner();

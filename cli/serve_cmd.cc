@@ -2,6 +2,7 @@
 // on its own threads and reaches the scheduler only through DaemonService (posted handlers).
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
 #include <map>
@@ -13,6 +14,7 @@
 #include "common/log.h"
 #include "config/pipeline_loader.h"
 #include "executor/local_runner.h"
+#include "scheduler/scheduler.h"
 #include "scheduler/service.h"
 #include "store/pg_state_store.h"
 #include "web/server.h"
@@ -141,14 +143,7 @@ int Serve(const ServeOptions& o) {
   }
   executor::LocalTaskRunner runner(io, cfg->log_cap_bytes, cfg->kill_grace);
   scheduler::SystemClock clock;
-  scheduler::SchedulerOptions options;
-  options.pools = cfg->pools;
-  options.max_parallel_tasks = cfg->max_parallel_tasks;
-  options.lease_owner = LeaseOwner();
-  options.logs_dir = std::filesystem::absolute(cfg->data_dir) / "logs";
-  options.runs_dir = std::filesystem::absolute(cfg->data_dir) / "runs";
-  options.base_env = BaseTaskEnv();
-  scheduler::Scheduler sched(io, state_store, runner, clock, options);
+  scheduler::Scheduler sched(io, state_store, runner, clock, MakeSchedulerOptions(*cfg));
 
   DaemonService service(io, sched, database->url);
   service.SetPipelines(pipelines);

@@ -12,7 +12,7 @@
 namespace kiln::config {
 
 struct LoadResult {
-  dag::PipelinePtr pipeline;              // set when diagnostics is empty
+  dag::PipelinePtr pipeline;                 // set when diagnostics is empty
   std::vector<dag::Diagnostic> diagnostics;  // every problem in the file, in file order
 };
 
@@ -22,7 +22,8 @@ struct LoadResult {
 LoadResult ParsePipeline(std::string_view text, const std::filesystem::path& file);
 // Reads the file and parses it; an unreadable file is one diagnostic.
 LoadResult LoadPipelineFile(const std::filesystem::path& file);
-// Every *.toml file directly in `dir` (sorted by name), loaded.
+// Every *.toml file directly in `dir` (sorted by name), loaded. Names starting with '.' are skipped
+// (editor and lock files); an unreadable folder is one result with one diagnostic.
 std::vector<LoadResult> LoadPipelineDir(const std::filesystem::path& dir);
 
 }  // namespace kiln::config

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -124,6 +126,12 @@ struct PipelineSpec {
 
   std::filesystem::path file;   // the file it was read from (absolute)
   std::string content_hash;     // hex SHA-256 of the file's bytes
+
+  // Where each key given in the file is, by dotted path: "pipeline", "pipeline.name",
+  // "params.epochs", "defaults.retries", "tasks.train", "tasks.train.slots",
+  // "tasks.train.env.PATH", and array items as "tasks.train.needs[0]". Filled by config/ so that
+  // Validate() can point at the offending value; empty for specs built in code.
+  std::map<std::string, SourceLoc, std::less<>> locs;
 };
 
 }  // namespace kiln::dag

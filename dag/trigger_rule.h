@@ -26,6 +26,22 @@ enum class Decision {
 
 // Pure. A task with no upstream (total == 0) runs. For one_success / one_failed the answer can be
 // kRun before all upstreams are done. A cancelled upstream counts as failed.
+//
+// Decisions follow the table of the format ("failed" below = failed or cancelled):
+//   all_success   run if all succeeded; else upstream_failed if any failed/upstream_failed,
+//                 else skip.
+//   all_failed    run if all failed/upstream_failed; else skip.
+//   all_done      run.
+//   one_success   run as soon as one succeeded; skip when all are done and none succeeded.
+//   one_failed    run as soon as one failed or upstream_failed (as in Airflow: a failure further
+//                 up counts); skip when all are done and none did.
+//   none_failed   run if none failed/upstream_failed (skipped ones are fine); else upstream_failed.
+//   none_failed_min_one_success
+//                 upstream_failed if any failed/upstream_failed; else skip if none succeeded;
+//                 else run.
+// Only kRun of one_success / one_failed is ever given early. Every other answer, including a
+// negative one that is already certain (all_success with one failed upstream), waits until all
+// direct upstreams are done: the task ends when the table says it is decided, never before.
 Decision Evaluate(TriggerRule rule, const UpstreamCounts& counts);
 
 }  // namespace kiln::dag

@@ -26,18 +26,24 @@ class PoolQueue {
   // limit).
   PoolQueue(std::map<std::string, int> pool_sizes, int max_parallel);
 
-  // Why a ticket can never start (unknown pool, more slots than the pool has), or nullopt.
+  // Why a ticket can never start (unknown pool, more slots than the pool has, fewer than 1 slot),
+  // or nullopt: "pool 'gpu' is not configured (configured: default)",
+  // "task needs 3 slots but pool 'gpu' has 2".
   std::optional<std::string> Reject(const Ticket& ticket) const;
   // Queues a ticket; KILN_CHECKs that Reject() is nullopt.
   void Push(Ticket ticket);
   // Pops every ticket that can start now, taking its slots: per pool highest priority first; a
   // ticket that does not fit blocks lower ones of its pool (no starvation of wide tasks).
+  // Across pools, the startable pool heads are taken best first by (priority desc, arrival asc),
+  // so when max_parallel is the limit it goes to the best tickets of all pools.
   std::vector<Ticket> TakeStartable();
   // Gives back the slots of a ticket returned by TakeStartable.
   void Release(const Ticket& ticket);
-  // Drops queued tickets of a run (cancel); returns them.
+  // Drops queued tickets of a run (cancel); returns them in arrival order. Slots of its tickets
+  // already taken stay in use until Release.
   std::vector<Ticket> RemoveRun(RunId run);
 
+  // Queued tickets / slots in use of a pool; 0 for an unknown pool.
   int waiting(const std::string& pool) const;
   int in_use(const std::string& pool) const;
   int running() const { return running_; }

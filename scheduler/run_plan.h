@@ -30,10 +30,13 @@ class RunPlan {
   // Records `end_state` (terminal) for `task` and propagates it: every downstream task whose
   // rule is now decided negatively ends skipped / upstream_failed, transitively. Returns those
   // propagated changes in order (not including `task` itself). Newly runnable tasks are
-  // returned by the next TakeReady().
+  // returned by the next TakeReady(). A task that has already ended (a late report after
+  // CancelAll, a second report for the same task) is left as it is: returns nothing.
+  // A task that ended before it was taken from TakeReady is not returned by it.
   std::vector<Change> Finish(TaskId task, dag::TaskState end_state);
 
-  // Bookkeeping for non-terminal states (queued, running, up_for_retry).
+  // Bookkeeping for non-terminal states (queued, running, up_for_retry). KILN_CHECKs that the
+  // task has not ended and that `state` is not an end state (use Finish for those).
   void SetState(TaskId task, dag::TaskState state);
   dag::TaskState state(TaskId task) const { return states_[Index(task)]; }
 
@@ -43,8 +46,8 @@ class RunPlan {
 
   size_t unfinished() const { return unfinished_; }
   bool done() const { return unfinished_ == 0; }
-  // Valid when done(): success unless a task without allow_failure ended failed or
-  // upstream_failed; cancelled if any task was cancelled.
+  // Valid when done() (KILN_CHECKed): cancelled if any task ended cancelled; else failed if a
+  // task without allow_failure ended failed or upstream_failed; else success.
   dag::RunState Outcome() const;
 
  private:

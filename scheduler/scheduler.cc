@@ -176,7 +176,8 @@ LaunchRequest Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt) c
   req.timeout = spec.timeout;
   req.run_dir = run.dir;
   req.log_path = LogPath(run, task, attempt);
-  req.cwd = run.pipeline().spec.file.parent_path() / spec.workdir;
+  req.cwd = run.pipeline().spec.file.parent_path();
+  if (!spec.workdir.empty()) req.cwd /= spec.workdir;
   auto render = [&](const std::string& text, dag::Quoting q) {
     auto r = dag::Render(text, values, q);
     return r.ok() ? r.value() : std::string();
@@ -213,7 +214,7 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
 
   const dag::TaskSpec& spec = run.pipeline().task(task);
   AttemptEnd end{outcome.exit_code, outcome.signal, outcome.timed_out, outcome.started_at,
-                 outcome.cpu, outcome.max_rss_kb, Describe(outcome, spec.timeout)};
+                 outcome.cpu, outcome.max_rss_kb, Describe(spec, outcome)};
   if (run.plan.state(task) == TaskState::kCancelled) {
     end.reason = "cancelled";
     Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,

@@ -87,6 +87,7 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
 }
 
 struct Server::Impl {
+  Impl(scheduler::Service& s, ServerOptions o) : service(s), options(std::move(o)) {}
   scheduler::Service& service;
   ServerOptions options;
   httplib::Server http;
@@ -94,7 +95,7 @@ struct Server::Impl {
 };
 
 Server::Server(scheduler::Service& service, ServerOptions options)
-    : impl_(std::make_unique<Impl>(Impl{service, std::move(options), {}, 0})) {
+    : impl_(std::make_unique<Impl>(service, std::move(options))) {
   auto& http = impl_->http;
   int threads = impl_->options.threads;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };

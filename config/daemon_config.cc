@@ -1,0 +1,261 @@
+#include "config/daemon_config.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <limits>
+
+#include "config/toml_reader.h"
+
+namespace kiln::config {
+
+namespace fs = std::filesystem;
+using internal::LocOf;
+using internal::TomlReader;
+
+namespace {
+
+constexpr std::array<std::string_view, 6> kTopKeys = {"data_dir",  "database", "executor",
+                                                      "pipelines", "pools",    "server"};
+constexpr std::array<std::string_view, 1> kServerKeys = {"listen"};
+constexpr std::array<std::string_view, 2> kDatabaseKeys = {"pg_bin_dir", "url"};
+constexpr std::array<std::string_view, 3> kExecutorKeys = {"kill_grace", "log_cap",
+                                                           "max_parallel_tasks"};
+
+constexpr std::pair<std::string_view, uint64_t> kSizeUnits[] = {
+    {"B", 1},
+    {"KiB", 1ull << 10},
+    {"MiB", 1ull << 20},
+    {"GiB", 1ull << 30},
+    {"TiB", 1ull << 40},
+    {"KB", 1000},
+    {"MB", 1000 * 1000},
+    {"GB", 1000 * 1000 * 1000},
+    {"TB", 1000ull * 1000 * 1000 * 1000},
+};
+
+// Reads one file; `base` is the folder relative paths are resolved against.
+class DaemonConfigReader {
+ public:
+  DaemonConfigReader(TomlReader& reader, fs::path base) : r_(reader), base_(std::move(base)) {}
+
+  void Read(const toml::table& doc, DaemonConfig& config);
+
+ private:
+  // The table `name` of the document, with its keys checked; nullptr when absent or not a table.
+  const toml::table* Section(const toml::table& doc, std::string_view name,
+                             std::span<const std::string_view> keys);
+  // A path resolved against base_. "" is the empty path (= none / automatic) when `allow_empty`.
+  std::optional<fs::path> Path(const toml::node& node, const std::string& field,
+                               bool allow_empty = true);
+  std::optional<std::string> Listen(const toml::node& node, const std::string& field);
+  std::optional<uint64_t> Size(const toml::node& node, const std::string& field);
+  void ReadExecutor(const toml::table& table, DaemonConfig& config);
+  void ReadPools(const toml::table& table, DaemonConfig& config);
+
+  TomlReader& r_;
+  fs::path base_;
+};
+
+const toml::table* DaemonConfigReader::Section(const toml::table& doc, std::string_view name,
+                                               std::span<const std::string_view> keys) {
+  const toml::node* node = doc.get(name);
+  if (node == nullptr) return nullptr;
+  const toml::table* table = r_.Table(*node, std::string(name));
+  if (table != nullptr && !keys.empty()) r_.CheckKeys(*table, name, keys);
+  return table;
+}
+
+std::optional<fs::path> DaemonConfigReader::Path(const toml::node& node, const std::string& field,
+                                                 bool allow_empty) {
+  std::optional<std::string> text = r_.String(node, field);
+  if (!text) return std::nullopt;
+  if (text->empty()) {
+    if (allow_empty) return fs::path();
+    r_.Error(LocOf(node), field, "empty path; expected a folder");
+    return std::nullopt;
+  }
+  return (base_ / *text).lexically_normal();
+}
+
+std::optional<std::string> DaemonConfigReader::Listen(const toml::node& node,
+                                                      const std::string& field) {
+  std::optional<std::string> text = r_.String(node, field);
+  if (!text) return std::nullopt;
+  const size_t colon = text->rfind(':');
+  const std::string port = colon == std::string::npos ? "" : text->substr(colon + 1);
+  const bool port_ok =
+      !port.empty() && port.size() <= 5 &&
+      std::all_of(port.begin(), port.end(),
+                  [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }) &&
+      std::stoi(port) <= 65535;
+  if (colon == 0 || colon == std::string::npos || !port_ok) {
+    r_.Error(LocOf(node), field,
+             "invalid listen address '" + *text +
+                 "'; expected HOST:PORT with a port from 0 to 65535, e.g. \"127.0.0.1:8080\"");
+    return std::nullopt;
+  }
+  return text;
+}
+
+std::optional<uint64_t> DaemonConfigReader::Size(const toml::node& node, const std::string& field) {
+  uint64_t size = 0;
+  if (const auto* i = node.as_integer()) {
+    if (i->get() < 0) {
+      r_.Error(LocOf(node), field, "must not be negative, got " + std::to_string(i->get()));
+      return std::nullopt;
+    }
+    size = static_cast<uint64_t>(i->get());
+  } else if (const auto* s = node.as_string()) {
+    Result<uint64_t> parsed = ParseByteSize(s->get());
+    if (!parsed.ok()) {
+      r_.Error(LocOf(node), field, parsed.message());
+      return std::nullopt;
+    }
+    size = *parsed;
+  } else {
+    r_.TypeError(node, field, "a number of bytes or a size string such as \"64MiB\"");
+    return std::nullopt;
+  }
+  if (size == 0) {
+    r_.Error(LocOf(node), field, "must be at least 1 byte");
+    return std::nullopt;
+  }
+  return size;
+}
+
+void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& config) {
+  if (const toml::node* node = table.get("max_parallel_tasks")) {
+    if (std::optional<int> n = r_.Int(*node, "executor.max_parallel_tasks")) {
+      if (*n >= 1) {
+        config.max_parallel_tasks = *n;
+      } else {
+        r_.Error(LocOf(*node), "executor.max_parallel_tasks",
+                 "must be at least 1, got " + std::to_string(*n));
+      }
+    }
+  }
+  if (const toml::node* node = table.get("log_cap")) {
+    if (auto size = Size(*node, "executor.log_cap")) config.log_cap_bytes = *size;
+  }
+  if (const toml::node* node = table.get("kill_grace")) {
+    if (auto grace = r_.DurationValue(*node, "executor.kill_grace")) config.kill_grace = *grace;
+  }
+}
+
+void DaemonConfigReader::ReadPools(const toml::table& table, DaemonConfig& config) {
+  for (const auto& [key, node] : table) {
+    const std::string name(key.str());
+    const std::string field = "pools." + name;
+    std::optional<int> size = r_.Int(node, field);
+    if (!size) continue;
+    if (*size < 1) {
+      r_.Error(LocOf(node), field, "pool size must be at least 1, got " + std::to_string(*size));
+      continue;
+    }
+    config.pools[name] = *size;
+  }
+}
+
+void DaemonConfigReader::Read(const toml::table& doc, DaemonConfig& config) {
+  r_.CheckKeys(doc, "", kTopKeys);
+  if (const toml::node* node = doc.get("data_dir")) {
+    if (auto path = Path(*node, "data_dir", /*allow_empty=*/false)) config.data_dir = *path;
+  }
+  if (const toml::node* node = doc.get("pipelines")) {
+    if (auto path = Path(*node, "pipelines")) config.pipelines_dir = *path;
+  }
+  if (const toml::table* server = Section(doc, "server", kServerKeys)) {
+    if (const toml::node* node = server->get("listen")) {
+      if (auto listen = Listen(*node, "server.listen")) config.listen = *listen;
+    }
+  }
+  if (const toml::table* database = Section(doc, "database", kDatabaseKeys)) {
+    if (const toml::node* node = database->get("url")) {
+      if (auto url = r_.String(*node, "database.url")) config.database_url = *url;
+    }
+    if (const toml::node* node = database->get("pg_bin_dir")) {
+      if (auto path = Path(*node, "database.pg_bin_dir")) config.pg_bin_dir = *path;
+    }
+  }
+  if (const toml::table* executor = Section(doc, "executor", kExecutorKeys)) {
+    ReadExecutor(*executor, config);
+  }
+  if (const toml::table* pools = Section(doc, "pools", {})) ReadPools(*pools, config);
+  config.pools.emplace("default", config.max_parallel_tasks);
+}
+
+fs::path FolderOf(const fs::path& file) {
+  std::error_code ec;
+  fs::path absolute = fs::absolute(file, ec);
+  return (ec ? file : absolute).parent_path();
+}
+
+DaemonConfigResult Parse(std::string_view text, const fs::path& file) {
+  const std::string shown = file.string();
+  DaemonConfigResult result;
+  result.config = DefaultDaemonConfig();
+  toml::table doc;
+  try {
+    doc = toml::parse(text, std::string_view(shown));
+  } catch (const toml::parse_error& error) {
+    result.diagnostics.push_back(internal::SyntaxDiagnostic(shown, error));
+    return result;
+  }
+  result.config.pools.clear();
+  TomlReader reader(shown);
+  DaemonConfigReader(reader, FolderOf(file)).Read(doc, result.config);
+  result.diagnostics = std::move(reader.diagnostics());
+  internal::SortByPosition(result.diagnostics);
+  return result;
+}
+
+}  // namespace
+
+Result<uint64_t> ParseByteSize(std::string_view text) {
+  auto error = [&] {
+    return Status::Error("invalid size \"" + std::string(text) +
+                         "\"; expected a number of bytes with an optional unit B, KiB, MiB, GiB, "
+                         "TiB, KB, MB, GB or TB, e.g. \"64MiB\"");
+  };
+  size_t digits = 0;
+  uint64_t number = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) {
+    if (number > (std::numeric_limits<uint64_t>::max() - 9) / 10) return error();
+    number = number * 10 + static_cast<uint64_t>(text[digits] - '0');
+    ++digits;
+  }
+  if (digits == 0) return error();
+  const std::string_view unit = text.substr(digits);
+  if (unit.empty()) return number;
+  for (const auto& [name, factor] : kSizeUnits) {
+    if (unit != name) continue;
+    if (number > std::numeric_limits<uint64_t>::max() / factor) return error();
+    return number * factor;
+  }
+  return error();
+}
+
+DaemonConfig DefaultDaemonConfig() {
+  DaemonConfig config;
+  config.pools["default"] = config.max_parallel_tasks;
+  return config;
+}
+
+DaemonConfigResult ParseDaemonConfig(std::string_view text, const fs::path& file) {
+  try {
+    return Parse(text, file);
+  } catch (const std::exception& e) {
+    DaemonConfigResult result{DefaultDaemonConfig(), {}};
+    result.diagnostics.push_back({file.string(), {}, "", std::string("cannot load: ") + e.what()});
+    return result;
+  }
+}
+
+DaemonConfigResult LoadDaemonConfig(const fs::path& file) {
+  Result<std::string> text = internal::ReadFileText(file);
+  if (!text.ok()) return {DefaultDaemonConfig(), {{file.string(), {}, "", text.message()}}};
+  return ParseDaemonConfig(*text, file);
+}
+
+}  // namespace kiln::config

@@ -1,0 +1,60 @@
+// The daemon's own configuration file (kiln.toml): folders, listen address, database, executor
+// limits and pools. Read once at start into plain values; environment overrides are applied by
+// the caller (cli/), not here.
+//
+//   data_dir = ".kiln"              # relative paths are resolved against this file's folder
+//   pipelines = "pipelines"
+//   [server]    listen = "127.0.0.1:8080"
+//   [database]  url = "postgresql://..."     pg_bin_dir = "/usr/lib/postgresql/15/bin"
+//   [executor]  max_parallel_tasks = 16      log_cap = "64MiB"     kill_grace = "10s"
+//   [pools]     gpu = 2                      # NAME = size (>= 1)
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/time.h"
+#include "dag/spec.h"
+
+namespace kiln::config {
+
+struct DaemonConfig {
+  std::filesystem::path data_dir = ".kiln";
+  std::filesystem::path pipelines_dir;  // empty = none
+  std::string listen = "127.0.0.1:8080";
+  std::string database_url;          // empty = embedded PostgreSQL under data_dir
+  std::filesystem::path pg_bin_dir;  // empty = found automatically
+  int max_parallel_tasks = 16;
+  uint64_t log_cap_bytes = 64ull << 20;  // per attempt
+  Duration kill_grace = std::chrono::seconds(10);
+  // Pool name -> slots. Always has "default"; unless the file sizes it, its size is
+  // max_parallel_tasks.
+  std::map<std::string, int> pools;
+};
+
+struct DaemonConfigResult {
+  DaemonConfig config;                       // defaults for anything missing or invalid
+  std::vector<dag::Diagnostic> diagnostics;  // every problem, in file order; empty = valid
+};
+
+// The configuration used without a file: the defaults above, pools = {"default": 16}.
+DaemonConfig DefaultDaemonConfig();
+
+// Reads `file` (named in diagnostics as given). Unknown keys, wrong types, bad sizes and
+// durations, out-of-range numbers are reported with file:line:col; an unreadable file is one
+// diagnostic. Paths given in the file are made absolute against the file's folder; the default
+// data_dir stays relative (to the working folder). An empty string for pipelines, database.url or
+// database.pg_bin_dir means none / automatic, as when the key is absent. Never throws.
+DaemonConfigResult LoadDaemonConfig(const std::filesystem::path& file);
+// The same for `text` as if read from `file`.
+DaemonConfigResult ParseDaemonConfig(std::string_view text, const std::filesystem::path& file);
+
+// "64MiB" -> 67108864. Units B, KiB, MiB, GiB, TiB (powers of 1024) and KB, MB, GB, TB (powers of
+// 1000); a plain number is bytes. The error says what is accepted.
+Result<uint64_t> ParseByteSize(std::string_view text);
+
+}  // namespace kiln::config

@@ -1,0 +1,197 @@
+#include "config/pipeline_loader.h"
+
+#include <algorithm>
+#include <array>
+#include <memory>
+
+#include "common/sha256.h"
+#include "config/task_parser.h"
+#include "config/toml_reader.h"
+#include "dag/validate.h"
+
+namespace kiln::config {
+
+namespace fs = std::filesystem;
+using internal::JoinPath;
+using internal::LocOf;
+using internal::TomlReader;
+
+namespace {
+
+constexpr std::array<std::string_view, 4> kTopKeys = {"defaults", "params", "pipeline", "tasks"};
+constexpr std::array<std::string_view, 9> kPipelineKeys = {
+    "catchup",  "description", "max_active_runs", "name", "overlap", "paused",
+    "schedule", "tags",        "timezone",
+};
+
+template <typename T>
+void Assign(T& out, std::optional<T> value) {
+  if (value) out = std::move(*value);
+}
+
+// Entries of a table in the order they were written.
+std::vector<std::pair<const toml::key*, const toml::node*>> InFileOrder(const toml::table& table) {
+  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+  for (const auto& [key, node] : table) entries.emplace_back(&key, &node);
+  std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return internal::BeforeInFile(*a.first, *b.first);
+  });
+  return entries;
+}
+
+void ReadPipelineTable(TomlReader& reader, const toml::node& node, dag::PipelineSpec& spec) {
+  const toml::table* table = reader.Table(node, "pipeline");
+  if (table == nullptr) return;
+  spec.locs["pipeline"] = LocOf(node);
+  for (const auto& [key, value] : *table) {
+    const std::string_view k = key.str();
+    const std::string field = JoinPath("pipeline", k);
+    if (std::find(kPipelineKeys.begin(), kPipelineKeys.end(), k) == kPipelineKeys.end()) {
+      reader.UnknownKey(key, "pipeline", kPipelineKeys);
+      continue;
+    }
+    spec.locs[field] = LocOf(value);
+    if (k == "name") Assign(spec.name, reader.String(value, field));
+    if (k == "description") Assign(spec.description, reader.String(value, field));
+    if (k == "schedule") Assign(spec.schedule, reader.String(value, field));
+    if (k == "timezone") Assign(spec.timezone, reader.String(value, field));
+    if (k == "catchup") Assign(spec.catchup, reader.String(value, field));
+    if (k == "max_active_runs") Assign(spec.max_active_runs, reader.Int(value, field));
+    if (k == "overlap") Assign(spec.overlap, reader.String(value, field));
+    if (k == "tags") Assign(spec.tags, reader.Strings(value, field, &spec.locs));
+    if (k == "paused") Assign(spec.paused, reader.Bool(value, field));
+  }
+}
+
+std::optional<dag::ParamValue> ParamOf(const toml::node& node) {
+  if (const auto* s = node.as_string()) return dag::ParamValue(s->get());
+  if (const auto* i = node.as_integer()) return dag::ParamValue(i->get());
+  if (const auto* d = node.as_floating_point()) return dag::ParamValue(d->get());
+  if (const auto* b = node.as_boolean()) return dag::ParamValue(b->get());
+  return std::nullopt;
+}
+
+void ReadParams(TomlReader& reader, const toml::node& node, dag::PipelineSpec& spec) {
+  const toml::table* table = reader.Table(node, "params");
+  if (table == nullptr) return;
+  spec.locs["params"] = LocOf(node);
+  for (const auto& [key, value] : InFileOrder(*table)) {
+    const std::string name(key->str());
+    const std::string field = JoinPath("params", name);
+    std::optional<dag::ParamValue> param = ParamOf(*value);
+    if (!param) {
+      reader.TypeError(*value, field, "a string, integer, float or boolean");
+      param = std::string();  // still declared: its uses in templates are not errors too
+    }
+    spec.params.push_back({name, *param, LocOf(*key)});
+    spec.locs[field] = LocOf(*value);
+  }
+}
+
+void ReadTasks(TomlReader& reader, const toml::table& doc, dag::PipelineSpec& spec) {
+  internal::TaskFields defaults;
+  if (const toml::node* node = doc.get("defaults")) {
+    if (const toml::table* table = reader.Table(*node, "defaults")) {
+      spec.locs["defaults"] = LocOf(*node);
+      defaults = internal::ReadTaskFields(reader, *table, "defaults",
+                                          internal::TableKind::kDefaults, spec.locs);
+    }
+  }
+  const toml::node* node = doc.get("tasks");
+  if (node == nullptr) return;
+  const toml::table* tasks = reader.Table(*node, "tasks");
+  if (tasks == nullptr) return;
+  spec.locs["tasks"] = LocOf(*node);
+  for (const auto& [key, value] : InFileOrder(*tasks)) {
+    const std::string id(key->str());
+    const std::string path = JoinPath("tasks", id);
+    const toml::table* table = reader.Table(*value, path);
+    if (table == nullptr) continue;
+    internal::TaskFields own =
+        internal::ReadTaskFields(reader, *table, path, internal::TableKind::kTask, spec.locs);
+    dag::TaskSpec task = internal::MakeTask(id, own, defaults);
+    task.loc = LocOf(*key);
+    spec.locs[path] = task.loc;
+    spec.tasks.push_back(std::move(task));
+  }
+}
+
+void ReadDocument(TomlReader& reader, const toml::table& doc, dag::PipelineSpec& spec) {
+  reader.CheckKeys(doc, "", kTopKeys);
+  if (const toml::node* node = doc.get("pipeline")) ReadPipelineTable(reader, *node, spec);
+  if (const toml::node* node = doc.get("params")) ReadParams(reader, *node, spec);
+  ReadTasks(reader, doc, spec);
+}
+
+fs::path Absolute(const fs::path& file) {
+  std::error_code ec;
+  fs::path absolute = fs::absolute(file, ec);
+  return ec ? file : absolute.lexically_normal();
+}
+
+LoadResult Parse(std::string_view text, const fs::path& file) {
+  const std::string shown = file.string();
+  toml::table doc;
+  try {
+    doc = toml::parse(text, std::string_view(shown));
+  } catch (const toml::parse_error& error) {
+    return {nullptr, {internal::SyntaxDiagnostic(shown, error)}};
+  }
+  TomlReader reader(shown);
+  dag::PipelineSpec spec;
+  spec.file = Absolute(file);
+  spec.content_hash = Sha256Hex(text);
+  ReadDocument(reader, doc, spec);
+  LoadResult result;
+  result.diagnostics = std::move(reader.diagnostics());
+  for (dag::Diagnostic& d : dag::Validate(spec)) {
+    if (reader.rejected().contains(d.field)) continue;  // already reported by the reader
+    d.file = shown;
+    result.diagnostics.push_back(std::move(d));
+  }
+  internal::SortByPosition(result.diagnostics);
+  if (result.diagnostics.empty()) {
+    dag::Dag graph(spec);
+    result.pipeline =
+        std::make_shared<const dag::Pipeline>(dag::Pipeline{std::move(spec), std::move(graph)});
+  }
+  return result;
+}
+
+}  // namespace
+
+LoadResult ParsePipeline(std::string_view text, const fs::path& file) {
+  try {
+    return Parse(text, file);
+  } catch (const std::exception& e) {
+    // Nothing above throws by design (toml++'s parse errors are caught in Parse); this keeps an
+    // unexpected failure such as bad_alloc a diagnostic rather than a crash of the daemon.
+    return {nullptr, {{file.string(), {}, "", std::string("cannot load: ") + e.what()}}};
+  }
+}
+
+LoadResult LoadPipelineFile(const fs::path& file) {
+  Result<std::string> text = internal::ReadFileText(file);
+  if (!text.ok()) return {nullptr, {{file.string(), {}, "", text.message()}}};
+  return ParsePipeline(*text, file);
+}
+
+std::vector<LoadResult> LoadPipelineDir(const fs::path& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& path = it->path();
+    std::error_code type_ec;
+    if (path.extension() != ".toml" || path.filename().string().starts_with(".")) continue;
+    if (it->is_regular_file(type_ec)) files.push_back(path);
+  }
+  if (ec)
+    return {LoadResult{nullptr, {{dir.string(), {}, "", "cannot read folder: " + ec.message()}}}};
+  std::sort(files.begin(), files.end());
+  std::vector<LoadResult> results;
+  results.reserve(files.size());
+  for (const fs::path& file : files) results.push_back(LoadPipelineFile(file));
+  return results;
+}
+
+}  // namespace kiln::config

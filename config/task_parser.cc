@@ -1,0 +1,181 @@
+#include "config/task_parser.h"
+
+#include <algorithm>
+#include <array>
+
+namespace kiln::config::internal {
+
+namespace {
+
+constexpr std::array<std::string_view, 17> kTaskKeys = {
+    "allow_failure",   "argv",  "command",  "env",          "kind",          "max_retry_delay",
+    "needs",           "pool",  "priority", "retries",      "retry_backoff", "retry_delay",
+    "skip_exit_codes", "slots", "timeout",  "trigger_rule", "workdir",
+};
+
+constexpr std::array<std::string_view, 16> kDefaultsKeys = {
+    "allow_failure", "argv",     "command",      "env",           "kind",        "max_retry_delay",
+    "pool",          "priority", "retries",      "retry_backoff", "retry_delay", "skip_exit_codes",
+    "slots",         "timeout",  "trigger_rule", "workdir",
+};
+
+constexpr std::array<std::string_view, 7> kTriggerRules = {
+    "all_success",
+    "all_failed",
+    "all_done",
+    "one_success",
+    "one_failed",
+    "none_failed",
+    "none_failed_min_one_success",
+};
+
+std::optional<dag::TriggerRule> ReadTriggerRule(TomlReader& reader, const toml::node& node,
+                                                const std::string& field) {
+  std::optional<std::string> text = reader.String(node, field);
+  if (!text) return std::nullopt;
+  if (auto rule = dag::ParseTriggerRule(*text)) return rule;
+  std::string list;
+  for (std::string_view r : kTriggerRules) list += (list.empty() ? "" : ", ") + std::string(r);
+  std::string hint;
+  if (std::string_view close = Closest(*text, kTriggerRules); !close.empty()) {
+    hint = "; did you mean '" + std::string(close) + "'?";
+  }
+  reader.Error(LocOf(node), field,
+               "unknown trigger rule '" + *text + "'" + hint + " (accepted: " + list + ")");
+  return std::nullopt;
+}
+
+std::optional<std::map<std::string, std::string>> ReadEnv(TomlReader& reader,
+                                                          const toml::node& node,
+                                                          const std::string& field, LocMap& locs) {
+  const toml::table* table = reader.Table(node, field);
+  if (table == nullptr) return std::nullopt;
+  std::map<std::string, std::string> env;
+  for (const auto& [key, value] : *table) {
+    const std::string name(key.str());
+    const std::string var_field = field + "." + name;
+    if (std::optional<std::string> text = reader.String(value, var_field)) {
+      env[name] = *text;
+      locs[var_field] = LocOf(value);
+    }
+  }
+  return env;
+}
+
+// Reads the keys that name what runs and when.
+bool ReadWhatAndWhen(TomlReader& reader, std::string_view key, const toml::node& node,
+                     const std::string& field, TaskFields& f, LocMap& locs) {
+  if (key == "kind") {
+    f.kind = reader.String(node, field);
+  } else if (key == "command") {
+    // Present but unusable still counts as given, so that "no command" is not reported too.
+    f.command = reader.String(node, field).value_or("");
+  } else if (key == "argv") {
+    f.argv = reader.Strings(node, field, &locs).value_or(std::vector<std::string>{});
+  } else if (key == "needs") {
+    f.needs = reader.Strings(node, field, &locs);
+    f.needs_loc = LocOf(node);
+  } else if (key == "trigger_rule") {
+    f.trigger_rule = ReadTriggerRule(reader, node, field);
+  } else if (key == "env") {
+    f.env = ReadEnv(reader, node, field, locs);
+  } else if (key == "workdir") {
+    f.workdir = reader.String(node, field);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Reads the keys about retries, limits and outcomes.
+void ReadPolicy(TomlReader& reader, std::string_view key, const toml::node& node,
+                const std::string& field, TaskFields& f, LocMap& locs) {
+  if (key == "retries") {
+    f.retries = reader.Int(node, field);
+  } else if (key == "retry_delay") {
+    f.retry_delay = reader.DurationValue(node, field);
+  } else if (key == "retry_backoff") {
+    f.retry_backoff = reader.Number(node, field);
+  } else if (key == "max_retry_delay") {
+    f.max_retry_delay = reader.DurationValue(node, field);
+  } else if (key == "timeout") {
+    f.timeout = reader.DurationValue(node, field);
+  } else if (key == "pool") {
+    f.pool = reader.String(node, field);
+  } else if (key == "slots") {
+    f.slots = reader.Int(node, field);
+  } else if (key == "skip_exit_codes") {
+    f.skip_exit_codes = reader.Ints(node, field, &locs);
+  } else if (key == "allow_failure") {
+    f.allow_failure = reader.Bool(node, field);
+  } else if (key == "priority") {
+    f.priority = reader.Int(node, field);
+  }
+}
+
+template <typename T>
+T Pick(const std::optional<T>& own, const std::optional<T>& fallback, T builtin) {
+  if (own) return *own;
+  if (fallback) return *fallback;
+  return builtin;
+}
+
+}  // namespace
+
+TaskFields ReadTaskFields(TomlReader& reader, const toml::table& table, const std::string& path,
+                          TableKind kind, LocMap& locs) {
+  using Keys = std::span<const std::string_view>;
+  const Keys accepted = kind == TableKind::kTask ? Keys(kTaskKeys) : Keys(kDefaultsKeys);
+  TaskFields f;
+  for (const auto& [key, node] : table) {
+    const std::string field = JoinPath(path, key.str());
+    if (std::find(accepted.begin(), accepted.end(), key.str()) == accepted.end()) {
+      if (key.str() == "needs") {
+        reader.Error(LocOf(key), field, "needs cannot have a default; set it on each task");
+      } else {
+        reader.UnknownKey(key, path, accepted);
+      }
+      continue;
+    }
+    locs[field] = LocOf(node);
+    if (!ReadWhatAndWhen(reader, key.str(), node, field, f, locs)) {
+      ReadPolicy(reader, key.str(), node, field, f, locs);
+    }
+  }
+  return f;
+}
+
+dag::TaskSpec MakeTask(std::string id, const TaskFields& own, const TaskFields& defaults) {
+  const dag::TaskSpec builtin;
+  dag::TaskSpec t;
+  t.id = std::move(id);
+  t.kind = Pick(own.kind, defaults.kind, builtin.kind);
+  const TaskFields& run = (own.command || own.argv) ? own : defaults;
+  t.command = run.command;
+  t.argv = run.argv;
+  t.needs = own.needs.value_or(std::vector<std::string>{});
+  t.needs_loc = own.needs_loc;
+  t.trigger_rule = Pick(own.trigger_rule, defaults.trigger_rule, builtin.trigger_rule);
+  t.retry.retries = Pick(own.retries, defaults.retries, builtin.retry.retries);
+  t.retry.retry_delay = Pick(own.retry_delay, defaults.retry_delay, builtin.retry.retry_delay);
+  t.retry.retry_backoff =
+      Pick(own.retry_backoff, defaults.retry_backoff, builtin.retry.retry_backoff);
+  t.retry.max_retry_delay =
+      Pick(own.max_retry_delay, defaults.max_retry_delay, builtin.retry.max_retry_delay);
+  t.timeout = Pick(own.timeout, defaults.timeout, builtin.timeout);
+  t.pool = Pick(own.pool, defaults.pool, builtin.pool);
+  t.slots = Pick(own.slots, defaults.slots, builtin.slots);
+  t.workdir = Pick(own.workdir, defaults.workdir, builtin.workdir);
+  t.skip_exit_codes = Pick(own.skip_exit_codes, defaults.skip_exit_codes, builtin.skip_exit_codes);
+  t.allow_failure = Pick(own.allow_failure, defaults.allow_failure, builtin.allow_failure);
+  t.priority = Pick(own.priority, defaults.priority, builtin.priority);
+  std::map<std::string, std::string> env =
+      defaults.env.value_or(std::map<std::string, std::string>{});
+  for (const auto& [name, value] : own.env.value_or(std::map<std::string, std::string>{})) {
+    env[name] = value;
+  }
+  for (auto& [name, value] : env) t.env.push_back({name, value});
+  return t;
+}
+
+}  // namespace kiln::config::internal

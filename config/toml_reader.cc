@@ -1,0 +1,283 @@
+#include "config/toml_reader.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <tuple>
+
+namespace kiln::config::internal {
+
+namespace {
+
+// The type of a TOML value with its article, as in "expected an integer, got a string".
+std::string_view Phrase(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+Result<std::string> ReadFileText(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) {
+    return Status::Error("cannot read file: it is a folder");
+  }
+  errno = 0;
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return Status::Error(std::string("cannot read file: ") +
+                         (errno != 0 ? std::strerror(errno) : "cannot open it"));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Status::Error("cannot read file: read error");
+  return text.str();
+}
+
+dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_error& error) {
+  std::string description(error.description());
+  if (!description.empty()) {
+    description[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(description[0])));
+  }
+  const toml::source_position& p = error.source().begin;
+  return {file,
+          {static_cast<int>(p.line), static_cast<int>(p.column)},
+          "",
+          "invalid TOML: " + description};
+}
+
+void SortByPosition(std::vector<dag::Diagnostic>& diagnostics) {
+  std::stable_sort(diagnostics.begin(), diagnostics.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.loc.line, a.loc.column) < std::tie(b.loc.line, b.loc.column);
+  });
+}
+
+dag::SourceLoc LocOf(const toml::node& node) {
+  const toml::source_position& p = node.source().begin;
+  return {static_cast<int>(p.line), static_cast<int>(p.column)};
+}
+
+dag::SourceLoc LocOf(const toml::key& key) {
+  const toml::source_position& p = key.source().begin;
+  return {static_cast<int>(p.line), static_cast<int>(p.column)};
+}
+
+bool BeforeInFile(const toml::key& a, const toml::key& b) {
+  const dag::SourceLoc x = LocOf(a);
+  const dag::SourceLoc y = LocOf(b);
+  return std::tie(x.line, x.column) < std::tie(y.line, y.column);
+}
+
+std::string JoinPath(std::string_view path, std::string_view key) {
+  if (path.empty()) return std::string(key);
+  return std::string(path) + "." + std::string(key);
+}
+
+std::string_view Closest(std::string_view word, std::span<const std::string_view> candidates) {
+  std::string_view best;
+  size_t best_distance = 3;
+  for (std::string_view candidate : candidates) {
+    const size_t d = EditDistance(word, candidate);
+    if (d < best_distance) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+std::string SuggestAccepted(std::string_view word, std::span<const std::string_view> accepted) {
+  std::string list;
+  for (std::string_view a : accepted) list += (list.empty() ? "" : ", ") + std::string(a);
+  std::string out;
+  if (std::string_view close = Closest(word, accepted); !close.empty()) {
+    out = "; did you mean '" + std::string(close) + "'?";
+  }
+  return out + " (accepted: " + list + ")";
+}
+
+void TomlReader::Error(dag::SourceLoc loc, std::string field, std::string message) {
+  diagnostics_.push_back({file_, loc, std::move(field), std::move(message)});
+}
+
+void TomlReader::UnknownKey(const toml::key& key, std::string_view path,
+                            std::span<const std::string_view> accepted) {
+  Error(LocOf(key), JoinPath(path, key.str()),
+        "unknown key '" + std::string(key.str()) + "'" + SuggestAccepted(key.str(), accepted));
+}
+
+void TomlReader::CheckKeys(const toml::table& table, std::string_view path,
+                           std::span<const std::string_view> accepted) {
+  for (const auto& [key, node] : table) {
+    if (std::find(accepted.begin(), accepted.end(), key.str()) == accepted.end()) {
+      UnknownKey(key, path, accepted);
+    }
+  }
+}
+
+void TomlReader::TypeError(const toml::node& node, const std::string& field,
+                           std::string_view expected) {
+  Error(LocOf(node), field,
+        "expected " + std::string(expected) + ", got " + std::string(Phrase(node.type())));
+}
+
+void TomlReader::Reject(const toml::node& node, const std::string& field, std::string message) {
+  Error(LocOf(node), field, std::move(message));
+  rejected_.insert(field);
+}
+
+const toml::table* TomlReader::Table(const toml::node& node, const std::string& field) {
+  if (const toml::table* t = node.as_table()) return t;
+  TypeError(node, field, "a table");
+  rejected_.insert(field);
+  return nullptr;
+}
+
+std::optional<std::string> TomlReader::String(const toml::node& node, const std::string& field) {
+  if (const auto* s = node.as_string()) return s->get();
+  TypeError(node, field, "a string");
+  rejected_.insert(field);
+  return std::nullopt;
+}
+
+std::optional<int64_t> TomlReader::Integer(const toml::node& node, const std::string& field) {
+  if (const auto* i = node.as_integer()) return i->get();
+  TypeError(node, field, "an integer");
+  rejected_.insert(field);
+  return std::nullopt;
+}
+
+std::optional<int> TomlReader::ToInt(const toml::node& node, const std::string& field,
+                                     int64_t value) {
+  constexpr int64_t kMin = std::numeric_limits<int>::min();
+  constexpr int64_t kMax = std::numeric_limits<int>::max();
+  if (value >= kMin && value <= kMax) return static_cast<int>(value);
+  Error(LocOf(node), field,
+        "integer " + std::to_string(value) + " is out of range (" + std::to_string(kMin) + " to " +
+            std::to_string(kMax) + ")");
+  return std::nullopt;
+}
+
+std::optional<int> TomlReader::Int(const toml::node& node, const std::string& field) {
+  std::optional<int64_t> value = Integer(node, field);
+  if (!value) return std::nullopt;
+  std::optional<int> narrow = ToInt(node, field, *value);
+  if (!narrow) rejected_.insert(field);
+  return narrow;
+}
+
+std::optional<double> TomlReader::Number(const toml::node& node, const std::string& field) {
+  if (const auto* d = node.as_floating_point()) return d->get();
+  if (const auto* i = node.as_integer()) return static_cast<double>(i->get());
+  TypeError(node, field, "a number");
+  rejected_.insert(field);
+  return std::nullopt;
+}
+
+std::optional<bool> TomlReader::Bool(const toml::node& node, const std::string& field) {
+  if (const auto* b = node.as_boolean()) return b->get();
+  TypeError(node, field, "a boolean");
+  rejected_.insert(field);
+  return std::nullopt;
+}
+
+std::optional<Duration> TomlReader::DurationValue(const toml::node& node,
+                                                  const std::string& field) {
+  const auto* s = node.as_string();
+  if (s == nullptr) {
+    TypeError(node, field, "a duration string such as \"90s\" or \"1h30m\"");
+    rejected_.insert(field);
+    return std::nullopt;
+  }
+  Result<Duration> d = ParseDuration(s->get());
+  if (d.ok()) return *d;
+  Reject(node, field, d.message());
+  return std::nullopt;
+}
+
+const toml::array* TomlReader::Array(const toml::node& node, const std::string& field,
+                                     std::string_view expected) {
+  if (const toml::array* a = node.as_array()) return a;
+  TypeError(node, field, expected);
+  rejected_.insert(field);
+  return nullptr;
+}
+
+std::optional<std::vector<std::string>> TomlReader::Strings(const toml::node& node,
+                                                            const std::string& field,
+                                                            LocMap* locs) {
+  const toml::array* array = Array(node, field, "an array of strings");
+  if (array == nullptr) return std::nullopt;
+  std::vector<std::string> out;
+  for (const toml::node& item : *array) {
+    const auto* s = item.as_string();
+    if (s == nullptr) {
+      TypeError(item, field, "a string");
+      continue;
+    }
+    if (locs != nullptr) (*locs)[field + "[" + std::to_string(out.size()) + "]"] = LocOf(item);
+    out.push_back(s->get());
+  }
+  return out;
+}
+
+std::optional<std::vector<int>> TomlReader::Ints(const toml::node& node, const std::string& field,
+                                                 LocMap* locs) {
+  const toml::array* array = Array(node, field, "an array of integers");
+  if (array == nullptr) return std::nullopt;
+  std::vector<int> out;
+  for (const toml::node& item : *array) {
+    const auto* i = item.as_integer();
+    if (i == nullptr) {
+      TypeError(item, field, "an integer");
+      continue;
+    }
+    std::optional<int> value = ToInt(item, field, i->get());
+    if (!value) continue;
+    if (locs != nullptr) (*locs)[field + "[" + std::to_string(out.size()) + "]"] = LocOf(item);
+    out.push_back(*value);
+  }
+  return out;
+}
+
+}  // namespace kiln::config::internal

@@ -1,0 +1,96 @@
+// Internal to config/: reads values out of a parsed toml++ document into plain types, reporting
+// each problem as a dag::Diagnostic at the line and column of the offending key or value.
+// Includes toml++ (a heavy header): include it from config/*.cc only.
+#pragma once
+
+#include <toml++/toml.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/time.h"
+#include "dag/spec.h"
+
+namespace kiln::config::internal {
+
+using LocMap = std::map<std::string, dag::SourceLoc, std::less<>>;
+
+// The bytes of `file`; the error reads "cannot read file: <reason>".
+Result<std::string> ReadFileText(const std::filesystem::path& file);
+
+// "invalid TOML: <toml++'s description>" at the position toml++ gives.
+dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_error& error);
+// Stable sort by (line, column): file order, file-wide problems (line 0) first.
+void SortByPosition(std::vector<dag::Diagnostic>& diagnostics);
+
+dag::SourceLoc LocOf(const toml::node& node);
+dag::SourceLoc LocOf(const toml::key& key);
+// Orders keys as they appear in the file (toml++ tables iterate in name order).
+bool BeforeInFile(const toml::key& a, const toml::key& b);
+
+// "path.key", or "key" at the top level.
+std::string JoinPath(std::string_view path, std::string_view key);
+
+// The candidate closest to `word` within edit distance 2, or an empty view.
+std::string_view Closest(std::string_view word, std::span<const std::string_view> candidates);
+// "; did you mean 'x'? (accepted: a, b, c)", or " (accepted: a, b, c)" when nothing is close.
+std::string SuggestAccepted(std::string_view word, std::span<const std::string_view> accepted);
+
+// Collects the diagnostics of one file. Every reader returns nullopt after reporting a problem
+// (wrong type, out of range, bad duration). Single-threaded, like everything in a loader.
+class TomlReader {
+ public:
+  // `file` is the path as the caller gave it; it prefixes every diagnostic.
+  explicit TomlReader(std::string file) : file_(std::move(file)) {}
+
+  void Error(dag::SourceLoc loc, std::string field, std::string message);
+  std::vector<dag::Diagnostic>& diagnostics() { return diagnostics_; }
+  // Fields whose whole value was reported and dropped; later checks skip them so that one mistake
+  // is one diagnostic.
+  const std::set<std::string, std::less<>>& rejected() const { return rejected_; }
+
+  // Reports `key` of the table at `path` as not one of `accepted` (sorted).
+  void UnknownKey(const toml::key& key, std::string_view path,
+                  std::span<const std::string_view> accepted);
+  // Reports each key of `table` (at `path`) that is not in `accepted` (sorted).
+  void CheckKeys(const toml::table& table, std::string_view path,
+                 std::span<const std::string_view> accepted);
+
+  // Reports "expected <expected>, got <the node's type>" (e.g. expected = "an integer").
+  void TypeError(const toml::node& node, const std::string& field, std::string_view expected);
+
+  const toml::table* Table(const toml::node& node, const std::string& field);
+  std::optional<std::string> String(const toml::node& node, const std::string& field);
+  std::optional<int64_t> Integer(const toml::node& node, const std::string& field);
+  std::optional<int> Int(const toml::node& node, const std::string& field);
+  // An integer or a float.
+  std::optional<double> Number(const toml::node& node, const std::string& field);
+  std::optional<bool> Bool(const toml::node& node, const std::string& field);
+  // A string read by kiln::ParseDuration.
+  std::optional<Duration> DurationValue(const toml::node& node, const std::string& field);
+  // Arrays: each item of the wrong type is reported and left out. The location of each kept item
+  // goes to `locs` as "field[i]" (i = index in the result) when `locs` is given.
+  std::optional<std::vector<std::string>> Strings(const toml::node& node, const std::string& field,
+                                                  LocMap* locs = nullptr);
+  std::optional<std::vector<int>> Ints(const toml::node& node, const std::string& field,
+                                       LocMap* locs = nullptr);
+
+ private:
+  void Reject(const toml::node& node, const std::string& field, std::string message);
+  std::optional<int> ToInt(const toml::node& node, const std::string& field, int64_t value);
+  const toml::array* Array(const toml::node& node, const std::string& field,
+                           std::string_view expected);
+
+  std::string file_;
+  std::vector<dag::Diagnostic> diagnostics_;
+  std::set<std::string, std::less<>> rejected_;
+};
+
+}  // namespace kiln::config::internal

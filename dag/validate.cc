@@ -1,0 +1,353 @@
+#include "dag/validate.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string_view>
+#include <tuple>
+
+#include "dag/template.h"
+
+namespace kiln::dag {
+
+namespace {
+
+// The name patterns of the format: a first character, further characters, a maximum length.
+struct NamePattern {
+  std::string_view first;
+  std::string_view rest;
+  size_t max_length;
+  std::string_view rule;  // how it reads to someone who broke it
+};
+
+bool Matches(std::string_view text, const NamePattern& p) {
+  if (text.empty() || text.size() > p.max_length) return false;
+  if (p.first.find(text.front()) == std::string_view::npos) return false;
+  return text.find_first_not_of(p.rest) == std::string_view::npos;
+}
+
+constexpr NamePattern kPipelineName = {
+    "abcdefghijklmnopqrstuvwxyz0123456789", "abcdefghijklmnopqrstuvwxyz0123456789_.-", 64,
+    "use 1-64 characters from a-z, 0-9, '_', '.', '-', starting with a letter or digit "
+    "(^[a-z0-9][a-z0-9_.-]{0,63}$)"};
+constexpr NamePattern kTaskId = {
+    "abcdefghijklmnopqrstuvwxyz0123456789", "abcdefghijklmnopqrstuvwxyz0123456789_-", 64,
+    "use 1-64 characters from a-z, 0-9, '_', '-', starting with a letter or digit "
+    "(^[a-z0-9][a-z0-9_-]{0,63}$)"};
+constexpr NamePattern kParamName = {
+    "abcdefghijklmnopqrstuvwxyz_", "abcdefghijklmnopqrstuvwxyz0123456789_", 64,
+    "use 1-64 characters from a-z, 0-9, '_', starting with a letter or '_' "
+    "(^[a-z_][a-z0-9_]{0,63}$)"};
+constexpr NamePattern kEnvName = {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_",
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_",
+                                  std::string_view::npos,
+                                  "use letters, digits and '_', not starting with a digit"};
+
+constexpr size_t kMaxListed = 20;
+
+// "a, b, c" (at most kMaxListed names, then "and N more").
+std::string JoinNames(const std::vector<std::string_view>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < kMaxListed; ++i) {
+    out += (i == 0 ? "" : ", ") + std::string(names[i]);
+  }
+  if (names.size() > kMaxListed) {
+    out += ", and " + std::to_string(names.size() - kMaxListed) + " more";
+  }
+  return out;
+}
+
+std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+class Validator {
+ public:
+  explicit Validator(const PipelineSpec& spec) : spec_(spec), known_(TemplateNames(spec)) {
+    for (size_t i = 0; i < spec.tasks.size(); ++i) index_.emplace(spec.tasks[i].id, i);
+    for (const std::string& name : known_) dummy_values_.emplace(name, "x");
+  }
+
+  std::vector<Diagnostic> Run();
+
+ private:
+  struct Place {
+    std::string field;
+    SourceLoc loc;
+  };
+
+  void Add(const Place& place, std::string message) {
+    out_.push_back({spec_.file.string(), place.loc, place.field, std::move(message)});
+  }
+  SourceLoc Loc(std::string_view path, SourceLoc fallback = {}) const;
+  Place TaskKey(const TaskSpec& task, std::string_view key, std::string_view item = "") const;
+
+  void CheckPipeline();
+  void CheckParams();
+  void CheckTask(const TaskSpec& task);
+  void CheckKind(const TaskSpec& task);
+  void CheckNumbers(const TaskSpec& task);
+  void CheckEnv(const TaskSpec& task);
+  void CheckNeeds(const TaskSpec& task);
+  void CheckTemplates(const TaskSpec& task);
+  void CheckTemplate(const Place& place, std::string_view text, bool shell);
+  std::vector<std::vector<size_t>> NeedsGraph() const;
+  void CheckCycles();
+
+  const PipelineSpec& spec_;
+  const std::set<std::string> known_;
+  TemplateValues dummy_values_;
+  std::map<std::string_view, size_t> index_;  // task id -> first task with it
+  std::vector<Diagnostic> out_;
+};
+
+SourceLoc Validator::Loc(std::string_view path, SourceLoc fallback) const {
+  auto it = spec_.locs.find(path);
+  return it == spec_.locs.end() ? fallback : it->second;
+}
+
+// A task's key is reported where it was written: in the task, else in [defaults] (a bad default
+// is one diagnostic, not one per task: duplicates are removed at the end), else at the task.
+Validator::Place Validator::TaskKey(const TaskSpec& task, std::string_view key,
+                                    std::string_view item) const {
+  const std::string own = "tasks." + task.id + "." + std::string(key);
+  const std::string from_defaults = "defaults." + std::string(key);
+  for (const std::string& field : {own, from_defaults}) {
+    if (auto it = spec_.locs.find(field + std::string(item)); it != spec_.locs.end()) {
+      return {field, it->second};
+    }
+    if (auto it = spec_.locs.find(field); it != spec_.locs.end()) return {field, it->second};
+  }
+  return {own, task.loc};
+}
+
+void Validator::CheckPipeline() {
+  const SourceLoc name_loc = Loc("pipeline.name", Loc("pipeline"));
+  if (spec_.name.empty()) {
+    Add({"pipeline.name", name_loc},
+        "missing; add name = \"...\" to [pipeline]; " + std::string(kPipelineName.rule));
+  } else if (!Matches(spec_.name, kPipelineName)) {
+    Add({"pipeline.name", name_loc},
+        "invalid pipeline name " + Quote(spec_.name) + "; " + std::string(kPipelineName.rule));
+  }
+  if (spec_.catchup != "none" && spec_.catchup != "latest" && spec_.catchup != "all") {
+    Add({"pipeline.catchup", Loc("pipeline.catchup")},
+        "unknown catchup " + Quote(spec_.catchup) + " (accepted: none, latest, all)");
+  }
+  if (spec_.overlap != "skip" && spec_.overlap != "queue" && spec_.overlap != "cancel_running") {
+    Add({"pipeline.overlap", Loc("pipeline.overlap")},
+        "unknown overlap " + Quote(spec_.overlap) + " (accepted: skip, queue, cancel_running)");
+  }
+  if (spec_.max_active_runs < 1) {
+    Add({"pipeline.max_active_runs", Loc("pipeline.max_active_runs")},
+        "must be at least 1, got " + std::to_string(spec_.max_active_runs));
+  }
+  if (spec_.tasks.empty()) {
+    Add({"tasks", Loc("tasks")}, "no tasks; define at least one [tasks.<id>] table");
+  }
+}
+
+void Validator::CheckParams() {
+  std::set<std::string_view> seen;
+  for (const Param& p : spec_.params) {
+    const Place place{"params." + p.name, p.loc};
+    if (!Matches(p.name, kParamName)) {
+      Add(place, "invalid param name " + Quote(p.name) + "; " + std::string(kParamName.rule));
+    }
+    if (!seen.insert(p.name).second) Add(place, "param " + Quote(p.name) + " is declared twice");
+  }
+}
+
+void Validator::CheckTask(const TaskSpec& task) {
+  const Place place{"tasks." + task.id, task.loc};
+  if (!Matches(task.id, kTaskId)) {
+    Add(place, "invalid task id " + Quote(task.id) + "; " + std::string(kTaskId.rule));
+  }
+  if (index_.at(task.id) != static_cast<size_t>(&task - spec_.tasks.data())) {
+    Add(place, "task " + Quote(task.id) + " is defined twice");
+  }
+  CheckKind(task);
+  CheckNumbers(task);
+  CheckEnv(task);
+  CheckNeeds(task);
+  CheckTemplates(task);
+}
+
+void Validator::CheckKind(const TaskSpec& task) {
+  if (task.kind != "shell") {
+    Add(TaskKey(task, "kind"), "unknown task kind " + Quote(task.kind) + " (known: shell)");
+    return;
+  }
+  const Place place{"tasks." + task.id, task.loc};
+  if (task.command && task.argv) {
+    Add(place, "both command and argv are set; set exactly one");
+  } else if (!task.command && !task.argv) {
+    Add(place, "no command; set command (run with /bin/sh -c) or argv (run directly)");
+  }
+  if (task.command && task.command->find_first_not_of(" \t\n") == std::string::npos) {
+    Add(TaskKey(task, "command"), "empty command; expected a shell command line");
+  }
+  if (task.argv && task.argv->empty()) {
+    Add(TaskKey(task, "argv"), "empty argv; expected at least the program to run");
+  }
+}
+
+void Validator::CheckNumbers(const TaskSpec& task) {
+  if (task.slots < 1) {
+    Add(TaskKey(task, "slots"), "must be at least 1, got " + std::to_string(task.slots));
+  }
+  if (task.retry.retries < 0) {
+    Add(TaskKey(task, "retries"), "must be 0 or more, got " + std::to_string(task.retry.retries));
+  }
+  if (!(task.retry.retry_backoff >= 1.0)) {
+    Add(TaskKey(task, "retry_backoff"),
+        "must be at least 1.0, got " + ToText(ParamValue(task.retry.retry_backoff)));
+  }
+  const std::pair<std::string_view, Duration> durations[] = {
+      {"retry_delay", task.retry.retry_delay},
+      {"max_retry_delay", task.retry.max_retry_delay},
+      {"timeout", task.timeout}};
+  for (const auto& [key, value] : durations) {
+    if (value < Duration(0)) Add(TaskKey(task, key), "must not be negative");
+  }
+  if (task.pool.empty()) Add(TaskKey(task, "pool"), "empty pool name; the default is \"default\"");
+  for (size_t i = 0; i < task.skip_exit_codes.size(); ++i) {
+    const int code = task.skip_exit_codes[i];
+    if (code < 0 || code > 255) {
+      Add(TaskKey(task, "skip_exit_codes", "[" + std::to_string(i) + "]"),
+          "exit code " + std::to_string(code) + " is out of range; exit codes are 0-255");
+    }
+  }
+}
+
+void Validator::CheckEnv(const TaskSpec& task) {
+  std::set<std::string_view> seen;
+  for (const EnvVar& var : task.env) {
+    const Place place = TaskKey(task, "env." + var.name);
+    if (!Matches(var.name, kEnvName)) {
+      Add(place, "invalid environment variable name " + Quote(var.name) + "; " +
+                     std::string(kEnvName.rule));
+    }
+    if (!seen.insert(var.name).second) {
+      Add(place, "environment variable " + Quote(var.name) + " is set twice");
+    }
+  }
+}
+
+void Validator::CheckNeeds(const TaskSpec& task) {
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < task.needs.size(); ++i) {
+    const std::string& need = task.needs[i];
+    const std::string path = "tasks." + task.id + ".needs";
+    const SourceLoc array_loc = task.needs_loc.line > 0 ? task.needs_loc : task.loc;
+    const Place place{path, Loc(path + "[" + std::to_string(i) + "]", array_loc)};
+    if (need == task.id) {
+      Add(place, "task " + Quote(task.id) + " needs itself; remove it from needs");
+    } else if (!seen.insert(need).second) {
+      Add(place, Quote(need) + " is listed twice; list each upstream task once");
+    } else if (!index_.contains(need)) {
+      std::vector<std::string_view> ids;
+      for (const TaskSpec& t : spec_.tasks) ids.push_back(t.id);
+      Add(place, "unknown task " + Quote(need) + " (defined tasks: " + JoinNames(ids) + ")");
+    }
+  }
+}
+
+void Validator::CheckTemplates(const TaskSpec& task) {
+  if (task.command) CheckTemplate(TaskKey(task, "command"), *task.command, /*shell=*/true);
+  if (task.argv) {
+    for (size_t i = 0; i < task.argv->size(); ++i) {
+      CheckTemplate(TaskKey(task, "argv", "[" + std::to_string(i) + "]"), (*task.argv)[i],
+                    /*shell=*/false);
+    }
+  }
+  for (const EnvVar& var : task.env) {
+    CheckTemplate(TaskKey(task, "env." + var.name), var.value, /*shell=*/false);
+  }
+}
+
+void Validator::CheckTemplate(const Place& place, std::string_view text, bool shell) {
+  std::vector<std::string> errors = dag::CheckTemplate(text, known_);
+  for (std::string& error : errors) Add(place, std::move(error));
+  if (!errors.empty() || !shell) return;
+  // Whether every reference can be quoted where it stands does not depend on the values.
+  Result<std::string> rendered = Render(text, dummy_values_, Quoting::kShell);
+  if (!rendered.ok()) Add(place, rendered.message());
+}
+
+// For each task, the tasks it needs (known, not itself, each once), in needs order.
+std::vector<std::vector<size_t>> Validator::NeedsGraph() const {
+  std::vector<std::vector<size_t>> graph(spec_.tasks.size());
+  for (size_t i = 0; i < spec_.tasks.size(); ++i) {
+    for (const std::string& need : spec_.tasks[i].needs) {
+      auto it = index_.find(need);
+      if (it == index_.end() || it->second == i) continue;
+      if (std::find(graph[i].begin(), graph[i].end(), it->second) != graph[i].end()) continue;
+      graph[i].push_back(it->second);
+    }
+  }
+  return graph;
+}
+
+// Depth-first search along needs from each task in file order. Every edge back to a task on the
+// current path closes one cycle; it is named from its earliest task in the file, so that the same
+// cycle found from another start is recognised and reported once.
+void Validator::CheckCycles() {
+  const std::vector<std::vector<size_t>> graph = NeedsGraph();
+  enum class Color { kWhite, kGray, kBlack };
+  std::vector<Color> color(graph.size(), Color::kWhite);
+  std::set<std::vector<size_t>> reported;
+  for (size_t root = 0; root < graph.size(); ++root) {
+    if (color[root] != Color::kWhite) continue;
+    std::vector<std::pair<size_t, size_t>> stack = {{root, 0}};  // task, next edge
+    color[root] = Color::kGray;
+    while (!stack.empty()) {
+      auto& [u, next] = stack.back();
+      if (next == graph[u].size()) {
+        color[u] = Color::kBlack;
+        stack.pop_back();
+        continue;
+      }
+      const size_t v = graph[u][next++];
+      if (color[v] == Color::kWhite) {
+        color[v] = Color::kGray;
+        stack.emplace_back(v, 0);
+        continue;
+      }
+      if (color[v] == Color::kBlack) continue;
+      std::vector<size_t> cycle;
+      auto from = std::find_if(stack.begin(), stack.end(), [v](auto& f) { return f.first == v; });
+      for (auto it = from; it != stack.end(); ++it) cycle.push_back(it->first);
+      std::rotate(cycle.begin(), std::min_element(cycle.begin(), cycle.end()), cycle.end());
+      if (!reported.insert(cycle).second) continue;
+      std::string text;
+      for (size_t t : cycle) text += spec_.tasks[t].id + " -> ";
+      const TaskSpec& first = spec_.tasks[cycle.front()];
+      const SourceLoc loc = first.needs_loc.line > 0 ? first.needs_loc : first.loc;
+      Add({"tasks." + first.id + ".needs", loc}, "dependency cycle " + text + first.id);
+    }
+  }
+}
+
+std::vector<Diagnostic> Validator::Run() {
+  CheckPipeline();
+  CheckParams();
+  for (const TaskSpec& task : spec_.tasks) CheckTask(task);
+  CheckCycles();
+  auto key = [](const Diagnostic& d) { return std::tie(d.loc.line, d.loc.column); };
+  std::stable_sort(out_.begin(), out_.end(),
+                   [&](const Diagnostic& a, const Diagnostic& b) { return key(a) < key(b); });
+  // A bad [defaults] value is found once per task that uses it.
+  std::vector<Diagnostic> unique;
+  std::set<std::tuple<int, int, std::string, std::string>> seen;
+  for (Diagnostic& d : out_) {
+    if (seen.emplace(d.loc.line, d.loc.column, d.field, d.message).second) {
+      unique.push_back(std::move(d));
+    }
+  }
+  return unique;
+}
+
+}  // namespace
+
+std::vector<Diagnostic> Validate(const PipelineSpec& spec) { return Validator(spec).Run(); }
+
+}  // namespace kiln::dag

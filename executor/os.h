@@ -1,0 +1,97 @@
+// Thin POSIX helpers behind ProcessManager: folders, the log file, program lookup, posix_spawn and
+// process-group inspection. Internal to executor/; other modules use process.h.
+//
+// Thread safety: every function is safe to call from any thread (they keep no state).
+// Errors: returned as Status/Result whose message names the subject first, e.g.
+// "working directory '/x' does not exist" or "cannot start 'nosuch': No such file or directory".
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kiln::executor::os {
+
+using Env = std::vector<std::pair<std::string, std::string>>;
+
+// Owns one file descriptor; closes it on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// Creates `dir` and its missing parents with `mode` (the umask still applies). Ok when `dir`
+// already is a folder. Error: "cannot create folder '<dir>': <reason>".
+Status MakeDirs(const std::filesystem::path& dir, mode_t mode);
+
+// Creates (or truncates) a log file with mode 0640, its missing folders with mode 0750; the fd is
+// O_CLOEXEC and write-only. Error: "cannot open log file '<path>': <reason>".
+Result<UniqueFd> OpenLogFile(const std::filesystem::path& path);
+
+// Writes all of `data`, retrying short writes. Returns 0 or the errno of the failure.
+int WriteAll(int fd, std::string_view data);
+
+// Checks that `cwd` exists, is a folder and can be entered, with a message naming it.
+Status CheckWorkingDirectory(const std::filesystem::path& cwd);
+
+// Finds the program for argv[0] like execvp() does, but searching the PATH of the task's own
+// environment (`env`; "/usr/local/bin:/usr/bin:/bin" when it has none). Names with a '/' are
+// returned unchanged. Relative PATH entries are taken relative to `cwd` (where the task runs).
+Result<std::string> ResolveProgram(const std::string& argv0, const Env& env,
+                                   const std::filesystem::path& cwd);
+
+// A started child: its pid (also its process-group id), a pidfd for it and the read end of its
+// output pipe (non-blocking). All fds are O_CLOEXEC and owned by the caller.
+struct Spawned {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+  UniqueFd output;
+};
+
+// Starts `program` with posix_spawn: a new process group, stdin from /dev/null, stdout and stderr
+// into one pipe, no other fds, empty signal mask, default dispositions, exactly `env`, in `cwd`
+// (unchanged when empty). Error: "cannot start '<argv[0]>': <reason>".
+Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::string>& argv,
+                             const Env& env, const std::filesystem::path& cwd);
+
+// The live and zombie processes whose process group is `pgid` (read from /proc).
+struct GroupMember {
+  pid_t pid = -1;
+  bool zombie = false;
+};
+std::vector<GroupMember> ListGroupMembers(pid_t pgid);
+
+// pidfd_open(2): an O_CLOEXEC fd that becomes readable when `pid` exits; -1 and errno on failure.
+int OpenPidfd(pid_t pid);
+
+// Reaps `pid` if it is an exited child of this process; does nothing otherwise.
+void TryReap(pid_t pid);
+
+// strerror() text for an errno value.
+std::string ErrnoText(int err);
+
+}  // namespace kiln::executor::os

@@ -1,0 +1,391 @@
+#include "executor/process.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <map>
+#include <unordered_map>
+
+#include "common/log.h"
+#include "executor/os.h"
+
+namespace kiln::executor {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+using Descriptor = asio::posix::stream_descriptor;
+
+// Everything about one spawned process. Shared between the manager's table and the pending
+// asynchronous operations, so that a handler that runs after the entry left the table (or after
+// the manager is gone) still points at valid memory; `detached` tells it to do nothing.
+struct Child {
+  Child(asio::io_context& io, ProcessManager::Handle h, ProcessSpec s,
+        std::function<void(ProcessResult)> cb)
+      : handle(h),
+        spec(std::move(s)),
+        on_exit(std::move(cb)),
+        exit_watch(io),
+        output(io),
+        timeout_timer(io),
+        kill_timer(io),
+        output_timer(io) {}
+
+  ProcessManager::Handle handle;
+  ProcessSpec spec;
+  std::function<void(ProcessResult)> on_exit;
+  ProcessResult result;
+  pid_t pid = -1;  // also the process-group id
+  os::UniqueFd log;
+  uint64_t logged = 0;    // task output bytes written to the log (the marker not included)
+  Descriptor exit_watch;  // pidfd of the main process
+  Descriptor output;      // read end of the stdout/stderr pipe
+  asio::steady_timer timeout_timer;
+  asio::steady_timer kill_timer;    // SIGKILL after the grace period
+  asio::steady_timer output_timer;  // gives up on a pipe held open from outside the group
+  std::map<pid_t, std::unique_ptr<Descriptor>> member_watches;  // pidfds of leftover processes
+  std::array<char, 64 * 1024> buffer;
+  bool reaped = false;       // the main process was reaped
+  bool group_done = false;   // no live process of the group remains
+  bool output_done = false;  // the pipe reached end of file (or we stopped waiting for it)
+  bool terminating = false;  // SIGTERM was sent to the group
+  bool finished = false;     // on_exit was posted
+  bool detached = false;     // the manager is gone
+};
+
+using ChildPtr = std::shared_ptr<Child>;
+
+}  // namespace
+
+struct ProcessManager::Impl {
+  explicit Impl(asio::io_context& context) : io(context) {}
+  ~Impl();
+
+  Handle Spawn(ProcessSpec spec, std::function<void(ProcessResult)> on_exit);
+  Status Launch(Child& c);
+  void FailStart(const ChildPtr& c, const std::string& error);
+  void WatchExit(const ChildPtr& c);
+  void OnMainExit(const ChildPtr& c);
+  void ReadOutput(const ChildPtr& c);
+  void Consume(Child& c, size_t n);
+  void WriteLog(Child& c, std::string_view data);
+  void Terminate(const ChildPtr& c, bool by_request);
+  void CheckGroup(const ChildPtr& c);
+  bool WatchMember(const ChildPtr& c, pid_t member);
+  void GroupDone(const ChildPtr& c);
+  void MaybeFinish(const ChildPtr& c);
+  void Deliver(std::function<void(ProcessResult)> on_exit, ProcessResult result);
+
+  asio::io_context& io;
+  std::unordered_map<Handle, ChildPtr> children;
+  Handle next_handle = 1;
+  // Posted on_exit calls check this, so none runs after the manager is destroyed.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+};
+
+ProcessManager::Impl::~Impl() {
+  *alive = false;
+  for (auto& [handle, c] : children) {
+    c->detached = true;
+    if (!c->group_done) ::kill(-c->pid, SIGKILL);
+    if (!c->reaped) os::TryReap(c->pid);
+    error_code ignored;
+    c->exit_watch.close(ignored);
+    c->output.close(ignored);
+    c->timeout_timer.cancel();
+    c->kill_timer.cancel();
+    c->output_timer.cancel();
+    c->member_watches.clear();
+  }
+}
+
+ProcessManager::Handle ProcessManager::Impl::Spawn(ProcessSpec spec,
+                                                   std::function<void(ProcessResult)> on_exit) {
+  KILN_CHECK(on_exit != nullptr);
+  auto c = std::make_shared<Child>(io, next_handle++, std::move(spec), std::move(on_exit));
+  c->result.started_at = NowUtc();
+  if (Status launched = Launch(*c); !launched.ok()) {
+    FailStart(c, launched.message());
+    return c->handle;
+  }
+  c->result.started = true;
+  children.emplace(c->handle, c);
+  WatchExit(c);
+  ReadOutput(c);
+  if (c->spec.timeout > Duration(0)) {
+    c->timeout_timer.expires_after(c->spec.timeout);
+    c->timeout_timer.async_wait([this, c](const error_code& ec) {
+      if (ec || c->detached || c->reaped || c->terminating) return;
+      c->result.timed_out = true;
+      Terminate(c, false);
+    });
+  }
+  return c->handle;
+}
+
+// Opens the log first so that every later failure can be written into it.
+Status ProcessManager::Impl::Launch(Child& c) {
+  const ProcessSpec& spec = c.spec;
+  if (!spec.log_path.empty()) {
+    Result<os::UniqueFd> log = os::OpenLogFile(spec.log_path);
+    if (!log.ok()) return log.status();
+    c.log = std::move(log).value();
+  }
+  if (spec.argv.empty()) {
+    return Status::Error("cannot start a process without a command (argv is empty)");
+  }
+  for (const std::filesystem::path& dir : spec.create_dirs) {
+    if (Status made = os::MakeDirs(dir, 0750); !made.ok()) return made;
+  }
+  if (!spec.cwd.empty()) {
+    if (Status cwd = os::CheckWorkingDirectory(spec.cwd); !cwd.ok()) return cwd;
+  }
+  Result<std::string> program = os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
+  if (!program.ok()) return program.status();
+  Result<os::Spawned> spawned = os::SpawnProcess(*program, spec.argv, spec.env, spec.cwd);
+  if (!spawned.ok()) return spawned.status();
+  c.pid = spawned->pid;
+  error_code ec;
+  // Ownership passes to Asio only when assign() succeeds.
+  c.exit_watch.assign(spawned->pidfd.get(), ec);
+  if (!ec) {
+    spawned->pidfd.release();
+    c.output.assign(spawned->output.get(), ec);
+    if (!ec) spawned->output.release();
+  }
+  if (ec) {
+    // Without both descriptors we could neither reap nor drain it; better not to run it at all.
+    ::kill(-c.pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return Status::Error("cannot start '" + spec.argv[0] + "': " + ec.message());
+  }
+  return Status::Ok();
+}
+
+void ProcessManager::Impl::FailStart(const ChildPtr& c, const std::string& error) {
+  c->result.started = false;
+  c->result.error = error;
+  c->result.ended_at = NowUtc();
+  if (c->log.valid()) os::WriteAll(c->log.get(), "[kiln: " + error + "]\n");
+  c->log.reset();
+  c->finished = true;
+  Deliver(std::move(c->on_exit), std::move(c->result));
+}
+
+void ProcessManager::Impl::WatchExit(const ChildPtr& c) {
+  c->exit_watch.async_wait(Descriptor::wait_read, [this, c](const error_code& ec) {
+    if (c->detached || ec == asio::error::operation_aborted) return;
+    OnMainExit(c);
+  });
+}
+
+void ProcessManager::Impl::OnMainExit(const ChildPtr& c) {
+  int status = 0;
+  struct rusage usage {};
+  pid_t r;
+  while ((r = ::wait4(c->pid, &status, WNOHANG, &usage)) < 0 && errno == EINTR) {
+  }
+  if (r == 0) {  // the pidfd woke us before the process became waitable; wait again
+    WatchExit(c);
+    return;
+  }
+  c->reaped = true;
+  c->result.ended_at = NowUtc();
+  if (r < 0) {
+    c->result.error = "process " + std::to_string(c->pid) +
+                      " was reaped by someone else; its exit status is unknown";
+  } else if (WIFEXITED(status)) {
+    c->result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    c->result.signal = WTERMSIG(status);
+  }
+  auto to_ms = [](const timeval& tv) {
+    return Duration(int64_t{tv.tv_sec} * 1000 + tv.tv_usec / 1000);
+  };
+  c->result.cpu = to_ms(usage.ru_utime) + to_ms(usage.ru_stime);
+  c->result.max_rss_kb = usage.ru_maxrss;
+  error_code ignored;
+  c->exit_watch.close(ignored);
+  c->timeout_timer.cancel();
+  CheckGroup(c);
+}
+
+void ProcessManager::Impl::ReadOutput(const ChildPtr& c) {
+  c->output.async_read_some(asio::buffer(c->buffer), [this, c](const error_code& ec, size_t n) {
+    if (c->detached || c->finished) return;
+    if (n > 0) Consume(*c, n);
+    if (ec) {  // eof, or an error that would repeat forever
+      c->output_done = true;
+      c->output_timer.cancel();
+      MaybeFinish(c);
+      return;
+    }
+    ReadOutput(c);
+  });
+}
+
+// Keeps draining past the cap: a task must never block on a full pipe because of its log.
+void ProcessManager::Impl::Consume(Child& c, size_t n) {
+  c.result.log_bytes += n;
+  const uint64_t cap = c.spec.log_cap_bytes;
+  const uint64_t room = cap > c.logged ? cap - c.logged : 0;
+  const size_t keep = static_cast<size_t>(std::min<uint64_t>(room, n));
+  if (keep > 0) {
+    WriteLog(c, std::string_view(c.buffer.data(), keep));
+    c.logged += keep;
+  }
+  if (keep < n && !c.result.log_truncated) {
+    c.result.log_truncated = true;
+    WriteLog(c, "\n[kiln: log truncated at " + std::to_string(cap) +
+                    " bytes; further output discarded]\n");
+  }
+}
+
+void ProcessManager::Impl::WriteLog(Child& c, std::string_view data) {
+  if (!c.log.valid()) return;
+  if (int err = os::WriteAll(c.log.get(), data); err != 0) {
+    // The task keeps running; its output is drained and dropped from here on.
+    c.result.error =
+        "cannot write log file '" + c.spec.log_path.string() + "': " + os::ErrnoText(err);
+    c.log.reset();
+  }
+}
+
+void ProcessManager::Impl::Terminate(const ChildPtr& c, bool by_request) {
+  if (c->terminating || c->group_done) return;
+  c->terminating = true;
+  if (by_request) c->result.killed = true;
+  ::kill(-c->pid, SIGTERM);
+  // A stopped process would only see SIGTERM once continued.
+  ::kill(-c->pid, SIGCONT);
+  c->kill_timer.expires_after(c->spec.kill_grace);
+  c->kill_timer.async_wait([c](const error_code& ec) {
+    if (ec || c->detached || c->group_done) return;
+    ::kill(-c->pid, SIGKILL);
+  });
+}
+
+// After the main process is reaped, its pid stays reserved as long as any member of the group is
+// alive or a zombie, so signalling -pid cannot hit an unrelated group.
+void ProcessManager::Impl::CheckGroup(const ChildPtr& c) {
+  if (c->group_done) return;
+  if (::kill(-c->pid, 0) != 0 && errno == ESRCH) {
+    GroupDone(c);
+    return;
+  }
+  Terminate(c, false);
+  bool live = false;
+  for (const os::GroupMember& member : os::ListGroupMembers(c->pid)) {
+    if (member.zombie) {
+      os::TryReap(member.pid);  // an orphan re-parented to us (we are a subreaper)
+    } else if (c->member_watches.contains(member.pid) || WatchMember(c, member.pid)) {
+      live = true;
+    }
+  }
+  if (!live) GroupDone(c);
+}
+
+bool ProcessManager::Impl::WatchMember(const ChildPtr& c, pid_t member) {
+  int fd = os::OpenPidfd(member);
+  if (fd < 0) return false;  // gone since /proc was read
+  // The pid could have been reused between reading /proc and pidfd_open.
+  if (::getpgid(member) != c->pid) {
+    ::close(fd);
+    return false;
+  }
+  auto watch = std::make_unique<Descriptor>(io);
+  error_code ec;
+  watch->assign(fd, ec);
+  if (ec) {
+    ::close(fd);
+    return false;
+  }
+  watch->async_wait(Descriptor::wait_read, [this, c, member](const error_code& wait_ec) {
+    if (c->detached || c->group_done || wait_ec == asio::error::operation_aborted) return;
+    c->member_watches.erase(member);
+    os::TryReap(member);
+    CheckGroup(c);
+  });
+  c->member_watches.emplace(member, std::move(watch));
+  return true;
+}
+
+void ProcessManager::Impl::GroupDone(const ChildPtr& c) {
+  c->group_done = true;
+  c->kill_timer.cancel();
+  c->member_watches.clear();
+  if (!c->output_done) {
+    // Something outside the group (e.g. a process that called setsid) still holds the pipe.
+    c->output_timer.expires_after(c->spec.kill_grace);
+    c->output_timer.async_wait([this, c](const error_code& ec) {
+      if (ec || c->detached || c->finished) return;
+      c->output_done = true;
+      MaybeFinish(c);
+    });
+  }
+  MaybeFinish(c);
+}
+
+void ProcessManager::Impl::MaybeFinish(const ChildPtr& child) {
+  if (child->finished || !child->reaped || !child->group_done || !child->output_done) return;
+  ChildPtr c = child;  // `child` may be the table's own reference, erased below
+  c->finished = true;
+  c->output_timer.cancel();
+  error_code ignored;
+  c->output.close(ignored);
+  c->log.reset();
+  children.erase(c->handle);
+  Deliver(std::move(c->on_exit), std::move(c->result));
+}
+
+void ProcessManager::Impl::Deliver(std::function<void(ProcessResult)> on_exit,
+                                   ProcessResult result) {
+  asio::post(io, [alive = alive, on_exit = std::move(on_exit), result = std::move(result)]() {
+    if (*alive) on_exit(result);
+  });
+}
+
+ProcessManager::ProcessManager(asio::io_context& io) : impl_(std::make_unique<Impl>(io)) {
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+    log::Warn(
+        "executor: cannot become a child subreaper; orphaned task processes will be reaped "
+        "by init instead");
+  }
+}
+
+ProcessManager::~ProcessManager() = default;
+
+ProcessManager::Handle ProcessManager::Spawn(ProcessSpec spec,
+                                             std::function<void(ProcessResult)> on_exit) {
+  return impl_->Spawn(std::move(spec), std::move(on_exit));
+}
+
+void ProcessManager::Terminate(Handle handle) {
+  auto it = impl_->children.find(handle);
+  if (it == impl_->children.end() || it->second->reaped) return;
+  impl_->Terminate(it->second, true);
+}
+
+void ProcessManager::TerminateAll() {
+  for (auto& [handle, c] : impl_->children) {
+    if (!c->reaped) impl_->Terminate(c, true);
+  }
+}
+
+size_t ProcessManager::running() const { return impl_->children.size(); }
+
+}  // namespace kiln::executor

@@ -1,0 +1,114 @@
+// The process layer: starts programs, captures their output into a capped log file, enforces
+// timeouts and reports how they ended. It speaks argv, env, cwd, limits and exit status; it knows
+// nothing about DAGs, runs or tasks.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/time.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
+namespace kiln::executor {
+
+inline constexpr uint64_t kDefaultLogCapBytes = uint64_t{64} << 20;
+
+struct ProcessSpec {
+  // argv[0] without a '/' is looked up in the PATH of `env` (default /usr/local/bin:/usr/bin:/bin).
+  std::vector<std::string> argv;
+  // The complete environment of the process; nothing is inherited from the daemon.
+  std::vector<std::pair<std::string, std::string>> env;
+  // Working directory; must exist. Empty: the daemon's own.
+  std::filesystem::path cwd;
+  // Receives stdout and stderr (one stream, in order of writes). Created with mode 0640, missing
+  // folders with 0750; truncated if it exists. Empty: output is read and discarded.
+  std::filesystem::path log_path;
+  // Output beyond this many bytes is discarded after one marker line (see ProcessResult).
+  uint64_t log_cap_bytes = kDefaultLogCapBytes;
+  // Folders created (mode 0750, with parents) before the start; failing is a start failure.
+  std::vector<std::filesystem::path> create_dirs;
+  // 0: no timeout. Otherwise SIGTERM to the process group when it passes, SIGKILL kill_grace later.
+  kiln::Duration timeout{0};
+  kiln::Duration kill_grace = std::chrono::seconds(10);
+};
+
+struct ProcessResult {
+  // false: the program never ran. `error` says why ("cannot start 'x': No such file or
+  // directory", "working directory '/x' does not exist", ...) and the same text is written to the
+  // log file as "[kiln: <error>]" when the log file could be opened.
+  bool started = false;
+  // Why it could not start, or an executor-side problem while it ran (e.g. the log file could not
+  // be written; the process still ran and its exit status is valid).
+  std::string error;
+  std::optional<int> exit_code;  // set when the process exited normally
+  std::optional<int> signal;     // set when a signal ended the process
+  bool timed_out = false;        // the timeout passed and the group was terminated
+  bool killed = false;           // Terminate() stopped it
+  kiln::Instant started_at{};
+  kiln::Instant ended_at{};  // when the main process was reaped
+  kiln::Duration cpu{0};     // user + system of the process and the children it waited for
+  int64_t max_rss_kb = 0;    // peak resident set of the process or of a waited-for child
+  uint64_t log_bytes = 0;    // bytes of output the process produced, including discarded ones
+  // Output exceeded log_cap_bytes: the log holds the first log_cap_bytes bytes, then the line
+  // "\n[kiln: log truncated at <cap> bytes; further output discarded]\n".
+  bool log_truncated = false;
+};
+
+// Starts processes and reports their end on an io_context.
+//
+// Threads: every member function must be called on the io_context's thread (or while no thread
+// runs it); on_exit runs on that thread too. Not thread-safe otherwise.
+//
+// Guarantees for every Spawn:
+// - on_exit is called exactly once, posted to the io_context (never from inside Spawn), unless
+//   the manager is destroyed first.
+// - The process runs in its own process group with stdin from /dev/null, stdout and stderr into
+//   the log, no fd other than 0, 1 and 2, an empty signal mask, default signal dispositions and
+//   exactly spec.env.
+// - on_exit comes once the process has been reaped, no process of its group is left (leftover
+//   background processes get SIGTERM, then SIGKILL kill_grace later) and the output pipe reached
+//   end of file; if a process outside the group keeps the pipe open, kill_grace after the group
+//   ended. The log file is closed before on_exit runs.
+//
+// Process-wide effect: the constructor makes this process a child subreaper
+// (PR_SET_CHILD_SUBREAPER), so that orphaned background processes of a task are re-parented here
+// and can be terminated and reaped rather than left as zombies under init. Processes a task
+// moves out of its group (setsid) are not tracked and, once they exit, stay zombies of the daemon.
+class ProcessManager {
+ public:
+  using Handle = uint64_t;
+
+  explicit ProcessManager(boost::asio::io_context& io);
+  // Sends SIGKILL to the groups of processes still running and drops their on_exit callbacks
+  // without calling them. Must be destroyed before its io_context.
+  ~ProcessManager();
+  ProcessManager(const ProcessManager&) = delete;
+  ProcessManager& operator=(const ProcessManager&) = delete;
+
+  // Starts a process. Start failures are reported through on_exit (started = false). The
+  // returned handle is unique for the lifetime of the manager.
+  Handle Spawn(ProcessSpec spec, std::function<void(ProcessResult)> on_exit);
+  // SIGTERM to the process group, SIGKILL spec.kill_grace later; the result has killed = true.
+  // No effect on unknown or finished handles, or once the main process has exited.
+  void Terminate(Handle handle);
+  // Terminate() for every running process (e.g. at shutdown).
+  void TerminateAll();
+  // Processes whose on_exit has not been posted yet.
+  size_t running() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::executor

@@ -1,0 +1,326 @@
+#include "store/database.h"
+
+#include <cctype>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "store/migrations.h"
+#include "store/pq_internal.h"
+
+namespace kiln::store {
+
+namespace {
+
+using json = nlohmann::json;
+
+// 'kiln_mig' as an integer: the advisory lock that serializes migrations across daemons.
+constexpr int64_t kMigrationLock = 0x6b696c6e5f6d6967;
+
+struct Redacted {
+  std::string text;
+  std::vector<std::string> secrets;  // the passwords found, to scrub from libpq's messages
+};
+
+Redacted RedactUri(std::string_view url, size_t scheme_end) {
+  Redacted out;
+  size_t authority_end = url.find_first_of("/?", scheme_end);
+  if (authority_end == std::string_view::npos) authority_end = url.size();
+  std::string_view authority = url.substr(scheme_end, authority_end - scheme_end);
+  out.text = std::string(url.substr(0, scheme_end));
+  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    std::string_view userinfo = authority.substr(0, at);
+    if (size_t colon = userinfo.find(':'); colon != std::string_view::npos) {
+      out.secrets.emplace_back(userinfo.substr(colon + 1));
+      userinfo = userinfo.substr(0, colon + 1);
+      out.text += std::string(userinfo) + "***" + std::string(authority.substr(at));
+    } else {
+      out.text += std::string(authority);
+    }
+  } else {
+    out.text += std::string(authority);
+  }
+  std::string_view rest = url.substr(authority_end);
+  size_t query = rest.find('?');
+  out.text += std::string(rest.substr(0, query));
+  if (query == std::string_view::npos) return out;
+  out.text += '?';
+  std::string_view params = rest.substr(query + 1);
+  while (!params.empty()) {
+    size_t amp = params.find('&');
+    std::string_view param = params.substr(0, amp);
+    if (param.starts_with("password=")) {
+      out.secrets.emplace_back(param.substr(9));
+      out.text += "password=***";
+    } else {
+      out.text += std::string(param);
+    }
+    if (amp == std::string_view::npos) break;
+    out.text += '&';
+    params = params.substr(amp + 1);
+  }
+  return out;
+}
+
+// Keyword form: key = value pairs separated by whitespace; a value may be single-quoted with
+// backslash escapes. Malformed pieces are copied as they are.
+Redacted RedactKeywords(std::string_view s) {
+  Redacted out;
+  size_t i = 0;
+  auto is_space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (i < s.size()) {
+    size_t start = i;
+    while (i < s.size() && !is_space(s[i]) && s[i] != '=') ++i;
+    std::string_view key = s.substr(start, i - start);
+    while (i < s.size() && is_space(s[i])) ++i;
+    if (i >= s.size() || s[i] != '=') {
+      out.text += std::string(s.substr(start, i - start));
+      continue;
+    }
+    ++i;
+    while (i < s.size() && is_space(s[i])) ++i;
+    size_t value_start = i;
+    if (i < s.size() && s[i] == '\'') {
+      for (++i; i < s.size() && s[i] != '\''; ++i) {
+        if (s[i] == '\\') ++i;
+      }
+      if (i < s.size()) ++i;
+    } else {
+      while (i < s.size() && !is_space(s[i])) ++i;
+    }
+    std::string_view value = s.substr(value_start, i - value_start);
+    if (key == "password") {
+      out.secrets.emplace_back(value);
+      if (value.size() >= 2 && value.front() == '\'') {
+        out.secrets.emplace_back(value.substr(1, value.size() - 2));
+      }
+      out.text += std::string(s.substr(start, value_start - start)) + "***";
+    } else {
+      out.text += std::string(s.substr(start, i - start));
+    }
+    while (i < s.size() && is_space(s[i])) out.text += s[i++];
+  }
+  return out;
+}
+
+Redacted Redact(std::string_view url) {
+  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
+    if (url.starts_with(scheme)) return RedactUri(url, scheme.size());
+  }
+  if (url.find('=') != std::string_view::npos) return RedactKeywords(url);
+  return Redacted{std::string(url), {}};
+}
+
+std::string Scrub(std::string text, const std::vector<std::string>& secrets) {
+  for (const auto& secret : secrets) {
+    if (secret.size() < 2) continue;  // too short to tell apart from ordinary text
+    for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3)) {
+      text.replace(at, secret.size(), "***");
+    }
+  }
+  return text;
+}
+
+json ParamsJson(const NewRun& run) {
+  json params = json::array();
+  for (const auto& [name, value] : run.params) {
+    json v = std::visit([](const auto& x) { return json(x); }, value);
+    // JSON has no NaN or infinities: keep them as text.
+    if (const double* d = std::get_if<double>(&value); d && !std::isfinite(*d)) {
+      v = std::isnan(*d) ? "nan" : (*d > 0 ? "inf" : "-inf");
+    }
+    params.push_back({{"name", name}, {"type", dag::TypeName(value)}, {"value", v}});
+  }
+  return params;
+}
+
+json TasksJson(const NewRun& run) {
+  json tasks = json::array();
+  for (const auto& task : run.tasks) {
+    tasks.push_back({{"id", task.id}, {"pool", task.pool}, {"priority", task.priority}});
+  }
+  return tasks;
+}
+
+constexpr const char* kUpsertVersion = R"sql(
+INSERT INTO pipeline_versions (pipeline, content_hash, source) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING)sql";
+
+// One statement for the run, its tasks and its event; nothing when the run already exists.
+constexpr const char* kInsertRun = R"sql(
+WITH run AS (
+  INSERT INTO runs (pipeline, version_hash, trigger, logical_date, data_interval_start,
+                    data_interval_end, params, idempotency_key, created_by, note)
+  VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::jsonb, $8, $9, $10)
+  ON CONFLICT DO NOTHING
+  RETURNING id, created_at),
+tasks AS (
+  INSERT INTO task_instances (run_id, task_id, position, pool, priority)
+  SELECT run.id, t.task->>'id', t.n - 1, t.task->>'pool', (t.task->>'priority')::int
+  FROM run, jsonb_array_elements($11::jsonb) WITH ORDINALITY AS t(task, n))
+INSERT INTO events (at, run_id, kind, to_state, actor, detail)
+SELECT run.created_at, run.id, 'run_created', 'queued', $9, $12::jsonb FROM run
+RETURNING run_id)sql";
+
+constexpr const char* kFindExistingRun = R"sql(
+SELECT id FROM runs
+WHERE pipeline = $1
+  AND (idempotency_key = $2
+       OR ($3 = 'schedule' AND trigger = 'schedule' AND logical_date = $4::timestamptz))
+ORDER BY idempotency_key = $2 DESC NULLS LAST
+LIMIT 1)sql";
+
+}  // namespace
+
+bool NoticeToLog::operator()(const char message[]) noexcept {
+  try {
+    log::Debug("database notice: " + OneLine(message));
+  } catch (...) {
+  }
+  return false;
+}
+
+std::string RedactUrl(std::string_view url) { return Redact(url).text; }
+
+std::string OneLine(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
+Status DbError(std::string_view what, const std::exception& e) {
+  std::string message = "database: " + std::string(what) + ": " + OneLine(e.what());
+  // A lost connection, also in the middle of a commit (in doubt: the caller's retry is fenced if
+  // the commit did happen).
+  bool lost = dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+              dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr;
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    lost = lost || sql->sqlstate().starts_with("08");
+  }
+  return Status::Error(lost ? ErrorCode::kUnavailable : ErrorCode::kInternal, message);
+}
+
+std::string EpochMs(std::string_view column) {
+  return "(extract(epoch FROM " + std::string(column) + ") * 1000)::int8";
+}
+
+std::string TimeParam(Instant t) { return FormatRfc3339(t); }
+
+std::optional<std::string> TimeParam(const std::optional<Instant>& t) {
+  if (!t) return std::nullopt;
+  return FormatRfc3339(*t);
+}
+
+Instant InstantFromMs(int64_t ms) { return Instant(Duration(ms)); }
+
+std::optional<Instant> OptInstant(const pqxx::field& ms) {
+  if (ms.is_null()) return std::nullopt;
+  return InstantFromMs(ms.as<int64_t>());
+}
+
+Database::Database(std::unique_ptr<DatabaseImpl> impl) : impl_(std::move(impl)) {}
+Database::~Database() = default;
+
+const std::string& Database::redacted_url() const { return impl_->redacted_url; }
+
+Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
+  Redacted redacted = Redact(url);
+  try {
+    auto impl = std::make_unique<DatabaseImpl>(url);
+    impl->redacted_url = redacted.text;
+    impl->Prepare("kiln_upsert_version", kUpsertVersion);
+    impl->Prepare("kiln_insert_run", kInsertRun);
+    impl->Prepare("kiln_find_existing_run", kFindExistingRun);
+    RegisterBatchStatements(*impl);
+    return std::unique_ptr<Database>(new Database(std::move(impl)));
+  } catch (const std::exception& e) {
+    return Status::Error(ErrorCode::kUnavailable,
+                         redacted.text + ": " + Scrub(OneLine(e.what()), redacted.secrets));
+  }
+}
+
+Status Database::PrepareStatements() {
+  std::string name;
+  try {
+    for (const std::string& statement : impl_->statements) {
+      name = statement;
+      impl_->conn.prepare_now(statement);
+    }
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("preparing statement " + name + " (is the schema migrated?)", e);
+  }
+}
+
+Status Database::Migrate() {
+  auto migrations = Migrations();
+  int latest = migrations.empty() ? 0 : migrations.back().version;
+  try {
+    pqxx::work txn(impl_->conn, "migrate");
+    // Transaction-scoped: released by the commit or the rollback, even on a lost connection.
+    txn.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLock) + ")");
+    if (txn.exec1("SELECT to_regclass('schema_migrations') IS NULL")[0].as<bool>()) {
+      txn.exec(
+          "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+          "applied_at timestamptz NOT NULL DEFAULT now())");
+    }
+    int current = txn.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].as<int>();
+    if (current > latest) {
+      return Status::Error(ErrorCode::kConflict,
+                           "database: schema version " + std::to_string(current) +
+                               " is newer than this kiln knows (" + std::to_string(latest) +
+                               "); upgrade kiln or point it at another database");
+    }
+    for (const Migration& m : migrations) {
+      if (m.version <= current) continue;
+      log::Info("database: applying migration " + std::to_string(m.version) + " (" +
+                std::string(m.name) + ")");
+      txn.exec(std::string(m.sql));
+      txn.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                      std::string(m.name));
+    }
+    txn.commit();
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("migrating the schema", e);
+  }
+}
+
+Result<CreatedRun> Database::CreateRun(const NewRun& run) {
+  try {
+    pqxx::work txn(impl_->conn, "create_run");
+    txn.exec_prepared("kiln_upsert_version", run.pipeline, run.version_hash, run.source);
+    json detail = {{"trigger", run.trigger}, {"tasks", run.tasks.size()}};
+    pqxx::result inserted = txn.exec_prepared(
+        "kiln_insert_run", run.pipeline, run.version_hash, run.trigger, TimeParam(run.logical_date),
+        TimeParam(run.data_interval_start), TimeParam(run.data_interval_end),
+        ParamsJson(run).dump(), run.idempotency_key, run.created_by, run.note,
+        TasksJson(run).dump(), detail.dump());
+    if (!inserted.empty()) {
+      txn.commit();
+      return CreatedRun{RunId(inserted[0][0].as<int64_t>()), false};
+    }
+    pqxx::result existing =
+        txn.exec_prepared("kiln_find_existing_run", run.pipeline, run.idempotency_key, run.trigger,
+                          TimeParam(run.logical_date));
+    if (existing.empty()) {
+      return Status::Error(ErrorCode::kConflict, "database: creating a run of '" + run.pipeline +
+                                                     "': it conflicts with an existing run");
+    }
+    txn.commit();
+    return CreatedRun{RunId(existing[0][0].as<int64_t>()), true};
+  } catch (const std::exception& e) {
+    return DbError("creating a run of '" + run.pipeline + "'", e);
+  }
+}
+
+}  // namespace kiln::store

@@ -1,0 +1,187 @@
+// Database's read side: runs, events and attempts as records.
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "store/database.h"
+#include "store/pq_internal.h"
+
+namespace kiln::store {
+
+namespace {
+
+using json = nlohmann::json;
+
+// A snapshot across the statements of one read.
+using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
+std::string RunQuery() {
+  return "SELECT pipeline, version_hash, trigger, " + EpochMs("logical_date") + ", " +
+         EpochMs("data_interval_start") + ", " + EpochMs("data_interval_end") +
+         ", params::text, state, idempotency_key, created_by, note, " + EpochMs("created_at") +
+         ", " + EpochMs("started_at") + ", " + EpochMs("ended_at") + " FROM runs WHERE id = $1";
+}
+
+std::string TasksQuery() {
+  return "SELECT task_id, state, attempt, pool, priority, exit_code, signal, " +
+         EpochMs("started_at") + ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at") +
+         " FROM task_instances WHERE run_id = $1 ORDER BY position";
+}
+
+std::string EventsQuery() {
+  return "SELECT id, " + EpochMs("at") +
+         ", task_id, attempt, kind, from_state, to_state, actor, detail::text "
+         "FROM events WHERE run_id = $1 ORDER BY id";
+}
+
+std::string AttemptsQuery() {
+  return "SELECT attempt, state, log_path, lease_owner, " + EpochMs("started_at") + ", " +
+         EpochMs("ended_at") +
+         ", exit_code, signal, timed_out, cpu_ms, max_rss_kb, reason "
+         "FROM attempts WHERE run_id = $1 AND task_id = $2 ORDER BY attempt";
+}
+
+// The inverse of the jsonb that CreateRun writes.
+std::vector<std::pair<std::string, dag::ParamValue>> ParseParams(const std::string& text) {
+  std::vector<std::pair<std::string, dag::ParamValue>> out;
+  for (const json& p : json::parse(text)) {
+    const std::string type = p.at("type").get<std::string>();
+    const json& v = p.at("value");
+    dag::ParamValue value;
+    if (type == "integer") {
+      value = v.get<int64_t>();
+    } else if (type == "float") {
+      value = v.is_string() ? std::strtod(v.get<std::string>().c_str(), nullptr) : v.get<double>();
+    } else if (type == "boolean") {
+      value = v.get<bool>();
+    } else {
+      value = v.get<std::string>();
+    }
+    out.emplace_back(p.at("name").get<std::string>(), std::move(value));
+  }
+  return out;
+}
+
+Result<dag::TaskState> TaskState(const pqxx::field& f) {
+  auto state = dag::ParseTaskState(f.c_str());
+  if (!state) return Status::Error("unknown task state '" + std::string(f.c_str()) + "'");
+  return *state;
+}
+
+Result<TaskInstanceRecord> ReadTask(const pqxx::row& row) {
+  TaskInstanceRecord t;
+  t.task_id = row[0].as<std::string>();
+  auto state = TaskState(row[1]);
+  if (!state.ok()) return state.status();
+  t.state = *state;
+  t.attempt = row[2].as<int>();
+  t.pool = row[3].as<std::string>();
+  t.priority = row[4].as<int>();
+  t.exit_code = Opt<int>(row[5]);
+  t.signal = Opt<int>(row[6]);
+  t.started_at = OptInstant(row[7]);
+  t.ended_at = OptInstant(row[8]);
+  t.retry_at = OptInstant(row[9]);
+  if (t.started_at && t.ended_at) t.duration = *t.ended_at - *t.started_at;
+  return t;
+}
+
+Result<RunRecord> ReadRun(RunId id, const pqxx::row& row) {
+  RunRecord r;
+  r.id = id;
+  r.pipeline = row[0].as<std::string>();
+  r.version_hash = row[1].as<std::string>();
+  r.trigger = row[2].as<std::string>();
+  r.logical_date = InstantFromMs(row[3].as<int64_t>());
+  r.data_interval_start = OptInstant(row[4]);
+  r.data_interval_end = OptInstant(row[5]);
+  r.params = ParseParams(row[6].as<std::string>());
+  auto state = dag::ParseRunState(row[7].c_str());
+  if (!state) return Status::Error("unknown run state '" + std::string(row[7].c_str()) + "'");
+  r.state = *state;
+  r.idempotency_key = Opt<std::string>(row[8]);
+  r.created_by = row[9].as<std::string>();
+  r.note = row[10].as<std::string>();
+  r.created_at = InstantFromMs(row[11].as<int64_t>());
+  r.started_at = OptInstant(row[12]);
+  r.ended_at = OptInstant(row[13]);
+  return r;
+}
+
+}  // namespace
+
+Result<RunRecord> Database::GetRun(RunId id) {
+  const std::string what = "reading run " + ToString(id);
+  try {
+    ReadTxn txn(impl_->conn, "get_run");
+    pqxx::result runs = txn.exec_params(RunQuery(), Value(id));
+    if (runs.empty()) {
+      return Status::Error(ErrorCode::kNotFound, "run " + ToString(id) + " not found");
+    }
+    auto run = ReadRun(id, runs[0]);
+    if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
+    for (const pqxx::row& row : txn.exec_params(TasksQuery(), Value(id))) {
+      auto task = ReadTask(row);
+      if (!task.ok()) return Status::Error("database: " + what + ": " + task.message());
+      run->tasks.push_back(std::move(task).value());
+    }
+    txn.commit();
+    return run;
+  } catch (const std::exception& e) {
+    return DbError(what, e);
+  }
+}
+
+Result<std::vector<EventRecord>> Database::ListEvents(RunId id) {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "list_events");
+    std::vector<EventRecord> events;
+    for (const pqxx::row& row : txn.exec_params(EventsQuery(), Value(id))) {
+      EventRecord e;
+      e.id = row[0].as<int64_t>();
+      e.at = InstantFromMs(row[1].as<int64_t>());
+      e.run = id;
+      e.task_id = Opt<std::string>(row[2]);
+      e.attempt = Opt<int>(row[3]);
+      e.kind = row[4].as<std::string>();
+      e.from_state = Opt<std::string>(row[5]);
+      e.to_state = Opt<std::string>(row[6]);
+      e.actor = row[7].as<std::string>();
+      e.detail = row[8].as<std::string>();
+      events.push_back(std::move(e));
+    }
+    return events;
+  } catch (const std::exception& e) {
+    return DbError("reading the events of run " + ToString(id), e);
+  }
+}
+
+Result<std::vector<AttemptRecord>> Database::ListAttempts(RunId id, std::string_view task_id) {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "list_attempts");
+    std::vector<AttemptRecord> attempts;
+    for (const pqxx::row& row : txn.exec_params(AttemptsQuery(), Value(id), std::string(task_id))) {
+      AttemptRecord a;
+      a.run = id;
+      a.task_id = std::string(task_id);
+      a.attempt = row[0].as<int>();
+      a.state = row[1].as<std::string>();
+      a.log_path = row[2].as<std::string>();
+      a.lease_owner = row[3].as<std::string>();
+      a.started_at = InstantFromMs(row[4].as<int64_t>());
+      a.ended_at = OptInstant(row[5]);
+      a.exit_code = Opt<int>(row[6]);
+      a.signal = Opt<int>(row[7]);
+      a.timed_out = row[8].as<bool>();
+      if (auto cpu = Opt<int64_t>(row[9])) a.cpu = Duration(*cpu);
+      a.max_rss_kb = Opt<int64_t>(row[10]);
+      a.reason = row[11].as<std::string>();
+      attempts.push_back(std::move(a));
+    }
+    return attempts;
+  } catch (const std::exception& e) {
+    return DbError(
+        "reading the attempts of run " + ToString(id) + " task '" + std::string(task_id) + "'", e);
+  }
+}
+
+}  // namespace kiln::store

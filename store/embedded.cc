@@ -1,0 +1,332 @@
+#include "store/embedded.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <system_error>
+
+#include "common/log.h"
+#include "store/pq_internal.h"
+#include "store/subprocess.h"
+
+namespace kiln::store {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
+constexpr std::string_view kSocketName = "/.s.PGSQL.5432";
+constexpr const char* kPgRoot = "/usr/lib/postgresql";
+
+// The whole environment of initdb and pg_ctl (and so of the postmaster): nothing of kiln's.
+const std::vector<std::string> kChildEnv = {"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8"};
+
+std::string ErrnoText() { return std::strerror(errno); }
+
+std::string LastLine(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  size_t nl = text.rfind('\n');
+  return OneLine(nl == std::string_view::npos ? text : text.substr(nl + 1));
+}
+
+std::string LastLineOfFile(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  in.seekg(std::max<std::streamoff>(0, size - 4096));
+  std::string tail((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return LastLine(tail);
+}
+
+// pg_ctl builds a /bin/sh command line from the -D and -l paths.
+Status CheckPath(const fs::path& dir) {
+  const std::string s = dir.string();
+  if (s.find_first_of("\"`$\\\n") != std::string::npos) {
+    return Status::Error("data folder '" + s +
+                         "': PostgreSQL's pg_ctl cannot use a path containing \" ` $ \\ or a "
+                         "newline; choose another data folder or set database.url");
+  }
+  std::string socket = s + "/postgres" + std::string(kSocketName);
+  if (socket.size() > kMaxSocketPath) {
+    return Status::Error("data folder '" + s + "' is too long for PostgreSQL's Unix socket (" +
+                         socket + " has " + std::to_string(socket.size()) +
+                         " characters, at most " + std::to_string(kMaxSocketPath) +
+                         "); choose a shorter data folder or set database.url");
+  }
+  return Status::Ok();
+}
+
+Result<Identity> ChooseUser(const std::string& configured) {
+  Identity self = CurrentIdentity();
+  if (self.uid != 0) {
+    if (!configured.empty() && configured != self.name) {
+      return Status::Error("embedded PostgreSQL: cannot run it as user '" + configured +
+                           "' unless kiln runs as root; leave run_as_user empty");
+    }
+    return self;
+  }
+  std::string name = configured;
+  if (name.empty()) name = LookupIdentity("kiln").ok() ? "kiln" : "postgres";
+  auto user = LookupIdentity(name);
+  if (!user.ok() || user->uid == 0) {
+    return Status::Error(
+        "embedded PostgreSQL refuses to run as root and there is no unprivileged user '" + name +
+        "' to run it as; create one (useradd --system kiln), run kiln as another user, or set "
+        "database.url");
+  }
+  return user;
+}
+
+Result<fs::path> FindBinDir(const fs::path& configured, const fs::path& cluster) {
+  if (!configured.empty()) {
+    if (access((configured / "initdb").c_str(), X_OK) != 0) {
+      return Status::Error("pg_bin_dir '" + configured.string() +
+                           "' has no initdb; point it at PostgreSQL's bin folder");
+    }
+    return configured;
+  }
+  std::ifstream version_file(cluster / "PG_VERSION");
+  std::string major;
+  if (version_file >> major) {
+    fs::path bin = fs::path(kPgRoot) / major / "bin";
+    if (access((bin / "pg_ctl").c_str(), X_OK) == 0) return bin;
+    return Status::Error("the cluster in " + cluster.string() + " was created by PostgreSQL " +
+                         major + ", whose programs are not installed (" + bin.string() +
+                         "); install postgresql-" + major + " or set pg_bin_dir");
+  }
+  int newest = -1;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(kPgRoot, ec)) {
+    const std::string name = entry.path().filename().string();
+    auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if (name.empty() || name.size() > 4 || !std::all_of(name.begin(), name.end(), digit)) continue;
+    if (access((entry.path() / "bin" / "initdb").c_str(), X_OK) != 0) continue;
+    newest = std::max(newest, std::stoi(name));
+  }
+  if (newest < 0) {
+    return Status::Error(std::string("no PostgreSQL server programs in ") + kPgRoot +
+                         "/*/bin; install the postgresql package, set pg_bin_dir, or set "
+                         "database.url");
+  }
+  return fs::path(kPgRoot) / std::to_string(newest) / "bin";
+}
+
+// A file of `user` written from scratch: unlink + O_EXCL | O_NOFOLLOW, so that a link planted in
+// the cluster folder cannot redirect a write made as root.
+Status WriteOwnedFile(const fs::path& path, const std::string& content, const Identity& user) {
+  unlink(path.c_str());
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Error(path.string() + ": " + ErrnoText());
+  bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  if (ok && user.switch_user) ok = fchown(fd, user.uid, user.gid) == 0;
+  std::string error = ok ? "" : ErrnoText();
+  close(fd);
+  if (!ok) return Status::Error(path.string() + ": " + error);
+  return Status::Ok();
+}
+
+// <data_dir>, 0711 when created for another user, so that PostgreSQL can pass through it.
+Status EnsureDataDir(const fs::path& data_dir, const Identity& user) {
+  if (fs::exists(data_dir)) return Status::Ok();
+  std::error_code ec;
+  fs::create_directories(data_dir, ec);
+  if (ec) return Status::Error("data folder " + data_dir.string() + ": " + ec.message());
+  if (user.switch_user) chmod(data_dir.c_str(), 0711);
+  return Status::Ok();
+}
+
+// PostgreSQL's user must be able to enter every folder above its cluster.
+Status CheckReachable(const fs::path& data_dir, const Identity& user) {
+  if (!user.switch_user) return Status::Ok();
+  std::vector<std::string> dirs;
+  fs::path prefix;
+  for (const auto& part : data_dir) {
+    prefix /= part;
+    dirs.push_back(prefix.string());
+  }
+  auto blocked = FirstUnsearchable(dirs, user);
+  if (!blocked.ok()) return blocked.status();
+  if (!*blocked) return Status::Ok();
+  const std::string& dir = **blocked;
+  return Status::Error("embedded PostgreSQL runs as user '" + user.name +
+                       "', which cannot enter folder " + dir + "; allow it (chmod o+x " + dir +
+                       "), choose a data folder it can reach, or set database.url");
+}
+
+// <data_dir>/postgres (0700, the user's) and the log file (the user's: pg_ctl opens it as that
+// user).
+Status PrepareCluster(const fs::path& cluster, const fs::path& log_file, const Identity& user) {
+  struct stat st {};
+  if (stat(cluster.c_str(), &st) != 0) {
+    if (mkdir(cluster.c_str(), 0700) != 0 ||
+        (user.switch_user && chown(cluster.c_str(), user.uid, user.gid) != 0)) {
+      return Status::Error("creating " + cluster.string() + ": " + ErrnoText());
+    }
+  } else if (st.st_uid != user.uid) {
+    return Status::Error(cluster.string() + " belongs to uid " + std::to_string(st.st_uid) +
+                         ", but PostgreSQL runs as '" + user.name + "'; chown -R " + user.name +
+                         " " + cluster.string());
+  }
+  int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && (!user.switch_user || fchown(fd, user.uid, user.gid) == 0);
+  std::string error = ok ? "" : ErrnoText();
+  if (fd >= 0) close(fd);
+  if (!ok) return Status::Error("log file " + log_file.string() + ": " + error);
+  return Status::Ok();
+}
+
+Result<ProgramResult> Run(const fs::path& bin_dir, std::string program,
+                          std::vector<std::string> args, const Identity& user) {
+  args.insert(args.begin(), (bin_dir / program).string());
+  return RunProgram(args, kChildEnv, user);
+}
+
+Status InitCluster(const fs::path& bin_dir, const fs::path& cluster, const Identity& user) {
+  if (fs::exists(cluster / "PG_VERSION")) return Status::Ok();
+  std::error_code ec;
+  if (!fs::is_empty(cluster, ec)) {
+    return Status::Error(cluster.string() +
+                         " is not empty but holds no PostgreSQL cluster; move it away so that "
+                         "kiln can create one");
+  }
+  log::Info("embedded PostgreSQL: creating a cluster in " + cluster.string());
+  auto initdb = Run(bin_dir, "initdb",
+                    {"-D", cluster.string(), "-U", "kiln", "-E", "UTF8", "--locale=C.UTF-8",
+                     "--auth-local=trust", "--auth-host=reject"},
+                    user);
+  if (!initdb.ok()) return initdb.status();
+  if (initdb->exit_code != 0) {
+    return Status::Error("initdb failed for " + cluster.string() + " (exit " +
+                         std::to_string(initdb->exit_code) + "): " + LastLine(initdb->output));
+  }
+  // Our settings live in kiln.conf, rewritten at every start.
+  fs::path conf = cluster / "postgresql.conf";
+  int fd = open(conf.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+  const std::string include = "\ninclude_if_exists = 'kiln.conf'\n";
+  bool ok =
+      fd >= 0 && write(fd, include.data(), include.size()) == static_cast<ssize_t>(include.size());
+  std::string error = ok ? "" : ErrnoText();
+  if (fd >= 0) close(fd);
+  if (!ok) return Status::Error(conf.string() + ": " + error);
+  return Status::Ok();
+}
+
+// pg_ctl start, or nothing when a server already runs on the cluster (left by a kiln that
+// crashed: pg_ctl start would refuse, and a stale postmaster.pid is pg_ctl's business).
+Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::path& log_file,
+                   const Identity& user) {
+  auto status = Run(bin_dir, "pg_ctl", {"status", "-D", cluster.string()}, user);
+  if (!status.ok()) return status.status();
+  if (status->exit_code == 0) {
+    log::Warn("embedded PostgreSQL: reusing the server still running in " + cluster.string() +
+              " (left by an earlier kiln)");
+    return Status::Ok();
+  }
+  auto started =
+      Run(bin_dir, "pg_ctl",
+          {"start", "-w", "-t", "60", "-D", cluster.string(), "-l", log_file.string()}, user);
+  if (!started.ok()) return started.status();
+  if (started->exit_code != 0) {
+    return Status::Error("embedded PostgreSQL did not start in " + cluster.string() + ": " +
+                         LastLineOfFile(log_file) + " (see " + log_file.string() + ")");
+  }
+  return Status::Ok();
+}
+
+std::string PercentEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+Status EnsureDatabase(const fs::path& socket_dir) {
+  const std::string url =
+      "postgresql:///postgres?host=" + PercentEncode(socket_dir.string()) + "&user=kiln";
+  try {
+    pqxx::connection conn(url);
+    pqxx::nontransaction txn(conn);
+    if (txn.exec("SELECT 1 FROM pg_database WHERE datname = 'kiln'").empty()) {
+      txn.exec("CREATE DATABASE kiln");
+    }
+    return Status::Ok();
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "42P04") return Status::Ok();  // created meanwhile
+    return Status::Error("embedded PostgreSQL: creating database kiln: " + OneLine(e.what()));
+  } catch (const std::exception& e) {
+    return Status::Error("embedded PostgreSQL: creating database kiln: " + OneLine(e.what()));
+  }
+}
+
+}  // namespace
+
+EmbeddedPostgres::EmbeddedPostgres() = default;
+
+EmbeddedPostgres::~EmbeddedPostgres() {
+  if (Status s = Stop(); !s.ok()) log::Error(s.message());
+}
+
+Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const EmbeddedOptions& options) {
+  const fs::path data_dir = fs::absolute(options.data_dir).lexically_normal();
+  if (Status s = CheckPath(data_dir); !s.ok()) return s;
+  auto user = ChooseUser(options.run_as_user);
+  if (!user.ok()) return user.status();
+  std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
+  pg->cluster_dir_ = data_dir / "postgres";
+  pg->user_ = std::make_unique<Identity>(std::move(user).value());
+  const fs::path& cluster = pg->cluster_dir_;
+  const fs::path log_file = data_dir / "postgres.log";
+  if (Status s = EnsureDataDir(data_dir, *pg->user_); !s.ok()) return s;
+  if (Status s = CheckReachable(data_dir, *pg->user_); !s.ok()) return s;
+  if (Status s = PrepareCluster(cluster, log_file, *pg->user_); !s.ok()) return s;
+  auto bin_dir = FindBinDir(options.pg_bin_dir, cluster);
+  if (!bin_dir.ok()) return bin_dir.status();
+  pg->bin_dir_ = *bin_dir;
+  if (Status s = InitCluster(pg->bin_dir_, cluster, *pg->user_); !s.ok()) return s;
+  const std::string conf =
+      "# Written by kiln at every start: edits are lost.\nlisten_addresses = ''\n"
+      "unix_socket_directories = '" +
+      cluster.string() + "'\nunix_socket_permissions = 0700\n";
+  if (Status s = WriteOwnedFile(cluster / "kiln.conf", conf, *pg->user_); !s.ok()) return s;
+  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_); !s.ok()) return s;
+  pg->running_ = true;
+  if (Status s = EnsureDatabase(cluster); !s.ok()) return s;
+  pg->url_ = "postgresql:///kiln?host=" + PercentEncode(cluster.string()) + "&user=kiln";
+  return pg;
+}
+
+Status EmbeddedPostgres::Stop() {
+  if (!running_) return Status::Ok();
+  auto stopped = Run(bin_dir_, "pg_ctl",
+                     {"stop", "-w", "-t", "60", "-m", "fast", "-D", cluster_dir_.string()}, *user_);
+  if (!stopped.ok()) return stopped.status();
+  if (stopped->exit_code != 0) {
+    // Stopped by someone else meanwhile: pg_ctl status exits 3 for "no server running".
+    auto status = Run(bin_dir_, "pg_ctl", {"status", "-D", cluster_dir_.string()}, *user_);
+    if (status.ok() && status->exit_code == 3) {
+      running_ = false;
+      return Status::Ok();
+    }
+    return Status::Error("embedded PostgreSQL in " + cluster_dir_.string() +
+                         " did not stop: " + LastLine(stopped->output));
+  }
+  running_ = false;
+  return Status::Ok();
+}
+
+}  // namespace kiln::store

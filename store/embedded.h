@@ -1,0 +1,64 @@
+// The private PostgreSQL cluster kiln starts when no database URL is configured: created under
+// the data folder on first use, reachable only through a Unix socket inside it, stopped on exit.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace kiln::store {
+
+struct Identity;  // store/subprocess.h
+
+struct EmbeddedOptions {
+  // The cluster lives in <data_dir>/postgres (mode 0700), its log in <data_dir>/postgres.log.
+  // Created when missing. The path must not contain " ` $ \ or newlines (pg_ctl hands it to
+  // /bin/sh) and must be short enough for a Unix socket path (about 85 characters).
+  std::filesystem::path data_dir;
+  // Folder with initdb, pg_ctl and postgres. Empty: /usr/lib/postgresql/<major>/bin for the
+  // cluster's major version, or the newest one containing initdb for a new cluster.
+  std::filesystem::path pg_bin_dir;
+  // PostgreSQL refuses to run as root. Empty: when kiln runs as root, the user 'kiln' if it
+  // exists, else 'postgres' (created by Debian's package); otherwise kiln's own user. A named
+  // user other than kiln's own requires running as root.
+  std::string run_as_user;
+};
+
+// Thread safety: none needed; Start and Stop are called by the composition root. Start and Stop
+// run initdb/pg_ctl as child processes and reap them with waitpid(pid), so no SIGCHLD handler may
+// reap all children while they run.
+class EmbeddedPostgres {
+ public:
+  // initdb on first use (UTF8, locale C.UTF-8, superuser 'kiln', trust over the socket only,
+  // no TCP listener), then pg_ctl start -w, then creates the database 'kiln' if missing. A
+  // cluster still running on the folder (left by a kiln that crashed) is reused. Errors are one
+  // line that names the folder, the user or the program, and what to do.
+  static Result<std::unique_ptr<EmbeddedPostgres>> Start(const EmbeddedOptions& options);
+
+  // Stops the cluster if still running; errors are logged.
+  ~EmbeddedPostgres();
+  EmbeddedPostgres(const EmbeddedPostgres&) = delete;
+  EmbeddedPostgres& operator=(const EmbeddedPostgres&) = delete;
+
+  // pg_ctl stop -m fast (sessions are disconnected, no crash recovery needed on the next start).
+  // Idempotent.
+  Status Stop();
+
+  // libpq URI of the database 'kiln' through the socket, e.g.
+  // "postgresql:///kiln?host=%2Fvar%2Flib%2Fkiln%2Fpostgres&user=kiln".
+  const std::string& url() const { return url_; }
+  const std::filesystem::path& cluster_dir() const { return cluster_dir_; }
+
+ private:
+  EmbeddedPostgres();
+
+  std::filesystem::path cluster_dir_;
+  std::filesystem::path bin_dir_;
+  std::unique_ptr<Identity> user_;  // who runs pg_ctl
+  std::string url_;
+  bool running_ = false;
+};
+
+}  // namespace kiln::store

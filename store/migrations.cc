@@ -1,0 +1,136 @@
+#include "store/migrations.h"
+
+namespace kiln::store {
+
+namespace {
+
+// Version 1: the whole model of design.md's Storage and Scaling sections. Terminal task states
+// are success, failed, skipped, upstream_failed, cancelled; terminal run states success, failed,
+// cancelled. Indexes that the scheduler uses are partial on non-terminal states so that finished
+// history does not slow it down.
+constexpr std::string_view kInitialSchema = R"sql(
+CREATE TABLE pipeline_versions (
+  pipeline     text NOT NULL,
+  content_hash text NOT NULL,
+  source       text NOT NULL,
+  loaded_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (pipeline, content_hash)
+);
+
+CREATE TABLE runs (
+  id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  pipeline            text NOT NULL,
+  version_hash        text NOT NULL,
+  trigger             text NOT NULL,
+  logical_date        timestamptz NOT NULL,
+  data_interval_start timestamptz,
+  data_interval_end   timestamptz,
+  params              jsonb NOT NULL DEFAULT '[]',
+  state               text NOT NULL DEFAULT 'queued'
+                      CHECK (state IN ('queued', 'running', 'success', 'failed', 'cancelled')),
+  idempotency_key     text,
+  created_by          text NOT NULL DEFAULT '',
+  note                text NOT NULL DEFAULT '',
+  -- The daemon driving the run when several share the database; it renews the lease.
+  lease_owner         text,
+  lease_expires_at    timestamptz,
+  created_at          timestamptz NOT NULL DEFAULT now(),
+  started_at          timestamptz,
+  ended_at            timestamptz,
+  FOREIGN KEY (pipeline, version_hash) REFERENCES pipeline_versions (pipeline, content_hash)
+);
+-- No scheduled run is created twice, whichever daemon fires the cron first.
+CREATE UNIQUE INDEX runs_scheduled_once ON runs (pipeline, logical_date)
+  WHERE trigger = 'schedule';
+CREATE UNIQUE INDEX runs_idempotency_key ON runs (pipeline, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_active ON runs (pipeline, id) WHERE state IN ('queued', 'running');
+CREATE INDEX runs_by_pipeline ON runs (pipeline, id DESC);
+
+CREATE TABLE task_instances (
+  run_id           bigint NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  task_id          text NOT NULL,
+  position         int NOT NULL,  -- order in the pipeline file
+  state            text NOT NULL DEFAULT 'pending'
+                   CHECK (state IN ('pending', 'queued', 'running', 'up_for_retry', 'success',
+                                    'failed', 'skipped', 'upstream_failed', 'cancelled')),
+  -- The fencing token: the number of the latest attempt (0 = none yet).
+  attempt          int NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+  pool             text NOT NULL,
+  priority         int NOT NULL DEFAULT 0,
+  lease_owner      text,
+  lease_expires_at timestamptz,
+  retry_at         timestamptz,
+  exit_code        int,
+  signal           int,
+  started_at       timestamptz,
+  ended_at         timestamptz,
+  PRIMARY KEY (run_id, task_id),
+  UNIQUE (run_id, position)
+);
+-- Claims by daemons and workers: WHERE state = 'queued' AND pool = $1
+-- ORDER BY priority DESC, run_id, position FOR UPDATE SKIP LOCKED.
+CREATE INDEX task_instances_claimable ON task_instances (pool, priority DESC, run_id, position)
+  WHERE state = 'queued';
+CREATE INDEX task_instances_active ON task_instances (run_id)
+  WHERE state IN ('pending', 'queued', 'running', 'up_for_retry');
+-- Expired leases of attempts whose owner was cut off.
+CREATE INDEX task_instances_leases ON task_instances (lease_expires_at) WHERE state = 'running';
+CREATE INDEX task_instances_retries ON task_instances (retry_at) WHERE state = 'up_for_retry';
+
+CREATE TABLE attempts (
+  run_id      bigint NOT NULL,
+  task_id     text NOT NULL,
+  attempt     int NOT NULL CHECK (attempt >= 1),
+  state       text NOT NULL
+              CHECK (state IN ('running', 'success', 'failed', 'skipped', 'cancelled')),
+  log_path    text NOT NULL DEFAULT '',
+  lease_owner text NOT NULL DEFAULT '',
+  started_at  timestamptz NOT NULL,
+  ended_at    timestamptz,
+  exit_code   int,
+  signal      int,
+  timed_out   boolean NOT NULL DEFAULT false,
+  cpu_ms      bigint,
+  max_rss_kb  bigint,
+  reason      text NOT NULL DEFAULT '',
+  PRIMARY KEY (run_id, task_id, attempt),
+  FOREIGN KEY (run_id, task_id) REFERENCES task_instances (run_id, task_id) ON DELETE CASCADE
+);
+
+-- Append-only audit of every transition. No foreign keys: a fenced update for a run that does
+-- not exist is still recorded.
+CREATE TABLE events (
+  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at         timestamptz NOT NULL,
+  run_id     bigint,
+  task_id    text,
+  attempt    int,
+  kind       text NOT NULL,  -- run_created | run_state | task_state | fenced
+  from_state text,
+  to_state   text,
+  actor      text NOT NULL DEFAULT '',
+  detail     jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_by_run ON events (run_id, id);
+
+-- Daemons and workers sharing the database, with their heartbeats.
+CREATE TABLE daemons (
+  name         text PRIMARY KEY,  -- the lease owner name, e.g. "host:pid"
+  hostname     text NOT NULL,
+  pid          int,
+  version      text NOT NULL DEFAULT '',
+  started_at   timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+)sql";
+
+constexpr Migration kMigrations[] = {
+    {1, "initial schema", kInitialSchema},
+};
+
+}  // namespace
+
+std::span<const Migration> Migrations() { return kMigrations; }
+
+}  // namespace kiln::store

@@ -1,0 +1,72 @@
+// The scheduler's StateStore on PostgreSQL: a store thread with its own connection writes the
+// batches, several at a time (group commit), and posts the results back.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "scheduler/state_store.h"
+
+namespace kiln::store {
+
+class Database;
+
+class PgStateStore final : public scheduler::StateStore {
+ public:
+  // Runs a callback on the scheduler's thread, e.g. [&io](auto f) { asio::post(io, f); }.
+  using Post = std::function<void(std::function<void()>)>;
+
+  // `lease_owner` names this daemon in attempts, leases and events ("host:pid"). Attempts'
+  // leases expire `lease` after they start (renewal is not implemented yet). Nothing happens
+  // until Open().
+  PgStateStore(std::string url, std::string lease_owner, Post post,
+               Duration lease = std::chrono::minutes(10));
+  // Commits everything still queued (their callbacks are posted), then joins the store thread.
+  // `post` must work until then.
+  ~PgStateStore() override;
+  PgStateStore(const PgStateStore&) = delete;
+  PgStateStore& operator=(const PgStateStore&) = delete;
+
+  // Connects and prepares the statements (blocking; a connection error names the redacted URL),
+  // then starts the store thread. Call once, before Commit(). The schema must already be migrated
+  // (Database::Migrate()).
+  Status Open();
+
+  // Queues `batch`. The store thread takes every batch queued so far and writes them in one
+  // transaction (Database::CommitBatches: fencing, events), then posts each `done` in call order
+  // with the same Status: ok, or the error after a rollback (nothing of those batches was
+  // written; the caller may commit them again). A fenced update is logged as a warning and is
+  // not an error. Thread-safe; never blocks on the database and never calls `done` itself.
+  void Commit(scheduler::Batch batch, std::function<void(Status)> done) override;
+
+ private:
+  struct Pending {
+    scheduler::Batch batch;
+    std::function<void(Status)> done;
+  };
+
+  void Loop();
+  Status Write(const std::deque<Pending>& group);
+
+  const std::string url_;
+  const std::string lease_owner_;
+  const Post post_;
+  const Duration lease_;
+
+  std::unique_ptr<Database> db_;  // used only by the store thread once it runs
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<Pending> queue_;  // guarded by mu_
+  bool stopping_ = false;      // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace kiln::store

@@ -1,0 +1,203 @@
+#include "store/subprocess.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace kiln::store {
+
+namespace {
+
+// Where a child failed before exec, reported through a pipe as {step, errno}.
+enum Step : int { kStepFds = 1, kStepUser, kStepCwd, kStepExec };
+
+const char* StepName(int step) {
+  switch (step) {
+    case kStepFds:
+      return "setting up its files";
+    case kStepUser:
+      return "switching user";
+    case kStepCwd:
+      return "changing directory";
+    default:
+      return "exec";
+  }
+}
+
+// The functions below run in a forked child of a threaded process: async-signal-safe calls only.
+[[noreturn]] void ChildFail(int report_fd, int step) {
+  int msg[2] = {step, errno};
+  ssize_t ignored = write(report_fd, msg, sizeof msg);
+  (void)ignored;
+  _exit(127);
+}
+
+bool DropPrivileges(const Identity& who) {
+  if (!who.switch_user) return true;
+  return setgroups(who.groups.size(), who.groups.data()) == 0 && setgid(who.gid) == 0 &&
+         setuid(who.uid) == 0;
+}
+
+void ResetSignals() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+}
+
+// stdin <- /dev/null, stdout and stderr -> out_fd, every other fd closed except the report fd,
+// which is returned (moved to >= 3 first so that the dup2s cannot clobber it).
+int SetUpFds(int devnull, int out_fd, int report_fd) {
+  int report = fcntl(report_fd, F_DUPFD_CLOEXEC, 3);
+  int in = fcntl(devnull, F_DUPFD_CLOEXEC, 3);
+  int out = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
+  if (report < 0) _exit(127);
+  if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) {
+    ChildFail(report, kStepFds);
+  }
+  if (report > 3) close_range(3, report - 1, 0);
+  close_range(report + 1, ~0U, 0);
+  return report;
+}
+
+std::vector<char*> CStrings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+Status SysError(const std::string& what) {
+  return Status::Error(what + ": " + std::strerror(errno));
+}
+
+int WaitExit(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1000;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+void ReadAll(int fd, std::string& out, size_t keep) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > 2 * keep) out.erase(0, out.size() - keep);
+  }
+  if (out.size() > keep) out.erase(0, out.size() - keep);
+}
+
+}  // namespace
+
+Identity CurrentIdentity() {
+  Identity id;
+  id.uid = geteuid();
+  id.gid = getegid();
+  if (passwd* pw = getpwuid(id.uid)) id.name = pw->pw_name;
+  return id;
+}
+
+Result<Identity> LookupIdentity(const std::string& name) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found) {
+    return Status::Error("no user named '" + name + "'");
+  }
+  Identity id{name, pw.pw_uid, pw.pw_gid, {}, true};
+  int count = 64;
+  id.groups.resize(static_cast<size_t>(count));
+  if (getgrouplist(name.c_str(), pw.pw_gid, id.groups.data(), &count) < 0) {
+    id.groups.resize(static_cast<size_t>(count));
+    getgrouplist(name.c_str(), pw.pw_gid, id.groups.data(), &count);
+  }
+  id.groups.resize(static_cast<size_t>(count));
+  return id;
+}
+
+Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
+                                 const std::vector<std::string>& env, const Identity& who) {
+  std::vector<char*> args = CStrings(argv);
+  std::vector<char*> envp = CStrings(env);
+  int out[2];
+  int report[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return SysError("pipe");
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    close(out[0]);
+    close(out[1]);
+    return SysError("pipe");
+  }
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_t pid = devnull < 0 ? -1 : fork();
+  if (pid == 0) {
+    ResetSignals();
+    int report_fd = SetUpFds(devnull, out[1], report[1]);
+    if (!DropPrivileges(who)) ChildFail(report_fd, kStepUser);
+    if (chdir("/") != 0) ChildFail(report_fd, kStepCwd);
+    umask(077);
+    execve(args[0], args.data(), envp.data());
+    ChildFail(report_fd, kStepExec);
+  }
+  int fork_errno = errno;
+  close(out[1]);
+  close(report[1]);
+  if (devnull >= 0) close(devnull);
+  ProgramResult result;
+  if (pid > 0) ReadAll(out[0], result.output, 16384);
+  int failure[2] = {0, 0};
+  ssize_t n = pid > 0 ? read(report[0], failure, sizeof failure) : 0;
+  close(out[0]);
+  close(report[0]);
+  if (pid < 0) {
+    errno = fork_errno;
+    return SysError("starting " + argv[0]);
+  }
+  result.exit_code = WaitExit(pid);
+  if (n == static_cast<ssize_t>(sizeof failure)) {
+    return Status::Error("starting " + argv[0] + " as user '" + who.name +
+                         "': " + StepName(failure[0]) + ": " + std::strerror(failure[1]));
+  }
+  return result;
+}
+
+Result<std::optional<std::string>> FirstUnsearchable(const std::vector<std::string>& dirs,
+                                                     const Identity& who) {
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) return SysError("pipe");
+  pid_t pid = fork();
+  if (pid == 0) {
+    int index = DropPrivileges(who) ? -1 : -2;
+    for (size_t i = 0; index == -1 && i < dirs.size(); ++i) {
+      if (access(dirs[i].c_str(), X_OK) != 0) index = static_cast<int>(i);
+    }
+    ssize_t ignored = write(report[1], &index, sizeof index);
+    (void)ignored;
+    _exit(0);
+  }
+  close(report[1]);
+  int index = -1;
+  ssize_t n = pid > 0 ? read(report[0], &index, sizeof index) : -1;
+  close(report[0]);
+  if (pid < 0) return SysError("fork");
+  WaitExit(pid);
+  if (n != static_cast<ssize_t>(sizeof index) || index == -2) {
+    return Status::Error("checking folder access as user '" + who.name + "': the check failed");
+  }
+  if (index < 0) return std::optional<std::string>();
+  return std::optional<std::string>(dirs[static_cast<size_t>(index)]);
+}
+
+}  // namespace kiln::store

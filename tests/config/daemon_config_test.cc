@@ -1,0 +1,168 @@
+#include "config/daemon_config.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using kiln::config::DaemonConfig;
+using kiln::config::ParseByteSize;
+using kiln::config::ParseDaemonConfig;
+using namespace std::chrono_literals;
+
+namespace {
+
+using Strings = std::vector<std::string>;
+
+Strings Errors(std::string_view text) {
+  Strings out;
+  for (const auto& d : ParseDaemonConfig(text, "kiln.toml").diagnostics) {
+    out.push_back(d.ToString());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the default daemon configuration") {
+  const DaemonConfig config = kiln::config::DefaultDaemonConfig();
+  CHECK(config.data_dir == ".kiln");
+  CHECK(config.pipelines_dir.empty());
+  CHECK(config.listen == "127.0.0.1:8080");
+  CHECK(config.database_url.empty());
+  CHECK(config.pg_bin_dir.empty());
+  CHECK(config.max_parallel_tasks == 16);
+  CHECK(config.log_cap_bytes == 64u * 1024 * 1024);
+  CHECK(config.kill_grace == 10s);
+  CHECK(config.pools == std::map<std::string, int>{{"default", 16}});
+}
+
+TEST_CASE("an empty file gives the defaults") {
+  auto result = ParseDaemonConfig("", "/etc/kiln/kiln.toml");
+  CHECK(result.diagnostics.empty());
+  CHECK(result.config.data_dir == ".kiln");
+  CHECK(result.config.pools == std::map<std::string, int>{{"default", 16}});
+}
+
+TEST_CASE("every key of kiln.toml is read; relative paths are resolved against its folder") {
+  auto result = ParseDaemonConfig(R"toml(
+data_dir = "state"
+pipelines = "../pipelines"
+[server]
+listen = "0.0.0.0:9000"
+[database]
+url = "postgresql://kiln@db/kiln"
+pg_bin_dir = "/usr/lib/postgresql/15/bin"
+[executor]
+max_parallel_tasks = 8
+log_cap = "512KiB"
+kill_grace = "30s"
+[pools]
+gpu = 2
+io = 4
+)toml",
+                                  "/etc/kiln/kiln.toml");
+  for (const auto& d : result.diagnostics) INFO(d.ToString());
+  REQUIRE(result.diagnostics.empty());
+  const DaemonConfig& c = result.config;
+  CHECK(c.data_dir == "/etc/kiln/state");
+  CHECK(c.pipelines_dir == "/etc/pipelines");
+  CHECK(c.listen == "0.0.0.0:9000");
+  CHECK(c.database_url == "postgresql://kiln@db/kiln");
+  CHECK(c.pg_bin_dir == "/usr/lib/postgresql/15/bin");
+  CHECK(c.max_parallel_tasks == 8);
+  CHECK(c.log_cap_bytes == 512u * 1024);
+  CHECK(c.kill_grace == 30s);
+  CHECK(c.pools == std::map<std::string, int>{{"default", 8}, {"gpu", 2}, {"io", 4}});
+}
+
+TEST_CASE("the documented kiln.toml is valid; empty url and pg_bin_dir mean automatic") {
+  auto result = ParseDaemonConfig(R"toml(
+data_dir = ".kiln"
+pipelines = "pipelines"
+[server]
+listen = "127.0.0.1:8080"
+[database]
+url = ""
+pg_bin_dir = ""
+[executor]
+max_parallel_tasks = 16
+log_cap = "64MiB"
+kill_grace = "10s"
+[pools]
+default = 16
+gpu = 1
+)toml",
+                                  "/srv/kiln/kiln.toml");
+  for (const auto& d : result.diagnostics) INFO(d.ToString());
+  CHECK(result.diagnostics.empty());
+  CHECK(result.config.data_dir == "/srv/kiln/.kiln");
+  CHECK(result.config.pipelines_dir == "/srv/kiln/pipelines");
+  CHECK(result.config.database_url.empty());
+  CHECK(result.config.pg_bin_dir.empty());
+  CHECK(Errors("data_dir = \"\"\n") ==
+        Strings{"kiln.toml:1:12: data_dir: empty path; expected a folder"});
+}
+
+TEST_CASE("a relative config file resolves paths against its absolute folder") {
+  auto result = ParseDaemonConfig("data_dir = \"data\"\n[pools]\ndefault = 3\n", "conf/kiln.toml");
+  CHECK(result.config.data_dir == fs::current_path() / "conf" / "data");
+  CHECK(result.config.pools == std::map<std::string, int>{{"default", 3}});
+}
+
+TEST_CASE("log_cap is bytes or a size with a unit") {
+  CHECK(ParseDaemonConfig("[executor]\nlog_cap = 1000\n", "k.toml").config.log_cap_bytes == 1000);
+  CHECK(*ParseByteSize("64MiB") == 64u << 20);
+  CHECK(*ParseByteSize("1GiB") == 1u << 30);
+  CHECK(*ParseByteSize("10MB") == 10000000u);
+  CHECK(*ParseByteSize("512") == 512u);
+  CHECK(*ParseByteSize("7B") == 7u);
+  CHECK_FALSE(ParseByteSize("64 MiB").ok());
+  CHECK_FALSE(ParseByteSize("MiB").ok());
+  CHECK_FALSE(ParseByteSize("64mib").ok());
+  CHECK_FALSE(ParseByteSize("99999999999999999999").ok());
+  CHECK_FALSE(ParseByteSize("20000000TiB").ok());
+}
+
+TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
+  CHECK(Errors("data_dir = 5\n[server]\nlisten = \"localhost\"\nport = 80\n") ==
+        Strings{
+            "kiln.toml:1:12: data_dir: expected a string, got an integer",
+            "kiln.toml:3:10: server.listen: invalid listen address 'localhost'; expected "
+            "HOST:PORT with a port from 0 to 65535, e.g. \"127.0.0.1:8080\"",
+            "kiln.toml:4:1: server.port: unknown key 'port' (accepted: listen)",
+        });
+  CHECK(Errors("[executor]\nmax_parallel_task = 4\nlog_cap = \"64 MB\"\nkill_grace = \"soon\"\n") ==
+        Strings{
+            "kiln.toml:2:1: executor.max_parallel_task: unknown key 'max_parallel_task'; did you "
+            "mean 'max_parallel_tasks'? (accepted: kill_grace, log_cap, max_parallel_tasks)",
+            "kiln.toml:3:11: executor.log_cap: invalid size \"64 MB\"; expected a number of bytes "
+            "with an optional unit B, KiB, MiB, GiB, TiB, KB, MB, GB or TB, e.g. \"64MiB\"",
+            "kiln.toml:4:14: executor.kill_grace: invalid duration \"soon\": number expected; "
+            "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
+        });
+  CHECK(Errors("[pools]\ngpu = 0\ncpu = \"4\"\nbig = 5000000000\n[databse]\nurl = \"x\"\n") ==
+        Strings{
+            "kiln.toml:2:7: pools.gpu: pool size must be at least 1, got 0",
+            "kiln.toml:3:7: pools.cpu: expected an integer, got a string",
+            "kiln.toml:4:7: pools.big: integer 5000000000 is out of range (-2147483648 to "
+            "2147483647)",
+            "kiln.toml:5:2: databse: unknown key 'databse'; did you mean 'database'? (accepted: "
+            "data_dir, database, executor, pipelines, pools, server)",
+        });
+  CHECK(Errors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
+        Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be at least 1, got 0",
+                "kiln.toml:3:11: executor.log_cap: must not be negative, got -1"});
+  CHECK(Errors("[server\n") ==
+        Strings{"kiln.toml:1:8: invalid TOML: error while parsing table header: expected ']', "
+                "saw '\\n'"});
+}
+
+TEST_CASE("a missing daemon config file is one diagnostic with the defaults") {
+  auto result = kiln::config::LoadDaemonConfig("no/such/kiln.toml");
+  REQUIRE(result.diagnostics.size() == 1);
+  CHECK(result.diagnostics[0].ToString() ==
+        "no/such/kiln.toml: cannot read file: No such file or directory");
+  CHECK(result.config.max_parallel_tasks == 16);
+}

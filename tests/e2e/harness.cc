@@ -1,0 +1,125 @@
+#include "harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace kiln::e2e {
+
+namespace fs = std::filesystem;
+
+Output Exec(const std::vector<std::string>& argv, const fs::path& cwd,
+            const std::map<std::string, std::string>& env) {
+  TempDir io;
+  fs::path out_path = io / "stdout", err_path = io / "stderr";
+  std::map<std::string, std::string> merged;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) merged[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : env) {
+    if (v.empty()) {
+      merged.erase(k);
+    } else {
+      merged[k] = v;
+    }
+  }
+  std::vector<std::string> env_strings;
+  for (const auto& [k, v] : merged) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp, args;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_copy = argv;
+  for (auto& s : argv_copy) args.push_back(s.data());
+  args.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  Output out;
+  out.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  out.out = ReadFile(out_path);
+  out.err = ReadFile(err_path);
+  return out;
+}
+
+std::string KilnBinary() { return KILN_BINARY; }
+fs::path SourceDir() { return KILN_SOURCE_DIR; }
+
+std::string DatabaseUrl() {
+  const char* url = std::getenv("KILN_TEST_DATABASE_URL");
+  if (!url) throw std::runtime_error("KILN_TEST_DATABASE_URL is not set (run through ctest)");
+  return url;
+}
+
+Output Kiln(const std::vector<std::string>& args, const fs::path& cwd,
+            std::map<std::string, std::string> env) {
+  std::vector<std::string> argv = {KilnBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  if (!env.count("KILN_DATABASE_URL")) env["KILN_DATABASE_URL"] = DatabaseUrl();
+  return Exec(argv, cwd, env);
+}
+
+std::string Sql(const std::string& query) {
+  auto r = Exec({"/usr/bin/psql", DatabaseUrl(), "-v", "ON_ERROR_STOP=1", "-Atc", query});
+  if (r.code != 0) throw std::runtime_error("psql failed: " + r.err);
+  while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
+  return r.out;
+}
+
+TempDir::TempDir() {
+  std::string tmpl = "/tmp/kiln-e2e-XXXXXX";
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+  fs::permissions(path_, fs::perms(0755));
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void WriteFile(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool ProcessAlive(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return false;
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+}  // namespace kiln::e2e

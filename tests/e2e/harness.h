@@ -1,0 +1,53 @@
+// Helpers for end-to-end tests: run the real `kiln` binary, make temporary folders, query the
+// test PostgreSQL with psql.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kiln::e2e {
+
+struct Output {
+  int code = -1;  // exit code, or 128 + signal
+  std::string out;
+  std::string err;
+};
+
+// Runs argv (argv[0] a path) in `cwd` with this process's environment plus `env` (an empty value
+// removes the variable), waits for it, and returns its output.
+Output Exec(const std::vector<std::string>& argv, const std::filesystem::path& cwd = {},
+            const std::map<std::string, std::string>& env = {});
+
+// `kiln ARGS...` with KILN_DATABASE_URL set to the test database.
+Output Kiln(const std::vector<std::string>& args, const std::filesystem::path& cwd = {},
+            std::map<std::string, std::string> env = {});
+
+std::string KilnBinary();
+std::string DatabaseUrl();
+std::filesystem::path SourceDir();
+
+// One SQL query's rows, fields separated by '|', rows by '\n' (psql -At).
+std::string Sql(const std::string& query);
+
+// A fresh folder under /tmp (mode 0755), removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void WriteFile(const std::filesystem::path& path, const std::string& text);
+std::string ReadFile(const std::filesystem::path& path);
+// True while a process with this pid exists (zombies count as gone).
+bool ProcessAlive(int pid);
+
+}  // namespace kiln::e2e

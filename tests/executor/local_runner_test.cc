@@ -1,0 +1,162 @@
+#include "executor/local_runner.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "tests/executor/test_util.h"
+
+using namespace std::chrono_literals;
+using kiln::RunId;
+using kiln::TaskId;
+using kiln::executor::LocalTaskRunner;
+using kiln::scheduler::AttemptOutcome;
+using kiln::scheduler::LaunchRequest;
+namespace t = kiln::executor::testing;
+
+namespace {
+
+LaunchRequest Request(const t::TempDir& dir, std::string script) {
+  LaunchRequest request;
+  request.run = RunId{42};
+  request.task = TaskId{3};
+  request.attempt = 1;
+  request.argv = {"/bin/sh", "-c", std::move(script)};
+  request.env = t::kEnv;
+  request.run_dir = dir / "runs/42";
+  request.cwd = request.run_dir;
+  request.log_path = dir / "logs/42/3/1.log";
+  return request;
+}
+
+}  // namespace
+
+TEST_CASE("the runner creates the run folder and runs the attempt in it") {
+  t::TempDir dir;
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 1 << 20, 1s);
+  std::optional<AttemptOutcome> outcome;
+  LaunchRequest request = Request(dir, "pwd; echo result > out.txt; exit 4");
+  runner.Start(request, [&](AttemptOutcome o) { outcome = std::move(o); });
+  CHECK_FALSE(outcome.has_value());
+  CHECK(runner.running() == 1);
+  t::RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(runner.running() == 0);
+  CHECK(outcome->started);
+  CHECK(outcome->error.empty());
+  CHECK(outcome->exit_code == 4);
+  CHECK_FALSE(outcome->signal.has_value());
+  CHECK_FALSE(outcome->timed_out);
+  CHECK_FALSE(outcome->killed);
+  CHECK(outcome->started_at <= outcome->ended_at);
+  CHECK(outcome->log_bytes == request.run_dir.string().size() + 1);
+  CHECK(t::ReadFile(request.log_path) == request.run_dir.string() + "\n");
+  CHECK(t::ReadFile(request.run_dir / "out.txt") == "result\n");
+  struct stat st;
+  REQUIRE(::stat(request.run_dir.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0750);
+}
+
+TEST_CASE("a run folder that cannot be created is a start failure") {
+  t::TempDir dir;
+  { std::ofstream(dir / "runs") << "a file where the folder should be"; }
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 1 << 20, 1s);
+  std::optional<AttemptOutcome> outcome;
+  LaunchRequest request = Request(dir, "true");
+  runner.Start(request, [&](AttemptOutcome o) { outcome = std::move(o); });
+  CHECK_FALSE(outcome.has_value());
+  t::RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK_FALSE(outcome->started);
+  CHECK(outcome->error ==
+        "cannot create folder '" + (dir / "runs/42").string() + "': Not a directory");
+  CHECK(t::ReadFile(request.log_path) == "[kiln: " + outcome->error + "]\n");
+}
+
+TEST_CASE("Kill terminates the attempt of that run and task only") {
+  t::TempDir dir;
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 1 << 20, 5s);
+  std::optional<AttemptOutcome> first, second;
+  LaunchRequest a = Request(dir, "sleep 30");
+  LaunchRequest b = Request(dir, "sleep 30");
+  b.task = TaskId{4};
+  b.log_path = dir / "logs/42/4/1.log";
+  runner.Start(a, [&](AttemptOutcome o) { first = std::move(o); });
+  runner.Start(b, [&](AttemptOutcome o) { second = std::move(o); });
+  runner.Kill(RunId{7}, TaskId{3});  // unknown: no effect
+  runner.Kill(RunId{42}, TaskId{3});
+  t::RunUntil(io, [&] { return first.has_value(); });
+  CHECK(first->killed);
+  CHECK(first->signal == SIGTERM);
+  CHECK_FALSE(second.has_value());
+  CHECK(runner.running() == 1);
+  runner.Kill(RunId{42}, TaskId{3});  // already over: no effect
+  runner.KillAll();
+  t::RunUntil(io, [&] { return second.has_value(); });
+  CHECK(second->killed);
+  CHECK(runner.running() == 0);
+}
+
+TEST_CASE("the request's timeout and the runner's grace period apply") {
+  t::TempDir dir;
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 1 << 20, 200ms);
+  std::optional<AttemptOutcome> outcome;
+  LaunchRequest request = Request(dir, "trap '' TERM; sleep 30");
+  request.timeout = 200ms;
+  runner.Start(request, [&](AttemptOutcome o) { outcome = std::move(o); });
+  t::RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(outcome->timed_out);
+  CHECK_FALSE(outcome->killed);
+  CHECK(outcome->signal == SIGKILL);
+}
+
+TEST_CASE("the runner's log cap applies") {
+  t::TempDir dir;
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 4, 1s);
+  std::optional<AttemptOutcome> outcome;
+  runner.Start(Request(dir, "printf 0123456789"),
+               [&](AttemptOutcome o) { outcome = std::move(o); });
+  t::RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(outcome->log_truncated);
+  CHECK(outcome->log_bytes == 10);
+  CHECK(t::ReadFile(dir / "logs/42/3/1.log") ==
+        "0123\n[kiln: log truncated at 4 bytes; further output discarded]\n");
+}
+
+TEST_CASE("process results map field by field to attempt outcomes") {
+  kiln::executor::ProcessResult r;
+  r.started = true;
+  r.error = "e";
+  r.exit_code = 2;
+  r.signal = 9;
+  r.timed_out = true;
+  r.killed = true;
+  r.started_at = kiln::Instant(1000ms);
+  r.ended_at = kiln::Instant(2500ms);
+  r.cpu = 700ms;
+  r.max_rss_kb = 1234;
+  r.log_bytes = 99;
+  r.log_truncated = true;
+  AttemptOutcome o = kiln::executor::ToAttemptOutcome(r);
+  CHECK(o.started);
+  CHECK(o.error == "e");
+  CHECK(o.exit_code == 2);
+  CHECK(o.signal == 9);
+  CHECK(o.timed_out);
+  CHECK(o.killed);
+  CHECK(o.started_at == kiln::Instant(1000ms));
+  CHECK(o.ended_at == kiln::Instant(2500ms));
+  CHECK(o.cpu == 700ms);
+  CHECK(o.max_rss_kb == 1234);
+  CHECK(o.log_bytes == 99);
+  CHECK(o.log_truncated);
+}

@@ -1,0 +1,127 @@
+#include "store/embedded.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "store/database.h"
+#include "store/subprocess.h"
+#include "tests/store/test_support.h"
+
+using namespace kiln;
+using namespace kiln::store;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A folder under /tmp, removed at the end (the cluster in it must be stopped by then).
+struct TempDir {
+  explicit TempDir(mode_t mode) {
+    char tmpl[] = "/tmp/kiln-emb-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+    chmod(tmpl, mode);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path path;
+};
+
+std::string Query(const std::string& url, const std::string& sql) {
+  pqxx::connection conn(url);
+  return pqxx::nontransaction(conn).exec1(sql)[0].c_str();
+}
+
+}  // namespace
+
+TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database") {
+  TempDir tmp(0755);
+  EmbeddedOptions options;
+  options.data_dir = tmp.path / "data";
+  auto pg = EmbeddedPostgres::Start(options);
+  REQUIRE(pg.ok());
+  const fs::path cluster = tmp.path / "data" / "postgres";
+  CHECK((*pg)->cluster_dir() == cluster);
+  CHECK((*pg)->url() == "postgresql:///kiln?host=" + std::string("%2Ftmp%2F") +
+                            tmp.path.filename().string() + "%2Fdata%2Fpostgres&user=kiln");
+
+  auto db = Database::Connect((*pg)->url());
+  REQUIRE(db.ok());
+  REQUIRE((*db)->Migrate().ok());
+  CHECK(Query((*pg)->url(), "SHOW listen_addresses") == "");
+  CHECK(Query((*pg)->url(), "SHOW synchronous_commit") == "on");
+  CHECK(Query((*pg)->url(), "SELECT current_database() || ' ' || current_user") == "kiln kiln");
+  db->reset();
+
+  struct stat st {};
+  REQUIRE(stat(cluster.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  if (geteuid() == 0) {
+    auto postgres = LookupIdentity("postgres");
+    REQUIRE(postgres.ok());
+    CHECK(st.st_uid == postgres->uid);
+  }
+  CHECK(fs::exists(tmp.path / "data" / "postgres.log"));
+
+  SECTION("a server left running on the folder is reused") {
+    auto again = EmbeddedPostgres::Start(options);
+    REQUIRE(again.ok());
+    CHECK((*again)->url() == (*pg)->url());
+    CHECK((*again)->Stop().ok());
+    CHECK((*pg)->Stop().ok());  // already stopped by the other one: fine
+  }
+  SECTION("a stopped cluster starts again with its data") {
+    REQUIRE((*pg)->Stop().ok());
+    CHECK((*pg)->Stop().ok());
+    auto restarted = EmbeddedPostgres::Start(options);
+    REQUIRE(restarted.ok());
+    CHECK(Query((*restarted)->url(), "SELECT max(version) FROM schema_migrations") == "1");
+  }
+}
+
+TEST_CASE("EmbeddedPostgres says which folder PostgreSQL's user cannot enter") {
+  if (geteuid() != 0) return;  // only root switches to an unprivileged user
+  TempDir tmp(0700);
+  EmbeddedOptions options;
+  options.data_dir = tmp.path / "data";
+  auto pg = EmbeddedPostgres::Start(options);
+  REQUIRE_FALSE(pg.ok());
+  const std::string dir = tmp.path.string();
+  CHECK(pg.message() == "embedded PostgreSQL runs as user 'postgres', which cannot enter folder " +
+                            dir + "; allow it (chmod o+x " + dir +
+                            "), choose a data folder it can reach, or set database.url");
+}
+
+TEST_CASE("EmbeddedPostgres refuses data folders it cannot use") {
+  EmbeddedOptions options;
+  options.data_dir = "/tmp/" + std::string(90, 'x');
+  auto long_path = EmbeddedPostgres::Start(options);
+  REQUIRE_FALSE(long_path.ok());
+  CHECK(long_path.message() == "data folder '/tmp/" + std::string(90, 'x') +
+                                   "' is too long for PostgreSQL's Unix socket (/tmp/" +
+                                   std::string(90, 'x') +
+                                   "/postgres/.s.PGSQL.5432 has 118 characters, at most 107); "
+                                   "choose a shorter data folder or set database.url");
+  CHECK_FALSE(fs::exists(options.data_dir));
+
+  options.data_dir = "/tmp/kiln-$HOME";
+  auto shell = EmbeddedPostgres::Start(options);
+  REQUIRE_FALSE(shell.ok());
+  CHECK(shell.message() ==
+        "data folder '/tmp/kiln-$HOME': PostgreSQL's pg_ctl cannot use a path containing \" ` $ "
+        "\\ or a newline; choose another data folder or set database.url");
+
+  if (geteuid() == 0) {
+    options.data_dir = "/tmp/kiln-never-created";
+    options.run_as_user = "no-such-user-kiln";
+    auto user = EmbeddedPostgres::Start(options);
+    REQUIRE_FALSE(user.ok());
+    CHECK(user.message() ==
+          "embedded PostgreSQL refuses to run as root and there is no unprivileged user "
+          "'no-such-user-kiln' to run it as; create one (useradd --system kiln), run kiln as "
+          "another user, or set database.url");
+  }
+}
