@@ -38,7 +38,8 @@ void Progress::OnTaskState(RunId, const dag::TaskSpec& task, dag::TaskState stat
     case TaskState::kRunning:
       running_.insert(task.id);
       started_[task.id] = now;
-      text = task.id + " started" + (attempt > 1 ? " (attempt " + std::to_string(attempt) + ")" : "");
+      text =
+          task.id + " started" + (attempt > 1 ? " (attempt " + std::to_string(attempt) + ")" : "");
       break;
     case TaskState::kUpForRetry:
       running_.erase(task.id);

@@ -38,7 +38,8 @@ Result<dag::ParamList> ParamsFromFlags(const dag::PipelineSpec& spec,
 // a pipeline written for a daemon with a "gpu" pool also runs on a laptop.
 void AddMissingPools(const dag::PipelineSpec& spec, config::DaemonConfig& cfg) {
   for (const auto& task : spec.tasks) {
-    if (!cfg.pools.count(task.pool)) cfg.pools[task.pool] = std::max(cfg.max_parallel_tasks, task.slots);
+    if (!cfg.pools.count(task.pool))
+      cfg.pools[task.pool] = std::max(cfg.max_parallel_tasks, task.slots);
   }
 }
 
@@ -55,24 +56,24 @@ void PrintText(const store::RunRecord& run) {
     std::string exit = t.exit_code ? std::to_string(*t.exit_code)
                                    : (t.signal ? "sig" + std::to_string(*t.signal) : "-");
     char duration[32] = "-";
-    if (t.started_at && t.ended_at) std::snprintf(duration, sizeof duration, "%.2fs", Millis(t.started_at, t.ended_at) / 1000);
+    if (t.started_at && t.ended_at)
+      std::snprintf(duration, sizeof duration, "%.2fs", Millis(t.started_at, t.ended_at) / 1000);
     std::printf("%-24s %-16s %8d %6s %10s\n", t.task_id.c_str(),
-                std::string(dag::Name(t.state)).c_str(), t.attempt,
-                exit.c_str(), duration);
+                std::string(dag::Name(t.state)).c_str(), t.attempt, exit.c_str(), duration);
   }
 }
 
 void PrintJson(const store::RunRecord& run) {
   json tasks = json::array();
   for (const auto& t : run.tasks) {
-    tasks.push_back({{"id", t.task_id},
-                     {"state", dag::Name(t.state)},
-                     {"attempts", t.attempt},
-                     {"exit_code", t.exit_code ? json(*t.exit_code) : json(nullptr)},
-                     {"signal", t.signal ? json(*t.signal) : json(nullptr)},
-                     {"duration_ms", t.started_at && t.ended_at
-                                         ? json(Millis(t.started_at, t.ended_at))
-                                         : json(nullptr)}});
+    tasks.push_back(
+        {{"id", t.task_id},
+         {"state", dag::Name(t.state)},
+         {"attempts", t.attempt},
+         {"exit_code", t.exit_code ? json(*t.exit_code) : json(nullptr)},
+         {"signal", t.signal ? json(*t.signal) : json(nullptr)},
+         {"duration_ms",
+          t.started_at && t.ended_at ? json(Millis(t.started_at, t.ended_at)) : json(nullptr)}});
   }
   json out = {{"id", Value(run.id)},
               {"pipeline", run.pipeline},

@@ -1,8 +1,8 @@
 // `kiln serve`: the daemon. The main thread runs the scheduler's io_context; cpp-httplib serves
 // on its own threads and reaches the scheduler only through DaemonService (posted handlers).
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
 #include <map>
@@ -157,8 +157,8 @@ int Serve(const ServeOptions& o) {
   }
   std::thread http([&server] { server.Run(); });
 
-  std::string host = listen->first.find(':') != std::string::npos ? "[" + listen->first + "]"
-                                                                    : listen->first;
+  std::string host =
+      listen->first.find(':') != std::string::npos ? "[" + listen->first + "]" : listen->first;
   std::cout << "kiln: " << pipelines.size() << " pipelines loaded; serving on http://" << host
             << ":" << server.port() << "/" << std::endl;
 

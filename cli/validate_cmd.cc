@@ -12,27 +12,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Pipeline files named by the arguments: files as given, folders searched for *.toml.
-std::vector<fs::path> Expand(const std::vector<std::string>& paths, int& errors) {
-  std::vector<fs::path> files;
+// Loads the pipelines named by the arguments: files as given, folders searched for *.toml.
+std::vector<config::LoadResult> LoadAll(const std::vector<std::string>& paths) {
+  std::vector<config::LoadResult> results;
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      std::vector<fs::path> found;
-      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::end(it);
-           it.increment(ec)) {
-        if (it->is_regular_file() && it->path().extension() == ".toml") found.push_back(it->path());
-      }
-      std::sort(found.begin(), found.end());
-      files.insert(files.end(), found.begin(), found.end());
-    } else if (fs::exists(p, ec)) {
-      files.emplace_back(p);
+      for (auto& r : config::LoadPipelineDir(p)) results.push_back(std::move(r));
     } else {
-      std::cerr << p << ": no such file or folder\n";
-      ++errors;
+      results.push_back(config::LoadPipelineFile(p));
     }
   }
-  return files;
+  return results;
 }
 
 }  // namespace
@@ -40,13 +31,13 @@ std::vector<fs::path> Expand(const std::vector<std::string>& paths, int& errors)
 int Validate(const std::vector<std::string>& paths) {
   int errors = 0;
   std::map<std::string, fs::path> names;
-  auto files = Expand(paths, errors);
-  for (const auto& file : files) {
-    auto result = config::LoadPipelineFile(file);
+  auto results = LoadAll(paths);
+  for (const auto& result : results) {
     PrintDiagnostics(result.diagnostics);
     errors += static_cast<int>(result.diagnostics.size());
     if (!result.pipeline) continue;
     const std::string& name = result.pipeline->spec.name;
+    const fs::path& file = result.pipeline->spec.file;
     auto [it, inserted] = names.emplace(name, file);
     if (!inserted) {
       std::cerr << file.string() << ": pipeline.name: '" << name << "' is also the name of "
@@ -55,11 +46,12 @@ int Validate(const std::vector<std::string>& paths) {
     }
   }
   if (errors > 0) {
-    std::cerr << errors << (errors == 1 ? " error" : " errors") << " in " << files.size()
-              << (files.size() == 1 ? " file" : " files") << '\n';
+    std::cerr << errors << (errors == 1 ? " error" : " errors") << " in " << results.size()
+              << (results.size() == 1 ? " file" : " files") << '\n';
     return 1;
   }
-  std::cout << "ok: " << files.size() << (files.size() == 1 ? " pipeline" : " pipelines") << '\n';
+  std::cout << "ok: " << results.size() << (results.size() == 1 ? " pipeline" : " pipelines")
+            << '\n';
   return 0;
 }
 

@@ -24,5 +24,7 @@ struct std::hash<kiln::RunId> {
 };
 template <>
 struct std::hash<kiln::TaskId> {
-  size_t operator()(kiln::TaskId id) const noexcept { return std::hash<uint32_t>()(kiln::Index(id)); }
+  size_t operator()(kiln::TaskId id) const noexcept {
+    return std::hash<uint32_t>()(kiln::Index(id));
+  }
 };

@@ -21,10 +21,18 @@ spdlog::logger& Logger() {
 
 void SetLevel(Level level) {
   switch (level) {
-    case Level::kDebug: Logger().set_level(spdlog::level::debug); break;
-    case Level::kInfo: Logger().set_level(spdlog::level::info); break;
-    case Level::kWarn: Logger().set_level(spdlog::level::warn); break;
-    case Level::kError: Logger().set_level(spdlog::level::err); break;
+    case Level::kDebug:
+      Logger().set_level(spdlog::level::debug);
+      break;
+    case Level::kInfo:
+      Logger().set_level(spdlog::level::info);
+      break;
+    case Level::kWarn:
+      Logger().set_level(spdlog::level::warn);
+      break;
+    case Level::kError:
+      Logger().set_level(spdlog::level::err);
+      break;
   }
 }
 void Debug(std::string_view message) { Logger().debug("{}", message); }

@@ -2,8 +2,8 @@
 // "here is a T or why not". Messages name the subject first and say what to do.
 #pragma once
 
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <variant>
@@ -45,8 +45,8 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
-  Result(Status error) : v_(std::move(error)) {  // NOLINT
+  Result(T value) : v_(std::move(value)) {}       // NOLINT: implicit by design
+  Result(Status error) : v_(std::move(error)) {   // NOLINT
     if (std::get<Status>(v_).ok()) std::abort();  // a Result made from an ok Status is a bug
   }
 
@@ -69,11 +69,11 @@ class [[nodiscard]] Result {
 }  // namespace kiln
 
 // Invariant checks: a failure is a bug in kiln, never a user error.
-#define KILN_CHECK(cond)                                                               \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
+#define KILN_CHECK(cond)                                                                     \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       std::fprintf(stderr, "kiln: internal check failed at %s:%d: %s\n", __FILE__, __LINE__, \
-                   #cond);                                                             \
-      std::abort();                                                                    \
-    }                                                                                  \
+                   #cond);                                                                   \
+      std::abort();                                                                          \
+    }                                                                                        \
   } while (0)

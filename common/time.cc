@@ -37,11 +37,20 @@ Result<Duration> ParseDuration(std::string_view text) {
       i += 2;
     } else if (i < text.size()) {
       switch (text[i]) {
-        case 's': unit = 1000; break;
-        case 'm': unit = 60 * 1000; break;
-        case 'h': unit = 3600 * 1000; break;
-        case 'd': unit = 86400 * 1000; break;
-        default: return error("unknown unit '" + std::string(1, text[i]) + "'");
+        case 's':
+          unit = 1000;
+          break;
+        case 'm':
+          unit = 60 * 1000;
+          break;
+        case 'h':
+          unit = 3600 * 1000;
+          break;
+        case 'd':
+          unit = 86400 * 1000;
+          break;
+        default:
+          return error("unknown unit '" + std::string(1, text[i]) + "'");
       }
       ++i;
     } else {

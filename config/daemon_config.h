@@ -5,7 +5,7 @@
 //   data_dir = ".kiln"              # relative paths are resolved against this file's folder
 //   pipelines = "pipelines"
 //   [server]    listen = "127.0.0.1:8080"
-//   [database]  url = "postgresql://..."     pg_bin_dir = "/usr/lib/postgresql/15/bin"
+//   [database]  url = "postgresql://..."     pg_bin_dir = "/opt/pgsql/bin"
 //   [executor]  max_parallel_tasks = 16      log_cap = "64MiB"     kill_grace = "10s"
 //   [pools]     gpu = 2                      # NAME = size (>= 1)
 #pragma once

@@ -179,11 +179,14 @@ LoadResult LoadPipelineFile(const fs::path& file) {
 std::vector<LoadResult> LoadPipelineDir(const fs::path& dir) {
   std::vector<fs::path> files;
   std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const fs::path& path = it->path();
     std::error_code type_ec;
-    if (path.extension() != ".toml" || path.filename().string().starts_with(".")) continue;
-    if (it->is_regular_file(type_ec)) files.push_back(path);
+    if (path.filename().string().starts_with(".")) {
+      if (it->is_directory(type_ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (path.extension() == ".toml" && it->is_regular_file(type_ec)) files.push_back(path);
   }
   if (ec)
     return {LoadResult{nullptr, {{dir.string(), {}, "", "cannot read folder: " + ec.message()}}}};

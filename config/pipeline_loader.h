@@ -22,8 +22,9 @@ struct LoadResult {
 LoadResult ParsePipeline(std::string_view text, const std::filesystem::path& file);
 // Reads the file and parses it; an unreadable file is one diagnostic.
 LoadResult LoadPipelineFile(const std::filesystem::path& file);
-// Every *.toml file directly in `dir` (sorted by name), loaded. Names starting with '.' are skipped
-// (editor and lock files); an unreadable folder is one result with one diagnostic.
+// Every *.toml file in `dir` and its subfolders (sorted by path), loaded. Files and folders whose
+// names start with '.' are skipped (editor files, a .kiln data folder); an unreadable folder is
+// one result with one diagnostic.
 std::vector<LoadResult> LoadPipelineDir(const std::filesystem::path& dir);
 
 }  // namespace kiln::config

@@ -169,11 +169,9 @@ dag::TaskSpec MakeTask(std::string id, const TaskFields& own, const TaskFields& 
   t.skip_exit_codes = Pick(own.skip_exit_codes, defaults.skip_exit_codes, builtin.skip_exit_codes);
   t.allow_failure = Pick(own.allow_failure, defaults.allow_failure, builtin.allow_failure);
   t.priority = Pick(own.priority, defaults.priority, builtin.priority);
-  std::map<std::string, std::string> env =
-      defaults.env.value_or(std::map<std::string, std::string>{});
-  for (const auto& [name, value] : own.env.value_or(std::map<std::string, std::string>{})) {
-    env[name] = value;
-  }
+  // Like every other key, a task's own env replaces the [defaults] one (the format's rule:
+  // defaults apply "unless the task sets the key itself").
+  auto env = Pick(own.env, defaults.env, std::map<std::string, std::string>{});
   for (auto& [name, value] : env) t.env.push_back({name, value});
   return t;
 }

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <system_error>
 #include <tuple>
 
 namespace kiln::config::internal {
@@ -65,8 +65,9 @@ Result<std::string> ReadFileText(const std::filesystem::path& file) {
   errno = 0;
   std::ifstream in(file, std::ios::binary);
   if (!in) {
-    return Status::Error(std::string("cannot read file: ") +
-                         (errno != 0 ? std::strerror(errno) : "cannot open it"));
+    const int error = errno;
+    return Status::Error("cannot read file: " + (error != 0 ? std::generic_category().message(error)
+                                                            : std::string("cannot open it")));
   }
   std::ostringstream text;
   text << in.rdbuf();

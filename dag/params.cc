@@ -22,7 +22,8 @@ Result<ParamList> ResolveParams(const PipelineSpec& spec,
       return Status::Error(ErrorCode::kInvalidArgument, "param '" + name + "' is given twice");
     }
     seen.push_back(name);
-    auto it = std::find_if(out.begin(), out.end(), [&](const auto& kv) { return kv.first == name; });
+    auto it =
+        std::find_if(out.begin(), out.end(), [&](const auto& kv) { return kv.first == name; });
     if (it == out.end()) {
       std::string declared;
       for (const Param& p : spec.params) declared += (declared.empty() ? "" : ", ") + p.name;
@@ -32,9 +33,9 @@ Result<ParamList> ResolveParams(const PipelineSpec& spec,
     }
     auto converted = ConvertLike(it->second, text);
     if (!converted) {
-      return Status::Error(ErrorCode::kInvalidArgument,
-                           "param '" + name + "' expects " +
-                               Article(TypeName(it->second)) + ", got '" + text + "'");
+      return Status::Error(
+          ErrorCode::kInvalidArgument,
+          "param '" + name + "' expects " + Article(TypeName(it->second)) + ", got '" + text + "'");
     }
     it->second = *converted;
   }

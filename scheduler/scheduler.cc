@@ -127,11 +127,10 @@ void Scheduler::StartStartable() {
     run.running[i] = true;
     run.tickets[i] = ticket;
     ++run.running_count;
-    Record(TaskUpdate{run.ctx.id, run.pipeline().task(ticket.task).id, attempt,
-                      TaskState::kRunning, clock_.Now(),
-                      AttemptStart{LogPath(run, ticket.task, attempt).string(),
-                                   options_.lease_owner},
-                      std::nullopt, std::nullopt, ""});
+    Record(TaskUpdate{
+        run.ctx.id, run.pipeline().task(ticket.task).id, attempt, TaskState::kRunning, clock_.Now(),
+        AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},
+        std::nullopt, std::nullopt, ""});
     pending_launches_.push_back(Launch{run.ctx.id, ticket.task, attempt});
   }
 }
@@ -188,14 +187,16 @@ LaunchRequest Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt) c
     for (const auto& a : *spec.argv) req.argv.push_back(render(a, dag::Quoting::kNone));
   }
   req.env = options_.base_env;
-  for (const auto& var : spec.env) SetEnv(req.env, var.name, render(var.value, dag::Quoting::kNone));
+  for (const auto& var : spec.env)
+    SetEnv(req.env, var.name, render(var.value, dag::Quoting::kNone));
   SetEnv(req.env, "KILN_RUN_ID", ToString(run.ctx.id));
   SetEnv(req.env, "KILN_RUN_DIR", run.dir.string());
   SetEnv(req.env, "KILN_PIPELINE", run.pipeline().spec.name);
   SetEnv(req.env, "KILN_TASK_ID", spec.id);
   SetEnv(req.env, "KILN_ATTEMPT", std::to_string(attempt));
   SetEnv(req.env, "KILN_LOGICAL_DATE", FormatRfc3339(run.ctx.logical_date));
-  for (const auto& [param, value] : run.ctx.params) SetEnv(req.env, EnvName(param), dag::ToText(value));
+  for (const auto& [param, value] : run.ctx.params)
+    SetEnv(req.env, EnvName(param), dag::ToText(value));
   SetEnv(req.env, "KILN_IDEMPOTENCY_KEY", ToString(run.ctx.id) + ":" + spec.id);
   return req;
 }
@@ -213,8 +214,8 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
   pools_.Release(run.tickets[i]);
 
   const dag::TaskSpec& spec = run.pipeline().task(task);
-  AttemptEnd end{outcome.exit_code, outcome.signal, outcome.timed_out, outcome.started_at,
-                 outcome.cpu, outcome.max_rss_kb, Describe(spec, outcome)};
+  AttemptEnd end{outcome.exit_code, outcome.signal,     outcome.timed_out,      outcome.started_at,
+                 outcome.cpu,       outcome.max_rss_kb, Describe(spec, outcome)};
   if (run.plan.state(task) == TaskState::kCancelled) {
     end.reason = "cancelled";
     Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
@@ -261,11 +262,11 @@ void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
   const dag::Pipeline& p = run.pipeline();
   auto changes = run.plan.Finish(task, state);
   Instant now = clock_.Now();
-  Record(TaskUpdate{run.ctx.id, p.task(task).id, attempt, state, now, std::nullopt,
-                    std::move(end), std::nullopt, reason});
+  Record(TaskUpdate{run.ctx.id, p.task(task).id, attempt, state, now, std::nullopt, std::move(end),
+                    std::nullopt, reason});
   for (const Change& c : changes) {
-    std::string why = "upstream '" + p.task(c.cause).id + "' " +
-                      std::string(dag::Name(run.plan.state(c.cause)));
+    std::string why =
+        "upstream '" + p.task(c.cause).id + "' " + std::string(dag::Name(run.plan.state(c.cause)));
     Record(TaskUpdate{run.ctx.id, p.task(c.task).id, run.attempts[Index(c.task)], c.state, now,
                       std::nullopt, std::nullopt, std::nullopt, why});
   }
@@ -287,9 +288,10 @@ void Scheduler::Record(TaskUpdate update) {
   if (it != runs_.end()) {
     auto pipeline = it->second->ctx.pipeline;
     auto task = pipeline->dag.Find(update.task_id);
-    Notify([this, pipeline, task, run = update.run, state = update.state,
-            attempt = update.attempt, reason = update.reason] {
-      if (observer_ && task) observer_->OnTaskState(run, pipeline->task(*task), state, attempt, reason);
+    Notify([this, pipeline, task, run = update.run, state = update.state, attempt = update.attempt,
+            reason = update.reason] {
+      if (observer_ && task)
+        observer_->OnTaskState(run, pipeline->task(*task), state, attempt, reason);
     });
   }
   pending_.tasks.push_back(std::move(update));
@@ -318,8 +320,8 @@ void Scheduler::Flush() {
     for (TaskId task : run->newly_queued) {
       if (run->plan.state(task) != TaskState::kQueued) continue;
       Record(TaskUpdate{id, run->pipeline().task(task).id, run->attempts[Index(task)],
-                        TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt,
-                        std::nullopt, ""});
+                        TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt, std::nullopt,
+                        ""});
     }
     run->newly_queued.clear();
   }
@@ -337,7 +339,8 @@ void Scheduler::Flush() {
   store_.Commit(std::move(copy), [this, alive = alive_, batch = std::move(batch),
                                   launches = std::move(launches),
                                   notes = std::move(notes)](Status status) mutable {
-    if (*alive) OnCommitted(std::move(status), std::move(batch), std::move(launches), std::move(notes));
+    if (*alive)
+      OnCommitted(std::move(status), std::move(batch), std::move(launches), std::move(notes));
   });
 }
 

@@ -12,21 +12,31 @@ namespace {
 
 std::string_view CodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "invalid_argument";
-    case ErrorCode::kNotFound: return "not_found";
-    case ErrorCode::kConflict: return "conflict";
-    case ErrorCode::kUnavailable: return "unavailable";
-    default: return "internal";
+    case ErrorCode::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kConflict:
+      return "conflict";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    default:
+      return "internal";
   }
 }
 
 int HttpStatus(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return 400;
-    case ErrorCode::kNotFound: return 404;
-    case ErrorCode::kConflict: return 409;
-    case ErrorCode::kUnavailable: return 503;
-    default: return 500;
+    case ErrorCode::kInvalidArgument:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kConflict:
+      return 409;
+    case ErrorCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -70,7 +80,8 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
                          "listen address '" + listen + "' must be HOST:PORT, e.g. 127.0.0.1:8080");
   }
   std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   int port = 0;
   for (char c : listen.substr(colon + 1)) {
     if (c < '0' || c > '9' || port > 65535) {
@@ -113,7 +124,8 @@ Server::Server(scheduler::Service& service, ServerOptions options)
     if (!req.body.empty()) {
       body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
       if (body.is_discarded()) return SendError(res, 400, "invalid_json", "body is not valid JSON");
-      if (!body.is_object()) return SendError(res, 400, "invalid_argument", "body must be an object");
+      if (!body.is_object())
+        return SendError(res, 400, "invalid_argument", "body must be an object");
     }
     scheduler::TriggerRequest trigger;
     trigger.pipeline = req.matches[1];
@@ -137,14 +149,15 @@ Server::Server(scheduler::Service& service, ServerOptions options)
              {{"id", Value(result->id)}, {"pipeline", trigger.pipeline}, {"state", "queued"}});
   });
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler already answered with a JSON error
     if (res.status == 413) return SendError(res, 413, "too_large", "request body over 1 MiB");
     if (res.status == 404) return SendError(res, 404, "not_found", "no such route");
-    if (res.body.empty()) SendError(res, res.status, "error", "request failed");
+    SendError(res, res.status, "error", "request failed");
   });
-  http.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                                std::exception_ptr) {
-    SendError(res, 500, "internal", "internal error");
-  });
+  http.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        SendError(res, 500, "internal", "internal error");
+      });
 }
 
 Server::~Server() { Stop(); }

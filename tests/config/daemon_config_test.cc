@@ -53,7 +53,7 @@ pipelines = "../pipelines"
 listen = "0.0.0.0:9000"
 [database]
 url = "postgresql://kiln@db/kiln"
-pg_bin_dir = "/usr/lib/postgresql/15/bin"
+pg_bin_dir = "/opt/pgsql/bin"
 [executor]
 max_parallel_tasks = 8
 log_cap = "512KiB"
@@ -70,7 +70,7 @@ io = 4
   CHECK(c.pipelines_dir == "/etc/pipelines");
   CHECK(c.listen == "0.0.0.0:9000");
   CHECK(c.database_url == "postgresql://kiln@db/kiln");
-  CHECK(c.pg_bin_dir == "/usr/lib/postgresql/15/bin");
+  CHECK(c.pg_bin_dir == "/opt/pgsql/bin");
   CHECK(c.max_parallel_tasks == 8);
   CHECK(c.log_cap_bytes == 512u * 1024);
   CHECK(c.kill_grace == 30s);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <string>
 #include <variant>
@@ -70,11 +71,10 @@ allow_failure = true                   # this task's own failure does not fail t
 )toml";
 
 const TaskSpec& Find(const kiln::dag::PipelineSpec& spec, const std::string& id) {
-  for (const TaskSpec& t : spec.tasks) {
-    if (t.id == id) return t;
-  }
-  FAIL("no task " << id);
-  throw;
+  auto it = std::find_if(spec.tasks.begin(), spec.tasks.end(),
+                         [&id](const TaskSpec& t) { return t.id == id; });
+  REQUIRE(it != spec.tasks.end());
+  return *it;
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "dag/params.h"
+
+#include <catch2/catch.hpp>
 
 using kiln::dag::ParamValue;
 

@@ -14,7 +14,8 @@ void CheckExample(const std::string& example, const std::string& expected_file) 
   fs::path dir = SourceDir() / "examples" / example;
   json expected = json::parse(ReadFile(dir / expected_file));
   TempDir data;
-  std::vector<std::string> args = {"run", (dir / "pipeline.toml").string(), "--output", "json",
+  std::vector<std::string> args = {"run",        (dir / "pipeline.toml").string(),
+                                   "--output",   "json",
                                    "--data-dir", data.path().string()};
   if (expected.contains("params")) {
     for (const auto& [k, v] : expected["params"].items()) {

@@ -19,8 +19,8 @@ struct Ran {
 
 Ran RunPipeline(const TempDir& dir, const std::string& toml, std::vector<std::string> extra = {}) {
   WriteFile(dir / "p.toml", toml);
-  std::vector<std::string> args = {"run", "p.toml", "--output", "json", "--data-dir",
-                                   (dir / "data").string()};
+  std::vector<std::string> args = {"run",  "p.toml",     "--output",
+                                   "json", "--data-dir", (dir / "data").string()};
   args.insert(args.end(), extra.begin(), extra.end());
   Ran ran{Kiln(args, dir.path()), json()};
   if (!ran.output.out.empty()) ran.run = json::parse(ran.output.out);
@@ -85,7 +85,7 @@ TEST_CASE("retries wait growing delays between attempts") {
   auto ran = RunPipeline(dir, R"([pipeline]
 name = "flaky"
 [tasks.flaky]
-command = "n=$(cat {{ run.dir }}/n 2>/dev/null || echo 0); echo $((n+1)) > {{ run.dir }}/n; [ $n -ge 2 ]"
+command = "n=$(cat \"$KILN_RUN_DIR/n\" 2>/dev/null || echo 0); echo $((n+1)) > {{ run.dir }}/n; [ $n -ge 2 ]"
 retries = 3
 retry_delay = "200ms"
 retry_backoff = 2.0
@@ -99,7 +99,8 @@ retry_backoff = 2.0
   // Each attempt starts no earlier than its retry delay after the previous one ended.
   CHECK(Sql("select bool_and(a2.started_at - a1.ended_at >= interval '1 millisecond' * 200 * "
             "power(2, a1.attempt - 1)) from attempts a1 join attempts a2 on a2.run_id = "
-            "a1.run_id and a2.attempt = a1.attempt + 1 where a1.run_id = " + id) == "t");
+            "a1.run_id and a2.attempt = a1.attempt + 1 where a1.run_id = " +
+            id) == "t");
   CHECK(Sql("select string_agg(detail->>'reason', ',' order by id) from events where run_id = " +
             id + " and to_state = 'up_for_retry'") ==
         "exit code 1; retrying in 200ms,exit code 1; retrying in 400ms");
@@ -191,7 +192,8 @@ workdir = "no/such/folder"
 TEST_CASE("a malformed pipeline is reported with file:line:col and nothing is written") {
   TempDir dir;
   std::string before = Sql("select count(*) from runs");
-  WriteFile(dir / "bad.toml", "[pipeline]\nname = \"bad\"\n[tasks.a]\ncommand = \"true\"\nneeds = [\"b\"]\n");
+  WriteFile(dir / "bad.toml",
+            "[pipeline]\nname = \"bad\"\n[tasks.a]\ncommand = \"true\"\nneeds = [\"b\"]\n");
   auto r = Kiln({"run", "bad.toml", "--data-dir", (dir / "data").string()}, dir.path());
   CHECK(r.code == 1);
   CHECK(r.err.starts_with("bad.toml:5:"));
@@ -205,7 +207,8 @@ TEST_CASE("a malformed pipeline is reported with file:line:col and nothing is wr
 TEST_CASE("an undeclared or ill-typed -p is refused before anything is written") {
   TempDir dir;
   std::string before = Sql("select count(*) from runs");
-  WriteFile(dir / "p.toml", "[pipeline]\nname = \"typed\"\n[params]\nepochs = 3\n[tasks.a]\ncommand = \"true\"\n");
+  WriteFile(dir / "p.toml",
+            "[pipeline]\nname = \"typed\"\n[params]\nepochs = 3\n[tasks.a]\ncommand = \"true\"\n");
   auto r = Kiln({"run", "p.toml", "-p", "epoch=4"}, dir.path());
   CHECK(r.code == 1);
   CHECK(r.err == "kiln: -p: undeclared param 'epoch' (declared: epochs)\n");
@@ -241,7 +244,9 @@ TEST_CASE("without a database URL kiln runs on its own embedded PostgreSQL") {
 
 TEST_CASE("graph prints dot and mermaid") {
   TempDir dir;
-  WriteFile(dir / "p.toml", "[pipeline]\nname = \"g\"\n[tasks.a]\ncommand = \"true\"\n[tasks.b]\nneeds = [\"a\"]\ncommand = \"true\"\n");
+  WriteFile(dir / "p.toml",
+            "[pipeline]\nname = \"g\"\n[tasks.a]\ncommand = \"true\"\n[tasks.b]\nneeds = "
+            "[\"a\"]\ncommand = \"true\"\n");
   auto dot = Kiln({"graph", "p.toml", "--format", "dot"}, dir.path());
   CHECK(dot.code == 0);
   CHECK(dot.out.find("\"a\" -> \"b\"") != std::string::npos);

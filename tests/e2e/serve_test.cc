@@ -1,5 +1,6 @@
 // `kiln serve` as a real process, driven over HTTP on loopback.
 #include <fcntl.h>
+#include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -7,7 +8,6 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -30,9 +30,9 @@ class Daemon {
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
     std::string url = "KILN_DATABASE_URL=" + DatabaseUrl();
     std::string path = std::string("PATH=") + getenv("PATH");
-    std::vector<std::string> args = {KilnBinary(), "serve", "--pipelines", pipelines.string(),
-                                     "--listen", "127.0.0.1:0", "--data-dir",
-                                     (dir / "data").string()};
+    std::vector<std::string> args = {
+        KilnBinary(), "serve",       "--pipelines", pipelines.string(),
+        "--listen",   "127.0.0.1:0", "--data-dir",  (dir / "data").string()};
     std::vector<char*> argv, envp = {url.data(), path.data(), nullptr};
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -97,9 +97,9 @@ command = "echo hello {{ params.who }} > {{ run.dir }}/greeting"
   CHECK(health->status == 200);
   CHECK(json::parse(health->body) == json{{"status", "ok"}});
 
-  auto created = client.Post("/api/v1/pipelines/hello/runs",
-                             R"({"params": {"who": "kiln; rm -rf /", "count": 2}})",
-                             "application/json");
+  auto created =
+      client.Post("/api/v1/pipelines/hello/runs",
+                  R"({"params": {"who": "kiln; rm -rf /", "count": 2}})", "application/json");
   REQUIRE(created);
   CHECK(created->status == 201);
   json body = json::parse(created->body);
@@ -107,15 +107,16 @@ command = "echo hello {{ params.who }} > {{ run.dir }}/greeting"
   CHECK(body["pipeline"] == "hello");
   CHECK(WaitForRun(id) == "success");
   CHECK(ReadFile(dir / ("data/runs/hello/" + id + "/greeting")) == "hello kiln; rm -rf /\n");
-  CHECK(Sql("select params->>'count' from runs where id = " + id) == "2");
+  CHECK(Sql("select p->>'value' from runs, jsonb_array_elements(params) p where id = " + id +
+            " and p->>'name' = 'count'") == "2");
 
   SECTION("errors are JSON with a code and a message") {
     auto missing = client.Post("/api/v1/pipelines/nope/runs", "{}", "application/json");
     REQUIRE(missing);
     CHECK(missing->status == 404);
     CHECK(json::parse(missing->body)["error"]["message"] == "no pipeline named 'nope'");
-    auto undeclared = client.Post("/api/v1/pipelines/hello/runs", R"({"params": {"x": 1}})",
-                                  "application/json");
+    auto undeclared =
+        client.Post("/api/v1/pipelines/hello/runs", R"({"params": {"x": 1}})", "application/json");
     REQUIRE(undeclared);
     CHECK(undeclared->status == 400);
     CHECK(json::parse(undeclared->body)["error"]["message"] ==

@@ -1,11 +1,11 @@
 // The scheduler driven end to end with fakes: a store that commits (or fails) on demand and a
 // runner whose attempts the test ends by hand.
+#include "scheduler/scheduler.h"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
 #include <map>
-
-#include "scheduler/scheduler.h"
 
 namespace asio = boost::asio;
 using kiln::RunId;
@@ -57,7 +57,8 @@ class FakeRunner final : public sch::TaskRunner {
     std::function<void(sch::AttemptOutcome)> on_exit;
     bool start_was_durable;
   };
-  void Start(sch::LaunchRequest request, std::function<void(sch::AttemptOutcome)> on_exit) override {
+  void Start(sch::LaunchRequest request,
+             std::function<void(sch::AttemptOutcome)> on_exit) override {
     std::string id = task_names.at(kiln::Index(request.task));
     bool durable = store_.StartCommitted(id, request.attempt);
     order.push_back(id);
@@ -120,7 +121,8 @@ struct Harness {
     spec.params = {{"word", kiln::dag::ParamValue(std::string("a b")), {}}};
     spec.tasks = std::move(tasks);
     for (const auto& t : spec.tasks) runner.task_names.push_back(t.id);
-    pipeline = std::make_shared<kiln::dag::Pipeline>(kiln::dag::Pipeline{spec, kiln::dag::Dag(spec)});
+    pipeline =
+        std::make_shared<kiln::dag::Pipeline>(kiln::dag::Pipeline{spec, kiln::dag::Dag(spec)});
     sch::SchedulerOptions o;
     o.pools = {{"default", parallel}};
     o.max_parallel_tasks = parallel;
@@ -191,8 +193,8 @@ TEST_CASE("launch requests carry the rendered command, the log path and an expli
   const auto& started = h.runner.running["a"];
   CHECK(started.start_was_durable);
   const auto& req = started.request;
-  CHECK(req.argv == std::vector<std::string>{"/bin/sh", "-c",
-                                             "echo '$(touch pwned)'\\''; rm -rf x'"});
+  CHECK(req.argv ==
+        std::vector<std::string>{"/bin/sh", "-c", "echo '$(touch pwned)'\\''; rm -rf x'"});
   CHECK(req.log_path == "/data/logs/p/7/a/1.log");
   CHECK(req.run_dir == "/data/runs/p/7");
   CHECK(req.cwd == "/pipelines");
