@@ -59,13 +59,13 @@ def write_ninja(path, tasks):
 
 def timed(cmd, cwd, env=None):
     """Runs cmd; returns (seconds, peak RSS in KiB of that process)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, rusage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
+    with tempfile.TemporaryFile() as errf:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=errf)
+        _, status, rusage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"{' '.join(cmd)} failed with {code}:\n{err[-2000:]}")

@@ -31,7 +31,9 @@ std::vector<config::LoadResult> LoadAll(const std::vector<std::string>& paths) {
 int Validate(const std::vector<std::string>& paths) {
   int errors = 0;
   std::map<std::string, fs::path> names;
-  auto results = LoadAll(paths);
+  // Deliberately never freed: tearing down 10,000 task specs costs a fifth of the whole command,
+  // and the process ends right after printing.
+  const auto& results = *new std::vector<config::LoadResult>(LoadAll(paths));
   for (const auto& result : results) {
     PrintDiagnostics(result.diagnostics);
     errors += static_cast<int>(result.diagnostics.size());

@@ -20,7 +20,7 @@
 
 namespace kiln::config::internal {
 
-using LocMap = std::map<std::string, dag::SourceLoc, std::less<>>;
+using LocMap = dag::LocMap;
 
 // The bytes of `file`; the error reads "cannot read file: <reason>".
 Result<std::string> ReadFileText(const std::filesystem::path& file);

@@ -14,15 +14,12 @@ Dag::Dag(const PipelineSpec& spec) {
   upstream_.resize(n);
   downstream_.resize(n);
 
-  // Sorted index for Find; also how needs are resolved below.
-  ids_index_.reserve(n);
-  for (size_t i = 0; i < n; ++i) ids_index_.push_back(static_cast<TaskId>(i));
-  std::sort(ids_index_.begin(), ids_index_.end(), [&spec](TaskId a, TaskId b) {
-    return spec.tasks[Index(a)].id < spec.tasks[Index(b)].id;
-  });
-  ids_.reserve(n);
-  for (TaskId id : ids_index_) ids_.push_back(spec.tasks[Index(id)].id);
-  KILN_CHECK(std::adjacent_find(ids_.begin(), ids_.end()) == ids_.end());  // unique ids
+  // Hash index for Find; also how needs are resolved below.
+  index_.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    bool inserted = index_.emplace(spec.tasks[i].id, static_cast<TaskId>(i)).second;
+    KILN_CHECK(inserted);  // unique ids
+  }
 
   // Iterating tasks in file order makes every downstream list come out in file order, and every
   // upstream list follows the order of its `needs`.
@@ -61,10 +58,9 @@ Dag::Dag(const PipelineSpec& spec) {
 }
 
 std::optional<TaskId> Dag::Find(std::string_view task_id) const {
-  auto it = std::lower_bound(ids_.begin(), ids_.end(), task_id,
-                             [](const std::string& a, std::string_view b) { return a < b; });
-  if (it == ids_.end() || *it != task_id) return std::nullopt;
-  return ids_index_[static_cast<size_t>(it - ids_.begin())];
+  auto it = index_.find(task_id);
+  if (it == index_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::vector<TaskId> Dag::DownstreamClosure(TaskId from) const {

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/ids.h"
@@ -35,8 +36,11 @@ class Dag {
   std::vector<std::vector<TaskId>> downstream_;
   std::vector<TaskId> topo_;
   std::vector<TaskId> roots_;
-  std::vector<std::string> ids_;  // sorted copy for Find
-  std::vector<TaskId> ids_index_;
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  std::unordered_map<std::string, TaskId, Hash, std::equal_to<>> index_;
 };
 
 // A pipeline ready to run: its spec and graph, shared read-only.

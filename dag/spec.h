@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -80,7 +81,7 @@ struct Param {
 };
 
 struct RetryPolicy {
-  int retries = 0;                                    // extra attempts after the first
+  int retries = 0;  // extra attempts after the first
   Duration retry_delay = std::chrono::seconds(10);
   double retry_backoff = 2.0;
   Duration max_retry_delay = std::chrono::hours(1);
@@ -111,6 +112,13 @@ struct TaskSpec {
   SourceLoc needs_loc;  // of the needs array (for cycle errors)
 };
 
+// Hash map from dotted key paths to locations, searchable by string_view.
+struct LocHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+using LocMap = std::unordered_map<std::string, SourceLoc, LocHash, std::equal_to<>>;
+
 struct PipelineSpec {
   std::string name;
   std::string description;
@@ -124,14 +132,14 @@ struct PipelineSpec {
   std::vector<Param> params;    // in file order
   std::vector<TaskSpec> tasks;  // in file order; TaskId = index here
 
-  std::filesystem::path file;   // the file it was read from (absolute)
-  std::string content_hash;     // hex SHA-256 of the file's bytes
+  std::filesystem::path file;  // the file it was read from (absolute)
+  std::string content_hash;    // hex SHA-256 of the file's bytes
 
   // Where each key given in the file is, by dotted path: "pipeline", "pipeline.name",
   // "params.epochs", "defaults.retries", "tasks.train", "tasks.train.slots",
   // "tasks.train.env.PATH", and array items as "tasks.train.needs[0]". Filled by config/ so that
   // Validate() can point at the offending value; empty for specs built in code.
-  std::map<std::string, SourceLoc, std::less<>> locs;
+  LocMap locs;
 };
 
 }  // namespace kiln::dag
