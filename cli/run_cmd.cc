@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -36,10 +37,12 @@ Result<dag::ParamList> ParamsFromFlags(const dag::PipelineSpec& spec,
 
 // Pools the pipeline names but the config does not get the size of the parallel limit, so that
 // a pipeline written for a daemon with a "gpu" pool also runs on a laptop.
+// The widest task of such a pool is never refused for want of slots.
 void AddMissingPools(const dag::PipelineSpec& spec, config::DaemonConfig& cfg) {
-  for (const auto& task : spec.tasks) {
-    if (!cfg.pools.count(task.pool))
-      cfg.pools[task.pool] = std::max(cfg.max_parallel_tasks, task.slots);
+  std::map<std::string, int> widest = {{"default", 1}};
+  for (const auto& task : spec.tasks) widest[task.pool] = std::max(widest[task.pool], task.slots);
+  for (const auto& [pool, slots] : widest) {
+    if (!cfg.pools.count(pool)) cfg.pools[pool] = std::max(cfg.max_parallel_tasks, slots);
   }
 }
 
@@ -82,6 +85,44 @@ void PrintJson(const store::RunRecord& run) {
   std::cout << out.dump(2) << '\n';
 }
 
+// Ctrl-C (or SIGTERM) once: cancel the run and wait for its processes and rows. Twice: stop the
+// processes at once and leave without waiting (for a database that does not answer).
+class Interrupts {
+ public:
+  Interrupts(asio::io_context& io, scheduler::Scheduler& sched, executor::LocalTaskRunner& runner)
+      : signals_(io, SIGINT, SIGTERM), sched_(sched), runner_(runner) {
+    Wait();
+  }
+  ~Interrupts() { signals_.cancel(); }
+  // The run to cancel; a signal that came earlier cancels it now.
+  void Watch(RunId run) {
+    run_ = run;
+    if (count_ > 0) sched_.CancelRun(run, "cancelled by the user");
+  }
+  bool abandoned() const { return count_ > 1; }
+
+ private:
+  void Wait() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      if (++count_ == 1) {
+        std::cerr << "kiln: cancelling the run (interrupt again to stop without waiting)\n";
+        if (run_) sched_.CancelRun(*run_, "cancelled by the user");
+      } else {
+        std::cerr << "kiln: stopping without waiting\n";
+        runner_.KillAll();
+      }
+      Wait();
+    });
+  }
+
+  asio::signal_set signals_;
+  scheduler::Scheduler& sched_;
+  executor::LocalTaskRunner& runner_;
+  std::optional<RunId> run_;
+  int count_ = 0;
+};
+
 }  // namespace
 
 int Run(const RunOptions& o) {
@@ -99,8 +140,11 @@ int Run(const RunOptions& o) {
   auto cfg = LoadConfig(o.config);
   if (!cfg) return 1;
   if (!o.data_dir.empty()) cfg->data_dir = o.data_dir;
-  if (o.parallel > 0) cfg->max_parallel_tasks = o.parallel;
-  if (o.parallel > 0) cfg->pools["default"] = o.parallel;
+  if (o.parallel > 0) {
+    // -j limits how many tasks run at once; the default pool is sized from it below.
+    cfg->max_parallel_tasks = o.parallel;
+    cfg->pools.erase("default");
+  }
   AddMissingPools(pipeline.spec, *cfg);
 
   auto database = OpenDatabase(*cfg);
@@ -108,14 +152,6 @@ int Run(const RunOptions& o) {
     std::cerr << "kiln: " << database.message() << '\n';
     return 1;
   }
-  Instant now = NowUtc();
-  auto created = database->db->CreateRun(MakeNewRun(pipeline, *params, "cli", now));
-  if (!created.ok()) {
-    std::cerr << "kiln: " << created.message() << '\n';
-    return 1;
-  }
-  RunId run_id = created->id;
-
   asio::io_context io;
   store::PgStateStore state_store(database->url, LeaseOwner(),
                                   [&io](std::function<void()> f) { asio::post(io, std::move(f)); });
@@ -128,17 +164,15 @@ int Run(const RunOptions& o) {
   scheduler::Scheduler sched(io, state_store, runner, clock, MakeSchedulerOptions(*cfg));
   Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
   sched.SetObserver(&progress);
+  Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run
 
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  std::function<void(const boost::system::error_code&, int)> on_signal =
-      [&](const boost::system::error_code& ec, int) {
-        if (ec) return;
-        std::cerr << "kiln: cancelling run " << ToString(run_id) << '\n';
-        sched.CancelRun(run_id);
-        signals.async_wait(on_signal);
-      };
-  signals.async_wait(on_signal);
-
+  Instant now = NowUtc();
+  auto created = database->db->CreateRun(MakeNewRun(pipeline, *params, "cli", now));
+  if (!created.ok()) {
+    std::cerr << "kiln: " << created.message() << '\n';
+    return 1;
+  }
+  RunId run_id = created->id;
   std::cerr << "kiln: run " << ToString(run_id) << " of " << pipeline.spec.name << '\n';
   scheduler::RunContext ctx;
   ctx.id = run_id;
@@ -146,9 +180,10 @@ int Run(const RunOptions& o) {
   ctx.params = *params;
   ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
   sched.AddRun(ctx);
-  while (!progress.finished() && io.run_one() > 0) {
+  interrupts.Watch(run_id);
+  while (!progress.finished() && !interrupts.abandoned() && io.run_one() > 0) {
   }
-  signals.cancel();
+  if (interrupts.abandoned()) return 130;
 
   auto record = database->db->GetRun(run_id);
   if (!record.ok()) {

@@ -3,9 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 namespace kiln::cli {
 
@@ -76,10 +74,7 @@ store::NewRun MakeNewRun(const dag::Pipeline& pipeline, const dag::ParamList& pa
   store::NewRun run;
   run.pipeline = pipeline.spec.name;
   run.version_hash = pipeline.spec.content_hash;
-  std::ifstream in(pipeline.spec.file, std::ios::binary);
-  std::ostringstream source;
-  source << in.rdbuf();
-  run.source = source.str();
+  run.source = pipeline.spec.source;
   run.trigger = trigger;
   run.logical_date = now;
   run.data_interval_start = now;

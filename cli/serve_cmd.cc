@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -35,10 +36,17 @@ class DaemonService final : public scheduler::Service {
     pipelines_ = std::move(pipelines);
   }
 
+  // From now on triggers are refused with 503.
+  void StopAccepting() {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+
   Result<scheduler::TriggerResult> Trigger(const scheduler::TriggerRequest& request) override {
     dag::PipelinePtr pipeline;
     {
       std::lock_guard lock(mu_);
+      if (stopping_) return Status::Error(ErrorCode::kUnavailable, "the daemon is stopping");
       auto it = pipelines_.find(request.pipeline);
       if (it == pipelines_.end()) {
         return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + request.pipeline + "'");
@@ -83,6 +91,8 @@ class DaemonService final : public scheduler::Service {
       db = std::move(connected).value();
     }
     auto result = f(*db);
+    // A connection that failed is dropped; the next request connects afresh.
+    if (!result.ok() && result.status().code() == ErrorCode::kUnavailable) return result;
     std::lock_guard lock(mu_);
     idle_.push_back(std::move(db));
     return result;
@@ -92,6 +102,7 @@ class DaemonService final : public scheduler::Service {
   scheduler::Scheduler& sched_;
   std::string url_;
   std::mutex mu_;
+  bool stopping_ = false;
   std::map<std::string, dag::PipelinePtr> pipelines_;
   std::vector<std::unique_ptr<store::Database>> idle_;
 };
@@ -156,22 +167,37 @@ int Serve(const ServeOptions& o) {
     return 1;
   }
   std::thread http([&server] { server.Run(); });
+  server.WaitUntilReady();
 
   std::string host =
       listen->first.find(':') != std::string::npos ? "[" + listen->first + "]" : listen->first;
   std::cout << "kiln: " << pipelines.size() << " pipelines loaded; serving on http://" << host
             << ":" << server.port() << "/" << std::endl;
 
+  // Stopping, in this order: no new HTTP requests (and the ones in flight have posted their
+  // runs), then every active run is cancelled and its processes stopped, then the last commit.
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int) {
-    log::Info("stopping");
+  asio::steady_timer deadline(io);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    log::Info("stopping: active runs are cancelled");
+    service.StopAccepting();
     server.Stop();
-    io.stop();
+    http.join();
+    asio::post(io, [&] { sched.Shutdown("the daemon stopped", [&] { io.stop(); }); });
+    deadline.expires_after(cfg->kill_grace + std::chrono::seconds(10));
+    deadline.async_wait([&](const boost::system::error_code& e) {
+      if (e) return;
+      log::Error("stopping: gave up waiting for the last tasks and commits");
+      io.stop();
+    });
   });
   auto guard = asio::make_work_guard(io);
   io.run();
-  server.Stop();
-  http.join();
+  if (http.joinable()) {
+    server.Stop();
+    http.join();
+  }
   return 0;
 }
 

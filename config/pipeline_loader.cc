@@ -141,6 +141,7 @@ LoadResult Parse(std::string_view text, const fs::path& file) {
   dag::PipelineSpec spec;
   spec.file = Absolute(file);
   spec.content_hash = Sha256Hex(text);
+  spec.source = std::string(text);
   ReadDocument(reader, doc, spec);
   LoadResult result;
   result.diagnostics = std::move(reader.diagnostics());

@@ -134,6 +134,7 @@ struct PipelineSpec {
 
   std::filesystem::path file;  // the file it was read from (absolute)
   std::string content_hash;    // hex SHA-256 of the file's bytes
+  std::string source;          // the file's bytes, as hashed
 
   // Where each key given in the file is, by dotted path: "pipeline", "pipeline.name",
   // "params.epochs", "defaults.retries", "tasks.train", "tasks.train.slots",

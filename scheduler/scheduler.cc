@@ -34,7 +34,6 @@ struct Scheduler::Run {
   std::vector<bool> launched;   // its process was started
   std::vector<Ticket> tickets;  // the slots it holds while running
   std::vector<std::unique_ptr<asio::steady_timer>> retry_timers;
-  std::vector<TaskId> newly_queued;  // queued this turn; written only if still queued at flush
   size_t running_count = 0;
   bool cancelling = false;
   dag::TemplateValues values;  // run-level template values
@@ -67,15 +66,43 @@ void Scheduler::AddRun(RunContext context) {
   run->values["run.data_interval_end"] = FormatRfc3339(ctx.data_interval_end);
   run->values["run.triggered_by"] = ctx.triggered_by;
   run->values["pipeline.name"] = name;
-  Run& r = *run;
-  runs_.emplace(id, std::move(run));
+  auto [it, inserted] = runs_.try_emplace(id, std::move(run));
+  if (!inserted) {
+    log::Error("run " + ToString(id) + " is already active; second start ignored");
+    return;
+  }
+  Run& r = *it->second;
   Record(RunUpdate{id, dag::RunState::kRunning, clock_.Now(), ""});
+  if (stopping_) {
+    CancelRun(id, stop_reason_);
+    return;
+  }
   Pump(r);
   StartStartable();
   MaybeFinishRun(r);
 }
 
-void Scheduler::CancelRun(RunId run_id) {
+void Scheduler::Shutdown(const std::string& reason, std::function<void()> done) {
+  stopping_ = true;
+  stop_reason_ = reason;
+  on_stopped_ = std::move(done);
+  std::vector<RunId> ids;
+  for (const auto& [id, run] : runs_) ids.push_back(id);
+  for (RunId id : ids) CancelRun(id, reason);
+  MaybeShutdownDone();
+}
+
+void Scheduler::MaybeShutdownDone() {
+  if (!stopping_ || !on_stopped_ || !runs_.empty() || commit_in_flight_ || flush_posted_ ||
+      !pending_.empty()) {
+    return;
+  }
+  auto done = std::move(on_stopped_);
+  on_stopped_ = nullptr;
+  done();
+}
+
+void Scheduler::CancelRun(RunId run_id, const std::string& reason) {
   auto it = runs_.find(run_id);
   if (it == runs_.end() || it->second->cancelling) return;
   Run& run = *it->second;
@@ -91,9 +118,10 @@ void Scheduler::CancelRun(RunId run_id) {
       continue;
     }
     Record(TaskUpdate{run_id, run.pipeline().task(task).id, run.attempts[i], TaskState::kCancelled,
-                      now, std::nullopt, std::nullopt, std::nullopt, "run cancelled"});
+                      now, std::nullopt, std::nullopt, std::nullopt, reason});
   }
   MaybeFinishRun(run);
+  StartStartable();  // tickets of other runs may have waited behind removed ones
 }
 
 void Scheduler::Pump(Run& run) {
@@ -107,7 +135,7 @@ void Scheduler::Pump(Run& run) {
       }
       pools_.Push(ticket);
       run.plan.SetState(task, TaskState::kQueued);
-      run.newly_queued.push_back(task);
+      newly_queued_.emplace_back(run.ctx.id, task);
     }
   }
 }
@@ -163,7 +191,7 @@ void SetEnv(std::vector<std::pair<std::string, std::string>>& env, std::string n
 }  // namespace
 
 // Renders templates; an error here is a task failure, not a crash.
-LaunchRequest Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt) const {
+Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt) const {
   const dag::TaskSpec& spec = run.pipeline().task(task);
   dag::TemplateValues values = run.values;
   values["task.id"] = spec.id;
@@ -177,8 +205,10 @@ LaunchRequest Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt) c
   req.log_path = LogPath(run, task, attempt);
   req.cwd = run.pipeline().spec.file.parent_path();
   if (!spec.workdir.empty()) req.cwd /= spec.workdir;
+  std::string error;
   auto render = [&](const std::string& text, dag::Quoting q) {
     auto r = dag::Render(text, values, q);
+    if (!r.ok() && error.empty()) error = r.message();
     return r.ok() ? r.value() : std::string();
   };
   if (spec.command) {
@@ -198,6 +228,7 @@ LaunchRequest Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt) c
   for (const auto& [param, value] : run.ctx.params)
     SetEnv(req.env, EnvName(param), dag::ToText(value));
   SetEnv(req.env, "KILN_IDEMPOTENCY_KEY", ToString(run.ctx.id) + ":" + spec.id);
+  if (!error.empty()) return Status::Error(ErrorCode::kInvalidArgument, error);
   return req;
 }
 
@@ -253,8 +284,9 @@ void Scheduler::OnRetryDue(RunId run_id, TaskId task) {
   const dag::TaskSpec& spec = run.pipeline().task(task);
   pools_.Push(Ticket{run_id, task, spec.pool, spec.slots, spec.priority});
   run.plan.SetState(task, TaskState::kQueued);
-  run.newly_queued.push_back(task);
+  newly_queued_.emplace_back(run.ctx.id, task);
   StartStartable();
+  ScheduleFlush();  // records it as queued if it has to wait for a slot
 }
 
 void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
@@ -284,7 +316,13 @@ void Scheduler::MaybeFinishRun(Run& run) {
 }
 
 void Scheduler::Record(TaskUpdate update) {
-  auto it = runs_.find(update.run);
+  Append(std::move(update));
+  ScheduleFlush();
+}
+
+// Adds to the pending batch without scheduling a flush (Flush itself uses it).
+void Scheduler::Append(TaskUpdate update) {
+  auto it = observer_ ? runs_.find(update.run) : runs_.end();
   if (it != runs_.end()) {
     auto pipeline = it->second->ctx.pipeline;
     auto task = pipeline->dag.Find(update.task_id);
@@ -295,7 +333,6 @@ void Scheduler::Record(TaskUpdate update) {
     });
   }
   pending_.tasks.push_back(std::move(update));
-  ScheduleFlush();
 }
 
 void Scheduler::Record(RunUpdate update) {
@@ -316,17 +353,19 @@ void Scheduler::ScheduleFlush() {
 void Scheduler::Flush() {
   flush_posted_ = false;
   // Tasks queued this turn that did not start at once: record that they wait.
-  for (auto& [id, run] : runs_) {
-    for (TaskId task : run->newly_queued) {
-      if (run->plan.state(task) != TaskState::kQueued) continue;
-      Record(TaskUpdate{id, run->pipeline().task(task).id, run->attempts[Index(task)],
-                        TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt, std::nullopt,
-                        ""});
-    }
-    run->newly_queued.clear();
+  for (auto [run_id, task] : newly_queued_) {
+    auto it = runs_.find(run_id);
+    if (it == runs_.end() || it->second->plan.state(task) != TaskState::kQueued) continue;
+    const Run& run = *it->second;
+    Append(TaskUpdate{run_id, run.pipeline().task(task).id, run.attempts[Index(task)],
+                      TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt, std::nullopt,
+                      ""});
   }
-  flush_posted_ = false;
-  if (commit_in_flight_ || pending_.empty()) return;
+  newly_queued_.clear();
+  if (commit_in_flight_ || pending_.empty()) {
+    MaybeShutdownDone();
+    return;
+  }
   commit_in_flight_ = true;
   Batch batch = std::move(pending_);
   pending_ = Batch{};
@@ -383,13 +422,20 @@ void Scheduler::OnCommitted(Status status, Batch batch, std::vector<Launch> laun
       OnAttemptExit(l.run, l.task, l.attempt, never);
       continue;
     }
+    auto request = BuildLaunch(run, l.task, l.attempt);
+    if (!request.ok()) {
+      AttemptOutcome never;
+      never.error = request.message();
+      OnAttemptExit(l.run, l.task, l.attempt, never);
+      continue;
+    }
     run.launched[i] = true;
-    runner_.Start(BuildLaunch(run, l.task, l.attempt),
-                  [this, alive = alive_, l](AttemptOutcome outcome) {
-                    if (*alive) OnAttemptExit(l.run, l.task, l.attempt, outcome);
-                  });
+    runner_.Start(std::move(request).value(), [this, alive = alive_, l](AttemptOutcome outcome) {
+      if (*alive) OnAttemptExit(l.run, l.task, l.attempt, outcome);
+    });
   }
   if (!pending_.empty()) ScheduleFlush();
+  MaybeShutdownDone();
 }
 
 }  // namespace kiln::scheduler

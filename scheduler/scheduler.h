@@ -78,7 +78,10 @@ class Scheduler {
   void AddRun(RunContext context);
   // Cancels a run: queued and pending tasks end cancelled, running attempts are killed and end
   // cancelled when their process is gone. Unknown or finished runs: no effect.
-  void CancelRun(RunId run);
+  void CancelRun(RunId run, const std::string& reason = "run cancelled");
+  // Stopping the daemon: cancels every active run (and every run added from now on) with
+  // `reason`, and calls `done` once no run is active and every transition is committed.
+  void Shutdown(const std::string& reason, std::function<void()> done);
 
   size_t active_runs() const { return runs_.size(); }
   const PoolQueue& pools() const { return pools_; }
@@ -98,10 +101,12 @@ class Scheduler {
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
                   std::optional<AttemptEnd> end, const std::string& reason);
   void MaybeFinishRun(Run& run);
-  LaunchRequest BuildLaunch(const Run& run, TaskId task, int attempt) const;
+  Result<LaunchRequest> BuildLaunch(const Run& run, TaskId task, int attempt) const;
+  void MaybeShutdownDone();
   std::filesystem::path LogPath(const Run& run, TaskId task, int attempt) const;
 
   void Record(TaskUpdate update);
+  void Append(TaskUpdate update);
   void Record(RunUpdate update);
   void ScheduleFlush();
   void Flush();
@@ -118,9 +123,13 @@ class Scheduler {
   Observer* observer_ = nullptr;
   std::unordered_map<RunId, std::unique_ptr<Run>> runs_;
 
+  std::vector<std::pair<RunId, TaskId>> newly_queued_;  // written at flush if still queued
   Batch pending_;
   std::vector<Launch> pending_launches_;
   std::vector<std::function<void()>> pending_notes_;
+  bool stopping_ = false;
+  std::string stop_reason_;
+  std::function<void()> on_stopped_;
   bool flush_posted_ = false;
   bool commit_in_flight_ = false;
   std::shared_ptr<bool> alive_;

@@ -2,7 +2,10 @@
 
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace kiln::web {
 
@@ -40,16 +43,47 @@ int HttpStatus(ErrorCode code) {
   }
 }
 
+// Invalid UTF-8 (e.g. a percent-decoded path) is replaced rather than thrown on.
+std::string Dump(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 void SendError(httplib::Response& res, int status, std::string_view code, const std::string& msg) {
   res.status = status;
   json body = {{"error", {{"code", code}, {"message", msg}}}};
-  res.set_content(body.dump(), "application/json");
+  res.set_content(Dump(body), "application/json");
 }
 
 void SendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(Dump(body), "application/json");
 }
+
+// Deepest nesting of arrays and objects in a JSON text, outside strings. Checked before parsing
+// so that no recursion over the document can exhaust the stack.
+int NestingDepth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+constexpr int kMaxNesting = 32;
 
 // Param values arrive as JSON scalars; they are converted to the declared type downstream.
 Result<std::vector<std::pair<std::string, std::string>>> ParamsFromJson(const json& params) {
@@ -61,6 +95,11 @@ Result<std::vector<std::pair<std::string, std::string>>> ParamsFromJson(const js
   for (const auto& [name, value] : params.items()) {
     if (value.is_string()) {
       out.emplace_back(name, value.get<std::string>());
+      if (out.back().second.find('\0') != std::string::npos) {
+        return Status::Error(
+            ErrorCode::kInvalidArgument,
+            "param '" + name + "' contains a NUL byte, which no program can receive");
+      }
     } else if (value.is_boolean() || value.is_number()) {
       out.emplace_back(name, value.dump());
     } else {
@@ -103,6 +142,7 @@ struct Server::Impl {
   ServerOptions options;
   httplib::Server http;
   int port = 0;
+  std::atomic<bool> finished = false;
 };
 
 Server::Server(scheduler::Service& service, ServerOptions options)
@@ -120,6 +160,16 @@ Server::Server(scheduler::Service& service, ServerOptions options)
   });
   http.Post(R"(/api/v1/pipelines/([^/]+)/runs)", [this](const httplib::Request& req,
                                                         httplib::Response& res) {
+    if (!req.body.empty() &&
+        !req.get_header_value("Content-Type").starts_with("application/json")) {
+      // Also what keeps a web page from posting here without a CORS preflight.
+      return SendError(res, 415, "unsupported_media_type",
+                       "send the body as JSON with Content-Type: application/json");
+    }
+    if (NestingDepth(req.body) > kMaxNesting) {
+      return SendError(res, 400, "invalid_json",
+                       "body nests deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
     json body = json::object();
     if (!req.body.empty()) {
       body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
@@ -130,7 +180,9 @@ Server::Server(scheduler::Service& service, ServerOptions options)
     scheduler::TriggerRequest trigger;
     trigger.pipeline = req.matches[1];
     trigger.actor = "http";
-    auto params = ParamsFromJson(body.value("params", json()));
+    static const json kNull;
+    auto found = body.find("params");
+    auto params = ParamsFromJson(found == body.end() ? kNull : *found);
     if (!params.ok()) return SendError(res, 400, "invalid_argument", params.message());
     trigger.params = std::move(params).value();
     if (body.contains("idempotency_key")) {
@@ -139,7 +191,9 @@ Server::Server(scheduler::Service& service, ServerOptions options)
       }
       trigger.idempotency_key = body["idempotency_key"].get<std::string>();
     }
-    if (body.contains("note") && body["note"].is_string()) trigger.note = body["note"];
+    if (auto note = body.find("note"); note != body.end() && note->is_string()) {
+      trigger.note = note->get<std::string>();
+    }
     auto result = impl_->service.Trigger(trigger);
     if (!result.ok()) {
       return SendError(res, HttpStatus(result.status().code()), CodeName(result.status().code()),
@@ -178,7 +232,18 @@ Status Server::Bind() {
 }
 
 int Server::port() const { return impl_->port; }
-void Server::Run() { impl_->http.listen_after_bind(); }
+void Server::Run() {
+  impl_->http.listen_after_bind();
+  impl_->finished = true;
+}
+
+void Server::WaitUntilReady() const {
+  // Startup handshake only: httplib offers no notification, and stop() before the accept loop
+  // has started would be lost.
+  while (!impl_->http.is_running() && !impl_->finished) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 void Server::Stop() { impl_->http.stop(); }
 
 }  // namespace kiln::web

@@ -1,7 +1,8 @@
 // The HTTP server (cpp-httplib inside). Routes so far:
 //   GET  /healthz                          200 {"status":"ok"}  (no token)
 //   POST /api/v1/pipelines/{name}/runs     201 {"id":N,"pipeline":...}  body {"params":{...}}
-// Errors are {"error":{"code":"...","message":"..."}} with 400/404/409/413/503.
+// Errors are {"error":{"code":"...","message":"..."}} with 400/404/409/413/415/503. POST bodies
+// must be JSON (Content-Type: application/json), nested at most 32 levels.
 #pragma once
 
 #include <memory>
@@ -31,6 +32,9 @@ class Server {
   Status Bind();
   int port() const;
   void Run();
+  // Blocks until Run() accepts connections (or has returned); call before Stop() from another
+  // thread.
+  void WaitUntilReady() const;
   void Stop();
 
  private:

@@ -68,3 +68,16 @@ TEST_CASE("every example validates") {
   CHECK(r.code == 0);
   CHECK(r.out.starts_with("ok: "));
 }
+
+TEST_CASE("example pools-priority starts waiting tasks by priority when slots are scarce") {
+  fs::path dir = SourceDir() / "examples" / "pools-priority";
+  TempDir data;
+  auto r = Kiln({"run", (dir / "pipeline.toml").string(), "-j", "1", "--output", "json",
+                 "--data-dir", data.path().string()},
+                SourceDir());
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  std::string id = json::parse(r.out)["id"].dump();
+  CHECK(ReadFile(data / ("runs/pools-priority/" + id + "/order.txt")) ==
+        "urgent\nhigh\nnormal\nlow\n");
+}

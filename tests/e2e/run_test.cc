@@ -254,3 +254,22 @@ TEST_CASE("graph prints dot and mermaid") {
   CHECK(mermaid.code == 0);
   CHECK(mermaid.out.starts_with("flowchart"));
 }
+
+TEST_CASE("kiln run -j limits parallel tasks without refusing a wide task") {
+  TempDir dir;
+  auto ran = RunPipeline(dir, R"([pipeline]
+name = "wide"
+[tasks.wide]
+command = "true"
+slots = 3
+[tasks.gpu]
+command = "true"
+pool = "gpu"
+slots = 40
+)",
+                         {"-j", "2"});
+  INFO(ran.output.err);
+  CHECK(ran.output.code == 0);
+  CHECK(TaskOf(ran.run, "wide")["state"] == "success");
+  CHECK(TaskOf(ran.run, "gpu")["state"] == "success");
+}

@@ -129,6 +129,61 @@ command = "echo hello {{ params.who }} > {{ run.dir }}/greeting"
     REQUIRE(garbage);
     CHECK(garbage->status == 400);
     CHECK(json::parse(garbage->body)["error"]["code"] == "invalid_json");
+    // A form post from a web page is not JSON: refused before anything is created.
+    auto form = client.Post("/api/v1/pipelines/hello/runs", R"({"params": {}})", "text/plain");
+    REQUIRE(form);
+    CHECK(form->status == 415);
+    std::string deep = "{\"params\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+    auto nested = client.Post("/api/v1/pipelines/hello/runs", deep, "application/json");
+    REQUIRE(nested);
+    CHECK(nested->status == 400);
+    CHECK(json::parse(nested->body)["error"]["message"] == "body nests deeper than 32 levels");
+    auto nul = client.Post("/api/v1/pipelines/hello/runs", R"({"params": {"who": "a\u0000b"}})",
+                           "application/json");
+    REQUIRE(nul);
+    CHECK(nul->status == 400);
+    auto bad_name = client.Post("/api/v1/pipelines/%FF/runs", "{}", "application/json");
+    REQUIRE(bad_name);
+    CHECK(bad_name->status == 404);
+    CHECK(json::parse(bad_name->body)["error"]["code"] == "not_found");
+    // The daemon is still serving.
+    auto again = client.Get("/healthz");
+    REQUIRE(again);
+    CHECK(again->status == 200);
   }
   CHECK(daemon.Stop() == 0);
+}
+
+TEST_CASE("stopping the daemon cancels its active runs and leaves no task running") {
+  TempDir dir;
+  WriteFile(dir / "pipelines/slow.toml", R"([pipeline]
+name = "slow"
+[tasks.wait]
+command = "echo $$ > {{ run.dir }}/pid; touch {{ run.dir }}/started; exec sleep 60"
+[tasks.after]
+needs = ["wait"]
+command = "true"
+)");
+  Daemon daemon(dir, dir / "pipelines");
+  httplib::Client client("127.0.0.1", daemon.port());
+  auto created = client.Post("/api/v1/pipelines/slow/runs", "{}", "application/json");
+  REQUIRE(created);
+  REQUIRE(created->status == 201);
+  std::string id = json::parse(created->body)["id"].dump();
+  fs::path run_dir = dir / ("data/runs/slow/" + id);
+  // The task has started once its marker exists (written before it sleeps).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!fs::exists(run_dir / "started") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(fs::exists(run_dir / "started"));
+  int pid = std::stoi(ReadFile(run_dir / "pid"));
+  CHECK(daemon.Stop() == 0);
+  CHECK_FALSE(ProcessAlive(pid));
+  CHECK(Sql("select state from runs where id = " + id) == "cancelled");
+  CHECK(Sql("select string_agg(task_id || ':' || state, ',' order by task_id) from "
+            "task_instances where run_id = " +
+            id) == "after:cancelled,wait:cancelled");
+  CHECK(Sql("select state || ':' || reason from attempts where run_id = " + id) ==
+        "cancelled:cancelled");
 }
