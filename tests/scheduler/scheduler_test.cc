@@ -303,3 +303,51 @@ TEST_CASE("cancelling kills running attempts and cancels the rest") {
   for (const auto& u : updates) cancelled += u.state == TaskState::kCancelled;
   CHECK(cancelled == 2);
 }
+
+TEST_CASE("shutdown cancels active runs and reports done after the last commit") {
+  Harness h({Task("a"), Task("b", {"a"})});
+  h.Start();
+  bool done = false;
+  h.scheduler->Shutdown("the daemon stopped", [&] { done = true; });
+  CHECK_FALSE(done);  // "a" is still running until its process is gone
+  h.Settle();
+  CHECK(done);
+  CHECK(h.recorder.state == RunState::kCancelled);
+  CHECK(h.store.committed.back().runs.back().state == RunState::kCancelled);
+  auto updates = h.store.TaskUpdates();
+  auto b = std::find_if(updates.begin(), updates.end(), [](const auto& u) {
+    return u.task_id == "b" && u.state == TaskState::kCancelled;
+  });
+  REQUIRE(b != updates.end());
+  CHECK(b->reason == "the daemon stopped");
+}
+
+TEST_CASE("a run added while stopping is cancelled at once") {
+  Harness h({Task("a")});
+  bool done = false;
+  h.scheduler->Shutdown("the daemon stopped", [&] { done = true; });
+  CHECK(done);
+  h.Start();
+  CHECK(h.runner.order.empty());
+  CHECK(h.recorder.state == RunState::kCancelled);
+}
+
+TEST_CASE("a retry that must wait for a slot is recorded as queued") {
+  auto t = Task("a");
+  t.retry.retries = 1;
+  t.retry.retry_delay = std::chrono::milliseconds(1);
+  Harness h({t, Task("b")}, /*parallel=*/1);
+  h.Start();
+  h.runner.Exit("a", 1);
+  h.Settle();  // b takes the only slot; a's retry comes due and waits
+  REQUIRE(h.runner.running.count("b"));
+  auto updates = h.store.TaskUpdates();
+  CHECK(std::any_of(updates.begin(), updates.end(), [](const auto& u) {
+    return u.task_id == "a" && u.state == TaskState::kQueued && u.attempt == 1;
+  }));
+  h.runner.Exit("b", 0);
+  h.Settle();
+  h.runner.Exit("a", 0);
+  h.Settle();
+  CHECK(h.recorder.state == RunState::kSuccess);
+}
