@@ -9,11 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/engine.h"
 #include "cli/progress.h"
 #include "cli/runtime.h"
 #include "config/pipeline_loader.h"
-#include "executor/local_runner.h"
-#include "store/pg_state_store.h"
 
 namespace kiln::cli {
 
@@ -152,16 +151,14 @@ int Run(const RunOptions& o) {
     std::cerr << "kiln: " << database.message() << '\n';
     return 1;
   }
-  asio::io_context io;
-  store::PgStateStore state_store(database->url, LeaseOwner(),
-                                  [&io](std::function<void()> f) { asio::post(io, std::move(f)); });
-  if (Status s = state_store.Open(); !s.ok()) {
-    std::cerr << "kiln: " << s.message() << '\n';
+  auto engine = StartEngine(*cfg, database->url);
+  if (!engine.ok()) {
+    std::cerr << "kiln: " << engine.message() << '\n';
     return 1;
   }
-  executor::LocalTaskRunner runner(io, cfg->log_cap_bytes, cfg->kill_grace);
-  scheduler::SystemClock clock;
-  scheduler::Scheduler sched(io, state_store, runner, clock, MakeSchedulerOptions(*cfg));
+  asio::io_context& io = (*engine)->io;
+  scheduler::Scheduler& sched = *(*engine)->scheduler;
+  executor::LocalTaskRunner& runner = *(*engine)->runner;
   Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
   sched.SetObserver(&progress);
   Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run

@@ -11,13 +11,12 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/engine.h"
 #include "cli/runtime.h"
 #include "common/log.h"
 #include "config/pipeline_loader.h"
-#include "executor/local_runner.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/service.h"
-#include "store/pg_state_store.h"
 #include "web/server.h"
 
 namespace kiln::cli {
@@ -145,16 +144,13 @@ int Serve(const ServeOptions& o) {
     return 1;
   }
 
-  asio::io_context io;
-  store::PgStateStore state_store(database->url, LeaseOwner(),
-                                  [&io](std::function<void()> f) { asio::post(io, std::move(f)); });
-  if (Status s = state_store.Open(); !s.ok()) {
-    std::cerr << "kiln: " << s.message() << '\n';
+  auto engine = StartEngine(*cfg, database->url);
+  if (!engine.ok()) {
+    std::cerr << "kiln: " << engine.message() << '\n';
     return 1;
   }
-  executor::LocalTaskRunner runner(io, cfg->log_cap_bytes, cfg->kill_grace);
-  scheduler::SystemClock clock;
-  scheduler::Scheduler sched(io, state_store, runner, clock, MakeSchedulerOptions(*cfg));
+  asio::io_context& io = (*engine)->io;
+  scheduler::Scheduler& sched = *(*engine)->scheduler;
 
   DaemonService service(io, sched, database->url);
   service.SetPipelines(pipelines);

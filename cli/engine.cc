@@ -1,0 +1,23 @@
+#include "cli/engine.h"
+
+#include <boost/asio/post.hpp>
+
+#include "cli/runtime.h"
+
+namespace kiln::cli {
+
+Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
+                                            const std::string& url) {
+  auto engine = std::make_unique<Engine>();
+  boost::asio::io_context& io = engine->io;
+  engine->store = std::make_unique<store::PgStateStore>(
+      url, LeaseOwner(), [&io](std::function<void()> f) { boost::asio::post(io, std::move(f)); });
+  if (Status s = engine->store->Open(); !s.ok()) return s;
+  engine->runner =
+      std::make_unique<executor::LocalTaskRunner>(io, config.log_cap_bytes, config.kill_grace);
+  engine->scheduler = std::make_unique<scheduler::Scheduler>(
+      io, *engine->store, *engine->runner, engine->clock, MakeSchedulerOptions(config));
+  return engine;
+}
+
+}  // namespace kiln::cli
