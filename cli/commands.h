@@ -7,6 +7,9 @@
 namespace kiln::cli {
 
 int Validate(const std::vector<std::string>& paths);
+// Grows the heap in one step backed by transparent huge pages where the kernel offers them: a
+// large pipeline's parse tree then costs a few dozen page faults instead of thousands.
+void UseHugePagesForHeap();
 
 int Graph(const std::string& file, const std::string& format);
 

@@ -39,7 +39,10 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  if (*validate) return kiln::cli::Validate(validate_paths);
+  if (*validate) {
+    kiln::cli::UseHugePagesForHeap();
+    return kiln::cli::Validate(validate_paths);
+  }
   if (*graph) return kiln::cli::Graph(graph_file, graph_format);
   if (*run_cmd) return kiln::cli::Run(run);
   if (*serve_cmd) return kiln::cli::Serve(serve);

@@ -1,3 +1,9 @@
+#include <malloc.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -27,6 +33,25 @@ std::vector<config::LoadResult> LoadAll(const std::vector<std::string>& paths) {
 }
 
 }  // namespace
+
+void UseHugePagesForHeap() {
+  constexpr size_t kPad = 64 << 20;
+  constexpr uintptr_t kHuge = 2 << 20;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // keep big blocks on the heap too
+  mallopt(M_TOP_PAD, kPad);             // the next growth of the heap reserves 64 MiB at once
+  mallopt(M_TRIM_THRESHOLD, kPad * 2);
+  auto before = reinterpret_cast<uintptr_t>(sbrk(0));
+  void* probe = std::malloc(kHuge);  // grows the heap now, by the pad as well
+  auto after = reinterpret_cast<uintptr_t>(sbrk(0));
+  auto at = reinterpret_cast<uintptr_t>(probe);
+  // Only the heap segment just grown, and only when the block came from the heap.
+  uintptr_t begin = (before + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = after & ~(kHuge - 1);
+  if (after > before && at < after && end > begin) {
+    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+  std::free(probe);
+}
 
 int Validate(const std::vector<std::string>& paths) {
   int errors = 0;
