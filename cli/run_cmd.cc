@@ -21,17 +21,33 @@ using nlohmann::json;
 
 namespace {
 
-Result<dag::ParamList> ParamsFromFlags(const dag::PipelineSpec& spec,
-                                       const std::vector<std::string>& flags) {
+// -p values, checked against the declared params. Errors point at the declaration in the file
+// (or at [params] for an undeclared name): "p.toml:5:10: params.epochs: ... (from -p)".
+std::optional<dag::ParamList> ParamsFromFlags(const dag::PipelineSpec& spec,
+                                              const std::string& file,
+                                              const std::vector<std::string>& flags) {
   std::vector<std::pair<std::string, std::string>> overrides;
   for (const auto& flag : flags) {
     auto kv = dag::SplitAssignment(flag);
-    if (!kv.ok()) return Status::Error(ErrorCode::kInvalidArgument, "-p " + kv.message());
+    if (!kv.ok()) {
+      std::cerr << "kiln: -p " << kv.message() << '\n';
+      return std::nullopt;
+    }
     overrides.push_back(std::move(kv).value());
   }
-  auto params = dag::ResolveParams(spec, overrides);
-  if (!params.ok()) return Status::Error(ErrorCode::kInvalidArgument, "-p: " + params.message());
-  return params;
+  std::string name;
+  auto params = dag::ResolveParams(spec, overrides, &name);
+  if (params.ok()) return std::move(params).value();
+  std::string field = "params." + name;
+  auto loc = spec.locs.find(field);
+  if (loc == spec.locs.end()) {
+    field = "params";
+    loc = spec.locs.find(field);
+  }
+  dag::Diagnostic d{file, loc == spec.locs.end() ? dag::SourceLoc{} : loc->second, field,
+                    params.message() + " (from -p)"};
+  std::cerr << d.ToString() << '\n';
+  return std::nullopt;
 }
 
 // Pools the pipeline names but the config does not get the size of the parallel limit, so that
@@ -131,11 +147,8 @@ int Run(const RunOptions& o) {
     return 1;
   }
   const dag::Pipeline& pipeline = *loaded.pipeline;
-  auto params = ParamsFromFlags(pipeline.spec, o.params);
-  if (!params.ok()) {
-    std::cerr << "kiln: " << params.message() << '\n';
-    return 1;
-  }
+  auto params = ParamsFromFlags(pipeline.spec, o.file, o.params);
+  if (!params) return 1;
   auto cfg = LoadConfig(o.config);
   if (!cfg) return 1;
   if (!o.data_dir.empty()) cfg->data_dir = o.data_dir;

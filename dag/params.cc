@@ -13,11 +13,13 @@ std::string Article(std::string_view type) {
 }  // namespace
 
 Result<ParamList> ResolveParams(const PipelineSpec& spec,
-                                const std::vector<std::pair<std::string, std::string>>& overrides) {
+                                const std::vector<std::pair<std::string, std::string>>& overrides,
+                                std::string* failed_name) {
   ParamList out;
   for (const Param& p : spec.params) out.emplace_back(p.name, p.default_value);
   std::vector<std::string> seen;
   for (const auto& [name, text] : overrides) {
+    if (failed_name) *failed_name = name;
     if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
       return Status::Error(ErrorCode::kInvalidArgument, "param '" + name + "' is given twice");
     }
@@ -39,6 +41,7 @@ Result<ParamList> ResolveParams(const PipelineSpec& spec,
     }
     it->second = *converted;
   }
+  if (failed_name) failed_name->clear();
   return out;
 }
 
