@@ -6,4 +6,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
 BUILD_DIR="$root/build" "$root/scripts/build.sh" -DKILN_TESTS=OFF
 cd "$root"
-exec "$root/build/cli/kiln" serve --pipelines examples "$@"
+# As root, kiln's embedded PostgreSQL runs as an unprivileged user, who must be able to reach the
+# data folder; a clone in a private folder (under /root, say) keeps its data in /var/lib instead.
+data="$root/.kiln"
+if [[ $(id -u) -eq 0 ]]; then
+  pg_user=postgres
+  id kiln >/dev/null 2>&1 && pg_user=kiln
+  if ! setpriv --reuid="$pg_user" --regid="$pg_user" --clear-groups test -x "$root" 2>/dev/null; then
+    data=/var/lib/kiln
+    mkdir -p "$data"
+    chmod 0711 "$data"
+    echo "kiln: $root is private to root; keeping data in $data" >&2
+  fi
+fi
+exec "$root/build/cli/kiln" serve --pipelines examples --data-dir "$data" "$@"
