@@ -282,3 +282,13 @@ slots = 40
   CHECK(TaskOf(ran.run, "wide")["state"] == "success");
   CHECK(TaskOf(ran.run, "gpu")["state"] == "success");
 }
+
+TEST_CASE("validate reports two files claiming the same pipeline name") {
+  TempDir dir;
+  WriteFile(dir / "a/p.toml", "[pipeline]\nname = \"same\"\n[tasks.a]\ncommand = \"true\"\n");
+  WriteFile(dir / "b/p.toml", "[pipeline]\nname = \"same\"\n[tasks.b]\ncommand = \"true\"\n");
+  auto r = Kiln({"validate", "."}, dir.path());
+  CHECK(r.code == 1);
+  CHECK(r.err.find("pipeline.name: 'same' is also the name of") != std::string::npos);
+  CHECK(r.err.find("1 error in 2 files") != std::string::npos);
+}
