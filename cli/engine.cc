@@ -2,9 +2,9 @@
 
 #include <boost/asio/post.hpp>
 
-#include "cli/runtime.h"
-
 namespace kiln::cli {
+
+namespace {
 
 Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
                                             const std::string& url) {
@@ -18,6 +18,19 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
   engine->scheduler = std::make_unique<scheduler::Scheduler>(
       io, *engine->store, *engine->runner, engine->clock, MakeSchedulerOptions(config));
   return engine;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config) {
+  auto runtime = std::make_unique<Runtime>();
+  auto database = OpenDatabase(config);
+  if (!database.ok()) return database.status();
+  runtime->database = std::move(database).value();
+  auto engine = StartEngine(config, runtime->database.url);
+  if (!engine.ok()) return engine.status();
+  runtime->engine = std::move(engine).value();
+  return runtime;
 }
 
 }  // namespace kiln::cli

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "cli/runtime.h"
 #include "common/status.h"
 #include "config/daemon_config.h"
 #include "executor/local_runner.h"
@@ -24,8 +25,15 @@ struct Engine {
   std::unique_ptr<scheduler::Scheduler> scheduler;
 };
 
-// Connects the state store to `url` and builds the rest from `config`. Errors name what failed.
-Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
-                                            const std::string& url);
+// The database (configured or embedded) and the engine on it. The engine is declared last, so
+// it is destroyed first: its store commits what is queued while the database still runs.
+struct Runtime {
+  DatabaseHandle database;
+  std::unique_ptr<Engine> engine;
+};
+
+// Opens (or starts) and migrates the database, then builds the engine from `config`. Errors name
+// what failed, with any password redacted.
+Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config);
 
 }  // namespace kiln::cli

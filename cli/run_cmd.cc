@@ -159,25 +159,21 @@ int Run(const RunOptions& o) {
   }
   AddMissingPools(pipeline.spec, *cfg);
 
-  auto database = OpenDatabase(*cfg);
-  if (!database.ok()) {
-    std::cerr << "kiln: " << database.message() << '\n';
+  auto runtime = StartRuntime(*cfg);
+  if (!runtime.ok()) {
+    std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
   }
-  auto engine = StartEngine(*cfg, database->url);
-  if (!engine.ok()) {
-    std::cerr << "kiln: " << engine.message() << '\n';
-    return 1;
-  }
-  asio::io_context& io = (*engine)->io;
-  scheduler::Scheduler& sched = *(*engine)->scheduler;
-  executor::LocalTaskRunner& runner = *(*engine)->runner;
+  store::Database& db = *(*runtime)->database.db;
+  asio::io_context& io = (*runtime)->engine->io;
+  scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
+  executor::LocalTaskRunner& runner = *(*runtime)->engine->runner;
   Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
   sched.SetObserver(&progress);
   Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run
 
   Instant now = NowUtc();
-  auto created = database->db->CreateRun(MakeNewRun(pipeline, *params, "cli", now));
+  auto created = db.CreateRun(MakeNewRun(pipeline, *params, "cli", now));
   if (!created.ok()) {
     std::cerr << "kiln: " << created.message() << '\n';
     return 1;
@@ -195,7 +191,7 @@ int Run(const RunOptions& o) {
   }
   if (interrupts.abandoned()) return 130;
 
-  auto record = database->db->GetRun(run_id);
+  auto record = db.GetRun(run_id);
   if (!record.ok()) {
     std::cerr << "kiln: " << record.message() << '\n';
     return 1;

@@ -138,21 +138,15 @@ int Serve(const ServeOptions& o) {
   }
 
   auto pipelines = LoadPipelines(cfg->pipelines_dir);
-  auto database = OpenDatabase(*cfg);
-  if (!database.ok()) {
-    std::cerr << "kiln: " << database.message() << '\n';
+  auto runtime = StartRuntime(*cfg);
+  if (!runtime.ok()) {
+    std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
   }
+  asio::io_context& io = (*runtime)->engine->io;
+  scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
 
-  auto engine = StartEngine(*cfg, database->url);
-  if (!engine.ok()) {
-    std::cerr << "kiln: " << engine.message() << '\n';
-    return 1;
-  }
-  asio::io_context& io = (*engine)->io;
-  scheduler::Scheduler& sched = *(*engine)->scheduler;
-
-  DaemonService service(io, sched, database->url);
+  DaemonService service(io, sched, (*runtime)->database.url);
   service.SetPipelines(pipelines);
   web::ServerOptions web_options;
   web_options.host = listen->first;

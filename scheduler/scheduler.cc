@@ -383,22 +383,28 @@ void Scheduler::Flush() {
   });
 }
 
+namespace {
+
+// pending = front followed by pending.
+template <typename T>
+void PutInFront(std::vector<T> front, std::vector<T>& pending) {
+  front.insert(front.end(), std::make_move_iterator(pending.begin()),
+               std::make_move_iterator(pending.end()));
+  pending = std::move(front);
+}
+
+}  // namespace
+
 void Scheduler::OnCommitted(Status status, Batch batch, std::vector<Launch> launches,
                             std::vector<std::function<void()>> notes) {
   if (!status.ok()) {
     log::Error("committing " + std::to_string(batch.tasks.size() + batch.runs.size()) +
                " state changes failed, retrying: " + status.message());
     // Put the batch back in front of whatever accumulated meanwhile, keeping order.
-    batch.tasks.insert(batch.tasks.end(), std::make_move_iterator(pending_.tasks.begin()),
-                       std::make_move_iterator(pending_.tasks.end()));
-    batch.runs.insert(batch.runs.end(), std::make_move_iterator(pending_.runs.begin()),
-                      std::make_move_iterator(pending_.runs.end()));
-    pending_ = std::move(batch);
-    launches.insert(launches.end(), pending_launches_.begin(), pending_launches_.end());
-    pending_launches_ = std::move(launches);
-    notes.insert(notes.end(), std::make_move_iterator(pending_notes_.begin()),
-                 std::make_move_iterator(pending_notes_.end()));
-    pending_notes_ = std::move(notes);
+    PutInFront(std::move(batch.tasks), pending_.tasks);
+    PutInFront(std::move(batch.runs), pending_.runs);
+    PutInFront(std::move(launches), pending_launches_);
+    PutInFront(std::move(notes), pending_notes_);
     auto timer = std::make_shared<asio::steady_timer>(io_, options_.commit_retry_delay);
     timer->async_wait([this, alive = alive_, timer](const boost::system::error_code&) {
       if (!*alive) return;
