@@ -72,6 +72,32 @@ class DaemonService final : public scheduler::Service {
     return scheduler::TriggerResult{created->id, created->existing};
   }
 
+  // Temporary until the v1 API is wired to the store and the scheduler.
+  std::vector<scheduler::PipelineInfo> ListPipelines() override { return {}; }
+  Result<scheduler::PipelineInfo> GetPipeline(const std::string&) override { return Todo(); }
+  Status SetPaused(const std::string&, bool, const std::string&) override { return Todo(); }
+  Result<scheduler::RunPage> ListRuns(const scheduler::RunFilter&) override { return Todo(); }
+  Result<scheduler::RunRecord> GetRun(RunId) override { return Todo(); }
+  Status CancelRun(RunId, const std::string&) override { return Todo(); }
+  Result<scheduler::RetryResult> RetryRun(const scheduler::RetryRequest&) override {
+    return Todo();
+  }
+  Status MarkTask(const scheduler::MarkRequest&) override { return Todo(); }
+  Result<std::vector<scheduler::AttemptRecord>> ListAttempts(RunId, const std::string&) override {
+    return Todo();
+  }
+  Result<scheduler::LogChunk> ReadLog(RunId, const std::string&, int, uint64_t, size_t) override {
+    return Todo();
+  }
+  void WaitForLog(RunId, const std::string&, int, uint64_t, std::chrono::milliseconds) override {}
+  Result<std::vector<scheduler::EventRecord>> ListEvents(const scheduler::EventFilter&) override {
+    return Todo();
+  }
+  bool WaitForEvents(int64_t, std::chrono::milliseconds) override { return false; }
+  Status Ready() override { return Status::Ok(); }
+  scheduler::MetricsSnapshot Metrics() override { return {}; }
+  static Status Todo() { return Status::Error(ErrorCode::kInternal, "not built yet"); }
+
  private:
   // One connection per concurrent request, kept for reuse.
   template <typename F>

@@ -1,8 +1,14 @@
 // The facade the HTTP layer talks to. Implemented by the composition root (cli/), which ties the
 // store and the scheduler together. Every method is thread-safe: it may be called from any HTTP
 // worker thread, and never touches scheduler state directly (work is posted to its thread).
+//
+// Errors are Status values whose code maps to HTTP: kInvalidArgument 400, kNotFound 404,
+// kConflict 409, kUnavailable 503, anything else 500. Messages name the subject first.
+// `actor` is the name of the token that asked; every mutating call records it in an event.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -10,6 +16,10 @@
 
 #include "common/ids.h"
 #include "common/status.h"
+#include "common/time.h"
+#include "dag/graph.h"
+#include "scheduler/metrics.h"
+#include "scheduler/records.h"
 
 namespace kiln::scheduler {
 
@@ -26,12 +36,96 @@ struct TriggerResult {
   bool existing = false;  // the idempotency key matched an earlier run
 };
 
+struct PipelineInfo {
+  std::string name;
+  std::string file;                       // the pipeline file, as loaded
+  dag::PipelinePtr pipeline;              // the version in use; null when it never loaded
+  std::optional<std::string> load_error;  // every diagnostic of the file, one per line
+  bool paused = false;                    // by the API, else the file's `paused`
+  std::optional<RunId> last_run;
+  std::optional<dag::RunState> last_run_state;
+  std::optional<Instant> next_fire;  // empty without a schedule or while paused
+};
+
+struct RetryRequest {
+  RunId run{};
+  // Exactly one: re-run failed, upstream_failed and cancelled tasks and everything downstream of
+  // them (successes are kept) — or re-run `from_task` and everything downstream of it.
+  bool failed = false;
+  std::optional<std::string> from_task;
+  std::string actor;
+};
+
+struct RetryResult {
+  RunId id{};
+  std::vector<std::string> tasks;  // the tasks that run again, in pipeline order
+};
+
+struct MarkRequest {
+  RunId run{};
+  std::string task;
+  dag::TaskState state = dag::TaskState::kSuccess;  // success or failed
+  std::string reason;
+  std::string actor;
+};
+
+// A byte range of an attempt's log.
+struct LogChunk {
+  std::string data;
+  uint64_t offset = 0;    // where `data` starts
+  uint64_t size = 0;      // the log's size when read
+  bool finished = false;  // the attempt has ended: the log will not grow
+};
+
 class Service {
  public:
   virtual ~Service() = default;
-  // Creates a run durably and hands it to the scheduler. Errors: kNotFound (no such pipeline),
-  // kInvalidArgument (params), kConflict (pipeline has a load error), kUnavailable (database).
+
+  // Pipelines by name, loaded or broken.
+  virtual std::vector<PipelineInfo> ListPipelines() = 0;
+  virtual Result<PipelineInfo> GetPipeline(const std::string& name) = 0;
+  // kNotFound for an unknown pipeline. Unpausing starts the runs that waited while paused.
+  virtual Status SetPaused(const std::string& name, bool paused, const std::string& actor) = 0;
+
+  // Creates a run durably and hands it to the scheduler (a paused pipeline's run waits, queued,
+  // until it is unpaused). Errors: kNotFound (no such pipeline), kInvalidArgument (params),
+  // kConflict (pipeline has a load error; key reused with other params), kUnavailable (database).
   virtual Result<TriggerResult> Trigger(const TriggerRequest& request) = 0;
+
+  virtual Result<RunPage> ListRuns(const RunFilter& filter) = 0;
+  // A run with its task instances.
+  virtual Result<RunRecord> GetRun(RunId id) = 0;
+  // Active run: its running tasks get SIGTERM then SIGKILL, pending and queued ones end
+  // cancelled; returns at once (the run ends cancelled shortly after). kConflict when it has
+  // already ended.
+  virtual Status CancelRun(RunId id, const std::string& actor) = 0;
+  // kConflict when the run is still active or there is nothing to re-run; kNotFound for an
+  // unknown task.
+  virtual Result<RetryResult> RetryRun(const RetryRequest& request) = 0;
+  // Sets a task's state by hand. A running attempt is stopped first; downstream tasks then
+  // follow their trigger rules. On an ended run, the run's state is recomputed.
+  virtual Status MarkTask(const MarkRequest& request) = 0;
+
+  // Every attempt of a task, first attempt first (kNotFound for an unknown run or task).
+  virtual Result<std::vector<AttemptRecord>> ListAttempts(RunId run, const std::string& task) = 0;
+  // At most `max_bytes` of the attempt's log from `offset`. Reads only beneath the daemon's log
+  // folder, never following a symlink.
+  virtual Result<LogChunk> ReadLog(RunId run, const std::string& task, int attempt, uint64_t offset,
+                                   size_t max_bytes) = 0;
+  // Blocks until the log may have grown past `offset` or the attempt may have ended, or until
+  // `timeout`. For following a log; returns at once when the service is stopping.
+  virtual void WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
+                          std::chrono::milliseconds timeout) = 0;
+
+  // Events matching `filter`, oldest first.
+  virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
+  // Blocks until an event with id > `after` may exist, or until `timeout`. Returns false when
+  // the service is stopping (streams should end).
+  virtual bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) = 0;
+
+  // Ok when the database answers.
+  virtual Status Ready() = 0;
+  virtual MetricsSnapshot Metrics() = 0;
 };
 
 }  // namespace kiln::scheduler

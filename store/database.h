@@ -14,6 +14,7 @@
 #include "common/status.h"
 #include "common/time.h"
 #include "dag/spec.h"
+#include "scheduler/records.h"
 #include "scheduler/state_store.h"
 
 namespace kiln::store {
@@ -53,68 +54,13 @@ struct CreatedRun {
   bool existing = false;  // the run already existed (same idempotency key or scheduled date)
 };
 
-struct TaskInstanceRecord {
-  std::string task_id;
-  dag::TaskState state = dag::TaskState::kPending;
-  int attempt = 0;  // the latest attempt (0 = never started)
-  std::string pool;
-  int priority = 0;
-  std::optional<int> exit_code;
-  std::optional<int> signal;
-  std::optional<Instant> started_at;  // of the latest attempt
-  std::optional<Instant> ended_at;    // set when the state is terminal
-  std::optional<Instant> retry_at;
-  std::optional<Duration> duration;  // ended_at - started_at when both are set
-};
-
-struct RunRecord {
-  RunId id{};
-  std::string pipeline;
-  std::string version_hash;
-  std::string trigger;
-  Instant logical_date{};
-  std::optional<Instant> data_interval_start;
-  std::optional<Instant> data_interval_end;
-  std::vector<std::pair<std::string, dag::ParamValue>> params;
-  dag::RunState state = dag::RunState::kQueued;
-  std::optional<std::string> idempotency_key;
-  std::string created_by;
-  std::string note;
-  Instant created_at{};
-  std::optional<Instant> started_at;
-  std::optional<Instant> ended_at;
-  std::vector<TaskInstanceRecord> tasks;  // in pipeline order
-};
-
-struct EventRecord {
-  int64_t id = 0;
-  Instant at{};
-  RunId run{};
-  std::optional<std::string> task_id;  // empty for run events
-  std::optional<int> attempt;
-  std::string kind;  // run_created | run_state | task_state | fenced
-  std::optional<std::string> from_state;
-  std::optional<std::string> to_state;
-  std::string actor;
-  std::string detail;  // a JSON object, e.g. {"reason": "exit code 3"}
-};
-
-struct AttemptRecord {
-  RunId run{};
-  std::string task_id;
-  int attempt = 0;
-  std::string state;  // running | success | failed | skipped | cancelled
-  std::string log_path;
-  std::string lease_owner;
-  Instant started_at{};
-  std::optional<Instant> ended_at;
-  std::optional<int> exit_code;
-  std::optional<int> signal;
-  bool timed_out = false;
-  std::optional<Duration> cpu;
-  std::optional<int64_t> max_rss_kb;
-  std::string reason;
-};
+using scheduler::AttemptRecord;
+using scheduler::EventFilter;
+using scheduler::EventRecord;
+using scheduler::RunFilter;
+using scheduler::RunPage;
+using scheduler::RunRecord;
+using scheduler::TaskInstanceRecord;
 
 // A transition that CommitBatches did not apply because the row had moved on (fencing).
 struct FencedUpdate {

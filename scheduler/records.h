@@ -1,0 +1,107 @@
+// Plain records of what the store keeps: runs, task instances, attempts, events, as read back.
+// Shared by store/ (which fills them), the service facade and web/ (which renders them).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/time.h"
+#include "dag/spec.h"
+
+namespace kiln::scheduler {
+
+struct TaskInstanceRecord {
+  std::string task_id;
+  dag::TaskState state = dag::TaskState::kPending;
+  int attempt = 0;  // the latest attempt (0 = never started)
+  std::string pool;
+  int priority = 0;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::optional<Instant> started_at;  // of the latest attempt
+  std::optional<Instant> ended_at;    // set when the state is terminal
+  std::optional<Instant> retry_at;
+  std::optional<Duration> duration;  // ended_at - started_at when both are set
+};
+
+struct RunRecord {
+  RunId id{};
+  std::string pipeline;
+  std::string version_hash;
+  std::string trigger;  // manual | schedule | cli | retry ...
+  Instant logical_date{};
+  std::optional<Instant> data_interval_start;
+  std::optional<Instant> data_interval_end;
+  std::vector<std::pair<std::string, dag::ParamValue>> params;
+  dag::RunState state = dag::RunState::kQueued;
+  std::optional<std::string> idempotency_key;
+  std::string created_by;
+  std::string note;
+  Instant created_at{};
+  std::optional<Instant> started_at;
+  std::optional<Instant> ended_at;
+  std::vector<TaskInstanceRecord> tasks;  // in pipeline order (empty in listings)
+};
+
+struct EventRecord {
+  int64_t id = 0;
+  Instant at{};
+  std::optional<RunId> run;            // empty for pipeline events (pause, unpause)
+  std::string pipeline;                // empty only for a fenced update of an unknown run
+  std::optional<std::string> task_id;  // empty for run and pipeline events
+  std::optional<int> attempt;
+  // run_created | run_state | task_state | fenced | cancel_requested | run_retried |
+  // task_marked | pipeline_paused | pipeline_unpaused
+  std::string kind;
+  std::optional<std::string> from_state;
+  std::optional<std::string> to_state;
+  std::string actor;   // token name, "cli", or the daemon's lease owner
+  std::string detail;  // a JSON object, e.g. {"reason": "exit code 3"}
+};
+
+struct AttemptRecord {
+  RunId run{};
+  std::string task_id;
+  int attempt = 0;
+  std::string state;  // running | success | failed | skipped | cancelled
+  std::string log_path;
+  std::string lease_owner;
+  Instant started_at{};
+  std::optional<Instant> ended_at;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  bool timed_out = false;
+  std::optional<Duration> cpu;
+  std::optional<int64_t> max_rss_kb;
+  std::string reason;
+};
+
+// Which runs to list: newest first (id descending), at most `limit`, older than `before` (the
+// cursor of the previous page).
+struct RunFilter {
+  std::optional<std::string> pipeline;
+  std::optional<dag::RunState> state;
+  std::optional<Instant> created_after;   // inclusive
+  std::optional<Instant> created_before;  // exclusive
+  std::optional<RunId> before;            // cursor: only runs with a smaller id
+  int limit = 50;                         // 1..100
+};
+
+struct RunPage {
+  std::vector<RunRecord> runs;  // without tasks
+  std::optional<RunId> next;    // cursor for the next page; empty on the last page
+};
+
+// Which events to read: those with id > after, oldest first.
+struct EventFilter {
+  int64_t after = 0;
+  std::optional<std::string> pipeline;
+  std::optional<RunId> run;
+  int limit = 1000;
+};
+
+}  // namespace kiln::scheduler
