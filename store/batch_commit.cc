@@ -2,9 +2,10 @@
 //
 // Each update is a single prepared statement whose CTEs change the task (or run) row only when
 // the fencing condition holds, write the attempts row only when that change happened, and always
-// append the event ('task_state' / 'run_state', or 'fenced' when nothing changed). Updates run
+// append the event ('task_state' / 'run_state', or 'fenced' when nothing changed) with the
+// run's pipeline. The transaction takes the event-order lock first (LockEventOrder). Updates run
 // one after another in the same transaction, so two updates of the same task in one group see
-// each other. A batch of n updates costs n + 2 round trips (BEGIN, n statements, COMMIT).
+// each other. A batch of n updates costs n + 3 round trips (BEGIN, the lock, n statements, COMMIT).
 #include <nlohmann/json.hpp>
 
 #include "store/database.h"
@@ -30,8 +31,9 @@ std::string TaskStatement(std::string_view set, std::string_view fence,
   sql += std::string(set) + " WHERE run_id = $1 AND task_id = $2 AND " + std::string(fence) +
          " RETURNING 1)" + std::string(attempt_cte);
   sql +=
-      " INSERT INTO events (at, run_id, task_id, attempt, kind, from_state, to_state, actor, "
-      "detail) SELECT $5::timestamptz, $1, $2, $3::int, CASE WHEN EXISTS (SELECT FROM upd) THEN "
+      " INSERT INTO events (at, run_id, pipeline, task_id, attempt, kind, from_state, to_state, "
+      "actor, detail) SELECT $5::timestamptz, $1, (SELECT pipeline FROM runs WHERE id = $1), $2, "
+      "$3::int, CASE WHEN EXISTS (SELECT FROM upd) THEN "
       "'task_state' ELSE 'fenced' END, (SELECT state FROM cur), $4, $6::text, CASE WHEN EXISTS "
       "(SELECT FROM upd) THEN $7::jsonb ELSE $7::jsonb || jsonb_build_object('found_attempt', "
       "(SELECT attempt FROM cur)) END RETURNING kind = 'fenced', from_state, (SELECT attempt FROM "
@@ -81,8 +83,9 @@ upd AS (
     ended_at = CASE WHEN $6::bool THEN $3::timestamptz END
   WHERE id = $1 AND state NOT IN ('success', 'failed', 'cancelled')
   RETURNING 1)
-INSERT INTO events (at, run_id, kind, from_state, to_state, actor, detail)
-SELECT $3, $1, CASE WHEN EXISTS (SELECT FROM upd) THEN 'run_state' ELSE 'fenced' END,
+INSERT INTO events (at, run_id, pipeline, kind, from_state, to_state, actor, detail)
+SELECT $3, $1, (SELECT pipeline FROM runs WHERE id = $1),
+       CASE WHEN EXISTS (SELECT FROM upd) THEN 'run_state' ELSE 'fenced' END,
        (SELECT state FROM cur), $2, $4::text, $5::jsonb
 RETURNING kind = 'fenced', from_state)sql";
 
@@ -179,6 +182,8 @@ Result<std::vector<FencedUpdate>> Database::CommitBatches(
   const std::string actor_text(actor);
   try {
     pqxx::work txn(impl_->conn, "commit_batch");
+    // Every update appends an event, in its first statement.
+    if (updates > 0) LockEventOrder(txn);
     std::vector<FencedUpdate> fenced;
     auto apply_runs = [&](const scheduler::Batch& b, bool terminal) {
       for (const scheduler::RunUpdate& u : b.runs) {

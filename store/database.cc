@@ -158,17 +158,47 @@ tasks AS (
   INSERT INTO task_instances (run_id, task_id, position, pool, priority)
   SELECT run.id, t.task->>'id', t.n - 1, t.task->>'pool', (t.task->>'priority')::int
   FROM run, jsonb_array_elements($11::jsonb) WITH ORDINALITY AS t(task, n))
-INSERT INTO events (at, run_id, kind, to_state, actor, detail)
-SELECT run.created_at, run.id, 'run_created', 'queued', $9, $12::jsonb FROM run
+INSERT INTO events (at, run_id, pipeline, kind, to_state, actor, detail)
+SELECT run.created_at, run.id, $1, 'run_created', 'queued', $9, $12::jsonb FROM run
 RETURNING run_id)sql";
 
+// The run that made kInsertRun do nothing, whether it was found by the idempotency key, and
+// whether its params equal $5 (compared as sets by name: the order of the array does not count).
 constexpr const char* kFindExistingRun = R"sql(
-SELECT id FROM runs
+SELECT id, coalesce(idempotency_key = $2, false),
+       (SELECT coalesce(jsonb_object_agg(p->>'name', p), '{}')
+        FROM jsonb_array_elements(params) p) =
+       (SELECT coalesce(jsonb_object_agg(p->>'name', p), '{}')
+        FROM jsonb_array_elements($5::jsonb) p)
+FROM runs
 WHERE pipeline = $1
   AND (idempotency_key = $2
        OR ($3 = 'schedule' AND trigger = 'schedule' AND logical_date = $4::timestamptz))
 ORDER BY idempotency_key = $2 DESC NULLS LAST
 LIMIT 1)sql";
+
+// Event ids must become visible in id order: a reader of the event stream that has seen id N
+// goes on with "id > N", so an event committed later with an id below N would never reach it.
+// An identity column alone does not give that: ids are handed out when rows are inserted, but
+// transactions commit in any order (T1 takes id 7, T2 takes id 8 and commits first; a reader
+// sees 8, then 7 appears). So every transaction that inserts events takes this transaction-scoped
+// advisory lock before its first event insert and keeps it until its commit is visible
+// (PostgreSQL marks a transaction committed for new snapshots before it releases its locks).
+// Event-writing transactions thus take their ids and commit one after the other, and everything
+// committed later has larger ids than everything visible now. (The identity's sequence has the
+// default CACHE 1, so ids are handed out in call order across sessions.)
+//
+// The price is that these transactions are serialized from the lock to their commit, so each
+// takes it as late as it can: just before its first event insert, or, when it locks rows of
+// runs or task_instances, before those row locks, in the same order as CommitBatches (which
+// inserts an event in its first statement), so that the two can never deadlock.
+//
+// The same statement queues a notification on 'kiln_events', sent at commit (and dropped by a
+// rollback), which wakes every EventListener.
+std::string LockEventOrderStatement() {
+  return "SELECT pg_advisory_xact_lock(" + std::to_string(kEventOrderLock) +
+         "), pg_notify('kiln_events', '')";
+}
 
 }  // namespace
 
@@ -204,7 +234,9 @@ Status DbError(std::string_view what, const std::exception& e) {
   bool lost = dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
               dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr;
   if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
-    lost = lost || sql->sqlstate().starts_with("08");
+    // 08: connection exceptions; 57P01..57P03: the server is ending the session (shutdown,
+    // pg_terminate_backend, crash recovery).
+    lost = lost || sql->sqlstate().starts_with("08") || sql->sqlstate().starts_with("57P0");
   }
   return Status::Error(lost ? ErrorCode::kUnavailable : ErrorCode::kInternal, message);
 }
@@ -232,19 +264,25 @@ Database::~Database() = default;
 
 const std::string& Database::redacted_url() const { return impl_->redacted_url; }
 
-Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
+Status ConnectError(const std::string& url, const std::exception& e) {
   Redacted redacted = Redact(url);
+  return Status::Error(ErrorCode::kUnavailable,
+                       redacted.text + ": " + Scrub(OneLine(e.what()), redacted.secrets));
+}
+
+Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
   try {
     auto impl = std::make_unique<DatabaseImpl>(url);
-    impl->redacted_url = redacted.text;
+    impl->redacted_url = RedactUrl(url);
     impl->Prepare("kiln_upsert_version", kUpsertVersion);
     impl->Prepare("kiln_insert_run", kInsertRun);
     impl->Prepare("kiln_find_existing_run", kFindExistingRun);
+    impl->Prepare("kiln_event_order", LockEventOrderStatement());
     RegisterBatchStatements(*impl);
+    RegisterApiStatements(*impl);
     return std::unique_ptr<Database>(new Database(std::move(impl)));
   } catch (const std::exception& e) {
-    return Status::Error(ErrorCode::kUnavailable,
-                         redacted.text + ": " + Scrub(OneLine(e.what()), redacted.secrets));
+    return ConnectError(url, e);
   }
 }
 
@@ -299,27 +337,49 @@ Result<CreatedRun> Database::CreateRun(const NewRun& run) {
   try {
     pqxx::work txn(impl_->conn, "create_run");
     txn.exec_prepared("kiln_upsert_version", run.pipeline, run.version_hash, run.source);
+    const std::string params = ParamsJson(run).dump();
     json detail = {{"trigger", run.trigger}, {"tasks", run.tasks.size()}};
+    LockEventOrder(txn);
+    // Under READ COMMITTED, ON CONFLICT DO NOTHING waits for a concurrent insert of the same
+    // key to commit (or roll back) and then does nothing (or inserts): exactly one request
+    // creates the run, and the read below (a new snapshot) sees it.
     pqxx::result inserted = txn.exec_prepared(
         "kiln_insert_run", run.pipeline, run.version_hash, run.trigger, TimeParam(run.logical_date),
-        TimeParam(run.data_interval_start), TimeParam(run.data_interval_end),
-        ParamsJson(run).dump(), run.idempotency_key, run.created_by, run.note,
-        TasksJson(run).dump(), detail.dump());
+        TimeParam(run.data_interval_start), TimeParam(run.data_interval_end), params,
+        run.idempotency_key, run.created_by, run.note, TasksJson(run).dump(), detail.dump());
     if (!inserted.empty()) {
       txn.commit();
       return CreatedRun{RunId(inserted[0][0].as<int64_t>()), false};
     }
     pqxx::result existing =
         txn.exec_prepared("kiln_find_existing_run", run.pipeline, run.idempotency_key, run.trigger,
-                          TimeParam(run.logical_date));
+                          TimeParam(run.logical_date), params);
     if (existing.empty()) {
       return Status::Error(ErrorCode::kConflict, "database: creating a run of '" + run.pipeline +
                                                      "': it conflicts with an existing run");
     }
+    const auto id = RunId(existing[0][0].as<int64_t>());
+    if (existing[0][1].as<bool>() && !existing[0][2].as<bool>()) {
+      return Status::Error(ErrorCode::kConflict, "idempotency key '" + *run.idempotency_key +
+                                                     "' was already used for run " + ToString(id) +
+                                                     " with other params");
+    }
     txn.commit();
-    return CreatedRun{RunId(existing[0][0].as<int64_t>()), true};
+    return CreatedRun{id, true};
   } catch (const std::exception& e) {
     return DbError("creating a run of '" + run.pipeline + "'", e);
+  }
+}
+
+void LockEventOrder(pqxx::transaction_base& txn) { txn.exec_prepared("kiln_event_order"); }
+
+Status Database::Ping() {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "ping");
+    txn.exec("SELECT 1");
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("ping", e);
   }
 }
 

@@ -1,7 +1,13 @@
-// kiln's PostgreSQL database: the schema, creating runs, reading runs back, and writing batches of
-// scheduler transitions. libpqxx stays inside store/.
+// kiln's PostgreSQL database: the schema, creating runs, reading runs and events back, writing
+// batches of scheduler transitions, and the operator's changes of the HTTP API (pause, retry,
+// mark, cancel). libpqxx stays inside store/.
+//
+// Every transaction that appends events makes their ids visible in id order and notifies the
+// channel 'kiln_events' when it commits (EventListener, store/event_listener.h).
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -102,15 +108,83 @@ class Database {
   // One transaction: records the pipeline version, inserts the run (queued), its task rows
   // (pending, attempt 0) and a 'run_created' event. When the (pipeline, idempotency key) exists,
   // or a scheduled run for (pipeline, logical date) exists, returns that run with existing = true
-  // and writes nothing.
+  // and writes nothing. Safe under concurrent calls with the same key or date (also from other
+  // connections and daemons): exactly one run is created, every other call returns it.
+  // ErrorCode::kConflict "idempotency key 'K' was already used for run N with other params"
+  // when the key's run has other params (compared by name, whatever their order).
   Result<CreatedRun> CreateRun(const NewRun& run);
 
-  // A run with its task instances. ErrorCode::kNotFound when there is no such run.
+  // A run with its task instances. ErrorCode::kNotFound "run N not found".
   Result<RunRecord> GetRun(RunId id);
+  // Runs matching `filter`, newest (highest id) first, without their tasks. The limit is clamped
+  // to 1..100; `next` is set only when more matching runs exist (pass it as filter.before).
+  Result<RunPage> ListRuns(const RunFilter& filter);
+  // Runs of `pipeline` in state queued, oldest first, with params and tasks: those that waited
+  // while the pipeline was paused.
+  Result<std::vector<RunRecord>> QueuedRuns(const std::string& pipeline);
+  // The latest run (highest id) of every pipeline that has runs, with its state.
+  Result<std::map<std::string, std::pair<RunId, dag::RunState>>> LastRuns();
+
   // Every event of the run, oldest first.
   Result<std::vector<EventRecord>> ListEvents(RunId id);
+  // Events with id > filter.after of the filter's run and/or pipeline, oldest first, at most
+  // filter.limit (clamped to 1..10000). Event ids become visible in id order (a transaction that
+  // commits later never adds an id below one already visible), so a reader that resumes after
+  // the last id it saw misses nothing and sees nothing twice.
+  Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter);
+  // The highest event id so far, 0 when there are none. Every event committed later has a
+  // higher id: a stream that starts "with new events" starts after it.
+  Result<int64_t> LastEventId();
+
   // Every attempt of one task, first attempt first.
   Result<std::vector<AttemptRecord>> ListAttempts(RunId id, std::string_view task_id);
+  // One attempt. ErrorCode::kNotFound "run N task 'T' attempt K not found".
+  Result<AttemptRecord> GetAttempt(RunId id, std::string_view task_id, int attempt);
+
+  // The pause state set through SetPaused, by pipeline name. A pipeline without an entry
+  // follows its file's `paused`.
+  Result<std::map<std::string, bool>> PausedPipelines();
+  // Records the pause state of `pipeline` (whether or not it changes) and appends a
+  // 'pipeline_paused' or 'pipeline_unpaused' event (no run) naming `actor`. Does not check that
+  // the pipeline exists.
+  Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor);
+
+  // Appends one event of `kind` (e.g. "cancel_requested") for the run, with its pipeline;
+  // `detail_json` must be a JSON object ("{}" for none). ErrorCode::kNotFound "run N not found".
+  Status RecordEvent(std::string_view kind, RunId run, std::string_view actor,
+                     const std::string& detail_json);
+
+  // The store's part of re-running tasks of an ended run, in one transaction that locks the
+  // run: the named tasks go back to pending (their attempt number is kept: the next attempt is
+  // attempt + 1; exit code, signal, times, retry time and lease are cleared), the run goes back
+  // to queued (ended_at cleared, started_at kept), and a 'run_retried' event (from the old run
+  // state to queued, detail {"tasks": [...]}) names `actor`. Returns the run with its tasks.
+  // Errors: kNotFound "run N not found" / "run N has no task 'T'"; kConflict "run N is still
+  // <state>; wait for it to end or cancel it" while it is queued or running; kConflict "run N has
+  // nothing to re-run" when `tasks` is empty. `event_id`, when given, receives the id of the
+  // 'run_retried' event: a client following the run's events from there sees only this round.
+  Result<RunRecord> PrepareRetry(RunId run, std::span<const std::string> tasks,
+                                 std::string_view actor, int64_t* event_id = nullptr);
+
+  // Marks a task of an ended run by hand, in one transaction that locks the run: the task gets
+  // `state` (success or failed, else kInvalidArgument) and ended_at now, with a 'task_marked'
+  // event (from, to, detail {"reason": ...}, `actor`). Then `outcome` (called once, inside the
+  // transaction: keep it short and pure) gives the run's state from the run with the updated
+  // task; it must be an ended state. If it differs, the run takes it (ended_at kept) with a
+  // 'run_state' event. Returns the updated run with its tasks. Errors: kNotFound "run N not
+  // found" / "run N has no task 'T'"; kConflict "run N is still <state>; it has not ended".
+  Result<RunRecord> MarkTaskInEndedRun(
+      RunId run, const std::string& task, dag::TaskState state, const std::string& reason,
+      std::string_view actor, const std::function<dag::RunState(const RunRecord&)>& outcome);
+
+  // Ends a run that the database says is queued or running but that no live scheduler drives
+  // (left behind by a daemon that died), in one transaction that locks the run: every task that
+  // has not ended becomes cancelled (ended_at now, lease and retry time cleared; a running
+  // attempt's row becomes cancelled with ended_at and `reason`), then the run becomes cancelled,
+  // each with a 'task_state' / 'run_state' event (detail {"reason": reason}, `actor`). Returns
+  // false and changes nothing when the run has already ended. kNotFound "run N not found".
+  // Only for runs no scheduler drives: a live scheduler's later updates to them are fenced.
+  Result<bool> CancelOrphanedRun(RunId run, std::string_view actor, const std::string& reason);
 
   // Writes `batches` in order in ONE transaction with the fencing rules of scheduler/state_store.h:
   // every update also appends an event ('task_state' / 'run_state'); an update the rules refuse
@@ -122,6 +196,10 @@ class Database {
   // the attempt starts.
   Result<std::vector<FencedUpdate>> CommitBatches(std::span<const scheduler::Batch* const> batches,
                                                   std::string_view actor, Duration lease);
+
+  // Ok when the server answers a query (for readiness probes); kUnavailable when the
+  // connection is lost.
+  Status Ping();
 
   const std::string& redacted_url() const;
 

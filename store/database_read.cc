@@ -1,4 +1,5 @@
-// Database's read side: runs, events and attempts as records.
+// Database's read side: one run, events and attempts as records.
+#include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
@@ -11,33 +12,20 @@ namespace {
 
 using json = nlohmann::json;
 
+// The most events one ListEvents returns.
+constexpr int kMaxEvents = 10000;
+
 // A snapshot across the statements of one read.
 using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
-std::string RunQuery() {
-  return "SELECT pipeline, version_hash, trigger, " + EpochMs("logical_date") + ", " +
-         EpochMs("data_interval_start") + ", " + EpochMs("data_interval_end") +
-         ", params::text, state, idempotency_key, created_by, note, " + EpochMs("created_at") +
-         ", " + EpochMs("started_at") + ", " + EpochMs("ended_at") + " FROM runs WHERE id = $1";
+std::string EventColumns() {
+  return "id, " + EpochMs("at") +
+         ", run_id, pipeline, task_id, attempt, kind, from_state, to_state, actor, detail::text";
 }
 
-std::string TasksQuery() {
-  return "SELECT task_id, state, attempt, pool, priority, exit_code, signal, " +
-         EpochMs("started_at") + ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at") +
-         " FROM task_instances WHERE run_id = $1 ORDER BY position";
-}
-
-std::string EventsQuery() {
-  return "SELECT id, " + EpochMs("at") +
-         ", task_id, attempt, kind, from_state, to_state, actor, detail::text "
-         "FROM events WHERE run_id = $1 ORDER BY id";
-}
-
-std::string AttemptsQuery() {
-  return "SELECT attempt, state, log_path, lease_owner, " + EpochMs("started_at") + ", " +
-         EpochMs("ended_at") +
-         ", exit_code, signal, timed_out, cpu_ms, max_rss_kb, reason "
-         "FROM attempts WHERE run_id = $1 AND task_id = $2 ORDER BY attempt";
+std::string AttemptColumns() {
+  return "attempt, state, log_path, lease_owner, " + EpochMs("started_at") + ", " +
+         EpochMs("ended_at") + ", exit_code, signal, timed_out, cpu_ms, max_rss_kb, reason";
 }
 
 // The inverse of the jsonb that CreateRun writes.
@@ -65,6 +53,84 @@ Result<dag::TaskState> TaskState(const pqxx::field& f) {
   auto state = dag::ParseTaskState(f.c_str());
   if (!state) return Status::Error("unknown task state '" + std::string(f.c_str()) + "'");
   return *state;
+}
+
+EventRecord ReadEvent(const pqxx::row& row) {
+  EventRecord e;
+  e.id = row[0].as<int64_t>();
+  e.at = InstantFromMs(row[1].as<int64_t>());
+  if (auto run = Opt<int64_t>(row[2])) e.run = RunId(*run);
+  e.pipeline = row[3].is_null() ? "" : row[3].as<std::string>();
+  e.task_id = Opt<std::string>(row[4]);
+  e.attempt = Opt<int>(row[5]);
+  e.kind = row[6].as<std::string>();
+  e.from_state = Opt<std::string>(row[7]);
+  e.to_state = Opt<std::string>(row[8]);
+  e.actor = row[9].as<std::string>();
+  e.detail = row[10].as<std::string>();
+  return e;
+}
+
+AttemptRecord ReadAttempt(RunId id, std::string_view task_id, const pqxx::row& row) {
+  AttemptRecord a;
+  a.run = id;
+  a.task_id = std::string(task_id);
+  a.attempt = row[0].as<int>();
+  a.state = row[1].as<std::string>();
+  a.log_path = row[2].as<std::string>();
+  a.lease_owner = row[3].as<std::string>();
+  a.started_at = InstantFromMs(row[4].as<int64_t>());
+  a.ended_at = OptInstant(row[5]);
+  a.exit_code = Opt<int>(row[6]);
+  a.signal = Opt<int>(row[7]);
+  a.timed_out = row[8].as<bool>();
+  if (auto cpu = Opt<int64_t>(row[9])) a.cpu = Duration(*cpu);
+  a.max_rss_kb = Opt<int64_t>(row[10]);
+  a.reason = row[11].as<std::string>();
+  return a;
+}
+
+// Events with id > filter.after matching the filter, oldest first, at most `limit` (none: all).
+// Planned per call with the values, the query reads one index range: events_by_run (run_id, id)
+// with a run, events_by_pipeline (pipeline, id) with a pipeline, else the primary key from
+// `after` (also chosen with a pipeline when few events follow `after`, as for a stream that has
+// caught up).
+std::vector<EventRecord> ReadEvents(pqxx::transaction_base& txn, const EventFilter& filter,
+                                    std::optional<int> limit) {
+  std::string sql = "SELECT " + EventColumns() + " FROM events WHERE id > $1::int8";
+  std::vector<std::string> params = {std::to_string(filter.after)};
+  if (filter.run) {
+    params.push_back(ToString(*filter.run));
+    sql += " AND run_id = $" + std::to_string(params.size()) + "::int8";
+  }
+  if (filter.pipeline) {
+    params.push_back(*filter.pipeline);
+    sql += " AND pipeline = $" + std::to_string(params.size());
+  }
+  sql += " ORDER BY id";
+  if (limit) {
+    params.push_back(std::to_string(*limit));
+    sql += " LIMIT $" + std::to_string(params.size()) + "::int8";
+  }
+  std::vector<EventRecord> events;
+  for (const pqxx::row& row : txn.exec_params(sql, pqxx::prepare::make_dynamic_params(params))) {
+    events.push_back(ReadEvent(row));
+  }
+  return events;
+}
+
+}  // namespace
+
+std::string RunColumns() {
+  return "pipeline, version_hash, trigger, " + EpochMs("logical_date") + ", " +
+         EpochMs("data_interval_start") + ", " + EpochMs("data_interval_end") +
+         ", params::text, state, idempotency_key, created_by, note, " + EpochMs("created_at") +
+         ", " + EpochMs("started_at") + ", " + EpochMs("ended_at");
+}
+
+std::string TaskColumns() {
+  return "task_id, state, attempt, pool, priority, exit_code, signal, " + EpochMs("started_at") +
+         ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at");
 }
 
 Result<TaskInstanceRecord> ReadTask(const pqxx::row& row) {
@@ -107,24 +173,31 @@ Result<RunRecord> ReadRun(RunId id, const pqxx::row& row) {
   return r;
 }
 
-}  // namespace
+Result<RunRecord> ReadRunWithTasks(pqxx::transaction_base& txn, RunId id, std::string_view what) {
+  pqxx::result runs =
+      txn.exec_params("SELECT " + RunColumns() + " FROM runs WHERE id = $1", Value(id));
+  if (runs.empty()) {
+    return Status::Error(ErrorCode::kNotFound, "run " + ToString(id) + " not found");
+  }
+  auto run = ReadRun(id, runs[0]);
+  if (!run.ok()) return Status::Error("database: " + std::string(what) + ": " + run.message());
+  // task_instances' primary key (run_id, task_id).
+  for (const pqxx::row& row : txn.exec_params(
+           "SELECT " + TaskColumns() + " FROM task_instances WHERE run_id = $1 ORDER BY position",
+           Value(id))) {
+    auto task = ReadTask(row);
+    if (!task.ok()) return Status::Error("database: " + std::string(what) + ": " + task.message());
+    run->tasks.push_back(std::move(task).value());
+  }
+  return run;
+}
 
 Result<RunRecord> Database::GetRun(RunId id) {
   const std::string what = "reading run " + ToString(id);
   try {
     ReadTxn txn(impl_->conn, "get_run");
-    pqxx::result runs = txn.exec_params(RunQuery(), Value(id));
-    if (runs.empty()) {
-      return Status::Error(ErrorCode::kNotFound, "run " + ToString(id) + " not found");
-    }
-    auto run = ReadRun(id, runs[0]);
-    if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
-    for (const pqxx::row& row : txn.exec_params(TasksQuery(), Value(id))) {
-      auto task = ReadTask(row);
-      if (!task.ok()) return Status::Error("database: " + what + ": " + task.message());
-      run->tasks.push_back(std::move(task).value());
-    }
-    txn.commit();
+    auto run = ReadRunWithTasks(txn, id, what);
+    if (run.ok()) txn.commit();
     return run;
   } catch (const std::exception& e) {
     return DbError(what, e);
@@ -134,24 +207,30 @@ Result<RunRecord> Database::GetRun(RunId id) {
 Result<std::vector<EventRecord>> Database::ListEvents(RunId id) {
   try {
     pqxx::nontransaction txn(impl_->conn, "list_events");
-    std::vector<EventRecord> events;
-    for (const pqxx::row& row : txn.exec_params(EventsQuery(), Value(id))) {
-      EventRecord e;
-      e.id = row[0].as<int64_t>();
-      e.at = InstantFromMs(row[1].as<int64_t>());
-      e.run = id;
-      e.task_id = Opt<std::string>(row[2]);
-      e.attempt = Opt<int>(row[3]);
-      e.kind = row[4].as<std::string>();
-      e.from_state = Opt<std::string>(row[5]);
-      e.to_state = Opt<std::string>(row[6]);
-      e.actor = row[7].as<std::string>();
-      e.detail = row[8].as<std::string>();
-      events.push_back(std::move(e));
-    }
-    return events;
+    EventFilter filter;
+    filter.run = id;
+    return ReadEvents(txn, filter, std::nullopt);
   } catch (const std::exception& e) {
     return DbError("reading the events of run " + ToString(id), e);
+  }
+}
+
+Result<std::vector<EventRecord>> Database::ListEvents(const EventFilter& filter) {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "list_events");
+    return ReadEvents(txn, filter, std::clamp(filter.limit, 1, kMaxEvents));
+  } catch (const std::exception& e) {
+    return DbError("reading events after " + std::to_string(filter.after), e);
+  }
+}
+
+Result<int64_t> Database::LastEventId() {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "last_event_id");
+    // The primary key's last entry.
+    return txn.exec1("SELECT coalesce(max(id), 0) FROM events")[0].as<int64_t>();
+  } catch (const std::exception& e) {
+    return DbError("reading the last event id", e);
   }
 }
 
@@ -159,28 +238,33 @@ Result<std::vector<AttemptRecord>> Database::ListAttempts(RunId id, std::string_
   try {
     pqxx::nontransaction txn(impl_->conn, "list_attempts");
     std::vector<AttemptRecord> attempts;
-    for (const pqxx::row& row : txn.exec_params(AttemptsQuery(), Value(id), std::string(task_id))) {
-      AttemptRecord a;
-      a.run = id;
-      a.task_id = std::string(task_id);
-      a.attempt = row[0].as<int>();
-      a.state = row[1].as<std::string>();
-      a.log_path = row[2].as<std::string>();
-      a.lease_owner = row[3].as<std::string>();
-      a.started_at = InstantFromMs(row[4].as<int64_t>());
-      a.ended_at = OptInstant(row[5]);
-      a.exit_code = Opt<int>(row[6]);
-      a.signal = Opt<int>(row[7]);
-      a.timed_out = row[8].as<bool>();
-      if (auto cpu = Opt<int64_t>(row[9])) a.cpu = Duration(*cpu);
-      a.max_rss_kb = Opt<int64_t>(row[10]);
-      a.reason = row[11].as<std::string>();
-      attempts.push_back(std::move(a));
+    for (const pqxx::row& row : txn.exec_params("SELECT " + AttemptColumns() +
+                                                    " FROM attempts WHERE run_id = $1 AND "
+                                                    "task_id = $2 ORDER BY attempt",
+                                                Value(id), std::string(task_id))) {
+      attempts.push_back(ReadAttempt(id, task_id, row));
     }
     return attempts;
   } catch (const std::exception& e) {
     return DbError(
         "reading the attempts of run " + ToString(id) + " task '" + std::string(task_id) + "'", e);
+  }
+}
+
+Result<AttemptRecord> Database::GetAttempt(RunId id, std::string_view task_id, int attempt) {
+  const std::string subject = "run " + ToString(id) + " task '" + std::string(task_id) +
+                              "' attempt " + std::to_string(attempt);
+  try {
+    pqxx::nontransaction txn(impl_->conn, "get_attempt");
+    // attempts' primary key.
+    pqxx::result rows = txn.exec_params("SELECT " + AttemptColumns() +
+                                            " FROM attempts WHERE run_id = $1 AND task_id = $2 "
+                                            "AND attempt = $3",
+                                        Value(id), std::string(task_id), attempt);
+    if (rows.empty()) return Status::Error(ErrorCode::kNotFound, subject + " not found");
+    return ReadAttempt(id, task_id, rows[0]);
+  } catch (const std::exception& e) {
+    return DbError("reading " + subject, e);
   }
 }
 

@@ -125,8 +125,28 @@ CREATE TABLE daemons (
 );
 )sql";
 
+// Version 2: what the v1 HTTP API needs (docs/api.md).
+// - events.pipeline, so that an event stream filtered by pipeline reads one index range; filled
+//   for existing rows from their runs (fenced updates of unknown runs keep NULL). Pipeline events
+//   (pause, unpause) have no run but do have a pipeline.
+// - pipelines: the pause state set through the API, which overrides the file's `paused`. A
+//   pipeline without a row follows its file.
+constexpr std::string_view kApiSchema = R"sql(
+ALTER TABLE events ADD COLUMN pipeline text;
+UPDATE events SET pipeline = runs.pipeline FROM runs WHERE events.run_id = runs.id;
+CREATE INDEX events_by_pipeline ON events (pipeline, id);
+
+CREATE TABLE pipelines (
+  name       text PRIMARY KEY,
+  paused     boolean NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  updated_by text NOT NULL DEFAULT ''
+);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
+    {2, "api: event pipelines, pause state", kApiSchema},
 };
 
 }  // namespace

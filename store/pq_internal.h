@@ -39,6 +39,10 @@ struct DatabaseImpl {
 // Collapses runs of whitespace (libpq messages span lines) into single spaces and trims.
 std::string OneLine(std::string_view text);
 
+// A failed connection to `url`: "<redacted url>: <one-line message without the password>",
+// ErrorCode::kUnavailable.
+Status ConnectError(const std::string& url, const std::exception& e);
+
 // "database: <what>: <one-line message>". A lost connection maps to ErrorCode::kUnavailable.
 Status DbError(std::string_view what, const std::exception& e);
 
@@ -58,7 +62,27 @@ std::optional<T> Opt(const pqxx::field& f) {
   return f.as<T>();
 }
 
-// The prepared statements of store/batch_commit.cc, registered on every connection.
+// 'kiln_evt' as an integer: the advisory lock that makes event ids visible in id order.
+inline constexpr int64_t kEventOrderLock = 0x6b696c6e5f657674;
+
+// Takes the event-order lock and queues a notification on 'kiln_events' (see store/database.cc
+// for why). Every transaction that inserts events calls it before its first event insert, and
+// before it locks rows of runs or task_instances.
+void LockEventOrder(pqxx::transaction_base& txn);
+
+// The columns of a runs row that ReadRun reads, in its order (14 columns, no id).
+std::string RunColumns();
+Result<RunRecord> ReadRun(RunId id, const pqxx::row& row);
+// The columns of a task_instances row that ReadTask reads, in its order (10 columns).
+std::string TaskColumns();
+Result<TaskInstanceRecord> ReadTask(const pqxx::row& row);
+// The run with its tasks as `txn` sees it. ErrorCode::kNotFound "run N not found"; a row that
+// cannot be read gives "database: <what>: ...".
+Result<RunRecord> ReadRunWithTasks(pqxx::transaction_base& txn, RunId id, std::string_view what);
+
+// The prepared statements of store/batch_commit.cc and store/database_api.cc, registered on
+// every connection.
 void RegisterBatchStatements(DatabaseImpl& impl);
+void RegisterApiStatements(DatabaseImpl& impl);
 
 }  // namespace kiln::store

@@ -13,14 +13,15 @@ TEST_CASE("migrations create the schema once") {
   REQUIRE(db.ok());
   REQUIRE((*db)->Migrate().ok());
   CHECK(t.Rows("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1") ==
-        Rows{"attempts", "daemons", "events", "pipeline_versions", "runs", "schema_migrations",
-             "task_instances"});
-  CHECK(t.Rows("SELECT version, name FROM schema_migrations") == Rows{"1|initial schema"});
+        Rows{"attempts", "daemons", "events", "pipeline_versions", "pipelines", "runs",
+             "schema_migrations", "task_instances"});
+  CHECK(t.Rows("SELECT version, name FROM schema_migrations ORDER BY 1") ==
+        Rows{"1|initial schema", "2|api: event pipelines, pause state"});
   CHECK(t.One("SELECT count(*) FROM pg_indexes WHERE indexname = 'task_instances_active' AND "
               "indexdef LIKE '%WHERE (state = ANY%'") == "1");
 
   REQUIRE((*db)->Migrate().ok());
-  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "1");
+  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "2");
 }
 
 TEST_CASE("concurrent migrations from two connections both succeed") {
@@ -36,7 +37,7 @@ TEST_CASE("concurrent migrations from two connections both succeed") {
   tb.join();
   CHECK(sa.message() == "");
   CHECK(sb.message() == "");
-  CHECK(t.Rows("SELECT version FROM schema_migrations") == Rows{"1"});
+  CHECK(t.Rows("SELECT version FROM schema_migrations ORDER BY 1") == Rows{"1", "2"});
 }
 
 TEST_CASE("a schema newer than this kiln is refused") {
@@ -46,7 +47,7 @@ TEST_CASE("a schema newer than this kiln is refused") {
   Status s = db->Migrate();
   CHECK(s.code() == ErrorCode::kConflict);
   CHECK(s.message() ==
-        "database: schema version 99 is newer than this kiln knows (1); upgrade kiln or point it "
+        "database: schema version 99 is newer than this kiln knows (2); upgrade kiln or point it "
         "at another database");
 }
 
@@ -83,10 +84,10 @@ TEST_CASE("CreateRun writes the run, its tasks and one event") {
         Rows{id + "|prepare|0|pending|0|default|0|NULL|NULL|NULL|NULL|NULL",
              id + "|train|1|pending|0|gpu|5|NULL|NULL|NULL|NULL|NULL",
              id + "|evaluate|2|pending|0|default|0|NULL|NULL|NULL|NULL|NULL"});
-  CHECK(t.Rows("SELECT run_id, task_id, attempt, kind, from_state, to_state, actor, detail::text, "
-               "at = (SELECT created_at FROM runs) FROM events") ==
-        Rows{id +
-             R"(|NULL|NULL|run_created|NULL|queued|tester|{"tasks": 3, "trigger": "manual"}|t)"});
+  CHECK(t.Rows("SELECT run_id, pipeline, task_id, attempt, kind, from_state, to_state, actor, "
+               "detail::text, at = (SELECT created_at FROM runs) FROM events") ==
+        Rows{id + "|train|NULL|NULL|run_created|NULL|queued|tester|"
+                  R"({"tasks": 3, "trigger": "manual"}|t)"});
   CHECK(t.One("SELECT count(*) FROM attempts") == "0");
 
   auto record = db->GetRun(created->id);

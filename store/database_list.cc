@@ -1,0 +1,137 @@
+// Database's listings: pages of runs, queued runs, the latest run of each pipeline, pause states.
+#include <algorithm>
+
+#include "store/database.h"
+#include "store/pq_internal.h"
+
+namespace kiln::store {
+
+namespace {
+
+// The most runs one ListRuns returns.
+constexpr int kMaxRuns = 100;
+
+// A snapshot across the statements of one read.
+using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
+}  // namespace
+
+Result<RunPage> Database::ListRuns(const RunFilter& filter) {
+  const int limit = std::clamp(filter.limit, 1, kMaxRuns);
+  // Newest first, stopping after limit + 1 rows (the extra one says whether a next page
+  // exists). With a pipeline this walks runs_by_pipeline (pipeline, id DESC) from the cursor,
+  // else the primary key backwards; the other conditions filter the rows walked.
+  std::vector<std::string> params;
+  std::string where;
+  // Parameters are sent as text; `cast` says what they are where the planner cannot tell.
+  auto add = [&](std::string_view condition, std::string value, std::string_view cast = "") {
+    params.push_back(std::move(value));
+    where += (where.empty() ? " WHERE " : " AND ") + std::string(condition) + " $" +
+             std::to_string(params.size()) + std::string(cast);
+  };
+  if (filter.pipeline) add("pipeline =", *filter.pipeline);
+  if (filter.state) add("state =", std::string(dag::Name(*filter.state)));
+  if (filter.created_after) add("created_at >=", TimeParam(*filter.created_after), "::timestamptz");
+  if (filter.created_before)
+    add("created_at <", TimeParam(*filter.created_before), "::timestamptz");
+  if (filter.before) add("id <", ToString(*filter.before), "::int8");
+  const std::string sql = "SELECT " + RunColumns() + ", id FROM runs" + where +
+                          " ORDER BY id DESC LIMIT " + std::to_string(limit + 1);
+  try {
+    pqxx::nontransaction txn(impl_->conn, "list_runs");
+    pqxx::result rows = txn.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
+    RunPage page;
+    for (const pqxx::row& row : rows) {
+      if (page.runs.size() == static_cast<size_t>(limit)) {
+        page.next = page.runs.back().id;
+        break;
+      }
+      auto run = ReadRun(RunId(row[14].as<int64_t>()), row);
+      if (!run.ok()) return Status::Error("database: listing runs: " + run.message());
+      page.runs.push_back(std::move(run).value());
+    }
+    return page;
+  } catch (const std::exception& e) {
+    return DbError("listing runs", e);
+  }
+}
+
+Result<std::vector<RunRecord>> Database::QueuedRuns(const std::string& pipeline) {
+  const std::string what = "listing the queued runs of '" + pipeline + "'";
+  try {
+    ReadTxn txn(impl_->conn, "queued_runs");
+    // runs_active (pipeline, id) WHERE state IN ('queued', 'running'), which state = 'queued'
+    // implies.
+    const std::string queued = "FROM runs WHERE pipeline = $1 AND state = 'queued'";
+    std::vector<RunRecord> runs;
+    for (const pqxx::row& row :
+         txn.exec_params("SELECT " + RunColumns() + ", id " + queued + " ORDER BY id", pipeline)) {
+      auto run = ReadRun(RunId(row[14].as<int64_t>()), row);
+      if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
+      runs.push_back(std::move(run).value());
+    }
+    // Their tasks, by run then position (task_instances' primary key per run).
+    size_t i = 0;
+    for (const pqxx::row& row : txn.exec_params("SELECT " + TaskColumns() +
+                                                    ", run_id FROM task_instances WHERE run_id "
+                                                    "IN (SELECT id " +
+                                                    queued + ") ORDER BY run_id, position",
+                                                pipeline)) {
+      const auto run = RunId(row[10].as<int64_t>());
+      while (i < runs.size() && runs[i].id != run) ++i;
+      if (i == runs.size()) break;  // cannot happen: same snapshot, same order
+      auto task = ReadTask(row);
+      if (!task.ok()) return Status::Error("database: " + what + ": " + task.message());
+      runs[i].tasks.push_back(std::move(task).value());
+    }
+    txn.commit();
+    return runs;
+  } catch (const std::exception& e) {
+    return DbError(what, e);
+  }
+}
+
+Result<std::map<std::string, std::pair<RunId, dag::RunState>>> Database::LastRuns() {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "last_runs");
+    // A skip scan of runs_by_pipeline (pipeline, id DESC): its first entry is the latest run of
+    // the first pipeline; each step jumps to the first entry of the next pipeline. One index
+    // probe per pipeline, whatever the history; no other index gives this order, so the planner
+    // cannot fall back to walking runs.
+    pqxx::result rows = txn.exec(R"sql(
+WITH RECURSIVE last AS (
+  (SELECT pipeline, id, state FROM runs ORDER BY pipeline, id DESC LIMIT 1)
+  UNION ALL
+  SELECT next.* FROM last, LATERAL (
+    SELECT pipeline, id, state FROM runs WHERE runs.pipeline > last.pipeline
+    ORDER BY pipeline, id DESC LIMIT 1) AS next)
+SELECT pipeline, id, state FROM last)sql");
+    std::map<std::string, std::pair<RunId, dag::RunState>> last;
+    for (const pqxx::row& row : rows) {
+      auto state = dag::ParseRunState(row[2].c_str());
+      if (!state) {
+        return Status::Error("database: reading the last runs: unknown run state '" +
+                             std::string(row[2].c_str()) + "'");
+      }
+      last.emplace(row[0].as<std::string>(), std::pair(RunId(row[1].as<int64_t>()), *state));
+    }
+    return last;
+  } catch (const std::exception& e) {
+    return DbError("reading the last runs", e);
+  }
+}
+
+Result<std::map<std::string, bool>> Database::PausedPipelines() {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "paused_pipelines");
+    std::map<std::string, bool> paused;
+    for (const pqxx::row& row : txn.exec("SELECT name, paused FROM pipelines")) {
+      paused.emplace(row[0].as<std::string>(), row[1].as<bool>());
+    }
+    return paused;
+  } catch (const std::exception& e) {
+    return DbError("reading the paused pipelines", e);
+  }
+}
+
+}  // namespace kiln::store

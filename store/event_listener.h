@@ -1,0 +1,44 @@
+// Wakes a reader of the event stream when events were committed: a connection of its own that
+// LISTENs on 'kiln_events', which every transaction that appends events notifies at commit
+// (store/database.h). libpqxx stays inside store/.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace kiln::store {
+
+struct EventListenerImpl;  // store/event_listener.cc
+
+// Use: Connect() first, then read the events (Database::ListEvents after the last id seen),
+// then Wait(), read again, and so on. An event committed after Connect() returns always wakes a
+// later Wait() (or the one in progress), so nothing committed between a read and the next Wait()
+// is slept through. Notifications carry nothing: they only say "read again". Several commits may
+// wake one Wait().
+//
+// Thread safety: none; one listener per thread (or per stream multiplexer). Ownership: owns its
+// connection, closed by the destructor.
+class EventListener {
+ public:
+  // Opens a connection to `url` and starts listening. Errors as Database::Connect: one line
+  // naming the redacted URL, ErrorCode::kUnavailable. Never throws.
+  static Result<std::unique_ptr<EventListener>> Connect(const std::string& url);
+  ~EventListener();
+  EventListener(const EventListener&) = delete;
+  EventListener& operator=(const EventListener&) = delete;
+
+  // Blocks until a notification arrives (true) or `timeout` passes (false); returns at once
+  // when notifications arrived since the last call. A lost connection gives
+  // ErrorCode::kUnavailable "database: waiting for events: ...", then and on every later call:
+  // Connect() a new listener (and read the events again: some may have been missed).
+  Result<bool> Wait(std::chrono::milliseconds timeout);
+
+ private:
+  explicit EventListener(std::unique_ptr<EventListenerImpl> impl);
+  std::unique_ptr<EventListenerImpl> impl_;
+};
+
+}  // namespace kiln::store
