@@ -110,6 +110,19 @@ std::vector<Ticket> PoolQueue::RemoveRun(RunId run) {
   return out;
 }
 
+bool PoolQueue::Remove(RunId run, TaskId task) {
+  for (auto& [name, pool] : pools_) {
+    auto it = std::find_if(pool.heap.begin(), pool.heap.end(), [&](const Entry& e) {
+      return e.ticket.run == run && e.ticket.task == task;
+    });
+    if (it == pool.heap.end()) continue;
+    pool.heap.erase(it);
+    std::make_heap(pool.heap.begin(), pool.heap.end(), StartsAfter<Entry>);
+    return true;
+  }
+  return false;
+}
+
 int PoolQueue::waiting(const std::string& pool) const {
   auto it = pools_.find(pool);
   return it == pools_.end() ? 0 : static_cast<int>(it->second.heap.size());

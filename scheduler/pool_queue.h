@@ -42,8 +42,11 @@ class PoolQueue {
   // Drops queued tickets of a run (cancel); returns them in arrival order. Slots of its tickets
   // already taken stay in use until Release.
   std::vector<Ticket> RemoveRun(RunId run);
+  // Drops the queued ticket of one task (a task marked by hand while it waited); false when it is
+  // not queued. O(queued tickets): for rare operator actions, not per completion.
+  bool Remove(RunId run, TaskId task);
 
-  // Queued tickets / slots in use of a pool; 0 for an unknown pool.
+  // Queued tickets / slots in use of a pool; 0 for an unknown pool. O(log pools), no scan.
   int waiting(const std::string& pool) const;
   int in_use(const std::string& pool) const;
   int running() const { return running_; }

@@ -1,5 +1,7 @@
 #include "scheduler/run_plan.h"
 
+#include <utility>
+
 #include "common/status.h"
 
 namespace kiln::scheduler {
@@ -7,20 +9,86 @@ namespace kiln::scheduler {
 using dag::Decision;
 using dag::TaskState;
 
-RunPlan::RunPlan(const dag::Pipeline& pipeline)
-    : pipeline_(pipeline),
-      states_(pipeline.dag.size(), TaskState::kPending),
-      counts_(pipeline.dag.size()),
-      released_(pipeline.dag.size(), false),
-      unfinished_(pipeline.dag.size()) {
-  for (size_t i = 0; i < counts_.size(); ++i) {
-    counts_[i].total = static_cast<int>(pipeline.dag.upstream(static_cast<TaskId>(i)).size());
+namespace {
+
+// The upstream that explains a decision made without a single deciding end (see
+// TakeInitialChanges in the header).
+TaskId ExplainingUpstream(const dag::Dag& dag, const std::vector<TaskState>& states, TaskId task,
+                          Decision decision) {
+  auto ups = dag.upstream(task);
+  KILN_CHECK(!ups.empty());
+  auto first = [&](auto matches) -> const TaskId* {
+    for (const TaskId& up : ups) {
+      if (matches(states[Index(up)])) return &up;
+    }
+    return nullptr;
+  };
+  const TaskId* found = nullptr;
+  if (decision == Decision::kUpstreamFailed) {
+    found = first([](TaskState s) {
+      return s == TaskState::kFailed || s == TaskState::kUpstreamFailed ||
+             s == TaskState::kCancelled;
+    });
+  } else {
+    found = first([](TaskState s) { return s == TaskState::kSkipped; });
+    if (found == nullptr) found = first([](TaskState s) { return s == TaskState::kSuccess; });
   }
-  for (TaskId root : pipeline.dag.roots()) {
-    released_[Index(root)] = true;
-    ready_.push_back(root);
+  return found != nullptr ? *found : ups.front();
+}
+
+}  // namespace
+
+RunPlan::RunPlan(const dag::Pipeline& pipeline)
+    : RunPlan(pipeline, std::vector<TaskState>(pipeline.dag.size(), TaskState::kPending)) {}
+
+RunPlan::RunPlan(const dag::Pipeline& pipeline, const std::vector<TaskState>& initial_states)
+    : pipeline_(pipeline),
+      states_(initial_states),
+      counts_(pipeline.dag.size()),
+      released_(pipeline.dag.size(), false) {
+  const dag::Dag& dag = pipeline.dag;
+  KILN_CHECK(states_.size() == dag.size());
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    counts_[i].total = static_cast<int>(dag.upstream(static_cast<TaskId>(i)).size());
+  }
+  // Kept tasks: their ends count for their downstream, once, like any Finish.
+  for (size_t i = 0; i < states_.size(); ++i) {
+    const TaskState state = states_[i];
+    if (state == TaskState::kPending) {
+      ++unfinished_;
+      continue;
+    }
+    KILN_CHECK(dag::IsTerminal(state));
+    released_[i] = true;
+    for (TaskId down : dag.downstream(static_cast<TaskId>(i))) counts_[Index(down)].Add(state);
+  }
+  // Pending tasks in topological order: every upstream decided here is counted before its
+  // downstream is looked at, so one pass settles everything the kept states decide.
+  std::vector<bool> runs_now(states_.size(), false);
+  for (TaskId task : dag.topological_order()) {
+    const uint32_t i = Index(task);
+    if (released_[i]) continue;
+    const Decision decision = dag::Evaluate(pipeline.task(task).trigger_rule, counts_[i]);
+    if (decision == Decision::kWait) continue;
+    released_[i] = true;
+    if (decision == Decision::kRun) {
+      runs_now[i] = true;
+      continue;
+    }
+    const TaskState decided =
+        decision == Decision::kSkip ? TaskState::kSkipped : TaskState::kUpstreamFailed;
+    initial_changes_.push_back(
+        Change{task, decided, ExplainingUpstream(dag, states_, task, decision)});
+    states_[i] = decided;
+    --unfinished_;
+    for (TaskId down : dag.downstream(task)) counts_[Index(down)].Add(decided);
+  }
+  for (size_t i = 0; i < runs_now.size(); ++i) {
+    if (runs_now[i]) ready_.push_back(static_cast<TaskId>(i));
   }
 }
+
+std::vector<Change> RunPlan::TakeInitialChanges() { return std::exchange(initial_changes_, {}); }
 
 std::vector<TaskId> RunPlan::TakeReady() {
   std::vector<TaskId> out;
@@ -108,6 +176,40 @@ dag::RunState RunPlan::Outcome() const {
     }
   }
   return failed ? dag::RunState::kFailed : dag::RunState::kSuccess;
+}
+
+std::vector<TaskId> TasksToRetry(const dag::Pipeline& pipeline,
+                                 const std::vector<TaskState>& states, std::optional<TaskId> from) {
+  const dag::Dag& dag = pipeline.dag;
+  KILN_CHECK(states.size() == dag.size());
+  std::vector<bool> chosen(dag.size(), false);
+  std::vector<TaskId> worklist;
+  auto choose = [&](TaskId task) {
+    if (chosen[Index(task)]) return;
+    chosen[Index(task)] = true;
+    worklist.push_back(task);
+  };
+  if (from) {
+    KILN_CHECK(Index(*from) < dag.size());
+    choose(*from);
+  }
+  for (size_t i = 0; i < states.size(); ++i) {
+    const TaskState state = states[i];
+    const bool failed_like = state == TaskState::kFailed || state == TaskState::kUpstreamFailed ||
+                             state == TaskState::kCancelled;
+    if (!dag::IsTerminal(state) || (!from && failed_like)) choose(static_cast<TaskId>(i));
+  }
+  // Each chosen task is expanded once: O(tasks + edges) for the whole closure.
+  while (!worklist.empty()) {
+    const TaskId task = worklist.back();
+    worklist.pop_back();
+    for (TaskId down : dag.downstream(task)) choose(down);
+  }
+  std::vector<TaskId> out;
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    if (chosen[i]) out.push_back(static_cast<TaskId>(i));
+  }
+  return out;
 }
 
 }  // namespace kiln::scheduler

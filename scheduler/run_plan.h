@@ -3,6 +3,7 @@
 // plus the tasks it decides; nothing ever rescans the whole graph.
 #pragma once
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,21 @@ class RunPlan {
  public:
   // All tasks pending; roots are ready. The pipeline must outlive the plan.
   explicit RunPlan(const dag::Pipeline& pipeline);
+  // Resumes an ended run (a retry). `initial_states` has one state per task (KILN_CHECKed):
+  // kPending = run it again; a terminal state = keep it. A kept task counts as a finished upstream
+  // with its state, is never returned by TakeReady, never re-decided, and nothing is reported for
+  // it; any other state is a bug (KILN_CHECKed). Pending tasks whose rule the kept upstreams
+  // already decide are settled here: "run" ones are returned by the first TakeReady (in file
+  // order), skipped / upstream_failed ones are returned once by TakeInitialChanges(). Costs
+  // O(tasks + edges) once. All-pending states give the same plan as the constructor above.
+  RunPlan(const dag::Pipeline& pipeline, const std::vector<dag::TaskState>& initial_states);
+
+  // The pending tasks the constructor ended skipped / upstream_failed (and those their ends
+  // decided in turn), in topological order, each returned once; empty for a fresh plan. Their
+  // `cause` is the upstream that explains the decision: for upstream_failed the first failed,
+  // upstream_failed or cancelled upstream; for skipped the first skipped upstream, else the first
+  // successful one, else the first upstream (upstreams in `needs` order).
+  std::vector<Change> TakeInitialChanges();
 
   // Tasks whose trigger rule now says "run", each returned once, in the order they became ready
   // (roots in file order). The caller moves them to queued/running with SetState.
@@ -56,8 +72,22 @@ class RunPlan {
   std::vector<dag::UpstreamCounts> counts_;
   std::vector<bool> released_;  // returned by TakeReady or decided
   std::vector<TaskId> ready_;
+  std::vector<Change> initial_changes_;
   size_t unfinished_ = 0;
   bool cancelled_ = false;
 };
+
+// Which tasks of an ended run a retry runs again (the store resets them to pending and hands the
+// run back with the others kept: RunContext::initial_states). `states` has one state per task
+// (KILN_CHECKed), as the run left them.
+//   from == nullopt ("failed"): failed, upstream_failed and cancelled tasks and everything
+//     downstream of them; successes and skips not downstream of those are kept.
+//   from == T: T and everything downstream of it, whatever their states.
+// A task that never ended (pending, queued, running, up_for_retry: none in an ended run) is
+// re-run in either mode, with its downstream, so that every kept task has ended. Returns the
+// tasks in pipeline (file) order; empty when there is nothing to re-run. O(tasks + edges).
+std::vector<TaskId> TasksToRetry(const dag::Pipeline& pipeline,
+                                 const std::vector<dag::TaskState>& states,
+                                 std::optional<TaskId> from);
 
 }  // namespace kiln::scheduler

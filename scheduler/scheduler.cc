@@ -16,23 +16,44 @@ namespace kiln::scheduler {
 namespace asio = boost::asio;
 using dag::TaskState;
 
+namespace {
+
+double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
 struct Scheduler::Run {
-  Run(RunContext c) : ctx(std::move(c)), plan(*ctx.pipeline) {
+  explicit Run(RunContext c)
+      : ctx(std::move(c)),
+        plan(ctx.initial_states.empty() ? RunPlan(*ctx.pipeline)
+                                        : RunPlan(*ctx.pipeline, ctx.initial_states)) {
     size_t n = ctx.pipeline->dag.size();
-    attempts.assign(n, 0);
+    KILN_CHECK(ctx.initial_attempts.empty() || ctx.initial_attempts.size() == n);
+    attempts = ctx.initial_attempts.empty() ? std::vector<int>(n, 0) : ctx.initial_attempts;
+    round_base = attempts;
     running.assign(n, false);
     launched.assign(n, false);
     tickets.resize(n);
     retry_timers.resize(n);
+    ready_at.resize(n);
   }
   const dag::Pipeline& pipeline() const { return *ctx.pipeline; }
 
+  // A mark waiting for a running attempt to exit.
+  struct Mark {
+    TaskState state;
+    std::string reason;
+  };
+
   RunContext ctx;
   RunPlan plan;
-  std::vector<int> attempts;    // last attempt number per task
-  std::vector<bool> running;    // holds slots: its start is recorded
-  std::vector<bool> launched;   // its process was started
-  std::vector<Ticket> tickets;  // the slots it holds while running
+  std::vector<int> attempts;      // last attempt number per task
+  std::vector<int> round_base;    // attempt number before this round's first (retries count on)
+  std::vector<Instant> ready_at;  // when the task became ready (for scheduling lag)
+  std::unordered_map<uint32_t, Mark> marks;  // by task index; rare
+  std::vector<bool> running;                 // holds slots: its start is recorded
+  std::vector<bool> launched;                // its process was started
+  std::vector<Ticket> tickets;               // the slots it holds while running
   std::vector<std::unique_ptr<asio::steady_timer>> retry_timers;
   size_t running_count = 0;
   bool cancelling = false;
@@ -72,7 +93,11 @@ void Scheduler::AddRun(RunContext context) {
     return;
   }
   Run& r = *it->second;
-  Record(RunUpdate{id, dag::RunState::kRunning, clock_.Now(), ""});
+  Instant now = clock_.Now();
+  Record(RunUpdate{id, dag::RunState::kRunning, now, ""});
+  // A retry: pending tasks that kept upstreams already decide end now (before any cancel, so
+  // that their rows are not left pending).
+  RecordDecided(r, r.plan.TakeInitialChanges(), now);
   if (stopping_) {
     CancelRun(id, stop_reason_);
     return;
@@ -126,7 +151,10 @@ void Scheduler::CancelRun(RunId run_id, const std::string& reason) {
 
 void Scheduler::Pump(Run& run) {
   for (auto ready = run.plan.TakeReady(); !ready.empty(); ready = run.plan.TakeReady()) {
+    // The upstream that decided them ended in this turn (or the run was just added).
+    Instant now = clock_.Now();
     for (TaskId task : ready) {
+      run.ready_at[Index(task)] = now;
       const dag::TaskSpec& spec = run.pipeline().task(task);
       Ticket ticket{run.ctx.id, task, spec.pool, spec.slots, spec.priority};
       if (auto why = pools_.Reject(ticket)) {
@@ -240,21 +268,35 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
   size_t i = Index(task);
   if (!run.running[i] || run.attempts[i] != attempt) return;  // fenced: not the current attempt
   run.running[i] = false;
+  if (run.launched[i]) --running_attempts_;
   run.launched[i] = false;
   --run.running_count;
   pools_.Release(run.tickets[i]);
+  if (outcome.started) {
+    metrics_.task_duration.Observe(
+        Seconds(std::max(outcome.ended_at - outcome.started_at, Duration(0))));
+  }
 
   const dag::TaskSpec& spec = run.pipeline().task(task);
   AttemptEnd end{outcome.exit_code, outcome.signal,     outcome.timed_out,      outcome.started_at,
                  outcome.cpu,       outcome.max_rss_kb, Describe(spec, outcome)};
-  if (run.plan.state(task) == TaskState::kCancelled) {
+  if (auto mark = run.marks.extract(i); !mark.empty()) {
+    // The operator's state and reason, not the outcome of the kill. Recorded even when the run
+    // was cancelled meanwhile: the mark was decided first.
+    Run::Mark m = std::move(mark.mapped());
+    end.reason = m.reason;
+    FinishTask(run, task, m.state, attempt, std::move(end), m.reason);
+    Pump(run);
+  } else if (run.plan.state(task) == TaskState::kCancelled) {
     end.reason = "cancelled";
     Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
                       end, std::nullopt, "run cancelled"});
   } else {
     TaskState state = Classify(spec, outcome);
-    if (state == TaskState::kFailed && !run.cancelling && ShouldRetry(spec.retry, attempt)) {
-      Duration delay = RetryDelay(spec.retry, attempt);
+    // Counted within this round: a retried run gives each re-run task its full budget again.
+    const int round_attempt = attempt - run.round_base[i];
+    if (state == TaskState::kFailed && !run.cancelling && ShouldRetry(spec.retry, round_attempt)) {
+      Duration delay = RetryDelay(spec.retry, round_attempt);
       Instant retry_at = clock_.Now() + delay;
       run.plan.SetState(task, TaskState::kUpForRetry);
       std::string reason = end.reason + "; retrying in " + FormatDuration(delay);
@@ -296,6 +338,11 @@ void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
   Instant now = clock_.Now();
   Record(TaskUpdate{run.ctx.id, p.task(task).id, attempt, state, now, std::nullopt, std::move(end),
                     std::nullopt, reason});
+  RecordDecided(run, changes, now);
+}
+
+void Scheduler::RecordDecided(Run& run, const std::vector<Change>& changes, Instant now) {
+  const dag::Pipeline& p = run.pipeline();
   for (const Change& c : changes) {
     std::string why =
         "upstream '" + p.task(c.cause).id + "' " + std::string(dag::Name(run.plan.state(c.cause)));
@@ -304,12 +351,89 @@ void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
   }
 }
 
+void Scheduler::MarkTask(RunId run_id, TaskId task, TaskState state, std::string reason,
+                         std::function<void(Status)> done) {
+  if (state != TaskState::kSuccess && state != TaskState::kFailed) {
+    Reply(std::move(done), Status::Error(ErrorCode::kInvalidArgument,
+                                         "mark state '" + std::string(dag::Name(state)) +
+                                             "' is not allowed: mark a task success or failed"));
+    return;
+  }
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) {
+    Reply(std::move(done),
+          Status::Error(ErrorCode::kNotFound, "run " + ToString(run_id) + " is not active"));
+    return;
+  }
+  Run& run = *it->second;
+  const size_t i = Index(task);
+  if (i >= run.pipeline().dag.size()) {
+    Reply(std::move(done),
+          Status::Error(ErrorCode::kNotFound,
+                        "run " + ToString(run_id) + " has no task #" + std::to_string(i)));
+    return;
+  }
+  const std::string& name = run.pipeline().task(task).id;
+  const TaskState current = run.plan.state(task);
+  if (dag::IsTerminal(current)) {
+    Reply(std::move(done), Status::Error(ErrorCode::kConflict,
+                                         "task '" + name + "' has already ended (" +
+                                             std::string(dag::Name(current)) +
+                                             "); mark it once the run has ended, or retry it"));
+    return;
+  }
+  if (run.running[i]) {
+    auto [mark, inserted] =
+        run.marks.try_emplace(static_cast<uint32_t>(i), Run::Mark{state, reason});
+    if (!inserted) {
+      Reply(std::move(done),
+            Status::Error(ErrorCode::kConflict, "task '" + name + "' is already being marked " +
+                                                    std::string(dag::Name(mark->second.state)) +
+                                                    "; its attempt is being stopped"));
+      return;
+    }
+    // Ends in OnAttemptExit; an attempt whose start is still being written is stopped when the
+    // start is durable (OnCommitted).
+    if (run.launched[i]) runner_.Kill(run_id, task);
+    Reply(std::move(done), Status::Ok());
+    return;
+  }
+  // Pending, queued or up_for_retry: nothing runs, so it ends now.
+  if (current == TaskState::kQueued) pools_.Remove(run_id, task);
+  run.retry_timers[i].reset();  // cancels a pending retry; OnRetryDue also checks the state
+  FinishTask(run, task, state, run.attempts[i], std::nullopt, reason);
+  Pump(run);
+  StartStartable();
+  Reply(std::move(done), Status::Ok());
+  MaybeFinishRun(run);  // may erase the run
+}
+
+void Scheduler::Reply(std::function<void(Status)> done, Status status) {
+  if (!done) return;
+  asio::post(io_, [done = std::move(done), status = std::move(status)]() mutable {
+    done(std::move(status));
+  });
+}
+
+MetricsSnapshot Scheduler::Metrics() const {
+  MetricsSnapshot snapshot = metrics_;
+  for (const auto& [pool, size] : pools_.sizes()) {
+    snapshot.pools[pool] =
+        PoolFigures{size, pools_.in_use(pool), static_cast<size_t>(pools_.waiting(pool))};
+  }
+  snapshot.active_runs = runs_.size();
+  snapshot.running_attempts = running_attempts_;
+  return snapshot;
+}
+
 void Scheduler::MaybeFinishRun(Run& run) {
   if (!run.plan.done() || run.running_count > 0) return;
   RunId id = run.ctx.id;
   dag::RunState outcome = run.plan.Outcome();
   Record(RunUpdate{id, outcome, clock_.Now(), ""});
+  finishing_.insert(id);
   Notify([this, id, outcome] {
+    finishing_.erase(id);
     if (observer_) observer_->OnRunFinished(id, outcome);
   });
   runs_.erase(id);
@@ -322,6 +446,8 @@ void Scheduler::Record(TaskUpdate update) {
 
 // Adds to the pending batch without scheduling a flush (Flush itself uses it).
 void Scheduler::Append(TaskUpdate update) {
+  if (dag::IsTerminal(update.state))
+    ++metrics_.tasks_finished[std::string(dag::Name(update.state))];
   auto it = observer_ ? runs_.find(update.run) : runs_.end();
   if (it != runs_.end()) {
     auto pipeline = it->second->ctx.pipeline;
@@ -336,6 +462,7 @@ void Scheduler::Append(TaskUpdate update) {
 }
 
 void Scheduler::Record(RunUpdate update) {
+  if (dag::IsTerminal(update.state)) ++metrics_.runs_finished[std::string(dag::Name(update.state))];
   pending_.runs.push_back(std::move(update));
   ScheduleFlush();
 }
@@ -375,11 +502,13 @@ void Scheduler::Flush() {
   pending_notes_.clear();
   // The batch is copied into the callback so that a failed commit can be retried unchanged.
   Batch copy = batch;
-  store_.Commit(std::move(copy), [this, alive = alive_, batch = std::move(batch),
+  Instant sent = clock_.Now();
+  store_.Commit(std::move(copy), [this, alive = alive_, sent, batch = std::move(batch),
                                   launches = std::move(launches),
                                   notes = std::move(notes)](Status status) mutable {
-    if (*alive)
-      OnCommitted(std::move(status), std::move(batch), std::move(launches), std::move(notes));
+    if (!*alive) return;
+    metrics_.commit_latency.Observe(Seconds(std::max(clock_.Now() - sent, Duration(0))));
+    OnCommitted(std::move(status), std::move(batch), std::move(launches), std::move(notes));
   });
 }
 
@@ -421,10 +550,10 @@ void Scheduler::OnCommitted(Status status, Batch batch, std::vector<Launch> laun
     Run& run = *it->second;
     size_t i = Index(l.task);
     if (!run.running[i] || run.attempts[i] != l.attempt) continue;
-    if (run.plan.state(l.task) == TaskState::kCancelled) {
-      // Cancelled while its start was being written: it never ran.
+    if (run.plan.state(l.task) == TaskState::kCancelled || run.marks.count(i) != 0) {
+      // Cancelled or marked while its start was being written: it never ran.
       AttemptOutcome never;
-      never.error = "cancelled before start";
+      never.error = run.marks.count(i) != 0 ? "marked before start" : "cancelled before start";
       OnAttemptExit(l.run, l.task, l.attempt, never);
       continue;
     }
@@ -436,6 +565,11 @@ void Scheduler::OnCommitted(Status status, Batch batch, std::vector<Launch> laun
       continue;
     }
     run.launched[i] = true;
+    ++running_attempts_;
+    if (l.attempt == run.round_base[i] + 1) {
+      metrics_.scheduling_lag.Observe(
+          Seconds(std::max(clock_.Now() - run.ready_at[i], Duration(0))));
+    }
     runner_.Start(std::move(request).value(), [this, alive = alive_, l](AttemptOutcome outcome) {
       if (*alive) OnAttemptExit(l.run, l.task, l.attempt, outcome);
     });

@@ -3,7 +3,8 @@
 // hand work over with boost::asio::post.
 //
 // The shape of one turn of the loop:
-//   an event arrives (run added, attempt exited, retry timer fired, commit finished, cancel)
+//   an event arrives (run added, attempt exited, retry timer fired, commit finished, cancel,
+//   mark)
 //     -> the pure core decides (RunPlan::Finish / TakeReady, PoolQueue::TakeStartable)
 //     -> every resulting transition is appended to the pending batch
 //   after the turn: the pending batch is committed in ONE transaction (group commit); while a
@@ -12,18 +13,23 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "common/ids.h"
+#include "common/status.h"
 #include "common/time.h"
 #include "dag/graph.h"
 #include "scheduler/clock.h"
+#include "scheduler/metrics.h"
 #include "scheduler/pool_queue.h"
+#include "scheduler/run_plan.h"
 #include "scheduler/state_store.h"
 #include "scheduler/task_runner.h"
 
@@ -54,6 +60,16 @@ struct RunContext {
   Instant data_interval_start{};
   Instant data_interval_end{};
   std::string triggered_by;  // id of the run whose success triggered this one, or empty
+
+  // A retry of an ended run (same id; the store has reset the chosen tasks to pending and the run
+  // to queued). One state per task: kPending = run it again; a terminal state = keep it as it
+  // ended (it counts as a finished upstream with that state and is never written). Empty = a
+  // fresh run, every task pending. See RunPlan's resuming constructor.
+  std::vector<dag::TaskState> initial_states;
+  // The latest attempt number per task (0 = never started); empty = all 0. Attempt numbers
+  // continue from there (the store fences a start on attempt - 1), and each re-run task gets its
+  // full retry budget again: retries count from the first attempt of this round.
+  std::vector<int> initial_attempts;
 };
 
 // Notifications, on the io_context thread, after the transition is durable.
@@ -74,8 +90,32 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   void SetObserver(Observer* observer) { observer_ = observer; }
-  // Takes over a run whose rows exist (state queued, tasks pending) and starts it.
+  // Takes over a run whose rows exist (state queued; tasks pending, or as `initial_states` says
+  // for a retry) and starts it. Sizes of initial_states / initial_attempts other than 0 or the
+  // number of tasks are a bug (KILN_CHECKed).
   void AddRun(RunContext context);
+  // True while `run` is active here: added and its end not yet recorded.
+  // Whether the run is driven here: added and not yet ended, or ended but its final state not
+  // yet committed.
+  bool IsActive(RunId run) const { return runs_.count(run) != 0 || finishing_.count(run) != 0; }
+  // Ends a task of an active run by hand with `state` (success or failed) and `reason`:
+  //   pending, queued or up_for_retry: it ends now (its queue place or retry timer is dropped)
+  //     and its downstream follow their trigger rules (marking success lets them run);
+  //   running: its attempt is killed, and once the process is gone the task ends with `state`
+  //     and `reason` (not the outcome of the kill), even if the run is cancelled meanwhile;
+  //     only then does its downstream move.
+  // `done` is called on the io_context thread, never from inside MarkTask, once the mark is
+  // decided (not necessarily committed), with:
+  //   Ok; kInvalidArgument "mark state 'skipped' is not allowed: mark a task success or failed";
+  //   kNotFound "run 7 is not active" (not here, or ended: the caller marks it in the store),
+  //   "run 7 has no task #9";
+  //   kConflict "task 'train' has already ended (failed); mark it once the run has ended, or
+  //   retry it", "task 'train' is already being marked success; its attempt is being stopped".
+  void MarkTask(RunId run, TaskId task, dag::TaskState state, std::string reason,
+                std::function<void(Status)> done);
+  // A copy of the operational figures: finish counters and histograms kept as transitions are
+  // recorded, pool gauges and counts read from counters (no scan of runs or tasks).
+  MetricsSnapshot Metrics() const;
   // Cancels a run: queued and pending tasks end cancelled, running attempts are killed and end
   // cancelled when their process is gone. Unknown or finished runs: no effect.
   void CancelRun(RunId run, const std::string& reason = "run cancelled");
@@ -100,6 +140,7 @@ class Scheduler {
   void OnRetryDue(RunId run_id, TaskId task);
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
                   std::optional<AttemptEnd> end, const std::string& reason);
+  void RecordDecided(Run& run, const std::vector<Change>& changes, Instant now);
   void MaybeFinishRun(Run& run);
   Result<LaunchRequest> BuildLaunch(const Run& run, TaskId task, int attempt) const;
   void MaybeShutdownDone();
@@ -113,6 +154,7 @@ class Scheduler {
   void OnCommitted(Status status, Batch batch, std::vector<Launch> launches,
                    std::vector<std::function<void()>> notes);
   void Notify(std::function<void()> note);
+  void Reply(std::function<void(Status)> done, Status status);
 
   boost::asio::io_context& io_;
   StateStore& store_;
@@ -122,6 +164,7 @@ class Scheduler {
   PoolQueue pools_;
   Observer* observer_ = nullptr;
   std::unordered_map<RunId, std::unique_ptr<Run>> runs_;
+  std::unordered_set<RunId> finishing_;  // ended; final state not yet committed
 
   std::vector<std::pair<RunId, TaskId>> newly_queued_;  // written at flush if still queued
   Batch pending_;
@@ -133,6 +176,8 @@ class Scheduler {
   bool flush_posted_ = false;
   bool commit_in_flight_ = false;
   std::shared_ptr<bool> alive_;
+  MetricsSnapshot metrics_;        // counters and histograms; gauges are filled in by Metrics()
+  uint64_t running_attempts_ = 0;  // attempts whose process was started and has not exited
 };
 
 }  // namespace kiln::scheduler

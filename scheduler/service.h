@@ -59,6 +59,7 @@ struct RetryRequest {
 struct RetryResult {
   RunId id{};
   std::vector<std::string> tasks;  // the tasks that run again, in pipeline order
+  int64_t event_id = 0;            // the 'run_retried' event: follow the run's events after it
 };
 
 struct MarkRequest {
@@ -113,12 +114,14 @@ class Service {
   virtual Result<LogChunk> ReadLog(RunId run, const std::string& task, int attempt, uint64_t offset,
                                    size_t max_bytes) = 0;
   // Blocks until the log may have grown past `offset` or the attempt may have ended, or until
-  // `timeout`. For following a log; returns at once when the service is stopping.
-  virtual void WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
+  // `timeout`. For following a log. Returns false (at once) when the service is stopping.
+  virtual bool WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
                           std::chrono::milliseconds timeout) = 0;
 
   // Events matching `filter`, oldest first.
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
+  // The id of the newest committed event (0 when none): where a stream of only new events starts.
+  virtual Result<int64_t> LastEventId() = 0;
   // Blocks until an event with id > `after` may exist, or until `timeout`. Returns false when
   // the service is stopping (streams should end).
   virtual bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) = 0;

@@ -174,3 +174,27 @@ TEST_CASE("counters of unknown pools are zero") {
   CHECK(queue.in_use("nope") == 0);
   CHECK(queue.sizes().at("default") == 2);
 }
+
+TEST_CASE("Remove drops one queued ticket and keeps the order of the rest") {
+  PoolQueue queue({{"default", 1}, {"gpu", 1}}, 0);
+  queue.Push(MakeTicket(0, "default", 1, 0));
+  queue.Push(MakeTicket(1, "default", 1, 3));
+  queue.Push(MakeTicket(2, "default", 1, 1));
+  queue.Push(MakeTicket(3, "gpu", 1, 0));
+  queue.Push(MakeTicket(1, "default", 1, 0, /*run=*/2));
+  CHECK(queue.Remove(RunId{1}, TaskId{1}));
+  CHECK_FALSE(queue.Remove(RunId{1}, TaskId{1}));  // no longer queued
+  CHECK_FALSE(queue.Remove(RunId{3}, TaskId{0}));  // never queued
+  CHECK(queue.waiting("default") == 3);
+  CHECK(queue.Remove(RunId{1}, TaskId{3}));
+  CHECK(queue.waiting("gpu") == 0);
+  std::vector<uint32_t> order;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<Ticket> started = queue.TakeStartable();
+    REQUIRE(started.size() == 1);
+    order.push_back(kiln::Index(started[0].task));
+    queue.Release(started[0]);
+  }
+  CHECK(order == std::vector<uint32_t>{2, 0, 1});  // priority 1, then arrival order
+  CHECK(queue.waiting("default") == 0);
+}

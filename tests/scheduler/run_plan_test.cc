@@ -430,3 +430,120 @@ TEST_CASE("a 10,000-task chain runs to success one task at a time") {
   CHECK(plan.done());
   CHECK(plan.Outcome() == RunState::kSuccess);
 }
+
+// Resuming an ended run (a retry): kept tasks count as finished upstreams, pending ones run.
+
+TEST_CASE("a resumed plan runs the pending tasks and never announces kept ones") {
+  auto pipeline = MakePipeline({{"a", {}}, {"b", {"a"}}, {"c", {"b"}}, {"d", {}}});
+  RunPlan plan(*pipeline, {TaskState::kSuccess, TaskState::kPending, TaskState::kPending,
+                           TaskState::kSuccess});
+  CHECK(plan.TakeInitialChanges().empty());
+  CHECK(plan.unfinished() == 2);
+  CHECK(plan.state(T(0)) == TaskState::kSuccess);
+  CHECK(plan.TakeReady() == Ids({1}));
+  CHECK(plan.TakeReady().empty());
+  CHECK(RunAndFinish(plan, T(1), TaskState::kSuccess).empty());
+  CHECK(plan.TakeReady() == Ids({2}));
+  CHECK(RunAndFinish(plan, T(2), TaskState::kSuccess).empty());
+  CHECK(plan.done());
+  CHECK(plan.Outcome() == RunState::kSuccess);
+}
+
+TEST_CASE("a resumed join waits for its pending upstream, counting the kept one") {
+  // 0 a, 1 b<-a, 2 c<-a, 3 d<-b,c: b kept, c re-runs.
+  auto pipeline = MakePipeline({{"a", {}}, {"b", {"a"}}, {"c", {"a"}}, {"d", {"b", "c"}}});
+  RunPlan plan(*pipeline, {TaskState::kSuccess, TaskState::kSuccess, TaskState::kPending,
+                           TaskState::kPending});
+  CHECK(plan.TakeReady() == Ids({2}));
+  CHECK(RunAndFinish(plan, T(2), TaskState::kSuccess).empty());
+  CHECK(plan.TakeReady() == Ids({3}));
+  RunAndFinish(plan, T(3), TaskState::kSuccess);
+  CHECK(plan.Outcome() == RunState::kSuccess);
+}
+
+TEST_CASE("a resumed task decided by kept upstreams ends at construction, transitively") {
+  // 0 a (kept failed), 1 b (kept success), 2 c<-b,a, 3 d<-c, 4 e (pending root)
+  auto pipeline = MakePipeline({{"a", {}}, {"b", {}}, {"c", {"b", "a"}}, {"d", {"c"}}, {"e", {}}});
+  RunPlan plan(*pipeline, {TaskState::kFailed, TaskState::kSuccess, TaskState::kPending,
+                           TaskState::kPending, TaskState::kPending});
+  std::vector<Change> changes = plan.TakeInitialChanges();
+  REQUIRE(changes.size() == 2);
+  // The cause is the upstream that explains it (a failed), not merely the last one listed.
+  CHECK(SameChange(changes[0], 2, TaskState::kUpstreamFailed, 0));
+  CHECK(SameChange(changes[1], 3, TaskState::kUpstreamFailed, 2));
+  CHECK(plan.TakeInitialChanges().empty());  // returned once
+  CHECK(plan.state(T(3)) == TaskState::kUpstreamFailed);
+  CHECK(plan.unfinished() == 1);
+  CHECK(plan.TakeReady() == Ids({4}));
+  CHECK(RunAndFinish(plan, T(4), TaskState::kSuccess).empty());
+  CHECK(plan.done());
+  CHECK(plan.Outcome() == RunState::kFailed);
+}
+
+TEST_CASE("a resumed skip names the upstream that explains it") {
+  SECTION("all_success after a kept skip") {
+    auto pipeline = MakePipeline({{"a", {}}, {"b", {}}, {"c", {"a", "b"}}});
+    RunPlan plan(*pipeline, {TaskState::kSuccess, TaskState::kSkipped, TaskState::kPending});
+    std::vector<Change> changes = plan.TakeInitialChanges();
+    REQUIRE(changes.size() == 1);
+    CHECK(SameChange(changes[0], 2, TaskState::kSkipped, 1));
+    CHECK(plan.Outcome() == RunState::kSuccess);
+  }
+  SECTION("all_failed after a kept success") {
+    auto pipeline =
+        MakePipeline({{"a", {}}, {"b", {}}, {"c", {"a", "b"}, TriggerRule::kAllFailed}});
+    RunPlan plan(*pipeline, {TaskState::kFailed, TaskState::kSuccess, TaskState::kPending});
+    std::vector<Change> changes = plan.TakeInitialChanges();
+    REQUIRE(changes.size() == 1);
+    CHECK(SameChange(changes[0], 2, TaskState::kSkipped, 1));
+  }
+}
+
+TEST_CASE("a resumed one_success runs at once on a kept success") {
+  // 0 slow (pending), 1 fast (kept success), 2 either<-slow,fast (one_success)
+  auto pipeline = MakePipeline(
+      {{"slow", {}}, {"fast", {}}, {"either", {"slow", "fast"}, TriggerRule::kOneSuccess}});
+  RunPlan plan(*pipeline, {TaskState::kPending, TaskState::kSuccess, TaskState::kPending});
+  CHECK(plan.TakeReady() == Ids({0, 2}));
+  CHECK(RunAndFinish(plan, T(0), TaskState::kFailed).empty());  // does not re-decide `either`
+  CHECK(plan.state(T(2)) == TaskState::kPending);
+  RunAndFinish(plan, T(2), TaskState::kSuccess);
+  CHECK(plan.Outcome() == RunState::kFailed);  // `slow` failed
+}
+
+TEST_CASE("a resumed plan with every task kept is done at once") {
+  auto pipeline = MakePipeline({{"a", {}}, {"b", {"a"}}});
+  RunPlan plan(*pipeline, {TaskState::kSuccess, TaskState::kCancelled});
+  CHECK(plan.done());
+  CHECK(plan.TakeReady().empty());
+  CHECK(plan.TakeInitialChanges().empty());
+  CHECK(plan.Outcome() == RunState::kCancelled);
+  // A report for a kept task changes nothing.
+  CHECK(plan.Finish(T(1), TaskState::kSuccess).empty());
+  CHECK(plan.state(T(1)) == TaskState::kCancelled);
+}
+
+TEST_CASE("an all-pending resumed plan is a fresh plan") {
+  auto pipeline =
+      MakePipeline({{"z", {}}, {"a", {}}, {"b", {"a"}}, {"c", {"z", "b"}, TriggerRule::kAllDone}});
+  RunPlan fresh(*pipeline);
+  RunPlan resumed(*pipeline, std::vector<TaskState>(4, TaskState::kPending));
+  CHECK(fresh.TakeReady() == Ids({0, 1}));
+  CHECK(resumed.TakeReady() == Ids({0, 1}));
+  CHECK(resumed.TakeInitialChanges().empty());
+  CHECK(resumed.unfinished() == 4);
+}
+
+TEST_CASE("a 10,000-task chain resumed halfway starts at the first pending task") {
+  constexpr uint32_t kTasks = 10000;
+  auto pipeline = MakePipeline(Chain(kTasks));
+  std::vector<TaskState> states(kTasks, TaskState::kPending);
+  for (uint32_t i = 0; i < kTasks / 2; ++i) states[i] = TaskState::kSuccess;
+  RunPlan plan(*pipeline, states);
+  CHECK(plan.unfinished() == kTasks / 2);
+  for (uint32_t i = kTasks / 2; i < kTasks; ++i) {
+    REQUIRE(plan.TakeReady() == Ids({i}));
+    REQUIRE(RunAndFinish(plan, T(i), TaskState::kSuccess).empty());
+  }
+  CHECK(plan.Outcome() == RunState::kSuccess);
+}
