@@ -21,6 +21,12 @@ Result<Duration> ParseDuration(std::string_view text);
 std::string FormatDuration(Duration d);
 // RFC 3339 in UTC with milliseconds when non-zero: 2026-11-29T01:51:15Z / 2026-11-29T01:51:15.250Z.
 std::string FormatRfc3339(Instant t);
+// The same, always with three fractional digits: 2026-11-29T01:51:15.000Z (the HTTP API's form).
+std::string FormatRfc3339Millis(Instant t);
+// Reads RFC 3339: "2026-11-29T04:10:45Z", "2026-11-29t04:10:45.123456+02:00" (T, t or a space
+// between date and time; Z, z or a +HH:MM/-HH:MM offset). Fractions finer than a millisecond are
+// truncated; leap seconds (:60) are refused. kInvalidArgument saying what is accepted.
+Result<Instant> ParseRfc3339(std::string_view text);
 Instant NowUtc();
 
 }  // namespace kiln

@@ -1,23 +1,39 @@
-// The HTTP server (cpp-httplib inside). Routes so far:
-//   GET  /healthz                          200 {"status":"ok"}  (no token)
-//   POST /api/v1/pipelines/{name}/runs     201 {"id":N,"pipeline":...}  body {"params":{...}}
-// Errors are {"error":{"code":"...","message":"..."}} with 400/404/409/413/415/503. POST bodies
-// must be JSON (Content-Type: application/json), nested at most 32 levels.
+// The HTTP server: the v1 API of docs/api.md over scheduler::Service (cpp-httplib inside).
+//
+// Every route but GET /healthz needs a token (web/auth.h): `Authorization: Bearer <secret>` or
+// the `kiln_session` cookie set by opening /?token=<secret>. Errors are
+// {"error":{"code":"...","message":"..."}} with the statuses of docs/api.md. Request bodies over
+// `max_body_bytes` get 413 before they are read; chunked request bodies get 411.
+//
+// Threads: requests are served on a pool of `threads + max_streams` threads; each open stream
+// (event stream, followed log) holds one of them, and at most `max_streams` are open at once
+// (503 beyond), so open streams never starve the rest of the API.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "scheduler/service.h"
+#include "web/auth.h"
 
 namespace kiln::web {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;
+  int port = 8080;  // 0 picks a free port
+  // Who may sign in. With none, every route but /healthz answers 401.
+  std::vector<Token> tokens;
   size_t max_body_bytes = 1 << 20;
-  int threads = 16;
+  int threads = 16;                     // for ordinary requests
+  int max_streams = 64;                 // event streams and followed logs open at once
+  std::chrono::seconds io_timeout{10};  // per read or write on a connection
+  std::chrono::seconds keep_alive{5};   // idle keep-alive connections are closed after this
+  // An event stream silent for this long gets a ": keep-alive" comment.
+  std::chrono::milliseconds stream_keep_alive{15000};
 };
 
 // Splits "HOST:PORT" (or "[v6]:PORT"); port 0 picks a free port.
@@ -28,14 +44,22 @@ class Server {
   // `service` must outlive the server.
   Server(scheduler::Service& service, ServerOptions options);
   ~Server();
-  // Binds; error names the address. Then Run() serves until Stop() (from any thread).
+  // Checks the tokens (CheckTokens) and binds; the error names the token or the address. Then
+  // Run() serves until Stop() (from any thread).
   Status Bind();
   int port() const;
   void Run();
   // Blocks until Run() accepts connections (or has returned); call before Stop() from another
   // thread.
   void WaitUntilReady() const;
+  // Stops accepting and makes Run() return. Open streams are cut off within about a second (they
+  // end cleanly when the service stops first: its waits then say so). The thread that called
+  // Run() must have returned from it before the server is destroyed.
   void Stop();
+
+  // Every route served, as (method, path template), e.g. ("GET", "/api/v1/runs/{id}"). The
+  // OpenAPI document at /api/v1/openapi.json describes exactly these.
+  static std::vector<std::pair<std::string, std::string>> Routes();
 
  private:
   struct Impl;

@@ -1,7 +1,8 @@
+#include "common/time.h"
+
 #include <catch2/catch.hpp>
 
 #include "common/sha256.h"
-#include "common/time.h"
 
 using namespace std::chrono_literals;
 
@@ -42,4 +43,60 @@ TEST_CASE("sha256 of known inputs") {
   CHECK(kiln::Sha256Hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   CHECK(kiln::Sha256Hex("abc") ==
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST_CASE("instants format with milliseconds for the API") {
+  kiln::Instant t{std::chrono::milliseconds(1795917075000)};
+  CHECK(kiln::FormatRfc3339Millis(t) == "2026-11-29T01:51:15.000Z");
+  CHECK(kiln::FormatRfc3339Millis(t + 250ms) == "2026-11-29T01:51:15.250Z");
+  CHECK(kiln::FormatRfc3339Millis(kiln::Instant{}) == "1970-01-01T00:00:00.000Z");
+}
+
+TEST_CASE("RFC 3339 parses UTC, offsets and fractions") {
+  kiln::Instant t{std::chrono::milliseconds(1795917075000)};
+  CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15Z").value() == t);
+  CHECK(kiln::ParseRfc3339("2026-11-29t01:51:15z").value() == t);
+  CHECK(kiln::ParseRfc3339("2026-11-29 01:51:15Z").value() == t);
+  CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15.250Z").value() == t + 250ms);
+  CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15.2Z").value() == t + 200ms);
+  CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15.123456789Z").value() == t + 123ms);
+  CHECK(kiln::ParseRfc3339("2026-11-29T03:51:15+02:00").value() == t);
+  CHECK(kiln::ParseRfc3339("2026-11-28T20:21:15-05:30").value() == t);
+  CHECK(kiln::ParseRfc3339("1970-01-01T00:00:00Z").value() == kiln::Instant{});
+  CHECK(kiln::ParseRfc3339("2024-02-29T00:00:00Z").ok());
+  CHECK(kiln::ParseRfc3339("2000-02-29T00:00:00Z").ok());
+  CHECK(kiln::ParseRfc3339("1969-12-31T23:59:59.999Z").value() ==
+        kiln::Instant{std::chrono::milliseconds(-1)});
+}
+
+TEST_CASE("RFC 3339 refuses what it cannot read, saying why") {
+  CHECK(kiln::ParseRfc3339("yesterday").message() ==
+        "invalid time \"yesterday\": date must be YYYY-MM-DD; expected RFC 3339, e.g. "
+        "\"2026-11-29T04:10:45Z\"");
+  CHECK(kiln::ParseRfc3339("2026-11-29")
+            .message()
+            .starts_with("invalid time \"2026-11-29\": time must be THH:MM:SS;"));
+  CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15")
+            .message()
+            .starts_with("invalid time \"2026-11-29T01:51:15\": time zone missing (Z or +HH:MM);"));
+  CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15.Z")
+            .message()
+            .starts_with("invalid time \"2026-11-29T01:51:15.Z\": digits expected after '.';"));
+  CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15+0200")
+            .message()
+            .starts_with(
+                "invalid time \"2026-11-29T01:51:15+0200\": offset must be +HH:MM or -HH:MM;"));
+  CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15Zjunk")
+            .message()
+            .starts_with(
+                "invalid time \"2026-11-29T01:51:15Zjunk\": unexpected text after the time zone;"));
+  for (const char* bad : {"2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z", "2026-02-29T00:00:00Z",
+                          "1900-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-01-01T24:00:00Z",
+                          "2026-01-01T00:60:00Z", "2026-12-31T23:59:60Z"}) {
+    INFO(bad);
+    CHECK(kiln::ParseRfc3339(bad).message().find(": no such date or time;") != std::string::npos);
+  }
+  CHECK(kiln::ParseRfc3339("").status().code() == kiln::ErrorCode::kInvalidArgument);
+  CHECK_FALSE(kiln::ParseRfc3339("2026-11-29T01:51:15+24:00").ok());
+  CHECK_FALSE(kiln::ParseRfc3339(std::string_view("2026-11-29T01:51:15Z\0", 21)).ok());
 }

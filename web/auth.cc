@@ -1,0 +1,160 @@
+#include "web/auth.h"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <set>
+
+#include "common/sha256.h"
+
+namespace kiln::web {
+
+namespace {
+
+bool IsHex(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+std::string Lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Equal-length strings compared without an early exit.
+bool ConstantTimeEqual(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  }
+  return diff == 0;
+}
+
+std::string_view Trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+}  // namespace
+
+std::optional<Role> ParseRole(std::string_view text) {
+  if (text == "viewer") return Role::kViewer;
+  if (text == "operator") return Role::kOperator;
+  if (text == "admin") return Role::kAdmin;
+  return std::nullopt;
+}
+
+std::string_view Name(Role role) {
+  switch (role) {
+    case Role::kViewer:
+      return "viewer";
+    case Role::kOperator:
+      return "operator";
+    case Role::kAdmin:
+      return "admin";
+  }
+  return "viewer";
+}
+
+Status CheckTokens(const std::vector<Token>& tokens) {
+  std::set<std::string> names;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const Token& t = tokens[i];
+    std::string subject =
+        t.name.empty() ? "token #" + std::to_string(i + 1) : "token '" + t.name + "'";
+    bool printable =
+        std::all_of(t.name.begin(), t.name.end(), [](char c) { return c > ' ' && c < 127; });
+    if (t.name.empty() || t.name.size() > 64 || !printable) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           subject + ": name must be 1-64 printable characters without spaces");
+    }
+    if (!names.insert(t.name).second) {
+      return Status::Error(ErrorCode::kInvalidArgument, subject + ": name is used twice");
+    }
+    if (t.sha256_hex.size() != 64 || !IsHex(t.sha256_hex)) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           subject + ": sha256 must be 64 hex digits (the SHA-256 of the token)");
+    }
+  }
+  return Status::Ok();
+}
+
+TokenTable::TokenTable(std::vector<Token> tokens) : tokens_(std::move(tokens)) {
+  for (Token& t : tokens_) t.sha256_hex = Lower(t.sha256_hex);
+  unsigned char key[32] = {};
+  size_t got = 0;
+  while (got < sizeof key) {
+    ssize_t n = ::getrandom(key + got, sizeof key - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    KILN_CHECK(n > 0);  // the kernel's random source never fails after boot
+    got += static_cast<size_t>(n);
+  }
+  session_key_ = Sha256Hex(std::string_view(reinterpret_cast<const char*>(key), sizeof key));
+}
+
+std::string TokenTable::SessionFor(const Token& token) const {
+  return Sha256Hex(session_key_ + ":" + token.name + ":" + token.sha256_hex);
+}
+
+const Token* TokenTable::FindSession(std::string_view value) const {
+  const Token* found = nullptr;
+  for (const Token& t : tokens_) {
+    if (ConstantTimeEqual(value, SessionFor(t)) && found == nullptr) found = &t;
+  }
+  return found;
+}
+
+const Token* TokenTable::Find(std::string_view secret) const {
+  std::string hash = Sha256Hex(secret);
+  const Token* found = nullptr;
+  // Every hash is compared, so the time taken does not depend on where a match is.
+  for (const Token& t : tokens_) {
+    if (ConstantTimeEqual(hash, t.sha256_hex) && found == nullptr) found = &t;
+  }
+  return found;
+}
+
+std::optional<std::string_view> BearerSecret(std::string_view authorization) {
+  authorization = Trim(authorization);
+  constexpr std::string_view kScheme = "bearer ";
+  if (authorization.size() <= kScheme.size() ||
+      Lower(authorization.substr(0, kScheme.size())) != kScheme) {
+    return std::nullopt;
+  }
+  std::string_view secret = Trim(authorization.substr(kScheme.size()));
+  bool clean = std::all_of(secret.begin(), secret.end(),
+                           [](char c) { return static_cast<unsigned char>(c) > ' ' && c != 127; });
+  if (secret.empty() || !clean) return std::nullopt;
+  return secret;
+}
+
+std::optional<std::string_view> CookieValue(std::string_view cookie_header, std::string_view name) {
+  while (!cookie_header.empty()) {
+    size_t end = cookie_header.find(';');
+    std::string_view pair = Trim(cookie_header.substr(0, end));
+    cookie_header = end == std::string_view::npos ? "" : cookie_header.substr(end + 1);
+    size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || Trim(pair.substr(0, eq)) != name) continue;
+    std::string_view value = Trim(pair.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);
+    }
+    return value;
+  }
+  return std::nullopt;
+}
+
+bool IsCookieSafe(std::string_view value) {
+  if (value.empty() || value.size() > 4096) return false;
+  return std::all_of(value.begin(), value.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c > 0x20 && c < 0x7f && c != '"' && c != ',' && c != ';' && c != '\\';
+  });
+}
+
+}  // namespace kiln::web

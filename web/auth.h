@@ -1,0 +1,61 @@
+// Who may call the HTTP API: tokens, kept as the SHA-256 of their secret, each with a role
+// (docs/api.md, "Signing in"). Pure: no HTTP library types here, so it is tested directly.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kiln::web {
+
+// A role may do everything the roles before it may.
+enum class Role { kViewer, kOperator, kAdmin };
+
+// "viewer" | "operator" | "admin"; nullopt for anything else (case matters).
+std::optional<Role> ParseRole(std::string_view text);
+std::string_view Name(Role role);
+
+// One configured API token. The secret itself is never kept, only its hash.
+struct Token {
+  std::string name;  // recorded as the actor of every change the token makes
+  Role role = Role::kViewer;
+  std::string sha256_hex;  // hex SHA-256 of the secret: 64 digits, either case
+};
+
+// Ok when every token has a name of 1-64 printable ASCII characters (no spaces), the names are
+// unique and every hash is 64 hex digits. kInvalidArgument naming the first bad token.
+Status CheckTokens(const std::vector<Token>& tokens);
+
+// The configured tokens, looked up by presented secret. Immutable: safe to share between threads.
+class TokenTable {
+ public:
+  explicit TokenTable(std::vector<Token> tokens);
+  // The token whose hash is SHA-256(`secret`), or null. The hash is compared against every
+  // configured hash, each comparison in constant time. Secrets are never logged or kept.
+  const Token* Find(std::string_view secret) const;
+
+  // The sign-in cookie's value for `token`: an opaque session value derived from a key made at
+  // random when the table is built, so the cookie never carries the token itself and stops
+  // working when the daemon restarts. 64 hex digits.
+  std::string SessionFor(const Token& token) const;
+  // The token whose session value is `value` (compared in constant time), or null.
+  const Token* FindSession(std::string_view value) const;
+
+ private:
+  std::vector<Token> tokens_;  // hashes in lower case
+  std::string session_key_;    // random, hex
+};
+
+// The secret of an `Authorization: Bearer <secret>` header value (scheme in any case); nullopt for
+// another scheme, a missing or empty secret, or a secret with spaces or control characters.
+std::optional<std::string_view> BearerSecret(std::string_view authorization);
+// The value of cookie `name` in a Cookie header value ("a=1; kiln_token=..."); nullopt if absent.
+std::optional<std::string_view> CookieValue(std::string_view cookie_header, std::string_view name);
+// Whether `value` may be sent as a cookie value unquoted: 1-4096 RFC 6265 cookie-octets (no
+// control characters, spaces, quotes, commas, semicolons or backslashes).
+bool IsCookieSafe(std::string_view value);
+
+}  // namespace kiln::web

@@ -1,0 +1,113 @@
+// Private to web/: what server.cc and the route files share. Includes httplib; no header outside
+// web/ may include this one.
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "scheduler/service.h"
+#include "web/auth.h"
+#include "web/json_body.h"
+#include "web/server.h"
+
+namespace kiln::web {
+
+// The sign-in cookie (web/auth.h TokenTable::SessionFor).
+inline constexpr const char* kSessionCookie = "kiln_session";
+
+constexpr int kMaxNesting = 32;
+
+// Counts open streams against a cap. Thread-safe.
+class StreamSlots {
+ public:
+  explicit StreamSlots(int max) : max_(max) {}
+  // A held slot, released when the last copy of the pointer is dropped; null when all are taken.
+  std::shared_ptr<void> TryAcquire();
+
+ private:
+  std::shared_ptr<std::atomic<int>> used_ = std::make_shared<std::atomic<int>>(0);
+  int max_;
+};
+
+// What every handler may reach. Owned by the server; outlives every request it serves.
+struct Context {
+  Context(scheduler::Service& s, ServerOptions o)
+      : service(s), options(std::move(o)), tokens(options.tokens), streams(options.max_streams) {}
+  scheduler::Service& service;
+  const ServerOptions options;
+  const TokenTable tokens;
+  StreamSlots streams;
+  std::atomic<bool> stopping = false;  // set by Server::Stop(): streams end
+};
+
+// One admitted request: its route matched and its caller may use it.
+struct Call {
+  Context& ctx;
+  const httplib::Request& req;
+  httplib::Response& res;
+  std::vector<std::string> args;  // the {placeholders} of the route's path, in order
+  const Token* token = nullptr;   // who asked; null on routes that need no token
+  // The actor recorded for changes.
+  std::string actor() const { return token ? token->name : ""; }
+};
+
+using HandlerFn = void (*)(Call&);
+
+// One route. `path` is the OpenAPI path template, e.g. "/api/v1/runs/{id}".
+struct Route {
+  std::string_view method;  // "GET" or "POST"
+  std::string_view path;
+  std::optional<Role> role;  // nullopt: served without a token
+  HandlerFn handler;
+};
+
+// The routes of each file; AllRoutes() is their union.
+std::vector<Route> HealthRoutes();    // routes_health.cc: /, /healthz, /readyz, /metrics, openapi
+std::vector<Route> PipelineRoutes();  // routes_pipelines.cc
+std::vector<Route> RunRoutes();       // routes_runs.cc
+std::vector<Route> StreamRoutes();    // routes_logs_events.cc: attempts, logs, events
+const std::vector<Route>& AllRoutes();
+
+// httplib hands handlers a const view of a request it owns; some headers are adjusted to steer
+// what it does next (e.g. no Accept-Encoding: a stream must not be buffered by a compressor).
+httplib::Request& MutableRequest(const httplib::Request& req);
+
+// Responses. Every JSON response goes through these (invalid UTF-8 is replaced, never thrown on).
+void SendJson(httplib::Response& res, int status, const json& body);
+void SendError(httplib::Response& res, int status, std::string_view code, std::string_view message);
+// A failed Status by its code: kInvalidArgument 400, kNotFound 404, kConflict 409,
+// kUnavailable 503, anything else 500.
+void SendStatus(httplib::Response& res, const Status& status);
+// Who the caller is, from the Authorization header or else the kiln_session cookie.
+struct Caller {
+  const Token* token = nullptr;
+  bool presented = false;  // a credential was sent (maybe an unknown one)
+  bool by_cookie = false;
+};
+Caller Identify(const Context& ctx, const httplib::Request& req);
+
+// Query strings: true when every parameter is one of `allowed` and none repeats; else sends 400
+// naming the parameter and returns false.
+bool AcceptQuery(Call& call, std::initializer_list<std::string_view> allowed);
+std::optional<std::string> QueryValue(const httplib::Request& req, const std::string& name);
+// "query parameter 'name': <why>" as kInvalidArgument.
+Status QueryError(std::string_view name, std::string_view why);
+
+// The request body as a JSON object whose fields are all in `allowed` (an empty body is {}).
+// On error sends 400 (invalid_json or invalid_argument) and returns nullopt.
+std::optional<JsonBody> ReadObject(Call& call, std::initializer_list<std::string_view> allowed);
+// Sends 400 and returns false unless the path argument is valid.
+bool CheckPipelineArg(Call& call, const std::string& name);
+bool CheckTaskArg(Call& call, const std::string& task);
+std::optional<RunId> RunArg(Call& call, const std::string& text);
+// A positive int: an attempt number.
+std::optional<int> AttemptArg(Call& call, const std::string& text);
+
+}  // namespace kiln::web

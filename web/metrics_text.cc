@@ -1,0 +1,98 @@
+#include "web/metrics_text.h"
+
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <string_view>
+
+namespace kiln::web {
+
+namespace {
+
+// Shortest text that reads back as the same double, in the style of Go's %g as the Prometheus
+// client libraries write it ("0.0001", "3600", "1e-05"); Prometheus' spelling of the specials.
+std::string Number(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::general);
+  return std::string(buf, end);
+}
+
+// Label values escape backslash, double quote and line feed.
+std::string LabelValue(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+template <typename Map, typename Get>
+void Labelled(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+              std::string_view label, const Map& values, Get get) {
+  Header(out, name, type, help);
+  for (const auto& [key, value] : values) {
+    out.append(name).append("{").append(label).append("=\"").append(LabelValue(key));
+    out.append("\"} ").append(std::to_string(get(value))).append("\n");
+  }
+}
+
+void Gauge(std::string& out, std::string_view name, std::string_view help, uint64_t value) {
+  Header(out, name, "gauge", help);
+  out.append(name).append(" ").append(std::to_string(value)).append("\n");
+}
+
+void HistogramText(std::string& out, std::string_view name, std::string_view help,
+                   const scheduler::Histogram& h) {
+  Header(out, name, "histogram", help);
+  for (size_t i = 0; i < h.bounds().size(); ++i) {
+    out.append(name).append("_bucket{le=\"").append(Number(h.bounds()[i])).append("\"} ");
+    out.append(std::to_string(h.counts()[i])).append("\n");
+  }
+  out.append(name).append("_bucket{le=\"+Inf\"} ").append(std::to_string(h.count())).append("\n");
+  out.append(name).append("_sum ").append(Number(h.sum())).append("\n");
+  out.append(name).append("_count ").append(std::to_string(h.count())).append("\n");
+}
+
+}  // namespace
+
+std::string RenderMetrics(const scheduler::MetricsSnapshot& m) {
+  std::string out;
+  auto itself = [](uint64_t v) { return v; };
+  Labelled(out, "kiln_runs_finished_total", "counter",
+           "Runs that ended since the daemon started, by end state.", "state", m.runs_finished,
+           itself);
+  Labelled(out, "kiln_tasks_finished_total", "counter",
+           "Tasks that ended since the daemon started, by end state.", "state", m.tasks_finished,
+           itself);
+  HistogramText(out, "kiln_task_duration_seconds", "Wall time of task attempts.", m.task_duration);
+  HistogramText(out, "kiln_scheduling_lag_seconds",
+                "Time from a task's upstreams ending to the task starting.", m.scheduling_lag);
+  HistogramText(out, "kiln_commit_latency_seconds", "Time to commit one batch of state changes.",
+                m.commit_latency);
+  Labelled(out, "kiln_pool_slots", "gauge", "Slots of each pool.", "pool", m.pools,
+           [](const scheduler::PoolFigures& p) { return p.slots; });
+  Labelled(out, "kiln_pool_slots_in_use", "gauge", "Slots held by running attempts, by pool.",
+           "pool", m.pools, [](const scheduler::PoolFigures& p) { return p.in_use; });
+  Labelled(out, "kiln_pool_tasks_waiting", "gauge", "Ready tasks waiting for slots, by pool.",
+           "pool", m.pools, [](const scheduler::PoolFigures& p) { return p.waiting; });
+  Gauge(out, "kiln_active_runs", "Runs that have not ended.", m.active_runs);
+  Gauge(out, "kiln_running_attempts", "Task attempts running now.", m.running_attempts);
+  return out;
+}
+
+}  // namespace kiln::web

@@ -1,0 +1,183 @@
+// /api/v1/runs: list, get, cancel, retry, mark a task.
+#include "web/input.h"
+#include "web/internal.h"
+#include "web/render.h"
+
+namespace kiln::web {
+
+namespace {
+
+constexpr int kMaxPageSize = 100;
+
+Status ReadTime(const httplib::Request& req, const std::string& name, std::optional<Instant>& out) {
+  auto text = QueryValue(req, name);
+  if (!text) return Status::Ok();
+  auto t = ParseRfc3339(*text);
+  if (!t.ok()) {
+    // A '+' in a query string reads as a space.
+    std::string hint = text->find(' ') != std::string::npos ? " (write '+' as %2B in a URL)" : "";
+    return QueryError(name, t.message() + hint);
+  }
+  out = *t;
+  return Status::Ok();
+}
+
+Status ReadRunFilter(const httplib::Request& req, scheduler::RunFilter& filter) {
+  if (auto pipeline = QueryValue(req, "pipeline")) {
+    if (Status ok = CheckPipelineName(*pipeline); !ok.ok())
+      return QueryError("pipeline", ok.message());
+    filter.pipeline = *pipeline;
+  }
+  if (auto state = QueryValue(req, "state")) {
+    filter.state = dag::ParseRunState(*state);
+    if (!filter.state) {
+      return QueryError(
+          "state", "must be queued, running, success, failed or cancelled, not " + Quoted(*state));
+    }
+  }
+  if (Status s = ReadTime(req, "created_after", filter.created_after); !s.ok()) return s;
+  if (Status s = ReadTime(req, "created_before", filter.created_before); !s.ok()) return s;
+  if (auto limit = QueryValue(req, "limit")) {
+    auto n = ParseCount(*limit);
+    if (!n || *n < 1) {
+      return QueryError("limit", "must be a whole number from 1 to 100, not " + Quoted(*limit));
+    }
+    filter.limit = static_cast<int>(std::min<int64_t>(*n, kMaxPageSize));
+  }
+  if (auto cursor = QueryValue(req, "cursor")) {
+    auto id = ParseDecimal(*cursor, 1);
+    if (!id) return QueryError("cursor", "must be a next_cursor value, not " + Quoted(*cursor));
+    filter.before = RunId{*id};
+  }
+  return Status::Ok();
+}
+
+void ListRuns(Call& call) {
+  if (!AcceptQuery(call,
+                   {"pipeline", "state", "created_after", "created_before", "limit", "cursor"})) {
+    return;
+  }
+  scheduler::RunFilter filter;
+  if (Status read = ReadRunFilter(call.req, filter); !read.ok()) return SendStatus(call.res, read);
+  auto page = call.ctx.service.ListRuns(filter);
+  if (!page.ok()) return SendStatus(call.res, page.status());
+  json runs = json::array();
+  for (const auto& run : page->runs) runs.push_back(RenderRun(run, /*with_tasks=*/false));
+  SendJson(call.res, 200,
+           {{"runs", std::move(runs)},
+            {"next_cursor", page->next ? json(ToString(*page->next)) : json()}});
+}
+
+// Sends the run with its tasks with `status`, or the error reading it.
+void SendRun(Call& call, RunId id, int status) {
+  auto run = call.ctx.service.GetRun(id);
+  if (!run.ok()) return SendStatus(call.res, run.status());
+  SendJson(call.res, status, RenderRun(*run, /*with_tasks=*/true));
+}
+
+void GetRun(Call& call) {
+  if (!AcceptQuery(call, {})) return;
+  if (auto id = RunArg(call, call.args[0])) SendRun(call, *id, 200);
+}
+
+void Cancel(Call& call) {
+  if (!AcceptQuery(call, {})) return;
+  auto id = RunArg(call, call.args[0]);
+  if (!id || !ReadObject(call, {})) return;
+  Status cancelled = call.ctx.service.CancelRun(*id, call.actor());
+  if (!cancelled.ok()) return SendStatus(call.res, cancelled);
+  SendRun(call, *id, 202);
+}
+
+// {"mode": "failed"} or {"from": "<task>"}, exactly one.
+Status ReadRetry(const json& body, scheduler::RetryRequest& request) {
+  auto mode = body.find("mode");
+  auto from = body.find("from");
+  if ((mode == body.end()) == (from == body.end())) {
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "body must be {\"mode\": \"failed\"} or {\"from\": \"<task>\"}");
+  }
+  if (mode != body.end()) {
+    if (*mode != "failed") {
+      return Status::Error(ErrorCode::kInvalidArgument, "'mode' must be \"failed\"");
+    }
+    request.failed = true;
+    return Status::Ok();
+  }
+  if (!from->is_string()) {
+    return Status::Error(ErrorCode::kInvalidArgument, "'from' must be a task id");
+  }
+  if (Status ok = CheckTaskId(from->get<std::string>()); !ok.ok()) {
+    return Status::Error(ErrorCode::kInvalidArgument, "'from': " + ok.message());
+  }
+  request.from_task = from->get<std::string>();
+  return Status::Ok();
+}
+
+void Retry(Call& call) {
+  if (!AcceptQuery(call, {})) return;
+  auto id = RunArg(call, call.args[0]);
+  if (!id) return;
+  auto body = ReadObject(call, {"mode", "from"});
+  if (!body) return;
+  scheduler::RetryRequest request;
+  request.run = *id;
+  request.actor = call.actor();
+  if (Status read = ReadRetry(body->value, request); !read.ok()) {
+    return SendStatus(call.res, read);
+  }
+  auto result = call.ctx.service.RetryRun(request);
+  if (!result.ok()) return SendStatus(call.res, result.status());
+  auto run = call.ctx.service.GetRun(result->id);
+  if (!run.ok()) return SendStatus(call.res, run.status());
+  SendJson(call.res, 200,
+           {{"run", RenderRun(*run, /*with_tasks=*/true)},
+            {"tasks", result->tasks},
+            {"event_id", result->event_id}});
+}
+
+// {"state": "success" | "failed", "reason": "..."}
+Status ReadMark(const json& body, scheduler::MarkRequest& request) {
+  auto state = body.find("state");
+  if (state == body.end() || (*state != "success" && *state != "failed")) {
+    return Status::Error(ErrorCode::kInvalidArgument, "'state' must be \"success\" or \"failed\"");
+  }
+  request.state = *state == "success" ? dag::TaskState::kSuccess : dag::TaskState::kFailed;
+  if (auto reason = body.find("reason"); reason != body.end() && !reason->is_null()) {
+    if (!reason->is_string()) {
+      return Status::Error(ErrorCode::kInvalidArgument, "'reason' must be a string");
+    }
+    request.reason = reason->get<std::string>();
+  }
+  return Status::Ok();
+}
+
+void Mark(Call& call) {
+  if (!AcceptQuery(call, {})) return;
+  auto id = RunArg(call, call.args[0]);
+  if (!id || !CheckTaskArg(call, call.args[1])) return;
+  auto body = ReadObject(call, {"state", "reason"});
+  if (!body) return;
+  scheduler::MarkRequest request;
+  request.run = *id;
+  request.task = call.args[1];
+  request.actor = call.actor();
+  if (Status read = ReadMark(body->value, request); !read.ok()) return SendStatus(call.res, read);
+  Status marked = call.ctx.service.MarkTask(request);
+  if (!marked.ok()) return SendStatus(call.res, marked);
+  SendRun(call, *id, 200);
+}
+
+}  // namespace
+
+std::vector<Route> RunRoutes() {
+  return {
+      {"GET", "/api/v1/runs", Role::kViewer, ListRuns},
+      {"GET", "/api/v1/runs/{id}", Role::kViewer, GetRun},
+      {"POST", "/api/v1/runs/{id}/cancel", Role::kOperator, Cancel},
+      {"POST", "/api/v1/runs/{id}/retry", Role::kOperator, Retry},
+      {"POST", "/api/v1/runs/{id}/tasks/{task}/mark", Role::kAdmin, Mark},
+  };
+}
+
+}  // namespace kiln::web
