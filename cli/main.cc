@@ -2,7 +2,9 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "cli/client_cmds.h"
 #include "cli/commands.h"
+#include "cli/tokens.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln: a workflow orchestrator for machine-learning pipelines"};
@@ -37,6 +39,76 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT (default 127.0.0.1:8080)");
   serve_cmd->add_option("--data-dir", serve.data_dir, "Data folder (default .kiln)");
 
+  std::string token_name, token_role;
+  auto* token = app.add_subcommand("token", "Manage API tokens");
+  token->require_subcommand(1);
+  auto* token_new = token->add_subcommand(
+      "new", "Print a new random token and the kiln.toml lines that declare it");
+  token_new->add_option("--name", token_name, "Name recorded with every change it makes")
+      ->required();
+  token_new->add_option("--role", token_role, "viewer, operator or admin")
+      ->required()
+      ->check(CLI::IsMember({"viewer", "operator", "admin"}));
+
+  // Client commands: they talk to a running daemon over its API.
+  kiln::cli::ClientOptions client;
+  auto add_client = [&client](CLI::App* cmd) {
+    cmd->add_option("--server", client.server,
+                    "Daemon URL (default $KILN_SERVER or http://127.0.0.1:8080)");
+    cmd->add_option("--token", client.token, "API token (default $KILN_TOKEN)");
+    cmd->add_option("--output", client.output, "text or json")
+        ->check(CLI::IsMember({"text", "json"}));
+    return cmd;
+  };
+  kiln::cli::TriggerOptions trigger;
+  auto* trigger_cmd =
+      add_client(app.add_subcommand("trigger", "Start a run of a pipeline on the daemon"));
+  trigger_cmd->add_option("pipeline", trigger.pipeline, "Pipeline name")->required();
+  trigger_cmd->add_option("-p,--param", trigger.params, "name=value (repeatable)");
+  trigger_cmd->add_option("--key", trigger.key,
+                          "Idempotency key: the same key never starts a second run");
+  trigger_cmd->add_option("--note", trigger.note, "A note kept with the run");
+  trigger_cmd->add_flag("--wait", trigger.wait,
+                        "Show progress until the run ends; exit 1 unless it succeeded");
+
+  kiln::cli::RunsOptions runs;
+  auto* runs_cmd = add_client(app.add_subcommand("runs", "List recent runs, newest first"));
+  runs_cmd->add_option("pipeline", runs.pipeline, "Only runs of this pipeline");
+  runs_cmd->add_option("--state", runs.state, "Only runs in this state");
+  runs_cmd->add_option("--limit", runs.limit, "How many (1-100)")->check(CLI::Range(1, 100));
+
+  std::string run_id;
+  auto* show_cmd = add_client(app.add_subcommand("show", "Show a run and its tasks"));
+  show_cmd->add_option("run", run_id, "Run id")->required();
+
+  kiln::cli::LogsOptions logs;
+  auto* logs_cmd = add_client(app.add_subcommand("logs", "Print a task's log"));
+  logs_cmd->add_option("run", logs.run, "Run id")->required();
+  logs_cmd->add_option("task", logs.task, "Task id")->required();
+  logs_cmd->add_option("--attempt", logs.attempt, "Attempt number (default: the latest)")
+      ->check(CLI::PositiveNumber);
+  logs_cmd->add_flag("-f,--follow", logs.follow, "Keep printing until the attempt ends");
+
+  auto* cancel_cmd = add_client(app.add_subcommand("cancel", "Cancel a run"));
+  cancel_cmd->add_option("run", run_id, "Run id")->required();
+
+  kiln::cli::RetryOptions retry;
+  bool retry_failed = false;
+  auto* retry_cmd = add_client(app.add_subcommand("retry", "Run an ended run's tasks again"));
+  retry_cmd->add_option("run", retry.run, "Run id")->required();
+  auto* failed_flag = retry_cmd->add_flag("--failed", retry_failed,
+                                          "Re-run failed tasks and their downstream (the default)");
+  retry_cmd->add_option("--from", retry.from, "Re-run this task and its downstream")
+      ->excludes(failed_flag);
+  retry_cmd->add_flag("--wait", retry.wait, "Show progress until the run ends");
+
+  std::string pipeline_name;
+  auto* pause_cmd =
+      add_client(app.add_subcommand("pause", "Stop a pipeline's schedule; triggered runs wait"));
+  pause_cmd->add_option("pipeline", pipeline_name, "Pipeline name")->required();
+  auto* unpause_cmd = add_client(app.add_subcommand("unpause", "Resume a paused pipeline"));
+  unpause_cmd->add_option("pipeline", pipeline_name, "Pipeline name")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   if (*validate) {
@@ -46,5 +118,14 @@ int main(int argc, char** argv) {
   if (*graph) return kiln::cli::Graph(graph_file, graph_format);
   if (*run_cmd) return kiln::cli::Run(run);
   if (*serve_cmd) return kiln::cli::Serve(serve);
+  if (*token_new) return kiln::cli::TokenNew(token_name, token_role);
+  if (*trigger_cmd) return kiln::cli::ClientTrigger(client, trigger);
+  if (*runs_cmd) return kiln::cli::ClientRuns(client, runs);
+  if (*show_cmd) return kiln::cli::ClientShow(client, run_id);
+  if (*logs_cmd) return kiln::cli::ClientLogs(client, logs);
+  if (*cancel_cmd) return kiln::cli::ClientCancel(client, run_id);
+  if (*retry_cmd) return kiln::cli::ClientRetry(client, retry);
+  if (*pause_cmd) return kiln::cli::ClientPause(client, pipeline_name, true);
+  if (*unpause_cmd) return kiln::cli::ClientPause(client, pipeline_name, false);
   return 2;
 }

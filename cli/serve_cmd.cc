@@ -11,8 +11,10 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/daemon_service.h"
 #include "cli/engine.h"
 #include "cli/runtime.h"
+#include "cli/tokens.h"
 #include "common/log.h"
 #include "config/pipeline_loader.h"
 #include "scheduler/scheduler.h"
@@ -25,126 +27,17 @@ namespace asio = boost::asio;
 
 namespace {
 
-class DaemonService final : public scheduler::Service {
- public:
-  DaemonService(asio::io_context& io, scheduler::Scheduler& sched, std::string url)
-      : io_(io), sched_(sched), url_(std::move(url)) {}
+// The host part of a URL for `host` (IPv6 in brackets).
+std::string UrlHost(const std::string& host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
 
-  void SetPipelines(std::map<std::string, dag::PipelinePtr> pipelines) {
-    std::lock_guard lock(mu_);
-    pipelines_ = std::move(pipelines);
-  }
-
-  // From now on triggers are refused with 503.
-  void StopAccepting() {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-
-  Result<scheduler::TriggerResult> Trigger(const scheduler::TriggerRequest& request) override {
-    dag::PipelinePtr pipeline;
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return Status::Error(ErrorCode::kUnavailable, "the daemon is stopping");
-      auto it = pipelines_.find(request.pipeline);
-      if (it == pipelines_.end()) {
-        return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + request.pipeline + "'");
-      }
-      pipeline = it->second;
-    }
-    auto params = dag::ResolveParams(pipeline->spec, request.params);
-    if (!params.ok()) return params.status();
-    Instant now = NowUtc();
-    store::NewRun row = MakeNewRun(*pipeline, *params, "manual", now);
-    row.idempotency_key = request.idempotency_key;
-    row.created_by = request.actor;
-    row.note = request.note;
-    auto created = WithConnection([&](store::Database& db) { return db.CreateRun(row); });
-    if (!created.ok()) return created.status();
-    if (!created->existing) {
-      scheduler::RunContext ctx;
-      ctx.id = created->id;
-      ctx.pipeline = pipeline;
-      ctx.params = std::move(params).value();
-      ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
-      asio::post(io_, [this, ctx = std::move(ctx)]() mutable { sched_.AddRun(std::move(ctx)); });
-    }
-    return scheduler::TriggerResult{created->id, created->existing};
-  }
-
-  // Temporary until the v1 API is wired to the store and the scheduler.
-  std::vector<scheduler::PipelineInfo> ListPipelines() override { return {}; }
-  Result<scheduler::PipelineInfo> GetPipeline(const std::string&) override { return Todo(); }
-  Status SetPaused(const std::string&, bool, const std::string&) override { return Todo(); }
-  Result<scheduler::RunPage> ListRuns(const scheduler::RunFilter&) override { return Todo(); }
-  Result<scheduler::RunRecord> GetRun(RunId) override { return Todo(); }
-  Status CancelRun(RunId, const std::string&) override { return Todo(); }
-  Result<scheduler::RetryResult> RetryRun(const scheduler::RetryRequest&) override {
-    return Todo();
-  }
-  Status MarkTask(const scheduler::MarkRequest&) override { return Todo(); }
-  Result<std::vector<scheduler::AttemptRecord>> ListAttempts(RunId, const std::string&) override {
-    return Todo();
-  }
-  Result<scheduler::LogChunk> ReadLog(RunId, const std::string&, int, uint64_t, size_t) override {
-    return Todo();
-  }
-  void WaitForLog(RunId, const std::string&, int, uint64_t, std::chrono::milliseconds) override {}
-  Result<std::vector<scheduler::EventRecord>> ListEvents(const scheduler::EventFilter&) override {
-    return Todo();
-  }
-  bool WaitForEvents(int64_t, std::chrono::milliseconds) override { return false; }
-  Status Ready() override { return Status::Ok(); }
-  scheduler::MetricsSnapshot Metrics() override { return {}; }
-  static Status Todo() { return Status::Error(ErrorCode::kInternal, "not built yet"); }
-
- private:
-  // One connection per concurrent request, kept for reuse.
-  template <typename F>
-  auto WithConnection(F&& f) -> decltype(f(std::declval<store::Database&>())) {
-    std::unique_ptr<store::Database> db;
-    {
-      std::lock_guard lock(mu_);
-      if (!idle_.empty()) {
-        db = std::move(idle_.back());
-        idle_.pop_back();
-      }
-    }
-    if (!db) {
-      auto connected = store::Database::Connect(url_);
-      if (!connected.ok()) return Status::Error(ErrorCode::kUnavailable, connected.message());
-      db = std::move(connected).value();
-    }
-    auto result = f(*db);
-    // A connection that failed is dropped; the next request connects afresh.
-    if (!result.ok() && result.status().code() == ErrorCode::kUnavailable) return result;
-    std::lock_guard lock(mu_);
-    idle_.push_back(std::move(db));
-    return result;
-  }
-
-  asio::io_context& io_;
-  scheduler::Scheduler& sched_;
-  std::string url_;
-  std::mutex mu_;
-  bool stopping_ = false;
-  std::map<std::string, dag::PipelinePtr> pipelines_;
-  std::vector<std::unique_ptr<store::Database>> idle_;
-};
-
-std::map<std::string, dag::PipelinePtr> LoadPipelines(const std::filesystem::path& dir) {
-  std::map<std::string, dag::PipelinePtr> out;
-  if (dir.empty()) return out;
-  for (auto& result : config::LoadPipelineDir(dir)) {
-    for (const auto& d : result.diagnostics) log::Error(d.ToString());
-    if (!result.pipeline) continue;
-    const auto& name = result.pipeline->spec.name;
-    if (out.count(name)) {
-      log::Error(result.pipeline->spec.file.string() + ": pipeline.name: '" + name +
-                 "' is already used by " + out[name]->spec.file.string() + "; file ignored");
-      continue;
-    }
-    out.emplace(name, result.pipeline);
+Result<std::vector<web::Token>> ServerTokens(const std::vector<config::AuthToken>& tokens) {
+  std::vector<web::Token> out;
+  for (const auto& t : tokens) {
+    auto role = web::ParseRole(t.role);
+    if (!role) return Status::Error("auth.tokens: unknown role '" + t.role + "'");
+    out.push_back(web::Token{t.name, *role, t.sha256});
   }
   return out;
 }
@@ -162,8 +55,28 @@ int Serve(const ServeOptions& o) {
     std::cerr << "kiln: " << listen.message() << '\n';
     return 1;
   }
+  if (cfg->tokens.empty() && !IsLoopbackHost(listen->first)) {
+    std::cerr << "kiln: refusing to listen on " << cfg->listen
+              << " without API tokens: anyone who can reach it could run commands. Declare "
+                 "[[auth.tokens]] in kiln.toml (kiln token new prints them) or listen on "
+                 "127.0.0.1\n";
+    return 1;
+  }
+  auto tokens = LoadDaemonTokens(*cfg);
+  if (!tokens.ok()) {
+    std::cerr << "kiln: " << tokens.message() << '\n';
+    return 1;
+  }
+  auto server_tokens = ServerTokens(tokens->tokens);
+  if (!server_tokens.ok()) {
+    std::cerr << "kiln: " << server_tokens.message() << '\n';
+    return 1;
+  }
 
-  auto pipelines = LoadPipelines(cfg->pipelines_dir);
+  auto pipelines = LoadPipelineEntries(cfg->pipelines_dir);
+  const size_t total = pipelines.size();
+  size_t broken = 0;
+  for (const auto& [name, entry] : pipelines) broken += entry.pipeline ? 0 : 1;
   auto runtime = StartRuntime(*cfg);
   if (!runtime.ok()) {
     std::cerr << "kiln: " << runtime.message() << '\n';
@@ -172,11 +85,15 @@ int Serve(const ServeOptions& o) {
   asio::io_context& io = (*runtime)->engine->io;
   scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
 
-  DaemonService service(io, sched, (*runtime)->database.url);
-  service.SetPipelines(pipelines);
+  DaemonService service(io, sched, (*runtime)->database.url, MakeSchedulerOptions(*cfg).logs_dir);
+  if (Status s = service.Start(std::move(pipelines)); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
+    return 1;
+  }
   web::ServerOptions web_options;
   web_options.host = listen->first;
   web_options.port = listen->second;
+  web_options.tokens = std::move(server_tokens).value();
   web::Server server(service, web_options);
   if (Status s = server.Bind(); !s.ok()) {
     std::cerr << "kiln: " << s.message() << '\n';
@@ -185,31 +102,47 @@ int Serve(const ServeOptions& o) {
   std::thread http([&server] { server.Run(); });
   server.WaitUntilReady();
 
-  std::string host =
-      listen->first.find(':') != std::string::npos ? "[" + listen->first + "]" : listen->first;
-  std::cout << "kiln: " << pipelines.size() << " pipelines loaded; serving on http://" << host
-            << ":" << server.port() << "/" << std::endl;
+  const std::string base =
+      "http://" + UrlHost(listen->first) + ":" + std::to_string(server.port()) + "/";
+  std::cout << "kiln: " << (total - broken) << " pipelines loaded"
+            << (broken ? ", " + std::to_string(broken) + " with errors" : "") << "; serving on "
+            << base << std::endl;
+  if (tokens->fresh) {
+    std::cout << "kiln: sign in: " << base << "?token=" << *tokens->fresh << "\n"
+              << "kiln: this admin token is shown once; only its hash is kept in "
+              << tokens->hash_file.string() << std::endl;
+  } else if (!tokens->hash_file.empty()) {
+    std::cout << "kiln: sign in with the admin token printed at first start (delete "
+              << tokens->hash_file.string() << " to have a new one made)" << std::endl;
+  }
 
-  // Stopping, in this order: no new HTTP requests (and the ones in flight have posted their
-  // runs), then every active run is cancelled and its processes stopped, then the last commit.
+  // Stopping, in this order: no new HTTP requests and every stream ended (on a thread of its own,
+  // since requests in flight may still need the loop), then every active run is cancelled and its
+  // processes stopped, then the last commit.
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer deadline(io);
+  std::thread stopper;
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
     log::Info("stopping: active runs are cancelled");
-    service.StopAccepting();
-    server.Stop();
-    http.join();
-    asio::post(io, [&] { sched.Shutdown("the daemon stopped", [&] { io.stop(); }); });
-    deadline.expires_after(cfg->kill_grace + std::chrono::seconds(10));
-    deadline.async_wait([&](const boost::system::error_code& e) {
-      if (e) return;
-      log::Error("stopping: gave up waiting for the last tasks and commits");
-      io.stop();
+    stopper = std::thread([&] {
+      service.StopAccepting();
+      server.Stop();
+      http.join();
+      asio::post(io, [&] {
+        sched.Shutdown("the daemon stopped", [&] { io.stop(); });
+        deadline.expires_after(cfg->kill_grace + std::chrono::seconds(10));
+        deadline.async_wait([&](const boost::system::error_code& e) {
+          if (e) return;
+          log::Error("stopping: gave up waiting for the last tasks and commits");
+          io.stop();
+        });
+      });
     });
   });
   auto guard = asio::make_work_guard(io);
   io.run();
+  if (stopper.joinable()) stopper.join();
   if (http.joinable()) {
     server.Stop();
     http.join();

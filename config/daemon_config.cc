@@ -15,8 +15,11 @@ using internal::TomlReader;
 
 namespace {
 
-constexpr std::array<std::string_view, 6> kTopKeys = {"data_dir",  "database", "executor",
-                                                      "pipelines", "pools",    "server"};
+constexpr std::array<std::string_view, 7> kTopKeys = {
+    "auth", "data_dir", "database", "executor", "pipelines", "pools", "server"};
+constexpr std::array<std::string_view, 1> kAuthKeys = {"tokens"};
+constexpr std::array<std::string_view, 3> kTokenKeys = {"name", "role", "sha256"};
+constexpr std::array<std::string_view, 3> kRoles = {"admin", "operator", "viewer"};
 constexpr std::array<std::string_view, 1> kServerKeys = {"listen"};
 constexpr std::array<std::string_view, 2> kDatabaseKeys = {"pg_bin_dir", "url"};
 constexpr std::array<std::string_view, 3> kExecutorKeys = {"kill_grace", "log_cap",
@@ -52,6 +55,8 @@ class DaemonConfigReader {
   std::optional<uint64_t> Size(const toml::node& node, const std::string& field);
   void ReadExecutor(const toml::table& table, DaemonConfig& config);
   void ReadPools(const toml::table& table, DaemonConfig& config);
+  void ReadTokens(const toml::node& node, DaemonConfig& config);
+  std::optional<AuthToken> ReadToken(const toml::table& table, const std::string& path);
 
   TomlReader& r_;
   fs::path base_;
@@ -157,6 +162,95 @@ void DaemonConfigReader::ReadPools(const toml::table& table, DaemonConfig& confi
   }
 }
 
+bool IsTokenName(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '@' ||
+           c == '-';
+  });
+}
+
+bool IsSha256Hex(std::string_view hex) {
+  return hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+std::optional<AuthToken> DaemonConfigReader::ReadToken(const toml::table& table,
+                                                       const std::string& path) {
+  r_.CheckKeys(table, path, kTokenKeys);
+  AuthToken token;
+  bool ok = true;
+  for (std::string_view key : kTokenKeys) {
+    const std::string field = path + "." + std::string(key);
+    const toml::node* node = table.get(key);
+    if (node == nullptr) {
+      r_.Error(LocOf(table), field, "missing; every token needs name, role and sha256");
+      ok = false;
+      continue;
+    }
+    std::optional<std::string> text = r_.String(*node, field);
+    if (!text) {
+      ok = false;
+      continue;
+    }
+    std::string message;
+    if (key == "name") {
+      token.name = *text;
+      if (!IsTokenName(*text))
+        message = "token name '" + *text + "' must be 1-64 of A-Z a-z 0-9 _ . @ -";
+    } else if (key == "role") {
+      token.role = *text;
+      if (std::find(kRoles.begin(), kRoles.end(), *text) == kRoles.end()) {
+        message = "unknown role '" + *text + "'" + internal::SuggestAccepted(*text, kRoles);
+      }
+    } else {
+      token.sha256 = *text;
+      if (!IsSha256Hex(*text)) {
+        message =
+            "expected the token's SHA-256 as 64 lowercase hex digits (kiln token new "
+            "prints it), got " +
+            std::to_string(text->size()) + " characters";
+      }
+    }
+    if (!message.empty()) {
+      r_.Error(LocOf(*node), field, message);
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return token;
+}
+
+void DaemonConfigReader::ReadTokens(const toml::node& node, DaemonConfig& config) {
+  const toml::array* tokens = node.as_array();
+  if (tokens == nullptr) {
+    r_.TypeError(node, "auth.tokens", "an array of tables ([[auth.tokens]])");
+    return;
+  }
+  for (size_t i = 0; i < tokens->size(); ++i) {
+    const std::string path = "auth.tokens[" + std::to_string(i) + "]";
+    const toml::table* table = r_.Table((*tokens)[i], path);
+    if (table == nullptr) continue;
+    std::optional<AuthToken> token = ReadToken(*table, path);
+    if (!token) continue;
+    for (const AuthToken& other : config.tokens) {
+      if (other.name == token->name) {
+        r_.Error(LocOf(*table->get("name")), path + ".name",
+                 "token name '" + token->name + "' is used twice");
+        token.reset();
+        break;
+      }
+      if (other.sha256 == token->sha256) {
+        r_.Error(LocOf(*table->get("sha256")), path + ".sha256",
+                 "the same token is declared for '" + other.name + "' and '" + token->name + "'");
+        token.reset();
+        break;
+      }
+    }
+    if (token) config.tokens.push_back(std::move(*token));
+  }
+}
+
 void DaemonConfigReader::Read(const toml::table& doc, DaemonConfig& config) {
   r_.CheckKeys(doc, "", kTopKeys);
   if (const toml::node* node = doc.get("data_dir")) {
@@ -182,6 +276,9 @@ void DaemonConfigReader::Read(const toml::table& doc, DaemonConfig& config) {
     ReadExecutor(*executor, config);
   }
   if (const toml::table* pools = Section(doc, "pools", {})) ReadPools(*pools, config);
+  if (const toml::table* auth = Section(doc, "auth", kAuthKeys)) {
+    if (const toml::node* node = auth->get("tokens")) ReadTokens(*node, config);
+  }
   config.pools.emplace("default", config.max_parallel_tasks);
 }
 

@@ -8,6 +8,7 @@
 //   [database]  url = "postgresql://..."     pg_bin_dir = "/opt/pgsql/bin"
 //   [executor]  max_parallel_tasks = 16      log_cap = "64MiB"     kill_grace = "10s"
 //   [pools]     gpu = 2                      # NAME = size (>= 1)
+//   [[auth.tokens]]  name = "ci"  role = "operator"  sha256 = "<64 hex digits>"
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,14 @@
 
 namespace kiln::config {
 
+// A bearer token of the API, declared by the SHA-256 of its text (the token itself is never
+// stored). Names are unique; they are recorded as the actor of every change the token makes.
+struct AuthToken {
+  std::string name;    // ^[A-Za-z0-9_.@-]{1,64}$
+  std::string role;    // viewer | operator | admin
+  std::string sha256;  // 64 lowercase hex digits
+};
+
 struct DaemonConfig {
   std::filesystem::path data_dir = ".kiln";
   std::filesystem::path pipelines_dir;  // empty = none
@@ -34,6 +43,7 @@ struct DaemonConfig {
   // Pool name -> slots. Always has "default"; unless the file sizes it, its size is
   // max_parallel_tasks.
   std::map<std::string, int> pools;
+  std::vector<AuthToken> tokens;  // empty: `kiln serve` makes an admin token at first start
 };
 
 struct DaemonConfigResult {

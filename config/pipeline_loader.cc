@@ -135,7 +135,7 @@ LoadResult Parse(std::string_view text, const fs::path& file) {
   try {
     doc = toml::parse(text, std::string_view(shown));
   } catch (const toml::parse_error& error) {
-    return {nullptr, {internal::SyntaxDiagnostic(shown, error)}};
+    return {nullptr, {internal::SyntaxDiagnostic(shown, error)}, file, ""};
   }
   TomlReader reader(shown);
   dag::PipelineSpec spec;
@@ -144,6 +144,10 @@ LoadResult Parse(std::string_view text, const fs::path& file) {
   spec.source = std::string(text);
   ReadDocument(reader, doc, spec);
   LoadResult result;
+  result.file = file;
+  if (!reader.rejected().contains("pipeline.name") && dag::IsValidPipelineName(spec.name)) {
+    result.name = spec.name;
+  }
   result.diagnostics = std::move(reader.diagnostics());
   for (dag::Diagnostic& d : dag::Validate(spec)) {
     if (reader.rejected().contains(d.field)) continue;  // already reported by the reader
@@ -167,13 +171,13 @@ LoadResult ParsePipeline(std::string_view text, const fs::path& file) {
   } catch (const std::exception& e) {
     // Nothing above throws by design (toml++'s parse errors are caught in Parse); this keeps an
     // unexpected failure such as bad_alloc a diagnostic rather than a crash of the daemon.
-    return {nullptr, {{file.string(), {}, "", std::string("cannot load: ") + e.what()}}};
+    return {nullptr, {{file.string(), {}, "", std::string("cannot load: ") + e.what()}}, file, ""};
   }
 }
 
 LoadResult LoadPipelineFile(const fs::path& file) {
   Result<std::string> text = internal::ReadFileText(file);
-  if (!text.ok()) return {nullptr, {{file.string(), {}, "", text.message()}}};
+  if (!text.ok()) return {nullptr, {{file.string(), {}, "", text.message()}}, file, ""};
   return ParsePipeline(*text, file);
 }
 
@@ -190,7 +194,8 @@ std::vector<LoadResult> LoadPipelineDir(const fs::path& dir) {
     if (path.extension() == ".toml" && it->is_regular_file(type_ec)) files.push_back(path);
   }
   if (ec)
-    return {LoadResult{nullptr, {{dir.string(), {}, "", "cannot read folder: " + ec.message()}}}};
+    return {LoadResult{
+        nullptr, {{dir.string(), {}, "", "cannot read folder: " + ec.message()}}, dir, ""}};
   std::sort(files.begin(), files.end());
   std::vector<LoadResult> results;
   results.reserve(files.size());

@@ -14,6 +14,10 @@ namespace kiln::config {
 struct LoadResult {
   dag::PipelinePtr pipeline;                 // set when diagnostics is empty
   std::vector<dag::Diagnostic> diagnostics;  // every problem in the file, in file order
+  std::filesystem::path file;                // as given
+  // The pipeline's name when the file declares a valid one, even if the file has other errors
+  // (so that a broken file can be shown under its pipeline); empty otherwise.
+  std::string name;
 };
 
 // Parses `text` as if read from `file` (used in diagnostics as given), then runs dag::Validate.

@@ -359,4 +359,7 @@ std::vector<Diagnostic> Validator::Run() {
 
 std::vector<Diagnostic> Validate(const PipelineSpec& spec) { return Validator(spec).Run(); }
 
+bool IsValidPipelineName(std::string_view name) { return Matches(name, kPipelineName); }
+bool IsValidTaskId(std::string_view id) { return Matches(id, kTaskId); }
+
 }  // namespace kiln::dag

@@ -2,6 +2,7 @@
 // config/ reports syntax and type errors; this reports everything that needs the whole file.
 #pragma once
 
+#include <string_view>
 #include <vector>
 
 #include "dag/spec.h"
@@ -14,5 +15,10 @@ namespace kiln::dag {
 // command/argv for kind "shell"; slots >= 1; retries >= 0; retry_backoff >= 1; param names;
 // every template name known; catchup/overlap values; max_active_runs >= 1.
 std::vector<Diagnostic> Validate(const PipelineSpec& spec);
+
+// The format's name patterns: pipeline names ^[a-z0-9][a-z0-9_.-]{0,63}$, task ids
+// ^[a-z0-9][a-z0-9_-]{0,63}$.
+bool IsValidPipelineName(std::string_view name);
+bool IsValidTaskId(std::string_view id);
 
 }  // namespace kiln::dag

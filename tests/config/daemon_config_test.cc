@@ -149,7 +149,7 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "kiln.toml:4:7: pools.big: integer 5000000000 is out of range (-2147483648 to "
             "2147483647)",
             "kiln.toml:5:2: databse: unknown key 'databse'; did you mean 'database'? (accepted: "
-            "data_dir, database, executor, pipelines, pools, server)",
+            "auth, data_dir, database, executor, pipelines, pools, server)",
         });
   CHECK(Errors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
         Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be at least 1, got 0",
@@ -165,4 +165,60 @@ TEST_CASE("a missing daemon config file is one diagnostic with the defaults") {
   CHECK(result.diagnostics[0].ToString() ==
         "no/such/kiln.toml: cannot read file: No such file or directory");
   CHECK(result.config.max_parallel_tasks == 16);
+}
+
+TEST_CASE("[[auth.tokens]] declares tokens by name, role and hash") {
+  const std::string a(64, 'a'), b(64, 'b');
+  auto result =
+      ParseDaemonConfig("[[auth.tokens]]\nname = \"ci\"\nrole = \"operator\"\nsha256 = \"" + a +
+                            "\"\n[[auth.tokens]]\nname = \"ops@team\"\nrole = \"admin\"\n"
+                            "sha256 = \"" +
+                            b + "\"\n",
+                        "kiln.toml");
+  REQUIRE(result.diagnostics.empty());
+  REQUIRE(result.config.tokens.size() == 2);
+  CHECK(result.config.tokens[0].name == "ci");
+  CHECK(result.config.tokens[0].role == "operator");
+  CHECK(result.config.tokens[0].sha256 == a);
+  CHECK(result.config.tokens[1].name == "ops@team");
+  CHECK(result.config.tokens[1].role == "admin");
+  CHECK(kiln::config::DefaultDaemonConfig().tokens.empty());
+}
+
+TEST_CASE("bad tokens are errors at the field") {
+  const std::string a(64, 'a');
+  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"root\"\nsha256 = \"" + a + "\"\n") ==
+        Strings{"kiln.toml:3:8: auth.tokens[0].role: unknown role 'root' (accepted: admin, "
+                "operator, viewer)"});
+  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewr\"\nsha256 = \"" + a + "\"\n") ==
+        Strings{"kiln.toml:3:8: auth.tokens[0].role: unknown role 'viewr'; did you mean "
+                "'viewer'? (accepted: admin, operator, viewer)"});
+  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\nsha256 = \"secret\"\n") ==
+        Strings{"kiln.toml:4:10: auth.tokens[0].sha256: expected the token's SHA-256 as 64 "
+                "lowercase hex digits (kiln token new prints it), got 6 characters"});
+  CHECK(Errors("[[auth.tokens]]\nname = \"a b\"\nrole = \"viewer\"\nsha256 = \"" + a + "\"\n") ==
+        Strings{"kiln.toml:2:8: auth.tokens[0].name: token name 'a b' must be 1-64 of A-Z a-z "
+                "0-9 _ . @ -"});
+  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\n") ==
+        Strings{"kiln.toml:1:1: auth.tokens[0].sha256: missing; every token needs name, role "
+                "and sha256"});
+  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\nsha256 = \"" + a +
+               "\"\ntoken = \"x\"\n") == Strings{"kiln.toml:5:1: auth.tokens[0].token: unknown key "
+                                                 "'token' (accepted: name, role, sha256)"});
+  CHECK(Errors("[auth]\ntokens = \"x\"\n") ==
+        Strings{"kiln.toml:2:10: auth.tokens: expected an array of tables ([[auth.tokens]]), got "
+                "a string"});
+}
+
+TEST_CASE("two tokens may not share a name or a hash") {
+  const std::string a(64, 'a'), b(64, 'b');
+  auto token = [](std::string name, std::string hash) {
+    return "[[auth.tokens]]\nname = \"" + name + "\"\nrole = \"viewer\"\nsha256 = \"" + hash +
+           "\"\n";
+  };
+  CHECK(Errors(token("ci", a) + token("ci", b)) ==
+        Strings{"kiln.toml:6:8: auth.tokens[1].name: token name 'ci' is used twice"});
+  CHECK(Errors(token("ci", a) + token("ops", a)) ==
+        Strings{"kiln.toml:8:10: auth.tokens[1].sha256: the same token is declared for 'ci' and "
+                "'ops'"});
 }

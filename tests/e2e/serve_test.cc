@@ -11,73 +11,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "daemon.h"
 #include "harness.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
 using namespace kiln::e2e;
-
-namespace {
-
-// A daemon on a free port; stopped with SIGTERM when the object dies.
-class Daemon {
- public:
-  Daemon(const TempDir& dir, const fs::path& pipelines) {
-    int fds[2];
-    REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-    std::string url = "KILN_DATABASE_URL=" + DatabaseUrl();
-    std::string path = std::string("PATH=") + getenv("PATH");
-    std::vector<std::string> args = {
-        KilnBinary(), "serve",       "--pipelines", pipelines.string(),
-        "--listen",   "127.0.0.1:0", "--data-dir",  (dir / "data").string()};
-    std::vector<char*> argv, envp = {url.data(), path.data(), nullptr};
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data()) == 0);
-    posix_spawn_file_actions_destroy(&actions);
-    close(fds[1]);
-    // The daemon prints its URL once it listens: read up to that line.
-    std::string line;
-    char c;
-    while (read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-    close(fds[0]);
-    auto at = line.find("http://127.0.0.1:");
-    REQUIRE(at != std::string::npos);
-    port_ = std::stoi(line.substr(at + 17));
-  }
-  ~Daemon() { Stop(); }
-  int Stop() {
-    if (pid_ <= 0) return exit_code_;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return exit_code_;
-  }
-  int port() const { return port_; }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  int exit_code_ = -1;
-};
-
-// Waits until the run has ended (the run's row is the event we wait for), at most 60 s.
-std::string WaitForRun(const std::string& id) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::string state = Sql("select state from runs where id = " + id);
-    if (state != "queued" && state != "running") return state;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return "timeout";
-}
-
-}  // namespace
 
 TEST_CASE("kiln serve triggers runs over HTTP") {
   TempDir dir;
@@ -90,7 +29,7 @@ count = 1
 command = "echo hello {{ params.who }} > {{ run.dir }}/greeting"
 )");
   Daemon daemon(dir, dir / "pipelines");
-  httplib::Client client("127.0.0.1", daemon.port());
+  httplib::Client client = daemon.Client(kOperatorToken);
 
   auto health = client.Get("/healthz");
   REQUIRE(health);
@@ -105,7 +44,7 @@ command = "echo hello {{ params.who }} > {{ run.dir }}/greeting"
   json body = json::parse(created->body);
   std::string id = body["id"].dump();
   CHECK(body["pipeline"] == "hello");
-  CHECK(WaitForRun(id) == "success");
+  CHECK(WaitForRunEnd(daemon, std::stoll(id)) == "success");
   CHECK(ReadFile(dir / ("data/runs/hello/" + id + "/greeting")) == "hello kiln; rm -rf /\n");
   CHECK(Sql("select p->>'value' from runs, jsonb_array_elements(params) p where id = " + id +
             " and p->>'name' = 'count'") == "2");
@@ -144,8 +83,8 @@ command = "echo hello {{ params.who }} > {{ run.dir }}/greeting"
     CHECK(nul->status == 400);
     auto bad_name = client.Post("/api/v1/pipelines/%FF/runs", "{}", "application/json");
     REQUIRE(bad_name);
-    CHECK(bad_name->status == 404);
-    CHECK(json::parse(bad_name->body)["error"]["code"] == "not_found");
+    CHECK(bad_name->status == 400);
+    CHECK(json::parse(bad_name->body)["error"]["code"] == "invalid_argument");
     // The daemon is still serving.
     auto again = client.Get("/healthz");
     REQUIRE(again);
@@ -165,7 +104,7 @@ needs = ["wait"]
 command = "true"
 )");
   Daemon daemon(dir, dir / "pipelines");
-  httplib::Client client("127.0.0.1", daemon.port());
+  httplib::Client client = daemon.Client(kOperatorToken);
   auto created = client.Post("/api/v1/pipelines/slow/runs", "{}", "application/json");
   REQUIRE(created);
   REQUIRE(created->status == 201);

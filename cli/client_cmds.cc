@@ -1,0 +1,278 @@
+// The client subcommands: trigger, runs, show, logs, cancel, retry, pause, unpause. Each talks to a
+// daemon over the v1 API; errors from the server are shown as one line.
+#include "cli/client_cmds.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli/client.h"
+#include "cli/progress.h"
+#include "dag/params.h"
+
+namespace kiln::cli {
+
+using nlohmann::json;
+
+namespace {
+
+int Fail(const Status& s) {
+  std::cerr << "kiln: " << s.message() << '\n';
+  return 1;
+}
+
+std::unique_ptr<ApiClient> Connect(const ClientOptions& options, int* code) {
+  auto client = ApiClient::Make(options);
+  if (!client.ok()) {
+    *code = Fail(client.status());
+    return nullptr;
+  }
+  return std::move(client).value();
+}
+
+// The member `key` of `object`, or null (for answers of another shape than expected).
+const json& At(const json& object, const char* key) {
+  static const json kNull;
+  if (!object.is_object()) return kNull;
+  auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
+int AsInt(const json& value) { return value.is_number_integer() ? value.get<int>() : 0; }
+
+bool ValidRunId(const std::string& id) {
+  return !id.empty() && id.size() <= 18 && id[0] != '0' &&
+         id.find_first_not_of("0123456789") == std::string::npos;
+}
+
+std::string Text(const json& value) {
+  if (value.is_null()) return "-";
+  if (value.is_string()) return value.get<std::string>();
+  return value.dump();
+}
+
+// "1.25s" from two RFC 3339 times of the API, or "-".
+std::string Duration(const json& ms) {
+  if (!ms.is_number()) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fs", ms.get<double>() / 1000);
+  return buf;
+}
+
+void PrintRun(const json& run) {
+  std::printf("run %s of %s: %s\n", Text(At(run, "id")).c_str(), Text(At(run, "pipeline")).c_str(),
+              Text(At(run, "state")).c_str());
+  std::printf("trigger %s by %s, created %s\n", Text(At(run, "trigger")).c_str(),
+              Text(At(run, "created_by")).c_str(), Text(At(run, "created_at")).c_str());
+  std::printf("%-24s %-16s %8s %6s %10s\n", "TASK", "STATE", "ATTEMPTS", "EXIT", "DURATION");
+  for (const auto& t : At(run, "tasks")) {
+    std::string exit = At(t, "exit_code").is_number()
+                           ? Text(At(t, "exit_code"))
+                           : (At(t, "signal").is_number() ? "sig" + Text(At(t, "signal")) : "-");
+    std::printf("%-24s %-16s %8d %6s %10s\n", Text(At(t, "id")).c_str(),
+                Text(At(t, "state")).c_str(), AsInt(At(t, "attempt")), exit.c_str(),
+                Duration(At(t, "duration_ms")).c_str());
+  }
+}
+
+void PrintJson(const json& body) { std::cout << body.dump(2) << '\n'; }
+
+int ExitCodeOf(const json& run) { return At(run, "state") == "success" ? 0 : 1; }
+
+// Follows the run's events after event `after` until it ends, showing progress on stderr; then
+// prints the run.
+int WaitForRun(ApiClient& client, const ClientOptions& options, const json& created,
+               int64_t after) {
+  const std::string id = Text(At(created, "id"));
+  Progress progress(stderr, isatty(STDERR_FILENO) != 0, At(created, "tasks").size());
+  bool ended = false;
+  Status s = client.Events(
+      "/api/v1/events?after=" + std::to_string(after) + "&run=" + id, [&](const json& e) {
+        if (At(e, "kind") == "task_state" && At(e, "to").is_string()) {
+          auto state = dag::ParseTaskState(At(e, "to").get<std::string>());
+          if (state) {
+            dag::TaskSpec task;
+            task.id = Text(At(e, "task"));
+            std::string reason;
+            if (At(e, "detail").is_object() && At(e, "detail").contains("reason")) {
+              reason = Text(At(e, "detail")["reason"]);
+            }
+            progress.OnTaskState(RunId{}, task, *state,
+                                 At(e, "attempt").is_number() ? At(e, "attempt").get<int>() : 0,
+                                 reason);
+          }
+        }
+        if (At(e, "kind") == "run_state" && At(e, "to").is_string()) {
+          auto state = dag::ParseRunState(At(e, "to").get<std::string>());
+          if (state && dag::IsTerminal(*state)) {
+            progress.OnRunFinished(RunId{}, *state);
+            ended = true;
+            return false;
+          }
+        }
+        return true;
+      });
+  if (!s.ok()) return Fail(s);
+  if (!ended) return Fail(Status::Error("the event stream ended before run " + id + " did"));
+  auto run = client.Get("/api/v1/runs/" + id);
+  if (!run.ok()) return Fail(run.status());
+  options.output == "json" ? PrintJson(*run) : PrintRun(*run);
+  return ExitCodeOf(*run);
+}
+
+}  // namespace
+
+int ClientTrigger(const ClientOptions& options, const TriggerOptions& trigger) {
+  int code = 0;
+  auto client = Connect(options, &code);
+  if (!client) return code;
+  json body = {{"params", json::object()}};
+  for (const auto& assignment : trigger.params) {
+    auto split = dag::SplitAssignment(assignment);
+    if (!split.ok()) return Fail(split.status());
+    body["params"][split->first] = split->second;
+  }
+  if (!trigger.key.empty()) body["idempotency_key"] = trigger.key;
+  if (!trigger.note.empty()) body["note"] = trigger.note;
+  auto run = client->Post("/api/v1/pipelines/" + UrlEncode(trigger.pipeline) + "/runs", body);
+  if (!run.ok()) return Fail(run.status());
+  if (trigger.wait) return WaitForRun(*client, options, *run, 0);
+  if (options.output == "json") {
+    PrintJson(*run);
+  } else {
+    std::printf("run %s of %s: %s\n", Text(At(*run, "id")).c_str(),
+                Text(At(*run, "pipeline")).c_str(), Text(At(*run, "state")).c_str());
+  }
+  return 0;
+}
+
+int ClientRuns(const ClientOptions& options, const RunsOptions& runs) {
+  int code = 0;
+  auto client = Connect(options, &code);
+  if (!client) return code;
+  std::string query = "?limit=" + std::to_string(runs.limit);
+  if (!runs.pipeline.empty()) query += "&pipeline=" + UrlEncode(runs.pipeline);
+  if (!runs.state.empty()) query += "&state=" + UrlEncode(runs.state);
+  auto page = client->Get("/api/v1/runs" + query);
+  if (!page.ok()) return Fail(page.status());
+  if (options.output == "json") {
+    PrintJson(*page);
+    return 0;
+  }
+  std::printf("%-8s %-24s %-10s %-25s %-8s %s\n", "ID", "PIPELINE", "STATE", "CREATED", "TRIGGER",
+              "BY");
+  for (const auto& r : At(*page, "runs")) {
+    std::printf("%-8s %-24s %-10s %-25s %-8s %s\n", Text(At(r, "id")).c_str(),
+                Text(At(r, "pipeline")).c_str(), Text(At(r, "state")).c_str(),
+                Text(At(r, "created_at")).c_str(), Text(At(r, "trigger")).c_str(),
+                Text(At(r, "created_by")).c_str());
+  }
+  return 0;
+}
+
+int ClientShow(const ClientOptions& options, const std::string& run_id) {
+  if (!ValidRunId(run_id)) {
+    return Fail(Status::Error("run id '" + run_id + "' must be a positive integer"));
+  }
+  int code = 0;
+  auto client = Connect(options, &code);
+  if (!client) return code;
+  auto run = client->Get("/api/v1/runs/" + run_id);
+  if (!run.ok()) return Fail(run.status());
+  options.output == "json" ? PrintJson(*run) : PrintRun(*run);
+  return 0;
+}
+
+int ClientLogs(const ClientOptions& options, const LogsOptions& logs) {
+  if (!ValidRunId(logs.run)) {
+    return Fail(Status::Error("run id '" + logs.run + "' must be a positive integer"));
+  }
+  int code = 0;
+  auto client = Connect(options, &code);
+  if (!client) return code;
+  int attempt = logs.attempt;
+  if (attempt <= 0) {
+    auto run = client->Get("/api/v1/runs/" + logs.run);
+    if (!run.ok()) return Fail(run.status());
+    bool found = false;
+    for (const auto& t : At(*run, "tasks")) {
+      if (At(t, "id") == logs.task) {
+        found = true;
+        attempt = At(t, "attempt").is_number_integer() ? At(t, "attempt").get<int>() : 0;
+      }
+    }
+    if (!found) return Fail(Status::Error("run " + logs.run + " has no task '" + logs.task + "'"));
+    if (attempt == 0) {
+      return Fail(
+          Status::Error("task '" + logs.task + "' of run " + logs.run + " has not started yet"));
+    }
+  }
+  std::string path = "/api/v1/runs/" + logs.run + "/tasks/" + UrlEncode(logs.task) + "/attempts/" +
+                     std::to_string(attempt) + "/log" + (logs.follow ? "?follow=true" : "");
+  Status s = client->Stream(path, [](std::string_view data) {
+    std::fwrite(data.data(), 1, data.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  return s.ok() ? 0 : Fail(s);
+}
+
+int ClientCancel(const ClientOptions& options, const std::string& run_id) {
+  if (!ValidRunId(run_id)) {
+    return Fail(Status::Error("run id '" + run_id + "' must be a positive integer"));
+  }
+  int code = 0;
+  auto client = Connect(options, &code);
+  if (!client) return code;
+  auto run = client->Post("/api/v1/runs/" + run_id + "/cancel", json::object());
+  if (!run.ok()) return Fail(run.status());
+  if (options.output == "json") {
+    PrintJson(*run);
+  } else {
+    std::printf("run %s: cancelling\n", run_id.c_str());
+  }
+  return 0;
+}
+
+int ClientRetry(const ClientOptions& options, const RetryOptions& retry) {
+  if (!ValidRunId(retry.run)) {
+    return Fail(Status::Error("run id '" + retry.run + "' must be a positive integer"));
+  }
+  int code = 0;
+  auto client = Connect(options, &code);
+  if (!client) return code;
+  json body = retry.from.empty() ? json{{"mode", "failed"}} : json{{"from", retry.from}};
+  auto result = client->Post("/api/v1/runs/" + retry.run + "/retry", body);
+  if (!result.ok()) return Fail(result.status());
+  if (retry.wait) {
+    const json& from = At(*result, "event_id");
+    return WaitForRun(*client, options, At(*result, "run"),
+                      from.is_number() ? from.get<int64_t>() : 0);
+  }
+  if (options.output == "json") {
+    PrintJson(*result);
+    return 0;
+  }
+  std::string tasks;
+  for (const auto& t : At(*result, "tasks")) tasks += (tasks.empty() ? "" : ", ") + Text(t);
+  std::printf("run %s: running again: %s\n", retry.run.c_str(), tasks.c_str());
+  return 0;
+}
+
+int ClientPause(const ClientOptions& options, const std::string& pipeline, bool pause) {
+  int code = 0;
+  auto client = Connect(options, &code);
+  if (!client) return code;
+  auto result = client->Post(
+      "/api/v1/pipelines/" + UrlEncode(pipeline) + (pause ? "/pause" : "/unpause"), json::object());
+  if (!result.ok()) return Fail(result.status());
+  if (options.output == "json") {
+    PrintJson(*result);
+  } else {
+    std::printf("pipeline %s: %s\n", pipeline.c_str(), pause ? "paused" : "unpaused");
+  }
+  return 0;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,49 @@
+// The client subcommands of `kiln` (talking to a daemon over HTTP). Each returns the exit code:
+// 0 done, 1 an error (one line on stderr) or, with --wait, a run that did not succeed.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cli/client.h"
+
+namespace kiln::cli {
+
+struct TriggerOptions {
+  std::string pipeline;
+  std::vector<std::string> params;  // name=value
+  std::string key;                  // idempotency key
+  std::string note;
+  bool wait = false;
+};
+int ClientTrigger(const ClientOptions& options, const TriggerOptions& trigger);
+
+struct RunsOptions {
+  std::string pipeline;
+  std::string state;
+  int limit = 20;
+};
+int ClientRuns(const ClientOptions& options, const RunsOptions& runs);
+
+int ClientShow(const ClientOptions& options, const std::string& run);
+
+struct LogsOptions {
+  std::string run;
+  std::string task;
+  int attempt = 0;  // 0 = the latest
+  bool follow = false;
+};
+int ClientLogs(const ClientOptions& options, const LogsOptions& logs);
+
+int ClientCancel(const ClientOptions& options, const std::string& run);
+
+struct RetryOptions {
+  std::string run;
+  std::string from;  // empty: re-run failed tasks
+  bool wait = false;
+};
+int ClientRetry(const ClientOptions& options, const RetryOptions& retry);
+
+int ClientPause(const ClientOptions& options, const std::string& pipeline, bool pause);
+
+}  // namespace kiln::cli

@@ -1,0 +1,542 @@
+#include "cli/daemon_service.h"
+
+#include <boost/asio/post.hpp>
+#include <future>
+#include <nlohmann/json.hpp>
+
+#include "cli/log_files.h"
+#include "cli/runtime.h"
+#include "common/log.h"
+#include "dag/params.h"
+#include "scheduler/run_plan.h"
+
+namespace kiln::cli {
+
+namespace asio = boost::asio;
+using scheduler::RunRecord;
+
+namespace {
+
+// The run's task rows are the pipeline's tasks, in order.
+bool SameTasks(const RunRecord& run, const dag::Pipeline& pipeline) {
+  if (run.tasks.size() != pipeline.spec.tasks.size()) return false;
+  for (size_t i = 0; i < run.tasks.size(); ++i) {
+    if (run.tasks[i].task_id != pipeline.spec.tasks[i].id) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir) {
+  std::map<std::string, PipelineEntry> out;
+  if (dir.empty()) return out;
+  for (auto& result : config::LoadPipelineDir(dir)) {
+    std::string text;
+    for (const auto& d : result.diagnostics) {
+      log::Error(d.ToString());
+      text += (text.empty() ? "" : "\n") + d.ToString();
+    }
+    // A broken file without a readable name is listed under its file name.
+    std::string name = result.pipeline ? result.pipeline->spec.name : result.name;
+    if (name.empty()) name = result.file.filename().string();
+    if (auto it = out.find(name); it != out.end()) {
+      // A file that loaded wins over a broken one declaring the same name.
+      bool replace = !it->second.pipeline && result.pipeline;
+      log::Error((replace ? it->second.file : result.file.string()) + ": pipeline.name: '" + name +
+                 "' is already used by " + (replace ? result.file.string() : it->second.file) +
+                 "; file ignored");
+      if (!replace) continue;
+      out.erase(it);
+    }
+    PipelineEntry entry;
+    entry.file = result.file.string();
+    entry.pipeline = result.pipeline;
+    if (!text.empty()) entry.load_error = text;
+    out.emplace(name, std::move(entry));
+  }
+  return out;
+}
+
+DaemonService::DaemonService(asio::io_context& io, scheduler::Scheduler& sched, std::string url,
+                             std::filesystem::path logs_dir)
+    : io_(io), sched_(sched), pool_(url, 16), events_(url), logs_dir_(std::move(logs_dir)) {}
+
+DaemonService::~DaemonService() { events_.Stop(); }
+
+Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
+  auto paused = pool_.With([](store::Database& db) { return db.PausedPipelines(); });
+  if (!paused.ok()) return paused.status();
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, entry] : pipelines) {
+      Known known{std::move(entry), false};
+      if (auto it = paused->find(name); it != paused->end()) {
+        known.paused = it->second;
+      } else if (known.entry.pipeline) {
+        known.paused = known.entry.pipeline->spec.paused;
+      }
+      pipelines_.emplace(name, std::move(known));
+    }
+  }
+  events_.Start();
+  // Runs that wait, queued, from before this start (triggered while paused, or left by a daemon
+  // that stopped) run now if their pipeline is not paused. Posted: the loop runs after Start.
+  std::vector<std::pair<std::string, dag::PipelinePtr>> runnable;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, known] : pipelines_) {
+      if (known.entry.pipeline && !known.paused) runnable.emplace_back(name, known.entry.pipeline);
+    }
+  }
+  std::unique_lock pause_lock(pause_mu_);
+  for (const auto& [name, pipeline] : runnable) {
+    if (Status s = StartQueued(name, pipeline, /*wait=*/false); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+void DaemonService::StopAccepting() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  events_.Stop();
+}
+
+Status DaemonService::Refuse() const {
+  return Status::Error(ErrorCode::kUnavailable, "the daemon is stopping");
+}
+
+template <typename F>
+auto DaemonService::OnLoop(F&& f) -> decltype(f()) {
+  std::packaged_task<decltype(f())()> task(std::forward<F>(f));
+  auto future = task.get_future();
+  asio::post(io_, [&task] { task(); });
+  return future.get();
+}
+
+// ---- pipelines ----
+
+scheduler::PipelineInfo DaemonService::Info(const std::string& name, const Known& known) const {
+  scheduler::PipelineInfo info;
+  info.name = name;
+  info.file = known.entry.file;
+  info.pipeline = known.entry.pipeline;
+  info.load_error = known.entry.load_error;
+  info.paused = known.paused;
+  return info;
+}
+
+std::vector<scheduler::PipelineInfo> DaemonService::ListPipelines() {
+  std::vector<scheduler::PipelineInfo> out;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, known] : pipelines_) out.push_back(Info(name, known));
+  }
+  auto last = pool_.With([](store::Database& db) { return db.LastRuns(); });
+  if (!last.ok()) {
+    log::Error(last.message());
+    return out;
+  }
+  for (auto& info : out) {
+    if (auto it = last->find(info.name); it != last->end()) {
+      info.last_run = it->second.first;
+      info.last_run_state = it->second.second;
+    }
+  }
+  return out;
+}
+
+Result<scheduler::PipelineInfo> DaemonService::GetPipeline(const std::string& name) {
+  scheduler::PipelineInfo info;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pipelines_.find(name);
+    if (it == pipelines_.end()) {
+      return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
+    }
+    info = Info(name, it->second);
+  }
+  scheduler::RunFilter filter;
+  filter.pipeline = name;
+  filter.limit = 1;
+  auto page = pool_.With([&](store::Database& db) { return db.ListRuns(filter); });
+  if (page.ok() && !page->runs.empty()) {
+    info.last_run = page->runs[0].id;
+    info.last_run_state = page->runs[0].state;
+  }
+  return info;
+}
+
+Result<dag::PipelinePtr> DaemonService::Runnable(const std::string& name, bool* paused) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return Refuse();
+  auto it = pipelines_.find(name);
+  if (it == pipelines_.end()) {
+    return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
+  }
+  if (!it->second.entry.pipeline) {
+    return Status::Error(ErrorCode::kConflict, "pipeline '" + name +
+                                                   "' cannot run: its file has errors: " +
+                                                   it->second.entry.load_error.value_or(""));
+  }
+  if (paused) *paused = it->second.paused;
+  return it->second.entry.pipeline;
+}
+
+Status DaemonService::SetPaused(const std::string& name, bool paused, const std::string& actor) {
+  std::unique_lock pause_lock(pause_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return Refuse();
+    if (!pipelines_.count(name)) {
+      return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
+    }
+  }
+  Status s = pool_.With([&](store::Database& db) { return db.SetPaused(name, paused, actor); });
+  if (!s.ok()) return s;
+  dag::PipelinePtr pipeline;
+  {
+    std::lock_guard lock(mu_);
+    Known& known = pipelines_.at(name);
+    known.paused = paused;
+    pipeline = known.entry.pipeline;
+  }
+  if (paused || !pipeline) return Status::Ok();
+  return StartQueued(name, pipeline, /*wait=*/true);
+}
+
+Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePtr& pipeline,
+                                  bool wait) {
+  auto queued = pool_.With([&](store::Database& db) { return db.QueuedRuns(name); });
+  if (!queued.ok()) return queued.status();
+  for (const RunRecord& run : *queued) BeginStart(run.id);
+  // Oldest first.
+  for (const RunRecord& run : *queued) {
+    if (!SameTasks(run, *pipeline)) {
+      log::Error("run " + ToString(run.id) + " of '" + name +
+                 "' stays queued: the pipeline's tasks have changed since it was created");
+      std::lock_guard lock(mu_);
+      starting_.erase(run.id);
+      continue;
+    }
+    StartRun(ContextOf(run, pipeline), wait);
+  }
+  return Status::Ok();
+}
+
+// ---- runs ----
+
+scheduler::RunContext DaemonService::ContextOf(const RunRecord& run, dag::PipelinePtr pipeline) {
+  scheduler::RunContext ctx;
+  ctx.id = run.id;
+  ctx.pipeline = std::move(pipeline);
+  ctx.params = run.params;
+  ctx.logical_date = run.logical_date;
+  ctx.data_interval_start = run.data_interval_start.value_or(run.logical_date);
+  ctx.data_interval_end = run.data_interval_end.value_or(run.logical_date);
+  // From the rows: a retried run keeps its ended tasks and continues their attempt numbers.
+  for (const auto& t : run.tasks) {
+    ctx.initial_states.push_back(t.state);
+    ctx.initial_attempts.push_back(t.attempt);
+  }
+  return ctx;
+}
+
+void DaemonService::BeginStart(RunId id) {
+  std::lock_guard lock(mu_);
+  starting_.emplace(id, false);
+}
+
+void DaemonService::StartRun(scheduler::RunContext ctx, bool wait) {
+  // On the loop, where CancelRun also decides: either the run is taken first and a cancel then
+  // finds it active, or a cancel came first and the run is not started at all.
+  auto start = [this](scheduler::RunContext& ctx) {
+    bool cancelled = false;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = starting_.find(ctx.id); it != starting_.end()) {
+        cancelled = it->second;
+        starting_.erase(it);
+      }
+    }
+    if (!cancelled && !sched_.IsActive(ctx.id)) sched_.AddRun(std::move(ctx));
+    return 0;
+  };
+  if (!wait) {
+    asio::post(io_, [start, ctx = std::move(ctx)]() mutable { start(ctx); });
+    return;
+  }
+  // Waits until the scheduler has taken the run, so that a cancel right after the answer finds
+  // it active.
+  OnLoop([&] { return start(ctx); });
+}
+
+Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::TriggerRequest& request) {
+  std::shared_lock pause_lock(pause_mu_);
+  bool paused = false;
+  auto pipeline = Runnable(request.pipeline, &paused);
+  if (!pipeline.ok()) return pipeline.status();
+  auto params = dag::ResolveParams((*pipeline)->spec, request.params);
+  if (!params.ok()) return Status::Error(ErrorCode::kInvalidArgument, params.message());
+  Instant now = NowUtc();
+  store::NewRun row = MakeNewRun(**pipeline, *params, "manual", now);
+  row.idempotency_key = request.idempotency_key;
+  row.created_by = request.actor;
+  row.note = request.note;
+  auto created = pool_.With([&](store::Database& db) { return db.CreateRun(row); });
+  if (!created.ok()) return created.status();
+  if (!created->existing && !paused) {
+    BeginStart(created->id);
+    scheduler::RunContext ctx;
+    ctx.id = created->id;
+    ctx.pipeline = *pipeline;
+    ctx.params = std::move(params).value();
+    ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
+    StartRun(std::move(ctx));
+  }
+  return scheduler::TriggerResult{created->id, created->existing};
+}
+
+Result<scheduler::RunPage> DaemonService::ListRuns(const scheduler::RunFilter& filter) {
+  return pool_.With([&](store::Database& db) { return db.ListRuns(filter); });
+}
+
+Result<RunRecord> DaemonService::GetRun(RunId id) {
+  return pool_.With([&](store::Database& db) { return db.GetRun(id); });
+}
+
+Status DaemonService::CancelRun(RunId id, const std::string& actor) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return Refuse();
+  }
+  auto run = GetRun(id);
+  if (!run.ok()) return run.status();
+  auto ended = [&](dag::RunState state) {
+    return Status::Error(ErrorCode::kConflict, "run " + ToString(id) + " has already ended (" +
+                                                   std::string(dag::Name(state)) + ")");
+  };
+  if (dag::IsTerminal(run->state)) return ended(run->state);
+  const std::string reason = "cancelled by " + actor;
+  // Decided on the loop, where runs are started (see StartRun).
+  bool active = OnLoop([&] {
+    if (sched_.IsActive(id)) {
+      sched_.CancelRun(id, reason);
+      return true;
+    }
+    std::lock_guard lock(mu_);
+    if (auto it = starting_.find(id); it != starting_.end()) it->second = true;
+    return false;
+  });
+  if (!active) {
+    // Not driven by this daemon: waiting while its pipeline is paused, or left by a daemon that
+    // stopped without finishing it.
+    auto cancelled =
+        pool_.With([&](store::Database& db) { return db.CancelOrphanedRun(id, actor, reason); });
+    if (!cancelled.ok()) return cancelled.status();
+    if (!*cancelled) {
+      auto now = GetRun(id);
+      return ended(now.ok() ? now->state : dag::RunState::kCancelled);
+    }
+  }
+  nlohmann::json detail = {{"reason", reason}};
+  return pool_.With([&](store::Database& db) {
+    return db.RecordEvent("cancel_requested", id, actor, detail.dump());
+  });
+}
+
+Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryRequest& request) {
+  std::shared_lock pause_lock(pause_mu_);
+  auto run = GetRun(request.run);
+  if (!run.ok()) return run.status();
+  if (!dag::IsTerminal(run->state)) {
+    return Status::Error(ErrorCode::kConflict, "run " + ToString(request.run) + " is still " +
+                                                   std::string(dag::Name(run->state)) +
+                                                   "; wait for it to end or cancel it");
+  }
+  bool paused = false;
+  auto pipeline = Runnable(run->pipeline, &paused);
+  if (!pipeline.ok()) return pipeline.status();
+  const dag::Pipeline& p = **pipeline;
+  // The run's tasks must still be the pipeline's: a retry runs the current version.
+  if (!SameTasks(*run, p)) {
+    return Status::Error(ErrorCode::kConflict, "run " + ToString(request.run) +
+                                                   " cannot be retried: the tasks of '" +
+                                                   run->pipeline + "' have changed since it ran");
+  }
+  std::vector<dag::TaskState> states;
+  for (const auto& t : run->tasks) states.push_back(t.state);
+  std::optional<TaskId> from;
+  if (request.from_task) {
+    auto id = p.dag.Find(*request.from_task);
+    if (!id) {
+      return Status::Error(ErrorCode::kNotFound, "run " + ToString(request.run) + " has no task '" +
+                                                     *request.from_task + "'");
+    }
+    from = *id;
+  }
+  std::vector<TaskId> chosen = scheduler::TasksToRetry(p, states, from);
+  if (chosen.empty()) {
+    return Status::Error(ErrorCode::kConflict,
+                         "run " + ToString(request.run) +
+                             " has nothing to retry: no task failed, was cancelled or was "
+                             "skipped because of a failure");
+  }
+  std::vector<std::string> names;
+  for (TaskId t : chosen) names.push_back(p.task(t).id);
+  int64_t event_id = 0;
+  auto reset = pool_.With([&](store::Database& db) {
+    return db.PrepareRetry(request.run, names, request.actor, &event_id);
+  });
+  if (!reset.ok()) return reset.status();
+  // A paused pipeline's retried run waits, queued, like a triggered one.
+  if (!paused) {
+    BeginStart(request.run);
+    StartRun(ContextOf(*reset, *pipeline));
+  }
+  return scheduler::RetryResult{request.run, std::move(names), event_id};
+}
+
+Status DaemonService::MarkEnded(const scheduler::MarkRequest& request,
+                                const dag::Pipeline* pipeline) {
+  // The run's state follows its tasks, as when it ended (scheduler::RunPlan::Outcome).
+  auto outcome = [pipeline](const RunRecord& run) {
+    bool failed = false;
+    for (const auto& t : run.tasks) {
+      if (t.state == dag::TaskState::kCancelled) return dag::RunState::kCancelled;
+      bool allowed = false;
+      if (pipeline) {
+        if (auto id = pipeline->dag.Find(t.task_id)) allowed = pipeline->task(*id).allow_failure;
+      }
+      if ((t.state == dag::TaskState::kFailed || t.state == dag::TaskState::kUpstreamFailed) &&
+          !allowed) {
+        failed = true;
+      }
+    }
+    return failed ? dag::RunState::kFailed : dag::RunState::kSuccess;
+  };
+  auto marked = pool_.With([&](store::Database& db) {
+    return db.MarkTaskInEndedRun(request.run, request.task, request.state, request.reason,
+                                 request.actor, outcome);
+  });
+  return marked.ok() ? Status::Ok() : marked.status();
+}
+
+Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
+  auto run = GetRun(request.run);
+  if (!run.ok()) return run.status();
+  bool known = false;
+  for (const auto& t : run->tasks) known = known || t.task_id == request.task;
+  if (!known) {
+    return Status::Error(ErrorCode::kNotFound,
+                         "run " + ToString(request.run) + " has no task '" + request.task + "'");
+  }
+  dag::PipelinePtr pipeline;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return Refuse();
+    if (auto it = pipelines_.find(run->pipeline); it != pipelines_.end()) {
+      pipeline = it->second.entry.pipeline;
+    }
+  }
+  if (!dag::IsTerminal(run->state) && pipeline) {
+    auto id = pipeline->dag.Find(request.task);
+    std::promise<Status> decided;
+    if (id) {
+      const std::string reason = "marked " + std::string(dag::Name(request.state)) + " by " +
+                                 request.actor +
+                                 (request.reason.empty() ? "" : ": " + request.reason);
+      asio::post(io_, [&, task = *id, reason] {
+        sched_.MarkTask(request.run, task, request.state, reason,
+                        [&decided](Status s) { decided.set_value(std::move(s)); });
+      });
+      Status s = decided.get_future().get();
+      if (s.code() != ErrorCode::kNotFound) {
+        if (!s.ok()) return s;
+        nlohmann::json detail = {{"task", request.task},
+                                 {"state", dag::Name(request.state)},
+                                 {"reason", request.reason}};
+        return pool_.With([&](store::Database& db) {
+          return db.RecordEvent("task_marked", request.run, request.actor, detail.dump());
+        });
+      }
+    }
+  }
+  return MarkEnded(request, pipeline.get());
+}
+
+// ---- attempts, logs, events ----
+
+Result<std::vector<scheduler::AttemptRecord>> DaemonService::ListAttempts(RunId run,
+                                                                          const std::string& task) {
+  auto attempts = pool_.With([&](store::Database& db) { return db.ListAttempts(run, task); });
+  if (!attempts.ok() || !attempts->empty()) return attempts;
+  // No attempt yet: tell an unknown run or task apart from one that has not started.
+  auto record = GetRun(run);
+  if (!record.ok()) return record.status();
+  for (const auto& t : record->tasks) {
+    if (t.task_id == task) return attempts;
+  }
+  return Status::Error(ErrorCode::kNotFound,
+                       "run " + ToString(run) + " has no task '" + task + "'");
+}
+
+Result<scheduler::LogChunk> DaemonService::ReadLog(RunId run, const std::string& task, int attempt,
+                                                   uint64_t offset, size_t max_bytes) {
+  auto record = pool_.With([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
+  if (!record.ok()) return record.status();
+  scheduler::LogChunk chunk;
+  chunk.offset = offset;
+  // Whether it ended is read before the file: an ended attempt's log is complete.
+  chunk.finished = record->state != "running";
+  auto range = ReadLogRange(logs_dir_, record->log_path, offset, max_bytes);
+  if (!range.ok()) return range.status();
+  chunk.data = std::move(range->data);
+  chunk.size = range->size;
+  return chunk;
+}
+
+bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
+                               std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+  }
+  auto record = pool_.With([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
+  if (!record.ok() || record->state != "running") return true;
+  const int64_t seen = events_.last_id();
+  bool closed = false;
+  // Without a watch (no log folder yet) the attempt's events are what can change.
+  if (!WaitForLogChange(logs_dir_, record->log_path, offset, timeout, &closed)) {
+    return events_.WaitForEvents(seen, timeout);
+  }
+  // The writer closed the log: the attempt's end is being committed; its event follows.
+  if (closed) return events_.WaitForEvents(seen, timeout);
+  std::lock_guard lock(mu_);
+  return !stopping_;
+}
+
+Result<int64_t> DaemonService::LastEventId() {
+  return pool_.With([](store::Database& db) { return db.LastEventId(); });
+}
+
+Result<std::vector<scheduler::EventRecord>> DaemonService::ListEvents(
+    const scheduler::EventFilter& filter) {
+  return pool_.With([&](store::Database& db) { return db.ListEvents(filter); });
+}
+
+bool DaemonService::WaitForEvents(int64_t after, std::chrono::milliseconds timeout) {
+  return events_.WaitForEvents(after, timeout);
+}
+
+Status DaemonService::Ready() {
+  return pool_.With([](store::Database& db) { return db.Ping(); });
+}
+
+scheduler::MetricsSnapshot DaemonService::Metrics() {
+  return OnLoop([this] { return sched_.Metrics(); });
+}
+
+}  // namespace kiln::cli

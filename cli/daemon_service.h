@@ -1,0 +1,102 @@
+// The daemon's implementation of the API facade (scheduler/service.h): reads go to the database
+// through a bounded connection pool, changes are made durable in the database and then handed to
+// the scheduler by posting to its io_context. Thread-safe; called from the HTTP worker threads.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "cli/db_pool.h"
+#include "cli/event_hub.h"
+#include "config/pipeline_loader.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/service.h"
+
+namespace kiln::cli {
+
+// The pipelines folder as loaded: good pipelines and broken files, by pipeline name.
+struct PipelineEntry {
+  std::string file;
+  dag::PipelinePtr pipeline;              // null when the file never loaded
+  std::optional<std::string> load_error;  // the diagnostics, one per line
+};
+std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir);
+
+class DaemonService final : public scheduler::Service {
+ public:
+  DaemonService(boost::asio::io_context& io, scheduler::Scheduler& sched, std::string url,
+                std::filesystem::path logs_dir);
+  ~DaemonService() override;
+
+  // Reads the pause state kept in the database and starts the event hub.
+  Status Start(std::map<std::string, PipelineEntry> pipelines);
+  // From now on changes are refused with 503 and streams end. Call before stopping the server.
+  void StopAccepting();
+
+  std::vector<scheduler::PipelineInfo> ListPipelines() override;
+  Result<scheduler::PipelineInfo> GetPipeline(const std::string& name) override;
+  Status SetPaused(const std::string& name, bool paused, const std::string& actor) override;
+  Result<scheduler::TriggerResult> Trigger(const scheduler::TriggerRequest& request) override;
+  Result<scheduler::RunPage> ListRuns(const scheduler::RunFilter& filter) override;
+  Result<scheduler::RunRecord> GetRun(RunId id) override;
+  Status CancelRun(RunId id, const std::string& actor) override;
+  Result<scheduler::RetryResult> RetryRun(const scheduler::RetryRequest& request) override;
+  Status MarkTask(const scheduler::MarkRequest& request) override;
+  Result<std::vector<scheduler::AttemptRecord>> ListAttempts(RunId run,
+                                                             const std::string& task) override;
+  Result<scheduler::LogChunk> ReadLog(RunId run, const std::string& task, int attempt,
+                                      uint64_t offset, size_t max_bytes) override;
+  bool WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
+                  std::chrono::milliseconds timeout) override;
+  Result<int64_t> LastEventId() override;
+  Result<std::vector<scheduler::EventRecord>> ListEvents(
+      const scheduler::EventFilter& filter) override;
+  bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) override;
+  Status Ready() override;
+  scheduler::MetricsSnapshot Metrics() override;
+
+ private:
+  struct Known {
+    PipelineEntry entry;
+    bool paused = false;
+  };
+  // The loaded pipeline `name`, or kNotFound / kConflict (file broken).
+  Result<dag::PipelinePtr> Runnable(const std::string& name, bool* paused);
+  scheduler::PipelineInfo Info(const std::string& name, const Known& known) const;
+  Status Refuse() const;
+  // Runs `f` on the scheduler's thread and waits for its result.
+  template <typename F>
+  auto OnLoop(F&& f) -> decltype(f());
+  // Announces that `id` is about to be handed to the scheduler (before the answer reveals it).
+  void BeginStart(RunId id);
+  // Hands the run to the scheduler and waits until it has taken it, unless it was cancelled
+  // since BeginStart. `wait` = false only posts (before the loop runs, at start).
+  void StartRun(scheduler::RunContext ctx, bool wait = true);
+  // Starts the runs of `name` that wait, queued (triggered while it was paused, or left by a
+  // daemon that stopped). Call with pause_mu_ held.
+  Status StartQueued(const std::string& name, const dag::PipelinePtr& pipeline, bool wait);
+  scheduler::RunContext ContextOf(const scheduler::RunRecord& run, dag::PipelinePtr pipeline);
+  Status MarkEnded(const scheduler::MarkRequest& request, const dag::Pipeline* pipeline);
+
+  boost::asio::io_context& io_;
+  scheduler::Scheduler& sched_;
+  DbPool pool_;
+  EventHub events_;
+  std::filesystem::path logs_dir_;
+  // Held shared by triggers and retries (read the pause state, create, start), exclusively by
+  // pause and unpause, so that no run is created between an unpause and its scan of waiting runs.
+  std::shared_mutex pause_mu_;
+  mutable std::mutex mu_;
+  bool stopping_ = false;
+  // Runs announced by BeginStart, not yet taken by the scheduler; true once cancelled meanwhile.
+  std::map<RunId, bool> starting_;
+  std::map<std::string, Known> pipelines_;
+};
+
+}  // namespace kiln::cli

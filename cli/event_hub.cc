@@ -1,0 +1,92 @@
+#include "cli/event_hub.h"
+
+#include <memory>
+
+#include "common/log.h"
+#include "store/database.h"
+#include "store/event_listener.h"
+
+namespace kiln::cli {
+
+using namespace std::chrono_literals;
+
+void EventHub::Start() {
+  // The newest id before the thread runs, so that a stream opened right after start knows where
+  // "now" is.
+  if (auto db = store::Database::Connect(url_); db.ok()) {
+    if (auto id = (*db)->LastEventId(); id.ok()) Publish(*id);
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void EventHub::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool EventHub::WaitForEvents(int64_t after, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  changed_.wait_for(lock, timeout, [&] { return stopping_ || last_id_ > after; });
+  return !stopping_;
+}
+
+int64_t EventHub::last_id() const {
+  std::lock_guard lock(mu_);
+  return last_id_;
+}
+
+void EventHub::Publish(int64_t id) {
+  {
+    std::lock_guard lock(mu_);
+    if (id <= last_id_) return;
+    last_id_ = id;
+  }
+  changed_.notify_all();
+}
+
+// LISTEN first, then read the newest id: an event committed in between is seen either by the
+// read or as a notification. The wait's timeout only bounds how long Stop() takes.
+void EventHub::Loop() {
+  std::unique_ptr<store::EventListener> listener;
+  std::unique_ptr<store::Database> db;
+  bool warned = false;
+  auto stopping = [this] {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  };
+  while (!stopping()) {
+    if (!listener || !db) {
+      auto l = store::EventListener::Connect(url_);
+      auto d = store::Database::Connect(url_);
+      if (!l.ok() || !d.ok()) {
+        if (!warned) log::Error("event stream: " + (l.ok() ? d.message() : l.message()));
+        warned = true;
+        std::unique_lock lock(mu_);
+        changed_.wait_for(lock, 1s, [&] { return stopping_; });
+        continue;
+      }
+      listener = std::move(l).value();
+      db = std::move(d).value();
+      warned = false;
+      if (auto id = db->LastEventId(); id.ok()) Publish(*id);
+    }
+    auto notified = listener->Wait(250ms);
+    if (!notified.ok()) {
+      listener.reset();
+      continue;
+    }
+    if (!*notified) continue;
+    auto id = db->LastEventId();
+    if (!id.ok()) {
+      db.reset();
+      continue;
+    }
+    Publish(*id);
+  }
+}
+
+}  // namespace kiln::cli

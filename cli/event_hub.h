@@ -1,0 +1,45 @@
+// Wakes event-stream readers when new events are committed, by any process on the database:
+// one thread LISTENs on the 'kiln_events' channel and publishes the newest event id.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace kiln::cli {
+
+class EventHub {
+ public:
+  explicit EventHub(std::string url) : url_(std::move(url)) {}
+  ~EventHub() { Stop(); }
+  EventHub(const EventHub&) = delete;
+  EventHub& operator=(const EventHub&) = delete;
+
+  // Starts the listening thread (it reconnects on its own after a lost connection).
+  void Start();
+  // Wakes every waiter (they return false) and joins the thread. Idempotent.
+  void Stop();
+
+  // Blocks until the newest committed event id is above `after`, the timeout passes, or the hub
+  // stops. Returns false once stopped.
+  bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout);
+  // The newest event id seen (0 before the first read).
+  int64_t last_id() const;
+
+ private:
+  void Loop();
+  void Publish(int64_t id);
+
+  std::string url_;
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  int64_t last_id_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace kiln::cli

@@ -1,0 +1,143 @@
+#include "cli/tokens.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+#include "common/sha256.h"
+
+namespace kiln::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string Base64Url(const unsigned char* data, size_t size) {
+  std::string out;
+  uint32_t bits = 0;
+  int count = 0;
+  for (size_t i = 0; i < size; ++i) {
+    bits = (bits << 8) | data[i];
+    count += 8;
+    while (count >= 6) {
+      count -= 6;
+      out += kBase64Url[(bits >> count) & 63];
+    }
+  }
+  if (count > 0) out += kBase64Url[(bits << (6 - count)) & 63];
+  return out;
+}
+
+bool IsHashLine(const std::string& text) {
+  if (text.size() != 64) return false;
+  for (char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// Writes `text` to `file` with mode 0600, replacing it atomically.
+Status WritePrivateFile(const fs::path& file, const std::string& text) {
+  fs::path tmp = file;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Status::Error(tmp.string() + ": cannot create: " + std::strerror(errno));
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ok = ::close(fd) == 0 && ok;
+  if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Status::Error(file.string() + ": cannot write: " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::string> NewToken() {
+  std::array<unsigned char, 32> bytes{};
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t n = ::getrandom(bytes.data() + got, bytes.size() - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Error(std::string("cannot read random bytes: ") + std::strerror(errno));
+    }
+    got += static_cast<size_t>(n);
+  }
+  return "kiln_" + Base64Url(bytes.data(), bytes.size());
+}
+
+int TokenNew(const std::string& name, const std::string& role) {
+  // The same rules as kiln.toml, so that the printed lines always load.
+  std::string hash(64, '0');
+  std::string text = "[[auth.tokens]]\nname = \"" + name + "\"\nrole = \"" + role +
+                     "\"\nsha256 = \"" + hash + "\"\n";
+  auto check = config::ParseDaemonConfig(text, "token");
+  if (!check.diagnostics.empty()) {
+    for (const auto& d : check.diagnostics) std::cerr << "kiln: " << d.message << '\n';
+    return 2;
+  }
+  auto token = NewToken();
+  if (!token.ok()) {
+    std::cerr << "kiln: " << token.message() << '\n';
+    return 1;
+  }
+  std::cout << *token << "\n\n"
+            << "# Add to kiln.toml (only the hash is stored; keep the token above secret):\n"
+            << "[[auth.tokens]]\nname = \"" << name << "\"\nrole = \"" << role << "\"\nsha256 = \""
+            << Sha256Hex(*token) << "\"\n";
+  return 0;
+}
+
+Result<DaemonTokens> LoadDaemonTokens(const config::DaemonConfig& config) {
+  DaemonTokens out;
+  if (!config.tokens.empty()) {
+    out.tokens = config.tokens;
+    return out;
+  }
+  std::error_code ec;
+  fs::create_directories(config.data_dir, ec);
+  out.hash_file = fs::absolute(config.data_dir) / "admin-token.sha256";
+  std::ifstream in(out.hash_file);
+  std::string hash;
+  if (in && std::getline(in, hash)) {
+    if (!IsHashLine(hash)) {
+      return Status::Error(out.hash_file.string() +
+                           ": not a SHA-256 in hex; delete the file to make a new admin token");
+    }
+  } else {
+    auto token = NewToken();
+    if (!token.ok()) return token.status();
+    hash = Sha256Hex(*token);
+    if (Status s = WritePrivateFile(out.hash_file, hash + "\n"); !s.ok()) return s;
+    out.fresh = std::move(token).value();
+  }
+  out.tokens.push_back(config::AuthToken{"admin", "admin", hash});
+  return out;
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  if (!host.starts_with("127.")) return false;
+  int dots = 0;
+  for (char c : host.substr(4)) {
+    if (c == '.') {
+      ++dots;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return dots == 2;
+}
+
+}  // namespace kiln::cli

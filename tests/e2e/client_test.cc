@@ -1,0 +1,121 @@
+// The client commands of `kiln` (trigger, runs, show, logs, cancel, retry, pause, unpause) against
+// a live daemon.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "daemon.h"
+#include "harness.h"
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+using namespace kiln::e2e;
+
+namespace {
+
+std::map<std::string, std::string> ClientEnv(const Daemon& daemon, const std::string& token) {
+  return {{"KILN_SERVER", "http://127.0.0.1:" + std::to_string(daemon.port())},
+          {"KILN_TOKEN", token}};
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the ML example through the CLI: trigger with a param and wait, logs, retry from a task") {
+  TempDir dir;
+  Daemon daemon(dir, SourceDir() / "examples/ml-lifecycle");
+  auto env = ClientEnv(daemon, kOperatorToken);
+  auto out = Kiln({"trigger", "ml-lifecycle", "-p", "c=0.5", "--wait"}, {}, env);
+  INFO(out.err);
+  REQUIRE(out.code == 0);
+  CHECK(out.out.starts_with("run "));
+  CHECK(out.out.find(" of ml-lifecycle: success\n") != std::string::npos);
+  CHECK(out.out.find("\nregister                 success                 1      0") !=
+        std::string::npos);
+  CHECK(out.err.find("train started") != std::string::npos);
+  std::string id = out.out.substr(4, out.out.find(' ', 4) - 4);
+  CHECK(Sql("select p->>'value' from runs, jsonb_array_elements(params) p where id = " + id +
+            " and p->>'name' = 'c'") == "0.5");
+
+  auto logs = Kiln({"logs", id, "evaluate"}, {}, env);
+  CHECK(logs.code == 0);
+  CHECK_FALSE(logs.out.empty());
+  CHECK(logs.out == ReadFile(daemon.data_dir() / ("logs/ml-lifecycle/" + id + "/evaluate/1.log")));
+
+  auto retry = Kiln({"retry", id, "--from", "evaluate", "--wait", "--output", "json"}, {}, env);
+  INFO(retry.err);
+  REQUIRE(retry.code == 0);
+  json run = json::parse(retry.out);
+  CHECK(run["state"] == "success");
+  std::map<std::string, int> attempts;
+  for (const auto& t : run["tasks"]) attempts[t["id"]] = t["attempt"];
+  CHECK(attempts == std::map<std::string, int>{{"prepare", 1},
+                                               {"check_data", 1},
+                                               {"train", 1},
+                                               {"evaluate", 2},
+                                               {"gate", 2},
+                                               {"register", 2},
+                                               {"alert", 0}});
+  auto second = Kiln({"logs", id, "evaluate", "--attempt", "2"}, {}, env);
+  CHECK(second.code == 0);
+  CHECK(second.out ==
+        ReadFile(daemon.data_dir() / ("logs/ml-lifecycle/" + id + "/evaluate/2.log")));
+}
+
+TEST_CASE("client commands: runs, show, cancel, pause, unpause, errors as one line") {
+  TempDir dir;
+  WriteFile(dir / "pipelines/greeter.toml", R"([pipeline]
+name = "greeter"
+[params]
+who = "world"
+[tasks.greet]
+command = "echo hello {{ params.who }}"
+)");
+  Daemon daemon(dir, dir / "pipelines");
+  auto env = ClientEnv(daemon, kOperatorToken);
+  auto out = Kiln({"trigger", "greeter", "-p", "who=a b", "--wait"}, {}, env);
+  REQUIRE(out.code == 0);
+  std::string id = out.out.substr(4, out.out.find(' ', 4) - 4);
+
+  auto runs = Kiln({"runs", "greeter", "--output", "json"}, {}, env);
+  REQUIRE(runs.code == 0);
+  json page = json::parse(runs.out);
+  REQUIRE(page["runs"].size() >= 1);
+  CHECK(page["runs"][0]["id"].dump() == id);  // newest first
+  auto table = Kiln({"runs"}, {}, env);
+  CHECK(table.out.starts_with("ID       PIPELINE                 STATE"));
+  CHECK(table.out.find("\n" + id + std::string(8 - id.size() + 1, ' ') + "greeter") !=
+        std::string::npos);
+
+  auto show = Kiln({"show", id}, {}, env);
+  CHECK(show.code == 0);
+  CHECK(show.out.starts_with("run " + id + " of greeter: success\ntrigger manual by operator"));
+  CHECK(Kiln({"logs", id, "greet"}, {}, env).out == "hello a b\n");
+
+  auto cancel = Kiln({"cancel", id}, {}, env);
+  CHECK(cancel.code == 1);
+  CHECK(cancel.err == "kiln: run " + id + " has already ended (success)\n");
+  auto missing = Kiln({"show", "999999"}, {}, env);
+  CHECK(missing.code == 1);
+  CHECK(missing.err == "kiln: run 999999 not found\n");
+  auto bad_id = Kiln({"show", "../etc"}, {}, env);
+  CHECK(bad_id.code == 1);
+  CHECK(bad_id.err == "kiln: run id '../etc' must be a positive integer\n");
+  auto bad_param = Kiln({"trigger", "greeter", "-p", "nope=1"}, {}, env);
+  CHECK(bad_param.code == 1);
+  CHECK(bad_param.err == "kiln: undeclared param 'nope' (declared: who)\n");
+
+  CHECK(Kiln({"pause", "greeter"}, {}, env).out == "pipeline greeter: paused\n");
+  auto queued = Kiln({"trigger", "greeter"}, {}, env);
+  CHECK(queued.out.ends_with(" of greeter: queued\n"));
+  CHECK(Kiln({"unpause", "greeter"}, {}, env).out == "pipeline greeter: unpaused\n");
+
+  auto viewer = Kiln({"cancel", id}, {}, ClientEnv(daemon, kViewerToken));
+  CHECK(viewer.code == 1);
+  CHECK(viewer.err.starts_with("kiln: "));
+  auto anonymous = Kiln({"runs"}, {}, ClientEnv(daemon, ""));
+  CHECK(anonymous.code == 1);
+  CHECK(anonymous.err.ends_with(" (set KILN_TOKEN or pass --token)\n"));
+  auto nowhere = Kiln({"runs", "--server", "http://127.0.0.1:1"}, {}, env);
+  CHECK(nowhere.code == 1);
+  CHECK(nowhere.err.starts_with("kiln: cannot reach http://127.0.0.1:1: "));
+}
