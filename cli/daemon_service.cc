@@ -17,6 +17,10 @@ using scheduler::RunRecord;
 
 namespace {
 
+// Database connections for API requests: enough to keep both cores of a small machine busy with
+// short queries; more only adds contention.
+constexpr int kPoolSize = 16;
+
 // The run's task rows are the pipeline's tasks, in order.
 bool SameTasks(const RunRecord& run, const dag::Pipeline& pipeline) {
   if (run.tasks.size() != pipeline.spec.tasks.size()) return false;
@@ -60,11 +64,21 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
 
 DaemonService::DaemonService(asio::io_context& io, scheduler::Scheduler& sched, std::string url,
                              std::filesystem::path logs_dir)
-    : io_(io), sched_(sched), pool_(url, 16), events_(url), logs_dir_(std::move(logs_dir)) {}
+    : io_(io),
+      sched_(sched),
+      pool_(url, kPoolSize),
+      creator_(pool_),
+      events_(url),
+      logs_dir_(std::move(logs_dir)) {}
 
-DaemonService::~DaemonService() { events_.Stop(); }
+DaemonService::~DaemonService() {
+  creator_.Stop();
+  events_.Stop();
+}
 
 Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
+  if (Status s = pool_.Warm(kPoolSize); !s.ok()) return s;
+  creator_.Start();
   auto paused = pool_.With([](store::Database& db) { return db.PausedPipelines(); });
   if (!paused.ok()) return paused.status();
   {
@@ -101,6 +115,7 @@ void DaemonService::StopAccepting() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  creator_.Stop();
   events_.Stop();
 }
 
@@ -285,7 +300,7 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
   row.idempotency_key = request.idempotency_key;
   row.created_by = request.actor;
   row.note = request.note;
-  auto created = pool_.With([&](store::Database& db) { return db.CreateRun(row); });
+  auto created = creator_.Create(row);
   if (!created.ok()) return created.status();
   if (!created->existing && !paused) {
     BeginStart(created->id);
@@ -294,9 +309,36 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
     ctx.pipeline = *pipeline;
     ctx.params = std::move(params).value();
     ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
-    StartRun(std::move(ctx));
+    // Posted, not awaited: the answer does not wait for a busy loop. A cancel that arrives
+    // before the loop takes the run finds it in starting_ and the run never starts.
+    StartRun(std::move(ctx), /*wait=*/false);
   }
-  return scheduler::TriggerResult{created->id, created->existing};
+  scheduler::TriggerResult result{created->id, created->existing, std::nullopt};
+  if (!created->existing) {
+    // What the rows say right after creation, without reading them back.
+    RunRecord run;
+    run.id = created->id;
+    run.pipeline = row.pipeline;
+    run.version_hash = row.version_hash;
+    run.trigger = row.trigger;
+    run.logical_date = row.logical_date;
+    run.data_interval_start = row.data_interval_start;
+    run.data_interval_end = row.data_interval_end;
+    run.params = row.params;
+    run.idempotency_key = row.idempotency_key;
+    run.created_by = row.created_by;
+    run.note = row.note;
+    run.created_at = now;
+    for (const auto& task : row.tasks) {
+      scheduler::TaskInstanceRecord t;
+      t.task_id = task.id;
+      t.pool = task.pool;
+      t.priority = task.priority;
+      run.tasks.push_back(std::move(t));
+    }
+    result.run = std::move(run);
+  }
+  return result;
 }
 
 Result<scheduler::RunPage> DaemonService::ListRuns(const scheduler::RunFilter& filter) {

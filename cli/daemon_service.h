@@ -14,6 +14,7 @@
 
 #include "cli/db_pool.h"
 #include "cli/event_hub.h"
+#include "cli/run_creator.h"
 #include "config/pipeline_loader.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/service.h"
@@ -87,6 +88,7 @@ class DaemonService final : public scheduler::Service {
   boost::asio::io_context& io_;
   scheduler::Scheduler& sched_;
   DbPool pool_;
+  RunCreator creator_;
   EventHub events_;
   std::filesystem::path logs_dir_;
   // Held shared by triggers and retries (read the pause state, create, start), exclusively by

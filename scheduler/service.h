@@ -34,6 +34,9 @@ struct TriggerRequest {
 struct TriggerResult {
   RunId id{};
   bool existing = false;  // the idempotency key matched an earlier run
+  // The new run as created (queued, tasks pending), when the service has it at hand; empty
+  // means: read it with GetRun.
+  std::optional<RunRecord> run;
 };
 
 struct PipelineInfo {

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/log.h"
 #include "store/migrations.h"
@@ -280,6 +281,7 @@ Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
     impl->Prepare("kiln_event_order", LockEventOrderStatement());
     RegisterBatchStatements(*impl);
     RegisterApiStatements(*impl);
+    impl->Prepare("kiln_get_run", GetRunStatement());
     return std::unique_ptr<Database>(new Database(std::move(impl)));
   } catch (const std::exception& e) {
     return ConnectError(url, e);
@@ -333,41 +335,69 @@ Status Database::Migrate() {
   }
 }
 
+namespace {
+
+// Inserts `run` in `txn` (the version row and the event-order lock are the caller's), or finds
+// the run it duplicates. A conflict is a value; database errors throw.
+Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run) {
+  const std::string params = ParamsJson(run).dump();
+  json detail = {{"trigger", run.trigger}, {"tasks", run.tasks.size()}};
+  // Under READ COMMITTED, ON CONFLICT DO NOTHING waits for a concurrent insert of the same
+  // key to commit (or roll back) and then does nothing (or inserts): exactly one request
+  // creates the run, and the read below (a new snapshot) sees it.
+  pqxx::result inserted = txn.exec_prepared(
+      "kiln_insert_run", run.pipeline, run.version_hash, run.trigger, TimeParam(run.logical_date),
+      TimeParam(run.data_interval_start), TimeParam(run.data_interval_end), params,
+      run.idempotency_key, run.created_by, run.note, TasksJson(run).dump(), detail.dump());
+  if (!inserted.empty()) return CreatedRun{RunId(inserted[0][0].as<int64_t>()), false};
+  pqxx::result existing =
+      txn.exec_prepared("kiln_find_existing_run", run.pipeline, run.idempotency_key, run.trigger,
+                        TimeParam(run.logical_date), params);
+  if (existing.empty()) {
+    return Status::Error(ErrorCode::kConflict, "database: creating a run of '" + run.pipeline +
+                                                   "': it conflicts with an existing run");
+  }
+  const auto id = RunId(existing[0][0].as<int64_t>());
+  if (existing[0][1].as<bool>() && !existing[0][2].as<bool>()) {
+    return Status::Error(ErrorCode::kConflict, "idempotency key '" + *run.idempotency_key +
+                                                   "' was already used for run " + ToString(id) +
+                                                   " with other params");
+  }
+  return CreatedRun{id, true};
+}
+
+}  // namespace
+
 Result<CreatedRun> Database::CreateRun(const NewRun& run) {
   try {
     pqxx::work txn(impl_->conn, "create_run");
     txn.exec_prepared("kiln_upsert_version", run.pipeline, run.version_hash, run.source);
-    const std::string params = ParamsJson(run).dump();
-    json detail = {{"trigger", run.trigger}, {"tasks", run.tasks.size()}};
     LockEventOrder(txn);
-    // Under READ COMMITTED, ON CONFLICT DO NOTHING waits for a concurrent insert of the same
-    // key to commit (or roll back) and then does nothing (or inserts): exactly one request
-    // creates the run, and the read below (a new snapshot) sees it.
-    pqxx::result inserted = txn.exec_prepared(
-        "kiln_insert_run", run.pipeline, run.version_hash, run.trigger, TimeParam(run.logical_date),
-        TimeParam(run.data_interval_start), TimeParam(run.data_interval_end), params,
-        run.idempotency_key, run.created_by, run.note, TasksJson(run).dump(), detail.dump());
-    if (!inserted.empty()) {
-      txn.commit();
-      return CreatedRun{RunId(inserted[0][0].as<int64_t>()), false};
-    }
-    pqxx::result existing =
-        txn.exec_prepared("kiln_find_existing_run", run.pipeline, run.idempotency_key, run.trigger,
-                          TimeParam(run.logical_date), params);
-    if (existing.empty()) {
-      return Status::Error(ErrorCode::kConflict, "database: creating a run of '" + run.pipeline +
-                                                     "': it conflicts with an existing run");
-    }
-    const auto id = RunId(existing[0][0].as<int64_t>());
-    if (existing[0][1].as<bool>() && !existing[0][2].as<bool>()) {
-      return Status::Error(ErrorCode::kConflict, "idempotency key '" + *run.idempotency_key +
-                                                     "' was already used for run " + ToString(id) +
-                                                     " with other params");
-    }
-    txn.commit();
-    return CreatedRun{id, true};
+    auto created = InsertRun(txn, run);
+    if (created.ok()) txn.commit();
+    return created;
   } catch (const std::exception& e) {
     return DbError("creating a run of '" + run.pipeline + "'", e);
+  }
+}
+
+Result<std::vector<Result<CreatedRun>>> Database::CreateRuns(std::span<const NewRun* const> runs) {
+  try {
+    pqxx::work txn(impl_->conn, "create_runs");
+    std::set<std::pair<std::string, std::string>> versions;
+    for (const NewRun* run : runs) {
+      if (versions.emplace(run->pipeline, run->version_hash).second) {
+        txn.exec_prepared("kiln_upsert_version", run->pipeline, run->version_hash, run->source);
+      }
+    }
+    LockEventOrder(txn);
+    std::vector<Result<CreatedRun>> out;
+    out.reserve(runs.size());
+    for (const NewRun* run : runs) out.push_back(InsertRun(txn, *run));
+    txn.commit();
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("creating " + std::to_string(runs.size()) + " runs", e);
   }
 }
 

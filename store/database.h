@@ -113,6 +113,10 @@ class Database {
   // ErrorCode::kConflict "idempotency key 'K' was already used for run N with other params"
   // when the key's run has other params (compared by name, whatever their order).
   Result<CreatedRun> CreateRun(const NewRun& run);
+  // CreateRun for several runs in ONE transaction (one commit for all: group commit of
+  // triggers). Each run gets its own result (a conflict is per run and does not abort the
+  // others); a database error fails the whole call and writes nothing.
+  Result<std::vector<Result<CreatedRun>>> CreateRuns(std::span<const NewRun* const> runs);
 
   // A run with its task instances. ErrorCode::kNotFound "run N not found".
   Result<RunRecord> GetRun(RunId id);

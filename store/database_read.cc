@@ -192,12 +192,31 @@ Result<RunRecord> ReadRunWithTasks(pqxx::transaction_base& txn, RunId id, std::s
   return run;
 }
 
+std::string GetRunStatement() {
+  // One prepared statement, so one round trip and one snapshot: the run's columns on every row,
+  // then one task per row (the primary key of task_instances, in pipeline order).
+  return "SELECT r.*, t.* FROM (SELECT " + RunColumns() +
+         " FROM runs WHERE id = $1) r LEFT JOIN LATERAL (SELECT " + TaskColumns() +
+         ", position FROM task_instances WHERE run_id = $1) t ON true ORDER BY t.position";
+}
+
 Result<RunRecord> Database::GetRun(RunId id) {
   const std::string what = "reading run " + ToString(id);
   try {
-    ReadTxn txn(impl_->conn, "get_run");
-    auto run = ReadRunWithTasks(txn, id, what);
-    if (run.ok()) txn.commit();
+    pqxx::nontransaction txn(impl_->conn, "get_run");
+    pqxx::result rows = txn.exec_prepared("kiln_get_run", Value(id));
+    if (rows.empty()) {
+      return Status::Error(ErrorCode::kNotFound, "run " + ToString(id) + " not found");
+    }
+    const auto run_columns = static_cast<pqxx::row::size_type>(14);
+    auto run = ReadRun(id, rows[0]);
+    if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
+    for (const pqxx::row& row : rows) {
+      if (row[run_columns].is_null()) continue;  // a run without task rows
+      auto task = ReadTask(row.slice(run_columns, row.size()));
+      if (!task.ok()) return Status::Error("database: " + what + ": " + task.message());
+      run->tasks.push_back(std::move(task).value());
+    }
     return run;
   } catch (const std::exception& e) {
     return DbError(what, e);

@@ -78,6 +78,8 @@ std::string TaskColumns();
 Result<TaskInstanceRecord> ReadTask(const pqxx::row& row);
 // The run with its tasks as `txn` sees it. ErrorCode::kNotFound "run N not found"; a row that
 // cannot be read gives "database: <what>: ...".
+// The statement behind Database::GetRun (prepared as "kiln_get_run").
+std::string GetRunStatement();
 Result<RunRecord> ReadRunWithTasks(pqxx::transaction_base& txn, RunId id, std::string_view what);
 
 // The prepared statements of store/batch_commit.cc and store/database_api.cc, registered on

@@ -94,7 +94,9 @@ void Trigger(Call& call) {
   if (!result.ok()) return SendStatus(call.res, result.status());
   std::string id = ToString(result->id);
   call.res.set_header("Location", "/api/v1/runs/" + id);
-  auto run = call.ctx.service.GetRun(result->id);
+  // A new run comes back with the answer; an existing one is read.
+  auto run = result->run ? Result<scheduler::RunRecord>(*result->run)
+                         : call.ctx.service.GetRun(result->id);
   if (!run.ok()) {
     return SendStatus(
         call.res, Status::Error(run.status().code(),

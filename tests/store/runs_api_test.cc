@@ -338,3 +338,37 @@ TEST_CASE("concurrent requests with one idempotency key create exactly one run")
           "2");
   }
 }
+
+TEST_CASE("CreateRuns creates several runs in one transaction, each with its own result") {
+  TestDatabase t;
+  auto db = t.Open();
+  NewRun first = SimpleRun({"a", "b"});
+  first.idempotency_key = "k1";
+  NewRun again = first;  // the same key and params: the first run, existing
+  NewRun other = first;  // the same key, other params: a conflict for this one only
+  other.params = {{"epochs", int64_t{3}}};
+  NewRun plain = SimpleRun({"a"});
+  std::vector<const NewRun*> runs = {&first, &again, &other, &plain};
+  auto created = db->CreateRuns(runs);
+  REQUIRE(created.ok());
+  REQUIRE(created->size() == 4);
+  REQUIRE((*created)[0].ok());
+  CHECK_FALSE((*created)[0]->existing);
+  REQUIRE((*created)[1].ok());
+  CHECK((*created)[1]->id == (*created)[0]->id);
+  CHECK((*created)[1]->existing);
+  REQUIRE_FALSE((*created)[2].ok());
+  CHECK((*created)[2].status().code() == ErrorCode::kConflict);
+  CHECK((*created)[2].message() == "idempotency key 'k1' was already used for run " +
+                                       ToString((*created)[0]->id) + " with other params");
+  REQUIRE((*created)[3].ok());
+  CHECK_FALSE((*created)[3]->existing);
+  CHECK(t.One("SELECT count(*) FROM runs") == "2");
+  CHECK(t.One("SELECT count(*) FROM task_instances") == "3");
+  CHECK(t.One("SELECT count(*) FROM events WHERE kind = 'run_created'") == "2");
+  auto read = db->GetRun((*created)[0]->id);
+  REQUIRE(read.ok());
+  REQUIRE(read->tasks.size() == 2);
+  CHECK(read->tasks[0].task_id == "a");
+  CHECK(read->tasks[1].task_id == "b");
+}

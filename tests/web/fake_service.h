@@ -19,7 +19,7 @@ class FakeService final : public scheduler::Service {
   // Scripted results. Set them before the requests that read them.
   std::vector<scheduler::PipelineInfo> pipelines;
   std::map<int64_t, scheduler::RunRecord> runs;
-  scheduler::TriggerResult trigger_result{RunId{12}, false};
+  scheduler::TriggerResult trigger_result{RunId{12}, false, std::nullopt};
   scheduler::RunPage run_page;
   scheduler::RetryResult retry_result{RunId{12}, {"train", "evaluate"}};
   std::vector<scheduler::AttemptRecord> attempts;

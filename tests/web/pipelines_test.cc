@@ -181,6 +181,17 @@ TEST_CASE("a trigger creates a run and answers with it") {
                                  "GetRun 12"});
 }
 
+TEST_CASE("a trigger answers with the run the service created, without reading it back") {
+  TestServer server;
+  server.service.trigger_result.run = SampleRun();
+  auto client = server.Client();
+  auto r = client->Post("/api/v1/pipelines/ml/runs", AsOperator(), "{}", "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 201);
+  CHECK(Body(r) == SampleRunJson());
+  CHECK(server.service.Calls() == std::vector<std::string>{"Trigger ml actor=ops"});
+}
+
 TEST_CASE("a trigger without a body uses the defaults, and a known key answers 200") {
   TestServer server;
   server.service.runs[12] = SampleRun();
