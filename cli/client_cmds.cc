@@ -106,6 +106,13 @@ int WaitForRun(ApiClient& client, const ClientOptions& options, const json& crea
         if (At(e, "kind") == "run_state" && At(e, "to").is_string()) {
           auto state = dag::ParseRunState(At(e, "to").get<std::string>());
           if (state && dag::IsTerminal(*state)) {
+            // An end replayed from history may be followed by a retry: it counts only if the
+            // run is still ended now.
+            // (A second client: this one is busy with the stream.)
+            auto checker = ApiClient::Make(options);
+            auto now = checker.ok() ? (*checker)->Get("/api/v1/runs/" + id)
+                                    : Result<json>(checker.status());
+            if (now.ok() && At(*now, "state") != At(e, "to")) return true;
             progress.OnRunFinished(RunId{}, *state);
             ended = true;
             return false;
