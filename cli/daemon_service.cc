@@ -123,14 +123,6 @@ Status DaemonService::Refuse() const {
   return Status::Error(ErrorCode::kUnavailable, "the daemon is stopping");
 }
 
-template <typename F>
-auto DaemonService::OnLoop(F&& f) -> decltype(f()) {
-  std::packaged_task<decltype(f())()> task(std::forward<F>(f));
-  auto future = task.get_future();
-  asio::post(io_, [&task] { task(); });
-  return future.get();
-}
-
 // ---- pipelines ----
 
 scheduler::PipelineInfo DaemonService::Info(const std::string& name, const Known& known) const {
@@ -507,78 +499,6 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
     }
   }
   return MarkEnded(request, pipeline.get());
-}
-
-// ---- attempts, logs, events ----
-
-Result<std::vector<scheduler::AttemptRecord>> DaemonService::ListAttempts(RunId run,
-                                                                          const std::string& task) {
-  auto attempts = pool_.With([&](store::Database& db) { return db.ListAttempts(run, task); });
-  if (!attempts.ok() || !attempts->empty()) return attempts;
-  // No attempt yet: tell an unknown run or task apart from one that has not started.
-  auto record = GetRun(run);
-  if (!record.ok()) return record.status();
-  for (const auto& t : record->tasks) {
-    if (t.task_id == task) return attempts;
-  }
-  return Status::Error(ErrorCode::kNotFound,
-                       "run " + ToString(run) + " has no task '" + task + "'");
-}
-
-Result<scheduler::LogChunk> DaemonService::ReadLog(RunId run, const std::string& task, int attempt,
-                                                   uint64_t offset, size_t max_bytes) {
-  auto record = pool_.With([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
-  if (!record.ok()) return record.status();
-  scheduler::LogChunk chunk;
-  chunk.offset = offset;
-  // Whether it ended is read before the file: an ended attempt's log is complete.
-  chunk.finished = record->state != "running";
-  auto range = ReadLogRange(logs_dir_, record->log_path, offset, max_bytes);
-  if (!range.ok()) return range.status();
-  chunk.data = std::move(range->data);
-  chunk.size = range->size;
-  return chunk;
-}
-
-bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
-                               std::chrono::milliseconds timeout) {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return false;
-  }
-  auto record = pool_.With([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
-  if (!record.ok() || record->state != "running") return true;
-  const int64_t seen = events_.last_id();
-  bool closed = false;
-  // Without a watch (no log folder yet) the attempt's events are what can change.
-  if (!WaitForLogChange(logs_dir_, record->log_path, offset, timeout, &closed)) {
-    return events_.WaitForEvents(seen, timeout);
-  }
-  // The writer closed the log: the attempt's end is being committed; its event follows.
-  if (closed) return events_.WaitForEvents(seen, timeout);
-  std::lock_guard lock(mu_);
-  return !stopping_;
-}
-
-Result<int64_t> DaemonService::LastEventId() {
-  return pool_.With([](store::Database& db) { return db.LastEventId(); });
-}
-
-Result<std::vector<scheduler::EventRecord>> DaemonService::ListEvents(
-    const scheduler::EventFilter& filter) {
-  return pool_.With([&](store::Database& db) { return db.ListEvents(filter); });
-}
-
-bool DaemonService::WaitForEvents(int64_t after, std::chrono::milliseconds timeout) {
-  return events_.WaitForEvents(after, timeout);
-}
-
-Status DaemonService::Ready() {
-  return pool_.With([](store::Database& db) { return db.Ping(); });
-}
-
-scheduler::MetricsSnapshot DaemonService::Metrics() {
-  return OnLoop([this] { return sched_.Metrics(); });
 }
 
 }  // namespace kiln::cli

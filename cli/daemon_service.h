@@ -4,7 +4,9 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -100,5 +102,14 @@ class DaemonService final : public scheduler::Service {
   std::map<RunId, bool> starting_;
   std::map<std::string, Known> pipelines_;
 };
+
+// Runs `f` on the loop thread and waits for its result (never call it from that thread).
+template <typename F>
+auto DaemonService::OnLoop(F&& f) -> decltype(f()) {
+  std::packaged_task<decltype(f())()> task(std::forward<F>(f));
+  auto future = task.get_future();
+  boost::asio::post(io_, [&task] { task(); });
+  return future.get();
+}
 
 }  // namespace kiln::cli

@@ -1,0 +1,218 @@
+// The scheduler's test harness: a store that commits (or fails) on demand, a fixed clock and a
+// runner whose attempts the test ends by hand, wired to a Scheduler on one io_context.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <catch2/catch.hpp>
+#include <map>
+#include <optional>
+#include <tuple>
+
+#include "scheduler/run_plan.h"
+#include "scheduler/scheduler.h"
+
+namespace scheduler_test {
+
+namespace asio = boost::asio;
+using kiln::RunId;
+using kiln::TaskId;
+using kiln::dag::RunState;
+using kiln::dag::TaskState;
+namespace sch = kiln::scheduler;
+
+class FakeStore final : public sch::StateStore {
+ public:
+  explicit FakeStore(asio::io_context& io) : io_(io) {}
+  void Commit(sch::Batch batch, std::function<void(kiln::Status)> done) override {
+    ++calls;
+    bool fail = fail_next > 0;
+    if (fail) --fail_next;
+    if (!fail) committed.push_back(batch);
+    auto reply = [done, fail] {
+      done(fail ? kiln::Status::Error(kiln::ErrorCode::kUnavailable, "database down")
+                : kiln::Status::Ok());
+    };
+    if (hold) {
+      held.push_back(reply);
+    } else {
+      asio::post(io_, reply);
+    }
+  }
+  // Answers the commits held back while `hold` was set.
+  void ReleaseHeld() {
+    for (auto& reply : held) asio::post(io_, reply);
+    held.clear();
+  }
+  // Every committed task update, flattened.
+  std::vector<sch::TaskUpdate> TaskUpdates() const {
+    std::vector<sch::TaskUpdate> out;
+    for (const auto& b : committed) out.insert(out.end(), b.tasks.begin(), b.tasks.end());
+    return out;
+  }
+  bool StartCommitted(const std::string& task, int attempt) const {
+    for (const auto& u : TaskUpdates()) {
+      if (u.task_id == task && u.attempt == attempt && u.start) return true;
+    }
+    return false;
+  }
+  std::vector<sch::Batch> committed;
+  int calls = 0;
+  int fail_next = 0;
+  bool hold = false;  // keep commits unanswered until ReleaseHeld()
+  std::vector<std::function<void()>> held;
+
+ private:
+  asio::io_context& io_;
+};
+
+class FixedClock final : public sch::Clock {
+ public:
+  kiln::Instant Now() override { return now; }
+  kiln::Instant now{std::chrono::milliseconds(1'800'000'000'000)};
+};
+
+// Attempts run from Start() until the test ends them; their times come from the test's clock.
+class FakeRunner final : public sch::TaskRunner {
+ public:
+  FakeRunner(asio::io_context& io, FakeStore& store, FixedClock& clock)
+      : io_(io), store_(store), clock_(clock) {}
+  struct Started {
+    sch::LaunchRequest request;
+    std::function<void(sch::AttemptOutcome)> on_exit;
+    bool start_was_durable;
+  };
+  void Start(sch::LaunchRequest request,
+             std::function<void(sch::AttemptOutcome)> on_exit) override {
+    std::string id = task_names.at(kiln::Index(request.task));
+    bool durable = store_.StartCommitted(id, request.attempt);
+    order.push_back(id);
+    started_at[id] = clock_.now;
+    running[id] = Started{std::move(request), std::move(on_exit), durable};
+  }
+  void Kill(RunId, TaskId task) override {
+    std::string id = task_names.at(kiln::Index(task));
+    auto it = running.find(id);
+    if (it == running.end()) return;
+    killed.push_back(id);
+    sch::AttemptOutcome o;
+    o.started = true;
+    o.signal = 15;
+    o.killed = true;
+    Finish(id, o);
+  }
+  // Ends a running attempt with `exit_code`.
+  void Exit(const std::string& id, int exit_code) {
+    sch::AttemptOutcome o;
+    o.started = true;
+    o.exit_code = exit_code;
+    Finish(id, o);
+  }
+  void Finish(const std::string& id, sch::AttemptOutcome o) {
+    auto node = running.extract(id);
+    REQUIRE(!node.empty());
+    o.started_at = started_at[id];
+    o.ended_at = clock_.now;
+    asio::post(io_, [f = node.mapped().on_exit, o] { f(o); });
+  }
+  std::vector<std::string> task_names;
+  std::vector<std::string> order;
+  std::map<std::string, Started> running;
+  std::vector<std::string> killed;
+
+ private:
+  asio::io_context& io_;
+  FakeStore& store_;
+  FixedClock& clock_;
+  std::map<std::string, kiln::Instant> started_at;
+};
+
+struct Recorder final : sch::Observer {
+  void OnRunFinished(RunId, RunState s) override { state = s; }
+  std::optional<RunState> state;
+};
+
+inline kiln::dag::TaskSpec Task(std::string id, std::vector<std::string> needs = {}) {
+  kiln::dag::TaskSpec t;
+  t.id = std::move(id);
+  t.needs = std::move(needs);
+  t.command = "echo {{ params.word }}";
+  return t;
+}
+
+struct Harness {
+  explicit Harness(std::vector<kiln::dag::TaskSpec> tasks, int parallel = 4) {
+    spec.name = "p";
+    spec.file = "/pipelines/p.toml";
+    spec.params = {{"word", kiln::dag::ParamValue(std::string("a b")), {}}};
+    spec.tasks = std::move(tasks);
+    for (const auto& t : spec.tasks) runner.task_names.push_back(t.id);
+    pipeline =
+        std::make_shared<kiln::dag::Pipeline>(kiln::dag::Pipeline{spec, kiln::dag::Dag(spec)});
+    sch::SchedulerOptions o;
+    o.pools = {{"default", parallel}};
+    o.max_parallel_tasks = parallel;
+    o.lease_owner = "test:1";
+    o.logs_dir = "/data/logs";
+    o.runs_dir = "/data/runs";
+    o.base_env = {{"PATH", "/usr/bin:/bin"}};
+    o.commit_retry_delay = std::chrono::milliseconds(1);
+    scheduler = std::make_unique<sch::Scheduler>(io, store, runner, clock, o);
+    scheduler->SetObserver(&recorder);
+  }
+  sch::RunContext Context(
+      std::vector<std::pair<std::string, kiln::dag::ParamValue>> params = {}) const {
+    sch::RunContext ctx;
+    ctx.id = RunId{7};
+    ctx.pipeline = pipeline;
+    ctx.params = params.empty() ? decltype(params){{"word", std::string("a b")}} : params;
+    ctx.logical_date = clock.now;
+    return ctx;
+  }
+  void Start(std::vector<std::pair<std::string, kiln::dag::ParamValue>> params = {}) {
+    scheduler->AddRun(Context(std::move(params)));
+    Settle();
+  }
+  void Settle() {
+    io.restart();
+    io.run();
+  }
+  // Runs what is ready without waiting for timers (a retry due in an hour).
+  void SettleReady() {
+    io.restart();
+    io.poll();
+  }
+  // Marks a task of run 7 and returns what `done` said (after the loop ran).
+  kiln::Status Mark(const std::string& task, TaskState state, const std::string& reason,
+                    RunId run = RunId{7}) {
+    std::optional<kiln::Status> result;
+    scheduler->MarkTask(run, *pipeline->dag.Find(task), state, reason,
+                        [&](kiln::Status s) { result = std::move(s); });
+    CHECK_FALSE(result.has_value());  // never from inside MarkTask
+    SettleReady();
+    REQUIRE(result.has_value());
+    return *result;
+  }
+  // What the store's rows say after every committed update: state and latest attempt per task,
+  // in pipeline order (what it hands back for a retry).
+  std::pair<std::vector<TaskState>, std::vector<int>> Rows() const {
+    std::vector<TaskState> states(spec.tasks.size(), TaskState::kPending);
+    std::vector<int> attempts(spec.tasks.size(), 0);
+    for (const auto& u : store.TaskUpdates()) {
+      size_t i = kiln::Index(*pipeline->dag.Find(u.task_id));
+      states[i] = u.state;
+      attempts[i] = u.attempt;
+    }
+    return {states, attempts};
+  }
+  kiln::dag::PipelineSpec spec;
+  std::shared_ptr<kiln::dag::Pipeline> pipeline;
+  asio::io_context io;
+  FakeStore store{io};
+  FixedClock clock;
+  FakeRunner runner{io, store, clock};
+  Recorder recorder;
+  std::unique_ptr<sch::Scheduler> scheduler;
+};
+
+}  // namespace scheduler_test
