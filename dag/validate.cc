@@ -7,6 +7,8 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "dag/cron.h"
+#include "dag/cron.h"
 #include "dag/template.h"
 
 namespace kiln::dag {
@@ -128,6 +130,11 @@ void Validator::CheckPipeline() {
   } else if (!Matches(spec_.name, kPipelineName)) {
     Add({"pipeline.name", name_loc},
         "invalid pipeline name " + Quote(spec_.name) + "; " + std::string(kPipelineName.rule));
+  }
+  if (!spec_.schedule.empty()) {
+    if (auto schedule = ParseSchedule(spec_.schedule); !schedule.ok()) {
+      Add({"pipeline.schedule", Loc("pipeline.schedule", Loc("pipeline"))}, schedule.message());
+    }
   }
   if (spec_.catchup != "none" && spec_.catchup != "latest" && spec_.catchup != "all") {
     Add({"pipeline.catchup", Loc("pipeline.catchup")},

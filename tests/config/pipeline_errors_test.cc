@@ -188,3 +188,15 @@ trigger_rule = "sometimes"
             "none_failed, none_failed_min_one_success)",
         });
 }
+
+TEST_CASE("a bad schedule is an error at its value") {
+  CHECK(Errors("[pipeline]\nname = \"churn\"\n\nschedule = \"61 3 * * *\"\n[tasks.a]\n"
+               "command = \"x\"\n",
+               "churn.toml") ==
+        Strings{"churn.toml:4:12: pipeline.schedule: minute field '61' out of range 0-59"});
+  CHECK(
+      Errors("[pipeline]\nname = \"p\"\nschedule = \"0 0 30 2 *\"\n[tasks.a]\ncommand = \"x\"\n") ==
+      Strings{"p.toml:3:12: pipeline.schedule: never fires: day 30 never occurs in February"});
+  CHECK(Errors("[pipeline]\nname = \"p\"\nschedule = \"@daily\"\n[tasks.a]\ncommand = \"x\"\n")
+            .empty());
+}
