@@ -437,19 +437,13 @@ Status DaemonService::MarkEnded(const scheduler::MarkRequest& request,
                                 const dag::Pipeline* pipeline) {
   // The run's state follows its tasks, as when it ended (scheduler::RunPlan::Outcome).
   auto outcome = [pipeline](const RunRecord& run) {
-    bool failed = false;
-    for (const auto& t : run.tasks) {
-      if (t.state == dag::TaskState::kCancelled) return dag::RunState::kCancelled;
-      bool allowed = false;
-      if (pipeline) {
-        if (auto id = pipeline->dag.Find(t.task_id)) allowed = pipeline->task(*id).allow_failure;
-      }
-      if ((t.state == dag::TaskState::kFailed || t.state == dag::TaskState::kUpstreamFailed) &&
-          !allowed) {
-        failed = true;
-      }
-    }
-    return failed ? dag::RunState::kFailed : dag::RunState::kSuccess;
+    std::vector<dag::TaskState> states;
+    for (const auto& t : run.tasks) states.push_back(t.state);
+    return scheduler::OutcomeOf(states, [&](size_t i) {
+      if (!pipeline) return false;
+      auto id = pipeline->dag.Find(run.tasks[i].task_id);
+      return id && pipeline->task(*id).allow_failure;
+    });
   };
   auto marked = pool_.With([&](store::Database& db) {
     return db.MarkTaskInEndedRun(request.run, request.task, request.state, request.reason,

@@ -37,14 +37,6 @@ std::string Base64Url(const unsigned char* data, size_t size) {
   return out;
 }
 
-bool IsHashLine(const std::string& text) {
-  if (text.size() != 64) return false;
-  for (char c : text) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
 // Writes `text` to `file` with mode 0600, replacing it atomically.
 Status WritePrivateFile(const fs::path& file, const std::string& text) {
   fs::path tmp = file;
@@ -111,7 +103,7 @@ Result<DaemonTokens> LoadDaemonTokens(const config::DaemonConfig& config) {
   std::ifstream in(out.hash_file);
   std::string hash;
   if (in && std::getline(in, hash)) {
-    if (!IsHashLine(hash)) {
+    if (!config::IsSha256Hex(hash)) {
       return Status::Error(out.hash_file.string() +
                            ": not a SHA-256 in hex; delete the file to make a new admin token");
     }

@@ -169,12 +169,6 @@ bool IsTokenName(std::string_view name) {
   });
 }
 
-bool IsSha256Hex(std::string_view hex) {
-  return hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
 std::optional<AuthToken> DaemonConfigReader::ReadToken(const toml::table& table,
                                                        const std::string& path) {
   r_.CheckKeys(table, path, kTokenKeys);
@@ -331,6 +325,12 @@ Result<uint64_t> ParseByteSize(std::string_view text) {
     return number * factor;
   }
   return error();
+}
+
+bool IsSha256Hex(std::string_view hex) {
+  return hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 DaemonConfig DefaultDaemonConfig() {

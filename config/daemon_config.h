@@ -63,6 +63,9 @@ DaemonConfigResult LoadDaemonConfig(const std::filesystem::path& file);
 // The same for `text` as if read from `file`.
 DaemonConfigResult ParseDaemonConfig(std::string_view text, const std::filesystem::path& file);
 
+// A SHA-256 as kiln keeps it: 64 lowercase hex digits.
+bool IsSha256Hex(std::string_view hex);
+
 // "64MiB" -> 67108864. Units B, KiB, MiB, GiB, TiB (powers of 1024) and KB, MB, GB, TB (powers of
 // 1000); a plain number is bytes. The error says what is accepted.
 Result<uint64_t> ParseByteSize(std::string_view text);

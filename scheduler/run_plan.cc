@@ -166,12 +166,17 @@ std::vector<TaskId> RunPlan::CancelAll() {
 dag::RunState RunPlan::Outcome() const {
   KILN_CHECK(done());
   if (cancelled_) return dag::RunState::kCancelled;
+  return OutcomeOf(states_, [this](size_t i) { return pipeline_.spec.tasks[i].allow_failure; });
+}
+
+dag::RunState OutcomeOf(const std::vector<TaskState>& states,
+                        const std::function<bool(size_t)>& allows_failure) {
   bool failed = false;
-  for (size_t i = 0; i < states_.size(); ++i) {
-    const TaskState state = states_[i];
+  for (size_t i = 0; i < states.size(); ++i) {
+    const TaskState state = states[i];
     if (state == TaskState::kCancelled) return dag::RunState::kCancelled;
     if ((state == TaskState::kFailed || state == TaskState::kUpstreamFailed) &&
-        !pipeline_.spec.tasks[i].allow_failure) {
+        !allows_failure(i)) {
       failed = true;
     }
   }

@@ -3,6 +3,7 @@
 // plus the tasks it decides; nothing ever rescans the whole graph.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -76,6 +77,12 @@ class RunPlan {
   size_t unfinished_ = 0;
   bool cancelled_ = false;
 };
+
+// The state of a run whose tasks have all ended, from their end states (`allows_failure(i)`: task
+// i has allow_failure): cancelled if any ended cancelled; else failed if a task that does not
+// allow failure ended failed or upstream_failed; else success.
+dag::RunState OutcomeOf(const std::vector<dag::TaskState>& states,
+                        const std::function<bool(size_t)>& allows_failure);
 
 // Which tasks of an ended run a retry runs again (the store resets them to pending and hands the
 // run back with the others kept: RunContext::initial_states). `states` has one state per task
