@@ -31,4 +31,14 @@ struct ServeOptions {
 };
 int Serve(const ServeOptions& options);
 
+struct ScheduleNextOptions {
+  std::string expression;  // a schedule, or empty with `pipeline`
+  std::string tz;          // zone of `expression` (default UTC)
+  std::string from;        // RFC 3339; default now
+  int count = 5;
+  std::string pipeline;  // a pipeline file whose schedule and timezone to use
+};
+// Prints the next `count` fires after `from`, one per line, RFC 3339 in the zone's offset.
+int ScheduleNext(const ScheduleNextOptions& options);
+
 }  // namespace kiln::cli

@@ -39,6 +39,20 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT (default 127.0.0.1:8080)");
   serve_cmd->add_option("--data-dir", serve.data_dir, "Data folder (default .kiln)");
 
+  kiln::cli::ScheduleNextOptions next;
+  auto* schedule = app.add_subcommand("schedule", "Work out when schedules fire");
+  schedule->require_subcommand(1);
+  auto* schedule_next = schedule->add_subcommand(
+      "next", "Print a schedule's next fire instants, RFC 3339 with the zone's offset");
+  schedule_next->add_option("expression", next.expression,
+                            "Cron expression, preset (@daily) or interval (\"every 15m\")");
+  schedule_next->add_option("--tz", next.tz, "IANA time zone of the expression (default UTC)");
+  schedule_next->add_option("--from", next.from, "Start after this RFC 3339 instant (default now)");
+  schedule_next->add_option("--count", next.count, "How many instants (default 5)")
+      ->check(CLI::Range(1, 10000));
+  schedule_next->add_option("--pipeline", next.pipeline,
+                            "A pipeline file: its schedule in its timezone");
+
   std::string token_name, token_role;
   auto* token = app.add_subcommand("token", "Manage API tokens");
   token->require_subcommand(1);
@@ -118,6 +132,7 @@ int main(int argc, char** argv) {
   if (*graph) return kiln::cli::Graph(graph_file, graph_format);
   if (*run_cmd) return kiln::cli::Run(run);
   if (*serve_cmd) return kiln::cli::Serve(serve);
+  if (*schedule_next) return kiln::cli::ScheduleNext(next);
   if (*token_new) return kiln::cli::TokenNew(token_name, token_role);
   if (*trigger_cmd) return kiln::cli::ClientTrigger(client, trigger);
   if (*runs_cmd) return kiln::cli::ClientRuns(client, runs);

@@ -7,6 +7,7 @@
 #include "common/sha256.h"
 #include "config/task_parser.h"
 #include "config/toml_reader.h"
+#include "dag/schedule.h"
 #include "dag/validate.h"
 
 namespace kiln::config {
@@ -157,8 +158,13 @@ LoadResult Parse(std::string_view text, const fs::path& file) {
   internal::SortByPosition(result.diagnostics);
   if (result.diagnostics.empty()) {
     dag::Dag graph(spec);
-    result.pipeline =
-        std::make_shared<const dag::Pipeline>(dag::Pipeline{std::move(spec), std::move(graph)});
+    std::optional<dag::Schedule> schedule;
+    if (!spec.schedule.empty()) {
+      auto made = dag::MakeSchedule(spec.schedule, spec.timezone);
+      if (made.ok()) schedule = std::move(made).value();  // validated above
+    }
+    result.pipeline = std::make_shared<const dag::Pipeline>(
+        dag::Pipeline{std::move(spec), std::move(graph), std::move(schedule)});
   }
   return result;
 }

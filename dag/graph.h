@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/ids.h"
+#include "dag/schedule.h"
 #include "dag/spec.h"
 
 namespace kiln::dag {
@@ -47,6 +48,7 @@ class Dag {
 struct Pipeline {
   PipelineSpec spec;
   Dag dag;
+  std::optional<Schedule> schedule;  // set when spec.schedule is (and valid)
   const TaskSpec& task(TaskId id) const { return spec.tasks[Index(id)]; }
 };
 using PipelinePtr = std::shared_ptr<const Pipeline>;

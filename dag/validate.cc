@@ -8,7 +8,7 @@
 #include <unordered_map>
 
 #include "dag/cron.h"
-#include "dag/cron.h"
+#include "dag/schedule.h"
 #include "dag/template.h"
 
 namespace kiln::dag {
@@ -135,6 +135,9 @@ void Validator::CheckPipeline() {
     if (auto schedule = ParseSchedule(spec_.schedule); !schedule.ok()) {
       Add({"pipeline.schedule", Loc("pipeline.schedule", Loc("pipeline"))}, schedule.message());
     }
+  }
+  if (auto zone = FindZone(spec_.timezone); !zone.ok()) {
+    Add({"pipeline.timezone", Loc("pipeline.timezone", Loc("pipeline"))}, zone.message());
   }
   if (spec_.catchup != "none" && spec_.catchup != "latest" && spec_.catchup != "all") {
     Add({"pipeline.catchup", Loc("pipeline.catchup")},
