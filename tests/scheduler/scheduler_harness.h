@@ -147,8 +147,8 @@ struct Harness {
     spec.params = {{"word", kiln::dag::ParamValue(std::string("a b")), {}}};
     spec.tasks = std::move(tasks);
     for (const auto& t : spec.tasks) runner.task_names.push_back(t.id);
-    pipeline =
-        std::make_shared<kiln::dag::Pipeline>(kiln::dag::Pipeline{spec, kiln::dag::Dag(spec)});
+    pipeline = std::make_shared<kiln::dag::Pipeline>(
+        kiln::dag::Pipeline{spec, kiln::dag::Dag(spec), std::nullopt});
     sch::SchedulerOptions o;
     o.pools = {{"default", parallel}};
     o.max_parallel_tasks = parallel;

@@ -28,7 +28,7 @@ std::unique_ptr<kiln::dag::Pipeline> MakePipeline(const std::vector<TaskDef>& de
   }
   kiln::dag::Dag dag(spec);
   return std::make_unique<kiln::dag::Pipeline>(
-      kiln::dag::Pipeline{std::move(spec), std::move(dag)});
+      kiln::dag::Pipeline{std::move(spec), std::move(dag), std::nullopt});
 }
 
 std::vector<TaskId> Ids(std::initializer_list<uint32_t> indexes) {

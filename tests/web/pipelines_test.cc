@@ -35,7 +35,7 @@ dag::PipelinePtr SamplePipeline() {
   spec.content_hash = "3f2a";
   spec.source = "[pipeline]\nname = \"ml\"\n";
   dag::Dag graph(spec);
-  return std::make_shared<dag::Pipeline>(dag::Pipeline{spec, std::move(graph)});
+  return std::make_shared<dag::Pipeline>(dag::Pipeline{spec, std::move(graph), std::nullopt});
 }
 
 std::vector<scheduler::PipelineInfo> SamplePipelines() {
