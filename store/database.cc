@@ -335,10 +335,6 @@ Status Database::Migrate() {
   }
 }
 
-namespace {
-
-// Inserts `run` in `txn` (the version row and the event-order lock are the caller's), or finds
-// the run it duplicates. A conflict is a value; database errors throw.
 Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run) {
   const std::string params = ParamsJson(run).dump();
   json detail = {{"trigger", run.trigger}, {"tasks", run.tasks.size()}};
@@ -365,8 +361,6 @@ Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run) {
   }
   return CreatedRun{id, true};
 }
-
-}  // namespace
 
 Result<CreatedRun> Database::CreateRun(const NewRun& run) {
   try {

@@ -60,6 +60,27 @@ struct CreatedRun {
   bool existing = false;  // the run already existed (same idempotency key or scheduled date)
 };
 
+// A scheduled pipeline's bookkeeping, as FireSchedule sees it.
+struct ScheduleState {
+  std::optional<Instant> cursor;  // the latest fire dealt with (run created or skipped)
+  int64_t fires_skipped = 0;      // every fire skipped so far (catch-up and overlap)
+  std::optional<bool> paused;     // set through the API; nullopt = the file's `paused`
+  std::vector<RunId> active;      // the pipeline's queued and running runs, oldest first
+};
+
+// What one check of a schedule decided (scheduler/fire_plan.h), given its ScheduleState.
+struct FireDecision {
+  std::vector<NewRun> runs;                  // scheduled runs to create, oldest first
+  std::optional<Instant> cursor;             // the new cursor; nullopt = unchanged
+  int64_t skipped = 0;                       // fires skipped by this check
+  std::vector<std::string> skipped_details;  // one 'fire_skipped' event each (JSON objects)
+};
+
+struct FireResult {
+  ScheduleState before;
+  std::vector<CreatedRun> runs;  // one per FireDecision::runs, in order
+};
+
 using scheduler::AttemptRecord;
 using scheduler::EventFilter;
 using scheduler::EventRecord;
@@ -117,6 +138,18 @@ class Database {
   // triggers). Each run gets its own result (a conflict is per run and does not abort the
   // others); a database error fails the whole call and writes nothing.
   Result<std::vector<Result<CreatedRun>>> CreateRuns(std::span<const NewRun* const> runs);
+
+  // One check of `pipeline`'s schedule, in one transaction that locks the pipeline's row (made
+  // when missing): reads its ScheduleState, calls `decide` once with it (inside the transaction:
+  // keep it short and pure), creates the decided runs as CreateRun does (a scheduled run whose
+  // (pipeline, logical date) exists is returned with existing = true, not created again), moves
+  // the cursor and adds to the skipped count, with a 'fire_skipped' event (no run) per detail.
+  // Two daemons checking one pipeline take turns on the row: the second sees the cursor the
+  // first moved. Nothing is written when the decision is empty.
+  Result<FireResult> FireSchedule(const std::string& pipeline,
+                                  const std::function<FireDecision(const ScheduleState&)>& decide);
+  // Cursor, skipped count and pause state of every pipeline that has a row (`active` empty).
+  Result<std::map<std::string, ScheduleState>> ScheduleStates();
 
   // A run with its task instances. ErrorCode::kNotFound "run N not found".
   Result<RunRecord> GetRun(RunId id);

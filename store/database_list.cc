@@ -125,7 +125,8 @@ Result<std::map<std::string, bool>> Database::PausedPipelines() {
   try {
     pqxx::nontransaction txn(impl_->conn, "paused_pipelines");
     std::map<std::string, bool> paused;
-    for (const pqxx::row& row : txn.exec("SELECT name, paused FROM pipelines")) {
+    for (const pqxx::row& row :
+         txn.exec("SELECT name, paused FROM pipelines WHERE paused IS NOT NULL")) {
       paused.emplace(row[0].as<std::string>(), row[1].as<bool>());
     }
     return paused;

@@ -144,9 +144,22 @@ CREATE TABLE pipelines (
 );
 )sql";
 
+// Migration 3, schedules:
+// - pipelines also keeps each scheduled pipeline's fire cursor (the latest fire instant dealt
+//   with: run created or skipped) and how many fires were skipped. A row may now exist without a
+//   pause state (paused NULL: the file's `paused` applies).
+// - runs.triggered_by: the run whose success started this one (pipeline-completion triggers).
+constexpr std::string_view kScheduleSchema = R"sql(
+ALTER TABLE pipelines ALTER COLUMN paused DROP NOT NULL;
+ALTER TABLE pipelines ADD COLUMN fire_cursor timestamptz;
+ALTER TABLE pipelines ADD COLUMN fires_skipped bigint NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN triggered_by bigint REFERENCES runs (id);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
+    {3, "schedules: fire cursors, skipped fires, completion triggers", kScheduleSchema},
 };
 
 }  // namespace

@@ -70,6 +70,10 @@ inline constexpr int64_t kEventOrderLock = 0x6b696c6e5f657674;
 // before it locks rows of runs or task_instances.
 void LockEventOrder(pqxx::transaction_base& txn);
 
+// Inserts `run` in `txn` (the version row and the event-order lock are the caller's), or finds
+// the run it duplicates (CreatedRun::existing). A conflict is a value; database errors throw.
+Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run);
+
 // The columns of a runs row that ReadRun reads, in its order (14 columns, no id).
 std::string RunColumns();
 Result<RunRecord> ReadRun(RunId id, const pqxx::row& row);

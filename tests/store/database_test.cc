@@ -16,12 +16,13 @@ TEST_CASE("migrations create the schema once") {
         Rows{"attempts", "daemons", "events", "pipeline_versions", "pipelines", "runs",
              "schema_migrations", "task_instances"});
   CHECK(t.Rows("SELECT version, name FROM schema_migrations ORDER BY 1") ==
-        Rows{"1|initial schema", "2|api: event pipelines, pause state"});
+        Rows{"1|initial schema", "2|api: event pipelines, pause state",
+             "3|schedules: fire cursors, skipped fires, completion triggers"});
   CHECK(t.One("SELECT count(*) FROM pg_indexes WHERE indexname = 'task_instances_active' AND "
               "indexdef LIKE '%WHERE (state = ANY%'") == "1");
 
   REQUIRE((*db)->Migrate().ok());
-  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "2");
+  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "3");
 }
 
 TEST_CASE("concurrent migrations from two connections both succeed") {
@@ -37,7 +38,7 @@ TEST_CASE("concurrent migrations from two connections both succeed") {
   tb.join();
   CHECK(sa.message() == "");
   CHECK(sb.message() == "");
-  CHECK(t.Rows("SELECT version FROM schema_migrations ORDER BY 1") == Rows{"1", "2"});
+  CHECK(t.Rows("SELECT version FROM schema_migrations ORDER BY 1") == Rows{"1", "2", "3"});
 }
 
 TEST_CASE("a schema newer than this kiln is refused") {
@@ -47,7 +48,7 @@ TEST_CASE("a schema newer than this kiln is refused") {
   Status s = db->Migrate();
   CHECK(s.code() == ErrorCode::kConflict);
   CHECK(s.message() ==
-        "database: schema version 99 is newer than this kiln knows (2); upgrade kiln or point it "
+        "database: schema version 99 is newer than this kiln knows (3); upgrade kiln or point it "
         "at another database");
 }
 

@@ -1,0 +1,95 @@
+// Database: the bookkeeping of schedules (fire cursors, skipped fires) and the runs they create.
+#include "store/database.h"
+#include "store/pq_internal.h"
+
+namespace kiln::store {
+
+namespace {
+
+constexpr const char* kEnsurePipeline =
+    "INSERT INTO pipelines (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
+
+constexpr const char* kLockSchedule = R"sql(
+SELECT (extract(epoch FROM fire_cursor) * 1000)::int8, fires_skipped, paused
+FROM pipelines WHERE name = $1 FOR UPDATE)sql";
+
+constexpr const char* kActiveRuns = R"sql(
+SELECT id FROM runs WHERE pipeline = $1 AND state IN ('queued', 'running') ORDER BY id)sql";
+
+constexpr const char* kMoveCursor = R"sql(
+UPDATE pipelines SET fire_cursor = greatest(fire_cursor, $2::timestamptz),
+                     fires_skipped = fires_skipped + $3
+WHERE name = $1)sql";
+
+constexpr const char* kFireSkipped = R"sql(
+INSERT INTO events (at, pipeline, kind, actor, detail)
+VALUES (now(), $1, 'fire_skipped', 'schedule', $2::jsonb))sql";
+
+}  // namespace
+
+Result<FireResult> Database::FireSchedule(
+    const std::string& pipeline, const std::function<FireDecision(const ScheduleState&)>& decide) {
+  const std::string what = "checking the schedule of '" + pipeline + "'";
+  try {
+    pqxx::work txn(impl_->conn, "fire_schedule");
+    // The event-order lock first, as every transaction that appends events and locks rows
+    // (SetPaused locks this same row after taking it).
+    LockEventOrder(txn);
+    txn.exec_params(kEnsurePipeline, pipeline);
+    pqxx::result row = txn.exec_params(kLockSchedule, pipeline);
+    FireResult result;
+    ScheduleState& state = result.before;
+    if (!row[0][0].is_null()) state.cursor = InstantFromMs(row[0][0].as<int64_t>());
+    state.fires_skipped = row[0][1].as<int64_t>();
+    state.paused = Opt<bool>(row[0][2]);
+    for (const pqxx::row& r : txn.exec_params(kActiveRuns, pipeline)) {
+      state.active.push_back(RunId(r[0].as<int64_t>()));
+    }
+    FireDecision decision = decide(state);
+    if (decision.runs.empty() && !decision.cursor && decision.skipped == 0 &&
+        decision.skipped_details.empty()) {
+      txn.commit();  // the new pipelines row, if any
+      return result;
+    }
+    if (!decision.runs.empty()) {
+      txn.exec_prepared("kiln_upsert_version", pipeline, decision.runs[0].version_hash,
+                        decision.runs[0].source);
+    }
+    for (const NewRun& run : decision.runs) {
+      auto created = InsertRun(txn, run);
+      if (!created.ok()) return created.status();
+      result.runs.push_back(*created);
+    }
+    if (decision.cursor || decision.skipped != 0) {
+      txn.exec_params(kMoveCursor, pipeline, TimeParam(decision.cursor), decision.skipped);
+    }
+    for (const std::string& detail : decision.skipped_details) {
+      txn.exec_params(kFireSkipped, pipeline, detail);
+    }
+    txn.commit();
+    return result;
+  } catch (const std::exception& e) {
+    return DbError(what, e);
+  }
+}
+
+Result<std::map<std::string, ScheduleState>> Database::ScheduleStates() {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "schedule_states");
+    std::map<std::string, ScheduleState> out;
+    for (const pqxx::row& row :
+         txn.exec("SELECT name, (extract(epoch FROM fire_cursor) * 1000)::int8, fires_skipped, "
+                  "paused FROM pipelines")) {
+      ScheduleState state;
+      if (!row[1].is_null()) state.cursor = InstantFromMs(row[1].as<int64_t>());
+      state.fires_skipped = row[2].as<int64_t>();
+      state.paused = Opt<bool>(row[3]);
+      out.emplace(row[0].as<std::string>(), std::move(state));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading the schedules", e);
+  }
+}
+
+}  // namespace kiln::store
