@@ -1,5 +1,6 @@
 #include "cli/daemon_service.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -21,7 +22,8 @@ namespace {
 // short queries; more only adds contention.
 constexpr int kPoolSize = 16;
 
-// The run's task rows are the pipeline's tasks, in order.
+}  // namespace
+
 bool SameTasks(const RunRecord& run, const dag::Pipeline& pipeline) {
   if (run.tasks.size() != pipeline.spec.tasks.size()) return false;
   for (size_t i = 0; i < run.tasks.size(); ++i) {
@@ -29,8 +31,6 @@ bool SameTasks(const RunRecord& run, const dag::Pipeline& pipeline) {
   }
   return true;
 }
-
-}  // namespace
 
 std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir) {
   std::map<std::string, PipelineEntry> out;
@@ -63,15 +63,18 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
 }
 
 DaemonService::DaemonService(asio::io_context& io, scheduler::Scheduler& sched, std::string url,
-                             std::filesystem::path logs_dir)
+                             DaemonServiceOptions options)
     : io_(io),
       sched_(sched),
       pool_(url, kPoolSize),
       creator_(pool_),
       events_(url),
-      logs_dir_(std::move(logs_dir)) {}
+      options_(std::move(options)),
+      timer_([this](const std::string& name, Instant now) { return CheckPipeline(name, now); },
+             options_.clock_offset) {}
 
 DaemonService::~DaemonService() {
+  timer_.Stop();
   creator_.Stop();
   events_.Stop();
 }
@@ -81,10 +84,11 @@ Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
   creator_.Start();
   auto paused = pool_.With([](store::Database& db) { return db.PausedPipelines(); });
   if (!paused.ok()) return paused.status();
+  const Instant now = timer_.Now();
   {
     std::lock_guard lock(mu_);
     for (auto& [name, entry] : pipelines) {
-      Known known{std::move(entry), false};
+      Known known{std::move(entry), false, now};
       if (auto it = paused->find(name); it != paused->end()) {
         known.paused = it->second;
       } else if (known.entry.pipeline) {
@@ -103,11 +107,24 @@ Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
       if (known.entry.pipeline && !known.paused) runnable.emplace_back(name, known.entry.pipeline);
     }
   }
-  std::unique_lock pause_lock(pause_mu_);
-  for (const auto& [name, pipeline] : runnable) {
-    if (Status s = StartQueued(name, pipeline, /*wait=*/false); !s.ok()) return s;
+  {
+    std::unique_lock pause_lock(pause_mu_);
+    for (const auto& [name, pipeline] : runnable) {
+      if (Status s = StartQueued(name, pipeline, /*wait=*/false); !s.ok()) return s;
+    }
   }
   return Status::Ok();
+}
+
+void DaemonService::StartSchedules() {
+  timer_.Start();
+  std::lock_guard lock(mu_);
+  // Every pipeline's first check: schedules catch up, waiting runs start.
+  for (const auto& [name, known] : pipelines_) {
+    first_checks_.insert(name);
+    timer_.Touch(name);
+  }
+  if (first_checks_.empty()) ReportFirstChecks();
 }
 
 void DaemonService::StopAccepting() {
@@ -115,6 +132,7 @@ void DaemonService::StopAccepting() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  timer_.Stop();
   creator_.Stop();
   events_.Stop();
 }
@@ -135,11 +153,31 @@ scheduler::PipelineInfo DaemonService::Info(const std::string& name, const Known
   return info;
 }
 
+void DaemonService::AddSchedule(scheduler::PipelineInfo& info,
+                                const std::map<std::string, store::ScheduleState>& states) const {
+  std::optional<Instant> cursor;
+  if (auto it = states.find(info.name); it != states.end()) {
+    cursor = it->second.cursor;
+    info.last_fire = it->second.cursor;
+    info.fires_skipped = it->second.fires_skipped;
+  }
+  if (info.pipeline && info.pipeline->schedule && !info.paused) {
+    const Instant now = timer_.Now();
+    info.next_fire = dag::NextFire(*info.pipeline->schedule, std::max(now, cursor.value_or(now)));
+  }
+}
+
 std::vector<scheduler::PipelineInfo> DaemonService::ListPipelines() {
   std::vector<scheduler::PipelineInfo> out;
   {
     std::lock_guard lock(mu_);
     for (const auto& [name, known] : pipelines_) out.push_back(Info(name, known));
+  }
+  auto states = pool_.With([](store::Database& db) { return db.ScheduleStates(); });
+  if (states.ok()) {
+    for (auto& info : out) AddSchedule(info, *states);
+  } else {
+    log::Error(states.message());
   }
   auto last = pool_.With([](store::Database& db) { return db.LastRuns(); });
   if (!last.ok()) {
@@ -173,6 +211,9 @@ Result<scheduler::PipelineInfo> DaemonService::GetPipeline(const std::string& na
     info.last_run = page->runs[0].id;
     info.last_run_state = page->runs[0].state;
   }
+  auto states = pool_.With([](store::Database& db) { return db.ScheduleStates(); });
+  if (!states.ok()) return states.status();
+  AddSchedule(info, *states);
   return info;
 }
 
@@ -207,29 +248,44 @@ Status DaemonService::SetPaused(const std::string& name, bool paused, const std:
   {
     std::lock_guard lock(mu_);
     Known& known = pipelines_.at(name);
+    // Fires while it was paused were missed: they follow the catchup policy.
+    if (known.paused && !paused) known.live_since = timer_.Now();
     known.paused = paused;
     pipeline = known.entry.pipeline;
   }
   if (paused || !pipeline) return Status::Ok();
-  return StartQueued(name, pipeline, /*wait=*/true);
+  Status started = StartQueued(name, pipeline, /*wait=*/true);
+  timer_.Touch(name);
+  return started;
 }
 
 Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePtr& pipeline,
                                   bool wait) {
   auto queued = pool_.With([&](store::Database& db) { return db.QueuedRuns(name); });
   if (!queued.ok()) return queued.status();
-  for (const RunRecord& run : *queued) BeginStart(run.id);
-  // Oldest first.
+  std::vector<const RunRecord*> now;
   for (const RunRecord& run : *queued) {
     if (!SameTasks(run, *pipeline)) {
       log::Error("run " + ToString(run.id) + " of '" + name +
                  "' stays queued: the pipeline's tasks have changed since it was created");
-      std::lock_guard lock(mu_);
-      starting_.erase(run.id);
       continue;
     }
-    StartRun(ContextOf(run, pipeline), wait);
+    std::lock_guard lock(mu_);
+    if (started_[name].count(run.id)) continue;
+    if (run.trigger == "schedule") {
+      // Scheduled runs take their turn under max_active_runs (StartWaiting).
+      auto& waiting = waiting_[name];
+      if (std::find(waiting.begin(), waiting.end(), run.id) == waiting.end()) {
+        waiting.push_back(run.id);
+      }
+      continue;
+    }
+    now.push_back(&run);
   }
+  for (const RunRecord* run : now) BeginStart(run->id, name);
+  // Oldest first.
+  for (const RunRecord* run : now) StartRun(ContextOf(*run, pipeline), wait);
+  StartWaiting(name, pipeline);
   return Status::Ok();
 }
 
@@ -251,9 +307,11 @@ scheduler::RunContext DaemonService::ContextOf(const RunRecord& run, dag::Pipeli
   return ctx;
 }
 
-void DaemonService::BeginStart(RunId id) {
+void DaemonService::BeginStart(RunId id, const std::string& pipeline) {
   std::lock_guard lock(mu_);
   starting_.emplace(id, false);
+  started_[pipeline].insert(id);
+  run_pipeline_[id] = pipeline;
 }
 
 void DaemonService::StartRun(scheduler::RunContext ctx, bool wait) {
@@ -268,7 +326,12 @@ void DaemonService::StartRun(scheduler::RunContext ctx, bool wait) {
         starting_.erase(it);
       }
     }
-    if (!cancelled && !sched_.IsActive(ctx.id)) sched_.AddRun(std::move(ctx));
+    if (cancelled || sched_.IsActive(ctx.id)) {
+      // Not started here after all: it no longer counts as active (unless it already runs).
+      if (cancelled) Forget(ctx.id);
+      return 0;
+    }
+    sched_.AddRun(std::move(ctx));
     return 0;
   };
   if (!wait) {
@@ -295,7 +358,7 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
   auto created = creator_.Create(row);
   if (!created.ok()) return created.status();
   if (!created->existing && !paused) {
-    BeginStart(created->id);
+    BeginStart(created->id, request.pipeline);
     scheduler::RunContext ctx;
     ctx.id = created->id;
     ctx.pipeline = *pipeline;
@@ -342,6 +405,10 @@ Result<RunRecord> DaemonService::GetRun(RunId id) {
 }
 
 Status DaemonService::CancelRun(RunId id, const std::string& actor) {
+  return Cancel(id, actor, "cancelled by " + actor);
+}
+
+Status DaemonService::Cancel(RunId id, const std::string& actor, const std::string& reason) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return Refuse();
@@ -353,7 +420,6 @@ Status DaemonService::CancelRun(RunId id, const std::string& actor) {
                                                    std::string(dag::Name(state)) + ")");
   };
   if (dag::IsTerminal(run->state)) return ended(run->state);
-  const std::string reason = "cancelled by " + actor;
   // Decided on the loop, where runs are started (see StartRun).
   bool active = OnLoop([&] {
     if (sched_.IsActive(id)) {
@@ -427,7 +493,7 @@ Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryReq
   if (!reset.ok()) return reset.status();
   // A paused pipeline's retried run waits, queued, like a triggered one.
   if (!paused) {
-    BeginStart(request.run);
+    BeginStart(request.run, run->pipeline);
     StartRun(ContextOf(*reset, *pipeline));
   }
   return scheduler::RetryResult{request.run, std::move(names), event_id};

@@ -5,9 +5,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <map>
+#include <set>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -16,6 +18,7 @@
 
 #include "cli/db_pool.h"
 #include "cli/event_hub.h"
+#include "cli/fire_timer.h"
 #include "cli/run_creator.h"
 #include "config/pipeline_loader.h"
 #include "scheduler/scheduler.h"
@@ -31,14 +34,29 @@ struct PipelineEntry {
 };
 std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir);
 
-class DaemonService final : public scheduler::Service {
+// The run's task rows are the pipeline's tasks, in order (a run can start on this version).
+bool SameTasks(const scheduler::RunRecord& run, const dag::Pipeline& pipeline);
+
+struct DaemonServiceOptions {
+  std::filesystem::path logs_dir;
+  int catchup_cap = 100;      // config::DaemonConfig::catchup_cap
+  Duration clock_offset{0};  // added to the clock schedules are read with
+};
+
+// Also the scheduler's observer (run ends start waiting runs and completion triggers): register
+// it with Scheduler::SetObserver.
+class DaemonService final : public scheduler::Service, public scheduler::Observer {
  public:
   DaemonService(boost::asio::io_context& io, scheduler::Scheduler& sched, std::string url,
-                std::filesystem::path logs_dir);
+                DaemonServiceOptions options);
   ~DaemonService() override;
 
-  // Reads the pause state kept in the database and starts the event hub.
+  // Reads the pause state kept in the database, starts the event hub and the queued runs.
   Status Start(std::map<std::string, PipelineEntry> pipelines);
+  // Starts firing schedules. The first check of each pipeline catches up on what it missed;
+  // once every pipeline has had it, one line on stdout says what catching up did:
+  // "kiln: schedules: 3 pipelines checked; 2 runs created, 4 fires skipped".
+  void StartSchedules();
   // From now on changes are refused with 503 and streams end. Call before stopping the server.
   void StopAccepting();
 
@@ -64,20 +82,30 @@ class DaemonService final : public scheduler::Service {
   Status Ready() override;
   scheduler::MetricsSnapshot Metrics() override;
 
+  // scheduler::Observer, on the loop thread.
+  void OnRunFinished(RunId run, dag::RunState state) override;
+
  private:
   struct Known {
     PipelineEntry entry;
     bool paused = false;
+    // Since when the daemon has been firing this pipeline's schedule: fires before it were
+    // missed (scheduler/fire_plan.h).
+    Instant live_since{};
   };
   // The loaded pipeline `name`, or kNotFound / kConflict (file broken).
   Result<dag::PipelinePtr> Runnable(const std::string& name, bool* paused);
   scheduler::PipelineInfo Info(const std::string& name, const Known& known) const;
   Status Refuse() const;
+  // Fills in next_fire, last_fire and fires_skipped from the schedules' bookkeeping.
+  void AddSchedule(scheduler::PipelineInfo& info,
+                   const std::map<std::string, store::ScheduleState>& states) const;
   // Runs `f` on the scheduler's thread and waits for its result.
   template <typename F>
   auto OnLoop(F&& f) -> decltype(f());
-  // Announces that `id` is about to be handed to the scheduler (before the answer reveals it).
-  void BeginStart(RunId id);
+  // Announces that `id`, a run of `pipeline`, is about to be handed to the scheduler (before the
+  // answer reveals it); from now until it ends it counts as one of the pipeline's active runs.
+  void BeginStart(RunId id, const std::string& pipeline);
   // Hands the run to the scheduler and waits until it has taken it, unless it was cancelled
   // since BeginStart. `wait` = false only posts (before the loop runs, at start).
   void StartRun(scheduler::RunContext ctx, bool wait = true);
@@ -85,6 +113,22 @@ class DaemonService final : public scheduler::Service {
   // daemon that stopped). Call with pause_mu_ held.
   Status StartQueued(const std::string& name, const dag::PipelinePtr& pipeline, bool wait);
   scheduler::RunContext ContextOf(const scheduler::RunRecord& run, dag::PipelinePtr pipeline);
+  // The run no longer counts as active here; returns its pipeline ("" when unknown).
+  std::string Forget(RunId id);
+  // Cancels an active or waiting run, recording `actor` and `reason`.
+  Status Cancel(RunId id, const std::string& actor, const std::string& reason);
+
+  // Schedules (cli/daemon_schedule.cc). On the fire timer's thread: fires `name`'s schedule if
+  // due, then starts its waiting runs; returns when to look again.
+  std::optional<Instant> CheckPipeline(const std::string& name, Instant now);
+  // Prints the line of StartSchedules. With mu_ held.
+  void ReportFirstChecks();
+  // Fires the schedule; returns the cursor afterwards.
+  std::optional<Instant> Fire(const std::string& name, const dag::PipelinePtr& pipeline,
+                              Instant live_since, Instant now);
+  // Starts the pipeline's waiting scheduled runs, oldest first, while fewer than its
+  // max_active_runs runs are active here.
+  void StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline);
   Status MarkEnded(const scheduler::MarkRequest& request, const dag::Pipeline* pipeline);
 
   boost::asio::io_context& io_;
@@ -92,7 +136,8 @@ class DaemonService final : public scheduler::Service {
   DbPool pool_;
   RunCreator creator_;
   EventHub events_;
-  std::filesystem::path logs_dir_;
+  DaemonServiceOptions options_;
+  FireTimer timer_;
   // Held shared by triggers and retries (read the pause state, create, start), exclusively by
   // pause and unpause, so that no run is created between an unpause and its scan of waiting runs.
   std::shared_mutex pause_mu_;
@@ -101,6 +146,16 @@ class DaemonService final : public scheduler::Service {
   // Runs announced by BeginStart, not yet taken by the scheduler; true once cancelled meanwhile.
   std::map<RunId, bool> starting_;
   std::map<std::string, Known> pipelines_;
+  // Runs announced by BeginStart and not ended yet, by pipeline, and the pipeline of each.
+  std::map<std::string, std::set<RunId>> started_;
+  std::map<RunId, std::string> run_pipeline_;
+  // Scheduled runs created by this daemon that wait for a free place (max_active_runs).
+  std::map<std::string, std::deque<RunId>> waiting_;
+  // Pipelines whose first check is still to come, and what the first checks did.
+  std::set<std::string> first_checks_;
+  size_t first_checked_ = 0;
+  int64_t first_created_ = 0;
+  int64_t first_skipped_ = 0;
 };
 
 // Runs `f` on the loop thread and waits for its result (never call it from that thread).

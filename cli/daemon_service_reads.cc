@@ -29,7 +29,7 @@ Result<scheduler::LogChunk> DaemonService::ReadLog(RunId run, const std::string&
   chunk.offset = offset;
   // Whether it ended is read before the file: an ended attempt's log is complete.
   chunk.finished = record->state != "running";
-  auto range = ReadLogRange(logs_dir_, record->log_path, offset, max_bytes);
+  auto range = ReadLogRange(options_.logs_dir, record->log_path, offset, max_bytes);
   if (!range.ok()) return range.status();
   chunk.data = std::move(range->data);
   chunk.size = range->size;
@@ -47,7 +47,7 @@ bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, 
   const int64_t seen = events_.last_id();
   bool closed = false;
   // Without a watch (no log folder yet) the attempt's events are what can change.
-  if (!WaitForLogChange(logs_dir_, record->log_path, offset, timeout, &closed)) {
+  if (!WaitForLogChange(options_.logs_dir, record->log_path, offset, timeout, &closed)) {
     return events_.WaitForEvents(seen, timeout);
   }
   // The writer closed the log: the attempt's end is being committed; its event follows.

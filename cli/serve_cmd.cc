@@ -85,7 +85,12 @@ int Serve(const ServeOptions& o) {
   asio::io_context& io = (*runtime)->engine->io;
   scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
 
-  DaemonService service(io, sched, (*runtime)->database.url, MakeSchedulerOptions(*cfg).logs_dir);
+  DaemonServiceOptions service_options;
+  service_options.logs_dir = MakeSchedulerOptions(*cfg).logs_dir;
+  service_options.catchup_cap = cfg->catchup_cap;
+  service_options.clock_offset = cfg->clock_offset;
+  DaemonService service(io, sched, (*runtime)->database.url, std::move(service_options));
+  sched.SetObserver(&service);
   if (Status s = service.Start(std::move(pipelines)); !s.ok()) {
     std::cerr << "kiln: " << s.message() << '\n';
     return 1;
@@ -115,6 +120,7 @@ int Serve(const ServeOptions& o) {
     std::cout << "kiln: sign in with the admin token printed at first start (delete "
               << tokens->hash_file.string() << " to have a new one made)" << std::endl;
   }
+  service.StartSchedules();
 
   // Stopping, in this order: no new HTTP requests and every stream ended (on a thread of its own,
   // since requests in flight may still need the loop), then every active run is cancelled and its

@@ -15,8 +15,9 @@ using internal::TomlReader;
 
 namespace {
 
-constexpr std::array<std::string_view, 7> kTopKeys = {
-    "auth", "data_dir", "database", "executor", "pipelines", "pools", "server"};
+constexpr std::array<std::string_view, 8> kTopKeys = {
+    "auth", "data_dir", "database", "executor", "pipelines", "pools", "scheduler", "server"};
+constexpr std::array<std::string_view, 2> kSchedulerKeys = {"catchup_cap", "clock_offset"};
 constexpr std::array<std::string_view, 1> kAuthKeys = {"tokens"};
 constexpr std::array<std::string_view, 3> kTokenKeys = {"name", "role", "sha256"};
 constexpr std::array<std::string_view, 3> kRoles = {"admin", "operator", "viewer"};
@@ -55,6 +56,7 @@ class DaemonConfigReader {
   std::optional<uint64_t> Size(const toml::node& node, const std::string& field);
   void ReadExecutor(const toml::table& table, DaemonConfig& config);
   void ReadPools(const toml::table& table, DaemonConfig& config);
+  void ReadScheduler(const toml::table& table, DaemonConfig& config);
   void ReadTokens(const toml::node& node, DaemonConfig& config);
   std::optional<AuthToken> ReadToken(const toml::table& table, const std::string& path);
 
@@ -145,6 +147,33 @@ void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& co
   }
   if (const toml::node* node = table.get("kill_grace")) {
     if (auto grace = r_.DurationValue(*node, "executor.kill_grace")) config.kill_grace = *grace;
+  }
+}
+
+void DaemonConfigReader::ReadScheduler(const toml::table& table, DaemonConfig& config) {
+  if (const toml::node* node = table.get("catchup_cap")) {
+    if (std::optional<int> n = r_.Int(*node, "scheduler.catchup_cap")) {
+      if (*n >= 1) {
+        config.catchup_cap = *n;
+      } else {
+        r_.Error(LocOf(*node), "scheduler.catchup_cap",
+                 "must be at least 1, got " + std::to_string(*n));
+      }
+    }
+  }
+  if (const toml::node* node = table.get("clock_offset")) {
+    // A duration with an optional leading '-'.
+    const auto* text = node->as_string();
+    if (text && text->get().starts_with("-")) {
+      Result<Duration> d = ParseDuration(std::string_view(text->get()).substr(1));
+      if (d.ok()) {
+        config.clock_offset = -*d;
+      } else {
+        r_.Error(LocOf(*node), "scheduler.clock_offset", d.message());
+      }
+    } else if (auto d = r_.DurationValue(*node, "scheduler.clock_offset")) {
+      config.clock_offset = *d;
+    }
   }
 }
 
@@ -270,6 +299,9 @@ void DaemonConfigReader::Read(const toml::table& doc, DaemonConfig& config) {
     ReadExecutor(*executor, config);
   }
   if (const toml::table* pools = Section(doc, "pools", {})) ReadPools(*pools, config);
+  if (const toml::table* scheduler = Section(doc, "scheduler", kSchedulerKeys)) {
+    ReadScheduler(*scheduler, config);
+  }
   if (const toml::table* auth = Section(doc, "auth", kAuthKeys)) {
     if (const toml::node* node = auth->get("tokens")) ReadTokens(*node, config);
   }

@@ -44,6 +44,11 @@ struct DaemonConfig {
   // max_parallel_tasks.
   std::map<std::string, int> pools;
   std::vector<AuthToken> tokens;  // empty: `kiln serve` makes an admin token at first start
+  // [scheduler]
+  int catchup_cap = 100;  // at most this many catch-up runs per pipeline and check
+  // Added to the clock that schedules are read with (and nothing else): for trying out catch-up
+  // and clock steps without waiting for them. Zero in production.
+  Duration clock_offset{0};
 };
 
 struct DaemonConfigResult {

@@ -48,6 +48,8 @@ struct PipelineInfo {
   std::optional<RunId> last_run;
   std::optional<dag::RunState> last_run_state;
   std::optional<Instant> next_fire;  // empty without a schedule or while paused
+  std::optional<Instant> last_fire;  // the latest fire dealt with (run created or skipped)
+  int64_t fires_skipped = 0;         // fires skipped so far: catch-up policy and overlap
 };
 
 struct RetryRequest {

@@ -108,7 +108,12 @@ json RenderPipeline(const scheduler::PipelineInfo& info, bool detail) {
       {"version", spec ? json(spec->content_hash) : json()},
       {"load_error", OrNull(info.load_error)},
       {"last_run", std::move(last_run)},
+      {"catchup", spec ? json(spec->catchup) : json()},
+      {"overlap", spec ? json(spec->overlap) : json()},
+      {"max_active_runs", spec ? json(spec->max_active_runs) : json()},
       {"next_fire", RenderTime(info.next_fire)},
+      {"last_fire", RenderTime(info.last_fire)},
+      {"fires_skipped", info.fires_skipped},
   };
   if (detail) AddDetail(info, out);
   return out;

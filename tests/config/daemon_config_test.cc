@@ -61,6 +61,9 @@ kill_grace = "30s"
 [pools]
 gpu = 2
 io = 4
+[scheduler]
+catchup_cap = 5
+clock_offset = "-1h30m"
 )toml",
                                   "/etc/kiln/kiln.toml");
   for (const auto& d : result.diagnostics) INFO(d.ToString());
@@ -75,6 +78,8 @@ io = 4
   CHECK(c.log_cap_bytes == 512u * 1024);
   CHECK(c.kill_grace == 30s);
   CHECK(c.pools == std::map<std::string, int>{{"default", 8}, {"gpu", 2}, {"io", 4}});
+  CHECK(c.catchup_cap == 5);
+  CHECK(c.clock_offset == -90min);
 }
 
 TEST_CASE("the documented kiln.toml is valid; empty url and pg_bin_dir mean automatic") {
@@ -93,6 +98,9 @@ kill_grace = "10s"
 [pools]
 default = 16
 gpu = 1
+[scheduler]
+catchup_cap = 100
+clock_offset = "0s"
 )toml",
                                   "/srv/kiln/kiln.toml");
   for (const auto& d : result.diagnostics) INFO(d.ToString());
@@ -142,6 +150,12 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "kiln.toml:4:14: executor.kill_grace: invalid duration \"soon\": number expected; "
             "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
         });
+  CHECK(Errors("[scheduler]\ncatchup_cap = 0\nclock_offset = \"-later\"\n") ==
+        Strings{
+            "kiln.toml:2:15: scheduler.catchup_cap: must be at least 1, got 0",
+            "kiln.toml:3:16: scheduler.clock_offset: invalid duration \"later\": number expected; "
+            "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
+        });
   CHECK(Errors("[pools]\ngpu = 0\ncpu = \"4\"\nbig = 5000000000\n[databse]\nurl = \"x\"\n") ==
         Strings{
             "kiln.toml:2:7: pools.gpu: pool size must be at least 1, got 0",
@@ -149,7 +163,7 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "kiln.toml:4:7: pools.big: integer 5000000000 is out of range (-2147483648 to "
             "2147483647)",
             "kiln.toml:5:2: databse: unknown key 'databse'; did you mean 'database'? (accepted: "
-            "auth, data_dir, database, executor, pipelines, pools, server)",
+            "auth, data_dir, database, executor, pipelines, pools, scheduler, server)",
         });
   CHECK(Errors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
         Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be at least 1, got 0",

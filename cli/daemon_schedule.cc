@@ -1,0 +1,179 @@
+// DaemonService: firing schedules, and runs that wait for their turn under max_active_runs.
+// Runs on the fire timer's thread (cli/fire_timer.h); database work never touches the loop.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/daemon_service.h"
+#include "cli/runtime.h"
+#include "common/log.h"
+#include "dag/params.h"
+#include "scheduler/fire_plan.h"
+
+namespace kiln::cli {
+
+namespace {
+
+// How long a schedule waits after a failed check (the database is unreachable) before the next.
+constexpr Duration kRetryAfterError = std::chrono::seconds(5);
+
+}  // namespace
+
+std::optional<Instant> DaemonService::CheckPipeline(const std::string& name, Instant now) {
+  // Shared with triggers: no fire is created while an unpause scans the waiting runs.
+  std::shared_lock pause_lock(pause_mu_);
+  dag::PipelinePtr pipeline;
+  bool paused = false;
+  Instant live_since{};
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return std::nullopt;
+    auto it = pipelines_.find(name);
+    if (it == pipelines_.end() || !it->second.entry.pipeline) return std::nullopt;
+    pipeline = it->second.entry.pipeline;
+    paused = it->second.paused;
+    live_since = it->second.live_since;
+  }
+  std::optional<Instant> next;
+  {
+    std::lock_guard lock(mu_);
+    if (first_checks_.count(name)) ++first_checked_;
+  }
+  if (pipeline->schedule && !paused) {
+    auto cursor = Fire(name, pipeline, live_since, now);
+    if (!cursor) {
+      next = now + kRetryAfterError;
+    } else {
+      // Never before the cursor: a clock stepped back waits for the fires it has not seen yet.
+      next = dag::NextFire(*pipeline->schedule, std::max(now, *cursor));
+    }
+  }
+  if (!paused) StartWaiting(name, pipeline);
+  std::lock_guard lock(mu_);
+  if (first_checks_.erase(name) && first_checks_.empty()) ReportFirstChecks();
+  return next;
+}
+
+void DaemonService::ReportFirstChecks() {
+  std::cout << "kiln: schedules: " << first_checked_ << " pipelines checked; " << first_created_
+            << " runs created, " << first_skipped_ << " fires skipped" << std::endl;
+}
+
+std::optional<Instant> DaemonService::Fire(const std::string& name,
+                                           const dag::PipelinePtr& pipeline, Instant live_since,
+                                           Instant now) {
+  const dag::PipelineSpec& spec = pipeline->spec;
+  auto params = dag::ResolveParams(spec, {});
+  if (!params.ok()) {
+    log::Error(name + ": schedule: " + params.message());
+    return std::nullopt;
+  }
+  std::vector<RunId> cancel;
+  std::optional<Instant> cursor;
+  int64_t skipped = 0;
+  auto fired = pool_.With([&](store::Database& db) {
+    return db.FireSchedule(name, [&](const store::ScheduleState& state) {
+      store::FireDecision d;
+      cursor = state.cursor;
+      // Paused through the API of another daemon on the same database.
+      if (state.paused.value_or(spec.paused)) return d;
+      auto due = scheduler::PlanFires(*pipeline->schedule, state.cursor, live_since, now,
+                                      scheduler::ParseCatchup(spec.catchup), options_.catchup_cap);
+      auto overlap = scheduler::ApplyOverlap(due.run, state.active.size(), spec.max_active_runs,
+                                             scheduler::ParseOverlap(spec.overlap));
+      for (const scheduler::Fire& fire : overlap.run) {
+        store::NewRun run = MakeNewRun(*pipeline, *params, "schedule", fire.logical_date);
+        run.data_interval_start = fire.data_interval_start;
+        run.created_by = "schedule";
+        if (fire.missed) run.note = "catch-up (" + spec.catchup + ")";
+        d.runs.push_back(std::move(run));
+      }
+      d.cursor = due.cursor;
+      if (due.cursor) cursor = std::max(cursor.value_or(*due.cursor), *due.cursor);
+      d.skipped = due.skipped_missed + static_cast<int64_t>(overlap.skipped.size());
+      skipped = d.skipped;
+      if (due.skipped_missed > 0) {
+        d.skipped_details.push_back(nlohmann::json{{"reason", "catchup"},
+                                                   {"catchup", spec.catchup},
+                                                   {"count", due.skipped_missed},
+                                                   {"through", FormatRfc3339Millis(*due.cursor)}}
+                                        .dump());
+      }
+      for (const scheduler::Fire& fire : overlap.skipped) {
+        d.skipped_details.push_back(
+            nlohmann::json{{"reason", "overlap"},
+                           {"logical_date", FormatRfc3339Millis(fire.logical_date)},
+                           {"active_runs", state.active.size()},
+                           {"max_active_runs", spec.max_active_runs}}
+                .dump());
+      }
+      cancel.assign(state.active.begin(),
+                    state.active.begin() + static_cast<std::ptrdiff_t>(overlap.cancel_oldest));
+      return d;
+    });
+  });
+  if (!fired.ok()) {
+    log::Error(name + ": schedule: " + fired.message());
+    return std::nullopt;
+  }
+  for (RunId id : cancel) {
+    Status s = Cancel(id, "schedule",
+                      "cancelled by the schedule: a newer run of '" + name +
+                          "' replaces it (overlap = \"cancel_running\")");
+    if (!s.ok() && s.code() != ErrorCode::kConflict) log::Error(name + ": " + s.message());
+  }
+  std::lock_guard lock(mu_);
+  if (first_checks_.count(name)) first_skipped_ += skipped;
+  for (const store::CreatedRun& run : fired->runs) {
+    if (run.existing) continue;
+    if (first_checks_.count(name)) ++first_created_;
+    log::Info(name + ": schedule fired: run " + ToString(run.id));
+    waiting_[name].push_back(run.id);
+  }
+  return cursor.value_or(now);
+}
+
+void DaemonService::StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline) {
+  const size_t limit = static_cast<size_t>(std::max(pipeline->spec.max_active_runs, 1));
+  while (true) {
+    RunId id{};
+    {
+      std::lock_guard lock(mu_);
+      auto& waiting = waiting_[name];
+      if (stopping_ || waiting.empty() || started_[name].size() >= limit) return;
+      id = waiting.front();
+      waiting.pop_front();
+    }
+    // Announced first, so that a cancel from now on finds it (StartRun).
+    BeginStart(id, name);
+    auto run = GetRun(id);
+    if (!run.ok() || run->state != dag::RunState::kQueued || !SameTasks(*run, *pipeline)) {
+      if (run.ok() && run->state == dag::RunState::kQueued) {
+        log::Error("run " + ToString(id) + " of '" + name +
+                   "' stays queued: the pipeline's tasks have changed since it was created");
+      }
+      std::lock_guard lock(mu_);
+      starting_.erase(id);
+      started_[name].erase(id);
+      run_pipeline_.erase(id);
+      continue;
+    }
+    StartRun(ContextOf(*run, pipeline), /*wait=*/false);
+  }
+}
+
+std::string DaemonService::Forget(RunId id) {
+  std::lock_guard lock(mu_);
+  auto it = run_pipeline_.find(id);
+  if (it == run_pipeline_.end()) return "";
+  std::string name = it->second;
+  run_pipeline_.erase(it);
+  started_[name].erase(id);
+  return name;
+}
+
+void DaemonService::OnRunFinished(RunId run, dag::RunState /*state*/) {
+  // A place is free: the pipeline's waiting runs may start.
+  if (std::string name = Forget(run); !name.empty()) timer_.Touch(name);
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,89 @@
+#include "cli/fire_timer.h"
+
+#include <vector>
+
+namespace kiln::cli {
+
+Instant FireTimer::Now() const {
+  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now()) + offset_;
+}
+
+void FireTimer::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void FireTimer::Touch(const std::string& name) {
+  {
+    std::lock_guard lock(mu_);
+    touched_.insert(name);
+  }
+  wake_.notify_one();
+}
+
+void FireTimer::Forget(const std::string& name) {
+  std::lock_guard lock(mu_);
+  touched_.erase(name);
+  Unfile(name);
+}
+
+void FireTimer::Unfile(const std::string& name) {
+  auto it = next_.find(name);
+  if (it == next_.end()) return;
+  auto [begin, end] = due_.equal_range(it->second);
+  for (auto d = begin; d != end; ++d) {
+    if (d->second == name) {
+      due_.erase(d);
+      break;
+    }
+  }
+  next_.erase(it);
+}
+
+void FireTimer::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+// The loop: sleep until the earliest due instant or a touch; take every pipeline that is due or
+// touched; check each one without the lock; file its next instant.
+void FireTimer::Loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    if (touched_.empty()) {
+      if (due_.empty()) {
+        wake_.wait(lock);
+      } else {
+        // On the wall clock: the due instant minus the offset.
+        const auto deadline = std::chrono::system_clock::time_point(
+            due_.begin()->first.time_since_epoch() - offset_);
+        wake_.wait_until(lock, deadline);
+      }
+      if (stopping_) break;
+    }
+    const Instant now = Now();
+    std::set<std::string> names;
+    names.swap(touched_);
+    while (!due_.empty() && due_.begin()->first <= now) {
+      names.insert(due_.begin()->second);
+      next_.erase(due_.begin()->second);
+      due_.erase(due_.begin());
+    }
+    if (names.empty()) continue;
+    for (const std::string& name : names) {
+      lock.unlock();
+      std::optional<Instant> next = check_(name, Now());
+      lock.lock();
+      if (stopping_) return;
+      // A touch that arrived meanwhile stays in touched_ and is checked next round.
+      Unfile(name);
+      if (next) {
+        due_.emplace(*next, name);
+        next_[name] = *next;
+      }
+    }
+  }
+}
+
+}  // namespace kiln::cli
