@@ -1,0 +1,201 @@
+// Schedules fired by a real daemon: no gaps or duplicates across a restart, catch-up after
+// downtime under each policy (with the schedule clock moved forward and back through
+// [scheduler] clock_offset), overlap policies, and two daemons on one database.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "common/time.h"
+#include "daemon.h"
+#include "harness.h"
+
+using nlohmann::json;
+using namespace kiln::e2e;
+
+namespace {
+
+// A pipeline name no other test (or earlier run on the same database) uses.
+std::string Unique(const std::string& base) {
+  std::random_device rd;
+  std::ostringstream out;
+  out << base << "-" << std::hex << rd();
+  return out.str();
+}
+
+std::string Pipeline(const std::string& name, const std::string& keys,
+                     const std::string& command = "true") {
+  return "[pipeline]\nname = \"" + name + "\"\n" + keys + "\n[tasks.t]\ncommand = \"" + command +
+         "\"\n";
+}
+
+// Reads the daemon's stdout up to its "kiln: schedules:" line (every first check done).
+std::string SchedulesLine(Daemon& daemon) {
+  for (std::string line = daemon.ReadLine(); !line.empty(); line = daemon.ReadLine()) {
+    if (line.rfind("kiln: schedules:", 0) == 0) return line;
+  }
+  FAIL("the daemon ended without its schedules line");
+  return "";
+}
+
+int64_t Count(const std::string& sql) { return std::stoll(Sql(sql)); }
+
+// Scheduled runs of `name` as "logical date<-interval start", oldest first.
+std::string ScheduledRuns(const std::string& name) {
+  return Sql(
+      "select coalesce(string_agg(to_char(logical_date at time zone 'UTC', "
+      "'HH24:MI:SS') || '<-' || to_char(data_interval_start at time zone 'UTC', 'HH24:MI:SS'), "
+      "' ' order by logical_date), '') from runs where trigger = 'schedule' and pipeline = '" +
+      name + "'");
+}
+
+// Waits (through the event stream) until `name` has `n` scheduled runs ended.
+void WaitForEnded(const Daemon& daemon, const std::string& name, int n, int64_t after = 0) {
+  int ended = 0;
+  ReadEvents(
+      daemon, "pipeline=" + name,
+      [&](const json& e) {
+        if (e["kind"] == "run_state" && (e["to"] == "success" || e["to"] == "cancelled" ||
+                                         e["to"] == "failed")) {
+          ++ended;
+        }
+        return ended >= n;
+      },
+      after);
+}
+
+std::string Hms(kiln::Instant t) { return kiln::FormatRfc3339(t).substr(11, 8); }
+
+}  // namespace
+
+TEST_CASE("an every-second schedule fires with no gap and no duplicate across a restart") {
+  TempDir dir;
+  const std::string name = Unique("tick");
+  WriteFile(dir / "pipelines/tick.toml",
+            Pipeline(name, "schedule = \"every 1s\"\ncatchup = \"all\"\nmax_active_runs = 3\n"
+                           "overlap = \"queue\""));
+  {
+    Daemon daemon(dir, dir / "pipelines");
+    CHECK(SchedulesLine(daemon) ==
+          "kiln: schedules: 1 pipelines checked; 0 runs created, 0 fires skipped");
+    WaitForEnded(daemon, name, 3);
+    CHECK(daemon.Stop() == 0);
+  }
+  const int64_t before = Count("select count(*) from runs where pipeline = '" + name + "'");
+  {
+    // Restarted: the fires missed while it was down are caught up (catchup = "all").
+    Daemon daemon(dir, dir / "pipelines");
+    SchedulesLine(daemon);
+    WaitForEnded(daemon, name, static_cast<int>(before) + 3);
+    CHECK(daemon.Stop() == 0);
+  }
+  // One run per second from the first to the last, each with the second before as its interval.
+  const std::string runs = Sql("select count(*), count(distinct logical_date), "
+                               "extract(epoch from max(logical_date) - min(logical_date))::int, "
+                               "count(*) filter (where data_interval_start <> logical_date - "
+                               "interval '1 second') from runs where pipeline = '" +
+                               name + "'");
+  const int64_t n = Count("select count(*) from runs where pipeline = '" + name + "'");
+  CHECK(runs == std::to_string(n) + "|" + std::to_string(n) + "|" + std::to_string(n - 1) + "|0");
+  CHECK(n >= before + 3);
+}
+
+TEST_CASE("after downtime each catchup policy runs what it promises, and a clock step back "
+          "repeats nothing") {
+  TempDir dir;
+  const std::string none = Unique("cu-none"), latest = Unique("cu-latest"),
+                    all = Unique("cu-all");
+  const std::string hourly = "schedule = \"0 * * * *\"\nmax_active_runs = 5\n";
+  WriteFile(dir / "pipelines/none.toml", Pipeline(none, hourly + "catchup = \"none\""));
+  WriteFile(dir / "pipelines/latest.toml", Pipeline(latest, hourly + "catchup = \"latest\""));
+  WriteFile(dir / "pipelines/all.toml", Pipeline(all, hourly + "catchup = \"all\""));
+  auto cursor = [](const std::string& name) {
+    auto t = kiln::ParseRfc3339(Sql("select to_char(fire_cursor at time zone 'UTC', "
+                                    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') from pipelines where "
+                                    "name = '" + name + "'"));
+    REQUIRE(t.ok());
+    return *t;
+  };
+  auto start = [&](const std::string& offset) {
+    DaemonOptions o(dir / "pipelines");
+    o.extra_config = "[scheduler]\ncatchup_cap = 2\nclock_offset = \"" + offset + "\"\n";
+    return std::make_unique<Daemon>(dir, o);
+  };
+  {
+    auto daemon = start("0s");
+    // First sight: the cursors start at now; nothing is due.
+    CHECK(SchedulesLine(*daemon) ==
+          "kiln: schedules: 3 pipelines checked; 0 runs created, 0 fires skipped");
+  }
+  const kiln::Instant first = cursor(none);
+  // The hours after the first cursor, up to three hours later (what a 3h downtime missed).
+  std::vector<kiln::Instant> hours;
+  const auto hour = std::chrono::hours(1);
+  kiln::Instant h = std::chrono::floor<std::chrono::hours>(first) + hour;
+  {
+    auto daemon = start("3h");
+    std::string line = SchedulesLine(*daemon);
+    for (; h <= cursor(none); h += hour) hours.push_back(h);
+    // Normally 3 missed hours (4 if the hour turned between the two starts).
+    REQUIRE(hours.size() >= 3);
+    const size_t n = hours.size();
+    // none: all skipped; latest: the last runs; all (capped at 2): the last two run.
+    CHECK(line == "kiln: schedules: 3 pipelines checked; 3 runs created, " +
+                      std::to_string(n + (n - 1) + (n - 2)) + " fires skipped");
+    CHECK(ScheduledRuns(none) == "");
+    CHECK(ScheduledRuns(latest) == Hms(hours[n - 1]) + "<-" + Hms(hours[n - 2]));
+    CHECK(ScheduledRuns(all) == Hms(hours[n - 2]) + "<-" + Hms(hours[n - 3]) + " " +
+                                    Hms(hours[n - 1]) + "<-" + Hms(hours[n - 2]));
+    CHECK(Sql("select fires_skipped from pipelines where name in ('" + none + "', '" + latest +
+              "', '" + all + "') order by name") ==
+          std::to_string(n - 2) + "\n" + std::to_string(n - 1) + "\n" + std::to_string(n));
+    // The API shows the count and the cursor.
+    json p = Body(daemon->Client(kViewerToken).Get(("/api/v1/pipelines/" + none).c_str()));
+    CHECK(p["fires_skipped"] == n);
+    CHECK(p["last_fire"] == kiln::FormatRfc3339Millis(hours[n - 1]));
+    CHECK(p["next_fire"] == kiln::FormatRfc3339Millis(hours[n - 1] + hour));
+    CHECK(p["catchup"] == "none");
+  }
+  const std::string runs_before = ScheduledRuns(latest) + "|" + ScheduledRuns(all);
+  {
+    // The clock stepped back an hour: the fires it reads again are not repeated.
+    auto daemon = start("2h");
+    CHECK(SchedulesLine(*daemon) ==
+          "kiln: schedules: 3 pipelines checked; 0 runs created, 0 fires skipped");
+    CHECK(ScheduledRuns(latest) + "|" + ScheduledRuns(all) == runs_before);
+  }
+  {
+    // Forward again past one more hour: exactly that one is new.
+    auto daemon = start("4h");
+    SchedulesLine(*daemon);
+    const std::string next = Hms(hours.back() + hour) + "<-" + Hms(hours.back());
+    CHECK(ScheduledRuns(latest) == Hms(hours.back()) + "<-" + Hms(hours[hours.size() - 2]) +
+                                       " " + next);
+    CHECK(ScheduledRuns(all).substr(ScheduledRuns(all).size() - next.size()) == next);
+    CHECK(Count("select count(*) from runs where pipeline = '" + all + "'") == 3);
+  }
+}
+
+TEST_CASE("two daemons on one database fire each instant exactly once") {
+  TempDir a, b;
+  const std::string name = Unique("twin");
+  WriteFile(a / "pipelines/twin.toml",
+            Pipeline(name, "schedule = \"every 1s\"\nmax_active_runs = 10\noverlap = \"queue\""));
+  Daemon first(a, a / "pipelines");
+  Daemon second(b, a / "pipelines");
+  SchedulesLine(first);
+  SchedulesLine(second);
+  WaitForEnded(first, name, 6);
+  CHECK(first.Stop() == 0);
+  CHECK(second.Stop() == 0);
+  const int64_t n = Count("select count(*) from runs where pipeline = '" + name + "'");
+  CHECK(n >= 6);
+  CHECK(Sql("select count(distinct logical_date), extract(epoch from max(logical_date) - "
+            "min(logical_date))::int from runs where pipeline = '" + name + "'") ==
+        std::to_string(n) + "|" + std::to_string(n - 1));
+  // Each run was carried out by the daemon that created it: no start was fenced off.
+  CHECK(Count("select count(*) from events where kind = 'fenced' and pipeline = '" + name + "'") ==
+        0);
+}
