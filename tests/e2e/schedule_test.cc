@@ -199,3 +199,101 @@ TEST_CASE("two daemons on one database fire each instant exactly once") {
   CHECK(Count("select count(*) from events where kind = 'fenced' and pipeline = '" + name + "'") ==
         0);
 }
+
+namespace {
+
+// No two runs of `name` were running at the same time: each started after the one before ended.
+int64_t OverlappingRuns(const std::string& name) {
+  return Count(
+      "select count(*) from runs a join runs b on a.pipeline = b.pipeline and a.id < b.id "
+      "where a.pipeline = '" +
+      name + "' and a.started_at is not null and b.started_at is not null "
+             "and b.started_at < coalesce(a.ended_at, now())");
+}
+
+std::string Blocking(const TempDir& dir) {
+  return "while [ ! -e " + (dir / "release").string() + " ]; do sleep 0.02; done";
+}
+
+}  // namespace
+
+TEST_CASE("overlap skip: fires while a run is active are recorded as skipped") {
+  TempDir dir;
+  const std::string name = Unique("ov-skip");
+  WriteFile(dir / "pipelines/p.toml",
+            Pipeline(name, "schedule = \"every 1s\"\noverlap = \"skip\"", Blocking(dir)));
+  Daemon daemon(dir, dir / "pipelines");
+  SchedulesLine(daemon);
+  int skipped = 0;
+  auto events = ReadEvents(daemon, "pipeline=" + name, [&](const json& e) {
+    return e["kind"] == "fire_skipped" && ++skipped == 2;
+  });
+  CHECK(events.front()["kind"] == "run_created");
+  CHECK(events.back()["detail"]["reason"] == "overlap");
+  CHECK(events.back()["detail"]["max_active_runs"] == 1);
+  CHECK(events.back()["detail"]["active_runs"] == 1);
+  CHECK(events.back()["actor"] == "schedule");
+  WriteFile(dir / "release", "");
+  const int64_t first = events.front()["run"];
+  CHECK(WaitForRunEnd(daemon, first) == "success");
+  CHECK(daemon.Stop() == 0);
+  // Every skipped fire came while the first run was active, and none of them has a run.
+  CHECK(Count("select count(*) from events e join runs r on r.id = " + std::to_string(first) +
+              " where e.kind = 'fire_skipped' and e.pipeline = '" + name +
+              "' and (e.detail->>'logical_date')::timestamptz > r.logical_date and "
+              "(e.detail->>'logical_date')::timestamptz <= r.ended_at") >= 2);
+  CHECK(Count("select count(*) from runs r join events e on e.pipeline = r.pipeline and "
+              "e.kind = 'fire_skipped' and (e.detail->>'logical_date')::timestamptz = "
+              "r.logical_date where r.pipeline = '" + name + "'") == 0);
+  CHECK(Sql("select fires_skipped >= 2 from pipelines where name = '" + name + "'") == "t");
+  CHECK(OverlappingRuns(name) == 0);
+}
+
+TEST_CASE("overlap queue: fires while a run is active wait, then run one at a time") {
+  TempDir dir;
+  const std::string name = Unique("ov-queue");
+  WriteFile(dir / "pipelines/p.toml",
+            Pipeline(name, "schedule = \"every 1s\"\noverlap = \"queue\"", Blocking(dir)));
+  Daemon daemon(dir, dir / "pipelines");
+  SchedulesLine(daemon);
+  int created = 0;
+  auto events = ReadEvents(daemon, "pipeline=" + name, [&](const json& e) {
+    return e["kind"] == "run_created" && ++created == 3;
+  });
+  const int64_t first = events.front()["run"];
+  // The later runs wait, queued, while the first one runs.
+  CHECK(Sql("select string_agg(state, ',' order by id) from runs where pipeline = '" + name +
+            "' and id <= " + std::to_string(static_cast<int64_t>(events.back()["run"]))) ==
+        "running,queued,queued");
+  CHECK(first > 0);
+  WriteFile(dir / "release", "");
+  WaitForEnded(daemon, name, 3);
+  CHECK(daemon.Stop() == 0);
+  CHECK(Sql("select string_agg(state, ',' order by id) from (select state, id from runs where "
+            "pipeline = '" + name + "' order by id limit 3) r") == "success,success,success");
+  CHECK(OverlappingRuns(name) == 0);
+  CHECK(Sql("select fires_skipped from pipelines where name = '" + name + "'") == "0");
+}
+
+TEST_CASE("overlap cancel_running: a fire cancels the running run, then its run starts") {
+  TempDir dir;
+  const std::string name = Unique("ov-cancel");
+  WriteFile(dir / "pipelines/p.toml",
+            Pipeline(name, "schedule = \"every 1s\"\noverlap = \"cancel_running\"", "sleep 60"));
+  DaemonOptions o(dir / "pipelines");
+  o.extra_config = "[executor]\nkill_grace = \"1s\"\n";
+  Daemon daemon(dir, o);
+  SchedulesLine(daemon);
+  int cancelled = 0;
+  ReadEvents(daemon, "pipeline=" + name, [&](const json& e) {
+    return e["kind"] == "run_state" && e["to"] == "cancelled" && ++cancelled == 2;
+  });
+  CHECK(daemon.Stop() == 0);
+  CHECK(Sql("select detail->>'reason' from events where kind = 'cancel_requested' and pipeline "
+            "= '" + name + "' order by id limit 1") ==
+        "cancelled by the schedule: a newer run of '" + name +
+            "' replaces it (overlap = \"cancel_running\")");
+  CHECK(Sql("select actor from events where kind = 'cancel_requested' and pipeline = '" + name +
+            "' limit 1") == "schedule");
+  CHECK(OverlappingRuns(name) == 0);
+}
