@@ -99,12 +99,12 @@ std::optional<Instant> DaemonService::Fire(const std::string& name,
                                         .dump());
       }
       for (const scheduler::Fire& fire : overlap.skipped) {
-        d.skipped_details.push_back(
-            nlohmann::json{{"reason", "overlap"},
-                           {"logical_date", FormatRfc3339Millis(fire.logical_date)},
-                           {"active_runs", state.active.size()},
-                           {"max_active_runs", spec.max_active_runs}}
-                .dump());
+        d.skipped_details.push_back(nlohmann::json{
+            {"reason", "overlap"},
+            {"logical_date", FormatRfc3339Millis(fire.logical_date)},
+            {"active_runs", state.active.size()},
+            {"max_active_runs",
+             spec.max_active_runs}}.dump());
       }
       cancel.assign(state.active.begin(),
                     state.active.begin() + static_cast<std::ptrdiff_t>(overlap.cancel_oldest));

@@ -74,6 +74,7 @@ DaemonService::DaemonService(asio::io_context& io, scheduler::Scheduler& sched, 
              options_.clock_offset) {}
 
 DaemonService::~DaemonService() {
+  if (watcher_) watcher_->Stop();
   timer_.Stop();
   creator_.Stop();
   events_.Stop();
@@ -88,6 +89,7 @@ Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
   {
     std::lock_guard lock(mu_);
     for (auto& [name, entry] : pipelines) {
+      files_[entry.file] = name;
       Known known{std::move(entry), false, now};
       if (auto it = paused->find(name); it != paused->end()) {
         known.paused = it->second;
@@ -132,6 +134,7 @@ void DaemonService::StopAccepting() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  if (watcher_) watcher_->Stop();
   timer_.Stop();
   creator_.Stop();
   events_.Stop();

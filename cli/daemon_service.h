@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <future>
 #include <map>
-#include <set>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -19,6 +19,7 @@
 #include "cli/db_pool.h"
 #include "cli/event_hub.h"
 #include "cli/fire_timer.h"
+#include "cli/pipeline_watcher.h"
 #include "cli/run_creator.h"
 #include "config/pipeline_loader.h"
 #include "scheduler/scheduler.h"
@@ -39,7 +40,7 @@ bool SameTasks(const scheduler::RunRecord& run, const dag::Pipeline& pipeline);
 
 struct DaemonServiceOptions {
   std::filesystem::path logs_dir;
-  int catchup_cap = 100;      // config::DaemonConfig::catchup_cap
+  int catchup_cap = 100;     // config::DaemonConfig::catchup_cap
   Duration clock_offset{0};  // added to the clock schedules are read with
 };
 
@@ -57,6 +58,15 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // once every pipeline has had it, one line on stdout says what catching up did:
   // "kiln: schedules: 3 pipelines checked; 2 runs created, 4 fires skipped".
   void StartSchedules();
+  // Watches the pipelines folder: a new, changed or deleted file takes effect at once (see
+  // Reload). Errors name the folder.
+  Status WatchPipelines(const std::filesystem::path& dir);
+  // Applies changed pipeline files (cli/daemon_reload.cc): `changed` files are loaded again (or
+  // dropped when gone); with `rescan`, the whole folder is compared with what is loaded. A file
+  // that loads replaces its pipeline's version (running runs finish on theirs); a broken edit
+  // keeps the last good version running and shows its errors (API load_error, the log, a
+  // 'pipeline_load_failed' event); a deleted file's pipeline is dropped.
+  void Reload(const std::set<std::string>& changed, bool rescan);
   // From now on changes are refused with 503 and streams end. Call before stopping the server.
   void StopAccepting();
 
@@ -113,6 +123,13 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // daemon that stopped). Call with pause_mu_ held.
   Status StartQueued(const std::string& name, const dag::PipelinePtr& pipeline, bool wait);
   scheduler::RunContext ContextOf(const scheduler::RunRecord& run, dag::PipelinePtr pipeline);
+  // Reload of one file, with mu_ held; returns the event to record (kind, pipeline, detail).
+  struct ReloadEvent {
+    std::string kind, pipeline, detail;
+  };
+  std::optional<ReloadEvent> ApplyFile(const config::LoadResult& result,
+                                       const std::map<std::string, bool>& paused, Instant now);
+  std::optional<ReloadEvent> RemoveFile(const std::string& file);
   // The run no longer counts as active here; returns its pipeline ("" when unknown).
   std::string Forget(RunId id);
   // Cancels an active or waiting run, recording `actor` and `reason`.
@@ -146,6 +163,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Runs announced by BeginStart, not yet taken by the scheduler; true once cancelled meanwhile.
   std::map<RunId, bool> starting_;
   std::map<std::string, Known> pipelines_;
+  std::map<std::string, std::string> files_;  // pipeline file -> the name it is listed under
+  std::filesystem::path pipelines_dir_;
+  std::unique_ptr<PipelineWatcher> watcher_;
   // Runs announced by BeginStart and not ended yet, by pipeline, and the pipeline of each.
   std::map<std::string, std::set<RunId>> started_;
   std::map<RunId, std::string> run_pipeline_;

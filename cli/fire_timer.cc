@@ -8,7 +8,9 @@ Instant FireTimer::Now() const {
   return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now()) + offset_;
 }
 
-void FireTimer::Start() { thread_ = std::thread([this] { Loop(); }); }
+void FireTimer::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void FireTimer::Touch(const std::string& name) {
   {
@@ -56,8 +58,8 @@ void FireTimer::Loop() {
         wake_.wait(lock);
       } else {
         // On the wall clock: the due instant minus the offset.
-        const auto deadline = std::chrono::system_clock::time_point(
-            due_.begin()->first.time_since_epoch() - offset_);
+        const auto deadline =
+            std::chrono::system_clock::time_point(due_.begin()->first.time_since_epoch() - offset_);
         wake_.wait_until(lock, deadline);
       }
       if (stopping_) break;

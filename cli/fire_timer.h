@@ -50,8 +50,8 @@ class FireTimer {
   const Duration offset_;
   std::mutex mu_;
   std::condition_variable wake_;
-  std::multimap<Instant, std::string> due_;   // next look per pipeline, earliest first
-  std::map<std::string, Instant> next_;       // the entry of each pipeline in due_
+  std::multimap<Instant, std::string> due_;  // next look per pipeline, earliest first
+  std::map<std::string, Instant> next_;      // the entry of each pipeline in due_
   std::set<std::string> touched_;
   bool stopping_ = false;
   std::thread thread_;

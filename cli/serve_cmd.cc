@@ -121,6 +121,11 @@ int Serve(const ServeOptions& o) {
               << tokens->hash_file.string() << " to have a new one made)" << std::endl;
   }
   service.StartSchedules();
+  if (!cfg->pipelines_dir.empty()) {
+    if (Status s = service.WatchPipelines(cfg->pipelines_dir); !s.ok()) {
+      log::Error(s.message() + "; changes to pipeline files need a restart");
+    }
+  }
 
   // Stopping, in this order: no new HTTP requests and every stream ended (on a thread of its own,
   // since requests in flight may still need the loop), then every active run is cancelled and its

@@ -187,7 +187,7 @@ LoadResult LoadPipelineFile(const fs::path& file) {
   return ParsePipeline(*text, file);
 }
 
-std::vector<LoadResult> LoadPipelineDir(const fs::path& dir) {
+Result<std::vector<fs::path>> ListPipelineFiles(const fs::path& dir) {
   std::vector<fs::path> files;
   std::error_code ec;
   for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -199,13 +199,17 @@ std::vector<LoadResult> LoadPipelineDir(const fs::path& dir) {
     }
     if (path.extension() == ".toml" && it->is_regular_file(type_ec)) files.push_back(path);
   }
-  if (ec)
-    return {LoadResult{
-        nullptr, {{dir.string(), {}, "", "cannot read folder: " + ec.message()}}, dir, ""}};
+  if (ec) return Status::Error("cannot read folder: " + ec.message());
   std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<LoadResult> LoadPipelineDir(const fs::path& dir) {
+  auto files = ListPipelineFiles(dir);
+  if (!files.ok()) return {LoadResult{nullptr, {{dir.string(), {}, "", files.message()}}, dir, ""}};
   std::vector<LoadResult> results;
-  results.reserve(files.size());
-  for (const fs::path& file : files) results.push_back(LoadPipelineFile(file));
+  results.reserve(files->size());
+  for (const fs::path& file : *files) results.push_back(LoadPipelineFile(file));
   return results;
 }
 

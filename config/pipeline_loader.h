@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/status.h"
 #include "dag/graph.h"
 #include "dag/spec.h"
 
@@ -30,5 +31,7 @@ LoadResult LoadPipelineFile(const std::filesystem::path& file);
 // names start with '.' are skipped (editor files, a .kiln data folder); an unreadable folder is
 // one result with one diagnostic.
 std::vector<LoadResult> LoadPipelineDir(const std::filesystem::path& dir);
+// The files LoadPipelineDir would load, sorted; an error names the folder.
+Result<std::vector<std::filesystem::path>> ListPipelineFiles(const std::filesystem::path& dir);
 
 }  // namespace kiln::config

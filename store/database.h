@@ -186,6 +186,10 @@ class Database {
   // the pipeline exists.
   Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor);
 
+  // Appends one event of `kind` about a pipeline, with no run (e.g. "pipeline_reloaded");
+  // `detail_json` must be a JSON object.
+  Status RecordPipelineEvent(std::string_view pipeline, std::string_view kind,
+                             std::string_view actor, const std::string& detail_json);
   // Appends one event of `kind` (e.g. "cancel_requested") for the run, with its pipeline;
   // `detail_json` must be a JSON object ("{}" for none). ErrorCode::kNotFound "run N not found".
   Status RecordEvent(std::string_view kind, RunId run, std::string_view actor,

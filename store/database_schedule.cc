@@ -21,9 +21,9 @@ UPDATE pipelines SET fire_cursor = greatest(fire_cursor, $2::timestamptz),
                      fires_skipped = fires_skipped + $3
 WHERE name = $1)sql";
 
-constexpr const char* kFireSkipped = R"sql(
+constexpr const char* kPipelineEvent = R"sql(
 INSERT INTO events (at, pipeline, kind, actor, detail)
-VALUES (now(), $1, 'fire_skipped', 'schedule', $2::jsonb))sql";
+VALUES (now(), $1, $2, $3, $4::jsonb))sql";
 
 }  // namespace
 
@@ -64,12 +64,27 @@ Result<FireResult> Database::FireSchedule(
       txn.exec_params(kMoveCursor, pipeline, TimeParam(decision.cursor), decision.skipped);
     }
     for (const std::string& detail : decision.skipped_details) {
-      txn.exec_params(kFireSkipped, pipeline, detail);
+      txn.exec_params(kPipelineEvent, pipeline, "fire_skipped", "schedule", detail);
     }
     txn.commit();
     return result;
   } catch (const std::exception& e) {
     return DbError(what, e);
+  }
+}
+
+Status Database::RecordPipelineEvent(std::string_view pipeline, std::string_view kind,
+                                     std::string_view actor, const std::string& detail_json) {
+  try {
+    pqxx::work txn(impl_->conn, "pipeline_event");
+    LockEventOrder(txn);
+    txn.exec_params(kPipelineEvent, std::string(pipeline), std::string(kind), std::string(actor),
+                    detail_json);
+    txn.commit();
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("recording event '" + std::string(kind) + "' of '" + std::string(pipeline) + "'",
+                   e);
   }
 }
 

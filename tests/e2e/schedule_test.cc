@@ -57,8 +57,8 @@ void WaitForEnded(const Daemon& daemon, const std::string& name, int n, int64_t 
   ReadEvents(
       daemon, "pipeline=" + name,
       [&](const json& e) {
-        if (e["kind"] == "run_state" && (e["to"] == "success" || e["to"] == "cancelled" ||
-                                         e["to"] == "failed")) {
+        if (e["kind"] == "run_state" &&
+            (e["to"] == "success" || e["to"] == "cancelled" || e["to"] == "failed")) {
           ++ended;
         }
         return ended >= n;
@@ -74,8 +74,9 @@ TEST_CASE("an every-second schedule fires with no gap and no duplicate across a 
   TempDir dir;
   const std::string name = Unique("tick");
   WriteFile(dir / "pipelines/tick.toml",
-            Pipeline(name, "schedule = \"every 1s\"\ncatchup = \"all\"\nmax_active_runs = 3\n"
-                           "overlap = \"queue\""));
+            Pipeline(name,
+                     "schedule = \"every 1s\"\ncatchup = \"all\"\nmax_active_runs = 3\n"
+                     "overlap = \"queue\""));
   {
     Daemon daemon(dir, dir / "pipelines");
     CHECK(SchedulesLine(daemon) ==
@@ -92,29 +93,32 @@ TEST_CASE("an every-second schedule fires with no gap and no duplicate across a 
     CHECK(daemon.Stop() == 0);
   }
   // One run per second from the first to the last, each with the second before as its interval.
-  const std::string runs = Sql("select count(*), count(distinct logical_date), "
-                               "extract(epoch from max(logical_date) - min(logical_date))::int, "
-                               "count(*) filter (where data_interval_start <> logical_date - "
-                               "interval '1 second') from runs where pipeline = '" +
-                               name + "'");
+  const std::string runs =
+      Sql("select count(*), count(distinct logical_date), "
+          "extract(epoch from max(logical_date) - min(logical_date))::int, "
+          "count(*) filter (where data_interval_start <> logical_date - "
+          "interval '1 second') from runs where pipeline = '" +
+          name + "'");
   const int64_t n = Count("select count(*) from runs where pipeline = '" + name + "'");
   CHECK(runs == std::to_string(n) + "|" + std::to_string(n) + "|" + std::to_string(n - 1) + "|0");
   CHECK(n >= before + 3);
 }
 
-TEST_CASE("after downtime each catchup policy runs what it promises, and a clock step back "
-          "repeats nothing") {
+TEST_CASE(
+    "after downtime each catchup policy runs what it promises, and a clock step back "
+    "repeats nothing") {
   TempDir dir;
-  const std::string none = Unique("cu-none"), latest = Unique("cu-latest"),
-                    all = Unique("cu-all");
+  const std::string none = Unique("cu-none"), latest = Unique("cu-latest"), all = Unique("cu-all");
   const std::string hourly = "schedule = \"0 * * * *\"\nmax_active_runs = 5\n";
   WriteFile(dir / "pipelines/none.toml", Pipeline(none, hourly + "catchup = \"none\""));
   WriteFile(dir / "pipelines/latest.toml", Pipeline(latest, hourly + "catchup = \"latest\""));
   WriteFile(dir / "pipelines/all.toml", Pipeline(all, hourly + "catchup = \"all\""));
   auto cursor = [](const std::string& name) {
-    auto t = kiln::ParseRfc3339(Sql("select to_char(fire_cursor at time zone 'UTC', "
-                                    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') from pipelines where "
-                                    "name = '" + name + "'"));
+    auto t =
+        kiln::ParseRfc3339(Sql("select to_char(fire_cursor at time zone 'UTC', "
+                               "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') from pipelines where "
+                               "name = '" +
+                               name + "'"));
     REQUIRE(t.ok());
     return *t;
   };
@@ -171,8 +175,8 @@ TEST_CASE("after downtime each catchup policy runs what it promises, and a clock
     auto daemon = start("4h");
     SchedulesLine(*daemon);
     const std::string next = Hms(hours.back() + hour) + "<-" + Hms(hours.back());
-    CHECK(ScheduledRuns(latest) == Hms(hours.back()) + "<-" + Hms(hours[hours.size() - 2]) +
-                                       " " + next);
+    CHECK(ScheduledRuns(latest) ==
+          Hms(hours.back()) + "<-" + Hms(hours[hours.size() - 2]) + " " + next);
     CHECK(ScheduledRuns(all).substr(ScheduledRuns(all).size() - next.size()) == next);
     CHECK(Count("select count(*) from runs where pipeline = '" + all + "'") == 3);
   }
@@ -193,8 +197,8 @@ TEST_CASE("two daemons on one database fire each instant exactly once") {
   const int64_t n = Count("select count(*) from runs where pipeline = '" + name + "'");
   CHECK(n >= 6);
   CHECK(Sql("select count(distinct logical_date), extract(epoch from max(logical_date) - "
-            "min(logical_date))::int from runs where pipeline = '" + name + "'") ==
-        std::to_string(n) + "|" + std::to_string(n - 1));
+            "min(logical_date))::int from runs where pipeline = '" +
+            name + "'") == std::to_string(n) + "|" + std::to_string(n - 1));
   // Each run was carried out by the daemon that created it: no start was fenced off.
   CHECK(Count("select count(*) from events where kind = 'fenced' and pipeline = '" + name + "'") ==
         0);
@@ -207,8 +211,9 @@ int64_t OverlappingRuns(const std::string& name) {
   return Count(
       "select count(*) from runs a join runs b on a.pipeline = b.pipeline and a.id < b.id "
       "where a.pipeline = '" +
-      name + "' and a.started_at is not null and b.started_at is not null "
-             "and b.started_at < coalesce(a.ended_at, now())");
+      name +
+      "' and a.started_at is not null and b.started_at is not null "
+      "and b.started_at < coalesce(a.ended_at, now())");
 }
 
 std::string Blocking(const TempDir& dir) {
@@ -244,7 +249,8 @@ TEST_CASE("overlap skip: fires while a run is active are recorded as skipped") {
               "(e.detail->>'logical_date')::timestamptz <= r.ended_at") >= 2);
   CHECK(Count("select count(*) from runs r join events e on e.pipeline = r.pipeline and "
               "e.kind = 'fire_skipped' and (e.detail->>'logical_date')::timestamptz = "
-              "r.logical_date where r.pipeline = '" + name + "'") == 0);
+              "r.logical_date where r.pipeline = '" +
+              name + "'") == 0);
   CHECK(Sql("select fires_skipped >= 2 from pipelines where name = '" + name + "'") == "t");
   CHECK(OverlappingRuns(name) == 0);
 }
@@ -270,7 +276,8 @@ TEST_CASE("overlap queue: fires while a run is active wait, then run one at a ti
   WaitForEnded(daemon, name, 3);
   CHECK(daemon.Stop() == 0);
   CHECK(Sql("select string_agg(state, ',' order by id) from (select state, id from runs where "
-            "pipeline = '" + name + "' order by id limit 3) r") == "success,success,success");
+            "pipeline = '" +
+            name + "' order by id limit 3) r") == "success,success,success");
   CHECK(OverlappingRuns(name) == 0);
   CHECK(Sql("select fires_skipped from pipelines where name = '" + name + "'") == "0");
 }
@@ -290,9 +297,10 @@ TEST_CASE("overlap cancel_running: a fire cancels the running run, then its run 
   });
   CHECK(daemon.Stop() == 0);
   CHECK(Sql("select detail->>'reason' from events where kind = 'cancel_requested' and pipeline "
-            "= '" + name + "' order by id limit 1") ==
-        "cancelled by the schedule: a newer run of '" + name +
-            "' replaces it (overlap = \"cancel_running\")");
+            "= '" +
+            name + "' order by id limit 1") == "cancelled by the schedule: a newer run of '" +
+                                                   name +
+                                                   "' replaces it (overlap = \"cancel_running\")");
   CHECK(Sql("select actor from events where kind = 'cancel_requested' and pipeline = '" + name +
             "' limit 1") == "schedule");
   CHECK(OverlappingRuns(name) == 0);

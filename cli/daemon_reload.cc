@@ -1,0 +1,165 @@
+// DaemonService: hot reload of the pipelines folder. Runs on the watcher's thread.
+#include <nlohmann/json.hpp>
+
+#include "cli/daemon_service.h"
+#include "common/log.h"
+
+namespace kiln::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+Status DaemonService::WatchPipelines(const fs::path& dir) {
+  pipelines_dir_ = dir;
+  watcher_ = std::make_unique<PipelineWatcher>(
+      dir, [this](const std::set<std::string>& changed, bool rescan) { Reload(changed, rescan); });
+  return watcher_->Start();
+}
+
+void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
+  std::vector<std::string> load, gone;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    if (rescan) {
+      auto files = config::ListPipelineFiles(pipelines_dir_);
+      if (!files.ok()) {
+        log::Error(pipelines_dir_.string() + ": " + files.message());
+        return;
+      }
+      std::set<std::string> present;
+      for (const fs::path& f : *files) present.insert(f.string());
+      for (const std::string& f : present) {
+        if (!files_.count(f) || changed.count(f)) load.push_back(f);
+      }
+      for (const auto& [f, name] : files_) {
+        if (!present.count(f)) gone.push_back(f);
+      }
+    } else {
+      for (const std::string& f : changed) {
+        std::error_code ec;
+        if (fs::is_regular_file(f, ec)) {
+          load.push_back(f);
+        } else if (files_.count(f)) {
+          gone.push_back(f);
+        }
+      }
+    }
+  }
+  // Parsed without the lock: requests go on meanwhile.
+  std::vector<config::LoadResult> loaded;
+  for (const std::string& f : load) loaded.push_back(config::LoadPipelineFile(f));
+  auto paused = pool_.With([](store::Database& db) { return db.PausedPipelines(); });
+  if (!paused.ok()) {
+    log::Error("reloading pipelines: " + paused.message());
+    return;
+  }
+  const Instant now = timer_.Now();
+  std::vector<ReloadEvent> events;
+  std::set<std::string> touch, forget;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& result : loaded) {
+      if (auto e = ApplyFile(result, *paused, now)) events.push_back(std::move(*e));
+    }
+    for (const std::string& f : gone) {
+      if (auto e = RemoveFile(f)) events.push_back(std::move(*e));
+    }
+  }
+  for (const ReloadEvent& e : events) {
+    if (e.kind == "pipeline_removed") {
+      timer_.Forget(e.pipeline);
+    } else {
+      timer_.Touch(e.pipeline);
+    }
+    Status s = pool_.With([&](store::Database& db) {
+      return db.RecordPipelineEvent(e.pipeline, e.kind, "reload", e.detail);
+    });
+    if (!s.ok()) log::Error(s.message());
+  }
+}
+
+std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
+    const config::LoadResult& result, const std::map<std::string, bool>& paused, Instant now) {
+  const std::string file = result.file.string();
+  std::string old_name;
+  if (auto it = files_.find(file); it != files_.end()) old_name = it->second;
+  if (result.pipeline) {
+    const dag::PipelinePtr& pipeline = result.pipeline;
+    const std::string& name = pipeline->spec.name;
+    if (auto it = pipelines_.find(name); it != pipelines_.end() && it->second.entry.file != file) {
+      log::Error(file + ": pipeline.name: '" + name + "' is already used by " +
+                 it->second.entry.file + "; file ignored");
+      return std::nullopt;
+    }
+    if (!old_name.empty() && old_name != name) {
+      // The file now declares another name: the old one is gone.
+      pipelines_.erase(old_name);
+      timer_.Forget(old_name);
+    }
+    auto [it, added] = pipelines_.try_emplace(name);
+    Known& known = it->second;
+    if (!added && known.entry.pipeline &&
+        known.entry.pipeline->spec.content_hash == pipeline->spec.content_hash &&
+        !known.entry.load_error) {
+      return std::nullopt;  // written again, same bytes
+    }
+    const bool was_paused = known.paused;
+    known.entry.file = file;
+    known.entry.pipeline = pipeline;
+    known.entry.load_error.reset();
+    auto p = paused.find(name);
+    known.paused = p != paused.end() ? p->second : pipeline->spec.paused;
+    if (added || (was_paused && !known.paused)) known.live_since = now;
+    files_[file] = name;
+    log::Info(file + ": pipeline '" + name + "' " + (added ? "loaded" : "reloaded") + " (version " +
+              pipeline->spec.content_hash.substr(0, 12) + ")");
+    return ReloadEvent{"pipeline_loaded", name,
+                       json{{"file", file}, {"version", pipeline->spec.content_hash}}.dump()};
+  }
+  // Broken: listed under the name it had, else the one it declares, else its file name.
+  std::string name = !old_name.empty() ? old_name : result.name;
+  if (name.empty()) name = result.file.filename().string();
+  json errors = json::array();
+  std::string text;
+  for (const auto& d : result.diagnostics) {
+    errors.push_back(d.ToString());
+    text += (text.empty() ? "" : "\n") + d.ToString();
+  }
+  auto [it, added] = pipelines_.try_emplace(name);
+  Known& known = it->second;
+  if (!added && known.entry.file != file) {
+    log::Error(file + ": pipeline.name: '" + name + "' is already used by " + known.entry.file +
+               "; file ignored");
+    return std::nullopt;
+  }
+  if (added) known.live_since = now;
+  known.entry.file = file;
+  known.entry.load_error = text;
+  files_[file] = name;
+  const bool kept = known.entry.pipeline != nullptr;
+  for (const auto& d : result.diagnostics) {
+    log::Error(d.ToString() + (kept ? " (the last good version stays in use)" : ""));
+  }
+  return ReloadEvent{
+      "pipeline_load_failed", name,
+      json{{"file", file},
+           {"errors", errors},
+           {"version_in_use", kept ? json(known.entry.pipeline->spec.content_hash) : json()}}
+          .dump()};
+}
+
+std::optional<DaemonService::ReloadEvent> DaemonService::RemoveFile(const std::string& file) {
+  auto f = files_.find(file);
+  if (f == files_.end()) return std::nullopt;
+  const std::string name = f->second;
+  files_.erase(f);
+  auto it = pipelines_.find(name);
+  if (it == pipelines_.end() || it->second.entry.file != file) return std::nullopt;
+  pipelines_.erase(it);
+  waiting_.erase(name);
+  log::Info(file + ": deleted; pipeline '" + name + "' is no longer scheduled");
+  return ReloadEvent{"pipeline_removed", name, json{{"file", file}}.dump()};
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,107 @@
+// Hot reload: pipeline files added, edited, broken and deleted while the daemon runs.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "common/sha256.h"
+#include "daemon.h"
+#include "harness.h"
+
+using nlohmann::json;
+using namespace kiln::e2e;
+
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+std::string Unique(const std::string& base) {
+  std::random_device rd;
+  std::ostringstream out;
+  out << base << "-" << std::hex << rd();
+  return out.str();
+}
+
+// Waits for the next event of `kind` about `pipeline` after event `after`; returns it.
+json WaitForEvent(const Daemon& daemon, const std::string& pipeline, const std::string& kind,
+                  int64_t after) {
+  return ReadEvents(
+             daemon, "pipeline=" + pipeline, [&](const json& e) { return e["kind"] == kind; },
+             after)
+      .back();
+}
+
+int64_t Trigger(httplib::Client& client, const std::string& pipeline) {
+  json body = Body(client.Post(("/api/v1/pipelines/" + pipeline + "/runs").c_str(), "{}", kJson));
+  return body["id"];
+}
+
+}  // namespace
+
+TEST_CASE("pipeline files added, edited, broken and deleted take effect while the daemon runs") {
+  TempDir dir;
+  const std::string a = Unique("hr-a"), b = Unique("hr-b");
+  const auto release = (dir / "release").string();
+  const std::string v1 = "[pipeline]\nname = \"" + a + "\"\n[tasks.t]\ncommand = \"while [ ! -e " +
+                         release + " ]; do sleep 0.02; done; echo first version\"\n";
+  WriteFile(dir / "pipelines/a.toml", v1);
+  Daemon daemon(dir, dir / "pipelines");
+  auto op = daemon.Client(kOperatorToken);
+
+  // A run of the first version is running when the file changes.
+  const int64_t old_run = Trigger(op, a);
+  int64_t mark = LastEventId();
+  const std::string v2 = "[pipeline]\nname = \"" + a +
+                         "\"\ndescription = \"second\"\n[tasks.t]\ncommand = \"echo second "
+                         "version\"\n";
+  WriteFile(dir / "pipelines/a.toml", v2);
+  json loaded = WaitForEvent(daemon, a, "pipeline_loaded", mark);
+  CHECK(loaded["actor"] == "reload");
+  CHECK(loaded["detail"]["version"] == kiln::Sha256Hex(v2));
+  CHECK(Body(op.Get(("/api/v1/pipelines/" + a).c_str()))["description"] == "second");
+  // The running run finishes on its own version; a new run uses the new one.
+  WriteFile(release, "");
+  CHECK(WaitForRunEnd(daemon, old_run) == "success");
+  const int64_t new_run = Trigger(op, a);
+  CHECK(WaitForRunEnd(daemon, new_run) == "success");
+  CHECK(Sql("select version_hash from runs where id = " + std::to_string(old_run)) ==
+        kiln::Sha256Hex(v1));
+  CHECK(Sql("select version_hash from runs where id = " + std::to_string(new_run)) ==
+        kiln::Sha256Hex(v2));
+  auto log = [&](int64_t run) {
+    auto r = op.Get(("/api/v1/runs/" + std::to_string(run) + "/tasks/t/attempts/1/log").c_str());
+    REQUIRE(r);
+    return r->body;
+  };
+  CHECK(log(old_run) == "first version\n");
+  CHECK(log(new_run) == "second version\n");
+
+  // A new file with a schedule starts firing.
+  mark = LastEventId();
+  WriteFile(dir / "pipelines/sub/b.toml", "[pipeline]\nname = \"" + b +
+                                              "\"\nschedule = \"every 1s\"\n[tasks.t]\n"
+                                              "command = \"true\"\n");
+  CHECK(WaitForEvent(daemon, b, "pipeline_loaded", mark)["detail"]["file"] ==
+        (dir / "pipelines/sub/b.toml").string());
+  WaitForEvent(daemon, b, "run_created", mark);
+
+  // A broken edit keeps the last good version and shows the errors.
+  mark = LastEventId();
+  WriteFile(dir / "pipelines/a.toml", v2 + "[tasks.u]\nneeds = [\"nope\"]\ncommand = \"true\"\n");
+  json failed = WaitForEvent(daemon, a, "pipeline_load_failed", mark);
+  const std::string error = (dir / "pipelines/a.toml").string() +
+                            ":7:10: tasks.u.needs: unknown task 'nope' (defined tasks: t, u)";
+  CHECK(failed["detail"]["errors"] == json::array({error}));
+  CHECK(failed["detail"]["version_in_use"] == kiln::Sha256Hex(v2));
+  json shown = Body(op.Get(("/api/v1/pipelines/" + a).c_str()));
+  CHECK(shown["load_error"] == error);
+  CHECK(shown["version"] == kiln::Sha256Hex(v2));
+  CHECK(WaitForRunEnd(daemon, Trigger(op, a)) == "success");
+
+  // A deleted file's pipeline is gone.
+  mark = LastEventId();
+  std::filesystem::remove(dir / "pipelines/sub/b.toml");
+  WaitForEvent(daemon, b, "pipeline_removed", mark);
+  CHECK(op.Get(("/api/v1/pipelines/" + b).c_str())->status == 404);
+  CHECK(daemon.Stop() == 0);
+}
