@@ -65,6 +65,14 @@ void PrintRun(const json& run) {
               Text(At(run, "state")).c_str());
   std::printf("trigger %s by %s, created %s\n", Text(At(run, "trigger")).c_str(),
               Text(At(run, "created_by")).c_str(), Text(At(run, "created_at")).c_str());
+  if (At(run, "triggered_by").is_number()) {
+    std::printf("started by the success of run %s\n", Text(At(run, "triggered_by")).c_str());
+  }
+  if (At(run, "trigger") == "schedule") {
+    std::printf("logical date %s, data interval %s to %s\n", Text(At(run, "logical_date")).c_str(),
+                Text(At(run, "data_interval_start")).c_str(),
+                Text(At(run, "data_interval_end")).c_str());
+  }
   std::printf("%-24s %-16s %8s %6s %10s\n", "TASK", "STATE", "ATTEMPTS", "EXIT", "DURATION");
   for (const auto& t : At(run, "tasks")) {
     std::string exit = At(t, "exit_code").is_number()

@@ -3,6 +3,7 @@
 
 #include "cli/daemon_service.h"
 #include "common/log.h"
+#include "dag/triggers.h"
 
 namespace kiln::cli {
 
@@ -80,10 +81,34 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
 }
 
 std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
-    const config::LoadResult& result, const std::map<std::string, bool>& paused, Instant now) {
-  const std::string file = result.file.string();
+    const config::LoadResult& loaded, const std::map<std::string, bool>& paused, Instant now) {
+  const std::string file = loaded.file.string();
   std::string old_name;
   if (auto it = files_.find(file); it != files_.end()) old_name = it->second;
+  config::LoadResult result = loaded;
+  if (result.pipeline) {
+    // A version that closes a cycle of completion triggers is refused like a broken edit.
+    const dag::PipelineSpec& spec = result.pipeline->spec;
+    std::map<std::string, std::vector<std::string>> edges;
+    for (const auto& [n, k] : pipelines_) {
+      if (k.entry.pipeline && n != old_name && n != spec.name) {
+        edges[n] = k.entry.pipeline->spec.trigger_on_success;
+      }
+    }
+    edges[spec.name] = spec.trigger_on_success;
+    if (auto cycle = dag::FindTriggerCycle(edges)) {
+      std::string text;
+      for (const std::string& n : *cycle) text += (text.empty() ? "" : " -> ") + n;
+      dag::SourceLoc loc;
+      if (auto it = spec.locs.find("pipeline.trigger_on_success"); it != spec.locs.end()) {
+        loc = it->second;
+      }
+      result.name = spec.name;
+      result.diagnostics = {{file, loc, "pipeline.trigger_on_success",
+                             "pipelines trigger each other in a cycle: " + text}};
+      result.pipeline = nullptr;
+    }
+  }
   if (result.pipeline) {
     const dag::PipelinePtr& pipeline = result.pipeline;
     const std::string& name = pipeline->spec.name;

@@ -171,9 +171,44 @@ std::string DaemonService::Forget(RunId id) {
   return name;
 }
 
-void DaemonService::OnRunFinished(RunId run, dag::RunState /*state*/) {
+void DaemonService::OnRunFinished(RunId run, dag::RunState state) {
+  std::string name = Forget(run);
+  if (name.empty()) return;
   // A place is free: the pipeline's waiting runs may start.
-  if (std::string name = Forget(run); !name.empty()) timer_.Touch(name);
+  timer_.Touch(name);
+  if (state == dag::RunState::kSuccess) {
+    timer_.Post([this, name, run] { TriggerDownstream(name, run); });
+  }
+}
+
+void DaemonService::TriggerDownstream(const std::string& upstream, RunId run) {
+  std::vector<std::string> targets;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, known] : pipelines_) {
+      const dag::PipelinePtr& p = known.entry.pipeline;
+      if (!p) continue;
+      const auto& on = p->spec.trigger_on_success;
+      if (std::find(on.begin(), on.end(), upstream) != on.end()) targets.push_back(name);
+    }
+  }
+  for (const std::string& name : targets) {
+    scheduler::TriggerRequest request;
+    request.pipeline = name;
+    request.actor = "trigger_on_success";
+    request.triggered_by = run;
+    request.note = "started by run " + ToString(run) + " of '" + upstream + "'";
+    // Once per upstream run, whatever happens to it later (a retry that succeeds again).
+    request.idempotency_key = "after-run-" + ToString(run);
+    auto created = Trigger(request);
+    if (!created.ok()) {
+      log::Error(name + ": trigger_on_success of run " + ToString(run) + " of '" + upstream +
+                 "': " + created.message());
+    } else if (!created->existing) {
+      log::Info(name + ": run " + ToString(created->id) + " started by run " + ToString(run) +
+                " of '" + upstream + "'");
+    }
+  }
 }
 
 }  // namespace kiln::cli

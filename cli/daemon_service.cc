@@ -9,6 +9,7 @@
 #include "cli/runtime.h"
 #include "common/log.h"
 #include "dag/params.h"
+#include "dag/triggers.h"
 #include "scheduler/run_plan.h"
 
 namespace kiln::cli {
@@ -58,6 +59,27 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
     entry.pipeline = result.pipeline;
     if (!text.empty()) entry.load_error = text;
     out.emplace(name, std::move(entry));
+  }
+  // Pipelines that trigger each other in a cycle do not run until the cycle is broken.
+  while (true) {
+    std::vector<const dag::PipelineSpec*> specs;
+    for (const auto& [name, entry] : out) {
+      if (entry.pipeline) specs.push_back(&entry.pipeline->spec);
+    }
+    auto cycle = dag::CheckTriggers(specs, /*unknown_is_error=*/false);
+    if (cycle.empty()) break;
+    bool dropped = false;
+    for (auto& [name, entry] : out) {
+      if (entry.pipeline && entry.pipeline->spec.file == cycle[0].file) {
+        cycle[0].file = entry.file;
+        log::Error(cycle[0].ToString());
+        entry.load_error = cycle[0].ToString();
+        entry.pipeline = nullptr;
+        dropped = true;
+        break;
+      }
+    }
+    if (!dropped) break;
   }
   return out;
 }
@@ -302,6 +324,7 @@ scheduler::RunContext DaemonService::ContextOf(const RunRecord& run, dag::Pipeli
   ctx.logical_date = run.logical_date;
   ctx.data_interval_start = run.data_interval_start.value_or(run.logical_date);
   ctx.data_interval_end = run.data_interval_end.value_or(run.logical_date);
+  if (run.triggered_by) ctx.triggered_by = ToString(*run.triggered_by);
   // From the rows: a retried run keeps its ended tasks and continues their attempt numbers.
   for (const auto& t : run.tasks) {
     ctx.initial_states.push_back(t.state);
@@ -354,7 +377,9 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
   auto params = dag::ResolveParams((*pipeline)->spec, request.params);
   if (!params.ok()) return Status::Error(ErrorCode::kInvalidArgument, params.message());
   Instant now = NowUtc();
-  store::NewRun row = MakeNewRun(**pipeline, *params, "manual", now);
+  store::NewRun row =
+      MakeNewRun(**pipeline, *params, request.triggered_by ? "pipeline" : "manual", now);
+  row.triggered_by = request.triggered_by;
   row.idempotency_key = request.idempotency_key;
   row.created_by = request.actor;
   row.note = request.note;
@@ -367,6 +392,7 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
     ctx.pipeline = *pipeline;
     ctx.params = std::move(params).value();
     ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
+    if (request.triggered_by) ctx.triggered_by = ToString(*request.triggered_by);
     // Posted, not awaited: the answer does not wait for a busy loop. A cancel that arrives
     // before the loop takes the run finds it in starting_ and the run never starts.
     StartRun(std::move(ctx), /*wait=*/false);
@@ -384,6 +410,7 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
     run.data_interval_end = row.data_interval_end;
     run.params = row.params;
     run.idempotency_key = row.idempotency_key;
+    run.triggered_by = row.triggered_by;
     run.created_by = row.created_by;
     run.note = row.note;
     run.created_at = now;

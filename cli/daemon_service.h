@@ -130,6 +130,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::optional<ReloadEvent> ApplyFile(const config::LoadResult& result,
                                        const std::map<std::string, bool>& paused, Instant now);
   std::optional<ReloadEvent> RemoveFile(const std::string& file);
+  // Starts the pipelines whose trigger_on_success names `upstream`, after its run `run`
+  // succeeded. On the fire timer's thread.
+  void TriggerDownstream(const std::string& upstream, RunId run);
   // The run no longer counts as active here; returns its pipeline ("" when unknown).
   std::string Forget(RunId id);
   // Cancels an active or waiting run, recording `actor` and `reason`.

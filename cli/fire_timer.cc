@@ -20,6 +20,14 @@ void FireTimer::Touch(const std::string& name) {
   wake_.notify_one();
 }
 
+void FireTimer::Post(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  wake_.notify_one();
+}
+
 void FireTimer::Forget(const std::string& name) {
   std::lock_guard lock(mu_);
   touched_.erase(name);
@@ -53,6 +61,14 @@ void FireTimer::Stop() {
 void FireTimer::Loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
+    if (!jobs_.empty()) {
+      std::vector<std::function<void()>> jobs;
+      jobs.swap(jobs_);
+      lock.unlock();
+      for (auto& job : jobs) job();
+      lock.lock();
+      continue;
+    }
     if (touched_.empty()) {
       if (due_.empty()) {
         wake_.wait(lock);

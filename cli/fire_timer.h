@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/time.h"
 
@@ -33,6 +34,9 @@ class FireTimer {
   void Start();
   // Checks `name` as soon as the thread gets to it (also a pipeline not known yet).
   void Touch(const std::string& name);
+  // Runs `job` on the timer's thread, before the next checks (work that may block on the
+  // database and must not run on the scheduler's loop).
+  void Post(std::function<void()> job);
   // Forgets `name` (a deleted pipeline).
   void Forget(const std::string& name);
   // Joins the thread; a check in progress finishes first. Idempotent.
@@ -53,6 +57,7 @@ class FireTimer {
   std::multimap<Instant, std::string> due_;  // next look per pipeline, earliest first
   std::map<std::string, Instant> next_;      // the entry of each pipeline in due_
   std::set<std::string> touched_;
+  std::vector<std::function<void()>> jobs_;
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/runtime.h"
 #include "config/pipeline_loader.h"
+#include "dag/triggers.h"
 
 namespace kiln::cli {
 
@@ -72,6 +73,24 @@ int Validate(const std::vector<std::string>& paths) {
       ++errors;
     }
   }
+  // Completion triggers over the whole set: cycles always; unknown names when a folder (the whole
+  // set of a daemon) was given.
+  bool folder = false;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    folder = folder || fs::is_directory(p, ec);
+  }
+  std::vector<const dag::PipelineSpec*> specs;
+  std::map<fs::path, std::string> shown;
+  for (const auto& result : results) {
+    if (!result.pipeline) continue;
+    specs.push_back(&result.pipeline->spec);
+    shown[result.pipeline->spec.file] = result.file.string();
+  }
+  auto trigger_errors = dag::CheckTriggers(specs, folder);
+  for (auto& d : trigger_errors) d.file = shown[d.file];
+  PrintDiagnostics(trigger_errors);
+  errors += static_cast<int>(trigger_errors.size());
   if (errors > 0) {
     std::cerr << errors << (errors == 1 ? " error" : " errors") << " in " << results.size()
               << (results.size() == 1 ? " file" : " files") << '\n';

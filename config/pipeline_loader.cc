@@ -20,9 +20,10 @@ using internal::TomlReader;
 namespace {
 
 constexpr std::array<std::string_view, 4> kTopKeys = {"defaults", "params", "pipeline", "tasks"};
-constexpr std::array<std::string_view, 9> kPipelineKeys = {
-    "catchup",  "description", "max_active_runs", "name", "overlap", "paused",
-    "schedule", "tags",        "timezone",
+constexpr std::array<std::string_view, 10> kPipelineKeys = {
+    "catchup",  "description", "max_active_runs", "name",
+    "overlap",  "paused",      "schedule",        "tags",
+    "timezone", "trigger_on_success",
 };
 
 template <typename T>
@@ -61,6 +62,9 @@ void ReadPipelineTable(TomlReader& reader, const toml::node& node, dag::Pipeline
     if (k == "overlap") Assign(spec.overlap, reader.String(value, field));
     if (k == "tags") Assign(spec.tags, reader.Strings(value, field, &spec.locs));
     if (k == "paused") Assign(spec.paused, reader.Bool(value, field));
+    if (k == "trigger_on_success") {
+      Assign(spec.trigger_on_success, reader.Strings(value, field, &spec.locs));
+    }
   }
 }
 

@@ -129,6 +129,8 @@ struct PipelineSpec {
   std::string overlap = "skip";  // skip | queue | cancel_running
   std::vector<std::string> tags;
   bool paused = false;
+  // Pipelines whose successful runs start a run of this one (pipeline-completion triggers).
+  std::vector<std::string> trigger_on_success;
   std::vector<Param> params;    // in file order
   std::vector<TaskSpec> tasks;  // in file order; TaskId = index here
 

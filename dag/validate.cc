@@ -139,6 +139,20 @@ void Validator::CheckPipeline() {
   if (auto zone = FindZone(spec_.timezone); !zone.ok()) {
     Add({"pipeline.timezone", Loc("pipeline.timezone", Loc("pipeline"))}, zone.message());
   }
+  std::set<std::string_view> triggers;
+  for (size_t i = 0; i < spec_.trigger_on_success.size(); ++i) {
+    const std::string& up = spec_.trigger_on_success[i];
+    const std::string path = "pipeline.trigger_on_success";
+    const Place place{path, Loc(path + "[" + std::to_string(i) + "]", Loc(path))};
+    if (!Matches(up, kPipelineName)) {
+      Add(place, "invalid pipeline name " + Quote(up) + "; " + std::string(kPipelineName.rule));
+    } else if (up == spec_.name) {
+      Add(place, "pipeline " + Quote(up) +
+                     " cannot start itself: its runs would trigger each other forever");
+    } else if (!triggers.insert(up).second) {
+      Add(place, Quote(up) + " is listed twice; list each pipeline once");
+    }
+  }
   if (spec_.catchup != "none" && spec_.catchup != "latest" && spec_.catchup != "all") {
     Add({"pipeline.catchup", Loc("pipeline.catchup")},
         "unknown catchup " + Quote(spec_.catchup) + " (accepted: none, latest, all)");

@@ -37,6 +37,7 @@ struct RunRecord {
   std::optional<Instant> data_interval_start;
   std::optional<Instant> data_interval_end;
   std::vector<std::pair<std::string, dag::ParamValue>> params;
+  std::optional<RunId> triggered_by;  // the run whose success started this one
   dag::RunState state = dag::RunState::kQueued;
   std::optional<std::string> idempotency_key;
   std::string created_by;

@@ -253,6 +253,9 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   SetEnv(req.env, "KILN_TASK_ID", spec.id);
   SetEnv(req.env, "KILN_ATTEMPT", std::to_string(attempt));
   SetEnv(req.env, "KILN_LOGICAL_DATE", FormatRfc3339(run.ctx.logical_date));
+  SetEnv(req.env, "KILN_DATA_INTERVAL_START", FormatRfc3339(run.ctx.data_interval_start));
+  SetEnv(req.env, "KILN_DATA_INTERVAL_END", FormatRfc3339(run.ctx.data_interval_end));
+  if (!run.ctx.triggered_by.empty()) SetEnv(req.env, "KILN_TRIGGERED_BY", run.ctx.triggered_by);
   for (const auto& [param, value] : run.ctx.params)
     SetEnv(req.env, EnvName(param), dag::ToText(value));
   SetEnv(req.env, "KILN_IDEMPOTENCY_KEY", ToString(run.ctx.id) + ":" + spec.id);

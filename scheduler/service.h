@@ -29,6 +29,9 @@ struct TriggerRequest {
   std::optional<std::string> idempotency_key;
   std::string note;
   std::string actor;  // who asked (token name, "cli", ...)
+  // Set by the daemon itself for a pipeline-completion trigger (never from a request): the run
+  // whose success starts this one. The run's trigger is then "pipeline".
+  std::optional<RunId> triggered_by;
 };
 
 struct TriggerResult {

@@ -47,6 +47,7 @@ struct NewRun {
   std::optional<std::string> idempotency_key;
   std::string created_by;
   std::string note;
+  std::optional<RunId> triggered_by;  // a completion trigger: the run whose success started it
   struct Task {
     std::string id;
     std::string pool;

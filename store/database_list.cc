@@ -46,7 +46,7 @@ Result<RunPage> Database::ListRuns(const RunFilter& filter) {
         page.next = page.runs.back().id;
         break;
       }
-      auto run = ReadRun(RunId(row[14].as<int64_t>()), row);
+      auto run = ReadRun(RunId(row[kRunColumns].as<int64_t>()), row);
       if (!run.ok()) return Status::Error("database: listing runs: " + run.message());
       page.runs.push_back(std::move(run).value());
     }
@@ -66,7 +66,7 @@ Result<std::vector<RunRecord>> Database::QueuedRuns(const std::string& pipeline)
     std::vector<RunRecord> runs;
     for (const pqxx::row& row :
          txn.exec_params("SELECT " + RunColumns() + ", id " + queued + " ORDER BY id", pipeline)) {
-      auto run = ReadRun(RunId(row[14].as<int64_t>()), row);
+      auto run = ReadRun(RunId(row[kRunColumns].as<int64_t>()), row);
       if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
       runs.push_back(std::move(run).value());
     }

@@ -125,7 +125,7 @@ std::string RunColumns() {
   return "pipeline, version_hash, trigger, " + EpochMs("logical_date") + ", " +
          EpochMs("data_interval_start") + ", " + EpochMs("data_interval_end") +
          ", params::text, state, idempotency_key, created_by, note, " + EpochMs("created_at") +
-         ", " + EpochMs("started_at") + ", " + EpochMs("ended_at");
+         ", " + EpochMs("started_at") + ", " + EpochMs("ended_at") + ", triggered_by";
 }
 
 std::string TaskColumns() {
@@ -170,6 +170,7 @@ Result<RunRecord> ReadRun(RunId id, const pqxx::row& row) {
   r.created_at = InstantFromMs(row[11].as<int64_t>());
   r.started_at = OptInstant(row[12]);
   r.ended_at = OptInstant(row[13]);
+  if (!row[14].is_null()) r.triggered_by = RunId(row[14].as<int64_t>());
   return r;
 }
 
@@ -208,7 +209,7 @@ Result<RunRecord> Database::GetRun(RunId id) {
     if (rows.empty()) {
       return Status::Error(ErrorCode::kNotFound, "run " + ToString(id) + " not found");
     }
-    const auto run_columns = static_cast<pqxx::row::size_type>(14);
+    const auto run_columns = static_cast<pqxx::row::size_type>(kRunColumns);
     auto run = ReadRun(id, rows[0]);
     if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
     for (const pqxx::row& row : rows) {

@@ -74,7 +74,8 @@ void LockEventOrder(pqxx::transaction_base& txn);
 // the run it duplicates (CreatedRun::existing). A conflict is a value; database errors throw.
 Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run);
 
-// The columns of a runs row that ReadRun reads, in its order (14 columns, no id).
+// The columns of a runs row that ReadRun reads, in its order (kRunColumns of them, no id).
+inline constexpr int kRunColumns = 15;
 std::string RunColumns();
 Result<RunRecord> ReadRun(RunId id, const pqxx::row& row);
 // The columns of a task_instances row that ReadTask reads, in its order (10 columns).

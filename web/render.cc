@@ -75,6 +75,7 @@ json RenderRun(const scheduler::RunRecord& run, bool with_tasks) {
               {"created_by", run.created_by},
               {"note", run.note},
               {"idempotency_key", OrNull(run.idempotency_key)},
+              {"triggered_by", run.triggered_by ? json(Value(*run.triggered_by)) : json()},
               {"params", std::move(params)},
               {"logical_date", RenderTime(run.logical_date)},
               {"data_interval_start", RenderTime(run.data_interval_start)},

@@ -167,6 +167,9 @@ struct Harness {
     ctx.pipeline = pipeline;
     ctx.params = params.empty() ? decltype(params){{"word", std::string("a b")}} : params;
     ctx.logical_date = clock.now;
+    ctx.data_interval_start = clock.now - std::chrono::hours(24);
+    ctx.data_interval_end = clock.now;
+    ctx.triggered_by = "5";
     return ctx;
   }
   void Start(std::vector<std::pair<std::string, kiln::dag::ParamValue>> params = {}) {

@@ -44,7 +44,7 @@ TEST_CASE("launch requests carry the rendered command, the log path and an expli
   CHECK(req.run_dir == "/data/runs/p/7");
   CHECK(req.cwd == "/pipelines");
   std::map<std::string, std::string> env(req.env.begin(), req.env.end());
-  CHECK(env.size() == 9);
+  CHECK(env.size() == 12);
   CHECK(env["PATH"] == "/usr/bin:/bin");
   CHECK(env["KILN_RUN_ID"] == "7");
   CHECK(env["KILN_TASK_ID"] == "a");
@@ -54,6 +54,9 @@ TEST_CASE("launch requests carry the rendered command, the log path and an expli
   CHECK(env["KILN_PARAM_WORD"] == "$(touch pwned)'; rm -rf x");
   CHECK(env["KILN_IDEMPOTENCY_KEY"] == "7:a");
   CHECK(env["KILN_LOGICAL_DATE"] == "2027-01-15T08:00:00Z");
+  CHECK(env["KILN_DATA_INTERVAL_START"] == "2027-01-14T08:00:00Z");
+  CHECK(env["KILN_DATA_INTERVAL_END"] == "2027-01-15T08:00:00Z");
+  CHECK(env["KILN_TRIGGERED_BY"] == "5");
 }
 
 TEST_CASE("a failed attempt is retried after its backoff, then succeeds") {

@@ -212,6 +212,7 @@ inline scheduler::RunRecord SampleRun(int64_t id = 12) {
   run.state = dag::RunState::kRunning;
   run.created_by = "ops";
   run.note = "more epochs";
+  run.triggered_by = RunId{7};
   run.created_at = At(kT0 + 5);
   run.started_at = At(kT0 + 250);
   scheduler::TaskInstanceRecord prepare;
@@ -245,6 +246,7 @@ inline json SampleRunJson(bool with_tasks = true) {
       {"created_by", "ops"},
       {"note", "more epochs"},
       {"idempotency_key", nullptr},
+      {"triggered_by", 7},
       {"params", {{"epochs", 10}, {"dataset", "data/churn.csv"}, {"lr", 0.5}, {"dry", false}}},
       {"logical_date", "2026-11-29T01:51:15.000Z"},
       {"data_interval_start", "2026-11-28T01:51:15.000Z"},

@@ -46,6 +46,8 @@ std::vector<scheduler::PipelineInfo> SamplePipelines() {
   ml.last_run = RunId{12};
   ml.last_run_state = dag::RunState::kSuccess;
   ml.next_fire = At(kT0);
+  ml.last_fire = At(kT0) - std::chrono::hours(24);
+  ml.fires_skipped = 3;
   scheduler::PipelineInfo broken;
   broken.name = "broken";
   broken.file = "pipelines/broken.toml";
@@ -65,7 +67,12 @@ json MlJson() {
           {"version", "3f2a"},
           {"load_error", nullptr},
           {"last_run", {{"id", 12}, {"state", "success"}}},
-          {"next_fire", "2026-11-29T01:51:15.000Z"}};
+          {"catchup", "none"},
+          {"overlap", "skip"},
+          {"max_active_runs", 1},
+          {"next_fire", "2026-11-29T01:51:15.000Z"},
+          {"last_fire", "2026-11-28T01:51:15.000Z"},
+          {"fires_skipped", 3}};
 }
 
 json BrokenJson() {
@@ -79,7 +86,12 @@ json BrokenJson() {
           {"version", nullptr},
           {"load_error", "broken.toml:3:1: tasks: at least one task is needed"},
           {"last_run", nullptr},
-          {"next_fire", nullptr}};
+          {"catchup", nullptr},
+          {"overlap", nullptr},
+          {"max_active_runs", nullptr},
+          {"next_fire", nullptr},
+          {"last_fire", nullptr},
+          {"fires_skipped", 0}};
 }
 
 }  // namespace
