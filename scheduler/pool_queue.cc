@@ -14,6 +14,7 @@ namespace {
 // arrival). std::push_heap/pop_heap with this keep the best entry at the front.
 template <typename Entry>
 bool StartsAfter(const Entry& a, const Entry& b) {
+  if (a.ticket.background != b.ticket.background) return a.ticket.background;
   if (a.ticket.priority != b.ticket.priority) return a.ticket.priority < b.ticket.priority;
   return a.seq > b.seq;
 }

@@ -18,6 +18,9 @@ struct Ticket {
   std::string pool;
   int slots = 1;
   int priority = 0;  // higher first; ties in arrival order
+  // Backfill work: starts after every other waiting ticket of its pool, whatever the priorities,
+  // so that backfills never hold back scheduled and triggered runs.
+  bool background = false;
 };
 
 class PoolQueue {

@@ -156,7 +156,7 @@ void Scheduler::Pump(Run& run) {
     for (TaskId task : ready) {
       run.ready_at[Index(task)] = now;
       const dag::TaskSpec& spec = run.pipeline().task(task);
-      Ticket ticket{run.ctx.id, task, spec.pool, spec.slots, spec.priority};
+      Ticket ticket{run.ctx.id, task, spec.pool, spec.slots, spec.priority, run.ctx.background};
       if (auto why = pools_.Reject(ticket)) {
         FinishTask(run, task, TaskState::kFailed, 0, std::nullopt, *why);
         continue;
@@ -327,7 +327,7 @@ void Scheduler::OnRetryDue(RunId run_id, TaskId task) {
   if (run.plan.state(task) != TaskState::kUpForRetry) return;
   run.retry_timers[Index(task)].reset();
   const dag::TaskSpec& spec = run.pipeline().task(task);
-  pools_.Push(Ticket{run_id, task, spec.pool, spec.slots, spec.priority});
+  pools_.Push(Ticket{run_id, task, spec.pool, spec.slots, spec.priority, run.ctx.background});
   run.plan.SetState(task, TaskState::kQueued);
   newly_queued_.emplace_back(run.ctx.id, task);
   StartStartable();

@@ -60,6 +60,7 @@ struct RunContext {
   Instant data_interval_start{};
   Instant data_interval_end{};
   std::string triggered_by;  // id of the run whose success triggered this one, or empty
+  bool background = false;   // a backfill run: its tasks yield to every other run's (Ticket)
 
   // A retry of an ended run (same id; the store has reset the chosen tasks to pending and the run
   // to queued). One state per task: kPending = run it again; a terminal state = keep it as it

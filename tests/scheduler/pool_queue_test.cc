@@ -198,3 +198,17 @@ TEST_CASE("Remove drops one queued ticket and keeps the order of the rest") {
   CHECK(order == std::vector<uint32_t>{2, 0, 1});  // priority 1, then arrival order
   CHECK(queue.waiting("default") == 0);
 }
+
+TEST_CASE("background (backfill) tickets start after every other, whatever their priority") {
+  PoolQueue q({{"default", 1}}, 0);
+  Ticket backfill = MakeTicket(1, "default", 1, 100, 2);
+  backfill.background = true;
+  q.Push(backfill);
+  q.Push(MakeTicket(2, "default", 1, -5, 3));
+  q.Push(MakeTicket(3));
+  CHECK(Tasks(q.TakeStartable()) == std::vector<uint32_t>{3});
+  q.Release(MakeTicket(3));
+  CHECK(Tasks(q.TakeStartable()) == std::vector<uint32_t>{2});
+  q.Release(MakeTicket(2));
+  CHECK(Tasks(q.TakeStartable()) == std::vector<uint32_t>{1});
+}
