@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "cli/client.h"
+#include "cli/client_util.h"
 #include "cli/progress.h"
 #include "dag/params.h"
 
@@ -16,41 +17,6 @@ namespace kiln::cli {
 using nlohmann::json;
 
 namespace {
-
-int Fail(const Status& s) {
-  std::cerr << "kiln: " << s.message() << '\n';
-  return 1;
-}
-
-std::unique_ptr<ApiClient> Connect(const ClientOptions& options, int* code) {
-  auto client = ApiClient::Make(options);
-  if (!client.ok()) {
-    *code = Fail(client.status());
-    return nullptr;
-  }
-  return std::move(client).value();
-}
-
-// The member `key` of `object`, or null (for answers of another shape than expected).
-const json& At(const json& object, const char* key) {
-  static const json kNull;
-  if (!object.is_object()) return kNull;
-  auto it = object.find(key);
-  return it == object.end() ? kNull : *it;
-}
-
-int AsInt(const json& value) { return value.is_number_integer() ? value.get<int>() : 0; }
-
-bool ValidRunId(const std::string& id) {
-  return !id.empty() && id.size() <= 18 && id[0] != '0' &&
-         id.find_first_not_of("0123456789") == std::string::npos;
-}
-
-std::string Text(const json& value) {
-  if (value.is_null()) return "-";
-  if (value.is_string()) return value.get<std::string>();
-  return value.dump();
-}
 
 // "1.25s" from two RFC 3339 times of the API, or "-".
 std::string Duration(const json& ms) {

@@ -46,4 +46,16 @@ int ClientRetry(const ClientOptions& options, const RetryOptions& retry);
 
 int ClientPause(const ClientOptions& options, const std::string& pipeline, bool pause);
 
+struct BackfillOptions {
+  std::string pipeline;
+  std::string from;  // RFC 3339, or a date (its midnight UTC)
+  std::string to;
+  int max_active_runs = 0;  // 0: the pipeline's
+  bool wait = false;
+  std::string status;  // a backfill id to show instead
+  std::string cancel;  // a backfill id to cancel instead
+};
+// Exit code with --wait: 0 when every run of the backfill succeeded.
+int ClientBackfill(const ClientOptions& options, const BackfillOptions& backfill);
+
 }  // namespace kiln::cli

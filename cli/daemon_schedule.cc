@@ -168,6 +168,13 @@ std::string DaemonService::Forget(RunId id) {
   std::string name = it->second;
   run_pipeline_.erase(it);
   started_[name].erase(id);
+  if (auto b = run_backfill_.find(id); b != run_backfill_.end()) {
+    const int64_t backfill = b->second;
+    run_backfill_.erase(b);
+    backfills_[backfill].started.erase(id);
+    // A place is free in the backfill.
+    timer_.Post([this, backfill] { StartBackfill(backfill); });
+  }
   return name;
 }
 

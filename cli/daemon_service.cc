@@ -295,6 +295,14 @@ Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePt
                  "' stays queued: the pipeline's tasks have changed since it was created");
       continue;
     }
+    if (run.backfill) {
+      // A backfill's runs take their turn under its own limit.
+      auto backfill =
+          pool_.With([&](store::Database& db) { return db.GetBackfill(*run.backfill); });
+      if (!backfill.ok()) return backfill.status();
+      QueueBackfillRun(*run.backfill, name, backfill->max_active_runs, run.id);
+      continue;
+    }
     std::lock_guard lock(mu_);
     if (started_[name].count(run.id)) continue;
     if (run.trigger == "schedule") {
@@ -311,6 +319,14 @@ Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePt
   // Oldest first.
   for (const RunRecord* run : now) StartRun(ContextOf(*run, pipeline), wait);
   StartWaiting(name, pipeline);
+  std::vector<int64_t> backfills;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, b] : backfills_) {
+      if (b.pipeline == name) backfills.push_back(id);
+    }
+  }
+  for (int64_t id : backfills) StartBackfill(id);
   return Status::Ok();
 }
 
@@ -325,6 +341,7 @@ scheduler::RunContext DaemonService::ContextOf(const RunRecord& run, dag::Pipeli
   ctx.data_interval_start = run.data_interval_start.value_or(run.logical_date);
   ctx.data_interval_end = run.data_interval_end.value_or(run.logical_date);
   if (run.triggered_by) ctx.triggered_by = ToString(*run.triggered_by);
+  ctx.background = run.backfill.has_value();
   // From the rows: a retried run keeps its ended tasks and continues their attempt numbers.
   for (const auto& t : run.tasks) {
     ctx.initial_states.push_back(t.state);
@@ -333,11 +350,17 @@ scheduler::RunContext DaemonService::ContextOf(const RunRecord& run, dag::Pipeli
   return ctx;
 }
 
-void DaemonService::BeginStart(RunId id, const std::string& pipeline) {
+void DaemonService::BeginStart(RunId id, const std::string& pipeline,
+                               std::optional<int64_t> backfill) {
   std::lock_guard lock(mu_);
   starting_.emplace(id, false);
-  started_[pipeline].insert(id);
   run_pipeline_[id] = pipeline;
+  if (backfill) {
+    backfills_[*backfill].started.insert(id);
+    run_backfill_[id] = *backfill;
+  } else {
+    started_[pipeline].insert(id);
+  }
 }
 
 void DaemonService::StartRun(scheduler::RunContext ctx, bool wait) {

@@ -92,6 +92,12 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   Status Ready() override;
   scheduler::MetricsSnapshot Metrics() override;
 
+  Result<scheduler::BackfillRecord> CreateBackfill(
+      const scheduler::BackfillRequest& request) override;
+  Result<std::vector<scheduler::BackfillRecord>> ListBackfills(const std::string& name) override;
+  Result<scheduler::BackfillRecord> GetBackfill(int64_t id) override;
+  Result<scheduler::BackfillRecord> CancelBackfill(int64_t id, const std::string& actor) override;
+
   // scheduler::Observer, on the loop thread.
   void OnRunFinished(RunId run, dag::RunState state) override;
 
@@ -115,7 +121,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   auto OnLoop(F&& f) -> decltype(f());
   // Announces that `id`, a run of `pipeline`, is about to be handed to the scheduler (before the
   // answer reveals it); from now until it ends it counts as one of the pipeline's active runs.
-  void BeginStart(RunId id, const std::string& pipeline);
+  // A backfill's run counts against the backfill's limit instead.
+  void BeginStart(RunId id, const std::string& pipeline,
+                  std::optional<int64_t> backfill = std::nullopt);
   // Hands the run to the scheduler and waits until it has taken it, unless it was cancelled
   // since BeginStart. `wait` = false only posts (before the loop runs, at start).
   void StartRun(scheduler::RunContext ctx, bool wait = true);
@@ -130,6 +138,11 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::optional<ReloadEvent> ApplyFile(const config::LoadResult& result,
                                        const std::map<std::string, bool>& paused, Instant now);
   std::optional<ReloadEvent> RemoveFile(const std::string& file);
+  // Backfills (cli/daemon_backfill.cc). Queues a backfill's waiting run (known or read).
+  void QueueBackfillRun(int64_t backfill, const std::string& pipeline, int max_active_runs,
+                        RunId run);
+  // Starts the backfill's waiting runs, oldest first, while fewer than its limit are active.
+  void StartBackfill(int64_t backfill);
   // Starts the pipelines whose trigger_on_success names `upstream`, after its run `run`
   // succeeded. On the fire timer's thread.
   void TriggerDownstream(const std::string& upstream, RunId run);
@@ -174,6 +187,15 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::map<RunId, std::string> run_pipeline_;
   // Scheduled runs created by this daemon that wait for a free place (max_active_runs).
   std::map<std::string, std::deque<RunId>> waiting_;
+  // Backfills with runs this daemon waits to start or has started.
+  struct BackfillRuns {
+    std::string pipeline;
+    int max_active_runs = 1;
+    std::deque<RunId> waiting;
+    std::set<RunId> started;
+  };
+  std::map<int64_t, BackfillRuns> backfills_;
+  std::map<RunId, int64_t> run_backfill_;
   // Pipelines whose first check is still to come, and what the first checks did.
   std::set<std::string> first_checks_;
   size_t first_checked_ = 0;

@@ -123,6 +123,21 @@ int main(int argc, char** argv) {
   auto* unpause_cmd = add_client(app.add_subcommand("unpause", "Resume a paused pipeline"));
   unpause_cmd->add_option("pipeline", pipeline_name, "Pipeline name")->required();
 
+  kiln::cli::BackfillOptions backfill;
+  auto* backfill_cmd = add_client(app.add_subcommand(
+      "backfill", "Run a pipeline for every fire of its schedule in a range, oldest first"));
+  backfill_cmd->add_option("pipeline", backfill.pipeline, "Pipeline name");
+  backfill_cmd->add_option("--from", backfill.from, "First instant (RFC 3339, or a date)");
+  backfill_cmd->add_option("--to", backfill.to, "Last instant, included (RFC 3339, or a date)");
+  backfill_cmd
+      ->add_option("--max-active-runs", backfill.max_active_runs,
+                   "Runs of the backfill at once (default: the pipeline's)")
+      ->check(CLI::Range(1, 1000));
+  backfill_cmd->add_flag("--wait", backfill.wait,
+                         "Show progress until every run ended; exit 1 unless all succeeded");
+  backfill_cmd->add_option("--status", backfill.status, "Show the progress of a backfill");
+  backfill_cmd->add_option("--cancel", backfill.cancel, "Cancel a backfill");
+
   CLI11_PARSE(app, argc, argv);
 
   if (*validate) {
@@ -140,6 +155,7 @@ int main(int argc, char** argv) {
   if (*logs_cmd) return kiln::cli::ClientLogs(client, logs);
   if (*cancel_cmd) return kiln::cli::ClientCancel(client, run_id);
   if (*retry_cmd) return kiln::cli::ClientRetry(client, retry);
+  if (*backfill_cmd) return kiln::cli::ClientBackfill(client, backfill);
   if (*pause_cmd) return kiln::cli::ClientPause(client, pipeline_name, true);
   if (*unpause_cmd) return kiln::cli::ClientPause(client, pipeline_name, false);
   return 2;

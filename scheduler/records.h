@@ -38,6 +38,7 @@ struct RunRecord {
   std::optional<Instant> data_interval_end;
   std::vector<std::pair<std::string, dag::ParamValue>> params;
   std::optional<RunId> triggered_by;  // the run whose success started this one
+  std::optional<int64_t> backfill;    // the backfill this run belongs to
   dag::RunState state = dag::RunState::kQueued;
   std::optional<std::string> idempotency_key;
   std::string created_by;
@@ -90,6 +91,35 @@ struct RunFilter {
   std::optional<Instant> created_before;  // exclusive
   std::optional<RunId> before;            // cursor: only runs with a smaller id
   int limit = 50;                         // 1..100
+};
+
+// A backfill: runs for every fire of a range, with its progress counted from them.
+struct BackfillRecord {
+  int64_t id = 0;
+  std::string pipeline;
+  Instant from{};  // fires at or after
+  Instant to{};    // and at or before
+  int max_active_runs = 1;
+  bool cancel_requested = false;
+  std::string created_by;
+  Instant created_at{};
+  int64_t total = 0;  // runs
+  int64_t queued = 0;
+  int64_t running = 0;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+  int64_t cancelled = 0;
+  // In the answer to its creation only: the 'backfill_created' event, to follow the pipeline's
+  // events from (0 otherwise).
+  int64_t event_id = 0;
+  int64_t done() const { return succeeded + failed + cancelled; }
+  // running while any run has not ended; then cancelled (when asked), failed (any run not
+  // successful) or success.
+  std::string state() const {
+    if (done() < total) return "running";
+    if (cancel_requested) return "cancelled";
+    return succeeded == total ? "success" : "failed";
+  }
 };
 
 struct RunPage {

@@ -78,6 +78,15 @@ struct MarkRequest {
   std::string actor;
 };
 
+struct BackfillRequest {
+  std::string pipeline;
+  Instant from{};                      // every fire of the pipeline's schedule at or after `from`
+  Instant to{};                        // and at or before `to`
+  std::optional<int> max_active_runs;  // runs of the backfill active at once; default: the
+                                       // pipeline's max_active_runs
+  std::string actor;
+};
+
 // A byte range of an attempt's log.
 struct LogChunk {
   std::string data;
@@ -114,6 +123,18 @@ class Service {
   // Sets a task's state by hand. A running attempt is stopped first; downstream tasks then
   // follow their trigger rules. On an ended run, the run's state is recomputed.
   virtual Status MarkTask(const MarkRequest& request) = 0;
+
+  // Creates a run for every fire of the pipeline's schedule in [from, to], run oldest first, at
+  // most max_active_runs at once, their tasks after every other run's waiting tasks (they never
+  // hold back scheduled or triggered runs). Errors: kNotFound; kConflict (load error);
+  // kInvalidArgument (no schedule, from after to, no fire in the range, more than 10,000).
+  virtual Result<BackfillRecord> CreateBackfill(const BackfillRequest& request) = 0;
+  // The pipeline's backfills, newest first (at most 100). kNotFound for an unknown pipeline.
+  virtual Result<std::vector<BackfillRecord>> ListBackfills(const std::string& pipeline) = 0;
+  virtual Result<BackfillRecord> GetBackfill(int64_t id) = 0;
+  // Cancels the runs of the backfill that have not ended (waiting ones never start). kConflict
+  // when it has already ended.
+  virtual Result<BackfillRecord> CancelBackfill(int64_t id, const std::string& actor) = 0;
 
   // Every attempt of a task, first attempt first (kNotFound for an unknown run or task).
   virtual Result<std::vector<AttemptRecord>> ListAttempts(RunId run, const std::string& task) = 0;

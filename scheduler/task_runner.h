@@ -28,15 +28,15 @@ struct LaunchRequest {
 };
 
 struct AttemptOutcome {
-  bool started = false;     // false: the program could not start (reason in `error` and the log)
-  std::string error;        // why it could not start, or other executor-side failure
+  bool started = false;  // false: the program could not start (reason in `error` and the log)
+  std::string error;     // why it could not start, or other executor-side failure
   std::optional<int> exit_code;
   std::optional<int> signal;  // terminating signal
   bool timed_out = false;     // killed because the attempt's timeout passed
   bool killed = false;        // killed because Kill() was called
   Instant started_at{};
   Instant ended_at{};
-  Duration cpu{0};            // user + system
+  Duration cpu{0};  // user + system
   int64_t max_rss_kb = 0;
   uint64_t log_bytes = 0;
   bool log_truncated = false;

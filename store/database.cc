@@ -151,9 +151,10 @@ ON CONFLICT DO NOTHING)sql";
 constexpr const char* kInsertRun = R"sql(
 WITH run AS (
   INSERT INTO runs (pipeline, version_hash, trigger, logical_date, data_interval_start,
-                    data_interval_end, params, idempotency_key, created_by, note, triggered_by)
+                    data_interval_end, params, idempotency_key, created_by, note, triggered_by,
+                    backfill_id)
   VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::jsonb, $8, $9, $10,
-          $13::bigint)
+          $13::bigint, $14::bigint)
   ON CONFLICT DO NOTHING
   RETURNING id, created_at),
 tasks AS (
@@ -346,7 +347,8 @@ Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run) {
       "kiln_insert_run", run.pipeline, run.version_hash, run.trigger, TimeParam(run.logical_date),
       TimeParam(run.data_interval_start), TimeParam(run.data_interval_end), params,
       run.idempotency_key, run.created_by, run.note, TasksJson(run).dump(), detail.dump(),
-      run.triggered_by ? std::optional<int64_t>(Value(*run.triggered_by)) : std::nullopt);
+      run.triggered_by ? std::optional<int64_t>(Value(*run.triggered_by)) : std::nullopt,
+      run.backfill);
   if (!inserted.empty()) return CreatedRun{RunId(inserted[0][0].as<int64_t>()), false};
   pqxx::result existing =
       txn.exec_prepared("kiln_find_existing_run", run.pipeline, run.idempotency_key, run.trigger,

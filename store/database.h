@@ -48,6 +48,7 @@ struct NewRun {
   std::string created_by;
   std::string note;
   std::optional<RunId> triggered_by;  // a completion trigger: the run whose success started it
+  std::optional<int64_t> backfill;    // set by CreateBackfill
   struct Task {
     std::string id;
     std::string pool;
@@ -66,7 +67,7 @@ struct ScheduleState {
   std::optional<Instant> cursor;  // the latest fire dealt with (run created or skipped)
   int64_t fires_skipped = 0;      // every fire skipped so far (catch-up and overlap)
   std::optional<bool> paused;     // set through the API; nullopt = the file's `paused`
-  std::vector<RunId> active;      // the pipeline's queued and running runs, oldest first
+  std::vector<RunId> active;      // queued and running runs, oldest first (backfills aside)
 };
 
 // What one check of a schedule decided (scheduler/fire_plan.h), given its ScheduleState.
@@ -75,6 +76,14 @@ struct FireDecision {
   std::optional<Instant> cursor;             // the new cursor; nullopt = unchanged
   int64_t skipped = 0;                       // fires skipped by this check
   std::vector<std::string> skipped_details;  // one 'fire_skipped' event each (JSON objects)
+};
+
+struct NewBackfill {
+  std::string pipeline;
+  Instant from{};
+  Instant to{};
+  int max_active_runs = 1;
+  std::string created_by;
 };
 
 struct FireResult {
@@ -139,6 +148,22 @@ class Database {
   // triggers). Each run gets its own result (a conflict is per run and does not abort the
   // others); a database error fails the whole call and writes nothing.
   Result<std::vector<Result<CreatedRun>>> CreateRuns(std::span<const NewRun* const> runs);
+
+  // One transaction: the backfill row, its runs (as CreateRun, with backfill set; none may exist
+  // already) and a 'backfill_created' event. Returns the new backfill's id and the event's id.
+  Result<std::pair<int64_t, int64_t>> CreateBackfill(const NewBackfill& backfill,
+                                                     std::span<const NewRun> runs);
+  // The ids of a backfill's runs, oldest first.
+  Result<std::vector<RunId>> BackfillRuns(int64_t id);
+  // A backfill with its progress. kNotFound "backfill N not found".
+  Result<scheduler::BackfillRecord> GetBackfill(int64_t id);
+  // The backfills of `pipeline`, newest first, at most `limit` (clamped to 1..100).
+  Result<std::vector<scheduler::BackfillRecord>> ListBackfills(const std::string& pipeline,
+                                                               int limit);
+  // Records that the backfill is cancelled (with a 'backfill_cancelled' event naming `actor`)
+  // and returns its runs that have not ended, oldest first; the caller cancels them. kNotFound;
+  // kConflict "backfill N has already ended (success)" when every run has ended.
+  Result<std::vector<RunId>> CancelBackfill(int64_t id, std::string_view actor);
 
   // One check of `pipeline`'s schedule, in one transaction that locks the pipeline's row (made
   // when missing): reads its ScheduleState, calls `decide` once with it (inside the transaction:

@@ -125,7 +125,7 @@ std::string RunColumns() {
   return "pipeline, version_hash, trigger, " + EpochMs("logical_date") + ", " +
          EpochMs("data_interval_start") + ", " + EpochMs("data_interval_end") +
          ", params::text, state, idempotency_key, created_by, note, " + EpochMs("created_at") +
-         ", " + EpochMs("started_at") + ", " + EpochMs("ended_at") + ", triggered_by";
+         ", " + EpochMs("started_at") + ", " + EpochMs("ended_at") + ", triggered_by, backfill_id";
 }
 
 std::string TaskColumns() {
@@ -171,6 +171,7 @@ Result<RunRecord> ReadRun(RunId id, const pqxx::row& row) {
   r.started_at = OptInstant(row[12]);
   r.ended_at = OptInstant(row[13]);
   if (!row[14].is_null()) r.triggered_by = RunId(row[14].as<int64_t>());
+  r.backfill = Opt<int64_t>(row[15]);
   return r;
 }
 

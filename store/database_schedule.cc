@@ -14,7 +14,8 @@ SELECT (extract(epoch FROM fire_cursor) * 1000)::int8, fires_skipped, paused
 FROM pipelines WHERE name = $1 FOR UPDATE)sql";
 
 constexpr const char* kActiveRuns = R"sql(
-SELECT id FROM runs WHERE pipeline = $1 AND state IN ('queued', 'running') ORDER BY id)sql";
+SELECT id FROM runs WHERE pipeline = $1 AND state IN ('queued', 'running')
+  AND backfill_id IS NULL ORDER BY id)sql";
 
 constexpr const char* kMoveCursor = R"sql(
 UPDATE pipelines SET fire_cursor = greatest(fire_cursor, $2::timestamptz),

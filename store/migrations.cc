@@ -156,10 +156,29 @@ ALTER TABLE pipelines ADD COLUMN fires_skipped bigint NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN triggered_by bigint REFERENCES runs (id);
 )sql";
 
+// Migration 4, backfills: a backfill is a set of runs (runs.backfill_id) for the fires of a
+// range, carried out under their own limit of active runs. Its progress is counted from its runs.
+constexpr std::string_view kBackfillSchema = R"sql(
+CREATE TABLE backfills (
+  id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  pipeline        text NOT NULL,
+  range_from      timestamptz NOT NULL,
+  range_to        timestamptz NOT NULL,
+  max_active_runs int NOT NULL CHECK (max_active_runs >= 1),
+  cancelled       boolean NOT NULL DEFAULT false,
+  created_by      text NOT NULL,
+  created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX backfills_by_pipeline ON backfills (pipeline, id DESC);
+ALTER TABLE runs ADD COLUMN backfill_id bigint REFERENCES backfills (id);
+CREATE INDEX runs_by_backfill ON runs (backfill_id, id) WHERE backfill_id IS NOT NULL;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
     {3, "schedules: fire cursors, skipped fires, completion triggers", kScheduleSchema},
+    {4, "backfills", kBackfillSchema},
 };
 
 }  // namespace

@@ -75,7 +75,7 @@ void LockEventOrder(pqxx::transaction_base& txn);
 Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run);
 
 // The columns of a runs row that ReadRun reads, in its order (kRunColumns of them, no id).
-inline constexpr int kRunColumns = 15;
+inline constexpr int kRunColumns = 16;
 std::string RunColumns();
 Result<RunRecord> ReadRun(RunId id, const pqxx::row& row);
 // The columns of a task_instances row that ReadTask reads, in its order (10 columns).

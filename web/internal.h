@@ -73,6 +73,7 @@ std::vector<Route> HealthRoutes();    // routes_health.cc: /, /healthz, /readyz,
 std::vector<Route> PipelineRoutes();  // routes_pipelines.cc
 std::vector<Route> RunRoutes();       // routes_runs.cc
 std::vector<Route> StreamRoutes();    // routes_logs_events.cc: attempts, logs, events
+std::vector<Route> BackfillRoutes();  // routes_backfills.cc
 const std::vector<Route>& AllRoutes();
 
 // httplib hands handlers a const view of a request it owns; some headers are adjusted to steer

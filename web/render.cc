@@ -76,6 +76,7 @@ json RenderRun(const scheduler::RunRecord& run, bool with_tasks) {
               {"note", run.note},
               {"idempotency_key", OrNull(run.idempotency_key)},
               {"triggered_by", run.triggered_by ? json(Value(*run.triggered_by)) : json()},
+              {"backfill", OrNull(run.backfill)},
               {"params", std::move(params)},
               {"logical_date", RenderTime(run.logical_date)},
               {"data_interval_start", RenderTime(run.data_interval_start)},
@@ -118,6 +119,25 @@ json RenderPipeline(const scheduler::PipelineInfo& info, bool detail) {
   };
   if (detail) AddDetail(info, out);
   return out;
+}
+
+json RenderBackfill(const scheduler::BackfillRecord& b) {
+  return {{"id", b.id},
+          {"pipeline", b.pipeline},
+          {"from", RenderTime(b.from)},
+          {"to", RenderTime(b.to)},
+          {"max_active_runs", b.max_active_runs},
+          {"state", b.state()},
+          {"total", b.total},
+          {"done", b.done()},
+          {"runs",
+           {{"queued", b.queued},
+            {"running", b.running},
+            {"success", b.succeeded},
+            {"failed", b.failed},
+            {"cancelled", b.cancelled}}},
+          {"created_by", b.created_by},
+          {"created_at", RenderTime(b.created_at)}};
 }
 
 json RenderAttempt(const scheduler::AttemptRecord& a) {

@@ -16,6 +16,7 @@ json RenderParamValue(const dag::ParamValue& value);
 json RenderTask(const scheduler::TaskInstanceRecord& task);
 // The run; with `with_tasks` also its "tasks" (listings leave them out).
 json RenderRun(const scheduler::RunRecord& run, bool with_tasks);
+json RenderBackfill(const scheduler::BackfillRecord& backfill);
 // A pipeline as listed; with `detail` also "params", "tasks" and "source". A pipeline that never
 // loaded has null version, schedule, timezone and source, an empty description, no tags, params
 // or tasks.

@@ -261,7 +261,8 @@ httplib::Request& MutableRequest(const httplib::Request& req) {
 const std::vector<Route>& AllRoutes() {
   static const std::vector<Route> routes = [] {
     std::vector<Route> all;
-    for (auto part : {HealthRoutes(), PipelineRoutes(), RunRoutes(), StreamRoutes()}) {
+    for (auto part :
+         {HealthRoutes(), PipelineRoutes(), RunRoutes(), BackfillRoutes(), StreamRoutes()}) {
       all.insert(all.end(), part.begin(), part.end());
     }
     return all;

@@ -156,3 +156,59 @@ TEST_CASE("a check that dies halfway leaves nothing; the next one creates every 
         Rows{"2026-11-29 13:00:00+00", "2026-11-29 14:00:00+00", "2026-11-29 15:00:00+00"});
   CHECK(t.One("SELECT fire_cursor FROM pipelines") == "2026-11-29 15:00:00+00");
 }
+
+TEST_CASE("a backfill's runs, progress and cancellation") {
+  TestDatabase t;
+  auto db = t.Open();
+  NewBackfill b;
+  b.pipeline = "hourly";
+  b.from = kNoon;
+  b.to = kNoon + std::chrono::hours(2);
+  b.max_active_runs = 2;
+  b.created_by = "ops";
+  std::vector<NewRun> runs;
+  for (int h = 0; h <= 2; ++h) {
+    NewRun run = Scheduled(kNoon + std::chrono::hours(h), kNoon + std::chrono::hours(h - 1));
+    run.trigger = "backfill";
+    runs.push_back(run);
+  }
+  auto made = db->CreateBackfill(b, runs);
+  REQUIRE(made.ok());
+  const int64_t* id = &made->first;
+  CHECK(t.One("SELECT kind FROM events WHERE id = " + std::to_string(made->second)) ==
+        "backfill_created");
+  CHECK(t.Rows("SELECT trigger, backfill_id, logical_date FROM runs ORDER BY id") ==
+        Rows{"backfill|" + std::to_string(*id) + "|2026-11-29 12:00:00+00",
+             "backfill|" + std::to_string(*id) + "|2026-11-29 13:00:00+00",
+             "backfill|" + std::to_string(*id) + "|2026-11-29 14:00:00+00"});
+  auto got = db->GetBackfill(*id);
+  REQUIRE(got.ok());
+  CHECK(got->total == 3);
+  CHECK(got->queued == 3);
+  CHECK(got->done() == 0);
+  CHECK(got->state() == "running");
+  CHECK(got->max_active_runs == 2);
+  CHECK(got->from == kNoon);
+  auto run = db->GetRun(RunId(std::stoll(t.One("SELECT min(id) FROM runs"))));
+  REQUIRE(run.ok());
+  CHECK(run->backfill == *id);
+  // Backfill runs are not among the active runs a schedule's overlap policy counts.
+  REQUIRE(db->FireSchedule("hourly", [](const ScheduleState& s) {
+              CHECK(s.active.empty());
+              return FireDecision{};
+            }).ok());
+  auto cancelled = db->CancelBackfill(*id, "ops");
+  REQUIRE(cancelled.ok());
+  CHECK(cancelled->size() == 3);
+  for (RunId r : *cancelled) REQUIRE(db->CancelOrphanedRun(r, "ops", "backfill cancelled").ok());
+  got = db->GetBackfill(*id);
+  CHECK(got->state() == "cancelled");
+  CHECK(got->cancelled == 3);
+  auto again = db->CancelBackfill(*id, "ops");
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.message() == "backfill " + std::to_string(*id) + " has already ended (cancelled)");
+  CHECK(db->GetBackfill(999).status().code() == ErrorCode::kNotFound);
+  auto list = db->ListBackfills("hourly", 10);
+  REQUIRE(list.ok());
+  CHECK(list->size() == 1);
+}

@@ -23,6 +23,7 @@ class FakeService final : public scheduler::Service {
   scheduler::RunPage run_page;
   scheduler::RetryResult retry_result{RunId{12}, {"train", "evaluate"}};
   std::vector<scheduler::AttemptRecord> attempts;
+  scheduler::BackfillRecord backfill;  // what every backfill call returns
   scheduler::MetricsSnapshot metrics;
   Status ready = Status::Ok();
   // Method name ("Trigger", "GetRun", ...) -> the error it returns instead.
@@ -189,6 +190,30 @@ class FakeService final : public scheduler::Service {
   int ListEventsCalls() {
     std::lock_guard lock(mu_);
     return list_events_calls_;
+  }
+  Result<scheduler::BackfillRecord> CreateBackfill(
+      const scheduler::BackfillRequest& request) override {
+    Record("CreateBackfill " + request.pipeline + " " + FormatRfc3339(request.from) + " " +
+           FormatRfc3339(request.to) + " " +
+           (request.max_active_runs ? std::to_string(*request.max_active_runs) : "-") + " " +
+           request.actor);
+    if (auto e = Error("CreateBackfill")) return *e;
+    return backfill;
+  }
+  Result<std::vector<scheduler::BackfillRecord>> ListBackfills(const std::string& name) override {
+    Record("ListBackfills " + name);
+    if (auto e = Error("ListBackfills")) return *e;
+    return std::vector<scheduler::BackfillRecord>{backfill};
+  }
+  Result<scheduler::BackfillRecord> GetBackfill(int64_t id) override {
+    Record("GetBackfill " + std::to_string(id));
+    if (auto e = Error("GetBackfill")) return *e;
+    return backfill;
+  }
+  Result<scheduler::BackfillRecord> CancelBackfill(int64_t id, const std::string& actor) override {
+    Record("CancelBackfill " + std::to_string(id) + " " + actor);
+    if (auto e = Error("CancelBackfill")) return *e;
+    return backfill;
   }
   Status Ready() override {
     Record("Ready");

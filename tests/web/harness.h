@@ -247,6 +247,7 @@ inline json SampleRunJson(bool with_tasks = true) {
       {"note", "more epochs"},
       {"idempotency_key", nullptr},
       {"triggered_by", 7},
+      {"backfill", nullptr},
       {"params", {{"epochs", 10}, {"dataset", "data/churn.csv"}, {"lr", 0.5}, {"dry", false}}},
       {"logical_date", "2026-11-29T01:51:15.000Z"},
       {"data_interval_start", "2026-11-28T01:51:15.000Z"},
