@@ -61,6 +61,7 @@ TEST_CASE("example trigger-rules") { CheckExample("trigger-rules", "expected.jso
 TEST_CASE("example timeouts") { CheckExample("timeouts", "expected.json"); }
 TEST_CASE("example params") { CheckExample("params", "expected.json"); }
 TEST_CASE("example pools-priority") { CheckExample("pools-priority", "expected.json"); }
+TEST_CASE("example heartbeat") { CheckExample("heartbeat", "expected.json"); }
 
 TEST_CASE("every example validates") {
   auto r = Kiln({"validate", (SourceDir() / "examples").string()});

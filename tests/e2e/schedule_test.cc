@@ -305,3 +305,37 @@ TEST_CASE("overlap cancel_running: a fire cancels the running run, then its run 
             "' limit 1") == "schedule");
   CHECK(OverlappingRuns(name) == 0);
 }
+
+TEST_CASE("the heartbeat example fires every minute with no gap or duplicate across restarts") {
+  TempDir dir;
+  const std::string name = Unique("heartbeat");
+  std::string text = ReadFile(SourceDir() / "examples/heartbeat/pipeline.toml");
+  const std::string declared = "name = \"heartbeat\"";
+  REQUIRE(text.find(declared) != std::string::npos);
+  text.replace(text.find(declared), declared.size(), "name = \"" + name + "\"");
+  WriteFile(dir / "pipelines/heartbeat.toml", text);
+  auto start = [&](const std::string& offset) {
+    DaemonOptions o(dir / "pipelines");
+    o.extra_config = "[scheduler]\nclock_offset = \"" + offset + "\"\n";
+    return std::make_unique<Daemon>(dir, o);
+  };
+  {
+    auto daemon = start("0s");
+    CHECK(SchedulesLine(*daemon) ==
+          "kiln: schedules: 1 pipelines checked; 0 runs created, 0 fires skipped");
+  }
+  // Down for three minutes (as the schedule clock sees it), then for two more.
+  for (const char* offset : {"3m", "5m"}) {
+    auto daemon = start(offset);
+    SchedulesLine(*daemon);
+    const int64_t n = Count("select count(*) from runs where pipeline = '" + name + "'");
+    WaitForEnded(*daemon, name, static_cast<int>(n));
+  }
+  const int64_t n = Count("select count(*) from runs where pipeline = '" + name + "'");
+  CHECK(n >= 5);
+  CHECK(Sql("select count(distinct logical_date), extract(epoch from max(logical_date) - "
+            "min(logical_date))::int / 60, count(*) filter (where data_interval_start <> "
+            "logical_date - interval '1 minute' or extract(second from logical_date) <> 0), "
+            "count(*) filter (where state <> 'success') from runs where pipeline = '" +
+            name + "'") == std::to_string(n) + "|" + std::to_string(n - 1) + "|0|0");
+}
