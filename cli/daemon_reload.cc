@@ -130,6 +130,11 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
       return std::nullopt;  // written again, same bytes
     }
     const bool was_paused = known.paused;
+    if (!added && known.entry.pipeline &&
+        (known.entry.pipeline->spec.schedule != pipeline->spec.schedule ||
+         known.entry.pipeline->spec.timezone != pipeline->spec.timezone)) {
+      known.schedule_since = now;
+    }
     known.entry.file = file;
     known.entry.pipeline = pipeline;
     known.entry.load_error.reset();

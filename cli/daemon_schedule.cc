@@ -24,22 +24,27 @@ std::optional<Instant> DaemonService::CheckPipeline(const std::string& name, Ins
   dag::PipelinePtr pipeline;
   bool paused = false;
   Instant live_since{};
+  std::optional<Instant> schedule_since;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return std::nullopt;
+    // The first check of each pipeline counts for the start's report, whatever it finds.
+    const bool first = first_checks_.erase(name) != 0;
+    if (first) ++first_checked_;
     auto it = pipelines_.find(name);
-    if (it == pipelines_.end() || !it->second.entry.pipeline) return std::nullopt;
+    if (it == pipelines_.end() || !it->second.entry.pipeline) {
+      if (first && first_checks_.empty()) ReportFirstChecks();
+      return std::nullopt;
+    }
     pipeline = it->second.entry.pipeline;
     paused = it->second.paused;
     live_since = it->second.live_since;
+    schedule_since = it->second.schedule_since;
+    if (first) first_pending_.insert(name);
   }
   std::optional<Instant> next;
-  {
-    std::lock_guard lock(mu_);
-    if (first_checks_.count(name)) ++first_checked_;
-  }
   if (pipeline->schedule && !paused) {
-    auto cursor = Fire(name, pipeline, live_since, now);
+    auto cursor = Fire(name, pipeline, live_since, schedule_since, now);
     if (!cursor) {
       next = now + kRetryAfterError;
     } else {
@@ -49,7 +54,9 @@ std::optional<Instant> DaemonService::CheckPipeline(const std::string& name, Ins
   }
   if (!paused) StartWaiting(name, pipeline);
   std::lock_guard lock(mu_);
-  if (first_checks_.erase(name) && first_checks_.empty()) ReportFirstChecks();
+  if (first_pending_.erase(name) && first_checks_.empty() && first_pending_.empty()) {
+    ReportFirstChecks();
+  }
   return next;
 }
 
@@ -60,7 +67,7 @@ void DaemonService::ReportFirstChecks() {
 
 std::optional<Instant> DaemonService::Fire(const std::string& name,
                                            const dag::PipelinePtr& pipeline, Instant live_since,
-                                           Instant now) {
+                                           std::optional<Instant> schedule_since, Instant now) {
   const dag::PipelineSpec& spec = pipeline->spec;
   auto params = dag::ResolveParams(spec, {});
   if (!params.ok()) {
@@ -76,7 +83,11 @@ std::optional<Instant> DaemonService::Fire(const std::string& name,
       cursor = state.cursor;
       // Paused through the API of another daemon on the same database.
       if (state.paused.value_or(spec.paused)) return d;
-      auto due = scheduler::PlanFires(*pipeline->schedule, state.cursor, live_since, now,
+      // A schedule changed by a reload starts from the change: the new expression's instants
+      // before it are not due.
+      std::optional<Instant> from = state.cursor;
+      if (from && schedule_since && *from < *schedule_since) from = schedule_since;
+      auto due = scheduler::PlanFires(*pipeline->schedule, from, live_since, now,
                                       scheduler::ParseCatchup(spec.catchup), options_.catchup_cap);
       auto overlap = scheduler::ApplyOverlap(due.run, state.active.size(), spec.max_active_runs,
                                              scheduler::ParseOverlap(spec.overlap));
@@ -122,10 +133,10 @@ std::optional<Instant> DaemonService::Fire(const std::string& name,
     if (!s.ok() && s.code() != ErrorCode::kConflict) log::Error(name + ": " + s.message());
   }
   std::lock_guard lock(mu_);
-  if (first_checks_.count(name)) first_skipped_ += skipped;
+  if (first_pending_.count(name)) first_skipped_ += skipped;
   for (const store::CreatedRun& run : fired->runs) {
     if (run.existing) continue;
-    if (first_checks_.count(name)) ++first_created_;
+    if (first_pending_.count(name)) ++first_created_;
     log::Info(name + ": schedule fired: run " + ToString(run.id));
     waiting_[name].push_back(run.id);
   }

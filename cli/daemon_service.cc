@@ -112,7 +112,7 @@ Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
     std::lock_guard lock(mu_);
     for (auto& [name, entry] : pipelines) {
       files_[entry.file] = name;
-      Known known{std::move(entry), false, now};
+      Known known{std::move(entry), false, now, std::nullopt};
       if (auto it = paused->find(name); it != paused->end()) {
         known.paused = it->second;
       } else if (known.entry.pipeline) {

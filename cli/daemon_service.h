@@ -108,6 +108,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
     // Since when the daemon has been firing this pipeline's schedule: fires before it were
     // missed (scheduler/fire_plan.h).
     Instant live_since{};
+    // When a reload last changed the schedule or its zone: the new schedule's instants before
+    // it are not due (nullopt: unchanged since the daemon started).
+    std::optional<Instant> schedule_since;
   };
   // The loaded pipeline `name`, or kNotFound / kConflict (file broken).
   Result<dag::PipelinePtr> Runnable(const std::string& name, bool* paused);
@@ -158,7 +161,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   void ReportFirstChecks();
   // Fires the schedule; returns the cursor afterwards.
   std::optional<Instant> Fire(const std::string& name, const dag::PipelinePtr& pipeline,
-                              Instant live_since, Instant now);
+                              Instant live_since, std::optional<Instant> schedule_since,
+                              Instant now);
   // Starts the pipeline's waiting scheduled runs, oldest first, while fewer than its
   // max_active_runs runs are active here.
   void StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline);
@@ -197,7 +201,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::map<int64_t, BackfillRuns> backfills_;
   std::map<RunId, int64_t> run_backfill_;
   // Pipelines whose first check is still to come, and what the first checks did.
-  std::set<std::string> first_checks_;
+  std::set<std::string> first_checks_;   // not begun
+  std::set<std::string> first_pending_;  // begun, not finished
   size_t first_checked_ = 0;
   int64_t first_created_ = 0;
   int64_t first_skipped_ = 0;

@@ -339,3 +339,15 @@ TEST_CASE("the heartbeat example fires every minute with no gap or duplicate acr
             "count(*) filter (where state <> 'success') from runs where pipeline = '" +
             name + "'") == std::to_string(n) + "|" + std::to_string(n - 1) + "|0|0");
 }
+
+TEST_CASE("the start's schedules line comes also with broken and paused pipelines") {
+  TempDir dir;
+  WriteFile(dir / "pipelines/broken.toml",
+            "[pipeline]\nname = \"" + Unique("broken") + "\"\nschedule = \"61 * * * *\"\n");
+  WriteFile(dir / "pipelines/paused.toml",
+            Pipeline(Unique("paused"), "schedule = \"every 1s\"\npaused = true"));
+  WriteFile(dir / "pipelines/plain.toml", Pipeline(Unique("plain"), ""));
+  Daemon daemon(dir, dir / "pipelines");
+  CHECK(SchedulesLine(daemon) ==
+        "kiln: schedules: 3 pipelines checked; 0 runs created, 0 fires skipped");
+}
