@@ -9,7 +9,6 @@
 #include "cli/runtime.h"
 #include "common/log.h"
 #include "dag/params.h"
-#include "dag/triggers.h"
 #include "scheduler/run_plan.h"
 
 namespace kiln::cli {
@@ -31,57 +30,6 @@ bool SameTasks(const RunRecord& run, const dag::Pipeline& pipeline) {
     if (run.tasks[i].task_id != pipeline.spec.tasks[i].id) return false;
   }
   return true;
-}
-
-std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir) {
-  std::map<std::string, PipelineEntry> out;
-  if (dir.empty()) return out;
-  for (auto& result : config::LoadPipelineDir(dir)) {
-    std::string text;
-    for (const auto& d : result.diagnostics) {
-      log::Error(d.ToString());
-      text += (text.empty() ? "" : "\n") + d.ToString();
-    }
-    // A broken file without a readable name is listed under its file name.
-    std::string name = result.pipeline ? result.pipeline->spec.name : result.name;
-    if (name.empty()) name = result.file.filename().string();
-    if (auto it = out.find(name); it != out.end()) {
-      // A file that loaded wins over a broken one declaring the same name.
-      bool replace = !it->second.pipeline && result.pipeline;
-      log::Error((replace ? it->second.file : result.file.string()) + ": pipeline.name: '" + name +
-                 "' is already used by " + (replace ? result.file.string() : it->second.file) +
-                 "; file ignored");
-      if (!replace) continue;
-      out.erase(it);
-    }
-    PipelineEntry entry;
-    entry.file = result.file.string();
-    entry.pipeline = result.pipeline;
-    if (!text.empty()) entry.load_error = text;
-    out.emplace(name, std::move(entry));
-  }
-  // Pipelines that trigger each other in a cycle do not run until the cycle is broken.
-  while (true) {
-    std::vector<const dag::PipelineSpec*> specs;
-    for (const auto& [name, entry] : out) {
-      if (entry.pipeline) specs.push_back(&entry.pipeline->spec);
-    }
-    auto cycle = dag::CheckTriggers(specs, /*unknown_is_error=*/false);
-    if (cycle.empty()) break;
-    bool dropped = false;
-    for (auto& [name, entry] : out) {
-      if (entry.pipeline && entry.pipeline->spec.file == cycle[0].file) {
-        cycle[0].file = entry.file;
-        log::Error(cycle[0].ToString());
-        entry.load_error = cycle[0].ToString();
-        entry.pipeline = nullptr;
-        dropped = true;
-        break;
-      }
-    }
-    if (!dropped) break;
-  }
-  return out;
 }
 
 DaemonService::DaemonService(asio::io_context& io, scheduler::Scheduler& sched, std::string url,
