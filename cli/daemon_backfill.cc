@@ -48,6 +48,7 @@ Result<scheduler::BackfillRecord> DaemonService::CreateBackfill(
     store::NewRun run = MakeNewRun(p, *params, "backfill", *f);
     run.data_interval_start = previous.value_or(*f);
     run.created_by = request.actor;
+    run.lease_owner = options_.owner;
     runs.push_back(std::move(run));
     previous = *f;
   }
@@ -114,19 +115,17 @@ void DaemonService::StartBackfill(int64_t backfill) {
       pipeline = known->second.entry.pipeline;
       id = b.waiting.front();
       b.waiting.pop_front();
+      if (!AnnounceLocked(id, name, backfill)) continue;
     }
-    BeginStart(id, name, backfill);
     auto run = GetRun(id);
-    if (!run.ok() || run->state != dag::RunState::kQueued || !SameTasks(*run, *pipeline)) {
+    if (!run.ok() || run->state != dag::RunState::kQueued || !SameTasks(*run, *pipeline) ||
+        !Claim(id)) {
       if (run.ok() && run->state == dag::RunState::kQueued) {
         log::Error("run " + ToString(id) + " of '" + name +
                    "' stays queued: the pipeline's tasks have changed since it was created");
       }
       std::lock_guard lock(mu_);
-      starting_.erase(id);
-      run_pipeline_.erase(id);
-      run_backfill_.erase(id);
-      backfills_[backfill].started.erase(id);
+      UnannounceLocked(id);
       continue;
     }
     StartRun(ContextOf(*run, pipeline), /*wait=*/false);
@@ -159,7 +158,10 @@ Result<scheduler::BackfillRecord> DaemonService::CancelBackfill(int64_t id,
   {
     // Its waiting runs never start.
     std::lock_guard lock(mu_);
-    if (auto it = backfills_.find(id); it != backfills_.end()) it->second.waiting.clear();
+    if (auto it = backfills_.find(id); it != backfills_.end()) {
+      it->second.waiting.clear();
+      if (it->second.started.empty()) backfills_.erase(it);
+    }
   }
   const std::string reason = "cancelled by " + actor + ": backfill " + std::to_string(id);
   for (RunId run : *active) {

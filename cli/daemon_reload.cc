@@ -70,38 +70,42 @@ Status DaemonService::WatchPipelines(const fs::path& dir) {
 }
 
 void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
-  std::vector<std::string> load, gone;
+  std::map<std::string, std::string> known_files;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
-    if (rescan) {
-      auto files = config::ListPipelineFiles(pipelines_dir_);
-      if (!files.ok()) {
-        log::Error(pipelines_dir_.string() + ": " + files.message());
-        return;
-      }
-      std::set<std::string> present;
-      for (const fs::path& f : *files) present.insert(f.string());
-      for (const std::string& f : present) {
-        if (!files_.count(f) || changed.count(f)) load.push_back(f);
-      }
-      for (const auto& [f, name] : files_) {
-        if (!present.count(f)) gone.push_back(f);
-      }
-    } else {
-      for (const std::string& f : changed) {
-        std::error_code ec;
-        if (fs::is_regular_file(f, ec)) {
-          load.push_back(f);
-        } else if (files_.count(f)) {
-          gone.push_back(f);
-        }
+    known_files = files_;
+  }
+  // Listing and parsing happen without the lock: requests and the scheduler go on meanwhile.
+  std::vector<std::string> load, gone;
+  if (rescan) {
+    auto files = config::ListPipelineFiles(pipelines_dir_);
+    if (!files.ok()) {
+      log::Error(pipelines_dir_.string() + ": " + files.message());
+      return;
+    }
+    std::set<std::string> present;
+    for (const fs::path& f : *files) present.insert(f.string());
+    for (const std::string& f : present) {
+      if (!known_files.count(f) || changed.count(f)) load.push_back(f);
+    }
+    for (const auto& [f, name] : known_files) {
+      if (!present.count(f)) gone.push_back(f);
+    }
+  } else {
+    for (const std::string& f : changed) {
+      std::error_code ec;
+      if (fs::is_regular_file(f, ec)) {
+        load.push_back(f);
+      } else if (known_files.count(f)) {
+        gone.push_back(f);
       }
     }
   }
-  // Parsed without the lock: requests go on meanwhile.
   std::vector<config::LoadResult> loaded;
   for (const std::string& f : load) loaded.push_back(config::LoadPipelineFile(f));
+  // Exclusive with pause and unpause: the pause states read here are still true when applied.
+  std::unique_lock pause_lock(pause_mu_);
   auto paused = pool_.With([](store::Database& db) { return db.PausedPipelines(); });
   if (!paused.ok()) {
     log::Error("reloading pipelines: " + paused.message());
@@ -109,16 +113,28 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
   }
   const Instant now = timer_.Now();
   std::vector<ReloadEvent> events;
-  std::set<std::string> touch, forget;
+  std::vector<std::pair<std::string, dag::PipelinePtr>> unpaused;
   {
     std::lock_guard lock(mu_);
     for (const auto& result : loaded) {
-      if (auto e = ApplyFile(result, *paused, now)) events.push_back(std::move(*e));
+      const bool was_paused = result.pipeline && pipelines_.count(result.pipeline->spec.name) &&
+                              pipelines_.at(result.pipeline->spec.name).paused;
+      if (auto e = ApplyFile(result, *paused, now)) {
+        if (was_paused && e->kind == "pipeline_loaded" && !pipelines_.at(e->pipeline).paused) {
+          unpaused.emplace_back(e->pipeline, pipelines_.at(e->pipeline).entry.pipeline);
+        }
+        events.push_back(std::move(*e));
+      }
     }
     for (const std::string& f : gone) {
       if (auto e = RemoveFile(f)) events.push_back(std::move(*e));
     }
   }
+  // Unpaused by its file: the runs that waited start.
+  for (const auto& [name, pipeline] : unpaused) {
+    if (Status s = StartQueued(name, pipeline, /*wait=*/false); !s.ok()) log::Error(s.message());
+  }
+  pause_lock.unlock();
   for (const ReloadEvent& e : events) {
     if (e.kind == "pipeline_removed") {
       timer_.Forget(e.pipeline);
@@ -172,6 +188,8 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
     if (!old_name.empty() && old_name != name) {
       // The file now declares another name: the old one is gone.
       pipelines_.erase(old_name);
+      waiting_.erase(old_name);
+      first_checks_.erase(old_name);
       timer_.Forget(old_name);
     }
     auto [it, added] = pipelines_.try_emplace(name);
@@ -197,7 +215,8 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
     log::Info(file + ": pipeline '" + name + "' " + (added ? "loaded" : "reloaded") + " (version " +
               pipeline->spec.content_hash.substr(0, 12) + ")");
     return ReloadEvent{"pipeline_loaded", name,
-                       json{{"file", file}, {"version", pipeline->spec.content_hash}}.dump()};
+                       json{{"file", file}, {"version", pipeline->spec.content_hash}}.dump(
+                           -1, ' ', false, nlohmann::json::error_handler_t::replace)};
   }
   // Broken: listed under the name it had, else the one it declares, else its file name.
   std::string name = !old_name.empty() ? old_name : result.name;
@@ -228,7 +247,7 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
       json{{"file", file},
            {"errors", errors},
            {"version_in_use", kept ? json(known.entry.pipeline->spec.content_hash) : json()}}
-          .dump()};
+          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
 
 std::optional<DaemonService::ReloadEvent> DaemonService::RemoveFile(const std::string& file) {
@@ -240,8 +259,11 @@ std::optional<DaemonService::ReloadEvent> DaemonService::RemoveFile(const std::s
   if (it == pipelines_.end() || it->second.entry.file != file) return std::nullopt;
   pipelines_.erase(it);
   waiting_.erase(name);
+  first_checks_.erase(name);
   log::Info(file + ": deleted; pipeline '" + name + "' is no longer scheduled");
-  return ReloadEvent{"pipeline_removed", name, json{{"file", file}}.dump()};
+  return ReloadEvent{
+      "pipeline_removed", name,
+      json{{"file", file}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
 
 }  // namespace kiln::cli

@@ -33,7 +33,9 @@ std::optional<Instant> DaemonService::CheckPipeline(const std::string& name, Ins
     if (first) ++first_checked_;
     auto it = pipelines_.find(name);
     if (it == pipelines_.end() || !it->second.entry.pipeline) {
-      if (first && first_checks_.empty()) ReportFirstChecks();
+      if (first && first_checks_.empty() && first_pending_.empty()) {
+        std::cout << FirstChecksLine() << std::endl;
+      }
       return std::nullopt;
     }
     pipeline = it->second.entry.pipeline;
@@ -52,17 +54,32 @@ std::optional<Instant> DaemonService::CheckPipeline(const std::string& name, Ins
       next = dag::NextFire(*pipeline->schedule, std::max(now, *cursor));
     }
   }
-  if (!paused) StartWaiting(name, pipeline);
-  std::lock_guard lock(mu_);
-  if (first_pending_.erase(name) && first_checks_.empty() && first_pending_.empty()) {
-    ReportFirstChecks();
+  if (!paused) {
+    StartWaiting(name, pipeline);
+    std::vector<int64_t> backfills;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [id, b] : backfills_) {
+        if (b.pipeline == name && !b.waiting.empty()) backfills.push_back(id);
+      }
+    }
+    for (int64_t id : backfills) StartBackfill(id);
   }
+  std::string report;
+  {
+    std::lock_guard lock(mu_);
+    if (first_pending_.erase(name) && first_checks_.empty() && first_pending_.empty()) {
+      report = FirstChecksLine();
+    }
+  }
+  if (!report.empty()) std::cout << report << std::endl;
   return next;
 }
 
-void DaemonService::ReportFirstChecks() {
-  std::cout << "kiln: schedules: " << first_checked_ << " pipelines checked; " << first_created_
-            << " runs created, " << first_skipped_ << " fires skipped" << std::endl;
+std::string DaemonService::FirstChecksLine() const {
+  return "kiln: schedules: " + std::to_string(first_checked_) + " pipelines checked; " +
+         std::to_string(first_created_) + " runs created, " + std::to_string(first_skipped_) +
+         " fires skipped";
 }
 
 std::optional<Instant> DaemonService::Fire(const std::string& name,
@@ -78,49 +95,54 @@ std::optional<Instant> DaemonService::Fire(const std::string& name,
   std::optional<Instant> cursor;
   int64_t skipped = 0;
   auto fired = pool_.With([&](store::Database& db) {
-    return db.FireSchedule(name, [&](const store::ScheduleState& state) {
-      store::FireDecision d;
-      cursor = state.cursor;
-      // Paused through the API of another daemon on the same database.
-      if (state.paused.value_or(spec.paused)) return d;
-      // A schedule changed by a reload starts from the change: the new expression's instants
-      // before it are not due.
-      std::optional<Instant> from = state.cursor;
-      if (from && schedule_since && *from < *schedule_since) from = schedule_since;
-      auto due = scheduler::PlanFires(*pipeline->schedule, from, live_since, now,
-                                      scheduler::ParseCatchup(spec.catchup), options_.catchup_cap);
-      auto overlap = scheduler::ApplyOverlap(due.run, state.active.size(), spec.max_active_runs,
-                                             scheduler::ParseOverlap(spec.overlap));
-      for (const scheduler::Fire& fire : overlap.run) {
-        store::NewRun run = MakeNewRun(*pipeline, *params, "schedule", fire.logical_date);
-        run.data_interval_start = fire.data_interval_start;
-        run.created_by = "schedule";
-        if (fire.missed) run.note = "catch-up (" + spec.catchup + ")";
-        d.runs.push_back(std::move(run));
-      }
-      d.cursor = due.cursor;
-      if (due.cursor) cursor = std::max(cursor.value_or(*due.cursor), *due.cursor);
-      d.skipped = due.skipped_missed + static_cast<int64_t>(overlap.skipped.size());
-      skipped = d.skipped;
-      if (due.skipped_missed > 0) {
-        d.skipped_details.push_back(nlohmann::json{{"reason", "catchup"},
-                                                   {"catchup", spec.catchup},
-                                                   {"count", due.skipped_missed},
-                                                   {"through", FormatRfc3339Millis(*due.cursor)}}
-                                        .dump());
-      }
-      for (const scheduler::Fire& fire : overlap.skipped) {
-        d.skipped_details.push_back(nlohmann::json{
-            {"reason", "overlap"},
-            {"logical_date", FormatRfc3339Millis(fire.logical_date)},
-            {"active_runs", state.active.size()},
-            {"max_active_runs",
-             spec.max_active_runs}}.dump());
-      }
-      cancel.assign(state.active.begin(),
-                    state.active.begin() + static_cast<std::ptrdiff_t>(overlap.cancel_oldest));
-      return d;
-    });
+    return db.FireSchedule(
+        name, spec.content_hash, spec.source, [&](const store::ScheduleState& state) {
+          store::FireDecision d;
+          cursor = state.cursor;
+          // Paused through the API of another daemon on the same database.
+          if (state.paused.value_or(spec.paused)) return d;
+          // A schedule changed by a reload starts from the change: the new expression's instants
+          // before it are not due.
+          std::optional<Instant> from = state.cursor;
+          if (from && schedule_since && *from < *schedule_since) from = schedule_since;
+          auto due =
+              scheduler::PlanFires(*pipeline->schedule, from, live_since, now,
+                                   scheduler::ParseCatchup(spec.catchup), options_.catchup_cap);
+          auto overlap = scheduler::ApplyOverlap(due.run, state.active.size(), spec.max_active_runs,
+                                                 scheduler::ParseOverlap(spec.overlap));
+          for (const scheduler::Fire& fire : overlap.run) {
+            store::NewRun run = MakeNewRun(*pipeline, *params, "schedule", fire.logical_date);
+            run.data_interval_start = fire.data_interval_start;
+            run.created_by = "schedule";
+            run.lease_owner = options_.owner;
+            if (fire.missed) run.note = "catch-up (" + spec.catchup + ")";
+            d.runs.push_back(std::move(run));
+          }
+          d.cursor = due.cursor;
+          if (due.cursor) cursor = std::max(cursor.value_or(*due.cursor), *due.cursor);
+          d.skipped = due.skipped_missed + static_cast<int64_t>(overlap.skipped.size());
+          skipped = d.skipped;
+          if (due.skipped_missed > 0) {
+            d.skipped_details.push_back(
+                nlohmann::json{{"reason", "catchup"},
+                               {"catchup", spec.catchup},
+                               {"count", due.skipped_missed},
+                               {"through", FormatRfc3339Millis(*due.cursor)}}
+                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+          }
+          for (const scheduler::Fire& fire : overlap.skipped) {
+            d.skipped_details.push_back(nlohmann::json{
+                {"reason", "overlap"},
+                {"logical_date", FormatRfc3339Millis(fire.logical_date)},
+                {"active_runs", state.active.size()},
+                {"max_active_runs",
+                 spec.max_active_runs}}.dump(-1, ' ', false,
+                                             nlohmann::json::error_handler_t::replace));
+          }
+          cancel.assign(state.active.begin(),
+                        state.active.begin() + static_cast<std::ptrdiff_t>(overlap.cancel_oldest));
+          return d;
+        });
   });
   if (!fired.ok()) {
     log::Error(name + ": schedule: " + fired.message());
@@ -134,11 +156,14 @@ std::optional<Instant> DaemonService::Fire(const std::string& name,
   }
   std::lock_guard lock(mu_);
   if (first_pending_.count(name)) first_skipped_ += skipped;
+  // Deleted or renamed by a reload meanwhile: its runs stay queued for the next start.
+  auto known = pipelines_.find(name);
+  const bool current = known != pipelines_.end() && known->second.entry.pipeline;
   for (const store::CreatedRun& run : fired->runs) {
     if (run.existing) continue;
     if (first_pending_.count(name)) ++first_created_;
     log::Info(name + ": schedule fired: run " + ToString(run.id));
-    waiting_[name].push_back(run.id);
+    if (current) waiting_[name].push_back(run.id);
   }
   return cursor.value_or(now);
 }
@@ -148,24 +173,24 @@ void DaemonService::StartWaiting(const std::string& name, const dag::PipelinePtr
   while (true) {
     RunId id{};
     {
+      // The limit check, the pop and the announcement in one step: two threads starting this
+      // pipeline's runs cannot both pass the limit.
       std::lock_guard lock(mu_);
       auto& waiting = waiting_[name];
       if (stopping_ || waiting.empty() || started_[name].size() >= limit) return;
       id = waiting.front();
       waiting.pop_front();
+      if (!AnnounceLocked(id, name, std::nullopt)) continue;
     }
-    // Announced first, so that a cancel from now on finds it (StartRun).
-    BeginStart(id, name);
     auto run = GetRun(id);
-    if (!run.ok() || run->state != dag::RunState::kQueued || !SameTasks(*run, *pipeline)) {
-      if (run.ok() && run->state == dag::RunState::kQueued) {
+    if (!run.ok() || run->state != dag::RunState::kQueued || !SameTasks(*run, *pipeline) ||
+        !Claim(id)) {
+      if (run.ok() && run->state == dag::RunState::kQueued && !SameTasks(*run, *pipeline)) {
         log::Error("run " + ToString(id) + " of '" + name +
                    "' stays queued: the pipeline's tasks have changed since it was created");
       }
       std::lock_guard lock(mu_);
-      starting_.erase(id);
-      started_[name].erase(id);
-      run_pipeline_.erase(id);
+      UnannounceLocked(id);
       continue;
     }
     StartRun(ContextOf(*run, pipeline), /*wait=*/false);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <future>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/log_files.h"
@@ -90,13 +91,17 @@ Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
 
 void DaemonService::StartSchedules() {
   timer_.Start();
-  std::lock_guard lock(mu_);
-  // Every pipeline's first check: schedules catch up, waiting runs start.
-  for (const auto& [name, known] : pipelines_) {
-    first_checks_.insert(name);
-    timer_.Touch(name);
+  std::string report;
+  {
+    std::lock_guard lock(mu_);
+    // Every pipeline's first check: schedules catch up, waiting runs start.
+    for (const auto& [name, known] : pipelines_) {
+      first_checks_.insert(name);
+      timer_.Touch(name);
+    }
+    if (first_checks_.empty()) report = FirstChecksLine();
   }
-  if (first_checks_.empty()) ReportFirstChecks();
+  if (!report.empty()) std::cout << report << std::endl;
 }
 
 void DaemonService::StopAccepting() {
@@ -220,7 +225,12 @@ Status DaemonService::SetPaused(const std::string& name, bool paused, const std:
   dag::PipelinePtr pipeline;
   {
     std::lock_guard lock(mu_);
-    Known& known = pipelines_.at(name);
+    auto it = pipelines_.find(name);
+    if (it == pipelines_.end()) {
+      // Deleted by a reload meanwhile; the recorded pause state applies if it comes back.
+      return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
+    }
+    Known& known = it->second;
     // Fires while it was paused were missed: they follow the catchup policy.
     if (known.paused && !paused) known.live_since = timer_.Now();
     known.paused = paused;
@@ -263,9 +273,13 @@ Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePt
     }
     now.push_back(&run);
   }
-  for (const RunRecord* run : now) BeginStart(run->id, name);
+  std::vector<const RunRecord*> claimed;
+  for (const RunRecord* run : now) {
+    if (Claim(run->id)) claimed.push_back(run);
+  }
+  for (const RunRecord* run : claimed) BeginStart(run->id, name);
   // Oldest first.
-  for (const RunRecord* run : now) StartRun(ContextOf(*run, pipeline), wait);
+  for (const RunRecord* run : claimed) StartRun(ContextOf(*run, pipeline), wait);
   StartWaiting(name, pipeline);
   std::vector<int64_t> backfills;
   {
@@ -301,13 +315,34 @@ scheduler::RunContext DaemonService::ContextOf(const RunRecord& run, dag::Pipeli
 void DaemonService::BeginStart(RunId id, const std::string& pipeline,
                                std::optional<int64_t> backfill) {
   std::lock_guard lock(mu_);
+  AnnounceLocked(id, pipeline, backfill);
+}
+
+bool DaemonService::AnnounceLocked(RunId id, const std::string& pipeline,
+                                   std::optional<int64_t> backfill) {
+  if (run_pipeline_.count(id)) return false;  // already driven (or being started) here
   starting_.emplace(id, false);
   run_pipeline_[id] = pipeline;
   if (backfill) {
-    backfills_[*backfill].started.insert(id);
+    BackfillRuns& b = backfills_[*backfill];
+    if (b.pipeline.empty()) b.pipeline = pipeline;
+    b.started.insert(id);
     run_backfill_[id] = *backfill;
   } else {
     started_[pipeline].insert(id);
+  }
+  return true;
+}
+
+void DaemonService::UnannounceLocked(RunId id) {
+  starting_.erase(id);
+  auto it = run_pipeline_.find(id);
+  if (it == run_pipeline_.end()) return;
+  started_[it->second].erase(id);
+  run_pipeline_.erase(it);
+  if (auto b = run_backfill_.find(id); b != run_backfill_.end()) {
+    backfills_[b->second].started.erase(id);
+    run_backfill_.erase(b);
   }
 }
 
@@ -322,6 +357,11 @@ void DaemonService::StartRun(scheduler::RunContext ctx, bool wait) {
         cancelled = it->second;
         starting_.erase(it);
       }
+    }
+    {
+      // Cancelled in the store after it was read as queued, before it was announced.
+      std::lock_guard lock(mu_);
+      if (cancelled_.erase(ctx.id)) cancelled = true;
     }
     if (cancelled || sched_.IsActive(ctx.id)) {
       // Not started here after all: it no longer counts as active (unless it already runs).
@@ -352,6 +392,9 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
       MakeNewRun(**pipeline, *params, request.triggered_by ? "pipeline" : "manual", now);
   row.triggered_by = request.triggered_by;
   row.idempotency_key = request.idempotency_key;
+  // Started here at once unless paused; a paused pipeline's run goes to whichever daemon
+  // unpauses it.
+  if (!paused) row.lease_owner = options_.owner;
   row.created_by = request.actor;
   row.note = request.note;
   auto created = creator_.Create(row);
@@ -405,6 +448,16 @@ Result<RunRecord> DaemonService::GetRun(RunId id) {
   return pool_.With([&](store::Database& db) { return db.GetRun(id); });
 }
 
+bool DaemonService::Claim(RunId id) {
+  auto claimed = pool_.With([&](store::Database& db) { return db.ClaimRun(id, options_.owner); });
+  if (!claimed.ok()) {
+    log::Error(claimed.message());
+    return false;
+  }
+  if (!*claimed) log::Info("run " + ToString(id) + " is driven by another daemon");
+  return *claimed;
+}
+
 Status DaemonService::CancelRun(RunId id, const std::string& actor) {
   return Cancel(id, actor, "cancelled by " + actor);
 }
@@ -428,7 +481,11 @@ Status DaemonService::Cancel(RunId id, const std::string& actor, const std::stri
       return true;
     }
     std::lock_guard lock(mu_);
-    if (auto it = starting_.find(id); it != starting_.end()) it->second = true;
+    if (auto it = starting_.find(id); it != starting_.end()) {
+      it->second = true;
+    } else {
+      cancelled_.insert(id);
+    }
     return false;
   });
   if (!active) {
@@ -444,7 +501,8 @@ Status DaemonService::Cancel(RunId id, const std::string& actor, const std::stri
   }
   nlohmann::json detail = {{"reason", reason}};
   return pool_.With([&](store::Database& db) {
-    return db.RecordEvent("cancel_requested", id, actor, detail.dump());
+    return db.RecordEvent("cancel_requested", id, actor,
+                          detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   });
 }
 
@@ -478,6 +536,11 @@ Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryReq
     }
     from = *id;
   }
+  // Its end is committed, but the scheduler may not have let go of it yet.
+  if (OnLoop([&] { return sched_.IsActive(request.run); })) {
+    return Status::Error(ErrorCode::kConflict, "run " + ToString(request.run) +
+                                                   " is still finishing; retry it in a moment");
+  }
   std::vector<TaskId> chosen = scheduler::TasksToRetry(p, states, from);
   if (chosen.empty()) {
     return Status::Error(ErrorCode::kConflict,
@@ -493,8 +556,8 @@ Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryReq
   });
   if (!reset.ok()) return reset.status();
   // A paused pipeline's retried run waits, queued, like a triggered one.
-  if (!paused) {
-    BeginStart(request.run, run->pipeline);
+  if (!paused && Claim(request.run)) {
+    BeginStart(request.run, run->pipeline, run->backfill);
     StartRun(ContextOf(*reset, *pipeline));
   }
   return scheduler::RetryResult{request.run, std::move(names), event_id};
@@ -554,7 +617,9 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
                                  {"state", dag::Name(request.state)},
                                  {"reason", request.reason}};
         return pool_.With([&](store::Database& db) {
-          return db.RecordEvent("task_marked", request.run, request.actor, detail.dump());
+          return db.RecordEvent(
+              "task_marked", request.run, request.actor,
+              detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         });
       }
     }

@@ -40,6 +40,9 @@ bool SameTasks(const scheduler::RunRecord& run, const dag::Pipeline& pipeline);
 
 struct DaemonServiceOptions {
   std::filesystem::path logs_dir;
+  // Who this daemon is to the other daemons on its database: stable across restarts (host and
+  // data folder), recorded as the owner of the runs it drives (Database::ClaimRun).
+  std::string owner;
   int catchup_cap = 100;     // config::DaemonConfig::catchup_cap
   Duration clock_offset{0};  // added to the clock schedules are read with
 };
@@ -151,14 +154,20 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   void TriggerDownstream(const std::string& upstream, RunId run);
   // The run no longer counts as active here; returns its pipeline ("" when unknown).
   std::string Forget(RunId id);
+  // BeginStart's bookkeeping with mu_ held; false (nothing done) when the run is already driven
+  // or being started here. UnannounceLocked undoes it (a run that will not start after all).
+  bool AnnounceLocked(RunId id, const std::string& pipeline, std::optional<int64_t> backfill);
+  void UnannounceLocked(RunId id);
+  // Claims a queued run for this daemon; false (logged) when another daemon drives it.
+  bool Claim(RunId id);
   // Cancels an active or waiting run, recording `actor` and `reason`.
   Status Cancel(RunId id, const std::string& actor, const std::string& reason);
 
   // Schedules (cli/daemon_schedule.cc). On the fire timer's thread: fires `name`'s schedule if
   // due, then starts its waiting runs; returns when to look again.
   std::optional<Instant> CheckPipeline(const std::string& name, Instant now);
-  // Prints the line of StartSchedules. With mu_ held.
-  void ReportFirstChecks();
+  // The line of StartSchedules. With mu_ held (print it without).
+  std::string FirstChecksLine() const;
   // Fires the schedule; returns the cursor afterwards.
   std::optional<Instant> Fire(const std::string& name, const dag::PipelinePtr& pipeline,
                               Instant live_since, std::optional<Instant> schedule_since,
@@ -182,6 +191,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   bool stopping_ = false;
   // Runs announced by BeginStart, not yet taken by the scheduler; true once cancelled meanwhile.
   std::map<RunId, bool> starting_;
+  // Runs a cancel found neither active nor announced (it cancelled them in the store): a start
+  // that was already under way drops them.
+  std::set<RunId> cancelled_;
   std::map<std::string, Known> pipelines_;
   std::map<std::string, std::string> files_;  // pipeline file -> the name it is listed under
   std::filesystem::path pipelines_dir_;

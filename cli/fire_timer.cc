@@ -1,6 +1,9 @@
 #include "cli/fire_timer.h"
 
+#include <exception>
 #include <vector>
+
+#include "common/log.h"
 
 namespace kiln::cli {
 
@@ -32,6 +35,7 @@ void FireTimer::Forget(const std::string& name) {
   std::lock_guard lock(mu_);
   touched_.erase(name);
   Unfile(name);
+  if (name == checking_) forgotten_ = true;  // the check in progress files nothing
 }
 
 void FireTimer::Unfile(const std::string& name) {
@@ -65,7 +69,13 @@ void FireTimer::Loop() {
       std::vector<std::function<void()>> jobs;
       jobs.swap(jobs_);
       lock.unlock();
-      for (auto& job : jobs) job();
+      for (auto& job : jobs) {
+        try {
+          job();
+        } catch (const std::exception& e) {
+          log::Error(std::string("schedule thread: a job failed: ") + e.what());
+        }
+      }
       lock.lock();
       continue;
     }
@@ -73,9 +83,11 @@ void FireTimer::Loop() {
       if (due_.empty()) {
         wake_.wait(lock);
       } else {
-        // On the wall clock: the due instant minus the offset.
-        const auto deadline =
-            std::chrono::system_clock::time_point(due_.begin()->first.time_since_epoch() - offset_);
+        // On the wall clock: the due instant minus the offset, at most a day ahead (a fire
+        // centuries away would overflow system_clock's nanoseconds).
+        const Duration ahead =
+            std::min<Duration>(due_.begin()->first - Now(), std::chrono::hours(24));
+        const auto deadline = std::chrono::system_clock::now() + ahead;
         wake_.wait_until(lock, deadline);
       }
       if (stopping_) break;
@@ -90,10 +102,20 @@ void FireTimer::Loop() {
     }
     if (names.empty()) continue;
     for (const std::string& name : names) {
+      checking_ = name;
+      forgotten_ = false;
       lock.unlock();
-      std::optional<Instant> next = check_(name, Now());
+      std::optional<Instant> next;
+      try {
+        next = check_(name, Now());
+      } catch (const std::exception& e) {
+        log::Error(name + ": schedule check failed: " + e.what());
+        next = Now() + std::chrono::seconds(5);
+      }
       lock.lock();
+      checking_.clear();
       if (stopping_) return;
+      if (forgotten_) continue;
       // A touch that arrived meanwhile stays in touched_ and is checked next round.
       Unfile(name);
       if (next) {

@@ -58,6 +58,8 @@ class FireTimer {
   std::map<std::string, Instant> next_;      // the entry of each pipeline in due_
   std::set<std::string> touched_;
   std::vector<std::function<void()>> jobs_;
+  std::string checking_;    // the pipeline being checked now ("" between checks)
+  bool forgotten_ = false;  // it was forgotten during its check
   bool stopping_ = false;
   std::thread thread_;
 };

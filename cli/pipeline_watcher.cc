@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 #include "common/log.h"
 
@@ -80,7 +81,15 @@ void PipelineWatcher::Loop() {
     }
     if (fds[1].revents) return;
     if (n == 0 || (pending && gathered_ms >= kMaxGatherMs)) {
-      if (pending) on_change_(changed, rescan);
+      if (pending) {
+        // Folders created while events were lost are watched from now on.
+        if (rescan) Watch(dir_);
+        try {
+          on_change_(changed, rescan);
+        } catch (const std::exception& e) {
+          log::Error(dir_.string() + ": reloading failed: " + e.what());
+        }
+      }
       changed.clear();
       rescan = false;
       gathered_ms = 0;
@@ -100,6 +109,11 @@ void PipelineWatcher::Loop() {
         auto dir = watches_.find(ev->wd);
         if (dir == watches_.end()) continue;
         if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+          if ((ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) && dir->second == dir_) {
+            log::Error(dir_.string() +
+                       ": the pipelines folder was moved or deleted; changes "
+                       "are no longer seen until it is back and the daemon restarts");
+          }
           if (ev->mask & IN_IGNORED) watches_.erase(dir);
           rescan = true;
           continue;

@@ -1,5 +1,7 @@
 // `kiln serve`: the daemon. The main thread runs the scheduler's io_context; cpp-httplib serves
 // on its own threads and reaches the scheduler only through DaemonService (posted handlers).
+#include <unistd.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -30,6 +32,15 @@ namespace {
 // The host part of a URL for `host` (IPv6 in brackets).
 std::string UrlHost(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
+// "host:/absolute/data/dir": the same after a restart, different for every daemon of a host.
+std::string DaemonOwner(const std::filesystem::path& data_dir) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(data_dir, ec);
+  return std::string(host) + ":" + (ec ? data_dir : absolute).lexically_normal().string();
 }
 
 Result<std::vector<web::Token>> ServerTokens(const std::vector<config::AuthToken>& tokens) {
@@ -88,6 +99,7 @@ int Serve(const ServeOptions& o) {
   DaemonServiceOptions service_options;
   service_options.logs_dir = MakeSchedulerOptions(*cfg).logs_dir;
   service_options.catchup_cap = cfg->catchup_cap;
+  service_options.owner = DaemonOwner(cfg->data_dir);
   service_options.clock_offset = cfg->clock_offset;
   DaemonService service(io, sched, (*runtime)->database.url, std::move(service_options));
   sched.SetObserver(&service);

@@ -152,9 +152,9 @@ constexpr const char* kInsertRun = R"sql(
 WITH run AS (
   INSERT INTO runs (pipeline, version_hash, trigger, logical_date, data_interval_start,
                     data_interval_end, params, idempotency_key, created_by, note, triggered_by,
-                    backfill_id)
+                    backfill_id, lease_owner)
   VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $6::timestamptz, $7::jsonb, $8, $9, $10,
-          $13::bigint, $14::bigint)
+          $13::bigint, $14::bigint, $15)
   ON CONFLICT DO NOTHING
   RETURNING id, created_at),
 tasks AS (
@@ -348,7 +348,7 @@ Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run) {
       TimeParam(run.data_interval_start), TimeParam(run.data_interval_end), params,
       run.idempotency_key, run.created_by, run.note, TasksJson(run).dump(), detail.dump(),
       run.triggered_by ? std::optional<int64_t>(Value(*run.triggered_by)) : std::nullopt,
-      run.backfill);
+      run.backfill, run.lease_owner);
   if (!inserted.empty()) return CreatedRun{RunId(inserted[0][0].as<int64_t>()), false};
   pqxx::result existing =
       txn.exec_prepared("kiln_find_existing_run", run.pipeline, run.idempotency_key, run.trigger,
@@ -396,6 +396,19 @@ Result<std::vector<Result<CreatedRun>>> Database::CreateRuns(std::span<const New
     return out;
   } catch (const std::exception& e) {
     return DbError("creating " + std::to_string(runs.size()) + " runs", e);
+  }
+}
+
+Result<bool> Database::ClaimRun(RunId run, const std::string& owner) {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "claim_run");
+    pqxx::result rows = txn.exec_params(
+        "UPDATE runs SET lease_owner = $2 WHERE id = $1 AND state = 'queued' AND "
+        "(lease_owner IS NULL OR lease_owner = $2) RETURNING id",
+        Value(run), owner);
+    return !rows.empty();
+  } catch (const std::exception& e) {
+    return DbError("claiming run " + ToString(run), e);
   }
 }
 

@@ -49,6 +49,8 @@ struct NewRun {
   std::string note;
   std::optional<RunId> triggered_by;  // a completion trigger: the run whose success started it
   std::optional<int64_t> backfill;    // set by CreateBackfill
+  // The daemon that will drive the run (runs.lease_owner); empty: whichever claims it first.
+  std::optional<std::string> lease_owner;
   struct Task {
     std::string id;
     std::string pool;
@@ -172,10 +174,17 @@ class Database {
   // the cursor and adds to the skipped count, with a 'fire_skipped' event (no run) per detail.
   // Two daemons checking one pipeline take turns on the row: the second sees the cursor the
   // first moved. Nothing is written when the decision is empty.
-  Result<FireResult> FireSchedule(const std::string& pipeline,
+  // `version_hash` and `source` are the pipeline version the decided runs use (recorded first).
+  Result<FireResult> FireSchedule(const std::string& pipeline, const std::string& version_hash,
+                                  const std::string& source,
                                   const std::function<FireDecision(const ScheduleState&)>& decide);
   // Cursor, skipped count and pause state of every pipeline that has a row (`active` empty).
   Result<std::map<std::string, ScheduleState>> ScheduleStates();
+
+  // Claims a queued run for the daemon `owner` (runs.lease_owner): true when the run is queued
+  // and unclaimed or already `owner`'s. Several daemons on one database thus never start the
+  // same run (a retry clears the claim). Runs are not leased yet: a claim has no expiry.
+  Result<bool> ClaimRun(RunId run, const std::string& owner);
 
   // A run with its task instances. ErrorCode::kNotFound "run N not found".
   Result<RunRecord> GetRun(RunId id);

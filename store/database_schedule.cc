@@ -29,10 +29,14 @@ VALUES (now(), $1, $2, $3, $4::jsonb))sql";
 }  // namespace
 
 Result<FireResult> Database::FireSchedule(
-    const std::string& pipeline, const std::function<FireDecision(const ScheduleState&)>& decide) {
+    const std::string& pipeline, const std::string& version_hash, const std::string& source,
+    const std::function<FireDecision(const ScheduleState&)>& decide) {
   const std::string what = "checking the schedule of '" + pipeline + "'";
   try {
     pqxx::work txn(impl_->conn, "fire_schedule");
+    // The version row before the event-order lock, in the order CreateRun takes them (the other
+    // order can deadlock with a trigger of a new version).
+    txn.exec_prepared("kiln_upsert_version", pipeline, version_hash, source);
     // The event-order lock first, as every transaction that appends events and locks rows
     // (SetPaused locks this same row after taking it).
     LockEventOrder(txn);
@@ -51,10 +55,6 @@ Result<FireResult> Database::FireSchedule(
         decision.skipped_details.empty()) {
       txn.commit();  // the new pipelines row, if any
       return result;
-    }
-    if (!decision.runs.empty()) {
-      txn.exec_prepared("kiln_upsert_version", pipeline, decision.runs[0].version_hash,
-                        decision.runs[0].source);
     }
     for (const NewRun& run : decision.runs) {
       auto created = InsertRun(txn, run);

@@ -13,13 +13,14 @@ namespace {
 
 using Rows = std::vector<std::string>;
 
+const std::string kSource = "[pipeline]\nname = \"hourly\"\n";
 const Instant kNoon = Instant(std::chrono::hours(24 * 20786 + 12));  // 2026-11-29T12:00:00Z
 
 NewRun Scheduled(Instant logical, Instant start) {
   NewRun run;
   run.pipeline = "hourly";
   run.version_hash = "v1";
-  run.source = "[pipeline]\nname = \"hourly\"\n";
+  run.source = kSource;
   run.trigger = "schedule";
   run.logical_date = logical;
   run.data_interval_start = start;
@@ -45,7 +46,7 @@ TEST_CASE("a schedule's cursor, skipped fires and runs are kept per pipeline") {
   TestDatabase t;
   auto db = t.Open();
   // First sight: no cursor; the decision sets it.
-  auto first = db->FireSchedule("hourly", [](const ScheduleState& s) {
+  auto first = db->FireSchedule("hourly", "v1", kSource, [](const ScheduleState& s) {
     CHECK_FALSE(s.cursor);
     CHECK(s.fires_skipped == 0);
     CHECK_FALSE(s.paused);
@@ -57,7 +58,7 @@ TEST_CASE("a schedule's cursor, skipped fires and runs are kept per pipeline") {
   REQUIRE(first.ok());
   CHECK(first->runs.empty());
   // Two fires skipped, one run.
-  auto second = db->FireSchedule("hourly", [](const ScheduleState& s) {
+  auto second = db->FireSchedule("hourly", "v1", kSource, [](const ScheduleState& s) {
     CHECK(s.cursor == kNoon);
     FireDecision d;
     d.runs.push_back(Scheduled(kNoon + std::chrono::hours(3), kNoon + std::chrono::hours(2)));
@@ -79,7 +80,7 @@ TEST_CASE("a schedule's cursor, skipped fires and runs are kept per pipeline") {
   CHECK(states->at("hourly").cursor == kNoon + std::chrono::hours(3));
   CHECK(states->at("hourly").fires_skipped == 2);
   // The run is active; creating the same logical date again returns it.
-  auto again = db->FireSchedule("hourly", [](const ScheduleState& s) {
+  auto again = db->FireSchedule("hourly", "v1", kSource, [](const ScheduleState& s) {
     CHECK(s.active.size() == 1);
     FireDecision d;
     d.runs.push_back(Scheduled(kNoon + std::chrono::hours(3), kNoon + std::chrono::hours(2)));
@@ -105,7 +106,7 @@ TEST_CASE("two daemons checking one pipeline at once create each fire once") {
   std::atomic<int> failures{0};
   auto checker = [&](Database& db) {
     for (int i = 0; i < kChecks; ++i) {
-      if (!db.FireSchedule("hourly", NextHour).ok()) ++failures;
+      if (!db.FireSchedule("hourly", "v1", kSource, NextHour).ok()) ++failures;
     }
   };
   std::thread ta(checker, std::ref(*a));
@@ -122,7 +123,7 @@ TEST_CASE("two daemons checking one pipeline at once create each fire once") {
 TEST_CASE("a check that dies halfway leaves nothing; the next one creates every run once") {
   TestDatabase t;
   auto db = t.Open();
-  REQUIRE(db->FireSchedule("hourly", [](const ScheduleState&) {
+  REQUIRE(db->FireSchedule("hourly", "v1", kSource, [](const ScheduleState&) {
               FireDecision d;
               d.cursor = kNoon;
               return d;
@@ -138,7 +139,7 @@ TEST_CASE("a check that dies halfway leaves nothing; the next one creates every 
     d.cursor = *s.cursor + std::chrono::hours(3);
     return d;
   };
-  auto dying = db->FireSchedule("hourly", [&](const ScheduleState& s) {
+  auto dying = db->FireSchedule("hourly", "v1", kSource, [&](const ScheduleState& s) {
     // Every other connection to this database: only `db`'s.
     t.Rows(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -149,7 +150,7 @@ TEST_CASE("a check that dies halfway leaves nothing; the next one creates every 
   CHECK(t.One("SELECT count(*) FROM runs") == "0");
   CHECK(t.One("SELECT fire_cursor FROM pipelines") == "2026-11-29 12:00:00+00");
   auto fresh = t.Open();
-  auto done = fresh->FireSchedule("hourly", catchup);
+  auto done = fresh->FireSchedule("hourly", "v1", kSource, catchup);
   REQUIRE(done.ok());
   CHECK(done->runs.size() == 3);
   CHECK(t.Rows("SELECT logical_date FROM runs ORDER BY id") ==
@@ -193,7 +194,7 @@ TEST_CASE("a backfill's runs, progress and cancellation") {
   REQUIRE(run.ok());
   CHECK(run->backfill == *id);
   // Backfill runs are not among the active runs a schedule's overlap policy counts.
-  REQUIRE(db->FireSchedule("hourly", [](const ScheduleState& s) {
+  REQUIRE(db->FireSchedule("hourly", "v1", kSource, [](const ScheduleState& s) {
               CHECK(s.active.empty());
               return FireDecision{};
             }).ok());
@@ -211,4 +212,26 @@ TEST_CASE("a backfill's runs, progress and cancellation") {
   auto list = db->ListBackfills("hourly", 10);
   REQUIRE(list.ok());
   CHECK(list->size() == 1);
+}
+
+TEST_CASE("a queued run is claimed by one daemon only") {
+  TestDatabase t;
+  auto db = t.Open();
+  auto created = db->CreateRun(Scheduled(kNoon, kNoon - std::chrono::hours(1)));
+  REQUIRE(created.ok());
+  const RunId run = created->id;
+  CHECK(db->ClaimRun(run, "host:/a").value());
+  CHECK(db->ClaimRun(run, "host:/a").value());  // its own claim again (a restart)
+  CHECK_FALSE(db->ClaimRun(run, "host:/b").value());
+  CHECK(t.One("SELECT lease_owner FROM runs") == "host:/a");
+  // Created with an owner: only that daemon may start it.
+  NewRun owned = Scheduled(kNoon + std::chrono::hours(1), kNoon);
+  owned.lease_owner = "host:/b";
+  auto second = db->CreateRun(owned);
+  REQUIRE(second.ok());
+  CHECK_FALSE(db->ClaimRun(second->id, "host:/a").value());
+  CHECK(db->ClaimRun(second->id, "host:/b").value());
+  // A run that is not queued cannot be claimed.
+  REQUIRE(db->CancelOrphanedRun(second->id, "ops", "no").ok());
+  CHECK_FALSE(db->ClaimRun(second->id, "host:/b").value());
 }
