@@ -89,6 +89,7 @@ struct RunFilter {
   std::optional<dag::RunState> state;
   std::optional<Instant> created_after;   // inclusive
   std::optional<Instant> created_before;  // exclusive
+  std::optional<int64_t> backfill;        // only the runs of this backfill
   std::optional<RunId> before;            // cursor: only runs with a smaller id
   int limit = 50;                         // 1..100
 };

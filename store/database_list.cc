@@ -34,6 +34,7 @@ Result<RunPage> Database::ListRuns(const RunFilter& filter) {
   if (filter.created_after) add("created_at >=", TimeParam(*filter.created_after), "::timestamptz");
   if (filter.created_before)
     add("created_at <", TimeParam(*filter.created_before), "::timestamptz");
+  if (filter.backfill) add("backfill_id =", std::to_string(*filter.backfill), "::int8");
   if (filter.before) add("id <", ToString(*filter.before), "::int8");
   const std::string sql = "SELECT " + RunColumns() + ", id FROM runs" + where +
                           " ORDER BY id DESC LIMIT " + std::to_string(limit + 1);

@@ -99,6 +99,7 @@ constexpr std::string_view kDocument = R"json({
       {"name": "state", "in": "query", "schema": {"$ref": "#/components/schemas/RunState"}},
       {"name": "created_after", "in": "query", "description": "inclusive", "schema": {"type": "string", "format": "date-time"}},
       {"name": "created_before", "in": "query", "description": "exclusive", "schema": {"type": "string", "format": "date-time"}},
+      {"name": "backfill", "in": "query", "description": "only the runs of this backfill", "schema": {"type": "integer", "minimum": 1}},
       {"name": "limit", "in": "query", "description": "larger values mean 100", "schema": {"type": "integer", "minimum": 1, "default": 50}},
       {"name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": {"type": "string"}}],
     "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunPage"}}}},

@@ -44,6 +44,14 @@ Status ReadRunFilter(const httplib::Request& req, scheduler::RunFilter& filter) 
     }
     filter.limit = static_cast<int>(std::min<int64_t>(*n, kMaxPageSize));
   }
+  if (auto backfill = QueryValue(req, "backfill")) {
+    auto id = ParseDecimal(*backfill, 1);
+    if (!id) {
+      return QueryError("backfill",
+                        "must be a backfill id (a positive integer), not " + Quoted(*backfill));
+    }
+    filter.backfill = *id;
+  }
   if (auto cursor = QueryValue(req, "cursor")) {
     auto id = ParseDecimal(*cursor, 1);
     if (!id) return QueryError("cursor", "must be a next_cursor value, not " + Quoted(*cursor));
@@ -53,8 +61,8 @@ Status ReadRunFilter(const httplib::Request& req, scheduler::RunFilter& filter) 
 }
 
 void ListRuns(Call& call) {
-  if (!AcceptQuery(call,
-                   {"pipeline", "state", "created_after", "created_before", "limit", "cursor"})) {
+  if (!AcceptQuery(call, {"pipeline", "state", "created_after", "created_before", "backfill",
+                          "limit", "cursor"})) {
     return;
   }
   scheduler::RunFilter filter;

@@ -66,6 +66,10 @@ TEST_CASE("a backfill from the CLI runs every fire of the range, oldest first, o
                  .Get(("/api/v1/runs/" + second + "/tasks/t/attempts/1/log").c_str());
   REQUIRE(log);
   CHECK(log->body == "2026-10-25T00:00:00Z 2026-10-24T22:00:00Z 2026-10-25T00:00:00Z\n");
+  json listed = Body(daemon.Client(kViewerToken).Get(("/api/v1/runs?backfill=" + id).c_str()));
+  REQUIRE(listed["runs"].size() == 3);
+  CHECK(listed["runs"][0]["logical_date"] == "2026-10-25T03:00:00.000Z");
+  CHECK(listed["runs"][0]["backfill"] == std::stoll(id));
   auto status = Kiln({"backfill", "--status", id, "--output", "json"}, {}, env);
   CHECK(json::parse(status.out)["done"] == 3);
 }

@@ -11,7 +11,7 @@ TEST_CASE("runs are listed a page at a time with their filters") {
   auto client = server.Client();
   auto r = client->Get(
       "/api/v1/runs?pipeline=ml&state=failed&created_after=2026-11-29T01:51:15.250Z"
-      "&created_before=2026-11-29T03:51:15%2B02:00&limit=10&cursor=41",
+      "&created_before=2026-11-29T03:51:15%2B02:00&backfill=4&limit=10&cursor=41",
       AsViewer());
   REQUIRE(r);
   CHECK(r->status == 200);
@@ -23,6 +23,7 @@ TEST_CASE("runs are listed a page at a time with their filters") {
   CHECK(f.created_before == At(kT0));
   CHECK(f.limit == 10);
   CHECK(f.before == RunId{41});
+  CHECK(f.backfill == 4);
 
   server.service.run_page = {};
   CHECK(Body(client->Get("/api/v1/runs", AsViewer())) ==
@@ -33,6 +34,7 @@ TEST_CASE("runs are listed a page at a time with their filters") {
   CHECK_FALSE(f.created_after);
   CHECK_FALSE(f.created_before);
   CHECK_FALSE(f.before);
+  CHECK_FALSE(f.backfill);
   CHECK(f.limit == 50);
 }
 
@@ -82,7 +84,10 @@ TEST_CASE("every query value of the run listing is checked, naming it") {
                 "\"2026-11-29T04:10:45Z\" (write '+' as %2B in a URL)"},
            Case{"page=2",
                 "query parameter 'page': unknown; accepted: pipeline, state, "
-                "created_after, created_before, limit, cursor"},
+                "created_after, created_before, backfill, limit, cursor"},
+           Case{"backfill=x",
+                "query parameter 'backfill': must be a backfill id (a positive integer), not "
+                "'x'"},
            Case{"limit=5&limit=6", "query parameter 'limit': given more than once"},
        }) {
     INFO(c.query);
