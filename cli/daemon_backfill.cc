@@ -117,18 +117,7 @@ void DaemonService::StartBackfill(int64_t backfill) {
       b.waiting.pop_front();
       if (!AnnounceLocked(id, name, backfill)) continue;
     }
-    auto run = GetRun(id);
-    if (!run.ok() || run->state != dag::RunState::kQueued || !SameTasks(*run, *pipeline) ||
-        !Claim(id)) {
-      if (run.ok() && run->state == dag::RunState::kQueued) {
-        log::Error("run " + ToString(id) + " of '" + name +
-                   "' stays queued: the pipeline's tasks have changed since it was created");
-      }
-      std::lock_guard lock(mu_);
-      UnannounceLocked(id);
-      continue;
-    }
-    StartRun(ContextOf(*run, pipeline), /*wait=*/false);
+    StartAnnounced(id, name, pipeline);
   }
 }
 

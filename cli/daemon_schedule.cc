@@ -182,19 +182,25 @@ void DaemonService::StartWaiting(const std::string& name, const dag::PipelinePtr
       waiting.pop_front();
       if (!AnnounceLocked(id, name, std::nullopt)) continue;
     }
-    auto run = GetRun(id);
-    if (!run.ok() || run->state != dag::RunState::kQueued || !SameTasks(*run, *pipeline) ||
-        !Claim(id)) {
-      if (run.ok() && run->state == dag::RunState::kQueued && !SameTasks(*run, *pipeline)) {
-        log::Error("run " + ToString(id) + " of '" + name +
-                   "' stays queued: the pipeline's tasks have changed since it was created");
-      }
-      std::lock_guard lock(mu_);
-      UnannounceLocked(id);
-      continue;
-    }
-    StartRun(ContextOf(*run, pipeline), /*wait=*/false);
+    StartAnnounced(id, name, pipeline);
   }
+}
+
+void DaemonService::StartAnnounced(RunId id, const std::string& name,
+                                   const dag::PipelinePtr& pipeline) {
+  auto run = GetRun(id);
+  const bool queued = run.ok() && run->state == dag::RunState::kQueued;
+  const bool same = queued && SameTasks(*run, *pipeline);
+  if (queued && !same) {
+    log::Error("run " + ToString(id) + " of '" + name +
+               "' stays queued: the pipeline's tasks have changed since it was created");
+  }
+  if (!same || !Claim(id)) {
+    std::lock_guard lock(mu_);
+    UnannounceLocked(id);
+    return;
+  }
+  StartRun(ContextOf(*run, pipeline), /*wait=*/false);
 }
 
 std::string DaemonService::Forget(RunId id) {

@@ -158,6 +158,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // or being started here. UnannounceLocked undoes it (a run that will not start after all).
   bool AnnounceLocked(RunId id, const std::string& pipeline, std::optional<int64_t> backfill);
   void UnannounceLocked(RunId id);
+  // Starts a run announced by AnnounceLocked when it is still queued, has the pipeline's tasks
+  // and this daemon claims it; else undoes the announcement.
+  void StartAnnounced(RunId id, const std::string& name, const dag::PipelinePtr& pipeline);
   // Claims a queued run for this daemon; false (logged) when another daemon drives it.
   bool Claim(RunId id);
   // Cancels an active or waiting run, recording `actor` and `reason`.

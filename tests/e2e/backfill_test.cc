@@ -2,8 +2,6 @@
 // first under their own limit, progress, cancellation, scheduled runs never held back.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 
 #include "daemon.h"
 #include "harness.h"
@@ -14,13 +12,6 @@ using namespace kiln::e2e;
 namespace {
 
 constexpr const char* kJson = "application/json";
-
-std::string Unique(const std::string& base) {
-  std::random_device rd;
-  std::ostringstream out;
-  out << base << "-" << std::hex << rd();
-  return out.str();
-}
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -106,6 +107,13 @@ TempDir::~TempDir() {
 void WriteFile(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());
   std::ofstream(path, std::ios::binary) << text;
+}
+
+std::string Unique(const std::string& base) {
+  std::random_device rd;
+  std::ostringstream out;
+  out << base << "-" << std::hex << rd();
+  return out.str();
 }
 
 std::string ReadFile(const fs::path& path) {

@@ -47,6 +47,9 @@ class TempDir {
 
 void WriteFile(const std::filesystem::path& path, const std::string& text);
 std::string ReadFile(const std::filesystem::path& path);
+// `base` with a random suffix: a pipeline name no other test (or earlier run on the same
+// database) uses.
+std::string Unique(const std::string& base);
 // True while a process with this pid exists (zombies count as gone).
 bool ProcessAlive(int pid);
 

@@ -1,8 +1,6 @@
 // Hot reload: pipeline files added, edited, broken and deleted while the daemon runs.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 
 #include "common/sha256.h"
 #include "daemon.h"
@@ -14,13 +12,6 @@ using namespace kiln::e2e;
 namespace {
 
 constexpr const char* kJson = "application/json";
-
-std::string Unique(const std::string& base) {
-  std::random_device rd;
-  std::ostringstream out;
-  out << base << "-" << std::hex << rd();
-  return out.str();
-}
 
 // Waits for the next event of `kind` about `pipeline` after event `after`; returns it.
 json WaitForEvent(const Daemon& daemon, const std::string& pipeline, const std::string& kind,

@@ -4,8 +4,6 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 #include <thread>
 
 #include "common/time.h"
@@ -16,14 +14,6 @@ using nlohmann::json;
 using namespace kiln::e2e;
 
 namespace {
-
-// A pipeline name no other test (or earlier run on the same database) uses.
-std::string Unique(const std::string& base) {
-  std::random_device rd;
-  std::ostringstream out;
-  out << base << "-" << std::hex << rd();
-  return out.str();
-}
 
 std::string Pipeline(const std::string& name, const std::string& keys,
                      const std::string& command = "true") {

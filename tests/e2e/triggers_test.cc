@@ -2,8 +2,6 @@
 // cycles refused by kiln validate.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 
 #include "daemon.h"
 #include "harness.h"
@@ -12,13 +10,6 @@ using nlohmann::json;
 using namespace kiln::e2e;
 
 namespace {
-
-std::string Unique(const std::string& base) {
-  std::random_device rd;
-  std::ostringstream out;
-  out << base << "-" << std::hex << rd();
-  return out.str();
-}
 
 std::string Pipeline(const std::string& name, const std::string& keys, const std::string& cmd) {
   return "[pipeline]\nname = \"" + name + "\"\n" + keys + "\n[tasks.t]\ncommand = \"" + cmd +
