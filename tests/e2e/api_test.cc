@@ -14,16 +14,6 @@ using namespace kiln::e2e;
 
 namespace {
 
-constexpr const char* kJson = "application/json";
-
-int64_t Trigger(httplib::Client& client, const std::string& pipeline, const std::string& body) {
-  auto res = client.Post(("/api/v1/pipelines/" + pipeline + "/runs").c_str(), body, kJson);
-  REQUIRE(res);
-  INFO(res->body);
-  REQUIRE(res->status == 201);
-  return json::parse(res->body)["id"].get<int64_t>();
-}
-
 std::string States(const json& run) {
   std::string out;
   for (const auto& t : run["tasks"]) {

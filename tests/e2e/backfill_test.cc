@@ -9,12 +9,6 @@
 using nlohmann::json;
 using namespace kiln::e2e;
 
-namespace {
-
-constexpr const char* kJson = "application/json";
-
-}  // namespace
-
 TEST_CASE("a backfill from the CLI runs every fire of the range, oldest first, one at a time") {
   TempDir dir;
   const std::string name = Unique("bf");

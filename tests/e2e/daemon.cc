@@ -127,6 +127,14 @@ std::string WaitForRunEnd(const Daemon& daemon, int64_t run, int64_t after) {
   return events.back()["to"];
 }
 
+int64_t Trigger(httplib::Client& client, const std::string& pipeline, const std::string& body) {
+  auto res = client.Post(("/api/v1/pipelines/" + pipeline + "/runs").c_str(), body, kJson);
+  REQUIRE(res);
+  INFO(res->body);
+  REQUIRE(res->status == 201);
+  return json::parse(res->body)["id"].get<int64_t>();
+}
+
 int64_t LastEventId() {
   std::string id = Sql("select coalesce(max(id), 0) from events");
   return std::stoll(id);

@@ -66,6 +66,12 @@ std::vector<nlohmann::json> ReadEvents(const Daemon& daemon, const std::string& 
 // event before a retry); returns its final state.
 std::string WaitForRunEnd(const Daemon& daemon, int64_t run, int64_t after = 0);
 
+inline constexpr const char* kJson = "application/json";
+
+// Triggers `pipeline` with `body` and returns the new run's id (fails the test unless 201).
+int64_t Trigger(httplib::Client& client, const std::string& pipeline,
+                const std::string& body = "{}");
+
 // The id of the newest event in the database (0 when none).
 int64_t LastEventId();
 

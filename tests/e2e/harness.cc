@@ -116,6 +116,11 @@ std::string Unique(const std::string& base) {
   return out.str();
 }
 
+std::string Pipeline(const std::string& name, const std::string& keys, const std::string& command) {
+  return "[pipeline]\nname = \"" + name + "\"\n" + keys + "\n[tasks.t]\ncommand = \"" + command +
+         "\"\n";
+}
+
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream s;

@@ -50,6 +50,9 @@ std::string ReadFile(const std::filesystem::path& path);
 // `base` with a random suffix: a pipeline name no other test (or earlier run on the same
 // database) uses.
 std::string Unique(const std::string& base);
+// A pipeline file named `name` with `keys` added to [pipeline] and one task `t` running `command`.
+std::string Pipeline(const std::string& name, const std::string& keys,
+                     const std::string& command = "true");
 // True while a process with this pid exists (zombies count as gone).
 bool ProcessAlive(int pid);
 

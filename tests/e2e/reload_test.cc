@@ -11,8 +11,6 @@ using namespace kiln::e2e;
 
 namespace {
 
-constexpr const char* kJson = "application/json";
-
 // Waits for the next event of `kind` about `pipeline` after event `after`; returns it.
 json WaitForEvent(const Daemon& daemon, const std::string& pipeline, const std::string& kind,
                   int64_t after) {
@@ -20,11 +18,6 @@ json WaitForEvent(const Daemon& daemon, const std::string& pipeline, const std::
              daemon, "pipeline=" + pipeline, [&](const json& e) { return e["kind"] == kind; },
              after)
       .back();
-}
-
-int64_t Trigger(httplib::Client& client, const std::string& pipeline) {
-  json body = Body(client.Post(("/api/v1/pipelines/" + pipeline + "/runs").c_str(), "{}", kJson));
-  return body["id"];
 }
 
 }  // namespace

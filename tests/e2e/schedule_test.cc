@@ -15,12 +15,6 @@ using namespace kiln::e2e;
 
 namespace {
 
-std::string Pipeline(const std::string& name, const std::string& keys,
-                     const std::string& command = "true") {
-  return "[pipeline]\nname = \"" + name + "\"\n" + keys + "\n[tasks.t]\ncommand = \"" + command +
-         "\"\n";
-}
-
 // Reads the daemon's stdout up to its "kiln: schedules:" line (every first check done).
 std::string SchedulesLine(Daemon& daemon) {
   for (std::string line = daemon.ReadLine(); !line.empty(); line = daemon.ReadLine()) {

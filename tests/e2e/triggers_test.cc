@@ -9,15 +9,6 @@
 using nlohmann::json;
 using namespace kiln::e2e;
 
-namespace {
-
-std::string Pipeline(const std::string& name, const std::string& keys, const std::string& cmd) {
-  return "[pipeline]\nname = \"" + name + "\"\n" + keys + "\n[tasks.t]\ncommand = \"" + cmd +
-         "\"\n";
-}
-
-}  // namespace
-
 TEST_CASE("a successful run starts the pipelines that trigger on it, once, with its id") {
   TempDir dir;
   const std::string up = Unique("up"), down = Unique("down"), other = Unique("other");
