@@ -41,4 +41,7 @@ struct ScheduleNextOptions {
 // Prints the next `count` fires after `from`, one per line, RFC 3339 in the zone's offset.
 int ScheduleNext(const ScheduleNextOptions& options);
 
+// `kiln token new --name NAME --role ROLE`: prints the token and the kiln.toml lines declaring it.
+int TokenNew(const std::string& name, const std::string& role);
+
 }  // namespace kiln::cli

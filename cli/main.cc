@@ -4,7 +4,6 @@
 
 #include "cli/client_cmds.h"
 #include "cli/commands.h"
-#include "cli/tokens.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln: a workflow orchestrator for machine-learning pipelines"};

@@ -9,10 +9,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/engine.h"
+#include "cli/config_util.h"
 #include "cli/progress.h"
-#include "cli/runtime.h"
 #include "config/pipeline_loader.h"
+#include "daemon/engine.h"
+#include "daemon/runtime.h"
 
 namespace kiln::cli {
 
@@ -159,7 +160,7 @@ int Run(const RunOptions& o) {
   }
   AddMissingPools(pipeline.spec, *cfg);
 
-  auto runtime = StartRuntime(*cfg);
+  auto runtime = daemon::StartRuntime(*cfg);
   if (!runtime.ok()) {
     std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
@@ -173,7 +174,7 @@ int Run(const RunOptions& o) {
   Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run
 
   Instant now = NowUtc();
-  auto created = db.CreateRun(MakeNewRun(pipeline, *params, "cli", now));
+  auto created = db.CreateRun(daemon::MakeNewRun(pipeline, *params, "cli", now));
   if (!created.ok()) {
     std::cerr << "kiln: " << created.message() << '\n';
     return 1;

@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "cli/runtime.h"
+#include "cli/config_util.h"
 #include "common/time.h"
 #include "config/pipeline_loader.h"
 #include "dag/schedule.h"

@@ -9,7 +9,7 @@
 #include <map>
 
 #include "cli/commands.h"
-#include "cli/runtime.h"
+#include "cli/config_util.h"
 #include "config/pipeline_loader.h"
 #include "dag/triggers.h"
 

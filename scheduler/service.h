@@ -1,4 +1,4 @@
-// The facade the HTTP layer talks to. Implemented by the composition root (cli/), which ties the
+// The facade the HTTP layer talks to. Implemented by daemon/ (daemon/service.h), which ties the
 // store and the scheduler together. Every method is thread-safe: it may be called from any HTTP
 // worker thread, and never touches scheduler state directly (work is posted to its thread).
 //

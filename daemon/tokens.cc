@@ -1,4 +1,4 @@
-#include "cli/tokens.h"
+#include "daemon/tokens.h"
 
 #include <fcntl.h>
 #include <sys/random.h>
@@ -13,7 +13,7 @@
 
 #include "common/sha256.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace fs = std::filesystem;
 
@@ -69,28 +69,6 @@ Result<std::string> NewToken() {
   return "kiln_" + Base64Url(bytes.data(), bytes.size());
 }
 
-int TokenNew(const std::string& name, const std::string& role) {
-  // The same rules as kiln.toml, so that the printed lines always load.
-  std::string hash(64, '0');
-  std::string text = "[[auth.tokens]]\nname = \"" + name + "\"\nrole = \"" + role +
-                     "\"\nsha256 = \"" + hash + "\"\n";
-  auto check = config::ParseDaemonConfig(text, "token");
-  if (!check.diagnostics.empty()) {
-    for (const auto& d : check.diagnostics) std::cerr << "kiln: " << d.message << '\n';
-    return 2;
-  }
-  auto token = NewToken();
-  if (!token.ok()) {
-    std::cerr << "kiln: " << token.message() << '\n';
-    return 1;
-  }
-  std::cout << *token << "\n\n"
-            << "# Add to kiln.toml (only the hash is stored; keep the token above secret):\n"
-            << "[[auth.tokens]]\nname = \"" << name << "\"\nrole = \"" << role << "\"\nsha256 = \""
-            << Sha256Hex(*token) << "\"\n";
-  return 0;
-}
-
 Result<DaemonTokens> LoadDaemonTokens(const config::DaemonConfig& config) {
   DaemonTokens out;
   if (!config.tokens.empty()) {
@@ -132,4 +110,4 @@ bool IsLoopbackHost(const std::string& host) {
   return dots == 2;
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

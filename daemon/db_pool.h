@@ -13,7 +13,7 @@
 #include "common/status.h"
 #include "store/database.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 class DbPool {
  public:
@@ -59,4 +59,4 @@ class DbPool {
   std::deque<Waiter*> waiters_;  // oldest first
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

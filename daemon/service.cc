@@ -1,4 +1,4 @@
-#include "cli/daemon_service.h"
+#include "daemon/service.h"
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
@@ -6,13 +6,13 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cli/log_files.h"
-#include "cli/runtime.h"
 #include "common/log.h"
+#include "daemon/log_files.h"
+#include "daemon/runtime.h"
 #include "dag/params.h"
 #include "scheduler/run_plan.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace asio = boost::asio;
 using scheduler::RunRecord;
@@ -627,4 +627,4 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
   return MarkEnded(request, pipeline.get());
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -1,4 +1,4 @@
-#include "cli/pipeline_watcher.h"
+#include "daemon/pipeline_watcher.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace fs = std::filesystem;
 
@@ -133,4 +133,4 @@ void PipelineWatcher::Loop() {
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -10,10 +10,10 @@
 #include <thread>
 #include <vector>
 
-#include "cli/db_pool.h"
+#include "daemon/db_pool.h"
 #include "store/database.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 class RunCreator {
  public:
@@ -46,4 +46,4 @@ class RunCreator {
   std::thread writer_;
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

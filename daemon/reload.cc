@@ -2,11 +2,11 @@
 // (DaemonService::Reload, on the watcher's thread).
 #include <nlohmann/json.hpp>
 
-#include "cli/daemon_service.h"
 #include "common/log.h"
+#include "daemon/service.h"
 #include "dag/triggers.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -266,4 +266,4 @@ std::optional<DaemonService::ReloadEvent> DaemonService::RemoveFile(const std::s
       json{{"file", file}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -18,7 +18,7 @@
 
 #include "common/time.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 class FireTimer {
  public:
@@ -64,4 +64,4 @@ class FireTimer {
   std::thread thread_;
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -13,7 +13,7 @@
 
 #include "common/status.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 class PipelineWatcher {
  public:
@@ -44,4 +44,4 @@ class PipelineWatcher {
   std::thread thread_;
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

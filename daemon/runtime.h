@@ -1,5 +1,5 @@
-// Shared plumbing of the subcommands that need a database: the daemon config, the embedded
-// PostgreSQL or a configured server, the environment tasks start from.
+// Shared plumbing of the processes that need a database (`kiln serve`, `kiln run`): the embedded
+// PostgreSQL or a configured server, the environment tasks start from, the rows of a new run.
 #pragma once
 
 #include <filesystem>
@@ -17,10 +17,7 @@
 #include "store/database.h"
 #include "store/embedded.h"
 
-namespace kiln::cli {
-
-// Reads --config (or the defaults) and applies KILN_DATABASE_URL. Errors are printed.
-std::optional<config::DaemonConfig> LoadConfig(const std::string& config_path);
+namespace kiln::daemon {
 
 // The database kiln uses: the configured URL, or a private cluster under the data folder.
 struct DatabaseHandle {
@@ -44,7 +41,4 @@ std::string LeaseOwner();
 store::NewRun MakeNewRun(const dag::Pipeline& pipeline, const dag::ParamList& params,
                          const std::string& trigger, Instant now);
 
-// Prints diagnostics to stderr, one per line.
-void PrintDiagnostics(const std::vector<dag::Diagnostic>& diagnostics);
-
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -1,4 +1,4 @@
-#include "cli/event_hub.h"
+#include "daemon/event_hub.h"
 
 #include <memory>
 
@@ -6,7 +6,7 @@
 #include "store/database.h"
 #include "store/event_listener.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 using namespace std::chrono_literals;
 
@@ -89,4 +89,4 @@ void EventHub::Loop() {
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

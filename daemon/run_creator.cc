@@ -1,6 +1,6 @@
-#include "cli/run_creator.h"
+#include "daemon/run_creator.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace {
 // Bounds one transaction; the rest go in the next.
@@ -77,4 +77,4 @@ void RunCreator::Write(std::vector<Request*>& batch) {
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -6,14 +6,14 @@
 #include <memory>
 #include <string>
 
-#include "cli/runtime.h"
 #include "common/status.h"
 #include "config/daemon_config.h"
+#include "daemon/runtime.h"
 #include "executor/local_runner.h"
 #include "scheduler/scheduler.h"
 #include "store/pg_state_store.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 struct Engine {
   // Members are destroyed in reverse order: the scheduler first, then the executor (which stops
@@ -36,4 +36,4 @@ struct Runtime {
 // what failed, with any password redacted.
 Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config);
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -1,4 +1,4 @@
-#include "cli/log_files.h"
+#include "daemon/log_files.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -11,7 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace fs = std::filesystem;
 
@@ -125,4 +125,4 @@ bool WaitForLogChange(const fs::path& root, const fs::path& file, uint64_t offse
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -1,25 +1,11 @@
-#include "cli/runtime.h"
+#include "daemon/runtime.h"
 
 #include <unistd.h>
 
 #include <cstdlib>
 #include <iostream>
 
-namespace kiln::cli {
-
-std::optional<config::DaemonConfig> LoadConfig(const std::string& config_path) {
-  config::DaemonConfig cfg = config::DefaultDaemonConfig();
-  if (!config_path.empty()) {
-    auto loaded = config::LoadDaemonConfig(config_path);
-    if (!loaded.diagnostics.empty()) {
-      PrintDiagnostics(loaded.diagnostics);
-      return std::nullopt;
-    }
-    cfg = std::move(loaded.config);
-  }
-  if (const char* url = std::getenv("KILN_DATABASE_URL"); url && *url) cfg.database_url = url;
-  return cfg;
-}
+namespace kiln::daemon {
 
 Result<DatabaseHandle> OpenDatabase(const config::DaemonConfig& config) {
   DatabaseHandle handle;
@@ -86,8 +72,4 @@ store::NewRun MakeNewRun(const dag::Pipeline& pipeline, const dag::ParamList& pa
   return run;
 }
 
-void PrintDiagnostics(const std::vector<dag::Diagnostic>& diagnostics) {
-  for (const auto& d : diagnostics) std::cerr << d.ToString() << '\n';
-}
-
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

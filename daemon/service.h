@@ -16,16 +16,16 @@
 #include <string>
 #include <vector>
 
-#include "cli/db_pool.h"
-#include "cli/event_hub.h"
-#include "cli/fire_timer.h"
-#include "cli/pipeline_watcher.h"
-#include "cli/run_creator.h"
 #include "config/pipeline_loader.h"
+#include "daemon/db_pool.h"
+#include "daemon/event_hub.h"
+#include "daemon/fire_timer.h"
+#include "daemon/pipeline_watcher.h"
+#include "daemon/run_creator.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/service.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 // The pipelines folder as loaded: good pipelines and broken files, by pipeline name.
 struct PipelineEntry {
@@ -64,7 +64,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Watches the pipelines folder: a new, changed or deleted file takes effect at once (see
   // Reload). Errors name the folder.
   Status WatchPipelines(const std::filesystem::path& dir);
-  // Applies changed pipeline files (cli/daemon_reload.cc): `changed` files are loaded again (or
+  // Applies changed pipeline files (daemon/reload.cc): `changed` files are loaded again (or
   // dropped when gone); with `rescan`, the whole folder is compared with what is loaded. A file
   // that loads replaces its pipeline's version (running runs finish on theirs); a broken edit
   // keeps the last good version running and shows its errors (API load_error, the log, a
@@ -144,7 +144,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::optional<ReloadEvent> ApplyFile(const config::LoadResult& result,
                                        const std::map<std::string, bool>& paused, Instant now);
   std::optional<ReloadEvent> RemoveFile(const std::string& file);
-  // Backfills (cli/daemon_backfill.cc). Queues a backfill's waiting run (known or read).
+  // Backfills (daemon/backfills.cc). Queues a backfill's waiting run (known or read).
   void QueueBackfillRun(int64_t backfill, const std::string& pipeline, int max_active_runs,
                         RunId run);
   // Starts the backfill's waiting runs, oldest first, while fewer than its limit are active.
@@ -166,7 +166,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Cancels an active or waiting run, recording `actor` and `reason`.
   Status Cancel(RunId id, const std::string& actor, const std::string& reason);
 
-  // Schedules (cli/daemon_schedule.cc). On the fire timer's thread: fires `name`'s schedule if
+  // Schedules (daemon/schedules.cc). On the fire timer's thread: fires `name`'s schedule if
   // due, then starts its waiting runs; returns when to look again.
   std::optional<Instant> CheckPipeline(const std::string& name, Instant now);
   // The line of StartSchedules. With mu_ held (print it without).
@@ -232,4 +232,4 @@ auto DaemonService::OnLoop(F&& f) -> decltype(f()) {
   return future.get();
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

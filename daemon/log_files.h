@@ -10,7 +10,7 @@
 
 #include "common/status.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 struct LogRange {
   std::string data;
@@ -28,4 +28,4 @@ Result<LogRange> ReadLogRange(const std::filesystem::path& root, const std::file
 bool WaitForLogChange(const std::filesystem::path& root, const std::filesystem::path& file,
                       uint64_t offset, std::chrono::milliseconds timeout, bool* closed);
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

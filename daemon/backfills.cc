@@ -2,12 +2,12 @@
 // started oldest first while fewer than its max_active_runs are active; their tasks yield to
 // every other run's (scheduler::Ticket::background), and they do not count against the
 // pipeline's own max_active_runs, so scheduled runs are never held back by a backfill.
-#include "cli/daemon_service.h"
-#include "cli/runtime.h"
 #include "common/log.h"
+#include "daemon/runtime.h"
+#include "daemon/service.h"
 #include "dag/params.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace {
 
@@ -160,4 +160,4 @@ Result<scheduler::BackfillRecord> DaemonService::CancelBackfill(int64_t id,
   return GetBackfill(id);
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

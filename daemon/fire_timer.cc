@@ -1,11 +1,11 @@
-#include "cli/fire_timer.h"
+#include "daemon/fire_timer.h"
 
 #include <exception>
 #include <vector>
 
 #include "common/log.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 Instant FireTimer::Now() const {
   return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now()) + offset_;
@@ -126,4 +126,4 @@ void FireTimer::Loop() {
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

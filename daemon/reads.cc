@@ -1,9 +1,9 @@
 // DaemonService's reads of attempts, logs and events, and its health and metrics: the part of
 // the facade that only looks.
-#include "cli/daemon_service.h"
-#include "cli/log_files.h"
+#include "daemon/log_files.h"
+#include "daemon/service.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 // ---- attempts, logs, events ----
 
@@ -77,4 +77,4 @@ scheduler::MetricsSnapshot DaemonService::Metrics() {
   return OnLoop([this] { return sched_.Metrics(); });
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

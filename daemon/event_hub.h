@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 class EventHub {
  public:
@@ -42,4 +42,4 @@ class EventHub {
   std::thread thread_;
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

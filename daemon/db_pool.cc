@@ -1,6 +1,6 @@
-#include "cli/db_pool.h"
+#include "daemon/db_pool.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 Status DbPool::Warm(int count) {
   for (int i = 0; i < count; ++i) {
@@ -74,4 +74,4 @@ void DbPool::Release(std::unique_ptr<store::Database> db, bool broken) {
   next->cv.notify_one();
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

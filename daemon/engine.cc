@@ -1,8 +1,8 @@
-#include "cli/engine.h"
+#include "daemon/engine.h"
 
 #include <boost/asio/post.hpp>
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace {
 
@@ -33,4 +33,4 @@ Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config
   return runtime;
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -1,15 +1,15 @@
 // DaemonService: firing schedules, and runs that wait for their turn under max_active_runs.
-// Runs on the fire timer's thread (cli/fire_timer.h); database work never touches the loop.
+// Runs on the fire timer's thread (daemon/fire_timer.h); database work never touches the loop.
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cli/daemon_service.h"
-#include "cli/runtime.h"
 #include "common/log.h"
+#include "daemon/runtime.h"
+#include "daemon/service.h"
 #include "dag/params.h"
 #include "scheduler/fire_plan.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 namespace {
 
@@ -260,4 +260,4 @@ void DaemonService::TriggerDownstream(const std::string& upstream, RunId run) {
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon

@@ -1,4 +1,4 @@
-// API tokens on the daemon's side: making new ones (`kiln token new`), the admin token made at
+// API tokens on the daemon's side: making new ones, the admin token made at
 // first start when kiln.toml declares none, and the rule that only loopback may go without.
 #pragma once
 
@@ -10,13 +10,10 @@
 #include "common/status.h"
 #include "config/daemon_config.h"
 
-namespace kiln::cli {
+namespace kiln::daemon {
 
 // A fresh token: "kiln_" followed by 43 base64url characters (256 random bits from the kernel).
 Result<std::string> NewToken();
-
-// `kiln token new --name NAME --role ROLE`: prints the token and the kiln.toml lines declaring it.
-int TokenNew(const std::string& name, const std::string& role);
 
 // The tokens the daemon accepts. With tokens in the config, those. Without, the admin token kept
 // (as its hash only) in <data_dir>/admin-token.sha256, made on first use: then `fresh` receives
@@ -31,4 +28,4 @@ Result<DaemonTokens> LoadDaemonTokens(const config::DaemonConfig& config);
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool IsLoopbackHost(const std::string& host);
 
-}  // namespace kiln::cli
+}  // namespace kiln::daemon
