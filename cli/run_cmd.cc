@@ -160,7 +160,8 @@ int Run(const RunOptions& o) {
   }
   AddMissingPools(pipeline.spec, *cfg);
 
-  auto runtime = daemon::StartRuntime(*cfg);
+  const std::string name = daemon::ForegroundName(cfg->data_dir);
+  auto runtime = daemon::StartRuntime(*cfg, name);
   if (!runtime.ok()) {
     std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
@@ -174,7 +175,9 @@ int Run(const RunOptions& o) {
   Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run
 
   Instant now = NowUtc();
-  auto created = db.CreateRun(daemon::MakeNewRun(pipeline, *params, "cli", now));
+  store::NewRun row = daemon::MakeNewRun(pipeline, *params, "cli", now);
+  row.lease_owner = name;
+  auto created = db.CreateRun(row);
   if (!created.ok()) {
     std::cerr << "kiln: " << created.message() << '\n';
     return 1;

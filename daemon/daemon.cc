@@ -36,15 +36,6 @@ std::string UrlHost(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
-// "host:/absolute/data/dir": the same after a restart, different for every daemon of a host.
-std::string DaemonOwner(const std::filesystem::path& data_dir) {
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  std::error_code ec;
-  auto absolute = std::filesystem::absolute(data_dir, ec);
-  return std::string(host) + ":" + (ec ? data_dir : absolute).lexically_normal().string();
-}
-
 Result<std::vector<web::Token>> ServerTokens(const std::vector<config::AuthToken>& tokens) {
   std::vector<web::Token> out;
   for (const auto& t : tokens) {
@@ -86,7 +77,8 @@ int Serve(const config::DaemonConfig& config) {
   const size_t total = pipelines.size();
   size_t broken = 0;
   for (const auto& [name, entry] : pipelines) broken += entry.pipeline ? 0 : 1;
-  auto runtime = StartRuntime(*cfg);
+  const std::string name = DaemonName(cfg->data_dir);
+  auto runtime = StartRuntime(*cfg, name);
   if (!runtime.ok()) {
     std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
@@ -95,9 +87,9 @@ int Serve(const config::DaemonConfig& config) {
   scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
 
   DaemonServiceOptions service_options;
-  service_options.logs_dir = MakeSchedulerOptions(*cfg).logs_dir;
+  service_options.logs_dir = MakeSchedulerOptions(*cfg, name).logs_dir;
   service_options.catchup_cap = cfg->catchup_cap;
-  service_options.owner = DaemonOwner(cfg->data_dir);
+  service_options.owner = name;
   service_options.clock_offset = cfg->clock_offset;
   DaemonService service(io, sched, (*runtime)->database.url, std::move(service_options));
   sched.SetObserver(&service);
@@ -151,7 +143,7 @@ int Serve(const config::DaemonConfig& config) {
       server.Stop();
       http.join();
       asio::post(io, [&] {
-        sched.Shutdown("the daemon stopped", [&] { io.stop(); });
+        sched.Shutdown(scheduler::StopMode::kCancel, "the daemon stopped", [&] { io.stop(); });
         deadline.expires_after(cfg->kill_grace + std::chrono::seconds(10));
         deadline.async_wait([&](const boost::system::error_code& e) {
           if (e) return;

@@ -32,8 +32,10 @@ struct Runtime {
   std::unique_ptr<Engine> engine;
 };
 
-// Opens (or starts) and migrates the database, then builds the engine from `config`. Errors name
-// what failed, with any password redacted.
-Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config);
+// Opens (or starts) and migrates the database, then builds the engine from `config` for the
+// process called `name` (DaemonName, ForegroundName). Errors name what failed, with any password
+// redacted.
+Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config,
+                                              const std::string& name);
 
 }  // namespace kiln::daemon

@@ -38,21 +38,30 @@ std::vector<std::pair<std::string, std::string>> BaseTaskEnv() {
   return env;
 }
 
-scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config) {
+scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config,
+                                                 const std::string& supervisor) {
   scheduler::SchedulerOptions options;
   options.pools = config.pools;
   options.max_parallel_tasks = config.max_parallel_tasks;
-  options.lease_owner = LeaseOwner();
+  options.lease_owner = supervisor;
   options.logs_dir = std::filesystem::absolute(config.data_dir) / "logs";
   options.runs_dir = std::filesystem::absolute(config.data_dir) / "runs";
   options.base_env = BaseTaskEnv();
   return options;
 }
 
-std::string LeaseOwner() {
+std::string DaemonName(const std::filesystem::path& data_dir) {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
-  return std::string(host) + ":" + std::to_string(getpid());
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(data_dir, ec);
+  return std::string(host) + ":" + (ec ? data_dir : absolute).lexically_normal().string();
+}
+
+std::string SupervisorName(const std::string& daemon) { return daemon + "/supervisor"; }
+
+std::string ForegroundName(const std::filesystem::path& data_dir) {
+  return DaemonName(data_dir) + ":run:" + std::to_string(getpid());
 }
 
 store::NewRun MakeNewRun(const dag::Pipeline& pipeline, const dag::ParamList& params,

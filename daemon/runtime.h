@@ -31,11 +31,17 @@ Result<DatabaseHandle> OpenDatabase(const config::DaemonConfig& config);
 // process when set (PATH defaults to the standard system path). Nothing else is passed on.
 std::vector<std::pair<std::string, std::string>> BaseTaskEnv();
 
-// The scheduler's options from the daemon config (pools, limits, folders, base env).
-scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config);
+// The scheduler's options from the daemon config (pools, limits, folders, base env); attempts
+// are recorded as supervised by `supervisor`.
+scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config,
+                                                 const std::string& supervisor);
 
-// "host:pid", recorded as the lease owner of attempts.
-std::string LeaseOwner();
+// Who a kiln process is to the others on its database (runs.lease_owner, events' actor, lease
+// rows). A daemon: "host:/absolute/data/dir", the same after a restart and different for every
+// daemon of a host. Its supervisor: that + "/supervisor". A `kiln run`: that + ":run:<pid>".
+std::string DaemonName(const std::filesystem::path& data_dir);
+std::string SupervisorName(const std::string& daemon);
+std::string ForegroundName(const std::filesystem::path& data_dir);
 
 // The row set of a new run, from a loaded pipeline and its resolved params.
 store::NewRun MakeNewRun(const dag::Pipeline& pipeline, const dag::ParamList& params,

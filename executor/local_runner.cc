@@ -1,12 +1,14 @@
 #include "executor/local_runner.h"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <utility>
 
 namespace kiln::executor {
 
 LocalTaskRunner::LocalTaskRunner(boost::asio::io_context& io, uint64_t log_cap_bytes,
                                  Duration kill_grace)
-    : processes_(io), log_cap_bytes_(log_cap_bytes), kill_grace_(kill_grace) {}
+    : io_(io), processes_(io), log_cap_bytes_(log_cap_bytes), kill_grace_(kill_grace) {}
 
 void LocalTaskRunner::Start(scheduler::LaunchRequest request,
                             std::function<void(scheduler::AttemptOutcome)> on_exit) {
@@ -38,6 +40,15 @@ void LocalTaskRunner::Start(scheduler::LaunchRequest request,
 void LocalTaskRunner::Kill(RunId run, TaskId task) {
   auto it = attempts_.find({run, task});
   if (it != attempts_.end()) processes_.Terminate(it->second.handle);
+}
+
+void LocalTaskRunner::Adopt(const scheduler::AdoptRequest& request,
+                            std::function<void(scheduler::AttemptOutcome)> on_exit) {
+  scheduler::AttemptOutcome lost;
+  lost.lost = true;
+  lost.error = "it was started by another process (supervisor '" + request.supervisor +
+               "'), which this one cannot reach";
+  boost::asio::post(io_, [on_exit = std::move(on_exit), lost] { on_exit(lost); });
 }
 
 void LocalTaskRunner::KillAll() { processes_.TerminateAll(); }

@@ -31,6 +31,10 @@ class LocalTaskRunner final : public scheduler::TaskRunner {
   void Start(scheduler::LaunchRequest request,
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Kill(RunId run, TaskId task) override;
+  // Processes of this runner live and die with it: an attempt started elsewhere is reported lost
+  // (posted, like every on_exit).
+  void Adopt(const scheduler::AdoptRequest& request,
+             std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   // Kill() for every running attempt (e.g. at shutdown); their on_exit still comes.
   void KillAll();
   // Attempts started and not yet reported.
@@ -42,6 +46,7 @@ class LocalTaskRunner final : public scheduler::TaskRunner {
     int number = 0;
   };
 
+  boost::asio::io_context& io_;
   ProcessManager processes_;
   uint64_t log_cap_bytes_;
   Duration kill_grace_;

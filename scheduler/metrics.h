@@ -47,6 +47,10 @@ struct MetricsSnapshot {
   std::map<std::string, PoolFigures> pools;
   uint64_t active_runs = 0;
   uint64_t running_attempts = 0;
+  uint64_t attempts_adopted = 0;  // running attempts taken over from before a restart or takeover
+  uint64_t attempts_lost = 0;     // attempts whose supervisor was gone without a recorded end
+  uint64_t commits_failed = 0;    // batch commits that failed and were tried again
+  uint64_t updates_refused = 0;   // updates the store fenced or rejected
 };
 
 }  // namespace kiln::scheduler

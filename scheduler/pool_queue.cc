@@ -93,6 +93,14 @@ void PoolQueue::Release(const Ticket& ticket) {
   --running_;
 }
 
+bool PoolQueue::Occupy(const Ticket& ticket) {
+  auto it = pools_.find(ticket.pool);
+  if (it == pools_.end() || ticket.slots < 1) return false;
+  it->second.used += ticket.slots;
+  ++running_;
+  return true;
+}
+
 std::vector<Ticket> PoolQueue::RemoveRun(RunId run) {
   std::vector<Entry> removed;
   for (auto& [name, pool] : pools_) {

@@ -40,8 +40,12 @@ class PoolQueue {
   // Across pools, the startable pool heads are taken best first by (priority desc, arrival asc),
   // so when max_parallel is the limit it goes to the best tickets of all pools.
   std::vector<Ticket> TakeStartable();
-  // Gives back the slots of a ticket returned by TakeStartable.
+  // Gives back the slots of a ticket returned by TakeStartable (or taken by Occupy).
   void Release(const Ticket& ticket);
+  // Takes the slots of a ticket that is already running (an attempt adopted after a restart),
+  // even beyond the pool's size or the parallel limit: it runs whether or not they are free.
+  // False (nothing taken) when its pool is not configured any more.
+  bool Occupy(const Ticket& ticket);
   // Drops queued tickets of a run (cancel); returns them in arrival order. Slots of its tickets
   // already taken stay in use until Release.
   std::vector<Ticket> RemoveRun(RunId run);

@@ -26,6 +26,7 @@ struct TaskInstanceRecord {
   std::optional<Instant> ended_at;    // set when the state is terminal
   std::optional<Instant> retry_at;
   std::optional<Duration> duration;  // ended_at - started_at when both are set
+  int round_base = 0;  // the attempt before this round's first (a retried run starts a round)
 };
 
 struct RunRecord {

@@ -57,8 +57,8 @@ Duration RetryDelay(const dag::RetryPolicy& policy, int attempt) {
 }
 
 dag::TaskState Classify(const dag::TaskSpec& task, const AttemptOutcome& outcome) {
-  if (!outcome.started || outcome.timed_out || outcome.killed || outcome.signal.has_value() ||
-      !outcome.exit_code.has_value()) {
+  if (!outcome.started || outcome.lost || outcome.timed_out || outcome.killed ||
+      outcome.signal.has_value() || !outcome.exit_code.has_value()) {
     return dag::TaskState::kFailed;
   }
   if (*outcome.exit_code == 0) return dag::TaskState::kSuccess;
@@ -67,8 +67,12 @@ dag::TaskState Classify(const dag::TaskSpec& task, const AttemptOutcome& outcome
 }
 
 std::string Describe(const AttemptOutcome& outcome, Duration timeout) {
+  if (outcome.lost) return "lost: " + outcome.error;
   if (!outcome.started) return "could not start: " + outcome.error;
   if (outcome.timed_out) return "timed out after " + FormatDuration(timeout);
+  if (outcome.killed && !outcome.stop_cause.empty()) {
+    return "stopped by its supervisor: " + outcome.error;
+  }
   if (outcome.killed) return "cancelled";
   if (outcome.signal.has_value()) {
     std::string text = "killed by signal " + std::to_string(*outcome.signal);

@@ -54,7 +54,15 @@ RunPlan::RunPlan(const dag::Pipeline& pipeline, const std::vector<TaskState>& in
   // Kept tasks: their ends count for their downstream, once, like any Finish.
   for (size_t i = 0; i < states_.size(); ++i) {
     const TaskState state = states_[i];
-    if (state == TaskState::kPending) {
+    if (state == TaskState::kPending || state == TaskState::kQueued) {
+      // Queued is decided again: its upstreams have ended, so it is ready at once.
+      states_[i] = TaskState::kPending;
+      ++unfinished_;
+      continue;
+    }
+    if (state == TaskState::kRunning || state == TaskState::kUpForRetry) {
+      // Under way before the run was resumed: taken, not finished; its downstream waits.
+      released_[i] = true;
       ++unfinished_;
       continue;
     }

@@ -24,10 +24,12 @@ class RunPlan {
  public:
   // All tasks pending; roots are ready. The pipeline must outlive the plan.
   explicit RunPlan(const dag::Pipeline& pipeline);
-  // Resumes an ended run (a retry). `initial_states` has one state per task (KILN_CHECKed):
-  // kPending = run it again; a terminal state = keep it. A kept task counts as a finished upstream
-  // with its state, is never returned by TakeReady, never re-decided, and nothing is reported for
-  // it; any other state is a bug (KILN_CHECKed). Pending tasks whose rule the kept upstreams
+  // Resumes a run: a retry of an ended run, or a run that was active before a restart or a
+  // takeover. `initial_states` has one state per task (KILN_CHECKed): kPending or kQueued = decide
+  // it again (run it when its upstreams allow); a terminal state = keep it; kRunning or
+  // kUpForRetry = under way (taken: never returned by TakeReady; its end comes through Finish).
+  // A kept task counts as a finished upstream with its state, is never returned by TakeReady,
+  // never re-decided, and nothing is reported for it. Pending tasks whose rule the kept upstreams
   // already decide are settled here: "run" ones are returned by the first TakeReady (in file
   // order), skipped / upstream_failed ones are returned once by TakeInitialChanges(). Costs
   // O(tasks + edges) once. All-pending states give the same plan as the constructor above.

@@ -29,9 +29,13 @@ struct Scheduler::Run {
                                         : RunPlan(*ctx.pipeline, ctx.initial_states)) {
     size_t n = ctx.pipeline->dag.size();
     KILN_CHECK(ctx.initial_attempts.empty() || ctx.initial_attempts.size() == n);
+    KILN_CHECK(ctx.round_base.empty() || ctx.round_base.size() == n);
+    KILN_CHECK(ctx.supervisors.empty() || ctx.supervisors.size() == n);
+    KILN_CHECK(ctx.retry_at.empty() || ctx.retry_at.size() == n);
     attempts = ctx.initial_attempts.empty() ? std::vector<int>(n, 0) : ctx.initial_attempts;
-    round_base = attempts;
+    round_base = ctx.round_base.empty() ? attempts : ctx.round_base;
     running.assign(n, false);
+    holds.assign(n, false);
     launched.assign(n, false);
     tickets.resize(n);
     retry_timers.resize(n);
@@ -52,7 +56,8 @@ struct Scheduler::Run {
   std::vector<Instant> ready_at;  // when the task became ready (for scheduling lag)
   std::unordered_map<uint32_t, Mark> marks;  // by task index; rare
   std::vector<bool> running;                 // holds slots: its start is recorded
-  std::vector<bool> launched;                // its process was started
+  std::vector<bool> launched;                // its process was started (or adopted)
+  std::vector<bool> holds;                   // tickets[i] holds slots of its pool
   std::vector<Ticket> tickets;               // the slots it holds while running
   std::vector<std::unique_ptr<asio::steady_timer>> retry_timers;
   size_t running_count = 0;
@@ -74,6 +79,7 @@ Scheduler::Scheduler(asio::io_context& io, StateStore& store, TaskRunner& runner
 Scheduler::~Scheduler() { *alive_ = false; }
 
 void Scheduler::AddRun(RunContext context) {
+  if (stopping_ && stop_mode_ == StopMode::kLeave) return;
   RunId id = context.id;
   auto run = std::make_unique<Run>(std::move(context));
   const RunContext& ctx = run->ctx;
@@ -92,14 +98,30 @@ void Scheduler::AddRun(RunContext context) {
     log::Error("run " + ToString(id) + " is already active; second start ignored");
     return;
   }
+  finishing_.erase(id);
   Run& r = *it->second;
   Instant now = clock_.Now();
-  Record(RunUpdate{id, dag::RunState::kRunning, now, ""});
+  if (!r.ctx.resumed) Record(RunUpdate{id, dag::RunState::kRunning, now, ""});
   // A retry: pending tasks that kept upstreams already decide end now (before any cancel, so
   // that their rows are not left pending).
   RecordDecided(r, r.plan.TakeInitialChanges(), now);
+  // A resumed run: attempts under way are adopted, retries wait for their time.
+  const size_t n = r.pipeline().dag.size();
+  for (size_t i = 0; i < n && r.ctx.resumed; ++i) {
+    const auto task = static_cast<TaskId>(i);
+    if (r.plan.state(task) == TaskState::kRunning) {
+      AdoptTask(r, task);
+    } else if (r.plan.state(task) == TaskState::kUpForRetry) {
+      std::optional<Instant> due = r.ctx.retry_at.empty() ? std::nullopt : r.ctx.retry_at[i];
+      StartRetryTimer(r, task, std::max(due.value_or(now) - now, Duration(0)));
+    }
+  }
   if (stopping_) {
     CancelRun(id, stop_reason_);
+    return;
+  }
+  if (r.ctx.cancel_reason) {
+    CancelRun(id, *r.ctx.cancel_reason);
     return;
   }
   Pump(r);
@@ -107,21 +129,81 @@ void Scheduler::AddRun(RunContext context) {
   MaybeFinishRun(r);
 }
 
-void Scheduler::Shutdown(const std::string& reason, std::function<void()> done) {
+void Scheduler::AdoptTask(Run& run, TaskId task) {
+  const size_t i = Index(task);
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  run.running[i] = true;
+  run.launched[i] = true;
+  ++run.running_count;
+  ++running_attempts_;
+  ++metrics_.attempts_adopted;
+  run.tickets[i] =
+      Ticket{run.ctx.id, task, spec.pool, spec.slots, spec.priority, run.ctx.background};
+  run.holds[i] = pools_.Occupy(run.tickets[i]);
+  AdoptRequest request;
+  request.run = run.ctx.id;
+  request.task = task;
+  request.attempt = run.attempts[i];
+  request.task_id = spec.id;
+  request.supervisor = run.ctx.supervisors.empty() ? "" : run.ctx.supervisors[i];
+  request.timeout = spec.timeout;
+  const RunId id = run.ctx.id;
+  const int attempt = request.attempt;
+  runner_.Adopt(request, [this, alive = alive_, id, task, attempt](AttemptOutcome outcome) {
+    if (*alive) OnAttemptExit(id, task, attempt, outcome);
+  });
+}
+
+void Scheduler::Release(RunId run_id) {
+  finishing_.erase(run_id);
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& run = *it->second;
+  pools_.RemoveRun(run_id);
+  for (size_t i = 0; i < run.running.size(); ++i) {
+    if (run.running[i]) FreeSlot(run, i);
+    run.retry_timers[i].reset();
+  }
+  runs_.erase(it);
+  StartStartable();  // its slots may let other runs' tasks start
+  MaybeShutdownDone();
+}
+
+// A running task gives back its slot (its attempt ended, or its run was released).
+void Scheduler::FreeSlot(Run& run, size_t i) {
+  run.running[i] = false;
+  if (run.launched[i]) --running_attempts_;
+  run.launched[i] = false;
+  --run.running_count;
+  if (run.holds[i]) pools_.Release(run.tickets[i]);
+  run.holds[i] = false;
+}
+
+void Scheduler::Shutdown(StopMode mode, const std::string& reason, std::function<void()> done) {
   stopping_ = true;
+  stop_mode_ = mode;
   stop_reason_ = reason;
   on_stopped_ = std::move(done);
-  std::vector<RunId> ids;
-  for (const auto& [id, run] : runs_) ids.push_back(id);
-  for (RunId id : ids) CancelRun(id, reason);
+  if (mode == StopMode::kCancel) {
+    std::vector<RunId> ids;
+    for (const auto& [id, run] : runs_) ids.push_back(id);
+    for (RunId id : ids) CancelRun(id, reason);
+  } else {
+    // Nothing new: waiting retries and queued tasks stay as recorded, for the next daemon.
+    for (auto& [id, run] : runs_) {
+      for (auto& timer : run->retry_timers) timer.reset();
+      pools_.RemoveRun(id);
+    }
+  }
+  if (!pending_.empty()) ScheduleFlush();
   MaybeShutdownDone();
 }
 
 void Scheduler::MaybeShutdownDone() {
-  if (!stopping_ || !on_stopped_ || !runs_.empty() || commit_in_flight_ || flush_posted_ ||
-      !pending_.empty()) {
+  if (!stopping_ || !on_stopped_ || commit_in_flight_ || flush_posted_ || !pending_.empty()) {
     return;
   }
+  if (stop_mode_ == StopMode::kCancel && !runs_.empty()) return;
   auto done = std::move(on_stopped_);
   on_stopped_ = nullptr;
   done();
@@ -169,6 +251,7 @@ void Scheduler::Pump(Run& run) {
 }
 
 void Scheduler::StartStartable() {
+  if (stopping_ && stop_mode_ == StopMode::kLeave) return;
   for (Ticket& ticket : pools_.TakeStartable()) {
     auto it = runs_.find(ticket.run);
     if (it == runs_.end() || it->second->plan.state(ticket.task) != TaskState::kQueued) {
@@ -181,13 +264,18 @@ void Scheduler::StartStartable() {
     run.attempts[i] = attempt;
     run.plan.SetState(ticket.task, TaskState::kRunning);
     run.running[i] = true;
+    run.holds[i] = true;
     run.tickets[i] = ticket;
     ++run.running_count;
-    Record(TaskUpdate{
-        run.ctx.id, run.pipeline().task(ticket.task).id, attempt, TaskState::kRunning, clock_.Now(),
-        AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},
-        std::nullopt, std::nullopt, ""});
-    pending_launches_.push_back(Launch{run.ctx.id, ticket.task, attempt});
+    TaskExtra extra;
+    extra.task = ticket.task;
+    extra.launch = true;
+    Record(
+        TaskUpdate{run.ctx.id, run.pipeline().task(ticket.task).id, attempt, TaskState::kRunning,
+                   clock_.Now(),
+                   AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},
+                   std::nullopt, std::nullopt, ""},
+        std::move(extra));
   }
 }
 
@@ -227,6 +315,7 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   LaunchRequest req;
   req.run = run.ctx.id;
   req.task = task;
+  req.task_id = spec.id;
   req.attempt = attempt;
   req.timeout = spec.timeout;
   req.run_dir = run.dir;
@@ -265,35 +354,52 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
 
 void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
                               const AttemptOutcome& outcome) {
+  // While leaving, ends are not recorded: the supervisor keeps them for the next daemon.
+  if (stopping_ && stop_mode_ == StopMode::kLeave) return;
   auto it = runs_.find(run_id);
-  if (it == runs_.end()) return;
+  if (it == runs_.end()) return;  // released: its supervisor keeps the end for the new owner
   Run& run = *it->second;
   size_t i = Index(task);
-  if (!run.running[i] || run.attempts[i] != attempt) return;  // fenced: not the current attempt
-  run.running[i] = false;
-  if (run.launched[i]) --running_attempts_;
-  run.launched[i] = false;
-  --run.running_count;
-  pools_.Release(run.tickets[i]);
+  if (!run.running[i] || run.attempts[i] != attempt) {
+    runner_.Recorded(run_id, task, attempt);  // a stale report: nothing to keep
+    return;
+  }
+  FreeSlot(run, i);
   if (outcome.started) {
     metrics_.task_duration.Observe(
         Seconds(std::max(outcome.ended_at - outcome.started_at, Duration(0))));
   }
+  if (outcome.lost) ++metrics_.attempts_lost;
 
   const dag::TaskSpec& spec = run.pipeline().task(task);
-  AttemptEnd end{outcome.exit_code, outcome.signal,     outcome.timed_out,      outcome.started_at,
-                 outcome.cpu,       outcome.max_rss_kb, Describe(spec, outcome)};
+  AttemptEnd end{outcome.exit_code, outcome.signal,     outcome.timed_out,       outcome.started_at,
+                 outcome.cpu,       outcome.max_rss_kb, Describe(spec, outcome), outcome};
+  TaskExtra ack;
+  ack.task = task;
+  ack.ack = true;
+  // The database asked for the run's cancel and the supervisor stopped the attempt on its own
+  // before this daemon saw the request: the run is cancelled, not retried.
+  if (outcome.stop_cause == "cancel" && !run.cancelling) {
+    run.plan.Finish(task, TaskState::kCancelled);
+    end.reason = "cancelled";
+    Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
+                      end, std::nullopt, "run cancelled"},
+           ack);
+    CancelRun(run_id, "run cancelled");
+    return;
+  }
   if (auto mark = run.marks.extract(i); !mark.empty()) {
     // The operator's state and reason, not the outcome of the kill. Recorded even when the run
     // was cancelled meanwhile: the mark was decided first.
     Run::Mark m = std::move(mark.mapped());
     end.reason = m.reason;
-    FinishTask(run, task, m.state, attempt, std::move(end), m.reason);
+    FinishTask(run, task, m.state, attempt, std::move(end), m.reason, ack);
     Pump(run);
   } else if (run.plan.state(task) == TaskState::kCancelled) {
     end.reason = "cancelled";
     Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
-                      end, std::nullopt, "run cancelled"});
+                      end, std::nullopt, "run cancelled"},
+           ack);
   } else {
     TaskState state = Classify(spec, outcome);
     // Counted within this round: a retried run gives each re-run task its full budget again.
@@ -304,15 +410,12 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
       run.plan.SetState(task, TaskState::kUpForRetry);
       std::string reason = end.reason + "; retrying in " + FormatDuration(delay);
       Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kUpForRetry, clock_.Now(),
-                        std::nullopt, end, retry_at, reason});
-      auto& timer = run.retry_timers[i];
-      timer = std::make_unique<asio::steady_timer>(io_, delay);
-      timer->async_wait([this, alive = alive_, run_id, task](const boost::system::error_code& ec) {
-        if (!ec && *alive) OnRetryDue(run_id, task);
-      });
+                        std::nullopt, end, retry_at, reason},
+             ack);
+      StartRetryTimer(run, task, delay);
     } else {
       std::string reason = end.reason;
-      FinishTask(run, task, state, attempt, std::move(end), reason);
+      FinishTask(run, task, state, attempt, std::move(end), reason, ack);
       Pump(run);
     }
   }
@@ -320,7 +423,17 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
   MaybeFinishRun(run);
 }
 
+void Scheduler::StartRetryTimer(Run& run, TaskId task, Duration delay) {
+  auto& timer = run.retry_timers[Index(task)];
+  timer = std::make_unique<asio::steady_timer>(io_, delay);
+  timer->async_wait(
+      [this, alive = alive_, run_id = run.ctx.id, task](const boost::system::error_code& ec) {
+        if (!ec && *alive) OnRetryDue(run_id, task);
+      });
+}
+
 void Scheduler::OnRetryDue(RunId run_id, TaskId task) {
+  if (stopping_ && stop_mode_ == StopMode::kLeave) return;
   auto it = runs_.find(run_id);
   if (it == runs_.end()) return;
   Run& run = *it->second;
@@ -335,12 +448,15 @@ void Scheduler::OnRetryDue(RunId run_id, TaskId task) {
 }
 
 void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
-                           std::optional<AttemptEnd> end, const std::string& reason) {
+                           std::optional<AttemptEnd> end, const std::string& reason,
+                           TaskExtra extra) {
   const dag::Pipeline& p = run.pipeline();
   auto changes = run.plan.Finish(task, state);
   Instant now = clock_.Now();
+  extra.task = task;
   Record(TaskUpdate{run.ctx.id, p.task(task).id, attempt, state, now, std::nullopt, std::move(end),
-                    std::nullopt, reason});
+                    std::nullopt, reason},
+         std::move(extra));
   RecordDecided(run, changes, now);
 }
 
@@ -349,8 +465,11 @@ void Scheduler::RecordDecided(Run& run, const std::vector<Change>& changes, Inst
   for (const Change& c : changes) {
     std::string why =
         "upstream '" + p.task(c.cause).id + "' " + std::string(dag::Name(run.plan.state(c.cause)));
+    TaskExtra extra;
+    extra.task = c.task;
     Record(TaskUpdate{run.ctx.id, p.task(c.task).id, run.attempts[Index(c.task)], c.state, now,
-                      std::nullopt, std::nullopt, std::nullopt, why});
+                      std::nullopt, std::nullopt, std::nullopt, why},
+           std::move(extra));
   }
 }
 
@@ -433,44 +552,54 @@ void Scheduler::MaybeFinishRun(Run& run) {
   if (!run.plan.done() || run.running_count > 0) return;
   RunId id = run.ctx.id;
   dag::RunState outcome = run.plan.Outcome();
-  Record(RunUpdate{id, outcome, clock_.Now(), ""});
   finishing_.insert(id);
-  Notify([this, id, outcome] {
+  RunExtra extra;
+  extra.note = [this, id, outcome](bool accepted) {
     finishing_.erase(id);
-    if (observer_) observer_->OnRunFinished(id, outcome);
-  });
+    if (accepted && observer_) observer_->OnRunFinished(id, outcome);
+  };
+  Record(RunUpdate{id, outcome, clock_.Now(), ""}, std::move(extra));
   runs_.erase(id);
 }
 
-void Scheduler::Record(TaskUpdate update) {
-  Append(std::move(update));
+void Scheduler::Record(TaskUpdate update) { Record(std::move(update), TaskExtra()); }
+
+void Scheduler::Record(RunUpdate update) { Record(std::move(update), RunExtra()); }
+
+void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
+                           std::optional<AttemptEnd> end, const std::string& reason) {
+  FinishTask(run, task, state, attempt, std::move(end), reason, TaskExtra());
+}
+
+void Scheduler::Record(TaskUpdate update, TaskExtra extra) {
+  Append(std::move(update), std::move(extra));
   ScheduleFlush();
 }
 
 // Adds to the pending batch without scheduling a flush (Flush itself uses it).
-void Scheduler::Append(TaskUpdate update) {
+void Scheduler::Append(TaskUpdate update, TaskExtra extra) {
   if (dag::IsTerminal(update.state))
     ++metrics_.tasks_finished[std::string(dag::Name(update.state))];
   auto it = observer_ ? runs_.find(update.run) : runs_.end();
   if (it != runs_.end()) {
     auto pipeline = it->second->ctx.pipeline;
     auto task = pipeline->dag.Find(update.task_id);
-    Notify([this, pipeline, task, run = update.run, state = update.state, attempt = update.attempt,
-            reason = update.reason] {
+    extra.note = [this, pipeline, task, run = update.run, state = update.state,
+                  attempt = update.attempt, reason = update.reason] {
       if (observer_ && task)
         observer_->OnTaskState(run, pipeline->task(*task), state, attempt, reason);
-    });
+    };
   }
   pending_.tasks.push_back(std::move(update));
+  pending_task_extras_.push_back(std::move(extra));
 }
 
-void Scheduler::Record(RunUpdate update) {
+void Scheduler::Record(RunUpdate update, RunExtra extra) {
   if (dag::IsTerminal(update.state)) ++metrics_.runs_finished[std::string(dag::Name(update.state))];
   pending_.runs.push_back(std::move(update));
+  pending_run_extras_.push_back(std::move(extra));
   ScheduleFlush();
 }
-
-void Scheduler::Notify(std::function<void()> note) { pending_notes_.push_back(std::move(note)); }
 
 void Scheduler::ScheduleFlush() {
   if (flush_posted_ || commit_in_flight_) return;
@@ -487,9 +616,12 @@ void Scheduler::Flush() {
     auto it = runs_.find(run_id);
     if (it == runs_.end() || it->second->plan.state(task) != TaskState::kQueued) continue;
     const Run& run = *it->second;
-    Append(TaskUpdate{run_id, run.pipeline().task(task).id, run.attempts[Index(task)],
-                      TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt, std::nullopt,
-                      ""});
+    TaskExtra extra;
+    extra.task = task;
+    Append(
+        TaskUpdate{run_id, run.pipeline().task(task).id, run.attempts[Index(task)],
+                   TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt, std::nullopt, ""},
+        std::move(extra));
   }
   newly_queued_.clear();
   if (commit_in_flight_ || pending_.empty()) {
@@ -499,19 +631,19 @@ void Scheduler::Flush() {
   commit_in_flight_ = true;
   Batch batch = std::move(pending_);
   pending_ = Batch{};
-  auto launches = std::move(pending_launches_);
-  pending_launches_.clear();
-  auto notes = std::move(pending_notes_);
-  pending_notes_.clear();
+  auto task_extras = std::move(pending_task_extras_);
+  pending_task_extras_.clear();
+  auto run_extras = std::move(pending_run_extras_);
+  pending_run_extras_.clear();
   // The batch is copied into the callback so that a failed commit can be retried unchanged.
   Batch copy = batch;
   Instant sent = clock_.Now();
   store_.Commit(std::move(copy), [this, alive = alive_, sent, batch = std::move(batch),
-                                  launches = std::move(launches),
-                                  notes = std::move(notes)](Status status) mutable {
+                                  task_extras = std::move(task_extras),
+                                  run_extras = std::move(run_extras)](CommitResult result) mutable {
     if (!*alive) return;
     metrics_.commit_latency.Observe(Seconds(std::max(clock_.Now() - sent, Duration(0))));
-    OnCommitted(std::move(status), std::move(batch), std::move(launches), std::move(notes));
+    OnCommitted(std::move(result), std::move(batch), std::move(task_extras), std::move(run_extras));
   });
 }
 
@@ -527,17 +659,25 @@ void PutInFront(std::vector<T> front, std::vector<T>& pending) {
 
 }  // namespace
 
-void Scheduler::OnCommitted(Status status, Batch batch, std::vector<Launch> launches,
-                            std::vector<std::function<void()>> notes) {
-  if (!status.ok()) {
+void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskExtra> task_extras,
+                            std::vector<RunExtra> run_extras) {
+  if (!result.status.ok()) {
+    ++metrics_.commits_failed;
+    if (!failing_since_) failing_since_ = clock_.Now();
+    retry_delay_ = retry_delay_ == Duration(0)
+                       ? options_.commit_retry_delay
+                       : std::min(retry_delay_ * 2, options_.max_commit_retry_delay);
     log::Error("committing " + std::to_string(batch.tasks.size() + batch.runs.size()) +
-               " state changes failed, retrying: " + status.message());
-    // Put the batch back in front of whatever accumulated meanwhile, keeping order.
+               " state changes failed, retrying in " + FormatDuration(retry_delay_) + ": " +
+               result.status.message());
+    // Put the batch back in front of whatever accumulated meanwhile, keeping order. Nothing of
+    // it was written, so nothing was launched or announced. What accumulates meanwhile is
+    // bounded by the work under way: no start commits, so nothing new runs.
     PutInFront(std::move(batch.tasks), pending_.tasks);
     PutInFront(std::move(batch.runs), pending_.runs);
-    PutInFront(std::move(launches), pending_launches_);
-    PutInFront(std::move(notes), pending_notes_);
-    auto timer = std::make_shared<asio::steady_timer>(io_, options_.commit_retry_delay);
+    PutInFront(std::move(task_extras), pending_task_extras_);
+    PutInFront(std::move(run_extras), pending_run_extras_);
+    auto timer = std::make_shared<asio::steady_timer>(io_, retry_delay_);
     timer->async_wait([this, alive = alive_, timer](const boost::system::error_code&) {
       if (!*alive) return;
       commit_in_flight_ = false;
@@ -545,40 +685,130 @@ void Scheduler::OnCommitted(Status status, Batch batch, std::vector<Launch> laun
     });
     return;
   }
+  if (failing_since_) log::Info("committing state changes works again");
+  failing_since_.reset();
+  retry_delay_ = Duration(0);
   commit_in_flight_ = false;
-  for (auto& note : notes) note();
-  for (const Launch& l : launches) {
-    auto it = runs_.find(l.run);
-    if (it == runs_.end()) continue;
-    Run& run = *it->second;
-    size_t i = Index(l.task);
-    if (!run.running[i] || run.attempts[i] != l.attempt) continue;
-    if (run.plan.state(l.task) == TaskState::kCancelled || run.marks.count(i) != 0) {
-      // Cancelled or marked while its start was being written: it never ran.
-      AttemptOutcome never;
-      never.error = run.marks.count(i) != 0 ? "marked before start" : "cancelled before start";
-      OnAttemptExit(l.run, l.task, l.attempt, never);
+  std::vector<bool> task_refused(batch.tasks.size(), false);
+  std::vector<bool> task_rejected(batch.tasks.size(), false);
+  std::vector<bool> run_refused(batch.runs.size(), false);
+  std::vector<RunId> fenced_runs;
+  for (const Refusal& r : result.refused) {
+    ++metrics_.updates_refused;
+    if (r.run) {
+      if (r.index >= batch.runs.size()) continue;
+      run_refused[r.index] = true;
+      if (!r.rejected) fenced_runs.push_back(batch.runs[r.index].run);
+      if (r.rejected) {
+        log::Error("run " + ToString(batch.runs[r.index].run) + ": its state change to " +
+                   std::string(dag::Name(batch.runs[r.index].state)) +
+                   " could not be recorded: " + r.message);
+      }
       continue;
     }
-    auto request = BuildLaunch(run, l.task, l.attempt);
-    if (!request.ok()) {
-      AttemptOutcome never;
-      never.error = request.message();
-      OnAttemptExit(l.run, l.task, l.attempt, never);
-      continue;
+    if (r.index >= batch.tasks.size()) continue;
+    task_refused[r.index] = true;
+    task_rejected[r.index] = r.rejected;
+    if (r.rejected) {
+      OnRejected(batch.tasks[r.index], task_extras[r.index], r.message);
+    } else {
+      fenced_runs.push_back(batch.tasks[r.index].run);
     }
-    run.launched[i] = true;
-    ++running_attempts_;
-    if (l.attempt == run.round_base[i] + 1) {
-      metrics_.scheduling_lag.Observe(
-          Seconds(std::max(clock_.Now() - run.ready_at[i], Duration(0))));
+  }
+  for (size_t k = 0; k < batch.runs.size(); ++k) {
+    if (run_extras[k].note) run_extras[k].note(!run_refused[k]);
+  }
+  for (size_t k = 0; k < batch.tasks.size(); ++k) {
+    const TaskUpdate& u = batch.tasks[k];
+    TaskExtra& extra = task_extras[k];
+    // A fenced end is in the database as the supervisor reported it (the row had moved on, or
+    // the run is driven elsewhere): nothing to keep. A rejected one waits for its replacement.
+    if (extra.ack && !task_rejected[k]) {
+      runner_.Recorded(u.run, extra.task, u.attempt);
     }
-    runner_.Start(std::move(request).value(), [this, alive = alive_, l](AttemptOutcome outcome) {
-      if (*alive) OnAttemptExit(l.run, l.task, l.attempt, outcome);
-    });
+    if (task_refused[k]) continue;
+    if (extra.note) extra.note();
+    if (extra.launch) {
+      if (auto it = runs_.find(u.run); it != runs_.end())
+        Launch(*it->second, extra.task, u.attempt);
+    }
+  }
+  if (observer_) {
+    std::sort(fenced_runs.begin(), fenced_runs.end());
+    fenced_runs.erase(std::unique(fenced_runs.begin(), fenced_runs.end()), fenced_runs.end());
+    for (RunId id : fenced_runs) observer_->OnRunFenced(id);
   }
   if (!pending_.empty()) ScheduleFlush();
   MaybeShutdownDone();
+}
+
+// The start of `attempt` is durable: its process may start.
+void Scheduler::Launch(Run& run, TaskId task, int attempt) {
+  const RunId id = run.ctx.id;
+  const size_t i = Index(task);
+  if (!run.running[i] || run.attempts[i] != attempt) return;
+  if (run.plan.state(task) == TaskState::kCancelled || run.marks.count(i) != 0) {
+    // Cancelled or marked while its start was being written: it never ran.
+    AttemptOutcome never;
+    never.error = run.marks.count(i) != 0 ? "marked before start" : "cancelled before start";
+    OnAttemptExit(id, task, attempt, never);
+    return;
+  }
+  auto request = BuildLaunch(run, task, attempt);
+  if (!request.ok()) {
+    AttemptOutcome never;
+    never.error = request.message();
+    OnAttemptExit(id, task, attempt, never);
+    return;
+  }
+  run.launched[i] = true;
+  ++running_attempts_;
+  if (attempt == run.round_base[i] + 1) {
+    metrics_.scheduling_lag.Observe(Seconds(std::max(clock_.Now() - run.ready_at[i], Duration(0))));
+  }
+  runner_.Start(std::move(request).value(),
+                [this, alive = alive_, id, task, attempt](AttemptOutcome outcome) {
+                  if (*alive) OnAttemptExit(id, task, attempt, outcome);
+                });
+}
+
+// The store could not write `update` (its values), while the rest of its batch committed.
+void Scheduler::OnRejected(const TaskUpdate& update, const TaskExtra& extra,
+                           const std::string& message) {
+  log::Error("run " + ToString(update.run) + " task '" + update.task_id + "' attempt " +
+             std::to_string(update.attempt) + ": its change to " +
+             std::string(dag::Name(update.state)) + " could not be recorded: " + message);
+  auto it = runs_.find(update.run);
+  if (it == runs_.end() || extra.replacement) return;
+  if (update.start) {
+    // Not started: the task fails without an attempt (the row keeps the previous attempt).
+    Run& run = *it->second;
+    const size_t i = Index(extra.task);
+    const std::string reason = "its state could not be recorded: " + message;
+    if (!run.running[i] || run.attempts[i] != update.attempt) return;
+    FreeSlot(run, i);
+    run.attempts[i] = update.attempt - 1;
+    FinishTask(run, extra.task, TaskState::kFailed, run.attempts[i], std::nullopt, reason);
+    Pump(run);
+    StartStartable();
+    MaybeFinishRun(run);
+    return;
+  }
+  if (!update.end) return;
+  // The attempt did end, and the run has moved on from that end in memory (its downstream may
+  // have started in the same commit): the end is recorded again with the state decided and
+  // nothing but safe values, the error in its reason, so that the rows and the scheduler agree.
+  AttemptEnd end;
+  end.started_at = update.end->started_at;
+  end.reason = std::string(dag::Name(update.state)) +
+               " (its details could not be recorded: " + message + ")";
+  TaskExtra replacement;
+  replacement.task = extra.task;
+  replacement.ack = extra.ack;
+  replacement.replacement = true;
+  Record(TaskUpdate{update.run, update.task_id, update.attempt, update.state, update.at,
+                    std::nullopt, end, update.retry_at, end.reason},
+         std::move(replacement));
 }
 
 }  // namespace kiln::scheduler

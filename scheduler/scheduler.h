@@ -42,13 +42,21 @@ namespace kiln::scheduler {
 struct SchedulerOptions {
   std::map<std::string, int> pools;  // slots per pool; must contain "default"
   int max_parallel_tasks = 16;       // over all pools (0 = no limit)
-  std::string lease_owner;           // recorded on each attempt, e.g. "host:pid"
+  std::string lease_owner;           // the supervisor recorded on each attempt it starts
   std::filesystem::path logs_dir;    // attempt logs: <logs>/<pipeline>/<run>/<task>/<attempt>.log
   std::filesystem::path runs_dir;    // run working folders: <runs>/<pipeline>/<run>
   // Environment every task starts from (e.g. PATH, HOME, LANG of the daemon); the task's declared
   // env and the KILN_* variables are added on top. Never database credentials.
   std::vector<std::pair<std::string, std::string>> base_env;
+  // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
+  Duration max_commit_retry_delay = std::chrono::seconds(10);
+};
+
+// How Shutdown stops.
+enum class StopMode {
+  kCancel,  // cancel every active run: processes stopped, every row ends in a final state
+  kLeave,   // stop scheduling and leave running attempts to their supervisors, to be adopted
 };
 
 // A run that exists in the store and is handed to the scheduler.
@@ -71,6 +79,20 @@ struct RunContext {
   // continue from there (the store fences a start on attempt - 1), and each re-run task gets its
   // full retry budget again: retries count from the first attempt of this round.
   std::vector<int> initial_attempts;
+
+  // Resuming a run that was active before (a restart of the daemon, or a run taken over from a
+  // daemon whose lease expired): initial_states then holds each task's state as recorded, and
+  // may also hold kQueued (decided again), kRunning (its attempt initial_attempts[i] is adopted
+  // from supervisors[i], TaskRunner::Adopt) and kUpForRetry (the next attempt waits until
+  // retry_at[i]).
+  bool resumed = false;                          // the run's row is already `running`
+  std::vector<std::string> supervisors;          // per task (resumed runs); empty = none
+  std::vector<std::optional<Instant>> retry_at;  // per task (resumed runs); empty = none
+  // Per task, the attempt number before this round's first: retries count from there. Empty =
+  // initial_attempts (a fresh round).
+  std::vector<int> round_base;
+  // A cancel was requested before the run was resumed: it is cancelled at once.
+  std::optional<std::string> cancel_reason;
 };
 
 // Notifications, on the io_context thread, after the transition is durable.
@@ -80,6 +102,11 @@ class Observer {
   virtual void OnTaskState(RunId /*run*/, const dag::TaskSpec& /*task*/, dag::TaskState /*state*/,
                            int /*attempt*/, const std::string& /*reason*/) {}
   virtual void OnRunFinished(RunId /*run*/, dag::RunState /*state*/) {}
+  // The store fenced an update of `run`: the database has moved on from what the scheduler holds
+  // (another daemon drives the run now, or an operator changed it directly). Nothing of the
+  // refused update was announced or acted on (a refused start was not launched). The observer
+  // decides: Release() the run, or Release() it and add it again from the database.
+  virtual void OnRunFenced(RunId /*run*/) {}
 };
 
 class Scheduler {
@@ -92,9 +119,15 @@ class Scheduler {
 
   void SetObserver(Observer* observer) { observer_ = observer; }
   // Takes over a run whose rows exist (state queued; tasks pending, or as `initial_states` says
-  // for a retry) and starts it. Sizes of initial_states / initial_attempts other than 0 or the
-  // number of tasks are a bug (KILN_CHECKed).
+  // for a retry; or a resumed run, RunContext::resumed) and starts it. Sizes of the per-task
+  // vectors other than 0 or the number of tasks are a bug (KILN_CHECKed). Ignored while stopping
+  // with StopMode::kLeave.
   void AddRun(RunContext context);
+  // Forgets a run without writing anything and without stopping its attempts: another daemon
+  // drives it now (or it is about to be added again from the database). Its slots are freed;
+  // exits of its attempts that come later are ignored (their supervisors keep them). No effect
+  // on unknown runs.
+  void Release(RunId run);
   // True while `run` is active here: added and its end not yet recorded.
   // Whether the run is driven here: added and not yet ended, or ended but its final state not
   // yet committed.
@@ -120,41 +153,65 @@ class Scheduler {
   // Cancels a run: queued and pending tasks end cancelled, running attempts are killed and end
   // cancelled when their process is gone. Unknown or finished runs: no effect.
   void CancelRun(RunId run, const std::string& reason = "run cancelled");
-  // Stopping the daemon: cancels every active run (and every run added from now on) with
-  // `reason`, and calls `done` once no run is active and every transition is committed.
-  void Shutdown(const std::string& reason, std::function<void()> done);
+  // Stopping the daemon, and `done` once it is safe to exit:
+  //   kCancel: cancels every active run (and every run added from now on) with `reason`; done
+  //     once no run is active and every transition is committed.
+  //   kLeave: nothing new starts (no retries, nothing from the pool queue, no new runs) and exits
+  //     that arrive are left to their supervisors (not recorded, not acknowledged); the pending
+  //     batch is committed and the starts in it launched, so that every recorded start has a
+  //     process; done once no commit is in flight. Attempts keep running; a later daemon adopts
+  //     them from the rows.
+  void Shutdown(StopMode mode, const std::string& reason, std::function<void()> done);
+  // While the store fails, the daemon waits for it: the time of the first failure of the batch
+  // being retried now, or nullopt when the last commit worked.
+  std::optional<Instant> failing_since() const { return failing_since_; }
 
   size_t active_runs() const { return runs_.size(); }
   const PoolQueue& pools() const { return pools_; }
 
  private:
   struct Run;
-  struct Launch {
-    RunId run;
-    TaskId task;
-    int attempt;
+  // What the scheduler does with each update once its commit has answered. Kept beside the
+  // pending batch, one per update, in the same order.
+  struct TaskExtra {
+    TaskId task{};
+    bool launch = false;         // a start: launch the attempt once it is durable
+    bool ack = false;            // an end reported by the runner: TaskRunner::Recorded once durable
+    bool replacement = false;    // written instead of a rejected end; not replaced again
+    std::function<void()> note;  // observers, once the update is accepted
+  };
+  struct RunExtra {
+    std::function<void(bool accepted)> note;  // always called; accepted = not refused
   };
 
   void Pump(Run& run);
   void StartStartable();
+  void AdoptTask(Run& run, TaskId task);
   void OnAttemptExit(RunId run_id, TaskId task, int attempt, const AttemptOutcome& outcome);
   void OnRetryDue(RunId run_id, TaskId task);
+  void StartRetryTimer(Run& run, TaskId task, Duration delay);
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
                   std::optional<AttemptEnd> end, const std::string& reason);
+  void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
+                  std::optional<AttemptEnd> end, const std::string& reason, TaskExtra extra);
   void RecordDecided(Run& run, const std::vector<Change>& changes, Instant now);
   void MaybeFinishRun(Run& run);
   Result<LaunchRequest> BuildLaunch(const Run& run, TaskId task, int attempt) const;
+  void Launch(Run& run, TaskId task, int attempt);
   void MaybeShutdownDone();
+  void FreeSlot(Run& run, size_t i);
   std::filesystem::path LogPath(const Run& run, TaskId task, int attempt) const;
 
   void Record(TaskUpdate update);
-  void Append(TaskUpdate update);
+  void Record(TaskUpdate update, TaskExtra extra);
+  void Append(TaskUpdate update, TaskExtra extra);
   void Record(RunUpdate update);
+  void Record(RunUpdate update, RunExtra extra);
   void ScheduleFlush();
   void Flush();
-  void OnCommitted(Status status, Batch batch, std::vector<Launch> launches,
-                   std::vector<std::function<void()>> notes);
-  void Notify(std::function<void()> note);
+  void OnCommitted(CommitResult result, Batch batch, std::vector<TaskExtra> task_extras,
+                   std::vector<RunExtra> run_extras);
+  void OnRejected(const TaskUpdate& update, const TaskExtra& extra, const std::string& message);
   void Reply(std::function<void(Status)> done, Status status);
 
   boost::asio::io_context& io_;
@@ -169,13 +226,16 @@ class Scheduler {
 
   std::vector<std::pair<RunId, TaskId>> newly_queued_;  // written at flush if still queued
   Batch pending_;
-  std::vector<Launch> pending_launches_;
-  std::vector<std::function<void()>> pending_notes_;
+  std::vector<TaskExtra> pending_task_extras_;  // one per pending_.tasks
+  std::vector<RunExtra> pending_run_extras_;    // one per pending_.runs
   bool stopping_ = false;
+  StopMode stop_mode_ = StopMode::kCancel;
   std::string stop_reason_;
   std::function<void()> on_stopped_;
   bool flush_posted_ = false;
   bool commit_in_flight_ = false;
+  std::optional<Instant> failing_since_;
+  Duration retry_delay_{0};  // the wait before the next try of a failing commit
   std::shared_ptr<bool> alive_;
   MetricsSnapshot metrics_;        // counters and histograms; gauges are filled in by Metrics()
   uint64_t running_attempts_ = 0;  // attempts whose process was started and has not exited

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "common/time.h"
 #include "dag/spec.h"
+#include "scheduler/task_runner.h"
 
 namespace kiln::scheduler {
 
@@ -30,11 +31,16 @@ struct AttemptEnd {
   Duration cpu{0};
   int64_t max_rss_kb = 0;
   std::string reason;  // human-readable, e.g. "exit code 3", "timed out after 5s"
+  // The end as the executor reported it. When the run is driven by another daemon by the time
+  // this end is written, the store keeps it with the attempt for that daemon to decide from.
+  std::optional<AttemptOutcome> outcome;
 };
 
 // One task instance changes state. Writes are fenced: an update carrying `end` applies only when
 // the row is `running` with this attempt; one carrying `start` only when the row's attempt is
 // attempt - 1 and its state is not terminal. Other updates apply when the row is not terminal.
+// Every update (run updates too) applies only while the run is driven by the committing daemon
+// (runs.lease_owner): a daemon whose runs were taken over cannot change them.
 struct TaskUpdate {
   RunId run{};
   std::string task_id;
@@ -61,13 +67,33 @@ struct Batch {
   bool empty() const { return tasks.empty() && runs.empty(); }
 };
 
+// An update of a batch that the store did not apply, while the rest of the batch committed.
+struct Refusal {
+  bool run = false;  // a run update (index into Batch::runs), else a task update (Batch::tasks)
+  size_t index = 0;  // position in its vector
+  // Fenced: the row had moved on (another attempt, an end already recorded, the run driven by
+  // another daemon). Rejected: the update itself cannot be written (the database refused its
+  // values); `message` says why. A rejected update is not retried.
+  bool rejected = false;
+  std::string message;
+};
+
+struct CommitResult {
+  // Ok: the batch committed, except the updates in `refused`. An error: nothing of the batch was
+  // written.
+  Status status;
+  std::vector<Refusal> refused;
+};
+
 class StateStore {
  public:
   virtual ~StateStore() = default;
   // Commits `batch` in one transaction, then calls `done` on the scheduler's io_context thread
   // (never from inside Commit()). Calls are committed in the order made. A failed commit
-  // changes nothing; the caller may retry with the same batch.
-  virtual void Commit(Batch batch, std::function<void(Status)> done) = 0;
+  // changes nothing; the caller may retry with the same batch. An update that fails for a
+  // reason a retry cannot fix does not fail the batch: it is refused (rejected) and the rest
+  // commits.
+  virtual void Commit(Batch batch, std::function<void(CommitResult)> done) = 0;
 };
 
 }  // namespace kiln::scheduler

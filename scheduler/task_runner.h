@@ -15,9 +15,22 @@
 
 namespace kiln::scheduler {
 
+// Names one attempt wherever it is recorded: run, task id, attempt number.
+struct AttemptKey {
+  RunId run{};
+  std::string task_id;
+  int attempt = 0;
+  auto operator<=>(const AttemptKey&) const = default;
+  // "7/train/2", for logs and file names (task ids hold no '/').
+  std::string ToString() const {
+    return kiln::ToString(run) + "/" + task_id + "/" + std::to_string(attempt);
+  }
+};
+
 struct LaunchRequest {
   RunId run{};
   TaskId task{};
+  std::string task_id;  // the task's id in the pipeline (with run and attempt: the attempt's key)
   int attempt = 1;
   std::vector<std::string> argv;  // rendered; for `command` tasks: {"/bin/sh", "-c", command}
   std::vector<std::pair<std::string, std::string>> env;  // the complete environment
@@ -30,6 +43,13 @@ struct LaunchRequest {
 struct AttemptOutcome {
   bool started = false;  // false: the program could not start (reason in `error` and the log)
   std::string error;     // why it could not start, or other executor-side failure
+  // Its supervisor is gone (or never knew it) and no end was recorded: nobody knows how it ended.
+  // `error` says why. Counts as a failure; the task's retry policy applies.
+  bool lost = false;
+  // Why its supervisor stopped it on its own (killed is then true): "cancel" (the database says
+  // the run is being cancelled), "superseded" (the database no longer has this attempt running)
+  // or "fenced" (the supervisor could not renew its lease). Empty when nobody or Kill() stopped it.
+  std::string stop_cause;
   std::optional<int> exit_code;
   std::optional<int> signal;  // terminating signal
   bool timed_out = false;     // killed because the attempt's timeout passed
@@ -42,6 +62,17 @@ struct AttemptOutcome {
   bool log_truncated = false;
 };
 
+// An attempt that was started before this process took its run over (a restart, or a run taken
+// from a daemon whose lease expired): its start is recorded, naming `supervisor`.
+struct AdoptRequest {
+  RunId run{};
+  TaskId task{};
+  int attempt = 1;
+  std::string task_id;     // the task's id in the pipeline
+  std::string supervisor;  // the lease owner recorded with the attempt
+  Duration timeout{0};     // the task's timeout (the supervisor keeps enforcing it)
+};
+
 class TaskRunner {
  public:
   virtual ~TaskRunner() = default;
@@ -51,6 +82,14 @@ class TaskRunner {
   // Stops a running attempt (SIGTERM to its group, grace period, SIGKILL). Its on_exit still
   // comes, with killed = true. No effect when the attempt is not running.
   virtual void Kill(RunId run, TaskId task) = 0;
+  // Watches an attempt that is already running (AdoptRequest). `on_exit` comes once, like for
+  // Start(): with the attempt's real end when its supervisor has it or learns it, or lost = true
+  // when the supervisor is gone without having recorded an end. Kill() works on it as on a
+  // started attempt. A runner without supervision answers lost at once.
+  // Never called from inside Adopt().
+  virtual void Adopt(const AdoptRequest& request, std::function<void(AttemptOutcome)> on_exit) = 0;
+  // The end of the attempt is committed: its supervisor may forget what it kept of it.
+  virtual void Recorded(RunId /*run*/, TaskId /*task*/, int /*attempt*/) {}
 };
 
 }  // namespace kiln::scheduler

@@ -8,7 +8,10 @@
 // each other. A batch of n updates costs n + 3 round trips (BEGIN, the lock, n statements, COMMIT).
 #include <nlohmann/json.hpp>
 
+#include "common/log.h"
+#include "common/text.h"
 #include "store/database.h"
+#include "store/outcome_json.h"
 #include "store/pq_internal.h"
 
 namespace kiln::store {
@@ -21,27 +24,34 @@ using scheduler::TaskUpdate;
 constexpr std::string_view kTerminalTaskStates =
     "('success', 'failed', 'skipped', 'upstream_failed', 'cancelled')";
 
+// Who may write: the run is driven by the committing daemon ($6), or by nobody yet.
+constexpr std::string_view kOwned =
+    "EXISTS (SELECT FROM runs WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $6::text))";
+
 // Parameters shared by the three task statements: $1 run, $2 task, $3 attempt, $4 state, $5 at,
-// $6 actor, $7 detail. The statement returns (fenced, found state, found attempt).
+// $6 actor (the committing daemon), $7 detail. The statement returns (fenced, found state,
+// found attempt, the run's owner).
 std::string TaskStatement(std::string_view set, std::string_view fence,
                           std::string_view attempt_cte) {
   std::string sql =
       "WITH cur AS (SELECT state, attempt FROM task_instances WHERE run_id = $1::int8 AND "
       "task_id = $2::text), upd AS (UPDATE task_instances SET state = $4::text, ";
   sql += std::string(set) + " WHERE run_id = $1 AND task_id = $2 AND " + std::string(fence) +
-         " RETURNING 1)" + std::string(attempt_cte);
+         " AND " + std::string(kOwned) + " RETURNING 1)" + std::string(attempt_cte);
   sql +=
       " INSERT INTO events (at, run_id, pipeline, task_id, attempt, kind, from_state, to_state, "
       "actor, detail) SELECT $5::timestamptz, $1, (SELECT pipeline FROM runs WHERE id = $1), $2, "
       "$3::int, CASE WHEN EXISTS (SELECT FROM upd) THEN "
       "'task_state' ELSE 'fenced' END, (SELECT state FROM cur), $4, $6::text, CASE WHEN EXISTS "
       "(SELECT FROM upd) THEN $7::jsonb ELSE $7::jsonb || jsonb_build_object('found_attempt', "
-      "(SELECT attempt FROM cur)) END RETURNING kind = 'fenced', from_state, (SELECT attempt FROM "
-      "cur)";
+      "(SELECT attempt FROM cur)) || coalesce((SELECT jsonb_build_object('owner', lease_owner) "
+      "FROM runs WHERE id = $1 AND lease_owner <> $6), '{}') END "
+      "RETURNING kind = 'fenced', from_state, (SELECT attempt FROM cur), (SELECT lease_owner FROM "
+      "runs WHERE id = $1)";
   return sql;
 }
 
-// $8 log_path, $9 lease_owner, $10 lease_expires_at.
+// $8 log_path, $9 lease_owner (the supervisor), $10 lease_expires_at.
 std::string StartStatement() {
   return TaskStatement(
       "attempt = $3, lease_owner = $9::text, lease_expires_at = $10::timestamptz, retry_at = "
@@ -52,17 +62,20 @@ std::string StartStatement() {
 }
 
 // $8 exit_code, $9 signal, $10 timed_out, $11 cpu_ms, $12 max_rss_kb, $13 reason, $14 retry_at,
-// $15 attempt state, $16 terminal.
+// $15 attempt state, $16 terminal, $17 outcome (the executor's report, or null). When the task
+// row has moved on or the run is driven elsewhere, the attempt still keeps its outcome (first
+// report wins) for whoever drives the run to decide from.
 std::string EndStatement() {
   return TaskStatement(
       "exit_code = $8::int, signal = $9::int, retry_at = $14::timestamptz, lease_expires_at = "
       "NULL, ended_at = CASE WHEN $16::bool THEN $5::timestamptz END",
       "state = 'running' AND attempt = $3",
       ", att AS (UPDATE attempts SET state = $15::text, ended_at = $5::timestamptz, exit_code = "
-      "$8, signal = "
-      "$9, timed_out = $10::bool, cpu_ms = $11::int8, max_rss_kb = $12::int8, reason = "
-      "$13::text WHERE run_id = $1 AND task_id = $2 AND attempt = $3 AND EXISTS (SELECT FROM "
-      "upd))");
+      "$8, signal = $9, timed_out = $10::bool, cpu_ms = $11::int8, max_rss_kb = $12::int8, "
+      "reason = $13::text, outcome = coalesce(outcome, $17::jsonb) WHERE run_id = $1 AND "
+      "task_id = $2 AND attempt = $3 AND EXISTS (SELECT FROM upd)), facts AS (UPDATE attempts "
+      "SET outcome = $17::jsonb WHERE run_id = $1 AND task_id = $2 AND attempt = $3 AND state = "
+      "'running' AND outcome IS NULL AND $17::jsonb IS NOT NULL AND NOT EXISTS (SELECT FROM upd))");
 }
 
 // $8 retry_at, $9 terminal.
@@ -75,23 +88,27 @@ std::string PlainStatement() {
 
 // $1 run, $2 state, $3 at, $4 actor, $5 detail, $6 terminal.
 constexpr const char* kRunStatement = R"sql(
-WITH cur AS (SELECT state FROM runs WHERE id = $1::int8),
+WITH cur AS (SELECT state, lease_owner FROM runs WHERE id = $1::int8),
 upd AS (
   UPDATE runs SET state = $2::text,
     started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, $3::timestamptz)
                       ELSE started_at END,
     ended_at = CASE WHEN $6::bool THEN $3::timestamptz END
   WHERE id = $1 AND state NOT IN ('success', 'failed', 'cancelled')
+    AND (lease_owner IS NULL OR lease_owner = $4::text)
   RETURNING 1)
 INSERT INTO events (at, run_id, pipeline, kind, from_state, to_state, actor, detail)
 SELECT $3, $1, (SELECT pipeline FROM runs WHERE id = $1),
        CASE WHEN EXISTS (SELECT FROM upd) THEN 'run_state' ELSE 'fenced' END,
-       (SELECT state FROM cur), $2, $4::text, $5::jsonb
-RETURNING kind = 'fenced', from_state)sql";
+       (SELECT state FROM cur), $2, $4::text,
+       CASE WHEN EXISTS (SELECT FROM upd) THEN $5::jsonb
+            ELSE $5::jsonb || coalesce((SELECT jsonb_build_object('owner', lease_owner) FROM cur
+                                        WHERE lease_owner <> $4), '{}') END
+RETURNING kind = 'fenced', from_state, (SELECT lease_owner FROM cur))sql";
 
 std::string Detail(const std::string& reason) {
   json detail = json::object();
-  if (!reason.empty()) detail["reason"] = reason;
+  if (!reason.empty()) detail["reason"] = SafeUtf8(reason);
   return detail.dump();
 }
 
@@ -107,50 +124,63 @@ std::string AttemptState(dag::TaskState state) {
   }
 }
 
-pqxx::result ExecTask(pqxx::work& txn, const TaskUpdate& u, const std::string& actor,
+pqxx::result ExecTask(pqxx::transaction_base& txn, const TaskUpdate& u, const std::string& actor,
                       Duration lease) {
   const std::string state(dag::Name(u.state));
   const std::string at = TimeParam(u.at);
   const std::string detail = Detail(u.reason);
   const int64_t run = Value(u.run);
+  const std::string task = SafeUtf8(u.task_id);
   if (u.start) {
-    const std::string& owner = u.start->lease_owner.empty() ? actor : u.start->lease_owner;
-    return txn.exec_prepared("kiln_task_start", run, u.task_id, u.attempt, state, at, actor, detail,
-                             u.start->log_path, owner, TimeParam(u.at + lease));
+    const std::string owner = SafeUtf8(u.start->lease_owner.empty() ? actor : u.start->lease_owner);
+    return txn.exec_prepared("kiln_task_start", run, task, u.attempt, state, at, actor, detail,
+                             SafeUtf8(u.start->log_path), owner, TimeParam(u.at + lease));
   }
   if (u.end) {
     const scheduler::AttemptEnd& e = *u.end;
+    std::optional<std::string> outcome;
+    if (e.outcome) outcome = OutcomeJson(*e.outcome);
     return txn.exec_prepared(
-        "kiln_task_end", run, u.task_id, u.attempt, state, at, actor, detail, e.exit_code, e.signal,
-        e.timed_out, static_cast<int64_t>(e.cpu.count()), e.max_rss_kb, e.reason,
-        TimeParam(u.retry_at), AttemptState(u.state), dag::IsTerminal(u.state));
+        "kiln_task_end", run, task, u.attempt, state, at, actor, detail, e.exit_code, e.signal,
+        e.timed_out, static_cast<int64_t>(e.cpu.count()), e.max_rss_kb, SafeUtf8(e.reason),
+        TimeParam(u.retry_at), AttemptState(u.state), dag::IsTerminal(u.state), outcome);
   }
-  return txn.exec_prepared("kiln_task_plain", run, u.task_id, u.attempt, state, at, actor, detail,
+  return txn.exec_prepared("kiln_task_plain", run, task, u.attempt, state, at, actor, detail,
                            TimeParam(u.retry_at), dag::IsTerminal(u.state));
 }
 
-std::optional<FencedUpdate> ApplyTask(pqxx::work& txn, const TaskUpdate& u,
-                                      const std::string& actor, Duration lease) {
+std::optional<RefusedUpdate> ApplyTask(pqxx::transaction_base& txn, const TaskUpdate& u,
+                                       const std::string& actor, Duration lease) {
   KILN_CHECK(!(u.start && u.end));
   pqxx::row row = ExecTask(txn, u, actor, lease).at(0);
   if (!row[0].as<bool>()) return std::nullopt;
-  return FencedUpdate{u.run,
-                      u.task_id,
-                      u.attempt,
-                      std::string(dag::Name(u.state)),
-                      Opt<std::string>(row[1]),
-                      Opt<int>(row[2])};
+  RefusedUpdate r;
+  r.run = u.run;
+  r.task_id = u.task_id;
+  r.attempt = u.attempt;
+  r.wanted = std::string(dag::Name(u.state));
+  r.found_state = Opt<std::string>(row[1]);
+  r.found_attempt = Opt<int>(row[2]);
+  r.found_owner = Opt<std::string>(row[3]);
+  r.committer = actor;
+  return r;
 }
 
-std::optional<FencedUpdate> ApplyRun(pqxx::work& txn, const scheduler::RunUpdate& u,
-                                     const std::string& actor) {
+std::optional<RefusedUpdate> ApplyRun(pqxx::transaction_base& txn, const scheduler::RunUpdate& u,
+                                      const std::string& actor) {
   pqxx::row row =
       txn.exec_prepared("kiln_run_update", Value(u.run), std::string(dag::Name(u.state)),
                         TimeParam(u.at), actor, Detail(u.reason), dag::IsTerminal(u.state))
           .at(0);
   if (!row[0].as<bool>()) return std::nullopt;
-  return FencedUpdate{u.run,       "", 0, std::string(dag::Name(u.state)), Opt<std::string>(row[1]),
-                      std::nullopt};
+  RefusedUpdate r;
+  r.run = u.run;
+  r.refusal.run = true;
+  r.wanted = std::string(dag::Name(u.state));
+  r.found_state = Opt<std::string>(row[1]);
+  r.found_owner = Opt<std::string>(row[2]);
+  r.committer = actor;
+  return r;
 }
 
 }  // namespace
@@ -162,46 +192,144 @@ void RegisterBatchStatements(DatabaseImpl& impl) {
   impl.Prepare("kiln_run_update", kRunStatement);
 }
 
-std::string FencedUpdate::Describe() const {
+std::string RefusedUpdate::Describe() const {
   std::string subject = "run " + ToString(run);
   if (!task_id.empty()) {
     subject += " task '" + task_id + "' attempt " + std::to_string(attempt);
   }
-  std::string found = !found_state ? "no such row"
-                                   : "it is " + *found_state +
-                                         (found_attempt && !task_id.empty()
-                                              ? " at attempt " + std::to_string(*found_attempt)
-                                              : "");
+  if (refusal.rejected) {
+    return subject + ": update to " + wanted + " could not be written: " + refusal.message;
+  }
+  std::string found;
+  if (!found_state) {
+    found = "no such row";
+  } else if (found_owner && *found_owner != committer) {
+    found = "the run is driven by " + *found_owner;
+  } else {
+    found =
+        "it is " + *found_state +
+        (found_attempt && !task_id.empty() ? " at attempt " + std::to_string(*found_attempt) : "");
+  }
   return subject + ": late update to " + wanted + " ignored (" + found + ")";
 }
 
-Result<std::vector<FencedUpdate>> Database::CommitBatches(
+namespace {
+
+// Whether trying the same transaction again could succeed: the connection or the server, not
+// the values written.
+bool Transient(const std::exception& e) {
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+      dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return true;
+  }
+  const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e);
+  if (sql == nullptr) return true;  // not from the server: assume the worst, retry
+  const std::string& state = sql->sqlstate();
+  // 08 connection, 40 serialization / deadlock, 53 resources, 57 operator intervention, 58
+  // system errors, XX internal errors; an empty state is a client-side failure.
+  for (const char* cls : {"08", "40", "53", "57", "58", "XX"}) {
+    if (state.starts_with(cls)) return true;
+  }
+  return state.empty();
+}
+
+std::string FirstLine(const char* what) {
+  std::string text = OneLine(what);
+  if (text.starts_with("ERROR: ")) text = text.substr(7);
+  return SafeUtf8(text);
+}
+
+}  // namespace
+
+Result<std::vector<RefusedUpdate>> Database::CommitBatches(
     std::span<const scheduler::Batch* const> batches, std::string_view actor, Duration lease) {
   size_t updates = 0;
   for (const scheduler::Batch* b : batches) updates += b->tasks.size() + b->runs.size();
-  const std::string actor_text(actor);
+  const std::string actor_text = SafeUtf8(actor);
+  const std::string what = "committing " + std::to_string(updates) + " state changes";
+  // Every update in order: run updates to a non-terminal state, the task updates, then run
+  // updates to a terminal state, per batch. `apply` writes one and returns its refusal, if any.
+  auto each = [&](auto&& apply) {
+    for (size_t bi = 0; bi < batches.size(); ++bi) {
+      const scheduler::Batch& b = *batches[bi];
+      for (bool terminal : {false, true}) {
+        if (terminal) {
+          for (size_t i = 0; i < b.tasks.size(); ++i) {
+            apply(bi, false, i, [&](pqxx::transaction_base& txn) {
+              return ApplyTask(txn, b.tasks[i], actor_text, lease);
+            });
+          }
+        }
+        for (size_t i = 0; i < b.runs.size(); ++i) {
+          if (dag::IsTerminal(b.runs[i].state) != terminal) continue;
+          apply(bi, true, i,
+                [&](pqxx::transaction_base& txn) { return ApplyRun(txn, b.runs[i], actor_text); });
+        }
+      }
+    }
+  };
   try {
     pqxx::work txn(impl_->conn, "commit_batch");
     // Every update appends an event, in its first statement.
     if (updates > 0) LockEventOrder(txn);
-    std::vector<FencedUpdate> fenced;
-    auto apply_runs = [&](const scheduler::Batch& b, bool terminal) {
-      for (const scheduler::RunUpdate& u : b.runs) {
-        if (dag::IsTerminal(u.state) != terminal) continue;
-        if (auto f = ApplyRun(txn, u, actor_text)) fenced.push_back(std::move(*f));
+    std::vector<RefusedUpdate> refused;
+    each([&](size_t bi, bool run, size_t i, auto&& one) {
+      if (auto r = one(txn)) {
+        r->batch = bi;
+        r->refusal.run = run;
+        r->refusal.index = i;
+        refused.push_back(std::move(*r));
       }
-    };
-    for (const scheduler::Batch* b : batches) {
-      apply_runs(*b, false);
-      for (const TaskUpdate& u : b->tasks) {
-        if (auto f = ApplyTask(txn, u, actor_text, lease)) fenced.push_back(std::move(*f));
-      }
-      apply_runs(*b, true);
-    }
+    });
     txn.commit();
-    return fenced;
+    return refused;
   } catch (const std::exception& e) {
-    return DbError("committing " + std::to_string(updates) + " state changes", e);
+    if (Transient(e)) return DbError(what, e);
+    log::Warn("database: " + what + ": " + FirstLine(e.what()) +
+              "; writing them one by one to find the update that cannot be written");
+  }
+  // A value the database refuses (an encoding, a constraint): again, each update in a savepoint
+  // of its own, so that the ones that fail are refused and the rest commits.
+  try {
+    pqxx::work txn(impl_->conn, "commit_batch_split");
+    if (updates > 0) LockEventOrder(txn);
+    std::vector<RefusedUpdate> refused;
+    each([&](size_t bi, bool run, size_t i, auto&& one) {
+      std::optional<RefusedUpdate> r;
+      // Plain SAVEPOINT statements: libpqxx 6.4's subtransaction does not roll back to its
+      // savepoint after a failed parameterized statement.
+      txn.exec("SAVEPOINT kiln_update");
+      try {
+        r = one(txn);
+        txn.exec("RELEASE SAVEPOINT kiln_update");
+      } catch (const std::exception& e) {
+        if (Transient(e)) throw;
+        txn.exec("ROLLBACK TO SAVEPOINT kiln_update");
+        r = RefusedUpdate{};
+        const scheduler::Batch& b = *batches[bi];
+        if (run) {
+          r->run = b.runs[i].run;
+          r->wanted = std::string(dag::Name(b.runs[i].state));
+        } else {
+          r->run = b.tasks[i].run;
+          r->task_id = b.tasks[i].task_id;
+          r->attempt = b.tasks[i].attempt;
+          r->wanted = std::string(dag::Name(b.tasks[i].state));
+        }
+        r->refusal.rejected = true;
+        r->refusal.message = FirstLine(e.what());
+      }
+      if (r) {
+        r->batch = bi;
+        r->refusal.run = run;
+        r->refusal.index = i;
+        refused.push_back(std::move(*r));
+      }
+    });
+    txn.commit();
+    return refused;
+  } catch (const std::exception& e) {
+    return DbError(what, e);
   }
 }
 

@@ -283,6 +283,7 @@ Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
     impl->Prepare("kiln_event_order", LockEventOrderStatement());
     RegisterBatchStatements(*impl);
     RegisterApiStatements(*impl);
+    RegisterLeaseStatements(*impl);
     impl->Prepare("kiln_get_run", GetRunStatement());
     return std::unique_ptr<Database>(new Database(std::move(impl)));
   } catch (const std::exception& e) {

@@ -101,15 +101,62 @@ using scheduler::RunPage;
 using scheduler::RunRecord;
 using scheduler::TaskInstanceRecord;
 
-// A transition that CommitBatches did not apply because the row had moved on (fencing).
-struct FencedUpdate {
+// An update that CommitBatches did not apply: fenced (the row had moved on, or the run is driven
+// by another daemon) or rejected (the database refused its values; refusal.message says why).
+struct RefusedUpdate {
+  size_t batch = 0;            // which of the batches
+  scheduler::Refusal refusal;  // which update of it, and why
   RunId run{};
   std::string task_id;  // empty for a run update
   int attempt = 0;
   std::string wanted;                      // the state the update asked for
   std::optional<std::string> found_state;  // nullopt: no such row
   std::optional<int> found_attempt;
-  std::string Describe() const;  // one line for the log
+  std::optional<std::string> found_owner;  // the daemon driving the run
+  std::string committer;                   // the daemon that committed
+  std::string Describe() const;            // one line for the log
+};
+
+// What Database::RenewLease found.
+struct LeaseRenewal {
+  int64_t term = 0;  // grows when another process took over what the lease held
+  // Daemons only: its active runs with a cancel requested (Database::RequestCancel), and why.
+  std::vector<std::pair<RunId, std::string>> cancels;
+};
+
+// An attempt that may still be running, as the rows of its run have it.
+struct OpenAttempt {
+  std::string task_id;
+  int attempt = 0;
+  std::string supervisor;         // the lease owner recorded with its start
+  bool supervisor_alive = false;  // its supervisor's lease has not expired
+  // Its end as the supervisor recorded it, not yet decided by the run's owner.
+  std::optional<scheduler::AttemptOutcome> outcome;
+};
+
+// A run some daemon drives, with what resuming it needs.
+struct ActiveRun {
+  RunRecord run;  // with its tasks (round_base, retry_at)
+  std::vector<OpenAttempt> open;
+  std::optional<std::string> cancel_reason;  // a cancel was requested
+};
+
+// What TakeOverRuns did.
+struct Takeover {
+  std::vector<RunId> taken;      // now driven by the caller
+  std::vector<RunId> cancelled;  // `kiln run` runs whose process is gone: ended cancelled
+};
+
+// What a supervisor must stop (Database::RenewSupervisor).
+struct StopOrder {
+  scheduler::AttemptKey key;
+  std::string cause;  // "cancel" (its run is being cancelled) | "superseded" (not running any more)
+};
+
+// An attempt's end recorded by its supervisor.
+struct RecordedOutcome {
+  scheduler::AttemptKey key;
+  scheduler::AttemptOutcome outcome;
 };
 
 // One connection to kiln's database. Every method blocks on the network and returns errors as
@@ -266,12 +313,63 @@ class Database {
   // every update also appends an event ('task_state' / 'run_state'); an update the rules refuse
   // changes nothing but appends a 'fenced' event and is returned. Within a batch, run updates to
   // a non-terminal state come first, then the task updates in order, then run updates to a
-  // terminal state (a run starts before its tasks and ends after them). On error nothing is
-  // written.
-  // `actor` is recorded in events and is the default lease owner; leases expire `lease` after
-  // the attempt starts.
-  Result<std::vector<FencedUpdate>> CommitBatches(std::span<const scheduler::Batch* const> batches,
-                                                  std::string_view actor, Duration lease);
+  // terminal state (a run starts before its tasks and ends after them). Texts are stored as
+  // safe UTF-8 (common/text.h). When the database refuses the values of an update (an error that
+  // a retry cannot fix), the batches are written again with each update in a savepoint of its
+  // own: the updates that fail are returned as rejected and the rest commits. On any other error
+  // (the connection, the server) nothing is written.
+  // `actor` is the committing daemon: recorded in events, the default lease owner of attempts,
+  // and the only one (besides nobody) whose runs these updates may change. Leases of attempts are
+  // stamped `lease` after their start.
+  Result<std::vector<RefusedUpdate>> CommitBatches(std::span<const scheduler::Batch* const> batches,
+                                                   std::string_view actor, Duration lease);
+
+  // ---- leases and recovery (store/database_lease.cc) ----
+
+  // Moves the lease of `name` (kind "daemon" or "supervisor"; `daemon`: the daemon a supervisor
+  // serves) to now + `lease` on the database's clock, making the row when missing. For a daemon,
+  // also returns its active runs whose cancel was requested. One statement.
+  Result<LeaseRenewal> RenewLease(const std::string& name, std::string_view kind,
+                                  const std::string& daemon, Duration lease);
+  // A supervisor's renewal, in one statement: RenewLease, and which of `running` (the attempts it
+  // runs) it must stop because the database no longer has them running or their run is being
+  // cancelled.
+  Result<std::pair<LeaseRenewal, std::vector<StopOrder>>> RenewSupervisor(
+      const std::string& name, const std::string& daemon, Duration lease,
+      std::span<const scheduler::AttemptKey> running);
+  // Deletes the lease row of `name` (a process that exits holding nothing).
+  Status ReleaseLease(const std::string& name);
+
+  // The active (queued and running) runs that `owner` drives, oldest first, with their tasks and
+  // open attempts: what a daemon resumes at its start and after a takeover.
+  Result<std::vector<ActiveRun>> ActiveRunsOf(const std::string& owner);
+  // The same for the given runs (those still active; the ones taken over by `owner`, say).
+  Result<std::vector<ActiveRun>> ActiveRuns(std::span<const RunId> runs);
+  // One transaction: every active run whose daemon's lease has expired (or that has no lease
+  // row) becomes `owner`'s, with a 'run_taken_over' event each (detail {"from": old owner}), and
+  // the term of each expired lease grows. Runs of `kiln run` (trigger "cli") are not taken: their
+  // foreground process is gone, so they end cancelled like CancelOrphanedRun does. Daemons taking
+  // over at the same time skip each other's rows (SKIP LOCKED). At most `limit` runs per call.
+  Result<Takeover> TakeOverRuns(const std::string& owner, int limit);
+  // Where the given open attempts stand now: as OpenAttempt, plus whether the task row still has
+  // that attempt running (false: it ended or moved on; the attempt is of no interest any more).
+  struct AttemptStatus {
+    scheduler::AttemptKey key;
+    OpenAttempt attempt;
+    bool current = false;
+  };
+  Result<std::vector<AttemptStatus>> AttemptStatuses(std::span<const scheduler::AttemptKey> keys);
+  // A supervisor records the ends of attempts it ran (first report wins; nothing for an attempt
+  // that is not running any more) and notifies 'kiln_outcomes' with the runs' ids.
+  Status RecordOutcomes(const std::string& supervisor, std::span<const RecordedOutcome> outcomes);
+
+  // Asks for a run's cancel (kept until the run ends, whichever daemon drives it) with a
+  // 'cancel_requested' event naming `actor`, and notifies 'kiln_commands' with the run's id.
+  // Returns the run's owner (empty when none). kNotFound; kConflict "run N has already ended
+  // (state)".
+  Result<std::string> RequestCancel(RunId run, std::string_view actor, const std::string& reason);
+  // The pipeline file text of a version (pipeline_versions). kNotFound when it is not kept.
+  Result<std::string> PipelineSource(const std::string& pipeline, const std::string& hash);
 
   // Ok when the server answers a query (for readiness probes); kUnavailable when the
   // connection is lost.

@@ -45,10 +45,11 @@ constexpr const char* kRetry = R"sql(
 WITH tasks AS (
   UPDATE task_instances
   SET state = 'pending', exit_code = NULL, signal = NULL, started_at = NULL, ended_at = NULL,
-      retry_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+      retry_at = NULL, lease_owner = NULL, lease_expires_at = NULL, round_base = attempt
   WHERE run_id = $1 AND task_id IN (SELECT jsonb_array_elements_text($2::jsonb))),
 run AS (
-  UPDATE runs SET state = 'queued', ended_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+  UPDATE runs SET state = 'queued', ended_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                  cancel_requested_at = NULL, cancel_reason = NULL
   WHERE id = $1)
 INSERT INTO events (at, run_id, pipeline, kind, from_state, to_state, actor, detail)
 VALUES (now(), $1, $3, 'run_retried', $4, 'queued', $5, $6::jsonb)

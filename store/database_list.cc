@@ -78,7 +78,7 @@ Result<std::vector<RunRecord>> Database::QueuedRuns(const std::string& pipeline)
                                                     "IN (SELECT id " +
                                                     queued + ") ORDER BY run_id, position",
                                                 pipeline)) {
-      const auto run = RunId(row[10].as<int64_t>());
+      const auto run = RunId(row[kTaskColumns].as<int64_t>());
       while (i < runs.size() && runs[i].id != run) ++i;
       if (i == runs.size()) break;  // cannot happen: same snapshot, same order
       auto task = ReadTask(row);

@@ -174,11 +174,40 @@ ALTER TABLE runs ADD COLUMN backfill_id bigint REFERENCES backfills (id);
 CREATE INDEX runs_by_backfill ON runs (backfill_id, id) WHERE backfill_id IS NOT NULL;
 )sql";
 
+// Migration 5, leases and recovery (docs/design.md, "Surviving restarts"):
+// - daemons: every process that holds a lease: a daemon holds the runs it drives
+//   (runs.lease_owner = its name), a supervisor the attempts it runs (task_instances.lease_owner
+//   and attempts.lease_owner = its name). Each moves its expires_at forward; the database's
+//   clock decides when a lease has expired. `term` grows each time another process takes over
+//   what a lease held, so that its holder learns of it at its next renewal.
+// - runs.cancel_requested_at / cancel_reason: a cancel asked of a run, acted on by whichever
+//   daemon drives it (also one that takes it over later) and by the attempts' supervisors.
+// - task_instances.round_base: retries count from the first attempt of the current round.
+// - attempts.outcome: the end as the attempt's supervisor recorded it (exit status, resource use),
+//   before the run's owner decided the task's state from it. Null while it runs.
+// - indexes for the lease sweep and for retention (old ended runs by their end, events by time).
+constexpr std::string_view kLeaseSchema = R"sql(
+ALTER TABLE daemons ADD COLUMN kind text NOT NULL DEFAULT 'daemon'
+  CHECK (kind IN ('daemon', 'supervisor'));
+ALTER TABLE daemons ADD COLUMN expires_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE daemons ADD COLUMN daemon text;
+ALTER TABLE daemons ADD COLUMN term bigint NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN cancel_requested_at timestamptz;
+ALTER TABLE runs ADD COLUMN cancel_reason text;
+CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE state IN ('queued', 'running');
+CREATE INDEX runs_ended ON runs (ended_at) WHERE state IN ('success', 'failed', 'cancelled');
+ALTER TABLE task_instances ADD COLUMN round_base int NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN outcome jsonb;
+CREATE INDEX attempts_open ON attempts (lease_owner) WHERE state = 'running';
+CREATE INDEX events_by_time ON events (at);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
     {3, "schedules: fire cursors, skipped fires, completion triggers", kScheduleSchema},
     {4, "backfills", kBackfillSchema},
+    {5, "leases, recovery and retention", kLeaseSchema},
 };
 
 }  // namespace

@@ -33,7 +33,8 @@ Status PgStateStore::Open() {
   return Status::Ok();
 }
 
-void PgStateStore::Commit(scheduler::Batch batch, std::function<void(Status)> done) {
+void PgStateStore::Commit(scheduler::Batch batch,
+                          std::function<void(scheduler::CommitResult)> done) {
   {
     std::lock_guard lock(mu_);
     KILN_CHECK(thread_.joinable() && !stopping_);
@@ -53,32 +54,42 @@ void PgStateStore::Loop() {
       if (queue_.empty()) return;  // stopping and drained
       group.swap(queue_);
     }
-    Status status = Write(group);
-    for (Pending& p : group) {
-      post_([done = std::move(p.done), status] { done(status); });
+    std::vector<scheduler::CommitResult> results = Write(group);
+    for (size_t i = 0; i < group.size(); ++i) {
+      post_([done = std::move(group[i].done), result = std::move(results[i])]() mutable {
+        done(std::move(result));
+      });
     }
   }
 }
 
-Status PgStateStore::Write(const std::deque<Pending>& group) {
+std::vector<scheduler::CommitResult> PgStateStore::Write(const std::deque<Pending>& group) {
+  std::vector<scheduler::CommitResult> results(group.size());
   if (!db_) {
     // The previous connection was lost: a new one per attempt, so the database coming back is
     // noticed on the next commit.
     auto db = Database::Connect(url_);
-    if (!db.ok()) return db.status();
+    if (!db.ok()) {
+      for (auto& r : results) r.status = db.status();
+      return results;
+    }
     db_ = std::move(db).value();
   }
   std::vector<const scheduler::Batch*> batches;
   batches.reserve(group.size());
   for (const Pending& p : group) batches.push_back(&p.batch);
-  auto fenced = db_->CommitBatches(batches, lease_owner_, lease_);
-  if (!fenced.ok()) {
-    if (fenced.status().code() == ErrorCode::kUnavailable) db_.reset();
-    log::Error(fenced.message());
-    return fenced.status();
+  auto refused = db_->CommitBatches(batches, lease_owner_, lease_);
+  if (!refused.ok()) {
+    if (refused.status().code() == ErrorCode::kUnavailable) db_.reset();
+    log::Error(refused.message());
+    for (auto& r : results) r.status = refused.status();
+    return results;
   }
-  for (const FencedUpdate& f : *fenced) log::Warn("store: " + f.Describe());
-  return Status::Ok();
+  for (RefusedUpdate& r : *refused) {
+    (r.refusal.rejected ? log::Error : log::Warn)("store: " + r.Describe());
+    results[r.batch].refused.push_back(std::move(r.refusal));
+  }
+  return results;
 }
 
 }  // namespace kiln::store

@@ -23,9 +23,8 @@ class PgStateStore final : public scheduler::StateStore {
   // Runs a callback on the scheduler's thread, e.g. [&io](auto f) { asio::post(io, f); }.
   using Post = std::function<void(std::function<void()>)>;
 
-  // `lease_owner` names this daemon in attempts, leases and events ("host:pid"). Attempts'
-  // leases expire `lease` after they start (renewal is not implemented yet). Nothing happens
-  // until Open().
+  // `lease_owner` names the committing daemon: recorded in events, and the only daemon whose runs
+  // its commits may change (Database::CommitBatches). Nothing happens until Open().
   PgStateStore(std::string url, std::string lease_owner, Post post,
                Duration lease = std::chrono::minutes(10));
   // Commits everything still queued (their callbacks are posted), then joins the store thread.
@@ -40,20 +39,20 @@ class PgStateStore final : public scheduler::StateStore {
   Status Open();
 
   // Queues `batch`. The store thread takes every batch queued so far and writes them in one
-  // transaction (Database::CommitBatches: fencing, events), then posts each `done` in call order
-  // with the same Status: ok, or the error after a rollback (nothing of those batches was
-  // written; the caller may commit them again). A fenced update is logged as a warning and is
-  // not an error. Thread-safe; never blocks on the database and never calls `done` itself.
-  void Commit(scheduler::Batch batch, std::function<void(Status)> done) override;
+  // transaction (Database::CommitBatches: fencing, events, rejected values), then posts each
+  // `done` in call order with the same status: ok with the batch's refused updates (logged), or
+  // the error after a rollback (nothing of those batches was written; the caller may commit them
+  // again). Thread-safe; never blocks on the database and never calls `done` itself.
+  void Commit(scheduler::Batch batch, std::function<void(scheduler::CommitResult)> done) override;
 
  private:
   struct Pending {
     scheduler::Batch batch;
-    std::function<void(Status)> done;
+    std::function<void(scheduler::CommitResult)> done;
   };
 
   void Loop();
-  Status Write(const std::deque<Pending>& group);
+  std::vector<scheduler::CommitResult> Write(const std::deque<Pending>& group);
 
   const std::string url_;
   const std::string lease_owner_;

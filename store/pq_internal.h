@@ -78,7 +78,8 @@ Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run);
 inline constexpr int kRunColumns = 16;
 std::string RunColumns();
 Result<RunRecord> ReadRun(RunId id, const pqxx::row& row);
-// The columns of a task_instances row that ReadTask reads, in its order (10 columns).
+// The columns of a task_instances row that ReadTask reads, in its order (kTaskColumns of them).
+inline constexpr int kTaskColumns = 11;
 std::string TaskColumns();
 Result<TaskInstanceRecord> ReadTask(const pqxx::row& row);
 // The run with its tasks as `txn` sees it. ErrorCode::kNotFound "run N not found"; a row that
@@ -91,5 +92,6 @@ Result<RunRecord> ReadRunWithTasks(pqxx::transaction_base& txn, RunId id, std::s
 // every connection.
 void RegisterBatchStatements(DatabaseImpl& impl);
 void RegisterApiStatements(DatabaseImpl& impl);
+void RegisterLeaseStatements(DatabaseImpl& impl);
 
 }  // namespace kiln::store

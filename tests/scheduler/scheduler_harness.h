@@ -24,21 +24,52 @@ namespace sch = kiln::scheduler;
 class FakeStore final : public sch::StateStore {
  public:
   explicit FakeStore(asio::io_context& io) : io_(io) {}
-  void Commit(sch::Batch batch, std::function<void(kiln::Status)> done) override {
+  void Commit(sch::Batch batch, std::function<void(sch::CommitResult)> done) override {
     ++calls;
     bool fail = fail_next > 0;
     if (fail) --fail_next;
-    if (!fail) committed.push_back(batch);
-    auto reply = [done, fail] {
-      done(fail ? kiln::Status::Error(kiln::ErrorCode::kUnavailable, "database down")
-                : kiln::Status::Ok());
-    };
+    sch::CommitResult result;
+    if (fail) {
+      result.status = kiln::Status::Error(kiln::ErrorCode::kUnavailable, "database down");
+    } else {
+      // Refusals chosen by the test: by (task id, state) for task updates.
+      for (size_t i = 0; i < batch.tasks.size(); ++i) {
+        const auto& u = batch.tasks[i];
+        for (auto it = refuse.begin(); it != refuse.end(); ++it) {
+          if (it->task == u.task_id && it->state == u.state) {
+            result.refused.push_back(sch::Refusal{false, i, it->rejected, it->message});
+            refused.push_back(u);
+            refuse.erase(it);
+            break;
+          }
+        }
+      }
+      // The accepted part of the batch, as the database keeps it.
+      sch::Batch kept;
+      kept.runs = batch.runs;
+      for (size_t i = 0; i < batch.tasks.size(); ++i) {
+        bool out = false;
+        for (const auto& r : result.refused) out = out || (!r.run && r.index == i);
+        if (!out) kept.tasks.push_back(batch.tasks[i]);
+      }
+      committed.push_back(std::move(kept));
+    }
+    auto reply = [done, result] { done(result); };
     if (hold) {
       held.push_back(reply);
     } else {
       asio::post(io_, reply);
     }
   }
+  // An update the next commits refuse: the first task update of `task` to `state`.
+  struct Refuse {
+    std::string task;
+    TaskState state;
+    bool rejected;
+    std::string message;
+  };
+  std::vector<Refuse> refuse;
+  std::vector<sch::TaskUpdate> refused;
   // Answers the commits held back while `hold` was set.
   void ReleaseHeld() {
     for (auto& reply : held) asio::post(io_, reply);
@@ -90,6 +121,21 @@ class FakeRunner final : public sch::TaskRunner {
     started_at[id] = clock_.now;
     running[id] = Started{std::move(request), std::move(on_exit), durable};
   }
+  void Adopt(const sch::AdoptRequest& request,
+             std::function<void(sch::AttemptOutcome)> on_exit) override {
+    std::string id = task_names.at(kiln::Index(request.task));
+    adopted.push_back(request);
+    started_at[id] = clock_.now;
+    sch::LaunchRequest launch;
+    launch.run = request.run;
+    launch.task = request.task;
+    launch.task_id = request.task_id;
+    launch.attempt = request.attempt;
+    running[id] = Started{std::move(launch), std::move(on_exit), true};
+  }
+  void Recorded(RunId, TaskId task, int attempt) override {
+    recorded.push_back(task_names.at(kiln::Index(task)) + "#" + std::to_string(attempt));
+  }
   void Kill(RunId, TaskId task) override {
     std::string id = task_names.at(kiln::Index(task));
     auto it = running.find(id);
@@ -119,6 +165,8 @@ class FakeRunner final : public sch::TaskRunner {
   std::vector<std::string> order;
   std::map<std::string, Started> running;
   std::vector<std::string> killed;
+  std::vector<sch::AdoptRequest> adopted;
+  std::vector<std::string> recorded;  // "task#attempt" acknowledged as durable
 
  private:
   asio::io_context& io_;

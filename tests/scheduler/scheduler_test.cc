@@ -156,7 +156,7 @@ TEST_CASE("shutdown cancels active runs and reports done after the last commit")
   Harness h({Task("a"), Task("b", {"a"})});
   h.Start();
   bool done = false;
-  h.scheduler->Shutdown("the daemon stopped", [&] { done = true; });
+  h.scheduler->Shutdown(sch::StopMode::kCancel, "the daemon stopped", [&] { done = true; });
   CHECK_FALSE(done);  // "a" is still running until its process is gone
   h.Settle();
   CHECK(done);
@@ -173,7 +173,7 @@ TEST_CASE("shutdown cancels active runs and reports done after the last commit")
 TEST_CASE("a run added while stopping is cancelled at once") {
   Harness h({Task("a")});
   bool done = false;
-  h.scheduler->Shutdown("the daemon stopped", [&] { done = true; });
+  h.scheduler->Shutdown(sch::StopMode::kCancel, "the daemon stopped", [&] { done = true; });
   CHECK(done);
   h.Start();
   CHECK(h.runner.order.empty());

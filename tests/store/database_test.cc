@@ -17,12 +17,13 @@ TEST_CASE("migrations create the schema once") {
              "schema_migrations", "task_instances"});
   CHECK(t.Rows("SELECT version, name FROM schema_migrations ORDER BY 1") ==
         Rows{"1|initial schema", "2|api: event pipelines, pause state",
-             "3|schedules: fire cursors, skipped fires, completion triggers", "4|backfills"});
+             "3|schedules: fire cursors, skipped fires, completion triggers", "4|backfills",
+             "5|leases, recovery and retention"});
   CHECK(t.One("SELECT count(*) FROM pg_indexes WHERE indexname = 'task_instances_active' AND "
               "indexdef LIKE '%WHERE (state = ANY%'") == "1");
 
   REQUIRE((*db)->Migrate().ok());
-  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "4");
+  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "5");
 }
 
 TEST_CASE("concurrent migrations from two connections both succeed") {
@@ -38,7 +39,8 @@ TEST_CASE("concurrent migrations from two connections both succeed") {
   tb.join();
   CHECK(sa.message() == "");
   CHECK(sb.message() == "");
-  CHECK(t.Rows("SELECT version FROM schema_migrations ORDER BY 1") == Rows{"1", "2", "3", "4"});
+  CHECK(t.Rows("SELECT version FROM schema_migrations ORDER BY 1") ==
+        Rows{"1", "2", "3", "4", "5"});
 }
 
 TEST_CASE("a schema newer than this kiln is refused") {
@@ -48,7 +50,7 @@ TEST_CASE("a schema newer than this kiln is refused") {
   Status s = db->Migrate();
   CHECK(s.code() == ErrorCode::kConflict);
   CHECK(s.message() ==
-        "database: schema version 99 is newer than this kiln knows (4); upgrade kiln or point it "
+        "database: schema version 99 is newer than this kiln knows (5); upgrade kiln or point it "
         "at another database");
 }
 

@@ -61,7 +61,7 @@ Batch RunTo(RunId run, RunState state, Instant at, std::string reason = "") {
 // Commits one batch and waits for its callback.
 Status CommitAndWait(PgStateStore& store, Inbox& inbox, Batch batch) {
   Status result = Status::Error("callback not called");
-  store.Commit(std::move(batch), [&](Status s) { result = s; });
+  store.Commit(std::move(batch), [&](scheduler::CommitResult r) { result = r.status; });
   inbox.RunAll(1);
   return result;
 }
@@ -113,11 +113,12 @@ TEST_CASE("PgStateStore writes retries with exact rows, one transaction per grou
   std::vector<std::string> calls;
   {
     RowLock lock(t, "train");
-    store.Commit(first, [&](Status s) { calls.push_back("1:" + s.message()); });
+    store.Commit(first,
+                 [&](scheduler::CommitResult r) { calls.push_back("1:" + r.status.message()); });
     lock.WaitForWaiter(t);
     for (size_t i = 0; i < rest.size(); ++i) {
-      store.Commit(rest[i], [&, i](Status s) {
-        calls.push_back(std::to_string(i + 2) + ":" + s.message());
+      store.Commit(rest[i], [&, i](scheduler::CommitResult r) {
+        calls.push_back(std::to_string(i + 2) + ":" + r.status.message());
       });
     }
     lock.txn.abort();
@@ -232,7 +233,49 @@ TEST_CASE("a late report for an attempt that was given up changes nothing") {
         Rows{"fenced|success|queued", "run_state|queued|failed", "fenced|failed|running"});
 }
 
-TEST_CASE("a failed group commit reports the error to each batch and writes nothing") {
+TEST_CASE("an update the database refuses is rejected alone and the rest of the group commits") {
+  TestDatabase t;
+  auto db = t.Open();
+  auto created = db->CreateRun(SimpleRun({"train", "eval", "report"}));
+  REQUIRE(created.ok());
+  const RunId run = created->id;
+  Inbox inbox;
+  PgStateStore store(t.url(), "host:1", inbox.Poster());
+  REQUIRE(store.Open().ok());
+
+  std::vector<scheduler::CommitResult> results(3);
+  {
+    RowLock lock(t, "train");
+    store.Commit(Tasks({Start(run, "train", 1, At(1))}),
+                 [&](scheduler::CommitResult r) { results[0] = r; });
+    lock.WaitForWaiter(t);
+    // Far beyond the year 294276: no timestamptz holds it, so no retry could ever write it.
+    Batch bad = Tasks({Start(run, "eval", 1, At(1)), Start(run, "report", 1, At(1))});
+    bad.tasks[0].at = Instant(std::chrono::milliseconds(int64_t{1} << 60));
+    store.Commit(bad, [&](scheduler::CommitResult r) { results[1] = r; });
+    store.Commit(Tasks({Start(run, "bad\xff", 1, At(1))}),
+                 [&](scheduler::CommitResult r) { results[2] = r; });
+    lock.txn.abort();
+  }
+  inbox.RunAll(3);
+  for (const auto& r : results) CHECK(r.status.ok());
+  CHECK(results[0].refused.empty());
+  REQUIRE(results[1].refused.size() == 1);
+  const scheduler::Refusal& refusal = results[1].refused[0];
+  CHECK_FALSE(refusal.run);
+  CHECK(refusal.index == 0);
+  CHECK(refusal.rejected);
+  CHECK_THAT(refusal.message, Catch::Contains("out of range"));
+  // Not UTF-8: stored safely as U+FFFD; there is no such task, so the update is fenced.
+  REQUIRE(results[2].refused.size() == 1);
+  CHECK_FALSE(results[2].refused[0].rejected);
+  CHECK(t.Rows("SELECT task_id, state FROM task_instances ORDER BY position") ==
+        Rows{"train|running", "eval|pending", "report|running"});
+  CHECK(t.One("SELECT count(*) FROM attempts") == "2");
+  CHECK(t.One("SELECT task_id FROM events WHERE kind = 'fenced'") == "bad\xef\xbf\xbd");
+}
+
+TEST_CASE("a group lost with its connection writes nothing and the next group reconnects") {
   TestDatabase t;
   auto db = t.Open();
   auto created = db->CreateRun(SimpleRun({"train", "eval"}));
@@ -242,29 +285,32 @@ TEST_CASE("a failed group commit reports the error to each batch and writes noth
   PgStateStore store(t.url(), "host:1", inbox.Poster());
   REQUIRE(store.Open().ok());
 
-  std::vector<Status> results(3);
+  std::vector<Status> results(2);
   {
     RowLock lock(t, "train");
-    store.Commit(Tasks({Start(run, "train", 1, At(1))}), [&](Status s) { results[0] = s; });
+    store.Commit(Tasks({Start(run, "train", 1, At(1))}),
+                 [&](scheduler::CommitResult r) { results[0] = r.status; });
     lock.WaitForWaiter(t);
-    store.Commit(Tasks({Start(run, "eval", 1, At(1))}), [&](Status s) { results[1] = s; });
-    // Not UTF-8: the server refuses the parameter.
-    store.Commit(Tasks({Start(run, "bad\xff", 1, At(1))}), [&](Status s) { results[2] = s; });
+    store.Commit(Tasks({Start(run, "eval", 1, At(1))}),
+                 [&](scheduler::CommitResult r) { results[1] = r.status; });
+    // The server ends the session while its group is written: nothing of it commits.
+    t.One(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+        "current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'");
     lock.txn.abort();
   }
-  inbox.RunAll(3);
-  CHECK(results[0].ok());
-  CHECK(results[1].message() == results[2].message());
-  CHECK_THAT(results[1].message(),
-             Catch::StartsWith("database: committing 2 state changes: ERROR: invalid byte "
-                               "sequence for encoding \"UTF8\": 0xff"));
+  inbox.RunAll(2);
+  CHECK_FALSE(results[0].ok());
+  CHECK(results[0].code() == ErrorCode::kUnavailable);
+  // The next group connects again.
+  CHECK(results[1].ok());
   CHECK(t.Rows("SELECT task_id, state FROM task_instances ORDER BY position") ==
-        Rows{"train|running", "eval|pending"});
+        Rows{"train|pending", "eval|running"});
   CHECK(t.One("SELECT count(*) FROM attempts") == "1");
 
-  // The caller retries the good batch.
-  CHECK(CommitAndWait(store, inbox, Tasks({Start(run, "eval", 1, At(1))})).ok());
-  CHECK(t.One("SELECT state FROM task_instances WHERE task_id = 'eval'") == "running");
+  // The caller retries: a new connection writes them.
+  CHECK(CommitAndWait(store, inbox, Tasks({Start(run, "train", 1, At(1))})).ok());
+  CHECK(t.One("SELECT state FROM task_instances WHERE task_id = 'train'") == "running");
 }
 
 TEST_CASE("the destructor commits what is queued and posts every callback") {
@@ -278,7 +324,8 @@ TEST_CASE("the destructor commits what is queued and posts every callback") {
     PgStateStore store(t.url(), "host:1", inbox.Poster());
     REQUIRE(store.Open().ok());
     for (const char* task : {"a", "b", "c"}) {
-      store.Commit(Tasks({Start(created->id, task, 1, At(1))}), [&](Status s) { ok += s.ok(); });
+      store.Commit(Tasks({Start(created->id, task, 1, At(1))}),
+                   [&](scheduler::CommitResult r) { ok += r.status.ok(); });
     }
   }
   CHECK(inbox.Size() == 3);

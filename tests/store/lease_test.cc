@@ -1,0 +1,252 @@
+// Leases, takeover and recovery reads against a real PostgreSQL: who drives a run, what a
+// supervisor recorded, what a daemon that starts (or takes over) finds.
+#include "tests/store/run_fixtures.h"
+
+using namespace kiln;
+using namespace kiln::store;
+using namespace kiln::store::testing;
+using dag::TaskState;
+using Rows = std::vector<std::string>;
+
+namespace {
+
+RunId OwnedRun(Database& db, const std::string& owner, std::vector<std::string> tasks,
+               const std::string& trigger = "manual") {
+  NewRun run = SimpleRun(std::move(tasks));
+  run.lease_owner = owner;
+  run.trigger = trigger;
+  return CreateOrFail(db, run);
+}
+
+Result<std::vector<RefusedUpdate>> CommitAs(Database& db, const std::string& owner,
+                                            scheduler::Batch batch) {
+  const scheduler::Batch* group[] = {&batch};
+  return db.CommitBatches(group, owner, std::chrono::minutes(5));
+}
+
+scheduler::Batch Of(std::vector<scheduler::TaskUpdate> updates) {
+  scheduler::Batch b;
+  b.tasks = std::move(updates);
+  return b;
+}
+
+scheduler::AttemptOutcome Exited(int code) {
+  scheduler::AttemptOutcome o;
+  o.started = true;
+  o.exit_code = code;
+  o.started_at = At(1);
+  o.ended_at = At(9);
+  o.cpu = Duration(700);
+  o.max_rss_kb = 4096;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("a lease is renewed on the database clock and its term grows only on takeover") {
+  TestDatabase t;
+  auto db = t.Open();
+  auto first = db->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30));
+  REQUIRE(first.ok());
+  CHECK(first->term == 0);
+  CHECK(t.One("SELECT kind, expires_at - heartbeat_at FROM daemons WHERE name = 'h:/a'") ==
+        "daemon|00:00:30");
+  REQUIRE(db->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30)).ok());
+  CHECK(t.One("SELECT count(*) FROM daemons") == "1");
+  // A supervisor names its daemon.
+  REQUIRE(db->RenewLease("h:/a/supervisor", "supervisor", "h:/a", std::chrono::seconds(9)).ok());
+  CHECK(t.One("SELECT kind, daemon FROM daemons WHERE name = 'h:/a/supervisor'") ==
+        "supervisor|h:/a");
+  REQUIRE(db->ReleaseLease("h:/a/supervisor").ok());
+  CHECK(t.One("SELECT count(*) FROM daemons") == "1");
+}
+
+TEST_CASE("commits change only the runs their daemon drives; a fenced end keeps its outcome") {
+  TestDatabase t;
+  auto db = t.Open();
+  const RunId run = OwnedRun(*db, "h:/a", {"train", "eval"});
+  auto started = CommitAs(*db, "h:/a", Of({StartUpdate(run, "train", 1, At(1))}));
+  REQUIRE(started.ok());
+  CHECK(started->empty());
+
+  // Another daemon cannot write to it: fenced, with the owner in the event.
+  auto other = CommitAs(*db, "h:/b", Of({StartUpdate(run, "eval", 1, At(2))}));
+  REQUIRE(other.ok());
+  REQUIRE(other->size() == 1);
+  CHECK((*other)[0].Describe() ==
+        "run 1 task 'eval' attempt 1: late update to running ignored (the run is driven by h:/a)");
+  CHECK(t.One("SELECT detail->>'owner' FROM events WHERE kind = 'fenced'") == "h:/a");
+
+  // Taken over by h:/b: the end h:/a reports is fenced, but the attempt keeps the outcome for
+  // h:/b to decide from.
+  t.Rows("UPDATE runs SET lease_owner = 'h:/b'");
+  auto end = EndUpdate(run, "train", 1, TaskState::kSuccess, At(9), 0);
+  end.end->outcome = Exited(0);
+  auto late = CommitAs(*db, "h:/a", Of({end}));
+  REQUIRE(late.ok());
+  CHECK(late->size() == 1);
+  CHECK(t.One("SELECT state FROM task_instances WHERE task_id = 'train'") == "running");
+  CHECK(t.One("SELECT state, outcome->>'exit_code', outcome->>'cpu_ms' FROM attempts") ==
+        "running|0|700");
+  auto active = db->ActiveRunsOf("h:/b");
+  REQUIRE(active.ok());
+  REQUIRE(active->size() == 1);
+  REQUIRE((*active)[0].open.size() == 1);
+  const OpenAttempt& open = (*active)[0].open[0];
+  CHECK(open.task_id == "train");
+  CHECK(open.attempt == 1);
+  CHECK(open.supervisor == "worker-1");
+  CHECK_FALSE(open.supervisor_alive);
+  REQUIRE(open.outcome.has_value());
+  CHECK(open.outcome->exit_code == 0);
+  CHECK(open.outcome->max_rss_kb == 4096);
+
+  // The new owner's end applies and keeps the first outcome.
+  auto decided =
+      CommitAs(*db, "h:/b", Of({EndUpdate(run, "train", 1, TaskState::kSuccess, At(10), 0)}));
+  REQUIRE(decided.ok());
+  CHECK(decided->empty());
+  CHECK(t.One("SELECT state, outcome->>'exit_code' FROM attempts") == "success|0");
+}
+
+TEST_CASE("runs of an expired daemon are taken over once; a kiln run's run ends cancelled") {
+  TestDatabase t;
+  auto db = t.Open();
+  REQUIRE(db->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30)).ok());
+  REQUIRE(db->RenewLease("h:/b", "daemon", "", std::chrono::seconds(30)).ok());
+  const RunId a1 = OwnedRun(*db, "h:/a", {"x"});
+  const RunId a2 = OwnedRun(*db, "h:/a", {"x"});
+  const RunId cli = OwnedRun(*db, "h:/a:run:7", {"x", "y"}, "cli");
+  REQUIRE(CommitAs(*db, "h:/a:run:7", Of({StartUpdate(cli, "x", 1, At(1))})).ok());
+  const RunId b1 = OwnedRun(*db, "h:/b", {"x"});
+
+  // Nothing has expired (the kiln run has no lease row: it counts as expired).
+  auto none = db->TakeOverRuns("h:/b", 100);
+  REQUIRE(none.ok());
+  CHECK(none->taken.empty());
+  CHECK(none->cancelled == std::vector<RunId>{cli});
+  CHECK(t.Rows("SELECT task_id, state FROM task_instances WHERE run_id = " + ToString(cli) +
+               " ORDER BY 1") == Rows{"x|cancelled", "y|cancelled"});
+  CHECK(t.One("SELECT state, reason FROM attempts WHERE run_id = " + ToString(cli)) ==
+        "cancelled|the kiln run process that drove it (h:/a:run:7) is gone");
+
+  t.Rows("UPDATE daemons SET expires_at = now() - interval '1 second' WHERE name = 'h:/a'");
+  auto taken = db->TakeOverRuns("h:/b", 100);
+  REQUIRE(taken.ok());
+  CHECK(taken->taken == std::vector<RunId>{a1, a2});
+  CHECK(t.Rows("SELECT id, lease_owner FROM runs WHERE state IN ('queued', 'running') ORDER BY "
+               "id") ==
+        Rows{ToString(a1) + "|h:/b", ToString(a2) + "|h:/b", ToString(b1) + "|h:/b"});
+  CHECK(t.Rows("SELECT run_id, actor, detail->>'from' FROM events WHERE kind = "
+               "'run_taken_over' ORDER BY id") ==
+        Rows{ToString(a1) + "|h:/b|h:/a", ToString(a2) + "|h:/b|h:/a"});
+  // h:/a learns of it at its next renewal: the term grew.
+  auto renewed = db->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30));
+  REQUIRE(renewed.ok());
+  CHECK(renewed->term == 1);
+  // Nothing is taken twice.
+  auto again = db->TakeOverRuns("h:/c", 100);
+  REQUIRE(again.ok());
+  CHECK(again->taken.empty());
+}
+
+TEST_CASE("a supervisor records ends, learns what to stop, and its liveness is read back") {
+  TestDatabase t;
+  auto db = t.Open();
+  REQUIRE(db->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30)).ok());
+  const RunId run = OwnedRun(*db, "h:/a", {"a", "b", "c"});
+  auto start = [&](const std::string& task) {
+    auto u = StartUpdate(run, task, 1, At(1));
+    u.start->lease_owner = "h:/a/supervisor";
+    return u;
+  };
+  REQUIRE(CommitAs(*db, "h:/a", Of({start("a"), start("b"), start("c")})).ok());
+  auto renewal = db->RenewSupervisor(
+      "h:/a/supervisor", "h:/a", std::chrono::seconds(30),
+      std::vector<scheduler::AttemptKey>{{run, "a", 1}, {run, "b", 1}, {run, "c", 1}});
+  REQUIRE(renewal.ok());
+  CHECK(renewal->second.empty());
+
+  // "a" ended; "b" was given up by its run (marked by hand in the database).
+  std::vector<RecordedOutcome> ends = {{{run, "a", 1}, Exited(3)}};
+  REQUIRE(db->RecordOutcomes("h:/a/supervisor", ends).ok());
+  REQUIRE(db->RecordOutcomes("h:/a/supervisor", ends).ok());  // twice: first report wins
+  t.Rows("UPDATE task_instances SET state = 'success' WHERE task_id = 'b'");
+  auto active = db->ActiveRunsOf("h:/a");
+  REQUIRE(active.ok());
+  REQUIRE(active->size() == 1);
+  const auto& open = (*active)[0].open;
+  REQUIRE(open.size() == 2);  // "b" is not running any more
+  CHECK(open[0].task_id == "a");
+  CHECK(open[0].supervisor_alive);
+  REQUIRE(open[0].outcome.has_value());
+  CHECK(open[0].outcome->exit_code == 3);
+  CHECK(open[1].task_id == "c");
+  CHECK_FALSE(open[1].outcome.has_value());
+
+  auto stops =
+      db->RenewSupervisor("h:/a/supervisor", "h:/a", std::chrono::seconds(30),
+                          std::vector<scheduler::AttemptKey>{{run, "b", 1}, {run, "c", 1}});
+  REQUIRE(stops.ok());
+  REQUIRE(stops->second.size() == 1);
+  CHECK(stops->second[0].key.task_id == "b");
+  CHECK(stops->second[0].cause == "superseded");
+
+  // A cancel requested (through any daemon): the supervisor stops what remains.
+  auto owner = db->RequestCancel(run, "admin", "cancelled by admin");
+  REQUIRE(owner.ok());
+  CHECK(*owner == "h:/a");
+  auto cancel = db->RenewSupervisor("h:/a/supervisor", "h:/a", std::chrono::seconds(30),
+                                    std::vector<scheduler::AttemptKey>{{run, "c", 1}});
+  REQUIRE(cancel.ok());
+  REQUIRE(cancel->second.size() == 1);
+  CHECK(cancel->second[0].cause == "cancel");
+  auto daemon = db->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30));
+  REQUIRE(daemon.ok());
+  CHECK(daemon->cancels == std::vector<std::pair<RunId, std::string>>{{run, "cancelled by admin"}});
+  CHECK(t.One("SELECT actor, detail->>'reason' FROM events WHERE kind = 'cancel_requested'") ==
+        "admin|cancelled by admin");
+
+  // Its lease expires: attempts of it read as not alive.
+  t.Rows(
+      "UPDATE daemons SET expires_at = now() - interval '1 second' WHERE kind = "
+      "'supervisor'");
+  auto statuses =
+      db->AttemptStatuses(std::vector<scheduler::AttemptKey>{{run, "c", 1}, {run, "b", 1}});
+  REQUIRE(statuses.ok());
+  REQUIRE(statuses->size() == 2);
+  CHECK((*statuses)[0].current);
+  CHECK_FALSE((*statuses)[0].attempt.supervisor_alive);
+  CHECK_FALSE((*statuses)[1].current);
+}
+
+TEST_CASE("a cancel cannot be requested of an ended run, and a version's source is kept") {
+  TestDatabase t;
+  auto db = t.Open();
+  const RunId run = OwnedRun(*db, "h:/a", {"a"});
+  t.Rows("UPDATE runs SET state = 'success'");
+  auto ended = db->RequestCancel(run, "admin", "no");
+  REQUIRE_FALSE(ended.ok());
+  CHECK(ended.status().code() == ErrorCode::kConflict);
+  CHECK(ended.message() == "run 1 has already ended (success)");
+  auto source = db->PipelineSource("train", "abc123");
+  REQUIRE(source.ok());
+  CHECK(*source == "[pipeline]\nname = \"train\"\n");
+  auto missing = db->PipelineSource("train", "ffffffffffffffff");
+  CHECK(missing.message() == "pipeline 'train' version ffffffffffff is not kept");
+}
+
+TEST_CASE("a retry starts a new round: retries count from the attempt it left off at") {
+  TestDatabase t;
+  auto db = t.Open();
+  const RunId run = OwnedRun(*db, "h:/a", {"a"});
+  REQUIRE(CommitAs(*db, "h:/a", Of({StartUpdate(run, "a", 1, At(1))})).ok());
+  REQUIRE(CommitAs(*db, "h:/a", Of({EndUpdate(run, "a", 1, TaskState::kFailed, At(2), 1)})).ok());
+  t.Rows("UPDATE runs SET state = 'failed'");
+  std::vector<std::string> tasks = {"a"};
+  auto retried = db->PrepareRetry(run, tasks, "admin");
+  REQUIRE(retried.ok());
+  REQUIRE(retried->tasks.size() == 1);
+  CHECK(retried->tasks[0].round_base == 1);
+  CHECK(retried->tasks[0].attempt == 1);
+}
