@@ -1,6 +1,7 @@
 // The subcommands of `kiln`. Each returns the process exit code.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,17 @@ struct ScheduleNextOptions {
 };
 // Prints the next `count` fires after `from`, one per line, RFC 3339 in the zone's offset.
 int ScheduleNext(const ScheduleNextOptions& options);
+
+struct SuperviseOptions {
+  std::string data_dir;
+  std::string daemon;
+  int64_t lease_ms = 0;
+  int ready_fd = -1;
+  bool embedded = false;
+  std::string pg_bin_dir;
+};
+// `kiln supervise`, started by `kiln serve` (daemon/supervision.h).
+int Supervise(const SuperviseOptions& options);
 
 // `kiln token new --name NAME --role ROLE`: prints the token and the kiln.toml lines declaring it.
 int TokenNew(const std::string& name, const std::string& role);

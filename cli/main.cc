@@ -137,6 +137,17 @@ int main(int argc, char** argv) {
   backfill_cmd->add_option("--status", backfill.status, "Show the progress of a backfill");
   backfill_cmd->add_option("--cancel", backfill.cancel, "Cancel a backfill");
 
+  // Started by `kiln serve` for itself; hidden from the help.
+  kiln::cli::SuperviseOptions supervise;
+  auto* supervise_cmd = app.add_subcommand("supervise", "Supervise a daemon's task attempts");
+  supervise_cmd->group("");
+  supervise_cmd->add_option("--data-dir", supervise.data_dir)->required();
+  supervise_cmd->add_option("--daemon", supervise.daemon)->required();
+  supervise_cmd->add_option("--lease-ms", supervise.lease_ms)->required();
+  supervise_cmd->add_option("--ready-fd", supervise.ready_fd)->required();
+  supervise_cmd->add_flag("--embedded", supervise.embedded);
+  supervise_cmd->add_option("--pg-bin-dir", supervise.pg_bin_dir);
+
   CLI11_PARSE(app, argc, argv);
 
   if (*validate) {
@@ -146,6 +157,7 @@ int main(int argc, char** argv) {
   if (*graph) return kiln::cli::Graph(graph_file, graph_format);
   if (*run_cmd) return kiln::cli::Run(run);
   if (*serve_cmd) return kiln::cli::Serve(serve);
+  if (*supervise_cmd) return kiln::cli::Supervise(supervise);
   if (*schedule_next) return kiln::cli::ScheduleNext(next);
   if (*token_new) return kiln::cli::TokenNew(token_name, token_role);
   if (*trigger_cmd) return kiln::cli::ClientTrigger(client, trigger);

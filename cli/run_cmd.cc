@@ -13,6 +13,7 @@
 #include "cli/progress.h"
 #include "config/pipeline_loader.h"
 #include "daemon/engine.h"
+#include "daemon/lease_keeper.h"
 #include "daemon/runtime.h"
 
 namespace kiln::cli {
@@ -161,15 +162,32 @@ int Run(const RunOptions& o) {
   AddMissingPools(pipeline.spec, *cfg);
 
   const std::string name = daemon::ForegroundName(cfg->data_dir);
-  auto runtime = daemon::StartRuntime(*cfg, name);
+  executor::LocalTaskRunner* local = nullptr;
+  // A foreground run: its tasks are this process's children and stop with it.
+  auto runtime = daemon::StartRuntime(
+      *cfg, name, name,
+      [&](boost::asio::io_context& io,
+          const std::string&) -> Result<std::unique_ptr<scheduler::TaskRunner>> {
+        auto runner =
+            std::make_unique<executor::LocalTaskRunner>(io, cfg->log_cap_bytes, cfg->kill_grace);
+        local = runner.get();
+        return std::unique_ptr<scheduler::TaskRunner>(std::move(runner));
+      });
   if (!runtime.ok()) {
     std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
   }
   store::Database& db = *(*runtime)->database.db;
+  // Its run is held by a lease like a daemon's runs: a daemon on the same database ends it
+  // (cancelled) if this process dies, and leaves it alone while it lives.
+  daemon::LeaseKeeper lease({(*runtime)->database.url, name, cfg->lease, /*take_over=*/false}, {});
+  if (Status s = lease.Start(); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
+    return 1;
+  }
   asio::io_context& io = (*runtime)->engine->io;
   scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
-  executor::LocalTaskRunner& runner = *(*runtime)->engine->runner;
+  executor::LocalTaskRunner& runner = *local;
   Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
   sched.SetObserver(&progress);
   Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run
@@ -194,6 +212,7 @@ int Run(const RunOptions& o) {
   while (!progress.finished() && !interrupts.abandoned() && io.run_one() > 0) {
   }
   if (interrupts.abandoned()) return 130;
+  lease.Stop(/*release=*/true);
 
   auto record = db.GetRun(run_id);
   if (!record.ok()) {

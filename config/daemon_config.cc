@@ -15,8 +15,13 @@ using internal::TomlReader;
 
 namespace {
 
-constexpr std::array<std::string_view, 8> kTopKeys = {
-    "auth", "data_dir", "database", "executor", "pipelines", "pools", "scheduler", "server"};
+constexpr std::array<std::string_view, 10> kTopKeys = {
+    "auth",      "daemon", "data_dir",  "database",  "executor",
+    "pipelines", "pools",  "retention", "scheduler", "server"};
+constexpr std::array<std::string_view, 2> kDaemonKeys = {"lease", "on_stop"};
+constexpr std::array<std::string_view, 2> kStopModes = {"cancel", "leave"};
+constexpr std::array<std::string_view, 5> kRetentionKeys = {"batch", "events", "interval",
+                                                            "min_runs", "runs"};
 constexpr std::array<std::string_view, 2> kSchedulerKeys = {"catchup_cap", "clock_offset"};
 constexpr std::array<std::string_view, 1> kAuthKeys = {"tokens"};
 constexpr std::array<std::string_view, 3> kTokenKeys = {"name", "role", "sha256"};
@@ -57,6 +62,10 @@ class DaemonConfigReader {
   void ReadExecutor(const toml::table& table, DaemonConfig& config);
   void ReadPools(const toml::table& table, DaemonConfig& config);
   void ReadScheduler(const toml::table& table, DaemonConfig& config);
+  void ReadDaemon(const toml::table& table, DaemonConfig& config);
+  void ReadRetention(const toml::table& table, DaemonConfig& config);
+  std::optional<int> IntAtLeast(const toml::table& table, std::string_view key,
+                                const std::string& field, int min);
   void ReadTokens(const toml::node& node, DaemonConfig& config);
   std::optional<AuthToken> ReadToken(const toml::table& table, const std::string& path);
 
@@ -175,6 +184,65 @@ void DaemonConfigReader::ReadScheduler(const toml::table& table, DaemonConfig& c
       config.clock_offset = *d;
     }
   }
+}
+
+std::optional<int> DaemonConfigReader::IntAtLeast(const toml::table& table, std::string_view key,
+                                                  const std::string& field, int min) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  std::optional<int> n = r_.Int(*node, field);
+  if (n && *n < min) {
+    r_.Error(LocOf(*node), field,
+             "must be at least " + std::to_string(min) + ", got " + std::to_string(*n));
+    return std::nullopt;
+  }
+  return n;
+}
+
+void DaemonConfigReader::ReadDaemon(const toml::table& table, DaemonConfig& config) {
+  if (const toml::node* node = table.get("lease")) {
+    if (auto d = r_.DurationValue(*node, "daemon.lease")) {
+      if (*d < std::chrono::seconds(1)) {
+        r_.Error(LocOf(*node), "daemon.lease",
+                 "must be at least 1s (it is renewed every third of it)");
+      } else {
+        config.lease = *d;
+      }
+    }
+  }
+  if (const toml::node* node = table.get("on_stop")) {
+    if (auto mode = r_.String(*node, "daemon.on_stop")) {
+      if (std::find(kStopModes.begin(), kStopModes.end(), *mode) == kStopModes.end()) {
+        r_.Error(LocOf(*node), "daemon.on_stop",
+                 "unknown mode '" + *mode +
+                     "'; expected \"leave\" (running tasks go on and the "
+                     "next start adopts them) or \"cancel\" (they are stopped)");
+      } else {
+        config.on_stop = *mode;
+      }
+    }
+  }
+}
+
+void DaemonConfigReader::ReadRetention(const toml::table& table, DaemonConfig& config) {
+  RetentionConfig& r = config.retention;
+  if (const toml::node* node = table.get("runs")) {
+    if (auto d = r_.DurationValue(*node, "retention.runs")) r.runs = *d;
+  }
+  if (const toml::node* node = table.get("events")) {
+    if (auto d = r_.DurationValue(*node, "retention.events")) r.events = *d;
+  }
+  if (const toml::node* node = table.get("interval")) {
+    if (auto d = r_.DurationValue(*node, "retention.interval")) {
+      if (*d < std::chrono::seconds(1)) {
+        r_.Error(LocOf(*node), "retention.interval", "must be at least 1s");
+      } else {
+        r.interval = *d;
+      }
+    }
+  }
+  if (auto n = IntAtLeast(table, "min_runs", "retention.min_runs", 0)) r.min_runs = *n;
+  if (auto n = IntAtLeast(table, "batch", "retention.batch", 1)) r.batch = *n;
 }
 
 void DaemonConfigReader::ReadPools(const toml::table& table, DaemonConfig& config) {
@@ -301,6 +369,12 @@ void DaemonConfigReader::Read(const toml::table& doc, DaemonConfig& config) {
   if (const toml::table* pools = Section(doc, "pools", {})) ReadPools(*pools, config);
   if (const toml::table* scheduler = Section(doc, "scheduler", kSchedulerKeys)) {
     ReadScheduler(*scheduler, config);
+  }
+  if (const toml::table* daemon = Section(doc, "daemon", kDaemonKeys)) {
+    ReadDaemon(*daemon, config);
+  }
+  if (const toml::table* retention = Section(doc, "retention", kRetentionKeys)) {
+    ReadRetention(*retention, config);
   }
   if (const toml::table* auth = Section(doc, "auth", kAuthKeys)) {
     if (const toml::node* node = auth->get("tokens")) ReadTokens(*node, config);

@@ -8,6 +8,8 @@
 //   [database]  url = "postgresql://..."     pg_bin_dir = "/opt/pgsql/bin"
 //   [executor]  max_parallel_tasks = 16      log_cap = "64MiB"     kill_grace = "10s"
 //   [pools]     gpu = 2                      # NAME = size (>= 1)
+//   [daemon]    lease = "30s"                on_stop = "leave"
+//   [retention] runs = "90d"  min_runs = 20  events = "30d"  interval = "1h"  batch = 500
 //   [[auth.tokens]]  name = "ci"  role = "operator"  sha256 = "<64 hex digits>"
 #pragma once
 
@@ -31,6 +33,16 @@ struct AuthToken {
   std::string sha256;  // 64 lowercase hex digits
 };
 
+// [retention]: what the daemon deletes, in small batches, every `interval`. A duration of 0 keeps
+// forever. Runs that have not ended are never deleted, nor anything of them.
+struct RetentionConfig {
+  Duration runs = std::chrono::hours(24 * 90);    // ended runs, with their logs and run folders
+  int min_runs = 20;                              // the newest runs of each pipeline always stay
+  Duration events = std::chrono::hours(24 * 30);  // events of ended or deleted runs, and others
+  Duration interval = std::chrono::hours(1);
+  int batch = 500;  // rows per transaction
+};
+
 struct DaemonConfig {
   std::filesystem::path data_dir = ".kiln";
   std::filesystem::path pipelines_dir;  // empty = none
@@ -49,6 +61,12 @@ struct DaemonConfig {
   // Added to the clock that schedules are read with (and nothing else): for trying out catch-up
   // and clock steps without waiting for them. Zero in production.
   Duration clock_offset{0};
+  // [daemon]
+  // How long a daemon's lease (and its supervisor's) lasts without renewal: after a crash,
+  // another daemon takes the runs over this long after the last renewal. Renewed every third.
+  Duration lease = std::chrono::seconds(30);
+  std::string on_stop = "leave";  // leave: running tasks go on (adopted at the next start); cancel
+  RetentionConfig retention;
 };
 
 struct DaemonConfigResult {

@@ -18,9 +18,13 @@
 #include "common/log.h"
 #include "config/pipeline_loader.h"
 #include "daemon/engine.h"
+#include "daemon/foreign_attempts.h"
+#include "daemon/lease_keeper.h"
 #include "daemon/runtime.h"
 #include "daemon/service.h"
+#include "daemon/supervision.h"
 #include "daemon/tokens.h"
+#include "executor/supervised_runner.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/service.h"
 #include "web/server.h"
@@ -28,6 +32,7 @@
 namespace kiln::daemon {
 
 namespace asio = boost::asio;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -48,52 +53,192 @@ Result<std::vector<web::Token>> ServerTokens(const std::vector<config::AuthToken
 
 }  // namespace
 
-int Serve(const config::DaemonConfig& config) {
-  const config::DaemonConfig* cfg = &config;
-  auto listen = web::ParseListen(cfg->listen);
+// The daemon from start to exit. Its parts, in the order they start:
+//   the data folder's lock -> the database and the engine (store, scheduler, and the runner on
+//   the supervisor, started when none runs) -> the lease -> the service with the pipelines
+//   folder -> the runs of before (resumed) -> HTTP -> schedules and the folder's watch.
+// Stopping (SIGINT, SIGTERM): no new requests, then the scheduler stops (leaving attempts to the
+// supervisor, or cancelling them with on_stop = "cancel"), the last commit and acknowledgements,
+// then the lease (given up when nothing is left to drive).
+class Daemon {
+ public:
+  explicit Daemon(const config::DaemonConfig& config) : cfg_(config) {}
+  int Run();
+
+ private:
+  Status Open();
+  Result<std::unique_ptr<scheduler::TaskRunner>> MakeRunner(asio::io_context& io,
+                                                            const std::string& url);
+  void Announce(const std::string& base, const DaemonTokens& tokens, size_t total, size_t broken);
+  void OnSignal();
+
+  const config::DaemonConfig& cfg_;
+  fs::path data_dir_;
+  std::string name_;
+  std::unique_ptr<DataDirLock> lock_;
+  std::unique_ptr<ForeignAttempts> foreign_;
+  executor::SupervisedRunner* supervised_ = nullptr;
+  std::unique_ptr<Runtime> runtime_;
+  std::unique_ptr<DaemonService> service_;
+  std::unique_ptr<LeaseKeeper> keeper_;
+  std::unique_ptr<web::Server> server_;
+  std::thread http_;
+  std::thread stopper_;
+  scheduler::StopMode mode_ = scheduler::StopMode::kLeave;
+};
+
+Result<std::unique_ptr<scheduler::TaskRunner>> Daemon::MakeRunner(asio::io_context& io,
+                                                                  const std::string& url) {
+  SupervisionOptions supervision;
+  supervision.data_dir = data_dir_;
+  supervision.daemon = name_;
+  supervision.database_url = url;
+  supervision.lease = cfg_.lease;
+  supervision.embedded = cfg_.database_url.empty();
+  supervision.pg_bin_dir = cfg_.pg_bin_dir;
+  foreign_ = std::make_unique<ForeignAttempts>(io);
+  executor::SupervisedRunnerOptions options;
+  options.dir = SupervisorDir(data_dir_);
+  options.daemon = name_;
+  options.log_cap_bytes = cfg_.log_cap_bytes;
+  options.kill_grace = cfg_.kill_grace;
+  options.spawn = [supervision] { return SpawnSupervisor(supervision); };
+  options.adopt_foreign = [this](const scheduler::AdoptRequest& request,
+                                 std::function<void(scheduler::AttemptOutcome)> on_exit) {
+    foreign_->Watch(request, std::move(on_exit));
+    if (keeper_) keeper_->Wake();
+  };
+  auto dialed = executor::Dial(options);
+  if (!dialed.ok()) return dialed.status();
+  auto runner = std::make_unique<executor::SupervisedRunner>(io, std::move(options));
+  runner->Attach(std::move(dialed).value());
+  supervised_ = runner.get();
+  return std::unique_ptr<scheduler::TaskRunner>(std::move(runner));
+}
+
+Status Daemon::Open() {
+  data_dir_ = fs::absolute(cfg_.data_dir).lexically_normal();
+  std::error_code ec;
+  fs::create_directories(data_dir_, ec);
+  auto lock = DataDirLock::Take(data_dir_);
+  if (!lock.ok()) return lock.status();
+  lock_ = std::move(lock).value();
+  name_ = DaemonName(data_dir_);
+  auto runtime = StartRuntime(
+      cfg_, name_, SupervisorName(name_),
+      [this](asio::io_context& io, const std::string& url) { return MakeRunner(io, url); });
+  if (!runtime.ok()) return runtime.status();
+  runtime_ = std::move(runtime).value();
+  return Status::Ok();
+}
+
+void Daemon::Announce(const std::string& base, const DaemonTokens& tokens, size_t total,
+                      size_t broken) {
+  std::cout << "kiln: " << (total - broken) << " pipelines loaded"
+            << (broken ? ", " + std::to_string(broken) + " with errors" : "") << "; serving on "
+            << base << std::endl;
+  if (tokens.fresh) {
+    std::cout << "kiln: sign in: " << base << "?token=" << *tokens.fresh << "\n"
+              << "kiln: this admin token is shown once; only its hash is kept in "
+              << tokens.hash_file.string() << std::endl;
+  } else if (!tokens.hash_file.empty()) {
+    std::cout << "kiln: sign in with the admin token printed at first start (delete "
+              << tokens.hash_file.string() << " to have a new one made)" << std::endl;
+  }
+}
+
+void Daemon::OnSignal() {
+  mode_ = cfg_.on_stop == "cancel" ? scheduler::StopMode::kCancel : scheduler::StopMode::kLeave;
+  log::Info(mode_ == scheduler::StopMode::kCancel
+                ? "stopping: active runs are cancelled"
+                : "stopping: running tasks go on; the next start adopts them");
+  asio::io_context& io = runtime_->engine->io;
+  // On a thread of its own, since requests in flight may still need the loop.
+  stopper_ = std::thread([this, &io] {
+    service_->StopAccepting();
+    server_->Stop();
+    http_.join();
+    asio::post(io, [this, &io] {
+      scheduler::Scheduler& sched = *runtime_->engine->scheduler;
+      auto deadline = std::make_shared<asio::steady_timer>(io);
+      sched.Shutdown(mode_, "the daemon stopped", [this, &io, deadline] {
+        // The last acknowledgements reach the supervisor before the loop ends.
+        supervised_->Drain([&io, deadline] {
+          deadline->cancel();
+          io.stop();
+        });
+      });
+      deadline->expires_after(cfg_.kill_grace + std::chrono::seconds(10));
+      deadline->async_wait([&io](const boost::system::error_code& e) {
+        if (e) return;
+        log::Error("stopping: gave up waiting for the last tasks and commits");
+        io.stop();
+      });
+    });
+  });
+}
+
+int Daemon::Run() {
+  auto listen = web::ParseListen(cfg_.listen);
   if (!listen.ok()) {
     std::cerr << "kiln: " << listen.message() << '\n';
     return 1;
   }
-  if (cfg->tokens.empty() && !IsLoopbackHost(listen->first)) {
-    std::cerr << "kiln: refusing to listen on " << cfg->listen
+  if (cfg_.tokens.empty() && !IsLoopbackHost(listen->first)) {
+    std::cerr << "kiln: refusing to listen on " << cfg_.listen
               << " without API tokens: anyone who can reach it could run commands. Declare "
                  "[[auth.tokens]] in kiln.toml (kiln token new prints them) or listen on "
                  "127.0.0.1\n";
     return 1;
   }
-  auto tokens = LoadDaemonTokens(*cfg);
-  if (!tokens.ok()) {
-    std::cerr << "kiln: " << tokens.message() << '\n';
-    return 1;
-  }
-  auto server_tokens = ServerTokens(tokens->tokens);
+  auto tokens = LoadDaemonTokens(cfg_);
+  auto server_tokens = tokens.ok() ? ServerTokens(tokens->tokens) : tokens.status();
   if (!server_tokens.ok()) {
     std::cerr << "kiln: " << server_tokens.message() << '\n';
     return 1;
   }
-
-  auto pipelines = LoadPipelineEntries(cfg->pipelines_dir);
+  auto pipelines = LoadPipelineEntries(cfg_.pipelines_dir);
   const size_t total = pipelines.size();
   size_t broken = 0;
   for (const auto& [name, entry] : pipelines) broken += entry.pipeline ? 0 : 1;
-  const std::string name = DaemonName(cfg->data_dir);
-  auto runtime = StartRuntime(*cfg, name);
-  if (!runtime.ok()) {
-    std::cerr << "kiln: " << runtime.message() << '\n';
+  if (Status s = Open(); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
     return 1;
   }
-  asio::io_context& io = (*runtime)->engine->io;
-  scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
+  asio::io_context& io = runtime_->engine->io;
+  scheduler::Scheduler& sched = *runtime_->engine->scheduler;
+  const std::string& url = runtime_->database.url;
 
   DaemonServiceOptions service_options;
-  service_options.logs_dir = MakeSchedulerOptions(*cfg, name).logs_dir;
-  service_options.catchup_cap = cfg->catchup_cap;
-  service_options.owner = name;
-  service_options.clock_offset = cfg->clock_offset;
-  DaemonService service(io, sched, (*runtime)->database.url, std::move(service_options));
-  sched.SetObserver(&service);
+  service_options.logs_dir = MakeSchedulerOptions(cfg_, name_).logs_dir;
+  service_options.catchup_cap = cfg_.catchup_cap;
+  service_options.owner = name_;
+  service_options.clock_offset = cfg_.clock_offset;
+  service_ = std::make_unique<DaemonService>(io, sched, url, std::move(service_options));
+  sched.SetObserver(service_.get());
+  DaemonService& service = *service_;
+  LeaseKeeperHooks hooks;
+  hooks.on_cancels = [&service](const std::vector<std::pair<RunId, std::string>>& cancels) {
+    for (const auto& [run, reason] : cancels) service.OnCancelRequested(run, reason);
+  };
+  hooks.on_lapsed = [&service] { service.OnLapsed(); };
+  hooks.on_taken = [&service](const store::Takeover& taken) { service.OnTaken(taken); };
+  hooks.on_command = [&service](RunId run, const std::string& reason) {
+    service.OnCancelRequested(run, reason);
+  };
+  hooks.on_tick = [this](store::Database& db) { foreign_->Check(db); };
+  hooks.on_health = [&service](bool healthy) { service.SetHealthy(healthy); };
+  keeper_ = std::make_unique<LeaseKeeper>(LeaseKeeperOptions{url, name_, cfg_.lease, true},
+                                          std::move(hooks));
+  if (Status s = keeper_->Start(); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
+    return 1;
+  }
   if (Status s = service.Start(std::move(pipelines)); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
+    return 1;
+  }
+  if (Status s = service.Recover(); !s.ok()) {
     std::cerr << "kiln: " << s.message() << '\n';
     return 1;
   }
@@ -101,66 +246,47 @@ int Serve(const config::DaemonConfig& config) {
   web_options.host = listen->first;
   web_options.port = listen->second;
   web_options.tokens = std::move(server_tokens).value();
-  web::Server server(service, web_options);
-  if (Status s = server.Bind(); !s.ok()) {
+  server_ = std::make_unique<web::Server>(service, web_options);
+  if (Status s = server_->Bind(); !s.ok()) {
     std::cerr << "kiln: " << s.message() << '\n';
     return 1;
   }
-  std::thread http([&server] { server.Run(); });
-  server.WaitUntilReady();
-
-  const std::string base =
-      "http://" + UrlHost(listen->first) + ":" + std::to_string(server.port()) + "/";
-  std::cout << "kiln: " << (total - broken) << " pipelines loaded"
-            << (broken ? ", " + std::to_string(broken) + " with errors" : "") << "; serving on "
-            << base << std::endl;
-  if (tokens->fresh) {
-    std::cout << "kiln: sign in: " << base << "?token=" << *tokens->fresh << "\n"
-              << "kiln: this admin token is shown once; only its hash is kept in "
-              << tokens->hash_file.string() << std::endl;
-  } else if (!tokens->hash_file.empty()) {
-    std::cout << "kiln: sign in with the admin token printed at first start (delete "
-              << tokens->hash_file.string() << " to have a new one made)" << std::endl;
-  }
+  http_ = std::thread([this] { server_->Run(); });
+  server_->WaitUntilReady();
+  Announce("http://" + UrlHost(listen->first) + ":" + std::to_string(server_->port()) + "/",
+           *tokens, total, broken);
   service.StartSchedules();
-  if (!cfg->pipelines_dir.empty()) {
-    if (Status s = service.WatchPipelines(cfg->pipelines_dir); !s.ok()) {
+  if (!cfg_.pipelines_dir.empty()) {
+    if (Status s = service.WatchPipelines(cfg_.pipelines_dir); !s.ok()) {
       log::Error(s.message() + "; changes to pipeline files need a restart");
     }
   }
 
-  // Stopping, in this order: no new HTTP requests and every stream ended (on a thread of its own,
-  // since requests in flight may still need the loop), then every active run is cancelled and its
-  // processes stopped, then the last commit.
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  asio::steady_timer deadline(io);
-  std::thread stopper;
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (ec) return;
-    log::Info("stopping: active runs are cancelled");
-    stopper = std::thread([&] {
-      service.StopAccepting();
-      server.Stop();
-      http.join();
-      asio::post(io, [&] {
-        sched.Shutdown(scheduler::StopMode::kCancel, "the daemon stopped", [&] { io.stop(); });
-        deadline.expires_after(cfg->kill_grace + std::chrono::seconds(10));
-        deadline.async_wait([&](const boost::system::error_code& e) {
-          if (e) return;
-          log::Error("stopping: gave up waiting for the last tasks and commits");
-          io.stop();
-        });
-      });
-    });
+  signals.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) OnSignal();
   });
   auto guard = asio::make_work_guard(io);
   io.run();
-  if (stopper.joinable()) stopper.join();
-  if (http.joinable()) {
-    server.Stop();
-    http.join();
+  if (stopper_.joinable()) stopper_.join();
+  if (http_.joinable()) {
+    server_->Stop();
+    http_.join();
   }
+  // The lease stays while runs are left to the next start (it takes them back at once).
+  const bool left = mode_ == scheduler::StopMode::kLeave && sched.active_runs() > 0;
+  keeper_->Stop(/*release=*/!left);
+  service_.reset();
+  // The embedded database stays up for the supervisor while it has anything left to report; it
+  // stops it once it is done, and no daemon holds the data folder.
+  if (mode_ == scheduler::StopMode::kLeave && runtime_->database.embedded) {
+    runtime_->database.embedded->KeepRunning();
+  }
+  lock_.reset();
+  runtime_.reset();
   return 0;
 }
+
+int Serve(const config::DaemonConfig& config) { return Daemon(config).Run(); }
 
 }  // namespace kiln::daemon

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -16,11 +17,12 @@
 namespace kiln::daemon {
 
 struct Engine {
-  // Members are destroyed in reverse order: the scheduler first, then the executor (which stops
-  // what still runs), then the store (which commits what is queued), then the loop.
+  // Members are destroyed in reverse order: the scheduler first, then the runner (a local one
+  // stops what still runs; a supervised one just disconnects), then the store (which commits
+  // what is queued), then the loop.
   boost::asio::io_context io;
   std::unique_ptr<store::PgStateStore> store;
-  std::unique_ptr<executor::LocalTaskRunner> runner;
+  std::unique_ptr<scheduler::TaskRunner> runner;
   scheduler::SystemClock clock;
   std::unique_ptr<scheduler::Scheduler> scheduler;
 };
@@ -32,10 +34,17 @@ struct Runtime {
   std::unique_ptr<Engine> engine;
 };
 
+// Makes the engine's task runner on its loop, given the database URL.
+using RunnerFactory = std::function<Result<std::unique_ptr<scheduler::TaskRunner>>(
+    boost::asio::io_context& io, const std::string& url)>;
+
 // Opens (or starts) and migrates the database, then builds the engine from `config` for the
-// process called `name` (DaemonName, ForegroundName). Errors name what failed, with any password
+// process called `name` (DaemonName, ForegroundName), whose attempts are recorded as supervised
+// by `supervisor` and run by what `make_runner` makes. Errors name what failed, with any password
 // redacted.
 Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config,
-                                              const std::string& name);
+                                              const std::string& name,
+                                              const std::string& supervisor,
+                                              const RunnerFactory& make_runner);
 
 }  // namespace kiln::daemon

@@ -80,6 +80,7 @@ void EventHub::Loop() {
       continue;
     }
     if (!*notified) continue;
+    listener->Take();  // they only say "read again"
     auto id = db->LastEventId();
     if (!id.ok()) {
       db.reset();

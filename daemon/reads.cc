@@ -70,7 +70,19 @@ bool DaemonService::WaitForEvents(int64_t after, std::chrono::milliseconds timeo
 }
 
 Status DaemonService::Ready() {
-  return pool_.With([](store::Database& db) { return db.Ping(); });
+  Status ping = pool_.With([](store::Database& db) { return db.Ping(); });
+  if (!ping.ok()) return Status::Error(ErrorCode::kUnavailable, ping.message());
+  auto failing = OnLoop([this] { return sched_.failing_since(); });
+  if (failing) {
+    return Status::Error(ErrorCode::kUnavailable, "state changes cannot be committed since " +
+                                                      FormatRfc3339(*failing) +
+                                                      "; they are kept and tried again");
+  }
+  std::lock_guard lock(mu_);
+  if (!healthy_) {
+    return Status::Error(ErrorCode::kUnavailable, "the daemon's lease cannot be renewed");
+  }
+  return Status::Ok();
 }
 
 scheduler::MetricsSnapshot DaemonService::Metrics() {

@@ -25,14 +25,6 @@ constexpr int kPoolSize = 16;
 
 }  // namespace
 
-bool SameTasks(const RunRecord& run, const dag::Pipeline& pipeline) {
-  if (run.tasks.size() != pipeline.spec.tasks.size()) return false;
-  for (size_t i = 0; i < run.tasks.size(); ++i) {
-    if (run.tasks[i].task_id != pipeline.spec.tasks[i].id) return false;
-  }
-  return true;
-}
-
 DaemonService::DaemonService(asio::io_context& io, scheduler::Scheduler& sched, std::string url,
                              DaemonServiceOptions options)
     : io_(io),
@@ -295,21 +287,11 @@ Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePt
 // ---- runs ----
 
 scheduler::RunContext DaemonService::ContextOf(const RunRecord& run, dag::PipelinePtr pipeline) {
-  scheduler::RunContext ctx;
-  ctx.id = run.id;
-  ctx.pipeline = std::move(pipeline);
-  ctx.params = run.params;
-  ctx.logical_date = run.logical_date;
-  ctx.data_interval_start = run.data_interval_start.value_or(run.logical_date);
-  ctx.data_interval_end = run.data_interval_end.value_or(run.logical_date);
-  if (run.triggered_by) ctx.triggered_by = ToString(*run.triggered_by);
-  ctx.background = run.backfill.has_value();
-  // From the rows: a retried run keeps its ended tasks and continues their attempt numbers.
-  for (const auto& t : run.tasks) {
-    ctx.initial_states.push_back(t.state);
-    ctx.initial_attempts.push_back(t.attempt);
-  }
-  return ctx;
+  store::ActiveRun active;
+  active.run = run;
+  auto ctx = ResumeContext(active, std::move(pipeline));
+  KILN_CHECK(ctx.ok());  // callers check SameTasks first
+  return std::move(ctx).value();
 }
 
 void DaemonService::BeginStart(RunId id, const std::string& pipeline,
@@ -399,18 +381,6 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
   row.note = request.note;
   auto created = creator_.Create(row);
   if (!created.ok()) return created.status();
-  if (!created->existing && !paused) {
-    BeginStart(created->id, request.pipeline);
-    scheduler::RunContext ctx;
-    ctx.id = created->id;
-    ctx.pipeline = *pipeline;
-    ctx.params = std::move(params).value();
-    ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
-    if (request.triggered_by) ctx.triggered_by = ToString(*request.triggered_by);
-    // Posted, not awaited: the answer does not wait for a busy loop. A cancel that arrives
-    // before the loop takes the run finds it in starting_ and the run never starts.
-    StartRun(std::move(ctx), /*wait=*/false);
-  }
   scheduler::TriggerResult result{created->id, created->existing, std::nullopt};
   if (!created->existing) {
     // What the rows say right after creation, without reading them back.
@@ -434,6 +404,12 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
       t.pool = task.pool;
       t.priority = task.priority;
       run.tasks.push_back(std::move(t));
+    }
+    if (!paused) {
+      // Posted, not awaited: the answer does not wait for a busy loop. A cancel that arrives
+      // before the loop takes the run finds it in starting_ and the run never starts.
+      BeginStart(created->id, request.pipeline);
+      StartRun(ContextOf(run, *pipeline), /*wait=*/false);
     }
     result.run = std::move(run);
   }
@@ -467,13 +443,10 @@ Status DaemonService::Cancel(RunId id, const std::string& actor, const std::stri
     std::lock_guard lock(mu_);
     if (stopping_) return Refuse();
   }
-  auto run = GetRun(id);
-  if (!run.ok()) return run.status();
-  auto ended = [&](dag::RunState state) {
-    return Status::Error(ErrorCode::kConflict, "run " + ToString(id) + " has already ended (" +
-                                                   std::string(dag::Name(state)) + ")");
-  };
-  if (dag::IsTerminal(run->state)) return ended(run->state);
+  // Durable first: whichever daemon drives the run (now or after a takeover) acts on it, and the
+  // attempts' supervisors stop them even if no daemon does.
+  auto owner = pool_.With([&](store::Database& db) { return db.RequestCancel(id, actor, reason); });
+  if (!owner.ok()) return owner.status();
   // Decided on the loop, where runs are started (see StartRun).
   bool active = OnLoop([&] {
     if (sched_.IsActive(id)) {
@@ -488,22 +461,15 @@ Status DaemonService::Cancel(RunId id, const std::string& actor, const std::stri
     }
     return false;
   });
-  if (!active) {
-    // Not driven by this daemon: waiting while its pipeline is paused, or left by a daemon that
-    // stopped without finishing it.
-    auto cancelled =
-        pool_.With([&](store::Database& db) { return db.CancelOrphanedRun(id, actor, reason); });
-    if (!cancelled.ok()) return cancelled.status();
-    if (!*cancelled) {
-      auto now = GetRun(id);
-      return ended(now.ok() ? now->state : dag::RunState::kCancelled);
-    }
+  if (active || (!owner->empty() && *owner != options_.owner)) {
+    // Driven by another daemon: notified, it cancels the run (or whoever takes it over does).
+    return Status::Ok();
   }
-  nlohmann::json detail = {{"reason", reason}};
-  return pool_.With([&](store::Database& db) {
-    return db.RecordEvent("cancel_requested", id, actor,
-                          detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  });
+  // Not driven by any scheduler: waiting (paused, or for its turn), or not started yet.
+  auto cancelled =
+      pool_.With([&](store::Database& db) { return db.CancelOrphanedRun(id, actor, reason); });
+  if (!cancelled.ok()) return cancelled.status();
+  return Status::Ok();
 }
 
 Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryRequest& request) {

@@ -21,6 +21,7 @@
 #include "daemon/event_hub.h"
 #include "daemon/fire_timer.h"
 #include "daemon/pipeline_watcher.h"
+#include "daemon/recovery.h"
 #include "daemon/run_creator.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/service.h"
@@ -34,9 +35,6 @@ struct PipelineEntry {
   std::optional<std::string> load_error;  // the diagnostics, one per line
 };
 std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir);
-
-// The run's task rows are the pipeline's tasks, in order (a run can start on this version).
-bool SameTasks(const scheduler::RunRecord& run, const dag::Pipeline& pipeline);
 
 struct DaemonServiceOptions {
   std::filesystem::path logs_dir;
@@ -103,6 +101,23 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
 
   // scheduler::Observer, on the loop thread.
   void OnRunFinished(RunId run, dag::RunState state) override;
+  // The store refused an update of `run`: it is read again; released when another daemon drives
+  // it (or it ended), added again from its rows when it is still this daemon's.
+  void OnRunFenced(RunId run) override;
+
+  // ---- runs resumed from the database (daemon/service_recovery.cc) ----
+  // At start: resumes the runs this daemon drove that were running when it stopped (their
+  // attempts adopted from the supervisor, their ends recorded while it was away decided).
+  // Queued runs start through Start(). Off the loop.
+  Status Recover();
+  // Starts the runs of `runs` that this daemon drives and does not drive yet. Off the loop.
+  void AdoptRuns(const std::vector<store::ActiveRun>& runs);
+  // The lease keeper's hooks (daemon/lease_keeper.h), on its thread.
+  void OnTaken(const store::Takeover& taken);
+  void OnLapsed();
+  void OnCancelRequested(RunId run, const std::string& reason);
+  // Whether the daemon can make progress: the database answers its lease renewals.
+  void SetHealthy(bool healthy);
 
  private:
   struct Known {
@@ -136,7 +151,11 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Starts the runs of `name` that wait, queued (triggered while it was paused, or left by a
   // daemon that stopped). Call with pause_mu_ held.
   Status StartQueued(const std::string& name, const dag::PipelinePtr& pipeline, bool wait);
+  // The context of a run that starts from its rows (ResumeContext), on a pipeline whose tasks
+  // are the run's.
   scheduler::RunContext ContextOf(const scheduler::RunRecord& run, dag::PipelinePtr pipeline);
+  // Re-reads `run` and resumes or releases it (OnRunFenced), off the loop.
+  void Resync(RunId run);
   // Reload of one file, with mu_ held; returns the event to record (kind, pipeline, detail).
   struct ReloadEvent {
     std::string kind, pipeline, detail;
@@ -192,6 +211,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::shared_mutex pause_mu_;
   mutable std::mutex mu_;
   bool stopping_ = false;
+  bool healthy_ = true;  // the last lease renewal worked
   // Runs announced by BeginStart, not yet taken by the scheduler; true once cancelled meanwhile.
   std::map<RunId, bool> starting_;
   // Runs a cancel found neither active nor announced (it cancelled them in the store): a start

@@ -386,6 +386,20 @@ void ProcessManager::TerminateAll() {
   }
 }
 
+void ProcessManager::KillNow(Handle handle) {
+  auto it = impl_->children.find(handle);
+  if (it == impl_->children.end() || it->second->group_done) return;
+  Child& c = *it->second;
+  c.result.killed = true;
+  c.terminating = true;
+  ::kill(-c.pid, SIGKILL);
+}
+
+int ProcessManager::pid(Handle handle) const {
+  auto it = impl_->children.find(handle);
+  return it == impl_->children.end() ? -1 : it->second->pid;
+}
+
 size_t ProcessManager::running() const { return impl_->children.size(); }
 
 }  // namespace kiln::executor

@@ -103,6 +103,12 @@ class ProcessManager {
   void Terminate(Handle handle);
   // Terminate() for every running process (e.g. at shutdown).
   void TerminateAll();
+  // SIGKILL to the process group at once, no grace period; the result has killed = true. For a
+  // supervisor that must stop its tasks before its lease runs out.
+  void KillNow(Handle handle);
+  // The pid (and process-group id) of a started process; -1 for an unknown handle or one that
+  // never started.
+  int pid(Handle handle) const;
   // Processes whose on_exit has not been posted yet.
   size_t running() const;
 

@@ -32,6 +32,7 @@ struct Scheduler::Run {
     KILN_CHECK(ctx.round_base.empty() || ctx.round_base.size() == n);
     KILN_CHECK(ctx.supervisors.empty() || ctx.supervisors.size() == n);
     KILN_CHECK(ctx.retry_at.empty() || ctx.retry_at.size() == n);
+    KILN_CHECK(ctx.recorded.empty() || ctx.recorded.size() == n);
     attempts = ctx.initial_attempts.empty() ? std::vector<int>(n, 0) : ctx.initial_attempts;
     round_base = ctx.round_base.empty() ? attempts : ctx.round_base;
     running.assign(n, false);
@@ -149,6 +150,12 @@ void Scheduler::AdoptTask(Run& run, TaskId task) {
   request.timeout = spec.timeout;
   const RunId id = run.ctx.id;
   const int attempt = request.attempt;
+  if (!run.ctx.recorded.empty() && run.ctx.recorded[i]) {
+    asio::post(io_, [this, alive = alive_, id, task, attempt, o = *run.ctx.recorded[i]] {
+      if (*alive) OnAttemptExit(id, task, attempt, o);
+    });
+    return;
+  }
   runner_.Adopt(request, [this, alive = alive_, id, task, attempt](AttemptOutcome outcome) {
     if (*alive) OnAttemptExit(id, task, attempt, outcome);
   });

@@ -85,8 +85,11 @@ struct RunContext {
   // may also hold kQueued (decided again), kRunning (its attempt initial_attempts[i] is adopted
   // from supervisors[i], TaskRunner::Adopt) and kUpForRetry (the next attempt waits until
   // retry_at[i]).
-  bool resumed = false;                          // the run's row is already `running`
-  std::vector<std::string> supervisors;          // per task (resumed runs); empty = none
+  bool resumed = false;                  // the run's row is already `running`
+  std::vector<std::string> supervisors;  // per task (resumed runs); empty = none
+  // Per task: an end its supervisor recorded in the store that was not decided yet; it is taken
+  // as the attempt's end at once (the runner is not asked). Empty = none.
+  std::vector<std::optional<AttemptOutcome>> recorded;
   std::vector<std::optional<Instant>> retry_at;  // per task (resumed runs); empty = none
   // Per task, the attempt number before this round's first: retries count from there. Empty =
   // initial_attempts (a fresh round).

@@ -48,7 +48,8 @@ struct AttemptOutcome {
   bool lost = false;
   // Why its supervisor stopped it on its own (killed is then true): "cancel" (the database says
   // the run is being cancelled), "superseded" (the database no longer has this attempt running)
-  // or "fenced" (the supervisor could not renew its lease). Empty when nobody or Kill() stopped it.
+  // "fenced" (the supervisor could not renew its lease) or "stopped" (the supervisor itself was
+  // told to stop). Empty when nobody or Kill() stopped it.
   std::string stop_cause;
   std::optional<int> exit_code;
   std::optional<int> signal;  // terminating signal

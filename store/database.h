@@ -136,7 +136,8 @@ struct OpenAttempt {
 
 // A run some daemon drives, with what resuming it needs.
 struct ActiveRun {
-  RunRecord run;  // with its tasks (round_base, retry_at)
+  RunRecord run;      // with its tasks (round_base, retry_at)
+  std::string owner;  // the daemon driving it (runs.lease_owner), empty for none
   std::vector<OpenAttempt> open;
   std::optional<std::string> cancel_reason;  // a cancel was requested
 };
@@ -364,7 +365,7 @@ class Database {
   Status RecordOutcomes(const std::string& supervisor, std::span<const RecordedOutcome> outcomes);
 
   // Asks for a run's cancel (kept until the run ends, whichever daemon drives it) with a
-  // 'cancel_requested' event naming `actor`, and notifies 'kiln_commands' with the run's id.
+  // 'cancel_requested' event naming `actor`, and notifies 'kiln_commands' ("<run id> <reason>").
   // Returns the run's owner (empty when none). kNotFound; kConflict "run N has already ended
   // (state)".
   Result<std::string> RequestCancel(RunId run, std::string_view actor, const std::string& reason);

@@ -119,8 +119,8 @@ Result<std::vector<ActiveRun>> ReadActive(pqxx::transaction_base& txn, const std
   std::map<int64_t, size_t> index;
   for (const pqxx::row& row :
        txn.exec_params("SELECT " + RunColumns() +
-                           ", id, cancel_reason, cancel_requested_at IS "
-                           "NOT NULL FROM runs WHERE " +
+                           ", id, cancel_reason, cancel_requested_at IS NOT NULL, "
+                           "coalesce(lease_owner, '') FROM runs WHERE " +
                            where + " AND state IN ('queued', 'running') ORDER BY id",
                        param)) {
     const auto id = RunId(row[kRunColumns].as<int64_t>());
@@ -128,6 +128,7 @@ Result<std::vector<ActiveRun>> ReadActive(pqxx::transaction_base& txn, const std
     if (!run.ok()) return Status::Error("database: " + std::string(what) + ": " + run.message());
     ActiveRun active;
     active.run = std::move(run).value();
+    active.owner = row[kRunColumns + 3].as<std::string>();
     if (row[kRunColumns + 2].as<bool>()) {
       active.cancel_reason = row[kRunColumns + 1].is_null()
                                  ? std::string("run cancelled")
@@ -381,7 +382,8 @@ Result<std::string> Database::RequestCancel(RunId run, std::string_view actor,
         "INSERT INTO events (at, run_id, pipeline, kind, actor, detail) VALUES (now(), $1, $2, "
         "'cancel_requested', $3, jsonb_build_object('reason', $4::text))",
         Value(run), rows[0][1].as<std::string>(), SafeUtf8(actor), SafeUtf8(reason));
-    txn.exec_params("SELECT pg_notify('kiln_commands', $1::text)", ToString(run));
+    txn.exec_params("SELECT pg_notify('kiln_commands', $1::text || ' ' || $2::text)", ToString(run),
+                    SafeUtf8(reason));
     txn.commit();
     return rows[0][2].as<std::string>();
   } catch (const std::exception& e) {

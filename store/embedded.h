@@ -46,6 +46,10 @@ class EmbeddedPostgres {
   // Idempotent.
   Status Stop();
 
+  // Leaves the cluster running when this object goes (the daemon stops while its supervisor
+  // still needs the database; the supervisor stops the cluster when it is done).
+  void KeepRunning() { running_ = false; }
+
   // libpq URI of the database 'kiln' through the socket, e.g.
   // "postgresql:///kiln?host=%2Fvar%2Flib%2Fkiln%2Fpostgres&user=kiln".
   const std::string& url() const { return url_; }

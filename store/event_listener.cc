@@ -1,7 +1,10 @@
 #include "store/event_listener.h"
 
 #include <algorithm>
+#include <memory>
 #include <pqxx/pqxx>
+#include <utility>
+#include <vector>
 
 #include "store/pq_internal.h"
 
@@ -9,32 +12,43 @@ namespace kiln::store {
 
 namespace {
 
-// Counts the notifications that libpqxx hands over while the listener waits.
+// Collects the notifications that libpqxx hands over while the listener waits.
 class Receiver final : public pqxx::notification_receiver {
  public:
-  explicit Receiver(pqxx::connection_base& conn)
-      : pqxx::notification_receiver(conn, "kiln_events") {}
-  void operator()(const std::string&, int) override { ++received; }
-  int received = 0;
+  Receiver(pqxx::connection_base& conn, const std::string& channel, std::vector<Notification>& into)
+      : pqxx::notification_receiver(conn, channel), into_(into) {}
+  void operator()(const std::string& payload, int) override {
+    into_.push_back(Notification{channel(), payload});
+  }
+
+ private:
+  std::vector<Notification>& into_;
 };
 
 }  // namespace
 
 struct EventListenerImpl {
-  // The receiver's constructor sends LISTEN: once it returns, every later commit notifies us.
-  explicit EventListenerImpl(const std::string& url) : conn(url), notices(conn), receiver(conn) {}
+  // Each receiver's constructor sends LISTEN: once they exist, every later commit notifies us.
+  EventListenerImpl(const std::string& url, const std::vector<std::string>& channels)
+      : conn(url), notices(conn) {
+    for (const std::string& channel : channels) {
+      receivers.push_back(std::make_unique<Receiver>(conn, channel, received));
+    }
+  }
   pqxx::connection conn;
   NoticeToLog notices;
-  Receiver receiver;
+  std::vector<Notification> received;
+  std::vector<std::unique_ptr<Receiver>> receivers;
   bool lost = false;
 };
 
 EventListener::EventListener(std::unique_ptr<EventListenerImpl> impl) : impl_(std::move(impl)) {}
 EventListener::~EventListener() = default;
 
-Result<std::unique_ptr<EventListener>> EventListener::Connect(const std::string& url) {
+Result<std::unique_ptr<EventListener>> EventListener::Connect(
+    const std::string& url, const std::vector<std::string>& channels) {
   try {
-    auto impl = std::make_unique<EventListenerImpl>(url);
+    auto impl = std::make_unique<EventListenerImpl>(url, channels);
     // notification_receiver swallows a connection lost during LISTEN: check that it is open.
     if (!impl->conn.is_open()) throw pqxx::broken_connection("the connection closed during LISTEN");
     return std::unique_ptr<EventListener>(new EventListener(std::move(impl)));
@@ -55,16 +69,18 @@ Result<bool> EventListener::Wait(std::chrono::milliseconds timeout) {
   }
   const int64_t ms = std::max<int64_t>(0, timeout.count());
   try {
-    impl.receiver.received = 0;
+    impl.received.clear();
     impl.conn.await_notification(static_cast<long>(ms / 1000),
                                  static_cast<long>((ms % 1000) * 1000));
     if (!impl.conn.is_open()) throw pqxx::broken_connection("the server closed the connection");
-    return impl.receiver.received > 0;
+    return !impl.received.empty();
   } catch (const std::exception& e) {
     impl.lost = true;
     Status s = DbError(what, e);
     return Status::Error(ErrorCode::kUnavailable, s.message());
   }
 }
+
+std::vector<Notification> EventListener::Take() { return std::exchange(impl_->received, {}); }
 
 }  // namespace kiln::store

@@ -6,12 +6,19 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
 namespace kiln::store {
 
 struct EventListenerImpl;  // store/event_listener.cc
+
+// One notification: its channel and payload.
+struct Notification {
+  std::string channel;
+  std::string payload;
+};
 
 // Use: Connect() first, then read the events (Database::ListEvents after the last id seen),
 // then Wait(), read again, and so on. An event committed after Connect() returns always wakes a
@@ -23,9 +30,14 @@ struct EventListenerImpl;  // store/event_listener.cc
 // connection, closed by the destructor.
 class EventListener {
  public:
-  // Opens a connection to `url` and starts listening. Errors as Database::Connect: one line
-  // naming the redacted URL, ErrorCode::kUnavailable. Never throws.
-  static Result<std::unique_ptr<EventListener>> Connect(const std::string& url);
+  // Opens a connection to `url` and starts listening on `channels`. Errors as Database::Connect:
+  // one line naming the redacted URL, ErrorCode::kUnavailable. Never throws. Channels:
+  // 'kiln_events' (every commit of events), 'kiln_commands' (payload: "<run id> <reason>", a run
+  // whose cancel was requested), 'kiln_outcomes' (payload: run ids whose attempts' supervisors
+  // recorded ends).
+  static Result<std::unique_ptr<EventListener>> Connect(const std::string& url,
+                                                        const std::vector<std::string>& channels = {
+                                                            "kiln_events"});
   ~EventListener();
   EventListener(const EventListener&) = delete;
   EventListener& operator=(const EventListener&) = delete;
@@ -35,6 +47,8 @@ class EventListener {
   // ErrorCode::kUnavailable "database: waiting for events: ...", then and on every later call:
   // Connect() a new listener (and read the events again: some may have been missed).
   Result<bool> Wait(std::chrono::milliseconds timeout);
+  // The notifications the last Wait() received, oldest first (the next Wait forgets them).
+  std::vector<Notification> Take();
 
  private:
   explicit EventListener(std::unique_ptr<EventListenerImpl> impl);

@@ -17,7 +17,8 @@ using nlohmann::json;
 
 Daemon::Daemon(const TempDir& dir, DaemonOptions options) {
   data_dir_ = dir / "data";
-  std::string config = options.extra_config;
+  std::string config = "[daemon]\non_stop = \"" + options.on_stop + "\"\nlease = \"" +
+                       options.lease + "\"\n" + options.extra_config;
   if (options.tokens) {
     for (auto [name, role, token] : {std::tuple{"viewer", "viewer", kViewerToken},
                                      std::tuple{"operator", "operator", kOperatorToken},

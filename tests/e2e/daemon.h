@@ -25,6 +25,10 @@ struct DaemonOptions {
   std::filesystem::path pipelines;
   bool tokens = true;        // declare the three test tokens in kiln.toml
   std::string extra_config;  // appended to kiln.toml
+  // [daemon] on_stop: the tests stop their daemons with SIGTERM and expect nothing left running,
+  // so they cancel; the tests of stopping and restarting say "leave".
+  std::string on_stop = "cancel";
+  std::string lease = "30s";  // [daemon] lease
   std::string listen = "127.0.0.1:0";
 };
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -71,10 +72,45 @@ Output Exec(const std::vector<std::string>& argv, const fs::path& cwd,
 std::string KilnBinary() { return KILN_BINARY; }
 fs::path SourceDir() { return KILN_SOURCE_DIR; }
 
-std::string DatabaseUrl() {
+namespace {
+
+std::string FixtureUrl() {
   const char* url = std::getenv("KILN_TEST_DATABASE_URL");
   if (!url) throw std::runtime_error("KILN_TEST_DATABASE_URL is not set (run through ctest)");
   return url;
+}
+
+std::string WithDbName(const std::string& url, const std::string& name) {
+  return url + (url.find('?') == std::string::npos ? "?" : "&") + "dbname=" + name;
+}
+
+// A database of this test process's own (ctest runs each test case in a process of its own):
+// daemons of tests running side by side never share a database, so none takes over another's
+// runs. Dropped when the process exits.
+struct ProcessDatabase {
+  ProcessDatabase() {
+    std::random_device rd;
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+    name = std::string("kiln_e2e_") + buf;
+    auto r = Exec({"/usr/bin/psql", FixtureUrl(), "-v", "ON_ERROR_STOP=1", "-qAtc",
+                   "CREATE DATABASE " + name});
+    if (r.code != 0) throw std::runtime_error("creating the test database failed: " + r.err);
+    url = WithDbName(FixtureUrl(), name);
+  }
+  ~ProcessDatabase() {
+    Exec({"/usr/bin/psql", FixtureUrl(), "-qAtc",
+          "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"});
+  }
+  std::string name;
+  std::string url;
+};
+
+}  // namespace
+
+std::string DatabaseUrl() {
+  static ProcessDatabase db;
+  return db.url;
 }
 
 Output Kiln(const std::vector<std::string>& args, const fs::path& cwd,

@@ -1,0 +1,43 @@
+// Attempts of runs this daemon drives that another process supervises: a run taken over from a
+// daemon whose lease expired keeps running its attempts under that daemon's supervisor (if it is
+// still alive). Their ends are read from the database: the supervisor records them there
+// (store::Database::RecordOutcomes) when no daemon acknowledges them. An attempt whose
+// supervisor's lease has expired with no recorded end is lost.
+//
+// Watch() is called on the scheduler's loop; Check() on the lease keeper's thread (after each
+// renewal and whenever a supervisor records ends); outcomes are posted to the loop.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "scheduler/task_runner.h"
+#include "store/database.h"
+
+namespace kiln::daemon {
+
+class ForeignAttempts {
+ public:
+  explicit ForeignAttempts(boost::asio::io_context& io)
+      : io_(io), alive_(std::make_shared<bool>(true)) {}
+  ~ForeignAttempts() { *alive_ = false; }
+
+  // Watches an attempt (TaskRunner::Adopt's contract: `on_exit` once, on the loop, never from
+  // inside Watch). `wake` asks the keeper to Check soon.
+  void Watch(const scheduler::AdoptRequest& request,
+             std::function<void(scheduler::AttemptOutcome)> on_exit);
+  // Reads where the watched attempts stand and delivers the ends found.
+  void Check(store::Database& db);
+  size_t watched() const;
+
+ private:
+  boost::asio::io_context& io_;
+  mutable std::mutex mu_;
+  std::map<scheduler::AttemptKey, std::function<void(scheduler::AttemptOutcome)>> watched_;
+  std::shared_ptr<bool> alive_;
+};
+
+}  // namespace kiln::daemon

@@ -1,0 +1,152 @@
+#include "daemon/lease_keeper.h"
+
+#include <memory>
+
+#include "common/log.h"
+#include "store/event_listener.h"
+
+namespace kiln::daemon {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Bounds each wait for notifications, so that Stop() and Wake() are seen this soon.
+constexpr auto kListenSlice = 250ms;
+
+}  // namespace
+
+Status LeaseKeeper::Start() {
+  auto db = store::Database::Connect(options_.url);
+  if (!db.ok()) return db.status();
+  auto renewed = (*db)->RenewLease(options_.name, "daemon", "", options_.lease);
+  if (!renewed.ok()) return renewed.status();
+  term_ = renewed->term;
+  thread_ = std::thread([this] { Loop(); });
+  return Status::Ok();
+}
+
+void LeaseKeeper::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  wake_.notify_all();
+}
+
+void LeaseKeeper::Stop(bool release) {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (release && term_ >= 0) {
+    if (auto db = store::Database::Connect(options_.url); db.ok()) {
+      if (Status s = (*db)->ReleaseLease(options_.name); !s.ok()) log::Error(s.message());
+    }
+    term_ = -1;
+  }
+}
+
+// One renewal: the lease, the cancels asked of this daemon's runs, a changed term, the takeover
+// of expired daemons' runs. False when the database did not answer.
+bool LeaseKeeper::Renew(store::Database& db) {
+  auto renewed = db.RenewLease(options_.name, "daemon", "", options_.lease);
+  if (!renewed.ok()) {
+    log::Error("lease: " + renewed.message());
+    return false;
+  }
+  if (renewed->term != term_) {
+    log::Error("lease: runs of this daemon were taken over while its lease had expired");
+    term_ = renewed->term;
+    if (hooks_.on_lapsed) hooks_.on_lapsed();
+  }
+  if (!renewed->cancels.empty() && hooks_.on_cancels) hooks_.on_cancels(renewed->cancels);
+  if (options_.take_over) {
+    auto taken = db.TakeOverRuns(options_.name, 1000);
+    if (!taken.ok()) {
+      log::Error("lease: " + taken.message());
+      return false;
+    }
+    if ((!taken->taken.empty() || !taken->cancelled.empty()) && hooks_.on_taken) {
+      hooks_.on_taken(*taken);
+    }
+  }
+  if (hooks_.on_tick) hooks_.on_tick(db);
+  return true;
+}
+
+void LeaseKeeper::Loop() {
+  std::unique_ptr<store::Database> db;
+  std::unique_ptr<store::EventListener> listener;
+  auto next = std::chrono::steady_clock::now() + options_.lease / 3;
+  auto health = [this](bool ok) {
+    if (ok == healthy_) return;
+    healthy_ = ok;
+    if (hooks_.on_health) hooks_.on_health(ok);
+  };
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    if (!db || !listener) {
+      auto d = store::Database::Connect(options_.url);
+      auto l = store::EventListener::Connect(options_.url, {"kiln_commands", "kiln_outcomes"});
+      if (d.ok() && l.ok()) {
+        db = std::move(d).value();
+        listener = std::move(l).value();
+        next = std::chrono::steady_clock::now();  // renew now: notifications may have been missed
+      } else {
+        health(false);
+        std::unique_lock lock(mu_);
+        wake_.wait_for(lock, 1s, [this] { return stopping_; });
+        continue;
+      }
+    }
+    if (std::chrono::steady_clock::now() >= next) {
+      const auto sent = std::chrono::steady_clock::now();
+      if (Renew(*db)) {
+        next = sent + options_.lease / 3;
+        health(true);
+      } else {
+        db.reset();
+        health(false);
+        next = sent + std::min<Duration>(1s, options_.lease / 10);
+        continue;
+      }
+    }
+    bool woken = false;
+    {
+      std::lock_guard lock(mu_);
+      woken = std::exchange(woken_, false);
+    }
+    if (woken && hooks_.on_tick) hooks_.on_tick(*db);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        next - std::chrono::steady_clock::now());
+    auto notified = listener->Wait(std::clamp<std::chrono::milliseconds>(left, 0ms, kListenSlice));
+    if (!notified.ok()) {
+      listener.reset();
+      continue;
+    }
+    bool outcomes = false;
+    for (const store::Notification& n : listener->Take()) {
+      if (n.channel == "kiln_outcomes") {
+        outcomes = true;
+      } else if (n.channel == "kiln_commands" && hooks_.on_command) {
+        try {
+          const size_t space = n.payload.find(' ');
+          hooks_.on_command(
+              RunId(std::stoll(n.payload.substr(0, space))),
+              space == std::string::npos ? "run cancelled" : n.payload.substr(space + 1));
+        } catch (const std::exception&) {
+          log::Warn("lease: ignoring a command for run '" + n.payload + "'");
+        }
+      }
+    }
+    if (outcomes && hooks_.on_tick) hooks_.on_tick(*db);
+  }
+}
+
+}  // namespace kiln::daemon

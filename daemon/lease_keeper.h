@@ -1,0 +1,82 @@
+// The daemon's lease, on a thread of its own with its own connections: every lease / 3 one
+// statement renews the lease (and brings the cancels asked of its runs), then one looks for
+// daemons whose lease expired and takes their runs over. Between renewals it LISTENs, so that a
+// cancel asked through another daemon ('kiln_commands') and an end recorded by a supervisor
+// ('kiln_outcomes') are acted on at once. Jobs that need the database now and then (the checks
+// of attempts supervised elsewhere, retention) run on this thread after each renewal.
+//
+// Thread safety: Start, Wake and Stop may be called from any thread; hooks run on the keeper's
+// thread (they post to the loop what touches the scheduler).
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "store/database.h"
+
+namespace kiln::daemon {
+
+struct LeaseKeeperOptions {
+  std::string url;
+  std::string name;  // the daemon's (DaemonName) or a `kiln run`'s (ForegroundName)
+  Duration lease = std::chrono::seconds(30);
+  bool take_over = true;  // look for expired daemons' runs (a `kiln run` does not)
+};
+
+struct LeaseKeeperHooks {
+  // Active runs of this daemon whose cancel was requested.
+  std::function<void(const std::vector<std::pair<RunId, std::string>>&)> on_cancels;
+  // The lease's term grew: another daemon took runs of this one over while its lease had
+  // expired. Which runs are still this daemon's must be read again.
+  std::function<void()> on_lapsed;
+  // Runs taken over from expired daemons (and `kiln run` runs ended).
+  std::function<void(const store::Takeover&)> on_taken;
+  // A run whose cancel was requested, and why (a notification; the run may be anyone's).
+  std::function<void(RunId, const std::string&)> on_command;
+  // After each renewal and on every 'kiln_outcomes' notification, with the keeper's connection.
+  std::function<void(store::Database&)> on_tick;
+  // Whether the last renewal worked (the database answers), each time it changes.
+  std::function<void(bool)> on_health;
+};
+
+class LeaseKeeper {
+ public:
+  LeaseKeeper(LeaseKeeperOptions options, LeaseKeeperHooks hooks)
+      : options_(std::move(options)), hooks_(std::move(hooks)) {}
+  ~LeaseKeeper() { Stop(false); }
+  LeaseKeeper(const LeaseKeeper&) = delete;
+  LeaseKeeper& operator=(const LeaseKeeper&) = delete;
+
+  // Renews once, here (the lease must exist before this daemon creates or claims a run), then
+  // starts the thread. Errors as Database::RenewLease.
+  Status Start();
+  // Runs on_tick soon (an attempt elsewhere is newly watched).
+  void Wake();
+  // Joins the thread. With `release`, the lease row is deleted (this daemon drives nothing any
+  // more); otherwise it is left to expire, and a restart under the same name takes it back.
+  // Idempotent.
+  void Stop(bool release);
+
+ private:
+  void Loop();
+  bool Renew(store::Database& db);
+
+  LeaseKeeperOptions options_;
+  LeaseKeeperHooks hooks_;
+  int64_t term_ = -1;
+  bool healthy_ = true;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool woken_ = false;
+  std::thread thread_;
+};
+
+}  // namespace kiln::daemon

@@ -1,0 +1,405 @@
+#include "executor/supervised_runner.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+#include <deque>
+#include <utility>
+
+#include "common/log.h"
+#include "executor/os.h"
+#include "executor/supervisor.h"
+
+namespace kiln::executor {
+
+namespace asio = boost::asio;
+using local = asio::local::stream_protocol;
+using scheduler::AttemptKey;
+using scheduler::AttemptOutcome;
+
+namespace {
+
+constexpr int kWelcomeTimeoutMs = 10000;
+
+int ConnectTo(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+AttemptOutcome Lost(const std::string& why) {
+  AttemptOutcome o;
+  o.lost = true;
+  o.error = why;
+  o.ended_at = NowUtc();
+  return o;
+}
+
+}  // namespace
+
+Result<Dialed> Dial(const SupervisedRunnerOptions& options) {
+  const std::string path = SocketPath(options.dir).string();
+  int fd = ConnectTo(path);
+  if (fd < 0 && (errno == ENOENT || errno == ECONNREFUSED) && options.spawn) {
+    Status spawned = options.spawn();
+    fd = ConnectTo(path);
+    // Two daemons may race to spawn; the loser's supervisor exits, the winner's answers.
+    if (fd < 0 && !spawned.ok()) return spawned;
+  }
+  if (fd < 0) {
+    return Status::Error(ErrorCode::kUnavailable,
+                         "cannot reach the supervisor at '" + path + "': " + os::ErrnoText(errno));
+  }
+  os::UniqueFd owned(fd);
+  if (int err = os::WriteAll(fd, wire::EncodeHello(options.daemon)); err != 0) {
+    return Status::Error(ErrorCode::kUnavailable,
+                         "writing to the supervisor at '" + path + "': " + os::ErrnoText(err));
+  }
+  std::string in;
+  std::array<char, 64 * 1024> buf;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kWelcomeTimeoutMs);
+  while (true) {
+    bool error = false;
+    auto frames = wire::TakeFrames(in, &error);
+    if (error) return Status::Error("the supervisor at '" + path + "' sent a broken frame");
+    if (!frames.empty()) {
+      wire::Reader r(frames[0]);
+      const auto type = static_cast<wire::Type>(r.U8());
+      if (type == wire::Type::kRefused) {
+        return Status::Error(ErrorCode::kConflict,
+                             "the supervisor at '" + path + "' refused this daemon: " + r.Str());
+      }
+      auto welcome = type == wire::Type::kWelcome ? wire::DecodeWelcome(r) : std::nullopt;
+      if (!welcome) return Status::Error("the supervisor at '" + path + "' did not say welcome");
+      return Dialed{owned.release(), std::move(*welcome)};
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return Status::Error(ErrorCode::kUnavailable,
+                           "the supervisor at '" + path + "' did not answer in time");
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) {
+      return Status::Error("waiting for the supervisor at '" + path + "': " + os::ErrnoText(errno));
+    }
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n == 0) {
+      return Status::Error(ErrorCode::kUnavailable,
+                           "the supervisor at '" + path + "' closed the connection");
+    }
+    if (n < 0 && errno != EINTR && errno != EAGAIN) {
+      return Status::Error(ErrorCode::kUnavailable, "reading from the supervisor at '" + path +
+                                                        "': " + os::ErrnoText(errno));
+    }
+    if (n > 0) in.append(buf.data(), static_cast<size_t>(n));
+  }
+}
+
+struct SupervisedRunner::Socket {
+  explicit Socket(asio::io_context& io) : socket(io) {}
+  local::socket socket;
+  std::string in;
+  std::array<char, 64 * 1024> buffer;
+  std::deque<std::string> out;
+  bool writing = false;
+  bool closed = false;
+};
+
+SupervisedRunner::SupervisedRunner(asio::io_context& io, SupervisedRunnerOptions options)
+    : io_(io), options_(std::move(options)), alive_(std::make_shared<bool>(true)) {}
+
+SupervisedRunner::~SupervisedRunner() {
+  *alive_ = false;
+  if (socket_) {
+    socket_->closed = true;
+    boost::system::error_code ignored;
+    socket_->socket.close(ignored);
+  }
+  if (redialer_.joinable()) redialer_.join();
+}
+
+void SupervisedRunner::Post(std::function<void()> f) {
+  asio::post(io_, [alive = alive_, f = std::move(f)] {
+    if (*alive) f();
+  });
+}
+
+void SupervisedRunner::Attach(Dialed dialed) {
+  if (redialer_.joinable()) redialer_.join();
+  const bool again = !supervisor_.empty();
+  supervisor_ = dialed.welcome.supervisor;
+  auto s = std::make_shared<Socket>(io_);
+  boost::system::error_code ec;
+  s->socket.assign(local(), dialed.fd, ec);
+  if (ec) {
+    ::close(dialed.fd);
+    Disconnected("cannot use the connection: " + ec.message());
+    return;
+  }
+  socket_ = s;
+  std::set<AttemptKey> running(dialed.welcome.running.begin(), dialed.welcome.running.end());
+  std::map<AttemptKey, AttemptOutcome> ended;
+  for (auto& e : dialed.welcome.ended) ended[e.key] = std::move(e.outcome);
+  if (again) {
+    log::Info("supervisor " + supervisor_ + " reached again");
+    // What was sent to the supervisor that went away: known to the new one, ended, or lost.
+    std::vector<std::pair<AttemptKey, AttemptOutcome>> deliver;
+    for (auto& [key, w] : waiting_) {
+      if (w.launch || running.erase(key)) continue;
+      auto it = ended.find(key);
+      if (it != ended.end()) {
+        deliver.emplace_back(key, std::move(it->second));
+        ended.erase(it);
+      } else {
+        deliver.emplace_back(key, Lost("its supervisor stopped and has no record of it"));
+      }
+    }
+    for (auto& [key, outcome] : deliver) {
+      Post([this, key, outcome] { Deliver(key, outcome); });
+    }
+  }
+  welcome_running_.insert(running.begin(), running.end());
+  for (auto& [key, outcome] : ended) welcome_ended_[key] = std::move(outcome);
+  for (auto& [key, w] : waiting_) {
+    if (w.launch) {
+      Send(std::move(*w.launch));
+      w.launch.reset();
+    }
+  }
+  if (!acks_.empty()) {
+    Send(wire::EncodeAck(acks_));
+    acks_.clear();
+  }
+  Read();
+}
+
+void SupervisedRunner::Start(scheduler::LaunchRequest request,
+                             std::function<void(AttemptOutcome)> on_exit) {
+  wire::Launch l;
+  l.key = AttemptKey{request.run, request.task_id, request.attempt};
+  l.argv = std::move(request.argv);
+  l.env = std::move(request.env);
+  l.cwd = request.cwd.string();
+  l.log_path = request.log_path.string();
+  if (!request.run_dir.empty()) l.create_dirs.push_back(request.run_dir.string());
+  l.timeout_ms = request.timeout.count();
+  l.kill_grace_ms = options_.kill_grace.count();
+  l.log_cap_bytes = options_.log_cap_bytes;
+  const AttemptKey key = l.key;
+  current_[{request.run, request.task}] = key;
+  Waiting& w = waiting_[key];
+  w.on_exit = std::move(on_exit);
+  std::string frame = wire::EncodeLaunch(l);
+  if (socket_) {
+    Send(std::move(frame));
+  } else {
+    w.launch = std::move(frame);  // sent once the supervisor is reached again
+  }
+}
+
+void SupervisedRunner::Kill(RunId run, TaskId task) {
+  auto it = current_.find({run, task});
+  if (it == current_.end()) return;
+  auto w = waiting_.find(it->second);
+  if (w == waiting_.end()) return;  // ended, or supervised elsewhere
+  if (w->second.launch) {
+    // Never sent: it never ran.
+    AttemptOutcome o;
+    o.killed = true;
+    o.error = "stopped before its process started";
+    o.ended_at = NowUtc();
+    const AttemptKey key = it->second;
+    w->second.launch.reset();
+    Post([this, key, o] { Deliver(key, o); });
+    return;
+  }
+  if (socket_) Send(wire::EncodeKey(wire::Type::kKill, it->second));
+}
+
+void SupervisedRunner::Adopt(const scheduler::AdoptRequest& request,
+                             std::function<void(AttemptOutcome)> on_exit) {
+  if (request.supervisor != supervisor_ && options_.adopt_foreign) {
+    options_.adopt_foreign(request, std::move(on_exit));
+    return;
+  }
+  const AttemptKey key{request.run, request.task_id, request.attempt};
+  current_[{request.run, request.task}] = key;
+  if (auto it = waiting_.find(key); it != waiting_.end()) {
+    // Watched here already (its run is being added again): the new watcher takes over.
+    it->second.on_exit = std::move(on_exit);
+    return;
+  }
+  if (auto it = welcome_ended_.find(key); it != welcome_ended_.end()) {
+    AttemptOutcome outcome = std::move(it->second);
+    welcome_ended_.erase(it);
+    Post([on_exit = std::move(on_exit), outcome] { on_exit(outcome); });
+    return;
+  }
+  if (welcome_running_.erase(key) != 0) {
+    waiting_[key].on_exit = std::move(on_exit);
+    return;
+  }
+  Post([on_exit = std::move(on_exit)] {
+    on_exit(Lost("its supervisor has no record of it (it stopped while the attempt ran)"));
+  });
+}
+
+void SupervisedRunner::Recorded(RunId run, TaskId task, int attempt) {
+  auto it = current_.find({run, task});
+  if (it == current_.end() || it->second.attempt != attempt) return;
+  acks_.push_back(it->second);
+  current_.erase(it);
+  if (ack_posted_ || !socket_) return;
+  ack_posted_ = true;
+  // One acknowledgement per turn of the loop for every end of that turn's commit.
+  Post([this] {
+    ack_posted_ = false;
+    if (!socket_ || acks_.empty()) return;
+    Send(wire::EncodeAck(acks_));
+    acks_.clear();
+  });
+}
+
+void SupervisedRunner::Drain(std::function<void()> done) {
+  // After the acknowledgements posted this turn have been queued.
+  Post([this, done = std::move(done)]() mutable {
+    if (!acks_.empty() && socket_) {
+      Send(wire::EncodeAck(acks_));
+      acks_.clear();
+    }
+    if (!socket_ || (socket_->out.empty() && !socket_->writing)) {
+      done();
+      return;
+    }
+    drained_.push_back(std::move(done));
+  });
+}
+
+void SupervisedRunner::Deliver(const AttemptKey& key, AttemptOutcome outcome) {
+  auto it = waiting_.find(key);
+  if (it == waiting_.end()) {
+    // Nobody waits for it (yet): an Adopt may claim it.
+    welcome_ended_[key] = std::move(outcome);
+    return;
+  }
+  auto on_exit = std::move(it->second.on_exit);
+  waiting_.erase(it);
+  on_exit(std::move(outcome));
+}
+
+void SupervisedRunner::Read() {
+  auto s = socket_;
+  s->socket.async_read_some(
+      asio::buffer(s->buffer),
+      [this, s, alive = alive_](const boost::system::error_code& ec, size_t n) {
+        if (!*alive || s->closed) return;
+        if (ec) {
+          Disconnected(ec.message());
+          return;
+        }
+        s->in.append(s->buffer.data(), n);
+        bool error = false;
+        for (const std::string& body : wire::TakeFrames(s->in, &error)) {
+          OnFrame(body);
+          if (s->closed) return;
+        }
+        if (error) {
+          Disconnected("it sent a broken frame");
+          return;
+        }
+        Read();
+      });
+}
+
+void SupervisedRunner::OnFrame(const std::string& body) {
+  wire::Reader r(body);
+  const auto type = static_cast<wire::Type>(r.U8());
+  if (type == wire::Type::kEnded) {
+    if (auto ended = wire::DecodeEnded(r)) {
+      Deliver(ended->key, std::move(ended->outcome));
+      return;
+    }
+  }
+  Disconnected("it sent a message this daemon cannot read");
+}
+
+void SupervisedRunner::Send(std::string frame) {
+  if (!socket_) return;
+  socket_->out.push_back(std::move(frame));
+  Flush();
+}
+
+void SupervisedRunner::Flush() {
+  auto s = socket_;
+  if (s && !s->writing && s->out.empty()) {
+    for (auto& done : std::exchange(drained_, {})) done();
+  }
+  if (!s || s->writing || s->out.empty()) return;
+  s->writing = true;
+  asio::async_write(s->socket, asio::buffer(s->out.front()),
+                    [this, s, alive = alive_](const boost::system::error_code& ec, size_t) {
+                      if (!*alive || s->closed) return;
+                      s->writing = false;
+                      if (ec) {
+                        Disconnected(ec.message());
+                        return;
+                      }
+                      s->out.pop_front();
+                      Flush();
+                    });
+}
+
+void SupervisedRunner::Disconnected(const std::string& why) {
+  if (socket_) {
+    socket_->closed = true;
+    boost::system::error_code ignored;
+    socket_->socket.close(ignored);
+    // Starts that were written but not sent stay with their attempt, to be sent again.
+    socket_.reset();
+  }
+  for (auto& done : std::exchange(drained_, {})) Post(std::move(done));
+  log::Error("lost the connection to the supervisor (" + why + "); reaching it again");
+  Redial();
+}
+
+void SupervisedRunner::Redial() {
+  if (redialer_.joinable()) return;  // already dialing
+  redialer_ = std::thread([this, alive = alive_] {
+    while (*alive) {
+      auto dialed = Dial(options_);
+      if (dialed.ok()) {
+        asio::post(io_, [this, alive, d = std::move(dialed).value()]() mutable {
+          if (!*alive) {
+            ::close(d.fd);
+            return;
+          }
+          Attach(std::move(d));
+        });
+        return;
+      }
+      log::Error(dialed.message());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  });
+}
+
+}  // namespace kiln::executor

@@ -1,0 +1,106 @@
+// The daemon's TaskRunner on a supervisor (executor/supervisor.h): attempts run in the
+// supervisor's process, not the daemon's, so they outlive the daemon. Starts, kills and
+// acknowledgements go over the supervisor's socket; ends come back from it.
+//
+// Threads: everything runs on the scheduler's io_context thread, except Dial(), which blocks
+// and may run anywhere. If the supervisor goes away, the runner dials again on a thread of its
+// own (starting a new supervisor), then carries on: attempts the new supervisor knows continue,
+// their ends recorded by the old one are delivered, and the ones it has no record of are lost.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "executor/wire.h"
+#include "scheduler/task_runner.h"
+
+namespace kiln::executor {
+
+struct SupervisedRunnerOptions {
+  std::filesystem::path dir;  // the supervisor's folder (its socket)
+  std::string daemon;         // this daemon's name, sent in the hello
+  uint64_t log_cap_bytes = 64ull << 20;
+  Duration kill_grace = std::chrono::seconds(10);
+  // Starts a supervisor when none answers, and returns once it listens (or why it could not).
+  std::function<Status()> spawn;
+  // Attempts supervised by another supervisor (a run taken over from a daemon whose lease
+  // expired): watched through the database by the daemon. Same contract as TaskRunner::Adopt.
+  std::function<void(const scheduler::AdoptRequest&,
+                     std::function<void(scheduler::AttemptOutcome)>)>
+      adopt_foreign;
+};
+
+// A connected socket and what the supervisor said first.
+struct Dialed {
+  int fd = -1;
+  wire::Welcome welcome;
+};
+// Connects to the supervisor of `options.dir` (spawning one when none answers) and exchanges the
+// hello and the welcome. Blocking; errors name the socket.
+Result<Dialed> Dial(const SupervisedRunnerOptions& options);
+
+class SupervisedRunner final : public scheduler::TaskRunner {
+ public:
+  SupervisedRunner(boost::asio::io_context& io, SupervisedRunnerOptions options);
+  ~SupervisedRunner() override;
+
+  // Takes a connection made by Dial (before the loop runs, or posted to it). Must precede Start.
+  void Attach(Dialed dialed);
+  // The supervisor's lease name (from its welcome).
+  const std::string& supervisor() const { return supervisor_; }
+  bool connected() const { return socket_ != nullptr; }
+  // Attempts started or adopted here whose end has not come yet.
+  size_t running() const { return waiting_.size(); }
+
+  void Start(scheduler::LaunchRequest request,
+             std::function<void(scheduler::AttemptOutcome)> on_exit) override;
+  void Kill(RunId run, TaskId task) override;
+  void Adopt(const scheduler::AdoptRequest& request,
+             std::function<void(scheduler::AttemptOutcome)> on_exit) override;
+  void Recorded(RunId run, TaskId task, int attempt) override;
+  // Calls `done` (on the loop) once every acknowledgement and start queued so far was written to
+  // the supervisor, or at once when it is not connected. For a clean stop.
+  void Drain(std::function<void()> done);
+
+ private:
+  struct Waiting {
+    std::function<void(scheduler::AttemptOutcome)> on_exit;
+    std::optional<std::string> launch;  // the start frame, while it has not been sent
+  };
+  struct Socket;
+
+  void Read();
+  void OnFrame(const std::string& body);
+  void Send(std::string frame);
+  void Flush();
+  void Disconnected(const std::string& why);
+  void Redial();
+  void Deliver(const scheduler::AttemptKey& key, scheduler::AttemptOutcome outcome);
+  void Post(std::function<void()> f);
+
+  boost::asio::io_context& io_;
+  SupervisedRunnerOptions options_;
+  std::string supervisor_;
+  std::shared_ptr<Socket> socket_;
+  std::map<scheduler::AttemptKey, Waiting> waiting_;
+  std::map<std::pair<RunId, TaskId>, scheduler::AttemptKey> current_;  // for Kill and Recorded
+  // What the welcome listed, until an Adopt claims it.
+  std::set<scheduler::AttemptKey> welcome_running_;
+  std::map<scheduler::AttemptKey, scheduler::AttemptOutcome> welcome_ended_;
+  std::vector<scheduler::AttemptKey> acks_;
+  bool ack_posted_ = false;
+  std::vector<std::function<void()>> drained_;  // Drain callbacks waiting for writes
+  std::thread redialer_;
+  std::shared_ptr<bool> alive_;
+};
+
+}  // namespace kiln::executor

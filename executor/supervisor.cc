@@ -1,0 +1,690 @@
+#include "executor/supervisor.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "common/log.h"
+#include "executor/local_runner.h"
+#include "executor/os.h"
+#include "executor/process.h"
+
+namespace kiln::executor {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using local = asio::local::stream_protocol;
+using scheduler::AttemptKey;
+using scheduler::AttemptOutcome;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+fs::path SocketPath(const fs::path& dir) { return dir / "supervisor.sock"; }
+
+namespace {
+
+// "<run>.<task>.<attempt>": run ids and attempts are numbers, task ids hold no '.'.
+std::string RecordName(const AttemptKey& k) {
+  return ToString(k.run) + "." + k.task_id + "." + std::to_string(k.attempt);
+}
+
+std::optional<AttemptKey> KeyFromName(const std::string& name) {
+  const size_t first = name.find('.');
+  const size_t last = name.rfind('.');
+  if (first == std::string::npos || last == first) return std::nullopt;
+  try {
+    AttemptKey key;
+    key.run = RunId(std::stoll(name.substr(0, first)));
+    key.task_id = name.substr(first + 1, last - first - 1);
+    key.attempt = std::stoi(name.substr(last + 1));
+    return key;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// The start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22): with the pid,
+// it names one process for good (a pid can be reused, the pair cannot).
+std::optional<unsigned long long> StartTime(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[1024];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return std::nullopt;
+  // After "comm)": state is field 3; starttime is field 22, so 19 fields further.
+  ++p;
+  for (int field = 3; field < 22; ++field) {
+    while (*p == ' ') ++p;
+    while (*p != ' ' && *p != '\0') ++p;
+  }
+  unsigned long long start = 0;
+  if (std::sscanf(p, " %llu", &start) != 1) return std::nullopt;
+  return start;
+}
+
+// Writes `content` to `path` through a temporary file and a rename: a reader (a supervisor that
+// starts after this one died) sees the old content or the new one, never a part. No fsync: the
+// record must survive this process, not the machine (a machine that stops ends every attempt).
+bool WriteRecord(const fs::path& path, const std::string& content) {
+  const fs::path tmp = path.string() + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const bool written = os::WriteAll(fd, content) == 0;
+  ::close(fd);
+  return written && ::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+std::string ReadAll(const fs::path& path) {
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+std::string StopText(const std::string& cause) {
+  if (cause == "cancel") return "the run is being cancelled";
+  if (cause == "superseded") return "its run no longer has this attempt running";
+  if (cause == "fenced") {
+    return "its supervisor could not renew its lease in time (is the database reachable?)";
+  }
+  return "its supervisor was stopped";
+}
+
+}  // namespace
+
+struct Supervisor::Impl {
+  struct Attempt {
+    ProcessManager::Handle handle = 0;
+    bool running = true;
+    std::string stop_cause;
+    std::optional<wire::Ended> end;
+    bool queued = false;  // handed to the ledger thread
+    std::unique_ptr<asio::steady_timer> ack_timer;
+  };
+  struct Conn {
+    explicit Conn(asio::io_context& io) : socket(io) {}
+    local::socket socket;
+    std::string in;
+    std::array<char, 64 * 1024> buffer;
+    std::deque<std::string> out;
+    bool writing = false;
+    bool hello = false;
+    bool closed = false;
+  };
+
+  Impl(SupervisorOptions o, Ledger& l) : options(std::move(o)), ledger(l) {}
+
+  Status Start();
+  void Recover();
+  void Accept();
+  void Read(const std::shared_ptr<Conn>& c);
+  void Handle(const std::shared_ptr<Conn>& c, const std::string& body);
+  void Send(const std::shared_ptr<Conn>& c, std::string frame);
+  void Flush(const std::shared_ptr<Conn>& c);
+  void Close(const std::shared_ptr<Conn>& c);
+  void OnHello(const std::shared_ptr<Conn>& c);
+  void StartAttempt(wire::Launch launch);
+  void OnExit(const AttemptKey& key, const ProcessResult& result);
+  void Deliver(const AttemptKey& key);
+  void Queue(const AttemptKey& key);
+  void Forget(const AttemptKey& key);
+  void UpdateSnapshot();
+  void OnRenewed(SteadyTime sent, std::vector<Ledger::Stop> stops);
+  void ArmFence();
+  void MaybeIdle();
+  void Exit();
+  void LedgerLoop();
+  fs::path RecordPath(const AttemptKey& key) const {
+    return options.dir / "attempts" / RecordName(key);
+  }
+
+  SupervisorOptions options;
+  Ledger& ledger;
+  asio::io_context io;
+  std::unique_ptr<ProcessManager> processes;
+  std::unique_ptr<local::acceptor> acceptor;
+  std::shared_ptr<Conn> conn;  // the daemon's, once it said hello
+  std::map<AttemptKey, Attempt> attempts;
+  asio::steady_timer fence_timer{io};
+  asio::steady_timer idle_timer{io};
+  asio::signal_set signals{io, SIGTERM};
+  bool had_daemon = false;
+  bool stopping = false;
+  bool exiting = false;
+  int lock_fd = -1;
+  SteadyTime renewed_at{};  // when the last successful renewal was sent
+
+  // The ledger thread and what it shares with the loop, under mu.
+  std::thread ledger_thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<AttemptKey> running_snapshot;
+  std::vector<wire::Ended> to_record;
+  bool ledger_stop = false;
+  bool released = false;
+};
+
+Status Supervisor::Impl::Start() {
+  std::error_code ec;
+  if (Status s = os::MakeDirs(options.dir / "attempts", 0700); !s.ok()) return s;
+  ::chmod(options.dir.c_str(), 0700);
+  const fs::path lock_path = options.dir / "supervisor.lock";
+  lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    return Status::Error("cannot open '" + lock_path.string() + "': " + os::ErrnoText(errno));
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    return Status::Error(ErrorCode::kConflict,
+                         "another supervisor already runs for " + options.dir.string());
+  }
+  // The database must know this supervisor before any daemon records an attempt under it.
+  auto renewed = ledger.Renew({});
+  if (!renewed.ok()) return renewed.status();
+  renewed_at = std::chrono::steady_clock::now();
+  processes = std::make_unique<ProcessManager>(io);
+  Recover();
+  const fs::path socket_path = SocketPath(options.dir);
+  if (socket_path.string().size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status::Error("the supervisor's socket path '" + socket_path.string() +
+                         "' is too long for a Unix socket; use a shorter data folder");
+  }
+  ::unlink(socket_path.c_str());  // a stale one: the lock says no supervisor uses it
+  boost::system::error_code bec;
+  acceptor = std::make_unique<local::acceptor>(io);
+  acceptor->open(local(), bec);
+  if (!bec) acceptor->bind(local::endpoint(socket_path.string()), bec);
+  if (!bec) ::chmod(socket_path.c_str(), 0600);
+  if (!bec) acceptor->listen(asio::socket_base::max_listen_connections, bec);
+  if (bec) {
+    return Status::Error("cannot listen on '" + socket_path.string() + "': " + bec.message());
+  }
+  ledger_thread = std::thread([this] { LedgerLoop(); });
+  Accept();
+  ArmFence();
+  idle_timer.expires_after(options.first_daemon_grace);
+  idle_timer.async_wait([this](const boost::system::error_code& e) {
+    if (!e && !had_daemon) {
+      had_daemon = true;  // from now on idle means idle
+      MaybeIdle();
+    }
+  });
+  signals.async_wait([this](const boost::system::error_code& e, int) {
+    if (e) return;
+    log::Info("supervisor: stopping: every attempt is stopped");
+    stopping = true;
+    for (auto& [key, a] : attempts) {
+      if (!a.running) continue;
+      a.stop_cause = "stopped";
+      processes->Terminate(a.handle);
+    }
+    MaybeIdle();
+  });
+  (void)ec;
+  return Status::Ok();
+}
+
+// Records left by a supervisor that died: ends are kept to be reported; attempts without an end
+// are stopped (their whole group, if the same process still runs) and reported lost.
+void Supervisor::Impl::Recover() {
+  const fs::path dir = options.dir / "attempts";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> names;
+  while (const dirent* entry = ::readdir(d)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    names.push_back(std::move(name));
+  }
+  ::closedir(d);
+  for (const std::string& name : names) {
+    const fs::path path = dir / name;
+    if (name.ends_with(".tmp")) {
+      ::unlink(path.c_str());
+      continue;
+    }
+    auto key = KeyFromName(name);
+    if (!key) {
+      log::Warn("supervisor: ignoring unknown file " + path.string());
+      continue;
+    }
+    const std::string content = ReadAll(path);
+    Attempt a;
+    a.running = false;
+    if (content.starts_with("E")) {
+      std::string frames = content.substr(1);
+      bool error = false;
+      auto bodies = wire::TakeFrames(frames, &error);
+      if (!bodies.empty()) {
+        wire::Reader r(bodies[0]);
+        if (r.U8() == static_cast<uint8_t>(wire::Type::kEnded)) {
+          if (auto ended = wire::DecodeEnded(r)) a.end = std::move(*ended);
+        }
+      }
+    }
+    if (!a.end) {
+      AttemptOutcome lost;
+      lost.lost = true;
+      lost.error = "its supervisor stopped while it ran and recorded no end";
+      long long pid = 0;
+      unsigned long long start = 0;
+      if (std::sscanf(content.c_str(), "R %lld %llu", &pid, &start) == 2 && pid > 0) {
+        auto now = StartTime(static_cast<pid_t>(pid));
+        if (now && *now == start) {
+          ::kill(-static_cast<pid_t>(pid), SIGKILL);
+          ::kill(static_cast<pid_t>(pid), SIGKILL);
+          lost.error =
+              "its supervisor stopped while it ran; its processes were stopped when a new "
+              "supervisor started";
+        }
+      }
+      lost.ended_at = NowUtc();
+      a.end = wire::Ended{*key, lost};
+      WriteRecord(path, "E" + wire::EncodeEnded(*a.end));
+      log::Warn("supervisor: attempt " + key->ToString() + " lost: " + lost.error);
+    }
+    attempts.emplace(*key, std::move(a));
+  }
+  for (auto& [key, a] : attempts) Queue(key);
+}
+
+void Supervisor::Impl::Accept() {
+  auto c = std::make_shared<Conn>(io);
+  acceptor->async_accept(c->socket, [this, c](const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted || exiting) return;
+    if (!ec) {
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(c->socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+          cred.uid != ::geteuid()) {
+        log::Warn("supervisor: refused a connection from another user");
+        Close(c);
+      } else {
+        Read(c);
+      }
+    }
+    Accept();
+  });
+}
+
+void Supervisor::Impl::Read(const std::shared_ptr<Conn>& c) {
+  c->socket.async_read_some(
+      asio::buffer(c->buffer), [this, c](const boost::system::error_code& ec, size_t n) {
+        if (c->closed) return;
+        if (ec) {
+          Close(c);
+          return;
+        }
+        c->in.append(c->buffer.data(), n);
+        bool error = false;
+        for (const std::string& body : wire::TakeFrames(c->in, &error)) {
+          Handle(c, body);
+          if (c->closed) return;
+        }
+        if (error) {
+          log::Warn("supervisor: a daemon sent a broken frame; connection closed");
+          Close(c);
+          return;
+        }
+        Read(c);
+      });
+}
+
+void Supervisor::Impl::Handle(const std::shared_ptr<Conn>& c, const std::string& body) {
+  wire::Reader r(body);
+  const auto type = static_cast<wire::Type>(r.U8());
+  if (!c->hello) {
+    auto hello = type == wire::Type::kHello ? wire::DecodeHello(r) : std::nullopt;
+    if (!hello) {
+      Close(c);
+      return;
+    }
+    if (hello->first != wire::kProtocol) {
+      Send(c, wire::EncodeRefused("this supervisor speaks protocol " +
+                                  std::to_string(wire::kProtocol) + ", not " +
+                                  std::to_string(hello->first)));
+      Close(c);
+      return;
+    }
+    if (conn) {
+      Send(c, wire::EncodeRefused("another daemon is connected to this supervisor"));
+      Close(c);
+      return;
+    }
+    log::Info("supervisor: daemon " + hello->second + " connected");
+    OnHello(c);
+    return;
+  }
+  switch (type) {
+    case wire::Type::kStart:
+      if (auto launch = wire::DecodeLaunch(r)) {
+        StartAttempt(std::move(*launch));
+        return;
+      }
+      break;
+    case wire::Type::kKill:
+      if (auto key = wire::DecodeKey(r)) {
+        if (auto it = attempts.find(*key); it != attempts.end() && it->second.running) {
+          processes->Terminate(it->second.handle);
+        }
+        return;
+      }
+      break;
+    case wire::Type::kAck:
+      if (auto keys = wire::DecodeAck(r)) {
+        for (const AttemptKey& key : *keys) Forget(key);
+        return;
+      }
+      break;
+    default:
+      break;
+  }
+  log::Warn("supervisor: a daemon sent a message it cannot read; connection closed");
+  Close(c);
+}
+
+void Supervisor::Impl::OnHello(const std::shared_ptr<Conn>& c) {
+  c->hello = true;
+  conn = c;
+  had_daemon = true;
+  idle_timer.cancel();
+  wire::Welcome welcome;
+  welcome.supervisor = options.name;
+  for (const auto& [key, a] : attempts) {
+    if (a.running) {
+      welcome.running.push_back(key);
+    } else if (a.end) {
+      welcome.ended.push_back(*a.end);
+    }
+  }
+  Send(c, wire::EncodeWelcome(welcome));
+  for (auto& [key, a] : attempts) {
+    if (!a.running && a.end) {
+      a.ack_timer = std::make_unique<asio::steady_timer>(io, options.ack_timeout);
+      a.ack_timer->async_wait([this, key = key](const boost::system::error_code& e) {
+        if (!e) Queue(key);
+      });
+    }
+  }
+}
+
+void Supervisor::Impl::Send(const std::shared_ptr<Conn>& c, std::string frame) {
+  if (c->closed) return;
+  c->out.push_back(std::move(frame));
+  Flush(c);
+}
+
+void Supervisor::Impl::Flush(const std::shared_ptr<Conn>& c) {
+  if (c->writing || c->out.empty() || c->closed) return;
+  c->writing = true;
+  asio::async_write(c->socket, asio::buffer(c->out.front()),
+                    [this, c](const boost::system::error_code& ec, size_t) {
+                      c->writing = false;
+                      if (c->closed) return;
+                      if (ec) {
+                        Close(c);
+                        return;
+                      }
+                      c->out.pop_front();
+                      Flush(c);
+                    });
+}
+
+void Supervisor::Impl::Close(const std::shared_ptr<Conn>& c) {
+  if (c->closed) return;
+  c->closed = true;
+  boost::system::error_code ignored;
+  c->socket.close(ignored);
+  if (conn != c) return;
+  conn.reset();
+  log::Info("supervisor: the daemon disconnected");
+  // Ends it did not acknowledge go to the database.
+  for (auto& [key, a] : attempts) {
+    if (!a.running) Queue(key);
+  }
+  MaybeIdle();
+}
+
+void Supervisor::Impl::StartAttempt(wire::Launch l) {
+  if (stopping || attempts.count(l.key) != 0) return;  // stopping, or a start sent twice
+  ProcessSpec spec;
+  spec.argv = std::move(l.argv);
+  spec.env = std::move(l.env);
+  spec.cwd = l.cwd;
+  spec.log_path = l.log_path;
+  spec.log_cap_bytes = l.log_cap_bytes > 0 ? l.log_cap_bytes : kDefaultLogCapBytes;
+  for (const auto& d : l.create_dirs) spec.create_dirs.emplace_back(d);
+  spec.timeout = Duration(l.timeout_ms);
+  spec.kill_grace = Duration(l.kill_grace_ms);
+  const AttemptKey key = l.key;
+  Attempt& a = attempts[key];
+  a.handle =
+      processes->Spawn(std::move(spec), [this, key](ProcessResult result) { OnExit(key, result); });
+  const int pid = processes->pid(a.handle);
+  if (pid > 0) {
+    auto start = StartTime(pid);
+    WriteRecord(RecordPath(key),
+                "R " + std::to_string(pid) + " " + std::to_string(start.value_or(0)) + "\n");
+  }
+  UpdateSnapshot();
+}
+
+void Supervisor::Impl::OnExit(const AttemptKey& key, const ProcessResult& result) {
+  auto it = attempts.find(key);
+  if (it == attempts.end()) return;
+  Attempt& a = it->second;
+  AttemptOutcome outcome = ToAttemptOutcome(result);
+  if (!a.stop_cause.empty() && result.killed) {
+    outcome.stop_cause = a.stop_cause;
+    outcome.error = StopText(a.stop_cause);
+  }
+  a.running = false;
+  a.end = wire::Ended{key, outcome};
+  WriteRecord(RecordPath(key), "E" + wire::EncodeEnded(*a.end));
+  UpdateSnapshot();
+  Deliver(key);
+}
+
+void Supervisor::Impl::Deliver(const AttemptKey& key) {
+  Attempt& a = attempts.at(key);
+  if (!conn) {
+    Queue(key);
+    return;
+  }
+  Send(conn, wire::EncodeEnded(*a.end));
+  a.ack_timer = std::make_unique<asio::steady_timer>(io, options.ack_timeout);
+  a.ack_timer->async_wait([this, key](const boost::system::error_code& e) {
+    if (!e) Queue(key);  // the daemon is slow to commit it: the database gets it now
+  });
+}
+
+void Supervisor::Impl::Queue(const AttemptKey& key) {
+  auto it = attempts.find(key);
+  if (it == attempts.end() || it->second.queued || !it->second.end) return;
+  it->second.queued = true;
+  {
+    std::lock_guard lock(mu);
+    to_record.push_back(*it->second.end);
+  }
+  cv.notify_one();
+}
+
+void Supervisor::Impl::Forget(const AttemptKey& key) {
+  auto it = attempts.find(key);
+  if (it == attempts.end() || it->second.running) return;
+  ::unlink(RecordPath(key).c_str());
+  attempts.erase(it);
+  MaybeIdle();
+}
+
+void Supervisor::Impl::UpdateSnapshot() {
+  std::vector<AttemptKey> running;
+  for (const auto& [key, a] : attempts) {
+    if (a.running) running.push_back(key);
+  }
+  std::lock_guard lock(mu);
+  running_snapshot = std::move(running);
+}
+
+void Supervisor::Impl::OnRenewed(SteadyTime sent, std::vector<Ledger::Stop> stops) {
+  renewed_at = std::max(renewed_at, sent);
+  ArmFence();
+  for (const Ledger::Stop& stop : stops) {
+    auto it = attempts.find(stop.key);
+    if (it == attempts.end() || !it->second.running || !it->second.stop_cause.empty()) continue;
+    log::Info("supervisor: stopping attempt " + stop.key.ToString() + ": " + StopText(stop.cause));
+    it->second.stop_cause = stop.cause;
+    processes->Terminate(it->second.handle);
+  }
+}
+
+// Kills every attempt before the lease could expire without having been renewed: after that,
+// another daemon may declare them lost and start them again.
+void Supervisor::Impl::ArmFence() {
+  const SteadyTime deadline = renewed_at + options.lease * 2 / 3;
+  fence_timer.expires_at(deadline);
+  fence_timer.async_wait([this, deadline](const boost::system::error_code& e) {
+    if (e || renewed_at + options.lease * 2 / 3 > deadline) return;
+    for (auto& [key, a] : attempts) {
+      if (!a.running) continue;
+      if (a.stop_cause.empty()) {
+        log::Error("supervisor: killing attempt " + key.ToString() + ": " + StopText("fenced"));
+      }
+      a.stop_cause = "fenced";
+      processes->KillNow(a.handle);
+    }
+  });
+}
+
+void Supervisor::Impl::MaybeIdle() {
+  if (exiting || !had_daemon || !attempts.empty() || (conn && !stopping)) return;
+  Exit();
+}
+
+void Supervisor::Impl::Exit() {
+  exiting = true;
+  log::Info("supervisor: nothing left to supervise; exiting");
+  boost::system::error_code ignored;
+  if (acceptor) acceptor->close(ignored);
+  ::unlink(SocketPath(options.dir).c_str());
+  if (conn) Close(conn);
+  fence_timer.cancel();
+  idle_timer.cancel();
+  signals.cancel();
+  {
+    std::lock_guard lock(mu);
+    ledger_stop = true;
+  }
+  cv.notify_one();
+}
+
+void Supervisor::Impl::LedgerLoop() {
+  auto next_renew = std::chrono::steady_clock::now() + options.lease / 3;
+  auto next_record = std::chrono::steady_clock::now();
+  std::unique_lock lock(mu);
+  while (true) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool record_due = !to_record.empty() && now >= next_record;
+    if (ledger_stop && to_record.empty()) break;
+    if (!record_due && now < next_renew) {
+      auto until = next_renew;
+      if (!to_record.empty()) until = std::min(until, next_record);
+      cv.wait_until(lock, until);
+      continue;
+    }
+    std::vector<wire::Ended> records;
+    if (record_due) records.swap(to_record);
+    const bool renew = now >= next_renew;
+    std::vector<AttemptKey> running = running_snapshot;
+    lock.unlock();
+    if (!records.empty()) {
+      Status s = ledger.Record(records);
+      if (s.ok()) {
+        std::vector<AttemptKey> keys;
+        for (const auto& e : records) keys.push_back(e.key);
+        asio::post(io, [this, keys] {
+          for (const AttemptKey& key : keys) Forget(key);
+        });
+      } else {
+        log::Error("supervisor: recording " + std::to_string(records.size()) +
+                   " attempt ends: " + s.message() + "; trying again");
+        lock.lock();
+        records.insert(records.end(), to_record.begin(), to_record.end());
+        to_record.swap(records);
+        next_record = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        lock.unlock();
+      }
+    }
+    if (renew) {
+      const SteadyTime sent = std::chrono::steady_clock::now();
+      auto renewed = ledger.Renew(running);
+      if (renewed.ok()) {
+        next_renew = sent + options.lease / 3;
+        asio::post(io, [this, sent, stops = std::move(renewed).value()]() mutable {
+          OnRenewed(sent, std::move(stops));
+        });
+      } else {
+        log::Error("supervisor: renewing its lease: " + renewed.message());
+        next_renew = sent + std::min<Duration>(std::chrono::seconds(1), options.lease / 10);
+      }
+    }
+    lock.lock();
+  }
+  lock.unlock();
+  if (Status s = ledger.Release(); !s.ok()) log::Error("supervisor: " + s.message());
+  asio::post(io, [this] {
+    if (options.on_idle_exit) options.on_idle_exit();
+    io.stop();
+  });
+}
+
+Supervisor::Supervisor(SupervisorOptions options, Ledger& ledger)
+    : impl_(std::make_unique<Impl>(std::move(options), ledger)) {}
+
+Supervisor::~Supervisor() {
+  if (impl_->ledger_thread.joinable()) {
+    {
+      std::lock_guard lock(impl_->mu);
+      impl_->ledger_stop = true;
+      impl_->to_record.clear();
+    }
+    impl_->cv.notify_one();
+    impl_->ledger_thread.join();
+  }
+  if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);
+}
+
+Status Supervisor::Start() { return impl_->Start(); }
+
+int Supervisor::Run() {
+  impl_->io.run();
+  if (impl_->ledger_thread.joinable()) impl_->ledger_thread.join();
+  return 0;
+}
+
+}  // namespace kiln::executor
