@@ -56,6 +56,12 @@ Result<std::unique_ptr<store::Database>> DbPool::Acquire() {
 
 void DbPool::Release(std::unique_ptr<store::Database> db, bool broken) {
   std::lock_guard lock(mu_);
+  if (broken) {
+    // A lost connection means the server went away (or restarted): the idle ones are lost too,
+    // and would each cost a request its error. They are made again when needed.
+    open_ -= static_cast<int>(idle_.size());
+    idle_.clear();
+  }
   if (waiters_.empty()) {
     if (broken) {
       --open_;

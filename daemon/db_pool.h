@@ -35,6 +35,15 @@ class DbPool {
     Release(std::move(*db), !result.ok() && CodeOf(result) == ErrorCode::kUnavailable);
     return result;
   }
+  // With() for calls that only read: one that fails on a lost connection is tried once more on a
+  // new one, so that the pooled connections a database restart broke cost no request an error.
+  // Never for writes: a commit lost with its connection may have happened.
+  template <typename F>
+  auto Read(F&& f) -> decltype(f(std::declval<store::Database&>())) {
+    auto result = With(f);
+    if (!result.ok() && CodeOf(result) == ErrorCode::kUnavailable) result = With(f);
+    return result;
+  }
 
  private:
   struct Waiter {

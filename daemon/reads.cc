@@ -9,7 +9,7 @@ namespace kiln::daemon {
 
 Result<std::vector<scheduler::AttemptRecord>> DaemonService::ListAttempts(RunId run,
                                                                           const std::string& task) {
-  auto attempts = pool_.With([&](store::Database& db) { return db.ListAttempts(run, task); });
+  auto attempts = pool_.Read([&](store::Database& db) { return db.ListAttempts(run, task); });
   if (!attempts.ok() || !attempts->empty()) return attempts;
   // No attempt yet: tell an unknown run or task apart from one that has not started.
   auto record = GetRun(run);
@@ -23,7 +23,7 @@ Result<std::vector<scheduler::AttemptRecord>> DaemonService::ListAttempts(RunId 
 
 Result<scheduler::LogChunk> DaemonService::ReadLog(RunId run, const std::string& task, int attempt,
                                                    uint64_t offset, size_t max_bytes) {
-  auto record = pool_.With([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
+  auto record = pool_.Read([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
   if (!record.ok()) return record.status();
   scheduler::LogChunk chunk;
   chunk.offset = offset;
@@ -42,7 +42,7 @@ bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, 
     std::lock_guard lock(mu_);
     if (stopping_) return false;
   }
-  auto record = pool_.With([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
+  auto record = pool_.Read([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
   if (!record.ok() || record->state != "running") return true;
   const int64_t seen = events_.last_id();
   bool closed = false;
@@ -57,12 +57,12 @@ bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, 
 }
 
 Result<int64_t> DaemonService::LastEventId() {
-  return pool_.With([](store::Database& db) { return db.LastEventId(); });
+  return pool_.Read([](store::Database& db) { return db.LastEventId(); });
 }
 
 Result<std::vector<scheduler::EventRecord>> DaemonService::ListEvents(
     const scheduler::EventFilter& filter) {
-  return pool_.With([&](store::Database& db) { return db.ListEvents(filter); });
+  return pool_.Read([&](store::Database& db) { return db.ListEvents(filter); });
 }
 
 bool DaemonService::WaitForEvents(int64_t after, std::chrono::milliseconds timeout) {
@@ -70,7 +70,7 @@ bool DaemonService::WaitForEvents(int64_t after, std::chrono::milliseconds timeo
 }
 
 Status DaemonService::Ready() {
-  Status ping = pool_.With([](store::Database& db) { return db.Ping(); });
+  Status ping = pool_.Read([](store::Database& db) { return db.Ping(); });
   if (!ping.ok()) return Status::Error(ErrorCode::kUnavailable, ping.message());
   auto failing = OnLoop([this] { return sched_.failing_since(); });
   if (failing) {

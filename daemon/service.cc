@@ -143,13 +143,13 @@ std::vector<scheduler::PipelineInfo> DaemonService::ListPipelines() {
     std::lock_guard lock(mu_);
     for (const auto& [name, known] : pipelines_) out.push_back(Info(name, known));
   }
-  auto states = pool_.With([](store::Database& db) { return db.ScheduleStates(); });
+  auto states = pool_.Read([](store::Database& db) { return db.ScheduleStates(); });
   if (states.ok()) {
     for (auto& info : out) AddSchedule(info, *states);
   } else {
     log::Error(states.message());
   }
-  auto last = pool_.With([](store::Database& db) { return db.LastRuns(); });
+  auto last = pool_.Read([](store::Database& db) { return db.LastRuns(); });
   if (!last.ok()) {
     log::Error(last.message());
     return out;
@@ -176,12 +176,12 @@ Result<scheduler::PipelineInfo> DaemonService::GetPipeline(const std::string& na
   scheduler::RunFilter filter;
   filter.pipeline = name;
   filter.limit = 1;
-  auto page = pool_.With([&](store::Database& db) { return db.ListRuns(filter); });
+  auto page = pool_.Read([&](store::Database& db) { return db.ListRuns(filter); });
   if (page.ok() && !page->runs.empty()) {
     info.last_run = page->runs[0].id;
     info.last_run_state = page->runs[0].state;
   }
-  auto states = pool_.With([](store::Database& db) { return db.ScheduleStates(); });
+  auto states = pool_.Read([](store::Database& db) { return db.ScheduleStates(); });
   if (!states.ok()) return states.status();
   AddSchedule(info, *states);
   return info;
@@ -417,11 +417,11 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
 }
 
 Result<scheduler::RunPage> DaemonService::ListRuns(const scheduler::RunFilter& filter) {
-  return pool_.With([&](store::Database& db) { return db.ListRuns(filter); });
+  return pool_.Read([&](store::Database& db) { return db.ListRuns(filter); });
 }
 
 Result<RunRecord> DaemonService::GetRun(RunId id) {
-  return pool_.With([&](store::Database& db) { return db.GetRun(id); });
+  return pool_.Read([&](store::Database& db) { return db.GetRun(id); });
 }
 
 bool DaemonService::Claim(RunId id) {

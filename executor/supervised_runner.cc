@@ -14,6 +14,7 @@
 #include <deque>
 #include <utility>
 
+#include "common/crash.h"
 #include "common/log.h"
 #include "executor/os.h"
 #include "executor/supervisor.h"
@@ -335,6 +336,7 @@ void SupervisedRunner::OnFrame(const std::string& body) {
   const auto type = static_cast<wire::Type>(r.U8());
   if (type == wire::Type::kEnded) {
     if (auto ended = wire::DecodeEnded(r)) {
+      CrashPoint("end.received");
       Deliver(ended->key, std::move(ended->outcome));
       return;
     }

@@ -50,7 +50,7 @@ struct SchedulerOptions {
   std::vector<std::pair<std::string, std::string>> base_env;
   // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
-  Duration max_commit_retry_delay = std::chrono::seconds(10);
+  Duration max_commit_retry_delay = std::chrono::seconds(2);
 };
 
 // How Shutdown stops.

@@ -8,6 +8,7 @@
 // each other. A batch of n updates costs n + 3 round trips (BEGIN, the lock, n statements, COMMIT).
 #include <nlohmann/json.hpp>
 
+#include "common/crash.h"
 #include "common/log.h"
 #include "common/text.h"
 #include "store/database.h"
@@ -281,6 +282,7 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
         refused.push_back(std::move(*r));
       }
     });
+    CrashPoint("commit.inside");
     txn.commit();
     return refused;
   } catch (const std::exception& e) {

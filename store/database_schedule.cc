@@ -1,4 +1,5 @@
 // Database: the bookkeeping of schedules (fire cursors, skipped fires) and the runs they create.
+#include "common/crash.h"
 #include "store/database.h"
 #include "store/pq_internal.h"
 
@@ -67,6 +68,7 @@ Result<FireResult> Database::FireSchedule(
     for (const std::string& detail : decision.skipped_details) {
       txn.exec_params(kPipelineEvent, pipeline, "fire_skipped", "schedule", detail);
     }
+    if (!decision.runs.empty()) CrashPoint("fire.inside");
     txn.commit();
     return result;
   } catch (const std::exception& e) {

@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/crash.h"
 #include "common/log.h"
 #include "store/database.h"
 
@@ -78,6 +79,7 @@ std::vector<scheduler::CommitResult> PgStateStore::Write(const std::deque<Pendin
   std::vector<const scheduler::Batch*> batches;
   batches.reserve(group.size());
   for (const Pending& p : group) batches.push_back(&p.batch);
+  CrashPoint("commit.before");
   auto refused = db_->CommitBatches(batches, lease_owner_, lease_);
   if (!refused.ok()) {
     if (refused.status().code() == ErrorCode::kUnavailable) db_.reset();
@@ -85,6 +87,7 @@ std::vector<scheduler::CommitResult> PgStateStore::Write(const std::deque<Pendin
     for (auto& r : results) r.status = refused.status();
     return results;
   }
+  CrashPoint("commit.after");
   for (RefusedUpdate& r : *refused) {
     (r.refusal.rejected ? log::Error : log::Warn)("store: " + r.Describe());
     results[r.batch].refused.push_back(std::move(r.refusal));

@@ -33,14 +33,18 @@ Daemon::Daemon(const TempDir& dir, DaemonOptions options) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  std::string url = "KILN_DATABASE_URL=" + DatabaseUrl();
-  std::string path = std::string("PATH=") + getenv("PATH");
+  std::vector<std::string> env = {
+      "KILN_DATABASE_URL=" + (options.database_url.empty() ? DatabaseUrl() : options.database_url),
+      std::string("PATH=") + getenv("PATH")};
+  for (const auto& [name, value] : options.env) env.push_back(name + "=" + value);
   std::vector<std::string> args = {KilnBinary(),  "serve",
                                    "--config",    (dir / "kiln.toml").string(),
                                    "--pipelines", options.pipelines.string(),
                                    "--listen",    options.listen,
                                    "--data-dir",  data_dir_.string()};
-  std::vector<char*> argv, envp = {url.data(), path.data(), nullptr};
+  std::vector<char*> argv, envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   REQUIRE(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data()) == 0);
@@ -63,6 +67,21 @@ std::string Daemon::ReadLine() {
   char c;
   while (read(out_, &c, 1) == 1 && c != '\n') line += c;
   return line;
+}
+
+void Daemon::Signal(int signal) {
+  if (pid_ <= 0) return;
+  kill(pid_, signal);
+  if (signal == SIGKILL) Wait();
+}
+
+int Daemon::Wait() {
+  if (pid_ <= 0) return exit_code_;
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_;
 }
 
 int Daemon::Stop() {

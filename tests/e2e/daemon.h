@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -28,7 +29,9 @@ struct DaemonOptions {
   // [daemon] on_stop: the tests stop their daemons with SIGTERM and expect nothing left running,
   // so they cancel; the tests of stopping and restarting say "leave".
   std::string on_stop = "cancel";
-  std::string lease = "30s";  // [daemon] lease
+  std::string lease = "30s";               // [daemon] lease
+  std::string database_url;                // empty: this test process's database (DatabaseUrl())
+  std::map<std::string, std::string> env;  // added to the daemon's environment
   std::string listen = "127.0.0.1:0";
 };
 
@@ -41,6 +44,11 @@ class Daemon {
   ~Daemon();
   // SIGTERM, then the exit code.
   int Stop();
+  // Sends `signal`; for SIGKILL also waits for the process to end.
+  void Signal(int signal);
+  // Waits for the daemon to end by itself (a crash point); returns its exit code.
+  int Wait();
+  int pid() const { return pid_; }
   int port() const { return port_; }
   const std::string& first_line() const { return first_line_; }
   // The next line the daemon prints on stdout ("" at its end).

@@ -6,14 +6,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 extern char** environ;
 
@@ -121,11 +124,40 @@ Output Kiln(const std::vector<std::string>& args, const fs::path& cwd,
   return Exec(argv, cwd, env);
 }
 
-std::string Sql(const std::string& query) {
-  auto r = Exec({"/usr/bin/psql", DatabaseUrl(), "-v", "ON_ERROR_STOP=1", "-Atc", query});
+std::string Sql(const std::string& query) { return SqlAt(DatabaseUrl(), query); }
+
+std::string SqlAt(const std::string& url, const std::string& query) {
+  auto r = Exec({"/usr/bin/psql", url, "-v", "ON_ERROR_STOP=1", "-Atc", query});
   if (r.code != 0) throw std::runtime_error("psql failed: " + r.err);
   while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
   return r.out;
+}
+
+void WaitFor(const std::function<bool()>& condition, const std::string& what,
+             std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("gave up waiting " + std::to_string(timeout.count()) + " s for " +
+                               what);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::vector<int> ProcessesMentioning(const std::string& text) {
+  std::vector<int> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    const int pid = std::stoi(name);
+    if (pid == getpid()) continue;
+    std::ifstream cmdline(entry.path() / "cmdline", std::ios::binary);
+    std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    if (args.find(text) == std::string::npos || !ProcessAlive(pid)) continue;
+    out.push_back(pid);
+  }
+  return out;
 }
 
 TempDir::TempDir() {

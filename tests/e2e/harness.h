@@ -2,7 +2,9 @@
 // test PostgreSQL with psql.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -30,6 +32,15 @@ std::filesystem::path SourceDir();
 
 // One SQL query's rows, fields separated by '|', rows by '\n' (psql -At).
 std::string Sql(const std::string& query);
+// The same on another database.
+std::string SqlAt(const std::string& url, const std::string& query);
+
+// Waits until `condition` holds, checking every 20 ms; fails the test naming `what` after
+// `timeout`. For conditions outside the test's control (a process started, a row written).
+void WaitFor(const std::function<bool()>& condition, const std::string& what,
+             std::chrono::seconds timeout = std::chrono::seconds(60));
+// Pids of live processes (zombies aside) whose command line mentions `text`.
+std::vector<int> ProcessesMentioning(const std::string& text);
 
 // A fresh folder under /tmp (mode 0755), removed when the object dies.
 class TempDir {

@@ -5,6 +5,8 @@
 #                             fsync and synchronous_commit left on), create database kiln_test.
 #                             Connect with postgresql:///kiln_test?host=DIR&user=kiln.
 #   pg_cluster.sh stop DIR    stop it and remove DIR.
+#   pg_cluster.sh halt DIR    stop the server, keep its data (a database that goes away).
+#   pg_cluster.sh resume DIR  start a halted server again.
 #
 # Prints nothing on success. As root, PostgreSQL runs as the user 'postgres' (the same rule as
 # kiln's embedded cluster, which prefers 'kiln' when that user exists). A cluster left running in
@@ -12,7 +14,7 @@
 set -eu
 
 usage() {
-  echo "usage: $0 start|stop DIR" >&2
+  echo "usage: $0 start|stop|halt|resume DIR" >&2
   exit 2
 }
 [ $# -eq 2 ] || usage
@@ -81,6 +83,12 @@ EOF
     ;;
   stop)
     stop_cluster
+    ;;
+  halt)
+    as_owner "$bin/pg_ctl" stop -D "$dir/data" -m fast -w >/dev/null
+    ;;
+  resume)
+    as_owner "$bin/pg_ctl" start -w -t 60 -D "$dir/data" -l "$dir/postgres.log" >/dev/null
     ;;
   *) usage ;;
 esac

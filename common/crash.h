@@ -1,0 +1,17 @@
+// Crash points for the crash tests: with KILN_CRASH_AT=<point> (or <point>:<n>) in its
+// environment, a kiln process kills itself with SIGKILL the n-th time (default: the first) it
+// reaches CrashPoint(<point>). Without the variable it costs one relaxed atomic load.
+//
+// Points: "commit.before" (a batch is about to be written), "commit.inside" (written, not yet
+// committed), "commit.after" (committed, nothing acted on yet), "end.received" (the daemon has
+// an attempt's end, not recorded yet), "fire.inside" (a schedule's runs are written, not yet
+// committed).
+#pragma once
+
+#include <string_view>
+
+namespace kiln {
+
+void CrashPoint(std::string_view point);
+
+}  // namespace kiln

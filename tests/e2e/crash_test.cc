@@ -1,0 +1,473 @@
+// The crash harness: real daemons killed with SIGKILL at chosen points (KILN_CRASH_AT), stopped
+// with SIGTERM, frozen with SIGSTOP, and a database that goes away; then restarted. Every
+// scenario checks, in SQL and in the process table, that each attempt has exactly one outcome,
+// that no task ever had two attempts running at once, that every run ended, and that no process
+// of a task (nor a supervisor) is left behind.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "daemon.h"
+#include "harness.h"
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+using namespace kiln::e2e;
+using namespace std::chrono_literals;
+
+namespace {
+
+// `a` writes its pid to a.started, prints a line, waits for the file `go` of the test folder,
+// prints another; `b` (after `a`) appends a line to b.count. Both in `dir`.
+std::string TwoTasks(const std::string& name, const TempDir& dir, const std::string& b_keys = "") {
+  const std::string d = dir.path().string();
+  return "[pipeline]\nname = \"" + name + "\"\n[tasks.a]\ncommand = \"echo $$ > " + d +
+         "/a.started; echo line 1; while [ ! -e " + d +
+         "/go ]; do sleep 0.02; done; echo line 2\"\n[tasks.b]\nneeds = [\"a\"]\n" + b_keys +
+         "command = \"echo b >> " + d + "/b.count\"\n";
+}
+
+void WaitStarted(const TempDir& dir) {
+  WaitFor([&] { return fs::exists(dir / "a.started"); }, "task a to start");
+}
+
+int Lines(const fs::path& file) {
+  if (!fs::exists(file)) return 0;
+  std::string text = ReadFile(file);
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// The invariants every scenario ends with, on the database at `url`.
+void CheckInvariants(const std::string& url) {
+  // Every run reached an end state, and so did every task of it.
+  CHECK(SqlAt(url,
+              "select count(*) from runs where state not in ('success', 'failed', "
+              "'cancelled')") == "0");
+  CHECK(SqlAt(url,
+              "select count(*) from task_instances where state in ('pending', 'queued', "
+              "'running', 'up_for_retry')") == "0");
+  // Each attempt has exactly one outcome: its row ended once, and each task's attempts are
+  // numbered 1..n with the task row at n.
+  CHECK(SqlAt(url,
+              "select count(*) from attempts where state = 'running' or ended_at is "
+              "null") == "0");
+  CHECK(SqlAt(url,
+              "select count(*) from task_instances t where t.attempt <> (select count(*) "
+              "from attempts a where a.run_id = t.run_id and a.task_id = t.task_id)") == "0");
+  // No task ever had two attempts running at once.
+  CHECK(SqlAt(url,
+              "select count(*) from attempts a join attempts b on a.run_id = b.run_id and "
+              "a.task_id = b.task_id and a.attempt < b.attempt where b.started_at < "
+              "a.ended_at") == "0");
+}
+
+// No process of the test (tasks, supervisors, daemons) is left: each mentions its folder.
+void NoProcessesLeft(const TempDir& dir) {
+  WaitFor([&] { return ProcessesMentioning(dir.path().string()).empty(); },
+          "every process of " + dir.path().string() + " to end");
+}
+
+DaemonOptions Leaving(const fs::path& pipelines, const std::string& lease = "30s") {
+  DaemonOptions o(pipelines);
+  o.on_stop = "leave";
+  o.lease = lease;
+  return o;
+}
+
+std::string Attempts(const std::string& url, int64_t run) {
+  return SqlAt(url,
+               "select string_agg(task_id || '#' || attempt || ':' || state, ',' order by "
+               "task_id, attempt) from attempts where run_id = " +
+                   std::to_string(run));
+}
+
+}  // namespace
+
+TEST_CASE("a task that ends while no daemon runs is recorded by the next one, which goes on") {
+  TempDir dir;
+  const std::string name = Unique("gap");
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir));
+  int64_t run = 0;
+  {
+    Daemon first(dir, Leaving(dir / "pipelines"));
+    auto op = first.Client(kOperatorToken);
+    run = Trigger(op, name);
+    WaitStarted(dir);
+    first.Signal(SIGKILL);
+  }
+  // The task goes on without a daemon; its supervisor records its end in the database.
+  WriteFile(dir / "go", "");
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from attempts where outcome is not null and task_id = 'a'") ==
+               "1";
+      },
+      "the supervisor to record the end of a");
+  CHECK(Sql("select state from task_instances where task_id = 'a'") == "running");
+  Daemon second(dir, Leaving(dir / "pipelines"));
+  CHECK(WaitForRunEnd(second, run) == "success");
+  CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
+  CHECK(Lines(dir / "b.count") == 1);
+  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a/1.log")) ==
+        "line 1\nline 2\n");
+  CHECK(second.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("a task running across a restart is adopted; its end is recorded once, its log whole") {
+  TempDir dir;
+  const std::string name = Unique("adopt");
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir));
+  int64_t run = 0;
+  int pid = 0;
+  {
+    Daemon first(dir, Leaving(dir / "pipelines"));
+    auto op = first.Client(kOperatorToken);
+    run = Trigger(op, name);
+    WaitStarted(dir);
+    pid = std::stoi(ReadFile(dir / "a.started"));
+    first.Signal(SIGKILL);
+  }
+  CHECK(ProcessAlive(pid));
+  Daemon second(dir, Leaving(dir / "pipelines"));
+  CHECK(Sql("select count(*) from attempts where task_id = 'a'") == "1");
+  WriteFile(dir / "go", "");
+  CHECK(WaitForRunEnd(second, run) == "success");
+  CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
+  CHECK(Sql("select exit_code from attempts where task_id = 'a'") == "0");
+  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a/1.log")) ==
+        "line 1\nline 2\n");
+  CHECK(Lines(dir / "b.count") == 1);
+  CHECK(second.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("a daemon killed between an end and its commit, or inside the commit, halves nothing") {
+  // Commits of this run: 1 = the run starts with a; 2 = a ends and b starts.
+  const std::string point = GENERATE(as<std::string>{}, "end.received", "commit.before:2",
+                                     "commit.inside:2", "commit.after:2");
+  INFO("crash at " << point);
+  TempDir dir;
+  const std::string name = Unique("halves");
+  // b may have to run again: a start committed but never sent to the supervisor is lost.
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir, "retries = 1\nretry_delay = \"0s\"\n"));
+  WriteFile(dir / "go", "");
+  int64_t run = 0;
+  {
+    DaemonOptions o = Leaving(dir / "pipelines");
+    o.env["KILN_CRASH_AT"] = point;
+    Daemon first(dir, o);
+    auto op = first.Client(kOperatorToken);
+    run = Trigger(op, name);
+    CHECK(first.Wait() == 128 + SIGKILL);
+  }
+  // Nothing of the interrupted commit is there, or all of it.
+  const std::string of_run = " and run_id = " + std::to_string(run);
+  const std::string b =
+      Sql("select state || ':' || attempt from task_instances where task_id = 'b'" + of_run);
+  CHECK((b == "pending:0" || b == "running:1"));
+  if (b == "pending:0") {
+    CHECK(Sql("select count(*) from events where task_id = 'b'" + of_run) == "0");
+  }
+  Daemon second(dir, Leaving(dir / "pipelines"));
+  CHECK(WaitForRunEnd(second, run) == "success");
+  if (point == "commit.after:2") {
+    // Committed, never launched: its supervisor never had it, so the attempt is lost and the
+    // task runs again.
+    CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:failed,b#2:success");
+    CHECK_THAT(Sql("select reason from attempts where task_id = 'b' and attempt = 1" + of_run),
+               Catch::StartsWith("lost: "));
+  } else {
+    CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
+  }
+  CHECK(Lines(dir / "b.count") == 1);
+  CHECK(second.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("a daemon killed while a schedule fires creates each logical date once") {
+  TempDir dir;
+  const std::string name = Unique("fires");
+  WriteFile(dir / "pipelines/p.toml",
+            Pipeline(name, "schedule = \"* * * * *\"\ncatchup = \"all\"\nmax_active_runs = 3"));
+  auto start = [&](const std::string& offset, const std::string& crash) {
+    DaemonOptions o = Leaving(dir / "pipelines");
+    o.extra_config = "[scheduler]\nclock_offset = \"" + offset + "\"\n";
+    if (!crash.empty()) o.env["KILN_CRASH_AT"] = crash;
+    return std::make_unique<Daemon>(dir, o);
+  };
+  {
+    auto daemon = start("0s", "");
+    WaitFor(
+        [&] {
+          return Sql("select count(*) from pipelines where fire_cursor is not null and "
+                     "name = '" +
+                     name + "'") == "1";
+        },
+        "the first check of the schedule");
+    CHECK(daemon->Stop() == 0);
+  }
+  const std::string cursor = Sql(
+      "select extract(epoch from fire_cursor)::int8 from pipelines where name = '" + name + "'");
+  {
+    // Ten minutes later: the catch-up's runs are written in one transaction, which dies.
+    auto daemon = start("10m", "fire.inside");
+    CHECK(daemon->Wait() == 128 + SIGKILL);
+  }
+  CHECK(Sql("select count(*) from runs where pipeline = '" + name + "'") == "0");
+  CHECK(Sql("select extract(epoch from fire_cursor)::int8 from pipelines where name = '" + name +
+            "'") == cursor);
+  auto daemon = start("10m", "");
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from runs where pipeline = '" + name +
+                   "' and state = 'success'") != "0" &&
+               Sql("select count(*) from runs where pipeline = '" + name +
+                   "' and state not in ('success', 'failed', 'cancelled')") == "0";
+      },
+      "the catch-up runs to end");
+  CHECK(daemon->Stop() == 0);
+  // Every minute after the first cursor, each once, none missing.
+  const std::string dates =
+      Sql("select count(*), count(distinct logical_date), (extract(epoch from max(logical_date)) - "
+          "extract(epoch from min(logical_date)))::int8 / 60 + 1 from runs where pipeline = '" +
+          name + "'");
+  const auto bar = dates.find('|');
+  const std::string count = dates.substr(0, bar);
+  CHECK(std::stoi(count) >= 10);
+  CHECK(dates == count + "|" + count + "|" + count);
+  // The first is the first minute after the cursor.
+  CHECK(Sql("select (extract(epoch from min(logical_date)))::int8 from runs where pipeline = '" +
+            name + "'") == std::to_string((std::stoll(cursor) / 60 + 1) * 60));
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("a scheduled pipeline with the default overlap keeps firing after a SIGKILL") {
+  TempDir dir;
+  const std::string name = Unique("beat");
+  const std::string d = dir.path().string();
+  // Each run waits for `go`; the default overlap skips fires while one runs.
+  WriteFile(dir / "pipelines/p.toml", "[pipeline]\nname = \"" + name +
+                                          "\"\nschedule = \"every 1s\"\n[tasks.t]\ncommand = "
+                                          "\"echo $$ > " +
+                                          d + "/a.started; while [ ! -e " + d +
+                                          "/go ]; do sleep 0.02; done\"\n");
+  int64_t orphan = 0;
+  {
+    Daemon first(dir, Leaving(dir / "pipelines"));
+    WaitStarted(dir);
+    orphan = std::stoll(Sql("select min(id) from runs where pipeline = '" + name + "'"));
+    first.Signal(SIGKILL);
+  }
+  DaemonOptions o(dir / "pipelines");  // cancels what runs when it stops
+  Daemon second(dir, o);
+  // The orphan is resumed, not skipped over: later fires wait for it.
+  WriteFile(dir / "go", "");
+  CHECK(WaitForRunEnd(second, orphan) == "success");
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from runs where pipeline = '" + name + "' and id > " +
+                   std::to_string(orphan) + " and state = 'success'") != "0";
+      },
+      "a run fired after the restart to succeed");
+  CHECK(Sql("select count(*) - count(distinct logical_date) from runs where pipeline = '" + name +
+            "'") == "0");
+  CHECK(second.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("SIGTERM leaves a long task running; after the restart its run succeeds") {
+  TempDir dir;
+  const std::string name = Unique("upgrade");
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir));
+  int64_t run = 0;
+  int pid = 0;
+  {
+    Daemon first(dir, Leaving(dir / "pipelines"));
+    auto op = first.Client(kOperatorToken);
+    run = Trigger(op, name);
+    WaitStarted(dir);
+    pid = std::stoi(ReadFile(dir / "a.started"));
+    CHECK(first.Stop() == 0);
+  }
+  CHECK(ProcessAlive(pid));
+  CHECK(Sql("select state from runs where id = " + std::to_string(run)) == "running");
+  Daemon second(dir, Leaving(dir / "pipelines"));
+  WriteFile(dir / "go", "");
+  CHECK(WaitForRunEnd(second, run) == "success");
+  // Not interrupted: one attempt, exit 0, the whole log.
+  CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
+  CHECK(Sql("select exit_code from attempts where task_id = 'a'") == "0");
+  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a/1.log")) ==
+        "line 1\nline 2\n");
+  CHECK(second.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("with on_stop = cancel, SIGTERM cancels the run and stops its processes") {
+  TempDir dir;
+  const std::string name = Unique("cancel-on-stop");
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir));
+  DaemonOptions o(dir / "pipelines");
+  o.on_stop = "cancel";
+  Daemon daemon(dir, o);
+  auto op = daemon.Client(kOperatorToken);
+  int64_t run = Trigger(op, name);
+  WaitStarted(dir);
+  const int pid = std::stoi(ReadFile(dir / "a.started"));
+  CHECK(daemon.Stop() == 0);
+  CHECK_FALSE(ProcessAlive(pid));
+  CHECK(Sql("select state from runs where id = " + std::to_string(run)) == "cancelled");
+  CHECK(Attempts(DatabaseUrl(), run) == "a#1:cancelled");
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("two daemons on one database: the other takes a killed daemon's runs over") {
+  TempDir dir, a_dir, b_dir;
+  const std::string name = Unique("takeover");
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir));
+  auto a = std::make_unique<Daemon>(a_dir, Leaving(dir / "pipelines", "2s"));
+  Daemon b(b_dir, Leaving(dir / "pipelines", "2s"));
+  auto op = a->Client(kOperatorToken);
+  const int64_t run = Trigger(op, name);
+  WaitStarted(dir);
+  const std::string a_name = Sql("select lease_owner from runs where id = " + std::to_string(run));
+  a->Signal(SIGKILL);
+  // After A's lease expires, B drives the run; A's supervisor still runs the task.
+  WaitFor(
+      [&] {
+        return Sql("select lease_owner <> '" + a_name +
+                   "' from runs where id = " + std::to_string(run)) == "t";
+      },
+      "B to take the run over");
+  CHECK(Sql("select count(*) from events where kind = 'run_taken_over' and detail->>'from' = '" +
+            a_name + "'") == "1");
+  WriteFile(dir / "go", "");
+  CHECK(WaitForRunEnd(b, run) == "success");
+  CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
+  CHECK(Sql("select lease_owner from attempts where task_id = 'a'") == a_name + "/supervisor");
+  CHECK(Sql("select lease_owner <> '" + a_name +
+            "/supervisor' from attempts where task_id = 'b'") == "t");
+  CHECK(Lines(dir / "b.count") == 1);
+  CHECK(b.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+  NoProcessesLeft(a_dir);
+  NoProcessesLeft(b_dir);
+}
+
+TEST_CASE("a daemon frozen past its lease is fenced when it wakes and launches nothing") {
+  TempDir dir, a_dir, b_dir;
+  const std::string name = Unique("frozen");
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir));
+  Daemon a(a_dir, Leaving(dir / "pipelines", "2s"));
+  Daemon b(b_dir, Leaving(dir / "pipelines", "2s"));
+  auto op = a.Client(kOperatorToken);
+  const int64_t run = Trigger(op, name);
+  WaitStarted(dir);
+  const std::string a_name = Sql("select lease_owner from runs where id = " + std::to_string(run));
+  a.Signal(SIGSTOP);
+  WaitFor(
+      [&] {
+        return Sql("select lease_owner <> '" + a_name +
+                   "' from runs where id = " + std::to_string(run)) == "t";
+      },
+      "B to take the run over");
+  // The task ends while A is frozen: its supervisor gets no acknowledgement from A, writes the
+  // end to the database, and B goes on with it.
+  WriteFile(dir / "go", "");
+  CHECK(WaitForRunEnd(b, run) == "success");
+  const int64_t before = LastEventId();
+  a.Signal(SIGCONT);
+  // A learns the end it was sent while frozen: its commit (the end, b's start) is fenced.
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from events where kind = 'fenced' and actor = '" + a_name +
+                   "' and id > " + std::to_string(before)) != "0";
+      },
+      "A's late commit to be fenced");
+  CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
+  CHECK(Sql("select lease_owner <> '" + a_name +
+            "/supervisor' from attempts where task_id = 'b'") == "t");
+  CHECK(Lines(dir / "b.count") == 1);
+  CHECK(a.Stop() == 0);
+  CHECK(b.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+  NoProcessesLeft(a_dir);
+  NoProcessesLeft(b_dir);
+}
+
+TEST_CASE("PostgreSQL away for 10 s in the middle of a run: the run finishes, /readyz tells") {
+  TempDir dir;
+  // A server of its own: the test's fixture server is shared with other tests.
+  char pg_tmpl[] = "/tmp/kpg-XXXXXX";
+  REQUIRE(mkdtemp(pg_tmpl) != nullptr);
+  const std::string pg = pg_tmpl;
+  const std::string script = (SourceDir() / "tests/support/pg_cluster.sh").string();
+  REQUIRE(Exec({script, "start", pg}).code == 0);
+  struct Cleanup {
+    std::string script, pg;
+    ~Cleanup() { Exec({script, "stop", pg}); }
+  } cleanup{script, pg};
+  const std::string url = "postgresql:///kiln_test?host=" + pg + "&user=kiln";
+  const std::string name = Unique("dbaway");
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir));
+  DaemonOptions o = Leaving(dir / "pipelines");
+  o.database_url = url;
+  Daemon daemon(dir, o);
+  auto op = daemon.Client(kOperatorToken);
+  const int64_t run = Trigger(op, name);
+  WaitStarted(dir);
+  CHECK(op.Get("/readyz")->status == 200);
+  REQUIRE(Exec({script, "halt", pg}).code == 0);
+  const auto halted = std::chrono::steady_clock::now();
+  WaitFor([&] { return op.Get("/readyz")->status == 503; }, "/readyz to say not ready");
+  // The task ends while the database is away: nothing can be recorded, nothing new starts.
+  WriteFile(dir / "go", "");
+  std::this_thread::sleep_until(halted + 10s);  // the outage itself, not a wait for a race
+  CHECK(Lines(dir / "b.count") == 0);
+  REQUIRE(Exec({script, "resume", pg}).code == 0);
+  CHECK(WaitForRunEnd(daemon, run) == "success");
+  WaitFor([&] { return op.Get("/readyz")->status == 200; }, "/readyz to say ready again");
+  CHECK(Attempts(url, run) == "a#1:success,b#1:success");
+  CHECK(Lines(dir / "b.count") == 1);
+  CHECK(daemon.Stop() == 0);
+  CheckInvariants(url);
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("a reason that is not UTF-8 is stored safely; the rest of its batch commits") {
+  TempDir dir;
+  const std::string name = Unique("bytes");
+  // The pipeline's folder has a byte that is not UTF-8 in its name; a task whose working folder
+  // is missing fails with a reason that names that path.
+  const fs::path folder = dir / "pipe\xff";
+  WriteFile(folder / "p.toml", "[pipeline]\nname = \"" + name +
+                                   "\"\n[tasks.bad]\nworkdir = \"missing\"\ncommand = \"true\"\n"
+                                   "[tasks.good]\ncommand = \"true\"\n");
+  DaemonOptions o(folder);
+  Daemon daemon(dir, o);
+  auto op = daemon.Client(kOperatorToken);
+  const int64_t run = Trigger(op, name);
+  CHECK(WaitForRunEnd(daemon, run) == "failed");
+  CHECK(Attempts(DatabaseUrl(), run) == "bad#1:failed,good#1:success");
+  CHECK(Sql("select reason from attempts where task_id = 'bad'") ==
+        "could not start: working directory '" + dir.path().string() +
+            "/pipe\xef\xbf\xbd/missing' does not exist");
+  // The scheduler carries on.
+  const int64_t next = Trigger(op, name);
+  CHECK(WaitForRunEnd(daemon, next) == "failed");
+  CHECK(daemon.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
