@@ -20,6 +20,7 @@
 #include "daemon/engine.h"
 #include "daemon/foreign_attempts.h"
 #include "daemon/lease_keeper.h"
+#include "daemon/retention.h"
 #include "daemon/runtime.h"
 #include "daemon/service.h"
 #include "daemon/supervision.h"
@@ -81,6 +82,7 @@ class Daemon {
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<DaemonService> service_;
   std::unique_ptr<LeaseKeeper> keeper_;
+  std::unique_ptr<Retention> retention_;
   std::unique_ptr<web::Server> server_;
   std::thread http_;
   std::thread stopper_;
@@ -256,6 +258,9 @@ int Daemon::Run() {
   Announce("http://" + UrlHost(listen->first) + ":" + std::to_string(server_->port()) + "/",
            *tokens, total, broken);
   service.StartSchedules();
+  const scheduler::SchedulerOptions folders = MakeSchedulerOptions(cfg_, name_);
+  retention_ = std::make_unique<Retention>(cfg_.retention, url, folders.logs_dir, folders.runs_dir);
+  retention_->Start();
   if (!cfg_.pipelines_dir.empty()) {
     if (Status s = service.WatchPipelines(cfg_.pipelines_dir); !s.ok()) {
       log::Error(s.message() + "; changes to pipeline files need a restart");
@@ -275,6 +280,7 @@ int Daemon::Run() {
   }
   // The lease stays while runs are left to the next start (it takes them back at once).
   const bool left = mode_ == scheduler::StopMode::kLeave && sched.active_runs() > 0;
+  retention_->Stop();
   keeper_->Stop(/*release=*/!left);
   service_.reset();
   // The embedded database stays up for the supervisor while it has anything left to report; it

@@ -369,6 +369,22 @@ class Database {
   // Returns the run's owner (empty when none). kNotFound; kConflict "run N has already ended
   // (state)".
   Result<std::string> RequestCancel(RunId run, std::string_view actor, const std::string& reason);
+  // ---- retention (store/database_retention.cc) ----
+
+  // Up to `limit` ended runs that ended before `ended_before`, oldest end first, leaving the
+  // newest `keep_per_pipeline` runs of every pipeline (whatever their age) out.
+  struct RunRef {
+    RunId id{};
+    std::string pipeline;
+  };
+  Result<std::vector<RunRef>> OldRuns(Instant ended_before, int keep_per_pipeline, int limit);
+  // Deletes those of `runs` that are still ended before `ended_before` (not retried meanwhile),
+  // with their task rows and attempts, and backfills left without runs; runs they triggered keep
+  // going without the link. One transaction. Returns how many runs went.
+  Result<int64_t> DeleteRuns(std::span<const RunId> runs, Instant ended_before);
+  // Deletes up to `limit` events older than `before`, none of an active run. Returns how many.
+  Result<int64_t> DeleteEvents(Instant before, int limit);
+
   // The pipeline file text of a version (pipeline_versions). kNotFound when it is not kept.
   Result<std::string> PipelineSource(const std::string& pipeline, const std::string& hash);
 

@@ -185,7 +185,8 @@ CREATE INDEX runs_by_backfill ON runs (backfill_id, id) WHERE backfill_id IS NOT
 // - task_instances.round_base: retries count from the first attempt of the current round.
 // - attempts.outcome: the end as the attempt's supervisor recorded it (exit status, resource use),
 //   before the run's owner decided the task's state from it. Null while it runs.
-// - indexes for the lease sweep and for retention (old ended runs by their end, events by time).
+// - indexes for the lease sweep and for retention (old ended runs by their end, events by time);
+//   a run that triggered another may be deleted (the other forgets it: triggered_by NULL).
 constexpr std::string_view kLeaseSchema = R"sql(
 ALTER TABLE daemons ADD COLUMN kind text NOT NULL DEFAULT 'daemon'
   CHECK (kind IN ('daemon', 'supervisor'));
@@ -200,6 +201,9 @@ ALTER TABLE task_instances ADD COLUMN round_base int NOT NULL DEFAULT 0;
 ALTER TABLE attempts ADD COLUMN outcome jsonb;
 CREATE INDEX attempts_open ON attempts (lease_owner) WHERE state = 'running';
 CREATE INDEX events_by_time ON events (at);
+ALTER TABLE runs DROP CONSTRAINT runs_triggered_by_fkey,
+  ADD CONSTRAINT runs_triggered_by_fkey FOREIGN KEY (triggered_by) REFERENCES runs (id)
+  ON DELETE SET NULL;
 )sql";
 
 constexpr Migration kMigrations[] = {

@@ -471,3 +471,51 @@ TEST_CASE("a reason that is not UTF-8 is stored safely; the rest of its batch co
   CheckInvariants(DatabaseUrl());
   NoProcessesLeft(dir);
 }
+
+TEST_CASE("retention removes old runs with their folders and events, nothing of an active run") {
+  TempDir dir;
+  const std::string quick = Unique("quick"), slow = Unique("slow");
+  WriteFile(dir / "pipelines/quick.toml", Pipeline(quick, "", "echo hi"));
+  WriteFile(dir / "pipelines/slow.toml", TwoTasks(slow, dir));
+  DaemonOptions o(dir / "pipelines");
+  o.extra_config = "[retention]\nruns = \"1s\"\nevents = \"1s\"\nmin_runs = 1\ninterval = \"1s\"\n";
+  Daemon daemon(dir, o);
+  auto op = daemon.Client(kOperatorToken);
+  const int64_t active = Trigger(op, slow);
+  WaitStarted(dir);
+  std::vector<int64_t> done;
+  for (int i = 0; i < 3; ++i) {
+    done.push_back(Trigger(op, quick));
+    CHECK(WaitForRunEnd(daemon, done.back()) == "success");
+  }
+  const fs::path logs = daemon.data_dir() / "logs";
+  const fs::path runs = daemon.data_dir() / "runs";
+  CHECK(fs::exists(logs / quick / std::to_string(done[0])));
+  // The newest run of each pipeline stays; the older ended ones go with their folders.
+  WaitFor(
+      [&] {
+        return Sql("select string_agg(id::text, ',' order by id) from runs where pipeline = '" +
+                   quick + "'") == std::to_string(done[2]);
+      },
+      "the old runs to be deleted");
+  for (int i = 0; i < 2; ++i) {
+    CHECK_FALSE(fs::exists(logs / quick / std::to_string(done[i])));
+    CHECK_FALSE(fs::exists(runs / quick / std::to_string(done[i])));
+  }
+  CHECK(fs::exists(logs / quick / std::to_string(done[2])));
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from events where run_id = " + std::to_string(done[0])) == "0";
+      },
+      "the old events to be deleted");
+  // The active run keeps everything, however old its rows.
+  const std::string events = "select count(*) from events where run_id = " + std::to_string(active);
+  CHECK(Sql(events) != "0");
+  CHECK(fs::exists(logs / slow / std::to_string(active) / "a/1.log"));
+  WriteFile(dir / "go", "");
+  CHECK(WaitForRunEnd(daemon, active) == "success");
+  CHECK(Attempts(DatabaseUrl(), active) == "a#1:success,b#1:success");
+  CHECK(daemon.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}

@@ -250,3 +250,63 @@ TEST_CASE("a retry starts a new round: retries count from the attempt it left of
   CHECK(retried->tasks[0].round_base == 1);
   CHECK(retried->tasks[0].attempt == 1);
 }
+
+TEST_CASE(
+    "retention deletes old ended runs and events, keeps the newest per pipeline and active runs") {
+  TestDatabase t;
+  auto db = t.Open();
+  // train: three ended runs and one running; etl: one ended run.
+  std::vector<RunId> train;
+  for (int i = 0; i < 4; ++i) train.push_back(OwnedRun(*db, "h:/a", {"x"}));
+  NewRun etl_run = SimpleRun({"x"});
+  etl_run.pipeline = "etl";
+  etl_run.lease_owner = "h:/a";
+  const RunId etl = CreateOrFail(*db, etl_run);
+  // The second train run triggered the running one.
+  t.Rows("UPDATE runs SET triggered_by = " + ToString(train[1]) +
+         " WHERE id = " + ToString(train[3]));
+  t.Rows("UPDATE runs SET state = 'success', ended_at = now() - interval '10 days' WHERE id IN (" +
+         ToString(train[0]) + ", " + ToString(train[1]) + ", " + ToString(train[2]) + ", " +
+         ToString(etl) + ")");
+  t.Rows("UPDATE runs SET state = 'running' WHERE id = " + ToString(train[3]));
+  REQUIRE(CommitAs(*db, "h:/a", Of({StartUpdate(train[0], "x", 1, At(1))})).ok() == true);
+  t.Rows("UPDATE events SET at = now() - interval '10 days'");
+  const Instant cutoff = NowUtc() - std::chrono::hours(24 * 5);
+
+  // Two kept per pipeline: of train's four, the running one and the newest ended one stay.
+  auto old = db->OldRuns(cutoff, 2, 100);
+  REQUIRE(old.ok());
+  std::vector<RunId> ids;
+  for (const auto& r : *old) ids.push_back(r.id);
+  CHECK(ids == std::vector<RunId>{train[0], train[1]});
+  // Not old enough: none.
+  auto recent = db->OldRuns(NowUtc() - std::chrono::hours(24 * 20), 0, 100);
+  REQUIRE(recent.ok());
+  CHECK(recent->empty());
+  // None kept: etl's one goes too, limited to the batch.
+  auto batch = db->OldRuns(cutoff, 0, 3);
+  REQUIRE(batch.ok());
+  CHECK(batch->size() == 3);
+
+  auto deleted = db->DeleteRuns(ids, cutoff);
+  REQUIRE(deleted.ok());
+  CHECK(*deleted == 2);
+  CHECK(t.One("SELECT count(*) FROM runs") == "3");
+  CHECK(t.One("SELECT count(*) FROM task_instances WHERE run_id = " + ToString(train[0])) == "0");
+  CHECK(t.One("SELECT count(*) FROM attempts") == "0");
+  // The run it triggered forgets the link and goes on.
+  CHECK(t.One("SELECT coalesce(triggered_by::text, 'none') FROM runs WHERE id = " +
+              ToString(train[3])) == "none");
+
+  // Events: the old ones go, in batches, except the running run's.
+  const std::string active_events =
+      t.One("SELECT count(*) FROM events WHERE run_id = " + ToString(train[3]));
+  CHECK(active_events != "0");
+  int64_t total = 0;
+  for (auto n = db->DeleteEvents(cutoff, 2); n.ok() && *n > 0; n = db->DeleteEvents(cutoff, 2)) {
+    CHECK(*n <= 2);
+    total += *n;
+  }
+  CHECK(total > 0);
+  CHECK(t.One("SELECT count(*) FROM events") == active_events);
+}

@@ -1,0 +1,85 @@
+// Retention ([retention] in kiln.toml): a sweep every `interval` deletes ended runs older than
+// `runs` (leaving the newest `min_runs` of each pipeline), with their task rows, attempts, log
+// folders and run folders, and events older than `events`; in batches of `batch`, each its own
+// short transaction, on a thread of its own, so scheduling never waits for it. Nothing of a run
+// that has not ended is deleted. A duration of 0 keeps forever.
+//
+// Crash safety: a run's folders are removed before its rows, so a sweep that dies in between
+// leaves rows whose logs are gone (the next sweep deletes them), never folders nobody knows.
+#pragma once
+
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "config/daemon_config.h"
+#include "store/database.h"
+
+namespace kiln::daemon {
+
+// What the sweep needs from the database (store::Database in the daemon, a fake in tests).
+class RetentionStore {
+ public:
+  virtual ~RetentionStore() = default;
+  virtual Result<std::vector<store::Database::RunRef>> OldRuns(Instant ended_before, int keep,
+                                                               int limit) = 0;
+  virtual Result<int64_t> DeleteRuns(const std::vector<RunId>& runs, Instant ended_before) = 0;
+  virtual Result<int64_t> DeleteEvents(Instant before, int limit) = 0;
+};
+
+// What the sweep needs from the file system.
+class RetentionFiles {
+ public:
+  virtual ~RetentionFiles() = default;
+  // Removes the folder and everything in it; nothing when it does not exist.
+  virtual Status RemoveTree(const std::filesystem::path& folder) = 0;
+};
+
+struct SweepResult {
+  int64_t runs = 0;
+  int64_t events = 0;
+};
+
+// One sweep at `now`: runs first (folders, then rows), then events. Stops at the first error
+// (what was deleted stays deleted) or when `stop()` turns true between batches. Folders are
+// <logs_dir>/<pipeline>/<run> and <runs_dir>/<pipeline>/<run>; a pipeline name that is not a
+// valid one never becomes a path.
+Result<SweepResult> Sweep(const config::RetentionConfig& config, Instant now, RetentionStore& store,
+                          RetentionFiles& files, const std::filesystem::path& logs_dir,
+                          const std::filesystem::path& runs_dir,
+                          const std::function<bool()>& stop = nullptr);
+
+// The periodic sweep of a daemon, on its own thread and connection.
+class Retention {
+ public:
+  Retention(config::RetentionConfig config, std::string url, std::filesystem::path logs_dir,
+            std::filesystem::path runs_dir);
+  ~Retention() { Stop(); }
+  Retention(const Retention&) = delete;
+  Retention& operator=(const Retention&) = delete;
+
+  // The first sweep runs at once, then one every interval. Nothing when both durations are 0.
+  void Start();
+  // Ends the thread (a batch in progress finishes first). Idempotent.
+  void Stop();
+
+ private:
+  void Loop();
+
+  config::RetentionConfig config_;
+  std::string url_;
+  std::filesystem::path logs_dir_, runs_dir_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace kiln::daemon
