@@ -590,6 +590,18 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
       }
     }
   }
+  if (!dag::IsTerminal(run->state)) {
+    // Active, but not here: marks need the scheduler that drives the run.
+    auto active = pool_.Read(
+        [&](store::Database& db) { return db.ActiveRuns(std::vector<RunId>{request.run}); });
+    if (active.ok() && !active->empty() && !(*active)[0].owner.empty() &&
+        (*active)[0].owner != options_.owner) {
+      return Status::Error(ErrorCode::kConflict,
+                           "run " + ToString(request.run) + " is driven by the daemon " +
+                               (*active)[0].owner +
+                               "; send the mark to that daemon, or cancel the run from any");
+    }
+  }
   return MarkEnded(request, pipeline.get());
 }
 

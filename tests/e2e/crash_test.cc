@@ -519,3 +519,37 @@ TEST_CASE("retention removes old runs with their folders and events, nothing of 
   CheckInvariants(DatabaseUrl());
   NoProcessesLeft(dir);
 }
+
+TEST_CASE("a cancel sent to another daemon reaches the run's owner; a mark is refused clearly") {
+  TempDir dir, a_dir, b_dir;
+  const std::string name = Unique("remote");
+  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir));
+  Daemon a(a_dir, Leaving(dir / "pipelines"));
+  Daemon b(b_dir, Leaving(dir / "pipelines"));
+  auto on_a = a.Client(kOperatorToken);
+  const int64_t run = Trigger(on_a, name);
+  WaitStarted(dir);
+  const int pid = std::stoi(ReadFile(dir / "a.started"));
+  const std::string a_name = Sql("select lease_owner from runs where id = " + std::to_string(run));
+  auto admin_b = b.Client(kAdminToken);
+  const std::string path = "/api/v1/runs/" + std::to_string(run);
+  auto mark = admin_b.Post((path + "/tasks/a/mark").c_str(), R"({"state": "success"})", kJson);
+  CHECK(mark->status == 409);
+  CHECK(Body(mark)["error"]["message"] ==
+        "run " + std::to_string(run) + " is driven by the daemon " + a_name +
+            "; send the mark to that daemon, or cancel the run from any");
+  auto cancel = admin_b.Post((path + "/cancel").c_str(), "", kJson);
+  CHECK(cancel->status == 202);
+  // A, told through the database, stops the task and ends the run.
+  CHECK(WaitForRunEnd(a, run) == "cancelled");
+  CHECK_FALSE(ProcessAlive(pid));
+  CHECK(Attempts(DatabaseUrl(), run) == "a#1:cancelled");
+  CHECK(Sql("select actor from events where kind = 'cancel_requested' and run_id = " +
+            std::to_string(run)) == "admin");
+  CHECK(a.Stop() == 0);
+  CHECK(b.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+  NoProcessesLeft(a_dir);
+  NoProcessesLeft(b_dir);
+}

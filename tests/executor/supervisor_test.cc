@@ -1,0 +1,319 @@
+// The supervisor and the daemon's runner on it, in one process: a real socket and real task
+// processes, a fake ledger in place of the database.
+#include "executor/supervisor.h"
+
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <mutex>
+#include <thread>
+
+#include "executor/supervised_runner.h"
+#include "executor/wire.h"
+#include "tests/executor/test_util.h"
+
+using namespace kiln;
+using namespace kiln::executor;
+using namespace kiln::executor::testing;
+using scheduler::AttemptKey;
+using scheduler::AttemptOutcome;
+
+namespace {
+
+struct FakeLedger final : Ledger {
+  Result<std::vector<Stop>> Renew(const std::vector<AttemptKey>&) override {
+    std::lock_guard lock(mu);
+    ++renewals;
+    if (fail_renew) return Status::Error(ErrorCode::kUnavailable, "database: gone");
+    return std::exchange(stops, {});
+  }
+  Status Record(const std::vector<wire::Ended>& ends) override {
+    std::lock_guard lock(mu);
+    recorded.insert(recorded.end(), ends.begin(), ends.end());
+    return Status::Ok();
+  }
+  Status Release() override {
+    std::lock_guard lock(mu);
+    released = true;
+    return Status::Ok();
+  }
+  std::vector<wire::Ended> Recorded() {
+    std::lock_guard lock(mu);
+    return recorded;
+  }
+  std::mutex mu;
+  int renewals = 0;
+  bool fail_renew = false;
+  bool released = false;
+  std::vector<Stop> stops;
+  std::vector<wire::Ended> recorded;
+};
+
+// A supervisor serving on a thread of its own until it exits idle.
+class Serving {
+ public:
+  Serving(const std::filesystem::path& dir, FakeLedger& ledger,
+          Duration lease = std::chrono::seconds(30)) {
+    SupervisorOptions o;
+    o.dir = dir;
+    o.name = "host:/data/supervisor";
+    o.lease = lease;
+    o.ack_timeout = std::chrono::seconds(30);
+    o.first_daemon_grace = std::chrono::milliseconds(300);
+    supervisor_ = std::make_unique<Supervisor>(o, ledger);
+    Status started = supervisor_->Start();
+    INFO(started.message());
+    REQUIRE(started.ok());
+    thread_ = std::thread([this] { supervisor_->Run(); });
+  }
+  ~Serving() { thread_.join(); }
+
+ private:
+  std::unique_ptr<Supervisor> supervisor_;
+  std::thread thread_;
+};
+
+SupervisedRunnerOptions RunnerOptions(const std::filesystem::path& dir) {
+  SupervisedRunnerOptions o;
+  o.dir = dir;
+  o.daemon = "host:/data";
+  o.kill_grace = std::chrono::milliseconds(200);
+  return o;
+}
+
+scheduler::LaunchRequest Launch(const TempDir& tmp, const std::string& task,
+                                const std::string& command) {
+  scheduler::LaunchRequest r;
+  r.run = RunId(7);
+  r.task = TaskId(0);
+  r.task_id = task;
+  r.attempt = 1;
+  r.argv = {"/bin/sh", "-c", command};
+  r.env = kEnv;
+  r.log_path = tmp / (task + ".log");
+  return r;
+}
+
+// A process in a group of its own that outlives this test's handles (a task orphaned by a
+// supervisor that died).
+pid_t SpawnOrphan() {
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  pid_t pid = -1;
+  const char* argv[] = {"/bin/sleep", "60", nullptr};
+  REQUIRE(posix_spawn(&pid, argv[0], nullptr, &attr, const_cast<char**>(argv), nullptr) == 0);
+  posix_spawnattr_destroy(&attr);
+  return pid;
+}
+
+unsigned long long StartTimeOf(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  std::istringstream in(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  for (int i = 3; i < 22; ++i) in >> field;
+  unsigned long long start = 0;
+  in >> start;
+  return start;
+}
+
+// Runs what is ready on `io` until `done()`, which depends on another thread (the supervisor's).
+template <typename Done>
+void PollUntil(boost::asio::io_context& io, Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!done()) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    io.restart();
+    io.poll();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the wire carries any bytes and refuses broken frames") {
+  wire::Launch l;
+  l.key = AttemptKey{RunId(42), "train", 3};
+  l.argv = {"python3", std::string("a\0b\xff", 4)};
+  l.env = {{"K", "v=1"}};
+  l.cwd = "/w";
+  l.log_path = "/l/3.log";
+  l.create_dirs = {"/r/42"};
+  l.timeout_ms = 5000;
+  l.kill_grace_ms = 100;
+  l.log_cap_bytes = 1 << 20;
+  std::string buffer = wire::EncodeLaunch(l) + wire::EncodeAck({l.key});
+  std::string first_half = buffer.substr(0, 10);
+  bool error = false;
+  CHECK(wire::TakeFrames(first_half, &error).empty());  // incomplete: kept for later
+  CHECK_FALSE(error);
+  auto frames = wire::TakeFrames(buffer, &error);
+  REQUIRE(frames.size() == 2);
+  CHECK(buffer.empty());
+  wire::Reader r(frames[0]);
+  CHECK(r.U8() == static_cast<uint8_t>(wire::Type::kStart));
+  auto decoded = wire::DecodeLaunch(r);
+  REQUIRE(decoded.has_value());
+  CHECK(decoded->key == l.key);
+  CHECK(decoded->argv == l.argv);
+  CHECK(decoded->env == l.env);
+  CHECK(decoded->create_dirs == l.create_dirs);
+  CHECK(decoded->log_cap_bytes == l.log_cap_bytes);
+  // A body cut short is refused, not read past its end.
+  wire::Reader cut(std::string_view(frames[0]).substr(0, frames[0].size() - 3));
+  cut.U8();
+  CHECK_FALSE(wire::DecodeLaunch(cut).has_value());
+  std::string huge = std::string("\xff\xff\xff\x7f", 4) + "x";
+  wire::TakeFrames(huge, &error);
+  CHECK(error);
+}
+
+TEST_CASE("an attempt runs in the supervisor; its end comes back and is acknowledged") {
+  TempDir tmp;
+  FakeLedger ledger;
+  {
+    Serving serving(tmp / "sup", ledger);
+    boost::asio::io_context io;
+    auto options = RunnerOptions(tmp / "sup");
+    auto dialed = Dial(options);
+    REQUIRE(dialed.ok());
+    CHECK(dialed->welcome.supervisor == "host:/data/supervisor");
+    CHECK(dialed->welcome.running.empty());
+    SupervisedRunner runner(io, options);
+    runner.Attach(std::move(dialed).value());
+    std::optional<AttemptOutcome> outcome;
+    runner.Start(Launch(tmp, "t", "echo hi; exit 3"), [&](AttemptOutcome o) { outcome = o; });
+    RunUntil(io, [&] { return outcome.has_value(); });
+    CHECK(outcome->started);
+    CHECK(outcome->exit_code == 3);
+    CHECK(ReadFile(tmp / "t.log") == "hi\n");
+    // Its record is kept until acknowledged.
+    CHECK(std::filesystem::exists(tmp / "sup/attempts/7.t.1"));
+    runner.Recorded(RunId(7), TaskId(0), 1);
+    PollUntil(io, [&] { return !std::filesystem::exists(tmp / "sup/attempts/7.t.1"); });
+  }  // the daemon goes: the supervisor has nothing left and exits
+  CHECK(ledger.Recorded().empty());
+  CHECK(ledger.released);
+}
+
+TEST_CASE("ends no daemon acknowledged are written to the database when the daemon goes") {
+  TempDir tmp;
+  FakeLedger ledger;
+  {
+    Serving serving(tmp / "sup", ledger);
+    boost::asio::io_context io;
+    auto options = RunnerOptions(tmp / "sup");
+    auto dialed = Dial(options);
+    REQUIRE(dialed.ok());
+    SupervisedRunner runner(io, options);
+    runner.Attach(std::move(dialed).value());
+    std::optional<AttemptOutcome> outcome;
+    runner.Start(Launch(tmp, "t", "exit 0"), [&](AttemptOutcome o) { outcome = o; });
+    RunUntil(io, [&] { return outcome.has_value(); });
+  }
+  auto recorded = ledger.Recorded();
+  REQUIRE(recorded.size() == 1);
+  CHECK(recorded[0].key == (AttemptKey{RunId(7), "t", 1}));
+  CHECK(recorded[0].outcome.exit_code == 0);
+  CHECK_FALSE(std::filesystem::exists(tmp / "sup/attempts/7.t.1"));
+}
+
+TEST_CASE("a supervisor started after one that died stops its orphans and reports them lost") {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "sup/attempts");
+  const pid_t orphan = SpawnOrphan();
+  std::ofstream(tmp / "sup/attempts/7.train.2")
+      << "R " << orphan << " " << StartTimeOf(orphan) << "\n";
+  AttemptOutcome done;
+  done.started = true;
+  done.exit_code = 0;
+  std::ofstream(tmp / "sup/attempts/7.eval.1", std::ios::binary)
+      << "E" << wire::EncodeEnded(wire::Ended{AttemptKey{RunId(7), "eval", 1}, done});
+  FakeLedger ledger;
+  {
+    Serving serving(tmp / "sup", ledger);
+    // The orphan is gone before anyone connects.
+    int status = 0;
+    REQUIRE(waitpid(orphan, &status, 0) == orphan);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);
+  }  // no daemon comes: what it found goes to the database, then it exits
+  auto ended = ledger.Recorded();
+  REQUIRE(ended.size() == 2);
+  std::sort(ended.begin(), ended.end(), [](const auto& x, const auto& y) { return x.key < y.key; });
+  CHECK(ended[0].key.task_id == "eval");
+  CHECK(ended[0].outcome.exit_code == 0);
+  CHECK(ended[1].key.task_id == "train");
+  CHECK(ended[1].outcome.lost);
+  CHECK(ended[1].outcome.error ==
+        "its supervisor stopped while it ran; its processes were stopped when a new "
+        "supervisor started");
+  CHECK(std::filesystem::is_empty(tmp / "sup/attempts"));
+}
+
+TEST_CASE("a supervisor that cannot renew its lease kills its attempts before it expires") {
+  TempDir tmp;
+  FakeLedger ledger;
+  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(900));
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  auto dialed = Dial(options);
+  REQUIRE(dialed.ok());
+  SupervisedRunner runner(io, options);
+  runner.Attach(std::move(dialed).value());
+  {
+    std::lock_guard lock(ledger.mu);
+    ledger.fail_renew = true;
+  }
+  std::optional<AttemptOutcome> outcome;
+  runner.Start(Launch(tmp, "t", "exec sleep 60"), [&](AttemptOutcome o) { outcome = o; });
+  RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(outcome->killed);
+  CHECK(outcome->signal == SIGKILL);
+  CHECK(outcome->stop_cause == "fenced");
+  CHECK(outcome->error ==
+        "its supervisor could not renew its lease in time (is the database reachable?)");
+}
+
+TEST_CASE("attempts the database says must stop are stopped, with the cause") {
+  TempDir tmp;
+  FakeLedger ledger;
+  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(600));
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  auto dialed = Dial(options);
+  REQUIRE(dialed.ok());
+  SupervisedRunner runner(io, options);
+  runner.Attach(std::move(dialed).value());
+  {
+    std::lock_guard lock(ledger.mu);
+    ledger.stops = {Ledger::Stop{AttemptKey{RunId(7), "t", 1}, "cancel"}};
+  }
+  std::optional<AttemptOutcome> outcome;
+  runner.Start(Launch(tmp, "t", "exec sleep 60"), [&](AttemptOutcome o) { outcome = o; });
+  RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(outcome->killed);
+  CHECK(outcome->signal == SIGTERM);
+  CHECK(outcome->stop_cause == "cancel");
+  CHECK(outcome->error == "the run is being cancelled");
+}
+
+TEST_CASE("one daemon at a time, one supervisor per folder") {
+  TempDir tmp;
+  FakeLedger ledger;
+  Serving serving(tmp / "sup", ledger);
+  auto first = Dial(RunnerOptions(tmp / "sup"));
+  REQUIRE(first.ok());
+  auto second = Dial(RunnerOptions(tmp / "sup"));
+  CHECK(second.message() == "the supervisor at '" + (tmp / "sup/supervisor.sock").string() +
+                                "' refused this daemon: another daemon is connected to this "
+                                "supervisor");
+  FakeLedger other;
+  SupervisorOptions o;
+  o.dir = tmp / "sup";
+  o.name = "x";
+  Supervisor again(o, other);
+  CHECK(again.Start().message() == "another supervisor already runs for " + (tmp / "sup").string());
+  ::close(first->fd);
+}
