@@ -9,9 +9,13 @@ Runs each with `kiln run -j 2` against a throwaway PostgreSQL with synchronous_c
 transition durable), and with `ninja -j2` on the same graph, and prints times and ratios. Also:
 `kiln validate` of a 10,000-task pipeline, and peak RSS of `kiln run` on layered-2000.
 
-Usage: bench/scheduling.py [--kiln build/cli/kiln] [--repeat 3]
+With --serve, the same shapes also run through `kiln serve` (tasks under its supervisor, the
+daemon's path), triggered and awaited with `kiln trigger NAME --wait`, 2 tasks at a time.
+
+Usage: bench/scheduling.py [--kiln build/cli/kiln] [--repeat 3] [--serve]
 """
 import argparse
+import hashlib
 import os
 import random
 import shutil
@@ -39,9 +43,11 @@ def shapes():
     return {"chain-500": chain, "fanout-1000": fan, "layered-2000": layered}
 
 
-def write_pipeline(path, name, tasks):
+def write_pipeline(path, name, tasks, workdir=None):
     with open(path, "w") as f:
         f.write(f'[pipeline]\nname = "{name}"\n\n')
+        if workdir:
+            f.write(f'[defaults]\nworkdir = "{workdir}"\n\n')
         for tid, needs in tasks:
             f.write(f"[tasks.{tid}]\ncommand = \"touch out/{tid}\"\n")
             if needs:
@@ -78,10 +84,49 @@ def fresh_out(folder):
     os.mkdir(out)
 
 
+TOKEN = "kiln_bench_admin_0123456789"
+
+
+def serve_times(kiln, work, env, repeat):
+    """Each shape through `kiln serve`: best wall time of `kiln trigger NAME --wait`."""
+    folder = os.path.join(work, "serve")
+    os.mkdir(folder)
+    pipelines = os.path.join(folder, "pipelines")
+    os.mkdir(pipelines)
+    # The tasks write outside the watched pipelines folder.
+    for name, tasks in shapes().items():
+        write_pipeline(os.path.join(pipelines, name + ".toml"), name, tasks, "../work")
+    os.mkdir(os.path.join(folder, "work"))
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    with open(os.path.join(folder, "kiln.toml"), "w") as f:
+        f.write('[executor]\nmax_parallel_tasks = 2\n[daemon]\non_stop = "cancel"\n'
+                f'[[auth.tokens]]\nname = "bench"\nrole = "admin"\nsha256 = "{digest}"\n')
+    daemon = subprocess.Popen(
+        [kiln, "serve", "--config", os.path.join(folder, "kiln.toml"), "--pipelines", pipelines,
+         "--listen", "127.0.0.1:18632", "--data-dir", os.path.join(folder, "data")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    if "serving on" not in daemon.stdout.readline().decode():
+        sys.exit("kiln serve did not start")
+    client = dict(env, KILN_SERVER="http://127.0.0.1:18632", KILN_TOKEN=TOKEN)
+    out = {}
+    try:
+        for name in shapes():
+            times = []
+            for _ in range(repeat):
+                fresh_out(os.path.join(folder, "work"))
+                times.append(timed([kiln, "trigger", name, "--wait"], folder, client)[0])
+            out[name] = min(times)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "cli", "kiln"))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--serve", action="store_true", help="also run the shapes through kiln serve")
     args = ap.parse_args()
     kiln = os.path.abspath(args.kiln)
     ninja = shutil.which("ninja")
@@ -99,6 +144,7 @@ def main():
         print(f"machine: {os.cpu_count()} cores; kiln -j 2, ninja -j2; best of {args.repeat}")
         print(f"{'shape':<14} {'kiln':>9} {'ninja':>9} {'ratio':>7}")
         rss = 0
+        ninja_best = {}
         for name, tasks in shapes().items():
             folder = os.path.join(work, name)
             os.mkdir(folder)
@@ -118,7 +164,13 @@ def main():
                 t, _ = timed([ninja, "-j2", "-f", "build.ninja"], folder)
                 ninja_times.append(t)
             k, n = min(kiln_times), min(ninja_times)
+            ninja_best[name] = n
             print(f"{name:<14} {k:>8.3f}s {n:>8.3f}s {k / n:>6.2f}x")
+        if args.serve:
+            print(f"{'kiln serve':<14} {'kiln':>9} {'ninja':>9} {'ratio':>7}")
+            for name, k in serve_times(kiln, work, env, args.repeat).items():
+                n = ninja_best[name]
+                print(f"{name:<14} {k:>8.3f}s {n:>8.3f}s {k / n:>6.2f}x")
 
         big = os.path.join(work, "big.toml")
         write_pipeline(big, "big", [(f"t{i}", [f"t{i-1}"] if i else []) for i in range(10000)])

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -210,6 +211,13 @@ int RunSupervisor(const SupervisionOptions& options, int ready_fd) {
   }
   if (child > 0) ::_exit(0);
   ::setsid();
+  // Each attempt holds a pipe and a pidfd here: a thousand at once need more than the usual
+  // soft limit of 1,024 descriptors.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   ::signal(SIGHUP, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
   executor::SupervisorOptions so;

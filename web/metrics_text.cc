@@ -56,6 +56,11 @@ void Gauge(std::string& out, std::string_view name, std::string_view help, uint6
   out.append(name).append(" ").append(std::to_string(value)).append("\n");
 }
 
+void Counter(std::string& out, std::string_view name, std::string_view help, uint64_t value) {
+  Header(out, name, "counter", help);
+  out.append(name).append(" ").append(std::to_string(value)).append("\n");
+}
+
 void HistogramText(std::string& out, std::string_view name, std::string_view help,
                    const scheduler::Histogram& h) {
   Header(out, name, "histogram", help);
@@ -92,6 +97,15 @@ std::string RenderMetrics(const scheduler::MetricsSnapshot& m) {
            "pool", m.pools, [](const scheduler::PoolFigures& p) { return p.waiting; });
   Gauge(out, "kiln_active_runs", "Runs that have not ended.", m.active_runs);
   Gauge(out, "kiln_running_attempts", "Task attempts running now.", m.running_attempts);
+  Counter(out, "kiln_attempts_adopted_total",
+          "Running attempts taken over at a restart or from another daemon.", m.attempts_adopted);
+  Counter(out, "kiln_attempts_lost_total",
+          "Attempts whose supervisor went away without recording an end.", m.attempts_lost);
+  Counter(out, "kiln_commits_failed_total", "Batch commits that failed and were tried again.",
+          m.commits_failed);
+  Counter(out, "kiln_updates_refused_total",
+          "State changes the database fenced (moved on) or rejected (values it cannot hold).",
+          m.updates_refused);
   return out;
 }
 

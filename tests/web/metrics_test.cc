@@ -21,6 +21,10 @@ scheduler::MetricsSnapshot SampleSnapshot() {
   m.pools = {{"default", {4, 1, 0}}, {"gpu \"a\\b\"\nx", {2, 2, 5}}};
   m.active_runs = 3;
   m.running_attempts = 1;
+  m.attempts_adopted = 4;
+  m.attempts_lost = 1;
+  m.commits_failed = 2;
+  m.updates_refused = 3;
   return m;
 }
 
@@ -68,6 +72,18 @@ kiln_active_runs 3
 # HELP kiln_running_attempts Task attempts running now.
 # TYPE kiln_running_attempts gauge
 kiln_running_attempts 1
+# HELP kiln_attempts_adopted_total Running attempts taken over at a restart or from another daemon.
+# TYPE kiln_attempts_adopted_total counter
+kiln_attempts_adopted_total 4
+# HELP kiln_attempts_lost_total Attempts whose supervisor went away without recording an end.
+# TYPE kiln_attempts_lost_total counter
+kiln_attempts_lost_total 1
+# HELP kiln_commits_failed_total Batch commits that failed and were tried again.
+# TYPE kiln_commits_failed_total counter
+kiln_commits_failed_total 2
+# HELP kiln_updates_refused_total State changes the database fenced (moved on) or rejected (values it cannot hold).
+# TYPE kiln_updates_refused_total counter
+kiln_updates_refused_total 3
 )";
 
 }  // namespace
@@ -83,7 +99,9 @@ TEST_CASE("every metric is declared even before anything happened") {
         "kiln_task_duration_seconds histogram", "kiln_scheduling_lag_seconds histogram",
         "kiln_commit_latency_seconds histogram", "kiln_pool_slots gauge",
         "kiln_pool_slots_in_use gauge", "kiln_pool_tasks_waiting gauge", "kiln_active_runs gauge",
-        "kiln_running_attempts gauge"}) {
+        "kiln_running_attempts gauge", "kiln_attempts_adopted_total counter",
+        "kiln_attempts_lost_total counter", "kiln_commits_failed_total counter",
+        "kiln_updates_refused_total counter"}) {
     CHECK(text.find(std::string("# TYPE ") + name + "\n") != std::string::npos);
   }
   CHECK(text.find("kiln_task_duration_seconds_bucket{le=\"0.001\"} 0\n") != std::string::npos);
