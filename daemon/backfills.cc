@@ -62,11 +62,11 @@ Result<scheduler::BackfillRecord> DaemonService::CreateBackfill(
   backfill.to = request.to;
   backfill.max_active_runs = request.max_active_runs.value_or(p.spec.max_active_runs);
   backfill.created_by = request.actor;
-  auto made = pool_.With([&](store::Database& db) { return db.CreateBackfill(backfill, runs); });
+  auto made = store_.CreateBackfill(backfill, runs);
   if (!made.ok()) return made.status();
   const int64_t* id = &made->first;
   // Its runs, oldest first (they were created in that order).
-  auto created = pool_.With([&](store::Database& db) { return db.BackfillRuns(*id); });
+  auto created = store_.BackfillRuns(*id);
   if (!created.ok()) return created.status();
   for (RunId run : *created) {
     QueueBackfillRun(*id, request.pipeline, backfill.max_active_runs, run);
@@ -129,11 +129,11 @@ Result<std::vector<scheduler::BackfillRecord>> DaemonService::ListBackfills(
       return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
     }
   }
-  return pool_.With([&](store::Database& db) { return db.ListBackfills(name, 100); });
+  return store_.ListBackfills(name, 100);
 }
 
 Result<scheduler::BackfillRecord> DaemonService::GetBackfill(int64_t id) {
-  return pool_.With([&](store::Database& db) { return db.GetBackfill(id); });
+  return store_.GetBackfill(id);
 }
 
 Result<scheduler::BackfillRecord> DaemonService::CancelBackfill(int64_t id,
@@ -142,7 +142,7 @@ Result<scheduler::BackfillRecord> DaemonService::CancelBackfill(int64_t id,
     std::lock_guard lock(mu_);
     if (stopping_) return Refuse();
   }
-  auto active = pool_.With([&](store::Database& db) { return db.CancelBackfill(id, actor); });
+  auto active = store_.CancelBackfill(id, actor);
   if (!active.ok()) return active.status();
   {
     // Its waiting runs never start.

@@ -80,6 +80,11 @@ class Daemon {
   std::unique_ptr<ForeignAttempts> foreign_;
   executor::SupervisedRunner* supervised_ = nullptr;
   std::unique_ptr<Runtime> runtime_;
+  // The service's seams (daemon/env.h), declared before it: they outlive it.
+  std::unique_ptr<DaemonStore> store_;
+  std::unique_ptr<EventSource> events_;
+  std::unique_ptr<DaemonFiles> files_;
+  scheduler::SystemClock clock_;
   std::unique_ptr<DaemonService> service_;
   std::unique_ptr<LeaseKeeper> keeper_;
   std::unique_ptr<Retention> retention_;
@@ -216,7 +221,12 @@ int Daemon::Run() {
   service_options.catchup_cap = cfg_.catchup_cap;
   service_options.owner = name_;
   service_options.clock_offset = cfg_.clock_offset;
-  service_ = std::make_unique<DaemonService>(io, sched, url, std::move(service_options));
+  store_ = MakePgDaemonStore(url);
+  events_ = MakeEventHub(url);
+  files_ = MakeDiskFiles();
+  service_ = std::make_unique<DaemonService>(
+      io, sched, DaemonEnv{store_.get(), events_.get(), files_.get(), &clock_},
+      std::move(service_options));
   sched.SetObserver(service_.get());
   DaemonService& service = *service_;
   LeaseKeeperHooks hooks;

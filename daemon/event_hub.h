@@ -10,25 +10,27 @@
 #include <string>
 #include <thread>
 
+#include "daemon/env.h"
+
 namespace kiln::daemon {
 
-class EventHub {
+class EventHub final : public EventSource {
  public:
   explicit EventHub(std::string url) : url_(std::move(url)) {}
-  ~EventHub() { Stop(); }
+  ~EventHub() override { Stop(); }
   EventHub(const EventHub&) = delete;
   EventHub& operator=(const EventHub&) = delete;
 
   // Starts the listening thread (it reconnects on its own after a lost connection).
-  void Start();
+  void Start() override;
   // Wakes every waiter (they return false) and joins the thread. Idempotent.
-  void Stop();
+  void Stop() override;
 
   // Blocks until the newest committed event id is above `after`, the timeout passes, or the hub
   // stops. Returns false once stopped.
-  bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout);
+  bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) override;
   // The newest event id seen (0 before the first read).
-  int64_t last_id() const;
+  int64_t last_id() const override;
 
  private:
   void Loop();

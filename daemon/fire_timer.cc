@@ -7,10 +7,6 @@
 
 namespace kiln::daemon {
 
-Instant FireTimer::Now() const {
-  return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now()) + offset_;
-}
-
 void FireTimer::Start() {
   thread_ = std::thread([this] { Loop(); });
 }

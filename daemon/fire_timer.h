@@ -22,11 +22,14 @@ namespace kiln::daemon {
 
 class FireTimer {
  public:
-  // Called on the timer's thread with a pipeline and the current instant (the wall clock plus
-  // `offset`); returns when to look at it again, or nullopt for "only when touched".
+  // Called on the timer's thread with a pipeline and the current instant (`now()`); returns when
+  // to look at it again, or nullopt for "only when touched".
   using Check = std::function<std::optional<Instant>(const std::string& name, Instant now)>;
 
-  FireTimer(Check check, Duration offset) : check_(std::move(check)), offset_(offset) {}
+  // `now`: the instant schedules are read at (the daemon's clock plus its clock_offset). Sleeps
+  // are on the wall clock: a due instant d is waited for until wall now + (d - now()).
+  FireTimer(Check check, std::function<Instant()> now)
+      : check_(std::move(check)), now_(std::move(now)) {}
   ~FireTimer() { Stop(); }
   FireTimer(const FireTimer&) = delete;
   FireTimer& operator=(const FireTimer&) = delete;
@@ -42,8 +45,7 @@ class FireTimer {
   // Joins the thread; a check in progress finishes first. Idempotent.
   void Stop();
 
-  // The wall clock plus the offset: what `now` means for schedules.
-  Instant Now() const;
+  Instant Now() const { return now_(); }
 
  private:
   void Loop();
@@ -51,7 +53,7 @@ class FireTimer {
   void Unfile(const std::string& name);
 
   Check check_;
-  const Duration offset_;
+  const std::function<Instant()> now_;
   std::mutex mu_;
   std::condition_variable wake_;
   std::multimap<Instant, std::string> due_;  // next look per pipeline, earliest first

@@ -9,7 +9,7 @@ namespace kiln::daemon {
 
 Result<std::vector<scheduler::AttemptRecord>> DaemonService::ListAttempts(RunId run,
                                                                           const std::string& task) {
-  auto attempts = pool_.Read([&](store::Database& db) { return db.ListAttempts(run, task); });
+  auto attempts = store_.ListAttempts(run, task);
   if (!attempts.ok() || !attempts->empty()) return attempts;
   // No attempt yet: tell an unknown run or task apart from one that has not started.
   auto record = GetRun(run);
@@ -23,13 +23,13 @@ Result<std::vector<scheduler::AttemptRecord>> DaemonService::ListAttempts(RunId 
 
 Result<scheduler::LogChunk> DaemonService::ReadLog(RunId run, const std::string& task, int attempt,
                                                    uint64_t offset, size_t max_bytes) {
-  auto record = pool_.Read([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
+  auto record = store_.GetAttempt(run, task, attempt);
   if (!record.ok()) return record.status();
   scheduler::LogChunk chunk;
   chunk.offset = offset;
   // Whether it ended is read before the file: an ended attempt's log is complete.
   chunk.finished = record->state != "running";
-  auto range = ReadLogRange(options_.logs_dir, record->log_path, offset, max_bytes);
+  auto range = disk_.ReadLogRange(options_.logs_dir, record->log_path, offset, max_bytes);
   if (!range.ok()) return range.status();
   chunk.data = std::move(range->data);
   chunk.size = range->size;
@@ -42,12 +42,12 @@ bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, 
     std::lock_guard lock(mu_);
     if (stopping_) return false;
   }
-  auto record = pool_.Read([&](store::Database& db) { return db.GetAttempt(run, task, attempt); });
+  auto record = store_.GetAttempt(run, task, attempt);
   if (!record.ok() || record->state != "running") return true;
   const int64_t seen = events_.last_id();
   bool closed = false;
   // Without a watch (no log folder yet) the attempt's events are what can change.
-  if (!WaitForLogChange(options_.logs_dir, record->log_path, offset, timeout, &closed)) {
+  if (!disk_.WaitForLogChange(options_.logs_dir, record->log_path, offset, timeout, &closed)) {
     return events_.WaitForEvents(seen, timeout);
   }
   // The writer closed the log: the attempt's end is being committed; its event follows.
@@ -56,13 +56,11 @@ bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, 
   return !stopping_;
 }
 
-Result<int64_t> DaemonService::LastEventId() {
-  return pool_.Read([](store::Database& db) { return db.LastEventId(); });
-}
+Result<int64_t> DaemonService::LastEventId() { return store_.LastEventId(); }
 
 Result<std::vector<scheduler::EventRecord>> DaemonService::ListEvents(
     const scheduler::EventFilter& filter) {
-  return pool_.Read([&](store::Database& db) { return db.ListEvents(filter); });
+  return store_.ListEvents(filter);
 }
 
 bool DaemonService::WaitForEvents(int64_t after, std::chrono::milliseconds timeout) {
@@ -70,7 +68,7 @@ bool DaemonService::WaitForEvents(int64_t after, std::chrono::milliseconds timeo
 }
 
 Status DaemonService::Ready() {
-  Status ping = pool_.Read([](store::Database& db) { return db.Ping(); });
+  Status ping = store_.Ping();
   if (!ping.ok()) return Status::Error(ErrorCode::kUnavailable, ping.message());
   auto failing = OnLoop([this] { return sched_.failing_since(); });
   if (failing) {

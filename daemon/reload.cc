@@ -79,7 +79,7 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
   // Listing and parsing happen without the lock: requests and the scheduler go on meanwhile.
   std::vector<std::string> load, gone;
   if (rescan) {
-    auto files = config::ListPipelineFiles(pipelines_dir_);
+    auto files = disk_.ListPipelineFiles(pipelines_dir_);
     if (!files.ok()) {
       log::Error(pipelines_dir_.string() + ": " + files.message());
       return;
@@ -94,8 +94,7 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
     }
   } else {
     for (const std::string& f : changed) {
-      std::error_code ec;
-      if (fs::is_regular_file(f, ec)) {
+      if (disk_.IsRegularFile(f)) {
         load.push_back(f);
       } else if (known_files.count(f)) {
         gone.push_back(f);
@@ -103,15 +102,15 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
     }
   }
   std::vector<config::LoadResult> loaded;
-  for (const std::string& f : load) loaded.push_back(config::LoadPipelineFile(f));
+  for (const std::string& f : load) loaded.push_back(disk_.LoadPipelineFile(f));
   // Exclusive with pause and unpause: the pause states read here are still true when applied.
   std::unique_lock pause_lock(pause_mu_);
-  auto paused = pool_.With([](store::Database& db) { return db.PausedPipelines(); });
+  auto paused = store_.PausedPipelines();
   if (!paused.ok()) {
     log::Error("reloading pipelines: " + paused.message());
     return;
   }
-  const Instant now = timer_.Now();
+  const Instant now = Now();
   std::vector<ReloadEvent> events;
   std::vector<std::pair<std::string, dag::PipelinePtr>> unpaused;
   {
@@ -141,9 +140,7 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
     } else {
       timer_.Touch(e.pipeline);
     }
-    Status s = pool_.With([&](store::Database& db) {
-      return db.RecordPipelineEvent(e.pipeline, e.kind, "reload", e.detail);
-    });
+    Status s = store_.RecordPipelineEvent(e.pipeline, e.kind, "reload", e.detail);
     if (!s.ok()) log::Error(s.message());
   }
 }

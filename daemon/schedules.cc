@@ -94,56 +94,54 @@ std::optional<Instant> DaemonService::Fire(const std::string& name,
   std::vector<RunId> cancel;
   std::optional<Instant> cursor;
   int64_t skipped = 0;
-  auto fired = pool_.With([&](store::Database& db) {
-    return db.FireSchedule(
-        name, spec.content_hash, spec.source, [&](const store::ScheduleState& state) {
-          store::FireDecision d;
-          cursor = state.cursor;
-          // Paused through the API of another daemon on the same database.
-          if (state.paused.value_or(spec.paused)) return d;
-          // A schedule changed by a reload starts from the change: the new expression's instants
-          // before it are not due.
-          std::optional<Instant> from = state.cursor;
-          if (from && schedule_since && *from < *schedule_since) from = schedule_since;
-          auto due =
-              scheduler::PlanFires(*pipeline->schedule, from, live_since, now,
-                                   scheduler::ParseCatchup(spec.catchup), options_.catchup_cap);
-          auto overlap = scheduler::ApplyOverlap(due.run, state.active.size(), spec.max_active_runs,
-                                                 scheduler::ParseOverlap(spec.overlap));
-          for (const scheduler::Fire& fire : overlap.run) {
-            store::NewRun run = MakeNewRun(*pipeline, *params, "schedule", fire.logical_date);
-            run.data_interval_start = fire.data_interval_start;
-            run.created_by = "schedule";
-            run.lease_owner = options_.owner;
-            if (fire.missed) run.note = "catch-up (" + spec.catchup + ")";
-            d.runs.push_back(std::move(run));
-          }
-          d.cursor = due.cursor;
-          if (due.cursor) cursor = std::max(cursor.value_or(*due.cursor), *due.cursor);
-          d.skipped = due.skipped_missed + static_cast<int64_t>(overlap.skipped.size());
-          skipped = d.skipped;
-          if (due.skipped_missed > 0) {
-            d.skipped_details.push_back(
-                nlohmann::json{{"reason", "catchup"},
-                               {"catchup", spec.catchup},
-                               {"count", due.skipped_missed},
-                               {"through", FormatRfc3339Millis(*due.cursor)}}
-                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-          }
-          for (const scheduler::Fire& fire : overlap.skipped) {
-            d.skipped_details.push_back(nlohmann::json{
-                {"reason", "overlap"},
-                {"logical_date", FormatRfc3339Millis(fire.logical_date)},
-                {"active_runs", state.active.size()},
-                {"max_active_runs",
-                 spec.max_active_runs}}.dump(-1, ' ', false,
-                                             nlohmann::json::error_handler_t::replace));
-          }
-          cancel.assign(state.active.begin(),
-                        state.active.begin() + static_cast<std::ptrdiff_t>(overlap.cancel_oldest));
-          return d;
-        });
-  });
+  auto fired = store_.FireSchedule(
+      name, spec.content_hash, spec.source, [&](const store::ScheduleState& state) {
+        store::FireDecision d;
+        cursor = state.cursor;
+        // Paused through the API of another daemon on the same database.
+        if (state.paused.value_or(spec.paused)) return d;
+        // A schedule changed by a reload starts from the change: the new expression's instants
+        // before it are not due.
+        std::optional<Instant> from = state.cursor;
+        if (from && schedule_since && *from < *schedule_since) from = schedule_since;
+        auto due =
+            scheduler::PlanFires(*pipeline->schedule, from, live_since, now,
+                                 scheduler::ParseCatchup(spec.catchup), options_.catchup_cap);
+        auto overlap = scheduler::ApplyOverlap(due.run, state.active.size(), spec.max_active_runs,
+                                               scheduler::ParseOverlap(spec.overlap));
+        for (const scheduler::Fire& fire : overlap.run) {
+          store::NewRun run = MakeNewRun(*pipeline, *params, "schedule", fire.logical_date);
+          run.data_interval_start = fire.data_interval_start;
+          run.created_by = "schedule";
+          run.lease_owner = options_.owner;
+          if (fire.missed) run.note = "catch-up (" + spec.catchup + ")";
+          d.runs.push_back(std::move(run));
+        }
+        d.cursor = due.cursor;
+        if (due.cursor) cursor = std::max(cursor.value_or(*due.cursor), *due.cursor);
+        d.skipped = due.skipped_missed + static_cast<int64_t>(overlap.skipped.size());
+        skipped = d.skipped;
+        if (due.skipped_missed > 0) {
+          d.skipped_details.push_back(
+              nlohmann::json{{"reason", "catchup"},
+                             {"catchup", spec.catchup},
+                             {"count", due.skipped_missed},
+                             {"through", FormatRfc3339Millis(*due.cursor)}}
+                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        }
+        for (const scheduler::Fire& fire : overlap.skipped) {
+          d.skipped_details.push_back(nlohmann::json{
+              {"reason", "overlap"},
+              {"logical_date", FormatRfc3339Millis(fire.logical_date)},
+              {"active_runs", state.active.size()},
+              {"max_active_runs",
+               spec.max_active_runs}}.dump(-1, ' ', false,
+                                           nlohmann::json::error_handler_t::replace));
+        }
+        cancel.assign(state.active.begin(),
+                      state.active.begin() + static_cast<std::ptrdiff_t>(overlap.cancel_oldest));
+        return d;
+      });
   if (!fired.ok()) {
     log::Error(name + ": schedule: " + fired.message());
     return std::nullopt;

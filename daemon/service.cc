@@ -17,38 +17,32 @@ namespace kiln::daemon {
 namespace asio = boost::asio;
 using scheduler::RunRecord;
 
-namespace {
-
-// Database connections for API requests: enough to keep both cores of a small machine busy with
-// short queries; more only adds contention.
-constexpr int kPoolSize = 16;
-
-}  // namespace
-
-DaemonService::DaemonService(asio::io_context& io, scheduler::Scheduler& sched, std::string url,
+DaemonService::DaemonService(asio::io_context& io, scheduler::Scheduler& sched, DaemonEnv env,
                              DaemonServiceOptions options)
     : io_(io),
       sched_(sched),
-      pool_(url, kPoolSize),
-      creator_(pool_),
-      events_(url),
+      store_(*env.store),
+      events_(*env.events),
+      disk_(*env.files),
+      clock_(*env.clock),
       options_(std::move(options)),
       timer_([this](const std::string& name, Instant now) { return CheckPipeline(name, now); },
-             options_.clock_offset) {}
+             [this] { return Now(); }) {}
 
 DaemonService::~DaemonService() {
   if (watcher_) watcher_->Stop();
   timer_.Stop();
-  creator_.Stop();
+  store_.Stop();
   events_.Stop();
 }
 
+Instant DaemonService::Now() const { return clock_.Now() + options_.clock_offset; }
+
 Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
-  if (Status s = pool_.Warm(kPoolSize); !s.ok()) return s;
-  creator_.Start();
-  auto paused = pool_.With([](store::Database& db) { return db.PausedPipelines(); });
+  if (Status s = store_.Start(); !s.ok()) return s;
+  auto paused = store_.PausedPipelines();
   if (!paused.ok()) return paused.status();
-  const Instant now = timer_.Now();
+  const Instant now = Now();
   {
     std::lock_guard lock(mu_);
     for (auto& [name, entry] : pipelines) {
@@ -103,7 +97,7 @@ void DaemonService::StopAccepting() {
   }
   if (watcher_) watcher_->Stop();
   timer_.Stop();
-  creator_.Stop();
+  store_.Stop();
   events_.Stop();
 }
 
@@ -132,7 +126,7 @@ void DaemonService::AddSchedule(scheduler::PipelineInfo& info,
     info.fires_skipped = it->second.fires_skipped;
   }
   if (info.pipeline && info.pipeline->schedule && !info.paused) {
-    const Instant now = timer_.Now();
+    const Instant now = Now();
     info.next_fire = dag::NextFire(*info.pipeline->schedule, std::max(now, cursor.value_or(now)));
   }
 }
@@ -143,13 +137,13 @@ std::vector<scheduler::PipelineInfo> DaemonService::ListPipelines() {
     std::lock_guard lock(mu_);
     for (const auto& [name, known] : pipelines_) out.push_back(Info(name, known));
   }
-  auto states = pool_.Read([](store::Database& db) { return db.ScheduleStates(); });
+  auto states = store_.ScheduleStates();
   if (states.ok()) {
     for (auto& info : out) AddSchedule(info, *states);
   } else {
     log::Error(states.message());
   }
-  auto last = pool_.Read([](store::Database& db) { return db.LastRuns(); });
+  auto last = store_.LastRuns();
   if (!last.ok()) {
     log::Error(last.message());
     return out;
@@ -176,12 +170,12 @@ Result<scheduler::PipelineInfo> DaemonService::GetPipeline(const std::string& na
   scheduler::RunFilter filter;
   filter.pipeline = name;
   filter.limit = 1;
-  auto page = pool_.Read([&](store::Database& db) { return db.ListRuns(filter); });
+  auto page = store_.ListRuns(filter);
   if (page.ok() && !page->runs.empty()) {
     info.last_run = page->runs[0].id;
     info.last_run_state = page->runs[0].state;
   }
-  auto states = pool_.Read([](store::Database& db) { return db.ScheduleStates(); });
+  auto states = store_.ScheduleStates();
   if (!states.ok()) return states.status();
   AddSchedule(info, *states);
   return info;
@@ -212,7 +206,7 @@ Status DaemonService::SetPaused(const std::string& name, bool paused, const std:
       return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
     }
   }
-  Status s = pool_.With([&](store::Database& db) { return db.SetPaused(name, paused, actor); });
+  Status s = store_.SetPaused(name, paused, actor);
   if (!s.ok()) return s;
   dag::PipelinePtr pipeline;
   {
@@ -224,7 +218,7 @@ Status DaemonService::SetPaused(const std::string& name, bool paused, const std:
     }
     Known& known = it->second;
     // Fires while it was paused were missed: they follow the catchup policy.
-    if (known.paused && !paused) known.live_since = timer_.Now();
+    if (known.paused && !paused) known.live_since = Now();
     known.paused = paused;
     pipeline = known.entry.pipeline;
   }
@@ -236,7 +230,7 @@ Status DaemonService::SetPaused(const std::string& name, bool paused, const std:
 
 Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePtr& pipeline,
                                   bool wait) {
-  auto queued = pool_.With([&](store::Database& db) { return db.QueuedRuns(name); });
+  auto queued = store_.QueuedRuns(name);
   if (!queued.ok()) return queued.status();
   std::vector<const RunRecord*> now;
   for (const RunRecord& run : *queued) {
@@ -247,8 +241,7 @@ Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePt
     }
     if (run.backfill) {
       // A backfill's runs take their turn under its own limit.
-      auto backfill =
-          pool_.With([&](store::Database& db) { return db.GetBackfill(*run.backfill); });
+      auto backfill = store_.GetBackfill(*run.backfill);
       if (!backfill.ok()) return backfill.status();
       QueueBackfillRun(*run.backfill, name, backfill->max_active_runs, run.id);
       continue;
@@ -369,7 +362,7 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
   if (!pipeline.ok()) return pipeline.status();
   auto params = dag::ResolveParams((*pipeline)->spec, request.params);
   if (!params.ok()) return Status::Error(ErrorCode::kInvalidArgument, params.message());
-  Instant now = NowUtc();
+  Instant now = clock_.Now();
   store::NewRun row =
       MakeNewRun(**pipeline, *params, request.triggered_by ? "pipeline" : "manual", now);
   row.triggered_by = request.triggered_by;
@@ -379,7 +372,7 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
   if (!paused) row.lease_owner = options_.owner;
   row.created_by = request.actor;
   row.note = request.note;
-  auto created = creator_.Create(row);
+  auto created = store_.CreateRun(row);
   if (!created.ok()) return created.status();
   scheduler::TriggerResult result{created->id, created->existing, std::nullopt};
   if (!created->existing) {
@@ -417,15 +410,13 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
 }
 
 Result<scheduler::RunPage> DaemonService::ListRuns(const scheduler::RunFilter& filter) {
-  return pool_.Read([&](store::Database& db) { return db.ListRuns(filter); });
+  return store_.ListRuns(filter);
 }
 
-Result<RunRecord> DaemonService::GetRun(RunId id) {
-  return pool_.Read([&](store::Database& db) { return db.GetRun(id); });
-}
+Result<RunRecord> DaemonService::GetRun(RunId id) { return store_.GetRun(id); }
 
 bool DaemonService::Claim(RunId id) {
-  auto claimed = pool_.With([&](store::Database& db) { return db.ClaimRun(id, options_.owner); });
+  auto claimed = store_.ClaimRun(id, options_.owner);
   if (!claimed.ok()) {
     log::Error(claimed.message());
     return false;
@@ -445,7 +436,7 @@ Status DaemonService::Cancel(RunId id, const std::string& actor, const std::stri
   }
   // Durable first: whichever daemon drives the run (now or after a takeover) acts on it, and the
   // attempts' supervisors stop them even if no daemon does.
-  auto owner = pool_.With([&](store::Database& db) { return db.RequestCancel(id, actor, reason); });
+  auto owner = store_.RequestCancel(id, actor, reason);
   if (!owner.ok()) return owner.status();
   // Decided on the loop, where runs are started (see StartRun).
   bool active = OnLoop([&] {
@@ -466,8 +457,7 @@ Status DaemonService::Cancel(RunId id, const std::string& actor, const std::stri
     return Status::Ok();
   }
   // Not driven by any scheduler: waiting (paused, or for its turn), or not started yet.
-  auto cancelled =
-      pool_.With([&](store::Database& db) { return db.CancelOrphanedRun(id, actor, reason); });
+  auto cancelled = store_.CancelOrphanedRun(id, actor, reason);
   if (!cancelled.ok()) return cancelled.status();
   return Status::Ok();
 }
@@ -517,9 +507,7 @@ Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryReq
   std::vector<std::string> names;
   for (TaskId t : chosen) names.push_back(p.task(t).id);
   int64_t event_id = 0;
-  auto reset = pool_.With([&](store::Database& db) {
-    return db.PrepareRetry(request.run, names, request.actor, &event_id);
-  });
+  auto reset = store_.PrepareRetry(request.run, names, request.actor, &event_id);
   if (!reset.ok()) return reset.status();
   // A paused pipeline's retried run waits, queued, like a triggered one.
   if (!paused && Claim(request.run)) {
@@ -541,10 +529,8 @@ Status DaemonService::MarkEnded(const scheduler::MarkRequest& request,
       return id && pipeline->task(*id).allow_failure;
     });
   };
-  auto marked = pool_.With([&](store::Database& db) {
-    return db.MarkTaskInEndedRun(request.run, request.task, request.state, request.reason,
-                                 request.actor, outcome);
-  });
+  auto marked = store_.MarkTaskInEndedRun(request.run, request.task, request.state, request.reason,
+                                          request.actor, outcome);
   return marked.ok() ? Status::Ok() : marked.status();
 }
 
@@ -582,18 +568,15 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
         nlohmann::json detail = {{"task", request.task},
                                  {"state", dag::Name(request.state)},
                                  {"reason", request.reason}};
-        return pool_.With([&](store::Database& db) {
-          return db.RecordEvent(
-              "task_marked", request.run, request.actor,
-              detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-        });
+        return store_.RecordEvent(
+            "task_marked", request.run, request.actor,
+            detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       }
     }
   }
   if (!dag::IsTerminal(run->state)) {
     // Active, but not here: marks need the scheduler that drives the run.
-    auto active = pool_.Read(
-        [&](store::Database& db) { return db.ActiveRuns(std::vector<RunId>{request.run}); });
+    auto active = store_.ActiveRuns(std::vector<RunId>{request.run});
     if (active.ok() && !active->empty() && !(*active)[0].owner.empty() &&
         (*active)[0].owner != options_.owner) {
       return Status::Error(ErrorCode::kConflict,

@@ -17,12 +17,10 @@
 #include <vector>
 
 #include "config/pipeline_loader.h"
-#include "daemon/db_pool.h"
-#include "daemon/event_hub.h"
+#include "daemon/env.h"
 #include "daemon/fire_timer.h"
 #include "daemon/pipeline_watcher.h"
 #include "daemon/recovery.h"
-#include "daemon/run_creator.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/service.h"
 
@@ -49,7 +47,8 @@ struct DaemonServiceOptions {
 // it with Scheduler::SetObserver.
 class DaemonService final : public scheduler::Service, public scheduler::Observer {
  public:
-  DaemonService(boost::asio::io_context& io, scheduler::Scheduler& sched, std::string url,
+  // Runs on `env` (daemon/env.h; not owned, must outlive the service).
+  DaemonService(boost::asio::io_context& io, scheduler::Scheduler& sched, DaemonEnv env,
                 DaemonServiceOptions options);
   ~DaemonService() override;
 
@@ -68,6 +67,11 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // keeps the last good version running and shows its errors (API load_error, the log, a
   // 'pipeline_load_failed' event); a deleted file's pipeline is dropped.
   void Reload(const std::set<std::string>& changed, bool rescan);
+  // One check of `name`'s schedule at `now` (what the fire timer calls; tests call it directly):
+  // fires what is due, then starts the pipeline's waiting runs. Returns when to look again.
+  std::optional<Instant> CheckSchedule(const std::string& name, Instant now) {
+    return CheckPipeline(name, now);
+  }
   // From now on changes are refused with 503 and streams end. Call before stopping the server.
   void StopAccepting();
 
@@ -199,11 +203,15 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   void StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline);
   Status MarkEnded(const scheduler::MarkRequest& request, const dag::Pipeline* pipeline);
 
+  // The instant schedules are read at: the clock plus clock_offset.
+  Instant Now() const;
+
   boost::asio::io_context& io_;
   scheduler::Scheduler& sched_;
-  DbPool pool_;
-  RunCreator creator_;
-  EventHub events_;
+  DaemonStore& store_;
+  EventSource& events_;
+  DaemonFiles& disk_;
+  scheduler::Clock& clock_;
   DaemonServiceOptions options_;
   FireTimer timer_;
   // Held shared by triggers and retries (read the pause state, create, start), exclusively by

@@ -10,7 +10,7 @@
 namespace kiln::daemon {
 
 Status DaemonService::Recover() {
-  auto runs = pool_.With([&](store::Database& db) { return db.ActiveRunsOf(options_.owner); });
+  auto runs = store_.ActiveRunsOf(options_.owner);
   if (!runs.ok()) return runs.status();
   size_t running = 0, attempts = 0;
   for (const store::ActiveRun& run : *runs) {
@@ -44,15 +44,11 @@ void DaemonService::AdoptRuns(const std::vector<store::ActiveRun>& runs) {
       if (current) queued.insert(run.pipeline);
       continue;
     }
-    auto pipeline = PipelineForRun(run, current, [&] {
-      return pool_.With(
-          [&](store::Database& db) { return db.PipelineSource(run.pipeline, run.version_hash); });
-    });
+    auto pipeline = PipelineForRun(
+        run, current, [&] { return store_.PipelineSource(run.pipeline, run.version_hash); });
     if (!pipeline.ok()) {
       log::Error(pipeline.message() + "; it is cancelled");
-      auto cancelled = pool_.With([&](store::Database& db) {
-        return db.CancelOrphanedRun(run.id, options_.owner, pipeline.message());
-      });
+      auto cancelled = store_.CancelOrphanedRun(run.id, options_.owner, pipeline.message());
       if (!cancelled.ok()) log::Error(cancelled.message());
       continue;
     }
@@ -91,7 +87,7 @@ void DaemonService::OnTaken(const store::Takeover& taken) {
   if (taken.taken.empty()) return;
   log::Info("took over " + std::to_string(taken.taken.size()) +
             " runs from daemons whose lease expired");
-  auto runs = pool_.With([&](store::Database& db) { return db.ActiveRuns(taken.taken); });
+  auto runs = store_.ActiveRuns(taken.taken);
   if (!runs.ok()) {
     log::Error(runs.message());
     return;
@@ -100,7 +96,7 @@ void DaemonService::OnTaken(const store::Takeover& taken) {
 }
 
 void DaemonService::OnLapsed() {
-  auto runs = pool_.With([&](store::Database& db) { return db.ActiveRunsOf(options_.owner); });
+  auto runs = store_.ActiveRunsOf(options_.owner);
   if (!runs.ok()) {
     log::Error(runs.message());
     return;
@@ -139,11 +135,9 @@ void DaemonService::OnCancelRequested(RunId run, const std::string& reason) {
         std::lock_guard lock(mu_);
         if (run_pipeline_.count(run)) return;  // being started: the scheduler sees the request
       }
-      auto runs =
-          pool_.With([&](store::Database& db) { return db.ActiveRuns(std::vector<RunId>{run}); });
+      auto runs = store_.ActiveRuns(std::vector<RunId>{run});
       if (!runs.ok() || runs->empty() || (*runs)[0].owner != options_.owner) return;
-      auto cancelled = pool_.With(
-          [&](store::Database& db) { return db.CancelOrphanedRun(run, options_.owner, reason); });
+      auto cancelled = store_.CancelOrphanedRun(run, options_.owner, reason);
       if (!cancelled.ok()) log::Error(cancelled.message());
     });
   });
@@ -154,8 +148,7 @@ void DaemonService::OnRunFenced(RunId run) {
 }
 
 void DaemonService::Resync(RunId run) {
-  auto runs =
-      pool_.With([&](store::Database& db) { return db.ActiveRuns(std::vector<RunId>{run}); });
+  auto runs = store_.ActiveRuns(std::vector<RunId>{run});
   if (!runs.ok()) {
     log::Error(runs.message());
     return;

@@ -51,6 +51,7 @@ struct MetricsSnapshot {
   uint64_t attempts_lost = 0;     // attempts whose supervisor was gone without a recorded end
   uint64_t commits_failed = 0;    // batch commits that failed and were tried again
   uint64_t updates_refused = 0;   // updates the store fenced or rejected
+  uint64_t runs_released = 0;     // runs let go of because another daemon drives them now
 };
 
 }  // namespace kiln::scheduler

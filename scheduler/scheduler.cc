@@ -166,6 +166,7 @@ void Scheduler::Release(RunId run_id) {
   auto it = runs_.find(run_id);
   if (it == runs_.end()) return;
   Run& run = *it->second;
+  ++metrics_.runs_released;
   pools_.RemoveRun(run_id);
   for (size_t i = 0; i < run.running.size(); ++i) {
     if (run.running[i]) FreeSlot(run, i);

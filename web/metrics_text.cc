@@ -106,6 +106,10 @@ std::string RenderMetrics(const scheduler::MetricsSnapshot& m) {
   Counter(out, "kiln_updates_refused_total",
           "State changes the database fenced (moved on) or rejected (values it cannot hold).",
           m.updates_refused);
+  Counter(out, "kiln_runs_released_total",
+          "Runs let go of because another daemon drives them now (or they changed in the "
+          "database and were read again).",
+          m.runs_released);
   return out;
 }
 

@@ -45,7 +45,7 @@ TEST_CASE("an empty file gives the defaults") {
   CHECK(result.config.pools == std::map<std::string, int>{{"default", 16}});
 }
 
-TEST_CASE("every key of kiln.toml is read; relative paths are resolved against its folder") {
+TEST_CASE("every key of kiln.toml is read, relative paths are resolved against its folder") {
   auto result = ParseDaemonConfig(R"toml(
 data_dir = "state"
 pipelines = "../pipelines"
@@ -82,7 +82,7 @@ clock_offset = "-1h30m"
   CHECK(c.clock_offset == -90min);
 }
 
-TEST_CASE("the documented kiln.toml is valid; empty url and pg_bin_dir mean automatic") {
+TEST_CASE("the documented kiln.toml is valid, empty url and pg_bin_dir mean automatic") {
   auto result = ParseDaemonConfig(R"toml(
 data_dir = ".kiln"
 pipelines = "pipelines"

@@ -95,7 +95,7 @@ TEST_CASE("a folder's *.toml files are loaded in name order") {
   CHECK(none[0].diagnostics.at(0).message.starts_with("cannot read folder: "));
 }
 
-TEST_CASE("[defaults] apply unless the task sets the key; a task's env replaces the default env") {
+TEST_CASE("[defaults] apply unless the task sets the key, a task's env replaces the default env") {
   auto result = ParsePipeline(R"toml(
 [pipeline]
 name = "d"

@@ -1,8 +1,8 @@
 // The retention sweep with a fake store and file system: batches, order, paths, stops, errors.
+#include "daemon/retention.h"
+
 #include <catch2/catch.hpp>
 #include <map>
-
-#include "daemon/retention.h"
 
 using namespace kiln;
 using kiln::daemon::RetentionFiles;
@@ -81,11 +81,11 @@ TEST_CASE("a sweep removes each run's folders before its rows, batch by batch, t
   REQUIRE(swept.ok());
   CHECK(swept->runs == 3);
   CHECK(swept->events == 5);
-  CHECK(store.journal == std::vector<std::string>{
-                             "old 3 2", "rm /d/logs/train/1", "rm /d/runs/train/1",
-                             "rm /d/logs/train/2", "rm /d/runs/train/2", "delete 1 2", "old 3 2",
-                             "rm /d/logs/etl/3", "rm /d/runs/etl/3", "delete 3", "events 2",
-                             "events 2", "events 2"});
+  CHECK(store.journal == std::vector<std::string>{"old 3 2", "rm /d/logs/train/1",
+                                                  "rm /d/runs/train/1", "rm /d/logs/train/2",
+                                                  "rm /d/runs/train/2", "delete 1 2", "old 3 2",
+                                                  "rm /d/logs/etl/3", "rm /d/runs/etl/3",
+                                                  "delete 3", "events 2", "events 2", "events 2"});
   CHECK(store.cutoffs.front() == kNow - std::chrono::hours(24));
   CHECK(store.cutoffs.back() == kNow - std::chrono::hours(1));
 }
@@ -101,7 +101,7 @@ TEST_CASE("a pipeline name that is not one never becomes a path, but the rows go
                                                   "events 10"});
 }
 
-TEST_CASE("zero keeps forever; a stop between batches and an error end the sweep") {
+TEST_CASE("zero keeps forever, a stop between batches and an error end the sweep") {
   FakeStore store;
   store.runs = {{1, "a"}, {2, "a"}};
   store.events = 9;

@@ -286,7 +286,7 @@ command = "true"
   CHECK(body["error"]["message"] == "run " + std::to_string(id) + " has no task 'nope'");
 }
 
-TEST_CASE("an admin marks a task by hand; the run's state follows") {
+TEST_CASE("an admin marks a task by hand, the run's state follows") {
   TempDir dir;
   WriteFile(dir / "pipelines/fails.toml", R"([pipeline]
 name = "fails"

@@ -339,7 +339,7 @@ TEST_CASE("Terminate stops the process and reports killed") {
   manager.Terminate(h);  // finished: nothing happens
 }
 
-TEST_CASE("TerminateAll stops every process; each on_exit comes exactly once") {
+TEST_CASE("TerminateAll stops every process, each on_exit comes exactly once") {
   t::TempDir dir;
   boost::asio::io_context io;
   ProcessManager manager(io);

@@ -169,7 +169,7 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   CHECK(error);
 }
 
-TEST_CASE("an attempt runs in the supervisor; its end comes back and is acknowledged") {
+TEST_CASE("an attempt runs in the supervisor, its end comes back and is acknowledged") {
   TempDir tmp;
   FakeLedger ledger;
   {

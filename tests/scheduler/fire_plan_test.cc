@@ -42,7 +42,7 @@ TEST_CASE("a pipeline seen for the first time starts from now") {
   CHECK(due.cursor == At("2026-11-29T10:30:00Z"));
 }
 
-TEST_CASE("an on-time fire runs with its data interval; nothing is due twice") {
+TEST_CASE("an on-time fire runs with its data interval, nothing is due twice") {
   const Instant live = At("2026-11-29T09:00:00Z");
   auto due = PlanFires(Hourly(), At("2026-11-29T10:30:00Z"), live, At("2026-11-29T11:00:00.004Z"),
                        Catchup::kNone, 100);

@@ -61,7 +61,7 @@ TEST_CASE("a lease is renewed on the database clock and its term grows only on t
   CHECK(t.One("SELECT count(*) FROM daemons") == "1");
 }
 
-TEST_CASE("commits change only the runs their daemon drives; a fenced end keeps its outcome") {
+TEST_CASE("commits change only the runs their daemon drives, a fenced end keeps its outcome") {
   TestDatabase t;
   auto db = t.Open();
   const RunId run = OwnedRun(*db, "h:/a", {"train", "eval"});
@@ -109,7 +109,7 @@ TEST_CASE("commits change only the runs their daemon drives; a fenced end keeps 
   CHECK(t.One("SELECT state, outcome->>'exit_code' FROM attempts") == "success|0");
 }
 
-TEST_CASE("runs of an expired daemon are taken over once; a kiln run's run ends cancelled") {
+TEST_CASE("runs of an expired daemon are taken over once, a kiln run's run ends cancelled") {
   TestDatabase t;
   auto db = t.Open();
   REQUIRE(db->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30)).ok());

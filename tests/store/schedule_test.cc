@@ -120,7 +120,7 @@ TEST_CASE("two daemons checking one pipeline at once create each fire once") {
   CHECK(t.One("SELECT max(logical_date) - min(logical_date) FROM runs") == "3 days 07:00:00");
 }
 
-TEST_CASE("a check that dies halfway leaves nothing; the next one creates every run once") {
+TEST_CASE("a check that dies halfway leaves nothing, the next one creates every run once") {
   TestDatabase t;
   auto db = t.Open();
   REQUIRE(db->FireSchedule("hourly", "v1", kSource, [](const ScheduleState&) {

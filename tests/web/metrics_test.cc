@@ -84,6 +84,9 @@ kiln_commits_failed_total 2
 # HELP kiln_updates_refused_total State changes the database fenced (moved on) or rejected (values it cannot hold).
 # TYPE kiln_updates_refused_total counter
 kiln_updates_refused_total 3
+# HELP kiln_runs_released_total Runs let go of because another daemon drives them now (or they changed in the database and were read again).
+# TYPE kiln_runs_released_total counter
+kiln_runs_released_total 0
 )";
 
 }  // namespace
@@ -101,7 +104,7 @@ TEST_CASE("every metric is declared even before anything happened") {
         "kiln_pool_slots_in_use gauge", "kiln_pool_tasks_waiting gauge", "kiln_active_runs gauge",
         "kiln_running_attempts gauge", "kiln_attempts_adopted_total counter",
         "kiln_attempts_lost_total counter", "kiln_commits_failed_total counter",
-        "kiln_updates_refused_total counter"}) {
+        "kiln_updates_refused_total counter", "kiln_runs_released_total counter"}) {
     CHECK(text.find(std::string("# TYPE ") + name + "\n") != std::string::npos);
   }
   CHECK(text.find("kiln_task_duration_seconds_bucket{le=\"0.001\"} 0\n") != std::string::npos);

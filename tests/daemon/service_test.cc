@@ -1,0 +1,270 @@
+// DaemonService with fakes (tests/daemon/fake_env.h): the run lifecycle, operator actions,
+// schedules, reload, backfills, event streams and recovery, each without a database, processes
+// or files.
+#include "tests/daemon/fake_env.h"
+
+using namespace daemon_test;
+
+namespace {
+
+int64_t TriggerOk(Harness& h, const std::string& pipeline,
+                  std::vector<std::pair<std::string, std::string>> params = {}) {
+  scheduler::TriggerRequest r;
+  r.pipeline = pipeline;
+  r.params = std::move(params);
+  r.actor = "ops";
+  auto created = h.service->Trigger(r);
+  INFO((created.ok() ? std::string() : created.message()));
+  REQUIRE(created.ok());
+  return Value(created->id);
+}
+
+}  // namespace
+
+TEST_CASE("a triggered run is created, started by the scheduler and ends with its tasks") {
+  Harness h({{"p.toml", TwoTasks("p")}});
+  const int64_t run = TriggerOk(h, "p", {{"n", "5"}});
+  h.Until([&] { return h.runner.running.count({run, "a"}) == 1; });
+  CHECK(h.db.State(run) == "running");
+  h.Exit(run, "a", 0);
+  h.Until([&] { return h.runner.running.count({run, "b"}) == 1; });
+  h.Exit(run, "b", 0);
+  h.Until([&] { return h.db.State(run) == "success"; });
+  CHECK(h.db.Tasks(run) == "a:success:1,b:success:1");
+  CHECK(h.Started() == std::vector<std::string>{"1/a#1", "1/b#1"});
+  {
+    std::lock_guard lock(h.db.mu);
+    CHECK(h.db.runs.at(run).owner == kOwner);
+    CHECK(h.db.runs.at(run).supervisors.at("a") == kOwner + "/supervisor");
+  }
+  // Errors name the subject and say what is accepted.
+  scheduler::TriggerRequest bad;
+  bad.pipeline = "nope";
+  CHECK(h.service->Trigger(bad).message() == "no pipeline named 'nope'");
+  bad.pipeline = "p";
+  bad.params = {{"n", "x"}};
+  auto typed = h.service->Trigger(bad);
+  CHECK(typed.status().code() == ErrorCode::kInvalidArgument);
+}
+
+TEST_CASE("a cancel is recorded first, then stops the run's attempt, an ended run is refused") {
+  Harness h({{"p.toml", TwoTasks("p")}});
+  const int64_t run = TriggerOk(h, "p");
+  h.Until([&] { return h.runner.running.count({run, "a"}) == 1; });
+  REQUIRE(h.service->CancelRun(RunId(run), "ops").ok());
+  h.Until([&] { return h.db.State(run) == "cancelled"; });
+  CHECK(h.db.Tasks(run) == "a:cancelled:1,b:cancelled:0");
+  CHECK(h.OnIo([&] { return h.runner.killed; }) == std::vector<std::string>{"1/a"});
+  CHECK(h.db.Events("cancel_requested") == std::vector<std::string>{"cancel_requested p 1 ops"});
+  CHECK(h.service->CancelRun(RunId(run), "ops").message() == "run 1 has already ended (cancelled)");
+}
+
+TEST_CASE(
+    "a failed run is retried from its failed task, a mark of another daemon's run is refused") {
+  Harness h({{"p.toml", TwoTasks("p")}});
+  const int64_t run = TriggerOk(h, "p");
+  h.Until([&] { return h.runner.running.count({run, "a"}) == 1; });
+  h.Exit(run, "a", 3);
+  h.Until([&] { return h.db.State(run) == "failed"; });
+  CHECK(h.db.Tasks(run) == "a:failed:1,b:upstream_failed:0");
+  scheduler::RetryRequest retry;
+  retry.run = RunId(run);
+  retry.failed = true;
+  retry.actor = "ops";
+  auto retried = h.service->RetryRun(retry);
+  REQUIRE(retried.ok());
+  CHECK(retried->tasks == std::vector<std::string>{"a", "b"});
+  h.Until([&] { return h.runner.running.count({run, "a"}) == 1; });
+  h.Exit(run, "a", 0);
+  h.Until([&] { return h.runner.running.count({run, "b"}) == 1; });
+  h.Exit(run, "b", 0);
+  h.Until([&] { return h.db.State(run) == "success"; });
+  CHECK(h.db.Tasks(run) == "a:success:2,b:success:1");
+
+  const int64_t other = TriggerOk(h, "p");
+  h.Until([&] { return h.runner.running.count({other, "a"}) == 1; });
+  {
+    // Taken over by another daemon (its lease had expired).
+    std::lock_guard lock(h.db.mu);
+    h.db.runs.at(other).owner = "other:/data";
+  }
+  h.OnIo([&] {
+    h.sched->Release(RunId(other));
+    return 0;
+  });
+  scheduler::MarkRequest mark;
+  mark.run = RunId(other);
+  mark.task = "a";
+  mark.state = TaskState::kSuccess;
+  mark.actor = "admin";
+  CHECK(h.service->MarkTask(mark).message() ==
+        "run 2 is driven by the daemon other:/data; send the mark to that daemon, or cancel the "
+        "run from any");
+}
+
+TEST_CASE("a schedule's check fires what is due once, catching up as its policy says") {
+  const std::string minutely = "schedule = \"* * * * *\"\ncatchup = \"all\"\nmax_active_runs = 5\n";
+  Harness h({{"s.toml", TwoTasks("s", minutely)}});
+  const Instant t0 = h.clock.now;  // 2027-01-15T08:00:00Z
+  // The first check starts the cursor: nothing was missed.
+  h.service->CheckSchedule("s", t0);
+  CHECK(h.db.runs.empty());
+  // Three minutes later: three fires, each a scheduled run with its own logical date.
+  auto next = h.service->CheckSchedule("s", t0 + std::chrono::minutes(3));
+  REQUIRE(next.has_value());
+  CHECK(*next == t0 + std::chrono::minutes(4));
+  {
+    std::lock_guard lock(h.db.mu);
+    REQUIRE(h.db.runs.size() == 3);
+    int minute = 1;
+    for (const auto& [id, row] : h.db.runs) {
+      CHECK(row.run.trigger == "schedule");
+      CHECK(row.run.logical_date == t0 + std::chrono::minutes(minute++));
+      CHECK(row.owner == kOwner);
+    }
+  }
+  // Checked again at the same instant: nothing twice.
+  h.service->CheckSchedule("s", t0 + std::chrono::minutes(3));
+  {
+    std::lock_guard lock(h.db.mu);
+    CHECK(h.db.runs.size() == 3);
+  }
+  h.Until([&] { return h.runner.running.size() == 3; });
+}
+
+TEST_CASE(
+    "a changed file takes effect, a broken edit keeps the last good version, a deleted one goes") {
+  Harness h({{"p.toml", TwoTasks("p")}});
+  {
+    std::lock_guard lock(h.files.mu);
+    h.files.files["/p/p.toml"] = TwoTasks("p", "description = \"v2\"\n");
+  }
+  h.service->Reload({"/p/p.toml"}, false);
+  auto info = h.service->GetPipeline("p");
+  REQUIRE(info.ok());
+  CHECK(info->pipeline->spec.description == "v2");
+  CHECK_FALSE(info->load_error.has_value());
+  {
+    std::lock_guard lock(h.files.mu);
+    h.files.files["/p/p.toml"] =
+        "[pipeline]\nname = \"p\"\n[tasks.a]\nneeds = [\"zz\"]\ncommand = \"true\"\n";
+  }
+  h.service->Reload({"/p/p.toml"}, false);
+  info = h.service->GetPipeline("p");
+  REQUIRE(info.ok());
+  CHECK(info->pipeline->spec.description == "v2");  // still runs
+  REQUIRE(info->load_error.has_value());
+  CHECK_THAT(*info->load_error, Catch::Contains("/p/p.toml:4:"));
+  CHECK(h.db.Events("pipeline_load_failed").size() == 1);
+  {
+    std::lock_guard lock(h.files.mu);
+    h.files.files.erase("/p/p.toml");
+  }
+  h.service->Reload({"/p/p.toml"}, false);
+  CHECK(h.service->GetPipeline("p").message() == "no pipeline named 'p'");
+  CHECK(h.db.Events("pipeline_removed").size() == 1);
+}
+
+TEST_CASE("a backfill creates a run per fire and runs them oldest first under its limit") {
+  Harness h({{"s.toml", TwoTasks("s", "schedule = \"0 * * * *\"\n")}});
+  h.service->StartSchedules();  // a run that ends frees a place through the timer's thread
+  scheduler::BackfillRequest b;
+  b.pipeline = "s";
+  b.from = *ParseRfc3339("2027-01-01T00:00:00Z");
+  b.to = *ParseRfc3339("2027-01-01T02:00:00Z");
+  b.max_active_runs = 1;
+  b.actor = "ops";
+  auto created = h.service->CreateBackfill(b);
+  INFO((created.ok() ? std::string() : created.message()));
+  REQUIRE(created.ok());
+  CHECK(created->total == 3);
+  // One at a time: the oldest runs, the others wait queued.
+  h.Until([&] { return h.runner.running.count({1, "a"}) == 1; });
+  CHECK(h.db.State(2) == "queued");
+  CHECK(h.db.State(3) == "queued");
+  h.Exit(1, "a", 0);
+  h.Until([&] { return h.runner.running.count({1, "b"}) == 1; });
+  h.Exit(1, "b", 0);
+  h.Until([&] { return h.runner.running.count({2, "a"}) == 1; });
+  CHECK(h.db.State(3) == "queued");
+  CHECK(h.service->CancelBackfill(1, "ops").ok());
+  h.Until([&] { return h.db.State(2) == "cancelled" && h.db.State(3) == "cancelled"; });
+}
+
+TEST_CASE("runs this daemon drove resume at start: attempts adopted, the rest goes on") {
+  Harness h({{"p.toml", TwoTasks("p")}});
+  int64_t run = 0;
+  {
+    // Left by this daemon before its restart: a running (attempt 1 under its supervisor), b
+    // pending.
+    std::lock_guard lock(h.db.mu);
+    auto info = h.service->GetPipeline("p");
+    REQUIRE(info.ok());
+    store::NewRun n;
+    n.pipeline = "p";
+    n.version_hash = info->pipeline->spec.content_hash;
+    n.trigger = "manual";
+    n.params = {{"n", int64_t{1}}};
+    n.lease_owner = kOwner;
+    n.tasks = {{"a", "default", 0}, {"b", "default", 0}};
+    run = Value(h.db.CreateRun(n)->id);
+    auto& row = h.db.runs.at(run);
+    row.run.state = RunState::kRunning;
+    row.run.tasks[0].state = TaskState::kRunning;
+    row.run.tasks[0].attempt = 1;
+    row.supervisors["a"] = kOwner + "/supervisor";
+  }
+  REQUIRE(h.service->Recover().ok());
+  h.Until([&] { return h.runner.running.count({run, "a"}) == 1; });
+  CHECK(h.OnIo([&] { return h.runner.adopted; }) ==
+        std::vector<std::string>{"1/a#1@" + kOwner + "/supervisor"});
+  CHECK(h.Started().empty());
+  h.Exit(run, "a", 0);
+  h.Until([&] { return h.runner.running.count({run, "b"}) == 1; });
+  h.Exit(run, "b", 0);
+  h.Until([&] { return h.db.State(run) == "success"; });
+  CHECK(h.db.Tasks(run) == "a:success:1,b:success:1");
+  CHECK(h.Started() == std::vector<std::string>{"1/b#1"});
+}
+
+TEST_CASE("runs taken over by another daemon are let go of, a fenced run is read again") {
+  Harness h({{"p.toml", TwoTasks("p")}});
+  const int64_t run = TriggerOk(h, "p");
+  h.Until([&] { return h.runner.running.count({run, "a"}) == 1; });
+  {
+    std::lock_guard lock(h.db.mu);
+    h.db.runs.at(run).owner = "other:/data";
+  }
+  h.service->OnLapsed();
+  h.Until([&] { return !h.sched->IsActive(RunId(run)); });
+  CHECK(h.sched->Metrics().runs_released == 1);
+  // The attempt's end reaches this daemon late: nothing is recorded for a run it let go of.
+  h.Exit(run, "a", 0);
+  h.OnIo([] { return 0; });
+  CHECK(h.db.Tasks(run) == "a:running:1,b:pending:0");
+}
+
+TEST_CASE("streams end when the daemon stops accepting, readiness follows the database") {
+  Harness h({{"p.toml", TwoTasks("p")}});
+  CHECK(h.service->Ready().ok());
+  {
+    std::lock_guard lock(h.db.mu);
+    h.db.down = true;
+  }
+  auto ready = h.service->Ready();
+  CHECK(ready.code() == ErrorCode::kUnavailable);
+  CHECK(ready.message() == "database: down");
+  {
+    std::lock_guard lock(h.db.mu);
+    h.db.down = false;
+  }
+  h.service->SetHealthy(false);
+  CHECK(h.service->Ready().message() == "the daemon's lease cannot be renewed");
+  h.service->SetHealthy(true);
+  CHECK(h.service->WaitForEvents(0, std::chrono::milliseconds(1)));
+  h.service->StopAccepting();
+  CHECK_FALSE(h.service->WaitForEvents(0, std::chrono::milliseconds(1)));
+  scheduler::TriggerRequest r;
+  r.pipeline = "p";
+  CHECK(h.service->Trigger(r).message() == "the daemon is stopping");
+}
