@@ -99,7 +99,7 @@ def serve_times(kiln, work, env, repeat):
     os.mkdir(os.path.join(folder, "work"))
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
     with open(os.path.join(folder, "kiln.toml"), "w") as f:
-        f.write('[executor]\nmax_parallel_tasks = 2\n[daemon]\non_stop = "cancel"\n'
+        f.write("[executor]\nmax_parallel_tasks = 2\n"
                 f'[[auth.tokens]]\nname = "bench"\nrole = "admin"\nsha256 = "{digest}"\n')
     daemon = subprocess.Popen(
         [kiln, "serve", "--config", os.path.join(folder, "kiln.toml"), "--pipelines", pipelines,

@@ -20,6 +20,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/log.h"
@@ -84,16 +85,16 @@ std::optional<unsigned long long> StartTime(pid_t pid) {
   return start;
 }
 
-// Writes `content` to `path` through a temporary file and a rename: a reader (a supervisor that
-// starts after this one died) sees the old content or the new one, never a part. No fsync: the
+// Writes a record file in one write to a file of its own (no rename over an older one: ext4
+// flushes the data of a file renamed over another, which would cost a disk write per attempt). A
+// process that dies leaves the whole record or an empty file, which readers skip. No fsync: the
 // record must survive this process, not the machine (a machine that stops ends every attempt).
 bool WriteRecord(const fs::path& path, const std::string& content) {
-  const fs::path tmp = path.string() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return false;
   const bool written = os::WriteAll(fd, content) == 0;
   ::close(fd);
-  return written && ::rename(tmp.c_str(), path.c_str()) == 0;
+  return written;
 }
 
 std::string ReadAll(const fs::path& path) {
@@ -262,22 +263,27 @@ void Supervisor::Impl::Recover() {
     names.push_back(std::move(name));
   }
   ::closedir(d);
+  // <key>: "R <pid> <start time>", written at the start; <key>.end: "E" and the end's frame.
+  std::set<std::string> keys;
   for (const std::string& name : names) {
-    const fs::path path = dir / name;
     if (name.ends_with(".tmp")) {
-      ::unlink(path.c_str());
+      ::unlink((dir / name).c_str());
       continue;
     }
+    keys.insert(name.ends_with(".end") ? name.substr(0, name.size() - 4) : name);
+  }
+  for (const std::string& name : keys) {
+    const fs::path path = dir / name;
     auto key = KeyFromName(name);
     if (!key) {
       log::Warn("supervisor: ignoring unknown file " + path.string());
       continue;
     }
-    const std::string content = ReadAll(path);
     Attempt a;
     a.running = false;
-    if (content.starts_with("E")) {
-      std::string frames = content.substr(1);
+    const std::string end = ReadAll(path.string() + ".end");
+    if (end.starts_with("E")) {
+      std::string frames = end.substr(1);
       bool error = false;
       auto bodies = wire::TakeFrames(frames, &error);
       if (!bodies.empty()) {
@@ -288,6 +294,7 @@ void Supervisor::Impl::Recover() {
       }
     }
     if (!a.end) {
+      const std::string content = ReadAll(path);
       AttemptOutcome lost;
       lost.lost = true;
       lost.error = "its supervisor stopped while it ran and recorded no end";
@@ -305,7 +312,7 @@ void Supervisor::Impl::Recover() {
       }
       lost.ended_at = NowUtc();
       a.end = wire::Ended{*key, lost};
-      WriteRecord(path, "E" + wire::EncodeEnded(*a.end));
+      WriteRecord(path.string() + ".end", "E" + wire::EncodeEnded(*a.end));
       log::Warn("supervisor: attempt " + key->ToString() + " lost: " + lost.error);
     }
     attempts.emplace(*key, std::move(a));
@@ -505,9 +512,11 @@ void Supervisor::Impl::OnExit(const AttemptKey& key, const ProcessResult& result
   }
   a.running = false;
   a.end = wire::Ended{key, outcome};
-  WriteRecord(RecordPath(key), "E" + wire::EncodeEnded(*a.end));
-  UpdateSnapshot();
+  // Sent first: the record is for a supervisor that starts after this one dies, and a daemon
+  // that gets the end before the record exists loses nothing by it.
   Deliver(key);
+  WriteRecord(RecordPath(key).string() + ".end", "E" + wire::EncodeEnded(*a.end));
+  UpdateSnapshot();
 }
 
 void Supervisor::Impl::Deliver(const AttemptKey& key) {
@@ -538,6 +547,7 @@ void Supervisor::Impl::Forget(const AttemptKey& key) {
   auto it = attempts.find(key);
   if (it == attempts.end() || it->second.running) return;
   ::unlink(RecordPath(key).c_str());
+  ::unlink((RecordPath(key).string() + ".end").c_str());
   attempts.erase(it);
   MaybeIdle();
 }

@@ -17,7 +17,7 @@
 //                         for lease * 2 / 3, every attempt is killed (self-fencing: another
 //                         daemon may declare them lost once the lease expires).
 //
-// Each attempt has a record file in <dir>/attempts (its pid and start time, then its end), so
+// Each attempt has record files in <dir>/attempts (its pid and start time; its end), so
 // a supervisor that starts after one that died finds what was left: ends are reported as if
 // just seen; attempts without an end are killed (their group) and reported lost.
 //

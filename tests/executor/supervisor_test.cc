@@ -189,9 +189,9 @@ TEST_CASE("an attempt runs in the supervisor, its end comes back and is acknowle
     CHECK(outcome->exit_code == 3);
     CHECK(ReadFile(tmp / "t.log") == "hi\n");
     // Its record is kept until acknowledged.
-    CHECK(std::filesystem::exists(tmp / "sup/attempts/7.t.1"));
+    CHECK(std::filesystem::exists(tmp / "sup/attempts/7.t.1.end"));
     runner.Recorded(RunId(7), TaskId(0), 1);
-    PollUntil(io, [&] { return !std::filesystem::exists(tmp / "sup/attempts/7.t.1"); });
+    PollUntil(io, [&] { return !std::filesystem::exists(tmp / "sup/attempts/7.t.1.end"); });
   }  // the daemon goes: the supervisor has nothing left and exits
   CHECK(ledger.Recorded().empty());
   CHECK(ledger.released);
@@ -228,7 +228,7 @@ TEST_CASE("a supervisor started after one that died stops its orphans and report
   AttemptOutcome done;
   done.started = true;
   done.exit_code = 0;
-  std::ofstream(tmp / "sup/attempts/7.eval.1", std::ios::binary)
+  std::ofstream(tmp / "sup/attempts/7.eval.1.end", std::ios::binary)
       << "E" << wire::EncodeEnded(wire::Ended{AttemptKey{RunId(7), "eval", 1}, done});
   FakeLedger ledger;
   {
