@@ -231,14 +231,11 @@ int RunSupervisor(const SupervisionOptions& options, int ready_fd) {
       auto lock = TryLock(options.data_dir);
       if (!lock.ok()) return;
       executor::os::UniqueFd held(*lock);
-      std::error_code ec;
-      if (!fs::exists(options.data_dir / "postgres" / "postmaster.pid", ec)) return;
       store::EmbeddedOptions eo;
       eo.data_dir = options.data_dir;
       eo.pg_bin_dir = options.pg_bin_dir;
-      auto pg = store::EmbeddedPostgres::Start(eo);
-      if (pg.ok()) {
-        if (Status s = (*pg)->Stop(); !s.ok()) log::Error("supervisor: " + s.message());
+      if (Status s = store::EmbeddedPostgres::StopLeftRunning(eo); !s.ok()) {
+        log::Error("supervisor: " + s.message());
       }
     };
   }

@@ -667,10 +667,7 @@ void Supervisor::Impl::LedgerLoop() {
   }
   lock.unlock();
   if (Status s = ledger.Release(); !s.ok()) log::Error("supervisor: " + s.message());
-  asio::post(io, [this] {
-    if (options.on_idle_exit) options.on_idle_exit();
-    io.stop();
-  });
+  asio::post(io, [this] { io.stop(); });
 }
 
 Supervisor::Supervisor(SupervisorOptions options, Ledger& ledger)
@@ -692,8 +689,11 @@ Supervisor::~Supervisor() {
 Status Supervisor::Start() { return impl_->Start(); }
 
 int Supervisor::Run() {
+  // The loop may run out of work before the ledger thread has released the lease (nothing is
+  // left to wait for once the acceptor is closed): the idle hook runs after both are done.
   impl_->io.run();
   if (impl_->ledger_thread.joinable()) impl_->ledger_thread.join();
+  if (impl_->exiting && impl_->options.on_idle_exit) impl_->options.on_idle_exit();
   return 0;
 }
 

@@ -310,6 +310,22 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const Embedded
   return pg;
 }
 
+Status EmbeddedPostgres::StopLeftRunning(const EmbeddedOptions& options) {
+  const fs::path data_dir = fs::absolute(options.data_dir).lexically_normal();
+  std::error_code ec;
+  if (!fs::exists(data_dir / "postgres" / "postmaster.pid", ec)) return Status::Ok();
+  auto user = ChooseUser(options.run_as_user);
+  if (!user.ok()) return user.status();
+  std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
+  pg->cluster_dir_ = data_dir / "postgres";
+  auto bin_dir = FindBinDir(options.pg_bin_dir, pg->cluster_dir_);
+  if (!bin_dir.ok()) return bin_dir.status();
+  pg->bin_dir_ = *bin_dir;
+  pg->user_ = std::make_unique<Identity>(std::move(user).value());
+  pg->running_ = true;
+  return pg->Stop();
+}
+
 Status EmbeddedPostgres::Stop() {
   if (!running_) return Status::Ok();
   auto stopped = Run(bin_dir_, "pg_ctl",

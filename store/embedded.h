@@ -46,6 +46,10 @@ class EmbeddedPostgres {
   // Idempotent.
   Status Stop();
 
+  // Stops a cluster left running on options.data_dir by a daemon that has gone (its supervisor
+  // calls this once it has nothing left to report). Nothing to stop is not an error.
+  static Status StopLeftRunning(const EmbeddedOptions& options);
+
   // Leaves the cluster running when this object goes (the daemon stops while its supervisor
   // still needs the database; the supervisor stops the cluster when it is done).
   void KeepRunning() { running_ = false; }

@@ -5,6 +5,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -53,13 +54,14 @@ struct FakeLedger final : Ledger {
 class Serving {
  public:
   Serving(const std::filesystem::path& dir, FakeLedger& ledger,
-          Duration lease = std::chrono::seconds(30)) {
+          Duration lease = std::chrono::seconds(30), std::function<void()> on_idle_exit = {}) {
     SupervisorOptions o;
     o.dir = dir;
     o.name = "host:/data/supervisor";
     o.lease = lease;
     o.ack_timeout = std::chrono::seconds(30);
     o.first_daemon_grace = std::chrono::milliseconds(300);
+    o.on_idle_exit = std::move(on_idle_exit);
     supervisor_ = std::make_unique<Supervisor>(o, ledger);
     Status started = supervisor_->Start();
     INFO(started.message());
@@ -188,8 +190,8 @@ TEST_CASE("an attempt runs in the supervisor, its end comes back and is acknowle
     CHECK(outcome->started);
     CHECK(outcome->exit_code == 3);
     CHECK(ReadFile(tmp / "t.log") == "hi\n");
-    // Its record is kept until acknowledged.
-    CHECK(std::filesystem::exists(tmp / "sup/attempts/7.t.1.end"));
+    // Its record (written just after the end is sent) is kept until acknowledged.
+    PollUntil(io, [&] { return std::filesystem::exists(tmp / "sup/attempts/7.t.1.end"); });
     runner.Recorded(RunId(7), TaskId(0), 1);
     PollUntil(io, [&] { return !std::filesystem::exists(tmp / "sup/attempts/7.t.1.end"); });
   }  // the daemon goes: the supervisor has nothing left and exits
@@ -200,8 +202,9 @@ TEST_CASE("an attempt runs in the supervisor, its end comes back and is acknowle
 TEST_CASE("ends no daemon acknowledged are written to the database when the daemon goes") {
   TempDir tmp;
   FakeLedger ledger;
+  int idle_exits = 0;
   {
-    Serving serving(tmp / "sup", ledger);
+    Serving serving(tmp / "sup", ledger, std::chrono::seconds(30), [&] { ++idle_exits; });
     boost::asio::io_context io;
     auto options = RunnerOptions(tmp / "sup");
     auto dialed = Dial(options);
@@ -212,6 +215,9 @@ TEST_CASE("ends no daemon acknowledged are written to the database when the daem
     runner.Start(Launch(tmp, "t", "exit 0"), [&](AttemptOutcome o) { outcome = o; });
     RunUntil(io, [&] { return outcome.has_value(); });
   }
+  // Its hook (stopping the embedded PostgreSQL) ran once, after the lease was released.
+  CHECK(idle_exits == 1);
+  CHECK(ledger.released);
   auto recorded = ledger.Recorded();
   REQUIRE(recorded.size() == 1);
   CHECK(recorded[0].key == (AttemptKey{RunId(7), "t", 1}));

@@ -73,6 +73,16 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     CHECK((*again)->Stop().ok());
     CHECK((*pg)->Stop().ok());  // already stopped by the other one: fine
   }
+  SECTION("a server left running by a daemon that has gone is stopped by StopLeftRunning") {
+    const std::string url = (*pg)->url();
+    (*pg)->KeepRunning();
+    pg->reset();
+    CHECK(Query(url, "SELECT 1") == "1");
+    REQUIRE(EmbeddedPostgres::StopLeftRunning(options).ok());
+    CHECK_FALSE(fs::exists(cluster / "postmaster.pid"));
+    CHECK_THROWS(Query(url, "SELECT 1"));
+    CHECK(EmbeddedPostgres::StopLeftRunning(options).ok());  // nothing to stop: fine
+  }
   SECTION("a stopped cluster starts again with its data") {
     REQUIRE((*pg)->Stop().ok());
     CHECK((*pg)->Stop().ok());
