@@ -392,6 +392,10 @@ DaemonConfigResult Parse(std::string_view text, const fs::path& file) {
   const std::string shown = file.string();
   DaemonConfigResult result;
   result.config = DefaultDaemonConfig();
+  if (auto over = internal::CheckTomlLimits(text, shown, internal::kConfigLimits)) {
+    result.diagnostics.push_back(std::move(*over));
+    return result;
+  }
   toml::table doc;
   try {
     doc = toml::parse(text, std::string_view(shown));
@@ -456,7 +460,7 @@ DaemonConfigResult ParseDaemonConfig(std::string_view text, const fs::path& file
 }
 
 DaemonConfigResult LoadDaemonConfig(const fs::path& file) {
-  Result<std::string> text = internal::ReadFileText(file);
+  Result<std::string> text = internal::ReadFileText(file, internal::kConfigLimits.max_bytes);
   if (!text.ok()) return {DefaultDaemonConfig(), {{file.string(), {}, "", text.message()}}};
   return ParseDaemonConfig(*text, file);
 }

@@ -21,9 +21,8 @@ namespace {
 
 constexpr std::array<std::string_view, 4> kTopKeys = {"defaults", "params", "pipeline", "tasks"};
 constexpr std::array<std::string_view, 10> kPipelineKeys = {
-    "catchup",  "description", "max_active_runs", "name",
-    "overlap",  "paused",      "schedule",        "tags",
-    "timezone", "trigger_on_success",
+    "catchup", "description", "max_active_runs",    "name", "overlap", "paused", "schedule",
+    "tags",    "timezone",    "trigger_on_success",
 };
 
 template <typename T>
@@ -136,6 +135,9 @@ fs::path Absolute(const fs::path& file) {
 
 LoadResult Parse(std::string_view text, const fs::path& file) {
   const std::string shown = file.string();
+  if (auto over = internal::CheckTomlLimits(text, shown, internal::kPipelineLimits)) {
+    return {nullptr, {std::move(*over)}, file, ""};
+  }
   toml::table doc;
   try {
     doc = toml::parse(text, std::string_view(shown));
@@ -186,7 +188,7 @@ LoadResult ParsePipeline(std::string_view text, const fs::path& file) {
 }
 
 LoadResult LoadPipelineFile(const fs::path& file) {
-  Result<std::string> text = internal::ReadFileText(file);
+  Result<std::string> text = internal::ReadFileText(file, internal::kPipelineLimits.max_bytes);
   if (!text.ok()) return {nullptr, {{file.string(), {}, "", text.message()}}, file, ""};
   return ParsePipeline(*text, file);
 }

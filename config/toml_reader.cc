@@ -1,11 +1,13 @@
 #include "config/toml_reader.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <system_error>
 #include <tuple>
 
@@ -57,22 +59,47 @@ size_t EditDistance(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-Result<std::string> ReadFileText(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(file, ec)) {
-    return Status::Error("cannot read file: it is a folder");
-  }
-  errno = 0;
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
+Result<std::string> ReadFileText(const std::filesystem::path& file, size_t max_bytes) {
+  // Non-blocking, so that a FIFO planted in the folder is refused instead of waited on.
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
     const int error = errno;
-    return Status::Error("cannot read file: " + (error != 0 ? std::generic_category().message(error)
-                                                            : std::string("cannot open it")));
+    if (error == EISDIR) return Status::Error("cannot read file: it is a folder");
+    return Status::Error("cannot read file: " + std::generic_category().message(error));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::Error("cannot read file: read error");
-  return text.str();
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return Status::Error("cannot read file: " + std::generic_category().message(errno));
+  }
+  if (S_ISDIR(st.st_mode)) return Status::Error("cannot read file: it is a folder");
+  if (!S_ISREG(st.st_mode)) {
+    return Status::Error("cannot read file: not a regular file (a FIFO, socket or device)");
+  }
+  const auto too_large = [&](uint64_t size) {
+    return Status::Error("file too large (" + std::to_string(size) +
+                         " bytes): kiln reads files of at most " + SizeText(max_bytes) + " here");
+  };
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) return too_large(st.st_size);
+  std::string text;
+  text.resize(std::min<uint64_t>(st.st_size, max_bytes) + 1);
+  size_t got = 0;
+  while (true) {
+    if (got == text.size()) {
+      if (text.size() > max_bytes) return too_large(got);  // it grew while being read
+      text.resize(std::min<size_t>(text.size() * 2, max_bytes + 1));
+    }
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::Error("cannot read file: " + std::generic_category().message(errno));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
+  return text;
 }
 
 dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_error& error) {

@@ -16,14 +16,16 @@
 #include <vector>
 
 #include "common/time.h"
+#include "config/toml_limits.h"
 #include "dag/spec.h"
 
 namespace kiln::config::internal {
 
 using LocMap = dag::LocMap;
 
-// The bytes of `file`; the error reads "cannot read file: <reason>".
-Result<std::string> ReadFileText(const std::filesystem::path& file);
+// The bytes of `file`, a regular file (symbolic links followed) of at most `max_bytes`; the error
+// reads "cannot read file: <reason>" or "file too large (...)". Never blocks on a FIFO.
+Result<std::string> ReadFileText(const std::filesystem::path& file, size_t max_bytes);
 
 // "invalid TOML: <toml++'s description>" at the position toml++ gives.
 dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_error& error);

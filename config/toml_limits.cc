@@ -1,0 +1,177 @@
+#include "config/toml_limits.h"
+
+namespace kiln::config::internal {
+namespace {
+
+bool IsBare(char c) {
+  switch (c) {
+    case ' ':
+    case '\t':
+    case '\r':
+    case '\n':
+    case '.':
+    case '=':
+    case ',':
+    case '[':
+    case ']':
+    case '{':
+    case '}':
+    case '#':
+    case '"':
+    case '\'':
+      return false;
+    default:
+      return true;
+  }
+}
+
+class Scanner {
+ public:
+  Scanner(std::string_view text, const std::string& file, const TomlLimits& limits)
+      : t_(text), file_(file), limits_(limits) {}
+
+  std::optional<dag::Diagnostic> Run() {
+    int nesting = 0;
+    while (i_ < t_.size() && !error_) {
+      const char c = t_[i_];
+      if (c == '\n') {
+        NewLine(i_ + 1);
+        ++i_;
+      } else if (c == '#') {
+        while (i_ < t_.size() && t_[i_] != '\n') ++i_;
+      } else if (c == '[' || c == '{') {
+        if (++nesting > limits_.max_nesting) {
+          Fail(i_, "arrays, inline tables and table names nested more than " +
+                       std::to_string(limits_.max_nesting) + " deep (kiln reads at most " +
+                       std::to_string(limits_.max_nesting) + ")");
+        }
+        ++i_;
+      } else if (c == ']' || c == '}') {
+        if (nesting > 0) --nesting;
+        ++i_;
+      } else if (c == '"' || c == '\'' || IsBare(c)) {
+        Chain();
+      } else {
+        ++i_;
+      }
+    }
+    return std::move(error_);
+  }
+
+ private:
+  void NewLine(size_t next) {
+    ++line_;
+    line_start_ = next;
+  }
+
+  // Characters (UTF-8 lead bytes) from the line's start to `at`, plus one.
+  int Column(size_t at) const {
+    int column = 1;
+    for (size_t k = line_start_; k < at && k < t_.size(); ++k) {
+      if ((static_cast<unsigned char>(t_[k]) & 0xC0) != 0x80) ++column;
+    }
+    return column;
+  }
+
+  void Fail(size_t at, std::string what) {
+    if (!error_) error_ = dag::Diagnostic{file_, {line_, Column(at)}, "", "invalid TOML: " + what};
+  }
+
+  void SkipBlanks() {
+    while (i_ < t_.size() && (t_[i_] == ' ' || t_[i_] == '\t')) ++i_;
+  }
+
+  bool Triple(char quote) const {
+    return t_.size() - i_ >= 3 && t_[i_] == quote && t_[i_ + 1] == quote && t_[i_ + 2] == quote;
+  }
+
+  // A multi-line string from its opening quotes; newlines in it are counted.
+  void SkipMultiLine(char quote) {
+    i_ += 3;
+    while (i_ < t_.size()) {
+      const char c = t_[i_];
+      if (c == '\n') {
+        NewLine(i_ + 1);
+        ++i_;
+      } else if (c == '\\' && quote == '"') {
+        ++i_;  // the escaped character is skipped next (a newline is counted as one)
+        if (i_ < t_.size() && t_[i_] != '\n') ++i_;
+      } else if (c == quote && Triple(quote)) {
+        while (i_ < t_.size() && t_[i_] == quote) ++i_;  // up to two quotes end the content
+        return;
+      } else {
+        ++i_;
+      }
+    }
+  }
+
+  // A one-line string from its opening quote; it ends at its closing quote or the line's end.
+  void SkipOneLine(char quote) {
+    ++i_;
+    while (i_ < t_.size() && t_[i_] != quote && t_[i_] != '\n') {
+      if (t_[i_] == '\\' && quote == '"' && i_ + 1 < t_.size() && t_[i_ + 1] != '\n') ++i_;
+      ++i_;
+    }
+    if (i_ < t_.size() && t_[i_] == quote) ++i_;
+  }
+
+  // Parts separated by dots (blanks around a dot allowed), each bare or quoted.
+  void Chain() {
+    const size_t start = i_;
+    int parts = 0;
+    while (i_ < t_.size()) {
+      const char c = t_[i_];
+      if (c == '"' || c == '\'') {
+        if (Triple(c)) {  // a multi-line string is a value: it ends the chain
+          SkipMultiLine(c);
+          return;
+        }
+        SkipOneLine(c);
+      } else if (IsBare(c)) {
+        while (i_ < t_.size() && IsBare(t_[i_])) ++i_;
+      } else {
+        return;
+      }
+      if (++parts > limits_.max_parts) {
+        Fail(start, "a dotted key or table name of more than " + std::to_string(limits_.max_parts) +
+                        " parts (kiln reads at most " + std::to_string(limits_.max_parts) + ")");
+        return;
+      }
+      SkipBlanks();
+      if (i_ >= t_.size() || t_[i_] != '.') return;
+      ++i_;
+      SkipBlanks();
+    }
+  }
+
+  std::string_view t_;
+  const std::string& file_;
+  const TomlLimits& limits_;
+  size_t i_ = 0;
+  int line_ = 1;
+  size_t line_start_ = 0;
+  std::optional<dag::Diagnostic> error_;
+};
+
+}  // namespace
+
+std::string SizeText(size_t bytes) {
+  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  if (bytes >= 1024 && bytes % 1024 == 0) return std::to_string(bytes >> 10) + " KiB";
+  return std::to_string(bytes) + " bytes";
+}
+
+std::optional<dag::Diagnostic> CheckTomlLimits(std::string_view text, const std::string& file,
+                                               const TomlLimits& limits) {
+  if (text.size() > limits.max_bytes) {
+    return dag::Diagnostic{file,
+                           {},
+                           "",
+                           "file too large (" + std::to_string(text.size()) +
+                               " bytes): kiln reads files of at most " +
+                               SizeText(limits.max_bytes) + " here"};
+  }
+  return Scanner(text, file, limits).Run();
+}
+
+}  // namespace kiln::config::internal

@@ -1,0 +1,205 @@
+// Texts that made toml++ overflow the stack, and the limits that keep them from it.
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+
+#include "config/daemon_config.h"
+#include "config/pipeline_loader.h"
+
+namespace fs = std::filesystem;
+using kiln::config::LoadDaemonConfig;
+using kiln::config::LoadPipelineFile;
+using kiln::config::ParseDaemonConfig;
+using kiln::config::ParsePipeline;
+
+namespace {
+
+const std::string kHead = "[pipeline]\nname = \"p\"\n";
+
+std::string Repeat(std::string_view part, int times, std::string_view between = ".") {
+  std::string out;
+  for (int i = 0; i < times; ++i) {
+    if (i > 0) out += between;
+    out += part;
+  }
+  return out;
+}
+
+// The one diagnostic of a text that should have exactly one.
+std::string Only(std::string_view text) {
+  auto result = ParsePipeline(text, "p.toml");
+  REQUIRE(result.diagnostics.size() == 1);
+  CHECK_FALSE(result.pipeline);
+  return result.diagnostics[0].ToString();
+}
+
+std::string Parts(int line, int column) {
+  return "p.toml:" + std::to_string(line) + ":" + std::to_string(column) +
+         ": invalid TOML: a dotted key or table name of more than 32 parts (kiln reads at most "
+         "32)";
+}
+
+std::string Nested(int line, int column) {
+  return "p.toml:" + std::to_string(line) + ":" + std::to_string(column) +
+         ": invalid TOML: arrays, inline tables and table names nested more than 32 deep (kiln "
+         "reads at most 32)";
+}
+
+// Runs `f` on a thread with a stack of `bytes`, so that a recursion deeper than expected fails
+// here rather than only on a smaller stack elsewhere.
+void OnSmallStack(size_t bytes, std::function<void()> f) {
+  pthread_attr_t attr;
+  REQUIRE(pthread_attr_init(&attr) == 0);
+  REQUIRE(pthread_attr_setstacksize(&attr, bytes) == 0);
+  pthread_t thread;
+  auto run = [](void* arg) -> void* {
+    (*static_cast<std::function<void()>*>(arg))();
+    return nullptr;
+  };
+  REQUIRE(pthread_create(&thread, &attr, run, &f) == 0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string path = (fs::temp_directory_path() / "kiln-limits-XXXXXX").string();
+    REQUIRE(mkdtemp(path.data()) != nullptr);
+    path_ = path;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace
+
+TEST_CASE("a key of 100,000 dotted parts is a load error, not a crash") {
+  CHECK(Only(kHead + Repeat("a", 100000) + " = 1\n") == Parts(3, 1));
+  // Blanks around the dots and quoted parts count the same.
+  CHECK(Only(kHead + "[tasks.t]\n" + Repeat("\"a\"", 33, " . ") + " = 1\n") == Parts(4, 1));
+  CHECK(Only(kHead + "t = { x = 1, " + Repeat("'a'", 33) + " = 1 }\n") == Parts(3, 14));
+}
+
+TEST_CASE("a table name 50,000 parts deep is a load error, not a crash") {
+  CHECK(Only(kHead + "[" + Repeat("a", 50000) + "]\n") == Parts(3, 2));
+  CHECK(Only(kHead + "[[ " + Repeat("a", 40) + " ]]\n") == Parts(3, 4));
+}
+
+TEST_CASE("arrays and inline tables nested past 32 are a load error") {
+  CHECK(Only(kHead + "x = " + std::string(50000, '[') + "\n") == Nested(3, 37));
+  CHECK(Only(kHead + "x = " + Repeat("{ a = ", 40, "") + "1" + std::string(40, '}') + "\n") ==
+        Nested(3, 5 + 32 * 6));
+  // Across lines, with comments between.
+  std::string text = kHead + "x = [\n";
+  for (int i = 1; i < 33; ++i) text += "# level " + std::to_string(i) + "\n[\n";
+  CHECK(Only(text) == Nested(3 + 2 * 32, 1));
+}
+
+TEST_CASE("dots and brackets inside strings and comments do not count") {
+  const std::string dots = Repeat("a", 1000);
+  const std::string brackets = std::string(1000, '[');
+  const std::string text = kHead + "# " + dots + brackets + "\n" +
+                           "[tasks.t]\n"
+                           "command = \"echo " +
+                           dots + brackets + " \\\" " + dots +
+                           "\"\n"
+                           "env = { A = '" +
+                           dots + brackets + "', B = \"\"\"\n" + dots + "\n\\\"\"\"" + brackets +
+                           "\n\"\"\", C = '''" + dots + "\n" + brackets + "''''' }\n";
+  auto result = ParsePipeline(text, "p.toml");
+  INFO((result.diagnostics.empty() ? "" : result.diagnostics[0].ToString()));
+  REQUIRE(result.pipeline);
+  const auto env = [&](std::string_view name) {
+    for (const auto& var : result.pipeline->spec.tasks[0].env) {
+      if (var.name == name) return var.value;
+    }
+    return std::string("(none)");
+  };
+  CHECK(env("B") == dots + "\n\"\"\"" + brackets + "\n");
+  CHECK(env("C") == dots + "\n" + brackets + "''");
+}
+
+TEST_CASE("lines and columns of a limit count after multi-line strings, in characters") {
+  const std::string text = kHead + "[tasks.t]\ncommand = \"\"\"\nline\nline\n\"\"\"\n" +
+                           "env = { \"é€\" = \"ü\", " + Repeat("b", 33) + " = 1 }\n";
+  CHECK(Only(text) == Parts(8, 21));
+}
+
+TEST_CASE("the deepest text within the limits parses on a small stack") {
+  // A 32-part table name, 32-part keys, and 31 inline tables, each under a 32-part key.
+  const std::string key = Repeat("k", 32);
+  std::string value = "1";
+  for (int i = 0; i < 31; ++i) value = "{ " + key + " = " + value + " }";
+  const std::string text =
+      kHead + "[tasks.t]\ncommand = \"true\"\n[" + key + "]\n" + key + " = " + value + "\n";
+  std::string first;
+  size_t count = 0;
+  OnSmallStack(256 * 1024, [&] {
+    auto result = ParsePipeline(text, "p.toml");
+    count = result.diagnostics.size();
+    if (count > 0) first = result.diagnostics[0].ToString();
+  });
+  CHECK(count == 1);
+  CHECK(first == "p.toml:5:2: k: unknown key 'k' (accepted: defaults, params, pipeline, tasks)");
+}
+
+TEST_CASE("a pipeline file over 4 MiB is refused before it is parsed") {
+  std::string text = kHead + "# " + std::string((4u << 20) - kHead.size() - 3, 'x') + "\n";
+  REQUIRE(text.size() == (4u << 20));
+  CHECK(ParsePipeline(text, "p.toml").diagnostics.size() == 1);  // a pipeline without tasks
+  text += "\n";
+  CHECK(Only(text) ==
+        "p.toml: file too large (4194305 bytes): kiln reads files of at most 4 MiB "
+        "here");
+  TempDir dir;
+  std::ofstream(dir.path() / "big.toml", std::ios::binary) << text;
+  auto loaded = LoadPipelineFile(dir.path() / "big.toml");
+  REQUIRE(loaded.diagnostics.size() == 1);
+  CHECK(loaded.diagnostics[0].message ==
+        "file too large (4194305 bytes): kiln reads files of at most 4 MiB here");
+}
+
+TEST_CASE("a FIFO or a device is refused at once, never waited on") {
+  TempDir dir;
+  const fs::path fifo = dir.path() / "fifo.toml";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  auto loaded = LoadPipelineFile(fifo);  // no writer: a blocking open would wait forever
+  REQUIRE(loaded.diagnostics.size() == 1);
+  CHECK(loaded.diagnostics[0].ToString() ==
+        fifo.string() + ": cannot read file: not a regular file (a FIFO, socket or device)");
+  fs::create_symlink("/dev/zero", dir.path() / "zero.toml");
+  auto zero = LoadPipelineFile(dir.path() / "zero.toml");
+  REQUIRE(zero.diagnostics.size() == 1);
+  CHECK(zero.diagnostics[0].message ==
+        "cannot read file: not a regular file (a FIFO, socket or device)");
+  auto config = LoadDaemonConfig(fifo);
+  REQUIRE(config.diagnostics.size() == 1);
+  CHECK(config.diagnostics[0].message ==
+        "cannot read file: not a regular file (a FIFO, socket or device)");
+}
+
+TEST_CASE("kiln.toml has the same limits, and 1 MiB") {
+  auto deep = ParseDaemonConfig("[daemon]\n" + Repeat("a", 100000) + " = 1\n", "kiln.toml");
+  REQUIRE(deep.diagnostics.size() == 1);
+  CHECK(deep.diagnostics[0].ToString() ==
+        "kiln.toml:2:1: invalid TOML: a dotted key or table name of more than 32 parts (kiln "
+        "reads at most 32)");
+  auto big = ParseDaemonConfig("# " + std::string(1u << 20, 'x') + "\n", "kiln.toml");
+  REQUIRE(big.diagnostics.size() == 1);
+  CHECK(big.diagnostics[0].ToString() ==
+        "kiln.toml: file too large (1048579 bytes): kiln reads files of at most 1 MiB here");
+}
