@@ -188,8 +188,10 @@ std::string FormatRfc3339(Instant t) {
   std::tm tm{};
   gmtime_r(&tt, &tm);
   char buf[64];
-  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out(buf, n);
+  // Not strftime's %Y: it writes year 22 as "22", which RFC 3339 (four digits) cannot read.
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  std::string out(buf);
   if (frac != 0) {
     std::snprintf(buf, sizeof buf, ".%03lld", static_cast<long long>(frac));
     out += buf;

@@ -1,9 +1,12 @@
 #include "config/toml_limits.h"
 
+#include <cstdio>
+
 namespace kiln::config::internal {
 namespace {
 
 bool IsBare(char c) {
+  if (static_cast<unsigned char>(c) >= 0x80) return false;
   switch (c) {
     case ' ':
     case '\t':
@@ -49,6 +52,8 @@ class Scanner {
       } else if (c == ']' || c == '}') {
         if (nesting > 0) --nesting;
         ++i_;
+      } else if (static_cast<unsigned char>(c) >= 0x80) {
+        NonAscii();
       } else if (c == '"' || c == '\'' || IsBare(c)) {
         Chain();
       } else {
@@ -113,6 +118,42 @@ class Scanner {
       ++i_;
     }
     if (i_ < t_.size() && t_[i_] == quote) ++i_;
+  }
+
+  // TOML 1.0 allows other characters than ASCII only in strings and comments, and toml++ 3.3
+  // reaches a path it marks unreachable (undefined behaviour) on some of them (U+00A1-U+0499,
+  // U+FBE6-U+FEFE) where it looks for blanks: they are refused here. A byte order mark may open
+  // the file.
+  void NonAscii() {
+    if (i_ == 0 && t_.starts_with("\xEF\xBB\xBF")) {
+      i_ = 3;
+      return;
+    }
+    Fail(i_, Describe(t_.substr(i_, 4)) +
+                 " outside a string or comment (TOML allows only ASCII there)");
+  }
+
+  // "'é' (U+00E9)" for a character, "byte 0xFF (not UTF-8)" otherwise: never bytes that are
+  // not UTF-8 in a message.
+  static std::string Describe(std::string_view s) {
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char lead = byte(0);
+    const size_t length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 ? 2 : 0;
+    char32_t cp = length == 4 ? lead & 0x07 : length == 3 ? lead & 0x0F : lead & 0x1F;
+    bool valid = length != 0 && lead <= 0xF4 && s.size() >= length;
+    for (size_t k = 1; valid && k < length; ++k) {
+      valid = (byte(k) & 0xC0) == 0x80;
+      cp = (cp << 6) | (byte(k) & 0x3F);
+    }
+    const char32_t min = length == 4 ? 0x10000 : length == 3 ? 0x800 : 0x80;
+    valid = valid && cp >= min && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+    char code[32];
+    if (!valid) {
+      std::snprintf(code, sizeof code, "byte 0x%02X (not UTF-8)", lead);
+      return code;
+    }
+    std::snprintf(code, sizeof code, " (U+%04X)", static_cast<unsigned>(cp));
+    return "'" + std::string(s.substr(0, length)) + "'" + code;
   }
 
   // Parts separated by dots (blanks around a dot allowed), each bare or quoted.

@@ -18,7 +18,9 @@ Result<ParamList> ResolveParams(const PipelineSpec& spec,
   ParamList out;
   for (const Param& p : spec.params) out.emplace_back(p.name, p.default_value);
   std::vector<std::string> seen;
-  for (const auto& [name, text] : overrides) {
+  for (const auto& override : overrides) {
+    const std::string& name = override.first;  // not a structured binding: lambdas capture it
+    const std::string& text = override.second;
     if (failed_name) *failed_name = name;
     if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
       return Status::Error(ErrorCode::kInvalidArgument, "param '" + name + "' is given twice");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds with warnings as errors, runs every test
 # (unit, integration against a throwaway PostgreSQL, end to end through the binary), then the unit
-# tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+# tests again under AddressSanitizer and UndefinedBehaviorSanitizer, and every fuzz target for a
+# few seconds (scripts/fuzz.sh; FUZZ_SECONDS per target, default 12).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
@@ -15,6 +16,8 @@ status=0
 echo "== unit tests under ASan/UBSan"
 (cd "$root/build-asan" && ctest -j "$(nproc)" --output-on-failure \
   -R '^(common|dag|config|scheduler|executor|web|daemon)/') || status=1
+echo "== fuzz targets, ${FUZZ_SECONDS:-12} s each"
+"$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-12}" || status=1
 echo "== all tests"
 (cd "$root/build-ci" && ctest -j "$(nproc)" --output-on-failure) || status=1
 exit $status

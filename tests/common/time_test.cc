@@ -52,6 +52,15 @@ TEST_CASE("instants format with milliseconds for the API") {
   CHECK(kiln::FormatRfc3339Millis(kiln::Instant{}) == "1970-01-01T00:00:00.000Z");
 }
 
+TEST_CASE("years before 1000 keep four digits and read back (found by fuzz_values)") {
+  auto t = kiln::ParseRfc3339("0022-02-02T00:00:00.1Z");
+  REQUIRE(t.ok());
+  CHECK(kiln::FormatRfc3339Millis(*t) == "0022-02-02T00:00:00.100Z");
+  CHECK(kiln::ParseRfc3339(kiln::FormatRfc3339Millis(*t)).value() == *t);
+  CHECK(kiln::FormatRfc3339(kiln::ParseRfc3339("0292-01-02T00:00:00Z").value()) ==
+        "0292-01-02T00:00:00Z");
+}
+
 TEST_CASE("RFC 3339 parses UTC, offsets and fractions") {
   kiln::Instant t{std::chrono::milliseconds(1795917075000)};
   CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15Z").value() == t);
