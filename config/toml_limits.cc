@@ -127,6 +127,7 @@ class Scanner {
   void NonAscii() {
     if (i_ == 0 && t_.starts_with("\xEF\xBB\xBF")) {
       i_ = 3;
+      line_start_ = 3;  // columns count from after the mark, as toml++'s do
       return;
     }
     Fail(i_, Describe(t_.substr(i_, 4)) +

@@ -174,8 +174,8 @@ void SupervisedRunner::Attach(Dialed dialed) {
         deliver.emplace_back(key, Lost("its supervisor stopped and has no record of it"));
       }
     }
-    for (auto& [key, outcome] : deliver) {
-      Post([this, key, outcome] { Deliver(key, outcome); });
+    for (auto& item : deliver) {
+      Post([this, item] { Deliver(item.first, item.second); });
     }
   }
   welcome_running_.insert(running.begin(), running.end());
