@@ -1,6 +1,7 @@
 #include "config/toml_limits.h"
 
 #include <cstdio>
+#include <utility>
 
 namespace kiln::config::internal {
 namespace {
@@ -99,8 +100,13 @@ class Scanner {
         NewLine(i_ + 1);
         ++i_;
       } else if (c == '\\' && quote == '"') {
-        ++i_;  // the escaped character is skipped next (a newline is counted as one)
-        if (i_ < t_.size() && t_[i_] != '\n') ++i_;
+        ++i_;
+        while (i_ < t_.size() &&
+               (t_[i_] == ' ' || t_[i_] == '\t' || t_[i_] == '\r' || t_[i_] == '\n')) {
+          if (t_[i_] == '\n') NewLine(i_ + 1);
+          ++i_;  // a line-ending backslash trims blanks and newlines
+        }
+        if (AfterBackslash()) ++i_;
       } else if (c == quote && Triple(quote)) {
         while (i_ < t_.size() && t_[i_] == quote) ++i_;  // up to two quotes end the content
         return;
@@ -114,16 +120,44 @@ class Scanner {
   void SkipOneLine(char quote) {
     ++i_;
     while (i_ < t_.size() && t_[i_] != quote && t_[i_] != '\n') {
-      if (t_[i_] == '\\' && quote == '"' && i_ + 1 < t_.size() && t_[i_ + 1] != '\n') ++i_;
+      if (t_[i_] == '\\' && quote == '"') {
+        ++i_;
+        if (!AfterBackslash() || t_[i_] == '\n') continue;
+      }
       ++i_;
     }
     if (i_ < t_.size() && t_[i_] == quote) ++i_;
   }
 
-  // TOML 1.0 allows other characters than ASCII only in strings and comments, and toml++ 3.3
-  // reaches a path it marks unreachable (undefined behaviour) on some of them (U+00A1-U+0499,
-  // U+FBE6-U+FEFE) where it looks for blanks: they are refused here. A byte order mark may open
-  // the file.
+  // toml++ 3.3 asks whether a character is a blank at a few places, and its test reaches a path
+  // it marks unreachable (undefined behaviour) for U+00A1-U+0499, U+2C5E-U+3057 but U+3000 and
+  // U+FB26-U+FEFE. Those places are: outside strings and comments (where TOML 1.0 allows only
+  // ASCII, so every other character is refused there), and in a basic string right after a
+  // backslash or after the blanks and newlines a line-ending backslash trims.
+  static bool UnsafeForToml(char32_t cp) {
+    return (cp >= 0xA1 && cp <= 0x499) || (cp >= 0x2C5E && cp <= 0x3057 && cp != 0x3000) ||
+           (cp >= 0xFB26 && cp <= 0xFEFE);
+  }
+
+  // At the character after a backslash in a basic string (and after what a line-ending
+  // backslash trims): false, with the error set, when toml++ cannot be given it; else true
+  // unless the text ended.
+  bool AfterBackslash() {
+    if (i_ >= t_.size()) return false;
+    if (static_cast<unsigned char>(t_[i_]) < 0x80) return true;
+    auto [cp, length] = Decode(t_.substr(i_, 4));
+    if (length == 0 || !UnsafeForToml(cp)) return true;
+    char escape[16];
+    std::snprintf(escape, sizeof escape, "\\u%04X", static_cast<unsigned>(cp));
+    Fail(i_, Describe(t_.substr(i_, 4)) +
+                 " right after a backslash (or the blanks a line-ending backslash trims): the "
+                 "TOML reader kiln uses cannot take it there; write it as " +
+                 escape);
+    return false;
+  }
+
+  // TOML 1.0 allows other characters than ASCII only in strings and comments. A byte order mark
+  // may open the file.
   void NonAscii() {
     if (i_ == 0 && t_.starts_with("\xEF\xBB\xBF")) {
       i_ = 3;
@@ -137,6 +171,18 @@ class Scanner {
   // "'é' (U+00E9)" for a character, "byte 0xFF (not UTF-8)" otherwise: never bytes that are
   // not UTF-8 in a message.
   static std::string Describe(std::string_view s) {
+    auto [cp, length] = Decode(s);
+    char code[32];
+    if (length == 0) {
+      std::snprintf(code, sizeof code, "byte 0x%02X (not UTF-8)", static_cast<unsigned char>(s[0]));
+      return code;
+    }
+    std::snprintf(code, sizeof code, " (U+%04X)", static_cast<unsigned>(cp));
+    return "'" + std::string(s.substr(0, length)) + "'" + code;
+  }
+
+  // The code point that `s` starts with and its length in bytes; length 0 when it is not UTF-8.
+  static std::pair<char32_t, size_t> Decode(std::string_view s) {
     const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
     const unsigned char lead = byte(0);
     const size_t length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 ? 2 : 0;
@@ -148,13 +194,8 @@ class Scanner {
     }
     const char32_t min = length == 4 ? 0x10000 : length == 3 ? 0x800 : 0x80;
     valid = valid && cp >= min && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
-    char code[32];
-    if (!valid) {
-      std::snprintf(code, sizeof code, "byte 0x%02X (not UTF-8)", lead);
-      return code;
-    }
-    std::snprintf(code, sizeof code, " (U+%04X)", static_cast<unsigned>(cp));
-    return "'" + std::string(s.substr(0, length)) + "'" + code;
+    if (!valid) return {0, 0};
+    return {cp, length};
   }
 
   // Parts separated by dots (blanks around a dot allowed), each bare or quoted.
