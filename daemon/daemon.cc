@@ -1,6 +1,6 @@
 // The daemon's life: load, serve, fire, stop. The main thread runs the scheduler's io_context;
-// cpp-httplib serves on its own threads and reaches the scheduler only through DaemonService
-// (posted handlers).
+// the web front (web/server.h) serves on its own threads and reaches the scheduler only through
+// DaemonService (posted handlers).
 #include "daemon/daemon.h"
 
 #include <unistd.h>

@@ -62,13 +62,18 @@ Result<LogRange> ReadLogRange(const fs::path& root, const fs::path& file, uint64
                               size_t max_bytes) {
   fs::path rel = Beneath(root, file);
   if (rel.empty()) return NotFound(file);
-  Fd fd(OpenBeneath(root, rel, O_RDONLY));
+  // Non-blocking: opening a FIFO planted in the folder must not wait for a writer.
+  Fd fd(OpenBeneath(root, rel, O_RDONLY | O_NONBLOCK));
   if (fd.get() < 0) {
     if (errno == ENOENT) return LogRange{};  // not written yet: an empty log
     return NotFound(file);
   }
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return NotFound(file);
+  // Only a regular file with one name is a log: a hard link planted in the folder to another
+  // file (another run's log, a file of kiln's) is not served.
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    return NotFound(file);
+  }
   LogRange out;
   out.size = static_cast<uint64_t>(st.st_size);
   if (offset >= out.size) return out;

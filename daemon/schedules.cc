@@ -219,6 +219,11 @@ std::string DaemonService::Forget(RunId id) {
 }
 
 void DaemonService::OnRunFinished(RunId run, dag::RunState state) {
+  {
+    std::lock_guard lock(mu_);
+    ++runs_released_;
+  }
+  released_.notify_all();
   std::string name = Forget(run);
   if (name.empty()) return;
   // A place is free: the pipeline's waiting runs may start.

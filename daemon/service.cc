@@ -462,6 +462,24 @@ Status DaemonService::Cancel(RunId id, const std::string& actor, const std::stri
   return Status::Ok();
 }
 
+bool DaemonService::WaitUntilReleased(RunId run) {
+  // The scheduler lets go of an ended run when its loop takes the commit's answer, a moment
+  // after the end is visible to readers: wait for that moment, not for the caller to try again.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (true) {
+    int64_t seen = 0;
+    {
+      std::lock_guard lock(mu_);
+      seen = runs_released_;
+    }
+    if (!OnLoop([&] { return sched_.IsActive(run); })) return true;
+    std::unique_lock lock(mu_);
+    if (!released_.wait_until(lock, deadline, [&] { return runs_released_ != seen; })) {
+      return false;
+    }
+  }
+}
+
 Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryRequest& request) {
   std::shared_lock pause_lock(pause_mu_);
   auto run = GetRun(request.run);
@@ -493,7 +511,7 @@ Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryReq
     from = *id;
   }
   // Its end is committed, but the scheduler may not have let go of it yet.
-  if (OnLoop([&] { return sched_.IsActive(request.run); })) {
+  if (!WaitUntilReleased(request.run)) {
     return Status::Error(ErrorCode::kConflict, "run " + ToString(request.run) +
                                                    " is still finishing; retry it in a moment");
   }

@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <future>
@@ -141,6 +142,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Fills in next_fire, last_fire and fires_skipped from the schedules' bookkeeping.
   void AddSchedule(scheduler::PipelineInfo& info,
                    const std::map<std::string, store::ScheduleState>& states) const;
+  // True once the scheduler no longer holds `run` (false after a few seconds of holding it).
+  bool WaitUntilReleased(RunId run);
   // Runs `f` on the scheduler's thread and waits for its result.
   template <typename F>
   auto OnLoop(F&& f) -> decltype(f());
@@ -218,6 +221,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // pause and unpause, so that no run is created between an unpause and its scan of waiting runs.
   std::shared_mutex pause_mu_;
   mutable std::mutex mu_;
+  // Counts runs the scheduler has let go of (under mu_); WaitUntilReleased waits on it.
+  int64_t runs_released_ = 0;
+  std::condition_variable released_;
   bool stopping_ = false;
   bool healthy_ = true;  // the last lease renewal worked
   // Runs announced by BeginStart, not yet taken by the scheduler; true once cancelled meanwhile.

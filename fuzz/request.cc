@@ -1,10 +1,12 @@
-// What an HTTP request brings: JSON bodies (with depth and number limits) and the values of
-// paths and query strings.
+// What an HTTP request brings: JSON bodies (with depth and number limits), request targets
+// (path and query string) and their values, and Range headers.
 #include <string>
 
 #include "fuzz/check.h"
+#include "web/http.h"
 #include "web/input.h"
 #include "web/json_body.h"
+#include "web/range.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
   using kiln::fuzz::Check;
@@ -25,5 +27,26 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
   if (kiln::web::CheckPipelineName(text).ok()) Check(text.size() <= 64, "names are short");
   if (kiln::web::CheckTaskId(text).ok()) Check(text.size() <= 64, "ids are short");
   Check(kiln::web::Quoted(text).size() <= 64 + 5, "a quoted value is cut");
+
+  std::string path;
+  kiln::web::Params params;
+  if (kiln::web::ParseTarget(text, path, params)) {
+    Check(text.starts_with("/") && path.size() <= text.size(), "a target decodes to no more");
+    for (const auto& [name, value] : params) {
+      Check(name.size() + value.size() < text.size(), "a parameter is part of the query");
+    }
+  }
+
+  // A size from the first bytes, the header from the rest.
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < std::min<size_t>(text.size(), 3); ++i) {
+    bytes = bytes * 256 + static_cast<unsigned char>(text[i]);
+  }
+  auto range = kiln::web::ParseRange(text.substr(std::min<size_t>(text.size(), 3)), bytes);
+  if (range.kind == kiln::web::RangeRequest::kOne) {
+    Check(range.first <= range.last && range.last < bytes, "a range lies within the bytes");
+  } else if (range.kind == kiln::web::RangeRequest::kRefused) {
+    Check(!range.why.empty(), "a refused range says why");
+  }
   return 0;
 }

@@ -33,17 +33,16 @@ std::shared_ptr<void> StreamSlots::TryAcquire() {
   return std::shared_ptr<void>(used.get(), [used](void*) { used->fetch_sub(1); });
 }
 
-void SendJson(httplib::Response& res, int status, const json& body) {
+void SendJson(Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(Dump(body), "application/json");
 }
 
-void SendError(httplib::Response& res, int status, std::string_view code,
-               std::string_view message) {
+void SendError(Response& res, int status, std::string_view code, std::string_view message) {
   SendJson(res, status, {{"error", {{"code", code}, {"message", message}}}});
 }
 
-void SendStatus(httplib::Response& res, const Status& status) {
+void SendStatus(Response& res, const Status& status) {
   switch (status.code()) {
     case ErrorCode::kInvalidArgument:
       return SendError(res, 400, "invalid_argument", status.message());
@@ -58,7 +57,7 @@ void SendStatus(httplib::Response& res, const Status& status) {
   }
 }
 
-Caller Identify(const Context& ctx, const httplib::Request& req) {
+Caller Identify(const Context& ctx, const Request& req) {
   Caller caller;
   if (req.has_header("Authorization")) {
     caller.presented = true;
@@ -101,7 +100,7 @@ bool AcceptQuery(Call& call, std::initializer_list<std::string_view> allowed) {
   return true;
 }
 
-std::optional<std::string> QueryValue(const httplib::Request& req, const std::string& name) {
+std::optional<std::string> QueryValue(const Request& req, const std::string& name) {
   if (!req.has_param(name)) return std::nullopt;
   return req.get_param_value(name);
 }

@@ -1,8 +1,6 @@
-// Private to web/: what server.cc and the route files share. Includes httplib; no header outside
-// web/ may include this one.
+// Private to web/: what server.cc and the route files share. No header outside web/ may include
+// this one.
 #pragma once
-
-#include <httplib.h>
 
 #include <atomic>
 #include <initializer_list>
@@ -14,6 +12,7 @@
 
 #include "scheduler/service.h"
 #include "web/auth.h"
+#include "web/http.h"
 #include "web/json_body.h"
 #include "web/server.h"
 
@@ -50,8 +49,8 @@ struct Context {
 // One admitted request: its route matched and its caller may use it.
 struct Call {
   Context& ctx;
-  const httplib::Request& req;
-  httplib::Response& res;
+  const Request& req;
+  Response& res;
   std::vector<std::string> args;  // the {placeholders} of the route's path, in order
   const Token* token = nullptr;   // who asked; null on routes that need no token
   // The actor recorded for changes.
@@ -76,28 +75,24 @@ std::vector<Route> StreamRoutes();    // routes_logs_events.cc: attempts, logs, 
 std::vector<Route> BackfillRoutes();  // routes_backfills.cc
 const std::vector<Route>& AllRoutes();
 
-// httplib hands handlers a const view of a request it owns; some headers are adjusted to steer
-// what it does next (e.g. no Accept-Encoding: a stream must not be buffered by a compressor).
-httplib::Request& MutableRequest(const httplib::Request& req);
-
 // Responses. Every JSON response goes through these (invalid UTF-8 is replaced, never thrown on).
-void SendJson(httplib::Response& res, int status, const json& body);
-void SendError(httplib::Response& res, int status, std::string_view code, std::string_view message);
+void SendJson(Response& res, int status, const json& body);
+void SendError(Response& res, int status, std::string_view code, std::string_view message);
 // A failed Status by its code: kInvalidArgument 400, kNotFound 404, kConflict 409,
 // kUnavailable 503, anything else 500.
-void SendStatus(httplib::Response& res, const Status& status);
+void SendStatus(Response& res, const Status& status);
 // Who the caller is, from the Authorization header or else the kiln_session cookie.
 struct Caller {
   const Token* token = nullptr;
   bool presented = false;  // a credential was sent (maybe an unknown one)
   bool by_cookie = false;
 };
-Caller Identify(const Context& ctx, const httplib::Request& req);
+Caller Identify(const Context& ctx, const Request& req);
 
 // Query strings: true when every parameter is one of `allowed` and none repeats; else sends 400
 // naming the parameter and returns false.
 bool AcceptQuery(Call& call, std::initializer_list<std::string_view> allowed);
-std::optional<std::string> QueryValue(const httplib::Request& req, const std::string& name);
+std::optional<std::string> QueryValue(const Request& req, const std::string& name);
 // "query parameter 'name': <why>" as kInvalidArgument.
 Status QueryError(std::string_view name, std::string_view why);
 

@@ -34,7 +34,7 @@ std::string EscapeHtml(std::string_view text) {
 }
 
 // `body` is trusted HTML: callers escape every value they put in it.
-void SendPage(httplib::Response& res, int status, std::string_view body) {
+void SendPage(Response& res, int status, std::string_view body) {
   res.status = status;
   std::string html =
       "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>kiln</title>"
@@ -44,7 +44,7 @@ void SendPage(httplib::Response& res, int status, std::string_view body) {
   res.set_content(html, "text/html; charset=utf-8");
 }
 
-void SendSignIn(httplib::Response& res, std::string_view problem) {
+void SendSignIn(Response& res, std::string_view problem) {
   res.set_header("WWW-Authenticate", "Bearer");
   std::string body = "<p>" + EscapeHtml(problem) + "</p>";
   body +=

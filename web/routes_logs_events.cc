@@ -1,6 +1,7 @@
 // Attempts, attempt logs (a byte range, or followed as the log grows) and the event stream.
-// Streams are chunked responses whose provider httplib calls again and again on the
-// connection's thread; each call does one step and never blocks longer than kSlice.
+// Streams are chunked responses whose step the front calls again and again on a stream thread
+// (web/front.h); each step never blocks longer than kSlice, so a stream whose client went away
+// or a server that stops ends within it.
 #include <chrono>
 #include <limits>
 #include <thread>
@@ -8,6 +9,7 @@
 #include "common/log.h"
 #include "web/input.h"
 #include "web/internal.h"
+#include "web/range.h"
 #include "web/render.h"
 
 namespace kiln::web {
@@ -20,33 +22,15 @@ using std::chrono::milliseconds;
 constexpr size_t kMaxLogBytes = 1 << 20;
 constexpr size_t kFollowChunk = 64 << 10;
 constexpr int kEventBatch = 1000;
-// Streams wait in slices this long, so that Server::Stop() ends them soon.
-constexpr milliseconds kSlice{1000};
+// Streams wait in slices this long, so that a client's going away or Server::Stop() ends them
+// soon (and frees their slot).
+constexpr milliseconds kSlice{250};
 // A followed log without new output for this long ends (the client may follow again from where
-// it stopped): a client that went away is only noticed when something is written to it.
+// it stopped).
 constexpr auto kFollowIdle = std::chrono::minutes(5);
 // After a wait that returned early yet brought nothing new, a stream pauses this long before it
 // waits again, so that a service whose waits return at once cannot make it spin.
 constexpr milliseconds kIdlePause{100};
-
-// httplib runs content providers outside the handler's exception guard: an exception here would
-// end the process. One that escapes a step ends the stream instead (the client sees it cut).
-template <typename Stream>
-bool GuardedStep(Stream& stream, httplib::DataSink& sink) {
-  try {
-    return stream.Step(sink);
-  } catch (const std::exception& e) {
-    log::Error(std::string("stream ended by an internal error: ") + e.what());
-  } catch (...) {
-    log::Error("stream ended by an internal error");
-  }
-  return false;
-}
-
-// Removes Accept-Encoding: httplib's compressor would hold back a stream's small writes.
-void NoCompression(const httplib::Request& req) {
-  MutableRequest(req).headers.erase("Accept-Encoding");
-}
 
 std::string SseEvent(const scheduler::EventRecord& e) {
   std::string kind = e.kind;
@@ -74,7 +58,7 @@ struct LogQuery {
   bool follow = false;
 };
 
-Status ReadLogQuery(const httplib::Request& req, LogQuery& q) {
+Status ReadLogQuery(const Request& req, LogQuery& q) {
   if (auto v = QueryValue(req, "offset")) {
     auto n = ParseDecimal(*v, 0);
     if (!n)
@@ -97,7 +81,7 @@ Status ReadLogQuery(const httplib::Request& req, LogQuery& q) {
   return Status::Ok();
 }
 
-void SetLogHeaders(httplib::Response& res, const scheduler::LogChunk& chunk) {
+void SetLogHeaders(Response& res, const scheduler::LogChunk& chunk) {
   res.set_header("X-Log-Offset", std::to_string(chunk.offset));
   res.set_header("X-Log-Size", std::to_string(chunk.size));
   res.set_header("X-Log-Finished", chunk.finished ? "true" : "false");
@@ -117,7 +101,7 @@ class LogStream {
         pending_(std::move(first.data)),
         slot_(std::move(slot)) {}
 
-  bool Step(httplib::DataSink& sink) {
+  bool Step(DataSink& sink) {
     if (!pending_.empty()) {
       std::string data = std::move(pending_);
       pending_.clear();
@@ -173,12 +157,37 @@ void FollowLog(Call& call, RunId run, const std::string& task, int attempt, uint
   auto first = call.ctx.service.ReadLog(run, task, attempt, offset, kFollowChunk);
   if (!first.ok()) return SendStatus(call.res, first.status());
   SetLogHeaders(call.res, *first);
-  NoCompression(call.req);
   auto stream = std::make_shared<LogStream>(call.ctx, run, task, attempt, std::move(first).value(),
                                             std::move(slot));
-  call.res.set_chunked_content_provider(
-      "text/plain; charset=utf-8",
-      [stream](size_t, httplib::DataSink& sink) { return GuardedStep(*stream, sink); });
+  call.res.set_stream("text/plain; charset=utf-8",
+                      [stream](DataSink& sink) { return stream->Step(sink); });
+}
+
+// A log read by the Range header (one range; at most kMaxLogBytes of it per response).
+void SendLogRange(Call& call, RunId run, const std::string& task, int attempt) {
+  auto size = call.ctx.service.ReadLog(run, task, attempt, 0, 0);
+  if (!size.ok()) return SendStatus(call.res, size.status());
+  RangeRequest range = ParseRange(call.req.get_header_value("Range"), size->size);
+  if (range.kind == RangeRequest::kRefused) {
+    call.res.set_header("Content-Range", "bytes */" + std::to_string(size->size));
+    return SendError(call.res, 416, "range_not_satisfiable", "Range: " + range.why);
+  }
+  uint64_t first = range.kind == RangeRequest::kOne ? range.first : 0;
+  uint64_t want = range.kind == RangeRequest::kOne ? range.last - range.first + 1 : kMaxLogBytes;
+  auto chunk = call.ctx.service.ReadLog(
+      run, task, attempt, first, static_cast<size_t>(std::min<uint64_t>(want, kMaxLogBytes)));
+  if (!chunk.ok()) return SendStatus(call.res, chunk.status());
+  SetLogHeaders(call.res, *chunk);
+  if (range.kind == RangeRequest::kOne && !chunk->data.empty()) {
+    call.res.status = 206;
+    call.res.set_header("Content-Range",
+                        "bytes " + std::to_string(chunk->offset) + "-" +
+                            std::to_string(chunk->offset + chunk->data.size() - 1) + "/" +
+                            std::to_string(chunk->size));
+  } else {
+    call.res.status = 200;
+  }
+  call.res.set_content(std::move(chunk->data), "text/plain; charset=utf-8");
 }
 
 void GetLog(Call& call) {
@@ -190,6 +199,13 @@ void GetLog(Call& call) {
   LogQuery q;
   if (Status read = ReadLogQuery(call.req, q); !read.ok()) return SendStatus(call.res, read);
   if (q.follow) return FollowLog(call, *run, call.args[1], *attempt, q.offset);
+  if (call.req.has_header("Range")) {
+    if (QueryValue(call.req, "offset") || QueryValue(call.req, "limit")) {
+      return SendError(call.res, 400, "invalid_argument",
+                       "give the bytes wanted either as offset and limit or as a Range header");
+    }
+    return SendLogRange(call, *run, call.args[1], *attempt);
+  }
   auto chunk = call.ctx.service.ReadLog(*run, call.args[1], *attempt, q.offset, q.limit);
   if (!chunk.ok()) return SendStatus(call.res, chunk.status());
   SetLogHeaders(call.res, *chunk);
@@ -203,7 +219,7 @@ class EventStream {
   EventStream(Context& ctx, scheduler::EventFilter filter, std::shared_ptr<void> slot)
       : ctx_(ctx), filter_(std::move(filter)), cursor_(filter_.after), slot_(std::move(slot)) {}
 
-  bool Step(httplib::DataSink& sink) {
+  bool Step(DataSink& sink) {
     if (!greeted_) {
       greeted_ = true;  // tells the client the stream is set up: it has its starting point
       return Write(sink, ": connected\n\n");
@@ -239,13 +255,13 @@ class EventStream {
   }
 
  private:
-  bool Write(httplib::DataSink& sink, const std::string& text) {
+  bool Write(DataSink& sink, const std::string& text) {
     last_write_ = Clock::now();
     return sink.write(text.data(), text.size());
   }
 
   // Sends the events after cursor_ (one batch); true when a full batch leaves more to send.
-  Result<bool> Pump(httplib::DataSink& sink) {
+  Result<bool> Pump(DataSink& sink) {
     // With a filter, the events skipped must still move the cursor, or every wait would return
     // at once: everything up to `seen` existed before the listing below.
     int64_t seen = cursor_;
@@ -281,8 +297,7 @@ class EventStream {
 };
 
 // Fills the filter's pipeline and run; returns where to resume (Last-Event-ID, else ?after=).
-Result<std::optional<int64_t>> ReadEventQuery(const httplib::Request& req,
-                                              scheduler::EventFilter& filter) {
+Result<std::optional<int64_t>> ReadEventQuery(const Request& req, scheduler::EventFilter& filter) {
   if (auto pipeline = QueryValue(req, "pipeline")) {
     if (Status ok = CheckPipelineName(*pipeline); !ok.ok())
       return QueryError("pipeline", ok.message());
@@ -327,12 +342,9 @@ void Events(Call& call) {
     if (!newest.ok()) return SendStatus(call.res, newest.status());
     filter.after = *newest;
   }
-  NoCompression(call.req);
   call.res.set_header("X-Accel-Buffering", "no");
   auto stream = std::make_shared<EventStream>(call.ctx, std::move(filter), std::move(slot));
-  call.res.set_chunked_content_provider(
-      "text/event-stream",
-      [stream](size_t, httplib::DataSink& sink) { return GuardedStep(*stream, sink); });
+  call.res.set_stream("text/event-stream", [stream](DataSink& sink) { return stream->Step(sink); });
 }
 
 }  // namespace

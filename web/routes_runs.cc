@@ -9,7 +9,7 @@ namespace {
 
 constexpr int kMaxPageSize = 100;
 
-Status ReadTime(const httplib::Request& req, const std::string& name, std::optional<Instant>& out) {
+Status ReadTime(const Request& req, const std::string& name, std::optional<Instant>& out) {
   auto text = QueryValue(req, name);
   if (!text) return Status::Ok();
   auto t = ParseRfc3339(*text);
@@ -22,7 +22,7 @@ Status ReadTime(const httplib::Request& req, const std::string& name, std::optio
   return Status::Ok();
 }
 
-Status ReadRunFilter(const httplib::Request& req, scheduler::RunFilter& filter) {
+Status ReadRunFilter(const Request& req, scheduler::RunFilter& filter) {
   if (auto pipeline = QueryValue(req, "pipeline")) {
     if (Status ok = CheckPipelineName(*pipeline); !ok.ok())
       return QueryError("pipeline", ok.message());

@@ -1,16 +1,13 @@
 #include "web/server.h"
 
-#include <thread>
-
 #include "common/log.h"
+#include "web/front.h"
 #include "web/input.h"
 #include "web/internal.h"
 
 namespace kiln::web {
 
 namespace {
-
-using HandlerResponse = httplib::Server::HandlerResponse;
 
 bool IsJsonType(std::string_view content_type) {
   std::string type(content_type.substr(0, content_type.find(';')));
@@ -100,8 +97,9 @@ bool Authorize(Call& call, Role need, std::string_view method) {
   return true;
 }
 
-bool HasPendingBody(const httplib::Request& req) {
-  return req.get_header_value<uint64_t>("Content-Length") > 0;
+bool HasPendingBody(const Request& req) {
+  std::string length = req.get_header_value("Content-Length");
+  return !length.empty() && length.find_first_not_of('0') != std::string::npos;
 }
 
 struct Admission {
@@ -110,7 +108,7 @@ struct Admission {
 };
 
 // Finds the route and checks the caller and the body's type. On refusal fills `res`.
-std::optional<Admission> Admit(Context& ctx, const httplib::Request& req, httplib::Response& res) {
+std::optional<Admission> Admit(Context& ctx, const Request& req, Response& res) {
   std::string_view method = req.method == "HEAD" ? "GET" : std::string_view(req.method);
   RouteMatch m = FindRoute(req.path, method);
   if (!m.route && m.allow.empty()) {
@@ -135,15 +133,9 @@ std::optional<Admission> Admit(Context& ctx, const httplib::Request& req, httpli
   return admitted;
 }
 
-void Serve(Context& ctx, const httplib::Request& req, httplib::Response& res) {
-  if (auto admitted = Admit(ctx, req, res)) admitted->route->handler(admitted->call);
-}
-
-// Refuses a request whose body would be unbounded, too large or ambiguous. Runs before anything
-// reads the body (httplib 0.11.4 reads a declared-too-large body to its end before answering 413,
-// reads chunked and compressed bodies without any limit, and reads a POST without Content-Length
-// until the connection ends).
-bool RefuseFraming(const Context& ctx, const httplib::Request& req, httplib::Response& res) {
+// Refuses a request whose body would be unbounded, too large or ambiguous, before anything
+// reads it.
+bool RefuseFraming(const Context& ctx, const Request& req, Response& res) {
   if (req.has_header("Transfer-Encoding")) {
     SendError(res, 411, "length_required",
               "send the body with Content-Length (chunked request bodies are not accepted)");
@@ -177,86 +169,30 @@ bool RefuseFraming(const Context& ctx, const httplib::Request& req, httplib::Res
   return false;
 }
 
-// Sends the response prepared in `res` and then closes the connection: for refusals made while
-// a request body is still unread on it. The body is written by a content provider that reports
-// failure after writing everything, which is how httplib 0.11.4 can be made to close.
-void CloseAfterResponse(httplib::Response& res) {
-  auto body = std::make_shared<std::string>(std::move(res.body));
-  std::string type = res.get_header_value("Content-Type");
-  res.body.clear();
-  res.headers.erase("Content-Type");
-  res.set_header("Connection", "close");
-  res.set_content_provider(body->size(), type,
-                           [body](size_t offset, size_t length, httplib::DataSink& sink) {
-                             sink.write(body->data() + offset, length);
-                             return false;
-                           });
+// Before any body is read, on the I/O thread: bad framing, an unknown route, a caller who may
+// not use it or a body of the wrong type is answered at once and never reaches a worker.
+std::optional<Response> BeforeBody(Context& ctx, const Request& req) {
+  Response res;
+  if (RefuseFraming(ctx, req, res) || !Admit(ctx, req, res)) return res;
+  return std::nullopt;
 }
 
-// True, with `res` filled and the connection set to close, when the request is refused before
-// its body is read: bad framing, or a POST with a body that would be refused anyway.
-bool RefuseBeforeBody(Context& ctx, const httplib::Request& req, httplib::Response& res) {
-  bool refused = RefuseFraming(ctx, req, res) ||
-                 (req.method == "POST" && HasPendingBody(req) && !Admit(ctx, req, res));
-  if (refused) CloseAfterResponse(res);
-  return refused;
+void Serve(Context& ctx, Request& req, Response& res) {
+  if (auto admitted = Admit(ctx, req, res)) admitted->route->handler(admitted->call);
 }
 
-// Serves every request whose body need not be read. A POST with a body is admitted here (so that
-// a refused one is never read) and served by the POST handler once httplib has read the body.
-HandlerResponse PreRoute(Context& ctx, const httplib::Request& req, httplib::Response& res) {
-  if (RefuseBeforeBody(ctx, req, res)) return HandlerResponse::Handled;
-  if (req.method == "POST" && HasPendingBody(req)) return HandlerResponse::Unhandled;
-  if (req.method == "POST" && !req.has_header("Content-Length")) {
-    // HTTP/1.1: no length and no chunking is an empty body; httplib would wait for more.
-    MutableRequest(req).set_header("Content-Length", "0");
-  }
-  Serve(ctx, req, res);
-  if (HasPendingBody(req)) CloseAfterResponse(res);  // a body that no route reads (PUT, ...)
-  return HandlerResponse::Handled;
+// /healthz says the process answers: served on the I/O thread, never behind busy workers.
+bool Immediate(const Request& req) {
+  return req.path == "/healthz" && (req.method == "GET" || req.method == "HEAD");
 }
 
-// Answers for failures that httplib detects itself (bad request line, URI too long, ...).
-HandlerResponse OnError(const httplib::Request&, httplib::Response& res) {
-  if (res.has_header("Content-Type")) return HandlerResponse::Unhandled;  // already ours
-  switch (res.status) {
-    case 400:
-      SendError(res, 400, "invalid_argument", "the request line or headers could not be read");
-      break;
-    case 404:
-      SendError(res, 404, "not_found", "no such route");
-      break;
-    case 413:
-      SendError(res, 413, "too_large", "request body too large");
-      break;
-    case 414:
-      SendError(res, 414, "invalid_argument", "request URI too long");
-      break;
-    case 416:
-      SendError(res, 416, "invalid_argument", "the Range header could not be read");
-      break;
-    default:
-      SendError(res, res.status, res.status >= 500 ? "internal" : "invalid_argument",
-                "request failed");
-  }
-  return HandlerResponse::Handled;
-}
-
-httplib::Headers SecurityHeaders() {
-  return {{"X-Content-Type-Options", "nosniff"},
-          {"Cache-Control", "no-store"},
-          {"X-Frame-Options", "DENY"},
-          {"Referrer-Policy", "no-referrer"},
-          {"Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"}};
+Response ErrorResponse(int status, std::string_view code, std::string_view message) {
+  Response res;
+  SendError(res, status, code, message);
+  return res;
 }
 
 }  // namespace
-
-httplib::Request& MutableRequest(const httplib::Request& req) {
-  // httplib owns a non-const Request and hands handlers a const view of it; adjusting a header
-  // is how a handler steers what httplib does next (how it reads the body, how it encodes).
-  return const_cast<httplib::Request&>(req);
-}
 
 const std::vector<Route>& AllRoutes() {
   static const std::vector<Route> routes = [] {
@@ -296,90 +232,57 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
 }
 
 struct Server::Impl {
-  Impl(scheduler::Service& s, ServerOptions o) : ctx(s, std::move(o)) {}
+  Impl(scheduler::Service& s, ServerOptions o) : ctx(s, std::move(o)), front(FrontFor(ctx)) {}
+
+  static FrontOptions Options(const ServerOptions& o) {
+    FrontOptions f;
+    f.host = o.host;
+    f.port = o.port;
+    f.threads = o.threads;
+    f.streams = o.max_streams;
+    f.queue = o.queue;
+    f.max_body_bytes = o.max_body_bytes;
+    f.max_header_bytes = o.max_header_bytes;
+    f.max_headers = o.max_headers;
+    f.max_connections = o.max_connections;
+    f.max_per_client = o.max_per_client;
+    f.head_timeout = o.head_timeout;
+    f.idle_timeout = o.keep_alive;
+    f.io_timeout = o.io_timeout;
+    return f;
+  }
+  static Front FrontFor(Context& ctx) {
+    FrontHandlers h;
+    h.before_body = [&ctx](const Request& req) { return BeforeBody(ctx, req); };
+    h.immediate = Immediate;
+    h.serve = [&ctx](Request& req, Response& res) { Serve(ctx, req, res); };
+    h.error = ErrorResponse;
+    return Front(Options(ctx.options), std::move(h));
+  }
+
   Context ctx;
-  httplib::Server http;
-  int port = 0;
-  std::atomic<bool> finished = false;
+  Front front;
 };
 
 Server::Server(scheduler::Service& service, ServerOptions options)
-    : impl_(std::make_unique<Impl>(service, std::move(options))) {
-  Context& ctx = impl_->ctx;
-  auto& http = impl_->http;
-  size_t threads = static_cast<size_t>(std::max(1, ctx.options.threads)) +
-                   static_cast<size_t>(std::max(0, ctx.options.max_streams));
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  http.set_payload_max_length(ctx.options.max_body_bytes);
-  http.set_read_timeout(ctx.options.io_timeout);
-  http.set_write_timeout(ctx.options.io_timeout);
-  http.set_keep_alive_timeout(ctx.options.keep_alive.count());
-  // httplib writes headers and body separately: with Nagle's algorithm the body then waits for
-  // the client's delayed ACK (40 ms on Linux) on every keep-alive request.
-  http.set_tcp_nodelay(true);
-  // httplib closes a keep-alive connection after 5 requests by default: clients that poll would
-  // reconnect all the time.
-  http.set_keep_alive_max_count(1000);
-  http.set_default_headers(SecurityHeaders());
-  http.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
-    return PreRoute(ctx, req, res);
-  });
-  http.set_expect_100_continue_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
-    // Refusals are answered instead of "100 Continue", so the client never sends the body.
-    return RefuseBeforeBody(ctx, req, res) ? res.status : 100;
-  });
-  http.Post(".*",
-            [&ctx](const httplib::Request& req, httplib::Response& res) { Serve(ctx, req, res); });
-  http.set_error_handler(httplib::Server::HandlerWithResponse(OnError));
-  http.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {
-        try {
-          if (error) std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-          log::Error(std::string("http: request failed: ") + e.what());
-        } catch (...) {
-          log::Error("http: request failed");
-        }
-        SendError(res, 500, "internal", "internal error");
-      });
-}
+    : impl_(std::make_unique<Impl>(service, std::move(options))) {}
 
 Server::~Server() { Stop(); }
 
 Status Server::Bind() {
-  const auto& o = impl_->ctx.options;
-  if (Status checked = CheckTokens(o.tokens); !checked.ok()) return checked;
-  if (o.port == 0) {
-    impl_->port = impl_->http.bind_to_any_port(o.host);
-  } else {
-    impl_->port = impl_->http.bind_to_port(o.host, o.port) ? o.port : -1;
-  }
-  if (impl_->port < 0) {
-    return Status::Error(ErrorCode::kUnavailable, "cannot listen on " + o.host + ":" +
-                                                      std::to_string(o.port) +
-                                                      " (address in use or not local?)");
-  }
-  return Status::Ok();
+  if (Status checked = CheckTokens(impl_->ctx.options.tokens); !checked.ok()) return checked;
+  return impl_->front.Bind();
 }
 
-int Server::port() const { return impl_->port; }
+int Server::port() const { return impl_->front.port(); }
 
-void Server::Run() {
-  impl_->http.listen_after_bind();
-  impl_->finished = true;
-}
+void Server::Run() { impl_->front.Run(); }
 
-void Server::WaitUntilReady() const {
-  // Startup handshake only: httplib offers no notification, and stop() before the accept loop
-  // has started would be lost.
-  while (!impl_->http.is_running() && !impl_->finished) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
+void Server::WaitUntilReady() const { impl_->front.WaitUntilReady(); }
 
 void Server::Stop() {
   impl_->ctx.stopping = true;
-  impl_->http.stop();
+  impl_->front.Stop();
 }
 
 std::vector<std::pair<std::string, std::string>> Server::Routes() {

@@ -1,13 +1,14 @@
-// The HTTP server: the v1 API of docs/api.md over scheduler::Service (cpp-httplib inside).
+// The HTTP server: the v1 API of docs/api.md over scheduler::Service (web/front.h inside).
 //
 // Every route but GET /healthz needs a token (web/auth.h): `Authorization: Bearer <secret>` or
 // the `kiln_session` cookie set by opening /?token=<secret>. Errors are
 // {"error":{"code":"...","message":"..."}} with the statuses of docs/api.md. Request bodies over
 // `max_body_bytes` get 413 before they are read; chunked request bodies get 411.
 //
-// Threads: requests are served on a pool of `threads + max_streams` threads; each open stream
-// (event stream, followed log) holds one of them, and at most `max_streams` are open at once
-// (503 beyond), so open streams never starve the rest of the API.
+// Threads: connections are read and written on one I/O thread; requests are served on a pool of
+// `threads` workers, and each open stream (event stream, followed log) holds one of
+// `max_streams` stream threads (503 beyond), so open streams never starve the rest of the API.
+// The limits below bound what any client can hold (web/front.h, docs/security.md).
 #pragma once
 
 #include <chrono>
@@ -28,10 +29,16 @@ struct ServerOptions {
   // Who may sign in. With none, every route but /healthz answers 401.
   std::vector<Token> tokens;
   size_t max_body_bytes = 1 << 20;
-  int threads = 16;                     // for ordinary requests
-  int max_streams = 64;                 // event streams and followed logs open at once
-  std::chrono::seconds io_timeout{10};  // per read or write on a connection
-  std::chrono::seconds keep_alive{5};   // idle keep-alive connections are closed after this
+  int threads = 16;                               // for ordinary requests
+  int max_streams = 64;                           // event streams and followed logs open at once
+  int queue = 256;                                // requests waiting for a worker; 503 beyond
+  size_t max_header_bytes = 16 << 10;             // request line and headers; 431 beyond
+  size_t max_headers = 100;                       // header fields; 431 beyond
+  int max_connections = 512;                      // open at once, over all clients
+  int max_per_client = 64;                        // open at once from one address
+  std::chrono::milliseconds head_timeout{10000};  // a request head from its first byte
+  std::chrono::milliseconds io_timeout{10000};    // a body, or a response write, to progress
+  std::chrono::milliseconds keep_alive{5000};     // idle connections are closed after this
   // An event stream silent for this long gets a ": keep-alive" comment.
   std::chrono::milliseconds stream_keep_alive{15000};
 };

@@ -175,10 +175,22 @@ TEST_CASE("a body over 1 MiB announced with Expect: 100-continue gets 413, not 1
   conn.Send(Head("POST /api/v1/pipelines/ml/runs HTTP/1.1",
                  "Authorization: Bearer " + kOperatorSecret +
                      "\r\nContent-Type: application/json\r\nContent-Length: "
-                     "99999999999999999999999\r\nExpect: 100-continue\r\n"));
+                     "2097152\r\nExpect: 100-continue\r\n"));
   std::string response = conn.ReadResponse();
   CHECK(StatusLine(response) == "HTTP/1.1 413 Payload Too Large");
   CHECK(conn.ClosedByServer());
+  // A length past what 64 bits hold cannot be read at all.
+  RawConnection huge(server.port());
+  huge.Send(Head("POST /api/v1/pipelines/ml/runs HTTP/1.1",
+                 "Authorization: Bearer " + kOperatorSecret +
+                     "\r\nContent-Type: application/json\r\nContent-Length: "
+                     "99999999999999999999999\r\nExpect: 100-continue\r\n"));
+  response = huge.ReadResponse();
+  CHECK(StatusLine(response) == "HTTP/1.1 400 Bad Request");
+  CHECK(json::parse(ResponseBody(response)) ==
+        ErrorBody("invalid_argument", "Content-Length must be one decimal number"));
+  CHECK(huge.ClosedByServer());
+  CHECK(server.service.Calls().empty());
 }
 
 TEST_CASE("bodies of exactly 1 MiB are read") {
@@ -259,7 +271,7 @@ TEST_CASE("a POST without Content-Length has no body") {
 TEST_CASE("garbage request lines get JSON errors") {
   TestServer server;
   for (std::string request :
-       {std::string("BREW /coffee HTTP/1.1\r\n\r\n"), std::string("GET /healthz HTTP/9.9\r\n\r\n"),
+       {std::string("G@T /healthz HTTP/1.1\r\n\r\n"), std::string("GET /healthz HTTP/9.9\r\n\r\n"),
         "GET /" + std::string(9000, 'a') + " HTTP/1.1\r\n\r\n"}) {
     RawConnection conn(server.port());
     conn.Send(request);
