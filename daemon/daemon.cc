@@ -3,6 +3,7 @@
 // DaemonService (posted handlers).
 #include "daemon/daemon.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -186,6 +187,13 @@ void Daemon::OnSignal() {
 }
 
 int Daemon::Run() {
+  // The API holds up to 1,024 connections (web/server.h) besides the database's and the
+  // logs': more than the usual soft limit of 1,024 descriptors.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   auto listen = web::ParseListen(cfg_.listen);
   if (!listen.ok()) {
     std::cerr << "kiln: " << listen.message() << '\n';

@@ -34,8 +34,10 @@ constexpr std::array<std::pair<const char*, const char*>, 5> kSecurityHeaders = 
 }};
 
 constexpr size_t kMaxTarget = 8 << 10;
-// How long a closing connection may take to send what it still sends after its last response.
+// How long, and how much, a closing connection may still send after its last response (read
+// and dropped so that the response is not lost to a reset).
 constexpr std::chrono::milliseconds kLinger{1000};
+constexpr size_t kMaxLinger = 64 << 10;
 // What a streaming connection may receive (a client should send nothing) before it is dropped.
 constexpr size_t kMaxStreamInput = 64 << 10;
 
@@ -333,9 +335,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
   void Drain() {
     socket_.async_read_some(asio::buffer(scratch_),
-                            [self = shared_from_this()](error_code ec, size_t) {
+                            [self = shared_from_this()](error_code ec, size_t n) {
                               if (self->phase_ != Phase::kClosing) return;
-                              if (ec) return self->Close();
+                              self->lingered_ += n;
+                              if (ec || self->lingered_ > kMaxLinger) return self->Close();
                               self->Drain();
                             });
   }
@@ -462,6 +465,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string out_;
   std::array<char, 4096> scratch_{};
   size_t stream_input_ = 0;
+  size_t lingered_ = 0;
   std::atomic<bool> gone_ = false;  // the client went away; read by the stream's thread
 };
 

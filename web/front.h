@@ -36,8 +36,8 @@ struct FrontOptions {
   size_t max_body_bytes = 1 << 20;
   size_t max_header_bytes = 16 << 10;
   size_t max_headers = 100;
-  int max_connections = 512;
-  int max_per_client = 64;
+  int max_connections = 1024;
+  int max_per_client = 256;
   std::chrono::milliseconds head_timeout{10000};
   std::chrono::milliseconds idle_timeout{5000};
   std::chrono::milliseconds io_timeout{10000};

@@ -34,8 +34,8 @@ struct ServerOptions {
   int queue = 256;                                // requests waiting for a worker; 503 beyond
   size_t max_header_bytes = 16 << 10;             // request line and headers; 431 beyond
   size_t max_headers = 100;                       // header fields; 431 beyond
-  int max_connections = 512;                      // open at once, over all clients
-  int max_per_client = 64;                        // open at once from one address
+  int max_connections = 1024;                     // open at once, over all clients
+  int max_per_client = 256;                       // open at once from one address
   std::chrono::milliseconds head_timeout{10000};  // a request head from its first byte
   std::chrono::milliseconds io_timeout{10000};    // a body, or a response write, to progress
   std::chrono::milliseconds keep_alive{5000};     // idle connections are closed after this
