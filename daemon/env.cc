@@ -19,7 +19,8 @@ using store::Database;
 
 class PgDaemonStore final : public DaemonStore {
  public:
-  explicit PgDaemonStore(const std::string& url) : pool_(url, kPoolSize), creator_(pool_) {}
+  explicit PgDaemonStore(const std::string& url)
+      : pool_(url, DbPoolOptions{.max_connections = kPoolSize}), creator_(pool_) {}
   ~PgDaemonStore() override { creator_.Stop(); }
 
   Status Start() override {

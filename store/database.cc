@@ -23,6 +23,33 @@ struct Redacted {
   std::vector<std::string> secrets;  // the passwords found, to scrub from libpq's messages
 };
 
+// %XX escapes decoded (a broken one is kept as it is): libpq reads a URI's names and values so.
+std::string PercentDecoded(std::string_view text) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+// A secret as written and as libpq reads it (which is what its messages may show).
+void AddSecret(Redacted& out, std::string_view written) {
+  out.secrets.emplace_back(written);
+  std::string decoded = PercentDecoded(written);
+  if (decoded != written) out.secrets.push_back(std::move(decoded));
+}
+
 Redacted RedactUri(std::string_view url, size_t scheme_end) {
   Redacted out;
   size_t authority_end = url.find_first_of("/?", scheme_end);
@@ -32,7 +59,7 @@ Redacted RedactUri(std::string_view url, size_t scheme_end) {
   if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
     std::string_view userinfo = authority.substr(0, at);
     if (size_t colon = userinfo.find(':'); colon != std::string_view::npos) {
-      out.secrets.emplace_back(userinfo.substr(colon + 1));
+      AddSecret(out, userinfo.substr(colon + 1));
       userinfo = userinfo.substr(0, colon + 1);
       out.text += std::string(userinfo) + "***" + std::string(authority.substr(at));
     } else {
@@ -50,9 +77,11 @@ Redacted RedactUri(std::string_view url, size_t scheme_end) {
   while (!params.empty()) {
     size_t amp = params.find('&');
     std::string_view param = params.substr(0, amp);
-    if (param.starts_with("password=")) {
-      out.secrets.emplace_back(param.substr(9));
-      out.text += "password=***";
+    size_t eq = param.find('=');
+    // The name as libpq reads it: "pass%77ord" is "password".
+    if (eq != std::string_view::npos && PercentDecoded(param.substr(0, eq)) == "password") {
+      AddSecret(out, param.substr(eq + 1));
+      out.text += std::string(param.substr(0, eq)) + "=***";
     } else {
       out.text += std::string(param);
     }
@@ -267,15 +296,45 @@ Database::~Database() = default;
 
 const std::string& Database::redacted_url() const { return impl_->redacted_url; }
 
+int Database::Socket() const {
+  try {
+    return impl_->conn.sock();
+  } catch (...) {
+    return -1;
+  }
+}
+
+Status Database::SetStatementTimeout(std::chrono::milliseconds timeout) {
+  try {
+    impl_->conn.set_variable("statement_timeout", std::to_string(timeout.count()));
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("setting statement_timeout", e);
+  }
+}
+
 Status ConnectError(const std::string& url, const std::exception& e) {
   Redacted redacted = Redact(url);
   return Status::Error(ErrorCode::kUnavailable,
                        redacted.text + ": " + Scrub(OneLine(e.what()), redacted.secrets));
 }
 
+// `url` with connect_timeout=5 unless it sets one: a server that accepts and never answers (a
+// frozen one) would otherwise hold the caller forever.
+std::string WithConnectTimeout(const std::string& url) {
+  if (url.find("connect_timeout") != std::string::npos) return url;
+  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
+    if (url.starts_with(scheme)) {
+      return url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=5";
+    }
+  }
+  if (url.find('=') != std::string::npos) return url + " connect_timeout=5";
+  return url;  // a bare database name or empty: libpq's defaults (and PGCONNECT_TIMEOUT)
+}
+
 Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
   try {
-    auto impl = std::make_unique<DatabaseImpl>(url);
+    auto impl = std::make_unique<DatabaseImpl>(WithConnectTimeout(url));
     impl->redacted_url = RedactUrl(url);
     impl->Prepare("kiln_upsert_version", kUpsertVersion);
     impl->Prepare("kiln_insert_run", kInsertRun);

@@ -6,6 +6,7 @@
 // channel 'kiln_events' when it commits (EventListener, store/event_listener.h).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -169,13 +170,22 @@ struct RecordedOutcome {
 // Connect() a new one.
 class Database {
  public:
-  // Opens a connection. `url` is a libpq URI or keyword string. An unreachable or refusing
-  // server gives one line naming the redacted URL (ErrorCode::kUnavailable), e.g.
+  // Opens a connection. `url` is a libpq URI or keyword string; unless it says otherwise, a
+  // server that does not answer within 5 s (connect_timeout) fails the attempt. An unreachable or
+  // refusing server gives one line naming the redacted URL (ErrorCode::kUnavailable), e.g.
   // "postgresql://kiln:***@db:5432/kiln: connection refused ...". Never throws.
   static Result<std::unique_ptr<Database>> Connect(const std::string& url);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
+
+  // The connection's socket, for a watchdog on another thread: shutdown() of it makes a call
+  // that waits on a server that stopped answering fail as a lost connection (kUnavailable).
+  // Only shutdown(), never close(): the connection still owns it.
+  int Socket() const;
+  // Bounds every later statement of this connection on the server's side (SET
+  // statement_timeout); a statement past it fails with kInternal.
+  Status SetStatementTimeout(std::chrono::milliseconds timeout);
 
   // Applies the migrations this database lacks (store/migrations.cc) in one transaction under an
   // advisory lock, so that daemons starting together migrate once. A no-op when up to date. Fails

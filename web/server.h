@@ -29,7 +29,7 @@ struct ServerOptions {
   // Who may sign in. With none, every route but /healthz answers 401.
   std::vector<Token> tokens;
   size_t max_body_bytes = 1 << 20;
-  int threads = 16;                               // for ordinary requests
+  int threads = 32;  // for ordinary requests: twice the database pool, so the rest answer 503 fast
   int max_streams = 64;                           // event streams and followed logs open at once
   int queue = 256;                                // requests waiting for a worker; 503 beyond
   size_t max_header_bytes = 16 << 10;             // request line and headers; 431 beyond

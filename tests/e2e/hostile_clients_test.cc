@@ -308,3 +308,58 @@ TEST_CASE("a log that is a FIFO or a hard link is not served and blocks nothing"
   CHECK(r->status == 404);
   CHECK(r->body.find("not for viewers") == std::string::npos);
 }
+
+TEST_CASE("a frozen PostgreSQL: /healthz answers, the API says 503 soon, and recovers") {
+  TempDir dir;
+  // A server of its own: the test's fixture server is shared with other tests.
+  char pg_tmpl[] = "/tmp/kpg-XXXXXX";
+  REQUIRE(mkdtemp(pg_tmpl) != nullptr);
+  const std::string pg = pg_tmpl;
+  const std::string script = (SourceDir() / "tests/support/pg_cluster.sh").string();
+  REQUIRE(Exec({script, "start", pg}).code == 0);
+  struct Cleanup {
+    std::string script, pg, action;
+    ~Cleanup() { Exec({script, action, pg}); }
+  } cleanup{script, pg, "stop"};
+  WriteFile(dir / "pipelines/p.toml", Pipeline(Unique("frozen"), ""));
+  DaemonOptions o(dir / "pipelines");
+  o.database_url = "postgresql:///kiln_test?host=" + pg + "&user=kiln";
+  Daemon daemon(dir, o);
+  CheckAnswers(daemon);
+
+  REQUIRE(Exec({script, "freeze", pg}).code == 0);
+  Cleanup thaw{script, pg, "thaw"};  // before the daemon stops, whatever fails below
+  // 20 reads at once: the 16 on pooled connections are cut off at their 10 s deadline, the
+  // others wait a second for a connection; each gets 503, none hangs.
+  std::vector<std::thread> readers;
+  std::atomic<int> unavailable = 0;
+  std::atomic<int> busy = 0;  // told at once that every connection was taken
+  for (int i = 0; i < 20; ++i) {
+    readers.emplace_back([&] {
+      httplib::Client c("127.0.0.1", daemon.port());
+      c.set_read_timeout(30, 0);
+      c.set_bearer_token_auth(kViewerToken);
+      auto r = c.Get("/api/v1/runs");
+      if (!r) return;  // (no Catch2 assertion off the test's thread)
+      json body = json::parse(r->body, nullptr, false);
+      if (r->status == 503 && body["error"]["code"] == "unavailable") ++unavailable;
+      if (body["error"]["message"] ==
+          "the database is not answering fast enough: all 16 connections are busy") {
+        ++busy;
+      }
+    });
+  }
+  // Meanwhile the process answers.
+  auto healthz = Quick(daemon, "").Get("/healthz");
+  CHECK((healthz && healthz->status == 200));
+  for (auto& t : readers) t.join();
+  CHECK(unavailable == 20);
+  CHECK(busy >= 4);
+  healthz = Quick(daemon, "").Get("/healthz");
+  CHECK((healthz && healthz->status == 200));
+
+  REQUIRE(Exec({script, "thaw", pg}).code == 0);
+  auto viewer = daemon.Client(kViewerToken);
+  WaitFor([&] { return viewer.Get("/readyz")->status == 200; }, "/readyz to say ready again");
+  CHECK(viewer.Get("/api/v1/runs")->status == 200);
+}

@@ -209,6 +209,9 @@ TEST_CASE("RedactUrl hides passwords in both forms") {
   CHECK(RedactUrl("postgresql:///kiln?host=/var/run/kiln") ==
         "postgresql:///kiln?host=/var/run/kiln");
   CHECK(RedactUrl("postgresql://u:a:b@h/d") == "postgresql://u:***@h/d");
+  // libpq decodes %-escapes in a parameter's name too.
+  CHECK(RedactUrl("postgresql://db/kiln?pass%77ord=secret&PASSWORD=x") ==
+        "postgresql://db/kiln?pass%77ord=***&PASSWORD=x");
   CHECK(RedactUrl("host=db password=secret dbname=kiln") == "host=db password=*** dbname=kiln");
   CHECK(RedactUrl("host=db password = 'it\\'s secret' dbname=kiln") ==
         "host=db password = *** dbname=kiln");

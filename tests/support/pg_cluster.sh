@@ -7,6 +7,9 @@
 #   pg_cluster.sh stop DIR    stop it and remove DIR.
 #   pg_cluster.sh halt DIR    stop the server, keep its data (a database that goes away).
 #   pg_cluster.sh resume DIR  start a halted server again.
+#   pg_cluster.sh freeze DIR  SIGSTOP the server and its backends (a server that stops answering
+#                             while its connections stay open).
+#   pg_cluster.sh thaw DIR    SIGCONT them.
 #
 # Prints nothing on success. As root, PostgreSQL runs as the user 'postgres' (the same rule as
 # kiln's embedded cluster, which prefers 'kiln' when that user exists). A cluster left running in
@@ -14,7 +17,7 @@
 set -eu
 
 usage() {
-  echo "usage: $0 start|stop|halt|resume DIR" >&2
+  echo "usage: $0 start|stop|halt|resume|freeze|thaw DIR" >&2
   exit 2
 }
 [ $# -eq 2 ] || usage
@@ -89,6 +92,16 @@ EOF
     ;;
   resume)
     as_owner "$bin/pg_ctl" start -w -t 60 -D "$dir/data" -l "$dir/postgres.log" >/dev/null
+    ;;
+  freeze)
+    pid=$(head -n 1 "$dir/data/postmaster.pid")
+    kill -STOP "$pid"  # first, so that it starts no new backend
+    pkill -STOP -P "$pid" || true
+    ;;
+  thaw)
+    pid=$(head -n 1 "$dir/data/postmaster.pid")
+    pkill -CONT -P "$pid" || true
+    kill -CONT "$pid"
     ;;
   *) usage ;;
 esac
