@@ -58,6 +58,7 @@ void DbPool::Watchdog() {
         // socket down makes it fail now (the connection is then dropped by Release).
         if (call.socket >= 0) ::shutdown(call.socket, SHUT_RDWR);
         call.cut = true;
+        not_answering_ = true;
         log::Warn("database: a call took longer than " +
                   std::to_string(options_.call_deadline.count() / 1000) +
                   " s; its connection is closed");
@@ -110,8 +111,23 @@ Result<std::unique_ptr<store::Database>> DbPool::Connect() {
   return db;
 }
 
-Result<std::unique_ptr<store::Database>> DbPool::Acquire() {
+void DbPool::EndProbe(bool answered) {
+  std::lock_guard lock(mu_);
+  probing_ = false;
+  if (answered) not_answering_ = false;
+}
+
+Result<std::unique_ptr<store::Database>> DbPool::Acquire(bool* probe) {
   std::unique_lock lock(mu_);
+  if (not_answering_) {
+    if (probing_) {
+      return Status::Error(ErrorCode::kUnavailable,
+                           std::string(kNotAnswering) + ": a call was abandoned after " +
+                               std::to_string(options_.call_deadline.count() / 1000) +
+                               " s; one request at a time finds out whether it answers again");
+    }
+    probing_ = *probe = true;
+  }
   if (waiters_.empty() && !idle_.empty()) {
     auto db = std::move(idle_.back());
     idle_.pop_back();

@@ -3,8 +3,9 @@
 // A database that stops answering (frozen, or a network that drops packets) never holds a
 // caller for long: a connection is waited for at most `acquire_timeout`, and a call that runs
 // past `call_deadline` is cut off by a watchdog (its socket is shut down, the call fails as a lost
-// connection and the connection is dropped). Either way the caller gets kUnavailable: the API
-// answers 503.
+// connection and the connection is dropped). Once a call has been cut off, the pool lets one call
+// at a time find out whether the database answers again and fails the others at once, until one
+// succeeds. Either way the caller gets kUnavailable: the API answers 503.
 #pragma once
 
 #include <chrono>
@@ -50,12 +51,18 @@ class DbPool {
   // with kUnavailable is dropped; the next call connects afresh. f returns Status or Result<T>.
   template <typename F>
   auto With(F&& f) -> decltype(f(std::declval<store::Database&>())) {
-    auto db = Acquire();
-    if (!db.ok()) return db.status();
+    bool probe = false;
+    auto db = Acquire(&probe);
+    if (!db.ok()) {
+      if (probe) EndProbe(false);
+      return db.status();
+    }
     Watch(db->get());
     auto result = f(**db);
     bool cut = Unwatch(db->get());
-    Release(std::move(*db), !result.ok() && CodeOf(result) == ErrorCode::kUnavailable);
+    const bool lost = !result.ok() && CodeOf(result) == ErrorCode::kUnavailable;
+    if (probe) EndProbe(!cut && !lost);
+    Release(std::move(*db), lost);
     if (cut && !result.ok()) return Status::Error(ErrorCode::kUnavailable, CutMessage());
     return result;
   }
@@ -91,7 +98,9 @@ class DbPool {
   }
   static constexpr std::string_view kNotAnswering = "the database is not answering";
   std::string CutMessage() const;
-  Result<std::unique_ptr<store::Database>> Acquire();
+  // `probe` is set when the pool waits for a sign of life and this call is the one to look.
+  Result<std::unique_ptr<store::Database>> Acquire(bool* probe);
+  void EndProbe(bool answered);
   // The watchdog's view of the calls under way.
   void Watch(store::Database* db);
   bool Unwatch(store::Database* db);  // true when the watchdog cut the call off
@@ -112,6 +121,8 @@ class DbPool {
   std::map<store::Database*, Call> calls_;  // under way; under mu_
   std::condition_variable watch_cv_;
   bool stopping_ = false;
+  bool not_answering_ = false;  // a call was cut off and none has succeeded since
+  bool probing_ = false;        // one call is finding out
   std::thread watchdog_;
   int open_ = 0;  // connections in use, idle, or being made
   std::vector<std::unique_ptr<store::Database>> idle_;

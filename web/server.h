@@ -29,7 +29,10 @@ struct ServerOptions {
   // Who may sign in. With none, every route but /healthz answers 401.
   std::vector<Token> tokens;
   size_t max_body_bytes = 1 << 20;
-  int threads = 32;  // for ordinary requests: twice the database pool, so the rest answer 503 fast
+  // For ordinary requests; as many as the daemon's database connections: more make requests
+  // wait on each other for a connection (measured: p99 of reads at 32 connections 9 ms with 16,
+  // 150-400 ms with 32).
+  int threads = 16;
   int max_streams = 64;                           // event streams and followed logs open at once
   int queue = 256;                                // requests waiting for a worker; 503 beyond
   size_t max_header_bytes = 16 << 10;             // request line and headers; 431 beyond
