@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "common/log.h"
+#include "executor/cgroup.h"
 #include "executor/os.h"
 
 namespace kiln::executor {
@@ -47,7 +48,8 @@ struct Child {
   ProcessSpec spec;
   std::function<void(ProcessResult)> on_exit;
   ProcessResult result;
-  pid_t pid = -1;  // also the process-group id
+  pid_t pid = -1;      // also the process-group id
+  std::string cgroup;  // holds every process it starts (executor/cgroup.h); "" without cgroups
   os::UniqueFd log;
   uint64_t logged = 0;    // task output bytes written to the log (the marker not included)
   Descriptor exit_watch;  // pidfd of the main process
@@ -89,6 +91,16 @@ struct ProcessManager::Impl {
   void Deliver(std::function<void(ProcessResult)> on_exit, ProcessResult result);
 
   asio::io_context& io;
+  std::unique_ptr<Cgroups> cgroups;  // null where the kernel offers none to kiln
+  // Processes killed with their cgroup (outside the group of any child): reaped once they have
+  // exited and are ours (re-parented to us, a subreaper), dropped once gone. Looked at when one
+  // of them exits (its pidfd) and whenever a child's group is done.
+  std::vector<pid_t> orphans;
+  std::map<pid_t, std::unique_ptr<Descriptor>> orphan_watches;
+  void KillCgroup(const std::string& cgroup);
+  void SignalCgroup(const Child& c, int signal);
+  void TrackOrphans(const std::vector<pid_t>& pids, pid_t main);
+  void ReapOrphans();
   std::unordered_map<Handle, ChildPtr> children;
   Handle next_handle = 1;
   // Posted on_exit calls check this, so none runs after the manager is destroyed.
@@ -100,6 +112,7 @@ ProcessManager::Impl::~Impl() {
   for (auto& [handle, c] : children) {
     c->detached = true;
     if (!c->group_done) ::kill(-c->pid, SIGKILL);
+    if (cgroups) KillCgroup(c->cgroup);
     if (!c->reaped) os::TryReap(c->pid);
     error_code ignored;
     c->exit_watch.close(ignored);
@@ -154,8 +167,18 @@ Status ProcessManager::Impl::Launch(Child& c) {
   }
   Result<std::string> program = os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
   if (!program.ok()) return program.status();
-  Result<os::Spawned> spawned = os::SpawnProcess(*program, spec.argv, spec.env, spec.cwd);
-  if (!spawned.ok()) return spawned.status();
+  Result<os::Spawned> spawned = Status::Error("not spawned");
+  const auto spawn = [&] { spawned = os::SpawnProcess(*program, spec.argv, spec.env, spec.cwd); };
+  if (cgroups) {
+    c.cgroup = cgroups->Make(std::to_string(c.handle));
+    cgroups->SpawnInside(c.cgroup, spawn);
+  } else {
+    spawn();
+  }
+  if (!spawned.ok()) {
+    if (cgroups) KillCgroup(c.cgroup);
+    return spawned.status();
+  }
   c.pid = spawned->pid;
   error_code ec;
   // Ownership passes to Asio only when assign() succeeds.
@@ -168,6 +191,7 @@ Status ProcessManager::Impl::Launch(Child& c) {
   if (ec) {
     // Without both descriptors we could neither reap nor drain it; better not to run it at all.
     ::kill(-c.pid, SIGKILL);
+    if (cgroups) KillCgroup(c.cgroup);
     int status = 0;
     while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -272,10 +296,15 @@ void ProcessManager::Impl::Terminate(const ChildPtr& c, bool by_request) {
   ::kill(-c->pid, SIGTERM);
   // A stopped process would only see SIGTERM once continued.
   ::kill(-c->pid, SIGCONT);
+  if (cgroups) {  // and those that left the group
+    SignalCgroup(*c, SIGTERM);
+    SignalCgroup(*c, SIGCONT);
+  }
   c->kill_timer.expires_after(c->spec.kill_grace);
-  c->kill_timer.async_wait([c](const error_code& ec) {
+  c->kill_timer.async_wait([this, c](const error_code& ec) {
     if (ec || c->detached || c->group_done) return;
     ::kill(-c->pid, SIGKILL);
+    if (cgroups) SignalCgroup(*c, SIGKILL);
   });
 }
 
@@ -326,6 +355,8 @@ bool ProcessManager::Impl::WatchMember(const ChildPtr& c, pid_t member) {
 
 void ProcessManager::Impl::GroupDone(const ChildPtr& c) {
   c->group_done = true;
+  // The attempt is over: whatever it started outside its group (setsid, double forks) goes too.
+  if (cgroups) KillCgroup(c->cgroup);
   c->kill_timer.cancel();
   c->member_watches.clear();
   if (!c->output_done) {
@@ -338,6 +369,48 @@ void ProcessManager::Impl::GroupDone(const ChildPtr& c) {
     });
   }
   MaybeFinish(c);
+}
+
+void ProcessManager::Impl::KillCgroup(const std::string& cgroup) {
+  TrackOrphans(cgroups->KillAndRemove(cgroup), -1);
+}
+
+void ProcessManager::Impl::SignalCgroup(const Child& c, int signal) {
+  TrackOrphans(cgroups->Signal(c.cgroup, signal), c.pid);
+}
+
+void ProcessManager::Impl::TrackOrphans(const std::vector<pid_t>& pids, pid_t main) {
+  for (pid_t pid : pids) {
+    // The main process is reaped through its own pidfd, with its exit status.
+    if (pid == main || orphan_watches.contains(pid)) continue;
+    orphans.push_back(pid);
+    int fd = os::OpenPidfd(pid);
+    if (fd < 0) continue;  // already gone
+    auto watch = std::make_unique<Descriptor>(io);
+    error_code ec;
+    watch->assign(fd, ec);
+    if (ec) {
+      ::close(fd);
+      continue;
+    }
+    watch->async_wait(Descriptor::wait_read, [this, pid, alive = alive](const error_code& e) {
+      if (e || !*alive) return;
+      orphan_watches.erase(pid);
+      ReapOrphans();
+    });
+    orphan_watches[pid] = std::move(watch);
+  }
+  ReapOrphans();
+}
+
+void ProcessManager::Impl::ReapOrphans() {
+  std::erase_if(orphans, [](pid_t pid) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return true;
+    // Not (yet) our child: its parent reaps it, or it is re-parented to us when the parent dies.
+    return r < 0 && errno == ECHILD && ::kill(pid, 0) != 0 && errno == ESRCH;
+  });
 }
 
 void ProcessManager::Impl::MaybeFinish(const ChildPtr& child) {
@@ -360,6 +433,7 @@ void ProcessManager::Impl::Deliver(std::function<void(ProcessResult)> on_exit,
 }
 
 ProcessManager::ProcessManager(asio::io_context& io) : impl_(std::make_unique<Impl>(io)) {
+  impl_->cgroups = Cgroups::Open(std::to_string(::getpid()));
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
     log::Warn(
         "executor: cannot become a child subreaper; orphaned task processes will be reaped "
@@ -393,6 +467,7 @@ void ProcessManager::KillNow(Handle handle) {
   c.result.killed = true;
   c.terminating = true;
   ::kill(-c.pid, SIGKILL);
+  if (impl_->cgroups) impl_->SignalCgroup(c, SIGKILL);
 }
 
 int ProcessManager::pid(Handle handle) const {

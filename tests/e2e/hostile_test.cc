@@ -1,7 +1,10 @@
-// Hostile input against a real daemon and the real binary: files that crashed the parser.
+// Hostile input against a real daemon and the real binary: files that crashed the parser, tasks
+// that try to leave their box.
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <nlohmann/json.hpp>
 
 #include "daemon.h"
@@ -57,4 +60,37 @@ TEST_CASE("files that overflowed the parser's stack are load errors: the daemon 
             "(kiln reads at most 32)");
   const int64_t run = Trigger(op, good);
   CHECK(WaitForRunEnd(daemon, run) == "success");
+}
+
+TEST_CASE("a task's process that left its group is killed on cancel and on timeout") {
+  TempDir dir;
+  const std::string cancelled = Unique("escape-cancel");
+  const std::string timed = Unique("escape-timeout");
+  // `setsid` gives the background sleep a session and process group of its own; $! is its pid.
+  auto escaping = [&](const std::string& name, const std::string& file, const std::string& keys) {
+    return "[pipeline]\nname = \"" + name + "\"\n[tasks.t]\n" + keys +
+           "command = \"setsid sleep 300 & echo $! > " + (dir / file).string() + "; sleep 300\"\n";
+  };
+  WriteFile(dir / "pipelines/c.toml", escaping(cancelled, "escaped-c", ""));
+  WriteFile(dir / "pipelines/t.toml", escaping(timed, "escaped-t", "timeout = \"2s\"\n"));
+  Daemon daemon(dir, dir / "pipelines");
+  auto op = daemon.Client(kOperatorToken);
+  auto escapee = [&](const std::string& file) {
+    WaitFor([&] { return !ReadFile(dir / file).empty(); }, "the task to start its escapee");
+    return static_cast<pid_t>(std::stol(ReadFile(dir / file)));
+  };
+  auto gone = [](pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; };
+
+  int64_t run = Trigger(op, cancelled);
+  pid_t first = escapee("escaped-c");
+  CHECK_FALSE(gone(first));
+  CHECK(op.Post(("/api/v1/runs/" + std::to_string(run) + "/cancel").c_str(), "", kJson)->status ==
+        202);
+  CHECK(WaitForRunEnd(daemon, run) == "cancelled");
+  WaitFor([&] { return gone(first); }, "the escapee of the cancelled task to be gone");
+
+  run = Trigger(op, timed);
+  pid_t second = escapee("escaped-t");
+  CHECK(WaitForRunEnd(daemon, run) == "failed");
+  WaitFor([&] { return gone(second); }, "the escapee of the timed-out task to be gone");
 }

@@ -1,0 +1,50 @@
+// One cgroup (v1 "pids" hierarchy) per spawned process, holding every process it starts, in its
+// process group or not (`setsid`, double forks): the way to find them all when its attempt ends.
+//
+// A process is born in a cgroup by spawning it from a thread that sits in that cgroup: cgroup v1
+// places threads one by one (the `tasks` file), and a child starts where its parent thread is.
+// The spawning thread moves in, spawns and moves back (two small writes per spawn).
+//
+// Where the hierarchy is missing or not writable (not root, cgroup v2 only), Open() returns null
+// and processes are followed by their process group only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::executor {
+
+class Cgroups {
+ public:
+  // The folder <pids hierarchy>/kiln/<name> for this process's cgroups (made; left-over empty
+  // cgroups of an earlier process of the same name are removed), or null when there is none.
+  static std::unique_ptr<Cgroups> Open(const std::string& name);
+  ~Cgroups();
+
+  // Makes the cgroup `id`; "" when it cannot be made.
+  std::string Make(const std::string& id);
+  // Runs `spawn` on the calling thread while that thread sits in `cgroup` (so that what it
+  // spawns is born there), then moves the thread back. Runs it anyway when the move fails.
+  void SpawnInside(const std::string& cgroup, const std::function<void()>& spawn);
+  // Sends `signal` to every process in `cgroup`; the processes found.
+  std::vector<pid_t> Signal(const std::string& cgroup, int signal);
+  // Sends SIGKILL to every process in `cgroup` and removes it; the processes killed. One whose
+  // processes have not finished exiting (or forked meanwhile) is killed and removed again at the
+  // next Make() and when this object dies.
+  std::vector<pid_t> KillAndRemove(const std::string& cgroup);
+
+ private:
+  Cgroups(std::filesystem::path root, std::filesystem::path home)
+      : root_(std::move(root)), home_(std::move(home)) {}
+  std::filesystem::path root_;        // the hierarchy's root, where the thread returns
+  std::filesystem::path home_;        // where this process's cgroups are made
+  std::vector<std::string> pending_;  // killed, not removed yet
+  void RetryPending();
+};
+
+}  // namespace kiln::executor
