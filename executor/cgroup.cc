@@ -35,6 +35,28 @@ std::vector<pid_t> Members(const fs::path& cgroup) {
 
 std::string ThreadId() { return std::to_string(static_cast<long>(::syscall(SYS_gettid))); }
 
+// The cgroups of processes that are gone (a supervisor or `kiln run` killed with SIGKILL): what
+// their tasks started outside their process groups is killed, the cgroups removed. Folders are
+// named by the owner's pid; one whose owner lives is left alone.
+void RemoveOrphaned(const fs::path& kiln) {
+  std::error_code ec;
+  for (const auto& owner : fs::directory_iterator(kiln, ec)) {
+    const std::string name = owner.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos ||
+        name.size() > 9) {
+      continue;
+    }
+    if (::kill(static_cast<pid_t>(std::stol(name)), 0) == 0 || errno != ESRCH) continue;
+    std::error_code inner;
+    for (const auto& cgroup : fs::directory_iterator(owner.path(), inner)) {
+      if (!cgroup.is_directory(inner)) continue;
+      for (pid_t pid : Members(cgroup.path())) ::kill(pid, SIGKILL);
+      ::rmdir(cgroup.path().c_str());  // fails while a killed process is still exiting
+    }
+    ::rmdir(owner.path().c_str());
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Cgroups> Cgroups::Open(const std::string& name) {
@@ -46,6 +68,7 @@ std::unique_ptr<Cgroups> Cgroups::Open(const std::string& name) {
   const fs::path home = root / "kiln" / name;
   fs::create_directories(home, ec);
   if (ec) return nullptr;
+  RemoveOrphaned(root / "kiln");
   // Empty cgroups an earlier process of this name left behind (it was killed): rmdir removes
   // only empty ones.
   for (const auto& entry : fs::directory_iterator(home, ec)) ::rmdir(entry.path().c_str());

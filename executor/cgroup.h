@@ -23,6 +23,8 @@ class Cgroups {
  public:
   // The folder <pids hierarchy>/kiln/<name> for this process's cgroups (made; left-over empty
   // cgroups of an earlier process of the same name are removed), or null when there is none.
+  // `name` is this process's pid: the cgroups of processes that are gone (a supervisor killed
+  // with SIGKILL) are emptied with SIGKILL and removed here.
   static std::unique_ptr<Cgroups> Open(const std::string& name);
   ~Cgroups();
 

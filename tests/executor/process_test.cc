@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "tests/executor/test_util.h"
@@ -228,6 +230,38 @@ TEST_CASE("a process that left the group is killed when its attempt times out") 
     CHECK(::kill(escaped, SIGKILL) == 0);
     CHECK(KilledAndGone(escaped));
   }
+}
+
+TEST_CASE("the cgroups of a process killed earlier are emptied when the next one starts") {
+  if (!CgroupsOffered()) {
+    WARN("no cgroup v1 pids hierarchy: nothing is left behind in one either");
+    return;
+  }
+  // A pid that is gone (a supervisor killed with SIGKILL, say) and a process it left in one of
+  // its cgroups.
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  int status = 0;
+  REQUIRE(::waitpid(dead, &status, 0) == dead);
+  const std::filesystem::path owner = "/sys/fs/cgroup/pids/kiln/" + std::to_string(dead);
+  std::filesystem::create_directories(owner / "7");
+  pid_t left = ::fork();
+  if (left == 0) {
+    ::execlp("sleep", "sleep", "60", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  {
+    std::ofstream procs(owner / "7" / "cgroup.procs");
+    procs << left;
+  }
+  boost::asio::io_context io;
+  { ProcessManager manager(io); }
+  REQUIRE(::waitpid(left, &status, 0) == left);
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  // Once it has exited, the next start removes the emptied cgroups.
+  { ProcessManager manager(io); }
+  CHECK_FALSE(std::filesystem::exists(owner));
 }
 
 TEST_CASE("output beyond the cap is drained and discarded") {
