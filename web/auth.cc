@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/sha256.h"
+#include "web/http.h"
 
 namespace kiln::web {
 
@@ -16,12 +17,6 @@ namespace {
 bool IsHex(std::string_view text) {
   return std::all_of(text.begin(), text.end(),
                      [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
-}
-
-std::string Lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 // Equal-length strings compared without an early exit.
@@ -85,7 +80,7 @@ Status CheckTokens(const std::vector<Token>& tokens) {
 }
 
 TokenTable::TokenTable(std::vector<Token> tokens) : tokens_(std::move(tokens)) {
-  for (Token& t : tokens_) t.sha256_hex = Lower(t.sha256_hex);
+  for (Token& t : tokens_) t.sha256_hex = AsciiLower(t.sha256_hex);
   unsigned char key[32] = {};
   size_t got = 0;
   while (got < sizeof key) {
@@ -123,7 +118,7 @@ std::optional<std::string_view> BearerSecret(std::string_view authorization) {
   authorization = Trim(authorization);
   constexpr std::string_view kScheme = "bearer ";
   if (authorization.size() <= kScheme.size() ||
-      Lower(authorization.substr(0, kScheme.size())) != kScheme) {
+      AsciiLower(authorization.substr(0, kScheme.size())) != kScheme) {
     return std::nullopt;
   }
   std::string_view secret = Trim(authorization.substr(kScheme.size()));

@@ -48,8 +48,7 @@ std::string Head(const Response& res, bool chunked, size_t length, bool close) {
   out.append(StatusText(res.status)).append("\r\n");
   for (const auto& [name, value] : res.headers) {
     if (!Clean(name) || !Clean(value) || name.empty()) continue;
-    std::string lower;
-    for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string lower = AsciiLower(name);
     // Framing is the front's to say.
     if (lower == "content-length" || lower == "transfer-encoding" || lower == "connection") {
       continue;
@@ -237,8 +236,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (parser_->is_done()) return Dispatch();
     std::string expect = req_.get_header_value("Expect");
     if (expect.empty()) return ReadBody();
-    for (char& c : expect) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (expect != "100-continue") {
+    if (AsciiLower(expect) != "100-continue") {
       return Refuse(state_.handlers.error(417, "invalid_argument",
                                           "the only Expect accepted is 100-continue"));
     }

@@ -44,6 +44,12 @@ bool NoCase::operator()(const std::string& a, const std::string& b) const {
   });
 }
 
+std::string AsciiLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 std::string Request::get_header_value(const std::string& name, size_t index) const {
   auto [first, last] = headers.equal_range(name);
   for (auto it = first; it != last; ++it, --index) {

@@ -68,6 +68,9 @@ struct Response {
   void set_stream(const std::string& type, StreamStep step);
 };
 
+// `text` with ASCII letters in lower case (header names and values that compare so).
+std::string AsciiLower(std::string_view text);
+
 // "OK", "Not Found", ...; "" for a code it does not know.
 std::string_view StatusText(int status);
 

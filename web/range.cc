@@ -3,6 +3,8 @@
 #include <cctype>
 #include <optional>
 
+#include "web/http.h"
+
 namespace kiln::web {
 
 namespace {
@@ -38,9 +40,7 @@ RangeRequest ParseRange(std::string_view header, uint64_t size) {
   size_t eq = header.find('=');
   if (eq == std::string_view::npos) return Refused("the Range header must be bytes=FIRST-LAST");
   std::string_view unit = Trim(header.substr(0, eq));
-  std::string lower(unit);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (lower != "bytes") return {};  // another unit: the whole representation
+  if (AsciiLower(unit) != "bytes") return {};  // another unit: the whole representation
   std::string_view spec = Trim(header.substr(eq + 1));
   if (spec.find(',') != std::string_view::npos) {
     return Refused("one range per request: several ranges in one Range header are not served");
