@@ -145,13 +145,7 @@ Status EnsureDataDir(const fs::path& data_dir, const Identity& user) {
 // PostgreSQL's user must be able to enter every folder above its cluster.
 Status CheckReachable(const fs::path& data_dir, const Identity& user) {
   if (!user.switch_user) return Status::Ok();
-  std::vector<std::string> dirs;
-  fs::path prefix;
-  for (const auto& part : data_dir) {
-    prefix /= part;
-    dirs.push_back(prefix.string());
-  }
-  auto blocked = FirstUnsearchable(dirs, user);
+  auto blocked = FirstUnsearchable(FoldersDownTo(data_dir.string()), user);
   if (!blocked.ok()) return blocked.status();
   if (!*blocked) return Status::Ok();
   const std::string& dir = **blocked;
@@ -198,8 +192,8 @@ Status InitCluster(const fs::path& bin_dir, const fs::path& cluster, const Ident
   }
   log::Info("embedded PostgreSQL: creating a cluster in " + cluster.string());
   auto initdb = Run(bin_dir, "initdb",
-                    {"-D", cluster.string(), "-U", "kiln", "-E", "UTF8", "--locale=C.UTF-8",
-                     "--auth-local=trust", "--auth-host=reject"},
+                    {"-D", cluster.string(), "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
+                     "--auth-local=peer", "--auth-host=reject"},
                     user);
   if (!initdb.ok()) return initdb.status();
   if (initdb->exit_code != 0) {
@@ -227,6 +221,13 @@ Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::p
   if (status->exit_code == 0) {
     log::Warn("embedded PostgreSQL: reusing the server still running in " + cluster.string() +
               " (left by an earlier kiln)");
+    // It read its access rules when it started; the ones just written count from now on.
+    auto reloaded = Run(bin_dir, "pg_ctl", {"reload", "-D", cluster.string()}, user);
+    if (!reloaded.ok()) return reloaded.status();
+    if (reloaded->exit_code != 0) {
+      return Status::Error("embedded PostgreSQL in " + cluster.string() +
+                           " did not reload its access rules: " + LastLine(reloaded->output));
+    }
     return Status::Ok();
   }
   auto started =
@@ -255,22 +256,71 @@ std::string PercentEncode(std::string_view text) {
   return out;
 }
 
-Status EnsureDatabase(const fs::path& socket_dir) {
-  const std::string url =
-      "postgresql:///postgres?host=" + PercentEncode(socket_dir.string()) + "&user=kiln";
-  try {
-    pqxx::connection conn(url);
-    pqxx::nontransaction txn(conn);
-    if (txn.exec("SELECT 1 FROM pg_database WHERE datname = 'kiln'").empty()) {
-      txn.exec("CREATE DATABASE kiln");
+// Who may connect, rewritten at every start: peer authentication over the socket only, where
+// PostgreSQL's own user may be the superuser 'postgres' or 'kiln', and kiln's user only 'kiln'.
+// The socket's folder is PostgreSQL's user's and mode 0700 besides, so that nobody else (a task
+// running as another user) can even reach the socket.
+Status WriteAccessRules(const fs::path& cluster, const Identity& pg_user, const Identity& self) {
+  for (const std::string* name : {&pg_user.name, &self.name}) {
+    if (name->empty() || name->find_first_of("\" \t\n#") != std::string::npos) {
+      return Status::Error("embedded PostgreSQL: user name '" + *name +
+                           "' cannot be written into pg_ident.conf; run kiln as a user with a "
+                           "plain name or set database.url");
     }
-    return Status::Ok();
-  } catch (const pqxx::sql_error& e) {
-    if (e.sqlstate() == "42P04") return Status::Ok();  // created meanwhile
-    return Status::Error("embedded PostgreSQL: creating database kiln: " + OneLine(e.what()));
-  } catch (const std::exception& e) {
-    return Status::Error("embedded PostgreSQL: creating database kiln: " + OneLine(e.what()));
   }
+  const std::string header = "# Written by kiln at every start: edits are lost.\n";
+  std::string ident =
+      header + "kiln \"" + pg_user.name + "\" postgres\nkiln \"" + pg_user.name + "\" kiln\n";
+  if (self.name != pg_user.name) ident += "kiln \"" + self.name + "\" kiln\n";
+  const std::string hba = header + "local all all peer map=kiln\n";
+  if (Status s = WriteOwnedFile(cluster / "pg_ident.conf", ident, pg_user); !s.ok()) return s;
+  return WriteOwnedFile(cluster / "pg_hba.conf", hba, pg_user);
+}
+
+Result<ProgramResult> RunSqlFile(const fs::path& bin_dir, const fs::path& cluster,
+                                 const std::string& role, const std::string& sql,
+                                 const Identity& user) {
+  const fs::path file = cluster / "kiln-bootstrap.sql";
+  if (Status s = WriteOwnedFile(file, sql, user); !s.ok()) return s;
+  auto ran = Run(bin_dir, "psql",
+                 {"-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", cluster.string(), "-U", role, "-d",
+                  "postgres", "-f", file.string()},
+                 user);
+  unlink(file.c_str());
+  return ran;
+}
+
+// The role 'kiln' (no superuser, no CREATEDB or CREATEROLE) and its database 'kiln', made by the
+// superuser 'postgres' through psql run as PostgreSQL's user. A cluster made by an earlier kiln
+// has 'kiln' as its superuser: 'postgres' is added as the superuser and 'kiln' loses that right.
+Status Bootstrap(const fs::path& bin_dir, const fs::path& cluster, const Identity& user) {
+  const std::string roles =
+      "SELECT 'CREATE ROLE kiln LOGIN' WHERE NOT EXISTS "
+      "(SELECT FROM pg_roles WHERE rolname = 'kiln') \\gexec\n"
+      "ALTER ROLE kiln LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;\n"
+      "SELECT 'CREATE DATABASE kiln OWNER kiln' WHERE NOT EXISTS "
+      "(SELECT FROM pg_database WHERE datname = 'kiln') \\gexec\n";
+  auto ran = RunSqlFile(bin_dir, cluster, "postgres", roles, user);
+  if (ran.ok() && ran->exit_code != 0 &&
+      ran->output.find("role \"postgres\" does not exist") != std::string::npos) {
+    log::Info(
+        "embedded PostgreSQL: adding the superuser 'postgres'; the role 'kiln' kiln uses "
+        "stops being a superuser");
+    auto added =
+        RunSqlFile(bin_dir, cluster, "kiln", "CREATE ROLE postgres SUPERUSER LOGIN;\n", user);
+    if (!added.ok()) return added.status();
+    if (added->exit_code != 0) {
+      return Status::Error("embedded PostgreSQL: adding the role postgres: " +
+                           LastLine(added->output));
+    }
+    ran = RunSqlFile(bin_dir, cluster, "postgres", roles, user);
+  }
+  if (!ran.ok()) return ran.status();
+  if (ran->exit_code != 0) {
+    return Status::Error("embedded PostgreSQL: creating the role and database kiln: " +
+                         LastLine(ran->output));
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -303,9 +353,10 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const Embedded
       "unix_socket_directories = '" +
       cluster.string() + "'\nunix_socket_permissions = 0700\n";
   if (Status s = WriteOwnedFile(cluster / "kiln.conf", conf, *pg->user_); !s.ok()) return s;
+  if (Status s = WriteAccessRules(cluster, *pg->user_, CurrentIdentity()); !s.ok()) return s;
   if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_); !s.ok()) return s;
   pg->running_ = true;
-  if (Status s = EnsureDatabase(cluster); !s.ok()) return s;
+  if (Status s = Bootstrap(pg->bin_dir_, cluster, *pg->user_); !s.ok()) return s;
   pg->url_ = "postgresql:///kiln?host=" + PercentEncode(cluster.string()) + "&user=kiln";
   return pg;
 }

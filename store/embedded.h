@@ -8,9 +8,11 @@
 
 #include "common/status.h"
 
-namespace kiln::store {
+namespace kiln {
+struct Identity;  // common/users.h
+}  // namespace kiln
 
-struct Identity;  // store/subprocess.h
+namespace kiln::store {
 
 struct EmbeddedOptions {
   // The cluster lives in <data_dir>/postgres (mode 0700), its log in <data_dir>/postgres.log.
@@ -31,10 +33,14 @@ struct EmbeddedOptions {
 // reap all children while they run.
 class EmbeddedPostgres {
  public:
-  // initdb on first use (UTF8, locale C.UTF-8, superuser 'kiln', trust over the socket only,
-  // no TCP listener), then pg_ctl start -w, then creates the database 'kiln' if missing. A
-  // cluster still running on the folder (left by a kiln that crashed) is reused. Errors are one
-  // line that names the folder, the user or the program, and what to do.
+  // initdb on first use (UTF8, locale C.UTF-8, superuser 'postgres', no TCP listener), then
+  // pg_ctl start -w, then (through psql, as PostgreSQL's user) the role 'kiln' that kiln connects
+  // as, which is not a superuser and cannot create roles or databases, and its database 'kiln'.
+  // Access is rewritten at every start: peer authentication over a socket in a 0700 folder of
+  // PostgreSQL's user, where only that user and kiln's may connect (kiln's only as 'kiln'). A
+  // cluster still running on the folder (left by a kiln that crashed) is reused and reloaded; one
+  // made by an earlier kiln, whose superuser was 'kiln', gains 'postgres' and 'kiln' is demoted.
+  // Errors are one line that names the folder, the user or the program, and what to do.
   static Result<std::unique_ptr<EmbeddedPostgres>> Start(const EmbeddedOptions& options);
 
   // Stops the cluster if still running; errors are logged.

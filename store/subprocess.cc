@@ -102,32 +102,6 @@ void ReadAll(int fd, std::string& out, size_t keep) {
 
 }  // namespace
 
-Identity CurrentIdentity() {
-  Identity id;
-  id.uid = geteuid();
-  id.gid = getegid();
-  if (passwd* pw = getpwuid(id.uid)) id.name = pw->pw_name;
-  return id;
-}
-
-Result<Identity> LookupIdentity(const std::string& name) {
-  passwd pw{};
-  passwd* found = nullptr;
-  std::vector<char> buf(16384);
-  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found) {
-    return Status::Error("no user named '" + name + "'");
-  }
-  Identity id{name, pw.pw_uid, pw.pw_gid, {}, true};
-  int count = 64;
-  id.groups.resize(static_cast<size_t>(count));
-  if (getgrouplist(name.c_str(), pw.pw_gid, id.groups.data(), &count) < 0) {
-    id.groups.resize(static_cast<size_t>(count));
-    getgrouplist(name.c_str(), pw.pw_gid, id.groups.data(), &count);
-  }
-  id.groups.resize(static_cast<size_t>(count));
-  return id;
-}
-
 Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
                                  const std::vector<std::string>& env, const Identity& who) {
   std::vector<char*> args = CStrings(argv);
@@ -171,33 +145,6 @@ Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
                          "': " + StepName(failure[0]) + ": " + std::strerror(failure[1]));
   }
   return result;
-}
-
-Result<std::optional<std::string>> FirstUnsearchable(const std::vector<std::string>& dirs,
-                                                     const Identity& who) {
-  int report[2];
-  if (pipe2(report, O_CLOEXEC) != 0) return SysError("pipe");
-  pid_t pid = fork();
-  if (pid == 0) {
-    int index = DropPrivileges(who) ? -1 : -2;
-    for (size_t i = 0; index == -1 && i < dirs.size(); ++i) {
-      if (access(dirs[i].c_str(), X_OK) != 0) index = static_cast<int>(i);
-    }
-    ssize_t ignored = write(report[1], &index, sizeof index);
-    (void)ignored;
-    _exit(0);
-  }
-  close(report[1]);
-  int index = -1;
-  ssize_t n = pid > 0 ? read(report[0], &index, sizeof index) : -1;
-  close(report[0]);
-  if (pid < 0) return SysError("fork");
-  WaitExit(pid);
-  if (n != static_cast<ssize_t>(sizeof index) || index == -2) {
-    return Status::Error("checking folder access as user '" + who.name + "': the check failed");
-  }
-  if (index < 0) return std::optional<std::string>();
-  return std::optional<std::string>(dirs[static_cast<size_t>(index)]);
 }
 
 }  // namespace kiln::store

@@ -54,6 +54,16 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
   CHECK(Query((*pg)->url(), "SHOW listen_addresses") == "");
   CHECK(Query((*pg)->url(), "SHOW synchronous_commit") == "on");
   CHECK(Query((*pg)->url(), "SELECT current_database() || ' ' || current_user") == "kiln kiln");
+  // kiln's role may do what kiln needs and nothing more.
+  CHECK(Query((*pg)->url(),
+              "SELECT rolsuper::text || rolcreaterole::text || rolcreatedb::text FROM pg_roles "
+              "WHERE rolname = current_user") == "falsefalsefalse");
+  CHECK_THROWS_WITH(Query((*pg)->url(), "CREATE ROLE intruder"),
+                    Catch::Contains("permission denied to create role"));
+  CHECK_THROWS_WITH(
+      Query((*pg)->url(), "COPY (SELECT 1) TO PROGRAM 'id'"),
+      Catch::Contains(
+          "must be superuser or have privileges of the pg_execute_server_program role"));
   db->reset();
 
   struct stat st {};
@@ -65,6 +75,24 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     CHECK(st.st_uid == postgres->uid);
   }
   CHECK(fs::exists(tmp.path / "data" / "postgres.log"));
+  if (geteuid() == 0) {
+    // Only kiln's user, and only as 'kiln': not as the superuser, and nobody else at all (the
+    // socket's folder is closed to them before authentication is even asked for).
+    const std::string superuser =
+        std::string((*pg)->url()).replace((*pg)->url().find("user=kiln"), 9, "user=postgres");
+    CHECK_THROWS_WITH(Query(superuser, "SELECT 1"),
+                      Catch::Contains("Peer authentication failed for user \"postgres\""));
+    auto nobody = LookupIdentity("nobody");
+    REQUIRE(nobody.ok());
+    for (const char* role : {"kiln", "postgres"}) {
+      auto psql = RunProgram({"/usr/bin/psql", "-X", "-h", cluster.string(), "-U", role, "-d",
+                              "kiln", "-c", "SELECT 1"},
+                             {"PATH=/usr/bin:/bin"}, *nobody);
+      REQUIRE(psql.ok());
+      CHECK(psql->exit_code == 2);
+      CHECK_THAT(psql->output, Catch::Contains("/.s.PGSQL.5432\" failed: Permission denied"));
+    }
+  }
 
   SECTION("a server left running on the folder is reused") {
     auto again = EmbeddedPostgres::Start(options);
@@ -134,4 +162,49 @@ TEST_CASE("EmbeddedPostgres refuses data folders it cannot use") {
           "'no-such-user-kiln' to run it as; create one (useradd --system kiln), run kiln as "
           "another user, or set database.url");
   }
+}
+
+TEST_CASE("EmbeddedPostgres takes over a cluster whose superuser was kiln, keeping its data") {
+  if (geteuid() != 0) return;  // the cluster is made as PostgreSQL's user, which needs root
+  TempDir tmp(0755);
+  const fs::path data = tmp.path / "data";
+  const fs::path cluster = data / "postgres";
+  auto postgres = LookupIdentity("postgres");
+  REQUIRE(postgres.ok());
+  fs::create_directories(cluster);
+  chmod(data.c_str(), 0711);
+  chmod(cluster.c_str(), 0700);
+  REQUIRE(chown(cluster.c_str(), postgres->uid, postgres->gid) == 0);
+  // What kiln made before: superuser 'kiln', trust over the socket, a database with rows.
+  std::string bin;  // the newest installed server's programs, as EmbeddedPostgres picks them
+  for (const auto& entry : fs::directory_iterator("/usr/lib/postgresql")) {
+    if (fs::exists(entry.path() / "bin" / "initdb") && (entry.path() / "bin").string() > bin) {
+      bin = (entry.path() / "bin").string();
+    }
+  }
+  const std::string script =
+      bin + "/initdb -D " + cluster.string() +
+      " -U kiln --auth-local=trust >/dev/null && echo \"include_if_exists = 'kiln.conf'\" >> " +
+      cluster.string() + "/postgresql.conf && " + bin + "/pg_ctl -D " + cluster.string() +
+      " -o \"-k " + cluster.string() + " -c listen_addresses=\" -l " +
+      (tmp.path / "old.log").string() + " start -w >/dev/null && " + bin + "/psql -X -q -h " +
+      cluster.string() + " -U kiln -d postgres -c 'CREATE DATABASE kiln' &&" + bin +
+      "/psql -X -q -h " + cluster.string() +
+      " -U kiln -d kiln -c 'CREATE TABLE kept AS SELECT 42 AS answer' && " + bin + "/pg_ctl -D " +
+      cluster.string() + " stop -w >/dev/null";
+  chmod(tmp.path.c_str(), 0777);
+  auto made = RunProgram({"/bin/sh", "-c", script}, {"PATH=/usr/bin:/bin"}, *postgres);
+  REQUIRE(made.ok());
+  INFO(made->output);
+  REQUIRE(made->exit_code == 0);
+
+  EmbeddedOptions options;
+  options.data_dir = data;
+  auto pg = EmbeddedPostgres::Start(options);
+  if (!pg.ok()) FAIL(pg.message());
+  CHECK(Query((*pg)->url(), "SELECT answer FROM kept") == "42");
+  CHECK(Query((*pg)->url(), "SELECT rolsuper::text FROM pg_roles WHERE rolname = 'kiln'") ==
+        "false");
+  CHECK(Query((*pg)->url(), "SELECT rolsuper::text FROM pg_roles WHERE rolname = 'postgres'") ==
+        "true");
 }
