@@ -163,9 +163,14 @@ int Run(const RunOptions& o) {
 
   const std::string name = daemon::ForegroundName(cfg->data_dir);
   executor::LocalTaskRunner* local = nullptr;
+  auto task_users = daemon::TaskUser(*cfg, /*daemon=*/false);
+  if (!task_users.ok()) {
+    std::cerr << "kiln: " << task_users.message() << '\n';
+    return 1;
+  }
   // A foreground run: its tasks are this process's children and stop with it.
   auto runtime = daemon::StartRuntime(
-      *cfg, name, name,
+      *cfg, name, name, *task_users,
       [&](boost::asio::io_context& io,
           const std::string&) -> Result<std::unique_ptr<scheduler::TaskRunner>> {
         auto runner =

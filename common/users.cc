@@ -23,6 +23,39 @@ Identity CurrentIdentity() {
   return id;
 }
 
+Identity RunIdentity(const Identity& base, UidRange uids, int64_t run) {
+  if (!base.switch_user || uids.count == 0) return base;
+  Identity id = base;
+  const auto slot = static_cast<uint64_t>(run) % uids.count;
+  id.uid = static_cast<uid_t>(uids.first + slot);
+  id.gid = static_cast<gid_t>(uids.first + slot);
+  id.groups = {base.gid};
+  return id;
+}
+
+std::string FirstHolder(UidRange uids) {
+  auto inside = [&](uint64_t id) { return id >= uids.first && id - uids.first < uids.count; };
+  std::string found;
+  setpwent();
+  while (passwd* pw = getpwent()) {
+    if (inside(pw->pw_uid)) {
+      found = "user '" + std::string(pw->pw_name) + "' (uid " + std::to_string(pw->pw_uid) + ")";
+      break;
+    }
+  }
+  endpwent();
+  if (!found.empty()) return found;
+  setgrent();
+  while (group* gr = getgrent()) {
+    if (inside(gr->gr_gid)) {
+      found = "group '" + std::string(gr->gr_name) + "' (gid " + std::to_string(gr->gr_gid) + ")";
+      break;
+    }
+  }
+  endgrent();
+  return found;
+}
+
 Result<Identity> LookupIdentity(const std::string& name) {
   passwd pw{};
   passwd* found = nullptr;

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,22 @@ struct Identity {
   std::vector<gid_t> groups;  // supplementary groups, the primary one included
   bool switch_user = false;
 };
+
+// User ids handed out one per run, so that the tasks of one run cannot reach another's: count = 0
+// is none.
+struct UidRange {
+  uint32_t first = 0;
+  uint32_t count = 0;
+};
+
+// The identity the tasks of run `run` take: `base` (the run_as user) with, when `uids` holds any,
+// the user and group id first + run % count and base's group as its one supplementary group.
+Identity RunIdentity(const Identity& base, UidRange uids, int64_t run);
+
+// The first user or group of the host whose id falls in `uids`, as "user 'name' (uid N)" or
+// "group 'name' (gid N)"; empty when none does. Reads the user and group databases with
+// getpwent/getgrent: not thread-safe, meant for the start of a process.
+std::string FirstHolder(UidRange uids);
 
 // The current (effective) user, with switch_user = false.
 Identity CurrentIdentity();

@@ -28,8 +28,36 @@ constexpr std::array<std::string_view, 3> kTokenKeys = {"name", "role", "sha256"
 constexpr std::array<std::string_view, 3> kRoles = {"admin", "operator", "viewer"};
 constexpr std::array<std::string_view, 1> kServerKeys = {"listen"};
 constexpr std::array<std::string_view, 2> kDatabaseKeys = {"pg_bin_dir", "url"};
-constexpr std::array<std::string_view, 3> kExecutorKeys = {"kill_grace", "log_cap",
-                                                           "max_parallel_tasks"};
+constexpr std::array<std::string_view, 5> kExecutorKeys = {
+    "kill_grace", "log_cap", "max_parallel_tasks", "run_as", "run_uids"};
+// Per-run user ids: above the system's and ordinary users' ids, below 2^31 - 1 (which some
+// tools read as a signed number), at most 2^24 of them.
+constexpr uint64_t kMinRunUid = 1000;
+constexpr uint64_t kMaxRunUid = 2147483646;
+constexpr uint64_t kMaxRunUids = 1u << 24;
+
+// "FIRST-LAST" -> the range; "" -> none; nullopt when malformed.
+std::optional<UidRange> ParseUidRange(std::string_view text) {
+  if (text.empty()) return UidRange{};
+  const size_t dash = text.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  auto number = [](std::string_view digits) -> std::optional<uint64_t> {
+    if (digits.empty() || digits.size() > 10) return std::nullopt;
+    uint64_t n = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return n;
+  };
+  auto first = number(text.substr(0, dash));
+  auto last = number(text.substr(dash + 1));
+  if (!first || !last || *first < kMinRunUid || *last > kMaxRunUid || *first > *last ||
+      *last - *first + 1 > kMaxRunUids) {
+    return std::nullopt;
+  }
+  return UidRange{static_cast<uint32_t>(*first), static_cast<uint32_t>(*last - *first + 1)};
+}
 
 constexpr std::pair<std::string_view, uint64_t> kSizeUnits[] = {
     {"B", 1},
@@ -156,6 +184,34 @@ void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& co
   }
   if (const toml::node* node = table.get("kill_grace")) {
     if (auto grace = r_.DurationValue(*node, "executor.kill_grace")) config.kill_grace = *grace;
+  }
+  if (const toml::node* node = table.get("run_as")) {
+    if (auto name = r_.String(*node, "executor.run_as")) {
+      const bool plain =
+          !name->empty() && name->size() <= 64 && (*name)[0] != '-' &&
+          std::all_of(name->begin(), name->end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+          });
+      if (plain) {
+        config.run_as = *name;
+      } else {
+        r_.Error(LocOf(*node), "executor.run_as",
+                 "'" + *name +
+                     "' is not a user name: use 1-64 of A-Z a-z 0-9 _ . - (not starting with -)");
+      }
+    }
+  }
+  if (const toml::node* node = table.get("run_uids")) {
+    if (auto text = r_.String(*node, "executor.run_uids")) {
+      if (auto range = ParseUidRange(*text)) {
+        config.run_uids = *range;
+      } else {
+        r_.Error(LocOf(*node), "executor.run_uids",
+                 "invalid range \"" + *text +
+                     "\"; expected \"FIRST-LAST\" with 1000 <= FIRST <= LAST <= 2147483646 and "
+                     "at most 16777216 ids, e.g. \"1879048192-1879113727\", or \"\" for none");
+      }
+    }
   }
 }
 

@@ -16,11 +16,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/time.h"
+#include "common/users.h"
 #include "dag/spec.h"
 
 namespace kiln::config {
@@ -52,6 +54,12 @@ struct DaemonConfig {
   int max_parallel_tasks = 16;
   uint64_t log_cap_bytes = 64ull << 20;  // per attempt
   Duration kill_grace = std::chrono::seconds(10);
+  // Who tasks run as. Unset: `kiln serve` run as root uses "kiln-task", otherwise kiln's own user
+  // (see daemon/runtime.h TaskUser).
+  std::optional<std::string> run_as;
+  // The user ids tasks take, one per run ("FIRST-LAST"; "" = none: every task runs as run_as).
+  // Unset: see daemon/runtime.h TaskUser.
+  std::optional<UidRange> run_uids;
   // Pool name -> slots. Always has "default"; unless the file sizes it, its size is
   // max_parallel_tasks.
   std::map<std::string, int> pools;

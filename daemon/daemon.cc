@@ -132,8 +132,17 @@ Status Daemon::Open() {
   if (!lock.ok()) return lock.status();
   lock_ = std::move(lock).value();
   name_ = DaemonName(data_dir_);
+  auto task_user = TaskUser(cfg_, /*daemon=*/true);
+  if (!task_user.ok()) return task_user.status();
+  if (CurrentIdentity().uid == 0 && !task_user->user.switch_user) {
+    log::Warn("tasks run as root (executor.run_as): they can read and change everything kiln has");
+  } else if (task_user->uids.count > 0) {
+    log::Info("tasks run as '" + task_user->user.name +
+              "' with a user id of their run's own, from " + std::to_string(task_user->uids.first) +
+              " on (" + std::to_string(task_user->uids.count) + " ids)");
+  }
   auto runtime = StartRuntime(
-      cfg_, name_, SupervisorName(name_),
+      cfg_, name_, SupervisorName(name_), *task_user,
       [this](asio::io_context& io, const std::string& url) { return MakeRunner(io, url); });
   if (!runtime.ok()) return runtime.status();
   runtime_ = std::move(runtime).value();

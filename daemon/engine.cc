@@ -9,6 +9,7 @@ namespace {
 Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
                                             const std::string& url, const std::string& name,
                                             const std::string& supervisor,
+                                            const TaskUsers& task_users,
                                             const RunnerFactory& make_runner) {
   auto engine = std::make_unique<Engine>();
   boost::asio::io_context& io = engine->io;
@@ -18,8 +19,11 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
   auto runner = make_runner(io, url);
   if (!runner.ok()) return runner.status();
   engine->runner = std::move(runner).value();
-  engine->scheduler = std::make_unique<scheduler::Scheduler>(
-      io, *engine->store, *engine->runner, engine->clock, MakeSchedulerOptions(config, supervisor));
+  scheduler::SchedulerOptions options = MakeSchedulerOptions(config, supervisor);
+  options.task_user = task_users.user;
+  options.task_uids = task_users.uids;
+  engine->scheduler = std::make_unique<scheduler::Scheduler>(io, *engine->store, *engine->runner,
+                                                             engine->clock, std::move(options));
   return engine;
 }
 
@@ -28,12 +32,24 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
 Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config,
                                               const std::string& name,
                                               const std::string& supervisor,
+                                              const TaskUsers& task_users,
                                               const RunnerFactory& make_runner) {
   auto runtime = std::make_unique<Runtime>();
   auto database = OpenDatabase(config);
   if (!database.ok()) return database.status();
   runtime->database = std::move(database).value();
-  auto engine = StartEngine(config, runtime->database.url, name, supervisor, make_runner);
+  if (task_users.user.switch_user) {
+    const Identity& task_user = task_users.user;
+    if (runtime->database.embedded && runtime->database.embedded->uid() == task_user.uid) {
+      return Status::Error("executor.run_as: tasks cannot run as '" + task_user.name +
+                           "', the user the embedded PostgreSQL runs as (they could read and "
+                           "change its files); choose another user");
+    }
+    const auto runs_dir = MakeSchedulerOptions(config, supervisor).runs_dir;
+    if (Status s = PrepareRunsFolder(runs_dir, task_users); !s.ok()) return s;
+  }
+  auto engine =
+      StartEngine(config, runtime->database.url, name, supervisor, task_users, make_runner);
   if (!engine.ok()) return engine.status();
   runtime->engine = std::move(engine).value();
   return runtime;

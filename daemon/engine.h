@@ -40,11 +40,13 @@ using RunnerFactory = std::function<Result<std::unique_ptr<scheduler::TaskRunner
 
 // Opens (or starts) and migrates the database, then builds the engine from `config` for the
 // process called `name` (DaemonName, ForegroundName), whose attempts are recorded as supervised
-// by `supervisor` and run by what `make_runner` makes. Errors name what failed, with any password
-// redacted.
+// by `supervisor` and run by what `make_runner` makes, as `task_users` (TaskUser). Errors name
+// what failed, with any password redacted; a task user that is the embedded PostgreSQL's, or
+// that cannot reach the run folders, is one.
 Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config,
                                               const std::string& name,
                                               const std::string& supervisor,
+                                              const TaskUsers& task_users,
                                               const RunnerFactory& make_runner);
 
 }  // namespace kiln::daemon

@@ -1,11 +1,16 @@
 #include "daemon/runtime.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <iostream>
 
 namespace kiln::daemon {
+
+namespace {
+constexpr const char* kDefaultTaskUser = "kiln-task";
+}  // namespace
 
 Result<DatabaseHandle> OpenDatabase(const config::DaemonConfig& config) {
   DatabaseHandle handle;
@@ -36,6 +41,87 @@ std::vector<std::pair<std::string, std::string>> BaseTaskEnv() {
     env.emplace_back("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   }
   return env;
+}
+
+namespace {
+
+Result<Identity> TaskUserOnly(const config::DaemonConfig& config, bool daemon) {
+  Identity self = CurrentIdentity();
+  if (self.uid != 0) {
+    if (config.run_as && *config.run_as != self.name) {
+      return Status::Error("executor.run_as = \"" + *config.run_as + "\": kiln runs as '" +
+                           self.name +
+                           "', and only root can start tasks as another user; remove run_as or "
+                           "start kiln as root");
+    }
+    return self;
+  }
+  const std::string name = config.run_as.value_or(daemon ? kDefaultTaskUser : "root");
+  if (name == "root") return self;
+  auto user = LookupIdentity(name);
+  if (!user.ok()) {
+    if (config.run_as) return Status::Error("executor.run_as: no user named '" + name + "'");
+    return Status::Error(
+        "kiln serve runs tasks as the unprivileged user '" + name +
+        "', which does not exist; create it (scripts/setup.sh does, or: useradd --system "
+        "--user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin " +
+        name + "), or set executor.run_as (\"root\" runs tasks as root)");
+  }
+  if (user->uid == 0) return self;
+  return user;
+}
+
+}  // namespace
+
+Result<TaskUsers> TaskUser(const config::DaemonConfig& config, bool daemon) {
+  auto user = TaskUserOnly(config, daemon);
+  if (!user.ok()) return user.status();
+  TaskUsers users{std::move(user).value(), {}};
+  if (!users.user.switch_user) {
+    if (config.run_uids && config.run_uids->count > 0) {
+      return Status::Error(
+          "executor.run_uids: tasks take user ids of their own only when kiln runs as root and "
+          "executor.run_as names an unprivileged user");
+    }
+    return users;
+  }
+  users.uids = config.run_uids.value_or(daemon ? kDefaultRunUids : UidRange{});
+  if (users.uids.count > 0) {
+    if (std::string holder = FirstHolder(users.uids); !holder.empty()) {
+      const uint64_t last = uint64_t{users.uids.first} + users.uids.count - 1;
+      return Status::Error("executor.run_uids: " + std::to_string(users.uids.first) + "-" +
+                           std::to_string(last) + " holds the " + holder +
+                           "; choose a range no user or group of this host has (\"\" runs every "
+                           "task as '" +
+                           users.user.name + "')");
+    }
+  }
+  return users;
+}
+
+Status PrepareRunsFolder(const std::filesystem::path& runs_dir, const TaskUsers& users) {
+  const Identity task_user = RunIdentity(users.user, users.uids, 0);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(runs_dir, ec);
+  if (ec) return Status::Error("run folders " + runs_dir.string() + ": " + ec.message());
+  // Passable, not listable: a task reaches its own run folder (0700, its own) by its path.
+  auto passable = [](const fs::path& dir) {
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid() &&
+        (st.st_mode & 07777) != 0711) {
+      ::chmod(dir.c_str(), 0711);
+    }
+  };
+  passable(runs_dir);
+  for (const auto& entry : fs::directory_iterator(runs_dir, ec)) passable(entry.path());
+  auto blocked = FirstUnsearchable(FoldersDownTo(runs_dir.string()), task_user);
+  if (!blocked.ok()) return blocked.status();
+  if (!*blocked) return Status::Ok();
+  const std::string& dir = **blocked;
+  return Status::Error("tasks run as user '" + task_user.name + "', which cannot enter folder " +
+                       dir + "; allow it (chmod o+x " + dir +
+                       "), choose a data folder it can reach, or set executor.run_as");
 }
 
 scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/users.h"
 #include "config/daemon_config.h"
 #include "dag/graph.h"
 #include "dag/params.h"
@@ -30,6 +31,26 @@ Result<DatabaseHandle> OpenDatabase(const config::DaemonConfig& config);
 // The environment tasks start from: PATH, HOME, LANG, LC_ALL, TZ, USER, LOGNAME, TMPDIR of this
 // process when set (PATH defaults to the standard system path). Nothing else is passed on.
 std::vector<std::pair<std::string, std::string>> BaseTaskEnv();
+
+// Who tasks run as: `user`, with a user id of their run's own from `uids` when it holds any
+// (common/users.h RunIdentity).
+struct TaskUsers {
+  Identity user;
+  UidRange uids;
+};
+
+// When kiln is not root: its own user (executor.run_as, if set, must name it), no run ids.
+// As root: executor.run_as; unset, "kiln-task" for a daemon (`kiln serve`) and root for a
+// foreground `kiln run` (the caller's own tasks). "root", or a user whose uid is 0, is root.
+// Run ids: executor.run_uids; unset, kDefaultRunUids for a daemon that switches user, none
+// otherwise. Errors say what to create or set; a range that holds a user or group of the host
+// is one.
+inline constexpr UidRange kDefaultRunUids{1879048192, 65536};
+Result<TaskUsers> TaskUser(const config::DaemonConfig& config, bool daemon);
+
+// <runs_dir> (mode 0711) and its pipeline folders made passable for the tasks of `users`, checked
+// by a process with such an identity; an error names the first folder it cannot enter.
+Status PrepareRunsFolder(const std::filesystem::path& runs_dir, const TaskUsers& users);
 
 // The scheduler's options from the daemon config (pools, limits, folders, base env); attempts
 // are recorded as supervised by `supervisor`.

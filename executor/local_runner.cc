@@ -4,6 +4,9 @@
 #include <boost/asio/post.hpp>
 #include <utility>
 
+#include "common/log.h"
+#include "executor/os.h"
+
 namespace kiln::executor {
 
 LocalTaskRunner::LocalTaskRunner(boost::asio::io_context& io, uint64_t log_cap_bytes,
@@ -23,6 +26,7 @@ void LocalTaskRunner::Start(scheduler::LaunchRequest request,
   if (!request.run_dir.empty()) spec.create_dirs.push_back(std::move(request.run_dir));
   spec.timeout = request.timeout;
   spec.kill_grace = kill_grace_;
+  spec.user = std::move(request.user);
 
   const std::pair key(request.run, request.task);
   const int number = request.attempt;
@@ -68,6 +72,10 @@ scheduler::AttemptOutcome ToAttemptOutcome(const ProcessResult& result) {
   outcome.log_bytes = result.log_bytes;
   outcome.log_truncated = result.log_truncated;
   return outcome;
+}
+
+void LocalTaskRunner::CloseRunFolder(const std::filesystem::path& run_dir) {
+  if (Status s = os::CloseFolder(run_dir); !s.ok()) log::Warn(s.message());
 }
 
 }  // namespace kiln::executor

@@ -27,10 +27,13 @@ class LocalTaskRunner final : public scheduler::TaskRunner {
   // SIGKILL on timeout or Kill().
   LocalTaskRunner(boost::asio::io_context& io, uint64_t log_cap_bytes, Duration kill_grace);
 
-  // Creates request.run_dir (mode 0750) if missing, then starts the process.
+  // Creates request.run_dir (mode 0750; request.user's with mode 0700 when it switches user) if
+  // missing, then starts the process as request.user.
   void Start(scheduler::LaunchRequest request,
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Kill(RunId run, TaskId task) override;
+  // Closes it here (the folder is on this host): os::CloseFolder; errors are logged.
+  void CloseRunFolder(const std::filesystem::path& run_dir) override;
   // Processes of this runner live and die with it: an attempt started elsewhere is reported lost
   // (posted, like every on_exit).
   void Adopt(const scheduler::AdoptRequest& request,

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
@@ -114,6 +116,76 @@ Status MakeDirs(const std::filesystem::path& dir, mode_t mode) {
     err = ENOTDIR;
   }
   return Status::Error("cannot create folder " + Quote(dir) + ": " + ErrnoText(err));
+}
+
+Status MakePrivateDir(const std::filesystem::path& dir, const Identity& who) {
+  auto fail = [&](int err) {
+    return Status::Error("cannot create folder " + Quote(dir) + ": " + ErrnoText(err));
+  };
+  if (dir.has_relative_path() && dir.parent_path() != dir) {
+    if (Status parent = MakeDirs(dir.parent_path(), 0711); !parent.ok()) return parent;
+  }
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return fail(errno);
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return fail(errno == ELOOP ? ENOTDIR : errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return fail(errno);
+  if ((st.st_uid != who.uid || st.st_gid != who.gid) && ::fchown(fd.get(), who.uid, who.gid) != 0) {
+    return fail(errno);
+  }
+  if ((st.st_mode & 07777) != 0700 && ::fchmod(fd.get(), 0700) != 0) return fail(errno);
+  return Status::Ok();
+}
+
+Status CloseFolder(const std::filesystem::path& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid() && (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)) return Status::Ok();
+  if (!fd.valid() || ::fchown(fd.get(), ::geteuid(), ::getegid()) != 0 ||
+      ::fchmod(fd.get(), 0700) != 0) {
+    return Status::Error("cannot close folder " + Quote(dir) + ": " + ErrnoText(errno));
+  }
+  return Status::Ok();
+}
+
+ThreadUser::ThreadUser(const Identity& who) {
+  if (!who.switch_user) return;
+  dumpable_ = ::prctl(PR_GET_DUMPABLE);
+  ::syscall(SYS_getresuid, &ruid_, &euid_, &suid_);
+  ::syscall(SYS_getresgid, &rgid_, &egid_, &sgid_);
+  long count = ::syscall(SYS_getgroups, 0, nullptr);
+  groups_.resize(static_cast<size_t>(count > 0 ? count : 0));
+  if (count > 0) ::syscall(SYS_getgroups, count, groups_.data());
+  if (::syscall(SYS_setgroups, who.groups.size(), who.groups.data()) != 0) {
+    error_ = errno;
+    return;
+  }
+  // The saved ids stay root's: the thread (and a child until its exec) can switch back.
+  if (::syscall(SYS_setresgid, who.gid, who.gid, -1) != 0) {
+    error_ = errno;
+    ::syscall(SYS_setgroups, groups_.size(), groups_.data());
+    return;
+  }
+  if (::syscall(SYS_setresuid, who.uid, who.uid, -1) != 0) {
+    error_ = errno;
+    ::syscall(SYS_setresgid, rgid_, egid_, sgid_);
+    ::syscall(SYS_setgroups, groups_.size(), groups_.data());
+    return;
+  }
+  switched_ = true;
+}
+
+ThreadUser::~ThreadUser() {
+  if (!switched_) return;
+  // The user id first: back to root, the thread has its capabilities again for the rest.
+  if (::syscall(SYS_setresuid, ruid_, euid_, suid_) != 0 ||
+      ::syscall(SYS_setresgid, rgid_, egid_, sgid_) != 0 ||
+      ::syscall(SYS_setgroups, groups_.size(), groups_.data()) != 0) {
+    static constexpr char kMessage[] = "kiln: cannot switch a thread back from a task's user\n";
+    WriteAll(2, std::string_view(kMessage, sizeof kMessage - 1));
+    std::abort();
+  }
+  // A change of effective user makes the process undumpable; it was not before.
+  if (dumpable_ == 1) ::prctl(PR_SET_DUMPABLE, 1);
 }
 
 Result<UniqueFd> OpenLogFile(const std::filesystem::path& path) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/users.h"
 
 namespace kiln::executor::os {
 
@@ -47,6 +48,37 @@ class UniqueFd {
 // Creates `dir` and its missing parents with `mode` (the umask still applies). Ok when `dir`
 // already is a folder. Error: "cannot create folder '<dir>': <reason>".
 Status MakeDirs(const std::filesystem::path& dir, mode_t mode);
+
+// `dir` made `who`'s with mode 0700: created (its missing parents with mode 0711) or, when it
+// exists as a folder, chowned and chmodded; a symbolic link is refused.
+// Error: "cannot create folder '<dir>': <reason>".
+Status MakePrivateDir(const std::filesystem::path& dir, const Identity& who);
+
+// `dir` made this process's user's with mode 0700 (nothing when it is missing; a symbolic link is
+// left alone). Errors: "cannot close folder '<dir>': <reason>".
+Status CloseFolder(const std::filesystem::path& dir);
+
+// Switches the calling thread, and only it, to `who` (raw system calls: glibc's wrappers would
+// switch every thread), keeping root as the saved user id so that the destructor can switch back;
+// what the thread spawns meanwhile is born as `who`, and loses every capability at exec. Nothing
+// happens when who.switch_user is false.
+class ThreadUser {
+ public:
+  explicit ThreadUser(const Identity& who);
+  ~ThreadUser();  // switches back; aborts the process if it cannot (the thread would stay `who`)
+  ThreadUser(const ThreadUser&) = delete;
+  ThreadUser& operator=(const ThreadUser&) = delete;
+  // 0, or the errno value of the switch that failed (the thread is then unchanged).
+  int error() const { return error_; }
+
+ private:
+  bool switched_ = false;
+  int error_ = 0;
+  int dumpable_ = 1;
+  uid_t ruid_ = 0, euid_ = 0, suid_ = 0;
+  gid_t rgid_ = 0, egid_ = 0, sgid_ = 0;
+  std::vector<gid_t> groups_;
+};
 
 // Creates (or truncates) a log file with mode 0640, its missing folders with mode 0750; the fd is
 // O_CLOEXEC and write-only. Error: "cannot open log file '<path>': <reason>".

@@ -160,15 +160,38 @@ Status ProcessManager::Impl::Launch(Child& c) {
     return Status::Error("cannot start a process without a command (argv is empty)");
   }
   for (const std::filesystem::path& dir : spec.create_dirs) {
-    if (Status made = os::MakeDirs(dir, 0750); !made.ok()) return made;
+    Status made =
+        spec.user.switch_user ? os::MakePrivateDir(dir, spec.user) : os::MakeDirs(dir, 0750);
+    if (!made.ok()) return made;
   }
-  if (!spec.cwd.empty()) {
-    if (Status cwd = os::CheckWorkingDirectory(spec.cwd); !cwd.ok()) return cwd;
-  }
-  Result<std::string> program = os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
-  if (!program.ok()) return program.status();
   Result<os::Spawned> spawned = Status::Error("not spawned");
-  const auto spawn = [&] { spawned = os::SpawnProcess(*program, spec.argv, spec.env, spec.cwd); };
+  // As the task's user (on this thread only), so that the checks see what the task will see.
+  const auto spawn = [&] {
+    os::ThreadUser as(spec.user);
+    if (as.error() != 0) {
+      spawned = Status::Error("cannot start '" + spec.argv[0] + "' as user '" + spec.user.name +
+                              "': " + os::ErrnoText(as.error()));
+      return;
+    }
+    // Who was refused, when it was a refusal.
+    auto as_whom = [&](const std::string& error) {
+      const bool refused = error.find("Permission denied") != std::string::npos;
+      return spec.user.switch_user && refused ? error + " (as user '" + spec.user.name + "')"
+                                              : error;
+    };
+    if (!spec.cwd.empty()) {
+      if (Status cwd = os::CheckWorkingDirectory(spec.cwd); !cwd.ok()) {
+        spawned = Status::Error(as_whom(cwd.message()));
+        return;
+      }
+    }
+    Result<std::string> program = os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
+    if (!program.ok()) {
+      spawned = Status::Error(as_whom(program.message()));
+      return;
+    }
+    spawned = os::SpawnProcess(*program, spec.argv, spec.env, spec.cwd);
+  };
   if (cgroups) {
     c.cgroup = cgroups->Make(std::to_string(c.handle));
     cgroups->SpawnInside(c.cgroup, spawn);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/time.h"
+#include "common/users.h"
 
 namespace boost::asio {
 class io_context;
@@ -36,7 +37,13 @@ struct ProcessSpec {
   // Output beyond this many bytes is discarded after one marker line (see ProcessResult).
   uint64_t log_cap_bytes = kDefaultLogCapBytes;
   // Folders created (mode 0750, with parents) before the start; failing is a start failure.
+  // With `user` set they are made that user's with mode 0700 (an existing one is taken over),
+  // and their missing parents get mode 0711 so that the user can pass through them.
   std::vector<std::filesystem::path> create_dirs;
+  // Who the process runs as. switch_user = false: kiln's own user. Otherwise (kiln must be root)
+  // the user's uid, gid and groups; the working directory and the program are checked as that
+  // user, and the process gets no capabilities.
+  Identity user;
   // 0: no timeout. Otherwise SIGTERM to the process group when it passes, SIGKILL kill_grace later.
   kiln::Duration timeout{0};
   kiln::Duration kill_grace = std::chrono::seconds(10);

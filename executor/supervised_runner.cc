@@ -205,6 +205,7 @@ void SupervisedRunner::Start(scheduler::LaunchRequest request,
   l.timeout_ms = request.timeout.count();
   l.kill_grace_ms = options_.kill_grace.count();
   l.log_cap_bytes = options_.log_cap_bytes;
+  l.user = std::move(request.user);
   const AttemptKey key = l.key;
   current_[{request.run, request.task}] = key;
   Waiting& w = waiting_[key];
@@ -402,6 +403,10 @@ void SupervisedRunner::Redial() {
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }
   });
+}
+
+void SupervisedRunner::CloseRunFolder(const std::filesystem::path& run_dir) {
+  if (Status s = os::CloseFolder(run_dir); !s.ok()) log::Warn(s.message());
 }
 
 }  // namespace kiln::executor

@@ -64,6 +64,8 @@ class SupervisedRunner final : public scheduler::TaskRunner {
   void Start(scheduler::LaunchRequest request,
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Kill(RunId run, TaskId task) override;
+  // Closes it here (the folder is on this host): os::CloseFolder; errors are logged.
+  void CloseRunFolder(const std::filesystem::path& run_dir) override;
   void Adopt(const scheduler::AdoptRequest& request,
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Recorded(RunId run, TaskId task, int attempt) override;

@@ -488,6 +488,7 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   for (const auto& d : l.create_dirs) spec.create_dirs.emplace_back(d);
   spec.timeout = Duration(l.timeout_ms);
   spec.kill_grace = Duration(l.kill_grace_ms);
+  spec.user = std::move(l.user);
   const AttemptKey key = l.key;
   Attempt& a = attempts[key];
   a.handle =

@@ -134,6 +134,9 @@ std::string EncodeLaunch(const Launch& l) {
   w.Str(l.cwd).Str(l.log_path).U32(static_cast<uint32_t>(l.create_dirs.size()));
   for (const auto& d : l.create_dirs) w.Str(d);
   w.I64(l.timeout_ms).I64(l.kill_grace_ms).I64(static_cast<int64_t>(l.log_cap_bytes));
+  w.U32(l.user.switch_user ? 1 : 0).Str(l.user.name).U32(l.user.uid).U32(l.user.gid);
+  w.U32(static_cast<uint32_t>(l.user.groups.size()));
+  for (gid_t g : l.user.groups) w.U32(g);
   return w.Frame();
 }
 
@@ -185,6 +188,11 @@ std::optional<Launch> DecodeLaunch(Reader& r) {
   l.timeout_ms = r.I64();
   l.kill_grace_ms = r.I64();
   l.log_cap_bytes = static_cast<uint64_t>(r.I64());
+  l.user.switch_user = r.U32() == 1;
+  l.user.name = r.Str();
+  l.user.uid = r.U32();
+  l.user.gid = r.U32();
+  for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.user.groups.push_back(r.U32());
   if (!r.done()) return std::nullopt;
   return l;
 }

@@ -342,6 +342,12 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     for (const auto& a : *spec.argv) req.argv.push_back(render(a, dag::Quoting::kNone));
   }
   req.env = options_.base_env;
+  req.user = RunIdentity(options_.task_user, options_.task_uids, Value(run.ctx.id));
+  if (req.user.switch_user) {
+    SetEnv(req.env, "USER", req.user.name);
+    SetEnv(req.env, "LOGNAME", req.user.name);
+    SetEnv(req.env, "HOME", run.dir.string());
+  }
   for (const auto& var : spec.env)
     SetEnv(req.env, var.name, render(var.value, dag::Quoting::kNone));
   SetEnv(req.env, "KILN_RUN_ID", ToString(run.ctx.id));
@@ -560,6 +566,7 @@ void Scheduler::MaybeFinishRun(Run& run) {
   if (!run.plan.done() || run.running_count > 0) return;
   RunId id = run.ctx.id;
   dag::RunState outcome = run.plan.Outcome();
+  if (options_.task_user.switch_user) runner_.CloseRunFolder(run.dir);
   finishing_.insert(id);
   RunExtra extra;
   extra.note = [this, id, outcome](bool accepted) {

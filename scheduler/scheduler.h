@@ -48,6 +48,11 @@ struct SchedulerOptions {
   // Environment every task starts from (e.g. PATH, HOME, LANG of the daemon); the task's declared
   // env and the KILN_* variables are added on top. Never database credentials.
   std::vector<std::pair<std::string, std::string>> base_env;
+  // Who tasks run as (switch_user = false: the scheduler's own user). When set, every task also
+  // gets USER and LOGNAME = its name and HOME = the run folder (its own, unlike the daemon's).
+  Identity task_user;
+  // With ids in it, each run's tasks take a user and group id of their own (RunIdentity).
+  UidRange task_uids;
   // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
   Duration max_commit_retry_delay = std::chrono::seconds(2);

@@ -12,6 +12,7 @@
 
 #include "common/ids.h"
 #include "common/time.h"
+#include "common/users.h"
 
 namespace kiln::scheduler {
 
@@ -38,6 +39,8 @@ struct LaunchRequest {
   std::filesystem::path log_path;  // the attempt's log file (its folder may not exist yet)
   std::filesystem::path run_dir;   // the run's working folder (created if missing)
   Duration timeout{0};             // 0 = none
+  // Who it runs as (switch_user = false: the runner's own user); the run folder is made its own.
+  Identity user;
 };
 
 struct AttemptOutcome {
@@ -91,6 +94,10 @@ class TaskRunner {
   virtual void Adopt(const AdoptRequest& request, std::function<void(AttemptOutcome)> on_exit) = 0;
   // The end of the attempt is committed: its supervisor may forget what it kept of it.
   virtual void Recorded(RunId /*run*/, TaskId /*task*/, int /*attempt*/) {}
+  // The run has ended (every attempt is over): its folder, made the tasks' own, goes back to the
+  // runner's user with mode 0700, out of reach of every task, until a retry of the run takes it
+  // over again. Called only when tasks run as another user.
+  virtual void CloseRunFolder(const std::filesystem::path& /*run_dir*/) {}
 };
 
 }  // namespace kiln::scheduler

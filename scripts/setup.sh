@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages kiln needs to build, test and run, when any is missing.
+# Installs the Debian packages kiln needs to build, test and run, when any is missing, and (as
+# root) creates the unprivileged user 'kiln-task' that `kiln serve` runs tasks as.
 set -euo pipefail
+
+task_user() {
+  if [[ $(id -u) -eq 0 ]] && ! id kiln-task >/dev/null 2>&1; then
+    echo "kiln setup: creating the user kiln-task, who runs the tasks of kiln serve" >&2
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin kiln-task
+  fi
+}
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config clang-format
@@ -15,6 +24,7 @@ for p in "${packages[@]}"; do
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
 if ((${#missing[@]} == 0)); then
+  task_user
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -26,3 +36,4 @@ echo "kiln setup: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+task_user

@@ -19,4 +19,16 @@ if [[ $(id -u) -eq 0 ]]; then
     echo "kiln: $root is private to root; keeping data in $data" >&2
   fi
 fi
-exec "$root/build/cli/kiln" serve --pipelines examples --data-dir "$data" "$@"
+# Tasks run as the unprivileged user kiln-task, who must be able to read the examples; from a
+# private clone they are served from a copy in the data folder.
+pipelines="$root/examples"
+if [[ $(id -u) -eq 0 ]] && id kiln-task >/dev/null 2>&1 &&
+  ! setpriv --reuid=kiln-task --regid=kiln-task --clear-groups test -r "$pipelines/heartbeat/pipeline.toml" 2>/dev/null; then
+  [[ "$data" == "$root/.kiln" ]] && data=/var/lib/kiln && mkdir -p "$data" && chmod 0711 "$data"
+  rm -rf "$data/examples"
+  cp -r "$pipelines" "$data/examples"
+  chmod -R go+rX "$data/examples"
+  pipelines="$data/examples"
+  echo "kiln: $root is private to root; serving a copy of the examples from $pipelines" >&2
+fi
+exec "$root/build/cli/kiln" serve --pipelines "$pipelines" --data-dir "$data" "$@"

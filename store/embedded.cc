@@ -377,6 +377,8 @@ Status EmbeddedPostgres::StopLeftRunning(const EmbeddedOptions& options) {
   return pg->Stop();
 }
 
+uid_t EmbeddedPostgres::uid() const { return user_->uid; }
+
 Status EmbeddedPostgres::Stop() {
   if (!running_) return Status::Ok();
   auto stopped = Run(bin_dir_, "pg_ctl",

@@ -2,6 +2,8 @@
 // the data folder on first use, reachable only through a Unix socket inside it, stopped on exit.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -64,6 +66,8 @@ class EmbeddedPostgres {
   // "postgresql:///kiln?host=%2Fvar%2Flib%2Fkiln%2Fpostgres&user=kiln".
   const std::string& url() const { return url_; }
   const std::filesystem::path& cluster_dir() const { return cluster_dir_; }
+  // The user PostgreSQL runs as.
+  uid_t uid() const;
 
  private:
   EmbeddedPostgres();

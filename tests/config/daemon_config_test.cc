@@ -35,6 +35,8 @@ TEST_CASE("the default daemon configuration") {
   CHECK(config.max_parallel_tasks == 16);
   CHECK(config.log_cap_bytes == 64u * 1024 * 1024);
   CHECK(config.kill_grace == 10s);
+  CHECK_FALSE(config.run_as.has_value());
+  CHECK_FALSE(config.run_uids.has_value());
   CHECK(config.pools == std::map<std::string, int>{{"default", 16}});
 }
 
@@ -58,6 +60,8 @@ pg_bin_dir = "/opt/pgsql/bin"
 max_parallel_tasks = 8
 log_cap = "512KiB"
 kill_grace = "30s"
+run_as = "ml-jobs"
+run_uids = "200000-200999"
 [pools]
 gpu = 2
 io = 4
@@ -77,6 +81,10 @@ clock_offset = "-1h30m"
   CHECK(c.max_parallel_tasks == 8);
   CHECK(c.log_cap_bytes == 512u * 1024);
   CHECK(c.kill_grace == 30s);
+  CHECK(c.run_as == "ml-jobs");
+  REQUIRE(c.run_uids.has_value());
+  CHECK(c.run_uids->first == 200000);
+  CHECK(c.run_uids->count == 1000);
   CHECK(c.pools == std::map<std::string, int>{{"default", 8}, {"gpu", 2}, {"io", 4}});
   CHECK(c.catchup_cap == 5);
   CHECK(c.clock_offset == -90min);
@@ -95,6 +103,8 @@ pg_bin_dir = ""
 max_parallel_tasks = 16
 log_cap = "64MiB"
 kill_grace = "10s"
+run_as = "kiln-task"
+run_uids = "1879048192-1879113727"
 [pools]
 default = 16
 gpu = 1
@@ -141,14 +151,21 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "HOST:PORT with a port from 0 to 65535, e.g. \"127.0.0.1:8080\"",
             "kiln.toml:4:1: server.port: unknown key 'port' (accepted: listen)",
         });
-  CHECK(Errors("[executor]\nmax_parallel_task = 4\nlog_cap = \"64 MB\"\nkill_grace = \"soon\"\n") ==
+  CHECK(Errors("[executor]\nmax_parallel_task = 4\nlog_cap = \"64 MB\"\nkill_grace = \"soon\"\n"
+               "run_as = \"bob smith\"\nrun_uids = \"5-4\"\n") ==
         Strings{
             "kiln.toml:2:1: executor.max_parallel_task: unknown key 'max_parallel_task'; did you "
-            "mean 'max_parallel_tasks'? (accepted: kill_grace, log_cap, max_parallel_tasks)",
+            "mean 'max_parallel_tasks'? (accepted: kill_grace, log_cap, max_parallel_tasks, "
+            "run_as, run_uids)",
             "kiln.toml:3:11: executor.log_cap: invalid size \"64 MB\"; expected a number of bytes "
             "with an optional unit B, KiB, MiB, GiB, TiB, KB, MB, GB or TB, e.g. \"64MiB\"",
             "kiln.toml:4:14: executor.kill_grace: invalid duration \"soon\": number expected; "
             "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
+            "kiln.toml:5:10: executor.run_as: 'bob smith' is not a user name: use 1-64 of A-Z "
+            "a-z 0-9 _ . - (not starting with -)",
+            "kiln.toml:6:12: executor.run_uids: invalid range \"5-4\"; expected \"FIRST-LAST\" "
+            "with 1000 <= FIRST <= LAST <= 2147483646 and at most 16777216 ids, e.g. "
+            "\"1879048192-1879113727\", or \"\" for none",
         });
   CHECK(Errors("[scheduler]\ncatchup_cap = 0\nclock_offset = \"-later\"\n") ==
         Strings{

@@ -30,7 +30,8 @@ std::string TwoTasks(const std::string& name, const TempDir& dir, const std::str
 }
 
 void WaitStarted(const TempDir& dir) {
-  WaitFor([&] { return fs::exists(dir / "a.started"); }, "task a to start");
+  // Whole: the shell creates the file before it writes the pid and its newline.
+  WaitFor([&] { return ReadFile(dir / "a.started").ends_with("\n"); }, "task a to start");
 }
 
 int Lines(const fs::path& file) {

@@ -33,9 +33,11 @@ Daemon::Daemon(const TempDir& dir, DaemonOptions options) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  std::vector<std::string> env = {
-      "KILN_DATABASE_URL=" + (options.database_url.empty() ? DatabaseUrl() : options.database_url),
-      std::string("PATH=") + getenv("PATH")};
+  std::vector<std::string> env = {std::string("PATH=") + getenv("PATH")};
+  if (!options.embedded) {
+    env.push_back("KILN_DATABASE_URL=" +
+                  (options.database_url.empty() ? DatabaseUrl() : options.database_url));
+  }
   for (const auto& [name, value] : options.env) env.push_back(name + "=" + value);
   std::vector<std::string> args = {KilnBinary(),  "serve",
                                    "--config",    (dir / "kiln.toml").string(),

@@ -31,6 +31,7 @@ struct DaemonOptions {
   std::string on_stop = "cancel";
   std::string lease = "30s";               // [daemon] lease
   std::string database_url;                // empty: this test process's database (DatabaseUrl())
+  bool embedded = false;                   // no database URL: the daemon starts its own cluster
   std::map<std::string, std::string> env;  // added to the daemon's environment
   std::string listen = "127.0.0.1:0";
 };

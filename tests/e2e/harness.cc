@@ -164,7 +164,9 @@ TempDir::TempDir() {
   std::string tmpl = "/tmp/kiln-e2e-XXXXXX";
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
-  fs::permissions(path_, fs::perms(0755));
+  // Open to all like /tmp (sticky): the tasks of `kiln serve` run as the unprivileged user
+  // kiln-task and leave their marker files here.
+  fs::permissions(path_, fs::perms(01777));
 }
 
 TempDir::~TempDir() {

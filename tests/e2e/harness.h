@@ -42,7 +42,8 @@ void WaitFor(const std::function<bool()>& condition, const std::string& what,
 // Pids of live processes (zombies aside) whose command line mentions `text`.
 std::vector<int> ProcessesMentioning(const std::string& text);
 
-// A fresh folder under /tmp (mode 0755), removed when the object dies.
+// A fresh folder under /tmp (mode 01777, for the tasks of kiln serve), removed when the object
+// dies.
 class TempDir {
  public:
   TempDir();

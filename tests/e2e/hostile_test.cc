@@ -2,11 +2,13 @@
 // that try to leave their box.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
+#include "common/users.h"
 #include "daemon.h"
 #include "harness.h"
 
@@ -93,4 +95,102 @@ TEST_CASE("a task's process that left its group is killed on cancel and on timeo
   pid_t second = escapee("escaped-t");
   CHECK(WaitForRunEnd(daemon, run) == "failed");
   WaitFor([&] { return gone(second); }, "the escapee of the timed-out task to be gone");
+}
+
+TEST_CASE(
+    "a task runs as its run's own user and reaches neither the database, kiln's files "
+    "nor another run") {
+  if (::geteuid() != 0) return;  // only a daemon run as root switches tasks to another user
+  TempDir dir;
+  const std::string holder = Unique("box-holder");
+  const std::string prober = Unique("box-probe");
+  const std::string data = (dir / "data").string();
+  // The holder's task waits, its pid where the prober finds it; the prober prints what it got.
+  WriteFile(dir / "pipelines/holder.toml",
+            "[pipeline]\nname = \"" + holder + "\"\n[tasks.hold]\ncommand = \"echo $$ > " +
+                (dir / "holder.pid").string() + "; touch $KILN_RUN_DIR/mine; while [ ! -e " +
+                (dir / "release").string() + " ]; do sleep 0.05; done\"\n");
+  const std::string probe =
+      "echo ids: $(id -u) $(id -g) / $(id -G)\n"
+      "echo user: $USER\n"
+      "for role in kiln postgres; do\n"
+      "  if psql -X -h " +
+      data +
+      "/postgres -U $role -d kiln -c 'SELECT 1' >/dev/null 2>err; then\n"
+      "    echo $role: connected\n"
+      "  else\n"
+      "    grep -q 'Permission denied' err && echo $role: refused\n"
+      "  fi\n"
+      "done\n"
+      "ls " +
+      data +
+      "/postgres >/dev/null 2>&1 && echo cluster: listed || echo cluster: refused\n"
+      "cat " +
+      data +
+      "/postgres.log >/dev/null 2>&1 && echo server log: read || "
+      "echo server log: refused\n"
+      "ls " +
+      data +
+      "/logs >/dev/null 2>&1 && echo logs: listed || echo logs: refused\n"
+      "touch " +
+      data +
+      "/logs/planted 2>/dev/null && echo logs: written || echo logs: not written\n"
+      "ls " +
+      data +
+      "/runs >/dev/null 2>&1 && echo runs: listed || echo runs: refused\n"
+      "ls " +
+      data +
+      "/supervisor >/dev/null 2>&1 && echo supervisor: listed || "
+      "echo supervisor: refused\n"
+      "kill -0 1 2>/dev/null && echo init: signalled || echo init: refused\n"
+      "kill -0 $(cat " +
+      (dir / "holder.pid").string() +
+      ") 2>/dev/null && "
+      "echo other run\\'s task: signalled || echo other run\\'s task: refused\n"
+      "ls \"$KILN_PARAM_OTHER\" >/dev/null 2>&1 && echo other run folder: listed || "
+      "echo other run folder: refused\n"
+      "touch \"$KILN_PARAM_OTHER/planted\" 2>/dev/null && echo other run folder: written || "
+      "echo other run folder: not written\n"
+      "[ \"$HOME\" = \"$KILN_RUN_DIR\" ] && echo home: the run folder\n"
+      "touch \"$KILN_RUN_DIR/out\" && echo run folder: written\n";
+  WriteFile(dir / "probe.sh", probe);
+  WriteFile(dir / "pipelines/probe.toml",
+            "[pipeline]\nname = \"" + prober + "\"\n[params]\nother = \"\"\n[tasks.probe]\n" +
+                "argv = [\"/bin/sh\", \"" + (dir / "probe.sh").string() +
+                "\"]\nworkdir = \"..\"\n");
+  DaemonOptions options(dir / "pipelines");
+  options.embedded = true;
+  Daemon daemon(dir, options);
+  auto op = daemon.Client(kOperatorToken);
+
+  const int64_t held = Trigger(op, holder);
+  WaitFor([&] { return ReadFile(dir / "holder.pid").ends_with("\n"); }, "the holder to start");
+  const std::string held_dir = data + "/runs/" + holder + "/" + std::to_string(held);
+  const int64_t run = Trigger(op, prober, json{{"params", {{"other", held_dir}}}}.dump());
+  CHECK(WaitForRunEnd(daemon, run) == "success");
+  auto task_group = kiln::LookupIdentity("kiln-task");
+  REQUIRE(task_group.ok());
+  const std::string uid = std::to_string(1879048192 + run % 65536);
+  CHECK(ReadFile(dir / "data/logs" / prober / std::to_string(run) / "probe/1.log") ==
+        "ids: " + uid + " " + uid + " / " + uid + " " + std::to_string(task_group->gid) +
+            "\nuser: kiln-task\nkiln: refused\npostgres: refused\ncluster: refused\n"
+            "server log: refused\nlogs: refused\nlogs: not written\nruns: refused\n"
+            "supervisor: refused\ninit: refused\nother run's task: refused\n"
+            "other run folder: refused\nother run folder: not written\nhome: the run folder\n"
+            "run folder: written\n");
+  const std::string run_dir = data + "/runs/" + prober + "/" + std::to_string(run);
+  struct stat st {};
+  REQUIRE(::stat((run_dir + "/out").c_str(), &st) == 0);
+  CHECK(std::to_string(st.st_uid) == uid);
+  // Its run has ended: the folder is closed to every task, until a retry opens it again.
+  REQUIRE(::stat(run_dir.c_str(), &st) == 0);
+  CHECK(st.st_uid == 0);
+  CHECK((st.st_mode & 07777) == 0700);
+  REQUIRE(::stat(held_dir.c_str(), &st) == 0);
+  CHECK(std::to_string(st.st_uid) == std::to_string(1879048192 + held % 65536));
+  CHECK((st.st_mode & 07777) == 0700);
+  CHECK_FALSE(std::filesystem::exists(held_dir + "/planted"));
+  CHECK_FALSE(std::filesystem::exists(dir / "data/logs/planted"));
+  WriteFile(dir / "release", "");
+  CHECK(WaitForRunEnd(daemon, held) == "success");
 }

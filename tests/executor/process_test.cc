@@ -379,6 +379,71 @@ TEST_CASE("the program runs in the working directory and is found on the task's 
   CHECK(t::ReadFile(spec.log_path) == dir.path().string() + "\n");
 }
 
+TEST_CASE("a process runs as the spec's user, without capabilities, in a folder of its own") {
+  if (::geteuid() != 0) return;  // only root starts processes as another user
+  t::TempDir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  auto nobody = kiln::LookupIdentity("nobody");
+  REQUIRE(nobody.ok());
+  ProcessSpec spec = t::ShellSpec(
+      dir,
+      "id -u; id -G; grep -E '^Cap(Prm|Eff)' /proc/self/status; touch mine && echo wrote; "
+      "touch ../theirs 2>/dev/null || echo 'parent refused'; ls .. >/dev/null 2>&1 || echo "
+      "'listing refused'; cat " +
+          (dir / "root-only").string() + " 2>/dev/null || echo 'root file refused'");
+  { std::ofstream(dir / "root-only") << "secret"; }
+  ::chmod((dir / "root-only").c_str(), 0600);
+  const std::filesystem::path run_dir = dir / "runs/p/7";
+  spec.create_dirs = {run_dir};
+  spec.cwd = run_dir;
+  spec.user = *nobody;
+  ProcessResult r = t::RunProcess(spec);
+  CHECK(r.exit_code == 0);
+  CHECK(t::ReadFile(spec.log_path) ==
+        "65534\n65534\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nwrote\n"
+        "parent refused\nlisting refused\nroot file refused\n");
+  struct stat st;
+  REQUIRE(::stat(run_dir.c_str(), &st) == 0);
+  CHECK(st.st_uid == 65534);
+  CHECK((st.st_mode & 07777) == 0700);
+  REQUIRE(::stat((dir / "runs/p").c_str(), &st) == 0);
+  CHECK(st.st_uid == 0);
+  CHECK((st.st_mode & 07777) == 0711);
+  // This thread is root again, with every id.
+  uid_t ruid = 1, euid = 1, suid = 1;
+  REQUIRE(::getresuid(&ruid, &euid, &suid) == 0);
+  CHECK((ruid | euid | suid) == 0);
+
+  SECTION("a folder the user cannot enter is a start failure that names the user") {
+    std::filesystem::create_directory(dir / "closed");
+    ::chmod((dir / "closed").c_str(), 0700);
+    spec.cwd = dir / "closed";
+    r = t::RunProcess(spec);
+    CHECK_FALSE(r.started);
+    CHECK(r.error == "working directory '" + spec.cwd.string() +
+                         "' is not accessible: Permission denied (as user 'nobody')");
+  }
+  SECTION("an existing run folder is taken over, a symbolic link is refused") {
+    REQUIRE(::chown(run_dir.c_str(), 0, 0) == 0);
+    ::chmod(run_dir.c_str(), 0755);
+    r = t::RunProcess(spec);
+    CHECK(r.exit_code == 0);
+    REQUIRE(::stat(run_dir.c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534);
+    CHECK((st.st_mode & 07777) == 0700);
+
+    std::filesystem::create_directory(dir / "elsewhere");
+    std::filesystem::create_directory_symlink(dir / "elsewhere", dir / "runs/p/8");
+    spec.create_dirs = {dir / "runs/p/8"};
+    spec.cwd = dir.path();
+    r = t::RunProcess(spec);
+    CHECK_FALSE(r.started);
+    CHECK(r.error == "cannot create folder '" + (dir / "runs/p/8").string() + "': Not a directory");
+    REQUIRE(::stat((dir / "elsewhere").c_str(), &st) == 0);
+    CHECK(st.st_uid == 0);
+  }
+}
+
 TEST_CASE("resource use: peak RSS and CPU time of the process") {
   t::TempDir dir;
   ProcessSpec spec;

@@ -145,6 +145,7 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   l.timeout_ms = 5000;
   l.kill_grace_ms = 100;
   l.log_cap_bytes = 1 << 20;
+  l.user = kiln::Identity{"kiln-task", 999, 995, {995, 44}, true};
   std::string buffer = wire::EncodeLaunch(l) + wire::EncodeAck({l.key});
   std::string first_half = buffer.substr(0, 10);
   bool error = false;
@@ -162,6 +163,11 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   CHECK(decoded->env == l.env);
   CHECK(decoded->create_dirs == l.create_dirs);
   CHECK(decoded->log_cap_bytes == l.log_cap_bytes);
+  CHECK(decoded->user.switch_user);
+  CHECK(decoded->user.name == "kiln-task");
+  CHECK(decoded->user.uid == 999);
+  CHECK(decoded->user.gid == 995);
+  CHECK(decoded->user.groups == std::vector<gid_t>{995, 44});
   // A body cut short is refused, not read past its end.
   wire::Reader cut(std::string_view(frames[0]).substr(0, frames[0].size() - 3));
   cut.U8();

@@ -136,6 +136,7 @@ class FakeRunner final : public sch::TaskRunner {
   void Recorded(RunId, TaskId task, int attempt) override {
     recorded.push_back(task_names.at(kiln::Index(task)) + "#" + std::to_string(attempt));
   }
+  void CloseRunFolder(const std::filesystem::path& run_dir) override { closed.push_back(run_dir); }
   void Kill(RunId, TaskId task) override {
     std::string id = task_names.at(kiln::Index(task));
     auto it = running.find(id);
@@ -166,7 +167,8 @@ class FakeRunner final : public sch::TaskRunner {
   std::map<std::string, Started> running;
   std::vector<std::string> killed;
   std::vector<sch::AdoptRequest> adopted;
-  std::vector<std::string> recorded;  // "task#attempt" acknowledged as durable
+  std::vector<std::string> recorded;          // "task#attempt" acknowledged as durable
+  std::vector<std::filesystem::path> closed;  // run folders closed at their run's end
 
  private:
   asio::io_context& io_;
@@ -189,7 +191,8 @@ inline kiln::dag::TaskSpec Task(std::string id, std::vector<std::string> needs =
 }
 
 struct Harness {
-  explicit Harness(std::vector<kiln::dag::TaskSpec> tasks, int parallel = 4) {
+  explicit Harness(std::vector<kiln::dag::TaskSpec> tasks, int parallel = 4,
+                   const std::function<void(sch::SchedulerOptions&)>& tweak = {}) {
     spec.name = "p";
     spec.file = "/pipelines/p.toml";
     spec.params = {{"word", kiln::dag::ParamValue(std::string("a b")), {}}};
@@ -205,6 +208,7 @@ struct Harness {
     o.runs_dir = "/data/runs";
     o.base_env = {{"PATH", "/usr/bin:/bin"}};
     o.commit_retry_delay = std::chrono::milliseconds(1);
+    if (tweak) tweak(o);
     scheduler = std::make_unique<sch::Scheduler>(io, store, runner, clock, o);
     scheduler->SetObserver(&recorder);
   }

@@ -59,6 +59,40 @@ TEST_CASE("launch requests carry the rendered command, the log path and an expli
   CHECK(env["KILN_TRIGGERED_BY"] == "5");
 }
 
+TEST_CASE("a run's tasks take its own user id, HOME is its folder, which closes at its end") {
+  Harness h({Task("a")}, 4, [](sch::SchedulerOptions& o) {
+    o.task_user = kiln::Identity{"kiln-task", 999, 995, {995, 44}, true};
+    o.task_uids = kiln::UidRange{100000, 1000};
+  });
+  h.Start();
+  REQUIRE(h.runner.running.count("a"));
+  const auto& req = h.runner.running["a"].request;
+  CHECK(req.user.switch_user);
+  CHECK(req.user.name == "kiln-task");
+  CHECK(req.user.uid == 100007);  // 100000 + run 7
+  CHECK(req.user.gid == 100007);
+  CHECK(req.user.groups == std::vector<gid_t>{995});
+  std::map<std::string, std::string> env(req.env.begin(), req.env.end());
+  CHECK(env["USER"] == "kiln-task");
+  CHECK(env["LOGNAME"] == "kiln-task");
+  CHECK(env["HOME"] == "/data/runs/p/7");
+  CHECK(h.runner.closed.empty());
+  h.runner.Exit("a", 0);
+  h.Settle();
+  CHECK(h.runner.closed == std::vector<std::filesystem::path>{"/data/runs/p/7"});
+}
+
+TEST_CASE("without a task user, tasks keep the scheduler's identity and folders stay open") {
+  Harness h({Task("a")});
+  h.Start();
+  REQUIRE(h.runner.running.count("a"));
+  CHECK_FALSE(h.runner.running["a"].request.user.switch_user);
+  h.runner.Exit("a", 0);
+  h.Settle();
+  CHECK(h.recorder.state == RunState::kSuccess);
+  CHECK(h.runner.closed.empty());
+}
+
 TEST_CASE("a failed attempt is retried after its backoff, then succeeds") {
   auto t = Task("a");
   t.retry.retries = 2;
