@@ -209,7 +209,7 @@ void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& co
         r_.Error(LocOf(*node), "executor.run_uids",
                  "invalid range \"" + *text +
                      "\"; expected \"FIRST-LAST\" with 1000 <= FIRST <= LAST <= 2147483646 and "
-                     "at most 16777216 ids, e.g. \"1879048192-1879113727\", or \"\" for none");
+                     "at most 16777216 ids, e.g. \"1879048192-1895825407\", or \"\" for none");
       }
     }
   }

@@ -45,7 +45,7 @@ struct TaskUsers {
 // Run ids: executor.run_uids; unset, kDefaultRunUids for a daemon that switches user, none
 // otherwise. Errors say what to create or set; a range that holds a user or group of the host
 // is one.
-inline constexpr UidRange kDefaultRunUids{1879048192, 65536};
+inline constexpr UidRange kDefaultRunUids{1879048192, 1u << 24};
 Result<TaskUsers> TaskUser(const config::DaemonConfig& config, bool daemon);
 
 // <runs_dir> (mode 0711) and its pipeline folders made passable for the tasks of `users`, checked

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
+
 namespace kiln::executor {
 
 namespace fs = std::filesystem;
@@ -25,11 +27,15 @@ bool WriteText(const fs::path& file, const std::string& text) {
   return ok;
 }
 
+// The processes in `cgroup`, never this one (whose spawning thread sits there if moving it back
+// out ever failed).
 std::vector<pid_t> Members(const fs::path& cgroup) {
   std::vector<pid_t> out;
   std::ifstream in(cgroup / "cgroup.procs");
   long pid = 0;
-  while (in >> pid) out.push_back(static_cast<pid_t>(pid));
+  while (in >> pid) {
+    if (pid != ::getpid()) out.push_back(static_cast<pid_t>(pid));
+  }
   return out;
 }
 
@@ -91,7 +97,10 @@ void Cgroups::SpawnInside(const std::string& cgroup, const std::function<void()>
   const std::string tid = ThreadId();
   bool moved = !cgroup.empty() && WriteText(fs::path(cgroup) / "tasks", tid);
   spawn();
-  if (moved) WriteText(root_ / "tasks", tid);
+  if (moved && !WriteText(root_ / "tasks", tid)) {
+    log::Error("cgroups: cannot move thread " + tid + " back out of " + cgroup +
+               "; it stays there (this process is never signalled through it)");
+  }
 }
 
 std::vector<pid_t> Cgroups::Signal(const std::string& cgroup, int signal) {

@@ -3,15 +3,19 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -124,6 +128,14 @@ Status MakePrivateDir(const std::filesystem::path& dir, const Identity& who) {
   };
   if (dir.has_relative_path() && dir.parent_path() != dir) {
     if (Status parent = MakeDirs(dir.parent_path(), 0711); !parent.ok()) return parent;
+    // Passable for the user whatever the umask was, or whoever made it (a `kiln run` makes it
+    // 0750): x for group and others, nothing more.
+    UniqueFd parent(::open(dir.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct stat st;
+    if (parent.valid() && ::fstat(parent.get(), &st) == 0 && st.st_uid == ::geteuid() &&
+        (st.st_mode & 0011) != 0011) {
+      ::fchmod(parent.get(), (st.st_mode & 07777) | 0011);
+    }
   }
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return fail(errno);
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -145,47 +157,6 @@ Status CloseFolder(const std::filesystem::path& dir) {
     return Status::Error("cannot close folder " + Quote(dir) + ": " + ErrnoText(errno));
   }
   return Status::Ok();
-}
-
-ThreadUser::ThreadUser(const Identity& who) {
-  if (!who.switch_user) return;
-  dumpable_ = ::prctl(PR_GET_DUMPABLE);
-  ::syscall(SYS_getresuid, &ruid_, &euid_, &suid_);
-  ::syscall(SYS_getresgid, &rgid_, &egid_, &sgid_);
-  long count = ::syscall(SYS_getgroups, 0, nullptr);
-  groups_.resize(static_cast<size_t>(count > 0 ? count : 0));
-  if (count > 0) ::syscall(SYS_getgroups, count, groups_.data());
-  if (::syscall(SYS_setgroups, who.groups.size(), who.groups.data()) != 0) {
-    error_ = errno;
-    return;
-  }
-  // The saved ids stay root's: the thread (and a child until its exec) can switch back.
-  if (::syscall(SYS_setresgid, who.gid, who.gid, -1) != 0) {
-    error_ = errno;
-    ::syscall(SYS_setgroups, groups_.size(), groups_.data());
-    return;
-  }
-  if (::syscall(SYS_setresuid, who.uid, who.uid, -1) != 0) {
-    error_ = errno;
-    ::syscall(SYS_setresgid, rgid_, egid_, sgid_);
-    ::syscall(SYS_setgroups, groups_.size(), groups_.data());
-    return;
-  }
-  switched_ = true;
-}
-
-ThreadUser::~ThreadUser() {
-  if (!switched_) return;
-  // The user id first: back to root, the thread has its capabilities again for the rest.
-  if (::syscall(SYS_setresuid, ruid_, euid_, suid_) != 0 ||
-      ::syscall(SYS_setresgid, rgid_, egid_, sgid_) != 0 ||
-      ::syscall(SYS_setgroups, groups_.size(), groups_.data()) != 0) {
-    static constexpr char kMessage[] = "kiln: cannot switch a thread back from a task's user\n";
-    WriteAll(2, std::string_view(kMessage, sizeof kMessage - 1));
-    std::abort();
-  }
-  // A change of effective user makes the process undumpable; it was not before.
-  if (dumpable_ == 1) ::prctl(PR_SET_DUMPABLE, 1);
 }
 
 Result<UniqueFd> OpenLogFile(const std::filesystem::path& path) {
@@ -257,8 +228,123 @@ Result<std::string> ResolveProgram(const std::string& argv0, const Env& env,
   return Status::Error("cannot start '" + argv0 + "': " + ErrnoText(err));
 }
 
+namespace {
+
+// Where a forked child failed, reported as {step, errno} through its close-on-exec pipe.
+enum ChildStep : int { kStepFds = 1, kStepUser, kStepCwd, kStepExec };
+
+// The child of ForkAs: async-signal-safe calls only (it is a fork of a threaded process).
+[[noreturn]] void ChildAs(const char* program, char* const* argv, char* const* envp,
+                          const char* cwd, const Identity& user, int output_fd, int report_fd) {
+  auto fail = [report_fd](int step) {
+    int msg[2] = {step, errno};
+    ssize_t ignored = ::write(report_fd, msg, sizeof msg);
+    (void)ignored;
+    ::_exit(127);
+  };
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  if (::setpgid(0, 0) != 0) fail(kStepFds);
+  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(output_fd, 1) < 0 ||
+      ::dup2(output_fd, 2) < 0) {
+    fail(kStepFds);
+  }
+  if (::setgroups(user.groups.size(), user.groups.data()) != 0 ||
+      ::setresgid(user.gid, user.gid, user.gid) != 0 ||
+      ::setresuid(user.uid, user.uid, user.uid) != 0) {
+    fail(kStepUser);
+  }
+  if (cwd != nullptr && ::chdir(cwd) != 0) fail(kStepCwd);
+  // Everything but 0, 1, 2 closes at exec (the report pipe too, which tells the parent it did).
+  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(kStepFds);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve(program, argv, envp);
+  fail(kStepExec);
+  ::_exit(127);
+}
+
+// Forks a child that becomes `user` and execs; returns its pid, or an error message.
+Result<pid_t> ForkAs(const std::string& program, const std::vector<std::string>& argv,
+                     const std::vector<std::string>& env, const std::filesystem::path& cwd,
+                     const Identity& user, int output_fd) {
+  const std::string name = argv.empty() ? program : argv[0];
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    return Status::Error("cannot start '" + name + "': " + ErrnoText(errno));
+  }
+  UniqueFd report_read(report[0]);
+  UniqueFd report_write(report[1]);
+  std::vector<char*> c_argv = CStrings(argv);
+  std::vector<char*> c_env = CStrings(env);
+  const char* c_cwd = cwd.empty() ? nullptr : cwd.c_str();
+  // No handler of the daemon may run in the child before it has reset them.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ChildAs(program.c_str(), c_argv.data(), c_env.data(), c_cwd, user, output_fd,
+            report_write.get());
+  }
+  const int fork_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  report_write.reset();
+  if (pid < 0) return Status::Error("cannot start '" + name + "': " + ErrnoText(fork_errno));
+  // End of file: it has exec'd. {step, errno}: it has not, and exits.
+  int msg[2] = {0, 0};
+  ssize_t got = -1;
+  pollfd watch{report_read.get(), POLLIN, 0};
+  int ready = 0;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kExecDeadlineMs);
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    ready = ::poll(&watch, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (ready >= 0 || errno != EINTR) break;
+  }
+  if (ready > 0) {
+    while ((got = ::read(report_read.get(), msg, sizeof msg)) < 0 && errno == EINTR) {
+    }
+  }
+  if (got == 0) return pid;
+  int status = 0;
+  if (ready <= 0) ::kill(pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const std::string as = " (as user '" + user.name + "')";
+  if (ready <= 0) {
+    return Status::Error("cannot start '" + name + "'" + as + ": it did not reach exec within " +
+                         std::to_string(kExecDeadlineMs / 1000) +
+                         " s (stopped by another process of its user?) and was killed");
+  }
+  if (got != static_cast<ssize_t>(sizeof msg)) {
+    return Status::Error("cannot start '" + name + "'" + as + ": the child ended before exec");
+  }
+  const std::string reason = ErrnoText(msg[1]);
+  switch (msg[0]) {
+    case kStepUser:
+      return Status::Error("cannot start '" + name + "' as user '" + user.name +
+                           "': switching user: " + reason);
+    case kStepCwd:
+      return Status::Error("working directory " + Quote(cwd) + " is not accessible: " + reason +
+                           as);
+    case kStepExec:
+      return Status::Error("cannot start '" + name + "': " + reason + as);
+    default:
+      return Status::Error("cannot start '" + name + "': " + reason);
+  }
+}
+
+}  // namespace
+
 Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::string>& argv,
-                             const Env& env, const std::filesystem::path& cwd) {
+                             const Env& env, const std::filesystem::path& cwd,
+                             const Identity& user) {
   const std::string subject = "cannot start '" + (argv.empty() ? program : argv[0]) + "': ";
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Status::Error(subject + ErrnoText(errno));
@@ -269,20 +355,26 @@ Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::
   if (::fcntl(read_end.get(), F_SETFL, O_NONBLOCK) != 0) {
     return Status::Error(subject + ErrnoText(errno));
   }
-  SpawnSetup setup;
-  if (int rc = setup.Prepare(write_end.get(), cwd); rc != 0) {
-    return Status::Error(subject + ErrnoText(rc));
-  }
   std::vector<std::string> env_strings;
   env_strings.reserve(env.size());
   for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
-  std::vector<char*> c_argv = CStrings(argv);
-  std::vector<char*> c_env = CStrings(env_strings);
   pid_t pid = -1;
-  // glibc's posix_spawn uses CLONE_VFORK and reports exec failures as its return value.
-  int rc = ::posix_spawn(&pid, program.c_str(), setup.actions(), setup.attr(), c_argv.data(),
-                         c_env.data());
-  if (rc != 0) return Status::Error(subject + ErrnoText(rc));
+  if (user.switch_user) {
+    auto forked = ForkAs(program, argv, env_strings, cwd, user, write_end.get());
+    if (!forked.ok()) return forked.status();
+    pid = *forked;
+  } else {
+    SpawnSetup setup;
+    if (int rc = setup.Prepare(write_end.get(), cwd); rc != 0) {
+      return Status::Error(subject + ErrnoText(rc));
+    }
+    std::vector<char*> c_argv = CStrings(argv);
+    std::vector<char*> c_env = CStrings(env_strings);
+    // glibc's posix_spawn uses CLONE_VFORK and reports exec failures as its return value.
+    int rc = ::posix_spawn(&pid, program.c_str(), setup.actions(), setup.attr(), c_argv.data(),
+                           c_env.data());
+    if (rc != 0) return Status::Error(subject + ErrnoText(rc));
+  }
   write_end.reset();
   int pidfd = OpenPidfd(pid);
   if (pidfd < 0) {

@@ -49,36 +49,15 @@ class UniqueFd {
 // already is a folder. Error: "cannot create folder '<dir>': <reason>".
 Status MakeDirs(const std::filesystem::path& dir, mode_t mode);
 
-// `dir` made `who`'s with mode 0700: created (its missing parents with mode 0711) or, when it
-// exists as a folder, chowned and chmodded; a symbolic link is refused.
+// `dir` made `who`'s with mode 0700: created (its missing parents with mode 0711, and its parent
+// made passable: x for group and others) or, when it exists as a folder, chowned and chmodded; a
+// symbolic link is refused.
 // Error: "cannot create folder '<dir>': <reason>".
 Status MakePrivateDir(const std::filesystem::path& dir, const Identity& who);
 
 // `dir` made this process's user's with mode 0700 (nothing when it is missing; a symbolic link is
 // left alone). Errors: "cannot close folder '<dir>': <reason>".
 Status CloseFolder(const std::filesystem::path& dir);
-
-// Switches the calling thread, and only it, to `who` (raw system calls: glibc's wrappers would
-// switch every thread), keeping root as the saved user id so that the destructor can switch back;
-// what the thread spawns meanwhile is born as `who`, and loses every capability at exec. Nothing
-// happens when who.switch_user is false.
-class ThreadUser {
- public:
-  explicit ThreadUser(const Identity& who);
-  ~ThreadUser();  // switches back; aborts the process if it cannot (the thread would stay `who`)
-  ThreadUser(const ThreadUser&) = delete;
-  ThreadUser& operator=(const ThreadUser&) = delete;
-  // 0, or the errno value of the switch that failed (the thread is then unchanged).
-  int error() const { return error_; }
-
- private:
-  bool switched_ = false;
-  int error_ = 0;
-  int dumpable_ = 1;
-  uid_t ruid_ = 0, euid_ = 0, suid_ = 0;
-  gid_t rgid_ = 0, egid_ = 0, sgid_ = 0;
-  std::vector<gid_t> groups_;
-};
 
 // Creates (or truncates) a log file with mode 0640, its missing folders with mode 0750; the fd is
 // O_CLOEXEC and write-only. Error: "cannot open log file '<path>': <reason>".
@@ -104,11 +83,22 @@ struct Spawned {
   UniqueFd output;
 };
 
-// Starts `program` with posix_spawn: a new process group, stdin from /dev/null, stdout and stderr
-// into one pipe, no other fds, empty signal mask, default dispositions, exactly `env`, in `cwd`
-// (unchanged when empty). Error: "cannot start '<argv[0]>': <reason>".
+// Starts `program`: a new process group, stdin from /dev/null, stdout and stderr into one pipe,
+// no other fds, empty signal mask, default dispositions, exactly `env`, in `cwd` (unchanged when
+// empty). Error: "cannot start '<argv[0]>': <reason>".
+//
+// As kiln's own user (user.switch_user false) with posix_spawn. As another user (kiln is root)
+// with fork: the child alone takes the user's ids (groups, gid, uid: real, effective and saved,
+// so it has no capabilities and no way back), then enters `cwd` and execs, so that permissions
+// are the user's; it reports a failure through a close-on-exec pipe. Nothing of kiln ever runs
+// with the user's ids (a thread with them could be signalled by the user's processes). The wait
+// for the exec is bounded (kExecDeadline): a child stopped before its exec (a process of the
+// same user can stop it) is killed and the start fails. Errors name the user when it was refused:
+// "working directory '/x' is not accessible: Permission denied (as user 'kiln-task')".
+inline constexpr int kExecDeadlineMs = 5000;
 Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::string>& argv,
-                             const Env& env, const std::filesystem::path& cwd);
+                             const Env& env, const std::filesystem::path& cwd,
+                             const Identity& user);
 
 // The live and zombie processes whose process group is `pgid` (read from /proc).
 struct GroupMember {

@@ -164,33 +164,16 @@ Status ProcessManager::Impl::Launch(Child& c) {
         spec.user.switch_user ? os::MakePrivateDir(dir, spec.user) : os::MakeDirs(dir, 0750);
     if (!made.ok()) return made;
   }
+  // Whether it exists is checked here; whether the task's user may enter it and run the program,
+  // by the child as that user (SpawnProcess).
+  if (!spec.cwd.empty()) {
+    if (Status cwd = os::CheckWorkingDirectory(spec.cwd); !cwd.ok()) return cwd;
+  }
+  Result<std::string> program = os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
+  if (!program.ok()) return program.status();
   Result<os::Spawned> spawned = Status::Error("not spawned");
-  // As the task's user (on this thread only), so that the checks see what the task will see.
   const auto spawn = [&] {
-    os::ThreadUser as(spec.user);
-    if (as.error() != 0) {
-      spawned = Status::Error("cannot start '" + spec.argv[0] + "' as user '" + spec.user.name +
-                              "': " + os::ErrnoText(as.error()));
-      return;
-    }
-    // Who was refused, when it was a refusal.
-    auto as_whom = [&](const std::string& error) {
-      const bool refused = error.find("Permission denied") != std::string::npos;
-      return spec.user.switch_user && refused ? error + " (as user '" + spec.user.name + "')"
-                                              : error;
-    };
-    if (!spec.cwd.empty()) {
-      if (Status cwd = os::CheckWorkingDirectory(spec.cwd); !cwd.ok()) {
-        spawned = Status::Error(as_whom(cwd.message()));
-        return;
-      }
-    }
-    Result<std::string> program = os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
-    if (!program.ok()) {
-      spawned = Status::Error(as_whom(program.message()));
-      return;
-    }
-    spawned = os::SpawnProcess(*program, spec.argv, spec.env, spec.cwd);
+    spawned = os::SpawnProcess(*program, spec.argv, spec.env, spec.cwd, spec.user);
   };
   if (cgroups) {
     c.cgroup = cgroups->Make(std::to_string(c.handle));

@@ -343,6 +343,18 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   }
   req.env = options_.base_env;
   req.user = RunIdentity(options_.task_user, options_.task_uids, Value(run.ctx.id));
+  if (req.user.switch_user && options_.task_uids.count > 0) {
+    // Ids repeat every `count` runs: two such runs active at once would share one.
+    const int64_t count = options_.task_uids.count;
+    for (RunId other : {RunId{Value(run.ctx.id) - count}, RunId{Value(run.ctx.id) + count}}) {
+      if (runs_.count(other) != 0) {
+        return Status::Error("run " + ToString(other) + " is active and would share user id " +
+                             std::to_string(req.user.uid) + " with this run (executor.run_uids " +
+                             "holds " + std::to_string(count) +
+                             " ids); retry once it has ended, or widen the range");
+      }
+    }
+  }
   if (req.user.switch_user) {
     SetEnv(req.env, "USER", req.user.name);
     SetEnv(req.env, "LOGNAME", req.user.name);

@@ -271,53 +271,99 @@ Status WriteAccessRules(const fs::path& cluster, const Identity& pg_user, const 
   const std::string header = "# Written by kiln at every start: edits are lost.\n";
   std::string ident =
       header + "kiln \"" + pg_user.name + "\" postgres\nkiln \"" + pg_user.name + "\" kiln\n";
-  if (self.name != pg_user.name) ident += "kiln \"" + self.name + "\" kiln\n";
+  // root too, whoever starts it: a daemon run as root must still get in after a `kiln run` of
+  // PostgreSQL's own user rewrote these files.
+  if (self.name != pg_user.name && self.name != "root")
+    ident += "kiln \"" + self.name + "\" kiln\n";
+  if (pg_user.name != "root") ident += "kiln root kiln\n";
   const std::string hba = header + "local all all peer map=kiln\n";
   if (Status s = WriteOwnedFile(cluster / "pg_ident.conf", ident, pg_user); !s.ok()) return s;
   return WriteOwnedFile(cluster / "pg_hba.conf", hba, pg_user);
 }
 
 Result<ProgramResult> RunSqlFile(const fs::path& bin_dir, const fs::path& cluster,
-                                 const std::string& role, const std::string& sql,
-                                 const Identity& user) {
+                                 const std::string& role, const std::string& database,
+                                 const std::string& sql, const Identity& user) {
   const fs::path file = cluster / "kiln-bootstrap.sql";
   if (Status s = WriteOwnedFile(file, sql, user); !s.ok()) return s;
   auto ran = Run(bin_dir, "psql",
                  {"-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", cluster.string(), "-U", role, "-d",
-                  "postgres", "-f", file.string()},
+                  database, "-f", file.string()},
                  user);
   unlink(file.c_str());
   return ran;
 }
 
-// The role 'kiln' (no superuser, no CREATEDB or CREATEROLE) and its database 'kiln', made by the
-// superuser 'postgres' through psql run as PostgreSQL's user. A cluster made by an earlier kiln
-// has 'kiln' as its superuser: 'postgres' is added as the superuser and 'kiln' loses that right.
+// The role 'kiln' (no superuser, no CREATEDB or CREATEROLE) and its database 'kiln', owning
+// everything in its schema, made by the superuser 'postgres' through psql run as PostgreSQL's
+// user. A cluster made by an earlier kiln has 'kiln' as its bootstrap superuser (the owner of
+// the catalogs): it is renamed 'postgres' and a new role 'kiln' takes over the database.
 Status Bootstrap(const fs::path& bin_dir, const fs::path& cluster, const Identity& user) {
   const std::string roles =
       "SELECT 'CREATE ROLE kiln LOGIN' WHERE NOT EXISTS "
       "(SELECT FROM pg_roles WHERE rolname = 'kiln') \\gexec\n"
       "ALTER ROLE kiln LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;\n"
       "SELECT 'CREATE DATABASE kiln OWNER kiln' WHERE NOT EXISTS "
-      "(SELECT FROM pg_database WHERE datname = 'kiln') \\gexec\n";
-  auto ran = RunSqlFile(bin_dir, cluster, "postgres", roles, user);
+      "(SELECT FROM pg_database WHERE datname = 'kiln') \\gexec\n"
+      "ALTER DATABASE kiln OWNER TO kiln;\n";
+  // What a superuser made in the database (an earlier kiln's tables) becomes kiln's.
+  const std::string owners =
+      "DO $$\nDECLARE r record;\nBEGIN\n"
+      "  FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c\n"
+      "      JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+      "      WHERE n.nspname = 'public' AND c.relowner <> 'kiln'::regrole\n"
+      "        AND c.relkind IN ('r', 'p', 'v', 'm', 'f') LOOP\n"
+      "    EXECUTE format(CASE r.relkind WHEN 'v' THEN 'ALTER VIEW %s OWNER TO kiln'\n"
+      "      WHEN 'm' THEN 'ALTER MATERIALIZED VIEW %s OWNER TO kiln'\n"
+      "      WHEN 'f' THEN 'ALTER FOREIGN TABLE %s OWNER TO kiln'\n"
+      "      ELSE 'ALTER TABLE %s OWNER TO kiln' END, r.name);\n"
+      "  END LOOP;\n"
+      "  FOR r IN SELECT c.oid::regclass AS name FROM pg_class c\n"
+      "      JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+      "      WHERE n.nspname = 'public' AND c.relowner <> 'kiln'::regrole AND c.relkind = 'S'\n"
+      "        AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid\n"
+      "                        AND d.deptype IN ('a', 'i')) LOOP\n"
+      "    EXECUTE format('ALTER SEQUENCE %s OWNER TO kiln', r.name);\n"
+      "  END LOOP;\n"
+      "  FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p\n"
+      "      JOIN pg_namespace n ON n.oid = p.pronamespace\n"
+      "      WHERE n.nspname = 'public' AND p.proowner <> 'kiln'::regrole LOOP\n"
+      "    EXECUTE format('ALTER ROUTINE %s OWNER TO kiln', r.name);\n"
+      "  END LOOP;\n"
+      "  IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'public')\n"
+      "      NOT IN ('kiln'::regrole, 'pg_database_owner'::regrole) THEN\n"
+      "    ALTER SCHEMA public OWNER TO kiln;\n"
+      "  END IF;\nEND $$;\n";
+  auto ran = RunSqlFile(bin_dir, cluster, "postgres", "postgres", roles, user);
   if (ran.ok() && ran->exit_code != 0 &&
       ran->output.find("role \"postgres\" does not exist") != std::string::npos) {
     log::Info(
-        "embedded PostgreSQL: adding the superuser 'postgres'; the role 'kiln' kiln uses "
-        "stops being a superuser");
-    auto added =
-        RunSqlFile(bin_dir, cluster, "kiln", "CREATE ROLE postgres SUPERUSER LOGIN;\n", user);
-    if (!added.ok()) return added.status();
-    if (added->exit_code != 0) {
-      return Status::Error("embedded PostgreSQL: adding the role postgres: " +
-                           LastLine(added->output));
+        "embedded PostgreSQL: the superuser 'kiln' of an earlier kiln becomes 'postgres'; kiln "
+        "connects as a new role 'kiln' that is no superuser");
+    // The session user cannot be renamed: the renaming is done as a helper superuser.
+    auto renamed = RunSqlFile(bin_dir, cluster, "kiln", "postgres",
+                              "CREATE ROLE kiln_rename SUPERUSER;\n"
+                              "SET SESSION AUTHORIZATION kiln_rename;\n"
+                              "ALTER ROLE kiln RENAME TO postgres;\n"
+                              "RESET SESSION AUTHORIZATION;\n"
+                              "DROP ROLE kiln_rename;\n",
+                              user);
+    if (!renamed.ok()) return renamed.status();
+    if (renamed->exit_code != 0) {
+      return Status::Error("embedded PostgreSQL: renaming the superuser kiln to postgres: " +
+                           LastLine(renamed->output));
     }
-    ran = RunSqlFile(bin_dir, cluster, "postgres", roles, user);
+    ran = RunSqlFile(bin_dir, cluster, "postgres", "postgres", roles, user);
   }
   if (!ran.ok()) return ran.status();
   if (ran->exit_code != 0) {
     return Status::Error("embedded PostgreSQL: creating the role and database kiln: " +
+                         LastLine(ran->output));
+  }
+  ran = RunSqlFile(bin_dir, cluster, "postgres", "kiln", owners, user);
+  if (!ran.ok()) return ran.status();
+  if (ran->exit_code != 0) {
+    return Status::Error("embedded PostgreSQL: giving the database's tables to kiln: " +
                          LastLine(ran->output));
   }
   return Status::Ok();

@@ -26,7 +26,7 @@ TEST_CASE("a range that holds a user or group of the host is found") {
   // nobody (65534) and root (0) are in every Debian user database.
   CHECK(kiln::FirstHolder(UidRange{65000, 1000}) == "user 'nobody' (uid 65534)");
   CHECK(kiln::FirstHolder(UidRange{0, 1}) == "user 'root' (uid 0)");
-  CHECK(kiln::FirstHolder(UidRange{1879048192, 65536}).empty());
+  CHECK(kiln::FirstHolder(UidRange{1879048192, 1u << 24}).empty());
 }
 
 TEST_CASE("users are looked up by name, with their groups") {

@@ -104,7 +104,7 @@ max_parallel_tasks = 16
 log_cap = "64MiB"
 kill_grace = "10s"
 run_as = "kiln-task"
-run_uids = "1879048192-1879113727"
+run_uids = "1879048192-1895825407"
 [pools]
 default = 16
 gpu = 1
@@ -165,7 +165,7 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "a-z 0-9 _ . - (not starting with -)",
             "kiln.toml:6:12: executor.run_uids: invalid range \"5-4\"; expected \"FIRST-LAST\" "
             "with 1000 <= FIRST <= LAST <= 2147483646 and at most 16777216 ids, e.g. "
-            "\"1879048192-1879113727\", or \"\" for none",
+            "\"1879048192-1895825407\", or \"\" for none",
         });
   CHECK(Errors("[scheduler]\ncatchup_cap = 0\nclock_offset = \"-later\"\n") ==
         Strings{

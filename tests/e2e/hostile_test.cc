@@ -170,7 +170,7 @@ TEST_CASE(
   CHECK(WaitForRunEnd(daemon, run) == "success");
   auto task_group = kiln::LookupIdentity("kiln-task");
   REQUIRE(task_group.ok());
-  const std::string uid = std::to_string(1879048192 + run % 65536);
+  const std::string uid = std::to_string(1879048192 + run % 16777216);
   CHECK(ReadFile(dir / "data/logs" / prober / std::to_string(run) / "probe/1.log") ==
         "ids: " + uid + " " + uid + " / " + uid + " " + std::to_string(task_group->gid) +
             "\nuser: kiln-task\nkiln: refused\npostgres: refused\ncluster: refused\n"
@@ -187,7 +187,7 @@ TEST_CASE(
   CHECK(st.st_uid == 0);
   CHECK((st.st_mode & 07777) == 0700);
   REQUIRE(::stat(held_dir.c_str(), &st) == 0);
-  CHECK(std::to_string(st.st_uid) == std::to_string(1879048192 + held % 65536));
+  CHECK(std::to_string(st.st_uid) == std::to_string(1879048192 + held % 16777216));
   CHECK((st.st_mode & 07777) == 0700);
   CHECK_FALSE(std::filesystem::exists(held_dir + "/planted"));
   CHECK_FALSE(std::filesystem::exists(dir / "data/logs/planted"));

@@ -82,6 +82,32 @@ TEST_CASE("a run's tasks take its own user id, HOME is its folder, which closes 
   CHECK(h.runner.closed == std::vector<std::filesystem::path>{"/data/runs/p/7"});
 }
 
+TEST_CASE("a run whose user id an active run holds fails its task instead of sharing it") {
+  Harness h({Task("a")}, 4, [](sch::SchedulerOptions& o) {
+    o.task_user = kiln::Identity{"kiln-task", 999, 995, {995}, true};
+    o.task_uids = kiln::UidRange{100000, 1000};
+  });
+  h.Start();  // run 7: id 100007
+  REQUIRE(h.runner.running.count("a"));
+  sch::RunContext later = h.Context();
+  later.id = RunId{1007};  // 1000 runs later: the same id
+  h.scheduler->AddRun(later);
+  h.Settle();
+  CHECK(h.runner.order == std::vector<std::string>{"a"});
+  bool failed = false;
+  for (const auto& batch : h.store.committed) {
+    for (const auto& u : batch.tasks) {
+      if (u.run == RunId{1007} && u.state == TaskState::kFailed) {
+        failed = true;
+        CHECK(u.reason ==
+              "could not start: run 7 is active and would share user id 100007 with this run "
+              "(executor.run_uids holds 1000 ids); retry once it has ended, or widen the range");
+      }
+    }
+  }
+  CHECK(failed);
+}
+
 TEST_CASE("without a task user, tasks keep the scheduler's identity and folders stay open") {
   Harness h({Task("a")});
   h.Start();

@@ -207,4 +207,16 @@ TEST_CASE("EmbeddedPostgres takes over a cluster whose superuser was kiln, keepi
         "false");
   CHECK(Query((*pg)->url(), "SELECT rolsuper::text FROM pg_roles WHERE rolname = 'postgres'") ==
         "true");
+  // The bootstrap superuser (owner of the catalogs) is 'postgres' now; kiln is a new role that
+  // owns its database and what is in it.
+  CHECK(Query((*pg)->url(), "SELECT rolname FROM pg_roles WHERE oid = 10") == "postgres");
+  CHECK(Query((*pg)->url(), "SELECT tableowner FROM pg_tables WHERE tablename = 'kept'") == "kiln");
+  CHECK(Query((*pg)->url(),
+              "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'kiln'") == "kiln");
+  CHECK(Query((*pg)->url(), "SELECT count(*) FROM pg_roles WHERE rolname = 'kiln_rename'") == "0");
+  // And again: nothing left to take over.
+  REQUIRE((*pg)->Stop().ok());
+  auto again = EmbeddedPostgres::Start(options);
+  if (!again.ok()) FAIL(again.message());
+  CHECK(Query((*again)->url(), "SELECT answer FROM kept") == "42");
 }
