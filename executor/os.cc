@@ -251,9 +251,10 @@ enum ChildStep : int { kStepFds = 1, kStepUser, kStepCwd, kStepExec };
       ::dup2(output_fd, 2) < 0) {
     fail(kStepFds);
   }
+  // Only the effective user id first: the folder is entered as the user, while the real and
+  // saved ids stay root's, so that the user's processes cannot signal (stop) this child yet.
   if (::setgroups(user.groups.size(), user.groups.data()) != 0 ||
-      ::setresgid(user.gid, user.gid, user.gid) != 0 ||
-      ::setresuid(user.uid, user.uid, user.uid) != 0) {
+      ::setresgid(user.gid, user.gid, user.gid) != 0 || ::setresuid(-1, user.uid, -1) != 0) {
     fail(kStepUser);
   }
   if (cwd != nullptr && ::chdir(cwd) != 0) fail(kStepCwd);
@@ -262,6 +263,8 @@ enum ChildStep : int { kStepFds = 1, kStepUser, kStepCwd, kStepExec };
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // All three ids, right before exec: no capability and no way back.
+  if (::setresuid(user.uid, user.uid, user.uid) != 0) fail(kStepUser);
   ::execve(program, argv, envp);
   fail(kStepExec);
   ::_exit(127);
