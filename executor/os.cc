@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -270,13 +269,15 @@ enum ChildStep : int { kStepFds = 1, kStepUser, kStepCwd, kStepExec };
   ::_exit(127);
 }
 
-// Forks a child that becomes `user` and execs; returns its pid, or an error message.
-Result<pid_t> ForkAs(const std::string& program, const std::vector<std::string>& argv,
-                     const std::vector<std::string>& env, const std::filesystem::path& cwd,
-                     const Identity& user, int output_fd) {
+// Forks a child that becomes `user` and execs; its pid, and the read end of its report pipe.
+Result<std::pair<pid_t, UniqueFd>> ForkAs(const std::string& program,
+                                          const std::vector<std::string>& argv,
+                                          const std::vector<std::string>& env,
+                                          const std::filesystem::path& cwd, const Identity& user,
+                                          int output_fd) {
   const std::string name = argv.empty() ? program : argv[0];
   int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) {
+  if (::pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) {
     return Status::Error("cannot start '" + name + "': " + ErrnoText(errno));
   }
   UniqueFd report_read(report[0]);
@@ -295,52 +296,8 @@ Result<pid_t> ForkAs(const std::string& program, const std::vector<std::string>&
   }
   const int fork_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  report_write.reset();
   if (pid < 0) return Status::Error("cannot start '" + name + "': " + ErrnoText(fork_errno));
-  // End of file: it has exec'd. {step, errno}: it has not, and exits.
-  int msg[2] = {0, 0};
-  ssize_t got = -1;
-  pollfd watch{report_read.get(), POLLIN, 0};
-  int ready = 0;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(kExecDeadlineMs);
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    ready = ::poll(&watch, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
-    if (ready >= 0 || errno != EINTR) break;
-  }
-  if (ready > 0) {
-    while ((got = ::read(report_read.get(), msg, sizeof msg)) < 0 && errno == EINTR) {
-    }
-  }
-  if (got == 0) return pid;
-  int status = 0;
-  if (ready <= 0) ::kill(pid, SIGKILL);
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  const std::string as = " (as user '" + user.name + "')";
-  if (ready <= 0) {
-    return Status::Error("cannot start '" + name + "'" + as + ": it did not reach exec within " +
-                         std::to_string(kExecDeadlineMs / 1000) +
-                         " s (stopped by another process of its user?) and was killed");
-  }
-  if (got != static_cast<ssize_t>(sizeof msg)) {
-    return Status::Error("cannot start '" + name + "'" + as + ": the child ended before exec");
-  }
-  const std::string reason = ErrnoText(msg[1]);
-  switch (msg[0]) {
-    case kStepUser:
-      return Status::Error("cannot start '" + name + "' as user '" + user.name +
-                           "': switching user: " + reason);
-    case kStepCwd:
-      return Status::Error("working directory " + Quote(cwd) + " is not accessible: " + reason +
-                           as);
-    case kStepExec:
-      return Status::Error("cannot start '" + name + "': " + reason + as);
-    default:
-      return Status::Error("cannot start '" + name + "': " + reason);
-  }
+  return std::pair(pid, std::move(report_read));
 }
 
 }  // namespace
@@ -362,10 +319,12 @@ Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::
   env_strings.reserve(env.size());
   for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
   pid_t pid = -1;
+  UniqueFd report;
   if (user.switch_user) {
     auto forked = ForkAs(program, argv, env_strings, cwd, user, write_end.get());
     if (!forked.ok()) return forked.status();
-    pid = *forked;
+    pid = forked->first;
+    report = std::move(forked->second);
   } else {
     SpawnSetup setup;
     if (int rc = setup.Prepare(write_end.get(), cwd); rc != 0) {
@@ -392,7 +351,29 @@ Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::
   spawned.pid = pid;
   spawned.pidfd.reset(pidfd);
   spawned.output = std::move(read_end);
+  spawned.report = std::move(report);
   return spawned;
+}
+
+std::optional<std::string> StartFailure(int report_fd, const std::string& argv0,
+                                        const std::filesystem::path& cwd, const Identity& user) {
+  int msg[2] = {0, 0};
+  ssize_t got;
+  while ((got = ::read(report_fd, msg, sizeof msg)) < 0 && errno == EINTR) {
+  }
+  if (got != static_cast<ssize_t>(sizeof msg)) return std::nullopt;
+  const std::string reason = ErrnoText(msg[1]);
+  const std::string as = " (as user '" + user.name + "')";
+  switch (msg[0]) {
+    case kStepUser:
+      return "cannot start '" + argv0 + "' as user '" + user.name + "': switching user: " + reason;
+    case kStepCwd:
+      return "working directory " + Quote(cwd) + " is not accessible: " + reason + as;
+    case kStepExec:
+      return "cannot start '" + argv0 + "': " + reason + as;
+    default:
+      return "cannot start '" + argv0 + "': " + reason;
+  }
 }
 
 std::vector<GroupMember> ListGroupMembers(pid_t pgid) {

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -81,24 +82,31 @@ struct Spawned {
   pid_t pid = -1;
   UniqueFd pidfd;
   UniqueFd output;
+  // As another user: the read end (non-blocking) of the pipe through which the child reports a
+  // failure before its exec; read it with StartFailure once the child has exited.
+  UniqueFd report;
 };
 
 // Starts `program`: a new process group, stdin from /dev/null, stdout and stderr into one pipe,
 // no other fds, empty signal mask, default dispositions, exactly `env`, in `cwd` (unchanged when
 // empty). Error: "cannot start '<argv[0]>': <reason>".
 //
-// As kiln's own user (user.switch_user false) with posix_spawn. As another user (kiln is root)
-// with fork: the child alone takes the user's ids (groups, gid, uid: real, effective and saved,
-// so it has no capabilities and no way back), then enters `cwd` and execs, so that permissions
-// are the user's; it reports a failure through a close-on-exec pipe. Nothing of kiln ever runs
-// with the user's ids (a thread with them could be signalled by the user's processes). The wait
-// for the exec is bounded (kExecDeadline): a child stopped before its exec (a process of the
-// same user can stop it) is killed and the start fails. Errors name the user when it was refused:
-// "working directory '/x' is not accessible: Permission denied (as user 'kiln-task')".
-inline constexpr int kExecDeadlineMs = 5000;
+// As kiln's own user (user.switch_user false) with posix_spawn, which returns once the child has
+// exec'd or failed to. As another user (kiln is root) with fork, returning at once: the child
+// alone takes the user's groups and gid, its uid as the effective one to enter `cwd` (with the
+// user's rights, while the user's processes cannot signal it), and all three ids right before
+// exec (no capability and no way back). Nothing of kiln ever runs with the user's ids (a thread
+// with them could be signalled by the user's processes). A failure before the exec (switching
+// user, entering `cwd`, exec itself) is written to Spawned::report and the child exits 127.
 Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::string>& argv,
                              const Env& env, const std::filesystem::path& cwd,
                              const Identity& user);
+
+// Once the child of a spawn as another user has exited: why it never exec'd, or nullopt when it
+// did (or was killed before it could). Messages name the user when it was refused:
+// "working directory '/x' is not accessible: Permission denied (as user 'kiln-task')".
+std::optional<std::string> StartFailure(int report_fd, const std::string& argv0,
+                                        const std::filesystem::path& cwd, const Identity& user);
 
 // The live and zombie processes whose process group is `pgid` (read from /proc).
 struct GroupMember {

@@ -54,6 +54,7 @@ struct Child {
   uint64_t logged = 0;    // task output bytes written to the log (the marker not included)
   Descriptor exit_watch;  // pidfd of the main process
   Descriptor output;      // read end of the stdout/stderr pipe
+  os::UniqueFd report;    // spawned as another user: what failed before its exec (os.h)
   asio::steady_timer timeout_timer;
   asio::steady_timer kill_timer;    // SIGKILL after the grace period
   asio::steady_timer output_timer;  // gives up on a pipe held open from outside the group
@@ -194,6 +195,7 @@ Status ProcessManager::Impl::Launch(Child& c) {
     c.output.assign(spawned->output.get(), ec);
     if (!ec) spawned->output.release();
   }
+  c.report = std::move(spawned->report);
   if (ec) {
     // Without both descriptors we could neither reap nor drain it; better not to run it at all.
     ::kill(-c.pid, SIGKILL);
@@ -248,6 +250,17 @@ void ProcessManager::Impl::OnMainExit(const ChildPtr& c) {
   };
   c->result.cpu = to_ms(usage.ru_utime) + to_ms(usage.ru_stime);
   c->result.max_rss_kb = usage.ru_maxrss;
+  if (c->report.valid()) {
+    // Written before it exited, so it is there now if it never exec'd.
+    if (auto failure =
+            os::StartFailure(c->report.get(), c->spec.argv[0], c->spec.cwd, c->spec.user)) {
+      c->result.started = false;
+      c->result.error = *failure;
+      c->result.exit_code.reset();
+      if (c->log.valid()) os::WriteAll(c->log.get(), "[kiln: " + *failure + "]\n");
+    }
+    c->report.reset();
+  }
   error_code ignored;
   c->exit_watch.close(ignored);
   c->timeout_timer.cancel();

@@ -193,4 +193,19 @@ TEST_CASE(
   CHECK_FALSE(std::filesystem::exists(dir / "data/logs/planted"));
   WriteFile(dir / "release", "");
   CHECK(WaitForRunEnd(daemon, held) == "success");
+
+  // A working directory the task's user may not enter: a start failure that names the user.
+  const std::string closed = Unique("box-closed");
+  std::filesystem::create_directory(dir / "closed");
+  ::chmod((dir / "closed").c_str(), 0700);
+  WriteFile(dir / "pipelines/closed.toml", "[pipeline]\nname = \"" + closed +
+                                               "\"\n[tasks.t]\ncommand = \"true\"\n"
+                                               "workdir = \"../closed\"\n");
+  WaitFor([&] { return op.Get(("/api/v1/pipelines/" + closed).c_str())->status == 200; },
+          "the new pipeline to load");
+  const int64_t refused = Trigger(op, closed);
+  CHECK(WaitForRunEnd(daemon, refused) == "failed");
+  CHECK(ReadFile(dir / "data/logs" / closed / std::to_string(refused) / "t/1.log") ==
+        "[kiln: working directory '" + (dir / "pipelines/../closed").string() +
+            "' is not accessible: Permission denied (as user 'kiln-task')]\n");
 }
