@@ -294,47 +294,48 @@ Result<ProgramResult> RunSqlFile(const fs::path& bin_dir, const fs::path& cluste
   return ran;
 }
 
+constexpr const char* kRolesSql =
+    "SELECT 'CREATE ROLE kiln LOGIN' WHERE NOT EXISTS "
+    "(SELECT FROM pg_roles WHERE rolname = 'kiln') \\gexec\n"
+    "ALTER ROLE kiln LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;\n"
+    "SELECT 'CREATE DATABASE kiln OWNER kiln' WHERE NOT EXISTS "
+    "(SELECT FROM pg_database WHERE datname = 'kiln') \\gexec\n"
+    "ALTER DATABASE kiln OWNER TO kiln;\n";
+// What a superuser made in the database (an earlier kiln's tables) becomes kiln's.
+constexpr const char* kOwnersSql =
+    "DO $$\nDECLARE r record;\nBEGIN\n"
+    "  FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c\n"
+    "      JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+    "      WHERE n.nspname = 'public' AND c.relowner <> 'kiln'::regrole\n"
+    "        AND c.relkind IN ('r', 'p', 'v', 'm', 'f') LOOP\n"
+    "    EXECUTE format(CASE r.relkind WHEN 'v' THEN 'ALTER VIEW %s OWNER TO kiln'\n"
+    "      WHEN 'm' THEN 'ALTER MATERIALIZED VIEW %s OWNER TO kiln'\n"
+    "      WHEN 'f' THEN 'ALTER FOREIGN TABLE %s OWNER TO kiln'\n"
+    "      ELSE 'ALTER TABLE %s OWNER TO kiln' END, r.name);\n"
+    "  END LOOP;\n"
+    "  FOR r IN SELECT c.oid::regclass AS name FROM pg_class c\n"
+    "      JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+    "      WHERE n.nspname = 'public' AND c.relowner <> 'kiln'::regrole AND c.relkind = 'S'\n"
+    "        AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid\n"
+    "                        AND d.deptype IN ('a', 'i')) LOOP\n"
+    "    EXECUTE format('ALTER SEQUENCE %s OWNER TO kiln', r.name);\n"
+    "  END LOOP;\n"
+    "  FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p\n"
+    "      JOIN pg_namespace n ON n.oid = p.pronamespace\n"
+    "      WHERE n.nspname = 'public' AND p.proowner <> 'kiln'::regrole LOOP\n"
+    "    EXECUTE format('ALTER ROUTINE %s OWNER TO kiln', r.name);\n"
+    "  END LOOP;\n"
+    "  IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'public')\n"
+    "      NOT IN ('kiln'::regrole, 'pg_database_owner'::regrole) THEN\n"
+    "    ALTER SCHEMA public OWNER TO kiln;\n"
+    "  END IF;\nEND $$;\n";
+
 // The role 'kiln' (no superuser, no CREATEDB or CREATEROLE) and its database 'kiln', owning
 // everything in its schema, made by the superuser 'postgres' through psql run as PostgreSQL's
 // user. A cluster made by an earlier kiln has 'kiln' as its bootstrap superuser (the owner of
 // the catalogs): it is renamed 'postgres' and a new role 'kiln' takes over the database.
 Status Bootstrap(const fs::path& bin_dir, const fs::path& cluster, const Identity& user) {
-  const std::string roles =
-      "SELECT 'CREATE ROLE kiln LOGIN' WHERE NOT EXISTS "
-      "(SELECT FROM pg_roles WHERE rolname = 'kiln') \\gexec\n"
-      "ALTER ROLE kiln LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;\n"
-      "SELECT 'CREATE DATABASE kiln OWNER kiln' WHERE NOT EXISTS "
-      "(SELECT FROM pg_database WHERE datname = 'kiln') \\gexec\n"
-      "ALTER DATABASE kiln OWNER TO kiln;\n";
-  // What a superuser made in the database (an earlier kiln's tables) becomes kiln's.
-  const std::string owners =
-      "DO $$\nDECLARE r record;\nBEGIN\n"
-      "  FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c\n"
-      "      JOIN pg_namespace n ON n.oid = c.relnamespace\n"
-      "      WHERE n.nspname = 'public' AND c.relowner <> 'kiln'::regrole\n"
-      "        AND c.relkind IN ('r', 'p', 'v', 'm', 'f') LOOP\n"
-      "    EXECUTE format(CASE r.relkind WHEN 'v' THEN 'ALTER VIEW %s OWNER TO kiln'\n"
-      "      WHEN 'm' THEN 'ALTER MATERIALIZED VIEW %s OWNER TO kiln'\n"
-      "      WHEN 'f' THEN 'ALTER FOREIGN TABLE %s OWNER TO kiln'\n"
-      "      ELSE 'ALTER TABLE %s OWNER TO kiln' END, r.name);\n"
-      "  END LOOP;\n"
-      "  FOR r IN SELECT c.oid::regclass AS name FROM pg_class c\n"
-      "      JOIN pg_namespace n ON n.oid = c.relnamespace\n"
-      "      WHERE n.nspname = 'public' AND c.relowner <> 'kiln'::regrole AND c.relkind = 'S'\n"
-      "        AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid\n"
-      "                        AND d.deptype IN ('a', 'i')) LOOP\n"
-      "    EXECUTE format('ALTER SEQUENCE %s OWNER TO kiln', r.name);\n"
-      "  END LOOP;\n"
-      "  FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p\n"
-      "      JOIN pg_namespace n ON n.oid = p.pronamespace\n"
-      "      WHERE n.nspname = 'public' AND p.proowner <> 'kiln'::regrole LOOP\n"
-      "    EXECUTE format('ALTER ROUTINE %s OWNER TO kiln', r.name);\n"
-      "  END LOOP;\n"
-      "  IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'public')\n"
-      "      NOT IN ('kiln'::regrole, 'pg_database_owner'::regrole) THEN\n"
-      "    ALTER SCHEMA public OWNER TO kiln;\n"
-      "  END IF;\nEND $$;\n";
-  auto ran = RunSqlFile(bin_dir, cluster, "postgres", "postgres", roles, user);
+  auto ran = RunSqlFile(bin_dir, cluster, "postgres", "postgres", kRolesSql, user);
   if (ran.ok() && ran->exit_code != 0 &&
       ran->output.find("role \"postgres\" does not exist") != std::string::npos) {
     log::Info(
@@ -353,14 +354,14 @@ Status Bootstrap(const fs::path& bin_dir, const fs::path& cluster, const Identit
       return Status::Error("embedded PostgreSQL: renaming the superuser kiln to postgres: " +
                            LastLine(renamed->output));
     }
-    ran = RunSqlFile(bin_dir, cluster, "postgres", "postgres", roles, user);
+    ran = RunSqlFile(bin_dir, cluster, "postgres", "postgres", kRolesSql, user);
   }
   if (!ran.ok()) return ran.status();
   if (ran->exit_code != 0) {
     return Status::Error("embedded PostgreSQL: creating the role and database kiln: " +
                          LastLine(ran->output));
   }
-  ran = RunSqlFile(bin_dir, cluster, "postgres", "kiln", owners, user);
+  ran = RunSqlFile(bin_dir, cluster, "postgres", "kiln", kOwnersSql, user);
   if (!ran.ok()) return ran.status();
   if (ran->exit_code != 0) {
     return Status::Error("embedded PostgreSQL: giving the database's tables to kiln: " +
