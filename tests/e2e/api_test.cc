@@ -28,12 +28,10 @@ json GetRun(httplib::Client& client, int64_t id) {
 }
 
 // Waits until `file` exists; the tasks write it (the event awaited is outside kiln).
-void WaitForFile(const fs::path& file) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!fs::exists(file) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  REQUIRE(fs::exists(file));
+// Waits until a task has written `file` whole: the shell creates it before it writes the line.
+void WaitForLine(const fs::path& file) {
+  WaitFor([&] { return fs::exists(file) && ReadFile(file).ends_with("\n"); },
+          "a line in " + file.filename().string());
 }
 
 }  // namespace
@@ -208,9 +206,9 @@ command = "true"
   auto op = daemon.Client(kOperatorToken);
   int64_t id = Trigger(op, "slow", "{}");
   fs::path run_dir = daemon.data_dir() / "runs/slow" / std::to_string(id);
-  WaitForFile(run_dir / "a.pid");
-  WaitForFile(run_dir / "b.pid");
-  WaitForFile(run_dir / "a.child");
+  WaitForLine(run_dir / "a.pid");
+  WaitForLine(run_dir / "b.pid");
+  WaitForLine(run_dir / "a.child");
   std::vector<int> pids;
   for (auto name : {"a.pid", "a.child", "b.pid"})
     pids.push_back(std::stoi(ReadFile(run_dir / name)));
