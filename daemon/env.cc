@@ -42,8 +42,16 @@ class PgDaemonStore final : public DaemonStore {
   Result<std::vector<scheduler::RunRecord>> QueuedRuns(const std::string& pipeline) override {
     return pool_.Read([&](Database& db) { return db.QueuedRuns(pipeline); });
   }
-  Result<std::map<std::string, std::pair<RunId, dag::RunState>>> LastRuns() override {
-    return pool_.Read([&](Database& db) { return db.LastRuns(); });
+  Result<std::map<std::string, std::vector<std::pair<RunId, dag::RunState>>>> RecentRuns(
+      int per_pipeline) override {
+    return pool_.Read([&](Database& db) { return db.RecentRuns(per_pipeline); });
+  }
+  Result<scheduler::GridPage> Grid(const std::string& pipeline, std::optional<RunId> before,
+                                   int limit) override {
+    return pool_.Read([&](Database& db) { return db.Grid(pipeline, before, limit); });
+  }
+  Result<std::vector<scheduler::AttemptRecord>> RunAttempts(RunId id) override {
+    return pool_.Read([&](Database& db) { return db.RunAttempts(id); });
   }
   Result<bool> ClaimRun(RunId run, const std::string& owner) override {
     return pool_.With([&](Database& db) { return db.ClaimRun(run, owner); });

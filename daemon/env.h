@@ -34,7 +34,11 @@ class DaemonStore {
   virtual Result<scheduler::RunRecord> GetRun(RunId id) = 0;
   virtual Result<scheduler::RunPage> ListRuns(const scheduler::RunFilter& filter) = 0;
   virtual Result<std::vector<scheduler::RunRecord>> QueuedRuns(const std::string& pipeline) = 0;
-  virtual Result<std::map<std::string, std::pair<RunId, dag::RunState>>> LastRuns() = 0;
+  virtual Result<std::map<std::string, std::vector<std::pair<RunId, dag::RunState>>>> RecentRuns(
+      int per_pipeline) = 0;
+  virtual Result<scheduler::GridPage> Grid(const std::string& pipeline, std::optional<RunId> before,
+                                           int limit) = 0;
+  virtual Result<std::vector<scheduler::AttemptRecord>> RunAttempts(RunId id) = 0;
   virtual Result<bool> ClaimRun(RunId run, const std::string& owner) = 0;
   virtual Result<std::string> RequestCancel(RunId run, std::string_view actor,
                                             const std::string& reason) = 0;

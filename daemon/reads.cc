@@ -1,5 +1,8 @@
-// DaemonService's reads of attempts, logs and events, and its health and metrics: the part of
-// the facade that only looks.
+// DaemonService's reads of attempts, logs and events, grids and old pipeline versions, and its
+// health and metrics: the part of the facade that only looks.
+#include <filesystem>
+
+#include "config/pipeline_loader.h"
 #include "daemon/log_files.h"
 #include "daemon/service.h"
 
@@ -19,6 +22,49 @@ Result<std::vector<scheduler::AttemptRecord>> DaemonService::ListAttempts(RunId 
   }
   return Status::Error(ErrorCode::kNotFound,
                        "run " + ToString(run) + " has no task '" + task + "'");
+}
+
+Result<std::vector<scheduler::AttemptRecord>> DaemonService::RunAttempts(RunId run) {
+  return store_.RunAttempts(run);
+}
+
+Result<dag::PipelinePtr> DaemonService::PipelineVersion(const std::string& name,
+                                                        const std::optional<std::string>& version) {
+  dag::PipelinePtr current;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pipelines_.find(name);
+    if (it == pipelines_.end()) {
+      return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
+    }
+    current = it->second.entry.pipeline;
+  }
+  if (current && (!version || *version == current->spec.content_hash)) return current;
+  if (!version) {
+    return Status::Error(ErrorCode::kConflict,
+                         "pipeline '" + name + "' has never loaded: its file has errors");
+  }
+  auto text = store_.PipelineSource(name, *version);
+  if (!text.ok()) return text.status();
+  const std::filesystem::path file =
+      current ? current->spec.file : std::filesystem::path(name + "@" + version->substr(0, 12));
+  config::LoadResult loaded = config::ParsePipeline(*text, file);
+  if (!loaded.pipeline) {
+    return Status::Error(ErrorCode::kConflict, "pipeline '" + name + "' version " +
+                                                   version->substr(0, 12) + " no longer loads");
+  }
+  return loaded.pipeline;
+}
+
+Result<scheduler::GridPage> DaemonService::Grid(const std::string& pipeline,
+                                                std::optional<RunId> before, int limit) {
+  {
+    std::lock_guard lock(mu_);
+    if (!pipelines_.count(pipeline)) {
+      return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + pipeline + "'");
+    }
+  }
+  return store_.Grid(pipeline, before, limit);
 }
 
 Result<scheduler::LogChunk> DaemonService::ReadLog(RunId run, const std::string& task, int attempt,

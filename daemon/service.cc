@@ -143,16 +143,17 @@ std::vector<scheduler::PipelineInfo> DaemonService::ListPipelines() {
   } else {
     log::Error(states.message());
   }
-  auto last = store_.LastRuns();
-  if (!last.ok()) {
-    log::Error(last.message());
+  auto recent = store_.RecentRuns(scheduler::kRecentRuns);
+  if (!recent.ok()) {
+    log::Error(recent.message());
     return out;
   }
   for (auto& info : out) {
-    if (auto it = last->find(info.name); it != last->end()) {
-      info.last_run = it->second.first;
-      info.last_run_state = it->second.second;
-    }
+    auto it = recent->find(info.name);
+    if (it == recent->end() || it->second.empty()) continue;
+    info.last_run = it->second.front().first;
+    info.last_run_state = it->second.front().second;
+    info.recent_runs = std::move(it->second);
   }
   return out;
 }
@@ -169,11 +170,12 @@ Result<scheduler::PipelineInfo> DaemonService::GetPipeline(const std::string& na
   }
   scheduler::RunFilter filter;
   filter.pipeline = name;
-  filter.limit = 1;
+  filter.limit = scheduler::kRecentRuns;
   auto page = store_.ListRuns(filter);
   if (page.ok() && !page->runs.empty()) {
     info.last_run = page->runs[0].id;
     info.last_run_state = page->runs[0].state;
+    for (const auto& run : page->runs) info.recent_runs.emplace_back(run.id, run.state);
   }
   auto states = store_.ScheduleStates();
   if (!states.ok()) return states.status();

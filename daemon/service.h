@@ -87,6 +87,11 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   Status MarkTask(const scheduler::MarkRequest& request) override;
   Result<std::vector<scheduler::AttemptRecord>> ListAttempts(RunId run,
                                                              const std::string& task) override;
+  Result<dag::PipelinePtr> PipelineVersion(const std::string& name,
+                                           const std::optional<std::string>& version) override;
+  Result<scheduler::GridPage> Grid(const std::string& pipeline, std::optional<RunId> before,
+                                   int limit) override;
+  Result<std::vector<scheduler::AttemptRecord>> RunAttempts(RunId run) override;
   Result<scheduler::LogChunk> ReadLog(RunId run, const std::string& task, int attempt,
                                       uint64_t offset, size_t max_bytes) override;
   bool WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,

@@ -1,7 +1,6 @@
 #include "daemon/tokens.h"
 
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "common/random.h"
 #include "common/sha256.h"
 
 namespace kiln::daemon {
@@ -57,15 +57,7 @@ Status WritePrivateFile(const fs::path& file, const std::string& text) {
 
 Result<std::string> NewToken() {
   std::array<unsigned char, 32> bytes{};
-  size_t got = 0;
-  while (got < bytes.size()) {
-    ssize_t n = ::getrandom(bytes.data() + got, bytes.size() - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Error(std::string("cannot read random bytes: ") + std::strerror(errno));
-    }
-    got += static_cast<size_t>(n);
-  }
+  if (Status got = RandomBytes(bytes.data(), bytes.size()); !got.ok()) return got;
   return "kiln_" + Base64Url(bytes.data(), bytes.size());
 }
 

@@ -31,4 +31,8 @@ struct CronSchedule {
 // expression that can never fire ("day 30 never occurs in February"). kInvalidArgument.
 Result<CronSchedule> ParseSchedule(std::string_view text);
 
+// The schedule in words, in its own time zone: "at 03:00 every day", "every 15 minutes on Monday
+// to Friday", "at 00:00 on January 1", "every 6 hours" (dag/cron_words.cc).
+std::string DescribeSchedule(const CronSchedule& schedule);
+
 }  // namespace kiln::dag

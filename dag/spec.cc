@@ -103,6 +103,11 @@ std::optional<RunState> ParseRunState(std::string_view text) {
   return ParseIn(kRunStateNames, text);
 }
 
+char StateLetter(TaskState state) {
+  static constexpr std::string_view kLetters = "pqrusfkxc";  // in TaskState's order
+  return kLetters[static_cast<size_t>(state)];
+}
+
 bool IsTerminal(TaskState state) {
   switch (state) {
     case TaskState::kSuccess:

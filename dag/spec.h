@@ -50,6 +50,11 @@ std::optional<TaskState> ParseTaskState(std::string_view text);
 std::optional<RunState> ParseRunState(std::string_view text);
 bool IsTerminal(TaskState state);
 bool IsTerminal(RunState state);
+// One letter per task state, for compact listings (the API's grid, docs/api.md): p q r u s f k
+// x c for pending, queued, running, up_for_retry, success, failed, skipped, upstream_failed,
+// cancelled.
+char StateLetter(TaskState state);
+inline constexpr char kNoTaskLetter = '.';  // the task is not in that run
 
 // Where a value came from in its file (1-based; 0 = unknown).
 struct SourceLoc {

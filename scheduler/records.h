@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -127,6 +128,19 @@ struct BackfillRecord {
 struct RunPage {
   std::vector<RunRecord> runs;  // without tasks
   std::optional<RunId> next;    // cursor for the next page; empty on the last page
+};
+
+// A page of a pipeline's grid: recent runs, each with the state of every one of its tasks.
+struct GridRun {
+  RunRecord run;  // without tasks
+  // The run's tasks in pipeline order; runs of one version share one list.
+  std::shared_ptr<const std::vector<std::string>> task_ids;
+  std::string states;  // one dag::StateLetter per task of task_ids
+};
+
+struct GridPage {
+  std::vector<GridRun> runs;  // newest first
+  std::optional<RunId> next;  // cursor for the next (older) page; empty on the last page
 };
 
 // Which events to read: those with id > after, oldest first.

@@ -50,10 +50,15 @@ struct PipelineInfo {
   bool paused = false;                    // by the API, else the file's `paused`
   std::optional<RunId> last_run;
   std::optional<dag::RunState> last_run_state;
+  // Its newest runs, newest first (at most kRecentRuns; in listings only).
+  std::vector<std::pair<RunId, dag::RunState>> recent_runs;
   std::optional<Instant> next_fire;  // empty without a schedule or while paused
   std::optional<Instant> last_fire;  // the latest fire dealt with (run created or skipped)
   int64_t fires_skipped = 0;         // fires skipped so far: catch-up policy and overlap
 };
+
+// How many of its newest runs a pipeline listing shows.
+inline constexpr int kRecentRuns = 10;
 
 struct RetryRequest {
   RunId run{};
@@ -135,6 +140,18 @@ class Service {
   // Cancels the runs of the backfill that have not ended (waiting ones never start). kConflict
   // when it has already ended.
   virtual Result<BackfillRecord> CancelBackfill(int64_t id, const std::string& actor) = 0;
+
+  // The pipeline `name` as of `version` (a content hash; none: the version in use), also one that
+  // is no longer loaded while the database keeps it. kNotFound for an unknown pipeline or a
+  // version that is not kept; kConflict when a kept version no longer loads.
+  virtual Result<dag::PipelinePtr> PipelineVersion(const std::string& name,
+                                                   const std::optional<std::string>& version) = 0;
+  // A page of the pipeline's grid: its newest `limit` runs (1..100) older than `before`, with
+  // every task's state. kNotFound for an unknown pipeline.
+  virtual Result<GridPage> Grid(const std::string& pipeline, std::optional<RunId> before,
+                                int limit) = 0;
+  // Every attempt of the run's tasks (kNotFound for an unknown run).
+  virtual Result<std::vector<AttemptRecord>> RunAttempts(RunId run) = 0;
 
   // Every attempt of a task, first attempt first (kNotFound for an unknown run or task).
   virtual Result<std::vector<AttemptRecord>> ListAttempts(RunId run, const std::string& task) = 0;

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kiln needs to build, test and run, when any is missing, and (as
 # root) creates the unprivileged user 'kiln-task' that `kiln serve` runs tasks as.
+#   scripts/setup.sh           what building and running kiln needs
+#   scripts/setup.sh --tests   also what its tests need: Chromium, Node.js and the npm packages
+#                              of tests/browser (playwright-core, pinned by its lock file)
 set -euo pipefail
 
 task_user() {
@@ -15,8 +18,29 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config clang-format
   libboost-dev libboost-graph-dev libpqxx-dev libpq-dev libcpp-httplib-dev libtomlplusplus-dev
   clang libspdlog-dev nlohmann-json3-dev catch2 libcli11-dev libhowardhinnant-date-dev libssl-dev
-  tzdata postgresql python3 python3-sklearn python3-numpy curl wrk
+  tzdata postgresql python3 python3-sklearn python3-numpy curl wrk libgraphviz-dev
 )
+tests=0
+if [[ ${1:-} == --tests ]]; then
+  tests=1
+  packages+=(chromium)
+  # Node.js: the machine's own when it has one (Debian's npm conflicts with other builds of it).
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
+
+# The browser tests' npm packages, exactly as tests/browser/package-lock.json pins them.
+browser_packages() {
+  ((tests)) || return 0
+  local dir
+  dir=$(cd "$(dirname "$0")/../tests/browser" && pwd)
+  # node_modules/.kiln-lock is the lock file it was installed from.
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.kiln-lock" 2>/dev/null; then
+    echo "kiln setup: installing the npm packages of tests/browser" >&2
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+    cp "$dir/package-lock.json" "$dir/node_modules/.kiln-lock"
+  fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,6 +49,7 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]} == 0)); then
   task_user
+  browser_packages
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -37,3 +62,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 task_user
+browser_packages

@@ -5,7 +5,7 @@
 # few seconds (scripts/fuzz.sh; FUZZ_SECONDS per target, default 12).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" --tests
 
 BUILD_DIR="$root/build-ci" "$root/scripts/build.sh" -DKILN_WERROR=ON -DKILN_TESTS=ON
 BUILD_DIR="$root/build-asan" BUILD_TYPE=Debug \

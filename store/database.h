@@ -97,6 +97,8 @@ struct FireResult {
 using scheduler::AttemptRecord;
 using scheduler::EventFilter;
 using scheduler::EventRecord;
+using scheduler::GridPage;
+using scheduler::GridRun;
 using scheduler::RunFilter;
 using scheduler::RunPage;
 using scheduler::RunRecord;
@@ -252,8 +254,15 @@ class Database {
   // Runs of `pipeline` in state queued, oldest first, with params and tasks: those that waited
   // while the pipeline was paused.
   Result<std::vector<RunRecord>> QueuedRuns(const std::string& pipeline);
-  // The latest run (highest id) of every pipeline that has runs, with its state.
-  Result<std::map<std::string, std::pair<RunId, dag::RunState>>> LastRuns();
+  // The newest `per_pipeline` runs (1..100) of every pipeline that has runs, newest first, with
+  // their states.
+  Result<std::map<std::string, std::vector<std::pair<RunId, dag::RunState>>>> RecentRuns(
+      int per_pipeline);
+  // A page of the pipeline's grid: its newest `limit` runs (1..100) older than `before`, each
+  // with its tasks' states (store/database_grid.cc).
+  Result<GridPage> Grid(const std::string& pipeline, std::optional<RunId> before, int limit);
+  // Every attempt of every task of the run, by task then attempt; kNotFound for an unknown run.
+  Result<std::vector<AttemptRecord>> RunAttempts(RunId id);
 
   // Every event of the run, oldest first.
   Result<std::vector<EventRecord>> ListEvents(RunId id);

@@ -1,4 +1,4 @@
-// Database's listings: pages of runs, queued runs, the latest run of each pipeline, pause states.
+// Database's listings: pages of runs, queued runs, pause states.
 #include <algorithm>
 
 #include "store/database.h"
@@ -89,36 +89,6 @@ Result<std::vector<RunRecord>> Database::QueuedRuns(const std::string& pipeline)
     return runs;
   } catch (const std::exception& e) {
     return DbError(what, e);
-  }
-}
-
-Result<std::map<std::string, std::pair<RunId, dag::RunState>>> Database::LastRuns() {
-  try {
-    pqxx::nontransaction txn(impl_->conn, "last_runs");
-    // A skip scan of runs_by_pipeline (pipeline, id DESC): its first entry is the latest run of
-    // the first pipeline; each step jumps to the first entry of the next pipeline. One index
-    // probe per pipeline, whatever the history; no other index gives this order, so the planner
-    // cannot fall back to walking runs.
-    pqxx::result rows = txn.exec(R"sql(
-WITH RECURSIVE last AS (
-  (SELECT pipeline, id, state FROM runs ORDER BY pipeline, id DESC LIMIT 1)
-  UNION ALL
-  SELECT next.* FROM last, LATERAL (
-    SELECT pipeline, id, state FROM runs WHERE runs.pipeline > last.pipeline
-    ORDER BY pipeline, id DESC LIMIT 1) AS next)
-SELECT pipeline, id, state FROM last)sql");
-    std::map<std::string, std::pair<RunId, dag::RunState>> last;
-    for (const pqxx::row& row : rows) {
-      auto state = dag::ParseRunState(row[2].c_str());
-      if (!state) {
-        return Status::Error("database: reading the last runs: unknown run state '" +
-                             std::string(row[2].c_str()) + "'");
-      }
-      last.emplace(row[0].as<std::string>(), std::pair(RunId(row[1].as<int64_t>()), *state));
-    }
-    return last;
-  } catch (const std::exception& e) {
-    return DbError("reading the last runs", e);
   }
 }
 

@@ -273,6 +273,28 @@ Result<std::vector<AttemptRecord>> Database::ListAttempts(RunId id, std::string_
   }
 }
 
+Result<std::vector<AttemptRecord>> Database::RunAttempts(RunId id) {
+  const std::string what = "reading the attempts of run " + ToString(id);
+  try {
+    ReadTxn txn(impl_->conn, "run_attempts");
+    if (txn.exec_params("SELECT 1 FROM runs WHERE id = $1", Value(id)).empty()) {
+      return Status::Error(ErrorCode::kNotFound, "run " + ToString(id) + " not found");
+    }
+    std::vector<AttemptRecord> attempts;
+    // attempts' primary key (run_id, task_id, attempt).
+    for (const pqxx::row& row :
+         txn.exec_params("SELECT " + AttemptColumns() +
+                             ", task_id FROM attempts WHERE run_id = $1 ORDER BY task_id, attempt",
+                         Value(id))) {
+      attempts.push_back(ReadAttempt(id, row[12].as<std::string>(), row));
+    }
+    txn.commit();
+    return attempts;
+  } catch (const std::exception& e) {
+    return DbError(what, e);
+  }
+}
+
 Result<AttemptRecord> Database::GetAttempt(RunId id, std::string_view task_id, int attempt) {
   const std::string subject = "run " + ToString(id) + " task '" + std::string(task_id) +
                               "' attempt " + std::to_string(attempt);

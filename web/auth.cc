@@ -1,12 +1,10 @@
 #include "web/auth.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <set>
 
+#include "common/random.h"
 #include "common/sha256.h"
 #include "web/http.h"
 
@@ -81,27 +79,41 @@ Status CheckTokens(const std::vector<Token>& tokens) {
 
 TokenTable::TokenTable(std::vector<Token> tokens) : tokens_(std::move(tokens)) {
   for (Token& t : tokens_) t.sha256_hex = AsciiLower(t.sha256_hex);
-  unsigned char key[32] = {};
-  size_t got = 0;
-  while (got < sizeof key) {
-    ssize_t n = ::getrandom(key + got, sizeof key - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    KILN_CHECK(n > 0);  // the kernel's random source never fails after boot
-    got += static_cast<size_t>(n);
-  }
-  session_key_ = Sha256Hex(std::string_view(reinterpret_cast<const char*>(key), sizeof key));
 }
 
-std::string TokenTable::SessionFor(const Token& token) const {
-  return Sha256Hex(session_key_ + ":" + token.name + ":" + token.sha256_hex);
+std::string SessionTable::Open(const Token& token) {
+  std::string value = RandomHex(32);
+  std::string hash = Sha256Hex(value);
+  std::lock_guard lock(mu_);
+  while (by_hash_.size() >= max_ && !oldest_first_.empty()) {
+    by_hash_.erase(oldest_first_.front());
+    oldest_first_.pop_front();
+  }
+  oldest_first_.push_back(hash);
+  by_hash_[hash] = Entry{&token, std::prev(oldest_first_.end())};
+  return value;
 }
 
-const Token* TokenTable::FindSession(std::string_view value) const {
-  const Token* found = nullptr;
-  for (const Token& t : tokens_) {
-    if (ConstantTimeEqual(value, SessionFor(t)) && found == nullptr) found = &t;
-  }
-  return found;
+// Looked up by the value's hash, so how long a lookup takes says nothing about open values.
+const Token* SessionTable::Find(std::string_view value) const {
+  std::string hash = Sha256Hex(value);
+  std::lock_guard lock(mu_);
+  auto it = by_hash_.find(hash);
+  return it == by_hash_.end() ? nullptr : it->second.token;
+}
+
+void SessionTable::Close(std::string_view value) {
+  std::string hash = Sha256Hex(value);
+  std::lock_guard lock(mu_);
+  auto it = by_hash_.find(hash);
+  if (it == by_hash_.end()) return;
+  oldest_first_.erase(it->second.age);
+  by_hash_.erase(it);
+}
+
+size_t SessionTable::size() const {
+  std::lock_guard lock(mu_);
+  return by_hash_.size();
 }
 
 const Token* TokenTable::Find(std::string_view secret) const {

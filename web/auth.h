@@ -2,9 +2,12 @@
 // (docs/api.md, "Signing in"). Pure: no HTTP library types here, so it is tested directly.
 #pragma once
 
+#include <list>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/status.h"
@@ -37,16 +40,34 @@ class TokenTable {
   // configured hash, each comparison in constant time. Secrets are never logged or kept.
   const Token* Find(std::string_view secret) const;
 
-  // The sign-in cookie's value for `token`: an opaque session value derived from a key made at
-  // random when the table is built, so the cookie never carries the token itself and stops
-  // working when the daemon restarts. 64 hex digits.
-  std::string SessionFor(const Token& token) const;
-  // The token whose session value is `value` (compared in constant time), or null.
-  const Token* FindSession(std::string_view value) const;
-
  private:
   std::vector<Token> tokens_;  // hashes in lower case
-  std::string session_key_;    // random, hex
+};
+
+// Browsers that signed in (the kiln_session cookie). Each sign-in opens a session whose value is
+// random, never derived from the token; only its SHA-256 is kept, in memory, with the token it
+// stands for. A session ends at sign-out, when the daemon restarts, or when more than `max` are
+// open (the oldest goes first). Thread-safe. The tokens must outlive the table.
+class SessionTable {
+ public:
+  explicit SessionTable(size_t max = 10000) : max_(max) {}
+  // A new session for `token`: the cookie's value, 64 hex digits.
+  std::string Open(const Token& token);
+  // The token of the open session `value`, or null.
+  const Token* Find(std::string_view value) const;
+  // Ends the session `value`, if open.
+  void Close(std::string_view value);
+  size_t size() const;
+
+ private:
+  struct Entry {
+    const Token* token;
+    std::list<std::string>::iterator age;
+  };
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> by_hash_;  // SHA-256 of the value -> session
+  std::list<std::string> oldest_first_;             // the same hashes
+  size_t max_;
 };
 
 // The secret of an `Authorization: Bearer <secret>` header value (scheme in any case); nullopt for

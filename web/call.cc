@@ -69,7 +69,7 @@ Caller Identify(const Context& ctx, const Request& req) {
     std::string header = req.get_header_value("Cookie", i);
     if (auto session = CookieValue(header, kSessionCookie)) {
       caller.presented = caller.by_cookie = true;
-      caller.token = ctx.tokens.FindSession(*session);
+      caller.token = ctx.sessions.Find(*session);
       return caller;
     }
   }

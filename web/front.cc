@@ -30,7 +30,7 @@ constexpr std::array<std::pair<const char*, const char*>, 5> kSecurityHeaders = 
     {"Cache-Control", "no-store"},
     {"X-Frame-Options", "DENY"},
     {"Referrer-Policy", "no-referrer"},
-    {"Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"},
+    {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"},
 }};
 
 constexpr size_t kMaxTarget = 8 << 10;

@@ -18,7 +18,7 @@
 
 namespace kiln::web {
 
-// The sign-in cookie (web/auth.h TokenTable::SessionFor).
+// The sign-in cookie (web/auth.h SessionTable).
 inline constexpr const char* kSessionCookie = "kiln_session";
 
 constexpr int kMaxNesting = 32;
@@ -42,6 +42,7 @@ struct Context {
   scheduler::Service& service;
   const ServerOptions options;
   const TokenTable tokens;
+  SessionTable sessions;
   StreamSlots streams;
   std::atomic<bool> stopping = false;  // set by Server::Stop(): streams end
 };
@@ -68,11 +69,13 @@ struct Route {
 };
 
 // The routes of each file; AllRoutes() is their union.
-std::vector<Route> HealthRoutes();    // routes_health.cc: /, /healthz, /readyz, /metrics, openapi
+std::vector<Route> HealthRoutes();    // routes_health.cc: /healthz, /readyz, /metrics, openapi
 std::vector<Route> PipelineRoutes();  // routes_pipelines.cc
 std::vector<Route> RunRoutes();       // routes_runs.cc
 std::vector<Route> StreamRoutes();    // routes_logs_events.cc: attempts, logs, events
 std::vector<Route> BackfillRoutes();  // routes_backfills.cc
+std::vector<Route> PageRoutes();      // routes_page.cc: /, /ui/{file}, /api/v1/session
+std::vector<Route> GridRoutes();      // routes_grid.cc: a pipeline's grid and graph, run attempts
 const std::vector<Route>& AllRoutes();
 
 // Responses. Every JSON response goes through these (invalid UTF-8 is replaced, never thrown on).

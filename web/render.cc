@@ -99,17 +99,25 @@ json RenderPipeline(const scheduler::PipelineInfo& info, bool detail) {
     last_run = {{"id", Value(*info.last_run)},
                 {"state", info.last_run_state ? json(dag::Name(*info.last_run_state)) : json()}};
   }
+  json recent = json::array();
+  for (const auto& [id, state] : info.recent_runs) {
+    recent.push_back({{"id", Value(id)}, {"state", dag::Name(state)}});
+  }
   json out = {
       {"name", info.name},
       {"description", spec ? spec->description : ""},
       {"tags", spec ? json(spec->tags) : json::array()},
       {"schedule", spec && !spec->schedule.empty() ? json(spec->schedule) : json()},
+      {"schedule_text", info.pipeline && info.pipeline->schedule
+                            ? json(dag::DescribeSchedule(info.pipeline->schedule->cron))
+                            : json()},
       {"timezone", spec ? json(spec->timezone) : json()},
       {"paused", info.paused},
       {"file", info.file},
       {"version", spec ? json(spec->content_hash) : json()},
       {"load_error", OrNull(info.load_error)},
       {"last_run", std::move(last_run)},
+      {"recent_runs", std::move(recent)},
       {"catchup", spec ? json(spec->catchup) : json()},
       {"overlap", spec ? json(spec->overlap) : json()},
       {"max_active_runs", spec ? json(spec->max_active_runs) : json()},

@@ -196,8 +196,8 @@ Response ErrorResponse(int status, std::string_view code, std::string_view messa
 const std::vector<Route>& AllRoutes() {
   static const std::vector<Route> routes = [] {
     std::vector<Route> all;
-    for (auto part :
-         {HealthRoutes(), PipelineRoutes(), RunRoutes(), BackfillRoutes(), StreamRoutes()}) {
+    for (auto part : {PageRoutes(), HealthRoutes(), PipelineRoutes(), GridRoutes(), RunRoutes(),
+                      BackfillRoutes(), StreamRoutes()}) {
       all.insert(all.end(), part.begin(), part.end());
     }
     return all;

@@ -133,11 +133,41 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
     }
     return out;
   }
-  Result<std::map<std::string, std::pair<RunId, RunState>>> LastRuns() override {
+  Result<std::map<std::string, std::vector<std::pair<RunId, RunState>>>> RecentRuns(
+      int per_pipeline) override {
     std::lock_guard lock(mu);
-    std::map<std::string, std::pair<RunId, RunState>> out;
-    for (const auto& [id, row] : runs) out[row.run.pipeline] = {row.run.id, row.run.state};
+    std::map<std::string, std::vector<std::pair<RunId, RunState>>> out;
+    for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+      auto& list = out[it->second.run.pipeline];
+      if (list.size() < static_cast<size_t>(per_pipeline)) {
+        list.emplace_back(it->second.run.id, it->second.run.state);
+      }
+    }
     return out;
+  }
+  // The runs of `pipeline` newest first with their tasks' letters; the paging is the store's.
+  Result<scheduler::GridPage> Grid(const std::string& pipeline, std::optional<RunId>,
+                                   int limit) override {
+    std::lock_guard lock(mu);
+    scheduler::GridPage page;
+    for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+      const RunRecord& run = it->second.run;
+      if (run.pipeline != pipeline || page.runs.size() == static_cast<size_t>(limit)) continue;
+      scheduler::GridRun g;
+      g.run = run;
+      auto ids = std::make_shared<std::vector<std::string>>();
+      for (const auto& t : run.tasks) {
+        ids->push_back(t.task_id);
+        g.states += dag::StateLetter(t.state);
+      }
+      g.run.tasks.clear();
+      g.task_ids = std::move(ids);
+      page.runs.push_back(std::move(g));
+    }
+    return page;
+  }
+  Result<std::vector<scheduler::AttemptRecord>> RunAttempts(RunId) override {
+    return std::vector<scheduler::AttemptRecord>{};
   }
   Result<bool> ClaimRun(RunId run, const std::string& owner) override {
     std::lock_guard lock(mu);

@@ -1,5 +1,5 @@
-// Database's listings and reads for the HTTP API: ListRuns, QueuedRuns, LastRuns, GetAttempt,
-// Ping, and CreateRun's idempotency keys.
+// Database's listings and reads for the HTTP API: ListRuns, QueuedRuns, RecentRuns, Grid,
+// RunAttempts, GetAttempt, Ping, and CreateRun's idempotency keys.
 #include <latch>
 #include <thread>
 
@@ -185,26 +185,94 @@ TEST_CASE("QueuedRuns lists the queued runs of one pipeline, oldest first, with 
   CHECK(none->empty());
 }
 
-TEST_CASE("LastRuns gives the latest run of every pipeline that has runs") {
+TEST_CASE("RecentRuns gives the newest runs of every pipeline that has runs, newest first") {
   TestDatabase t;
   auto db = t.Open();
-  auto empty = db->LastRuns();
+  auto empty = db->RecentRuns(2);
   REQUIRE(empty.ok());
   CHECK(empty->empty());
 
-  CreateOrFail(*db, SimpleRun({"a"}));
+  const RunId r1 = CreateOrFail(*db, SimpleRun({"a"}));
   NewRun etl = SimpleRun({"a"});
   etl.pipeline = "etl";
   const RunId e1 = CreateOrFail(*db, etl);
   const RunId r2 = CreateOrFail(*db, SimpleRun({"a"}));
+  const RunId r3 = CreateOrFail(*db, SimpleRun({"a"}));
   t.Rows("UPDATE runs SET state = 'success' WHERE id = " + ToString(r2));
+  t.Rows("UPDATE runs SET state = 'failed' WHERE id = " + ToString(r1));
   // A pipeline whose version was recorded but that has no run.
   t.Rows("INSERT INTO pipeline_versions (pipeline, content_hash, source) VALUES ('idle', 'h', '')");
 
-  auto last = db->LastRuns();
-  REQUIRE(last.ok());
-  using Last = std::map<std::string, std::pair<RunId, RunState>>;
-  CHECK(*last == Last{{"etl", {e1, RunState::kQueued}}, {"train", {r2, RunState::kSuccess}}});
+  using Recent = std::map<std::string, std::vector<std::pair<RunId, RunState>>>;
+  auto two = db->RecentRuns(2);
+  REQUIRE(two.ok());
+  CHECK(*two == Recent{{"etl", {{e1, RunState::kQueued}}},
+                       {"train", {{r3, RunState::kQueued}, {r2, RunState::kSuccess}}}});
+  auto all = db->RecentRuns(10);
+  REQUIRE(all.ok());
+  CHECK(all->at("train") == std::vector<std::pair<RunId, RunState>>{{r3, RunState::kQueued},
+                                                                    {r2, RunState::kSuccess},
+                                                                    {r1, RunState::kFailed}});
+}
+
+TEST_CASE("Grid gives each run's task states as letters in pipeline order, a page at a time") {
+  TestDatabase t;
+  auto db = t.Open();
+  const RunId failed = FailedRun(*db);  // prepare success, train failed, evaluate upstream_failed
+  NewRun other = SimpleRun({"prepare", "train", "evaluate", "report"});
+  other.version_hash = "def456";
+  const RunId newer = CreateOrFail(*db, other);
+  const RunId newest = CreateOrFail(*db, SimpleRun({"prepare", "train", "evaluate"}));
+  NewRun etl = SimpleRun({"x"});
+  etl.pipeline = "etl";
+  CreateOrFail(*db, etl);
+
+  auto page = db->Grid("train", std::nullopt, 2);
+  REQUIRE(page.ok());
+  REQUIRE(page->runs.size() == 2);
+  CHECK(page->runs[0].run.id == newest);
+  CHECK(page->runs[0].states == "ppp");
+  CHECK(*page->runs[0].task_ids == Rows{"prepare", "train", "evaluate"});
+  CHECK(page->runs[1].run.id == newer);
+  CHECK(page->runs[1].run.version_hash == "def456");
+  CHECK(page->runs[1].states == "pppp");
+  CHECK(*page->runs[1].task_ids == Rows{"prepare", "train", "evaluate", "report"});
+  CHECK(page->next == newer);
+
+  auto rest = db->Grid("train", page->next, 2);
+  REQUIRE(rest.ok());
+  REQUIRE(rest->runs.size() == 1);
+  CHECK(rest->runs[0].run.id == failed);
+  CHECK(rest->runs[0].run.state == RunState::kFailed);
+  CHECK(rest->runs[0].states == "sfx");
+  CHECK_FALSE(rest->next);
+
+  // Runs of one version share one list of task ids.
+  auto both = db->Grid("train", std::nullopt, 100);
+  REQUIRE(both.ok());
+  REQUIRE(both->runs.size() == 3);
+  CHECK(both->runs[0].task_ids == both->runs[2].task_ids);
+  auto none = db->Grid("nope", std::nullopt, 10);
+  REQUIRE(none.ok());
+  CHECK(none->runs.empty());
+}
+
+TEST_CASE("RunAttempts reads every attempt of a run by task, or says the run is unknown") {
+  TestDatabase t;
+  auto db = t.Open();
+  const RunId run = FailedRun(*db);
+  auto attempts = db->RunAttempts(run);
+  REQUIRE(attempts.ok());
+  std::vector<std::string> seen;
+  for (const auto& a : *attempts) {
+    seen.push_back(a.task_id + "#" + std::to_string(a.attempt) + ":" + a.state);
+  }
+  CHECK(seen == Rows{"prepare#1:success", "train#1:failed", "train#2:failed"});
+  CHECK((*attempts)[2].exit_code == 3);
+  CHECK((*attempts)[2].started_at == At(4));
+  auto unknown = db->RunAttempts(RunId{Value(run) + 100});
+  CHECK(unknown.status().code() == ErrorCode::kNotFound);
+  CHECK(unknown.message() == "run " + ToString(RunId{Value(run) + 100}) + " not found");
 }
 
 TEST_CASE("GetAttempt reads one attempt or says which is missing") {

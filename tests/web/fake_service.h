@@ -22,7 +22,10 @@ class FakeService final : public scheduler::Service {
   scheduler::TriggerResult trigger_result{RunId{12}, false, std::nullopt};
   scheduler::RunPage run_page;
   scheduler::RetryResult retry_result{RunId{12}, {"train", "evaluate"}};
-  std::vector<scheduler::AttemptRecord> attempts;
+  std::vector<scheduler::AttemptRecord> attempts;  // ListAttempts and RunAttempts
+  scheduler::GridPage grid;
+  // PipelineVersion: these versions by content hash; none given: the pipeline's in `pipelines`.
+  std::map<std::string, dag::PipelinePtr> versions;
   scheduler::BackfillRecord backfill;  // what every backfill call returns
   scheduler::MetricsSnapshot metrics;
   Status ready = Status::Ok();
@@ -127,6 +130,32 @@ class FakeService final : public scheduler::Service {
            " " + r.reason + " " + r.actor);
     if (auto e = Error("MarkTask")) return *e;
     return Status::Ok();
+  }
+  Result<dag::PipelinePtr> PipelineVersion(const std::string& name,
+                                           const std::optional<std::string>& version) override {
+    Record("PipelineVersion " + name + " " + version.value_or("-"));
+    if (auto e = Error("PipelineVersion")) return *e;
+    if (version) {
+      if (auto it = versions.find(*version); it != versions.end()) return it->second;
+      return Status::Error(ErrorCode::kNotFound, "pipeline '" + name + "' version " +
+                                                     version->substr(0, 12) + " is not kept");
+    }
+    for (const auto& p : pipelines) {
+      if (p.name == name && p.pipeline) return p.pipeline;
+    }
+    return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
+  }
+  Result<scheduler::GridPage> Grid(const std::string& pipeline, std::optional<RunId> before,
+                                   int limit) override {
+    Record("Grid " + pipeline + " " + (before ? ToString(*before) : "-") + " " +
+           std::to_string(limit));
+    if (auto e = Error("Grid")) return *e;
+    return grid;
+  }
+  Result<std::vector<scheduler::AttemptRecord>> RunAttempts(RunId run) override {
+    Record("RunAttempts " + ToString(run));
+    if (auto e = Error("RunAttempts")) return *e;
+    return attempts;
   }
   Result<std::vector<scheduler::AttemptRecord>> ListAttempts(RunId run,
                                                              const std::string& task) override {

@@ -35,7 +35,9 @@ dag::PipelinePtr SamplePipeline() {
   spec.content_hash = "3f2a";
   spec.source = "[pipeline]\nname = \"ml\"\n";
   dag::Dag graph(spec);
-  return std::make_shared<dag::Pipeline>(dag::Pipeline{spec, std::move(graph), std::nullopt});
+  auto schedule = dag::MakeSchedule(spec.schedule, spec.timezone);
+  REQUIRE(schedule.ok());
+  return std::make_shared<dag::Pipeline>(dag::Pipeline{spec, std::move(graph), *schedule});
 }
 
 std::vector<scheduler::PipelineInfo> SamplePipelines() {
@@ -45,6 +47,7 @@ std::vector<scheduler::PipelineInfo> SamplePipelines() {
   ml.pipeline = SamplePipeline();
   ml.last_run = RunId{12};
   ml.last_run_state = dag::RunState::kSuccess;
+  ml.recent_runs = {{RunId{12}, dag::RunState::kSuccess}, {RunId{9}, dag::RunState::kFailed}};
   ml.next_fire = At(kT0);
   ml.last_fire = At(kT0) - std::chrono::hours(24);
   ml.fires_skipped = 3;
@@ -61,12 +64,14 @@ json MlJson() {
           {"description", "train <and> promote"},
           {"tags", {"ml", "nightly"}},
           {"schedule", "0 3 * * *"},
+          {"schedule_text", "at 03:00 every day"},
           {"timezone", "Europe/Paris"},
           {"paused", false},
           {"file", "pipelines/ml.toml"},
           {"version", "3f2a"},
           {"load_error", nullptr},
           {"last_run", {{"id", 12}, {"state", "success"}}},
+          {"recent_runs", {{{"id", 12}, {"state", "success"}}, {{"id", 9}, {"state", "failed"}}}},
           {"catchup", "none"},
           {"overlap", "skip"},
           {"max_active_runs", 1},
@@ -80,12 +85,14 @@ json BrokenJson() {
           {"description", ""},
           {"tags", json::array()},
           {"schedule", nullptr},
+          {"schedule_text", nullptr},
           {"timezone", nullptr},
           {"paused", true},
           {"file", "pipelines/broken.toml"},
           {"version", nullptr},
           {"load_error", "broken.toml:3:1: tasks: at least one task is needed"},
           {"last_run", nullptr},
+          {"recent_runs", json::array()},
           {"catchup", nullptr},
           {"overlap", nullptr},
           {"max_active_runs", nullptr},

@@ -1,0 +1,143 @@
+// Database's reads for the web page: a pipeline's grid (recent runs with every task's state)
+// and the recent runs of every pipeline.
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "store/database.h"
+#include "store/pq_internal.h"
+
+namespace kiln::store {
+
+namespace {
+
+constexpr int kMaxGridRuns = 100;
+
+// A snapshot across the statements of one read.
+using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
+// SQL that turns task_instances.state into its dag::StateLetter.
+std::string LetterCase() {
+  std::string out = "CASE t.state";
+  for (auto state :
+       {dag::TaskState::kPending, dag::TaskState::kQueued, dag::TaskState::kRunning,
+        dag::TaskState::kUpForRetry, dag::TaskState::kSuccess, dag::TaskState::kFailed,
+        dag::TaskState::kSkipped, dag::TaskState::kUpstreamFailed, dag::TaskState::kCancelled}) {
+    out += " WHEN '" + std::string(dag::Name(state)) + "' THEN '" + dag::StateLetter(state) + "'";
+  }
+  return out + " ELSE '?' END";
+}
+
+// The task ids of each run in `runs`, in pipeline order.
+std::map<RunId, std::vector<std::string>> TaskIds(ReadTxn& txn, const std::set<RunId>& runs) {
+  std::string ids = "{";
+  for (RunId id : runs) ids += (ids.size() > 1 ? "," : "") + ToString(id);
+  ids += "}";
+  std::map<RunId, std::vector<std::string>> out;
+  // task_instances' primary key (run_id, task_id) finds each run's rows.
+  for (const pqxx::row& row : txn.exec_params("SELECT run_id, task_id FROM task_instances WHERE "
+                                              "run_id = ANY($1::int8[]) ORDER BY run_id, position",
+                                              ids)) {
+    out[RunId(row[0].as<int64_t>())].push_back(row[1].as<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<GridPage> Database::Grid(const std::string& pipeline, std::optional<RunId> before,
+                                int limit) {
+  limit = std::clamp(limit, 1, kMaxGridRuns);
+  const std::string what = "reading the grid of '" + pipeline + "'";
+  try {
+    ReadTxn txn(impl_->conn, "grid");
+    // runs_by_pipeline (pipeline, id DESC) from the cursor; each run's letters are aggregated
+    // from its own task_instances rows (primary key), in pipeline order.
+    const std::string sql = "SELECT " + RunColumns() + ", id, (SELECT string_agg(" + LetterCase() +
+                            ", '' ORDER BY t.position) FROM task_instances t WHERE t.run_id = "
+                            "runs.id) FROM runs WHERE pipeline = $1 AND id < $2 ORDER BY id DESC "
+                            "LIMIT " +
+                            std::to_string(limit + 1);
+    pqxx::result rows = txn.exec_params(
+        sql, pipeline, before ? Value(*before) : std::numeric_limits<int64_t>::max());
+    GridPage page;
+    for (const pqxx::row& row : rows) {
+      if (page.runs.size() == static_cast<size_t>(limit)) {
+        page.next = page.runs.back().run.id;
+        break;
+      }
+      auto run = ReadRun(RunId(row[kRunColumns].as<int64_t>()), row);
+      if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
+      GridRun g;
+      g.run = std::move(run).value();
+      g.states = row[kRunColumns + 1].is_null() ? "" : row[kRunColumns + 1].as<std::string>();
+      page.runs.push_back(std::move(g));
+    }
+    // The task ids: read once per version (from its newest run on the page), and again only for
+    // a run whose number of tasks differs from its version's.
+    std::map<std::string, RunId> sample;
+    for (const GridRun& g : page.runs) sample.try_emplace(g.run.version_hash, g.run.id);
+    std::set<RunId> wanted;
+    for (const auto& [version, id] : sample) wanted.insert(id);
+    auto ids = TaskIds(txn, wanted);
+    std::map<RunId, std::shared_ptr<const std::vector<std::string>>> shared;
+    for (auto& [id, list] : ids) {
+      shared[id] = std::make_shared<const std::vector<std::string>>(std::move(list));
+    }
+    std::set<RunId> odd;
+    for (GridRun& g : page.runs) {
+      auto list = shared[sample[g.run.version_hash]];
+      if (list && list->size() == g.states.size()) {
+        g.task_ids = list;
+      } else {
+        odd.insert(g.run.id);
+      }
+    }
+    if (!odd.empty()) {
+      auto more = TaskIds(txn, odd);
+      for (GridRun& g : page.runs) {
+        if (!odd.count(g.run.id)) continue;
+        g.task_ids = std::make_shared<const std::vector<std::string>>(std::move(more[g.run.id]));
+      }
+    }
+    txn.commit();
+    return page;
+  } catch (const std::exception& e) {
+    return DbError(what, e);
+  }
+}
+
+Result<std::map<std::string, std::vector<std::pair<RunId, dag::RunState>>>> Database::RecentRuns(
+    int per_pipeline) {
+  per_pipeline = std::clamp(per_pipeline, 1, 100);
+  try {
+    pqxx::nontransaction txn(impl_->conn, "recent_runs");
+    // A skip scan of runs_by_pipeline (pipeline, id DESC) finds each pipeline with one index
+    // probe, whatever the history; then its newest runs, from the same index.
+    pqxx::result rows = txn.exec_params(R"sql(
+WITH RECURSIVE names AS (
+  (SELECT pipeline FROM runs ORDER BY pipeline, id DESC LIMIT 1)
+  UNION ALL
+  SELECT next.pipeline FROM names, LATERAL (
+    SELECT pipeline FROM runs WHERE runs.pipeline > names.pipeline
+    ORDER BY pipeline, id DESC LIMIT 1) AS next)
+SELECT names.pipeline, r.id, r.state FROM names, LATERAL (
+  SELECT id, state FROM runs WHERE runs.pipeline = names.pipeline ORDER BY id DESC LIMIT $1) AS r
+ORDER BY names.pipeline, r.id DESC)sql",
+                                        per_pipeline);
+    std::map<std::string, std::vector<std::pair<RunId, dag::RunState>>> out;
+    for (const pqxx::row& row : rows) {
+      auto state = dag::ParseRunState(row[2].c_str());
+      if (!state) {
+        return Status::Error("database: reading the recent runs: unknown run state '" +
+                             std::string(row[2].c_str()) + "'");
+      }
+      out[row[0].as<std::string>()].emplace_back(RunId(row[1].as<int64_t>()), *state);
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading the recent runs", e);
+  }
+}
+
+}  // namespace kiln::store

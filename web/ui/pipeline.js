@@ -1,0 +1,99 @@
+// One pipeline: its grid of recent runs × tasks, its DAG, run durations, backfills, and the
+// trigger and backfill forms.
+import { api, post, enc, follow } from './api.js';
+import { h, fill, when, debounce } from './dom.js';
+import { badge } from './states.js';
+import { Grid } from './grid.js';
+import { DagView } from './graph.js';
+import { durationChart } from './chart.js';
+import { triggerForm, backfillForm } from './forms.js';
+
+function progress(b) {
+  const pct = b.total ? Math.round((b.done / b.total) * 100) : 0;
+  return h('span', { class: 'progress' },
+    h('progress', { max: b.total, value: b.done, 'aria-label': `backfill ${b.id} progress` }),
+    ` ${b.done} of ${b.total} runs ended (${pct}%)`);
+}
+
+function backfillRow(b, app, reload) {
+  return h('tr', { dataset: { backfill: b.id } },
+    h('td', {}, `#${b.id}`),
+    h('td', {}, `${when(b.from)} → ${when(b.to)}`),
+    h('td', {}, badge(b.state)),
+    h('td', { class: 'backfill-progress' }, progress(b),
+      h('div', { class: 'muted' }, Object.entries(b.runs).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', '))),
+    h('td', {}, b.created_by, h('br'), h('small', { class: 'muted' }, when(b.created_at))),
+    h('td', {}, app.may('operator') && b.state === 'running'
+      ? h('button', { type: 'button', onclick: async () => {
+        await post(`/api/v1/backfills/${b.id}/cancel`, {}).catch(() => {});
+        reload();
+      } }, 'Cancel') : null));
+}
+
+export async function pipelineView(main, app, name, open) {
+  const p = await api(`/api/v1/pipelines/${enc(name)}`);
+  const formBox = h('div');
+  const gridBox = h('div', { class: 'grid-area' }, h('p', { class: 'muted' }, 'Loading runs…'));
+  const chartBox = h('div');
+  const dagBox = h('div', {}, h('p', { class: 'muted' }, 'Drawing the graph…'));
+  const backfillBox = h('div');
+  const limit = h('select', { id: 'grid-limit', 'aria-label': 'runs shown', onchange: () => loadGrid() },
+    [25, 50, 100].map((n) => h('option', { value: n }, `last ${n} runs`)));
+  const openForm = (which) => {
+    if (which === 'trigger') {
+      fill(formBox, triggerForm(p, (run) => { location.hash = `#/runs/${run.id}`; }));
+    } else {
+      fill(formBox, backfillForm(p, () => { fill(formBox); loadBackfills(); }));
+    }
+    const first = formBox.querySelector('input, button');
+    if (first) first.focus();
+  };
+  const operable = app.may('operator') && p.version !== null;
+  fill(main,
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, 'Pipelines'), ' › '),
+    h('h1', {}, p.name, p.paused ? h('span', { class: 'tag' }, 'paused') : null),
+    p.description ? h('p', { class: 'desc' }, p.description) : null,
+    h('p', { class: 'muted' }, p.tags.map((t) => h('span', { class: 'tag' }, t)),
+      p.schedule ? ` Schedule: ${p.schedule_text || p.schedule}` : ' Manual only', p.next_fire ? `; next ${when(p.next_fire)}` : '',
+      `. File ${p.file}, version ${(p.version || '').slice(0, 12)}.`),
+    p.load_error ? h('pre', { class: 'errors', role: 'alert' }, p.load_error) : null,
+    operable ? h('div', { class: 'actions' },
+      h('button', { type: 'button', id: 'open-trigger', onclick: () => openForm('trigger') }, 'Trigger…'),
+      p.schedule ? h('button', { type: 'button', id: 'open-backfill', onclick: () => openForm('backfill') }, 'Backfill…') : null) : null,
+    formBox,
+    h('section', { 'aria-labelledby': 'grid-h' }, h('h2', { id: 'grid-h' }, 'Runs × tasks ', limit), gridBox),
+    h('section', { 'aria-labelledby': 'dur-h' }, h('h2', { id: 'dur-h' }, 'Run durations'), chartBox),
+    h('section', { 'aria-labelledby': 'dag-h' }, h('h2', { id: 'dag-h' }, 'Graph'), dagBox),
+    h('section', { 'aria-labelledby': 'bf-h' }, h('h2', { id: 'bf-h' }, 'Backfills'), backfillBox));
+
+  async function loadGrid() {
+    const g = await api(`/api/v1/pipelines/${enc(name)}/grid?limit=${limit.value}`);
+    const runs = [...g.runs].reverse();
+    if (runs.length === 0) {
+      fill(gridBox, h('p', { class: 'muted' }, 'No runs yet.'));
+    } else {
+      const grid = new Grid(g.tasks, runs);
+      fill(gridBox, grid.el);
+      grid.start();
+    }
+    fill(chartBox, durationChart(runs));
+  }
+  async function loadBackfills() {
+    const { backfills } = await api(`/api/v1/pipelines/${enc(name)}/backfills`);
+    fill(backfillBox, backfills.length === 0 ? h('p', { class: 'muted' }, 'No backfills.')
+      : h('table', { class: 'list', id: 'backfills' },
+        h('thead', {}, h('tr', {}, ['', 'Range', 'State', 'Progress', 'By', ''].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, backfills.map((b) => backfillRow(b, app, loadBackfills)))));
+  }
+  async function loadDag() {
+    if (p.version === null) return fill(dagBox, h('p', { class: 'muted' }, 'The file never loaded.'));
+    const layout = await api(`/api/v1/pipelines/${enc(name)}/graph`);
+    const dag = new DagView(layout);
+    fill(dagBox, dag.el);
+    dag.fit();
+  }
+  await Promise.all([loadGrid(), loadBackfills(), loadDag().catch((e) => fill(dagBox, h('p', { class: 'error' }, e.message)))]);
+  if (operable && (open === 'trigger' || open === 'backfill')) openForm(open);
+  const reload = debounce(() => { loadGrid().catch(() => {}); loadBackfills().catch(() => {}); }, 300);
+  return follow(`pipeline=${enc(name)}`, () => reload());
+}

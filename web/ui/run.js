@@ -1,0 +1,243 @@
+// A run: its DAG coloured live by each task's state, a Gantt of its attempts, its tasks, the
+// selected task's attempts and log, who did what, and the buttons an operator or admin may use.
+import { api, post, enc, follow, ApiError } from './api.js';
+import { h, fill, when, duration, since, bytes, debounce } from './dom.js';
+import { badge, ACTIVE } from './states.js';
+import { DagView } from './graph.js';
+import { Gantt } from './gantt.js';
+import { LogView } from './log.js';
+
+const ENDED_TASK = new Set(['success', 'failed', 'skipped', 'upstream_failed', 'cancelled']);
+
+function exitText(t) {
+  if (t.signal !== null && t.signal !== undefined) return `signal ${t.signal}`;
+  if (t.exit_code !== null && t.exit_code !== undefined) return `exit ${t.exit_code}`;
+  return '';
+}
+
+function describeEvent(e) {
+  const who = e.actor ? ` by ${e.actor}` : '';
+  switch (e.kind) {
+    case 'task_state': return `${e.task}${e.attempt ? ` (attempt ${e.attempt})` : ''}: ${e.from || '—'} → ${e.to}${e.detail && e.detail.reason ? ` (${e.detail.reason})` : ''}`;
+    case 'run_state': return `run: ${e.from || '—'} → ${e.to}`;
+    case 'run_created': return `run created${who}`;
+    case 'cancel_requested': return `cancel requested${who}`;
+    case 'run_retried': return `retried${who}${e.detail && e.detail.tasks ? `: ${e.detail.tasks.join(', ')}` : ''}`;
+    case 'task_marked': return `${e.task} marked ${e.to}${who}${e.detail && e.detail.reason ? `: ${e.detail.reason}` : ''}`;
+    default: return `${e.kind}${who}`;
+  }
+}
+
+export async function runView(main, app, idText, selectedTask, selectedAttempt) {
+  const id = Number(idText);
+  if (!Number.isSafeInteger(id) || id < 1) throw new ApiError(404, 'not_found', `no run ${idText}`);
+  let run = await api(`/api/v1/runs/${id}`);
+  const states = new Map(run.tasks.map((t) => [t.id, t.state]));
+  const head = h('div');
+  const dagBox = h('div', {}, h('p', { class: 'muted' }, 'Drawing the graph…'));
+  const ganttBox = h('div');
+  const taskTable = h('tbody');
+  const taskBox = h('div', { id: 'task-panel' });
+  const eventList = h('ol', { class: 'events', id: 'events', reversed: true });
+  const problem = h('p', { class: 'error', role: 'alert' });
+  let dag = null;
+  let gantt = null;
+  let log = null;
+
+  const act = async (path, body) => {
+    try {
+      fill(problem);
+      await post(path, body);
+    } catch (e) {
+      fill(problem, e.message);
+    }
+    refresh();
+  };
+
+  function actions() {
+    const ended = !ACTIVE.has(run.state);
+    const buttons = [];
+    if (app.may('operator') && !ended) {
+      buttons.push(h('button', { type: 'button', id: 'cancel-run', class: 'danger',
+        onclick: () => act(`/api/v1/runs/${id}/cancel`) }, 'Cancel run'));
+    }
+    if (app.may('operator') && ended && run.tasks.some((t) => ['failed', 'upstream_failed', 'cancelled'].includes(t.state))) {
+      buttons.push(h('button', { type: 'button', id: 'retry-failed', onclick: () => act(`/api/v1/runs/${id}/retry`, { mode: 'failed' }) },
+        'Retry failed tasks'));
+    }
+    return buttons.length ? h('div', { class: 'actions' }, buttons) : null;
+  }
+
+  function drawHead() {
+    const params = Object.entries(run.params);
+    fill(head,
+      h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, 'Pipelines'), ' › ',
+        h('a', { href: `#/pipelines/${enc(run.pipeline)}` }, run.pipeline), ' › '),
+      h('h1', {}, `Run ${run.id} `, h('span', { id: 'run-state' }, badge(run.state))),
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'Trigger'), h('dd', {}, run.trigger, run.created_by ? ` by ${run.created_by}` : '',
+          run.triggered_by ? [' after ', h('a', { href: `#/runs/${run.triggered_by}` }, `run ${run.triggered_by}`)] : '',
+          run.backfill ? ` (backfill #${run.backfill})` : ''),
+        h('dt', {}, 'Created'), h('dd', {}, when(run.created_at)),
+        h('dt', {}, 'Started'), h('dd', {}, when(run.started_at) || '—'),
+        h('dt', {}, 'Ended'), h('dd', {}, run.ended_at ? `${when(run.ended_at)} (${duration(since(run.started_at, run.ended_at))})` : '—'),
+        h('dt', {}, 'Logical date'), h('dd', {}, when(run.logical_date)),
+        run.note ? [h('dt', {}, 'Note'), h('dd', { class: 'note' }, run.note)] : null,
+        h('dt', {}, 'Version'), h('dd', {}, h('code', {}, run.version.slice(0, 12)))),
+      params.length ? h('table', { class: 'params' }, h('caption', {}, 'Params'),
+        h('tbody', {}, params.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, h('code', {}, JSON.stringify(v))))))) : null,
+      actions(), problem);
+  }
+
+  function taskRow(t) {
+    const selected = t.id === selectedTask;
+    return h('tr', { class: selected ? 'selected' : null, dataset: { task: t.id } },
+      h('th', { scope: 'row' }, h('a', { href: `#/runs/${id}/${enc(t.id)}`, 'aria-current': selected ? 'true' : null }, t.id)),
+      h('td', {}, badge(t.state)),
+      h('td', {}, t.attempt || ''),
+      h('td', {}, exitText(t)),
+      h('td', {}, t.duration_ms !== null ? duration(t.duration_ms) : (t.started_at && !t.ended_at ? `${duration(since(t.started_at))} so far` : '')),
+      h('td', {}, when(t.started_at)));
+  }
+
+  function drawTasks() {
+    fill(taskTable, run.tasks.map(taskRow));
+  }
+
+  async function drawTask() {
+    if (log) log.close();
+    log = null;
+    const t = run.tasks.find((x) => x.id === selectedTask);
+    if (!t) return fill(taskBox);
+    const { attempts } = await api(`/api/v1/runs/${id}/tasks/${enc(t.id)}/attempts`);
+    const chosen = Number(selectedAttempt) || (attempts.length ? attempts[attempts.length - 1].attempt : 0);
+    const buttons = [];
+    if (app.may('operator') && !ACTIVE.has(run.state)) {
+      buttons.push(h('button', { type: 'button', id: 'retry-from', onclick: () => act(`/api/v1/runs/${id}/retry`, { from: t.id }) },
+        `Retry from ${t.id}`));
+    }
+    if (app.may('admin')) {
+      const markable = ACTIVE.has(run.state) ? !ENDED_TASK.has(t.state) : true;
+      if (markable) {
+        for (const state of ['success', 'failed']) {
+          buttons.push(h('button', { type: 'button', class: `mark-${state}`, onclick: () => {
+            const reason = prompt(`Mark ${t.id} ${state}: why?`, 'checked by hand');
+            if (reason !== null) act(`/api/v1/runs/${id}/tasks/${enc(t.id)}/mark`, { state, reason });
+          } }, `Mark ${state}`));
+        }
+      }
+    }
+    if (chosen) log = new LogView(id, t.id, chosen);
+    fill(taskBox, h('section', { class: 'card', 'aria-labelledby': 'task-h' },
+      h('h2', { id: 'task-h' }, `Task ${t.id} `, badge(t.state)),
+      buttons.length ? h('div', { class: 'actions' }, buttons) : null,
+      attempts.length === 0 ? h('p', { class: 'muted' }, 'No attempt yet.')
+        : h('table', { class: 'list attempts' },
+          h('thead', {}, h('tr', {}, ['Attempt', 'State', 'Exit', 'Duration', 'CPU', 'Peak memory', 'Reason', 'Started'].map((c) => h('th', { scope: 'col' }, c)))),
+          h('tbody', {}, attempts.map((a) => h('tr', { class: a.attempt === chosen ? 'selected' : null },
+            h('td', {}, h('a', { href: `#/runs/${id}/${enc(t.id)}/${a.attempt}` }, `#${a.attempt}`)),
+            h('td', {}, badge(a.state)),
+            h('td', {}, exitText(a) + (a.timed_out ? ' (timed out)' : '')),
+            h('td', {}, duration(since(a.started_at, a.ended_at))),
+            h('td', {}, a.cpu_ms !== null ? duration(a.cpu_ms) : ''),
+            h('td', {}, bytes(a.max_rss_kb)),
+            h('td', {}, a.reason || ''),
+            h('td', {}, when(a.started_at)))))),
+      chosen ? [h('h3', {}, `Log of attempt ${chosen}`), log.el] : null));
+  }
+
+  async function drawGantt() {
+    const { attempts } = await api(`/api/v1/runs/${id}/attempts`);
+    if (!gantt) {
+      gantt = new Gantt(id, run.tasks.map((t) => t.id), attempts);
+      fill(ganttBox, gantt.el);
+      gantt.update(attempts);
+    } else {
+      gantt.update(attempts);
+    }
+  }
+
+  // What the stream says changes the page at once; the rest (times, exit codes) follows from a
+  // read of the run shortly after.
+  const refresh = debounce(async () => {
+    try {
+      run = await api(`/api/v1/runs/${id}`);
+    } catch (e) {
+      return;
+    }
+    drawHead();
+    drawTasks();
+    for (const t of run.tasks) if (dag) dag.set(t.id, t.state);
+    drawGantt().catch(() => {});
+    if (selectedTask) {
+      const t = run.tasks.find((x) => x.id === selectedTask);
+      const shown = taskBox.querySelector('#task-h .badge');
+      if (t && shown && !shown.classList.contains(`st-${t.state}`)) drawTask().catch(() => {});
+    }
+  }, 250);
+
+  fill(main, head,
+    h('section', { 'aria-labelledby': 'rdag-h' }, h('h2', { id: 'rdag-h' }, 'Graph'), dagBox),
+    taskBox,
+    h('section', { 'aria-labelledby': 'tasks-h' }, h('h2', { id: 'tasks-h' }, 'Tasks'),
+      h('table', { class: 'list tasks', id: 'tasks' },
+        h('thead', {}, h('tr', {}, ['Task', 'State', 'Attempt', 'Exit', 'Duration', 'Started'].map((c) => h('th', { scope: 'col' }, c)))),
+        taskTable)),
+    h('section', { 'aria-labelledby': 'gantt-h' }, h('h2', { id: 'gantt-h' }, 'Timeline'), ganttBox),
+    h('section', { 'aria-labelledby': 'events-h' }, h('h2', { id: 'events-h' }, 'Events'), eventList));
+  drawHead();
+  drawTasks();
+  const layout = await api(`/api/v1/pipelines/${enc(run.pipeline)}/graph?version=${enc(run.version)}`)
+    .catch((e) => { fill(dagBox, h('p', { class: 'error' }, e.message)); return null; });
+  if (layout) {
+    dag = new DagView(layout, { href: (task) => `#/runs/${id}/${enc(task)}`, states });
+    fill(dagBox, dag.el);
+    dag.fit();
+  }
+  await Promise.all([drawGantt(), drawTask()]);
+  if (selectedTask) taskBox.scrollIntoView({ block: 'nearest' });
+
+  // Every event of the run from its first: the history, then live.
+  const stop = follow(`run=${id}&after=0`, (e) => {
+    eventList.prepend(h('li', {}, h('time', { datetime: e.at }, when(e.at)), ' ', describeEvent(e)));
+    while (eventList.childElementCount > 500) eventList.lastChild.remove();
+    if (e.kind === 'task_state' && e.task && dag) dag.set(e.task, e.to);
+    if (e.kind === 'run_state') {
+      run.state = e.to;
+      fill(head.querySelector('#run-state'), badge(e.to));
+    }
+    refresh();
+  });
+  return () => {
+    stop();
+    refresh.cancel();
+    if (log) log.close();
+  };
+}
+
+// Every run, newest first, a page at a time.
+export async function runsView(main) {
+  const body = h('tbody');
+  const more = h('button', { type: 'button', id: 'older' }, 'Older runs');
+  let cursor = null;
+  const load = async () => {
+    const page = await api(`/api/v1/runs?limit=50${cursor ? `&cursor=${enc(cursor)}` : ''}`);
+    for (const r of page.runs) {
+      body.append(h('tr', {},
+        h('td', {}, h('a', { href: `#/runs/${r.id}` }, `Run ${r.id}`)),
+        h('td', {}, h('a', { href: `#/pipelines/${enc(r.pipeline)}` }, r.pipeline)),
+        h('td', {}, badge(r.state)),
+        h('td', {}, r.trigger, r.created_by ? ` by ${r.created_by}` : ''),
+        h('td', {}, when(r.created_at)),
+        h('td', {}, r.started_at ? duration(since(r.started_at, r.ended_at)) : '')));
+    }
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+  };
+  more.addEventListener('click', () => load());
+  fill(main, h('h1', {}, 'Runs'), h('table', { class: 'list' },
+    h('thead', {}, h('tr', {}, ['Run', 'Pipeline', 'State', 'Trigger', 'Created', 'Duration'].map((c) => h('th', { scope: 'col' }, c)))),
+    body), more);
+  await load();
+  return null;
+}
