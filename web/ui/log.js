@@ -35,23 +35,27 @@ export class LogView {
 
   async run() {
     const signal = this.abort.signal;
-    const first = await fetch(this.base, { headers: { Range: `bytes=-${TAIL}` }, credentials: 'same-origin', signal });
-    let finished = first.headers.get('X-Log-Finished') === 'true';
-    if (first.status === 206 || first.status === 200) {
-      const text = await first.text();
-      const range = /bytes (\d+)-(\d+)\/(\d+)/.exec(first.headers.get('Content-Range') || '');
-      if (range && Number(range[1]) > 0) this.add(`… (the first ${range[1]} bytes are not shown)\n`);
-      this.offset = range ? Number(range[2]) + 1 : new TextEncoder().encode(text).length;
-      this.add(text);
-    } else if (first.status !== 416) {
-      throw new Error(`${first.status} ${first.statusText}`);
-    }
-    while (!finished && !signal.aborted) {
-      this.status.textContent = 'Following the log as the task writes it…';
-      this.el.classList.add('following');
-      const res = await fetch(`${this.base}?follow=true&offset=${this.offset}`, { credentials: 'same-origin', signal });
+    const get = async (query) => {
+      const res = await fetch(`${this.base}?${query}`, { credentials: 'same-origin', signal });
       if (!res.ok) throw new Error(`${res.status} ${res.statusText}`);
+      return res;
+    };
+    // How long the log is; a long one is shown from its last 256 KiB.
+    const probe = await get('offset=0&limit=1');
+    await probe.arrayBuffer();
+    const size = Number(probe.headers.get('X-Log-Size') || 0);
+    this.offset = Math.max(size - TAIL, 0);
+    if (this.offset > 0) this.add(`… (the first ${this.offset} bytes are not shown)\n`);
+    // Followed until the attempt has ended and everything is read (a follow that ends while the
+    // attempt runs, after minutes of silence, is followed again from where it stopped).
+    let finished = false;
+    while (!finished && !signal.aborted) {
+      const res = await get(`follow=true&offset=${this.offset}`);
       finished = res.headers.get('X-Log-Finished') === 'true';
+      if (!finished) {
+        this.status.textContent = 'Following the log as the task writes it…';
+        this.el.classList.add('following');
+      }
       const reader = res.body.getReader();
       const decoder = new TextDecoder();
       for (;;) {

@@ -204,7 +204,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     if (e.kind === 'task_state' && e.task && dag) dag.set(e.task, e.to);
     if (e.kind === 'run_state') {
       run.state = e.to;
-      fill(head.querySelector('#run-state'), badge(e.to));
+      drawHead();
     }
     refresh();
   });

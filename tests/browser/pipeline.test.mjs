@@ -1,0 +1,101 @@
+// The pipeline page: a backfill started from its form, watched to the end; and every string
+// that comes from a pipeline file, a trigger or a task shown as text, never run as markup.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startDaemon, pipelinesFolder, launch, watchedPage, signIn, screenshot } from './harness.mjs';
+
+test('start a backfill from the form and watch its progress to the end', { timeout: 120000 }, async () => {
+  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'nightly.toml': `[pipeline]
+name = "nightly"
+schedule = "0 2 * * *"
+catchup = "none"
+[tasks.load]
+command = "echo {{ run.logical_date }}"
+[tasks.report]
+needs = ["load"]
+command = "true"
+` }) });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, 'operator');
+    await page.goto(`${daemon.url}/#/pipelines/nightly`);
+    await page.getByText('Schedule: at 02:00 every day').waitFor();
+    await page.click('#open-backfill');
+    await page.fill('#backfill-from', '2026-11-01T00:00');
+    await page.fill('#backfill-to', '2026-11-03T23:00');
+    await page.fill('#backfill-max', '2');
+    await page.click('#backfill-submit');
+    const row = page.locator('#backfills tbody tr').first();
+    await row.waitFor();
+    await row.locator('.backfill-progress').getByText('3 of 3 runs ended (100%)').waitFor({ timeout: 60000 });
+    await row.locator('.st-success').waitFor();
+    const { backfills } = (await daemon.api('/api/v1/pipelines/nightly/backfills')).body;
+    assert.equal(backfills.length, 1);
+    assert.equal(backfills[0].total, 3);
+    assert.equal(backfills[0].created_by, 'operator');
+    assert.equal(backfills[0].from, '2026-11-01T00:00:00.000Z');
+    // The grid shows the three runs, every cell green.
+    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 3);
+    assert.equal(await page.locator('.grid-row a.st-success').count(), 6);
+    await screenshot(page, 'backfill');
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+});
+
+const XSS = '<img src=x onerror="alert(1)"><script>alert(2)</script>';
+
+test('names, descriptions, params, notes and log lines holding markup are shown as text', { timeout: 120000 }, async () => {
+  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'evil.toml': `[pipeline]
+name = "evil"
+description = '${XSS}<a href="javascript:alert(3)">x</a>'
+tags = ['<b onmouseover=alert(4)>tag</b>']
+[params]
+payload = '<svg onload=alert(5)><img src="//evil.example/p.png">'
+[tasks.say]
+command = '''printf '%s\\n' '${XSS}' '<img src=//evil.example/log.png>' '''
+`, 'broken.toml': `[pipeline]
+name = "broken"
+[tasks."<img src=x onerror=alert(6)>"]
+command = "true"
+` }) });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, 'admin');
+    await page.locator('tr[data-pipeline="evil"]').waitFor();
+    await page.getByText(`${XSS}<a href="javascript:alert(3)">x</a>`).waitFor();
+    await page.getByText('<b onmouseover=alert(4)>tag</b>').waitFor();
+    await page.locator('.broken pre').getByText('<img src=x onerror=alert(6)>').waitFor();
+    await screenshot(page, 'markup-pipelines');
+    // Trigger with a note and a param of markup, from the form.
+    await page.goto(`${daemon.url}/#/pipelines/evil/trigger`);
+    await page.locator('#trigger-form').waitFor();
+    assert.equal(await page.inputValue('#param-payload'), '<svg onload=alert(5)><img src="//evil.example/p.png">');
+    await page.fill('#param-payload', `${XSS}!`);
+    await page.fill('#trigger-note', `${XSS}?`);
+    await page.click('#trigger-submit');
+    await page.waitForURL(/#\/runs\/\d+$/);
+    const id = Number(/#\/runs\/(\d+)/.exec(page.url())[1]);
+    await daemon.waitForRun(id);
+    await page.goto(`${daemon.url}/#/runs/${id}/say`);
+    await page.locator('.log-status').getByText('whole log').waitFor();
+    assert.equal(await page.locator('pre.log').textContent(), `${XSS}\n<img src=//evil.example/log.png>\n`);
+    await page.locator('dd.note').getByText(`${XSS}?`).waitFor();
+    await page.locator('table.params code').getByText(JSON.stringify(`${XSS}!`)).waitFor();
+    await page.goto(`${daemon.url}/#/pipelines/evil`);
+    await page.locator('.grid-scroll').waitFor();
+    await screenshot(page, 'markup-run');
+    // Nothing was parsed as markup: no injected element, no dialog, no request elsewhere.
+    for (const selector of ['img[src="x"]', 'main script', 'main svg[onload]', 'a[href^="javascript:"]', '[onmouseover]', '[onerror]']) {
+      assert.equal(await page.locator(selector).count(), 0, selector);
+    }
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+});

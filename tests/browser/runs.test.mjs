@@ -1,0 +1,154 @@
+// Operating runs from the page: trigger with a typed param and watch the graph go green live,
+// follow a running task's log, cancel a run, retry a failed run from its failed task.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDaemon, pipelinesFolder, launch, watchedPage, signIn, screenshot, tempDir } from './harness.mjs';
+
+const examples = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
+
+// The states the page shows on the graph, by task.
+async function graphStates(page) {
+  return page.$$eval('svg.dag .node', (nodes) => Object.fromEntries(nodes.map((n) => [n.dataset.task, n.dataset.state])));
+}
+
+test('trigger the ML example with a typed param and watch its graph go green live', { timeout: 240000 }, async () => {
+  const daemon = await startDaemon({ pipelines: path.join(examples, 'ml-lifecycle') });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, 'operator');
+    await page.locator('tr[data-pipeline="ml-lifecycle"] a.button').click();
+    await page.locator('#trigger-form').waitFor();
+    await page.fill('#param-c', '0.5');
+    await page.fill('#trigger-note', 'from the page');
+    await page.click('#trigger-submit');
+    await page.waitForURL(/#\/runs\/\d+$/);
+    const id = Number(/#\/runs\/(\d+)/.exec(page.url())[1]);
+    await page.locator('svg.dag').waitFor();
+    // The page is not reloaded: what changes comes from the event stream.
+    await page.evaluate(() => { window.kilnMarker = 'same page'; });
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="register"]')?.dataset.state === 'success',
+      null, { timeout: 180000 });
+    assert.equal(await page.evaluate(() => window.kilnMarker), 'same page');
+    assert.deepEqual(await graphStates(page), {
+      prepare: 'success', check_data: 'success', train: 'success', evaluate: 'success',
+      gate: 'success', register: 'success', alert: 'skipped',
+    });
+    await page.locator('#run-state .st-success').waitFor();
+    const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
+    assert.equal(run.params.c, 0.5);
+    assert.equal(run.note, 'from the page');
+    assert.equal(run.created_by, 'operator');
+    await page.locator('#events').getByText('run: running → success').waitFor();
+    await screenshot(page, 'run');
+    await page.goto(`${daemon.url}/#/pipelines/ml-lifecycle`);
+    await page.locator('.grid-scroll a.grid-cell').first().waitFor();
+    await screenshot(page, 'pipeline');
+    await page.goto(`${daemon.url}/#/`);
+    await page.locator('tr[data-pipeline="ml-lifecycle"] .squares .st-success').waitFor();
+    await screenshot(page, 'pipelines');
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+});
+
+test('a running task\'s log follows as it writes, and says when it is whole', { timeout: 120000 }, async () => {
+  const dir = tempDir();
+  const go = path.join(dir, 'go');
+  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'talk.toml': `[pipeline]
+name = "talk"
+[tasks.talk]
+command = "echo 'first line'; while [ ! -e ${go} ]; do sleep 0.05; done; echo 'second line'"
+` }) });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, 'viewer');
+    const { id } = (await daemon.api('/api/v1/pipelines/talk/runs', { method: 'POST', body: {} })).body;
+    await page.goto(`${daemon.url}/#/runs/${id}/talk`);
+    await page.locator('pre.log').getByText('first line').waitFor();
+    await page.locator('.log-status').getByText('Following the log').waitFor();
+    assert.equal(await page.locator('pre.log').textContent(), 'first line\n');
+    await screenshot(page, 'task-log');
+    fs.writeFileSync(go, '');
+    await page.locator('pre.log').getByText('second line').waitFor();
+    assert.equal(await page.locator('pre.log').textContent(), 'first line\nsecond line\n');
+    await page.locator('.log-status').getByText('The attempt has ended; this is its whole log.').waitFor();
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+});
+
+test('cancel a long-running run from its page and see it end cancelled', { timeout: 120000 }, async () => {
+  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'slow.toml': `[pipeline]
+name = "slow"
+[tasks.wait]
+command = "sleep 300"
+[tasks.after]
+needs = ["wait"]
+command = "true"
+` }) });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, 'operator');
+    const { id } = (await daemon.api('/api/v1/pipelines/slow/runs', { method: 'POST', body: {} })).body;
+    await page.goto(`${daemon.url}/#/runs/${id}`);
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="wait"]')?.dataset.state === 'running');
+    await page.click('#cancel-run');
+    await page.locator('#run-state .st-cancelled').waitFor();
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="after"]')?.dataset.state === 'cancelled');
+    assert.deepEqual(await graphStates(page), { wait: 'cancelled', after: 'cancelled' });
+    await page.locator('#events').getByText('cancel requested by operator').waitFor();
+    assert.equal(await page.locator('#cancel-run').count(), 0);
+    assert.equal((await daemon.api(`/api/v1/runs/${id}`)).body.state, 'cancelled');
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+});
+
+test('open a failed run and retry it from the failed task', { timeout: 120000 }, async () => {
+  const dir = tempDir();
+  const fixed = path.join(dir, 'fixed');
+  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'flaky.toml': `[pipeline]
+name = "flaky"
+[tasks.first]
+command = "true"
+[tasks.flaky]
+needs = ["first"]
+command = "test -e ${fixed}"
+[tasks.after]
+needs = ["flaky"]
+command = "true"
+` }) });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, 'operator');
+    const { id } = (await daemon.api('/api/v1/pipelines/flaky/runs', { method: 'POST', body: {} })).body;
+    assert.equal((await daemon.waitForRun(id)).state, 'failed');
+    await page.goto(`${daemon.url}/#/runs/${id}/flaky`);
+    await page.locator('#retry-from').waitFor();
+    assert.deepEqual(await graphStates(page), { first: 'success', flaky: 'failed', after: 'upstream_failed' });
+    fs.writeFileSync(fixed, '');
+    await page.click('#retry-from');
+    await page.locator('#run-state .st-success').waitFor({ timeout: 60000 });
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="after"]')?.dataset.state === 'success');
+    const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
+    assert.deepEqual(run.tasks.map((t) => `${t.id}:${t.state}:${t.attempt}`), ['first:success:1', 'flaky:success:2', 'after:success:1']);
+    await page.locator('#events').getByText('retried by operator').waitFor();
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+});
