@@ -1,5 +1,6 @@
 // The task graph of one pipeline. Built once from a validated spec; immutable afterwards and safe
-// to share between threads. Boost.Graph is used inside dag/ only.
+// to share between threads. Boost.Graph is used inside dag/ only (the critical path); the graph
+// itself is plain adjacency lists, which the scheduler's hot path reads directly.
 #pragma once
 
 #include <memory>
@@ -52,6 +53,12 @@ struct Pipeline {
   const TaskSpec& task(TaskId id) const { return spec.tasks[Index(id)]; }
 };
 using PipelinePtr = std::shared_ptr<const Pipeline>;
+
+// The tasks that decided how long a run took: the path from a root to a task through the DAG
+// whose tasks' `cost` (one per task, in pipeline order; e.g. milliseconds run) adds up to the
+// most. Ties go to the task first in the file, then to the upstream first in `needs`.
+// Boost.Graph (dag/critical_path.cc).
+std::vector<TaskId> CriticalPath(const Dag& dag, std::span<const int64_t> cost);
 
 // Graph output for `kiln graph`.
 std::string ToDot(const PipelineSpec& spec);

@@ -1,5 +1,6 @@
 // Schedules: cron expressions, presets and `every` intervals in a zone, and their next and
-// previous fires. Input: a byte choosing the zone, eight bytes of instant, the expression.
+// previous fires, and the schedule in words. Input: a byte choosing the zone, eight bytes of
+// instant, the expression.
 #include "dag/schedule.h"
 
 #include <array>
@@ -28,6 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
     Check(!schedule.message().empty(), "a refused expression says why");
     return 0;
   }
+  const std::string words = kiln::dag::DescribeSchedule(schedule->cron);
+  Check(words.starts_with("at ") || words.starts_with("every "), "a schedule reads in words");
   auto next = kiln::dag::NextFire(*schedule, t);
   if (!next) return 0;
   Check(*next > t, "the next fire is after the instant");

@@ -111,6 +111,34 @@ void Graph(Call& call) {
   SendJson(call.res, 200, RenderLayout(**layout));
 }
 
+// The tasks that decided how long the run took: each task costs the time from its first
+// attempt's start to its last attempt's end (or now), retries and their waits included. Empty
+// when the run's version is not at hand.
+json CriticalPathOf(Call& call, RunId id, const std::vector<scheduler::AttemptRecord>& attempts) {
+  auto run = call.ctx.service.GetRun(id);
+  if (!run.ok()) return json::array();
+  auto pipeline = call.ctx.service.PipelineVersion(run->pipeline, run->version_hash);
+  if (!pipeline.ok()) return json::array();
+  const dag::Dag& dag = (*pipeline)->dag;
+  std::vector<Instant> first(dag.size(), Instant::max()), last(dag.size(), Instant::min());
+  const Instant now = NowUtc();
+  for (const auto& a : attempts) {
+    auto task = dag.Find(a.task_id);
+    if (!task) continue;
+    first[Index(*task)] = std::min(first[Index(*task)], a.started_at);
+    last[Index(*task)] = std::max(last[Index(*task)], a.ended_at.value_or(now));
+  }
+  std::vector<int64_t> cost(dag.size(), 0);
+  for (size_t i = 0; i < dag.size(); ++i) {
+    if (last[i] > first[i]) {
+      cost[i] = std::chrono::duration_cast<std::chrono::milliseconds>(last[i] - first[i]).count();
+    }
+  }
+  json path = json::array();
+  for (TaskId task : dag::CriticalPath(dag, cost)) path.push_back((*pipeline)->task(task).id);
+  return path;
+}
+
 void RunAttempts(Call& call) {
   if (!AcceptQuery(call, {})) return;
   auto id = RunArg(call, call.args[0]);
@@ -123,7 +151,8 @@ void RunAttempts(Call& call) {
     one["task"] = a.task_id;
     out.push_back(std::move(one));
   }
-  SendJson(call.res, 200, {{"attempts", std::move(out)}});
+  SendJson(call.res, 200,
+           {{"attempts", std::move(out)}, {"critical_path", CriticalPathOf(call, *id, *attempts)}});
 }
 
 }  // namespace

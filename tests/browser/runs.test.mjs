@@ -43,6 +43,12 @@ test('trigger the ML example with a typed param and watch its graph go green liv
     assert.equal(run.note, 'from the page');
     assert.equal(run.created_by, 'operator');
     await page.locator('#events').getByText('run: running → success').waitFor();
+    // The task table and the run's times follow too.
+    await page.locator('#tasks tr[data-task="register"] .st-success').waitFor();
+    await page.locator('dl.facts dd').getByText(/UTC \(\d/).waitFor();
+    // The timeline marks the chain that decided the run's length.
+    await page.locator('.gantt-row.critical[data-task="train"]').waitFor();
+    assert.equal(await page.locator('.gantt-row.critical[data-task="alert"]').count(), 0);
     await screenshot(page, 'run');
     await page.goto(`${daemon.url}/#/pipelines/ml-lifecycle`);
     await page.locator('.grid-scroll a.grid-cell').first().waitFor();

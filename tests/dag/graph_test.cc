@@ -129,3 +129,33 @@ TEST_CASE("a long chain builds without deep recursion") {
   CHECK(dag.DownstreamClosure(TaskId{kTasks - 1}).size() == kTasks);
   CHECK(dag.Find("t0") == TaskId{kTasks - 1});
 }
+
+TEST_CASE("the critical path is the chain whose costs add up to the most") {
+  // prepare -> (train_a | train_b) -> pick -> report; lint alone.
+  Dag dag(MakeSpec({{"prepare", {}},
+                    {"train_a", {"prepare"}},
+                    {"train_b", {"prepare"}},
+                    {"pick", {"train_a", "train_b"}},
+                    {"report", {"pick"}},
+                    {"lint", {}}}));
+  auto names = [&](const std::vector<TaskId>& path) {
+    std::vector<std::string> out;
+    const char* ids[] = {"prepare", "train_a", "train_b", "pick", "report", "lint"};
+    for (TaskId id : path) out.push_back(ids[kiln::Index(id)]);
+    return out;
+  };
+  using Names = std::vector<std::string>;
+  std::vector<int64_t> cost = {10, 50, 70, 5, 1, 20};
+  CHECK(names(CriticalPath(dag, cost)) == Names{"prepare", "train_b", "pick", "report"});
+  cost = {10, 90, 70, 5, 1, 20};
+  CHECK(names(CriticalPath(dag, cost)) == Names{"prepare", "train_a", "pick", "report"});
+  // A lone task that takes longer than every chain is the path by itself.
+  cost = {10, 90, 70, 5, 1, 500};
+  CHECK(names(CriticalPath(dag, cost)) == Names{"lint"});
+  // Ties go to the task first in the file; nothing run yet: the first task.
+  cost = {0, 0, 0, 0, 0, 0};
+  CHECK(names(CriticalPath(dag, cost)) == Names{"prepare"});
+  cost = {1, 5, 5, 1, 1, 0};
+  CHECK(names(CriticalPath(dag, cost)) == Names{"prepare", "train_a", "pick", "report"});
+  CHECK(CriticalPath(Dag(MakeSpec({})), std::vector<int64_t>{}).empty());
+}

@@ -65,13 +65,19 @@ export function since(start, end) {
   return (end ? Date.parse(end) : Date.now()) - Date.parse(start);
 }
 
-// Calls `fn` at most once per `ms`, with the latest arguments.
-export function debounce(fn, ms) {
+// Calls `fn` at most once per `ms` while calls keep coming, and once more after the last: a
+// steady stream of events never holds it off.
+export function throttle(fn, ms) {
   let timer = null;
-  const wrapped = (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), ms);
+  let last = 0;
+  const wrapped = () => {
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      last = Date.now();
+      fn();
+    }, Math.max(last + ms - Date.now(), 0));
   };
-  wrapped.cancel = () => clearTimeout(timer);
+  wrapped.cancel = () => { clearTimeout(timer); timer = null; };
   return wrapped;
 }

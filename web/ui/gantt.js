@@ -9,16 +9,18 @@ const NAME = 180;
 
 export class Gantt {
   // tasks: ids in order; attempts: [{task, attempt, state, started_at, ended_at}]
-  constructor(runId, tasks, attempts) {
+  constructor(runId, tasks, attempts, critical) {
     this.runId = runId;
     this.tasks = tasks;
     this.scroll = h('div', { class: 'gantt-scroll', onscroll: () => this.schedule() });
     this.el = h('div', { class: 'gantt' }, this.axis = h('div', { class: 'muted gantt-axis' }), this.scroll);
     this.frame = null;
-    this.update(attempts);
+    this.update(attempts, critical);
   }
 
-  update(attempts) {
+  // critical: the ids of the tasks on the run's critical path (marked ◆).
+  update(attempts, critical = []) {
+    this.critical = new Set(critical);
     this.byTask = new Map();
     let start = Infinity;
     let end = -Infinity;
@@ -33,7 +35,8 @@ export class Gantt {
     }
     this.start = start;
     this.span = Math.max(end - start, 1);
-    fill(this.axis, Number.isFinite(start) ? `From ${when(new Date(start).toISOString())}, ${duration(this.span)} in all.` : 'No attempt has started yet.');
+    fill(this.axis, Number.isFinite(start) ? `From ${when(new Date(start).toISOString())}, ${duration(this.span)} in all.` : 'No attempt has started yet.',
+      this.critical.size ? ' ◆ marks the critical path: the tasks that decided how long the run took.' : '');
     this.scroll.style.height = `${Math.min(this.tasks.length * ROW + 4, 420)}px`;
     this.draw(true);
   }
@@ -60,7 +63,10 @@ export class Gantt {
         bar.style.width = `${Math.max(((a.e - a.s) / this.span) * width, 2)}px`;
         return bar;
       });
-      const row = h('div', { class: 'gantt-row' }, h('span', { class: 'gantt-name', title: task }, task), bars);
+      const critical = this.critical.has(task);
+      const row = h('div', { class: critical ? 'gantt-row critical' : 'gantt-row', dataset: { task } },
+        h('span', { class: 'gantt-name', title: critical ? `${task} (on the critical path)` : task },
+          critical ? '◆ ' : '', task), bars);
       row.style.top = `${i * ROW}px`;
       rows.push(row);
     }

@@ -1,7 +1,7 @@
 // One pipeline: its grid of recent runs × tasks, its DAG, run durations, backfills, and the
 // trigger and backfill forms.
 import { api, post, enc, follow } from './api.js';
-import { h, fill, when, debounce } from './dom.js';
+import { h, fill, when, throttle } from './dom.js';
 import { badge } from './states.js';
 import { Grid } from './grid.js';
 import { DagView } from './graph.js';
@@ -72,8 +72,14 @@ export async function pipelineView(main, app, name, open) {
     if (runs.length === 0) {
       fill(gridBox, h('p', { class: 'muted' }, 'No runs yet.'));
     } else {
+      // A reload keeps where the grid was scrolled to.
+      const old = gridBox.querySelector('.grid-scroll');
       const grid = new Grid(g.tasks, runs);
       fill(gridBox, grid.el);
+      if (old) {
+        grid.scroll.scrollTop = old.scrollTop;
+        grid.scroll.scrollLeft = old.scrollLeft;
+      }
       grid.start();
     }
     fill(chartBox, durationChart(runs));
@@ -94,6 +100,6 @@ export async function pipelineView(main, app, name, open) {
   }
   await Promise.all([loadGrid(), loadBackfills(), loadDag().catch((e) => fill(dagBox, h('p', { class: 'error' }, e.message)))]);
   if (operable && (open === 'trigger' || open === 'backfill')) openForm(open);
-  const reload = debounce(() => { loadGrid().catch(() => {}); loadBackfills().catch(() => {}); }, 300);
+  const reload = throttle(() => { loadGrid().catch(() => {}); loadBackfills().catch(() => {}); }, 1000);
   return follow(`pipeline=${enc(name)}`, () => reload());
 }

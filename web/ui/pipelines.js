@@ -1,6 +1,6 @@
 // The pipelines: what each is, when it fires, how its last runs went; pause and trigger.
 import { api, post, enc, follow } from './api.js';
-import { h, fill, when, debounce } from './dom.js';
+import { h, fill, when, throttle } from './dom.js';
 import { square } from './states.js';
 
 function recentRuns(p) {
@@ -63,7 +63,7 @@ export async function pipelinesView(main, app) {
           h('pre', { class: 'errors' }, p.load_error)))));
   };
   await load();
-  const reload = debounce(() => load().catch(() => {}), 400);
+  const reload = throttle(() => load().catch(() => {}), 400);
   return follow('', (e) => {
     if (e.kind === 'run_state' || e.kind === 'run_created' || e.kind.startsWith('pipeline_')) reload();
   });

@@ -1,7 +1,7 @@
 // A run: its DAG coloured live by each task's state, a Gantt of its attempts, its tasks, the
 // selected task's attempts and log, who did what, and the buttons an operator or admin may use.
 import { api, post, enc, follow, ApiError } from './api.js';
-import { h, fill, when, duration, since, bytes, debounce } from './dom.js';
+import { h, fill, when, duration, since, bytes, throttle } from './dom.js';
 import { badge, ACTIVE } from './states.js';
 import { DagView } from './graph.js';
 import { Gantt } from './gantt.js';
@@ -147,19 +147,17 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   }
 
   async function drawGantt() {
-    const { attempts } = await api(`/api/v1/runs/${id}/attempts`);
+    const { attempts, critical_path: critical } = await api(`/api/v1/runs/${id}/attempts`);
     if (!gantt) {
-      gantt = new Gantt(id, run.tasks.map((t) => t.id), attempts);
+      gantt = new Gantt(id, run.tasks.map((t) => t.id), attempts, critical);
       fill(ganttBox, gantt.el);
-      gantt.update(attempts);
-    } else {
-      gantt.update(attempts);
     }
+    gantt.update(attempts, critical);
   }
 
   // What the stream says changes the page at once; the rest (times, exit codes) follows from a
   // read of the run shortly after.
-  const refresh = debounce(async () => {
+  const refresh = throttle(async () => {
     try {
       run = await api(`/api/v1/runs/${id}`);
     } catch (e) {
@@ -174,7 +172,17 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       const shown = taskBox.querySelector('#task-h .badge');
       if (t && shown && !shown.classList.contains(`st-${t.state}`)) drawTask().catch(() => {});
     }
-  }, 250);
+  }, 400);
+
+  // A task's row, changed in place (a run of thousands of tasks is not redrawn per event).
+  function setTask(taskId, state, attempt) {
+    const t = run.tasks.find((x) => x.id === taskId);
+    if (!t) return;
+    t.state = state;
+    if (attempt) t.attempt = attempt;
+    const row = taskTable.querySelector(`tr[data-task="${CSS.escape(taskId)}"]`);
+    if (row) row.replaceWith(taskRow(t));
+  }
 
   fill(main, head,
     h('section', { 'aria-labelledby': 'rdag-h' }, h('h2', { id: 'rdag-h' }, 'Graph'), dagBox),
@@ -201,7 +209,10 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   const stop = follow(`run=${id}&after=0`, (e) => {
     eventList.prepend(h('li', {}, h('time', { datetime: e.at }, when(e.at)), ' ', describeEvent(e)));
     while (eventList.childElementCount > 500) eventList.lastChild.remove();
-    if (e.kind === 'task_state' && e.task && dag) dag.set(e.task, e.to);
+    if (e.kind === 'task_state' && e.task) {
+      if (dag) dag.set(e.task, e.to);
+      setTask(e.task, e.to, e.attempt);
+    }
     if (e.kind === 'run_state') {
       run.state = e.to;
       drawHead();
