@@ -39,6 +39,16 @@ command = "true"
     await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 3);
     assert.equal(await page.locator('.grid-row a.st-success').count(), 6);
     await screenshot(page, 'backfill');
+    // The grid works with the keyboard: one cell takes the focus, arrows move it, Enter opens it.
+    const runs = (await daemon.api('/api/v1/runs?pipeline=nightly')).body.runs;  // newest first
+    await page.locator('.grid-row a.grid-cell[tabindex="0"]').focus();
+    await page.keyboard.press('ArrowDown');  // report, in the newest run (the right-most column)
+    await page.keyboard.press('ArrowLeft');  // the run before it
+    assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')),
+      `report, run ${runs[1].id}: success`);
+    await page.keyboard.press('Enter');
+    await page.waitForURL(new RegExp(`#/runs/${runs[1].id}/report$`));
+    await page.locator('#task-h').getByText('Task report').waitFor();
     assert.deepEqual(problems, []);
   } finally {
     await browser.close();

@@ -23,6 +23,16 @@ test('the printed sign-in address signs the browser in and leaves no token in th
     assert.equal(new URL(page.url()).search, '');
     await page.locator('tr[data-pipeline="hello"]').waitFor();
     assert.equal(await page.locator('#open-trigger, a.button', { hasText: 'Trigger' }).count(), 1);
+    // The paused switch pauses and unpauses.
+    const toggle = page.locator('tr[data-pipeline="hello"] button[role=switch]');
+    assert.equal(await toggle.getAttribute('aria-checked'), 'true');
+    await toggle.click();
+    await page.locator('tr[data-pipeline="hello"] button[role=switch][aria-checked=false]').waitFor();
+    const token = new URL(match[1]).searchParams.get('token');
+    const paused = await fetch(`${daemon.url}/api/v1/pipelines/hello`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal((await paused.json()).paused, true);
+    await page.locator('tr[data-pipeline="hello"] button[role=switch]').click();
+    await page.locator('tr[data-pipeline="hello"] button[role=switch][aria-checked=true]').waitFor();
     // A wrong address says so, and drops the token from the address bar.
     const other = await watchedPage(browser, daemon);
     await other.page.goto(`${daemon.url}/?token=kiln_not_a_token`);
@@ -63,6 +73,9 @@ test('the sign-in form takes a token; a viewer sees no buttons that change anyth
     await page.locator('#task-h').waitFor();
     assert.equal(await page.locator('main button:not(.dag-tools button)').count(), 0);
 
+    await page.goto(`${daemon.url}/#/runs`);
+    await page.locator('table.list').getByText(`Run ${id}`).waitFor();
+    await screenshot(page, 'runs');
     await page.click('#sign-out');
     await page.locator('form.signin').waitFor();
     const after = await page.evaluate(async () => (await fetch('/api/v1/session')).status);

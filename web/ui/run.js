@@ -100,8 +100,14 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       h('td', {}, when(t.started_at)));
   }
 
+  const rows = new Map();  // task id -> its row
   function drawTasks() {
-    fill(taskTable, run.tasks.map(taskRow));
+    rows.clear();
+    fill(taskTable, run.tasks.map((t) => {
+      const row = taskRow(t);
+      rows.set(t.id, row);
+      return row;
+    }));
   }
 
   async function drawTask() {
@@ -176,12 +182,14 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
 
   // A task's row, changed in place (a run of thousands of tasks is not redrawn per event).
   function setTask(taskId, state, attempt) {
-    const t = run.tasks.find((x) => x.id === taskId);
+    const row = rows.get(taskId);
+    const t = row && run.tasks.find((x) => x.id === taskId);
     if (!t) return;
     t.state = state;
     if (attempt) t.attempt = attempt;
-    const row = taskTable.querySelector(`tr[data-task="${CSS.escape(taskId)}"]`);
-    if (row) row.replaceWith(taskRow(t));
+    const fresh = taskRow(t);
+    row.replaceWith(fresh);
+    rows.set(taskId, fresh);
   }
 
   fill(main, head,
