@@ -134,12 +134,14 @@ async function main() {
     console.log(`run page of ${TASKS} tasks drawn (graph, task table, timeline): median ${ms(median(renders))} of ${renders.map((x) => x.toFixed(0)).join(', ')} ms`);
 
     // The grid of 100 runs × 2,000 tasks, and scrolling it.
+    console.error('… the pipeline page');
     t = performance.now();
     await page.goto(`${base}/#/pipelines/wide`);
     await page.locator('.grid-scroll').waitFor();
     await page.selectOption('#grid-limit', '100');
     await page.waitForFunction((n) => document.querySelectorAll('.grid-head .sq').length === n, RUNS, { timeout: 60000 });
     const gridPage = performance.now() - t;
+    console.error('… scrolling its grid');
     const frames = await page.evaluate(async () => {
       const s = document.querySelector('.grid-scroll');
       const out = [];

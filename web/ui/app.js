@@ -13,6 +13,7 @@ const app = {
     return this.me !== null && ROLES[this.me.role] >= ROLES[role];
   },
   cleanup: null,  // closes the current view's streams and timers
+  generation: 0,  // counts the views shown
 };
 
 // Routes: #/ pipelines, #/pipelines/NAME[/trigger|/backfill], #/runs, #/runs/ID[/TASK[/ATTEMPT]].
@@ -35,11 +36,22 @@ async function show() {
     fill(main, h('h1', {}, 'Not found'), h('p', {}, 'No page here. ', h('a', { href: '#/' }, 'Pipelines')));
     return;
   }
+  // Each view draws into a box of its own: one still loading when the address changes again
+  // draws into a box no longer in the page, and its streams are closed as soon as it returns.
+  const box = h('div');
+  fill(main, box);
+  const generation = ++app.generation;
   try {
-    app.cleanup = await route.view(main, app, ...route.args) || null;
+    const cleanup = await route.view(box, app, ...route.args) || null;
+    if (generation === app.generation) {
+      app.cleanup = cleanup;
+    } else if (cleanup) {
+      cleanup();
+    }
   } catch (e) {
+    if (generation !== app.generation) return;
     if (e instanceof ApiError && e.status === 401) return signedOut('Your sign-in has ended. Sign in again.');
-    fill(main, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, e.message));
+    fill(box, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, e.message));
   }
 }
 
@@ -60,6 +72,7 @@ async function signOut() {
 function signedOut(message) {
   if (app.cleanup) app.cleanup();
   app.cleanup = null;
+  app.generation++;
   app.me = null;
   showWho();
   const problem = h('p', { class: 'error', role: 'alert', id: 'sign-in-problem' }, message || '');

@@ -1,7 +1,7 @@
 // Runs × tasks, coloured by state, as in Airflow's grid: a row per task, a column per run (the
 // newest at the right). Only the rows in view are in the page, so 2,000 tasks × 100 runs scroll
 // as smoothly as 20. Keyboard: one cell takes the focus (Tab), arrows move it, Enter opens it.
-import { h, fill } from './dom.js';
+import { h } from './dom.js';
 import { CODES, icon, label, square } from './states.js';
 import { enc } from './api.js';
 
@@ -26,7 +26,7 @@ export class Grid {
     this.scroll.style.maxHeight = `${Math.min(tasks.length * ROW + 40, 560)}px`;
     this.el = h('div', { class: 'grid-box' }, this.scroll);
     this.frame = null;
-    this.drawn = [-1, -1];
+    this.drawn = new Map();  // row index -> its element
   }
 
   // Call once the grid is in the page.
@@ -43,29 +43,47 @@ export class Grid {
     return this.runs[col].tasks[row] || '.';
   }
 
-  draw(force) {
+  // The rows in view and a few around: rows that scroll out are dropped, rows that scroll in are
+  // made; the rest stay as they are.
+  draw() {
     const top = this.scroll.scrollTop;
     const first = Math.max(Math.floor(top / ROW) - SPARE, 0);
     const last = Math.min(Math.ceil((top + this.scroll.clientHeight) / ROW) + SPARE, this.tasks.length);
-    if (!force && first === this.drawn[0] && last === this.drawn[1]) return;
-    this.drawn = [first, last];
-    const rows = [];
-    for (let r = first; r < last; r++) {
-      const task = this.tasks[r];
-      const cells = this.runs.map((run, c) => {
-        const state = CODES[this.code(r, c)] || 'none';
-        const text = `${task}, run ${run.id}: ${label(state)}`;
-        const tabbable = r === this.active.row && c === this.active.col;
-        return h('a', { class: `grid-cell sq st-${state}`, role: 'gridcell', title: text, 'aria-label': text,
-          href: state === 'none' ? null : `#/runs/${run.id}/${enc(task)}`, tabindex: tabbable ? 0 : -1,
-          dataset: { row: r, col: c } }, icon(state));
-      });
-      const row = h('div', { class: 'grid-row', role: 'row', 'aria-rowindex': r + 2 },
-        h('span', { class: 'grid-name', role: 'rowheader', title: task }, task), cells);
-      row.style.top = `${r * ROW}px`;
-      rows.push(row);
+    for (const [r, row] of this.drawn) {
+      if (r < first || r >= last) {
+        row.remove();
+        this.drawn.delete(r);
+      }
     }
-    fill(this.rows, rows);
+    const added = document.createDocumentFragment();
+    for (let r = first; r < last; r++) {
+      if (this.drawn.has(r)) continue;
+      const row = this.row(r);
+      this.drawn.set(r, row);
+      added.append(row);
+    }
+    this.rows.append(added);
+  }
+
+  row(r) {
+    const task = this.tasks[r];
+    const cells = this.runs.map((run, c) => {
+      const state = CODES[this.code(r, c)] || 'none';
+      const text = `${task}, run ${run.id}: ${label(state)}`;
+      const tabbable = r === this.active.row && c === this.active.col;
+      return h('a', { class: `grid-cell sq st-${state}`, role: 'gridcell', title: text, 'aria-label': text,
+        href: state === 'none' ? null : `#/runs/${run.id}/${enc(task)}`, tabindex: tabbable ? 0 : -1,
+        dataset: { row: r, col: c } }, icon(state));
+    });
+    const row = h('div', { class: 'grid-row', role: 'row', 'aria-rowindex': r + 2 },
+      h('span', { class: 'grid-name', role: 'rowheader', title: task }, task), cells);
+    row.style.top = `${r * ROW}px`;
+    return row;
+  }
+
+  cell(r, c) {
+    const row = this.drawn.get(r);
+    return row ? row.children[c + 1] : null;
   }
 
   key(ev) {
@@ -75,14 +93,19 @@ export class Grid {
     if (!move || !ev.target.classList.contains('grid-cell')) return;
     ev.preventDefault();
     const a = this.active;
+    const before = this.cell(a.row, a.col);
+    if (before) before.tabIndex = -1;
     a.row = Math.min(Math.max(a.row + move[0], 0), this.tasks.length - 1);
     a.col = Math.min(Math.max(a.col + move[1], 0), this.runs.length - 1);
     const y = a.row * ROW;
     const view = this.scroll.clientHeight - 40;
     if (y < this.scroll.scrollTop) this.scroll.scrollTop = y;
     else if (y + ROW > this.scroll.scrollTop + view) this.scroll.scrollTop = y + ROW - view;
-    this.draw(true);
-    const cell = this.rows.querySelector(`[data-row="${a.row}"][data-col="${a.col}"]`);
-    if (cell) cell.focus();
+    this.draw();
+    const cell = this.cell(a.row, a.col);
+    if (cell) {
+      cell.tabIndex = 0;
+      cell.focus();
+    }
   }
 }

@@ -8,6 +8,7 @@ const KEEP = 2 * 1024 * 1024;  // characters kept in the page; older ones are dr
 
 export class LogView {
   constructor(run, task, attempt) {
+    this.attempt = attempt;
     this.base = `/api/v1/runs/${run}/tasks/${enc(task)}/attempts/${attempt}/log`;
     this.pre = h('pre', { class: 'log', tabindex: 0, 'aria-label': `log of ${task}, attempt ${attempt}`, 'aria-live': 'off' });
     this.status = h('p', { class: 'muted log-status', role: 'status' }, 'Reading the log…');

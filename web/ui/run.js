@@ -111,12 +111,15 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   }
 
   async function drawTask() {
-    if (log) log.close();
-    log = null;
     const t = run.tasks.find((x) => x.id === selectedTask);
     if (!t) return fill(taskBox);
     const { attempts } = await api(`/api/v1/runs/${id}/tasks/${enc(t.id)}/attempts`);
     const chosen = Number(selectedAttempt) || (attempts.length ? attempts[attempts.length - 1].attempt : 0);
+    // The log shown stays while it is the chosen attempt's: it follows on by itself.
+    if (log && log.attempt !== chosen) {
+      log.close();
+      log = null;
+    }
     const buttons = [];
     if (app.may('operator') && !ACTIVE.has(run.state)) {
       buttons.push(h('button', { type: 'button', id: 'retry-from', onclick: () => act(`/api/v1/runs/${id}/retry`, { from: t.id }) },
@@ -133,7 +136,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
         }
       }
     }
-    if (chosen) log = new LogView(id, t.id, chosen);
+    if (chosen && !log) log = new LogView(id, t.id, chosen);
     fill(taskBox, h('section', { class: 'card', 'aria-labelledby': 'task-h' },
       h('h2', { id: 'task-h' }, `Task ${t.id} `, badge(t.state)),
       buttons.length ? h('div', { class: 'actions' }, buttons) : null,
