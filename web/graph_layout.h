@@ -1,7 +1,7 @@
 // A pipeline's DAG laid out for drawing, by Graphviz's dot (its C library, in-process): boxes
 // for tasks, left to right along the dependencies, and edges as Bézier paths. Coordinates are in
 // points with the origin at the top left. Layouts are cached by the pipeline's content hash, so
-// each version is laid out once (a 2,000-task pipeline takes about 2 s). Thread-safe: Graphviz
+// each version is laid out once (a 2,000-task pipeline takes about 1 s). Thread-safe: Graphviz
 // itself is not, so layouts are made one at a time.
 #pragma once
 
