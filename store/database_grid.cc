@@ -13,9 +13,6 @@ namespace {
 
 constexpr int kMaxGridRuns = 100;
 
-// A snapshot across the statements of one read.
-using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
-
 // SQL that turns task_instances.state into its dag::StateLetter.
 std::string LetterCase() {
   std::string out = "CASE t.state";

@@ -108,8 +108,6 @@ OpenAttempt ReadOpen(const pqxx::row& row) {
   return a;
 }
 
-using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
-
 // The active runs that `where` selects ("lease_owner = $1" with `param`), oldest first.
 Result<std::vector<ActiveRun>> ReadActive(pqxx::transaction_base& txn, const std::string& where,
                                           const std::string& param, std::string_view what) {

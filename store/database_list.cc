@@ -11,9 +11,6 @@ namespace {
 // The most runs one ListRuns returns.
 constexpr int kMaxRuns = 100;
 
-// A snapshot across the statements of one read.
-using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
-
 }  // namespace
 
 Result<RunPage> Database::ListRuns(const RunFilter& filter) {

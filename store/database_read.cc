@@ -15,9 +15,6 @@ using json = nlohmann::json;
 // The most events one ListEvents returns.
 constexpr int kMaxEvents = 10000;
 
-// A snapshot across the statements of one read.
-using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
-
 std::string EventColumns() {
   return "id, " + EpochMs("at") +
          ", run_id, pipeline, task_id, attempt, kind, from_state, to_state, actor, detail::text";

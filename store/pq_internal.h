@@ -36,6 +36,9 @@ struct DatabaseImpl {
   std::vector<std::string> statements;  // names of the registered statements
 };
 
+// A read of several statements that see one snapshot.
+using ReadTxn = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
 // Collapses runs of whitespace (libpq messages span lines) into single spaces and trims.
 std::string OneLine(std::string_view text);
 

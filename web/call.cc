@@ -105,6 +105,26 @@ std::optional<std::string> QueryValue(const Request& req, const std::string& nam
   return req.get_param_value(name);
 }
 
+Status ReadPaging(const Request& req, Paging& out) {
+  if (auto limit = QueryValue(req, "limit")) {
+    auto n = ParseCount(*limit);
+    if (!n || *n < 1) {
+      return QueryError("limit", "must be a whole number from 1 to " +
+                                     std::to_string(kMaxPageLimit) + ", not " + Quoted(*limit));
+    }
+    out.limit = static_cast<int>(std::min<int64_t>(*n, kMaxPageLimit));
+  }
+  if (auto cursor = QueryValue(req, "cursor")) {
+    auto id = ParseDecimal(*cursor, 1);
+    if (!id) {
+      return QueryError("cursor",
+                        "must be a next_cursor from an earlier page, not " + Quoted(*cursor));
+    }
+    out.before = RunId{*id};
+  }
+  return Status::Ok();
+}
+
 std::optional<JsonBody> ReadObject(Call& call, std::initializer_list<std::string_view> allowed) {
   if (call.req.body.empty()) return JsonBody{json::object(), {}};
   auto parsed = ParseJsonBody(call.req.body, kMaxNesting);

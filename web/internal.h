@@ -92,12 +92,24 @@ struct Caller {
 };
 Caller Identify(const Context& ctx, const Request& req);
 
+// Whether a Content-Type header names JSON ("application/json", parameters and case aside).
+bool IsJsonType(std::string_view content_type);
+
 // Query strings: true when every parameter is one of `allowed` and none repeats; else sends 400
 // naming the parameter and returns false.
 bool AcceptQuery(Call& call, std::initializer_list<std::string_view> allowed);
 std::optional<std::string> QueryValue(const Request& req, const std::string& name);
 // "query parameter 'name': <why>" as kInvalidArgument.
 Status QueryError(std::string_view name, std::string_view why);
+
+// The paging of a list of runs: `limit` (1 to kMaxPageLimit; more is cut to it) and `cursor` (the
+// next_cursor of an earlier page: the run id the page starts below).
+constexpr int kMaxPageLimit = 100;
+struct Paging {
+  std::optional<int> limit;
+  std::optional<RunId> before;
+};
+Status ReadPaging(const Request& req, Paging& out);
 
 // The request body as a JSON object whose fields are all in `allowed` (an empty body is {}).
 // On error sends 400 (invalid_json or invalid_argument) and returns nullopt.

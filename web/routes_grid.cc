@@ -12,7 +12,6 @@ namespace kiln::web {
 namespace {
 
 constexpr int kDefaultGridRuns = 25;
-constexpr int kMaxGridRuns = 100;
 
 // Columns: the tasks of the version in use, in pipeline order, then tasks that only older
 // versions had, newest run first. One letter per column per run ('.': not in that run). Runs of
@@ -54,26 +53,10 @@ json RenderGrid(const scheduler::GridPage& page, const dag::PipelinePtr& current
 
 void Grid(Call& call) {
   if (!AcceptQuery(call, {"limit", "cursor"}) || !CheckPipelineArg(call, call.args[0])) return;
-  int limit = kDefaultGridRuns;
-  if (auto text = QueryValue(call.req, "limit")) {
-    auto n = ParseCount(*text);
-    if (!n || *n < 1) {
-      return SendStatus(call.res, QueryError("limit", "must be a whole number from 1 to 100, not " +
-                                                          Quoted(*text)));
-    }
-    limit = static_cast<int>(std::min<int64_t>(*n, kMaxGridRuns));
-  }
-  std::optional<RunId> before;
-  if (auto text = QueryValue(call.req, "cursor")) {
-    auto id = ParseDecimal(*text, 1);
-    if (!id) {
-      return SendStatus(
-          call.res,
-          QueryError("cursor", "must be a next_cursor from an earlier page, not " + Quoted(*text)));
-    }
-    before = RunId{*id};
-  }
-  auto page = call.ctx.service.Grid(call.args[0], before, limit);
+  Paging paging;
+  if (Status read = ReadPaging(call.req, paging); !read.ok()) return SendStatus(call.res, read);
+  auto page =
+      call.ctx.service.Grid(call.args[0], paging.before, paging.limit.value_or(kDefaultGridRuns));
   if (!page.ok()) return SendStatus(call.res, page.status());
   auto current = call.ctx.service.PipelineVersion(call.args[0], std::nullopt);
   SendJson(call.res, 200, RenderGrid(*page, current.ok() ? *current : nullptr));

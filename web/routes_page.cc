@@ -78,8 +78,7 @@ void GetSession(Call& call) {
 
 // A cookie-borne request must be JSON to change anything (as on every other route).
 bool RefuseForm(Call& call) {
-  std::string type = AsciiLower(call.req.get_header_value("Content-Type"));
-  if (type.substr(0, type.find(';')) == "application/json") return false;
+  if (IsJsonType(call.req.get_header_value("Content-Type"))) return false;
   SendError(call.res, 415, "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json");
   return true;

@@ -7,8 +7,6 @@ namespace kiln::web {
 
 namespace {
 
-constexpr int kMaxPageSize = 100;
-
 Status ReadTime(const Request& req, const std::string& name, std::optional<Instant>& out) {
   auto text = QueryValue(req, name);
   if (!text) return Status::Ok();
@@ -37,13 +35,10 @@ Status ReadRunFilter(const Request& req, scheduler::RunFilter& filter) {
   }
   if (Status s = ReadTime(req, "created_after", filter.created_after); !s.ok()) return s;
   if (Status s = ReadTime(req, "created_before", filter.created_before); !s.ok()) return s;
-  if (auto limit = QueryValue(req, "limit")) {
-    auto n = ParseCount(*limit);
-    if (!n || *n < 1) {
-      return QueryError("limit", "must be a whole number from 1 to 100, not " + Quoted(*limit));
-    }
-    filter.limit = static_cast<int>(std::min<int64_t>(*n, kMaxPageSize));
-  }
+  Paging paging;
+  if (Status s = ReadPaging(req, paging); !s.ok()) return s;
+  if (paging.limit) filter.limit = *paging.limit;
+  filter.before = paging.before;
   if (auto backfill = QueryValue(req, "backfill")) {
     auto id = ParseDecimal(*backfill, 1);
     if (!id) {
@@ -51,11 +46,6 @@ Status ReadRunFilter(const Request& req, scheduler::RunFilter& filter) {
                         "must be a backfill id (a positive integer), not " + Quoted(*backfill));
     }
     filter.backfill = *id;
-  }
-  if (auto cursor = QueryValue(req, "cursor")) {
-    auto id = ParseDecimal(*cursor, 1);
-    if (!id) return QueryError("cursor", "must be a next_cursor value, not " + Quoted(*cursor));
-    filter.before = RunId{*id};
   }
   return Status::Ok();
 }

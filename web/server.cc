@@ -7,13 +7,13 @@
 
 namespace kiln::web {
 
-namespace {
-
 bool IsJsonType(std::string_view content_type) {
   std::string type = AsciiLower(content_type.substr(0, content_type.find(';')));
   while (!type.empty() && type.back() == ' ') type.pop_back();
   return type == "application/json";
 }
+
+namespace {
 
 std::vector<std::string_view> Segments(std::string_view path) {
   std::vector<std::string_view> out;

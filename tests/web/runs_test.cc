@@ -70,10 +70,10 @@ TEST_CASE("every query value of the run listing is checked, naming it") {
            Case{"pipeline=ML",
                 "query parameter 'pipeline': pipeline name 'ML' must match "
                 "^[a-z0-9][a-z0-9_.-]{0,63}$"},
-           Case{"cursor=0", "query parameter 'cursor': must be a next_cursor value, not '0'"},
-           Case{"cursor=-1", "query parameter 'cursor': must be a next_cursor value, not '-1'"},
+           Case{"cursor=0", "query parameter 'cursor': must be a next_cursor from an earlier page, not '0'"},
+           Case{"cursor=-1", "query parameter 'cursor': must be a next_cursor from an earlier page, not '-1'"},
            Case{"cursor=99999999999999999999",
-                "query parameter 'cursor': must be a next_cursor value, not "
+                "query parameter 'cursor': must be a next_cursor from an earlier page, not "
                 "'99999999999999999999'"},
            Case{"created_after=yesterday",
                 "query parameter 'created_after': invalid time \"yesterday\": date must be "
