@@ -49,6 +49,9 @@ struct RunRecord {
   std::optional<Instant> started_at;
   std::optional<Instant> ended_at;
   std::vector<TaskInstanceRecord> tasks;  // in pipeline order (empty in listings)
+  // Read of one run only (GetRun): the id of the run's latest event, in the same snapshot as the
+  // rest, so a follower of its events after this id misses and repeats nothing (empty: none yet).
+  std::optional<int64_t> last_event;
 };
 
 struct EventRecord {

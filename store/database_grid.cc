@@ -13,13 +13,14 @@ namespace {
 
 constexpr int kMaxGridRuns = 100;
 
-// SQL that turns task_instances.state into its dag::StateLetter.
+// SQL that turns task_instances.state into its dag::StateLetter; the states of ended runs first,
+// as most rows of a grid are theirs (one comparison for a success).
 std::string LetterCase() {
   std::string out = "CASE t.state";
   for (auto state :
-       {dag::TaskState::kPending, dag::TaskState::kQueued, dag::TaskState::kRunning,
-        dag::TaskState::kUpForRetry, dag::TaskState::kSuccess, dag::TaskState::kFailed,
-        dag::TaskState::kSkipped, dag::TaskState::kUpstreamFailed, dag::TaskState::kCancelled}) {
+       {dag::TaskState::kSuccess, dag::TaskState::kFailed, dag::TaskState::kUpstreamFailed,
+        dag::TaskState::kSkipped, dag::TaskState::kCancelled, dag::TaskState::kRunning,
+        dag::TaskState::kQueued, dag::TaskState::kPending, dag::TaskState::kUpForRetry}) {
     out += " WHEN '" + std::string(dag::Name(state)) + "' THEN '" + dag::StateLetter(state) + "'";
   }
   return out + " ELSE '?' END";
@@ -40,6 +41,42 @@ std::map<RunId, std::vector<std::string>> TaskIds(ReadTxn& txn, const std::set<R
   return out;
 }
 
+// A run's letters in pipeline order, from its letters in any order and their positions
+// ("3,0,1,2"). PostgreSQL aggregates both in one pass without sorting (an ordered aggregate
+// costs about as much again as reading the rows); positions are 0..n-1, so each letter goes
+// straight to its place. Positions out of that range (never written by kiln) sort instead.
+std::string InOrder(std::string_view letters, std::string_view positions) {
+  std::vector<int64_t> at;
+  at.reserve(letters.size());
+  int64_t n = 0;
+  bool negative = false;
+  for (char c : positions) {
+    if (c == ',') {
+      at.push_back(negative ? -n : n);
+      n = 0;
+      negative = false;
+    } else if (c == '-') {
+      negative = true;
+    } else {
+      n = n * 10 + (c - '0');
+    }
+  }
+  if (!positions.empty()) at.push_back(negative ? -n : n);
+  const size_t size = std::min(letters.size(), at.size());
+  std::string out(size, '\0');
+  bool placed = true;
+  for (size_t i = 0; i < size && placed; ++i) {
+    placed = at[i] >= 0 && static_cast<size_t>(at[i]) < size && out[at[i]] == '\0';
+    if (placed) out[at[i]] = letters[i];
+  }
+  if (placed) return out;
+  std::vector<std::pair<int64_t, char>> pairs;
+  for (size_t i = 0; i < size; ++i) pairs.emplace_back(at[i], letters[i]);
+  std::sort(pairs.begin(), pairs.end());
+  for (size_t i = 0; i < size; ++i) out[i] = pairs[i].second;
+  return out;
+}
+
 }  // namespace
 
 Result<GridPage> Database::Grid(const std::string& pipeline, std::optional<RunId> before,
@@ -48,12 +85,15 @@ Result<GridPage> Database::Grid(const std::string& pipeline, std::optional<RunId
   const std::string what = "reading the grid of '" + pipeline + "'";
   try {
     ReadTxn txn(impl_->conn, "grid");
-    // runs_by_pipeline (pipeline, id DESC) from the cursor; each run's letters are aggregated
-    // from its own task_instances rows (primary key), in pipeline order.
-    const std::string sql = "SELECT " + RunColumns() + ", id, (SELECT string_agg(" + LetterCase() +
-                            ", '' ORDER BY t.position) FROM task_instances t WHERE t.run_id = "
-                            "runs.id) FROM runs WHERE pipeline = $1 AND id < $2 ORDER BY id DESC "
-                            "LIMIT " +
+    // runs_by_pipeline (pipeline, id DESC) from the cursor; each run's letters and their
+    // positions are aggregated from its own task_instances rows (primary key).
+    const std::string sql = "SELECT " + RunColumns() +
+                            ", id, g.letters, g.positions FROM runs, "
+                            "LATERAL (SELECT string_agg(" +
+                            LetterCase() +
+                            ", '') AS letters, string_agg(t.position::text, ',') AS positions "
+                            "FROM task_instances t WHERE t.run_id = runs.id) g "
+                            "WHERE pipeline = $1 AND id < $2 ORDER BY id DESC LIMIT " +
                             std::to_string(limit + 1);
     pqxx::result rows = txn.exec_params(
         sql, pipeline, before ? Value(*before) : std::numeric_limits<int64_t>::max());
@@ -67,7 +107,11 @@ Result<GridPage> Database::Grid(const std::string& pipeline, std::optional<RunId
       if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
       GridRun g;
       g.run = std::move(run).value();
-      g.states = row[kRunColumns + 1].is_null() ? "" : row[kRunColumns + 1].as<std::string>();
+      if (!row[kRunColumns + 1].is_null()) {
+        const pqxx::field letters = row[kRunColumns + 1], positions = row[kRunColumns + 2];
+        g.states =
+            InOrder({letters.c_str(), letters.size()}, {positions.c_str(), positions.size()});
+      }
       page.runs.push_back(std::move(g));
     }
     // The task ids: read once per version (from its newest run on the page), and again only for

@@ -195,7 +195,9 @@ Result<RunRecord> ReadRunWithTasks(pqxx::transaction_base& txn, RunId id, std::s
 std::string GetRunStatement() {
   // One prepared statement, so one round trip and one snapshot: the run's columns on every row,
   // then one task per row (the primary key of task_instances, in pipeline order).
+  // The run's latest event comes from the same snapshot (events_by_run: one index probe).
   return "SELECT r.*, t.* FROM (SELECT " + RunColumns() +
+         ", (SELECT max(id) FROM events WHERE run_id = $1) AS last_event"
          " FROM runs WHERE id = $1) r LEFT JOIN LATERAL (SELECT " + TaskColumns() +
          ", position FROM task_instances WHERE run_id = $1) t ON true ORDER BY t.position";
 }
@@ -208,9 +210,10 @@ Result<RunRecord> Database::GetRun(RunId id) {
     if (rows.empty()) {
       return Status::Error(ErrorCode::kNotFound, "run " + ToString(id) + " not found");
     }
-    const auto run_columns = static_cast<pqxx::row::size_type>(kRunColumns);
+    const auto run_columns = static_cast<pqxx::row::size_type>(kRunColumns + 1);
     auto run = ReadRun(id, rows[0]);
     if (!run.ok()) return Status::Error("database: " + what + ": " + run.message());
+    run->last_event = Opt<int64_t>(rows[0][kRunColumns]);
     for (const pqxx::row& row : rows) {
       if (row[run_columns].is_null()) continue;  // a run without task rows
       auto task = ReadTask(row.slice(run_columns, row.size()));

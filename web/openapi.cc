@@ -288,7 +288,8 @@ constexpr std::string_view kDocument = R"json({
       "data_interval_end": {"$ref": "#/components/schemas/Time"}, "created_at": {"$ref": "#/components/schemas/Time"},
       "started_at": {"$ref": "#/components/schemas/Time"}, "ended_at": {"$ref": "#/components/schemas/Time"}}},
     "Run": {"allOf": [{"$ref": "#/components/schemas/RunSummary"}, {"type": "object", "properties": {
-      "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}}}]},
+      "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+      "event_id": {"type": "integer", "description": "the run's latest event this read reflects (absent before the first); follow the run's events after it"}}}]},
     "RunPage": {"type": "object", "required": ["runs", "next_cursor"], "properties": {
       "runs": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}},
       "next_cursor": {"type": "string", "nullable": true, "description": "null on the last page"}}},

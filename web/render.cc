@@ -89,6 +89,7 @@ json RenderRun(const scheduler::RunRecord& run, bool with_tasks) {
     for (const auto& t : run.tasks) tasks.push_back(RenderTask(t));
     out["tasks"] = std::move(tasks);
   }
+  if (run.last_event) out["event_id"] = *run.last_event;
   return out;
 }
 

@@ -37,18 +37,51 @@ command = "true"
     assert.equal(backfills[0].from, '2026-11-01T00:00:00.000Z');
     // The grid shows the three runs, every cell green.
     await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 3);
-    assert.equal(await page.locator('.grid-row a.st-success').count(), 6);
     await screenshot(page, 'backfill');
     // The grid works with the keyboard: one cell takes the focus, arrows move it, Enter opens it.
+    // Walked cell by cell, its labels say every task of every run succeeded.
     const runs = (await daemon.api('/api/v1/runs?pipeline=nightly')).body.runs;  // newest first
-    await page.locator('.grid-row a.grid-cell[tabindex="0"]').focus();
-    await page.keyboard.press('ArrowDown');  // report, in the newest run (the right-most column)
-    await page.keyboard.press('ArrowLeft');  // the run before it
-    assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')),
-      `report, run ${runs[1].id}: success`);
+    await page.locator('.grid-focus').focus();
+    const label = () => page.evaluate(() => document.activeElement.getAttribute('aria-label'));
+    const seen = [];
+    for (const key of ['Home', 'ArrowRight', 'ArrowRight', 'ArrowDown', 'ArrowLeft', 'ArrowLeft']) {
+      await page.keyboard.press(key);
+      seen.push(await label());
+    }
+    const [r3, r2, r1] = runs.map((r) => r.id);
+    assert.deepEqual(seen, [`load, run ${r1}: success`, `load, run ${r2}: success`, `load, run ${r3}: success`,
+      `report, run ${r3}: success`, `report, run ${r2}: success`, `report, run ${r1}: success`]);
+    await page.keyboard.press('ArrowRight');  // report, in the run before the newest
+    assert.equal(await label(), `report, run ${runs[1].id}: success`);
+    // A click on a cell opens it too (the newest run's load, top right).
+    const box = await page.locator('.grid-canvas').boundingBox();
+    await page.mouse.move(box.x + 200 + 2 * 20 + 10, box.y + 10);
+    assert.equal(await page.locator('.grid-canvas').getAttribute('title'), `load, run ${r3}: success`);
     await page.keyboard.press('Enter');
     await page.waitForURL(new RegExp(`#/runs/${runs[1].id}/report$`));
     await page.locator('#task-h').getByText('Task report').waitFor();
+    // A click on a cell opens that task in that run.
+    await page.goBack();
+    await page.locator('.grid-focus[href]').waitFor();
+    await page.mouse.click(box.x + 200 + 2 * 20 + 10, box.y + 10);
+    await page.waitForURL(new RegExp(`#/runs/${r3}/load$`));
+    // More runs than a page holds: older ones are a click away. The page follows the pipeline's
+    // events, so the grid fills up by itself as the new runs end.
+    await page.goBack();
+    await page.locator('.grid-focus[href]').waitFor();
+    const more = [];
+    for (let i = 0; i < 23; i++) more.push((await daemon.api('/api/v1/pipelines/nightly/runs', { method: 'POST', body: {} })).body.id);
+    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq.st-success').length === 25, null, { timeout: 90000 });
+    const heads = () => page.locator('.grid-head .sq').evaluateAll((all) => all.map((a) => a.getAttribute('aria-label')));
+    assert.equal((await heads())[0], `run ${r2}: success`);  // the oldest of this page
+    assert.equal(await page.locator('#grid-newer').isVisible(), false);
+    await page.click('#grid-older');
+    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 1);
+    assert.deepEqual(await heads(), [`run ${r1}: success`]);
+    assert.equal(await page.locator('#grid-older').isVisible(), false);
+    await page.click('#grid-newer');
+    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 25);
+    assert.equal((await heads())[24], `run ${more[22]}: success`);
     assert.deepEqual(problems, []);
   } finally {
     await browser.close();

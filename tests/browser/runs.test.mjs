@@ -51,7 +51,7 @@ test('trigger the ML example with a typed param and watch its graph go green liv
     assert.equal(await page.locator('.gantt-row.critical[data-task="alert"]').count(), 0);
     await screenshot(page, 'run');
     await page.goto(`${daemon.url}/#/pipelines/ml-lifecycle`);
-    await page.locator('.grid-scroll a.grid-cell').first().waitFor();
+    await page.locator('.grid-focus[href]').waitFor();
     await screenshot(page, 'pipeline');
     await page.goto(`${daemon.url}/#/`);
     await page.locator('tr[data-pipeline="ml-lifecycle"] .squares .st-success').waitFor();

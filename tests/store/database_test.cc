@@ -117,6 +117,8 @@ TEST_CASE("CreateRun writes the run, its tasks and one event") {
   CHECK((*events)[0].kind == "run_created");
   CHECK((*events)[0].to_state == "queued");
   CHECK((*events)[0].actor == "tester");
+  // The run's read names its latest event: the stream of the run carries on after it.
+  CHECK(record->last_event == (*events)[0].id);
 }
 
 TEST_CASE("an idempotency key returns the existing run") {

@@ -155,6 +155,7 @@ TEST_CASE("PgStateStore writes retries with exact rows, one transaction per grou
   auto record = db->GetRun(run);
   REQUIRE(record.ok());
   CHECK(record->state == RunState::kSuccess);
+  CHECK(record->last_event == std::stoll(t.One("SELECT max(id) FROM events")));
   CHECK(record->started_at == At(1));
   REQUIRE(record->tasks.size() == 1);
   CHECK(record->tasks[0].state == TaskState::kSuccess);

@@ -255,6 +255,21 @@ TEST_CASE("Grid gives each run's task states as letters in pipeline order, a pag
   auto none = db->Grid("nope", std::nullopt, 10);
   REQUIRE(none.ok());
   CHECK(none->runs.empty());
+
+  // Letters follow the pipeline order, not the order of the rows on disk: an update writes a
+  // row anew, so here the table holds train, evaluate, prepare.
+  const std::string where = " WHERE run_id = " + ToString(newest) + " AND task_id = ";
+  t.Rows("UPDATE task_instances SET state = 'running'" + where + "'evaluate'");
+  t.Rows("UPDATE task_instances SET state = 'success'" + where + "'prepare'");
+  auto moved = db->Grid("train", std::nullopt, 1);
+  REQUIRE(moved.ok());
+  CHECK(moved->runs[0].states == "spr");
+  // Positions with gaps (kiln writes 0..n-1) still come out in their order.
+  t.Rows("UPDATE task_instances SET position = 30 - position * 10 WHERE run_id = " +
+         ToString(newest));
+  auto gaps = db->Grid("train", std::nullopt, 1);
+  REQUIRE(gaps.ok());
+  CHECK(gaps->runs[0].states == "rps");
 }
 
 TEST_CASE("RunAttempts reads every attempt of a run by task, or says the run is unknown") {

@@ -15,18 +15,18 @@ export class DagView {
     const edges = h('svg:g', { class: 'edges' }, layout.edges.map((e) =>
       h('svg:path', { d: e.path, class: 'edge', 'marker-end': 'url(#arrow)', dataset: { from: e.from, to: e.to } })));
     const focusable = layout.nodes.length <= 300;
-    const nodes = h('svg:g', { class: 'nodes' }, layout.nodes.map((n) => {
+    // Three elements a task (link, box, text): a 2,000-task graph is drawn in well under a second.
+    // The tooltip (a <title>) is made when the pointer first comes over a task.
+    const nodes = h('svg:g', { class: 'nodes', onpointerover: (ev) => this.tip(ev) }, layout.nodes.map((n) => {
       const state = (states && states.get(n.id)) || 'none';
-      const title = h('svg:title', {}, `${n.id}: ${label(state)}`);
-      const mark = h('svg:text', { x: n.x + 8, y: n.y + n.height / 2, class: 'mark', 'aria-hidden': 'true' }, icon(state));
       const box = h('svg:rect', { x: n.x, y: n.y, width: n.width, height: n.height, rx: 4 });
-      const text = h('svg:text', { x: n.x + 22, y: n.y + n.height / 2, class: 'label' }, n.id);
+      const text = h('svg:text', { x: n.x + 8, y: n.y + n.height / 2 }, states ? `${icon(state)} ${n.id}` : n.id);
       const g = h(href ? 'svg:a' : 'svg:g', {
         class: `node st-${state}`, dataset: { task: n.id, state },
         href: href ? href(n.id) : null, tabindex: focusable ? 0 : -1,
         'aria-label': `${n.id}: ${label(state)}`,
-      }, title, box, mark, text);
-      this.nodes.set(n.id, { g, title, mark });
+      }, box, text);
+      this.nodes.set(n.id, { g, text, title: null });
       return g;
     }));
     const defs = h('svg:defs', {}, h('svg:marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5,
@@ -50,9 +50,17 @@ export class DagView {
     if (!n || n.g.dataset.state === state) return;
     n.g.setAttribute('class', `node st-${state}`);
     n.g.dataset.state = state;
-    n.mark.textContent = icon(state);
-    n.title.textContent = `${task}: ${label(state)}`;
+    n.text.textContent = `${icon(state)} ${task}`;
+    if (n.title) n.title.textContent = `${task}: ${label(state)}`;
     n.g.setAttribute('aria-label', `${task}: ${label(state)}`);
+  }
+
+  tip(ev) {
+    const g = ev.target.closest('.node');
+    const n = g && this.nodes.get(g.dataset.task);
+    if (!n || n.title) return;
+    n.title = h('svg:title', {}, `${g.dataset.task}: ${label(g.dataset.state)}`);
+    g.prepend(n.title);
   }
 
   // The drawing's height follows its content, within limits; call once it is in the page.

@@ -37,8 +37,24 @@ export async function pipelineView(main, app, name, open) {
   const chartBox = h('div');
   const dagBox = h('div', {}, h('p', { class: 'muted' }, 'Drawing the graph…'));
   const backfillBox = h('div');
-  const limit = h('select', { id: 'grid-limit', 'aria-label': 'runs shown', onchange: () => loadGrid() },
-    [25, 50, 100].map((n) => h('option', { value: n }, `last ${n} runs`)));
+  // Pages of the grid: `cursor` is this page's (null: the newest runs), `newer` the ones before it.
+  let cursor = null;
+  let next = null;
+  const newer = [];
+  const limit = h('select', { id: 'grid-limit', 'aria-label': 'runs shown', onchange: () => {
+    cursor = null;
+    newer.length = 0;
+    loadGrid();
+  } }, [25, 50, 100].map((n) => h('option', { value: n }, `${n} runs`)));
+  const olderButton = h('button', { type: 'button', id: 'grid-older', hidden: true, onclick: () => {
+    newer.push(cursor);
+    cursor = next;
+    loadGrid();
+  } }, '‹ Older runs');
+  const newerButton = h('button', { type: 'button', id: 'grid-newer', hidden: true, onclick: () => {
+    cursor = newer.pop() ?? null;
+    loadGrid();
+  } }, 'Newer runs ›');
   const openForm = (which) => {
     if (which === 'trigger') {
       fill(formBox, triggerForm(p, (run) => { location.hash = `#/runs/${run.id}`; }));
@@ -61,13 +77,17 @@ export async function pipelineView(main, app, name, open) {
       h('button', { type: 'button', id: 'open-trigger', onclick: () => openForm('trigger') }, 'Trigger…'),
       p.schedule ? h('button', { type: 'button', id: 'open-backfill', onclick: () => openForm('backfill') }, 'Backfill…') : null) : null,
     formBox,
-    h('section', { 'aria-labelledby': 'grid-h' }, h('h2', { id: 'grid-h' }, 'Runs × tasks ', limit), gridBox),
+    h('section', { 'aria-labelledby': 'grid-h' }, h('h2', { id: 'grid-h' }, 'Runs × tasks'),
+      h('div', { class: 'actions grid-pages' }, olderButton, limit, newerButton), gridBox),
     h('section', { 'aria-labelledby': 'dur-h' }, h('h2', { id: 'dur-h' }, 'Run durations'), chartBox),
     h('section', { 'aria-labelledby': 'dag-h' }, h('h2', { id: 'dag-h' }, 'Graph'), dagBox),
     h('section', { 'aria-labelledby': 'bf-h' }, h('h2', { id: 'bf-h' }, 'Backfills'), backfillBox));
 
   async function loadGrid() {
-    const g = await api(`/api/v1/pipelines/${enc(name)}/grid?limit=${limit.value}`);
+    const g = await api(`/api/v1/pipelines/${enc(name)}/grid?limit=${limit.value}${cursor ? `&cursor=${enc(cursor)}` : ''}`);
+    next = g.next_cursor;
+    olderButton.hidden = !next;
+    newerButton.hidden = cursor === null;
     const runs = [...g.runs].reverse();
     if (runs.length === 0) {
       fill(gridBox, h('p', { class: 'muted' }, 'No runs yet.'));

@@ -6,8 +6,10 @@ import { badge, ACTIVE } from './states.js';
 import { DagView } from './graph.js';
 import { Gantt } from './gantt.js';
 import { LogView } from './log.js';
+import { VirtualTable } from './table.js';
 
 const ENDED_TASK = new Set(['success', 'failed', 'skipped', 'upstream_failed', 'cancelled']);
+const KEEP_EVENTS = 500;  // the newest events listed
 
 function exitText(t) {
   if (t.signal !== null && t.signal !== undefined) return `signal ${t.signal}`;
@@ -32,11 +34,12 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   const id = Number(idText);
   if (!Number.isSafeInteger(id) || id < 1) throw new ApiError(404, 'not_found', `no run ${idText}`);
   let run = await api(`/api/v1/runs/${id}`);
-  const states = new Map(run.tasks.map((t) => [t.id, t.state]));
+  let index = new Map(run.tasks.map((t, i) => [t.id, i]));  // task id -> its row
+  // Events up to this one are in `run` already: the stream's history only fills the event list.
+  let seen = run.event_id || 0;
   const head = h('div');
   const dagBox = h('div', {}, h('p', { class: 'muted' }, 'Drawing the graph…'));
   const ganttBox = h('div');
-  const taskTable = h('tbody');
   const taskBox = h('div', { id: 'task-panel' });
   const eventList = h('ol', { class: 'events', id: 'events', reversed: true });
   const problem = h('p', { class: 'error', role: 'alert' });
@@ -89,7 +92,8 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       actions(), problem);
   }
 
-  function taskRow(t) {
+  function taskRow(i) {
+    const t = run.tasks[i];
     const selected = t.id === selectedTask;
     return h('tr', { class: selected ? 'selected' : null, dataset: { task: t.id } },
       h('th', { scope: 'row' }, h('a', { href: `#/runs/${id}/${enc(t.id)}`, 'aria-current': selected ? 'true' : null }, t.id)),
@@ -100,15 +104,8 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       h('td', {}, when(t.started_at)));
   }
 
-  const rows = new Map();  // task id -> its row
-  function drawTasks() {
-    rows.clear();
-    fill(taskTable, run.tasks.map((t) => {
-      const row = taskRow(t);
-      rows.set(t.id, row);
-      return row;
-    }));
-  }
+  const table = new VirtualTable({ id: 'tasks', className: 'tasks', label: 'tasks of the run',
+    columns: ['Task', 'State', 'Attempt', 'Exit', 'Duration', 'Started'], count: run.tasks.length, make: taskRow });
 
   async function drawTask() {
     const t = run.tasks.find((x) => x.id === selectedTask);
@@ -172,9 +169,11 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     } catch (e) {
       return;
     }
+    index = new Map(run.tasks.map((t, i) => [t.id, i]));
+    seen = Math.max(seen, run.event_id || 0);
     drawHead();
-    drawTasks();
-    for (const t of run.tasks) if (dag) dag.set(t.id, t.state);
+    table.redrawAll(run.tasks.length);
+    if (dag) for (const t of run.tasks) dag.set(t.id, t.state);
     drawGantt().catch(() => {});
     if (selectedTask) {
       const t = run.tasks.find((x) => x.id === selectedTask);
@@ -183,32 +182,54 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     }
   }, 400);
 
-  // A task's row, changed in place (a run of thousands of tasks is not redrawn per event).
-  function setTask(taskId, state, attempt) {
-    const row = rows.get(taskId);
-    const t = row && run.tasks.find((x) => x.id === taskId);
-    if (!t) return;
-    t.state = state;
-    if (attempt) t.attempt = attempt;
-    const fresh = taskRow(t);
-    row.replaceWith(fresh);
-    rows.set(taskId, fresh);
+  // The events that came since the last frame, applied at once: a run's history of thousands of
+  // events costs a few frames, and only what changed is drawn again.
+  let queue = [];
+  let frame = null;
+  function applyEvents() {
+    frame = null;
+    const batch = queue;
+    queue = [];
+    const changed = new Set();
+    let ranState = false;
+    for (const e of batch) {
+      if (e.id <= seen) continue;  // the run as read holds it already
+      seen = e.id;
+      if (e.kind === 'task_state' && e.task && index.has(e.task)) {
+        const t = run.tasks[index.get(e.task)];
+        t.state = e.to;
+        if (e.attempt) t.attempt = e.attempt;
+        changed.add(e.task);
+      }
+      if (e.kind === 'run_state') {
+        run.state = e.to;
+        ranState = true;
+      }
+    }
+    for (const task of changed) {
+      if (dag) dag.set(task, run.tasks[index.get(task)].state);
+      table.redraw(index.get(task));
+    }
+    if (ranState) drawHead();
+    eventList.prepend(...batch.slice(-KEEP_EVENTS).reverse().map((e) =>
+      h('li', {}, h('time', { datetime: e.at }, when(e.at)), ' ', describeEvent(e))));
+    while (eventList.childElementCount > KEEP_EVENTS) eventList.lastChild.remove();
+    if (changed.size || ranState) refresh();
   }
 
   fill(main, head,
     h('section', { 'aria-labelledby': 'rdag-h' }, h('h2', { id: 'rdag-h' }, 'Graph'), dagBox),
     taskBox,
-    h('section', { 'aria-labelledby': 'tasks-h' }, h('h2', { id: 'tasks-h' }, 'Tasks'),
-      h('table', { class: 'list tasks', id: 'tasks' },
-        h('thead', {}, h('tr', {}, ['Task', 'State', 'Attempt', 'Exit', 'Duration', 'Started'].map((c) => h('th', { scope: 'col' }, c)))),
-        taskTable)),
+    h('section', { 'aria-labelledby': 'tasks-h' }, h('h2', { id: 'tasks-h' }, 'Tasks'), table.el),
     h('section', { 'aria-labelledby': 'gantt-h' }, h('h2', { id: 'gantt-h' }, 'Timeline'), ganttBox),
     h('section', { 'aria-labelledby': 'events-h' }, h('h2', { id: 'events-h' }, 'Events'), eventList));
   drawHead();
-  drawTasks();
+  table.start();
+  if (selectedTask && index.has(selectedTask)) table.show(index.get(selectedTask));
   const layout = await api(`/api/v1/pipelines/${enc(run.pipeline)}/graph?version=${enc(run.version)}`)
     .catch((e) => { fill(dagBox, h('p', { class: 'error' }, e.message)); return null; });
   if (layout) {
+    const states = new Map(run.tasks.map((t) => [t.id, t.state]));
     dag = new DagView(layout, { href: (task) => `#/runs/${id}/${enc(task)}`, states });
     fill(dagBox, dag.el);
     dag.fit();
@@ -218,20 +239,12 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
 
   // Every event of the run from its first: the history, then live.
   const stop = follow(`run=${id}&after=0`, (e) => {
-    eventList.prepend(h('li', {}, h('time', { datetime: e.at }, when(e.at)), ' ', describeEvent(e)));
-    while (eventList.childElementCount > 500) eventList.lastChild.remove();
-    if (e.kind === 'task_state' && e.task) {
-      if (dag) dag.set(e.task, e.to);
-      setTask(e.task, e.to, e.attempt);
-    }
-    if (e.kind === 'run_state') {
-      run.state = e.to;
-      drawHead();
-    }
-    refresh();
+    queue.push(e);
+    if (frame === null) frame = requestAnimationFrame(applyEvents);
   });
   return () => {
     stop();
+    cancelAnimationFrame(frame);
     refresh.cancel();
     if (log) log.close();
   };
