@@ -36,6 +36,26 @@ function newDatabase() {
   return databaseUrl.replace(/\/kiln_test\?/, `/${name}?`);
 }
 
+// A kiln process whose stdout is read a line at a time.
+function launchKiln(args, env) {
+  const child = spawn(kiln, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = readline.createInterface({ input: child.stdout });
+  const queue = [];
+  const waiting = [];
+  lines.on('line', (line) => (waiting.length ? waiting.shift()(line) : queue.push(line)));
+  lines.on('close', () => { while (waiting.length) waiting.shift()(null); });
+  return {
+    readLine: () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => waiting.push(r))),
+    // Sends `signal` and resolves with the exit code once the process has ended.
+    signal(signal) {
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+      const ended = new Promise((r) => child.once('exit', (code) => r(code)));
+      child.kill(signal);
+      return ended;
+    },
+  };
+}
+
 // Starts `kiln serve` on a free port with `pipelines` (a folder) and waits until it listens.
 // tokens: false to let the daemon make its admin token and print the sign-in address.
 export async function startDaemon({ pipelines, tokens = true, config = '' }) {
@@ -47,31 +67,31 @@ export async function startDaemon({ pipelines, tokens = true, config = '' }) {
     }
   }
   fs.writeFileSync(path.join(dir, 'kiln.toml'), toml);
-  const child = spawn(kiln, ['serve', '--config', path.join(dir, 'kiln.toml'), '--pipelines', pipelines,
-    '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data')], {
-    env: { PATH: process.env.PATH, KILN_DATABASE_URL: newDatabase() },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const lines = readline.createInterface({ input: child.stdout });
-  const queue = [];
-  const waiting = [];
-  lines.on('line', (line) => (waiting.length ? waiting.shift()(line) : queue.push(line)));
-  lines.on('close', () => { while (waiting.length) waiting.shift()(null); });
-  const readLine = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => waiting.push(r)));
-  const first = await readLine();
+  const env = { PATH: process.env.PATH, KILN_DATABASE_URL: newDatabase() };
+  const launchOn = (listen) => launchKiln(['serve', '--config', path.join(dir, 'kiln.toml'),
+    '--pipelines', pipelines, '--listen', listen, '--data-dir', path.join(dir, 'data')], env);
+  let proc = launchOn('127.0.0.1:0');
+  const first = await proc.readLine();
   const match = first && /http:\/\/127\.0\.0\.1:(\d+)/.exec(first);
   if (!match) throw new Error(`kiln serve did not start: ${first}`);
   const daemon = {
     dir,
     first,
-    readLine,
+    readLine: () => proc.readLine(),
     url: `http://127.0.0.1:${match[1]}`,
     dataDir: path.join(dir, 'data'),
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
-      const ended = new Promise((r) => child.once('exit', (code) => r(code)));
-      child.kill('SIGTERM');
-      return ended;
+      return proc.signal('SIGTERM');
+    },
+    // SIGKILL, as a crash would: no clean-up of any kind.
+    async kill() {
+      return proc.signal('SIGKILL');
+    },
+    // Starts the daemon again on the same port, database and data folder.
+    async restart() {
+      proc = launchOn(`127.0.0.1:${match[1]}`);
+      const line = await proc.readLine();
+      if (!line || !line.includes(daemon.url)) throw new Error(`kiln serve did not start again: ${line}`);
     },
     // A call of the API as `role`.
     async api(apiPath, { role = 'admin', method = 'GET', body } = {}) {

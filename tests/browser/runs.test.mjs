@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDaemon, pipelinesFolder, launch, watchedPage, signIn, screenshot, tempDir } from './harness.mjs';
+import { startDaemon, pipelinesFolder, launch, watchedPage, signIn, screenshot, tempDir, TOKENS } from './harness.mjs';
 
 const examples = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
 
@@ -15,7 +15,10 @@ async function graphStates(page) {
 }
 
 test('trigger the ML example with a typed param and watch its graph go green live', { timeout: 240000 }, async () => {
-  const daemon = await startDaemon({ pipelines: path.join(examples, 'ml-lifecycle') });
+  // A copy of the example, so the page (and its screenshots) show a neutral path.
+  const copy = path.join(tempDir(), 'ml-lifecycle');
+  fs.cpSync(path.join(examples, 'ml-lifecycle'), copy, { recursive: true });
+  const daemon = await startDaemon({ pipelines: copy });
   const browser = await launch();
   try {
     const { page, problems } = await watchedPage(browser, daemon);
@@ -152,7 +155,81 @@ command = "true"
     const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
     assert.deepEqual(run.tasks.map((t) => `${t.id}:${t.state}:${t.attempt}`), ['first:success:1', 'flaky:success:2', 'after:success:1']);
     await page.locator('#events').getByText('retried by operator').waitFor();
+    // Marking is an admin's: an operator has no such button.
+    assert.equal(await page.locator('.mark-success').count(), 0);
     assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+});
+
+test('an admin marks a failed task success, with the reason typed on the page', { timeout: 120000 }, async () => {
+  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'broken.toml': `[pipeline]
+name = "broken"
+[tasks.load]
+command = "exit 4"
+` }) });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, 'admin');
+    const { id } = (await daemon.api('/api/v1/pipelines/broken/runs', { method: 'POST', body: {} })).body;
+    assert.equal((await daemon.waitForRun(id)).state, 'failed');
+    await page.goto(`${daemon.url}/#/runs/${id}/load`);
+    await page.click('.mark-success');
+    await page.locator('#mark-reason').fill('loaded by hand <b>instead</b>');
+    await page.click('#mark-submit');
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="load"]')?.dataset.state === 'success');
+    await page.locator('#events').getByText('load marked success by admin: loaded by hand <b>instead</b>').waitFor();
+    await page.locator('#tasks tr[data-task="load"] .st-success').waitFor();
+    assert.equal(await page.locator('.mark-form').count(), 0);
+    const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
+    assert.equal(run.tasks[0].state, 'success');
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+});
+
+test('the daemon is killed with a run page open: the page asks to sign in again, and the run carries on', { timeout: 180000 }, async () => {
+  const dir = tempDir();
+  const go = path.join(dir, 'go');
+  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'slow.toml': `[pipeline]
+name = "slow"
+[tasks.wait]
+command = "while [ ! -e ${go} ]; do sleep 0.05; done"
+[tasks.after]
+needs = ["wait"]
+command = "true"
+` }) });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, 'operator');
+    const { id } = (await daemon.api('/api/v1/pipelines/slow/runs', { method: 'POST', body: {} })).body;
+    await page.goto(`${daemon.url}/#/runs/${id}`);
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="wait"]')?.dataset.state === 'running',
+      null, { timeout: 60000 });
+    await daemon.kill();
+    await daemon.restart();
+    // Sessions live in the daemon's memory: the page finds its own ended and says so.
+    await page.locator('#sign-in-problem').getByText('Your sign-in has ended').waitFor({ timeout: 60000 });
+    await page.fill('#token', TOKENS.operator);
+    await page.click('#sign-in');
+    await page.locator('#who').getByText('Signed in as operator').waitFor();
+    // The same page again, and the run went on without a repeat: the task still runs its first
+    // attempt, now adopted by the new daemon.
+    await page.waitForURL(new RegExp(`#/runs/${id}$`));
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="wait"]')?.dataset.state === 'running');
+    fs.writeFileSync(go, '');
+    await page.locator('#run-state .st-success').waitFor({ timeout: 60000 });
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="after"]')?.dataset.state === 'success');
+    const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
+    assert.deepEqual(run.tasks.map((t) => `${t.id}:${t.state}:${t.attempt}`), ['wait:success:1', 'after:success:1']);
+    // The browser logs the refused connections while the daemon was away; nothing else.
+    assert.deepEqual(problems.filter((p) => !/Failed to load resource|ERR_CONNECTION_REFUSED|net::ERR_/.test(p)), []);
   } finally {
     await browser.close();
     await daemon.stop();

@@ -1,11 +1,12 @@
 // The page: who is signed in, the sign-in form, and which view the address (#/...) shows.
-import { api, post, ApiError } from './api.js';
+import { api, post, session, ApiError } from './api.js';
 import { h, fill, $ } from './dom.js';
 import { pipelinesView } from './pipelines.js';
 import { pipelineView } from './pipeline.js';
 import { runView, runsView } from './run.js';
 
 const ROLES = { viewer: 0, operator: 1, admin: 2 };
+const LOST = 'Your sign-in has ended (the daemon restarted, or you signed out elsewhere). Sign in again.';
 
 const app = {
   me: null,  // {name, role}
@@ -50,7 +51,7 @@ async function show() {
     }
   } catch (e) {
     if (generation !== app.generation) return;
-    if (e instanceof ApiError && e.status === 401) return signedOut('Your sign-in has ended. Sign in again.');
+    if (e instanceof ApiError && e.status === 401) return app.me ? signedOut(LOST) : undefined;  // else: session.lost did
     fill(box, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, e.message));
   }
 }
@@ -117,6 +118,11 @@ async function start() {
   showWho();
   show();
 }
+
+// A session found ended while a page is open: sign in again, then the same page is shown.
+session.lost = () => {
+  if (app.me) signedOut(LOST);
+};
 
 window.addEventListener('hashchange', show);
 window.addEventListener('DOMContentLoaded', start);

@@ -107,6 +107,24 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   const table = new VirtualTable({ id: 'tasks', className: 'tasks', label: 'tasks of the run',
     columns: ['Task', 'State', 'Attempt', 'Exit', 'Duration', 'Started'], count: run.tasks.length, make: taskRow });
 
+  // Marking a task asks why: the reason goes with the mark into the run's events.
+  const markBox = h('div');
+  function markForm(task, state) {
+    const reason = h('input', { type: 'text', id: 'mark-reason', required: true, maxlength: 500, value: 'checked by hand' });
+    const form = h('form', { class: 'card mark-form', 'aria-label': `mark ${task} ${state}`,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        fill(markBox);
+        await act(`/api/v1/runs/${id}/tasks/${enc(task)}/mark`, { state, reason: reason.value });
+      } },
+    h('label', { class: 'field' }, `Why mark ${task} ${state}?`, reason),
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit', id: 'mark-submit' }, `Mark ${state}`),
+      h('button', { type: 'button', onclick: () => fill(markBox) }, 'Cancel')));
+    setTimeout(() => { reason.focus(); reason.select(); });
+    return form;
+  }
+
   async function drawTask() {
     const t = run.tasks.find((x) => x.id === selectedTask);
     if (!t) return fill(taskBox);
@@ -126,17 +144,15 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       const markable = ACTIVE.has(run.state) ? !ENDED_TASK.has(t.state) : true;
       if (markable) {
         for (const state of ['success', 'failed']) {
-          buttons.push(h('button', { type: 'button', class: `mark-${state}`, onclick: () => {
-            const reason = prompt(`Mark ${t.id} ${state}: why?`, 'checked by hand');
-            if (reason !== null) act(`/api/v1/runs/${id}/tasks/${enc(t.id)}/mark`, { state, reason });
-          } }, `Mark ${state}`));
+          buttons.push(h('button', { type: 'button', class: `mark-${state}`,
+            onclick: () => fill(markBox, markForm(t.id, state)) }, `Mark ${state}`));
         }
       }
     }
     if (chosen && !log) log = new LogView(id, t.id, chosen);
     fill(taskBox, h('section', { class: 'card', 'aria-labelledby': 'task-h' },
       h('h2', { id: 'task-h' }, `Task ${t.id} `, badge(t.state)),
-      buttons.length ? h('div', { class: 'actions' }, buttons) : null,
+      buttons.length ? h('div', { class: 'actions' }, buttons) : null, markBox,
       attempts.length === 0 ? h('p', { class: 'muted' }, 'No attempt yet.')
         : h('table', { class: 'list attempts' },
           h('thead', {}, h('tr', {}, ['Attempt', 'State', 'Exit', 'Duration', 'CPU', 'Peak memory', 'Reason', 'Started'].map((c) => h('th', { scope: 'col' }, c)))),
