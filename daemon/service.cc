@@ -127,7 +127,13 @@ void DaemonService::AddSchedule(scheduler::PipelineInfo& info,
   }
   if (info.pipeline && info.pipeline->schedule && !info.paused) {
     const Instant now = Now();
-    info.next_fire = dag::NextFire(*info.pipeline->schedule, std::max(now, cursor.value_or(now)));
+    Instant after = std::max(now, cursor.value_or(now));
+    for (int i = 0; i < scheduler::kNextFires; ++i) {
+      auto next = dag::NextFire(*info.pipeline->schedule, after);
+      if (!next) break;
+      info.next_fires.push_back(*next);
+      after = *next;
+    }
   }
 }
 

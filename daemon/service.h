@@ -144,7 +144,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   Result<dag::PipelinePtr> Runnable(const std::string& name, bool* paused);
   scheduler::PipelineInfo Info(const std::string& name, const Known& known) const;
   Status Refuse() const;
-  // Fills in next_fire, last_fire and fires_skipped from the schedules' bookkeeping.
+  // Fills in next_fires, last_fire and fires_skipped from the schedules' bookkeeping.
   void AddSchedule(scheduler::PipelineInfo& info,
                    const std::map<std::string, store::ScheduleState>& states) const;
   // True once the scheduler no longer holds `run` (false after a few seconds of holding it).

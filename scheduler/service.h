@@ -52,10 +52,14 @@ struct PipelineInfo {
   std::optional<dag::RunState> last_run_state;
   // Its newest runs, newest first (at most kRecentRuns; in listings only).
   std::vector<std::pair<RunId, dag::RunState>> recent_runs;
-  std::optional<Instant> next_fire;  // empty without a schedule or while paused
+  // The next kNextFires fires, soonest first; empty without a schedule or while paused.
+  std::vector<Instant> next_fires;
   std::optional<Instant> last_fire;  // the latest fire dealt with (run created or skipped)
   int64_t fires_skipped = 0;         // fires skipped so far: catch-up policy and overlap
 };
+
+// How many fires ahead a pipeline listing shows.
+inline constexpr int kNextFires = 3;
 
 // How many of its newest runs a pipeline listing shows.
 inline constexpr int kRecentRuns = 10;

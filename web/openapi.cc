@@ -238,6 +238,7 @@ constexpr std::string_view kDocument = R"json({
       "overlap": {"type": "string", "nullable": true, "enum": ["skip", "queue", "cancel_running", null]},
       "max_active_runs": {"type": "integer", "nullable": true},
       "next_fire": {"$ref": "#/components/schemas/Time"},
+      "next_fires": {"type": "array", "items": {"type": "string", "format": "date-time"}, "description": "the next three fires, soonest first; empty without a schedule or while paused"},
       "last_fire": {"$ref": "#/components/schemas/Time"},
       "fires_skipped": {"type": "integer", "description": "fires skipped by the catchup and overlap policies so far"}}},
     "Backfill": {"type": "object", "properties": {

@@ -100,6 +100,8 @@ json RenderPipeline(const scheduler::PipelineInfo& info, bool detail) {
     last_run = {{"id", Value(*info.last_run)},
                 {"state", info.last_run_state ? json(dag::Name(*info.last_run_state)) : json()}};
   }
+  json next_fires = json::array();
+  for (Instant at : info.next_fires) next_fires.push_back(RenderTime(at));
   json recent = json::array();
   for (const auto& [id, state] : info.recent_runs) {
     recent.push_back({{"id", Value(id)}, {"state", dag::Name(state)}});
@@ -122,7 +124,8 @@ json RenderPipeline(const scheduler::PipelineInfo& info, bool detail) {
       {"catchup", spec ? json(spec->catchup) : json()},
       {"overlap", spec ? json(spec->overlap) : json()},
       {"max_active_runs", spec ? json(spec->max_active_runs) : json()},
-      {"next_fire", RenderTime(info.next_fire)},
+      {"next_fire", info.next_fires.empty() ? json() : RenderTime(info.next_fires.front())},
+      {"next_fires", std::move(next_fires)},
       {"last_fire", RenderTime(info.last_fire)},
       {"fires_skipped", info.fires_skipped},
   };

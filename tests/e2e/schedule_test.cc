@@ -144,6 +144,9 @@ TEST_CASE(
     CHECK(p["fires_skipped"] == n);
     CHECK(p["last_fire"] == kiln::FormatRfc3339Millis(hours[n - 1]));
     CHECK(p["next_fire"] == kiln::FormatRfc3339Millis(hours[n - 1] + hour));
+    CHECK(p["next_fires"] == json::array({kiln::FormatRfc3339Millis(hours[n - 1] + hour),
+                                          kiln::FormatRfc3339Millis(hours[n - 1] + 2 * hour),
+                                          kiln::FormatRfc3339Millis(hours[n - 1] + 3 * hour)}));
     CHECK(p["catchup"] == "none");
   }
   const std::string runs_before = ScheduledRuns(latest) + "|" + ScheduledRuns(all);

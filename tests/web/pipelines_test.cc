@@ -48,7 +48,7 @@ std::vector<scheduler::PipelineInfo> SamplePipelines() {
   ml.last_run = RunId{12};
   ml.last_run_state = dag::RunState::kSuccess;
   ml.recent_runs = {{RunId{12}, dag::RunState::kSuccess}, {RunId{9}, dag::RunState::kFailed}};
-  ml.next_fire = At(kT0);
+  ml.next_fires = {At(kT0), At(kT0 + 3600000)};
   ml.last_fire = At(kT0) - std::chrono::hours(24);
   ml.fires_skipped = 3;
   scheduler::PipelineInfo broken;
@@ -76,6 +76,7 @@ json MlJson() {
           {"overlap", "skip"},
           {"max_active_runs", 1},
           {"next_fire", "2026-11-29T01:51:15.000Z"},
+          {"next_fires", json::array({"2026-11-29T01:51:15.000Z", "2026-11-29T02:51:15.000Z"})},
           {"last_fire", "2026-11-28T01:51:15.000Z"},
           {"fires_skipped", 3}};
 }
@@ -97,6 +98,7 @@ json BrokenJson() {
           {"overlap", nullptr},
           {"max_active_runs", nullptr},
           {"next_fire", nullptr},
+          {"next_fires", json::array()},
           {"last_fire", nullptr},
           {"fires_skipped", 0}};
 }

@@ -70,7 +70,7 @@ export async function pipelineView(main, app, name, open) {
     h('h1', {}, p.name, p.paused ? h('span', { class: 'tag' }, 'paused') : null),
     p.description ? h('p', { class: 'desc' }, p.description) : null,
     h('p', { class: 'muted' }, p.tags.map((t) => h('span', { class: 'tag' }, t)),
-      p.schedule ? ` Schedule: ${p.schedule_text || p.schedule}` : ' Manual only', p.next_fire ? `; next ${when(p.next_fire)}` : '',
+      p.schedule ? ` Schedule: ${p.schedule_text || p.schedule}` : ' Manual only', p.next_fires.length ? `; next ${p.next_fires.map(when).join(', then ')}` : '',
       `. File ${p.file}, version ${(p.version || '').slice(0, 12)}.`),
     p.load_error ? h('pre', { class: 'errors', role: 'alert' }, p.load_error) : null,
     operable ? h('div', { class: 'actions' },
