@@ -150,6 +150,21 @@ export async function watchedPage(browser, daemon) {
   return { page, context, problems };
 }
 
+// A daemon on `pipelines` (a folder) and a watched page signed in as `role`, for fn({daemon, page,
+// problems}); then the browser and the daemon stop, whatever happened.
+export async function signedIn(pipelines, role, fn) {
+  const daemon = await startDaemon({ pipelines });
+  const browser = await launch();
+  try {
+    const { page, problems } = await watchedPage(browser, daemon);
+    await signIn(page, daemon, role);
+    await fn({ daemon, page, problems });
+  } finally {
+    await browser.close();
+    await daemon.stop();
+  }
+}
+
 // Signs the page in with a token through the sign-in address.
 export async function signIn(page, daemon, role) {
   await page.goto(`${daemon.url}/?token=${TOKENS[role]}`);

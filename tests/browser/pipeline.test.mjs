@@ -2,10 +2,10 @@
 // that comes from a pipeline file, a trigger or a task shown as text, never run as markup.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDaemon, pipelinesFolder, launch, watchedPage, signIn, screenshot } from './harness.mjs';
+import { signedIn, pipelinesFolder, screenshot } from './harness.mjs';
 
 test('start a backfill from the form and watch its progress to the end', { timeout: 120000 }, async () => {
-  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'nightly.toml': `[pipeline]
+  await signedIn(pipelinesFolder({ 'nightly.toml': `[pipeline]
 name = "nightly"
 schedule = "0 2 * * *"
 catchup = "none"
@@ -14,11 +14,7 @@ command = "echo {{ run.logical_date }}"
 [tasks.report]
 needs = ["load"]
 command = "true"
-` }) });
-  const browser = await launch();
-  try {
-    const { page, problems } = await watchedPage(browser, daemon);
-    await signIn(page, daemon, 'operator');
+` }), 'operator', async ({ daemon, page, problems }) => {
     await page.goto(`${daemon.url}/#/pipelines/nightly`);
     await page.getByText('Schedule: at 02:00 every day').waitFor();
     await page.click('#open-backfill');
@@ -83,16 +79,13 @@ command = "true"
     await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 25);
     assert.equal((await heads())[24], `run ${more[22]}: success`);
     assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-    await daemon.stop();
-  }
+  });
 });
 
 const XSS = '<img src=x onerror="alert(1)"><script>alert(2)</script>';
 
 test('names, descriptions, params, notes and log lines holding markup are shown as text', { timeout: 120000 }, async () => {
-  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'evil.toml': `[pipeline]
+  await signedIn(pipelinesFolder({ 'evil.toml': `[pipeline]
 name = "evil"
 description = '${XSS}<a href="javascript:alert(3)">x</a>'
 tags = ['<b onmouseover=alert(4)>tag</b>']
@@ -104,11 +97,7 @@ command = '''printf '%s\\n' '${XSS}' '<img src=//evil.example/log.png>' '''
 name = "broken"
 [tasks."<img src=x onerror=alert(6)>"]
 command = "true"
-` }) });
-  const browser = await launch();
-  try {
-    const { page, problems } = await watchedPage(browser, daemon);
-    await signIn(page, daemon, 'admin');
+` }), 'admin', async ({ daemon, page, problems }) => {
     await page.locator('tr[data-pipeline="evil"]').waitFor();
     await page.getByText(`${XSS}<a href="javascript:alert(3)">x</a>`).waitFor();
     await page.getByText('<b onmouseover=alert(4)>tag</b>').waitFor();
@@ -137,8 +126,5 @@ command = "true"
       assert.equal(await page.locator(selector).count(), 0, selector);
     }
     assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-    await daemon.stop();
-  }
+  });
 });

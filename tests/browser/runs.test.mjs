@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDaemon, pipelinesFolder, launch, watchedPage, signIn, screenshot, tempDir, TOKENS } from './harness.mjs';
+import { signedIn, pipelinesFolder, screenshot, tempDir, TOKENS } from './harness.mjs';
 
 const examples = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples');
 
@@ -18,11 +18,7 @@ test('trigger the ML example with a typed param and watch its graph go green liv
   // A copy of the example, so the page (and its screenshots) show a neutral path.
   const copy = path.join(tempDir(), 'ml-lifecycle');
   fs.cpSync(path.join(examples, 'ml-lifecycle'), copy, { recursive: true });
-  const daemon = await startDaemon({ pipelines: copy });
-  const browser = await launch();
-  try {
-    const { page, problems } = await watchedPage(browser, daemon);
-    await signIn(page, daemon, 'operator');
+  await signedIn(copy, 'operator', async ({ daemon, page, problems }) => {
     await page.locator('tr[data-pipeline="ml-lifecycle"] a.button').click();
     await page.locator('#trigger-form').waitFor();
     await page.fill('#param-c', '0.5');
@@ -60,24 +56,17 @@ test('trigger the ML example with a typed param and watch its graph go green liv
     await page.locator('tr[data-pipeline="ml-lifecycle"] .squares .st-success').waitFor();
     await screenshot(page, 'pipelines');
     assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-    await daemon.stop();
-  }
+  });
 });
 
 test('a running task\'s log follows as it writes, and says when it is whole', { timeout: 120000 }, async () => {
   const dir = tempDir();
   const go = path.join(dir, 'go');
-  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'talk.toml': `[pipeline]
+  await signedIn(pipelinesFolder({ 'talk.toml': `[pipeline]
 name = "talk"
 [tasks.talk]
 command = "echo 'first line'; while [ ! -e ${go} ]; do sleep 0.05; done; echo 'second line'"
-` }) });
-  const browser = await launch();
-  try {
-    const { page, problems } = await watchedPage(browser, daemon);
-    await signIn(page, daemon, 'viewer');
+` }), 'viewer', async ({ daemon, page, problems }) => {
     const { id } = (await daemon.api('/api/v1/pipelines/talk/runs', { method: 'POST', body: {} })).body;
     await page.goto(`${daemon.url}/#/runs/${id}/talk`);
     await page.locator('pre.log').getByText('first line').waitFor();
@@ -89,25 +78,18 @@ command = "echo 'first line'; while [ ! -e ${go} ]; do sleep 0.05; done; echo 's
     assert.equal(await page.locator('pre.log').textContent(), 'first line\nsecond line\n');
     await page.locator('.log-status').getByText('The attempt has ended; this is its whole log.').waitFor();
     assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-    await daemon.stop();
-  }
+  });
 });
 
 test('cancel a long-running run from its page and see it end cancelled', { timeout: 120000 }, async () => {
-  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'slow.toml': `[pipeline]
+  await signedIn(pipelinesFolder({ 'slow.toml': `[pipeline]
 name = "slow"
 [tasks.wait]
 command = "sleep 300"
 [tasks.after]
 needs = ["wait"]
 command = "true"
-` }) });
-  const browser = await launch();
-  try {
-    const { page, problems } = await watchedPage(browser, daemon);
-    await signIn(page, daemon, 'operator');
+` }), 'operator', async ({ daemon, page, problems }) => {
     const { id } = (await daemon.api('/api/v1/pipelines/slow/runs', { method: 'POST', body: {} })).body;
     await page.goto(`${daemon.url}/#/runs/${id}`);
     await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="wait"]')?.dataset.state === 'running');
@@ -119,16 +101,13 @@ command = "true"
     assert.equal(await page.locator('#cancel-run').count(), 0);
     assert.equal((await daemon.api(`/api/v1/runs/${id}`)).body.state, 'cancelled');
     assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-    await daemon.stop();
-  }
+  });
 });
 
 test('open a failed run and retry it from the failed task', { timeout: 120000 }, async () => {
   const dir = tempDir();
   const fixed = path.join(dir, 'fixed');
-  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'flaky.toml': `[pipeline]
+  await signedIn(pipelinesFolder({ 'flaky.toml': `[pipeline]
 name = "flaky"
 [tasks.first]
 command = "true"
@@ -138,11 +117,7 @@ command = "test -e ${fixed}"
 [tasks.after]
 needs = ["flaky"]
 command = "true"
-` }) });
-  const browser = await launch();
-  try {
-    const { page, problems } = await watchedPage(browser, daemon);
-    await signIn(page, daemon, 'operator');
+` }), 'operator', async ({ daemon, page, problems }) => {
     const { id } = (await daemon.api('/api/v1/pipelines/flaky/runs', { method: 'POST', body: {} })).body;
     assert.equal((await daemon.waitForRun(id)).state, 'failed');
     await page.goto(`${daemon.url}/#/runs/${id}/flaky`);
@@ -158,22 +133,15 @@ command = "true"
     // Marking is an admin's: an operator has no such button.
     assert.equal(await page.locator('.mark-success').count(), 0);
     assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-    await daemon.stop();
-  }
+  });
 });
 
 test('an admin marks a failed task success, with the reason typed on the page', { timeout: 120000 }, async () => {
-  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'broken.toml': `[pipeline]
+  await signedIn(pipelinesFolder({ 'broken.toml': `[pipeline]
 name = "broken"
 [tasks.load]
 command = "exit 4"
-` }) });
-  const browser = await launch();
-  try {
-    const { page, problems } = await watchedPage(browser, daemon);
-    await signIn(page, daemon, 'admin');
+` }), 'admin', async ({ daemon, page, problems }) => {
     const { id } = (await daemon.api('/api/v1/pipelines/broken/runs', { method: 'POST', body: {} })).body;
     assert.equal((await daemon.waitForRun(id)).state, 'failed');
     await page.goto(`${daemon.url}/#/runs/${id}/load`);
@@ -187,27 +155,20 @@ command = "exit 4"
     const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
     assert.equal(run.tasks[0].state, 'success');
     assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-    await daemon.stop();
-  }
+  });
 });
 
 test('the daemon is killed with a run page open: the page asks to sign in again, and the run carries on', { timeout: 180000 }, async () => {
   const dir = tempDir();
   const go = path.join(dir, 'go');
-  const daemon = await startDaemon({ pipelines: pipelinesFolder({ 'slow.toml': `[pipeline]
+  await signedIn(pipelinesFolder({ 'slow.toml': `[pipeline]
 name = "slow"
 [tasks.wait]
 command = "while [ ! -e ${go} ]; do sleep 0.05; done"
 [tasks.after]
 needs = ["wait"]
 command = "true"
-` }) });
-  const browser = await launch();
-  try {
-    const { page, problems } = await watchedPage(browser, daemon);
-    await signIn(page, daemon, 'operator');
+` }), 'operator', async ({ daemon, page, problems }) => {
     const { id } = (await daemon.api('/api/v1/pipelines/slow/runs', { method: 'POST', body: {} })).body;
     await page.goto(`${daemon.url}/#/runs/${id}`);
     await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="wait"]')?.dataset.state === 'running',
@@ -230,8 +191,5 @@ command = "true"
     assert.deepEqual(run.tasks.map((t) => `${t.id}:${t.state}:${t.attempt}`), ['wait:success:1', 'after:success:1']);
     // The browser logs the refused connections while the daemon was away; nothing else.
     assert.deepEqual(problems.filter((p) => !/Failed to load resource|ERR_CONNECTION_REFUSED|net::ERR_/.test(p)), []);
-  } finally {
-    await browser.close();
-    await daemon.stop();
-  }
+  });
 });

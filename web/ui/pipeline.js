@@ -121,5 +121,9 @@ export async function pipelineView(main, app, name, open) {
   await Promise.all([loadGrid(), loadBackfills(), loadDag().catch((e) => fill(dagBox, h('p', { class: 'error' }, e.message)))]);
   if (operable && (open === 'trigger' || open === 'backfill')) openForm(open);
   const reload = throttle(() => { loadGrid().catch(() => {}); loadBackfills().catch(() => {}); }, 1000);
-  return follow(`pipeline=${enc(name)}`, () => reload());
+  const stop = follow(`pipeline=${enc(name)}`, () => reload());
+  return () => {
+    stop();
+    reload.cancel();
+  };
 }

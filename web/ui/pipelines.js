@@ -64,7 +64,11 @@ export async function pipelinesView(main, app) {
   };
   await load();
   const reload = throttle(() => load().catch(() => {}), 400);
-  return follow('', (e) => {
+  const stop = follow('', (e) => {
     if (e.kind === 'run_state' || e.kind === 'run_created' || e.kind.startsWith('pipeline_')) reload();
   });
+  return () => {
+    stop();
+    reload.cancel();  // a reload due after the page was left is not made
+  };
 }
