@@ -2,7 +2,9 @@
 // that comes from a pipeline file, a trigger or a task shown as text, never run as markup.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { signedIn, pipelinesFolder, screenshot } from './harness.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { signedIn, pipelinesFolder, screenshot, tempDir } from './harness.mjs';
 
 test('start a backfill from the form and watch its progress to the end', { timeout: 120000 }, async () => {
   await signedIn(pipelinesFolder({ 'nightly.toml': `[pipeline]
@@ -78,6 +80,35 @@ command = "true"
     await page.click('#grid-newer');
     await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 25);
     assert.equal((await heads())[24], `run ${more[22]}: success`);
+    assert.deepEqual(problems, []);
+  });
+});
+
+test('the grid follows a task live, and a new run keeps the keyboard on its cell', { timeout: 120000 }, async () => {
+  const go = path.join(tempDir(), 'go');
+  await signedIn(pipelinesFolder({ 'live.toml': `[pipeline]
+name = "live"
+[tasks.wait]
+command = "while [ ! -e ${go} ]; do sleep 0.05; done"
+` }), 'viewer', async ({ daemon, page, problems }) => {
+    const trigger = async () => (await daemon.api('/api/v1/pipelines/live/runs', { method: 'POST', body: {} })).body.id;
+    const first = await trigger();
+    fs.writeFileSync(go, '');
+    await daemon.waitForRun(first);
+    fs.rmSync(go);
+    await page.goto(`${daemon.url}/#/pipelines/live`);
+    await page.locator('.grid-focus[href]').focus();
+    const focused = (label) => page.waitForFunction((l) => document.activeElement.getAttribute('aria-label') === l, label);
+    await focused(`wait, run ${first}: success`);
+    // A new run: the grid is read again, and the focus stays on the cell it was on.
+    const second = await trigger();
+    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 2);
+    await focused(`wait, run ${first}: success`);
+    // Its task's states arrive from the event stream, cell by cell.
+    await page.keyboard.press('ArrowRight');
+    await focused(`wait, run ${second}: running`);
+    fs.writeFileSync(go, '');
+    await focused(`wait, run ${second}: success`);
     assert.deepEqual(problems, []);
   });
 });

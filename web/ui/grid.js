@@ -6,7 +6,7 @@
 // the arrows, Home/End and Page Up/Down move it, Enter opens that task in that run, and its
 // label says task, run and state. Pointer: a click opens the cell, hovering names it.
 import { h } from './dom.js';
-import { CODES, icon, label, square } from './states.js';
+import { CODES, LETTERS, icon, label, square } from './states.js';
 import { enc } from './api.js';
 
 const ROW = 20;   // px per task
@@ -52,11 +52,17 @@ function sprites(ratio) {
 }
 
 export class Grid {
-  // tasks: ids in pipeline order; runs: oldest first, each {id, state, tasks: "sf.."}
-  constructor(tasks, runs) {
+  // tasks: ids in pipeline order; runs: oldest first, each {id, state, tasks: "sf.."}; at: the
+  // cell to start on ({run, task} as where() gave it; default: the first task of the newest run).
+  constructor(tasks, runs, at) {
     this.tasks = tasks;
     this.runs = runs;
+    this.rowOf = new Map(tasks.map((t, i) => [t, i]));
+    this.colOf = new Map(runs.map((r, i) => [r.id, i]));
     this.active = { row: 0, col: Math.max(runs.length - 1, 0) };
+    if (at && this.rowOf.has(at.task) && this.colOf.has(at.run)) {
+      this.active = { row: this.rowOf.get(at.task), col: this.colOf.get(at.run) };
+    }
     const width = NAME + runs.length * COL;
     this.head = h('div', { class: 'grid-head' },
       h('span', { class: 'grid-name' }, 'task \\ run'),
@@ -91,6 +97,27 @@ export class Grid {
 
   schedule() {
     if (this.frame === null) this.frame = requestAnimationFrame(() => { this.frame = null; this.paint(); });
+  }
+
+  // The current cell, and whether it has the focus.
+  where() {
+    const run = this.runs[this.active.col];
+    return { run: run && run.id, task: this.tasks[this.active.row], focused: document.activeElement === this.focus };
+  }
+
+  // A task's new state in a run, from the event stream: false when the grid has no such cell
+  // (a new run: the caller reads the grid again).
+  set(runId, task, state) {
+    const col = this.colOf.get(runId);
+    const row = this.rowOf.get(task);
+    if (col === undefined || row === undefined) return false;
+    const run = this.runs[col];
+    const letter = LETTERS[state] || '.';
+    if (run.tasks[row] === letter) return true;
+    run.tasks = run.tasks.slice(0, row) + letter + run.tasks.slice(row + 1);
+    if (row === this.active.row && col === this.active.col) this.place();
+    this.schedule();
+    return true;
   }
 
   code(row, col) {

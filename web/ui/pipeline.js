@@ -83,24 +83,42 @@ export async function pipelineView(main, app, name, open) {
     h('section', { 'aria-labelledby': 'dag-h' }, h('h2', { id: 'dag-h' }, 'Graph'), dagBox),
     h('section', { 'aria-labelledby': 'bf-h' }, h('h2', { id: 'bf-h' }, 'Backfills'), backfillBox));
 
+  let grid = null;
+  let loading = 0;     // reads of the grid under way
+  let stale = false;   // an event came during one: its answer may predate it
   async function loadGrid() {
+    loading++;
+    try {
+      await readGrid();
+    } finally {
+      loading--;
+      if (stale && loading === 0) {
+        stale = false;
+        reload();
+      }
+    }
+  }
+  async function readGrid() {
     const g = await api(`/api/v1/pipelines/${enc(name)}/grid?limit=${limit.value}${cursor ? `&cursor=${enc(cursor)}` : ''}`);
     next = g.next_cursor;
     olderButton.hidden = !next;
     newerButton.hidden = cursor === null;
     const runs = [...g.runs].reverse();
     if (runs.length === 0) {
+      grid = null;
       fill(gridBox, h('p', { class: 'muted' }, 'No runs yet.'));
     } else {
-      // A reload keeps where the grid was scrolled to.
-      const old = gridBox.querySelector('.grid-scroll');
-      const grid = new Grid(g.tasks, runs);
+      // A reload keeps where the grid was scrolled to, its current cell and the focus.
+      const old = grid;
+      const at = old ? old.where() : null;
+      grid = new Grid(g.tasks, runs, at);
       fill(gridBox, grid.el);
       if (old) {
-        grid.scroll.scrollTop = old.scrollTop;
-        grid.scroll.scrollLeft = old.scrollLeft;
+        grid.scroll.scrollTop = old.scroll.scrollTop;
+        grid.scroll.scrollLeft = old.scroll.scrollLeft;
       }
       grid.start();
+      if (at && at.focused) grid.focus.focus();
     }
     fill(chartBox, durationChart(runs));
   }
@@ -118,10 +136,16 @@ export async function pipelineView(main, app, name, open) {
     fill(dagBox, dag.el);
     dag.fit();
   }
+  const reload = throttle(() => { loadGrid().catch(() => {}); loadBackfills().catch(() => {}); }, 1000);
   await Promise.all([loadGrid(), loadBackfills(), loadDag().catch((e) => fill(dagBox, h('p', { class: 'error' }, e.message)))]);
   if (operable && (open === 'trigger' || open === 'backfill')) openForm(open);
-  const reload = throttle(() => { loadGrid().catch(() => {}); loadBackfills().catch(() => {}); }, 1000);
-  const stop = follow(`pipeline=${enc(name)}`, () => reload());
+  // A task's new state is painted into the grid at once; what the grid cannot show by itself (a
+  // new run, a run's own state, backfills) reads it again, at most once a second.
+  const stop = follow(`pipeline=${enc(name)}`, (e) => {
+    if (loading) stale = true;
+    if (e.kind === 'task_state' && grid && grid.set(e.run, e.task, e.to)) return;
+    reload();
+  });
   return () => {
     stop();
     reload.cancel();

@@ -18,6 +18,9 @@ const STATES = {
 export const CODES = { p: 'pending', q: 'queued', r: 'running', u: 'up_for_retry', s: 'success',
   f: 'failed', k: 'skipped', x: 'upstream_failed', c: 'cancelled', '.': 'none' };
 
+// A state's letter in the grid.
+export const LETTERS = Object.fromEntries(Object.entries(CODES).map(([letter, state]) => [state, letter]));
+
 export function icon(state) {
   return (STATES[state] || ['?'])[0];
 }
