@@ -39,7 +39,8 @@ function sprites(ratio) {
     g.scale(ratio, ratio);
     g.fillStyle = fill[state];
     g.beginPath();
-    g.roundRect(2, 2, COL - 4, ROW - 4, 3);
+    if (g.roundRect) g.roundRect(2, 2, COL - 4, ROW - 4, 3);
+    else g.rect(2, 2, COL - 4, ROW - 4);  // browsers from before 2023
     g.fill();
     g.fillStyle = state === 'none' ? '#9aa3ae' : '#fff';
     g.font = '11px system-ui, sans-serif';
