@@ -193,3 +193,21 @@ command = "true"
     assert.deepEqual(problems.filter((p) => !/Failed to load resource|ERR_CONNECTION_REFUSED|net::ERR_/.test(p)), []);
   });
 });
+
+test('a page opened while the daemon is down says so, and is shown once the daemon is back', { timeout: 180000 }, async () => {
+  await signedIn(pipelinesFolder({ 'one.toml': '[pipeline]\nname = "one"\n[tasks.a]\ncommand = "true"\n' }), 'viewer',
+    async ({ daemon, page, problems }) => {
+      await page.locator('#main').getByRole('link', { name: 'one' }).waitFor();
+      await daemon.kill();
+      await page.evaluate(() => { location.hash = '#/runs'; });
+      await page.locator('#main .error').getByText('the daemon does not answer (is it running?)').waitFor();
+      await page.locator('#main').getByText('Trying again every few seconds…').waitFor();
+      await daemon.restart();
+      await page.locator('#sign-in-problem').getByText('Your sign-in has ended').waitFor({ timeout: 60000 });
+      await page.fill('#token', TOKENS.viewer);
+      await page.click('#sign-in');
+      await page.locator('#main h1').getByText('Runs').waitFor();
+      assert.equal(await page.locator('#main .error').count(), 0);
+      assert.deepEqual(problems.filter((p) => !/Failed to load resource|ERR_CONNECTION_REFUSED|net::ERR_/.test(p)), []);
+    });
+});

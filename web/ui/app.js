@@ -53,6 +53,12 @@ async function show() {
     if (generation !== app.generation) return;
     if (e instanceof ApiError && e.status === 401) return app.me ? signedOut(LOST) : undefined;  // else: session.lost did
     fill(box, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, e.message));
+    // The daemon did not answer (it is restarting, say): the view is tried again until it does.
+    if (e instanceof ApiError && e.status === 0) {
+      box.append(h('p', {}, 'Trying again every few seconds…'));
+      const timer = setTimeout(() => { if (generation === app.generation) show(); }, 2000);
+      app.cleanup = () => clearTimeout(timer);
+    }
   }
 }
 
