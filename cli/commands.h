@@ -53,6 +53,10 @@ struct SuperviseOptions {
 // `kiln supervise`, started by `kiln serve` (daemon/supervision.h).
 int Supervise(const SuperviseOptions& options);
 
+// `kiln task KIND --options JSON`: one attempt of a task of a built-in kind (plugins/api.h),
+// started by the executor; the exit code is the attempt's.
+int Task(const std::string& kind, const std::string& options_json);
+
 // `kiln token new --name NAME --role ROLE`: prints the token and the kiln.toml lines declaring it.
 int TokenNew(const std::string& name, const std::string& role);
 

@@ -148,6 +148,14 @@ int main(int argc, char** argv) {
   supervise_cmd->add_flag("--embedded", supervise.embedded);
   supervise_cmd->add_option("--pg-bin-dir", supervise.pg_bin_dir);
 
+  // Started by the executor for a task of a built-in kind; hidden from the help.
+  std::string task_kind;
+  std::string task_options;
+  auto* task_cmd = app.add_subcommand("task", "Run one attempt of a task of a built-in kind");
+  task_cmd->group("");
+  task_cmd->add_option("kind", task_kind)->required();
+  task_cmd->add_option("--options", task_options)->required();
+
   CLI11_PARSE(app, argc, argv);
 
   if (*validate) {
@@ -158,6 +166,7 @@ int main(int argc, char** argv) {
   if (*run_cmd) return kiln::cli::Run(run);
   if (*serve_cmd) return kiln::cli::Serve(serve);
   if (*supervise_cmd) return kiln::cli::Supervise(supervise);
+  if (*task_cmd) return kiln::cli::Task(task_kind, task_options);
   if (*schedule_next) return kiln::cli::ScheduleNext(next);
   if (*token_new) return kiln::cli::TokenNew(token_name, token_role);
   if (*trigger_cmd) return kiln::cli::ClientTrigger(client, trigger);

@@ -15,6 +15,7 @@
 #include "daemon/engine.h"
 #include "daemon/lease_keeper.h"
 #include "daemon/runtime.h"
+#include "plugins/registry.h"
 
 namespace kiln::cli {
 
@@ -143,7 +144,7 @@ class Interrupts {
 }  // namespace
 
 int Run(const RunOptions& o) {
-  auto loaded = config::LoadPipelineFile(o.file);
+  auto loaded = config::LoadPipelineFile(o.file, plugins::Builtins());
   if (!loaded.pipeline) {
     PrintDiagnostics(loaded.diagnostics);
     return 1;

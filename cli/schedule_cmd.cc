@@ -6,6 +6,7 @@
 #include "common/time.h"
 #include "config/pipeline_loader.h"
 #include "dag/schedule.h"
+#include "plugins/registry.h"
 
 namespace kiln::cli {
 
@@ -22,7 +23,7 @@ int ScheduleNext(const ScheduleNextOptions& o) {
     if (!o.tz.empty()) {
       return fail("--tz goes with an expression; a pipeline's schedule is read in its timezone");
     }
-    auto loaded = config::LoadPipelineFile(o.pipeline);
+    auto loaded = config::LoadPipelineFile(o.pipeline, plugins::Builtins());
     if (!loaded.pipeline) {
       PrintDiagnostics(loaded.diagnostics);
       return 1;

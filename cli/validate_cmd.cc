@@ -12,6 +12,7 @@
 #include "cli/config_util.h"
 #include "config/pipeline_loader.h"
 #include "dag/triggers.h"
+#include "plugins/registry.h"
 
 namespace kiln::cli {
 
@@ -25,9 +26,10 @@ std::vector<config::LoadResult> LoadAll(const std::vector<std::string>& paths) {
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      for (auto& r : config::LoadPipelineDir(p)) results.push_back(std::move(r));
+      for (auto& r : config::LoadPipelineDir(p, plugins::Builtins()))
+        results.push_back(std::move(r));
     } else {
-      results.push_back(config::LoadPipelineFile(p));
+      results.push_back(config::LoadPipelineFile(p, plugins::Builtins()));
     }
   }
   return results;
@@ -102,7 +104,7 @@ int Validate(const std::vector<std::string>& paths) {
 }
 
 int Graph(const std::string& file, const std::string& format) {
-  auto result = config::LoadPipelineFile(file);
+  auto result = config::LoadPipelineFile(file, plugins::Builtins());
   if (!result.pipeline) {
     PrintDiagnostics(result.diagnostics);
     return 1;

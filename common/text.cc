@@ -1,6 +1,8 @@
 #include "common/text.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace kiln {
 
@@ -54,6 +56,48 @@ std::string SafeUtf8(std::string_view text) {
     }
   }
   return out;
+}
+
+namespace {
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::string_view Closest(std::string_view word, std::span<const std::string_view> candidates) {
+  std::string_view best;
+  size_t best_distance = 3;
+  for (std::string_view candidate : candidates) {
+    const size_t d = EditDistance(word, candidate);
+    if (d < best_distance) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+std::string SuggestAccepted(std::string_view word, std::span<const std::string_view> accepted) {
+  std::string list;
+  for (std::string_view a : accepted) list += (list.empty() ? "" : ", ") + std::string(a);
+  std::string out;
+  if (std::string_view close = Closest(word, accepted); !close.empty()) {
+    out = "; did you mean '" + std::string(close) + "'?";
+  }
+  return out + " (accepted: " + list + ")";
 }
 
 }  // namespace kiln

@@ -2,6 +2,7 @@
 // excerpt, a program's error message).
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -14,5 +15,10 @@ std::string SafeUtf8(std::string_view text);
 
 // True when SafeUtf8(text) == text.
 bool IsSafeUtf8(std::string_view text);
+
+// The candidate closest to `word` within edit distance 2, or an empty view.
+std::string_view Closest(std::string_view word, std::span<const std::string_view> candidates);
+// "; did you mean 'x'? (accepted: a, b, c)", or " (accepted: a, b, c)" when nothing is close.
+std::string SuggestAccepted(std::string_view word, std::span<const std::string_view> accepted);
 
 }  // namespace kiln

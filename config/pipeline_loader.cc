@@ -133,7 +133,7 @@ fs::path Absolute(const fs::path& file) {
   return ec ? file : absolute.lexically_normal();
 }
 
-LoadResult Parse(std::string_view text, const fs::path& file) {
+LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCatalog& kinds) {
   const std::string shown = file.string();
   if (auto over = internal::CheckTomlLimits(text, shown, internal::kPipelineLimits)) {
     return {nullptr, {std::move(*over)}, file, ""};
@@ -156,7 +156,7 @@ LoadResult Parse(std::string_view text, const fs::path& file) {
     result.name = spec.name;
   }
   result.diagnostics = std::move(reader.diagnostics());
-  for (dag::Diagnostic& d : dag::Validate(spec)) {
+  for (dag::Diagnostic& d : dag::Validate(spec, kinds)) {
     if (reader.rejected().contains(d.field)) continue;  // already reported by the reader
     d.file = shown;
     result.diagnostics.push_back(std::move(d));
@@ -177,9 +177,10 @@ LoadResult Parse(std::string_view text, const fs::path& file) {
 
 }  // namespace
 
-LoadResult ParsePipeline(std::string_view text, const fs::path& file) {
+LoadResult ParsePipeline(std::string_view text, const fs::path& file,
+                         const dag::KindCatalog& kinds) {
   try {
-    return Parse(text, file);
+    return Parse(text, file, kinds);
   } catch (const std::exception& e) {
     // Nothing above throws by design (toml++'s parse errors are caught in Parse); this keeps an
     // unexpected failure such as bad_alloc a diagnostic rather than a crash of the daemon.
@@ -187,10 +188,10 @@ LoadResult ParsePipeline(std::string_view text, const fs::path& file) {
   }
 }
 
-LoadResult LoadPipelineFile(const fs::path& file) {
+LoadResult LoadPipelineFile(const fs::path& file, const dag::KindCatalog& kinds) {
   Result<std::string> text = internal::ReadFileText(file, internal::kPipelineLimits.max_bytes);
   if (!text.ok()) return {nullptr, {{file.string(), {}, "", text.message()}}, file, ""};
-  return ParsePipeline(*text, file);
+  return ParsePipeline(*text, file, kinds);
 }
 
 Result<std::vector<fs::path>> ListPipelineFiles(const fs::path& dir) {
@@ -210,12 +211,12 @@ Result<std::vector<fs::path>> ListPipelineFiles(const fs::path& dir) {
   return files;
 }
 
-std::vector<LoadResult> LoadPipelineDir(const fs::path& dir) {
+std::vector<LoadResult> LoadPipelineDir(const fs::path& dir, const dag::KindCatalog& kinds) {
   auto files = ListPipelineFiles(dir);
   if (!files.ok()) return {LoadResult{nullptr, {{dir.string(), {}, "", files.message()}}, dir, ""}};
   std::vector<LoadResult> results;
   results.reserve(files->size());
-  for (const fs::path& file : *files) results.push_back(LoadPipelineFile(file));
+  for (const fs::path& file : *files) results.push_back(LoadPipelineFile(file, kinds));
   return results;
 }
 

@@ -8,6 +8,7 @@
 
 #include "common/status.h"
 #include "dag/graph.h"
+#include "dag/kinds.h"
 #include "dag/spec.h"
 
 namespace kiln::config {
@@ -23,14 +24,18 @@ struct LoadResult {
 
 // Parses `text` as if read from `file` (used in diagnostics as given), then runs dag::Validate.
 // Reports TOML syntax errors, unknown keys, wrong types, bad durations, unknown trigger rules,
-// duplicate env names, and everything dag::Validate reports. Never throws.
-LoadResult ParsePipeline(std::string_view text, const std::filesystem::path& file);
+// duplicate env names, and everything dag::Validate reports. Never throws. `kinds`: the task
+// kinds known besides shell (plugins::Builtins() in the daemon and the CLI).
+LoadResult ParsePipeline(std::string_view text, const std::filesystem::path& file,
+                         const dag::KindCatalog& kinds = dag::ShellOnly());
 // Reads the file and parses it; an unreadable file is one diagnostic.
-LoadResult LoadPipelineFile(const std::filesystem::path& file);
+LoadResult LoadPipelineFile(const std::filesystem::path& file,
+                            const dag::KindCatalog& kinds = dag::ShellOnly());
 // Every *.toml file in `dir` and its subfolders (sorted by path), loaded. Files and folders whose
 // names start with '.' are skipped (editor files, a .kiln data folder); an unreadable folder is
 // one result with one diagnostic.
-std::vector<LoadResult> LoadPipelineDir(const std::filesystem::path& dir);
+std::vector<LoadResult> LoadPipelineDir(const std::filesystem::path& dir,
+                                        const dag::KindCatalog& kinds = dag::ShellOnly());
 // The files LoadPipelineDir would load, sorted; an error names the folder.
 Result<std::vector<std::filesystem::path>> ListPipelineFiles(const std::filesystem::path& dir);
 

@@ -113,6 +113,58 @@ void ReadPolicy(TomlReader& reader, std::string_view key, const toml::node& node
   }
 }
 
+// A kind's own key, kept as written for its plugin to read (dates and times have no use there).
+std::optional<dag::Value> ToValue(TomlReader& reader, const toml::node& node,
+                                  const std::string& field) {
+  dag::Value v;
+  v.loc = LocOf(node);
+  switch (node.type()) {
+    case toml::node_type::boolean:
+      v.type = dag::Value::Type::kBool;
+      v.boolean = node.as_boolean()->get();
+      return v;
+    case toml::node_type::integer:
+      v.type = dag::Value::Type::kInteger;
+      v.integer = node.as_integer()->get();
+      return v;
+    case toml::node_type::floating_point:
+      v.type = dag::Value::Type::kFloat;
+      v.number = node.as_floating_point()->get();
+      return v;
+    case toml::node_type::string:
+      v.type = dag::Value::Type::kString;
+      v.string = node.as_string()->get();
+      return v;
+    case toml::node_type::array: {
+      v.type = dag::Value::Type::kArray;
+      const toml::array& array = *node.as_array();
+      for (size_t i = 0; i < array.size(); ++i) {
+        auto item = ToValue(reader, array[i], field + "[" + std::to_string(i) + "]");
+        if (item) v.items.push_back(std::move(*item));
+      }
+      return v;
+    }
+    case toml::node_type::table: {
+      v.type = dag::Value::Type::kTable;
+      std::vector<std::pair<const toml::key*, const toml::node*>> members;
+      for (const auto& [key, value] : *node.as_table()) members.emplace_back(&key, &value);
+      std::sort(members.begin(), members.end(),
+                [](const auto& a, const auto& b) { return BeforeInFile(*a.first, *b.first); });
+      for (const auto& [key, value] : members) {
+        auto member = ToValue(reader, *value, JoinPath(field, key->str()));
+        if (!member) continue;
+        member->key = std::string(key->str());
+        member->key_loc = LocOf(*key);
+        v.items.push_back(std::move(*member));
+      }
+      return v;
+    }
+    default:
+      reader.TypeError(node, field, "a string, number, boolean, array or table");
+      return std::nullopt;
+  }
+}
+
 template <typename T>
 T Pick(const std::optional<T>& own, const std::optional<T>& fallback, T builtin) {
   if (own) return *own;
@@ -130,6 +182,15 @@ TaskFields ReadTaskFields(TomlReader& reader, const toml::table& table, const st
   for (const auto& [key, node] : table) {
     const std::string field = JoinPath(path, key.str());
     if (std::find(accepted.begin(), accepted.end(), key.str()) == accepted.end()) {
+      if (kind == TableKind::kTask) {
+        // A key of the task's kind, or unknown: dag::Validate asks the kind.
+        if (auto value = ToValue(reader, node, field)) {
+          value->key = std::string(key.str());
+          value->key_loc = LocOf(key);
+          f.options.items.push_back(std::move(*value));
+        }
+        continue;
+      }
       if (key.str() == "needs") {
         reader.Error(LocOf(key), field, "needs cannot have a default; set it on each task");
       } else {
@@ -142,6 +203,9 @@ TaskFields ReadTaskFields(TomlReader& reader, const toml::table& table, const st
       ReadPolicy(reader, key.str(), node, field, f, locs);
     }
   }
+  auto at = [](const dag::Value& v) { return std::pair(v.key_loc.line, v.key_loc.column); };
+  std::sort(f.options.items.begin(), f.options.items.end(),
+            [&](const dag::Value& a, const dag::Value& b) { return at(a) < at(b); });
   return f;
 }
 
@@ -169,6 +233,7 @@ dag::TaskSpec MakeTask(std::string id, const TaskFields& own, const TaskFields& 
   t.skip_exit_codes = Pick(own.skip_exit_codes, defaults.skip_exit_codes, builtin.skip_exit_codes);
   t.allow_failure = Pick(own.allow_failure, defaults.allow_failure, builtin.allow_failure);
   t.priority = Pick(own.priority, defaults.priority, builtin.priority);
+  t.options = own.options;
   // Like every other key, a task's own env replaces the [defaults] one (the format's rule:
   // defaults apply "unless the task sets the key itself").
   auto env = Pick(own.env, defaults.env, std::map<std::string, std::string>{});

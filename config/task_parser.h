@@ -32,6 +32,9 @@ struct TaskFields {
   std::optional<bool> allow_failure;
   std::optional<int> priority;
   dag::SourceLoc needs_loc;
+  // A task's keys that are not the format's own, in file order: its kind's (tasks only; in
+  // [defaults] such a key is unknown).
+  dag::Value options;
 };
 
 enum class TableKind { kTask, kDefaults };

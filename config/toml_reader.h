@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.h"
 #include "common/time.h"
 #include "config/toml_limits.h"
 #include "dag/spec.h"
@@ -40,10 +41,8 @@ bool BeforeInFile(const toml::key& a, const toml::key& b);
 // "path.key", or "key" at the top level.
 std::string JoinPath(std::string_view path, std::string_view key);
 
-// The candidate closest to `word` within edit distance 2, or an empty view.
-std::string_view Closest(std::string_view word, std::span<const std::string_view> candidates);
-// "; did you mean 'x'? (accepted: a, b, c)", or " (accepted: a, b, c)" when nothing is close.
-std::string SuggestAccepted(std::string_view word, std::span<const std::string_view> accepted);
+using kiln::Closest;          // common/text.h
+using kiln::SuggestAccepted;  // common/text.h
 
 // Collects the diagnostics of one file. Every reader returns nullopt after reporting a problem
 // (wrong type, out of range, bad duration). Single-threaded, like everything in a loader.

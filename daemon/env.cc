@@ -6,6 +6,7 @@
 #include "daemon/event_hub.h"
 #include "daemon/log_files.h"
 #include "daemon/run_creator.h"
+#include "plugins/registry.h"
 
 namespace kiln::daemon {
 
@@ -154,7 +155,7 @@ class PgDaemonStore final : public DaemonStore {
 class DiskFiles final : public DaemonFiles {
  public:
   config::LoadResult LoadPipelineFile(const std::filesystem::path& file) override {
-    return config::LoadPipelineFile(file);
+    return config::LoadPipelineFile(file, plugins::Builtins());
   }
   Result<std::vector<std::filesystem::path>> ListPipelineFiles(
       const std::filesystem::path& dir) override {

@@ -5,6 +5,7 @@
 #include "config/pipeline_loader.h"
 #include "daemon/log_files.h"
 #include "daemon/service.h"
+#include "plugins/registry.h"
 
 namespace kiln::daemon {
 
@@ -48,7 +49,7 @@ Result<dag::PipelinePtr> DaemonService::PipelineVersion(const std::string& name,
   if (!text.ok()) return text.status();
   const std::filesystem::path file =
       current ? current->spec.file : std::filesystem::path(name + "@" + version->substr(0, 12));
-  config::LoadResult loaded = config::ParsePipeline(*text, file);
+  config::LoadResult loaded = config::ParsePipeline(*text, file, plugins::Builtins());
   if (!loaded.pipeline) {
     return Status::Error(ErrorCode::kConflict, "pipeline '" + name + "' version " +
                                                    version->substr(0, 12) + " no longer loads");

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "config/pipeline_loader.h"
+#include "plugins/registry.h"
 
 namespace kiln::daemon {
 
@@ -25,7 +26,7 @@ Result<dag::PipelinePtr> PipelineForRun(const RunRecord& run, const dag::Pipelin
     const std::filesystem::path file =
         current ? current->spec.file
                 : std::filesystem::path(run.pipeline + "@" + run.version_hash.substr(0, 12));
-    config::LoadResult loaded = config::ParsePipeline(*text, file);
+    config::LoadResult loaded = config::ParsePipeline(*text, file, plugins::Builtins());
     if (loaded.pipeline && SameTasks(run, *loaded.pipeline)) return loaded.pipeline;
   }
   if (current && SameTasks(run, *current)) return current;

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "daemon/service.h"
 #include "dag/triggers.h"
+#include "plugins/registry.h"
 
 namespace kiln::daemon {
 
@@ -14,7 +15,7 @@ using nlohmann::json;
 std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir) {
   std::map<std::string, PipelineEntry> out;
   if (dir.empty()) return out;
-  for (auto& result : config::LoadPipelineDir(dir)) {
+  for (auto& result : config::LoadPipelineDir(dir, plugins::Builtins())) {
     std::string text;
     for (const auto& d : result.diagnostics) {
       log::Error(d.ToString());

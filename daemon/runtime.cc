@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "daemon/supervision.h"
+#include "plugins/registry.h"
+
 namespace kiln::daemon {
 
 namespace {
@@ -133,6 +136,9 @@ scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& con
   options.logs_dir = std::filesystem::absolute(config.data_dir) / "logs";
   options.runs_dir = std::filesystem::absolute(config.data_dir) / "runs";
   options.base_env = BaseTaskEnv();
+  options.kind_argv = [kiln = SelfExe()](std::string_view kind, const dag::Value& keys) {
+    return plugins::Builtins().Argv(kind, keys, kiln);
+  };
   return options;
 }
 

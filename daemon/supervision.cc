@@ -29,12 +29,6 @@ namespace {
 
 constexpr auto kSpawnTimeout = 30s;
 
-std::string SelfExe() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string("/proc/self/exe") : exe.string();
-}
-
 Result<int> TryLock(const fs::path& data_dir) {
   const fs::path path = data_dir / "daemon.lock";
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -250,6 +244,12 @@ int RunSupervisor(const SupervisionOptions& options, int ready_fd) {
   }
   log::Info("supervisor: " + so.name + " serves " + options.daemon);
   return supervisor.Run();
+}
+
+std::string SelfExe() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("/proc/self/exe") : exe.string();
 }
 
 }  // namespace kiln::daemon

@@ -68,4 +68,7 @@ class DatabaseLedger final : public executor::Ledger {
 // the error to `ready_fd`, then serves. Returns the exit code.
 int RunSupervisor(const SupervisionOptions& options, int ready_fd);
 
+// This binary's path (for `kiln supervise` and `kiln task`).
+std::string SelfExe();
+
 }  // namespace kiln::daemon

@@ -169,4 +169,30 @@ std::optional<ParamValue> ConvertLike(const ParamValue& declared, std::string_vi
   }
 }
 
+const Value* Value::Find(std::string_view name) const {
+  if (type != Type::kTable) return nullptr;
+  for (const Value& member : items) {
+    if (member.key == name) return &member;
+  }
+  return nullptr;
+}
+
+std::string_view Value::Phrase() const {
+  switch (type) {
+    case Type::kBool:
+      return "a boolean";
+    case Type::kInteger:
+      return "an integer";
+    case Type::kFloat:
+      return "a float";
+    case Type::kString:
+      return "a string";
+    case Type::kArray:
+      return "an array";
+    case Type::kTable:
+      break;
+  }
+  return "a table";
+}
+
 }  // namespace kiln::dag

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -62,6 +63,30 @@ struct SourceLoc {
   int column = 0;
 };
 
+// The keys a task kind brings of its own ("Other kinds come from plugins and bring their own
+// keys"), as written: a small tree of TOML values, each with where it is. config/ fills it; the
+// kind's plugin reads and checks it (plugins/api.h). String values are templates.
+struct Value {
+  enum class Type { kBool, kInteger, kFloat, kString, kArray, kTable };
+  Type type = Type::kTable;
+  bool boolean = false;
+  int64_t integer = 0;
+  double number = 0;
+  std::string string;
+  std::vector<Value> items;  // an array's items, or a table's members in file order
+  std::string key;           // a table member's name
+  SourceLoc loc;             // of the value
+  SourceLoc key_loc;         // of a table member's key
+
+  bool is_number() const { return type == Type::kInteger || type == Type::kFloat; }
+  // A table's member, or nullptr.
+  const Value* Find(std::string_view name) const;
+  // The number of an integer or a float.
+  double AsNumber() const { return type == Type::kInteger ? static_cast<double>(integer) : number; }
+  // "a boolean", "an integer", "a float", "a string", "an array", "a table".
+  std::string_view Phrase() const;
+};
+
 // One problem in a pipeline file. Printed as "file:line:col: field: message".
 struct Diagnostic {
   std::string file;
@@ -113,6 +138,8 @@ struct TaskSpec {
   std::vector<int> skip_exit_codes;
   bool allow_failure = false;
   int priority = 0;
+  // The keys of kinds other than shell (a table; for shell, any key here is unknown).
+  Value options;
   SourceLoc loc;        // of the [tasks.<id>] header
   SourceLoc needs_loc;  // of the needs array (for cycle errors)
 };

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "common/text.h"
 #include "dag/cron.h"
 #include "dag/schedule.h"
 #include "dag/template.h"
@@ -64,7 +65,8 @@ std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 class Validator {
  public:
-  explicit Validator(const PipelineSpec& spec) : spec_(spec), known_(TemplateNames(spec)) {
+  Validator(const PipelineSpec& spec, const KindCatalog& kinds)
+      : spec_(spec), kinds_(kinds), known_(TemplateNames(spec)) {
     for (size_t i = 0; i < spec.tasks.size(); ++i) index_.emplace(spec.tasks[i].id, i);
     for (const std::string& name : known_) dummy_values_.emplace(name, "x");
   }
@@ -90,12 +92,16 @@ class Validator {
   void CheckNumbers(const TaskSpec& task);
   void CheckEnv(const TaskSpec& task);
   void CheckNeeds(const TaskSpec& task);
+  void CheckShell(const TaskSpec& task);
+  void CheckNotShell(const TaskSpec& task);
   void CheckTemplates(const TaskSpec& task);
+  void CheckValueTemplates(const std::string& field, const Value& value);
   void CheckTemplate(const Place& place, std::string_view text, bool shell);
   std::vector<std::vector<size_t>> NeedsGraph() const;
   void CheckCycles();
 
   const PipelineSpec& spec_;
+  const KindCatalog& kinds_;
   const std::set<std::string> known_;
   TemplateValues dummy_values_;
   std::unordered_map<std::string_view, size_t> index_;  // task id -> first task with it
@@ -197,9 +203,50 @@ void Validator::CheckTask(const TaskSpec& task) {
 }
 
 void Validator::CheckKind(const TaskSpec& task) {
-  if (task.kind != "shell") {
-    Add(TaskKey(task, "kind"), "unknown task kind " + Quote(task.kind) + " (known: shell)");
+  if (!kinds_.Has(task.kind)) {
+    const std::vector<std::string_view> names = kinds_.Names();
+    std::string list;
+    for (std::string_view n : names) list += (list.empty() ? "" : ", ") + std::string(n);
+    std::string hint;
+    if (std::string_view close = Closest(task.kind, names); !close.empty()) {
+      hint = "; did you mean " + Quote(close) + "?";
+    }
+    Add(TaskKey(task, "kind"),
+        "unknown task kind " + Quote(task.kind) + hint + " (known: " + list + ")");
     return;
+  }
+  if (task.kind != "shell") {
+    CheckNotShell(task);
+    std::vector<Diagnostic> found;
+    kinds_.Check(task, spec_, found);
+    for (Diagnostic& d : found) {
+      d.file = spec_.file.string();
+      out_.push_back(std::move(d));
+    }
+    return;
+  }
+  CheckShell(task);
+}
+
+// The keys of a shell task only, given to a task of another kind; a key no kind knows is unknown.
+void Validator::CheckNotShell(const TaskSpec& task) {
+  for (std::string_view key : {"command", "argv", "skip_exit_codes"}) {
+    const std::string field = "tasks." + task.id + "." + std::string(key);
+    if (auto it = spec_.locs.find(field); it != spec_.locs.end()) {
+      Add({field, it->second}, std::string(key) + " is for kind \"shell\"; a task of kind " +
+                                   Quote(task.kind) + " runs what its kind says");
+    }
+  }
+}
+
+void Validator::CheckShell(const TaskSpec& task) {
+  static constexpr std::string_view kShellKeys[] = {
+      "allow_failure",   "argv",  "command",  "env",          "kind",          "max_retry_delay",
+      "needs",           "pool",  "priority", "retries",      "retry_backoff", "retry_delay",
+      "skip_exit_codes", "slots", "timeout",  "trigger_rule", "workdir"};
+  for (const Value& key : task.options.items) {
+    Add({"tasks." + task.id + "." + key.key, key.key_loc},
+        "unknown key " + Quote(key.key) + SuggestAccepted(key.key, kShellKeys));
   }
   auto place = [&] { return Place{"tasks." + task.id, task.loc}; };
   if (task.command && task.argv) {
@@ -295,6 +342,23 @@ void Validator::CheckTemplates(const TaskSpec& task) {
     if (!has_template(var.value)) continue;
     CheckTemplate(TaskKey(task, "env." + var.name), var.value, /*shell=*/false);
   }
+  if (task.kind != "shell") CheckValueTemplates("tasks." + task.id, task.options);
+}
+
+// Every string among a kind's keys is a template, rendered byte for byte.
+void Validator::CheckValueTemplates(const std::string& field, const Value& value) {
+  if (value.type == Value::Type::kString) {
+    if (value.string.find("{{") != std::string::npos) {
+      CheckTemplate({field, value.loc}, value.string, /*shell=*/false);
+    }
+    return;
+  }
+  for (size_t i = 0; i < value.items.size(); ++i) {
+    const Value& item = value.items[i];
+    CheckValueTemplates(value.type == Value::Type::kTable ? field + "." + item.key
+                                                          : field + "[" + std::to_string(i) + "]",
+                        item);
+  }
 }
 
 void Validator::CheckTemplate(const Place& place, std::string_view text, bool shell) {
@@ -381,7 +445,25 @@ std::vector<Diagnostic> Validator::Run() {
 
 }  // namespace
 
-std::vector<Diagnostic> Validate(const PipelineSpec& spec) { return Validator(spec).Run(); }
+std::vector<Diagnostic> Validate(const PipelineSpec& spec, const KindCatalog& kinds) {
+  return Validator(spec, kinds).Run();
+}
+
+namespace {
+
+class ShellOnlyCatalog final : public KindCatalog {
+ public:
+  std::vector<std::string_view> Names() const override { return {"shell"}; }
+  bool Has(std::string_view kind) const override { return kind == "shell"; }
+  void Check(const TaskSpec&, const PipelineSpec&, std::vector<Diagnostic>&) const override {}
+};
+
+}  // namespace
+
+const KindCatalog& ShellOnly() {
+  static const ShellOnlyCatalog catalog;
+  return catalog;
+}
 
 bool IsValidPipelineName(std::string_view name) { return Matches(name, kPipelineName); }
 bool IsValidTaskId(std::string_view id) { return Matches(id, kTaskId); }

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dag/kinds.h"
 #include "dag/spec.h"
 
 namespace kiln::dag {
@@ -13,8 +14,9 @@ namespace kiln::dag {
 // Checks: pipeline name and task id patterns; needs naming unknown tasks, the task itself, or the
 // same task twice; cycles (the whole cycle named: "dependency cycle a -> b -> a"); exactly one of
 // command/argv for kind "shell"; slots >= 1; retries >= 0; retry_backoff >= 1; param names;
-// every template name known; catchup/overlap values; max_active_runs >= 1.
-std::vector<Diagnostic> Validate(const PipelineSpec& spec);
+// every template name known (in a kind's own keys too); catchup/overlap values;
+// max_active_runs >= 1; the kind known to `kinds`, and its keys as the kind checks them.
+std::vector<Diagnostic> Validate(const PipelineSpec& spec, const KindCatalog& kinds = ShellOnly());
 
 // The format's name patterns: pipeline names ^[a-z0-9][a-z0-9_.-]{0,63}$, task ids
 // ^[a-z0-9][a-z0-9_-]{0,63}$.

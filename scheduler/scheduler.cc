@@ -312,6 +312,18 @@ void SetEnv(std::vector<std::pair<std::string, std::string>>& env, std::string n
   env.emplace_back(std::move(name), std::move(value));
 }
 
+// A kind's keys with every string rendered byte for byte.
+dag::Value RenderValue(const dag::Value& value,
+                       const std::function<std::string(const std::string&)>& render) {
+  dag::Value out = value;
+  if (out.type == dag::Value::Type::kString) {
+    out.string = render(value.string);
+  } else {
+    for (dag::Value& item : out.items) item = RenderValue(item, render);
+  }
+  return out;
+}
+
 }  // namespace
 
 // Renders templates; an error here is a task failure, not a crash.
@@ -340,6 +352,16 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     req.argv = {"/bin/sh", "-c", render(*spec.command, dag::Quoting::kShell)};
   } else if (spec.argv) {
     for (const auto& a : *spec.argv) req.argv.push_back(render(a, dag::Quoting::kNone));
+  } else if (spec.kind != "shell") {
+    const dag::Value options = RenderValue(
+        spec.options, [&](const std::string& text) { return render(text, dag::Quoting::kNone); });
+    if (!options_.kind_argv) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "no runner for task kind '" + spec.kind + "'");
+    }
+    auto argv = options_.kind_argv(spec.kind, options);
+    if (!argv.ok()) return argv.status();
+    req.argv = std::move(argv).value();
   }
   req.env = options_.base_env;
   req.user = RunIdentity(options_.task_user, options_.task_uids, Value(run.ctx.id));

@@ -53,6 +53,10 @@ struct SchedulerOptions {
   Identity task_user;
   // With ids in it, each run's tasks take a user and group id of their own (RunIdentity).
   UidRange task_uids;
+  // The program of one attempt of a task of a kind other than shell, from its kind and its keys
+  // with templates rendered (plugins::Registry::Argv). Unset: such tasks fail to start.
+  std::function<Result<std::vector<std::string>>(std::string_view kind, const dag::Value& options)>
+      kind_argv;
   // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
   Duration max_commit_retry_delay = std::chrono::seconds(2);

@@ -17,7 +17,7 @@ task_user() {
 packages=(
   build-essential cmake ninja-build ccache pkg-config clang-format
   libboost-dev libboost-graph-dev libpqxx-dev libpq-dev libcpp-httplib-dev libtomlplusplus-dev
-  clang libspdlog-dev nlohmann-json3-dev catch2 libcli11-dev libhowardhinnant-date-dev libssl-dev
+  clang libspdlog-dev nlohmann-json3-dev catch2 libcli11-dev libhowardhinnant-date-dev libssl-dev libcsv-dev
   tzdata postgresql python3 python3-sklearn python3-numpy curl wrk libgraphviz-dev
 )
 tests=0

@@ -9,13 +9,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 BUILD_DIR="$root/build-ci" "$root/scripts/build.sh" -DKILN_WERROR=ON -DKILN_TESTS=ON
 BUILD_DIR="$root/build-asan" BUILD_TYPE=Debug \
-  TARGETS="kiln_common_tests kiln_dag_tests kiln_config_tests kiln_scheduler_tests kiln_executor_tests kiln_web_tests kiln_daemon_tests" \
+  TARGETS="kiln_common_tests kiln_dag_tests kiln_config_tests kiln_scheduler_tests kiln_executor_tests kiln_web_tests kiln_daemon_tests kiln_plugins_tests" \
   "$root/scripts/build.sh" -DKILN_WERROR=ON -DKILN_TESTS=ON -DKILN_SANITIZE=ON
 
 status=0
 echo "== unit tests under ASan/UBSan"
 (cd "$root/build-asan" && ctest -j "$(nproc)" --output-on-failure \
-  -R '^(common|dag|config|scheduler|executor|web|daemon)/') || status=1
+  -R '^(common|dag|config|scheduler|executor|web|daemon|plugins)/') || status=1
 echo "== fuzz targets, ${FUZZ_SECONDS:-12} s each"
 "$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-12}" || status=1
 echo "== all tests"

@@ -1,0 +1,83 @@
+#include "plugins/registry.h"
+
+#include <algorithm>
+#include <iterator>
+
+#include "common/text.h"
+#include "plugins/kinds.h"
+
+namespace kiln::plugins {
+
+namespace {
+
+// The format's keys for a task of any kind but shell (command, argv and skip_exit_codes are
+// shell's; dag::Validate reports them on other kinds).
+constexpr std::string_view kCommonKeys[] = {
+    "allow_failure", "env",      "kind",         "max_retry_delay", "needs",
+    "pool",          "priority", "retries",      "retry_backoff",   "retry_delay",
+    "slots",         "timeout",  "trigger_rule", "workdir"};
+
+}  // namespace
+
+Registry::Registry() = default;
+
+void Registry::Add(std::unique_ptr<Kind> kind) { kinds_.push_back(std::move(kind)); }
+
+const Kind* Registry::Find(std::string_view name) const {
+  for (const auto& kind : kinds_) {
+    if (kind->Name() == name) return kind.get();
+  }
+  return nullptr;
+}
+
+std::vector<std::string_view> Registry::Names() const {
+  std::vector<std::string_view> names = {"shell"};
+  for (const auto& kind : kinds_) names.push_back(kind->Name());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool Registry::Has(std::string_view kind) const { return kind == "shell" || Find(kind); }
+
+void Registry::Check(const dag::TaskSpec& task, const dag::PipelineSpec& /*pipeline*/,
+                     std::vector<dag::Diagnostic>& out) const {
+  const Kind* kind = Find(task.kind);
+  if (kind == nullptr) return;
+  std::vector<std::string_view> accepted(std::begin(kCommonKeys), std::end(kCommonKeys));
+  for (std::string_view key : kind->Keys()) accepted.push_back(key);
+  std::sort(accepted.begin(), accepted.end());
+  const std::string field = "tasks." + task.id;
+  dag::TaskSpec known = task;
+  known.options.items.clear();
+  Problems problems(out);
+  for (const dag::Value& key : task.options.items) {
+    const auto& own = kind->Keys();
+    if (std::find(own.begin(), own.end(), key.key) == own.end()) {
+      problems.Add(field + "." + key.key, key.key_loc,
+                   "unknown key '" + key.key + "'" + SuggestAccepted(key.key, accepted));
+    } else {
+      known.options.items.push_back(key);
+    }
+  }
+  kind->Check(known, field, problems);
+}
+
+Result<std::vector<std::string>> Registry::Argv(std::string_view kind, const dag::Value& options,
+                                                const std::string& kiln) const {
+  if (Find(kind) == nullptr) {
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "unknown task kind '" + std::string(kind) + "'");
+  }
+  return std::vector<std::string>{kiln, "task", std::string(kind), "--options", ToJson(options)};
+}
+
+const Registry& Builtins() {
+  static const Registry* registry = [] {
+    auto* r = new Registry();
+    r->Add(MakeCheckKind());
+    return r;
+  }();
+  return *registry;
+}
+
+}  // namespace kiln::plugins
