@@ -8,5 +8,6 @@
 namespace kiln::plugins {
 
 std::unique_ptr<Kind> MakeCheckKind();  // check_kind.cc
+std::unique_ptr<Kind> MakeDriftKind();  // drift_kind.cc
 
 }  // namespace kiln::plugins

@@ -59,7 +59,12 @@ void Registry::Check(const dag::TaskSpec& task, const dag::PipelineSpec& /*pipel
       known.options.items.push_back(key);
     }
   }
+  const size_t first = out.size();
   kind->Check(known, field, problems);
+  // A problem of the task as a whole (a key missing) is shown at the task's table.
+  for (size_t i = first; i < out.size(); ++i) {
+    if (out[i].loc.line == 0) out[i].loc = task.loc;
+  }
 }
 
 Result<std::vector<std::string>> Registry::Argv(std::string_view kind, const dag::Value& options,
@@ -75,6 +80,7 @@ const Registry& Builtins() {
   static const Registry* registry = [] {
     auto* r = new Registry();
     r->Add(MakeCheckKind());
+    r->Add(MakeDriftKind());
     return r;
   }();
   return *registry;

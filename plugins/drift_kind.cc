@@ -1,0 +1,182 @@
+// kind = "drift": how far the current data moved from a reference, per numeric column
+// (docs/pipelines.md). Exit codes of `kiln task drift`: 0 no drift (or on_drift = "warn"), 1 drift
+// with on_drift = "fail", 2 the data cannot be read or compared.
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "common/text.h"
+#include "plugins/drift_stats.h"
+#include "plugins/kinds.h"
+
+namespace kiln::plugins {
+
+namespace {
+
+using Type = dag::Value::Type;
+
+constexpr std::array<std::string_view, 6> kKeys = {"columns",  "current",   "method",
+                                                   "on_drift", "reference", "threshold"};
+
+struct DriftOptions {
+  DriftRequest request;
+  bool warn = false;
+};
+
+class DriftReader {
+ public:
+  DriftReader(std::string field, Problems& problems)
+      : field_(std::move(field)), problems_(problems) {}
+
+  DriftOptions Read(const dag::Value& options) {
+    DriftOptions d;
+    d.request.reference = Path(options, "reference");
+    d.request.current = Path(options, "current");
+    if (const dag::Value* columns = options.Find("columns")) ReadColumns(*columns, d.request);
+    if (const dag::Value* m = options.Find("method")) {
+      if (Expect(*m, m->type == Type::kString, "method", "a string")) {
+        if (m->string == "psi") {
+          d.request.method = DriftMethod::kPsi;
+        } else if (m->string == "ks") {
+          d.request.method = DriftMethod::kKs;
+        } else {
+          Problem("method", m->loc, "unknown method '" + m->string + "' (accepted: ks, psi)");
+        }
+      }
+    }
+    if (const dag::Value* t = options.Find("threshold")) {
+      if (Expect(*t, t->is_number(), "threshold", "a number")) {
+        d.request.threshold = t->AsNumber();
+        if (!(d.request.threshold > 0)) Problem("threshold", t->loc, "must be above 0");
+      }
+    }
+    if (const dag::Value* o = options.Find("on_drift")) {
+      if (Expect(*o, o->type == Type::kString, "on_drift", "a string")) {
+        if (o->string != "fail" && o->string != "warn") {
+          Problem("on_drift", o->loc,
+                  "unknown on_drift '" + o->string + "' (accepted: fail, warn)");
+        }
+        d.warn = o->string == "warn";
+      }
+    }
+    return d;
+  }
+
+ private:
+  void Problem(const std::string& key, dag::SourceLoc loc, std::string message) {
+    problems_.Add(key.empty() ? field_ : field_ + "." + key, loc, std::move(message));
+  }
+  bool Expect(const dag::Value& v, bool ok, const std::string& key, std::string_view what) {
+    if (!ok)
+      Problem(key, v.loc, "expected " + std::string(what) + ", got " + std::string(v.Phrase()));
+    return ok;
+  }
+  std::string Path(const dag::Value& options, const std::string& key) {
+    const dag::Value* v = options.Find(key);
+    if (v == nullptr) {
+      Problem("", {}, "no " + key + "; set " + key + " to a CSV or JSON lines file");
+      return "";
+    }
+    if (!Expect(*v, v->type == Type::kString, key, "a string (a path)")) return "";
+    if (v->string.empty()) Problem(key, v->loc, "empty path");
+    return v->string;
+  }
+  void ReadColumns(const dag::Value& columns, DriftRequest& r) {
+    if (!Expect(columns, columns.type == Type::kArray, "columns", "an array of column names")) {
+      return;
+    }
+    if (columns.items.empty())
+      Problem("columns", columns.loc, "empty; leave it out to compare every numeric column");
+    for (size_t i = 0; i < columns.items.size(); ++i) {
+      const dag::Value& c = columns.items[i];
+      const std::string key = "columns[" + std::to_string(i) + "]";
+      if (Expect(c, c.type == Type::kString, key, "a string")) r.columns.push_back(c.string);
+    }
+  }
+
+  std::string field_;
+  Problems& problems_;
+};
+
+std::string Number(double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", value);
+  return buf;
+}
+
+// <run folder>/.kiln/<task>/drift.json: every column's statistic.
+void WriteReport(const TaskContext& ctx, const DriftRequest& r,
+                 const std::vector<ColumnDrift>& cols) {
+  if (ctx.run_dir.empty() || ctx.task_id.empty()) return;
+  nlohmann::json j = {{"reference", r.reference},
+                      {"current", r.current},
+                      {"method", r.method == DriftMethod::kPsi ? "psi" : "ks"},
+                      {"threshold", r.threshold},
+                      {"columns", nlohmann::json::array()}};
+  for (const ColumnDrift& c : cols) {
+    j["columns"].push_back({{"column", c.column},
+                            {"statistic", c.statistic},
+                            {"drifted", c.drifted},
+                            {"reference_values", c.reference_values},
+                            {"current_values", c.current_values}});
+  }
+  std::error_code ec;
+  const std::filesystem::path dir = ctx.run_dir / ".kiln" / ctx.task_id;
+  std::filesystem::create_directories(dir, ec);
+  std::ofstream(dir / "drift.json")
+      << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+class DriftKind final : public Kind {
+ public:
+  std::string_view Name() const override { return "drift"; }
+  std::span<const std::string_view> Keys() const override { return kKeys; }
+
+  void Check(const dag::TaskSpec& task, const std::string& field,
+             Problems& problems) const override {
+    DriftReader(field, problems).Read(task.options);
+  }
+
+  int Run(const dag::Value& options, const TaskContext& ctx) const override {
+    std::ostream& out = *ctx.out;
+    std::vector<dag::Diagnostic> found;
+    Problems problems(found);
+    const DriftOptions d = DriftReader("drift", problems).Read(options);
+    if (!found.empty()) {
+      for (const auto& p : found) out << "kiln drift: " << p.field << ": " << p.message << '\n';
+      return 2;
+    }
+    auto columns = ComputeDrift(d.request);
+    if (!columns.ok()) {
+      out << "kiln drift: " << columns.message() << '\n';
+      return 2;
+    }
+    const char* method = d.request.method == DriftMethod::kPsi ? "psi" : "ks";
+    std::vector<std::string> drifted;
+    for (const ColumnDrift& c : *columns) {
+      if (c.drifted) drifted.push_back(c.column);
+    }
+    out << "kiln drift: " << d.request.current << " against " << d.request.reference << ", "
+        << method << " above " << Number(d.request.threshold) << ": "
+        << (drifted.empty()
+                ? std::string("no column drifted")
+                : std::to_string(drifted.size()) + " of " + std::to_string(columns->size()) +
+                      (columns->size() == 1 ? " column" : " columns") + " drifted")
+        << '\n';
+    for (const ColumnDrift& c : *columns) {
+      out << "  " << c.column << ": " << method << " " << Number(c.statistic)
+          << (c.drifted ? " drifted" : "") << " (" << c.reference_values << " reference values, "
+          << c.current_values << " current)\n";
+    }
+    WriteReport(ctx, d.request, *columns);
+    return drifted.empty() || d.warn ? 0 : 1;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Kind> MakeDriftKind() { return std::make_unique<DriftKind>(); }
+
+}  // namespace kiln::plugins

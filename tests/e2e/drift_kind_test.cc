@@ -1,0 +1,143 @@
+// kind = "drift" through `kiln run`: the current data against a reference, per numeric column.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "harness.h"
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+using namespace kiln::e2e;
+
+namespace {
+
+// 40 rows: age 20..59 (or shifted by `shift`), income constant-ish, a text column.
+std::string Data(int shift) {
+  std::string csv = "age,income,city\n";
+  for (int i = 0; i < 40; ++i) {
+    csv += std::to_string(20 + i + shift) + "," + std::to_string(1000 + (i % 4)) + ",c" +
+           std::to_string(i % 3) + "\n";
+  }
+  return csv;
+}
+
+struct Ran {
+  Output output;
+  json run;
+};
+
+Ran RunWith(const TempDir& dir, const std::string& input, const std::string& extra = "") {
+  WriteFile(dir / "data/reference.csv", Data(0));
+  WriteFile(dir / "data/same.csv", Data(0));
+  WriteFile(dir / "data/older.csv", Data(40));
+  WriteFile(dir / "p.toml", R"([pipeline]
+name = "monitor"
+[params]
+input = "data/same.csv"
+[tasks.drift]
+kind = "drift"
+reference = "data/reference.csv"
+current = "{{ params.input }}"
+method = "ks"
+threshold = 0.5
+)" + extra + R"(
+[tasks.report]
+needs = ["drift"]
+command = "echo reported"
+)");
+  Ran ran{Kiln({"run", "p.toml", "--output", "json", "--data-dir", (dir / "data-dir").string(),
+                "-p", "input=" + input},
+               dir.path()),
+          json()};
+  if (!ran.output.out.empty()) ran.run = json::parse(ran.output.out);
+  return ran;
+}
+
+std::string LogOf(const TempDir& dir, const json& run) {
+  return ReadFile(dir / ("data-dir/logs/monitor/" + run["id"].dump() + "/drift/1.log"));
+}
+
+std::string States(const json& run) {
+  std::string out;
+  for (const auto& t : run["tasks"]) {
+    out +=
+        (out.empty() ? "" : " ") + t["id"].get<std::string>() + ":" + t["state"].get<std::string>();
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("data like its reference does not drift") {
+  TempDir dir;
+  auto ran = RunWith(dir, "data/same.csv");
+  INFO(ran.output.err);
+  CHECK(ran.output.code == 0);
+  CHECK(States(ran.run) == "drift:success report:success");
+  CHECK(LogOf(dir, ran.run) ==
+        "kiln drift: data/same.csv against data/reference.csv, ks above 0.5000: no column drifted\n"
+        "  age: ks 0.0000 (40 reference values, 40 current)\n"
+        "  income: ks 0.0000 (40 reference values, 40 current)\n");
+}
+
+TEST_CASE("data that moved away from its reference drifts and fails the task") {
+  TempDir dir;
+  auto ran = RunWith(dir, "data/older.csv");
+  INFO(ran.output.err);
+  CHECK(ran.output.code == 1);
+  CHECK(States(ran.run) == "drift:failed report:upstream_failed");
+  CHECK(LogOf(dir, ran.run) ==
+        "kiln drift: data/older.csv against data/reference.csv, ks above 0.5000: 1 of 2 columns "
+        "drifted\n"
+        "  age: ks 1.0000 drifted (40 reference values, 40 current)\n"
+        "  income: ks 0.0000 (40 reference values, 40 current)\n");
+  const json report = json::parse(ReadFile(
+      dir / ("data-dir/runs/monitor/" + ran.run["id"].dump() + "/.kiln/drift/drift.json")));
+  CHECK(report["columns"][0]["column"] == "age");
+  CHECK(report["columns"][0]["drifted"] == true);
+  CHECK(report["columns"][0]["statistic"] == 1.0);
+}
+
+TEST_CASE("with on_drift warn a drift is reported and the task succeeds") {
+  TempDir dir;
+  auto ran = RunWith(dir, "data/older.csv", "on_drift = \"warn\"\ncolumns = [\"age\"]");
+  INFO(ran.output.err);
+  CHECK(ran.output.code == 0);
+  CHECK(States(ran.run) == "drift:success report:success");
+  CHECK(LogOf(dir, ran.run) ==
+        "kiln drift: data/older.csv against data/reference.csv, ks above 0.5000: 1 of 1 column "
+        "drifted\n"
+        "  age: ks 1.0000 drifted (40 reference values, 40 current)\n");
+}
+
+TEST_CASE("a drift task naming a column the data lacks fails saying which") {
+  TempDir dir;
+  auto ran = RunWith(dir, "data/same.csv", "columns = [\"age\", \"height\"]");
+  CHECK(ran.output.code == 1);
+  CHECK(States(ran.run) == "drift:failed report:upstream_failed");
+  CHECK(LogOf(dir, ran.run) ==
+        "kiln drift: data/reference.csv: no column 'height' (found: age, income, city)\n");
+}
+
+TEST_CASE("kiln validate reports a drift task's keys at their line and column") {
+  TempDir dir;
+  WriteFile(dir / "p.toml", R"([pipeline]
+name = "monitor"
+[tasks.drift]
+kind = "drift"
+current = "x.csv"
+method = "chi2"
+threshold = 0
+on_drift = "trigger"
+columns = "age"
+)");
+  auto out = Kiln({"validate", (dir / "p.toml").string()});
+  CHECK(out.code == 1);
+  const std::string p = (dir / "p.toml").string();
+  CHECK(out.err ==
+        p + ":3:8: tasks.drift: no reference; set reference to a CSV or JSON lines file\n" + p +
+            ":6:10: tasks.drift.method: unknown method 'chi2' (accepted: ks, psi)\n" + p +
+            ":7:13: tasks.drift.threshold: must be above 0\n" + p +
+            ":8:12: tasks.drift.on_drift: unknown on_drift 'trigger' (accepted: fail, warn)\n" + p +
+            ":9:11: tasks.drift.columns: expected an array of column names, got a string\n" +
+            "5 errors in 1 file\n");
+}
