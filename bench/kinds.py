@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""The built-in task kinds on big data: `kiln task check` and `kiln task drift` on a generated CSV.
+
+Measures, each the median of --repeat runs of the process a task attempt starts:
+  start      a check of a 2-row file: the cost of one `kiln task` process (the floor of any kind)
+  check      a contract on 4 of 5 columns (types, min/max, allowed, nulls) over --rows rows
+  unique     `unique` on a column of --rows distinct values (the one rule whose memory grows)
+  psi, ks    drift of every numeric column (3) of the file against itself
+and prints each as seconds, ns per row and the peak RSS, so machines of different speed compare.
+
+Usage: bench/kinds.py [--kiln build-ci/cli/kiln] [--rows 1000000] [--repeat 3]
+"""
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+
+
+def table(pairs):
+    return {"table": [[k, v] for k, v in pairs]}
+
+
+def run(kiln, kind, options):
+    """Wall seconds and peak RSS (KiB) of one `kiln task` process."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        child = subprocess.Popen([kiln, "task", kind, "--options", json.dumps(options)],
+                                 stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            out.seek(0)
+            raise SystemExit(f"kiln task {kind} failed ({child.returncode}): {out.read().decode()}")
+    return elapsed, usage.ru_maxrss
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kiln", default="build-ci/cli/kiln")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    kiln = os.path.abspath(args.kiln)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data.csv")
+        rnd = random.Random(1)
+        with open(data, "w") as f:
+            f.write("id,age,income,country,label\n")
+            for i in range(args.rows):
+                f.write(f"u{i},{rnd.randint(0, 120)},{rnd.random() * 1e5:.2f},"
+                        f"{rnd.choice(['DE', 'FR', 'US'])},{rnd.randint(0, 1)}\n")
+        small = os.path.join(tmp, "small.csv")
+        with open(small, "w") as f:
+            f.write("id,age\na,1\n")
+        size = os.path.getsize(data)
+        contract = table([("data", data), ("columns", table([
+            ("age", table([("type", "int"), ("min", 0), ("max", 120), ("nulls", False)])),
+            ("income", table([("type", "float"), ("min", 0)])),
+            ("country", table([("type", "string"), ("allowed", ["DE", "FR", "US"])])),
+            ("label", table([("type", "int"), ("allowed", [0, 1])]))]))])
+        cases = [
+            ("start", "check", table([("data", small), ("rows", table([("min", 1)]))]), 1),
+            ("check", "check", contract, args.rows),
+            ("unique", "check", table([("data", data), ("columns", table([("id", table([("unique", True)]))]))]), args.rows),
+            ("psi", "drift", table([("reference", data), ("current", data), ("method", "psi")]), args.rows),
+            ("ks", "drift", table([("reference", data), ("current", data), ("method", "ks")]), args.rows),
+        ]
+        print(f"data: {args.rows:,} rows, {size / 2**20:.1f} MiB")
+        for name, kind, options, rows in cases:
+            times, rss = [], 0
+            for _ in range(args.repeat):
+                t, peak = run(kiln, kind, options)
+                times.append(t)
+                rss = max(rss, peak)
+            median = statistics.median(times)
+            if rows == 1:
+                print(f"{name:7s} {median * 1000:7.1f} ms per process (the floor of every attempt of a "
+                      f"kind)  peak RSS {rss / 1024:.0f} MiB")
+                continue
+            print(f"{name:7s} {median:7.3f} s  {median / rows * 1e9:6.0f} ns/row  "
+                  f"{size / median / 2**20:5.1f} MiB/s  peak RSS {rss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
