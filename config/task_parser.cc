@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 
 namespace kiln::config::internal {
 
@@ -130,10 +131,20 @@ std::optional<dag::Value> ToValue(TomlReader& reader, const toml::node& node,
     case toml::node_type::floating_point:
       v.type = dag::Value::Type::kFloat;
       v.number = node.as_floating_point()->get();
+      if (!std::isfinite(v.number)) {
+        reader.Error(v.loc, field,
+                     "expected a finite number, got " +
+                         std::string(v.number != v.number ? "nan" : "an infinity"));
+        return std::nullopt;
+      }
       return v;
     case toml::node_type::string:
       v.type = dag::Value::Type::kString;
       v.string = node.as_string()->get();
+      if (v.string.find('\0') != std::string::npos) {
+        reader.Error(v.loc, field, "a NUL character (\\u0000) is not allowed here");
+        return std::nullopt;
+      }
       return v;
     case toml::node_type::array: {
       v.type = dag::Value::Type::kArray;
@@ -214,7 +225,9 @@ dag::TaskSpec MakeTask(std::string id, const TaskFields& own, const TaskFields& 
   dag::TaskSpec t;
   t.id = std::move(id);
   t.kind = Pick(own.kind, defaults.kind, builtin.kind);
-  const TaskFields& run = (own.command || own.argv) ? own : defaults;
+  // A task of another kind takes none of shell's keys from [defaults] (its own are reported).
+  const bool shell = t.kind == builtin.kind;
+  const TaskFields& run = (own.command || own.argv || !shell) ? own : defaults;
   t.command = run.command;
   t.argv = run.argv;
   t.needs = own.needs.value_or(std::vector<std::string>{});
@@ -229,8 +242,9 @@ dag::TaskSpec MakeTask(std::string id, const TaskFields& own, const TaskFields& 
   t.timeout = Pick(own.timeout, defaults.timeout, builtin.timeout);
   t.pool = Pick(own.pool, defaults.pool, builtin.pool);
   t.slots = Pick(own.slots, defaults.slots, builtin.slots);
-  t.workdir = Pick(own.workdir, defaults.workdir, builtin.workdir);
-  t.skip_exit_codes = Pick(own.skip_exit_codes, defaults.skip_exit_codes, builtin.skip_exit_codes);
+  t.workdir = Pick(own.workdir, shell ? defaults.workdir : std::nullopt, builtin.workdir);
+  t.skip_exit_codes = Pick(own.skip_exit_codes, shell ? defaults.skip_exit_codes : std::nullopt,
+                           builtin.skip_exit_codes);
   t.allow_failure = Pick(own.allow_failure, defaults.allow_failure, builtin.allow_failure);
   t.priority = Pick(own.priority, defaults.priority, builtin.priority);
   t.options = own.options;

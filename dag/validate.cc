@@ -230,7 +230,7 @@ void Validator::CheckKind(const TaskSpec& task) {
 
 // The keys of a shell task only, given to a task of another kind; a key no kind knows is unknown.
 void Validator::CheckNotShell(const TaskSpec& task) {
-  for (std::string_view key : {"command", "argv", "skip_exit_codes"}) {
+  for (std::string_view key : {"command", "argv", "skip_exit_codes", "workdir"}) {
     const std::string field = "tasks." + task.id + "." + std::string(key);
     if (auto it = spec_.locs.find(field); it != spec_.locs.end()) {
       Add({field, it->second}, std::string(key) + " is for kind \"shell\"; a task of kind " +

@@ -52,8 +52,13 @@ class Kind {
   virtual int Run(const dag::Value& options, const TaskContext& ctx) const = 0;
 };
 
-// A kind's keys as JSON (the `--options` of `kiln task`) and back; locations are not kept.
-std::string ToJson(const dag::Value& value);
+// A kind's keys as JSON (the `--options` of `kiln task`) and back; locations are not kept. A
+// string that is not UTF-8 is an error: values travel byte for byte or not at all.
+Result<std::string> ToJson(const dag::Value& value);
+
+// The most bytes a kind's keys may take as JSON: they travel as one process argument, which
+// Linux caps at 128 KiB; half of it leaves room for what templates add.
+inline constexpr size_t kMaxOptionsBytes = 64 * 1024;
 Result<dag::Value> FromJson(std::string_view json);
 
 }  // namespace kiln::plugins

@@ -18,6 +18,13 @@
 namespace kiln::plugins {
 namespace {
 
+// The pipeline's own values, listed whole.
+std::string JoinAll(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
 using Json = nlohmann::ordered_json;
 
 // The rules of a column in report order ("required" comes before them, from the header).
@@ -212,12 +219,6 @@ std::string Counted(int64_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-std::string Join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
 // " (rows 4, 9, 17)", " (row 7)", " (rows 1, 2, 3, ...)", or "" when no row is listed.
 std::string Examples(const Tally& t) {
   if (t.rows.empty()) return "";
@@ -283,7 +284,9 @@ void Checker::JsonRow(const Json& object) {
   ++report_.rows;
   values_.assign(columns_.size(), nullptr);
   for (const auto& [key, value] : object.items()) {
-    if (!keys_.contains(key)) keys_.insert(key), report_.columns.push_back(key);
+    if (keys_.size() < limits_.max_columns && keys_.insert(key).second) {
+      report_.columns.push_back(key);
+    }
     auto it = by_name_.find(key);
     if (it == by_name_.end()) continue;
     for (size_t i : it->second) values_[i] = &value, columns_[i].present = true;
@@ -338,8 +341,8 @@ std::string Checker::Message(const ColumnCheck& column, Rule rule) const {
     case kAllowed: {
       std::vector<std::string> accepted;
       for (const auto& a : column.allowed) accepted.push_back(a.text);
-      out +=
-          Counted(t.count, "value", "values") + " not allowed (accepted: " + Join(accepted) + ")";
+      out += Counted(t.count, "value", "values") + " not allowed (accepted: " + JoinAll(accepted) +
+             ")";
       break;
     }
     case kUnique:
@@ -373,7 +376,7 @@ CheckReport Checker::Finish() {
     const ColumnRule& rule = *column.rule;
     if (!column.present) {  // an optional column that is absent is not checked
       if (!rule.required) continue;
-      std::string found = report_.columns.empty() ? "none" : Join(report_.columns);
+      std::string found = report_.columns.empty() ? "none" : data::ListNames(report_.columns);
       report_.violations.push_back(
           {rule.name, "required", rule.name + ": column missing (found: " + found + ")", 0, {}});
       continue;

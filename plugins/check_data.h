@@ -40,6 +40,7 @@ struct CheckLimits {
   uint64_t max_bytes = uint64_t{16} << 30;   // a bigger file is refused before reading
   size_t max_field_bytes = size_t{1} << 20;  // one CSV field or JSON line
   size_t max_examples = 5;                   // offending rows listed per violation
+  size_t max_columns = 10000;  // a wider CSV header is an error; further JSON keys are ignored
 };
 
 // One broken rule of one column (or of the row count: column empty, rule "rows").

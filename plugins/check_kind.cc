@@ -190,21 +190,21 @@ void ContractReader::CheckColumn(const dag::Value& column, const std::string& fi
   if (rule.min && rule.max && *rule.min > *rule.max) Problem(field, column.loc, "min is above max");
   if (!rule.type || rule.allowed.empty()) return;
   const dag::Value* allowed = column.Find("allowed");
-  for (size_t i = 0; i < rule.allowed.size(); ++i) {
-    const AllowedValue& a = rule.allowed[i];
-    bool fits = false;
+  for (size_t i = 0; i < allowed->items.size(); ++i) {
+    const Type t = allowed->items[i].type;
+    bool fits = true;  // items of no scalar type were reported already
     switch (*rule.type) {
       case ColumnType::kInt:
-        fits = std::holds_alternative<int64_t>(a);
+        fits = t == Type::kInteger || t == Type::kArray || t == Type::kTable;
         break;
       case ColumnType::kFloat:
-        fits = std::holds_alternative<int64_t>(a) || std::holds_alternative<double>(a);
+        fits = t != Type::kString && t != Type::kBool;
         break;
       case ColumnType::kString:
-        fits = std::holds_alternative<std::string>(a);
+        fits = t != Type::kInteger && t != Type::kFloat && t != Type::kBool;
         break;
       case ColumnType::kBool:
-        fits = std::holds_alternative<bool>(a);
+        fits = t != Type::kInteger && t != Type::kFloat && t != Type::kString;
         break;
     }
     if (!fits) {
@@ -215,8 +215,7 @@ void ContractReader::CheckColumn(const dag::Value& column, const std::string& fi
 }
 
 // The report kept beside the run: <run folder>/.kiln/<task>/check.json.
-void WriteReport(const TaskContext& ctx, const Contract& c, const CheckReport& r, bool passed) {
-  if (ctx.run_dir.empty() || ctx.task_id.empty()) return;
+nlohmann::json ReportJson(const Contract& c, const CheckReport& r, bool passed) {
   nlohmann::json j = {{"data", c.data},
                       {"rows", r.rows},
                       {"columns", r.columns},
@@ -229,11 +228,21 @@ void WriteReport(const TaskContext& ctx, const Contract& c, const CheckReport& r
                                {"count", v.count},
                                {"rows", v.rows}});
   }
-  std::error_code ec;
-  const std::filesystem::path dir = ctx.run_dir / ".kiln" / ctx.task_id;
-  std::filesystem::create_directories(dir, ec);
-  std::ofstream(dir / "check.json")
-      << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  return j;
+}
+
+// Writes the report (or, when the data could not be checked, why) and says so when it cannot.
+void Keep(const TaskContext& ctx, const nlohmann::json& report) {
+  const std::string text =
+      report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  if (Status s = WriteReport(ctx, "check.json", text); !s.ok()) {
+    *ctx.out << "kiln check: warning: " << s.message() << '\n';
+  }
+}
+
+// The task's own name for a key, in what an attempt says.
+std::string FieldOf(const TaskContext& ctx) {
+  return "tasks." + (ctx.task_id.empty() ? std::string("check") : ctx.task_id);
 }
 
 class CheckKind final : public Kind {
@@ -252,19 +261,21 @@ class CheckKind final : public Kind {
     bool warn = false;
     std::vector<dag::Diagnostic> found;
     Problems problems(found);
-    const Contract c = ContractReader("check", &problems).Read(options, warn);
+    const Contract c = ContractReader(FieldOf(ctx), &problems).Read(options, warn);
     if (!found.empty()) {
       for (const auto& d : found) out << "kiln check: " << d.field << ": " << d.message << '\n';
+      Keep(ctx, {{"data", c.data}, {"passed", false}, {"error", found.front().message}});
       return 2;
     }
     auto report = CheckData(c);
     if (!report.ok()) {
       out << "kiln check: " << report.message() << '\n';
+      Keep(ctx, {{"data", c.data}, {"passed", false}, {"error", report.message()}});
       return 2;
     }
     const bool passed = report->violations.empty();
     out << "kiln check: " << c.data << ": " << report->rows << " data rows, "
-        << report->columns.size() << " columns; "
+        << report->columns.size() << (report->columns.size() == 1 ? " column; " : " columns; ")
         << (passed ? "the contract holds"
                    : std::to_string(report->violations.size()) +
                          (report->violations.size() == 1 ? " violation" : " violations"))
@@ -272,7 +283,7 @@ class CheckKind final : public Kind {
     for (const Violation& v : report->violations) {
       out << "  " << (warn ? "warning: " : "violation: ") << v.message << '\n';
     }
-    WriteReport(ctx, c, *report, passed);
+    Keep(ctx, ReportJson(c, *report, passed));
     return passed || warn ? 0 : 1;
   }
 };

@@ -19,6 +19,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "common/text.h"
+
 namespace kiln::plugins::data {
 namespace {
 
@@ -189,6 +191,9 @@ class CsvReader {
       error_ = Invalid(At(path_, line_) + "row " + std::to_string(rows_ + 1) +
                        " has more fields than the " + std::to_string(header_.size()) +
                        " columns of the header");
+    } else if (!have_header_ && count_ == limits_.max_columns) {
+      error_ = Invalid(At(path_, line_) + "more than " + std::to_string(limits_.max_columns) +
+                       " columns in the header");
     } else {
       if (count_ == fields_.size()) fields_.emplace_back(), nulls_.push_back(false);
       nulls_[count_] = data == nullptr;
@@ -297,7 +302,9 @@ class JsonLinesReader {
   Status Run() {
     Status s = Stream(path_, limits_, [this](std::string_view bytes) { return Feed(bytes); });
     if (!s.ok()) return s;
-    return line_.empty() ? Status::Ok() : Line();
+    if (!line_.empty()) s = Line();
+    if (s.ok() && objects_ == 0) return Invalid(path_ + ": empty: no JSON object");
+    return s;
   }
 
  private:
@@ -330,6 +337,7 @@ class JsonLinesReader {
     if (value.is_discarded() || !value.is_object()) {
       return Invalid(At(path_, number_) + "not a JSON object");
     }
+    ++objects_;
     on_object_(value);
     return Status::Ok();
   }
@@ -337,6 +345,7 @@ class JsonLinesReader {
   const std::string& path_;
   const CheckLimits& limits_;
   const ObjectFn& on_object_;
+  int64_t objects_ = 0;
   std::string line_;    // the current line so far, without its '\n'
   int64_t number_ = 1;  // its physical line number
 };
@@ -363,6 +372,26 @@ bool IsJsonLinesPath(std::string_view path) {
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return ext == "jsonl" || ext == "ndjson";
+}
+
+std::string ListNames(const std::vector<std::string>& names) {
+  constexpr size_t kListed = 20;
+  constexpr size_t kNameBytes = 60;
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < kListed; ++i) {
+    std::string name = SafeUtf8(names[i]);
+    if (name.size() > kNameBytes) {
+      size_t end = kNameBytes;
+      while (end > 0 && (static_cast<unsigned char>(name[end]) & 0xC0) == 0x80) --end;
+      name = name.substr(0, end) + "...";
+    }
+    for (char& c : name) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    }
+    out += (i == 0 ? "" : ", ") + name;
+  }
+  if (names.size() > kListed) out += ", and " + std::to_string(names.size() - kListed) + " more";
+  return out;
 }
 
 }  // namespace kiln::plugins::data

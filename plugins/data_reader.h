@@ -31,6 +31,10 @@ Status ReadCsv(const std::string& path, const CheckLimits& limits,
 Status ReadJsonLines(const std::string& path, const CheckLimits& limits,
                      const std::function<void(const nlohmann::ordered_json&)>& on_object);
 
+// Names for a message: at most 20 (then "and N more"), each cut to 60 bytes, control characters
+// and bytes that are not UTF-8 replaced: a file's header cannot flood a log.
+std::string ListNames(const std::vector<std::string>& names);
+
 // True for a ".jsonl" or ".ndjson" file name, in any case.
 bool IsJsonLinesPath(std::string_view path);
 

@@ -17,8 +17,8 @@ namespace {
 
 using Type = dag::Value::Type;
 
-constexpr std::array<std::string_view, 6> kKeys = {"columns",  "current",   "method",
-                                                   "on_drift", "reference", "threshold"};
+constexpr std::array<std::string_view, 8> kKeys = {"columns",  "cooldown",  "current",   "method",
+                                                   "on_drift", "reference", "threshold", "trigger"};
 
 struct DriftOptions {
   DriftRequest request;
@@ -54,11 +54,20 @@ class DriftReader {
     }
     if (const dag::Value* o = options.Find("on_drift")) {
       if (Expect(*o, o->type == Type::kString, "on_drift", "a string")) {
-        if (o->string != "fail" && o->string != "warn") {
+        if (o->string == "trigger") {
           Problem("on_drift", o->loc,
-                  "unknown on_drift '" + o->string + "' (accepted: fail, warn)");
+                  "on_drift = \"trigger\" is not built yet; use \"fail\" or \"warn\"");
+        } else if (o->string != "fail" && o->string != "warn") {
+          Problem("on_drift", o->loc,
+                  "unknown on_drift '" + o->string + "' (accepted: fail, trigger, warn)");
         }
         d.warn = o->string == "warn";
+      }
+    }
+    for (const char* key : {"trigger", "cooldown"}) {
+      if (const dag::Value* v = options.Find(key)) {
+        Problem(key, v->key_loc,
+                std::string(key) + " goes with on_drift = \"trigger\", which is not built yet");
       }
     }
     return d;
@@ -107,9 +116,7 @@ std::string Number(double value) {
 }
 
 // <run folder>/.kiln/<task>/drift.json: every column's statistic.
-void WriteReport(const TaskContext& ctx, const DriftRequest& r,
-                 const std::vector<ColumnDrift>& cols) {
-  if (ctx.run_dir.empty() || ctx.task_id.empty()) return;
+nlohmann::json ReportJson(const DriftRequest& r, const std::vector<ColumnDrift>& cols) {
   nlohmann::json j = {{"reference", r.reference},
                       {"current", r.current},
                       {"method", r.method == DriftMethod::kPsi ? "psi" : "ks"},
@@ -122,11 +129,15 @@ void WriteReport(const TaskContext& ctx, const DriftRequest& r,
                             {"reference_values", c.reference_values},
                             {"current_values", c.current_values}});
   }
-  std::error_code ec;
-  const std::filesystem::path dir = ctx.run_dir / ".kiln" / ctx.task_id;
-  std::filesystem::create_directories(dir, ec);
-  std::ofstream(dir / "drift.json")
-      << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  return j;
+}
+
+void Keep(const TaskContext& ctx, const nlohmann::json& report) {
+  const std::string text =
+      report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  if (Status s = WriteReport(ctx, "drift.json", text); !s.ok()) {
+    *ctx.out << "kiln drift: warning: " << s.message() << '\n';
+  }
 }
 
 class DriftKind final : public Kind {
@@ -143,14 +154,17 @@ class DriftKind final : public Kind {
     std::ostream& out = *ctx.out;
     std::vector<dag::Diagnostic> found;
     Problems problems(found);
-    const DriftOptions d = DriftReader("drift", problems).Read(options);
+    const std::string field = "tasks." + (ctx.task_id.empty() ? std::string("drift") : ctx.task_id);
+    const DriftOptions d = DriftReader(field, problems).Read(options);
     if (!found.empty()) {
       for (const auto& p : found) out << "kiln drift: " << p.field << ": " << p.message << '\n';
+      Keep(ctx, {{"error", found.front().message}});
       return 2;
     }
     auto columns = ComputeDrift(d.request);
     if (!columns.ok()) {
       out << "kiln drift: " << columns.message() << '\n';
+      Keep(ctx, {{"error", columns.message()}});
       return 2;
     }
     const char* method = d.request.method == DriftMethod::kPsi ? "psi" : "ks";
@@ -170,7 +184,7 @@ class DriftKind final : public Kind {
           << (c.drifted ? " drifted" : "") << " (" << c.reference_values << " reference values, "
           << c.current_values << " current)\n";
     }
-    WriteReport(ctx, d.request, *columns);
+    Keep(ctx, ReportJson(d.request, *columns));
     return drifted.empty() || d.warn ? 0 : 1;
   }
 };

@@ -48,12 +48,6 @@ std::string Shown(std::string_view text) {
   return std::string(text.substr(0, end)) + "...";
 }
 
-std::string Join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
 // One column of one file: its numbers, or where the first non-number is.
 struct Column {
   std::string name;
@@ -74,6 +68,7 @@ class ColumnReader {
   }
 
   Status Read(const CheckLimits& limits) {
+    max_columns_ = limits.max_columns;
     if (data::IsJsonLinesPath(path_)) {
       return data::ReadJsonLines(path_, limits, [this](const Json& object) { JsonRow(object); });
     }
@@ -90,7 +85,7 @@ class ColumnReader {
     const Column& c = columns_[index_.at(name)];
     if (!c.present) {
       return Invalid(path_ + ": no column '" + name +
-                     "' (found: " + (found_.empty() ? "none" : Join(found_)) + ")");
+                     "' (found: " + (found_.empty() ? "none" : data::ListNames(found_)) + ")");
     }
     if (!c.numeric()) {
       return Invalid(path_ + ": column '" + name + "' is not numeric (row " +
@@ -137,8 +132,9 @@ class ColumnReader {
   void JsonRow(const Json& object) {
     ++rows_;
     for (const auto& [key, value] : object.items()) {
-      if (seen_.insert(key).second) found_.push_back(key);
+      if (seen_.size() < max_columns_ && seen_.insert(key).second) found_.push_back(key);
       if (!all_ && !index_.contains(key)) continue;
+      if (all_ && !index_.contains(key) && columns_.size() >= max_columns_) continue;
       Column& c = columns_[Slot(key)];
       c.present = true;
       if (value.is_null() || !c.numeric()) continue;
@@ -165,6 +161,7 @@ class ColumnReader {
   std::vector<std::string> found_;                 // the file's columns, in order
   std::unordered_set<std::string> seen_;           // JSON: found_ as a set
   int64_t rows_ = 0;
+  size_t max_columns_ = 10000;
 };
 
 // numpy.quantile(sorted, p) with the default "linear" method, numpy's arithmetic included.
@@ -245,13 +242,14 @@ Result<std::vector<ColumnDrift>> Drift(const DriftRequest& request, const CheckL
     return Invalid("no numeric column in both " + request.reference + " and " + request.current);
   }
   std::vector<ColumnDrift> out;
+  std::unordered_map<std::string, size_t> done;  // column -> its result in `out`
   for (const auto& name : names) {
-    auto done = std::find_if(out.begin(), out.end(),
-                             [&](const ColumnDrift& d) { return d.column == name; });
-    if (done != out.end()) {  // a column named twice: its values were moved out already
-      out.push_back(ColumnDrift(*done));
+    if (auto it = done.find(name); it != done.end()) {
+      // A column named twice: its values were moved out already.
+      out.push_back(ColumnDrift(out[it->second]));
       continue;
     }
+    done.emplace(name, out.size());
     out.push_back(Compare(name, std::move(reference.at(name).values),
                           std::move(current.at(name).values), request));
   }

@@ -2,10 +2,15 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "plugins/api.h"
 
 namespace kiln::plugins {
+
+// Writes `text` to <run folder>/.kiln/<task>/<name> (folders made), following no link; a
+// report of the attempt before is replaced whole. Nothing to do without a run folder.
+Status WriteReport(const TaskContext& ctx, const std::string& name, const std::string& text);
 
 std::unique_ptr<Kind> MakeCheckKind();  // check_kind.cc
 std::unique_ptr<Kind> MakeDriftKind();  // drift_kind.cc

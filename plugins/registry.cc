@@ -13,9 +13,9 @@ namespace {
 // The format's keys for a task of any kind but shell (command, argv and skip_exit_codes are
 // shell's; dag::Validate reports them on other kinds).
 constexpr std::string_view kCommonKeys[] = {
-    "allow_failure", "env",      "kind",         "max_retry_delay", "needs",
-    "pool",          "priority", "retries",      "retry_backoff",   "retry_delay",
-    "slots",         "timeout",  "trigger_rule", "workdir"};
+    "allow_failure", "env",      "kind",        "max_retry_delay", "needs",
+    "pool",          "priority", "retries",     "retry_backoff",   "retry_delay",
+    "slots",         "timeout",  "trigger_rule"};
 
 }  // namespace
 
@@ -60,6 +60,12 @@ void Registry::Check(const dag::TaskSpec& task, const dag::PipelineSpec& /*pipel
     }
   }
   const size_t first = out.size();
+  if (auto json = ToJson(task.options); json.ok() && json->size() > kMaxOptionsBytes) {
+    problems.Add(field, task.loc,
+                 "the task's keys take " + std::to_string(json->size()) + " bytes; at most " +
+                     std::to_string(kMaxOptionsBytes) +
+                     " (put long lists in a file the task reads)");
+  }
   kind->Check(known, field, problems);
   // A problem of the task as a whole (a key missing) is shown at the task's table.
   for (size_t i = first; i < out.size(); ++i) {
@@ -73,7 +79,18 @@ Result<std::vector<std::string>> Registry::Argv(std::string_view kind, const dag
     return Status::Error(ErrorCode::kInvalidArgument,
                          "unknown task kind '" + std::string(kind) + "'");
   }
-  return std::vector<std::string>{kiln, "task", std::string(kind), "--options", ToJson(options)};
+  auto json = ToJson(options);
+  if (!json.ok()) return json.status();
+  // MAX_ARG_STRLEN: one argument of more than 32 pages cannot be passed to a program.
+  constexpr size_t kMaxArgument = 128 * 1024 - 1;
+  if (json->size() > kMaxArgument) {
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "the task's keys take " + std::to_string(json->size()) +
+                             " bytes once rendered; at most " + std::to_string(kMaxArgument) +
+                             " fit in a process argument");
+  }
+  return std::vector<std::string>{kiln, "task", std::string(kind), "--options",
+                                  std::move(json).value()};
 }
 
 const Registry& Builtins() {

@@ -75,8 +75,12 @@ Result<dag::Value> Decode(const nlohmann::json& j, int depth) {
 
 }  // namespace
 
-std::string ToJson(const dag::Value& value) {
-  return Encode(value).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+Result<std::string> ToJson(const dag::Value& value) {
+  try {
+    return Encode(value).dump();
+  } catch (const nlohmann::json::exception&) {
+    return Status::Error(ErrorCode::kInvalidArgument, "a value is not valid UTF-8 text");
+  }
 }
 
 Result<dag::Value> FromJson(std::string_view json) {

@@ -348,11 +348,9 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     if (!r.ok() && error.empty()) error = r.message();
     return r.ok() ? r.value() : std::string();
   };
-  if (spec.command) {
-    req.argv = {"/bin/sh", "-c", render(*spec.command, dag::Quoting::kShell)};
-  } else if (spec.argv) {
-    for (const auto& a : *spec.argv) req.argv.push_back(render(a, dag::Quoting::kNone));
-  } else if (spec.kind != "shell") {
+  if (spec.kind != "shell") {
+    // Its keys' paths are read from the pipeline's folder (a kind has no workdir).
+    req.cwd = run.pipeline().spec.file.parent_path();
     const dag::Value options = RenderValue(
         spec.options, [&](const std::string& text) { return render(text, dag::Quoting::kNone); });
     if (!options_.kind_argv) {
@@ -362,6 +360,10 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     auto argv = options_.kind_argv(spec.kind, options);
     if (!argv.ok()) return argv.status();
     req.argv = std::move(argv).value();
+  } else if (spec.command) {
+    req.argv = {"/bin/sh", "-c", render(*spec.command, dag::Quoting::kShell)};
+  } else if (spec.argv) {
+    for (const auto& a : *spec.argv) req.argv.push_back(render(a, dag::Quoting::kNone));
   }
   req.env = options_.base_env;
   req.user = RunIdentity(options_.task_user, options_.task_uids, Value(run.ctx.id));

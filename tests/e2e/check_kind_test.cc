@@ -165,7 +165,7 @@ kind = "chek"
             ":9:1: tasks.check_data.colums: unknown key 'colums'; did you mean 'columns'? "
             "(accepted: allow_failure, columns, data, env, kind, max_retry_delay, needs, pool, "
             "priority, retries, retry_backoff, retry_delay, rows, severity, slots, timeout, "
-            "trigger_rule, workdir)\n" +
+            "trigger_rule)\n" +
             p +
             ":11:16: tasks.check_data.columns.age.type: unknown column type 'integer' "
             "(accepted: bool, float, int, string)\n" +
@@ -221,4 +221,77 @@ command = "echo trained"
         "kiln check: data/bad.csv: 3 data rows, 2 columns; 2 violations\n"
         "  violation: label: 1 value not allowed (accepted: 0, 1) (row 2)\n"
         "  violation: id: 1 duplicate value (row 3)\n");
+}
+
+TEST_CASE("a check task takes no shell key from [defaults], and runs whatever they say") {
+  TempDir dir;
+  auto ran = RunIn(dir, R"([pipeline]
+name = "contract"
+[defaults]
+command = "echo hi"
+skip_exit_codes = [1, 2]
+workdir = "elsewhere"
+[tasks.check_data]
+kind = "check"
+data = "absent.csv"
+rows = { min = 1000 }
+)");
+  CHECK(ran.output.code == 1);
+  CHECK(States(ran.run) == "check_data:failed");
+  CHECK(LogOf(dir, ran.run, "check_data") ==
+        "kiln check: absent.csv: cannot open: No such file or directory\n");
+}
+
+TEST_CASE("a check task's report replaces a link planted in its place, never what it points to") {
+  TempDir dir;
+  auto ran = RunIn(dir, R"([pipeline]
+name = "contract"
+[tasks.plant]
+command = "echo precious > {{ run.dir }}/victim; mkdir -p {{ run.dir }}/.kiln/check_data; ln -s {{ run.dir }}/victim {{ run.dir }}/.kiln/check_data/check.json"
+[tasks.check_data]
+kind = "check"
+needs = ["plant"]
+data = "{{ run.dir }}/victim"
+rows = { min = 1 }
+)");
+  CHECK(ran.output.code == 1);
+  CHECK(States(ran.run) == "plant:success check_data:failed");
+  const fs::path run_dir = dir / ("data/runs/contract/" + ran.run["id"].dump());
+  CHECK(ReadFile(run_dir / "victim") == "precious\n");
+  CHECK_FALSE(fs::is_symlink(run_dir / ".kiln/check_data/check.json"));
+  const json report = json::parse(ReadFile(run_dir / ".kiln/check_data/check.json"));
+  REQUIRE(report["violations"].size() == 1);
+  CHECK(report["violations"][0]["message"] == "rows: 0 data rows, fewer than min 1");
+}
+
+TEST_CASE("kiln validate refuses shell keys, infinities and oversized keys on a check task") {
+  TempDir dir;
+  std::string allowed;
+  for (int i = 0; i < 7000; ++i)
+    allowed += (i ? ", \"" : "\"") + std::string("value") + std::to_string(i) + "\"";
+  WriteFile(dir / "p.toml", R"([pipeline]
+name = "contract"
+[tasks.a]
+kind = "check"
+data = "x.csv"
+workdir = "sub"
+[tasks.a.columns]
+x = { type = "float", max = inf }
+[tasks.b]
+kind = "check"
+data = "x.csv"
+[tasks.b.columns]
+x = { allowed = [)" + allowed + R"(] }
+)");
+  auto out = Kiln({"validate", (dir / "p.toml").string()});
+  CHECK(out.code == 1);
+  const std::string p = (dir / "p.toml").string();
+  CHECK(out.err ==
+        p +
+            ":6:11: tasks.a.workdir: workdir is for kind \"shell\"; a task of kind 'check' runs "
+            "what its kind says\n" +
+            p + ":8:29: tasks.a.columns.x.max: expected a finite number, got an infinity\n" + p +
+            ":9:8: tasks.b: the task's keys take 82974 bytes; at most 65536 (put long lists in a "
+            "file the task reads)\n" +
+            "3 errors in 1 file\n");
 }

@@ -137,7 +137,8 @@ columns = "age"
         p + ":3:8: tasks.drift: no reference; set reference to a CSV or JSON lines file\n" + p +
             ":6:10: tasks.drift.method: unknown method 'chi2' (accepted: ks, psi)\n" + p +
             ":7:13: tasks.drift.threshold: must be above 0\n" + p +
-            ":8:12: tasks.drift.on_drift: unknown on_drift 'trigger' (accepted: fail, warn)\n" + p +
-            ":9:11: tasks.drift.columns: expected an array of column names, got a string\n" +
+            ":8:12: tasks.drift.on_drift: on_drift = \"trigger\" is not built yet; use \"fail\" "
+            "or \"warn\"\n" +
+            p + ":9:11: tasks.drift.columns: expected an array of column names, got a string\n" +
             "5 errors in 1 file\n");
 }

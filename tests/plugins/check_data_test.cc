@@ -460,11 +460,9 @@ TEST_CASE("json lines missing columns and empty files") {
   CHECK(report.rows == 2);
   CHECK(Messages(report) == std::vector<std::string>{"b: column missing (found: a, c)"});
 
+  // Like a CSV file without a header, a JSON lines file without an object is not data.
   auto empty = dir.Write("empty.jsonl", "\n\n");
-  auto none = Check(On(empty, {Col("b")}));
-  CHECK(none.rows == 0);
-  CHECK(none.columns.empty());
-  CHECK(Messages(none) == std::vector<std::string>{"b: column missing (found: none)"});
+  CHECK(ErrorOf(On(empty, {Col("b")})) == empty + ": empty: no JSON object");
 }
 
 TEST_CASE("json lines that are not objects are errors naming their line") {

@@ -293,7 +293,7 @@ TEST_CASE("drift names the file and the missing column with the columns found") 
   auto empty = dir.Write("empty.jsonl", "");
   CHECK(ErrorOf(Request(ref_jsonl, cur, {"w"})) ==
         ref_jsonl + ": no column 'w' (found: x, label, y, z, flag)");
-  CHECK(ErrorOf(Request(ref_jsonl, empty, {"x"})) == empty + ": no column 'x' (found: none)");
+  CHECK(ErrorOf(Request(ref_jsonl, empty, {"x"})) == empty + ": empty: no JSON object");
 }
 
 TEST_CASE("drift names the first row holding a non-number of a chosen column") {
@@ -342,7 +342,7 @@ TEST_CASE("drift with no numeric column in common is an error") {
   auto words = dir.Write("words.csv", "name,age,score\nann,old,\n");
   CHECK(ErrorOf(Request(ref, words)) == "no numeric column in both " + ref + " and " + words);
   auto empty = dir.Write("empty.jsonl", "\n");
-  CHECK(ErrorOf(Request(empty, ref)) == "no numeric column in both " + empty + " and " + ref);
+  CHECK(ErrorOf(Request(empty, ref)) == empty + ": empty: no JSON object");
 }
 
 TEST_CASE("drift passes on the reader's error for a file that is not readable data") {
