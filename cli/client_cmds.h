@@ -58,4 +58,19 @@ struct BackfillOptions {
 // Exit code with --wait: 0 when every run of the backfill succeeded.
 int ClientBackfill(const ClientOptions& options, const BackfillOptions& backfill);
 
+struct LineageOptions {
+  std::string path;    // made absolute against the working folder
+  std::string sha256;  // instead of a path
+};
+// Which run, params, pipeline version and inputs made a file, transitively.
+int ClientLineage(const ClientOptions& options, const LineageOptions& lineage);
+
+struct MetricsOptions {
+  std::string pipeline;
+  std::string task;  // only this task's
+  int limit = 20;    // runs
+};
+// The metrics of a pipeline's recent runs, newest first.
+int ClientMetrics(const ClientOptions& options, const MetricsOptions& metrics);
+
 }  // namespace kiln::cli

@@ -137,6 +137,21 @@ int main(int argc, char** argv) {
   backfill_cmd->add_option("--status", backfill.status, "Show the progress of a backfill");
   backfill_cmd->add_option("--cancel", backfill.cancel, "Cancel a backfill");
 
+  kiln::cli::LineageOptions lineage;
+  auto* lineage_cmd = add_client(
+      app.add_subcommand("lineage", "Which run, params, pipeline version and inputs made a file"));
+  auto* lineage_path = lineage_cmd->add_option("path", lineage.path, "The file (a path)");
+  lineage_cmd->add_option("--sha256", lineage.sha256, "The file's content hash instead of a path")
+      ->excludes(lineage_path);
+
+  kiln::cli::MetricsOptions metrics;
+  auto* metrics_cmd =
+      add_client(app.add_subcommand("metrics", "The metrics a pipeline's runs recorded"));
+  metrics_cmd->add_option("pipeline", metrics.pipeline, "Pipeline name")->required();
+  metrics_cmd->add_option("--task", metrics.task, "Only this task's metrics");
+  metrics_cmd->add_option("--limit", metrics.limit, "How many runs (1-100)")
+      ->check(CLI::Range(1, 100));
+
   // Started by `kiln serve` for itself; hidden from the help.
   kiln::cli::SuperviseOptions supervise;
   auto* supervise_cmd = app.add_subcommand("supervise", "Supervise a daemon's task attempts");
@@ -178,5 +193,7 @@ int main(int argc, char** argv) {
   if (*backfill_cmd) return kiln::cli::ClientBackfill(client, backfill);
   if (*pause_cmd) return kiln::cli::ClientPause(client, pipeline_name, true);
   if (*unpause_cmd) return kiln::cli::ClientPause(client, pipeline_name, false);
+  if (*lineage_cmd) return kiln::cli::ClientLineage(client, lineage);
+  if (*metrics_cmd) return kiln::cli::ClientMetrics(client, metrics);
   return 2;
 }

@@ -1,9 +1,11 @@
 // `kiln task <kind> --options JSON`: one attempt of a task of a built-in kind other than shell,
-// started by the executor like any task's program (plugins/api.h).
+// started by the executor like any task's program (plugins/api.h); `kiln task collect --options
+// SPEC` collects a finished attempt's files (plugins/collect.h).
 #include <cstdlib>
 #include <iostream>
 
 #include "cli/commands.h"
+#include "plugins/collect.h"
 #include "plugins/registry.h"
 
 namespace kiln::cli {
@@ -18,6 +20,12 @@ std::string Env(const char* name) {
 }  // namespace
 
 int Task(const std::string& kind, const std::string& options_json) {
+  // Not a kind: what runs after any task that declares inputs, outputs or metrics.
+  if (kind == "collect") {
+    const int code = plugins::RunCollect(options_json, std::cout);
+    std::cout.flush();
+    return code;
+  }
   const plugins::Kind* k = plugins::Builtins().Find(kind);
   if (k == nullptr) {
     std::cerr << "kiln task: unknown task kind '" << kind << "'\n";

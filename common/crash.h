@@ -5,7 +5,8 @@
 // Points: "commit.before" (a batch is about to be written), "commit.inside" (written, not yet
 // committed), "commit.after" (committed, nothing acted on yet), "end.received" (the daemon has
 // an attempt's end, not recorded yet), "fire.inside" (a schedule's runs are written, not yet
-// committed).
+// committed), "drift.ask" (a drift task's success is committed, the run it asks for not yet
+// created).
 #pragma once
 
 #include <string_view>

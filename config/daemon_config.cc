@@ -28,8 +28,8 @@ constexpr std::array<std::string_view, 3> kTokenKeys = {"name", "role", "sha256"
 constexpr std::array<std::string_view, 3> kRoles = {"admin", "operator", "viewer"};
 constexpr std::array<std::string_view, 1> kServerKeys = {"listen"};
 constexpr std::array<std::string_view, 2> kDatabaseKeys = {"pg_bin_dir", "url"};
-constexpr std::array<std::string_view, 5> kExecutorKeys = {
-    "kill_grace", "log_cap", "max_parallel_tasks", "run_as", "run_uids"};
+constexpr std::array<std::string_view, 6> kExecutorKeys = {
+    "allow_absolute_paths", "kill_grace", "log_cap", "max_parallel_tasks", "run_as", "run_uids"};
 // Per-run user ids: above the system's and ordinary users' ids, below 2^31 - 1 (which some
 // tools read as a signed number), at most 2^24 of them.
 constexpr uint64_t kMinRunUid = 1000;
@@ -184,6 +184,11 @@ void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& co
   }
   if (const toml::node* node = table.get("kill_grace")) {
     if (auto grace = r_.DurationValue(*node, "executor.kill_grace")) config.kill_grace = *grace;
+  }
+  if (const toml::node* node = table.get("allow_absolute_paths")) {
+    if (auto allow = r_.Bool(*node, "executor.allow_absolute_paths")) {
+      config.allow_absolute_paths = *allow;
+    }
   }
   if (const toml::node* node = table.get("run_as")) {
     if (auto name = r_.String(*node, "executor.run_as")) {

@@ -7,6 +7,7 @@
 //   [server]    listen = "127.0.0.1:8080"
 //   [database]  url = "postgresql://..."     pg_bin_dir = "/opt/pgsql/bin"
 //   [executor]  max_parallel_tasks = 16      log_cap = "64MiB"     kill_grace = "10s"
+//               allow_absolute_paths = false
 //   [pools]     gpu = 2                      # NAME = size (>= 1)
 //   [daemon]    lease = "30s"                on_stop = "leave"
 //   [retention] runs = "90d"  min_runs = 20  events = "30d"  interval = "1h"  batch = 500
@@ -54,6 +55,9 @@ struct DaemonConfig {
   int max_parallel_tasks = 16;
   uint64_t log_cap_bytes = 64ull << 20;  // per attempt
   Duration kill_grace = std::chrono::seconds(10);
+  // Tasks' inputs, outputs and metrics may name absolute paths outside the run folder and the
+  // pipeline's folder (default: refused when the task ends).
+  bool allow_absolute_paths = false;
   // Who tasks run as. Unset: `kiln serve` run as root uses "kiln-task", otherwise kiln's own user
   // (see daemon/runtime.h TaskUser).
   std::optional<std::string> run_as;

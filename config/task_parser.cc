@@ -4,15 +4,11 @@
 #include <array>
 #include <cmath>
 
+#include "dag/validate.h"
+
 namespace kiln::config::internal {
 
 namespace {
-
-constexpr std::array<std::string_view, 17> kTaskKeys = {
-    "allow_failure",   "argv",  "command",  "env",          "kind",          "max_retry_delay",
-    "needs",           "pool",  "priority", "retries",      "retry_backoff", "retry_delay",
-    "skip_exit_codes", "slots", "timeout",  "trigger_rule", "workdir",
-};
 
 constexpr std::array<std::string_view, 16> kDefaultsKeys = {
     "allow_failure", "argv",     "command",      "env",           "kind",        "max_retry_delay",
@@ -82,6 +78,14 @@ bool ReadWhatAndWhen(TomlReader& reader, std::string_view key, const toml::node&
     f.env = ReadEnv(reader, node, field, locs);
   } else if (key == "workdir") {
     f.workdir = reader.String(node, field);
+  } else if (key == "inputs") {
+    f.inputs = reader.Strings(node, field, &locs);
+  } else if (key == "outputs") {
+    f.outputs = reader.Strings(node, field, &locs);
+  } else if (key == "metrics") {
+    f.metrics = reader.String(node, field);
+  } else if (key == "cache") {
+    f.cache = reader.Bool(node, field);
   } else {
     return false;
   }
@@ -188,7 +192,7 @@ T Pick(const std::optional<T>& own, const std::optional<T>& fallback, T builtin)
 TaskFields ReadTaskFields(TomlReader& reader, const toml::table& table, const std::string& path,
                           TableKind kind, LocMap& locs) {
   using Keys = std::span<const std::string_view>;
-  const Keys accepted = kind == TableKind::kTask ? Keys(kTaskKeys) : Keys(kDefaultsKeys);
+  const Keys accepted = kind == TableKind::kTask ? dag::TaskKeys() : Keys(kDefaultsKeys);
   TaskFields f;
   for (const auto& [key, node] : table) {
     const std::string field = JoinPath(path, key.str());
@@ -247,6 +251,10 @@ dag::TaskSpec MakeTask(std::string id, const TaskFields& own, const TaskFields& 
                            builtin.skip_exit_codes);
   t.allow_failure = Pick(own.allow_failure, defaults.allow_failure, builtin.allow_failure);
   t.priority = Pick(own.priority, defaults.priority, builtin.priority);
+  t.inputs = own.inputs.value_or(std::vector<std::string>{});
+  t.outputs = own.outputs.value_or(std::vector<std::string>{});
+  t.metrics = own.metrics.value_or("");
+  t.cache = own.cache.value_or(false);
   t.options = own.options;
   // Like every other key, a task's own env replaces the [defaults] one (the format's rule:
   // defaults apply "unless the task sets the key itself").

@@ -31,6 +31,10 @@ struct TaskFields {
   std::optional<std::vector<int>> skip_exit_codes;
   std::optional<bool> allow_failure;
   std::optional<int> priority;
+  std::optional<std::vector<std::string>> inputs;  // tasks only, like the three below
+  std::optional<std::vector<std::string>> outputs;
+  std::optional<std::string> metrics;
+  std::optional<bool> cache;
   dag::SourceLoc needs_loc;
   // A task's keys that are not the format's own, in file order: its kind's (tasks only; in
   // [defaults] such a key is unknown).

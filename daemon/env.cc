@@ -126,6 +126,18 @@ class PgDaemonStore final : public DaemonStore {
                                               int attempt) override {
     return pool_.Read([&](Database& db) { return db.GetAttempt(id, task, attempt); });
   }
+  Result<scheduler::MetricsPage> PipelineMetrics(const std::string& pipeline,
+                                                 const std::optional<std::string>& task,
+                                                 std::optional<RunId> before, int limit) override {
+    return pool_.Read(
+        [&](Database& db) { return db.PipelineMetrics(pipeline, task, before, limit); });
+  }
+  Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) override {
+    return pool_.Read([&](Database& db) { return db.Lineage(query); });
+  }
+  Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window) override {
+    return pool_.Read([&](Database& db) { return db.PendingDriftAsks(window); });
+  }
   Result<std::vector<scheduler::EventRecord>> ListEvents(
       const scheduler::EventFilter& filter) override {
     return pool_.Read([&](Database& db) { return db.ListEvents(filter); });

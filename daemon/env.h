@@ -71,6 +71,12 @@ class DaemonStore {
                                                                      std::string_view task) = 0;
   virtual Result<scheduler::AttemptRecord> GetAttempt(RunId id, std::string_view task,
                                                       int attempt) = 0;
+  virtual Result<scheduler::MetricsPage> PipelineMetrics(const std::string& pipeline,
+                                                         const std::optional<std::string>& task,
+                                                         std::optional<RunId> before,
+                                                         int limit) = 0;
+  virtual Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) = 0;
+  virtual Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window) = 0;
   virtual Result<std::vector<scheduler::EventRecord>> ListEvents(
       const scheduler::EventFilter& filter) = 0;
   virtual Result<int64_t> LastEventId() = 0;

@@ -29,6 +29,22 @@ Result<std::vector<scheduler::AttemptRecord>> DaemonService::RunAttempts(RunId r
   return store_.RunAttempts(run);
 }
 
+Result<scheduler::MetricsPage> DaemonService::PipelineMetrics(
+    const std::string& pipeline, const std::optional<std::string>& task,
+    std::optional<RunId> before, int limit) {
+  auto page = store_.PipelineMetrics(pipeline, task, before, limit);
+  if (!page.ok() || !page->points.empty() || before) return page;
+  // Nothing recorded: an unknown pipeline is an error, a known one has no metrics yet.
+  if (!GetPipeline(pipeline).ok()) {
+    return Status::Error(ErrorCode::kNotFound, "pipeline '" + pipeline + "' not found");
+  }
+  return page;
+}
+
+Result<scheduler::LineageFile> DaemonService::Lineage(const scheduler::LineageQuery& query) {
+  return store_.Lineage(query);
+}
+
 Result<dag::PipelinePtr> DaemonService::PipelineVersion(const std::string& name,
                                                         const std::optional<std::string>& version) {
   dag::PipelinePtr current;

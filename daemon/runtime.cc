@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "daemon/supervision.h"
+#include "plugins/collect.h"
 #include "plugins/registry.h"
 
 namespace kiln::daemon {
@@ -138,6 +139,29 @@ scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& con
   options.base_env = BaseTaskEnv();
   options.kind_argv = [kiln = SelfExe()](std::string_view kind, const dag::Value& keys) {
     return plugins::Builtins().Argv(kind, keys, kiln);
+  };
+  options.collect_argv =
+      [kiln = SelfExe(), allow = config.allow_absolute_paths](
+          const scheduler::FilesToCollect& files) -> Result<std::vector<std::string>> {
+    plugins::CollectSpec spec;
+    spec.inputs = files.inputs;
+    spec.outputs = files.outputs;
+    spec.metrics = files.metrics;
+    spec.report = files.report.empty()
+                      ? std::string()
+                      : std::filesystem::absolute(files.report).lexically_normal().string();
+    spec.pipeline_dir = files.pipeline_dir.string();
+    spec.run_dir = std::filesystem::absolute(files.run_dir).lexically_normal().string();
+    spec.allow_absolute = allow;
+    std::string json = plugins::CollectSpecJson(spec);
+    // One argument of execve is at most 128 KiB.
+    if (json.size() >= 128 * 1024) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "its inputs, outputs and metrics paths take " +
+                               std::to_string(json.size()) +
+                               " bytes once rendered; at most 131071 fit");
+    }
+    return std::vector<std::string>{kiln, "task", "collect", "--options", std::move(json)};
   };
   return options;
 }

@@ -371,9 +371,14 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
   auto params = dag::ResolveParams((*pipeline)->spec, request.params);
   if (!params.ok()) return Status::Error(ErrorCode::kInvalidArgument, params.message());
   Instant now = clock_.Now();
-  store::NewRun row =
-      MakeNewRun(**pipeline, *params, request.triggered_by ? "pipeline" : "manual", now);
+  const std::string trigger =
+      !request.trigger.empty() ? request.trigger : (request.triggered_by ? "pipeline" : "manual");
+  store::NewRun row = MakeNewRun(**pipeline, *params, trigger, now);
   row.triggered_by = request.triggered_by;
+  if (request.asking_task && request.triggered_by) {
+    row.asked_by =
+        store::NewRun::Ask{*request.triggered_by, *request.asking_task, request.cooldown};
+  }
   row.idempotency_key = request.idempotency_key;
   // Started here at once unless paused; a paused pipeline's run goes to whichever daemon
   // unpauses it.
@@ -382,7 +387,7 @@ Result<scheduler::TriggerResult> DaemonService::Trigger(const scheduler::Trigger
   row.note = request.note;
   auto created = store_.CreateRun(row);
   if (!created.ok()) return created.status();
-  scheduler::TriggerResult result{created->id, created->existing, std::nullopt};
+  scheduler::TriggerResult result{created->id, created->existing, created->cooled, std::nullopt};
   if (!created->existing) {
     // What the rows say right after creation, without reading them back.
     RunRecord run;

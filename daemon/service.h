@@ -46,6 +46,17 @@ struct DaemonServiceOptions {
 
 // Also the scheduler's observer (run ends start waiting runs and completion triggers): register
 // it with Scheduler::SetObserver.
+// What a drift task's success asks for (daemon/drift_trigger.cc): a run of `pipeline`, at most
+// one per `cooldown`, with a note naming the drifted columns.
+struct DriftAsk {
+  std::string pipeline;
+  Duration cooldown{0};
+  std::string note;
+};
+// The ask of `task` (kind drift, on_drift = "trigger") from its attempt's results; none when
+// nothing drifted or the task asks for nothing.
+std::optional<DriftAsk> DriftAskOf(const dag::TaskSpec& task, const std::string& results);
+
 class DaemonService final : public scheduler::Service, public scheduler::Observer {
  public:
   // Runs on `env` (daemon/env.h; not owned, must outlive the service).
@@ -92,6 +103,10 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   Result<scheduler::GridPage> Grid(const std::string& pipeline, std::optional<RunId> before,
                                    int limit) override;
   Result<std::vector<scheduler::AttemptRecord>> RunAttempts(RunId run) override;
+  Result<scheduler::MetricsPage> PipelineMetrics(const std::string& pipeline,
+                                                 const std::optional<std::string>& task,
+                                                 std::optional<RunId> before, int limit) override;
+  Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) override;
   Result<scheduler::LogChunk> ReadLog(RunId run, const std::string& task, int attempt,
                                       uint64_t offset, size_t max_bytes) override;
   bool WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
@@ -111,6 +126,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
 
   // scheduler::Observer, on the loop thread.
   void OnRunFinished(RunId run, dag::RunState state) override;
+  // A drift task asks for a run: answered on the fire timer's thread.
+  void OnTaskResults(RunId run, const dag::TaskSpec& task, int attempt,
+                     const std::string& results) override;
   // The store refused an update of `run`: it is read again; released when another daemon drives
   // it (or it ended), added again from its rows when it is still this daemon's.
   void OnRunFenced(RunId run) override;
@@ -183,6 +201,11 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Starts the pipelines whose trigger_on_success names `upstream`, after its run `run`
   // succeeded. On the fire timer's thread.
   void TriggerDownstream(const std::string& upstream, RunId run);
+  // Creates the run a drift task asked for, unless within its cooldown. On the fire timer's
+  // thread.
+  void AnswerDriftAsk(RunId run, const std::string& task, const DriftAsk& ask);
+  // At start: asks that a crash left without an answer (no event on the asking run).
+  void AnswerPendingDriftAsks();
   // The run no longer counts as active here; returns its pipeline ("" when unknown).
   std::string Forget(RunId id);
   // BeginStart's bookkeeping with mu_ held; false (nothing done) when the run is already driven

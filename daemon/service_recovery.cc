@@ -23,6 +23,7 @@ Status DaemonService::Recover() {
               " attempts under way");
   }
   AdoptRuns(*runs);
+  timer_.Post([this] { AnswerPendingDriftAsks(); });
   return Status::Ok();
 }
 

@@ -138,6 +138,13 @@ struct TaskSpec {
   std::vector<int> skip_exit_codes;
   bool allow_failure = false;
   int priority = 0;
+  // Files the task reads and writes (templates; relative paths are read from the pipeline
+  // file's folder): hashed when an attempt succeeds, for lineage and the cache. A declared output
+  // missing then fails the attempt.
+  std::vector<std::string> inputs;
+  std::vector<std::string> outputs;
+  std::string metrics;  // template: a flat JSON object of numbers it writes; empty = none
+  bool cache = false;   // reuse an earlier identical success (needs outputs)
   // The keys of kinds other than shell (a table; for shell, any key here is unknown).
   Value options;
   SourceLoc loc;        // of the [tasks.<id>] header

@@ -1,6 +1,7 @@
 #include "dag/validate.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string_view>
@@ -95,6 +96,7 @@ class Validator {
   void CheckShell(const TaskSpec& task);
   void CheckNotShell(const TaskSpec& task);
   void CheckTemplates(const TaskSpec& task);
+  void CheckFiles(const TaskSpec& task);
   void CheckValueTemplates(const std::string& field, const Value& value);
   void CheckTemplate(const Place& place, std::string_view text, bool shell);
   std::vector<std::vector<size_t>> NeedsGraph() const;
@@ -200,6 +202,7 @@ void Validator::CheckTask(const TaskSpec& task) {
   CheckEnv(task);
   CheckNeeds(task);
   CheckTemplates(task);
+  CheckFiles(task);
 }
 
 void Validator::CheckKind(const TaskSpec& task) {
@@ -240,13 +243,9 @@ void Validator::CheckNotShell(const TaskSpec& task) {
 }
 
 void Validator::CheckShell(const TaskSpec& task) {
-  static constexpr std::string_view kShellKeys[] = {
-      "allow_failure",   "argv",  "command",  "env",          "kind",          "max_retry_delay",
-      "needs",           "pool",  "priority", "retries",      "retry_backoff", "retry_delay",
-      "skip_exit_codes", "slots", "timeout",  "trigger_rule", "workdir"};
   for (const Value& key : task.options.items) {
     Add({"tasks." + task.id + "." + key.key, key.key_loc},
-        "unknown key " + Quote(key.key) + SuggestAccepted(key.key, kShellKeys));
+        "unknown key " + Quote(key.key) + SuggestAccepted(key.key, TaskKeys()));
   }
   auto place = [&] { return Place{"tasks." + task.id, task.loc}; };
   if (task.command && task.argv) {
@@ -343,6 +342,51 @@ void Validator::CheckTemplates(const TaskSpec& task) {
     CheckTemplate(TaskKey(task, "env." + var.name), var.value, /*shell=*/false);
   }
   if (task.kind != "shell") CheckValueTemplates("tasks." + task.id, task.options);
+}
+
+// inputs, outputs and metrics: templated paths, read from the pipeline's folder when relative,
+// which they may not leave (what templates make of them is checked when the task ends).
+void Validator::CheckFiles(const TaskSpec& task) {
+  auto check = [&](const Place& place, const std::string& path) {
+    if (path.empty()) {
+      Add(place,
+          "empty path; expected a file, relative to the pipeline's folder or under "
+          "{{ run.dir }}");
+      return;
+    }
+    if (path.find("{{") != std::string::npos) {
+      CheckTemplate(place, path, /*shell=*/false);
+      return;
+    }
+    const std::filesystem::path p(path);
+    if (p.is_relative()) {
+      const std::filesystem::path normal = p.lexically_normal();
+      if (!normal.empty() && *normal.begin() == "..") {
+        Add(place, "path " + Quote(path) +
+                       " leaves the pipeline's folder; use a path inside "
+                       "it or under {{ run.dir }}");
+      }
+    }
+  };
+  for (const auto* list : {&task.inputs, &task.outputs}) {
+    const std::string key = list == &task.inputs ? "inputs" : "outputs";
+    std::set<std::string_view> seen;
+    for (size_t i = 0; i < list->size(); ++i) {
+      const Place place = TaskKey(task, key, "[" + std::to_string(i) + "]");
+      check(place, (*list)[i]);
+      if (!seen.insert((*list)[i]).second) {
+        Add(place, Quote((*list)[i]) + " is listed twice; list each file once");
+      }
+    }
+  }
+  if (spec_.locs.contains("tasks." + task.id + ".metrics")) {
+    check(TaskKey(task, "metrics"), task.metrics);
+  }
+  if (task.cache && task.outputs.empty()) {
+    Add(TaskKey(task, "cache"),
+        "cache = true needs outputs: a cached task is skipped only when the files it wrote "
+        "earlier are still there; list them in outputs");
+  }
 }
 
 // Every string among a kind's keys is a template, rendered byte for byte.
@@ -463,6 +507,31 @@ class ShellOnlyCatalog final : public KindCatalog {
 const KindCatalog& ShellOnly() {
   static const ShellOnlyCatalog catalog;
   return catalog;
+}
+
+std::span<const std::string_view> TaskKeys() {
+  static constexpr std::string_view kKeys[] = {"allow_failure",
+                                               "argv",
+                                               "cache",
+                                               "command",
+                                               "env",
+                                               "inputs",
+                                               "kind",
+                                               "max_retry_delay",
+                                               "metrics",
+                                               "needs",
+                                               "outputs",
+                                               "pool",
+                                               "priority",
+                                               "retries",
+                                               "retry_backoff",
+                                               "retry_delay",
+                                               "skip_exit_codes",
+                                               "slots",
+                                               "timeout",
+                                               "trigger_rule",
+                                               "workdir"};
+  return kKeys;
 }
 
 bool IsValidPipelineName(std::string_view name) { return Matches(name, kPipelineName); }

@@ -2,6 +2,7 @@
 // config/ reports syntax and type errors; this reports everything that needs the whole file.
 #pragma once
 
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -21,6 +22,8 @@ std::vector<Diagnostic> Validate(const PipelineSpec& spec, const KindCatalog& ki
 // The format's name patterns: pipeline names ^[a-z0-9][a-z0-9_.-]{0,63}$, task ids
 // ^[a-z0-9][a-z0-9_-]{0,63}$.
 bool IsValidPipelineName(std::string_view name);
+// The format's keys of a [tasks.<id>] table, sorted (a kind's own keys come on top).
+std::span<const std::string_view> TaskKeys();
 bool IsValidTaskId(std::string_view id);
 
 }  // namespace kiln::dag

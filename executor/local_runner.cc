@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "executor/collector.h"
 #include "executor/os.h"
 
 namespace kiln::executor {
@@ -26,17 +27,36 @@ void LocalTaskRunner::Start(scheduler::LaunchRequest request,
   if (!request.run_dir.empty()) spec.create_dirs.push_back(std::move(request.run_dir));
   spec.timeout = request.timeout;
   spec.kill_grace = kill_grace_;
-  spec.user = std::move(request.user);
+  spec.user = request.user;
+  CollectJob job{std::move(request.collect_argv), spec.cwd, spec.log_path, std::move(request.user),
+                 kill_grace_};
 
   const std::pair key(request.run, request.task);
   const int number = request.attempt;
   ProcessManager::Handle handle = processes_.Spawn(
-      std::move(spec), [this, key, number, on_exit = std::move(on_exit)](ProcessResult result) {
+      std::move(spec), [this, key, number, job = std::move(job),
+                        on_exit = std::move(on_exit)](ProcessResult result) mutable {
         // Only forget the entry if it is still this attempt's (a newer attempt may have replaced
         // it).
         auto it = attempts_.find(key);
-        if (it != attempts_.end() && it->second.number == number) attempts_.erase(it);
-        on_exit(ToAttemptOutcome(result));
+        const bool current = it != attempts_.end() && it->second.number == number;
+        scheduler::AttemptOutcome outcome = ToAttemptOutcome(result);
+        if (current && ShouldCollect(job, outcome)) {
+          // Kill() now stops the collector.
+          it->second.handle =
+              Collect(processes_, job, std::move(outcome),
+                      [this, key, number,
+                       on_exit = std::move(on_exit)](scheduler::AttemptOutcome collected) {
+                        auto again = attempts_.find(key);
+                        if (again != attempts_.end() && again->second.number == number) {
+                          attempts_.erase(again);
+                        }
+                        on_exit(std::move(collected));
+                      });
+          return;
+        }
+        if (current) attempts_.erase(it);
+        on_exit(std::move(outcome));
       });
   attempts_[key] = Attempt{handle, number};
 }

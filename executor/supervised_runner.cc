@@ -206,6 +206,7 @@ void SupervisedRunner::Start(scheduler::LaunchRequest request,
   l.kill_grace_ms = options_.kill_grace.count();
   l.log_cap_bytes = options_.log_cap_bytes;
   l.user = std::move(request.user);
+  l.collect_argv = std::move(request.collect_argv);
   const AttemptKey key = l.key;
   current_[{request.run, request.task}] = key;
   Waiting& w = waiting_[key];

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "executor/collector.h"
 #include "executor/local_runner.h"
 #include "executor/os.h"
 #include "executor/process.h"
@@ -125,6 +126,8 @@ struct Supervisor::Impl {
     bool running = true;
     std::string stop_cause;
     std::optional<wire::Ended> end;
+    CollectJob collect;  // what runs after a successful exit
+    bool collecting = false;
     bool queued = false;  // handed to the ledger thread
     std::unique_ptr<asio::steady_timer> ack_timer;
   };
@@ -152,6 +155,8 @@ struct Supervisor::Impl {
   void OnHello(const std::shared_ptr<Conn>& c);
   void StartAttempt(wire::Launch launch);
   void OnExit(const AttemptKey& key, const ProcessResult& result);
+  void Ended(const AttemptKey& key, AttemptOutcome outcome);
+  void WriteStartRecord(const AttemptKey& key, ProcessManager::Handle handle);
   void Deliver(const AttemptKey& key);
   void Queue(const AttemptKey& key);
   void Forget(const AttemptKey& key);
@@ -488,18 +493,24 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   for (const auto& d : l.create_dirs) spec.create_dirs.emplace_back(d);
   spec.timeout = Duration(l.timeout_ms);
   spec.kill_grace = Duration(l.kill_grace_ms);
-  spec.user = std::move(l.user);
+  spec.user = l.user;
   const AttemptKey key = l.key;
   Attempt& a = attempts[key];
+  a.collect = CollectJob{std::move(l.collect_argv), spec.cwd, spec.log_path, std::move(l.user),
+                         spec.kill_grace};
   a.handle =
       processes->Spawn(std::move(spec), [this, key](ProcessResult result) { OnExit(key, result); });
-  const int pid = processes->pid(a.handle);
-  if (pid > 0) {
-    auto start = StartTime(pid);
-    WriteRecord(RecordPath(key),
-                "R " + std::to_string(pid) + " " + std::to_string(start.value_or(0)) + "\n");
-  }
+  WriteStartRecord(key, a.handle);
   UpdateSnapshot();
+}
+
+// "R <pid> <start time>": the process a supervisor that starts after this one dies must stop.
+void Supervisor::Impl::WriteStartRecord(const AttemptKey& key, ProcessManager::Handle handle) {
+  const int pid = processes->pid(handle);
+  if (pid <= 0) return;
+  auto start = StartTime(pid);
+  WriteRecord(RecordPath(key),
+              "R " + std::to_string(pid) + " " + std::to_string(start.value_or(0)) + "\n");
 }
 
 void Supervisor::Impl::OnExit(const AttemptKey& key, const ProcessResult& result) {
@@ -507,11 +518,33 @@ void Supervisor::Impl::OnExit(const AttemptKey& key, const ProcessResult& result
   if (it == attempts.end()) return;
   Attempt& a = it->second;
   AttemptOutcome outcome = ToAttemptOutcome(result);
-  if (!a.stop_cause.empty() && result.killed) {
+  if (ShouldCollect(a.collect, outcome) && (!a.stop_cause.empty() || stopping)) {
+    // Told to stop as it ended: its files are not vouched for.
+    outcome.collect_failed = true;
+    outcome.killed = true;
+    outcome.error = "stopped before its inputs, outputs and metrics were collected";
+  } else if (ShouldCollect(a.collect, outcome)) {
+    // Still running for everyone: a kill or a fence stops the collector; a supervisor that dies
+    // meanwhile leaves it lost (retried), like a task.
+    a.collecting = true;
+    a.handle = Collect(*processes, a.collect, std::move(outcome),
+                       [this, key](AttemptOutcome collected) { Ended(key, std::move(collected)); });
+    WriteStartRecord(key, a.handle);
+    return;
+  }
+  Ended(key, std::move(outcome));
+}
+
+void Supervisor::Impl::Ended(const AttemptKey& key, AttemptOutcome outcome) {
+  auto it = attempts.find(key);
+  if (it == attempts.end()) return;
+  Attempt& a = it->second;
+  if (!a.stop_cause.empty() && outcome.killed) {
     outcome.stop_cause = a.stop_cause;
     outcome.error = StopText(a.stop_cause);
   }
   a.running = false;
+  a.collecting = false;
   a.end = wire::Ended{key, outcome};
   // Sent first: the record is for a supervisor that starts after this one dies, and a daemon
   // that gets the end before the record exists loses nothing by it.

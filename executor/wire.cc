@@ -40,6 +40,7 @@ Writer& Writer::Outcome(const AttemptOutcome& o) {
   U8(o.signal.has_value()).I64(o.signal.value_or(0));
   I64(o.started_at.time_since_epoch().count()).I64(o.ended_at.time_since_epoch().count());
   I64(o.cpu.count()).I64(o.max_rss_kb).I64(static_cast<int64_t>(o.log_bytes));
+  U8(o.collect_failed).Str(o.results);
   return *this;
 }
 
@@ -118,6 +119,8 @@ AttemptOutcome Reader::Outcome() {
   o.cpu = Duration(I64());
   o.max_rss_kb = I64();
   o.log_bytes = static_cast<uint64_t>(I64());
+  o.collect_failed = U8() != 0;
+  o.results = Str();
   return o;
 }
 
@@ -137,6 +140,8 @@ std::string EncodeLaunch(const Launch& l) {
   w.U32(l.user.switch_user ? 1 : 0).Str(l.user.name).U32(l.user.uid).U32(l.user.gid);
   w.U32(static_cast<uint32_t>(l.user.groups.size()));
   for (gid_t g : l.user.groups) w.U32(g);
+  w.U32(static_cast<uint32_t>(l.collect_argv.size()));
+  for (const auto& a : l.collect_argv) w.Str(a);
   return w.Frame();
 }
 
@@ -193,6 +198,7 @@ std::optional<Launch> DecodeLaunch(Reader& r) {
   l.user.uid = r.U32();
   l.user.gid = r.U32();
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.user.groups.push_back(r.U32());
+  for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.collect_argv.push_back(r.Str());
   if (!r.done()) return std::nullopt;
   return l;
 }

@@ -16,7 +16,8 @@
 
 namespace kiln::executor::wire {
 
-inline constexpr uint32_t kProtocol = 2;  // 2: Launch names the user
+// 2: Launch names the user. 3: Launch names the collector, an outcome carries its results.
+inline constexpr uint32_t kProtocol = 3;
 // A frame larger than this is a broken peer: the connection is closed.
 inline constexpr uint32_t kMaxFrame = 64u << 20;
 
@@ -42,7 +43,8 @@ struct Launch {
   int64_t timeout_ms = 0;
   int64_t kill_grace_ms = 0;
   uint64_t log_cap_bytes = 0;
-  Identity user;  // switch_user false: the supervisor's own user
+  Identity user;                          // switch_user false: the supervisor's own user
+  std::vector<std::string> collect_argv;  // scheduler::LaunchRequest::collect_argv
 };
 
 struct Ended {

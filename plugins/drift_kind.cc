@@ -1,6 +1,8 @@
 // kind = "drift": how far the current data moved from a reference, per numeric column
-// (docs/pipelines.md). Exit codes of `kiln task drift`: 0 no drift (or on_drift = "warn"), 1 drift
-// with on_drift = "fail", 2 the data cannot be read or compared.
+// (docs/pipelines.md). Exit codes of `kiln task drift`: 0 no drift (or on_drift = "warn" or
+// "trigger"), 1 drift with on_drift = "fail", 2 the data cannot be read or compared. With
+// on_drift = "trigger" its report names the drifted columns and the pipeline to run; the daemon
+// reads it from the attempt's results and creates the run (daemon/drift_trigger.cc).
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -8,6 +10,8 @@
 #include <ostream>
 
 #include "common/text.h"
+#include "common/time.h"
+#include "dag/validate.h"
 #include "plugins/drift_stats.h"
 #include "plugins/kinds.h"
 
@@ -23,6 +27,8 @@ constexpr std::array<std::string_view, 8> kKeys = {"columns",  "cooldown",  "cur
 struct DriftOptions {
   DriftRequest request;
   bool warn = false;
+  std::string trigger;   // with on_drift = "trigger": the pipeline to run
+  Duration cooldown{0};  // at most one triggered run per this long
 };
 
 class DriftReader {
@@ -52,28 +58,62 @@ class DriftReader {
         if (!(d.request.threshold > 0)) Problem("threshold", t->loc, "must be above 0");
       }
     }
+    bool trigger = false;
     if (const dag::Value* o = options.Find("on_drift")) {
       if (Expect(*o, o->type == Type::kString, "on_drift", "a string")) {
-        if (o->string == "trigger") {
-          Problem("on_drift", o->loc,
-                  "on_drift = \"trigger\" is not built yet; use \"fail\" or \"warn\"");
-        } else if (o->string != "fail" && o->string != "warn") {
+        if (o->string != "fail" && o->string != "warn" && o->string != "trigger") {
           Problem("on_drift", o->loc,
                   "unknown on_drift '" + o->string + "' (accepted: fail, trigger, warn)");
         }
         d.warn = o->string == "warn";
+        trigger = o->string == "trigger";
       }
     }
-    for (const char* key : {"trigger", "cooldown"}) {
-      if (const dag::Value* v = options.Find(key)) {
-        Problem(key, v->key_loc,
-                std::string(key) + " goes with on_drift = \"trigger\", which is not built yet");
-      }
-    }
+    ReadTrigger(options, trigger, d);
     return d;
   }
 
  private:
+  void ReadTrigger(const dag::Value& options, bool trigger, DriftOptions& d) {
+    const dag::Value* target = options.Find("trigger");
+    const dag::Value* cooldown = options.Find("cooldown");
+    if (!trigger) {
+      for (const dag::Value* v : {target, cooldown}) {
+        if (v != nullptr) {
+          Problem(v->key, v->key_loc,
+                  v->key +
+                      " goes with on_drift = \"trigger\"; set it or "
+                      "remove " +
+                      v->key);
+        }
+      }
+      return;
+    }
+    if (target == nullptr) {
+      Problem("on_drift", options.Find("on_drift")->loc,
+              "on_drift = \"trigger\" needs trigger: the name of the pipeline to run");
+    } else if (Expect(*target, target->type == Type::kString, "trigger", "a pipeline name")) {
+      if (!dag::IsValidPipelineName(target->string)) {
+        Problem("trigger", target->loc,
+                "invalid pipeline name '" + target->string +
+                    "'; use 1-64 characters from a-z, 0-9, '_', '.', '-', starting with a "
+                    "letter or digit");
+      }
+      d.trigger = target->string;
+    }
+    if (cooldown != nullptr && Expect(*cooldown, cooldown->type == Type::kString, "cooldown",
+                                      "a duration such as \"1d\"")) {
+      auto parsed = ParseDuration(cooldown->string);
+      if (!parsed.ok()) {
+        Problem("cooldown", cooldown->loc, parsed.message());
+      } else if (*parsed < Duration(0)) {
+        Problem("cooldown", cooldown->loc, "must not be negative");
+      } else {
+        d.cooldown = *parsed;
+      }
+    }
+  }
+
   void Problem(const std::string& key, dag::SourceLoc loc, std::string message) {
     problems_.Add(key.empty() ? field_ : field_ + "." + key, loc, std::move(message));
   }
@@ -116,7 +156,8 @@ std::string Number(double value) {
 }
 
 // <run folder>/.kiln/<task>/drift.json: every column's statistic.
-nlohmann::json ReportJson(const DriftRequest& r, const std::vector<ColumnDrift>& cols) {
+nlohmann::json ReportJson(const DriftOptions& d, const std::vector<ColumnDrift>& cols) {
+  const DriftRequest& r = d.request;
   nlohmann::json j = {{"reference", r.reference},
                       {"current", r.current},
                       {"method", r.method == DriftMethod::kPsi ? "psi" : "ks"},
@@ -128,6 +169,12 @@ nlohmann::json ReportJson(const DriftRequest& r, const std::vector<ColumnDrift>&
                             {"drifted", c.drifted},
                             {"reference_values", c.reference_values},
                             {"current_values", c.current_values}});
+    if (c.drifted) j["drifted"].push_back(c.column);
+  }
+  if (!j.contains("drifted")) j["drifted"] = nlohmann::json::array();
+  if (!d.trigger.empty()) {
+    j["trigger"] = d.trigger;
+    j["cooldown_ms"] = d.cooldown.count();
   }
   return j;
 }
@@ -184,8 +231,15 @@ class DriftKind final : public Kind {
           << (c.drifted ? " drifted" : "") << " (" << c.reference_values << " reference values, "
           << c.current_values << " current)\n";
     }
-    Keep(ctx, ReportJson(d.request, *columns));
-    return drifted.empty() || d.warn ? 0 : 1;
+    if (!drifted.empty() && !d.trigger.empty()) {
+      out << "kiln drift: asking for a run of '" << d.trigger << "'"
+          << (d.cooldown > Duration(0)
+                  ? " unless one was triggered in the last " + FormatDuration(d.cooldown)
+                  : std::string())
+          << '\n';
+    }
+    Keep(ctx, ReportJson(d, *columns));
+    return drifted.empty() || d.warn || !d.trigger.empty() ? 0 : 1;
   }
 };
 

@@ -13,9 +13,9 @@ namespace {
 // The format's keys for a task of any kind but shell (command, argv and skip_exit_codes are
 // shell's; dag::Validate reports them on other kinds).
 constexpr std::string_view kCommonKeys[] = {
-    "allow_failure", "env",      "kind",        "max_retry_delay", "needs",
-    "pool",          "priority", "retries",     "retry_backoff",   "retry_delay",
-    "slots",         "timeout",  "trigger_rule"};
+    "allow_failure", "cache",       "env",     "inputs",  "kind",        "max_retry_delay",
+    "metrics",       "needs",       "outputs", "pool",    "priority",    "retries",
+    "retry_backoff", "retry_delay", "slots",   "timeout", "trigger_rule"};
 
 }  // namespace
 

@@ -7,25 +7,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "plugins/fd.h"
 #include "plugins/kinds.h"
 
 namespace kiln::plugins {
 
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // The folder `name` in `parent`, made when missing; never through a link.
 int OpenDir(int parent, const char* name) {

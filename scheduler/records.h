@@ -85,6 +85,9 @@ struct AttemptRecord {
   std::optional<Duration> cpu;
   std::optional<int64_t> max_rss_kb;
   std::string reason;
+  // A successful attempt's collected inputs, outputs and metrics (a JSON object, plugins/
+  // collect.h); empty when it declared none.
+  std::string results;
 };
 
 // Which runs to list: newest first (id descending), at most `limit`, older than `before` (the
@@ -152,6 +155,58 @@ struct EventFilter {
   std::optional<std::string> pipeline;
   std::optional<RunId> run;
   int limit = 1000;
+};
+
+// The metrics of one successful attempt (its `metrics` file, as collected).
+struct MetricsPoint {
+  RunId run{};
+  std::string task_id;
+  int attempt = 0;
+  Instant logical_date{};
+  std::optional<Instant> ended_at;
+  std::string values;  // a JSON object of numbers
+};
+
+// A page of a pipeline's metrics: the points of its newest runs that have any, newest run first
+// (a run's points by task id), runs older than the cursor.
+struct MetricsPage {
+  std::vector<MetricsPoint> points;
+  std::optional<RunId> next;  // cursor (a run id) for the next page; empty on the last page
+};
+
+// Which file's lineage: by path (the newest record of it) or by content.
+struct LineageQuery {
+  std::optional<std::string> path;  // absolute
+  std::optional<std::string> sha256;
+  int max_depth = 20;   // producers followed upstream at most this far
+  int max_files = 500;  // files in the whole answer at most
+};
+
+struct LineageStep;
+
+// A file as kiln recorded it, with the successful attempt that wrote that content (none: no
+// run of kiln produced it, e.g. raw data).
+struct LineageFile {
+  std::string path;
+  std::string sha256;
+  int64_t bytes = 0;
+  std::shared_ptr<const LineageStep> produced_by;
+  // Its producer is not followed: the depth or the file limit was reached.
+  bool truncated = false;
+};
+
+// The attempt that produced a file: which run, params, pipeline version and inputs.
+struct LineageStep {
+  RunId run{};
+  std::string pipeline;
+  std::string version_hash;
+  std::string trigger;
+  Instant logical_date{};
+  std::vector<std::pair<std::string, dag::ParamValue>> params;
+  std::string task_id;
+  int attempt = 0;
+  std::optional<Instant> ended_at;
+  std::vector<LineageFile> inputs;  // with their own producers, transitively
 };
 
 }  // namespace kiln::scheduler

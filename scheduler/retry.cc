@@ -61,6 +61,7 @@ dag::TaskState Classify(const dag::TaskSpec& task, const AttemptOutcome& outcome
       outcome.signal.has_value() || !outcome.exit_code.has_value()) {
     return dag::TaskState::kFailed;
   }
+  if (outcome.collect_failed) return dag::TaskState::kFailed;
   if (*outcome.exit_code == 0) return dag::TaskState::kSuccess;
   if (IsSkipCode(task, *outcome.exit_code)) return dag::TaskState::kSkipped;
   return dag::TaskState::kFailed;
@@ -79,6 +80,7 @@ std::string Describe(const AttemptOutcome& outcome, Duration timeout) {
     if (const char* name = SignalNameOf(*outcome.signal)) text += std::string(" (") + name + ")";
     return text;
   }
+  if (outcome.collect_failed) return outcome.error;
   if (outcome.exit_code.has_value()) return "exit code " + std::to_string(*outcome.exit_code);
   if (!outcome.error.empty()) return outcome.error;
   return "ended without an exit status";

@@ -348,6 +348,25 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     if (!r.ok() && error.empty()) error = r.message();
     return r.ok() ? r.value() : std::string();
   };
+  // A kind's report is collected too: what it decided reaches the daemon through the results.
+  const bool kind = spec.kind != "shell";
+  if (kind || !spec.inputs.empty() || !spec.outputs.empty() || !spec.metrics.empty()) {
+    FilesToCollect files;
+    if (kind) files.report = (run.dir / ".kiln" / spec.id / (spec.kind + ".json")).string();
+    for (const auto& path : spec.inputs) files.inputs.push_back(render(path, dag::Quoting::kNone));
+    for (const auto& path : spec.outputs)
+      files.outputs.push_back(render(path, dag::Quoting::kNone));
+    if (!spec.metrics.empty()) files.metrics = render(spec.metrics, dag::Quoting::kNone);
+    files.pipeline_dir = run.pipeline().spec.file.parent_path();
+    files.run_dir = run.dir;
+    if (!options_.collect_argv) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "this runner cannot collect inputs, outputs or metrics");
+    }
+    auto argv = options_.collect_argv(files);
+    if (!argv.ok()) return argv.status();
+    req.collect_argv = std::move(argv).value();
+  }
   if (spec.kind != "shell") {
     // Its keys' paths are read from the pipeline's folder (a kind has no workdir).
     req.cwd = run.pipeline().spec.file.parent_path();
@@ -635,10 +654,17 @@ void Scheduler::Append(TaskUpdate update, TaskExtra extra) {
   if (it != runs_.end()) {
     auto pipeline = it->second->ctx.pipeline;
     auto task = pipeline->dag.Find(update.task_id);
+    std::string results;
+    if (update.state == TaskState::kSuccess && update.end && update.end->outcome) {
+      results = update.end->outcome->results;
+    }
     extra.note = [this, pipeline, task, run = update.run, state = update.state,
-                  attempt = update.attempt, reason = update.reason] {
-      if (observer_ && task)
-        observer_->OnTaskState(run, pipeline->task(*task), state, attempt, reason);
+                  attempt = update.attempt, reason = update.reason, results = std::move(results)] {
+      if (!observer_ || !task) return;
+      observer_->OnTaskState(run, pipeline->task(*task), state, attempt, reason);
+      if (!results.empty() && observer_) {
+        observer_->OnTaskResults(run, pipeline->task(*task), attempt, results);
+      }
     };
   }
   pending_.tasks.push_back(std::move(update));

@@ -39,6 +39,17 @@ class io_context;
 
 namespace kiln::scheduler {
 
+// The files of an attempt to collect after it exits 0: its declared inputs, outputs and metrics
+// with templates rendered, and the two folders relative and absolute paths are read from.
+struct FilesToCollect {
+  std::vector<std::string> inputs;
+  std::vector<std::string> outputs;
+  std::string metrics;  // empty = none
+  std::string report;   // a kind's report in the run folder; empty = none
+  std::filesystem::path pipeline_dir;
+  std::filesystem::path run_dir;
+};
+
 struct SchedulerOptions {
   std::map<std::string, int> pools;  // slots per pool; must contain "default"
   int max_parallel_tasks = 16;       // over all pools (0 = no limit)
@@ -57,6 +68,9 @@ struct SchedulerOptions {
   // with templates rendered (plugins::Registry::Argv). Unset: such tasks fail to start.
   std::function<Result<std::vector<std::string>>(std::string_view kind, const dag::Value& options)>
       kind_argv;
+  // The program that collects an attempt's files (plugins/collect.h). Unset: tasks that declare
+  // inputs, outputs or metrics fail to start.
+  std::function<Result<std::vector<std::string>>(const FilesToCollect& files)> collect_argv;
   // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
   Duration max_commit_retry_delay = std::chrono::seconds(2);
@@ -113,6 +127,9 @@ class Observer {
   virtual ~Observer() = default;
   virtual void OnTaskState(RunId /*run*/, const dag::TaskSpec& /*task*/, dag::TaskState /*state*/,
                            int /*attempt*/, const std::string& /*reason*/) {}
+  // A successful attempt's results (AttemptOutcome::results), once its success is committed.
+  virtual void OnTaskResults(RunId /*run*/, const dag::TaskSpec& /*task*/, int /*attempt*/,
+                             const std::string& /*results*/) {}
   virtual void OnRunFinished(RunId /*run*/, dag::RunState /*state*/) {}
   // The store fenced an update of `run`: the database has moved on from what the scheduler holds
   // (another daemon drives the run now, or an operator changed it directly). Nothing of the

@@ -32,11 +32,17 @@ struct TriggerRequest {
   // Set by the daemon itself for a pipeline-completion trigger (never from a request): the run
   // whose success starts this one. The run's trigger is then "pipeline".
   std::optional<RunId> triggered_by;
+  // Set by the daemon itself for a drift trigger: the trigger recorded instead ("drift"), the
+  // task of `triggered_by` that asked, and the cooldown (store::NewRun::asked_by).
+  std::string trigger;
+  std::optional<std::string> asking_task;
+  Duration cooldown{0};
 };
 
 struct TriggerResult {
   RunId id{};
   bool existing = false;  // the idempotency key matched an earlier run
+  bool cooled = false;    // an asked run within the cooldown of a recent one: `id` is that one
   // The new run as created (queued, tasks pending), when the service has it at hand; empty
   // means: read it with GetRun.
   std::optional<RunRecord> run;
@@ -159,6 +165,15 @@ class Service {
 
   // Every attempt of a task, first attempt first (kNotFound for an unknown run or task).
   virtual Result<std::vector<AttemptRecord>> ListAttempts(RunId run, const std::string& task) = 0;
+
+  // The metrics its successful attempts recorded, a page of its newest runs with any (kNotFound
+  // for a pipeline that is neither loaded nor has runs; `limit` 1..100).
+  virtual Result<MetricsPage> PipelineMetrics(const std::string& pipeline,
+                                              const std::optional<std::string>& task,
+                                              std::optional<RunId> before, int limit) = 0;
+  // Which run, params, pipeline version and inputs made a file, transitively (kNotFound when no
+  // successful attempt declared it).
+  virtual Result<LineageFile> Lineage(const LineageQuery& query) = 0;
   // At most `max_bytes` of the attempt's log from `offset`. Reads only beneath the daemon's log
   // folder, never following a symlink.
   virtual Result<LogChunk> ReadLog(RunId run, const std::string& task, int attempt, uint64_t offset,

@@ -41,6 +41,10 @@ struct LaunchRequest {
   Duration timeout{0};             // 0 = none
   // Who it runs as (switch_user = false: the runner's own user); the run folder is made its own.
   Identity user;
+  // Run after the program exits 0, as the same user in the same folder (empty: nothing to
+  // collect): it prints the attempt's results (AttemptOutcome::results) and exits 0, or prints
+  // why the attempt fails and exits non-zero.
+  std::vector<std::string> collect_argv;
 };
 
 struct AttemptOutcome {
@@ -64,6 +68,12 @@ struct AttemptOutcome {
   int64_t max_rss_kb = 0;
   uint64_t log_bytes = 0;
   bool log_truncated = false;
+  // After a successful exit, what kiln collected of the task's declared inputs, outputs and
+  // metrics: a JSON object (plugins/collect.h), empty when the task declares none.
+  std::string results;
+  // Collecting them failed (a declared output is missing, a metrics file is not a flat object of
+  // numbers, the collector was stopped): the attempt failed though it exited 0; `error` says why.
+  bool collect_failed = false;
 };
 
 // An attempt that was started before this process took its run over (a restart, or a run taken

@@ -63,9 +63,11 @@ std::string StartStatement() {
 }
 
 // $8 exit_code, $9 signal, $10 timed_out, $11 cpu_ms, $12 max_rss_kb, $13 reason, $14 retry_at,
-// $15 attempt state, $16 terminal, $17 outcome (the executor's report, or null). When the task
-// row has moved on or the run is driven elsewhere, the attempt still keeps its outcome (first
-// report wins) for whoever drives the run to decide from.
+// $15 attempt state, $16 terminal, $17 outcome (the executor's report, or null), $18 results
+// (of a successful attempt, or null). When the task row has moved on or the run is driven
+// elsewhere, the attempt still keeps its outcome (first report wins, results included) for
+// whoever drives the run to decide from. A success's results go to attempts.results (not twice
+// into the outcome) and each of its files becomes an artifacts row.
 std::string EndStatement() {
   return TaskStatement(
       "exit_code = $8::int, signal = $9::int, retry_at = $14::timestamptz, lease_expires_at = "
@@ -73,10 +75,17 @@ std::string EndStatement() {
       "state = 'running' AND attempt = $3",
       ", att AS (UPDATE attempts SET state = $15::text, ended_at = $5::timestamptz, exit_code = "
       "$8, signal = $9, timed_out = $10::bool, cpu_ms = $11::int8, max_rss_kb = $12::int8, "
-      "reason = $13::text, outcome = coalesce(outcome, $17::jsonb) WHERE run_id = $1 AND "
+      "reason = $13::text, outcome = coalesce(outcome, $17::jsonb) - 'results', results = "
+      "CASE WHEN $15 = 'success' THEN $18::jsonb END WHERE run_id = $1 AND "
       "task_id = $2 AND attempt = $3 AND EXISTS (SELECT FROM upd)), facts AS (UPDATE attempts "
       "SET outcome = $17::jsonb WHERE run_id = $1 AND task_id = $2 AND attempt = $3 AND state = "
-      "'running' AND outcome IS NULL AND $17::jsonb IS NOT NULL AND NOT EXISTS (SELECT FROM upd))");
+      "'running' AND outcome IS NULL AND $17::jsonb IS NOT NULL AND NOT EXISTS (SELECT FROM upd))"
+      ", art AS (INSERT INTO artifacts (sha256, path, bytes, role, run_id, task_id, attempt, "
+      "recorded_at) SELECT f.value->>'sha256', f.value->>'path', (f.value->>'bytes')::int8, "
+      "f.role, $1, $2, $3, $5::timestamptz FROM (SELECT 'input' AS role, value FROM "
+      "jsonb_array_elements($18::jsonb->'inputs') UNION ALL SELECT 'output', value FROM "
+      "jsonb_array_elements($18::jsonb->'outputs')) f WHERE $15 = 'success' AND EXISTS "
+      "(SELECT FROM upd))");
 }
 
 // $8 retry_at, $9 terminal.
@@ -140,11 +149,15 @@ pqxx::result ExecTask(pqxx::transaction_base& txn, const TaskUpdate& u, const st
   if (u.end) {
     const scheduler::AttemptEnd& e = *u.end;
     std::optional<std::string> outcome;
-    if (e.outcome) outcome = OutcomeJson(*e.outcome);
+    std::optional<std::string> results;
+    if (e.outcome) {
+      outcome = OutcomeJson(*e.outcome);
+      results = ResultsJson(*e.outcome);
+    }
     return txn.exec_prepared(
         "kiln_task_end", run, task, u.attempt, state, at, actor, detail, e.exit_code, e.signal,
         e.timed_out, static_cast<int64_t>(e.cpu.count()), e.max_rss_kb, SafeUtf8(e.reason),
-        TimeParam(u.retry_at), AttemptState(u.state), dag::IsTerminal(u.state), outcome);
+        TimeParam(u.retry_at), AttemptState(u.state), dag::IsTerminal(u.state), outcome, results);
   }
   return txn.exec_prepared("kiln_task_plain", run, task, u.attempt, state, at, actor, detail,
                            TimeParam(u.retry_at), dag::IsTerminal(u.state));

@@ -426,12 +426,45 @@ Result<CreatedRun> InsertRun(pqxx::transaction_base& txn, const NewRun& run) {
   return CreatedRun{id, true};
 }
 
+// NewRun::asked_by, under the event-order lock (which serializes run creation, so that two asks
+// never both pass the cooldown).
+Result<CreatedRun> InsertAskedRun(pqxx::transaction_base& txn, const NewRun& run) {
+  const NewRun::Ask& ask = *run.asked_by;
+  json detail = {{"task", ask.task}, {"pipeline", run.pipeline}};
+  if (run.idempotency_key) {
+    pqxx::result same =
+        txn.exec_params("SELECT id FROM runs WHERE pipeline = $1 AND idempotency_key = $2",
+                        run.pipeline, *run.idempotency_key);
+    if (!same.empty()) return CreatedRun{RunId(same[0][0].as<int64_t>()), true};
+  }
+  if (ask.cooldown > Duration(0)) {
+    pqxx::result recent = txn.exec_params(
+        "SELECT id FROM runs WHERE pipeline = $1 AND trigger = $2 AND created_at > now() - "
+        "make_interval(secs => $3::float8 / 1000) ORDER BY id DESC LIMIT 1",
+        run.pipeline, run.trigger, static_cast<int64_t>(ask.cooldown.count()));
+    if (!recent.empty()) {
+      const auto id = RunId(recent[0][0].as<int64_t>());
+      detail["recent_run"] = Value(id);
+      detail["cooldown_ms"] = ask.cooldown.count();
+      txn.exec_prepared("kiln_record_event", Value(ask.run), "drift_trigger_skipped",
+                        run.created_by, detail.dump());
+      return CreatedRun{id, true, true};
+    }
+  }
+  auto created = InsertRun(txn, run);
+  if (!created.ok()) return created;
+  detail["run"] = Value(created->id);
+  txn.exec_prepared("kiln_record_event", Value(ask.run), "drift_triggered", run.created_by,
+                    detail.dump());
+  return created;
+}
+
 Result<CreatedRun> Database::CreateRun(const NewRun& run) {
   try {
     pqxx::work txn(impl_->conn, "create_run");
     txn.exec_prepared("kiln_upsert_version", run.pipeline, run.version_hash, run.source);
     LockEventOrder(txn);
-    auto created = InsertRun(txn, run);
+    auto created = run.asked_by ? InsertAskedRun(txn, run) : InsertRun(txn, run);
     if (created.ok()) txn.commit();
     return created;
   } catch (const std::exception& e) {
@@ -451,7 +484,9 @@ Result<std::vector<Result<CreatedRun>>> Database::CreateRuns(std::span<const New
     LockEventOrder(txn);
     std::vector<Result<CreatedRun>> out;
     out.reserve(runs.size());
-    for (const NewRun* run : runs) out.push_back(InsertRun(txn, *run));
+    for (const NewRun* run : runs) {
+      out.push_back(run->asked_by ? InsertAskedRun(txn, *run) : InsertRun(txn, *run));
+    }
     txn.commit();
     return out;
   } catch (const std::exception& e) {

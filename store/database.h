@@ -52,6 +52,17 @@ struct NewRun {
   std::optional<int64_t> backfill;    // set by CreateBackfill
   // The daemon that will drive the run (runs.lease_owner); empty: whichever claims it first.
   std::optional<std::string> lease_owner;
+  // A run asked for by a task of another run (a drift trigger). Unless the idempotency key
+  // matches, no run is created when one of this pipeline with this trigger was created less than
+  // `cooldown` ago (CreatedRun::cooled); either way the asking run gets an event naming its task
+  // ("drift_triggered" with the run, or "drift_trigger_skipped" with the recent one), in the same
+  // transaction: a crash leaves the ask answered or not, never half.
+  struct Ask {
+    RunId run{};
+    std::string task;
+    Duration cooldown{0};
+  };
+  std::optional<Ask> asked_by;
   struct Task {
     std::string id;
     std::string pool;
@@ -60,9 +71,20 @@ struct NewRun {
   std::vector<Task> tasks;  // in pipeline order; GetRun returns them in this order
 };
 
+// A drift task's success whose ask has no answer yet (no drift_triggered,
+// drift_trigger_skipped or drift_trigger_failed event of its task on its run).
+struct PendingAsk {
+  RunId run{};
+  std::string pipeline;  // the asking run's
+  std::string task_id;
+  std::string results;  // the attempt's results (with the report)
+};
+
 struct CreatedRun {
   RunId id{};
   bool existing = false;  // the run already existed (same idempotency key or scheduled date)
+  // NewRun::asked_by: none was created, `id` is the recent run within the cooldown.
+  bool cooled = false;
 };
 
 // A scheduled pipeline's bookkeeping, as FireSchedule sees it.
@@ -279,6 +301,19 @@ class Database {
   Result<std::vector<AttemptRecord>> ListAttempts(RunId id, std::string_view task_id);
   // One attempt. ErrorCode::kNotFound "run N task 'T' attempt K not found".
   Result<AttemptRecord> GetAttempt(RunId id, std::string_view task_id, int attempt);
+
+  // The metrics of a pipeline's successful attempts (attempts.results), a page of its newest
+  // runs that have any (1..100 runs), optionally of one task only.
+  Result<scheduler::MetricsPage> PipelineMetrics(const std::string& pipeline,
+                                                 const std::optional<std::string>& task,
+                                                 std::optional<RunId> before, int limit);
+  // Which successful attempts wrote a file and what they read, transitively (artifacts). A path
+  // is looked up in what attempts wrote, then in what they read; ErrorCode::kNotFound when no
+  // attempt recorded it.
+  Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query);
+  // Drift asks of attempts that ended in the last `window` and were never answered, oldest
+  // first.
+  Result<std::vector<PendingAsk>> PendingDriftAsks(Duration window);
 
   // The pause state set through SetPaused, by pipeline name. A pipeline without an entry
   // follows its file's `paused`.

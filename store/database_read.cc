@@ -22,28 +22,8 @@ std::string EventColumns() {
 
 std::string AttemptColumns() {
   return "attempt, state, log_path, lease_owner, " + EpochMs("started_at") + ", " +
-         EpochMs("ended_at") + ", exit_code, signal, timed_out, cpu_ms, max_rss_kb, reason";
-}
-
-// The inverse of the jsonb that CreateRun writes.
-std::vector<std::pair<std::string, dag::ParamValue>> ParseParams(const std::string& text) {
-  std::vector<std::pair<std::string, dag::ParamValue>> out;
-  for (const json& p : json::parse(text)) {
-    const std::string type = p.at("type").get<std::string>();
-    const json& v = p.at("value");
-    dag::ParamValue value;
-    if (type == "integer") {
-      value = v.get<int64_t>();
-    } else if (type == "float") {
-      value = v.is_string() ? std::strtod(v.get<std::string>().c_str(), nullptr) : v.get<double>();
-    } else if (type == "boolean") {
-      value = v.get<bool>();
-    } else {
-      value = v.get<std::string>();
-    }
-    out.emplace_back(p.at("name").get<std::string>(), std::move(value));
-  }
-  return out;
+         EpochMs("ended_at") +
+         ", exit_code, signal, timed_out, cpu_ms, max_rss_kb, reason, results::text";
 }
 
 Result<dag::TaskState> TaskState(const pqxx::field& f) {
@@ -84,6 +64,7 @@ AttemptRecord ReadAttempt(RunId id, std::string_view task_id, const pqxx::row& r
   if (auto cpu = Opt<int64_t>(row[9])) a.cpu = Duration(*cpu);
   a.max_rss_kb = Opt<int64_t>(row[10]);
   a.reason = row[11].as<std::string>();
+  if (!row[12].is_null()) a.results = row[12].as<std::string>();
   return a;
 }
 
@@ -117,6 +98,27 @@ std::vector<EventRecord> ReadEvents(pqxx::transaction_base& txn, const EventFilt
 }
 
 }  // namespace
+
+// The inverse of the jsonb that CreateRun writes.
+std::vector<std::pair<std::string, dag::ParamValue>> ParseParams(const std::string& text) {
+  std::vector<std::pair<std::string, dag::ParamValue>> out;
+  for (const json& p : json::parse(text)) {
+    const std::string type = p.at("type").get<std::string>();
+    const json& v = p.at("value");
+    dag::ParamValue value;
+    if (type == "integer") {
+      value = v.get<int64_t>();
+    } else if (type == "float") {
+      value = v.is_string() ? std::strtod(v.get<std::string>().c_str(), nullptr) : v.get<double>();
+    } else if (type == "boolean") {
+      value = v.get<bool>();
+    } else {
+      value = v.get<std::string>();
+    }
+    out.emplace_back(p.at("name").get<std::string>(), std::move(value));
+  }
+  return out;
+}
 
 std::string RunColumns() {
   return "pipeline, version_hash, trigger, " + EpochMs("logical_date") + ", " +
@@ -198,7 +200,8 @@ std::string GetRunStatement() {
   // The run's latest event comes from the same snapshot (events_by_run: one index probe).
   return "SELECT r.*, t.* FROM (SELECT " + RunColumns() +
          ", (SELECT max(id) FROM events WHERE run_id = $1) AS last_event"
-         " FROM runs WHERE id = $1) r LEFT JOIN LATERAL (SELECT " + TaskColumns() +
+         " FROM runs WHERE id = $1) r LEFT JOIN LATERAL (SELECT " +
+         TaskColumns() +
          ", position FROM task_instances WHERE run_id = $1) t ON true ORDER BY t.position";
 }
 
@@ -286,7 +289,7 @@ Result<std::vector<AttemptRecord>> Database::RunAttempts(RunId id) {
          txn.exec_params("SELECT " + AttemptColumns() +
                              ", task_id FROM attempts WHERE run_id = $1 ORDER BY task_id, attempt",
                          Value(id))) {
-      attempts.push_back(ReadAttempt(id, row[12].as<std::string>(), row));
+      attempts.push_back(ReadAttempt(id, row[13].as<std::string>(), row));
     }
     txn.commit();
     return attempts;

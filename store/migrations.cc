@@ -206,12 +206,41 @@ ALTER TABLE runs DROP CONSTRAINT runs_triggered_by_fkey,
   ON DELETE SET NULL;
 )sql";
 
+// Migration 6, results of attempts (docs/pipelines.md, "inputs, outputs and metrics"):
+// - attempts.results: what was collected when a successful attempt ended: its declared inputs
+//   and outputs with their SHA-256, and its metrics (plugins/collect.h).
+// - artifacts: one row per file of a successful attempt's results, for lineage: which attempt
+//   read (input) or wrote (output) which content at which path. Deleted with its attempt.
+// - attempts_asking: successes whose kind's report asks for a run (drift triggers), for the
+//   daemon to answer those a crash left unanswered.
+constexpr std::string_view kResultsSchema = R"sql(
+ALTER TABLE attempts ADD COLUMN results jsonb;
+CREATE TABLE artifacts (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  sha256      text NOT NULL,
+  path        text NOT NULL,
+  bytes       bigint NOT NULL,
+  role        text NOT NULL CHECK (role IN ('input', 'output')),
+  run_id      bigint NOT NULL,
+  task_id     text NOT NULL,
+  attempt     int NOT NULL,
+  recorded_at timestamptz NOT NULL,
+  FOREIGN KEY (run_id, task_id, attempt) REFERENCES attempts (run_id, task_id, attempt)
+    ON DELETE CASCADE
+);
+CREATE INDEX artifacts_by_sha256 ON artifacts (sha256, id);
+CREATE INDEX artifacts_by_path ON artifacts (path, id);
+CREATE INDEX artifacts_by_attempt ON artifacts (run_id, task_id, attempt);
+CREATE INDEX attempts_asking ON attempts (ended_at) WHERE results->'report' ? 'trigger';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
     {3, "schedules: fire cursors, skipped fires, completion triggers", kScheduleSchema},
     {4, "backfills", kBackfillSchema},
     {5, "leases, recovery and retention", kLeaseSchema},
+    {6, "results of attempts, artifacts", kResultsSchema},
 };
 
 }  // namespace

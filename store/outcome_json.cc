@@ -29,7 +29,12 @@ std::string OutcomeJson(const scheduler::AttemptOutcome& o) {
   if (!o.stop_cause.empty()) j["stop_cause"] = SafeUtf8(o.stop_cause);
   if (o.exit_code) j["exit_code"] = *o.exit_code;
   if (o.signal) j["signal"] = *o.signal;
-  return j.dump();
+  if (o.collect_failed) j["collect_failed"] = true;
+  if (!o.results.empty()) {
+    json results = json::parse(o.results, nullptr, /*allow_exceptions=*/false);
+    if (results.is_object()) j["results"] = std::move(results);
+  }
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::optional<scheduler::AttemptOutcome> ParseOutcomeJson(const std::string& text) {
@@ -51,10 +56,54 @@ std::optional<scheduler::AttemptOutcome> ParseOutcomeJson(const std::string& tex
     o.stop_cause = j.value("stop_cause", std::string());
     if (j.contains("exit_code")) o.exit_code = j["exit_code"].get<int>();
     if (j.contains("signal")) o.signal = j["signal"].get<int>();
+    o.collect_failed = j.value("collect_failed", false);
+    if (auto it = j.find("results"); it != j.end() && it->is_object()) o.results = it->dump();
     return o;
   } catch (const json::exception&) {
     return std::nullopt;
   }
+}
+
+std::optional<std::string> ResultsJson(const scheduler::AttemptOutcome& o) {
+  if (o.results.empty() || o.collect_failed) return std::nullopt;
+  json in = json::parse(o.results, nullptr, /*allow_exceptions=*/false);
+  if (!in.is_object()) return std::nullopt;
+  json out = json::object();
+  for (const char* list : {"inputs", "outputs"}) {
+    json files = json::array();
+    if (auto it = in.find(list); it != in.end() && it->is_array()) {
+      for (const json& f : *it) {
+        if (!f.is_object()) continue;
+        auto path = f.find("path");
+        auto sha = f.find("sha256");
+        auto bytes = f.find("bytes");
+        if (path == f.end() || !path->is_string() || sha == f.end() || !sha->is_string() ||
+            bytes == f.end() || !bytes->is_number_unsigned()) {
+          continue;
+        }
+        const std::string p = path->get<std::string>();
+        const std::string h = sha->get<std::string>();
+        if (p.empty() || p[0] != '/' || h.size() != 64 ||
+            h.find_first_not_of("0123456789abcdef") != std::string::npos) {
+          continue;
+        }
+        files.push_back({{"path", SafeUtf8(p)}, {"sha256", h}, {"bytes", bytes->get<uint64_t>()}});
+      }
+    }
+    out[list] = std::move(files);
+  }
+  if (auto it = in.find("metrics"); it != in.end() && it->is_object()) {
+    json metrics = json::object();
+    for (const auto& [key, value] : it->items()) {
+      if (value.is_number()) metrics[SafeUtf8(key)] = value;
+    }
+    out["metrics"] = std::move(metrics);
+  }
+  if (auto it = in.find("report"); it != in.end() && it->is_object()) out["report"] = *it;
+  if (auto it = in.find("report_error"); it != in.end() && it->is_string()) {
+    out["report_error"] = SafeUtf8(it->get<std::string>());
+  }
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace kiln::store

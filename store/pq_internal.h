@@ -57,6 +57,8 @@ std::string TimeParam(Instant t);
 std::optional<std::string> TimeParam(const std::optional<Instant>& t);
 
 Instant InstantFromMs(int64_t ms);
+// runs.params as written by CreateRun, back as values.
+std::vector<std::pair<std::string, dag::ParamValue>> ParseParams(const std::string& text);
 std::optional<Instant> OptInstant(const pqxx::field& ms);
 
 template <typename T>

@@ -76,6 +76,7 @@ std::vector<Route> StreamRoutes();    // routes_logs_events.cc: attempts, logs, 
 std::vector<Route> BackfillRoutes();  // routes_backfills.cc
 std::vector<Route> PageRoutes();      // routes_page.cc: /, /ui/{file}, /api/v1/session
 std::vector<Route> GridRoutes();      // routes_grid.cc: a pipeline's grid and graph, run attempts
+std::vector<Route> ResultRoutes();    // routes_results.cc: metrics, lineage
 const std::vector<Route>& AllRoutes();
 
 // Responses. Every JSON response goes through these (invalid UTF-8 is replaced, never thrown on).

@@ -153,6 +153,11 @@ json RenderBackfill(const scheduler::BackfillRecord& b) {
 }
 
 json RenderAttempt(const scheduler::AttemptRecord& a) {
+  json results;  // null: nothing declared, or not a success
+  if (!a.results.empty()) {
+    results = json::parse(a.results, nullptr, /*allow_exceptions=*/false);
+    if (results.is_discarded()) results = nullptr;
+  }
   return {{"attempt", a.attempt},
           {"state", a.state},
           {"started_at", RenderTime(a.started_at)},
@@ -163,7 +168,8 @@ json RenderAttempt(const scheduler::AttemptRecord& a) {
           {"cpu_ms", a.cpu ? json(a.cpu->count()) : json()},
           {"max_rss_kb", OrNull(a.max_rss_kb)},
           {"reason", a.reason},
-          {"lease_owner", a.lease_owner}};
+          {"lease_owner", a.lease_owner},
+          {"results", std::move(results)}};
 }
 
 json RenderEvent(const scheduler::EventRecord& e) {

@@ -155,8 +155,8 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
                "run_as = \"bob smith\"\nrun_uids = \"5-4\"\n") ==
         Strings{
             "kiln.toml:2:1: executor.max_parallel_task: unknown key 'max_parallel_task'; did you "
-            "mean 'max_parallel_tasks'? (accepted: kill_grace, log_cap, max_parallel_tasks, "
-            "run_as, run_uids)",
+            "mean 'max_parallel_tasks'? (accepted: allow_absolute_paths, kill_grace, log_cap, "
+            "max_parallel_tasks, run_as, run_uids)",
             "kiln.toml:3:11: executor.log_cap: invalid size \"64 MB\"; expected a number of bytes "
             "with an optional unit B, KiB, MiB, GiB, TiB, KB, MB, GB or TB, e.g. \"64MiB\"",
             "kiln.toml:4:14: executor.kill_grace: invalid duration \"soon\": number expected; "

@@ -40,9 +40,9 @@ TEST_CASE("unknown keys are named with the accepted ones and the closest") {
       Strings{"p.toml:3:8: tasks.train: no command; set command (run with /bin/sh -c) or argv (run "
               "directly)",
               "p.toml:4:1: tasks.train.comand: unknown key 'comand'; did you mean 'command'? "
-              "(accepted: allow_failure, argv, command, env, kind, max_retry_delay, needs, pool, "
-              "priority, retries, retry_backoff, retry_delay, skip_exit_codes, slots, timeout, "
-              "trigger_rule, workdir)"});
+              "(accepted: allow_failure, argv, cache, command, env, inputs, kind, "
+              "max_retry_delay, metrics, needs, outputs, pool, priority, retries, retry_backoff, "
+              "retry_delay, skip_exit_codes, slots, timeout, trigger_rule, workdir)"});
   CHECK(
       Errors("[pipeline]\nname = \"p\"\nowner = \"me\"\n[tasks.a]\ncommand = \"x\"\n") ==
       Strings{
@@ -175,9 +175,9 @@ trigger_rule = "sometimes"
             "pipelines/churn.toml:7:1: defaults.needs: needs cannot have a default; set it on "
             "each task",
             "pipelines/churn.toml:11:1: tasks.prepare.timout: unknown key 'timout'; did you mean "
-            "'timeout'? (accepted: allow_failure, argv, command, env, kind, max_retry_delay, "
-            "needs, pool, priority, retries, retry_backoff, retry_delay, skip_exit_codes, slots, "
-            "timeout, trigger_rule, workdir)",
+            "'timeout'? (accepted: allow_failure, argv, cache, command, env, inputs, kind, "
+            "max_retry_delay, metrics, needs, outputs, pool, priority, retries, retry_backoff, "
+            "retry_delay, skip_exit_codes, slots, timeout, trigger_rule, workdir)",
             "pipelines/churn.toml:14:21: tasks.train.needs: unknown task 'check' (defined tasks: "
             "prepare, train, evaluate)",
             "pipelines/churn.toml:16:9: tasks.train.slots: must be at least 1, got 0",

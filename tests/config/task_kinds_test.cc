@@ -20,7 +20,8 @@ class Probe final : public kiln::dag::KindCatalog {
   void Check(const kiln::dag::TaskSpec& task, const kiln::dag::PipelineSpec&,
              std::vector<kiln::dag::Diagnostic>& out) const override {
     for (const Value& v : task.options.items) {
-      out.push_back({"", v.loc, "tasks." + task.id + "." + v.key, "seen " + std::string(v.Phrase())});
+      out.push_back(
+          {"", v.loc, "tasks." + task.id + "." + v.key, "seen " + std::string(v.Phrase())});
     }
   }
 };
@@ -116,9 +117,9 @@ comand = "x"
         std::vector<std::string>{
             "p.toml:4:8: tasks.a.kind: unknown task kind 'probe' (known: shell)",
             "p.toml:8:1: tasks.b.comand: unknown key 'comand'; did you mean 'command'? "
-            "(accepted: allow_failure, argv, command, env, kind, max_retry_delay, needs, pool, "
-            "priority, retries, retry_backoff, retry_delay, skip_exit_codes, slots, timeout, "
-            "trigger_rule, workdir)"});
+            "(accepted: allow_failure, argv, cache, command, env, inputs, kind, max_retry_delay, "
+            "metrics, needs, outputs, pool, priority, retries, retry_backoff, retry_delay, "
+            "skip_exit_codes, slots, timeout, trigger_rule, workdir)"});
 }
 
 TEST_CASE("a kind's key in [defaults] is unknown there") {

@@ -356,6 +356,17 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
     return Status::Error(ErrorCode::kNotFound, "run " + ToString(id) + " task '" +
                                                    std::string(task) + "' has no such attempt");
   }
+  Result<scheduler::MetricsPage> PipelineMetrics(const std::string&,
+                                                 const std::optional<std::string>&,
+                                                 std::optional<RunId>, int) override {
+    return scheduler::MetricsPage{};
+  }
+  Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration) override {
+    return std::vector<store::PendingAsk>{};
+  }
+  Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery&) override {
+    return Status::Error(ErrorCode::kNotFound, "no lineage in the fake store");
+  }
   Result<std::vector<scheduler::EventRecord>> ListEvents(const scheduler::EventFilter&) override {
     return std::vector<scheduler::EventRecord>{};
   }

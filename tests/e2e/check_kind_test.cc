@@ -163,9 +163,9 @@ kind = "chek"
             ":8:12: tasks.check_data.severity: unknown severity 'fatal' (accepted: error, warn)\n" +
             p +
             ":9:1: tasks.check_data.colums: unknown key 'colums'; did you mean 'columns'? "
-            "(accepted: allow_failure, columns, data, env, kind, max_retry_delay, needs, pool, "
-            "priority, retries, retry_backoff, retry_delay, rows, severity, slots, timeout, "
-            "trigger_rule)\n" +
+            "(accepted: allow_failure, cache, columns, data, env, inputs, kind, max_retry_delay, "
+            "metrics, needs, outputs, pool, priority, retries, retry_backoff, retry_delay, rows, "
+            "severity, slots, timeout, trigger_rule)\n" +
             p +
             ":11:16: tasks.check_data.columns.age.type: unknown column type 'integer' "
             "(accepted: bool, float, int, string)\n" +

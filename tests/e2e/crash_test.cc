@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/sha256.h"
 #include "daemon.h"
 #include "harness.h"
 
@@ -113,6 +114,44 @@ TEST_CASE("a task that ends while no daemon runs is recorded by the next one, wh
   CHECK(Lines(dir / "b.count") == 1);
   CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a/1.log")) ==
         "line 1\nline 2\n");
+  CHECK(second.Stop() == 0);
+  CheckInvariants(DatabaseUrl());
+  NoProcessesLeft(dir);
+}
+
+TEST_CASE("a task's files collected while no daemon runs are recorded by the next one, once") {
+  TempDir dir;
+  const std::string name = Unique("collect");
+  const std::string d = dir.path().string();
+  WriteFile(dir / "pipelines/p.toml",
+            "[pipeline]\nname = \"" + name + "\"\n[tasks.a]\ncommand = '''echo $$ > " + d +
+                "/a.started; while [ ! -e " + d +
+                "/go ]; do sleep 0.02; done; echo model > {{ run.dir }}/model.bin; "
+                "echo '{\"loss\": 0.5}' > {{ run.dir }}/m.json'''\n"
+                "outputs = [\"{{ run.dir }}/model.bin\"]\nmetrics = \"{{ run.dir }}/m.json\"\n");
+  int64_t run = 0;
+  {
+    Daemon first(dir, Leaving(dir / "pipelines"));
+    auto op = first.Client(kOperatorToken);
+    run = Trigger(op, name);
+    WaitStarted(dir);
+    first.Signal(SIGKILL);
+  }
+  WriteFile(dir / "go", "");
+  const std::string where = " where run_id = " + std::to_string(run);
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from attempts" + where + " and outcome is not null") == "1";
+      },
+      "the supervisor to record the end of a with its results");
+  Daemon second(dir, Leaving(dir / "pipelines"));
+  CHECK(WaitForRunEnd(second, run) == "success");
+  CHECK(Attempts(DatabaseUrl(), run) == "a#1:success");
+  CHECK(Sql("select results->'metrics'->>'loss' from attempts" + where) == "0.5");
+  CHECK(Sql("select count(*) || ' ' || min(role) || ' ' || min(sha256) from artifacts" + where) ==
+        "1 output " + kiln::Sha256Hex("model\n"));
+  // The outcome keeps no second copy of the results.
+  CHECK(Sql("select outcome ? 'results' from attempts" + where) == "f");
   CHECK(second.Stop() == 0);
   CheckInvariants(DatabaseUrl());
   NoProcessesLeft(dir);

@@ -1,7 +1,10 @@
 // kind = "drift" through `kiln run`: the current data against a reference, per numeric column.
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "daemon.h"
 #include "harness.h"
 
 using nlohmann::json;
@@ -137,8 +140,126 @@ columns = "age"
         p + ":3:8: tasks.drift: no reference; set reference to a CSV or JSON lines file\n" + p +
             ":6:10: tasks.drift.method: unknown method 'chi2' (accepted: ks, psi)\n" + p +
             ":7:13: tasks.drift.threshold: must be above 0\n" + p +
-            ":8:12: tasks.drift.on_drift: on_drift = \"trigger\" is not built yet; use \"fail\" "
-            "or \"warn\"\n" +
+            ":8:12: tasks.drift.on_drift: on_drift = \"trigger\" needs trigger: the name of the "
+            "pipeline to run\n" +
             p + ":9:11: tasks.drift.columns: expected an array of column names, got a string\n" +
             "5 errors in 1 file\n");
+}
+
+namespace {
+
+// A monitor that asks for a run of "retrain" when its data drifts, and "retrain" itself.
+void WriteMonitor(const TempDir& dir, const std::string& cooldown) {
+  WriteFile(dir / "pipelines/data/reference.csv", Data(0));
+  WriteFile(dir / "pipelines/data/same.csv", Data(0));
+  WriteFile(dir / "pipelines/data/older.csv", Data(40));
+  WriteFile(dir / "pipelines/monitor.toml", R"([pipeline]
+name = "monitor"
+[params]
+input = "data/same.csv"
+[tasks.drift]
+kind = "drift"
+reference = "data/reference.csv"
+current = "{{ params.input }}"
+columns = ["age"]
+method = "ks"
+threshold = 0.5
+on_drift = "trigger"
+trigger = "retrain"
+cooldown = ")" + cooldown + R"("
+)");
+  WriteFile(dir / "pipelines/retrain.toml", R"([pipeline]
+name = "retrain"
+[tasks.train]
+command = "echo retrained"
+)");
+}
+
+int64_t TriggerMonitor(httplib::Client& client, const std::string& input) {
+  return Trigger(client, "monitor", R"({"params": {"input": ")" + input + R"("}})");
+}
+
+std::string DriftEvents(int64_t run) {
+  return Sql("select coalesce(string_agg(kind, ' ' order by id), '') from events where run_id = " +
+             std::to_string(run) + " and kind like 'drift%'");
+}
+
+}  // namespace
+
+TEST_CASE("a drift triggers exactly one run of its pipeline within the cooldown") {
+  TempDir dir;
+  WriteMonitor(dir, "1h");
+  Daemon daemon(dir, dir / "pipelines");
+  httplib::Client client = daemon.Client(kOperatorToken);
+
+  const int64_t calm = TriggerMonitor(client, "data/same.csv");
+  REQUIRE(WaitForRunEnd(daemon, calm) == "success");
+  CHECK(DriftEvents(calm) == "");
+
+  const int64_t moved = TriggerMonitor(client, "data/older.csv");
+  REQUIRE(WaitForRunEnd(daemon, moved) == "success");
+  WaitFor([&] { return DriftEvents(moved) == "drift_triggered"; }, "the drift to trigger a run");
+  const std::string retrain =
+      Sql("select id from runs where triggered_by = " + std::to_string(moved));
+  CHECK(
+      Sql("select trigger || ' ' || triggered_by || ' ' || idempotency_key from runs where id = " +
+          retrain) ==
+      "drift " + std::to_string(moved) + " drift:" + std::to_string(moved) + ":drift");
+  CHECK(Sql("select note from runs where id = " + retrain) ==
+        "drift in task 'drift': age ks 1.0000 (run " + std::to_string(moved) + ")");
+  CHECK(Sql("select detail->>'run' from events where run_id = " + std::to_string(moved) +
+            " and kind = 'drift_triggered'") == retrain);
+  CHECK(WaitForRunEnd(daemon, std::stoll(retrain)) == "success");
+  // The statistics are kept with the attempt.
+  CHECK(Sql("select results->'report'->'drifted'::text from attempts where run_id = " +
+            std::to_string(moved)) == "[\"age\"]");
+
+  // Drifting again within the hour: no second run.
+  const int64_t again = TriggerMonitor(client, "data/older.csv");
+  REQUIRE(WaitForRunEnd(daemon, again) == "success");
+  WaitFor([&] { return DriftEvents(again) == "drift_trigger_skipped"; },
+          "the second drift to be skipped");
+  CHECK(Sql("select detail->>'recent_run' from events where run_id = " + std::to_string(again) +
+            " and kind = 'drift_trigger_skipped'") == retrain);
+  CHECK(Sql("select count(*) from runs where pipeline = 'retrain' and trigger = 'drift' and id > " +
+            retrain) == "0");
+}
+
+TEST_CASE("a drift asking for a pipeline that is not loaded records why") {
+  TempDir dir;
+  WriteMonitor(dir, "0s");
+  fs::remove(dir / "pipelines/retrain.toml");
+  Daemon daemon(dir, dir / "pipelines");
+  httplib::Client client = daemon.Client(kOperatorToken);
+  const int64_t moved = TriggerMonitor(client, "data/older.csv");
+  REQUIRE(WaitForRunEnd(daemon, moved) == "success");
+  WaitFor([&] { return DriftEvents(moved) == "drift_trigger_failed"; }, "the failure to be noted");
+  CHECK(Sql("select detail->>'error' from events where run_id = " + std::to_string(moved) +
+            " and kind = 'drift_trigger_failed'") == "no pipeline named 'retrain'");
+}
+
+TEST_CASE("a daemon killed before answering a drift answers it once at its next start") {
+  TempDir dir;
+  WriteMonitor(dir, "0s");
+  int64_t moved = 0;
+  {
+    DaemonOptions o(dir / "pipelines");
+    o.on_stop = "leave";
+    o.env["KILN_CRASH_AT"] = "drift.ask";
+    Daemon first(dir, o);
+    auto client = first.Client(kOperatorToken);
+    moved = TriggerMonitor(client, "data/older.csv");
+    CHECK(first.Wait() == 128 + SIGKILL);
+  }
+  CHECK(Sql("select state from task_instances where task_id = 'drift' and run_id = " +
+            std::to_string(moved)) == "success");
+  const std::string asked =
+      "select count(*) from runs where triggered_by = " + std::to_string(moved);
+  CHECK(Sql(asked) == "0");
+  DaemonOptions o(dir / "pipelines");
+  o.on_stop = "leave";
+  Daemon second(dir, o);
+  WaitFor([&] { return DriftEvents(moved) == "drift_triggered"; }, "the ask to be answered");
+  CHECK(Sql(asked) == "1");
+  CHECK(WaitForRunEnd(second, moved) == "success");
 }

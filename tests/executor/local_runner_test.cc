@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "scheduler/retry.h"
 #include "tests/executor/test_util.h"
 
 using namespace std::chrono_literals;
@@ -159,4 +160,68 @@ TEST_CASE("process results map field by field to attempt outcomes") {
   CHECK(o.max_rss_kb == 1234);
   CHECK(o.log_bytes == 99);
   CHECK(o.log_truncated);
+}
+
+TEST_CASE("after an exit 0 the collector runs in the task's folder and its report is the results") {
+  t::TempDir dir;
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 1 << 20, 1s);
+  std::optional<AttemptOutcome> outcome;
+  LaunchRequest request = Request(dir, "echo task; echo model > out.bin");
+  request.collect_argv = {"/bin/sh", "-c", "printf '{\"from\": \"%s\"}\\n' \"$(cat out.bin)\""};
+  runner.Start(request, [&](AttemptOutcome o) { outcome = std::move(o); });
+  t::RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(outcome->exit_code == 0);
+  CHECK_FALSE(outcome->collect_failed);
+  CHECK(outcome->results == "{\"from\": \"model\"}");
+  CHECK(t::ReadFile(request.log_path) == "task\n");
+  // The report is read and removed; nothing is left beside the log.
+  CHECK_FALSE(std::filesystem::exists(request.log_path.string() + ".results"));
+  CHECK(runner.running() == 0);
+}
+
+TEST_CASE("a collector that fails fails the attempt and says why in its log") {
+  t::TempDir dir;
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 1 << 20, 1s);
+  std::optional<AttemptOutcome> outcome;
+  LaunchRequest request = Request(dir, "echo task");
+  request.collect_argv = {"/bin/sh", "-c", "echo \"output 'model.bin' does not exist\"; exit 1"};
+  runner.Start(request, [&](AttemptOutcome o) { outcome = std::move(o); });
+  t::RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(outcome->exit_code == 0);
+  CHECK(outcome->collect_failed);
+  CHECK(outcome->results.empty());
+  CHECK(outcome->error == "output 'model.bin' does not exist");
+  CHECK(kiln::scheduler::Describe(kiln::dag::TaskSpec{}, *outcome) ==
+        "output 'model.bin' does not exist");
+  CHECK(t::ReadFile(request.log_path) == "task\n[kiln: output 'model.bin' does not exist]\n");
+}
+
+TEST_CASE("no collector runs after a failure, and Kill stops a collector") {
+  t::TempDir dir;
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 1 << 20, 1s);
+  std::optional<AttemptOutcome> failed;
+  LaunchRequest request = Request(dir, "exit 3");
+  request.collect_argv = {"/bin/sh", "-c", "touch collected"};
+  runner.Start(request, [&](AttemptOutcome o) { failed = std::move(o); });
+  t::RunUntil(io, [&] { return failed.has_value(); });
+  CHECK(failed->exit_code == 3);
+  CHECK_FALSE(failed->collect_failed);
+  CHECK_FALSE(std::filesystem::exists(request.run_dir / "collected"));
+
+  std::optional<AttemptOutcome> killed;
+  LaunchRequest slow = Request(dir, "true");
+  slow.attempt = 2;
+  slow.collect_argv = {"/bin/sh", "-c", "touch collecting; exec sleep 30"};
+  runner.Start(slow, [&](AttemptOutcome o) { killed = std::move(o); });
+  t::RunUntil(io, [&] { return std::filesystem::exists(slow.run_dir / "collecting"); });
+  CHECK(runner.running() == 1);
+  runner.Kill(slow.run, slow.task);
+  t::RunUntil(io, [&] { return killed.has_value(); });
+  CHECK(killed->killed);
+  CHECK(killed->collect_failed);
+  CHECK(killed->error == "stopped while its inputs, outputs and metrics were collected");
+  CHECK(kiln::scheduler::Classify(kiln::dag::TaskSpec{}, *killed) == kiln::dag::TaskState::kFailed);
 }

@@ -19,11 +19,13 @@ class FakeService final : public scheduler::Service {
   // Scripted results. Set them before the requests that read them.
   std::vector<scheduler::PipelineInfo> pipelines;
   std::map<int64_t, scheduler::RunRecord> runs;
-  scheduler::TriggerResult trigger_result{RunId{12}, false, std::nullopt};
+  scheduler::TriggerResult trigger_result{RunId{12}, false, false, std::nullopt};
   scheduler::RunPage run_page;
   scheduler::RetryResult retry_result{RunId{12}, {"train", "evaluate"}};
   std::vector<scheduler::AttemptRecord> attempts;  // ListAttempts and RunAttempts
   scheduler::GridPage grid;
+  scheduler::MetricsPage metrics_page;  // PipelineMetrics
+  scheduler::LineageFile lineage;       // Lineage
   // PipelineVersion: these versions by content hash; none given: the pipeline's in `pipelines`.
   std::map<std::string, dag::PipelinePtr> versions;
   scheduler::BackfillRecord backfill;  // what every backfill call returns
@@ -151,6 +153,19 @@ class FakeService final : public scheduler::Service {
            std::to_string(limit));
     if (auto e = Error("Grid")) return *e;
     return grid;
+  }
+  Result<scheduler::MetricsPage> PipelineMetrics(const std::string& pipeline,
+                                                 const std::optional<std::string>& task,
+                                                 std::optional<RunId> before, int limit) override {
+    Record("PipelineMetrics " + pipeline + " " + task.value_or("-") + " " +
+           (before ? ToString(*before) : "-") + " " + std::to_string(limit));
+    if (auto e = Error("PipelineMetrics")) return *e;
+    return metrics_page;
+  }
+  Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) override {
+    Record("Lineage " + query.path.value_or("-") + " " + query.sha256.value_or("-"));
+    if (auto e = Error("Lineage")) return *e;
+    return lineage;
   }
   Result<std::vector<scheduler::AttemptRecord>> RunAttempts(RunId run) override {
     Record("RunAttempts " + ToString(run));

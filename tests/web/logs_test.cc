@@ -46,7 +46,8 @@ TEST_CASE("attempts are listed first to last") {
                            {"cpu_ms", 120},
                            {"max_rss_kb", 20480},
                            {"reason", "exit code 3"},
-                           {"lease_owner", "host:123"}},
+                           {"lease_owner", "host:123"},
+                           {"results", nullptr}},
                           {{"attempt", 2},
                            {"state", "running"},
                            {"started_at", "2026-11-29T01:51:26.500Z"},
@@ -57,7 +58,8 @@ TEST_CASE("attempts are listed first to last") {
                            {"cpu_ms", nullptr},
                            {"max_rss_kb", nullptr},
                            {"reason", ""},
-                           {"lease_owner", "host:123"}}}}});
+                           {"lease_owner", "host:123"},
+                           {"results", nullptr}}}}});
   CHECK(r->body.find("/var/lib/kiln") == std::string::npos);  // no server paths
   CHECK(server.service.Calls() == std::vector<std::string>{"ListAttempts 12 train"});
 }

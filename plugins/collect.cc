@@ -1,0 +1,313 @@
+#include "plugins/collect.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "common/sha256.h"
+#include "plugins/fd.h"
+
+namespace kiln::plugins {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+// A declared path: the folder it is read beneath and the rest, or why it may not be read.
+struct Place {
+  fs::path root;  // empty: an absolute path allowed anywhere
+  fs::path rel;
+  fs::path absolute;
+};
+
+// `inner` relative to `outer` when it lies beneath it (both absolute and lexically normal).
+std::optional<fs::path> Beneath(const fs::path& inner, const fs::path& outer) {
+  if (outer.empty()) return std::nullopt;
+  auto [o, i] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
+  // A trailing separator of `outer` is an empty last element.
+  if (o != outer.end() && !(std::next(o) == outer.end() && o->empty())) return std::nullopt;
+  fs::path rest;
+  for (; i != inner.end(); ++i) rest /= *i;
+  return rest;
+}
+
+Result<Place> Resolve(const CollectSpec& spec, const std::string& path) {
+  if (path.empty()) return Status::Error("is empty");
+  if (path.find('\0') != std::string::npos) return Status::Error("holds a NUL character");
+  const fs::path pipeline = fs::path(spec.pipeline_dir).lexically_normal();
+  const fs::path run = fs::path(spec.run_dir).lexically_normal();
+  fs::path p(path);
+  if (p.is_relative()) p = pipeline / p;
+  p = p.lexically_normal();
+  for (const fs::path* root : {&run, &pipeline}) {
+    if (auto rel = Beneath(p, *root)) {
+      if (rel->empty() || *rel->begin() == "..") break;
+      return Place{*root, *rel, p};
+    }
+  }
+  if (fs::path(path).is_relative()) {
+    return Status::Error("leaves the pipeline's folder " + pipeline.string());
+  }
+  if (!spec.allow_absolute) {
+    return Status::Error(
+        "is outside the run folder and the pipeline's folder (absolute paths "
+        "elsewhere need allow_absolute_paths = true in [executor] of kiln.toml)");
+  }
+  return Place{fs::path(), fs::path(), p};
+}
+
+std::string OpenError(int err) {
+  switch (err) {
+    case ENOENT:
+      return "does not exist";
+    case EXDEV:
+      return "leads out of its folder through '..' or a symbolic link";
+    case ELOOP:
+      return "is a loop of symbolic links";
+    case ENOTDIR:
+      return "has a part that is not a folder";
+    default:
+      return std::string("cannot be opened: ") + std::strerror(err);
+  }
+}
+
+// Opens a declared file for reading: beneath its folder, no link out of it, no blocking on a
+// FIFO; a regular file only.
+Result<int> Open(const Place& place) {
+  constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+  int fd = -1;
+  if (place.root.empty()) {
+    fd = ::open(place.absolute.c_str(), kFlags);
+  } else {
+    Fd root(::open(place.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (root.get() < 0) return Status::Error("cannot open its folder: " + OpenError(errno));
+    open_how how{};
+    how.flags = kFlags;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    fd = static_cast<int>(::syscall(SYS_openat2, root.get(), place.rel.c_str(), &how, sizeof how));
+  }
+  if (fd < 0) return Status::Error(OpenError(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::Error(S_ISDIR(st.st_mode) ? "is a folder, not a file" : "is not a regular file");
+  }
+  return fd;
+}
+
+// Reads `fd` to its end in blocks; false on a read error.
+template <typename F>
+bool ReadBlocks(int fd, F&& f) {
+  std::string buf(1 << 20, '\0');
+  while (true) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    if (!f(std::string_view(buf.data(), static_cast<size_t>(n)))) return true;
+  }
+}
+
+Result<json> HashFile(const Place& place) {
+  auto fd = Open(place);
+  if (!fd.ok()) return fd.status();
+  Fd file(fd.value());
+  Sha256 sha;
+  uint64_t bytes = 0;
+  const bool ok = ReadBlocks(file.get(), [&](std::string_view block) {
+    sha.Update(block);
+    bytes += block.size();
+    return true;
+  });
+  if (!ok) return Status::Error(std::string("cannot be read: ") + std::strerror(errno));
+  return json{{"path", place.absolute.string()}, {"sha256", sha.Hex()}, {"bytes", bytes}};
+}
+
+std::string Quoted(const std::string& text) { return "'" + text + "'"; }
+
+// "a string", "an object", "null".
+std::string TypeText(const json& value) {
+  if (value.is_null()) return "null";
+  const std::string type = value.type_name();
+  return (std::string("aeiou").find(type[0]) != std::string::npos ? "an " : "a ") + type;
+}
+
+// The whole of a small file (metrics, a report): at most `cap` bytes.
+Result<std::string> ReadSmall(const Place& place, size_t cap) {
+  auto fd = Open(place);
+  if (!fd.ok()) return fd.status();
+  Fd file(fd.value());
+  std::string text;
+  bool too_big = false;
+  const bool ok = ReadBlocks(file.get(), [&](std::string_view block) {
+    text.append(block);
+    too_big = text.size() > cap;
+    return !too_big;
+  });
+  if (!ok) return Status::Error(std::string("cannot be read: ") + std::strerror(errno));
+  if (too_big) return Status::Error("is larger than " + std::to_string(cap) + " bytes");
+  return text;
+}
+
+Result<json> ReadMetrics(const Place& place) {
+  auto text = ReadSmall(place, kMaxMetricsBytes);
+  if (!text.ok()) {
+    if (text.message().starts_with("is larger")) {
+      return Status::Error(text.message() + "; expected a flat JSON object of numbers");
+    }
+    return text.status();
+  }
+  json j = json::parse(text.value(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Status::Error(
+        "is not JSON; expected a flat JSON object of numbers, e.g. "
+        "{\"accuracy\": 0.93}");
+  }
+  if (!j.is_object()) {
+    return Status::Error(std::string(j.is_null() ? "holds JSON null" : "holds a JSON ") +
+                         (j.is_null() ? "" : j.type_name()) +
+                         "; expected a flat JSON object of numbers, e.g. {\"accuracy\": 0.93}");
+  }
+  if (j.size() > kMaxMetrics) {
+    return Status::Error("has " + std::to_string(j.size()) + " keys; at most " +
+                         std::to_string(kMaxMetrics) + " are recorded");
+  }
+  for (const auto& [key, value] : j.items()) {
+    if (key.empty() || key.size() > kMaxMetricNameBytes) {
+      return Status::Error("has a key of " + std::to_string(key.size()) + " bytes; names are 1-" +
+                           std::to_string(kMaxMetricNameBytes) + " bytes");
+    }
+    if (!value.is_number()) {
+      return Status::Error("key " + Quoted(key) + " is " + TypeText(value) +
+                           "; expected a number (a flat JSON object of numbers)");
+    }
+  }
+  return j;
+}
+
+// A kind's report: a JSON object; kNotFound when it wrote none.
+Result<json> ReadReport(const Place& place) {
+  auto text = ReadSmall(place, kMaxReportBytes);
+  if (!text.ok()) {
+    if (text.message() == "does not exist") {
+      return Status::Error(ErrorCode::kNotFound, text.message());
+    }
+    return text.status();
+  }
+  json j = json::parse(text.value(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return Status::Error("is not a JSON object");
+  return j;
+}
+
+}  // namespace
+
+std::string CollectSpecJson(const CollectSpec& spec) {
+  json j = {{"inputs", spec.inputs},
+            {"outputs", spec.outputs},
+            {"metrics", spec.metrics},
+            {"report", spec.report},
+            {"pipeline_dir", spec.pipeline_dir},
+            {"run_dir", spec.run_dir},
+            {"allow_absolute", spec.allow_absolute}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<CollectSpec> ParseCollectSpec(std::string_view text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return Status::Error("the collect spec is not a JSON object");
+  try {
+    CollectSpec spec;
+    spec.inputs = j.value("inputs", std::vector<std::string>{});
+    spec.outputs = j.value("outputs", std::vector<std::string>{});
+    spec.metrics = j.value("metrics", std::string());
+    spec.report = j.value("report", std::string());
+    spec.pipeline_dir = j.at("pipeline_dir").get<std::string>();
+    spec.run_dir = j.value("run_dir", std::string());
+    spec.allow_absolute = j.value("allow_absolute", false);
+    if (!fs::path(spec.pipeline_dir).is_absolute()) {
+      return Status::Error("the collect spec's pipeline_dir is not absolute");
+    }
+    return spec;
+  } catch (const json::exception& e) {
+    return Status::Error(std::string("the collect spec cannot be read: ") + e.what());
+  }
+}
+
+Result<std::string> CollectResults(const CollectSpec& spec) {
+  std::string problems;
+  auto problem = [&](const std::string& what, const std::string& path, const fs::path* absolute,
+                     const std::string& why) {
+    if (!problems.empty()) problems += '\n';
+    problems += what + " " + Quoted(path);
+    if (absolute != nullptr && absolute->string() != path)
+      problems += " (" + absolute->string() + ")";
+    problems += " " + why;
+  };
+  json results = json::object();
+  for (const auto* list : {&spec.inputs, &spec.outputs}) {
+    const std::string what = list == &spec.inputs ? "input" : "output";
+    json files = json::array();
+    for (const std::string& path : *list) {
+      auto place = Resolve(spec, path);
+      if (!place.ok()) {
+        problem(what, path, nullptr, place.message());
+        continue;
+      }
+      auto hashed = HashFile(place.value());
+      if (!hashed.ok()) {
+        problem(what, path, &place->absolute, hashed.message());
+        continue;
+      }
+      files.push_back(std::move(hashed).value());
+    }
+    results[what + "s"] = std::move(files);
+  }
+  if (!spec.metrics.empty()) {
+    auto place = Resolve(spec, spec.metrics);
+    if (!place.ok()) {
+      problem("metrics file", spec.metrics, nullptr, place.message());
+    } else if (auto metrics = ReadMetrics(place.value()); !metrics.ok()) {
+      problem("metrics file", spec.metrics, &place->absolute, metrics.message());
+    } else {
+      results["metrics"] = std::move(metrics).value();
+    }
+  }
+  if (!problems.empty()) return Status::Error(problems);
+  if (!spec.report.empty()) {
+    auto place = Resolve(spec, spec.report);
+    auto report = place.ok() ? ReadReport(place.value()) : Result<json>(place.status());
+    if (report.ok()) {
+      results["report"] = std::move(report).value();
+    } else if (report.status().code() != ErrorCode::kNotFound) {
+      results["report_error"] = "report " + Quoted(spec.report) + " " + report.message();
+    }
+  }
+  return results.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+int RunCollect(std::string_view spec_json, std::ostream& out) {
+  auto spec = ParseCollectSpec(spec_json);
+  if (!spec.ok()) {
+    out << "kiln task collect: " << spec.message() << '\n';
+    return 2;
+  }
+  auto results = CollectResults(spec.value());
+  if (!results.ok()) {
+    out << results.message() << '\n';
+    return 1;
+  }
+  out << results.value() << '\n';
+  return 0;
+}
+
+}  // namespace kiln::plugins

@@ -1,0 +1,55 @@
+// `kiln task collect`: after a task exits 0, hashes (SHA-256) its declared inputs and outputs
+// and reads its metrics file, as the task's user, and prints the attempt's results. The
+// executor runs it (executor/collector.h) and the daemon records what it printed; neither opens
+// a task's files itself.
+//
+// The results, one JSON object:
+//   {"inputs":  [{"path": "/abs/train.csv", "sha256": "<64 hex>", "bytes": 123}, ...],
+//    "outputs": [...],
+//    "metrics": {"accuracy": 0.93, ...},        (only when the task declares metrics)
+//    "report": {...}}                            (a kind's report, when it wrote one)
+// Paths are absolute and lexically normal. A declared file that is missing, not a regular file,
+// unreadable or outside its folder, and a metrics file that is not a flat JSON object of
+// finite numbers, fail the attempt: the message names the key, the file and what is wrong.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kiln::plugins {
+
+struct CollectSpec {
+  std::vector<std::string> inputs;   // rendered; relative ones are read from pipeline_dir
+  std::vector<std::string> outputs;  // likewise
+  std::string metrics;               // empty = none
+  // A kind's report in the run folder (<run>/.kiln/<task>/<kind>.json), kept with the results
+  // when it is there: a JSON object of at most kMaxReportBytes. Its absence or a problem with it
+  // does not fail the attempt ("report_error" says what).
+  std::string report;
+  std::string pipeline_dir;          // absolute
+  std::string run_dir;               // absolute
+  // Absolute paths outside both folders are accepted ([executor] allow_absolute_paths).
+  bool allow_absolute = false;
+};
+
+// Limits of a metrics file.
+inline constexpr size_t kMaxMetricsBytes = size_t{1} << 20;
+inline constexpr size_t kMaxMetrics = 1000;
+inline constexpr size_t kMaxMetricNameBytes = 200;
+inline constexpr size_t kMaxReportBytes = size_t{1} << 20;
+
+std::string CollectSpecJson(const CollectSpec& spec);
+Result<CollectSpec> ParseCollectSpec(std::string_view json);
+
+// The results object, or why the attempt fails (every problem, one per line).
+Result<std::string> CollectResults(const CollectSpec& spec);
+
+// The subcommand: prints the results and returns 0, or prints why and returns 1 (2 for a spec
+// it cannot read).
+int RunCollect(std::string_view spec_json, std::ostream& out);
+
+}  // namespace kiln::plugins

@@ -1,0 +1,97 @@
+#include "tests/web/harness.h"
+
+using namespace kiln;
+using namespace kiln::web;
+using namespace kiln::web::testing;
+
+TEST_CASE("a pipeline's metrics are listed by run with a cursor") {
+  TestServer server;
+  scheduler::MetricsPoint p;
+  p.run = RunId{12};
+  p.task_id = "evaluate";
+  p.attempt = 2;
+  p.logical_date = At(kT0);
+  p.ended_at = At(kT0 + 5);
+  p.values = R"({"accuracy": 0.93})";
+  server.service.metrics_page.points = {p};
+  server.service.metrics_page.next = RunId{12};
+  auto client = server.Client();
+  auto r = client->Get("/api/v1/pipelines/ml/metrics?task=evaluate&limit=1&cursor=20", AsViewer());
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(Body(r) == json{{"pipeline", "ml"},
+                        {"points",
+                         {{{"run", 12},
+                           {"task", "evaluate"},
+                           {"attempt", 2},
+                           {"logical_date", "2026-11-29T01:51:15.000Z"},
+                           {"ended_at", "2026-11-29T01:51:15.005Z"},
+                           {"metrics", {{"accuracy", 0.93}}}}}},
+                        {"next_cursor", "12"}});
+  CHECK(server.service.Calls() == std::vector<std::string>{"PipelineMetrics ml evaluate 20 1"});
+  auto bad = client->Get("/api/v1/pipelines/ml/metrics?task=no%20such", AsViewer());
+  REQUIRE(bad);
+  CHECK(bad->status == 400);
+}
+
+TEST_CASE("the lineage of a file is asked by path or by content, exactly one of them") {
+  TestServer server;
+  auto step = std::make_shared<scheduler::LineageStep>();
+  step->run = RunId{7};
+  step->pipeline = "ml";
+  step->version_hash = "abc";
+  step->trigger = "manual";
+  step->logical_date = At(kT0);
+  step->params = {{"c", dag::ParamValue(0.5)}};
+  step->task_id = "train";
+  step->attempt = 1;
+  step->ended_at = At(kT0 + 5);
+  scheduler::LineageFile raw;
+  raw.path = "/data/raw.csv";
+  raw.sha256 = std::string(64, 'b');
+  raw.bytes = 10;
+  step->inputs = {raw};
+  server.service.lineage.path = "/runs/7/model.pkl";
+  server.service.lineage.sha256 = std::string(64, 'a');
+  server.service.lineage.bytes = 3;
+  server.service.lineage.produced_by = step;
+  auto client = server.Client();
+  auto r = client->Get("/api/v1/lineage?path=%2Fruns%2F7%2Fmodel.pkl", AsViewer());
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(Body(r) == json{{"path", "/runs/7/model.pkl"},
+                        {"sha256", std::string(64, 'a')},
+                        {"bytes", 3},
+                        {"produced_by",
+                         {{"run", 7},
+                          {"pipeline", "ml"},
+                          {"version", "abc"},
+                          {"trigger", "manual"},
+                          {"logical_date", "2026-11-29T01:51:15.000Z"},
+                          {"params", {{"c", 0.5}}},
+                          {"task", "train"},
+                          {"attempt", 1},
+                          {"ended_at", "2026-11-29T01:51:15.005Z"},
+                          {"inputs",
+                           {{{"path", "/data/raw.csv"},
+                             {"sha256", std::string(64, 'b')},
+                             {"bytes", 10},
+                             {"produced_by", nullptr}}}}}}});
+  // Upper-case hex is read as lower case.
+  auto by_hash = client->Get("/api/v1/lineage?sha256=" + std::string(64, 'A'), AsViewer());
+  REQUIRE(by_hash);
+  CHECK(by_hash->status == 200);
+  CHECK(server.service.Calls() == std::vector<std::string>{"Lineage /runs/7/model.pkl -",
+                                                           "Lineage - " + std::string(64, 'a')});
+  const std::vector<std::string> bad_queries = {"", "?path=/a&sha256=" + std::string(64, 'a'),
+                                                "?path=rel/x", "?sha256=xyz", "?file=/a"};
+  for (const std::string& query : bad_queries) {
+    auto bad = client->Get("/api/v1/lineage" + query, AsViewer());
+    REQUIRE(bad);
+    INFO(query);
+    CHECK(bad->status == 400);
+  }
+  auto anonymous = client->Get("/api/v1/lineage?path=/a");
+  REQUIRE(anonymous);
+  CHECK(anonymous->status == 401);
+}
