@@ -6,6 +6,8 @@ Measures, each the median of --repeat runs of the process a task attempt starts:
   check      a contract on 4 of 5 columns (types, min/max, allowed, nulls) over --rows rows
   unique     `unique` on a column of --rows distinct values (the one rule whose memory grows)
   psi, ks    drift of every numeric column (3) of the file against itself
+  collect    `kiln task collect` of the file as a declared output (SHA-256), and of the 2-row
+             file (the floor: what declaring outputs adds to an attempt)
 and prints each as seconds, ns per row and the peak RSS, so machines of different speed compare.
 
 Usage: bench/kinds.py [--kiln build-ci/cli/kiln] [--rows 1000000] [--repeat 3]
@@ -69,6 +71,8 @@ def main():
             ("unique", "check", table([("data", data), ("columns", table([("id", table([("unique", True)]))]))]), args.rows),
             ("psi", "drift", table([("reference", data), ("current", data), ("method", "psi")]), args.rows),
             ("ks", "drift", table([("reference", data), ("current", data), ("method", "ks")]), args.rows),
+            ("collect0", "collect", {"outputs": [small], "pipeline_dir": tmp, "run_dir": tmp}, 1),
+            ("collect", "collect", {"outputs": [data], "pipeline_dir": tmp, "run_dir": tmp}, args.rows),
         ]
         print(f"data: {args.rows:,} rows, {size / 2**20:.1f} MiB")
         for name, kind, options, rows in cases:
@@ -79,8 +83,9 @@ def main():
                 rss = max(rss, peak)
             median = statistics.median(times)
             if rows == 1:
-                print(f"{name:7s} {median * 1000:7.1f} ms per process (the floor of every attempt of a "
-                      f"kind)  peak RSS {rss / 1024:.0f} MiB")
+                what = "every attempt of a kind" if kind != "collect" else "collecting a success"
+                print(f"{name:7s} {median * 1000:7.1f} ms per process (the floor of {what})  "
+                      f"peak RSS {rss / 1024:.0f} MiB")
                 continue
             print(f"{name:7s} {median:7.3f} s  {median / rows * 1e9:6.0f} ns/row  "
                   f"{size / median / 2**20:5.1f} MiB/s  peak RSS {rss / 1024:.0f} MiB")
