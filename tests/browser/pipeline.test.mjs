@@ -159,3 +159,36 @@ command = "true"
     assert.deepEqual(problems, []);
   });
 });
+
+test('the metrics tasks recorded are charted run by run, each point a link to its run', { timeout: 120000 }, async () => {
+  await signedIn(pipelinesFolder({ 'scored.toml': `[pipeline]
+name = "scored"
+[params]
+score = 0.5
+[tasks.evaluate]
+command = '''printf '{"accuracy": %s, "rows": 100}' "$KILN_PARAM_SCORE" > "$KILN_RUN_DIR/m.json"'''
+metrics = "{{ run.dir }}/m.json"
+` }), 'viewer', async ({ daemon, page, problems }) => {
+    await page.goto(`${daemon.url}/#/pipelines/scored`);
+    await page.getByText('No metrics recorded yet').waitFor();
+    const runs = [];
+    for (const score of ['0.81', '0.87', '0.84']) {
+      const created = await daemon.api('/api/v1/pipelines/scored/runs', { method: 'POST', body: { params: { score } } });
+      runs.push(created.body.id);
+      await daemon.waitForRun(created.body.id);
+    }
+    // The page reads them again as the runs end.
+    const accuracy = page.locator('figure.metric[data-series="evaluate · accuracy"]');
+    await accuracy.locator('a').nth(2).waitFor();
+    assert.deepEqual(await accuracy.locator('a').evaluateAll((links) => links.map((a) => a.getAttribute('aria-label'))),
+      runs.map((id, i) => `run ${id}: evaluate · accuracy ${['0.81', '0.87', '0.84'][i]}`));
+    assert.equal(await accuracy.locator('figcaption').textContent(),
+      `evaluate · accuracy latest 0.84 (run ${runs[2]}); range 0.81 – 0.87 over 3 runs`);
+    assert.deepEqual(await page.locator('figure.metric').evaluateAll((f) => f.map((e) => e.dataset.series)),
+      ['evaluate · accuracy', 'evaluate · rows']);
+    await screenshot(page, 'pipeline-metrics');
+    await accuracy.locator('a').nth(1).click();
+    await page.waitForURL(`**/#/runs/${runs[1]}`);
+    assert.deepEqual(problems, []);
+  });
+});

@@ -1,11 +1,11 @@
-// One pipeline: its grid of recent runs × tasks, its DAG, run durations, backfills, and the
-// trigger and backfill forms.
+// One pipeline: its grid of recent runs × tasks, its DAG, run durations, the metrics its tasks
+// recorded, backfills, and the trigger and backfill forms.
 import { api, post, enc, follow } from './api.js';
 import { h, fill, when, throttle } from './dom.js';
 import { badge } from './states.js';
 import { Grid } from './grid.js';
 import { DagView } from './graph.js';
-import { durationChart } from './chart.js';
+import { durationChart, metricsCharts } from './chart.js';
 import { triggerForm, backfillForm } from './forms.js';
 
 function progress(b) {
@@ -35,6 +35,7 @@ export async function pipelineView(main, app, name, open) {
   const formBox = h('div');
   const gridBox = h('div', { class: 'grid-area' }, h('p', { class: 'muted' }, 'Loading runs…'));
   const chartBox = h('div');
+  const metricsBox = h('div');
   const dagBox = h('div', {}, h('p', { class: 'muted' }, 'Drawing the graph…'));
   const backfillBox = h('div');
   // Pages of the grid: `cursor` is this page's (null: the newest runs), `newer` the ones before it.
@@ -80,6 +81,7 @@ export async function pipelineView(main, app, name, open) {
     h('section', { 'aria-labelledby': 'grid-h' }, h('h2', { id: 'grid-h' }, 'Runs × tasks'),
       h('div', { class: 'actions grid-pages' }, olderButton, limit, newerButton), gridBox),
     h('section', { 'aria-labelledby': 'dur-h' }, h('h2', { id: 'dur-h' }, 'Run durations'), chartBox),
+    h('section', { 'aria-labelledby': 'met-h' }, h('h2', { id: 'met-h' }, 'Metrics'), metricsBox),
     h('section', { 'aria-labelledby': 'dag-h' }, h('h2', { id: 'dag-h' }, 'Graph'), dagBox),
     h('section', { 'aria-labelledby': 'bf-h' }, h('h2', { id: 'bf-h' }, 'Backfills'), backfillBox));
 
@@ -129,6 +131,10 @@ export async function pipelineView(main, app, name, open) {
         h('thead', {}, h('tr', {}, ['', 'Range', 'State', 'Progress', 'By', ''].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, backfills.map((b) => backfillRow(b, app, loadBackfills)))));
   }
+  async function loadMetrics() {
+    const m = await api(`/api/v1/pipelines/${enc(name)}/metrics?limit=50`);
+    fill(metricsBox, metricsCharts(m.points));
+  }
   async function loadDag() {
     if (p.version === null) return fill(dagBox, h('p', { class: 'muted' }, 'The file never loaded.'));
     const layout = await api(`/api/v1/pipelines/${enc(name)}/graph`);
@@ -136,8 +142,14 @@ export async function pipelineView(main, app, name, open) {
     fill(dagBox, dag.el);
     dag.fit();
   }
-  const reload = throttle(() => { loadGrid().catch(() => {}); loadBackfills().catch(() => {}); }, 1000);
-  await Promise.all([loadGrid(), loadBackfills(), loadDag().catch((e) => fill(dagBox, h('p', { class: 'error' }, e.message)))]);
+  const reload = throttle(() => {
+    loadGrid().catch(() => {});
+    loadBackfills().catch(() => {});
+    loadMetrics().catch(() => {});
+  }, 1000);
+  await Promise.all([loadGrid(), loadBackfills(),
+    loadMetrics().catch((e) => fill(metricsBox, h('p', { class: 'error' }, e.message))),
+    loadDag().catch((e) => fill(dagBox, h('p', { class: 'error' }, e.message)))]);
   if (operable && (open === 'trigger' || open === 'backfill')) openForm(open);
   // A task's new state is painted into the grid at once; what the grid cannot show by itself (a
   // new run, a run's own state, backfills) reads it again, at most once a second.
