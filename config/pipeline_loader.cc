@@ -162,6 +162,10 @@ LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCat
     result.diagnostics.push_back(std::move(d));
   }
   internal::SortByPosition(result.diagnostics);
+  for (dag::TaskSpec& task : spec.tasks) {
+    // A kind's own exit codes for "skipped" (shell's skip_exit_codes are refused on kinds).
+    if (task.kind != "shell") task.skip_exit_codes = kinds.SkipExitCodes(task.kind);
+  }
   if (result.diagnostics.empty()) {
     dag::Dag graph(spec);
     std::optional<dag::Schedule> schedule;

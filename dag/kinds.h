@@ -21,6 +21,9 @@ class KindCatalog {
   // path like "tasks.check.columns.age.min"; loc where it was written).
   virtual void Check(const TaskSpec& task, const PipelineSpec& pipeline,
                      std::vector<Diagnostic>& out) const = 0;
+  // Exit codes of a known kind's process that end its task skipped (the loader sets them as the
+  // task's skip_exit_codes).
+  virtual std::vector<int> SkipExitCodes(std::string_view /*kind*/) const { return {}; }
 };
 
 // Knows shell only: for specs checked without plugins (unit tests of dag/ and config/).

@@ -50,6 +50,8 @@ class Kind {
   // Runs one attempt inside `kiln task <kind>`, with the task's keys rendered. Writes what it
   // does to ctx.out; returns the process's exit code (0 success; see the kind's docs).
   virtual int Run(const dag::Value& options, const TaskContext& ctx) const = 0;
+  // Exit codes of Run that end the task skipped rather than failed (a gate not passed).
+  virtual std::vector<int> SkipExitCodes() const { return {}; }
 };
 
 // A kind's keys as JSON (the `--options` of `kiln task`) and back; locations are not kept. A

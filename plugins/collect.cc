@@ -295,6 +295,15 @@ Result<std::string> CollectResults(const CollectSpec& spec) {
   return results.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+Result<std::map<std::string, double>> ReadMetricsFile(const std::string& path) {
+  Place place{fs::path(), fs::path(), fs::path(path)};
+  auto metrics = ReadMetrics(place);
+  if (!metrics.ok()) return metrics.status();
+  std::map<std::string, double> out;
+  for (const auto& [key, value] : metrics->items()) out[key] = value.get<double>();
+  return out;
+}
+
 int RunCollect(std::string_view spec_json, std::ostream& out) {
   auto spec = ParseCollectSpec(spec_json);
   if (!spec.ok()) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,8 +31,8 @@ struct CollectSpec {
   // when it is there: a JSON object of at most kMaxReportBytes. Its absence or a problem with it
   // does not fail the attempt ("report_error" says what).
   std::string report;
-  std::string pipeline_dir;          // absolute
-  std::string run_dir;               // absolute
+  std::string pipeline_dir;  // absolute
+  std::string run_dir;       // absolute
   // Absolute paths outside both folders are accepted ([executor] allow_absolute_paths).
   bool allow_absolute = false;
 };
@@ -47,6 +48,11 @@ Result<CollectSpec> ParseCollectSpec(std::string_view json);
 
 // The results object, or why the attempt fails (every problem, one per line).
 Result<std::string> CollectResults(const CollectSpec& spec);
+
+// A metrics file read like the collector reads one (a regular file, never waited on, at most
+// kMaxMetricsBytes, a flat JSON object of numbers), from the working folder when relative; the
+// error names what is wrong ("key 'accuracy' is a string; ...").
+Result<std::map<std::string, double>> ReadMetricsFile(const std::string& path);
 
 // The subcommand: prints the results and returns 0, or prints why and returns 1 (2 for a spec
 // it cannot read).

@@ -14,5 +14,6 @@ Status WriteReport(const TaskContext& ctx, const std::string& name, const std::s
 
 std::unique_ptr<Kind> MakeCheckKind();  // check_kind.cc
 std::unique_ptr<Kind> MakeDriftKind();  // drift_kind.cc
+std::unique_ptr<Kind> MakeGateKind();   // gate_kind.cc
 
 }  // namespace kiln::plugins

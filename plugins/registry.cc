@@ -93,11 +93,17 @@ Result<std::vector<std::string>> Registry::Argv(std::string_view kind, const dag
                                   std::move(json).value()};
 }
 
+std::vector<int> Registry::SkipExitCodes(std::string_view kind) const {
+  const Kind* k = Find(kind);
+  return k == nullptr ? std::vector<int>{} : k->SkipExitCodes();
+}
+
 const Registry& Builtins() {
   static const Registry* registry = [] {
     auto* r = new Registry();
     r->Add(MakeCheckKind());
     r->Add(MakeDriftKind());
+    r->Add(MakeGateKind());
     return r;
   }();
   return *registry;

@@ -24,6 +24,7 @@ class Registry final : public dag::KindCatalog {
   // Reports each key that is neither common nor the kind's as unknown, then the kind's checks.
   void Check(const dag::TaskSpec& task, const dag::PipelineSpec& pipeline,
              std::vector<dag::Diagnostic>& out) const override;
+  std::vector<int> SkipExitCodes(std::string_view kind) const override;
 
   // The program of one attempt of a task of kind `kind` (not shell), its keys rendered:
   // {kiln, "task", kind, "--options", JSON}.

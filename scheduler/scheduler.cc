@@ -370,8 +370,16 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   if (spec.kind != "shell") {
     // Its keys' paths are read from the pipeline's folder (a kind has no workdir).
     req.cwd = run.pipeline().spec.file.parent_path();
-    const dag::Value options = RenderValue(
+    dag::Value options = RenderValue(
         spec.options, [&](const std::string& text) { return render(text, dag::Quoting::kNone); });
+    if (!spec.metrics.empty()) {
+      // The metrics file is the task's, and a kind may read it too (a gate decides on it).
+      dag::Value metrics;
+      metrics.type = dag::Value::Type::kString;
+      metrics.key = "metrics";
+      metrics.string = render(spec.metrics, dag::Quoting::kNone);
+      options.items.push_back(std::move(metrics));
+    }
     if (!options_.kind_argv) {
       return Status::Error(ErrorCode::kInvalidArgument,
                            "no runner for task kind '" + spec.kind + "'");
