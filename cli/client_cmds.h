@@ -73,4 +73,11 @@ struct MetricsOptions {
 // The metrics of a pipeline's recent runs, newest first.
 int ClientMetrics(const ClientOptions& options, const MetricsOptions& metrics);
 
+struct ModelsOptions {
+  std::string action;  // "" (list, or one model), promote, rollback
+  std::string name;
+  int version = 0;  // promote
+};
+int ClientModels(const ClientOptions& options, const ModelsOptions& models);
+
 }  // namespace kiln::cli

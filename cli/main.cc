@@ -152,6 +152,20 @@ int main(int argc, char** argv) {
   metrics_cmd->add_option("--limit", metrics.limit, "How many runs (1-100)")
       ->check(CLI::Range(1, 100));
 
+  kiln::cli::ModelsOptions models;
+  auto* models_cmd = add_client(app.add_subcommand(
+      "models", "The model registry: models, a model's versions, promote, roll back"));
+  models_cmd->add_option("name", models.name, "A model: its versions");
+  auto* promote_cmd =
+      add_client(models_cmd->add_subcommand("promote", "Make a version the model's champion"));
+  promote_cmd->add_option("name", models.name, "Model name")->required();
+  promote_cmd->add_option("version", models.version, "Version number")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  auto* rollback_cmd = add_client(models_cmd->add_subcommand(
+      "rollback", "Make the champion before the current one the champion again"));
+  rollback_cmd->add_option("name", models.name, "Model name")->required();
+
   // Started by `kiln serve` for itself; hidden from the help.
   kiln::cli::SuperviseOptions supervise;
   auto* supervise_cmd = app.add_subcommand("supervise", "Supervise a daemon's task attempts");
@@ -195,5 +209,8 @@ int main(int argc, char** argv) {
   if (*unpause_cmd) return kiln::cli::ClientPause(client, pipeline_name, false);
   if (*lineage_cmd) return kiln::cli::ClientLineage(client, lineage);
   if (*metrics_cmd) return kiln::cli::ClientMetrics(client, metrics);
+  if (*promote_cmd) models.action = "promote";
+  if (*rollback_cmd) models.action = "rollback";
+  if (*models_cmd) return kiln::cli::ClientModels(client, models);
   return 2;
 }

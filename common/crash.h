@@ -6,7 +6,8 @@
 // committed), "commit.after" (committed, nothing acted on yet), "end.received" (the daemon has
 // an attempt's end, not recorded yet), "fire.inside" (a schedule's runs are written, not yet
 // committed), "drift.ask" (a drift task's success is committed, the run it asks for not yet
-// created).
+// created), "gate.register" (a passed gate's success is committed, its version not yet
+// registered).
 #pragma once
 
 #include <string_view>

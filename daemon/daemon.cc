@@ -238,6 +238,9 @@ int Daemon::Run() {
   service_options.catchup_cap = cfg_.catchup_cap;
   service_options.owner = name_;
   service_options.clock_offset = cfg_.clock_offset;
+  service_options.runs_dir = MakeSchedulerOptions(cfg_, name_).runs_dir;
+  service_options.models_dir = data_dir_ / "models";
+  service_options.champions = runtime_->champions;
   store_ = MakePgDaemonStore(url);
   events_ = MakeEventHub(url);
   files_ = MakeDiskFiles();

@@ -59,9 +59,11 @@ std::optional<DriftAsk> DriftAskOf(const dag::TaskSpec& task, const std::string&
 
 void DaemonService::OnTaskResults(RunId run, const dag::TaskSpec& task, int /*attempt*/,
                                   const std::string& results) {
-  auto ask = DriftAskOf(task, results);
-  if (!ask) return;
-  timer_.Post([this, run, task = task.id, ask = *ask] { AnswerDriftAsk(run, task, ask); });
+  if (auto ask = DriftAskOf(task, results)) {
+    timer_.Post([this, run, task = task.id, ask = *ask] { AnswerDriftAsk(run, task, ask); });
+  } else if (auto reg = RegistrationOf(task, results)) {
+    timer_.Post([this, run, task = task.id, reg = *reg] { RegisterModel(run, task, reg); });
+  }
 }
 
 void DaemonService::AnswerDriftAsk(RunId run, const std::string& task, const DriftAsk& ask) {

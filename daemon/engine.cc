@@ -10,7 +10,8 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
                                             const std::string& url, const std::string& name,
                                             const std::string& supervisor,
                                             const TaskUsers& task_users,
-                                            const RunnerFactory& make_runner) {
+                                            const RunnerFactory& make_runner,
+                                            std::shared_ptr<const ChampionCache> champions) {
   auto engine = std::make_unique<Engine>();
   boost::asio::io_context& io = engine->io;
   engine->store = std::make_unique<store::PgStateStore>(
@@ -19,7 +20,7 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
   auto runner = make_runner(io, url);
   if (!runner.ok()) return runner.status();
   engine->runner = std::move(runner).value();
-  scheduler::SchedulerOptions options = MakeSchedulerOptions(config, supervisor);
+  scheduler::SchedulerOptions options = MakeSchedulerOptions(config, supervisor, champions);
   options.task_user = task_users.user;
   options.task_uids = task_users.uids;
   engine->scheduler = std::make_unique<scheduler::Scheduler>(io, *engine->store, *engine->runner,
@@ -48,8 +49,9 @@ Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config
     const auto runs_dir = MakeSchedulerOptions(config, supervisor).runs_dir;
     if (Status s = PrepareRunsFolder(runs_dir, task_users); !s.ok()) return s;
   }
-  auto engine =
-      StartEngine(config, runtime->database.url, name, supervisor, task_users, make_runner);
+  if (Status s = runtime->champions->Load(*runtime->database.db); !s.ok()) return s;
+  auto engine = StartEngine(config, runtime->database.url, name, supervisor, task_users,
+                            make_runner, runtime->champions);
   if (!engine.ok()) return engine.status();
   runtime->engine = std::move(engine).value();
   return runtime;

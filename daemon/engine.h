@@ -31,6 +31,9 @@ struct Engine {
 // it is destroyed first: its store commits what is queued while the database still runs.
 struct Runtime {
   DatabaseHandle database;
+  // Read from the registry at start; the daemon keeps it up to date as it registers, promotes
+  // and rolls back.
+  std::shared_ptr<ChampionCache> champions = std::make_shared<ChampionCache>();
   std::unique_ptr<Engine> engine;
 };
 

@@ -138,6 +138,32 @@ class PgDaemonStore final : public DaemonStore {
   Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window) override {
     return pool_.Read([&](Database& db) { return db.PendingDriftAsks(window); });
   }
+  Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration window) override {
+    return pool_.Read([&](Database& db) { return db.PendingRegistrations(window); });
+  }
+  Result<store::Registered> RegisterModelVersion(
+      const store::NewModelVersion& version,
+      const std::function<bool(const std::optional<std::string>&)>& make_champion) override {
+    return pool_.With(
+        [&](Database& db) { return db.RegisterModelVersion(version, make_champion); });
+  }
+  Result<std::vector<scheduler::ModelRecord>> ListModels() override {
+    return pool_.Read([&](Database& db) { return db.ListModels(); });
+  }
+  Result<scheduler::ModelRecord> GetModel(const std::string& name) override {
+    return pool_.Read([&](Database& db) { return db.GetModel(name); });
+  }
+  Result<scheduler::ModelRecord> PromoteModel(const std::string& name, int version,
+                                              std::string_view actor) override {
+    return pool_.With([&](Database& db) { return db.PromoteModel(name, version, actor); });
+  }
+  Result<scheduler::ModelRecord> RollbackModel(const std::string& name,
+                                               std::string_view actor) override {
+    return pool_.With([&](Database& db) { return db.RollbackModel(name, actor); });
+  }
+  Result<std::vector<scheduler::LineageFile>> RunInputs(RunId run) override {
+    return pool_.Read([&](Database& db) { return db.RunInputs(run); });
+  }
   Result<std::vector<scheduler::EventRecord>> ListEvents(
       const scheduler::EventFilter& filter) override {
     return pool_.Read([&](Database& db) { return db.ListEvents(filter); });

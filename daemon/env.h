@@ -77,6 +77,17 @@ class DaemonStore {
                                                          int limit) = 0;
   virtual Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) = 0;
   virtual Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window) = 0;
+  virtual Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration window) = 0;
+  virtual Result<store::Registered> RegisterModelVersion(
+      const store::NewModelVersion& version,
+      const std::function<bool(const std::optional<std::string>&)>& make_champion) = 0;
+  virtual Result<std::vector<scheduler::ModelRecord>> ListModels() = 0;
+  virtual Result<scheduler::ModelRecord> GetModel(const std::string& name) = 0;
+  virtual Result<scheduler::ModelRecord> PromoteModel(const std::string& name, int version,
+                                                      std::string_view actor) = 0;
+  virtual Result<scheduler::ModelRecord> RollbackModel(const std::string& name,
+                                                       std::string_view actor) = 0;
+  virtual Result<std::vector<scheduler::LineageFile>> RunInputs(RunId run) = 0;
   virtual Result<std::vector<scheduler::EventRecord>> ListEvents(
       const scheduler::EventFilter& filter) = 0;
   virtual Result<int64_t> LastEventId() = 0;

@@ -128,8 +128,37 @@ Status PrepareRunsFolder(const std::filesystem::path& runs_dir, const TaskUsers&
                        "), choose a data folder it can reach, or set executor.run_as");
 }
 
+// A gate starts with its model's champion in its keys ("champion": {"version", "metrics"}).
+dag::Value WithChampion(dag::Value keys, const ChampionCache& champions) {
+  const dag::Value* model = keys.Find("model");
+  if (model == nullptr || model->type != dag::Value::Type::kString) return keys;
+  auto champion = champions.Get(model->string);
+  if (!champion) return keys;
+  dag::Value version;
+  version.type = dag::Value::Type::kInteger;
+  version.key = "version";
+  version.integer = champion->version;
+  dag::Value metrics;
+  metrics.type = dag::Value::Type::kTable;
+  metrics.key = "metrics";
+  for (const auto& [name, number] : champion->metrics) {
+    dag::Value m;
+    m.type = dag::Value::Type::kFloat;
+    m.key = name;
+    m.number = number;
+    metrics.items.push_back(std::move(m));
+  }
+  dag::Value table;
+  table.type = dag::Value::Type::kTable;
+  table.key = "champion";
+  table.items = {std::move(version), std::move(metrics)};
+  keys.items.push_back(std::move(table));
+  return keys;
+}
+
 scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config,
-                                                 const std::string& supervisor) {
+                                                 const std::string& supervisor,
+                                                 std::shared_ptr<const ChampionCache> champions) {
   scheduler::SchedulerOptions options;
   options.pools = config.pools;
   options.max_parallel_tasks = config.max_parallel_tasks;
@@ -137,7 +166,10 @@ scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& con
   options.logs_dir = std::filesystem::absolute(config.data_dir) / "logs";
   options.runs_dir = std::filesystem::absolute(config.data_dir) / "runs";
   options.base_env = BaseTaskEnv();
-  options.kind_argv = [kiln = SelfExe()](std::string_view kind, const dag::Value& keys) {
+  options.kind_argv = [kiln = SelfExe(), champions](std::string_view kind, const dag::Value& keys) {
+    if (kind == "gate" && champions) {
+      return plugins::Builtins().Argv(kind, WithChampion(keys, *champions), kiln);
+    }
     return plugins::Builtins().Argv(kind, keys, kiln);
   };
   options.collect_argv =

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "common/users.h"
 #include "config/daemon_config.h"
+#include "daemon/models.h"
 #include "dag/graph.h"
 #include "dag/params.h"
 #include "scheduler/scheduler.h"
@@ -54,8 +55,10 @@ Status PrepareRunsFolder(const std::filesystem::path& runs_dir, const TaskUsers&
 
 // The scheduler's options from the daemon config (pools, limits, folders, base env); attempts
 // are recorded as supervised by `supervisor`.
-scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config,
-                                                 const std::string& supervisor);
+// Gates start with their model's champion from `champions` (none: no champion).
+scheduler::SchedulerOptions MakeSchedulerOptions(
+    const config::DaemonConfig& config, const std::string& supervisor,
+    std::shared_ptr<const ChampionCache> champions = nullptr);
 
 // Who a kiln process is to the others on its database (runs.lease_owner, events' actor, lease
 // rows). A daemon: "host:/absolute/data/dir", the same after a restart and different for every

@@ -20,6 +20,7 @@
 #include "config/pipeline_loader.h"
 #include "daemon/env.h"
 #include "daemon/fire_timer.h"
+#include "daemon/models.h"
 #include "daemon/pipeline_watcher.h"
 #include "daemon/recovery.h"
 #include "scheduler/scheduler.h"
@@ -40,8 +41,12 @@ struct DaemonServiceOptions {
   // Who this daemon is to the other daemons on its database: stable across restarts (host and
   // data folder), recorded as the owner of the runs it drives (Database::ClaimRun).
   std::string owner;
-  int catchup_cap = 100;     // config::DaemonConfig::catchup_cap
-  Duration clock_offset{0};  // added to the clock schedules are read with
+  int catchup_cap = 100;             // config::DaemonConfig::catchup_cap
+  Duration clock_offset{0};          // added to the clock schedules are read with
+  std::filesystem::path runs_dir;    // run folders: <runs>/<pipeline>/<run>
+  std::filesystem::path models_dir;  // registered artifacts: <models>/<sha256>
+  // Shared with the scheduler's kind_argv (gates start with the champion's metrics).
+  std::shared_ptr<ChampionCache> champions;
 };
 
 // Also the scheduler's observer (run ends start waiting runs and completion triggers): register
@@ -56,6 +61,20 @@ struct DriftAsk {
 // The ask of `task` (kind drift, on_drift = "trigger") from its attempt's results; none when
 // nothing drifted or the task asks for nothing.
 std::optional<DriftAsk> DriftAskOf(const dag::TaskSpec& task, const std::string& results);
+
+// What a passed gate with promote = true registers (daemon/gate_registry.cc): the artifact its
+// process hashed, its metrics and decision, and its conditions to check again against the
+// champion when the version is registered.
+struct GateRegistration {
+  std::string model;
+  std::string artifact;  // absolute path, as the gate read it
+  std::string sha256;
+  std::string metrics;   // JSON object
+  std::string decision;  // the gate's report
+  std::vector<std::string> require;
+};
+std::optional<GateRegistration> RegistrationOf(const dag::TaskSpec& task,
+                                               const std::string& results);
 
 class DaemonService final : public scheduler::Service, public scheduler::Observer {
  public:
@@ -107,6 +126,13 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
                                                  const std::optional<std::string>& task,
                                                  std::optional<RunId> before, int limit) override;
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) override;
+  Result<std::vector<scheduler::ModelRecord>> ListModels() override;
+  Result<scheduler::ModelRecord> GetModel(const std::string& name) override;
+  Result<scheduler::ModelRecord> PromoteModel(const std::string& name, int version,
+                                              const std::string& actor) override;
+  Result<scheduler::ModelRecord> RollbackModel(const std::string& name,
+                                               const std::string& actor) override;
+  Result<std::string> ModelCard(const std::string& name, int version) override;
   Result<scheduler::LogChunk> ReadLog(RunId run, const std::string& task, int attempt,
                                       uint64_t offset, size_t max_bytes) override;
   bool WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
@@ -206,6 +232,11 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   void AnswerDriftAsk(RunId run, const std::string& task, const DriftAsk& ask);
   // At start: asks that a crash left without an answer (no event on the asking run).
   void AnswerPendingDriftAsks();
+  // Keeps a passed gate's artifact and registers the version (champion when its conditions hold
+  // against the champion now). On the fire timer's thread.
+  void RegisterModel(RunId run, const std::string& task, const GateRegistration& reg);
+  // At start: passed gates whose version a crash left unregistered.
+  void RegisterPendingModels();
   // The run no longer counts as active here; returns its pipeline ("" when unknown).
   std::string Forget(RunId id);
   // BeginStart's bookkeeping with mu_ held; false (nothing done) when the run is already driven

@@ -23,7 +23,10 @@ Status DaemonService::Recover() {
               " attempts under way");
   }
   AdoptRuns(*runs);
-  timer_.Post([this] { AnswerPendingDriftAsks(); });
+  timer_.Post([this] {
+    AnswerPendingDriftAsks();
+    RegisterPendingModels();
+  });
   return Status::Ok();
 }
 

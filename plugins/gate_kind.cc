@@ -5,6 +5,7 @@
 // attempt starts ("champion": {"version": N, "metrics": {...}}); its report keeps every number.
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -88,11 +89,9 @@ class GateReader {
         g.artifact = a->string;
       }
     }
-    if (g.promote) {
-      const dag::Value* p = options.Find("promote");
-      problems_.Add(field_ + ".promote", p->loc,
-                    "promote = true is not built yet (the model registry comes next); leave it "
-                    "out to decide without promoting");
+    if (g.promote && options.Find("artifact") == nullptr) {
+      problems_.Add(field_ + ".promote", options.Find("promote")->loc,
+                    "promote = true needs artifact: the file that becomes the new version");
     }
     return g;
   }
@@ -109,6 +108,22 @@ class GateReader {
   std::string field_;
   Problems& problems_;
 };
+
+// {"path": absolute, "sha256", "bytes"} of the artifact to register.
+Result<json> HashArtifact(const std::string& path) {
+  std::error_code ec;
+  const std::string absolute = std::filesystem::absolute(path, ec).lexically_normal().string();
+  auto spec = ParseCollectSpec(
+      json{{"outputs", {absolute}}, {"pipeline_dir", "/"}, {"run_dir", "/"}}.dump());
+  if (!spec.ok()) return spec.status();
+  spec->allow_absolute = true;
+  auto results = CollectResults(*spec);
+  if (!results.ok()) return Status::Error("artifact " + results.message().substr(7));
+  json r = json::parse(results.value(), nullptr, false);
+  if (!r.is_object() || r["outputs"].empty())
+    return Status::Error("artifact '" + path + "' cannot be read");
+  return r["outputs"][0];
+}
 
 std::string Number(double value) {
   char buf[32];
@@ -177,11 +192,21 @@ class GateKind final : public Kind {
                             {"holds", verdict->holds}});
     }
     const bool pass = held == g.require.size();
+    json artifact;
+    if (pass && g.promote) {
+      // Hashed here, as the task's user; the daemon keeps a copy only if it still matches.
+      auto hashed = HashArtifact(g.artifact);
+      if (!hashed.ok()) return fail(hashed.message());
+      artifact = std::move(hashed).value();
+    }
     out << "kiln gate: model " << g.model << ", "
         << (champion ? "champion version " + std::to_string(champion_version)
                      : std::string("no champion yet"))
         << ": " << held << " of " << g.require.size() << " conditions hold; "
-        << (pass ? "passed" : "not passed: the task is skipped") << '\n'
+        << (pass
+                ? (g.promote ? "passed; the daemon registers a new version of the model" : "passed")
+                : "not passed: the task is skipped")
+        << '\n'
         << lines;
     json report = {{"model", g.model},
                    {"decision", pass ? "pass" : "fail"},
@@ -191,6 +216,7 @@ class GateKind final : public Kind {
                                                 {"metrics", MetricsJson(*champion)}}
                                          : json()},
                    {"promote", g.promote}};
+    if (!artifact.is_null()) report["artifact"] = std::move(artifact);
     Keep(ctx, report);
     return pass ? 0 : kGateFailed;
   }

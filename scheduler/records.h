@@ -174,6 +174,34 @@ struct MetricsPage {
   std::optional<RunId> next;  // cursor (a run id) for the next page; empty on the last page
 };
 
+// A registered version of a model (kind = "gate" with promote = true).
+struct ModelVersionRecord {
+  std::string model;
+  int version = 0;
+  std::string sha256;  // of the artifact, kept as <data_dir>/models/<sha256>
+  int64_t bytes = 0;
+  std::string metrics;   // a JSON object of numbers
+  std::string decision;  // the gate's report: conditions with their numbers, the champion then
+  RunId run{};
+  std::string task_id;
+  std::string pipeline;
+  std::string version_hash;  // of the pipeline
+  std::vector<std::pair<std::string, dag::ParamValue>> params;
+  Instant created_at{};
+  bool champion = false;               // the model's champion now
+  std::optional<Instant> promoted_at;  // when it last became champion
+  std::string promoted_by;             // who made it champion then ("gate" or a token name)
+  std::string promoted_how;            // gate | promote | rollback
+};
+
+struct ModelRecord {
+  std::string name;
+  std::optional<int> champion;
+  int64_t versions = 0;  // in listings
+  Instant created_at{};
+  std::vector<ModelVersionRecord> history;  // GetModel: every version, newest first
+};
+
 // Which file's lineage: by path (the newest record of it) or by content.
 struct LineageQuery {
   std::optional<std::string> path;  // absolute

@@ -174,6 +174,16 @@ class Service {
   // Which run, params, pipeline version and inputs made a file, transitively (kNotFound when no
   // successful attempt declared it).
   virtual Result<LineageFile> Lineage(const LineageQuery& query) = 0;
+
+  // The model registry: models with their champion; one model with every version (kNotFound);
+  // make a version the champion, or the one before the champion again (kConflict when there is
+  // none); a version's card in Markdown.
+  virtual Result<std::vector<ModelRecord>> ListModels() = 0;
+  virtual Result<ModelRecord> GetModel(const std::string& name) = 0;
+  virtual Result<ModelRecord> PromoteModel(const std::string& name, int version,
+                                           const std::string& actor) = 0;
+  virtual Result<ModelRecord> RollbackModel(const std::string& name, const std::string& actor) = 0;
+  virtual Result<std::string> ModelCard(const std::string& name, int version) = 0;
   // At most `max_bytes` of the attempt's log from `offset`. Reads only beneath the daemon's log
   // folder, never following a symlink.
   virtual Result<LogChunk> ReadLog(RunId run, const std::string& task, int attempt, uint64_t offset,

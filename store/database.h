@@ -80,6 +80,23 @@ struct PendingAsk {
   std::string results;  // the attempt's results (with the report)
 };
 
+// A version a passed gate registers (Database::RegisterModelVersion).
+struct NewModelVersion {
+  std::string model;
+  std::string sha256;  // of the artifact, already kept by the daemon under its data folder
+  int64_t bytes = 0;
+  std::string metrics;   // JSON object of numbers
+  std::string decision;  // the gate's report
+  RunId run{};           // the pipeline, its version and the params are read from the run
+  std::string task_id;
+};
+
+struct Registered {
+  int version = 0;
+  bool champion = false;  // it became (or, existing, is) the champion
+  bool existing = false;  // this gate task of this run registered it before
+};
+
 struct CreatedRun {
   RunId id{};
   bool existing = false;  // the run already existed (same idempotency key or scheduled date)
@@ -314,6 +331,29 @@ class Database {
   // Drift asks of attempts that ended in the last `window` and were never answered, oldest
   // first.
   Result<std::vector<PendingAsk>> PendingDriftAsks(Duration window);
+
+  // The model registry. RegisterModelVersion creates the model when new, then, holding its
+  // row's lock, asks `make_champion` with the champion's metrics (nullopt: none) whether the new
+  // version becomes champion, inserts the version (the next number) and records a
+  // "model_registered" event on the run, in one transaction. The same (run, task) again returns
+  // the version it registered.
+  Result<Registered> RegisterModelVersion(
+      const NewModelVersion& version,
+      const std::function<bool(const std::optional<std::string>&)>& make_champion);
+  Result<std::vector<scheduler::ModelRecord>> ListModels();
+  // With every version, newest first. kNotFound for an unknown model.
+  Result<scheduler::ModelRecord> GetModel(const std::string& name);
+  // Makes `version` the champion (no change when it is). kNotFound: no such model or version.
+  Result<scheduler::ModelRecord> PromoteModel(const std::string& name, int version,
+                                              std::string_view actor);
+  // Makes the newest version older than the champion that was ever champion the champion again.
+  // kConflict when there is no champion or none before it.
+  Result<scheduler::ModelRecord> RollbackModel(const std::string& name, std::string_view actor);
+  // Passed gates with promote = true that ended in the last `window` and registered nothing
+  // (no version, no model_registration_failed event), oldest first.
+  Result<std::vector<PendingAsk>> PendingRegistrations(Duration window);
+  // The files the tasks of a run declared as inputs (each path and content once), for a card.
+  Result<std::vector<scheduler::LineageFile>> RunInputs(RunId run);
 
   // The pause state set through SetPaused, by pipeline name. A pipeline without an entry
   // follows its file's `paused`.

@@ -234,6 +234,48 @@ CREATE INDEX artifacts_by_attempt ON artifacts (run_id, task_id, attempt);
 CREATE INDEX attempts_asking ON attempts (ended_at) WHERE results->'report' ? 'trigger';
 )sql";
 
+// Migration 7, the model registry (docs/pipelines.md, kind = "gate"):
+// - models: a name and its champion (a version number, NULL while none).
+// - model_versions: numbered versions of a model, each an artifact kept by content hash under
+//   the daemon's data folder, the metrics and the gate's decision that registered it, and the
+//   run that produced it (numbers only: a version outlives its run's retention). One version per
+//   gate task of a run: registering again finds it.
+// - model_promotions: every change of champion, for the history and for rollback.
+constexpr std::string_view kRegistrySchema = R"sql(
+CREATE TABLE models (
+  name       text PRIMARY KEY,
+  champion   int,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE model_versions (
+  model        text NOT NULL REFERENCES models (name),
+  version      int NOT NULL CHECK (version >= 1),
+  sha256       text NOT NULL,
+  bytes        bigint NOT NULL,
+  metrics      jsonb NOT NULL,
+  decision     jsonb NOT NULL,
+  run_id       bigint NOT NULL,
+  task_id      text NOT NULL,
+  pipeline     text NOT NULL,
+  version_hash text NOT NULL,
+  params       jsonb NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (model, version),
+  UNIQUE (run_id, task_id)
+);
+CREATE TABLE model_promotions (
+  id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  model   text NOT NULL REFERENCES models (name),
+  version int NOT NULL,
+  how     text NOT NULL CHECK (how IN ('gate', 'promote', 'rollback')),
+  actor   text NOT NULL,
+  at      timestamptz NOT NULL DEFAULT now(),
+  FOREIGN KEY (model, version) REFERENCES model_versions (model, version)
+);
+CREATE INDEX model_promotions_by_model ON model_promotions (model, id);
+CREATE INDEX attempts_promoting ON attempts (ended_at) WHERE results->'report' ? 'promote';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -241,6 +283,7 @@ constexpr Migration kMigrations[] = {
     {4, "backfills", kBackfillSchema},
     {5, "leases, recovery and retention", kLeaseSchema},
     {6, "results of attempts, artifacts", kResultsSchema},
+    {7, "model registry", kRegistrySchema},
 };
 
 }  // namespace

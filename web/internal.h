@@ -77,6 +77,7 @@ std::vector<Route> BackfillRoutes();  // routes_backfills.cc
 std::vector<Route> PageRoutes();      // routes_page.cc: /, /ui/{file}, /api/v1/session
 std::vector<Route> GridRoutes();      // routes_grid.cc: a pipeline's grid and graph, run attempts
 std::vector<Route> ResultRoutes();    // routes_results.cc: metrics, lineage
+std::vector<Route> ModelRoutes();     // routes_models.cc: the model registry
 const std::vector<Route>& AllRoutes();
 
 // Responses. Every JSON response goes through these (invalid UTF-8 is replaced, never thrown on).

@@ -197,7 +197,7 @@ const std::vector<Route>& AllRoutes() {
   static const std::vector<Route> routes = [] {
     std::vector<Route> all;
     for (auto part : {PageRoutes(), HealthRoutes(), PipelineRoutes(), GridRoutes(), RunRoutes(),
-                      BackfillRoutes(), StreamRoutes(), ResultRoutes()}) {
+                      BackfillRoutes(), StreamRoutes(), ResultRoutes(), ModelRoutes()}) {
       all.insert(all.end(), part.begin(), part.end());
     }
     return all;

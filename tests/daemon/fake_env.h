@@ -364,6 +364,30 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
   Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration) override {
     return std::vector<store::PendingAsk>{};
   }
+  Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration) override {
+    return std::vector<store::PendingAsk>{};
+  }
+  Result<store::Registered> RegisterModelVersion(
+      const store::NewModelVersion&,
+      const std::function<bool(const std::optional<std::string>&)>&) override {
+    return Status::Error(ErrorCode::kUnavailable, "no registry in the fake store");
+  }
+  Result<std::vector<scheduler::ModelRecord>> ListModels() override {
+    return std::vector<scheduler::ModelRecord>{};
+  }
+  Result<scheduler::ModelRecord> GetModel(const std::string& name) override {
+    return Status::Error(ErrorCode::kNotFound, "model '" + name + "' not found");
+  }
+  Result<scheduler::ModelRecord> PromoteModel(const std::string& name, int,
+                                              std::string_view) override {
+    return Status::Error(ErrorCode::kNotFound, "model '" + name + "' not found");
+  }
+  Result<scheduler::ModelRecord> RollbackModel(const std::string& name, std::string_view) override {
+    return Status::Error(ErrorCode::kNotFound, "model '" + name + "' not found");
+  }
+  Result<std::vector<scheduler::LineageFile>> RunInputs(RunId) override {
+    return std::vector<scheduler::LineageFile>{};
+  }
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery&) override {
     return Status::Error(ErrorCode::kNotFound, "no lineage in the fake store");
   }

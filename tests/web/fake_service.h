@@ -26,6 +26,7 @@ class FakeService final : public scheduler::Service {
   scheduler::GridPage grid;
   scheduler::MetricsPage metrics_page;  // PipelineMetrics
   scheduler::LineageFile lineage;       // Lineage
+  scheduler::ModelRecord model;  // the model registry's answers
   // PipelineVersion: these versions by content hash; none given: the pipeline's in `pipelines`.
   std::map<std::string, dag::PipelinePtr> versions;
   scheduler::BackfillRecord backfill;  // what every backfill call returns
@@ -166,6 +167,33 @@ class FakeService final : public scheduler::Service {
     Record("Lineage " + query.path.value_or("-") + " " + query.sha256.value_or("-"));
     if (auto e = Error("Lineage")) return *e;
     return lineage;
+  }
+  Result<std::vector<scheduler::ModelRecord>> ListModels() override {
+    Record("ListModels");
+    if (auto e = Error("ListModels")) return *e;
+    return std::vector<scheduler::ModelRecord>{model};
+  }
+  Result<scheduler::ModelRecord> GetModel(const std::string& name) override {
+    Record("GetModel " + name);
+    if (auto e = Error("GetModel")) return *e;
+    return model;
+  }
+  Result<scheduler::ModelRecord> PromoteModel(const std::string& name, int version,
+                                              const std::string& actor) override {
+    Record("PromoteModel " + name + " " + std::to_string(version) + " " + actor);
+    if (auto e = Error("PromoteModel")) return *e;
+    return model;
+  }
+  Result<scheduler::ModelRecord> RollbackModel(const std::string& name,
+                                               const std::string& actor) override {
+    Record("RollbackModel " + name + " " + actor);
+    if (auto e = Error("RollbackModel")) return *e;
+    return model;
+  }
+  Result<std::string> ModelCard(const std::string& name, int version) override {
+    Record("ModelCard " + name + " " + std::to_string(version));
+    if (auto e = Error("ModelCard")) return *e;
+    return std::string("# " + name + ", version " + std::to_string(version) + "\n");
   }
   Result<std::vector<scheduler::AttemptRecord>> RunAttempts(RunId run) override {
     Record("RunAttempts " + ToString(run));

@@ -95,3 +95,86 @@ TEST_CASE("the lineage of a file is asked by path or by content, exactly one of 
   REQUIRE(anonymous);
   CHECK(anonymous->status == 401);
 }
+
+TEST_CASE("the model registry is read by viewers and changed by operators") {
+  TestServer server;
+  scheduler::ModelVersionRecord v;
+  v.model = "churn";
+  v.version = 2;
+  v.sha256 = std::string(64, 'c');
+  v.bytes = 10;
+  v.metrics = R"({"accuracy": 0.9})";
+  v.decision = R"({"decision": "pass"})";
+  v.run = RunId{14};
+  v.task_id = "gate";
+  v.pipeline = "churn";
+  v.version_hash = "abc";
+  v.params = {{"c", dag::ParamValue(int64_t{3})}};
+  v.created_at = At(kT0);
+  v.champion = true;
+  v.promoted_at = At(kT0 + 5);
+  v.promoted_by = "gate";
+  v.promoted_how = "gate";
+  server.service.model.name = "churn";
+  server.service.model.champion = 2;
+  server.service.model.versions = 1;
+  server.service.model.created_at = At(kT0);
+  server.service.model.history = {v};
+  auto client = server.Client();
+  auto list = client->Get("/api/v1/models", AsViewer());
+  REQUIRE(list);
+  CHECK(Body(list) == json{{"models",
+                            {{{"name", "churn"},
+                              {"champion", 2},
+                              {"created_at", "2026-11-29T01:51:15.000Z"},
+                              {"versions", 1}}}}});
+  auto one = client->Get("/api/v1/models/churn", AsViewer());
+  REQUIRE(one);
+  CHECK(Body(one)["versions"][0] == json{{"version", 2},
+                                         {"sha256", std::string(64, 'c')},
+                                         {"bytes", 10},
+                                         {"metrics", {{"accuracy", 0.9}}},
+                                         {"decision", {{"decision", "pass"}}},
+                                         {"run", 14},
+                                         {"task", "gate"},
+                                         {"pipeline", "churn"},
+                                         {"pipeline_version", "abc"},
+                                         {"params", {{"c", 3}}},
+                                         {"created_at", "2026-11-29T01:51:15.000Z"},
+                                         {"champion", true},
+                                         {"promoted_at", "2026-11-29T01:51:15.005Z"},
+                                         {"promoted_by", "gate"},
+                                         {"promoted_how", "gate"}});
+  auto viewer = client->Post("/api/v1/models/churn/promote", AsViewer(), R"({"version": 2})",
+                             "application/json");
+  REQUIRE(viewer);
+  CHECK(viewer->status == 403);
+  for (const char* body : {"{}", R"({"version": 0})", R"({"version": "2"})", R"({"v": 2})"}) {
+    auto bad = client->Post("/api/v1/models/churn/promote", AsOperator(), body, "application/json");
+    REQUIRE(bad);
+    INFO(body);
+    CHECK(bad->status == 400);
+  }
+  auto promoted = client->Post("/api/v1/models/churn/promote", AsOperator(), R"({"version": 2})",
+                               "application/json");
+  REQUIRE(promoted);
+  CHECK(promoted->status == 200);
+  auto rolled =
+      client->Post("/api/v1/models/churn/rollback", AsOperator(), "{}", "application/json");
+  REQUIRE(rolled);
+  CHECK(rolled->status == 200);
+  auto card = client->Get("/api/v1/models/churn/versions/2/card", AsViewer());
+  REQUIRE(card);
+  CHECK(card->status == 200);
+  CHECK(card->get_header_value("Content-Type") == "text/markdown; charset=utf-8");
+  CHECK(card->body == "# churn, version 2\n");
+  auto bad_name = client->Get("/api/v1/models/Bad%20Name", AsViewer());
+  REQUIRE(bad_name);
+  CHECK(bad_name->status == 400);
+  auto bad_version = client->Get("/api/v1/models/churn/versions/x/card", AsViewer());
+  REQUIRE(bad_version);
+  CHECK(bad_version->status == 400);
+  CHECK(server.service.Calls() ==
+        std::vector<std::string>{"ListModels", "GetModel churn", "PromoteModel churn 2 ops",
+                                 "RollbackModel churn ops", "ModelCard churn 2"});
+}
