@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "executor/attempt_records.h"
 #include "executor/collector.h"
 #include "executor/local_runner.h"
 #include "executor/os.h"
@@ -41,73 +42,6 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 fs::path SocketPath(const fs::path& dir) { return dir / "supervisor.sock"; }
 
 namespace {
-
-// "<run>.<task>.<attempt>": run ids and attempts are numbers, task ids hold no '.'.
-std::string RecordName(const AttemptKey& k) {
-  return ToString(k.run) + "." + k.task_id + "." + std::to_string(k.attempt);
-}
-
-std::optional<AttemptKey> KeyFromName(const std::string& name) {
-  const size_t first = name.find('.');
-  const size_t last = name.rfind('.');
-  if (first == std::string::npos || last == first) return std::nullopt;
-  try {
-    AttemptKey key;
-    key.run = RunId(std::stoll(name.substr(0, first)));
-    key.task_id = name.substr(first + 1, last - first - 1);
-    key.attempt = std::stoi(name.substr(last + 1));
-    return key;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-}
-
-// The start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22): with the pid,
-// it names one process for good (a pid can be reused, the pair cannot).
-std::optional<unsigned long long> StartTime(pid_t pid) {
-  std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  char buf[1024];
-  ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return std::nullopt;
-  buf[n] = '\0';
-  const char* p = std::strrchr(buf, ')');
-  if (p == nullptr) return std::nullopt;
-  // After "comm)": state is field 3; starttime is field 22, so 19 fields further.
-  ++p;
-  for (int field = 3; field < 22; ++field) {
-    while (*p == ' ') ++p;
-    while (*p != ' ' && *p != '\0') ++p;
-  }
-  unsigned long long start = 0;
-  if (std::sscanf(p, " %llu", &start) != 1) return std::nullopt;
-  return start;
-}
-
-// Writes a record file in one write to a file of its own (no rename over an older one: ext4
-// flushes the data of a file renamed over another, which would cost a disk write per attempt). A
-// process that dies leaves the whole record or an empty file, which readers skip. No fsync: the
-// record must survive this process, not the machine (a machine that stops ends every attempt).
-bool WriteRecord(const fs::path& path, const std::string& content) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return false;
-  const bool written = os::WriteAll(fd, content) == 0;
-  ::close(fd);
-  return written;
-}
-
-std::string ReadAll(const fs::path& path) {
-  std::string out;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
 
 std::string StopText(const std::string& cause) {
   if (cause == "cancel") return "the run is being cancelled";
@@ -258,69 +192,12 @@ Status Supervisor::Impl::Start() {
 // Records left by a supervisor that died: ends are kept to be reported; attempts without an end
 // are stopped (their whole group, if the same process still runs) and reported lost.
 void Supervisor::Impl::Recover() {
-  const fs::path dir = options.dir / "attempts";
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return;
-  std::vector<std::string> names;
-  while (const dirent* entry = ::readdir(d)) {
-    std::string name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    names.push_back(std::move(name));
-  }
-  ::closedir(d);
-  // <key>: "R <pid> <start time>", written at the start; <key>.end: "E" and the end's frame.
-  std::set<std::string> keys;
-  for (const std::string& name : names) {
-    if (name.ends_with(".tmp")) {
-      ::unlink((dir / name).c_str());
-      continue;
-    }
-    keys.insert(name.ends_with(".end") ? name.substr(0, name.size() - 4) : name);
-  }
-  for (const std::string& name : keys) {
-    const fs::path path = dir / name;
-    auto key = KeyFromName(name);
-    if (!key) {
-      log::Warn("supervisor: ignoring unknown file " + path.string());
-      continue;
-    }
+  for (wire::Ended& end : RecoverRecords(options.dir / "attempts")) {
     Attempt a;
     a.running = false;
-    const std::string end = ReadAll(path.string() + ".end");
-    if (end.starts_with("E")) {
-      std::string frames = end.substr(1);
-      bool error = false;
-      auto bodies = wire::TakeFrames(frames, &error);
-      if (!bodies.empty()) {
-        wire::Reader r(bodies[0]);
-        if (r.U8() == static_cast<uint8_t>(wire::Type::kEnded)) {
-          if (auto ended = wire::DecodeEnded(r)) a.end = std::move(*ended);
-        }
-      }
-    }
-    if (!a.end) {
-      const std::string content = ReadAll(path);
-      AttemptOutcome lost;
-      lost.lost = true;
-      lost.error = "its supervisor stopped while it ran and recorded no end";
-      long long pid = 0;
-      unsigned long long start = 0;
-      if (std::sscanf(content.c_str(), "R %lld %llu", &pid, &start) == 2 && pid > 0) {
-        auto now = StartTime(static_cast<pid_t>(pid));
-        if (now && *now == start) {
-          ::kill(-static_cast<pid_t>(pid), SIGKILL);
-          ::kill(static_cast<pid_t>(pid), SIGKILL);
-          lost.error =
-              "its supervisor stopped while it ran; its processes were stopped when a new "
-              "supervisor started";
-        }
-      }
-      lost.ended_at = NowUtc();
-      a.end = wire::Ended{*key, lost};
-      WriteRecord(path.string() + ".end", "E" + wire::EncodeEnded(*a.end));
-      log::Warn("supervisor: attempt " + key->ToString() + " lost: " + lost.error);
-    }
-    attempts.emplace(*key, std::move(a));
+    const AttemptKey key = end.key;
+    a.end = std::move(end);
+    attempts.emplace(key, std::move(a));
   }
   for (auto& [key, a] : attempts) Queue(key);
 }

@@ -1,0 +1,38 @@
+// Private to executor/: the supervisor's record of each attempt on disk, in
+// <supervisor dir>/attempts/: "<key>" holds "R <pid> <start time>" from the start (the process a
+// supervisor that starts after this one dies must stop), "<key>.end" holds "E" and the end's wire
+// frame once it ended. Records outlive the supervisor, not the machine.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "executor/wire.h"
+#include "scheduler/task_runner.h"
+
+namespace kiln::executor {
+
+// "<run>.<task>.<attempt>" and back (nullopt for a name that is not one).
+std::string RecordName(const scheduler::AttemptKey& key);
+std::optional<scheduler::AttemptKey> KeyFromName(const std::string& name);
+
+// The start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22): with the pid,
+// it names one process for good (a pid can be reused, the pair cannot).
+std::optional<unsigned long long> StartTime(pid_t pid);
+
+// Writes a record in one write to a file of its own; false when it could not.
+bool WriteRecord(const std::filesystem::path& path, const std::string& content);
+
+// The whole of a record ("" when it cannot be read).
+std::string ReadAll(const std::filesystem::path& path);
+
+// The records a supervisor that died left in `dir`: each attempt's end as recorded, or, for one
+// without an end, a lost end (its process group SIGKILLed first when the same process still
+// runs), recorded before it is returned. Half-written files are removed.
+std::vector<wire::Ended> RecoverRecords(const std::filesystem::path& dir);
+
+}  // namespace kiln::executor
