@@ -25,8 +25,19 @@ std::string Number(double value) {
 
 }  // namespace
 
+std::optional<DriftAsk> ReadDriftAsk(const dag::TaskSpec& task, const std::string& results);
+
 std::optional<DriftAsk> DriftAskOf(const dag::TaskSpec& task, const std::string& results) {
   if (task.kind != "drift") return std::nullopt;
+  // The report is what a task's process wrote: any shape is possible, none may throw.
+  try {
+    return ReadDriftAsk(task, results);
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<DriftAsk> ReadDriftAsk(const dag::TaskSpec& task, const std::string& results) {
   const dag::Value* on_drift = task.options.Find("on_drift");
   const dag::Value* target = task.options.Find("trigger");
   if (on_drift == nullptr || on_drift->string != "trigger" || target == nullptr ||
@@ -96,7 +107,7 @@ void DaemonService::AnswerDriftAsk(RunId run, const std::string& task, const Dri
 }
 
 void DaemonService::AnswerPendingDriftAsks() {
-  auto pending = store_.PendingDriftAsks(kAskWindow);
+  auto pending = store_.PendingDriftAsks(kAskWindow, options_.owner);
   if (!pending.ok()) {
     log::Error("answering drift triggers left by a restart: " + pending.message());
     return;

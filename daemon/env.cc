@@ -135,11 +135,13 @@ class PgDaemonStore final : public DaemonStore {
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) override {
     return pool_.Read([&](Database& db) { return db.Lineage(query); });
   }
-  Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window) override {
-    return pool_.Read([&](Database& db) { return db.PendingDriftAsks(window); });
+  Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window,
+                                                          const std::string& owner) override {
+    return pool_.Read([&](Database& db) { return db.PendingDriftAsks(window, owner); });
   }
-  Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration window) override {
-    return pool_.Read([&](Database& db) { return db.PendingRegistrations(window); });
+  Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration window,
+                                                              const std::string& owner) override {
+    return pool_.Read([&](Database& db) { return db.PendingRegistrations(window, owner); });
   }
   Result<store::Registered> RegisterModelVersion(
       const store::NewModelVersion& version,

@@ -76,8 +76,10 @@ class DaemonStore {
                                                          std::optional<RunId> before,
                                                          int limit) = 0;
   virtual Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) = 0;
-  virtual Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window) = 0;
-  virtual Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration window) = 0;
+  virtual Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window,
+                                                                  const std::string& owner) = 0;
+  virtual Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration window,
+                                                                      const std::string& owner) = 0;
   virtual Result<store::Registered> RegisterModelVersion(
       const store::NewModelVersion& version,
       const std::function<bool(const std::optional<std::string>&)>& make_champion) = 0;

@@ -35,9 +35,22 @@ bool BeatsChampion(const GateRegistration& reg, const std::optional<std::string>
 
 }  // namespace
 
+std::optional<GateRegistration> ReadRegistration(const dag::TaskSpec& task,
+                                                 const std::string& results);
+
 std::optional<GateRegistration> RegistrationOf(const dag::TaskSpec& task,
                                                const std::string& results) {
   if (task.kind != "gate") return std::nullopt;
+  // The report is what a task's process wrote: any shape is possible, none may throw.
+  try {
+    return ReadRegistration(task, results);
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<GateRegistration> ReadRegistration(const dag::TaskSpec& task,
+                                                 const std::string& results) {
   const dag::Value* promote = task.options.Find("promote");
   const dag::Value* model = task.options.Find("model");
   if (promote == nullptr || promote->type != dag::Value::Type::kBool || !promote->boolean ||
@@ -60,11 +73,24 @@ std::optional<GateRegistration> RegistrationOf(const dag::TaskSpec& task,
   reg.sha256 = artifact["sha256"].get<std::string>();
   reg.metrics = report.value("metrics", json::object()).dump();
   reg.decision = report.dump();
-  for (const json& c : report.value("conditions", json::array())) {
-    if (c.is_object() && c.value("condition", json()).is_string()) {
-      reg.require.push_back(c["condition"].get<std::string>());
+  // The conditions checked again against the champion: the pipeline file's, unless they are
+  // templates (then the rendered ones the gate reported).
+  bool templated = false;
+  if (const dag::Value* require = task.options.Find("require")) {
+    for (const dag::Value& c : require->items) {
+      templated = templated || c.string.find("{{") != std::string::npos;
+      reg.require.push_back(c.string);
     }
   }
+  if (templated) {
+    reg.require.clear();
+    for (const json& c : report.value("conditions", json::array())) {
+      if (c.is_object() && c.value("condition", json()).is_string()) {
+        reg.require.push_back(c["condition"].get<std::string>());
+      }
+    }
+  }
+  if (reg.require.empty()) return std::nullopt;  // a gate has at least one condition
   return reg;
 }
 
@@ -72,12 +98,12 @@ void DaemonService::RegisterModel(RunId run, const std::string& task, const Gate
   CrashPoint("gate.register");
   std::string pipeline;
   std::filesystem::path pipeline_dir;
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = run_pipeline_.find(run); it != run_pipeline_.end()) pipeline = it->second;
-  }
   auto record = store_.GetRun(run);
-  if (record.ok()) pipeline = record->pipeline;
+  if (!record.ok()) {
+    log::Error("gate '" + task + "' of run " + ToString(run) + ": " + record.message());
+    return;  // the next start tries again
+  }
+  pipeline = record->pipeline;
   {
     std::lock_guard lock(mu_);
     if (auto it = pipelines_.find(pipeline); it != pipelines_.end() && it->second.entry.pipeline) {
@@ -95,6 +121,11 @@ void DaemonService::RegisterModel(RunId run, const std::string& task, const Gate
   };
   const std::filesystem::path run_dir = options_.runs_dir / pipeline / ToString(run);
   auto bytes = KeepArtifact(options_.models_dir, run_dir, pipeline_dir, reg.artifact, reg.sha256);
+  if (!bytes.ok() && bytes.status().code() == ErrorCode::kUnavailable) {
+    // The data folder failed, not the artifact: the next start tries again.
+    log::Error(who + ": keeping the artifact of model '" + reg.model + "': " + bytes.message());
+    return;
+  }
   if (!bytes.ok()) return failed(bytes.message());
   store::NewModelVersion version{reg.model,    reg.sha256, *bytes, reg.metrics,
                                  reg.decision, run,        task};
@@ -117,7 +148,7 @@ void DaemonService::RegisterModel(RunId run, const std::string& task, const Gate
 }
 
 void DaemonService::RegisterPendingModels() {
-  auto pending = store_.PendingRegistrations(kRegisterWindow);
+  auto pending = store_.PendingRegistrations(kRegisterWindow, options_.owner);
   if (!pending.ok()) {
     log::Error("registering models left by a restart: " + pending.message());
     return;
@@ -167,7 +198,12 @@ Result<std::string> DaemonService::ModelCard(const std::string& name, int versio
     if (v.version != version) continue;
     auto inputs = store_.RunInputs(v.run);
     if (!inputs.ok()) return inputs.status();
-    return daemon::ModelCard(*model, v, *inputs);
+    try {
+      return daemon::ModelCard(*model, v, *inputs);
+    } catch (const json::exception& e) {
+      return Status::Error("model '" + name + "' version " + std::to_string(version) +
+                           ": its recorded decision cannot be read: " + e.what());
+    }
   }
   return Status::Error(ErrorCode::kNotFound,
                        "model '" + name + "' has no version " + std::to_string(version));

@@ -90,7 +90,15 @@ std::optional<fs::path> Beneath(const fs::path& inner, const fs::path& outer) {
   return rest;
 }
 
-Status Failed(const std::string& what) { return Status::Error(what + ": " + std::strerror(errno)); }
+// A problem of the artifact itself: registering it again would fail the same way.
+Status Refused(const std::string& what) {
+  return Status::Error(ErrorCode::kInvalidArgument, what + ": " + std::strerror(errno));
+}
+
+// A problem of the data folder (full, failing): the next start tries again.
+Status Failed(const std::string& what) {
+  return Status::Error(ErrorCode::kUnavailable, what + ": " + std::strerror(errno));
+}
 
 }  // namespace
 
@@ -108,19 +116,21 @@ Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir
     }
   }
   if (!rel) {
-    return Status::Error("artifact '" + path +
-                         "' is outside the run folder and the pipeline's folder");
+    return Status::Error(
+        ErrorCode::kInvalidArgument,
+        "artifact '" + path + "' is outside the run folder and the pipeline's folder");
   }
   Fd dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.get() < 0) return Failed("artifact '" + path + "': cannot open its folder");
+  if (dir.get() < 0) return Refused("artifact '" + path + "': cannot open its folder");
   open_how how{};
   how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   Fd in(static_cast<int>(::syscall(SYS_openat2, dir.get(), rel->c_str(), &how, sizeof how)));
-  if (in.get() < 0) return Failed("artifact '" + path + "'");
+  if (in.get() < 0) return Refused("artifact '" + path + "'");
   struct stat st {};
   if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return Status::Error("artifact '" + path + "' is not a regular file");
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "artifact '" + path + "' is not a regular file");
   }
   std::error_code ec;
   fs::create_directories(models_dir, ec);
@@ -138,7 +148,7 @@ Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) {
       ::unlink(tmp.c_str());
-      return Failed("reading artifact '" + path + "'");
+      return Refused("reading artifact '" + path + "'");
     }
     if (n == 0) break;
     sha.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
@@ -156,11 +166,20 @@ Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir
   const std::string got = sha.Hex();
   if (got != sha256) {
     ::unlink(tmp.c_str());
-    return Status::Error("artifact '" + path + "' changed after the gate read it (SHA-256 " + got +
-                         ", the gate saw " + sha256 + ")");
+    // Its hash is not told: the daemon may read files the task cannot.
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "artifact '" + path +
+                             "' is not the file the gate read (its SHA-256 "
+                             "differs from the gate's " +
+                             sha256 + ")");
   }
   if (::fsync(out.get()) != 0 || ::rename(tmp.c_str(), (models_dir / got).c_str()) != 0) {
     ::unlink(tmp.c_str());
+    return Failed("keeping artifact '" + path + "'");
+  }
+  // The rename too must survive a power loss before the version is registered.
+  Fd folder(::open(models_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (folder.get() < 0 || ::fsync(folder.get()) != 0) {
     return Failed("keeping artifact '" + path + "'");
   }
   return bytes;

@@ -119,8 +119,11 @@ AttemptOutcome Reader::Outcome() {
   o.cpu = Duration(I64());
   o.max_rss_kb = I64();
   o.log_bytes = static_cast<uint64_t>(I64());
-  o.collect_failed = U8() != 0;
-  o.results = Str();
+  // Protocol 3's fields; an end a protocol 2 supervisor recorded on disk ends here.
+  if (!body_.empty()) {
+    o.collect_failed = U8() != 0;
+    o.results = Str();
+  }
   return o;
 }
 

@@ -179,12 +179,14 @@ nlohmann::json ReportJson(const DriftOptions& d, const std::vector<ColumnDrift>&
   return j;
 }
 
-void Keep(const TaskContext& ctx, const nlohmann::json& report) {
+bool Keep(const TaskContext& ctx, const nlohmann::json& report) {
   const std::string text =
       report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (Status s = WriteReport(ctx, "drift.json", text); !s.ok()) {
     *ctx.out << "kiln drift: warning: " << s.message() << '\n';
+    return false;
   }
+  return true;
 }
 
 class DriftKind final : public Kind {
@@ -238,7 +240,8 @@ class DriftKind final : public Kind {
                   : std::string())
           << '\n';
     }
-    Keep(ctx, ReportJson(d, *columns));
+    // A trigger reaches the daemon through the report: without it, the drift is not asked for.
+    if (!Keep(ctx, ReportJson(d, *columns)) && !drifted.empty() && !d.trigger.empty()) return 2;
     return drifted.empty() || d.warn || !d.trigger.empty() ? 0 : 1;
   }
 };

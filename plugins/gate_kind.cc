@@ -109,15 +109,15 @@ class GateReader {
   Problems& problems_;
 };
 
-// {"path": absolute, "sha256", "bytes"} of the artifact to register.
-Result<json> HashArtifact(const std::string& path) {
+// {"path": absolute, "sha256", "bytes"} of the artifact to register, read by the collector's
+// rules: beneath the run folder or the pipeline's (the working folder), as the daemon will.
+Result<json> HashArtifact(const std::string& path, const TaskContext& ctx) {
   std::error_code ec;
-  const std::string absolute = std::filesystem::absolute(path, ec).lexically_normal().string();
-  auto spec = ParseCollectSpec(
-      json{{"outputs", {absolute}}, {"pipeline_dir", "/"}, {"run_dir", "/"}}.dump());
-  if (!spec.ok()) return spec.status();
-  spec->allow_absolute = true;
-  auto results = CollectResults(*spec);
+  CollectSpec spec;
+  spec.outputs = {std::filesystem::absolute(path, ec).lexically_normal().string()};
+  spec.pipeline_dir = std::filesystem::current_path(ec).string();
+  spec.run_dir = ctx.run_dir.string();
+  auto results = CollectResults(spec);
   if (!results.ok()) return Status::Error("artifact " + results.message().substr(7));
   json r = json::parse(results.value(), nullptr, false);
   if (!r.is_object() || r["outputs"].empty())
@@ -195,7 +195,7 @@ class GateKind final : public Kind {
     json artifact;
     if (pass && g.promote) {
       // Hashed here, as the task's user; the daemon keeps a copy only if it still matches.
-      auto hashed = HashArtifact(g.artifact);
+      auto hashed = HashArtifact(g.artifact, ctx);
       if (!hashed.ok()) return fail(hashed.message());
       artifact = std::move(hashed).value();
     }
@@ -217,18 +217,21 @@ class GateKind final : public Kind {
                                          : json()},
                    {"promote", g.promote}};
     if (!artifact.is_null()) report["artifact"] = std::move(artifact);
-    Keep(ctx, report);
+    // What the daemon registers comes from this report: without it, no pass.
+    if (!Keep(ctx, report) && pass && g.promote) return 2;
     return pass ? 0 : kGateFailed;
   }
 
  private:
   static constexpr int kGateFailed = 3;
 
-  static void Keep(const TaskContext& ctx, const json& report) {
+  static bool Keep(const TaskContext& ctx, const json& report) {
     const std::string text = report.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
     if (Status s = WriteReport(ctx, "gate.json", text); !s.ok()) {
-      *ctx.out << "kiln gate: warning: " << s.message() << '\n';
+      *ctx.out << "kiln gate: " << s.message() << '\n';
+      return false;
     }
+    return true;
   }
 };
 

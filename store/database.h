@@ -328,9 +328,9 @@ class Database {
   // is looked up in what attempts wrote, then in what they read; ErrorCode::kNotFound when no
   // attempt recorded it.
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query);
-  // Drift asks of attempts that ended in the last `window` and were never answered, oldest
-  // first.
-  Result<std::vector<PendingAsk>> PendingDriftAsks(Duration window);
+  // Drift asks of attempts that ended in the last `window` and were never answered, of runs
+  // `owner` drove (its run folders are its own), oldest first.
+  Result<std::vector<PendingAsk>> PendingDriftAsks(Duration window, const std::string& owner);
 
   // The model registry. RegisterModelVersion creates the model when new, then, holding its
   // row's lock, asks `make_champion` with the champion's metrics (nullopt: none) whether the new
@@ -350,8 +350,8 @@ class Database {
   // kConflict when there is no champion or none before it.
   Result<scheduler::ModelRecord> RollbackModel(const std::string& name, std::string_view actor);
   // Passed gates with promote = true that ended in the last `window` and registered nothing
-  // (no version, no model_registration_failed event), oldest first.
-  Result<std::vector<PendingAsk>> PendingRegistrations(Duration window);
+  // (no version, no model_registration_failed event), of runs `owner` drove, oldest first.
+  Result<std::vector<PendingAsk>> PendingRegistrations(Duration window, const std::string& owner);
   // The files the tasks of a run declared as inputs (each path and content once), for a card.
   Result<std::vector<scheduler::LineageFile>> RunInputs(RunId run);
 

@@ -239,7 +239,8 @@ Result<std::vector<scheduler::LineageFile>> Database::RunInputs(RunId run) {
   }
 }
 
-Result<std::vector<PendingAsk>> Database::PendingRegistrations(Duration window) {
+Result<std::vector<PendingAsk>> Database::PendingRegistrations(Duration window,
+                                                               const std::string& owner) {
   try {
     pqxx::nontransaction txn(impl_->conn, "pending_registrations");
     // attempts_promoting: the partial index of successes whose report may promote.
@@ -248,11 +249,12 @@ Result<std::vector<PendingAsk>> Database::PendingRegistrations(Duration window) 
         "r.id = a.run_id WHERE a.results->'report' ? 'promote' AND a.state = 'success' AND "
         "a.ended_at > now() - make_interval(secs => $1::float8 / 1000) AND "
         "a.results->'report'->>'promote' = 'true' AND a.results->'report'->>'decision' = 'pass' "
-        "AND NOT EXISTS (SELECT FROM model_versions v WHERE v.run_id = a.run_id AND v.task_id = "
+        "AND r.lease_owner = $2 AND NOT EXISTS (SELECT FROM model_versions v WHERE v.run_id = "
+        "a.run_id AND v.task_id = "
         "a.task_id) AND NOT EXISTS (SELECT FROM events e WHERE e.run_id = a.run_id AND "
         "e.detail->>'task' = a.task_id AND e.kind = 'model_registration_failed') ORDER BY "
         "a.ended_at",
-        static_cast<int64_t>(window.count()));
+        static_cast<int64_t>(window.count()), owner);
     std::vector<PendingAsk> out;
     for (const pqxx::row& row : rows) {
       out.push_back(PendingAsk{RunId(row[0].as<int64_t>()), row[1].as<std::string>(),

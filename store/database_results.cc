@@ -117,7 +117,8 @@ Result<scheduler::MetricsPage> Database::PipelineMetrics(const std::string& pipe
   }
 }
 
-Result<std::vector<PendingAsk>> Database::PendingDriftAsks(Duration window) {
+Result<std::vector<PendingAsk>> Database::PendingDriftAsks(Duration window,
+                                                           const std::string& owner) {
   try {
     pqxx::nontransaction txn(impl_->conn, "pending_drift_asks");
     // attempts_asking: the partial index of successes whose report names a pipeline to run.
@@ -125,11 +126,13 @@ Result<std::vector<PendingAsk>> Database::PendingDriftAsks(Duration window) {
         "SELECT a.run_id, r.pipeline, a.task_id, a.results::text FROM attempts a JOIN runs r ON "
         "r.id = a.run_id WHERE a.results->'report' ? 'trigger' AND a.state = 'success' AND "
         "a.ended_at > now() - make_interval(secs => $1::float8 / 1000) AND "
-        "jsonb_array_length(coalesce(a.results->'report'->'drifted', '[]')) > 0 AND NOT EXISTS "
+        "CASE WHEN jsonb_typeof(a.results->'report'->'drifted') = 'array' THEN "
+        "jsonb_array_length(a.results->'report'->'drifted') > 0 ELSE false END AND "
+        "r.lease_owner = $2 AND NOT EXISTS "
         "(SELECT FROM events e WHERE e.run_id = a.run_id AND e.detail->>'task' = a.task_id AND "
         "e.kind IN ('drift_triggered', 'drift_trigger_skipped', 'drift_trigger_failed')) "
         "ORDER BY a.ended_at",
-        static_cast<int64_t>(window.count()));
+        static_cast<int64_t>(window.count()), owner);
     std::vector<PendingAsk> out;
     for (const pqxx::row& row : rows) {
       out.push_back(PendingAsk{RunId(row[0].as<int64_t>()), row[1].as<std::string>(),

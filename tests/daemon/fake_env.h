@@ -361,10 +361,11 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
                                                  std::optional<RunId>, int) override {
     return scheduler::MetricsPage{};
   }
-  Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration) override {
+  Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration, const std::string&) override {
     return std::vector<store::PendingAsk>{};
   }
-  Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration) override {
+  Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration,
+                                                              const std::string&) override {
     return std::vector<store::PendingAsk>{};
   }
   Result<store::Registered> RegisterModelVersion(
