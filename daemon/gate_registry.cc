@@ -71,6 +71,9 @@ std::optional<GateRegistration> ReadRegistration(const dag::TaskSpec& task,
   reg.model = model->string;
   reg.artifact = artifact["path"].get<std::string>();
   reg.sha256 = artifact["sha256"].get<std::string>();
+  if (artifact.value("bytes", json()).is_number_integer()) {
+    reg.bytes = artifact["bytes"].get<int64_t>();
+  }
   reg.metrics = report.value("metrics", json::object()).dump();
   reg.decision = report.dump();
   // The conditions checked again against the champion: the pipeline file's, unless they are
@@ -120,7 +123,8 @@ void DaemonService::RegisterModel(RunId run, const std::string& task, const Gate
     }
   };
   const std::filesystem::path run_dir = options_.runs_dir / pipeline / ToString(run);
-  auto bytes = KeepArtifact(options_.models_dir, run_dir, pipeline_dir, reg.artifact, reg.sha256);
+  auto bytes =
+      KeepArtifact(options_.models_dir, run_dir, pipeline_dir, reg.artifact, reg.sha256, reg.bytes);
   if (!bytes.ok() && bytes.status().code() == ErrorCode::kUnavailable) {
     // The data folder failed, not the artifact: the next start tries again.
     log::Error(who + ": keeping the artifact of model '" + reg.model + "': " + bytes.message());

@@ -104,7 +104,7 @@ Status Failed(const std::string& what) {
 
 Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir,
                              const fs::path& pipeline_dir, const std::string& path,
-                             const std::string& sha256) {
+                             const std::string& sha256, int64_t expected_bytes) {
   const fs::path p = fs::path(path).lexically_normal();
   fs::path root;
   std::optional<fs::path> rel;
@@ -131,6 +131,13 @@ Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir
   if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return Status::Error(ErrorCode::kInvalidArgument,
                          "artifact '" + path + "' is not a regular file");
+  }
+  if (expected_bytes >= 0 && st.st_size != expected_bytes) {
+    // Changed since the gate read it: refused before a byte is copied (its size is not told:
+    // the daemon may read files the task cannot).
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "artifact '" + path + "' is not the file the gate read (its size "
+                         "differs from the gate's " + std::to_string(expected_bytes) + " bytes)");
   }
   std::error_code ec;
   fs::create_directories(models_dir, ec);

@@ -42,11 +42,12 @@ std::map<std::string, double> MetricsOf(const std::string& json_object);
 
 // Copies the file at `path` (absolute, beneath `run_dir` or `pipeline_dir`: no '..' and no link
 // leads out) to <models_dir>/<sha256>, hashing it on the way; fails when its SHA-256 is not
-// `sha256` (the file changed after the gate read it). Returns its size.
+// `sha256` (the file changed after the gate read it), and before copying anything when its size
+// is not `bytes` (>= 0). Returns its size.
 Result<int64_t> KeepArtifact(const std::filesystem::path& models_dir,
                              const std::filesystem::path& run_dir,
                              const std::filesystem::path& pipeline_dir, const std::string& path,
-                             const std::string& sha256);
+                             const std::string& sha256, int64_t bytes = -1);
 
 // The card of one version, in Markdown: what kiln knows of it.
 std::string ModelCard(const scheduler::ModelRecord& model, const scheduler::ModelVersionRecord& v,

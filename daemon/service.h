@@ -69,6 +69,7 @@ struct GateRegistration {
   std::string model;
   std::string artifact;  // absolute path, as the gate read it
   std::string sha256;
+  int64_t bytes = -1;    // its size as the gate read it (-1: not said)
   std::string metrics;   // JSON object
   std::string decision;  // the gate's report
   std::vector<std::string> require;
