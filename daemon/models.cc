@@ -11,8 +11,10 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "common/paths.h"
 #include "common/sha256.h"
 #include "common/time.h"
+#include "executor/os.h"
 
 namespace kiln::daemon {
 
@@ -67,28 +69,7 @@ Status ChampionCache::Load(store::Database& db) {
 
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-std::optional<fs::path> Beneath(const fs::path& inner, const fs::path& outer) {
-  auto [o, i] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
-  if (o != outer.end() && !(std::next(o) == outer.end() && o->empty())) return std::nullopt;
-  fs::path rest;
-  for (; i != inner.end(); ++i) rest /= *i;
-  if (rest.empty() || *rest.begin() == "..") return std::nullopt;
-  return rest;
-}
+using Fd = executor::os::UniqueFd;
 
 // A problem of the artifact itself: registering it again would fail the same way.
 Status Refused(const std::string& what) {
@@ -110,7 +91,7 @@ Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir
   std::optional<fs::path> rel;
   for (const fs::path& dir : {run_dir.lexically_normal(), pipeline_dir.lexically_normal()}) {
     if (!p.is_absolute() || dir.empty()) continue;
-    if ((rel = Beneath(p, dir))) {
+    if ((rel = PathBeneath(p, dir))) {
       root = dir;
       break;
     }
@@ -136,8 +117,10 @@ Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir
     // Changed since the gate read it: refused before a byte is copied (its size is not told:
     // the daemon may read files the task cannot).
     return Status::Error(ErrorCode::kInvalidArgument,
-                         "artifact '" + path + "' is not the file the gate read (its size "
-                         "differs from the gate's " + std::to_string(expected_bytes) + " bytes)");
+                         "artifact '" + path +
+                             "' is not the file the gate read (its size "
+                             "differs from the gate's " +
+                             std::to_string(expected_bytes) + " bytes)");
   }
   std::error_code ec;
   fs::create_directories(models_dir, ec);

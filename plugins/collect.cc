@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "common/paths.h"
 #include "common/sha256.h"
 #include "plugins/fd.h"
 
@@ -30,17 +31,6 @@ struct Place {
   fs::path absolute;
 };
 
-// `inner` relative to `outer` when it lies beneath it (both absolute and lexically normal).
-std::optional<fs::path> Beneath(const fs::path& inner, const fs::path& outer) {
-  if (outer.empty()) return std::nullopt;
-  auto [o, i] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
-  // A trailing separator of `outer` is an empty last element.
-  if (o != outer.end() && !(std::next(o) == outer.end() && o->empty())) return std::nullopt;
-  fs::path rest;
-  for (; i != inner.end(); ++i) rest /= *i;
-  return rest;
-}
-
 Result<Place> Resolve(const CollectSpec& spec, const std::string& path) {
   if (path.empty()) return Status::Error("is empty");
   if (path.find('\0') != std::string::npos) return Status::Error("holds a NUL character");
@@ -50,10 +40,7 @@ Result<Place> Resolve(const CollectSpec& spec, const std::string& path) {
   if (p.is_relative()) p = pipeline / p;
   p = p.lexically_normal();
   for (const fs::path* root : {&run, &pipeline}) {
-    if (auto rel = Beneath(p, *root)) {
-      if (rel->empty() || *rel->begin() == "..") break;
-      return Place{*root, *rel, p};
-    }
+    if (auto rel = PathBeneath(p, *root)) return Place{*root, *rel, p};
   }
   if (fs::path(path).is_relative()) {
     return Status::Error("leaves the pipeline's folder " + pipeline.string());
