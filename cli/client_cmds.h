@@ -80,4 +80,15 @@ struct ModelsOptions {
 };
 int ClientModels(const ClientOptions& options, const ModelsOptions& models);
 
+struct DecideOptions {
+  std::string run;
+  std::string task;
+  bool approve = true;  // false: reject
+  std::string note;
+};
+// Approves or rejects an approval task that is waiting.
+int ClientDecide(const ClientOptions& options, const DecideOptions& decide);
+// The approval tasks waiting for a decision.
+int ClientApprovals(const ClientOptions& options);
+
 }  // namespace kiln::cli

@@ -16,11 +16,12 @@ int Graph(const std::string& file, const std::string& format);
 
 struct RunOptions {
   std::string file;
-  std::vector<std::string> params;  // name=value
-  std::string output = "text";      // text | json
-  std::string config;               // kiln.toml, optional
-  std::string data_dir;             // overrides the config's data_dir when set
-  int parallel = 0;                 // overrides max_parallel_tasks when > 0
+  std::vector<std::string> params;   // name=value
+  std::string output = "text";       // text | json
+  std::string config;                // kiln.toml, optional
+  std::string data_dir;              // overrides the config's data_dir when set
+  int parallel = 0;                  // overrides max_parallel_tasks when > 0
+  std::vector<std::string> approve;  // approval tasks to approve (the others are rejected)
 };
 int Run(const RunOptions& options);
 

@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}));
   run_cmd->add_option("--config", run.config, "Daemon config file (kiln.toml)");
   run_cmd->add_option("--data-dir", run.data_dir, "Data folder (default .kiln)");
+  run_cmd->add_option("--approve", run.approve,
+                      "Approve this approval task when it waits (repeatable); the others are "
+                      "rejected");
   run_cmd->add_option("-j,--parallel", run.parallel, "Tasks running at once")
       ->check(CLI::PositiveNumber);
 
@@ -166,6 +169,19 @@ int main(int argc, char** argv) {
       "rollback", "Make the champion before the current one the champion again"));
   rollback_cmd->add_option("name", models.name, "Model name")->required();
 
+  kiln::cli::DecideOptions decide;
+  auto* approve_cmd = add_client(
+      app.add_subcommand("approve", "Approve an approval task that is waiting: it succeeds"));
+  auto* reject_cmd =
+      add_client(app.add_subcommand("reject", "Reject an approval task that is waiting: it fails"));
+  for (auto* cmd : {approve_cmd, reject_cmd}) {
+    cmd->add_option("run", decide.run, "Run id")->required();
+    cmd->add_option("task", decide.task, "Task id")->required();
+    cmd->add_option("--note", decide.note, "Why (recorded with the decision)");
+  }
+  auto* approvals_cmd =
+      add_client(app.add_subcommand("approvals", "The approval tasks waiting for a decision"));
+
   // Started by `kiln serve` for itself; hidden from the help.
   kiln::cli::SuperviseOptions supervise;
   auto* supervise_cmd = app.add_subcommand("supervise", "Supervise a daemon's task attempts");
@@ -212,5 +228,10 @@ int main(int argc, char** argv) {
   if (*promote_cmd) models.action = "promote";
   if (*rollback_cmd) models.action = "rollback";
   if (*models_cmd) return kiln::cli::ClientModels(client, models);
+  if (*approve_cmd || *reject_cmd) {
+    decide.approve = static_cast<bool>(*approve_cmd);
+    return kiln::cli::ClientDecide(client, decide);
+  }
+  if (*approvals_cmd) return kiln::cli::ClientApprovals(client);
   return 2;
 }

@@ -45,6 +45,9 @@ void Progress::OnTaskState(RunId, const dag::TaskSpec& task, dag::TaskState stat
       running_.erase(task.id);
       text = task.id + " failed: " + reason;
       break;
+    case TaskState::kWaiting:
+      text = task.id + " waiting" + (reason.empty() ? "" : ": " + reason);
+      break;
     default: {
       running_.erase(task.id);
       ++done_;

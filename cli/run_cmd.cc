@@ -7,6 +7,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/commands.h"
 #include "cli/config_util.h"
@@ -141,6 +142,63 @@ class Interrupts {
   int count_ = 0;
 };
 
+// kiln run has no API for an operator to answer: an approval task named with --approve is
+// approved as soon as it waits, any other is rejected at once, saying how to approve it.
+class CommandLineApprovals final : public scheduler::Observer {
+ public:
+  CommandLineApprovals(asio::io_context& io, scheduler::Scheduler& sched, scheduler::Observer& next,
+                       const std::vector<std::string>& approved)
+      : io_(io), sched_(sched), next_(next), approved_(approved.begin(), approved.end()) {}
+
+  void OnTaskState(RunId run, const dag::TaskSpec& task, dag::TaskState state, int attempt,
+                   const std::string& reason) override {
+    next_.OnTaskState(run, task, state, attempt, reason);
+    if (state != dag::TaskState::kWaiting || task.execution != dag::Execution::kApproval) return;
+    const bool approve = approved_.count(task.id) != 0;
+    std::string why = approve ? "approved on the command line (kiln run --approve " + task.id + ")"
+                              : "rejected: kiln run has no operator to ask; pass --approve " +
+                                    task.id + " to approve it";
+    std::vector<std::pair<std::string, std::string>> detail = {
+        {"decision", approve ? "approved" : "rejected"}, {"by", "cli"}, {"note", ""}};
+    asio::post(io_, [this, run, task_id = task.id, approve, why, detail]() mutable {
+      auto found = pipeline_ ? pipeline_->dag.Find(task_id) : std::nullopt;
+      if (found) sched_.Decide(run, *found, approve, why, std::move(detail), nullptr);
+    });
+  }
+  void OnTaskResults(RunId run, const dag::TaskSpec& task, int attempt,
+                     const std::string& results) override {
+    next_.OnTaskResults(run, task, attempt, results);
+  }
+  void OnRunFinished(RunId run, dag::RunState state) override { next_.OnRunFinished(run, state); }
+  void SetPipeline(const dag::Pipeline* pipeline) { pipeline_ = pipeline; }
+
+ private:
+  asio::io_context& io_;
+  scheduler::Scheduler& sched_;
+  scheduler::Observer& next_;
+  std::set<std::string> approved_;
+  const dag::Pipeline* pipeline_ = nullptr;
+};
+
+// --approve names approval tasks of the pipeline.
+bool CheckApprovals(const dag::Pipeline& pipeline, const std::vector<std::string>& names) {
+  std::string known;
+  for (const auto& t : pipeline.spec.tasks) {
+    if (t.execution == dag::Execution::kApproval) known += (known.empty() ? "" : ", ") + t.id;
+  }
+  for (const auto& name : names) {
+    auto id = pipeline.dag.Find(name);
+    if (id && pipeline.task(*id).execution == dag::Execution::kApproval) continue;
+    std::cerr << "kiln: --approve " << name << ": pipeline " << pipeline.spec.name
+              << (id ? " has a task '" + name + "' but it is not kind = \"approval\""
+                     : " has no task '" + name + "'")
+              << (known.empty() ? "; it has no approval task" : "; its approval tasks: " + known)
+              << '\n';
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int Run(const RunOptions& o) {
@@ -152,6 +210,7 @@ int Run(const RunOptions& o) {
   const dag::Pipeline& pipeline = *loaded.pipeline;
   auto params = ParamsFromFlags(pipeline.spec, o.file, o.params);
   if (!params) return 1;
+  if (!CheckApprovals(pipeline, o.approve)) return 1;
   auto cfg = LoadConfig(o.config);
   if (!cfg) return 1;
   if (!o.data_dir.empty()) cfg->data_dir = o.data_dir;
@@ -195,7 +254,9 @@ int Run(const RunOptions& o) {
   scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
   executor::LocalTaskRunner& runner = *local;
   Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
-  sched.SetObserver(&progress);
+  CommandLineApprovals approvals(io, sched, progress, o.approve);
+  approvals.SetPipeline(&pipeline);
+  sched.SetObserver(&approvals);
   Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run
 
   Instant now = NowUtc();

@@ -165,6 +165,7 @@ LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCat
   for (dag::TaskSpec& task : spec.tasks) {
     // A kind's own exit codes for "skipped" (shell's skip_exit_codes are refused on kinds).
     if (task.kind != "shell") task.skip_exit_codes = kinds.SkipExitCodes(task.kind);
+    task.execution = kinds.ExecutionOf(task.kind);
   }
   if (result.diagnostics.empty()) {
     dag::Dag graph(spec);

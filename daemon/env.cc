@@ -135,6 +135,9 @@ class PgDaemonStore final : public DaemonStore {
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) override {
     return pool_.Read([&](Database& db) { return db.Lineage(query); });
   }
+  Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit) override {
+    return pool_.Read([&](Database& db) { return db.ListApprovals(limit); });
+  }
   Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window,
                                                           const std::string& owner) override {
     return pool_.Read([&](Database& db) { return db.PendingDriftAsks(window, owner); });

@@ -76,6 +76,7 @@ class DaemonStore {
                                                          std::optional<RunId> before,
                                                          int limit) = 0;
   virtual Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) = 0;
+  virtual Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit) = 0;
   virtual Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window,
                                                                   const std::string& owner) = 0;
   virtual Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration window,

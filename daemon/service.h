@@ -116,6 +116,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   Status CancelRun(RunId id, const std::string& actor) override;
   Result<scheduler::RetryResult> RetryRun(const scheduler::RetryRequest& request) override;
   Status MarkTask(const scheduler::MarkRequest& request) override;
+  Status DecideApproval(const scheduler::ApprovalRequest& request) override;
+  Result<std::vector<scheduler::ApprovalRecord>> ListApprovals() override;
   Result<std::vector<scheduler::AttemptRecord>> ListAttempts(RunId run,
                                                              const std::string& task) override;
   Result<dag::PipelinePtr> PipelineVersion(const std::string& name,

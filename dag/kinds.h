@@ -24,6 +24,8 @@ class KindCatalog {
   // Exit codes of a known kind's process that end its task skipped (the loader sets them as the
   // task's skip_exit_codes).
   virtual std::vector<int> SkipExitCodes(std::string_view /*kind*/) const { return {}; }
+  // How a known kind's tasks run (the loader sets it as the task's execution).
+  virtual Execution ExecutionOf(std::string_view /*kind*/) const { return Execution::kProcess; }
 };
 
 // Knows shell only: for specs checked without plugins (unit tests of dag/ and config/).

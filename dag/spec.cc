@@ -23,7 +23,7 @@ constexpr NameTable<TriggerRule, 7> kTriggerRuleNames = {{
     {TriggerRule::kNoneFailedMinOneSuccess, "none_failed_min_one_success"},
 }};
 
-constexpr NameTable<TaskState, 9> kTaskStateNames = {{
+constexpr NameTable<TaskState, 10> kTaskStateNames = {{
     {TaskState::kPending, "pending"},
     {TaskState::kQueued, "queued"},
     {TaskState::kRunning, "running"},
@@ -33,6 +33,7 @@ constexpr NameTable<TaskState, 9> kTaskStateNames = {{
     {TaskState::kSkipped, "skipped"},
     {TaskState::kUpstreamFailed, "upstream_failed"},
     {TaskState::kCancelled, "cancelled"},
+    {TaskState::kWaiting, "waiting"},
 }};
 
 constexpr NameTable<RunState, 5> kRunStateNames = {{
@@ -104,7 +105,7 @@ std::optional<RunState> ParseRunState(std::string_view text) {
 }
 
 char StateLetter(TaskState state) {
-  static constexpr std::string_view kLetters = "pqrusfkxc";  // in TaskState's order
+  static constexpr std::string_view kLetters = "pqrusfkxcw";  // in TaskState's order
   return kLetters[static_cast<size_t>(state)];
 }
 
@@ -120,6 +121,7 @@ bool IsTerminal(TaskState state) {
     case TaskState::kQueued:
     case TaskState::kRunning:
     case TaskState::kUpForRetry:
+    case TaskState::kWaiting:
       return false;
   }
   return false;

@@ -38,6 +38,9 @@ enum class TaskState {
   kSkipped,
   kUpstreamFailed,
   kCancelled,
+  // Not terminal: waits for something other than a process, holding no slot (an approval task
+  // waits for an operator). Last, so that the other states keep their numbers and letters.
+  kWaiting,
 };
 
 enum class RunState { kQueued, kRunning, kSuccess, kFailed, kCancelled };
@@ -52,8 +55,8 @@ std::optional<RunState> ParseRunState(std::string_view text);
 bool IsTerminal(TaskState state);
 bool IsTerminal(RunState state);
 // One letter per task state, for compact listings (the API's grid, docs/api.md): p q r u s f k
-// x c for pending, queued, running, up_for_retry, success, failed, skipped, upstream_failed,
-// cancelled.
+// x c w for pending, queued, running, up_for_retry, success, failed, skipped, upstream_failed,
+// cancelled, waiting.
 char StateLetter(TaskState state);
 inline constexpr char kNoTaskLetter = '.';  // the task is not in that run
 
@@ -122,9 +125,15 @@ struct EnvVar {
   std::string value;  // a template
 };
 
+// How a task's kind runs it: as a process (an attempt under supervision, holding pool slots),
+// or by waiting, in the daemon, for an operator's decision (kind = "approval": no process, no
+// slot, no attempt).
+enum class Execution { kProcess, kApproval };
+
 struct TaskSpec {
   std::string id;
   std::string kind = "shell";
+  Execution execution = Execution::kProcess;     // set by the loader from the kind
   std::optional<std::string> command;            // template; run with /bin/sh -c
   std::optional<std::vector<std::string>> argv;  // templates; run with execve
   std::vector<std::string> needs;

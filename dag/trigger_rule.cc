@@ -25,6 +25,7 @@ void UpstreamCounts::Add(TaskState end_state) {
     case TaskState::kQueued:
     case TaskState::kRunning:
     case TaskState::kUpForRetry:
+    case TaskState::kWaiting:
       KILN_CHECK(false && "UpstreamCounts::Add needs an end state");
   }
   KILN_CHECK(done() <= total);

@@ -52,6 +52,9 @@ class Kind {
   virtual int Run(const dag::Value& options, const TaskContext& ctx) const = 0;
   // Exit codes of Run that end the task skipped rather than failed (a gate not passed).
   virtual std::vector<int> SkipExitCodes() const { return {}; }
+  // How its tasks run. Anything but kProcess is carried out by the scheduler itself (an
+  // approval waits for an operator), and Run is never called.
+  virtual dag::Execution Runs() const { return dag::Execution::kProcess; }
 };
 
 // A kind's keys as JSON (the `--options` of `kiln task`) and back; locations are not kept. A

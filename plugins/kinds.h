@@ -12,8 +12,9 @@ namespace kiln::plugins {
 // report of the attempt before is replaced whole. Nothing to do without a run folder.
 Status WriteReport(const TaskContext& ctx, const std::string& name, const std::string& text);
 
-std::unique_ptr<Kind> MakeCheckKind();  // check_kind.cc
-std::unique_ptr<Kind> MakeDriftKind();  // drift_kind.cc
-std::unique_ptr<Kind> MakeGateKind();   // gate_kind.cc
+std::unique_ptr<Kind> MakeApprovalKind();  // approval_kind.cc
+std::unique_ptr<Kind> MakeCheckKind();     // check_kind.cc
+std::unique_ptr<Kind> MakeDriftKind();     // drift_kind.cc
+std::unique_ptr<Kind> MakeGateKind();      // gate_kind.cc
 
 }  // namespace kiln::plugins

@@ -17,6 +17,12 @@ constexpr std::string_view kCommonKeys[] = {
     "metrics",       "needs",       "outputs", "pool",    "priority",    "retries",
     "retry_backoff", "retry_delay", "slots",   "timeout", "trigger_rule"};
 
+// Common keys that only mean something for a task that runs a process: refused on the other
+// kinds when written in the task's own table (a value from [defaults] is ignored there).
+constexpr std::string_view kProcessKeys[] = {
+    "cache",    "env",     "inputs",        "max_retry_delay", "metrics", "outputs",
+    "priority", "retries", "retry_backoff", "retry_delay",     "slots",   "pool"};
+
 }  // namespace
 
 Registry::Registry() = default;
@@ -39,11 +45,18 @@ std::vector<std::string_view> Registry::Names() const {
 
 bool Registry::Has(std::string_view kind) const { return kind == "shell" || Find(kind); }
 
-void Registry::Check(const dag::TaskSpec& task, const dag::PipelineSpec& /*pipeline*/,
+void Registry::Check(const dag::TaskSpec& task, const dag::PipelineSpec& pipeline,
                      std::vector<dag::Diagnostic>& out) const {
   const Kind* kind = Find(task.kind);
   if (kind == nullptr) return;
-  std::vector<std::string_view> accepted(std::begin(kCommonKeys), std::end(kCommonKeys));
+  const bool process = kind->Runs() == dag::Execution::kProcess;
+  std::vector<std::string_view> accepted;
+  for (std::string_view key : kCommonKeys) {
+    if (process || std::find(std::begin(kProcessKeys), std::end(kProcessKeys), key) ==
+                       std::end(kProcessKeys)) {
+      accepted.push_back(key);
+    }
+  }
   for (std::string_view key : kind->Keys()) accepted.push_back(key);
   std::sort(accepted.begin(), accepted.end());
   const std::string field = "tasks." + task.id;
@@ -65,6 +78,15 @@ void Registry::Check(const dag::TaskSpec& task, const dag::PipelineSpec& /*pipel
                  "the task's keys take " + std::to_string(json->size()) + " bytes; at most " +
                      std::to_string(kMaxOptionsBytes) +
                      " (put long lists in a file the task reads)");
+  }
+  if (!process) {
+    for (std::string_view key : kProcessKeys) {
+      auto loc = pipeline.locs.find(field + "." + std::string(key));
+      if (loc == pipeline.locs.end()) continue;
+      problems.Add(field + "." + std::string(key), loc->second,
+                   "'" + std::string(key) + "' has no meaning for kind '" + task.kind +
+                       "': it runs no process and holds no pool slot; remove it");
+    }
   }
   kind->Check(known, field, problems);
   // A problem of the task as a whole (a key missing) is shown at the task's table.
@@ -98,9 +120,15 @@ std::vector<int> Registry::SkipExitCodes(std::string_view kind) const {
   return k == nullptr ? std::vector<int>{} : k->SkipExitCodes();
 }
 
+dag::Execution Registry::ExecutionOf(std::string_view kind) const {
+  const Kind* k = Find(kind);
+  return k == nullptr ? dag::Execution::kProcess : k->Runs();
+}
+
 const Registry& Builtins() {
   static const Registry* registry = [] {
     auto* r = new Registry();
+    r->Add(MakeApprovalKind());
     r->Add(MakeCheckKind());
     r->Add(MakeDriftKind());
     r->Add(MakeGateKind());

@@ -25,6 +25,7 @@ class Registry final : public dag::KindCatalog {
   void Check(const dag::TaskSpec& task, const dag::PipelineSpec& pipeline,
              std::vector<dag::Diagnostic>& out) const override;
   std::vector<int> SkipExitCodes(std::string_view kind) const override;
+  dag::Execution ExecutionOf(std::string_view kind) const override;
 
   // The program of one attempt of a task of kind `kind` (not shell), its keys rendered:
   // {kiln, "task", kind, "--options", JSON}.

@@ -25,8 +25,9 @@ struct TaskInstanceRecord {
   std::optional<int> signal;
   std::optional<Instant> started_at;  // of the latest attempt
   std::optional<Instant> ended_at;    // set when the state is terminal
-  std::optional<Instant> retry_at;
-  std::optional<Duration> duration;  // ended_at - started_at when both are set
+  std::optional<Instant> retry_at;    // up_for_retry: the next attempt; waiting: the deadline
+  std::optional<Duration> duration;   // ended_at - started_at when both are set
+  std::string waiting_for;            // waiting: what for ("approval")
   int round_base = 0;  // the attempt before this round's first (a retried run starts a round)
 };
 
@@ -88,6 +89,16 @@ struct AttemptRecord {
   // A successful attempt's collected inputs, outputs and metrics (a JSON object, plugins/
   // collect.h); empty when it declared none.
   std::string results;
+};
+
+// A task waiting for an operator's decision (kind = "approval"): the operator's inbox.
+struct ApprovalRecord {
+  RunId run{};
+  std::string pipeline;
+  std::string task_id;
+  Instant logical_date{};
+  Instant since{};                  // when it began to wait
+  std::optional<Instant> deadline;  // rejected then when nobody decides (none: no timeout)
 };
 
 // Which runs to list: newest first (id descending), at most `limit`, older than `before` (the

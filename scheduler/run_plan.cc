@@ -60,7 +60,8 @@ RunPlan::RunPlan(const dag::Pipeline& pipeline, const std::vector<TaskState>& in
       ++unfinished_;
       continue;
     }
-    if (state == TaskState::kRunning || state == TaskState::kUpForRetry) {
+    if (state == TaskState::kRunning || state == TaskState::kUpForRetry ||
+        state == TaskState::kWaiting) {
       // Under way before the run was resumed: taken, not finished; its downstream waits.
       released_[i] = true;
       ++unfinished_;

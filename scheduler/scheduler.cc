@@ -106,7 +106,7 @@ void Scheduler::AddRun(RunContext context) {
   // A retry: pending tasks that kept upstreams already decide end now (before any cancel, so
   // that their rows are not left pending).
   RecordDecided(r, r.plan.TakeInitialChanges(), now);
-  // A resumed run: attempts under way are adopted, retries wait for their time.
+  // A resumed run: attempts under way are adopted, retries and approvals wait for their time.
   const size_t n = r.pipeline().dag.size();
   for (size_t i = 0; i < n && r.ctx.resumed; ++i) {
     const auto task = static_cast<TaskId>(i);
@@ -115,6 +115,10 @@ void Scheduler::AddRun(RunContext context) {
     } else if (r.plan.state(task) == TaskState::kUpForRetry) {
       std::optional<Instant> due = r.ctx.retry_at.empty() ? std::nullopt : r.ctx.retry_at[i];
       StartRetryTimer(r, task, std::max(due.value_or(now) - now, Duration(0)));
+    } else if (r.plan.state(task) == TaskState::kWaiting) {
+      // The deadline set when it began to wait holds: a restart does not extend it.
+      if (!r.ctx.retry_at.empty() && r.ctx.retry_at[i])
+        StartDeadlineTimer(r, task, *r.ctx.retry_at[i]);
     }
   }
   if (stopping_) {
@@ -246,6 +250,10 @@ void Scheduler::Pump(Run& run) {
     for (TaskId task : ready) {
       run.ready_at[Index(task)] = now;
       const dag::TaskSpec& spec = run.pipeline().task(task);
+      if (spec.execution == dag::Execution::kApproval) {
+        Wait(run, task);
+        continue;
+      }
       Ticket ticket{run.ctx.id, task, spec.pool, spec.slots, spec.priority, run.ctx.background};
       if (auto why = pools_.Reject(ticket)) {
         FinishTask(run, task, TaskState::kFailed, 0, std::nullopt, *why);
@@ -524,6 +532,107 @@ void Scheduler::OnRetryDue(RunId run_id, TaskId task) {
   ScheduleFlush();  // records it as queued if it has to wait for a slot
 }
 
+// An approval task became ready: it waits for an operator without a slot or a process, until
+// its deadline (the task's timeout from now) if it has one.
+void Scheduler::Wait(Run& run, TaskId task) {
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const Instant now = clock_.Now();
+  std::optional<Instant> deadline;
+  if (spec.timeout > Duration(0)) deadline = now + spec.timeout;
+  run.plan.SetState(task, TaskState::kWaiting);
+  std::string reason = "waiting for approval";
+  if (deadline) reason += "; rejected if nobody decides by " + FormatRfc3339(*deadline);
+  TaskUpdate update{run.ctx.id,          spec.id,  run.attempts[Index(task)],
+                    TaskState::kWaiting, now,      std::nullopt,
+                    std::nullopt,        deadline, reason};
+  update.waiting_for = "approval";
+  TaskExtra extra;
+  extra.task = task;
+  Record(std::move(update), std::move(extra));
+  if (deadline) StartDeadlineTimer(run, task, *deadline);
+}
+
+// Shares the task's timer with retries: a task either waits for a retry or for a decision.
+void Scheduler::StartDeadlineTimer(Run& run, TaskId task, Instant deadline) {
+  auto& timer = run.retry_timers[Index(task)];
+  const Duration delay = std::max(deadline - clock_.Now(), Duration(0));
+  timer = std::make_unique<asio::steady_timer>(io_, delay);
+  timer->async_wait(
+      [this, alive = alive_, run_id = run.ctx.id, task](const boost::system::error_code& ec) {
+        if (!ec && *alive) OnDeadline(run_id, task);
+      });
+}
+
+void Scheduler::OnDeadline(RunId run_id, TaskId task) {
+  if (stopping_ && stop_mode_ == StopMode::kLeave) return;
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& run = *it->second;
+  if (run.plan.state(task) != TaskState::kWaiting) return;
+  run.retry_timers[Index(task)].reset();
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const std::string reason =
+      "rejected: nobody decided within its timeout of " + FormatDuration(spec.timeout);
+  TaskExtra extra;
+  extra.detail = {{"decision", "rejected"}, {"by", "timeout"}};
+  FinishTask(run, task, TaskState::kFailed, run.attempts[Index(task)], std::nullopt, reason,
+             std::move(extra));
+  Pump(run);
+  StartStartable();
+  MaybeFinishRun(run);
+}
+
+Status Scheduler::FindRunTask(RunId run_id, TaskId task, Run** run) const {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) {
+    return Status::Error(ErrorCode::kNotFound, "run " + ToString(run_id) + " is not active");
+  }
+  if (Index(task) >= it->second->pipeline().dag.size()) {
+    return Status::Error(ErrorCode::kNotFound, "run " + ToString(run_id) + " has no task #" +
+                                                   std::to_string(Index(task)));
+  }
+  *run = it->second.get();
+  return Status::Ok();
+}
+
+void Scheduler::Decide(RunId run_id, TaskId task, bool approved, std::string reason,
+                       std::vector<std::pair<std::string, std::string>> detail,
+                       std::function<void(Status)> done) {
+  Run* found = nullptr;
+  if (Status s = FindRunTask(run_id, task, &found); !s.ok()) return Reply(std::move(done), s);
+  Run& run = *found;
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  if (spec.execution != dag::Execution::kApproval) {
+    return Reply(std::move(done),
+                 Status::Error(ErrorCode::kConflict, "task '" + spec.id +
+                                                         "' is not an approval task (its kind is " +
+                                                         spec.kind + ")"));
+  }
+  const TaskState current = run.plan.state(task);
+  if (current != TaskState::kWaiting) {
+    return Reply(std::move(done),
+                 Status::Error(ErrorCode::kConflict, "task '" + spec.id +
+                                                         "' is not waiting for approval (it is " +
+                                                         std::string(dag::Name(current)) + ")"));
+  }
+  run.retry_timers[Index(task)].reset();
+  TaskExtra extra;
+  extra.detail = std::move(detail);
+  if (done) {
+    extra.committed = [done = std::move(done), name = spec.id](bool accepted) {
+      done(accepted ? Status::Ok()
+                    : Status::Error(ErrorCode::kConflict,
+                                    "the decision on task '" + name +
+                                        "' was not recorded: the run moved on meanwhile"));
+    };
+  }
+  FinishTask(run, task, approved ? TaskState::kSuccess : TaskState::kFailed,
+             run.attempts[Index(task)], std::nullopt, reason, std::move(extra));
+  Pump(run);
+  StartStartable();
+  MaybeFinishRun(run);  // may erase the run
+}
+
 void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
                            std::optional<AttemptEnd> end, const std::string& reason,
                            TaskExtra extra) {
@@ -531,9 +640,10 @@ void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
   auto changes = run.plan.Finish(task, state);
   Instant now = clock_.Now();
   extra.task = task;
-  Record(TaskUpdate{run.ctx.id, p.task(task).id, attempt, state, now, std::nullopt, std::move(end),
-                    std::nullopt, reason},
-         std::move(extra));
+  TaskUpdate update{run.ctx.id,   p.task(task).id, attempt,      state, now,
+                    std::nullopt, std::move(end),  std::nullopt, reason};
+  update.detail = std::move(extra.detail);
+  Record(std::move(update), std::move(extra));
   RecordDecided(run, changes, now);
 }
 
@@ -597,7 +707,7 @@ void Scheduler::MarkTask(RunId run_id, TaskId task, TaskState state, std::string
     Reply(std::move(done), Status::Ok());
     return;
   }
-  // Pending, queued or up_for_retry: nothing runs, so it ends now.
+  // Pending, queued, up_for_retry or waiting: nothing runs, so it ends now.
   if (current == TaskState::kQueued) pools_.Remove(run_id, task);
   run.retry_timers[i].reset();  // cancels a pending retry; OnRetryDue also checks the state
   FinishTask(run, task, state, run.attempts[i], std::nullopt, reason);
@@ -811,6 +921,7 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
     if (extra.ack && !task_rejected[k]) {
       runner_.Recorded(u.run, extra.task, u.attempt);
     }
+    if (extra.committed) extra.committed(!task_refused[k]);
     if (task_refused[k]) continue;
     if (extra.note) extra.note();
     if (extra.launch) {

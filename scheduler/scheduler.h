@@ -106,8 +106,8 @@ struct RunContext {
   // Resuming a run that was active before (a restart of the daemon, or a run taken over from a
   // daemon whose lease expired): initial_states then holds each task's state as recorded, and
   // may also hold kQueued (decided again), kRunning (its attempt initial_attempts[i] is adopted
-  // from supervisors[i], TaskRunner::Adopt) and kUpForRetry (the next attempt waits until
-  // retry_at[i]).
+  // from supervisors[i], TaskRunner::Adopt), kUpForRetry (the next attempt waits until
+  // retry_at[i]) and kWaiting (an approval waits on, rejected at its deadline retry_at[i]).
   bool resumed = false;                  // the run's row is already `running`
   std::vector<std::string> supervisors;  // per task (resumed runs); empty = none
   // Per task: an end its supervisor recorded in the store that was not decided yet; it is taken
@@ -162,7 +162,8 @@ class Scheduler {
   // yet committed.
   bool IsActive(RunId run) const { return runs_.count(run) != 0 || finishing_.count(run) != 0; }
   // Ends a task of an active run by hand with `state` (success or failed) and `reason`:
-  //   pending, queued or up_for_retry: it ends now (its queue place or retry timer is dropped)
+  //   pending, queued, up_for_retry or waiting: it ends now (its queue place or retry timer is
+  //   dropped)
   //     and its downstream follow their trigger rules (marking success lets them run);
   //   running: its attempt is killed, and once the process is gone the task ends with `state`
   //     and `reason` (not the outcome of the kill), even if the run is cancelled meanwhile;
@@ -176,6 +177,15 @@ class Scheduler {
   //   retry it", "task 'train' is already being marked success; its attempt is being stopped".
   void MarkTask(RunId run, TaskId task, dag::TaskState state, std::string reason,
                 std::function<void(Status)> done);
+  // Decides an approval task (Execution::kApproval) that is waiting: approved = it ends success,
+  // else failed, with `reason` and the fields of `detail` in its event. `done` is called on the
+  // io_context thread, never from inside Decide: once the decision is durable, with Ok (or, if
+  // the store refused it, kConflict "... was not recorded: ..."); at once with kNotFound "run 7
+  // is not active", "run 7 has no task #9", or kConflict "task 'ship' is not an approval task",
+  // "task 'ship' is not waiting for approval (it is pending)".
+  void Decide(RunId run, TaskId task, bool approved, std::string reason,
+              std::vector<std::pair<std::string, std::string>> detail,
+              std::function<void(Status)> done);
   // A copy of the operational figures: finish counters and histograms kept as transitions are
   // recorded, pool gauges and counts read from counters (no scan of runs or tasks).
   MetricsSnapshot Metrics() const;
@@ -208,6 +218,10 @@ class Scheduler {
     bool ack = false;            // an end reported by the runner: TaskRunner::Recorded once durable
     bool replacement = false;    // written instead of a rejected end; not replaced again
     std::function<void()> note;  // observers, once the update is accepted
+    // FinishTask moves these into its update's event detail (TaskUpdate::detail).
+    std::vector<std::pair<std::string, std::string>> detail;
+    // Once the update's batch has committed: whether the update was applied (not refused).
+    std::function<void(bool accepted)> committed;
   };
   struct RunExtra {
     std::function<void(bool accepted)> note;  // always called; accepted = not refused
@@ -219,6 +233,10 @@ class Scheduler {
   void OnAttemptExit(RunId run_id, TaskId task, int attempt, const AttemptOutcome& outcome);
   void OnRetryDue(RunId run_id, TaskId task);
   void StartRetryTimer(Run& run, TaskId task, Duration delay);
+  void Wait(Run& run, TaskId task);
+  void StartDeadlineTimer(Run& run, TaskId task, Instant deadline);
+  void OnDeadline(RunId run_id, TaskId task);
+  Status FindRunTask(RunId run_id, TaskId task, Run** run) const;
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
                   std::optional<AttemptEnd> end, const std::string& reason);
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,

@@ -93,6 +93,15 @@ struct MarkRequest {
   std::string actor;
 };
 
+// An operator's decision on an approval task that is waiting.
+struct ApprovalRequest {
+  RunId run{};
+  std::string task;
+  bool approve = true;  // false: reject
+  std::string note;     // why (may be empty)
+  std::string actor;
+};
+
 struct BackfillRequest {
   std::string pipeline;
   Instant from{};                      // every fire of the pipeline's schedule at or after `from`
@@ -138,6 +147,12 @@ class Service {
   // Sets a task's state by hand. A running attempt is stopped first; downstream tasks then
   // follow their trigger rules. On an ended run, the run's state is recomputed.
   virtual Status MarkTask(const MarkRequest& request) = 0;
+  // Approves (the task succeeds) or rejects (it fails) an approval task that is waiting; who,
+  // when and the note are in its task_state event. kNotFound: no such run or task; kConflict:
+  // not an approval task, not waiting, or the run is driven by another daemon.
+  virtual Status DecideApproval(const ApprovalRequest& request) = 0;
+  // Approval tasks waiting for a decision, longest waiting first (at most 1,000).
+  virtual Result<std::vector<ApprovalRecord>> ListApprovals() = 0;
 
   // Creates a run for every fire of the pipeline's schedule in [from, to], run oldest first, at
   // most max_active_runs at once, their tasks after every other run's waiting tasks (they never

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/ids.h"
@@ -49,8 +50,14 @@ struct TaskUpdate {
   Instant at{};
   std::optional<AttemptStart> start;
   std::optional<AttemptEnd> end;
-  std::optional<Instant> retry_at;  // for up_for_retry
-  std::string reason;               // recorded in the event, e.g. "upstream 'train' failed"
+  // For up_for_retry: when the next attempt starts. For waiting: the deadline (none: no
+  // timeout).
+  std::optional<Instant> retry_at;
+  std::string reason;  // recorded in the event, e.g. "upstream 'train' failed"
+  // More string fields of the event's detail, beside "reason" (an approval's decision, who
+  // decided and their note).
+  std::vector<std::pair<std::string, std::string>> detail{};
+  std::string waiting_for{};  // for waiting: what it waits for ("approval"), kept with the row
 };
 
 struct RunUpdate {

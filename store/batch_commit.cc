@@ -88,11 +88,14 @@ std::string EndStatement() {
       "(SELECT FROM upd))");
 }
 
-// $8 retry_at, $9 terminal.
+// $8 retry_at, $9 terminal, $10 waiting_for. A task that begins to wait records when in
+// started_at (its duration is the wait).
 std::string PlainStatement() {
   return TaskStatement(
       "retry_at = $8::timestamptz, lease_expires_at = CASE WHEN $4 = 'running' THEN "
-      "lease_expires_at END, ended_at = CASE WHEN $9::bool THEN $5::timestamptz ELSE ended_at END",
+      "lease_expires_at END, ended_at = CASE WHEN $9::bool THEN $5::timestamptz ELSE ended_at "
+      "END, waiting_for = CASE WHEN $4 = 'waiting' THEN $10::text END, started_at = CASE WHEN "
+      "$4 = 'waiting' AND state <> 'waiting' THEN $5::timestamptz ELSE started_at END",
       "state NOT IN " + std::string(kTerminalTaskStates), "");
 }
 
@@ -116,9 +119,13 @@ SELECT $3, $1, (SELECT pipeline FROM runs WHERE id = $1),
                                         WHERE lease_owner <> $4), '{}') END
 RETURNING kind = 'fenced', from_state, (SELECT lease_owner FROM cur))sql";
 
-std::string Detail(const std::string& reason) {
+std::string Detail(const std::string& reason,
+                   const std::vector<std::pair<std::string, std::string>>& more = {},
+                   const std::string& waiting_for = "") {
   json detail = json::object();
   if (!reason.empty()) detail["reason"] = SafeUtf8(reason);
+  for (const auto& [key, value] : more) detail[SafeUtf8(key)] = SafeUtf8(value);
+  if (!waiting_for.empty()) detail["waiting_for"] = SafeUtf8(waiting_for);
   return detail.dump();
 }
 
@@ -138,7 +145,7 @@ pqxx::result ExecTask(pqxx::transaction_base& txn, const TaskUpdate& u, const st
                       Duration lease) {
   const std::string state(dag::Name(u.state));
   const std::string at = TimeParam(u.at);
-  const std::string detail = Detail(u.reason);
+  const std::string detail = Detail(u.reason, u.detail, u.waiting_for);
   const int64_t run = Value(u.run);
   const std::string task = SafeUtf8(u.task_id);
   if (u.start) {
@@ -159,8 +166,10 @@ pqxx::result ExecTask(pqxx::transaction_base& txn, const TaskUpdate& u, const st
         e.timed_out, static_cast<int64_t>(e.cpu.count()), e.max_rss_kb, SafeUtf8(e.reason),
         TimeParam(u.retry_at), AttemptState(u.state), dag::IsTerminal(u.state), outcome, results);
   }
+  std::optional<std::string> waiting_for;
+  if (!u.waiting_for.empty()) waiting_for = SafeUtf8(u.waiting_for);
   return txn.exec_prepared("kiln_task_plain", run, task, u.attempt, state, at, actor, detail,
-                           TimeParam(u.retry_at), dag::IsTerminal(u.state));
+                           TimeParam(u.retry_at), dag::IsTerminal(u.state), waiting_for);
 }
 
 std::optional<RefusedUpdate> ApplyTask(pqxx::transaction_base& txn, const TaskUpdate& u,

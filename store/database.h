@@ -328,6 +328,9 @@ class Database {
   // is looked up in what attempts wrote, then in what they read; ErrorCode::kNotFound when no
   // attempt recorded it.
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query);
+  // Tasks waiting for an operator's decision (kind = "approval"), longest waiting first, at most
+  // `limit` (1..1000).
+  Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit);
   // Drift asks of attempts that ended in the last `window` and were never answered, of runs
   // `owner` drove (its run folders are its own), oldest first.
   Result<std::vector<PendingAsk>> PendingDriftAsks(Duration window, const std::string& owner);

@@ -87,7 +87,7 @@ VALUES (now(), $1, $2, 'run_state', $3, $4, $5, jsonb_build_object('reason', $6:
 constexpr const char* kCancelTasks = R"sql(
 WITH cur AS (
   SELECT task_id, state, attempt, position FROM task_instances
-  WHERE run_id = $1 AND state IN ('pending', 'queued', 'running', 'up_for_retry')),
+  WHERE run_id = $1 AND state IN ('pending', 'queued', 'running', 'up_for_retry', 'waiting')),
 upd AS (
   UPDATE task_instances t
   SET state = 'cancelled', ended_at = now(), retry_at = NULL, lease_expires_at = NULL

@@ -20,7 +20,8 @@ std::string LetterCase() {
   for (auto state :
        {dag::TaskState::kSuccess, dag::TaskState::kFailed, dag::TaskState::kUpstreamFailed,
         dag::TaskState::kSkipped, dag::TaskState::kCancelled, dag::TaskState::kRunning,
-        dag::TaskState::kQueued, dag::TaskState::kPending, dag::TaskState::kUpForRetry}) {
+        dag::TaskState::kQueued, dag::TaskState::kPending, dag::TaskState::kUpForRetry,
+        dag::TaskState::kWaiting}) {
     out += " WHEN '" + std::string(dag::Name(state)) + "' THEN '" + dag::StateLetter(state) + "'";
   }
   return out + " ELSE '?' END";

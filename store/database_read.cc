@@ -129,7 +129,7 @@ std::string RunColumns() {
 
 std::string TaskColumns() {
   return "task_id, state, attempt, pool, priority, exit_code, signal, " + EpochMs("started_at") +
-         ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at") + ", round_base";
+         ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at") + ", round_base, waiting_for";
 }
 
 Result<TaskInstanceRecord> ReadTask(const pqxx::row& row) {
@@ -147,6 +147,7 @@ Result<TaskInstanceRecord> ReadTask(const pqxx::row& row) {
   t.ended_at = OptInstant(row[8]);
   t.retry_at = OptInstant(row[9]);
   t.round_base = row[10].as<int>();
+  if (t.state == dag::TaskState::kWaiting) t.waiting_for = row[11].as<std::string>("");
   if (t.started_at && t.ended_at) t.duration = *t.ended_at - *t.started_at;
   return t;
 }

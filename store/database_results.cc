@@ -178,4 +178,32 @@ Result<scheduler::LineageFile> Database::Lineage(const LineageQuery& query) {
   }
 }
 
+Result<std::vector<scheduler::ApprovalRecord>> Database::ListApprovals(int limit) {
+  limit = std::clamp(limit, 1, 1000);
+  try {
+    ReadTxn txn(impl_->conn, "list_approvals");
+    pqxx::result rows = txn.exec_params(
+        "SELECT t.run_id, r.pipeline, t.task_id, " + EpochMs("r.logical_date") + ", " +
+            EpochMs("t.started_at") + ", " + EpochMs("t.retry_at") +
+            " FROM task_instances t JOIN runs r ON r.id = t.run_id WHERE t.state = 'waiting' AND "
+            "t.waiting_for = 'approval' ORDER BY t.started_at, t.run_id, t.position LIMIT $1",
+        limit);
+    txn.commit();
+    std::vector<scheduler::ApprovalRecord> out;
+    for (const pqxx::row& row : rows) {
+      scheduler::ApprovalRecord a;
+      a.run = RunId(row[0].as<int64_t>());
+      a.pipeline = row[1].as<std::string>();
+      a.task_id = row[2].as<std::string>();
+      a.logical_date = InstantFromMs(row[3].as<int64_t>());
+      a.since = OptInstant(row[4]).value_or(a.logical_date);
+      a.deadline = OptInstant(row[5]);
+      out.push_back(std::move(a));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading the tasks waiting for approval", e);
+  }
+}
+
 }  // namespace kiln::store

@@ -276,6 +276,21 @@ CREATE INDEX model_promotions_by_model ON model_promotions (model, id);
 CREATE INDEX attempts_promoting ON attempts (ended_at) WHERE results->'report' ? 'promote';
 )sql";
 
+// Approvals: a task that waits (for an operator) holds the state 'waiting', what it waits for
+// and, in retry_at, its deadline. The operator's inbox reads task_instances_waiting.
+constexpr std::string_view kWaitingSchema = R"sql(
+ALTER TABLE task_instances DROP CONSTRAINT task_instances_state_check,
+  ADD CONSTRAINT task_instances_state_check
+    CHECK (state IN ('pending', 'queued', 'running', 'up_for_retry', 'waiting', 'success',
+                     'failed', 'skipped', 'upstream_failed', 'cancelled')),
+  ADD COLUMN waiting_for text;
+DROP INDEX task_instances_active;
+CREATE INDEX task_instances_active ON task_instances (run_id)
+  WHERE state IN ('pending', 'queued', 'running', 'up_for_retry', 'waiting');
+CREATE INDEX task_instances_waiting ON task_instances (waiting_for, run_id)
+  WHERE state = 'waiting';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -284,6 +299,7 @@ constexpr Migration kMigrations[] = {
     {5, "leases, recovery and retention", kLeaseSchema},
     {6, "results of attempts, artifacts", kResultsSchema},
     {7, "model registry", kRegistrySchema},
+    {8, "approvals: the waiting state", kWaitingSchema},
 };
 
 }  // namespace

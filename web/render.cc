@@ -51,6 +51,7 @@ json RenderParamValue(const dag::ParamValue& value) {
 }
 
 json RenderTask(const scheduler::TaskInstanceRecord& task) {
+  const bool waiting = task.state == dag::TaskState::kWaiting;
   return {{"id", task.task_id},
           {"state", dag::Name(task.state)},
           {"attempt", task.attempt},
@@ -60,7 +61,9 @@ json RenderTask(const scheduler::TaskInstanceRecord& task) {
           {"signal", OrNull(task.signal)},
           {"started_at", RenderTime(task.started_at)},
           {"ended_at", RenderTime(task.ended_at)},
-          {"retry_at", RenderTime(task.retry_at)},
+          {"retry_at", RenderTime(waiting ? std::nullopt : task.retry_at)},
+          {"waiting_for", waiting ? json(task.waiting_for) : json()},
+          {"deadline", RenderTime(waiting ? task.retry_at : std::nullopt)},
           {"duration_ms", task.duration ? json(task.duration->count()) : json()}};
 }
 

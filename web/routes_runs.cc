@@ -166,6 +166,54 @@ void Mark(Call& call) {
   SendRun(call, *id, 200);
 }
 
+// POST .../approve and .../reject: {"note": "..."} (optional).
+void Decide(Call& call, bool approve) {
+  if (!AcceptQuery(call, {})) return;
+  auto id = RunArg(call, call.args[0]);
+  if (!id || !CheckTaskArg(call, call.args[1])) return;
+  auto body = ReadObject(call, {"note"});
+  if (!body) return;
+  scheduler::ApprovalRequest request;
+  request.run = *id;
+  request.task = call.args[1];
+  request.approve = approve;
+  request.actor = call.actor();
+  if (auto note = body->value.find("note"); note != body->value.end() && !note->is_null()) {
+    if (!note->is_string()) {
+      return SendStatus(call.res,
+                        Status::Error(ErrorCode::kInvalidArgument, "'note' must be a string"));
+    }
+    request.note = note->get<std::string>();
+    if (request.note.size() > 2000) {
+      return SendStatus(
+          call.res, Status::Error(ErrorCode::kInvalidArgument, "'note' is longer than 2000 bytes"));
+    }
+  }
+  Status decided = call.ctx.service.DecideApproval(request);
+  if (!decided.ok()) return SendStatus(call.res, decided);
+  SendRun(call, *id, 200);
+}
+
+void Approve(Call& call) { Decide(call, true); }
+void Reject(Call& call) { Decide(call, false); }
+
+// GET /api/v1/approvals: the approval tasks waiting for a decision, longest waiting first.
+void ListApprovals(Call& call) {
+  if (!AcceptQuery(call, {})) return;
+  auto approvals = call.ctx.service.ListApprovals();
+  if (!approvals.ok()) return SendStatus(call.res, approvals.status());
+  json out = json::array();
+  for (const auto& a : *approvals) {
+    out.push_back({{"run", Value(a.run)},
+                   {"pipeline", a.pipeline},
+                   {"task", a.task_id},
+                   {"logical_date", RenderTime(a.logical_date)},
+                   {"since", RenderTime(a.since)},
+                   {"deadline", RenderTime(a.deadline)}});
+  }
+  SendJson(call.res, 200, {{"approvals", std::move(out)}});
+}
+
 }  // namespace
 
 std::vector<Route> RunRoutes() {
@@ -175,6 +223,9 @@ std::vector<Route> RunRoutes() {
       {"POST", "/api/v1/runs/{id}/cancel", Role::kOperator, Cancel},
       {"POST", "/api/v1/runs/{id}/retry", Role::kOperator, Retry},
       {"POST", "/api/v1/runs/{id}/tasks/{task}/mark", Role::kAdmin, Mark},
+      {"POST", "/api/v1/runs/{id}/tasks/{task}/approve", Role::kOperator, Approve},
+      {"POST", "/api/v1/runs/{id}/tasks/{task}/reject", Role::kOperator, Reject},
+      {"GET", "/api/v1/approvals", Role::kViewer, ListApprovals},
   };
 }
 

@@ -158,6 +158,37 @@ command = "exit 4"
   });
 });
 
+test('an operator approves a waiting approval task on its run page, with a note', { timeout: 120000 }, async () => {
+  await signedIn(pipelinesFolder({ 'release.toml': `[pipeline]
+name = "release"
+[tasks.build]
+command = "echo built"
+[tasks.approve]
+kind = "approval"
+needs = ["build"]
+timeout = "2d"
+[tasks.ship]
+needs = ["approve"]
+command = "echo shipped"
+` }), 'operator', async ({ daemon, page, problems }) => {
+    const { id } = (await daemon.api('/api/v1/pipelines/release/runs', { method: 'POST', body: {} })).body;
+    await page.goto(`${daemon.url}/#/runs/${id}`);
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="approve"]')?.dataset.state === 'waiting');
+    await page.locator('#awaiting-approval').getByRole('link', { name: 'approve' }).click();
+    await page.locator('form.approval').getByText(/Waiting for approval since .*Rejected at .* if nobody decides\./).waitFor();
+    await page.locator('#tasks tr[data-task="approve"] .st-waiting').waitFor();
+    await page.locator('#approval-note').fill('checked the <i>metrics</i>');
+    await screenshot(page, 'approval');
+    await page.click('#approve');
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="ship"]')?.dataset.state === 'success');
+    await page.locator('#events').getByText('approve: waiting → success (approved by operator: checked the <i>metrics</i>)').waitFor();
+    assert.equal(await page.locator('#awaiting-approval').count(), 0);
+    assert.equal(await page.locator('form.approval').count(), 0);
+    assert.equal((await daemon.waitForRun(id)).state, 'success');
+    assert.deepEqual(problems, []);
+  });
+});
+
 test('the daemon is killed with a run page open: the page asks to sign in again, and the run carries on', { timeout: 180000 }, async () => {
   const dir = tempDir();
   const go = path.join(dir, 'go');

@@ -389,6 +389,20 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
   Result<std::vector<scheduler::LineageFile>> RunInputs(RunId) override {
     return std::vector<scheduler::LineageFile>{};
   }
+  Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit) override {
+    std::lock_guard lock(mu);
+    if (down) return Down();
+    std::vector<scheduler::ApprovalRecord> out;
+    for (const auto& [id, row] : runs) {
+      for (const auto& t : row.run.tasks) {
+        if (t.state != TaskState::kWaiting || t.waiting_for != "approval") continue;
+        if (static_cast<int>(out.size()) == limit) return out;
+        out.push_back({row.run.id, row.run.pipeline, t.task_id, row.run.logical_date,
+                       t.started_at.value_or(row.run.logical_date), t.retry_at});
+      }
+    }
+    return out;
+  }
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery&) override {
     return Status::Error(ErrorCode::kNotFound, "no lineage in the fake store");
   }
@@ -479,6 +493,7 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
       t.state = u.state;
       t.attempt = u.attempt;
       t.retry_at = u.retry_at;
+      t.waiting_for = u.state == TaskState::kWaiting ? u.waiting_for : "";
       if (u.start) it->second.supervisors[t.task_id] = u.start->lease_owner;
       AddEvent("task_state", it->second.run.pipeline, u.run, kOwner);
       return true;

@@ -26,9 +26,10 @@ class FakeService final : public scheduler::Service {
   scheduler::GridPage grid;
   scheduler::MetricsPage metrics_page;  // PipelineMetrics
   scheduler::LineageFile lineage;       // Lineage
-  scheduler::ModelRecord model;  // the model registry's answers
+  scheduler::ModelRecord model;         // the model registry's answers
   // PipelineVersion: these versions by content hash; none given: the pipeline's in `pipelines`.
   std::map<std::string, dag::PipelinePtr> versions;
+  std::vector<scheduler::ApprovalRecord> approvals;
   scheduler::BackfillRecord backfill;  // what every backfill call returns
   scheduler::MetricsSnapshot metrics;
   Status ready = Status::Ok();
@@ -133,6 +134,17 @@ class FakeService final : public scheduler::Service {
            " " + r.reason + " " + r.actor);
     if (auto e = Error("MarkTask")) return *e;
     return Status::Ok();
+  }
+  Status DecideApproval(const scheduler::ApprovalRequest& r) override {
+    Record("DecideApproval " + ToString(r.run) + " " + r.task + " " +
+           (r.approve ? "approve" : "reject") + " [" + r.note + "] " + r.actor);
+    if (auto e = Error("DecideApproval")) return *e;
+    return Status::Ok();
+  }
+  Result<std::vector<scheduler::ApprovalRecord>> ListApprovals() override {
+    Record("ListApprovals");
+    if (auto e = Error("ListApprovals")) return *e;
+    return approvals;
   }
   Result<dag::PipelinePtr> PipelineVersion(const std::string& name,
                                            const std::optional<std::string>& version) override {

@@ -270,6 +270,8 @@ inline json SampleRunJson(bool with_tasks = true) {
                                  {"started_at", "2026-11-29T01:51:15.250Z"},
                                  {"ended_at", "2026-11-29T01:51:16.250Z"},
                                  {"retry_at", nullptr},
+                                 {"waiting_for", nullptr},
+                                 {"deadline", nullptr},
                                  {"duration_ms", 1000}},
                                 {{"id", "train"},
                                  {"state", "running"},
@@ -281,6 +283,8 @@ inline json SampleRunJson(bool with_tasks = true) {
                                  {"started_at", "2026-11-29T01:51:17.000Z"},
                                  {"ended_at", nullptr},
                                  {"retry_at", nullptr},
+                                 {"waiting_for", nullptr},
+                                 {"deadline", nullptr},
                                  {"duration_ms", nullptr}}});
   }
   return run;

@@ -23,7 +23,7 @@ function colours() {
     pending: pick('--pending', '#6b7280'), queued: pick('--queued', '#7a5b00'), running: pick('--running', '#1f5fbf'),
     up_for_retry: pick('--retry', '#a15c00'), success: pick('--success', '#1f7a3a'), failed: pick('--failed', '#b3261e'),
     skipped: pick('--skipped', '#6d5a9c'), upstream_failed: pick('--upstream', '#c2410c'),
-    cancelled: pick('--cancelled', '#4b5563'), none: '#eef0f3',
+    cancelled: pick('--cancelled', '#4b5563'), waiting: pick('--waiting', '#0e7490'), none: '#eef0f3',
   };
 }
 

@@ -71,6 +71,29 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     return buttons.length ? h('div', { class: 'actions' }, buttons) : null;
   }
 
+  // Approval tasks waiting for a decision, named at the top of the run with a link to each.
+  function waitingNotice() {
+    const waiting = run.tasks.filter((t) => t.state === 'waiting' && t.waiting_for === 'approval');
+    if (!waiting.length) return null;
+    return h('p', { class: 'notice', id: 'awaiting-approval', role: 'status' }, 'Waiting for approval: ',
+      waiting.map((t, i) => [i ? ', ' : '', h('a', { href: `#/runs/${id}/${enc(t.id)}` }, t.id)]));
+  }
+
+  // An approval task that waits: who may decide sees a note field and Approve / Reject.
+  function approvalCard(t) {
+    const facts = [`Waiting for approval since ${when(t.started_at)}.`,
+      t.deadline ? ` Rejected at ${when(t.deadline)} if nobody decides.` : ''];
+    if (!app.may('operator')) return h('div', { class: 'approval' }, h('p', {}, facts));
+    const note = h('input', { type: 'text', id: 'approval-note', maxlength: 2000, placeholder: 'why (recorded with the decision)' });
+    const decide = (verb) => act(`/api/v1/runs/${id}/tasks/${enc(t.id)}/${verb}`, note.value ? { note: note.value } : {});
+    return h('form', { class: 'approval', 'aria-label': `decide ${t.id}`, onsubmit: (ev) => ev.preventDefault() },
+      h('p', {}, facts),
+      h('label', { class: 'field' }, 'Note', note),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', id: 'approve', onclick: () => decide('approve') }, 'Approve'),
+        h('button', { type: 'button', id: 'reject', class: 'danger', onclick: () => decide('reject') }, 'Reject')));
+  }
+
   function drawHead() {
     const params = Object.entries(run.params);
     fill(head,
@@ -89,7 +112,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
         h('dt', {}, 'Version'), h('dd', {}, h('code', {}, run.version.slice(0, 12)))),
       params.length ? h('table', { class: 'params' }, h('caption', {}, 'Params'),
         h('tbody', {}, params.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, h('code', {}, JSON.stringify(v))))))) : null,
-      actions(), problem);
+      waitingNotice(), actions(), problem);
   }
 
   function taskRow(i) {
@@ -152,8 +175,9 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     if (chosen && !log) log = new LogView(id, t.id, chosen);
     fill(taskBox, h('section', { class: 'card', 'aria-labelledby': 'task-h' },
       h('h2', { id: 'task-h' }, `Task ${t.id} `, badge(t.state)),
+      t.state === 'waiting' && t.waiting_for === 'approval' ? approvalCard(t) : null,
       buttons.length ? h('div', { class: 'actions' }, buttons) : null, markBox,
-      attempts.length === 0 ? h('p', { class: 'muted' }, 'No attempt yet.')
+      attempts.length === 0 ? h('p', { class: 'muted' }, t.waiting_for || ENDED_TASK.has(t.state) ? 'No attempt.' : 'No attempt yet.')
         : h('table', { class: 'list attempts' },
           h('thead', {}, h('tr', {}, ['Attempt', 'State', 'Exit', 'Duration', 'CPU', 'Peak memory', 'Reason', 'Started'].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', {}, attempts.map((a) => h('tr', { class: a.attempt === chosen ? 'selected' : null },

@@ -11,12 +11,13 @@ const STATES = {
   skipped: ['»', 'skipped'],
   upstream_failed: ['⚠', 'upstream failed'],
   cancelled: ['■', 'cancelled'],
+  waiting: ['◷', 'waiting'],
   none: ['·', 'not in this run'],
 };
 
 // The grid endpoint's one-letter codes (docs/api.md, "Grid").
 export const CODES = { p: 'pending', q: 'queued', r: 'running', u: 'up_for_retry', s: 'success',
-  f: 'failed', k: 'skipped', x: 'upstream_failed', c: 'cancelled', '.': 'none' };
+  f: 'failed', k: 'skipped', x: 'upstream_failed', c: 'cancelled', w: 'waiting', '.': 'none' };
 
 // A state's letter in the grid.
 export const LETTERS = Object.fromEntries(Object.entries(CODES).map(([letter, state]) => [state, letter]));

@@ -1,0 +1,87 @@
+// DaemonService's approvals: an operator's decision on an approval task that is waiting, and the
+// inbox of those waiting. The decision is the scheduler's (Scheduler::Decide): the task's end, its
+// downstream and the event naming who decided and why commit together, in its next batch.
+#include <chrono>
+#include <future>
+#include <memory>
+
+#include "daemon/service.h"
+
+namespace kiln::daemon {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// How long a decision waits to be durable before the request gives up waiting.
+constexpr std::chrono::seconds kDecisionWait{30};
+
+}  // namespace
+
+Status DaemonService::DecideApproval(const scheduler::ApprovalRequest& request) {
+  auto run = GetRun(request.run);
+  if (!run.ok()) return run.status();
+  const scheduler::TaskInstanceRecord* record = nullptr;
+  for (const auto& t : run->tasks) {
+    if (t.task_id == request.task) record = &t;
+  }
+  if (record == nullptr) {
+    return Status::Error(ErrorCode::kNotFound,
+                         "run " + ToString(request.run) + " has no task '" + request.task + "'");
+  }
+  const std::string verb = request.approve ? "approve" : "reject";
+  auto not_waiting = [&] {
+    return Status::Error(ErrorCode::kConflict,
+                         "task '" + request.task + "' of run " + ToString(request.run) +
+                             " is not waiting for approval (it is " +
+                             std::string(dag::Name(record->state)) + "); nothing to " + verb);
+  };
+  if (record->state != dag::TaskState::kWaiting) return not_waiting();
+  dag::PipelinePtr pipeline;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return Refuse();
+    if (auto it = pipelines_.find(run->pipeline); it != pipelines_.end()) {
+      pipeline = it->second.entry.pipeline;
+    }
+  }
+  std::optional<TaskId> id = pipeline ? pipeline->dag.Find(request.task) : std::nullopt;
+  if (id) {
+    const std::string decision = request.approve ? "approved" : "rejected";
+    const std::string reason =
+        decision + " by " + request.actor + (request.note.empty() ? "" : ": " + request.note);
+    std::vector<std::pair<std::string, std::string>> detail = {
+        {"decision", decision}, {"by", request.actor}, {"note", request.note}};
+    // Answered once the decision is durable. The scheduler may answer after this request has
+    // given up (a database that does not answer): the promise is shared.
+    auto decided = std::make_shared<std::promise<Status>>();
+    std::future<Status> answer = decided->get_future();
+    asio::post(io_, [this, run = request.run, approve = request.approve, task = *id, reason,
+                     detail = std::move(detail), decided]() mutable {
+      sched_.Decide(run, task, approve, reason, std::move(detail),
+                    [decided](Status s) { decided->set_value(std::move(s)); });
+    });
+    if (answer.wait_for(kDecisionWait) != std::future_status::ready) {
+      return Status::Error(ErrorCode::kUnavailable,
+                           "the decision is made but not recorded yet: the database does not "
+                           "answer; look at the task's state before deciding again");
+    }
+    Status s = answer.get();
+    if (s.code() != ErrorCode::kNotFound) return s;
+  }
+  // Waiting, but not in this daemon's scheduler: another daemon drives the run.
+  auto active = store_.ActiveRuns(std::vector<RunId>{request.run});
+  if (active.ok() && !active->empty() && !(*active)[0].owner.empty() &&
+      (*active)[0].owner != options_.owner) {
+    return Status::Error(ErrorCode::kConflict,
+                         "run " + ToString(request.run) + " is driven by the daemon " +
+                             (*active)[0].owner + "; send the decision to that daemon");
+  }
+  return not_waiting();
+}
+
+Result<std::vector<scheduler::ApprovalRecord>> DaemonService::ListApprovals() {
+  return store_.ListApprovals(1000);
+}
+
+}  // namespace kiln::daemon
