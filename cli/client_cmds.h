@@ -90,5 +90,8 @@ struct DecideOptions {
 int ClientDecide(const ClientOptions& options, const DecideOptions& decide);
 // The approval tasks waiting for a decision.
 int ClientApprovals(const ClientOptions& options);
+// Forgets the cached results of a pipeline's tasks (of `task` only unless empty).
+int ClientInvalidateCache(const ClientOptions& options, const std::string& pipeline,
+                          const std::string& task);
 
 }  // namespace kiln::cli

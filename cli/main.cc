@@ -182,6 +182,15 @@ int main(int argc, char** argv) {
   auto* approvals_cmd =
       add_client(app.add_subcommand("approvals", "The approval tasks waiting for a decision"));
 
+  std::string cache_pipeline;
+  std::string cache_task;
+  auto* cache_cmd = app.add_subcommand("cache", "The result cache of tasks with cache = true");
+  auto* invalidate_cmd = add_client(cache_cmd->add_subcommand(
+      "invalidate", "Forget a pipeline's cached results: its tasks run again"));
+  invalidate_cmd->add_option("pipeline", cache_pipeline, "Pipeline name")->required();
+  invalidate_cmd->add_option("--task", cache_task, "Only this task's results");
+  cache_cmd->require_subcommand(1);
+
   // Started by `kiln serve` for itself; hidden from the help.
   kiln::cli::SuperviseOptions supervise;
   auto* supervise_cmd = app.add_subcommand("supervise", "Supervise a daemon's task attempts");
@@ -233,5 +242,6 @@ int main(int argc, char** argv) {
     return kiln::cli::ClientDecide(client, decide);
   }
   if (*approvals_cmd) return kiln::cli::ClientApprovals(client);
+  if (*invalidate_cmd) return kiln::cli::ClientInvalidateCache(client, cache_pipeline, cache_task);
   return 2;
 }

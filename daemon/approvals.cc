@@ -1,5 +1,6 @@
-// DaemonService's approvals: an operator's decision on an approval task that is waiting, and the
-// inbox of those waiting. The decision is the scheduler's (Scheduler::Decide): the task's end, its
+// DaemonService's approvals (an operator's decision on an approval task that is waiting, and the
+// inbox of those waiting) and the invalidation of the result cache: an operator's say over what
+// tasks do. The decision is the scheduler's (Scheduler::Decide): the task's end, its
 // downstream and the event naming who decided and why commit together, in its next batch.
 #include <chrono>
 #include <future>
@@ -82,6 +83,12 @@ Status DaemonService::DecideApproval(const scheduler::ApprovalRequest& request) 
 
 Result<std::vector<scheduler::ApprovalRecord>> DaemonService::ListApprovals() {
   return store_.ListApprovals(1000);
+}
+
+Result<int64_t> DaemonService::InvalidateCache(const std::string& pipeline,
+                                               const std::optional<std::string>& task,
+                                               const std::string& actor) {
+  return store_.InvalidateCache(pipeline, task, actor);
 }
 
 }  // namespace kiln::daemon

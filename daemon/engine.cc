@@ -49,6 +49,10 @@ Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config
     const auto runs_dir = MakeSchedulerOptions(config, supervisor).runs_dir;
     if (Status s = PrepareRunsFolder(runs_dir, task_users); !s.ok()) return s;
   }
+  if (Status s = PrepareCacheFolder(MakeSchedulerOptions(config, supervisor).cache_dir, task_users);
+      !s.ok()) {
+    return s;
+  }
   if (Status s = runtime->champions->Load(*runtime->database.db); !s.ok()) return s;
   auto engine = StartEngine(config, runtime->database.url, name, supervisor, task_users,
                             make_runner, runtime->champions);

@@ -138,6 +138,11 @@ class PgDaemonStore final : public DaemonStore {
   Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit) override {
     return pool_.Read([&](Database& db) { return db.ListApprovals(limit); });
   }
+  Result<int64_t> InvalidateCache(const std::string& pipeline,
+                                  const std::optional<std::string>& task,
+                                  std::string_view actor) override {
+    return pool_.With([&](Database& db) { return db.InvalidateCache(pipeline, task, actor); });
+  }
   Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window,
                                                           const std::string& owner) override {
     return pool_.Read([&](Database& db) { return db.PendingDriftAsks(window, owner); });

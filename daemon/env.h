@@ -77,6 +77,9 @@ class DaemonStore {
                                                          int limit) = 0;
   virtual Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) = 0;
   virtual Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit) = 0;
+  virtual Result<int64_t> InvalidateCache(const std::string& pipeline,
+                                          const std::optional<std::string>& task,
+                                          std::string_view actor) = 0;
   virtual Result<std::vector<store::PendingAsk>> PendingDriftAsks(Duration window,
                                                                   const std::string& owner) = 0;
   virtual Result<std::vector<store::PendingAsk>> PendingRegistrations(Duration window,

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "daemon/supervision.h"
+#include "plugins/cache.h"
 #include "plugins/collect.h"
 #include "plugins/registry.h"
 
@@ -185,6 +186,8 @@ scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& con
     spec.pipeline_dir = files.pipeline_dir.string();
     spec.run_dir = std::filesystem::absolute(files.run_dir).lexically_normal().string();
     spec.allow_absolute = allow;
+    spec.cache_report = files.cache_report;
+    spec.cache_store = files.cache_store.string();
     std::string json = plugins::CollectSpecJson(spec);
     // One argument of execve is at most 128 KiB.
     if (json.size() >= 128 * 1024) {
@@ -195,7 +198,45 @@ scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& con
     }
     return std::vector<std::string>{kiln, "task", "collect", "--options", std::move(json)};
   };
+  options.cache_dir = std::filesystem::absolute(config.data_dir) / "cache";
+  options.cache_argv =
+      [kiln = SelfExe(), allow = config.allow_absolute_paths](
+          const scheduler::CacheLaunch& launch) -> Result<std::vector<std::string>> {
+    plugins::CacheSpec spec;
+    spec.files.inputs = launch.files.inputs;
+    spec.files.outputs = launch.files.outputs;
+    spec.files.pipeline_dir = launch.files.pipeline_dir.string();
+    spec.files.run_dir =
+        std::filesystem::absolute(launch.files.run_dir).lexically_normal().string();
+    spec.files.allow_absolute = allow;
+    spec.files.cache_store = launch.files.cache_store.string();
+    spec.report = launch.files.cache_report;
+    spec.candidates = plugins::CandidatesFromResults(launch.candidates);
+    spec.argv = launch.argv;
+    std::string json = plugins::CacheSpecJson(spec);
+    if (json.size() >= 128 * 1024) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "its program, files and cached results take " +
+                               std::to_string(json.size()) +
+                               " bytes once rendered; at most 131071 fit");
+    }
+    return std::vector<std::string>{kiln, "task", "cache", "--options", std::move(json)};
+  };
   return options;
+}
+
+Status PrepareCacheFolder(const std::filesystem::path& cache_dir, const TaskUsers& users) {
+  std::error_code ec;
+  std::filesystem::create_directories(cache_dir, ec);
+  if (ec) return Status::Error("the result cache " + cache_dir.string() + ": " + ec.message());
+  // Tasks of other users keep outputs in it and read them back by their hash: writable by all,
+  // not listable, and nobody removes or replaces another's file (sticky). A file is named by the
+  // hash of its content, which a restore checks, so a planted one is never used.
+  const mode_t mode = users.user.switch_user ? 01733 : 0700;
+  if (::chmod(cache_dir.c_str(), mode) != 0) {
+    return Status::Error("the result cache " + cache_dir.string() + ": cannot set its mode");
+  }
+  return Status::Ok();
 }
 
 std::string DaemonName(const std::filesystem::path& data_dir) {

@@ -52,6 +52,9 @@ Result<TaskUsers> TaskUser(const config::DaemonConfig& config, bool daemon);
 // <runs_dir> (mode 0711) and its pipeline folders made passable for the tasks of `users`, checked
 // by a process with such an identity; an error names the first folder it cannot enter.
 Status PrepareRunsFolder(const std::filesystem::path& runs_dir, const TaskUsers& users);
+// <data_dir>/cache, the result cache's store: 01733 when tasks run as other users (they write
+// and read it by hash, never list it), else 0700.
+Status PrepareCacheFolder(const std::filesystem::path& cache_dir, const TaskUsers& users);
 
 // The scheduler's options from the daemon config (pools, limits, folders, base env); attempts
 // are recorded as supervised by `supervisor`.

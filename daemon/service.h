@@ -118,6 +118,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   Status MarkTask(const scheduler::MarkRequest& request) override;
   Status DecideApproval(const scheduler::ApprovalRequest& request) override;
   Result<std::vector<scheduler::ApprovalRecord>> ListApprovals() override;
+  Result<int64_t> InvalidateCache(const std::string& pipeline,
+                                  const std::optional<std::string>& task,
+                                  const std::string& actor) override;
   Result<std::vector<scheduler::AttemptRecord>> ListAttempts(RunId run,
                                                              const std::string& task) override;
   Result<dag::PipelinePtr> PipelineVersion(const std::string& name,

@@ -196,7 +196,62 @@ Result<json> ReadReport(const Place& place) {
   return j;
 }
 
+// Keeps a copy of an output in the cache store as <store>/<sha256>, unless one is there. Written
+// to a temporary file, checked against the hash, then linked in (never replacing a file).
+Status KeepInStore(const Place& place, const std::string& store, const std::string& sha256) {
+  const fs::path target = fs::path(store) / sha256;
+  struct stat st {};
+  if (::lstat(target.c_str(), &st) == 0) return Status::Ok();
+  auto fd = Open(place);
+  if (!fd.ok()) return fd.status();
+  Fd source(fd.value());
+  std::string tmp = (fs::path(store) / (".tmp-" + sha256.substr(0, 16) + "-XXXXXX")).string();
+  Fd out(::mkostemp(tmp.data(), O_CLOEXEC));
+  if (out.get() < 0) {
+    return Status::Error("cannot write into the cache folder " + store + ": " +
+                         std::strerror(errno));
+  }
+  Sha256 sha;
+  bool written = true;
+  const bool read = ReadBlocks(source.get(), [&](std::string_view block) {
+    sha.Update(block);
+    while (!block.empty()) {
+      const ssize_t n = ::write(out.get(), block.data(), block.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return written = false;
+      block.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  });
+  Status status = Status::Ok();
+  if (!read || !written) {
+    status = Status::Error(std::string("cannot be copied: ") + std::strerror(errno));
+  } else if (sha.Hex() != sha256) {
+    status = Status::Error("changed while it was kept");
+  } else if (::fchmod(out.get(), 0444) != 0 ||
+             (::link(tmp.c_str(), target.c_str()) != 0 && errno != EEXIST)) {
+    status = Status::Error(std::string("cannot be kept: ") + std::strerror(errno));
+  }
+  ::unlink(tmp.c_str());
+  return status;
+}
+
 }  // namespace
+
+Result<std::string> DeclaredPath(const CollectSpec& spec, const std::string& path) {
+  auto place = Resolve(spec, path);
+  if (!place.ok()) return place.status();
+  return place->absolute.string();
+}
+
+Result<FileHash> HashDeclared(const CollectSpec& spec, const std::string& path) {
+  auto place = Resolve(spec, path);
+  if (!place.ok()) return place.status();
+  auto hashed = HashFile(place.value());
+  if (!hashed.ok()) return hashed.status();
+  return FileHash{(*hashed)["path"].get<std::string>(), (*hashed)["sha256"].get<std::string>(),
+                  (*hashed)["bytes"].get<uint64_t>()};
+}
 
 std::string CollectSpecJson(const CollectSpec& spec) {
   json j = {{"inputs", spec.inputs},
@@ -206,6 +261,8 @@ std::string CollectSpecJson(const CollectSpec& spec) {
             {"pipeline_dir", spec.pipeline_dir},
             {"run_dir", spec.run_dir},
             {"allow_absolute", spec.allow_absolute}};
+  if (!spec.cache_report.empty()) j["cache_report"] = spec.cache_report;
+  if (!spec.cache_store.empty()) j["cache_store"] = spec.cache_store;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -221,6 +278,8 @@ Result<CollectSpec> ParseCollectSpec(std::string_view text) {
     spec.pipeline_dir = j.at("pipeline_dir").get<std::string>();
     spec.run_dir = j.value("run_dir", std::string());
     spec.allow_absolute = j.value("allow_absolute", false);
+    spec.cache_report = j.value("cache_report", std::string());
+    spec.cache_store = j.value("cache_store", std::string());
     if (!fs::path(spec.pipeline_dir).is_absolute()) {
       return Status::Error("the collect spec's pipeline_dir is not absolute");
     }
@@ -270,6 +329,25 @@ Result<std::string> CollectResults(const CollectSpec& spec) {
     }
   }
   if (!problems.empty()) return Status::Error(problems);
+  if (!spec.cache_store.empty()) {
+    std::string errors;
+    for (const auto& file : results["outputs"]) {
+      auto place = Resolve(spec, file["path"].get<std::string>());
+      Status kept = place.ok() ? KeepInStore(place.value(), spec.cache_store,
+                                             file["sha256"].get<std::string>())
+                               : place.status();
+      if (!kept.ok()) {
+        errors += (errors.empty() ? "" : "; ") + Quoted(file["path"].get<std::string>()) + " " +
+                  kept.message();
+      }
+    }
+    if (!errors.empty()) results["cache_error"] = "outputs not kept for the cache: " + errors;
+  }
+  if (!spec.cache_report.empty()) {
+    auto place = Resolve(spec, spec.cache_report);
+    auto report = place.ok() ? ReadReport(place.value()) : Result<json>(place.status());
+    if (report.ok()) results["cache"] = std::move(report).value();
+  }
   if (!spec.report.empty()) {
     auto place = Resolve(spec, spec.report);
     auto report = place.ok() ? ReadReport(place.value()) : Result<json>(place.status());

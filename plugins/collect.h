@@ -13,6 +13,7 @@
 // finite numbers, fail the attempt: the message names the key, the file and what is wrong.
 #pragma once
 
+#include <cstdint>
 #include <iosfwd>
 #include <map>
 #include <string>
@@ -35,7 +36,25 @@ struct CollectSpec {
   std::string run_dir;       // absolute
   // Absolute paths outside both folders are accepted ([executor] allow_absolute_paths).
   bool allow_absolute = false;
+  // A task with cache = true: the report `kiln task cache` wrote (kept as "cache" in the
+  // results), and the folder its outputs are kept in by content (<store>/<sha256>, for later
+  // runs to restore). A copy that fails is said in "cache_error"; it does not fail the attempt.
+  std::string cache_report;
+  std::string cache_store;
 };
+
+// A declared file's place and content.
+struct FileHash {
+  std::string path;  // absolute, lexically normal
+  std::string sha256;
+  uint64_t bytes = 0;
+};
+
+// The absolute path of a declared file (relative ones from pipeline_dir), or why it may not be
+// used (outside the folders).
+Result<std::string> DeclaredPath(const CollectSpec& spec, const std::string& path);
+// Hashes a declared file as the collector does (openat2 beneath its folder, regular files only).
+Result<FileHash> HashDeclared(const CollectSpec& spec, const std::string& path);
 
 // Limits of a metrics file.
 inline constexpr size_t kMaxMetricsBytes = size_t{1} << 20;

@@ -5,8 +5,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cctype>
+#include <set>
 
 #include "common/log.h"
+#include "common/sha256.h"
 #include "dag/template.h"
 #include "scheduler/retry.h"
 #include "scheduler/run_plan.h"
@@ -212,7 +214,8 @@ void Scheduler::Shutdown(StopMode mode, const std::string& reason, std::function
 }
 
 void Scheduler::MaybeShutdownDone() {
-  if (!stopping_ || !on_stopped_ || commit_in_flight_ || flush_posted_ || !pending_.empty()) {
+  if (!stopping_ || !on_stopped_ || commit_in_flight_ || flush_posted_ || !pending_.empty() ||
+      lookups_in_flight_ > 0) {
     return;
   }
   if (stop_mode_ == StopMode::kCancel && !runs_.empty()) return;
@@ -335,9 +338,11 @@ dag::Value RenderValue(const dag::Value& value,
 }  // namespace
 
 // Renders templates; an error here is a task failure, not a crash.
-Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt) const {
+Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt,
+                                             const dag::TemplateValues* base,
+                                             const std::string* candidates) const {
   const dag::TaskSpec& spec = run.pipeline().task(task);
-  dag::TemplateValues values = run.values;
+  dag::TemplateValues values = base != nullptr ? *base : run.values;
   values["task.id"] = spec.id;
   values["task.attempt"] = std::to_string(attempt);
   LaunchRequest req;
@@ -358,8 +363,9 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   };
   // A kind's report is collected too: what it decided reaches the daemon through the results.
   const bool kind = spec.kind != "shell";
+  const bool cached = candidates != nullptr;
+  FilesToCollect files;
   if (kind || !spec.inputs.empty() || !spec.outputs.empty() || !spec.metrics.empty()) {
-    FilesToCollect files;
     if (kind) files.report = (run.dir / ".kiln" / spec.id / (spec.kind + ".json")).string();
     for (const auto& path : spec.inputs) files.inputs.push_back(render(path, dag::Quoting::kNone));
     for (const auto& path : spec.outputs)
@@ -367,6 +373,10 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     if (!spec.metrics.empty()) files.metrics = render(spec.metrics, dag::Quoting::kNone);
     files.pipeline_dir = run.pipeline().spec.file.parent_path();
     files.run_dir = run.dir;
+    if (cached) {
+      files.cache_report = (run.dir / ".kiln" / spec.id / "cache.json").string();
+      files.cache_store = options_.cache_dir;
+    }
     if (!options_.collect_argv) {
       return Status::Error(ErrorCode::kInvalidArgument,
                            "this runner cannot collect inputs, outputs or metrics");
@@ -434,7 +444,71 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     SetEnv(req.env, EnvName(param), dag::ToText(value));
   SetEnv(req.env, "KILN_IDEMPOTENCY_KEY", ToString(run.ctx.id) + ":" + spec.id);
   if (!error.empty()) return Status::Error(ErrorCode::kInvalidArgument, error);
+  if (cached && options_.cache_argv) {
+    auto argv = options_.cache_argv(CacheLaunch{files, *candidates, req.argv});
+    if (!argv.ok()) return argv.status();
+    req.argv = std::move(argv).value();
+  }
   return req;
+}
+
+namespace {
+
+// What every task's environment holds that differs between two runs of the same work.
+bool VariesByRun(const std::string& name) {
+  static const std::set<std::string> kVarying = {"KILN_RUN_ID",
+                                                 "KILN_RUN_DIR",
+                                                 "KILN_ATTEMPT",
+                                                 "KILN_IDEMPOTENCY_KEY",
+                                                 "KILN_TRIGGERED_BY",
+                                                 "KILN_LOGICAL_DATE",
+                                                 "HOME",
+                                                 "USER",
+                                                 "LOGNAME",
+                                                 "KILN_DATA_INTERVAL_START",
+                                                 "KILN_DATA_INTERVAL_END"};
+  return kVarying.count(name) != 0;
+}
+
+}  // namespace
+
+std::string Scheduler::CacheKeyOf(const Run& run, TaskId task) const {
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  // Templates that name the run's date or interval keep them: that work differs by date.
+  dag::TemplateValues values = run.values;
+  values["run.id"] = "<run.id>";
+  values["run.dir"] = "<run.dir>";
+  values["run.triggered_by"] = "<run.triggered_by>";
+  auto req = BuildLaunch(run, task, 0, &values);
+  if (!req.ok()) return "";
+  Sha256 sha;
+  auto add = [&](std::string_view text) {
+    sha.Update(std::to_string(text.size()) + ":");
+    sha.Update(text);
+  };
+  add("kiln-cache-1");
+  add(run.pipeline().spec.name);
+  add(spec.id);
+  add(spec.kind);
+  add("argv");
+  for (const auto& a : req->argv) add(a);
+  add("env");
+  for (const auto& [name, value] : req->env) {
+    if (VariesByRun(name)) continue;
+    add(name);
+    add(value);
+  }
+  values["task.id"] = spec.id;
+  values["task.attempt"] = "0";
+  for (const auto* list : {&spec.inputs, &spec.outputs}) {
+    add(list == &spec.inputs ? "inputs" : "outputs");
+    for (const auto& path : *list) {
+      auto rendered = dag::Render(path, values, dag::Quoting::kNone);
+      if (!rendered.ok()) return "";
+      add(rendered.value());
+    }
+  }
+  return sha.Hex();
 }
 
 void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
@@ -500,6 +574,7 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
       StartRetryTimer(run, task, delay);
     } else {
       std::string reason = end.reason;
+      if (state == TaskState::kSuccess && spec.cache) end.cache_key = CacheKeyOf(run, task);
       FinishTask(run, task, state, attempt, std::move(end), reason, ack);
       Pump(run);
     }
@@ -940,7 +1015,33 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
 
 // The start of `attempt` is durable: its process may start.
 void Scheduler::Launch(Run& run, TaskId task, int attempt) {
-  const RunId id = run.ctx.id;
+  const dag::TaskSpec& spec = run.pipeline().task(task);
+  if (spec.cache && !options_.cache_dir.empty() && options_.cache_argv) {
+    std::string key = CacheKeyOf(run, task);
+    if (!key.empty()) {
+      // The earlier successes of its key are read first; the attempt starts when they are.
+      ++lookups_in_flight_;
+      store_.LookupCache(key, [io = &io_, this, alive = alive_, id = run.ctx.id, task,
+                               attempt](Result<std::string> found) {
+        asio::post(*io, [this, alive, id, task, attempt, found = std::move(found)] {
+          if (!*alive) return;
+          --lookups_in_flight_;
+          if (!found.ok()) log::Warn("the result cache cannot be read: " + found.message());
+          StartAttempt(id, task, attempt, found.ok() ? found.value() : std::string("[]"));
+          MaybeShutdownDone();
+        });
+      });
+      return;
+    }
+  }
+  StartAttempt(run.ctx.id, task, attempt, std::nullopt);
+}
+
+void Scheduler::StartAttempt(RunId id, TaskId task, int attempt,
+                             std::optional<std::string> candidates) {
+  auto it = runs_.find(id);
+  if (it == runs_.end()) return;  // released meanwhile: whoever drives it now decides
+  Run& run = *it->second;
   const size_t i = Index(task);
   if (!run.running[i] || run.attempts[i] != attempt) return;
   if (run.plan.state(task) == TaskState::kCancelled || run.marks.count(i) != 0) {
@@ -950,7 +1051,7 @@ void Scheduler::Launch(Run& run, TaskId task, int attempt) {
     OnAttemptExit(id, task, attempt, never);
     return;
   }
-  auto request = BuildLaunch(run, task, attempt);
+  auto request = BuildLaunch(run, task, attempt, nullptr, candidates ? &*candidates : nullptr);
   if (!request.ok()) {
     AttemptOutcome never;
     never.error = request.message();

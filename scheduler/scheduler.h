@@ -26,6 +26,7 @@
 #include "common/status.h"
 #include "common/time.h"
 #include "dag/graph.h"
+#include "dag/template.h"
 #include "scheduler/clock.h"
 #include "scheduler/metrics.h"
 #include "scheduler/pool_queue.h"
@@ -48,6 +49,19 @@ struct FilesToCollect {
   std::string report;   // a kind's report in the run folder; empty = none
   std::filesystem::path pipeline_dir;
   std::filesystem::path run_dir;
+  // cache = true: the report of `kiln task cache` (<run>/.kiln/<task>/cache.json) and the store
+  // its outputs are kept in by content (SchedulerOptions::cache_dir).
+  std::string cache_report;
+  std::filesystem::path cache_store;
+};
+
+// The program of an attempt of a task with cache = true (plugins/cache.h): its files, the
+// earlier successes of its cache key the store found (a JSON array, Database::CacheCandidates)
+// and its own program, run when none of them can be reused.
+struct CacheLaunch {
+  FilesToCollect files;
+  std::string candidates;
+  std::vector<std::string> argv;
 };
 
 struct SchedulerOptions {
@@ -71,6 +85,10 @@ struct SchedulerOptions {
   // The program that collects an attempt's files (plugins/collect.h). Unset: tasks that declare
   // inputs, outputs or metrics fail to start.
   std::function<Result<std::vector<std::string>>(const FilesToCollect& files)> collect_argv;
+  // The result cache: where outputs are kept by content, and the program that reuses them
+  // (`kiln task cache`). Either unset: tasks with cache = true simply run.
+  std::filesystem::path cache_dir;
+  std::function<Result<std::vector<std::string>>(const CacheLaunch& launch)> cache_argv;
   // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
   Duration max_commit_retry_delay = std::chrono::seconds(2);
@@ -243,8 +261,17 @@ class Scheduler {
                   std::optional<AttemptEnd> end, const std::string& reason, TaskExtra extra);
   void RecordDecided(Run& run, const std::vector<Change>& changes, Instant now);
   void MaybeFinishRun(Run& run);
-  Result<LaunchRequest> BuildLaunch(const Run& run, TaskId task, int attempt) const;
+  // `values`: the run's template values instead of its own (the cache key's); `candidates`:
+  // wrap the program in `kiln task cache` with these earlier successes.
+  Result<LaunchRequest> BuildLaunch(const Run& run, TaskId task, int attempt,
+                                    const dag::TemplateValues* values = nullptr,
+                                    const std::string* candidates = nullptr) const;
   void Launch(Run& run, TaskId task, int attempt);
+  void StartAttempt(RunId run_id, TaskId task, int attempt, std::optional<std::string> candidates);
+  // The task's cache key: its program, environment, params and declared files with what differs
+  // between two runs of the same work (run id, run folder, attempt) left out; empty when it
+  // cannot be rendered.
+  std::string CacheKeyOf(const Run& run, TaskId task) const;
   void MaybeShutdownDone();
   void FreeSlot(Run& run, size_t i);
   std::filesystem::path LogPath(const Run& run, TaskId task, int attempt) const;
@@ -286,6 +313,7 @@ class Scheduler {
   std::shared_ptr<bool> alive_;
   MetricsSnapshot metrics_;        // counters and histograms; gauges are filled in by Metrics()
   uint64_t running_attempts_ = 0;  // attempts whose process was started and has not exited
+  size_t lookups_in_flight_ = 0;   // cache lookups of recorded starts not launched yet
 };
 
 }  // namespace kiln::scheduler

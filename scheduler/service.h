@@ -153,6 +153,11 @@ class Service {
   virtual Status DecideApproval(const ApprovalRequest& request) = 0;
   // Approval tasks waiting for a decision, longest waiting first (at most 1,000).
   virtual Result<std::vector<ApprovalRecord>> ListApprovals() = 0;
+  // Forgets the cached results of a pipeline's tasks (of `task` only, when given): their next
+  // runs run them again. How many attempts were forgotten; kNotFound for an unknown pipeline.
+  virtual Result<int64_t> InvalidateCache(const std::string& pipeline,
+                                          const std::optional<std::string>& task,
+                                          const std::string& actor) = 0;
 
   // Creates a run for every fire of the pipeline's schedule in [from, to], run oldest first, at
   // most max_active_runs at once, their tasks after every other run's waiting tasks (they never

@@ -35,6 +35,9 @@ struct AttemptEnd {
   // The end as the executor reported it. When the run is driven by another daemon by the time
   // this end is written, the store keeps it with the attempt for that daemon to decide from.
   std::optional<AttemptOutcome> outcome;
+  // A success of a task with cache = true: its cache key, kept with the attempt for later runs
+  // to find (Scheduler::CacheKeyOf). Empty otherwise.
+  std::string cache_key{};
 };
 
 // One task instance changes state. Writes are fenced: an update carrying `end` applies only when
@@ -101,6 +104,14 @@ class StateStore {
   // reason a retry cannot fix does not fail the batch: it is refused (rejected) and the rest
   // commits.
   virtual void Commit(Batch batch, std::function<void(CommitResult)> done) = 0;
+  // The newest successful attempts (at most 5) recorded with cache key `key` and not
+  // invalidated, as a JSON array of {"run", "task", "attempt", "results"}; `done` may be called
+  // from any thread, also from inside. A store without a cache answers with an error (the task
+  // then simply runs).
+  virtual void LookupCache(const std::string& /*key*/,
+                           std::function<void(Result<std::string>)> done) {
+    done(Status::Error(ErrorCode::kUnavailable, "this store keeps no cache"));
+  }
 };
 
 }  // namespace kiln::scheduler

@@ -64,10 +64,10 @@ std::string StartStatement() {
 
 // $8 exit_code, $9 signal, $10 timed_out, $11 cpu_ms, $12 max_rss_kb, $13 reason, $14 retry_at,
 // $15 attempt state, $16 terminal, $17 outcome (the executor's report, or null), $18 results
-// (of a successful attempt, or null). When the task row has moved on or the run is driven
-// elsewhere, the attempt still keeps its outcome (first report wins, results included) for
-// whoever drives the run to decide from. A success's results go to attempts.results (not twice
-// into the outcome) and each of its files becomes an artifacts row.
+// (of a successful attempt, or null), $19 cache_key (of a success, or null). When the task row has
+// moved on or the run is driven elsewhere, the attempt still keeps its outcome (first report wins,
+// results included) for whoever drives the run to decide from. A success's results go to
+// attempts.results (not twice into the outcome) and each of its files becomes an artifacts row.
 std::string EndStatement() {
   return TaskStatement(
       "exit_code = $8::int, signal = $9::int, retry_at = $14::timestamptz, lease_expires_at = "
@@ -76,7 +76,8 @@ std::string EndStatement() {
       ", att AS (UPDATE attempts SET state = $15::text, ended_at = $5::timestamptz, exit_code = "
       "$8, signal = $9, timed_out = $10::bool, cpu_ms = $11::int8, max_rss_kb = $12::int8, "
       "reason = $13::text, outcome = coalesce(outcome, $17::jsonb) - 'results', results = "
-      "CASE WHEN $15 = 'success' THEN $18::jsonb END WHERE run_id = $1 AND "
+      "CASE WHEN $15 = 'success' THEN $18::jsonb END, cache_key = CASE WHEN $15 = 'success' "
+      "THEN $19::text END WHERE run_id = $1 AND "
       "task_id = $2 AND attempt = $3 AND EXISTS (SELECT FROM upd)), facts AS (UPDATE attempts "
       "SET outcome = $17::jsonb WHERE run_id = $1 AND task_id = $2 AND attempt = $3 AND state = "
       "'running' AND outcome IS NULL AND $17::jsonb IS NOT NULL AND NOT EXISTS (SELECT FROM upd))"
@@ -141,6 +142,20 @@ std::string AttemptState(dag::TaskState state) {
   }
 }
 
+// An attempt of a task with cache = true that reused an earlier one's outputs says so, naming
+// it, instead of "exit code 0".
+std::optional<std::string> CacheHitReason(const std::optional<std::string>& results) {
+  if (!results || results->find("\"hit\"") == std::string::npos) return std::nullopt;
+  json j = json::parse(*results, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("cache") || !j["cache"].is_object()) return std::nullopt;
+  const json& hit = j["cache"].value("hit", json());
+  if (!hit.is_object() || !hit.value("run", json()).is_number_integer()) return std::nullopt;
+  const json task = hit.value("task", json());
+  return "cache hit: the outputs of run " + hit["run"].dump() + " (task " +
+         (task.is_string() ? task.get<std::string>() : std::string("?")) + ", attempt " +
+         hit.value("attempt", json(0)).dump() + ")";
+}
+
 pqxx::result ExecTask(pqxx::transaction_base& txn, const TaskUpdate& u, const std::string& actor,
                       Duration lease) {
   const std::string state(dag::Name(u.state));
@@ -161,10 +176,13 @@ pqxx::result ExecTask(pqxx::transaction_base& txn, const TaskUpdate& u, const st
       outcome = OutcomeJson(*e.outcome);
       results = ResultsJson(*e.outcome);
     }
+    std::optional<std::string> cache_key;
+    if (!e.cache_key.empty()) cache_key = e.cache_key;
     return txn.exec_prepared(
         "kiln_task_end", run, task, u.attempt, state, at, actor, detail, e.exit_code, e.signal,
-        e.timed_out, static_cast<int64_t>(e.cpu.count()), e.max_rss_kb, SafeUtf8(e.reason),
-        TimeParam(u.retry_at), AttemptState(u.state), dag::IsTerminal(u.state), outcome, results);
+        e.timed_out, static_cast<int64_t>(e.cpu.count()), e.max_rss_kb,
+        SafeUtf8(CacheHitReason(results).value_or(e.reason)), TimeParam(u.retry_at),
+        AttemptState(u.state), dag::IsTerminal(u.state), outcome, results, cache_key);
   }
   std::optional<std::string> waiting_for;
   if (!u.waiting_for.empty()) waiting_for = SafeUtf8(u.waiting_for);

@@ -328,6 +328,13 @@ class Database {
   // is looked up in what attempts wrote, then in what they read; ErrorCode::kNotFound when no
   // attempt recorded it.
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query);
+  // The result cache: the newest successful attempts (at most 5) with cache key `key`, as a
+  // JSON array of {"run", "task", "attempt", "results"}; forgetting every cached result of a
+  // pipeline (or of one of its tasks), with a 'cache_invalidated' event: how many attempts.
+  // kNotFound for a pipeline that is neither known nor has runs.
+  Result<std::string> CacheCandidates(const std::string& key);
+  Result<int64_t> InvalidateCache(const std::string& pipeline,
+                                  const std::optional<std::string>& task, std::string_view actor);
   // Tasks waiting for an operator's decision (kind = "approval"), longest waiting first, at most
   // `limit` (1..1000).
   Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit);

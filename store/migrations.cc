@@ -291,6 +291,13 @@ CREATE INDEX task_instances_waiting ON task_instances (waiting_for, run_id)
   WHERE state = 'waiting';
 )sql";
 
+// The result cache: a successful attempt of a task with cache = true keeps its cache key;
+// invalidating sets it to null.
+constexpr std::string_view kCacheSchema = R"sql(
+ALTER TABLE attempts ADD COLUMN cache_key text;
+CREATE INDEX attempts_cache ON attempts (cache_key, ended_at DESC) WHERE cache_key IS NOT NULL;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -300,6 +307,7 @@ constexpr Migration kMigrations[] = {
     {6, "results of attempts, artifacts", kResultsSchema},
     {7, "model registry", kRegistrySchema},
     {8, "approvals: the waiting state", kWaitingSchema},
+    {9, "result cache", kCacheSchema},
 };
 
 }  // namespace

@@ -103,6 +103,21 @@ std::optional<std::string> ResultsJson(const scheduler::AttemptOutcome& o) {
   if (auto it = in.find("report_error"); it != in.end() && it->is_string()) {
     out["report_error"] = SafeUtf8(it->get<std::string>());
   }
+  // A cached task: the earlier attempt whose outputs it reused ({"hit": {"run", "task",
+  // "attempt"}}, numbers and a task id only), and why its outputs could not be kept.
+  if (auto it = in.find("cache"); it != in.end() && it->is_object()) {
+    const json hit = it->value("hit", json());
+    if (hit.is_object() && hit.value("run", json()).is_number_integer() &&
+        hit.value("attempt", json()).is_number_integer() && hit.value("task", json()).is_string()) {
+      out["cache"] = {{"hit",
+                       {{"run", hit["run"]},
+                        {"task", SafeUtf8(hit["task"].get<std::string>())},
+                        {"attempt", hit["attempt"]}}}};
+    }
+  }
+  if (auto it = in.find("cache_error"); it != in.end() && it->is_string()) {
+    out["cache_error"] = SafeUtf8(it->get<std::string>());
+  }
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -44,17 +44,41 @@ void PgStateStore::Commit(scheduler::Batch batch,
   wake_.notify_one();
 }
 
+void PgStateStore::LookupCache(const std::string& key,
+                               std::function<void(Result<std::string>)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_ && thread_.joinable()) {
+      lookups_.push_back(Lookup{key, std::move(done)});
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done(Status::Error(ErrorCode::kUnavailable, "the store is stopping"));
+    return;
+  }
+  wake_.notify_one();
+}
+
 // The store thread: wait for batches, take all of them, write them in one transaction, post the
 // callbacks; after a stop request, drain what is queued and exit.
 void PgStateStore::Loop() {
   for (;;) {
     std::deque<Pending> group;
+    std::deque<Lookup> lookups;
     {
       std::unique_lock lock(mu_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || !lookups_.empty(); });
+      if (queue_.empty() && lookups_.empty()) return;  // stopping and drained
       group.swap(queue_);
+      lookups.swap(lookups_);
     }
+    for (Lookup& l : lookups) {
+      l.done(db_ ? db_->CacheCandidates(l.key)
+                 : Result<std::string>(
+                       Status::Error(ErrorCode::kUnavailable, "the database connection was lost")));
+    }
+    if (group.empty()) continue;
     std::vector<scheduler::CommitResult> results = Write(group);
     for (size_t i = 0; i < group.size(); ++i) {
       post_([done = std::move(group[i].done), result = std::move(results[i])]() mutable {

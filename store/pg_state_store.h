@@ -44,6 +44,8 @@ class PgStateStore final : public scheduler::StateStore {
   // the error after a rollback (nothing of those batches was written; the caller may commit them
   // again). Thread-safe; never blocks on the database and never calls `done` itself.
   void Commit(scheduler::Batch batch, std::function<void(scheduler::CommitResult)> done) override;
+  // Read on the store thread, between commits; `done` is called there.
+  void LookupCache(const std::string& key, std::function<void(Result<std::string>)> done) override;
 
  private:
   struct Pending {
@@ -64,7 +66,12 @@ class PgStateStore final : public scheduler::StateStore {
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<Pending> queue_;  // guarded by mu_
-  bool stopping_ = false;      // guarded by mu_
+  struct Lookup {
+    std::string key;
+    std::function<void(Result<std::string>)> done;
+  };
+  std::deque<Lookup> lookups_;  // guarded by mu_
+  bool stopping_ = false;       // guarded by mu_
   std::thread thread_;
 };
 

@@ -160,6 +160,13 @@ constexpr std::string_view kDocument = R"json({
       "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
       "403": {"$ref": "#/components/responses/Forbidden"}, "404": {"$ref": "#/components/responses/NotFound"},
       "409": {"$ref": "#/components/responses/Conflict"}}}},
+  "/api/v1/pipelines/{name}/cache/invalidate": {"post": {"summary": "Forget the cached results of a pipeline's tasks (or of one task): their next runs run them", "x-kiln-role": "operator",
+    "parameters": [{"$ref": "#/components/parameters/PipelineName"}],
+    "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"task": {"type": "string"}}}}}},
+    "responses": {"200": {"description": "how many attempts' results were forgotten", "content": {"application/json": {"schema": {"type": "object", "properties": {
+      "pipeline": {"type": "string"}, "task": {"type": "string", "nullable": true}, "invalidated": {"type": "integer"}}}}}},
+      "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
+      "403": {"$ref": "#/components/responses/Forbidden"}, "404": {"$ref": "#/components/responses/NotFound"}}}},
   "/api/v1/approvals": {"get": {"summary": "Approval tasks waiting for a decision, longest waiting first", "x-kiln-role": "viewer",
     "responses": {"200": {"description": "the inbox", "content": {"application/json": {"schema": {"type": "object", "properties": {
       "approvals": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}}}}}}},
@@ -401,7 +408,7 @@ constexpr std::string_view kDocument = R"json({
         "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/LineageFile"}}}}}}]},
     "Event": {"type": "object", "properties": {
       "id": {"type": "integer", "format": "int64"}, "at": {"$ref": "#/components/schemas/Time"},
-      "kind": {"type": "string", "enum": ["run_created", "run_state", "task_state", "fenced", "cancel_requested", "run_retried", "task_marked", "pipeline_paused", "pipeline_unpaused", "fire_skipped", "pipeline_loaded", "pipeline_load_failed", "pipeline_removed", "backfill_created", "backfill_cancelled", "drift_triggered", "drift_trigger_skipped", "drift_trigger_failed", "model_registered", "model_registration_failed"]},
+      "kind": {"type": "string", "enum": ["run_created", "run_state", "task_state", "fenced", "cancel_requested", "run_retried", "task_marked", "pipeline_paused", "pipeline_unpaused", "fire_skipped", "pipeline_loaded", "pipeline_load_failed", "pipeline_removed", "backfill_created", "backfill_cancelled", "drift_triggered", "drift_trigger_skipped", "drift_trigger_failed", "model_registered", "model_registration_failed", "cache_invalidated"]},
       "pipeline": {"type": "string", "nullable": true}, "run": {"type": "integer", "nullable": true},
       "task": {"type": "string", "nullable": true}, "attempt": {"type": "integer", "nullable": true},
       "from": {"type": "string", "nullable": true}, "to": {"type": "string", "nullable": true},

@@ -34,6 +34,28 @@ void SetPaused(Call& call, bool paused) {
   SendJson(call.res, 200, RenderPipeline(*info, /*detail=*/false));
 }
 
+// POST /api/v1/pipelines/{name}/cache/invalidate {"task": "train"} (task optional).
+void InvalidateCache(Call& call) {
+  const std::string& name = call.args[0];
+  if (!AcceptQuery(call, {}) || !CheckPipelineArg(call, name)) return;
+  auto body = ReadObject(call, {"task"});
+  if (!body) return;
+  std::optional<std::string> task;
+  if (auto t = body->value.find("task"); t != body->value.end() && !t->is_null()) {
+    if (!t->is_string() || !CheckTaskArg(call, t->get<std::string>())) {
+      if (!t->is_string()) {
+        SendStatus(call.res, Status::Error(ErrorCode::kInvalidArgument, "'task' must be a string"));
+      }
+      return;
+    }
+    task = t->get<std::string>();
+  }
+  auto count = call.ctx.service.InvalidateCache(name, task, call.actor());
+  if (!count.ok()) return SendStatus(call.res, count.status());
+  SendJson(call.res, 200,
+           {{"pipeline", name}, {"task", task ? json(*task) : json()}, {"invalidated", *count}});
+}
+
 void Pause(Call& call) { SetPaused(call, true); }
 void Unpause(Call& call) { SetPaused(call, false); }
 
@@ -112,6 +134,7 @@ std::vector<Route> PipelineRoutes() {
       {"GET", "/api/v1/pipelines", Role::kViewer, ListPipelines},
       {"GET", "/api/v1/pipelines/{name}", Role::kViewer, GetPipeline},
       {"POST", "/api/v1/pipelines/{name}/pause", Role::kOperator, Pause},
+      {"POST", "/api/v1/pipelines/{name}/cache/invalidate", Role::kOperator, InvalidateCache},
       {"POST", "/api/v1/pipelines/{name}/unpause", Role::kOperator, Unpause},
       {"POST", "/api/v1/pipelines/{name}/runs", Role::kOperator, Trigger},
   };

@@ -403,6 +403,10 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
     }
     return out;
   }
+  Result<int64_t> InvalidateCache(const std::string&, const std::optional<std::string>&,
+                                  std::string_view) override {
+    return int64_t{0};
+  }
   Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery&) override {
     return Status::Error(ErrorCode::kNotFound, "no lineage in the fake store");
   }

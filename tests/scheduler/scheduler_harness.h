@@ -24,6 +24,14 @@ namespace sch = kiln::scheduler;
 class FakeStore final : public sch::StateStore {
  public:
   explicit FakeStore(asio::io_context& io) : io_(io) {}
+  // Cache lookups: the keys asked for, answered with `cached` (a JSON array) on the loop.
+  void LookupCache(const std::string& key,
+                   std::function<void(kiln::Result<std::string>)> done) override {
+    lookups.push_back(key);
+    asio::post(io_, [done, answer = cached] { done(answer); });
+  }
+  std::vector<std::string> lookups;
+  std::string cached = "[]";
   void Commit(sch::Batch batch, std::function<void(sch::CommitResult)> done) override {
     ++calls;
     bool fail = fail_next > 0;

@@ -146,6 +146,13 @@ class FakeService final : public scheduler::Service {
     if (auto e = Error("ListApprovals")) return *e;
     return approvals;
   }
+  Result<int64_t> InvalidateCache(const std::string& pipeline,
+                                  const std::optional<std::string>& task,
+                                  const std::string& actor) override {
+    Record("InvalidateCache " + pipeline + " " + task.value_or("-") + " " + actor);
+    if (auto e = Error("InvalidateCache")) return *e;
+    return int64_t{3};
+  }
   Result<dag::PipelinePtr> PipelineVersion(const std::string& name,
                                            const std::optional<std::string>& version) override {
     Record("PipelineVersion " + name + " " + version.value_or("-"));

@@ -1,0 +1,88 @@
+// The result cache through the scheduler with fakes: a cached task's key leaves out what
+// differs between runs of the same work, its program is wrapped in `kiln task cache` with the
+// earlier successes the store found, and its success keeps the key with the attempt.
+#include "tests/scheduler/scheduler_harness.h"
+
+using namespace scheduler_test;
+
+namespace {
+
+kiln::dag::TaskSpec Cached(std::string command) {
+  kiln::dag::TaskSpec t = Task("features");
+  t.command = std::move(command);
+  t.inputs = {"data/{{ params.word }}.csv"};
+  t.outputs = {"{{ run.dir }}/features.csv"};
+  t.cache = true;
+  return t;
+}
+
+void WithCache(sch::SchedulerOptions& o) {
+  o.cache_dir = "/data/cache";
+  o.cache_argv = [](const sch::CacheLaunch& launch) -> kiln::Result<std::vector<std::string>> {
+    std::vector<std::string> argv = {"kiln",
+                                     "task",
+                                     "cache",
+                                     launch.candidates,
+                                     launch.files.cache_report,
+                                     launch.files.cache_store.string()};
+    argv.insert(argv.end(), launch.argv.begin(), launch.argv.end());
+    return argv;
+  };
+  o.collect_argv = [](const sch::FilesToCollect& f) -> kiln::Result<std::vector<std::string>> {
+    return std::vector<std::string>{"collect", f.cache_report, f.cache_store.string()};
+  };
+}
+
+// The key a run of `task` with these params looks up.
+std::string KeyOf(kiln::dag::TaskSpec task, RunId run, const std::string& word) {
+  Harness h({std::move(task)}, 4, WithCache);
+  h.store.cached = R"([{"run": 1}])";
+  sch::RunContext ctx = h.Context({{"word", word}});
+  ctx.id = run;
+  ctx.logical_date += std::chrono::hours(Value(run));  // another day: not in the key
+  h.scheduler->AddRun(ctx);
+  h.SettleReady();
+  REQUIRE(h.store.lookups.size() == 1);
+  REQUIRE(h.runner.running.count("features") == 1);
+  const auto& argv = h.runner.running["features"].request.argv;
+  REQUIRE(argv.size() == 9);
+  CHECK(argv[3] == R"([{"run": 1}])");
+  CHECK(argv[4] == "/data/runs/p/" + std::to_string(Value(run)) + "/.kiln/features/cache.json");
+  CHECK(argv[5] == "/data/cache");
+  CHECK(argv[6] == "/bin/sh");
+  CHECK(h.runner.running["features"].request.collect_argv ==
+        std::vector<std::string>{"collect", argv[4], "/data/cache"});
+  return h.store.lookups[0];
+}
+
+}  // namespace
+
+TEST_CASE("a cached task's key leaves out what differs between runs of the same work") {
+  const std::string command = "make-features --out {{ run.dir }}/features.csv --run {{ run.id }}";
+  const std::string key = KeyOf(Cached(command), RunId{7}, "a");
+  CHECK(key.size() == 64);
+  CHECK(KeyOf(Cached(command), RunId{8}, "a") == key);  // another run, folder and date
+  CHECK(KeyOf(Cached(command), RunId{7}, "b") != key);  // other params (and input path)
+  CHECK(KeyOf(Cached(command + " --fast"), RunId{7}, "a") != key);
+  kiln::dag::TaskSpec with_env = Cached(command);
+  with_env.env = {{"MODE", "full"}};
+  CHECK(KeyOf(with_env, RunId{7}, "a") != key);
+  kiln::dag::TaskSpec dated = Cached(command + " --day {{ run.logical_date }}");
+  CHECK(KeyOf(dated, RunId{7}, "a") != KeyOf(dated, RunId{8}, "a"));  // its date is its work
+}
+
+TEST_CASE("a cached task's success keeps its key with the attempt; other tasks keep none") {
+  Harness h({Cached("true"), Task("plain", {"features"})}, 4, WithCache);
+  h.Start();
+  h.runner.Exit("features", 0);
+  h.Settle();
+  h.runner.Exit("plain", 0);
+  h.Settle();
+  const std::string key = h.store.lookups.at(0);
+  std::map<std::string, std::string> kept;
+  for (const auto& u : h.store.TaskUpdates()) {
+    if (u.end) kept[u.task_id] = u.end->cache_key;
+  }
+  CHECK(kept == std::map<std::string, std::string>{{"features", key}, {"plain", ""}});
+  CHECK(h.store.lookups.size() == 1);
+}
