@@ -37,7 +37,16 @@ browser_packages() {
   # node_modules/.kiln-lock is the lock file it was installed from.
   if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.kiln-lock" 2>/dev/null; then
     echo "kiln setup: installing the npm packages of tests/browser" >&2
-    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+    # A download that stalls is cut off and tried again: npm alone can wait on one for ever.
+    local try
+    for try in 1 2 3; do
+      if timeout 300 npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error \
+        --fetch-timeout=60000 --fetch-retries=4 >/dev/null; then
+        break
+      fi
+      ((try < 3)) || { echo "kiln setup: npm ci failed 3 times" >&2; return 1; }
+      echo "kiln setup: npm ci failed or stalled (try $try of 3); trying again" >&2
+    done
     cp "$dir/package-lock.json" "$dir/node_modules/.kiln-lock"
   fi
 }

@@ -71,7 +71,7 @@ TEST_CASE("a cached task's key leaves out what differs between runs of the same 
   CHECK(KeyOf(dated, RunId{7}, "a") != KeyOf(dated, RunId{8}, "a"));  // its date is its work
 }
 
-TEST_CASE("a cached task's success keeps its key with the attempt; other tasks keep none") {
+TEST_CASE("a cached task's success keeps its key with the attempt and other tasks keep none") {
   Harness h({Cached("true"), Task("plain", {"features"})}, 4, WithCache);
   h.Start();
   h.runner.Exit("features", 0);
