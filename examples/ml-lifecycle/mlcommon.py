@@ -28,6 +28,7 @@ TARGET = "target"
 COLUMNS = FEATURES + [TARGET]
 
 # Files inside the run folder ({{ run.dir }}).
+DATA_CSV = "data.csv"      # every input row, as it came
 TRAIN_CSV = "train.csv"
 TEST_CSV = "test.csv"
 SPLIT_JSON = "split.json"    # where each row of train.csv / test.csv came from

@@ -1,5 +1,8 @@
 """prepare: load the data and split it into train.csv and test.csv in the run folder.
 
+It also writes data.csv, every row as it came, which the pipeline's check task holds to the data
+contract before anything trains on the split.
+
 With --input "" (the default) the data is scikit-learn's bundled breast cancer data set: nothing is
 downloaded. With --input PATH the data is that CSV file, copied row by row without interpretation:
 judging its contents is check_data's job, so a corrupted file passes this step and fails the next.
@@ -13,7 +16,7 @@ import csv
 import io
 import os
 
-from mlcommon import (COLUMNS, FEATURES, SPLIT_JSON, TEST_CSV, TRAIN_CSV, fail, sha256_file,
+from mlcommon import (COLUMNS, DATA_CSV, FEATURES, SPLIT_JSON, TEST_CSV, TRAIN_CSV, fail, sha256_file,
                       write_atomically, write_json)
 
 STEP = "prepare"
@@ -92,6 +95,8 @@ def main():
     train_idx = sorted(order[n_test:].tolist())
 
     os.makedirs(args.run_dir, exist_ok=True)
+    # data.csv: every row as it came, for the data contract (its rows are the input's rows).
+    write_atomically(os.path.join(args.run_dir, DATA_CSV), to_csv(header, rows))
     for name, idx in ((TRAIN_CSV, train_idx), (TEST_CSV, test_idx)):
         write_atomically(os.path.join(args.run_dir, name), to_csv(header, [rows[i] for i in idx]))
     write_json(os.path.join(args.run_dir, SPLIT_JSON), {

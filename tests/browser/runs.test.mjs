@@ -29,12 +29,12 @@ test('trigger the ML example with a typed param and watch its graph go green liv
     await page.locator('svg.dag').waitFor();
     // The page is not reloaded: what changes comes from the event stream.
     await page.evaluate(() => { window.kilnMarker = 'same page'; });
-    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="register"]')?.dataset.state === 'success',
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="gate"]')?.dataset.state === 'success',
       null, { timeout: 180000 });
     assert.equal(await page.evaluate(() => window.kilnMarker), 'same page');
     assert.deepEqual(await graphStates(page), {
       prepare: 'success', check_data: 'success', train: 'success', evaluate: 'success',
-      gate: 'success', register: 'success', alert: 'skipped',
+      gate: 'success', alert: 'skipped',
     });
     await page.locator('#run-state .st-success').waitFor();
     const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
@@ -43,7 +43,7 @@ test('trigger the ML example with a typed param and watch its graph go green liv
     assert.equal(run.created_by, 'operator');
     await page.locator('#events').getByText('run: running → success').waitFor();
     // The task table and the run's times follow too.
-    await page.locator('#tasks tr[data-task="register"] .st-success').waitFor();
+    await page.locator('#tasks tr[data-task="gate"] .st-success').waitFor();
     await page.locator('dl.facts dd').getByText(/UTC \(\d/).waitFor();
     // The timeline marks the chain that decided the run's length.
     await page.locator('.gantt-row.critical[data-task="train"]').waitFor();
