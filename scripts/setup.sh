@@ -19,6 +19,7 @@ packages=(
   libboost-dev libboost-graph-dev libpqxx-dev libpq-dev libcpp-httplib-dev libtomlplusplus-dev
   clang libspdlog-dev nlohmann-json3-dev catch2 libcli11-dev libhowardhinnant-date-dev libssl-dev libcsv-dev
   tzdata postgresql python3 python3-sklearn python3-numpy curl wrk libgraphviz-dev
+  python3-torch python3-faiss
 )
 tests=0
 if [[ ${1:-} == --tests ]]; then

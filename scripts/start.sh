@@ -31,4 +31,10 @@ if [[ $(id -u) -eq 0 ]] && id kiln-task >/dev/null 2>&1 &&
   pipelines="$data/examples"
   echo "kiln: $root is private to root; serving a copy of the examples from $pipelines" >&2
 fi
-exec "$root/build/cli/kiln" serve --pipelines "$pipelines" --data-dir "$data" "$@"
+# The examples' pools: examples/pytorch-train holds a slot of "gpu".
+config="$data/kiln.toml"
+if [[ ! -e "$config" ]]; then
+  mkdir -p "$data"
+  printf '# Written by scripts/start.sh for the examples (docs/configuration.md).\n[pools]\ngpu = 1\n' >"$config"
+fi
+exec "$root/build/cli/kiln" serve --config "$config" --pipelines "$pipelines" --data-dir "$data" "$@"

@@ -61,6 +61,22 @@ TEST_CASE("example trigger-rules") { CheckExample("trigger-rules", "expected.jso
 TEST_CASE("example timeouts") { CheckExample("timeouts", "expected.json"); }
 TEST_CASE("example params") { CheckExample("params", "expected.json"); }
 TEST_CASE("example pools-priority") { CheckExample("pools-priority", "expected.json"); }
+TEST_CASE("example pytorch-train trains on the gpu pool and passes its gate") {
+  CheckExample("pytorch-train", "expected.json");
+}
+
+TEST_CASE("example pytorch-train skips promotion below the accuracy gate") {
+  CheckExample("pytorch-train", "expected-gate.json");
+}
+
+TEST_CASE("example faiss-retrieval builds an index and passes its recall gate") {
+  CheckExample("faiss-retrieval", "expected.json");
+}
+
+TEST_CASE("example faiss-retrieval skips promotion of an index with too little recall") {
+  CheckExample("faiss-retrieval", "expected-gate.json");
+}
+
 TEST_CASE("example heartbeat") { CheckExample("heartbeat", "expected.json"); }
 
 TEST_CASE("every example validates") {
