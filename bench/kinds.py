@@ -8,11 +8,15 @@ Measures, each the median of --repeat runs of the process a task attempt starts:
   psi, ks    drift of every numeric column (3) of the file against itself
   collect    `kiln task collect` of the file as a declared output (SHA-256), and of the 2-row
              file (the floor: what declaring outputs adds to an attempt)
+  cachemiss  `kiln task cache` finding nothing to reuse and executing /bin/true (what cache = true
+             adds to an attempt that runs), beside /bin/true started alone
+  cachehit   `kiln task cache` restoring the file from the cache store (hash-checked copy)
 and prints each as seconds, ns per row and the peak RSS, so machines of different speed compare.
 
 Usage: bench/kinds.py [--kiln build-ci/cli/kiln] [--rows 1000000] [--repeat 3]
 """
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -74,6 +78,33 @@ def main():
             ("collect0", "collect", {"outputs": [small], "pipeline_dir": tmp, "run_dir": tmp}, 1),
             ("collect", "collect", {"outputs": [data], "pipeline_dir": tmp, "run_dir": tmp}, args.rows),
         ]
+        # The cache: the file kept in a store by a collector, then restored by a hit.
+        store = os.path.join(tmp, "store")
+        os.mkdir(store)
+        run(kiln, "collect", {"outputs": [data], "pipeline_dir": tmp, "run_dir": tmp,
+                              "cache_store": store})
+        def digest(path):  # in blocks: a forked child's peak RSS starts at this process's
+            sha = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    sha.update(block)
+            return sha.hexdigest()
+
+        files = {"inputs": [small], "outputs": [os.path.join(tmp, "restored.csv")],
+                 "pipeline_dir": tmp, "run_dir": tmp, "cache_store": store}
+        hit = {"files": files, "report": os.path.join(tmp, "cache.json"), "argv": ["/bin/false"],
+               "candidates": [{"run": 1, "task": "t", "attempt": 1, "inputs": [digest(small)],
+                               "outputs": [{"sha256": digest(data), "bytes": size}]}]}
+        miss = {"files": {**files, "inputs": []}, "report": "", "argv": ["/bin/true"],
+                "candidates": []}
+        cases += [("cachemiss", "cache", miss, 1), ("cachehit", "cache", hit, args.rows)]
+        times = []
+        for _ in range(max(args.repeat, 5)):
+            start = time.perf_counter()
+            subprocess.run(["/bin/true"], check=True)
+            times.append(time.perf_counter() - start)
+        print(f"/bin/true {statistics.median(times) * 1000:5.1f} ms per process (this machine's "
+              f"cost of one process start)")
         print(f"data: {args.rows:,} rows, {size / 2**20:.1f} MiB")
         for name, kind, options, rows in cases:
             times, rss = [], 0
@@ -83,11 +114,12 @@ def main():
                 rss = max(rss, peak)
             median = statistics.median(times)
             if rows == 1:
-                what = "every attempt of a kind" if kind != "collect" else "collecting a success"
-                print(f"{name:7s} {median * 1000:7.1f} ms per process (the floor of {what})  "
+                what = {"collect": "collecting a success", "cache": "a cached task that runs"}.get(
+                    kind, "every attempt of a kind")
+                print(f"{name:9s} {median * 1000:7.1f} ms per process (the floor of {what})  "
                       f"peak RSS {rss / 1024:.0f} MiB")
                 continue
-            print(f"{name:7s} {median:7.3f} s  {median / rows * 1e9:6.0f} ns/row  "
+            print(f"{name:9s} {median:7.3f} s  {median / rows * 1e9:6.0f} ns/row  "
                   f"{size / median / 2**20:5.1f} MiB/s  peak RSS {rss / 1024:.0f} MiB")
 
 
