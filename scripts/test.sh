@@ -13,11 +13,14 @@ BUILD_DIR="$root/build-asan" BUILD_TYPE=Debug \
   "$root/scripts/build.sh" -DKILN_WERROR=ON -DKILN_TESTS=ON -DKILN_SANITIZE=ON
 
 status=0
+asan=ok fuzz=ok all=ok
 echo "== unit tests under ASan/UBSan"
 (cd "$root/build-asan" && ctest -j "$(nproc)" --output-on-failure \
-  -R '^(common|dag|config|scheduler|executor|web|daemon|plugins)/') || status=1
+  -R '^(common|dag|config|scheduler|executor|web|daemon|plugins)/') || { status=1; asan=FAILED; }
 echo "== fuzz targets, ${FUZZ_SECONDS:-12} s each"
-"$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-12}" || status=1
+"$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-12}" || { status=1; fuzz=FAILED; }
 echo "== all tests"
-(cd "$root/build-ci" && ctest -j "$(nproc)" --output-on-failure) || status=1
+(cd "$root/build-ci" && ctest -j "$(nproc)" --output-on-failure) || { status=1; all=FAILED; }
+# Last, so that the end of a long log says which part failed (each part's own output is above).
+echo "== summary: unit tests under ASan/UBSan $asan, fuzz targets $fuzz, all tests $all"
 exit $status
