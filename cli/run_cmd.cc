@@ -161,8 +161,7 @@ class CommandLineApprovals final : public scheduler::Observer {
     std::vector<std::pair<std::string, std::string>> detail = {
         {"decision", approve ? "approved" : "rejected"}, {"by", "cli"}, {"note", ""}};
     asio::post(io_, [this, run, task_id = task.id, approve, why, detail]() mutable {
-      auto found = pipeline_ ? pipeline_->dag.Find(task_id) : std::nullopt;
-      if (found) sched_.Decide(run, *found, approve, why, std::move(detail), nullptr);
+      sched_.Decide(run, task_id, approve, why, std::move(detail), nullptr);
     });
   }
   void OnTaskResults(RunId run, const dag::TaskSpec& task, int attempt,
@@ -170,14 +169,12 @@ class CommandLineApprovals final : public scheduler::Observer {
     next_.OnTaskResults(run, task, attempt, results);
   }
   void OnRunFinished(RunId run, dag::RunState state) override { next_.OnRunFinished(run, state); }
-  void SetPipeline(const dag::Pipeline* pipeline) { pipeline_ = pipeline; }
 
  private:
   asio::io_context& io_;
   scheduler::Scheduler& sched_;
   scheduler::Observer& next_;
   std::set<std::string> approved_;
-  const dag::Pipeline* pipeline_ = nullptr;
 };
 
 // --approve names approval tasks of the pipeline.
@@ -255,7 +252,6 @@ int Run(const RunOptions& o) {
   executor::LocalTaskRunner& runner = *local;
   Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
   CommandLineApprovals approvals(io, sched, progress, o.approve);
-  approvals.SetPipeline(&pipeline);
   sched.SetObserver(&approvals);
   Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run
 

@@ -38,38 +38,32 @@ Status DaemonService::DecideApproval(const scheduler::ApprovalRequest& request) 
                              std::string(dag::Name(record->state)) + "); nothing to " + verb);
   };
   if (record->state != dag::TaskState::kWaiting) return not_waiting();
-  dag::PipelinePtr pipeline;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return Refuse();
-    if (auto it = pipelines_.find(run->pipeline); it != pipelines_.end()) {
-      pipeline = it->second.entry.pipeline;
-    }
   }
-  std::optional<TaskId> id = pipeline ? pipeline->dag.Find(request.task) : std::nullopt;
-  if (id) {
-    const std::string decision = request.approve ? "approved" : "rejected";
-    const std::string reason =
-        decision + " by " + request.actor + (request.note.empty() ? "" : ": " + request.note);
-    std::vector<std::pair<std::string, std::string>> detail = {
-        {"decision", decision}, {"by", request.actor}, {"note", request.note}};
-    // Answered once the decision is durable. The scheduler may answer after this request has
-    // given up (a database that does not answer): the promise is shared.
-    auto decided = std::make_shared<std::promise<Status>>();
-    std::future<Status> answer = decided->get_future();
-    asio::post(io_, [this, run = request.run, approve = request.approve, task = *id, reason,
-                     detail = std::move(detail), decided]() mutable {
-      sched_.Decide(run, task, approve, reason, std::move(detail),
-                    [decided](Status s) { decided->set_value(std::move(s)); });
-    });
-    if (answer.wait_for(kDecisionWait) != std::future_status::ready) {
-      return Status::Error(ErrorCode::kUnavailable,
-                           "the decision is made but not recorded yet: the database does not "
-                           "answer; look at the task's state before deciding again");
-    }
-    Status s = answer.get();
-    if (s.code() != ErrorCode::kNotFound) return s;
+  const std::string decision = request.approve ? "approved" : "rejected";
+  const std::string reason =
+      decision + " by " + request.actor + (request.note.empty() ? "" : ": " + request.note);
+  std::vector<std::pair<std::string, std::string>> detail = {
+      {"decision", decision}, {"by", request.actor}, {"note", request.note}};
+  // Answered once the decision is durable. The scheduler may answer after this request has
+  // given up (a database that does not answer): the promise is shared.
+  auto decided = std::make_shared<std::promise<Status>>();
+  std::future<Status> answer = decided->get_future();
+  asio::post(io_, [this, run = request.run, approve = request.approve, task = request.task, reason,
+                   detail = std::move(detail), decided]() mutable {
+    sched_.Decide(run, task, approve, reason, std::move(detail),
+                  [decided](Status s) { decided->set_value(std::move(s)); });
+  });
+  if (answer.wait_for(kDecisionWait) != std::future_status::ready) {
+    return Status::Error(ErrorCode::kUnavailable,
+                         "the decision could not be confirmed within 30 s (the daemon is "
+                         "stopping, or the database does not answer); look at the task's state "
+                         "before deciding again");
   }
+  Status s = answer.get();
+  if (s.code() != ErrorCode::kNotFound) return s;
   // Waiting, but not in this daemon's scheduler: another daemon drives the run.
   auto active = store_.ActiveRuns(std::vector<RunId>{request.run});
   if (active.ok() && !active->empty() && !(*active)[0].owner.empty() &&
@@ -78,7 +72,10 @@ Status DaemonService::DecideApproval(const scheduler::ApprovalRequest& request) 
                          "run " + ToString(request.run) + " is driven by the daemon " +
                              (*active)[0].owner + "; send the decision to that daemon");
   }
-  return not_waiting();
+  return Status::Error(ErrorCode::kConflict,
+                       "run " + ToString(request.run) +
+                           " is not driven by this daemon right now (it is being taken over or "
+                           "resumed); try again in a moment");
 }
 
 Result<std::vector<scheduler::ApprovalRecord>> DaemonService::ListApprovals() {

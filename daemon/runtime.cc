@@ -213,13 +213,15 @@ scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& con
     spec.report = launch.files.cache_report;
     spec.candidates = plugins::CandidatesFromResults(launch.candidates);
     spec.argv = launch.argv;
+    // One argument of execve is at most 128 KiB: the oldest candidates give way, and a task
+    // whose own program and files do not fit beside none runs as itself (its outputs are still
+    // kept, so that a later, shorter spec may reuse them).
     std::string json = plugins::CacheSpecJson(spec);
-    if (json.size() >= 128 * 1024) {
-      return Status::Error(ErrorCode::kInvalidArgument,
-                           "its program, files and cached results take " +
-                               std::to_string(json.size()) +
-                               " bytes once rendered; at most 131071 fit");
+    while (json.size() >= 128 * 1024 && !spec.candidates.empty()) {
+      spec.candidates.pop_back();
+      json = plugins::CacheSpecJson(spec);
     }
+    if (json.size() >= 128 * 1024) return launch.argv;
     return std::vector<std::string>{kiln, "task", "cache", "--options", std::move(json)};
   };
   return options;

@@ -387,6 +387,18 @@ void Validator::CheckFiles(const TaskSpec& task) {
         "cache = true needs outputs: a cached task is skipped only when the files it wrote "
         "earlier are still there; list them in outputs");
   }
+  // A hit puts back the declared outputs only: what else an attempt leaves (a kind's report, a
+  // metrics file not among the outputs) would be missing.
+  if (task.cache && task.kind != "shell") {
+    Add(TaskKey(task, "cache"), "cache = true is for shell tasks; a task of kind '" + task.kind +
+                                    "' decides on every run (its report is not cached)");
+  }
+  if (task.cache && !task.metrics.empty() &&
+      std::find(task.outputs.begin(), task.outputs.end(), task.metrics) == task.outputs.end()) {
+    Add(TaskKey(task, "cache"), "cache = true with metrics: list the metrics file '" +
+                                    task.metrics +
+                                    "' in outputs too, so that a cache hit puts it back");
+  }
 }
 
 // Every string among a kind's keys is a template, rendered byte for byte.

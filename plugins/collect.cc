@@ -197,7 +197,9 @@ Result<json> ReadReport(const Place& place) {
 }
 
 // Keeps a copy of an output in the cache store as <store>/<sha256>, unless one is there. Written
-// to a temporary file, checked against the hash, then linked in (never replacing a file).
+// to an unnamed file (O_TMPFILE: nothing is left behind by a process killed meanwhile; a named
+// temporary file where the file system has none), checked against the hash, then linked in,
+// never replacing a file.
 Status KeepInStore(const Place& place, const std::string& store, const std::string& sha256) {
   const fs::path target = fs::path(store) / sha256;
   struct stat st {};
@@ -205,11 +207,16 @@ Status KeepInStore(const Place& place, const std::string& store, const std::stri
   auto fd = Open(place);
   if (!fd.ok()) return fd.status();
   Fd source(fd.value());
-  std::string tmp = (fs::path(store) / (".tmp-" + sha256.substr(0, 16) + "-XXXXXX")).string();
-  Fd out(::mkostemp(tmp.data(), O_CLOEXEC));
+  std::string tmp;
+  Fd out(::open(store.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0444));
   if (out.get() < 0) {
-    return Status::Error("cannot write into the cache folder " + store + ": " +
-                         std::strerror(errno));
+    tmp = (fs::path(store) / (".tmp-" + sha256.substr(0, 16) + "-XXXXXX")).string();
+    Fd named(::mkostemp(tmp.data(), O_CLOEXEC));
+    if (named.get() < 0) {
+      return Status::Error("cannot write into the cache folder " + store + ": " +
+                           std::strerror(errno));
+    }
+    out.Reset(::dup(named.get()));
   }
   Sha256 sha;
   bool written = true;
@@ -228,11 +235,17 @@ Status KeepInStore(const Place& place, const std::string& store, const std::stri
     status = Status::Error(std::string("cannot be copied: ") + std::strerror(errno));
   } else if (sha.Hex() != sha256) {
     status = Status::Error("changed while it was kept");
-  } else if (::fchmod(out.get(), 0444) != 0 ||
-             (::link(tmp.c_str(), target.c_str()) != 0 && errno != EEXIST)) {
+  } else if (::fchmod(out.get(), 0444) != 0) {
     status = Status::Error(std::string("cannot be kept: ") + std::strerror(errno));
+  } else {
+    const std::string from = tmp.empty() ? "/proc/self/fd/" + std::to_string(out.get()) : tmp;
+    if (::linkat(AT_FDCWD, from.c_str(), AT_FDCWD, target.c_str(),
+                 tmp.empty() ? AT_SYMLINK_FOLLOW : 0) != 0 &&
+        errno != EEXIST) {
+      status = Status::Error(std::string("cannot be kept: ") + std::strerror(errno));
+    }
   }
-  ::unlink(tmp.c_str());
+  if (!tmp.empty()) ::unlink(tmp.c_str());
   return status;
 }
 

@@ -657,25 +657,22 @@ void Scheduler::OnDeadline(RunId run_id, TaskId task) {
   MaybeFinishRun(run);
 }
 
-Status Scheduler::FindRunTask(RunId run_id, TaskId task, Run** run) const {
+void Scheduler::Decide(RunId run_id, const std::string& task_name, bool approved,
+                       std::string reason, std::vector<std::pair<std::string, std::string>> detail,
+                       std::function<void(Status)> done) {
   auto it = runs_.find(run_id);
   if (it == runs_.end()) {
-    return Status::Error(ErrorCode::kNotFound, "run " + ToString(run_id) + " is not active");
+    return Reply(std::move(done),
+                 Status::Error(ErrorCode::kNotFound, "run " + ToString(run_id) + " is not active"));
   }
-  if (Index(task) >= it->second->pipeline().dag.size()) {
-    return Status::Error(ErrorCode::kNotFound, "run " + ToString(run_id) + " has no task #" +
-                                                   std::to_string(Index(task)));
+  Run& run = *it->second;
+  const std::optional<TaskId> id = run.pipeline().dag.Find(task_name);
+  if (!id) {
+    return Reply(std::move(done),
+                 Status::Error(ErrorCode::kNotFound,
+                               "run " + ToString(run_id) + " has no task '" + task_name + "'"));
   }
-  *run = it->second.get();
-  return Status::Ok();
-}
-
-void Scheduler::Decide(RunId run_id, TaskId task, bool approved, std::string reason,
-                       std::vector<std::pair<std::string, std::string>> detail,
-                       std::function<void(Status)> done) {
-  Run* found = nullptr;
-  if (Status s = FindRunTask(run_id, task, &found); !s.ok()) return Reply(std::move(done), s);
-  Run& run = *found;
+  const TaskId task = *id;
   const dag::TaskSpec& spec = run.pipeline().task(task);
   if (spec.execution != dag::Execution::kApproval) {
     return Reply(std::move(done),
@@ -1043,7 +1040,9 @@ void Scheduler::StartAttempt(RunId id, TaskId task, int attempt,
   if (it == runs_.end()) return;  // released meanwhile: whoever drives it now decides
   Run& run = *it->second;
   const size_t i = Index(task);
-  if (!run.running[i] || run.attempts[i] != attempt) return;
+  // Launched already: the run was released and added again while its cache lookup was in
+  // flight, and the attempt was adopted from its row.
+  if (!run.running[i] || run.attempts[i] != attempt || run.launched[i]) return;
   if (run.plan.state(task) == TaskState::kCancelled || run.marks.count(i) != 0) {
     // Cancelled or marked while its start was being written: it never ran.
     AttemptOutcome never;

@@ -199,9 +199,10 @@ class Scheduler {
   // else failed, with `reason` and the fields of `detail` in its event. `done` is called on the
   // io_context thread, never from inside Decide: once the decision is durable, with Ok (or, if
   // the store refused it, kConflict "... was not recorded: ..."); at once with kNotFound "run 7
-  // is not active", "run 7 has no task #9", or kConflict "task 'ship' is not an approval task",
+  // is not active", "run 7 has no task 'x'", or kConflict "task 'ship' is not an approval task",
   // "task 'ship' is not waiting for approval (it is pending)".
-  void Decide(RunId run, TaskId task, bool approved, std::string reason,
+  // The task is named: the run's own pipeline version says which it is.
+  void Decide(RunId run, const std::string& task, bool approved, std::string reason,
               std::vector<std::pair<std::string, std::string>> detail,
               std::function<void(Status)> done);
   // A copy of the operational figures: finish counters and histograms kept as transitions are
@@ -254,7 +255,6 @@ class Scheduler {
   void Wait(Run& run, TaskId task);
   void StartDeadlineTimer(Run& run, TaskId task, Instant deadline);
   void OnDeadline(RunId run_id, TaskId task);
-  Status FindRunTask(RunId run_id, TaskId task, Run** run) const;
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
                   std::optional<AttemptEnd> end, const std::string& reason);
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,

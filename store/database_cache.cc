@@ -47,6 +47,9 @@ Result<int64_t> Database::InvalidateCache(const std::string& pipeline,
         "r.id = a.run_id AND r.pipeline = $1 AND ($2::text IS NULL OR a.task_id = $2)",
         pipeline, task);
     const int64_t count = changed.affected_rows();
+    txn.exec_params(
+        "INSERT INTO cache_invalidations (pipeline, task_id, at) VALUES ($1, $2, now())", pipeline,
+        task);
     json detail = {{"attempts", count}};
     if (task) detail["task"] = *task;
     txn.exec_params(

@@ -292,10 +292,17 @@ CREATE INDEX task_instances_waiting ON task_instances (waiting_for, run_id)
 )sql";
 
 // The result cache: a successful attempt of a task with cache = true keeps its cache key;
-// invalidating sets it to null.
+// invalidating sets it to null and records when, so that an attempt that started before is not
+// given its key afterwards.
 constexpr std::string_view kCacheSchema = R"sql(
 ALTER TABLE attempts ADD COLUMN cache_key text;
 CREATE INDEX attempts_cache ON attempts (cache_key, ended_at DESC) WHERE cache_key IS NOT NULL;
+CREATE TABLE cache_invalidations (
+  pipeline text NOT NULL,
+  task_id  text,  -- null: every task of the pipeline
+  at       timestamptz NOT NULL
+);
+CREATE INDEX cache_invalidations_by_pipeline ON cache_invalidations (pipeline, at);
 )sql";
 
 constexpr Migration kMigrations[] = {

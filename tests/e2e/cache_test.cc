@@ -105,3 +105,29 @@ TEST_CASE("a second identical run reuses the cached outputs until they are inval
         "computing\n");
   CHECK(Log(daemon, fourth, "use") == "a,b\n1,3\nbuilt\n");
 }
+
+TEST_CASE("kiln validate refuses a cache that a hit could not honour") {
+  TempDir dir;
+  WriteFile(dir / "p.toml", R"([pipeline]
+name = "p"
+[tasks.score]
+command = "true"
+outputs = ["{{ run.dir }}/model.bin"]
+metrics = "{{ run.dir }}/metrics.json"
+cache = true
+[tasks.check]
+kind = "check"
+data = "data.csv"
+rows = { min = 1 }
+outputs = ["data.csv"]
+cache = true
+)");
+  auto r = Kiln({"validate", "p.toml"}, dir.path());
+  CHECK(r.code == 1);
+  CHECK(r.err ==
+        "p.toml:7:9: tasks.score.cache: cache = true with metrics: list the metrics file "
+        "'{{ run.dir }}/metrics.json' in outputs too, so that a cache hit puts it back\n"
+        "p.toml:13:9: tasks.check.cache: cache = true is for shell tasks; a task of kind 'check' "
+        "decides on every run (its report is not cached)\n"
+        "2 errors in 1 file\n");
+}

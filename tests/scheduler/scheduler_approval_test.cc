@@ -30,7 +30,7 @@ const sch::TaskUpdate* LastUpdate(const Harness& h, const std::string& task) {
 
 kiln::Status Decide(Harness& h, const std::string& task, bool approve, const std::string& reason) {
   std::optional<kiln::Status> result;
-  h.scheduler->Decide(RunId{7}, *h.pipeline->dag.Find(task), approve, reason,
+  h.scheduler->Decide(RunId{7}, task, approve, reason,
                       {{"decision", approve ? "approved" : "rejected"}, {"by", "ops"}},
                       [&](kiln::Status s) { result = std::move(s); });
   CHECK_FALSE(result.has_value());  // never from inside Decide
@@ -65,6 +65,7 @@ TEST_CASE("an approval waits without a slot and its approval lets the downstream
   CHECK(h.scheduler->IsActive(RunId{7}));
 
   // Not an approval task; not waiting.
+  CHECK(Decide(h, "nosuch", true, "x").message() == "run 7 has no task 'nosuch'");
   CHECK(Decide(h, "ship", true, "x").message() ==
         "task 'ship' is not an approval task (its kind is shell)");
   CHECK(Decide(h, "approve", true, "approved by ops").ok());
@@ -78,8 +79,7 @@ TEST_CASE("an approval waits without a slot and its approval lets the downstream
   h.runner.Exit("ship", 0);
   h.SettleReady();
   CHECK(h.recorder.state == RunState::kSuccess);
-  // Its deadline timer is gone: nothing is left to wait for.
-  h.Settle();
+  CHECK(Decide(h, "nosuch", true, "x").message() == "run 7 is not active");
 }
 
 TEST_CASE("a rejected approval fails and its downstream ends upstream_failed") {

@@ -86,3 +86,51 @@ TEST_CASE("a cached task's success keeps its key with the attempt and other task
   CHECK(kept == std::map<std::string, std::string>{{"features", key}, {"plain", ""}});
   CHECK(h.store.lookups.size() == 1);
 }
+
+TEST_CASE("a cached task cancelled or released while its lookup is in flight never starts") {
+  SECTION("cancelled: it ends cancelled without a process") {
+    Harness h({Cached("true")}, 4, WithCache);
+    h.store.hold_lookups = true;
+    h.scheduler->AddRun(h.Context());
+    h.SettleReady();
+    REQUIRE(h.store.held_lookups.size() == 1);
+    h.scheduler->CancelRun(RunId{7}, "run cancelled");
+    h.SettleReady();
+    h.store.held_lookups[0]();
+    h.Settle();
+    CHECK(h.runner.order.empty());
+    CHECK(h.recorder.state == RunState::kCancelled);
+  }
+  SECTION("released and added again: the adopted attempt is not started a second time") {
+    Harness h({Cached("true")}, 4, WithCache);
+    h.store.hold_lookups = true;
+    h.scheduler->AddRun(h.Context());
+    h.SettleReady();
+    REQUIRE(h.store.held_lookups.size() == 1);
+    h.scheduler->Release(RunId{7});
+    sch::RunContext ctx = h.Context();
+    ctx.resumed = true;
+    ctx.initial_states = {TaskState::kRunning};
+    ctx.initial_attempts = {1};
+    ctx.supervisors = {"test:1"};
+    h.scheduler->AddRun(ctx);
+    h.SettleReady();
+    h.store.held_lookups[0]();
+    h.SettleReady();
+    CHECK(h.runner.order.empty());  // adopted, never started again
+  }
+  SECTION("a shutdown that leaves attempts waits for the lookup and starts the attempt") {
+    Harness h({Cached("true")}, 4, WithCache);
+    h.store.hold_lookups = true;
+    h.scheduler->AddRun(h.Context());
+    h.SettleReady();
+    bool stopped = false;
+    h.scheduler->Shutdown(sch::StopMode::kLeave, "stopping", [&] { stopped = true; });
+    h.SettleReady();
+    CHECK_FALSE(stopped);
+    h.store.held_lookups[0]();
+    h.SettleReady();
+    CHECK(stopped);
+    CHECK(h.runner.order == std::vector<std::string>{"features"});
+  }
+}

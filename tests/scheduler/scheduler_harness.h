@@ -28,10 +28,16 @@ class FakeStore final : public sch::StateStore {
   void LookupCache(const std::string& key,
                    std::function<void(kiln::Result<std::string>)> done) override {
     lookups.push_back(key);
+    if (hold_lookups) {
+      held_lookups.push_back([done, answer = cached] { done(answer); });
+      return;
+    }
     asio::post(io_, [done, answer = cached] { done(answer); });
   }
   std::vector<std::string> lookups;
   std::string cached = "[]";
+  bool hold_lookups = false;  // answered when the test calls `held_lookups`
+  std::vector<std::function<void()>> held_lookups;
   void Commit(sch::Batch batch, std::function<void(sch::CommitResult)> done) override {
     ++calls;
     bool fail = fail_next > 0;
