@@ -29,7 +29,7 @@ TEST_CASE(
   REQUIRE(out.code == 0);
   CHECK(out.out.starts_with("run "));
   CHECK(out.out.find(" of ml-lifecycle: success\n") != std::string::npos);
-  CHECK(out.out.find("\nregister                 success                 1      0") !=
+  CHECK(out.out.find("\ngate                     success                 1      0") !=
         std::string::npos);
   CHECK(out.err.find("train started") != std::string::npos);
   std::string id = out.out.substr(4, out.out.find(' ', 4) - 4);
@@ -53,7 +53,6 @@ TEST_CASE(
                                                {"train", 1},
                                                {"evaluate", 2},
                                                {"gate", 2},
-                                               {"register", 2},
                                                {"alert", 0}});
   auto second = Kiln({"logs", id, "evaluate", "--attempt", "2"}, {}, env);
   CHECK(second.code == 0);
