@@ -156,6 +156,41 @@ class Scanner {
     return false;
   }
 
+  // toml++ reads a value that starts with a digit or a sign (a number or a date) up to the next
+  // blank, ',', ']', '}' or '#', at most 127 characters, whatever it holds (quotes too), asking
+  // of each character whether it is a blank. Such a run followed by a character it cannot take
+  // is refused (the value is not valid TOML either way, except after a key that starts with a
+  // digit and is not followed by a blank: `1="é"`).
+  bool ValueScanIsSafe() {
+    const char first = t_[i_];
+    if (!(first >= '0' && first <= '9') && first != '+' && first != '-') return true;
+    constexpr size_t kWindow = 127;
+    size_t k = i_;
+    for (size_t seen = 0; k < t_.size() && seen < kWindow; ++seen) {
+      const char c = t_[k];
+      if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' || c == '}' ||
+          c == '#') {
+        return true;
+      }
+      if (static_cast<unsigned char>(c) < 0x80) {
+        ++k;
+        continue;
+      }
+      auto [cp, length] = Decode(t_.substr(k, 4));
+      if (length == 0) return true;  // not UTF-8: toml++ stops there with its own error
+      if (UnsafeForToml(cp)) {
+        Fail(k, Describe(t_.substr(k, 4)) + " follows the value at column " +
+                    std::to_string(Column(i_)) +
+                    " with no blank, ',', ']' or '}' between them: the TOML reader kiln uses "
+                    "cannot take it there; put a space after the value (or after a key that "
+                    "starts with a digit)");
+        return false;
+      }
+      k += length;
+    }
+    return true;
+  }
+
   // TOML 1.0 allows other characters than ASCII only in strings and comments. A byte order mark
   // may open the file.
   void NonAscii() {
@@ -211,6 +246,7 @@ class Scanner {
         }
         SkipOneLine(c);
       } else if (IsBare(c)) {
+        if (!ValueScanIsSafe()) return;
         while (i_ < t_.size() && IsBare(t_[i_])) ++i_;
       } else {
         return;

@@ -243,6 +243,27 @@ TEST_CASE("characters other than ASCII outside strings and comments are refused 
   CHECK(ok.pipeline->spec.tasks[0].command.value_or("") == "echo \xE2\x82\xAC");
 }
 
+TEST_CASE("a character toml++ cannot take in the scan of a number or date value is refused") {
+  // toml++ 3.3 reads such a value up to a blank, ',', ']', '}' or '#', quotes included, and
+  // tests each character for a blank, reaching code it marks unreachable (fuzz/regressions).
+  CHECK(Only(kHead + "x = 128.*0:\"ab'\xCF\x8F\"\n") ==
+        "p.toml:3:16: invalid TOML: '\xCF\x8F' (U+03CF) follows the value at column 5 with no "
+        "blank, ',', ']' or '}' between them: the TOML reader kiln uses cannot take it there; put "
+        "a space after the value (or after a key that starts with a digit)");
+  CHECK(Only(kHead + "x = [1, -\"\xE3\x80\x81\"]\n") ==
+        "p.toml:3:11: invalid TOML: '\xE3\x80\x81' (U+3001) follows the value at column 9 with "
+        "no blank, ',', ']' or '}' between them: the TOML reader kiln uses cannot take it there; "
+        "put a space after the value (or after a key that starts with a digit)");
+  // A blank, comma or bracket ends the scan: what follows is read as usual.
+  auto ok = ParsePipeline(kHead +
+                              "[params]\nn = 1\ns = \"\xC3\xA9\"\n1x = \"\xC3\xA9\"\n"
+                              "[tasks.t]\ncommand = \"echo\"\n",
+                          "p.toml");
+  INFO((ok.diagnostics.empty() ? "" : ok.diagnostics[0].ToString()));
+  CHECK(ok.diagnostics.size() <= 1);  // only the param name, if anything: not the reader
+  for (const auto& d : ok.diagnostics) CHECK(d.message.find("invalid TOML") == std::string::npos);
+}
+
 TEST_CASE("a character toml++ cannot take after a backslash in a basic string is refused") {
   // toml++ 3.3 tests it for a blank there and reaches code it marks unreachable.
   const std::string why =
