@@ -65,12 +65,10 @@ Status DaemonService::DecideApproval(const scheduler::ApprovalRequest& request) 
   Status s = answer.get();
   if (s.code() != ErrorCode::kNotFound) return s;
   // Waiting, but not in this daemon's scheduler: another daemon drives the run.
-  auto active = store_.ActiveRuns(std::vector<RunId>{request.run});
-  if (active.ok() && !active->empty() && !(*active)[0].owner.empty() &&
-      (*active)[0].owner != options_.owner) {
-    return Status::Error(ErrorCode::kConflict,
-                         "run " + ToString(request.run) + " is driven by the daemon " +
-                             (*active)[0].owner + "; send the decision to that daemon");
+  if (auto owner = OtherOwner(request.run)) {
+    return Status::Error(ErrorCode::kConflict, "run " + ToString(request.run) +
+                                                   " is driven by the daemon " + *owner +
+                                                   "; send the decision to that daemon");
   }
   return Status::Error(ErrorCode::kConflict,
                        "run " + ToString(request.run) +

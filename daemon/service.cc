@@ -565,6 +565,15 @@ Status DaemonService::MarkEnded(const scheduler::MarkRequest& request,
   return marked.ok() ? Status::Ok() : marked.status();
 }
 
+std::optional<std::string> DaemonService::OtherOwner(RunId run) {
+  auto active = store_.ActiveRuns(std::vector<RunId>{run});
+  if (active.ok() && !active->empty() && !(*active)[0].owner.empty() &&
+      (*active)[0].owner != options_.owner) {
+    return (*active)[0].owner;
+  }
+  return std::nullopt;
+}
+
 Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
   auto run = GetRun(request.run);
   if (!run.ok()) return run.status();
@@ -607,12 +616,9 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
   }
   if (!dag::IsTerminal(run->state)) {
     // Active, but not here: marks need the scheduler that drives the run.
-    auto active = store_.ActiveRuns(std::vector<RunId>{request.run});
-    if (active.ok() && !active->empty() && !(*active)[0].owner.empty() &&
-        (*active)[0].owner != options_.owner) {
+    if (auto owner = OtherOwner(request.run)) {
       return Status::Error(ErrorCode::kConflict,
-                           "run " + ToString(request.run) + " is driven by the daemon " +
-                               (*active)[0].owner +
+                           "run " + ToString(request.run) + " is driven by the daemon " + *owner +
                                "; send the mark to that daemon, or cancel the run from any");
     }
   }

@@ -270,6 +270,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // max_active_runs runs are active here.
   void StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline);
   Status MarkEnded(const scheduler::MarkRequest& request, const dag::Pipeline* pipeline);
+  // The daemon that drives an active run, when it is another than this one.
+  std::optional<std::string> OtherOwner(RunId run);
 
   // The instant schedules are read at: the clock plus clock_offset.
   Instant Now() const;

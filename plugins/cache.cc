@@ -9,8 +9,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "common/sha256.h"
+#include "plugins/copy.h"
 #include "plugins/fd.h"
+#include "plugins/kinds.h"
 
 namespace kiln::plugins {
 
@@ -50,31 +51,11 @@ Status PutInPlace(const std::string& store, const CacheCandidate::Output& output
   if (out.get() < 0) {
     return Status::Error("cannot be written beside " + dest.string() + ": " + std::strerror(errno));
   }
-  Sha256 sha;
-  std::string buf(1 << 20, '\0');
-  bool ok = true;
-  while (ok) {
-    const ssize_t n = ::read(source.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ok = n == 0;
-      break;
-    }
-    sha.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
-    for (size_t done = 0; done < static_cast<size_t>(n);) {
-      const ssize_t w = ::write(out.get(), buf.data() + done, static_cast<size_t>(n) - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        ok = false;
-        break;
-      }
-      done += static_cast<size_t>(w);
-    }
-  }
+  auto copied = CopyHashing(source.get(), out.get());
   Status status = Status::Ok();
-  if (!ok) {
-    status = Status::Error(std::string("cannot be copied: ") + std::strerror(errno));
-  } else if (sha.Hex() != output.sha256) {
+  if (!copied.ok()) {
+    status = copied.status();
+  } else if (*copied != output.sha256) {
     status = Status::Error("no longer has the content that was kept");
   } else if (::fchmod(out.get(), 0644) != 0 || ::rename(tmp.c_str(), dest.c_str()) != 0) {
     status = Status::Error("cannot be put in place: " + std::string(std::strerror(errno)));
@@ -83,21 +64,19 @@ Status PutInPlace(const std::string& store, const CacheCandidate::Output& output
   return status;
 }
 
-Status WriteHit(const std::string& report, const CacheCandidate& c) {
-  if (report.empty()) return Status::Ok();
-  std::error_code ec;
-  fs::create_directories(fs::path(report).parent_path(), ec);
-  const json hit = {{"hit", {{"run", c.run}, {"task", c.task}, {"attempt", c.attempt}}}};
-  const std::string text = hit.dump();
-  std::string tmp = report + ".XXXXXX";
-  Fd out(::mkostemp(tmp.data(), O_CLOEXEC));
-  if (out.get() < 0 ||
-      ::write(out.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-      ::rename(tmp.c_str(), report.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Status::Error("cannot write " + report + ": " + std::strerror(errno));
+// The report the collector keeps as the attempt's "cache": written like a kind's report
+// (beneath the run folder, following no link), at the path the spec names.
+Status WriteHit(const CacheSpec& spec, const CacheCandidate& c) {
+  if (spec.report.empty()) return Status::Ok();
+  TaskContext ctx;
+  ctx.run_dir = spec.files.run_dir;
+  ctx.task_id = fs::path(spec.report).parent_path().filename().string();
+  if ((ctx.run_dir / ".kiln" / ctx.task_id / "cache.json").lexically_normal() !=
+      fs::path(spec.report).lexically_normal()) {
+    return Status::Error("the cache report " + spec.report + " is not in the run folder");
   }
-  return Status::Ok();
+  const json hit = {{"hit", {{"run", c.run}, {"task", c.task}, {"attempt", c.attempt}}}};
+  return WriteReport(ctx, "cache.json", hit.dump());
 }
 
 // {"sha256": "<64 hex>", "bytes": N}; throws json::exception otherwise.
@@ -213,7 +192,7 @@ Result<CacheCandidate> Restore(const CacheSpec& spec, std::ostream& out) {
       out << "kiln cache: " << why << '\n';
       continue;
     }
-    if (Status s = WriteHit(spec.report, c); !s.ok()) return s;
+    if (Status s = WriteHit(spec, c); !s.ok()) return s;
     return c;
   }
   return Status::Error(why);

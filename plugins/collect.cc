@@ -15,6 +15,7 @@
 
 #include "common/paths.h"
 #include "common/sha256.h"
+#include "plugins/copy.h"
 #include "plugins/fd.h"
 
 namespace kiln::plugins {
@@ -218,22 +219,11 @@ Status KeepInStore(const Place& place, const std::string& store, const std::stri
     }
     out.Reset(::dup(named.get()));
   }
-  Sha256 sha;
-  bool written = true;
-  const bool read = ReadBlocks(source.get(), [&](std::string_view block) {
-    sha.Update(block);
-    while (!block.empty()) {
-      const ssize_t n = ::write(out.get(), block.data(), block.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return written = false;
-      block.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  });
+  auto copied = CopyHashing(source.get(), out.get());
   Status status = Status::Ok();
-  if (!read || !written) {
-    status = Status::Error(std::string("cannot be copied: ") + std::strerror(errno));
-  } else if (sha.Hex() != sha256) {
+  if (!copied.ok()) {
+    status = copied.status();
+  } else if (*copied != sha256) {
     status = Status::Error("changed while it was kept");
   } else if (::fchmod(out.get(), 0444) != 0) {
     status = Status::Error(std::string("cannot be kept: ") + std::strerror(errno));
