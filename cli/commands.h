@@ -7,7 +7,8 @@
 
 namespace kiln::cli {
 
-int Validate(const std::vector<std::string>& paths);
+// `config`: kiln.toml, for the secret names pipelines may use (none declared without it).
+int Validate(const std::vector<std::string>& paths, const std::string& config);
 // Grows the heap in one step backed by transparent huge pages where the kernel offers them: a
 // large pipeline's parse tree then costs a few dozen page faults instead of thousands.
 void UseHugePagesForHeap();

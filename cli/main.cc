@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> validate_paths;
   auto* validate = app.add_subcommand("validate", "Check pipeline files (or folders of them)");
   validate->add_option("paths", validate_paths, "Pipeline files or folders")->required();
+  std::string validate_config;
+  validate->add_option("--config", validate_config,
+                       "Daemon config file (kiln.toml) declaring the [secrets] pipelines use");
 
   std::string graph_file, graph_format = "dot";
   auto* graph = app.add_subcommand("graph", "Print a pipeline's task graph");
@@ -214,7 +217,7 @@ int main(int argc, char** argv) {
 
   if (*validate) {
     kiln::cli::UseHugePagesForHeap();
-    return kiln::cli::Validate(validate_paths);
+    return kiln::cli::Validate(validate_paths, validate_config);
   }
   if (*graph) return kiln::cli::Graph(graph_file, graph_format);
   if (*run_cmd) return kiln::cli::Run(run);

@@ -199,7 +199,10 @@ bool CheckApprovals(const dag::Pipeline& pipeline, const std::vector<std::string
 }  // namespace
 
 int Run(const RunOptions& o) {
-  auto loaded = config::LoadPipelineFile(o.file, plugins::Builtins());
+  auto cfg = LoadConfig(o.config);
+  if (!cfg) return 1;
+  const dag::SecretNames secrets = daemon::SecretNamesOf(*cfg);
+  auto loaded = config::LoadPipelineFile(o.file, plugins::Builtins(), &secrets);
   if (!loaded.pipeline) {
     PrintDiagnostics(loaded.diagnostics);
     return 1;
@@ -208,8 +211,6 @@ int Run(const RunOptions& o) {
   auto params = ParamsFromFlags(pipeline.spec, o.file, o.params);
   if (!params) return 1;
   if (!CheckApprovals(pipeline, o.approve)) return 1;
-  auto cfg = LoadConfig(o.config);
-  if (!cfg) return 1;
   if (!o.data_dir.empty()) cfg->data_dir = o.data_dir;
   if (o.parallel > 0) {
     // -j limits how many tasks run at once; the default pool is sized from it below.

@@ -21,15 +21,16 @@ namespace fs = std::filesystem;
 namespace {
 
 // Loads the pipelines named by the arguments: files as given, folders searched for *.toml.
-std::vector<config::LoadResult> LoadAll(const std::vector<std::string>& paths) {
+std::vector<config::LoadResult> LoadAll(const std::vector<std::string>& paths,
+                                        const dag::SecretNames& secrets) {
   std::vector<config::LoadResult> results;
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      for (auto& r : config::LoadPipelineDir(p, plugins::Builtins()))
+      for (auto& r : config::LoadPipelineDir(p, plugins::Builtins(), &secrets))
         results.push_back(std::move(r));
     } else {
-      results.push_back(config::LoadPipelineFile(p, plugins::Builtins()));
+      results.push_back(config::LoadPipelineFile(p, plugins::Builtins(), &secrets));
     }
   }
   return results;
@@ -56,12 +57,18 @@ void UseHugePagesForHeap() {
   std::free(probe);
 }
 
-int Validate(const std::vector<std::string>& paths) {
+int Validate(const std::vector<std::string>& paths, const std::string& config_path) {
+  dag::SecretNames secrets;
+  if (!config_path.empty()) {
+    auto cfg = LoadConfig(config_path);
+    if (!cfg) return 1;
+    for (const auto& [name, ref] : cfg->secrets) secrets.insert(name);
+  }
   int errors = 0;
   std::map<std::string, fs::path> names;
   // Deliberately never freed: tearing down 10,000 task specs costs a fifth of the whole command,
   // and the process ends right after printing.
-  const auto& results = *new std::vector<config::LoadResult>(LoadAll(paths));
+  const auto& results = *new std::vector<config::LoadResult>(LoadAll(paths, secrets));
   for (const auto& result : results) {
     PrintDiagnostics(result.diagnostics);
     errors += static_cast<int>(result.diagnostics.size());

@@ -15,9 +15,10 @@ using internal::TomlReader;
 
 namespace {
 
-constexpr std::array<std::string_view, 10> kTopKeys = {
-    "auth",      "daemon", "data_dir",  "database",  "executor",
-    "pipelines", "pools",  "retention", "scheduler", "server"};
+constexpr std::array<std::string_view, 11> kTopKeys = {
+    "auth",  "daemon",    "data_dir",  "database", "executor", "pipelines",
+    "pools", "retention", "scheduler", "secrets",  "server"};
+constexpr std::array<std::string_view, 2> kSecretKeys = {"env", "file"};
 constexpr std::array<std::string_view, 2> kDaemonKeys = {"lease", "on_stop"};
 constexpr std::array<std::string_view, 2> kStopModes = {"cancel", "leave"};
 constexpr std::array<std::string_view, 5> kRetentionKeys = {"batch", "events", "interval",
@@ -95,6 +96,7 @@ class DaemonConfigReader {
   std::optional<int> IntAtLeast(const toml::table& table, std::string_view key,
                                 const std::string& field, int min);
   void ReadTokens(const toml::node& node, DaemonConfig& config);
+  void ReadSecrets(const toml::table& table, DaemonConfig& config);
   std::optional<AuthToken> ReadToken(const toml::table& table, const std::string& path);
 
   TomlReader& r_;
@@ -320,6 +322,48 @@ void DaemonConfigReader::ReadPools(const toml::table& table, DaemonConfig& confi
   }
 }
 
+void DaemonConfigReader::ReadSecrets(const toml::table& table, DaemonConfig& config) {
+  for (const auto& [key, node] : table) {
+    const std::string name(key.str());
+    const std::string field = "secrets." + name;
+    if (!IsSecretName(name)) {
+      r_.Error(
+          LocOf(key), field,
+          "secret name '" + name + "' must be 1-64 of A-Z a-z 0-9 _, not starting with a digit");
+      continue;
+    }
+    const toml::table* source = r_.Table(node, field);
+    if (source == nullptr) continue;
+    r_.CheckKeys(*source, field, kSecretKeys);
+    const toml::node* file = source->get("file");
+    const toml::node* env = source->get("env");
+    if ((file == nullptr) == (env == nullptr)) {
+      r_.Error(
+          LocOf(node), field,
+          "give exactly one of file = \"/path\" or env = \"VARIABLE\" (where its value is read "
+          "from)");
+      continue;
+    }
+    SecretRef ref;
+    if (file != nullptr) {
+      auto path = Path(*file, field + ".file", /*allow_empty=*/false);
+      if (!path) continue;
+      ref.where = path->string();
+    } else {
+      auto var = r_.String(*env, field + ".env");
+      if (!var) continue;
+      if (!IsSecretName(*var)) {
+        r_.Error(LocOf(*env), field + ".env",
+                 "'" + *var + "' is not an environment variable name (A-Z a-z 0-9 _)");
+        continue;
+      }
+      ref.from = SecretRef::From::kEnv;
+      ref.where = *var;
+    }
+    config.secrets.emplace(name, std::move(ref));
+  }
+}
+
 bool IsTokenName(std::string_view name) {
   return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '@' ||
@@ -440,6 +484,7 @@ void DaemonConfigReader::Read(const toml::table& doc, DaemonConfig& config) {
   if (const toml::table* auth = Section(doc, "auth", kAuthKeys)) {
     if (const toml::node* node = auth->get("tokens")) ReadTokens(*node, config);
   }
+  if (const toml::table* secrets = Section(doc, "secrets", {})) ReadSecrets(*secrets, config);
   config.pools.emplace("default", config.max_parallel_tasks);
 }
 

@@ -12,6 +12,7 @@
 //   [daemon]    lease = "30s"                on_stop = "leave"
 //   [retention] runs = "90d"  min_runs = 20  events = "30d"  interval = "1h"  batch = 500
 //   [[auth.tokens]]  name = "ci"  role = "operator"  sha256 = "<64 hex digits>"
+//   [secrets]   NAME = { file = "/etc/kiln/secrets/x" } | { env = "VAR" }   (config/secrets.h)
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,7 @@
 
 #include "common/time.h"
 #include "common/users.h"
+#include "config/secrets.h"
 #include "dag/spec.h"
 
 namespace kiln::config {
@@ -79,6 +81,8 @@ struct DaemonConfig {
   Duration lease = std::chrono::seconds(30);
   std::string on_stop = "leave";  // leave: running tasks go on (adopted at the next start); cancel
   RetentionConfig retention;
+  // [secrets]: names pipelines may refer to; values are read when used.
+  SecretRefs secrets;
 };
 
 struct DaemonConfigResult {

@@ -133,7 +133,8 @@ fs::path Absolute(const fs::path& file) {
   return ec ? file : absolute.lexically_normal();
 }
 
-LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCatalog& kinds) {
+LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCatalog& kinds,
+                 const dag::SecretNames* secrets) {
   const std::string shown = file.string();
   if (auto over = internal::CheckTomlLimits(text, shown, internal::kPipelineLimits)) {
     return {nullptr, {std::move(*over)}, file, ""};
@@ -156,7 +157,7 @@ LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCat
     result.name = spec.name;
   }
   result.diagnostics = std::move(reader.diagnostics());
-  for (dag::Diagnostic& d : dag::Validate(spec, kinds)) {
+  for (dag::Diagnostic& d : dag::Validate(spec, kinds, secrets)) {
     if (reader.rejected().contains(d.field)) continue;  // already reported by the reader
     d.file = shown;
     result.diagnostics.push_back(std::move(d));
@@ -182,10 +183,10 @@ LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCat
 
 }  // namespace
 
-LoadResult ParsePipeline(std::string_view text, const fs::path& file,
-                         const dag::KindCatalog& kinds) {
+LoadResult ParsePipeline(std::string_view text, const fs::path& file, const dag::KindCatalog& kinds,
+                         const dag::SecretNames* secrets) {
   try {
-    return Parse(text, file, kinds);
+    return Parse(text, file, kinds, secrets);
   } catch (const std::exception& e) {
     // Nothing above throws by design (toml++'s parse errors are caught in Parse); this keeps an
     // unexpected failure such as bad_alloc a diagnostic rather than a crash of the daemon.
@@ -193,10 +194,11 @@ LoadResult ParsePipeline(std::string_view text, const fs::path& file,
   }
 }
 
-LoadResult LoadPipelineFile(const fs::path& file, const dag::KindCatalog& kinds) {
+LoadResult LoadPipelineFile(const fs::path& file, const dag::KindCatalog& kinds,
+                            const dag::SecretNames* secrets) {
   Result<std::string> text = internal::ReadFileText(file, internal::kPipelineLimits.max_bytes);
   if (!text.ok()) return {nullptr, {{file.string(), {}, "", text.message()}}, file, ""};
-  return ParsePipeline(*text, file, kinds);
+  return ParsePipeline(*text, file, kinds, secrets);
 }
 
 Result<std::vector<fs::path>> ListPipelineFiles(const fs::path& dir) {
@@ -216,12 +218,13 @@ Result<std::vector<fs::path>> ListPipelineFiles(const fs::path& dir) {
   return files;
 }
 
-std::vector<LoadResult> LoadPipelineDir(const fs::path& dir, const dag::KindCatalog& kinds) {
+std::vector<LoadResult> LoadPipelineDir(const fs::path& dir, const dag::KindCatalog& kinds,
+                                        const dag::SecretNames* secrets) {
   auto files = ListPipelineFiles(dir);
   if (!files.ok()) return {LoadResult{nullptr, {{dir.string(), {}, "", files.message()}}, dir, ""}};
   std::vector<LoadResult> results;
   results.reserve(files->size());
-  for (const fs::path& file : *files) results.push_back(LoadPipelineFile(file, kinds));
+  for (const fs::path& file : *files) results.push_back(LoadPipelineFile(file, kinds, secrets));
   return results;
 }
 

@@ -10,6 +10,7 @@
 #include "dag/graph.h"
 #include "dag/kinds.h"
 #include "dag/spec.h"
+#include "dag/validate.h"
 
 namespace kiln::config {
 
@@ -25,17 +26,21 @@ struct LoadResult {
 // Parses `text` as if read from `file` (used in diagnostics as given), then runs dag::Validate.
 // Reports TOML syntax errors, unknown keys, wrong types, bad durations, unknown trigger rules,
 // duplicate env names, and everything dag::Validate reports. Never throws. `kinds`: the task
-// kinds known besides shell (plugins::Builtins() in the daemon and the CLI).
+// kinds known besides shell (plugins::Builtins() in the daemon and the CLI). `secrets`: the
+// names kiln.toml declares, or null to accept any (dag::Validate).
 LoadResult ParsePipeline(std::string_view text, const std::filesystem::path& file,
-                         const dag::KindCatalog& kinds = dag::ShellOnly());
+                         const dag::KindCatalog& kinds = dag::ShellOnly(),
+                         const dag::SecretNames* secrets = nullptr);
 // Reads the file and parses it; an unreadable file is one diagnostic.
 LoadResult LoadPipelineFile(const std::filesystem::path& file,
-                            const dag::KindCatalog& kinds = dag::ShellOnly());
+                            const dag::KindCatalog& kinds = dag::ShellOnly(),
+                            const dag::SecretNames* secrets = nullptr);
 // Every *.toml file in `dir` and its subfolders (sorted by path), loaded. Files and folders whose
 // names start with '.' are skipped (editor files, a .kiln data folder); an unreadable folder is
 // one result with one diagnostic.
 std::vector<LoadResult> LoadPipelineDir(const std::filesystem::path& dir,
-                                        const dag::KindCatalog& kinds = dag::ShellOnly());
+                                        const dag::KindCatalog& kinds = dag::ShellOnly(),
+                                        const dag::SecretNames* secrets = nullptr);
 // The files LoadPipelineDir would load, sorted; an error names the folder.
 Result<std::vector<std::filesystem::path>> ListPipelineFiles(const std::filesystem::path& dir);
 

@@ -221,7 +221,7 @@ int Daemon::Run() {
     std::cerr << "kiln: " << server_tokens.message() << '\n';
     return 1;
   }
-  auto pipelines = LoadPipelineEntries(cfg_.pipelines_dir);
+  auto pipelines = LoadPipelineEntries(cfg_.pipelines_dir, SecretNamesOf(cfg_));
   const size_t total = pipelines.size();
   size_t broken = 0;
   for (const auto& [name, entry] : pipelines) broken += entry.pipeline ? 0 : 1;
@@ -243,7 +243,7 @@ int Daemon::Run() {
   service_options.champions = runtime_->champions;
   store_ = MakePgDaemonStore(url);
   events_ = MakeEventHub(url);
-  files_ = MakeDiskFiles();
+  files_ = MakeDiskFiles(SecretNamesOf(cfg_));
   service_ = std::make_unique<DaemonService>(
       io, sched, DaemonEnv{store_.get(), events_.get(), files_.get(), &clock_},
       std::move(service_options));

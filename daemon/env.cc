@@ -202,8 +202,9 @@ class PgDaemonStore final : public DaemonStore {
 
 class DiskFiles final : public DaemonFiles {
  public:
+  explicit DiskFiles(dag::SecretNames secrets) : secrets_(std::move(secrets)) {}
   config::LoadResult LoadPipelineFile(const std::filesystem::path& file) override {
-    return config::LoadPipelineFile(file, plugins::Builtins());
+    return config::LoadPipelineFile(file, plugins::Builtins(), &secrets_);
   }
   Result<std::vector<std::filesystem::path>> ListPipelineFiles(
       const std::filesystem::path& dir) override {
@@ -224,6 +225,9 @@ class DiskFiles final : public DaemonFiles {
                         uint64_t offset, std::chrono::milliseconds timeout, bool* closed) override {
     return daemon::WaitForLogChange(root, file, offset, timeout, closed);
   }
+
+ private:
+  const dag::SecretNames secrets_;
 };
 
 }  // namespace
@@ -236,6 +240,8 @@ std::unique_ptr<EventSource> MakeEventHub(const std::string& url) {
   return std::make_unique<EventHub>(url);
 }
 
-std::unique_ptr<DaemonFiles> MakeDiskFiles() { return std::make_unique<DiskFiles>(); }
+std::unique_ptr<DaemonFiles> MakeDiskFiles(dag::SecretNames secrets) {
+  return std::make_unique<DiskFiles>(std::move(secrets));
+}
 
 }  // namespace kiln::daemon

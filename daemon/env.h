@@ -153,6 +153,7 @@ struct DaemonEnv {
 // The real ones.
 std::unique_ptr<DaemonStore> MakePgDaemonStore(const std::string& url);
 std::unique_ptr<EventSource> MakeEventHub(const std::string& url);
-std::unique_ptr<DaemonFiles> MakeDiskFiles();
+// `secrets`: the names kiln.toml declares, for loading pipeline files.
+std::unique_ptr<DaemonFiles> MakeDiskFiles(dag::SecretNames secrets);
 
 }  // namespace kiln::daemon

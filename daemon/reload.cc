@@ -12,10 +12,11 @@ namespace kiln::daemon {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir) {
+std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir,
+                                                         const dag::SecretNames& secrets) {
   std::map<std::string, PipelineEntry> out;
   if (dir.empty()) return out;
-  for (auto& result : config::LoadPipelineDir(dir, plugins::Builtins())) {
+  for (auto& result : config::LoadPipelineDir(dir, plugins::Builtins(), &secrets)) {
     std::string text;
     for (const auto& d : result.diagnostics) {
       log::Error(d.ToString());

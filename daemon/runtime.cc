@@ -157,6 +157,12 @@ dag::Value WithChampion(dag::Value keys, const ChampionCache& champions) {
   return keys;
 }
 
+dag::SecretNames SecretNamesOf(const config::DaemonConfig& config) {
+  dag::SecretNames names;
+  for (const auto& [name, ref] : config.secrets) names.insert(name);
+  return names;
+}
+
 scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& config,
                                                  const std::string& supervisor,
                                                  std::shared_ptr<const ChampionCache> champions) {
@@ -167,6 +173,7 @@ scheduler::SchedulerOptions MakeSchedulerOptions(const config::DaemonConfig& con
   options.logs_dir = std::filesystem::absolute(config.data_dir) / "logs";
   options.runs_dir = std::filesystem::absolute(config.data_dir) / "runs";
   options.base_env = BaseTaskEnv();
+  options.secret = config::SecretReader(config.secrets);
   options.kind_argv = [kiln = SelfExe(), champions](std::string_view kind, const dag::Value& keys) {
     if (kind == "gate" && champions) {
       return plugins::Builtins().Argv(kind, WithChampion(keys, *champions), kiln);

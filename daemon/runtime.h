@@ -15,6 +15,7 @@
 #include "daemon/models.h"
 #include "dag/graph.h"
 #include "dag/params.h"
+#include "dag/validate.h"
 #include "scheduler/scheduler.h"
 #include "store/database.h"
 #include "store/embedded.h"
@@ -62,6 +63,9 @@ Status PrepareCacheFolder(const std::filesystem::path& cache_dir, const TaskUser
 scheduler::SchedulerOptions MakeSchedulerOptions(
     const config::DaemonConfig& config, const std::string& supervisor,
     std::shared_ptr<const ChampionCache> champions = nullptr);
+
+// The secret names kiln.toml declares (what pipelines may refer to as {{ secrets.NAME }}).
+dag::SecretNames SecretNamesOf(const config::DaemonConfig& config);
 
 // Who a kiln process is to the others on its database (runs.lease_owner, events' actor, lease
 // rows). A daemon: "host:/absolute/data/dir", the same after a restart and different for every

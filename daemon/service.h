@@ -34,7 +34,9 @@ struct PipelineEntry {
   dag::PipelinePtr pipeline;              // null when the file never loaded
   std::optional<std::string> load_error;  // the diagnostics, one per line
 };
-std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir);
+// `secrets`: the names kiln.toml declares ({{ secrets.NAME }} naming another is a load error).
+std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir,
+                                                         const dag::SecretNames& secrets);
 
 struct DaemonServiceOptions {
   std::filesystem::path logs_dir;

@@ -375,6 +375,14 @@ std::set<std::string> TemplateNames(const PipelineSpec& spec) {
   return names;
 }
 
+std::vector<std::string_view> TemplateRefs(std::string_view text) {
+  std::vector<std::string_view> refs;
+  for (const Token& t : Tokenize(text).tokens) {
+    if (t.is_name && !t.text.empty()) refs.push_back(t.text);
+  }
+  return refs;
+}
+
 std::vector<std::string> CheckTemplate(std::string_view text, const std::set<std::string>& known) {
   Tokens scan = Tokenize(text);
   for (const Token& t : scan.tokens) {

@@ -17,6 +17,12 @@ namespace kiln::dag {
 // pipeline.name, task.id, task.attempt.
 std::set<std::string> TemplateNames(const PipelineSpec& spec);
 
+// The names a template refers to, in order (repeats kept); malformed parts are left out.
+std::vector<std::string_view> TemplateRefs(std::string_view text);
+
+// {{ secrets.NAME }}: a secret declared in kiln.toml, allowed in env values and argv only.
+inline constexpr std::string_view kSecretsPrefix = "secrets.";
+
 // Problems in one template string: unknown names, "{{" without "}}", empty names. Each message is
 // complete, e.g. "unknown template name 'params.epoch' (known: params.epochs, run.id, ...)".
 std::vector<std::string> CheckTemplate(std::string_view text, const std::set<std::string>& known);

@@ -66,8 +66,8 @@ std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 class Validator {
  public:
-  Validator(const PipelineSpec& spec, const KindCatalog& kinds)
-      : spec_(spec), kinds_(kinds), known_(TemplateNames(spec)) {
+  Validator(const PipelineSpec& spec, const KindCatalog& kinds, const SecretNames* secrets)
+      : spec_(spec), kinds_(kinds), secrets_(secrets), known_(TemplateNames(spec)) {
     for (size_t i = 0; i < spec.tasks.size(); ++i) index_.emplace(spec.tasks[i].id, i);
     for (const std::string& name : known_) dummy_values_.emplace(name, "x");
   }
@@ -98,12 +98,14 @@ class Validator {
   void CheckTemplates(const TaskSpec& task);
   void CheckFiles(const TaskSpec& task);
   void CheckValueTemplates(const std::string& field, const Value& value);
-  void CheckTemplate(const Place& place, std::string_view text, bool shell);
+  void CheckTemplate(const Place& place, std::string_view text, bool shell,
+                     bool secrets_allowed = false);
   std::vector<std::vector<size_t>> NeedsGraph() const;
   void CheckCycles();
 
   const PipelineSpec& spec_;
   const KindCatalog& kinds_;
+  const SecretNames* secrets_;
   const std::set<std::string> known_;
   TemplateValues dummy_values_;
   std::unordered_map<std::string_view, size_t> index_;  // task id -> first task with it
@@ -334,12 +336,13 @@ void Validator::CheckTemplates(const TaskSpec& task) {
     for (size_t i = 0; i < task.argv->size(); ++i) {
       if (!has_template((*task.argv)[i])) continue;
       CheckTemplate(TaskKey(task, "argv", "[" + std::to_string(i) + "]"), (*task.argv)[i],
-                    /*shell=*/false);
+                    /*shell=*/false, /*secrets_allowed=*/true);
     }
   }
   for (const EnvVar& var : task.env) {
     if (!has_template(var.value)) continue;
-    CheckTemplate(TaskKey(task, "env." + var.name), var.value, /*shell=*/false);
+    CheckTemplate(TaskKey(task, "env." + var.name), var.value, /*shell=*/false,
+                  /*secrets_allowed=*/true);
   }
   if (task.kind != "shell") CheckValueTemplates("tasks." + task.id, task.options);
 }
@@ -417,10 +420,34 @@ void Validator::CheckValueTemplates(const std::string& field, const Value& value
   }
 }
 
-void Validator::CheckTemplate(const Place& place, std::string_view text, bool shell) {
-  std::vector<std::string> errors = dag::CheckTemplate(text, known_);
+void Validator::CheckTemplate(const Place& place, std::string_view text, bool shell,
+                              bool secrets_allowed) {
+  // Secrets are checked here (the generic check does not know them), each name once.
+  std::set<std::string> secret_refs;
+  for (std::string_view ref : TemplateRefs(text)) {
+    if (!ref.starts_with(kSecretsPrefix) || !secret_refs.emplace(ref).second) continue;
+    const std::string_view name = ref.substr(kSecretsPrefix.size());
+    if (!secrets_allowed) {
+      Add(place, "{{ " + std::string(ref) +
+                     " }} is not allowed here: secrets may appear in env values, argv and notify "
+                     "webhooks only; pass it in env (e.g. env.TOKEN = \"{{ " +
+                     std::string(ref) + " }}\") and read $TOKEN");
+    } else if (secrets_ != nullptr && !secrets_->contains(name)) {
+      std::string declared;
+      for (const std::string& s : *secrets_) declared += (declared.empty() ? "" : ", ") + s;
+      Add(place, "unknown secret " + Quote(name) + " (declared in kiln.toml [secrets]: " +
+                     (declared.empty() ? "none" : declared) + ")");
+    }
+  }
+  std::set<std::string> with_secrets;
+  if (!secret_refs.empty()) {
+    with_secrets = known_;
+    with_secrets.insert(secret_refs.begin(), secret_refs.end());
+  }
+  std::vector<std::string> errors =
+      dag::CheckTemplate(text, secret_refs.empty() ? known_ : with_secrets);
   for (std::string& error : errors) Add(place, std::move(error));
-  if (!errors.empty() || !shell) return;
+  if (!errors.empty() || !shell || !secret_refs.empty()) return;
   // Whether every reference can be quoted where it stands does not depend on the values.
   Result<std::string> rendered = Render(text, dummy_values_, Quoting::kShell);
   if (!rendered.ok()) Add(place, rendered.message());
@@ -501,8 +528,9 @@ std::vector<Diagnostic> Validator::Run() {
 
 }  // namespace
 
-std::vector<Diagnostic> Validate(const PipelineSpec& spec, const KindCatalog& kinds) {
-  return Validator(spec, kinds).Run();
+std::vector<Diagnostic> Validate(const PipelineSpec& spec, const KindCatalog& kinds,
+                                 const SecretNames* secrets) {
+  return Validator(spec, kinds, secrets).Run();
 }
 
 namespace {

@@ -28,6 +28,7 @@ void LocalTaskRunner::Start(scheduler::LaunchRequest request,
   spec.timeout = request.timeout;
   spec.kill_grace = kill_grace_;
   spec.user = request.user;
+  spec.mask = std::move(request.mask);
   CollectJob job{std::move(request.collect_argv), spec.cwd, spec.log_path, std::move(request.user),
                  kill_grace_};
 

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "common/log.h"
+#include "common/secret_mask.h"
 #include "executor/cgroup.h"
 #include "executor/os.h"
 
@@ -38,6 +39,7 @@ struct Child {
       : handle(h),
         spec(std::move(s)),
         on_exit(std::move(cb)),
+        masker(spec.mask),
         exit_watch(io),
         output(io),
         timeout_timer(io),
@@ -47,6 +49,7 @@ struct Child {
   ProcessManager::Handle handle;
   ProcessSpec spec;
   std::function<void(ProcessResult)> on_exit;
+  SecretMasker masker;  // of spec.mask: what reaches the log and result.error
   ProcessResult result;
   pid_t pid = -1;      // also the process-group id
   std::string cgroup;  // holds every process it starts (executor/cgroup.h); "" without cgroups
@@ -84,6 +87,8 @@ struct ProcessManager::Impl {
   void ReadOutput(const ChildPtr& c);
   void Consume(Child& c, size_t n);
   void WriteLog(Child& c, std::string_view data);
+  void WriteMarker(Child& c, std::string_view text);
+  void WriteMasked(Child& c, std::string_view data);
   void Terminate(const ChildPtr& c, bool by_request);
   void CheckGroup(const ChildPtr& c);
   bool WatchMember(const ChildPtr& c, pid_t member);
@@ -210,9 +215,9 @@ Status ProcessManager::Impl::Launch(Child& c) {
 
 void ProcessManager::Impl::FailStart(const ChildPtr& c, const std::string& error) {
   c->result.started = false;
-  c->result.error = error;
+  c->result.error = c->masker.MaskAll(error);
   c->result.ended_at = NowUtc();
-  if (c->log.valid()) os::WriteAll(c->log.get(), "[kiln: " + error + "]\n");
+  if (c->log.valid()) os::WriteAll(c->log.get(), "[kiln: " + c->result.error + "]\n");
   c->log.reset();
   c->finished = true;
   Deliver(std::move(c->on_exit), std::move(c->result));
@@ -257,7 +262,7 @@ void ProcessManager::Impl::OnMainExit(const ChildPtr& c) {
       c->result.started = false;
       c->result.error = *failure;
       c->result.exit_code.reset();
-      if (c->log.valid()) os::WriteAll(c->log.get(), "[kiln: " + *failure + "]\n");
+      WriteMarker(*c, "[kiln: " + *failure + "]\n");
     }
     c->report.reset();
   }
@@ -293,13 +298,26 @@ void ProcessManager::Impl::Consume(Child& c, size_t n) {
   }
   if (keep < n && !c.result.log_truncated) {
     c.result.log_truncated = true;
-    WriteLog(c, "\n[kiln: log truncated at " + std::to_string(cap) +
-                    " bytes; further output discarded]\n");
+    WriteMarker(c, "\n[kiln: log truncated at " + std::to_string(cap) +
+                       " bytes; further output discarded]\n");
   }
 }
 
 void ProcessManager::Impl::WriteLog(Child& c, std::string_view data) {
-  if (!c.log.valid()) return;
+  if (c.masker.empty()) {
+    WriteMasked(c, data);
+  } else {
+    WriteMasked(c, c.masker.Feed(data));
+  }
+}
+
+// kiln's own line: after what the masker held back, masked as a whole.
+void ProcessManager::Impl::WriteMarker(Child& c, std::string_view text) {
+  WriteMasked(c, c.masker.Flush() + c.masker.MaskAll(text));
+}
+
+void ProcessManager::Impl::WriteMasked(Child& c, std::string_view data) {
+  if (!c.log.valid() || data.empty()) return;
   if (int err = os::WriteAll(c.log.get(), data); err != 0) {
     // The task keeps running; its output is drained and dropped from here on.
     c.result.error =
@@ -439,6 +457,8 @@ void ProcessManager::Impl::MaybeFinish(const ChildPtr& child) {
   c->output_timer.cancel();
   error_code ignored;
   c->output.close(ignored);
+  WriteMasked(*c, c->masker.Flush());
+  c->result.error = c->masker.MaskAll(c->result.error);
   c->log.reset();
   children.erase(c->handle);
   Deliver(std::move(c->on_exit), std::move(c->result));

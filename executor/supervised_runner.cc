@@ -207,6 +207,7 @@ void SupervisedRunner::Start(scheduler::LaunchRequest request,
   l.log_cap_bytes = options_.log_cap_bytes;
   l.user = std::move(request.user);
   l.collect_argv = std::move(request.collect_argv);
+  l.mask = std::move(request.mask);
   const AttemptKey key = l.key;
   current_[{request.run, request.task}] = key;
   Waiting& w = waiting_[key];

@@ -371,6 +371,7 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   spec.timeout = Duration(l.timeout_ms);
   spec.kill_grace = Duration(l.kill_grace_ms);
   spec.user = l.user;
+  spec.mask = std::move(l.mask);
   const AttemptKey key = l.key;
   Attempt& a = attempts[key];
   a.collect = CollectJob{std::move(l.collect_argv), spec.cwd, spec.log_path, std::move(l.user),

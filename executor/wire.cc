@@ -145,6 +145,8 @@ std::string EncodeLaunch(const Launch& l) {
   for (gid_t g : l.user.groups) w.U32(g);
   w.U32(static_cast<uint32_t>(l.collect_argv.size()));
   for (const auto& a : l.collect_argv) w.Str(a);
+  w.U32(static_cast<uint32_t>(l.mask.size()));
+  for (const auto& m : l.mask) w.Str(m);
   return w.Frame();
 }
 
@@ -202,6 +204,7 @@ std::optional<Launch> DecodeLaunch(Reader& r) {
   l.user.gid = r.U32();
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.user.groups.push_back(r.U32());
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.collect_argv.push_back(r.Str());
+  for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.mask.push_back(r.Str());
   if (!r.done()) return std::nullopt;
   return l;
 }

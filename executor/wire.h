@@ -17,7 +17,8 @@
 namespace kiln::executor::wire {
 
 // 2: Launch names the user. 3: Launch names the collector, an outcome carries its results.
-inline constexpr uint32_t kProtocol = 3;
+// 4: Launch carries the secret values to mask in the log.
+inline constexpr uint32_t kProtocol = 4;
 // A frame larger than this is a broken peer: the connection is closed.
 inline constexpr uint32_t kMaxFrame = 64u << 20;
 
@@ -45,6 +46,7 @@ struct Launch {
   uint64_t log_cap_bytes = 0;
   Identity user;                          // switch_user false: the supervisor's own user
   std::vector<std::string> collect_argv;  // scheduler::LaunchRequest::collect_argv
+  std::vector<std::string> mask;          // scheduler::LaunchRequest::mask
 };
 
 struct Ended {

@@ -56,6 +56,24 @@ dag::Value RenderValue(const dag::Value& value,
   return out;
 }
 
+// The secrets a shell task's argv and env name ({{ secrets.NAME }}), without the prefix.
+std::set<std::string> SecretRefsOf(const dag::TaskSpec& spec) {
+  std::set<std::string> names;
+  auto scan = [&](const std::string& text) {
+    if (text.find("{{") == std::string::npos) return;
+    for (std::string_view ref : dag::TemplateRefs(text)) {
+      if (ref.starts_with(dag::kSecretsPrefix)) {
+        names.emplace(ref.substr(dag::kSecretsPrefix.size()));
+      }
+    }
+  };
+  if (spec.argv) {
+    for (const auto& a : *spec.argv) scan(a);
+  }
+  for (const auto& var : spec.env) scan(var.value);
+  return names;
+}
+
 }  // namespace
 
 // Renders templates; an error here is a task failure, not a crash.
@@ -67,6 +85,20 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   values["task.id"] = spec.id;
   values["task.attempt"] = std::to_string(attempt);
   LaunchRequest req;
+  // Read now, so that a rotated secret reaches the next attempt; the cache key's caller gives
+  // placeholders instead.
+  for (const std::string& name : SecretRefsOf(spec)) {
+    const std::string ref = std::string(dag::kSecretsPrefix) + name;
+    if (values.count(ref) != 0) continue;
+    if (!options_.secret) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "secret '" + name + "': this runner reads no secrets");
+    }
+    auto value = options_.secret(name);
+    if (!value.ok()) return Status::Error(ErrorCode::kInvalidArgument, value.message());
+    req.mask.push_back(value.value());
+    values[ref] = std::move(value).value();
+  }
   req.run = run.ctx.id;
   req.task = task;
   req.task_id = spec.id;
@@ -200,6 +232,10 @@ std::string Scheduler::CacheKeyOf(const Run& run, TaskId task) const {
   values["run.id"] = "<run.id>";
   values["run.dir"] = "<run.dir>";
   values["run.triggered_by"] = "<run.triggered_by>";
+  // A secret's value is not hashed (nor needed): a rotated password leaves the work the same.
+  for (const std::string& name : SecretRefsOf(spec)) {
+    values[std::string(dag::kSecretsPrefix) + name] = "<secrets." + name + ">";
+  }
   auto req = BuildLaunch(run, task, 0, &values);
   if (!req.ok()) return "";
   Sha256 sha;

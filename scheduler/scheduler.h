@@ -89,6 +89,9 @@ struct SchedulerOptions {
   // (`kiln task cache`). Either unset: tasks with cache = true simply run.
   std::filesystem::path cache_dir;
   std::function<Result<std::vector<std::string>>(const CacheLaunch& launch)> cache_argv;
+  // The value of {{ secrets.NAME }} (config::SecretReader), read at each launch of a task whose
+  // env or argv names it. Unset: such tasks fail to start.
+  std::function<Result<std::string>(std::string_view name)> secret;
   // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
   Duration max_commit_retry_delay = std::chrono::seconds(2);

@@ -45,6 +45,8 @@ struct LaunchRequest {
   // collect): it prints the attempt's results (AttemptOutcome::results) and exits 0, or prints
   // why the attempt fails and exits non-zero.
   std::vector<std::string> collect_argv;
+  // Values of the secrets in argv and env: every occurrence in the log is written as "***".
+  std::vector<std::string> mask;
 };
 
 struct AttemptOutcome {

@@ -1,7 +1,9 @@
 #include "config/daemon_config.h"
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -181,7 +183,7 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "2147483647)",
             "kiln.toml:5:2: databse: unknown key 'databse'; did you mean 'database'? (accepted: "
             "auth, daemon, data_dir, database, executor, pipelines, pools, retention, scheduler, "
-            "server)",
+            "secrets, server)",
         });
   CHECK(Errors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
         Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be at least 1, got 0",
@@ -253,4 +255,61 @@ TEST_CASE("two tokens may not share a name or a hash") {
   CHECK(Errors(token("ci", a) + token("ops", a)) ==
         Strings{"kiln.toml:8:10: auth.tokens[1].sha256: the same token is declared for 'ci' and "
                 "'ops'"});
+}
+
+TEST_CASE("secrets are declared by where their values are read from") {
+  auto result = ParseDaemonConfig(
+      "[secrets]\ndb_password = { file = \"secrets/db\" }\napi_key = { env = \"API_KEY\" }\n",
+      "/etc/kiln/kiln.toml");
+  REQUIRE(result.diagnostics.empty());
+  const auto& s = result.config.secrets;
+  REQUIRE(s.size() == 2);
+  CHECK(s.at("db_password").from == kiln::config::SecretRef::From::kFile);
+  CHECK(s.at("db_password").where == "/etc/kiln/secrets/db");
+  CHECK(s.at("api_key").from == kiln::config::SecretRef::From::kEnv);
+  CHECK(s.at("api_key").where == "API_KEY");
+  CHECK(Errors(
+            "[secrets]\n9x = { env = \"A\" }\nboth = { env = \"A\", file = \"/f\" }\n"
+            "none = {}\nbad = { env = \"A-B\" }\nplain = \"hunter2\"\nodd = { path = \"/f\" }\n") ==
+        Strings{
+            "kiln.toml:2:1: secrets.9x: secret name '9x' must be 1-64 of A-Z a-z 0-9 _, not "
+            "starting with a digit",
+            "kiln.toml:3:8: secrets.both: give exactly one of file = \"/path\" or env = "
+            "\"VARIABLE\" (where its value is read from)",
+            "kiln.toml:4:8: secrets.none: give exactly one of file = \"/path\" or env = "
+            "\"VARIABLE\" (where its value is read from)",
+            "kiln.toml:5:15: secrets.bad.env: 'A-B' is not an environment variable name (A-Z a-z "
+            "0-9 _)",
+            "kiln.toml:6:9: secrets.plain: expected a table, got a string",
+            "kiln.toml:7:7: secrets.odd: give exactly one of file = \"/path\" or env = "
+            "\"VARIABLE\" (where its value is read from)",
+            "kiln.toml:7:9: secrets.odd.path: unknown key 'path' (accepted: env, file)",
+        });
+}
+
+TEST_CASE("a secret's value is read when used, without its trailing newline") {
+  const fs::path dir = fs::temp_directory_path() / "kiln_secret_test";
+  fs::create_directories(dir);
+  {
+    std::ofstream(dir / "pw") << "hunter2\n";
+    std::ofstream(dir / "empty") << "\n";
+  }
+  using kiln::config::SecretRef;
+  kiln::config::SecretReader read({{"pw", {SecretRef::From::kFile, (dir / "pw").string()}},
+                                   {"empty", {SecretRef::From::kFile, (dir / "empty").string()}},
+                                   {"gone", {SecretRef::From::kFile, (dir / "gone").string()}},
+                                   {"var", {SecretRef::From::kEnv, "KILN_TEST_SECRET_VAR"}}});
+  CHECK(read("pw").value() == "hunter2");
+  CHECK(read("empty").message() ==
+        "secret 'empty' is empty (file '" + (dir / "empty").string() + "')");
+  CHECK(read("gone").message() == "secret 'gone': file '" + (dir / "gone").string() +
+                                      "': cannot read file: No such file or directory");
+  ::unsetenv("KILN_TEST_SECRET_VAR");
+  CHECK(read("var").message() ==
+        "secret 'var': the daemon's environment has no KILN_TEST_SECRET_VAR; set it before "
+        "starting kiln");
+  ::setenv("KILN_TEST_SECRET_VAR", "from-env", 1);
+  CHECK(read("var").value() == "from-env");
+  CHECK(read("nope").message() == "unknown secret 'nope'; declare it in kiln.toml [secrets]");
+  fs::remove_all(dir);
 }

@@ -67,6 +67,31 @@ TEST_CASE("stdout and stderr go into one log file, folders created") {
   CHECK((st.st_mode & 07777) == 0750);
 }
 
+TEST_CASE("secret values are masked in the log and the error, also split across writes") {
+  t::TempDir dir;
+  // Each byte of the secret in a write of its own, with pauses between: the reader sees several
+  // chunks. Then a secret at the very end, and a start failure naming one.
+  ProcessSpec spec = t::ShellSpec(
+      dir,
+      "echo \"pw=$PW.\"; for c in h u n t e r 2; do printf %s $c; sleep 0.01; done; echo; "
+      "printf 'hunt'; printf 'end hunter2'");
+  spec.env.emplace_back("PW", "hunter2");
+  spec.mask = {"hunter2"};
+  ProcessResult r = t::RunProcess(spec);
+  CHECK(r.exit_code == 0);
+  CHECK(t::ReadFile(spec.log_path) == "pw=***.\n***\nhuntend ***");
+  CHECK(r.log_bytes == 35);  // the task's own bytes
+
+  ProcessSpec missing = t::ShellSpec(dir, "true");
+  missing.argv = {"/no/such/hunter2"};
+  missing.mask = {"hunter2"};
+  ProcessResult failed = t::RunProcess(missing);
+  CHECK_FALSE(failed.started);
+  CHECK(failed.error == "cannot start '/no/such/***': No such file or directory");
+  CHECK(t::ReadFile(missing.log_path) ==
+        "[kiln: cannot start '/no/such/***': No such file or directory]\n");
+}
+
 TEST_CASE("the environment is exactly the one given") {
   t::TempDir dir;
   ::setenv("KILN_SHOULD_NOT_LEAK", "secret", 1);

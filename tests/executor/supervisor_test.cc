@@ -146,6 +146,8 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   l.kill_grace_ms = 100;
   l.log_cap_bytes = 1 << 20;
   l.user = kiln::Identity{"kiln-task", 999, 995, {995, 44}, true};
+  l.collect_argv = {"kiln", "task", "collect"};
+  l.mask = {"hunter2", "s3cret"};
   std::string buffer = wire::EncodeLaunch(l) + wire::EncodeAck({l.key});
   std::string first_half = buffer.substr(0, 10);
   bool error = false;
@@ -168,6 +170,8 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   CHECK(decoded->user.uid == 999);
   CHECK(decoded->user.gid == 995);
   CHECK(decoded->user.groups == std::vector<gid_t>{995, 44});
+  CHECK(decoded->collect_argv == l.collect_argv);
+  CHECK(decoded->mask == l.mask);
   // A body cut short is refused, not read past its end.
   wire::Reader cut(std::string_view(frames[0]).substr(0, frames[0].size() - 3));
   cut.U8();
@@ -191,11 +195,14 @@ TEST_CASE("an attempt runs in the supervisor, its end comes back and is acknowle
     SupervisedRunner runner(io, options);
     runner.Attach(std::move(dialed).value());
     std::optional<AttemptOutcome> outcome;
-    runner.Start(Launch(tmp, "t", "echo hi; exit 3"), [&](AttemptOutcome o) { outcome = o; });
+    auto launch = Launch(tmp, "t", "echo hi $PW; exit 3");
+    launch.env.emplace_back("PW", "hunter2");
+    launch.mask = {"hunter2"};  // crosses the wire: the supervisor masks the log
+    runner.Start(std::move(launch), [&](AttemptOutcome o) { outcome = o; });
     RunUntil(io, [&] { return outcome.has_value(); });
     CHECK(outcome->started);
     CHECK(outcome->exit_code == 3);
-    CHECK(ReadFile(tmp / "t.log") == "hi\n");
+    CHECK(ReadFile(tmp / "t.log") == "hi ***\n");
     // Its record (written just after the end is sent) is kept until acknowledged.
     PollUntil(io, [&] { return std::filesystem::exists(tmp / "sup/attempts/7.t.1.end"); });
     runner.Recorded(RunId(7), TaskId(0), 1);

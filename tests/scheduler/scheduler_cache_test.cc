@@ -34,8 +34,9 @@ void WithCache(sch::SchedulerOptions& o) {
 }
 
 // The key a run of `task` with these params looks up.
-std::string KeyOf(kiln::dag::TaskSpec task, RunId run, const std::string& word) {
-  Harness h({std::move(task)}, 4, WithCache);
+std::string KeyOf(kiln::dag::TaskSpec task, RunId run, const std::string& word,
+                  const std::function<void(sch::SchedulerOptions&)>& tweak = WithCache) {
+  Harness h({std::move(task)}, 4, tweak);
   h.store.cached = R"([{"run": 1}])";
   sch::RunContext ctx = h.Context({{"word", word}});
   ctx.id = run;
@@ -133,4 +134,48 @@ TEST_CASE("a cached task cancelled or released while its lookup is in flight nev
     CHECK(stopped);
     CHECK(h.runner.order == std::vector<std::string>{"features"});
   }
+}
+
+TEST_CASE("secrets are read at each launch, masked, and never part of the cache key") {
+  int reads = 0;
+  auto with_secrets = [&](sch::SchedulerOptions& o) {
+    WithCache(o);
+    o.secret = [&reads](std::string_view name) -> kiln::Result<std::string> {
+      ++reads;
+      if (name == "gone") return kiln::Status::Error("secret 'gone': file '/s/gone': missing");
+      return "value-" + std::to_string(reads);
+    };
+  };
+  kiln::dag::TaskSpec t = Task("load");
+  t.command.reset();
+  t.argv = std::vector<std::string>{"psql", "--password={{ secrets.pw }}"};
+  t.env = {{"TOKEN", "Bearer {{ secrets.token }}"}};
+  Harness h({t}, 4, with_secrets);
+  h.Start();
+  REQUIRE(h.runner.running.count("load") == 1);
+  const auto& req = h.runner.running["load"].request;
+  CHECK(req.argv == std::vector<std::string>{"psql", "--password=value-1"});
+  CHECK(std::find(req.env.begin(), req.env.end(),
+                  std::pair<std::string, std::string>{"TOKEN", "Bearer value-2"}) != req.env.end());
+  CHECK(req.mask == std::vector<std::string>{"value-1", "value-2"});
+
+  // A cached task's key is the same whatever its secrets read (and reads none).
+  kiln::dag::TaskSpec cached = Cached("fetch --key \"$KEY\"");
+  cached.env = {{"KEY", "{{ secrets.pw }}"}};
+  reads = 100;
+  const std::string first = KeyOf(cached, RunId{7}, "a", with_secrets);
+  reads = 200;
+  CHECK(KeyOf(cached, RunId{7}, "a", with_secrets) == first);
+  CHECK(first != KeyOf(Cached("fetch --key \"$KEY\""), RunId{7}, "a"));
+
+  // One that cannot be read fails the attempt with the reason, before anything runs.
+  kiln::dag::TaskSpec broken = Task("broken");
+  broken.env = {{"X", "{{ secrets.gone }}"}};
+  Harness b({broken}, 4, with_secrets);
+  b.Start();
+  CHECK(b.runner.order.empty());
+  auto updates = b.store.TaskUpdates();
+  REQUIRE(!updates.empty());
+  CHECK(updates.back().state == TaskState::kFailed);
+  CHECK(updates.back().reason == "could not start: secret 'gone': file '/s/gone': missing");
 }
