@@ -303,6 +303,7 @@ int Daemon::Run() {
   });
   auto guard = asio::make_work_guard(io);
   io.run();
+  guard.reset();  // before the loop it guards is destroyed with the runtime, below
   if (stopper_.joinable()) stopper_.join();
   if (http_.joinable()) {
     server_->Stop();

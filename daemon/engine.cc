@@ -23,6 +23,10 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
   scheduler::SchedulerOptions options = MakeSchedulerOptions(config, supervisor, champions);
   options.task_user = task_users.user;
   options.task_uids = task_users.uids;
+  options.probe = [prober = &engine->prober](const scheduler::WaitProbe& probe,
+                                             std::function<void(scheduler::WaitAnswer)> done) {
+    prober->Probe(probe, std::move(done));
+  };
   engine->scheduler = std::make_unique<scheduler::Scheduler>(io, *engine->store, *engine->runner,
                                                              engine->clock, std::move(options));
   return engine;

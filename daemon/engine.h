@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "config/daemon_config.h"
 #include "daemon/runtime.h"
+#include "daemon/wait_probe.h"
 #include "executor/local_runner.h"
 #include "scheduler/scheduler.h"
 #include "store/pg_state_store.h"
@@ -24,6 +25,7 @@ struct Engine {
   std::unique_ptr<store::PgStateStore> store;
   std::unique_ptr<scheduler::TaskRunner> runner;
   scheduler::SystemClock clock;
+  WaitProber prober;  // looks for wait tasks; its answers are posted to `io`
   std::unique_ptr<scheduler::Scheduler> scheduler;
 };
 

@@ -126,9 +126,9 @@ struct EnvVar {
 };
 
 // How a task's kind runs it: as a process (an attempt under supervision, holding pool slots),
-// or by waiting, in the daemon, for an operator's decision (kind = "approval": no process, no
-// slot, no attempt).
-enum class Execution { kProcess, kApproval };
+// or by waiting in the daemon, with no process, slot or attempt: for an operator's decision
+// (kind = "approval"), or for a file, a URL or an instant (kind = "wait").
+enum class Execution { kProcess, kApproval, kWait };
 
 struct TaskSpec {
   std::string id;

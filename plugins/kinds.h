@@ -16,5 +16,6 @@ std::unique_ptr<Kind> MakeApprovalKind();  // approval_kind.cc
 std::unique_ptr<Kind> MakeCheckKind();     // check_kind.cc
 std::unique_ptr<Kind> MakeDriftKind();     // drift_kind.cc
 std::unique_ptr<Kind> MakeGateKind();      // gate_kind.cc
+std::unique_ptr<Kind> MakeWaitKind();      // wait_kind.cc
 
 }  // namespace kiln::plugins

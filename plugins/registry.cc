@@ -129,6 +129,7 @@ const Registry& Builtins() {
   static const Registry* registry = [] {
     auto* r = new Registry();
     r->Add(MakeApprovalKind());
+    r->Add(MakeWaitKind());
     r->Add(MakeCheckKind());
     r->Add(MakeDriftKind());
     r->Add(MakeGateKind());

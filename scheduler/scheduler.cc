@@ -65,8 +65,12 @@ void Scheduler::AddRun(RunContext context) {
       StartRetryTimer(r, task, std::max(due.value_or(now) - now, Duration(0)));
     } else if (r.plan.state(task) == TaskState::kWaiting) {
       // The deadline set when it began to wait holds: a restart does not extend it.
-      if (!r.ctx.retry_at.empty() && r.ctx.retry_at[i])
-        StartDeadlineTimer(r, task, *r.ctx.retry_at[i]);
+      std::optional<Instant> deadline = r.ctx.retry_at.empty() ? std::nullopt : r.ctx.retry_at[i];
+      if (r.pipeline().task(task).execution == dag::Execution::kWait) {
+        StartWaiting(r, task, deadline, /*resumed=*/true);
+      } else if (deadline) {
+        StartDeadlineTimer(r, task, *deadline);
+      }
     }
   }
   if (stopping_) {
@@ -199,7 +203,7 @@ void Scheduler::Pump(Run& run) {
     for (TaskId task : ready) {
       run.ready_at[Index(task)] = now;
       const dag::TaskSpec& spec = run.pipeline().task(task);
-      if (spec.execution == dag::Execution::kApproval) {
+      if (spec.execution != dag::Execution::kProcess) {
         Wait(run, task);
         continue;
       }

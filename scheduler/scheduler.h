@@ -64,6 +64,18 @@ struct CacheLaunch {
   std::vector<std::string> argv;
 };
 
+// One look at what a wait task (kind = "wait") waits for: a file (`target` a path, relative ones
+// read from `dir`) or a URL that must answer 2xx to a GET.
+struct WaitProbe {
+  std::string what;  // "file" | "http"
+  std::string target;
+  std::filesystem::path dir;
+};
+struct WaitAnswer {
+  bool ready = false;
+  std::string seen;  // what the look found when not ready: "no such file", "HTTP 503", ...
+};
+
 struct SchedulerOptions {
   std::map<std::string, int> pools;  // slots per pool; must contain "default"
   int max_parallel_tasks = 16;       // over all pools (0 = no limit)
@@ -92,6 +104,10 @@ struct SchedulerOptions {
   // The value of {{ secrets.NAME }} (config::SecretReader), read at each launch of a task whose
   // env or argv names it. Unset: such tasks fail to start.
   std::function<Result<std::string>(std::string_view name)> secret;
+  // Looks once at what a wait task waits for, off the scheduler's thread (a file system or the
+  // network may block); `done` may be called on any thread, exactly once. Unset: waits for
+  // files and URLs fail (waits for an instant need no look).
+  std::function<void(const WaitProbe& probe, std::function<void(WaitAnswer)> done)> probe;
   // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
   Duration max_commit_retry_delay = std::chrono::seconds(2);
@@ -258,6 +274,11 @@ class Scheduler {
   void Wait(Run& run, TaskId task);
   void StartDeadlineTimer(Run& run, TaskId task, Instant deadline);
   void OnDeadline(RunId run_id, TaskId task);
+  // kind = "wait" (waits.cc): entering the wait, (re)arming its look, a look's answer.
+  void StartWaiting(Run& run, TaskId task, std::optional<Instant> deadline, bool resumed);
+  void ArmWaitTimer(Run& run, TaskId task, Instant when);
+  void OnWaitTimer(RunId run_id, TaskId task);
+  void OnWaitAnswer(RunId run_id, TaskId task, uint64_t generation, WaitAnswer answer);
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
                   std::optional<AttemptEnd> end, const std::string& reason);
   void FinishTask(Run& run, TaskId task, dag::TaskState state, int attempt,
@@ -316,6 +337,7 @@ class Scheduler {
   std::shared_ptr<bool> alive_;
   MetricsSnapshot metrics_;        // counters and histograms; gauges are filled in by Metrics()
   uint64_t running_attempts_ = 0;  // attempts whose process was started and has not exited
+  uint64_t wait_generation_ = 0;   // numbers looks of wait tasks (OnWaitAnswer)
   size_t lookups_in_flight_ = 0;   // cache lookups of recorded starts not launched yet
 };
 

@@ -53,10 +53,24 @@ struct Scheduler::Run {
   std::vector<int> round_base;    // attempt number before this round's first (retries count on)
   std::vector<Instant> ready_at;  // when the task became ready (for scheduling lag)
   std::unordered_map<uint32_t, Mark> marks;  // by task index; rare
-  std::vector<bool> running;                 // holds slots: its start is recorded
-  std::vector<bool> launched;                // its process was started (or adopted)
-  std::vector<bool> holds;                   // tickets[i] holds slots of its pool
-  std::vector<Ticket> tickets;               // the slots it holds while running
+  // A wait task (kind = "wait") in the waiting state: what it waits for, rendered.
+  struct WaitState {
+    std::string what;  // file | http | time
+    std::string target;
+    std::optional<Instant> at;  // for = "time"
+    Duration every{0};
+    std::optional<Instant> deadline;
+    uint64_t generation = 0;  // a look's answer counts only for the look it answers
+    std::string seen;         // what the last look found
+    // What the armed timer is for. Decided when it is armed, not from the clock when it fires.
+    enum class Due { kLook, kAt, kDeadline };
+    Due due = Due::kLook;
+  };
+  std::unordered_map<uint32_t, WaitState> waits;  // by task index
+  std::vector<bool> running;                      // holds slots: its start is recorded
+  std::vector<bool> launched;                     // its process was started (or adopted)
+  std::vector<bool> holds;                        // tickets[i] holds slots of its pool
+  std::vector<Ticket> tickets;                    // the slots it holds while running
   std::vector<std::unique_ptr<boost::asio::steady_timer>> retry_timers;
   size_t running_count = 0;
   bool cancelling = false;

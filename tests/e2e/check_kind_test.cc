@@ -177,7 +177,7 @@ kind = "chek"
             "type 'string'\n" +
             p +
             ":14:8: tasks.other.kind: unknown task kind 'chek'; did you mean 'check'? (known: "
-            "approval, check, drift, gate, shell)\n" +
+            "approval, check, drift, gate, shell, wait)\n" +
             "10 errors in 1 file\n");
 }
 
