@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "config/toml_reader.h"
+#include "dag/template.h"
 
 namespace kiln::config {
 
@@ -15,9 +16,9 @@ using internal::TomlReader;
 
 namespace {
 
-constexpr std::array<std::string_view, 11> kTopKeys = {
-    "auth",  "daemon",    "data_dir",  "database", "executor", "pipelines",
-    "pools", "retention", "scheduler", "secrets",  "server"};
+constexpr std::array<std::string_view, 13> kTopKeys = {
+    "auth",       "daemon", "data_dir",  "database",  "executor", "notify", "pipelines",
+    "public_url", "pools",  "retention", "scheduler", "secrets",  "server"};
 constexpr std::array<std::string_view, 2> kSecretKeys = {"env", "file"};
 constexpr std::array<std::string_view, 2> kDaemonKeys = {"lease", "on_stop"};
 constexpr std::array<std::string_view, 2> kStopModes = {"cancel", "leave"};
@@ -485,6 +486,28 @@ void DaemonConfigReader::Read(const toml::table& doc, DaemonConfig& config) {
     if (const toml::node* node = auth->get("tokens")) ReadTokens(*node, config);
   }
   if (const toml::table* secrets = Section(doc, "secrets", {})) ReadSecrets(*secrets, config);
+  if (const toml::node* node = doc.get("notify")) {
+    config.notify = internal::ReadNotify(r_, *node, "notify");
+    for (size_t i = 0; i < config.notify.size(); ++i) {
+      for (std::string_view ref : dag::TemplateRefs(config.notify[i].webhook)) {
+        if (!ref.starts_with(dag::kSecretsPrefix)) continue;
+        const std::string_view name = ref.substr(dag::kSecretsPrefix.size());
+        if (!config.secrets.contains(name)) {
+          r_.Error(config.notify[i].webhook_loc, "notify[" + std::to_string(i) + "].webhook",
+                   "unknown secret '" + std::string(name) + "'; declare it under [secrets]");
+        }
+      }
+    }
+  }
+  if (const toml::node* node = doc.get("public_url")) {
+    if (auto url = r_.String(*node, "public_url")) {
+      if (!url->empty() && !url->starts_with("http://") && !url->starts_with("https://")) {
+        r_.Error(LocOf(*node), "public_url", "'" + *url + "' is not an http:// or https:// URL");
+      } else {
+        config.public_url = *url;
+      }
+    }
+  }
   config.pools.emplace("default", config.max_parallel_tasks);
 }
 

@@ -83,6 +83,11 @@ struct DaemonConfig {
   RetentionConfig retention;
   // [secrets]: names pipelines may refer to; values are read when used.
   SecretRefs secrets;
+  // [[notify]]: webhooks told about the runs of every pipeline (beside each pipeline's own).
+  std::vector<dag::NotifySpec> notify;
+  // [notify] (a table beside the array is not possible in TOML, so these are top-level keys):
+  // the address run links in notifications point at; empty = http://<server.listen>/.
+  std::string public_url;
 };
 
 struct DaemonConfigResult {

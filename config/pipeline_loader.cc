@@ -19,9 +19,10 @@ using internal::TomlReader;
 
 namespace {
 
-constexpr std::array<std::string_view, 4> kTopKeys = {"defaults", "params", "pipeline", "tasks"};
-constexpr std::array<std::string_view, 10> kPipelineKeys = {
-    "catchup", "description", "max_active_runs",    "name", "overlap", "paused", "schedule",
+constexpr std::array<std::string_view, 5> kTopKeys = {"defaults", "notify", "params", "pipeline",
+                                                      "tasks"};
+constexpr std::array<std::string_view, 11> kPipelineKeys = {
+    "catchup", "description", "max_active_runs",    "name", "overlap", "paused", "schedule", "sla",
     "tags",    "timezone",    "trigger_on_success",
 };
 
@@ -61,6 +62,15 @@ void ReadPipelineTable(TomlReader& reader, const toml::node& node, dag::Pipeline
     if (k == "overlap") Assign(spec.overlap, reader.String(value, field));
     if (k == "tags") Assign(spec.tags, reader.Strings(value, field, &spec.locs));
     if (k == "paused") Assign(spec.paused, reader.Bool(value, field));
+    if (k == "sla") {
+      if (auto d = reader.DurationValue(value, field)) {
+        if (*d <= Duration(0)) {
+          reader.Error(LocOf(value), field, "must be above 0, e.g. \"2h\"");
+        } else {
+          spec.sla = *d;
+        }
+      }
+    }
     if (k == "trigger_on_success") {
       Assign(spec.trigger_on_success, reader.Strings(value, field, &spec.locs));
     }
@@ -124,6 +134,10 @@ void ReadDocument(TomlReader& reader, const toml::table& doc, dag::PipelineSpec&
   reader.CheckKeys(doc, "", kTopKeys);
   if (const toml::node* node = doc.get("pipeline")) ReadPipelineTable(reader, *node, spec);
   if (const toml::node* node = doc.get("params")) ReadParams(reader, *node, spec);
+  if (const toml::node* node = doc.get("notify")) {
+    spec.locs["notify"] = LocOf(*node);
+    spec.notify = internal::ReadNotify(reader, *node, "notify");
+  }
   ReadTasks(reader, doc, spec);
 }
 

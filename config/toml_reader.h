@@ -94,4 +94,9 @@ class TomlReader {
   std::set<std::string, std::less<>> rejected_;
 };
 
+// [[notify]] tables at `path` ("notify"): each checked (on, webhook, format); the valid ones.
+// Secret names in webhooks are checked by the caller, which knows them.
+std::vector<dag::NotifySpec> ReadNotify(TomlReader& reader, const toml::node& node,
+                                        const std::string& path);
+
 }  // namespace kiln::config::internal

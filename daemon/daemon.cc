@@ -86,6 +86,7 @@ class Daemon {
   std::unique_ptr<EventSource> events_;
   std::unique_ptr<DaemonFiles> files_;
   scheduler::SystemClock clock_;
+  std::unique_ptr<Notifier> notifier_;  // outlives service_, which tells it
   std::unique_ptr<DaemonService> service_;
   std::unique_ptr<LeaseKeeper> keeper_;
   std::unique_ptr<Retention> retention_;
@@ -241,6 +242,15 @@ int Daemon::Run() {
   service_options.runs_dir = MakeSchedulerOptions(cfg_, name_).runs_dir;
   service_options.models_dir = data_dir_ / "models";
   service_options.champions = runtime_->champions;
+  NotifierOptions notify;
+  notify.database_url = url;
+  notify.public_url = cfg_.public_url;
+  notify.global = cfg_.notify;
+  notify.secret = config::SecretReader(cfg_.secrets);
+  notify.rules = [this](const std::string& pipeline) { return service_->NotifyRulesOf(pipeline); };
+  notify.slas = [this] { return service_->Slas(); };
+  notifier_ = std::make_unique<Notifier>(std::move(notify));
+  service_options.notifier = notifier_.get();
   store_ = MakePgDaemonStore(url);
   events_ = MakeEventHub(url);
   files_ = MakeDiskFiles(SecretNamesOf(cfg_));
@@ -288,6 +298,12 @@ int Daemon::Run() {
   Announce("http://" + UrlHost(listen->first) + ":" + std::to_string(server_->port()) + "/",
            *tokens, total, broken);
   service.StartSchedules();
+  if (Status s = notifier_->Start("http://" + UrlHost(listen->first) + ":" +
+                                  std::to_string(server_->port()) + "/");
+      !s.ok()) {
+    std::cerr << "kiln: notifications: " << s.message() << '\n';
+    return 1;
+  }
   const scheduler::SchedulerOptions folders = MakeSchedulerOptions(cfg_, name_);
   retention_ = std::make_unique<Retention>(cfg_.retention, url, folders.logs_dir, folders.runs_dir);
   retention_->Start();
@@ -313,6 +329,7 @@ int Daemon::Run() {
   const bool left = mode_ == scheduler::StopMode::kLeave && sched.active_runs() > 0;
   retention_->Stop();
   keeper_->Stop(/*release=*/!left);
+  notifier_->Stop();  // what is queued stays queued for the next start
   service_.reset();
   // The embedded database stays up for the supervisor while it has anything left to report; it
   // stops it once it is done, and no daemon holds the data folder.

@@ -226,11 +226,46 @@ void DaemonService::OnRunFinished(RunId run, dag::RunState state) {
   released_.notify_all();
   std::string name = Forget(run);
   if (name.empty()) return;
+  if (options_.notifier != nullptr) {
+    options_.notifier->OnRunEnded(run, name, std::string(dag::Name(state)));
+  }
   // A place is free: the pipeline's waiting runs may start.
   timer_.Touch(name);
   if (state == dag::RunState::kSuccess) {
     timer_.Post([this, name, run] { TriggerDownstream(name, run); });
   }
+}
+
+void DaemonService::OnTaskState(RunId run, const dag::TaskSpec& task, dag::TaskState state,
+                                int attempt, const std::string& /*reason*/) {
+  if (state != dag::TaskState::kUpForRetry || options_.notifier == nullptr) return;
+  std::string pipeline;
+  {
+    std::lock_guard lock(mu_);
+    auto it = run_pipeline_.find(run);
+    if (it == run_pipeline_.end()) return;
+    pipeline = it->second;
+  }
+  options_.notifier->OnRetry(run, pipeline, task.id, attempt);
+}
+
+std::optional<NotifyRules> DaemonService::NotifyRulesOf(const std::string& pipeline) {
+  std::lock_guard lock(mu_);
+  auto it = pipelines_.find(pipeline);
+  if (it == pipelines_.end() || !it->second.entry.pipeline) return std::nullopt;
+  const dag::PipelineSpec& spec = it->second.entry.pipeline->spec;
+  return NotifyRules{spec.sla, spec.notify};
+}
+
+std::map<std::string, Duration> DaemonService::Slas() {
+  std::lock_guard lock(mu_);
+  std::map<std::string, Duration> out;
+  for (const auto& [name, known] : pipelines_) {
+    if (known.entry.pipeline && known.entry.pipeline->spec.sla > Duration(0)) {
+      out.emplace(name, known.entry.pipeline->spec.sla);
+    }
+  }
+  return out;
 }
 
 void DaemonService::TriggerDownstream(const std::string& upstream, RunId run) {

@@ -330,6 +330,7 @@ void DaemonService::UnannounceLocked(RunId id) {
 }
 
 void DaemonService::StartRun(scheduler::RunContext ctx, bool wait) {
+  if (options_.notifier != nullptr) options_.notifier->Touch();  // an SLA to watch
   // On the loop, where CancelRun also decides: either the run is taken first and a cancel then
   // finds it active, or a cancel came first and the run is not started at all.
   auto start = [this](scheduler::RunContext& ctx) {

@@ -21,6 +21,7 @@
 #include "daemon/env.h"
 #include "daemon/fire_timer.h"
 #include "daemon/models.h"
+#include "daemon/notifier.h"
 #include "daemon/pipeline_watcher.h"
 #include "daemon/recovery.h"
 #include "scheduler/scheduler.h"
@@ -49,6 +50,8 @@ struct DaemonServiceOptions {
   std::filesystem::path models_dir;  // registered artifacts: <models>/<sha256>
   // Shared with the scheduler's kind_argv (gates start with the champion's metrics).
   std::shared_ptr<ChampionCache> champions;
+  // Told about run ends, retries and new runs (daemon/notifier.h); none when null.
+  Notifier* notifier = nullptr;
 };
 
 // Also the scheduler's observer (run ends start waiting runs and completion triggers): register
@@ -160,6 +163,12 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
 
   // scheduler::Observer, on the loop thread.
   void OnRunFinished(RunId run, dag::RunState state) override;
+  // A task to be retried is a notification (on = ["retry"]).
+  void OnTaskState(RunId run, const dag::TaskSpec& task, dag::TaskState state, int attempt,
+                   const std::string& reason) override;
+  // What the notifier asks, on its thread: a pipeline's notify rules and SLA, every SLA.
+  std::optional<NotifyRules> NotifyRulesOf(const std::string& pipeline);
+  std::map<std::string, Duration> Slas();
   // A drift task asks for a run: answered on the fire timer's thread.
   void OnTaskResults(RunId run, const dag::TaskSpec& task, int attempt,
                      const std::string& results) override;

@@ -167,6 +167,19 @@ struct LocHash {
 };
 using LocMap = std::unordered_map<std::string, SourceLoc, LocHash, std::equal_to<>>;
 
+// [[notify]]: a webhook told about runs (docs/pipelines.md). In a pipeline file or kiln.toml.
+struct NotifySpec {
+  std::vector<std::string> on;  // success, failed, cancelled, sla_missed, retry
+  std::string webhook;          // template: {{ secrets.NAME }}, {{ pipeline.name }}, {{ run.id }}
+  std::string format = "json";  // json | slack
+  SourceLoc loc;                // of the table
+  SourceLoc webhook_loc;
+  size_t index = 0;  // its place among the file's [[notify]] tables
+};
+// The events [[notify]] accepts, in the format's order.
+inline constexpr std::string_view kNotifyEvents[] = {"success", "failed", "cancelled", "sla_missed",
+                                                     "retry"};
+
 struct PipelineSpec {
   std::string name;
   std::string description;
@@ -179,8 +192,11 @@ struct PipelineSpec {
   bool paused = false;
   // Pipelines whose successful runs start a run of this one (pipeline-completion triggers).
   std::vector<std::string> trigger_on_success;
-  std::vector<Param> params;    // in file order
-  std::vector<TaskSpec> tasks;  // in file order; TaskId = index here
+  // A run not ended this long after its logical date misses its SLA (0 = none).
+  Duration sla{0};
+  std::vector<NotifySpec> notify;  // [[notify]] tables, in file order
+  std::vector<Param> params;       // in file order
+  std::vector<TaskSpec> tasks;     // in file order; TaskId = index here
 
   std::filesystem::path file;  // the file it was read from (absolute)
   std::string content_hash;    // hex SHA-256 of the file's bytes

@@ -102,6 +102,7 @@ class Validator {
                      bool secrets_allowed = false);
   std::vector<std::vector<size_t>> NeedsGraph() const;
   void CheckCycles();
+  void CheckNotify();
 
   const PipelineSpec& spec_;
   const KindCatalog& kinds_;
@@ -453,6 +454,16 @@ void Validator::CheckTemplate(const Place& place, std::string_view text, bool sh
   if (!rendered.ok()) Add(place, rendered.message());
 }
 
+// Webhooks may name secrets (config/ has checked the other names).
+void Validator::CheckNotify() {
+  for (size_t i = 0; i < spec_.notify.size(); ++i) {
+    const NotifySpec& n = spec_.notify[i];
+    if (n.webhook.find("{{") == std::string::npos) continue;
+    CheckTemplate({"notify[" + std::to_string(n.index) + "].webhook", n.webhook_loc}, n.webhook,
+                  /*shell=*/false, /*secrets_allowed=*/true);
+  }
+}
+
 // For each task, the tasks it needs (known, not itself, each once), in needs order.
 std::vector<std::vector<size_t>> Validator::NeedsGraph() const {
   std::vector<std::vector<size_t>> graph(spec_.tasks.size());
@@ -512,6 +523,7 @@ std::vector<Diagnostic> Validator::Run() {
   CheckParams();
   for (const TaskSpec& task : spec_.tasks) CheckTask(task);
   CheckCycles();
+  CheckNotify();
   auto key = [](const Diagnostic& d) { return std::tie(d.loc.line, d.loc.column); };
   std::stable_sort(out_.begin(), out_.end(),
                    [&](const Diagnostic& a, const Diagnostic& b) { return key(a) < key(b); });

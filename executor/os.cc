@@ -196,6 +196,29 @@ Status CheckWorkingDirectory(const std::filesystem::path& cwd) {
   return Status::Ok();
 }
 
+std::vector<std::string> ProgramCandidates(const std::string& argv0, const Env& env,
+                                           const std::filesystem::path& cwd) {
+  if (argv0.find('/') != std::string::npos) return {argv0};
+  std::string_view path = kDefaultPath;
+  for (const auto& [name, value] : env) {
+    if (name == "PATH") {
+      path = value;
+      break;
+    }
+  }
+  std::vector<std::string> out;
+  while (true) {
+    size_t colon = path.find(':');
+    std::filesystem::path dir(path.substr(0, colon));
+    if (dir.empty()) dir = ".";
+    if (dir.is_relative() && !cwd.empty()) dir = cwd / dir;
+    out.push_back((dir / argv0).string());
+    if (colon == std::string_view::npos) break;
+    path.remove_prefix(colon + 1);
+  }
+  return out;
+}
+
 Result<std::string> ResolveProgram(const std::string& argv0, const Env& env,
                                    const std::filesystem::path& cwd) {
   if (argv0.empty()) return Status::Error("cannot start '': the program name is empty");
@@ -230,7 +253,7 @@ namespace {
 enum ChildStep : int { kStepFds = 1, kStepUser, kStepCwd, kStepExec };
 
 // The child of ForkAs: async-signal-safe calls only (it is a fork of a threaded process).
-[[noreturn]] void ChildAs(const char* program, char* const* argv, char* const* envp,
+[[noreturn]] void ChildAs(char* const* programs, char* const* argv, char* const* envp,
                           const char* cwd, const Identity& user, int output_fd, int report_fd) {
   auto fail = [report_fd](int step) {
     int msg[2] = {step, errno};
@@ -261,24 +284,37 @@ enum ChildStep : int { kStepFds = 1, kStepUser, kStepCwd, kStepExec };
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   // All three ids, right before exec: no capability and no way back.
   if (::setresuid(user.uid, user.uid, user.uid) != 0) fail(kStepUser);
-  ::execve(program, argv, envp);
+  // Like execvp, as the user: a candidate that is missing or not the user's to run is passed
+  // over; EACCES is reported only when no later one runs.
+  bool denied = false;
+  for (char* const* p = programs; *p != nullptr; ++p) {
+    ::execve(*p, argv, envp);
+    if (errno == EACCES) {
+      denied = true;
+    } else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ELOOP &&
+               errno != ENAMETOOLONG) {
+      fail(kStepExec);
+    }
+  }
+  if (denied) errno = EACCES;
   fail(kStepExec);
   ::_exit(127);
 }
 
 // Forks a child that becomes `user` and execs; its pid, and the read end of its report pipe.
-Result<std::pair<pid_t, UniqueFd>> ForkAs(const std::string& program,
+Result<std::pair<pid_t, UniqueFd>> ForkAs(const std::vector<std::string>& programs,
                                           const std::vector<std::string>& argv,
                                           const std::vector<std::string>& env,
                                           const std::filesystem::path& cwd, const Identity& user,
                                           int output_fd) {
-  const std::string name = argv.empty() ? program : argv[0];
+  const std::string name = argv.empty() ? programs.front() : argv[0];
   int report[2];
   if (::pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) {
     return Status::Error("cannot start '" + name + "': " + ErrnoText(errno));
   }
   UniqueFd report_read(report[0]);
   UniqueFd report_write(report[1]);
+  std::vector<char*> c_programs = CStrings(programs);
   std::vector<char*> c_argv = CStrings(argv);
   std::vector<char*> c_env = CStrings(env);
   const char* c_cwd = cwd.empty() ? nullptr : cwd.c_str();
@@ -288,7 +324,7 @@ Result<std::pair<pid_t, UniqueFd>> ForkAs(const std::string& program,
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
   const pid_t pid = ::fork();
   if (pid == 0) {
-    ChildAs(program.c_str(), c_argv.data(), c_env.data(), c_cwd, user, output_fd,
+    ChildAs(c_programs.data(), c_argv.data(), c_env.data(), c_cwd, user, output_fd,
             report_write.get());
   }
   const int fork_errno = errno;
@@ -318,7 +354,8 @@ Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::
   pid_t pid = -1;
   UniqueFd report;
   if (user.switch_user) {
-    auto forked = ForkAs(program, argv, env_strings, cwd, user, write_end.get());
+    auto forked =
+        ForkAs(ProgramCandidates(program, env, cwd), argv, env_strings, cwd, user, write_end.get());
     if (!forked.ok()) return forked.status();
     pid = forked->first;
     report = std::move(forked->second);

@@ -75,6 +75,10 @@ Status CheckWorkingDirectory(const std::filesystem::path& cwd);
 // returned unchanged. Relative PATH entries are taken relative to `cwd` (where the task runs).
 Result<std::string> ResolveProgram(const std::string& argv0, const Env& env,
                                    const std::filesystem::path& cwd);
+// Every place ResolveProgram would look, in order (argv0 alone when it has a '/'): what a child
+// that switched user tries with execve, as that user, the way execvp does.
+std::vector<std::string> ProgramCandidates(const std::string& argv0, const Env& env,
+                                           const std::filesystem::path& cwd);
 
 // A started child: its pid (also its process-group id), a pidfd for it and the read end of its
 // output pipe (non-blocking). All fds are O_CLOEXEC and owned by the caller.
@@ -87,7 +91,9 @@ struct Spawned {
   UniqueFd report;
 };
 
-// Starts `program`: a new process group, stdin from /dev/null, stdout and stderr into one pipe,
+// Starts `program` (as another user: argv[0] is searched in env's PATH by the child itself, as
+// that user, so that a PATH entry kiln may read and the user may not is passed over): a new
+// process group, stdin from /dev/null, stdout and stderr into one pipe,
 // no other fds, empty signal mask, default dispositions, exactly `env`, in `cwd` (unchanged when
 // empty). Error: "cannot start '<argv[0]>': <reason>".
 //

@@ -175,7 +175,10 @@ Status ProcessManager::Impl::Launch(Child& c) {
   if (!spec.cwd.empty()) {
     if (Status cwd = os::CheckWorkingDirectory(spec.cwd); !cwd.ok()) return cwd;
   }
-  Result<std::string> program = os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
+  // As another user the child searches the PATH itself, with that user's rights.
+  Result<std::string> program = spec.user.switch_user
+                                    ? Result<std::string>(spec.argv[0])
+                                    : os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
   if (!program.ok()) return program.status();
   Result<os::Spawned> spawned = Status::Error("not spawned");
   const auto spawn = [&] {

@@ -167,6 +167,30 @@ struct LeaseRenewal {
 };
 
 // An attempt that may still be running, as the rows of its run have it.
+// Where a notification goes: a [[notify]] webhook (a template, rendered when sent) and its body
+// format (json | slack).
+struct NotificationHook {
+  std::string webhook;
+  std::string format;
+};
+struct SlaScan {
+  std::vector<RunId> past;      // active, past logical date + sla, not marked yet
+  std::optional<Instant> next;  // the earliest logical date + sla still to come
+};
+// A delivery claimed for sending (Database::ClaimNotifications).
+struct DueNotification {
+  int64_t id = 0;
+  RunId run{};
+  std::string pipeline;
+  std::string event;
+  std::string subject;
+  std::string webhook;
+  std::string format;
+  int tries = 0;  // counting this one
+  // {"id", "state", "logical_date", "params", "failed_tasks": [{"task", "state", "exit_code"}]}
+  std::string run_json;
+};
+
 struct OpenAttempt {
   std::string task_id;
   int attempt = 0;
@@ -335,6 +359,30 @@ class Database {
   Result<std::string> CacheCandidates(const std::string& key);
   Result<int64_t> InvalidateCache(const std::string& pipeline,
                                   const std::optional<std::string>& task, std::string_view actor);
+  // ---- notifications (database_notify.cc) ----
+  // Queues a delivery of `event` about `run` to each hook, once per (run, event, subject,
+  // webhook): an existing one is left alone. Returns how many were queued.
+  Result<int> QueueNotifications(RunId run, std::string_view event, std::string_view subject,
+                                 const std::vector<NotificationHook>& hooks);
+  // The active runs of `pipeline` past their SLA (logical date + sla <= now) and not yet marked,
+  // and when the next one not yet past will be.
+  Result<SlaScan> ScanSla(const std::string& pipeline, Duration sla);
+  // Marks the run as having missed its SLA, once: an 'sla_missed' event and its notifications,
+  // in one transaction with the run locked. False when the run ended or was marked meanwhile.
+  Result<bool> MarkSlaMissed(RunId run, Duration sla, const std::vector<NotificationHook>& hooks);
+  // Takes up to `limit` due deliveries (oldest first, SKIP LOCKED), moving each `lease` ahead so
+  // that no other daemon takes it while it is being sent; each with its run as JSON.
+  Result<std::vector<DueNotification>> ClaimNotifications(Duration lease, int limit);
+  // Records a try's outcome: delivered, to be tried again at `retry_at`, or given up (neither);
+  // with a 'notification' event of the run carrying `detail_json`.
+  Status FinishNotification(const DueNotification& n, bool delivered,
+                            std::optional<Instant> retry_at, const std::string& detail_json);
+  // Runs that ended in the last `window`: (run, pipeline, state), oldest first.
+  Result<std::vector<std::tuple<RunId, std::string, std::string>>> RecentlyEndedRuns(
+      Duration window);
+  // When the next pending delivery is due; nullopt when none is pending.
+  Result<std::optional<Instant>> NextNotificationDue();
+
   // Tasks waiting for an operator's decision (kind = "approval"), longest waiting first, at most
   // `limit` (1..1000).
   Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit);

@@ -305,6 +305,26 @@ CREATE TABLE cache_invalidations (
 CREATE INDEX cache_invalidations_by_pipeline ON cache_invalidations (pipeline, at);
 )sql";
 
+// Notifications: an outbox of webhook deliveries, one row per (run, event, subject, webhook),
+// claimed by a daemon (next_at moved ahead as a lease), retried with backoff.
+constexpr std::string_view kNotifySchema = R"sql(
+CREATE TABLE notifications (
+  id         bigserial PRIMARY KEY,
+  run_id     bigint NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  event      text NOT NULL,            -- success | failed | cancelled | sla_missed | retry
+  subject    text NOT NULL DEFAULT '', -- retry: '<task>#<attempt>'
+  webhook    text NOT NULL,            -- as configured: secrets are not rendered here
+  format     text NOT NULL,
+  state      text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+  tries      int NOT NULL DEFAULT 0,
+  next_at    timestamptz NOT NULL DEFAULT now(),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (run_id, event, subject, webhook)
+);
+CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending';
+CREATE INDEX events_sla_missed ON events (run_id) WHERE kind = 'sla_missed';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -315,6 +335,7 @@ constexpr Migration kMigrations[] = {
     {7, "model registry", kRegistrySchema},
     {8, "approvals: the waiting state", kWaitingSchema},
     {9, "result cache", kCacheSchema},
+    {10, "notifications", kNotifySchema},
 };
 
 }  // namespace

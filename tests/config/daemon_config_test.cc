@@ -182,8 +182,8 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "kiln.toml:4:7: pools.big: integer 5000000000 is out of range (-2147483648 to "
             "2147483647)",
             "kiln.toml:5:2: databse: unknown key 'databse'; did you mean 'database'? (accepted: "
-            "auth, daemon, data_dir, database, executor, pipelines, pools, retention, scheduler, "
-            "secrets, server)",
+            "auth, daemon, data_dir, database, executor, notify, pipelines, public_url, pools, "
+            "retention, scheduler, secrets, server)",
         });
   CHECK(Errors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
         Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be at least 1, got 0",

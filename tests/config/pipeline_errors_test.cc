@@ -47,11 +47,11 @@ TEST_CASE("unknown keys are named with the accepted ones and the closest") {
       Errors("[pipeline]\nname = \"p\"\nowner = \"me\"\n[tasks.a]\ncommand = \"x\"\n") ==
       Strings{
           "p.toml:3:1: pipeline.owner: unknown key 'owner' (accepted: catchup, description, "
-          "max_active_runs, name, overlap, paused, schedule, tags, timezone, trigger_on_success)"});
+          "max_active_runs, name, overlap, paused, schedule, sla, tags, timezone, trigger_on_success)"});
   CHECK(Errors(WithHeader("[task.a]\ncommand = \"x\"\n")) ==
         Strings{"p.toml: tasks: no tasks; define at least one [tasks.<id>] table",
                 "p.toml:3:2: task: unknown key 'task'; did you mean 'tasks'? (accepted: defaults, "
-                "params, pipeline, tasks)"});
+                "notify, params, pipeline, tasks)"});
 }
 
 TEST_CASE("wrong types say what was expected and what was found") {

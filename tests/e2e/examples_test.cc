@@ -1,7 +1,12 @@
 // Every example runs through the binary and ends exactly as its expected*.json says.
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
+#include <httplib.h>
 
+#include <catch2/catch.hpp>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "daemon.h"
 #include "harness.h"
 
 using nlohmann::json;
@@ -97,4 +102,75 @@ TEST_CASE("example pools-priority starts waiting tasks by priority when slots ar
   std::string id = json::parse(r.out)["id"].dump();
   CHECK(ReadFile(data / ("runs/pools-priority/" + id + "/order.txt")) ==
         "urgent\nhigh\nnormal\nlow\n");
+}
+
+// examples/nightly-retrain through `kiln serve`, its webhook pointed at a receiver on loopback:
+// the wait holds until the marker lands, then it trains; on malformed data the run fails and
+// the receiver is told which task failed.
+TEST_CASE("example nightly-retrain waits for its data and alerts its webhook on failure") {
+  TempDir dir;
+  fs::create_directories(dir / "pipelines");
+  fs::copy(SourceDir() / "examples" / "nightly-retrain", dir / "pipelines/nightly-retrain",
+           fs::copy_options::recursive);
+  std::mutex mu;
+  std::vector<json> alerts;
+  httplib::Server receiver;
+  receiver.Post("/kiln-alerts", [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    alerts.push_back(json::parse(req.body));
+    res.status = 204;
+  });
+  const int port = receiver.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { receiver.listen_after_bind(); });
+  const fs::path file = dir / "pipelines/nightly-retrain/pipeline.toml";
+  std::string text = ReadFile(file);
+  const std::string address = "127.0.0.1:9099";
+  REQUIRE(text.find(address) != std::string::npos);
+  text.replace(text.find(address), address.size(), "127.0.0.1:" + std::to_string(port));
+  WriteFile(file, text);
+  {
+    Daemon daemon(dir, dir / "pipelines");
+    auto client = daemon.Client(kOperatorToken);
+    REQUIRE(client.Post("/api/v1/pipelines/nightly-retrain/unpause", "{}", kJson)->status == 200);
+    const int64_t good = Trigger(client, "nightly-retrain");
+    WaitFor(
+        [&] {
+          return Sql("select state from task_instances where task_id = 'wait_data' and run_id = " +
+                     std::to_string(good)) == "waiting";
+        },
+        "the wait");
+    WriteFile(dir / "pipelines/nightly-retrain/landing/_SUCCESS", "");
+    const std::string state = WaitForRunEnd(daemon, good);
+    INFO(
+        Sql("select string_agg(coalesce(task_id, '') || ': ' || coalesce(detail->>'reason', ''), "
+            "E'\\n' order by id) from events where run_id = " +
+            std::to_string(good)));
+    REQUIRE(state == "success");
+    const json metrics = json::parse(ReadFile(
+        daemon.data_dir() / ("runs/nightly-retrain/" + std::to_string(good) + "/metrics.json")));
+    CHECK(metrics["rows"] == 200);
+    CHECK(metrics["accuracy"].get<double>() > 0.8);
+    // Malformed data: train fails, the webhook hears which task.
+    WriteFile(dir / "bad/data.csv", "tenure,spend,label\n1,2,3\n");
+    WriteFile(dir / "bad/_SUCCESS", "");
+    auto r = client.Post("/api/v1/pipelines/nightly-retrain/runs",
+                         json{{"params", {{"landing", (dir / "bad").string()}}}}.dump(), kJson);
+    REQUIRE(r);
+    REQUIRE(r->status == 201);
+    const int64_t bad = json::parse(r->body)["id"];
+    CHECK(WaitForRunEnd(daemon, bad) == "failed");
+    WaitFor(
+        [&] {
+          std::lock_guard lock(mu);
+          return alerts.size() == 1;
+        },
+        "the alert");
+  }
+  receiver.stop();
+  serving.join();
+  REQUIRE(alerts.size() == 1);  // the successful run was not announced
+  CHECK(alerts[0]["event"] == "failed");
+  CHECK(alerts[0]["pipeline"] == "nightly-retrain");
+  CHECK(alerts[0]["run"]["failed_tasks"] ==
+        json::array({{{"task", "train"}, {"state", "failed"}, {"exit_code", 1}}}));
 }

@@ -152,8 +152,13 @@ std::vector<int> ProcessesMentioning(const std::string& text) {
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
     const int pid = std::stoi(name);
     if (pid == getpid()) continue;
-    std::ifstream cmdline(entry.path() / "cmdline", std::ios::binary);
-    std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    std::string args;
+    try {
+      std::ifstream cmdline(entry.path() / "cmdline", std::ios::binary);
+      args.assign(std::istreambuf_iterator<char>(cmdline), std::istreambuf_iterator<char>());
+    } catch (const std::exception&) {
+      continue;  // it ended while being read (libstdc++ throws from underflow on ESRCH)
+    }
     if (args.find(text) == std::string::npos || !ProcessAlive(pid)) continue;
     out.push_back(pid);
   }

@@ -447,6 +447,26 @@ TEST_CASE("a process runs as the spec's user, without capabilities, in a folder 
   REQUIRE(::getresuid(&ruid, &euid, &suid) == 0);
   CHECK((ruid | euid | suid) == 0);
 
+  SECTION("the PATH is searched as the user: a program only root may run is passed over") {
+    std::filesystem::create_directories(dir / "private/bin");
+    ::chmod((dir / "private").c_str(), 0700);
+    { std::ofstream(dir / "private/bin/kiln-which") << "#!/bin/sh\necho private\n"; }
+    ::chmod((dir / "private/bin/kiln-which").c_str(), 0755);
+    std::filesystem::create_directories(dir / "public/bin");
+    ::chmod((dir / "public").c_str(), 0755);
+    { std::ofstream(dir / "public/bin/kiln-which") << "#!/bin/sh\necho public\n"; }
+    ::chmod((dir / "public/bin/kiln-which").c_str(), 0755);
+    spec.argv = {"kiln-which"};
+    spec.env = {{"PATH", (dir / "private/bin").string() + ":" + (dir / "public/bin").string()}};
+    r = t::RunProcess(spec);
+    CHECK(r.exit_code == 0);
+    CHECK(t::ReadFile(spec.log_path) == "public\n");
+    // Only the private one: denied, as the user.
+    spec.env = {{"PATH", (dir / "private/bin").string()}};
+    r = t::RunProcess(spec);
+    CHECK_FALSE(r.started);
+    CHECK(r.error == "cannot start 'kiln-which': Permission denied (as user 'nobody')");
+  }
   SECTION("a folder the user cannot enter is a start failure that names the user") {
     std::filesystem::create_directory(dir / "closed");
     ::chmod((dir / "closed").c_str(), 0700);

@@ -1,0 +1,306 @@
+#include "daemon/notifier.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "common/secret_mask.h"
+#include "dag/template.h"
+#include "store/database.h"
+
+namespace kiln::daemon {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string Slack(const std::string& event, const std::string& pipeline, const json& run,
+                  const std::string& subject, const std::string& url) {
+  const std::string id = std::to_string(run.value("id", int64_t{0}));
+  std::string text = "kiln: run " + id + " of " + pipeline;
+  if (event == "retry") {
+    text = "kiln: task " + subject.substr(0, subject.find('#')) + " of run " + id + " (" +
+           pipeline + ") failed and is retried";
+  } else if (event == "sla_missed") {
+    text += " missed its SLA (still " + run.value("state", std::string()) + ")";
+  } else {
+    text += " " + std::string(event == "success" ? "succeeded" : event);
+  }
+  std::string failed;
+  for (const json& t : run.value("failed_tasks", json::array())) {
+    failed += (failed.empty() ? "" : ", ") + t.value("task", std::string());
+    if (t["exit_code"].is_number())
+      failed += " (exit " + std::to_string(t["exit_code"].get<int>()) + ")";
+  }
+  if (!failed.empty() && event != "success") text += "; failed: " + failed;
+  if (!url.empty()) text += " <" + url + "|open the run>";
+  return json{{"text", text}}.dump();
+}
+
+// scheme://authority and the rest ("/" at least).
+std::pair<std::string, std::string> SplitUrl(const std::string& url) {
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return {"", ""};
+  const size_t path = url.find('/', scheme_end + 3);
+  if (path == std::string::npos) return {url, "/"};
+  return {url.substr(0, path), url.substr(path)};
+}
+
+}  // namespace
+
+std::string NotificationBody(const std::string& format, const std::string& event,
+                             const std::string& pipeline, const std::string& run_json,
+                             const std::string& subject, const std::string& run_url) {
+  json run = json::parse(run_json, nullptr, /*allow_exceptions=*/false);
+  if (!run.is_object()) run = json::object();
+  if (!run_url.empty()) run["url"] = run_url;
+  if (format == "slack") return Slack(event, pipeline, run, subject, run_url);
+  json body = {{"event", event}, {"pipeline", pipeline}, {"run", run}};
+  if (event == "retry") {
+    const size_t hash = subject.find('#');
+    body["task"] = {
+        {"id", subject.substr(0, hash)},
+        {"attempt", hash == std::string::npos ? 0 : std::atoi(subject.c_str() + hash + 1)}};
+  }
+  body["sent_at"] = FormatRfc3339(NowUtc());
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Notifier::Notifier(NotifierOptions options) : options_(std::move(options)) {}
+
+Notifier::~Notifier() { Stop(); }
+
+Status Notifier::Start(const std::string& public_url) {
+  if (!public_url.empty() && options_.public_url.empty()) options_.public_url = public_url;
+  auto db = store::Database::Connect(options_.database_url);
+  if (!db.ok()) return db.status();
+  db_ = std::move(db).value();
+  // An end announced while no notifier ran (the daemon was killed between the run's commit and
+  // queueing) is queued now; what was queued already is left alone (one row per event).
+  auto ended = db_->RecentlyEndedRuns(options_.catch_up);
+  if (!ended.ok()) return ended.status();
+  for (auto& [run, pipeline, state] : *ended) events_.push_back({run, pipeline, state, ""});
+  thread_ = std::thread([this] { Loop(); });
+  return Status::Ok();
+}
+
+void Notifier::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Notifier::OnRunEnded(RunId run, const std::string& pipeline, const std::string& state) {
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back({run, pipeline, state, ""});
+  }
+  cv_.notify_all();
+}
+
+void Notifier::OnRetry(RunId run, const std::string& pipeline, const std::string& task,
+                       int attempt) {
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back({run, pipeline, "retry", task + "#" + std::to_string(attempt)});
+  }
+  cv_.notify_all();
+}
+
+void Notifier::Touch() {
+  {
+    std::lock_guard lock(mu_);
+    touched_ = true;
+  }
+  cv_.notify_all();
+}
+
+// The loop: wait for an event, a touch or the next due time; queue what happened; mark runs
+// past their SLA; send what is due; sleep until the earliest of the next delivery and SLA.
+void Notifier::Loop() {
+  std::optional<Instant> wake;
+  while (true) {
+    std::vector<Event> events;
+    {
+      std::unique_lock lock(mu_);
+      auto ready = [&] { return stopping_ || touched_ || !events_.empty(); };
+      if (wake) {
+        const auto delay = std::max(*wake - NowUtc(), Duration(0));
+        cv_.wait_for(lock, delay, ready);
+      } else {
+        cv_.wait(lock, ready);
+      }
+      if (stopping_) return;
+      events.swap(events_);
+      touched_ = false;
+    }
+    QueueEvents(std::move(events));
+    std::optional<Instant> next_sla = CheckSlas();
+    std::optional<Instant> next_send = SendDue();
+    wake = next_sla;
+    if (next_send && (!next_sla || *next_send < *next_sla)) wake = next_send;
+  }
+}
+
+std::vector<dag::NotifySpec> Notifier::HooksFor(const std::string& pipeline,
+                                                const std::string& event) {
+  std::vector<dag::NotifySpec> hooks;
+  auto add = [&](const std::vector<dag::NotifySpec>& rules) {
+    for (const dag::NotifySpec& n : rules) {
+      if (std::find(n.on.begin(), n.on.end(), event) != n.on.end()) hooks.push_back(n);
+    }
+  };
+  if (options_.rules) {
+    if (auto rules = options_.rules(pipeline)) add(rules->notify);
+  }
+  add(options_.global);
+  return hooks;
+}
+
+void Notifier::QueueEvents(std::vector<Event> events) {
+  for (const Event& e : events) {
+    std::vector<store::NotificationHook> hooks;
+    for (const dag::NotifySpec& n : HooksFor(e.pipeline, e.event)) {
+      hooks.push_back({n.webhook, n.format});
+    }
+    if (hooks.empty()) continue;
+    // Queued again (a duplicate is ignored) when this fails: an end is announced once, so a
+    // failure here is logged; the row is what makes delivery durable.
+    auto queued = db_->QueueNotifications(e.run, e.event, e.subject, hooks);
+    if (!queued.ok())
+      log::Error("notifications of run " + ToString(e.run) + ": " + queued.message());
+  }
+}
+
+std::optional<Instant> Notifier::CheckSlas() {
+  if (!options_.slas) return std::nullopt;
+  std::optional<Instant> next;
+  for (const auto& [pipeline, sla] : options_.slas()) {
+    auto scan = db_->ScanSla(pipeline, sla);
+    if (!scan.ok()) {
+      log::Error(scan.message());
+      return NowUtc() + std::chrono::seconds(5);
+    }
+    std::vector<store::NotificationHook> hooks;
+    for (const dag::NotifySpec& n : HooksFor(pipeline, "sla_missed")) {
+      hooks.push_back({n.webhook, n.format});
+    }
+    for (RunId run : scan->past) {
+      auto marked = db_->MarkSlaMissed(run, sla, hooks);
+      if (!marked.ok()) {
+        log::Error(marked.message());
+      } else if (*marked) {
+        log::Info(pipeline + ": run " + ToString(run) + " missed its SLA of " +
+                  FormatDuration(sla));
+      }
+    }
+    if (scan->next && (!next || *scan->next < *next)) next = scan->next;
+  }
+  return next;
+}
+
+std::optional<Instant> Notifier::SendDue() {
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return std::nullopt;
+    }
+    auto due = db_->ClaimNotifications(options_.lease, 20);
+    if (!due.ok()) {
+      log::Error(due.message());
+      return NowUtc() + std::chrono::seconds(5);
+    }
+    if (due->empty()) break;
+    for (const store::DueNotification& n : *due) {
+      // Secrets are read at each try (a rotated one is used) and kept out of everything written.
+      dag::TemplateValues values = {{"pipeline.name", n.pipeline}, {"run.id", ToString(n.run)}};
+      std::vector<std::string> secret_values;
+      std::string error;
+      for (std::string_view ref : dag::TemplateRefs(n.webhook)) {
+        if (!ref.starts_with(dag::kSecretsPrefix)) continue;
+        const std::string name(ref.substr(dag::kSecretsPrefix.size()));
+        auto value = options_.secret ? options_.secret(name)
+                                     : Result<std::string>(Status::Error("no secrets"));
+        if (!value.ok()) {
+          error = value.message();
+          break;
+        }
+        secret_values.push_back(value.value());
+        values[std::string(ref)] = std::move(value).value();
+      }
+      std::string url;
+      if (error.empty()) {
+        auto rendered = dag::Render(n.webhook, values, dag::Quoting::kNone);
+        if (rendered.ok()) {
+          url = std::move(rendered).value();
+        } else {
+          error = rendered.message();
+        }
+      }
+      const std::string run_url =
+          options_.public_url.empty() ? "" : options_.public_url + "#/runs/" + ToString(n.run);
+      int status = 0;
+      if (error.empty()) {
+        auto [origin, path] = SplitUrl(url);
+        httplib::Client client(origin);
+        if (origin.empty() || !client.is_valid()) {
+          error = "the webhook is not an http:// or https:// URL";
+        } else {
+          client.set_connection_timeout(options_.connect_timeout);
+          client.set_read_timeout(options_.answer_timeout);
+          client.set_write_timeout(options_.answer_timeout);
+          const std::string body =
+              NotificationBody(n.format, n.event, n.pipeline, n.run_json, n.subject, run_url);
+          auto result = client.Post(path,
+                                    httplib::Headers{{"User-Agent", "kiln"},
+                                                     {"X-Kiln-Delivery", std::to_string(n.id)},
+                                                     {"X-Kiln-Event", n.event}},
+                                    body, "application/json");
+          if (result) {
+            status = result->status;
+          } else {
+            error = "no answer: " + httplib::to_string(result.error());
+          }
+        }
+      }
+      const bool delivered = status >= 200 && status < 300;
+      if (error.empty() && !delivered) error = "HTTP " + std::to_string(status);
+      std::optional<Instant> retry_at;
+      if (!delivered && n.tries < options_.tries) {
+        retry_at = NowUtc() + options_.first_retry * (1 << std::min(n.tries - 1, 16));
+      }
+      json detail = {{"event", n.event},
+                     {"webhook", n.webhook},
+                     {"try", n.tries},
+                     {"outcome", delivered  ? "delivered"
+                                 : retry_at ? "retrying"
+                                            : "gave_up"}};
+      if (!n.subject.empty()) detail["subject"] = n.subject;
+      if (status != 0) detail["status"] = status;
+      if (!error.empty()) detail["error"] = SecretMasker(secret_values).MaskAll(error);
+      if (retry_at) detail["retry_at"] = FormatRfc3339(*retry_at);
+      if (Status s = db_->FinishNotification(n, delivered, retry_at, detail.dump()); !s.ok()) {
+        log::Error(s.message());
+      }
+      if (!delivered) {
+        log::Warn("notification " + std::to_string(n.id) + " (" + n.event + ", run " +
+                  ToString(n.run) + ") try " + std::to_string(n.tries) + ": " +
+                  SecretMasker(secret_values).MaskAll(error) +
+                  (retry_at ? "; trying again at " + FormatRfc3339(*retry_at) : "; given up"));
+      }
+    }
+  }
+  auto next = db_->NextNotificationDue();
+  if (!next.ok()) {
+    log::Error(next.message());
+    return NowUtc() + std::chrono::seconds(5);
+  }
+  return *next;
+}
+
+}  // namespace kiln::daemon

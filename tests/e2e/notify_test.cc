@@ -1,0 +1,185 @@
+// [[notify]] and sla through `kiln serve`, with a webhook receiver on loopback that records every
+// delivery: a failed run (the receiver fails twice, then answers: three tries, each a run event),
+// a success in Slack's format from kiln.toml's own [[notify]] with a secret in its URL, a retry,
+// and a run that misses its SLA.
+#include <httplib.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "daemon.h"
+#include "harness.h"
+
+using nlohmann::json;
+using namespace kiln::e2e;
+
+namespace {
+
+struct Delivery {
+  std::string path;
+  std::string event;     // X-Kiln-Event
+  std::string delivery;  // X-Kiln-Delivery
+  json body;
+};
+
+// Answers 500 to the first `failures` requests of each path, then 200.
+struct Receiver {
+  explicit Receiver(int failures) : failures(failures) {
+    server.Post(".*", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard lock(mu);
+      const int seen = ++tries[req.path];
+      if (seen <= this->failures) {
+        res.status = 500;
+        return;
+      }
+      deliveries.push_back({req.path, req.get_header_value("X-Kiln-Event"),
+                            req.get_header_value("X-Kiln-Delivery"), json::parse(req.body)});
+      res.status = 200;
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    serving = std::thread([this] { server.listen_after_bind(); });
+  }
+  ~Receiver() {
+    server.stop();
+    serving.join();
+  }
+  std::vector<Delivery> Delivered() {
+    std::lock_guard lock(mu);
+    return deliveries;
+  }
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
+  int failures;
+  httplib::Server server;
+  std::mutex mu;
+  std::map<std::string, int> tries;
+  std::vector<Delivery> deliveries;
+  int port = 0;
+  std::thread serving;
+};
+
+std::vector<json> Notifications(int64_t run) {
+  std::vector<json> out;
+  const std::string rows = Sql(
+      "select coalesce(string_agg(detail::text, E'\\n' order by id), '') from events where kind = "
+      "'notification' and run_id = " +
+      std::to_string(run));
+  size_t start = 0;
+  while (start < rows.size()) {
+    size_t end = rows.find('\n', start);
+    if (end == std::string::npos) end = rows.size();
+    out.push_back(json::parse(rows.substr(start, end - start)));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a failed run is delivered after two failed tries, each try a run event") {
+  TempDir dir;
+  Receiver receiver(2);
+  WriteFile(dir / "pipelines/churn.toml", R"([pipeline]
+name = "churn"
+[params]
+region = "eu"
+[tasks.prepare]
+command = "true"
+[tasks.train]
+needs = ["prepare"]
+command = "exit 3"
+[[notify]]
+on = ["failed"]
+webhook = ")" + receiver.Url("/hooks/{{ pipeline.name }}") +
+                                              R"("
+)");
+  Daemon daemon(dir, dir / "pipelines");
+  auto client = daemon.Client(kOperatorToken);
+  const int64_t run = Trigger(client, "churn");
+  CHECK(WaitForRunEnd(daemon, run) == "failed");
+  WaitFor([&] { return receiver.Delivered().size() == 1; }, "the delivery");
+  const Delivery d = receiver.Delivered()[0];
+  CHECK(d.path == "/hooks/churn");
+  CHECK(d.event == "failed");
+  CHECK_FALSE(d.delivery.empty());
+  CHECK(d.body["event"] == "failed");
+  CHECK(d.body["pipeline"] == "churn");
+  CHECK(d.body["run"]["id"] == run);
+  CHECK(d.body["run"]["state"] == "failed");
+  CHECK(d.body["run"]["params"] == json{{"region", "eu"}});
+  CHECK(d.body["run"]["failed_tasks"] ==
+        json::array({{{"task", "train"}, {"state", "failed"}, {"exit_code", 3}}}));
+  CHECK(d.body["run"]["url"] ==
+        "http://127.0.0.1:" + std::to_string(daemon.port()) + "/#/runs/" + std::to_string(run));
+  CHECK(d.body["run"]["logical_date"].is_string());
+  WaitFor([&] { return Notifications(run).size() == 3; }, "three notification events");
+  const auto tries = Notifications(run);
+  CHECK(tries[0]["outcome"] == "retrying");
+  CHECK(tries[0]["status"] == 500);
+  CHECK(tries[0]["try"] == 1);
+  CHECK(tries[1]["outcome"] == "retrying");
+  CHECK(tries[1]["try"] == 2);
+  CHECK(tries[2]["outcome"] == "delivered");
+  CHECK(tries[2]["status"] == 200);
+  CHECK(tries[2]["webhook"] == receiver.Url("/hooks/{{ pipeline.name }}"));
+  CHECK(Sql("select state || ':' || tries from notifications where run_id = " +
+            std::to_string(run)) == "delivered:3");
+}
+
+TEST_CASE("kiln.toml's notify with a secret, a retry, and a run past its SLA") {
+  TempDir dir;
+  Receiver receiver(0);
+  WriteFile(dir / "secrets/hook", "T000-secret-path\n");
+  WriteFile(dir / "pipelines/nightly.toml", R"([pipeline]
+name = "nightly"
+sla = "1s"
+[tasks.flaky]
+command = "test -f )" + (dir / "second").string() +
+                                                R"( || { touch )" + (dir / "second").string() +
+                                                R"(; exit 1; }"
+retries = 1
+retry_delay = "100ms"
+[tasks.slow]
+needs = ["flaky"]
+command = "while ! test -f )" + (dir / "release").string() +
+                                                R"(; do sleep 0.05; done"
+[[notify]]
+on = ["retry", "sla_missed"]
+webhook = ")" + receiver.Url("/pipeline") + R"("
+)");
+  DaemonOptions options(dir / "pipelines");
+  options.extra_config = "[secrets]\nhook = { file = \"" + (dir / "secrets/hook").string() +
+                         "\" }\n[[notify]]\non = [\"success\"]\nformat = \"slack\"\nwebhook = \"" +
+                         receiver.Url("/services/{{ secrets.hook }}") + "\"\n";
+  Daemon daemon(dir, options);
+  auto client = daemon.Client(kOperatorToken);
+  const int64_t run = Trigger(client, "nightly");
+  // The retry, then the SLA: the run is still going 1 s after its logical date.
+  WaitFor([&] { return receiver.Delivered().size() == 2; }, "the retry and the SLA");
+  CHECK(Sql("select count(*) from events where kind = 'sla_missed' and run_id = " +
+            std::to_string(run)) == "1");
+  WriteFile(dir / "release", "");
+  CHECK(WaitForRunEnd(daemon, run) == "success");
+  WaitFor([&] { return receiver.Delivered().size() == 3; }, "the success");
+  const auto d = receiver.Delivered();
+  CHECK(d[0].path == "/pipeline");
+  CHECK(d[0].event == "retry");
+  CHECK(d[0].body["task"] == json{{"id", "flaky"}, {"attempt", 1}});
+  CHECK(d[1].event == "sla_missed");
+  CHECK(d[1].body["run"]["state"] == "running");
+  CHECK(d[2].path == "/services/T000-secret-path");
+  CHECK(d[2].event == "success");
+  CHECK(d[2].body == json{{"text", "kiln: run " + std::to_string(run) +
+                                       " of nightly succeeded <http://127.0.0.1:" +
+                                       std::to_string(daemon.port()) + "/#/runs/" +
+                                       std::to_string(run) + "|open the run>"}});
+  // The secret is used, never written: the event names the webhook as configured.
+  WaitFor([&] { return Notifications(run).size() == 3; }, "three notification events");
+  CHECK(Notifications(run)[2]["webhook"] == receiver.Url("/services/{{ secrets.hook }}"));
+  CHECK(Sql("select count(*) from events where detail::text like '%T000-secret-path%'") == "0");
+  CHECK(Sql("select count(*) from notifications where webhook like '%T000-secret-path%'") == "0");
+}
