@@ -341,7 +341,7 @@ constexpr std::string_view kDocument = R"json({
       "exit_code": {"type": "integer", "nullable": true}, "signal": {"type": "integer", "nullable": true},
       "started_at": {"$ref": "#/components/schemas/Time"}, "ended_at": {"$ref": "#/components/schemas/Time"},
       "retry_at": {"$ref": "#/components/schemas/Time"}, "duration_ms": {"type": "integer", "nullable": true},
-      "waiting_for": {"type": "string", "nullable": true, "enum": ["approval", null]}, "deadline": {"$ref": "#/components/schemas/Time"}}},
+      "waiting_for": {"type": "string", "nullable": true, "enum": ["approval", "file", "http", "time", null]}, "deadline": {"$ref": "#/components/schemas/Time"}}},
     "DecisionRequest": {"type": "object", "properties": {"note": {"type": "string", "maxLength": 2000}}},
     "Approval": {"type": "object", "properties": {"run": {"type": "integer"}, "pipeline": {"type": "string"}, "task": {"type": "string"},
       "logical_date": {"$ref": "#/components/schemas/Time"}, "since": {"$ref": "#/components/schemas/Time"}, "deadline": {"$ref": "#/components/schemas/Time"}}},

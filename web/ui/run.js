@@ -26,6 +26,12 @@ function describeEvent(e) {
     case 'cancel_requested': return `cancel requested${who}`;
     case 'run_retried': return `retried${who}${e.detail && e.detail.tasks ? `: ${e.detail.tasks.join(', ')}` : ''}`;
     case 'task_marked': return `${e.task} marked ${e.to}${who}${e.detail && e.detail.reason ? `: ${e.detail.reason}` : ''}`;
+    case 'sla_missed': return `missed its SLA${e.detail && e.detail.sla ? ` of ${e.detail.sla}` : ''}`;
+    case 'notification': {
+      const d = e.detail || {};
+      const answer = d.status ? `HTTP ${d.status}` : (d.error || '');
+      return `notified ${d.event}${d.subject ? ` (${d.subject})` : ''}: ${(d.outcome || '').replace('_', ' ')}${answer ? `, ${answer}` : ''} (try ${d.try})`;
+    }
     default: return `${e.kind}${who}`;
   }
 }
@@ -80,6 +86,14 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   }
 
   // An approval task that waits: who may decide sees a note field and Approve / Reject.
+  // A wait task (kind = "wait"): the daemon looks; nothing to do here but know until when.
+  function waitCard(t) {
+    const what = { file: 'a file', http: 'a URL to answer 2xx', time: 'its time to come' }[t.waiting_for] || t.waiting_for;
+    return h('p', { class: 'approval', id: 'waiting-for' },
+      `Waiting for ${what} since ${when(t.started_at)}; the daemon looks, no process or slot is held.`,
+      t.deadline ? ` Fails at ${when(t.deadline)} if it is not there.` : '');
+  }
+
   function approvalCard(t) {
     const facts = [`Waiting for approval since ${when(t.started_at)}.`,
       t.deadline ? ` Rejected at ${when(t.deadline)} if nobody decides.` : ''];
@@ -176,6 +190,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     fill(taskBox, h('section', { class: 'card', 'aria-labelledby': 'task-h' },
       h('h2', { id: 'task-h' }, `Task ${t.id} `, badge(t.state)),
       t.state === 'waiting' && t.waiting_for === 'approval' ? approvalCard(t) : null,
+      t.state === 'waiting' && t.waiting_for && t.waiting_for !== 'approval' ? waitCard(t) : null,
       buttons.length ? h('div', { class: 'actions' }, buttons) : null, markBox,
       attempts.length === 0 ? h('p', { class: 'muted' }, t.waiting_for || ENDED_TASK.has(t.state) ? 'No attempt.' : 'No attempt yet.')
         : h('table', { class: 'list attempts' },
