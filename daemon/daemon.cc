@@ -293,17 +293,18 @@ int Daemon::Run() {
     std::cerr << "kiln: " << s.message() << '\n';
     return 1;
   }
-  http_ = std::thread([this] { server_->Run(); });
-  server_->WaitUntilReady();
-  Announce("http://" + UrlHost(listen->first) + ":" + std::to_string(server_->port()) + "/",
-           *tokens, total, broken);
-  service.StartSchedules();
+  // Before the server's thread: a failure here returns with nothing to join.
   if (Status s = notifier_->Start("http://" + UrlHost(listen->first) + ":" +
                                   std::to_string(server_->port()) + "/");
       !s.ok()) {
     std::cerr << "kiln: notifications: " << s.message() << '\n';
     return 1;
   }
+  http_ = std::thread([this] { server_->Run(); });
+  server_->WaitUntilReady();
+  Announce("http://" + UrlHost(listen->first) + ":" + std::to_string(server_->port()) + "/",
+           *tokens, total, broken);
+  service.StartSchedules();
   const scheduler::SchedulerOptions folders = MakeSchedulerOptions(cfg_, name_);
   retention_ = std::make_unique<Retention>(cfg_.retention, url, folders.logs_dir, folders.runs_dir);
   retention_->Start();

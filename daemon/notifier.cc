@@ -139,11 +139,29 @@ void Notifier::Loop() {
       events.swap(events_);
       touched_ = false;
     }
-    QueueEvents(std::move(events));
+    if (!db_) {
+      auto db = store::Database::Connect(options_.database_url);
+      if (!db.ok()) {
+        log::Error("notifications: " + db.message());
+        std::lock_guard lock(mu_);
+        events_.insert(events_.begin(), events.begin(), events.end());
+        wake = NowUtc() + std::chrono::seconds(5);
+        continue;
+      }
+      db_ = std::move(db).value();
+    }
+    if (!QueueEvents(std::move(events))) {
+      wake = NowUtc() + std::chrono::seconds(5);
+      continue;
+    }
     std::optional<Instant> next_sla = CheckSlas();
-    std::optional<Instant> next_send = SendDue();
+    std::optional<Instant> next_send = db_ ? SendDue() : NowUtc() + std::chrono::seconds(5);
     wake = next_sla;
     if (next_send && (!next_sla || *next_send < *next_sla)) wake = next_send;
+    // The database's clock decides what is due; a daemon clock ahead of it must not spin here.
+    if (wake && *wake < NowUtc() + std::chrono::milliseconds(100)) {
+      wake = NowUtc() + std::chrono::milliseconds(100);
+    }
   }
 }
 
@@ -162,19 +180,30 @@ std::vector<dag::NotifySpec> Notifier::HooksFor(const std::string& pipeline,
   return hooks;
 }
 
-void Notifier::QueueEvents(std::vector<Event> events) {
-  for (const Event& e : events) {
+void Notifier::Failed(const Status& status) {
+  log::Error("notifications: " + status.message());
+  db_.reset();  // connected again at the next wake: the server may have restarted
+}
+
+bool Notifier::QueueEvents(std::vector<Event> events) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    const Event& e = events[i];
     std::vector<store::NotificationHook> hooks;
     for (const dag::NotifySpec& n : HooksFor(e.pipeline, e.event)) {
       hooks.push_back({n.webhook, n.format});
     }
     if (hooks.empty()) continue;
-    // Queued again (a duplicate is ignored) when this fails: an end is announced once, so a
-    // failure here is logged; the row is what makes delivery durable.
     auto queued = db_->QueueNotifications(e.run, e.event, e.subject, hooks);
-    if (!queued.ok())
-      log::Error("notifications of run " + ToString(e.run) + ": " + queued.message());
+    if (!queued.ok()) {
+      Failed(queued.status());
+      // Kept, in order, for the next wake (queueing twice is harmless: one row per event).
+      std::lock_guard lock(mu_);
+      events_.insert(events_.begin(), events.begin() + static_cast<std::ptrdiff_t>(i),
+                     events.end());
+      return false;
+    }
   }
+  return true;
 }
 
 std::optional<Instant> Notifier::CheckSlas() {
@@ -183,7 +212,7 @@ std::optional<Instant> Notifier::CheckSlas() {
   for (const auto& [pipeline, sla] : options_.slas()) {
     auto scan = db_->ScanSla(pipeline, sla);
     if (!scan.ok()) {
-      log::Error(scan.message());
+      Failed(scan.status());
       return NowUtc() + std::chrono::seconds(5);
     }
     std::vector<store::NotificationHook> hooks;
@@ -193,7 +222,8 @@ std::optional<Instant> Notifier::CheckSlas() {
     for (RunId run : scan->past) {
       auto marked = db_->MarkSlaMissed(run, sla, hooks);
       if (!marked.ok()) {
-        log::Error(marked.message());
+        Failed(marked.status());
+        return NowUtc() + std::chrono::seconds(5);
       } else if (*marked) {
         log::Info(pipeline + ": run " + ToString(run) + " missed its SLA of " +
                   FormatDuration(sla));
@@ -210,9 +240,10 @@ std::optional<Instant> Notifier::SendDue() {
       std::lock_guard lock(mu_);
       if (stopping_) return std::nullopt;
     }
-    auto due = db_->ClaimNotifications(options_.lease, 20);
+    // One at a time: each try is sent well within its own lease (5 s + 10 s of HTTP timeouts).
+    auto due = db_->ClaimNotifications(options_.lease, 1);
     if (!due.ok()) {
-      log::Error(due.message());
+      Failed(due.status());
       return NowUtc() + std::chrono::seconds(5);
     }
     if (due->empty()) break;
@@ -285,7 +316,8 @@ std::optional<Instant> Notifier::SendDue() {
       if (!error.empty()) detail["error"] = SecretMasker(secret_values).MaskAll(error);
       if (retry_at) detail["retry_at"] = FormatRfc3339(*retry_at);
       if (Status s = db_->FinishNotification(n, delivered, retry_at, detail.dump()); !s.ok()) {
-        log::Error(s.message());
+        Failed(s);  // the lease runs out and the row is tried again
+        return NowUtc() + std::chrono::seconds(5);
       }
       if (!delivered) {
         log::Warn("notification " + std::to_string(n.id) + " (" + n.event + ", run " +
@@ -297,7 +329,7 @@ std::optional<Instant> Notifier::SendDue() {
   }
   auto next = db_->NextNotificationDue();
   if (!next.ok()) {
-    log::Error(next.message());
+    Failed(next.status());
     return NowUtc() + std::chrono::seconds(5);
   }
   return *next;

@@ -3,10 +3,11 @@
 //
 // Durable and at least once: what to send is queued in the database (store's notification
 // outbox, one row per run, event, subject and webhook) before anything is sent; a daemon claims
-// due rows (a lease of 60 s, SKIP LOCKED: several daemons never send one twice at once), POSTs,
-// and records each try as a 'notification' event of the run. A failed try is retried after 1 s,
-// 2 s, 4 s, ... up to `tries` tries. A SIGKILL loses nothing queued; a try under way when it comes
-// is sent again after its lease (receivers can tell by the X-Kiln-Delivery header, the row's id).
+// one due row at a time (a lease of 60 s, longer than a try can take, SKIP LOCKED: several
+// daemons do not send one row at once), POSTs, and records each try as a 'notification' event. A
+// failed try is retried after 1 s, 2 s, 4 s, ... up to `tries` tries. A SIGKILL loses nothing
+// queued; a try under way when it comes is sent again after its lease (receivers can tell by the
+// X-Kiln-Delivery header, the row's id).
 //
 // Everything runs on the notifier's own thread with its own connection: an endpoint that does
 // not answer never holds the scheduler.
@@ -86,7 +87,10 @@ class Notifier {
     std::string subject;
   };
   void Loop();
-  void QueueEvents(std::vector<Event> events);
+  // Queues what happened; false (the rest kept for the next wake) when the database failed.
+  bool QueueEvents(std::vector<Event> events);
+  // Logs a database failure and drops the connection (made again at the next wake).
+  void Failed(const Status& status);
   // Marks runs past their SLA; the earliest SLA still to come.
   std::optional<Instant> CheckSlas();
   // Sends what is due; when the next delivery is due.

@@ -54,7 +54,7 @@ struct Child {
   pid_t pid = -1;      // also the process-group id
   std::string cgroup;  // holds every process it starts (executor/cgroup.h); "" without cgroups
   os::UniqueFd log;
-  uint64_t logged = 0;    // task output bytes written to the log (the marker not included)
+  uint64_t logged = 0;    // task output bytes written to the log, masked (no marker)
   Descriptor exit_watch;  // pidfd of the main process
   Descriptor output;      // read end of the stdout/stderr pipe
   os::UniqueFd report;    // spawned as another user: what failed before its exec (os.h)
@@ -86,7 +86,7 @@ struct ProcessManager::Impl {
   void OnMainExit(const ChildPtr& c);
   void ReadOutput(const ChildPtr& c);
   void Consume(Child& c, size_t n);
-  void WriteLog(Child& c, std::string_view data);
+  void WriteCapped(Child& c, std::string_view data);
   void WriteMarker(Child& c, std::string_view text);
   void WriteMasked(Child& c, std::string_view data);
   void Terminate(const ChildPtr& c, bool by_request);
@@ -176,7 +176,7 @@ Status ProcessManager::Impl::Launch(Child& c) {
     if (Status cwd = os::CheckWorkingDirectory(spec.cwd); !cwd.ok()) return cwd;
   }
   // As another user the child searches the PATH itself, with that user's rights.
-  Result<std::string> program = spec.user.switch_user
+  Result<std::string> program = spec.user.switch_user && !spec.argv[0].empty()
                                     ? Result<std::string>(spec.argv[0])
                                     : os::ResolveProgram(spec.argv[0], spec.env, spec.cwd);
   if (!program.ok()) return program.status();
@@ -292,25 +292,31 @@ void ProcessManager::Impl::ReadOutput(const ChildPtr& c) {
 // Keeps draining past the cap: a task must never block on a full pipe because of its log.
 void ProcessManager::Impl::Consume(Child& c, size_t n) {
   c.result.log_bytes += n;
-  const uint64_t cap = c.spec.log_cap_bytes;
-  const uint64_t room = cap > c.logged ? cap - c.logged : 0;
-  const size_t keep = static_cast<size_t>(std::min<uint64_t>(room, n));
-  if (keep > 0) {
-    WriteLog(c, std::string_view(c.buffer.data(), keep));
-    c.logged += keep;
-  }
-  if (keep < n && !c.result.log_truncated) {
-    c.result.log_truncated = true;
-    WriteMarker(c, "\n[kiln: log truncated at " + std::to_string(cap) +
-                       " bytes; further output discarded]\n");
+  if (c.result.log_truncated) return;
+  const std::string_view raw(c.buffer.data(), n);
+  if (c.masker.empty()) {
+    WriteCapped(c, raw);
+  } else {
+    WriteCapped(c, c.masker.Feed(raw));
   }
 }
 
-void ProcessManager::Impl::WriteLog(Child& c, std::string_view data) {
-  if (c.masker.empty()) {
-    WriteMasked(c, data);
-  } else {
-    WriteMasked(c, c.masker.Feed(data));
+// Masked output up to the cap; past it, one marker line and nothing more. What the masker holds
+// back where the log is cut is dropped: it may be the start of a secret.
+void ProcessManager::Impl::WriteCapped(Child& c, std::string_view data) {
+  if (c.result.log_truncated) return;
+  const uint64_t cap = c.spec.log_cap_bytes;
+  const uint64_t room = cap > c.logged ? cap - c.logged : 0;
+  const size_t keep = static_cast<size_t>(std::min<uint64_t>(room, data.size()));
+  if (keep > 0) {
+    WriteMasked(c, data.substr(0, keep));
+    c.logged += keep;
+  }
+  if (keep < data.size()) {
+    c.result.log_truncated = true;
+    c.masker.Drop();
+    WriteMasked(c, "\n[kiln: log truncated at " + std::to_string(cap) +
+                       " bytes; further output discarded]\n");
   }
 }
 
@@ -460,7 +466,7 @@ void ProcessManager::Impl::MaybeFinish(const ChildPtr& child) {
   c->output_timer.cancel();
   error_code ignored;
   c->output.close(ignored);
-  WriteMasked(*c, c->masker.Flush());
+  WriteCapped(*c, c->masker.Flush());
   c->result.error = c->masker.MaskAll(c->result.error);
   c->log.reset();
   children.erase(c->handle);

@@ -47,8 +47,9 @@ struct ProcessSpec {
   // 0: no timeout. Otherwise SIGTERM to the process group when it passes, SIGKILL kill_grace later.
   kiln::Duration timeout{0};
   kiln::Duration kill_grace = std::chrono::seconds(10);
-  // Secret values: every occurrence in the log (also one split across two writes) and in
-  // ProcessResult::error is written as "***". The cap counts the task's own bytes.
+  // Secret values: every occurrence in the log (also one split across two writes, and where the
+  // log is cut at its cap) and in ProcessResult::error is written as "***". The cap counts the
+  // bytes written (masked); log_bytes the task's own.
   std::vector<std::string> mask;
 };
 

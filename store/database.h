@@ -364,8 +364,9 @@ class Database {
   // webhook): an existing one is left alone. Returns how many were queued.
   Result<int> QueueNotifications(RunId run, std::string_view event, std::string_view subject,
                                  const std::vector<NotificationHook>& hooks);
-  // The active runs of `pipeline` past their SLA (logical date + sla <= now) and not yet marked,
-  // and when the next one not yet past will be.
+  // The active runs of `pipeline` past their SLA and not yet marked, and when the next one not
+  // yet past will be. The SLA counts from the logical date, or from when the run was created if
+  // that is later (a backfill or catch-up run of an old date is not late at birth).
   Result<SlaScan> ScanSla(const std::string& pipeline, Duration sla);
   // Marks the run as having missed its SLA, once: an 'sla_missed' event and its notifications,
   // in one transaction with the run locked. False when the run ended or was marked meanwhile.
@@ -374,7 +375,8 @@ class Database {
   // that no other daemon takes it while it is being sent; each with its run as JSON.
   Result<std::vector<DueNotification>> ClaimNotifications(Duration lease, int limit);
   // Records a try's outcome: delivered, to be tried again at `retry_at`, or given up (neither);
-  // with a 'notification' event of the run carrying `detail_json`.
+  // with a 'notification' event of the run carrying `detail_json`. The row changes only if this
+  // try is still its latest claim (its lease did not run out and let another claim it).
   Status FinishNotification(const DueNotification& n, bool delivered,
                             std::optional<Instant> retry_at, const std::string& detail_json);
   // Runs that ended in the last `window`: (run, pipeline, state), oldest first.

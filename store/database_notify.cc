@@ -47,15 +47,16 @@ Result<SlaScan> Database::ScanSla(const std::string& pipeline, Duration sla) {
     SlaScan scan;
     for (const pqxx::row& row : txn.exec_params(
              "SELECT r.id FROM runs r WHERE r.pipeline = $1 AND r.state IN ('queued', 'running') "
-             "AND r.logical_date + $2::interval <= now() AND NOT EXISTS (SELECT FROM events e "
+             "AND greatest(r.logical_date, r.created_at) + $2::interval <= now() AND NOT EXISTS "
+             "(SELECT FROM events e "
              "WHERE e.run_id = r.id AND e.kind = 'sla_missed') ORDER BY r.id",
              pipeline, interval)) {
       scan.past.push_back(RunId{row[0].as<int64_t>()});
     }
     pqxx::result next = txn.exec_params(
-        "SELECT " + EpochMs("min(logical_date + $2::interval)") +
-            " FROM runs WHERE pipeline = $1 AND state IN ('queued', 'running') AND logical_date "
-            "+ $2::interval > now()",
+        "SELECT " + EpochMs("min(greatest(logical_date, created_at) + $2::interval)") +
+            " FROM runs WHERE pipeline = $1 AND state IN ('queued', 'running') AND "
+            "greatest(logical_date, created_at) + $2::interval > now()",
         pipeline, interval);
     scan.next = OptInstant(next[0][0]);
     return scan;
@@ -147,10 +148,13 @@ Status Database::FinishNotification(const DueNotification& n, bool delivered,
     pqxx::work txn(impl_->conn, "finish_notification");
     LockEventOrder(txn);
     const std::string state = delivered ? "delivered" : retry_at ? "pending" : "failed";
-    txn.exec_params(
+    // Only the claim that made this try may finish it (a lease that ran out let another
+    // daemon claim the row: its try counts, this one's outcome is still recorded as an event).
+    pqxx::result updated = txn.exec_params(
         "UPDATE notifications SET state = $2, next_at = coalesce($3::timestamptz, next_at) "
-        "WHERE id = $1",
-        n.id, state, TimeParam(retry_at));
+        "WHERE id = $1 AND tries = $4 AND state = 'pending'",
+        n.id, state, TimeParam(retry_at), n.tries);
+    (void)updated;
     txn.exec_prepared("kiln_record_event", Value(n.run), "notification", "kiln", detail_json);
     txn.commit();
     return Status::Ok();

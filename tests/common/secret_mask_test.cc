@@ -21,7 +21,7 @@ TEST_CASE("SecretMasker replaces every occurrence", "[secret_mask]") {
 
 TEST_CASE("SecretMasker finds a secret split across writes, at every split", "[secret_mask]") {
   const std::string text = "start hunter2 middle hunter2hunter2 end hunt";
-  const std::string want = "start *** middle ****** end hunt";
+  const std::string want = "start *** middle *** end hunt";  // adjacent occurrences: one mark
   for (size_t size = 1; size <= text.size(); ++size) {
     SecretMasker m({"hunter2"});
     INFO("chunk size " << size);
@@ -51,6 +51,43 @@ TEST_CASE("SecretMasker without values passes bytes through", "[secret_mask]") {
   SecretMasker m({"", ""});
   CHECK(m.empty());
   CHECK(m.Feed(std::string_view("a\0b", 3)) == std::string("a\0b", 3));
+  CHECK(m.Flush().empty());
+}
+
+}  // namespace
+}  // namespace kiln
+
+namespace kiln {
+namespace {
+
+TEST_CASE("SecretMasker masks overlapping and nested values, at every split", "[secret_mask]") {
+  struct Case {
+    std::vector<std::string> values;
+    std::string text;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"abcdef", "cd"}, "xabcdefy", "x***y"},
+      {{"abcdef", "cd"}, "xabcdy", "xab***y"},
+      {{"ab", "bcd"}, "abcd!", "***!"},
+      {{"bc", "cdefg"}, "abcdx", "a***dx"},
+      {{"bc", "cdefg"}, "abcdefg.", "a***."},
+      {{"aa"}, "aaaaa", "***"},
+      {{"a"}, std::string(1000, 'a') + "b", "***b"},
+  };
+  for (const Case& c : cases) {
+    for (size_t size = 1; size <= c.text.size(); ++size) {
+      SecretMasker m(c.values);
+      INFO(c.text << " in chunks of " << size);
+      CHECK(FeedInChunks(m, c.text, size) == c.want);
+    }
+  }
+}
+
+TEST_CASE("SecretMasker drops what it holds where the stream is cut", "[secret_mask]") {
+  SecretMasker m({"hunter2"});
+  CHECK(m.Feed("log line hunte") == "log line ");
+  m.Drop();
   CHECK(m.Flush().empty());
 }
 

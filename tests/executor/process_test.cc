@@ -82,6 +82,19 @@ TEST_CASE("secret values are masked in the log and the error, also split across 
   CHECK(t::ReadFile(spec.log_path) == "pw=***.\n***\nhuntend ***");
   CHECK(r.log_bytes == 35);  // the task's own bytes
 
+  // Wherever the cap cuts, no part of the secret is written.
+  for (uint64_t cap = 1; cap <= 24; ++cap) {
+    ProcessSpec capped = t::ShellSpec(dir, "printf 0123456789hunt; sleep 0.01; printf 'er2 after'");
+    capped.mask = {"hunter2"};
+    capped.log_cap_bytes = cap;
+    ProcessResult cr = t::RunProcess(capped);
+    const std::string log = t::ReadFile(capped.log_path);
+    INFO("cap " << cap << ": " << log);
+    CHECK(log.find("hu") == std::string::npos);
+    CHECK(log.starts_with(std::string("0123456789***").substr(0, cap)));
+    CHECK(cr.log_truncated == (cap < 19));
+  }
+
   ProcessSpec missing = t::ShellSpec(dir, "true");
   missing.argv = {"/no/such/hunter2"};
   missing.mask = {"hunter2"};

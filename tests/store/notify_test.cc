@@ -55,8 +55,16 @@ TEST_CASE("a notification is queued once, claimed by one claimer, and finished w
 TEST_CASE("a run past its SLA is found and marked once, an ended one never") {
   TestDatabase t;
   auto db = t.Open();
-  const RunId running = RunningRun(*db);  // logical date 2026-11-29: long past any SLA
+  const RunId running = RunningRun(*db);  // logical date 2026-11-29
   const RunId ended = FailedRun(*db);
+  // Created just now, of an old date (a backfill): the SLA counts from its creation.
+  auto fresh = db->ScanSla("train", std::chrono::hours(2));
+  REQUIRE(fresh.ok());
+  CHECK(fresh->past.empty());
+  REQUIRE(fresh->next.has_value());
+  CHECK(*fresh->next > kiln::NowUtc() + std::chrono::minutes(119));
+  // Created on its date: long past.
+  t.Rows("UPDATE runs SET created_at = logical_date");
   auto scan = db->ScanSla("train", std::chrono::hours(2));
   REQUIRE(scan.ok());
   CHECK(scan->past == std::vector<RunId>{running});
