@@ -33,13 +33,6 @@ command = "echo shipped"
 
 constexpr const char* kOneSlot = "[pools]\ndefault = 1\n";
 
-std::string States(int64_t run) {
-  return Sql(
-      "select string_agg(task_id || ':' || state, ' ' order by position) from task_instances "
-      "where run_id = " +
-      std::to_string(run));
-}
-
 // Waits, through the event stream, until the run's task `task` waits; returns that event.
 json WaitUntilWaiting(const Daemon& daemon, int64_t run, const std::string& task) {
   auto events = ReadEvents(daemon, "run=" + std::to_string(run), [&](const json& e) {

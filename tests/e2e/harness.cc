@@ -212,4 +212,11 @@ bool ProcessAlive(int pid) {
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
 }
 
+std::string States(int64_t run) {
+  return Sql(
+      "select string_agg(task_id || ':' || state, ' ' order by position) from task_instances "
+      "where run_id = " +
+      std::to_string(run));
+}
+
 }  // namespace kiln::e2e

@@ -68,4 +68,7 @@ std::string Pipeline(const std::string& name, const std::string& keys,
 // True while a process with this pid exists (zombies count as gone).
 bool ProcessAlive(int pid);
 
+// "task:state ..." of the run's tasks in pipeline order, from the database.
+std::string States(int64_t run);
+
 }  // namespace kiln::e2e

@@ -14,13 +14,6 @@ using namespace kiln::e2e;
 
 namespace {
 
-std::string States(int64_t run) {
-  return Sql(
-      "select string_agg(task_id || ':' || state, ' ' order by position) from task_instances "
-      "where run_id = " +
-      std::to_string(run));
-}
-
 int64_t RunOf(Daemon& daemon, const std::string& pipeline, const std::string& body,
               const std::string& end) {
   auto client = daemon.Client(kOperatorToken);

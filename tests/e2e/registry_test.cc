@@ -71,7 +71,7 @@ json WaitForVersions(Daemon& daemon, size_t versions) {
   return model;
 }
 
-std::string States(int64_t run) {
+std::string StatesByName(int64_t run) {
   return Sql(
       "select string_agg(task_id || ':' || state, ' ' order by task_id) from "
       "task_instances where run_id = " +
@@ -111,7 +111,7 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
 
   // A worse one: the gate is skipped, so is deploy; nothing is registered.
   const int64_t worse = Train(daemon, "0.805");
-  CHECK(States(worse) == "deploy:skipped gate:skipped train:success");
+  CHECK(StatesByName(worse) == "deploy:skipped gate:skipped train:success");
   CHECK(ReadFile(daemon.data_dir() / ("logs/churn/" + std::to_string(worse) + "/gate/1.log"))
             .starts_with("kiln gate: model churn, champion version 1: 1 of 2 conditions hold; "
                          "not passed: the task is skipped\n"));

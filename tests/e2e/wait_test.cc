@@ -19,13 +19,6 @@ using namespace kiln::e2e;
 
 namespace {
 
-std::string States(int64_t run) {
-  return Sql(
-      "select string_agg(task_id || ':' || state, ' ' order by position) from task_instances "
-      "where run_id = " +
-      std::to_string(run));
-}
-
 std::string EndReason(int64_t run, const std::string& task) {
   return Sql("select detail->>'reason' from events where kind = 'task_state' and run_id = " +
              std::to_string(run) + " and task_id = '" + task +

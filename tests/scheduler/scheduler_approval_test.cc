@@ -18,16 +18,6 @@ kiln::dag::TaskSpec Approval(std::string id, std::vector<std::string> needs,
   return t;
 }
 
-const sch::TaskUpdate* LastUpdate(const Harness& h, const std::string& task) {
-  const sch::TaskUpdate* last = nullptr;
-  for (const auto& b : h.store.committed) {
-    for (const auto& u : b.tasks) {
-      if (u.task_id == task) last = &u;
-    }
-  }
-  return last;
-}
-
 kiln::Status Decide(Harness& h, const std::string& task, bool approve, const std::string& reason) {
   std::optional<kiln::Status> result;
   h.scheduler->Decide(RunId{7}, task, approve, reason,

@@ -284,4 +284,15 @@ struct Harness {
   std::unique_ptr<sch::Scheduler> scheduler;
 };
 
+// The last update of `task` that a batch committed, or null.
+inline const sch::TaskUpdate* LastUpdate(const Harness& h, const std::string& task) {
+  const sch::TaskUpdate* last = nullptr;
+  for (const auto& b : h.store.committed) {
+    for (const auto& u : b.tasks) {
+      if (u.task_id == task) last = &u;
+    }
+  }
+  return last;
+}
+
 }  // namespace scheduler_test

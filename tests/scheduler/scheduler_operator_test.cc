@@ -16,16 +16,6 @@ std::vector<Step> Steps(const std::vector<sch::TaskUpdate>& updates, size_t from
   return out;
 }
 
-const sch::TaskUpdate* LastUpdate(const Harness& h, const std::string& task) {
-  const sch::TaskUpdate* last = nullptr;
-  for (const auto& b : h.store.committed) {
-    for (const auto& u : b.tasks) {
-      if (u.task_id == task) last = &u;
-    }
-  }
-  return last;
-}
-
 }  // namespace
 
 // ---- Retrying an ended run ----

@@ -50,16 +50,6 @@ struct Looks {
   }
 };
 
-const sch::TaskUpdate* LastUpdate(const Harness& h, const std::string& task) {
-  const sch::TaskUpdate* last = nullptr;
-  for (const auto& b : h.store.committed) {
-    for (const auto& u : b.tasks) {
-      if (u.task_id == task) last = &u;
-    }
-  }
-  return last;
-}
-
 }  // namespace
 
 TEST_CASE("a file wait holds no slot, looks again every `every`, and succeeds once it is there") {
