@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { signedIn, pipelinesFolder, screenshot, tempDir, TOKENS } from './harness.mjs';
@@ -187,6 +188,52 @@ command = "echo shipped"
     assert.equal((await daemon.waitForRun(id)).state, 'success');
     assert.deepEqual(problems, []);
   });
+});
+
+test('a wait task shows what it waits for, then its end and the notification sent', { timeout: 120000 }, async () => {
+  const dir = tempDir();
+  const flag = path.join(dir, '_SUCCESS');
+  const received = [];
+  const receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => { received.push(JSON.parse(body)); res.writeHead(200); res.end(); });
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const port = receiver.address().port;
+  try {
+    await signedIn(pipelinesFolder({ 'nightly.toml': `[pipeline]
+name = "nightly"
+[tasks.wait_data]
+kind = "wait"
+for = "file"
+path = "${flag}"
+every = "200ms"
+timeout = "1h"
+[tasks.train]
+needs = ["wait_data"]
+command = "echo trained"
+[[notify]]
+on = ["success"]
+webhook = "http://127.0.0.1:${port}/hook"
+` }), 'operator', async ({ daemon, page, problems }) => {
+      const { id } = (await daemon.api('/api/v1/pipelines/nightly/runs', { method: 'POST', body: {} })).body;
+      await page.goto(`${daemon.url}/#/runs/${id}/wait_data`);
+      await page.locator('#waiting-for').getByText(/Waiting for a file since .*; the daemon looks, no process or slot is held\. Fails at .* if it is not there\./).waitFor();
+      await screenshot(page, 'wait');
+      fs.writeFileSync(flag, '');
+      await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="train"]')?.dataset.state === 'success');
+      await page.locator('#events').getByText(`wait_data: waiting → success (file '${flag}' is there)`).waitFor();
+      await page.locator('#events').getByText('notified success: delivered, HTTP 200 (try 1)').waitFor();
+      assert.equal(await page.locator('#waiting-for').count(), 0);
+      assert.equal(received.length, 1);
+      assert.equal(received[0].event, 'success');
+      assert.equal(received[0].run.id, id);
+      assert.deepEqual(problems, []);
+    });
+  } finally {
+    receiver.close();
+  }
 });
 
 test('the daemon is killed with a run page open: the page asks to sign in again, and the run carries on', { timeout: 180000 }, async () => {

@@ -128,6 +128,11 @@ webhook = ")" + receiver.Url("/hooks/{{ pipeline.name }}") +
   CHECK(tries[2]["webhook"] == receiver.Url("/hooks/{{ pipeline.name }}"));
   CHECK(Sql("select state || ':' || tries from notifications where run_id = " +
             std::to_string(run)) == "delivered:3");
+  // The event stream carries them too (the run page lists them).
+  const auto streamed = ReadEvents(daemon, "run=" + std::to_string(run), [](const json& e) {
+    return e["kind"] == "notification" && e["detail"]["outcome"] == "delivered";
+  });
+  CHECK(streamed.back()["detail"]["try"] == 3);
 }
 
 TEST_CASE("kiln.toml's notify with a secret, a retry, and a run past its SLA") {

@@ -50,7 +50,9 @@ export const enc = encodeURIComponent;
 const KINDS = ['run_created', 'run_state', 'task_state', 'fenced', 'run_taken_over',
   'cancel_requested', 'run_retried', 'task_marked', 'pipeline_paused', 'pipeline_unpaused',
   'fire_skipped', 'pipeline_loaded', 'pipeline_load_failed', 'pipeline_removed',
-  'backfill_created', 'backfill_cancelled'];
+  'backfill_created', 'backfill_cancelled', 'drift_triggered', 'drift_trigger_skipped',
+  'drift_trigger_failed', 'model_registered', 'model_registration_failed', 'cache_invalidated',
+  'sla_missed', 'notification'];
 
 // Follows /api/v1/events?QUERY; `onEvent(event)` for each, `onOpen()` once the stream's
 // starting point is fixed (after a reconnect too: the browser resends Last-Event-ID, so nothing
