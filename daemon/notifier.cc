@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/secret_mask.h"
+#include "daemon/wait_probe.h"
 #include "dag/template.h"
 #include "store/database.h"
 
@@ -295,7 +296,7 @@ std::optional<Instant> Notifier::SendDue() {
           if (result) {
             status = result->status;
           } else {
-            error = "no answer: " + httplib::to_string(result.error());
+            error = HttpErrorText(static_cast<int>(result.error()));
           }
         }
       }

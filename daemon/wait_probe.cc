@@ -21,8 +21,10 @@ scheduler::WaitAnswer LookAtFile(const scheduler::WaitProbe& probe) {
   return {true, "there"};
 }
 
-// What a failed request met, in words (cpp-httplib 0.11 names them in one word).
-std::string Failure(httplib::Error error) {
+}  // namespace
+
+std::string HttpErrorText(int code) {
+  const auto error = static_cast<httplib::Error>(code);
   switch (error) {
     case httplib::Error::Connection:
       return "cannot connect";
@@ -40,6 +42,8 @@ std::string Failure(httplib::Error error) {
       return httplib::to_string(error);
   }
 }
+
+namespace {
 
 scheduler::WaitAnswer LookAtUrl(const std::string& url) {
   // scheme://authority, then the path and query (at least "/").
@@ -67,7 +71,7 @@ scheduler::WaitAnswer LookAtUrl(const std::string& url) {
         return body <= kMaxBody;  // the answer's code is what counts; a long body is cut
       });
   if (result) status = result->status;
-  if (status == 0) return {false, Failure(result.error())};
+  if (status == 0) return {false, HttpErrorText(static_cast<int>(result.error()))};
   const std::string seen = "HTTP " + std::to_string(status);
   return {status >= 200 && status < 300, seen};
 }

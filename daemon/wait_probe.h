@@ -14,6 +14,10 @@
 
 namespace kiln::daemon {
 
+// What a failed cpp-httplib request met, in words ("cannot connect", "no answer (...)"), from
+// its httplib::Error as an int (cpp-httplib 0.11 names them in one word).
+std::string HttpErrorText(int error);
+
 // One look, done on the calling thread: what WaitProber's threads run.
 scheduler::WaitAnswer LookOnce(const scheduler::WaitProbe& probe);
 

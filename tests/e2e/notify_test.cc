@@ -2,7 +2,12 @@
 // delivery: a failed run (the receiver fails twice, then answers: three tries, each a run event),
 // a success in Slack's format from kiln.toml's own [[notify]] with a secret in its URL, a retry,
 // and a run that misses its SLA.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -187,4 +192,70 @@ webhook = ")" + receiver.Url("/pipeline") + R"("
   CHECK(Notifications(run)[2]["webhook"] == receiver.Url("/services/{{ secrets.hook }}"));
   CHECK(Sql("select count(*) from events where detail::text like '%T000-secret-path%'") == "0");
   CHECK(Sql("select count(*) from notifications where webhook like '%T000-secret-path%'") == "0");
+}
+
+TEST_CASE("a notification queued before a SIGKILL is delivered by the next daemon") {
+  TempDir dir;
+  // A port with nobody on it yet: the first tries cannot connect.
+  int port = 0;
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+    ::close(fd);  // free, and nobody listens on it
+  }
+  WriteFile(dir / "pipelines/p.toml", R"([pipeline]
+name = "p"
+[tasks.a]
+command = "exit 1"
+[[notify]]
+on = ["failed"]
+webhook = "http://127.0.0.1:)" + std::to_string(port) +
+                                          R"(/hook"
+)");
+  DaemonOptions o(dir / "pipelines");
+  o.on_stop = "leave";
+  int64_t run = 0;
+  {
+    Daemon first(dir, o);
+    auto client = first.Client(kOperatorToken);
+    run = Trigger(client, "p");
+    CHECK(WaitForRunEnd(first, run) == "failed");
+    WaitFor([&] { return Notifications(run).size() >= 1; }, "a failed try");
+    CHECK(Notifications(run)[0]["outcome"] == "retrying");
+    CHECK(Notifications(run)[0]["error"] == "cannot connect");
+    first.Signal(SIGKILL);
+    CHECK(first.Wait() == 128 + SIGKILL);
+  }
+  // The receiver comes up on that port; the next daemon finds the row and delivers it.
+  std::mutex mu;
+  std::vector<json> got;
+  httplib::Server receiver;
+  receiver.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    got.push_back(json::parse(req.body));
+    res.status = 200;
+  });
+  REQUIRE(receiver.bind_to_port("127.0.0.1", port));
+  std::thread serving([&] { receiver.listen_after_bind(); });
+  {
+    Daemon second(dir, o);
+    WaitFor(
+        [&] {
+          std::lock_guard lock(mu);
+          return got.size() == 1;
+        },
+        "the delivery by the next daemon");
+    WaitFor([&] { return Notifications(run).back()["outcome"] == "delivered"; }, "its event");
+  }
+  receiver.stop();
+  serving.join();
+  CHECK(got[0]["run"]["id"] == run);
+  CHECK(Sql("select state from notifications where run_id = " + std::to_string(run)) ==
+        "delivered");
 }
