@@ -489,9 +489,7 @@ void DaemonConfigReader::Read(const toml::table& doc, DaemonConfig& config) {
   if (const toml::node* node = doc.get("notify")) {
     config.notify = internal::ReadNotify(r_, *node, "notify");
     for (size_t i = 0; i < config.notify.size(); ++i) {
-      for (std::string_view ref : dag::TemplateRefs(config.notify[i].webhook)) {
-        if (!ref.starts_with(dag::kSecretsPrefix)) continue;
-        const std::string_view name = ref.substr(dag::kSecretsPrefix.size());
+      for (std::string_view name : dag::SecretNamesIn(config.notify[i].webhook)) {
         if (!config.secrets.contains(name)) {
           r_.Error(config.notify[i].webhook_loc, "notify[" + std::to_string(i) + "].webhook",
                    "unknown secret '" + std::string(name) + "'; declare it under [secrets]");

@@ -1,13 +1,11 @@
 #include "daemon/notifier.h"
 
-#include <httplib.h>
-
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
 #include "common/secret_mask.h"
-#include "daemon/wait_probe.h"
+#include "daemon/http_out.h"
 #include "dag/template.h"
 #include "store/database.h"
 
@@ -38,15 +36,6 @@ std::string Slack(const std::string& event, const std::string& pipeline, const j
   if (!failed.empty() && event != "success") text += "; failed: " + failed;
   if (!url.empty()) text += " <" + url + "|open the run>";
   return json{{"text", text}}.dump();
-}
-
-// scheme://authority and the rest ("/" at least).
-std::pair<std::string, std::string> SplitUrl(const std::string& url) {
-  const size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return {"", ""};
-  const size_t path = url.find('/', scheme_end + 3);
-  if (path == std::string::npos) return {url, "/"};
-  return {url.substr(0, path), url.substr(path)};
 }
 
 }  // namespace
@@ -235,6 +224,67 @@ std::optional<Instant> Notifier::CheckSlas() {
   return next;
 }
 
+// One try: the webhook rendered with its secrets (read now: a rotated one is used), the POST.
+Notifier::TryResult Notifier::Send(const store::DueNotification& n) {
+  TryResult t;
+  dag::TemplateValues values = {{"pipeline.name", n.pipeline}, {"run.id", ToString(n.run)}};
+  for (std::string_view name : dag::SecretNamesIn(n.webhook)) {
+    auto value =
+        options_.secret ? options_.secret(name) : Result<std::string>(Status::Error("no secrets"));
+    if (!value.ok()) {
+      t.error = value.message();
+      return t;
+    }
+    t.secret_values.push_back(value.value());
+    values[dag::SecretRef(name)] = std::move(value).value();
+  }
+  auto url = dag::Render(n.webhook, values, dag::Quoting::kNone);
+  if (!url.ok()) {
+    t.error = url.message();
+    return t;
+  }
+  const std::string run_url =
+      options_.public_url.empty() ? "" : options_.public_url + "#/runs/" + ToString(n.run);
+  HttpOut request;
+  request.method = "POST";
+  request.url = std::move(url).value();
+  request.headers = {
+      {"User-Agent", "kiln"}, {"X-Kiln-Delivery", std::to_string(n.id)}, {"X-Kiln-Event", n.event}};
+  request.body = NotificationBody(n.format, n.event, n.pipeline, n.run_json, n.subject, run_url);
+  request.connect_timeout = options_.connect_timeout;
+  request.answer_timeout = options_.answer_timeout;
+  const HttpAnswer answer = SendHttp(request);
+  t.status = answer.status;
+  t.error = answer.error;
+  if (t.error.empty() && !t.delivered()) t.error = "HTTP " + std::to_string(t.status);
+  return t;
+}
+
+// A try's outcome: the row and a run event, with what was read of secrets masked in the error.
+Status Notifier::Record(const store::DueNotification& n, const TryResult& t) {
+  std::optional<Instant> retry_at;
+  if (!t.delivered() && n.tries < options_.tries) {
+    retry_at = NowUtc() + options_.first_retry * (1 << std::min(n.tries - 1, 16));
+  }
+  const std::string error = SecretMasker(t.secret_values).MaskAll(t.error);
+  json detail = {{"event", n.event},
+                 {"webhook", n.webhook},
+                 {"try", n.tries},
+                 {"outcome", t.delivered() ? "delivered"
+                             : retry_at    ? "retrying"
+                                           : "gave_up"}};
+  if (!n.subject.empty()) detail["subject"] = n.subject;
+  if (t.status != 0) detail["status"] = t.status;
+  if (!error.empty()) detail["error"] = error;
+  if (retry_at) detail["retry_at"] = FormatRfc3339(*retry_at);
+  if (!t.delivered()) {
+    log::Warn("notification " + std::to_string(n.id) + " (" + n.event + ", run " + ToString(n.run) +
+              ") try " + std::to_string(n.tries) + ": " + error +
+              (retry_at ? "; trying again at " + FormatRfc3339(*retry_at) : "; given up"));
+  }
+  return db_->FinishNotification(n, t.delivered(), retry_at, detail.dump());
+}
+
 std::optional<Instant> Notifier::SendDue() {
   while (true) {
     {
@@ -249,82 +299,9 @@ std::optional<Instant> Notifier::SendDue() {
     }
     if (due->empty()) break;
     for (const store::DueNotification& n : *due) {
-      // Secrets are read at each try (a rotated one is used) and kept out of everything written.
-      dag::TemplateValues values = {{"pipeline.name", n.pipeline}, {"run.id", ToString(n.run)}};
-      std::vector<std::string> secret_values;
-      std::string error;
-      for (std::string_view ref : dag::TemplateRefs(n.webhook)) {
-        if (!ref.starts_with(dag::kSecretsPrefix)) continue;
-        const std::string name(ref.substr(dag::kSecretsPrefix.size()));
-        auto value = options_.secret ? options_.secret(name)
-                                     : Result<std::string>(Status::Error("no secrets"));
-        if (!value.ok()) {
-          error = value.message();
-          break;
-        }
-        secret_values.push_back(value.value());
-        values[std::string(ref)] = std::move(value).value();
-      }
-      std::string url;
-      if (error.empty()) {
-        auto rendered = dag::Render(n.webhook, values, dag::Quoting::kNone);
-        if (rendered.ok()) {
-          url = std::move(rendered).value();
-        } else {
-          error = rendered.message();
-        }
-      }
-      const std::string run_url =
-          options_.public_url.empty() ? "" : options_.public_url + "#/runs/" + ToString(n.run);
-      int status = 0;
-      if (error.empty()) {
-        auto [origin, path] = SplitUrl(url);
-        httplib::Client client(origin);
-        if (origin.empty() || !client.is_valid()) {
-          error = "the webhook is not an http:// or https:// URL";
-        } else {
-          client.set_connection_timeout(options_.connect_timeout);
-          client.set_read_timeout(options_.answer_timeout);
-          client.set_write_timeout(options_.answer_timeout);
-          const std::string body =
-              NotificationBody(n.format, n.event, n.pipeline, n.run_json, n.subject, run_url);
-          auto result = client.Post(path,
-                                    httplib::Headers{{"User-Agent", "kiln"},
-                                                     {"X-Kiln-Delivery", std::to_string(n.id)},
-                                                     {"X-Kiln-Event", n.event}},
-                                    body, "application/json");
-          if (result) {
-            status = result->status;
-          } else {
-            error = HttpErrorText(static_cast<int>(result.error()));
-          }
-        }
-      }
-      const bool delivered = status >= 200 && status < 300;
-      if (error.empty() && !delivered) error = "HTTP " + std::to_string(status);
-      std::optional<Instant> retry_at;
-      if (!delivered && n.tries < options_.tries) {
-        retry_at = NowUtc() + options_.first_retry * (1 << std::min(n.tries - 1, 16));
-      }
-      json detail = {{"event", n.event},
-                     {"webhook", n.webhook},
-                     {"try", n.tries},
-                     {"outcome", delivered  ? "delivered"
-                                 : retry_at ? "retrying"
-                                            : "gave_up"}};
-      if (!n.subject.empty()) detail["subject"] = n.subject;
-      if (status != 0) detail["status"] = status;
-      if (!error.empty()) detail["error"] = SecretMasker(secret_values).MaskAll(error);
-      if (retry_at) detail["retry_at"] = FormatRfc3339(*retry_at);
-      if (Status s = db_->FinishNotification(n, delivered, retry_at, detail.dump()); !s.ok()) {
+      if (Status s = Record(n, Send(n)); !s.ok()) {
         Failed(s);  // the lease runs out and the row is tried again
         return NowUtc() + std::chrono::seconds(5);
-      }
-      if (!delivered) {
-        log::Warn("notification " + std::to_string(n.id) + " (" + n.event + ", run " +
-                  ToString(n.run) + ") try " + std::to_string(n.tries) + ": " +
-                  SecretMasker(secret_values).MaskAll(error) +
-                  (retry_at ? "; trying again at " + FormatRfc3339(*retry_at) : "; given up"));
       }
     }
   }

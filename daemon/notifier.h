@@ -31,7 +31,8 @@
 
 namespace kiln::store {
 class Database;
-}
+struct DueNotification;
+}  // namespace kiln::store
 
 namespace kiln::daemon {
 
@@ -95,6 +96,14 @@ class Notifier {
   std::optional<Instant> CheckSlas();
   // Sends what is due; when the next delivery is due.
   std::optional<Instant> SendDue();
+  struct TryResult {
+    int status = 0;                          // the webhook's answer; 0 = none
+    std::string error;                       // why it was not delivered
+    std::vector<std::string> secret_values;  // read for this try: masked in what is written
+    bool delivered() const { return status >= 200 && status < 300; }
+  };
+  TryResult Send(const store::DueNotification& n);
+  Status Record(const store::DueNotification& n, const TryResult& t);
   std::vector<dag::NotifySpec> HooksFor(const std::string& pipeline, const std::string& event);
 
   NotifierOptions options_;

@@ -1,6 +1,6 @@
 // Looks at what wait tasks (kind = "wait") wait for, on threads of its own: whether a file exists
-// (a stat) or a URL answers 2xx to a GET (cpp-httplib; 5 s to connect, 10 s to answer, redirects
-// not followed, the body read and dropped). The scheduler's SchedulerOptions::probe.
+// (a stat) or a URL answers 2xx to a GET (daemon/http_out.h: 5 s to connect, 10 s to answer,
+// redirects not followed). The scheduler's SchedulerOptions::probe.
 #pragma once
 
 #include <condition_variable>
@@ -13,10 +13,6 @@
 #include "scheduler/scheduler.h"
 
 namespace kiln::daemon {
-
-// What a failed cpp-httplib request met, in words ("cannot connect", "no answer (...)"), from
-// its httplib::Error as an int (cpp-httplib 0.11 names them in one word).
-std::string HttpErrorText(int error);
 
 // One look, done on the calling thread: what WaitProber's threads run.
 scheduler::WaitAnswer LookOnce(const scheduler::WaitProbe& probe);

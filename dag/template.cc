@@ -383,6 +383,19 @@ std::vector<std::string_view> TemplateRefs(std::string_view text) {
   return refs;
 }
 
+std::vector<std::string_view> SecretNamesIn(std::string_view text) {
+  std::vector<std::string_view> names;
+  if (text.find("{{") == std::string_view::npos) return names;
+  for (std::string_view ref : TemplateRefs(text)) {
+    if (ref.starts_with(kSecretsPrefix)) names.push_back(ref.substr(kSecretsPrefix.size()));
+  }
+  return names;
+}
+
+std::string SecretRef(std::string_view name) {
+  return std::string(kSecretsPrefix) + std::string(name);
+}
+
 std::vector<std::string> CheckTemplate(std::string_view text, const std::set<std::string>& known) {
   Tokens scan = Tokenize(text);
   for (const Token& t : scan.tokens) {

@@ -22,6 +22,10 @@ std::vector<std::string_view> TemplateRefs(std::string_view text);
 
 // {{ secrets.NAME }}: a secret declared in kiln.toml, allowed in env values and argv only.
 inline constexpr std::string_view kSecretsPrefix = "secrets.";
+// The secrets a template names (NAME of each {{ secrets.NAME }}), in order, repeats kept.
+std::vector<std::string_view> SecretNamesIn(std::string_view text);
+// "secrets.NAME": the template name a secret's value is rendered under.
+std::string SecretRef(std::string_view name);
 
 // Problems in one template string: unknown names, "{{" without "}}", empty names. Each message is
 // complete, e.g. "unknown template name 'params.epoch' (known: params.epochs, run.id, ...)".

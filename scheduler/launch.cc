@@ -60,12 +60,7 @@ dag::Value RenderValue(const dag::Value& value,
 std::set<std::string> SecretRefsOf(const dag::TaskSpec& spec) {
   std::set<std::string> names;
   auto scan = [&](const std::string& text) {
-    if (text.find("{{") == std::string::npos) return;
-    for (std::string_view ref : dag::TemplateRefs(text)) {
-      if (ref.starts_with(dag::kSecretsPrefix)) {
-        names.emplace(ref.substr(dag::kSecretsPrefix.size()));
-      }
-    }
+    for (std::string_view name : dag::SecretNamesIn(text)) names.emplace(name);
   };
   if (spec.argv) {
     for (const auto& a : *spec.argv) scan(a);
@@ -88,7 +83,7 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   // Read now, so that a rotated secret reaches the next attempt; the cache key's caller gives
   // placeholders instead.
   for (const std::string& name : SecretRefsOf(spec)) {
-    const std::string ref = std::string(dag::kSecretsPrefix) + name;
+    const std::string ref = dag::SecretRef(name);
     if (values.count(ref) != 0) continue;
     if (!options_.secret) {
       return Status::Error(ErrorCode::kInvalidArgument,
@@ -234,7 +229,7 @@ std::string Scheduler::CacheKeyOf(const Run& run, TaskId task) const {
   values["run.triggered_by"] = "<run.triggered_by>";
   // A secret's value is not hashed (nor needed): a rotated password leaves the work the same.
   for (const std::string& name : SecretRefsOf(spec)) {
-    values[std::string(dag::kSecretsPrefix) + name] = "<secrets." + name + ">";
+    values[dag::SecretRef(name)] = "<" + dag::SecretRef(name) + ">";
   }
   auto req = BuildLaunch(run, task, 0, &values);
   if (!req.ok()) return "";

@@ -150,11 +150,10 @@ Status Database::FinishNotification(const DueNotification& n, bool delivered,
     const std::string state = delivered ? "delivered" : retry_at ? "pending" : "failed";
     // Only the claim that made this try may finish it (a lease that ran out let another
     // daemon claim the row: its try counts, this one's outcome is still recorded as an event).
-    pqxx::result updated = txn.exec_params(
+    txn.exec_params(
         "UPDATE notifications SET state = $2, next_at = coalesce($3::timestamptz, next_at) "
         "WHERE id = $1 AND tries = $4 AND state = 'pending'",
         n.id, state, TimeParam(retry_at), n.tries);
-    (void)updated;
     txn.exec_prepared("kiln_record_event", Value(n.run), "notification", "kiln", detail_json);
     txn.commit();
     return Status::Ok();
