@@ -59,6 +59,65 @@ std::optional<std::map<std::string, std::string>> ReadEnv(TomlReader& reader,
   return env;
 }
 
+std::optional<dag::Value> ToValue(TomlReader& reader, const toml::node& node,
+                                  const std::string& field);
+
+// for_each: a string (a JSON array file, templated) or an inline array of strings, numbers,
+// booleans, or tables of those.
+std::optional<dag::ForEach> ReadForEach(TomlReader& reader, const toml::node& node,
+                                        const std::string& field) {
+  dag::ForEach each;
+  each.loc = LocOf(node);
+  if (const auto* s = node.as_string()) {
+    each.file = s->get();
+    if (each.file.empty()) {
+      reader.Error(each.loc, field,
+                   "empty; name a JSON array file, e.g. \"{{ run.dir }}/items.json\"");
+      return std::nullopt;
+    }
+    return each;
+  }
+  const toml::array* array = node.as_array();
+  if (array == nullptr) {
+    reader.TypeError(node, field, "a JSON array file's path or an array of items");
+    return std::nullopt;
+  }
+  if (array->size() > dag::kMaxItems) {
+    reader.Error(each.loc, field,
+                 std::to_string(array->size()) + " items; at most " +
+                     std::to_string(dag::kMaxItems) + " (write them to a file for_each reads)");
+    return std::nullopt;
+  }
+  bool ok = true;
+  for (size_t i = 0; i < array->size(); ++i) {
+    const std::string item_field = field + "[" + std::to_string(i) + "]";
+    auto item = ToValue(reader, (*array)[i], item_field);
+    if (!item) {
+      ok = false;
+      continue;
+    }
+    auto scalar = [](const dag::Value& v) {
+      return v.type != dag::Value::Type::kArray && v.type != dag::Value::Type::kTable;
+    };
+    bool fine = scalar(*item);
+    if (item->type == dag::Value::Type::kTable) {
+      fine = std::all_of(item->items.begin(), item->items.end(), scalar);
+    }
+    if (!fine) {
+      reader.Error(
+          item->loc, item_field,
+          "an item is a string, number, boolean, or a table of those; got " +
+              std::string(item->type == dag::Value::Type::kArray ? "an array"
+                                                                 : "a nested table or array"));
+      ok = false;
+      continue;
+    }
+    each.items.push_back(std::move(*item));
+  }
+  if (!ok) return std::nullopt;
+  return each;
+}
+
 // Reads the keys that name what runs and when.
 bool ReadWhatAndWhen(TomlReader& reader, std::string_view key, const toml::node& node,
                      const std::string& field, TaskFields& f, LocMap& locs) {
@@ -86,6 +145,10 @@ bool ReadWhatAndWhen(TomlReader& reader, std::string_view key, const toml::node&
     f.metrics = reader.String(node, field);
   } else if (key == "cache") {
     f.cache = reader.Bool(node, field);
+  } else if (key == "for_each") {
+    f.for_each = ReadForEach(reader, node, field);
+  } else if (key == "max_parallel") {
+    f.max_parallel = reader.Int(node, field);
   } else {
     return false;
   }
@@ -255,6 +318,8 @@ dag::TaskSpec MakeTask(std::string id, const TaskFields& own, const TaskFields& 
   t.outputs = own.outputs.value_or(std::vector<std::string>{});
   t.metrics = own.metrics.value_or("");
   t.cache = own.cache.value_or(false);
+  t.for_each = own.for_each;
+  t.max_parallel = own.max_parallel.value_or(0);
   t.options = own.options;
   // Like every other key, a task's own env replaces the [defaults] one (the format's rule:
   // defaults apply "unless the task sets the key itself").

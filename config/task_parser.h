@@ -35,6 +35,8 @@ struct TaskFields {
   std::optional<std::vector<std::string>> outputs;
   std::optional<std::string> metrics;
   std::optional<bool> cache;
+  std::optional<dag::ForEach> for_each;  // tasks only, like max_parallel
+  std::optional<int> max_parallel;
   dag::SourceLoc needs_loc;
   // A task's keys that are not the format's own, in file order: its kind's (tasks only; in
   // [defaults] such a key is unknown).

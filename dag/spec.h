@@ -130,6 +130,16 @@ struct EnvVar {
 // (kind = "approval"), or for a file, a URL or an instant (kind = "wait").
 enum class Execution { kProcess, kApproval, kWait };
 
+// for_each: where a mapped task's items come from (docs/pipelines.md). Each item becomes an
+// instance of the task, `train[0]`, `train[1]`, ...
+struct ForEach {
+  std::string file;          // a template naming a JSON array file written upstream; "" = inline
+  std::vector<Value> items;  // the inline array's items: strings, numbers, booleans or tables
+  SourceLoc loc;
+};
+// The most items a mapped task may have.
+inline constexpr size_t kMaxItems = 10000;
+
 struct TaskSpec {
   std::string id;
   std::string kind = "shell";
@@ -154,6 +164,8 @@ struct TaskSpec {
   std::vector<std::string> outputs;
   std::string metrics;  // template: a flat JSON object of numbers it writes; empty = none
   bool cache = false;   // reuse an earlier identical success (needs outputs)
+  std::optional<ForEach> for_each;  // set: one instance per item
+  int max_parallel = 0;             // instances running at once; 0 = no limit
   // The keys of kinds other than shell (a table; for shell, any key here is unknown).
   Value options;
   SourceLoc loc;        // of the [tasks.<id>] header

@@ -103,10 +103,13 @@ class Validator {
   std::vector<std::vector<size_t>> NeedsGraph() const;
   void CheckCycles();
   void CheckNotify();
+  void CheckForEach(const TaskSpec& task);
+  std::set<std::string> CheckItemRefs(const Place& place, std::string_view text);
 
   const PipelineSpec& spec_;
   const KindCatalog& kinds_;
   const SecretNames* secrets_;
+  const TaskSpec* task_ = nullptr;  // the task being checked
   const std::set<std::string> known_;
   TemplateValues dummy_values_;
   std::unordered_map<std::string_view, size_t> index_;  // task id -> first task with it
@@ -204,8 +207,11 @@ void Validator::CheckTask(const TaskSpec& task) {
   CheckNumbers(task);
   CheckEnv(task);
   CheckNeeds(task);
+  task_ = &task;
+  CheckForEach(task);
   CheckTemplates(task);
   CheckFiles(task);
+  task_ = nullptr;
 }
 
 void Validator::CheckKind(const TaskSpec& task) {
@@ -440,18 +446,88 @@ void Validator::CheckTemplate(const Place& place, std::string_view text, bool sh
                      (declared.empty() ? "none" : declared) + ")");
     }
   }
-  std::set<std::string> with_secrets;
-  if (!secret_refs.empty()) {
-    with_secrets = known_;
-    with_secrets.insert(secret_refs.begin(), secret_refs.end());
+  const std::set<std::string> item_refs = CheckItemRefs(place, text);
+  std::set<std::string> extended;
+  if (!secret_refs.empty() || !item_refs.empty()) {
+    extended = known_;
+    extended.insert(secret_refs.begin(), secret_refs.end());
+    extended.insert(item_refs.begin(), item_refs.end());
   }
-  std::vector<std::string> errors =
-      dag::CheckTemplate(text, secret_refs.empty() ? known_ : with_secrets);
+  std::vector<std::string> errors = dag::CheckTemplate(text, extended.empty() ? known_ : extended);
   for (std::string& error : errors) Add(place, std::move(error));
   if (!errors.empty() || !shell || !secret_refs.empty()) return;
   // Whether every reference can be quoted where it stands does not depend on the values.
-  Result<std::string> rendered = Render(text, dummy_values_, Quoting::kShell);
+  TemplateValues values = dummy_values_;
+  for (const std::string& ref : item_refs) values.emplace(ref, "x");
+  Result<std::string> rendered = Render(text, values, Quoting::kShell);
   if (!rendered.ok()) Add(place, rendered.message());
+}
+
+// {{ item }}, {{ item.index }}, {{ item.KEY }}: only in a task with for_each; with inline items,
+// what each reference needs holds for every item. Returns the item names referred to.
+std::set<std::string> Validator::CheckItemRefs(const Place& place, std::string_view text) {
+  std::set<std::string> refs;
+  for (std::string_view ref : TemplateRefs(text)) {
+    if (ref != "item" && !ref.starts_with("item.")) continue;
+    if (!refs.emplace(ref).second) continue;
+    const std::string shown = "{{ " + std::string(ref) + " }}";
+    if (task_ == nullptr || !task_->for_each) {
+      Add(place, shown + " names the item of a task with for_each; this task has none");
+      continue;
+    }
+    const ForEach& each = *task_->for_each;
+    if (ref == "item.index" || !each.file.empty()) continue;  // file items: seen at run time
+    for (size_t i = 0; i < each.items.size(); ++i) {
+      const Value& item = each.items[i];
+      const bool table = item.type == Value::Type::kTable;
+      std::string problem;
+      if (ref == "item" && table) {
+        problem = "item " + std::to_string(i) + " is a table; use {{ item.KEY }} for its keys";
+      } else if (ref != "item" && !table) {
+        problem = "item " + std::to_string(i) + " is " + std::string(item.Phrase()) +
+                  ", not a table; use {{ item }}";
+      } else if (ref != "item" && item.Find(ref.substr(5)) == nullptr) {
+        std::string keys;
+        for (const Value& k : item.items) keys += (keys.empty() ? "" : ", ") + k.key;
+        problem = "item " + std::to_string(i) + " has no key " + Quote(ref.substr(5)) +
+                  " (its keys: " + (keys.empty() ? "none" : keys) + ")";
+      }
+      if (!problem.empty()) {
+        Add(place, shown + ": " + problem);
+        break;
+      }
+    }
+  }
+  return refs;
+}
+
+// for_each and max_parallel: a process task's; the file is a template without item names.
+void Validator::CheckForEach(const TaskSpec& task) {
+  if (!task.for_each) {
+    if (spec_.locs.contains("tasks." + task.id + ".max_parallel")) {
+      Add(TaskKey(task, "max_parallel"),
+          "max_parallel limits the instances of a task with for_each; this task has none");
+    }
+    return;
+  }
+  if (kinds_.Has(task.kind) && kinds_.ExecutionOf(task.kind) != Execution::kProcess) {
+    Add(TaskKey(task, "for_each"),
+        "for_each runs a process per item; a task of kind '" + task.kind + "' runs none");
+  }
+  if (spec_.locs.contains("tasks." + task.id + ".max_parallel") && task.max_parallel < 1) {
+    Add(TaskKey(task, "max_parallel"),
+        "must be at least 1, got " + std::to_string(task.max_parallel));
+  }
+  if (task.cache) {
+    Add(TaskKey(task, "cache"), "cache = true is not available on a task with for_each yet");
+  }
+  const ForEach& each = *task.for_each;
+  if (!each.file.empty() && each.file.find("{{") != std::string::npos) {
+    const TaskSpec* current = task_;
+    task_ = nullptr;  // the file is read before there is an item
+    CheckTemplate(TaskKey(task, "for_each"), each.file, /*shell=*/false);
+    task_ = current;
+  }
 }
 
 // Webhooks may name secrets (config/ has checked the other names).
@@ -562,27 +638,11 @@ const KindCatalog& ShellOnly() {
 }
 
 std::span<const std::string_view> TaskKeys() {
-  static constexpr std::string_view kKeys[] = {"allow_failure",
-                                               "argv",
-                                               "cache",
-                                               "command",
-                                               "env",
-                                               "inputs",
-                                               "kind",
-                                               "max_retry_delay",
-                                               "metrics",
-                                               "needs",
-                                               "outputs",
-                                               "pool",
-                                               "priority",
-                                               "retries",
-                                               "retry_backoff",
-                                               "retry_delay",
-                                               "skip_exit_codes",
-                                               "slots",
-                                               "timeout",
-                                               "trigger_rule",
-                                               "workdir"};
+  static constexpr std::string_view kKeys[] = {
+      "allow_failure",   "argv",  "cache",        "command",         "env",           "for_each",
+      "inputs",          "kind",  "max_parallel", "max_retry_delay", "metrics",       "needs",
+      "outputs",         "pool",  "priority",     "retries",         "retry_backoff", "retry_delay",
+      "skip_exit_codes", "slots", "timeout",      "trigger_rule",    "workdir"};
   return kKeys;
 }
 

@@ -40,14 +40,14 @@ TEST_CASE("unknown keys are named with the accepted ones and the closest") {
       Strings{"p.toml:3:8: tasks.train: no command; set command (run with /bin/sh -c) or argv (run "
               "directly)",
               "p.toml:4:1: tasks.train.comand: unknown key 'comand'; did you mean 'command'? "
-              "(accepted: allow_failure, argv, cache, command, env, inputs, kind, "
-              "max_retry_delay, metrics, needs, outputs, pool, priority, retries, retry_backoff, "
+              "(accepted: allow_failure, argv, cache, command, env, for_each, inputs, kind, "
+              "max_parallel, max_retry_delay, metrics, needs, outputs, pool, priority, retries, "
+              "retry_backoff, "
               "retry_delay, skip_exit_codes, slots, timeout, trigger_rule, workdir)"});
-  CHECK(
-      Errors("[pipeline]\nname = \"p\"\nowner = \"me\"\n[tasks.a]\ncommand = \"x\"\n") ==
-      Strings{
-          "p.toml:3:1: pipeline.owner: unknown key 'owner' (accepted: catchup, description, "
-          "max_active_runs, name, overlap, paused, schedule, sla, tags, timezone, trigger_on_success)"});
+  CHECK(Errors("[pipeline]\nname = \"p\"\nowner = \"me\"\n[tasks.a]\ncommand = \"x\"\n") ==
+        Strings{"p.toml:3:1: pipeline.owner: unknown key 'owner' (accepted: catchup, description, "
+                "max_active_runs, name, overlap, paused, schedule, sla, tags, timezone, "
+                "trigger_on_success)"});
   CHECK(Errors(WithHeader("[task.a]\ncommand = \"x\"\n")) ==
         Strings{"p.toml: tasks: no tasks; define at least one [tasks.<id>] table",
                 "p.toml:3:2: task: unknown key 'task'; did you mean 'tasks'? (accepted: defaults, "
@@ -175,8 +175,9 @@ trigger_rule = "sometimes"
             "pipelines/churn.toml:7:1: defaults.needs: needs cannot have a default; set it on "
             "each task",
             "pipelines/churn.toml:11:1: tasks.prepare.timout: unknown key 'timout'; did you mean "
-            "'timeout'? (accepted: allow_failure, argv, cache, command, env, inputs, kind, "
-            "max_retry_delay, metrics, needs, outputs, pool, priority, retries, retry_backoff, "
+            "'timeout'? (accepted: allow_failure, argv, cache, command, env, for_each, inputs, "
+            "kind, max_parallel, max_retry_delay, metrics, needs, outputs, pool, priority, "
+            "retries, retry_backoff, "
             "retry_delay, skip_exit_codes, slots, timeout, trigger_rule, workdir)",
             "pipelines/churn.toml:14:21: tasks.train.needs: unknown task 'check' (defined tasks: "
             "prepare, train, evaluate)",

@@ -117,7 +117,8 @@ comand = "x"
         std::vector<std::string>{
             "p.toml:4:8: tasks.a.kind: unknown task kind 'probe' (known: shell)",
             "p.toml:8:1: tasks.b.comand: unknown key 'comand'; did you mean 'command'? "
-            "(accepted: allow_failure, argv, cache, command, env, inputs, kind, max_retry_delay, "
+            "(accepted: allow_failure, argv, cache, command, env, for_each, inputs, kind, "
+            "max_parallel, max_retry_delay, "
             "metrics, needs, outputs, pool, priority, retries, retry_backoff, retry_delay, "
             "skip_exit_codes, slots, timeout, trigger_rule, workdir)"});
 }
