@@ -1,0 +1,50 @@
+#include "dag/items.h"
+
+#include <catch2/catch.hpp>
+
+namespace {
+
+using kiln::dag::Value;
+
+Value Scalar(Value::Type type) {
+  Value v;
+  v.type = type;
+  return v;
+}
+
+Value Text(std::string s, std::string key = "") {
+  Value v = Scalar(Value::Type::kString);
+  v.string = std::move(s);
+  v.key = std::move(key);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("an item's text, JSON and template values") {
+  Value region = Text("eu-west \"1\"\n");
+  CHECK(kiln::dag::ItemText(region) == "eu-west \"1\"\n");
+  CHECK(kiln::dag::ItemJson(region) == R"("eu-west \"1\"\n")");
+  CHECK(kiln::dag::ItemValues(region, 3) ==
+        kiln::dag::TemplateValues{{"item", "eu-west \"1\"\n"}, {"item.index", "3"}});
+
+  Value c = Scalar(Value::Type::kFloat);
+  c.number = 0.1;
+  c.key = "c";
+  Value depth = Scalar(Value::Type::kInteger);
+  depth.integer = 5;
+  depth.key = "depth";
+  Value fast = Scalar(Value::Type::kBool);
+  fast.boolean = true;
+  fast.key = "fast";
+  Value table = Scalar(Value::Type::kTable);
+  table.items = {c, depth, fast, Text("a\tb", "name")};
+  CHECK(kiln::dag::ItemJson(table) == R"({"c":0.1,"depth":5,"fast":true,"name":"a\tb"})");
+  CHECK(kiln::dag::ItemValues(table, 0) == kiln::dag::TemplateValues{{"item.c", "0.1"},
+                                                                     {"item.depth", "5"},
+                                                                     {"item.fast", "true"},
+                                                                     {"item.index", "0"},
+                                                                     {"item.name", "a\tb"}});
+  CHECK(kiln::dag::ItemJson(Text(std::string("\x01", 1))) == R"("\u0001")");
+  CHECK(kiln::dag::InstanceName("train", 12) == "train[12]");
+}
