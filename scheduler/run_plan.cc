@@ -110,6 +110,50 @@ std::vector<TaskId> RunPlan::TakeReady() {
   return out;
 }
 
+TaskId RunPlan::Expand(TaskId parent, size_t count, std::vector<Change>* changes) {
+  const uint32_t p = Index(parent);
+  KILN_CHECK(p < pipeline_.dag.size());
+  KILN_CHECK(!dag::IsTerminal(states_[p]) && mapped_.count(p) == 0);
+  const auto first = static_cast<TaskId>(states_.size());
+  if (count == 0) {
+    std::vector<Change> ended = Finish(parent, TaskState::kSkipped);
+    if (changes != nullptr) {
+      changes->push_back(Change{parent, TaskState::kSkipped, parent});
+      changes->insert(changes->end(), ended.begin(), ended.end());
+    }
+    return first;
+  }
+  states_[p] = TaskState::kRunning;
+  mapped_[p].total = count;
+  states_.resize(states_.size() + count, TaskState::kPending);
+  released_.resize(states_.size(), true);
+  parent_of_.resize(states_.size() - pipeline_.dag.size(), p);
+  unfinished_ += count;
+  for (size_t i = 0; i < count; ++i) ready_.push_back(static_cast<TaskId>(Index(first) + i));
+  return first;
+}
+
+std::optional<TaskId> RunPlan::ParentOf(TaskId unit) const {
+  const size_t n = pipeline_.dag.size();
+  if (Index(unit) < n) return std::nullopt;
+  return static_cast<TaskId>(parent_of_[Index(unit) - n]);
+}
+
+void RunPlan::CountInstance(uint32_t parent, TaskState end_state, TaskId instance,
+                            std::vector<Change>& changes) {
+  Mapped& m = mapped_[parent];
+  ++m.ended;
+  if (end_state == TaskState::kSuccess) ++m.succeeded;
+  if (end_state == TaskState::kSkipped) ++m.skipped;
+  if (m.ended < m.total || dag::IsTerminal(states_[parent])) return;
+  const TaskState aggregate = m.succeeded == m.total ? TaskState::kSuccess
+                              : m.skipped == m.total ? TaskState::kSkipped
+                                                     : TaskState::kFailed;
+  changes.push_back(Change{static_cast<TaskId>(parent), aggregate, instance});
+  std::vector<Change> decided = Finish(static_cast<TaskId>(parent), aggregate);
+  changes.insert(changes.end(), decided.begin(), decided.end());
+}
+
 std::vector<Change> RunPlan::Finish(TaskId task, TaskState end_state) {
   KILN_CHECK(Index(task) < states_.size());
   KILN_CHECK(dag::IsTerminal(end_state));
@@ -119,6 +163,11 @@ std::vector<Change> RunPlan::Finish(TaskId task, TaskState end_state) {
   states_[Index(task)] = end_state;
   released_[Index(task)] = true;
   --unfinished_;
+  if (auto parent = ParentOf(task)) {
+    // An instance has no edges of its own: it counts toward its parent, which decides once.
+    CountInstance(Index(*parent), end_state, task, changes);
+    return changes;
+  }
 
   // Breadth-first over the tasks this end decides: a worklist, not recursion, so a 10,000-task
   // chain of upstream_failed costs no stack. Each ended task is visited once and touches only its
@@ -175,7 +224,10 @@ std::vector<TaskId> RunPlan::CancelAll() {
 dag::RunState RunPlan::Outcome() const {
   KILN_CHECK(done());
   if (cancelled_) return dag::RunState::kCancelled;
-  return OutcomeOf(states_, [this](size_t i) { return pipeline_.spec.tasks[i].allow_failure; });
+  // The pipeline's tasks decide (a mapped task's state is its instances' aggregate).
+  const std::vector<TaskState> tasks(
+      states_.begin(), states_.begin() + static_cast<std::ptrdiff_t>(pipeline_.dag.size()));
+  return OutcomeOf(tasks, [this](size_t i) { return pipeline_.spec.tasks[i].allow_failure; });
 }
 
 dag::RunState OutcomeOf(const std::vector<TaskState>& states,

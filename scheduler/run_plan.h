@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -54,6 +55,17 @@ class RunPlan {
   // A task that ended before it was taken from TakeReady is not returned by it.
   std::vector<Change> Finish(TaskId task, dag::TaskState end_state);
 
+  // A mapped task (for_each) taken from TakeReady expands into `count` instances: units with ids
+  // after every task and instance so far, returned by the next TakeReady (they have no
+  // upstreams). The parent becomes running, holding no attempt; it ends when its last instance
+  // ends, with the aggregate: success when every instance succeeded, skipped when all were
+  // skipped, failed otherwise. With no items it ends skipped at once: its changes (and what they
+  // decide) are returned, the parent's first. Returns the first instance's id.
+  TaskId Expand(TaskId parent, size_t count, std::vector<Change>* changes);
+  // The mapped task an instance belongs to; nullopt for a task of the pipeline.
+  std::optional<TaskId> ParentOf(TaskId unit) const;
+  size_t units() const { return states_.size(); }
+
   // Bookkeeping for non-terminal states (queued, running, up_for_retry). KILN_CHECKs that the
   // task has not ended and that `state` is not an end state (use Finish for those).
   void SetState(TaskId task, dag::TaskState state);
@@ -76,6 +88,18 @@ class RunPlan {
   std::vector<bool> released_;  // returned by TakeReady or decided
   std::vector<TaskId> ready_;
   std::vector<Change> initial_changes_;
+  // Instances of mapped tasks: unit index - tasks -> the parent's index; per parent, its counts.
+  struct Mapped {
+    size_t total = 0;
+    size_t ended = 0;
+    size_t succeeded = 0;
+    size_t skipped = 0;
+  };
+  std::vector<uint32_t> parent_of_;
+  std::unordered_map<uint32_t, Mapped> mapped_;
+  // An instance ended: counts it, and ends the parent once all have (its change goes first).
+  void CountInstance(uint32_t parent, dag::TaskState end_state, TaskId instance,
+                     std::vector<Change>& changes);
   size_t unfinished_ = 0;
   bool cancelled_ = false;
 };
