@@ -72,7 +72,7 @@ int WaitForRun(ApiClient& client, const ClientOptions& options, const json& crea
             if (At(e, "detail").is_object() && At(e, "detail").contains("reason")) {
               reason = Text(At(e, "detail")["reason"]);
             }
-            progress.OnTaskState(RunId{}, task, *state,
+            progress.OnTaskState(RunId{}, task, task.id, *state,
                                  At(e, "attempt").is_number() ? At(e, "attempt").get<int>() : 0,
                                  reason);
           }

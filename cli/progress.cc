@@ -26,8 +26,8 @@ std::string Seconds(std::chrono::steady_clock::duration d) {
 Progress::Progress(std::FILE* out, bool tty, size_t total_tasks)
     : out_(out), tty_(tty), total_(total_tasks) {}
 
-void Progress::OnTaskState(RunId, const dag::TaskSpec& task, dag::TaskState state, int attempt,
-                           const std::string& reason) {
+void Progress::OnTaskState(RunId, const dag::TaskSpec& /*task*/, const std::string& name,
+                           dag::TaskState state, int attempt, const std::string& reason) {
   using dag::TaskState;
   auto now = std::chrono::steady_clock::now();
   std::string text;
@@ -36,23 +36,27 @@ void Progress::OnTaskState(RunId, const dag::TaskSpec& task, dag::TaskState stat
     case TaskState::kPending:
       return;
     case TaskState::kRunning:
-      running_.insert(task.id);
-      started_[task.id] = now;
+      if (attempt == 0) {  // a task with for_each: its instances run
+        text = name + ": " + reason;
+        break;
+      }
+      running_.insert(name);
+      started_[name] = now;
       text =
-          task.id + " started" + (attempt > 1 ? " (attempt " + std::to_string(attempt) + ")" : "");
+          name + " started" + (attempt > 1 ? " (attempt " + std::to_string(attempt) + ")" : "");
       break;
     case TaskState::kUpForRetry:
-      running_.erase(task.id);
-      text = task.id + " failed: " + reason;
+      running_.erase(name);
+      text = name + " failed: " + reason;
       break;
     case TaskState::kWaiting:
-      text = task.id + " waiting" + (reason.empty() ? "" : ": " + reason);
+      text = name + " waiting" + (reason.empty() ? "" : ": " + reason);
       break;
     default: {
-      running_.erase(task.id);
-      ++done_;
-      text = task.id + " " + std::string(dag::Name(state));
-      auto it = started_.find(task.id);
+      running_.erase(name);
+      if (name.find('[') == std::string::npos) ++done_;
+      text = name + " " + std::string(dag::Name(state));
+      auto it = started_.find(name);
       if (it != started_.end() && attempt > 0) text += " in " + Seconds(now - it->second);
       if (!reason.empty() && state != TaskState::kSuccess) text += ": " + reason;
     }

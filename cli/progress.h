@@ -16,8 +16,9 @@ class Progress final : public scheduler::Observer {
  public:
   // Writes to `out` (stderr); `tty` enables the updating status line.
   Progress(std::FILE* out, bool tty, size_t total_tasks);
-  void OnTaskState(RunId run, const dag::TaskSpec& task, dag::TaskState state, int attempt,
-                   const std::string& reason) override;
+  // Instances ("train[3]") are reported like tasks but not counted: their task counts once.
+  void OnTaskState(RunId run, const dag::TaskSpec& task, const std::string& name,
+                   dag::TaskState state, int attempt, const std::string& reason) override;
   void OnRunFinished(RunId run, dag::RunState state) override;
 
   bool finished() const { return finished_; }

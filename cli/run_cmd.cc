@@ -150,9 +150,9 @@ class CommandLineApprovals final : public scheduler::Observer {
                        const std::vector<std::string>& approved)
       : io_(io), sched_(sched), next_(next), approved_(approved.begin(), approved.end()) {}
 
-  void OnTaskState(RunId run, const dag::TaskSpec& task, dag::TaskState state, int attempt,
-                   const std::string& reason) override {
-    next_.OnTaskState(run, task, state, attempt, reason);
+  void OnTaskState(RunId run, const dag::TaskSpec& task, const std::string& name,
+                   dag::TaskState state, int attempt, const std::string& reason) override {
+    next_.OnTaskState(run, task, name, state, attempt, reason);
     if (state != dag::TaskState::kWaiting || task.execution != dag::Execution::kApproval) return;
     const bool approve = approved_.count(task.id) != 0;
     std::string why = approve ? "approved on the command line (kiln run --approve " + task.id + ")"
@@ -164,9 +164,9 @@ class CommandLineApprovals final : public scheduler::Observer {
       sched_.Decide(run, task_id, approve, why, std::move(detail), nullptr);
     });
   }
-  void OnTaskResults(RunId run, const dag::TaskSpec& task, int attempt,
+  void OnTaskResults(RunId run, const dag::TaskSpec& task, const std::string& name, int attempt,
                      const std::string& results) override {
-    next_.OnTaskResults(run, task, attempt, results);
+    next_.OnTaskResults(run, task, name, attempt, results);
   }
   void OnRunFinished(RunId run, dag::RunState state) override { next_.OnRunFinished(run, state); }
 

@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include "config/items.h"
+
 namespace kiln::daemon {
 
 namespace {
@@ -26,6 +28,11 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
   options.probe = [prober = &engine->prober](const scheduler::WaitProbe& probe,
                                              std::function<void(scheduler::WaitAnswer)> done) {
     prober->Probe(probe, std::move(done));
+  };
+  options.read_items = [prober = &engine->prober](
+                           const std::filesystem::path& file,
+                           std::function<void(Result<std::vector<dag::Value>>)> done) {
+    prober->Run([file, done = std::move(done)] { done(config::ReadItems(file)); });
   };
   engine->scheduler = std::make_unique<scheduler::Scheduler>(io, *engine->store, *engine->runner,
                                                              engine->clock, std::move(options));

@@ -66,8 +66,10 @@ class PgDaemonStore final : public DaemonStore {
     return pool_.With([&](Database& db) { return db.CancelOrphanedRun(run, actor, reason); });
   }
   Result<scheduler::RunRecord> PrepareRetry(RunId run, std::span<const std::string> tasks,
-                                            std::string_view actor, int64_t* event_id) override {
-    return pool_.With([&](Database& db) { return db.PrepareRetry(run, tasks, actor, event_id); });
+                                            std::string_view actor, int64_t* event_id,
+                                            const store::Reopen& reopen) override {
+    return pool_.With(
+        [&](Database& db) { return db.PrepareRetry(run, tasks, actor, event_id, reopen); });
   }
   Result<scheduler::RunRecord> MarkTaskInEndedRun(
       RunId run, const std::string& task, dag::TaskState state, const std::string& reason,

@@ -45,7 +45,8 @@ class DaemonStore {
   virtual Result<bool> CancelOrphanedRun(RunId run, std::string_view actor,
                                          const std::string& reason) = 0;
   virtual Result<scheduler::RunRecord> PrepareRetry(RunId run, std::span<const std::string> tasks,
-                                                    std::string_view actor, int64_t* event_id) = 0;
+                                                    std::string_view actor, int64_t* event_id,
+                                                    const store::Reopen& reopen) = 0;
   virtual Result<scheduler::RunRecord> MarkTaskInEndedRun(
       RunId run, const std::string& task, dag::TaskState state, const std::string& reason,
       std::string_view actor,

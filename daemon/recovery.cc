@@ -1,8 +1,11 @@
 #include "daemon/recovery.h"
 
+#include <algorithm>
 #include <map>
 
+#include "config/items.h"
 #include "config/pipeline_loader.h"
+#include "scheduler/run_plan.h"
 #include "plugins/registry.h"
 
 namespace kiln::daemon {
@@ -10,9 +13,15 @@ namespace kiln::daemon {
 using scheduler::RunRecord;
 
 bool SameTasks(const RunRecord& run, const dag::Pipeline& pipeline) {
-  if (run.tasks.size() != pipeline.spec.tasks.size()) return false;
+  const size_t n = pipeline.spec.tasks.size();
+  if (run.tasks.size() < n) return false;
   for (size_t i = 0; i < run.tasks.size(); ++i) {
-    if (run.tasks[i].task_id != pipeline.spec.tasks[i].id) return false;
+    const scheduler::TaskInstanceRecord& t = run.tasks[i];
+    // The pipeline's tasks first, then instances of its mapped tasks.
+    if (i < n ? (!t.parent.empty() || t.task_id != pipeline.spec.tasks[i].id)
+              : (t.parent.empty() || !pipeline.dag.Find(t.parent))) {
+      return false;
+    }
   }
   return true;
 }
@@ -58,6 +67,27 @@ Result<scheduler::RunContext> ResumeContext(const store::ActiveRun& active,
   std::map<std::pair<std::string, int>, const store::OpenAttempt*> open;
   for (const store::OpenAttempt& a : active.open) open[{a.task_id, a.attempt}] = &a;
   const size_t n = run.tasks.size();
+  const size_t tasks = ctx.pipeline->spec.tasks.size();
+  if (n > tasks) {
+    // Instances: their items are read back from the rows' JSON, all in one parse.
+    std::string items = "[";
+    for (size_t i = tasks; i < n; ++i) {
+      items += (i > tasks ? "," : "") + run.tasks[i].item;
+    }
+    items += "]";
+    auto parsed = config::ParseItems(items);
+    if (!parsed.ok() || parsed->size() != n - tasks) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "run " + ToString(run.id) + ": the items of its instances cannot be " +
+                               "read: " + (parsed.ok() ? "too few" : parsed.message()));
+    }
+    for (size_t i = tasks; i < n; ++i) {
+      const scheduler::TaskInstanceRecord& t = run.tasks[i];
+      ctx.instances.push_back(scheduler::RunContext::Instance{
+          *ctx.pipeline->dag.Find(t.parent), static_cast<uint32_t>(std::max(t.map_index, 0)),
+          std::move((*parsed)[i - tasks])});
+    }
+  }
   ctx.supervisors.assign(n, "");
   ctx.recorded.assign(n, std::nullopt);
   ctx.retry_at.assign(n, std::nullopt);
@@ -74,6 +104,67 @@ Result<scheduler::RunContext> ResumeContext(const store::ActiveRun& active,
     }
   }
   return ctx;
+}
+
+Result<RetryChoice> ChooseRetry(const RunRecord& run, const dag::Pipeline& p,
+                                const std::optional<std::string>& from) {
+  const size_t n = p.spec.tasks.size();
+  std::vector<dag::TaskState> states;
+  for (size_t i = 0; i < n; ++i) states.push_back(run.tasks[i].state);
+  // Instances by parent, in list order.
+  std::map<uint32_t, std::vector<const scheduler::TaskInstanceRecord*>> instances;
+  for (size_t i = n; i < run.tasks.size(); ++i) {
+    instances[Index(*p.dag.Find(run.tasks[i].parent))].push_back(&run.tasks[i]);
+  }
+  RetryChoice choice;
+  std::optional<TaskId> from_task;
+  const scheduler::TaskInstanceRecord* from_instance = nullptr;
+  if (from) {
+    from_task = p.dag.Find(*from);
+    for (size_t i = n; i < run.tasks.size() && !from_task; ++i) {
+      if (run.tasks[i].task_id == *from) from_instance = &run.tasks[i];
+    }
+    if (!from_task && from_instance == nullptr) {
+      return Status::Error(ErrorCode::kNotFound,
+                           "run " + ToString(run.id) + " has no task '" + *from + "'");
+    }
+  }
+  std::vector<TaskId> chosen;
+  if (from_instance != nullptr) {
+    const TaskId parent = *p.dag.Find(from_instance->parent);
+    choice.pending.push_back(from_instance->task_id);
+    choice.reopen.push_back(from_instance->parent);
+    for (TaskId t : scheduler::TasksToRetry(p, states, parent)) {
+      if (t != parent) chosen.push_back(t);
+    }
+  } else {
+    chosen = scheduler::TasksToRetry(p, states, from_task);
+  }
+  std::vector<bool> is_chosen(n, false);
+  for (TaskId t : chosen) is_chosen[Index(t)] = true;
+  // An instance's task ends anew: what is downstream of it runs from scratch.
+  if (from_instance != nullptr) is_chosen[Index(*p.dag.Find(from_instance->parent))] = true;
+  for (TaskId t : chosen) {
+    const std::string& id = p.task(t).id;
+    auto it = instances.find(Index(t));
+    if (it == instances.end()) {
+      choice.pending.push_back(id);
+      continue;
+    }
+    const auto ups = p.dag.upstream(t);
+    const bool upstream_reruns =
+        std::any_of(ups.begin(), ups.end(), [&](TaskId u) { return is_chosen[Index(u)]; });
+    if (from_task == t || upstream_reruns) {
+      choice.pending.push_back(id);
+      choice.drop.push_back(id);
+      continue;
+    }
+    choice.reopen.push_back(id);
+    for (const scheduler::TaskInstanceRecord* instance : it->second) {
+      if (instance->state != dag::TaskState::kSuccess) choice.pending.push_back(instance->task_id);
+    }
+  }
+  return choice;
 }
 
 }  // namespace kiln::daemon

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "dag/graph.h"
@@ -13,7 +15,8 @@
 
 namespace kiln::daemon {
 
-// The run's task rows are the pipeline's tasks, in order (a run can start on this version).
+// The run's task rows are the pipeline's tasks, in order, then instances of its mapped tasks
+// (for_each) (a run can start on this version).
 bool SameTasks(const scheduler::RunRecord& run, const dag::Pipeline& pipeline);
 
 // The version of its pipeline a run goes on with: `current` when it is the run's version (same
@@ -34,5 +37,23 @@ Result<dag::PipelinePtr> PipelineForRun(const scheduler::RunRecord& run,
 // time; a requested cancel.
 Result<scheduler::RunContext> ResumeContext(const store::ActiveRun& active,
                                             dag::PipelinePtr pipeline);
+
+// What a retry of an ended run re-runs: scheduler::TasksToRetry over the pipeline's tasks, with
+// mapped tasks (for_each) and their instances:
+//   - a mapped task re-run because of its upstreams, or named by `from`: its instances are
+//     dropped and it expands again (its list may differ now);
+//   - a mapped task that did not succeed, retried with its upstreams kept ("failed"): it goes
+//     back to running with the instances that did not succeed re-run, the others kept;
+//   - `from` an instance ("train[3]"): that instance re-runs, its task goes back to running and
+//     everything downstream of the task re-runs.
+// The run's rows must be the pipeline's (SameTasks). kNotFound when `from` names no task or
+// instance of the run.
+struct RetryChoice {
+  std::vector<std::string> pending;  // tasks and instances back to pending
+  std::vector<std::string> reopen;   // mapped tasks back to running, with their instances
+  std::vector<std::string> drop;     // mapped tasks whose instances are deleted (made again)
+};
+Result<RetryChoice> ChooseRetry(const scheduler::RunRecord& run, const dag::Pipeline& pipeline,
+                                const std::optional<std::string>& from);
 
 }  // namespace kiln::daemon

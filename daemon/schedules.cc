@@ -236,8 +236,8 @@ void DaemonService::OnRunFinished(RunId run, dag::RunState state) {
   }
 }
 
-void DaemonService::OnTaskState(RunId run, const dag::TaskSpec& task, dag::TaskState state,
-                                int attempt, const std::string& /*reason*/) {
+void DaemonService::OnTaskState(RunId run, const dag::TaskSpec& /*task*/, const std::string& name,
+                                dag::TaskState state, int attempt, const std::string& /*reason*/) {
   if (state != dag::TaskState::kUpForRetry || options_.notifier == nullptr) return;
   std::string pipeline;
   {
@@ -246,7 +246,7 @@ void DaemonService::OnTaskState(RunId run, const dag::TaskSpec& task, dag::TaskS
     if (it == run_pipeline_.end()) return;
     pipeline = it->second;
   }
-  options_.notifier->OnRetry(run, pipeline, task.id, attempt);
+  options_.notifier->OnRetry(run, pipeline, name, attempt);
 }
 
 std::optional<NotifyRules> DaemonService::NotifyRulesOf(const std::string& pipeline) {

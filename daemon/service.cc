@@ -513,33 +513,23 @@ Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryReq
                                                    " cannot be retried: the tasks of '" +
                                                    run->pipeline + "' have changed since it ran");
   }
-  std::vector<dag::TaskState> states;
-  for (const auto& t : run->tasks) states.push_back(t.state);
-  std::optional<TaskId> from;
-  if (request.from_task) {
-    auto id = p.dag.Find(*request.from_task);
-    if (!id) {
-      return Status::Error(ErrorCode::kNotFound, "run " + ToString(request.run) + " has no task '" +
-                                                     *request.from_task + "'");
-    }
-    from = *id;
-  }
+  auto choice = ChooseRetry(*run, p, request.from_task);
+  if (!choice.ok()) return choice.status();
   // Its end is committed, but the scheduler may not have let go of it yet.
   if (!WaitUntilReleased(request.run)) {
     return Status::Error(ErrorCode::kConflict, "run " + ToString(request.run) +
                                                    " is still finishing; retry it in a moment");
   }
-  std::vector<TaskId> chosen = scheduler::TasksToRetry(p, states, from);
-  if (chosen.empty()) {
+  if (choice->pending.empty()) {
     return Status::Error(ErrorCode::kConflict,
                          "run " + ToString(request.run) +
                              " has nothing to retry: no task failed, was cancelled or was "
                              "skipped because of a failure");
   }
-  std::vector<std::string> names;
-  for (TaskId t : chosen) names.push_back(p.task(t).id);
+  std::vector<std::string> names = choice->pending;
   int64_t event_id = 0;
-  auto reset = store_.PrepareRetry(request.run, names, request.actor, &event_id);
+  auto reset = store_.PrepareRetry(request.run, names, request.actor, &event_id,
+                                   store::Reopen{choice->reopen, choice->drop});
   if (!reset.ok()) return reset.status();
   // A paused pipeline's retried run waits, queued, like a triggered one.
   if (!paused && Claim(request.run)) {
@@ -592,15 +582,21 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
       pipeline = it->second.entry.pipeline;
     }
   }
+  const bool instance = request.task.find('[') != std::string::npos;
   if (!dag::IsTerminal(run->state) && pipeline) {
-    auto id = pipeline->dag.Find(request.task);
     std::promise<Status> decided;
-    if (id) {
+    if (instance || pipeline->dag.Find(request.task)) {
       const std::string reason = "marked " + std::string(dag::Name(request.state)) + " by " +
                                  request.actor +
                                  (request.reason.empty() ? "" : ": " + request.reason);
-      asio::post(io_, [&, task = *id, reason] {
-        sched_.MarkTask(request.run, task, request.state, reason,
+      asio::post(io_, [&, reason] {
+        // A task of the pipeline, or an instance of a mapped one ("train[3]").
+        auto unit = sched_.FindUnit(request.run, request.task);
+        if (!unit) {
+          decided.set_value(Status::Error(ErrorCode::kNotFound, "not active here"));
+          return;
+        }
+        sched_.MarkTask(request.run, *unit, request.state, reason,
                         [&decided](Status s) { decided.set_value(std::move(s)); });
       });
       Status s = decided.get_future().get();
@@ -622,6 +618,13 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
                            "run " + ToString(request.run) + " is driven by the daemon " + *owner +
                                "; send the mark to that daemon, or cancel the run from any");
     }
+  }
+  if (instance) {
+    // Its task's state is its instances' aggregate, decided while the run is active.
+    return Status::Error(ErrorCode::kConflict,
+                         "'" + request.task + "' is an instance of a task with for_each; in a run " +
+                             "that has ended, retry it instead (kiln retry " +
+                             ToString(request.run) + " --from '" + request.task + "')");
   }
   return MarkEnded(request, pipeline.get());
 }

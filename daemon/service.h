@@ -164,13 +164,13 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // scheduler::Observer, on the loop thread.
   void OnRunFinished(RunId run, dag::RunState state) override;
   // A task to be retried is a notification (on = ["retry"]).
-  void OnTaskState(RunId run, const dag::TaskSpec& task, dag::TaskState state, int attempt,
-                   const std::string& reason) override;
+  void OnTaskState(RunId run, const dag::TaskSpec& task, const std::string& name,
+                   dag::TaskState state, int attempt, const std::string& reason) override;
   // What the notifier asks, on its thread: a pipeline's notify rules and SLA, every SLA.
   std::optional<NotifyRules> NotifyRulesOf(const std::string& pipeline);
   std::map<std::string, Duration> Slas();
   // A drift task asks for a run: answered on the fire timer's thread.
-  void OnTaskResults(RunId run, const dag::TaskSpec& task, int attempt,
+  void OnTaskResults(RunId run, const dag::TaskSpec& task, const std::string& name, int attempt,
                      const std::string& results) override;
   // The store refused an update of `run`: it is read again; released when another daemon drives
   // it (or it ended), added again from its rows when it is still this daemon's.

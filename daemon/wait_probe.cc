@@ -53,10 +53,14 @@ WaitProber::~WaitProber() {
 
 void WaitProber::Probe(const scheduler::WaitProbe& probe,
                        std::function<void(scheduler::WaitAnswer)> done) {
+  Run([probe, done = std::move(done)] { done(LookOnce(probe)); });
+}
+
+void WaitProber::Run(std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
-    jobs_.push_back({probe, std::move(done)});
+    jobs_.push_back(std::move(job));
   }
   cv_.notify_one();
 }
@@ -71,7 +75,7 @@ void WaitProber::Work() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    job.done(LookOnce(job.probe));
+    job();
   }
 }
 

@@ -1,6 +1,7 @@
 // Looks at what wait tasks (kind = "wait") wait for, on threads of its own: whether a file exists
 // (a stat) or a URL answers 2xx to a GET (daemon/http_out.h: 5 s to connect, 10 s to answer,
-// redirects not followed). The scheduler's SchedulerOptions::probe.
+// redirects not followed). The scheduler's SchedulerOptions::probe; its threads also read the
+// item files of for_each tasks (SchedulerOptions::read_items).
 #pragma once
 
 #include <condition_variable>
@@ -28,12 +29,11 @@ class WaitProber {
 
   // Thread-safe. `done` runs on one of the prober's threads.
   void Probe(const scheduler::WaitProbe& probe, std::function<void(scheduler::WaitAnswer)> done);
+  // Thread-safe. Runs `job` on one of the prober's threads (dropped when stopping).
+  void Run(std::function<void()> job);
 
  private:
-  struct Job {
-    scheduler::WaitProbe probe;
-    std::function<void(scheduler::WaitAnswer)> done;
-  };
+  using Job = std::function<void()>;
   void Work();
 
   std::mutex mu_;

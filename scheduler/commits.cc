@@ -26,17 +26,22 @@ void Scheduler::Append(TaskUpdate update, TaskExtra extra) {
   auto it = observer_ ? runs_.find(update.run) : runs_.end();
   if (it != runs_.end()) {
     auto pipeline = it->second->ctx.pipeline;
+    // An instance ("train[3]") is reported with its parent's spec.
     auto task = pipeline->dag.Find(update.task_id);
+    if (!task) {
+      if (const Run::Instance* i = it->second->instance(extra.task)) task = i->parent;
+    }
     std::string results;
     if (update.state == TaskState::kSuccess && update.end && update.end->outcome) {
       results = update.end->outcome->results;
     }
-    extra.note = [this, pipeline, task, run = update.run, state = update.state,
-                  attempt = update.attempt, reason = update.reason, results = std::move(results)] {
+    extra.note = [this, pipeline, task, name = update.task_id, run = update.run,
+                  state = update.state, attempt = update.attempt, reason = update.reason,
+                  results = std::move(results)] {
       if (!observer_ || !task) return;
-      observer_->OnTaskState(run, pipeline->task(*task), state, attempt, reason);
+      observer_->OnTaskState(run, pipeline->task(*task), name, state, attempt, reason);
       if (!results.empty() && observer_) {
-        observer_->OnTaskResults(run, pipeline->task(*task), attempt, results);
+        observer_->OnTaskResults(run, pipeline->task(*task), name, attempt, results);
       }
     };
   }
@@ -69,7 +74,7 @@ void Scheduler::Flush() {
     TaskExtra extra;
     extra.task = task;
     Append(
-        TaskUpdate{run_id, run.pipeline().task(task).id, run.attempts[Index(task)],
+        TaskUpdate{run_id, run.name(task), run.attempts[Index(task)],
                    TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt, std::nullopt, ""},
         std::move(extra));
   }

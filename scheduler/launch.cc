@@ -22,7 +22,7 @@ using dag::TaskState;
 std::filesystem::path Scheduler::LogPath(const Run& run, TaskId task, int attempt) const {
   // Every component matches the format's id patterns, so the path stays beneath logs_dir.
   return options_.logs_dir / run.pipeline().spec.name / ToString(run.ctx.id) /
-         run.pipeline().task(task).id / (std::to_string(attempt) + ".log");
+         run.name(task) / (std::to_string(attempt) + ".log");
 }
 
 namespace {
@@ -75,9 +75,16 @@ std::set<std::string> SecretRefsOf(const dag::TaskSpec& spec) {
 Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int attempt,
                                              const dag::TemplateValues* base,
                                              const std::string* candidates) const {
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   dag::TemplateValues values = base != nullptr ? *base : run.values;
-  values["task.id"] = spec.id;
+  const std::string name = run.name(task);
+  const Run::Instance* instance = run.instance(task);
+  if (instance != nullptr) {
+    for (auto& [key, value] : dag::ItemValues(instance->item, instance->index)) {
+      values[key] = std::move(value);
+    }
+  }
+  values["task.id"] = name;
   values["task.attempt"] = std::to_string(attempt);
   LaunchRequest req;
   // Read now, so that a rotated secret reaches the next attempt; the cache key's caller gives
@@ -96,7 +103,7 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   }
   req.run = run.ctx.id;
   req.task = task;
-  req.task_id = spec.id;
+  req.task_id = name;
   req.attempt = attempt;
   req.timeout = spec.timeout;
   req.run_dir = run.dir;
@@ -114,7 +121,7 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   const bool cached = candidates != nullptr;
   FilesToCollect files;
   if (kind || !spec.inputs.empty() || !spec.outputs.empty() || !spec.metrics.empty()) {
-    if (kind) files.report = (run.dir / ".kiln" / spec.id / (spec.kind + ".json")).string();
+    if (kind) files.report = (run.dir / ".kiln" / name / (spec.kind + ".json")).string();
     for (const auto& path : spec.inputs) files.inputs.push_back(render(path, dag::Quoting::kNone));
     for (const auto& path : spec.outputs)
       files.outputs.push_back(render(path, dag::Quoting::kNone));
@@ -122,7 +129,7 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     files.pipeline_dir = run.pipeline().spec.file.parent_path();
     files.run_dir = run.dir;
     if (cached) {
-      files.cache_report = (run.dir / ".kiln" / spec.id / "cache.json").string();
+      files.cache_report = (run.dir / ".kiln" / name / "cache.json").string();
       files.cache_store = options_.cache_dir;
     }
     if (!options_.collect_argv) {
@@ -182,7 +189,11 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   SetEnv(req.env, "KILN_RUN_ID", ToString(run.ctx.id));
   SetEnv(req.env, "KILN_RUN_DIR", run.dir.string());
   SetEnv(req.env, "KILN_PIPELINE", run.pipeline().spec.name);
-  SetEnv(req.env, "KILN_TASK_ID", spec.id);
+  SetEnv(req.env, "KILN_TASK_ID", name);
+  if (instance != nullptr) {
+    SetEnv(req.env, "KILN_ITEM", dag::ItemJson(instance->item));
+    SetEnv(req.env, "KILN_ITEM_INDEX", std::to_string(instance->index));
+  }
   SetEnv(req.env, "KILN_ATTEMPT", std::to_string(attempt));
   SetEnv(req.env, "KILN_LOGICAL_DATE", FormatRfc3339(run.ctx.logical_date));
   SetEnv(req.env, "KILN_DATA_INTERVAL_START", FormatRfc3339(run.ctx.data_interval_start));
@@ -190,7 +201,7 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   if (!run.ctx.triggered_by.empty()) SetEnv(req.env, "KILN_TRIGGERED_BY", run.ctx.triggered_by);
   for (const auto& [param, value] : run.ctx.params)
     SetEnv(req.env, EnvName(param), dag::ToText(value));
-  SetEnv(req.env, "KILN_IDEMPOTENCY_KEY", ToString(run.ctx.id) + ":" + spec.id);
+  SetEnv(req.env, "KILN_IDEMPOTENCY_KEY", ToString(run.ctx.id) + ":" + name);
   if (!error.empty()) return Status::Error(ErrorCode::kInvalidArgument, error);
   if (cached && options_.cache_argv) {
     auto argv = options_.cache_argv(CacheLaunch{files, *candidates, req.argv});
@@ -221,7 +232,7 @@ bool VariesByRun(const std::string& name) {
 }  // namespace
 
 std::string Scheduler::CacheKeyOf(const Run& run, TaskId task) const {
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   // Templates that name the run's date or interval keep them: that work differs by date.
   dag::TemplateValues values = run.values;
   values["run.id"] = "<run.id>";
@@ -264,7 +275,7 @@ std::string Scheduler::CacheKeyOf(const Run& run, TaskId task) const {
 }
 
 void Scheduler::Launch(Run& run, TaskId task, int attempt) {
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   if (spec.cache && !options_.cache_dir.empty() && options_.cache_argv) {
     std::string key = CacheKeyOf(run, task);
     if (!key.empty()) {

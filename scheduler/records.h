@@ -29,6 +29,11 @@ struct TaskInstanceRecord {
   std::optional<Duration> duration;   // ended_at - started_at when both are set
   std::string waiting_for;            // waiting: what for ("approval")
   int round_base = 0;  // the attempt before this round's first (a retried run starts a round)
+  // An instance of a mapped task (for_each; task_id "train[3]"): its parent's id, its place in
+  // the list and its item as JSON. Empty parent: a task of the pipeline.
+  std::string parent;
+  int map_index = 0;
+  std::string item;
 };
 
 struct RunRecord {

@@ -39,21 +39,63 @@ TaskId ExplainingUpstream(const dag::Dag& dag, const std::vector<TaskState>& sta
 }  // namespace
 
 RunPlan::RunPlan(const dag::Pipeline& pipeline)
-    : RunPlan(pipeline, std::vector<TaskState>(pipeline.dag.size(), TaskState::kPending)) {}
+    : RunPlan(pipeline, std::vector<TaskState>(pipeline.dag.size(), TaskState::kPending), {}) {}
 
-RunPlan::RunPlan(const dag::Pipeline& pipeline, const std::vector<TaskState>& initial_states)
+RunPlan::RunPlan(const dag::Pipeline& pipeline, const std::vector<TaskState>& initial_states,
+                 const std::vector<TaskId>& instance_parents)
     : pipeline_(pipeline),
       states_(initial_states),
       counts_(pipeline.dag.size()),
-      released_(pipeline.dag.size(), false) {
+      released_(initial_states.size(), false) {
   const dag::Dag& dag = pipeline.dag;
-  KILN_CHECK(states_.size() == dag.size());
+  const size_t n = dag.size();
+  KILN_CHECK(states_.size() == n + instance_parents.size());
   for (size_t i = 0; i < counts_.size(); ++i) {
     counts_[i].total = static_cast<int>(dag.upstream(static_cast<TaskId>(i)).size());
   }
-  // Kept tasks: their ends count for their downstream, once, like any Finish.
-  for (size_t i = 0; i < states_.size(); ++i) {
+  // Instances first: their parents are expanded (running, holding no attempt) unless kept.
+  for (size_t k = 0; k < instance_parents.size(); ++k) {
+    const uint32_t p = Index(instance_parents[k]);
+    KILN_CHECK(p < n);
+    parent_of_.push_back(p);
+    ++mapped_[p].total;
+  }
+  for (auto& [p, m] : mapped_) {
+    if (dag::IsTerminal(states_[p])) continue;
+    states_[p] = TaskState::kRunning;  // expanded: it ends with its instances
+  }
+  for (size_t i = n; i < states_.size(); ++i) {
+    const uint32_t p = parent_of_[i - n];
     const TaskState state = states_[i];
+    released_[i] = true;
+    if (dag::IsTerminal(states_[p])) {
+      // The parent is kept as it ended: so are its instances (an unended one ends cancelled).
+      if (!dag::IsTerminal(state)) states_[i] = TaskState::kCancelled;
+      continue;
+    }
+    if (state == TaskState::kPending || state == TaskState::kQueued) {
+      states_[i] = TaskState::kPending;
+      ready_.push_back(static_cast<TaskId>(i));
+      ++unfinished_;
+    } else if (!dag::IsTerminal(state)) {
+      ++unfinished_;  // under way: its end comes through Finish
+    } else {
+      Mapped& m = mapped_[p];
+      ++m.ended;
+      if (state == TaskState::kSuccess) ++m.succeeded;
+      if (state == TaskState::kSkipped) ++m.skipped;
+    }
+  }
+  // Kept tasks: their ends count for their downstream, once, like any Finish.
+  for (size_t i = 0; i < n; ++i) {
+    TaskState state = states_[i];
+    if (auto m = mapped_.find(static_cast<uint32_t>(i));
+        m != mapped_.end() && state == TaskState::kRunning && m->second.ended == m->second.total) {
+      // Every instance had ended but the parent had not: it ends now, with their aggregate.
+      state = Aggregate(m->second);
+      states_[i] = state;
+      initial_changes_.push_back(Change{static_cast<TaskId>(i), state, static_cast<TaskId>(i)});
+    }
     if (state == TaskState::kPending || state == TaskState::kQueued) {
       // Queued is decided again: its upstreams have ended, so it is ready at once.
       states_[i] = TaskState::kPending;
@@ -73,7 +115,7 @@ RunPlan::RunPlan(const dag::Pipeline& pipeline, const std::vector<TaskState>& in
   }
   // Pending tasks in topological order: every upstream decided here is counted before its
   // downstream is looked at, so one pass settles everything the kept states decide.
-  std::vector<bool> runs_now(states_.size(), false);
+  std::vector<bool> runs_now(n, false);
   for (TaskId task : dag.topological_order()) {
     const uint32_t i = Index(task);
     if (released_[i]) continue;
@@ -92,9 +134,11 @@ RunPlan::RunPlan(const dag::Pipeline& pipeline, const std::vector<TaskState>& in
     --unfinished_;
     for (TaskId down : dag.downstream(task)) counts_[Index(down)].Add(decided);
   }
+  std::vector<TaskId> instances = std::exchange(ready_, {});
   for (size_t i = 0; i < runs_now.size(); ++i) {
     if (runs_now[i]) ready_.push_back(static_cast<TaskId>(i));
   }
+  ready_.insert(ready_.end(), instances.begin(), instances.end());
 }
 
 std::vector<Change> RunPlan::TakeInitialChanges() { return std::exchange(initial_changes_, {}); }
@@ -133,6 +177,15 @@ TaskId RunPlan::Expand(TaskId parent, size_t count, std::vector<Change>* changes
   return first;
 }
 
+TaskState RunPlan::Aggregate(const Mapped& m) {
+  if (m.succeeded == m.total) return TaskState::kSuccess;
+  return m.skipped == m.total ? TaskState::kSkipped : TaskState::kFailed;
+}
+
+bool RunPlan::IsExpanded(TaskId task) const {
+  return Index(task) < pipeline_.dag.size() && mapped_.count(Index(task)) != 0;
+}
+
 std::optional<TaskId> RunPlan::ParentOf(TaskId unit) const {
   const size_t n = pipeline_.dag.size();
   if (Index(unit) < n) return std::nullopt;
@@ -146,9 +199,7 @@ void RunPlan::CountInstance(uint32_t parent, TaskState end_state, TaskId instanc
   if (end_state == TaskState::kSuccess) ++m.succeeded;
   if (end_state == TaskState::kSkipped) ++m.skipped;
   if (m.ended < m.total || dag::IsTerminal(states_[parent])) return;
-  const TaskState aggregate = m.succeeded == m.total ? TaskState::kSuccess
-                              : m.skipped == m.total ? TaskState::kSkipped
-                                                     : TaskState::kFailed;
+  const TaskState aggregate = Aggregate(m);
   changes.push_back(Change{static_cast<TaskId>(parent), aggregate, instance});
   std::vector<Change> decided = Finish(static_cast<TaskId>(parent), aggregate);
   changes.insert(changes.end(), decided.begin(), decided.end());

@@ -23,6 +23,13 @@ struct Change {
 
 class RunPlan {
  public:
+  // A mapped task's instances: how many, and how many have ended (succeeded, skipped).
+  struct Mapped {
+    size_t total = 0;
+    size_t ended = 0;
+    size_t succeeded = 0;
+    size_t skipped = 0;
+  };
   // All tasks pending; roots are ready. The pipeline must outlive the plan.
   explicit RunPlan(const dag::Pipeline& pipeline);
   // Resumes a run: a retry of an ended run, or a run that was active before a restart or a
@@ -34,7 +41,16 @@ class RunPlan {
   // already decide are settled here: "run" ones are returned by the first TakeReady (in file
   // order), skipped / upstream_failed ones are returned once by TakeInitialChanges(). Costs
   // O(tasks + edges) once. All-pending states give the same plan as the constructor above.
-  RunPlan(const dag::Pipeline& pipeline, const std::vector<dag::TaskState>& initial_states);
+  //
+  // Instances of mapped tasks (for_each) follow the pipeline's tasks in `initial_states`, one
+  // parent per instance in `instance_parents` (in unit order). A parent with instances is
+  // expanded: running without an attempt unless it is kept (terminal, with its instances kept;
+  // an unended instance of a kept parent is cancelled). Its pending or queued instances are ready
+  // (after the pipeline's tasks), running ones under way, ended ones counted; a parent all of
+  // whose instances had ended ends now with their aggregate (one of TakeInitialChanges, caused by
+  // itself).
+  RunPlan(const dag::Pipeline& pipeline, const std::vector<dag::TaskState>& initial_states,
+          const std::vector<TaskId>& instance_parents = {});
 
   // The pending tasks the constructor ended skipped / upstream_failed (and those their ends
   // decided in turn), in topological order, each returned once; empty for a fresh plan. Their
@@ -64,6 +80,13 @@ class RunPlan {
   TaskId Expand(TaskId parent, size_t count, std::vector<Change>* changes);
   // The mapped task an instance belongs to; nullopt for a task of the pipeline.
   std::optional<TaskId> ParentOf(TaskId unit) const;
+  // Whether a task of the pipeline was expanded into instances (its state is theirs).
+  bool IsExpanded(TaskId task) const;
+  // Its instances' counts; nullptr unless expanded.
+  const Mapped* mapped(TaskId task) const {
+    auto it = mapped_.find(Index(task));
+    return it == mapped_.end() ? nullptr : &it->second;
+  }
   size_t units() const { return states_.size(); }
 
   // Bookkeeping for non-terminal states (queued, running, up_for_retry). KILN_CHECKs that the
@@ -88,13 +111,7 @@ class RunPlan {
   std::vector<bool> released_;  // returned by TakeReady or decided
   std::vector<TaskId> ready_;
   std::vector<Change> initial_changes_;
-  // Instances of mapped tasks: unit index - tasks -> the parent's index; per parent, its counts.
-  struct Mapped {
-    size_t total = 0;
-    size_t ended = 0;
-    size_t succeeded = 0;
-    size_t skipped = 0;
-  };
+  static dag::TaskState Aggregate(const Mapped& m);
   std::vector<uint32_t> parent_of_;
   std::unordered_map<uint32_t, Mapped> mapped_;
   // An instance ended: counts it, and ends the parent once all have (its change goes first).

@@ -55,9 +55,10 @@ void Scheduler::AddRun(RunContext context) {
   // that their rows are not left pending).
   RecordDecided(r, r.plan.TakeInitialChanges(), now);
   // A resumed run: attempts under way are adopted, retries and approvals wait for their time.
-  const size_t n = r.pipeline().dag.size();
+  const size_t n = r.plan.units();
   for (size_t i = 0; i < n && r.ctx.resumed; ++i) {
     const auto task = static_cast<TaskId>(i);
+    if (r.plan.IsExpanded(task)) continue;  // runs as its instances, holding no attempt
     if (r.plan.state(task) == TaskState::kRunning) {
       AdoptTask(r, task);
     } else if (r.plan.state(task) == TaskState::kUpForRetry) {
@@ -66,13 +67,14 @@ void Scheduler::AddRun(RunContext context) {
     } else if (r.plan.state(task) == TaskState::kWaiting) {
       // The deadline set when it began to wait holds: a restart does not extend it.
       std::optional<Instant> deadline = r.ctx.retry_at.empty() ? std::nullopt : r.ctx.retry_at[i];
-      if (r.pipeline().task(task).execution == dag::Execution::kWait) {
+      if (r.spec(task).execution == dag::Execution::kWait) {
         StartWaiting(r, task, deadline, /*resumed=*/true);
       } else if (deadline) {
         StartDeadlineTimer(r, task, *deadline);
       }
     }
   }
+  OpenWindows(r);
   if (stopping_) {
     CancelRun(id, stop_reason_);
     return;
@@ -88,7 +90,7 @@ void Scheduler::AddRun(RunContext context) {
 
 void Scheduler::AdoptTask(Run& run, TaskId task) {
   const size_t i = Index(task);
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   run.running[i] = true;
   run.launched[i] = true;
   ++run.running_count;
@@ -101,7 +103,7 @@ void Scheduler::AdoptTask(Run& run, TaskId task) {
   request.run = run.ctx.id;
   request.task = task;
   request.attempt = run.attempts[i];
-  request.task_id = spec.id;
+  request.task_id = run.name(task);
   request.supervisor = run.ctx.supervisors.empty() ? "" : run.ctx.supervisors[i];
   request.timeout = spec.timeout;
   const RunId id = run.ctx.id;
@@ -189,8 +191,11 @@ void Scheduler::CancelRun(RunId run_id, const std::string& reason) {
       if (run.launched[i]) runner_.Kill(run_id, task);
       continue;
     }
-    Record(TaskUpdate{run_id, run.pipeline().task(task).id, run.attempts[i], TaskState::kCancelled,
-                      now, std::nullopt, std::nullopt, std::nullopt, reason});
+    TaskExtra extra;
+    extra.task = task;
+    Record(TaskUpdate{run_id, run.name(task), run.attempts[i], TaskState::kCancelled, now,
+                      std::nullopt, std::nullopt, std::nullopt, reason},
+           std::move(extra));
   }
   MaybeFinishRun(run);
   StartStartable();  // tickets of other runs may have waited behind removed ones
@@ -202,7 +207,11 @@ void Scheduler::Pump(Run& run) {
     Instant now = clock_.Now();
     for (TaskId task : ready) {
       run.ready_at[Index(task)] = now;
-      const dag::TaskSpec& spec = run.pipeline().task(task);
+      const dag::TaskSpec& spec = run.spec(task);
+      if (spec.for_each && run.instance(task) == nullptr) {
+        StartMapping(run, task);
+        continue;
+      }
       if (spec.execution != dag::Execution::kProcess) {
         Wait(run, task);
         continue;
@@ -212,11 +221,17 @@ void Scheduler::Pump(Run& run) {
         FinishTask(run, task, TaskState::kFailed, 0, std::nullopt, *why);
         continue;
       }
-      pools_.Push(ticket);
-      run.plan.SetState(task, TaskState::kQueued);
-      newly_queued_.emplace_back(run.ctx.id, task);
+      if (!TakePlace(run, task)) continue;  // an instance beyond its task's max_parallel
+      Queue(run, ticket);
     }
   }
+}
+
+void Scheduler::Queue(Run& run, Ticket ticket) {
+  const TaskId task = ticket.task;
+  pools_.Push(std::move(ticket));
+  run.plan.SetState(task, TaskState::kQueued);
+  newly_queued_.emplace_back(run.ctx.id, task);
 }
 
 void Scheduler::StartStartable() {
@@ -240,7 +255,7 @@ void Scheduler::StartStartable() {
     extra.task = ticket.task;
     extra.launch = true;
     Record(
-        TaskUpdate{run.ctx.id, run.pipeline().task(ticket.task).id, attempt, TaskState::kRunning,
+        TaskUpdate{run.ctx.id, run.name(ticket.task), attempt, TaskState::kRunning,
                    clock_.Now(),
                    AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},
                    std::nullopt, std::nullopt, ""},
@@ -267,7 +282,8 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
   }
   if (outcome.lost) ++metrics_.attempts_lost;
 
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
+  const std::string name = run.name(task);
   AttemptEnd end{outcome.exit_code, outcome.signal,     outcome.timed_out,       outcome.started_at,
                  outcome.cpu,       outcome.max_rss_kb, Describe(spec, outcome), outcome};
   TaskExtra ack;
@@ -278,7 +294,7 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
   if (outcome.stop_cause == "cancel" && !run.cancelling) {
     run.plan.Finish(task, TaskState::kCancelled);
     end.reason = "cancelled";
-    Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
+    Record(TaskUpdate{run_id, name, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
                       end, std::nullopt, "run cancelled"},
            ack);
     CancelRun(run_id, "run cancelled");
@@ -293,7 +309,7 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
     Pump(run);
   } else if (run.plan.state(task) == TaskState::kCancelled) {
     end.reason = "cancelled";
-    Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
+    Record(TaskUpdate{run_id, name, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
                       end, std::nullopt, "run cancelled"},
            ack);
   } else {
@@ -305,7 +321,7 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
       Instant retry_at = clock_.Now() + delay;
       run.plan.SetState(task, TaskState::kUpForRetry);
       std::string reason = end.reason + "; retrying in " + FormatDuration(delay);
-      Record(TaskUpdate{run_id, spec.id, attempt, TaskState::kUpForRetry, clock_.Now(),
+      Record(TaskUpdate{run_id, name, attempt, TaskState::kUpForRetry, clock_.Now(),
                         std::nullopt, end, retry_at, reason},
              ack);
       StartRetryTimer(run, task, delay);
@@ -336,7 +352,7 @@ void Scheduler::OnRetryDue(RunId run_id, TaskId task) {
   Run& run = *it->second;
   if (run.plan.state(task) != TaskState::kUpForRetry) return;
   run.retry_timers[Index(task)].reset();
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   pools_.Push(Ticket{run_id, task, spec.pool, spec.slots, spec.priority, run.ctx.background});
   run.plan.SetState(task, TaskState::kQueued);
   newly_queued_.emplace_back(run.ctx.id, task);
@@ -347,25 +363,26 @@ void Scheduler::OnRetryDue(RunId run_id, TaskId task) {
 void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
                            std::optional<AttemptEnd> end, const std::string& reason,
                            TaskExtra extra) {
-  const dag::Pipeline& p = run.pipeline();
+  const TaskState before = run.plan.state(task);
   auto changes = run.plan.Finish(task, state);
+  if (run.instance(task) != nullptr) LeavePlace(run, task, before);
   Instant now = clock_.Now();
   extra.task = task;
-  TaskUpdate update{run.ctx.id,   p.task(task).id, attempt,      state, now,
-                    std::nullopt, std::move(end),  std::nullopt, reason};
+  TaskUpdate update{run.ctx.id,   run.name(task), attempt,      state, now,
+                    std::nullopt, std::move(end), std::nullopt, reason};
   update.detail = std::move(extra.detail);
   Record(std::move(update), std::move(extra));
   RecordDecided(run, changes, now);
 }
 
 void Scheduler::RecordDecided(Run& run, const std::vector<Change>& changes, Instant now) {
-  const dag::Pipeline& p = run.pipeline();
   for (const Change& c : changes) {
-    std::string why =
-        "upstream '" + p.task(c.cause).id + "' " + std::string(dag::Name(run.plan.state(c.cause)));
+    std::string why = run.plan.IsExpanded(c.task) ? InstancesEnded(run, c.task)
+                                                  : "upstream '" + run.name(c.cause) + "' " +
+                                                        std::string(dag::Name(run.plan.state(c.cause)));
     TaskExtra extra;
     extra.task = c.task;
-    Record(TaskUpdate{run.ctx.id, p.task(c.task).id, run.attempts[Index(c.task)], c.state, now,
+    Record(TaskUpdate{run.ctx.id, run.name(c.task), run.attempts[Index(c.task)], c.state, now,
                       std::nullopt, std::nullopt, std::nullopt, why},
            std::move(extra));
   }
@@ -387,14 +404,22 @@ void Scheduler::MarkTask(RunId run_id, TaskId task, TaskState state, std::string
   }
   Run& run = *it->second;
   const size_t i = Index(task);
-  if (i >= run.pipeline().dag.size()) {
+  if (i >= run.plan.units()) {
     Reply(std::move(done),
           Status::Error(ErrorCode::kNotFound,
                         "run " + ToString(run_id) + " has no task #" + std::to_string(i)));
     return;
   }
-  const std::string& name = run.pipeline().task(task).id;
+  const std::string name = run.name(task);
   const TaskState current = run.plan.state(task);
+  if (run.plan.IsExpanded(task) && !dag::IsTerminal(current)) {
+    Reply(std::move(done),
+          Status::Error(ErrorCode::kConflict,
+                        "task '" + name + "' runs as " +
+                            std::to_string(run.plan.mapped(task)->total) +
+                            " instances; mark them one by one ('" + name + "[0]', ...)"));
+    return;
+  }
   if (dag::IsTerminal(current)) {
     Reply(std::move(done), Status::Error(ErrorCode::kConflict,
                                          "task '" + name + "' has already ended (" +

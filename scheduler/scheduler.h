@@ -108,6 +108,11 @@ struct SchedulerOptions {
   // network may block); `done` may be called on any thread, exactly once. Unset: waits for
   // files and URLs fail (waits for an instant need no look).
   std::function<void(const WaitProbe& probe, std::function<void(WaitAnswer)> done)> probe;
+  // Reads the items of a for_each file (config::ReadItems), off the scheduler's thread; `done`
+  // may be called on any thread, exactly once. Unset: tasks whose for_each names a file fail.
+  std::function<void(const std::filesystem::path& file,
+                     std::function<void(Result<std::vector<dag::Value>>)> done)>
+      read_items;
   // After a failed commit, the next try waits this long, doubling up to the maximum.
   Duration commit_retry_delay = std::chrono::seconds(1);
   Duration max_commit_retry_delay = std::chrono::seconds(2);
@@ -156,16 +161,28 @@ struct RunContext {
   std::vector<int> round_base;
   // A cancel was requested before the run was resumed: it is cancelled at once.
   std::optional<std::string> cancel_reason;
+  // Instances of mapped tasks (for_each) recorded before: units after the pipeline's tasks, in
+  // the order of their rows; the per-task vectors above then have one entry per task and
+  // instance (initial_states is required). Empty = none.
+  struct Instance {
+    TaskId parent{};
+    uint32_t index = 0;
+    dag::Value item;
+  };
+  std::vector<Instance> instances;
 };
 
 // Notifications, on the io_context thread, after the transition is durable.
 class Observer {
  public:
   virtual ~Observer() = default;
-  virtual void OnTaskState(RunId /*run*/, const dag::TaskSpec& /*task*/, dag::TaskState /*state*/,
-                           int /*attempt*/, const std::string& /*reason*/) {}
+  // `name` is the task's id, or an instance's ("train[3]", whose `task` is its parent's).
+  virtual void OnTaskState(RunId /*run*/, const dag::TaskSpec& /*task*/,
+                           const std::string& /*name*/, dag::TaskState /*state*/, int /*attempt*/,
+                           const std::string& /*reason*/) {}
   // A successful attempt's results (AttemptOutcome::results), once its success is committed.
-  virtual void OnTaskResults(RunId /*run*/, const dag::TaskSpec& /*task*/, int /*attempt*/,
+  virtual void OnTaskResults(RunId /*run*/, const dag::TaskSpec& /*task*/,
+                             const std::string& /*name*/, int /*attempt*/,
                              const std::string& /*results*/) {}
   virtual void OnRunFinished(RunId /*run*/, dag::RunState /*state*/) {}
   // The store fenced an update of `run`: the database has moved on from what the scheduler holds
@@ -198,6 +215,9 @@ class Scheduler {
   // Whether the run is driven here: added and not yet ended, or ended but its final state not
   // yet committed.
   bool IsActive(RunId run) const { return runs_.count(run) != 0 || finishing_.count(run) != 0; }
+  // The unit of an active run named `name`: a task of its pipeline, or an instance of a mapped
+  // one ("train[3]"); nullopt when the run is not active or has none such.
+  std::optional<TaskId> FindUnit(RunId run, const std::string& name) const;
   // Ends a task of an active run by hand with `state` (success or failed) and `reason`:
   //   pending, queued, up_for_retry or waiting: it ends now (its queue place or retry timer is
   //   dropped)
@@ -266,6 +286,16 @@ class Scheduler {
   };
 
   void Pump(Run& run);
+  void Queue(Run& run, Ticket ticket);
+  // for_each (mapping.cc): a mapped task's items read (inline, or its file off the loop), its
+  // expansion into instances, and max_parallel's window of instances under way.
+  void StartMapping(Run& run, TaskId task);
+  void OnItemsRead(RunId run_id, TaskId task, Result<std::vector<dag::Value>> items);
+  void Expand(Run& run, TaskId task, std::vector<dag::Value> items);
+  void OpenWindows(Run& run);
+  bool TakePlace(Run& run, TaskId instance);
+  void LeavePlace(Run& run, TaskId instance, dag::TaskState before);
+  std::string InstancesEnded(const Run& run, TaskId parent) const;
   void StartStartable();
   void AdoptTask(Run& run, TaskId task);
   void OnAttemptExit(RunId run_id, TaskId task, int attempt, const AttemptOutcome& outcome);

@@ -40,6 +40,14 @@ struct AttemptEnd {
   std::string cache_key{};
 };
 
+// A mapped task (for_each) expands: its instance rows are inserted with the update that moves it
+// to running, in the same transaction, as `<task>[0]`, `<task>[1]`, ... pending, at positions
+// after every task and instance of the run (so their order is the order they were made in),
+// with its pool and priority.
+struct Expansion {
+  std::string items;  // a JSON array: one item per instance, in order
+};
+
 // One task instance changes state. Writes are fenced: an update carrying `end` applies only when
 // the row is `running` with this attempt; one carrying `start` only when the row's attempt is
 // attempt - 1 and its state is not terminal. Other updates apply when the row is not terminal.
@@ -61,6 +69,7 @@ struct TaskUpdate {
   // decided and their note).
   std::vector<std::pair<std::string, std::string>> detail{};
   std::string waiting_for{};  // for waiting: what it waits for ("approval"), kept with the row
+  std::optional<Expansion> expand{};  // for running: the instances of a mapped task
 };
 
 struct RunUpdate {

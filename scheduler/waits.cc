@@ -18,7 +18,7 @@ using dag::TaskState;
 // An approval or wait task became ready: it waits without a slot or a process, until its
 // deadline (the task's timeout from now) if it has one.
 void Scheduler::Wait(Run& run, TaskId task) {
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   const Instant now = clock_.Now();
   std::optional<Instant> deadline;
   if (spec.timeout > Duration(0)) deadline = now + spec.timeout;
@@ -57,7 +57,7 @@ void Scheduler::OnDeadline(RunId run_id, TaskId task) {
   Run& run = *it->second;
   if (run.plan.state(task) != TaskState::kWaiting) return;
   run.retry_timers[Index(task)].reset();
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   const std::string reason =
       "rejected: nobody decided within its timeout of " + FormatDuration(spec.timeout);
   TaskExtra extra;
@@ -85,7 +85,7 @@ void Scheduler::Decide(RunId run_id, const std::string& task_name, bool approved
                                "run " + ToString(run_id) + " has no task '" + task_name + "'"));
   }
   const TaskId task = *id;
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   if (spec.execution != dag::Execution::kApproval) {
     return Reply(std::move(done),
                  Status::Error(ErrorCode::kConflict, "task '" + spec.id +
@@ -136,7 +136,7 @@ const std::string& OptionText(const dag::TaskSpec& spec, std::string_view key) {
 // A wait task (kind = "wait") enters the wait, or a resumed run waits on (its row is waiting
 // already; the deadline is the one recorded). The first look is at once; for = "time" needs none.
 void Scheduler::StartWaiting(Run& run, TaskId task, std::optional<Instant> deadline, bool resumed) {
-  const dag::TaskSpec& spec = run.pipeline().task(task);
+  const dag::TaskSpec& spec = run.spec(task);
   const size_t i = Index(task);
   const Instant now = clock_.Now();
   Run::WaitState w;
@@ -229,7 +229,7 @@ void Scheduler::OnWaitTimer(RunId run_id, TaskId task) {
                          : Describe(w.what, w.target) +
                                (w.what == "file" ? " did not appear" : " did not answer 2xx");
     end = {TaskState::kFailed, "gave up waiting: " + waited + " within its timeout of " +
-                                   FormatDuration(run.pipeline().task(task).timeout) +
+                                   FormatDuration(run.spec(task).timeout) +
                                    (w.seen.empty() ? "" : " (last look: " + w.seen + ")")};
   }
   if (end) {

@@ -104,6 +104,17 @@ std::string PlainStatement() {
       "state NOT IN " + std::string(kTerminalTaskStates), "");
 }
 
+// A mapped task's instances, with the update that moved it to running: $1 run, $2 the task,
+// $3 the items (a JSON array). One statement for all of them, at positions after the run's last
+// (UNIQUE (run_id, position): one index probe).
+constexpr const char* kExpandStatement = R"sql(
+INSERT INTO task_instances (run_id, task_id, position, pool, priority, parent, map_index, item)
+SELECT $1::int8, $2::text || '[' || (u.i - 1) || ']',
+       (SELECT max(position) FROM task_instances WHERE run_id = $1) + u.i::int, t.pool,
+       t.priority, $2, u.i - 1, u.item
+FROM task_instances t, jsonb_array_elements($3::jsonb) WITH ORDINALITY AS u(item, i)
+WHERE t.run_id = $1 AND t.task_id = $2)sql";
+
 // $1 run, $2 state, $3 at, $4 actor, $5 detail, $6 terminal.
 constexpr const char* kRunStatement = R"sql(
 WITH cur AS (SELECT state, lease_owner FROM runs WHERE id = $1::int8),
@@ -198,7 +209,12 @@ std::optional<RefusedUpdate> ApplyTask(pqxx::transaction_base& txn, const TaskUp
                                        const std::string& actor, Duration lease) {
   KILN_CHECK(!(u.start && u.end));
   pqxx::row row = ExecTask(txn, u, actor, lease).at(0);
-  if (!row[0].as<bool>()) return std::nullopt;
+  if (!row[0].as<bool>()) {
+    if (u.expand) {
+      txn.exec_prepared("kiln_task_expand", Value(u.run), SafeUtf8(u.task_id), u.expand->items);
+    }
+    return std::nullopt;
+  }
   RefusedUpdate r;
   r.run = u.run;
   r.task_id = u.task_id;
@@ -235,6 +251,7 @@ void RegisterBatchStatements(DatabaseImpl& impl) {
   impl.Prepare("kiln_task_end", EndStatement());
   impl.Prepare("kiln_task_plain", PlainStatement());
   impl.Prepare("kiln_run_update", kRunStatement);
+  impl.Prepare("kiln_task_expand", kExpandStatement);
 }
 
 std::string RefusedUpdate::Describe() const {

@@ -220,6 +220,12 @@ struct StopOrder {
   std::string cause;  // "cancel" (its run is being cancelled) | "superseded" (not running any more)
 };
 
+// Mapped tasks a retry reopens or makes again (Database::PrepareRetry).
+struct Reopen {
+  std::vector<std::string> running;  // back to running with their instances
+  std::vector<std::string> drop;     // their instances deleted: they expand again
+};
+
 // An attempt's end recorded by its supervisor.
 struct RecordedOutcome {
   scheduler::AttemptKey key;
@@ -441,8 +447,12 @@ class Database {
   // <state>; wait for it to end or cancel it" while it is queued or running; kConflict "run N has
   // nothing to re-run" when `tasks` is empty. `event_id`, when given, receives the id of the
   // 'run_retried' event: a client following the run's events from there sees only this round.
+  // `reopen`: mapped tasks (for_each) that go back to running with their instances (some of
+  // which are in `tasks`), and mapped tasks in `tasks` whose instance rows are deleted (with
+  // their attempts) so that they expand again.
   Result<RunRecord> PrepareRetry(RunId run, std::span<const std::string> tasks,
-                                 std::string_view actor, int64_t* event_id = nullptr);
+                                 std::string_view actor, int64_t* event_id = nullptr,
+                                 const Reopen& reopen = {});
 
   // Marks a task of an ended run by hand, in one transaction that locks the run: the task gets
   // `state` (success or failed, else kInvalidArgument) and ended_at now, with a 'task_marked'

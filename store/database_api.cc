@@ -40,9 +40,18 @@ SELECT t FROM jsonb_array_elements_text($2::jsonb) AS t
 WHERE NOT EXISTS (SELECT FROM task_instances WHERE run_id = $1 AND task_id = t)
 LIMIT 1)sql";
 
-// $1 run, $2 task ids, $3 pipeline, $4 run state before, $5 actor, $6 detail.
+// $1 run, $2 task ids, $3 pipeline, $4 run state before, $5 actor, $6 detail, $7 mapped tasks
+// back to running, $8 mapped tasks whose instances are deleted.
 constexpr const char* kRetry = R"sql(
-WITH tasks AS (
+WITH dropped AS (
+  DELETE FROM task_instances
+  WHERE run_id = $1 AND parent IN (SELECT jsonb_array_elements_text($8::jsonb))),
+reopened AS (
+  UPDATE task_instances
+  SET state = 'running', exit_code = NULL, signal = NULL, ended_at = NULL, retry_at = NULL,
+      lease_owner = NULL, lease_expires_at = NULL
+  WHERE run_id = $1 AND task_id IN (SELECT jsonb_array_elements_text($7::jsonb))),
+tasks AS (
   UPDATE task_instances
   SET state = 'pending', exit_code = NULL, signal = NULL, started_at = NULL, ended_at = NULL,
       retry_at = NULL, lease_owner = NULL, lease_expires_at = NULL, round_base = attempt
@@ -170,7 +179,8 @@ Status Database::RecordEvent(std::string_view kind, RunId run, std::string_view 
 }
 
 Result<RunRecord> Database::PrepareRetry(RunId run, std::span<const std::string> tasks,
-                                         std::string_view actor, int64_t* event_id) {
+                                         std::string_view actor, int64_t* event_id,
+                                         const Reopen& reopen) {
   const std::string what = "retrying run " + ToString(run);
   try {
     pqxx::work txn(impl_->conn, "prepare_retry");
@@ -189,9 +199,9 @@ Result<RunRecord> Database::PrepareRetry(RunId run, std::span<const std::string>
     pqxx::result missing = txn.exec_prepared("kiln_missing_task", Value(run), ids);
     if (!missing.empty()) return NoSuchTask(run, missing[0][0].as<std::string>());
     const json detail = {{"tasks", json::parse(ids)}};
-    pqxx::result event =
-        txn.exec_prepared("kiln_retry", Value(run), ids, locked->pipeline,
-                          std::string(dag::Name(locked->state)), std::string(actor), detail.dump());
+    pqxx::result event = txn.exec_prepared(
+        "kiln_retry", Value(run), ids, locked->pipeline, std::string(dag::Name(locked->state)),
+        std::string(actor), detail.dump(), json(reopen.running).dump(), json(reopen.drop).dump());
     if (event_id != nullptr) *event_id = event[0][0].as<int64_t>();
     auto record = ReadRunWithTasks(txn, run, what);
     if (!record.ok()) return record.status();

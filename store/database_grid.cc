@@ -35,7 +35,8 @@ std::map<RunId, std::vector<std::string>> TaskIds(ReadTxn& txn, const std::set<R
   std::map<RunId, std::vector<std::string>> out;
   // task_instances' primary key (run_id, task_id) finds each run's rows.
   for (const pqxx::row& row : txn.exec_params("SELECT run_id, task_id FROM task_instances WHERE "
-                                              "run_id = ANY($1::int8[]) ORDER BY run_id, position",
+                                              "run_id = ANY($1::int8[]) AND parent IS NULL "
+                                              "ORDER BY run_id, position",
                                               ids)) {
     out[RunId(row[0].as<int64_t>())].push_back(row[1].as<std::string>());
   }
@@ -93,7 +94,7 @@ Result<GridPage> Database::Grid(const std::string& pipeline, std::optional<RunId
                             "LATERAL (SELECT string_agg(" +
                             LetterCase() +
                             ", '') AS letters, string_agg(t.position::text, ',') AS positions "
-                            "FROM task_instances t WHERE t.run_id = runs.id) g "
+                            "FROM task_instances t WHERE t.run_id = runs.id AND t.parent IS NULL) g "
                             "WHERE pipeline = $1 AND id < $2 ORDER BY id DESC LIMIT " +
                             std::to_string(limit + 1);
     pqxx::result rows = txn.exec_params(

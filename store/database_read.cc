@@ -129,7 +129,7 @@ std::string RunColumns() {
 
 std::string TaskColumns() {
   return "task_id, state, attempt, pool, priority, exit_code, signal, " + EpochMs("started_at") +
-         ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at") + ", round_base, waiting_for";
+         ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at") + ", round_base, waiting_for, parent, map_index, item::text";
 }
 
 Result<TaskInstanceRecord> ReadTask(const pqxx::row& row) {
@@ -149,6 +149,11 @@ Result<TaskInstanceRecord> ReadTask(const pqxx::row& row) {
   t.round_base = row[10].as<int>();
   if (t.state == dag::TaskState::kWaiting) t.waiting_for = row[11].as<std::string>("");
   if (t.started_at && t.ended_at) t.duration = *t.ended_at - *t.started_at;
+  if (!row[12].is_null()) {
+    t.parent = row[12].as<std::string>();
+    t.map_index = row[13].as<int>(0);
+    t.item = row[14].as<std::string>("null");
+  }
   return t;
 }
 

@@ -325,6 +325,14 @@ CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending
 CREATE INDEX events_sla_missed ON events (run_id) WHERE kind = 'sla_missed';
 )sql";
 
+// for_each: a mapped task's instances are task_instances rows of their own ("train[3]"), at
+// positions after the pipeline's tasks, naming their parent, their place in the list and item.
+constexpr std::string_view kForEachSchema = R"sql(
+ALTER TABLE task_instances ADD COLUMN parent text;
+ALTER TABLE task_instances ADD COLUMN map_index int;
+ALTER TABLE task_instances ADD COLUMN item jsonb;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -336,6 +344,7 @@ constexpr Migration kMigrations[] = {
     {8, "approvals: the waiting state", kWaitingSchema},
     {9, "result cache", kCacheSchema},
     {10, "notifications", kNotifySchema},
+    {11, "for_each instances", kForEachSchema},
 };
 
 }  // namespace

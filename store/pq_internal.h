@@ -84,7 +84,7 @@ inline constexpr int kRunColumns = 16;
 std::string RunColumns();
 Result<RunRecord> ReadRun(RunId id, const pqxx::row& row);
 // The columns of a task_instances row that ReadTask reads, in its order (kTaskColumns of them).
-inline constexpr int kTaskColumns = 12;
+inline constexpr int kTaskColumns = 15;
 std::string TaskColumns();
 Result<TaskInstanceRecord> ReadTask(const pqxx::row& row);
 // The run with its tasks as `txn` sees it. ErrorCode::kNotFound "run N not found"; a row that

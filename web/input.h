@@ -14,7 +14,8 @@ namespace kiln::web {
 // Ok when `name` matches ^[a-z0-9][a-z0-9_.-]{0,63}$, else kInvalidArgument
 // "pipeline name 'X' must match ^[a-z0-9][a-z0-9_.-]{0,63}$".
 Status CheckPipelineName(std::string_view name);
-// Ok when `id` matches ^[a-z0-9][a-z0-9_-]{0,63}$, else kInvalidArgument "task id 'X' must ...".
+// Ok when `id` matches ^[a-z0-9][a-z0-9_-]{0,63}$, or is an instance of one ("train[3]", index
+// 0..9999), else kInvalidArgument "task id 'X' must ...".
 Status CheckTaskId(std::string_view id);
 // A decimal integer in [min, 2^63-1] without sign, spaces or leading zeros; nullopt otherwise
 // (also when it is too large for 64 bits).

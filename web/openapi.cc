@@ -277,7 +277,7 @@ constexpr std::string_view kDocument = R"json({
     "ModelName": {"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"}},
     "PipelineName": {"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"}},
     "RunId": {"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}},
-    "TaskId": {"name": "task", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}}},
+    "TaskId": {"name": "task", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}(\\[(0|[1-9][0-9]{0,3})\\])?$"}}},
   "requestBodies": {
     "Empty": {"required": false, "description": "no body, or {}", "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false}}}}},
   "responses": {
@@ -341,7 +341,10 @@ constexpr std::string_view kDocument = R"json({
       "exit_code": {"type": "integer", "nullable": true}, "signal": {"type": "integer", "nullable": true},
       "started_at": {"$ref": "#/components/schemas/Time"}, "ended_at": {"$ref": "#/components/schemas/Time"},
       "retry_at": {"$ref": "#/components/schemas/Time"}, "duration_ms": {"type": "integer", "nullable": true},
-      "waiting_for": {"type": "string", "nullable": true, "enum": ["approval", "file", "http", "time", null]}, "deadline": {"$ref": "#/components/schemas/Time"}}},
+      "waiting_for": {"type": "string", "nullable": true, "enum": ["approval", "file", "http", "time", null]}, "deadline": {"$ref": "#/components/schemas/Time"},
+      "parent": {"type": "string", "description": "instances of a task with for_each (id 'train[3]'): the task they belong to"},
+      "map_index": {"type": "integer", "description": "instances: the item's place in the list, from 0"},
+      "item": {"description": "instances: the item, as JSON"}}},
     "DecisionRequest": {"type": "object", "properties": {"note": {"type": "string", "maxLength": 2000}}},
     "Approval": {"type": "object", "properties": {"run": {"type": "integer"}, "pipeline": {"type": "string"}, "task": {"type": "string"},
       "logical_date": {"$ref": "#/components/schemas/Time"}, "since": {"$ref": "#/components/schemas/Time"}, "deadline": {"$ref": "#/components/schemas/Time"}}},
@@ -420,7 +423,7 @@ constexpr std::string_view kDocument = R"json({
       "note": {"type": "string", "nullable": true}}},
     "RetryRequest": {"oneOf": [
       {"type": "object", "required": ["mode"], "additionalProperties": false, "properties": {"mode": {"type": "string", "enum": ["failed"]}}},
-      {"type": "object", "required": ["from"], "additionalProperties": false, "properties": {"from": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}}}]},
+      {"type": "object", "required": ["from"], "additionalProperties": false, "properties": {"from": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}(\\[(0|[1-9][0-9]{0,3})\\])?$"}}}]},
     "RetryResponse": {"type": "object", "required": ["run", "tasks", "event_id"], "properties": {
       "run": {"$ref": "#/components/schemas/Run"}, "tasks": {"type": "array", "items": {"type": "string"}},
       "event_id": {"type": "integer", "description": "the run_retried event; follow the run's events after it"}}},

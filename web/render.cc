@@ -52,7 +52,7 @@ json RenderParamValue(const dag::ParamValue& value) {
 
 json RenderTask(const scheduler::TaskInstanceRecord& task) {
   const bool waiting = task.state == dag::TaskState::kWaiting;
-  return {{"id", task.task_id},
+  json out = {{"id", task.task_id},
           {"state", dag::Name(task.state)},
           {"attempt", task.attempt},
           {"pool", task.pool},
@@ -65,6 +65,13 @@ json RenderTask(const scheduler::TaskInstanceRecord& task) {
           {"waiting_for", waiting ? json(task.waiting_for) : json()},
           {"deadline", RenderTime(waiting ? task.retry_at : std::nullopt)},
           {"duration_ms", task.duration ? json(task.duration->count()) : json()}};
+  if (!task.parent.empty()) {
+    // An instance of a mapped task (for_each): its task, place in the list and item.
+    out["parent"] = task.parent;
+    out["map_index"] = task.map_index;
+    out["item"] = json::parse(task.item, nullptr, /*allow_exceptions=*/false);
+  }
+  return out;
 }
 
 json RenderRun(const scheduler::RunRecord& run, bool with_tasks) {

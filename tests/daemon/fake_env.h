@@ -205,7 +205,8 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
     return true;
   }
   Result<RunRecord> PrepareRetry(RunId run, std::span<const std::string> tasks,
-                                 std::string_view actor, int64_t* event_id) override {
+                                 std::string_view actor, int64_t* event_id,
+                                 const kiln::store::Reopen& /*reopen*/) override {
     std::lock_guard lock(mu);
     Row& row = runs.at(Value(run));
     for (auto& t : row.run.tasks) {

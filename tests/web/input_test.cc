@@ -22,7 +22,7 @@ TEST_CASE("ids follow the pipeline format") {
         "pipeline name 'a?b' must match ^[a-z0-9][a-z0-9_.-]{0,63}$");
   CHECK(CheckTaskId("train_2-b").ok());
   CHECK_FALSE(CheckTaskId("train.b").ok());
-  CHECK(CheckTaskId("..").message() == "task id '..' must match ^[a-z0-9][a-z0-9_-]{0,63}$");
+  CHECK(CheckTaskId("..").message() == "task id '..' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]");
 }
 
 TEST_CASE("decimal numbers are read strictly") {

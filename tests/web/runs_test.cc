@@ -156,7 +156,7 @@ TEST_CASE("retry takes a mode or a task, exactly one") {
         Case{R"({"mode":1})", "'mode' must be \"failed\""},
         Case{R"({"from":7})", "'from' must be a task id"},
         Case{R"({"from":"Train"})",
-             "'from': task id 'Train' must match ^[a-z0-9][a-z0-9_-]{0,63}$"},
+             "'from': task id 'Train' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]"},
         Case{R"({"mode":"failed","force":true})",
              "body: unknown field 'force'; accepted: mode, from"}}) {
     INFO(c.body);
