@@ -131,3 +131,85 @@ TEST_CASE("a run resumes on its own version of its pipeline") {
   // Tasks that are not the pipeline's are refused.
   CHECK_FALSE(ResumeContext(Active({Row("x", TaskState::kPending, 0)}), current).ok());
 }
+
+namespace {
+
+scheduler::TaskInstanceRecord Instance(std::string parent, int index, TaskState state,
+                                       std::string item) {
+  scheduler::TaskInstanceRecord t =
+      Row(parent + "[" + std::to_string(index) + "]", state, state == TaskState::kPending ? 0 : 1);
+  t.parent = std::move(parent);
+  t.map_index = index;
+  t.item = std::move(item);
+  return t;
+}
+
+using kiln::daemon::ChooseRetry;
+using Names = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE("instances resume after the pipeline's tasks with their items read back") {
+  auto pipeline = MakePipeline({"list", "train", "report"});
+  auto active = Active({Row("list", TaskState::kSuccess, 1), Row("train", TaskState::kRunning, 0),
+                        Row("report", TaskState::kPending, 0),
+                        Instance("train", 0, TaskState::kSuccess, R"({"c":0.5})"),
+                        Instance("train", 1, TaskState::kPending, R"("eu")")});
+  CHECK(daemon::SameTasks(active.run, *pipeline));
+  auto ctx = ResumeContext(active, pipeline);
+  REQUIRE(ctx.ok());
+  REQUIRE(ctx->instances.size() == 2);
+  CHECK(ctx->instances[0].parent == TaskId{1});
+  CHECK(ctx->instances[1].index == 1);
+  CHECK(ctx->instances[1].item.string == "eu");
+  CHECK(ctx->instances[0].item.Find("c")->number == 0.5);
+  CHECK(ctx->initial_states.size() == 5);
+  // An instance row before the pipeline's tasks, or naming no task of it, is not this pipeline.
+  auto stray = active;
+  stray.run.tasks[4].parent = "nope";
+  CHECK_FALSE(daemon::SameTasks(stray.run, *pipeline));
+}
+
+TEST_CASE("retrying a mapped task: failed instances only, from one instance, or made again") {
+  auto pipeline = MakePipeline({"list", "train", "report"});
+  scheduler::RunRecord run =
+      Active({Row("list", TaskState::kSuccess, 1), Row("train", TaskState::kFailed, 0),
+              Row("report", TaskState::kUpstreamFailed, 0),
+              Instance("train", 0, TaskState::kSuccess, "1"),
+              Instance("train", 1, TaskState::kFailed, "2"),
+              Instance("train", 2, TaskState::kSuccess, "3")},
+             dag::RunState::kFailed)
+          .run;
+  SECTION("the failed ones: the task reopens, its failed instances and its downstream re-run") {
+    auto c = ChooseRetry(run, *pipeline, std::nullopt);
+    REQUIRE(c.ok());
+    CHECK(c->pending == Names{"train[1]", "report"});
+    CHECK(c->reopen == Names{"train"});
+    CHECK(c->drop.empty());
+  }
+  SECTION("one instance that succeeded: it re-runs, so does everything after its task") {
+    run.tasks[1].state = TaskState::kSuccess;
+    run.tasks[2].state = TaskState::kSuccess;
+    run.tasks[4].state = TaskState::kSuccess;
+    auto c = ChooseRetry(run, *pipeline, std::string("train[2]"));
+    REQUIRE(c.ok());
+    CHECK(c->pending == Names{"train[2]", "report"});
+    CHECK(c->reopen == Names{"train"});
+    CHECK(c->drop.empty());
+  }
+  SECTION("from its upstream, or from the task itself: its instances are made again") {
+    for (const std::string from : {"list", "train"}) {
+      auto c = ChooseRetry(run, *pipeline, from);
+      REQUIRE(c.ok());
+      CHECK(c->pending == (from == "list" ? Names{"list", "train", "report"}
+                                          : Names{"train", "report"}));
+      CHECK(c->reopen.empty());
+      CHECK(c->drop == Names{"train"});
+    }
+  }
+  SECTION("an unknown instance") {
+    auto c = ChooseRetry(run, *pipeline, std::string("train[9]"));
+    CHECK(c.status().code() == ErrorCode::kNotFound);
+    CHECK(c.message() == "run 7 has no task 'train[9]'");
+  }
+}

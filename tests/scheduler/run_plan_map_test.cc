@@ -136,3 +136,42 @@ TEST_CASE("no items skip the mapped task at once, and a cancel reaches the insta
   CHECK(cancelled.size() == 10002);  // the instances, the parent, report
   CHECK(other.Outcome() == RunState::kCancelled);
 }
+
+TEST_CASE("a resumed plan rebuilds instances: pending ones ready, ended ones counted") {
+  auto p = MakePipeline();
+  // list succeeded; train expanded into 3: [0] success, [1] running, [2] queued.
+  RunPlan plan(*p,
+               {TaskState::kSuccess, TaskState::kRunning, TaskState::kPending, TaskState::kSuccess,
+                TaskState::kRunning, TaskState::kQueued},
+               {kTrain, kTrain, kTrain});
+  CHECK(plan.units() == 6);
+  CHECK(plan.IsExpanded(kTrain));
+  CHECK(plan.mapped(kTrain)->ended == 1);
+  CHECK(plan.TakeReady() == std::vector<TaskId>{TaskId{5}});
+  CHECK(plan.TakeInitialChanges().empty());
+  CHECK(plan.Finish(TaskId{5}, TaskState::kSuccess).empty());
+  const std::vector<Change> last = plan.Finish(TaskId{4}, TaskState::kFailed);
+  REQUIRE(last.size() == 2);
+  CHECK(last[0].task == kTrain);
+  CHECK(last[0].state == TaskState::kFailed);
+  CHECK(last[1].task == kReport);
+  CHECK(last[1].state == TaskState::kUpstreamFailed);
+  CHECK(plan.done());
+  CHECK(plan.Outcome() == RunState::kFailed);
+}
+
+TEST_CASE("a resumed plan whose instances had all ended ends their task first") {
+  auto p = MakePipeline();
+  RunPlan plan(*p,
+               {TaskState::kSuccess, TaskState::kRunning, TaskState::kPending, TaskState::kSuccess,
+                TaskState::kSkipped},
+               {kTrain, kTrain});
+  const std::vector<Change> changes = plan.TakeInitialChanges();
+  REQUIRE(changes.size() == 2);
+  CHECK(changes[0].task == kTrain);
+  CHECK(changes[0].state == TaskState::kFailed);  // a mix of success and skipped
+  CHECK(changes[1].task == kReport);
+  CHECK(changes[1].state == TaskState::kUpstreamFailed);
+  CHECK(plan.TakeReady().empty());
+  CHECK(plan.done());
+}

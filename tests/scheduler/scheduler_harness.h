@@ -129,7 +129,8 @@ class FakeRunner final : public sch::TaskRunner {
   };
   void Start(sch::LaunchRequest request,
              std::function<void(sch::AttemptOutcome)> on_exit) override {
-    std::string id = task_names.at(kiln::Index(request.task));
+    std::string id = request.task_id;
+    unit_names[kiln::Index(request.task)] = id;
     bool durable = store_.StartCommitted(id, request.attempt);
     order.push_back(id);
     started_at[id] = clock_.now;
@@ -137,7 +138,8 @@ class FakeRunner final : public sch::TaskRunner {
   }
   void Adopt(const sch::AdoptRequest& request,
              std::function<void(sch::AttemptOutcome)> on_exit) override {
-    std::string id = task_names.at(kiln::Index(request.task));
+    std::string id = request.task_id;
+    unit_names[kiln::Index(request.task)] = id;
     adopted.push_back(request);
     started_at[id] = clock_.now;
     sch::LaunchRequest launch;
@@ -148,11 +150,11 @@ class FakeRunner final : public sch::TaskRunner {
     running[id] = Started{std::move(launch), std::move(on_exit), true};
   }
   void Recorded(RunId, TaskId task, int attempt) override {
-    recorded.push_back(task_names.at(kiln::Index(task)) + "#" + std::to_string(attempt));
+    recorded.push_back(Name(task) + "#" + std::to_string(attempt));
   }
   void CloseRunFolder(const std::filesystem::path& run_dir) override { closed.push_back(run_dir); }
   void Kill(RunId, TaskId task) override {
-    std::string id = task_names.at(kiln::Index(task));
+    std::string id = Name(task);
     auto it = running.find(id);
     if (it == running.end()) return;
     killed.push_back(id);
@@ -176,7 +178,13 @@ class FakeRunner final : public sch::TaskRunner {
     o.ended_at = clock_.now;
     asio::post(io_, [f = node.mapped().on_exit, o] { f(o); });
   }
+  // A unit's name: the task_id it was started with (instances: "train[3]"), else the task's.
+  std::string Name(TaskId task) const {
+    auto it = unit_names.find(kiln::Index(task));
+    return it != unit_names.end() ? it->second : task_names.at(kiln::Index(task));
+  }
   std::vector<std::string> task_names;
+  std::map<uint32_t, std::string> unit_names;
   std::vector<std::string> order;
   std::map<std::string, Started> running;
   std::vector<std::string> killed;
@@ -268,7 +276,9 @@ struct Harness {
     std::vector<TaskState> states(spec.tasks.size(), TaskState::kPending);
     std::vector<int> attempts(spec.tasks.size(), 0);
     for (const auto& u : store.TaskUpdates()) {
-      size_t i = kiln::Index(*pipeline->dag.Find(u.task_id));
+      auto found = pipeline->dag.Find(u.task_id);
+      if (!found) continue;  // an instance ("train[3]")
+      size_t i = kiln::Index(*found);
       states[i] = u.state;
       attempts[i] = u.attempt;
     }
