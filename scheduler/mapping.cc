@@ -57,8 +57,9 @@ void Scheduler::OnItemsRead(RunId run_id, TaskId task, Result<std::vector<dag::V
   // Cancelled or marked while its file was read.
   if (run.plan.state(task) != TaskState::kPending || run.plan.IsExpanded(task)) return;
   if (!items.ok()) {
+    // The reader's words name the file ("for_each file '...': ...").
     FinishTask(run, task, TaskState::kFailed, run.attempts[Index(task)], std::nullopt,
-               "for_each: " + items.message());
+               items.message());
   } else {
     Expand(run, task, std::move(items).value());
   }

@@ -225,10 +225,11 @@ TEST_CASE("a for_each file that cannot be read fails the mapped task with the re
   h.Start();
   REQUIRE(reads.asked.size() == 1);
   CHECK(reads.asked[0] == "/data/runs/p/7/regions.json");
-  reads.pending[0](kiln::Status::Error("/data/runs/p/7/regions.json: no such file"));
+  reads.pending[0](kiln::Status::Error("for_each file '/data/runs/p/7/regions.json': no such file"));
   h.Settle();
   CHECK(LastUpdate(h, "train")->state == TaskState::kFailed);
-  CHECK(LastUpdate(h, "train")->reason == "for_each: /data/runs/p/7/regions.json: no such file");
+  CHECK(LastUpdate(h, "train")->reason ==
+        "for_each file '/data/runs/p/7/regions.json': no such file");
   CHECK(LastUpdate(h, "report")->state == TaskState::kUpstreamFailed);
   CHECK(h.recorder.state == RunState::kFailed);
 }
