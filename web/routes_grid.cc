@@ -107,6 +107,10 @@ json CriticalPathOf(Call& call, RunId id, const std::vector<scheduler::AttemptRe
   const Instant now = NowUtc();
   for (const auto& a : attempts) {
     auto task = dag.Find(a.task_id);
+    // An instance's attempts ("train[3]") count toward its task, which runs none of its own.
+    if (!task && a.task_id.ends_with(']')) {
+      task = dag.Find(std::string_view(a.task_id).substr(0, a.task_id.rfind('[')));
+    }
     if (!task) continue;
     first[Index(*task)] = std::min(first[Index(*task)], a.started_at);
     last[Index(*task)] = std::max(last[Index(*task)], a.ended_at.value_or(now));

@@ -137,6 +137,38 @@ command = "true"
   });
 });
 
+test('a mapped task\'s instances are rows of the run; one that failed is retried from its page', { timeout: 120000 }, async () => {
+  const dir = tempDir();
+  const fixed = path.join(dir, 'fixed');
+  await signedIn(pipelinesFolder({ 'sweep.toml': `[pipeline]
+name = "sweep"
+[tasks.fit]
+for_each = [{ c = 0.1 }, { c = 2 }, { c = 3 }]
+command = "test {{ item.c }} != 2 || test -e ${fixed}"
+[tasks.pick]
+needs = ["fit"]
+command = "true"
+` }), 'operator', async ({ daemon, page, problems }) => {
+    const { id } = (await daemon.api('/api/v1/pipelines/sweep/runs', { method: 'POST', body: {} })).body;
+    assert.equal((await daemon.waitForRun(id)).state, 'failed');
+    await page.goto(`${daemon.url}/#/runs/${id}`);
+    await page.locator('#tasks tr[data-task="fit[1]"]').waitFor();
+    assert.deepEqual(await graphStates(page), { fit: 'failed', pick: 'upstream_failed' });
+    const rows = await page.$$eval('#tasks tbody tr[data-task]', (trs) => trs.map((tr) => tr.querySelector('th').textContent.trim()));
+    assert.deepEqual(rows, ['fit', 'pick', 'fit[0] {"c":0.1}', 'fit[1] {"c":2}', 'fit[2] {"c":3}']);
+    await page.click('#tasks tr[data-task="fit[1]"] a');
+    await page.locator('#retry-from').waitFor();
+    fs.writeFileSync(fixed, '');
+    await page.click('#retry-from');
+    await page.locator('#run-state .st-success').waitFor({ timeout: 60000 });
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="pick"]')?.dataset.state === 'success');
+    const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
+    assert.deepEqual(run.tasks.map((t) => `${t.id}:${t.state}:${t.attempt}`),
+      ['fit:success:0', 'pick:success:1', 'fit[0]:success:1', 'fit[1]:success:2', 'fit[2]:success:1']);
+    assert.deepEqual(problems, []);
+  });
+});
+
 test('an admin marks a failed task success, with the reason typed on the page', { timeout: 120000 }, async () => {
   await signedIn(pipelinesFolder({ 'broken.toml': `[pipeline]
 name = "broken"

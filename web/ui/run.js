@@ -129,11 +129,18 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       waitingNotice(), actions(), problem);
   }
 
+  // An instance's item, short: a string as it is, anything else as JSON.
+  function itemText(item) {
+    const text = typeof item === 'string' ? item : JSON.stringify(item);
+    return text.length > 40 ? `${text.slice(0, 39)}…` : text;
+  }
+
   function taskRow(i) {
     const t = run.tasks[i];
     const selected = t.id === selectedTask;
     return h('tr', { class: selected ? 'selected' : null, dataset: { task: t.id } },
-      h('th', { scope: 'row' }, h('a', { href: `#/runs/${id}/${enc(t.id)}`, 'aria-current': selected ? 'true' : null }, t.id)),
+      h('th', { scope: 'row' }, h('a', { href: `#/runs/${id}/${enc(t.id)}`, 'aria-current': selected ? 'true' : null }, t.id),
+        t.parent ? h('span', { class: 'muted item', title: 'its item' }, ' ', itemText(t.item)) : null),
       h('td', {}, badge(t.state)),
       h('td', {}, t.attempt || ''),
       h('td', {}, exitText(t)),
@@ -213,6 +220,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       gantt = new Gantt(id, run.tasks.map((t) => t.id), attempts, critical);
       fill(ganttBox, gantt.el);
     }
+    gantt.tasks = run.tasks.map((t) => t.id);  // instances appear as their task expands
     gantt.update(attempts, critical);
   }
 
