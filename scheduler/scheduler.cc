@@ -231,7 +231,10 @@ void Scheduler::Queue(Run& run, Ticket ticket) {
   const TaskId task = ticket.task;
   pools_.Push(std::move(ticket));
   run.plan.SetState(task, TaskState::kQueued);
-  newly_queued_.emplace_back(run.ctx.id, task);
+  // A task waiting for a slot is written queued; an instance is not (its row stays pending until
+  // it starts): 10,000 instances expand in one statement, not 10,000. Either is decided again
+  // when a run is resumed.
+  if (run.instance(task) == nullptr) newly_queued_.emplace_back(run.ctx.id, task);
 }
 
 void Scheduler::StartStartable() {
