@@ -15,11 +15,14 @@ using namespace kiln::e2e;
 
 namespace {
 
-void CheckExample(const std::string& example, const std::string& expected_file) {
+// Runs the example's pipeline ("file" in the expected file, else pipeline.toml); returns the
+// run's JSON and leaves its data folder in `data`.
+json CheckExample(const std::string& example, const std::string& expected_file,
+                  const TempDir& data = TempDir()) {
   fs::path dir = SourceDir() / "examples" / example;
   json expected = json::parse(ReadFile(dir / expected_file));
-  TempDir data;
-  std::vector<std::string> args = {"run",        (dir / "pipeline.toml").string(),
+  const std::string file = expected.value("file", "pipeline.toml");
+  std::vector<std::string> args = {"run",        (dir / file).string(),
                                    "--output",   "json",
                                    "--data-dir", data.path().string()};
   if (expected.contains("params")) {
@@ -45,12 +48,33 @@ void CheckExample(const std::string& example, const std::string& expected_file) 
   }
   // The same outcome is what PostgreSQL holds.
   CHECK(Sql("select state from runs where id = " + got["id"].dump()) == want_run);
+  return got;
 }
 
 }  // namespace
 
 TEST_CASE("example ml-lifecycle trains, evaluates and registers a model") {
   CheckExample("ml-lifecycle", "expected.json");
+}
+
+TEST_CASE("example ml-lifecycle's sweep trains one model per grid point and gates the best") {
+  TempDir data;
+  const json run = CheckExample("ml-lifecycle", "expected-sweep.json", data);
+  // pick chose the most accurate trial (the first of equals), and the gate read its metrics.
+  const fs::path folder = data / "runs/ml-sweep" / run["id"].dump();
+  const json sweep = json::parse(ReadFile(folder / "sweep.json"));
+  REQUIRE(sweep["trials"].size() == 6);
+  size_t best = 0;
+  for (size_t i = 0; i < 6; ++i) {
+    CHECK(sweep["trials"][i]["trial"] == i);
+    if (sweep["trials"][i]["metrics"]["accuracy"] > sweep["trials"][best]["metrics"]["accuracy"]) {
+      best = i;
+    }
+  }
+  CHECK(sweep["chosen"] == best);
+  CHECK(json::parse(ReadFile(folder / "metrics.json")) == sweep["trials"][best]["metrics"]);
+  CHECK(sweep["trials"][4]["model"]["model"] == "random_forest");
+  CHECK(sweep["trials"][4]["model"]["hyperparameters"]["n_estimators"] == 50);
 }
 
 TEST_CASE("example ml-lifecycle skips promotion below the accuracy gate") {
