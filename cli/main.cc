@@ -117,8 +117,9 @@ int main(int argc, char** argv) {
   retry_cmd->add_option("run", retry.run, "Run id")->required();
   auto* failed_flag = retry_cmd->add_flag("--failed", retry_failed,
                                           "Re-run failed tasks and their downstream (the default)");
-  retry_cmd->add_option("--from", retry.from,
-                        "Re-run this task (or one instance, 'train[3]') and its downstream")
+  retry_cmd
+      ->add_option("--from", retry.from,
+                   "Re-run this task (or one instance, 'train[3]') and its downstream")
       ->excludes(failed_flag);
   retry_cmd->add_flag("--wait", retry.wait, "Show progress until the run ends");
 

@@ -42,8 +42,7 @@ void Progress::OnTaskState(RunId, const dag::TaskSpec& /*task*/, const std::stri
       }
       running_.insert(name);
       started_[name] = now;
-      text =
-          name + " started" + (attempt > 1 ? " (attempt " + std::to_string(attempt) + ")" : "");
+      text = name + " started" + (attempt > 1 ? " (attempt " + std::to_string(attempt) + ")" : "");
       break;
     case TaskState::kUpForRetry:
       running_.erase(name);

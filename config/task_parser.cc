@@ -85,7 +85,7 @@ std::optional<dag::ForEach> ReadForEach(TomlReader& reader, const toml::node& no
   if (array->size() > dag::kMaxItems) {
     reader.Error(each.loc, field,
                  std::to_string(array->size()) + " items; at most " +
-                     std::to_string(dag::kMaxItems) + " (write them to a file for_each reads)");
+                     std::to_string(dag::kMaxItems) + " (split the list over several tasks)");
     return std::nullopt;
   }
   bool ok = true;

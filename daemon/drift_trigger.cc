@@ -68,9 +68,8 @@ std::optional<DriftAsk> ReadDriftAsk(const dag::TaskSpec& task, const std::strin
   return ask;
 }
 
-void DaemonService::OnTaskResults(RunId run, const dag::TaskSpec& task,
-                                  const std::string& /*name*/, int /*attempt*/,
-                                  const std::string& results) {
+void DaemonService::OnTaskResults(RunId run, const dag::TaskSpec& task, const std::string& /*name*/,
+                                  int /*attempt*/, const std::string& results) {
   if (auto ask = DriftAskOf(task, results)) {
     timer_.Post([this, run, task = task.id, ask = *ask] { AnswerDriftAsk(run, task, ask); });
   } else if (auto reg = RegistrationOf(task, results)) {

@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <map>
 
+#include "common/log.h"
 #include "config/items.h"
 #include "config/pipeline_loader.h"
-#include "scheduler/run_plan.h"
 #include "plugins/registry.h"
+#include "scheduler/run_plan.h"
 
 namespace kiln::daemon {
 
@@ -68,25 +69,24 @@ Result<scheduler::RunContext> ResumeContext(const store::ActiveRun& active,
   for (const store::OpenAttempt& a : active.open) open[{a.task_id, a.attempt}] = &a;
   const size_t n = run.tasks.size();
   const size_t tasks = ctx.pipeline->spec.tasks.size();
-  if (n > tasks) {
-    // Instances: their items are read back from the rows' JSON, all in one parse.
-    std::string items = "[";
-    for (size_t i = tasks; i < n; ++i) {
-      items += (i > tasks ? "," : "") + run.tasks[i].item;
+  // Instances: their items read back from the rows' JSON, as kiln wrote it (a run may hold more
+  // than one list's worth, so each is read on its own).
+  for (size_t i = tasks; i < n; ++i) {
+    const scheduler::TaskInstanceRecord& t = run.tasks[i];
+    auto parsed = config::ParseItems("[" + t.item + "]");
+    dag::Value item;
+    if (parsed.ok() && parsed->size() == 1) {
+      item = std::move((*parsed)[0]);
+    } else {
+      // Not what kiln writes: the instance sees the text as it is.
+      log::Warn("run " + ToString(run.id) + " instance '" + t.task_id +
+                "': its item cannot be read back; it is passed as the text " + t.item);
+      item.type = dag::Value::Type::kString;
+      item.string = t.item;
     }
-    items += "]";
-    auto parsed = config::ParseItems(items);
-    if (!parsed.ok() || parsed->size() != n - tasks) {
-      return Status::Error(ErrorCode::kInvalidArgument,
-                           "run " + ToString(run.id) + ": the items of its instances cannot be " +
-                               "read: " + (parsed.ok() ? "too few" : parsed.message()));
-    }
-    for (size_t i = tasks; i < n; ++i) {
-      const scheduler::TaskInstanceRecord& t = run.tasks[i];
-      ctx.instances.push_back(scheduler::RunContext::Instance{
-          *ctx.pipeline->dag.Find(t.parent), static_cast<uint32_t>(std::max(t.map_index, 0)),
-          std::move((*parsed)[i - tasks])});
-    }
+    ctx.instances.push_back(scheduler::RunContext::Instance{
+        *ctx.pipeline->dag.Find(t.parent), static_cast<uint32_t>(std::max(t.map_index, 0)),
+        std::move(item)});
   }
   ctx.supervisors.assign(n, "");
   ctx.recorded.assign(n, std::nullopt);

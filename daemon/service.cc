@@ -543,8 +543,11 @@ Status DaemonService::MarkEnded(const scheduler::MarkRequest& request,
                                 const dag::Pipeline* pipeline) {
   // The run's state follows its tasks, as when it ended (scheduler::RunPlan::Outcome).
   auto outcome = [pipeline](const RunRecord& run) {
+    // The pipeline's tasks decide (a mapped task's state is its instances' aggregate).
     std::vector<dag::TaskState> states;
-    for (const auto& t : run.tasks) states.push_back(t.state);
+    for (const auto& t : run.tasks) {
+      if (t.parent.empty()) states.push_back(t.state);
+    }
     return scheduler::OutcomeOf(states, [&](size_t i) {
       if (!pipeline) return false;
       auto id = pipeline->dag.Find(run.tasks[i].task_id);
@@ -622,7 +625,8 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
   if (instance) {
     // Its task's state is its instances' aggregate, decided while the run is active.
     return Status::Error(ErrorCode::kConflict,
-                         "'" + request.task + "' is an instance of a task with for_each; in a run " +
+                         "'" + request.task +
+                             "' is an instance of a task with for_each; in a run " +
                              "that has ended, retry it instead (kiln retry " +
                              ToString(request.run) + " --from '" + request.task + "')");
   }

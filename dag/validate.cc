@@ -513,6 +513,13 @@ void Validator::CheckForEach(const TaskSpec& task) {
   if (kinds_.Has(task.kind) && kinds_.ExecutionOf(task.kind) != Execution::kProcess) {
     Add(TaskKey(task, "for_each"),
         "for_each runs a process per item; a task of kind '" + task.kind + "' runs none");
+  } else if (kinds_.Has(task.kind) && task.kind != "shell" && task.kind != "check") {
+    // A gate registers one model per task, a drift check starts one run per task: per instance
+    // they would collide.
+    Add(TaskKey(task, "for_each"),
+        "for_each is for tasks of kind \"shell\" or \"check\"; a task "
+        "of kind '" +
+            task.kind + "' decides once per run");
   }
   if (spec_.locs.contains("tasks." + task.id + ".max_parallel") && task.max_parallel < 1) {
     Add(TaskKey(task, "max_parallel"),

@@ -73,10 +73,9 @@ void Scheduler::Flush() {
     const Run& run = *it->second;
     TaskExtra extra;
     extra.task = task;
-    Append(
-        TaskUpdate{run_id, run.name(task), run.attempts[Index(task)],
-                   TaskState::kQueued, clock_.Now(), std::nullopt, std::nullopt, std::nullopt, ""},
-        std::move(extra));
+    Append(TaskUpdate{run_id, run.name(task), run.attempts[Index(task)], TaskState::kQueued,
+                      clock_.Now(), std::nullopt, std::nullopt, std::nullopt, ""},
+           std::move(extra));
   }
   newly_queued_.clear();
   if (commit_in_flight_ || pending_.empty()) {
@@ -185,8 +184,11 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
     if (task_refused[k]) continue;
     if (extra.note) extra.note();
     if (extra.launch) {
-      if (auto it = runs_.find(u.run); it != runs_.end())
+      // The run may have been released and added again meanwhile: its units then come from the
+      // rows, and this one must still be the unit the start was written for.
+      if (auto it = runs_.find(u.run); it != runs_.end() && SameUnit(*it->second, extra.task, u)) {
         Launch(*it->second, extra.task, u.attempt);
+      }
     }
   }
   if (observer_) {
@@ -198,7 +200,9 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
   MaybeShutdownDone();
 }
 
-// The start of `attempt` is durable: its process may start.
+bool Scheduler::SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const {
+  return Index(task) < run.plan.units() && run.name(task) == update.task_id;
+}
 
 // The store could not write `update` (its values), while the rest of its batch committed.
 void Scheduler::OnRejected(const TaskUpdate& update, const TaskExtra& extra,
@@ -207,7 +211,7 @@ void Scheduler::OnRejected(const TaskUpdate& update, const TaskExtra& extra,
              std::to_string(update.attempt) + ": its change to " +
              std::string(dag::Name(update.state)) + " could not be recorded: " + message);
   auto it = runs_.find(update.run);
-  if (it == runs_.end() || extra.replacement) return;
+  if (it == runs_.end() || extra.replacement || !SameUnit(*it->second, extra.task, update)) return;
   if (update.start) {
     // Not started: the task fails without an attempt (the row keeps the previous attempt).
     Run& run = *it->second;

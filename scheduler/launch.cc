@@ -21,8 +21,8 @@ using dag::TaskState;
 
 std::filesystem::path Scheduler::LogPath(const Run& run, TaskId task, int attempt) const {
   // Every component matches the format's id patterns, so the path stays beneath logs_dir.
-  return options_.logs_dir / run.pipeline().spec.name / ToString(run.ctx.id) /
-         run.name(task) / (std::to_string(attempt) + ".log");
+  return options_.logs_dir / run.pipeline().spec.name / ToString(run.ctx.id) / run.name(task) /
+         (std::to_string(attempt) + ".log");
 }
 
 namespace {

@@ -77,7 +77,7 @@ void Scheduler::Expand(Run& run, TaskId task, std::vector<dag::Value> items) {
   std::string json = "[";
   for (size_t k = 0; k < items.size(); ++k) {
     std::string item = dag::ItemJson(items[k]);
-    // PostgreSQL's jsonb holds no NUL character.
+    // PostgreSQL's text holds no NUL character.
     if (item.find("\\u0000") != std::string::npos) {
       FinishTask(run, task, TaskState::kFailed, attempt, std::nullopt,
                  "for_each: item " + std::to_string(k) +
@@ -97,8 +97,14 @@ void Scheduler::Expand(Run& run, TaskId task, std::vector<dag::Value> items) {
     run.instances.push_back(Run::Instance{task, static_cast<uint32_t>(k), std::move(items[k])});
   }
   if (run.spec(task).max_parallel > 0) run.windows[Index(task)].limit = run.spec(task).max_parallel;
-  TaskUpdate update{run.ctx.id,   run.name(task), attempt,      TaskState::kRunning,
-                    clock_.Now(), std::nullopt,   std::nullopt, std::nullopt,
+  TaskUpdate update{run.ctx.id,
+                    run.name(task),
+                    attempt,
+                    TaskState::kRunning,
+                    clock_.Now(),
+                    std::nullopt,
+                    std::nullopt,
+                    std::nullopt,
                     std::to_string(count) + (count == 1 ? " instance" : " instances")};
   update.expand = Expansion{std::move(json)};
   TaskExtra extra;
@@ -165,7 +171,8 @@ std::optional<TaskId> Scheduler::FindUnit(RunId run_id, const std::string& name)
   auto first = parent ? run.first_instance.find(Index(*parent)) : run.first_instance.end();
   if (first == run.first_instance.end()) return std::nullopt;
   const std::string index = name.substr(open + 1, name.size() - open - 2);
-  if (index.empty() || index.size() > 5 || index.find_first_not_of("0123456789") != std::string::npos) {
+  if (index.empty() || index.size() > 5 ||
+      index.find_first_not_of("0123456789") != std::string::npos) {
     return std::nullopt;
   }
   const size_t unit = Index(first->second) + std::stoul(index);
@@ -177,8 +184,8 @@ std::string Scheduler::InstancesEnded(const Run& run, TaskId parent) const {
   const RunPlan::Mapped* m = run.plan.mapped(parent);
   if (m == nullptr) return "its instances ended";
   const size_t failed = m->ended - m->succeeded - m->skipped;
-  std::string out = std::to_string(m->total) + " instances: " + std::to_string(m->succeeded) +
-                    " succeeded";
+  std::string out =
+      std::to_string(m->total) + " instances: " + std::to_string(m->succeeded) + " succeeded";
   if (failed > 0) out += ", " + std::to_string(failed) + " did not";
   if (m->skipped > 0) out += ", " + std::to_string(m->skipped) + " skipped";
   return out;

@@ -69,8 +69,16 @@ RunPlan::RunPlan(const dag::Pipeline& pipeline, const std::vector<TaskState>& in
     const TaskState state = states_[i];
     released_[i] = true;
     if (dag::IsTerminal(states_[p])) {
-      // The parent is kept as it ended: so are its instances (an unended one ends cancelled).
-      if (!dag::IsTerminal(state)) states_[i] = TaskState::kCancelled;
+      // The parent ended (cancelled) but this instance had not been written ended: one under
+      // way stays so, to be adopted and recorded when it exits; one that never started ends
+      // cancelled now.
+      if (state == TaskState::kPending || state == TaskState::kQueued) {
+        states_[i] = TaskState::kCancelled;
+        initial_changes_.push_back(
+            Change{static_cast<TaskId>(i), TaskState::kCancelled, static_cast<TaskId>(p)});
+      } else if (!dag::IsTerminal(state)) {
+        ++unfinished_;
+      }
       continue;
     }
     if (state == TaskState::kPending || state == TaskState::kQueued) {

@@ -45,10 +45,11 @@ class RunPlan {
   // Instances of mapped tasks (for_each) follow the pipeline's tasks in `initial_states`, one
   // parent per instance in `instance_parents` (in unit order). A parent with instances is
   // expanded: running without an attempt unless it is kept (terminal, with its instances kept;
-  // an unended instance of a kept parent is cancelled). Its pending or queued instances are ready
-  // (after the pipeline's tasks), running ones under way, ended ones counted; a parent all of
-  // whose instances had ended ends now with their aggregate (one of TakeInitialChanges, caused by
-  // itself).
+  // of a kept parent's unended instances, one under way stays so, to end through Finish, and a
+  // pending or queued one ends cancelled: one of TakeInitialChanges, caused by the parent). Its
+  // pending or queued instances are ready (after the pipeline's tasks), running ones under way,
+  // ended ones counted; a parent all of whose instances had ended ends now with their aggregate
+  // (one of TakeInitialChanges, caused by itself).
   RunPlan(const dag::Pipeline& pipeline, const std::vector<dag::TaskState>& initial_states,
           const std::vector<TaskId>& instance_parents = {});
 

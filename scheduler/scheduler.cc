@@ -258,8 +258,7 @@ void Scheduler::StartStartable() {
     extra.task = ticket.task;
     extra.launch = true;
     Record(
-        TaskUpdate{run.ctx.id, run.name(ticket.task), attempt, TaskState::kRunning,
-                   clock_.Now(),
+        TaskUpdate{run.ctx.id, run.name(ticket.task), attempt, TaskState::kRunning, clock_.Now(),
                    AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},
                    std::nullopt, std::nullopt, ""},
         std::move(extra));
@@ -297,8 +296,8 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
   if (outcome.stop_cause == "cancel" && !run.cancelling) {
     run.plan.Finish(task, TaskState::kCancelled);
     end.reason = "cancelled";
-    Record(TaskUpdate{run_id, name, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
-                      end, std::nullopt, "run cancelled"},
+    Record(TaskUpdate{run_id, name, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt, end,
+                      std::nullopt, "run cancelled"},
            ack);
     CancelRun(run_id, "run cancelled");
     return;
@@ -312,8 +311,8 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
     Pump(run);
   } else if (run.plan.state(task) == TaskState::kCancelled) {
     end.reason = "cancelled";
-    Record(TaskUpdate{run_id, name, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt,
-                      end, std::nullopt, "run cancelled"},
+    Record(TaskUpdate{run_id, name, attempt, TaskState::kCancelled, clock_.Now(), std::nullopt, end,
+                      std::nullopt, "run cancelled"},
            ack);
   } else {
     TaskState state = Classify(spec, outcome);
@@ -324,8 +323,8 @@ void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,
       Instant retry_at = clock_.Now() + delay;
       run.plan.SetState(task, TaskState::kUpForRetry);
       std::string reason = end.reason + "; retrying in " + FormatDuration(delay);
-      Record(TaskUpdate{run_id, name, attempt, TaskState::kUpForRetry, clock_.Now(),
-                        std::nullopt, end, retry_at, reason},
+      Record(TaskUpdate{run_id, name, attempt, TaskState::kUpForRetry, clock_.Now(), std::nullopt,
+                        end, retry_at, reason},
              ack);
       StartRetryTimer(run, task, delay);
     } else {
@@ -380,9 +379,10 @@ void Scheduler::FinishTask(Run& run, TaskId task, TaskState state, int attempt,
 
 void Scheduler::RecordDecided(Run& run, const std::vector<Change>& changes, Instant now) {
   for (const Change& c : changes) {
-    std::string why = run.plan.IsExpanded(c.task) ? InstancesEnded(run, c.task)
-                                                  : "upstream '" + run.name(c.cause) + "' " +
-                                                        std::string(dag::Name(run.plan.state(c.cause)));
+    std::string why = run.plan.IsExpanded(c.task)
+                          ? InstancesEnded(run, c.task)
+                          : "upstream '" + run.name(c.cause) + "' " +
+                                std::string(dag::Name(run.plan.state(c.cause)));
     TaskExtra extra;
     extra.task = c.task;
     Record(TaskUpdate{run.ctx.id, run.name(c.task), run.attempts[Index(c.task)], c.state, now,
@@ -417,10 +417,10 @@ void Scheduler::MarkTask(RunId run_id, TaskId task, TaskState state, std::string
   const TaskState current = run.plan.state(task);
   if (run.plan.IsExpanded(task) && !dag::IsTerminal(current)) {
     Reply(std::move(done),
-          Status::Error(ErrorCode::kConflict,
-                        "task '" + name + "' runs as " +
-                            std::to_string(run.plan.mapped(task)->total) +
-                            " instances; mark them one by one ('" + name + "[0]', ...)"));
+          Status::Error(ErrorCode::kConflict, "task '" + name + "' runs as " +
+                                                  std::to_string(run.plan.mapped(task)->total) +
+                                                  " instances; mark them one by one ('" + name +
+                                                  "[0]', ...)"));
     return;
   }
   if (dag::IsTerminal(current)) {

@@ -340,6 +340,8 @@ class Scheduler {
   void OnCommitted(CommitResult result, Batch batch, std::vector<TaskExtra> task_extras,
                    std::vector<RunExtra> run_extras);
   void OnRejected(const TaskUpdate& update, const TaskExtra& extra, const std::string& message);
+  // Whether `task` of `run` is the unit `update` was written for.
+  bool SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const;
   void Reply(std::function<void(Status)> done, Status status);
 
   boost::asio::io_context& io_;

@@ -112,7 +112,7 @@ INSERT INTO task_instances (run_id, task_id, position, pool, priority, parent, m
 SELECT $1::int8, $2::text || '[' || (u.i - 1) || ']',
        (SELECT max(position) FROM task_instances WHERE run_id = $1) + u.i::int, t.pool,
        t.priority, $2, u.i - 1, u.item
-FROM task_instances t, jsonb_array_elements($3::jsonb) WITH ORDINALITY AS u(item, i)
+FROM task_instances t, json_array_elements($3::json) WITH ORDINALITY AS u(item, i)
 WHERE t.run_id = $1 AND t.task_id = $2)sql";
 
 // $1 run, $2 state, $3 at, $4 actor, $5 detail, $6 terminal.

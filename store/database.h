@@ -523,6 +523,7 @@ class Database {
     OpenAttempt attempt;
     bool current = false;
   };
+  // One per key found, in the order of `keys`.
   Result<std::vector<AttemptStatus>> AttemptStatuses(std::span<const scheduler::AttemptKey> keys);
   // A supervisor records the ends of attempts it ran (first report wins; nothing for an attempt
   // that is not running any more) and notifies 'kiln_outcomes' with the runs' ids.

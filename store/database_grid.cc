@@ -89,14 +89,15 @@ Result<GridPage> Database::Grid(const std::string& pipeline, std::optional<RunId
     ReadTxn txn(impl_->conn, "grid");
     // runs_by_pipeline (pipeline, id DESC) from the cursor; each run's letters and their
     // positions are aggregated from its own task_instances rows (primary key).
-    const std::string sql = "SELECT " + RunColumns() +
-                            ", id, g.letters, g.positions FROM runs, "
-                            "LATERAL (SELECT string_agg(" +
-                            LetterCase() +
-                            ", '') AS letters, string_agg(t.position::text, ',') AS positions "
-                            "FROM task_instances t WHERE t.run_id = runs.id AND t.parent IS NULL) g "
-                            "WHERE pipeline = $1 AND id < $2 ORDER BY id DESC LIMIT " +
-                            std::to_string(limit + 1);
+    const std::string sql =
+        "SELECT " + RunColumns() +
+        ", id, g.letters, g.positions FROM runs, "
+        "LATERAL (SELECT string_agg(" +
+        LetterCase() +
+        ", '') AS letters, string_agg(t.position::text, ',') AS positions "
+        "FROM task_instances t WHERE t.run_id = runs.id AND t.parent IS NULL) g "
+        "WHERE pipeline = $1 AND id < $2 ORDER BY id DESC LIMIT " +
+        std::to_string(limit + 1);
     pqxx::result rows = txn.exec_params(
         sql, pipeline, before ? Value(*before) : std::numeric_limits<int64_t>::max());
     GridPage page;

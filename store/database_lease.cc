@@ -6,8 +6,10 @@
 // it holds.
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "common/text.h"
 #include "store/database.h"
@@ -323,6 +325,15 @@ Result<std::vector<Database::AttemptStatus>> Database::AttemptStatuses(
       s.current = row[6].as<bool>();
       out.push_back(std::move(s));
     }
+    // In the order asked (the join's order is the planner's).
+    std::map<std::tuple<int64_t, std::string, int>, size_t> at;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      at.emplace(std::make_tuple(Value(keys[i].run), keys[i].task_id, keys[i].attempt), i);
+    }
+    std::stable_sort(out.begin(), out.end(), [&](const AttemptStatus& a, const AttemptStatus& b) {
+      return at[{Value(a.key.run), a.key.task_id, a.key.attempt}] <
+             at[{Value(b.key.run), b.key.task_id, b.key.attempt}];
+    });
     return out;
   } catch (const std::exception& e) {
     return DbError("reading " + std::to_string(keys.size()) + " attempts", e);

@@ -129,7 +129,8 @@ std::string RunColumns() {
 
 std::string TaskColumns() {
   return "task_id, state, attempt, pool, priority, exit_code, signal, " + EpochMs("started_at") +
-         ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at") + ", round_base, waiting_for, parent, map_index, item::text";
+         ", " + EpochMs("ended_at") + ", " + EpochMs("retry_at") +
+         ", round_base, waiting_for, parent, map_index, item::text";
 }
 
 Result<TaskInstanceRecord> ReadTask(const pqxx::row& row) {

@@ -330,7 +330,7 @@ CREATE INDEX events_sla_missed ON events (run_id) WHERE kind = 'sla_missed';
 constexpr std::string_view kForEachSchema = R"sql(
 ALTER TABLE task_instances ADD COLUMN parent text;
 ALTER TABLE task_instances ADD COLUMN map_index int;
-ALTER TABLE task_instances ADD COLUMN item jsonb;
+ALTER TABLE task_instances ADD COLUMN item json;  -- json keeps an item's text as written
 )sql";
 
 constexpr Migration kMigrations[] = {

@@ -53,18 +53,18 @@ json RenderParamValue(const dag::ParamValue& value) {
 json RenderTask(const scheduler::TaskInstanceRecord& task) {
   const bool waiting = task.state == dag::TaskState::kWaiting;
   json out = {{"id", task.task_id},
-          {"state", dag::Name(task.state)},
-          {"attempt", task.attempt},
-          {"pool", task.pool},
-          {"priority", task.priority},
-          {"exit_code", OrNull(task.exit_code)},
-          {"signal", OrNull(task.signal)},
-          {"started_at", RenderTime(task.started_at)},
-          {"ended_at", RenderTime(task.ended_at)},
-          {"retry_at", RenderTime(waiting ? std::nullopt : task.retry_at)},
-          {"waiting_for", waiting ? json(task.waiting_for) : json()},
-          {"deadline", RenderTime(waiting ? task.retry_at : std::nullopt)},
-          {"duration_ms", task.duration ? json(task.duration->count()) : json()}};
+              {"state", dag::Name(task.state)},
+              {"attempt", task.attempt},
+              {"pool", task.pool},
+              {"priority", task.priority},
+              {"exit_code", OrNull(task.exit_code)},
+              {"signal", OrNull(task.signal)},
+              {"started_at", RenderTime(task.started_at)},
+              {"ended_at", RenderTime(task.ended_at)},
+              {"retry_at", RenderTime(waiting ? std::nullopt : task.retry_at)},
+              {"waiting_for", waiting ? json(task.waiting_for) : json()},
+              {"deadline", RenderTime(waiting ? task.retry_at : std::nullopt)},
+              {"duration_ms", task.duration ? json(task.duration->count()) : json()}};
   if (!task.parent.empty()) {
     // An instance of a mapped task (for_each): its task, place in the list and item.
     out["parent"] = task.parent;

@@ -85,6 +85,6 @@ TEST_CASE("for_each and max_parallel values are checked") {
   for (int i = 0; i <= 10000; ++i) many += (i ? ",1" : "1");
   many += "]\n";
   CHECK(Errors(many) ==
-        Strings{"p.toml:5:12: tasks.a.for_each: 10001 items; at most 10000 (write them to a file "
-                "for_each reads)"});
+        Strings{"p.toml:5:12: tasks.a.for_each: 10001 items; at most 10000 (split the list over "
+                "several tasks)"});
 }

@@ -201,8 +201,8 @@ TEST_CASE("retrying a mapped task: failed instances only, from one instance, or 
     for (const std::string from : {"list", "train"}) {
       auto c = ChooseRetry(run, *pipeline, from);
       REQUIRE(c.ok());
-      CHECK(c->pending == (from == "list" ? Names{"list", "train", "report"}
-                                          : Names{"train", "report"}));
+      CHECK(c->pending ==
+            (from == "list" ? Names{"list", "train", "report"} : Names{"train", "report"}));
       CHECK(c->reopen.empty());
       CHECK(c->drop == Names{"train"});
     }

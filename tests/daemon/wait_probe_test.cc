@@ -106,3 +106,23 @@ TEST_CASE("an HTTP look is ready on a 2xx answer only") {
                [&](kiln::scheduler::WaitAnswer a) { answer.set_value(std::move(a)); });
   CHECK(answer.get_future().get().seen == "cannot connect");
 }
+
+TEST_CASE("for_each is refused on kinds that decide once per run or run no process") {
+  auto errors = [](const std::string& kind, const std::string& keys) {
+    std::vector<std::string> out;
+    auto result = kiln::config::ParsePipeline(
+        "[pipeline]\nname = \"p\"\n[tasks.t]\nkind = \"" + kind + "\"\nfor_each = [1, 2]\n" + keys,
+        "p.toml", kiln::plugins::Builtins());
+    for (const auto& d : result.diagnostics) {
+      if (d.field == "tasks.t.for_each") out.push_back(d.message);
+    }
+    return out;
+  };
+  CHECK(errors("gate", "metrics = \"m.json\"\nmodel = \"m\"\nrequire = [\"a > 1\"]\n") ==
+        std::vector<std::string>{"for_each is for tasks of kind \"shell\" or \"check\"; a task of "
+                                 "kind 'gate' decides once per run"});
+  CHECK(errors("wait", "for = \"time\"\nat = \"2026-01-01T00:00:00Z\"\n") ==
+        std::vector<std::string>{
+            "for_each runs a process per item; a task of kind 'wait' runs none"});
+  CHECK(errors("check", "data = \"d{{ item }}.csv\"\n").empty());
+}

@@ -22,9 +22,8 @@ json CheckExample(const std::string& example, const std::string& expected_file,
   fs::path dir = SourceDir() / "examples" / example;
   json expected = json::parse(ReadFile(dir / expected_file));
   const std::string file = expected.value("file", "pipeline.toml");
-  std::vector<std::string> args = {"run",        (dir / file).string(),
-                                   "--output",   "json",
-                                   "--data-dir", data.path().string()};
+  std::vector<std::string> args = {"run",  (dir / file).string(), "--output",
+                                   "json", "--data-dir",          data.path().string()};
   if (expected.contains("params")) {
     for (const auto& [k, v] : expected["params"].items()) {
       args.push_back("-p");

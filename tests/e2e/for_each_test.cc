@@ -29,9 +29,10 @@ std::string MostAtOnce(int64_t run, const std::string& task) {
 
 // task:state for the pipeline's tasks (not instances), in file order.
 std::string TaskStates(int64_t run) {
-  return Sql("select string_agg(task_id || ':' || state, ' ' order by position) from "
-             "task_instances where parent is null and run_id = " +
-             Of(run));
+  return Sql(
+      "select string_agg(task_id || ':' || state, ' ' order by position) from "
+      "task_instances where parent is null and run_id = " +
+      Of(run));
 }
 
 // How many instances of `task` ended in `state`.
@@ -108,15 +109,17 @@ command = "echo done"
   CHECK(grid["tasks"] == json({"list", "train", "sweep", "report"}));
 }
 
-TEST_CASE("one failing instance fails its task and stops its downstream; retrying it alone ends "
-          "the run") {
+TEST_CASE(
+    "one failing instance fails its task and stops its downstream, and retrying it alone ends "
+    "the run") {
   TempDir dir;
   const std::string fixed = (dir / "fixed").string();
   WriteFile(dir / "pipelines/sweep.toml", R"([pipeline]
 name = "sweep"
 [tasks.fit]
 for_each = [1, 2, 3]
-command = "test {{ item }} != 2 || test -f )" + fixed + R"("
+command = "test {{ item }} != 2 || test -f )" +
+                                              fixed + R"("
 [tasks.pick]
 needs = ["fit"]
 command = "echo picked"
@@ -131,8 +134,9 @@ command = "echo picked"
             "and to_state = 'failed' and run_id = " +
             Of(run)) == "3 instances: 2 succeeded, 1 did not");
   // Marking an instance of an ended run is refused with what to do instead.
-  auto mark = daemon.Client(kAdminToken).Post("/api/v1/runs/" + Of(run) + "/tasks/fit[1]/mark",
-                          R"({"state": "success"})", kJson);
+  auto mark =
+      daemon.Client(kAdminToken)
+          .Post("/api/v1/runs/" + Of(run) + "/tasks/fit[1]/mark", R"({"state": "success"})", kJson);
   REQUIRE(mark);
   CHECK(mark->status == 409);
   CHECK(Body(mark)["error"]["message"] ==
@@ -154,8 +158,9 @@ command = "echo picked"
             Of(run)) == "fit[0]#1 fit[1]#1 fit[1]#2 fit[2]#1 pick#1");
 }
 
-TEST_CASE("retrying the failed tasks of a run re-runs the failed instances, and a retry from "
-          "upstream makes the instances again") {
+TEST_CASE(
+    "retrying the failed tasks of a run re-runs the failed instances, and a retry from "
+    "upstream makes the instances again") {
   TempDir dir;
   const std::string list = (dir / "items.json").string();
   WriteFile(list, "[1, 2]");
@@ -166,8 +171,9 @@ command = "true"
 [tasks.fit]
 needs = ["list"]
 for_each = ")" + list + R"("
-command = "test {{ item }} != 2 || test -f )" + (dir / "fixed").string() +
-                                               R"("
+command = "test {{ item }} != 2 || test -f )" +
+                                              (dir / "fixed").string() +
+                                              R"("
 )");
   Daemon daemon(dir, dir / "pipelines");
   auto client = daemon.Client(kOperatorToken);
@@ -194,7 +200,7 @@ command = "test {{ item }} != 2 || test -f )" + (dir / "fixed").string() +
             Of(run) + " and parent = 'fit'") == R"("a","b","c")");
 }
 
-TEST_CASE("an empty list skips the mapped task; a malformed file fails it with what is wrong") {
+TEST_CASE("an empty list skips the mapped task, and a malformed file fails it with what is wrong") {
   TempDir dir;
   WriteFile(dir / "bad.json", R"([1, [2]])");
   WriteFile(dir / "pipelines/edges.toml", R"([pipeline]
@@ -255,8 +261,9 @@ command = "echo picked"
     first.Signal(SIGKILL);
     CHECK(first.Wait() == 128 + SIGKILL);
   }
-  CHECK(States(run) == "fit:running pick:pending fit[0]:running fit[1]:running fit[2]:pending "
-                       "fit[3]:pending fit[4]:pending fit[5]:pending");
+  CHECK(States(run) ==
+        "fit:running pick:pending fit[0]:running fit[1]:running fit[2]:pending "
+        "fit[3]:pending fit[4]:pending fit[5]:pending");
   DaemonOptions o(dir / "pipelines");
   o.on_stop = "leave";
   Daemon second(dir, o);

@@ -64,7 +64,7 @@ TEST_CASE("instances are ready at once and the parent ends with their aggregate"
   CHECK(plan.Outcome() == RunState::kSuccess);
 }
 
-TEST_CASE("one failed instance fails the parent and its downstream; all skipped skips it") {
+TEST_CASE("one failed instance fails the parent and its downstream, and all skipped skips it") {
   SECTION("failed") {
     auto p = MakePipeline();
     RunPlan plan(*p);
@@ -174,4 +174,23 @@ TEST_CASE("a resumed plan whose instances had all ended ends their task first") 
   CHECK(changes[1].state == TaskState::kUpstreamFailed);
   CHECK(plan.TakeReady().empty());
   CHECK(plan.done());
+}
+
+TEST_CASE("a resumed plan whose mapped task was cancelled: an instance under way ends later") {
+  auto p = MakePipeline();
+  // Cancelled while [0] ran: its row stays running until it exits; [1] never started.
+  RunPlan plan(*p,
+               {TaskState::kSuccess, TaskState::kCancelled, TaskState::kCancelled,
+                TaskState::kRunning, TaskState::kPending},
+               {kTrain, kTrain});
+  const std::vector<Change> changes = plan.TakeInitialChanges();
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].task == TaskId{4});
+  CHECK(changes[0].state == TaskState::kCancelled);
+  CHECK(changes[0].cause == kTrain);
+  CHECK(plan.TakeReady().empty());
+  CHECK(plan.unfinished() == 1);
+  CHECK(plan.Finish(TaskId{3}, TaskState::kCancelled).empty());
+  CHECK(plan.done());
+  CHECK(plan.Outcome() == RunState::kCancelled);
 }

@@ -111,8 +111,8 @@ TEST_CASE("inline items: instances run with their item and the task ends with th
 TEST_CASE("table items: {{ item.KEY }} and KILN_ITEM as a JSON object") {
   auto t = Mapped("sweep", {Table({Number(3, "depth"), Number(1, "c")})});
   t.command.reset();
-  t.argv = std::vector<std::string>{"fit", "--depth", "{{ item.depth }}", "--c", "{{ item.c }}",
-                                    "--i", "{{ item.index }}"};
+  t.argv = std::vector<std::string>{"fit",          "--depth", "{{ item.depth }}", "--c",
+                                    "{{ item.c }}", "--i",     "{{ item.index }}"};
   Harness h({t});
   h.Start();
   REQUIRE(h.runner.running.count("sweep[0]") == 1);
@@ -121,7 +121,8 @@ TEST_CASE("table items: {{ item.KEY }} and KILN_ITEM as a JSON object") {
   CHECK(Env(r, "KILN_ITEM") == R"({"depth":3,"c":1})");
 }
 
-TEST_CASE("one failed instance fails the task once all have ended; its downstream does not run") {
+TEST_CASE(
+    "one failed instance fails the task once all have ended, and its downstream does not run") {
   Harness h({Mapped("train", {Text("a"), Text("b"), Text("c")}), Task("report", {"train"})});
   h.Start();
   h.runner.Exit("train[1]", 3);
@@ -138,7 +139,7 @@ TEST_CASE("one failed instance fails the task once all have ended; its downstrea
   CHECK(h.recorder.state == RunState::kFailed);
 }
 
-TEST_CASE("an instance retries on its own; its task waits for it") {
+TEST_CASE("an instance retries on its own and its task waits for it") {
   auto t = Mapped("train", {Text("a"), Text("b")});
   t.retry.retries = 1;
   t.retry.retry_delay = std::chrono::milliseconds(1);
@@ -225,7 +226,8 @@ TEST_CASE("a for_each file that cannot be read fails the mapped task with the re
   h.Start();
   REQUIRE(reads.asked.size() == 1);
   CHECK(reads.asked[0] == "/data/runs/p/7/regions.json");
-  reads.pending[0](kiln::Status::Error("for_each file '/data/runs/p/7/regions.json': no such file"));
+  reads.pending[0](
+      kiln::Status::Error("for_each file '/data/runs/p/7/regions.json': no such file"));
   h.Settle();
   CHECK(LastUpdate(h, "train")->state == TaskState::kFailed);
   CHECK(LastUpdate(h, "train")->reason ==
@@ -234,7 +236,7 @@ TEST_CASE("a for_each file that cannot be read fails the mapped task with the re
   CHECK(h.recorder.state == RunState::kFailed);
 }
 
-TEST_CASE("a cancel while the file is read cancels the task; the late answer changes nothing") {
+TEST_CASE("a cancel while the file is read cancels the task, and the late answer changes nothing") {
   Reads reads;
   auto t = Mapped("train", {});
   t.for_each->file = "items.json";
@@ -250,7 +252,7 @@ TEST_CASE("a cancel while the file is read cancels the task; the late answer cha
   CHECK(h.recorder.state == RunState::kCancelled);
 }
 
-TEST_CASE("marks: an instance by its name; the mapped task itself is refused while it runs") {
+TEST_CASE("marks: an instance by its name, not the mapped task itself while it runs") {
   Harness h({Mapped("train", {Text("a"), Text("b")})});
   h.Start();
   auto unit = h.scheduler->FindUnit(RunId{7}, "train[1]");

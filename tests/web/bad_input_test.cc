@@ -123,8 +123,9 @@ TEST_CASE("unknown routes, wrong methods, bad ids and traversal get JSON errors"
                 "no such route: GET '/api/v1/pipelines/../../etc/passwd'"},
            Case{"GET", "/api/v1/runs/12/tasks/..%2F..%2Fetc/attempts/1/log", 404, "not_found",
                 "no such route: GET '/api/v1/runs/12/tasks/../../etc/attempts/1/log'"},
-           Case{"GET", "/api/v1/runs/12/tasks/%2e%2e/attempts/1/log", 400, "invalid_argument",
-                "task id '..' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]"},
+           Case{
+               "GET", "/api/v1/runs/12/tasks/%2e%2e/attempts/1/log", 400, "invalid_argument",
+               "task id '..' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]"},
            Case{"GET", "/api/v1/runs/0", 400, "invalid_argument",
                 "run id '0' must be a positive integer"},
            Case{"GET", "/api/v1/runs/-3", 400, "invalid_argument",

@@ -22,7 +22,18 @@ TEST_CASE("ids follow the pipeline format") {
         "pipeline name 'a?b' must match ^[a-z0-9][a-z0-9_.-]{0,63}$");
   CHECK(CheckTaskId("train_2-b").ok());
   CHECK_FALSE(CheckTaskId("train.b").ok());
-  CHECK(CheckTaskId("..").message() == "task id '..' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]");
+  CHECK(CheckTaskId("..").message() ==
+        "task id '..' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]");
+  // Instances of a task with for_each: index 0..9999, no leading zero, one pair of brackets.
+  for (const char* good : {"train[0]", "train[3]", "t_2-b[9999]"}) {
+    INFO(good);
+    CHECK(CheckTaskId(good).ok());
+  }
+  for (const char* bad : {"train[]", "train[01]", "train[10000]", "train[-1]", "train[1][2]", "[3]",
+                          "train[3", "train3]", "Train[3]", "train[3]x", "../x[1]"}) {
+    INFO(bad);
+    CHECK_FALSE(CheckTaskId(bad).ok());
+  }
 }
 
 TEST_CASE("decimal numbers are read strictly") {

@@ -115,7 +115,8 @@ TEST_CASE("log requests are checked") {
            Case{"/api/v1/runs/12/tasks/train/attempts/4294967296/log",
                 "attempt '4294967296' must be a positive integer"},
            Case{"/api/v1/runs/12/tasks/Train/attempts/1/log",
-                "task id 'Train' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]"},
+                "task id 'Train' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: "
+                "train[3]"},
        }) {
     INFO(c.target);
     auto r = client->Get(c.target, AsViewer());

@@ -70,8 +70,10 @@ TEST_CASE("every query value of the run listing is checked, naming it") {
            Case{"pipeline=ML",
                 "query parameter 'pipeline': pipeline name 'ML' must match "
                 "^[a-z0-9][a-z0-9_.-]{0,63}$"},
-           Case{"cursor=0", "query parameter 'cursor': must be a next_cursor from an earlier page, not '0'"},
-           Case{"cursor=-1", "query parameter 'cursor': must be a next_cursor from an earlier page, not '-1'"},
+           Case{"cursor=0",
+                "query parameter 'cursor': must be a next_cursor from an earlier page, not '0'"},
+           Case{"cursor=-1",
+                "query parameter 'cursor': must be a next_cursor from an earlier page, not '-1'"},
            Case{"cursor=99999999999999999999",
                 "query parameter 'cursor': must be a next_cursor from an earlier page, not "
                 "'99999999999999999999'"},
@@ -156,7 +158,8 @@ TEST_CASE("retry takes a mode or a task, exactly one") {
         Case{R"({"mode":1})", "'mode' must be \"failed\""},
         Case{R"({"from":7})", "'from' must be a task id"},
         Case{R"({"from":"Train"})",
-             "'from': task id 'Train' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]"},
+             "'from': task id 'Train' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: "
+             "train[3]"},
         Case{R"({"mode":"failed","force":true})",
              "body: unknown field 'force'; accepted: mode, from"}}) {
     INFO(c.body);
