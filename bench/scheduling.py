@@ -12,7 +12,11 @@ transition durable), and with `ninja -j2` on the same graph, and prints times an
 With --serve, the same shapes also run through `kiln serve` (tasks under its supervisor, the
 daemon's path), triggered and awaited with `kiln trigger NAME --wait`, 2 tasks at a time.
 
-Usage: bench/scheduling.py [--kiln build/cli/kiln] [--repeat 3] [--serve]
+With --against OTHER_KILN, another binary (an older build) runs each shape too, interleaved with
+this one run by run and against a PostgreSQL of its own (its schema may be older), so that a
+machine whose speed drifts affects both alike; prints both medians and their ratio.
+
+Usage: bench/scheduling.py [--kiln build/cli/kiln] [--repeat 3] [--serve] [--against OLD_KILN]
 """
 import argparse
 import hashlib
@@ -125,12 +129,50 @@ def serve_times(kiln, work, env, repeat, config=""):
     return out
 
 
+def compare(kiln, other, repeat):
+    """Each shape with both binaries, alternating run by run; medians and their ratio."""
+    work = tempfile.mkdtemp(prefix="kiln-bench-ab-")
+    os.chmod(work, 0o755)
+    cluster = os.path.join(ROOT, "tests", "support", "pg_cluster.sh")
+    binaries = {"this": kiln, "other": other}
+    envs = {}
+    try:
+        for key in binaries:
+            pg = os.path.join(work, "pg-" + key)
+            subprocess.run([cluster, "start", pg], check=True)
+            envs[key] = dict(os.environ,
+                             KILN_DATABASE_URL=f"postgresql:///kiln_test?host={pg}&user=kiln")
+        print(f"machine: {os.cpu_count()} cores; kiln -j 2; {repeat} runs each, alternating")
+        print(f"this: {kiln}\nother: {other}")
+        print(f"{'shape':<14} {'this':>9} {'other':>9} {'this/other':>11}")
+        for name, tasks in shapes().items():
+            folder = os.path.join(work, name)
+            os.mkdir(folder)
+            write_pipeline(os.path.join(folder, "pipeline.toml"), name, tasks)
+            times = {key: [] for key in binaries}
+            for _ in range(repeat):
+                for key, binary in binaries.items():
+                    fresh_out(folder)
+                    times[key].append(timed([binary, "run", "pipeline.toml", "-j", "2",
+                                             "--data-dir", os.path.join(work, "data-" + key)],
+                                            folder, envs[key])[0])
+            this, that = statistics.median(times["this"]), statistics.median(times["other"])
+            print(f"{name:<14} {this:>8.3f}s {that:>8.3f}s {this / that:>10.3f}x")
+    finally:
+        for key in binaries:
+            subprocess.run([cluster, "stop", os.path.join(work, "pg-" + key)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "cli", "kiln"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--serve", action="store_true", help="also run the shapes through kiln serve")
+    ap.add_argument("--against", help="another kiln binary to compare with, run by run")
     args = ap.parse_args()
+    if args.against:
+        return compare(os.path.abspath(args.kiln), os.path.abspath(args.against), args.repeat)
     kiln = os.path.abspath(args.kiln)
     ninja = shutil.which("ninja")
     if not ninja:

@@ -147,6 +147,10 @@ Status SpawnSupervisor(const SupervisionOptions& options) {
   }
   while (!said.empty() && (said.back() == '\n' || said.back() == '\r')) said.pop_back();
   if (said == "ok") return Status::Ok();
+  if (said.find("another supervisor already runs") != std::string::npos) {
+    // One is still there (exiting, or another daemon's just spawned): the caller may wait.
+    return Status::Error(ErrorCode::kConflict, "the supervisor did not start: " + said);
+  }
   return Status::Error(said.empty() ? "the supervisor exited without starting (see " +
                                           log_path.string() + ")"
                                     : "the supervisor did not start: " + said);

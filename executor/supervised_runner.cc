@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <cstring>
 #include <deque>
+#include <thread>
 #include <utility>
 
 #include "common/crash.h"
@@ -58,11 +59,20 @@ AttemptOutcome Lost(const std::string& why) {
 Result<Dialed> Dial(const SupervisedRunnerOptions& options) {
   const std::string path = SocketPath(options.dir).string();
   int fd = ConnectTo(path);
-  if (fd < 0 && (errno == ENOENT || errno == ECONNREFUSED) && options.spawn) {
+  // A supervisor that is exiting (its daemon died and it had nothing left to run) has closed its
+  // socket but holds its lock for a moment: a new one cannot start until it lets go. Wait that
+  // out, a few seconds at most, as DataDirLock::Take does for the data folder.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (fd < 0 && (errno == ENOENT || errno == ECONNREFUSED) && options.spawn) {
     Status spawned = options.spawn();
     fd = ConnectTo(path);
+    if (fd >= 0 || spawned.ok()) break;
     // Two daemons may race to spawn; the loser's supervisor exits, the winner's answers.
-    if (fd < 0 && !spawned.ok()) return spawned;
+    if (spawned.code() != ErrorCode::kConflict || std::chrono::steady_clock::now() > give_up) {
+      return spawned;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    fd = ConnectTo(path);
   }
   if (fd < 0) {
     return Status::Error(ErrorCode::kUnavailable,

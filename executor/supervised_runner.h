@@ -30,7 +30,9 @@ struct SupervisedRunnerOptions {
   std::string daemon;         // this daemon's name, sent in the hello
   uint64_t log_cap_bytes = 64ull << 20;
   Duration kill_grace = std::chrono::seconds(10);
-  // Starts a supervisor when none answers, and returns once it listens (or why it could not).
+  // Starts a supervisor when none answers, and returns once it listens (or why it could not:
+  // kConflict when another one still holds the folder, e.g. one that is exiting; it is then
+  // tried again for a few seconds).
   std::function<Status()> spawn;
   // Attempts supervised by another supervisor (a run taken over from a daemon whose lease
   // expired): watched through the database by the daemon. Same contract as TaskRunner::Adopt.

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "executor/supervised_runner.h"
@@ -335,4 +336,35 @@ TEST_CASE("one daemon at a time, one supervisor per folder") {
   Supervisor again(o, other);
   CHECK(again.Start().message() == "another supervisor already runs for " + (tmp / "sup").string());
   ::close(first->fd);
+}
+
+TEST_CASE("a daemon waits for an exiting supervisor to let go of its folder, then starts one") {
+  TempDir tmp;
+  FakeLedger ledger;
+  std::optional<Serving> serving;
+  int spawns = 0;
+  auto options = RunnerOptions(tmp / "sup");
+  // The first two spawns meet the old supervisor still holding the folder's lock.
+  options.spawn = [&]() -> Status {
+    if (++spawns < 3) {
+      return Status::Error(ErrorCode::kConflict,
+                           "the supervisor did not start: another supervisor already runs");
+    }
+    serving.emplace(tmp / "sup", ledger);
+    return Status::Ok();
+  };
+  auto dialed = Dial(options);
+  if (!dialed.ok()) FAIL(dialed.message());
+  CHECK(spawns == 3);
+  ::close(dialed->fd);
+  // Any other failure to spawn is reported at once.
+  TempDir other;
+  int tries = 0;
+  auto failing = RunnerOptions(other / "sup");
+  failing.spawn = [&] {
+    ++tries;
+    return Status::Error("starting the supervisor (kiln): Permission denied");
+  };
+  CHECK(Dial(failing).message() == "starting the supervisor (kiln): Permission denied");
+  CHECK(tries == 1);
 }
