@@ -14,7 +14,9 @@ daemon's path), triggered and awaited with `kiln trigger NAME --wait`, 2 tasks a
 
 With --against OTHER_KILN, another binary (an older build) runs each shape too, interleaved with
 this one run by run and against a PostgreSQL of its own (its schema may be older), so that a
-machine whose speed drifts affects both alike; prints both medians and their ratio.
+machine whose speed drifts affects both alike, and ninja -j2 with them for the cost of the
+processes; prints both medians, their ratio, and each binary's own cost per task:
+(kiln - ninja) / tasks.
 
 Usage: bench/scheduling.py [--kiln build/cli/kiln] [--repeat 3] [--serve] [--against OLD_KILN]
 """
@@ -144,20 +146,29 @@ def compare(kiln, other, repeat):
                              KILN_DATABASE_URL=f"postgresql:///kiln_test?host={pg}&user=kiln")
         print(f"machine: {os.cpu_count()} cores; kiln -j 2; {repeat} runs each, alternating")
         print(f"this: {kiln}\nother: {other}")
-        print(f"{'shape':<14} {'this':>9} {'other':>9} {'this/other':>11}")
+        print(f"{'shape':<14} {'this':>9} {'other':>9} {'ninja':>9} {'this/other':>11}"
+              f" {'own ms/task this, other':>24}")
+        ninja = shutil.which("ninja")
         for name, tasks in shapes().items():
             folder = os.path.join(work, name)
             os.mkdir(folder)
             write_pipeline(os.path.join(folder, "pipeline.toml"), name, tasks)
-            times = {key: [] for key in binaries}
+            write_ninja(os.path.join(folder, "build.ninja"), tasks)
+            times = {key: [] for key in list(binaries) + ["ninja"]}
             for _ in range(repeat):
                 for key, binary in binaries.items():
                     fresh_out(folder)
                     times[key].append(timed([binary, "run", "pipeline.toml", "-j", "2",
                                              "--data-dir", os.path.join(work, "data-" + key)],
                                             folder, envs[key])[0])
-            this, that = statistics.median(times["this"]), statistics.median(times["other"])
-            print(f"{name:<14} {this:>8.3f}s {that:>8.3f}s {this / that:>10.3f}x")
+                fresh_out(folder)
+                if os.path.exists(os.path.join(folder, ".ninja_log")):
+                    os.remove(os.path.join(folder, ".ninja_log"))
+                times["ninja"].append(timed([ninja, "-j2", "-f", "build.ninja"], folder)[0])
+            this, that, n = (statistics.median(times[k]) for k in ("this", "other", "ninja"))
+            own = f"{(this - n) * 1000 / len(tasks):.2f}, {(that - n) * 1000 / len(tasks):.2f}"
+            print(f"{name:<14} {this:>8.3f}s {that:>8.3f}s {n:>8.3f}s {this / that:>10.3f}x"
+                  f" {own:>24}")
     finally:
         for key in binaries:
             subprocess.run([cluster, "stop", os.path.join(work, "pg-" + key)], check=False)
