@@ -111,6 +111,20 @@ TemplateValues ItemValues(const Value& item, size_t index) {
   return values;
 }
 
+std::optional<InstanceRef> ParseInstanceName(std::string_view name) {
+  const size_t open = name.rfind('[');
+  if (open == std::string_view::npos || !name.ends_with(']')) return std::nullopt;
+  const std::string_view digits = name.substr(open + 1, name.size() - open - 2);
+  if (digits.empty() || digits.size() > 4 || (digits.size() > 1 && digits[0] == '0') ||
+      digits.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  size_t index = 0;
+  for (char c : digits) index = index * 10 + static_cast<size_t>(c - '0');
+  if (index >= kMaxItems) return std::nullopt;
+  return InstanceRef{name.substr(0, open), index};
+}
+
 std::string InstanceName(std::string_view task, size_t index) {
   return std::string(task) + "[" + std::to_string(index) + "]";
 }

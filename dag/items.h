@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "dag/spec.h"
@@ -22,5 +23,13 @@ TemplateValues ItemValues(const Value& item, size_t index);
 
 // "train[3]": an instance's name, as the API, the CLI, logs and events show it.
 std::string InstanceName(std::string_view task, size_t index);
+
+// The task and index an instance's name holds ("train[3]" -> "train", 3); nullopt unless `name`
+// ends in an index of 0..kMaxItems-1 without a leading zero. The task part is not checked.
+struct InstanceRef {
+  std::string_view task;
+  size_t index = 0;
+};
+std::optional<InstanceRef> ParseInstanceName(std::string_view name);
 
 }  // namespace kiln::dag

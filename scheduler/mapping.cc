@@ -165,17 +165,12 @@ std::optional<TaskId> Scheduler::FindUnit(RunId run_id, const std::string& name)
   if (it == runs_.end()) return std::nullopt;
   const Run& run = *it->second;
   if (auto task = run.pipeline().dag.Find(name)) return task;
-  const size_t open = name.rfind('[');
-  if (open == std::string::npos || !name.ends_with(']')) return std::nullopt;
-  auto parent = run.pipeline().dag.Find(std::string_view(name).substr(0, open));
+  const auto ref = dag::ParseInstanceName(name);
+  if (!ref) return std::nullopt;
+  auto parent = run.pipeline().dag.Find(ref->task);
   auto first = parent ? run.first_instance.find(Index(*parent)) : run.first_instance.end();
   if (first == run.first_instance.end()) return std::nullopt;
-  const std::string index = name.substr(open + 1, name.size() - open - 2);
-  if (index.empty() || index.size() > 5 ||
-      index.find_first_not_of("0123456789") != std::string::npos) {
-    return std::nullopt;
-  }
-  const size_t unit = Index(first->second) + std::stoul(index);
+  const size_t unit = Index(first->second) + ref->index;
   if (unit >= run.plan.units() || run.name(static_cast<TaskId>(unit)) != name) return std::nullopt;
   return static_cast<TaskId>(unit);
 }

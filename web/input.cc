@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "dag/items.h"
+
 namespace kiln::web {
 
 namespace {
@@ -26,19 +28,9 @@ Status CheckPipelineName(std::string_view name) {
 }
 
 Status CheckTaskId(std::string_view id) {
-  // An instance of a mapped task: "train[3]" (at most 10,000 items: 0..9999, no leading zero).
-  std::string_view base = id;
-  if (id.ends_with(']')) {
-    const size_t open = id.rfind('[');
-    const std::string_view index =
-        open == std::string_view::npos ? "" : id.substr(open + 1, id.size() - open - 2);
-    if (open != std::string_view::npos && !index.empty() && index.size() <= 4 &&
-        (index.size() == 1 || index[0] != '0') &&
-        index.find_first_not_of("0123456789") == std::string_view::npos) {
-      base = id.substr(0, open);
-    }
-  }
-  if (MatchesId(base, "_-")) return Status::Ok();
+  // An instance of a mapped task: "train[3]".
+  const auto instance = dag::ParseInstanceName(id);
+  if (MatchesId(instance ? instance->task : id, "_-")) return Status::Ok();
   return Status::Error(ErrorCode::kInvalidArgument,
                        "task id " + Quoted(id) +
                            " must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: "

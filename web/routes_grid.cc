@@ -2,6 +2,7 @@
 // attempt of a run (the timeline). Part of the v1 API like the rest.
 #include <unordered_map>
 
+#include "dag/items.h"
 #include "web/graph_layout.h"
 #include "web/input.h"
 #include "web/internal.h"
@@ -108,8 +109,8 @@ json CriticalPathOf(Call& call, RunId id, const std::vector<scheduler::AttemptRe
   for (const auto& a : attempts) {
     auto task = dag.Find(a.task_id);
     // An instance's attempts ("train[3]") count toward its task, which runs none of its own.
-    if (!task && a.task_id.ends_with(']')) {
-      task = dag.Find(std::string_view(a.task_id).substr(0, a.task_id.rfind('[')));
+    if (!task) {
+      if (auto instance = dag::ParseInstanceName(a.task_id)) task = dag.Find(instance->task);
     }
     if (!task) continue;
     first[Index(*task)] = std::min(first[Index(*task)], a.started_at);

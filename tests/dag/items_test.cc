@@ -48,3 +48,16 @@ TEST_CASE("an item's text, JSON and template values") {
   CHECK(kiln::dag::ItemJson(Text(std::string("\x01", 1))) == R"("\u0001")");
   CHECK(kiln::dag::InstanceName("train", 12) == "train[12]");
 }
+
+TEST_CASE("an instance's name gives back its task and index") {
+  auto ref = kiln::dag::ParseInstanceName("train[12]");
+  REQUIRE(ref.has_value());
+  CHECK(ref->task == "train");
+  CHECK(ref->index == 12);
+  CHECK(kiln::dag::ParseInstanceName("a[1][9999]")->task == "a[1]");
+  for (const char* bad : {"train", "train[]", "train[01]", "train[10000]", "train[-1]", "train[3",
+                          "train[3]x", "train[ 3]"}) {
+    INFO(bad);
+    CHECK_FALSE(kiln::dag::ParseInstanceName(bad).has_value());
+  }
+}
