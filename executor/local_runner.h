@@ -38,6 +38,10 @@ class LocalTaskRunner final : public scheduler::TaskRunner {
   // (posted, like every on_exit).
   void Adopt(const scheduler::AdoptRequest& request,
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
+  // Yes: its attempts belong to this process (`kiln run`), whose run nobody resumes (a daemon
+  // ends it cancelled when the process is gone), so a start whose commit never lands is never
+  // run a second time; the scheduler stops one that the store refuses.
+  bool StartsBeforeCommit() const override { return true; }
   // Kill() for every running attempt (e.g. at shutdown); their on_exit still comes.
   void KillAll();
   // Attempts started and not yet reported.

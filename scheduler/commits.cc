@@ -181,9 +181,13 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
       runner_.Recorded(u.run, extra.task, u.attempt);
     }
     if (extra.committed) extra.committed(!task_refused[k]);
-    if (task_refused[k]) continue;
+    if (task_refused[k]) {
+      // A start launched while it committed, and refused: its process must not run on.
+      if (extra.launch) StopUnrecorded(u, extra.task);
+      continue;
+    }
     if (extra.note) extra.note();
-    if (extra.launch) {
+    if (extra.launch && !runner_.StartsBeforeCommit()) {
       // The run may have been released and added again meanwhile: its units then come from the
       // rows, and this one must still be the unit the start was written for.
       if (auto it = runs_.find(u.run); it != runs_.end() && SameUnit(*it->second, extra.task, u)) {
@@ -198,6 +202,21 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
   }
   if (!pending_.empty()) ScheduleFlush();
   MaybeShutdownDone();
+}
+
+// A start that was launched while its batch committed and then refused or rejected: the process
+// is stopped (its end, if it comes, is stale or fenced).
+void Scheduler::StopUnrecorded(const TaskUpdate& update, TaskId task) {
+  auto it = runs_.find(update.run);
+  if (it == runs_.end() || !SameUnit(*it->second, task, update)) return;
+  const Run& run = *it->second;
+  const size_t i = Index(task);
+  if (run.launched[i] && run.attempts[i] == update.attempt) {
+    log::Warn("run " + ToString(update.run) + " task '" + update.task_id + "' attempt " +
+              std::to_string(update.attempt) +
+              ": its start was not recorded; stopping the process started meanwhile");
+    runner_.Kill(update.run, task);
+  }
 }
 
 bool Scheduler::SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const {
@@ -218,6 +237,7 @@ void Scheduler::OnRejected(const TaskUpdate& update, const TaskExtra& extra,
     const size_t i = Index(extra.task);
     const std::string reason = "its state could not be recorded: " + message;
     if (!run.running[i] || run.attempts[i] != update.attempt) return;
+    StopUnrecorded(update, extra.task);
     FreeSlot(run, i);
     run.attempts[i] = update.attempt - 1;
     FinishTask(run, extra.task, TaskState::kFailed, run.attempts[i], std::nullopt, reason);

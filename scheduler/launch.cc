@@ -20,9 +20,11 @@ namespace asio = boost::asio;
 using dag::TaskState;
 
 std::filesystem::path Scheduler::LogPath(const Run& run, TaskId task, int attempt) const {
-  // Every component matches the format's id patterns, so the path stays beneath logs_dir.
-  return options_.logs_dir / run.pipeline().spec.name / ToString(run.ctx.id) / run.name(task) /
-         (std::to_string(attempt) + ".log");
+  // Every component matches the format's id patterns (task ids hold no '.'), so the path stays
+  // beneath logs_dir. One folder per run, not per task: a folder per task cost a directory inode
+  // per task on the hot path (ext4 allocates it in a group of its own, then the log's inode there).
+  return options_.logs_dir / run.pipeline().spec.name / ToString(run.ctx.id) /
+         (run.name(task) + "." + std::to_string(attempt) + ".log");
 }
 
 namespace {

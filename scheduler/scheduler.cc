@@ -262,6 +262,9 @@ void Scheduler::StartStartable() {
                    AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},
                    std::nullopt, std::nullopt, ""},
         std::move(extra));
+    // A runner whose attempts cannot outlive an unrecorded start launches now, while the start
+    // commits (docs/design.md, "Launching while the start commits").
+    if (runner_.StartsBeforeCommit()) Launch(run, ticket.task, attempt);
   }
 }
 

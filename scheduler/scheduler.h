@@ -9,7 +9,8 @@
 //     -> every resulting transition is appended to the pending batch
 //   after the turn: the pending batch is committed in ONE transaction (group commit); while a
 //   commit is in flight the next batch accumulates. Attempts whose start is in a batch are
-//   launched only after that batch is durable ("recorded before the process starts").
+//   launched only after that batch is durable ("recorded before the process starts"), unless
+//   the runner says a start may launch while it commits (TaskRunner::StartsBeforeCommit).
 #pragma once
 
 #include <filesystem>
@@ -341,6 +342,7 @@ class Scheduler {
                    std::vector<RunExtra> run_extras);
   void OnRejected(const TaskUpdate& update, const TaskExtra& extra, const std::string& message);
   // Whether `task` of `run` is the unit `update` was written for.
+  void StopUnrecorded(const TaskUpdate& update, TaskId task);
   bool SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const;
   void Reply(std::function<void(Status)> done, Status status);
 

@@ -104,6 +104,12 @@ class TaskRunner {
   // started attempt. A runner without supervision answers lost at once.
   // Never called from inside Adopt().
   virtual void Adopt(const AdoptRequest& request, std::function<void(AttemptOutcome)> on_exit) = 0;
+  // Whether the scheduler may start an attempt while the batch that records its start is still
+  // being committed, instead of after it is durable. Only for runners where a start that never
+  // becomes durable cannot leave an attempt that anyone resumes or repeats: the scheduler stops
+  // an attempt whose start was refused or rejected; a crash before the commit must leave
+  // nothing that a later owner of the run would run a second time next to it.
+  virtual bool StartsBeforeCommit() const { return false; }
   // The end of the attempt is committed: its supervisor may forget what it kept of it.
   virtual void Recorded(RunId /*run*/, TaskId /*task*/, int /*attempt*/) {}
   // The run has ended (every attempt is over): its folder, made the tasks' own, goes back to the

@@ -34,7 +34,7 @@ json Attempt(httplib::Client& client, int64_t run, const std::string& task) {
 
 std::string Log(const Daemon& daemon, int64_t run, const std::string& task) {
   return ReadFile(daemon.data_dir() /
-                  ("logs/features/" + std::to_string(run) + "/" + task + "/1.log"));
+                  ("logs/features/" + std::to_string(run) + "/" + task + ".1.log"));
 }
 
 int64_t RunOnce(Daemon& daemon) {

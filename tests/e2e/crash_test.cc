@@ -112,7 +112,7 @@ TEST_CASE("a task that ends while no daemon runs is recorded by the next one, wh
   CHECK(WaitForRunEnd(second, run) == "success");
   CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
   CHECK(Lines(dir / "b.count") == 1);
-  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a/1.log")) ==
+  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a.1.log")) ==
         "line 1\nline 2\n");
   CHECK(second.Stop() == 0);
   CheckInvariants(DatabaseUrl());
@@ -178,7 +178,7 @@ TEST_CASE("a task running across a restart is adopted, its end is recorded once,
   CHECK(WaitForRunEnd(second, run) == "success");
   CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
   CHECK(Sql("select exit_code from attempts where task_id = 'a'") == "0");
-  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a/1.log")) ==
+  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a.1.log")) ==
         "line 1\nline 2\n");
   CHECK(Lines(dir / "b.count") == 1);
   CHECK(second.Stop() == 0);
@@ -345,7 +345,7 @@ TEST_CASE("SIGTERM leaves a long task running, after the restart its run succeed
   // Not interrupted: one attempt, exit 0, the whole log.
   CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
   CHECK(Sql("select exit_code from attempts where task_id = 'a'") == "0");
-  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a/1.log")) ==
+  CHECK(ReadFile(second.data_dir() / ("logs/" + name + "/" + std::to_string(run) + "/a.1.log")) ==
         "line 1\nline 2\n");
   CHECK(second.Stop() == 0);
   CheckInvariants(DatabaseUrl());
@@ -557,7 +557,7 @@ TEST_CASE("retention removes old runs with their folders and events, nothing of 
   // The active run keeps everything, however old its rows.
   const std::string events = "select count(*) from events where run_id = " + std::to_string(active);
   CHECK(Sql(events) != "0");
-  CHECK(fs::exists(logs / slow / std::to_string(active) / "a/1.log"));
+  CHECK(fs::exists(logs / slow / std::to_string(active) / "a.1.log"));
   WriteFile(dir / "go", "");
   CHECK(WaitForRunEnd(daemon, active) == "success");
   CHECK(Attempts(DatabaseUrl(), active) == "a#1:success,b#1:success");

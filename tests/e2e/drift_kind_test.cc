@@ -56,7 +56,7 @@ command = "echo reported"
 }
 
 std::string LogOf(const TempDir& dir, const json& run) {
-  return ReadFile(dir / ("data-dir/logs/monitor/" + run["id"].dump() + "/drift/1.log"));
+  return ReadFile(dir / ("data-dir/logs/monitor/" + run["id"].dump() + "/drift.1.log"));
 }
 
 std::string States(const json& run) {

@@ -141,7 +141,7 @@ command = "echo never"
   const std::string model = (dir / "data/runs/broken" / id / "model.bin").string();
   CHECK(Sql("select reason from attempts where run_id = " + id + " and task_id = 'forgets'") ==
         "output '" + model + "' does not exist");
-  CHECK(ReadFile(dir / ("data/logs/broken/" + id + "/forgets/1.log")) ==
+  CHECK(ReadFile(dir / ("data/logs/broken/" + id + "/forgets.1.log")) ==
         "done\n[kiln: output '" + model + "' does not exist]\n");
   CHECK(Sql("select reason from attempts where run_id = " + id + " and task_id = 'words'") ==
         "metrics file 'metrics.json' (" + (dir / "metrics.json").string() +

@@ -149,6 +149,7 @@ class FakeRunner final : public sch::TaskRunner {
     launch.attempt = request.attempt;
     running[id] = Started{std::move(launch), std::move(on_exit), true};
   }
+  bool StartsBeforeCommit() const override { return early; }
   void Recorded(RunId, TaskId task, int attempt) override {
     recorded.push_back(Name(task) + "#" + std::to_string(attempt));
   }
@@ -183,6 +184,7 @@ class FakeRunner final : public sch::TaskRunner {
     auto it = unit_names.find(kiln::Index(task));
     return it != unit_names.end() ? it->second : task_names.at(kiln::Index(task));
   }
+  bool early = false;  // StartsBeforeCommit
   std::vector<std::string> task_names;
   std::map<uint32_t, std::string> unit_names;
   std::vector<std::string> order;

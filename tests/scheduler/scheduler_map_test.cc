@@ -84,7 +84,7 @@ TEST_CASE("inline items: instances run with their item and the task ends with th
   CHECK(Env(second, "KILN_ITEM_INDEX") == "1");
   CHECK(Env(second, "KILN_TASK_ID") == "train[1]");
   CHECK(Env(second, "KILN_IDEMPOTENCY_KEY") == "7:train[1]");
-  CHECK(second.log_path == "/data/logs/p/7/train[1]/1.log");
+  CHECK(second.log_path == "/data/logs/p/7/train[1].1.log");
   CHECK(h.runner.running.at("train[1]").start_was_durable);
   // Every instance's start comes after the expansion that made its row.
   const auto updates = h.store.TaskUpdates();

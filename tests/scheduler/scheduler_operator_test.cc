@@ -56,7 +56,7 @@ TEST_CASE("retrying the failures keeps successes and continues attempt numbers")
 
   REQUIRE(h.runner.running.count("train"));
   CHECK(h.runner.running["train"].request.attempt == 3);
-  CHECK(h.runner.running["train"].request.log_path == "/data/logs/p/7/train/3.log");
+  CHECK(h.runner.running["train"].request.log_path == "/data/logs/p/7/train.3.log");
   h.runner.Exit("train", 1);
   h.Settle();  // a full retry budget again: attempt 3 is this round's first
   REQUIRE(h.runner.running.count("train"));

@@ -40,7 +40,7 @@ TEST_CASE("launch requests carry the rendered command, the log path and an expli
   const auto& req = started.request;
   CHECK(req.argv ==
         std::vector<std::string>{"/bin/sh", "-c", "echo '$(touch pwned)'\\''; rm -rf x'"});
-  CHECK(req.log_path == "/data/logs/p/7/a/1.log");
+  CHECK(req.log_path == "/data/logs/p/7/a.1.log");
   CHECK(req.run_dir == "/data/runs/p/7");
   CHECK(req.cwd == "/pipelines");
   std::map<std::string, std::string> env(req.env.begin(), req.env.end());
