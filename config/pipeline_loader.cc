@@ -116,6 +116,9 @@ void ReadTasks(TomlReader& reader, const toml::table& doc, dag::PipelineSpec& sp
   const toml::table* tasks = reader.Table(*node, "tasks");
   if (tasks == nullptr) return;
   spec.locs["tasks"] = LocOf(*node);
+  // Each task records a few locations (the task, its keys, each needs entry): one table growth.
+  spec.locs.reserve(spec.locs.size() + tasks->size() * 6);
+  spec.tasks.reserve(tasks->size());
   for (const auto& [key, value] : InFileOrder(*tasks)) {
     const std::string id(key->str());
     const std::string path = JoinPath("tasks", id);

@@ -316,17 +316,20 @@ void Validator::CheckNeeds(const TaskSpec& task) {
   std::set<std::string_view> seen;
   for (size_t i = 0; i < task.needs.size(); ++i) {
     const std::string& need = task.needs[i];
-    const std::string path = "tasks." + task.id + ".needs";
-    const SourceLoc array_loc = task.needs_loc.line > 0 ? task.needs_loc : task.loc;
-    const Place place{path, Loc(path + "[" + std::to_string(i) + "]", array_loc)};
+    // Where the entry was written: looked up only for an error (10,000-task files stay cheap).
+    auto place = [&] {
+      const std::string path = "tasks." + task.id + ".needs";
+      const SourceLoc array_loc = task.needs_loc.line > 0 ? task.needs_loc : task.loc;
+      return Place{path, Loc(path + "[" + std::to_string(i) + "]", array_loc)};
+    };
     if (need == task.id) {
-      Add(place, "task " + Quote(task.id) + " needs itself; remove it from needs");
+      Add(place(), "task " + Quote(task.id) + " needs itself; remove it from needs");
     } else if (!seen.insert(need).second) {
-      Add(place, Quote(need) + " is listed twice; list each upstream task once");
+      Add(place(), Quote(need) + " is listed twice; list each upstream task once");
     } else if (!index_.contains(need)) {
       std::vector<std::string_view> ids;
       for (const TaskSpec& t : spec_.tasks) ids.push_back(t.id);
-      Add(place, "unknown task " + Quote(need) + " (defined tasks: " + JoinNames(ids) + ")");
+      Add(place(), "unknown task " + Quote(need) + " (defined tasks: " + JoinNames(ids) + ")");
     }
   }
 }

@@ -1,11 +1,13 @@
-// Database::CommitBatches: scheduler transitions with fencing, one statement per update.
+// Database::CommitBatches: scheduler transitions with fencing, one statement per update, sent in
+// one pipeline.
 //
 // Each update is a single prepared statement whose CTEs change the task (or run) row only when
 // the fencing condition holds, write the attempts row only when that change happened, and always
 // append the event ('task_state' / 'run_state', or 'fenced' when nothing changed) with the
 // run's pipeline. The transaction takes the event-order lock first (LockEventOrder). Updates run
 // one after another in the same transaction, so two updates of the same task in one group see
-// each other. A batch of n updates costs n + 3 round trips (BEGIN, the lock, n statements, COMMIT).
+// each other. A batch of n updates costs one round trip (the lock, n statements and the commit,
+// pipelined).
 #include <nlohmann/json.hpp>
 
 #include "common/crash.h"
@@ -13,6 +15,7 @@
 #include "common/text.h"
 #include "store/database.h"
 #include "store/outcome_json.h"
+#include "store/pipeline.h"
 #include "store/pq_internal.h"
 
 namespace kiln::store {
@@ -104,16 +107,20 @@ std::string PlainStatement() {
       "state NOT IN " + std::string(kTerminalTaskStates), "");
 }
 
-// A mapped task's instances, with the update that moved it to running: $1 run, $2 the task,
-// $3 the items (a JSON array). One statement for all of them, at positions after the run's last
-// (UNIQUE (run_id, position): one index probe).
+// A mapped task's instances, right after the update that moved it to running: $1 run, $2 the
+// task, $3 the items (a JSON array), $4 the committing daemon. One statement for all of them, at
+// positions after the run's last (UNIQUE (run_id, position): one index probe). It inserts
+// nothing when that update was refused (the task is not running, already has its instances, or
+// the run is driven elsewhere), so it needs no answer from it first.
 constexpr const char* kExpandStatement = R"sql(
 INSERT INTO task_instances (run_id, task_id, position, pool, priority, parent, map_index, item)
 SELECT $1::int8, $2::text || '[' || (u.i - 1) || ']',
        (SELECT max(position) FROM task_instances WHERE run_id = $1) + u.i::int, t.pool,
        t.priority, $2, u.i - 1, u.item
 FROM task_instances t, json_array_elements($3::json) WITH ORDINALITY AS u(item, i)
-WHERE t.run_id = $1 AND t.task_id = $2)sql";
+WHERE t.run_id = $1 AND t.task_id = $2 AND t.state = 'running'
+  AND NOT EXISTS (SELECT FROM task_instances c WHERE c.run_id = $1 AND c.parent = $2)
+  AND EXISTS (SELECT FROM runs WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $4::text)))sql";
 
 // $1 run, $2 state, $3 at, $4 actor, $5 detail, $6 terminal.
 constexpr const char* kRunStatement = R"sql(
@@ -171,19 +178,31 @@ std::optional<std::string> CacheHitReason(const std::optional<std::string>& resu
          hit.value("attempt", json(0)).dump() + ")";
 }
 
-pqxx::result ExecTask(pqxx::transaction_base& txn, const TaskUpdate& u, const std::string& actor,
-                      Duration lease) {
-  const std::string state(dag::Name(u.state));
-  const std::string at = TimeParam(u.at);
-  const std::string detail = Detail(u.reason, u.detail, u.waiting_for);
-  const int64_t run = Value(u.run);
-  const std::string task = SafeUtf8(u.task_id);
+std::string Text(int64_t v) { return std::to_string(v); }
+std::string Text(bool v) { return v ? "true" : "false"; }
+std::optional<std::string> Text(const std::optional<int>& v) {
+  if (!v) return std::nullopt;
+  return std::to_string(*v);
+}
+
+// The statement that writes one task update.
+Statement TaskStatementOf(const TaskUpdate& u, const std::string& actor, Duration lease) {
+  Statement st;
+  st.Add(Text(Value(u.run)))
+      .Add(SafeUtf8(u.task_id))
+      .Add(Text(int64_t{u.attempt}))
+      .Add(std::string(dag::Name(u.state)))
+      .Add(TimeParam(u.at))
+      .Add(actor)
+      .Add(Detail(u.reason, u.detail, u.waiting_for));
   if (u.start) {
+    st.name = "kiln_task_start";
     const std::string owner = SafeUtf8(u.start->lease_owner.empty() ? actor : u.start->lease_owner);
-    return txn.exec_prepared("kiln_task_start", run, task, u.attempt, state, at, actor, detail,
-                             SafeUtf8(u.start->log_path), owner, TimeParam(u.at + lease));
+    st.Add(SafeUtf8(u.start->log_path)).Add(owner).Add(TimeParam(u.at + lease));
+    return st;
   }
   if (u.end) {
+    st.name = "kiln_task_end";
     const scheduler::AttemptEnd& e = *u.end;
     std::optional<std::string> outcome;
     std::optional<std::string> results;
@@ -193,55 +212,76 @@ pqxx::result ExecTask(pqxx::transaction_base& txn, const TaskUpdate& u, const st
     }
     std::optional<std::string> cache_key;
     if (!e.cache_key.empty()) cache_key = e.cache_key;
-    return txn.exec_prepared(
-        "kiln_task_end", run, task, u.attempt, state, at, actor, detail, e.exit_code, e.signal,
-        e.timed_out, static_cast<int64_t>(e.cpu.count()), e.max_rss_kb,
-        SafeUtf8(CacheHitReason(results).value_or(e.reason)), TimeParam(u.retry_at),
-        AttemptState(u.state), dag::IsTerminal(u.state), outcome, results, cache_key);
+    st.Add(Text(e.exit_code))
+        .Add(Text(e.signal))
+        .Add(Text(e.timed_out))
+        .Add(Text(static_cast<int64_t>(e.cpu.count())))
+        .Add(Text(e.max_rss_kb))
+        .Add(SafeUtf8(CacheHitReason(results).value_or(e.reason)))
+        .Add(TimeParam(u.retry_at))
+        .Add(AttemptState(u.state))
+        .Add(Text(dag::IsTerminal(u.state)))
+        .Add(std::move(outcome))
+        .Add(std::move(results))
+        .Add(std::move(cache_key));
+    return st;
   }
+  st.name = "kiln_task_plain";
   std::optional<std::string> waiting_for;
   if (!u.waiting_for.empty()) waiting_for = SafeUtf8(u.waiting_for);
-  return txn.exec_prepared("kiln_task_plain", run, task, u.attempt, state, at, actor, detail,
-                           TimeParam(u.retry_at), dag::IsTerminal(u.state), waiting_for);
+  st.Add(TimeParam(u.retry_at)).Add(Text(dag::IsTerminal(u.state))).Add(std::move(waiting_for));
+  return st;
 }
 
-std::optional<RefusedUpdate> ApplyTask(pqxx::transaction_base& txn, const TaskUpdate& u,
-                                       const std::string& actor, Duration lease) {
-  KILN_CHECK(!(u.start && u.end));
-  pqxx::row row = ExecTask(txn, u, actor, lease).at(0);
-  if (!row[0].as<bool>()) {
-    if (u.expand) {
-      txn.exec_prepared("kiln_task_expand", Value(u.run), SafeUtf8(u.task_id), u.expand->items);
-    }
-    return std::nullopt;
+// A mapped task's instances; the statement inserts nothing unless its update to running applied
+// (it runs in the same transaction right after it, whatever that update's result).
+Statement ExpandStatementOf(const TaskUpdate& u, const std::string& actor) {
+  Statement st;
+  st.name = "kiln_task_expand";
+  st.Add(Text(Value(u.run))).Add(SafeUtf8(u.task_id)).Add(u.expand->items).Add(actor);
+  return st;
+}
+
+Statement RunStatementOf(const scheduler::RunUpdate& u, const std::string& actor) {
+  Statement st;
+  st.name = "kiln_run_update";
+  st.Add(Text(Value(u.run)))
+      .Add(std::string(dag::Name(u.state)))
+      .Add(TimeParam(u.at))
+      .Add(actor)
+      .Add(Detail(u.reason))
+      .Add(Text(dag::IsTerminal(u.state)));
+  return st;
+}
+
+// The first row of a task or run statement: (fenced, found state, found attempt, owner) for a
+// task, (fenced, found state, owner) for a run. Nullopt when the update applied.
+std::optional<RefusedUpdate> RefusalOf(const ResultRows& rows, bool run, const std::string& actor) {
+  if (rows.empty() || rows[0].empty()) throw std::runtime_error("a state change returned no row");
+  const auto& row = rows[0];
+  if (row[0] != "t") return std::nullopt;
+  RefusedUpdate r;
+  r.found_state = row[1];
+  if (run) {
+    r.found_owner = row[2];
+  } else {
+    if (row[2]) r.found_attempt = std::stoi(*row[2]);
+    r.found_owner = row[3];
   }
-  RefusedUpdate r;
-  r.run = u.run;
-  r.task_id = u.task_id;
-  r.attempt = u.attempt;
-  r.wanted = std::string(dag::Name(u.state));
-  r.found_state = Opt<std::string>(row[1]);
-  r.found_attempt = Opt<int>(row[2]);
-  r.found_owner = Opt<std::string>(row[3]);
   r.committer = actor;
+  r.refusal.run = run;
   return r;
 }
 
-std::optional<RefusedUpdate> ApplyRun(pqxx::transaction_base& txn, const scheduler::RunUpdate& u,
-                                      const std::string& actor) {
-  pqxx::row row =
-      txn.exec_prepared("kiln_run_update", Value(u.run), std::string(dag::Name(u.state)),
-                        TimeParam(u.at), actor, Detail(u.reason), dag::IsTerminal(u.state))
-          .at(0);
-  if (!row[0].as<bool>()) return std::nullopt;
-  RefusedUpdate r;
-  r.run = u.run;
-  r.refusal.run = true;
-  r.wanted = std::string(dag::Name(u.state));
-  r.found_state = Opt<std::string>(row[1]);
-  r.found_owner = Opt<std::string>(row[2]);
-  r.committer = actor;
-  return r;
+// One prepared statement through libpqxx, with text parameters (the savepoint path).
+ResultRows Exec(pqxx::transaction_base& txn, const Statement& st) {
+  pqxx::result result = txn.exec_prepared(st.name, pqxx::prepare::make_dynamic_params(st.params));
+  ResultRows rows;
+  for (const auto& row : result) {
+    auto& out = rows.emplace_back();
+    for (const auto& field : row) out.push_back(Opt<std::string>(field));
+  }
+  return rows;
 }
 
 }  // namespace
@@ -303,48 +343,92 @@ std::string FirstLine(const char* what) {
 
 }  // namespace
 
+namespace {
+
+// Where each statement of a commit came from.
+struct Origin {
+  enum class Kind { kOther, kTask, kRun } kind = Kind::kOther;
+  size_t batch = 0;
+  size_t index = 0;
+};
+
+// Every update of `batches` in order, as statements: per batch, run updates to a non-terminal
+// state, the task updates (a mapped task's instances right after its update), then run updates
+// to a terminal state.
+void BuildStatements(std::span<const scheduler::Batch* const> batches, const std::string& actor,
+                     Duration lease, std::vector<Statement>& out, std::vector<Origin>& origins) {
+  for (size_t bi = 0; bi < batches.size(); ++bi) {
+    const scheduler::Batch& b = *batches[bi];
+    for (bool terminal : {false, true}) {
+      if (terminal) {
+        for (size_t i = 0; i < b.tasks.size(); ++i) {
+          KILN_CHECK(!(b.tasks[i].start && b.tasks[i].end));
+          out.push_back(TaskStatementOf(b.tasks[i], actor, lease));
+          origins.push_back({Origin::Kind::kTask, bi, i});
+          if (b.tasks[i].expand) {
+            out.push_back(ExpandStatementOf(b.tasks[i], actor));
+            origins.push_back({Origin::Kind::kOther, bi, i});
+          }
+        }
+      }
+      for (size_t i = 0; i < b.runs.size(); ++i) {
+        if (dag::IsTerminal(b.runs[i].state) != terminal) continue;
+        out.push_back(RunStatementOf(b.runs[i], actor));
+        origins.push_back({Origin::Kind::kRun, bi, i});
+      }
+    }
+  }
+}
+
+// Fills in what the refusal is about from the update it refused.
+void Describe(RefusedUpdate& r, std::span<const scheduler::Batch* const> batches, const Origin& o) {
+  const scheduler::Batch& b = *batches[o.batch];
+  r.batch = o.batch;
+  r.refusal.index = o.index;
+  if (o.kind == Origin::Kind::kRun) {
+    r.run = b.runs[o.index].run;
+    r.refusal.run = true;
+    r.wanted = std::string(dag::Name(b.runs[o.index].state));
+  } else {
+    const TaskUpdate& u = b.tasks[o.index];
+    r.run = u.run;
+    r.task_id = u.task_id;
+    r.attempt = u.attempt;
+    r.refusal.run = false;
+    r.wanted = std::string(dag::Name(u.state));
+  }
+}
+
+}  // namespace
+
+// The statements of a commit go to the server in one pipeline (PipelineConnection): the
+// event-order lock, every update, and the commit cost one round trip together.
 Result<std::vector<RefusedUpdate>> Database::CommitBatches(
     std::span<const scheduler::Batch* const> batches, std::string_view actor, Duration lease) {
   size_t updates = 0;
   for (const scheduler::Batch* b : batches) updates += b->tasks.size() + b->runs.size();
   const std::string actor_text = SafeUtf8(actor);
   const std::string what = "committing " + std::to_string(updates) + " state changes";
-  // Every update in order: run updates to a non-terminal state, the task updates, then run
-  // updates to a terminal state, per batch. `apply` writes one and returns its refusal, if any.
-  auto each = [&](auto&& apply) {
-    for (size_t bi = 0; bi < batches.size(); ++bi) {
-      const scheduler::Batch& b = *batches[bi];
-      for (bool terminal : {false, true}) {
-        if (terminal) {
-          for (size_t i = 0; i < b.tasks.size(); ++i) {
-            apply(bi, false, i, [&](pqxx::transaction_base& txn) {
-              return ApplyTask(txn, b.tasks[i], actor_text, lease);
-            });
-          }
-        }
-        for (size_t i = 0; i < b.runs.size(); ++i) {
-          if (dag::IsTerminal(b.runs[i].state) != terminal) continue;
-          apply(bi, true, i,
-                [&](pqxx::transaction_base& txn) { return ApplyRun(txn, b.runs[i], actor_text); });
-        }
-      }
-    }
-  };
+  std::vector<Statement> statements;
+  std::vector<Origin> origins;
+  // Every update appends an event: the event-order lock comes first.
+  if (updates > 0) {
+    statements.push_back(Statement{"kiln_event_order", {}});
+    origins.push_back({});
+  }
+  BuildStatements(batches, actor_text, lease, statements, origins);
   try {
-    pqxx::work txn(impl_->conn, "commit_batch");
-    // Every update appends an event, in its first statement.
-    if (updates > 0) LockEventOrder(txn);
+    if (!impl_->pipeline.connected()) impl_->pipeline.Connect(impl_->url, impl_->sql);
+    std::vector<ResultRows> results =
+        impl_->pipeline.Transaction(statements, [] { CrashPoint("commit.inside"); });
     std::vector<RefusedUpdate> refused;
-    each([&](size_t bi, bool run, size_t i, auto&& one) {
-      if (auto r = one(txn)) {
-        r->batch = bi;
-        r->refusal.run = run;
-        r->refusal.index = i;
-        refused.push_back(std::move(*r));
-      }
-    });
-    CrashPoint("commit.inside");
-    txn.commit();
+    for (size_t k = 0; k < statements.size(); ++k) {
+      if (origins[k].kind == Origin::Kind::kOther) continue;
+      auto r = RefusalOf(results[k], origins[k].kind == Origin::Kind::kRun, actor_text);
+      if (!r) continue;
+      Describe(*r, batches, origins[k]);
+      refused.push_back(std::move(*r));
+    }
     return refused;
   } catch (const std::exception& e) {
     if (Transient(e)) return DbError(what, e);
@@ -355,40 +439,35 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
   // of its own, so that the ones that fail are refused and the rest commits.
   try {
     pqxx::work txn(impl_->conn, "commit_batch_split");
-    if (updates > 0) LockEventOrder(txn);
     std::vector<RefusedUpdate> refused;
-    each([&](size_t bi, bool run, size_t i, auto&& one) {
+    for (size_t k = 0; k < statements.size(); ++k) {
+      if (origins[k].kind == Origin::Kind::kOther) {
+        // The lock, or a mapped task's instances (in the savepoint of its task's update).
+        if (k == 0 && updates > 0) LockEventOrder(txn);
+        continue;
+      }
       std::optional<RefusedUpdate> r;
       // Plain SAVEPOINT statements: libpqxx 6.4's subtransaction does not roll back to its
       // savepoint after a failed parameterized statement.
       txn.exec("SAVEPOINT kiln_update");
       try {
-        r = one(txn);
+        r = RefusalOf(Exec(txn, statements[k]), origins[k].kind == Origin::Kind::kRun, actor_text);
+        if (k + 1 < statements.size() && origins[k + 1].kind == Origin::Kind::kOther) {
+          Exec(txn, statements[k + 1]);
+        }
         txn.exec("RELEASE SAVEPOINT kiln_update");
       } catch (const std::exception& e) {
         if (Transient(e)) throw;
         txn.exec("ROLLBACK TO SAVEPOINT kiln_update");
         r = RefusedUpdate{};
-        const scheduler::Batch& b = *batches[bi];
-        if (run) {
-          r->run = b.runs[i].run;
-          r->wanted = std::string(dag::Name(b.runs[i].state));
-        } else {
-          r->run = b.tasks[i].run;
-          r->task_id = b.tasks[i].task_id;
-          r->attempt = b.tasks[i].attempt;
-          r->wanted = std::string(dag::Name(b.tasks[i].state));
-        }
         r->refusal.rejected = true;
         r->refusal.message = FirstLine(e.what());
       }
       if (r) {
-        r->batch = bi;
-        r->refusal.run = run;
-        r->refusal.index = i;
+        Describe(*r, batches, origins[k]);
         refused.push_back(std::move(*r));
       }
-    });
+    }
     txn.commit();
     return refused;
   } catch (const std::exception& e) {

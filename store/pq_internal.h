@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "common/time.h"
 #include "store/database.h"
+#include "store/pipeline.h"
 
 namespace kiln::store {
 
@@ -24,14 +25,20 @@ class NoticeToLog final : public pqxx::errorhandler {
 };
 
 struct DatabaseImpl {
-  explicit DatabaseImpl(const std::string& url) : conn(url), notices(conn) {}
+  explicit DatabaseImpl(const std::string& url) : conn(url), notices(conn), url(url) {}
   // Registers a statement; libpqxx prepares it on the server at first use.
   void Prepare(const std::string& name, const std::string& sql) {
     conn.prepare(name, sql);
     statements.push_back(name);
+    this->sql.emplace_back(name, sql);
   }
   pqxx::connection conn;
   NoticeToLog notices;
+  // The commit path's own connection (CommitBatches), in pipeline mode: connected at the first
+  // commit with the same URL and statements.
+  PipelineConnection pipeline;
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> sql;  // the registered statements
   std::string redacted_url;
   std::vector<std::string> statements;  // names of the registered statements
 };

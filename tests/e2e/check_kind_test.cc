@@ -59,7 +59,7 @@ command = "echo trained"
 }
 
 std::string LogOf(const TempDir& dir, const json& run, const std::string& task) {
-  return ReadFile(dir / ("data/logs/contract/" + run["id"].dump() + "/" + task + "/1.log"));
+  return ReadFile(dir / ("data/logs/contract/" + run["id"].dump() + "/" + task + ".1.log"));
 }
 
 }  // namespace

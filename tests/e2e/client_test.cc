@@ -39,7 +39,7 @@ TEST_CASE(
   auto logs = Kiln({"logs", id, "evaluate"}, {}, env);
   CHECK(logs.code == 0);
   CHECK_FALSE(logs.out.empty());
-  CHECK(logs.out == ReadFile(daemon.data_dir() / ("logs/ml-lifecycle/" + id + "/evaluate/1.log")));
+  CHECK(logs.out == ReadFile(daemon.data_dir() / ("logs/ml-lifecycle/" + id + "/evaluate.1.log")));
 
   auto retry = Kiln({"retry", id, "--from", "evaluate", "--wait", "--output", "json"}, {}, env);
   INFO(retry.err);
@@ -57,7 +57,7 @@ TEST_CASE(
   auto second = Kiln({"logs", id, "evaluate", "--attempt", "2"}, {}, env);
   CHECK(second.code == 0);
   CHECK(second.out ==
-        ReadFile(daemon.data_dir() / ("logs/ml-lifecycle/" + id + "/evaluate/2.log")));
+        ReadFile(daemon.data_dir() / ("logs/ml-lifecycle/" + id + "/evaluate.2.log")));
 }
 
 TEST_CASE("client commands: runs, show, cancel, pause, unpause, errors as one line") {

@@ -53,7 +53,7 @@ std::string States(const json& run) {
 }
 
 std::string GateLog(const TempDir& dir, const json& run) {
-  return ReadFile(dir / ("data/logs/churn/" + run["id"].dump() + "/gate/1.log"));
+  return ReadFile(dir / ("data/logs/churn/" + run["id"].dump() + "/gate.1.log"));
 }
 
 }  // namespace

@@ -171,7 +171,7 @@ TEST_CASE(
   auto task_group = kiln::LookupIdentity("kiln-task");
   REQUIRE(task_group.ok());
   const std::string uid = std::to_string(1879048192 + run % 16777216);
-  CHECK(ReadFile(dir / "data/logs" / prober / std::to_string(run) / "probe/1.log") ==
+  CHECK(ReadFile(dir / "data/logs" / prober / std::to_string(run) / "probe.1.log") ==
         "ids: " + uid + " " + uid + " / " + uid + " " + std::to_string(task_group->gid) +
             "\nuser: kiln-task\nkiln: refused\npostgres: refused\ncluster: refused\n"
             "server log: refused\nlogs: refused\nlogs: not written\nruns: refused\n"
@@ -205,7 +205,7 @@ TEST_CASE(
           "the new pipeline to load");
   const int64_t refused = Trigger(op, closed);
   CHECK(WaitForRunEnd(daemon, refused) == "failed");
-  CHECK(ReadFile(dir / "data/logs" / closed / std::to_string(refused) / "t/1.log") ==
+  CHECK(ReadFile(dir / "data/logs" / closed / std::to_string(refused) / "t.1.log") ==
         "[kiln: working directory '" + (dir / "pipelines/../closed").string() +
             "' is not accessible: Permission denied (as user 'kiln-task')]\n");
 }

@@ -70,7 +70,7 @@ TEST_CASE(
         "prepare:success check_data:failed train:upstream_failed evaluate:upstream_failed "
         "gate:upstream_failed alert:success");
   const std::string check_log = ReadFile(
-      daemon.data_dir() / ("logs/ml-lifecycle/" + std::to_string(bad) + "/check_data/1.log"));
+      daemon.data_dir() / ("logs/ml-lifecycle/" + std::to_string(bad) + "/check_data.1.log"));
   CHECK(check_log.find("  violation: mean_texture: 1 null (row 3)\n") != std::string::npos);
   CHECK(check_log.find("  violation: worst_area: 1 value below min 0 (row 7)\n") !=
         std::string::npos);

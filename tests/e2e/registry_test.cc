@@ -112,7 +112,7 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
   // A worse one: the gate is skipped, so is deploy; nothing is registered.
   const int64_t worse = Train(daemon, "0.805");
   CHECK(StatesByName(worse) == "deploy:skipped gate:skipped train:success");
-  CHECK(ReadFile(daemon.data_dir() / ("logs/churn/" + std::to_string(worse) + "/gate/1.log"))
+  CHECK(ReadFile(daemon.data_dir() / ("logs/churn/" + std::to_string(worse) + "/gate.1.log"))
             .starts_with("kiln gate: model churn, champion version 1: 1 of 2 conditions hold; "
                          "not passed: the task is skipped\n"));
   CHECK(Get(viewer, "/api/v1/models/churn")["versions"].size() == 1);

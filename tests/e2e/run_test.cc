@@ -80,7 +80,7 @@ command = "head -c 104857600 /dev/zero; echo done >&2"
                          {"--config", (dir / "kiln.toml").string()});
   INFO(ran.output.err);
   CHECK(ran.output.code == 0);
-  fs::path log = dir / ("data/logs/loud/" + RunId(ran.run) + "/loud/1.log");
+  fs::path log = dir / ("data/logs/loud/" + RunId(ran.run) + "/loud.1.log");
   std::string text = ReadFile(log);
   CHECK(text.size() < (1u << 20) + 200);
   CHECK(text.substr(0, 1u << 20) == std::string(1u << 20, '\0'));
@@ -190,10 +190,10 @@ workdir = "no/such/folder"
   std::string id = RunId(ran.run);
   CHECK(TaskOf(ran.run, "nobin")["state"] == "failed");
   CHECK(TaskOf(ran.run, "nodir")["state"] == "failed");
-  CHECK(ReadFile(dir / ("data/logs/missing/" + id + "/nobin/1.log"))
+  CHECK(ReadFile(dir / ("data/logs/missing/" + id + "/nobin.1.log"))
             .find("cannot start '/nonexistent/program': No such file or directory") !=
         std::string::npos);
-  CHECK(ReadFile(dir / ("data/logs/missing/" + id + "/nodir/1.log")).find("no/such/folder") !=
+  CHECK(ReadFile(dir / ("data/logs/missing/" + id + "/nodir.1.log")).find("no/such/folder") !=
         std::string::npos);
 }
 

@@ -1,0 +1,126 @@
+#include "store/pipeline.h"
+
+#include <libpq-fe.h>
+
+#include <pqxx/except>
+
+namespace kiln::store {
+
+namespace {
+
+// A result that frees itself.
+struct ResultPtr {
+  explicit ResultPtr(PGresult* r) : r(r) {}
+  ~ResultPtr() {
+    if (r != nullptr) PQclear(r);
+  }
+  ResultPtr(const ResultPtr&) = delete;
+  ResultPtr& operator=(const ResultPtr&) = delete;
+  PGresult* r;
+};
+
+std::string ErrorOf(PGconn* conn) {
+  const char* m = PQerrorMessage(conn);
+  return m != nullptr ? std::string(m) : std::string("unknown error");
+}
+
+[[noreturn]] void ThrowResult(const PGresult* r, const std::string& query) {
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const char* message = PQresultErrorMessage(r);
+  throw pqxx::sql_error(message != nullptr ? message : "statement failed", query,
+                        state != nullptr ? state : "");
+}
+
+ResultRows RowsOf(const PGresult* r) {
+  ResultRows rows;
+  const int n = PQntuples(r);
+  const int cols = PQnfields(r);
+  rows.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    auto& row = rows.emplace_back();
+    row.reserve(static_cast<size_t>(cols));
+    for (int c = 0; c < cols; ++c) {
+      if (PQgetisnull(r, i, c)) {
+        row.emplace_back(std::nullopt);
+      } else {
+        row.emplace_back(
+            std::string(PQgetvalue(r, i, c), static_cast<size_t>(PQgetlength(r, i, c))));
+      }
+    }
+  }
+  return rows;
+}
+
+}  // namespace
+
+PipelineConnection::~PipelineConnection() {
+  if (conn_ != nullptr) PQfinish(conn_);
+}
+
+void PipelineConnection::Fail(const std::string& what) {
+  std::string message = what + ": " + ErrorOf(conn_);
+  PQfinish(conn_);
+  conn_ = nullptr;
+  throw pqxx::broken_connection(message);
+}
+
+void PipelineConnection::Connect(
+    const std::string& url, const std::vector<std::pair<std::string, std::string>>& statements) {
+  if (conn_ != nullptr) PQfinish(conn_);
+  conn_ = PQconnectdb(url.c_str());
+  if (conn_ == nullptr) throw pqxx::broken_connection("out of memory");
+  if (PQstatus(conn_) != CONNECTION_OK) Fail("connecting");
+  for (const auto& [name, sql] : statements) {
+    ResultPtr r(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
+    if (r.r == nullptr) Fail("preparing " + name);
+    if (PQresultStatus(r.r) != PGRES_COMMAND_OK) ThrowResult(r.r, sql);
+  }
+}
+
+std::vector<ResultRows> PipelineConnection::Transaction(std::span<const Statement> statements,
+                                                        const std::function<void()>& before_sync) {
+  if (conn_ == nullptr) throw pqxx::broken_connection("not connected");
+  if (PQenterPipelineMode(conn_) != 1) Fail("entering pipeline mode");
+  std::vector<const char*> values;
+  for (const Statement& s : statements) {
+    values.clear();
+    for (const auto& p : s.params) values.push_back(p ? p->c_str() : nullptr);
+    if (PQsendQueryPrepared(conn_, s.name, static_cast<int>(values.size()), values.data(), nullptr,
+                            nullptr, 0) != 1) {
+      Fail(std::string("sending ") + s.name);
+    }
+  }
+  if (PQflush(conn_) != 0) Fail("sending statements");
+  if (before_sync) before_sync();
+  if (PQpipelineSync(conn_) != 1) Fail("sending the sync");
+  // One result (then a null) per statement, then the sync. After a failure the server skips the
+  // rest (PGRES_PIPELINE_ABORTED) up to the sync; the first error is the one to report.
+  std::vector<ResultRows> out;
+  out.reserve(statements.size());
+  std::optional<pqxx::sql_error> error;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    ResultPtr r(PQgetResult(conn_));
+    if (r.r == nullptr) Fail("reading results");
+    const ExecStatusType status = PQresultStatus(r.r);
+    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+      out.push_back(RowsOf(r.r));
+    } else if (status == PGRES_FATAL_ERROR && !error) {
+      const char* state = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
+      const char* message = PQresultErrorMessage(r.r);
+      error.emplace(message != nullptr ? message : "statement failed", statements[i].name,
+                    state != nullptr ? state : "");
+    } else if (status != PGRES_PIPELINE_ABORTED && status != PGRES_FATAL_ERROR) {
+      Fail(std::string("unexpected result of ") + statements[i].name);
+    }
+    // The null that ends this statement's results.
+    ResultPtr end(PQgetResult(conn_));
+    if (end.r != nullptr) Fail("reading results");
+  }
+  ResultPtr sync(PQgetResult(conn_));
+  if (sync.r == nullptr || PQresultStatus(sync.r) != PGRES_PIPELINE_SYNC) Fail("reading the sync");
+  if (PQexitPipelineMode(conn_) != 1) Fail("leaving pipeline mode");
+  if (error) throw *error;
+  return out;
+}
+
+}  // namespace kiln::store
