@@ -29,10 +29,17 @@ const Target* ReadTarget() {
   return t;
 }
 
+const Target* TargetOnce() {
+  static const Target* target = ReadTarget();
+  return target;
+}
+
 }  // namespace
 
+bool CrashPointsArmed() { return TargetOnce() != nullptr; }
+
 void CrashPoint(std::string_view point) {
-  static const Target* target = ReadTarget();
+  const Target* target = TargetOnce();
   static std::atomic<int> hits{0};
   if (target == nullptr || target->point != point) return;
   if (hits.fetch_add(1) + 1 == target->nth) {

@@ -419,8 +419,9 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
   BuildStatements(batches, actor_text, lease, statements, origins);
   try {
     if (!impl_->pipeline.connected()) impl_->pipeline.Connect(impl_->url, impl_->sql);
-    std::vector<ResultRows> results =
-        impl_->pipeline.Transaction(statements, [] { CrashPoint("commit.inside"); });
+    std::vector<ResultRows> results = impl_->pipeline.Transaction(
+        statements, CrashPointsArmed() ? std::function<void()>([] { CrashPoint("commit.inside"); })
+                                       : std::function<void()>());
     std::vector<RefusedUpdate> refused;
     for (size_t k = 0; k < statements.size(); ++k) {
       if (origins[k].kind == Origin::Kind::kOther) continue;

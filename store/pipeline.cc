@@ -90,8 +90,11 @@ std::vector<ResultRows> PipelineConnection::Transaction(std::span<const Statemen
       Fail(std::string("sending ") + s.name);
     }
   }
-  if (PQflush(conn_) != 0) Fail("sending statements");
-  if (before_sync) before_sync();
+  // Without a hook the statements and the Sync leave in one write.
+  if (before_sync) {
+    if (PQflush(conn_) != 0) Fail("sending statements");
+    before_sync();
+  }
   if (PQpipelineSync(conn_) != 1) Fail("sending the sync");
   // One result (then a null) per statement, then the sync. After a failure the server skips the
   // rest (PGRES_PIPELINE_ABORTED) up to the sync; the first error is the one to report.

@@ -44,8 +44,9 @@ class PipelineConnection {
                const std::vector<std::pair<std::string, std::string>>& statements);
   bool connected() const { return conn_ != nullptr; }
 
-  // Sends every statement, then `before_sync` (a crash point: the server has the statements but
-  // not the Sync that commits them), then the Sync, and returns each statement's rows in order
+  // Sends every statement, then, when set, calls `before_sync` (a crash point: the server has the
+  // statements but not the Sync that commits them), then the Sync (without `before_sync`, the
+  // statements and the Sync leave in one write), and returns each statement's rows in order
   // once the transaction has committed. On a failure nothing was committed; the connection is
   // closed when it is broken.
   std::vector<ResultRows> Transaction(std::span<const Statement> statements,
