@@ -12,20 +12,7 @@ namespace kiln::executor {
 
 LocalTaskRunner::LocalTaskRunner(boost::asio::io_context& io, uint64_t log_cap_bytes,
                                  Duration kill_grace)
-    : io_(io),
-      log_cap_bytes_(log_cap_bytes),
-      kill_grace_(kill_grace),
-      process_work_(process_io_.get_executor()),
-      processes_(process_io_) {
-  thread_ = std::thread([this] { process_io_.run(); });
-}
-
-LocalTaskRunner::~LocalTaskRunner() {
-  process_work_.reset();
-  process_io_.stop();
-  thread_.join();
-  // processes_ is destroyed after this, on this thread: it kills what still runs.
-}
+    : io_(io), processes_(io), log_cap_bytes_(log_cap_bytes), kill_grace_(kill_grace) {}
 
 void LocalTaskRunner::Start(scheduler::LaunchRequest request,
                             std::function<void(scheduler::AttemptOutcome)> on_exit) {
@@ -44,31 +31,12 @@ void LocalTaskRunner::Start(scheduler::LaunchRequest request,
   spec.mask = std::move(request.mask);
   CollectJob job{std::move(request.collect_argv), spec.cwd, spec.log_path, std::move(request.user),
                  kill_grace_};
-  if (running_++ == 0) busy_.emplace(io_.get_executor());
-  // The outcome goes back to the caller's thread.
-  auto report = [this, on_exit = std::move(on_exit)](scheduler::AttemptOutcome outcome) {
-    boost::asio::post(io_, [this, on_exit, outcome = std::move(outcome)]() mutable {
-      Reported();
-      on_exit(std::move(outcome));
-    });
-  };
-  boost::asio::post(
-      process_io_,
-      [this, spec = std::move(spec), key = std::pair(request.run, request.task),
-       number = request.attempt, job = std::move(job), report = std::move(report)]() mutable {
-        Spawn(std::move(spec), key, number, std::move(job), std::move(report));
-      });
-}
 
-void LocalTaskRunner::Reported() {
-  if (--running_ == 0) busy_.reset();
-}
-
-void LocalTaskRunner::Spawn(ProcessSpec spec, std::pair<RunId, TaskId> key, int number,
-                            CollectJob job, std::function<void(scheduler::AttemptOutcome)> report) {
-  ProcessManager::Handle handle =
-      processes_.Spawn(std::move(spec), [this, key, number, job = std::move(job),
-                                         report = std::move(report)](ProcessResult result) mutable {
+  const std::pair key(request.run, request.task);
+  const int number = request.attempt;
+  ProcessManager::Handle handle = processes_.Spawn(
+      std::move(spec), [this, key, number, job = std::move(job),
+                        on_exit = std::move(on_exit)](ProcessResult result) mutable {
         // Only forget the entry if it is still this attempt's (a newer attempt may have replaced
         // it).
         auto it = attempts_.find(key);
@@ -76,28 +44,27 @@ void LocalTaskRunner::Spawn(ProcessSpec spec, std::pair<RunId, TaskId> key, int 
         scheduler::AttemptOutcome outcome = ToAttemptOutcome(result);
         if (current && ShouldCollect(job, outcome)) {
           // Kill() now stops the collector.
-          it->second.handle = Collect(
-              processes_, job, std::move(outcome),
-              [this, key, number, report = std::move(report)](scheduler::AttemptOutcome collected) {
-                auto again = attempts_.find(key);
-                if (again != attempts_.end() && again->second.number == number) {
-                  attempts_.erase(again);
-                }
-                report(std::move(collected));
-              });
+          it->second.handle =
+              Collect(processes_, job, std::move(outcome),
+                      [this, key, number,
+                       on_exit = std::move(on_exit)](scheduler::AttemptOutcome collected) {
+                        auto again = attempts_.find(key);
+                        if (again != attempts_.end() && again->second.number == number) {
+                          attempts_.erase(again);
+                        }
+                        on_exit(std::move(collected));
+                      });
           return;
         }
         if (current) attempts_.erase(it);
-        report(std::move(outcome));
+        on_exit(std::move(outcome));
       });
   attempts_[key] = Attempt{handle, number};
 }
 
 void LocalTaskRunner::Kill(RunId run, TaskId task) {
-  boost::asio::post(process_io_, [this, key = std::pair(run, task)] {
-    auto it = attempts_.find(key);
-    if (it != attempts_.end()) processes_.Terminate(it->second.handle);
-  });
+  auto it = attempts_.find({run, task});
+  if (it != attempts_.end()) processes_.Terminate(it->second.handle);
 }
 
 void LocalTaskRunner::Adopt(const scheduler::AdoptRequest& request,
@@ -109,9 +76,7 @@ void LocalTaskRunner::Adopt(const scheduler::AdoptRequest& request,
   boost::asio::post(io_, [on_exit = std::move(on_exit), lost] { on_exit(lost); });
 }
 
-void LocalTaskRunner::KillAll() {
-  boost::asio::post(process_io_, [this] { processes_.TerminateAll(); });
-}
+void LocalTaskRunner::KillAll() { processes_.TerminateAll(); }
 
 scheduler::AttemptOutcome ToAttemptOutcome(const ProcessResult& result) {
   scheduler::AttemptOutcome outcome;

@@ -1,18 +1,13 @@
 // Runs task attempts as local processes: the scheduler's TaskRunner on top of ProcessManager.
 #pragma once
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <optional>
-#include <thread>
 #include <utility>
 
 #include "common/ids.h"
 #include "common/time.h"
-#include "executor/collector.h"
 #include "executor/process.h"
 #include "scheduler/task_runner.h"
 
@@ -21,12 +16,9 @@ namespace kiln::executor {
 // Maps a LaunchRequest to a ProcessSpec (argv, env, cwd, log file, timeout) and reports the
 // ProcessResult as an AttemptOutcome.
 //
-// Threads: the caller's io_context thread calls it and gets every on_exit posted there, never from
-// inside Start(). The processes themselves (spawning, log files, exits, collectors) are handled by
-// a thread of the runner's own, so that a spawn and its file system work never hold the
-// scheduler's loop. While attempts run, the caller's io_context is kept busy (io.run() does not
-// return). Must be destroyed before the io_context; attempts still running then are SIGKILLed and
-// their on_exit is never called.
+// Threads: like ProcessManager, everything happens on the io_context's thread; on_exit is posted
+// there, never called from inside Start(). Must be destroyed before the io_context; attempts still
+// running then are SIGKILLed and their on_exit is never called.
 // Errors: a run folder that cannot be created, a missing working directory or program are start
 // failures (started = false, reason in `error` and in the attempt's log file).
 class LocalTaskRunner final : public scheduler::TaskRunner {
@@ -34,9 +26,6 @@ class LocalTaskRunner final : public scheduler::TaskRunner {
   // `log_cap_bytes` caps each attempt's log file; `kill_grace` is the time between SIGTERM and
   // SIGKILL on timeout or Kill().
   LocalTaskRunner(boost::asio::io_context& io, uint64_t log_cap_bytes, Duration kill_grace);
-  ~LocalTaskRunner() override;
-  LocalTaskRunner(const LocalTaskRunner&) = delete;
-  LocalTaskRunner& operator=(const LocalTaskRunner&) = delete;
 
   // Creates request.run_dir (mode 0750; request.user's with mode 0700 when it switches user) if
   // missing, then starts the process as request.user.
@@ -55,33 +44,20 @@ class LocalTaskRunner final : public scheduler::TaskRunner {
   bool StartsBeforeCommit() const override { return true; }
   // Kill() for every running attempt (e.g. at shutdown); their on_exit still comes.
   void KillAll();
-  // Attempts started and not yet reported (on the caller's thread).
-  size_t running() const { return running_; }
+  // Attempts started and not yet reported.
+  size_t running() const { return processes_.running(); }
 
  private:
   struct Attempt {
     ProcessManager::Handle handle = 0;
     int number = 0;
   };
-  using WorkGuard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
 
-  // On the process thread.
-  void Spawn(ProcessSpec spec, std::pair<RunId, TaskId> key, int number, CollectJob job,
-             std::function<void(scheduler::AttemptOutcome)> report);
-  // On the caller's thread: an attempt is over.
-  void Reported();
-
-  boost::asio::io_context& io_;  // the caller's
-  size_t running_ = 0;
-  std::optional<WorkGuard> busy_;  // on io_ while running_ > 0
+  boost::asio::io_context& io_;
+  ProcessManager processes_;
   uint64_t log_cap_bytes_;
   Duration kill_grace_;
-  // The process thread and what only it touches.
-  boost::asio::io_context process_io_;
-  std::optional<WorkGuard> process_work_;
-  ProcessManager processes_;
   std::map<std::pair<RunId, TaskId>, Attempt> attempts_;
-  std::thread thread_;
 };
 
 // The scheduler's view of a process result (field by field).
