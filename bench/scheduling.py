@@ -70,6 +70,16 @@ def write_ninja(path, tasks):
             f.write(f"build out/{tid}: touch" + (f" | {deps}" if deps else "") + "\n")
 
 
+def process_start_ms():
+    """This machine's cost of starting and reaping one process: /bin/true from Python."""
+    times = []
+    for _ in range(50):
+        start = time.perf_counter()
+        subprocess.run(["/bin/true"], check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
 def no_huge_pages():
     """In a child before exec: no transparent huge pages for it (prctl PR_SET_THP_DISABLE)."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -154,6 +164,7 @@ def compare(kiln, other, repeat):
             envs[key] = dict(os.environ,
                              KILN_DATABASE_URL=f"postgresql:///kiln_test?host={pg}&user=kiln")
         print(f"machine: {os.cpu_count()} cores; kiln -j 2; {repeat} runs each, alternating")
+        print(f"one process start here: /bin/true from Python {process_start_ms():.2f} ms (median of 50)")
         print(f"this: {kiln}\nother: {other}")
         print(f"{'shape':<14} {'this':>9} {'other':>9} {'ninja':>9} {'this/other':>11}"
               f" {'own ms/task this, other':>24}")
@@ -210,7 +221,9 @@ def main():
     env = dict(os.environ, KILN_DATABASE_URL=url)
     try:
         print(f"machine: {os.cpu_count()} cores; kiln -j 2, ninja -j2; best of {args.repeat}")
-        print(f"{'shape':<14} {'kiln':>9} {'ninja':>9} {'ratio':>7}")
+        print(f"one process start here: /bin/true from Python {process_start_ms():.2f} ms (median of 50)")
+        print(f"{'shape':<14} {'kiln':>9} {'ninja':>9} {'ratio':>7} {'ninja ms/task':>14}"
+              f" {'kiln own ms/task':>17}")
         rss = 0
         ninja_best = {}
         for name, tasks in shapes().items():
@@ -233,7 +246,9 @@ def main():
                 ninja_times.append(t)
             k, n = min(kiln_times), min(ninja_times)
             ninja_best[name] = n
-            print(f"{name:<14} {k:>8.3f}s {n:>8.3f}s {k / n:>6.2f}x")
+            # kiln's own cost: what it adds to the same processes, per task.
+            print(f"{name:<14} {k:>8.3f}s {n:>8.3f}s {k / n:>6.2f}x {n * 1000 / len(tasks):>14.2f}"
+                  f" {(k - n) * 1000 / len(tasks):>17.2f}")
         if args.serve:
             setups = [("kiln serve", "")]
             if os.geteuid() == 0:
