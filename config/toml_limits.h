@@ -17,7 +17,7 @@
 namespace kiln::config::internal {
 
 struct TomlLimits {
-  size_t max_bytes = 4u << 20;
+  size_t max_bytes = 16u << 20;
   // Parts of one dotted chain outside strings: a key (`a.b.c = 1`), a table name (`[a.b.c]`),
   // or a value (a float has two).
   int max_parts = 32;
@@ -25,7 +25,7 @@ struct TomlLimits {
   int max_nesting = 32;
 };
 
-// Pipeline files: a 10,000-task pipeline takes about 1 MiB.
+// Pipeline files: a 10,000-task pipeline takes about 1 MiB, one of 100,000 tasks 6 to 10 MiB.
 inline constexpr TomlLimits kPipelineLimits{};
 // kiln.toml.
 inline constexpr TomlLimits kConfigLimits{1u << 20, 32, 32};

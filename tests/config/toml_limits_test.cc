@@ -173,20 +173,20 @@ TEST_CASE("the deepest text within the limits parses on a small stack") {
   CHECK(first == "p.toml:5:2: k: unknown key 'k' (accepted: defaults, notify, params, pipeline, tasks)");
 }
 
-TEST_CASE("a pipeline file over 4 MiB is refused before it is parsed") {
-  std::string text = kHead + "# " + std::string((4u << 20) - kHead.size() - 3, 'x') + "\n";
-  REQUIRE(text.size() == (4u << 20));
+TEST_CASE("a pipeline file over 16 MiB is refused before it is parsed") {
+  std::string text = kHead + "# " + std::string((16u << 20) - kHead.size() - 3, 'x') + "\n";
+  REQUIRE(text.size() == (16u << 20));
   CHECK(ParsePipeline(text, "p.toml").diagnostics.size() == 1);  // a pipeline without tasks
   text += "\n";
   CHECK(Only(text) ==
-        "p.toml: file too large (4194305 bytes): kiln reads files of at most 4 MiB "
+        "p.toml: file too large (16777217 bytes): kiln reads files of at most 16 MiB "
         "here");
   TempDir dir;
   std::ofstream(dir.path() / "big.toml", std::ios::binary) << text;
   auto loaded = LoadPipelineFile(dir.path() / "big.toml");
   REQUIRE(loaded.diagnostics.size() == 1);
   CHECK(loaded.diagnostics[0].message ==
-        "file too large (4194305 bytes): kiln reads files of at most 4 MiB here");
+        "file too large (16777217 bytes): kiln reads files of at most 16 MiB here");
 }
 
 TEST_CASE("a FIFO or a device is refused at once, never waited on") {
