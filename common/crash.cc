@@ -36,7 +36,10 @@ const Target* TargetOnce() {
 
 }  // namespace
 
-bool CrashPointsArmed() { return TargetOnce() != nullptr; }
+bool CrashPointArmed(std::string_view point) {
+  const Target* target = TargetOnce();
+  return target != nullptr && target->point == point;
+}
 
 void CrashPoint(std::string_view point) {
   const Target* target = TargetOnce();

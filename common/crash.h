@@ -15,7 +15,7 @@
 namespace kiln {
 
 void CrashPoint(std::string_view point);
-// Whether KILN_CRASH_AT names a point: code may skip work that only a crash point needs.
-bool CrashPointsArmed();
+// Whether KILN_CRASH_AT names `point`: code may skip work that only that crash point needs.
+bool CrashPointArmed(std::string_view point);
 
 }  // namespace kiln

@@ -125,8 +125,10 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
                " state changes failed, retrying in " + FormatDuration(retry_delay_) + ": " +
                result.status.message());
     // Put the batch back in front of whatever accumulated meanwhile, keeping order. Nothing of
-    // it was written, so nothing was launched or announced. What accumulates meanwhile is
-    // bounded by the work under way: no start commits, so nothing new runs.
+    // it was written, so nothing was announced, and nothing launched unless the runner starts
+    // before the commit (those already run; no more do until a commit works again). What
+    // accumulates meanwhile is bounded by the work under way: no start commits, so nothing new
+    // runs.
     PutInFront(std::move(batch.tasks), pending_.tasks);
     PutInFront(std::move(batch.runs), pending_.runs);
     PutInFront(std::move(task_extras), pending_task_extras_);
@@ -187,7 +189,7 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
       continue;
     }
     if (extra.note) extra.note();
-    if (extra.launch && !runner_.StartsBeforeCommit()) {
+    if (extra.launch && !extra.launched_early) {
       // The run may have been released and added again meanwhile: its units then come from the
       // rows, and this one must still be the unit the start was written for.
       if (auto it = runs_.find(u.run); it != runs_.end() && SameUnit(*it->second, extra.task, u)) {

@@ -257,15 +257,29 @@ void Scheduler::StartStartable() {
     TaskExtra extra;
     extra.task = ticket.task;
     extra.launch = true;
+    // A runner whose attempts cannot outlive an unrecorded start launches while the start commits
+    // (docs/design.md, "Launching while the start commits"); not while commits fail, so that
+    // nothing runs unrecorded for longer than one commit.
+    extra.launched_early = runner_.StartsBeforeCommit() && !failing_since_;
+    if (extra.launched_early) LaunchEarly(run.ctx.id, ticket.task, attempt);
     Record(
         TaskUpdate{run.ctx.id, run.name(ticket.task), attempt, TaskState::kRunning, clock_.Now(),
                    AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},
                    std::nullopt, std::nullopt, ""},
         std::move(extra));
-    // A runner whose attempts cannot outlive an unrecorded start launches now, while the start
-    // commits (docs/design.md, "Launching while the start commits").
-    if (runner_.StartsBeforeCommit()) Launch(run, ticket.task, attempt);
   }
+}
+
+// Posted, not called: a launch that fails at once ends its attempt, which may end the run, and
+// the callers of StartStartable still hold it.
+void Scheduler::LaunchEarly(RunId id, TaskId task, int attempt) {
+  asio::post(io_, [this, alive = alive_, id, task, attempt] {
+    if (!*alive) return;
+    auto it = runs_.find(id);
+    if (it == runs_.end()) return;
+    Launch(*it->second, task, attempt);
+    MaybeShutdownDone();
+  });
 }
 
 void Scheduler::OnAttemptExit(RunId run_id, TaskId task, int attempt,

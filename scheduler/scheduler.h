@@ -273,7 +273,8 @@ class Scheduler {
   // pending batch, one per update, in the same order.
   struct TaskExtra {
     TaskId task{};
-    bool launch = false;         // a start: launch the attempt once it is durable
+    bool launch = false;          // a start: launch the attempt once it is durable
+    bool launched_early = false;  // ... or already, while its batch commits (StartsBeforeCommit)
     bool ack = false;            // an end reported by the runner: TaskRunner::Recorded once durable
     bool replacement = false;    // written instead of a rejected end; not replaced again
     std::function<void()> note;  // observers, once the update is accepted
@@ -343,6 +344,7 @@ class Scheduler {
   void OnRejected(const TaskUpdate& update, const TaskExtra& extra, const std::string& message);
   // Whether `task` of `run` is the unit `update` was written for.
   void StopUnrecorded(const TaskUpdate& update, TaskId task);
+  void LaunchEarly(RunId run, TaskId task, int attempt);
   bool SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const;
   void Reply(std::function<void(Status)> done, Status status);
 

@@ -399,6 +399,17 @@ void Describe(RefusedUpdate& r, std::span<const scheduler::Batch* const> batches
   }
 }
 
+// A start found already applied: the row runs this attempt for a run this daemon drives. Only
+// this daemon starts its runs' attempts, so it is this very start, committed by an earlier try
+// whose answer was lost (the connection broke after the commit): not a refusal.
+bool AlreadyApplied(const RefusedUpdate& r, std::span<const scheduler::Batch* const> batches,
+                    const Origin& o, const std::string& actor) {
+  if (o.kind != Origin::Kind::kTask) return false;
+  const TaskUpdate& u = batches[o.batch]->tasks[o.index];
+  return u.start && r.found_state == "running" && r.found_attempt == u.attempt &&
+         r.found_owner == actor;
+}
+
 }  // namespace
 
 // The statements of a commit go to the server in one pipeline (PipelineConnection): the
@@ -420,13 +431,14 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
   try {
     if (!impl_->pipeline.connected()) impl_->pipeline.Connect(impl_->url, impl_->sql);
     std::vector<ResultRows> results = impl_->pipeline.Transaction(
-        statements, CrashPointsArmed() ? std::function<void()>([] { CrashPoint("commit.inside"); })
-                                       : std::function<void()>());
+        statements, CrashPointArmed("commit.inside")
+                        ? std::function<void()>([] { CrashPoint("commit.inside"); })
+                        : std::function<void()>());
     std::vector<RefusedUpdate> refused;
     for (size_t k = 0; k < statements.size(); ++k) {
       if (origins[k].kind == Origin::Kind::kOther) continue;
       auto r = RefusalOf(results[k], origins[k].kind == Origin::Kind::kRun, actor_text);
-      if (!r) continue;
+      if (!r || AlreadyApplied(*r, batches, origins[k], actor_text)) continue;
       Describe(*r, batches, origins[k]);
       refused.push_back(std::move(*r));
     }
@@ -463,6 +475,9 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
         r = RefusedUpdate{};
         r->refusal.rejected = true;
         r->refusal.message = FirstLine(e.what());
+      }
+      if (r && !r->refusal.rejected && AlreadyApplied(*r, batches, origins[k], actor_text)) {
+        r.reset();
       }
       if (r) {
         Describe(*r, batches, origins[k]);

@@ -59,8 +59,7 @@ PipelineConnection::~PipelineConnection() {
 
 void PipelineConnection::Fail(const std::string& what) {
   std::string message = what + ": " + ErrorOf(conn_);
-  PQfinish(conn_);
-  conn_ = nullptr;
+  Close();
   throw pqxx::broken_connection(message);
 }
 
@@ -70,16 +69,42 @@ void PipelineConnection::Connect(
   conn_ = PQconnectdb(url.c_str());
   if (conn_ == nullptr) throw pqxx::broken_connection("out of memory");
   if (PQstatus(conn_) != CONNECTION_OK) Fail("connecting");
-  for (const auto& [name, sql] : statements) {
-    ResultPtr r(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
-    if (r.r == nullptr) Fail("preparing " + name);
-    if (PQresultStatus(r.r) != PGRES_COMMAND_OK) ThrowResult(r.r, sql);
+  try {
+    for (const auto& [name, sql] : statements) {
+      ResultPtr r(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
+      if (r.r == nullptr) Fail("preparing " + name);
+      if (PQresultStatus(r.r) != PGRES_COMMAND_OK) ThrowResult(r.r, sql);
+    }
+  } catch (...) {
+    // Half prepared is no use: the next commit connects again.
+    Close();
+    throw;
   }
 }
 
 std::vector<ResultRows> PipelineConnection::Transaction(std::span<const Statement> statements,
                                                         const std::function<void()>& before_sync) {
   if (conn_ == nullptr) throw pqxx::broken_connection("not connected");
+  // Left in pipeline mode by a failure that did not close it: its unread results would be taken
+  // for this transaction's.
+  if (PQpipelineStatus(conn_) != PQ_PIPELINE_OFF) Fail("a pipeline left open");
+  try {
+    return Run(statements, before_sync);
+  } catch (const pqxx::failure&) {
+    throw;
+  } catch (...) {
+    Close();
+    throw;
+  }
+}
+
+void PipelineConnection::Close() {
+  if (conn_ != nullptr) PQfinish(conn_);
+  conn_ = nullptr;
+}
+
+std::vector<ResultRows> PipelineConnection::Run(std::span<const Statement> statements,
+                                                const std::function<void()>& before_sync) {
   if (PQenterPipelineMode(conn_) != 1) Fail("entering pipeline mode");
   std::vector<const char*> values;
   for (const Statement& s : statements) {
@@ -105,6 +130,7 @@ std::vector<ResultRows> PipelineConnection::Transaction(std::span<const Statemen
     ResultPtr r(PQgetResult(conn_));
     if (r.r == nullptr) Fail("reading results");
     const ExecStatusType status = PQresultStatus(r.r);
+    if (status == PGRES_FATAL_ERROR && PQstatus(conn_) == CONNECTION_BAD) Fail("reading results");
     if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
       out.push_back(RowsOf(r.r));
     } else if (status == PGRES_FATAL_ERROR && !error) {
@@ -119,8 +145,28 @@ std::vector<ResultRows> PipelineConnection::Transaction(std::span<const Statemen
     ResultPtr end(PQgetResult(conn_));
     if (end.r != nullptr) Fail("reading results");
   }
-  ResultPtr sync(PQgetResult(conn_));
-  if (sync.r == nullptr || PQresultStatus(sync.r) != PGRES_PIPELINE_SYNC) Fail("reading the sync");
+  // Then the sync; an error of the commit itself (a deferred constraint, a serialization
+  // failure) comes before it, as a statement error.
+  bool after_null = false;
+  while (true) {
+    ResultPtr r(PQgetResult(conn_));
+    if (r.r == nullptr) {  // the end of an error's results; never two in a row
+      if (after_null || PQstatus(conn_) == CONNECTION_BAD) Fail("reading the sync");
+      after_null = true;
+      continue;
+    }
+    after_null = false;
+    const ExecStatusType status = PQresultStatus(r.r);
+    if (status == PGRES_PIPELINE_SYNC) break;
+    if (status != PGRES_FATAL_ERROR) Fail("reading the sync");
+    if (PQstatus(conn_) == CONNECTION_BAD) Fail("committing");
+    if (!error) {
+      const char* state = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
+      const char* message = PQresultErrorMessage(r.r);
+      error.emplace(message != nullptr ? message : "commit failed", "COMMIT",
+                    state != nullptr ? state : "");
+    }
+  }
   if (PQexitPipelineMode(conn_) != 1) Fail("leaving pipeline mode");
   if (error) throw *error;
   return out;

@@ -53,6 +53,9 @@ class PipelineConnection {
                                       const std::function<void()>& before_sync);
 
  private:
+  std::vector<ResultRows> Run(std::span<const Statement> statements,
+                              const std::function<void()>& before_sync);
+  void Close();
   [[noreturn]] void Fail(const std::string& what);
   pg_conn* conn_ = nullptr;
 };

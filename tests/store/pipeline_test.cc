@@ -3,6 +3,7 @@
 
 #include <pqxx/except>
 
+#include "tests/store/run_fixtures.h"
 #include "tests/store/test_support.h"
 
 using namespace kiln::store;
@@ -87,4 +88,27 @@ TEST_CASE("a pipeline whose session is ended throws broken_connection and closes
   }
   CHECK(broken);
   CHECK(t.One("SELECT count(*) FROM kv") == "0");
+}
+
+TEST_CASE("a start committed by a try whose answer was lost is not refused when written again") {
+  TestDatabase t;
+  auto db = t.Open();
+  NewRun owned = SimpleRun({"train"});
+  owned.lease_owner = "host:1";
+  const kiln::RunId run = CreateOrFail(*db, owned);
+  kiln::scheduler::Batch batch;
+  batch.tasks = {StartUpdate(run, "train", 1, At(1))};
+  const kiln::scheduler::Batch* group[] = {&batch};
+  // The first try committed; the caller never heard (the connection broke after the Sync) and
+  // writes the same batch again: the start is this daemon's own, already applied.
+  REQUIRE(db->CommitBatches(group, "host:1", std::chrono::minutes(5)).ok());
+  auto again = db->CommitBatches(group, "host:1", std::chrono::minutes(5));
+  REQUIRE(again.ok());
+  CHECK(again->empty());
+  CHECK(t.One("SELECT state || ' ' || attempt FROM task_instances") == "running 1");
+  CHECK(t.One("SELECT count(*) FROM attempts") == "1");
+  // Another daemon's start of the same attempt is refused as before.
+  auto other = db->CommitBatches(group, "host:2", std::chrono::minutes(5));
+  REQUIRE(other.ok());
+  CHECK(other->size() == 1);
 }
