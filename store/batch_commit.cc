@@ -381,7 +381,7 @@ void BuildStatements(std::span<const scheduler::Batch* const> batches, const std
 }
 
 // Fills in what the refusal is about from the update it refused.
-void Describe(RefusedUpdate& r, std::span<const scheduler::Batch* const> batches, const Origin& o) {
+void FillFrom(RefusedUpdate& r, std::span<const scheduler::Batch* const> batches, const Origin& o) {
   const scheduler::Batch& b = *batches[o.batch];
   r.batch = o.batch;
   r.refusal.index = o.index;
@@ -439,7 +439,7 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
       if (origins[k].kind == Origin::Kind::kOther) continue;
       auto r = RefusalOf(results[k], origins[k].kind == Origin::Kind::kRun, actor_text);
       if (!r || AlreadyApplied(*r, batches, origins[k], actor_text)) continue;
-      Describe(*r, batches, origins[k]);
+      FillFrom(*r, batches, origins[k]);
       refused.push_back(std::move(*r));
     }
     return refused;
@@ -480,7 +480,7 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
         r.reset();
       }
       if (r) {
-        Describe(*r, batches, origins[k]);
+        FillFrom(*r, batches, origins[k]);
         refused.push_back(std::move(*r));
       }
     }

@@ -24,11 +24,12 @@ std::string ErrorOf(PGconn* conn) {
   return m != nullptr ? std::string(m) : std::string("unknown error");
 }
 
-[[noreturn]] void ThrowResult(const PGresult* r, const std::string& query) {
+// The server's error in `r` as libpqxx reports one: message, statement, SQLSTATE.
+pqxx::sql_error ErrorIn(const PGresult* r, const std::string& query) {
   const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
   const char* message = PQresultErrorMessage(r);
-  throw pqxx::sql_error(message != nullptr ? message : "statement failed", query,
-                        state != nullptr ? state : "");
+  return pqxx::sql_error(message != nullptr ? message : "statement failed", query,
+                         state != nullptr ? state : "");
 }
 
 ResultRows RowsOf(const PGresult* r) {
@@ -73,7 +74,7 @@ void PipelineConnection::Connect(
     for (const auto& [name, sql] : statements) {
       ResultPtr r(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
       if (r.r == nullptr) Fail("preparing " + name);
-      if (PQresultStatus(r.r) != PGRES_COMMAND_OK) ThrowResult(r.r, sql);
+      if (PQresultStatus(r.r) != PGRES_COMMAND_OK) throw ErrorIn(r.r, sql);
     }
   } catch (...) {
     // Half prepared is no use: the next commit connects again.
@@ -134,10 +135,7 @@ std::vector<ResultRows> PipelineConnection::Run(std::span<const Statement> state
     if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
       out.push_back(RowsOf(r.r));
     } else if (status == PGRES_FATAL_ERROR && !error) {
-      const char* state = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
-      const char* message = PQresultErrorMessage(r.r);
-      error.emplace(message != nullptr ? message : "statement failed", statements[i].name,
-                    state != nullptr ? state : "");
+      error.emplace(ErrorIn(r.r, statements[i].name));
     } else if (status != PGRES_PIPELINE_ABORTED && status != PGRES_FATAL_ERROR) {
       Fail(std::string("unexpected result of ") + statements[i].name);
     }
@@ -160,12 +158,7 @@ std::vector<ResultRows> PipelineConnection::Run(std::span<const Statement> state
     if (status == PGRES_PIPELINE_SYNC) break;
     if (status != PGRES_FATAL_ERROR) Fail("reading the sync");
     if (PQstatus(conn_) == CONNECTION_BAD) Fail("committing");
-    if (!error) {
-      const char* state = PQresultErrorField(r.r, PG_DIAG_SQLSTATE);
-      const char* message = PQresultErrorMessage(r.r);
-      error.emplace(message != nullptr ? message : "commit failed", "COMMIT",
-                    state != nullptr ? state : "");
-    }
+    if (!error) error.emplace(ErrorIn(r.r, "COMMIT"));
   }
   if (PQexitPipelineMode(conn_) != 1) Fail("leaving pipeline mode");
   if (error) throw *error;
