@@ -169,12 +169,22 @@ class CommandLineApprovals final : public scheduler::Observer {
     next_.OnTaskResults(run, task, name, attempt, results);
   }
   void OnRunFinished(RunId run, dag::RunState state) override { next_.OnRunFinished(run, state); }
+  // An update of the run was refused: the database says another process drives it or ended it
+  // (a daemon does when this process's lease lapsed). This process stops driving it: its tasks
+  // are stopped and the command ends.
+  void OnRunFenced(RunId run) override {
+    if (taken_) return;
+    taken_ = true;
+    asio::post(io_, [this, run] { sched_.Release(run); });
+  }
+  bool taken() const { return taken_; }
 
  private:
   asio::io_context& io_;
   scheduler::Scheduler& sched_;
   scheduler::Observer& next_;
   std::set<std::string> approved_;
+  bool taken_ = false;
 };
 
 // --approve names approval tasks of the pipeline.
@@ -273,9 +283,18 @@ int Run(const RunOptions& o) {
   ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
   sched.AddRun(ctx);
   interrupts.Watch(run_id);
-  while (!progress.finished() && !interrupts.abandoned() && io.run_one() > 0) {
+  while (!progress.finished() && !interrupts.abandoned() && !approvals.taken() &&
+         io.run_one() > 0) {
   }
   if (interrupts.abandoned()) return 130;
+  if (approvals.taken()) {
+    runner.KillAll();
+    std::cerr << "kiln: run " << ToString(run_id)
+              << " is no longer this process's to drive: the database refused its changes (a "
+                 "daemon on the same database took the run or ended it, as it does when this "
+                 "process's lease lapses); its tasks were stopped\n";
+    return 1;
+  }
   lease.Stop(/*release=*/true);
 
   auto record = db.GetRun(run_id);

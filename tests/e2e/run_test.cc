@@ -197,6 +197,25 @@ workdir = "no/such/folder"
         std::string::npos);
 }
 
+TEST_CASE("kiln run stops driving a run the database says is no longer its own") {
+  TempDir dir;
+  const std::string name = "taken-" + std::to_string(::getpid());
+  // The first task hands the run to another owner, as a daemon does when kiln run's lease
+  // lapses: its own end is then refused.
+  auto ran = RunPipeline(
+      dir, "[pipeline]\nname = \"" + name + "\"\n[tasks.a]\nargv = [\"psql\", \"" + DatabaseUrl() +
+               "\", \"-qAtc\", \"UPDATE runs SET lease_owner = 'elsewhere' WHERE "
+               "pipeline = '" +
+               name + "'\"]\n[tasks.b]\ncommand = \"sleep 30 # " + name + "\"\nneeds = [\"a\"]\n");
+  CHECK(ran.output.code == 1);
+  CHECK(ran.output.err.find("is no longer this process's to drive") != std::string::npos);
+  // Nothing of the end or what followed it was written; no task process is left.
+  CHECK(Sql("SELECT t.task_id || ' ' || t.state FROM task_instances t JOIN runs r ON r.id = "
+            "t.run_id WHERE r.pipeline = '" +
+            name + "' ORDER BY t.position") == "a running\nb pending");
+  CHECK(ProcessesMentioning("sleep 30 # " + name).empty());
+}
+
 TEST_CASE("a malformed pipeline is reported with file:line:col and nothing is written") {
   TempDir dir;
   std::string before = RunCount();
