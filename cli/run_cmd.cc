@@ -142,12 +142,13 @@ class Interrupts {
   int count_ = 0;
 };
 
-// kiln run has no API for an operator to answer: an approval task named with --approve is
-// approved as soon as it waits, any other is rejected at once, saying how to approve it.
-class CommandLineApprovals final : public scheduler::Observer {
+// What kiln run does on the scheduler's news besides printing it (`next`). It has no API for an
+// operator to answer: an approval task named with --approve is approved as soon as it waits, any
+// other is rejected at once, saying how to approve it. And a run taken from it ends the command.
+class CommandLineObserver final : public scheduler::Observer {
  public:
-  CommandLineApprovals(asio::io_context& io, scheduler::Scheduler& sched, scheduler::Observer& next,
-                       const std::vector<std::string>& approved)
+  CommandLineObserver(asio::io_context& io, scheduler::Scheduler& sched, scheduler::Observer& next,
+                      const std::vector<std::string>& approved)
       : io_(io), sched_(sched), next_(next), approved_(approved.begin(), approved.end()) {}
 
   void OnTaskState(RunId run, const dag::TaskSpec& task, const std::string& name,
@@ -262,8 +263,8 @@ int Run(const RunOptions& o) {
   scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
   executor::LocalTaskRunner& runner = *local;
   Progress progress(stderr, isatty(STDERR_FILENO), pipeline.spec.tasks.size());
-  CommandLineApprovals approvals(io, sched, progress, o.approve);
-  sched.SetObserver(&approvals);
+  CommandLineObserver observer(io, sched, progress, o.approve);
+  sched.SetObserver(&observer);
   Interrupts interrupts(io, sched, runner);  // from here on, Ctrl-C cancels the run
 
   Instant now = NowUtc();
@@ -283,11 +284,10 @@ int Run(const RunOptions& o) {
   ctx.logical_date = ctx.data_interval_start = ctx.data_interval_end = now;
   sched.AddRun(ctx);
   interrupts.Watch(run_id);
-  while (!progress.finished() && !interrupts.abandoned() && !approvals.taken() &&
-         io.run_one() > 0) {
+  while (!progress.finished() && !interrupts.abandoned() && !observer.taken() && io.run_one() > 0) {
   }
   if (interrupts.abandoned()) return 130;
-  if (approvals.taken()) {
+  if (observer.taken()) {
     runner.KillAll();
     std::cerr << "kiln: run " << ToString(run_id)
               << " is no longer this process's to drive: the database refused its changes (a "

@@ -185,7 +185,7 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
     if (extra.committed) extra.committed(!task_refused[k]);
     if (task_refused[k]) {
       // A start launched while it committed, and refused: its process must not run on.
-      if (extra.launch) StopUnrecorded(u, extra.task);
+      if (extra.launched_early) StopUnrecorded(u, extra.task);
       continue;
     }
     if (extra.note) extra.note();
@@ -239,7 +239,7 @@ void Scheduler::OnRejected(const TaskUpdate& update, const TaskExtra& extra,
     const size_t i = Index(extra.task);
     const std::string reason = "its state could not be recorded: " + message;
     if (!run.running[i] || run.attempts[i] != update.attempt) return;
-    StopUnrecorded(update, extra.task);
+    if (extra.launched_early) StopUnrecorded(update, extra.task);
     FreeSlot(run, i);
     run.attempts[i] = update.attempt - 1;
     FinishTask(run, extra.task, TaskState::kFailed, run.attempts[i], std::nullopt, reason);

@@ -342,9 +342,9 @@ class Scheduler {
   void OnCommitted(CommitResult result, Batch batch, std::vector<TaskExtra> task_extras,
                    std::vector<RunExtra> run_extras);
   void OnRejected(const TaskUpdate& update, const TaskExtra& extra, const std::string& message);
-  // Whether `task` of `run` is the unit `update` was written for.
   void StopUnrecorded(const TaskUpdate& update, TaskId task);
   void LaunchEarly(RunId run, TaskId task, int attempt);
+  // Whether `task` of `run` is the unit `update` was written for.
   bool SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const;
   void Reply(std::function<void(Status)> done, Status status);
 

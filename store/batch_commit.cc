@@ -347,7 +347,7 @@ namespace {
 
 // Where each statement of a commit came from.
 struct Origin {
-  enum class Kind { kOther, kTask, kRun } kind = Kind::kOther;
+  enum class Kind { kLock, kExpand, kTask, kRun } kind = Kind::kLock;
   size_t batch = 0;
   size_t index = 0;
 };
@@ -367,7 +367,7 @@ void BuildStatements(std::span<const scheduler::Batch* const> batches, const std
           origins.push_back({Origin::Kind::kTask, bi, i});
           if (b.tasks[i].expand) {
             out.push_back(ExpandStatementOf(b.tasks[i], actor));
-            origins.push_back({Origin::Kind::kOther, bi, i});
+            origins.push_back({Origin::Kind::kExpand, bi, i});
           }
         }
       }
@@ -436,7 +436,9 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
                         : std::function<void()>());
     std::vector<RefusedUpdate> refused;
     for (size_t k = 0; k < statements.size(); ++k) {
-      if (origins[k].kind == Origin::Kind::kOther) continue;
+      if (origins[k].kind == Origin::Kind::kLock || origins[k].kind == Origin::Kind::kExpand) {
+        continue;
+      }
       auto r = RefusalOf(results[k], origins[k].kind == Origin::Kind::kRun, actor_text);
       if (!r || AlreadyApplied(*r, batches, origins[k], actor_text)) continue;
       FillFrom(*r, batches, origins[k]);
@@ -454,18 +456,19 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
     pqxx::work txn(impl_->conn, "commit_batch_split");
     std::vector<RefusedUpdate> refused;
     for (size_t k = 0; k < statements.size(); ++k) {
-      if (origins[k].kind == Origin::Kind::kOther) {
-        // The lock, or a mapped task's instances (in the savepoint of its task's update).
-        if (k == 0 && updates > 0) LockEventOrder(txn);
+      if (origins[k].kind == Origin::Kind::kLock) {
+        Exec(txn, statements[k]);
         continue;
       }
+      // A mapped task's instances: in the savepoint of its task's update, below.
+      if (origins[k].kind == Origin::Kind::kExpand) continue;
       std::optional<RefusedUpdate> r;
       // Plain SAVEPOINT statements: libpqxx 6.4's subtransaction does not roll back to its
       // savepoint after a failed parameterized statement.
       txn.exec("SAVEPOINT kiln_update");
       try {
         r = RefusalOf(Exec(txn, statements[k]), origins[k].kind == Origin::Kind::kRun, actor_text);
-        if (k + 1 < statements.size() && origins[k + 1].kind == Origin::Kind::kOther) {
+        if (k + 1 < statements.size() && origins[k + 1].kind == Origin::Kind::kExpand) {
           Exec(txn, statements[k + 1]);
         }
         txn.exec("RELEASE SAVEPOINT kiln_update");
