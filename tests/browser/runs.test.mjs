@@ -257,6 +257,9 @@ webhook = "http://127.0.0.1:${port}/hook"
       await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="train"]')?.dataset.state === 'success');
       await page.locator('#events').getByText(`wait_data: waiting → success (file '${flag}' is there)`).waitFor();
       await page.locator('#events').getByText('notified success: delivered, HTTP 200 (try 1)').waitFor();
+      // The task's panel is drawn from the run record, which the page reads after the event that
+      // announced the change: it goes once that read is back.
+      await page.locator('#waiting-for').waitFor({ state: 'detached' });
       assert.equal(await page.locator('#waiting-for').count(), 0);
       assert.equal(received.length, 1);
       assert.equal(received[0].event, 'success');
