@@ -34,6 +34,17 @@ struct ServeOptions {
 };
 int Serve(const ServeOptions& options);
 
+struct WorkerCmdOptions {
+  std::string database;
+  std::vector<std::string> pools;
+  int slots = 4;
+  std::string name;
+  std::string data_dir = ".kiln-worker";
+  std::string lease = "30s";
+};
+// `kiln worker` (daemon/worker.h).
+int Worker(const WorkerCmdOptions& options);
+
 struct ScheduleNextOptions {
   std::string expression;  // a schedule, or empty with `pipeline`
   std::string tz;          // zone of `expression` (default UTC)

@@ -44,6 +44,22 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT (default 127.0.0.1:8080)");
   serve_cmd->add_option("--data-dir", serve.data_dir, "Data folder (default .kiln)");
 
+  kiln::cli::WorkerCmdOptions worker;
+  auto* worker_cmd = app.add_subcommand(
+      "worker", "Run tasks of some pools on this machine, claimed from the database");
+  worker_cmd->add_option("--database", worker.database,
+                         "PostgreSQL URL (default: $KILN_DATABASE_URL, which keeps a password "
+                         "out of the process list)");
+  worker_cmd->add_option("--pools", worker.pools, "Pools it runs, e.g. gpu,default")
+      ->delimiter(',')
+      ->required();
+  worker_cmd->add_option("--slots", worker.slots, "Attempts at once (default 4)")
+      ->check(CLI::PositiveNumber);
+  worker_cmd->add_option("--name", worker.name, "Its name (default HOST:DATA_DIR)");
+  worker_cmd->add_option("--data-dir", worker.data_dir,
+                         "Its folder: supervisor, logs (default .kiln-worker)");
+  worker_cmd->add_option("--lease", worker.lease, "Its lease (default 30s)");
+
   kiln::cli::ScheduleNextOptions next;
   auto* schedule = app.add_subcommand("schedule", "Work out when schedules fire");
   schedule->require_subcommand(1);
@@ -225,6 +241,7 @@ int main(int argc, char** argv) {
   if (*run_cmd) return kiln::cli::Run(run);
   if (*serve_cmd) return kiln::cli::Serve(serve);
   if (*supervise_cmd) return kiln::cli::Supervise(supervise);
+  if (*worker_cmd) return kiln::cli::Worker(worker);
   if (*task_cmd) return kiln::cli::Task(task_kind, task_options);
   if (*schedule_next) return kiln::cli::ScheduleNext(next);
   if (*token_new) return kiln::cli::TokenNew(token_name, token_role);

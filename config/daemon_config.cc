@@ -30,8 +30,14 @@ constexpr std::array<std::string_view, 3> kTokenKeys = {"name", "role", "sha256"
 constexpr std::array<std::string_view, 3> kRoles = {"admin", "operator", "viewer"};
 constexpr std::array<std::string_view, 1> kServerKeys = {"listen"};
 constexpr std::array<std::string_view, 2> kDatabaseKeys = {"pg_bin_dir", "url"};
-constexpr std::array<std::string_view, 6> kExecutorKeys = {
-    "allow_absolute_paths", "kill_grace", "log_cap", "max_parallel_tasks", "run_as", "run_uids"};
+constexpr std::array<std::string_view, 8> kExecutorKeys = {"allow_absolute_paths",
+                                                           "kill_grace",
+                                                           "log_cap",
+                                                           "max_parallel_tasks",
+                                                           "mode",
+                                                           "run_as",
+                                                           "run_uids",
+                                                           "worker_pools"};
 // Per-run user ids: above the system's and ordinary users' ids, below 2^31 - 1 (which some
 // tools read as a signed number), at most 2^24 of them.
 constexpr uint64_t kMinRunUid = 1000;
@@ -192,6 +198,26 @@ void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& co
     if (auto allow = r_.Bool(*node, "executor.allow_absolute_paths")) {
       config.allow_absolute_paths = *allow;
     }
+  }
+  if (const toml::node* node = table.get("mode")) {
+    if (auto mode = r_.String(*node, "executor.mode")) {
+      if (*mode == "local" || *mode == "workers" || *mode == "both") {
+        config.executor_mode = *mode;
+      } else {
+        r_.Error(LocOf(*node), "executor.mode",
+                 "unknown mode \"" + *mode + "\"; expected \"local\", \"workers\" or \"both\"");
+      }
+    }
+  }
+  if (const toml::node* node = table.get("worker_pools")) {
+    if (auto pools = r_.Strings(*node, "executor.worker_pools")) {
+      config.worker_pools = *pools;
+    }
+  }
+  if (config.executor_mode == "both" && config.worker_pools.empty()) {
+    const toml::node* node = table.get("mode");
+    r_.Error(node ? LocOf(*node) : dag::SourceLoc{}, "executor.worker_pools",
+             "mode \"both\" needs the pools that run on workers, e.g. worker_pools = [\"gpu\"]");
   }
   if (const toml::node* node = table.get("run_as")) {
     if (auto name = r_.String(*node, "executor.run_as")) {

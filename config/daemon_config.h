@@ -8,6 +8,7 @@
 //   [database]  url = "postgresql://..."     pg_bin_dir = "/opt/pgsql/bin"
 //   [executor]  max_parallel_tasks = 16      log_cap = "64MiB"     kill_grace = "10s"
 //               allow_absolute_paths = false
+//               mode = "local" | "workers" | "both"   worker_pools = ["gpu"]   (mode "both")
 //   [pools]     gpu = 2                      # NAME = size (>= 1)
 //   [daemon]    lease = "30s"                on_stop = "leave"
 //   [retention] runs = "90d"  min_runs = 20  events = "30d"  interval = "1h"  batch = 500
@@ -69,6 +70,11 @@ struct DaemonConfig {
   // Pool name -> slots. Always has "default"; unless the file sizes it, its size is
   // max_parallel_tasks.
   std::map<std::string, int> pools;
+  // [executor] mode: where attempts run. "local": by the daemon's own supervisor; "workers": by
+  // `kiln worker` processes, which claim them from the database; "both": the pools named in
+  // worker_pools on workers, the others here.
+  std::string executor_mode = "local";
+  std::vector<std::string> worker_pools;
   std::vector<AuthToken> tokens;  // empty: `kiln serve` makes an admin token at first start
   // [scheduler]
   int catchup_cap = 100;  // at most this many catch-up runs per pipeline and check

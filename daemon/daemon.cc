@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "config/pipeline_loader.h"
+#include "daemon/dispatch.h"
 #include "daemon/engine.h"
 #include "daemon/foreign_attempts.h"
 #include "daemon/lease_keeper.h"
@@ -71,6 +72,7 @@ class Daemon {
   Status Open();
   Result<std::unique_ptr<scheduler::TaskRunner>> MakeRunner(asio::io_context& io,
                                                             const std::string& url);
+  Status SetPoolSlots(const std::string& url);
   void Announce(const std::string& base, const DaemonTokens& tokens, size_t total, size_t broken);
   void OnSignal();
 
@@ -80,6 +82,8 @@ class Daemon {
   std::unique_ptr<DataDirLock> lock_;
   std::unique_ptr<ForeignAttempts> foreign_;
   executor::SupervisedRunner* supervised_ = nullptr;
+  // With workers: the supervised runner, under the runner that hands attempts out.
+  std::unique_ptr<scheduler::TaskRunner> local_runner_;
   std::unique_ptr<Runtime> runtime_;
   // The service's seams (daemon/env.h), declared before it: they outlive it.
   std::unique_ptr<DaemonStore> store_;
@@ -122,7 +126,30 @@ Result<std::unique_ptr<scheduler::TaskRunner>> Daemon::MakeRunner(asio::io_conte
   auto runner = std::make_unique<executor::SupervisedRunner>(io, std::move(options));
   runner->Attach(std::move(dialed).value());
   supervised_ = runner.get();
-  return std::unique_ptr<scheduler::TaskRunner>(std::move(runner));
+  if (cfg_.executor_mode == "local")
+    return std::unique_ptr<scheduler::TaskRunner>(std::move(runner));
+  // Attempts of worker pools are handed out through the database (daemon/dispatch.h).
+  if (Status s = SetPoolSlots(url); !s.ok()) return s;
+  DispatchRunner::Options dispatch;
+  dispatch.pools.mode =
+      cfg_.executor_mode == "workers" ? WorkerPools::Mode::kWorkers : WorkerPools::Mode::kBoth;
+  dispatch.pools.pools.insert(cfg_.worker_pools.begin(), cfg_.worker_pools.end());
+  dispatch.url = url;
+  dispatch.supervisor = runner->supervisor();
+  dispatch.kiln_exe = SelfExe();
+  dispatch.kill_grace = cfg_.kill_grace;
+  dispatch.log_cap_bytes = cfg_.log_cap_bytes;
+  local_runner_ = std::move(runner);
+  return std::unique_ptr<scheduler::TaskRunner>(
+      std::make_unique<DispatchRunner>(io, *local_runner_, *foreign_, std::move(dispatch)));
+}
+
+// The pools' slots hold across every daemon and worker of the database: claims count against
+// what the daemons wrote (the last one to start wins when their files differ).
+Status Daemon::SetPoolSlots(const std::string& url) {
+  auto db = store::Database::Connect(url);
+  if (!db.ok()) return db.status();
+  return (*db)->SetPools(name_, cfg_.pools);
 }
 
 Status Daemon::Open() {

@@ -124,6 +124,11 @@ class PgDaemonStore final : public DaemonStore {
                                                              std::string_view task) override {
     return pool_.Read([&](Database& db) { return db.ListAttempts(id, task); });
   }
+  Result<std::pair<std::string, uint64_t>> ReadShippedLog(const scheduler::AttemptKey& key,
+                                                          uint64_t offset,
+                                                          size_t max_bytes) override {
+    return pool_.Read([&](Database& db) { return db.ReadShippedLog(key, offset, max_bytes); });
+  }
   Result<scheduler::AttemptRecord> GetAttempt(RunId id, std::string_view task,
                                               int attempt) override {
     return pool_.Read([&](Database& db) { return db.GetAttempt(id, task, attempt); });

@@ -70,6 +70,11 @@ class DaemonStore {
   virtual Result<std::vector<RunId>> CancelBackfill(int64_t id, std::string_view actor) = 0;
   virtual Result<std::vector<scheduler::AttemptRecord>> ListAttempts(RunId id,
                                                                      std::string_view task) = 0;
+  // A log a worker shipped (Database::ReadShippedLog): bytes from `offset`, and its size.
+  virtual Result<std::pair<std::string, uint64_t>> ReadShippedLog(
+      const scheduler::AttemptKey& /*key*/, uint64_t /*offset*/, size_t /*max_bytes*/) {
+    return Status::Error(ErrorCode::kUnavailable, "logs shipped by workers cannot be read here");
+  }
   virtual Result<scheduler::AttemptRecord> GetAttempt(RunId id, std::string_view task,
                                                       int attempt) = 0;
   virtual Result<scheduler::MetricsPage> PipelineMetrics(const std::string& pipeline,
@@ -120,6 +125,13 @@ class EventSource {
   virtual bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) = 0;
   // The newest event id seen (0 before the first).
   virtual int64_t last_id() const = 0;
+  // How many times logs shipped by workers grew ('kiln_logs'), and a wait for it to pass
+  // `after` or for an event after `after_event`. Without workers: events only.
+  virtual uint64_t log_generation() const { return 0; }
+  virtual bool WaitForShippedLogs(uint64_t /*after*/, int64_t after_event,
+                                  std::chrono::milliseconds timeout) {
+    return WaitForEvents(after_event, timeout);
+  }
 };
 
 // The file system: pipeline files and attempt logs.

@@ -34,6 +34,19 @@ bool EventHub::WaitForEvents(int64_t after, std::chrono::milliseconds timeout) {
   return !stopping_;
 }
 
+uint64_t EventHub::log_generation() const {
+  std::lock_guard lock(mu_);
+  return log_generation_;
+}
+
+bool EventHub::WaitForShippedLogs(uint64_t after, int64_t after_event,
+                                  std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  changed_.wait_for(lock, timeout,
+                    [&] { return stopping_ || log_generation_ > after || last_id_ > after_event; });
+  return !stopping_;
+}
+
 int64_t EventHub::last_id() const {
   std::lock_guard lock(mu_);
   return last_id_;
@@ -60,7 +73,7 @@ void EventHub::Loop() {
   };
   while (!stopping()) {
     if (!listener || !db) {
-      auto l = store::EventListener::Connect(url_);
+      auto l = store::EventListener::Connect(url_, {"kiln_events", "kiln_logs"});
       auto d = store::Database::Connect(url_);
       if (!l.ok() || !d.ok()) {
         if (!warned) log::Error("event stream: " + (l.ok() ? d.message() : l.message()));
@@ -80,7 +93,19 @@ void EventHub::Loop() {
       continue;
     }
     if (!*notified) continue;
-    listener->Take();  // they only say "read again"
+    bool events = false;
+    for (const store::Notification& n : listener->Take()) {  // they only say "read again"
+      if (n.channel == "kiln_logs") {
+        {
+          std::lock_guard lock(mu_);
+          ++log_generation_;
+        }
+        changed_.notify_all();
+      } else {
+        events = true;
+      }
+    }
+    if (!events) continue;
     auto id = db->LastEventId();
     if (!id.ok()) {
       db.reset();

@@ -1,5 +1,6 @@
 // Wakes event-stream readers when new events are committed, by any process on the database:
-// one thread LISTENs on the 'kiln_events' channel and publishes the newest event id.
+// one thread LISTENs on the 'kiln_events' channel and publishes the newest event id; and on
+// 'kiln_logs', for followers of logs that workers ship.
 #pragma once
 
 #include <atomic>
@@ -31,6 +32,9 @@ class EventHub final : public EventSource {
   bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) override;
   // The newest event id seen (0 before the first read).
   int64_t last_id() const override;
+  uint64_t log_generation() const override;
+  bool WaitForShippedLogs(uint64_t after, int64_t after_event,
+                          std::chrono::milliseconds timeout) override;
 
  private:
   void Loop();
@@ -40,6 +44,7 @@ class EventHub final : public EventSource {
   mutable std::mutex mu_;
   std::condition_variable changed_;
   int64_t last_id_ = 0;
+  uint64_t log_generation_ = 0;
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -16,6 +16,15 @@ void ForeignAttempts::Watch(const scheduler::AdoptRequest& request,
   watched_[AttemptKey{request.run, request.task_id, request.attempt}] = std::move(on_exit);
 }
 
+std::optional<std::function<void(AttemptOutcome)>> ForeignAttempts::Take(const AttemptKey& key) {
+  std::lock_guard lock(mu_);
+  auto it = watched_.find(key);
+  if (it == watched_.end()) return std::nullopt;
+  auto on_exit = std::move(it->second);
+  watched_.erase(it);
+  return on_exit;
+}
+
 size_t ForeignAttempts::watched() const {
   std::lock_guard lock(mu_);
   return watched_.size();

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "scheduler/task_runner.h"
 #include "store/database.h"
@@ -29,6 +30,9 @@ class ForeignAttempts {
   // inside Watch). `wake` asks the keeper to Check soon.
   void Watch(const scheduler::AdoptRequest& request,
              std::function<void(scheduler::AttemptOutcome)> on_exit);
+  // Stops watching an attempt; returns its `on_exit` when it was still watched.
+  std::optional<std::function<void(scheduler::AttemptOutcome)>> Take(
+      const scheduler::AttemptKey& key);
   // Reads where the watched attempts stand and delivers the ends found.
   void Check(store::Database& db);
   size_t watched() const;

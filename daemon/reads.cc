@@ -92,6 +92,15 @@ Result<scheduler::LogChunk> DaemonService::ReadLog(RunId run, const std::string&
   chunk.offset = offset;
   // Whether it ended is read before the file: an ended attempt's log is complete.
   chunk.finished = record->state != "running";
+  if (!record->worker.empty()) {
+    // Run by a worker: its log is in the database, shipped as it grew.
+    auto shipped =
+        store_.ReadShippedLog(scheduler::AttemptKey{run, task, attempt}, offset, max_bytes);
+    if (!shipped.ok()) return shipped.status();
+    chunk.data = std::move(shipped->first);
+    chunk.size = shipped->second;
+    return chunk;
+  }
   auto range = disk_.ReadLogRange(options_.logs_dir, record->log_path, offset, max_bytes);
   if (!range.ok()) return range.status();
   chunk.data = std::move(range->data);
@@ -108,6 +117,14 @@ bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, 
   auto record = store_.GetAttempt(run, task, attempt);
   if (!record.ok() || record->state != "running") return true;
   const int64_t seen = events_.last_id();
+  if (!record->worker.empty()) {
+    const uint64_t generation = events_.log_generation();
+    if (auto now = store_.ReadShippedLog(scheduler::AttemptKey{run, task, attempt}, 0, 0);
+        now.ok() && now->second > offset) {
+      return true;
+    }
+    return events_.WaitForShippedLogs(generation, seen, timeout);
+  }
   bool closed = false;
   // Without a watch (no log folder yet) the attempt's events are what can change.
   if (!disk_.WaitForLogChange(options_.logs_dir, record->log_path, offset, timeout, &closed)) {

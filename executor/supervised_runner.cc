@@ -203,8 +203,7 @@ void SupervisedRunner::Attach(Dialed dialed) {
   Read();
 }
 
-void SupervisedRunner::Start(scheduler::LaunchRequest request,
-                             std::function<void(AttemptOutcome)> on_exit) {
+wire::Launch ToWire(scheduler::LaunchRequest request, Duration kill_grace, uint64_t log_cap_bytes) {
   wire::Launch l;
   l.key = AttemptKey{request.run, request.task_id, request.attempt};
   l.argv = std::move(request.argv);
@@ -213,13 +212,38 @@ void SupervisedRunner::Start(scheduler::LaunchRequest request,
   l.log_path = request.log_path.string();
   if (!request.run_dir.empty()) l.create_dirs.push_back(request.run_dir.string());
   l.timeout_ms = request.timeout.count();
-  l.kill_grace_ms = options_.kill_grace.count();
-  l.log_cap_bytes = options_.log_cap_bytes;
+  l.kill_grace_ms = kill_grace.count();
+  l.log_cap_bytes = log_cap_bytes;
   l.user = std::move(request.user);
   l.collect_argv = std::move(request.collect_argv);
   l.mask = std::move(request.mask);
+  return l;
+}
+
+scheduler::LaunchRequest FromWire(wire::Launch l) {
+  scheduler::LaunchRequest r;
+  r.run = l.key.run;
+  r.task_id = l.key.task_id;
+  r.attempt = l.key.attempt;
+  r.argv = std::move(l.argv);
+  r.env = std::move(l.env);
+  r.cwd = l.cwd;
+  r.log_path = l.log_path;
+  if (!l.create_dirs.empty()) r.run_dir = l.create_dirs.front();
+  r.timeout = Duration(l.timeout_ms);
+  r.user = std::move(l.user);
+  r.collect_argv = std::move(l.collect_argv);
+  r.mask = std::move(l.mask);
+  return r;
+}
+
+void SupervisedRunner::Start(scheduler::LaunchRequest request,
+                             std::function<void(AttemptOutcome)> on_exit) {
+  const RunId run = request.run;
+  const TaskId task = request.task;
+  wire::Launch l = ToWire(std::move(request), options_.kill_grace, options_.log_cap_bytes);
   const AttemptKey key = l.key;
-  current_[{request.run, request.task}] = key;
+  current_[{run, task}] = key;
   Waiting& w = waiting_[key];
   w.on_exit = std::move(on_exit);
   std::string frame = wire::EncodeLaunch(l);

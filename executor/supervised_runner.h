@@ -41,6 +41,10 @@ struct SupervisedRunnerOptions {
       adopt_foreign;
 };
 
+// The supervisor protocol's start of `request` (what a supervisor needs to run it), and back.
+wire::Launch ToWire(scheduler::LaunchRequest request, Duration kill_grace, uint64_t log_cap_bytes);
+scheduler::LaunchRequest FromWire(wire::Launch launch);
+
 // A connected socket and what the supervisor said first.
 struct Dialed {
   int fd = -1;

@@ -106,6 +106,8 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   req.run = run.ctx.id;
   req.task = task;
   req.task_id = name;
+  req.pool = spec.pool;
+  req.priority = spec.priority;
   req.attempt = attempt;
   req.timeout = spec.timeout;
   req.run_dir = run.dir;

@@ -94,6 +94,9 @@ struct AttemptRecord {
   // A successful attempt's collected inputs, outputs and metrics (a JSON object, plugins/
   // collect.h); empty when it declared none.
   std::string results;
+  // The worker that claimed it (`kiln worker`; its log is in the database); empty when it ran
+  // under a daemon's own supervisor.
+  std::string worker;
 };
 
 // A task waiting for an operator's decision (kind = "approval"): the operator's inbox.

@@ -47,6 +47,8 @@ struct LaunchRequest {
   std::vector<std::string> collect_argv;
   // Values of the secrets in argv and env: every occurrence in the log is written as "***".
   std::vector<std::string> mask;
+  std::string pool = "default";  // the task's pool (a runner may send some pools elsewhere)
+  int priority = 0;
 };
 
 struct AttemptOutcome {

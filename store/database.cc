@@ -320,16 +320,34 @@ Status ConnectError(const std::string& url, const std::exception& e) {
 }
 
 // `url` with connect_timeout=5 unless it sets one: a server that accepts and never answers (a
-// frozen one) would otherwise hold the caller forever.
+// frozen one) would otherwise hold the caller forever. Over TCP, also a bound on unacknowledged
+// data (tcp_user_timeout, 10 s) and keepalives (idle 10 s, every 5 s, 3 lost): a network that
+// drops packets (a cut link, a machine gone) fails a call or an idle LISTEN connection within
+// seconds instead of the kernel's retransmission time (about 15 minutes). libpq ignores them on
+// Unix sockets. Each is added only when the URL does not set it.
 std::string WithConnectTimeout(const std::string& url) {
-  if (url.find("connect_timeout") != std::string::npos) return url;
-  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
-    if (url.starts_with(scheme)) {
-      return url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=5";
-    }
+  const std::pair<const char*, const char*> defaults[] = {{"connect_timeout", "5"},
+                                                          {"tcp_user_timeout", "10000"},
+                                                          {"keepalives_idle", "10"},
+                                                          {"keepalives_interval", "5"},
+                                                          {"keepalives_count", "3"}};
+  bool uri = false;
+  for (std::string_view scheme : {"postgresql://", "postgres://"})
+    uri = uri || url.starts_with(scheme);
+  if (!uri && url.find('=') == std::string::npos) {
+    return url;  // a bare database name or empty: libpq's defaults (and PGCONNECT_TIMEOUT)
   }
-  if (url.find('=') != std::string::npos) return url + " connect_timeout=5";
-  return url;  // a bare database name or empty: libpq's defaults (and PGCONNECT_TIMEOUT)
+  std::string out = url;
+  for (const auto& [key, value] : defaults) {
+    if (url.find(key) != std::string::npos) continue;
+    if (uri) {
+      out += (out.find('?') == std::string::npos ? "?" : "&");
+    } else {
+      out += ' ';
+    }
+    out += std::string(key) + "=" + value;
+  }
+  return out;
 }
 
 Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {

@@ -232,6 +232,35 @@ struct RecordedOutcome {
   scheduler::AttemptOutcome outcome;
 };
 
+// ---- remote workers (Database::Dispatch and the rest, store/database_workers.cc) ----
+
+// The lease owner of an attempt handed to workers until a worker's supervisor claims it, and of
+// one taken back before any did.
+inline constexpr std::string_view kDispatchedOwner = "(dispatched)";
+inline constexpr std::string_view kWithdrawnOwner = "(withdrawn)";
+
+// An attempt whose start is committed, for a worker of its pool to run.
+struct Dispatch {
+  scheduler::AttemptKey key;
+  std::string pool;
+  int priority = 0;
+  std::string launch;  // bytes: the supervisor protocol's start body (executor/wire.h)
+};
+
+// An attempt a worker claimed (Database::Claim).
+struct Claimed {
+  scheduler::AttemptKey key;
+  std::string pool;
+  std::string launch;
+};
+
+// Bytes of a worker's attempt's log, at `offset`.
+struct ShippedLog {
+  scheduler::AttemptKey key;
+  uint64_t offset = 0;
+  std::string data;
+};
+
 // One connection to kiln's database. Every method blocks on the network and returns errors as
 // values (a libpqxx exception never escapes); messages name the operation first, e.g.
 // "database: creating run of 'train': ...".
@@ -528,6 +557,44 @@ class Database {
   // A supervisor records the ends of attempts it ran (first report wins; nothing for an attempt
   // that is not running any more) and notifies 'kiln_outcomes' with the runs' ids.
   Status RecordOutcomes(const std::string& supervisor, std::span<const RecordedOutcome> outcomes);
+
+  // ---- remote workers (store/database_workers.cc; docs/design.md, "Remote workers") ----
+  // Hands attempts to workers: each attempt still running under `from` (the daemon's supervisor
+  // name, recorded with its start) becomes kDispatchedOwner with its pool, priority and launch.
+  // One statement; notifies 'kiln_dispatch' with the pools. Returns the keys handed out (an
+  // attempt ended meanwhile is not).
+  Result<std::vector<scheduler::AttemptKey>> Dispatch(const std::string& from,
+                                                      std::span<const store::Dispatch> attempts);
+  // Takes back an attempt no worker claimed yet (its task was cancelled or marked): true when
+  // it was unclaimed (it never ran); false when a worker has it, which is then told to stop it
+  // ('kiln_kills', payload "<run>/<task>/<attempt>").
+  Result<bool> Withdraw(const scheduler::AttemptKey& key);
+  // The slots of each pool across all daemons and workers (claims count against them).
+  Status SetPools(const std::string& daemon, const std::map<std::string, int>& slots);
+  // One transaction: locks the rows of `pools` that have slots, counts the claimed attempts of
+  // each still running, and claims up to `limit` dispatched attempts of those pools that still
+  // have room (highest priority, then oldest first; FOR UPDATE SKIP LOCKED), whose task still
+  // runs that attempt. They become `supervisor`'s (its lease holds them from now on) and
+  // `worker`'s; one 'claim' row each in worker_history.
+  Result<std::vector<Claimed>> Claim(const std::string& worker, const std::string& supervisor,
+                                     std::span<const std::string> pools, int limit);
+  // Records ends of attempts a worker ran (as RecordOutcomes, and their launch is dropped), with
+  // an 'end' row each in worker_history, or 'refused' for an end the database does not take (the
+  // attempt is no longer the worker's or no longer running). Notifies 'kiln_outcomes'. Returns
+  // the refused keys.
+  Result<std::vector<scheduler::AttemptKey>> RecordWorkerEnds(
+      const std::string& worker, const std::string& supervisor,
+      std::span<const RecordedOutcome> outcomes);
+  // Moves a worker's lease forward (kind 'worker', its pools and slots) with a 'renew' row in
+  // worker_history. Returns the term.
+  Result<int64_t> RenewWorker(const std::string& name, std::span<const std::string> pools,
+                              int slots, Duration lease);
+  // Appends log bytes of attempts a worker runs (a chunk already stored is skipped), in one
+  // transaction; notifies 'kiln_logs' with "<run>/<task>/<attempt>" of each.
+  Status ShipLogs(std::span<const ShippedLog> chunks);
+  // At most `max_bytes` of a shipped log from `offset`, and the log's size so far.
+  Result<std::pair<std::string, uint64_t>> ReadShippedLog(const scheduler::AttemptKey& key,
+                                                          uint64_t offset, size_t max_bytes);
 
   // Asks for a run's cancel (kept until the run ends, whichever daemon drives it) with a
   // 'cancel_requested' event naming `actor`, and notifies 'kiln_commands' ("<run id> <reason>").

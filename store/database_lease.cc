@@ -60,7 +60,8 @@ std::string RenewSupervisorStatement() {
 // whose task row runs that attempt, with their supervisor's liveness and recorded outcome.
 std::string OpenAttemptsSql(const std::string& runs_sql) {
   return "SELECT a.run_id, a.task_id, a.attempt, a.lease_owner, coalesce(d.expires_at > now(), "
-         "false), a.outcome::text FROM attempts a JOIN task_instances t ON t.run_id = a.run_id "
+         "a.lease_owner = '(dispatched)'), a.outcome::text FROM attempts a JOIN task_instances t "
+         "ON t.run_id = a.run_id "
          "AND t.task_id = a.task_id AND t.attempt = a.attempt AND t.state = 'running' LEFT JOIN "
          "daemons d ON d.name = a.lease_owner WHERE a.state = 'running' AND a.run_id IN (" +
          runs_sql + ") ORDER BY a.run_id, a.task_id";
@@ -310,7 +311,9 @@ Result<std::vector<Database::AttemptStatus>> Database::AttemptStatuses(
     std::vector<AttemptStatus> out;
     for (const pqxx::row& row : txn.exec_params(
              "SELECT m.run_id, m.task_id, m.attempt, coalesce(a.lease_owner, ''), "
-             "coalesce(d.expires_at > now(), false), a.outcome::text, coalesce(t.state = "
+             "coalesce(d.expires_at > now(), a.lease_owner = '(dispatched)', false), "
+             "a.outcome::text, "
+             "coalesce(t.state = "
              "'running' AND t.attempt = m.attempt AND a.state = 'running', false) FROM "
              "jsonb_to_recordset($1::jsonb) AS m(run_id int8, task_id text, attempt int) LEFT "
              "JOIN attempts a ON a.run_id = m.run_id AND a.task_id = m.task_id AND a.attempt = "

@@ -23,7 +23,8 @@ std::string EventColumns() {
 std::string AttemptColumns() {
   return "attempt, state, log_path, lease_owner, " + EpochMs("started_at") + ", " +
          EpochMs("ended_at") +
-         ", exit_code, signal, timed_out, cpu_ms, max_rss_kb, reason, results::text";
+         ", exit_code, signal, timed_out, cpu_ms, max_rss_kb, reason, results::text, "
+         "coalesce(worker, '')";
 }
 
 Result<dag::TaskState> TaskState(const pqxx::field& f) {
@@ -65,6 +66,7 @@ AttemptRecord ReadAttempt(RunId id, std::string_view task_id, const pqxx::row& r
   a.max_rss_kb = Opt<int64_t>(row[10]);
   a.reason = row[11].as<std::string>();
   if (!row[12].is_null()) a.results = row[12].as<std::string>();
+  a.worker = row[13].as<std::string>();
   return a;
 }
 
@@ -296,7 +298,7 @@ Result<std::vector<AttemptRecord>> Database::RunAttempts(RunId id) {
          txn.exec_params("SELECT " + AttemptColumns() +
                              ", task_id FROM attempts WHERE run_id = $1 ORDER BY task_id, attempt",
                          Value(id))) {
-      attempts.push_back(ReadAttempt(id, row[13].as<std::string>(), row));
+      attempts.push_back(ReadAttempt(id, row[14].as<std::string>(), row));
     }
     txn.commit();
     return attempts;

@@ -30,7 +30,7 @@ class Receiver final : public pqxx::notification_receiver {
 struct EventListenerImpl {
   // Each receiver's constructor sends LISTEN: once they exist, every later commit notifies us.
   EventListenerImpl(const std::string& url, const std::vector<std::string>& channels)
-      : conn(url), notices(conn) {
+      : conn(WithConnectTimeout(url)), notices(conn) {
     for (const std::string& channel : channels) {
       receivers.push_back(std::make_unique<Receiver>(conn, channel, received));
     }
@@ -80,6 +80,8 @@ Result<bool> EventListener::Wait(std::chrono::milliseconds timeout) {
     return Status::Error(ErrorCode::kUnavailable, s.message());
   }
 }
+
+int EventListener::Socket() const { return impl_->conn.sock(); }
 
 std::vector<Notification> EventListener::Take() { return std::exchange(impl_->received, {}); }
 

@@ -47,6 +47,9 @@ class EventListener {
   // ErrorCode::kUnavailable "database: waiting for events: ...", then and on every later call:
   // Connect() a new listener (and read the events again: some may have been missed).
   Result<bool> Wait(std::chrono::milliseconds timeout);
+  // The connection's socket, for poll() beside other descriptors: readable when a notification
+  // may have come (then Wait(0ms) takes it). Only for polling; the listener owns it.
+  int Socket() const;
   // The notifications the last Wait() received, oldest first (the next Wait forgets them).
   std::vector<Notification> Take();
 

@@ -333,6 +333,60 @@ ALTER TABLE task_instances ADD COLUMN map_index int;
 ALTER TABLE task_instances ADD COLUMN item json;  -- json keeps an item's text as written
 )sql";
 
+// Migration 12, remote workers (docs/design.md, "Remote workers"):
+// - attempts handed to workers: lease_owner '(dispatched)' until a worker's supervisor claims
+//   them (then its lease name), with their pool, priority and launch (the supervisor protocol's
+//   start body, executor/wire.h) and who claimed them when; the launch is dropped at the end.
+// - pools: the slots of each pool across every daemon and worker, written by daemons; a claim
+//   locks its pools' rows and counts the claimed attempts still running.
+// - log_chunks: the logs of attempts run by workers, shipped as they grow.
+// - worker_history: every claim, renewal, end and refused end of workers, for audits and the
+//   invariant checks of the tests.
+// - daemons rows of kind 'worker', naming their pools and slots.
+constexpr std::string_view kWorkerSchema = R"sql(
+ALTER TABLE attempts ADD COLUMN pool text;
+ALTER TABLE attempts ADD COLUMN priority int NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN launch bytea;
+ALTER TABLE attempts ADD COLUMN dispatched_at timestamptz;
+ALTER TABLE attempts ADD COLUMN claimed_at timestamptz;
+ALTER TABLE attempts ADD COLUMN worker text;
+CREATE INDEX attempts_dispatched ON attempts (pool, priority DESC, dispatched_at)
+  WHERE lease_owner = '(dispatched)' AND state = 'running';
+CREATE INDEX attempts_claimed ON attempts (pool)
+  WHERE worker IS NOT NULL AND state = 'running';
+CREATE TABLE pools (
+  name       text PRIMARY KEY,
+  slots      int NOT NULL CHECK (slots >= 1),
+  updated_by text NOT NULL DEFAULT '',
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE log_chunks (
+  run_id  bigint NOT NULL,
+  task_id text NOT NULL,
+  attempt int NOT NULL,
+  "offset" bigint NOT NULL,
+  data    bytea NOT NULL,
+  PRIMARY KEY (run_id, task_id, attempt, "offset"),
+  FOREIGN KEY (run_id, task_id, attempt) REFERENCES attempts (run_id, task_id, attempt)
+    ON DELETE CASCADE
+);
+CREATE TABLE worker_history (
+  id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+  worker  text NOT NULL,
+  kind    text NOT NULL CHECK (kind IN ('claim', 'renew', 'end', 'refused')),
+  run_id  bigint,
+  task_id text,
+  attempt int,
+  detail  text NOT NULL DEFAULT ''
+);
+CREATE INDEX worker_history_by_attempt ON worker_history (run_id, task_id, attempt);
+ALTER TABLE daemons DROP CONSTRAINT daemons_kind_check,
+  ADD CONSTRAINT daemons_kind_check CHECK (kind IN ('daemon', 'supervisor', 'worker'));
+ALTER TABLE daemons ADD COLUMN pools text[];
+ALTER TABLE daemons ADD COLUMN slots int;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -345,6 +399,7 @@ constexpr Migration kMigrations[] = {
     {9, "result cache", kCacheSchema},
     {10, "notifications", kNotifySchema},
     {11, "for_each instances", kForEachSchema},
+    {12, "remote workers", kWorkerSchema},
 };
 
 }  // namespace

@@ -56,6 +56,10 @@ Status ConnectError(const std::string& url, const std::exception& e);
 // "database: <what>: <one-line message>". A lost connection maps to ErrorCode::kUnavailable.
 Status DbError(std::string_view what, const std::exception& e);
 
+// `url` with the timeouts every connection of kiln has (connect, unacknowledged data, keepalives)
+// where the URL does not set them (store/database.cc).
+std::string WithConnectTimeout(const std::string& url);
+
 // SQL expression giving a timestamptz column as epoch milliseconds (int8).
 std::string EpochMs(std::string_view column);
 

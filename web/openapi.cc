@@ -382,6 +382,7 @@ constexpr std::string_view kDocument = R"json({
       "exit_code": {"type": "integer", "nullable": true}, "signal": {"type": "integer", "nullable": true},
       "timed_out": {"type": "boolean"}, "cpu_ms": {"type": "integer", "nullable": true},
       "max_rss_kb": {"type": "integer", "nullable": true}, "reason": {"type": "string"}, "lease_owner": {"type": "string"},
+      "worker": {"type": "string", "nullable": true, "description": "the kiln worker that claimed it; null when it ran under the daemon"},
       "results": {"type": "object", "nullable": true, "description": "a success's declared inputs and outputs with their SHA-256, and its metrics",
         "properties": {"inputs": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
           "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},

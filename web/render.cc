@@ -179,6 +179,7 @@ json RenderAttempt(const scheduler::AttemptRecord& a) {
           {"max_rss_kb", OrNull(a.max_rss_kb)},
           {"reason", a.reason},
           {"lease_owner", a.lease_owner},
+          {"worker", a.worker.empty() ? json() : json(a.worker)},
           {"results", std::move(results)}};
 }
 

@@ -158,7 +158,7 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
         Strings{
             "kiln.toml:2:1: executor.max_parallel_task: unknown key 'max_parallel_task'; did you "
             "mean 'max_parallel_tasks'? (accepted: allow_absolute_paths, kill_grace, log_cap, "
-            "max_parallel_tasks, run_as, run_uids)",
+            "max_parallel_tasks, mode, run_as, run_uids, worker_pools)",
             "kiln.toml:3:11: executor.log_cap: invalid size \"64 MB\"; expected a number of bytes "
             "with an optional unit B, KiB, MiB, GiB, TiB, KB, MB, GB or TB, e.g. \"64MiB\"",
             "kiln.toml:4:14: executor.kill_grace: invalid duration \"soon\": number expected; "
@@ -312,4 +312,26 @@ TEST_CASE("a secret's value is read when used, without its trailing newline") {
   CHECK(read("var").value() == "from-env");
   CHECK(read("nope").message() == "unknown secret 'nope'; declare it in kiln.toml [secrets]");
   fs::remove_all(dir);
+}
+
+TEST_CASE("[executor] mode says which pools run on workers") {
+  auto local = ParseDaemonConfig("", "kiln.toml");
+  CHECK(local.config.executor_mode == "local");
+  CHECK(local.config.worker_pools.empty());
+  auto both = ParseDaemonConfig("[executor]\nmode = \"both\"\nworker_pools = [\"gpu\", \"big\"]\n",
+                                "kiln.toml");
+  CHECK(both.diagnostics.empty());
+  CHECK(both.config.executor_mode == "both");
+  CHECK(both.config.worker_pools == Strings{"gpu", "big"});
+  auto all = ParseDaemonConfig("[executor]\nmode = \"workers\"\n", "kiln.toml");
+  CHECK(all.diagnostics.empty());
+  CHECK(all.config.executor_mode == "workers");
+  CHECK(Errors("[executor]\nmode = \"remote\"\n") ==
+        Strings{"kiln.toml:2:8: executor.mode: unknown mode \"remote\"; expected \"local\", "
+                "\"workers\" or \"both\""});
+  CHECK(Errors("[executor]\nmode = \"both\"\n") ==
+        Strings{"kiln.toml:2:8: executor.worker_pools: mode \"both\" needs the pools that run on "
+                "workers, e.g. worker_pools = [\"gpu\"]"});
+  CHECK(Errors("[executor]\nworker_pools = [\"gpu\", 3]\n") ==
+        Strings{"kiln.toml:2:24: executor.worker_pools: expected a string, got an integer"});
 }

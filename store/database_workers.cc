@@ -1,0 +1,309 @@
+// Database: remote workers (docs/design.md, "Remote workers").
+//
+// An attempt for a worker is an ordinary attempts row: its start is committed by the daemon that
+// drives its run, then handed out (lease_owner kDispatchedOwner, with its launch), then claimed by
+// a worker's supervisor (lease_owner its lease name), whose lease holds it from then on exactly as
+// a daemon's own supervisor holds its attempts. So recovery, takeover, lost attempts and fencing
+// need nothing of their own.
+#include <unistd.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/text.h"
+#include "store/database.h"
+#include "store/outcome_json.h"
+#include "store/pq_internal.h"
+
+namespace kiln::store {
+
+namespace {
+
+using json = nlohmann::json;
+using scheduler::AttemptKey;
+
+std::string Hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+std::string KeyText(const AttemptKey& k) { return k.ToString(); }
+
+std::string Joined(std::span<const std::string> items) {
+  std::string out;
+  for (const std::string& s : items) {
+    if (!out.empty()) out += ',';
+    out += s;
+  }
+  return out;
+}
+
+AttemptKey ReadKey(const pqxx::row& row) {
+  return AttemptKey{RunId(row[0].as<int64_t>()), row[1].as<std::string>(), row[2].as<int>()};
+}
+
+// $1 worker, $2 supervisor, $3 pool, $4 limit.
+constexpr const char* kClaim = R"sql(
+WITH c AS (
+  SELECT run_id, task_id, attempt FROM attempts
+  WHERE lease_owner = '(dispatched)' AND state = 'running' AND pool = $3
+  ORDER BY priority DESC, dispatched_at LIMIT $4::int FOR UPDATE SKIP LOCKED),
+u AS (
+  UPDATE attempts a SET lease_owner = $2, worker = $1, claimed_at = now() FROM c
+  WHERE a.run_id = c.run_id AND a.task_id = c.task_id AND a.attempt = c.attempt
+  RETURNING a.run_id, a.task_id, a.attempt, a.launch),
+h AS (
+  INSERT INTO worker_history (worker, kind, run_id, task_id, attempt)
+  SELECT $1, 'claim', run_id, task_id, attempt FROM u)
+SELECT run_id, task_id, attempt, launch FROM u)sql";
+
+}  // namespace
+
+Result<std::vector<AttemptKey>> Database::Dispatch(const std::string& from,
+                                                   std::span<const store::Dispatch> attempts) {
+  if (attempts.empty()) return std::vector<AttemptKey>{};
+  json rows = json::array();
+  for (const store::Dispatch& d : attempts) {
+    rows.push_back({{"run_id", Value(d.key.run)},
+                    {"task_id", SafeUtf8(d.key.task_id)},
+                    {"attempt", d.key.attempt},
+                    {"pool", SafeUtf8(d.pool)},
+                    {"priority", d.priority},
+                    {"launch", Hex(d.launch)}});
+  }
+  try {
+    pqxx::work txn(impl_->conn, "dispatch");
+    std::vector<AttemptKey> out;
+    std::set<std::string> pools;
+    for (const pqxx::row& row : txn.exec_params(
+             "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS m(run_id int8, task_id "
+             "text, attempt int, pool text, priority int, launch text)) UPDATE attempts a SET "
+             "lease_owner = '(dispatched)', pool = m.pool, priority = m.priority, launch = "
+             "decode(m.launch, 'hex'), dispatched_at = now() FROM m WHERE a.run_id = m.run_id AND "
+             "a.task_id = m.task_id AND a.attempt = m.attempt AND a.state = 'running' AND "
+             "a.lease_owner = $1 RETURNING a.run_id, a.task_id, a.attempt, a.pool",
+             from, rows.dump())) {
+      out.push_back(ReadKey(row));
+      pools.insert(row[3].as<std::string>());
+    }
+    if (!pools.empty()) {
+      std::vector<std::string> list(pools.begin(), pools.end());
+      txn.exec_params("SELECT pg_notify('kiln_dispatch', $1)", Joined(list));
+    }
+    txn.commit();
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("handing " + std::to_string(attempts.size()) + " attempts to workers", e);
+  }
+}
+
+Result<bool> Database::Withdraw(const AttemptKey& key) {
+  try {
+    pqxx::work txn(impl_->conn, "withdraw");
+    const bool unclaimed =
+        !txn.exec_params(
+                "UPDATE attempts SET lease_owner = '(withdrawn)', launch = NULL WHERE "
+                "run_id = $1 AND task_id = $2 AND attempt = $3 AND state = 'running' AND "
+                "lease_owner = '(dispatched)' RETURNING 1",
+                Value(key.run), key.task_id, key.attempt)
+             .empty();
+    if (!unclaimed) txn.exec_params("SELECT pg_notify('kiln_kills', $1)", KeyText(key));
+    txn.commit();
+    return unclaimed;
+  } catch (const std::exception& e) {
+    return DbError("taking back attempt " + KeyText(key), e);
+  }
+}
+
+Status Database::SetPools(const std::string& daemon, const std::map<std::string, int>& slots) {
+  json m = json::object();
+  for (const auto& [name, n] : slots) m[SafeUtf8(name)] = n;
+  try {
+    pqxx::nontransaction txn(impl_->conn, "set_pools");
+    txn.exec_params(
+        "INSERT INTO pools (name, slots, updated_by) SELECT key, value::int, $1 FROM "
+        "jsonb_each_text($2::jsonb) ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, "
+        "updated_by = excluded.updated_by, updated_at = now() WHERE pools.slots <> "
+        "excluded.slots",
+        daemon, m.dump());
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("writing the pools' slots", e);
+  }
+}
+
+Result<std::vector<Claimed>> Database::Claim(const std::string& worker,
+                                             const std::string& supervisor,
+                                             std::span<const std::string> pools, int limit) {
+  try {
+    pqxx::work txn(impl_->conn, "claim");
+    // Pools with slots are locked in name order (no deadlock between claimers); what they have
+    // left is counted under the lock, so two claims never both take the last slot.
+    std::map<std::string, int64_t> room;
+    for (const pqxx::row& row :
+         txn.exec_params("SELECT name, slots FROM pools WHERE name = ANY(string_to_array($1, "
+                         "',')) ORDER BY name FOR UPDATE",
+                         Joined(pools))) {
+      room[row[0].as<std::string>()] = row[1].as<int64_t>();
+    }
+    if (!room.empty()) {
+      for (const pqxx::row& row : txn.exec_params(
+               "SELECT pool, count(*) FROM attempts WHERE worker IS NOT NULL AND state = "
+               "'running' AND pool = ANY(string_to_array($1, ',')) GROUP BY pool",
+               Joined(pools))) {
+        room[row[0].as<std::string>()] -= row[1].as<int64_t>();
+      }
+    }
+    std::vector<Claimed> out;
+    for (const std::string& pool : pools) {
+      int64_t n = limit - static_cast<int64_t>(out.size());
+      if (auto it = room.find(pool); it != room.end()) n = std::min(n, it->second);
+      if (n <= 0) continue;
+      for (const pqxx::row& row :
+           txn.exec_params(kClaim, worker, supervisor, pool, static_cast<int>(n))) {
+        Claimed c;
+        c.key = ReadKey(row);
+        c.pool = pool;
+        if (!row[3].is_null()) c.launch = pqxx::binarystring(row[3]).str();
+        out.push_back(std::move(c));
+      }
+    }
+    txn.commit();
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("claiming attempts for worker " + worker, e);
+  }
+}
+
+Result<std::vector<AttemptKey>> Database::RecordWorkerEnds(
+    const std::string& worker, const std::string& supervisor,
+    std::span<const RecordedOutcome> outcomes) {
+  if (outcomes.empty()) return std::vector<AttemptKey>{};
+  json rows = json::array();
+  for (const RecordedOutcome& o : outcomes) {
+    rows.push_back({{"run_id", Value(o.key.run)},
+                    {"task_id", SafeUtf8(o.key.task_id)},
+                    {"attempt", o.key.attempt},
+                    {"outcome", json::parse(OutcomeJson(o.outcome))}});
+  }
+  try {
+    pqxx::work txn(impl_->conn, "record_worker_ends");
+    std::vector<AttemptKey> refused;
+    std::set<int64_t> runs;
+    for (const pqxx::row& row : txn.exec_params(
+             "WITH m AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS m(run_id int8, task_id "
+             "text, attempt int, outcome jsonb)), u AS (UPDATE attempts a SET outcome = "
+             "m.outcome, launch = NULL FROM m WHERE a.run_id = m.run_id AND a.task_id = "
+             "m.task_id AND a.attempt = m.attempt AND a.state = 'running' AND a.outcome IS NULL "
+             "AND a.lease_owner = $2 RETURNING a.run_id, a.task_id, a.attempt), r AS (SELECT "
+             "m.run_id, m.task_id, m.attempt, u.run_id IS NOT NULL AS taken FROM m LEFT JOIN u "
+             "ON u.run_id = m.run_id AND u.task_id = m.task_id AND u.attempt = m.attempt), h AS "
+             "(INSERT INTO worker_history (worker, kind, run_id, task_id, attempt) SELECT $1, "
+             "CASE WHEN taken THEN 'end' ELSE 'refused' END, run_id, task_id, attempt FROM r) "
+             "SELECT run_id, task_id, attempt, taken FROM r",
+             worker, supervisor, rows.dump())) {
+      if (row[3].as<bool>()) {
+        runs.insert(row[0].as<int64_t>());
+      } else {
+        refused.push_back(ReadKey(row));
+      }
+    }
+    if (!runs.empty()) {
+      std::string payload;
+      for (int64_t id : runs) payload += (payload.empty() ? "" : ",") + std::to_string(id);
+      txn.exec_params("SELECT pg_notify('kiln_outcomes', $1)", payload);
+    }
+    txn.commit();
+    return refused;
+  } catch (const std::exception& e) {
+    return DbError("recording " + std::to_string(outcomes.size()) + " ends of worker " + worker, e);
+  }
+}
+
+Result<int64_t> Database::RenewWorker(const std::string& name, std::span<const std::string> pools,
+                                      int slots, Duration lease) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  try {
+    pqxx::nontransaction txn(impl_->conn, "renew_worker");
+    pqxx::row row = txn.exec_params1(
+        "WITH r AS (INSERT INTO daemons (name, hostname, pid, kind, daemon, expires_at, "
+        "heartbeat_at, pools, slots) VALUES ($1, $2, $3::int, 'worker', $1, now() + $4::int8 * "
+        "interval '1 millisecond', now(), string_to_array($5, ','), $6::int) ON CONFLICT (name) "
+        "DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid, kind = excluded.kind, "
+        "daemon = excluded.daemon, expires_at = excluded.expires_at, heartbeat_at = "
+        "excluded.heartbeat_at, pools = excluded.pools, slots = excluded.slots RETURNING term), "
+        "h AS (INSERT INTO worker_history (worker, kind) VALUES ($1, 'renew')) SELECT term FROM "
+        "r",
+        name, SafeUtf8(host), static_cast<int>(getpid()), static_cast<int64_t>(lease.count()),
+        Joined(pools), slots);
+    return row[0].as<int64_t>();
+  } catch (const std::exception& e) {
+    return DbError("renewing the lease of worker " + name, e);
+  }
+}
+
+Status Database::ShipLogs(std::span<const ShippedLog> chunks) {
+  if (chunks.empty()) return Status::Ok();
+  try {
+    pqxx::work txn(impl_->conn, "ship_logs");
+    std::set<std::string> keys;
+    for (const ShippedLog& c : chunks) {
+      if (c.data.empty()) continue;
+      txn.exec_params(
+          "INSERT INTO log_chunks (run_id, task_id, attempt, \"offset\", data) SELECT $1, $2, $3, "
+          "$4, $5 WHERE EXISTS (SELECT 1 FROM attempts WHERE run_id = $1 AND task_id = $2 AND "
+          "attempt = $3) ON CONFLICT DO NOTHING",
+          Value(c.key.run), c.key.task_id, c.key.attempt, static_cast<int64_t>(c.offset),
+          pqxx::binarystring(c.data));
+      keys.insert(KeyText(c.key));
+    }
+    for (const std::string& k : keys) txn.exec_params("SELECT pg_notify('kiln_logs', $1)", k);
+    txn.commit();
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("shipping " + std::to_string(chunks.size()) + " log chunks", e);
+  }
+}
+
+Result<std::pair<std::string, uint64_t>> Database::ReadShippedLog(const AttemptKey& key,
+                                                                  uint64_t offset,
+                                                                  size_t max_bytes) {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "read_shipped_log");
+    const auto off = static_cast<int64_t>(offset);
+    const uint64_t size =
+        txn.exec_params1(
+               "SELECT coalesce(max(\"offset\" + length(data)), 0) FROM log_chunks "
+               "WHERE run_id = $1 AND task_id = $2 AND attempt = $3",
+               Value(key.run), key.task_id, key.attempt)[0]
+            .as<int64_t>();
+    std::string data;
+    for (const pqxx::row& row : txn.exec_params(
+             "SELECT \"offset\", data FROM log_chunks WHERE run_id = $1 AND task_id = $2 AND "
+             "attempt = $3 AND \"offset\" + length(data) > $4 AND \"offset\" < $4 + $5 ORDER BY "
+             "\"offset\"",
+             Value(key.run), key.task_id, key.attempt, off, static_cast<int64_t>(max_bytes))) {
+      const uint64_t at = row[0].as<int64_t>();
+      const std::string bytes = pqxx::binarystring(row[1]).str();
+      const uint64_t want = offset + data.size();  // the next byte wanted
+      if (at > want) break;                        // a gap: what follows is not here yet
+      const uint64_t skip = want - at;
+      if (skip >= bytes.size()) continue;
+      data.append(bytes, skip, max_bytes - data.size());
+      if (data.size() >= max_bytes) break;
+    }
+    return std::make_pair(std::move(data), size);
+  } catch (const std::exception& e) {
+    return DbError("reading the log of attempt " + KeyText(key), e);
+  }
+}
+
+}  // namespace kiln::store
