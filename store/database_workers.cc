@@ -56,7 +56,7 @@ WITH c AS (
   WHERE lease_owner = '(dispatched)' AND state = 'running' AND pool = $3
   ORDER BY priority DESC, dispatched_at LIMIT $4::int FOR UPDATE SKIP LOCKED),
 u AS (
-  UPDATE attempts a SET lease_owner = $2, worker = $1, claimed_at = now() FROM c
+  UPDATE attempts a SET lease_owner = $2, worker = $1, claimed_at = clock_timestamp() FROM c
   WHERE a.run_id = c.run_id AND a.task_id = c.task_id AND a.attempt = c.attempt
   RETURNING a.run_id, a.task_id, a.attempt, a.launch),
 h AS (
