@@ -343,6 +343,8 @@ ALTER TABLE task_instances ADD COLUMN item json;  -- json keeps an item's text a
 // - worker_history: every claim, renewal, end and refused end of workers, for audits and the
 //   invariant checks of the tests.
 // - daemons rows of kind 'worker', naming their pools and slots.
+// - a trigger that notifies 'kiln_dispatch' when a worker's attempt ends: a claim that found its
+//   pool full waits for that, not for a timer.
 constexpr std::string_view kWorkerSchema = R"sql(
 ALTER TABLE attempts ADD COLUMN pool text;
 ALTER TABLE attempts ADD COLUMN priority int NOT NULL DEFAULT 0;
@@ -381,6 +383,15 @@ CREATE TABLE worker_history (
   detail  text NOT NULL DEFAULT ''
 );
 CREATE INDEX worker_history_by_attempt ON worker_history (run_id, task_id, attempt);
+-- A worker's attempt that ends frees a slot of its pool: workers waiting for one are told.
+CREATE FUNCTION kiln_slot_freed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('kiln_dispatch', NEW.pool);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER attempts_slot_freed AFTER UPDATE OF state ON attempts FOR EACH ROW
+  WHEN (OLD.state = 'running' AND NEW.state <> 'running' AND NEW.worker IS NOT NULL)
+  EXECUTE FUNCTION kiln_slot_freed();
 ALTER TABLE daemons DROP CONSTRAINT daemons_kind_check,
   ADD CONSTRAINT daemons_kind_check CHECK (kind IN ('daemon', 'supervisor', 'worker'));
 ALTER TABLE daemons ADD COLUMN pools text[];

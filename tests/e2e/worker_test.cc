@@ -12,6 +12,7 @@
 
 #include "daemon.h"
 #include "harness.h"
+#include "netns.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -23,8 +24,10 @@ namespace {
 // `kiln worker` on the test database, stopped with SIGTERM when the object dies.
 class Worker {
  public:
+  // `prefix` runs it elsewhere (Netns::Prefix), with the database at `url`.
   Worker(const TempDir& dir, const std::string& name, const std::string& pools, int slots,
-         const std::string& lease = "30s")
+         const std::string& lease = "30s", std::vector<std::string> prefix = {},
+         const std::string& url = "")
       : name_(name) {
     int fds[2];
     REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
@@ -32,13 +35,14 @@ class Worker {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
     std::vector<std::string> env = {std::string("PATH=") + getenv("PATH"),
-                                    "KILN_DATABASE_URL=" + DatabaseUrl()};
-    std::vector<std::string> args = {KilnBinary(), "worker",
-                                     "--pools",    pools,
-                                     "--slots",    std::to_string(slots),
-                                     "--name",     name,
-                                     "--data-dir", (dir / name).string(),
-                                     "--lease",    lease};
+                                    "KILN_DATABASE_URL=" + (url.empty() ? DatabaseUrl() : url)};
+    std::vector<std::string> args = std::move(prefix);
+    for (std::string a :
+         {KilnBinary(), std::string("worker"), std::string("--pools"), pools,
+          std::string("--slots"), std::to_string(slots), std::string("--name"), name,
+          std::string("--data-dir"), (dir / name).string(), std::string("--lease"), lease}) {
+      args.push_back(std::move(a));
+    }
     std::vector<char*> argv, envp;
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
@@ -186,4 +190,127 @@ TEST_CASE(
   CHECK(Sql("select count(*) from attempts a join attempts b on a.run_id = b.run_id and "
             "a.task_id = b.task_id and a.attempt < b.attempt where a.run_id = " +
             id + " and b.started_at < a.ended_at") == "0");
+}
+
+TEST_CASE("cancelling a run stops its task on the worker at once", "[e2e][worker]") {
+  TempDir dir;
+  fs::create_directories(dir / "pipelines");
+  const std::string d = dir.path().string();
+  const std::string name = Unique("long");
+  const std::string pool = Unique("gpu");
+  WriteFile(dir / "pipelines" / "p.toml",
+            "[pipeline]\nname = \"" + name + "\"\n[tasks.train]\npool = \"" + pool +
+                "\"\ncommand = \"echo $$ > " + d + "/started; exec sleep 600\"\n");
+  Daemon daemon(dir, OnWorkers(dir / "pipelines", pool, 1));
+  REQUIRE(daemon.port() > 0);
+  Worker worker(dir, Unique("w"), pool, 1);
+  auto client = daemon.Client();
+  const int64_t run = Trigger(client, name);
+  const std::string id = std::to_string(run);
+  WaitFor([&] { return ReadFile(dir / "started").ends_with("\n"); }, "the task to start");
+  const int pid = std::stoi(ReadFile(dir / "started"));
+  auto cancelled = client.Post(("/api/v1/runs/" + id + "/cancel").c_str(), "", kJson);
+  REQUIRE(cancelled);
+  CHECK(cancelled->status == 202);
+  REQUIRE(WaitForRunEnd(daemon, run) == "cancelled");
+  CHECK_FALSE(ProcessAlive(pid));
+  CHECK(Sql("select state || ':' || worker from attempts where run_id = " + id) ==
+        "cancelled:" + worker.name());
+  CHECK(Sql("select string_agg(kind, ' ' order by id) from worker_history where run_id = " + id) ==
+        "claim end");
+}
+
+TEST_CASE("two daemons and two workers share a pool's slots", "[e2e][worker]") {
+  TempDir a_dir, b_dir;
+  fs::create_directories(a_dir / "pipelines");
+  const std::string name = Unique("wide");
+  const std::string pool = Unique("gpu");
+  std::string text = "[pipeline]\nname = \"" + name + "\"\n";
+  for (int i = 0; i < 6; ++i) {
+    text +=
+        "[tasks.t" + std::to_string(i) + "]\npool = \"" + pool + "\"\ncommand = \"sleep 0.3\"\n";
+  }
+  WriteFile(a_dir / "pipelines" / "p.toml", text);
+  // Each daemon alone would run 2 at once: together they still may not exceed 2.
+  Daemon a(a_dir, OnWorkers(a_dir / "pipelines", pool, 2));
+  Daemon b(b_dir, OnWorkers(a_dir / "pipelines", pool, 2));
+  REQUIRE(a.port() > 0);
+  REQUIRE(b.port() > 0);
+  Worker w1(a_dir, Unique("w1"), pool, 4);
+  Worker w2(b_dir, Unique("w2"), pool, 4);
+  auto ca = a.Client();
+  auto cb = b.Client();
+  const int64_t ra = Trigger(ca, name);
+  const int64_t rb = Trigger(cb, name);
+  REQUIRE(WaitForRunEnd(a, ra) == "success");
+  REQUIRE(WaitForRunEnd(b, rb) == "success");
+  // From its claim to its end, an attempt holds a slot: never more than 2 at any claim.
+  const std::string most = Sql(
+      "select max(n) from (select (select count(*) from attempts b where b.pool = '" + pool +
+      "' and b.claimed_at <= a.claimed_at and b.ended_at > a.claimed_at) n from attempts a where "
+      "a.pool = '" +
+      pool + "') x");
+  CHECK(most == "2");
+  CHECK(Sql("select count(*) from attempts where pool = '" + pool + "' and worker is not null") ==
+        "12");
+  CHECK(Sql("select count(*) from worker_history h join attempts a using (run_id, task_id, "
+            "attempt) where a.pool = '" +
+            pool + "' and h.kind = 'claim'") == "12");
+}
+
+TEST_CASE("a worker on another host whose link is cut fences itself, and its task runs elsewhere",
+          "[e2e][worker][netns]") {
+  REQUIRE(geteuid() == 0);  // network namespaces; CI runs as root
+  TempDir dir;
+  fs::create_directories(dir / "pipelines");
+  const std::string d = dir.path().string();
+  const std::string name = Unique("train");
+  const std::string pool = Unique("gpu");
+  WriteFile(dir / "pipelines" / "p.toml",
+            "[pipeline]\nname = \"" + name + "\"\n[tasks.train]\npool = \"" + pool +
+                "\"\nretries = 1\nretry_delay = \"0s\"\ncommand = \"echo $$ >> " + d +
+                "/started; echo attempt $KILN_ATTEMPT; while [ ! -e " + d +
+                "/go ]; do sleep 0.05; done; echo finished\"\n");
+  Daemon daemon(dir, OnWorkers(dir / "pipelines", pool, 1, "3s"));
+  REQUIRE(daemon.port() > 0);
+  Netns host;
+  Relay relay(host.host_ip(), DatabaseSocket());
+  // The remote worker reaches the database over TCP through its link only.
+  auto remote = std::make_unique<Worker>(dir, Unique("remote"), pool, 1, "3s", host.Prefix(),
+                                         TcpDatabaseUrl(host.host_ip(), relay.port()));
+  auto client = daemon.Client();
+  const int64_t run = Trigger(client, name);
+  const std::string id = std::to_string(run);
+  WaitFor([&] { return ReadFile(dir / "started").ends_with("\n"); }, "attempt 1 to start");
+  const int pid = std::stoi(ReadFile(dir / "started"));
+  // Its log comes over the wire while it runs.
+  WaitFor(
+      [&] {
+        auto log = client.Get(("/api/v1/runs/" + id + "/tasks/train/attempts/1/log").c_str());
+        return log && log->body == "attempt 1\n";
+      },
+      "attempt 1's log");
+  host.Down();
+  // Its supervisor cannot renew: it kills the task itself (nothing else could reach it).
+  WaitFor([&] { return !ProcessAlive(pid); }, "the cut-off worker to stop its task");
+  // The daemon declares the attempt lost once the lease expired; another worker runs it.
+  Worker local(dir, Unique("local"), pool, 1, "3s");
+  WriteFile(dir / "go", "");
+  REQUIRE(WaitForRunEnd(daemon, run) == "success");
+  CHECK(Sql("select string_agg(attempt || ':' || state || ':' || worker, ' ' order by attempt) "
+            "from attempts where run_id = " +
+            id) == "1:failed:" + remote->name() + " 2:success:" + local.name());
+  // Back online, the cut-off worker reports attempt 1's end: refused, it is no longer its own.
+  host.Up();
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from worker_history where run_id = " + id +
+                   " and attempt = 1 and kind = 'refused'") == "1";
+      },
+      "the late end to be refused", std::chrono::seconds(90));
+  CHECK(Sql("select string_agg(attempt || ':' || kind || ':' || (worker = '" + remote->name() +
+            "'), ' ' order by id) from worker_history where run_id = " + id) ==
+        "1:claim:true 2:claim:false 2:end:false 1:refused:true");
+  CHECK(Sql("select state from attempts where run_id = " + id + " and attempt = 1") == "failed");
+  remote->Stop();
 }
