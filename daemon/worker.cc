@@ -6,6 +6,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -93,8 +94,15 @@ class Worker {
 
   std::mutex mu_;  // guards what follows
   std::vector<store::RecordedOutcome> ends_;
-  std::vector<std::pair<AttemptKey, fs::path>> follow_;
-  int in_flight_ = 0;  // claimed or adopted, end not yet recorded
+  // Logs to follow: `fresh` for a new claim (nothing shipped yet), not for an adopted attempt.
+  struct NewFollow {
+    AttemptKey key;
+    fs::path path;
+    bool fresh = false;
+  };
+  std::vector<NewFollow> follow_;
+  std::chrono::steady_clock::time_point ship_at_{};  // database thread: next shipping of logs
+  int in_flight_ = 0;                                // claimed or adopted, end not yet recorded
   bool draining_ = false;
   bool quit_ = false;
   int wake_fd_ = -1;
@@ -189,7 +197,7 @@ void Worker::Adopt(const AttemptKey& key) {
   {
     std::lock_guard lock(mu_);
     ++in_flight_;
-    follow_.emplace_back(key, log);
+    follow_.push_back(NewFollow{key, log, /*fresh=*/false});
   }
   runner_->Adopt(request, [this, key](AttemptOutcome o) { OnEnded(key, std::move(o)); });
 }
@@ -225,7 +233,7 @@ void Worker::StartClaimed(store::Claimed claimed) {
   tasks_[key] = request.task;
   {
     std::lock_guard lock(mu_);
-    follow_.emplace_back(key, log);
+    follow_.push_back(NewFollow{key, log, /*fresh=*/true});
   }
   Wake();
   runner_->Start(std::move(request), [this, key](AttemptOutcome o) { OnEnded(key, std::move(o)); });
@@ -281,7 +289,11 @@ bool Worker::DbRound(store::Database& db, std::map<AttemptKey, Follow>& follows,
   bool draining = false;
   {
     std::lock_guard lock(mu_);
-    for (auto& [key, path] : follow_) follows[key].path = std::move(path);
+    for (NewFollow& n : follow_) {
+      Follow& f = follows[n.key];
+      f.path = std::move(n.path);
+      f.known = n.fresh;
+    }
     follow_.clear();
     ends = ends_;  // kept until recorded
     draining = draining_;
@@ -314,7 +326,8 @@ bool Worker::DbRound(store::Database& db, std::map<AttemptKey, Follow>& follows,
       f.known = true;
     }
     const bool ends_now = ending.count(key) != 0;
-    if (!f.dirty && !ends_now) continue;
+    // Running attempts' logs go at most every kShipEvery, all of them at once; an end's at once.
+    if (!ends_now && (!f.dirty || std::chrono::steady_clock::now() < ship_at_)) continue;
     for (uint64_t at = f.shipped;;) {
       std::string data = ReadFrom(f.path, at, kShipSlice);
       if (data.empty()) break;
@@ -330,11 +343,14 @@ bool Worker::DbRound(store::Database& db, std::map<AttemptKey, Follow>& follows,
       return s.code() != ErrorCode::kUnavailable;
     }
   }
-  for (const auto& c : chunks) follows[c.key].shipped += c.data.size();
-  for (auto& [key, f] : follows) f.dirty = false;
+  bool running_shipped = false;
   for (const auto& c : chunks) {
-    if (c.data.size() == kShipSlice) follows[c.key].dirty = true;  // more to read
+    Follow& f = follows[c.key];
+    f.shipped += c.data.size();
+    f.dirty = c.data.size() == kShipSlice;  // more to read
+    running_shipped = running_shipped || ending.count(c.key) == 0;
   }
+  if (running_shipped) ship_at_ = std::chrono::steady_clock::now() + kShipEvery;
   if (!ends.empty()) {
     auto refused = db.RecordWorkerEnds(o_.name, supervisor_, ends);
     if (!refused.ok()) {
@@ -392,7 +408,6 @@ void Worker::DbLoop() {
   std::map<AttemptKey, Follow> follows;
   bool backlog = true;  // claim at once: attempts may be waiting
   auto next_renew = std::chrono::steady_clock::now() + o_.lease / 3;
-  auto last_ship = std::chrono::steady_clock::now();
   std::set<std::string> mine(o_.pools.begin(), o_.pools.end());
   for (;;) {
     {
@@ -417,7 +432,6 @@ void Worker::DbLoop() {
       db.reset();
       continue;
     }
-    last_ship = std::chrono::steady_clock::now();
     if (std::chrono::steady_clock::now() >= next_renew) {
       auto renewed = db->RenewWorker(o_.name, o_.pools, o_.slots, o_.lease);
       if (!renewed.ok()) {
@@ -435,7 +449,11 @@ void Worker::DbLoop() {
     }
     if (pending) continue;
     const auto now = std::chrono::steady_clock::now();
-    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(next_renew - now);
+    auto until = next_renew;
+    if (std::any_of(follows.begin(), follows.end(), [](const auto& f) { return f.second.dirty; })) {
+      until = std::min(until, ship_at_);  // logs grew: ship them when due
+    }
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
     pollfd fds[3] = {
         {listener->Socket(), POLLIN, 0}, {wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
     if (::poll(fds, 3, static_cast<int>(std::max<int64_t>(0, timeout.count()))) < 0 &&
@@ -445,16 +463,6 @@ void Worker::DbLoop() {
     if (fds[1].revents & POLLIN) {
       uint64_t n = 0;
       [[maybe_unused]] ssize_t r = ::read(wake_fd_, &n, sizeof n);
-    }
-    if (fds[2].revents & POLLIN) {
-      // A log grew: ship it with what else grows within kShipEvery.
-      const auto since = std::chrono::steady_clock::now() - last_ship;
-      if (since < kShipEvery) {
-        ::poll(
-            nullptr, 0,
-            static_cast<int>(
-                std::chrono::duration_cast<std::chrono::milliseconds>(kShipEvery - since).count()));
-      }
     }
     if (fds[0].revents & POLLIN) {
       auto got = listener->Wait(0ms);

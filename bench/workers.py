@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Remote workers: claim-to-start latency and throughput through `kiln worker`.
+
+On a throwaway PostgreSQL (tests/support/pg_cluster.sh), with `[executor] mode = "workers"`:
+
+  latency     a chain of N `true` tasks through one worker. From the rows: per attempt, the
+              hand-out to the claim (dispatched_at -> claimed_at), the claim to the process's
+              start (claimed_at -> the supervisor's started_at), and per hop the upstream's end
+              to the downstream's start; p50 / p99 / max. The same chain under the daemon's own
+              supervisor (mode "local") gives the hop without workers.
+  throughput  N `true` tasks in parallel, one daemon with one worker, then D daemons with W
+              workers (each daemon drives one run of N / D tasks): task transitions per second
+              (a start and an end per task) over the wall time from the first trigger to the
+              last run's end.
+
+Every task is a process (`true`): the figures include one process start per task, which
+`bench/scheduling.py` prints for this machine.
+
+Usage: bench/workers.py [--kiln build/cli/kiln] [--chain 200] [--tasks 2000] [--daemons 3]
+                        [--workers 4] [--slots 16]
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKEN = "kiln_bench_admin_0123456789"
+
+
+def http(port, path, method="GET", body=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 headers={"Authorization": f"Bearer {TOKEN}",
+                                          "Content-Type": "application/json"},
+                                 data=body.encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=30) as res:
+        return res.read().decode()
+
+
+def sql(url, query):
+    return subprocess.run(["psql", url, "-Atc", query], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def wait_for(what, condition, timeout=600.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            sys.exit(f"gave up waiting for {what}")
+        time.sleep(every)
+
+
+class Cluster:
+    def __init__(self, kiln, work, url):
+        self.kiln, self.work, self.url = kiln, work, url
+        self.env = dict(os.environ, KILN_DATABASE_URL=url)
+        self.procs = []
+
+    def daemon(self, name, mode, pipelines, slots):
+        folder = os.path.join(self.work, name)
+        os.makedirs(folder, exist_ok=True)
+        digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+        with open(os.path.join(folder, "kiln.toml"), "w") as f:
+            f.write(f'[executor]\nmax_parallel_tasks = {slots}\nmode = "{mode}"\n'
+                    f'run_as = "root"\nrun_uids = ""\n[daemon]\non_stop = "cancel"\n'
+                    f'[[auth.tokens]]\nname = "bench"\nrole = "admin"\nsha256 = "{digest}"\n')
+        log = open(os.path.join(folder, "serve.log"), "ab")
+        proc = subprocess.Popen([self.kiln, "serve", "--config", os.path.join(folder, "kiln.toml"),
+                                 "--pipelines", pipelines, "--listen", "127.0.0.1:0",
+                                 "--data-dir", os.path.join(folder, "data")],
+                                env=self.env, stdout=subprocess.PIPE, stderr=log)
+        line = proc.stdout.readline().decode()
+        if "serving on" not in line:
+            sys.exit(f"kiln serve did not start: {line}")
+        self.procs.append(proc)
+        return int(line.rsplit(":", 1)[1].strip().rstrip("/"))
+
+    def worker(self, name, slots):
+        proc = subprocess.Popen([self.kiln, "worker", "--pools", "default", "--slots", str(slots),
+                                 "--name", name, "--data-dir", os.path.join(self.work, name)],
+                                env=self.env, stdout=subprocess.PIPE,
+                                stderr=open(os.path.join(self.work, name + ".log"), "ab"))
+        if "runs pools" not in proc.stdout.readline().decode():
+            sys.exit("kiln worker did not start")
+        self.procs.append(proc)
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+
+
+def pipeline(folder, name, n, chain):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name + ".toml"), "w") as f:
+        f.write(f'[pipeline]\nname = "{name}"\n')
+        for i in range(n):
+            needs = f'needs = ["t{i - 1}"]\n' if chain and i > 0 else ""
+            f.write(f'[tasks.t{i}]\n{needs}command = "true"\n')
+
+
+def percentiles(values):
+    values = sorted(values)
+    if not values:
+        return "none"
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]
+    return f"p50 {pick(0.50):.2f} ms, p99 {pick(0.99):.2f} ms, max {values[-1]:.2f} ms"
+
+
+def run_and_wait(url, port, name):
+    run = json.loads(http(port, f"/api/v1/pipelines/{name}/runs", "POST", "{}"))["id"]
+    wait_for(f"run {run}", lambda: sql(url, f"select state from runs where id = {run}")
+             in ("success", "failed", "cancelled"))
+    state = sql(url, f"select state from runs where id = {run}")
+    if state != "success":
+        sys.exit(f"run {run} ended {state}")
+    return run
+
+
+def latency(kiln, work, url, n):
+    cluster = Cluster(kiln, work, url)
+    folder = os.path.join(work, "chain")
+    pipeline(folder, "chain", n, True)
+    hops = {}
+    try:
+        for mode in ("local", "workers"):
+            port = cluster.daemon("d-" + mode, mode, folder, 16)
+            if mode == "workers":
+                cluster.worker("w-latency", 4)
+            started = time.monotonic()
+            run = run_and_wait(url, port, "chain")
+            wall = time.monotonic() - started
+            # The processes' own times, as their supervisor saw them.
+            hop = sql(url, "select string_agg(((b.outcome->>'started_at_ms')::int8 - "
+                      "(a.outcome->>'ended_at_ms')::int8) || '', ' ') from attempts a join "
+                      "attempts b on b.run_id = a.run_id and b.task_id = 't' || "
+                      f"(substr(a.task_id, 2)::int + 1) where a.run_id = {run}").split()
+            hops[mode] = [float(v) for v in hop]
+            print(f"chain-{n}, {mode:7}: {wall:.2f} s, {wall * 1000 / n:.2f} ms per hop "
+                  f"(a process's end -> the next one's start: {percentiles(hops[mode])})")
+            if mode == "workers":
+                rows = sql(url, "select extract(epoch from (claimed_at - dispatched_at)) * 1000, "
+                           "(outcome->>'started_at_ms')::float8 - extract(epoch from claimed_at)"
+                           f" * 1000 from attempts where run_id = {run}").splitlines()
+                pairs = [tuple(float(x) for x in r.split("|")) for r in rows]
+                print(f"  hand-out -> claim:   {percentiles([p[0] for p in pairs])}")
+                print(f"  claim -> process:    {percentiles([p[1] for p in pairs])}")
+            cluster.stop()
+    finally:
+        cluster.stop()
+
+
+def throughput(kiln, work, url, n, daemons, workers, slots):
+    for d, w in ((1, 1), (daemons, workers)):
+        cluster = Cluster(kiln, work, url)
+        try:
+            folder = os.path.join(work, f"wide-{d}")
+            pipeline(folder, f"wide{d}", n // d, False)
+            ports = [cluster.daemon(f"d{d}-{i}", "workers", folder, slots * w) for i in range(d)]
+            for i in range(w):
+                cluster.worker(f"w{d}-{i}", slots)
+            started = time.monotonic()
+            runs = [json.loads(http(p, f"/api/v1/pipelines/wide{d}/runs", "POST", "{}"))["id"]
+                    for p in ports]
+            ids = ",".join(str(r) for r in runs)
+            wait_for("the runs", lambda: sql(
+                url, f"select count(*) from runs where id in ({ids}) and state in ('success', "
+                "'failed', 'cancelled')") == str(len(runs)))
+            wall = time.monotonic() - started
+            tasks = (n // d) * d
+            failed = sql(url, f"select count(*) from runs where id in ({ids}) and state <> "
+                         "'success'")
+            print(f"{d} daemon(s), {w} worker(s) x {slots} slots, {tasks} tasks: {wall:.2f} s, "
+                  f"{2 * tasks / wall:.0f} transitions/s ({tasks / wall:.0f} tasks/s)"
+                  + (f", {failed} runs not successful" if failed != "0" else ""))
+        finally:
+            cluster.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "cli", "kiln"))
+    ap.add_argument("--chain", type=int, default=200)
+    ap.add_argument("--tasks", type=int, default=2000)
+    ap.add_argument("--daemons", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--slots", type=int, default=16)
+    args = ap.parse_args()
+    kiln = os.path.abspath(args.kiln)
+    work = tempfile.mkdtemp(prefix="kiln-workers-")
+    os.chmod(work, 0o755)
+    pg = os.path.join(work, "pg")
+    cluster = os.path.join(ROOT, "tests", "support", "pg_cluster.sh")
+    subprocess.run([cluster, "start", pg], check=True)
+    url = f"postgresql:///kiln_test?host={pg}&user=kiln"
+    try:
+        latency(kiln, work, url, args.chain)
+        throughput(kiln, work, url, args.tasks, args.daemons, args.workers, args.slots)
+    finally:
+        subprocess.run([cluster, "stop", pg], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
