@@ -16,8 +16,12 @@ On a throwaway PostgreSQL (tests/support/pg_cluster.sh), with `[executor] mode =
 Every task is a process (`true`): the figures include one process start per task, which
 `bench/scheduling.py` prints for this machine.
 
+  --pgboss    also pg-boss 10 (a job queue on PostgreSQL, bench/pgboss/, installed from npm on
+              first use) on the same database: N jobs with W workers fetching batches of `slots`
+              and of 100, each job doing nothing or starting one `true` process.
+
 Usage: bench/workers.py [--kiln build/cli/kiln] [--chain 200] [--tasks 2000] [--daemons 3]
-                        [--workers 4] [--slots 16]
+                        [--workers 4] [--slots 16] [--pgboss]
 """
 import argparse
 import hashlib
@@ -117,11 +121,16 @@ def percentiles(values):
     return f"p50 {pick(0.50):.2f} ms, p99 {pick(0.99):.2f} ms, max {values[-1]:.2f} ms"
 
 
+def run_state(port, run):
+    return json.loads(http(port, f"/api/v1/runs/{run}"))["state"]
+
+
 def run_and_wait(url, port, name):
+    # Waiting asks the daemon over HTTP (no process per look: psql would cost a process start
+    # every look, on the same cores as what is measured).
     run = json.loads(http(port, f"/api/v1/pipelines/{name}/runs", "POST", "{}"))["id"]
-    wait_for(f"run {run}", lambda: sql(url, f"select state from runs where id = {run}")
-             in ("success", "failed", "cancelled"))
-    state = sql(url, f"select state from runs where id = {run}")
+    wait_for(f"run {run}", lambda: run_state(port, run) in ("success", "failed", "cancelled"))
+    state = run_state(port, run)
     if state != "success":
         sys.exit(f"run {run} ended {state}")
     return run
@@ -173,9 +182,8 @@ def throughput(kiln, work, url, n, daemons, workers, slots):
             runs = [json.loads(http(p, f"/api/v1/pipelines/wide{d}/runs", "POST", "{}"))["id"]
                     for p in ports]
             ids = ",".join(str(r) for r in runs)
-            wait_for("the runs", lambda: sql(
-                url, f"select count(*) from runs where id in ({ids}) and state in ('success', "
-                "'failed', 'cancelled')") == str(len(runs)))
+            wait_for("the runs", lambda: all(
+                run_state(p, r) in ("success", "failed", "cancelled") for p, r in zip(ports, runs)))
             wall = time.monotonic() - started
             tasks = (n // d) * d
             failed = sql(url, f"select count(*) from runs where id in ({ids}) and state <> "
@@ -187,6 +195,18 @@ def throughput(kiln, work, url, n, daemons, workers, slots):
             cluster.stop()
 
 
+def pgboss(pg, n, workers, slots):
+    folder = os.path.join(ROOT, "bench", "pgboss")
+    if not os.path.isdir(os.path.join(folder, "node_modules", "pg-boss")):
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=folder,
+                       check=True)
+    for w, b in ((workers, slots), (16, 100)):
+        for mode in ("noop", "process"):
+            out = subprocess.run(["node", "bench.mjs", pg, "kiln_test", str(n), str(w), str(b),
+                                  mode], cwd=folder, check=True, capture_output=True, text=True)
+            print(out.stdout.strip())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "cli", "kiln"))
@@ -195,6 +215,7 @@ def main():
     ap.add_argument("--daemons", type=int, default=3)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--slots", type=int, default=16)
+    ap.add_argument("--pgboss", action="store_true")
     args = ap.parse_args()
     kiln = os.path.abspath(args.kiln)
     work = tempfile.mkdtemp(prefix="kiln-workers-")
@@ -206,6 +227,8 @@ def main():
     try:
         latency(kiln, work, url, args.chain)
         throughput(kiln, work, url, args.tasks, args.daemons, args.workers, args.slots)
+        if args.pgboss:
+            pgboss(pg, args.tasks, args.workers, args.slots)
     finally:
         subprocess.run([cluster, "stop", pg], check=False)
         shutil.rmtree(work, ignore_errors=True)

@@ -35,6 +35,7 @@ struct ServeOptions {
 int Serve(const ServeOptions& options);
 
 struct WorkerCmdOptions {
+  std::string config;
   std::string database;
   std::vector<std::string> pools;
   int slots = 4;

@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
   kiln::cli::WorkerCmdOptions worker;
   auto* worker_cmd = app.add_subcommand(
       "worker", "Run tasks of some pools on this machine, claimed from the database");
+  worker_cmd->add_option("--config", worker.config,
+                         "kiln.toml: [executor] run_as, run_uids, kill_grace, log_cap, and "
+                         "[database] url");
   worker_cmd->add_option("--database", worker.database,
                          "PostgreSQL URL (default: $KILN_DATABASE_URL, which keeps a password "
                          "out of the process list)");

@@ -3,22 +3,23 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/config_util.h"
 #include "common/time.h"
 #include "daemon/worker.h"
 
 namespace kiln::cli {
 
 int Worker(const WorkerCmdOptions& o) {
+  auto cfg = LoadConfig(o.config);  // applies KILN_DATABASE_URL
+  if (!cfg) return 2;
   daemon::WorkerOptions options;
-  options.database_url = o.database;
+  options.database_url = o.database.empty() ? cfg->database_url : o.database;
   if (options.database_url.empty()) {
-    const char* url = std::getenv("KILN_DATABASE_URL");
-    if (url != nullptr) options.database_url = url;
-  }
-  if (options.database_url.empty()) {
-    std::cerr << "kiln worker: say which database: --database URL or KILN_DATABASE_URL\n";
+    std::cerr << "kiln worker: say which database: --database URL, KILN_DATABASE_URL or [database] "
+                 "url in --config (a worker has no embedded PostgreSQL)\n";
     return 2;
   }
+  options.config = std::move(*cfg);
   // Tasks get their environment from the daemon that handed them out, never the worker's.
   ::unsetenv("KILN_DATABASE_URL");
   auto lease = ParseDuration(o.lease);

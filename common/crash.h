@@ -7,7 +7,7 @@
 // an attempt's end, not recorded yet), "fire.inside" (a schedule's runs are written, not yet
 // committed), "drift.ask" (a drift task's success is committed, the run it asks for not yet
 // created), "gate.register" (a passed gate's success is committed, its version not yet
-// registered).
+// registered), "worker.claimed" (a worker's claim is committed, its attempts not yet started).
 #pragma once
 
 #include <string_view>

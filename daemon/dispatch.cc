@@ -142,6 +142,7 @@ void DispatchRunner::Start(scheduler::LaunchRequest request,
   d.key = key;
   d.pool = request.pool;
   d.priority = request.priority;
+  d.slots = request.slots;
   std::string frame = executor::wire::EncodeLaunch(
       executor::ToWire(std::move(request), options_.kill_grace, options_.log_cap_bytes));
   d.launch = frame.substr(4);  // the body, without the frame's length
@@ -152,6 +153,17 @@ void DispatchRunner::Start(scheduler::LaunchRequest request,
   watch.supervisor = std::string(store::kDispatchedOwner);
   foreign_.Watch(watch, std::move(on_exit));
   dispatcher_.Submit(std::move(d));
+}
+
+void DispatchRunner::Adopt(const scheduler::AdoptRequest& request,
+                           std::function<void(AttemptOutcome)> on_exit) {
+  // Handed to workers before this daemon took the run (a restart, a takeover): kills go to the
+  // dispatcher, as for attempts handed out here.
+  if (request.supervisor != options_.supervisor) {
+    remote_[{request.run, request.task}] =
+        AttemptKey{request.run, request.task_id, request.attempt};
+  }
+  local_.Adopt(request, std::move(on_exit));
 }
 
 void DispatchRunner::Kill(RunId run, TaskId task) {

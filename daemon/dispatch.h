@@ -90,9 +90,7 @@ class DispatchRunner final : public scheduler::TaskRunner {
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Kill(RunId run, TaskId task) override;
   void Adopt(const scheduler::AdoptRequest& request,
-             std::function<void(scheduler::AttemptOutcome)> on_exit) override {
-    local_.Adopt(request, std::move(on_exit));
-  }
+             std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Recorded(RunId run, TaskId task, int attempt) override;
   void CloseRunFolder(const std::filesystem::path& run_dir) override {
     local_.CloseRunFolder(run_dir);

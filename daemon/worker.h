@@ -26,18 +26,21 @@
 #include <vector>
 
 #include "common/time.h"
+#include "config/daemon_config.h"
 
 namespace kiln::daemon {
 
 struct WorkerOptions {
   std::string database_url;
   std::vector<std::string> pools;  // the pools it runs
-  int slots = 4;                   // attempts at once
+  int slots = 4;                   // pool slots at once (a task takes its `slots`)
   std::string name;                // default: <host>:<data folder> (DaemonName)
   std::filesystem::path data_dir;  // its supervisor, records and logs
   Duration lease = std::chrono::seconds(30);
-  Duration kill_grace = std::chrono::seconds(10);
-  uint64_t log_cap_bytes = 64ull << 20;
+  // kiln.toml's [executor] as this machine has it (--config; defaults otherwise): who tasks run
+  // as here (run_as, run_uids: the worker's own choice, whatever the daemon's is), kill grace
+  // and the log cap.
+  config::DaemonConfig config = config::DefaultDaemonConfig();
 };
 
 // Checks the options (pool names, slots), takes the data folder, starts the supervisor and

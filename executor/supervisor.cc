@@ -46,6 +46,7 @@ namespace {
 std::string StopText(const std::string& cause) {
   if (cause == "cancel") return "the run is being cancelled";
   if (cause == "superseded") return "its run no longer has this attempt running";
+  if (cause == "stop") return "the daemon that drives its run asked for it to stop";
   if (cause == "fenced") {
     return "its supervisor could not renew its lease in time (is the database reachable?)";
   }

@@ -43,7 +43,7 @@ class Ledger {
  public:
   struct Stop {
     scheduler::AttemptKey key;
-    std::string cause;  // "cancel" | "superseded"
+    std::string cause;  // "cancel" | "superseded" | "stop" (asked through the database)
   };
   virtual ~Ledger() = default;
   // Moves the supervisor's lease forward; returns which of `running` must stop.

@@ -108,6 +108,7 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
   req.task_id = name;
   req.pool = spec.pool;
   req.priority = spec.priority;
+  req.slots = spec.slots;
   req.attempt = attempt;
   req.timeout = spec.timeout;
   req.run_dir = run.dir;

@@ -49,6 +49,7 @@ struct LaunchRequest {
   std::vector<std::string> mask;
   std::string pool = "default";  // the task's pool (a runner may send some pools elsewhere)
   int priority = 0;
+  int slots = 1;  // of its pool
 };
 
 struct AttemptOutcome {

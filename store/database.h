@@ -217,7 +217,9 @@ struct Takeover {
 // What a supervisor must stop (Database::RenewSupervisor).
 struct StopOrder {
   scheduler::AttemptKey key;
-  std::string cause;  // "cancel" (its run is being cancelled) | "superseded" (not running any more)
+  // "cancel" (its run is being cancelled) | "superseded" (not running any more) | "stop" (the
+  // run's owner asked for it to stop: attempts.stop_requested)
+  std::string cause;
 };
 
 // Mapped tasks a retry reopens or makes again (Database::PrepareRetry).
@@ -244,6 +246,7 @@ struct Dispatch {
   scheduler::AttemptKey key;
   std::string pool;
   int priority = 0;
+  int slots = 1;       // of its pool, while it runs
   std::string launch;  // bytes: the supervisor protocol's start body (executor/wire.h)
 };
 
@@ -251,6 +254,7 @@ struct Dispatch {
 struct Claimed {
   scheduler::AttemptKey key;
   std::string pool;
+  int slots = 1;
   std::string launch;
 };
 
@@ -567,17 +571,23 @@ class Database {
                                                       std::span<const store::Dispatch> attempts);
   // Takes back an attempt no worker claimed yet (its task was cancelled or marked): true when
   // it was unclaimed (it never ran); false when a worker has it, which is then told to stop it
-  // ('kiln_kills', payload "<run>/<task>/<attempt>").
+  // ('kiln_kills', payload "<run>/<task>/<attempt>", and stop_requested, which its supervisor's
+  // next renewal returns if the notification was missed).
   Result<bool> Withdraw(const scheduler::AttemptKey& key);
   // The slots of each pool across all daemons and workers (claims count against them).
   Status SetPools(const std::string& daemon, const std::map<std::string, int>& slots);
-  // One transaction: locks the rows of `pools` that have slots, counts the claimed attempts of
-  // each still running, and claims up to `limit` dispatched attempts of those pools that still
-  // have room (highest priority, then oldest first; FOR UPDATE SKIP LOCKED), whose task still
-  // runs that attempt. They become `supervisor`'s (its lease holds them from now on) and
-  // `worker`'s; one 'claim' row each in worker_history.
+  // One transaction: locks the rows of `pools` that have slots, sums the slots of the claimed
+  // attempts of each still running, and claims dispatched attempts of those pools (highest
+  // priority, then oldest first; FOR UPDATE SKIP LOCKED) whose slots fit in what the pool has
+  // left and in `slots` (the worker's free slots); only attempts whose task still runs them in
+  // a run not being cancelled, and only while `supervisor`'s lease is alive. They become
+  // `supervisor`'s (its lease holds them from now on) and `worker`'s; one 'claim' row each in
+  // worker_history.
   Result<std::vector<Claimed>> Claim(const std::string& worker, const std::string& supervisor,
-                                     std::span<const std::string> pools, int limit);
+                                     std::span<const std::string> pools, int slots);
+  // The attempts `supervisor` holds that run with no end recorded, with their launch: what a
+  // worker must be running (a claim whose answer was lost, a start that never happened).
+  Result<std::vector<Claimed>> ClaimedBy(const std::string& supervisor);
   // Records ends of attempts a worker ran (as RecordOutcomes, and their launch is dropped), with
   // an 'end' row each in worker_history, or 'refused' for an end the database does not take (the
   // attempt is no longer the worker's or no longer running). Notifies 'kiln_outcomes'. Returns

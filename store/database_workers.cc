@@ -49,20 +49,38 @@ AttemptKey ReadKey(const pqxx::row& row) {
   return AttemptKey{RunId(row[0].as<int64_t>()), row[1].as<std::string>(), row[2].as<int>()};
 }
 
-// $1 worker, $2 supervisor, $3 pool, $4 limit.
-constexpr const char* kClaim = R"sql(
-WITH c AS (
-  SELECT run_id, task_id, attempt FROM attempts
-  WHERE lease_owner = '(dispatched)' AND state = 'running' AND pool = $3
-  ORDER BY priority DESC, dispatched_at LIMIT $4::int FOR UPDATE SKIP LOCKED),
+// Candidates of pool $1, up to $2 of them, locked: dispatched attempts whose task still runs them
+// in a run not being cancelled.
+constexpr const char* kCandidates = R"sql(
+SELECT a.run_id, a.task_id, a.attempt, a.slots FROM attempts a
+JOIN task_instances t ON t.run_id = a.run_id AND t.task_id = a.task_id AND t.state = 'running'
+  AND t.attempt = a.attempt
+JOIN runs r ON r.id = a.run_id AND r.cancel_requested_at IS NULL
+WHERE a.lease_owner = '(dispatched)' AND a.state = 'running' AND a.pool = $1
+ORDER BY a.priority DESC, a.dispatched_at LIMIT $2::int FOR UPDATE OF a SKIP LOCKED)sql";
+
+// $1 worker, $2 supervisor, $3 the chosen keys (JSON).
+constexpr const char* kTake = R"sql(
+WITH m AS (
+  SELECT * FROM ROWS FROM (jsonb_to_recordset($3::jsonb) AS (run_id int8, task_id text,
+    attempt int)) WITH ORDINALITY AS m(run_id, task_id, attempt, n)),
 u AS (
-  UPDATE attempts a SET lease_owner = $2, worker = $1, claimed_at = clock_timestamp() FROM c
-  WHERE a.run_id = c.run_id AND a.task_id = c.task_id AND a.attempt = c.attempt
-  RETURNING a.run_id, a.task_id, a.attempt, a.launch),
+  UPDATE attempts a SET lease_owner = $2, worker = $1, claimed_at = clock_timestamp() FROM m
+  WHERE a.run_id = m.run_id AND a.task_id = m.task_id AND a.attempt = m.attempt
+  RETURNING a.run_id, a.task_id, a.attempt, a.launch, a.slots, a.pool, m.n),
 h AS (
   INSERT INTO worker_history (worker, kind, run_id, task_id, attempt)
-  SELECT $1, 'claim', run_id, task_id, attempt FROM u)
-SELECT run_id, task_id, attempt, launch FROM u)sql";
+  SELECT $1, 'claim', run_id, task_id, attempt FROM u ORDER BY n)
+SELECT run_id, task_id, attempt, launch, slots, pool FROM u ORDER BY n)sql";
+
+Claimed ReadClaimed(const pqxx::row& row) {
+  Claimed c;
+  c.key = ReadKey(row);
+  if (!row[3].is_null()) c.launch = pqxx::binarystring(row[3]).str();
+  c.slots = row[4].as<int>();
+  c.pool = row[5].as<std::string>();
+  return c;
+}
 
 }  // namespace
 
@@ -76,6 +94,7 @@ Result<std::vector<AttemptKey>> Database::Dispatch(const std::string& from,
                     {"attempt", d.key.attempt},
                     {"pool", SafeUtf8(d.pool)},
                     {"priority", d.priority},
+                    {"slots", d.slots},
                     {"launch", Hex(d.launch)}});
   }
   try {
@@ -84,8 +103,10 @@ Result<std::vector<AttemptKey>> Database::Dispatch(const std::string& from,
     std::set<std::string> pools;
     for (const pqxx::row& row : txn.exec_params(
              "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS m(run_id int8, task_id "
-             "text, attempt int, pool text, priority int, launch text)) UPDATE attempts a SET "
-             "lease_owner = '(dispatched)', pool = m.pool, priority = m.priority, launch = "
+             "text, attempt int, pool text, priority int, slots int, launch text)) UPDATE attempts "
+             "a "
+             "SET lease_owner = '(dispatched)', pool = m.pool, priority = m.priority, slots = "
+             "m.slots, launch = "
              "decode(m.launch, 'hex'), dispatched_at = now() FROM m WHERE a.run_id = m.run_id AND "
              "a.task_id = m.task_id AND a.attempt = m.attempt AND a.state = 'running' AND "
              "a.lease_owner = $1 RETURNING a.run_id, a.task_id, a.attempt, a.pool",
@@ -114,7 +135,13 @@ Result<bool> Database::Withdraw(const AttemptKey& key) {
                 "lease_owner = '(dispatched)' RETURNING 1",
                 Value(key.run), key.task_id, key.attempt)
              .empty();
-    if (!unclaimed) txn.exec_params("SELECT pg_notify('kiln_kills', $1)", KeyText(key));
+    if (!unclaimed) {
+      txn.exec_params(
+          "UPDATE attempts SET stop_requested = true WHERE run_id = $1 AND task_id = "
+          "$2 AND attempt = $3 AND state = 'running'",
+          Value(key.run), key.task_id, key.attempt);
+      txn.exec_params("SELECT pg_notify('kiln_kills', $1)", KeyText(key));
+    }
     txn.commit();
     return unclaimed;
   } catch (const std::exception& e) {
@@ -129,7 +156,8 @@ Status Database::SetPools(const std::string& daemon, const std::map<std::string,
     pqxx::nontransaction txn(impl_->conn, "set_pools");
     txn.exec_params(
         "INSERT INTO pools (name, slots, updated_by) SELECT key, value::int, $1 FROM "
-        "jsonb_each_text($2::jsonb) ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, "
+        "jsonb_each_text($2::jsonb) ORDER BY key ON CONFLICT (name) DO UPDATE SET slots = "
+        "excluded.slots, "
         "updated_by = excluded.updated_by, updated_at = now() WHERE pools.slots <> "
         "excluded.slots",
         daemon, m.dump());
@@ -141,11 +169,17 @@ Status Database::SetPools(const std::string& daemon, const std::map<std::string,
 
 Result<std::vector<Claimed>> Database::Claim(const std::string& worker,
                                              const std::string& supervisor,
-                                             std::span<const std::string> pools, int limit) {
+                                             std::span<const std::string> pools, int slots) {
   try {
     pqxx::work txn(impl_->conn, "claim");
-    // Pools with slots are locked in name order (no deadlock between claimers); what they have
-    // left is counted under the lock, so two claims never both take the last slot.
+    // A supervisor whose lease has lapsed would have its claims declared lost at once.
+    if (txn.exec_params("SELECT 1 FROM daemons WHERE name = $1 AND expires_at > now()", supervisor)
+            .empty()) {
+      return std::vector<Claimed>{};
+    }
+    // Pools with slots are locked in name order (no deadlock between claimers, nor with
+    // SetPools); what they have left is summed under the lock, so two claims never both take
+    // the last slot.
     std::map<std::string, int64_t> room;
     for (const pqxx::row& row :
          txn.exec_params("SELECT name, slots FROM pools WHERE name = ANY(string_to_array($1, "
@@ -155,30 +189,57 @@ Result<std::vector<Claimed>> Database::Claim(const std::string& worker,
     }
     if (!room.empty()) {
       for (const pqxx::row& row : txn.exec_params(
-               "SELECT pool, count(*) FROM attempts WHERE worker IS NOT NULL AND state = "
+               "SELECT pool, sum(slots) FROM attempts WHERE worker IS NOT NULL AND state = "
                "'running' AND pool = ANY(string_to_array($1, ',')) GROUP BY pool",
                Joined(pools))) {
         room[row[0].as<std::string>()] -= row[1].as<int64_t>();
       }
     }
-    std::vector<Claimed> out;
+    int64_t free = slots;
+    json chosen = json::array();
     for (const std::string& pool : pools) {
-      int64_t n = limit - static_cast<int64_t>(out.size());
-      if (auto it = room.find(pool); it != room.end()) n = std::min(n, it->second);
-      if (n <= 0) continue;
-      for (const pqxx::row& row :
-           txn.exec_params(kClaim, worker, supervisor, pool, static_cast<int>(n))) {
-        Claimed c;
-        c.key = ReadKey(row);
-        c.pool = pool;
-        if (!row[3].is_null()) c.launch = pqxx::binarystring(row[3]).str();
-        out.push_back(std::move(c));
+      int64_t left = free;
+      if (auto it = room.find(pool); it != room.end()) left = std::min(left, it->second);
+      if (left <= 0) continue;
+      // Each candidate needs at least one slot: `left` of them are enough. One that does not
+      // fit is passed over (a smaller one behind it may).
+      for (const pqxx::row& row : txn.exec_params(kCandidates, pool, static_cast<int>(left))) {
+        const int64_t need = row[3].as<int64_t>();
+        if (need > left) continue;
+        left -= need;
+        free -= need;
+        chosen.push_back({{"run_id", row[0].as<int64_t>()},
+                          {"task_id", row[1].as<std::string>()},
+                          {"attempt", row[2].as<int>()}});
+      }
+    }
+    std::vector<Claimed> out;
+    if (!chosen.empty()) {
+      for (const pqxx::row& row : txn.exec_params(kTake, worker, supervisor, chosen.dump())) {
+        out.push_back(ReadClaimed(row));
       }
     }
     txn.commit();
     return out;
   } catch (const std::exception& e) {
     return DbError("claiming attempts for worker " + worker, e);
+  }
+}
+
+Result<std::vector<Claimed>> Database::ClaimedBy(const std::string& supervisor) {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "claimed_by");
+    std::vector<Claimed> out;
+    for (const pqxx::row& row : txn.exec_params(
+             "SELECT run_id, task_id, attempt, launch, slots, pool FROM attempts WHERE "
+             "lease_owner = $1 AND state = 'running' AND outcome IS NULL AND worker IS NOT NULL "
+             "ORDER BY claimed_at",
+             supervisor)) {
+      out.push_back(ReadClaimed(row));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading the attempts of " + supervisor, e);
   }
 }
 

@@ -335,8 +335,10 @@ ALTER TABLE task_instances ADD COLUMN item json;  -- json keeps an item's text a
 
 // Migration 12, remote workers (docs/design.md, "Remote workers"):
 // - attempts handed to workers: lease_owner '(dispatched)' until a worker's supervisor claims
-//   them (then its lease name), with their pool, priority and launch (the supervisor protocol's
-//   start body, executor/wire.h) and who claimed them when; the launch is dropped at the end.
+//   them (then its lease name), with their pool, priority, slots and launch (the supervisor
+//   protocol's start body, executor/wire.h) and who claimed them when; the launch is dropped at
+//   the end. stop_requested: the daemon asked a worker to stop it (a mark, a kill), kept so that
+//   the worker's supervisor finds it at its next renewal if the notification was missed.
 // - pools: the slots of each pool across every daemon and worker, written by daemons; a claim
 //   locks its pools' rows and counts the claimed attempts still running.
 // - log_chunks: the logs of attempts run by workers, shipped as they grow.
@@ -352,6 +354,8 @@ ALTER TABLE attempts ADD COLUMN launch bytea;
 ALTER TABLE attempts ADD COLUMN dispatched_at timestamptz;
 ALTER TABLE attempts ADD COLUMN claimed_at timestamptz;
 ALTER TABLE attempts ADD COLUMN worker text;
+ALTER TABLE attempts ADD COLUMN slots int NOT NULL DEFAULT 1;
+ALTER TABLE attempts ADD COLUMN stop_requested boolean NOT NULL DEFAULT false;
 CREATE INDEX attempts_dispatched ON attempts (pool, priority DESC, dispatched_at)
   WHERE lease_owner = '(dispatched)' AND state = 'running';
 CREATE INDEX attempts_claimed ON attempts (pool)

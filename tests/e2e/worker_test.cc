@@ -27,7 +27,7 @@ class Worker {
   // `prefix` runs it elsewhere (Netns::Prefix), with the database at `url`.
   Worker(const TempDir& dir, const std::string& name, const std::string& pools, int slots,
          const std::string& lease = "30s", std::vector<std::string> prefix = {},
-         const std::string& url = "")
+         const std::string& url = "", const std::string& crash_at = "")
       : name_(name) {
     int fds[2];
     REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
@@ -36,6 +36,7 @@ class Worker {
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
     std::vector<std::string> env = {std::string("PATH=") + getenv("PATH"),
                                     "KILN_DATABASE_URL=" + (url.empty() ? DatabaseUrl() : url)};
+    if (!crash_at.empty()) env.push_back("KILN_CRASH_AT=" + crash_at);
     std::vector<std::string> args = std::move(prefix);
     for (std::string a :
          {KilnBinary(), std::string("worker"), std::string("--pools"), pools,
@@ -76,6 +77,8 @@ class Worker {
     Reap();
   }
   const std::string& name() const { return name_; }
+  // Waits for it to end by itself (a crash point); its exit code.
+  int Wait() { return Reap(); }
 
  private:
   int Reap() {
@@ -313,4 +316,77 @@ TEST_CASE("a worker on another host whose link is cut fences itself, and its tas
         "1:claim:true 2:claim:false 2:end:false 1:refused:true");
   CHECK(Sql("select state from attempts where run_id = " + id + " and attempt = 1") == "failed");
   remote->Stop();
+}
+
+TEST_CASE("a worker killed between a claim and its start starts the attempt when it is back",
+          "[e2e][worker]") {
+  TempDir dir;
+  fs::create_directories(dir / "pipelines");
+  const std::string d = dir.path().string();
+  const std::string name = Unique("once");
+  const std::string pool = Unique("gpu");
+  WriteFile(dir / "pipelines" / "p.toml", "[pipeline]\nname = \"" + name +
+                                              "\"\n[tasks.train]\npool = \"" + pool +
+                                              "\"\ncommand = \"echo ran >> " + d + "/ran\"\n");
+  Daemon daemon(dir, OnWorkers(dir / "pipelines", pool, 1));
+  REQUIRE(daemon.port() > 0);
+  const std::string worker = Unique("w");
+  Worker first(dir, worker, pool, 1, "30s", {}, "", "worker.claimed");
+  auto client = daemon.Client();
+  const int64_t run = Trigger(client, name);
+  const std::string id = std::to_string(run);
+  CHECK(first.Wait() == 128 + SIGKILL);
+  // Claimed (its supervisor's), never started.
+  CHECK(Sql("select lease_owner || ':' || state from attempts where run_id = " + id) ==
+        worker + "/supervisor:running");
+  CHECK_FALSE(fs::exists(dir / "ran"));
+  // Back on the same folder: what it holds and does not run is started, once.
+  Worker again(dir, worker, pool, 1);
+  REQUIRE(WaitForRunEnd(daemon, run) == "success");
+  CHECK(ReadFile(dir / "ran") == "ran\n");
+  CHECK(Sql("select string_agg(attempt || ':' || state, ' ') from attempts where run_id = " + id) ==
+        "1:success");
+  CHECK(Sql("select string_agg(kind, ' ' order by id) from worker_history where run_id = " + id) ==
+        "claim end");
+}
+
+TEST_CASE("a daemon restarted while its task runs on a worker adopts it, and a mark stops it there",
+          "[e2e][worker]") {
+  TempDir dir;
+  fs::create_directories(dir / "pipelines");
+  const std::string d = dir.path().string();
+  const std::string name = Unique("adopt");
+  const std::string pool = Unique("gpu");
+  WriteFile(dir / "pipelines" / "p.toml", "[pipeline]\nname = \"" + name +
+                                              "\"\n[tasks.train]\npool = \"" + pool +
+                                              "\"\ncommand = \"echo $$ > " + d +
+                                              "/started; exec sleep 600\"\n[tasks.after]\n"
+                                              "needs = [\"train\"]\ncommand = \"echo after > " +
+                                              d + "/after\"\n");
+  Worker worker(dir, Unique("w"), pool, 1);
+  int64_t run = 0;
+  {
+    Daemon first(dir, OnWorkers(dir / "pipelines", pool, 1));
+    auto client = first.Client();
+    run = Trigger(client, name);
+    WaitFor([&] { return ReadFile(dir / "started").ends_with("\n"); }, "train to start");
+    first.Signal(SIGKILL);
+  }
+  const int pid = std::stoi(ReadFile(dir / "started"));
+  const std::string id = std::to_string(run);
+  Daemon second(dir, OnWorkers(dir / "pipelines", pool, 1));
+  REQUIRE(second.port() > 0);
+  auto client = second.Client();
+  auto marked = client.Post(("/api/v1/runs/" + id + "/tasks/train/mark").c_str(),
+                            R"({"state": "success", "reason": "good enough"})", kJson);
+  REQUIRE(marked);
+  CHECK(marked->status == 200);
+  REQUIRE(WaitForRunEnd(second, run) == "success");
+  CHECK_FALSE(ProcessAlive(pid));
+  CHECK(ReadFile(dir / "after") == "after\n");
+  CHECK(Sql("select string_agg(task_id || ':' || state, ' ' order by task_id) from "
+            "task_instances where run_id = " +
+            id) == "after:success train:success");
+  CHECK(Sql("select string_agg(kind, ' ' order by id) from worker_history where run_id = " + id +
+            " and task_id = 'train'") == "claim end");
 }

@@ -34,12 +34,18 @@ RunId Started(Database& db, const std::vector<std::string>& tasks) {
 }
 
 std::vector<Dispatch> Out(RunId run, const std::vector<std::string>& tasks, const std::string& pool,
-                          int priority = 0) {
+                          int priority = 0, int slots = 1) {
   std::vector<Dispatch> out;
   for (const std::string& task : tasks) {
-    out.push_back(Dispatch{{run, task, 1}, pool, priority, "launch of " + task + '\0' + "!"});
+    out.push_back(
+        Dispatch{{run, task, 1}, pool, priority, slots, "launch of " + task + '\0' + "!"});
   }
   return out;
+}
+
+// Worker `name`'s supervisor holds a live lease (a claim needs one).
+void Live(Database& db, const std::string& name) {
+  REQUIRE(db.RenewLease(name + "/supervisor", "supervisor", name, std::chrono::minutes(5)).ok());
 }
 
 Rows Keys(const std::vector<Claimed>& claimed) {
@@ -62,6 +68,7 @@ scheduler::AttemptOutcome Exited(int code) {
 TEST_CASE("attempts handed out are claimed by priority then age, with their launch bytes") {
   TestDatabase t;
   auto db = t.Open();
+  for (const char* w : {"w0", "w1", "w2"}) Live(*db, w);
   const RunId run = Started(*db, {"a", "b", "c"});
   auto out = Out(run, {"a", "b"}, "gpu");
   auto late = Out(run, {"c"}, "gpu", 5);
@@ -98,6 +105,7 @@ TEST_CASE("a pool's slots hold across claimers, and free up when the daemon ends
   TestDatabase t;
   auto db = t.Open();
   REQUIRE(db->SetPools(kDaemon, {{"gpu", 2}, {"default", 16}}).ok());
+  for (const char* w : {"w1", "w2", "w3"}) Live(*db, w);
   const RunId run = Started(*db, {"a", "b", "c", "d"});
   REQUIRE(db->Dispatch(kLocal, Out(run, {"a", "b", "c", "d"}, "gpu")).ok());
   auto w1 = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 1);
@@ -133,6 +141,7 @@ TEST_CASE("claims running at once never take the same attempt nor more than the 
   TestDatabase t;
   auto db = t.Open();
   REQUIRE(db->SetPools(kDaemon, {{"gpu", 7}}).ok());
+  for (const char* w : {"w0", "w1", "w2", "w3"}) Live(*db, w);
   std::vector<std::string> tasks;
   for (int i = 0; i < 40; ++i) tasks.push_back("t" + std::to_string(i));
   const RunId run = Started(*db, tasks);
@@ -160,6 +169,7 @@ TEST_CASE("claims running at once never take the same attempt nor more than the 
 TEST_CASE("a worker's end counts only while the attempt is still its own, and is recorded once") {
   TestDatabase t;
   auto db = t.Open();
+  Live(*db, "w1");
   const RunId run = Started(*db, {"a", "b"});
   REQUIRE(db->Dispatch(kLocal, Out(run, {"a", "b"}, "gpu")).ok());
   REQUIRE(db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 2).ok());
@@ -191,6 +201,8 @@ TEST_CASE("a worker's end counts only while the attempt is still its own, and is
 TEST_CASE("an attempt nobody claimed is taken back, and a claimed one is told to stop") {
   TestDatabase t;
   auto db = t.Open();
+  Live(*db, "w1");
+  Live(*db, "w2");
   const RunId run = Started(*db, {"a", "b"});
   REQUIRE(db->Dispatch(kLocal, Out(run, {"a", "b"}, "gpu")).ok());
   auto claimed = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 1);
