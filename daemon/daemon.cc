@@ -296,6 +296,9 @@ int Daemon::Run() {
     service.OnCancelRequested(run, reason);
   };
   hooks.on_tick = [this](store::Database& db) { foreign_->Check(db); };
+  hooks.on_outcomes = [this](store::Database& db, const std::set<RunId>& runs) {
+    foreign_->Check(db, &runs);
+  };
   hooks.on_health = [&service](bool healthy) { service.SetHealthy(healthy); };
   keeper_ = std::make_unique<LeaseKeeper>(LeaseKeeperOptions{url, name_, cfg_.lease, true},
                                           std::move(hooks));

@@ -30,11 +30,21 @@ size_t ForeignAttempts::watched() const {
   return watched_.size();
 }
 
-void ForeignAttempts::Check(store::Database& db) {
+void ForeignAttempts::Check(store::Database& db, const std::set<RunId>* runs) {
   std::vector<AttemptKey> keys;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [key, f] : watched_) keys.push_back(key);
+    if (runs == nullptr) {
+      for (const auto& [key, f] : watched_) keys.push_back(key);
+    } else {
+      // Keys are ordered by run first: one range per run named.
+      for (RunId run : *runs) {
+        for (auto it = watched_.lower_bound(AttemptKey{run, "", 0});
+             it != watched_.end() && it->first.run == run; ++it) {
+          keys.push_back(it->first);
+        }
+      }
+    }
   }
   if (keys.empty()) return;
   auto statuses = db.AttemptStatuses(keys);

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include "scheduler/task_runner.h"
 #include "store/database.h"
@@ -33,8 +34,9 @@ class ForeignAttempts {
   // Stops watching an attempt; returns its `on_exit` when it was still watched.
   std::optional<std::function<void(scheduler::AttemptOutcome)>> Take(
       const scheduler::AttemptKey& key);
-  // Reads where the watched attempts stand and delivers the ends found.
-  void Check(store::Database& db);
+  // Reads where the watched attempts stand and delivers the ends found: all of them, or those
+  // of `runs` only (the runs a notification named).
+  void Check(store::Database& db, const std::set<RunId>* runs = nullptr);
   size_t watched() const;
 
  private:

@@ -131,9 +131,20 @@ void LeaseKeeper::Loop() {
       continue;
     }
     bool outcomes = false;
+    std::set<RunId> runs;
     for (const store::Notification& n : listener->Take()) {
       if (n.channel == "kiln_outcomes") {
         outcomes = true;
+        for (size_t at = 0; at < n.payload.size();) {
+          size_t comma = n.payload.find(',', at);
+          if (comma == std::string::npos) comma = n.payload.size();
+          try {
+            runs.insert(RunId(std::stoll(n.payload.substr(at, comma - at))));
+          } catch (const std::exception&) {
+            log::Warn("lease: ignoring outcomes of run '" + n.payload.substr(at, comma - at) + "'");
+          }
+          at = comma + 1;
+        }
       } else if (n.channel == "kiln_commands" && hooks_.on_command) {
         try {
           const size_t space = n.payload.find(' ');
@@ -145,7 +156,11 @@ void LeaseKeeper::Loop() {
         }
       }
     }
-    if (outcomes && hooks_.on_tick) hooks_.on_tick(*db);
+    if (outcomes && hooks_.on_outcomes) {
+      hooks_.on_outcomes(*db, runs);
+    } else if (outcomes && hooks_.on_tick) {
+      hooks_.on_tick(*db);
+    }
   }
 }
 

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -40,8 +41,11 @@ struct LeaseKeeperHooks {
   std::function<void(const store::Takeover&)> on_taken;
   // A run whose cancel was requested, and why (a notification; the run may be anyone's).
   std::function<void(RunId, const std::string&)> on_command;
-  // After each renewal and on every 'kiln_outcomes' notification, with the keeper's connection.
+  // After each renewal (and when woken), with the keeper's connection.
   std::function<void(store::Database&)> on_tick;
+  // On 'kiln_outcomes' notifications: the runs whose attempts' ends were recorded elsewhere
+  // (every notification that came since the last call). Unset: on_tick.
+  std::function<void(store::Database&, const std::set<RunId>&)> on_outcomes;
   // Whether the last renewal worked (the database answers), each time it changes.
   std::function<void(bool)> on_health;
 };

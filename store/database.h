@@ -596,7 +596,8 @@ class Database {
       const std::string& worker, const std::string& supervisor,
       std::span<const RecordedOutcome> outcomes);
   // Moves a worker's lease forward (kind 'worker', its pools and slots) with a 'renew' row in
-  // worker_history. Returns the term.
+  // worker_history. Returns the term. kConflict while a worker of that name on another host
+  // holds a lease that has not expired.
   Result<int64_t> RenewWorker(const std::string& name, std::span<const std::string> pools,
                               int slots, Duration lease);
   // Appends log bytes of attempts a worker runs (a chunk already stored is skipped), in one

@@ -80,6 +80,11 @@ Result<int64_t> Database::DeleteEvents(Instant before, int limit) {
   try {
     pqxx::work txn(impl_->conn, "delete_events");
     const int64_t n = txn.exec_params1(kDeleteEvents, TimeParam(before), limit)[0].as<int64_t>();
+    // Workers' history goes by the same clock (claims, renewals and ends are events of a kind).
+    txn.exec_params(
+        "DELETE FROM worker_history WHERE id IN (SELECT id FROM worker_history WHERE at < "
+        "$1::timestamptz ORDER BY id LIMIT $2::int)",
+        TimeParam(before), limit);
     txn.commit();
     return n;
   } catch (const std::exception& e) {

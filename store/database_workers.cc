@@ -36,6 +36,9 @@ std::string Hex(std::string_view bytes) {
 
 std::string KeyText(const AttemptKey& k) { return k.ToString(); }
 
+// The largest piece of a shipped log one row holds.
+constexpr size_t kMaxLogChunk = 1 << 20;
+
 std::string Joined(std::span<const std::string> items) {
   std::string out;
   for (const std::string& s : items) {
@@ -294,18 +297,28 @@ Result<int64_t> Database::RenewWorker(const std::string& name, std::span<const s
   gethostname(host, sizeof host - 1);
   try {
     pqxx::nontransaction txn(impl_->conn, "renew_worker");
-    pqxx::row row = txn.exec_params1(
+    pqxx::result rows = txn.exec_params(
         "WITH r AS (INSERT INTO daemons (name, hostname, pid, kind, daemon, expires_at, "
         "heartbeat_at, pools, slots) VALUES ($1, $2, $3::int, 'worker', $1, now() + $4::int8 * "
         "interval '1 millisecond', now(), string_to_array($5, ','), $6::int) ON CONFLICT (name) "
         "DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid, kind = excluded.kind, "
         "daemon = excluded.daemon, expires_at = excluded.expires_at, heartbeat_at = "
-        "excluded.heartbeat_at, pools = excluded.pools, slots = excluded.slots RETURNING term), "
-        "h AS (INSERT INTO worker_history (worker, kind) VALUES ($1, 'renew')) SELECT term FROM "
-        "r",
+        "excluded.heartbeat_at, pools = excluded.pools, slots = excluded.slots WHERE "
+        "daemons.hostname = excluded.hostname OR daemons.expires_at < now() RETURNING term), "
+        "h AS (INSERT INTO worker_history (worker, kind) SELECT $1, 'renew' FROM r) SELECT term "
+        "FROM r",
         name, SafeUtf8(host), static_cast<int>(getpid()), static_cast<int64_t>(lease.count()),
         Joined(pools), slots);
-    return row[0].as<int64_t>();
+    if (rows.empty()) {
+      // Two workers of one name would keep each other's attempts alive: one of them must go.
+      const std::string holder =
+          txn.exec_params1("SELECT hostname FROM daemons WHERE name = $1", name)[0]
+              .as<std::string>();
+      return Status::Error(ErrorCode::kConflict,
+                           "worker name '" + name + "' is in use by a worker on " + holder +
+                               " whose lease has not expired; give this one another --name");
+    }
+    return rows[0][0].as<int64_t>();
   } catch (const std::exception& e) {
     return DbError("renewing the lease of worker " + name, e);
   }
@@ -316,15 +329,20 @@ Status Database::ShipLogs(std::span<const ShippedLog> chunks) {
   try {
     pqxx::work txn(impl_->conn, "ship_logs");
     std::set<std::string> keys;
-    for (const ShippedLog& c : chunks) {
-      if (c.data.empty()) continue;
-      txn.exec_params(
-          "INSERT INTO log_chunks (run_id, task_id, attempt, \"offset\", data) SELECT $1, $2, $3, "
-          "$4, $5 WHERE EXISTS (SELECT 1 FROM attempts WHERE run_id = $1 AND task_id = $2 AND "
-          "attempt = $3) ON CONFLICT DO NOTHING",
-          Value(c.key.run), c.key.task_id, c.key.attempt, static_cast<int64_t>(c.offset),
-          pqxx::binarystring(c.data));
-      keys.insert(KeyText(c.key));
+    for (const ShippedLog& whole : chunks) {
+      // Stored in pieces of at most kMaxLogChunk: a read finds the piece that holds an offset
+      // in one index range (ReadShippedLog).
+      for (size_t at = 0; at < whole.data.size(); at += kMaxLogChunk) {
+        const ShippedLog c{whole.key, whole.offset + at, whole.data.substr(at, kMaxLogChunk)};
+        txn.exec_params(
+            "INSERT INTO log_chunks (run_id, task_id, attempt, \"offset\", data) SELECT $1, $2, "
+            "$3, "
+            "$4, $5 WHERE EXISTS (SELECT 1 FROM attempts WHERE run_id = $1 AND task_id = $2 AND "
+            "attempt = $3) ON CONFLICT DO NOTHING",
+            Value(c.key.run), c.key.task_id, c.key.attempt, static_cast<int64_t>(c.offset),
+            pqxx::binarystring(c.data));
+      }
+      if (!whole.data.empty()) keys.insert(KeyText(whole.key));
     }
     for (const std::string& k : keys) txn.exec_params("SELECT pg_notify('kiln_logs', $1)", k);
     txn.commit();
@@ -340,18 +358,21 @@ Result<std::pair<std::string, uint64_t>> Database::ReadShippedLog(const AttemptK
   try {
     pqxx::nontransaction txn(impl_->conn, "read_shipped_log");
     const auto off = static_cast<int64_t>(offset);
-    const uint64_t size =
-        txn.exec_params1(
-               "SELECT coalesce(max(\"offset\" + length(data)), 0) FROM log_chunks "
-               "WHERE run_id = $1 AND task_id = $2 AND attempt = $3",
-               Value(key.run), key.task_id, key.attempt)[0]
-            .as<int64_t>();
+    // The last piece, by the primary key backwards: its end is the log's size.
+    pqxx::result last = txn.exec_params(
+        "SELECT \"offset\" + length(data) FROM log_chunks WHERE run_id = $1 AND task_id = $2 "
+        "AND attempt = $3 ORDER BY \"offset\" DESC LIMIT 1",
+        Value(key.run), key.task_id, key.attempt);
+    const uint64_t size = last.empty() ? 0 : last[0][0].as<int64_t>();
+    if (max_bytes == 0 || offset >= size) return std::make_pair(std::string(), size);
     std::string data;
     for (const pqxx::row& row : txn.exec_params(
              "SELECT \"offset\", data FROM log_chunks WHERE run_id = $1 AND task_id = $2 AND "
-             "attempt = $3 AND \"offset\" + length(data) > $4 AND \"offset\" < $4 + $5 ORDER BY "
+             "attempt = $3 AND \"offset\" > $4::int8 - $6::int8 AND \"offset\" < $4::int8 + "
+             "$5::int8 ORDER BY "
              "\"offset\"",
-             Value(key.run), key.task_id, key.attempt, off, static_cast<int64_t>(max_bytes))) {
+             Value(key.run), key.task_id, key.attempt, off, static_cast<int64_t>(max_bytes),
+             static_cast<int64_t>(kMaxLogChunk))) {
       const uint64_t at = row[0].as<int64_t>();
       const std::string bytes = pqxx::binarystring(row[1]).str();
       const uint64_t want = offset + data.size();  // the next byte wanted

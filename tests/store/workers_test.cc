@@ -244,6 +244,20 @@ TEST_CASE("a shipped log reads back by offset, whatever the chunks, and goes wit
   REQUIRE(past.ok());
   CHECK(past->first.empty());
   CHECK(past->second == 13);
+  // A big chunk is stored in pieces and read back across them.
+  const RunId big = Started(*db, {"b"});
+  std::string text;
+  for (int i = 0; text.size() < (5u << 19); ++i) text += std::to_string(i) + '\n';
+  std::vector<ShippedLog> large = {{{big, "b", 1}, 0, text}};
+  REQUIRE(db->ShipLogs(large).ok());
+  CHECK(t.One("SELECT count(*) FROM log_chunks WHERE run_id = " + ToString(big)) == "3");
+  auto across = db->ReadShippedLog({big, "b", 1}, (1u << 20) - 5, 10);
+  REQUIRE(across.ok());
+  CHECK(across->first == text.substr((1u << 20) - 5, 10));
+  CHECK(across->second == text.size());
+  auto rest = db->ReadShippedLog({big, "b", 1}, 100, text.size());
+  REQUIRE(rest.ok());
+  CHECK(rest->first == text.substr(100));
   // A chunk for an attempt that does not exist is dropped, not an error.
   std::vector<ShippedLog> stray = {{{run, "a", 9}, 0, "x"}};
   REQUIRE(db->ShipLogs(stray).ok());
@@ -262,4 +276,14 @@ TEST_CASE("a worker's lease names its pools and slots, and each renewal is in it
   CHECK(t.One("SELECT kind || ':' || array_to_string(pools, ',') || ':' || slots FROM daemons "
               "WHERE name = 'w1'") == "worker:gpu:2");
   CHECK(t.One("SELECT count(*) FROM worker_history WHERE worker = 'w1' AND kind = 'renew'") == "2");
+  // A worker of the same name elsewhere is refused while this lease holds.
+  t.Rows("UPDATE daemons SET hostname = 'elsewhere' WHERE name = 'w1'");
+  auto twin = db->RenewWorker("w1", std::vector<std::string>{"gpu"}, 2, std::chrono::seconds(30));
+  CHECK(twin.status().code() == ErrorCode::kConflict);
+  CHECK(twin.message() ==
+        "worker name 'w1' is in use by a worker on elsewhere whose lease has not expired; give "
+        "this one another --name");
+  CHECK(t.One("SELECT count(*) FROM worker_history WHERE worker = 'w1' AND kind = 'renew'") == "2");
+  t.Rows("UPDATE daemons SET expires_at = now() - interval '1 second' WHERE name = 'w1'");
+  CHECK(db->RenewWorker("w1", std::vector<std::string>{"gpu"}, 2, std::chrono::seconds(30)).ok());
 }
