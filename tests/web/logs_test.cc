@@ -47,6 +47,7 @@ TEST_CASE("attempts are listed first to last") {
                            {"max_rss_kb", 20480},
                            {"reason", "exit code 3"},
                            {"lease_owner", "host:123"},
+                           {"worker", nullptr},
                            {"results", nullptr}},
                           {{"attempt", 2},
                            {"state", "running"},
@@ -59,6 +60,7 @@ TEST_CASE("attempts are listed first to last") {
                            {"max_rss_kb", nullptr},
                            {"reason", ""},
                            {"lease_owner", "host:123"},
+                           {"worker", nullptr},
                            {"results", nullptr}}}}});
   CHECK(r->body.find("/var/lib/kiln") == std::string::npos);  // no server paths
   CHECK(server.service.Calls() == std::vector<std::string>{"ListAttempts 12 train"});
