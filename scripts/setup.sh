@@ -24,7 +24,8 @@ packages=(
 tests=0
 if [[ ${1:-} == --tests ]]; then
   tests=1
-  packages+=(chromium)
+  # iproute2: the worker test that puts a worker on a host of its own (ip netns, veth).
+  packages+=(chromium iproute2)
   # Node.js: the machine's own when it has one (Debian's npm conflicts with other builds of it).
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
