@@ -77,6 +77,12 @@ class Worker {
     Reap();
   }
   const std::string& name() const { return name_; }
+  int pid() const { return pid_; }
+  int SupervisorPid() const {
+    const std::string sup = Sql("select pid from daemons where name = '" + name_ + "/supervisor'");
+    REQUIRE(!sup.empty());
+    return std::stoi(sup);
+  }
   // Waits for it to end by itself (a crash point); its exit code.
   int Wait() { return Reap(); }
 
@@ -389,4 +395,51 @@ TEST_CASE("a daemon restarted while its task runs on a worker adopts it, and a m
             id) == "after:success train:success");
   CHECK(Sql("select string_agg(kind, ' ' order by id) from worker_history where run_id = " + id +
             " and task_id = 'train'") == "claim end");
+}
+
+TEST_CASE(
+    "a worker frozen past its lease is fenced when it wakes: its task is stopped, its end "
+    "refused",
+    "[e2e][worker]") {
+  TempDir dir;
+  fs::create_directories(dir / "pipelines");
+  const std::string d = dir.path().string();
+  const std::string name = Unique("frozen");
+  const std::string pool = Unique("gpu");
+  // Attempt 1 runs until stopped; attempt 2 ends at once.
+  WriteFile(dir / "pipelines" / "p.toml",
+            "[pipeline]\nname = \"" + name + "\"\n[tasks.train]\npool = \"" + pool +
+                "\"\nretries = 1\nretry_delay = \"0s\"\ncommand = \"if [ $KILN_ATTEMPT = 1 ]; "
+                "then echo $$ > " +
+                d + "/started; exec sleep 600; fi; echo second\"\n");
+  Daemon daemon(dir, OnWorkers(dir / "pipelines", pool, 1, "3s"));
+  REQUIRE(daemon.port() > 0);
+  Worker first(dir, Unique("w1"), pool, 1, "3s");
+  auto client = daemon.Client();
+  const int64_t run = Trigger(client, name);
+  const std::string id = std::to_string(run);
+  WaitFor([&] { return ReadFile(dir / "started").ends_with("\n"); }, "attempt 1 to start");
+  const int task = std::stoi(ReadFile(dir / "started"));
+  // The whole machine freezes: the worker, its supervisor and the task.
+  const std::vector<int> frozen = {first.pid(), first.SupervisorPid(), -task};
+  for (int pid : frozen) kill(pid, SIGSTOP);
+  Worker second(dir, Unique("w2"), pool, 1, "3s");
+  REQUIRE(WaitForRunEnd(daemon, run) == "success");
+  CHECK(Sql("select string_agg(attempt || ':' || state || ':' || worker, ' ' order by attempt) "
+            "from attempts where run_id = " +
+            id) == "1:failed:" + first.name() + " 2:success:" + second.name());
+  // It wakes: its supervisor finds its lease gone by and stops the task itself; the end it
+  // reports is refused.
+  for (int pid : frozen) kill(pid, SIGCONT);
+  WaitFor([&] { return !ProcessAlive(task); }, "the woken worker to stop attempt 1");
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from worker_history where run_id = " + id +
+                   " and attempt = 1 and kind = 'refused'") == "1";
+      },
+      "attempt 1's late end to be refused");
+  CHECK(Sql("select state from attempts where run_id = " + id + " and attempt = 1") == "failed");
+  CHECK(Sql("select string_agg(attempt || ':' || kind, ' ' order by id) from worker_history "
+            "where run_id = " +
+            id) == "1:claim 2:claim 2:end 1:refused");
 }
