@@ -443,3 +443,58 @@ TEST_CASE(
             "where run_id = " +
             id) == "1:claim 2:claim 2:end 1:refused");
 }
+
+TEST_CASE(
+    "three daemons and four workers on one pool: each attempt claimed once, the pool never "
+    "over its slots, every run ends",
+    "[e2e][worker]") {
+  TempDir a_dir, b_dir, c_dir;
+  fs::create_directories(a_dir / "pipelines");
+  const std::string name = Unique("many");
+  const std::string pool = Unique("gpu");
+  std::string text = "[pipeline]\nname = \"" + name + "\"\n";
+  for (int i = 0; i < 40; ++i) {
+    text += "[tasks.t" + std::to_string(i) + "]\npool = \"" + pool + "\"\ncommand = \"true\"\n";
+  }
+  WriteFile(a_dir / "pipelines" / "p.toml", text);
+  std::vector<std::unique_ptr<Daemon>> daemons;
+  for (const TempDir* dir : {&a_dir, &b_dir, &c_dir}) {
+    daemons.push_back(std::make_unique<Daemon>(*dir, OnWorkers(a_dir / "pipelines", pool, 3)));
+    REQUIRE(daemons.back()->port() > 0);
+  }
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < 4; ++i) {
+    workers.push_back(std::make_unique<Worker>(a_dir, Unique("w"), pool, 2));
+  }
+  std::vector<int64_t> runs;
+  for (auto& d : daemons) {
+    auto client = d->Client();
+    runs.push_back(Trigger(client, name));
+  }
+  for (size_t i = 0; i < runs.size(); ++i) {
+    REQUIRE(WaitForRunEnd(*daemons[i], runs[i]) == "success");
+  }
+  const std::string p = "'" + pool + "'";
+  CHECK(Sql("select count(*) from attempts where pool = " + p) == "120");
+  // No attempt claimed twice, none ended twice, none refused.
+  CHECK(Sql("select count(*) from (select 1 from worker_history h join attempts a using (run_id, "
+            "task_id, attempt) where a.pool = " +
+            p + " group by h.run_id, h.task_id, h.attempt, h.kind having count(*) > 1) x") == "0");
+  CHECK(Sql("select count(*) from worker_history h join attempts a using (run_id, task_id, "
+            "attempt) where a.pool = " +
+            p + " and h.kind = 'refused'") == "0");
+  // The pool's 3 slots held at every claim (from a claim to the daemon's end), across everyone.
+  CHECK(std::stoi(
+            Sql("select max(n) from (select (select count(*) from attempts b where b.pool = " + p +
+                " and b.claimed_at <= a.claimed_at and b.ended_at > a.claimed_at) n "
+                "from attempts a where a.pool = " +
+                p + ") x")) <= 3);
+  // Each worker never held more than its 2 slots: at each of its claims, what it had claimed
+  // minus the ends it had recorded (its own rows are written in order by one connection).
+  CHECK(std::stoi(Sql("select max(n) from (select (select count(*) from worker_history c where "
+                      "c.worker = h.worker and c.kind = 'claim' and c.id <= h.id) - (select "
+                      "count(*) from worker_history e where e.worker = h.worker and e.kind in "
+                      "('end', 'refused') and e.id < h.id) n from worker_history h join attempts "
+                      "a using (run_id, task_id, attempt) where h.kind = 'claim' and a.pool = " +
+                      p + ") x")) <= 2);
+}
