@@ -191,6 +191,15 @@ def throughput(kiln, work, url, n, daemons, workers, slots):
             print(f"{d} daemon(s), {w} worker(s) x {slots} slots, {tasks} tasks: {wall:.2f} s, "
                   f"{2 * tasks / wall:.0f} transitions/s ({tasks / wall:.0f} tasks/s)"
                   + (f", {failed} runs not successful" if failed != "0" else ""))
+            # The invariants of the tests, at this size.
+            twice = sql(url, "select count(*) from (select 1 from worker_history where kind = "
+                        "'claim' and run_id in (" + ids + ") group by run_id, task_id, attempt "
+                        "having count(*) > 1) x")
+            held = sql(url, "select max(n) from (select (select count(*) from attempts b where "
+                       "b.pool = 'default' and b.claimed_at <= a.claimed_at and b.ended_at > "
+                       f"a.claimed_at) n from attempts a where a.run_id in ({ids})) x")
+            print(f"  attempts claimed twice: {twice}; most held at once: {held} of the pool's "
+                  f"{slots * w} slots")
         finally:
             cluster.stop()
 
