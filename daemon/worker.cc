@@ -166,15 +166,10 @@ void Worker::Adopt(const AttemptKey& key) {
 
 // What the database says this worker holds (after each connect): attempts it has not started
 // (a claim whose answer was lost, a worker that stopped between a claim and its start) are
-// started now; those it runs get their real slots.
+// started now.
 void Worker::Reconcile(std::vector<store::Claimed> held) {
+  // Their slots were counted by the database thread already.
   for (store::Claimed& c : held) {
-    {
-      std::lock_guard lock(mu_);
-      auto [it, added] = slots_.emplace(c.key, c.slots);
-      in_flight_ += added ? c.slots : c.slots - it->second;
-      it->second = c.slots;
-    }
     if (tasks_.count(c.key) == 0) {
       log::Info("worker: starting attempt " + c.key.ToString() + ", claimed but not started");
       StartClaimed(std::move(c));

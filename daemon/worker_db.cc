@@ -130,7 +130,8 @@ Worker::Round Worker::DbRound(store::Database& db, std::map<AttemptKey, Follow>&
       Follow& f = follows[n.key];
       f.path = std::move(n.path);
       f.known = n.fresh;
-      f.leftover = n.leftover;
+      // A file the worker still holds the attempt of is not left over: it may be written again.
+      f.leftover = n.leftover && slots_.count(n.key) == 0;
       f.dirty = true;
     }
     follow_.clear();
@@ -248,6 +249,16 @@ void Worker::DbLoop() {
       listener = std::move(l).value();
       backlog = true;  // notifications may have been missed
       for (auto& [key, f] : follows) f.known = false;
+      {
+        // What the database says each held attempt takes, before any claim or end of this
+        // connection (adopted attempts count one slot until now).
+        std::lock_guard lock(mu_);
+        for (const store::Claimed& c : *held) {
+          auto [it, added] = slots_.emplace(c.key, c.slots);
+          in_flight_ += added ? c.slots : c.slots - it->second;
+          it->second = c.slots;
+        }
+      }
       // Listening first, then what this worker holds: a kill missed while away is found by the
       // supervisor's renewal (stop_requested); a claim whose start never happened, here.
       asio::post(io_,
@@ -262,7 +273,14 @@ void Worker::DbLoop() {
     if (std::chrono::steady_clock::now() >= next_renew) {
       auto renewed = db->RenewWorker(o_.name, o_.pools, o_.slots, o_.lease);
       if (!renewed.ok()) {
+        if (renewed.status().code() == ErrorCode::kConflict) {
+          // Another worker of this name took its row while this one was away: two of one name
+          // would keep each other's attempts alive. This one stops claiming and leaves.
+          log::Error("worker: " + renewed.message() + "; stopping");
+          asio::post(io_, [this] { OnSignal(); });
+        }
         if (Failed(renewed.status()) == Round::kLost) db.reset();
+        ::poll(nullptr, 0, 1000);
         continue;
       }
       next_renew = std::chrono::steady_clock::now() + o_.lease / 3;

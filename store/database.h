@@ -580,7 +580,8 @@ class Database {
   // attempts of each still running, and claims dispatched attempts of those pools (highest
   // priority, then oldest first; FOR UPDATE SKIP LOCKED) whose slots fit in what the pool has
   // left and in `slots` (the worker's free slots); only attempts whose task still runs them in
-  // a run not being cancelled, and only while `supervisor`'s lease is alive. They become
+  // a run not being cancelled, and only while `supervisor`'s lease is alive and the worker's row
+  // is this host's (kConflict otherwise: claiming would waste the attempts). They become
   // `supervisor`'s (its lease holds them from now on) and `worker`'s; one 'claim' row each in
   // worker_history.
   Result<std::vector<Claimed>> Claim(const std::string& worker, const std::string& supervisor,

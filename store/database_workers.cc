@@ -52,15 +52,17 @@ AttemptKey ReadKey(const pqxx::row& row) {
   return AttemptKey{RunId(row[0].as<int64_t>()), row[1].as<std::string>(), row[2].as<int>()};
 }
 
-// Candidates of pool $1, up to $2 of them, locked: dispatched attempts whose task still runs them
-// in a run not being cancelled.
+// Candidates of pool $1 that need at most $2 slots, up to $2 of them, locked: dispatched attempts
+// whose task still runs them in a run not being cancelled.
 constexpr const char* kCandidates = R"sql(
 SELECT a.run_id, a.task_id, a.attempt, a.slots FROM attempts a
 JOIN task_instances t ON t.run_id = a.run_id AND t.task_id = a.task_id AND t.state = 'running'
   AND t.attempt = a.attempt
 JOIN runs r ON r.id = a.run_id AND r.cancel_requested_at IS NULL
 WHERE a.lease_owner = '(dispatched)' AND a.state = 'running' AND a.pool = $1
-ORDER BY a.priority DESC, a.dispatched_at LIMIT $2::int FOR UPDATE OF a SKIP LOCKED)sql";
+  AND a.slots <= $2::int
+ORDER BY a.priority DESC, a.dispatched_at, a.run_id, a.task_id LIMIT $2::int
+FOR UPDATE OF a SKIP LOCKED)sql";
 
 // $1 worker, $2 supervisor, $3 the chosen keys (JSON).
 constexpr const char* kTake = R"sql(
@@ -175,10 +177,19 @@ Result<std::vector<Claimed>> Database::Claim(const std::string& worker,
                                              std::span<const std::string> pools, int slots) {
   try {
     pqxx::work txn(impl_->conn, "claim");
-    // A supervisor whose lease has lapsed would have its claims declared lost at once.
-    if (txn.exec_params("SELECT 1 FROM daemons WHERE name = $1 AND expires_at > now()", supervisor)
+    // A supervisor whose lease has lapsed would have its claims declared lost at once; and the
+    // worker's row must be this host's (another worker of the same name took it over).
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    if (txn.exec_params("SELECT 1 FROM daemons s, daemons w WHERE s.name = $1 AND s.expires_at > "
+                        "now() AND w.name = $2 AND w.hostname = $3",
+                        supervisor, worker, SafeUtf8(host))
             .empty()) {
-      return std::vector<Claimed>{};
+      return Status::Error(ErrorCode::kConflict,
+                           "worker " + worker + " claims nothing: its supervisor's lease (" +
+                               supervisor +
+                               ") has lapsed, or a worker of the same name on another host holds "
+                               "its row");
     }
     // Pools with slots are locked in name order (no deadlock between claimers, nor with
     // SetPools); what they have left is summed under the lock, so two claims never both take

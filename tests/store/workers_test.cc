@@ -46,6 +46,7 @@ std::vector<Dispatch> Out(RunId run, const std::vector<std::string>& tasks, cons
 // Worker `name`'s supervisor holds a live lease (a claim needs one).
 void Live(Database& db, const std::string& name) {
   REQUIRE(db.RenewLease(name + "/supervisor", "supervisor", name, std::chrono::minutes(5)).ok());
+  REQUIRE(db.RenewWorker(name, std::vector<std::string>{"gpu"}, 8, std::chrono::minutes(5)).ok());
 }
 
 Rows Keys(const std::vector<Claimed>& claimed) {
@@ -163,7 +164,8 @@ TEST_CASE("claims running at once never take the same attempt nor more than the 
   CHECK(got[0] + got[1] + got[2] + got[3] == 7);
   CHECK(t.One("SELECT count(*) FROM attempts WHERE worker IS NOT NULL") == "7");
   CHECK(t.One("SELECT count(*) FROM worker_history WHERE kind = 'claim'") == "7");
-  CHECK(t.One("SELECT count(DISTINCT (run_id, task_id, attempt)) FROM worker_history") == "7");
+  CHECK(t.One("SELECT count(DISTINCT (run_id, task_id, attempt)) FROM worker_history WHERE kind = "
+              "'claim'") == "7");
 }
 
 TEST_CASE("a worker's end counts only while the attempt is still its own, and is recorded once") {
@@ -221,6 +223,55 @@ TEST_CASE("an attempt nobody claimed is taken back, and a claimed one is told to
   REQUIRE(later.ok());
   CHECK(later->empty());
   CHECK(t.One("SELECT lease_owner FROM attempts WHERE task_id = '" + other + "'") == "(withdrawn)");
+  // The claimed one: its supervisor's next renewal says to stop it, if the notification was
+  // missed.
+  auto renewal = db->RenewSupervisor("w1/supervisor", "w1", std::chrono::minutes(5),
+                                     std::vector<AttemptKey>{{run, mine, 1}});
+  REQUIRE(renewal.ok());
+  REQUIRE(renewal->second.size() == 1);
+  CHECK(renewal->second[0].key.task_id == mine);
+  CHECK(renewal->second[0].cause == "stop");
+}
+
+TEST_CASE("claims count a task's slots, skip runs being cancelled, and need a live supervisor") {
+  TestDatabase t;
+  auto db = t.Open();
+  REQUIRE(db->SetPools(kDaemon, {{"gpu", 3}}).ok());
+  const RunId run = Started(*db, {"big", "small", "tiny"});
+  const RunId cancelled = Started(*db, {"x"});
+  std::vector<Dispatch> out = Out(run, {"big"}, "gpu", 9, 2);
+  for (auto& d : Out(run, {"small", "tiny"}, "gpu")) out.push_back(d);
+  for (auto& d : Out(cancelled, {"x"}, "gpu", 99)) out.push_back(d);
+  REQUIRE(db->Dispatch(kLocal, out).ok());
+  REQUIRE(db->RequestCancel(cancelled, "admin", "no").ok());
+  // A worker whose supervisor has no lease claims nothing.
+  REQUIRE(db->RenewWorker("w1", std::vector<std::string>{"gpu"}, 8, std::chrono::minutes(5)).ok());
+  auto dead = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 8);
+  CHECK(dead.status().code() == ErrorCode::kConflict);
+  CHECK(t.One("SELECT count(*) FROM attempts WHERE worker IS NOT NULL") == "0");
+  Live(*db, "w1");
+  // One free slot on the worker: the 2-slot task is passed over, a 1-slot one taken.
+  auto one = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 1);
+  REQUIRE(one.ok());
+  CHECK(Keys(*one) == Rows{"small"});
+  // Then the pool has 2 of 3 left: the 2-slot task fits, the last one waits.
+  auto two = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 8);
+  REQUIRE(two.ok());
+  CHECK(Keys(*two) == Rows{"big"});
+  CHECK((*two)[0].slots == 2);
+  auto none = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 8);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  // What the worker holds, for a worker that restarts between a claim and its start.
+  auto held = db->ClaimedBy("w1/supervisor");
+  REQUIRE(held.ok());
+  CHECK(Keys(*held) == Rows{"small", "big"});
+  CHECK((*held)[1].launch == std::string("launch of big\0!", 15));
+  // A worker of the same name on another host holds the row now: this one claims nothing.
+  t.Rows("UPDATE daemons SET hostname = 'elsewhere' WHERE name = 'w1'");
+  t.Rows("UPDATE attempts SET state = 'success' WHERE task_id = 'small'");
+  auto twin = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 8);
+  CHECK(twin.status().code() == ErrorCode::kConflict);
 }
 
 TEST_CASE("a shipped log reads back by offset, whatever the chunks, and goes with its attempt") {
