@@ -8,6 +8,8 @@ namespace kiln {
 
 // Lower-case hex SHA-256 of `data`.
 std::string Sha256Hex(std::string_view data);
+// `bytes` as lowercase hex, two digits per byte.
+std::string LowerHex(std::string_view bytes);
 
 // SHA-256 over data given in pieces (a file read in blocks).
 class Sha256 {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/sha256.h"
 #include "common/text.h"
 #include "store/database.h"
 #include "store/outcome_json.h"
@@ -22,17 +23,6 @@ namespace {
 
 using json = nlohmann::json;
 using scheduler::AttemptKey;
-
-std::string Hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
 
 std::string KeyText(const AttemptKey& k) { return k.ToString(); }
 
@@ -100,7 +90,7 @@ Result<std::vector<AttemptKey>> Database::Dispatch(const std::string& from,
                     {"pool", SafeUtf8(d.pool)},
                     {"priority", d.priority},
                     {"slots", d.slots},
-                    {"launch", Hex(d.launch)}});
+                    {"launch", LowerHex(d.launch)}});
   }
   try {
     pqxx::work txn(impl_->conn, "dispatch");
