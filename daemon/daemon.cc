@@ -269,6 +269,8 @@ int Daemon::Run() {
   service_options.runs_dir = MakeSchedulerOptions(cfg_, name_).runs_dir;
   service_options.models_dir = data_dir_ / "models";
   service_options.champions = runtime_->champions;
+  auto leadership = std::make_shared<Leadership>(name_);
+  service_options.leadership = leadership;
   NotifierOptions notify;
   notify.database_url = url;
   notify.public_url = cfg_.public_url;
@@ -300,8 +302,10 @@ int Daemon::Run() {
     foreign_->Check(db, &runs);
   };
   hooks.on_health = [&service](bool healthy) { service.SetHealthy(healthy); };
-  keeper_ = std::make_unique<LeaseKeeper>(LeaseKeeperOptions{url, name_, cfg_.lease, true},
-                                          std::move(hooks));
+  hooks.on_leading = [&service](int64_t term) { service.OnLeading(term); };
+  hooks.on_pipelines = [&service](const std::string& what) { service.OnPipelinesNotified(what); };
+  keeper_ = std::make_unique<LeaseKeeper>(
+      LeaseKeeperOptions{url, name_, cfg_.lease, true, leadership}, std::move(hooks));
   if (Status s = keeper_->Start(); !s.ok()) {
     std::cerr << "kiln: " << s.message() << '\n';
     return 1;

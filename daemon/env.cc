@@ -96,9 +96,11 @@ class PgDaemonStore final : public DaemonStore {
   }
   Result<store::FireResult> FireSchedule(
       const std::string& pipeline, const std::string& version_hash, const std::string& source,
-      const std::function<store::FireDecision(const store::ScheduleState&)>& decide) override {
-    return pool_.With(
-        [&](Database& db) { return db.FireSchedule(pipeline, version_hash, source, decide); });
+      const std::function<store::FireDecision(const store::ScheduleState&)>& decide,
+      const std::optional<store::LeaderFence>& fence) override {
+    return pool_.With([&](Database& db) {
+      return db.FireSchedule(pipeline, version_hash, source, decide, fence);
+    });
   }
   Result<std::map<std::string, store::ScheduleState>> ScheduleStates() override {
     return pool_.Read([&](Database& db) { return db.ScheduleStates(); });

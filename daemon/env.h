@@ -59,7 +59,8 @@ class DaemonStore {
   virtual Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor) = 0;
   virtual Result<store::FireResult> FireSchedule(
       const std::string& pipeline, const std::string& version_hash, const std::string& source,
-      const std::function<store::FireDecision(const store::ScheduleState&)>& decide) = 0;
+      const std::function<store::FireDecision(const store::ScheduleState&)>& decide,
+      const std::optional<store::LeaderFence>& fence) = 0;
   virtual Result<std::map<std::string, store::ScheduleState>> ScheduleStates() = 0;
   virtual Result<std::pair<int64_t, int64_t>> CreateBackfill(
       const store::NewBackfill& backfill, std::span<const store::NewRun> runs) = 0;

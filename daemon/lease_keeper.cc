@@ -22,6 +22,10 @@ Status LeaseKeeper::Start() {
   auto renewed = (*db)->RenewLease(options_.name, "daemon", "", options_.lease);
   if (!renewed.ok()) return renewed.status();
   term_ = renewed->term;
+  // Before anything is scheduled: a daemon alone on its database leads from its first check.
+  if (options_.leadership && !Lead(**db)) {
+    return Status::Error(ErrorCode::kUnavailable, "the leader lease could not be read");
+  }
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -41,6 +45,13 @@ void LeaseKeeper::Stop(bool release) {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // The leader lease goes whatever is left to the next start: another daemon fires at once.
+  if (options_.leadership && options_.leadership->Term() >= 0) {
+    if (auto db = store::Database::Connect(options_.url); db.ok()) {
+      if (Status s = (*db)->ResignLead(options_.name); !s.ok()) log::Error(s.message());
+    }
+    options_.leadership->Set(-1);
+  }
   if (release && term_ >= 0) {
     if (auto db = store::Database::Connect(options_.url); db.ok()) {
       if (Status s = (*db)->ReleaseLease(options_.name); !s.ok()) log::Error(s.message());
@@ -63,17 +74,47 @@ bool LeaseKeeper::Renew(store::Database& db) {
     if (hooks_.on_lapsed) hooks_.on_lapsed();
   }
   if (!renewed->cancels.empty() && hooks_.on_cancels) hooks_.on_cancels(renewed->cancels);
-  if (options_.take_over) {
-    auto taken = db.TakeOverRuns(options_.name, 1000);
-    if (!taken.ok()) {
-      log::Error("lease: " + taken.message());
-      return false;
-    }
-    if ((!taken->taken.empty() || !taken->cancelled.empty()) && hooks_.on_taken) {
-      hooks_.on_taken(*taken);
-    }
-  }
+  if (options_.leadership && !Lead(db)) return false;
+  if (!TakeOver(db)) return false;
   if (hooks_.on_tick) hooks_.on_tick(db);
+  return true;
+}
+
+bool LeaseKeeper::Lead(store::Database& db) {
+  auto led = db.Lead(options_.name, options_.lease);
+  if (!led.ok()) {
+    log::Error("leader lease: " + led.message());
+    return false;
+  }
+  const int64_t term = led->value_or(-1);
+  if (!options_.leadership->Set(term)) return true;
+  if (term >= 0) {
+    log::Info("this daemon leads the daemons on its database (term " + std::to_string(term) +
+              "): it fires the schedules and takes over the runs of daemons that stopped");
+  } else {
+    log::Info("another daemon leads the daemons on this database: it fires the schedules");
+  }
+  if (hooks_.on_leading) hooks_.on_leading(term);
+  return true;
+}
+
+bool LeaseKeeper::TakeOver(store::Database& db) {
+  if (!options_.take_over) return true;
+  std::optional<store::LeaderFence> fence;
+  if (options_.leadership) {
+    fence = options_.leadership->Fence();
+    if (!fence) return true;  // the leader takes runs over
+  }
+  auto taken = db.TakeOverRuns(options_.name, 1000, fence);
+  if (!taken.ok()) {
+    // The term ended since it was read: the next renewal learns who leads.
+    if (taken.status().code() == ErrorCode::kConflict) return true;
+    log::Error("lease: " + taken.message());
+    return false;
+  }
+  if ((!taken->taken.empty() || !taken->cancelled.empty()) && hooks_.on_taken) {
+    hooks_.on_taken(*taken);
+  }
   return true;
 }
 
@@ -93,7 +134,10 @@ void LeaseKeeper::Loop() {
     }
     if (!db || !listener) {
       auto d = store::Database::Connect(options_.url);
-      auto l = store::EventListener::Connect(options_.url, {"kiln_commands", "kiln_outcomes"});
+      std::vector<std::string> channels = {"kiln_commands", "kiln_outcomes"};
+      if (options_.leadership) channels.push_back("kiln_leader");
+      if (hooks_.on_pipelines) channels.push_back("kiln_pipelines");
+      auto l = store::EventListener::Connect(options_.url, channels);
       if (d.ok() && l.ok()) {
         db = std::move(d).value();
         listener = std::move(l).value();
@@ -131,9 +175,14 @@ void LeaseKeeper::Loop() {
       continue;
     }
     bool outcomes = false;
+    bool resigned = false;
     std::set<RunId> runs;
     for (const store::Notification& n : listener->Take()) {
-      if (n.channel == "kiln_outcomes") {
+      if (n.channel == "kiln_leader") {
+        resigned = n.payload != options_.name;
+      } else if (n.channel == "kiln_pipelines") {
+        hooks_.on_pipelines(n.payload);
+      } else if (n.channel == "kiln_outcomes") {
         outcomes = true;
         for (size_t at = 0; at < n.payload.size();) {
           size_t comma = n.payload.find(',', at);
@@ -154,6 +203,13 @@ void LeaseKeeper::Loop() {
         } catch (const std::exception&) {
           log::Warn("lease: ignoring a command for run '" + n.payload + "'");
         }
+      }
+    }
+    // The leader stopped: one of the others takes the lease now, not at its next renewal.
+    if (resigned && options_.leadership->Term() < 0) {
+      if (!Lead(*db) || !TakeOver(*db)) {
+        db.reset();
+        continue;
       }
     }
     if (outcomes && hooks_.on_outcomes) {

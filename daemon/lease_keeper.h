@@ -9,9 +9,12 @@
 // thread (they post to the loop what touches the scheduler).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -24,11 +27,35 @@
 
 namespace kiln::daemon {
 
+// Whether this daemon leads the daemons on its database (docs/design.md, "Several daemons"): set
+// by its lease keeper, read by whoever fires schedules. Thread-safe.
+class Leadership {
+ public:
+  explicit Leadership(std::string holder) : holder_(std::move(holder)) {}
+  const std::string& holder() const { return holder_; }
+  // The fence of the term this daemon leads in; nullopt while it follows.
+  std::optional<store::LeaderFence> Fence() const {
+    const int64_t term = term_.load();
+    if (term < 0) return std::nullopt;
+    return store::LeaderFence{holder_, term};
+  }
+  int64_t Term() const { return term_.load(); }  // -1 while following
+  // Sets the term (-1: following); true when it changed.
+  bool Set(int64_t term) { return term_.exchange(term) != term; }
+
+ private:
+  const std::string holder_;
+  std::atomic<int64_t> term_{-1};
+};
+
 struct LeaseKeeperOptions {
   std::string url;
   std::string name;  // the daemon's (DaemonName) or a `kiln run`'s (ForegroundName)
   Duration lease = std::chrono::seconds(30);
   bool take_over = true;  // look for expired daemons' runs (a `kiln run` does not)
+  // Set: the keeper also keeps or takes the leader lease (same holder name) at each renewal, and
+  // takes runs over only while it leads. Null: it never leads (and takes over when take_over).
+  std::shared_ptr<Leadership> leadership;
 };
 
 struct LeaseKeeperHooks {
@@ -46,6 +73,11 @@ struct LeaseKeeperHooks {
   // On 'kiln_outcomes' notifications: the runs whose attempts' ends were recorded elsewhere
   // (every notification that came since the last call). Unset: on_tick.
   std::function<void(store::Database&, const std::set<RunId>&)> on_outcomes;
+  // The leader term changed (-1: another daemon leads now).
+  std::function<void(int64_t)> on_leading;
+  // A 'kiln_pipelines' notification: "pause <pipeline>" or "reload" (store::Database::SetPaused,
+  // AskReload). Unset: not listened to.
+  std::function<void(const std::string&)> on_pipelines;
   // Whether the last renewal worked (the database answers), each time it changes.
   std::function<void(bool)> on_health;
 };
@@ -71,6 +103,10 @@ class LeaseKeeper {
  private:
   void Loop();
   bool Renew(store::Database& db);
+  // Keeps or takes the leader lease; false when the database did not answer.
+  bool Lead(store::Database& db);
+  // Takes the runs of expired daemons over (only while leading, when there is a leadership).
+  bool TakeOver(store::Database& db);
 
   LeaseKeeperOptions options_;
   LeaseKeeperHooks hooks_;

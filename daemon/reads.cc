@@ -164,7 +164,9 @@ Status DaemonService::Ready() {
 }
 
 scheduler::MetricsSnapshot DaemonService::Metrics() {
-  return OnLoop([this] { return sched_.Metrics(); });
+  scheduler::MetricsSnapshot m = OnLoop([this] { return sched_.Metrics(); });
+  m.leader_term = options_.leadership ? options_.leadership->Term() : 0;
+  return m;
 }
 
 }  // namespace kiln::daemon

@@ -45,13 +45,17 @@ std::optional<Instant> DaemonService::CheckPipeline(const std::string& name, Ins
     if (first) first_pending_.insert(name);
   }
   std::optional<Instant> next;
-  if (pipeline->schedule && !paused) {
-    auto cursor = Fire(name, pipeline, live_since, schedule_since, now);
-    if (!cursor) {
-      next = now + kRetryAfterError;
-    } else {
+  // Only the leader fires; the others look again when they come to lead (OnLeading).
+  std::optional<store::LeaderFence> fence;
+  if (options_.leadership) fence = options_.leadership->Fence();
+  const bool leads = !options_.leadership || fence.has_value();
+  if (pipeline->schedule && !paused && leads) {
+    auto cursor = Fire(name, pipeline, live_since, schedule_since, now, fence);
+    if (cursor.ok()) {
       // Never before the cursor: a clock stepped back waits for the fires it has not seen yet.
       next = dag::NextFire(*pipeline->schedule, std::max(now, *cursor));
+    } else if (cursor.status().code() != ErrorCode::kConflict) {
+      next = now + kRetryAfterError;
     }
   }
   if (!paused) {
@@ -82,20 +86,21 @@ std::string DaemonService::FirstChecksLine() const {
          " fires skipped";
 }
 
-std::optional<Instant> DaemonService::Fire(const std::string& name,
-                                           const dag::PipelinePtr& pipeline, Instant live_since,
-                                           std::optional<Instant> schedule_since, Instant now) {
+Result<Instant> DaemonService::Fire(const std::string& name, const dag::PipelinePtr& pipeline,
+                                    Instant live_since, std::optional<Instant> schedule_since,
+                                    Instant now, const std::optional<store::LeaderFence>& fence) {
   const dag::PipelineSpec& spec = pipeline->spec;
   auto params = dag::ResolveParams(spec, {});
   if (!params.ok()) {
     log::Error(name + ": schedule: " + params.message());
-    return std::nullopt;
+    return params.status();
   }
   std::vector<RunId> cancel;
   std::optional<Instant> cursor;
   int64_t skipped = 0;
   auto fired = store_.FireSchedule(
-      name, spec.content_hash, spec.source, [&](const store::ScheduleState& state) {
+      name, spec.content_hash, spec.source,
+      [&](const store::ScheduleState& state) {
         store::FireDecision d;
         cursor = state.cursor;
         // Paused through the API of another daemon on the same database.
@@ -141,10 +146,15 @@ std::optional<Instant> DaemonService::Fire(const std::string& name,
         cancel.assign(state.active.begin(),
                       state.active.begin() + static_cast<std::ptrdiff_t>(overlap.cancel_oldest));
         return d;
-      });
+      },
+      fence);
   if (!fired.ok()) {
-    log::Error(name + ": schedule: " + fired.message());
-    return std::nullopt;
+    if (fired.status().code() == ErrorCode::kConflict) {
+      log::Info(name + ": schedule: " + fired.message());
+    } else {
+      log::Error(name + ": schedule: " + fired.message());
+    }
+    return fired.status();
   }
   for (RunId id : cancel) {
     Status s = Cancel(id, "schedule",
@@ -164,6 +174,66 @@ std::optional<Instant> DaemonService::Fire(const std::string& name,
     if (current) waiting_[name].push_back(run.id);
   }
   return cursor.value_or(now);
+}
+
+void DaemonService::OnLeading(int64_t term) {
+  if (term < 0) return;
+  std::vector<std::string> scheduled;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, known] : pipelines_) {
+      if (known.entry.pipeline && known.entry.pipeline->schedule) scheduled.push_back(name);
+    }
+  }
+  // Fires due while no daemon led are on time (after live_since): they run now.
+  for (const std::string& name : scheduled) timer_.Touch(name);
+}
+
+void DaemonService::OnPipelinesNotified(const std::string& payload) {
+  if (payload == "reload") {
+    timer_.Post([this] {
+      std::set<std::string> files;
+      {
+        std::lock_guard lock(mu_);
+        if (pipelines_dir_.empty()) return;
+        for (const auto& [file, name] : files_) files.insert(file);
+      }
+      log::Info("reloading the pipelines folder: asked through the database");
+      Reload(files, /*rescan=*/true);
+    });
+  } else if (payload.rfind("pause ", 0) == 0) {
+    timer_.Post([this, name = payload.substr(6)] { ApplyRecordedPause(name); });
+  }
+}
+
+void DaemonService::ApplyRecordedPause(const std::string& name) {
+  std::unique_lock pause_lock(pause_mu_);
+  auto recorded = store_.PausedPipelines();
+  if (!recorded.ok()) {
+    log::Error("reading the pause state of '" + name + "': " + recorded.message());
+    return;
+  }
+  dag::PipelinePtr pipeline;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pipelines_.find(name);
+    if (it == pipelines_.end() || stopping_) return;
+    Known& known = it->second;
+    auto r = recorded->find(name);
+    const bool paused = r != recorded->end()
+                            ? r->second
+                            : (known.entry.pipeline && known.entry.pipeline->spec.paused);
+    if (paused == known.paused) return;  // this daemon's own change, or nothing new
+    // Fires while it was paused were missed: they follow the catchup policy.
+    if (!paused) known.live_since = Now();
+    known.paused = paused;
+    if (!paused) pipeline = known.entry.pipeline;
+    log::Info(name + (paused ? ": paused" : ": unpaused") + " through another daemon");
+  }
+  if (!pipeline) return;
+  // As an unpause through this daemon: the runs that waited start, the schedule is looked at.
+  if (Status s = StartQueued(name, pipeline, /*wait=*/false); !s.ok()) log::Error(s.message());
+  timer_.Touch(name);
 }
 
 void DaemonService::StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline) {

@@ -20,6 +20,7 @@
 #include "config/pipeline_loader.h"
 #include "daemon/env.h"
 #include "daemon/fire_timer.h"
+#include "daemon/lease_keeper.h"
 #include "daemon/models.h"
 #include "daemon/notifier.h"
 #include "daemon/pipeline_watcher.h"
@@ -52,6 +53,9 @@ struct DaemonServiceOptions {
   std::shared_ptr<ChampionCache> champions;
   // Told about run ends, retries and new runs (daemon/notifier.h); none when null.
   Notifier* notifier = nullptr;
+  // Whether this daemon leads the daemons on its database (set by its lease keeper): only the
+  // leader fires schedules, each fire fenced by its term. Null: it fires, unfenced (tests).
+  std::shared_ptr<Leadership> leadership;
 };
 
 // Also the scheduler's observer (run ends start waiting runs and completion triggers): register
@@ -186,6 +190,11 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // The lease keeper's hooks (daemon/lease_keeper.h), on its thread.
   void OnTaken(const store::Takeover& taken);
   void OnLapsed();
+  // The leader term changed (-1: another daemon leads): a new leader checks every schedule now.
+  void OnLeading(int64_t term);
+  // A 'kiln_pipelines' notification (LeaseKeeperHooks::on_pipelines): "pause <name>" applies the
+  // pause state another daemon (or this one) recorded; "reload" reads the folder again.
+  void OnPipelinesNotified(const std::string& payload);
   void OnCancelRequested(RunId run, const std::string& reason);
   // Whether the daemon can make progress: the database answers its lease renewals.
   void SetHealthy(bool healthy);
@@ -273,10 +282,13 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::optional<Instant> CheckPipeline(const std::string& name, Instant now);
   // The line of StartSchedules. With mu_ held (print it without).
   std::string FirstChecksLine() const;
-  // Fires the schedule; returns the cursor afterwards.
-  std::optional<Instant> Fire(const std::string& name, const dag::PipelinePtr& pipeline,
-                              Instant live_since, std::optional<Instant> schedule_since,
-                              Instant now);
+  // Fires the schedule, fenced by `fence` (the leader's term) when set; returns the cursor
+  // afterwards, kConflict when the term is over.
+  Result<Instant> Fire(const std::string& name, const dag::PipelinePtr& pipeline,
+                       Instant live_since, std::optional<Instant> schedule_since, Instant now,
+                       const std::optional<store::LeaderFence>& fence);
+  // Applies the pause state of `name` recorded in the database (on the fire timer's thread).
+  void ApplyRecordedPause(const std::string& name);
   // Starts the pipeline's waiting scheduled runs, oldest first, while fewer than its
   // max_active_runs runs are active here.
   void StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline);

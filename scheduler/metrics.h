@@ -52,6 +52,7 @@ struct MetricsSnapshot {
   uint64_t commits_failed = 0;    // batch commits that failed and were tried again
   uint64_t updates_refused = 0;   // updates the store fenced or rejected
   uint64_t runs_released = 0;     // runs let go of because another daemon drives them now
+  int64_t leader_term = -1;       // the term this daemon leads in; -1 while another leads
 };
 
 }  // namespace kiln::scheduler

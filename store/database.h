@@ -208,6 +208,22 @@ struct ActiveRun {
   std::optional<std::string> cancel_reason;  // a cancel was requested
 };
 
+// The leader lease a schedule fire or a takeover is fenced by: it commits only while `holder`
+// holds the leader lease (table `leader`) in `term` and that lease has not expired.
+struct LeaderFence {
+  std::string holder;
+  int64_t term = 0;
+};
+
+// The leader lease as the database has it (Database::Leader).
+struct LeaderState {
+  std::string holder;
+  int64_t term = 0;
+  Instant since{};       // when this term began
+  Instant expires_at{};  // on the database's clock
+  bool live = false;     // expires_at is still ahead of the database's clock
+};
+
 // What TakeOverRuns did.
 struct Takeover {
   std::vector<RunId> taken;      // now driven by the caller
@@ -337,9 +353,12 @@ class Database {
   // Two daemons checking one pipeline take turns on the row: the second sees the cursor the
   // first moved. Nothing is written when the decision is empty.
   // `version_hash` and `source` are the pipeline version the decided runs use (recorded first).
+  // With `fence`, nothing is written unless the fence holds when the pipeline's row is locked:
+  // kConflict "... is not the leader ...".
   Result<FireResult> FireSchedule(const std::string& pipeline, const std::string& version_hash,
                                   const std::string& source,
-                                  const std::function<FireDecision(const ScheduleState&)>& decide);
+                                  const std::function<FireDecision(const ScheduleState&)>& decide,
+                                  const std::optional<LeaderFence>& fence = std::nullopt);
   // Cursor, skipped count and pause state of every pipeline that has a row (`active` empty).
   Result<std::map<std::string, ScheduleState>> ScheduleStates();
 
@@ -459,8 +478,12 @@ class Database {
   Result<std::map<std::string, bool>> PausedPipelines();
   // Records the pause state of `pipeline` (whether or not it changes) and appends a
   // 'pipeline_paused' or 'pipeline_unpaused' event (no run) naming `actor`. Does not check that
-  // the pipeline exists.
+  // the pipeline exists. Notifies 'kiln_pipelines' with "pause <pipeline>" on commit, so that
+  // every daemon on the database applies it.
   Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor);
+  // Asks every daemon on the database to read its pipelines folder again ('kiln_pipelines',
+  // "reload"), the one calling included.
+  Status AskReload();
 
   // Appends one event of `kind` about a pipeline, with no run (e.g. "pipeline_reloaded");
   // `detail_json` must be a JSON object.
@@ -548,7 +571,22 @@ class Database {
   // the term of each expired lease grows. Runs of `kiln run` (trigger "cli") are not taken: their
   // foreground process is gone, so they end cancelled like CancelOrphanedRun does. Daemons taking
   // over at the same time skip each other's rows (SKIP LOCKED). At most `limit` runs per call.
-  Result<Takeover> TakeOverRuns(const std::string& owner, int limit);
+  // With `fence` (the leader's), nothing is taken unless it holds: kConflict.
+  Result<Takeover> TakeOverRuns(const std::string& owner, int limit,
+                                const std::optional<LeaderFence>& fence = std::nullopt);
+
+  // The leader lease (docs/design.md, "Several daemons"), in one statement: `holder` keeps it when
+  // it holds it and it has not expired, or takes it when it has expired (or was never taken),
+  // moving it to now + `lease` on the database's clock. The term stays while `holder` keeps the
+  // lease and grows by one each time it is taken (a lapsed holder taking it back included); each
+  // term is recorded in `leader_terms`. Returns the term when `holder` leads, nullopt while
+  // another holder's lease is live.
+  Result<std::optional<int64_t>> Lead(const std::string& holder, Duration lease);
+  // Ends `holder`'s leader lease now (a daemon that stops) and tells the other daemons
+  // ('kiln_leader'), so that one of them takes it at once. Nothing when `holder` does not lead.
+  Status ResignLead(const std::string& holder);
+  // The leader lease as it stands; nullopt when no daemon ever led.
+  Result<std::optional<LeaderState>> Leader();
   // Where the given open attempts stand now: as OpenAttempt, plus whether the task row still has
   // that attempt running (false: it ended or moved on; the attempt is of no interest any more).
   struct AttemptStatus {

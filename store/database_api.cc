@@ -5,6 +5,7 @@
 // are rare; serializing them whole costs nothing that matters.
 #include <nlohmann/json.hpp>
 
+#include "common/text.h"
 #include "store/database.h"
 #include "store/pq_internal.h"
 
@@ -153,10 +154,22 @@ Status Database::SetPaused(const std::string& pipeline, bool paused, std::string
     pqxx::work txn(impl_->conn, "set_paused");
     LockEventOrder(txn);
     txn.exec_prepared("kiln_set_paused", pipeline, paused, std::string(actor));
+    // Every daemon on the database applies it at once (on this commit).
+    txn.exec_params("SELECT pg_notify('kiln_pipelines', $1)", "pause " + SafeUtf8(pipeline));
     txn.commit();
     return Status::Ok();
   } catch (const std::exception& e) {
     return DbError(what, e);
+  }
+}
+
+Status Database::AskReload() {
+  try {
+    pqxx::nontransaction txn(impl_->conn, "ask_reload");
+    txn.exec("SELECT pg_notify('kiln_pipelines', 'reload')");
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("asking the daemons to reload their pipelines", e);
   }
 }
 

@@ -257,7 +257,8 @@ Result<std::vector<ActiveRun>> Database::ActiveRuns(std::span<const RunId> runs)
   }
 }
 
-Result<Takeover> Database::TakeOverRuns(const std::string& owner, int limit) {
+Result<Takeover> Database::TakeOverRuns(const std::string& owner, int limit,
+                                        const std::optional<LeaderFence>& fence) {
   const std::string what = "taking over runs of expired daemons";
   try {
     Takeover out;
@@ -268,6 +269,9 @@ Result<Takeover> Database::TakeOverRuns(const std::string& owner, int limit) {
     }
     pqxx::work txn(impl_->conn, "take_over_runs");
     LockEventOrder(txn);
+    if (fence) {
+      if (Status s = CheckLeaderFence(txn, *fence); !s.ok()) return s;
+    }
     std::vector<std::string> expired;
     for (const pqxx::row& row : txn.exec_prepared("kiln_expired_owners", owner)) {
       expired.push_back(row[0].as<std::string>());

@@ -31,7 +31,8 @@ VALUES (now(), $1, $2, $3, $4::jsonb))sql";
 
 Result<FireResult> Database::FireSchedule(
     const std::string& pipeline, const std::string& version_hash, const std::string& source,
-    const std::function<FireDecision(const ScheduleState&)>& decide) {
+    const std::function<FireDecision(const ScheduleState&)>& decide,
+    const std::optional<LeaderFence>& fence) {
   const std::string what = "checking the schedule of '" + pipeline + "'";
   try {
     pqxx::work txn(impl_->conn, "fire_schedule");
@@ -43,6 +44,11 @@ Result<FireResult> Database::FireSchedule(
     LockEventOrder(txn);
     txn.exec_params(kEnsurePipeline, pipeline);
     pqxx::result row = txn.exec_params(kLockSchedule, pipeline);
+    // After the row lock: a leader that takes over from this one waits for this fire, then
+    // reads the cursor it moved.
+    if (fence) {
+      if (Status s = CheckLeaderFence(txn, *fence); !s.ok()) return s;
+    }
     FireResult result;
     ScheduleState& state = result.before;
     if (!row[0][0].is_null()) state.cursor = InstantFromMs(row[0][0].as<int64_t>());

@@ -402,6 +402,27 @@ ALTER TABLE daemons ADD COLUMN pools text[];
 ALTER TABLE daemons ADD COLUMN slots int;
 )sql";
 
+// Migration 13, the leader of the daemons on one database:
+// - leader: one row, the leader lease. The daemon named `holder` fires schedules and takes over
+//   the runs of daemons whose lease expired while expires_at is ahead of the database's clock;
+//   `term` grows each time the lease changes hands or is taken again after it lapsed, and every
+//   fire and takeover commits only while its term is still the live one.
+// - leader_terms: one row per term, when it began and who held it (for operators and tests).
+constexpr std::string_view kLeaderSchema = R"sql(
+CREATE TABLE leader (
+  id         boolean PRIMARY KEY DEFAULT true CHECK (id),
+  holder     text NOT NULL,
+  term       bigint NOT NULL,
+  since      timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+CREATE TABLE leader_terms (
+  term     bigint PRIMARY KEY,
+  holder   text NOT NULL,
+  began_at timestamptz NOT NULL
+);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -415,6 +436,7 @@ constexpr Migration kMigrations[] = {
     {10, "notifications", kNotifySchema},
     {11, "for_each instances", kForEachSchema},
     {12, "remote workers", kWorkerSchema},
+    {13, "the leader of the daemons", kLeaderSchema},
 };
 
 }  // namespace

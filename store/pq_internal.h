@@ -60,6 +60,10 @@ Status DbError(std::string_view what, const std::exception& e);
 // where the URL does not set them (store/database.cc).
 std::string WithConnectTimeout(const std::string& url);
 
+// Ok while `fence.holder` holds the leader lease in `fence.term` and it has not expired, on the
+// database's clock at `txn`'s start; kConflict otherwise (store/database_leader.cc).
+Status CheckLeaderFence(pqxx::transaction_base& txn, const LeaderFence& fence);
+
 // SQL expression giving a timestamptz column as epoch milliseconds (int8).
 std::string EpochMs(std::string_view column);
 

@@ -51,7 +51,7 @@ void Labelled(std::string& out, std::string_view name, std::string_view type, st
   }
 }
 
-void Gauge(std::string& out, std::string_view name, std::string_view help, uint64_t value) {
+void Gauge(std::string& out, std::string_view name, std::string_view help, int64_t value) {
   Header(out, name, "gauge", help);
   out.append(name).append(" ").append(std::to_string(value)).append("\n");
 }
@@ -95,8 +95,9 @@ std::string RenderMetrics(const scheduler::MetricsSnapshot& m) {
            "pool", m.pools, [](const scheduler::PoolFigures& p) { return p.in_use; });
   Labelled(out, "kiln_pool_tasks_waiting", "gauge", "Ready tasks waiting for slots, by pool.",
            "pool", m.pools, [](const scheduler::PoolFigures& p) { return p.waiting; });
-  Gauge(out, "kiln_active_runs", "Runs that have not ended.", m.active_runs);
-  Gauge(out, "kiln_running_attempts", "Task attempts running now.", m.running_attempts);
+  Gauge(out, "kiln_active_runs", "Runs that have not ended.", static_cast<int64_t>(m.active_runs));
+  Gauge(out, "kiln_running_attempts", "Task attempts running now.",
+        static_cast<int64_t>(m.running_attempts));
   Counter(out, "kiln_attempts_adopted_total",
           "Running attempts taken over at a restart or from another daemon.", m.attempts_adopted);
   Counter(out, "kiln_attempts_lost_total",
@@ -110,6 +111,10 @@ std::string RenderMetrics(const scheduler::MetricsSnapshot& m) {
           "Runs let go of because another daemon drives them now (or they changed in the "
           "database and were read again).",
           m.runs_released);
+  Gauge(out, "kiln_leader", "1 while this daemon leads the daemons on its database.",
+        m.leader_term >= 0 ? 1 : 0);
+  Gauge(out, "kiln_leader_term", "The term this daemon leads in (-1 while another leads).",
+        m.leader_term);
   return out;
 }
 

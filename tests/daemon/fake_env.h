@@ -47,6 +47,9 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
   std::map<int64_t, scheduler::BackfillRecord> backfills;
   std::map<std::pair<std::string, std::string>, std::string> versions;
   bool down = false;  // every call fails as if the database were away
+  // The live leader lease: a fenced FireSchedule commits only under it (kConflict otherwise).
+  std::optional<store::LeaderFence> leader;
+  int fences_refused = 0;
   mutable std::recursive_mutex mu;
 
   std::string State(int64_t id) {
@@ -263,9 +266,14 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
   }
   Result<store::FireResult> FireSchedule(
       const std::string& pipeline, const std::string&, const std::string&,
-      const std::function<store::FireDecision(const store::ScheduleState&)>& decide) override {
+      const std::function<store::FireDecision(const store::ScheduleState&)>& decide,
+      const std::optional<store::LeaderFence>& fence) override {
     std::lock_guard lock(mu);
     if (down) return Down();
+    if (fence && (!leader || leader->holder != fence->holder || leader->term != fence->term)) {
+      ++fences_refused;
+      return Status::Error(ErrorCode::kConflict, "not the leader");
+    }
     store::FireResult result;
     result.before = schedules[pipeline];
     result.before.active.clear();
@@ -638,7 +646,9 @@ class FixedClock final : public scheduler::Clock {
 // A DaemonService on the fakes, its scheduler's loop on a thread of its own.
 struct Harness {
   // Pipelines by file name (under /p) and text.
-  explicit Harness(std::map<std::string, std::string> pipelines) {
+  // `leadership`: the daemon's (DaemonServiceOptions::leadership); none: it fires unfenced.
+  explicit Harness(std::map<std::string, std::string> pipelines,
+                   std::shared_ptr<daemon::Leadership> leadership = nullptr) {
     scheduler::SchedulerOptions so;
     so.pools = {{"default", 4}};
     so.max_parallel_tasks = 4;
@@ -651,6 +661,7 @@ struct Harness {
     daemon::DaemonServiceOptions o;
     o.logs_dir = "/data/logs";
     o.owner = kOwner;
+    o.leadership = std::move(leadership);
     service = std::make_unique<daemon::DaemonService>(
         io, *sched, daemon::DaemonEnv{&db, &events, &files, &clock}, o);
     sched->SetObserver(service.get());

@@ -132,6 +132,53 @@ TEST_CASE("a schedule's check fires what is due once, catching up as its policy 
   h.Until([&] { return h.runner.running.size() == 3; });
 }
 
+TEST_CASE("only the leader fires, each fire fenced by its term, and a new leader misses nothing") {
+  const std::string minutely =
+      "schedule = \"* * * * *\"\ncatchup = \"none\"\n"
+      "max_active_runs = 5\n";
+  auto leadership = std::make_shared<daemon::Leadership>(kOwner);
+  Harness h({{"s.toml", TwoTasks("s", minutely)}}, leadership);
+  const Instant t0 = h.clock.now;
+  auto runs = [&] {
+    std::lock_guard lock(h.db.mu);
+    std::vector<Instant> out;
+    for (const auto& [id, row] : h.db.runs) out.push_back(row.run.logical_date);
+    return out;
+  };
+  // Following: the check fires nothing and does not ask to be looked at again.
+  CHECK_FALSE(h.service->CheckSchedule("s", t0 + std::chrono::minutes(1)).has_value());
+  CHECK(runs().empty());
+  // Leading in term 4: the first check starts the cursor, the next fires.
+  leadership->Set(4);
+  {
+    std::lock_guard lock(h.db.mu);
+    h.db.leader = store::LeaderFence{kOwner, 4};
+  }
+  h.service->CheckSchedule("s", t0);
+  CHECK(h.service->CheckSchedule("s", t0 + std::chrono::minutes(1)) ==
+        t0 + std::chrono::minutes(2));
+  CHECK(runs() == std::vector<Instant>{t0 + std::chrono::minutes(1)});
+  // The lease went to another daemon while this one did not know yet: its fire is refused whole
+  // and it waits to be told.
+  {
+    std::lock_guard lock(h.db.mu);
+    h.db.leader = store::LeaderFence{"other:/data", 5};
+  }
+  CHECK_FALSE(h.service->CheckSchedule("s", t0 + std::chrono::minutes(2)).has_value());
+  CHECK(runs().size() == 1);
+  CHECK(h.db.fences_refused == 1);
+  // Back as the leader in term 6 (the other did not fire meanwhile): the fires since the cursor
+  // are on time, catchup = "none" notwithstanding, since this daemon watched all along.
+  leadership->Set(6);
+  {
+    std::lock_guard lock(h.db.mu);
+    h.db.leader = store::LeaderFence{kOwner, 6};
+  }
+  h.service->CheckSchedule("s", t0 + std::chrono::minutes(4));
+  CHECK(runs() == std::vector<Instant>{t0 + std::chrono::minutes(1), t0 + std::chrono::minutes(2),
+                                       t0 + std::chrono::minutes(3), t0 + std::chrono::minutes(4)});
+}
+
 TEST_CASE(
     "a changed file takes effect, a broken edit keeps the last good version, a deleted one goes") {
   Harness h({{"p.toml", TwoTasks("p")}});

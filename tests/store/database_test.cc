@@ -13,21 +13,28 @@ TEST_CASE("migrations create the schema once") {
   REQUIRE(db.ok());
   REQUIRE((*db)->Migrate().ok());
   CHECK(t.Rows("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1") ==
-        Rows{"artifacts", "attempts", "backfills", "cache_invalidations", "daemons", "events",
-             "log_chunks", "model_promotions", "model_versions", "models", "notifications",
-             "pipeline_versions", "pipelines", "pools", "runs", "schema_migrations",
+        Rows{"artifacts",      "attempts",
+             "backfills",      "cache_invalidations",
+             "daemons",        "events",
+             "leader",         "leader_terms",
+             "log_chunks",     "model_promotions",
+             "model_versions", "models",
+             "notifications",  "pipeline_versions",
+             "pipelines",      "pools",
+             "runs",           "schema_migrations",
              "task_instances", "worker_history"});
   CHECK(t.Rows("SELECT version, name FROM schema_migrations ORDER BY 1") ==
         Rows{"1|initial schema", "2|api: event pipelines, pause state",
              "3|schedules: fire cursors, skipped fires, completion triggers", "4|backfills",
              "5|leases, recovery and retention", "6|results of attempts, artifacts",
              "7|model registry", "8|approvals: the waiting state", "9|result cache",
-             "10|notifications", "11|for_each instances", "12|remote workers"});
+             "10|notifications", "11|for_each instances", "12|remote workers",
+             "13|the leader of the daemons"});
   CHECK(t.One("SELECT count(*) FROM pg_indexes WHERE indexname = 'task_instances_active' AND "
               "indexdef LIKE '%WHERE (state = ANY%'") == "1");
 
   REQUIRE((*db)->Migrate().ok());
-  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "12");
+  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "13");
 }
 
 TEST_CASE("concurrent migrations from two connections both succeed") {
@@ -44,7 +51,7 @@ TEST_CASE("concurrent migrations from two connections both succeed") {
   CHECK(sa.message() == "");
   CHECK(sb.message() == "");
   CHECK(t.Rows("SELECT version FROM schema_migrations ORDER BY 1") ==
-        Rows{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"});
+        Rows{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13"});
 }
 
 TEST_CASE("a schema newer than this kiln is refused") {
@@ -54,7 +61,7 @@ TEST_CASE("a schema newer than this kiln is refused") {
   Status s = db->Migrate();
   CHECK(s.code() == ErrorCode::kConflict);
   CHECK(s.message() ==
-        "database: schema version 99 is newer than this kiln knows (12); upgrade kiln or point it "
+        "database: schema version 99 is newer than this kiln knows (13); upgrade kiln or point it "
         "at another database");
 }
 
