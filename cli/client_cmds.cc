@@ -1,5 +1,5 @@
-// The client subcommands: trigger, runs, show, logs, cancel, retry, pause, unpause. Each talks to a
-// daemon over the v1 API; errors from the server are shown as one line.
+// The client subcommands: trigger, runs, show, logs, cancel, retry, pause, unpause, reload. Each
+// talks to a daemon over the v1 API; errors from the server are shown as one line.
 #include "cli/client_cmds.h"
 
 #include <unistd.h>
@@ -252,6 +252,20 @@ int ClientPause(const ClientOptions& options, const std::string& pipeline, bool 
     PrintJson(*result);
   } else {
     std::printf("pipeline %s: %s\n", pipeline.c_str(), pause ? "paused" : "unpaused");
+  }
+  return 0;
+}
+
+int ClientReload(const ClientOptions& options) {
+  int code = 0;
+  auto client = Connect(options, &code);
+  if (!client) return code;
+  auto result = client->Post("/api/v1/reload", json::object());
+  if (!result.ok()) return Fail(result.status());
+  if (options.output == "json") {
+    PrintJson(*result);
+  } else {
+    std::printf("reload asked of every daemon on the database\n");
   }
   return 0;
 }

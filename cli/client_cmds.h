@@ -45,6 +45,8 @@ struct RetryOptions {
 int ClientRetry(const ClientOptions& options, const RetryOptions& retry);
 
 int ClientPause(const ClientOptions& options, const std::string& pipeline, bool pause);
+// `kiln reload`: every daemon on the database reads its pipelines folder again.
+int ClientReload(const ClientOptions& options);
 
 struct BackfillOptions {
   std::string pipeline;

@@ -148,6 +148,8 @@ int main(int argc, char** argv) {
   pause_cmd->add_option("pipeline", pipeline_name, "Pipeline name")->required();
   auto* unpause_cmd = add_client(app.add_subcommand("unpause", "Resume a paused pipeline"));
   unpause_cmd->add_option("pipeline", pipeline_name, "Pipeline name")->required();
+  auto* reload_cmd = add_client(app.add_subcommand(
+      "reload", "Have every daemon on the database read its pipelines folder again"));
 
   kiln::cli::BackfillOptions backfill;
   auto* backfill_cmd = add_client(app.add_subcommand(
@@ -257,6 +259,7 @@ int main(int argc, char** argv) {
   if (*backfill_cmd) return kiln::cli::ClientBackfill(client, backfill);
   if (*pause_cmd) return kiln::cli::ClientPause(client, pipeline_name, true);
   if (*unpause_cmd) return kiln::cli::ClientPause(client, pipeline_name, false);
+  if (*reload_cmd) return kiln::cli::ClientReload(client);
   if (*lineage_cmd) return kiln::cli::ClientLineage(client, lineage);
   if (*metrics_cmd) return kiln::cli::ClientMetrics(client, metrics);
   if (*promote_cmd) models.action = "promote";

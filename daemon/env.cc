@@ -94,6 +94,9 @@ class PgDaemonStore final : public DaemonStore {
   Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor) override {
     return pool_.With([&](Database& db) { return db.SetPaused(pipeline, paused, actor); });
   }
+  Status AskReload() override {
+    return pool_.With([&](Database& db) { return db.AskReload(); });
+  }
   Result<store::FireResult> FireSchedule(
       const std::string& pipeline, const std::string& version_hash, const std::string& source,
       const std::function<store::FireDecision(const store::ScheduleState&)>& decide,

@@ -236,6 +236,16 @@ Status DaemonService::SetPaused(const std::string& name, bool paused, const std:
   return started;
 }
 
+Status DaemonService::ReloadPipelines(const std::string& actor) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return Refuse();
+  }
+  log::Info("reload of the pipelines folders asked by " + actor);
+  // Every daemon, this one included, reloads on the notification.
+  return store_.AskReload();
+}
+
 Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePtr& pipeline,
                                   bool wait) {
   auto queued = store_.QueuedRuns(name);

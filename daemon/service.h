@@ -119,6 +119,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::vector<scheduler::PipelineInfo> ListPipelines() override;
   Result<scheduler::PipelineInfo> GetPipeline(const std::string& name) override;
   Status SetPaused(const std::string& name, bool paused, const std::string& actor) override;
+  Status ReloadPipelines(const std::string& actor) override;
   Result<scheduler::TriggerResult> Trigger(const scheduler::TriggerRequest& request) override;
   Result<scheduler::RunPage> ListRuns(const scheduler::RunFilter& filter) override;
   Result<scheduler::RunRecord> GetRun(RunId id) override;

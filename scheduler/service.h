@@ -128,6 +128,10 @@ class Service {
   virtual Result<PipelineInfo> GetPipeline(const std::string& name) = 0;
   // kNotFound for an unknown pipeline. Unpausing starts the runs that waited while paused.
   virtual Status SetPaused(const std::string& name, bool paused, const std::string& actor) = 0;
+  // Asks every daemon on the database, this one included, to read its pipelines folder again:
+  // for changes its watch does not see (a file behind a symbolic link, a network share).
+  // kUnavailable when the database does not answer.
+  virtual Status ReloadPipelines(const std::string& actor) = 0;
 
   // Creates a run durably and hands it to the scheduler (a paused pipeline's run waits, queued,
   // until it is unpaused). Errors: kNotFound (no such pipeline), kInvalidArgument (params),

@@ -56,6 +56,14 @@ void InvalidateCache(Call& call) {
            {{"pipeline", name}, {"task", task ? json(*task) : json()}, {"invalidated", *count}});
 }
 
+// POST /api/v1/reload: every daemon on the database reads its pipelines folder again.
+void Reload(Call& call) {
+  if (!AcceptQuery(call, {}) || !ReadObject(call, {})) return;
+  Status asked = call.ctx.service.ReloadPipelines(call.actor());
+  if (!asked.ok()) return SendStatus(call.res, asked);
+  SendJson(call.res, 202, {{"reload", "asked of every daemon on the database"}});
+}
+
 void Pause(Call& call) { SetPaused(call, true); }
 void Unpause(Call& call) { SetPaused(call, false); }
 
@@ -134,6 +142,7 @@ std::vector<Route> PipelineRoutes() {
       {"GET", "/api/v1/pipelines", Role::kViewer, ListPipelines},
       {"GET", "/api/v1/pipelines/{name}", Role::kViewer, GetPipeline},
       {"POST", "/api/v1/pipelines/{name}/pause", Role::kOperator, Pause},
+      {"POST", "/api/v1/reload", Role::kOperator, Reload},
       {"POST", "/api/v1/pipelines/{name}/cache/invalidate", Role::kOperator, InvalidateCache},
       {"POST", "/api/v1/pipelines/{name}/unpause", Role::kOperator, Unpause},
       {"POST", "/api/v1/pipelines/{name}/runs", Role::kOperator, Trigger},

@@ -149,3 +149,36 @@ TEST_CASE("pause through the leader and unpause through another daemon: the lead
   CHECK(Count("select count(*) from runs where pipeline = '" + name +
               "' and state not in ('success', 'cancelled')") == 0);
 }
+
+TEST_CASE("a reload asked through one daemon reads every daemon's folder again") {
+  TempDir a_dir, b_dir, outside;
+  const std::string name = Unique("reloaded");
+  // Each daemon's folder holds a symbolic link to one file elsewhere (as a deploy tool that
+  // swaps links does): their watches do not see that file change.
+  WriteFile(outside / "p.toml", Pipeline(name, "description = \"v1\""));
+  for (const TempDir* d : {&a_dir, &b_dir}) {
+    std::filesystem::create_directories(*d / "pipelines");
+    std::filesystem::create_symlink(outside / "p.toml", *d / "pipelines/p.toml");
+  }
+  Daemon a(a_dir, Options(a_dir, "30s"));
+  Daemon b(b_dir, Options(b_dir, "30s"));
+  auto description = [&](const Daemon& d) {
+    return Body(d.Client(kViewerToken).Get("/api/v1/pipelines/" + name))["description"];
+  };
+  CHECK(description(a) == "v1");
+  CHECK(description(b) == "v1");
+  WriteFile(outside / "p.toml.new", Pipeline(name, "description = \"v2\""));
+  std::filesystem::rename(outside / "p.toml.new", outside / "p.toml");
+  // Asked through A, with the command line.
+  const std::map<std::string, std::string> env = {
+      {"KILN_SERVER", "http://127.0.0.1:" + std::to_string(a.port())},
+      {"KILN_TOKEN", kOperatorToken}};
+  CHECK(Kiln({"reload"}, {}, env).out == "reload asked of every daemon on the database\n");
+  WaitFor([&] { return description(a) == "v2"; }, "A to read the new version");
+  WaitFor([&] { return description(b) == "v2"; }, "B to read the new version");
+  // Each daemon recorded the load once, with the version it read.
+  CHECK(Count("select count(*) from events where pipeline = '" + name +
+              "' and kind = 'pipeline_loaded'") == 2);
+  CHECK(a.Stop() == 0);
+  CHECK(b.Stop() == 0);
+}

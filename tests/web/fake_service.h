@@ -85,6 +85,11 @@ class FakeService final : public scheduler::Service {
     }
     return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
   }
+  Status ReloadPipelines(const std::string& actor) override {
+    Record("ReloadPipelines " + actor);
+    if (auto e = Error("ReloadPipelines")) return *e;
+    return Status::Ok();
+  }
   Status SetPaused(const std::string& name, bool paused, const std::string& actor) override {
     Record("SetPaused " + name + " " + (paused ? "true" : "false") + " " + actor);
     if (auto e = Error("SetPaused")) return *e;

@@ -21,6 +21,7 @@ scheduler::MetricsSnapshot SampleSnapshot() {
   m.pools = {{"default", {4, 1, 0}}, {"gpu \"a\\b\"\nx", {2, 2, 5}}};
   m.active_runs = 3;
   m.running_attempts = 1;
+  m.leader_term = 3;
   m.attempts_adopted = 4;
   m.attempts_lost = 1;
   m.commits_failed = 2;
@@ -87,6 +88,12 @@ kiln_updates_refused_total 3
 # HELP kiln_runs_released_total Runs let go of because another daemon drives them now (or they changed in the database and were read again).
 # TYPE kiln_runs_released_total counter
 kiln_runs_released_total 0
+# HELP kiln_leader 1 while this daemon leads the daemons on its database.
+# TYPE kiln_leader gauge
+kiln_leader 1
+# HELP kiln_leader_term The term this daemon leads in (-1 while another leads).
+# TYPE kiln_leader_term gauge
+kiln_leader_term 3
 )";
 
 }  // namespace

@@ -184,6 +184,21 @@ TEST_CASE("pause and unpause answer with the pipeline and record the actor") {
   CHECK(Body(missing) == ErrorBody("not_found", "no pipeline named 'x'"));
 }
 
+TEST_CASE("a reload is asked of every daemon by an operator, not a viewer") {
+  TestServer server;
+  auto client = server.Client();
+  auto viewer = client->Post("/api/v1/reload", AsViewer(), "", "application/json");
+  CHECK(viewer->status == 403);
+  auto asked = client->Post("/api/v1/reload", AsOperator(), "{}", "application/json");
+  CHECK(asked->status == 202);
+  CHECK(Body(asked) == json{{"reload", "asked of every daemon on the database"}});
+  CHECK(server.service.Calls() == std::vector<std::string>{"ReloadPipelines ops"});
+  server.service.errors["ReloadPipelines"] =
+      Status::Error(ErrorCode::kUnavailable, "database: asking the daemons: gone");
+  auto down = client->Post("/api/v1/reload", AsOperator(), "", "application/json");
+  CHECK(down->status == 503);
+}
+
 TEST_CASE("a trigger creates a run and answers with it") {
   TestServer server;
   server.service.runs[12] = SampleRun();
