@@ -498,3 +498,59 @@ TEST_CASE(
                       "a using (run_id, task_id, attempt) where h.kind = 'claim' and a.pool = " +
                       p + ") x")) <= 2);
 }
+
+TEST_CASE("PostgreSQL restarted while workers run a pool's tasks: every run ends, nothing twice",
+          "[e2e][worker]") {
+  TempDir dir;
+  // A server of its own, stopped and started again in the middle of the load.
+  char pg_tmpl[] = "/tmp/kpg-XXXXXX";
+  REQUIRE(mkdtemp(pg_tmpl) != nullptr);
+  const std::string pg = pg_tmpl;
+  const std::string script = (SourceDir() / "tests/support/pg_cluster.sh").string();
+  REQUIRE(Exec({script, "start", pg}).code == 0);
+  struct Cleanup {
+    std::string script, pg;
+    ~Cleanup() { Exec({script, "stop", pg}); }
+  } cleanup{script, pg};
+  const std::string url = "postgresql:///kiln_test?host=" + pg + "&user=kiln";
+  fs::create_directories(dir / "pipelines");
+  const std::string name = Unique("pgrestart");
+  const std::string pool = Unique("gpu");
+  // No retries: an attempt lost to the restart would fail its run.
+  std::string text = "[pipeline]\nname = \"" + name + "\"\n";
+  for (int i = 0; i < 12; ++i) {
+    text += "[tasks.t" + std::to_string(i) + "]\npool = \"" + pool +
+            "\"\ncommand = \"sleep 0.2\"\nretries = 0\n";
+  }
+  WriteFile(dir / "pipelines" / "p.toml", text);
+  DaemonOptions o = OnWorkers(dir / "pipelines", pool, 4);
+  o.database_url = url;
+  Daemon daemon(dir, o);
+  Worker w1(dir, Unique("w"), pool, 2, "30s", {}, url);
+  Worker w2(dir, Unique("w"), pool, 2, "30s", {}, url);
+  auto client = daemon.Client();
+  std::vector<int64_t> runs;
+  for (int i = 0; i < 3; ++i) runs.push_back(Trigger(client, name));
+  WaitFor(
+      [&] {
+        return std::stoi(SqlAt(url, "select count(*) from attempts where state = 'success'")) >= 6;
+      },
+      "six tasks to end on the workers");
+  REQUIRE(Exec({script, "halt", pg}).code == 0);
+  REQUIRE(Exec({script, "resume", pg}).code == 0);
+  for (int64_t run : runs) CHECK(WaitForRunEnd(daemon, run) == "success");
+  const std::string p = "'" + pool + "'";
+  // Each task ran once, on a worker, and each claim and end was recorded once.
+  CHECK(SqlAt(url,
+              "select count(*), count(*) filter (where state = 'success' and worker is not "
+              "null and attempt = 1) from attempts where pool = " +
+                  p) == "36|36");
+  CHECK(SqlAt(url,
+              "select count(*) from (select 1 from worker_history h where h.kind in "
+              "('claim', 'end') group by h.run_id, h.task_id, h.attempt, h.kind having "
+              "count(*) > 1) x") == "0");
+  CHECK(SqlAt(url, "select count(*) from worker_history where kind = 'refused'") == "0");
+  CHECK(w1.Stop() == 0);
+  CHECK(w2.Stop() == 0);
+  CHECK(daemon.Stop() == 0);
+}
