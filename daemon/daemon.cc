@@ -199,6 +199,8 @@ void Daemon::OnSignal() {
                 : "stopping: running tasks go on; the next start adopts them");
   asio::io_context& io = runtime_->engine->io;
   // On a thread of its own, since requests in flight may still need the loop.
+  // Another daemon fires the schedules from now on, not once this one has drained.
+  keeper_->StopLeading();
   stopper_ = std::thread([this, &io] {
     service_->StopAccepting();
     server_->Stop();

@@ -38,6 +38,15 @@ void LeaseKeeper::Wake() {
   wake_.notify_all();
 }
 
+void LeaseKeeper::StopLeading() {
+  {
+    std::lock_guard lock(mu_);
+    resign_ = true;
+    woken_ = true;
+  }
+  wake_.notify_all();
+}
+
 void LeaseKeeper::Stop(bool release) {
   {
     std::lock_guard lock(mu_);
@@ -81,11 +90,29 @@ bool LeaseKeeper::Renew(store::Database& db) {
 }
 
 bool LeaseKeeper::Lead(store::Database& db) {
+  bool resign = false;
+  {
+    std::lock_guard lock(mu_);
+    resign = resign_;
+  }
+  if (resign) {
+    // Stopping: the lease goes now, and is not taken again.
+    if (options_.leadership->Term() >= 0) {
+      if (Status s = db.ResignLead(options_.name); !s.ok()) {
+        log::Error(s.message());
+        return false;
+      }
+      options_.leadership->Set(-1);
+      if (hooks_.on_leading) hooks_.on_leading(-1);
+    }
+    return true;
+  }
   auto led = db.Lead(options_.name, options_.lease);
   if (!led.ok()) {
     log::Error("leader lease: " + led.message());
     return false;
   }
+  led_at_ = std::chrono::steady_clock::now();
   const int64_t term = led->value_or(-1);
   if (!options_.leadership->Set(term)) return true;
   if (term >= 0) {
@@ -123,6 +150,14 @@ void LeaseKeeper::Loop() {
   std::unique_ptr<store::EventListener> listener;
   auto next = std::chrono::steady_clock::now() + options_.lease / 3;
   auto health = [this](bool ok) {
+    // A lease not kept for its whole length is over: another daemon may lead by now.
+    if (!ok && options_.leadership && options_.leadership->Term() >= 0 &&
+        std::chrono::steady_clock::now() - led_at_ > options_.lease) {
+      log::Error("leader lease: not renewed for " + FormatDuration(options_.lease) +
+                 "; this daemon no longer leads");
+      options_.leadership->Set(-1);
+      if (hooks_.on_leading) hooks_.on_leading(-1);
+    }
     if (ok == healthy_) return;
     healthy_ = ok;
     if (hooks_.on_health) hooks_.on_health(ok);
@@ -166,6 +201,15 @@ void LeaseKeeper::Loop() {
       std::lock_guard lock(mu_);
       woken = std::exchange(woken_, false);
     }
+    if (woken && options_.leadership && options_.leadership->Term() >= 0) {
+      std::unique_lock lock(mu_);
+      const bool resign = resign_;
+      lock.unlock();
+      if (resign && !Lead(*db)) {  // StopLeading: resigns now
+        db.reset();
+        continue;
+      }
+    }
     if (woken && hooks_.on_tick) hooks_.on_tick(*db);
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         next - std::chrono::steady_clock::now());
@@ -179,7 +223,7 @@ void LeaseKeeper::Loop() {
     std::set<RunId> runs;
     for (const store::Notification& n : listener->Take()) {
       if (n.channel == "kiln_leader") {
-        resigned = n.payload != options_.name;
+        resigned |= n.payload != options_.name;
       } else if (n.channel == "kiln_pipelines") {
         hooks_.on_pipelines(n.payload);
       } else if (n.channel == "kiln_outcomes") {

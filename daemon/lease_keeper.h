@@ -95,6 +95,9 @@ class LeaseKeeper {
   Status Start();
   // Runs on_tick soon (an attempt elsewhere is newly watched).
   void Wake();
+  // From now on the keeper neither leads nor takes runs over; it gives the leader lease up at
+  // once (on its thread), so that another daemon fires while this one stops.
+  void StopLeading();
   // Joins the thread. With `release`, the lease row is deleted (this daemon drives nothing any
   // more); otherwise it is left to expire, and a restart under the same name takes it back.
   // Idempotent.
@@ -116,6 +119,9 @@ class LeaseKeeper {
   std::condition_variable wake_;
   bool stopping_ = false;
   bool woken_ = false;
+  bool resign_ = false;  // StopLeading was called
+  // When the leader lease was last kept: after `lease` without, this daemon no longer leads.
+  std::chrono::steady_clock::time_point led_at_{};
   std::thread thread_;
 };
 

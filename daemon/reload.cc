@@ -65,25 +65,31 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
 }
 
 Status DaemonService::WatchPipelines(const fs::path& dir) {
-  pipelines_dir_ = dir;
+  {
+    std::lock_guard lock(mu_);
+    pipelines_dir_ = dir;
+  }
   watcher_ = std::make_unique<PipelineWatcher>(
       dir, [this](const std::set<std::string>& changed, bool rescan) { Reload(changed, rescan); });
   return watcher_->Start();
 }
 
 void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
+  std::lock_guard reloading(reload_mu_);
   std::map<std::string, std::string> known_files;
+  std::filesystem::path dir;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
     known_files = files_;
+    dir = pipelines_dir_;
   }
   // Listing and parsing happen without the lock: requests and the scheduler go on meanwhile.
   std::vector<std::string> load, gone;
   if (rescan) {
-    auto files = disk_.ListPipelineFiles(pipelines_dir_);
+    auto files = disk_.ListPipelineFiles(dir);
     if (!files.ok()) {
-      log::Error(pipelines_dir_.string() + ": " + files.message());
+      log::Error(dir.string() + ": " + files.message());
       return;
     }
     std::set<std::string> present;

@@ -324,7 +324,10 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::set<RunId> cancelled_;
   std::map<std::string, Known> pipelines_;
   std::map<std::string, std::string> files_;  // pipeline file -> the name it is listed under
-  std::filesystem::path pipelines_dir_;
+  std::filesystem::path pipelines_dir_;       // under mu_
+  // Held for a whole Reload: the watcher's and one asked through the database never interleave
+  // (an older parse applied after a newer one). Taken before pause_mu_.
+  std::mutex reload_mu_;
   std::unique_ptr<PipelineWatcher> watcher_;
   // Runs announced by BeginStart and not ended yet, by pipeline, and the pipeline of each.
   std::map<std::string, std::set<RunId>> started_;

@@ -5,6 +5,8 @@
 // daemons that try at once are ordered by the row: one keeps or takes it, the other finds it
 // live and follows. Every fire and takeover re-checks its term inside its own transaction
 // (CheckLeaderFence): a leader that lost the lease while it was frozen or cut off writes nothing.
+#include <algorithm>
+
 #include "common/text.h"
 #include "store/database.h"
 #include "store/pq_internal.h"
@@ -18,7 +20,8 @@ namespace {
 constexpr const char* kLead = R"sql(
 WITH took AS (
   INSERT INTO leader AS l (id, holder, term, since, expires_at)
-  VALUES (true, $1, 1, now(), now() + $2::int8 * interval '1 millisecond')
+  VALUES (true, $1, (SELECT coalesce(max(term), 0) + 1 FROM leader_terms), now(),
+          now() + $2::int8 * interval '1 millisecond')
   ON CONFLICT (id) DO UPDATE
   SET term = CASE WHEN l.holder = excluded.holder AND l.expires_at > now() THEN l.term
                   ELSE l.term + 1 END,
@@ -37,9 +40,12 @@ SELECT term FROM took)sql";
 }  // namespace
 
 Status CheckLeaderFence(pqxx::transaction_base& txn, const LeaderFence& fence) {
-  pqxx::result live =
-      txn.exec_params("SELECT 1 FROM leader WHERE holder = $1 AND term = $2 AND expires_at > now()",
-                      fence.holder, fence.term);
+  // The clock now, not at the transaction's start (it may have waited for locks); FOR SHARE
+  // keeps the lease from changing hands until this transaction ends.
+  pqxx::result live = txn.exec_params(
+      "SELECT 1 FROM leader WHERE holder = $1 AND term = $2 AND expires_at > clock_timestamp() "
+      "FOR SHARE",
+      fence.holder, fence.term);
   if (!live.empty()) return Status::Ok();
   return Status::Error(ErrorCode::kConflict, "'" + fence.holder + "' is not the leader (term " +
                                                  std::to_string(fence.term) +
@@ -48,9 +54,13 @@ Status CheckLeaderFence(pqxx::transaction_base& txn, const LeaderFence& fence) {
 
 Result<std::optional<int64_t>> Database::Lead(const std::string& holder, Duration lease) {
   try {
-    pqxx::nontransaction txn(impl_->conn, "lead");
+    pqxx::work txn(impl_->conn, "lead");
+    // A fence held by a long transaction must not hold the renewal past the lease.
+    txn.exec("SET LOCAL lock_timeout = " +
+             std::to_string(std::max<int64_t>(1, static_cast<int64_t>(lease.count()) / 3)));
     pqxx::result row =
         txn.exec_params(kLead, SafeUtf8(holder), static_cast<int64_t>(lease.count()));
+    txn.commit();
     if (row.empty()) return std::optional<int64_t>();
     return std::optional<int64_t>(row[0][0].as<int64_t>());
   } catch (const std::exception& e) {

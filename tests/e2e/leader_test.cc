@@ -65,7 +65,7 @@ TEST_CASE("the leader killed twice during every-second fires: no fire missed or 
   for (int round = 0; round < 3; ++round) {
     int at = -1;
     WaitFor([&] { return (at = Leader(daemons)) >= 0; }, "a daemon to lead");
-    CHECK(Metric(*daemons[at], "kiln_leader") == 1);
+    WaitFor([&] { return Metric(*daemons[at], "kiln_leader") == 1; }, "the leader to say so");
     // It fires: three more runs while it leads.
     const int64_t before = Count(runs);
     WaitFor([&] { return Count(runs) >= before + 3; }, "three fires under the leader");
@@ -176,9 +176,13 @@ TEST_CASE("a reload asked through one daemon reads every daemon's folder again")
   CHECK(Kiln({"reload"}, {}, env).out == "reload asked of every daemon on the database\n");
   WaitFor([&] { return description(a) == "v2"; }, "A to read the new version");
   WaitFor([&] { return description(b) == "v2"; }, "B to read the new version");
-  // Each daemon recorded the load once, with the version it read.
-  CHECK(Count("select count(*) from events where pipeline = '" + name +
-              "' and kind = 'pipeline_loaded'") == 2);
+  // Each daemon records the load once, with the version it read.
+  WaitFor(
+      [&] {
+        return Count("select count(*) from events where pipeline = '" + name +
+                     "' and kind = 'pipeline_loaded'") == 2;
+      },
+      "both loads to be recorded");
   CHECK(a.Stop() == 0);
   CHECK(b.Stop() == 0);
 }
