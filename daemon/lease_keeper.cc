@@ -56,10 +56,9 @@ void LeaseKeeper::Stop(bool release) {
   if (thread_.joinable()) thread_.join();
   // The leader lease goes whatever is left to the next start: another daemon fires at once.
   if (options_.leadership && options_.leadership->Term() >= 0) {
-    if (auto db = store::Database::Connect(options_.url); db.ok()) {
-      if (Status s = (*db)->ResignLead(options_.name); !s.ok()) log::Error(s.message());
+    if (auto db = store::Database::Connect(options_.url); !db.ok() || !Resign(**db)) {
+      options_.leadership->Set(-1);  // it expires by itself
     }
-    options_.leadership->Set(-1);
   }
   if (release && term_ >= 0) {
     if (auto db = store::Database::Connect(options_.url); db.ok()) {
@@ -89,24 +88,25 @@ bool LeaseKeeper::Renew(store::Database& db) {
   return true;
 }
 
+bool LeaseKeeper::Resigning() {
+  std::lock_guard lock(mu_);
+  return resign_;
+}
+
+bool LeaseKeeper::Resign(store::Database& db) {
+  if (options_.leadership->Term() < 0) return true;
+  if (Status s = db.ResignLead(options_.name); !s.ok()) {
+    log::Error(s.message());
+    return false;
+  }
+  options_.leadership->Set(-1);
+  if (hooks_.on_leading) hooks_.on_leading(-1);
+  return true;
+}
+
 bool LeaseKeeper::Lead(store::Database& db) {
-  bool resign = false;
-  {
-    std::lock_guard lock(mu_);
-    resign = resign_;
-  }
-  if (resign) {
-    // Stopping: the lease goes now, and is not taken again.
-    if (options_.leadership->Term() >= 0) {
-      if (Status s = db.ResignLead(options_.name); !s.ok()) {
-        log::Error(s.message());
-        return false;
-      }
-      options_.leadership->Set(-1);
-      if (hooks_.on_leading) hooks_.on_leading(-1);
-    }
-    return true;
-  }
+  // Stopping: the lease goes now, and is not taken again.
+  if (Resigning()) return Resign(db);
   auto led = db.Lead(options_.name, options_.lease);
   if (!led.ok()) {
     log::Error("leader lease: " + led.message());
@@ -201,14 +201,9 @@ void LeaseKeeper::Loop() {
       std::lock_guard lock(mu_);
       woken = std::exchange(woken_, false);
     }
-    if (woken && options_.leadership && options_.leadership->Term() >= 0) {
-      std::unique_lock lock(mu_);
-      const bool resign = resign_;
-      lock.unlock();
-      if (resign && !Lead(*db)) {  // StopLeading: resigns now
-        db.reset();
-        continue;
-      }
+    if (woken && options_.leadership && Resigning() && !Resign(*db)) {  // StopLeading
+      db.reset();
+      continue;
     }
     if (woken && hooks_.on_tick) hooks_.on_tick(*db);
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

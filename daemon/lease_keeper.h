@@ -106,8 +106,12 @@ class LeaseKeeper {
  private:
   void Loop();
   bool Renew(store::Database& db);
-  // Keeps or takes the leader lease; false when the database did not answer.
+  // Keeps or takes the leader lease (gives it up once StopLeading was called); false when the
+  // database did not answer.
   bool Lead(store::Database& db);
+  bool Resigning();  // StopLeading was called
+  // Gives the leader lease up now when this daemon leads; false when the database did not answer.
+  bool Resign(store::Database& db);
   // Takes the runs of expired daemons over (only while leading, when there is a leadership).
   bool TakeOver(store::Database& db);
 

@@ -213,27 +213,19 @@ void DaemonService::ApplyRecordedPause(const std::string& name) {
     log::Error("reading the pause state of '" + name + "': " + recorded.message());
     return;
   }
-  dag::PipelinePtr pipeline;
+  bool paused = false;
   {
     std::lock_guard lock(mu_);
     auto it = pipelines_.find(name);
     if (it == pipelines_.end() || stopping_) return;
-    Known& known = it->second;
+    const Known& known = it->second;
     auto r = recorded->find(name);
-    const bool paused = r != recorded->end()
-                            ? r->second
-                            : (known.entry.pipeline && known.entry.pipeline->spec.paused);
+    paused = r != recorded->end() ? r->second
+                                  : (known.entry.pipeline && known.entry.pipeline->spec.paused);
     if (paused == known.paused) return;  // this daemon's own change, or nothing new
-    // Fires while it was paused were missed: they follow the catchup policy.
-    if (!paused) known.live_since = Now();
-    known.paused = paused;
-    if (!paused) pipeline = known.entry.pipeline;
-    log::Info(name + (paused ? ": paused" : ": unpaused") + " through another daemon");
   }
-  if (!pipeline) return;
-  // As an unpause through this daemon: the runs that waited start, the schedule is looked at.
-  if (Status s = StartQueued(name, pipeline, /*wait=*/false); !s.ok()) log::Error(s.message());
-  timer_.Touch(name);
+  log::Info(name + (paused ? ": paused" : ": unpaused") + " through another daemon");
+  if (Status s = ApplyPause(name, paused, /*wait=*/false); !s.ok()) log::Error(s.message());
 }
 
 void DaemonService::StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline) {

@@ -216,6 +216,10 @@ Status DaemonService::SetPaused(const std::string& name, bool paused, const std:
   }
   Status s = store_.SetPaused(name, paused, actor);
   if (!s.ok()) return s;
+  return ApplyPause(name, paused, /*wait=*/true);
+}
+
+Status DaemonService::ApplyPause(const std::string& name, bool paused, bool wait) {
   dag::PipelinePtr pipeline;
   {
     std::lock_guard lock(mu_);
@@ -231,7 +235,7 @@ Status DaemonService::SetPaused(const std::string& name, bool paused, const std:
     pipeline = known.entry.pipeline;
   }
   if (paused || !pipeline) return Status::Ok();
-  Status started = StartQueued(name, pipeline, /*wait=*/true);
+  Status started = StartQueued(name, pipeline, wait);
   timer_.Touch(name);
   return started;
 }

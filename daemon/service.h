@@ -290,6 +290,10 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
                        const std::optional<store::LeaderFence>& fence);
   // Applies the pause state of `name` recorded in the database (on the fire timer's thread).
   void ApplyRecordedPause(const std::string& name);
+  // Sets `name`'s pause state in memory, with pause_mu_ held exclusively. Unpaused: fires before
+  // now were missed, the runs that waited start (`wait`: until the scheduler has them) and the
+  // schedule is looked at. kNotFound when no such pipeline is loaded.
+  Status ApplyPause(const std::string& name, bool paused, bool wait);
   // Starts the pipeline's waiting scheduled runs, oldest first, while fewer than its
   // max_active_runs runs are active here.
   void StartWaiting(const std::string& name, const dag::PipelinePtr& pipeline);
