@@ -195,11 +195,21 @@ def throughput(kiln, work, url, n, daemons, workers, slots):
             twice = sql(url, "select count(*) from (select 1 from worker_history where kind = "
                         "'claim' and run_id in (" + ids + ") group by run_id, task_id, attempt "
                         "having count(*) > 1) x")
-            held = sql(url, "select max(n) from (select (select count(*) from attempts b where "
-                       "b.pool = 'default' and b.claimed_at <= a.claimed_at and b.ended_at > "
-                       f"a.claimed_at) n from attempts a where a.run_id in ({ids})) x")
-            print(f"  attempts claimed twice: {twice}; most held at once: {held} of the pool's "
-                  f"{slots * w} slots")
+            # A sweep over claims (+1) and ends (-1) in time order, ends first at a tie: the
+            # most attempts held at once, in O(n log n) (20,000 tasks in well under a second).
+            held = sql(url, "select coalesce(max(held), 0) from (select sum(d) over (order by at, "
+                       "d rows unbounded preceding) held from (select claimed_at at, 1 d from "
+                       f"attempts where run_id in ({ids}) and pool = 'default' and claimed_at "
+                       "is not null union all select ended_at, -1 from attempts where run_id in "
+                       f"({ids}) and pool = 'default' and claimed_at is not null and ended_at is "
+                       "not null) e) x")
+            ended_twice = sql(url, "select count(*) from (select 1 from worker_history where kind "
+                              "in ('end', 'refused') and run_id in (" + ids + ") group by run_id, "
+                              "task_id, attempt having count(*) > 1) x")
+            open_runs = sql(url, f"select count(*) from runs where id in ({ids}) and state in "
+                            "('queued', 'running')")
+            print(f"  attempts claimed twice: {twice}; ended twice: {ended_twice}; runs not "
+                  f"ended: {open_runs}; most held at once: {held} of the pool's {slots * w} slots")
         finally:
             cluster.stop()
 

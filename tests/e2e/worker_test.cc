@@ -554,3 +554,76 @@ TEST_CASE("PostgreSQL restarted while workers run a pool's tasks: every run ends
   CHECK(w2.Stop() == 0);
   CHECK(daemon.Stop() == 0);
 }
+
+TEST_CASE(
+    "the ML example with its training on a worker in another namespace: logs in the CLI, the "
+    "worker's machine stops, training runs again on another worker",
+    "[e2e][worker][netns]") {
+  REQUIRE(geteuid() == 0);  // network namespaces; CI runs as root
+  TempDir dir;
+  fs::copy(SourceDir() / "examples/ml-lifecycle", dir / "pipelines", fs::copy_options::recursive);
+  fs::remove(dir / "pipelines/monitor.toml");
+  fs::remove(dir / "pipelines/sweep.toml");
+  const std::string d = dir.path().string();
+  // The interpreter, through the example's `python` param: the first attempt of the training says
+  // where it is and goes on until its machine stops; everything else is Python as usual.
+  WriteFile(dir / "python",
+            "#!/bin/sh\ncase \" $* \" in *\" train.py \"*)\n  if [ \"$KILN_ATTEMPT\" = 1 ]; then\n"
+            "    echo \"training, attempt 1\"; echo $$ > " +
+                d +
+                "/train.pid\n    while :; do sleep 0.05; done\n  fi;;\nesac\n"
+                "exec /usr/bin/python3 \"$@\"\n");
+  fs::permissions(dir / "python", fs::perms::owner_all | fs::perms::group_read |
+                                      fs::perms::group_exec | fs::perms::others_read |
+                                      fs::perms::others_exec);
+  // Every task goes to workers; a worker's lease of 3 s, so that a stopped machine counts soon.
+  DaemonOptions o(dir / "pipelines");
+  o.lease = "3s";
+  o.extra_config = "[executor]\nmode = \"workers\"\n";
+  Daemon daemon(dir, o);
+  Netns host;
+  Relay relay(host.host_ip(), DatabaseSocket());
+  auto remote = std::make_unique<Worker>(dir, Unique("remote"), "default", 1, "3s", host.Prefix(),
+                                         TcpDatabaseUrl(host.host_ip(), relay.port()));
+  auto client = daemon.Client();
+  const int64_t run =
+      Trigger(client, "ml-lifecycle", R"({"params": {"python": ")" + d + R"(/python"}})");
+  const std::string id = std::to_string(run);
+  WaitFor([&] { return ReadFile(dir / "train.pid").ends_with("\n"); }, "training to start");
+  CHECK(Sql("select worker from attempts where run_id = " + id + " and task_id = 'train'") ==
+        remote->name());
+  // Its log, live, through the command line.
+  const std::map<std::string, std::string> env = {
+      {"KILN_SERVER", "http://127.0.0.1:" + std::to_string(daemon.port())},
+      {"KILN_TOKEN", kAdminToken}};
+  WaitFor(
+      [&] {
+        return Kiln({"logs", id, "train"}, {}, env).out == "training, attempt 1\n";
+      },
+      "the training's log in the CLI");
+  // The worker's machine stops: the worker, its supervisor and the training, all at once.
+  const int train = std::stoi(ReadFile(dir / "train.pid"));
+  const int supervisor = remote->SupervisorPid();
+  kill(-train, SIGKILL);
+  kill(train, SIGKILL);
+  kill(supervisor, SIGKILL);
+  remote->KillWithSupervisor();
+  // Lost after the worker's lease; its retry goes to the worker that is left.
+  Worker local(dir, Unique("local"), "default", 1, "3s");
+  REQUIRE(WaitForRunEnd(daemon, run) == "success");
+  CHECK(Sql("select string_agg(attempt || ':' || state || ':' || worker, ' ' order by attempt) "
+            "from attempts where run_id = " +
+            id + " and task_id = 'train'") ==
+        "1:failed:" + remote->name() + " 2:success:" + local.name());
+  CHECK(Sql("select string_agg(task_id || ':' || state, ' ' order by position) from "
+            "task_instances where run_id = " +
+            id) ==
+        "prepare:success check_data:success train:success evaluate:success gate:success "
+        "alert:skipped");
+  // Every attempt ran on a worker; the gate's model was registered as the champion.
+  CHECK(Sql("select count(*) from attempts where run_id = " + id + " and worker is null") == "0");
+  WaitFor([&] { return Sql("select count(*) from model_versions where run_id = " + id) == "1"; },
+          "the gate's model to be registered");
+  CHECK(local.Stop() == 0);
+  CHECK(daemon.Stop() == 0);
+}
