@@ -342,7 +342,8 @@ int Daemon::Run() {
            *tokens, total, broken);
   service.StartSchedules();
   const scheduler::SchedulerOptions folders = MakeSchedulerOptions(cfg_, name_);
-  retention_ = std::make_unique<Retention>(cfg_.retention, url, folders.logs_dir, folders.runs_dir);
+  retention_ = std::make_unique<Retention>(cfg_.retention, url, folders.logs_dir, folders.runs_dir,
+                                           [leadership] { return leadership->Term() >= 0; });
   retention_->Start();
   if (!cfg_.pipelines_dir.empty()) {
     if (Status s = service.WatchPipelines(cfg_.pipelines_dir); !s.ok()) {

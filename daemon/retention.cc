@@ -1,6 +1,10 @@
 #include "daemon/retention.h"
 
+#include <sys/stat.h>
+
+#include <optional>
 #include <regex>
+#include <set>
 
 #include "common/log.h"
 
@@ -29,6 +33,9 @@ class DbStore final : public RetentionStore {
   Result<int64_t> DeleteEvents(Instant before, int limit) override {
     return db_->DeleteEvents(before, limit);
   }
+  Result<std::set<RunId>> ExistingRuns(const std::vector<RunId>& runs) override {
+    return db_->ExistingRuns(runs);
+  }
 
  private:
   std::unique_ptr<store::Database> db_;
@@ -42,16 +49,83 @@ class DiskFiles final : public RetentionFiles {
     if (ec) return Status::Error("removing '" + folder.string() + "': " + ec.message());
     return Status::Ok();
   }
+  Result<std::vector<RunFolder>> RunFolders(const fs::path& root) override {
+    std::vector<RunFolder> out;
+    std::error_code ec;
+    for (fs::directory_iterator p(root, ec), end; !ec && p != end; p.increment(ec)) {
+      const std::string pipeline = p->path().filename().string();
+      if (!IsPipelineName(pipeline) || !p->is_directory(ec)) continue;
+      std::error_code inner;
+      for (fs::directory_iterator r(p->path(), inner), e; !inner && r != e; r.increment(inner)) {
+        auto id = RunIdOf(r->path().filename().string());
+        struct stat st {};
+        if (!id || ::stat(r->path().c_str(), &st) != 0) continue;
+        const Instant modified{std::chrono::milliseconds(int64_t{st.st_mtim.tv_sec} * 1000 +
+                                                         st.st_mtim.tv_nsec / 1'000'000)};
+        out.push_back({pipeline, *id, modified});
+      }
+    }
+    return out;
+  }
+
+ private:
+  // A run folder's name: the run id in decimal, nothing else.
+  static std::optional<RunId> RunIdOf(const std::string& name) {
+    if (name.empty() || name.size() > 18 || name[0] == '0') return std::nullopt;
+    for (char c : name) {
+      if (c < '0' || c > '9') return std::nullopt;
+    }
+    return RunId(std::stoll(name));
+  }
 };
+
+// Removes the run folders under `logs_dir` and `runs_dir` whose runs have no rows any more.
+// Only folders unchanged since `cutoff`: a folder written since cannot be of a run retention
+// deleted (whatever shares the data folder).
+Result<int64_t> SweepOrphans(const config::RetentionConfig& config, Instant cutoff,
+                             RetentionStore& store, RetentionFiles& files, const fs::path& logs_dir,
+                             const fs::path& runs_dir, const std::function<bool()>& stopped) {
+  std::vector<std::pair<fs::path, RetentionFiles::RunFolder>> folders;
+  std::set<RunId> ids;
+  for (const fs::path& root : {logs_dir, runs_dir}) {
+    auto found = files.RunFolders(root);
+    if (!found.ok()) return found.status();
+    for (auto& f : *found) {
+      if (f.modified >= cutoff) continue;
+      ids.insert(f.run);
+      folders.emplace_back(root, std::move(f));
+    }
+  }
+  std::set<RunId> kept;
+  std::vector<RunId> batch;
+  for (auto it = ids.begin(); it != ids.end();) {
+    batch.push_back(*it++);
+    if (static_cast<int>(batch.size()) < config.batch && it != ids.end()) continue;
+    if (stopped()) return 0;
+    auto existing = store.ExistingRuns(batch);
+    if (!existing.ok()) return existing.status();
+    kept.insert(existing->begin(), existing->end());
+    batch.clear();
+  }
+  std::set<RunId> removed;
+  for (const auto& [root, folder] : folders) {
+    if (kept.count(folder.run)) continue;
+    if (Status s = files.RemoveTree(root / folder.pipeline / ToString(folder.run)); !s.ok()) {
+      return s;
+    }
+    removed.insert(folder.run);
+  }
+  return static_cast<int64_t>(removed.size());
+}
 
 }  // namespace
 
 Result<SweepResult> Sweep(const config::RetentionConfig& config, Instant now, RetentionStore& store,
                           RetentionFiles& files, const fs::path& logs_dir, const fs::path& runs_dir,
-                          const std::function<bool()>& stop) {
+                          const std::function<bool()>& stop, bool leader) {
   SweepResult result;
   auto stopped = [&] { return stop && stop(); };
-  if (config.runs > Duration(0)) {
+  if (config.runs > Duration(0) && leader) {
     const Instant cutoff = now - config.runs;
     while (!stopped()) {
       auto old = store.OldRuns(cutoff, config.min_runs, config.batch);
@@ -73,7 +147,7 @@ Result<SweepResult> Sweep(const config::RetentionConfig& config, Instant now, Re
       if (old->size() < static_cast<size_t>(config.batch)) break;
     }
   }
-  if (config.events > Duration(0)) {
+  if (config.events > Duration(0) && leader) {
     const Instant cutoff = now - config.events;
     while (!stopped()) {
       auto deleted = store.DeleteEvents(cutoff, config.batch);
@@ -82,15 +156,22 @@ Result<SweepResult> Sweep(const config::RetentionConfig& config, Instant now, Re
       if (*deleted < config.batch) break;
     }
   }
+  if (config.runs > Duration(0) && !stopped()) {
+    auto orphans =
+        SweepOrphans(config, now - config.runs, store, files, logs_dir, runs_dir, stopped);
+    if (!orphans.ok()) return orphans.status();
+    result.orphans = *orphans;
+  }
   return result;
 }
 
 Retention::Retention(config::RetentionConfig config, std::string url, fs::path logs_dir,
-                     fs::path runs_dir)
+                     fs::path runs_dir, std::function<bool()> leads)
     : config_(config),
       url_(std::move(url)),
       logs_dir_(std::move(logs_dir)),
-      runs_dir_(std::move(runs_dir)) {}
+      runs_dir_(std::move(runs_dir)),
+      leads_(std::move(leads)) {}
 
 void Retention::Start() {
   if (config_.runs == Duration(0) && config_.events == Duration(0)) return;
@@ -116,17 +197,21 @@ void Retention::Loop() {
       }
     }
     if (store) {
-      auto swept = Sweep(config_, NowUtc(), *store, files, logs_dir_, runs_dir_, [this] {
-        std::lock_guard lock(mu_);
-        return stopping_;
-      });
+      auto swept = Sweep(
+          config_, NowUtc(), *store, files, logs_dir_, runs_dir_,
+          [this] {
+            std::lock_guard lock(mu_);
+            return stopping_;
+          },
+          !leads_ || leads_());
       if (!swept.ok()) {
         log::Error("retention: " + swept.message());
         store.reset();
-      } else if (swept->runs > 0 || swept->events > 0) {
+      } else if (swept->runs > 0 || swept->events > 0 || swept->orphans > 0) {
         log::Info("retention: deleted " + std::to_string(swept->runs) +
                   " runs (with their logs and run folders) and " + std::to_string(swept->events) +
-                  " events");
+                  " events; removed the folders of " + std::to_string(swept->orphans) +
+                  " runs another daemon deleted");
       }
     }
     std::unique_lock lock(mu_);

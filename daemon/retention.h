@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +33,7 @@ class RetentionStore {
                                                                int limit) = 0;
   virtual Result<int64_t> DeleteRuns(const std::vector<RunId>& runs, Instant ended_before) = 0;
   virtual Result<int64_t> DeleteEvents(Instant before, int limit) = 0;
+  virtual Result<std::set<RunId>> ExistingRuns(const std::vector<RunId>& runs) = 0;
 };
 
 // What the sweep needs from the file system.
@@ -40,27 +42,41 @@ class RetentionFiles {
   virtual ~RetentionFiles() = default;
   // Removes the folder and everything in it; nothing when it does not exist.
   virtual Status RemoveTree(const std::filesystem::path& folder) = 0;
+  // A run's folder, <root>/<pipeline>/<run id>.
+  struct RunFolder {
+    std::string pipeline;
+    RunId run{};
+    Instant modified{};  // when the folder itself last changed
+  };
+  // The run folders under `root`: only names that are a pipeline's and a run id; nothing when
+  // `root` does not exist.
+  virtual Result<std::vector<RunFolder>> RunFolders(const std::filesystem::path& root) = 0;
 };
 
 struct SweepResult {
   int64_t runs = 0;
   int64_t events = 0;
+  int64_t orphans = 0;  // run folders of this daemon whose run's rows were gone
 };
 
-// One sweep at `now`: runs first (folders, then rows), then events. Stops at the first error
-// (what was deleted stays deleted) or when `stop()` turns true between batches. Folders are
-// <logs_dir>/<pipeline>/<run> and <runs_dir>/<pipeline>/<run>; a pipeline name that is not a
-// valid one never becomes a path.
+// One sweep at `now`: runs first (folders, then rows), then events, then this daemon's run
+// folders whose runs have no rows any more (deleted by another daemon's sweep: with several
+// daemons on one database a run's logs may be in several data folders). Only the leader of the
+// daemons (`leader`) deletes rows and events; every daemon removes its own folders. Stops at the
+// first error (what was deleted stays deleted) or when `stop()` turns true between batches.
+// Folders are <logs_dir>/<pipeline>/<run> and <runs_dir>/<pipeline>/<run>; a pipeline name that
+// is not a valid one never becomes a path.
 Result<SweepResult> Sweep(const config::RetentionConfig& config, Instant now, RetentionStore& store,
                           RetentionFiles& files, const std::filesystem::path& logs_dir,
                           const std::filesystem::path& runs_dir,
-                          const std::function<bool()>& stop = nullptr);
+                          const std::function<bool()>& stop = nullptr, bool leader = true);
 
 // The periodic sweep of a daemon, on its own thread and connection.
 class Retention {
  public:
+  // `leads`: whether this daemon leads the daemons on its database now (Sweep's `leader`).
   Retention(config::RetentionConfig config, std::string url, std::filesystem::path logs_dir,
-            std::filesystem::path runs_dir);
+            std::filesystem::path runs_dir, std::function<bool()> leads = nullptr);
   ~Retention() { Stop(); }
   Retention(const Retention&) = delete;
   Retention& operator=(const Retention&) = delete;
@@ -76,6 +92,7 @@ class Retention {
   config::RetentionConfig config_;
   std::string url_;
   std::filesystem::path logs_dir_, runs_dir_;
+  std::function<bool()> leads_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -666,6 +667,8 @@ class Database {
   Result<int64_t> DeleteRuns(std::span<const RunId> runs, Instant ended_before);
   // Deletes up to `limit` events older than `before`, none of an active run. Returns how many.
   Result<int64_t> DeleteEvents(Instant before, int limit);
+  // Which of `runs` still have a row (the others were deleted by a retention sweep).
+  Result<std::set<RunId>> ExistingRuns(std::span<const RunId> runs);
 
   // The pipeline file text of a version (pipeline_versions). kNotFound when it is not kept.
   Result<std::string> PipelineSource(const std::string& pipeline, const std::string& hash);

@@ -76,6 +76,23 @@ Result<int64_t> Database::DeleteRuns(std::span<const RunId> runs, Instant ended_
   }
 }
 
+Result<std::set<RunId>> Database::ExistingRuns(std::span<const RunId> runs) {
+  nlohmann::json ids = nlohmann::json::array();
+  for (RunId id : runs) ids.push_back(Value(id));
+  try {
+    pqxx::nontransaction txn(impl_->conn, "existing_runs");
+    std::set<RunId> out;
+    for (const pqxx::row& row : txn.exec_params("SELECT id FROM runs WHERE id IN (SELECT "
+                                                "jsonb_array_elements_text($1::jsonb)::int8)",
+                                                ids.dump())) {
+      out.insert(RunId(row[0].as<int64_t>()));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading which runs are kept", e);
+  }
+}
+
 Result<int64_t> Database::DeleteEvents(Instant before, int limit) {
   try {
     pqxx::work txn(impl_->conn, "delete_events");

@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 #include <map>
+#include <set>
 
 using namespace kiln;
 using kiln::daemon::RetentionFiles;
@@ -36,6 +37,16 @@ struct FakeStore final : RetentionStore {
     journal.push_back(line);
     return static_cast<int64_t>(ids.size());
   }
+  Result<std::set<RunId>> ExistingRuns(const std::vector<RunId>& ids) override {
+    std::string line = "exists";
+    std::set<RunId> out;
+    for (RunId id : ids) {
+      line += " " + ToString(id);
+      if (runs.count(Value(id)) || kept.count(Value(id))) out.insert(id);
+    }
+    journal.push_back(line);
+    return out;
+  }
   Result<int64_t> DeleteEvents(Instant before, int limit) override {
     journal.push_back("events " + std::to_string(limit));
     cutoffs.push_back(before);
@@ -44,6 +55,7 @@ struct FakeStore final : RetentionStore {
     return n;
   }
   std::map<int64_t, std::string> runs;
+  std::set<int64_t> kept;  // rows of runs not old enough to be swept
   int64_t events = 0;
   bool fail_old = false;
   std::vector<std::string> journal;
@@ -56,6 +68,10 @@ struct FakeFiles final : RetentionFiles {
     journal_.push_back("rm " + folder.string());
     return Status::Ok();
   }
+  Result<std::vector<RunFolder>> RunFolders(const std::filesystem::path& root) override {
+    return folders[root.string()];
+  }
+  std::map<std::string, std::vector<RunFolder>> folders;  // by root
 
  private:
   std::vector<std::string>& journal_;
@@ -123,4 +139,43 @@ TEST_CASE("zero keeps forever, a stop between batches and an error end the sweep
   store.fail_old = true;
   auto failed = Sweep(Config(1), kNow, store, files, "/l", "/r");
   CHECK(failed.message() == "database: gone");
+}
+
+TEST_CASE("a follower deletes no rows but removes its folders of runs the leader deleted") {
+  FakeStore store;
+  store.runs = {{1, "train"}};  // old enough, but the leader's to delete
+  store.kept = {3};
+  store.events = 5;
+  FakeFiles files(store.journal);
+  const Instant old = kNow - std::chrono::hours(48);
+  // Run 2's rows are gone (another daemon swept them); run 3 is kept; run 4's folder is recent
+  // (whatever it is, it is not a run retention deleted).
+  files.folders["/d/logs"] = {{"train", RunId(2), old},
+                              {"train", RunId(3), old},
+                              {"train", RunId(4), kNow - std::chrono::minutes(5)}};
+  files.folders["/d/runs"] = {{"train", RunId(2), old}};
+  auto swept = Sweep(Config(10), kNow, store, files, "/d/logs", "/d/runs", nullptr,
+                     /*leader=*/false);
+  REQUIRE(swept.ok());
+  CHECK(swept->runs == 0);
+  CHECK(swept->events == 0);
+  CHECK(swept->orphans == 1);
+  CHECK(store.journal ==
+        std::vector<std::string>{"exists 2 3", "rm /d/logs/train/2", "rm /d/runs/train/2"});
+  CHECK(store.runs.size() == 1);
+}
+
+TEST_CASE("the leader deletes rows with its own folders, then the folders others left") {
+  FakeStore store;
+  store.runs = {{1, "train"}};
+  FakeFiles files(store.journal);
+  const Instant old = kNow - std::chrono::hours(48);
+  files.folders["/d/logs"] = {{"etl", RunId(7), old}};
+  auto swept = Sweep(Config(1), kNow, store, files, "/d/logs", "/d/runs");
+  REQUIRE(swept.ok());
+  CHECK(swept->runs == 1);
+  CHECK(swept->orphans == 1);
+  CHECK(store.journal == std::vector<std::string>{"old 3 1", "rm /d/logs/train/1",
+                                                  "rm /d/runs/train/1", "delete 1", "old 3 1",
+                                                  "events 1", "exists 7", "rm /d/logs/etl/7"});
 }

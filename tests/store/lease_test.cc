@@ -292,6 +292,10 @@ TEST_CASE(
   REQUIRE(deleted.ok());
   CHECK(*deleted == 2);
   CHECK(t.One("SELECT count(*) FROM runs") == "3");
+  // What another daemon's sweep asks of its folders' runs: the deleted ones are not there.
+  auto existing = db->ExistingRuns(std::vector<RunId>{train[0], train[1], train[2], RunId(999999)});
+  REQUIRE(existing.ok());
+  CHECK(*existing == std::set<RunId>{train[2]});
   CHECK(t.One("SELECT count(*) FROM task_instances WHERE run_id = " + ToString(train[0])) == "0");
   CHECK(t.One("SELECT count(*) FROM attempts") == "0");
   // The run it triggered forgets the link and goes on.
