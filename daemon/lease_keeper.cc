@@ -56,7 +56,8 @@ void LeaseKeeper::Stop(bool release) {
   if (thread_.joinable()) thread_.join();
   // The leader lease goes whatever is left to the next start: another daemon fires at once.
   if (options_.leadership && options_.leadership->Term() >= 0) {
-    if (auto db = store::Database::Connect(options_.url); !db.ok() || !Resign(**db)) {
+    if (auto db = store::Database::Connect(options_.url);
+        !db.ok() || !Resign(**db, /*tell=*/false)) {
       options_.leadership->Set(-1);  // it expires by itself
     }
   }
@@ -93,14 +94,14 @@ bool LeaseKeeper::Resigning() {
   return resign_;
 }
 
-bool LeaseKeeper::Resign(store::Database& db) {
+bool LeaseKeeper::Resign(store::Database& db, bool tell) {
   if (options_.leadership->Term() < 0) return true;
   if (Status s = db.ResignLead(options_.name); !s.ok()) {
     log::Error(s.message());
     return false;
   }
   options_.leadership->Set(-1);
-  if (hooks_.on_leading) hooks_.on_leading(-1);
+  if (tell && hooks_.on_leading) hooks_.on_leading(-1);
   return true;
 }
 

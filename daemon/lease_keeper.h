@@ -111,7 +111,8 @@ class LeaseKeeper {
   bool Lead(store::Database& db);
   bool Resigning();  // StopLeading was called
   // Gives the leader lease up now when this daemon leads; false when the database did not answer.
-  bool Resign(store::Database& db);
+  // `tell`: call on_leading (not from Stop: hooks run on the keeper's thread).
+  bool Resign(store::Database& db, bool tell = true);
   // Takes the runs of expired daemons over (only while leading, when there is a leadership).
   bool TakeOver(store::Database& db);
 

@@ -1,7 +1,5 @@
 #include "daemon/retention.h"
 
-#include <sys/stat.h>
-
 #include <optional>
 #include <regex>
 #include <set>
@@ -33,8 +31,8 @@ class DbStore final : public RetentionStore {
   Result<int64_t> DeleteEvents(Instant before, int limit) override {
     return db_->DeleteEvents(before, limit);
   }
-  Result<std::set<RunId>> ExistingRuns(const std::vector<RunId>& runs) override {
-    return db_->ExistingRuns(runs);
+  Result<std::set<RunId>> DeletedRuns(const std::vector<RunId>& runs) override {
+    return db_->DeletedRuns(runs);
   }
 
  private:
@@ -54,15 +52,16 @@ class DiskFiles final : public RetentionFiles {
     std::error_code ec;
     for (fs::directory_iterator p(root, ec), end; !ec && p != end; p.increment(ec)) {
       const std::string pipeline = p->path().filename().string();
-      if (!IsPipelineName(pipeline) || !p->is_directory(ec)) continue;
+      std::error_code st;
+      if (!IsPipelineName(pipeline) || !fs::is_directory(fs::symlink_status(p->path(), st))) {
+        continue;
+      }
       std::error_code inner;
       for (fs::directory_iterator r(p->path(), inner), e; !inner && r != e; r.increment(inner)) {
         auto id = RunIdOf(r->path().filename().string());
-        struct stat st {};
-        if (!id || ::stat(r->path().c_str(), &st) != 0) continue;
-        const Instant modified{std::chrono::milliseconds(int64_t{st.st_mtim.tv_sec} * 1000 +
-                                                         st.st_mtim.tv_nsec / 1'000'000)};
-        out.push_back({pipeline, *id, modified});
+        if (id && fs::is_directory(fs::symlink_status(r->path(), st))) {
+          out.push_back({pipeline, *id});
+        }
       }
     }
     return out;
@@ -79,11 +78,10 @@ class DiskFiles final : public RetentionFiles {
   }
 };
 
-// Removes the run folders under `logs_dir` and `runs_dir` whose runs have no rows any more.
-// Only folders unchanged since `cutoff`: a folder written since cannot be of a run retention
-// deleted (whatever shares the data folder).
-Result<int64_t> SweepOrphans(const config::RetentionConfig& config, Instant cutoff,
-                             RetentionStore& store, RetentionFiles& files, const fs::path& logs_dir,
+// Removes the run folders under `logs_dir` and `runs_dir` of runs a sweep deleted (recorded
+// in the database: a folder whose run is merely unknown there is never touched).
+Result<int64_t> SweepDeleted(const config::RetentionConfig& config, RetentionStore& store,
+                             RetentionFiles& files, const fs::path& logs_dir,
                              const fs::path& runs_dir, const std::function<bool()>& stopped) {
   std::vector<std::pair<fs::path, RetentionFiles::RunFolder>> folders;
   std::set<RunId> ids;
@@ -91,27 +89,28 @@ Result<int64_t> SweepOrphans(const config::RetentionConfig& config, Instant cuto
     auto found = files.RunFolders(root);
     if (!found.ok()) return found.status();
     for (auto& f : *found) {
-      if (f.modified >= cutoff) continue;
       ids.insert(f.run);
       folders.emplace_back(root, std::move(f));
     }
   }
-  std::set<RunId> kept;
+  std::set<RunId> deleted;
   std::vector<RunId> batch;
   for (auto it = ids.begin(); it != ids.end();) {
     batch.push_back(*it++);
     if (static_cast<int>(batch.size()) < config.batch && it != ids.end()) continue;
     if (stopped()) return 0;
-    auto existing = store.ExistingRuns(batch);
-    if (!existing.ok()) return existing.status();
-    kept.insert(existing->begin(), existing->end());
+    auto found = store.DeletedRuns(batch);
+    if (!found.ok()) return found.status();
+    deleted.insert(found->begin(), found->end());
     batch.clear();
   }
   std::set<RunId> removed;
   for (const auto& [root, folder] : folders) {
-    if (kept.count(folder.run)) continue;
+    if (!deleted.count(folder.run)) continue;
+    if (stopped()) break;
     if (Status s = files.RemoveTree(root / folder.pipeline / ToString(folder.run)); !s.ok()) {
-      return s;
+      log::Error("retention: " + s.message());
+      continue;
     }
     removed.insert(folder.run);
   }
@@ -157,8 +156,7 @@ Result<SweepResult> Sweep(const config::RetentionConfig& config, Instant now, Re
     }
   }
   if (config.runs > Duration(0) && !stopped()) {
-    auto orphans =
-        SweepOrphans(config, now - config.runs, store, files, logs_dir, runs_dir, stopped);
+    auto orphans = SweepDeleted(config, store, files, logs_dir, runs_dir, stopped);
     if (!orphans.ok()) return orphans.status();
     result.orphans = *orphans;
   }

@@ -33,7 +33,8 @@ class RetentionStore {
                                                                int limit) = 0;
   virtual Result<int64_t> DeleteRuns(const std::vector<RunId>& runs, Instant ended_before) = 0;
   virtual Result<int64_t> DeleteEvents(Instant before, int limit) = 0;
-  virtual Result<std::set<RunId>> ExistingRuns(const std::vector<RunId>& runs) = 0;
+  // Which of `runs` a sweep deleted (Database::DeletedRuns).
+  virtual Result<std::set<RunId>> DeletedRuns(const std::vector<RunId>& runs) = 0;
 };
 
 // What the sweep needs from the file system.
@@ -46,24 +47,24 @@ class RetentionFiles {
   struct RunFolder {
     std::string pipeline;
     RunId run{};
-    Instant modified{};  // when the folder itself last changed
   };
-  // The run folders under `root`: only names that are a pipeline's and a run id; nothing when
-  // `root` does not exist.
+  // The run folders under `root`: only names that are a pipeline's and a run id, and neither
+  // level a symbolic link; nothing when `root` does not exist.
   virtual Result<std::vector<RunFolder>> RunFolders(const std::filesystem::path& root) = 0;
 };
 
 struct SweepResult {
   int64_t runs = 0;
   int64_t events = 0;
-  int64_t orphans = 0;  // run folders of this daemon whose run's rows were gone
+  int64_t orphans = 0;  // runs another daemon's sweep deleted whose folders this one removed
 };
 
-// One sweep at `now`: runs first (folders, then rows), then events, then this daemon's run
-// folders whose runs have no rows any more (deleted by another daemon's sweep: with several
-// daemons on one database a run's logs may be in several data folders). Only the leader of the
-// daemons (`leader`) deletes rows and events; every daemon removes its own folders. Stops at the
-// first error (what was deleted stays deleted) or when `stop()` turns true between batches.
+// One sweep at `now`: runs first (folders, then rows, each deleted run recorded), then events,
+// then this daemon's folders of runs recorded as deleted (with several daemons on one database a
+// run's logs may be in several data folders). Only the leader of the daemons (`leader`) deletes
+// rows and events; every daemon removes its own folders. Stops at the first error of the
+// database (what was deleted stays deleted) or when `stop()` turns true between batches; a
+// folder that cannot be removed is logged and skipped.
 // Folders are <logs_dir>/<pipeline>/<run> and <runs_dir>/<pipeline>/<run>; a pipeline name that
 // is not a valid one never becomes a path.
 Result<SweepResult> Sweep(const config::RetentionConfig& config, Instant now, RetentionStore& store,

@@ -663,12 +663,14 @@ class Database {
   Result<std::vector<RunRef>> OldRuns(Instant ended_before, int keep_per_pipeline, int limit);
   // Deletes those of `runs` that are still ended before `ended_before` (not retried meanwhile),
   // with their task rows and attempts, and backfills left without runs; runs they triggered keep
-  // going without the link. One transaction. Returns how many runs went.
+  // going without the link; each deleted run is recorded in `deleted_runs`. One transaction.
+  // Returns how many runs went.
   Result<int64_t> DeleteRuns(std::span<const RunId> runs, Instant ended_before);
   // Deletes up to `limit` events older than `before`, none of an active run. Returns how many.
   Result<int64_t> DeleteEvents(Instant before, int limit);
-  // Which of `runs` still have a row (the others were deleted by a retention sweep).
-  Result<std::set<RunId>> ExistingRuns(std::span<const RunId> runs);
+  // Which of `runs` a retention sweep deleted (DeleteRuns records them, DeleteEvents forgets
+  // them with the events of the same age).
+  Result<std::set<RunId>> DeletedRuns(std::span<const RunId> runs);
 
   // The pipeline file text of a version (pipeline_versions). kNotFound when it is not kept.
   Result<std::string> PipelineSource(const std::string& pipeline, const std::string& hash);

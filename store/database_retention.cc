@@ -26,7 +26,9 @@ WITH doomed AS (
   WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::int8)
     AND state IN ('success', 'failed', 'cancelled') AND ended_at < $2::timestamptz
   FOR UPDATE SKIP LOCKED),
-gone AS (DELETE FROM runs WHERE id IN (SELECT id FROM doomed) RETURNING id)
+gone AS (DELETE FROM runs WHERE id IN (SELECT id FROM doomed) RETURNING id, pipeline),
+kept AS (INSERT INTO deleted_runs (run_id, pipeline) SELECT id, pipeline FROM gone
+         ON CONFLICT (run_id) DO NOTHING)
 SELECT count(*) FROM gone)sql";
 
 // Backfills whose runs are all gone (after kDeleteRuns committed).
@@ -76,20 +78,21 @@ Result<int64_t> Database::DeleteRuns(std::span<const RunId> runs, Instant ended_
   }
 }
 
-Result<std::set<RunId>> Database::ExistingRuns(std::span<const RunId> runs) {
+Result<std::set<RunId>> Database::DeletedRuns(std::span<const RunId> runs) {
   nlohmann::json ids = nlohmann::json::array();
   for (RunId id : runs) ids.push_back(Value(id));
   try {
-    pqxx::nontransaction txn(impl_->conn, "existing_runs");
+    pqxx::nontransaction txn(impl_->conn, "deleted_runs");
     std::set<RunId> out;
-    for (const pqxx::row& row : txn.exec_params("SELECT id FROM runs WHERE id IN (SELECT "
-                                                "jsonb_array_elements_text($1::jsonb)::int8)",
-                                                ids.dump())) {
+    for (const pqxx::row& row :
+         txn.exec_params("SELECT run_id FROM deleted_runs WHERE run_id IN (SELECT "
+                         "jsonb_array_elements_text($1::jsonb)::int8)",
+                         ids.dump())) {
       out.insert(RunId(row[0].as<int64_t>()));
     }
     return out;
   } catch (const std::exception& e) {
-    return DbError("reading which runs are kept", e);
+    return DbError("reading which runs retention deleted", e);
   }
 }
 
@@ -101,6 +104,11 @@ Result<int64_t> Database::DeleteEvents(Instant before, int limit) {
     txn.exec_params(
         "DELETE FROM worker_history WHERE id IN (SELECT id FROM worker_history WHERE at < "
         "$1::timestamptz ORDER BY id LIMIT $2::int)",
+        TimeParam(before), limit);
+    // So are the records of deleted runs: a daemon away longer keeps those folders.
+    txn.exec_params(
+        "DELETE FROM deleted_runs WHERE run_id IN (SELECT run_id FROM deleted_runs WHERE "
+        "deleted_at < $1::timestamptz LIMIT $2::int)",
         TimeParam(before), limit);
     txn.commit();
     return n;

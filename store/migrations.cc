@@ -408,6 +408,8 @@ ALTER TABLE daemons ADD COLUMN slots int;
 //   `term` grows each time the lease changes hands or is taken again after it lapsed, and every
 //   fire and takeover commits only while its term is still the live one.
 // - leader_terms: one row per term, when it began and who held it (for operators and tests).
+// - deleted_runs: the runs the leader's retention sweep deleted, so that every daemon removes its
+//   own folders of them (and only of them); pruned with the events.
 constexpr std::string_view kLeaderSchema = R"sql(
 CREATE TABLE leader (
   id         boolean PRIMARY KEY DEFAULT true CHECK (id),
@@ -420,6 +422,11 @@ CREATE TABLE leader_terms (
   term     bigint PRIMARY KEY,
   holder   text NOT NULL,
   began_at timestamptz NOT NULL
+);
+CREATE TABLE deleted_runs (
+  run_id     bigint PRIMARY KEY,
+  pipeline   text NOT NULL,
+  deleted_at timestamptz NOT NULL DEFAULT now()
 );
 )sql";
 

@@ -33,18 +33,20 @@ struct FakeStore final : RetentionStore {
     for (RunId id : ids) {
       line += " " + ToString(id);
       runs.erase(Value(id));
+      deleted.insert(Value(id));
     }
     journal.push_back(line);
     return static_cast<int64_t>(ids.size());
   }
-  Result<std::set<RunId>> ExistingRuns(const std::vector<RunId>& ids) override {
-    std::string line = "exists";
+  Result<std::set<RunId>> DeletedRuns(const std::vector<RunId>& ids) override {
+    std::string line = "deleted?";
     std::set<RunId> out;
     for (RunId id : ids) {
       line += " " + ToString(id);
-      if (runs.count(Value(id)) || kept.count(Value(id))) out.insert(id);
+      if (deleted.count(Value(id))) out.insert(id);
     }
     journal.push_back(line);
+    if (fail_deleted) return Status::Error(ErrorCode::kUnavailable, "database: gone");
     return out;
   }
   Result<int64_t> DeleteEvents(Instant before, int limit) override {
@@ -55,7 +57,8 @@ struct FakeStore final : RetentionStore {
     return n;
   }
   std::map<int64_t, std::string> runs;
-  std::set<int64_t> kept;  // rows of runs not old enough to be swept
+  std::set<int64_t> deleted;  // runs a sweep deleted (deleted_runs)
+  bool fail_deleted = false;
   int64_t events = 0;
   bool fail_old = false;
   std::vector<std::string> journal;
@@ -66,8 +69,10 @@ struct FakeFiles final : RetentionFiles {
   explicit FakeFiles(std::vector<std::string>& journal) : journal_(journal) {}
   Status RemoveTree(const std::filesystem::path& folder) override {
     journal_.push_back("rm " + folder.string());
+    if (folder.string() == refuse) return Status::Error("removing '" + refuse + "': denied");
     return Status::Ok();
   }
+  std::string refuse;  // a folder whose removal fails
   Result<std::vector<RunFolder>> RunFolders(const std::filesystem::path& root) override {
     return folders[root.string()];
   }
@@ -144,38 +149,58 @@ TEST_CASE("zero keeps forever, a stop between batches and an error end the sweep
 TEST_CASE("a follower deletes no rows but removes its folders of runs the leader deleted") {
   FakeStore store;
   store.runs = {{1, "train"}};  // old enough, but the leader's to delete
-  store.kept = {3};
+  store.deleted = {2, 5};
   store.events = 5;
   FakeFiles files(store.journal);
-  const Instant old = kNow - std::chrono::hours(48);
-  // Run 2's rows are gone (another daemon swept them); run 3 is kept; run 4's folder is recent
-  // (whatever it is, it is not a run retention deleted).
-  files.folders["/d/logs"] = {{"train", RunId(2), old},
-                              {"train", RunId(3), old},
-                              {"train", RunId(4), kNow - std::chrono::minutes(5)}};
-  files.folders["/d/runs"] = {{"train", RunId(2), old}};
-  auto swept = Sweep(Config(10), kNow, store, files, "/d/logs", "/d/runs", nullptr,
-                     /*leader=*/false);
+  // Run 2 was deleted by the leader's sweep; run 3 is kept; run 4 is unknown to this database
+  // (a folder of anything else sharing the data folder): only run 2's folders go.
+  files.folders["/d/logs"] = {{"train", RunId(2)}, {"train", RunId(3)}, {"etl", RunId(4)}};
+  files.folders["/d/runs"] = {{"train", RunId(2)}};
+  auto swept =
+      Sweep(Config(2), kNow, store, files, "/d/logs", "/d/runs", nullptr, /*leader=*/false);
   REQUIRE(swept.ok());
   CHECK(swept->runs == 0);
   CHECK(swept->events == 0);
   CHECK(swept->orphans == 1);
-  CHECK(store.journal ==
-        std::vector<std::string>{"exists 2 3", "rm /d/logs/train/2", "rm /d/runs/train/2"});
+  // Asked in batches of the sweep's size.
+  CHECK(store.journal == std::vector<std::string>{"deleted? 2 3", "deleted? 4",
+                                                  "rm /d/logs/train/2", "rm /d/runs/train/2"});
   CHECK(store.runs.size() == 1);
 }
 
-TEST_CASE("the leader deletes rows with its own folders, then the folders others left") {
+TEST_CASE("the leader records what it deletes, then removes the folders it has of deleted runs") {
   FakeStore store;
   store.runs = {{1, "train"}};
+  store.deleted = {7};
   FakeFiles files(store.journal);
-  const Instant old = kNow - std::chrono::hours(48);
-  files.folders["/d/logs"] = {{"etl", RunId(7), old}};
+  files.folders["/d/logs"] = {{"etl", RunId(7)}, {"etl", RunId(8)}};
   auto swept = Sweep(Config(1), kNow, store, files, "/d/logs", "/d/runs");
   REQUIRE(swept.ok());
   CHECK(swept->runs == 1);
   CHECK(swept->orphans == 1);
   CHECK(store.journal == std::vector<std::string>{"old 3 1", "rm /d/logs/train/1",
                                                   "rm /d/runs/train/1", "delete 1", "old 3 1",
-                                                  "events 1", "exists 7", "rm /d/logs/etl/7"});
+                                                  "events 1", "deleted? 7", "deleted? 8",
+                                                  "rm /d/logs/etl/7"});
+  CHECK(store.deleted == std::set<int64_t>{1, 7});
+}
+
+TEST_CASE("a folder that cannot be removed is skipped, a database error keeps every folder") {
+  FakeStore store;
+  store.deleted = {2, 3};
+  FakeFiles files(store.journal);
+  files.folders["/d/logs"] = {{"train", RunId(2)}, {"train", RunId(3)}};
+  files.refuse = "/d/logs/train/2";
+  auto swept =
+      Sweep(Config(10), kNow, store, files, "/d/logs", "/d/runs", nullptr, /*leader=*/false);
+  REQUIRE(swept.ok());
+  CHECK(swept->orphans == 1);
+  CHECK(store.journal ==
+        std::vector<std::string>{"deleted? 2 3", "rm /d/logs/train/2", "rm /d/logs/train/3"});
+  store.journal.clear();
+  store.fail_deleted = true;
+  auto failed =
+      Sweep(Config(10), kNow, store, files, "/d/logs", "/d/runs", nullptr, /*leader=*/false);
+  REQUIRE_FALSE(failed.ok());
+  CHECK(store.journal == std::vector<std::string>{"deleted? 2 3"});
 }

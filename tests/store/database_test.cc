@@ -13,16 +13,27 @@ TEST_CASE("migrations create the schema once") {
   REQUIRE(db.ok());
   REQUIRE((*db)->Migrate().ok());
   CHECK(t.Rows("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1") ==
-        Rows{"artifacts",      "attempts",
-             "backfills",      "cache_invalidations",
-             "daemons",        "events",
-             "leader",         "leader_terms",
-             "log_chunks",     "model_promotions",
-             "model_versions", "models",
-             "notifications",  "pipeline_versions",
-             "pipelines",      "pools",
-             "runs",           "schema_migrations",
-             "task_instances", "worker_history"});
+        Rows{"artifacts",
+             "attempts",
+             "backfills",
+             "cache_invalidations",
+             "daemons",
+             "deleted_runs",
+             "events",
+             "leader",
+             "leader_terms",
+             "log_chunks",
+             "model_promotions",
+             "model_versions",
+             "models",
+             "notifications",
+             "pipeline_versions",
+             "pipelines",
+             "pools",
+             "runs",
+             "schema_migrations",
+             "task_instances",
+             "worker_history"});
   CHECK(t.Rows("SELECT version, name FROM schema_migrations ORDER BY 1") ==
         Rows{"1|initial schema", "2|api: event pipelines, pause state",
              "3|schedules: fire cursors, skipped fires, completion triggers", "4|backfills",

@@ -292,10 +292,12 @@ TEST_CASE(
   REQUIRE(deleted.ok());
   CHECK(*deleted == 2);
   CHECK(t.One("SELECT count(*) FROM runs") == "3");
-  // What another daemon's sweep asks of its folders' runs: the deleted ones are not there.
-  auto existing = db->ExistingRuns(std::vector<RunId>{train[0], train[1], train[2], RunId(999999)});
-  REQUIRE(existing.ok());
-  CHECK(*existing == std::set<RunId>{train[2]});
+  // Each deleted run is recorded, for the other daemons' folders of it.
+  auto deleted_runs =
+      db->DeletedRuns(std::vector<RunId>{train[0], train[1], train[2], train[3], RunId(999999)});
+  REQUIRE(deleted_runs.ok());
+  CHECK(*deleted_runs == std::set<RunId>{train[0], train[1]});
+  CHECK(t.One("SELECT string_agg(pipeline, ',') FROM deleted_runs") == "train,train");
   CHECK(t.One("SELECT count(*) FROM task_instances WHERE run_id = " + ToString(train[0])) == "0");
   CHECK(t.One("SELECT count(*) FROM attempts") == "0");
   // The run it triggered forgets the link and goes on.
@@ -313,4 +315,9 @@ TEST_CASE(
   }
   CHECK(total > 0);
   CHECK(t.One("SELECT count(*) FROM events") == active_events);
+  // The records of deleted runs go with the events of their age, not before.
+  CHECK(t.One("SELECT count(*) FROM deleted_runs") == "2");
+  t.Rows("UPDATE deleted_runs SET deleted_at = now() - interval '10 days'");
+  REQUIRE(db->DeleteEvents(cutoff, 10).ok());
+  CHECK(t.One("SELECT count(*) FROM deleted_runs") == "0");
 }
