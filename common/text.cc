@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace kiln {
@@ -98,6 +99,18 @@ std::string SuggestAccepted(std::string_view word, std::span<const std::string_v
     out = "; did you mean '" + std::string(close) + "'?";
   }
   return out + " (accepted: " + list + ")";
+}
+
+std::optional<int64_t> ParseDecimal(std::string_view text, int64_t min) {
+  if (text.empty() || text.size() > 19 || (text.size() > 1 && text[0] == '0')) return std::nullopt;
+  int64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    if (value > (std::numeric_limits<int64_t>::max() - (c - '0')) / 10) return std::nullopt;
+    value = value * 10 + (c - '0');
+  }
+  if (value < min) return std::nullopt;
+  return value;
 }
 
 }  // namespace kiln

@@ -2,6 +2,8 @@
 // excerpt, a program's error message).
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,5 +22,9 @@ bool IsSafeUtf8(std::string_view text);
 std::string_view Closest(std::string_view word, std::span<const std::string_view> candidates);
 // "; did you mean 'x'? (accepted: a, b, c)", or " (accepted: a, b, c)" when nothing is close.
 std::string SuggestAccepted(std::string_view word, std::span<const std::string_view> accepted);
+
+// A decimal integer in [min, 2^63-1] without sign, spaces or leading zeros; nullopt otherwise
+// (also when it is too large for 64 bits).
+std::optional<int64_t> ParseDecimal(std::string_view text, int64_t min);
 
 }  // namespace kiln

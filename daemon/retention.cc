@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace kiln::daemon {
 
@@ -58,23 +59,14 @@ class DiskFiles final : public RetentionFiles {
       }
       std::error_code inner;
       for (fs::directory_iterator r(p->path(), inner), e; !inner && r != e; r.increment(inner)) {
-        auto id = RunIdOf(r->path().filename().string());
+        // A run folder's name is its id in decimal, nothing else.
+        auto id = ParseDecimal(r->path().filename().string(), 1);
         if (id && fs::is_directory(fs::symlink_status(r->path(), st))) {
-          out.push_back({pipeline, *id});
+          out.push_back({pipeline, RunId(*id)});
         }
       }
     }
     return out;
-  }
-
- private:
-  // A run folder's name: the run id in decimal, nothing else.
-  static std::optional<RunId> RunIdOf(const std::string& name) {
-    if (name.empty() || name.size() > 18 || name[0] == '0') return std::nullopt;
-    for (char c : name) {
-      if (c < '0' || c > '9') return std::nullopt;
-    }
-    return RunId(std::stoll(name));
   }
 };
 

@@ -37,18 +37,6 @@ Status CheckTaskId(std::string_view id) {
                            "train[3]");
 }
 
-std::optional<int64_t> ParseDecimal(std::string_view text, int64_t min) {
-  if (text.empty() || text.size() > 19 || (text.size() > 1 && text[0] == '0')) return std::nullopt;
-  int64_t value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    if (value > (std::numeric_limits<int64_t>::max() - (c - '0')) / 10) return std::nullopt;
-    value = value * 10 + (c - '0');
-  }
-  if (value < min) return std::nullopt;
-  return value;
-}
-
 std::optional<int64_t> ParseCount(std::string_view text) {
   if (text.empty() || text.size() > 1000) return std::nullopt;
   int64_t value = 0;

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "common/text.h"
 
 namespace kiln::web {
 
@@ -17,9 +18,6 @@ Status CheckPipelineName(std::string_view name);
 // Ok when `id` matches ^[a-z0-9][a-z0-9_-]{0,63}$, or is an instance of one ("train[3]", index
 // 0..9999), else kInvalidArgument "task id 'X' must ...".
 Status CheckTaskId(std::string_view id);
-// A decimal integer in [min, 2^63-1] without sign, spaces or leading zeros; nullopt otherwise
-// (also when it is too large for 64 bits).
-std::optional<int64_t> ParseDecimal(std::string_view text, int64_t min);
 // Decimal digits only (1-1000 of them, no sign): the value, saturated at 2^63-1 (so that a huge
 // limit means "as many as allowed"); nullopt for anything else.
 std::optional<int64_t> ParseCount(std::string_view text);

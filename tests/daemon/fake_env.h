@@ -50,7 +50,6 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
   // The live leader lease: a fenced FireSchedule commits only under it (kConflict otherwise).
   std::optional<store::LeaderFence> leader;
   int fences_refused = 0;
-  int reloads_asked = 0;
   mutable std::recursive_mutex mu;
 
   std::string State(int64_t id) {
@@ -262,7 +261,6 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
   Status AskReload() override {
     std::lock_guard lock(mu);
     if (down) return Down();
-    ++reloads_asked;
     return Status::Ok();
   }
   Status SetPaused(const std::string& pipeline, bool p, std::string_view actor) override {
