@@ -2,6 +2,7 @@
 // (path and query string) and their values, and Range headers.
 #include <string>
 
+#include "common/text.h"
 #include "fuzz/check.h"
 #include "web/http.h"
 #include "web/input.h"
@@ -20,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
     Check(body.message().starts_with("body "), "a refused body says so");
   }
 
-  if (auto n = kiln::web::ParseDecimal(text, 0)) {
+  if (auto n = kiln::ParseDecimal(text, 0)) {
     Check(std::to_string(*n) == text, "a decimal is its canonical text");
   }
   if (auto n = kiln::web::ParseCount(text)) Check(*n >= 0, "a count is not negative");
