@@ -115,7 +115,8 @@ Result<std::vector<DueNotification>> Database::ClaimNotifications(Duration lease
       n.pipeline = run[0][0].as<std::string>();
       json params = json::object();
       for (const auto& [name, value] : ParseParams(run[0][3].as<std::string>("{}"))) {
-        std::visit([&](const auto& v) { params[name] = v; }, value);
+        json& slot = params[name];  // clang 14 cannot capture a binding
+        std::visit([&slot](const auto& v) { slot = v; }, value);
       }
       json failed = json::array();
       for (const pqxx::row& t : txn.exec_params(
