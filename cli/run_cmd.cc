@@ -255,7 +255,8 @@ int Run(const RunOptions& o) {
   // Its run is held by a lease like a daemon's runs: a daemon on the same database ends it
   // (cancelled) if this process dies, and leaves it alone while it lives.
   daemon::LeaseKeeper lease(
-      {(*runtime)->database.url, name, cfg->lease, /*take_over=*/false, /*leadership=*/nullptr},
+      {(*runtime)->database.url, name, cfg->lease, /*take_over=*/false, /*leadership=*/nullptr,
+       /*clock=*/nullptr},
       {});
   if (Status s = lease.Start(); !s.ok()) {
     std::cerr << "kiln: " << s.message() << '\n';

@@ -93,6 +93,7 @@ class Daemon {
   std::unique_ptr<Notifier> notifier_;  // outlives service_, which tells it
   std::unique_ptr<DaemonService> service_;
   std::unique_ptr<LeaseKeeper> keeper_;
+  std::shared_ptr<LeaseClock> lease_clock_;
   std::unique_ptr<Retention> retention_;
   std::unique_ptr<web::Server> server_;
   std::thread http_;
@@ -116,6 +117,8 @@ Result<std::unique_ptr<scheduler::TaskRunner>> Daemon::MakeRunner(asio::io_conte
   options.log_cap_bytes = cfg_.log_cap_bytes;
   options.kill_grace = cfg_.kill_grace;
   options.spawn = [supervision] { return SpawnSupervisor(supervision); };
+  // Launch while the start commits (docs/design.md), while this daemon surely holds its lease.
+  options.early_starts = [clock = lease_clock_] { return clock->Held(); };
   options.adopt_foreign = [this](const scheduler::AdoptRequest& request,
                                  std::function<void(scheduler::AttemptOutcome)> on_exit) {
     foreign_->Watch(request, std::move(on_exit));
@@ -169,6 +172,7 @@ Status Daemon::Open() {
               "' with a user id of their run's own, from " + std::to_string(task_user->uids.first) +
               " on (" + std::to_string(task_user->uids.count) + " ids)");
   }
+  lease_clock_ = std::make_shared<LeaseClock>(cfg_.lease);
   auto runtime = StartRuntime(
       cfg_, name_, SupervisorName(name_), *task_user,
       [this](asio::io_context& io, const std::string& url) { return MakeRunner(io, url); });
@@ -307,7 +311,7 @@ int Daemon::Run() {
   hooks.on_leading = [&service](int64_t term) { service.OnLeading(term); };
   hooks.on_pipelines = [&service](const std::string& what) { service.OnPipelinesNotified(what); };
   keeper_ = std::make_unique<LeaseKeeper>(
-      LeaseKeeperOptions{url, name_, cfg_.lease, true, leadership}, std::move(hooks));
+      LeaseKeeperOptions{url, name_, cfg_.lease, true, leadership, lease_clock_}, std::move(hooks));
   if (Status s = keeper_->Start(); !s.ok()) {
     std::cerr << "kiln: " << s.message() << '\n';
     return 1;

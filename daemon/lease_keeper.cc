@@ -72,11 +72,13 @@ void LeaseKeeper::Stop(bool release) {
 // One renewal: the lease, the cancels asked of this daemon's runs, a changed term, the takeover
 // of expired daemons' runs. False when the database did not answer.
 bool LeaseKeeper::Renew(store::Database& db) {
+  const auto sent = std::chrono::steady_clock::now();
   auto renewed = db.RenewLease(options_.name, "daemon", "", options_.lease);
   if (!renewed.ok()) {
     log::Error("lease: " + renewed.message());
     return false;
   }
+  if (options_.clock) options_.clock->Renewed(sent);
   if (renewed->term != term_) {
     log::Error("lease: runs of this daemon were taken over while its lease had expired");
     term_ = renewed->term;
@@ -151,6 +153,7 @@ void LeaseKeeper::Loop() {
   std::unique_ptr<store::EventListener> listener;
   auto next = std::chrono::steady_clock::now() + options_.lease / 3;
   auto health = [this](bool ok) {
+    if (!ok && options_.clock) options_.clock->Lost();
     // A lease not kept for its whole length is over: another daemon may lead by now.
     if (!ok && options_.leadership && options_.leadership->Term() >= 0 &&
         std::chrono::steady_clock::now() - led_at_ > options_.lease) {

@@ -48,6 +48,35 @@ class Leadership {
   std::atomic<int64_t> term_{-1};
 };
 
+// When the daemon's lease was last renewed, on the steady clock (which runs on while the process
+// is frozen): whether no other daemon can have taken its runs yet. Set by its lease keeper; read
+// before launching a start whose commit is still in flight (docs/design.md, "Launching while the
+// start commits"). Thread-safe.
+class LeaseClock {
+ public:
+  explicit LeaseClock(Duration lease) : lease_(lease) {}
+  // A renewal sent at `sent` succeeded.
+  void Renewed(std::chrono::steady_clock::time_point sent) {
+    renewed_at_.store(sent.time_since_epoch().count(), std::memory_order_relaxed);
+  }
+  // The database did not answer: not held until the next renewal works.
+  void Lost() { renewed_at_.store(kNever, std::memory_order_relaxed); }
+  // Renewed less than lease * 2/3 ago, and the database answered since. False before the first
+  // renewal.
+  bool Held() const {
+    const int64_t at = renewed_at_.load(std::memory_order_relaxed);
+    if (at == kNever) return false;
+    const auto since = std::chrono::steady_clock::now().time_since_epoch() -
+                       std::chrono::steady_clock::duration(at);
+    return since < lease_ * 2 / 3;
+  }
+
+ private:
+  static constexpr int64_t kNever = INT64_MIN;
+  const Duration lease_;
+  std::atomic<int64_t> renewed_at_{kNever};
+};
+
 struct LeaseKeeperOptions {
   std::string url;
   std::string name;  // the daemon's (DaemonName) or a `kiln run`'s (ForegroundName)
@@ -56,6 +85,8 @@ struct LeaseKeeperOptions {
   // Set: the keeper also keeps or takes the leader lease (same holder name) at each renewal, and
   // takes runs over only while it leads. Null: it never leads (and takes over when take_over).
   std::shared_ptr<Leadership> leadership;
+  // Set: told of every renewal that worked.
+  std::shared_ptr<LeaseClock> clock;
 };
 
 struct LeaseKeeperHooks {

@@ -148,6 +148,14 @@ bool DaemonService::WaitForEvents(int64_t after, std::chrono::milliseconds timeo
 }
 
 Status DaemonService::Ready() {
+  {
+    // First: once the lease keeper has seen the database go, starts wait for their commit
+    // (LeaseClock), and the answer says so.
+    std::lock_guard lock(mu_);
+    if (!healthy_) {
+      return Status::Error(ErrorCode::kUnavailable, "the daemon's lease cannot be renewed");
+    }
+  }
   Status ping = store_.Ping();
   if (!ping.ok()) return Status::Error(ErrorCode::kUnavailable, ping.message());
   auto failing = OnLoop([this] { return sched_.failing_since(); });
@@ -155,10 +163,6 @@ Status DaemonService::Ready() {
     return Status::Error(ErrorCode::kUnavailable, "state changes cannot be committed since " +
                                                       FormatRfc3339(*failing) +
                                                       "; they are kept and tried again");
-  }
-  std::lock_guard lock(mu_);
-  if (!healthy_) {
-    return Status::Error(ErrorCode::kUnavailable, "the daemon's lease cannot be renewed");
   }
   return Status::Ok();
 }

@@ -181,7 +181,11 @@ void SupervisedRunner::Attach(Dialed dialed) {
         deliver.emplace_back(key, std::move(it->second));
         ended.erase(it);
       } else {
-        deliver.emplace_back(key, Lost("its supervisor stopped and has no record of it"));
+        deliver.emplace_back(key, Lost(w.unconfirmed ? "the connection to its supervisor broke "
+                                                       "before its start was confirmed; the "
+                                                       "supervisor stopped it"
+                                                     : "its supervisor stopped and has no "
+                                                       "record of it"));
       }
     }
     for (auto& item : deliver) {
@@ -196,10 +200,7 @@ void SupervisedRunner::Attach(Dialed dialed) {
       w.launch.reset();
     }
   }
-  if (!acks_.empty()) {
-    Send(wire::EncodeAck(acks_));
-    acks_.clear();
-  }
+  SendControl();
   Read();
 }
 
@@ -217,6 +218,7 @@ wire::Launch ToWire(scheduler::LaunchRequest request, Duration kill_grace, uint6
   l.user = std::move(request.user);
   l.collect_argv = std::move(request.collect_argv);
   l.mask = std::move(request.mask);
+  l.confirmed = request.start_recorded;
   return l;
 }
 
@@ -234,6 +236,7 @@ scheduler::LaunchRequest FromWire(wire::Launch l) {
   r.user = std::move(l.user);
   r.collect_argv = std::move(l.collect_argv);
   r.mask = std::move(l.mask);
+  r.start_recorded = l.confirmed;
   return r;
 }
 
@@ -246,6 +249,7 @@ void SupervisedRunner::Start(scheduler::LaunchRequest request,
   current_[{run, task}] = key;
   Waiting& w = waiting_[key];
   w.on_exit = std::move(on_exit);
+  w.unconfirmed = !l.confirmed;
   std::string frame = wire::EncodeLaunch(l);
   if (socket_) {
     Send(std::move(frame));
@@ -297,7 +301,10 @@ void SupervisedRunner::Adopt(const scheduler::AdoptRequest& request,
     return;
   }
   Post([on_exit = std::move(on_exit)] {
-    on_exit(Lost("its supervisor has no record of it (it stopped while the attempt ran)"));
+    on_exit(
+        Lost("its supervisor has no record of it (it stopped while the attempt ran, or "
+             "stopped the attempt because its daemon went away before confirming its "
+             "start)"));
   });
 }
 
@@ -306,24 +313,45 @@ void SupervisedRunner::Recorded(RunId run, TaskId task, int attempt) {
   if (it == current_.end() || it->second.attempt != attempt) return;
   acks_.push_back(it->second);
   current_.erase(it);
-  if (ack_posted_ || !socket_) return;
-  ack_posted_ = true;
-  // One acknowledgement per turn of the loop for every end of that turn's commit.
+  PostControl();
+}
+
+void SupervisedRunner::StartRecorded(RunId run, TaskId task, int attempt) {
+  auto it = current_.find({run, task});
+  if (it == current_.end() || it->second.attempt != attempt) return;
+  if (auto w = waiting_.find(it->second); w != waiting_.end()) w->second.unconfirmed = false;
+  confirms_.push_back(it->second);
+  PostControl();
+}
+
+// One confirmation and one acknowledgement per turn of the loop, for every start and end of that
+// turn's commits.
+void SupervisedRunner::PostControl() {
+  if (control_posted_ || !socket_) return;
+  control_posted_ = true;
   Post([this] {
-    ack_posted_ = false;
-    if (!socket_ || acks_.empty()) return;
+    control_posted_ = false;
+    SendControl();
+  });
+}
+
+// Confirmations first: an end is only acknowledged after its start was recorded.
+void SupervisedRunner::SendControl() {
+  if (!socket_) return;
+  if (!confirms_.empty()) {
+    Send(wire::EncodeKeys(wire::Type::kConfirm, confirms_));
+    confirms_.clear();
+  }
+  if (!acks_.empty()) {
     Send(wire::EncodeAck(acks_));
     acks_.clear();
-  });
+  }
 }
 
 void SupervisedRunner::Drain(std::function<void()> done) {
   // After the acknowledgements posted this turn have been queued.
   Post([this, done = std::move(done)]() mutable {
-    if (!acks_.empty() && socket_) {
-      Send(wire::EncodeAck(acks_));
-      acks_.clear();
-    }
+    SendControl();
     if (!socket_ || (socket_->out.empty() && !socket_->writing)) {
       done();
       return;

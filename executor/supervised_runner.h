@@ -39,6 +39,11 @@ struct SupervisedRunnerOptions {
   std::function<void(const scheduler::AdoptRequest&,
                      std::function<void(scheduler::AttemptOutcome)>)>
       adopt_foreign;
+  // Starts may be sent while their start commits (TaskRunner::StartsBeforeCommit): the
+  // supervisor holds them unconfirmed until StartRecorded (docs/design.md, "Launching while the
+  // start commits"), whenever this says yes (null: never). The daemon's runner asks whether it
+  // surely holds its lease; a worker claims starts that are recorded already.
+  std::function<bool()> early_starts;
 };
 
 // The supervisor protocol's start of `request` (what a supervisor needs to run it), and back.
@@ -75,6 +80,10 @@ class SupervisedRunner final : public scheduler::TaskRunner {
   void Adopt(const scheduler::AdoptRequest& request,
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Recorded(RunId run, TaskId task, int attempt) override;
+  bool StartsBeforeCommit() const override {
+    return options_.early_starts && options_.early_starts();
+  }
+  void StartRecorded(RunId run, TaskId task, int attempt) override;
   // Calls `done` (on the loop) once every acknowledgement and start queued so far was written to
   // the supervisor, or at once when it is not connected. For a clean stop.
   void Drain(std::function<void()> done);
@@ -83,6 +92,7 @@ class SupervisedRunner final : public scheduler::TaskRunner {
   struct Waiting {
     std::function<void(scheduler::AttemptOutcome)> on_exit;
     std::optional<std::string> launch;  // the start frame, while it has not been sent
+    bool unconfirmed = false;           // sent before its start was recorded, not confirmed yet
   };
   struct Socket;
 
@@ -93,6 +103,8 @@ class SupervisedRunner final : public scheduler::TaskRunner {
   void Disconnected(const std::string& why);
   void Redial();
   void Deliver(const scheduler::AttemptKey& key, scheduler::AttemptOutcome outcome);
+  void PostControl();
+  void SendControl();
   void Post(std::function<void()> f);
 
   boost::asio::io_context& io_;
@@ -104,8 +116,9 @@ class SupervisedRunner final : public scheduler::TaskRunner {
   // What the welcome listed, until an Adopt claims it.
   std::set<scheduler::AttemptKey> welcome_running_;
   std::map<scheduler::AttemptKey, scheduler::AttemptOutcome> welcome_ended_;
-  std::vector<scheduler::AttemptKey> acks_;
-  bool ack_posted_ = false;
+  std::vector<scheduler::AttemptKey> confirms_;  // starts recorded, to tell the supervisor
+  std::vector<scheduler::AttemptKey> acks_;      // ends recorded
+  bool control_posted_ = false;
   std::vector<std::function<void()>> drained_;  // Drain callbacks waiting for writes
   std::thread redialer_;
   std::shared_ptr<bool> alive_;

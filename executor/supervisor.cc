@@ -47,6 +47,9 @@ std::string StopText(const std::string& cause) {
   if (cause == "cancel") return "the run is being cancelled";
   if (cause == "superseded") return "its run no longer has this attempt running";
   if (cause == "stop") return "the daemon that drives its run asked for it to stop";
+  if (cause == "orphaned") {
+    return "the daemon that sent it went away before its start was recorded";
+  }
   if (cause == "fenced") {
     return "its supervisor could not renew its lease in time (is the database reachable?)";
   }
@@ -64,6 +67,11 @@ struct Supervisor::Impl {
     CollectJob collect;  // what runs after a successful exit
     bool collecting = false;
     bool queued = false;  // handed to the ledger thread
+    // Started while its start was being committed (wire::Launch::confirmed) and not confirmed
+    // yet: out of the lease renewals, its end never written to the database.
+    bool unconfirmed = false;
+    // Unconfirmed when its daemon went away: stopped, and forgotten once its process is gone.
+    bool orphan = false;
     std::unique_ptr<asio::steady_timer> ack_timer;
   };
   struct Conn {
@@ -75,12 +83,14 @@ struct Supervisor::Impl {
     bool writing = false;
     bool hello = false;
     bool closed = false;
+    bool welcomed = false;  // the welcome was sent (it waits for orphans to be gone)
   };
 
   Impl(SupervisorOptions o, Ledger& l) : options(std::move(o)), ledger(l) {}
 
   Status Start();
   void Recover();
+  Status RecordRecovered();
   void Accept();
   void Read(const std::shared_ptr<Conn>& c);
   void Handle(const std::shared_ptr<Conn>& c, const std::string& body);
@@ -88,6 +98,10 @@ struct Supervisor::Impl {
   void Flush(const std::shared_ptr<Conn>& c);
   void Close(const std::shared_ptr<Conn>& c);
   void OnHello(const std::shared_ptr<Conn>& c);
+  void Welcome(const std::shared_ptr<Conn>& c);
+  void Confirm(const std::vector<AttemptKey>& keys);
+  void Orphan();
+  void Drop(const AttemptKey& key);
   void StartAttempt(wire::Launch launch);
   void OnExit(const AttemptKey& key, const ProcessResult& result);
   void Ended(const AttemptKey& key, AttemptOutcome outcome);
@@ -150,6 +164,7 @@ Status Supervisor::Impl::Start() {
   renewed_at = std::chrono::steady_clock::now();
   processes = std::make_unique<ProcessManager>(io);
   Recover();
+  if (Status s = RecordRecovered(); !s.ok()) return s;
   const fs::path socket_path = SocketPath(options.dir);
   if (socket_path.string().size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Status::Error("the supervisor's socket path '" + socket_path.string() +
@@ -201,6 +216,26 @@ void Supervisor::Impl::Recover() {
     attempts.emplace(key, std::move(a));
   }
   for (auto& [key, a] : attempts) Queue(key);
+}
+
+// What the supervisor that died left is written to the database before any daemon can connect.
+// Some of it may be starts that were never confirmed: a daemon that decides such an attempt
+// again must not find this report written after its own start (ends are conditioned on the
+// attempt and on this supervisor's name, which a new start of the same attempt shares).
+Status Supervisor::Impl::RecordRecovered() {
+  std::vector<wire::Ended> ends;
+  {
+    std::lock_guard lock(mu);
+    ends.swap(to_record);
+  }
+  if (ends.empty()) return Status::Ok();
+  if (Status s = ledger.Record(ends); !s.ok()) {
+    return Status::Error(s.code(),
+                         "recording the " + std::to_string(ends.size()) +
+                             " attempt ends left by the supervisor that died: " + s.message());
+  }
+  for (const wire::Ended& e : ends) Forget(e.key);
+  return Status::Ok();
 }
 
 void Supervisor::Impl::Accept() {
@@ -286,8 +321,14 @@ void Supervisor::Impl::Handle(const std::shared_ptr<Conn>& c, const std::string&
       }
       break;
     case wire::Type::kAck:
-      if (auto keys = wire::DecodeAck(r)) {
+      if (auto keys = wire::DecodeKeys(r)) {
         for (const AttemptKey& key : *keys) Forget(key);
+        return;
+      }
+      break;
+    case wire::Type::kConfirm:
+      if (auto keys = wire::DecodeKeys(r)) {
+        Confirm(*keys);
         return;
       }
       break;
@@ -303,6 +344,16 @@ void Supervisor::Impl::OnHello(const std::shared_ptr<Conn>& c) {
   conn = c;
   had_daemon = true;
   idle_timer.cancel();
+  // Attempts the last daemon left unconfirmed are being stopped. The new daemon may decide the
+  // same attempts again: it hears from this supervisor only once they are gone (Drop).
+  for (const auto& [key, a] : attempts) {
+    if (a.orphan) return;
+  }
+  Welcome(c);
+}
+
+void Supervisor::Impl::Welcome(const std::shared_ptr<Conn>& c) {
+  c->welcomed = true;
   wire::Welcome welcome;
   welcome.supervisor = options.name;
   for (const auto& [key, a] : attempts) {
@@ -353,11 +404,61 @@ void Supervisor::Impl::Close(const std::shared_ptr<Conn>& c) {
   if (conn != c) return;
   conn.reset();
   log::Info("supervisor: the daemon disconnected");
+  Orphan();
   // Ends it did not acknowledge go to the database.
+  std::vector<AttemptKey> ended;
   for (auto& [key, a] : attempts) {
-    if (!a.running) Queue(key);
+    if (!a.running) ended.push_back(key);
+  }
+  for (const AttemptKey& key : ended) Queue(key);
+  MaybeIdle();
+}
+
+// The daemon went away: starts it never confirmed may never have been recorded, and the next
+// owner of their runs may decide them again. They are stopped (the whole group, at once) and
+// forgotten without a report: if a start was recorded after all, the next daemon finds no record
+// of it here and declares the attempt lost, as for a supervisor that died.
+void Supervisor::Impl::Orphan() {
+  std::vector<AttemptKey> gone;
+  for (auto& [key, a] : attempts) {
+    if (!a.unconfirmed) continue;
+    if (!a.running) {
+      gone.push_back(key);
+      continue;
+    }
+    log::Warn("supervisor: stopping attempt " + key.ToString() + ": " + StopText("orphaned"));
+    a.orphan = true;
+    a.stop_cause = "orphaned";
+    processes->KillNow(a.handle);
+  }
+  for (const AttemptKey& key : gone) Drop(key);
+}
+
+// Forgets an unconfirmed attempt that is over; a daemon that waits for its welcome gets it once
+// no orphan is left.
+void Supervisor::Impl::Drop(const AttemptKey& key) {
+  ::unlink(RecordPath(key).c_str());
+  ::unlink((RecordPath(key).string() + ".end").c_str());
+  attempts.erase(key);
+  UpdateSnapshot();
+  if (conn && !conn->welcomed) {
+    for (const auto& [k, a] : attempts) {
+      if (a.orphan) return;
+    }
+    Welcome(conn);
   }
   MaybeIdle();
+}
+
+void Supervisor::Impl::Confirm(const std::vector<AttemptKey>& keys) {
+  bool changed = false;
+  for (const AttemptKey& key : keys) {
+    auto it = attempts.find(key);
+    if (it == attempts.end() || !it->second.unconfirmed) continue;
+    it->second.unconfirmed = false;
+    changed = true;
+  }
+  if (changed) UpdateSnapshot();
 }
 
 void Supervisor::Impl::StartAttempt(wire::Launch l) {
@@ -375,6 +476,7 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   spec.mask = std::move(l.mask);
   const AttemptKey key = l.key;
   Attempt& a = attempts[key];
+  a.unconfirmed = !l.confirmed;
   a.collect = CollectJob{std::move(l.collect_argv), spec.cwd, spec.log_path, std::move(l.user),
                          spec.kill_grace};
   a.handle =
@@ -418,6 +520,10 @@ void Supervisor::Impl::Ended(const AttemptKey& key, AttemptOutcome outcome) {
   auto it = attempts.find(key);
   if (it == attempts.end()) return;
   Attempt& a = it->second;
+  if (a.orphan) {
+    Drop(key);
+    return;
+  }
   if (!a.stop_cause.empty() && outcome.killed) {
     outcome.stop_cause = a.stop_cause;
     outcome.error = StopText(a.stop_cause);
@@ -448,6 +554,13 @@ void Supervisor::Impl::Deliver(const AttemptKey& key) {
 void Supervisor::Impl::Queue(const AttemptKey& key) {
   auto it = attempts.find(key);
   if (it == attempts.end() || it->second.queued || !it->second.end) return;
+  if (it->second.unconfirmed) {
+    // Never to the database: its start may not be recorded, and a later start of the same
+    // attempt must not find this end there. Without a daemon it goes; with one (which has the
+    // end and commits it behind the start), the record goes when the daemon does not answer.
+    Drop(key);
+    return;
+  }
   it->second.queued = true;
   {
     std::lock_guard lock(mu);
@@ -468,7 +581,7 @@ void Supervisor::Impl::Forget(const AttemptKey& key) {
 void Supervisor::Impl::UpdateSnapshot() {
   std::vector<AttemptKey> running;
   for (const auto& [key, a] : attempts) {
-    if (a.running) running.push_back(key);
+    if (a.running && !a.unconfirmed) running.push_back(key);
   }
   std::lock_guard lock(mu);
   running_snapshot = std::move(running);

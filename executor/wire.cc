@@ -147,13 +147,14 @@ std::string EncodeLaunch(const Launch& l) {
   for (const auto& a : l.collect_argv) w.Str(a);
   w.U32(static_cast<uint32_t>(l.mask.size()));
   for (const auto& m : l.mask) w.Str(m);
+  w.U8(l.confirmed ? 1 : 0);
   return w.Frame();
 }
 
 std::string EncodeKey(Type type, const AttemptKey& key) { return Writer(type).Key(key).Frame(); }
 
-std::string EncodeAck(const std::vector<AttemptKey>& keys) {
-  Writer w(Type::kAck);
+std::string EncodeKeys(Type type, const std::vector<AttemptKey>& keys) {
+  Writer w(type);
   w.U32(static_cast<uint32_t>(keys.size()));
   for (const auto& k : keys) w.Key(k);
   return w.Frame();
@@ -205,7 +206,9 @@ std::optional<Launch> DecodeLaunch(Reader& r) {
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.user.groups.push_back(r.U32());
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.collect_argv.push_back(r.Str());
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.mask.push_back(r.Str());
-  if (!r.done()) return std::nullopt;
+  const uint8_t confirmed = r.U8();
+  if (!r.done() || confirmed > 1) return std::nullopt;
+  l.confirmed = confirmed == 1;
   return l;
 }
 
@@ -215,7 +218,7 @@ std::optional<AttemptKey> DecodeKey(Reader& r) {
   return key;
 }
 
-std::optional<std::vector<AttemptKey>> DecodeAck(Reader& r) {
+std::optional<std::vector<AttemptKey>> DecodeKeys(Reader& r) {
   std::vector<AttemptKey> keys;
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) keys.push_back(r.Key());
   if (!r.done()) return std::nullopt;

@@ -18,16 +18,18 @@ namespace kiln::executor::wire {
 
 // 2: Launch names the user. 3: Launch names the collector, an outcome carries its results.
 // 4: Launch carries the secret values to mask in the log.
-inline constexpr uint32_t kProtocol = 4;
+// 5: Launch says whether its start is recorded yet; Confirm.
+inline constexpr uint32_t kProtocol = 5;
 // A frame larger than this is a broken peer: the connection is closed.
 inline constexpr uint32_t kMaxFrame = 64u << 20;
 
 enum class Type : uint8_t {
   // daemon -> supervisor
-  kHello = 1,  // protocol, daemon name
-  kStart = 2,  // Launch
-  kKill = 3,   // key
-  kAck = 4,    // keys whose ends are committed
+  kHello = 1,    // protocol, daemon name
+  kStart = 2,    // Launch
+  kKill = 3,     // key
+  kAck = 4,      // keys whose ends are committed
+  kConfirm = 5,  // keys whose starts are committed (Launch::confirmed was false)
   // supervisor -> daemon
   kWelcome = 10,  // Welcome
   kEnded = 11,    // key, outcome
@@ -47,6 +49,11 @@ struct Launch {
   Identity user;                          // switch_user false: the supervisor's own user
   std::vector<std::string> collect_argv;  // scheduler::LaunchRequest::collect_argv
   std::vector<std::string> mask;          // scheduler::LaunchRequest::mask
+  // False: sent while the commit that records the start is in flight. Until a Confirm names it,
+  // the supervisor keeps it out of its lease renewals and never writes its end to the database;
+  // if the daemon goes away first, it is stopped and forgotten (docs/design.md, "Launching while
+  // the start commits").
+  bool confirmed = true;
 };
 
 struct Ended {
@@ -100,7 +107,11 @@ class Reader {
 std::string EncodeHello(const std::string& daemon);
 std::string EncodeLaunch(const Launch& launch);
 std::string EncodeKey(Type type, const scheduler::AttemptKey& key);
-std::string EncodeAck(const std::vector<scheduler::AttemptKey>& keys);
+// kAck or kConfirm.
+std::string EncodeKeys(Type type, const std::vector<scheduler::AttemptKey>& keys);
+inline std::string EncodeAck(const std::vector<scheduler::AttemptKey>& keys) {
+  return EncodeKeys(Type::kAck, keys);
+}
 std::string EncodeWelcome(const Welcome& welcome);
 std::string EncodeEnded(const Ended& ended);
 std::string EncodeRefused(const std::string& why);
@@ -109,7 +120,8 @@ std::string EncodeRefused(const std::string& why);
 std::optional<std::pair<uint32_t, std::string>> DecodeHello(Reader& r);
 std::optional<Launch> DecodeLaunch(Reader& r);
 std::optional<scheduler::AttemptKey> DecodeKey(Reader& r);
-std::optional<std::vector<scheduler::AttemptKey>> DecodeAck(Reader& r);
+// The body of kAck or kConfirm.
+std::optional<std::vector<scheduler::AttemptKey>> DecodeKeys(Reader& r);
 std::optional<Welcome> DecodeWelcome(Reader& r);
 std::optional<Ended> DecodeEnded(Reader& r);
 

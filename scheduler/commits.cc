@@ -183,6 +183,7 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
       runner_.Recorded(u.run, extra.task, u.attempt);
     }
     if (extra.committed) extra.committed(!task_refused[k]);
+    if (extra.launched_early) StartSettled(u, extra.task, !task_refused[k]);
     if (task_refused[k]) {
       // A start launched while it committed, and refused: its process must not run on.
       if (extra.launched_early) StopUnrecorded(u, extra.task);
@@ -204,6 +205,23 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
   }
   if (!pending_.empty()) ScheduleFlush();
   MaybeShutdownDone();
+}
+
+// The commit of a start launched while it committed is over: its runner learns that it is durable
+// (a refused one is stopped next).
+void Scheduler::StartSettled(const TaskUpdate& update, TaskId task, bool recorded) {
+  auto it = runs_.find(update.run);
+  if (it == runs_.end() || !SameUnit(*it->second, task, update)) return;
+  Run& run = *it->second;
+  const size_t i = Index(task);
+  // A later attempt may be launched early already (its start is in a later batch); a rejected
+  // start has moved the count back.
+  if (run.attempts[i] > update.attempt) return;
+  run.unrecorded[i] = false;
+  // Also when its process has ended already: its runner may keep the end for a later owner.
+  if (recorded && run.attempts[i] == update.attempt) {
+    runner_.StartRecorded(update.run, task, update.attempt);
+  }
 }
 
 // A start that was launched while its batch committed and then refused or rejected: the process

@@ -325,6 +325,7 @@ void Scheduler::StartAttempt(RunId id, TaskId task, int attempt,
     OnAttemptExit(id, task, attempt, never);
     return;
   }
+  request->start_recorded = !run.unrecorded[i];
   run.launched[i] = true;
   ++running_attempts_;
   if (attempt == run.round_base[i] + 1) {

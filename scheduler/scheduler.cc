@@ -261,7 +261,10 @@ void Scheduler::StartStartable() {
     // (docs/design.md, "Launching while the start commits"); not while commits fail, so that
     // nothing runs unrecorded for longer than one commit.
     extra.launched_early = runner_.StartsBeforeCommit() && !failing_since_;
-    if (extra.launched_early) LaunchEarly(run.ctx.id, ticket.task, attempt);
+    if (extra.launched_early) {
+      run.unrecorded[i] = true;
+      LaunchEarly(run.ctx.id, ticket.task, attempt);
+    }
     Record(
         TaskUpdate{run.ctx.id, run.name(ticket.task), attempt, TaskState::kRunning, clock_.Now(),
                    AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},

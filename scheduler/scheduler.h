@@ -343,6 +343,7 @@ class Scheduler {
                    std::vector<RunExtra> run_extras);
   void OnRejected(const TaskUpdate& update, const TaskExtra& extra, const std::string& message);
   void StopUnrecorded(const TaskUpdate& update, TaskId task);
+  void StartSettled(const TaskUpdate& update, TaskId task, bool recorded);
   void LaunchEarly(RunId run, TaskId task, int attempt);
   // Whether `task` of `run` is the unit `update` was written for.
   bool SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const;

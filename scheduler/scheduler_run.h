@@ -44,6 +44,7 @@ struct Scheduler::Run {
     running.assign(n, false);
     holds.assign(n, false);
     launched.assign(n, false);
+    unrecorded.assign(n, false);
     tickets.resize(n);
     retry_timers.resize(n);
     ready_at.resize(n);
@@ -82,6 +83,7 @@ struct Scheduler::Run {
     ready_at.resize(n);
     running.resize(n, false);
     launched.resize(n, false);
+    unrecorded.resize(n, false);
     holds.resize(n, false);
     tickets.resize(n);
     retry_timers.resize(n);
@@ -121,8 +123,9 @@ struct Scheduler::Run {
   std::unordered_map<uint32_t, WaitState> waits;  // by task index
   std::vector<bool> running;                      // holds slots: its start is recorded
   std::vector<bool> launched;                     // its process was started (or adopted)
-  std::vector<bool> holds;                        // tickets[i] holds slots of its pool
-  std::vector<Ticket> tickets;                    // the slots it holds while running
+  std::vector<bool> unrecorded;  // launched early (StartsBeforeCommit): its start still commits
+  std::vector<bool> holds;       // tickets[i] holds slots of its pool
+  std::vector<Ticket> tickets;   // the slots it holds while running
   std::vector<std::unique_ptr<boost::asio::steady_timer>> retry_timers;
   // A mapped task with max_parallel: instances holding a place (queued, running or waiting to
   // retry) and those held back until one of them ends, in item order.

@@ -50,6 +50,9 @@ struct LaunchRequest {
   std::string pool = "default";  // the task's pool (a runner may send some pools elsewhere)
   int priority = 0;
   int slots = 1;  // of its pool
+  // False: started while the commit that records its start is in flight (StartsBeforeCommit);
+  // TaskRunner::StartRecorded follows once it is durable, or Kill() if it was refused.
+  bool start_recorded = true;
 };
 
 struct AttemptOutcome {
@@ -113,6 +116,8 @@ class TaskRunner {
   // an attempt whose start was refused or rejected; a crash before the commit must leave
   // nothing that a later owner of the run would run a second time next to it.
   virtual bool StartsBeforeCommit() const { return false; }
+  // The start of an attempt started with start_recorded = false is committed now.
+  virtual void StartRecorded(RunId /*run*/, TaskId /*task*/, int /*attempt*/) {}
   // The end of the attempt is committed: its supervisor may forget what it kept of it.
   virtual void Recorded(RunId /*run*/, TaskId /*task*/, int /*attempt*/) {}
   // The run has ended (every attempt is over): its folder, made the tasks' own, goes back to the

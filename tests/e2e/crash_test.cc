@@ -193,7 +193,8 @@ TEST_CASE("a daemon killed between an end and its commit, or inside the commit, 
   INFO("crash at " << point);
   TempDir dir;
   const std::string name = Unique("halves");
-  // b may have to run again: a start committed but never sent to the supervisor is lost.
+  // b may have to run again: b's start goes to the supervisor while it commits, unconfirmed; a
+  // daemon that dies before confirming it has it stopped and forgotten by its supervisor.
   WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir, "retries = 1\nretry_delay = \"0s\"\n"));
   WriteFile(dir / "go", "");
   int64_t run = 0;
@@ -216,15 +217,20 @@ TEST_CASE("a daemon killed between an end and its commit, or inside the commit, 
   Daemon second(dir, Leaving(dir / "pipelines"));
   CHECK(WaitForRunEnd(second, run) == "success");
   if (point == "commit.after:2") {
-    // Committed, never launched: its supervisor never had it, so the attempt is lost and the
-    // task runs again.
+    // Committed, never confirmed: its supervisor forgot it, so the attempt is lost and the task
+    // runs again.
     CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:failed,b#2:success");
     CHECK_THAT(Sql("select reason from attempts where task_id = 'b' and attempt = 1" + of_run),
                Catch::StartsWith("lost: "));
   } else {
+    // Never committed: the next daemon decides b's first attempt again.
     CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
   }
-  CHECK(Lines(dir / "b.count") == 1);
+  // At least once, and at most once more than recorded: the unconfirmed start ran, or was
+  // stopped before its shell wrote, when the daemon died.
+  const int b_runs = Lines(dir / "b.count");
+  CHECK(b_runs >= 1);
+  CHECK(b_runs <= 2);
   CHECK(second.Stop() == 0);
   CheckInvariants(DatabaseUrl());
   NoProcessesLeft(dir);
@@ -477,7 +483,13 @@ TEST_CASE("PostgreSQL away for 10 s in the middle of a run: the run finishes, /r
   CHECK(op.Get("/readyz")->status == 200);
   REQUIRE(Exec({script, "halt", pg}).code == 0);
   const auto halted = std::chrono::steady_clock::now();
-  WaitFor([&] { return op.Get("/readyz")->status == 503; }, "/readyz to say not ready");
+  // Once the daemon's lease keeper has seen the database go, starts wait for their commit.
+  WaitFor(
+      [&] {
+        auto r = op.Get("/readyz");
+        return r->status == 503 && r->body.find("lease cannot be renewed") != std::string::npos;
+      },
+      "/readyz to say not ready");
   // The task ends while the database is away: nothing can be recorded, nothing new starts.
   WriteFile(dir / "go", "");
   std::this_thread::sleep_until(halted + 10s);  // the outage itself, not a wait for a race

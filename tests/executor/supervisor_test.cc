@@ -23,9 +23,10 @@ using scheduler::AttemptOutcome;
 namespace {
 
 struct FakeLedger final : Ledger {
-  Result<std::vector<Stop>> Renew(const std::vector<AttemptKey>&) override {
+  Result<std::vector<Stop>> Renew(const std::vector<AttemptKey>& running) override {
     std::lock_guard lock(mu);
     ++renewals;
+    last_running = running;
     if (fail_renew) return Status::Error(ErrorCode::kUnavailable, "database: gone");
     return std::exchange(stops, {});
   }
@@ -49,6 +50,7 @@ struct FakeLedger final : Ledger {
   bool released = false;
   std::vector<Stop> stops;
   std::vector<wire::Ended> recorded;
+  std::vector<AttemptKey> last_running;  // what the last renewal named
 };
 
 // A supervisor serving on a thread of its own until it exits idle.
@@ -149,6 +151,7 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   l.user = kiln::Identity{"kiln-task", 999, 995, {995, 44}, true};
   l.collect_argv = {"kiln", "task", "collect"};
   l.mask = {"hunter2", "s3cret"};
+  l.confirmed = false;
   std::string buffer = wire::EncodeLaunch(l) + wire::EncodeAck({l.key});
   std::string first_half = buffer.substr(0, 10);
   bool error = false;
@@ -173,6 +176,10 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   CHECK(decoded->user.groups == std::vector<gid_t>{995, 44});
   CHECK(decoded->collect_argv == l.collect_argv);
   CHECK(decoded->mask == l.mask);
+  CHECK_FALSE(decoded->confirmed);
+  wire::Reader keys(frames[1]);
+  CHECK(keys.U8() == static_cast<uint8_t>(wire::Type::kAck));
+  CHECK(wire::DecodeKeys(keys) == std::vector<AttemptKey>{l.key});
   // A body cut short is refused, not read past its end.
   wire::Reader cut(std::string_view(frames[0]).substr(0, frames[0].size() - 3));
   cut.U8();
@@ -253,6 +260,9 @@ TEST_CASE("a supervisor started after one that died stops its orphans and report
   FakeLedger ledger;
   {
     Serving serving(tmp / "sup", ledger);
+    // Written before it listens: a daemon may decide an attempt of a start never confirmed
+    // again, and must not find this report after its own start.
+    CHECK(ledger.Recorded().size() == 2);
     // The orphan is gone before anyone connects.
     int status = 0;
     REQUIRE(waitpid(orphan, &status, 0) == orphan);
@@ -367,4 +377,106 @@ TEST_CASE("a daemon waits for an exiting supervisor to let go of its folder, the
   };
   CHECK(Dial(failing).message() == "starting the supervisor (kiln): Permission denied");
   CHECK(tries == 1);
+}
+
+namespace {
+
+bool Alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+// The pid a task wrote to `file` (whole once it ends with a newline).
+pid_t PidIn(boost::asio::io_context& io, const std::filesystem::path& file) {
+  PollUntil(io, [&] { return std::filesystem::exists(file) && ReadFile(file).ends_with("\n"); });
+  return static_cast<pid_t>(std::stol(ReadFile(file)));
+}
+
+}  // namespace
+
+TEST_CASE("a start sent before it was recorded is stopped and forgotten when its daemon goes") {
+  TempDir tmp;
+  FakeLedger ledger;
+  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(600));
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  options.early_starts = [] { return true; };
+  std::optional<SupervisedRunner> runner;
+  runner.emplace(io, options);
+  runner->Attach(Dial(options).value());
+  CHECK(runner->StartsBeforeCommit());
+  // Two starts sent while they commit; one of them is then recorded.
+  auto early = [&](const std::string& task, TaskId id) {
+    auto l = Launch(tmp, task, "echo $$ > " + (tmp / (task + ".pid")).string() + "; exec sleep 60");
+    l.task = id;
+    l.start_recorded = false;
+    runner->Start(std::move(l), [](AttemptOutcome) {});
+  };
+  early("lost", TaskId(0));
+  early("kept", TaskId(1));
+  const pid_t lost = PidIn(io, tmp / "lost.pid");
+  const pid_t kept = PidIn(io, tmp / "kept.pid");
+  runner->StartRecorded(RunId(7), TaskId(1), 1);
+  // Only the confirmed one is in the lease renewals (the database knows nothing of the other).
+  PollUntil(io, [&] {
+    std::lock_guard lock(ledger.mu);
+    return ledger.last_running == std::vector<AttemptKey>{{RunId(7), "kept", 1}};
+  });
+  runner.reset();  // the daemon goes (as if killed)
+  // The unconfirmed attempt is stopped at once; the confirmed one goes on.
+  PollUntil(io, [&] { return !Alive(lost); });
+  CHECK(Alive(kept));
+  // The next daemon is told of the confirmed attempt only, and nothing went to the database.
+  auto again = Dial(options);
+  REQUIRE(again.ok());
+  CHECK(again->welcome.running == std::vector<AttemptKey>{{RunId(7), "kept", 1}});
+  CHECK(again->welcome.ended.empty());
+  CHECK(ledger.Recorded().empty());
+  CHECK_FALSE(std::filesystem::exists(tmp / "sup/attempts/7.lost.1"));
+  CHECK(std::filesystem::exists(tmp / "sup/attempts/7.kept.1"));
+  // That daemon may start the forgotten attempt again: it runs anew.
+  runner.emplace(io, options);
+  runner->Attach(std::move(again).value());
+  std::optional<AttemptOutcome> second;
+  auto l = Launch(tmp, "lost", "exit 4");
+  runner->Start(std::move(l), [&](AttemptOutcome o) { second = o; });
+  std::optional<AttemptOutcome> stopped;
+  scheduler::AdoptRequest adopt;
+  adopt.run = RunId(7);
+  adopt.task = TaskId(1);
+  adopt.task_id = "kept";
+  adopt.supervisor = runner->supervisor();
+  runner->Adopt(adopt, [&](AttemptOutcome o) { stopped = o; });
+  runner->Kill(RunId(7), TaskId(1));
+  RunUntil(io, [&] { return second.has_value() && stopped.has_value(); });
+  CHECK(second->exit_code == 4);
+  CHECK(stopped->killed);
+  CHECK_FALSE(Alive(kept));
+}
+
+TEST_CASE("the end of a start never confirmed is not written to the database") {
+  TempDir tmp;
+  FakeLedger ledger;
+  {
+    Serving serving(tmp / "sup", ledger);
+    boost::asio::io_context io;
+    auto options = RunnerOptions(tmp / "sup");
+    options.early_starts = [] { return true; };
+    SupervisedRunner runner(io, options);
+    runner.Attach(Dial(options).value());
+    std::optional<AttemptOutcome> first, second;
+    auto unconfirmed = Launch(tmp, "t", "exit 0");
+    unconfirmed.start_recorded = false;
+    runner.Start(std::move(unconfirmed), [&](AttemptOutcome o) { first = o; });
+    auto confirmed = Launch(tmp, "u", "exit 0");
+    confirmed.task = TaskId(1);
+    confirmed.start_recorded = false;
+    runner.Start(std::move(confirmed), [&](AttemptOutcome o) { second = o; });
+    runner.StartRecorded(RunId(7), TaskId(1), 1);  // the end may come first: both orders hold
+    bool drained = false;
+    runner.Drain([&] { drained = true; });
+    RunUntil(io, [&] { return first.has_value() && second.has_value() && drained; });
+    CHECK(first->exit_code == 0);
+  }  // the daemon goes without acknowledging either end; the supervisor exits
+  auto recorded = ledger.Recorded();
+  REQUIRE(recorded.size() == 1);
+  CHECK(recorded[0].key == (AttemptKey{RunId(7), "u", 1}));
+  CHECK(std::filesystem::is_empty(tmp / "sup/attempts"));
 }

@@ -33,15 +33,21 @@ TEST_CASE("with a runner that starts before the commit, a chain overlaps its com
   CHECK(h.store.calls == 1);
   REQUIRE(h.runner.order == std::vector<std::string>{"a", "b"});
   CHECK_FALSE(h.runner.running.at("b").start_was_durable);
+  // The runner is told which starts are not recorded yet, and then when they are.
+  CHECK_FALSE(h.runner.running.at("b").request.start_recorded);
+  CHECK(h.runner.starts_recorded.empty());
   CHECK(h.runner.recorded.empty());
   h.store.ReleaseHeld();
   h.Settle();
   CHECK(h.store.calls == 2);
+  // a's start is durable (a has ended already: its runner may still hold its end).
+  CHECK(h.runner.starts_recorded == std::vector<std::string>{"a#1"});
   h.store.hold = false;
   h.store.ReleaseHeld();
   h.Settle();
   // Acknowledged only once the end is durable.
   CHECK(h.runner.recorded == std::vector<std::string>{"a#1"});
+  CHECK(h.runner.starts_recorded == std::vector<std::string>{"a#1", "b#1"});
   h.runner.Exit("b", 0);
   h.Settle();
   h.runner.Exit("c", 0);
@@ -61,6 +67,7 @@ TEST_CASE("a start refused after its early launch has its process stopped") {
   CHECK(h.runner.order == std::vector<std::string>{"a"});
   CHECK(h.runner.killed == std::vector<std::string>{"a"});
   CHECK(h.runner.running.empty());
+  CHECK(h.runner.starts_recorded.empty());
 }
 
 TEST_CASE("a start rejected after its early launch is stopped and the task fails") {
@@ -79,6 +86,19 @@ TEST_CASE("a start rejected after its early launch is stopped and the task fails
   CHECK(updates[0].reason == "its state could not be recorded: value too long");
   // The killed process's end was stale: acknowledged, never written.
   CHECK(updates[1].state == TaskState::kUpstreamFailed);
+  CHECK(h.runner.starts_recorded.empty());
+}
+
+TEST_CASE("a runner that starts after the commit gets starts that are recorded already") {
+  Harness h({Task("a"), Task("b", {"a"})});
+  h.Start();
+  REQUIRE(h.runner.order == std::vector<std::string>{"a"});
+  CHECK(h.runner.running.at("a").start_was_durable);
+  CHECK(h.runner.running.at("a").request.start_recorded);
+  h.runner.Exit("a", 0);
+  h.Settle();
+  CHECK(h.runner.running.at("b").request.start_recorded);
+  CHECK(h.runner.starts_recorded.empty());
 }
 
 TEST_CASE("a cancel while an early-launched start commits stops the process") {

@@ -153,6 +153,9 @@ class FakeRunner final : public sch::TaskRunner {
   void Recorded(RunId, TaskId task, int attempt) override {
     recorded.push_back(Name(task) + "#" + std::to_string(attempt));
   }
+  void StartRecorded(RunId, TaskId task, int attempt) override {
+    starts_recorded.push_back(Name(task) + "#" + std::to_string(attempt));
+  }
   void CloseRunFolder(const std::filesystem::path& run_dir) override { closed.push_back(run_dir); }
   void Kill(RunId, TaskId task) override {
     std::string id = Name(task);
@@ -192,6 +195,7 @@ class FakeRunner final : public sch::TaskRunner {
   std::vector<std::string> killed;
   std::vector<sch::AdoptRequest> adopted;
   std::vector<std::string> recorded;          // "task#attempt" acknowledged as durable
+  std::vector<std::string> starts_recorded;   // "task#attempt" whose early start is durable
   std::vector<std::filesystem::path> closed;  // run folders closed at their run's end
 
  private:
