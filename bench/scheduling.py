@@ -150,8 +150,10 @@ def serve_times(kiln, work, env, repeat, config=""):
     return out
 
 
-def compare(kiln, other, repeat):
-    """Each shape with both binaries, alternating run by run; medians and their ratio."""
+def compare(kiln, other, repeat, serve=False):
+    """Each shape with both binaries, alternating run by run; medians and their ratio. With
+    `serve`, then each shape through `kiln serve` (tasks as root when run as root), one daemon
+    of each binary per round, alternating which goes first."""
     work = tempfile.mkdtemp(prefix="kiln-bench-ab-")
     os.chmod(work, 0o755)
     cluster = os.path.join(ROOT, "tests", "support", "pg_cluster.sh")
@@ -169,6 +171,7 @@ def compare(kiln, other, repeat):
         print(f"{'shape':<14} {'this':>9} {'other':>9} {'ninja':>9} {'this/other':>11}"
               f" {'own ms/task this, other':>24}")
         ninja = shutil.which("ninja")
+        ninja_median = {}
         for name, tasks in shapes().items():
             folder = os.path.join(work, name)
             os.mkdir(folder)
@@ -189,9 +192,26 @@ def compare(kiln, other, repeat):
                     os.remove(os.path.join(folder, ".ninja_log"))
                 times["ninja"].append(timed([ninja, "-j2", "-f", "build.ninja"], folder)[0])
             this, that, n = (statistics.median(times[k]) for k in ("this", "other", "ninja"))
+            ninja_median[name] = n
             own = f"{(this - n) * 1000 / len(tasks):.2f}, {(that - n) * 1000 / len(tasks):.2f}"
             print(f"{name:<14} {this:>8.3f}s {that:>8.3f}s {n:>8.3f}s {this / that:>10.3f}x"
                   f" {own:>24}")
+        if serve:
+            config = 'run_as = "root"\n' if os.geteuid() == 0 else ""
+            runs = {key: {name: [] for name in shapes()} for key in binaries}
+            for rep in range(repeat):
+                order = list(binaries.items())
+                for key, binary in (order if rep % 2 == 0 else order[::-1]):
+                    for name, t in serve_times(binary, work, envs[key], 1, config).items():
+                        runs[key][name].append(t)
+            print("kiln serve" + (", tasks as root" if config else "") + f", medians of {repeat}")
+            for name, tasks in shapes().items():
+                this, that = (statistics.median(runs[k][name]) for k in ("this", "other"))
+                n = ninja_median[name]
+                own = (f"{(this - n) * 1000 / len(tasks):.2f}, "
+                       f"{(that - n) * 1000 / len(tasks):.2f}")
+                print(f"{name:<14} {this:>8.3f}s {that:>8.3f}s {n:>8.3f}s {this / that:>10.3f}x"
+                      f" {own:>24}   {this / n:.2f}x, {that / n:.2f}x ninja")
     finally:
         for key in binaries:
             subprocess.run([cluster, "stop", os.path.join(work, "pg-" + key)], check=False)
@@ -206,7 +226,8 @@ def main():
     ap.add_argument("--against", help="another kiln binary to compare with, run by run")
     args = ap.parse_args()
     if args.against:
-        return compare(os.path.abspath(args.kiln), os.path.abspath(args.against), args.repeat)
+        return compare(os.path.abspath(args.kiln), os.path.abspath(args.against), args.repeat,
+                       args.serve)
     kiln = os.path.abspath(args.kiln)
     ninja = shutil.which("ninja")
     if not ninja:

@@ -19,9 +19,11 @@ constexpr auto kListenSlice = 250ms;
 Status LeaseKeeper::Start() {
   auto db = store::Database::Connect(options_.url);
   if (!db.ok()) return db.status();
+  const auto sent = std::chrono::steady_clock::now();
   auto renewed = (*db)->RenewLease(options_.name, "daemon", "", options_.lease);
   if (!renewed.ok()) return renewed.status();
   term_ = renewed->term;
+  if (options_.clock) options_.clock->Renewed(sent);
   // Before anything is scheduled: a daemon alone on its database leads from its first check.
   if (options_.leadership && !Lead(**db)) {
     return Status::Error(ErrorCode::kUnavailable, "the leader lease could not be read");
@@ -78,11 +80,14 @@ bool LeaseKeeper::Renew(store::Database& db) {
     log::Error("lease: " + renewed.message());
     return false;
   }
-  if (options_.clock) options_.clock->Renewed(sent);
   if (renewed->term != term_) {
     log::Error("lease: runs of this daemon were taken over while its lease had expired");
     term_ = renewed->term;
+    // Not held until the runs still its own were read again (the next renewal).
+    if (options_.clock) options_.clock->Lost();
     if (hooks_.on_lapsed) hooks_.on_lapsed();
+  } else if (options_.clock) {
+    options_.clock->Renewed(sent);
   }
   if (!renewed->cancels.empty() && hooks_.on_cancels) hooks_.on_cancels(renewed->cancels);
   if (options_.leadership && !Lead(db)) return false;

@@ -61,14 +61,15 @@ class LeaseClock {
   }
   // The database did not answer: not held until the next renewal works.
   void Lost() { renewed_at_.store(kNever, std::memory_order_relaxed); }
-  // Renewed less than lease * 2/3 ago, and the database answered since. False before the first
-  // renewal.
+  // Renewed less than lease / 2 ago, and the database answered since: another daemon cannot take
+  // its runs for at least lease / 2 (a supervisor stops an unconfirmed start after lease / 3).
+  // False before the first renewal.
   bool Held() const {
     const int64_t at = renewed_at_.load(std::memory_order_relaxed);
     if (at == kNever) return false;
     const auto since = std::chrono::steady_clock::now().time_since_epoch() -
                        std::chrono::steady_clock::duration(at);
-    return since < lease_ * 2 / 3;
+    return since < lease_ / 2;
   }
 
  private:

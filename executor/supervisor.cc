@@ -50,6 +50,9 @@ std::string StopText(const std::string& cause) {
   if (cause == "orphaned") {
     return "the daemon that sent it went away before its start was recorded";
   }
+  if (cause == "unconfirmed") {
+    return "its start was not recorded in time (the daemon that sent it did not confirm it)";
+  }
   if (cause == "fenced") {
     return "its supervisor could not renew its lease in time (is the database reachable?)";
   }
@@ -68,10 +71,10 @@ struct Supervisor::Impl {
     bool collecting = false;
     bool queued = false;  // handed to the ledger thread
     // Started while its start was being committed (wire::Launch::confirmed) and not confirmed
-    // yet: out of the lease renewals, its end never written to the database.
+    // yet, by its daemon or by a lease renewal: its end is never written to the database.
     bool unconfirmed = false;
-    // Unconfirmed when its daemon went away: stopped, and forgotten once its process is gone.
-    bool orphan = false;
+    std::unique_ptr<asio::steady_timer> confirm_timer;  // stops it if not confirmed in time
+    uint64_t serial = 0;  // tells its process's exit from a later start of the same key
     std::unique_ptr<asio::steady_timer> ack_timer;
   };
   struct Conn {
@@ -83,7 +86,6 @@ struct Supervisor::Impl {
     bool writing = false;
     bool hello = false;
     bool closed = false;
-    bool welcomed = false;  // the welcome was sent (it waits for orphans to be gone)
   };
 
   Impl(SupervisorOptions o, Ledger& l) : options(std::move(o)), ledger(l) {}
@@ -98,19 +100,20 @@ struct Supervisor::Impl {
   void Flush(const std::shared_ptr<Conn>& c);
   void Close(const std::shared_ptr<Conn>& c);
   void OnHello(const std::shared_ptr<Conn>& c);
-  void Welcome(const std::shared_ptr<Conn>& c);
-  void Confirm(const std::vector<AttemptKey>& keys);
+  void Confirm(const AttemptKey& key);
+  void AwaitConfirmation(const AttemptKey& key, uint64_t serial, bool checked);
   void Orphan();
   void Drop(const AttemptKey& key);
   void StartAttempt(wire::Launch launch);
-  void OnExit(const AttemptKey& key, const ProcessResult& result);
-  void Ended(const AttemptKey& key, AttemptOutcome outcome);
+  void OnExit(const AttemptKey& key, uint64_t serial, const ProcessResult& result);
+  void Ended(const AttemptKey& key, uint64_t serial, AttemptOutcome outcome);
   void WriteStartRecord(const AttemptKey& key, ProcessManager::Handle handle);
   void Deliver(const AttemptKey& key);
   void Queue(const AttemptKey& key);
   void Forget(const AttemptKey& key);
   void UpdateSnapshot();
-  void OnRenewed(SteadyTime sent, std::vector<Ledger::Stop> stops);
+  void OnRenewed(SteadyTime sent, const std::vector<AttemptKey>& asked,
+                 std::vector<Ledger::Stop> stops);
   void ArmFence();
   void MaybeIdle();
   void Exit();
@@ -126,6 +129,10 @@ struct Supervisor::Impl {
   std::unique_ptr<local::acceptor> acceptor;
   std::shared_ptr<Conn> conn;  // the daemon's, once it said hello
   std::map<AttemptKey, Attempt> attempts;
+  // Unconfirmed attempts of a daemon that went away, killed and forgotten, until their process
+  // is reaped (by serial).
+  std::map<uint64_t, Attempt> dying;
+  uint64_t next_serial = 1;
   asio::steady_timer fence_timer{io};
   asio::steady_timer idle_timer{io};
   asio::signal_set signals{io, SIGTERM};
@@ -142,6 +149,7 @@ struct Supervisor::Impl {
   std::vector<AttemptKey> running_snapshot;
   std::vector<wire::Ended> to_record;
   bool ledger_stop = false;
+  bool renew_now = false;  // an unconfirmed attempt waits: renew (and so check it) at once
   bool released = false;
 };
 
@@ -328,7 +336,7 @@ void Supervisor::Impl::Handle(const std::shared_ptr<Conn>& c, const std::string&
       break;
     case wire::Type::kConfirm:
       if (auto keys = wire::DecodeKeys(r)) {
-        Confirm(*keys);
+        for (const AttemptKey& key : *keys) Confirm(key);
         return;
       }
       break;
@@ -344,16 +352,6 @@ void Supervisor::Impl::OnHello(const std::shared_ptr<Conn>& c) {
   conn = c;
   had_daemon = true;
   idle_timer.cancel();
-  // Attempts the last daemon left unconfirmed are being stopped. The new daemon may decide the
-  // same attempts again: it hears from this supervisor only once they are gone (Drop).
-  for (const auto& [key, a] : attempts) {
-    if (a.orphan) return;
-  }
-  Welcome(c);
-}
-
-void Supervisor::Impl::Welcome(const std::shared_ptr<Conn>& c) {
-  c->welcomed = true;
   wire::Welcome welcome;
   welcome.supervisor = options.name;
   for (const auto& [key, a] : attempts) {
@@ -415,50 +413,83 @@ void Supervisor::Impl::Close(const std::shared_ptr<Conn>& c) {
 }
 
 // The daemon went away: starts it never confirmed may never have been recorded, and the next
-// owner of their runs may decide them again. They are stopped (the whole group, at once) and
-// forgotten without a report: if a start was recorded after all, the next daemon finds no record
-// of it here and declares the attempt lost, as for a supervisor that died.
+// owner of their runs may decide them again. They are killed (the whole group, at once: no task
+// code runs after that) and forgotten without a report, so that a start of the same attempt is a
+// new one. If a start was recorded after all, the next daemon finds no record of it here and
+// declares the attempt lost, as for a supervisor that died.
 void Supervisor::Impl::Orphan() {
   std::vector<AttemptKey> gone;
   for (auto& [key, a] : attempts) {
-    if (!a.unconfirmed) continue;
-    if (!a.running) {
-      gone.push_back(key);
-      continue;
-    }
-    log::Warn("supervisor: stopping attempt " + key.ToString() + ": " + StopText("orphaned"));
-    a.orphan = true;
-    a.stop_cause = "orphaned";
-    processes->KillNow(a.handle);
+    if (a.unconfirmed) gone.push_back(key);
   }
-  for (const AttemptKey& key : gone) Drop(key);
+  for (const AttemptKey& key : gone) {
+    Attempt& a = attempts.at(key);
+    if (a.running) {
+      log::Warn("supervisor: stopping attempt " + key.ToString() + ": " + StopText("orphaned"));
+      processes->KillNow(a.handle);
+      a.confirm_timer.reset();
+      a.ack_timer.reset();
+      dying.emplace(a.serial, std::move(a));
+    }
+    Drop(key);
+  }
 }
 
-// Forgets an unconfirmed attempt that is over; a daemon that waits for its welcome gets it once
-// no orphan is left.
+// Forgets an attempt whose start was never confirmed, with its records.
 void Supervisor::Impl::Drop(const AttemptKey& key) {
   ::unlink(RecordPath(key).c_str());
   ::unlink((RecordPath(key).string() + ".end").c_str());
   attempts.erase(key);
   UpdateSnapshot();
-  if (conn && !conn->welcomed) {
-    for (const auto& [k, a] : attempts) {
-      if (a.orphan) return;
-    }
-    Welcome(conn);
-  }
   MaybeIdle();
 }
 
-void Supervisor::Impl::Confirm(const std::vector<AttemptKey>& keys) {
-  bool changed = false;
-  for (const AttemptKey& key : keys) {
+// Its daemon launches early only while its lease has at least half of its length to run
+// (daemon::LeaseClock). Not confirmed after lease / 6, the database is asked at once (a lease
+// renewal); after lease / 3 it is stopped, before another daemon could take its run over and
+// start it again.
+void Supervisor::Impl::AwaitConfirmation(const AttemptKey& key, uint64_t serial, bool checked) {
+  Attempt& a = attempts.at(key);
+  a.confirm_timer = std::make_unique<asio::steady_timer>(io, options.lease / 6);
+  a.confirm_timer->async_wait([this, key, serial, checked](const boost::system::error_code& e) {
     auto it = attempts.find(key);
-    if (it == attempts.end() || !it->second.unconfirmed) continue;
-    it->second.unconfirmed = false;
-    changed = true;
+    if (e || it == attempts.end() || it->second.serial != serial) return;
+    Attempt& late = it->second;
+    if (!late.unconfirmed || !late.running || !late.stop_cause.empty()) return;
+    if (!checked) {
+      {
+        std::lock_guard lock(mu);
+        renew_now = true;
+      }
+      cv.notify_one();
+      AwaitConfirmation(key, serial, /*checked=*/true);
+      return;
+    }
+    log::Warn("supervisor: stopping attempt " + key.ToString() + ": " + StopText("unconfirmed"));
+    late.stop_cause = "unconfirmed";
+    processes->KillNow(late.handle);
+  });
+}
+
+// Its start is recorded: from now on it is an attempt like any other.
+void Supervisor::Impl::Confirm(const AttemptKey& key) {
+  auto it = attempts.find(key);
+  if (it == attempts.end() || !it->second.unconfirmed) return;
+  Attempt& a = it->second;
+  a.unconfirmed = false;
+  a.confirm_timer.reset();
+  UpdateSnapshot();
+  if (!a.running && a.end) {
+    // Its end was kept back: it goes to the daemon's acknowledgement or to the database.
+    if (!conn) {
+      Queue(key);
+      return;
+    }
+    a.ack_timer = std::make_unique<asio::steady_timer>(io, options.ack_timeout);
+    a.ack_timer->async_wait([this, key](const boost::system::error_code& e) {
+      if (!e) Queue(key);
+    });
   }
-  if (changed) UpdateSnapshot();
 }
 
 void Supervisor::Impl::StartAttempt(wire::Launch l) {
@@ -475,12 +506,15 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   spec.user = l.user;
   spec.mask = std::move(l.mask);
   const AttemptKey key = l.key;
+  const uint64_t serial = next_serial++;
   Attempt& a = attempts[key];
+  a.serial = serial;
   a.unconfirmed = !l.confirmed;
+  if (a.unconfirmed) AwaitConfirmation(key, serial, /*checked=*/false);
   a.collect = CollectJob{std::move(l.collect_argv), spec.cwd, spec.log_path, std::move(l.user),
                          spec.kill_grace};
-  a.handle =
-      processes->Spawn(std::move(spec), [this, key](ProcessResult result) { OnExit(key, result); });
+  a.handle = processes->Spawn(
+      std::move(spec), [this, key, serial](ProcessResult result) { OnExit(key, serial, result); });
   WriteStartRecord(key, a.handle);
   UpdateSnapshot();
 }
@@ -494,9 +528,13 @@ void Supervisor::Impl::WriteStartRecord(const AttemptKey& key, ProcessManager::H
               "R " + std::to_string(pid) + " " + std::to_string(start.value_or(0)) + "\n");
 }
 
-void Supervisor::Impl::OnExit(const AttemptKey& key, const ProcessResult& result) {
+void Supervisor::Impl::OnExit(const AttemptKey& key, uint64_t serial, const ProcessResult& result) {
+  if (dying.erase(serial) != 0) {
+    MaybeIdle();
+    return;
+  }
   auto it = attempts.find(key);
-  if (it == attempts.end()) return;
+  if (it == attempts.end() || it->second.serial != serial) return;
   Attempt& a = it->second;
   AttemptOutcome outcome = ToAttemptOutcome(result);
   if (ShouldCollect(a.collect, outcome) && (!a.stop_cause.empty() || stopping)) {
@@ -509,21 +547,24 @@ void Supervisor::Impl::OnExit(const AttemptKey& key, const ProcessResult& result
     // meanwhile leaves it lost (retried), like a task.
     a.collecting = true;
     a.handle = Collect(*processes, a.collect, std::move(outcome),
-                       [this, key](AttemptOutcome collected) { Ended(key, std::move(collected)); });
+                       [this, key, serial](AttemptOutcome collected) {
+                         Ended(key, serial, std::move(collected));
+                       });
     WriteStartRecord(key, a.handle);
     return;
   }
-  Ended(key, std::move(outcome));
+  Ended(key, serial, std::move(outcome));
 }
 
-void Supervisor::Impl::Ended(const AttemptKey& key, AttemptOutcome outcome) {
-  auto it = attempts.find(key);
-  if (it == attempts.end()) return;
-  Attempt& a = it->second;
-  if (a.orphan) {
-    Drop(key);
+void Supervisor::Impl::Ended(const AttemptKey& key, uint64_t serial, AttemptOutcome outcome) {
+  if (dying.erase(serial) != 0) {
+    MaybeIdle();
     return;
   }
+  auto it = attempts.find(key);
+  if (it == attempts.end() || it->second.serial != serial) return;
+  Attempt& a = it->second;
+  a.confirm_timer.reset();
   if (!a.stop_cause.empty() && outcome.killed) {
     outcome.stop_cause = a.stop_cause;
     outcome.error = StopText(a.stop_cause);
@@ -556,9 +597,9 @@ void Supervisor::Impl::Queue(const AttemptKey& key) {
   if (it == attempts.end() || it->second.queued || !it->second.end) return;
   if (it->second.unconfirmed) {
     // Never to the database: its start may not be recorded, and a later start of the same
-    // attempt must not find this end there. Without a daemon it goes; with one (which has the
-    // end and commits it behind the start), the record goes when the daemon does not answer.
-    Drop(key);
+    // attempt must not find this end there. It waits for a confirmation (from its daemon, or
+    // from a lease renewal that finds the start recorded); without a daemon it goes.
+    if (!conn) Drop(key);
     return;
   }
   it->second.queued = true;
@@ -580,19 +621,32 @@ void Supervisor::Impl::Forget(const AttemptKey& key) {
 
 void Supervisor::Impl::UpdateSnapshot() {
   std::vector<AttemptKey> running;
+  // Unconfirmed ones too, ended or not: a renewal that finds one recorded under this supervisor
+  // confirms it (its daemon may be frozen with the confirmation unsent).
   for (const auto& [key, a] : attempts) {
-    if (a.running && !a.unconfirmed) running.push_back(key);
+    if (a.running || a.unconfirmed) running.push_back(key);
   }
   std::lock_guard lock(mu);
   running_snapshot = std::move(running);
 }
 
-void Supervisor::Impl::OnRenewed(SteadyTime sent, std::vector<Ledger::Stop> stops) {
+void Supervisor::Impl::OnRenewed(SteadyTime sent, const std::vector<AttemptKey>& asked,
+                                 std::vector<Ledger::Stop> stops) {
   renewed_at = std::max(renewed_at, sent);
   ArmFence();
+  // An unconfirmed attempt the database has running under this supervisor (not superseded) is
+  // recorded: confirmed.
+  std::set<AttemptKey> superseded;
+  for (const Ledger::Stop& stop : stops) {
+    if (stop.cause == "superseded") superseded.insert(stop.key);
+  }
+  for (const AttemptKey& key : asked) {
+    if (superseded.count(key) == 0) Confirm(key);
+  }
   for (const Ledger::Stop& stop : stops) {
     auto it = attempts.find(stop.key);
     if (it == attempts.end() || !it->second.running || !it->second.stop_cause.empty()) continue;
+    if (it->second.unconfirmed) continue;  // not recorded yet: its own timer stops it
     log::Info("supervisor: stopping attempt " + stop.key.ToString() + ": " + StopText(stop.cause));
     it->second.stop_cause = stop.cause;
     processes->Terminate(it->second.handle);
@@ -618,7 +672,7 @@ void Supervisor::Impl::ArmFence() {
 }
 
 void Supervisor::Impl::MaybeIdle() {
-  if (exiting || !had_daemon || !attempts.empty() || (conn && !stopping)) return;
+  if (exiting || !had_daemon || !attempts.empty() || !dying.empty() || (conn && !stopping)) return;
   Exit();
 }
 
@@ -644,6 +698,7 @@ void Supervisor::Impl::LedgerLoop() {
   auto next_record = std::chrono::steady_clock::now();
   std::unique_lock lock(mu);
   while (true) {
+    if (std::exchange(renew_now, false)) next_renew = std::chrono::steady_clock::now();
     const auto now = std::chrono::steady_clock::now();
     const bool record_due = !to_record.empty() && now >= next_record;
     if (ledger_stop && to_record.empty()) break;
@@ -681,8 +736,9 @@ void Supervisor::Impl::LedgerLoop() {
       auto renewed = ledger.Renew(running);
       if (renewed.ok()) {
         next_renew = sent + options.lease / 3;
-        asio::post(io, [this, sent, stops = std::move(renewed).value()]() mutable {
-          OnRenewed(sent, std::move(stops));
+        asio::post(io, [this, sent, asked = std::move(running),
+                        stops = std::move(renewed).value()]() mutable {
+          OnRenewed(sent, asked, std::move(stops));
         });
       } else {
         log::Error("supervisor: renewing its lease: " + renewed.message());

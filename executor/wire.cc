@@ -206,7 +206,8 @@ std::optional<Launch> DecodeLaunch(Reader& r) {
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.user.groups.push_back(r.U32());
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.collect_argv.push_back(r.Str());
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.mask.push_back(r.Str());
-  const uint8_t confirmed = r.U8();
+  // Absent in launches encoded before protocol 5 (a worker's launch stored in the database).
+  const uint8_t confirmed = r.done() ? 1 : r.U8();
   if (!r.done() || confirmed > 1) return std::nullopt;
   l.confirmed = confirmed == 1;
   return l;

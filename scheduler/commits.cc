@@ -214,10 +214,7 @@ void Scheduler::StartSettled(const TaskUpdate& update, TaskId task, bool recorde
   if (it == runs_.end() || !SameUnit(*it->second, task, update)) return;
   Run& run = *it->second;
   const size_t i = Index(task);
-  // A later attempt may be launched early already (its start is in a later batch); a rejected
-  // start has moved the count back.
-  if (run.attempts[i] > update.attempt) return;
-  run.unrecorded[i] = false;
+  if (run.unrecorded[i] == update.attempt) run.unrecorded[i] = 0;
   // Also when its process has ended already: its runner may keep the end for a later owner.
   if (recorded && run.attempts[i] == update.attempt) {
     runner_.StartRecorded(update.run, task, update.attempt);
@@ -228,15 +225,17 @@ void Scheduler::StartSettled(const TaskUpdate& update, TaskId task, bool recorde
 // is stopped (its end, if it comes, is stale or fenced).
 void Scheduler::StopUnrecorded(const TaskUpdate& update, TaskId task) {
   auto it = runs_.find(update.run);
-  if (it == runs_.end() || !SameUnit(*it->second, task, update)) return;
-  const Run& run = *it->second;
-  const size_t i = Index(task);
-  if (run.launched[i] && run.attempts[i] == update.attempt) {
-    log::Warn("run " + ToString(update.run) + " task '" + update.task_id + "' attempt " +
-              std::to_string(update.attempt) +
-              ": its start was not recorded; stopping the process started meanwhile");
-    runner_.Kill(update.run, task);
+  // A run let go meanwhile (another daemon drives it): the process is still this one's start.
+  if (it != runs_.end()) {
+    if (!SameUnit(*it->second, task, update)) return;
+    const Run& run = *it->second;
+    const size_t i = Index(task);
+    if (!run.launched[i] || run.attempts[i] != update.attempt) return;
   }
+  log::Warn("run " + ToString(update.run) + " task '" + update.task_id + "' attempt " +
+            std::to_string(update.attempt) +
+            ": its start was not recorded; stopping the process started meanwhile");
+  runner_.Kill(update.run, task);
 }
 
 bool Scheduler::SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const {

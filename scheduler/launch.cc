@@ -279,9 +279,12 @@ std::string Scheduler::CacheKeyOf(const Run& run, TaskId task) const {
   return sha.Hex();
 }
 
+bool Scheduler::LooksUpCache(const Run& run, TaskId task) const {
+  return run.spec(task).cache && !options_.cache_dir.empty() && options_.cache_argv;
+}
+
 void Scheduler::Launch(Run& run, TaskId task, int attempt) {
-  const dag::TaskSpec& spec = run.spec(task);
-  if (spec.cache && !options_.cache_dir.empty() && options_.cache_argv) {
+  if (LooksUpCache(run, task)) {
     std::string key = CacheKeyOf(run, task);
     if (!key.empty()) {
       // The earlier successes of its key are read first; the attempt starts when they are.
@@ -325,7 +328,7 @@ void Scheduler::StartAttempt(RunId id, TaskId task, int attempt,
     OnAttemptExit(id, task, attempt, never);
     return;
   }
-  request->start_recorded = !run.unrecorded[i];
+  request->start_recorded = run.unrecorded[i] != attempt;
   run.launched[i] = true;
   ++running_attempts_;
   if (attempt == run.round_base[i] + 1) {

@@ -260,9 +260,10 @@ void Scheduler::StartStartable() {
     // A runner whose attempts cannot outlive an unrecorded start launches while the start commits
     // (docs/design.md, "Launching while the start commits"); not while commits fail, so that
     // nothing runs unrecorded for longer than one commit.
-    extra.launched_early = runner_.StartsBeforeCommit() && !failing_since_;
+    extra.launched_early =
+        !failing_since_ && !LooksUpCache(run, ticket.task) && runner_.StartsBeforeCommit();
     if (extra.launched_early) {
-      run.unrecorded[i] = true;
+      run.unrecorded[i] = attempt;
       LaunchEarly(run.ctx.id, ticket.task, attempt);
     }
     Record(

@@ -323,6 +323,8 @@ class Scheduler {
                                     const dag::TemplateValues* values = nullptr,
                                     const std::string* candidates = nullptr) const;
   void Launch(Run& run, TaskId task, int attempt);
+  // Its launch waits for a read of the result cache (so it is never launched early).
+  bool LooksUpCache(const Run& run, TaskId task) const;
   void StartAttempt(RunId run_id, TaskId task, int attempt, std::optional<std::string> candidates);
   // The task's cache key: its program, environment, params and declared files with what differs
   // between two runs of the same work (run id, run folder, attempt) left out; empty when it

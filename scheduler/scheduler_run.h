@@ -44,7 +44,7 @@ struct Scheduler::Run {
     running.assign(n, false);
     holds.assign(n, false);
     launched.assign(n, false);
-    unrecorded.assign(n, false);
+    unrecorded.assign(n, 0);
     tickets.resize(n);
     retry_timers.resize(n);
     ready_at.resize(n);
@@ -83,7 +83,7 @@ struct Scheduler::Run {
     ready_at.resize(n);
     running.resize(n, false);
     launched.resize(n, false);
-    unrecorded.resize(n, false);
+    unrecorded.resize(n, 0);
     holds.resize(n, false);
     tickets.resize(n);
     retry_timers.resize(n);
@@ -123,9 +123,10 @@ struct Scheduler::Run {
   std::unordered_map<uint32_t, WaitState> waits;  // by task index
   std::vector<bool> running;                      // holds slots: its start is recorded
   std::vector<bool> launched;                     // its process was started (or adopted)
-  std::vector<bool> unrecorded;  // launched early (StartsBeforeCommit): its start still commits
-  std::vector<bool> holds;       // tickets[i] holds slots of its pool
-  std::vector<Ticket> tickets;   // the slots it holds while running
+  // The attempt launched early (StartsBeforeCommit) whose start still commits; 0: none.
+  std::vector<int> unrecorded;
+  std::vector<bool> holds;      // tickets[i] holds slots of its pool
+  std::vector<Ticket> tickets;  // the slots it holds while running
   std::vector<std::unique_ptr<boost::asio::steady_timer>> retry_timers;
   // A mapped task with max_parallel: instances holding a place (queued, running or waiting to
   // retry) and those held back until one of them ends, in item order.

@@ -63,8 +63,9 @@ struct AttemptOutcome {
   bool lost = false;
   // Why its supervisor stopped it on its own (killed is then true): "cancel" (the database says
   // the run is being cancelled), "superseded" (the database no longer has this attempt running)
-  // "fenced" (the supervisor could not renew its lease) or "stopped" (the supervisor itself was
-  // told to stop). Empty when nobody or Kill() stopped it.
+  // "fenced" (the supervisor could not renew its lease), "unconfirmed" (started while its start
+  // committed, and not confirmed in time) or "stopped" (the supervisor itself was told to stop).
+  // Empty when nobody or Kill() stopped it.
   std::string stop_cause;
   std::optional<int> exit_code;
   std::optional<int> signal;  // terminating signal

@@ -234,7 +234,7 @@ struct Takeover {
 // What a supervisor must stop (Database::RenewSupervisor).
 struct StopOrder {
   scheduler::AttemptKey key;
-  // "cancel" (its run is being cancelled) | "superseded" (not running any more) | "stop" (the
+  // "cancel" (its run is being cancelled) | "superseded" (not running, or not under this supervisor) | "stop" (the
   // run's owner asked for it to stop: attempts.stop_requested)
   std::string cause;
 };

@@ -43,18 +43,21 @@ std::string RenewDaemonStatement() {
 }
 
 // A supervisor's renewal: the term, and one row per attempt of $7 (a JSON array of
-// {run_id, task_id, attempt}) that it must stop, with why.
+// {run_id, task_id, attempt}) that it must stop, with why: 'superseded' when the database does
+// not have that attempt running under this supervisor ($1).
 std::string RenewSupervisorStatement() {
   return std::string("WITH renew AS (") + kRenew +
          "), mine AS (SELECT * FROM jsonb_to_recordset($7::jsonb) AS m(run_id int8, task_id "
          "text, attempt int)) SELECT (SELECT term FROM renew), x.run_id, x.task_id, x.attempt, "
          "x.cause FROM (SELECT 1) one LEFT JOIN (SELECT m.run_id, m.task_id, m.attempt, CASE WHEN "
-         "t.state IS DISTINCT FROM 'running' OR t.attempt <> m.attempt THEN 'superseded' WHEN "
+         "t.state IS DISTINCT FROM 'running' OR t.attempt <> m.attempt OR a.lease_owner IS "
+         "DISTINCT FROM $1 THEN 'superseded' WHEN "
          "r.cancel_requested_at IS NOT NULL THEN 'cancel' ELSE 'stop' END AS cause FROM mine m "
          "LEFT JOIN task_instances t ON t.run_id = m.run_id AND t.task_id = m.task_id LEFT JOIN "
          "runs r ON r.id = m.run_id LEFT JOIN attempts a ON a.run_id = m.run_id AND a.task_id = "
          "m.task_id AND a.attempt = m.attempt WHERE t.state IS DISTINCT FROM 'running' OR "
-         "t.attempt <> m.attempt OR r.cancel_requested_at IS NOT NULL OR a.stop_requested) x "
+         "t.attempt <> m.attempt OR a.lease_owner IS DISTINCT FROM $1 OR "
+         "r.cancel_requested_at IS NOT NULL OR a.stop_requested) x "
          "ON true";
 }
 

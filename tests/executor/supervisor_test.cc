@@ -8,6 +8,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "executor/supervised_runner.h"
@@ -28,7 +29,14 @@ struct FakeLedger final : Ledger {
     ++renewals;
     last_running = running;
     if (fail_renew) return Status::Error(ErrorCode::kUnavailable, "database: gone");
-    return std::exchange(stops, {});
+    std::vector<Stop> out = std::exchange(stops, {});
+    if (strict) {
+      // As the database answers: what it does not have running under this supervisor.
+      for (const AttemptKey& key : running) {
+        if (recorded_starts.count(key) == 0) out.push_back(Stop{key, "superseded"});
+      }
+    }
+    return out;
   }
   Status Record(const std::vector<wire::Ended>& ends) override {
     std::lock_guard lock(mu);
@@ -51,6 +59,9 @@ struct FakeLedger final : Ledger {
   std::vector<Stop> stops;
   std::vector<wire::Ended> recorded;
   std::vector<AttemptKey> last_running;  // what the last renewal named
+  // Strict: every attempt renewed that is not in recorded_starts is superseded.
+  bool strict = false;
+  std::set<AttemptKey> recorded_starts;
 };
 
 // A supervisor serving on a thread of its own until it exits idle.
@@ -394,7 +405,9 @@ pid_t PidIn(boost::asio::io_context& io, const std::filesystem::path& file) {
 TEST_CASE("a start sent before it was recorded is stopped and forgotten when its daemon goes") {
   TempDir tmp;
   FakeLedger ledger;
-  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(600));
+  ledger.strict = true;
+  ledger.recorded_starts = {{RunId(7), "kept", 1}};
+  Serving serving(tmp / "sup", ledger, std::chrono::seconds(30));
   boost::asio::io_context io;
   auto options = RunnerOptions(tmp / "sup");
   options.early_starts = [] { return true; };
@@ -414,12 +427,10 @@ TEST_CASE("a start sent before it was recorded is stopped and forgotten when its
   const pid_t lost = PidIn(io, tmp / "lost.pid");
   const pid_t kept = PidIn(io, tmp / "kept.pid");
   runner->StartRecorded(RunId(7), TaskId(1), 1);
-  // Only the confirmed one is in the lease renewals (the database knows nothing of the other).
-  PollUntil(io, [&] {
-    std::lock_guard lock(ledger.mu);
-    return ledger.last_running == std::vector<AttemptKey>{{RunId(7), "kept", 1}};
-  });
-  runner.reset();  // the daemon goes (as if killed)
+  bool drained = false;
+  runner->Drain([&] { drained = true; });
+  PollUntil(io, [&] { return drained; });
+  runner.reset();  // the daemon goes (as if killed), after its confirmation was sent
   // The unconfirmed attempt is stopped at once; the confirmed one goes on.
   PollUntil(io, [&] { return !Alive(lost); });
   CHECK(Alive(kept));
@@ -455,6 +466,8 @@ TEST_CASE("the end of a start never confirmed is not written to the database") {
   TempDir tmp;
   FakeLedger ledger;
   {
+    ledger.strict = true;
+    ledger.recorded_starts = {{RunId(7), "u", 1}};
     Serving serving(tmp / "sup", ledger);
     boost::asio::io_context io;
     auto options = RunnerOptions(tmp / "sup");
@@ -479,4 +492,71 @@ TEST_CASE("the end of a start never confirmed is not written to the database") {
   REQUIRE(recorded.size() == 1);
   CHECK(recorded[0].key == (AttemptKey{RunId(7), "u", 1}));
   CHECK(std::filesystem::is_empty(tmp / "sup/attempts"));
+}
+
+TEST_CASE("an unconfirmed start is stopped after a third of the lease, its daemon still there") {
+  TempDir tmp;
+  FakeLedger ledger;
+  ledger.strict = true;  // the database never has it: its daemon's commit hangs
+  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(900));
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  options.early_starts = [] { return true; };
+  SupervisedRunner runner(io, options);
+  runner.Attach(Dial(options).value());
+  std::optional<AttemptOutcome> outcome;
+  auto l = Launch(tmp, "t", "exec sleep 60");
+  l.start_recorded = false;
+  runner.Start(std::move(l), [&](AttemptOutcome o) { outcome = o; });
+  RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(outcome->killed);
+  CHECK(outcome->signal == SIGKILL);
+  CHECK(outcome->stop_cause == "unconfirmed");
+  CHECK(outcome->error ==
+        "its start was not recorded in time (the daemon that sent it did not confirm it)");
+}
+
+TEST_CASE("a lease renewal that finds an unconfirmed start recorded confirms it") {
+  TempDir tmp;
+  FakeLedger ledger;
+  ledger.strict = true;
+  const AttemptKey key{RunId(7), "t", 1};
+  ledger.recorded_starts = {key};  // committed; its daemon never sends the confirmation
+  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(900));
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  options.early_starts = [] { return true; };
+  std::optional<SupervisedRunner> runner;
+  runner.emplace(io, options);
+  runner->Attach(Dial(options).value());
+  auto l = Launch(tmp, "t", "echo $$ > " + (tmp / "t.pid").string() + "; exec sleep 60");
+  l.start_recorded = false;
+  runner->Start(std::move(l), [](AttemptOutcome) {});
+  const pid_t pid = PidIn(io, tmp / "t.pid");
+  // Two renewals that name it: the answer to the first has been applied when the second is sent.
+  int named = 0;
+  PollUntil(io, [&] {
+    std::lock_guard lock(ledger.mu);
+    if (ledger.last_running == std::vector<AttemptKey>{key}) ++named;
+    ledger.last_running.clear();
+    return named >= 2;
+  });
+  runner.reset();  // the daemon goes: a confirmed attempt goes on
+  auto again = Dial(options);
+  REQUIRE(again.ok());
+  CHECK(again->welcome.running == std::vector<AttemptKey>{key});
+  CHECK(Alive(pid));
+  // Past a third of the lease it still runs: not stopped as unconfirmed either.
+  runner.emplace(io, options);
+  runner->Attach(std::move(again).value());
+  std::optional<AttemptOutcome> stopped;
+  scheduler::AdoptRequest adopt;
+  adopt.run = RunId(7);
+  adopt.task_id = "t";
+  adopt.supervisor = runner->supervisor();
+  runner->Adopt(adopt, [&](AttemptOutcome o) { stopped = o; });
+  runner->Kill(RunId(7), TaskId(0));
+  RunUntil(io, [&] { return stopped.has_value(); });
+  CHECK(stopped->killed);
+  CHECK(stopped->stop_cause.empty());
 }

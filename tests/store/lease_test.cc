@@ -166,6 +166,12 @@ TEST_CASE("a supervisor records ends, learns what to stop, and its liveness is r
       std::vector<scheduler::AttemptKey>{{run, "a", 1}, {run, "b", 1}, {run, "c", 1}});
   REQUIRE(renewal.ok());
   CHECK(renewal->second.empty());
+  // Another supervisor with the same attempt (a start of it it sent unrecorded): not its own.
+  auto other = db->RenewSupervisor("h:/b/supervisor", "h:/b", std::chrono::seconds(30),
+                                   std::vector<scheduler::AttemptKey>{{run, "c", 1}});
+  REQUIRE(other.ok());
+  REQUIRE(other->second.size() == 1);
+  CHECK(other->second[0].cause == "superseded");
 
   // "a" ended; "b" was given up by its run (marked by hand in the database).
   std::vector<RecordedOutcome> ends = {{{run, "a", 1}, Exited(3)}};
