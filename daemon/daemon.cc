@@ -126,6 +126,16 @@ Result<std::unique_ptr<scheduler::TaskRunner>> Daemon::MakeRunner(asio::io_conte
   };
   auto dialed = executor::Dial(options);
   if (!dialed.ok()) return dialed.status();
+  if (dialed->welcome.supervisor != SupervisorName(name_)) {
+    // Its attempts are recorded under its name: this daemon would record its own under another.
+    ::close(dialed->fd);
+    return Status::Error(ErrorCode::kConflict,
+                         "the supervisor of " + options.dir.string() + " runs as '" +
+                             dialed->welcome.supervisor + "', not '" + SupervisorName(name_) +
+                             "' (the data folder or the host is named differently than when it "
+                             "started): start kiln with the data folder as it was named then, or "
+                             "wait until that supervisor has no attempts left and exits");
+  }
   auto runner = std::make_unique<executor::SupervisedRunner>(io, std::move(options));
   runner->Attach(std::move(dialed).value());
   supervised_ = runner.get();

@@ -80,8 +80,10 @@ class SupervisedRunner final : public scheduler::TaskRunner {
   void Adopt(const scheduler::AdoptRequest& request,
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Recorded(RunId run, TaskId task, int attempt) override;
+  // Not while the supervisor is out of reach: a start held back would reach it late, when its
+  // time limit no longer matches the daemon's lease.
   bool StartsBeforeCommit() const override {
-    return options_.early_starts && options_.early_starts();
+    return socket_ != nullptr && options_.early_starts && options_.early_starts();
   }
   void StartRecorded(RunId run, TaskId task, int attempt) override;
   // Calls `done` (on the loop) once every acknowledgement and start queued so far was written to

@@ -112,7 +112,7 @@ struct Supervisor::Impl {
   void Queue(const AttemptKey& key);
   void Forget(const AttemptKey& key);
   void UpdateSnapshot();
-  void OnRenewed(SteadyTime sent, const std::vector<AttemptKey>& asked,
+  void OnRenewed(SteadyTime sent, const std::set<AttemptKey>& unconfirmed,
                  std::vector<Ledger::Stop> stops);
   void ArmFence();
   void MaybeIdle();
@@ -147,6 +147,7 @@ struct Supervisor::Impl {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<AttemptKey> running_snapshot;
+  std::set<AttemptKey> unconfirmed_snapshot;  // those of running_snapshot not confirmed yet
   std::vector<wire::Ended> to_record;
   bool ledger_stop = false;
   bool renew_now = false;  // an unconfirmed attempt waits: renew (and so check it) at once
@@ -493,7 +494,21 @@ void Supervisor::Impl::Confirm(const AttemptKey& key) {
 }
 
 void Supervisor::Impl::StartAttempt(wire::Launch l) {
-  if (stopping || attempts.count(l.key) != 0) return;  // stopping, or a start sent twice
+  if (stopping) return;
+  if (auto it = attempts.find(l.key); it != attempts.end()) {
+    if (!it->second.unconfirmed) return;  // a start sent twice
+    // An earlier start of it that was never recorded (refused, its run let go and decided again
+    // since): that one is over, or killed and forgotten now; this one runs.
+    Attempt& old = it->second;
+    if (old.running) {
+      processes->KillNow(old.handle);
+      old.confirm_timer.reset();
+      old.ack_timer.reset();
+      dying.emplace(old.serial, std::move(old));
+    }
+    attempts.erase(it);
+    ::unlink((RecordPath(l.key).string() + ".end").c_str());
+  }
   ProcessSpec spec;
   spec.argv = std::move(l.argv);
   spec.env = std::move(l.env);
@@ -621,32 +636,36 @@ void Supervisor::Impl::Forget(const AttemptKey& key) {
 
 void Supervisor::Impl::UpdateSnapshot() {
   std::vector<AttemptKey> running;
+  std::set<AttemptKey> unconfirmed;
   // Unconfirmed ones too, ended or not: a renewal that finds one recorded under this supervisor
   // confirms it (its daemon may be frozen with the confirmation unsent).
   for (const auto& [key, a] : attempts) {
     if (a.running || a.unconfirmed) running.push_back(key);
+    if (a.unconfirmed) unconfirmed.insert(key);
   }
   std::lock_guard lock(mu);
   running_snapshot = std::move(running);
+  unconfirmed_snapshot = std::move(unconfirmed);
 }
 
-void Supervisor::Impl::OnRenewed(SteadyTime sent, const std::vector<AttemptKey>& asked,
+void Supervisor::Impl::OnRenewed(SteadyTime sent, const std::set<AttemptKey>& unconfirmed,
                                  std::vector<Ledger::Stop> stops) {
   renewed_at = std::max(renewed_at, sent);
   ArmFence();
-  // An unconfirmed attempt the database has running under this supervisor (not superseded) is
-  // recorded: confirmed.
+  // An attempt unconfirmed when the renewal was sent that the database has running under this
+  // supervisor (not superseded) is recorded: confirmed.
   std::set<AttemptKey> superseded;
   for (const Ledger::Stop& stop : stops) {
     if (stop.cause == "superseded") superseded.insert(stop.key);
   }
-  for (const AttemptKey& key : asked) {
+  for (const AttemptKey& key : unconfirmed) {
     if (superseded.count(key) == 0) Confirm(key);
   }
   for (const Ledger::Stop& stop : stops) {
     auto it = attempts.find(stop.key);
     if (it == attempts.end() || !it->second.running || !it->second.stop_cause.empty()) continue;
-    if (it->second.unconfirmed) continue;  // not recorded yet: its own timer stops it
+    // Not recorded when the renewal read the rows (it may be since): its own timer stops it.
+    if (unconfirmed.count(stop.key) != 0) continue;
     log::Info("supervisor: stopping attempt " + stop.key.ToString() + ": " + StopText(stop.cause));
     it->second.stop_cause = stop.cause;
     processes->Terminate(it->second.handle);
@@ -712,6 +731,7 @@ void Supervisor::Impl::LedgerLoop() {
     if (record_due) records.swap(to_record);
     const bool renew = now >= next_renew;
     std::vector<AttemptKey> running = running_snapshot;
+    std::set<AttemptKey> unconfirmed = unconfirmed_snapshot;
     lock.unlock();
     if (!records.empty()) {
       Status s = ledger.Record(records);
@@ -736,9 +756,9 @@ void Supervisor::Impl::LedgerLoop() {
       auto renewed = ledger.Renew(running);
       if (renewed.ok()) {
         next_renew = sent + options.lease / 3;
-        asio::post(io, [this, sent, asked = std::move(running),
+        asio::post(io, [this, sent, unconfirmed = std::move(unconfirmed),
                         stops = std::move(renewed).value()]() mutable {
-          OnRenewed(sent, asked, std::move(stops));
+          OnRenewed(sent, unconfirmed, std::move(stops));
         });
       } else {
         log::Error("supervisor: renewing its lease: " + renewed.message());

@@ -560,3 +560,25 @@ TEST_CASE("a lease renewal that finds an unconfirmed start recorded confirms it"
   CHECK(stopped->killed);
   CHECK(stopped->stop_cause.empty());
 }
+
+TEST_CASE("an attempt whose start was never recorded can be started again, as a new process") {
+  TempDir tmp;
+  FakeLedger ledger;
+  ledger.strict = true;
+  Serving serving(tmp / "sup", ledger);
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  options.early_starts = [] { return true; };
+  SupervisedRunner runner(io, options);
+  runner.Attach(Dial(options).value());
+  // Its start is refused, its run let go and decided again by the same daemon: the same key.
+  std::optional<AttemptOutcome> first, second;
+  auto l = Launch(tmp, "t", "exit 0");
+  l.start_recorded = false;
+  runner.Start(std::move(l), [&](AttemptOutcome o) { first = o; });
+  RunUntil(io, [&] { return first.has_value(); });
+  runner.Start(Launch(tmp, "t", "exit 5"), [&](AttemptOutcome o) { second = o; });
+  RunUntil(io, [&] { return second.has_value(); });
+  CHECK(first->exit_code == 0);
+  CHECK(second->exit_code == 5);
+}
