@@ -168,6 +168,8 @@ void Retention::Start() {
   thread_ = std::thread([this] { Loop(); });
 }
 
+std::unique_ptr<RetentionFiles> DiskRetentionFiles() { return std::make_unique<DiskFiles>(); }
+
 void Retention::Stop() {
   {
     std::lock_guard lock(mu_);
@@ -178,7 +180,7 @@ void Retention::Stop() {
 }
 
 void Retention::Loop() {
-  DiskFiles files;
+  auto files = DiskRetentionFiles();
   std::unique_ptr<DbStore> store;
   while (true) {
     if (!store) {
@@ -188,7 +190,7 @@ void Retention::Loop() {
     }
     if (store) {
       auto swept = Sweep(
-          config_, NowUtc(), *store, files, logs_dir_, runs_dir_,
+          config_, NowUtc(), *store, *files, logs_dir_, runs_dir_,
           [this] {
             std::lock_guard lock(mu_);
             return stopping_;

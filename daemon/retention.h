@@ -53,6 +53,9 @@ class RetentionFiles {
   virtual Result<std::vector<RunFolder>> RunFolders(const std::filesystem::path& root) = 0;
 };
 
+// The file system's.
+std::unique_ptr<RetentionFiles> DiskRetentionFiles();
+
 struct SweepResult {
   int64_t runs = 0;
   int64_t events = 0;

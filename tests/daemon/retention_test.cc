@@ -1,7 +1,13 @@
-// The retention sweep with a fake store and file system: batches, order, paths, stops, errors.
+// The retention sweep with a fake store and file system: batches, order, paths, stops, errors;
+// and the file system's run folders.
 #include "daemon/retention.h"
 
+#include <stdlib.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -203,4 +209,46 @@ TEST_CASE("a folder that cannot be removed is skipped, a database error keeps ev
       Sweep(Config(10), kNow, store, files, "/d/logs", "/d/runs", nullptr, /*leader=*/false);
   REQUIRE_FALSE(failed.ok());
   CHECK(store.journal == std::vector<std::string>{"deleted? 2 3"});
+}
+
+TEST_CASE("run folders on disk: only pipeline names and run ids, never through a link") {
+  namespace fs = std::filesystem;
+  std::string pattern = (fs::temp_directory_path() / "kiln-retention-XXXXXX").string();
+  REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+  const fs::path tmp = pattern;
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+    }
+  } cleanup{tmp};
+  const fs::path root = tmp / "logs";
+  fs::create_directories(root / "train/12");
+  fs::create_directories(root / "train/7");
+  fs::create_directories(root / "train/007");  // not an id as written
+  fs::create_directories(root / "train/12x");
+  fs::create_directories(root / "train/0");
+  std::ofstream(root / "train/13") << "a file, not a folder";
+  fs::create_directories(tmp / "elsewhere/99");
+  fs::create_directory_symlink(tmp / "elsewhere/99", root / "train/14");  // a linked run
+  fs::create_directory_symlink(tmp / "elsewhere", root / "linked");       // a linked pipeline
+  fs::create_directories(root / "not a name/15");
+  auto files = daemon::DiskRetentionFiles();
+  auto found = files->RunFolders(root);
+  REQUIRE(found.ok());
+  std::vector<std::pair<std::string, int64_t>> got;
+  for (const auto& f : *found) got.emplace_back(f.pipeline, Value(f.run));
+  std::sort(got.begin(), got.end());
+  CHECK(got == std::vector<std::pair<std::string, int64_t>>{{"train", 7}, {"train", 12}});
+  // Nothing under a root that does not exist.
+  auto none = files->RunFolders(tmp / "missing");
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  // Removing a run folder removes a link in it, not what the link points to.
+  fs::create_directory_symlink(tmp / "elsewhere", root / "train/12/link");
+  REQUIRE(files->RemoveTree(root / "train/12").ok());
+  CHECK_FALSE(fs::exists(root / "train/12"));
+  CHECK(fs::exists(tmp / "elsewhere/99"));
+  CHECK(files->RemoveTree(root / "train/404").ok());  // nothing there: nothing to do
 }
