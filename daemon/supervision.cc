@@ -193,6 +193,15 @@ Status DatabaseLedger::Record(const std::vector<executor::wire::Ended>& ends) {
   return s;
 }
 
+Result<std::set<scheduler::AttemptKey>> DatabaseLedger::StartsRecorded(
+    const std::vector<scheduler::AttemptKey>& keys) {
+  auto db = Db();
+  if (!db.ok()) return db.status();
+  auto recorded = (*db)->StartsRecorded(name_, keys);
+  Check(recorded.status());
+  return recorded;
+}
+
 Status DatabaseLedger::Release() {
   auto db = Db();
   if (!db.ok()) return db.status();

@@ -53,6 +53,8 @@ class DatabaseLedger final : public executor::Ledger {
       : url_(std::move(url)), name_(std::move(name)), daemon_(std::move(daemon)), lease_(lease) {}
   Result<std::vector<Stop>> Renew(const std::vector<scheduler::AttemptKey>& running) override;
   Status Record(const std::vector<executor::wire::Ended>& ends) override;
+  Result<std::set<scheduler::AttemptKey>> StartsRecorded(
+      const std::vector<scheduler::AttemptKey>& keys) override;
   Status Release() override;
 
  private:

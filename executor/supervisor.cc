@@ -86,6 +86,7 @@ struct Supervisor::Impl {
     bool writing = false;
     bool hello = false;
     bool closed = false;
+    bool welcomed = false;  // a daemon is welcomed once its predecessor's starts are resolved
   };
 
   Impl(SupervisorOptions o, Ledger& l) : options(std::move(o)), ledger(l) {}
@@ -100,6 +101,9 @@ struct Supervisor::Impl {
   void Flush(const std::shared_ptr<Conn>& c);
   void Close(const std::shared_ptr<Conn>& c);
   void OnHello(const std::shared_ptr<Conn>& c);
+  void Welcome(const std::shared_ptr<Conn>& c);
+  void Resolve();
+  void OnResolved(const Result<std::set<AttemptKey>>& recorded);
   void Confirm(const AttemptKey& key);
   void AwaitConfirmation(const AttemptKey& key, uint64_t serial, bool checked);
   void Orphan();
@@ -151,6 +155,8 @@ struct Supervisor::Impl {
   std::vector<wire::Ended> to_record;
   bool ledger_stop = false;
   bool renew_now = false;  // an unconfirmed attempt waits: renew (and so check it) at once
+  std::vector<AttemptKey> to_resolve;  // a gone daemon's unconfirmed starts: recorded or not?
+  bool resolving = false;              // (loop thread) asked, not answered yet
   bool released = false;
 };
 
@@ -353,6 +359,13 @@ void Supervisor::Impl::OnHello(const std::shared_ptr<Conn>& c) {
   conn = c;
   had_daemon = true;
   idle_timer.cancel();
+  // The starts the last daemon left unconfirmed are being resolved: this daemon may decide the
+  // same attempts again, so it hears from this supervisor once they are settled (OnResolved).
+  if (!resolving) Welcome(c);
+}
+
+void Supervisor::Impl::Welcome(const std::shared_ptr<Conn>& c) {
+  c->welcomed = true;
   wire::Welcome welcome;
   welcome.supervisor = options.name;
   for (const auto& [key, a] : attempts) {
@@ -403,7 +416,7 @@ void Supervisor::Impl::Close(const std::shared_ptr<Conn>& c) {
   if (conn != c) return;
   conn.reset();
   log::Info("supervisor: the daemon disconnected");
-  Orphan();
+  Resolve();
   // Ends it did not acknowledge go to the database.
   std::vector<AttemptKey> ended;
   for (auto& [key, a] : attempts) {
@@ -413,11 +426,42 @@ void Supervisor::Impl::Close(const std::shared_ptr<Conn>& c) {
   MaybeIdle();
 }
 
-// The daemon went away: starts it never confirmed may never have been recorded, and the next
-// owner of their runs may decide them again. They are killed (the whole group, at once: no task
-// code runs after that) and forgotten without a report, so that a start of the same attempt is a
-// new one. If a start was recorded after all, the next daemon finds no record of it here and
-// declares the attempt lost, as for a supervisor that died.
+// The daemon went away with starts it never confirmed: the database says which were recorded
+// (after any commit of that daemon still in flight). Those are confirmed and go on; the others
+// are killed and forgotten (Orphan). No daemon is welcomed meanwhile.
+void Supervisor::Impl::Resolve() {
+  if (resolving) return;
+  std::vector<AttemptKey> keys;
+  for (const auto& [key, a] : attempts) {
+    if (a.unconfirmed) keys.push_back(key);
+  }
+  if (keys.empty()) return;
+  resolving = true;
+  {
+    std::lock_guard lock(mu);
+    to_resolve = std::move(keys);
+  }
+  cv.notify_one();
+}
+
+void Supervisor::Impl::OnResolved(const Result<std::set<AttemptKey>>& recorded) {
+  resolving = false;
+  if (recorded.ok()) {
+    for (const AttemptKey& key : *recorded) Confirm(key);
+  } else {
+    log::Error("supervisor: cannot tell which starts of the daemon that went away were recorded (" +
+               recorded.message() + "): they are stopped");
+  }
+  Orphan();
+  if (conn && !conn->welcomed) Welcome(conn);
+  MaybeIdle();
+}
+
+// Starts never confirmed, of a daemon that went away, that were not recorded (or nobody can
+// tell): the next owner of their runs may decide them again. They are killed (the whole group,
+// at once: no task code runs after that) and forgotten without a report, so that a start of the
+// same attempt is a new one. Should one be recorded after all, the next daemon finds no record
+// of it here and declares the attempt lost, as for a supervisor that died.
 void Supervisor::Impl::Orphan() {
   std::vector<AttemptKey> gone;
   for (auto& [key, a] : attempts) {
@@ -590,7 +634,9 @@ void Supervisor::Impl::Ended(const AttemptKey& key, uint64_t serial, AttemptOutc
   // Sent first: the record is for a supervisor that starts after this one dies, and a daemon
   // that gets the end before the record exists loses nothing by it.
   Deliver(key);
-  WriteRecord(RecordPath(key).string() + ".end", "E" + wire::EncodeEnded(*a.end));
+  auto kept = attempts.find(key);
+  if (kept == attempts.end() || kept->second.serial != serial) return;  // dropped
+  WriteRecord(RecordPath(key).string() + ".end", "E" + wire::EncodeEnded(*kept->second.end));
   UpdateSnapshot();
 }
 
@@ -612,9 +658,9 @@ void Supervisor::Impl::Queue(const AttemptKey& key) {
   if (it == attempts.end() || it->second.queued || !it->second.end) return;
   if (it->second.unconfirmed) {
     // Never to the database: its start may not be recorded, and a later start of the same
-    // attempt must not find this end there. It waits for a confirmation (from its daemon, or
-    // from a lease renewal that finds the start recorded); without a daemon it goes.
-    if (!conn) Drop(key);
+    // attempt must not find this end there. It waits for a confirmation (from its daemon, from
+    // a lease renewal, or from the resolution when its daemon went away).
+    if (!conn && !resolving) Drop(key);
     return;
   }
   it->second.queued = true;
@@ -721,6 +767,14 @@ void Supervisor::Impl::LedgerLoop() {
     const auto now = std::chrono::steady_clock::now();
     const bool record_due = !to_record.empty() && now >= next_record;
     if (ledger_stop && to_record.empty()) break;
+    if (!to_resolve.empty()) {
+      std::vector<AttemptKey> keys = std::exchange(to_resolve, {});
+      lock.unlock();
+      auto recorded = ledger.StartsRecorded(keys);
+      asio::post(io, [this, recorded = std::move(recorded)] { OnResolved(recorded); });
+      lock.lock();
+      continue;
+    }
     if (!record_due && now < next_renew) {
       auto until = next_renew;
       if (!to_record.empty()) until = std::min(until, next_record);

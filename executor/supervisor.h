@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ class Ledger {
   virtual Result<std::vector<Stop>> Renew(const std::vector<scheduler::AttemptKey>& running) = 0;
   // Records ends of attempts (first report wins; an attempt not running any more is skipped).
   virtual Status Record(const std::vector<wire::Ended>& ends) = 0;
+  // Which of `keys` have their start recorded under this supervisor, after any commit in flight
+  // (store::Database::StartsRecorded).
+  virtual Result<std::set<scheduler::AttemptKey>> StartsRecorded(
+      const std::vector<scheduler::AttemptKey>& keys) = 0;
   // Gives the lease up: the supervisor exits holding nothing.
   virtual Status Release() = 0;
 };

@@ -234,8 +234,8 @@ struct Takeover {
 // What a supervisor must stop (Database::RenewSupervisor).
 struct StopOrder {
   scheduler::AttemptKey key;
-  // "cancel" (its run is being cancelled) | "superseded" (not running, or not under this supervisor) | "stop" (the
-  // run's owner asked for it to stop: attempts.stop_requested)
+  // "cancel" (its run is being cancelled) | "superseded" (not running, or not under this
+  // supervisor) | "stop" (the run's owner asked for it to stop: attempts.stop_requested)
   std::string cause;
 };
 
@@ -600,6 +600,11 @@ class Database {
   // A supervisor records the ends of attempts it ran (first report wins; nothing for an attempt
   // that is not running any more) and notifies 'kiln_outcomes' with the runs' ids.
   Status RecordOutcomes(const std::string& supervisor, std::span<const RecordedOutcome> outcomes);
+  // Which of `keys` the database has running under `supervisor` (their start is recorded), read
+  // after any batch commit in flight has finished: what a supervisor asks about starts its daemon
+  // never confirmed, once the daemon is gone.
+  Result<std::set<scheduler::AttemptKey>> StartsRecorded(
+      const std::string& supervisor, std::span<const scheduler::AttemptKey> keys);
 
   // ---- remote workers (store/database_workers.cc; docs/design.md, "Remote workers") ----
   // Hands attempts to workers: each attempt still running under `from` (the daemon's supervisor

@@ -352,6 +352,32 @@ Result<std::vector<Database::AttemptStatus>> Database::AttemptStatuses(
   }
 }
 
+Result<std::set<AttemptKey>> Database::StartsRecorded(const std::string& supervisor,
+                                                      std::span<const AttemptKey> keys) {
+  try {
+    pqxx::work txn(impl_->conn, "starts_recorded");
+    // A batch in flight holds the event-order lock until its commit is visible: once the shared
+    // lock is granted, that commit (of a daemon that just died, say) is either visible to the
+    // next statement or rolled back.
+    txn.exec("SELECT pg_advisory_xact_lock_shared(" + std::to_string(kEventOrderLock) + ")");
+    std::set<AttemptKey> out;
+    for (const pqxx::row& row : txn.exec_params(
+             "SELECT m.run_id, m.task_id, m.attempt FROM jsonb_to_recordset($2::jsonb) AS "
+             "m(run_id int8, task_id text, attempt int) JOIN task_instances t ON t.run_id = "
+             "m.run_id AND t.task_id = m.task_id AND t.state = 'running' AND t.attempt = "
+             "m.attempt JOIN attempts a ON a.run_id = m.run_id AND a.task_id = m.task_id AND "
+             "a.attempt = m.attempt AND a.lease_owner = $1",
+             supervisor, KeysJson(keys))) {
+      out.insert(
+          AttemptKey{RunId(row[0].as<int64_t>()), row[1].as<std::string>(), row[2].as<int>()});
+    }
+    txn.commit();
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading which of " + std::to_string(keys.size()) + " starts are recorded", e);
+  }
+}
+
 Status Database::RecordOutcomes(const std::string& supervisor,
                                 std::span<const RecordedOutcome> outcomes) {
   if (outcomes.empty()) return Status::Ok();

@@ -43,6 +43,15 @@ struct FakeLedger final : Ledger {
     recorded.insert(recorded.end(), ends.begin(), ends.end());
     return Status::Ok();
   }
+  Result<std::set<AttemptKey>> StartsRecorded(const std::vector<AttemptKey>& keys) override {
+    std::lock_guard lock(mu);
+    ++resolutions;
+    std::set<AttemptKey> out;
+    for (const AttemptKey& key : keys) {
+      if (!strict || recorded_starts.count(key) != 0) out.insert(key);
+    }
+    return out;
+  }
   Status Release() override {
     std::lock_guard lock(mu);
     released = true;
@@ -62,6 +71,7 @@ struct FakeLedger final : Ledger {
   // Strict: every attempt renewed that is not in recorded_starts is superseded.
   bool strict = false;
   std::set<AttemptKey> recorded_starts;
+  int resolutions = 0;  // StartsRecorded calls
 };
 
 // A supervisor serving on a thread of its own until it exits idle.
@@ -581,4 +591,55 @@ TEST_CASE("an attempt whose start was never recorded can be started again, as a 
   RunUntil(io, [&] { return second.has_value(); });
   CHECK(first->exit_code == 0);
   CHECK(second->exit_code == 5);
+}
+
+TEST_CASE("starts its daemon never confirmed but the database recorded go on when it goes") {
+  TempDir tmp;
+  FakeLedger ledger;
+  ledger.strict = true;
+  const AttemptKey ended{RunId(7), "ended", 1}, running{RunId(7), "running", 1};
+  ledger.recorded_starts = {ended, running};  // committed; the daemon died before confirming
+  Serving serving(tmp / "sup", ledger);
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  options.early_starts = [] { return true; };
+  std::optional<SupervisedRunner> runner;
+  runner.emplace(io, options);
+  runner->Attach(Dial(options).value());
+  std::optional<AttemptOutcome> first;
+  auto e = Launch(tmp, "ended", "exit 0");
+  e.start_recorded = false;
+  runner->Start(std::move(e), [&](AttemptOutcome o) { first = o; });
+  auto r = Launch(tmp, "running", "echo $$ > " + (tmp / "r.pid").string() + "; exec sleep 60");
+  r.task = TaskId(1);
+  r.start_recorded = false;
+  runner->Start(std::move(r), [](AttemptOutcome) {});
+  RunUntil(io, [&] { return first.has_value(); });
+  const pid_t pid = PidIn(io, tmp / "r.pid");
+  runner.reset();  // gone without confirming either
+  // The next daemon is welcomed once the database was asked: the running one is its to adopt,
+  // the ended one's end went to the database.
+  auto again = Dial(options);
+  REQUIRE(again.ok());
+  CHECK(again->welcome.running == std::vector<AttemptKey>{running});
+  CHECK(Alive(pid));
+  {
+    std::lock_guard lock(ledger.mu);
+    CHECK(ledger.resolutions == 1);
+  }
+  PollUntil(io, [&] { return ledger.Recorded().size() == 1; });
+  CHECK(ledger.Recorded()[0].key == ended);
+  CHECK(ledger.Recorded()[0].outcome.exit_code == 0);
+  runner.emplace(io, options);
+  runner->Attach(std::move(again).value());
+  std::optional<AttemptOutcome> stopped;
+  scheduler::AdoptRequest adopt;
+  adopt.run = RunId(7);
+  adopt.task = TaskId(1);
+  adopt.task_id = "running";
+  adopt.supervisor = runner->supervisor();
+  runner->Adopt(adopt, [&](AttemptOutcome o) { stopped = o; });
+  runner->Kill(RunId(7), TaskId(1));
+  RunUntil(io, [&] { return stopped.has_value(); });
+  CHECK(stopped->killed);
 }

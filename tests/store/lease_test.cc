@@ -172,6 +172,14 @@ TEST_CASE("a supervisor records ends, learns what to stop, and its liveness is r
   REQUIRE(other.ok());
   REQUIRE(other->second.size() == 1);
   CHECK(other->second[0].cause == "superseded");
+  // Which starts are recorded under a supervisor: its own running attempts only.
+  const std::vector<scheduler::AttemptKey> asked = {{run, "a", 1}, {run, "a", 2}, {run, "c", 1}};
+  auto recorded = db->StartsRecorded("h:/a/supervisor", asked);
+  REQUIRE(recorded.ok());
+  CHECK(*recorded == std::set<scheduler::AttemptKey>{{run, "a", 1}, {run, "c", 1}});
+  auto not_its = db->StartsRecorded("h:/b/supervisor", asked);
+  REQUIRE(not_its.ok());
+  CHECK(not_its->empty());
 
   // "a" ended; "b" was given up by its run (marked by hand in the database).
   std::vector<RecordedOutcome> ends = {{{run, "a", 1}, Exited(3)}};
