@@ -197,7 +197,8 @@ Result<std::set<scheduler::AttemptKey>> DatabaseLedger::StartsRecorded(
     const std::vector<scheduler::AttemptKey>& keys) {
   auto db = Db();
   if (!db.ok()) return db.status();
-  auto recorded = (*db)->StartsRecorded(name_, keys);
+  // Renewals wait meanwhile: at most a tenth of the lease, 2 s.
+  auto recorded = (*db)->StartsRecorded(name_, keys, std::min<Duration>(2s, lease_ / 10));
   Check(recorded.status());
   return recorded;
 }

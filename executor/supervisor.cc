@@ -642,7 +642,8 @@ void Supervisor::Impl::Ended(const AttemptKey& key, uint64_t serial, AttemptOutc
 
 void Supervisor::Impl::Deliver(const AttemptKey& key) {
   Attempt& a = attempts.at(key);
-  if (!conn) {
+  // A daemon not welcomed yet hears of it in its welcome.
+  if (!conn || !conn->welcomed) {
     Queue(key);
     return;
   }
@@ -771,6 +772,9 @@ void Supervisor::Impl::LedgerLoop() {
       std::vector<AttemptKey> keys = std::exchange(to_resolve, {});
       lock.unlock();
       auto recorded = ledger.StartsRecorded(keys);
+      // Once more on failure (a connection gone stale is made again): the alternative is to
+      // stop starts that may well be recorded.
+      if (!recorded.ok()) recorded = ledger.StartsRecorded(keys);
       asio::post(io, [this, recorded = std::move(recorded)] { OnResolved(recorded); });
       lock.lock();
       continue;

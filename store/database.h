@@ -603,8 +603,9 @@ class Database {
   // Which of `keys` the database has running under `supervisor` (their start is recorded), read
   // after any batch commit in flight has finished: what a supervisor asks about starts its daemon
   // never confirmed, once the daemon is gone.
+  // Waits at most `wait` for the lock.
   Result<std::set<scheduler::AttemptKey>> StartsRecorded(
-      const std::string& supervisor, std::span<const scheduler::AttemptKey> keys);
+      const std::string& supervisor, std::span<const scheduler::AttemptKey> keys, Duration wait);
 
   // ---- remote workers (store/database_workers.cc; docs/design.md, "Remote workers") ----
   // Hands attempts to workers: each attempt still running under `from` (the daemon's supervisor

@@ -353,12 +353,17 @@ Result<std::vector<Database::AttemptStatus>> Database::AttemptStatuses(
 }
 
 Result<std::set<AttemptKey>> Database::StartsRecorded(const std::string& supervisor,
-                                                      std::span<const AttemptKey> keys) {
+                                                      std::span<const AttemptKey> keys,
+                                                      Duration wait) {
   try {
     pqxx::work txn(impl_->conn, "starts_recorded");
-    // A batch in flight holds the event-order lock until its commit is visible: once the shared
-    // lock is granted, that commit (of a daemon that just died, say) is either visible to the
-    // next statement or rolled back.
+    // The supervisor's lease renewals wait meanwhile: a lock held long (a frozen daemon inside
+    // a transaction) makes this fail instead.
+    txn.exec("SET LOCAL lock_timeout = " +
+             std::to_string(std::max<int64_t>(1, static_cast<int64_t>(wait.count()))));
+    // A batch that holds the event-order lock keeps it until its commit is visible: once the
+    // shared lock is granted, that commit (of a daemon that just died, say) is visible to the next
+    // statement or rolled back. (A batch sent but not yet begun by the server is not seen.)
     txn.exec("SELECT pg_advisory_xact_lock_shared(" + std::to_string(kEventOrderLock) + ")");
     std::set<AttemptKey> out;
     for (const pqxx::row& row : txn.exec_params(

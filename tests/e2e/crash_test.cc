@@ -168,6 +168,14 @@ TEST_CASE("a task running across a restart is adopted, its end is recorded once,
     auto op = first.Client(kOperatorToken);
     run = Trigger(op, name);
     WaitStarted(dir);
+    // Its start is recorded (a task may start while its start commits; a crash in that instant
+    // is the next test's).
+    WaitFor(
+        [&] {
+          return Sql("select state from task_instances where task_id = 'a' and run_id = " +
+                     std::to_string(run)) == "running";
+        },
+        "a's start to be recorded");
     pid = std::stoi(ReadFile(dir / "a.started"));
     first.Signal(SIGKILL);
   }
@@ -196,7 +204,10 @@ TEST_CASE("a daemon killed between an end and its commit, or inside the commit, 
   // b's start goes to the supervisor while it commits, unconfirmed. When the daemon dies, its
   // supervisor asks the database which unconfirmed starts were recorded: those go on, the
   // others are stopped and forgotten (and b may then run a second time).
-  WriteFile(dir / "pipelines/p.toml", TwoTasks(name, dir, "retries = 1\nretry_delay = \"0s\"\n"));
+  const std::string retry = "retries = 1\nretry_delay = \"0s\"\n";
+  std::string pipeline = TwoTasks(name, dir, retry);
+  pipeline.insert(pipeline.find("[tasks.a]\n") + 10, retry);
+  WriteFile(dir / "pipelines/p.toml", pipeline);
   WriteFile(dir / "go", "");
   int64_t run = 0;
   {
@@ -220,7 +231,16 @@ TEST_CASE("a daemon killed between an end and its commit, or inside the commit, 
   // Never committed (before, inside): the next daemon decides b's first attempt again.
   // Committed but never confirmed (after): the supervisor asks the database once the daemon is
   // gone, finds it recorded, and b's attempt goes on to be adopted. Nothing is lost either way.
-  CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
+  if (point == "end.received") {
+    // a's end came while its own start may still have been on its way to the server: a batch
+    // sent but not yet begun when the supervisor asks is not seen, and a's attempt is then lost
+    // and runs again (docs/design.md). Never two at once (CheckInvariants), never lost for good.
+    const std::string attempts = Attempts(DatabaseUrl(), run);
+    CHECK((attempts == "a#1:success,b#1:success" ||
+           attempts == "a#1:failed,a#2:success,b#1:success"));
+  } else {
+    CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
+  }
   const int b_runs = Lines(dir / "b.count");
   if (point == "commit.before:2" || point == "commit.inside:2") {
     // At least once, and at most once more than recorded: the unconfirmed start ran, or was

@@ -5,6 +5,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -44,8 +45,9 @@ struct FakeLedger final : Ledger {
     return Status::Ok();
   }
   Result<std::set<AttemptKey>> StartsRecorded(const std::vector<AttemptKey>& keys) override {
-    std::lock_guard lock(mu);
+    std::unique_lock lock(mu);
     ++resolutions;
+    resolution_released.wait(lock, [this] { return !hold_resolutions; });
     std::set<AttemptKey> out;
     for (const AttemptKey& key : keys) {
       if (!strict || recorded_starts.count(key) != 0) out.insert(key);
@@ -71,7 +73,9 @@ struct FakeLedger final : Ledger {
   // Strict: every attempt renewed that is not in recorded_starts is superseded.
   bool strict = false;
   std::set<AttemptKey> recorded_starts;
-  int resolutions = 0;  // StartsRecorded calls
+  int resolutions = 0;            // StartsRecorded calls
+  bool hold_resolutions = false;  // StartsRecorded waits until it is false again
+  std::condition_variable resolution_released;
 };
 
 // A supervisor serving on a thread of its own until it exits idle.
@@ -642,4 +646,55 @@ TEST_CASE("starts its daemon never confirmed but the database recorded go on whe
   runner->Kill(RunId(7), TaskId(1));
   RunUntil(io, [&] { return stopped.has_value(); });
   CHECK(stopped->killed);
+}
+
+TEST_CASE(
+    "a daemon that connects while the last one's starts are resolved hears its welcome first") {
+  TempDir tmp;
+  FakeLedger ledger;
+  ledger.strict = true;  // nothing recorded
+  ledger.hold_resolutions = true;
+  Serving serving(tmp / "sup", ledger);
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  options.early_starts = [] { return true; };
+  std::optional<SupervisedRunner> runner;
+  runner.emplace(io, options);
+  runner->Attach(Dial(options).value());
+  auto u = Launch(tmp, "u", "echo $$ > " + (tmp / "u.pid").string() + "; exec sleep 60");
+  u.start_recorded = false;
+  runner->Start(std::move(u), [](AttemptOutcome) {});
+  // A confirmed one that ends when told to.
+  auto c = Launch(tmp, "c", "while [ ! -e " + (tmp / "go").string() + " ]; do sleep 0.01; done");
+  c.task = TaskId(1);
+  runner->Start(std::move(c), [](AttemptOutcome) {});
+  const pid_t unconfirmed = PidIn(io, tmp / "u.pid");
+  runner.reset();
+  PollUntil(io, [&] {
+    std::lock_guard lock(ledger.mu);
+    return ledger.resolutions == 1;
+  });
+  // The next daemon dials while the question is pending; meanwhile an attempt ends.
+  std::optional<Result<Dialed>> again;
+  std::thread dialing([&] { again = Dial(options); });
+  std::ofstream(tmp / "go") << "";
+  const auto c_ended = tmp / "sup/attempts/7.c.1.end";
+  PollUntil(io, [&] { return std::filesystem::exists(c_ended); });
+  {
+    std::lock_guard lock(ledger.mu);
+    ledger.hold_resolutions = false;
+  }
+  ledger.resolution_released.notify_all();
+  dialing.join();
+  REQUIRE(again.has_value());
+  if (!again->ok()) FAIL(again->message());
+  struct Closing {
+    int fd;
+    ~Closing() { ::close(fd); }
+  } closing{(*again)->fd};
+  // Its welcome tells of the end; the unrecorded start was killed before it (and is reaped).
+  REQUIRE((*again)->welcome.ended.size() == 1);
+  CHECK((*again)->welcome.ended[0].key == (AttemptKey{RunId(7), "c", 1}));
+  CHECK((*again)->welcome.running.empty());
+  PollUntil(io, [&] { return !Alive(unconfirmed); });
 }

@@ -174,10 +174,10 @@ TEST_CASE("a supervisor records ends, learns what to stop, and its liveness is r
   CHECK(other->second[0].cause == "superseded");
   // Which starts are recorded under a supervisor: its own running attempts only.
   const std::vector<scheduler::AttemptKey> asked = {{run, "a", 1}, {run, "a", 2}, {run, "c", 1}};
-  auto recorded = db->StartsRecorded("h:/a/supervisor", asked);
+  auto recorded = db->StartsRecorded("h:/a/supervisor", asked, std::chrono::seconds(1));
   REQUIRE(recorded.ok());
   CHECK(*recorded == std::set<scheduler::AttemptKey>{{run, "a", 1}, {run, "c", 1}});
-  auto not_its = db->StartsRecorded("h:/b/supervisor", asked);
+  auto not_its = db->StartsRecorded("h:/b/supervisor", asked, std::chrono::seconds(1));
   REQUIRE(not_its.ok());
   CHECK(not_its->empty());
 
