@@ -27,6 +27,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "kiln_bench_admin_0123456789"
 
 
+def supervised(records):
+    """How many attempts the supervisor's journal (executor/attempt_journal.h) holds running."""
+    journals = sorted((int(f.split(".")[1]), f) for f in os.listdir(records)
+                      if f.startswith("journal.") and f.split(".")[1].isdigit()) \
+        if os.path.isdir(records) else []
+    for _, name in reversed(journals):
+        with open(os.path.join(records, name)) as f:
+            lines = f.read().split("\n")[:-1]
+        if "C" not in lines:
+            continue
+        running = {}
+        for line in lines:
+            kind, _, rest = line.partition(" ")
+            name = rest.rsplit(" ", 1)[-1]
+            if kind == "R":
+                running[name] = True
+            elif kind == "E":
+                running[name] = False
+            elif kind == "F":
+                running.pop(name, None)
+        return sum(running.values())
+    return 0
+
+
 def wait_for(what, condition, timeout=300.0, every=0.01):
     deadline = time.monotonic() + timeout
     while True:
@@ -111,7 +135,7 @@ def main():
         records = os.path.join(work, "data", "supervisor", "attempts")
         wait_for(f"{n} attempts to run", lambda: sql(
             url, "select count(*) from attempts where state = 'running'") == str(n) and
-            os.path.isdir(records) and len(os.listdir(records)) == n)
+            supervised(records) == n)
         print(f"{n} tasks started in {time.monotonic() - started:.2f} s")
         supervisor = int(subprocess.run(["pgrep", "-f", "kiln supervise --data-dir " + work],
                                         capture_output=True, text=True).stdout.split()[0])

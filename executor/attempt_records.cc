@@ -83,6 +83,25 @@ std::string ReadAll(const fs::path& path) {
   return out;
 }
 
+wire::Ended LostEnd(const AttemptKey& key, long long pid, unsigned long long start_time) {
+  scheduler::AttemptOutcome lost;
+  lost.lost = true;
+  lost.error = "its supervisor stopped while it ran and recorded no end";
+  if (pid > 1) {  // never -1 or -0: kill(2) would take every process, or this group
+    auto now = StartTime(static_cast<pid_t>(pid));
+    if (now && *now == start_time) {
+      ::kill(-static_cast<pid_t>(pid), SIGKILL);
+      ::kill(static_cast<pid_t>(pid), SIGKILL);
+      lost.error =
+          "its supervisor stopped while it ran; its processes were stopped when a new "
+          "supervisor started";
+    }
+  }
+  lost.ended_at = NowUtc();
+  log::Warn("supervisor: attempt " + key.ToString() + " lost: " + lost.error);
+  return wire::Ended{key, lost};
+}
+
 std::vector<wire::Ended> RecoverRecords(const fs::path& dir) {
   std::vector<wire::Ended> out;
   DIR* d = ::opendir(dir.c_str());
@@ -96,6 +115,7 @@ std::vector<wire::Ended> RecoverRecords(const fs::path& dir) {
   ::closedir(d);
   std::set<std::string> keys;
   for (const std::string& name : names) {
+    if (name.starts_with("journal.")) continue;  // attempt_journal.h
     if (name.ends_with(".tmp")) {
       ::unlink((dir / name).c_str());
       continue;
@@ -122,25 +142,11 @@ std::vector<wire::Ended> RecoverRecords(const fs::path& dir) {
     }
     if (!ended) {
       const std::string content = ReadAll(path);
-      scheduler::AttemptOutcome lost;
-      lost.lost = true;
-      lost.error = "its supervisor stopped while it ran and recorded no end";
       long long pid = 0;
       unsigned long long start = 0;
-      if (std::sscanf(content.c_str(), "R %lld %llu", &pid, &start) == 2 && pid > 0) {
-        auto now = StartTime(static_cast<pid_t>(pid));
-        if (now && *now == start) {
-          ::kill(-static_cast<pid_t>(pid), SIGKILL);
-          ::kill(static_cast<pid_t>(pid), SIGKILL);
-          lost.error =
-              "its supervisor stopped while it ran; its processes were stopped when a new "
-              "supervisor started";
-        }
-      }
-      lost.ended_at = NowUtc();
-      ended = wire::Ended{*key, lost};
+      if (std::sscanf(content.c_str(), "R %lld %llu", &pid, &start) != 2) pid = 0;
+      ended = LostEnd(*key, pid, start);
       WriteRecord(path.string() + ".end", "E" + wire::EncodeEnded(*ended));
-      log::Warn("supervisor: attempt " + key->ToString() + " lost: " + lost.error);
     }
     out.push_back(std::move(*ended));
   }

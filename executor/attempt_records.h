@@ -1,7 +1,7 @@
-// Private to executor/: the supervisor's record of each attempt on disk, in
-// <supervisor dir>/attempts/: "<key>" holds "R <pid> <start time>" from the start (the process a
-// supervisor that starts after this one dies must stop), "<key>.end" holds "E" and the end's wire
-// frame once it ended. Records outlive the supervisor, not the machine.
+// Private to executor/: what names an attempt's records, and the records of a supervisor before
+// the journal (attempt_journal.h), a file per attempt in <supervisor dir>/attempts/: "<key>"
+// holds "R <pid> <start time>" from the start, "<key>.end" holds "E" and the end's wire frame.
+// A supervisor still reads those once, when it takes over from one of that version that died.
 #pragma once
 
 #include <sys/types.h>
@@ -30,8 +30,12 @@ bool WriteRecord(const std::filesystem::path& path, const std::string& content);
 // The whole of a record ("" when it cannot be read).
 std::string ReadAll(const std::filesystem::path& path);
 
-// The records a supervisor that died left in `dir`: each attempt's end as recorded, or, for one
-// without an end, a lost end (its process group SIGKILLed first when the same process still
+// The end of an attempt whose supervisor died before it ended: lost. Its process group is
+// SIGKILLed first when process `pid` still runs and started at `start_time` (0 for none).
+wire::Ended LostEnd(const scheduler::AttemptKey& key, long long pid, unsigned long long start_time);
+
+// The per-attempt files a supervisor that died left in `dir`: each attempt's end as recorded, or,
+// for one without an end, a lost end (its process group SIGKILLed first when the same process still
 // runs), recorded before it is returned. Half-written files are removed.
 std::vector<wire::Ended> RecoverRecords(const std::filesystem::path& dir);
 

@@ -40,7 +40,7 @@ Status Supervisor::Impl::Start() {
   if (!renewed.ok()) return renewed.status();
   renewed_at = std::chrono::steady_clock::now();
   processes = std::make_unique<ProcessManager>(io);
-  Recover();
+  if (Status s = Recover(); !s.ok()) return s;
   if (Status s = RecordRecovered(); !s.ok()) return s;
   const fs::path socket_path = SocketPath(options.dir);
   if (socket_path.string().size() >= sizeof(sockaddr_un{}.sun_path)) {
@@ -84,8 +84,11 @@ Status Supervisor::Impl::Start() {
 
 // Records left by a supervisor that died: ends are kept to be reported; attempts without an end
 // are stopped (their whole group, if the same process still runs) and reported lost.
-void Supervisor::Impl::Recover() {
-  for (wire::Ended& end : RecoverRecords(options.dir / "attempts")) {
+Status Supervisor::Impl::Recover() {
+  journal = std::make_unique<AttemptJournal>(options.dir / "attempts");
+  auto found = journal->Open();
+  if (!found.ok()) return found.status();
+  for (wire::Ended& end : *found) {
     Attempt a;
     a.running = false;
     const AttemptKey key = end.key;
@@ -93,6 +96,7 @@ void Supervisor::Impl::Recover() {
     attempts.emplace(key, std::move(a));
   }
   for (auto& [key, a] : attempts) Queue(key);
+  return Status::Ok();
 }
 
 // What the supervisor that died left is written to the database before any daemon can connect.
@@ -302,7 +306,7 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
       dying.emplace(old.serial, std::move(old));
     }
     attempts.erase(it);
-    ::unlink((RecordPath(l.key).string() + ".end").c_str());
+    journal->Forget(l.key);
   }
   ProcessSpec spec;
   spec.argv = std::move(l.argv);
@@ -329,13 +333,10 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   UpdateSnapshot();
 }
 
-// "R <pid> <start time>": the process a supervisor that starts after this one dies must stop.
+// The process a supervisor that starts after this one dies must stop.
 void Supervisor::Impl::WriteStartRecord(const AttemptKey& key, ProcessManager::Handle handle) {
   const int pid = processes->pid(handle);
-  if (pid <= 0) return;
-  auto start = StartTime(pid);
-  WriteRecord(RecordPath(key),
-              "R " + std::to_string(pid) + " " + std::to_string(start.value_or(0)) + "\n");
+  if (pid > 0) journal->Started(key, pid);
 }
 
 void Supervisor::Impl::OnExit(const AttemptKey& key, uint64_t serial, const ProcessResult& result) {
@@ -387,7 +388,7 @@ void Supervisor::Impl::Ended(const AttemptKey& key, uint64_t serial, AttemptOutc
   Deliver(key);
   auto kept = attempts.find(key);
   if (kept == attempts.end() || kept->second.serial != serial) return;  // dropped
-  WriteRecord(RecordPath(key).string() + ".end", "E" + wire::EncodeEnded(*kept->second.end));
+  journal->Ended(*kept->second.end);
   UpdateSnapshot();
 }
 
@@ -426,8 +427,7 @@ void Supervisor::Impl::Queue(const AttemptKey& key) {
 void Supervisor::Impl::Forget(const AttemptKey& key) {
   auto it = attempts.find(key);
   if (it == attempts.end() || it->second.running) return;
-  ::unlink(RecordPath(key).c_str());
-  ::unlink((RecordPath(key).string() + ".end").c_str());
+  journal->Forget(key);
   attempts.erase(it);
   MaybeIdle();
 }

@@ -61,8 +61,7 @@ void Supervisor::Impl::Orphan() {
 
 // Forgets an attempt whose start was never confirmed, with its records.
 void Supervisor::Impl::Drop(const AttemptKey& key) {
-  ::unlink(RecordPath(key).c_str());
-  ::unlink((RecordPath(key).string() + ".end").c_str());
+  journal->Forget(key);
   attempts.erase(key);
   UpdateSnapshot();
   MaybeIdle();

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "executor/attempt_journal.h"
 #include "executor/attempt_records.h"
 #include "executor/collector.h"
 #include "executor/local_runner.h"
@@ -78,7 +79,7 @@ struct Supervisor::Impl {
   Impl(SupervisorOptions o, Ledger& l) : options(std::move(o)), ledger(l) {}
 
   Status Start();
-  void Recover();
+  Status Recover();
   Status RecordRecovered();
   void Accept();
   void Read(const std::shared_ptr<Conn>& c);
@@ -108,14 +109,12 @@ struct Supervisor::Impl {
   void MaybeIdle();
   void Exit();
   void LedgerLoop();
-  fs::path RecordPath(const AttemptKey& key) const {
-    return options.dir / "attempts" / RecordName(key);
-  }
 
   SupervisorOptions options;
   Ledger& ledger;
   asio::io_context io;
   std::unique_ptr<ProcessManager> processes;
+  std::unique_ptr<AttemptJournal> journal;  // the records of its attempts
   std::unique_ptr<local::acceptor> acceptor;
   std::shared_ptr<Conn> conn;  // the daemon's, once it said hello
   std::map<AttemptKey, Attempt> attempts;

@@ -12,6 +12,8 @@
 #include <set>
 #include <thread>
 
+#include "common/sha256.h"
+#include "executor/attempt_journal.h"
 #include "executor/supervised_runner.h"
 #include "executor/wire.h"
 #include "tests/executor/test_util.h"
@@ -237,9 +239,14 @@ TEST_CASE("an attempt runs in the supervisor, its end comes back and is acknowle
     CHECK(outcome->exit_code == 3);
     CHECK(ReadFile(tmp / "t.log") == "hi ***\n");
     // Its record (written just after the end is sent) is kept until acknowledged.
-    PollUntil(io, [&] { return std::filesystem::exists(tmp / "sup/attempts/7.t.1.end"); });
+    const AttemptKey key{RunId(7), "t", 1};
+    PollUntil(io, [&] {
+      auto journal = ReadJournal(tmp / "sup/attempts");
+      return journal.count(key) == 1 && journal[key].end.has_value();
+    });
+    CHECK(ReadJournal(tmp / "sup/attempts")[key].pid > 1);
     runner.Recorded(RunId(7), TaskId(0), 1);
-    PollUntil(io, [&] { return !std::filesystem::exists(tmp / "sup/attempts/7.t.1.end"); });
+    PollUntil(io, [&] { return ReadJournal(tmp / "sup/attempts").count(key) == 0; });
   }  // the daemon goes: the supervisor has nothing left and exits
   CHECK(ledger.Recorded().empty());
   CHECK(ledger.released);
@@ -268,20 +275,12 @@ TEST_CASE("ends no daemon acknowledged are written to the database when the daem
   REQUIRE(recorded.size() == 1);
   CHECK(recorded[0].key == (AttemptKey{RunId(7), "t", 1}));
   CHECK(recorded[0].outcome.exit_code == 0);
-  CHECK_FALSE(std::filesystem::exists(tmp / "sup/attempts/7.t.1"));
+  CHECK(ReadJournal(tmp / "sup/attempts").empty());
 }
 
-TEST_CASE("a supervisor started after one that died stops its orphans and reports them lost") {
-  TempDir tmp;
-  std::filesystem::create_directories(tmp / "sup/attempts");
-  const pid_t orphan = SpawnOrphan();
-  std::ofstream(tmp / "sup/attempts/7.train.2")
-      << "R " << orphan << " " << StartTimeOf(orphan) << "\n";
-  AttemptOutcome done;
-  done.started = true;
-  done.exit_code = 0;
-  std::ofstream(tmp / "sup/attempts/7.eval.1.end", std::ios::binary)
-      << "E" << wire::EncodeEnded(wire::Ended{AttemptKey{RunId(7), "eval", 1}, done});
+// What a supervisor that died left in tmp/sup: attempt 2 of "train" running as `orphan`, and
+// the end of attempt 1 of "eval" (exit 0). A new one takes over, reports both, and keeps nothing.
+void CheckTakesOver(const std::filesystem::path& tmp, pid_t orphan) {
   FakeLedger ledger;
   {
     Serving serving(tmp / "sup", ledger);
@@ -297,14 +296,57 @@ TEST_CASE("a supervisor started after one that died stops its orphans and report
   auto ended = ledger.Recorded();
   REQUIRE(ended.size() == 2);
   std::sort(ended.begin(), ended.end(), [](const auto& x, const auto& y) { return x.key < y.key; });
-  CHECK(ended[0].key.task_id == "eval");
+  CHECK(ended[0].key == (AttemptKey{RunId(7), "eval", 1}));
   CHECK(ended[0].outcome.exit_code == 0);
-  CHECK(ended[1].key.task_id == "train");
+  CHECK(ended[1].key == (AttemptKey{RunId(7), "train", 2}));
   CHECK(ended[1].outcome.lost);
   CHECK(ended[1].outcome.error ==
         "its supervisor stopped while it ran; its processes were stopped when a new "
         "supervisor started");
-  CHECK(std::filesystem::is_empty(tmp / "sup/attempts"));
+  // One journal is left, and it holds nothing: every record before it is gone.
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(tmp / "sup/attempts")) {
+    files.push_back(entry.path().filename().string());
+  }
+  REQUIRE(files.size() == 1);
+  CHECK(files[0].starts_with("journal."));
+  CHECK(ReadJournal(tmp / "sup/attempts").empty());
+}
+
+std::string EvalEnded() {
+  AttemptOutcome done;
+  done.started = true;
+  done.exit_code = 0;
+  return wire::EncodeEnded(wire::Ended{AttemptKey{RunId(7), "eval", 1}, done});
+}
+
+TEST_CASE("a supervisor started after one that died stops its orphans and reports them lost") {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "sup/attempts");
+  const pid_t orphan = SpawnOrphan();
+  // The journal: a compacted head ("C"), appends after it, an attempt forgotten, a last line
+  // torn by the death of its writer; and a newer journal whose compaction did not finish.
+  std::ofstream(tmp / "sup/attempts/journal.3", std::ios::binary)
+      << "R " << orphan << " " << StartTimeOf(orphan) << " 7.train.2\n"
+      << "C\n"
+      << "R 0 0 7.eval.1\n"
+      << "E " << LowerHex(EvalEnded()) << " 7.eval.1\n"
+      << "R 0 0 7.gone.1\n"
+      << "F 7.gone.1\n"
+      << "R 0 0 7.torn";
+  std::ofstream(tmp / "sup/attempts/journal.4") << "R 0 0 7.half.1\n";
+  std::ofstream(tmp / "sup/attempts/journal.x") << "not a journal\n";
+  CheckTakesOver(tmp.path(), orphan);
+}
+
+TEST_CASE("a supervisor takes over the per-attempt files of a version before the journal") {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "sup/attempts");
+  const pid_t orphan = SpawnOrphan();
+  std::ofstream(tmp / "sup/attempts/7.train.2")
+      << "R " << orphan << " " << StartTimeOf(orphan) << "\n";
+  std::ofstream(tmp / "sup/attempts/7.eval.1.end", std::ios::binary) << "E" << EvalEnded();
+  CheckTakesOver(tmp.path(), orphan);
 }
 
 TEST_CASE("a supervisor that cannot renew its lease kills its attempts before it expires") {
@@ -454,8 +496,10 @@ TEST_CASE("a start sent before it was recorded is stopped and forgotten when its
   CHECK(again->welcome.running == std::vector<AttemptKey>{{RunId(7), "kept", 1}});
   CHECK(again->welcome.ended.empty());
   CHECK(ledger.Recorded().empty());
-  CHECK_FALSE(std::filesystem::exists(tmp / "sup/attempts/7.lost.1"));
-  CHECK(std::filesystem::exists(tmp / "sup/attempts/7.kept.1"));
+  auto journal = ReadJournal(tmp / "sup/attempts");
+  CHECK(journal.count(AttemptKey{RunId(7), "lost", 1}) == 0);
+  REQUIRE(journal.count(AttemptKey{RunId(7), "kept", 1}) == 1);
+  CHECK(journal[AttemptKey{RunId(7), "kept", 1}].pid == kept);
   // That daemon may start the forgotten attempt again: it runs anew.
   runner.emplace(io, options);
   runner->Attach(std::move(again).value());
@@ -505,7 +549,7 @@ TEST_CASE("the end of a start never confirmed is not written to the database") {
   auto recorded = ledger.Recorded();
   REQUIRE(recorded.size() == 1);
   CHECK(recorded[0].key == (AttemptKey{RunId(7), "u", 1}));
-  CHECK(std::filesystem::is_empty(tmp / "sup/attempts"));
+  CHECK(ReadJournal(tmp / "sup/attempts").empty());
 }
 
 TEST_CASE("an unconfirmed start is stopped after a third of the lease, its daemon still there") {
@@ -678,8 +722,11 @@ TEST_CASE(
   std::optional<Result<Dialed>> again;
   std::thread dialing([&] { again = Dial(options); });
   std::ofstream(tmp / "go") << "";
-  const auto c_ended = tmp / "sup/attempts/7.c.1.end";
-  PollUntil(io, [&] { return std::filesystem::exists(c_ended); });
+  const AttemptKey c_key{RunId(7), "c", 1};
+  PollUntil(io, [&] {
+    auto journal = ReadJournal(tmp / "sup/attempts");
+    return journal.count(c_key) == 1 && journal[c_key].end.has_value();
+  });
   {
     std::lock_guard lock(ledger.mu);
     ledger.hold_resolutions = false;
