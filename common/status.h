@@ -58,8 +58,13 @@ class [[nodiscard]] Result {
   T& operator*() & { return value(); }
   const T* operator->() const { return &value(); }
   T* operator->() { return &value(); }
-  // The error; only valid when !ok().
-  const Status& status() const { return std::get<Status>(v_); }
+  // The error, or an ok Status when there is a value (never throws: code that reports "the
+  // status" of either kind must not take a process down).
+  const Status& status() const {
+    static const Status kOk;
+    const Status* error = std::get_if<Status>(&v_);
+    return error != nullptr ? *error : kOk;
+  }
   const std::string& message() const { return status().message(); }
 
  private:

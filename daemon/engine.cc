@@ -18,6 +18,9 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
   boost::asio::io_context& io = engine->io;
   engine->store = std::make_unique<store::PgStateStore>(
       url, name, [&io](std::function<void()> f) { boost::asio::post(io, std::move(f)); });
+  // Starts go to the supervisor while they commit (docs/design.md): its question at a
+  // disconnect waits for this connection to be gone from the server too.
+  engine->store->HoldCommitterLock(supervisor);
   if (Status s = engine->store->Open(); !s.ok()) return s;
   auto runner = make_runner(io, url);
   if (!runner.ok()) return runner.status();

@@ -429,7 +429,9 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
   }
   BuildStatements(batches, actor_text, lease, statements, origins);
   try {
-    if (!impl_->pipeline.connected()) impl_->pipeline.Connect(impl_->url, impl_->sql);
+    if (!impl_->pipeline.connected()) {
+      impl_->pipeline.Connect(impl_->url, impl_->sql, impl_->pipeline_setup);
+    }
     std::vector<ResultRows> results = impl_->pipeline.Transaction(
         statements, CrashPointArmed("commit.inside")
                         ? std::function<void()>([] { CrashPoint("commit.inside"); })

@@ -601,9 +601,16 @@ class Database {
   // that is not running any more) and notifies 'kiln_outcomes' with the runs' ids.
   Status RecordOutcomes(const std::string& supervisor, std::span<const RecordedOutcome> outcomes);
   // Which of `keys` the database has running under `supervisor` (their start is recorded), read
-  // after any batch commit in flight has finished: what a supervisor asks about starts its daemon
-  // never confirmed, once the daemon is gone.
-  // Waits at most `wait` for the lock.
+  // once every session that holds the committer lock of `supervisor` (HoldCommitterLock) has
+  // ended, and after any batch commit in flight has finished: what a supervisor asks about
+  // starts its daemon never confirmed, once the daemon is gone. A batch the dead daemon sent and
+  // the server had not begun yet is then committed or gone for good. Waits at most `wait` for
+  // each lock (an error after that: a daemon still alive holds the lock).
+  // For as long as this connection lives, holds the committer lock of `supervisor` (shared):
+  // the connection on which a daemon commits the starts it sends that supervisor before the
+  // commit, so that StartsRecorded can wait for a daemon that died to be gone from the server
+  // too. Waits while a StartsRecorded of that supervisor waits (at most its `wait`).
+  Status HoldCommitterLock(const std::string& supervisor);
   Result<std::set<scheduler::AttemptKey>> StartsRecorded(
       const std::string& supervisor, std::span<const scheduler::AttemptKey> keys, Duration wait);
 

@@ -352,6 +352,19 @@ Result<std::vector<Database::AttemptStatus>> Database::AttemptStatuses(
   }
 }
 
+Status Database::HoldCommitterLock(const std::string& supervisor) {
+  try {
+    impl_->pipeline_setup = "SELECT pg_advisory_lock_shared(" +
+                            std::to_string(kCommitterLockClass) + ", hashtext(" +
+                            impl_->conn.quote(supervisor) + "))";
+    // Held from now on, before the first start is sent anywhere (and again at each reconnect).
+    impl_->pipeline.Connect(impl_->url, impl_->sql, impl_->pipeline_setup);
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("taking the committer lock of " + supervisor, e);
+  }
+}
+
 Result<std::set<AttemptKey>> Database::StartsRecorded(const std::string& supervisor,
                                                       std::span<const AttemptKey> keys,
                                                       Duration wait) {
@@ -361,9 +374,13 @@ Result<std::set<AttemptKey>> Database::StartsRecorded(const std::string& supervi
     // a transaction) makes this fail instead.
     txn.exec("SET LOCAL lock_timeout = " +
              std::to_string(std::max<int64_t>(1, static_cast<int64_t>(wait.count()))));
-    // A batch that holds the event-order lock keeps it until its commit is visible: once the
-    // shared lock is granted, that commit (of a daemon that just died, say) is visible to the next
-    // statement or rolled back. (A batch sent but not yet begun by the server is not seen.)
+    // The daemon's committing session holds the committer lock until the server notices the
+    // daemon is gone, which it does after the last statement the daemon sent: once granted,
+    // nothing more will come from that session.
+    txn.exec_params("SELECT pg_advisory_xact_lock($1, hashtext($2))", kCommitterLockClass,
+                    supervisor);
+    // A batch of another session that holds the event-order lock keeps it until its commit is
+    // visible: once the shared lock is granted, that commit is visible or rolled back.
     txn.exec("SELECT pg_advisory_xact_lock_shared(" + std::to_string(kEventOrderLock) + ")");
     std::set<AttemptKey> out;
     for (const pqxx::row& row : txn.exec_params(

@@ -24,9 +24,16 @@ PgStateStore::~PgStateStore() {
   if (thread_.joinable()) thread_.join();
 }
 
+Result<std::unique_ptr<Database>> PgStateStore::Connect() {
+  auto db = Database::Connect(url_);
+  if (!db.ok() || committer_.empty()) return db;
+  if (Status s = (*db)->HoldCommitterLock(committer_); !s.ok()) return s;
+  return db;
+}
+
 Status PgStateStore::Open() {
   KILN_CHECK(!thread_.joinable());
-  auto db = Database::Connect(url_);
+  auto db = Connect();
   if (!db.ok()) return db.status();
   if (Status s = (*db)->PrepareStatements(); !s.ok()) return s;
   db_ = std::move(db).value();
@@ -93,7 +100,7 @@ std::vector<scheduler::CommitResult> PgStateStore::Write(const std::deque<Pendin
   if (!db_) {
     // The previous connection was lost: a new one per attempt, so the database coming back is
     // noticed on the next commit.
-    auto db = Database::Connect(url_);
+    auto db = Connect();
     if (!db.ok()) {
       for (auto& r : results) r.status = db.status();
       return results;

@@ -37,6 +37,9 @@ class PgStateStore final : public scheduler::StateStore {
   // then starts the store thread. Call once, before Commit(). The schema must already be migrated
   // (Database::Migrate()).
   Status Open();
+  // Before Open(): every connection of the store holds the committer lock of `supervisor`
+  // (Database::HoldCommitterLock), the supervisor this daemon sends starts before they commit.
+  void HoldCommitterLock(std::string supervisor) { committer_ = std::move(supervisor); }
 
   // Queues `batch`. The store thread takes every batch queued so far and writes them in one
   // transaction (Database::CommitBatches: fencing, events, rejected values), then posts each
@@ -53,6 +56,7 @@ class PgStateStore final : public scheduler::StateStore {
     std::function<void(scheduler::CommitResult)> done;
   };
 
+  Result<std::unique_ptr<Database>> Connect();
   void Loop();
   std::vector<scheduler::CommitResult> Write(const std::deque<Pending>& group);
 
@@ -60,6 +64,7 @@ class PgStateStore final : public scheduler::StateStore {
   const std::string lease_owner_;
   const Post post_;
   const Duration lease_;
+  std::string committer_;
 
   std::unique_ptr<Database> db_;  // used only by the store thread once it runs
 

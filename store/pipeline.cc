@@ -64,13 +64,21 @@ void PipelineConnection::Fail(const std::string& what) {
   throw pqxx::broken_connection(message);
 }
 
-void PipelineConnection::Connect(
-    const std::string& url, const std::vector<std::pair<std::string, std::string>>& statements) {
+void PipelineConnection::Connect(const std::string& url,
+                                 const std::vector<std::pair<std::string, std::string>>& statements,
+                                 const std::string& setup) {
   if (conn_ != nullptr) PQfinish(conn_);
   conn_ = PQconnectdb(url.c_str());
   if (conn_ == nullptr) throw pqxx::broken_connection("out of memory");
   if (PQstatus(conn_) != CONNECTION_OK) Fail("connecting");
   try {
+    if (!setup.empty()) {
+      ResultPtr r(PQexec(conn_, setup.c_str()));
+      if (r.r == nullptr) Fail("setting up the session");
+      if (PQresultStatus(r.r) != PGRES_TUPLES_OK && PQresultStatus(r.r) != PGRES_COMMAND_OK) {
+        throw ErrorIn(r.r, setup);
+      }
+    }
     for (const auto& [name, sql] : statements) {
       ResultPtr r(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
       if (r.r == nullptr) Fail("preparing " + name);

@@ -38,10 +38,11 @@ class PipelineConnection {
   PipelineConnection(const PipelineConnection&) = delete;
   PipelineConnection& operator=(const PipelineConnection&) = delete;
 
-  // Connects (blocking) and prepares every statement of `statements` (name, SQL). Throws
-  // pqxx::broken_connection or pqxx::sql_error.
+  // Connects (blocking), runs `setup` when not empty (a session lock, say) and prepares every
+  // statement of `statements` (name, SQL). Throws pqxx::broken_connection or pqxx::sql_error.
   void Connect(const std::string& url,
-               const std::vector<std::pair<std::string, std::string>>& statements);
+               const std::vector<std::pair<std::string, std::string>>& statements,
+               const std::string& setup = {});
   bool connected() const { return conn_ != nullptr; }
 
   // Sends every statement, then, when set, calls `before_sync` (a crash point: the server has the

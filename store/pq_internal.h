@@ -37,6 +37,7 @@ struct DatabaseImpl {
   // The commit path's own connection (CommitBatches), in pipeline mode: connected at the first
   // commit with the same URL and statements.
   PipelineConnection pipeline;
+  std::string pipeline_setup;  // run on it first at each connect (HoldCommitterLock)
   std::string url;
   std::vector<std::pair<std::string, std::string>> sql;  // the registered statements
   std::string redacted_url;
@@ -84,6 +85,10 @@ std::optional<T> Opt(const pqxx::field& f) {
 
 // 'kiln_evt' as an integer: the advisory lock that makes event ids visible in id order.
 inline constexpr int64_t kEventOrderLock = 0x6b696c6e5f657674;
+
+// The class of the two-key advisory lock a daemon's committing session holds, shared, for as
+// long as it lives, keyed by hashtext(<its supervisor's name>) (Database::HoldCommitterLock).
+inline constexpr int32_t kCommitterLockClass = 0x6b696c6e;  // 'kiln'
 
 // Takes the event-order lock and queues a notification on 'kiln_events' (see store/database.cc
 // for why). Every transaction that inserts events calls it before its first event insert, and

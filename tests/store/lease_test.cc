@@ -335,3 +335,31 @@ TEST_CASE(
   REQUIRE(db->DeleteEvents(cutoff, 10).ok());
   CHECK(t.One("SELECT count(*) FROM deleted_runs") == "0");
 }
+
+TEST_CASE("which starts are recorded is read once the daemon's committing session is gone") {
+  TestDatabase t;
+  auto daemon = t.Open();
+  REQUIRE(daemon->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30)).ok());
+  REQUIRE(daemon->HoldCommitterLock("h:/a/supervisor").ok());
+  const RunId run = OwnedRun(*daemon, "h:/a", {"a"});
+  auto supervisor = t.Open();
+  const std::vector<scheduler::AttemptKey> asked = {{run, "a", 1}};
+  // While the daemon's session lives, the question waits for it, and fails after its wait.
+  auto waited =
+      supervisor->StartsRecorded("h:/a/supervisor", asked, std::chrono::milliseconds(200));
+  REQUIRE_FALSE(waited.ok());
+  CHECK(waited.message().find("lock timeout") != std::string::npos);
+  // Another supervisor's question does not wait for this daemon.
+  auto other = supervisor->StartsRecorded("h:/b/supervisor", asked, std::chrono::seconds(1));
+  REQUIRE(other.ok());
+  CHECK(other->empty());
+  // The daemon commits the start on that session, and goes: the answer comes once the server
+  // has seen it go, and it holds the start.
+  auto u = StartUpdate(run, "a", 1, At(1));
+  u.start->lease_owner = "h:/a/supervisor";
+  REQUIRE(CommitAs(*daemon, "h:/a", Of({u})).ok());
+  daemon.reset();
+  auto recorded = supervisor->StartsRecorded("h:/a/supervisor", asked, std::chrono::seconds(10));
+  REQUIRE(recorded.ok());
+  CHECK(*recorded == std::set<scheduler::AttemptKey>{{run, "a", 1}});
+}
