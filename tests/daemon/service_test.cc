@@ -1,6 +1,11 @@
 // DaemonService with fakes (tests/daemon/fake_env.h): the run lifecycle, operator actions,
 // schedules, reload, backfills, event streams and recovery, each without a database, processes
 // or files.
+#include <iostream>
+#include <mutex>
+#include <streambuf>
+#include <thread>
+
 #include "tests/daemon/fake_env.h"
 
 using namespace daemon_test;
@@ -18,6 +23,39 @@ int64_t TriggerOk(Harness& h, const std::string& pipeline,
   REQUIRE(created.ok());
   return Value(created->id);
 }
+
+// std::cout while it lives, for the daemon's start report (written there from the timer's
+// thread).
+class CapturedCout final : public std::streambuf {
+ public:
+  CapturedCout() : old_(std::cout.rdbuf(this)) {}
+  ~CapturedCout() override { std::cout.rdbuf(old_); }
+  CapturedCout(const CapturedCout&) = delete;
+  CapturedCout& operator=(const CapturedCout&) = delete;
+  std::string Text() {
+    std::lock_guard lock(mu_);
+    return text_;
+  }
+
+ protected:
+  int overflow(int c) override {
+    if (c != EOF) {
+      std::lock_guard lock(mu_);
+      text_ += static_cast<char>(c);
+    }
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard lock(mu_);
+    text_.append(s, static_cast<size_t>(n));
+    return n;
+  }
+
+ private:
+  std::streambuf* old_;
+  std::mutex mu_;
+  std::string text_;
+};
 
 }  // namespace
 
@@ -177,6 +215,46 @@ TEST_CASE("only the leader fires, each fire fenced by its term, and a new leader
   h.service->CheckSchedule("s", t0 + std::chrono::minutes(4));
   CHECK(runs() == std::vector<Instant>{t0 + std::chrono::minutes(1), t0 + std::chrono::minutes(2),
                                        t0 + std::chrono::minutes(3), t0 + std::chrono::minutes(4)});
+}
+
+TEST_CASE("a daemon that comes to lead fires at once what fell due while none led") {
+  const std::string minutely = "schedule = \"* * * * *\"\nmax_active_runs = 5\n";
+  CapturedCout out;
+  auto leadership = std::make_shared<daemon::Leadership>(kOwner);
+  Harness h({{"s.toml", TwoTasks("s", minutely)}}, leadership);
+  const Instant t0 = h.clock.now;
+  h.service->StartSchedules();
+  // Its first check, as a follower, fires nothing and asks for no other look: only coming to
+  // lead brings the timer back to this pipeline.
+  for (int i = 0; i < 2000 && !out.Text().ends_with("\n"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  REQUIRE(out.Text() == "kiln: schedules: 1 pipelines checked; 0 runs created, 0 fires skipped\n");
+  // The leader before fired up to t0 and died; two fires fell due while no daemon led.
+  {
+    std::lock_guard lock(h.db.mu);
+    h.db.schedules["s"].cursor = t0;
+    h.db.leader = store::LeaderFence{kOwner, 9};
+  }
+  {
+    std::lock_guard lock(h.clock.mu);
+    h.clock.now = t0 + std::chrono::minutes(2) + std::chrono::seconds(5);
+  }
+  leadership->Set(9);
+  h.service->OnLeading(9);
+  h.Until([&] {
+    std::lock_guard lock(h.db.mu);
+    return h.db.runs.size() == 2;
+  });
+  std::lock_guard lock(h.db.mu);
+  std::vector<Instant> dates;
+  for (const auto& [id, row] : h.db.runs) {
+    CHECK(row.run.trigger == "schedule");
+    CHECK(row.run.note.empty());  // on time, not a catch-up
+    dates.push_back(row.run.logical_date);
+  }
+  CHECK(dates == std::vector<Instant>{t0 + std::chrono::minutes(1), t0 + std::chrono::minutes(2)});
+  CHECK(h.db.schedules["s"].cursor == t0 + std::chrono::minutes(2));
 }
 
 TEST_CASE(
