@@ -10,8 +10,9 @@
 // attempt of a run taken over from another daemon.
 //
 // A SIGKILL of the daemon between the start's commit and the hand-out leaves the attempt owned by
-// the daemon's supervisor, which never had it: the next start finds it lost and its retry policy
-// applies, as for a start never sent to the local supervisor.
+// the daemon's supervisor, which never had it: the next start adopts it, learns it never reached
+// that supervisor (never_launched) and starts it again as the same attempt, handed out this time,
+// as for a start never sent to the local supervisor.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

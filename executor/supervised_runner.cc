@@ -300,11 +300,23 @@ void SupervisedRunner::Adopt(const scheduler::AdoptRequest& request,
     waiting_[key].on_exit = std::move(on_exit);
     return;
   }
+  if (request.supervisor == supervisor_) {
+    // This supervisor keeps every attempt it was sent until its end is in the database; it
+    // forgets an unconfirmed one only after killing it, when the database said its start was
+    // not recorded or could not say (docs/design.md). One that died had its attempts' ends
+    // (lost) written before its successor listened, and its successor stopped what ran in its
+    // cgroups. So nothing of a recorded start it has no record of runs: as a rule, the daemon
+    // that committed it died before sending it. It starts again, as the same attempt.
+    Post([on_exit = std::move(on_exit)] {
+      AttemptOutcome never;
+      never.never_launched = true;
+      never.error = "its start was recorded but never reached its supervisor";
+      on_exit(never);
+    });
+    return;
+  }
   Post([on_exit = std::move(on_exit)] {
-    on_exit(
-        Lost("its supervisor has no record of it (it stopped while the attempt ran, or "
-             "stopped the attempt because its daemon went away before confirming its "
-             "start)"));
+    on_exit(Lost("its supervisor has no record of it (it stopped while the attempt ran)"));
   });
 }
 

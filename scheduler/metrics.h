@@ -48,11 +48,14 @@ struct MetricsSnapshot {
   uint64_t active_runs = 0;
   uint64_t running_attempts = 0;
   uint64_t attempts_adopted = 0;  // running attempts taken over from before a restart or takeover
-  uint64_t attempts_lost = 0;     // attempts whose supervisor was gone without a recorded end
-  uint64_t commits_failed = 0;    // batch commits that failed and were tried again
-  uint64_t updates_refused = 0;   // updates the store fenced or rejected
-  uint64_t runs_released = 0;     // runs let go of because another daemon drives them now
-  int64_t leader_term = -1;       // the term this daemon leads in; -1 while another leads
+  // Adopted attempts whose start was recorded but which never reached their supervisor, started
+  // then as the same attempt.
+  uint64_t attempts_relaunched = 0;
+  uint64_t attempts_lost = 0;    // attempts whose supervisor was gone without a recorded end
+  uint64_t commits_failed = 0;   // batch commits that failed and were tried again
+  uint64_t updates_refused = 0;  // updates the store fenced or rejected
+  uint64_t runs_released = 0;    // runs let go of because another daemon drives them now
+  int64_t leader_term = -1;      // the term this daemon leads in; -1 while another leads
 };
 
 }  // namespace kiln::scheduler

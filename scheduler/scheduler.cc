@@ -115,8 +115,29 @@ void Scheduler::AdoptTask(Run& run, TaskId task) {
     return;
   }
   runner_.Adopt(request, [this, alive = alive_, id, task, attempt](AttemptOutcome outcome) {
-    if (*alive) OnAttemptExit(id, task, attempt, outcome);
+    if (!*alive) return;
+    if (outcome.never_launched) {
+      Relaunch(id, task, attempt, outcome.error);
+      return;
+    }
+    OnAttemptExit(id, task, attempt, outcome);
   });
+}
+
+// An adopted attempt of which nothing runs and whose supervisor has no end: its start is
+// recorded, so it starts now as the same attempt (not a retry: it never ran).
+void Scheduler::Relaunch(RunId id, TaskId task, int attempt, const std::string& why) {
+  auto it = runs_.find(id);
+  if (it == runs_.end()) return;
+  Run& run = *it->second;
+  const size_t i = Index(task);
+  if (!run.running[i] || run.attempts[i] != attempt || !run.launched[i]) return;
+  log::Warn("run " + ToString(id) + ": attempt " + std::to_string(attempt) + " of " +
+            run.name(task) + ": " + why + "; starting it now");
+  run.launched[i] = false;
+  --running_attempts_;
+  ++metrics_.attempts_relaunched;
+  Launch(run, task, attempt);
 }
 
 void Scheduler::Release(RunId run_id) {

@@ -300,6 +300,7 @@ class Scheduler {
   std::string InstancesEnded(const Run& run, TaskId parent) const;
   void StartStartable();
   void AdoptTask(Run& run, TaskId task);
+  void Relaunch(RunId id, TaskId task, int attempt, const std::string& why);
   void OnAttemptExit(RunId run_id, TaskId task, int attempt, const AttemptOutcome& outcome);
   void OnRetryDue(RunId run_id, TaskId task);
   void StartRetryTimer(Run& run, TaskId task, Duration delay);

@@ -83,6 +83,11 @@ struct AttemptOutcome {
   // Collecting them failed (a declared output is missing, a metrics file is not a flat object of
   // numbers, the collector was stopped): the attempt failed though it exited 0; `error` says why.
   bool collect_failed = false;
+  // Only from Adopt(): the attempt's start is recorded, but nothing of it runs and its
+  // supervisor has no end of it (as a rule, it never received it: the daemon that committed it
+  // died before sending it, or before handing it to a worker). Not an end: the scheduler starts
+  // the same attempt now. Never stored nor sent.
+  bool never_launched = false;
 };
 
 // An attempt that was started before this process took its run over (a restart, or a run taken
@@ -106,9 +111,10 @@ class TaskRunner {
   // comes, with killed = true. No effect when the attempt is not running.
   virtual void Kill(RunId run, TaskId task) = 0;
   // Watches an attempt that is already running (AdoptRequest). `on_exit` comes once, like for
-  // Start(): with the attempt's real end when its supervisor has it or learns it, or lost = true
-  // when the supervisor is gone without having recorded an end. Kill() works on it as on a
-  // started attempt. A runner without supervision answers lost at once.
+  // Start(): with the attempt's real end when its supervisor has it or learns it, lost = true
+  // when the supervisor is gone without having recorded an end, or never_launched = true when
+  // its supervisor (this runner's) never had it. Kill() works on it as on a started attempt. A
+  // runner without supervision answers lost at once.
   // Never called from inside Adopt().
   virtual void Adopt(const AdoptRequest& request, std::function<void(AttemptOutcome)> on_exit) = 0;
   // Whether the scheduler may start an attempt while the batch that records its start is still

@@ -100,6 +100,10 @@ std::string RenderMetrics(const scheduler::MetricsSnapshot& m) {
         static_cast<int64_t>(m.running_attempts));
   Counter(out, "kiln_attempts_adopted_total",
           "Running attempts taken over at a restart or from another daemon.", m.attempts_adopted);
+  Counter(out, "kiln_attempts_relaunched_total",
+          "Adopted attempts whose start was recorded but never reached their supervisor, "
+          "started then as the same attempt.",
+          m.attempts_relaunched);
   Counter(out, "kiln_attempts_lost_total",
           "Attempts whose supervisor went away without recording an end.", m.attempts_lost);
   Counter(out, "kiln_commits_failed_total", "Batch commits that failed and were tried again.",

@@ -745,3 +745,34 @@ TEST_CASE(
   CHECK((*again)->welcome.running.empty());
   PollUntil(io, [&] { return !Alive(unconfirmed); });
 }
+
+TEST_CASE("an adopted attempt its own supervisor never had is reported never launched") {
+  TempDir tmp;
+  FakeLedger ledger;
+  Serving serving(tmp / "sup", ledger, std::chrono::seconds(30));
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  SupervisedRunner runner(io, options);
+  runner.Attach(Dial(options).value());
+  // Recorded under this supervisor, which has no record of it: the daemon that committed it
+  // died before sending it. Under another supervisor with no record here: lost.
+  scheduler::AdoptRequest adopt;
+  adopt.run = RunId(7);
+  adopt.task = TaskId(0);
+  adopt.task_id = "never";
+  adopt.attempt = 2;
+  adopt.supervisor = runner.supervisor();
+  std::optional<AttemptOutcome> ours, other;
+  runner.Adopt(adopt, [&](AttemptOutcome o) { ours = o; });
+  adopt.task = TaskId(1);
+  adopt.task_id = "gone";
+  adopt.supervisor = "host:/elsewhere/supervisor";
+  runner.Adopt(adopt, [&](AttemptOutcome o) { other = o; });
+  RunUntil(io, [&] { return ours.has_value() && other.has_value(); });
+  CHECK(ours->never_launched);
+  CHECK_FALSE(ours->lost);
+  CHECK(ours->error == "its start was recorded but never reached its supervisor");
+  CHECK(other->lost);
+  CHECK_FALSE(other->never_launched);
+  CHECK(other->error == "its supervisor has no record of it (it stopped while the attempt ran)");
+}

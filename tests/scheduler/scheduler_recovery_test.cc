@@ -82,6 +82,37 @@ TEST_CASE("an adopted attempt that was lost follows the task's retry policy") {
   CHECK(h.recorder.state == RunState::kSuccess);
 }
 
+TEST_CASE("an adopted attempt that never reached its supervisor starts as the same attempt") {
+  Harness h({Task("a"), Task("b", {"a"})});  // no retries: a lost attempt would fail the run
+  h.scheduler->AddRun(Resumed(h, {TaskState::kSuccess, TaskState::kRunning}, {1, 1}));
+  h.Settle();
+  REQUIRE(h.runner.adopted.size() == 1);
+  kiln::scheduler::AttemptOutcome never;
+  never.never_launched = true;
+  never.error = "its start was recorded but never reached its supervisor";
+  h.runner.Finish("b", never);
+  h.Settle();
+  // Started again, as attempt 1, with its start already recorded: nothing is written for it.
+  REQUIRE(h.runner.running.count("b"));
+  CHECK(h.runner.order == std::vector<std::string>{"b"});
+  CHECK(h.runner.running["b"].request.attempt == 1);
+  CHECK(h.runner.running["b"].request.start_recorded);
+  CHECK(h.store.TaskUpdates().empty());
+  CHECK(h.scheduler->Metrics().attempts_relaunched == 1);
+  CHECK(h.scheduler->Metrics().attempts_lost == 0);
+  CHECK(h.scheduler->Metrics().running_attempts == 1);
+  CHECK(h.scheduler->pools().in_use("default") == 1);
+  h.runner.Exit("b", 0);
+  h.Settle();
+  CHECK(h.recorder.state == RunState::kSuccess);
+  auto updates = h.store.TaskUpdates();
+  REQUIRE(updates.size() == 1);
+  CHECK(updates[0].task_id == "b");
+  CHECK(updates[0].attempt == 1);
+  CHECK(updates[0].state == TaskState::kSuccess);
+  CHECK(h.runner.recorded == std::vector<std::string>{"b#1"});
+}
+
 TEST_CASE("a resumed retry waits for its recorded time, and queued tasks are decided again") {
   Harness h({Task("a"), Task("b"), Task("c", {"a", "b"})});
   auto ctx =

@@ -23,6 +23,7 @@ scheduler::MetricsSnapshot SampleSnapshot() {
   m.running_attempts = 1;
   m.leader_term = 3;
   m.attempts_adopted = 4;
+  m.attempts_relaunched = 1;
   m.attempts_lost = 1;
   m.commits_failed = 2;
   m.updates_refused = 3;
@@ -76,6 +77,9 @@ kiln_running_attempts 1
 # HELP kiln_attempts_adopted_total Running attempts taken over at a restart or from another daemon.
 # TYPE kiln_attempts_adopted_total counter
 kiln_attempts_adopted_total 4
+# HELP kiln_attempts_relaunched_total Adopted attempts whose start was recorded but never reached their supervisor, started then as the same attempt.
+# TYPE kiln_attempts_relaunched_total counter
+kiln_attempts_relaunched_total 1
 # HELP kiln_attempts_lost_total Attempts whose supervisor went away without recording an end.
 # TYPE kiln_attempts_lost_total counter
 kiln_attempts_lost_total 1
@@ -110,8 +114,9 @@ TEST_CASE("every metric is declared even before anything happened") {
         "kiln_commit_latency_seconds histogram", "kiln_pool_slots gauge",
         "kiln_pool_slots_in_use gauge", "kiln_pool_tasks_waiting gauge", "kiln_active_runs gauge",
         "kiln_running_attempts gauge", "kiln_attempts_adopted_total counter",
-        "kiln_attempts_lost_total counter", "kiln_commits_failed_total counter",
-        "kiln_updates_refused_total counter", "kiln_runs_released_total counter"}) {
+        "kiln_attempts_relaunched_total counter", "kiln_attempts_lost_total counter",
+        "kiln_commits_failed_total counter", "kiln_updates_refused_total counter",
+        "kiln_runs_released_total counter"}) {
     CHECK(text.find(std::string("# TYPE ") + name + "\n") != std::string::npos);
   }
   CHECK(text.find("kiln_task_duration_seconds_bucket{le=\"0.001\"} 0\n") != std::string::npos);
