@@ -16,15 +16,18 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
                                             std::shared_ptr<const ChampionCache> champions) {
   auto engine = std::make_unique<Engine>();
   boost::asio::io_context& io = engine->io;
+  // The runner first: the supervisor welcomes this daemon only once it has answered which
+  // starts of the daemon before were recorded, and that question waits for the committer lock
+  // of the daemon before, which the store below takes again for this one.
+  auto runner = make_runner(io, url);
+  if (!runner.ok()) return runner.status();
+  engine->runner = std::move(runner).value();
   engine->store = std::make_unique<store::PgStateStore>(
       url, name, [&io](std::function<void()> f) { boost::asio::post(io, std::move(f)); });
   // Starts go to the supervisor while they commit (docs/design.md): its question at a
   // disconnect waits for this connection to be gone from the server too.
   engine->store->HoldCommitterLock(supervisor);
   if (Status s = engine->store->Open(); !s.ok()) return s;
-  auto runner = make_runner(io, url);
-  if (!runner.ok()) return runner.status();
-  engine->runner = std::move(runner).value();
   scheduler::SchedulerOptions options = MakeSchedulerOptions(config, supervisor, champions);
   options.task_user = task_users.user;
   options.task_uids = task_users.uids;

@@ -187,7 +187,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Queued runs start through Start(). Off the loop.
   Status Recover();
   // Starts the runs of `runs` that this daemon drives and does not drive yet. Off the loop.
-  void AdoptRuns(const std::vector<store::ActiveRun>& runs);
+  // `at_start`: resumed by this daemon as it starts (RunContext::resumed_at_start).
+  void AdoptRuns(const std::vector<store::ActiveRun>& runs, bool at_start = false);
   // The lease keeper's hooks (daemon/lease_keeper.h), on its thread.
   void OnTaken(const store::Takeover& taken);
   void OnLapsed();

@@ -22,7 +22,7 @@ Status DaemonService::Recover() {
     log::Info("resuming " + std::to_string(running) + " runs with " + std::to_string(attempts) +
               " attempts under way");
   }
-  AdoptRuns(*runs);
+  AdoptRuns(*runs, /*at_start=*/true);
   timer_.Post([this] {
     AnswerPendingDriftAsks();
     RegisterPendingModels();
@@ -30,7 +30,7 @@ Status DaemonService::Recover() {
   return Status::Ok();
 }
 
-void DaemonService::AdoptRuns(const std::vector<store::ActiveRun>& runs) {
+void DaemonService::AdoptRuns(const std::vector<store::ActiveRun>& runs, bool at_start) {
   std::set<std::string> queued;
   for (const store::ActiveRun& active : runs) {
     const scheduler::RunRecord& run = active.run;
@@ -61,6 +61,7 @@ void DaemonService::AdoptRuns(const std::vector<store::ActiveRun>& runs) {
       log::Error("run " + ToString(run.id) + ": " + ctx.message());
       continue;
     }
+    ctx->resumed_at_start = at_start;
     {
       std::lock_guard lock(mu_);
       if (!AnnounceLocked(run.id, run.pipeline, run.backfill)) continue;  // driven here already

@@ -213,16 +213,20 @@ Status AttemptJournal::WriteNew(uint64_t number) {
 }
 
 void AttemptJournal::Append(const std::string& line) {
+  if (failing_) {
+    // The write that failed may have left part of a line, which the next one would join: the
+    // live entries (this change among them) go to a new file instead.
+    if (WriteNew(number_ + 1).ok()) failing_ = false;
+    return;
+  }
   if (int err = os::WriteAll(fd_, line); err != 0) {
-    if (!failing_) {
-      log::Warn("supervisor: cannot append to its journal '" + path().string() +
-                "': " + os::ErrnoText(err) +
-                "; a supervisor started after this one dies may not stop its processes");
-    }
+    log::Warn("supervisor: cannot append to its journal '" + path().string() +
+              "': " + os::ErrnoText(err) +
+              "; it is written whole again at the next change (until then, a supervisor "
+              "started after this one dies may not stop its processes)");
     failing_ = true;
     return;
   }
-  failing_ = false;
   bytes_ += line.size();
   if (bytes_ > kCompactBytes && bytes_ > 4 * live_bytes_) Compact();
 }
@@ -235,7 +239,7 @@ void AttemptJournal::Compact() {
 }
 
 void AttemptJournal::Started(const AttemptKey& key, pid_t pid) {
-  const auto start = StartTime(pid);
+  const auto start = pid > 0 ? StartTime(pid) : std::nullopt;
   Lines& lines = live_[key];
   live_bytes_ -= lines.start.size() + lines.end.size();
   lines.end.clear();

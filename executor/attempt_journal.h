@@ -51,7 +51,9 @@ class AttemptJournal {
   // new journal that holds those ends, and removes the old records.
   Result<std::vector<wire::Ended>> Open();
 
-  // The attempt's process (again, for its collector): any end it had is dropped.
+  // The attempt's process (again, for its collector): any end it had is dropped. Pid 0 before
+  // the spawn: a supervisor that dies before the pid is written leaves the attempt reported
+  // lost, never without a record.
   void Started(const scheduler::AttemptKey& key, pid_t pid);
   void Ended(const wire::Ended& end);
   // Its end is in the database, or it was never recorded: nothing about it is kept.
@@ -80,7 +82,7 @@ class AttemptJournal {
   int fd_ = -1;
   uint64_t number_ = 0;
   size_t bytes_ = 0;
-  bool failing_ = false;  // the last write failed (warned once until one succeeds)
+  bool failing_ = false;  // the last append failed: the next change writes a new file whole
 };
 
 }  // namespace kiln::executor

@@ -300,7 +300,7 @@ void SupervisedRunner::Adopt(const scheduler::AdoptRequest& request,
     waiting_[key].on_exit = std::move(on_exit);
     return;
   }
-  if (request.supervisor == supervisor_) {
+  if (request.at_start && request.supervisor == supervisor_ && socket_) {
     // This supervisor keeps every attempt it was sent until its end is in the database; it
     // forgets an unconfirmed one only after killing it, when the database said its start was
     // not recorded or could not say (docs/design.md). One that died had its attempts' ends

@@ -327,6 +327,10 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   if (a.unconfirmed) AwaitConfirmation(key, serial, /*checked=*/false);
   a.collect = CollectJob{std::move(l.collect_argv), spec.cwd, spec.log_path, std::move(l.user),
                          spec.kill_grace};
+  // Recorded before the spawn too: a supervisor killed between the spawn and the record below
+  // leaves this attempt reported lost by the next one, never unknown (a daemon starts an
+  // attempt its supervisor has no record of again: AdoptRequest::at_start).
+  journal->Started(key, 0);
   a.handle = processes->Spawn(
       std::move(spec), [this, key, serial](ProcessResult result) { OnExit(key, serial, result); });
   WriteStartRecord(key, a.handle);

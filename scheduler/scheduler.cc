@@ -106,6 +106,7 @@ void Scheduler::AdoptTask(Run& run, TaskId task) {
   request.task_id = run.name(task);
   request.supervisor = run.ctx.supervisors.empty() ? "" : run.ctx.supervisors[i];
   request.timeout = spec.timeout;
+  request.at_start = run.ctx.resumed_at_start;
   const RunId id = run.ctx.id;
   const int attempt = request.attempt;
   if (!run.ctx.recorded.empty() && run.ctx.recorded[i]) {
@@ -132,6 +133,8 @@ void Scheduler::Relaunch(RunId id, TaskId task, int attempt, const std::string& 
   Run& run = *it->second;
   const size_t i = Index(task);
   if (!run.running[i] || run.attempts[i] != attempt || !run.launched[i]) return;
+  // Left for the next daemon, which finds it the same way.
+  if (stopping_ && stop_mode_ == StopMode::kLeave) return;
   log::Warn("run " + ToString(id) + ": attempt " + std::to_string(attempt) + " of " +
             run.name(task) + ": " + why + "; starting it now");
   run.launched[i] = false;

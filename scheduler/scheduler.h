@@ -151,7 +151,11 @@ struct RunContext {
   // may also hold kQueued (decided again), kRunning (its attempt initial_attempts[i] is adopted
   // from supervisors[i], TaskRunner::Adopt), kUpForRetry (the next attempt waits until
   // retry_at[i]) and kWaiting (an approval waits on, rejected at its deadline retry_at[i]).
-  bool resumed = false;                  // the run's row is already `running`
+  bool resumed = false;  // the run's row is already `running`
+  // Resumed by a daemon that has just started (this process never drove the run): an attempt
+  // under its own supervisor that the supervisor has no record of never reached it
+  // (AdoptRequest::at_start).
+  bool resumed_at_start = false;
   std::vector<std::string> supervisors;  // per task (resumed runs); empty = none
   // Per task: an end its supervisor recorded in the store that was not decided yet; it is taken
   // as the attempt's end at once (the runner is not asked). Empty = none.

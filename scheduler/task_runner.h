@@ -99,6 +99,11 @@ struct AdoptRequest {
   std::string task_id;     // the task's id in the pipeline
   std::string supervisor;  // the lease owner recorded with the attempt
   Duration timeout{0};     // the task's timeout (the supervisor keeps enforcing it)
+  // The adopting process never drove this run (a daemon that has just started): no end of the
+  // attempt can have been handed to it and consumed already, so a supervisor of its own with no
+  // record of the attempt never had it (never_launched). Otherwise (a run read again, taken
+  // back) the rows may be older than an end already delivered: such an attempt is lost.
+  bool at_start = false;
 };
 
 class TaskRunner {
@@ -113,9 +118,9 @@ class TaskRunner {
   // Watches an attempt that is already running (AdoptRequest). `on_exit` comes once, like for
   // Start(): with the attempt's real end when its supervisor has it or learns it, lost = true
   // when the supervisor is gone without having recorded an end, or never_launched = true when
-  // its supervisor (this runner's) never had it. Kill() works on it as on a started attempt. A
-  // runner without supervision answers lost at once.
-  // Never called from inside Adopt().
+  // its supervisor (this runner's) never had it (only for AdoptRequest::at_start). Kill() works on
+  // it as on a started attempt. A runner without supervision answers lost at once. Never called
+  // from inside Adopt().
   virtual void Adopt(const AdoptRequest& request, std::function<void(AttemptOutcome)> on_exit) = 0;
   // Whether the scheduler may start an attempt while the batch that records its start is still
   // being committed, instead of after it is durable. Only for runners where a start that never

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
+#include "common/log.h"
 #include "common/text.h"
 #include "store/database.h"
 #include "store/outcome_json.h"
@@ -357,8 +358,12 @@ Status Database::HoldCommitterLock(const std::string& supervisor) {
     impl_->pipeline_setup = "SELECT pg_advisory_lock_shared(" +
                             std::to_string(kCommitterLockClass) + ", hashtext(" +
                             impl_->conn.quote(supervisor) + "))";
-    // Held from now on, before the first start is sent anywhere (and again at each reconnect).
+    // Held from now on, before the first start is sent anywhere (and again at each reconnect),
+    // on both sessions that commit batches: the pipeline, and the one that writes a batch
+    // update by update when a value is refused.
     impl_->pipeline.Connect(impl_->url, impl_->sql, impl_->pipeline_setup);
+    pqxx::nontransaction txn(impl_->conn, "committer_lock");
+    txn.exec(impl_->pipeline_setup);
     return Status::Ok();
   } catch (const std::exception& e) {
     return DbError("taking the committer lock of " + supervisor, e);
@@ -376,9 +381,20 @@ Result<std::set<AttemptKey>> Database::StartsRecorded(const std::string& supervi
              std::to_string(std::max<int64_t>(1, static_cast<int64_t>(wait.count()))));
     // The daemon's committing session holds the committer lock until the server notices the
     // daemon is gone, which it does after the last statement the daemon sent: once granted,
-    // nothing more will come from that session.
-    txn.exec_params("SELECT pg_advisory_xact_lock($1, hashtext($2))", kCommitterLockClass,
-                    supervisor);
+    // nothing more will come from that session. Not granted in time, the daemon is alive
+    // (disconnected from its supervisor, not dead) or its session is stalled: the answer is
+    // read without it, as a commit sent and not yet begun could then still land.
+    txn.exec("SAVEPOINT kiln_committer");
+    try {
+      txn.exec_params("SELECT pg_advisory_xact_lock($1, hashtext($2))", kCommitterLockClass,
+                      supervisor);
+      txn.exec("RELEASE SAVEPOINT kiln_committer");
+    } catch (const pqxx::sql_error& e) {
+      if (e.sqlstate() != "55P03") throw;  // lock_not_available: lock_timeout passed
+      txn.exec("ROLLBACK TO SAVEPOINT kiln_committer");
+      log::Warn("database: the session committing for " + supervisor +
+                " is still there; reading which starts are recorded without waiting for it");
+    }
     // A batch of another session that holds the event-order lock keeps it until its commit is
     // visible: once the shared lock is granted, that commit is visible or rolled back.
     txn.exec("SELECT pg_advisory_xact_lock_shared(" + std::to_string(kEventOrderLock) + ")");

@@ -746,7 +746,8 @@ TEST_CASE(
   PollUntil(io, [&] { return !Alive(unconfirmed); });
 }
 
-TEST_CASE("an adopted attempt its own supervisor never had is reported never launched") {
+TEST_CASE(
+    "an attempt its own supervisor never had, adopted at a start, is reported never launched") {
   TempDir tmp;
   FakeLedger ledger;
   Serving serving(tmp / "sup", ledger, std::chrono::seconds(30));
@@ -754,25 +755,35 @@ TEST_CASE("an adopted attempt its own supervisor never had is reported never lau
   auto options = RunnerOptions(tmp / "sup");
   SupervisedRunner runner(io, options);
   runner.Attach(Dial(options).value());
-  // Recorded under this supervisor, which has no record of it: the daemon that committed it
-  // died before sending it. Under another supervisor with no record here: lost.
+  // Recorded under this supervisor, which has no record of it, adopted by a daemon that has
+  // just started: the daemon that committed it died before sending it. Adopted later (a run
+  // read again: the rows may predate an end already handed over), or under another supervisor
+  // with no record here: lost.
   scheduler::AdoptRequest adopt;
   adopt.run = RunId(7);
   adopt.task = TaskId(0);
   adopt.task_id = "never";
   adopt.attempt = 2;
   adopt.supervisor = runner.supervisor();
-  std::optional<AttemptOutcome> ours, other;
+  adopt.at_start = true;
+  std::optional<AttemptOutcome> ours, later, other;
   runner.Adopt(adopt, [&](AttemptOutcome o) { ours = o; });
   adopt.task = TaskId(1);
+  adopt.task_id = "later";
+  adopt.at_start = false;
+  runner.Adopt(adopt, [&](AttemptOutcome o) { later = o; });
+  adopt.task = TaskId(2);
   adopt.task_id = "gone";
   adopt.supervisor = "host:/elsewhere/supervisor";
+  adopt.at_start = true;
   runner.Adopt(adopt, [&](AttemptOutcome o) { other = o; });
-  RunUntil(io, [&] { return ours.has_value() && other.has_value(); });
+  RunUntil(io, [&] { return ours.has_value() && later.has_value() && other.has_value(); });
   CHECK(ours->never_launched);
   CHECK_FALSE(ours->lost);
   CHECK(ours->error == "its start was recorded but never reached its supervisor");
-  CHECK(other->lost);
-  CHECK_FALSE(other->never_launched);
-  CHECK(other->error == "its supervisor has no record of it (it stopped while the attempt ran)");
+  for (const auto* lost : {&*later, &*other}) {
+    CHECK(lost->lost);
+    CHECK_FALSE(lost->never_launched);
+    CHECK(lost->error == "its supervisor has no record of it (it stopped while the attempt ran)");
+  }
 }

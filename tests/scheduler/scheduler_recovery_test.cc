@@ -36,7 +36,8 @@ TEST_CASE("a resumed run adopts its running attempt and carries on when it ends"
   CHECK(h.runner.adopted[0].task_id == "b");
   CHECK(h.runner.adopted[0].attempt == 2);
   CHECK(h.runner.adopted[0].supervisor == "host:/data#41");
-  CHECK(h.runner.order.empty());  // nothing started: "c" waits for "b"
+  CHECK_FALSE(h.runner.adopted[0].at_start);  // a run read again: an unknown attempt is lost
+  CHECK(h.runner.order.empty());              // nothing started: "c" waits for "b"
   // The run's row is already running: nothing is written for it.
   CHECK(h.store.committed.empty());
   CHECK(h.scheduler->Metrics().running_attempts == 1);
@@ -84,9 +85,12 @@ TEST_CASE("an adopted attempt that was lost follows the task's retry policy") {
 
 TEST_CASE("an adopted attempt that never reached its supervisor starts as the same attempt") {
   Harness h({Task("a"), Task("b", {"a"})});  // no retries: a lost attempt would fail the run
-  h.scheduler->AddRun(Resumed(h, {TaskState::kSuccess, TaskState::kRunning}, {1, 1}));
+  auto ctx = Resumed(h, {TaskState::kSuccess, TaskState::kRunning}, {1, 1});
+  ctx.resumed_at_start = true;
+  h.scheduler->AddRun(std::move(ctx));
   h.Settle();
   REQUIRE(h.runner.adopted.size() == 1);
+  CHECK(h.runner.adopted[0].at_start);
   kiln::scheduler::AttemptOutcome never;
   never.never_launched = true;
   never.error = "its start was recorded but never reached its supervisor";

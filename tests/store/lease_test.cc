@@ -336,7 +336,7 @@ TEST_CASE(
   CHECK(t.One("SELECT count(*) FROM deleted_runs") == "0");
 }
 
-TEST_CASE("which starts are recorded is read once the daemon's committing session is gone") {
+TEST_CASE("which starts are recorded is read once the daemon's committing session is gone, or after the wait") {
   TestDatabase t;
   auto daemon = t.Open();
   REQUIRE(daemon->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30)).ok());
@@ -344,11 +344,12 @@ TEST_CASE("which starts are recorded is read once the daemon's committing sessio
   const RunId run = OwnedRun(*daemon, "h:/a", {"a"});
   auto supervisor = t.Open();
   const std::vector<scheduler::AttemptKey> asked = {{run, "a", 1}};
-  // While the daemon's session lives, the question waits for it, and fails after its wait.
+  // While the daemon's session lives (a daemon alive, disconnected from its supervisor), the
+  // question waits for it as long as it may, then reads without it.
   auto waited =
       supervisor->StartsRecorded("h:/a/supervisor", asked, std::chrono::milliseconds(200));
-  REQUIRE_FALSE(waited.ok());
-  CHECK(waited.message().find("lock timeout") != std::string::npos);
+  REQUIRE(waited.ok());
+  CHECK(waited->empty());
   // Another supervisor's question does not wait for this daemon.
   auto other = supervisor->StartsRecorded("h:/b/supervisor", asked, std::chrono::seconds(1));
   REQUIRE(other.ok());
