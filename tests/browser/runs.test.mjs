@@ -96,7 +96,11 @@ command = "true"
     await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="wait"]')?.dataset.state === 'running');
     await page.click('#cancel-run');
     await page.locator('#run-state .st-cancelled').waitFor();
-    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="after"]')?.dataset.state === 'cancelled');
+    // The running task ends once its process is stopped, which may come after the run's state
+    // and the pending task's (its end is committed when the kill is seen).
+    for (const task of ['after', 'wait']) {
+      await page.waitForFunction((t) => document.querySelector(`svg.dag .node[data-task="${t}"]`)?.dataset.state === 'cancelled', task);
+    }
     assert.deepEqual(await graphStates(page), { wait: 'cancelled', after: 'cancelled' });
     await page.locator('#events').getByText('cancel requested by operator').waitFor();
     assert.equal(await page.locator('#cancel-run').count(), 0);
