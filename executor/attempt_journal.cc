@@ -1,6 +1,5 @@
 #include "executor/attempt_journal.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -26,19 +25,15 @@ constexpr std::string_view kPrefix = "journal.";
 // The journals in `dir` by number, highest first.
 std::vector<std::pair<uint64_t, std::string>> Journals(const fs::path& dir) {
   std::vector<std::pair<uint64_t, std::string>> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (const dirent* entry = ::readdir(d)) {
-    std::string_view name = entry->d_name;
+  for (std::string& name : Names(dir)) {
     if (!name.starts_with(kPrefix)) continue;
-    std::string_view digits = name.substr(kPrefix.size());
+    const std::string_view digits = std::string_view(name).substr(kPrefix.size());
     if (digits.empty() || digits.size() > 18 ||
         digits.find_first_not_of("0123456789") != std::string_view::npos) {
       continue;
     }
-    out.emplace_back(std::stoull(std::string(digits)), std::string(name));
+    out.emplace_back(std::stoull(std::string(digits)), std::move(name));
   }
-  ::closedir(d);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   return out;
 }
@@ -59,12 +54,7 @@ std::optional<wire::Ended> EndFromHex(std::string_view hex) {
     if (hi < 0 || lo < 0) return std::nullopt;
     frame += static_cast<char>(hi * 16 + lo);
   }
-  bool error = false;
-  auto bodies = wire::TakeFrames(frame, &error);
-  if (error || bodies.size() != 1) return std::nullopt;
-  wire::Reader r(bodies[0]);
-  if (r.U8() != static_cast<uint8_t>(wire::Type::kEnded)) return std::nullopt;
-  return wire::DecodeEnded(r);
+  return EndFromFrame(std::move(frame));
 }
 
 // Applies one whole line; false for a line that is not one of the journal's.
@@ -168,16 +158,9 @@ Result<std::vector<wire::Ended>> AttemptJournal::Open() {
   }
   if (Status s = WriteNew(journals.empty() ? 1 : journals.front().first + 1); !s.ok()) return s;
   // The new journal is whole: every older record goes.
-  DIR* d = ::opendir(dir_.c_str());
-  if (d != nullptr) {
-    const std::string current = path().filename().string();
-    std::vector<std::string> old;
-    while (const dirent* entry = ::readdir(d)) {
-      std::string name = entry->d_name;
-      if (name != "." && name != ".." && name != current) old.push_back(std::move(name));
-    }
-    ::closedir(d);
-    for (const std::string& name : old) ::unlink((dir_ / name).c_str());
+  const std::string current = path().filename().string();
+  for (const std::string& name : Names(dir_)) {
+    if (name != current) ::unlink((dir_ / name).c_str());
   }
   return ends;
 }

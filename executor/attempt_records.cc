@@ -102,19 +102,31 @@ wire::Ended LostEnd(const AttemptKey& key, long long pid, unsigned long long sta
   return wire::Ended{key, lost};
 }
 
-std::vector<wire::Ended> RecoverRecords(const fs::path& dir) {
-  std::vector<wire::Ended> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return out;
+std::vector<std::string> Names(const fs::path& dir) {
   std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return names;
   while (const dirent* entry = ::readdir(d)) {
     std::string name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    names.push_back(std::move(name));
+    if (name != "." && name != "..") names.push_back(std::move(name));
   }
   ::closedir(d);
+  return names;
+}
+
+std::optional<wire::Ended> EndFromFrame(std::string frame) {
+  bool error = false;
+  auto bodies = wire::TakeFrames(frame, &error);
+  if (error || bodies.size() != 1) return std::nullopt;
+  wire::Reader r(bodies[0]);
+  if (r.U8() != static_cast<uint8_t>(wire::Type::kEnded)) return std::nullopt;
+  return wire::DecodeEnded(r);
+}
+
+std::vector<wire::Ended> RecoverRecords(const fs::path& dir) {
+  std::vector<wire::Ended> out;
   std::set<std::string> keys;
-  for (const std::string& name : names) {
+  for (const std::string& name : Names(dir)) {
     if (name.starts_with("journal.")) continue;  // attempt_journal.h
     if (name.ends_with(".tmp")) {
       ::unlink((dir / name).c_str());
@@ -131,15 +143,7 @@ std::vector<wire::Ended> RecoverRecords(const fs::path& dir) {
     }
     std::optional<wire::Ended> ended;
     const std::string end = ReadAll(path.string() + ".end");
-    if (end.starts_with("E")) {
-      std::string frames = end.substr(1);
-      bool error = false;
-      auto bodies = wire::TakeFrames(frames, &error);
-      if (!bodies.empty()) {
-        wire::Reader r(bodies[0]);
-        if (r.U8() == static_cast<uint8_t>(wire::Type::kEnded)) ended = wire::DecodeEnded(r);
-      }
-    }
+    if (end.starts_with("E")) ended = EndFromFrame(end.substr(1));
     if (!ended) {
       const std::string content = ReadAll(path);
       long long pid = 0;

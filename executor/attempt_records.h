@@ -24,6 +24,12 @@ std::optional<scheduler::AttemptKey> KeyFromName(const std::string& name);
 // it names one process for good (a pid can be reused, the pair cannot).
 std::optional<unsigned long long> StartTime(pid_t pid);
 
+// The names in `dir` ("." and ".." aside); none when it cannot be read.
+std::vector<std::string> Names(const std::filesystem::path& dir);
+
+// The end in one wire frame (a kEnded message), or nullopt for anything else.
+std::optional<wire::Ended> EndFromFrame(std::string frame);
+
 // Writes a record in one write to a file of its own; false when it could not.
 bool WriteRecord(const std::filesystem::path& path, const std::string& content);
 
