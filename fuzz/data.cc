@@ -3,6 +3,7 @@
 // error, and a report is consistent with itself.
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <string>
 
@@ -53,7 +54,15 @@ void CheckOne(const std::string& path, std::string_view bytes) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
-  static const std::string base = "/tmp/kiln-fuzz-data-" + std::to_string(getpid());
+  // The two files are made again for each input and removed once the fuzzer exits.
+  static const struct Files {
+    std::string base = "/tmp/kiln-fuzz-data-" + std::to_string(getpid());
+    ~Files() {
+      std::remove((base + ".csv").c_str());
+      std::remove((base + ".jsonl").c_str());
+    }
+  } files;
+  const std::string& base = files.base;
   const std::string_view bytes = kiln::fuzz::Text(data, size);
   CheckOne(base + ".csv", bytes);
   CheckOne(base + ".jsonl", bytes);

@@ -22,10 +22,19 @@ if (!kiln || !databaseUrl) throw new Error('set KILN_BINARY and KILN_TEST_DATABA
 
 const sha256 = (text) => createHash('sha256').update(text).digest('hex');
 
+// Every folder tempDir made, removed when the test file's process exits (KILN_KEEP_TEMP=1 keeps
+// them to look into).
+const made = [];
+process.on('exit', () => {
+  if (process.env.KILN_KEEP_TEMP) return;
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 // A folder every user may enter (tasks run as their run's own user when the tests run as root).
 export function tempDir() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-browser-'));
   fs.chmodSync(dir, 0o1777);
+  made.push(dir);
   return dir;
 }
 
