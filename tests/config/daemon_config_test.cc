@@ -17,7 +17,7 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-Strings Errors(std::string_view text) {
+Strings ConfigErrors(std::string_view text) {
   Strings out;
   for (const auto& d : ParseDaemonConfig(text, "kiln.toml").diagnostics) {
     out.push_back(d.ToString());
@@ -121,7 +121,7 @@ clock_offset = "0s"
   CHECK(result.config.pipelines_dir == "/srv/kiln/pipelines");
   CHECK(result.config.database_url.empty());
   CHECK(result.config.pg_bin_dir.empty());
-  CHECK(Errors("data_dir = \"\"\n") ==
+  CHECK(ConfigErrors("data_dir = \"\"\n") ==
         Strings{"kiln.toml:1:12: data_dir: empty path; expected a folder"});
 }
 
@@ -146,36 +146,37 @@ TEST_CASE("log_cap is bytes or a size with a unit") {
 }
 
 TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
-  CHECK(Errors("data_dir = 5\n[server]\nlisten = \"localhost\"\nport = 80\n") ==
+  CHECK(ConfigErrors("data_dir = 5\n[server]\nlisten = \"localhost\"\nport = 80\n") ==
         Strings{
             "kiln.toml:1:12: data_dir: expected a string, got an integer",
             "kiln.toml:3:10: server.listen: invalid listen address 'localhost'; expected "
             "HOST:PORT with a port from 0 to 65535, e.g. \"127.0.0.1:8080\"",
             "kiln.toml:4:1: server.port: unknown key 'port' (accepted: listen)",
         });
-  CHECK(Errors("[executor]\nmax_parallel_task = 4\nlog_cap = \"64 MB\"\nkill_grace = \"soon\"\n"
-               "run_as = \"bob smith\"\nrun_uids = \"5-4\"\n") ==
-        Strings{
-            "kiln.toml:2:1: executor.max_parallel_task: unknown key 'max_parallel_task'; did you "
-            "mean 'max_parallel_tasks'? (accepted: allow_absolute_paths, kill_grace, log_cap, "
-            "max_parallel_tasks, mode, run_as, run_uids, worker_pools)",
-            "kiln.toml:3:11: executor.log_cap: invalid size \"64 MB\"; expected a number of bytes "
-            "with an optional unit B, KiB, MiB, GiB, TiB, KB, MB, GB or TB, e.g. \"64MiB\"",
-            "kiln.toml:4:14: executor.kill_grace: invalid duration \"soon\": number expected; "
-            "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
-            "kiln.toml:5:10: executor.run_as: 'bob smith' is not a user name: use 1-64 of A-Z "
-            "a-z 0-9 _ . - (not starting with -)",
-            "kiln.toml:6:12: executor.run_uids: invalid range \"5-4\"; expected \"FIRST-LAST\" "
-            "with 1000 <= FIRST <= LAST <= 2147483646 and at most 16777216 ids, e.g. "
-            "\"1879048192-1895825407\", or \"\" for none",
-        });
-  CHECK(Errors("[scheduler]\ncatchup_cap = 0\nclock_offset = \"-later\"\n") ==
+  CHECK(
+      ConfigErrors("[executor]\nmax_parallel_task = 4\nlog_cap = \"64 MB\"\nkill_grace = \"soon\"\n"
+                   "run_as = \"bob smith\"\nrun_uids = \"5-4\"\n") ==
+      Strings{
+          "kiln.toml:2:1: executor.max_parallel_task: unknown key 'max_parallel_task'; did you "
+          "mean 'max_parallel_tasks'? (accepted: allow_absolute_paths, kill_grace, log_cap, "
+          "max_parallel_tasks, mode, run_as, run_uids, worker_pools)",
+          "kiln.toml:3:11: executor.log_cap: invalid size \"64 MB\"; expected a number of bytes "
+          "with an optional unit B, KiB, MiB, GiB, TiB, KB, MB, GB or TB, e.g. \"64MiB\"",
+          "kiln.toml:4:14: executor.kill_grace: invalid duration \"soon\": number expected; "
+          "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
+          "kiln.toml:5:10: executor.run_as: 'bob smith' is not a user name: use 1-64 of A-Z "
+          "a-z 0-9 _ . - (not starting with -)",
+          "kiln.toml:6:12: executor.run_uids: invalid range \"5-4\"; expected \"FIRST-LAST\" "
+          "with 1000 <= FIRST <= LAST <= 2147483646 and at most 16777216 ids, e.g. "
+          "\"1879048192-1895825407\", or \"\" for none",
+      });
+  CHECK(ConfigErrors("[scheduler]\ncatchup_cap = 0\nclock_offset = \"-later\"\n") ==
         Strings{
             "kiln.toml:2:15: scheduler.catchup_cap: must be at least 1, got 0",
             "kiln.toml:3:16: scheduler.clock_offset: invalid duration \"later\": number expected; "
             "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
         });
-  CHECK(Errors("[pools]\ngpu = 0\ncpu = \"4\"\nbig = 5000000000\n[databse]\nurl = \"x\"\n") ==
+  CHECK(ConfigErrors("[pools]\ngpu = 0\ncpu = \"4\"\nbig = 5000000000\n[databse]\nurl = \"x\"\n") ==
         Strings{
             "kiln.toml:2:7: pools.gpu: pool size must be at least 1, got 0",
             "kiln.toml:3:7: pools.cpu: expected an integer, got a string",
@@ -185,10 +186,10 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "auth, daemon, data_dir, database, executor, notify, pipelines, public_url, pools, "
             "retention, scheduler, secrets, server)",
         });
-  CHECK(Errors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
+  CHECK(ConfigErrors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
         Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be at least 1, got 0",
                 "kiln.toml:3:11: executor.log_cap: must not be negative, got -1"});
-  CHECK(Errors("[server\n") ==
+  CHECK(ConfigErrors("[server\n") ==
         Strings{"kiln.toml:1:8: invalid TOML: error while parsing table header: expected ']', "
                 "saw '\\n'"});
 }
@@ -221,25 +222,28 @@ TEST_CASE("[[auth.tokens]] declares tokens by name, role and hash") {
 
 TEST_CASE("bad tokens are errors at the field") {
   const std::string a(64, 'a');
-  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"root\"\nsha256 = \"" + a + "\"\n") ==
+  CHECK(ConfigErrors("[[auth.tokens]]\nname = \"ci\"\nrole = \"root\"\nsha256 = \"" + a + "\"\n") ==
         Strings{"kiln.toml:3:8: auth.tokens[0].role: unknown role 'root' (accepted: admin, "
                 "operator, viewer)"});
-  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewr\"\nsha256 = \"" + a + "\"\n") ==
-        Strings{"kiln.toml:3:8: auth.tokens[0].role: unknown role 'viewr'; did you mean "
-                "'viewer'? (accepted: admin, operator, viewer)"});
-  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\nsha256 = \"secret\"\n") ==
+  CHECK(
+      ConfigErrors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewr\"\nsha256 = \"" + a + "\"\n") ==
+      Strings{"kiln.toml:3:8: auth.tokens[0].role: unknown role 'viewr'; did you mean "
+              "'viewer'? (accepted: admin, operator, viewer)"});
+  CHECK(ConfigErrors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\nsha256 = \"secret\"\n") ==
         Strings{"kiln.toml:4:10: auth.tokens[0].sha256: expected the token's SHA-256 as 64 "
                 "lowercase hex digits (kiln token new prints it), got 6 characters"});
-  CHECK(Errors("[[auth.tokens]]\nname = \"a b\"\nrole = \"viewer\"\nsha256 = \"" + a + "\"\n") ==
+  CHECK(ConfigErrors("[[auth.tokens]]\nname = \"a b\"\nrole = \"viewer\"\nsha256 = \"" + a +
+                     "\"\n") ==
         Strings{"kiln.toml:2:8: auth.tokens[0].name: token name 'a b' must be 1-64 of A-Z a-z "
                 "0-9 _ . @ -"});
-  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\n") ==
+  CHECK(ConfigErrors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\n") ==
         Strings{"kiln.toml:1:1: auth.tokens[0].sha256: missing; every token needs name, role "
                 "and sha256"});
-  CHECK(Errors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\nsha256 = \"" + a +
-               "\"\ntoken = \"x\"\n") == Strings{"kiln.toml:5:1: auth.tokens[0].token: unknown key "
-                                                 "'token' (accepted: name, role, sha256)"});
-  CHECK(Errors("[auth]\ntokens = \"x\"\n") ==
+  CHECK(ConfigErrors("[[auth.tokens]]\nname = \"ci\"\nrole = \"viewer\"\nsha256 = \"" + a +
+                     "\"\ntoken = \"x\"\n") ==
+        Strings{"kiln.toml:5:1: auth.tokens[0].token: unknown key "
+                "'token' (accepted: name, role, sha256)"});
+  CHECK(ConfigErrors("[auth]\ntokens = \"x\"\n") ==
         Strings{"kiln.toml:2:10: auth.tokens: expected an array of tables ([[auth.tokens]]), got "
                 "a string"});
 }
@@ -250,9 +254,9 @@ TEST_CASE("two tokens may not share a name or a hash") {
     return "[[auth.tokens]]\nname = \"" + name + "\"\nrole = \"viewer\"\nsha256 = \"" + hash +
            "\"\n";
   };
-  CHECK(Errors(token("ci", a) + token("ci", b)) ==
+  CHECK(ConfigErrors(token("ci", a) + token("ci", b)) ==
         Strings{"kiln.toml:6:8: auth.tokens[1].name: token name 'ci' is used twice"});
-  CHECK(Errors(token("ci", a) + token("ops", a)) ==
+  CHECK(ConfigErrors(token("ci", a) + token("ops", a)) ==
         Strings{"kiln.toml:8:10: auth.tokens[1].sha256: the same token is declared for 'ci' and "
                 "'ops'"});
 }
@@ -268,7 +272,7 @@ TEST_CASE("secrets are declared by where their values are read from") {
   CHECK(s.at("db_password").where == "/etc/kiln/secrets/db");
   CHECK(s.at("api_key").from == kiln::config::SecretRef::From::kEnv);
   CHECK(s.at("api_key").where == "API_KEY");
-  CHECK(Errors(
+  CHECK(ConfigErrors(
             "[secrets]\n9x = { env = \"A\" }\nboth = { env = \"A\", file = \"/f\" }\n"
             "none = {}\nbad = { env = \"A-B\" }\nplain = \"hunter2\"\nodd = { path = \"/f\" }\n") ==
         Strings{
@@ -326,12 +330,12 @@ TEST_CASE("[executor] mode says which pools run on workers") {
   auto all = ParseDaemonConfig("[executor]\nmode = \"workers\"\n", "kiln.toml");
   CHECK(all.diagnostics.empty());
   CHECK(all.config.executor_mode == "workers");
-  CHECK(Errors("[executor]\nmode = \"remote\"\n") ==
+  CHECK(ConfigErrors("[executor]\nmode = \"remote\"\n") ==
         Strings{"kiln.toml:2:8: executor.mode: unknown mode \"remote\"; expected \"local\", "
                 "\"workers\" or \"both\""});
-  CHECK(Errors("[executor]\nmode = \"both\"\n") ==
+  CHECK(ConfigErrors("[executor]\nmode = \"both\"\n") ==
         Strings{"kiln.toml:2:8: executor.worker_pools: mode \"both\" needs the pools that run on "
                 "workers, e.g. worker_pools = [\"gpu\"]"});
-  CHECK(Errors("[executor]\nworker_pools = [\"gpu\", 3]\n") ==
+  CHECK(ConfigErrors("[executor]\nworker_pools = [\"gpu\", 3]\n") ==
         Strings{"kiln.toml:2:24: executor.worker_pools: expected a string, got an integer"});
 }

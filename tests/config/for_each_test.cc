@@ -11,7 +11,7 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-Strings Errors(const std::string& tasks) {
+Strings ForEachErrors(const std::string& tasks) {
   Strings out;
   auto result = ParsePipeline("[pipeline]\nname = \"p\"\n" + tasks, "p.toml");
   for (const auto& d : result.diagnostics) out.push_back(d.ToString());
@@ -51,40 +51,42 @@ env = { ITEM = "{{ item.index }}" }
 }
 
 TEST_CASE("item references are checked against the task and its inline items") {
-  CHECK(Errors("[tasks.a]\ncommand = \"echo {{ item }}\"\n") ==
+  CHECK(ForEachErrors("[tasks.a]\ncommand = \"echo {{ item }}\"\n") ==
         Strings{"p.toml:4:11: tasks.a.command: {{ item }} names the item of a task with "
                 "for_each; this task has none"});
-  CHECK(Errors("[tasks.a]\nfor_each = [{ c = 1 }, { d = 2 }]\ncommand = \"fit {{ item.c }} {{ "
-               "item }}\"\n") ==
-        Strings{"p.toml:5:11: tasks.a.command: {{ item.c }}: item 1 has no key 'c' (its keys: "
-                "d)",
-                "p.toml:5:11: tasks.a.command: {{ item }}: item 0 is a table; use {{ item.KEY }} "
-                "for its keys"});
   CHECK(
-      Errors("[tasks.a]\nfor_each = [\"eu\", \"us\"]\nargv = [\"fit\", \"{{ item.region }}\"]\n") ==
-      Strings{"p.toml:5:16: tasks.a.argv: {{ item.region }}: item 0 is a string, not a table; "
-              "use {{ item }}"});
-  CHECK(Errors("[tasks.a]\nfor_each = \"{{ run.dir }}/{{ item }}.json\"\ncommand = \"true\"\n") ==
+      ForEachErrors("[tasks.a]\nfor_each = [{ c = 1 }, { d = 2 }]\ncommand = \"fit {{ item.c }} {{ "
+                    "item }}\"\n") ==
+      Strings{"p.toml:5:11: tasks.a.command: {{ item.c }}: item 1 has no key 'c' (its keys: "
+              "d)",
+              "p.toml:5:11: tasks.a.command: {{ item }}: item 0 is a table; use {{ item.KEY }} "
+              "for its keys"});
+  CHECK(ForEachErrors(
+            "[tasks.a]\nfor_each = [\"eu\", \"us\"]\nargv = [\"fit\", \"{{ item.region }}\"]\n") ==
+        Strings{"p.toml:5:16: tasks.a.argv: {{ item.region }}: item 0 is a string, not a table; "
+                "use {{ item }}"});
+  CHECK(ForEachErrors(
+            "[tasks.a]\nfor_each = \"{{ run.dir }}/{{ item }}.json\"\ncommand = \"true\"\n") ==
         Strings{"p.toml:4:12: tasks.a.for_each: {{ item }} names the item of a task with "
                 "for_each; this task has none"});
 }
 
 TEST_CASE("for_each and max_parallel values are checked") {
-  CHECK(Errors("[tasks.a]\nfor_each = [[1, 2]]\ncommand = \"true\"\n") ==
+  CHECK(ForEachErrors("[tasks.a]\nfor_each = [[1, 2]]\ncommand = \"true\"\n") ==
         Strings{"p.toml:4:13: tasks.a.for_each[0]: an item is a string, number, boolean, or a "
                 "table of those; got an array"});
-  CHECK(Errors("[tasks.a]\nfor_each = 3\ncommand = \"true\"\n") ==
+  CHECK(ForEachErrors("[tasks.a]\nfor_each = 3\ncommand = \"true\"\n") ==
         Strings{"p.toml:4:12: tasks.a.for_each: expected a JSON array file's path or an array "
                 "of items, got an integer"});
-  CHECK(Errors("[tasks.a]\nfor_each = [1]\nmax_parallel = 0\ncommand = \"true\"\n") ==
+  CHECK(ForEachErrors("[tasks.a]\nfor_each = [1]\nmax_parallel = 0\ncommand = \"true\"\n") ==
         Strings{"p.toml:5:16: tasks.a.max_parallel: must be at least 1, got 0"});
-  CHECK(Errors("[tasks.a]\nmax_parallel = 2\ncommand = \"true\"\n") ==
+  CHECK(ForEachErrors("[tasks.a]\nmax_parallel = 2\ncommand = \"true\"\n") ==
         Strings{"p.toml:4:16: tasks.a.max_parallel: max_parallel limits the instances of a task "
                 "with for_each; this task has none"});
   std::string many = "[tasks.a]\ncommand = \"true\"\nfor_each = [";
   for (int i = 0; i <= 10000; ++i) many += (i ? ",1" : "1");
   many += "]\n";
-  CHECK(Errors(many) ==
+  CHECK(ForEachErrors(many) ==
         Strings{"p.toml:5:12: tasks.a.for_each: 10001 items; at most 10000 (split the list over "
                 "several tasks)"});
 }

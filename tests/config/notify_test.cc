@@ -12,7 +12,7 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-Strings Errors(std::string_view text, const kiln::dag::SecretNames* secrets = nullptr) {
+Strings NotifyErrors(std::string_view text, const kiln::dag::SecretNames* secrets = nullptr) {
   Strings out;
   auto result = ParsePipeline(text, "p.toml", kiln::dag::ShellOnly(), secrets);
   for (const auto& d : result.diagnostics) out.push_back(d.ToString());
@@ -47,7 +47,7 @@ webhook = "http://gateway/{{ pipeline.name }}/{{ run.id }}"
 
 TEST_CASE("notify tables and the sla are checked") {
   const kiln::dag::SecretNames declared = {"slack_path"};
-  CHECK(Errors(std::string(kHead) + R"([[notify]]
+  CHECK(NotifyErrors(std::string(kHead) + R"([[notify]]
 on = ["failed", "paged", "failed"]
 webhook = "ftp://x"
 format = "xml"
@@ -57,7 +57,7 @@ webhook = "https://x/{{ params.region }}"
 on = ["retry"]
 webhook = "https://x/{{ secrets.other }}"
 )",
-               &declared) ==
+                     &declared) ==
         Strings{"p.toml:7:6: notify[0].on: unknown event 'paged' (accepted: success, failed, "
                 "cancelled, sla_missed, retry)",
                 "p.toml:7:6: notify[0].on: 'failed' is listed twice",
@@ -69,7 +69,7 @@ webhook = "https://x/{{ secrets.other }}"
                 "webhook may use secrets.NAME, pipeline.name and run.id)",
                 "p.toml:14:11: notify[2].webhook: unknown secret 'other' (declared in kiln.toml "
                 "[secrets]: slack_path)"});
-  CHECK(Errors("[pipeline]\nname = \"p\"\nsla = \"0s\"\n[tasks.a]\ncommand = \"true\"\n") ==
+  CHECK(NotifyErrors("[pipeline]\nname = \"p\"\nsla = \"0s\"\n[tasks.a]\ncommand = \"true\"\n") ==
         Strings{"p.toml:3:7: pipeline.sla: must be above 0, e.g. \"2h\""});
 }
 

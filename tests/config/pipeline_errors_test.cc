@@ -10,7 +10,7 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-Strings Errors(std::string_view text, const std::string& file = "p.toml") {
+Strings PipelineErrors(std::string_view text, const std::string& file = "p.toml") {
   Strings out;
   auto result = ParsePipeline(text, file);
   for (const auto& d : result.diagnostics) out.push_back(d.ToString());
@@ -25,18 +25,18 @@ std::string WithHeader(std::string_view rest) { return std::string(kHeader) + st
 }  // namespace
 
 TEST_CASE("a TOML syntax error is one diagnostic at toml++'s position") {
-  CHECK(Errors("[pipeline]\nname = \"p\n") ==
+  CHECK(PipelineErrors("[pipeline]\nname = \"p\n") ==
         Strings{"p.toml:2:10: invalid TOML: error while parsing string: unescaped control "
                 "characters other than TAB (U+0009) are explicitly prohibited"});
-  CHECK(Errors("[tasks.a\ncommand = \"x\"\n") ==
+  CHECK(PipelineErrors("[tasks.a\ncommand = \"x\"\n") ==
         Strings{"p.toml:1:9: invalid TOML: error while parsing table header: expected ']', "
                 "saw '\\n'"});
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\ncommand = \"y\"\n")).size() == 1);
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\ncommand = \"y\"\n")).size() == 1);
 }
 
 TEST_CASE("unknown keys are named with the accepted ones and the closest") {
   CHECK(
-      Errors(WithHeader("[tasks.train]\ncomand = \"python3 train.py\"\n")) ==
+      PipelineErrors(WithHeader("[tasks.train]\ncomand = \"python3 train.py\"\n")) ==
       Strings{"p.toml:3:8: tasks.train: no command; set command (run with /bin/sh -c) or argv (run "
               "directly)",
               "p.toml:4:1: tasks.train.comand: unknown key 'comand'; did you mean 'command'? "
@@ -44,58 +44,60 @@ TEST_CASE("unknown keys are named with the accepted ones and the closest") {
               "max_parallel, max_retry_delay, metrics, needs, outputs, pool, priority, retries, "
               "retry_backoff, "
               "retry_delay, skip_exit_codes, slots, timeout, trigger_rule, workdir)"});
-  CHECK(Errors("[pipeline]\nname = \"p\"\nowner = \"me\"\n[tasks.a]\ncommand = \"x\"\n") ==
+  CHECK(PipelineErrors("[pipeline]\nname = \"p\"\nowner = \"me\"\n[tasks.a]\ncommand = \"x\"\n") ==
         Strings{"p.toml:3:1: pipeline.owner: unknown key 'owner' (accepted: catchup, description, "
                 "max_active_runs, name, overlap, paused, schedule, sla, tags, timezone, "
                 "trigger_on_success)"});
-  CHECK(Errors(WithHeader("[task.a]\ncommand = \"x\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[task.a]\ncommand = \"x\"\n")) ==
         Strings{"p.toml: tasks: no tasks; define at least one [tasks.<id>] table",
                 "p.toml:3:2: task: unknown key 'task'; did you mean 'tasks'? (accepted: defaults, "
                 "notify, params, pipeline, tasks)"});
 }
 
 TEST_CASE("wrong types say what was expected and what was found") {
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\nretries = \"3\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\nretries = \"3\"\n")) ==
         Strings{"p.toml:5:11: tasks.a.retries: expected an integer, got a string"});
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\nneeds = \"b\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\nneeds = \"b\"\n")) ==
         Strings{"p.toml:5:9: tasks.a.needs: expected an array of strings, got a string"});
-  CHECK(Errors(WithHeader("[tasks.a]\nargv = [\"echo\", 3]\nallow_failure = \"yes\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\nargv = [\"echo\", 3]\nallow_failure = \"yes\"\n")) ==
         Strings{"p.toml:4:17: tasks.a.argv: expected a string, got an integer",
                 "p.toml:5:17: tasks.a.allow_failure: expected a boolean, got a string"});
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\nretry_backoff = \"2\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\nretry_backoff = \"2\"\n")) ==
         Strings{"p.toml:5:17: tasks.a.retry_backoff: expected a number, got a string"});
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\ntimeout = 60\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\ntimeout = 60\n")) ==
         Strings{"p.toml:5:11: tasks.a.timeout: expected a duration string such as \"90s\" or "
                 "\"1h30m\", got an integer"});
-  CHECK(Errors(WithHeader("[params]\nwhen = 2024-01-01\n[tasks.a]\ncommand = \"x\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[params]\nwhen = 2024-01-01\n[tasks.a]\ncommand = \"x\"\n")) ==
         Strings{"p.toml:4:8: params.when: expected a string, integer, float or boolean, got a "
                 "date"});
-  CHECK(Errors("tasks = [1]\n[pipeline]\nname = \"p\"\n") ==
+  CHECK(PipelineErrors("tasks = [1]\n[pipeline]\nname = \"p\"\n") ==
         Strings{"p.toml:1:9: tasks: expected a table, got an array"});
 }
 
 TEST_CASE("a value that is wrong is reported once, not again as missing") {
-  CHECK(Errors("[pipeline]\nname = 5\n[tasks.a]\ncommand = \"x\"\n") ==
+  CHECK(PipelineErrors("[pipeline]\nname = 5\n[tasks.a]\ncommand = \"x\"\n") ==
         Strings{"p.toml:2:8: pipeline.name: expected a string, got an integer"});
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = [\"x\"]\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = [\"x\"]\n")) ==
         Strings{"p.toml:4:11: tasks.a.command: expected a string, got an array"});
-  CHECK(Errors(WithHeader("[params]\nx = [1]\n[tasks.a]\ncommand = \"echo {{ params.x }}\"\n")) ==
+  CHECK(PipelineErrors(
+            WithHeader("[params]\nx = [1]\n[tasks.a]\ncommand = \"echo {{ params.x }}\"\n")) ==
         Strings{"p.toml:4:5: params.x: expected a string, integer, float or boolean, got an "
                 "array"});
 }
 
 TEST_CASE("integers out of the range of an int") {
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\npriority = 3000000000\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\npriority = 3000000000\n")) ==
         Strings{"p.toml:5:12: tasks.a.priority: integer 3000000000 is out of range (-2147483648 "
                 "to 2147483647)"});
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\nskip_exit_codes = [1, -9999999999]\n")) ==
+  CHECK(PipelineErrors(
+            WithHeader("[tasks.a]\ncommand = \"x\"\nskip_exit_codes = [1, -9999999999]\n")) ==
         Strings{"p.toml:5:23: tasks.a.skip_exit_codes: integer -9999999999 is out of range "
                 "(-2147483648 to 2147483647)"});
 }
 
 TEST_CASE("needs naming a missing task, the task itself, or a task twice") {
   CHECK(
-      Errors(
+      PipelineErrors(
           WithHeader("[tasks.prepare]\ncommand = \"x\"\n"
                      "[tasks.train]\nneeds = [\"prepare\", \"prepair\", \"train\", \"prepare\"]\n"
                      "command = \"y\"\n")) ==
@@ -107,22 +109,22 @@ TEST_CASE("needs naming a missing task, the task itself, or a task twice") {
 }
 
 TEST_CASE("a three-task cycle is named whole at the needs of its first task") {
-  CHECK(Errors(WithHeader("[tasks.train]\nneeds = [\"evaluate\"]\ncommand = \"x\"\n"
-                          "[tasks.evaluate]\nneeds = [\"promote\"]\ncommand = \"x\"\n"
-                          "[tasks.promote]\nneeds = [\"train\"]\ncommand = \"x\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.train]\nneeds = [\"evaluate\"]\ncommand = \"x\"\n"
+                                  "[tasks.evaluate]\nneeds = [\"promote\"]\ncommand = \"x\"\n"
+                                  "[tasks.promote]\nneeds = [\"train\"]\ncommand = \"x\"\n")) ==
         Strings{"p.toml:4:9: tasks.train.needs: dependency cycle train -> evaluate -> promote -> "
                 "train"});
 }
 
 TEST_CASE("bad durations and trigger rules") {
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\ntimeout = \"10 minutes\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\ntimeout = \"10 minutes\"\n")) ==
         Strings{"p.toml:5:11: tasks.a.timeout: invalid duration \"10 minutes\": unknown unit ' '; "
                 "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\""});
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\ntrigger_rule = \"one_fail\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\ntrigger_rule = \"one_fail\"\n")) ==
         Strings{"p.toml:5:16: tasks.a.trigger_rule: unknown trigger rule 'one_fail'; did you mean "
                 "'one_failed'? (accepted: all_success, all_failed, all_done, one_success, "
                 "one_failed, none_failed, none_failed_min_one_success)"});
-  CHECK(Errors(WithHeader("[tasks.a]\ncommand = \"x\"\ntrigger_rule = \"whenever\"\n")) ==
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\ntrigger_rule = \"whenever\"\n")) ==
         Strings{"p.toml:5:16: tasks.a.trigger_rule: unknown trigger rule 'whenever' (accepted: "
                 "all_success, all_failed, all_done, one_success, one_failed, none_failed, "
                 "none_failed_min_one_success)"});
@@ -130,7 +132,7 @@ TEST_CASE("bad durations and trigger rules") {
 
 TEST_CASE("unknown template names, and catchup and overlap values") {
   CHECK(
-      Errors(
+      PipelineErrors(
           "[pipeline]\nname = \"p\"\ncatchup = \"some\"\noverlap = \"wait\"\n"
           "[params]\nepochs = 3\n[tasks.a]\ncommand = \"train --epochs {{ params.epoch }}\"\n") ==
       Strings{"p.toml:3:11: pipeline.catchup: unknown catchup 'some' (accepted: none, latest, all)",
@@ -165,7 +167,7 @@ argv = ["evaluate.py"]
 command = "evaluate.py"
 trigger_rule = "sometimes"
 )toml";
-  CHECK(Errors(kBroken, "pipelines/churn.toml") ==
+  CHECK(PipelineErrors(kBroken, "pipelines/churn.toml") ==
         Strings{
             "pipelines/churn.toml:2:8: pipeline.name: invalid pipeline name 'Churn'; use 1-64 "
             "characters from a-z, 0-9, '_', '.', '-', starting with a letter or digit "
@@ -193,13 +195,14 @@ trigger_rule = "sometimes"
 }
 
 TEST_CASE("a bad schedule is an error at its value") {
-  CHECK(Errors("[pipeline]\nname = \"churn\"\n\nschedule = \"61 3 * * *\"\n[tasks.a]\n"
-               "command = \"x\"\n",
-               "churn.toml") ==
+  CHECK(PipelineErrors("[pipeline]\nname = \"churn\"\n\nschedule = \"61 3 * * *\"\n[tasks.a]\n"
+                       "command = \"x\"\n",
+                       "churn.toml") ==
         Strings{"churn.toml:4:12: pipeline.schedule: minute field '61' out of range 0-59"});
-  CHECK(
-      Errors("[pipeline]\nname = \"p\"\nschedule = \"0 0 30 2 *\"\n[tasks.a]\ncommand = \"x\"\n") ==
-      Strings{"p.toml:3:12: pipeline.schedule: never fires: day 30 never occurs in February"});
-  CHECK(Errors("[pipeline]\nname = \"p\"\nschedule = \"@daily\"\n[tasks.a]\ncommand = \"x\"\n")
+  CHECK(PipelineErrors(
+            "[pipeline]\nname = \"p\"\nschedule = \"0 0 30 2 *\"\n[tasks.a]\ncommand = \"x\"\n") ==
+        Strings{"p.toml:3:12: pipeline.schedule: never fires: day 30 never occurs in February"});
+  CHECK(PipelineErrors(
+            "[pipeline]\nname = \"p\"\nschedule = \"@daily\"\n[tasks.a]\ncommand = \"x\"\n")
             .empty());
 }

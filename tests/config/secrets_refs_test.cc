@@ -11,7 +11,7 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-Strings Errors(std::string_view text, const kiln::dag::SecretNames* secrets) {
+Strings SecretErrors(std::string_view text, const kiln::dag::SecretNames* secrets) {
   Strings out;
   auto result = ParsePipeline(text, "p.toml", kiln::dag::ShellOnly(), secrets);
   for (const auto& d : result.diagnostics) out.push_back(d.ToString());
@@ -30,18 +30,18 @@ env = { TOKEN = "Bearer {{ secrets.api_token }}", PLAIN = "x" }
 
 TEST_CASE("secrets declared in kiln.toml may be used in env values and argv") {
   const kiln::dag::SecretNames declared = {"api_token", "db_password"};
-  CHECK(Errors(kUses, &declared).empty());
+  CHECK(SecretErrors(kUses, &declared).empty());
   // A stored version read back is not checked against today's names.
-  CHECK(Errors(kUses, nullptr).empty());
+  CHECK(SecretErrors(kUses, nullptr).empty());
 }
 
 TEST_CASE("an unknown secret name is a validation error naming the declared ones") {
   const kiln::dag::SecretNames declared = {"db_password"};
-  CHECK(Errors(kUses, &declared) ==
+  CHECK(SecretErrors(kUses, &declared) ==
         Strings{"p.toml:5:17: tasks.load.env.TOKEN: unknown secret 'api_token' (declared in "
                 "kiln.toml [secrets]: db_password)"});
   const kiln::dag::SecretNames none;
-  CHECK(Errors(kUses, &none) ==
+  CHECK(SecretErrors(kUses, &none) ==
         Strings{"p.toml:4:17: tasks.load.argv: unknown secret 'db_password' (declared in "
                 "kiln.toml [secrets]: none)",
                 "p.toml:5:17: tasks.load.env.TOKEN: unknown secret 'api_token' (declared in "
@@ -50,13 +50,13 @@ TEST_CASE("an unknown secret name is a validation error naming the declared ones
 
 TEST_CASE("secrets are refused in commands, paths and other keys") {
   const kiln::dag::SecretNames declared = {"pw"};
-  CHECK(Errors(R"([pipeline]
+  CHECK(SecretErrors(R"([pipeline]
 name = "p"
 [tasks.a]
 command = "echo {{ secrets.pw }}"
 outputs = ["{{ secrets.pw }}.csv"]
 )",
-               &declared) ==
+                     &declared) ==
         Strings{"p.toml:4:11: tasks.a.command: {{ secrets.pw }} is not allowed here: secrets may "
                 "appear in env values, argv and notify webhooks only; pass it in env (e.g. "
                 "env.TOKEN = \"{{ secrets.pw }}\") and read $TOKEN",

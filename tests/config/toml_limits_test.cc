@@ -170,7 +170,8 @@ TEST_CASE("the deepest text within the limits parses on a small stack") {
     if (count > 0) first = result.diagnostics[0].ToString();
   });
   CHECK(count == 1);
-  CHECK(first == "p.toml:5:2: k: unknown key 'k' (accepted: defaults, notify, params, pipeline, tasks)");
+  CHECK(first ==
+        "p.toml:5:2: k: unknown key 'k' (accepted: defaults, notify, params, pipeline, tasks)");
 }
 
 TEST_CASE("a pipeline file over 16 MiB is refused before it is parsed") {

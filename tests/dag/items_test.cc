@@ -4,16 +4,16 @@
 
 namespace {
 
-using kiln::dag::Value;
+using Item = kiln::dag::Value;  // (kiln::Value is a function)
 
-Value Scalar(Value::Type type) {
-  Value v;
+Item Scalar(Item::Type type) {
+  Item v;
   v.type = type;
   return v;
 }
 
-Value Text(std::string s, std::string key = "") {
-  Value v = Scalar(Value::Type::kString);
+Item Text(std::string s, std::string key = "") {
+  Item v = Scalar(Item::Type::kString);
   v.string = std::move(s);
   v.key = std::move(key);
   return v;
@@ -22,22 +22,22 @@ Value Text(std::string s, std::string key = "") {
 }  // namespace
 
 TEST_CASE("an item's text, JSON and template values") {
-  Value region = Text("eu-west \"1\"\n");
+  Item region = Text("eu-west \"1\"\n");
   CHECK(kiln::dag::ItemText(region) == "eu-west \"1\"\n");
   CHECK(kiln::dag::ItemJson(region) == R"("eu-west \"1\"\n")");
   CHECK(kiln::dag::ItemValues(region, 3) ==
         kiln::dag::TemplateValues{{"item", "eu-west \"1\"\n"}, {"item.index", "3"}});
 
-  Value c = Scalar(Value::Type::kFloat);
+  Item c = Scalar(Item::Type::kFloat);
   c.number = 0.1;
   c.key = "c";
-  Value depth = Scalar(Value::Type::kInteger);
+  Item depth = Scalar(Item::Type::kInteger);
   depth.integer = 5;
   depth.key = "depth";
-  Value fast = Scalar(Value::Type::kBool);
+  Item fast = Scalar(Item::Type::kBool);
   fast.boolean = true;
   fast.key = "fast";
-  Value table = Scalar(Value::Type::kTable);
+  Item table = Scalar(Item::Type::kTable);
   table.items = {c, depth, fast, Text("a\tb", "name")};
   CHECK(kiln::dag::ItemJson(table) == R"({"c":0.1,"depth":5,"fast":true,"name":"a\tb"})");
   CHECK(kiln::dag::ItemValues(table, 0) == kiln::dag::TemplateValues{{"item.c", "0.1"},

@@ -14,7 +14,7 @@ using namespace kiln::e2e;
 
 namespace {
 
-std::string States(const json& run) {
+std::string TaskAttempts(const json& run) {
   std::string out;
   for (const auto& t : run["tasks"]) {
     out += (out.empty() ? "" : ",") + t["id"].get<std::string>() + ":" +
@@ -68,7 +68,7 @@ command = "echo done"
   auto viewer = daemon.Client(kViewerToken);
   run = GetRun(viewer, id);
   CHECK(run["state"] == "success");
-  CHECK(States(run) == "greet:success:1,after:success:1");
+  CHECK(TaskAttempts(run) == "greet:success:1,after:success:1");
   CHECK(run["tasks"][0]["exit_code"] == 0);
 
   json attempts =
@@ -222,7 +222,7 @@ command = "true"
   CHECK(cancelled->status == 202);
   CHECK(WaitForRunEnd(daemon, id) == "cancelled");
   for (int pid : pids) CHECK_FALSE(ProcessAlive(pid));
-  CHECK(States(GetRun(op, id)) == "a:cancelled:1,b:cancelled:1,c:cancelled:0");
+  CHECK(TaskAttempts(GetRun(op, id)) == "a:cancelled:1,b:cancelled:1,c:cancelled:0");
   CHECK(Sql("select actor from events where kind = 'cancel_requested' and run_id = " +
             std::to_string(id)) == "operator");
   auto again = op.Post(("/api/v1/runs/" + std::to_string(id) + "/cancel").c_str(), "", kJson);
@@ -247,7 +247,7 @@ command = "true"
   auto op = daemon.Client(kOperatorToken);
   int64_t id = Trigger(op, "flaky", "{}");
   CHECK(WaitForRunEnd(daemon, id) == "failed");
-  CHECK(States(GetRun(op, id)) == "ok:success:1,flaky:failed:1,after:upstream_failed:0");
+  CHECK(TaskAttempts(GetRun(op, id)) == "ok:success:1,flaky:failed:1,after:upstream_failed:0");
 
   std::string retry = "/api/v1/runs/" + std::to_string(id) + "/retry";
   WriteFile(daemon.data_dir() / "fixed", "");
@@ -257,7 +257,7 @@ command = "true"
   CHECK(res->status == 200);
   CHECK(body["tasks"] == json{"flaky", "after"});
   CHECK(WaitForRunEnd(daemon, id, before) == "success");
-  CHECK(States(GetRun(op, id)) == "ok:success:1,flaky:success:2,after:success:1");
+  CHECK(TaskAttempts(GetRun(op, id)) == "ok:success:1,flaky:success:2,after:success:1");
 
   auto nothing = op.Post(retry.c_str(), R"({"mode": "failed"})", kJson);
   body = Body(nothing);
@@ -273,7 +273,7 @@ command = "true"
   CHECK(res->status == 200);
   CHECK(body["tasks"] == json{"ok", "after"});
   CHECK(WaitForRunEnd(daemon, id, before) == "success");
-  CHECK(States(GetRun(op, id)) == "ok:success:2,flaky:success:2,after:success:2");
+  CHECK(TaskAttempts(GetRun(op, id)) == "ok:success:2,flaky:success:2,after:success:2");
   CHECK(Sql("select count(*) from events where kind = 'run_retried' and actor = 'operator' and "
             "run_id = " +
             std::to_string(id)) == "2");
@@ -305,7 +305,7 @@ command = "exit 3"
   json run = Body(marked);
   CHECK(marked->status == 200);
   CHECK(run["state"] == "success");
-  CHECK(States(run) == "bad:success:1");
+  CHECK(TaskAttempts(run) == "bad:success:1");
   CHECK(Sql("select actor || ':' || (detail->>'reason') from events where kind = 'task_marked' "
             "and run_id = " +
             std::to_string(id)) == "admin:checked by hand");
@@ -331,7 +331,7 @@ command = "true"
       op.Post(("/api/v1/runs/" + std::to_string(second) + "/cancel").c_str(), "", kJson);
   REQUIRE(cancelled);
   CHECK(cancelled->status == 202);
-  CHECK(States(GetRun(op, second)) == "t:cancelled:0");
+  CHECK(TaskAttempts(GetRun(op, second)) == "t:cancelled:0");
   json unpaused = Body(op.Post("/api/v1/pipelines/held/unpause", "", kJson));
   CHECK(unpaused["paused"] == false);
   CHECK(WaitForRunEnd(daemon, first) == "success");

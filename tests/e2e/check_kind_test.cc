@@ -4,6 +4,7 @@
 
 #include "daemon.h"
 #include "harness.h"
+#include "run_json.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -11,27 +12,9 @@ using namespace kiln::e2e;
 
 namespace {
 
-struct Ran {
-  Output output;
-  json run;
-};
-
 Ran RunIn(const TempDir& dir, const std::string& toml) {
   WriteFile(dir / "p.toml", toml);
-  Ran ran{Kiln({"run", "p.toml", "--output", "json", "--data-dir", (dir / "data").string()},
-               dir.path()),
-          json()};
-  if (!ran.output.out.empty()) ran.run = json::parse(ran.output.out);
-  return ran;
-}
-
-std::string States(const json& run) {
-  std::string out;
-  for (const auto& t : run["tasks"]) {
-    out +=
-        (out.empty() ? "" : " ") + t["id"].get<std::string>() + ":" + t["state"].get<std::string>();
-  }
-  return out;
+  return RunJson(dir, {"--data-dir", (dir / "data").string()});
 }
 
 // prepare writes the data given into the run folder; check holds it to a contract; train follows.
@@ -69,7 +52,7 @@ TEST_CASE("data that keeps its contract lets training run") {
   auto ran = RunIn(dir, Contracted("id,age,country\\na1,34,DE\\na2,0,FR\\na3,120,US\\n"));
   INFO(ran.output.err);
   CHECK(ran.output.code == 0);
-  CHECK(States(ran.run) == "prepare:success check_data:success train:success");
+  CHECK(TaskStates(ran.run) == "prepare:success check_data:success train:success");
   CHECK(LogOf(dir, ran.run, "check_data") ==
         "kiln check: " + (dir / ("data/runs/contract/" + ran.run["id"].dump())).string() +
             "/train.csv: 3 data rows, 3 columns; the contract holds\n");
@@ -80,7 +63,7 @@ TEST_CASE("a contract violation stops training with a report naming the column a
   auto ran = RunIn(dir, Contracted("id,age,country\\na1,34,DE\\na2,-3,FR\\na1,,UK\\na4,130,US\\n"));
   INFO(ran.output.err);
   CHECK(ran.output.code == 1);
-  CHECK(States(ran.run) == "prepare:success check_data:failed train:upstream_failed");
+  CHECK(TaskStates(ran.run) == "prepare:success check_data:failed train:upstream_failed");
   const std::string run_dir = (dir / ("data/runs/contract/" + ran.run["id"].dump())).string();
   const std::string log = LogOf(dir, ran.run, "check_data");
   INFO(log);
@@ -108,7 +91,7 @@ TEST_CASE("with severity warn a violation is reported and the task succeeds") {
       dir, Contracted("id,age,country\\na1,34,DE\\na2,-3,FR\\na3,5,US\\n", "severity = \"warn\""));
   INFO(ran.output.err);
   CHECK(ran.output.code == 0);
-  CHECK(States(ran.run) == "prepare:success check_data:success train:success");
+  CHECK(TaskStates(ran.run) == "prepare:success check_data:success train:success");
   CHECK(LogOf(dir, ran.run, "check_data").find("  warning: age: 1 value below min 0 (row 2)\n") !=
         std::string::npos);
 }
@@ -123,7 +106,7 @@ data = "absent.csv"
 rows = { min = 1 }
 )");
   CHECK(ran.output.code == 1);
-  CHECK(States(ran.run) == "check_data:failed");
+  CHECK(TaskStates(ran.run) == "check_data:failed");
   CHECK(LogOf(dir, ran.run, "check_data") ==
         "kiln check: absent.csv: cannot open: No such file or directory\n");
 }
@@ -237,7 +220,7 @@ data = "absent.csv"
 rows = { min = 1000 }
 )");
   CHECK(ran.output.code == 1);
-  CHECK(States(ran.run) == "check_data:failed");
+  CHECK(TaskStates(ran.run) == "check_data:failed");
   CHECK(LogOf(dir, ran.run, "check_data") ==
         "kiln check: absent.csv: cannot open: No such file or directory\n");
 }
@@ -255,7 +238,7 @@ data = "{{ run.dir }}/victim"
 rows = { min = 1 }
 )");
   CHECK(ran.output.code == 1);
-  CHECK(States(ran.run) == "plant:success check_data:failed");
+  CHECK(TaskStates(ran.run) == "plant:success check_data:failed");
   const fs::path run_dir = dir / ("data/runs/contract/" + ran.run["id"].dump());
   CHECK(ReadFile(run_dir / "victim") == "precious\n");
   CHECK_FALSE(fs::is_symlink(run_dir / ".kiln/check_data/check.json"));

@@ -168,4 +168,12 @@ json Body(const httplib::Result& result) {
   return json::parse(result->body);
 }
 
+json GetJson(httplib::Client& client, const std::string& path, int status) {
+  auto res = client.Get(path);
+  REQUIRE(res);
+  INFO(path << " -> " << res->body);
+  REQUIRE(res->status == status);
+  return json::parse(res->body);
+}
+
 }  // namespace kiln::e2e

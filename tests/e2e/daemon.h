@@ -91,4 +91,7 @@ int64_t LastEventId();
 // The body of a response as JSON (fails the test when there is no response).
 nlohmann::json Body(const httplib::Result& result);
 
+// GET `path`: its body as JSON (fails the test unless the answer's status is `status`).
+nlohmann::json GetJson(httplib::Client& client, const std::string& path, int status = 200);
+
 }  // namespace kiln::e2e

@@ -6,6 +6,7 @@
 
 #include "daemon.h"
 #include "harness.h"
+#include "run_json.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -22,11 +23,6 @@ std::string Data(int shift) {
   }
   return csv;
 }
-
-struct Ran {
-  Output output;
-  json run;
-};
 
 Ran RunWith(const TempDir& dir, const std::string& input, const std::string& extra = "") {
   WriteFile(dir / "data/reference.csv", Data(0));
@@ -47,25 +43,11 @@ threshold = 0.5
 needs = ["drift"]
 command = "echo reported"
 )");
-  Ran ran{Kiln({"run", "p.toml", "--output", "json", "--data-dir", (dir / "data-dir").string(),
-                "-p", "input=" + input},
-               dir.path()),
-          json()};
-  if (!ran.output.out.empty()) ran.run = json::parse(ran.output.out);
-  return ran;
+  return RunJson(dir, {"--data-dir", (dir / "data-dir").string(), "-p", "input=" + input});
 }
 
 std::string LogOf(const TempDir& dir, const json& run) {
   return ReadFile(dir / ("data-dir/logs/monitor/" + run["id"].dump() + "/drift.1.log"));
-}
-
-std::string States(const json& run) {
-  std::string out;
-  for (const auto& t : run["tasks"]) {
-    out +=
-        (out.empty() ? "" : " ") + t["id"].get<std::string>() + ":" + t["state"].get<std::string>();
-  }
-  return out;
 }
 
 }  // namespace
@@ -75,7 +57,7 @@ TEST_CASE("data like its reference does not drift") {
   auto ran = RunWith(dir, "data/same.csv");
   INFO(ran.output.err);
   CHECK(ran.output.code == 0);
-  CHECK(States(ran.run) == "drift:success report:success");
+  CHECK(TaskStates(ran.run) == "drift:success report:success");
   CHECK(LogOf(dir, ran.run) ==
         "kiln drift: data/same.csv against data/reference.csv, ks above 0.5000: no column drifted\n"
         "  age: ks 0.0000 (40 reference values, 40 current)\n"
@@ -87,7 +69,7 @@ TEST_CASE("data that moved away from its reference drifts and fails the task") {
   auto ran = RunWith(dir, "data/older.csv");
   INFO(ran.output.err);
   CHECK(ran.output.code == 1);
-  CHECK(States(ran.run) == "drift:failed report:upstream_failed");
+  CHECK(TaskStates(ran.run) == "drift:failed report:upstream_failed");
   CHECK(LogOf(dir, ran.run) ==
         "kiln drift: data/older.csv against data/reference.csv, ks above 0.5000: 1 of 2 columns "
         "drifted\n"
@@ -105,7 +87,7 @@ TEST_CASE("with on_drift warn a drift is reported and the task succeeds") {
   auto ran = RunWith(dir, "data/older.csv", "on_drift = \"warn\"\ncolumns = [\"age\"]");
   INFO(ran.output.err);
   CHECK(ran.output.code == 0);
-  CHECK(States(ran.run) == "drift:success report:success");
+  CHECK(TaskStates(ran.run) == "drift:success report:success");
   CHECK(LogOf(dir, ran.run) ==
         "kiln drift: data/older.csv against data/reference.csv, ks above 0.5000: 1 of 1 column "
         "drifted\n"
@@ -116,7 +98,7 @@ TEST_CASE("a drift task naming a column the data lacks fails saying which") {
   TempDir dir;
   auto ran = RunWith(dir, "data/same.csv", "columns = [\"age\", \"height\"]");
   CHECK(ran.output.code == 1);
-  CHECK(States(ran.run) == "drift:failed report:upstream_failed");
+  CHECK(TaskStates(ran.run) == "drift:failed report:upstream_failed");
   CHECK(LogOf(dir, ran.run) ==
         "kiln drift: data/reference.csv: no column 'height' (found: age, income, city)\n");
 }

@@ -4,17 +4,13 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
+#include "run_json.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
 using namespace kiln::e2e;
 
 namespace {
-
-struct Ran {
-  Output output;
-  json run;
-};
 
 // evaluate writes {"accuracy": <param>, "latency_ms": 40}; the gate decides; deploy follows it.
 Ran RunGate(const TempDir& dir, const std::string& accuracy, const std::string& extra = "") {
@@ -35,21 +31,7 @@ require = ["accuracy >= 0.9", "accuracy >= champion.accuracy - 0.005", "latency_
 needs = ["gate"]
 command = "echo deployed"
 )");
-  Ran ran{Kiln({"run", "p.toml", "--output", "json", "--data-dir", (dir / "data").string(), "-p",
-                "accuracy=" + accuracy},
-               dir.path()),
-          json()};
-  if (!ran.output.out.empty()) ran.run = json::parse(ran.output.out);
-  return ran;
-}
-
-std::string States(const json& run) {
-  std::string out;
-  for (const auto& t : run["tasks"]) {
-    out +=
-        (out.empty() ? "" : " ") + t["id"].get<std::string>() + ":" + t["state"].get<std::string>();
-  }
-  return out;
+  return RunJson(dir, {"--data-dir", (dir / "data").string(), "-p", "accuracy=" + accuracy});
 }
 
 std::string GateLog(const TempDir& dir, const json& run) {
@@ -63,7 +45,7 @@ TEST_CASE("a gate whose conditions hold lets what follows it run") {
   auto ran = RunGate(dir, "0.95");
   INFO(ran.output.err);
   CHECK(ran.output.code == 0);
-  CHECK(States(ran.run) == "evaluate:success gate:success deploy:success");
+  CHECK(TaskStates(ran.run) == "evaluate:success gate:success deploy:success");
   CHECK(GateLog(dir, ran.run) ==
         "kiln gate: model churn, no champion yet: 3 of 3 conditions hold; passed\n"
         "  accuracy >= 0.9: 0.95 >= 0.9 holds\n"
@@ -84,7 +66,7 @@ TEST_CASE("a gate that does not pass is skipped, and so is what follows it") {
   auto ran = RunGate(dir, "0.85");
   INFO(ran.output.err);
   CHECK(ran.output.code == 0);
-  CHECK(States(ran.run) == "evaluate:success gate:skipped deploy:skipped");
+  CHECK(TaskStates(ran.run) == "evaluate:success gate:skipped deploy:skipped");
   CHECK(GateLog(dir, ran.run) ==
         "kiln gate: model churn, no champion yet: 2 of 3 conditions hold; not passed: the task "
         "is skipped\n"
@@ -98,7 +80,7 @@ TEST_CASE("a gate fails on metrics that are not numbers, naming the file and key
   auto ran = RunGate(dir, "\"high\"");
   CHECK(ran.output.code == 1);
   // The evaluate task declares no metrics: the gate is the one that reads them.
-  CHECK(States(ran.run) == "evaluate:success gate:failed deploy:upstream_failed");
+  CHECK(TaskStates(ran.run) == "evaluate:success gate:failed deploy:upstream_failed");
   const std::string file =
       (dir / ("data/runs/churn/" + ran.run["id"].dump() + "/metrics.json")).string();
   CHECK(GateLog(dir, ran.run) ==

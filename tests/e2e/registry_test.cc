@@ -40,14 +40,6 @@ retries = 1
 retry_delay = "0s"
 )";
 
-json Get(httplib::Client& client, const std::string& path, int status = 200) {
-  auto res = client.Get(path);
-  REQUIRE(res);
-  INFO(path << " -> " << res->body);
-  REQUIRE(res->status == status);
-  return json::parse(res->body);
-}
-
 int64_t Train(Daemon& daemon, const std::string& accuracy) {
   auto client = daemon.Client(kOperatorToken);
   const int64_t run =
@@ -87,7 +79,7 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
   Daemon daemon(dir, dir / "pipelines");
   auto viewer = daemon.Client(kViewerToken);
   auto operator_ = daemon.Client(kOperatorToken);
-  CHECK(Get(viewer, "/api/v1/models") == json::parse(R"({"models": []})"));
+  CHECK(GetJson(viewer, "/api/v1/models") == json::parse(R"({"models": []})"));
 
   // The first passes against no champion and becomes version 1, the champion.
   const int64_t first = Train(daemon, "0.80");
@@ -115,7 +107,7 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
   CHECK(ReadFile(daemon.data_dir() / ("logs/churn/" + std::to_string(worse) + "/gate.1.log"))
             .starts_with("kiln gate: model churn, champion version 1: 1 of 2 conditions hold; "
                          "not passed: the task is skipped\n"));
-  CHECK(Get(viewer, "/api/v1/models/churn")["versions"].size() == 1);
+  CHECK(GetJson(viewer, "/api/v1/models/churn")["versions"].size() == 1);
 
   // A better one becomes version 2 and the champion.
   Train(daemon, "0.90");
@@ -158,7 +150,7 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
                         kiln::Sha256Hex("x,y\n1,0\n") + "` | 8 |") != std::string::npos);
 
   // The registered file's lineage names the run that trained it and what it read.
-  const json lineage = Get(viewer, "/api/v1/lineage?sha256=" + kiln::Sha256Hex("model 0.90"));
+  const json lineage = GetJson(viewer, "/api/v1/lineage?sha256=" + kiln::Sha256Hex("model 0.90"));
   CHECK(lineage["produced_by"]["task"] == "train");
   CHECK(lineage["produced_by"]["inputs"][0]["path"] == (dir / "pipelines/data/train.csv").string());
 

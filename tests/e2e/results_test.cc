@@ -30,14 +30,6 @@ outputs = ["{{ run.dir }}/model.bin"]
 metrics = "{{ run.dir }}/metrics.json"
 )";
 
-json Get(httplib::Client& client, const std::string& path) {
-  auto res = client.Get(path);
-  REQUIRE(res);
-  INFO(path << " -> " << res->body);
-  REQUIRE(res->status == 200);
-  return json::parse(res->body);
-}
-
 }  // namespace
 
 TEST_CASE("kiln serve records a task's file hashes and metrics, and the lineage of its outputs") {
@@ -57,20 +49,20 @@ TEST_CASE("kiln serve records a task's file hashes and metrics, and the lineage 
   const std::string lower = kiln::Sha256Hex("a,b\nx,y\n");
 
   const json attempts =
-      Get(client, "/api/v1/runs/" + std::to_string(run) + "/tasks/train/attempts");
+      GetJson(client, "/api/v1/runs/" + std::to_string(run) + "/tasks/train/attempts");
   CHECK(attempts["attempts"][0]["results"] ==
         json::parse(R"({"inputs": [{"path": ")" + clean + R"(", "sha256": ")" + upper +
                     R"(", "bytes": 8}], "outputs": [{"path": ")" + model + R"(", "sha256": ")" +
                     upper + R"(", "bytes": 8}], "metrics": {"accuracy": 0.93, "epochs": 5}})"));
 
-  const json metrics = Get(client, "/api/v1/pipelines/lineage/metrics");
+  const json metrics = GetJson(client, "/api/v1/pipelines/lineage/metrics");
   REQUIRE(metrics["points"].size() == 1);
   CHECK(metrics["points"][0]["run"] == run);
   CHECK(metrics["points"][0]["task"] == "train");
   CHECK(metrics["points"][0]["metrics"] == json::parse(R"({"accuracy": 0.93, "epochs": 5})"));
   CHECK(metrics["next_cursor"].is_null());
 
-  const json lineage = Get(client, "/api/v1/lineage?path=" + model);
+  const json lineage = GetJson(client, "/api/v1/lineage?path=" + model);
   CHECK(lineage["sha256"] == upper);
   const json& train = lineage["produced_by"];
   CHECK(train["run"] == run);
@@ -88,7 +80,7 @@ TEST_CASE("kiln serve records a task's file hashes and metrics, and the lineage 
   CHECK(prepare["inputs"][0]["produced_by"].is_null());
 
   // By content: the same answer.
-  CHECK(Get(client, "/api/v1/lineage?sha256=" + upper)["produced_by"]["task"] == "train");
+  CHECK(GetJson(client, "/api/v1/lineage?sha256=" + upper)["produced_by"]["task"] == "train");
 
   // The CLI prints the same tree.
   const std::map<std::string, std::string> env = {

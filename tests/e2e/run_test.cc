@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
+#include "run_json.h"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -12,19 +13,11 @@ using namespace kiln::e2e;
 
 namespace {
 
-struct Ran {
-  Output output;
-  json run;  // --output json
-};
-
 Ran RunPipeline(const TempDir& dir, const std::string& toml, std::vector<std::string> extra = {}) {
   WriteFile(dir / "p.toml", toml);
-  std::vector<std::string> args = {"run",  "p.toml",     "--output",
-                                   "json", "--data-dir", (dir / "data").string()};
+  std::vector<std::string> args = {"--data-dir", (dir / "data").string()};
   args.insert(args.end(), extra.begin(), extra.end());
-  Ran ran{Kiln(args, dir.path()), json()};
-  if (!ran.output.out.empty()) ran.run = json::parse(ran.output.out);
-  return ran;
+  return RunJson(dir, args);
 }
 
 json TaskOf(const json& run, const std::string& id) {

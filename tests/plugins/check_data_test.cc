@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/plugins/data_files.h"
+
 using kiln::plugins::CheckData;
 using kiln::plugins::CheckLimits;
 using kiln::plugins::CheckReport;
@@ -16,35 +18,9 @@ using kiln::plugins::ColumnRule;
 using kiln::plugins::ColumnType;
 using kiln::plugins::Contract;
 using kiln::plugins::Violation;
+using kiln::plugins::testing::DataFiles;
 
 namespace {
-
-namespace fs = std::filesystem;
-
-// A fresh directory under the system temp dir, removed with its files.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = fs::temp_directory_path() / ("kiln_check_data_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(now) + "_" + std::to_string(++counter));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& bytes) const {
-    fs::path file = path_ / name;
-    std::ofstream(file, std::ios::binary) << bytes;
-    return file.string();
-  }
-  std::string path() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
 
 ColumnRule Col(std::string name, std::optional<ColumnType> type = std::nullopt) {
   ColumnRule rule;
@@ -92,7 +68,7 @@ void CheckViolation(const Violation& v, const std::string& column, const std::st
 }  // namespace
 
 TEST_CASE("a clean csv reports its rows and columns and no violation") {
-  TempDir dir;
+  DataFiles dir;
   auto id = Col("id", ColumnType::kInt);
   id.unique = true;
   auto name = Col("name", ColumnType::kString);
@@ -110,7 +86,7 @@ TEST_CASE("a clean csv reports its rows and columns and no violation") {
 }
 
 TEST_CASE("ints that do not parse are type violations and are not checked further") {
-  TempDir dir;
+  DataFiles dir;
   auto age = Col("age", ColumnType::kInt);
   age.min = 0;
   age.allowed = {int64_t{1}, int64_t{-3}, int64_t{7}};
@@ -124,7 +100,7 @@ TEST_CASE("ints that do not parse are type violations and are not checked furthe
 }
 
 TEST_CASE("floats bools and strings are read from the text and empty quotes are not null") {
-  TempDir dir;
+  DataFiles dir;
   auto s = Col("s", ColumnType::kString);
   s.nulls = false;
   auto path =
@@ -138,7 +114,7 @@ TEST_CASE("floats bools and strings are read from the text and empty quotes are 
 }
 
 TEST_CASE("min and max list the first offending rows and an ellipsis beyond max_examples") {
-  TempDir dir;
+  DataFiles dir;
   auto v = Col("v", ColumnType::kFloat);
   v.min = 0.5;
   v.max = 10;
@@ -165,7 +141,7 @@ TEST_CASE("min and max list the first offending rows and an ellipsis beyond max_
 }
 
 TEST_CASE("allowed compares numbers for numeric columns and text otherwise") {
-  TempDir dir;
+  DataFiles dir;
   auto label = Col("label", ColumnType::kInt);
   label.allowed = {int64_t{0}, int64_t{1}};
   auto color = Col("color", ColumnType::kString);
@@ -197,7 +173,7 @@ TEST_CASE("allowed compares numbers for numeric columns and text otherwise") {
 }
 
 TEST_CASE("unique reports later duplicates by value and ignores nulls") {
-  TempDir dir;
+  DataFiles dir;
   auto id = Col("id", ColumnType::kInt);
   id.unique = true;
   auto name = Col("name", ColumnType::kString);
@@ -212,7 +188,7 @@ TEST_CASE("unique reports later duplicates by value and ignores nulls") {
 }
 
 TEST_CASE("a missing required column is reported with the columns found") {
-  TempDir dir;
+  DataFiles dir;
   auto country = Col("country", ColumnType::kString);
   country.nulls = false;
   auto optional = Col("region");
@@ -226,7 +202,7 @@ TEST_CASE("a missing required column is reported with the columns found") {
 }
 
 TEST_CASE("row count bounds are violations of the empty column listed first") {
-  TempDir dir;
+  DataFiles dir;
   auto path = dir.Write("r.csv", "a\n1\n2\nx\n");
   auto contract = On(path, {Col("a", ColumnType::kInt)});
   contract.rows_min = 5;
@@ -247,7 +223,7 @@ TEST_CASE("row count bounds are violations of the empty column listed first") {
 }
 
 TEST_CASE("violations follow the contract column order then the rule order") {
-  TempDir dir;
+  DataFiles dir;
   auto z = Col("z", ColumnType::kInt);
   z.nulls = false;
   z.min = 0;
@@ -273,7 +249,7 @@ TEST_CASE("violations follow the contract column order then the rule order") {
 }
 
 TEST_CASE("blank lines and CRLF are not rows and a short row ends in nulls") {
-  TempDir dir;
+  DataFiles dir;
   auto b = Col("b");
   b.nulls = false;
   auto path = dir.Write("crlf.csv", "a,b,c\r\n\r\n1,2,3\r\n\n4\r\n5,,\"\"\r\n\r\n");
@@ -285,7 +261,7 @@ TEST_CASE("blank lines and CRLF are not rows and a short row ends in nulls") {
 }
 
 TEST_CASE("fields and column names are not trimmed") {
-  TempDir dir;
+  DataFiles dir;
   auto path = dir.Write("sp.csv", " id ,name\n 1 ,x\n2,y\n");
   auto report = Check(On(path, {Col(" id ", ColumnType::kInt)}));
   CHECK(report.columns == std::vector<std::string>{" id ", "name"});
@@ -293,7 +269,7 @@ TEST_CASE("fields and column names are not trimmed") {
 }
 
 TEST_CASE("a row with more fields than the header is an error naming its line and row") {
-  TempDir dir;
+  DataFiles dir;
   // Line 1 header, line 2 row 1, line 3 blank, row 2 starts on line 4 and spans two lines.
   auto path = dir.Write("wide.csv", "a,b\n1,2\n\n\"x\ny\",3,4\n");
   CHECK(ErrorOf(On(path, {})) ==
@@ -301,7 +277,7 @@ TEST_CASE("a row with more fields than the header is an error naming its line an
 }
 
 TEST_CASE("malformed csv errors name the line on which the record starts") {
-  TempDir dir;
+  DataFiles dir;
   const std::string parse = "malformed CSV: error parsing data while strict checking enabled";
   auto open = dir.Write("open.csv", "a,b\n1,2\n3,\"abc\n\ndef\n");
   CHECK(ErrorOf(On(open, {})) ==
@@ -317,7 +293,7 @@ TEST_CASE("malformed csv errors name the line on which the record starts") {
 }
 
 TEST_CASE("files that cannot be read as data are errors") {
-  TempDir dir;
+  DataFiles dir;
   auto missing = dir.path() + "/missing.csv";
   CHECK(ErrorOf(On(missing, {})) == missing + ": cannot open: No such file or directory");
   CHECK(ErrorOf(On(dir.path(), {})) == dir.path() + ": is a directory");
@@ -340,7 +316,7 @@ TEST_CASE("files that cannot be read as data are errors") {
 }
 
 TEST_CASE("bytes that are not UTF-8 are an error naming their line") {
-  TempDir dir;
+  DataFiles dir;
   auto bad = dir.Write("bad.csv", "a,b\n1,2\nx,\xff\n");
   CHECK(ErrorOf(On(bad, {})) == bad + ":3: not UTF-8");
   auto overlong = dir.Write("overlong.csv", "a\n\xc0\x80\n");
@@ -359,7 +335,7 @@ TEST_CASE("bytes that are not UTF-8 are an error naming their line") {
 }
 
 TEST_CASE("a UTF-8 sequence split across read chunks is one character") {
-  TempDir dir;
+  DataFiles dir;
   // Reads are 64 KiB: the euro sign's three bytes sit at offsets 65535..65537.
   std::string head = "s\n" + std::string(65535 - 2, 'a');
   auto split = dir.Write("split.csv", head + "\xe2\x82\xac\n");
@@ -372,7 +348,7 @@ TEST_CASE("a UTF-8 sequence split across read chunks is one character") {
 // (header + 6), texts 'line one\nline two', 'she said "hi"', 'a,"b",\nc', '' (row 5, unquoted:
 // a null here) and '' (row 6, quoted: an empty string); score -1 at row 2, 12 at row 4, 'x' at 6.
 TEST_CASE("a csv with quoted commas newlines and doubled quotes matches the python csv module") {
-  TempDir dir;
+  DataFiles dir;
   auto path = dir.Write("quoted.csv",
                         "id,text,score\n"
                         "1,\"hello, world\",5\n"
@@ -406,7 +382,7 @@ TEST_CASE("a csv with quoted commas newlines and doubled quotes matches the pyth
 }
 
 TEST_CASE("json lines check json types and an absent key is a null") {
-  TempDir dir;
+  DataFiles dir;
   auto id = Col("id", ColumnType::kInt);
   id.unique = true;
   auto score = Col("score", ColumnType::kFloat);
@@ -438,7 +414,7 @@ TEST_CASE("json lines check json types and an absent key is a null") {
 }
 
 TEST_CASE("json values of untyped columns compare by canonical text") {
-  TempDir dir;
+  DataFiles dir;
   auto v = Col("v");
   v.allowed = {int64_t{1}, std::string("a")};
   auto big = Col("big", ColumnType::kInt);
@@ -454,7 +430,7 @@ TEST_CASE("json values of untyped columns compare by canonical text") {
 }
 
 TEST_CASE("json lines missing columns and empty files") {
-  TempDir dir;
+  DataFiles dir;
   auto path = dir.Write("UPPER.NDJSON", "{\"a\": 1}\n{\"c\": null}\n");
   auto report = Check(On(path, {Col("b"), Col("c", ColumnType::kInt)}));
   CHECK(report.rows == 2);
@@ -466,7 +442,7 @@ TEST_CASE("json lines missing columns and empty files") {
 }
 
 TEST_CASE("json lines that are not objects are errors naming their line") {
-  TempDir dir;
+  DataFiles dir;
   auto array = dir.Write("array.jsonl", "{\"a\": 1}\n\n[1, 2]\n");
   CHECK(ErrorOf(On(array, {})) == array + ":3: not a JSON object");
   auto invalid = dir.Write("invalid.jsonl", "{\"a\": 1}\n{bad\n");
@@ -486,7 +462,7 @@ TEST_CASE("json lines that are not objects are errors naming their line") {
 }
 
 TEST_CASE("a large csv streams through many chunks") {
-  TempDir dir;
+  DataFiles dir;
   std::string data = "i,v\n";
   for (int i = 1; i <= 100000; ++i) data += std::to_string(i) + "," + std::to_string(i % 7) + "\n";
   auto path = dir.Write("large.csv", data);

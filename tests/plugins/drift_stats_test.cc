@@ -10,12 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "tests/plugins/data_files.h"
+
 using kiln::plugins::ColumnDrift;
 using kiln::plugins::ComputeDrift;
 using kiln::plugins::DriftMethod;
 using kiln::plugins::DriftRequest;
 using kiln::plugins::KsStatistic;
 using kiln::plugins::Psi;
+using kiln::plugins::testing::DataFiles;
 
 // Expected values were computed with Debian 12's python3-numpy 1.24.2 and python3-scipy 1.10.1;
 // every snippet below assumes this prelude:
@@ -36,30 +39,6 @@ namespace {
 namespace fs = std::filesystem;
 
 // A fresh directory under the system temp dir, removed with its files.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = fs::temp_directory_path() / ("kiln_drift_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(now) + "_" + std::to_string(++counter));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string Write(const std::string& name, const std::string& bytes) const {
-    fs::path file = path_ / name;
-    std::ofstream(file, std::ios::binary) << bytes;
-    return file.string();
-  }
-
- private:
-  fs::path path_;
-};
 
 // fmod(i * step, mod) for i in [0, n): the A and B of the Python prelude.
 std::vector<double> Wave(int n, double step, double mod) {
@@ -217,7 +196,7 @@ TEST_CASE("psi of generated samples matches numpy and is 0 for identical data") 
 // psi([30, 41, 25, 38], [30, 50, 60, 28]) -> 6.038974089478948
 // psi([1.5, 2.5, 3.5, 4.5, 5.5], [1.5, 9, 10, 2.5]) -> 3.3360423780185924
 TEST_CASE("drift of csv files defaults to the numeric columns of both in reference order") {
-  TempDir dir;
+  DataFiles dir;
   auto ref = dir.Write("ref.csv", kRefCsv);
   auto cur = dir.Write("cur.csv", kCurCsv);
   auto drifts = Drift(Request(ref, cur));
@@ -234,7 +213,7 @@ TEST_CASE("drift of csv files defaults to the numeric columns of both in referen
 // ks([30, 41, 25, 38], [30, 50, 60, 28]) -> 0.5
 // ks([1.5, 2.5, 3.5, 4.5, 5.5], [1.5, 9, 10, 2.5]) -> 0.5
 TEST_CASE("drift of chosen csv columns keeps their order and drifted is above the threshold") {
-  TempDir dir;
+  DataFiles dir;
   auto ref = dir.Write("ref.csv", kRefCsv);
   auto cur = dir.Write("cur.csv", kCurCsv);
   auto drifts = Drift(Request(ref, cur, {"score", "age"}, DriftMethod::kKs, 0.45));
@@ -251,7 +230,7 @@ TEST_CASE("drift of chosen csv columns keeps their order and drifted is above th
 // ks([1, 2.5, 4], [1, 7, 8]) -> 0.6666666666666666; ks([10, 12, 11, 30], [20, 25, 9])
 // -> 0.4166666666666667
 TEST_CASE("drift of json lines defaults to numeric keys in first-appearance order") {
-  TempDir dir;
+  DataFiles dir;
   auto ref = dir.Write("ref.jsonl", kRefJsonl);
   auto cur = dir.Write("cur.ndjson", kCurJsonl);
   auto drifts = Drift(Request(ref, cur, {}, DriftMethod::kKs, 0.5));
@@ -263,7 +242,7 @@ TEST_CASE("drift of json lines defaults to numeric keys in first-appearance orde
 // psi([1, 2.5, 4], [1, 7, 8]) -> 2.9341472484810085
 // psi([30, 41, 25, 38], [30, 31.5]) -> 6.90540806517888; ks(...) -> 0.5
 TEST_CASE("drift compares a csv reference with json lines and back") {
-  TempDir dir;
+  DataFiles dir;
   auto ref_csv = dir.Write("ref.csv", kRefCsv);
   auto cur_jsonl = dir.Write("cur.jsonl", "{\"age\": 30, \"score\": \"x\"}\n{\"age\": 31.5}\n");
   auto drifts = Drift(Request(ref_csv, cur_jsonl));
@@ -281,7 +260,7 @@ TEST_CASE("drift compares a csv reference with json lines and back") {
 }
 
 TEST_CASE("drift names the file and the missing column with the columns found") {
-  TempDir dir;
+  DataFiles dir;
   auto ref = dir.Write("ref.csv", kRefCsv);
   auto cur = dir.Write("cur.csv", kCurCsv);
   CHECK(ErrorOf(Request(ref, cur, {"age", "missing"})) ==
@@ -297,7 +276,7 @@ TEST_CASE("drift names the file and the missing column with the columns found") 
 }
 
 TEST_CASE("drift names the first row holding a non-number of a chosen column") {
-  TempDir dir;
+  DataFiles dir;
   auto ref = dir.Write("ref.csv", kRefCsv);
   auto cur = dir.Write("cur.csv", kCurCsv);
   CHECK(ErrorOf(Request(ref, cur, {"age", "name"})) ==
@@ -327,7 +306,7 @@ TEST_CASE("drift names the first row holding a non-number of a chosen column") {
 }
 
 TEST_CASE("drift refuses a chosen column with no values in either file") {
-  TempDir dir;
+  DataFiles dir;
   auto ref = dir.Write("ref.csv", kRefCsv);
   auto cur = dir.Write("cur.csv", kCurCsv);
   CHECK(ErrorOf(Request(ref, cur, {"sparse"})) == cur + ": column 'sparse' has no values");
@@ -337,7 +316,7 @@ TEST_CASE("drift refuses a chosen column with no values in either file") {
 }
 
 TEST_CASE("drift with no numeric column in common is an error") {
-  TempDir dir;
+  DataFiles dir;
   auto ref = dir.Write("ref.csv", kRefCsv);
   auto words = dir.Write("words.csv", "name,age,score\nann,old,\n");
   CHECK(ErrorOf(Request(ref, words)) == "no numeric column in both " + ref + " and " + words);
@@ -346,7 +325,7 @@ TEST_CASE("drift with no numeric column in common is an error") {
 }
 
 TEST_CASE("drift passes on the reader's error for a file that is not readable data") {
-  TempDir dir;
+  DataFiles dir;
   auto ref = dir.Write("ref.csv", kRefCsv);
   auto missing = (fs::temp_directory_path() / "kiln_drift_no_such_file.csv").string();
   CHECK(ErrorOf(Request(ref, missing)).starts_with(missing + ": cannot open: "));
