@@ -169,6 +169,23 @@ def latency(kiln, work, url, n):
                 pairs = [tuple(float(x) for x in r.split("|")) for r in rows]
                 print(f"  hand-out -> claim:   {percentiles([p[0] for p in pairs])}")
                 print(f"  claim -> process:    {percentiles([p[1] for p in pairs])}")
+                # Where a hop goes: the worker records the end; the daemon decides the next
+                # start (its scheduler's clock, before the commit); a worker claims it; its
+                # supervisor starts the process.
+                rows = sql(url, "select extract(epoch from h.at) * 1000 - (a.outcome->>"
+                           "'ended_at_ms')::float8, extract(epoch from (b.started_at - h.at)) * "
+                           "1000, extract(epoch from (b.claimed_at - b.started_at)) * 1000, "
+                           "(b.outcome->>'started_at_ms')::float8 - extract(epoch from "
+                           "b.claimed_at) * 1000 from attempts a join attempts b on b.run_id = "
+                           "a.run_id and b.task_id = 't' || (substr(a.task_id, 2)::int + 1) join "
+                           "worker_history h on h.run_id = a.run_id and h.task_id = a.task_id and "
+                           f"h.attempt = a.attempt and h.kind = 'end' where a.run_id = {run}"
+                           ).splitlines()
+                phases = [tuple(float(x) for x in r.split("|")) for r in rows]
+                for k, what in enumerate(("end -> recorded by the worker",
+                                          "recorded -> next start decided",
+                                          "decided -> claimed", "claimed -> process")):
+                    print(f"  hop: {what:31} {percentiles([p[k] for p in phases])}")
             cluster.stop()
     finally:
         cluster.stop()

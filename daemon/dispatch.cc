@@ -115,12 +115,9 @@ DispatchRunner::DispatchRunner(asio::io_context& io, scheduler::TaskRunner& loca
                   }),
       alive_(std::make_shared<bool>(true)) {}
 
-void DispatchRunner::Start(scheduler::LaunchRequest request,
-                           std::function<void(AttemptOutcome)> on_exit) {
-  if (!options_.pools.OnWorkers(request.pool)) {
-    local_.Start(std::move(request), std::move(on_exit));
-    return;
-  }
+std::optional<store::Dispatch> DispatchRunner::Prepare(scheduler::LaunchRequest request,
+                                                       std::function<void(AttemptOutcome)>& on_exit,
+                                                       bool settled) {
   if (!request.mask.empty()) {
     // A launch handed out is stored in the database until a worker claims it, and a secret's
     // value is never stored.
@@ -129,7 +126,7 @@ void DispatchRunner::Start(scheduler::LaunchRequest request,
                   "' runs on workers, which are not sent secrets yet: run tasks that read "
                   "{{ secrets.* }} in a pool of the daemon's own ([executor] worker_pools)";
     asio::post(io_, [on_exit = std::move(on_exit), never] { on_exit(never); });
-    return;
+    return std::nullopt;
   }
   const AttemptKey key{request.run, request.task_id, request.attempt};
   remote_[{request.run, request.task}] = key;
@@ -151,8 +148,63 @@ void DispatchRunner::Start(scheduler::LaunchRequest request,
   watch.task_id = key.task_id;
   watch.attempt = key.attempt;
   watch.supervisor = std::string(store::kDispatchedOwner);
-  foreign_.Watch(watch, std::move(on_exit));
-  dispatcher_.Submit(std::move(d));
+  foreign_.Watch(watch, std::move(on_exit), settled);
+  return d;
+}
+
+void DispatchRunner::Start(scheduler::LaunchRequest request,
+                           std::function<void(AttemptOutcome)> on_exit) {
+  if (!options_.pools.OnWorkers(request.pool)) {
+    local_.Start(std::move(request), std::move(on_exit));
+    return;
+  }
+  if (auto d = Prepare(std::move(request), on_exit, true)) dispatcher_.Submit(std::move(*d));
+}
+
+std::optional<scheduler::Handout> DispatchRunner::HandOut(
+    scheduler::LaunchRequest request, std::function<void(AttemptOutcome)> on_exit) {
+  auto d = Prepare(std::move(request), on_exit, false);
+  if (!d) return std::nullopt;
+  unsettled_[d->key] = false;
+  return scheduler::Handout{d->pool, d->priority, d->slots, std::move(d->launch)};
+}
+
+const AttemptKey* DispatchRunner::Remote(RunId run, TaskId task, int attempt) const {
+  auto it = remote_.find({run, task});
+  return it != remote_.end() && it->second.attempt == attempt ? &it->second : nullptr;
+}
+
+void DispatchRunner::StartRecorded(RunId run, TaskId task, int attempt) {
+  const AttemptKey* key = Remote(run, task, attempt);
+  if (key == nullptr) {
+    local_.StartRecorded(run, task, attempt);
+    return;
+  }
+  auto it = unsettled_.find(*key);
+  if (it == unsettled_.end()) return;
+  const bool killed = it->second;
+  unsettled_.erase(it);
+  foreign_.Settle(*key);
+  if (killed) dispatcher_.Withdraw(*key);  // its row is there now to take back
+}
+
+void DispatchRunner::StartRefused(RunId run, TaskId task, int attempt) {
+  const AttemptKey* key = Remote(run, task, attempt);
+  if (key == nullptr) {
+    local_.StartRefused(run, task, attempt);
+    return;
+  }
+  if (unsettled_.erase(*key) == 0) return;
+  // No row was written: no worker can have it.
+  const AttemptKey gone = *key;
+  remote_.erase({run, task});
+  if (auto on_exit = foreign_.Take(gone)) {
+    AttemptOutcome o;
+    o.killed = true;
+    o.error = "its start was not recorded";
+    o.ended_at = NowUtc();
+    asio::post(io_, [on_exit = std::move(*on_exit), o] { on_exit(o); });
+  }
 }
 
 void DispatchRunner::Adopt(const scheduler::AdoptRequest& request,
@@ -170,6 +222,10 @@ void DispatchRunner::Kill(RunId run, TaskId task) {
   auto it = remote_.find({run, task});
   if (it == remote_.end()) {
     local_.Kill(run, task);
+    return;
+  }
+  if (auto u = unsettled_.find(it->second); u != unsettled_.end()) {
+    u->second = true;  // taken back once its commit is over
     return;
   }
   dispatcher_.Withdraw(it->second);

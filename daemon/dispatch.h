@@ -2,17 +2,21 @@
 // that `[executor] mode` sends to workers are handed out through the database instead of to the
 // daemon's own supervisor.
 //
-// Their start is committed first, as for every attempt (so a worker only ever claims a durable
-// start); then DispatchRunner asks the dispatcher's thread to hand it out (Database::Dispatch:
-// kDispatchedOwner with the launch); a worker's supervisor claims it and from then on holds it by
-// its lease, and records its end in the database (Database::RecordWorkerEnds), where the
-// daemon's watch of attempts supervised elsewhere (daemon/foreign_attempts.h) decides it, like an
-// attempt of a run taken over from another daemon.
+// As a rule an attempt is handed out in the same commit that records its start
+// (TaskRunner::HandOut: the attempts row is written kDispatchedOwner with its launch), so a
+// worker only ever claims a durable start. An attempt whose start was committed first (a launch
+// that waited for a cache lookup, a start adopted that never reached its supervisor) goes through
+// the dispatcher's thread instead (Database::Dispatch). A worker's supervisor claims it and from
+// then on holds it by its lease, and records its end in the database
+// (Database::RecordWorkerEnds), where the daemon's watch of attempts supervised elsewhere
+// (daemon/foreign_attempts.h) decides it, like an attempt of a run taken over from another
+// daemon.
 //
-// A SIGKILL of the daemon between the start's commit and the hand-out leaves the attempt owned by
-// the daemon's supervisor, which never had it: the next start adopts it, learns it never reached
-// that supervisor (never_launched) and starts it again as the same attempt, handed out this time,
-// as for a start never sent to the local supervisor.
+// A SIGKILL of the daemon before a start's commit leaves nothing; after it, an attempt handed out
+// in it that a worker claims. Only for the starts committed first, a kill between the commit and
+// the hand-out leaves the attempt owned by the daemon's supervisor, which never had it: the next
+// start adopts it, learns it never reached that supervisor (never_launched) and starts it again
+// as the same attempt, as for a start never sent to the local supervisor.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -93,6 +97,12 @@ class DispatchRunner final : public scheduler::TaskRunner {
   void Adopt(const scheduler::AdoptRequest& request,
              std::function<void(scheduler::AttemptOutcome)> on_exit) override;
   void Recorded(RunId run, TaskId task, int attempt) override;
+  bool HandsOut(const std::string& pool) const override { return options_.pools.OnWorkers(pool); }
+  std::optional<scheduler::Handout> HandOut(
+      scheduler::LaunchRequest request,
+      std::function<void(scheduler::AttemptOutcome)> on_exit) override;
+  void StartRecorded(RunId run, TaskId task, int attempt) override;
+  void StartRefused(RunId run, TaskId task, int attempt) override;
   void CloseRunFolder(const std::filesystem::path& run_dir) override {
     local_.CloseRunFolder(run_dir);
   }
@@ -103,7 +113,18 @@ class DispatchRunner final : public scheduler::TaskRunner {
   ForeignAttempts& foreign_;
   Options options_;
   Dispatcher dispatcher_;
+  // What a hand-out or Start() writes for workers; nullopt (on_exit posted) when it cannot go.
+  // `settled`: its start is committed already (else, it is handed out in that commit).
+  std::optional<store::Dispatch> Prepare(scheduler::LaunchRequest request,
+                                         std::function<void(scheduler::AttemptOutcome)>& on_exit,
+                                         bool settled);
+  // The remote attempt of (run, task) when it is `attempt`.
+  const scheduler::AttemptKey* Remote(RunId run, TaskId task, int attempt) const;
+
   std::map<std::pair<RunId, TaskId>, scheduler::AttemptKey> remote_;
+  // Handed out in a start's commit that is not over yet: whether a kill came meanwhile (it
+  // takes the attempt back once the commit is over, when there is a row to take back).
+  std::map<scheduler::AttemptKey, bool> unsettled_;
   std::shared_ptr<bool> alive_;
 };
 

@@ -29,8 +29,12 @@ class ForeignAttempts {
 
   // Watches an attempt (TaskRunner::Adopt's contract: `on_exit` once, on the loop, never from
   // inside Watch). `wake` asks the keeper to Check soon.
+  // `settled` false: its start is in a commit not over yet (Settle follows), so a row that does
+  // not have it running says nothing yet; only an end recorded ends it.
   void Watch(const scheduler::AdoptRequest& request,
-             std::function<void(scheduler::AttemptOutcome)> on_exit);
+             std::function<void(scheduler::AttemptOutcome)> on_exit, bool settled = true);
+  // Its start's commit is over (and it landed).
+  void Settle(const scheduler::AttemptKey& key);
   // Stops watching an attempt; returns its `on_exit` when it was still watched.
   std::optional<std::function<void(scheduler::AttemptOutcome)>> Take(
       const scheduler::AttemptKey& key);
@@ -42,7 +46,11 @@ class ForeignAttempts {
  private:
   boost::asio::io_context& io_;
   mutable std::mutex mu_;
-  std::map<scheduler::AttemptKey, std::function<void(scheduler::AttemptOutcome)>> watched_;
+  struct Watched {
+    std::function<void(scheduler::AttemptOutcome)> on_exit;
+    bool settled = true;
+  };
+  std::map<scheduler::AttemptKey, Watched> watched_;
   std::shared_ptr<bool> alive_;
 };
 

@@ -207,9 +207,10 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
   MaybeShutdownDone();
 }
 
-// The commit of a start launched while it committed is over: its runner learns that it is durable
-// (a refused one is stopped next).
+// The commit of a start launched while it committed (or handed out in it) is over: its runner
+// learns that it is durable, or that it was refused (and it is stopped next).
 void Scheduler::StartSettled(const TaskUpdate& update, TaskId task, bool recorded) {
+  if (!recorded) runner_.StartRefused(update.run, task, update.attempt);
   auto it = runs_.find(update.run);
   if (it == runs_.end() || !SameUnit(*it->second, task, update)) return;
   Run& run = *it->second;

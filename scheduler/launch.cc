@@ -329,15 +329,31 @@ void Scheduler::StartAttempt(RunId id, TaskId task, int attempt,
     return;
   }
   request->start_recorded = run.unrecorded[i] != attempt;
+  Launched(run, i, attempt);
+  runner_.Start(std::move(request).value(), OnExitOf(id, task, attempt));
+}
+
+bool Scheduler::HandOut(Run& run, TaskId task, int attempt, AttemptStart& start) {
+  auto request = BuildLaunch(run, task, attempt);
+  if (!request.ok()) return false;  // launched after its commit, which reports why
+  request->start_recorded = false;
+  Launched(run, Index(task), attempt);
+  start.handout = runner_.HandOut(std::move(request).value(), OnExitOf(run.ctx.id, task, attempt));
+  return true;
+}
+
+void Scheduler::Launched(Run& run, size_t i, int attempt) {
   run.launched[i] = true;
   ++running_attempts_;
   if (attempt == run.round_base[i] + 1) {
     metrics_.scheduling_lag.Observe(Seconds(std::max(clock_.Now() - run.ready_at[i], Duration(0))));
   }
-  runner_.Start(std::move(request).value(),
-                [this, alive = alive_, id, task, attempt](AttemptOutcome outcome) {
-                  if (*alive) OnAttemptExit(id, task, attempt, outcome);
-                });
+}
+
+std::function<void(AttemptOutcome)> Scheduler::OnExitOf(RunId id, TaskId task, int attempt) {
+  return [this, alive = alive_, id, task, attempt](AttemptOutcome outcome) {
+    if (*alive) OnAttemptExit(id, task, attempt, outcome);
+  };
 }
 
 }  // namespace kiln::scheduler

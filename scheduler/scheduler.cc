@@ -290,11 +290,18 @@ void Scheduler::StartStartable() {
       run.unrecorded[i] = attempt;
       LaunchEarly(run.ctx.id, ticket.task, attempt);
     }
-    Record(
-        TaskUpdate{run.ctx.id, run.name(ticket.task), attempt, TaskState::kRunning, clock_.Now(),
-                   AttemptStart{LogPath(run, ticket.task, attempt).string(), options_.lease_owner},
-                   std::nullopt, std::nullopt, ""},
-        std::move(extra));
+    AttemptStart start{LogPath(run, ticket.task, attempt).string(), options_.lease_owner,
+                       std::nullopt};
+    // A start handed to other machines goes out in its own commit, and settles like one
+    // launched while it commits.
+    if (!extra.launched_early && !failing_since_ && runner_.HandsOut(run.spec(ticket.task).pool) &&
+        !LooksUpCache(run, ticket.task) && HandOut(run, ticket.task, attempt, start)) {
+      extra.launched_early = true;
+      run.unrecorded[i] = attempt;
+    }
+    Record(TaskUpdate{run.ctx.id, run.name(ticket.task), attempt, TaskState::kRunning, clock_.Now(),
+                      std::move(start), std::nullopt, std::nullopt, ""},
+           std::move(extra));
   }
 }
 

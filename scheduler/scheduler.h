@@ -331,6 +331,13 @@ class Scheduler {
   // Its launch waits for a read of the result cache (so it is never launched early).
   bool LooksUpCache(const Run& run, TaskId task) const;
   void StartAttempt(RunId run_id, TaskId task, int attempt, std::optional<std::string> candidates);
+  // Hands the attempt to the runner for its start's commit (TaskRunner::HandOut), filling
+  // `start.handout`; false when its launch cannot be built (it is then launched after the
+  // commit, which reports why).
+  bool HandOut(Run& run, TaskId task, int attempt, AttemptStart& start);
+  // The attempt is the runner's now: counted, and its scheduling lag observed.
+  void Launched(Run& run, size_t i, int attempt);
+  std::function<void(AttemptOutcome)> OnExitOf(RunId id, TaskId task, int attempt);
   // The task's cache key: its program, environment, params and declared files with what differs
   // between two runs of the same work (run id, run folder, attempt) left out; empty when it
   // cannot be rendered.

@@ -21,6 +21,8 @@ namespace kiln::scheduler {
 struct AttemptStart {
   std::string log_path;
   std::string lease_owner;
+  // Handed to other machines in this same commit (TaskRunner::HandOut): written claimable.
+  std::optional<Handout> handout;
 };
 
 // An attempt ended (with its measurements).

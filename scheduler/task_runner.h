@@ -55,6 +55,14 @@ struct LaunchRequest {
   bool start_recorded = true;
 };
 
+// What the commit of a start writes for another machine to claim (TaskRunner::HandOut).
+struct Handout {
+  std::string pool;
+  int priority = 0;
+  int slots = 1;
+  std::string launch;  // the attempt's launch, as the runner encodes it
+};
+
 struct AttemptOutcome {
   bool started = false;  // false: the program could not start (reason in `error` and the log)
   std::string error;     // why it could not start, or other executor-side failure
@@ -128,8 +136,22 @@ class TaskRunner {
   // an attempt whose start was refused or rejected; a crash before the commit must leave
   // nothing that a later owner of the run would run a second time next to it.
   virtual bool StartsBeforeCommit() const { return false; }
-  // The start of an attempt started with start_recorded = false is committed now.
+  // Whether starts of `pool` are handed to other machines in the same commit that records them
+  // (HandOut), instead of being started after it.
+  virtual bool HandsOut(const std::string& /*pool*/) const { return false; }
+  // For a pool HandsOut names, called before the start's batch is sent: takes the attempt as
+  // Start() would (`on_exit` likewise), and returns what the start's commit writes for another
+  // machine to claim. Nullopt when it cannot go (`on_exit` then comes with why). StartRecorded or
+  // StartRefused follows once the commit is over.
+  virtual std::optional<Handout> HandOut(LaunchRequest /*request*/,
+                                         std::function<void(AttemptOutcome)> /*on_exit*/) {
+    return std::nullopt;
+  }
+  // The start of an attempt started with start_recorded = false, or handed out, is committed
+  // now.
   virtual void StartRecorded(RunId /*run*/, TaskId /*task*/, int /*attempt*/) {}
+  // ... or was refused (the run is driven elsewhere) or could not be written: it must not run.
+  virtual void StartRefused(RunId /*run*/, TaskId /*task*/, int /*attempt*/) {}
   // The end of the attempt is committed: its supervisor may forget what it kept of it.
   virtual void Recorded(RunId /*run*/, TaskId /*task*/, int /*attempt*/) {}
   // The run has ended (every attempt is over): its folder, made the tasks' own, goes back to the

@@ -12,6 +12,7 @@
 
 #include "common/crash.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/text.h"
 #include "store/database.h"
 #include "store/outcome_json.h"
@@ -55,14 +56,21 @@ std::string TaskStatement(std::string_view set, std::string_view fence,
   return sql;
 }
 
-// $8 log_path, $9 lease_owner (the supervisor), $10 lease_expires_at.
+// $8 log_path, $9 lease_owner (the supervisor), $10 lease_expires_at; for an attempt handed to
+// workers in this commit (else null): $11 pool, $12 priority, $13 slots, $14 launch (hex). Such
+// an attempt is written claimable (kDispatchedOwner, as Database::Dispatch writes it), and the
+// insert's trigger tells the workers of its pool.
 std::string StartStatement() {
   return TaskStatement(
       "attempt = $3, lease_owner = $9::text, lease_expires_at = $10::timestamptz, retry_at = "
       "NULL, exit_code = NULL, signal = NULL, started_at = $5::timestamptz, ended_at = NULL",
       "attempt = $3 - 1 AND state NOT IN " + std::string(kTerminalTaskStates),
       ", att AS (INSERT INTO attempts (run_id, task_id, attempt, state, log_path, lease_owner, "
-      "started_at) SELECT $1, $2, $3, 'running', $8::text, $9, $5::timestamptz FROM upd)");
+      "started_at, pool, priority, slots, launch, dispatched_at) SELECT $1, $2, $3, 'running', "
+      "$8::text, CASE WHEN $14::text IS NULL THEN $9 ELSE '" +
+          std::string(kDispatchedOwner) +
+          "' END, $5::timestamptz, $11::text, coalesce($12::int, 0), coalesce($13::int, 1), "
+          "decode($14, 'hex'), CASE WHEN $14 IS NOT NULL THEN now() END FROM upd)");
 }
 
 // $8 exit_code, $9 signal, $10 timed_out, $11 cpu_ms, $12 max_rss_kb, $13 reason, $14 retry_at,
@@ -199,6 +207,14 @@ Statement TaskStatementOf(const TaskUpdate& u, const std::string& actor, Duratio
     st.name = "kiln_task_start";
     const std::string owner = SafeUtf8(u.start->lease_owner.empty() ? actor : u.start->lease_owner);
     st.Add(SafeUtf8(u.start->log_path)).Add(owner).Add(TimeParam(u.at + lease));
+    if (const auto& h = u.start->handout) {
+      st.Add(SafeUtf8(h->pool))
+          .Add(Text(int64_t{h->priority}))
+          .Add(Text(int64_t{h->slots}))
+          .Add(LowerHex(h->launch));
+    } else {
+      st.Add(std::nullopt).Add(std::nullopt).Add(std::nullopt).Add(std::nullopt);
+    }
     return st;
   }
   if (u.end) {

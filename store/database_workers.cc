@@ -42,32 +42,6 @@ AttemptKey ReadKey(const pqxx::row& row) {
   return AttemptKey{RunId(row[0].as<int64_t>()), row[1].as<std::string>(), row[2].as<int>()};
 }
 
-// Candidates of pool $1 that need at most $2 slots, up to $2 of them, locked: dispatched attempts
-// whose task still runs them in a run not being cancelled.
-constexpr const char* kCandidates = R"sql(
-SELECT a.run_id, a.task_id, a.attempt, a.slots FROM attempts a
-JOIN task_instances t ON t.run_id = a.run_id AND t.task_id = a.task_id AND t.state = 'running'
-  AND t.attempt = a.attempt
-JOIN runs r ON r.id = a.run_id AND r.cancel_requested_at IS NULL
-WHERE a.lease_owner = '(dispatched)' AND a.state = 'running' AND a.pool = $1
-  AND a.slots <= $2::int
-ORDER BY a.priority DESC, a.dispatched_at, a.run_id, a.task_id LIMIT $2::int
-FOR UPDATE OF a SKIP LOCKED)sql";
-
-// $1 worker, $2 supervisor, $3 the chosen keys (JSON).
-constexpr const char* kTake = R"sql(
-WITH m AS (
-  SELECT * FROM ROWS FROM (jsonb_to_recordset($3::jsonb) AS (run_id int8, task_id text,
-    attempt int)) WITH ORDINALITY AS m(run_id, task_id, attempt, n)),
-u AS (
-  UPDATE attempts a SET lease_owner = $2, worker = $1, claimed_at = clock_timestamp() FROM m
-  WHERE a.run_id = m.run_id AND a.task_id = m.task_id AND a.attempt = m.attempt
-  RETURNING a.run_id, a.task_id, a.attempt, a.launch, a.slots, a.pool, m.n),
-h AS (
-  INSERT INTO worker_history (worker, kind, run_id, task_id, attempt)
-  SELECT $1, 'claim', run_id, task_id, attempt FROM u ORDER BY n)
-SELECT run_id, task_id, attempt, launch, slots, pool FROM u ORDER BY n)sql";
-
 Claimed ReadClaimed(const pqxx::row& row) {
   Claimed c;
   c.key = ReadKey(row);
@@ -165,66 +139,29 @@ Status Database::SetPools(const std::string& daemon, const std::map<std::string,
 Result<std::vector<Claimed>> Database::Claim(const std::string& worker,
                                              const std::string& supervisor,
                                              std::span<const std::string> pools, int slots) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
   try {
-    pqxx::work txn(impl_->conn, "claim");
-    // A supervisor whose lease has lapsed would have its claims declared lost at once; and the
-    // worker's row must be this host's (another worker of the same name took it over).
-    char host[256] = {0};
-    gethostname(host, sizeof host - 1);
-    if (txn.exec_params("SELECT 1 FROM daemons s, daemons w WHERE s.name = $1 AND s.expires_at > "
-                        "now() AND w.name = $2 AND w.hostname = $3",
-                        supervisor, worker, SafeUtf8(host))
-            .empty()) {
+    // One call (migration 14's kiln_claim), committed on its own.
+    pqxx::nontransaction txn(impl_->conn, "claim");
+    std::vector<Claimed> out;
+    for (const pqxx::row& row :
+         txn.exec_params("SELECT * FROM kiln_claim($1, $2, $3, string_to_array($4, ','), $5)",
+                         worker, supervisor, SafeUtf8(host), Joined(pools), slots)) {
+      out.push_back(ReadClaimed(row));
+    }
+    return out;
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "KL001") {
+      // A supervisor whose lease has lapsed would have its claims declared lost at once; and
+      // the worker's row must be this host's (another worker of the same name took it over).
       return Status::Error(ErrorCode::kConflict,
                            "worker " + worker + " claims nothing: its supervisor's lease (" +
                                supervisor +
                                ") has lapsed, or a worker of the same name on another host holds "
                                "its row");
     }
-    // Pools with slots are locked in name order (no deadlock between claimers, nor with
-    // SetPools); what they have left is summed under the lock, so two claims never both take
-    // the last slot.
-    std::map<std::string, int64_t> room;
-    for (const pqxx::row& row :
-         txn.exec_params("SELECT name, slots FROM pools WHERE name = ANY(string_to_array($1, "
-                         "',')) ORDER BY name FOR UPDATE",
-                         Joined(pools))) {
-      room[row[0].as<std::string>()] = row[1].as<int64_t>();
-    }
-    if (!room.empty()) {
-      for (const pqxx::row& row : txn.exec_params(
-               "SELECT pool, sum(slots) FROM attempts WHERE worker IS NOT NULL AND state = "
-               "'running' AND pool = ANY(string_to_array($1, ',')) GROUP BY pool",
-               Joined(pools))) {
-        room[row[0].as<std::string>()] -= row[1].as<int64_t>();
-      }
-    }
-    int64_t free = slots;
-    json chosen = json::array();
-    for (const std::string& pool : pools) {
-      int64_t left = free;
-      if (auto it = room.find(pool); it != room.end()) left = std::min(left, it->second);
-      if (left <= 0) continue;
-      // Each candidate needs at least one slot: `left` of them are enough. One that does not
-      // fit is passed over (a smaller one behind it may).
-      for (const pqxx::row& row : txn.exec_params(kCandidates, pool, static_cast<int>(left))) {
-        const int64_t need = row[3].as<int64_t>();
-        if (need > left) continue;
-        left -= need;
-        free -= need;
-        chosen.push_back({{"run_id", row[0].as<int64_t>()},
-                          {"task_id", row[1].as<std::string>()},
-                          {"attempt", row[2].as<int>()}});
-      }
-    }
-    std::vector<Claimed> out;
-    if (!chosen.empty()) {
-      for (const pqxx::row& row : txn.exec_params(kTake, worker, supervisor, chosen.dump())) {
-        out.push_back(ReadClaimed(row));
-      }
-    }
-    txn.commit();
-    return out;
+    return DbError("claiming attempts for worker " + worker, e);
   } catch (const std::exception& e) {
     return DbError("claiming attempts for worker " + worker, e);
   }
@@ -259,9 +196,9 @@ Result<std::vector<AttemptKey>> Database::RecordWorkerEnds(
                     {"outcome", json::parse(OutcomeJson(o.outcome))}});
   }
   try {
-    pqxx::work txn(impl_->conn, "record_worker_ends");
+    // One statement, committed on its own: the ends, their history and the daemons' notice.
+    pqxx::nontransaction txn(impl_->conn, "record_worker_ends");
     std::vector<AttemptKey> refused;
-    std::set<int64_t> runs;
     for (const pqxx::row& row : txn.exec_params(
              "WITH m AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS m(run_id int8, task_id "
              "text, attempt int, outcome jsonb)), u AS (UPDATE attempts a SET outcome = "
@@ -271,21 +208,13 @@ Result<std::vector<AttemptKey>> Database::RecordWorkerEnds(
              "m.run_id, m.task_id, m.attempt, u.run_id IS NOT NULL AS taken FROM m LEFT JOIN u "
              "ON u.run_id = m.run_id AND u.task_id = m.task_id AND u.attempt = m.attempt), h AS "
              "(INSERT INTO worker_history (worker, kind, run_id, task_id, attempt) SELECT $1, "
-             "CASE WHEN taken THEN 'end' ELSE 'refused' END, run_id, task_id, attempt FROM r) "
-             "SELECT run_id, task_id, attempt, taken FROM r",
+             "CASE WHEN taken THEN 'end' ELSE 'refused' END, run_id, task_id, attempt FROM r), "
+             "n AS (SELECT pg_notify('kiln_outcomes', string_agg(DISTINCT run_id::text, ',')) "
+             "FROM r WHERE taken HAVING count(*) > 0) SELECT run_id, task_id, attempt, taken, "
+             "(SELECT count(*) FROM n) FROM r",
              worker, supervisor, rows.dump())) {
-      if (row[3].as<bool>()) {
-        runs.insert(row[0].as<int64_t>());
-      } else {
-        refused.push_back(ReadKey(row));
-      }
+      if (!row[3].as<bool>()) refused.push_back(ReadKey(row));
     }
-    if (!runs.empty()) {
-      std::string payload;
-      for (int64_t id : runs) payload += (payload.empty() ? "" : ",") + std::to_string(id);
-      txn.exec_params("SELECT pg_notify('kiln_outcomes', $1)", payload);
-    }
-    txn.commit();
     return refused;
   } catch (const std::exception& e) {
     return DbError("recording " + std::to_string(outcomes.size()) + " ends of worker " + worker, e);

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include "scheduler/run_plan.h"
@@ -150,6 +151,21 @@ class FakeRunner final : public sch::TaskRunner {
     running[id] = Started{std::move(launch), std::move(on_exit), true};
   }
   bool StartsBeforeCommit() const override { return early; }
+  bool HandsOut(const std::string& pool) const override { return hands_out.count(pool) != 0; }
+  std::optional<sch::Handout> HandOut(sch::LaunchRequest request,
+                                      std::function<void(sch::AttemptOutcome)> on_exit) override {
+    std::string id = request.task_id;
+    unit_names[kiln::Index(request.task)] = id;
+    bool durable = store_.StartCommitted(id, request.attempt);
+    handed.push_back(id);
+    started_at[id] = clock_.now;
+    sch::Handout h{request.pool, request.priority, request.slots, "launch of " + id};
+    running[id] = Started{std::move(request), std::move(on_exit), durable};
+    return h;
+  }
+  void StartRefused(RunId, TaskId task, int attempt) override {
+    starts_refused.push_back(Name(task) + "#" + std::to_string(attempt));
+  }
   void Recorded(RunId, TaskId task, int attempt) override {
     recorded.push_back(Name(task) + "#" + std::to_string(attempt));
   }
@@ -187,7 +203,9 @@ class FakeRunner final : public sch::TaskRunner {
     auto it = unit_names.find(kiln::Index(task));
     return it != unit_names.end() ? it->second : task_names.at(kiln::Index(task));
   }
-  bool early = false;  // StartsBeforeCommit
+  bool early = false;               // StartsBeforeCommit
+  std::set<std::string> hands_out;  // pools HandsOut names
+  std::vector<std::string> handed;  // attempts taken by HandOut, in order
   std::vector<std::string> task_names;
   std::map<uint32_t, std::string> unit_names;
   std::vector<std::string> order;
@@ -196,6 +214,7 @@ class FakeRunner final : public sch::TaskRunner {
   std::vector<sch::AdoptRequest> adopted;
   std::vector<std::string> recorded;          // "task#attempt" acknowledged as durable
   std::vector<std::string> starts_recorded;   // "task#attempt" whose early start is durable
+  std::vector<std::string> starts_refused;    // "task#attempt" whose early start was refused
   std::vector<std::filesystem::path> closed;  // run folders closed at their run's end
 
  private:

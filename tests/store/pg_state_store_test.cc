@@ -24,7 +24,8 @@ TaskUpdate Start(RunId run, const std::string& task, int attempt, Instant at) {
   u.attempt = attempt;
   u.state = TaskState::kRunning;
   u.at = at;
-  u.start = scheduler::AttemptStart{"/logs/" + task + "." + std::to_string(attempt), "worker-1"};
+  u.start = scheduler::AttemptStart{"/logs/" + task + "." + std::to_string(attempt), "worker-1",
+                                    std::nullopt};
   return u;
 }
 

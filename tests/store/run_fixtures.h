@@ -17,7 +17,8 @@ inline scheduler::TaskUpdate StartUpdate(RunId run, const std::string& task, int
   u.attempt = attempt;
   u.state = dag::TaskState::kRunning;
   u.at = at;
-  u.start = scheduler::AttemptStart{"/logs/" + task + "." + std::to_string(attempt), "worker-1"};
+  u.start = scheduler::AttemptStart{"/logs/" + task + "." + std::to_string(attempt), "worker-1",
+                                    std::nullopt};
   return u;
 }
 

@@ -2,6 +2,7 @@
 // SKIP LOCKED between claimers), ends fenced by the claim, logs shipped in chunks, history.
 #include <thread>
 
+#include "store/event_listener.h"
 #include "tests/store/run_fixtures.h"
 
 using namespace kiln;
@@ -100,6 +101,73 @@ TEST_CASE("attempts handed out are claimed by priority then age, with their laun
   auto again = db->Dispatch(kLocal, out);
   REQUIRE(again.ok());
   CHECK(again->empty());
+}
+
+TEST_CASE(
+    "a start handed out in its own commit is claimable at once, and its pool's workers told") {
+  TestDatabase t;
+  auto db = t.Open();
+  Live(*db, "w1");
+  NewRun run = SimpleRun({"a", "b", "c"});
+  run.lease_owner = kDaemon;
+  const RunId id = CreateOrFail(*db, run);
+  auto listener = EventListener::Connect(t.url(), {"kiln_dispatch"});
+  REQUIRE(listener.ok());
+  scheduler::Batch batch;
+  for (const std::string task : {"a", "b"}) {
+    auto u = StartUpdate(id, task, 1, At(1));
+    u.start->lease_owner = kLocal;
+    u.start->handout =
+        scheduler::Handout{"gpu", task == "b" ? 3 : 0, 1, "launch of " + task + '\0'};
+    batch.tasks.push_back(u);
+  }
+  auto c = StartUpdate(id, "c", 1, At(1));  // not handed out: its daemon's supervisor runs it
+  c.start->lease_owner = kLocal;
+  batch.tasks.push_back(c);
+  const scheduler::Batch* group[] = {&batch};
+  auto committed = db->CommitBatches(group, kDaemon, std::chrono::minutes(5));
+  REQUIRE(committed.ok());
+  REQUIRE(committed->empty());
+  CHECK(t.Rows("SELECT task_id || ':' || lease_owner || ':' || coalesce(pool, '-') || ':' || "
+               "priority || ':' || (dispatched_at IS NOT NULL) FROM attempts ORDER BY task_id") ==
+        Rows{"a:(dispatched):gpu:0:true", "b:(dispatched):gpu:3:true",
+             "c:h:/d/supervisor:-:0:false"});
+  // The task rows name the daemon's supervisor, as for any start.
+  CHECK(t.One("SELECT string_agg(lease_owner, ' ' ORDER BY task_id) FROM task_instances") ==
+        "h:/d/supervisor h:/d/supervisor h:/d/supervisor");
+  auto woken = (*listener)->Wait(std::chrono::seconds(60));
+  REQUIRE(woken.ok());
+  REQUIRE(*woken);
+  auto notes = (*listener)->Take();
+  REQUIRE(notes.size() == 1);  // one per pool and transaction
+  CHECK(notes[0].channel == "kiln_dispatch");
+  CHECK(notes[0].payload == "gpu");
+  auto claimed = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 5);
+  REQUIRE(claimed.ok());
+  CHECK(Keys(*claimed) == Rows{"b", "a"});
+  CHECK((*claimed)[1].launch == std::string("launch of a\0", 12));
+}
+
+TEST_CASE("a handed-out start that is fenced writes nothing a worker could claim") {
+  TestDatabase t;
+  auto db = t.Open();
+  Live(*db, "w1");
+  NewRun run = SimpleRun({"a"});
+  run.lease_owner = "h:/another";
+  const RunId id = CreateOrFail(*db, run);
+  scheduler::Batch batch;
+  auto u = StartUpdate(id, "a", 1, At(1));
+  u.start->lease_owner = kLocal;
+  u.start->handout = scheduler::Handout{"gpu", 0, 1, "launch"};
+  batch.tasks.push_back(u);
+  const scheduler::Batch* group[] = {&batch};
+  auto committed = db->CommitBatches(group, kDaemon, std::chrono::minutes(5));
+  REQUIRE(committed.ok());
+  CHECK(committed->size() == 1);
+  CHECK(t.One("SELECT count(*) FROM attempts") == "0");
+  auto claimed = db->Claim("w1", "w1/supervisor", std::vector<std::string>{"gpu"}, 5);
+  REQUIRE(claimed.ok());
+  CHECK(claimed->empty());
 }
 
 TEST_CASE("a pool's slots hold across claimers, and free up when the daemon ends an attempt") {
