@@ -47,7 +47,11 @@ def shapes():
             if layer:
                 needs = [f"l{layer-1}_{j}" for j in sorted(rnd.sample(range(100), 2))]
             layered.append((f"l{layer}_{i}", needs))
-    return {"chain-500": chain, "fanout-1000": fan, "layered-2000": layered}
+    every = {"chain-500": chain, "fanout-1000": fan, "layered-2000": layered}
+    return {name: tasks for name, tasks in every.items() if not SELECTED or name in SELECTED}
+
+
+SELECTED = set()  # --shapes: the shapes to run (empty: all)
 
 
 def write_pipeline(path, name, tasks, workdir=None):
@@ -224,7 +228,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--serve", action="store_true", help="also run the shapes through kiln serve")
     ap.add_argument("--against", help="another kiln binary to compare with, run by run")
+    ap.add_argument("--shapes", default="",
+                    help="comma-separated shapes to run (chain-500, fanout-1000, layered-2000)")
     args = ap.parse_args()
+    SELECTED.update(s for s in args.shapes.split(",") if s)
     if args.against:
         return compare(os.path.abspath(args.kiln), os.path.abspath(args.against), args.repeat,
                        args.serve)
