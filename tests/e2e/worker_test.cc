@@ -72,9 +72,12 @@ class Worker {
   void KillWithSupervisor() {
     const std::string sup = Sql("select pid from daemons where name = '" + name_ + "/supervisor'");
     REQUIRE(!sup.empty());
-    kill(std::stoi(sup), SIGKILL);
+    // The worker first: one that outlived its supervisor for an instant would start another on
+    // its folder, which would take the attempts over and end them itself (not what a machine
+    // that stops does).
     kill(pid_, SIGKILL);
     Reap();
+    kill(std::stoi(sup), SIGKILL);
   }
   const std::string& name() const { return name_; }
   int pid() const { return pid_; }
