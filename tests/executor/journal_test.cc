@@ -1,6 +1,8 @@
 // The supervisor's journal of its attempts (executor/attempt_journal.h), on a real folder.
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 
 #include "executor/attempt_journal.h"
@@ -107,4 +109,41 @@ TEST_CASE("a journal opened again reports its ends, and its unended attempts as 
   REQUIRE(read.size() == 2);
   REQUIRE(read[cut].end.has_value());
   CHECK(read[cut].end->outcome.lost);
+}
+
+TEST_CASE("an append that fails leaves a torn line, and the next change writes the journal whole") {
+  TempDir tmp;
+  AttemptJournal journal(tmp.path());
+  REQUIRE(journal.Open().ok());
+  const AttemptKey a{RunId(4), "a", 1};
+  const AttemptKey b{RunId(4), "b", 1};
+  journal.Started(a, ::getpid());
+  const auto size = std::filesystem::file_size(journal.path());
+  // The file may grow by 10 bytes more: a's end is cut short, as on a full disk (the write
+  // fails with EFBIG instead of ENOSPC; the journal cannot tell them apart).
+  struct rlimit old {};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  struct rlimit small = old;
+  small.rlim_cur = size + 10;
+  auto* previous = std::signal(SIGXFSZ, SIG_IGN);
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  journal.Ended(EndOf(a, 7));
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &old) == 0);
+  std::signal(SIGXFSZ, previous);
+  CHECK(std::filesystem::file_size(journal.path()) == size + 10);
+  CHECK(Files(tmp.path()) == std::vector<std::string>{"journal.1"});
+  // Read meanwhile, the torn line is skipped: a's end is not there.
+  CHECK_FALSE(ReadJournal(tmp.path())[a].end.has_value());
+  // The next change goes to a new file with every live entry, a's end among them.
+  journal.Started(b, ::getpid());
+  CHECK(Files(tmp.path()) == std::vector<std::string>{"journal.2"});
+  auto read = ReadJournal(tmp.path());
+  REQUIRE(read.size() == 2);
+  REQUIRE(read[a].end.has_value());
+  CHECK(read[a].end->outcome.exit_code == 7);
+  CHECK(read[b].pid == ::getpid());
+  // Appends go on in it.
+  journal.Forget(a);
+  CHECK(ReadJournal(tmp.path()).size() == 1);
+  CHECK(Files(tmp.path()) == std::vector<std::string>{"journal.2"});
 }
