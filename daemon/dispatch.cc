@@ -163,42 +163,43 @@ void DispatchRunner::Start(scheduler::LaunchRequest request,
 
 std::optional<scheduler::Handout> DispatchRunner::HandOut(
     scheduler::LaunchRequest request, std::function<void(AttemptOutcome)> on_exit) {
+  const auto id = std::make_tuple(request.run, request.task, request.attempt);
   auto d = Prepare(std::move(request), on_exit, false);
   if (!d) return std::nullopt;
-  unsettled_[d->key] = false;
+  unsettled_[id] = Unsettled{d->key, false};
   return scheduler::Handout{d->pool, d->priority, d->slots, std::move(d->launch)};
 }
 
-const AttemptKey* DispatchRunner::Remote(RunId run, TaskId task, int attempt) const {
-  auto it = remote_.find({run, task});
-  return it != remote_.end() && it->second.attempt == attempt ? &it->second : nullptr;
+std::optional<DispatchRunner::Unsettled> DispatchRunner::TakeUnsettled(RunId run, TaskId task,
+                                                                       int attempt) {
+  auto it = unsettled_.find(std::make_tuple(run, task, attempt));
+  if (it == unsettled_.end()) return std::nullopt;
+  Unsettled u = it->second;
+  unsettled_.erase(it);
+  return u;
 }
 
 void DispatchRunner::StartRecorded(RunId run, TaskId task, int attempt) {
-  const AttemptKey* key = Remote(run, task, attempt);
-  if (key == nullptr) {
+  auto u = TakeUnsettled(run, task, attempt);
+  if (!u) {
     local_.StartRecorded(run, task, attempt);
     return;
   }
-  auto it = unsettled_.find(*key);
-  if (it == unsettled_.end()) return;
-  const bool killed = it->second;
-  unsettled_.erase(it);
-  foreign_.Settle(*key);
-  if (killed) dispatcher_.Withdraw(*key);  // its row is there now to take back
+  foreign_.Settle(u->key);
+  if (u->killed) dispatcher_.Withdraw(u->key);  // its row is there now to take back
 }
 
 void DispatchRunner::StartRefused(RunId run, TaskId task, int attempt) {
-  const AttemptKey* key = Remote(run, task, attempt);
-  if (key == nullptr) {
+  auto u = TakeUnsettled(run, task, attempt);
+  if (!u) {
     local_.StartRefused(run, task, attempt);
     return;
   }
-  if (unsettled_.erase(*key) == 0) return;
   // No row was written: no worker can have it.
-  const AttemptKey gone = *key;
-  remote_.erase({run, task});
-  if (auto on_exit = foreign_.Take(gone)) {
+  if (auto it = remote_.find({run, task}); it != remote_.end() && it->second == u->key) {
+    remote_.erase(it);
+  }
+  if (auto on_exit = foreign_.Take(u->key)) {
     AttemptOutcome o;
     o.killed = true;
     o.error = "its start was not recorded";
@@ -215,6 +216,11 @@ void DispatchRunner::Adopt(const scheduler::AdoptRequest& request,
     remote_[{request.run, request.task}] =
         AttemptKey{request.run, request.task_id, request.attempt};
   }
+  // Handed out here in a commit whose end this runner has not heard of (the run was read again
+  // meanwhile): adopted from its row, it is settled; a kill held for it goes now.
+  if (auto u = TakeUnsettled(request.run, request.task, request.attempt); u && u->killed) {
+    dispatcher_.Withdraw(u->key);
+  }
   local_.Adopt(request, std::move(on_exit));
 }
 
@@ -224,8 +230,9 @@ void DispatchRunner::Kill(RunId run, TaskId task) {
     local_.Kill(run, task);
     return;
   }
-  if (auto u = unsettled_.find(it->second); u != unsettled_.end()) {
-    u->second = true;  // taken back once its commit is over
+  const auto id = std::make_tuple(run, task, it->second.attempt);
+  if (auto u = unsettled_.find(id); u != unsettled_.end()) {
+    u->second.killed = true;  // taken back once its commit is over
     return;
   }
   dispatcher_.Withdraw(it->second);

@@ -26,9 +26,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "daemon/foreign_attempts.h"
@@ -118,13 +120,16 @@ class DispatchRunner final : public scheduler::TaskRunner {
   std::optional<store::Dispatch> Prepare(scheduler::LaunchRequest request,
                                          std::function<void(scheduler::AttemptOutcome)>& on_exit,
                                          bool settled);
-  // The remote attempt of (run, task) when it is `attempt`.
-  const scheduler::AttemptKey* Remote(RunId run, TaskId task, int attempt) const;
-
-  std::map<std::pair<RunId, TaskId>, scheduler::AttemptKey> remote_;
   // Handed out in a start's commit that is not over yet: whether a kill came meanwhile (it
   // takes the attempt back once the commit is over, when there is a row to take back).
-  std::map<scheduler::AttemptKey, bool> unsettled_;
+  struct Unsettled {
+    scheduler::AttemptKey key;
+    bool killed = false;
+  };
+  std::optional<Unsettled> TakeUnsettled(RunId run, TaskId task, int attempt);
+
+  std::map<std::pair<RunId, TaskId>, scheduler::AttemptKey> remote_;
+  std::map<std::tuple<RunId, TaskId, int>, Unsettled> unsettled_;
   std::shared_ptr<bool> alive_;
 };
 

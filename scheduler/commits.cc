@@ -183,7 +183,7 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
       runner_.Recorded(u.run, extra.task, u.attempt);
     }
     if (extra.committed) extra.committed(!task_refused[k]);
-    if (extra.launched_early) StartSettled(u, extra.task, !task_refused[k]);
+    if (extra.launched_early) StartSettled(u, extra.task, !task_refused[k], extra.handed_out);
     if (task_refused[k]) {
       // A start launched while it committed, and refused: its process must not run on.
       if (extra.launched_early) StopUnrecorded(u, extra.task);
@@ -209,15 +209,22 @@ void Scheduler::OnCommitted(CommitResult result, Batch batch, std::vector<TaskEx
 
 // The commit of a start launched while it committed (or handed out in it) is over: its runner
 // learns that it is durable, or that it was refused (and it is stopped next).
-void Scheduler::StartSettled(const TaskUpdate& update, TaskId task, bool recorded) {
-  if (!recorded) runner_.StartRefused(update.run, task, update.attempt);
+void Scheduler::StartSettled(const TaskUpdate& update, TaskId task, bool recorded,
+                             bool handed_out) {
+  if (!recorded) {
+    runner_.StartRefused(update.run, task, update.attempt);
+  } else if (handed_out) {
+    // Its runner holds it by attempt, whatever became of the run meanwhile (released, ended by
+    // a fast end, retried): it always learns how its commit went.
+    runner_.StartRecorded(update.run, task, update.attempt);
+  }
   auto it = runs_.find(update.run);
   if (it == runs_.end() || !SameUnit(*it->second, task, update)) return;
   Run& run = *it->second;
   const size_t i = Index(task);
   if (run.unrecorded[i] == update.attempt) run.unrecorded[i] = 0;
   // Also when its process has ended already: its runner may keep the end for a later owner.
-  if (recorded && run.attempts[i] == update.attempt) {
+  if (recorded && !handed_out && run.attempts[i] == update.attempt) {
     runner_.StartRecorded(update.run, task, update.attempt);
   }
 }

@@ -336,7 +336,8 @@ void Scheduler::StartAttempt(RunId id, TaskId task, int attempt,
 bool Scheduler::HandOut(Run& run, TaskId task, int attempt, AttemptStart& start) {
   auto request = BuildLaunch(run, task, attempt);
   if (!request.ok()) return false;  // launched after its commit, which reports why
-  request->start_recorded = false;
+  // A worker claims it only once its commit is over: it runs a recorded start.
+  request->start_recorded = true;
   Launched(run, Index(task), attempt);
   start.handout = runner_.HandOut(std::move(request).value(), OnExitOf(run.ctx.id, task, attempt));
   return true;

@@ -297,6 +297,7 @@ void Scheduler::StartStartable() {
     if (!extra.launched_early && !failing_since_ && runner_.HandsOut(run.spec(ticket.task).pool) &&
         !LooksUpCache(run, ticket.task) && HandOut(run, ticket.task, attempt, start)) {
       extra.launched_early = true;
+      extra.handed_out = true;
       run.unrecorded[i] = attempt;
     }
     Record(TaskUpdate{run.ctx.id, run.name(ticket.task), attempt, TaskState::kRunning, clock_.Now(),

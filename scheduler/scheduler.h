@@ -279,6 +279,7 @@ class Scheduler {
     TaskId task{};
     bool launch = false;          // a start: launch the attempt once it is durable
     bool launched_early = false;  // ... or already, while its batch commits (StartsBeforeCommit)
+    bool handed_out = false;      // ... in its batch (TaskRunner::HandOut)
     bool ack = false;            // an end reported by the runner: TaskRunner::Recorded once durable
     bool replacement = false;    // written instead of a rejected end; not replaced again
     std::function<void()> note;  // observers, once the update is accepted
@@ -357,7 +358,7 @@ class Scheduler {
                    std::vector<RunExtra> run_extras);
   void OnRejected(const TaskUpdate& update, const TaskExtra& extra, const std::string& message);
   void StopUnrecorded(const TaskUpdate& update, TaskId task);
-  void StartSettled(const TaskUpdate& update, TaskId task, bool recorded);
+  void StartSettled(const TaskUpdate& update, TaskId task, bool recorded, bool handed_out);
   void LaunchEarly(RunId run, TaskId task, int attempt);
   // Whether `task` of `run` is the unit `update` was written for.
   bool SameUnit(const Run& run, TaskId task, const TaskUpdate& update) const;

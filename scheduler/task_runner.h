@@ -141,8 +141,9 @@ class TaskRunner {
   virtual bool HandsOut(const std::string& /*pool*/) const { return false; }
   // For a pool HandsOut names, called before the start's batch is sent: takes the attempt as
   // Start() would (`on_exit` likewise), and returns what the start's commit writes for another
-  // machine to claim. Nullopt when it cannot go (`on_exit` then comes with why). StartRecorded or
-  // StartRefused follows once the commit is over.
+  // machine to claim (start_recorded is true: it can be claimed only once committed). Nullopt
+  // when it cannot go (`on_exit` then comes with why). StartRecorded or StartRefused follows
+  // once the commit is over, whatever became of the run meanwhile.
   virtual std::optional<Handout> HandOut(LaunchRequest /*request*/,
                                          std::function<void(AttemptOutcome)> /*on_exit*/) {
     return std::nullopt;

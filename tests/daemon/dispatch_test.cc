@@ -20,9 +20,14 @@ struct LocalRunner final : sch::TaskRunner {
     started.push_back(request.task_id);
   }
   void Kill(RunId, TaskId) override { ++kills; }
-  void Adopt(const sch::AdoptRequest&, std::function<void(sch::AttemptOutcome)>) override {}
+  void StartRecorded(RunId, TaskId, int) override { ++recorded; }
+  void Adopt(const sch::AdoptRequest&, std::function<void(sch::AttemptOutcome)>) override {
+    ++adopted;
+  }
   std::vector<std::string> started;
   int kills = 0;
+  int recorded = 0;
+  int adopted = 0;
 };
 
 sch::LaunchRequest Request(const std::string& pool) {
@@ -76,6 +81,7 @@ TEST_CASE("only the pools on workers are handed out, with the launch a worker de
   REQUIRE(launch.has_value());
   CHECK(launch->key == sch::AttemptKey{RunId(7), "train", 2});
   CHECK(launch->argv == std::vector<std::string>{"/bin/sh", "-c", "python train.py"});
+  CHECK(launch->confirmed);  // claimable only once committed: the worker runs a recorded start
   CHECK(f.foreign.watched() == 1);  // its end is read from the database
   CHECK(f.local.started.empty());
 }
@@ -115,4 +121,21 @@ TEST_CASE("a start the database records is watched there, and a stale report is 
   f.io.poll();
   CHECK_FALSE(f.outcome.has_value());
   CHECK(f.foreign.watched() == 1);
+}
+
+TEST_CASE("a hand-out adopted from its row before its commit was heard of is settled") {
+  Fixture f;
+  REQUIRE(f.HandOut().has_value());
+  f.runner->Kill(RunId(7), TaskId(0));  // held for the commit
+  sch::AdoptRequest adopt;
+  adopt.run = RunId(7);
+  adopt.task = TaskId(0);
+  adopt.task_id = "train";
+  adopt.attempt = 2;
+  adopt.supervisor = "(dispatched)";
+  f.runner->Adopt(adopt, [](sch::AttemptOutcome) {});
+  CHECK(f.local.adopted == 1);
+  // Nothing of the hand-out is held any more: a late word of its commit is not its.
+  f.runner->StartRecorded(RunId(7), TaskId(0), 2);
+  CHECK(f.local.recorded == 1);
 }

@@ -14,12 +14,12 @@ kiln::dag::TaskSpec OnPool(kiln::dag::TaskSpec t, std::string pool) {
 
 void WithGpu(sch::SchedulerOptions& o) { o.pools["gpu"] = 2; }
 
-// The start update of `task` that the store was given (it must be there).
-sch::TaskUpdate StartOf(const FakeStore& store, const std::string& task) {
+// The start update of `task`'s `attempt` that the store was given (it must be there).
+sch::TaskUpdate StartOf(const FakeStore& store, const std::string& task, int attempt = 1) {
   for (const auto& u : store.TaskUpdates()) {
-    if (u.task_id == task && u.start) return u;
+    if (u.task_id == task && u.attempt == attempt && u.start) return u;
   }
-  FAIL("no start of " << task);
+  FAIL("no start of " << task << " attempt " << attempt);
   return {};
 }
 
@@ -34,7 +34,8 @@ TEST_CASE("a start of a pool handed out travels in the commit that records it") 
   CHECK(h.runner.handed == std::vector<std::string>{"a"});
   CHECK(h.runner.order.empty());
   CHECK_FALSE(h.runner.running.at("a").start_was_durable);
-  CHECK_FALSE(h.runner.running.at("a").request.start_recorded);
+  // What it launches is claimed only once committed: a worker runs a recorded start.
+  CHECK(h.runner.running.at("a").request.start_recorded);
   const sch::TaskUpdate a = StartOf(h.store, "a");
   REQUIRE(a.start->handout.has_value());
   CHECK(a.start->handout->pool == "gpu");
@@ -79,7 +80,7 @@ TEST_CASE("a retry of a handed-out task is handed out again, in its own commit")
   h.Settle();
   CHECK(h.runner.handed == std::vector<std::string>{"a", "a"});
   CHECK(h.runner.starts_recorded == std::vector<std::string>{"a#1", "a#2"});
-  CHECK(StartOf(h.store, "a").start->handout.has_value());
+  CHECK(StartOf(h.store, "a", 2).start->handout.has_value());
   h.runner.Exit("a", 0);
   h.Settle();
   CHECK(h.recorder.state == RunState::kSuccess);
