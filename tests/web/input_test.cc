@@ -29,6 +29,10 @@ TEST_CASE("ids follow the pipeline format") {
     INFO(good);
     CHECK(CheckTaskId(good).ok());
   }
+  // The longest: 64 characters and an index of 4 digits (found by fuzz_request, whose own
+  // property said 64 in all).
+  CHECK(CheckTaskId(std::string(64, 'a') + "[9999]").ok());
+  CHECK_FALSE(CheckTaskId(std::string(65, 'a') + "[0]").ok());
   for (const char* bad : {"train[]", "train[01]", "train[10000]", "train[-1]", "train[1][2]", "[3]",
                           "train[3", "train3]", "Train[3]", "train[3]x", "../x[1]"}) {
     INFO(bad);
