@@ -231,6 +231,7 @@ TEST_CASE("a daemon killed between an end and its commit, or inside the commit, 
   const std::string of_run = " and run_id = " + std::to_string(run);
   const std::string b =
       Sql("select state || ':' || attempt from task_instances where task_id = 'b'" + of_run);
+  INFO("b is " << b);
   CHECK((b == "pending:0" || b == "running:1"));
   if (b == "pending:0") {
     CHECK(Sql("select count(*) from events where task_id = 'b'" + of_run) == "0");
