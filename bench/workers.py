@@ -21,7 +21,10 @@ Every task is a process (`true`): the figures include one process start per task
               and of 100, each job doing nothing or starting one `true` process.
 
 Usage: bench/workers.py [--kiln build/cli/kiln] [--chain 200] [--tasks 2000] [--daemons 3]
-                        [--workers 4] [--slots 16] [--pgboss]
+                        [--workers 4] [--slots 16] [--pgboss] [--statements]
+
+  --statements  with pg_stat_statements loaded, the statements PostgreSQL spent most time in
+                during each throughput run, per task
 """
 import argparse
 import hashlib
@@ -102,6 +105,59 @@ class Cluster:
         for p in self.procs:
             p.wait()
         self.procs = []
+
+
+class CpuMeter:
+    """CPU time spent between two snapshots, by who spent it: PostgreSQL's processes, kiln's
+    (daemons, workers, supervisors), the task processes they reaped (their children's times),
+    and the rest of the machine (this script, processes that ended unreaped)."""
+    TICK = 1000.0 / os.sysconf("SC_CLK_TCK")  # ms per clock tick
+
+    @staticmethod
+    def snapshot():
+        procs = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            comm = text[text.index("(") + 1:text.rindex(")")]
+            fields = text[text.rindex(")") + 2:].split()
+            # utime, stime, cutime, cstime are fields 14-17 of stat (1-based), here 11-14.
+            procs[pid] = (comm, int(fields[11]) + int(fields[12]),
+                          int(fields[13]) + int(fields[14]))
+        with open("/proc/stat") as f:
+            cpu = [int(v) for v in f.readline().split()[1:]]
+        busy = sum(cpu) - cpu[3] - cpu[4]  # all but idle and iowait
+        return procs, busy
+
+    @classmethod
+    def spent(cls, before, after):
+        (p0, busy0), (p1, busy1) = before, after
+        out = {"postgres": 0, "kiln": 0, "tasks": 0}
+        for pid, (comm, own, children) in p1.items():
+            was = p0.get(pid)
+            if was is not None and was[0] == comm:
+                own, children = own - was[1], children - was[2]
+            if comm == "postgres":
+                out["postgres"] += own + children
+            elif comm.startswith("kiln"):
+                out["kiln"] += own
+                out["tasks"] += children
+        out = {k: v * cls.TICK for k, v in out.items()}
+        out["machine"] = (busy1 - busy0) * cls.TICK
+        out["other"] = out["machine"] - out["postgres"] - out["kiln"] - out["tasks"]
+        return out
+
+    @staticmethod
+    def describe(spent, tasks):
+        per = {k: v / tasks for k, v in spent.items()}
+        return (f"CPU per task: {per['machine']:.2f} ms in all = PostgreSQL {per['postgres']:.2f}"
+                f" + kiln {per['kiln']:.2f} + its tasks {per['tasks']:.2f} + other "
+                f"{per['other']:.2f}")
 
 
 def pipeline(folder, name, n, chain):
@@ -191,15 +247,31 @@ def latency(kiln, work, url, n):
         cluster.stop()
 
 
-def throughput(kiln, work, url, n, daemons, workers, slots):
-    for d, w in ((1, 1), (daemons, workers)):
+def top_statements(url, tasks, n=10):
+    """The statements PostgreSQL spent most time in (pg_stat_statements), per task."""
+    rows = sql(url, "select calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') "
+               "from pg_stat_statements order by total_exec_time desc limit " + str(n))
+    for row in rows.splitlines():
+        calls, total, query = row.split("|", 2)
+        print(f"    {float(total) / tasks:6.3f} ms/task {int(calls) / tasks:6.2f} calls/task  "
+              f"{query[:90]}")
+
+
+def throughput(kiln, work, url, n, daemons, workers, slots, statements=False):
+    # No worker: the daemon's own supervisor runs the tasks, as many at once as one worker.
+    for d, w in ((1, 0), (1, 1), (daemons, workers)):
         cluster = Cluster(kiln, work, url)
         try:
             folder = os.path.join(work, f"wide-{d}")
             pipeline(folder, f"wide{d}", n // d, False)
-            ports = [cluster.daemon(f"d{d}-{i}", "workers", folder, slots * w) for i in range(d)]
+            mode = "workers" if w > 0 else "local"
+            ports = [cluster.daemon(f"d{d}-{w}-{i}", mode, folder, slots * max(w, 1))
+                     for i in range(d)]
             for i in range(w):
                 cluster.worker(f"w{d}-{i}", slots)
+            if statements:
+                sql(url, "select pg_stat_statements_reset()")
+            cpu = CpuMeter.snapshot()
             started = time.monotonic()
             runs = [json.loads(http(p, f"/api/v1/pipelines/wide{d}/runs", "POST", "{}"))["id"]
                     for p in ports]
@@ -207,12 +279,19 @@ def throughput(kiln, work, url, n, daemons, workers, slots):
             wait_for("the runs", lambda: all(
                 run_state(p, r) in ("success", "failed", "cancelled") for p, r in zip(ports, runs)))
             wall = time.monotonic() - started
+            spent = CpuMeter.spent(cpu, CpuMeter.snapshot())
             tasks = (n // d) * d
             failed = sql(url, f"select count(*) from runs where id in ({ids}) and state <> "
                          "'success'")
-            print(f"{d} daemon(s), {w} worker(s) x {slots} slots, {tasks} tasks: {wall:.2f} s, "
+            who = f"{w} worker(s) x {slots} slots" if w > 0 else f"no worker ({slots} at once)"
+            print(f"{d} daemon(s), {who}, {tasks} tasks: {wall:.2f} s, "
                   f"{2 * tasks / wall:.0f} transitions/s ({tasks / wall:.0f} tasks/s)"
                   + (f", {failed} runs not successful" if failed != "0" else ""))
+            print("  " + CpuMeter.describe(spent, tasks))
+            if statements:
+                top_statements(url, tasks)
+            if w == 0:
+                continue
             # The invariants of the tests, at this size.
             twice = sql(url, "select count(*) from (select 1 from worker_history where kind = "
                         "'claim' and run_id in (" + ids + ") group by run_id, task_id, attempt "
@@ -257,6 +336,8 @@ def main():
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--slots", type=int, default=16)
     ap.add_argument("--pgboss", action="store_true")
+    ap.add_argument("--statements", action="store_true",
+                    help="print the statements PostgreSQL spent most time in (throughput)")
     args = ap.parse_args()
     kiln = os.path.abspath(args.kiln)
     work = tempfile.mkdtemp(prefix="kiln-workers-")
@@ -265,9 +346,17 @@ def main():
     cluster = os.path.join(ROOT, "tests", "support", "pg_cluster.sh")
     subprocess.run([cluster, "start", pg], check=True)
     url = f"postgresql:///kiln_test?host={pg}&user=kiln"
+    if args.statements:
+        with open(os.path.join(pg, "data", "postgresql.conf"), "a") as f:
+            f.write("shared_preload_libraries = 'pg_stat_statements'\n"
+                    "pg_stat_statements.track = all\n")
+        subprocess.run([cluster, "halt", pg], check=True)
+        subprocess.run([cluster, "resume", pg], check=True)
+        sql(url, "create extension pg_stat_statements")
     try:
         latency(kiln, work, url, args.chain)
-        throughput(kiln, work, url, args.tasks, args.daemons, args.workers, args.slots)
+        throughput(kiln, work, url, args.tasks, args.daemons, args.workers, args.slots,
+                   args.statements)
         if args.pgboss:
             pgboss(pg, args.tasks, args.workers, args.slots)
     finally:

@@ -273,6 +273,11 @@ Status DbError(std::string_view what, const std::exception& e) {
   return Status::Error(lost ? ErrorCode::kUnavailable : ErrorCode::kInternal, message);
 }
 
+std::string JsonRows(std::string_view param, std::string_view columns, size_t rows) {
+  return "(SELECT * FROM jsonb_to_recordset(" + std::string(param) + "::jsonb) AS m(" +
+         std::string(columns) + ") LIMIT " + std::to_string(rows) + ")";
+}
+
 std::string EpochMs(std::string_view column) {
   return "(extract(epoch FROM " + std::string(column) + ") * 1000)::int8";
 }

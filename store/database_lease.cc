@@ -45,11 +45,14 @@ std::string RenewDaemonStatement() {
 
 // A supervisor's renewal: the term, and one row per attempt of $7 (a JSON array of
 // {run_id, task_id, attempt}) that it must stop, with why: 'superseded' when the database does
-// not have that attempt running under this supervisor ($1).
+// not have that attempt running under this supervisor ($1). $8 is how many $7 holds: the
+// LIMIT keeps the planner from taking the array for 100 rows, and joining them by a scan of
+// every task row (JsonRows).
 std::string RenewSupervisorStatement() {
   return std::string("WITH renew AS (") + kRenew +
          "), mine AS (SELECT * FROM jsonb_to_recordset($7::jsonb) AS m(run_id int8, task_id "
-         "text, attempt int)) SELECT (SELECT term FROM renew), x.run_id, x.task_id, x.attempt, "
+         "text, attempt int) LIMIT $8::int8) SELECT (SELECT term FROM renew), x.run_id, x.task_id, "
+         "x.attempt, "
          "x.cause FROM (SELECT 1) one LEFT JOIN (SELECT m.run_id, m.task_id, m.attempt, CASE WHEN "
          "t.state IS DISTINCT FROM 'running' OR t.attempt <> m.attempt OR a.lease_owner IS "
          "DISTINCT FROM $1 THEN 'superseded' WHEN "
@@ -208,7 +211,7 @@ Result<std::pair<LeaseRenewal, std::vector<StopOrder>>> Database::RenewSuperviso
     for (const pqxx::row& row :
          txn.exec_prepared("kiln_renew_supervisor", name, Hostname(), static_cast<int>(getpid()),
                            std::string("supervisor"), daemon, static_cast<int64_t>(lease.count()),
-                           KeysJson(running))) {
+                           KeysJson(running), static_cast<int64_t>(running.size()))) {
       out.first.term = row[0].as<int64_t>();
       if (row[1].is_null()) continue;
       StopOrder stop;
@@ -324,11 +327,12 @@ Result<std::vector<Database::AttemptStatus>> Database::AttemptStatuses(
              "coalesce(d.expires_at > now(), a.lease_owner = '(dispatched)', false), "
              "a.outcome::text, "
              "coalesce(t.state = "
-             "'running' AND t.attempt = m.attempt AND a.state = 'running', false) FROM "
-             "jsonb_to_recordset($1::jsonb) AS m(run_id int8, task_id text, attempt int) LEFT "
-             "JOIN attempts a ON a.run_id = m.run_id AND a.task_id = m.task_id AND a.attempt = "
-             "m.attempt LEFT JOIN task_instances t ON t.run_id = m.run_id AND t.task_id = "
-             "m.task_id LEFT JOIN daemons d ON d.name = a.lease_owner",
+             "'running' AND t.attempt = m.attempt AND a.state = 'running', false) FROM " +
+                 JsonRows("$1", "run_id int8, task_id text, attempt int", keys.size()) +
+                 " m LEFT JOIN attempts a ON a.run_id = m.run_id AND a.task_id = m.task_id AND "
+                 "a.attempt = "
+                 "m.attempt LEFT JOIN task_instances t ON t.run_id = m.run_id AND t.task_id = "
+                 "m.task_id LEFT JOIN daemons d ON d.name = a.lease_owner",
              KeysJson(keys))) {
       AttemptStatus s;
       s.key.run = RunId(row[0].as<int64_t>());
@@ -400,11 +404,12 @@ Result<std::set<AttemptKey>> Database::StartsRecorded(const std::string& supervi
     txn.exec("SELECT pg_advisory_xact_lock_shared(" + std::to_string(kEventOrderLock) + ")");
     std::set<AttemptKey> out;
     for (const pqxx::row& row : txn.exec_params(
-             "SELECT m.run_id, m.task_id, m.attempt FROM jsonb_to_recordset($2::jsonb) AS "
-             "m(run_id int8, task_id text, attempt int) JOIN task_instances t ON t.run_id = "
-             "m.run_id AND t.task_id = m.task_id AND t.state = 'running' AND t.attempt = "
-             "m.attempt JOIN attempts a ON a.run_id = m.run_id AND a.task_id = m.task_id AND "
-             "a.attempt = m.attempt AND a.lease_owner = $1",
+             "SELECT m.run_id, m.task_id, m.attempt FROM " +
+                 JsonRows("$2", "run_id int8, task_id text, attempt int", keys.size()) +
+                 " m JOIN task_instances t ON t.run_id = "
+                 "m.run_id AND t.task_id = m.task_id AND t.state = 'running' AND t.attempt = "
+                 "m.attempt JOIN attempts a ON a.run_id = m.run_id AND a.task_id = m.task_id AND "
+                 "a.attempt = m.attempt AND a.lease_owner = $1",
              supervisor, KeysJson(keys))) {
       out.insert(
           AttemptKey{RunId(row[0].as<int64_t>()), row[1].as<std::string>(), row[2].as<int>()});
@@ -429,12 +434,14 @@ Status Database::RecordOutcomes(const std::string& supervisor,
   try {
     pqxx::nontransaction txn(impl_->conn, "record_outcomes");
     txn.exec_params(
-        "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS m(run_id int8, task_id text, "
-        "attempt int, outcome jsonb)), upd AS (UPDATE attempts a SET outcome = m.outcome FROM m "
-        "WHERE a.run_id = m.run_id AND a.task_id = m.task_id AND a.attempt = m.attempt AND "
-        "a.state = 'running' AND a.outcome IS NULL AND a.lease_owner = $1 RETURNING a.run_id) "
-        "SELECT pg_notify('kiln_outcomes', p) FROM (SELECT string_agg(DISTINCT run_id::text, "
-        "',') AS p FROM upd) x WHERE p IS NOT NULL",
+        "WITH m AS (SELECT * FROM " +
+            JsonRows("$2", "run_id int8, task_id text, attempt int, outcome jsonb",
+                     outcomes.size()) +
+            " m), upd AS (UPDATE attempts a SET outcome = m.outcome FROM m "
+            "WHERE a.run_id = m.run_id AND a.task_id = m.task_id AND a.attempt = m.attempt AND "
+            "a.state = 'running' AND a.outcome IS NULL AND a.lease_owner = $1 RETURNING a.run_id) "
+            "SELECT pg_notify('kiln_outcomes', p) FROM (SELECT string_agg(DISTINCT run_id::text, "
+            "',') AS p FROM upd) x WHERE p IS NOT NULL",
         supervisor, rows.dump());
     return Status::Ok();
   } catch (const std::exception& e) {

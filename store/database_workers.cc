@@ -71,14 +71,18 @@ Result<std::vector<AttemptKey>> Database::Dispatch(const std::string& from,
     std::vector<AttemptKey> out;
     std::set<std::string> pools;
     for (const pqxx::row& row : txn.exec_params(
-             "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS m(run_id int8, task_id "
-             "text, attempt int, pool text, priority int, slots int, launch text)) UPDATE attempts "
-             "a "
-             "SET lease_owner = '(dispatched)', pool = m.pool, priority = m.priority, slots = "
-             "m.slots, launch = "
-             "decode(m.launch, 'hex'), dispatched_at = now() FROM m WHERE a.run_id = m.run_id AND "
-             "a.task_id = m.task_id AND a.attempt = m.attempt AND a.state = 'running' AND "
-             "a.lease_owner = $1 RETURNING a.run_id, a.task_id, a.attempt, a.pool",
+             "WITH m AS (SELECT * FROM " +
+                 JsonRows("$2",
+                          "run_id int8, task_id text, attempt int, pool text, priority int, "
+                          "slots int, launch text",
+                          attempts.size()) +
+                 " m) UPDATE attempts a "
+                 "SET lease_owner = '(dispatched)', pool = m.pool, priority = m.priority, slots = "
+                 "m.slots, launch = "
+                 "decode(m.launch, 'hex'), dispatched_at = now() FROM m WHERE a.run_id = m.run_id "
+                 "AND "
+                 "a.task_id = m.task_id AND a.attempt = m.attempt AND a.state = 'running' AND "
+                 "a.lease_owner = $1 RETURNING a.run_id, a.task_id, a.attempt, a.pool",
              from, rows.dump())) {
       out.push_back(ReadKey(row));
       pools.insert(row[3].as<std::string>());
@@ -199,20 +203,23 @@ Result<std::vector<AttemptKey>> Database::RecordWorkerEnds(
     // One statement, committed on its own: the ends, their history and the daemons' notice.
     pqxx::nontransaction txn(impl_->conn, "record_worker_ends");
     std::vector<AttemptKey> refused;
-    for (const pqxx::row& row : txn.exec_params(
-             "WITH m AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS m(run_id int8, task_id "
-             "text, attempt int, outcome jsonb)), u AS (UPDATE attempts a SET outcome = "
-             "m.outcome, launch = NULL FROM m WHERE a.run_id = m.run_id AND a.task_id = "
-             "m.task_id AND a.attempt = m.attempt AND a.state = 'running' AND a.outcome IS NULL "
-             "AND a.lease_owner = $2 RETURNING a.run_id, a.task_id, a.attempt), r AS (SELECT "
-             "m.run_id, m.task_id, m.attempt, u.run_id IS NOT NULL AS taken FROM m LEFT JOIN u "
-             "ON u.run_id = m.run_id AND u.task_id = m.task_id AND u.attempt = m.attempt), h AS "
-             "(INSERT INTO worker_history (worker, kind, run_id, task_id, attempt) SELECT $1, "
-             "CASE WHEN taken THEN 'end' ELSE 'refused' END, run_id, task_id, attempt FROM r), "
-             "n AS (SELECT pg_notify('kiln_outcomes', string_agg(DISTINCT run_id::text, ',')) "
-             "FROM r WHERE taken HAVING count(*) > 0) SELECT run_id, task_id, attempt, taken, "
-             "(SELECT count(*) FROM n) FROM r",
-             worker, supervisor, rows.dump())) {
+    for (
+        const pqxx::row& row : txn.exec_params(
+            "WITH m AS (SELECT * FROM " +
+                JsonRows("$3", "run_id int8, task_id text, attempt int, outcome jsonb",
+                         outcomes.size()) +
+                " m), u AS (UPDATE attempts a SET outcome = "
+                "m.outcome, launch = NULL FROM m WHERE a.run_id = m.run_id AND a.task_id = "
+                "m.task_id AND a.attempt = m.attempt AND a.state = 'running' AND a.outcome IS NULL "
+                "AND a.lease_owner = $2 RETURNING a.run_id, a.task_id, a.attempt), r AS (SELECT "
+                "m.run_id, m.task_id, m.attempt, u.run_id IS NOT NULL AS taken FROM m LEFT JOIN u "
+                "ON u.run_id = m.run_id AND u.task_id = m.task_id AND u.attempt = m.attempt), h AS "
+                "(INSERT INTO worker_history (worker, kind, run_id, task_id, attempt) SELECT $1, "
+                "CASE WHEN taken THEN 'end' ELSE 'refused' END, run_id, task_id, attempt FROM r), "
+                "n AS (SELECT pg_notify('kiln_outcomes', string_agg(DISTINCT run_id::text, ',')) "
+                "FROM r WHERE taken HAVING count(*) > 0) SELECT run_id, task_id, attempt, taken, "
+                "(SELECT count(*) FROM n) FROM r",
+            worker, supervisor, rows.dump())) {
       if (!row[3].as<bool>()) refused.push_back(ReadKey(row));
     }
     return refused;

@@ -508,6 +508,19 @@ BEGIN
 END $$;
 )sql";
 
+// Migration 15, the task row of an update found by its key: task_instances_active was on
+// (run_id) only, and an update of one task (`WHERE run_id = $1 AND task_id = $2 AND state =
+// 'running' ...`, CommitBatches' end statement, a claim's check of the task row) could take it
+// instead of the primary key whenever the statistics were older than the run, the common case
+// for a run just created: the update then read every active task row of its run (922 of a
+// run of 1,000, measured), once per transition. On (run_id, task_id), either index finds the
+// row directly; a run's active tasks are still one range of it.
+constexpr std::string_view kTaskKeySchema = R"sql(
+DROP INDEX task_instances_active;
+CREATE INDEX task_instances_active ON task_instances (run_id, task_id)
+  WHERE state IN ('pending', 'queued', 'running', 'up_for_retry', 'waiting');
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -523,6 +536,7 @@ constexpr Migration kMigrations[] = {
     {12, "remote workers", kWorkerSchema},
     {13, "the leader of the daemons", kLeaderSchema},
     {14, "the workers' hot path", kHandoutSchema},
+    {15, "the task row of an update found by its key", kTaskKeySchema},
 };
 
 }  // namespace

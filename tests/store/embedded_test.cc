@@ -116,7 +116,7 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     CHECK((*pg)->Stop().ok());
     auto restarted = EmbeddedPostgres::Start(options);
     REQUIRE(restarted.ok());
-    CHECK(Query((*restarted)->url(), "SELECT max(version) FROM schema_migrations") == "14");
+    CHECK(Query((*restarted)->url(), "SELECT max(version) FROM schema_migrations") == "15");
   }
 }
 
