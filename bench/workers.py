@@ -8,10 +8,12 @@ On a throwaway PostgreSQL (tests/support/pg_cluster.sh), with `[executor] mode =
               start (claimed_at -> the supervisor's started_at), and per hop the upstream's end
               to the downstream's start; p50 / p99 / max. The same chain under the daemon's own
               supervisor (mode "local") gives the hop without workers.
-  throughput  N `true` tasks in parallel, one daemon with one worker, then D daemons with W
-              workers (each daemon drives one run of N / D tasks): task transitions per second
-              (a start and an end per task) over the wall time from the first trigger to the
-              last run's end.
+  throughput  N `true` tasks in parallel: one daemon and no worker (its own supervisor runs
+              `slots` at a time), one daemon with one worker, then D daemons with W workers
+              (each daemon drives one run of N / D tasks): task transitions per second (a start
+              and an end per task) over the wall time from the first trigger to the last run's
+              end, and the CPU time per task by who spent it (PostgreSQL's processes, kiln's,
+              the task processes kiln reaped, the rest of the machine), read from /proc.
 
 Every task is a process (`true`): the figures include one process start per task, which
 `bench/scheduling.py` prints for this machine.
