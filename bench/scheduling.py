@@ -154,7 +154,7 @@ def serve_times(kiln, work, env, repeat, config=""):
     return out
 
 
-def compare(kiln, other, repeat, serve=False):
+def compare(kiln, other, repeat, serve=False, own_user=False):
     """Each shape with both binaries, alternating run by run; medians and their ratio. With
     `serve`, then each shape through `kiln serve` (tasks as root when run as root), one daemon
     of each binary per round, alternating which goes first."""
@@ -200,15 +200,20 @@ def compare(kiln, other, repeat, serve=False):
             own = f"{(this - n) * 1000 / len(tasks):.2f}, {(that - n) * 1000 / len(tasks):.2f}"
             print(f"{name:<14} {this:>8.3f}s {that:>8.3f}s {n:>8.3f}s {this / that:>10.3f}x"
                   f" {own:>24}")
-        if serve:
-            config = 'run_as = "root"\n' if os.geteuid() == 0 else ""
+        # As root, `own_user` also runs the tasks as their run's own user (kiln's default then).
+        setups = [("kiln serve", "")]
+        if os.geteuid() == 0:
+            setups = [("kiln serve, tasks as root", 'run_as = "root"\n')]
+            if own_user:
+                setups.append(("kiln serve, tasks as their run's own user", ""))
+        for title, config in (setups if serve else []):
             runs = {key: {name: [] for name in shapes()} for key in binaries}
             for rep in range(repeat):
                 order = list(binaries.items())
                 for key, binary in (order if rep % 2 == 0 else order[::-1]):
                     for name, t in serve_times(binary, work, envs[key], 1, config).items():
                         runs[key][name].append(t)
-            print("kiln serve" + (", tasks as root" if config else "") + f", medians of {repeat}")
+            print(f"{title}, medians of {repeat}")
             for name, tasks in shapes().items():
                 this, that = (statistics.median(runs[k][name]) for k in ("this", "other"))
                 n = ninja_median[name]
@@ -228,13 +233,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--serve", action="store_true", help="also run the shapes through kiln serve")
     ap.add_argument("--against", help="another kiln binary to compare with, run by run")
+    ap.add_argument("--own-user", action="store_true",
+                    help="with --against --serve as root: also with tasks as their run's own user")
     ap.add_argument("--shapes", default="",
                     help="comma-separated shapes to run (chain-500, fanout-1000, layered-2000)")
     args = ap.parse_args()
     SELECTED.update(s for s in args.shapes.split(",") if s)
     if args.against:
         return compare(os.path.abspath(args.kiln), os.path.abspath(args.against), args.repeat,
-                       args.serve)
+                       args.serve, args.own_user)
     kiln = os.path.abspath(args.kiln)
     ninja = shutil.which("ninja")
     if not ninja:

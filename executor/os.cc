@@ -5,8 +5,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -16,6 +18,8 @@
 #include <cstdio>
 #include <cstring>
 #include <system_error>
+
+#include "executor/child_as.h"
 
 namespace kiln::executor::os {
 
@@ -247,93 +251,7 @@ Result<std::string> ResolveProgram(const std::string& argv0, const Env& env,
   return Status::Error("cannot start '" + argv0 + "': " + ErrnoText(err));
 }
 
-namespace {
-
-// Where a forked child failed, reported as {step, errno} through its close-on-exec pipe.
-enum ChildStep : int { kStepFds = 1, kStepUser, kStepCwd, kStepExec };
-
-// The child of ForkAs: async-signal-safe calls only (it is a fork of a threaded process).
-[[noreturn]] void ChildAs(char* const* programs, char* const* argv, char* const* envp,
-                          const char* cwd, const Identity& user, int output_fd, int report_fd) {
-  auto fail = [report_fd](int step) {
-    int msg[2] = {step, errno};
-    ssize_t ignored = ::write(report_fd, msg, sizeof msg);
-    (void)ignored;
-    ::_exit(127);
-  };
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-  if (::setpgid(0, 0) != 0) fail(kStepFds);
-  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(output_fd, 1) < 0 ||
-      ::dup2(output_fd, 2) < 0) {
-    fail(kStepFds);
-  }
-  // Only the effective user id first: the folder is entered as the user, while the real and
-  // saved ids stay root's, so that the user's processes cannot signal (stop) this child yet.
-  if (::setgroups(user.groups.size(), user.groups.data()) != 0 ||
-      ::setresgid(user.gid, user.gid, user.gid) != 0 || ::setresuid(-1, user.uid, -1) != 0) {
-    fail(kStepUser);
-  }
-  if (cwd != nullptr && ::chdir(cwd) != 0) fail(kStepCwd);
-  // Everything but 0, 1, 2 closes at exec (the report pipe too, which tells the parent it did).
-  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(kStepFds);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  // All three ids, right before exec: no capability and no way back.
-  if (::setresuid(user.uid, user.uid, user.uid) != 0) fail(kStepUser);
-  // Like execvp, as the user: a candidate that is missing or not the user's to run is passed
-  // over; EACCES is reported only when no later one runs.
-  bool denied = false;
-  for (char* const* p = programs; *p != nullptr; ++p) {
-    ::execve(*p, argv, envp);
-    if (errno == EACCES) {
-      denied = true;
-    } else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ELOOP &&
-               errno != ENAMETOOLONG) {
-      fail(kStepExec);
-    }
-  }
-  if (denied) errno = EACCES;
-  fail(kStepExec);
-  ::_exit(127);
-}
-
-// Forks a child that becomes `user` and execs; its pid, and the read end of its report pipe.
-Result<std::pair<pid_t, UniqueFd>> ForkAs(const std::vector<std::string>& programs,
-                                          const std::vector<std::string>& argv,
-                                          const std::vector<std::string>& env,
-                                          const std::filesystem::path& cwd, const Identity& user,
-                                          int output_fd) {
-  const std::string name = argv.empty() ? programs.front() : argv[0];
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) {
-    return Status::Error("cannot start '" + name + "': " + ErrnoText(errno));
-  }
-  UniqueFd report_read(report[0]);
-  UniqueFd report_write(report[1]);
-  std::vector<char*> c_programs = CStrings(programs);
-  std::vector<char*> c_argv = CStrings(argv);
-  std::vector<char*> c_env = CStrings(env);
-  const char* c_cwd = cwd.empty() ? nullptr : cwd.c_str();
-  // No handler of the daemon may run in the child before it has reset them.
-  sigset_t all, old;
-  sigfillset(&all);
-  ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ChildAs(c_programs.data(), c_argv.data(), c_env.data(), c_cwd, user, output_fd,
-            report_write.get());
-  }
-  const int fork_errno = errno;
-  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) return Status::Error("cannot start '" + name + "': " + ErrnoText(fork_errno));
-  return std::pair(pid, std::move(report_read));
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::string>& argv,
                              const Env& env, const std::filesystem::path& cwd,
@@ -353,12 +271,14 @@ Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::
   for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
   pid_t pid = -1;
   UniqueFd report;
+  std::shared_ptr<void> child_memory;
   if (user.switch_user) {
-    auto forked =
-        ForkAs(ProgramCandidates(program, env, cwd), argv, env_strings, cwd, user, write_end.get());
-    if (!forked.ok()) return forked.status();
-    pid = forked->first;
-    report = std::move(forked->second);
+    auto child = StartChildAs(ProgramCandidates(program, env, cwd), argv, env_strings, cwd, user,
+                              write_end.get());
+    if (!child.ok()) return child.status();
+    pid = child->pid;
+    report = std::move(child->report);
+    child_memory = std::move(child->memory);
   } else {
     SpawnSetup setup;
     if (int rc = setup.Prepare(write_end.get(), cwd); rc != 0) {
@@ -386,6 +306,7 @@ Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::
   spawned.pidfd.reset(pidfd);
   spawned.output = std::move(read_end);
   spawned.report = std::move(report);
+  spawned.child_memory = std::move(child_memory);
   return spawned;
 }
 
@@ -443,10 +364,13 @@ std::vector<GroupMember> ListGroupMembers(pid_t pgid) {
 // glibc 2.36's <sys/pidfd.h> lacks extern "C", so its wrapper cannot be linked from C++.
 int OpenPidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0u)); }
 
-void TryReap(pid_t pid) {
-  siginfo_t info;
-  while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG) != 0 && errno == EINTR) {
+bool TryReap(pid_t pid) {
+  siginfo_t info{};
+  int r;
+  while ((r = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG)) != 0 &&
+         errno == EINTR) {
   }
+  return r == 0 && info.si_pid == pid;
 }
 
 }  // namespace kiln::executor::os

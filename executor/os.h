@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,6 +90,9 @@ struct Spawned {
   // As another user: the read end (non-blocking) of the pipe through which the child reports a
   // failure before its exec; read it with StartFailure once the child has exited.
   UniqueFd report;
+  // As another user: what the child runs on until its exec (child_as.h). Keep it until the child
+  // has exited.
+  std::shared_ptr<void> child_memory;
 };
 
 // Starts `program` (as another user: argv[0] is searched in env's PATH by the child itself, as
@@ -124,8 +128,8 @@ std::vector<GroupMember> ListGroupMembers(pid_t pgid);
 // pidfd_open(2): an O_CLOEXEC fd that becomes readable when `pid` exits; -1 and errno on failure.
 int OpenPidfd(pid_t pid);
 
-// Reaps `pid` if it is an exited child of this process; does nothing otherwise.
-void TryReap(pid_t pid);
+// Reaps `pid` if it is an exited child of this process (true); does nothing otherwise.
+bool TryReap(pid_t pid);
 
 // strerror() text for an errno value.
 std::string ErrnoText(int err);

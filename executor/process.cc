@@ -58,6 +58,7 @@ struct Child {
   Descriptor exit_watch;  // pidfd of the main process
   Descriptor output;      // read end of the stdout/stderr pipe
   os::UniqueFd report;    // spawned as another user: what failed before its exec (os.h)
+  std::shared_ptr<void> child_memory;  // and what it ran on until its exec: freed once reaped
   asio::steady_timer timeout_timer;
   asio::steady_timer kill_timer;    // SIGKILL after the grace period
   asio::steady_timer output_timer;  // gives up on a pipe held open from outside the group
@@ -119,7 +120,10 @@ ProcessManager::Impl::~Impl() {
     c->detached = true;
     if (!c->group_done) ::kill(-c->pid, SIGKILL);
     if (cgroups) KillCgroup(c->cgroup);
-    if (!c->reaped) os::TryReap(c->pid);
+    if (!c->reaped && !os::TryReap(c->pid)) {
+      // Killed but maybe not gone yet: what it may still run on must outlive it (child_as.h).
+      new std::shared_ptr<void>(std::move(c->child_memory));
+    }
     error_code ignored;
     c->exit_watch.close(ignored);
     c->output.close(ignored);
@@ -204,6 +208,7 @@ Status ProcessManager::Impl::Launch(Child& c) {
     if (!ec) spawned->output.release();
   }
   c.report = std::move(spawned->report);
+  c.child_memory = std::move(spawned->child_memory);
   if (ec) {
     // Without both descriptors we could neither reap nor drain it; better not to run it at all.
     ::kill(-c.pid, SIGKILL);
@@ -269,6 +274,7 @@ void ProcessManager::Impl::OnMainExit(const ChildPtr& c) {
     }
     c->report.reset();
   }
+  c->child_memory.reset();  // reaped: it runs no more
   error_code ignored;
   c->exit_watch.close(ignored);
   c->timeout_timer.cancel();

@@ -433,7 +433,9 @@ TEST_CASE("a process runs as the spec's user, without capabilities, in a folder 
   REQUIRE(nobody.ok());
   ProcessSpec spec = t::ShellSpec(
       dir,
-      "id -u; id -G; grep -E '^Cap(Prm|Eff)' /proc/self/status; touch mine && echo wrote; "
+      "id -u; id -G; grep -E '^Cap(Prm|Eff)' /proc/self/status; grep -E '^Sig(Blk|Ign)' "
+      "/proc/self/status; readlink /proc/self/fd/0; [ \"$(cut -d' ' -f5 /proc/$$/stat)\" = $$ ] "
+      "&& echo 'leads its group'; touch mine && echo wrote; "
       "touch ../theirs 2>/dev/null || echo 'parent refused'; ls .. >/dev/null 2>&1 || echo "
       "'listing refused'; cat " +
           (dir / "root-only").string() + " 2>/dev/null || echo 'root file refused'");
@@ -446,7 +448,9 @@ TEST_CASE("a process runs as the spec's user, without capabilities, in a folder 
   ProcessResult r = t::RunProcess(spec);
   CHECK(r.exit_code == 0);
   CHECK(t::ReadFile(spec.log_path) ==
-        "65534\n65534\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nwrote\n"
+        "65534\n65534\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n/dev/null\nleads its group\n"
+        "wrote\n"
         "parent refused\nlisting refused\nroot file refused\n");
   struct stat st;
   REQUIRE(::stat(run_dir.c_str(), &st) == 0);
