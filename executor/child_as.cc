@@ -14,15 +14,18 @@
 
 #include "common/text.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+// Sanitizers keep state in memory the child would share (shadow memory, interceptors): fork.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define KILN_CHILD_FORKS 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
 #define KILN_CHILD_FORKS 1
 #endif
 #endif
-#if defined(__x86_64__) && !defined(KILN_CHILD_FORKS)
-#define KILN_CHILD_SHARES_MEMORY 1
+// The child in raw system calls (x86-64), whether it shares the memory or forks.
+#if defined(__x86_64__)
+#define KILN_RAW_CHILD 1
 #endif
 
 namespace kiln::executor::os {
@@ -54,7 +57,7 @@ std::vector<char*> Pointers(std::vector<std::string>& strings, size_t from, size
   return out;
 }
 
-#if defined(KILN_CHILD_SHARES_MEMORY)
+#if defined(KILN_RAW_CHILD)
 
 // A system call that leaves errno alone: the result, or -errno.
 long Sys(long n, long a = 0, long b = 0, long c = 0, long d = 0) {
@@ -184,6 +187,20 @@ int Child(void* p) {
 
 #endif
 
+// Whether a child may share this process's memory (CLONE_VM) while it changes ids. Its change
+// of ids sets the shared memory's dump flag to fs.suid_dumpable: 0 (the kernel's default) makes
+// it undumpable, so the task's user can neither ptrace the child nor make it dump core until its
+// exec. With 1 or 2 the user could do either, and reach this process's memory through the
+// child: then it forks. Read at every start, so that a change of the setting counts at once.
+[[maybe_unused]] bool MemoryMayBeShared() {
+  const int fd = ::open("/proc/sys/fs/suid_dumpable", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char text[4] = {0};
+  const ssize_t n = ::read(fd, text, sizeof text);
+  ::close(fd);
+  return n >= 1 && text[0] == '0' && (n == 1 || text[1] == '\n');
+}
+
 }  // namespace
 
 Result<ChildAs> StartChildAs(const std::vector<std::string>& programs,
@@ -217,21 +234,29 @@ Result<ChildAs> StartChildAs(const std::vector<std::string>& programs,
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
-#if defined(KILN_CHILD_SHARES_MEMORY)
-  // Enough for Child (a few hundred bytes); its lowest page faults rather than run into other
-  // memory.
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  m->stack_bytes = page + 16 * 1024;
-  void* stack = ::mmap(nullptr, m->stack_bytes, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   pid_t pid = -1;
-  if (stack != MAP_FAILED) {
-    m->stack = stack;
-    ::mprotect(stack, page, PROT_NONE);
-    pid = ::clone(Child, static_cast<char*>(stack) + m->stack_bytes, CLONE_VM | SIGCHLD, m.get());
+#if defined(KILN_RAW_CHILD) && !defined(KILN_CHILD_FORKS)
+  if (MemoryMayBeShared()) {
+    // Enough for Child (a few hundred bytes); its lowest page faults rather than run into other
+    // memory.
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    m->stack_bytes = page + 16 * 1024;
+    void* stack = ::mmap(nullptr, m->stack_bytes, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack != MAP_FAILED) {
+      m->stack = stack;
+      ::mprotect(stack, page, PROT_NONE);
+      pid = ::clone(Child, static_cast<char*>(stack) + m->stack_bytes, CLONE_VM | SIGCHLD, m.get());
+    }
+  } else {
+    pid = ::fork();
+    if (pid == 0) Child(m.get());
   }
+#elif defined(KILN_RAW_CHILD)
+  pid = ::fork();
+  if (pid == 0) Child(m.get());
 #else
-  const pid_t pid = ::fork();
+  pid = ::fork();
   if (pid == 0) ForkedChild(*m);
 #endif
   const int err = errno;

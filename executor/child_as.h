@@ -35,12 +35,13 @@ struct ChildAs {
 // the child: between its last change of ids and its exec, a process of the task's user may stop
 // it.
 //
-// On x86-64 without AddressSanitizer the child shares this process's memory (CLONE_VM, as
-// posix_spawn's child does), on a stack of its own, and makes raw system calls only: it writes
-// no memory but that stack (not even errno), and changes its own credentials only (glibc's
-// set*id calls would change every thread's). So no page table is copied for it, where fork()
-// copied the supervisor's for every task and the child then tore the copy down at its exec.
-// Elsewhere it forks.
+// On x86-64 the child makes raw system calls only: it writes no memory but its stack (not even
+// errno), and changes its own credentials only (glibc's set*id calls would change every
+// thread's). So, without a sanitizer and while fs.suid_dumpable is 0, it shares this process's
+// memory (CLONE_VM, as posix_spawn's child does) on a stack of its own: no page table is copied
+// for it, where fork() copied the supervisor's for every task and the child then tore the copy
+// down at its exec. Its change of ids makes the shared memory undumpable, this process's own
+// included, from then on. Otherwise, and on other architectures, it forks.
 Result<ChildAs> StartChildAs(const std::vector<std::string>& programs,
                              const std::vector<std::string>& argv,
                              const std::vector<std::string>& env, const std::filesystem::path& cwd,

@@ -295,7 +295,9 @@ Result<Spawned> SpawnProcess(const std::string& program, const std::vector<std::
   int pidfd = OpenPidfd(pid);
   if (pidfd < 0) {
     int err = errno;
+    // The child itself too: it may not lead its group yet (setpgid is its first step).
     ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }

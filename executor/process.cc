@@ -211,7 +211,9 @@ Status ProcessManager::Impl::Launch(Child& c) {
   c.child_memory = std::move(spawned->child_memory);
   if (ec) {
     // Without both descriptors we could neither reap nor drain it; better not to run it at all.
+    // The child itself too: it may not lead its group yet (setpgid is its first step).
     ::kill(-c.pid, SIGKILL);
+    ::kill(c.pid, SIGKILL);
     if (cgroups) KillCgroup(c.cgroup);
     int status = 0;
     while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
