@@ -16,9 +16,11 @@ With --against OTHER_KILN, another binary (an older build) runs each shape too, 
 this one run by run and against a PostgreSQL of its own (its schema may be older), so that a
 machine whose speed drifts affects both alike, and ninja -j2 with them for the cost of the
 processes; prints both medians, their ratio, and each binary's own cost per task:
-(kiln - ninja) / tasks.
+(kiln - ninja) / tasks. As root, with --serve, the daemons run the tasks as root; --own-user
+runs them a second time as their run's own user (the default as root).
 
 Usage: bench/scheduling.py [--kiln build/cli/kiln] [--repeat 3] [--serve] [--against OLD_KILN]
+                           [--own-user] [--shapes chain-500,...]
 """
 import argparse
 import ctypes
