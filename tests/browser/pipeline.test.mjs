@@ -84,6 +84,34 @@ command = "true"
   });
 });
 
+test('a run that ends while the page reads its grid is shown ended', { timeout: 120000 }, async () => {
+  const go = path.join(tempDir(), 'go');
+  await signedIn(pipelinesFolder({ 'quick.toml': `[pipeline]
+name = "quick"
+[tasks.wait]
+command = "while [ ! -e ${go} ]; do sleep 0.05; done"
+` }), 'viewer', async ({ daemon, page, problems }) => {
+    const id = (await daemon.api('/api/v1/pipelines/quick/runs', { method: 'POST', body: {} })).body.id;
+    // The page's first read of the grid is answered only after the run ended: what it read
+    // has the task running, and everything after comes as events.
+    let held = false;
+    await page.route('**/api/v1/pipelines/quick/grid*', async (route) => {
+      if (held) return route.continue();
+      held = true;
+      const response = await route.fetch();
+      assert.equal((await response.json()).runs[0].state, 'running');
+      fs.writeFileSync(go, '');
+      assert.equal((await daemon.waitForRun(id)).state, 'success');
+      await route.fulfill({ response });
+    });
+    await page.goto(`${daemon.url}/#/pipelines/quick`);
+    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq.st-success').length === 1, null, { timeout: 30000 });
+    assert.deepEqual(await page.locator('.grid-head .sq').evaluateAll((all) => all.map((a) => a.getAttribute('aria-label'))),
+      [`run ${id}: success`]);
+    assert.deepEqual(problems, []);
+  });
+});
+
 test('the grid follows a task live, and a new run keeps the keyboard on its cell', { timeout: 120000 }, async () => {
   const go = path.join(tempDir(), 'go');
   await signedIn(pipelinesFolder({ 'live.toml': `[pipeline]

@@ -147,17 +147,30 @@ export async function pipelineView(main, app, name, open) {
     loadBackfills().catch(() => {});
     loadMetrics().catch(() => {});
   }, 1000);
-  await Promise.all([loadGrid(), loadBackfills(),
-    loadMetrics().catch((e) => fill(metricsBox, h('p', { class: 'error' }, e.message))),
-    loadDag().catch((e) => fill(dagBox, h('p', { class: 'error' }, e.message)))]);
-  if (operable && (open === 'trigger' || open === 'backfill')) openForm(open);
   // A task's new state is painted into the grid at once; what the grid cannot show by itself (a
-  // new run, a run's own state, backfills) reads it again, at most once a second.
+  // new run, a run's own state, backfills) reads it again, at most once a second. The stream is
+  // followed before the first reads, which wait until it is open (the point it starts from is
+  // fixed then): an event committed after a read is never missed, and one before it is at worst
+  // painted twice. Following only after the reads lost what happened in between, and the grid
+  // kept the states it read (a backfill of quick tasks, seen in the browser tests).
+  let streamOpen;
+  const opened = new Promise((resolve) => { streamOpen = resolve; });
   const stop = follow(`pipeline=${enc(name)}`, (e) => {
     if (loading) stale = true;
     if (e.kind === 'task_state' && grid && grid.set(e.run, e.task, e.to)) return;
     reload();
-  });
+  }, () => streamOpen());
+  await Promise.race([opened, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  try {
+    await Promise.all([loadGrid(), loadBackfills(),
+      loadMetrics().catch((e) => fill(metricsBox, h('p', { class: 'error' }, e.message))),
+      loadDag().catch((e) => fill(dagBox, h('p', { class: 'error' }, e.message)))]);
+  } catch (e) {
+    stop();
+    reload.cancel();
+    throw e;
+  }
+  if (operable && (open === 'trigger' || open === 'backfill')) openForm(open);
   return () => {
     stop();
     reload.cancel();

@@ -62,11 +62,20 @@ export async function pipelinesView(main, app) {
           p.version ? h('p', {}, `The last good version of ${p.name} keeps running.`) : null,
           h('pre', { class: 'errors' }, p.load_error)))));
   };
-  await load();
+  // Followed before the first read, which waits until the stream is open (pipeline.js).
   const reload = throttle(() => load().catch(() => {}), 400);
+  let streamOpen;
+  const opened = new Promise((resolve) => { streamOpen = resolve; });
   const stop = follow('', (e) => {
     if (e.kind === 'run_state' || e.kind === 'run_created' || e.kind.startsWith('pipeline_')) reload();
-  });
+  }, () => streamOpen());
+  await Promise.race([opened, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  try {
+    await load();
+  } catch (e) {
+    stop();
+    throw e;
+  }
   return () => {
     stop();
     reload.cancel();  // a reload due after the page was left is not made
