@@ -88,12 +88,14 @@ export async function pipelineView(main, app, name, open) {
   let grid = null;
   let loading = 0;     // reads of the grid under way
   let stale = false;   // an event came during one: its answer may predate it
+  let during = [];     // the task states that came during them, painted again on their answer
   async function loadGrid() {
     loading++;
     try {
       await readGrid();
     } finally {
       loading--;
+      if (loading === 0) during = [];
       if (stale && loading === 0) {
         stale = false;
         reload();
@@ -121,6 +123,9 @@ export async function pipelineView(main, app, name, open) {
       }
       grid.start();
       if (at && at.focused) grid.focus.focus();
+      // A state that came while this was read may be newer than what it read: in the order they
+      // came, so the last one wins (one older than the read is followed by the newer ones).
+      for (const e of during) grid.set(e.run, e.task, e.to);
     }
     fill(chartBox, durationChart(runs));
   }
@@ -156,7 +161,10 @@ export async function pipelineView(main, app, name, open) {
   let streamOpen;
   const opened = new Promise((resolve) => { streamOpen = resolve; });
   const stop = follow(`pipeline=${enc(name)}`, (e) => {
-    if (loading) stale = true;
+    if (loading) {
+      stale = true;
+      if (e.kind === 'task_state') during.push(e);
+    }
     if (e.kind === 'task_state' && grid && grid.set(e.run, e.task, e.to)) return;
     reload();
   }, () => streamOpen());
