@@ -102,8 +102,13 @@ export async function pipelineView(main, app, name, open) {
       }
     }
   }
+  let issued = 0;       // reads of the grid sent, and the newest whose answer is shown: an
+  let shown = 0;        // answer older than the one shown (reads overlap) is dropped
   async function readGrid() {
+    const seq = ++issued;
     const g = await api(`/api/v1/pipelines/${enc(name)}/grid?limit=${limit.value}${cursor ? `&cursor=${enc(cursor)}` : ''}`);
+    if (seq < shown) return;
+    shown = seq;
     next = g.next_cursor;
     olderButton.hidden = !next;
     newerButton.hidden = cursor === null;
