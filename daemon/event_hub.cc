@@ -25,6 +25,7 @@ void EventHub::Stop() {
     stopping_ = true;
   }
   changed_.notify_all();
+  wakeup_.Notify();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -62,7 +63,7 @@ void EventHub::Publish(int64_t id) {
 }
 
 // LISTEN first, then read the newest id: an event committed in between is seen either by the
-// read or as a notification. The wait's timeout only bounds how long Stop() takes.
+// read or as a notification. Stop() ends the wait through the wake-up.
 void EventHub::Loop() {
   std::unique_ptr<store::EventListener> listener;
   std::unique_ptr<store::Database> db;
@@ -87,7 +88,7 @@ void EventHub::Loop() {
       warned = false;
       if (auto id = db->LastEventId(); id.ok()) Publish(*id);
     }
-    auto notified = listener->Wait(250ms);
+    auto notified = listener->Wait(60s, &wakeup_);
     if (!notified.ok()) {
       listener.reset();
       continue;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "daemon/env.h"
+#include "store/event_listener.h"
 
 namespace kiln::daemon {
 
@@ -43,6 +44,7 @@ class EventHub final : public EventSource {
   std::string url_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
+  store::Wakeup wakeup_;  // ends the thread's wait for notifications at Stop()
   int64_t last_id_ = 0;
   uint64_t log_generation_ = 0;
   bool stopping_ = false;

@@ -9,13 +9,6 @@ namespace kiln::daemon {
 
 using namespace std::chrono_literals;
 
-namespace {
-
-// Bounds each wait for notifications, so that Stop() and Wake() are seen this soon.
-constexpr auto kListenSlice = 250ms;
-
-}  // namespace
-
 Status LeaseKeeper::Start() {
   auto db = store::Database::Connect(options_.url);
   if (!db.ok()) return db.status();
@@ -38,6 +31,7 @@ void LeaseKeeper::Wake() {
     woken_ = true;
   }
   wake_.notify_all();
+  wakeup_.Notify();
 }
 
 void LeaseKeeper::StopLeading() {
@@ -47,6 +41,7 @@ void LeaseKeeper::StopLeading() {
     woken_ = true;
   }
   wake_.notify_all();
+  wakeup_.Notify();
 }
 
 void LeaseKeeper::Stop(bool release) {
@@ -55,6 +50,7 @@ void LeaseKeeper::Stop(bool release) {
     stopping_ = true;
   }
   wake_.notify_all();
+  wakeup_.Notify();
   if (thread_.joinable()) thread_.join();
   // The leader lease goes whatever is left to the next start: another daemon fires at once.
   if (options_.leadership && options_.leadership->Term() >= 0) {
@@ -217,7 +213,7 @@ void LeaseKeeper::Loop() {
     if (woken && hooks_.on_tick) hooks_.on_tick(*db);
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         next - std::chrono::steady_clock::now());
-    auto notified = listener->Wait(std::clamp<std::chrono::milliseconds>(left, 0ms, kListenSlice));
+    auto notified = listener->Wait(std::max(left, 0ms), &wakeup_);
     if (!notified.ok()) {
       listener.reset();
       continue;

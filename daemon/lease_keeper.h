@@ -24,6 +24,7 @@
 #include "common/status.h"
 #include "common/time.h"
 #include "store/database.h"
+#include "store/event_listener.h"
 
 namespace kiln::daemon {
 
@@ -154,6 +155,7 @@ class LeaseKeeper {
   bool healthy_ = true;
   std::mutex mu_;
   std::condition_variable wake_;
+  store::Wakeup wakeup_;  // ends the thread's wait for notifications (Wake, StopLeading, Stop)
   bool stopping_ = false;
   bool woken_ = false;
   bool resign_ = false;  // StopLeading was called

@@ -1,8 +1,17 @@
 #include "store/event_listener.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
 #include <memory>
 #include <pqxx/pqxx>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -57,7 +66,19 @@ Result<std::unique_ptr<EventListener>> EventListener::Connect(
   }
 }
 
-Result<bool> EventListener::Wait(std::chrono::milliseconds timeout) {
+Wakeup::Wakeup() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+Wakeup::~Wakeup() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Wakeup::Notify() {
+  if (fd_ < 0) return;
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(fd_, &one, sizeof one);  // full only after 2^64 - 1
+}
+
+Result<bool> EventListener::Wait(std::chrono::milliseconds timeout, Wakeup* wakeup) {
   const std::string what = "waiting for events";
   EventListenerImpl& impl = *impl_;
   // libpqxx 6 would silently reconnect a closed connection inside await_notification (and
@@ -70,8 +91,20 @@ Result<bool> EventListener::Wait(std::chrono::milliseconds timeout) {
   const int64_t ms = std::max<int64_t>(0, timeout.count());
   try {
     impl.received.clear();
-    impl.conn.await_notification(static_cast<long>(ms / 1000),
-                                 static_cast<long>((ms % 1000) * 1000));
+    // As await_notification, and the wake-up's descriptor polled beside the socket.
+    if (impl.conn.get_notifs() == 0) {
+      const int wake = wakeup ? wakeup->fd() : -1;
+      pollfd fds[2] = {{impl.conn.sock(), POLLIN, 0}, {wake, POLLIN, 0}};
+      if (::poll(fds, wake >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(ms, INT_MAX))) < 0 &&
+          errno != EINTR) {
+        throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+      }
+      if (fds[1].revents & POLLIN) {
+        uint64_t n = 0;
+        [[maybe_unused]] ssize_t r = ::read(wake, &n, sizeof n);
+      }
+      if (fds[0].revents) impl.conn.get_notifs();
+    }
     if (!impl.conn.is_open()) throw pqxx::broken_connection("the server closed the connection");
     return !impl.received.empty();
   } catch (const std::exception& e) {

@@ -14,6 +14,24 @@ namespace kiln::store {
 
 struct EventListenerImpl;  // store/event_listener.cc
 
+// Ends a Wait() early from another thread, so that a thread that waits for notifications stops
+// at once instead of at its wait's timeout: an eventfd, polled beside the listener's socket.
+// Thread safety: Notify() from any thread. Ownership: owns its descriptor; outlives the
+// listeners waiting on it. Without a descriptor (eventfd failed), waits run to their timeout.
+class Wakeup {
+ public:
+  Wakeup();
+  ~Wakeup();
+  Wakeup(const Wakeup&) = delete;
+  Wakeup& operator=(const Wakeup&) = delete;
+  // The Wait in progress, or else the next one, returns at once.
+  void Notify();
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
 // One notification: its channel and payload.
 struct Notification {
   std::string channel;
@@ -46,7 +64,9 @@ class EventListener {
   // when notifications arrived since the last call. A lost connection gives
   // ErrorCode::kUnavailable "database: waiting for events: ...", then and on every later call:
   // Connect() a new listener (and read the events again: some may have been missed).
-  Result<bool> Wait(std::chrono::milliseconds timeout);
+  // With `wakeup`, it also returns (false unless notifications came) as soon as it is notified,
+  // and takes its notification.
+  Result<bool> Wait(std::chrono::milliseconds timeout, Wakeup* wakeup = nullptr);
   // The connection's socket, for poll() beside other descriptors: readable when a notification
   // may have come (then Wait(0ms) takes it). Only for polling; the listener owns it.
   int Socket() const;

@@ -162,6 +162,35 @@ TEST_CASE("an EventListener wakes when another connection commits events") {
   CHECK(*woken);
 }
 
+TEST_CASE("a Wakeup ends an EventListener's wait, from another thread too, and is taken") {
+  TestDatabase t;
+  auto db = t.Open();
+  auto listener = EventListener::Connect(t.url());
+  REQUIRE(listener.ok());
+  kiln::store::Wakeup wakeup;
+  REQUIRE(wakeup.fd() >= 0);
+  // Notified before the wait: it returns at once, with no notification (an hour otherwise).
+  wakeup.Notify();
+  auto woken = (*listener)->Wait(std::chrono::hours(1), &wakeup);
+  REQUIRE(woken.ok());
+  CHECK_FALSE(*woken);
+  // Notified while it waits, from another thread.
+  std::thread other([&] { wakeup.Notify(); });
+  woken = (*listener)->Wait(std::chrono::hours(1), &wakeup);
+  other.join();
+  REQUIRE(woken.ok());
+  CHECK_FALSE(*woken);
+  // Taken: a notification, not the wake-up, ends the next wait; and it is reported as one.
+  CreateOrFail(*db, SimpleRun({"a"}));
+  woken = (*listener)->Wait(std::chrono::hours(1), &wakeup);
+  REQUIRE(woken.ok());
+  CHECK(*woken);
+  CHECK((*listener)->Take().size() == 1);
+  auto quiet = (*listener)->Wait(std::chrono::milliseconds(0), &wakeup);
+  REQUIRE(quiet.ok());
+  CHECK_FALSE(*quiet);
+}
+
 TEST_CASE("an EventListener reports a lost connection") {
   TestDatabase t;
   auto listener = EventListener::Connect(t.url());
