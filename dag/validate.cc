@@ -150,7 +150,10 @@ void Validator::CheckPipeline() {
       Add({"pipeline.schedule", Loc("pipeline.schedule", Loc("pipeline"))}, schedule.message());
     }
   }
-  if (auto zone = FindZone(spec_.timezone); !zone.ok()) {
+  // UTC (the default) is always known: looking a zone up loads the whole time zone database.
+  if (auto zone = spec_.timezone == "UTC" ? Result<const date::time_zone*>(nullptr)
+                                          : FindZone(spec_.timezone);
+      !zone.ok()) {
     Add({"pipeline.timezone", Loc("pipeline.timezone", Loc("pipeline"))}, zone.message());
   }
   std::set<std::string_view> triggers;
