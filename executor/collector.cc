@@ -33,7 +33,8 @@ std::string Trim(std::string text) {
 }
 
 void AppendToLog(const std::filesystem::path& log, const std::string& line) {
-  int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+  // Created if the task printed nothing (a log is made at its first byte).
+  int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
   if (fd < 0) return;
   (void)os::WriteAll(fd, "[kiln: " + line + "]\n");
   ::close(fd);

@@ -61,9 +61,13 @@ Status MakePrivateDir(const std::filesystem::path& dir, const Identity& who);
 // left alone). Errors: "cannot close folder '<dir>': <reason>".
 Status CloseFolder(const std::filesystem::path& dir);
 
-// Creates (or truncates) a log file with mode 0640, its missing folders with mode 0750; the fd is
-// O_CLOEXEC and write-only. Error: "cannot open log file '<path>': <reason>".
-Result<UniqueFd> OpenLogFile(const std::filesystem::path& path);
+// Before a start: makes the missing folders of a log file (mode 0750) and truncates the file if
+// it is there already (then its fd is returned; otherwise an invalid one: CreateLogFile makes it
+// at the first write). The fd is O_CLOEXEC and write-only. Error: "cannot open log file
+// '<path>': <reason>".
+Result<UniqueFd> PrepareLogFile(const std::filesystem::path& path);
+// Creates (or truncates) a log file with mode 0640; -1 and errno on failure.
+int CreateLogFile(const std::filesystem::path& path);
 
 // Writes all of `data`, retrying short writes. Returns 0 or the errno of the failure.
 int WriteAll(int fd, std::string_view data);

@@ -51,13 +51,14 @@ struct Child {
   std::function<void(ProcessResult)> on_exit;
   SecretMasker masker;  // of spec.mask: what reaches the log and result.error
   ProcessResult result;
-  pid_t pid = -1;      // also the process-group id
-  std::string cgroup;  // holds every process it starts (executor/cgroup.h); "" without cgroups
-  os::UniqueFd log;
-  uint64_t logged = 0;    // task output bytes written to the log, masked (no marker)
-  Descriptor exit_watch;  // pidfd of the main process
-  Descriptor output;      // read end of the stdout/stderr pipe
-  os::UniqueFd report;    // spawned as another user: what failed before its exec (os.h)
+  pid_t pid = -1;           // also the process-group id
+  std::string cgroup;       // holds every process it starts (executor/cgroup.h); "" without cgroups
+  os::UniqueFd log;         // opened at the first byte to write (OpenLog)
+  bool log_failed = false;  // it could not be opened or written: output is dropped
+  uint64_t logged = 0;      // task output bytes written to the log, masked (no marker)
+  Descriptor exit_watch;    // pidfd of the main process
+  Descriptor output;        // read end of the stdout/stderr pipe
+  os::UniqueFd report;      // spawned as another user: what failed before its exec (os.h)
   std::shared_ptr<void> child_memory;  // and what it ran on until its exec: freed once reaped
   asio::steady_timer timeout_timer;
   asio::steady_timer kill_timer;    // SIGKILL after the grace period
@@ -89,6 +90,7 @@ struct ProcessManager::Impl {
   void Consume(Child& c, size_t n);
   void WriteCapped(Child& c, std::string_view data);
   void WriteMarker(Child& c, std::string_view text);
+  bool OpenLog(Child& c);
   void WriteMasked(Child& c, std::string_view data);
   void Terminate(const ChildPtr& c, bool by_request);
   void CheckGroup(const ChildPtr& c);
@@ -162,7 +164,7 @@ ProcessManager::Handle ProcessManager::Impl::Spawn(ProcessSpec spec,
 Status ProcessManager::Impl::Launch(Child& c) {
   const ProcessSpec& spec = c.spec;
   if (!spec.log_path.empty()) {
-    Result<os::UniqueFd> log = os::OpenLogFile(spec.log_path);
+    Result<os::UniqueFd> log = os::PrepareLogFile(spec.log_path);
     if (!log.ok()) return log.status();
     c.log = std::move(log).value();
   }
@@ -227,7 +229,8 @@ void ProcessManager::Impl::FailStart(const ChildPtr& c, const std::string& error
   c->result.started = false;
   c->result.error = c->masker.MaskAll(error);
   c->result.ended_at = NowUtc();
-  if (c->log.valid()) os::WriteAll(c->log.get(), "[kiln: " + c->result.error + "]\n");
+  if (c->log.valid() || OpenLog(*c))
+    os::WriteAll(c->log.get(), "[kiln: " + c->result.error + "]\n");
   c->log.reset();
   c->finished = true;
   Deliver(std::move(c->on_exit), std::move(c->result));
@@ -333,13 +336,28 @@ void ProcessManager::Impl::WriteMarker(Child& c, std::string_view text) {
   WriteMasked(c, c.masker.Flush() + c.masker.MaskAll(text));
 }
 
+// Creates the log at its first byte (os::PrepareLogFile). False when it cannot be: the error is
+// the attempt's, and output is drained and dropped from here on.
+bool ProcessManager::Impl::OpenLog(Child& c) {
+  if (c.log_failed || c.spec.log_path.empty()) return false;
+  c.log = os::UniqueFd(os::CreateLogFile(c.spec.log_path));
+  if (c.log.valid()) return true;
+  c.log_failed = true;
+  if (c.result.error.empty()) {
+    c.result.error =
+        "cannot open log file '" + c.spec.log_path.string() + "': " + os::ErrnoText(errno);
+  }
+  return false;
+}
+
 void ProcessManager::Impl::WriteMasked(Child& c, std::string_view data) {
-  if (!c.log.valid() || data.empty()) return;
+  if (data.empty() || (!c.log.valid() && !OpenLog(c))) return;
   if (int err = os::WriteAll(c.log.get(), data); err != 0) {
     // The task keeps running; its output is drained and dropped from here on.
     c.result.error =
         "cannot write log file '" + c.spec.log_path.string() + "': " + os::ErrnoText(err);
     c.log.reset();
+    c.log_failed = true;
   }
 }
 

@@ -31,8 +31,10 @@ struct ProcessSpec {
   std::vector<std::pair<std::string, std::string>> env;
   // Working directory; must exist. Empty: the daemon's own.
   std::filesystem::path cwd;
-  // Receives stdout and stderr (one stream, in order of writes). Created with mode 0640, missing
-  // folders with 0750; truncated if it exists. Empty: output is read and discarded.
+  // Receives stdout and stderr (one stream, in order of writes). Its missing folders are made
+  // (mode 0750) and a file already there is truncated before the start; the file itself is
+  // created (mode 0640) at the first byte to write, so that a process that prints nothing costs
+  // no file. Empty: output is read and discarded.
   std::filesystem::path log_path;
   // Output beyond this many bytes is discarded after one marker line (see ProcessResult).
   uint64_t log_cap_bytes = kDefaultLogCapBytes;

@@ -67,6 +67,44 @@ TEST_CASE("stdout and stderr go into one log file, folders created") {
   CHECK((st.st_mode & 07777) == 0750);
 }
 
+TEST_CASE("the log file is made at the first byte, and one already there is emptied at the start") {
+  t::TempDir dir;
+  // Nothing printed: no file (the folder is made before the start all the same).
+  ProcessSpec quiet = t::ShellSpec(dir, "exit 0");
+  quiet.log_path = dir / "logs/run-2/quiet.log";
+  ProcessResult r = t::RunProcess(quiet);
+  CHECK(r.exit_code == 0);
+  CHECK(r.error.empty());
+  CHECK(r.log_bytes == 0);
+  CHECK(std::filesystem::is_directory(dir / "logs/run-2"));
+  CHECK_FALSE(std::filesystem::exists(quiet.log_path));
+
+  // A file left at the path (an attempt run again) shows none of its old text.
+  {
+    std::ofstream old(dir / "again.log");
+    old << "the first try's output\n";
+  }
+  quiet.log_path = dir / "again.log";
+  r = t::RunProcess(quiet);
+  CHECK(r.exit_code == 0);
+  CHECK(t::ReadFile(quiet.log_path).empty());
+  ProcessSpec loud = t::ShellSpec(dir, "echo second");
+  loud.log_path = dir / "again.log";
+  r = t::RunProcess(loud);
+  CHECK(t::ReadFile(loud.log_path) == "second\n");
+
+  // The folder gone by the first byte: the process still ran; the result says why no log.
+  ProcessSpec gone = t::ShellSpec(dir, "rm -r '" + (dir / "logs/run-3").string() + "'; echo lost");
+  gone.log_path = dir / "logs/run-3/gone.log";
+  r = t::RunProcess(gone);
+  CHECK(r.started);
+  CHECK(r.exit_code == 0);
+  CHECK(r.log_bytes == 5);
+  CHECK(r.error ==
+        "cannot open log file '" + gone.log_path.string() + "': No such file or directory");
+  CHECK_FALSE(std::filesystem::exists(gone.log_path));
+}
+
 TEST_CASE("secret values are masked in the log and the error, also split across writes") {
   t::TempDir dir;
   // Each byte of the secret in a write of its own, with pauses between: the reader sees several
