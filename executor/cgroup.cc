@@ -6,9 +6,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
-#include <fstream>
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/log.h"
@@ -27,19 +29,41 @@ bool WriteText(const fs::path& file, const std::string& text) {
   return ok;
 }
 
-// The processes in `cgroup`, never this one (whose spawning thread sits there if moving it back
-// out ever failed).
+// The processes in `cgroup`, never this one (whose spawning thread sits in the cgroup of the next
+// spawn, or stayed in one whose move out failed).
 std::vector<pid_t> Members(const fs::path& cgroup) {
   std::vector<pid_t> out;
-  std::ifstream in(cgroup / "cgroup.procs");
-  long pid = 0;
-  while (in >> pid) {
-    if (pid != ::getpid()) out.push_back(static_cast<pid_t>(pid));
+  const int fd = ::open((cgroup / "cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) != 0;) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    text.append(buf, static_cast<size_t>(n));
   }
+  ::close(fd);
+  const pid_t self = ::getpid();
+  long pid = -1;
+  for (char ch : text) {
+    if (ch >= '0' && ch <= '9') {
+      pid = (pid < 0 ? 0 : pid * 10) + (ch - '0');
+      if (pid > 1L << 31) pid = 1L << 31;  // never a pid; dropped below
+    } else {
+      if (pid > 0 && pid < (1L << 31) && pid != self) out.push_back(static_cast<pid_t>(pid));
+      pid = -1;
+    }
+  }
+  if (pid > 0 && pid < (1L << 31) && pid != self) out.push_back(static_cast<pid_t>(pid));
   return out;
 }
 
-std::string ThreadId() { return std::to_string(static_cast<long>(::syscall(SYS_gettid))); }
+long ThreadId() { return static_cast<long>(::syscall(SYS_gettid)); }
+
+// Cgroup names unique within this process, whichever of its process managers makes them.
+std::atomic<uint64_t> next_name{1};
 
 // The cgroups of processes that are gone (a supervisor or `kiln run` killed with SIGKILL): what
 // their tasks started outside their process groups is killed, the cgroups removed. Folders are
@@ -83,22 +107,62 @@ std::unique_ptr<Cgroups> Cgroups::Open(const std::string& name) {
 
 Cgroups::~Cgroups() {
   RetryPending();
+  // Back to the root, so that the cgroup it sat in can go (from another thread it cannot: that
+  // one is left to the next process of this name, which removes empty ones).
+  if (!sitting_.empty() && parked_tid_ == ThreadId()) {
+    WriteText(root_ / "tasks", std::to_string(parked_tid_));
+  }
+  if (!parked_.empty()) ::rmdir(parked_.c_str());
+  for (const std::string& cgroup : kept_) ::rmdir(cgroup.c_str());
   ::rmdir(home_.c_str());
 }
 
-std::string Cgroups::Make(const std::string& id) {
-  RetryPending();
-  fs::path cgroup = home_ / id;
+std::string Cgroups::MakeNew() {
+  fs::path cgroup = home_ / std::to_string(next_name.fetch_add(1));
   if (::mkdir(cgroup.c_str(), 0755) != 0 && errno != EEXIST) return "";
   return cgroup.string();
 }
 
+std::string Cgroups::Make() {
+  RetryPending();
+  if (!parked_.empty()) return std::exchange(parked_, "");
+  if (!kept_.empty()) {
+    std::string cgroup = std::move(kept_.back());
+    kept_.pop_back();
+    return cgroup;
+  }
+  return MakeNew();
+}
+
+// One thread parks (the first to spawn; a process manager spawns from its io thread); others
+// move in and back out as before.
 void Cgroups::SpawnInside(const std::string& cgroup, const std::function<void()>& spawn) {
-  const std::string tid = ThreadId();
-  bool moved = !cgroup.empty() && WriteText(fs::path(cgroup) / "tasks", tid);
+  const long tid = ThreadId();
+  if (parked_tid_ == 0) parked_tid_ = tid;
+  const bool parks = parked_tid_ == tid;
+  bool moved = false;
+  if (!cgroup.empty()) {
+    moved =
+        (parks && sitting_ == cgroup) || WriteText(fs::path(cgroup) / "tasks", std::to_string(tid));
+    if (moved && parks) sitting_ = cgroup;
+  }
   spawn();
-  if (moved && !WriteText(root_ / "tasks", tid)) {
-    log::Error("cgroups: cannot move thread " + tid + " back out of " + cgroup +
+  if (!moved) return;
+  if (parks && parked_.empty()) {
+    // On into the cgroup of the next spawn, from where that spawn needs no move.
+    const bool reuse = !kept_.empty();
+    std::string next = reuse ? kept_.back() : MakeNew();
+    if (!next.empty() && WriteText(fs::path(next) / "tasks", std::to_string(tid))) {
+      if (reuse) kept_.pop_back();
+      parked_ = sitting_ = next;
+      return;
+    }
+    if (!next.empty() && !reuse) kept_.push_back(next);
+  }
+  if (WriteText(root_ / "tasks", std::to_string(tid))) {
+    if (parks) sitting_.clear();
+  } else {
+    log::Error("cgroups: cannot move thread " + std::to_string(tid) + " back out of " + cgroup +
                "; it stays there (this process is never signalled through it)");
   }
 }
@@ -112,9 +176,15 @@ std::vector<pid_t> Cgroups::Signal(const std::string& cgroup, int signal) {
 
 std::vector<pid_t> Cgroups::KillAndRemove(const std::string& cgroup) {
   if (cgroup.empty()) return {};
+  auto killed = Signal(cgroup, SIGKILL);
+  // Empty (what it held has exited): kept for a later spawn. Checked through the folder, which
+  // must still be there (no process can enter an empty cgroup but by a thread of this one).
+  if (killed.empty() && ::access(cgroup.c_str(), F_OK) == 0) {
+    kept_.push_back(cgroup);
+    return killed;
+  }
   // Killed processes leave the cgroup when the kernel has finished their exit, a moment later:
   // one that cannot be removed yet is killed and removed again at the next Make().
-  auto killed = Signal(cgroup, SIGKILL);
   if (::rmdir(cgroup.c_str()) != 0 && errno != ENOENT) pending_.push_back(cgroup);
   return killed;
 }

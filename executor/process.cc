@@ -191,7 +191,7 @@ Status ProcessManager::Impl::Launch(Child& c) {
     spawned = os::SpawnProcess(*program, spec.argv, spec.env, spec.cwd, spec.user);
   };
   if (cgroups) {
-    c.cgroup = cgroups->Make(std::to_string(c.handle));
+    c.cgroup = cgroups->Make();
     cgroups->SpawnInside(c.cgroup, spawn);
   } else {
     spawn();

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "tests/executor/test_util.h"
@@ -346,6 +348,60 @@ TEST_CASE("the cgroups of a process killed earlier are emptied when the next one
   // Once it has exited, the next start removes the emptied cgroups.
   { ProcessManager manager(io); }
   CHECK_FALSE(std::filesystem::exists(owner));
+}
+
+// The pids cgroup of a thread of this process ("/" outside kiln's).
+std::string PidsCgroupOf(const std::string& task) {
+  std::ifstream in("/proc/self/task/" + task + "/cgroup");
+  for (std::string line; std::getline(in, line);) {
+    if (auto at = line.find(":pids:"); at != std::string::npos) return line.substr(at + 6);
+  }
+  return "";
+}
+
+TEST_CASE("each process starts alone in its cgroup, a kept one too, and none is left behind") {
+  if (!CgroupsOffered()) {
+    WARN("no cgroup v1 pids hierarchy: processes are followed by their group only");
+    return;
+  }
+  t::TempDir dir;
+  boost::asio::io_context io;
+  const std::string home = "/kiln/" + std::to_string(::getpid()) + "/";
+  {
+    ProcessManager manager(io);
+    auto run = [&](const std::string& script) {
+      std::optional<ProcessResult> result;
+      ProcessSpec spec = t::ShellSpec(dir, script);
+      manager.Spawn(spec, [&](ProcessResult r) { result = std::move(r); });
+      t::RunUntil(io, [&] { return result.has_value(); });
+      CHECK(result->exit_code == 0);
+      return t::ReadFile(spec.log_path);
+    };
+    // Its cgroup held what it left behind: it is killed, and that cgroup is not used again.
+    run(Escaping("true"));
+    CHECK(KilledAndGone(t::ReadPid(dir / "escaped")));
+    // The shell, cat and wc, and nothing else: neither an earlier process nor a thread of kiln.
+    const std::string alone =
+        "cg=$(sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup); echo \"$cg\"; "
+        "cat \"/sys/fs/cgroup/pids$cg/cgroup.procs\" | wc -l";
+    std::set<std::string> seen;
+    for (int i = 0; i < 4; ++i) {
+      const std::string out = run(alone);
+      const size_t newline = out.find('\n');
+      REQUIRE(newline != std::string::npos);
+      const std::string cgroup = out.substr(0, newline);
+      CHECK_THAT(cgroup, Catch::StartsWith(home));
+      CHECK(out.substr(newline + 1) == "3\n");
+      seen.insert(cgroup);
+    }
+    // Emptied cgroups are used again rather than made anew for each process.
+    CHECK(seen.size() < 4);
+  }
+  // Every thread of this process is back in the root, and the manager's cgroups are gone.
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    CHECK(PidsCgroupOf(task.path().filename().string()) == "/");
+  }
+  CHECK_FALSE(std::filesystem::exists("/sys/fs/cgroup/pids" + home));
 }
 
 TEST_CASE("output beyond the cap is drained and discarded") {
