@@ -373,16 +373,16 @@ Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
   }
 }
 
+// On the commit path's connection, in one round trip (one each on this libpqxx connection, where
+// a statement is prepared at its first use instead).
 Status Database::PrepareStatements() {
-  std::string name;
   try {
-    for (const std::string& statement : impl_->statements) {
-      name = statement;
-      impl_->conn.prepare_now(statement);
+    if (!impl_->pipeline.connected()) {
+      impl_->pipeline.Connect(impl_->url, impl_->sql, impl_->pipeline_setup);
     }
     return Status::Ok();
   } catch (const std::exception& e) {
-    return DbError("preparing statement " + name + " (is the schema migrated?)", e);
+    return DbError("preparing statements (is the schema migrated?)", e);
   }
 }
 

@@ -313,8 +313,9 @@ class Database {
   // when the database was migrated by a newer kiln.
   Status Migrate();
 
-  // Prepares every statement on the server now (otherwise each is prepared at its first use), so
-  // that a schema that does not match shows at start. Needs the migrated schema.
+  // Prepares every statement on the server now, on the connection that commits batches (made
+  // now if it is not yet), all in one round trip, so that a schema that does not match shows at
+  // start. On this connection each is prepared at its first use. Needs the migrated schema.
   Status PrepareStatements();
 
   // One transaction: records the pipeline version, inserts the run (queued), its task rows

@@ -79,15 +79,62 @@ void PipelineConnection::Connect(const std::string& url,
         throw ErrorIn(r.r, setup);
       }
     }
-    for (const auto& [name, sql] : statements) {
-      ResultPtr r(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
-      if (r.r == nullptr) Fail("preparing " + name);
-      if (PQresultStatus(r.r) != PGRES_COMMAND_OK) throw ErrorIn(r.r, sql);
-    }
+    PrepareAll(statements);
   } catch (...) {
     // Half prepared is no use: the next commit connects again.
     Close();
     throw;
+  }
+}
+
+// All in one round trip: a Parse per statement, then one Sync.
+void PipelineConnection::PrepareAll(
+    const std::vector<std::pair<std::string, std::string>>& statements) {
+  if (statements.empty()) return;
+  if (PQenterPipelineMode(conn_) != 1) Fail("entering pipeline mode");
+  for (const auto& [name, sql] : statements) {
+    if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) != 1) {
+      Fail("preparing " + name);
+    }
+  }
+  if (PQpipelineSync(conn_) != 1) Fail("sending the sync");
+  std::optional<pqxx::sql_error> error;
+  for (const auto& [name, sql] : statements) {
+    ResultPtr r(PQgetResult(conn_));
+    if (r.r == nullptr) Fail("preparing " + name);
+    const ExecStatusType status = PQresultStatus(r.r);
+    if (status == PGRES_FATAL_ERROR && PQstatus(conn_) == CONNECTION_BAD) Fail("preparing " + name);
+    if (status == PGRES_FATAL_ERROR && !error) {
+      error.emplace(ErrorIn(r.r, sql));
+    } else if (status != PGRES_COMMAND_OK && status != PGRES_PIPELINE_ABORTED &&
+               status != PGRES_FATAL_ERROR) {
+      Fail("unexpected result preparing " + name);
+    }
+    ResultPtr end(PQgetResult(conn_));
+    if (end.r != nullptr) Fail("preparing " + name);
+  }
+  ReadSync(error);
+  if (PQexitPipelineMode(conn_) != 1) Fail("leaving pipeline mode");
+  if (error) throw *error;
+}
+
+// Reads up to the sync's result; an error before it (of the commit itself) goes to `error` when
+// that is still empty.
+void PipelineConnection::ReadSync(std::optional<pqxx::sql_error>& error) {
+  bool after_null = false;
+  while (true) {
+    ResultPtr r(PQgetResult(conn_));
+    if (r.r == nullptr) {  // the end of an error's results; never two in a row
+      if (after_null || PQstatus(conn_) == CONNECTION_BAD) Fail("reading the sync");
+      after_null = true;
+      continue;
+    }
+    after_null = false;
+    const ExecStatusType status = PQresultStatus(r.r);
+    if (status == PGRES_PIPELINE_SYNC) return;
+    if (status != PGRES_FATAL_ERROR) Fail("reading the sync");
+    if (PQstatus(conn_) == CONNECTION_BAD) Fail("committing");
+    if (!error) error.emplace(ErrorIn(r.r, "COMMIT"));
   }
 }
 
@@ -153,21 +200,7 @@ std::vector<ResultRows> PipelineConnection::Run(std::span<const Statement> state
   }
   // Then the sync; an error of the commit itself (a deferred constraint, a serialization
   // failure) comes before it, as a statement error.
-  bool after_null = false;
-  while (true) {
-    ResultPtr r(PQgetResult(conn_));
-    if (r.r == nullptr) {  // the end of an error's results; never two in a row
-      if (after_null || PQstatus(conn_) == CONNECTION_BAD) Fail("reading the sync");
-      after_null = true;
-      continue;
-    }
-    after_null = false;
-    const ExecStatusType status = PQresultStatus(r.r);
-    if (status == PGRES_PIPELINE_SYNC) break;
-    if (status != PGRES_FATAL_ERROR) Fail("reading the sync");
-    if (PQstatus(conn_) == CONNECTION_BAD) Fail("committing");
-    if (!error) error.emplace(ErrorIn(r.r, "COMMIT"));
-  }
+  ReadSync(error);
   if (PQexitPipelineMode(conn_) != 1) Fail("leaving pipeline mode");
   if (error) throw *error;
   return out;

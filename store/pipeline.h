@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <optional>
+#include <pqxx/except>
 #include <span>
 #include <string>
 #include <utility>
@@ -39,7 +40,8 @@ class PipelineConnection {
   PipelineConnection& operator=(const PipelineConnection&) = delete;
 
   // Connects (blocking), runs `setup` when not empty (a session lock, say) and prepares every
-  // statement of `statements` (name, SQL). Throws pqxx::broken_connection or pqxx::sql_error.
+  // statement of `statements` (name, SQL), all in one round trip. Throws
+  // pqxx::broken_connection or pqxx::sql_error.
   void Connect(const std::string& url,
                const std::vector<std::pair<std::string, std::string>>& statements,
                const std::string& setup = {});
@@ -56,6 +58,8 @@ class PipelineConnection {
  private:
   std::vector<ResultRows> Run(std::span<const Statement> statements,
                               const std::function<void()>& before_sync);
+  void PrepareAll(const std::vector<std::pair<std::string, std::string>>& statements);
+  void ReadSync(std::optional<pqxx::sql_error>& error);
   void Close();
   [[noreturn]] void Fail(const std::string& what);
   pg_conn* conn_ = nullptr;

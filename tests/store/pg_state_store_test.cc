@@ -349,9 +349,9 @@ TEST_CASE("PgStateStore::Open on a database without the schema says so") {
   Inbox inbox;
   PgStateStore store(t.url(), "host:1", inbox.Poster());
   Status s = store.Open();
-  CHECK_THAT(s.message(), Catch::StartsWith("database: preparing statement kiln_upsert_version (is "
-                                            "the schema migrated?): ERROR: relation "
-                                            "\"pipeline_versions\" does not exist"));
+  CHECK_THAT(s.message(), Catch::StartsWith("database: preparing statements (is the schema "
+                                            "migrated?): ERROR: relation \"pipeline_versions\" "
+                                            "does not exist"));
 }
 
 // Sequential latency of the scheduler's common batch: one attempt ends, the next task starts
