@@ -21,7 +21,9 @@ Status LeaseKeeper::Start() {
   if (options_.leadership && !Lead(**db)) {
     return Status::Error(ErrorCode::kUnavailable, "the leader lease could not be read");
   }
-  thread_ = std::thread([this] { Loop(); });
+  // The thread goes on with this connection: one connection fewer to open.
+  thread_ =
+      std::thread([this, first = std::move(db).value()]() mutable { Loop(std::move(first)); });
   return Status::Ok();
 }
 
@@ -48,10 +50,12 @@ void LeaseKeeper::Stop(bool release) {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    release_ = release_ || release;
   }
   wake_.notify_all();
   wakeup_.Notify();
   if (thread_.joinable()) thread_.join();
+  // What the thread could not give up on its own connection (it had none working), on a new one.
   // The leader lease goes whatever is left to the next start: another daemon fires at once.
   if (options_.leadership && options_.leadership->Term() >= 0) {
     if (auto db = store::Database::Connect(options_.url);
@@ -149,8 +153,16 @@ bool LeaseKeeper::TakeOver(store::Database& db) {
   return true;
 }
 
-void LeaseKeeper::Loop() {
-  std::unique_ptr<store::Database> db;
+// Stopping, on the thread's connection: the leader lease goes (another daemon fires at once),
+// and with `release` this daemon's lease row.
+void LeaseKeeper::GiveUp(store::Database& db, bool release) {
+  if (options_.leadership && options_.leadership->Term() >= 0) Resign(db, /*tell=*/false);
+  if (release && term_ >= 0) {
+    if (Status s = db.ReleaseLease(options_.name); s.ok()) term_ = -1;
+  }
+}
+
+void LeaseKeeper::Loop(std::unique_ptr<store::Database> db) {
   std::unique_ptr<store::EventListener> listener;
   auto next = std::chrono::steady_clock::now() + options_.lease / 3;
   auto health = [this](bool ok) {
@@ -169,18 +181,27 @@ void LeaseKeeper::Loop() {
   };
   while (true) {
     {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
+      std::unique_lock lock(mu_);
+      if (stopping_) {
+        const bool release = release_;
+        lock.unlock();
+        if (db) GiveUp(*db, release);
+        return;
+      }
     }
     if (!db || !listener) {
-      auto d = store::Database::Connect(options_.url);
-      std::vector<std::string> channels = {"kiln_commands", "kiln_outcomes"};
-      if (options_.leadership) channels.push_back("kiln_leader");
-      if (hooks_.on_pipelines) channels.push_back("kiln_pipelines");
-      auto l = store::EventListener::Connect(options_.url, channels);
-      if (d.ok() && l.ok()) {
-        db = std::move(d).value();
-        listener = std::move(l).value();
+      if (!db) {
+        if (auto d = store::Database::Connect(options_.url); d.ok()) db = std::move(d).value();
+      }
+      if (!listener) {
+        std::vector<std::string> channels = {"kiln_commands", "kiln_outcomes"};
+        if (options_.leadership) channels.push_back("kiln_leader");
+        if (hooks_.on_pipelines) channels.push_back("kiln_pipelines");
+        if (auto l = store::EventListener::Connect(options_.url, channels); l.ok()) {
+          listener = std::move(l).value();
+        }
+      }
+      if (db && listener) {
         next = std::chrono::steady_clock::now();  // renew now: notifications may have been missed
       } else {
         health(false);

@@ -137,7 +137,8 @@ class LeaseKeeper {
   void Stop(bool release);
 
  private:
-  void Loop();
+  void Loop(std::unique_ptr<store::Database> db);
+  void GiveUp(store::Database& db, bool release);
   bool Renew(store::Database& db);
   // Keeps or takes the leader lease (gives it up once StopLeading was called); false when the
   // database did not answer.
@@ -157,6 +158,7 @@ class LeaseKeeper {
   std::condition_variable wake_;
   store::Wakeup wakeup_;  // ends the thread's wait for notifications (Wake, StopLeading, Stop)
   bool stopping_ = false;
+  bool release_ = false;  // Stop(true): the lease row goes
   bool woken_ = false;
   bool resign_ = false;  // StopLeading was called
   // When the leader lease was last kept: after `lease` without, this daemon no longer leads.
