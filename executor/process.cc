@@ -14,7 +14,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "common/log.h"
 #include "common/secret_mask.h"
@@ -116,15 +119,28 @@ struct ProcessManager::Impl {
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 };
 
+namespace {
+
+// Never freed, and reachable to the end (not a leak to a checker): what a killed child that was
+// not reaped yet may still run on.
+void KeepForever(std::shared_ptr<void> memory) {
+  static std::mutex mu;
+  static auto* kept = new std::vector<std::shared_ptr<void>>;
+  std::lock_guard lock(mu);
+  kept->push_back(std::move(memory));
+}
+
+}  // namespace
+
 ProcessManager::Impl::~Impl() {
   *alive = false;
   for (auto& [handle, c] : children) {
     c->detached = true;
     if (!c->group_done) ::kill(-c->pid, SIGKILL);
     if (cgroups) KillCgroup(c->cgroup);
-    if (!c->reaped && !os::TryReap(c->pid)) {
+    if (!c->reaped && !os::TryReap(c->pid) && c->child_memory) {
       // Killed but maybe not gone yet: what it may still run on must outlive it (child_as.h).
-      new std::shared_ptr<void>(std::move(c->child_memory));
+      KeepForever(std::move(c->child_memory));
     }
     error_code ignored;
     c->exit_watch.close(ignored);
