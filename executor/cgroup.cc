@@ -65,6 +65,10 @@ long ThreadId() { return static_cast<long>(::syscall(SYS_gettid)); }
 // Cgroup names unique within this process, whichever of its process managers makes them.
 std::atomic<uint64_t> next_name{1};
 
+// The cgroup the calling thread sits in as this process's moves left it ("": the root). Per
+// thread, not per Cgroups: a thread that two managers spawn from is moved by both.
+thread_local std::string t_sitting;
+
 // The cgroups of processes that are gone (a supervisor or `kiln run` killed with SIGKILL): what
 // their tasks started outside their process groups is killed, the cgroups removed. Folders are
 // named by the owner's pid; one whose owner lives is left alone.
@@ -107,10 +111,12 @@ std::unique_ptr<Cgroups> Cgroups::Open(const std::string& name) {
 
 Cgroups::~Cgroups() {
   RetryPending();
-  // Back to the root, so that the cgroup it sat in can go (from another thread it cannot: that
-  // one is left to the next process of this name, which removes empty ones).
-  if (!sitting_.empty() && parked_tid_ == ThreadId()) {
-    WriteText(root_ / "tasks", std::to_string(parked_tid_));
+  // This thread back to the root when it sits in one of these cgroups, so that it can go (a
+  // thread parked from another thread cannot be moved here: its cgroup is left to the next
+  // process of this name, which removes empty ones).
+  if (t_sitting.rfind(home_.string() + "/", 0) == 0 &&
+      WriteText(root_ / "tasks", std::to_string(ThreadId()))) {
+    t_sitting.clear();
   }
   if (!parked_.empty()) ::rmdir(parked_.c_str());
   for (const std::string& cgroup : kept_) ::rmdir(cgroup.c_str());
@@ -142,9 +148,8 @@ void Cgroups::SpawnInside(const std::string& cgroup, const std::function<void()>
   const bool parks = parked_tid_ == tid;
   bool moved = false;
   if (!cgroup.empty()) {
-    moved =
-        (parks && sitting_ == cgroup) || WriteText(fs::path(cgroup) / "tasks", std::to_string(tid));
-    if (moved && parks) sitting_ = cgroup;
+    moved = t_sitting == cgroup || WriteText(fs::path(cgroup) / "tasks", std::to_string(tid));
+    if (moved) t_sitting = cgroup;
   }
   spawn();
   if (!moved) return;
@@ -154,13 +159,13 @@ void Cgroups::SpawnInside(const std::string& cgroup, const std::function<void()>
     std::string next = reuse ? kept_.back() : MakeNew();
     if (!next.empty() && WriteText(fs::path(next) / "tasks", std::to_string(tid))) {
       if (reuse) kept_.pop_back();
-      parked_ = sitting_ = next;
+      parked_ = t_sitting = next;
       return;
     }
     if (!next.empty() && !reuse) kept_.push_back(next);
   }
   if (WriteText(root_ / "tasks", std::to_string(tid))) {
-    if (parks) sitting_.clear();
+    t_sitting.clear();
   } else {
     log::Error("cgroups: cannot move thread " + std::to_string(tid) + " back out of " + cgroup +
                "; it stays there (this process is never signalled through it)");

@@ -54,10 +54,10 @@ class Cgroups {
   std::filesystem::path home_;        // where this process's cgroups are made
   std::vector<std::string> pending_;  // killed, not removed yet
   std::vector<std::string> kept_;     // empty, for later spawns
-  // The thread that parks between spawns (the first to spawn), the cgroup it sits in ("": the
-  // root), and that cgroup while the next Make() has not handed it out yet.
+  // The thread that parks between spawns (the first to spawn), and the cgroup it moved on into
+  // while the next Make() has not handed it out yet. Where each thread sits is tracked per
+  // thread (cgroup.cc), so that another manager moving the same thread is seen.
   long parked_tid_ = 0;
-  std::string sitting_;
   std::string parked_;
 };
 

@@ -404,6 +404,47 @@ TEST_CASE("each process starts alone in its cgroup, a kept one too, and none is 
   CHECK_FALSE(std::filesystem::exists("/sys/fs/cgroup/pids" + home));
 }
 
+TEST_CASE("two managers spawning from one thread each start processes in their own cgroups") {
+  if (!CgroupsOffered()) {
+    WARN("no cgroup v1 pids hierarchy: processes are followed by their group only");
+    return;
+  }
+  t::TempDir dir;
+  boost::asio::io_context io;
+  ProcessManager first(io);
+  ProcessManager second(io);
+  auto run = [&](ProcessManager& manager, const std::string& script) {
+    std::optional<ProcessResult> result;
+    ProcessSpec spec = t::ShellSpec(dir, script);
+    manager.Spawn(spec, [&](ProcessResult r) { result = std::move(r); });
+    t::RunUntil(io, [&] { return result.has_value(); });
+    CHECK(result->exit_code == 0);
+    return t::ReadFile(spec.log_path);
+  };
+  // Each parks the thread in the cgroup of its next spawn; the second moved it last.
+  run(first, "true");
+  run(second, "true");
+  // The first's next process, left running: in a cgroup of the first's, not where the thread
+  // was last parked (the second's next).
+  std::optional<ProcessResult> sleeper;
+  ProcessSpec sleep = t::ShellSpec(dir, "echo started; exec sleep 30");
+  sleep.log_path = dir / "sleeper.log";
+  const auto handle = first.Spawn(sleep, [&](ProcessResult r) { sleeper = std::move(r); });
+  // Its output wakes the loop once it runs.
+  t::RunUntil(io, [&] { return t::ReadFile(sleep.log_path) == "started\n"; });
+  // The second's next process finds nobody else in its cgroup.
+  CHECK(run(second,
+            "cat \"/sys/fs/cgroup/pids$(sed -n 's/^[0-9]*:pids://p' "
+            "/proc/self/cgroup)/cgroup.procs\" | wc -l") == "3\n");
+  // And when that one ends, only what was in its cgroup is killed: the first's process lives on
+  // until its own manager stops it.
+  CHECK(run(second, "true").empty());
+  first.Terminate(handle);
+  t::RunUntil(io, [&] { return sleeper.has_value(); });
+  CHECK(sleeper->killed);
+  CHECK(sleeper->signal == SIGTERM);
+}
+
 TEST_CASE("output beyond the cap is drained and discarded") {
   t::TempDir dir;
   ProcessSpec spec;
