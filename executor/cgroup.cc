@@ -31,20 +31,25 @@ bool WriteText(const fs::path& file, const std::string& text) {
 
 // The processes in `cgroup`, never this one (whose spawning thread sits in the cgroup of the next
 // spawn, or stayed in one whose move out failed).
-std::vector<pid_t> Members(const fs::path& cgroup) {
+// `read_all`, when given, says whether the whole list could be read.
+std::vector<pid_t> Members(const fs::path& cgroup, bool* read_all = nullptr) {
   std::vector<pid_t> out;
+  if (read_all) *read_all = false;
   const int fd = ::open((cgroup / "cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return out;
   std::string text;
   char buf[4096];
+  bool whole = true;
   for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) != 0;) {
     if (n < 0) {
       if (errno == EINTR) continue;
+      whole = false;
       break;
     }
     text.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
+  if (read_all) *read_all = whole;
   const pid_t self = ::getpid();
   long pid = -1;
   for (char ch : text) {
@@ -149,20 +154,43 @@ void Cgroups::SpawnInside(const std::string& cgroup, const std::function<void()>
   bool moved = false;
   if (!cgroup.empty()) {
     moved = t_sitting == cgroup || WriteText(fs::path(cgroup) / "tasks", std::to_string(tid));
-    if (moved) t_sitting = cgroup;
+    // A kept cgroup removed meanwhile (Open() of another manager of this process removes empty
+    // ones): made again.
+    if (!moved && errno == ENOENT && ::mkdir(cgroup.c_str(), 0755) == 0) {
+      moved = WriteText(fs::path(cgroup) / "tasks", std::to_string(tid));
+    }
+    if (moved) {
+      t_sitting = cgroup;
+    } else {
+      // Not born in another task's cgroup either, to be killed with it.
+      if (!t_sitting.empty() && WriteText(root_ / "tasks", std::to_string(tid))) t_sitting.clear();
+      log::Warn("cgroups: cannot move thread " + std::to_string(tid) + " into " + cgroup +
+                "; what it starts now is followed by its process group only");
+    }
   }
   spawn();
   if (!moved) return;
   if (parks && parked_.empty()) {
     // On into the cgroup of the next spawn, from where that spawn needs no move.
-    const bool reuse = !kept_.empty();
-    std::string next = reuse ? kept_.back() : MakeNew();
-    if (!next.empty() && WriteText(fs::path(next) / "tasks", std::to_string(tid))) {
-      if (reuse) kept_.pop_back();
+    // A kept one that cannot be entered (removed meanwhile) is dropped; a new one is tried.
+    while (!kept_.empty() && !WriteText(fs::path(kept_.back()) / "tasks", std::to_string(tid))) {
+      ::rmdir(kept_.back().c_str());
+      kept_.pop_back();
+    }
+    std::string next;
+    if (!kept_.empty()) {
+      next = std::move(kept_.back());
+      kept_.pop_back();
+    } else if (std::string made = MakeNew();
+               !made.empty() && WriteText(fs::path(made) / "tasks", std::to_string(tid))) {
+      next = std::move(made);
+    } else if (!made.empty()) {
+      kept_.push_back(std::move(made));
+    }
+    if (!next.empty()) {
       parked_ = t_sitting = next;
       return;
     }
-    if (!next.empty() && !reuse) kept_.push_back(next);
   }
   if (WriteText(root_ / "tasks", std::to_string(tid))) {
     t_sitting.clear();
@@ -181,10 +209,13 @@ std::vector<pid_t> Cgroups::Signal(const std::string& cgroup, int signal) {
 
 std::vector<pid_t> Cgroups::KillAndRemove(const std::string& cgroup) {
   if (cgroup.empty()) return {};
-  auto killed = Signal(cgroup, SIGKILL);
-  // Empty (what it held has exited): kept for a later spawn. Checked through the folder, which
-  // must still be there (no process can enter an empty cgroup but by a thread of this one).
-  if (killed.empty() && ::access(cgroup.c_str(), F_OK) == 0) {
+  bool read_all = false;
+  auto killed = Members(cgroup, &read_all);
+  for (pid_t pid : killed) ::kill(pid, SIGKILL);
+  // Empty (what it held has exited): kept for a later spawn. Only when its list was read whole
+  // (a cgroup whose list could not be read may still hold processes: rmdir says, below); no
+  // process can enter an empty cgroup but through a thread of this one.
+  if (read_all && killed.empty()) {
     kept_.push_back(cgroup);
     return killed;
   }

@@ -85,8 +85,10 @@ ProcessManager::Handle Collect(ProcessManager& processes, const CollectJob& job,
   return processes.Spawn(std::move(spec), [outcome = std::move(outcome), report, log,
                                            done = std::move(done)](ProcessResult r) mutable {
     std::string text = TakeReport(report, kMaxResultsBytes);
-    const bool ok = r.started && !r.killed && !r.timed_out && !r.signal && r.exit_code &&
-                    *r.exit_code == 0 && !r.log_truncated && text.size() <= kMaxResultsBytes;
+    // r.error: its report could not be written (the file is made at the first byte).
+    const bool ok = r.started && r.error.empty() && !r.killed && !r.timed_out && !r.signal &&
+                    r.exit_code && *r.exit_code == 0 && !r.log_truncated &&
+                    text.size() <= kMaxResultsBytes;
     if (ok) {
       outcome.results = Trim(std::move(text));
     } else {

@@ -164,7 +164,7 @@ Result<UniqueFd> PrepareLogFile(const std::filesystem::path& path) {
     if (!dirs.ok())
       return Status::Error("cannot open log file " + Quote(path) + ": " + dirs.message());
   }
-  int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0 && errno != ENOENT) {
     return Status::Error("cannot open log file " + Quote(path) + ": " + ErrnoText(errno));
   }
@@ -172,7 +172,7 @@ Result<UniqueFd> PrepareLogFile(const std::filesystem::path& path) {
 }
 
 int CreateLogFile(const std::filesystem::path& path) {
-  return ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  return ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
 }
 
 int WriteAll(int fd, std::string_view data) {

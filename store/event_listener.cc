@@ -88,7 +88,9 @@ Result<bool> EventListener::Wait(std::chrono::milliseconds timeout, Wakeup* wake
     return Status::Error(ErrorCode::kUnavailable,
                          "database: " + what + ": the connection was lost; listen again");
   }
-  const int64_t ms = std::max<int64_t>(0, timeout.count());
+  int64_t ms = std::max<int64_t>(0, timeout.count());
+  // Without its descriptor (eventfd failed) a wake-up is seen at the latest this soon.
+  if (wakeup && wakeup->fd() < 0) ms = std::min<int64_t>(ms, 250);
   try {
     impl.received.clear();
     // As await_notification, and the wake-up's descriptor polled beside the socket.

@@ -17,7 +17,8 @@ struct EventListenerImpl;  // store/event_listener.cc
 // Ends a Wait() early from another thread, so that a thread that waits for notifications stops
 // at once instead of at its wait's timeout: an eventfd, polled beside the listener's socket.
 // Thread safety: Notify() from any thread. Ownership: owns its descriptor; outlives the
-// listeners waiting on it. Without a descriptor (eventfd failed), waits run to their timeout.
+// listeners waiting on it. Without a descriptor (eventfd failed), a wait with it lasts at most
+// 250 ms, so that a wake-up is seen that late at worst.
 class Wakeup {
  public:
   Wakeup();

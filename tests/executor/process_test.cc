@@ -445,6 +445,31 @@ TEST_CASE("two managers spawning from one thread each start processes in their o
   CHECK(sleeper->signal == SIGTERM);
 }
 
+TEST_CASE("a kept cgroup removed meanwhile is not used: every process still starts in one") {
+  if (!CgroupsOffered()) {
+    WARN("no cgroup v1 pids hierarchy: processes are followed by their group only");
+    return;
+  }
+  t::TempDir dir;
+  boost::asio::io_context io;
+  const std::string home = "/kiln/" + std::to_string(::getpid()) + "/";
+  ProcessManager manager(io);
+  auto cgroup_of_next = [&] {
+    std::optional<ProcessResult> result;
+    ProcessSpec spec = t::ShellSpec(dir, "sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup");
+    manager.Spawn(spec, [&](ProcessResult r) { result = std::move(r); });
+    t::RunUntil(io, [&] { return result.has_value(); });
+    CHECK(result->exit_code == 0);
+    return t::ReadFile(spec.log_path);
+  };
+  // Two processes: the manager then keeps an emptied cgroup for a later one.
+  CHECK_THAT(cgroup_of_next(), Catch::StartsWith(home));
+  CHECK_THAT(cgroup_of_next(), Catch::StartsWith(home));
+  // Another manager of this process removes the empty cgroups it finds, the kept one included.
+  { ProcessManager other(io); }
+  for (int i = 0; i < 3; ++i) CHECK_THAT(cgroup_of_next(), Catch::StartsWith(home));
+}
+
 TEST_CASE("output beyond the cap is drained and discarded") {
   t::TempDir dir;
   ProcessSpec spec;
