@@ -56,7 +56,32 @@ AttemptOutcome Lost(const std::string& why) {
 
 }  // namespace
 
+namespace {
+
+// One connection and its hello; kBusy when the supervisor still holds an earlier daemon's
+// connection (it refused this one, or closed it before its answer could be read).
+Result<Dialed> DialOnce(const SupervisedRunnerOptions& options, bool* busy);
+
+}  // namespace
+
+// A daemon restarted at once after a SIGKILL can say hello before its supervisor has read the
+// end of the dead one's connection (it refuses), or while the supervisor exits because that
+// daemon died with nothing running (the connection is reset before any answer). The data
+// folder's lock keeps a second live daemon out, so either means "in a moment": tried again for
+// options.busy_wait (the next try spawns a supervisor if the old one is gone).
 Result<Dialed> Dial(const SupervisedRunnerOptions& options) {
+  const auto give_up = std::chrono::steady_clock::now() + options.busy_wait;
+  while (true) {
+    bool busy = false;
+    Result<Dialed> dialed = DialOnce(options, &busy);
+    if (dialed.ok() || !busy || std::chrono::steady_clock::now() > give_up) return dialed;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+namespace {
+
+Result<Dialed> DialOnce(const SupervisedRunnerOptions& options, bool* busy) {
   const std::string path = SocketPath(options.dir).string();
   int fd = ConnectTo(path);
   // A supervisor that is exiting (its daemon died and it had nothing left to run) has closed its
@@ -95,8 +120,10 @@ Result<Dialed> Dial(const SupervisedRunnerOptions& options) {
       wire::Reader r(frames[0]);
       const auto type = static_cast<wire::Type>(r.U8());
       if (type == wire::Type::kRefused) {
+        const std::string why = r.Str();
+        *busy = why.starts_with(wire::kBusyRefusal);
         return Status::Error(ErrorCode::kConflict,
-                             "the supervisor at '" + path + "' refused this daemon: " + r.Str());
+                             "the supervisor at '" + path + "' refused this daemon: " + why);
       }
       auto welcome = type == wire::Type::kWelcome ? wire::DecodeWelcome(r) : std::nullopt;
       if (!welcome) return Status::Error("the supervisor at '" + path + "' did not say welcome");
@@ -114,16 +141,20 @@ Result<Dialed> Dial(const SupervisedRunnerOptions& options) {
     }
     ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n == 0) {
+      *busy = true;  // closed before any answer: as a refusal whose frame was lost
       return Status::Error(ErrorCode::kUnavailable,
                            "the supervisor at '" + path + "' closed the connection");
     }
     if (n < 0 && errno != EINTR && errno != EAGAIN) {
+      *busy = errno == ECONNRESET;
       return Status::Error(ErrorCode::kUnavailable, "reading from the supervisor at '" + path +
                                                         "': " + os::ErrnoText(errno));
     }
     if (n > 0) in.append(buf.data(), static_cast<size_t>(n));
   }
 }
+
+}  // namespace
 
 struct SupervisedRunner::Socket {
   explicit Socket(asio::io_context& io) : socket(io) {}

@@ -34,6 +34,10 @@ struct SupervisedRunnerOptions {
   // kConflict when another one still holds the folder, e.g. one that is exiting; it is then
   // tried again for a few seconds).
   std::function<Status()> spawn;
+  // How long Dial tries again while the supervisor refuses because another daemon's connection
+  // is open, or closes this one before answering (an earlier daemon just died, or the supervisor
+  // is exiting): that end is read, or the supervisor gone, within moments.
+  Duration busy_wait = std::chrono::seconds(5);
   // Attempts supervised by another supervisor (a run taken over from a daemon whose lease
   // expired): watched through the database by the daemon. Same contract as TaskRunner::Adopt.
   std::function<void(const scheduler::AdoptRequest&,

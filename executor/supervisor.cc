@@ -178,7 +178,7 @@ void Supervisor::Impl::Handle(const std::shared_ptr<Conn>& c, const std::string&
       return;
     }
     if (conn) {
-      Send(c, wire::EncodeRefused("another daemon is connected to this supervisor"));
+      Send(c, wire::EncodeRefused(std::string(wire::kBusyRefusal)));
       Close(c);
       return;
     }

@@ -20,6 +20,9 @@ namespace kiln::executor::wire {
 // 4: Launch carries the secret values to mask in the log.
 // 5: Launch says whether its start is recorded yet; Confirm.
 inline constexpr uint32_t kProtocol = 5;
+// The refusal of a daemon while another's connection is open (a daemon retries it for a moment:
+// the other may just have died, its end not read yet).
+inline constexpr std::string_view kBusyRefusal = "another daemon is connected to this supervisor";
 // A frame larger than this is a broken peer: the connection is closed.
 inline constexpr uint32_t kMaxFrame = 64u << 20;
 
