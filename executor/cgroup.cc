@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -51,17 +52,12 @@ std::vector<pid_t> Members(const fs::path& cgroup, bool* read_all = nullptr) {
   ::close(fd);
   if (read_all) *read_all = whole;
   const pid_t self = ::getpid();
-  long pid = -1;
-  for (char ch : text) {
-    if (ch >= '0' && ch <= '9') {
-      pid = (pid < 0 ? 0 : pid * 10) + (ch - '0');
-      if (pid > 1L << 31) pid = 1L << 31;  // never a pid; dropped below
-    } else {
-      if (pid > 0 && pid < (1L << 31) && pid != self) out.push_back(static_cast<pid_t>(pid));
-      pid = -1;
-    }
+  for (const char *p = text.data(), *end = p + text.size(); p < end;) {
+    pid_t pid = 0;
+    const auto [next, ec] = std::from_chars(p, end, pid);
+    if (ec == std::errc() && pid > 0 && pid != self) out.push_back(pid);
+    p = next == p ? p + 1 : next;  // past a newline (or anything that is not a number)
   }
-  if (pid > 0 && pid < (1L << 31) && pid != self) out.push_back(static_cast<pid_t>(pid));
   return out;
 }
 
