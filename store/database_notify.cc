@@ -45,20 +45,22 @@ Result<SlaScan> Database::ScanSla(const std::string& pipeline, Duration sla) {
     pqxx::nontransaction txn(impl_->conn, "scan_sla");
     const std::string interval = std::to_string(sla.count()) + " milliseconds";
     SlaScan scan;
+    // One statement, so one now(): a run whose SLA falls due between two statements would be
+    // neither past (the first) nor still to come (the second), and nobody would look again.
     for (const pqxx::row& row : txn.exec_params(
-             "SELECT r.id FROM runs r WHERE r.pipeline = $1 AND r.state IN ('queued', 'running') "
-             "AND greatest(r.logical_date, r.created_at) + $2::interval <= now() AND NOT EXISTS "
-             "(SELECT FROM events e "
-             "WHERE e.run_id = r.id AND e.kind = 'sla_missed') ORDER BY r.id",
+             "SELECT id, " + EpochMs("due") +
+                 ", due <= now() FROM (SELECT r.id, greatest(r.logical_date, r.created_at) + "
+                 "$2::interval AS due FROM runs r WHERE r.pipeline = $1 AND r.state IN "
+                 "('queued', 'running') AND NOT EXISTS (SELECT FROM events e WHERE e.run_id = "
+                 "r.id AND e.kind = 'sla_missed')) AS active ORDER BY id",
              pipeline, interval)) {
-      scan.past.push_back(RunId{row[0].as<int64_t>()});
+      if (row[2].as<bool>()) {
+        scan.past.push_back(RunId{row[0].as<int64_t>()});
+        continue;
+      }
+      const std::optional<Instant> due = OptInstant(row[1]);
+      if (due && (!scan.next || *due < *scan.next)) scan.next = due;
     }
-    pqxx::result next = txn.exec_params(
-        "SELECT " + EpochMs("min(greatest(logical_date, created_at) + $2::interval)") +
-            " FROM runs WHERE pipeline = $1 AND state IN ('queued', 'running') AND "
-            "greatest(logical_date, created_at) + $2::interval > now()",
-        pipeline, interval);
-    scan.next = OptInstant(next[0][0]);
     return scan;
   } catch (const std::exception& e) {
     return DbError("looking for runs of '" + pipeline + "' past their SLA", e);
