@@ -1,5 +1,4 @@
 // The worker's loop side and its life (daemon/worker.h); the database thread is worker_db.cc.
-#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -198,11 +197,11 @@ void Worker::StartClaimed(store::Claimed claimed) {
     if (!argv->empty() && argv->front() == kKilnExeMark) argv->front() = self;
   }
   // The log is written here and shipped to the database (the daemon's path means nothing here).
+  // Its folder is made now, for the database thread to watch; the file itself only at the
+  // task's first byte (a task that prints nothing costs no file).
   const fs::path log = LogOf(key);
   std::error_code ec;
   fs::create_directories(log.parent_path(), ec);
-  executor::os::UniqueFd made(
-      ::open(log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640));
   scheduler::LaunchRequest request = executor::FromWire(std::move(*launch));
   request.log_path = log;
   request.task = tasks_[key];

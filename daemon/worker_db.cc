@@ -51,24 +51,50 @@ Worker::Round Failed(const Status& s) {
 
 }  // namespace
 
+bool Worker::Watch(const fs::path& folder) {
+  FolderWatch& w = folders_[folder];
+  if (w.wd < 0) {
+    w.wd = ::inotify_add_watch(inotify_fd_, folder.c_str(),
+                               IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_ONLYDIR);
+    if (w.wd < 0) {
+      folders_.erase(folder);  // tried again next round
+      return false;
+    }
+  }
+  ++w.follows;
+  return true;
+}
+
+void Worker::Unwatch(const fs::path& folder) {
+  auto it = folders_.find(folder);
+  if (it == folders_.end() || --it->second.follows > 0) return;
+  ::inotify_rm_watch(inotify_fd_, it->second.wd);
+  folders_.erase(it);
+}
+
 // Logs first: an attempt's log is whole in the database before its end is. Running attempts'
 // logs go at most every kShipEvery, all at once; those of attempts that end (and leftovers), at
 // once and whole.
 Worker::Round Worker::ShipLogs(store::Database& db, std::map<AttemptKey, Follow>& follows,
                                const std::set<AttemptKey>& ending) {
   alignas(inotify_event) char buf[8192];
-  std::map<int, AttemptKey> by_wd;
+  std::map<std::pair<int, std::string>, AttemptKey> by_name;  // (folder's watch, file name)
   for (auto& [key, f] : follows) {
-    if (f.wd < 0 && !f.leftover) {
-      f.wd = ::inotify_add_watch(inotify_fd_, f.path.c_str(), IN_MODIFY | IN_CLOSE_WRITE);
+    if (!f.watched && !f.leftover) f.watched = Watch(f.path.parent_path());
+    if (f.watched) {
+      by_name[{folders_[f.path.parent_path()].wd, f.path.filename().string()}] = key;
     }
-    if (f.wd >= 0) by_wd[f.wd] = key;
   }
   for (ssize_t n; (n = ::read(inotify_fd_, buf, sizeof buf)) > 0;) {
     for (char* p = buf; p < buf + n;) {
       auto* ev = reinterpret_cast<inotify_event*>(p);
-      if (auto it = by_wd.find(ev->wd); it != by_wd.end()) follows[it->second].dirty = true;
       p += sizeof(inotify_event) + ev->len;
+      if (ev->mask & IN_Q_OVERFLOW) {
+        for (auto& [key, f] : follows) f.dirty = true;  // events were lost: look at every log
+      } else if (ev->len > 0) {
+        auto it = by_name.find({ev->wd, std::string(ev->name)});
+        if (it != by_name.end()) follows[it->second].dirty = true;
+      }
     }
   }
   std::vector<store::ShippedLog> chunks;
@@ -154,7 +180,7 @@ Worker::Round Worker::DbRound(store::Database& db, std::map<AttemptKey, Follow>&
       keys.push_back(e.key);
       auto it = follows.find(e.key);
       if (it != follows.end()) {
-        if (it->second.wd >= 0) ::inotify_rm_watch(inotify_fd_, it->second.wd);
+        if (it->second.watched) Unwatch(it->second.path.parent_path());
         // Whole in the database: the file here has done its job.
         ::unlink(it->second.path.c_str());
         follows.erase(it);

@@ -27,7 +27,7 @@ namespace kiln::daemon {
 // A log the database thread follows: an attempt's file here, and how much of it is shipped.
 struct Follow {
   std::filesystem::path path;
-  int wd = -1;
+  bool watched = false;  // counted in its folder's watch (Worker::folders_)
   uint64_t shipped = 0;
   bool known = false;     // `shipped` was read from the database
   bool dirty = true;      // the file may have grown since it was last read
@@ -70,6 +70,8 @@ class Worker {
   Round ShipLogs(store::Database& db, std::map<scheduler::AttemptKey, Follow>& follows,
                  const std::set<scheduler::AttemptKey>& ending);
   void OnNotifications(const std::vector<store::Notification>& notes, bool& backlog);
+  bool Watch(const std::filesystem::path& folder);
+  void Unwatch(const std::filesystem::path& folder);
   void Wake();
 
   WorkerOptions o_;
@@ -91,6 +93,14 @@ class Worker {
   bool quit_ = false;
 
   std::chrono::steady_clock::time_point ship_at_{};  // database thread: next shipping of logs
+  // Database thread: the inotify watch of each run's log folder, and how many followed logs are
+  // in it. Folders are watched, not files: a task that prints nothing has no file (the process
+  // layer makes it at the first byte), and the folder's watch sees it appear.
+  struct FolderWatch {
+    int wd = -1;
+    int follows = 0;
+  };
+  std::map<std::filesystem::path, FolderWatch> folders_;
   int wake_fd_ = -1;
   int inotify_fd_ = -1;
   std::thread db_thread_;

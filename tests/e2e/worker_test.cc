@@ -159,6 +159,53 @@ TEST_CASE("a worker runs the tasks of its pool, ships their logs and the daemon 
 }
 
 TEST_CASE(
+    "a worker's task that prints only after a while has no log file until then, and its "
+    "log is shipped live once it prints",
+    "[e2e][worker]") {
+  TempDir dir;
+  fs::create_directories(dir / "pipelines");
+  const std::string d = dir.path().string();
+  const std::string name = Unique("late");
+  const std::string pool = Unique("gpu");
+  WriteFile(dir / "pipelines" / "p.toml",
+            "[pipeline]\nname = \"" + name + "\"\n[tasks.train]\npool = \"" + pool +
+                "\"\ncommand = \"touch " + d + "/silent; while [ ! -e " + d +
+                "/speak ]; do sleep 0.05; done; echo epoch 1; while [ ! -e " + d +
+                "/go ]; do sleep 0.05; done; echo done\"\n");
+  Daemon daemon(dir, OnWorkers(dir / "pipelines", pool, 1));
+  REQUIRE(daemon.port() > 0);
+  Worker worker(dir, Unique("w"), pool, 1);
+  auto client = daemon.Client();
+  const int64_t run = Trigger(client, name);
+  const std::string id = std::to_string(run);
+  WaitFor([&] { return fs::exists(dir / "silent"); }, "the task to start");
+  // Silent so far: its folder is there, its file is not.
+  const fs::path folder = dir / worker.name() / "logs" / id;
+  CHECK(fs::is_directory(folder));
+  CHECK_FALSE(fs::exists(folder / "train.1.log"));
+  const std::string url = "/api/v1/runs/" + id + "/tasks/train/attempts/1/log";
+  auto log = client.Get(url.c_str());
+  REQUIRE(log);
+  CHECK(log->body.empty());
+  // Its first line makes the file; the folder's watch sees it, and it is shipped while it runs.
+  WriteFile(dir / "speak", "");
+  WaitFor(
+      [&] {
+        auto got = client.Get(url.c_str());
+        return got && got->body == "epoch 1\n";
+      },
+      "the first line's shipping");
+  CHECK(Sql("select state from attempts where run_id = " + id) == "running");
+  WriteFile(dir / "go", "");
+  REQUIRE(WaitForRunEnd(daemon, run) == "success");
+  log = client.Get(url.c_str());
+  REQUIRE(log);
+  CHECK(log->body == "epoch 1\ndone\n");
+  // Whole in the database: the file on the worker is gone.
+  CHECK_FALSE(fs::exists(folder / "train.1.log"));
+}
+
+TEST_CASE(
     "a worker's machine that stops: its attempt is lost after the lease and runs again "
     "on another worker",
     "[e2e][worker]") {
