@@ -1,5 +1,4 @@
 // The worker's loop side and its life (daemon/worker.h); the database thread is worker_db.cc.
-#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -53,14 +52,10 @@ Worker::~Worker() {
     Wake();
     db_thread_.join();
   }
-  if (wake_fd_ >= 0) ::close(wake_fd_);
   if (inotify_fd_ >= 0) ::close(inotify_fd_);
 }
 
-void Worker::Wake() {
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
-}
+void Worker::Wake() { wake_.Notify(); }
 
 fs::path Worker::LogOf(const AttemptKey& key) const {
   // Every part matches the format's id patterns or is a number: nothing leaves the folder.
@@ -102,11 +97,9 @@ Status Worker::Open() {
     auto term = (*db)->RenewWorker(o_.name, o_.pools, o_.slots, o_.lease);
     if (!term.ok()) return term.status();
   }
-  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_.fd() < 0) return Status::Error("eventfd: the database thread's wake-up cannot be made");
   inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (wake_fd_ < 0 || inotify_fd_ < 0) {
-    return Status::Error("eventfd/inotify: " + executor::os::ErrnoText(errno));
-  }
+  if (inotify_fd_ < 0) return Status::Error("inotify: " + executor::os::ErrnoText(errno));
 
   SupervisionOptions supervision;
   supervision.data_dir = o_.data_dir;

@@ -325,15 +325,12 @@ void Worker::DbLoop() {
     const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
         until - std::chrono::steady_clock::now());
     pollfd fds[3] = {
-        {listener->Socket(), POLLIN, 0}, {wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
+        {listener->Socket(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
     if (::poll(fds, 3, static_cast<int>(std::max<int64_t>(0, timeout.count()))) < 0 &&
         errno != EINTR) {
       log::Error("worker: poll: " + executor::os::ErrnoText(errno));
     }
-    if (fds[1].revents & POLLIN) {
-      uint64_t n = 0;
-      [[maybe_unused]] ssize_t r = ::read(wake_fd_, &n, sizeof n);
-    }
+    if (fds[1].revents & POLLIN) wake_.Clear();
     if (fds[0].revents & POLLIN) {
       auto got = listener->Wait(0ms);
       if (!got.ok()) {

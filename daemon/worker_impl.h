@@ -101,7 +101,7 @@ class Worker {
     int follows = 0;
   };
   std::map<std::filesystem::path, FolderWatch> folders_;
-  int wake_fd_ = -1;
+  store::Wakeup wake_;  // Wake(): the database thread's poll returns
   int inotify_fd_ = -1;
   std::thread db_thread_;
 };

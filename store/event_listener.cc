@@ -78,6 +78,12 @@ void Wakeup::Notify() {
   [[maybe_unused]] ssize_t n = ::write(fd_, &one, sizeof one);  // full only after 2^64 - 1
 }
 
+void Wakeup::Clear() {
+  if (fd_ < 0) return;
+  uint64_t n = 0;
+  [[maybe_unused]] ssize_t r = ::read(fd_, &n, sizeof n);  // non-blocking: 0 left, or none
+}
+
 Result<bool> EventListener::Wait(std::chrono::milliseconds timeout, Wakeup* wakeup) {
   const std::string what = "waiting for events";
   EventListenerImpl& impl = *impl_;
@@ -101,10 +107,7 @@ Result<bool> EventListener::Wait(std::chrono::milliseconds timeout, Wakeup* wake
           errno != EINTR) {
         throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
       }
-      if (fds[1].revents & POLLIN) {
-        uint64_t n = 0;
-        [[maybe_unused]] ssize_t r = ::read(wake, &n, sizeof n);
-      }
+      if (fds[1].revents & POLLIN) wakeup->Clear();
       if (fds[0].revents) impl.conn.get_notifs();
     }
     if (!impl.conn.is_open()) throw pqxx::broken_connection("the server closed the connection");

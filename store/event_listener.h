@@ -27,6 +27,8 @@ class Wakeup {
   Wakeup& operator=(const Wakeup&) = delete;
   // The Wait in progress, or else the next one, returns at once.
   void Notify();
+  // Takes the notifications so far (for a caller that polls fd() itself).
+  void Clear();
   int fd() const { return fd_; }
 
  private:
