@@ -138,6 +138,8 @@ bool DaemonService::WaitForLog(RunId run, const std::string& task, int attempt, 
 
 Result<int64_t> DaemonService::LastEventId() { return store_.LastEventId(); }
 
+int64_t DaemonService::NewestEventSeen() { return events_.last_id(); }
+
 Result<std::vector<scheduler::EventRecord>> DaemonService::ListEvents(
     const scheduler::EventFilter& filter) {
   return store_.ListEvents(filter);

@@ -154,6 +154,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   bool WaitForLog(RunId run, const std::string& task, int attempt, uint64_t offset,
                   std::chrono::milliseconds timeout) override;
   Result<int64_t> LastEventId() override;
+  int64_t NewestEventSeen() override;
   Result<std::vector<scheduler::EventRecord>> ListEvents(
       const scheduler::EventFilter& filter) override;
   bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) override;

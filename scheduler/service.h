@@ -221,6 +221,9 @@ class Service {
   virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
   // The id of the newest committed event (0 when none): where a stream of only new events starts.
   virtual Result<int64_t> LastEventId() = 0;
+  // The newest event id known without a query (the daemon's event hub): every event up to it is
+  // committed and listed by ListEvents. It may lag LastEventId by a commit or two.
+  virtual int64_t NewestEventSeen() = 0;
   // Blocks until an event with id > `after` may exist, or until `timeout`. Returns false when
   // the service is stopping (streams should end).
   virtual bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) = 0;

@@ -2,6 +2,7 @@
 // Streams are chunked responses whose step the front calls again and again on a stream thread
 // (web/front.h); each step never blocks longer than kSlice, so a stream whose client went away
 // or a server that stops ends within it.
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <thread>
@@ -263,13 +264,11 @@ class EventStream {
   // Sends the events after cursor_ (one batch); true when a full batch leaves more to send.
   Result<bool> Pump(DataSink& sink) {
     // With a filter, the events skipped must still move the cursor, or every wait would return
-    // at once: everything up to `seen` existed before the listing below.
+    // at once: everything up to `seen` existed before the listing below. (The id the waits
+    // compare with, known without a query: a stream following a run costs the database one
+    // listing per commit, not two statements.)
     int64_t seen = cursor_;
-    if (filter_.pipeline || filter_.run) {
-      auto newest = ctx_.service.LastEventId();
-      if (!newest.ok()) return newest.status();
-      seen = *newest;
-    }
+    if (filter_.pipeline || filter_.run) seen = std::max(cursor_, ctx_.service.NewestEventSeen());
     scheduler::EventFilter filter = filter_;
     filter.after = cursor_;
     filter.limit = kEventBatch;

@@ -277,6 +277,7 @@ class FakeService final : public scheduler::Service {
     std::lock_guard lock(mu_);
     return events_.empty() ? int64_t{0} : events_.back().id;
   }
+  int64_t NewestEventSeen() override { return LastEventId().value(); }
   bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) override {
     std::unique_lock lock(mu_);
     changed_.wait_for(lock, timeout,
