@@ -1,10 +1,6 @@
 #include "daemon/event_hub.h"
 
-#include <algorithm>
-#include <charconv>
 #include <memory>
-#include <optional>
-#include <string_view>
 
 #include "common/log.h"
 #include "store/database.h"
@@ -13,14 +9,6 @@
 namespace kiln::daemon {
 
 using namespace std::chrono_literals;
-
-std::optional<int64_t> EventIdOf(std::string_view payload) {
-  int64_t id = 0;
-  const char* end = payload.data() + payload.size();
-  auto [at, ec] = std::from_chars(payload.data(), end, id);
-  if (payload.empty() || ec != std::errc() || at != end || id < 0) return std::nullopt;
-  return id;
-}
 
 void EventHub::Start() {
   // The newest id before the thread runs, so that a stream opened right after start knows where
@@ -106,33 +94,19 @@ void EventHub::Loop() {
       continue;
     }
     if (!*notified) continue;
-    // A commit of events names its newest id (the commit path's batches), or says only "read
-    // again" (an empty payload): then the newest id is read.
     bool events = false;
-    bool unnamed = false;
-    int64_t newest = 0;
-    for (const store::Notification& n : listener->Take()) {
+    for (const store::Notification& n : listener->Take()) {  // they only say "read again"
       if (n.channel == "kiln_logs") {
         {
           std::lock_guard lock(mu_);
           ++log_generation_;
         }
         changed_.notify_all();
-        continue;
-      }
-      events = true;
-      const std::optional<int64_t> id = EventIdOf(n.payload);
-      if (id) {
-        newest = std::max(newest, *id);
       } else {
-        unnamed = true;
+        events = true;
       }
     }
     if (!events) continue;
-    if (!unnamed) {
-      Publish(newest);
-      continue;
-    }
     auto id = db->LastEventId();
     if (!id.ok()) {
       db.reset();

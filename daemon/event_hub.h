@@ -1,6 +1,6 @@
 // Wakes event-stream readers when new events are committed, by any process on the database:
-// one thread LISTENs on the 'kiln_events' channel and publishes the newest event id (named by
-// the notification, else read); and on 'kiln_logs', for followers of logs that workers ship.
+// one thread LISTENs on the 'kiln_events' channel and publishes the newest event id; and on
+// 'kiln_logs', for followers of logs that workers ship.
 #pragma once
 
 #include <atomic>
@@ -8,18 +8,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <thread>
 
 #include "daemon/env.h"
 #include "store/event_listener.h"
 
 namespace kiln::daemon {
-
-// A 'kiln_events' payload's event id; nullopt when it names none (empty: "read again").
-std::optional<int64_t> EventIdOf(std::string_view payload);
 
 class EventHub final : public EventSource {
  public:

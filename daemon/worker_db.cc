@@ -57,9 +57,16 @@ bool Worker::Watch(const fs::path& folder) {
     w.wd = ::inotify_add_watch(inotify_fd_, folder.c_str(),
                                IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_ONLYDIR);
     if (w.wd < 0) {
+      const int error = errno;
       folders_.erase(folder);  // tried again next round
+      if (unwatchable_.insert(folder).second) {
+        log::Warn("worker: cannot watch " + folder.string() + ": " +
+                  executor::os::ErrnoText(error) +
+                  "; its logs are shipped when their attempts end until it can");
+      }
       return false;
     }
+    unwatchable_.erase(folder);
   }
   ++w.follows;
   return true;
@@ -80,20 +87,34 @@ Worker::Round Worker::ShipLogs(store::Database& db, std::map<AttemptKey, Follow>
   alignas(inotify_event) char buf[8192];
   std::map<std::pair<int, std::string>, AttemptKey> by_name;  // (folder's watch, file name)
   for (auto& [key, f] : follows) {
-    if (!f.watched && !f.leftover) f.watched = Watch(f.path.parent_path());
+    // Watched only now: what was written before made no event.
+    if (!f.watched && !f.leftover && Watch(f.path.parent_path())) f.watched = f.dirty = true;
     if (f.watched) {
       by_name[{folders_[f.path.parent_path()].wd, f.path.filename().string()}] = key;
     }
   }
+  std::set<int> dropped;  // watches the kernel removed (their folder was deleted)
   for (ssize_t n; (n = ::read(inotify_fd_, buf, sizeof buf)) > 0;) {
     for (char* p = buf; p < buf + n;) {
       auto* ev = reinterpret_cast<inotify_event*>(p);
       p += sizeof(inotify_event) + ev->len;
       if (ev->mask & IN_Q_OVERFLOW) {
         for (auto& [key, f] : follows) f.dirty = true;  // events were lost: look at every log
+      } else if (ev->mask & IN_IGNORED) {
+        dropped.insert(ev->wd);
       } else if (ev->len > 0) {
         auto it = by_name.find({ev->wd, std::string(ev->name)});
         if (it != by_name.end()) follows[it->second].dirty = true;
+      }
+    }
+  }
+  if (!dropped.empty()) {
+    // Watched again from the next round, if the folder comes back; read meanwhile.
+    std::erase_if(folders_, [&](const auto& w) { return dropped.count(w.second.wd) != 0; });
+    for (auto& [key, f] : follows) {
+      if (f.watched && folders_.count(f.path.parent_path()) == 0) {
+        f.watched = false;
+        f.dirty = true;
       }
     }
   }
@@ -136,6 +157,7 @@ Worker::Round Worker::ShipLogs(store::Database& db, std::map<AttemptKey, Follow>
   // Leftovers are whole in the database now: their files go.
   for (auto it = follows.begin(); it != follows.end();) {
     if (it->second.leftover && whole.count(it->first) != 0) {
+      if (it->second.watched) Unwatch(it->second.path.parent_path());
       ::unlink(it->second.path.c_str());
       it = follows.erase(it);
     } else {

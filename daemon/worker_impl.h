@@ -101,7 +101,8 @@ class Worker {
     int follows = 0;
   };
   std::map<std::filesystem::path, FolderWatch> folders_;
-  store::Wakeup wake_;  // Wake(): the database thread's poll returns
+  std::set<std::filesystem::path> unwatchable_;  // warned about once
+  store::Wakeup wake_;                           // Wake(): the database thread's poll returns
   int inotify_fd_ = -1;
   std::thread db_thread_;
 };

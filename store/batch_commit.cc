@@ -438,17 +438,12 @@ Result<std::vector<RefusedUpdate>> Database::CommitBatches(
   const std::string what = "committing " + std::to_string(updates) + " state changes";
   std::vector<Statement> statements;
   std::vector<Origin> origins;
-  // Every update appends an event: the event-order lock comes first, and the notification that
-  // names the newest event last.
+  // Every update appends an event: the event-order lock comes first.
   if (updates > 0) {
-    statements.push_back(Statement{"kiln_event_order_quiet", {}});
+    statements.push_back(Statement{"kiln_event_order", {}});
     origins.push_back({});
   }
   BuildStatements(batches, actor_text, lease, statements, origins);
-  if (updates > 0) {
-    statements.push_back(Statement{"kiln_events_committed", {}});
-    origins.push_back({});
-  }
   try {
     if (!impl_->pipeline.connected()) {
       impl_->pipeline.Connect(impl_->url, impl_->sql, impl_->pipeline_setup);

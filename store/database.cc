@@ -226,16 +226,10 @@ LIMIT 1)sql";
 // inserts an event in its first statement), so that the two can never deadlock.
 //
 // The same statement queues a notification on 'kiln_events', sent at commit (and dropped by a
-// rollback), which wakes every EventListener. Its payload is empty: "read the newest id". The
-// commit path's batches say it instead (kNotifyEventsCommitted), which spares each listener a
-// query per commit.
+// rollback), which wakes every EventListener.
 std::string LockEventOrderStatement() {
   return "SELECT pg_advisory_xact_lock(" + std::to_string(kEventOrderLock) +
          "), pg_notify('kiln_events', '')";
-}
-
-std::string LockEventOrderQuietStatement() {
-  return "SELECT pg_advisory_xact_lock(" + std::to_string(kEventOrderLock) + ")";
 }
 
 }  // namespace
@@ -369,8 +363,6 @@ Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
     impl->Prepare("kiln_insert_run", kInsertRun);
     impl->Prepare("kiln_find_existing_run", kFindExistingRun);
     impl->Prepare("kiln_event_order", LockEventOrderStatement());
-    impl->Prepare("kiln_event_order_quiet", LockEventOrderQuietStatement());
-    impl->Prepare("kiln_events_committed", std::string(kNotifyEventsCommitted));
     RegisterBatchStatements(*impl);
     RegisterApiStatements(*impl);
     RegisterLeaseStatements(*impl);

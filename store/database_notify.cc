@@ -1,5 +1,6 @@
 // Database's notification outbox (migration 10): queued when a run ends, a task is retried or a
 // run misses its SLA; claimed, sent and finished by daemon/notifier.h.
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "store/database.h"
@@ -46,21 +47,25 @@ Result<SlaScan> Database::ScanSla(const std::string& pipeline, Duration sla) {
     const std::string interval = std::to_string(sla.count()) + " milliseconds";
     SlaScan scan;
     // One statement, so one now(): a run whose SLA falls due between two statements would be
-    // neither past (the first) nor still to come (the second), and nobody would look again.
+    // neither past (the first) nor still to come (the second), and nobody would look again. The
+    // runs past it come one per row; the earliest due time still to come in one more row, with
+    // no id. (Not every active run: a backlog of queued runs is not sent at every look.)
     for (const pqxx::row& row : txn.exec_params(
-             "SELECT id, " + EpochMs("due") +
-                 ", due <= now() FROM (SELECT r.id, greatest(r.logical_date, r.created_at) + "
-                 "$2::interval AS due FROM runs r WHERE r.pipeline = $1 AND r.state IN "
-                 "('queued', 'running') AND NOT EXISTS (SELECT FROM events e WHERE e.run_id = "
-                 "r.id AND e.kind = 'sla_missed')) AS active ORDER BY id",
+             "WITH active AS (SELECT r.id, greatest(r.logical_date, r.created_at) + $2::interval "
+             "AS due FROM runs r WHERE r.pipeline = $1 AND r.state IN ('queued', 'running') AND "
+             "NOT EXISTS (SELECT FROM events e WHERE e.run_id = r.id AND e.kind = "
+             "'sla_missed')) SELECT id, NULL::int8 FROM active WHERE due <= now() UNION ALL "
+             "SELECT NULL, " +
+                 EpochMs("min(due)") + " FROM active WHERE due > now()",
              pipeline, interval)) {
-      if (row[2].as<bool>()) {
+      if (row[0].is_null()) {
+        scan.next = OptInstant(row[1]);
+      } else {
         scan.past.push_back(RunId{row[0].as<int64_t>()});
-        continue;
       }
-      const std::optional<Instant> due = OptInstant(row[1]);
-      if (due && (!scan.next || *due < *scan.next)) scan.next = due;
     }
+    std::sort(scan.past.begin(), scan.past.end(),
+              [](RunId a, RunId b) { return Value(a) < Value(b); });
     return scan;
   } catch (const std::exception& e) {
     return DbError("looking for runs of '" + pipeline + "' past their SLA", e);

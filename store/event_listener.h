@@ -53,8 +53,7 @@ class EventListener {
  public:
   // Opens a connection to `url` and starts listening on `channels`. Errors as Database::Connect:
   // one line naming the redacted URL, ErrorCode::kUnavailable. Never throws. Channels:
-  // 'kiln_events' (every commit of events; payload: the newest event id, or empty when the
-  // committer did not say), 'kiln_commands' (payload: "<run id> <reason>", a run
+  // 'kiln_events' (every commit of events), 'kiln_commands' (payload: "<run id> <reason>", a run
   // whose cancel was requested), 'kiln_outcomes' (payload: run ids whose attempts' supervisors
   // recorded ends).
   static Result<std::unique_ptr<EventListener>> Connect(const std::string& url,

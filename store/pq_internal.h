@@ -98,13 +98,6 @@ inline constexpr int64_t kEventOrderLock = 0x6b696c6e5f657674;
 // long as it lives, keyed by hashtext(<its supervisor's name>) (Database::HoldCommitterLock).
 inline constexpr int32_t kCommitterLockClass = 0x6b696c6e;  // 'kiln'
 
-// The last statement of a transaction that took the event-order lock without notifying (the
-// commit path's "kiln_event_order_quiet"): a notification on 'kiln_events' whose payload is the
-// newest event id. Under the lock, every event up to it is committed with this transaction or
-// before it (or rolled back), so a listener can take it as the newest id without a query.
-inline constexpr std::string_view kNotifyEventsCommitted =
-    "SELECT pg_notify('kiln_events', coalesce(max(id), 0)::text) FROM events";
-
 // Takes the event-order lock and queues a notification on 'kiln_events' (see store/database.cc
 // for why). Every transaction that inserts events calls it before its first event insert, and
 // before it locks rows of runs or task_instances.

@@ -162,39 +162,6 @@ TEST_CASE("an EventListener wakes when another connection commits events") {
   CHECK(*woken);
 }
 
-TEST_CASE("a committed batch's notification names its newest event, others say only read again") {
-  TestDatabase t;
-  auto db = t.Open();
-  auto listener = EventListener::Connect(t.url());
-  REQUIRE(listener.ok());
-  auto payloads = [&] {
-    Rows out;
-    REQUIRE((*listener)->Wait(std::chrono::seconds(60)).value());
-    for (const Notification& n : (*listener)->Take()) {
-      CHECK(n.channel == "kiln_events");
-      out.push_back(n.payload);
-    }
-    return out;
-  };
-  const RunId run = CreateOrFail(*db, SimpleRun({"a", "b"}));
-  CHECK(payloads() == Rows{""});
-  // Two updates, three events: the newest is named, once.
-  scheduler::Batch batch;
-  batch.runs.push_back({run, RunState::kRunning, At(1), ""});
-  batch.tasks = {StartUpdate(run, "a", 1, At(1)), StartUpdate(run, "b", 1, At(1))};
-  CommitNow(*db, batch);
-  const std::string newest = std::to_string(db->LastEventId().value());
-  CHECK(t.One("SELECT count(*) FROM events") == "4");
-  CHECK(payloads() == Rows{newest});
-  // A refused update still appends its event ('fenced'): named too.
-  scheduler::Batch stale;
-  stale.tasks = {EndUpdate(run, "a", 7, TaskState::kSuccess, At(2), 0)};
-  const scheduler::Batch* group[] = {&stale};
-  CHECK(db->CommitBatches(group, "host:1", std::chrono::minutes(5)).value().size() == 1);
-  CHECK(t.One("SELECT kind FROM events ORDER BY id DESC LIMIT 1") == "fenced");
-  CHECK(payloads() == Rows{std::to_string(db->LastEventId().value())});
-}
-
 TEST_CASE("a Wakeup ends an EventListener's wait, from another thread too, and is taken") {
   TestDatabase t;
   auto db = t.Open();
