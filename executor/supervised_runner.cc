@@ -114,7 +114,7 @@ Result<Dialed> DialOnce(const SupervisedRunnerOptions& options, bool* busy) {
       std::chrono::steady_clock::now() + std::chrono::milliseconds(kWelcomeTimeoutMs);
   while (true) {
     bool error = false;
-    auto frames = wire::TakeFrames(in, &error);
+    auto frames = wire::TakeFrames(in, &error, 1);  // the welcome; what follows is the runner's
     if (error) return Status::Error("the supervisor at '" + path + "' sent a broken frame");
     if (!frames.empty()) {
       wire::Reader r(frames[0]);
@@ -127,7 +127,7 @@ Result<Dialed> DialOnce(const SupervisedRunnerOptions& options, bool* busy) {
       }
       auto welcome = type == wire::Type::kWelcome ? wire::DecodeWelcome(r) : std::nullopt;
       if (!welcome) return Status::Error("the supervisor at '" + path + "' did not say welcome");
-      return Dialed{owned.release(), std::move(*welcome)};
+      return Dialed{owned.release(), std::move(*welcome), std::move(in)};
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
@@ -197,6 +197,7 @@ void SupervisedRunner::Attach(Dialed dialed) {
     Disconnected("cannot use the connection: " + ec.message());
     return;
   }
+  s->in = std::move(dialed.rest);
   socket_ = s;
   std::set<AttemptKey> running(dialed.welcome.running.begin(), dialed.welcome.running.end());
   std::map<AttemptKey, AttemptOutcome> ended;
@@ -232,7 +233,15 @@ void SupervisedRunner::Attach(Dialed dialed) {
     }
   }
   SendControl();
-  Read();
+  if (s->in.empty()) {
+    Read();
+  } else {
+    // Frames that came with the welcome, handled on the loop as a read's would be: after the
+    // caller's adoptions of the welcome's attempts.
+    Post([this, s] {
+      if (!s->closed && Consume(s)) Read();
+    });
+  }
 }
 
 wire::Launch ToWire(scheduler::LaunchRequest request, Duration kill_grace, uint64_t log_cap_bytes) {
@@ -426,17 +435,21 @@ void SupervisedRunner::Read() {
           return;
         }
         s->in.append(s->buffer.data(), n);
-        bool error = false;
-        for (const std::string& body : wire::TakeFrames(s->in, &error)) {
-          OnFrame(body);
-          if (s->closed) return;
-        }
-        if (error) {
-          Disconnected("it sent a broken frame");
-          return;
-        }
-        Read();
+        if (Consume(s)) Read();
       });
+}
+
+bool SupervisedRunner::Consume(const std::shared_ptr<Socket>& s) {
+  bool error = false;
+  for (const std::string& body : wire::TakeFrames(s->in, &error)) {
+    OnFrame(body);
+    if (s->closed) return false;
+  }
+  if (error) {
+    Disconnected("it sent a broken frame");
+    return false;
+  }
+  return true;
 }
 
 void SupervisedRunner::OnFrame(const std::string& body) {

@@ -58,6 +58,9 @@ scheduler::LaunchRequest FromWire(wire::Launch launch);
 struct Dialed {
   int fd = -1;
   wire::Welcome welcome;
+  // What was read after the welcome: the supervisor sends an attempt's end as soon as the
+  // daemon is welcomed, so it may come in the same read. Attach takes it from there.
+  std::string rest;
 };
 // Connects to the supervisor of `options.dir` (spawning one when none answers) and exchanges the
 // hello and the welcome. Blocking; errors name the socket.
@@ -103,6 +106,8 @@ class SupervisedRunner final : public scheduler::TaskRunner {
   struct Socket;
 
   void Read();
+  // Handles the whole frames in the socket's buffer; false when the connection was given up.
+  bool Consume(const std::shared_ptr<Socket>& s);
   void OnFrame(const std::string& body);
   void Send(std::string frame);
   void Flush();

@@ -248,11 +248,11 @@ std::optional<Ended> DecodeEnded(Reader& r) {
   return e;
 }
 
-std::vector<std::string> TakeFrames(std::string& buffer, bool* error) {
+std::vector<std::string> TakeFrames(std::string& buffer, bool* error, size_t limit) {
   std::vector<std::string> frames;
   size_t at = 0;
   *error = false;
-  while (buffer.size() - at >= 4) {
+  while (frames.size() < limit && buffer.size() - at >= 4) {
     uint32_t n = 0;
     for (int i = 0; i < 4; ++i) {
       n |= uint32_t{static_cast<uint8_t>(buffer[at + static_cast<size_t>(i)])} << (8 * i);

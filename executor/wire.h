@@ -128,8 +128,9 @@ std::optional<std::vector<scheduler::AttemptKey>> DecodeKeys(Reader& r);
 std::optional<Welcome> DecodeWelcome(Reader& r);
 std::optional<Ended> DecodeEnded(Reader& r);
 
-// Splits complete frames off the front of `buffer` (bytes read so far). Returns the bodies;
+// Splits complete frames, `limit` at most, off the front of `buffer` (bytes read so far); the
+// rest stays in it. Returns the bodies;
 // `error` is set (and reading must stop) for a frame longer than kMaxFrame or an empty one.
-std::vector<std::string> TakeFrames(std::string& buffer, bool* error);
+std::vector<std::string> TakeFrames(std::string& buffer, bool* error, size_t limit = SIZE_MAX);
 
 }  // namespace kiln::executor::wire

@@ -3,9 +3,12 @@
 #include "executor/supervisor.h"
 
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -788,4 +791,71 @@ TEST_CASE(
     CHECK_FALSE(lost->never_launched);
     CHECK(lost->error == "its supervisor has no record of it (it stopped while the attempt ran)");
   }
+}
+
+TEST_CASE("an end the supervisor sends right behind its welcome reaches the adopting daemon") {
+  // Found by an e2e crash test: an attempt ended just as a restarted daemon was welcomed, the
+  // supervisor sent the end right behind the welcome, one read took both, and Dial kept only the
+  // welcome: the adopted attempt then waited for an end that had come already.
+  TempDir tmp;
+  const std::filesystem::path dir = tmp / "sup";
+  std::filesystem::create_directories(dir);
+  // A supervisor of the test's own, answering the hello with its welcome and an end in one write.
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = SocketPath(dir).string();
+  REQUIRE(path.size() < sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 1) == 0);
+  const scheduler::AttemptKey key{RunId(7), "a", 1};
+  std::thread fake([&] {
+    const int c = ::accept(listener, nullptr, nullptr);
+    if (c < 0) return;
+    std::string in;
+    char buf[4096];
+    bool error = false;
+    while (wire::TakeFrames(in, &error, 1).empty() && !error) {
+      const ssize_t n = ::read(c, buf, sizeof buf);
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    wire::Welcome welcome;
+    welcome.supervisor = "host:/data/supervisor";
+    welcome.running = {key};
+    wire::Ended ended;
+    ended.key = key;
+    ended.outcome.started = true;
+    ended.outcome.exit_code = 3;
+    const std::string both = wire::EncodeWelcome(welcome) + wire::EncodeEnded(ended);
+    CHECK(::write(c, both.data(), both.size()) == static_cast<ssize_t>(both.size()));
+    while (::read(c, buf, sizeof buf) > 0) {
+    }
+    ::close(c);
+  });
+  {
+    auto options = RunnerOptions(dir);
+    auto dialed = Dial(options);
+    REQUIRE(dialed.ok());
+    boost::asio::io_context io;
+    SupervisedRunner runner(io, options);
+    runner.Attach(std::move(dialed).value());
+    scheduler::AdoptRequest request;
+    request.run = key.run;
+    request.task = TaskId(0);
+    request.attempt = key.attempt;
+    request.task_id = key.task_id;
+    request.supervisor = "host:/data/supervisor";
+    request.at_start = true;
+    std::optional<AttemptOutcome> got;
+    runner.Adopt(request, [&](AttemptOutcome o) { got = std::move(o); });
+    PollUntil(io, [&] { return got.has_value(); });
+    CHECK(got->started);
+    CHECK(got->exit_code == 3);
+    CHECK_FALSE(got->lost);
+  }
+  fake.join();
+  ::close(listener);
 }
