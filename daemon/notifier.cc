@@ -144,10 +144,16 @@ void Notifier::Loop() {
       wake = NowUtc() + std::chrono::seconds(5);
       continue;
     }
-    std::optional<Instant> next_sla = CheckSlas();
+    Duration shortest_sla = options_.lease;
+    std::optional<Instant> next_sla = CheckSlas(shortest_sla);
     std::optional<Instant> next_send = db_ ? SendDue() : NowUtc() + std::chrono::seconds(5);
     wake = next_sla;
     if (next_send && (!next_sla || *next_send < *next_sla)) wake = next_send;
+    // Never asleep for good: a run this daemon did not start (queued behind a pause or a limit,
+    // created by another process) is looked at within the shortest SLA, so before it is due;
+    // and rows another daemon queued before it died, within the lease.
+    const Instant latest = NowUtc() + std::min(shortest_sla, options_.lease);
+    if (!wake || *wake > latest) wake = latest;
     // The database's clock decides what is due; a daemon clock ahead of it must not spin here.
     if (wake && *wake < NowUtc() + std::chrono::milliseconds(100)) {
       wake = NowUtc() + std::chrono::milliseconds(100);
@@ -196,10 +202,11 @@ bool Notifier::QueueEvents(std::vector<Event> events) {
   return true;
 }
 
-std::optional<Instant> Notifier::CheckSlas() {
+std::optional<Instant> Notifier::CheckSlas(Duration& shortest) {
   if (!options_.slas) return std::nullopt;
   std::optional<Instant> next;
   for (const auto& [pipeline, sla] : options_.slas()) {
+    shortest = std::min(shortest, sla);
     auto scan = db_->ScanSla(pipeline, sla);
     if (!scan.ok()) {
       Failed(scan.status());

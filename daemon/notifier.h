@@ -92,8 +92,9 @@ class Notifier {
   bool QueueEvents(std::vector<Event> events);
   // Logs a database failure and drops the connection (made again at the next wake).
   void Failed(const Status& status);
-  // Marks runs past their SLA; the earliest SLA still to come.
-  std::optional<Instant> CheckSlas();
+  // Marks runs past their SLA; the earliest SLA still to come. Lowers `shortest` to the
+  // shortest SLA of any pipeline.
+  std::optional<Instant> CheckSlas(Duration& shortest);
   // Sends what is due; when the next delivery is due.
   std::optional<Instant> SendDue();
   struct TryResult {

@@ -54,7 +54,10 @@ std::optional<Instant> DaemonService::CheckPipeline(const std::string& name, Ins
     if (cursor.ok()) {
       // Never before the cursor: a clock stepped back waits for the fires it has not seen yet.
       next = dag::NextFire(*pipeline->schedule, std::max(now, *cursor));
-    } else if (cursor.status().code() != ErrorCode::kConflict) {
+    } else {
+      // A conflict too: the fence can refuse a leader whose renewal, slow, keeps its term (it
+      // leads on, and nothing else would look at this pipeline again). One that lost the lead
+      // for good is no longer leading at the next look and stops there.
       next = now + kRetryAfterError;
     }
   }

@@ -194,6 +194,35 @@ webhook = ")" + receiver.Url("/pipeline") + R"("
   CHECK(Sql("select count(*) from notifications where webhook like '%T000-secret-path%'") == "0");
 }
 
+TEST_CASE("a run that waits queued, never started here, is marked past its SLA") {
+  // Nothing wakes the notifier for a run this daemon does not start (held by a pause): it looks
+  // again within the shortest SLA, so the run is found when it is due.
+  TempDir dir;
+  Receiver receiver(0);
+  WriteFile(dir / "pipelines/held.toml", R"([pipeline]
+name = "held"
+sla = "1s"
+[tasks.t]
+command = "true"
+[[notify]]
+on = ["sla_missed"]
+webhook = ")" + receiver.Url("/held") + R"("
+)");
+  Daemon daemon(dir, dir / "pipelines");
+  auto client = daemon.Client(kOperatorToken);
+  auto paused = client.Post("/api/v1/pipelines/held/pause", "", "application/json");
+  REQUIRE(paused);
+  REQUIRE(paused->status == 200);
+  const int64_t run = Trigger(client, "held");
+  WaitFor([&] { return receiver.Delivered().size() == 1; }, "the SLA's notification");
+  const auto d = receiver.Delivered();
+  CHECK(d[0].event == "sla_missed");
+  CHECK(d[0].body["run"]["id"] == run);
+  CHECK(d[0].body["run"]["state"] == "queued");
+  CHECK(Sql("select count(*) from events where kind = 'sla_missed' and run_id = " +
+            std::to_string(run)) == "1");
+}
+
 TEST_CASE("a notification queued before a SIGKILL is delivered by the next daemon") {
   TempDir dir;
   // A port with nobody on it yet: the first tries cannot connect.
