@@ -152,7 +152,7 @@ void Notifier::Loop() {
     // Never asleep for good: a run this daemon did not start (queued behind a pause or a limit,
     // created by another process) is looked at within the shortest SLA, so before it is due;
     // and rows another daemon queued before it died, within the lease.
-    const Instant latest = NowUtc() + std::min(shortest_sla, options_.lease);
+    const Instant latest = NowUtc() + shortest_sla;  // the lease at most
     if (!wake || *wake > latest) wake = latest;
     // The database's clock decides what is due; a daemon clock ahead of it must not spin here.
     if (wake && *wake < NowUtc() + std::chrono::milliseconds(100)) {
