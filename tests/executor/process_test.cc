@@ -350,11 +350,32 @@ TEST_CASE("the cgroups of a process killed earlier are emptied when the next one
   CHECK_FALSE(std::filesystem::exists(owner));
 }
 
-// A shell script printing its pids cgroup, then how many processes are in it, counted with
-// builtins (a pipeline's processes start one after another: a count by `cat | wc` races them).
-const std::string kCgroupAndMembers =
-    "cg=$(sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup); echo \"$cg\"; n=0; "
-    "while read -r p; do n=$((n + 1)); done < \"/sys/fs/cgroup/pids$cg/cgroup.procs\"; echo $n";
+// Runs a shell script that prints its pids cgroup, then how many processes are in it, counted
+// with builtins (a pipeline's processes start one after another: a count by `cat | wc` races
+// them); its output. The script counts only once it has read a line from a FIFO that this writes
+// after Spawn() returned: until then the spawning thread may still sit in that cgroup (it moves
+// on right after the spawn), and a count taken before would see this process there.
+std::string RunCountingMembers(ProcessManager& manager, boost::asio::io_context& io,
+                               const t::TempDir& dir) {
+  const std::filesystem::path fifo = dir / "go";
+  std::filesystem::remove(fifo);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Read and write: opening never blocks, and the line stays in the FIFO until the shell reads.
+  const int go = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(go >= 0);
+  std::optional<ProcessResult> result;
+  ProcessSpec spec = t::ShellSpec(
+      dir, "cg=$(sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup); echo \"$cg\"; read -r _ < '" +
+               fifo.string() +
+               "'; n=0; while read -r p; do n=$((n + 1)); done < "
+               "\"/sys/fs/cgroup/pids$cg/cgroup.procs\"; echo $n");
+  manager.Spawn(spec, [&](ProcessResult r) { result = std::move(r); });
+  CHECK(::write(go, "go\n", 3) == 3);
+  t::RunUntil(io, [&] { return result.has_value(); });
+  ::close(go);
+  CHECK(result->exit_code == 0);
+  return t::ReadFile(spec.log_path);
+}
 
 // The pids cgroup of a thread of this process ("/" outside kiln's).
 std::string PidsCgroupOf(const std::string& task) {
@@ -387,10 +408,9 @@ TEST_CASE("each process starts alone in its cgroup, a kept one too, and none is 
     run(Escaping("true"));
     CHECK(KilledAndGone(t::ReadPid(dir / "escaped")));
     // The shell alone, counting with builtins: neither an earlier process nor a thread of kiln.
-    const std::string alone = kCgroupAndMembers;
     std::set<std::string> seen;
     for (int i = 0; i < 4; ++i) {
-      const std::string out = run(alone);
+      const std::string out = RunCountingMembers(manager, io, dir);
       const size_t newline = out.find('\n');
       REQUIRE(newline != std::string::npos);
       const std::string cgroup = out.substr(0, newline);
@@ -437,7 +457,7 @@ TEST_CASE("two managers spawning from one thread each start processes in their o
   // Its output wakes the loop once it runs.
   t::RunUntil(io, [&] { return t::ReadFile(sleep.log_path) == "started\n"; });
   // The second's next process finds nobody else in its cgroup.
-  const std::string second_out = run(second, kCgroupAndMembers);
+  const std::string second_out = RunCountingMembers(second, io, dir);
   CHECK(second_out.substr(second_out.find('\n') + 1) == "1\n");
   // And when that one ends, only what was in its cgroup is killed: the first's process lives on
   // until its own manager stops it.
