@@ -69,7 +69,12 @@ command = "true"
     await page.locator('.grid-focus[href]').waitFor();
     const more = [];
     for (let i = 0; i < 23; i++) more.push((await daemon.api('/api/v1/pipelines/nightly/runs', { method: 'POST', body: {} })).body.id);
-    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq.st-success').length === 25, null, { timeout: 90000 });
+    // Until the newest run is on the page: a run can end before the next one is created, and
+    // then the page holds 25 ended runs with the oldest still among them for a moment.
+    await page.waitForFunction((newest) => {
+      const all = document.querySelectorAll('.grid-head .sq.st-success');
+      return all.length === 25 && all[24].getAttribute('aria-label') === newest;
+    }, `run ${more[22]}: success`, { timeout: 90000 });
     const heads = () => page.locator('.grid-head .sq').evaluateAll((all) => all.map((a) => a.getAttribute('aria-label')));
     assert.equal((await heads())[0], `run ${r2}: success`);  // the oldest of this page
     assert.equal(await page.locator('#grid-newer').isVisible(), false);
