@@ -334,6 +334,13 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   a.handle = processes->Spawn(
       std::move(spec), [this, key, serial](ProcessResult result) { OnExit(key, serial, result); });
   WriteStartRecord(key, a.handle);
+  // Past the fence's deadline (the lease not renewed meanwhile), its timer has already killed
+  // what ran then and is armed again only by a renewal: this one is killed now, as they were.
+  if (std::chrono::steady_clock::now() >= renewed_at + options.lease * 2 / 3) {
+    log::Error("supervisor: killing attempt " + key.ToString() + ": " + StopText("fenced"));
+    a.stop_cause = "fenced";
+    processes->KillNow(a.handle);
+  }
   UpdateSnapshot();
 }
 

@@ -114,10 +114,14 @@ export async function startDaemon({ pipelines, tokens = true, config = '' }) {
     },
     // Resolves once the run has ended, with its final state.
     async waitForRun(id, timeoutMs = 120000) {
+      return daemon.waitForRunState(id, (state) => !['queued', 'running'].includes(state), timeoutMs);
+    },
+    // Resolves with the run once done(its state) holds.
+    async waitForRunState(id, done, timeoutMs = 120000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const { body } = await daemon.api(`/api/v1/runs/${id}`);
-        if (!['queued', 'running'].includes(body.state)) return body;
+        if (done(body.state)) return body;
         if (Date.now() > deadline) throw new Error(`run ${id} still ${body.state} after ${timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, 100));
       }

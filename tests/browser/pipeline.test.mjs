@@ -34,7 +34,7 @@ command = "true"
     assert.equal(backfills[0].created_by, 'operator');
     assert.equal(backfills[0].from, '2026-11-01T00:00:00.000Z');
     // The grid shows the three runs, every cell green.
-    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq').length === 3);
+    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq.st-success').length === 3);
     await screenshot(page, 'backfill');
     // The grid works with the keyboard: one cell takes the focus, arrows move it, Enter opens it.
     // Walked cell by cell, its labels say every task of every run succeeded.
@@ -97,6 +97,8 @@ name = "quick"
 command = "while [ ! -e ${go} ]; do sleep 0.05; done"
 ` }), 'viewer', async ({ daemon, page, problems }) => {
     const id = (await daemon.api('/api/v1/pipelines/quick/runs', { method: 'POST', body: {} })).body.id;
+    // Its task has started: the 201 comes before the run's start is committed.
+    await daemon.waitForRunState(id, (state) => state !== 'queued');
     // The page's first read of the grid is answered only after the run ended: what it read
     // has the task running, and everything after comes as events.
     let held = false;

@@ -203,6 +203,16 @@ std::string ReadFile(const fs::path& path) {
   return s.str();
 }
 
+int64_t AlignedOffset(std::chrono::seconds period, std::chrono::seconds past) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const int64_t p = period.count();
+  return ((past.count() - now % p) % p + p) % p;
+}
+
+std::string OffsetText(int64_t seconds) { return std::to_string(seconds) + "s"; }
+
 bool ProcessAlive(int pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   if (!stat) return false;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -65,6 +66,12 @@ std::string Unique(const std::string& base);
 // A pipeline file named `name` with `keys` added to [pipeline] and one task `t` running `command`.
 std::string Pipeline(const std::string& name, const std::string& keys,
                      const std::string& command = "true");
+// A scheduler.clock_offset in seconds that puts the schedule clock `past` after the start of a
+// `period` (a minute, an hour) from now on, plus `more`: tests whose phases must not straddle a
+// fire start each phase at the same point of the period, however long the ones before took.
+int64_t AlignedOffset(std::chrono::seconds period, std::chrono::seconds past);
+// As a [scheduler] clock_offset value: "<seconds>s".
+std::string OffsetText(int64_t seconds);
 // True while a process with this pid exists (zombies count as gone).
 bool ProcessAlive(int pid);
 

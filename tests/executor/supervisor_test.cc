@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <functional>
@@ -34,8 +35,20 @@ struct FakeLedger final : Ledger {
     std::lock_guard lock(mu);
     ++renewals;
     last_running = running;
-    if (fail_renew) return Status::Error(ErrorCode::kUnavailable, "database: gone");
-    std::vector<Stop> out = std::exchange(stops, {});
+    if (fail_renew) {
+      ++failed_renewals;
+      renewal_failed.notify_all();
+      return Status::Error(ErrorCode::kUnavailable, "database: gone");
+    }
+    // As the database answers: a stop names an attempt this supervisor has running (one not
+    // started yet stays for a later renewal).
+    std::vector<Stop> out;
+    std::vector<Stop> later;
+    for (Stop& stop : stops) {
+      const bool named = std::find(running.begin(), running.end(), stop.key) != running.end();
+      (named ? out : later).push_back(std::move(stop));
+    }
+    stops = std::move(later);
     if (strict) {
       // As the database answers: what it does not have running under this supervisor.
       for (const AttemptKey& key : running) {
@@ -70,6 +83,8 @@ struct FakeLedger final : Ledger {
   }
   std::mutex mu;
   int renewals = 0;
+  int failed_renewals = 0;
+  std::condition_variable renewal_failed;
   bool fail_renew = false;
   bool released = false;
   std::vector<Stop> stops;
@@ -374,6 +389,36 @@ TEST_CASE("a supervisor that cannot renew its lease kills its attempts before it
   CHECK(outcome->stop_cause == "fenced");
   CHECK(outcome->error ==
         "its supervisor could not renew its lease in time (is the database reachable?)");
+}
+
+TEST_CASE("a start that comes after the supervisor's fence went off is killed, fenced") {
+  TempDir tmp;
+  FakeLedger ledger;
+  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(600));
+  boost::asio::io_context io;
+  auto options = RunnerOptions(tmp / "sup");
+  auto dialed = Dial(options);
+  REQUIRE(dialed.ok());
+  SupervisedRunner runner(io, options);
+  runner.Attach(std::move(dialed).value());
+  {
+    std::lock_guard lock(ledger.mu);
+    ledger.fail_renew = true;
+  }
+  // The first failed renewal comes lease / 3 after the last that worked, the next ones at
+  // least lease / 10 apart: after six, that one was sent more than 2/3 of the lease ago (the
+  // fence's deadline), and the fence has gone off with nothing to kill.
+  {
+    std::unique_lock lock(ledger.mu);
+    REQUIRE(ledger.renewal_failed.wait_for(lock, std::chrono::seconds(60),
+                                           [&] { return ledger.failed_renewals >= 6; }));
+  }
+  std::optional<AttemptOutcome> outcome;
+  runner.Start(Launch(tmp, "t", "exec sleep 60"), [&](AttemptOutcome o) { outcome = o; });
+  RunUntil(io, [&] { return outcome.has_value(); });
+  CHECK(outcome->killed);
+  CHECK(outcome->signal == SIGKILL);
+  CHECK(outcome->stop_cause == "fenced");
 }
 
 TEST_CASE("attempts the database says must stop are stopped, with the cause") {
