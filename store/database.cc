@@ -367,6 +367,7 @@ Result<std::unique_ptr<Database>> Database::Connect(const std::string& url) {
     RegisterApiStatements(*impl);
     RegisterLeaseStatements(*impl);
     impl->Prepare("kiln_get_run", GetRunStatement());
+    RegisterEventStatements(*impl);
     return std::unique_ptr<Database>(new Database(std::move(impl)));
   } catch (const std::exception& e) {
     return ConnectError(url, e);

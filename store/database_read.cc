@@ -75,6 +75,9 @@ AttemptRecord ReadAttempt(RunId id, std::string_view task_id, const pqxx::row& r
 // with a run, events_by_pipeline (pipeline, id) with a pipeline, else the primary key from
 // `after` (also chosen with a pipeline when few events follow `after`, as for a stream that has
 // caught up).
+// Planned at each call (an unnamed statement), not prepared: a generic plan is chosen by the
+// table's statistics, and with them it may scan the primary key from `after` past every other
+// run's events (measured: a stream's read costs PostgreSQL about 0.1 ms, most of it planning).
 std::vector<EventRecord> ReadEvents(pqxx::transaction_base& txn, const EventFilter& filter,
                                     std::optional<int> limit) {
   std::string sql = "SELECT " + EventColumns() + " FROM events WHERE id > $1::int8";
@@ -203,6 +206,12 @@ Result<RunRecord> ReadRunWithTasks(pqxx::transaction_base& txn, RunId id, std::s
   return run;
 }
 
+void RegisterEventStatements(DatabaseImpl& impl) {
+  // The primary key's last entry. Without parameters its plan never changes: prepared, it is not
+  // planned again at each commit the event hub is told of (0.08 ms of PostgreSQL's CPU each).
+  impl.Prepare("kiln_last_event_id", "SELECT coalesce(max(id), 0) FROM events");
+}
+
 std::string GetRunStatement() {
   // One prepared statement, so one round trip and one snapshot: the run's columns on every row,
   // then one task per row (the primary key of task_instances, in pipeline order).
@@ -261,8 +270,7 @@ Result<std::vector<EventRecord>> Database::ListEvents(const EventFilter& filter)
 Result<int64_t> Database::LastEventId() {
   try {
     pqxx::nontransaction txn(impl_->conn, "last_event_id");
-    // The primary key's last entry.
-    return txn.exec1("SELECT coalesce(max(id), 0) FROM events")[0].as<int64_t>();
+    return txn.exec_prepared1("kiln_last_event_id")[0].as<int64_t>();
   } catch (const std::exception& e) {
     return DbError("reading the last event id", e);
   }

@@ -126,5 +126,7 @@ Result<RunRecord> ReadRunWithTasks(pqxx::transaction_base& txn, RunId id, std::s
 void RegisterBatchStatements(DatabaseImpl& impl);
 void RegisterApiStatements(DatabaseImpl& impl);
 void RegisterLeaseStatements(DatabaseImpl& impl);
+// The read of the newest event's id.
+void RegisterEventStatements(DatabaseImpl& impl);
 
 }  // namespace kiln::store
