@@ -37,7 +37,10 @@ void Pump(int a, int b) {
       const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
       if (n <= 0) return;
       for (ssize_t off = 0; off < n;) {
-        const ssize_t w = ::write(fds[1 - i].fd, buf + off, static_cast<size_t>(n - off));
+        // Both ends are sockets: a peer gone (the worker's connection reset across the cut
+        // link) is an error here, not a SIGPIPE that ends the test's process.
+        const ssize_t w =
+            ::send(fds[1 - i].fd, buf + off, static_cast<size_t>(n - off), MSG_NOSIGNAL);
         if (w <= 0) return;
         off += w;
       }

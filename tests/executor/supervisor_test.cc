@@ -367,81 +367,77 @@ TEST_CASE("a supervisor takes over the per-attempt files of a version before the
   CheckTakesOver(tmp.path(), orphan);
 }
 
-TEST_CASE("a supervisor that cannot renew its lease kills its attempts before it expires") {
+namespace {
+
+// A supervisor with a fake ledger and a lease of `lease`, and a runner attached to it.
+struct Leased {
+  explicit Leased(Duration lease) : serving(tmp / "sup", ledger, lease) {
+    auto dialed = Dial(options);
+    REQUIRE(dialed.ok());
+    runner.Attach(std::move(dialed).value());
+  }
+  // Starts `exec sleep 60` (attempt 1 of task t of run 7) and runs until its outcome.
+  AttemptOutcome RunSleeper() {
+    std::optional<AttemptOutcome> outcome;
+    runner.Start(Launch(tmp, "t", "exec sleep 60"), [&](AttemptOutcome o) { outcome = o; });
+    RunUntil(io, [&] { return outcome.has_value(); });
+    return *outcome;
+  }
   TempDir tmp;
   FakeLedger ledger;
-  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(900));
+  Serving serving;
   boost::asio::io_context io;
-  auto options = RunnerOptions(tmp / "sup");
-  auto dialed = Dial(options);
-  REQUIRE(dialed.ok());
-  SupervisedRunner runner(io, options);
-  runner.Attach(std::move(dialed).value());
+  SupervisedRunnerOptions options = RunnerOptions(tmp / "sup");
+  SupervisedRunner runner{io, options};
+};
+
+}  // namespace
+
+TEST_CASE("a supervisor that cannot renew its lease kills its attempts before it expires") {
+  Leased l(std::chrono::milliseconds(900));
   {
-    std::lock_guard lock(ledger.mu);
-    ledger.fail_renew = true;
+    std::lock_guard lock(l.ledger.mu);
+    l.ledger.fail_renew = true;
   }
-  std::optional<AttemptOutcome> outcome;
-  runner.Start(Launch(tmp, "t", "exec sleep 60"), [&](AttemptOutcome o) { outcome = o; });
-  RunUntil(io, [&] { return outcome.has_value(); });
-  CHECK(outcome->killed);
-  CHECK(outcome->signal == SIGKILL);
-  CHECK(outcome->stop_cause == "fenced");
-  CHECK(outcome->error ==
+  const AttemptOutcome outcome = l.RunSleeper();
+  CHECK(outcome.killed);
+  CHECK(outcome.signal == SIGKILL);
+  CHECK(outcome.stop_cause == "fenced");
+  CHECK(outcome.error ==
         "its supervisor could not renew its lease in time (is the database reachable?)");
 }
 
 TEST_CASE("a start that comes after the supervisor's fence went off is killed, fenced") {
-  TempDir tmp;
-  FakeLedger ledger;
-  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(600));
-  boost::asio::io_context io;
-  auto options = RunnerOptions(tmp / "sup");
-  auto dialed = Dial(options);
-  REQUIRE(dialed.ok());
-  SupervisedRunner runner(io, options);
-  runner.Attach(std::move(dialed).value());
+  Leased l(std::chrono::milliseconds(600));
   {
-    std::lock_guard lock(ledger.mu);
-    ledger.fail_renew = true;
+    std::lock_guard lock(l.ledger.mu);
+    l.ledger.fail_renew = true;
   }
   // The first failed renewal comes lease / 3 after the last that worked, the next ones at
   // least lease / 10 apart: after six, that one was sent more than 2/3 of the lease ago (the
   // fence's deadline), and the fence has gone off with nothing to kill.
   {
-    std::unique_lock lock(ledger.mu);
-    REQUIRE(ledger.renewal_failed.wait_for(lock, std::chrono::seconds(60),
-                                           [&] { return ledger.failed_renewals >= 6; }));
+    std::unique_lock lock(l.ledger.mu);
+    REQUIRE(l.ledger.renewal_failed.wait_for(lock, std::chrono::seconds(60),
+                                             [&] { return l.ledger.failed_renewals >= 6; }));
   }
-  std::optional<AttemptOutcome> outcome;
-  runner.Start(Launch(tmp, "t", "exec sleep 60"), [&](AttemptOutcome o) { outcome = o; });
-  RunUntil(io, [&] { return outcome.has_value(); });
-  CHECK(outcome->killed);
-  CHECK(outcome->signal == SIGKILL);
-  CHECK(outcome->stop_cause == "fenced");
+  const AttemptOutcome outcome = l.RunSleeper();
+  CHECK(outcome.killed);
+  CHECK(outcome.signal == SIGKILL);
+  CHECK(outcome.stop_cause == "fenced");
 }
 
 TEST_CASE("attempts the database says must stop are stopped, with the cause") {
-  TempDir tmp;
-  FakeLedger ledger;
-  Serving serving(tmp / "sup", ledger, std::chrono::milliseconds(600));
-  boost::asio::io_context io;
-  auto options = RunnerOptions(tmp / "sup");
-  auto dialed = Dial(options);
-  REQUIRE(dialed.ok());
-  SupervisedRunner runner(io, options);
-  runner.Attach(std::move(dialed).value());
+  Leased l(std::chrono::milliseconds(600));
   {
-    std::lock_guard lock(ledger.mu);
-    ledger.stops = {Ledger::Stop{AttemptKey{RunId(7), "t", 1}, "cancel"}};
+    std::lock_guard lock(l.ledger.mu);
+    l.ledger.stops = {Ledger::Stop{AttemptKey{RunId(7), "t", 1}, "cancel"}};
   }
-  std::optional<AttemptOutcome> outcome;
-  runner.Start(Launch(tmp, "t", "exec sleep 60"), [&](AttemptOutcome o) { outcome = o; });
-  RunUntil(io, [&] { return outcome.has_value(); });
-  CHECK(outcome->killed);
-  CHECK(outcome->signal == SIGTERM);
-  CHECK(outcome->stop_cause == "cancel");
-  CHECK(outcome->error == "the run is being cancelled");
+  const AttemptOutcome outcome = l.RunSleeper();
+  CHECK(outcome.killed);
+  CHECK(outcome.signal == SIGTERM);
+  CHECK(outcome.stop_cause == "cancel");
+  CHECK(outcome.error == "the run is being cancelled");
 }
 
 TEST_CASE("one daemon at a time, one supervisor per folder") {
@@ -759,10 +755,14 @@ TEST_CASE(
   u.start_recorded = false;
   runner->Start(std::move(u), [](AttemptOutcome) {});
   // A confirmed one that ends when told to.
-  auto c = Launch(tmp, "c", "while [ ! -e " + (tmp / "go").string() + " ]; do sleep 0.01; done");
+  auto c = Launch(tmp, "c",
+                  "echo $$ > " + (tmp / "c.pid").string() + "; while [ ! -e " +
+                      (tmp / "go").string() + " ]; do sleep 0.01; done");
   c.task = TaskId(1);
   runner->Start(std::move(c), [](AttemptOutcome) {});
   const pid_t unconfirmed = PidIn(io, tmp / "u.pid");
+  // Both started before the daemon goes: a start frame still queued would go with it.
+  PidIn(io, tmp / "c.pid");
   runner.reset();
   PollUntil(io, [&] {
     std::lock_guard lock(ledger.mu);

@@ -74,7 +74,9 @@ case $action in
 listen_addresses = ''
 unix_socket_directories = '$dir'
 unix_socket_permissions = 0700
-max_connections = 200
+# Room for ctest -j N on many cores: an e2e test starts up to seven daemons and workers, each
+# with several connections (200 ran out at -j 8).
+max_connections = 1000
 EOF
     if ! as_owner "$bin/pg_ctl" start -w -t 60 -D "$dir/data" -l "$dir/postgres.log" \
         >/dev/null 2>&1; then
