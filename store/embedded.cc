@@ -6,12 +6,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <pqxx/pqxx>
 #include <system_error>
 
 #include "common/log.h"
+#include "store/postmaster.h"
 #include "store/pq_internal.h"
 #include "store/subprocess.h"
 
@@ -215,7 +218,7 @@ Status InitCluster(const fs::path& bin_dir, const fs::path& cluster, const Ident
 // pg_ctl start, or nothing when a server already runs on the cluster (left by a kiln that
 // crashed: pg_ctl start would refuse, and a stale postmaster.pid is pg_ctl's business).
 Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::path& log_file,
-                   const Identity& user) {
+                   const Identity& user, pid_t* starter_pid) {
   auto status = Run(bin_dir, "pg_ctl", {"status", "-D", cluster.string()}, user);
   if (!status.ok()) return status.status();
   if (status->exit_code == 0) {
@@ -230,11 +233,22 @@ Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::p
     }
     return Status::Ok();
   }
-  auto started =
-      Run(bin_dir, "pg_ctl",
-          {"start", "-w", "-t", "60", "-D", cluster.string(), "-l", log_file.string()}, user);
-  if (!started.ok()) return started.status();
-  if (started->exit_code != 0) {
+  // pg_ctl start -w waits for the server, and says why when it fails; it looks every 100 ms,
+  // so its server is taken as soon as its lock file says "ready" (store/postmaster.h).
+  const std::time_t since = std::time(nullptr);
+  auto starter = StartProgram({(bin_dir / "pg_ctl").string(), "start", "-w", "-t", "60", "-D",
+                               cluster.string(), "-l", log_file.string()},
+                              kChildEnv, user);
+  if (!starter.ok()) return starter.status();
+  *starter_pid = *starter;
+  int exit_code = 0;
+  auto ready = WaitUntilReady(cluster, since, *starter, std::chrono::seconds(65), &exit_code);
+  if (!ready.ok()) {
+    return Status::Error("embedded PostgreSQL did not start in " + cluster.string() + ": " +
+                         ready.message() + " (see " + log_file.string() + ")");
+  }
+  if (!*ready) *starter_pid = 0;  // reaped
+  if (!*ready && exit_code != 0) {
     return Status::Error("embedded PostgreSQL did not start in " + cluster.string() + ": " +
                          LastLineOfFile(log_file) + " (see " + log_file.string() + ")");
   }
@@ -370,6 +384,18 @@ Status Bootstrap(const fs::path& bin_dir, const fs::path& cluster, const Identit
   return Status::Ok();
 }
 
+// Bootstrap ran to its end on this cluster (two psql runs, about 45 ms, saved at later starts).
+// The version changes when Bootstrap does something new, so that older clusters get it once.
+constexpr const char* kBootstrapMarker = "kiln-bootstrap";
+constexpr const char* kBootstrapVersion = "1\n";
+
+bool Bootstrapped(const fs::path& cluster) {
+  std::ifstream in(cluster / kBootstrapMarker, std::ios::binary);
+  if (!in) return false;
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return content == kBootstrapVersion;
+}
+
 }  // namespace
 
 EmbeddedPostgres::EmbeddedPostgres() = default;
@@ -401,9 +427,18 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const Embedded
       cluster.string() + "'\nunix_socket_permissions = 0700\n";
   if (Status s = WriteOwnedFile(cluster / "kiln.conf", conf, *pg->user_); !s.ok()) return s;
   if (Status s = WriteAccessRules(cluster, *pg->user_, CurrentIdentity()); !s.ok()) return s;
-  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_); !s.ok()) return s;
+  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_, &pg->starter_); !s.ok()) {
+    return s;
+  }
   pg->running_ = true;
-  if (Status s = Bootstrap(pg->bin_dir_, cluster, *pg->user_); !s.ok()) return s;
+  if (!Bootstrapped(cluster)) {
+    if (Status s = Bootstrap(pg->bin_dir_, cluster, *pg->user_); !s.ok()) return s;
+    // Not written: bootstrapped again at the next start, which does no harm.
+    if (Status s = WriteOwnedFile(cluster / kBootstrapMarker, kBootstrapVersion, *pg->user_);
+        !s.ok()) {
+      log::Warn("embedded PostgreSQL: " + s.message());
+    }
+  }
   pg->url_ = "postgresql:///kiln?host=" + PercentEncode(cluster.string()) + "&user=kiln";
   return pg;
 }
@@ -427,19 +462,14 @@ Status EmbeddedPostgres::StopLeftRunning(const EmbeddedOptions& options) {
 uid_t EmbeddedPostgres::uid() const { return user_->uid; }
 
 Status EmbeddedPostgres::Stop() {
+  if (starter_ > 0) ReapStarter(std::exchange(starter_, 0));  // pg_ctl start, done by now
   if (!running_) return Status::Ok();
-  auto stopped = Run(bin_dir_, "pg_ctl",
-                     {"stop", "-w", "-t", "60", "-m", "fast", "-D", cluster_dir_.string()}, *user_);
-  if (!stopped.ok()) return stopped.status();
-  if (stopped->exit_code != 0) {
-    // Stopped by someone else meanwhile: pg_ctl status exits 3 for "no server running".
-    auto status = Run(bin_dir_, "pg_ctl", {"status", "-D", cluster_dir_.string()}, *user_);
-    if (status.ok() && status->exit_code == 3) {
-      running_ = false;
-      return Status::Ok();
-    }
+  // What pg_ctl stop -w -m fast does, woken by the server's exit instead of looking every
+  // 100 ms. Stopped by someone else meanwhile: nothing to stop.
+  auto stopped = ShutDown(cluster_dir_, std::chrono::seconds(60));
+  if (!stopped.ok()) {
     return Status::Error("embedded PostgreSQL in " + cluster_dir_.string() +
-                         " did not stop: " + LastLine(stopped->output));
+                         " did not stop: " + stopped.message());
   }
   running_ = false;
   return Status::Ok();

@@ -50,8 +50,8 @@ class EmbeddedPostgres {
   EmbeddedPostgres(const EmbeddedPostgres&) = delete;
   EmbeddedPostgres& operator=(const EmbeddedPostgres&) = delete;
 
-  // pg_ctl stop -m fast (sessions are disconnected, no crash recovery needed on the next start).
-  // Idempotent.
+  // A fast shutdown, as pg_ctl stop -m fast (sessions are disconnected, no crash recovery
+  // needed on the next start), waiting for the server's exit. Idempotent.
   Status Stop();
 
   // Stops a cluster left running on options.data_dir by a daemon that has gone (its supervisor
@@ -77,6 +77,7 @@ class EmbeddedPostgres {
   std::unique_ptr<Identity> user_;  // who runs pg_ctl
   std::string url_;
   bool running_ = false;
+  pid_t starter_ = 0;  // pg_ctl start -w, still to reap (it exits once it has seen the server)
 };
 
 }  // namespace kiln::store

@@ -102,23 +102,24 @@ void ReadAll(int fd, std::string& out, size_t keep) {
 
 }  // namespace
 
-Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
-                                 const std::vector<std::string>& env, const Identity& who) {
+namespace {
+
+// Forks and execs argv as `who` with stdout and stderr to `out_fd`; the child's pid, once it has
+// exec'd (or an error about starting it). Closes `out_fd`.
+Result<pid_t> Launch(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                     const Identity& who, int out_fd) {
   std::vector<char*> args = CStrings(argv);
   std::vector<char*> envp = CStrings(env);
-  int out[2];
   int report[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return SysError("pipe");
   if (pipe2(report, O_CLOEXEC) != 0) {
-    close(out[0]);
-    close(out[1]);
+    close(out_fd);
     return SysError("pipe");
   }
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pid_t pid = devnull < 0 ? -1 : fork();
   if (pid == 0) {
     ResetSignals();
-    int report_fd = SetUpFds(devnull, out[1], report[1]);
+    int report_fd = SetUpFds(devnull, out_fd, report[1]);
     if (!DropPrivileges(who)) ChildFail(report_fd, kStepUser);
     if (chdir("/") != 0) ChildFail(report_fd, kStepCwd);
     umask(077);
@@ -126,25 +127,49 @@ Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
     ChildFail(report_fd, kStepExec);
   }
   int fork_errno = errno;
-  close(out[1]);
+  close(out_fd);
   close(report[1]);
   if (devnull >= 0) close(devnull);
-  ProgramResult result;
-  if (pid > 0) ReadAll(out[0], result.output, 16384);
-  int failure[2] = {0, 0};
-  ssize_t n = pid > 0 ? read(report[0], failure, sizeof failure) : 0;
-  close(out[0]);
-  close(report[0]);
   if (pid < 0) {
+    close(report[0]);
     errno = fork_errno;
     return SysError("starting " + argv[0]);
   }
-  result.exit_code = WaitExit(pid);
+  // The report pipe closes at exec (close-on-exec): a read returns at once after it.
+  int failure[2] = {0, 0};
+  ssize_t n;
+  do {
+    n = read(report[0], failure, sizeof failure);
+  } while (n < 0 && errno == EINTR);
+  close(report[0]);
   if (n == static_cast<ssize_t>(sizeof failure)) {
+    WaitExit(pid);
     return Status::Error("starting " + argv[0] + " as user '" + who.name +
                          "': " + StepName(failure[0]) + ": " + std::strerror(failure[1]));
   }
+  return pid;
+}
+
+}  // namespace
+
+Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
+                                 const std::vector<std::string>& env, const Identity& who) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return SysError("pipe");
+  auto pid = Launch(argv, env, who, out[1]);
+  ProgramResult result;
+  if (pid.ok()) ReadAll(out[0], result.output, 16384);
+  close(out[0]);
+  if (!pid.ok()) return pid.status();
+  result.exit_code = WaitExit(*pid);
   return result;
+}
+
+Result<pid_t> StartProgram(const std::vector<std::string>& argv,
+                           const std::vector<std::string>& env, const Identity& who) {
+  int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (devnull < 0) return SysError("/dev/null");
+  return Launch(argv, env, who, devnull);
 }
 
 }  // namespace kiln::store

@@ -25,4 +25,9 @@ struct ProgramResult {
 Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
                                  const std::vector<std::string>& env, const Identity& who);
 
+// As RunProgram, without waiting: the child's pid once it has exec'd, its stdout and stderr
+// going to /dev/null. The caller reaps it with waitpid(pid).
+Result<pid_t> StartProgram(const std::vector<std::string>& argv,
+                           const std::vector<std::string>& env, const Identity& who);
+
 }  // namespace kiln::store

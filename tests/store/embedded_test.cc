@@ -1,9 +1,12 @@
 #include "store/embedded.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "store/database.h"
 #include "store/subprocess.h"
@@ -75,6 +78,13 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     CHECK(st.st_uid == postgres->uid);
   }
   CHECK(fs::exists(tmp.path / "data" / "postgres.log"));
+  // Bootstrapped once: later starts skip the role and database set-up.
+  {
+    std::ifstream marker(cluster / "kiln-bootstrap");
+    std::string line;
+    CHECK(std::getline(marker, line));
+    CHECK(line == "1");
+  }
   if (geteuid() == 0) {
     // Only kiln's user, and only as 'kiln': not as the superuser, and nobody else at all (the
     // socket's folder is closed to them before authentication is even asked for).
@@ -111,6 +121,31 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     CHECK_THROWS(Query(url, "SELECT 1"));
     CHECK(EmbeddedPostgres::StopLeftRunning(options).ok());  // nothing to stop: fine
   }
+  SECTION("a lock file left naming a process that is not the server: nothing is signalled") {
+    REQUIRE((*pg)->Stop().ok());
+    // A pid reused since a crash: a process of this test, whose working folder is not the
+    // cluster. Stop must not send it the server's shutdown signal.
+    const pid_t other = fork();
+    REQUIRE(other >= 0);
+    if (other == 0) {
+      execl("/bin/sleep", "sleep", "30", nullptr);
+      _exit(127);
+    }
+    {
+      std::ofstream lock(cluster / "postmaster.pid");
+      lock << other << "\n"
+           << cluster.string() << "\n"
+           << ::time(nullptr) << "\n5432\n/tmp\n\n0 0\nready   \n";
+    }
+    CHECK(EmbeddedPostgres::StopLeftRunning(options).ok());
+    CHECK(::kill(other, 0) == 0);
+    ::kill(other, SIGKILL);
+    int status = 0;
+    REQUIRE(waitpid(other, &status, 0) == other);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);  // still running when it was killed here
+    fs::remove(cluster / "postmaster.pid");
+  }
   SECTION("a stopped cluster starts again with its data") {
     REQUIRE((*pg)->Stop().ok());
     CHECK((*pg)->Stop().ok());
@@ -118,6 +153,30 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     REQUIRE(restarted.ok());
     CHECK(Query((*restarted)->url(), "SELECT max(version) FROM schema_migrations") == "15");
   }
+}
+
+TEST_CASE("EmbeddedPostgres says why its server did not start, from the server's log") {
+  TempDir tmp(0755);
+  EmbeddedOptions options;
+  options.data_dir = tmp.path / "data";
+  {
+    auto pg = EmbeddedPostgres::Start(options);
+    REQUIRE(pg.ok());
+  }
+  const fs::path cluster = tmp.path / "data" / "postgres";
+  const fs::path conf = cluster / "postgresql.conf";
+  {
+    std::ofstream out(conf, std::ios::app);
+    out << "shared_buffers = 'plenty'\n";
+  }
+  auto failed = EmbeddedPostgres::Start(options);
+  REQUIRE_FALSE(failed.ok());
+  CHECK_THAT(failed.message(),
+             Catch::StartsWith("embedded PostgreSQL did not start in " + cluster.string() + ": "));
+  CHECK_THAT(failed.message(), Catch::Contains("FATAL: configuration file \"" + conf.string() +
+                                               "\" contains errors (see " +
+                                               (tmp.path / "data").string() + "/postgres.log)"));
+  CHECK_FALSE(fs::exists(cluster / "postmaster.pid"));
 }
 
 TEST_CASE("EmbeddedPostgres says which folder PostgreSQL's user cannot enter") {
