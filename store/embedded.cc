@@ -215,10 +215,11 @@ Status InitCluster(const fs::path& bin_dir, const fs::path& cluster, const Ident
   return Status::Ok();
 }
 
-// pg_ctl start, or nothing when a server already runs on the cluster (left by a kiln that
-// crashed: pg_ctl start would refuse, and a stale postmaster.pid is pg_ctl's business).
+// Starts the server, or nothing when one already runs on the cluster (left by a kiln that
+// crashed: a second one would refuse to start). A stale postmaster.pid is the server's business:
+// it replaces one whose process is gone.
 Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::path& log_file,
-                   const Identity& user, pid_t* starter_pid) {
+                   const Identity& user) {
   auto status = Run(bin_dir, "pg_ctl", {"status", "-D", cluster.string()}, user);
   if (!status.ok()) return status.status();
   if (status->exit_code == 0) {
@@ -233,22 +234,23 @@ Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::p
     }
     return Status::Ok();
   }
-  // pg_ctl start -w waits for the server, and says why when it fails; it looks every 100 ms,
-  // so its server is taken as soon as its lock file says "ready" (store/postmaster.h).
-  const std::time_t since = std::time(nullptr);
-  auto starter = StartProgram({(bin_dir / "pg_ctl").string(), "start", "-w", "-t", "60", "-D",
-                               cluster.string(), "-l", log_file.string()},
-                              kChildEnv, user);
-  if (!starter.ok()) return starter.status();
-  *starter_pid = *starter;
+  // What pg_ctl start -w does, without its look every 100 ms: the server in a session of its
+  // own, its output appended to the log, taken as soon as its lock file says "ready", and its
+  // exit (a server that cannot start) noticed through a pidfd. It is this process's child; a
+  // SIGKILL of kiln leaves it to init, running, and the next start reuses it.
+  const int log_fd =
+      open(log_file.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (log_fd < 0) return Status::Error("log file " + log_file.string() + ": " + ErrnoText());
+  auto server = StartProgram({(bin_dir / "postgres").string(), "-D", cluster.string()}, kChildEnv,
+                             user, log_fd);
+  if (!server.ok()) return server.status();
   int exit_code = 0;
-  auto ready = WaitUntilReady(cluster, since, *starter, std::chrono::seconds(65), &exit_code);
+  auto ready = WaitUntilReady(cluster, user.uid, *server, std::chrono::seconds(60), &exit_code);
   if (!ready.ok()) {
     return Status::Error("embedded PostgreSQL did not start in " + cluster.string() + ": " +
                          ready.message() + " (see " + log_file.string() + ")");
   }
-  if (!*ready) *starter_pid = 0;  // reaped
-  if (!*ready && exit_code != 0) {
+  if (!*ready) {
     return Status::Error("embedded PostgreSQL did not start in " + cluster.string() + ": " +
                          LastLineOfFile(log_file) + " (see " + log_file.string() + ")");
   }
@@ -389,11 +391,8 @@ Status Bootstrap(const fs::path& bin_dir, const fs::path& cluster, const Identit
 constexpr const char* kBootstrapMarker = "kiln-bootstrap";
 constexpr const char* kBootstrapVersion = "1\n";
 
-bool Bootstrapped(const fs::path& cluster) {
-  std::ifstream in(cluster / kBootstrapMarker, std::ios::binary);
-  if (!in) return false;
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return content == kBootstrapVersion;
+bool Bootstrapped(const fs::path& cluster, const Identity& user) {
+  return ReadOwnedFile(cluster / kBootstrapMarker, user.uid, 64) == kBootstrapVersion;
 }
 
 }  // namespace
@@ -427,11 +426,9 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const Embedded
       cluster.string() + "'\nunix_socket_permissions = 0700\n";
   if (Status s = WriteOwnedFile(cluster / "kiln.conf", conf, *pg->user_); !s.ok()) return s;
   if (Status s = WriteAccessRules(cluster, *pg->user_, CurrentIdentity()); !s.ok()) return s;
-  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_, &pg->starter_); !s.ok()) {
-    return s;
-  }
+  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_); !s.ok()) return s;
   pg->running_ = true;
-  if (!Bootstrapped(cluster)) {
+  if (!Bootstrapped(cluster, *pg->user_)) {
     if (Status s = Bootstrap(pg->bin_dir_, cluster, *pg->user_); !s.ok()) return s;
     // Not written: bootstrapped again at the next start, which does no harm.
     if (Status s = WriteOwnedFile(cluster / kBootstrapMarker, kBootstrapVersion, *pg->user_);
@@ -462,11 +459,10 @@ Status EmbeddedPostgres::StopLeftRunning(const EmbeddedOptions& options) {
 uid_t EmbeddedPostgres::uid() const { return user_->uid; }
 
 Status EmbeddedPostgres::Stop() {
-  if (starter_ > 0) ReapStarter(std::exchange(starter_, 0));  // pg_ctl start, done by now
   if (!running_) return Status::Ok();
   // What pg_ctl stop -w -m fast does, woken by the server's exit instead of looking every
   // 100 ms. Stopped by someone else meanwhile: nothing to stop.
-  auto stopped = ShutDown(cluster_dir_, std::chrono::seconds(60));
+  auto stopped = ShutDown(cluster_dir_, user_->uid, std::chrono::seconds(60));
   if (!stopped.ok()) {
     return Status::Error("embedded PostgreSQL in " + cluster_dir_.string() +
                          " did not stop: " + stopped.message());

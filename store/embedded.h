@@ -31,13 +31,14 @@ struct EmbeddedOptions {
 };
 
 // Thread safety: none needed; Start and Stop are called by the composition root. Start and Stop
-// run initdb/pg_ctl as child processes and reap them with waitpid(pid), so no SIGCHLD handler may
-// reap all children while they run.
+// run initdb, pg_ctl and psql as child processes and reap them with waitpid(pid), so no SIGCHLD
+// handler may reap all children while they run. The server is a child too (reaped by Stop).
 class EmbeddedPostgres {
  public:
-  // initdb on first use (UTF8, locale C.UTF-8, superuser 'postgres', no TCP listener), then
-  // pg_ctl start -w, then (through psql, as PostgreSQL's user) the role 'kiln' that kiln connects
-  // as, which is not a superuser and cannot create roles or databases, and its database 'kiln'.
+  // initdb on first use (UTF8, locale C.UTF-8, superuser 'postgres', no TCP listener), then the
+  // server (store/postmaster.h), then, once per cluster (through psql, as PostgreSQL's user), the
+  // role 'kiln' that kiln connects as, which is not a superuser and cannot create roles or
+  // databases, and its database 'kiln'.
   // Access is rewritten at every start: peer authentication over a socket in a 0700 folder of
   // PostgreSQL's user, where only that user and kiln's may connect (kiln's only as 'kiln'). A
   // cluster still running on the folder (left by a kiln that crashed) is reused and reloaded; one
@@ -74,10 +75,9 @@ class EmbeddedPostgres {
 
   std::filesystem::path cluster_dir_;
   std::filesystem::path bin_dir_;
-  std::unique_ptr<Identity> user_;  // who runs pg_ctl
+  std::unique_ptr<Identity> user_;  // who runs PostgreSQL
   std::string url_;
   bool running_ = false;
-  pid_t starter_ = 0;  // pg_ctl start -w, still to reap (it exits once it has seen the server)
 };
 
 }  // namespace kiln::store

@@ -4,15 +4,19 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <string_view>
+#include <vector>
+
+#include "common/log.h"
 
 namespace kiln::store {
 
@@ -39,19 +43,6 @@ std::string Errno(std::string_view what) { return std::string(what) + ": " + std
 
 int ExitCode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status); }
 
-// The parent of process `pid` (0 when it cannot be read).
-pid_t ParentOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(in, stat);
-  const size_t close = stat.rfind(')');  // the command name may hold spaces and parentheses
-  if (close == std::string::npos || close + 4 > stat.size()) return 0;
-  const char* p = stat.data() + close + 4;  // past ") S "
-  pid_t parent = 0;
-  std::from_chars(p, stat.data() + stat.size(), parent);
-  return parent;
-}
-
 // Milliseconds left until `deadline`, for poll(); 0 once it has passed.
 int MsLeft(Clock::time_point deadline) {
   const auto left =
@@ -59,78 +50,170 @@ int MsLeft(Clock::time_point deadline) {
   return left > 0 ? static_cast<int>(left) : 0;
 }
 
-}  // namespace
-
-std::optional<LockFile> ReadLockFile(const fs::path& cluster) {
-  std::ifstream in(cluster / "postmaster.pid");
-  if (!in) return std::nullopt;
+std::optional<LockFile> ParseLockFile(std::string_view text) {
   // Lines: pid, data directory, start time, port, socket directory, listen address, shared
   // memory key, status.
-  std::string lines[8];
-  for (std::string& line : lines) {
-    if (!std::getline(in, line)) break;
+  std::vector<std::string_view> lines;
+  while (!text.empty() && lines.size() < 8) {
+    const size_t nl = text.find('\n');
+    if (nl == std::string_view::npos) break;  // a line still being written
+    lines.push_back(text.substr(0, nl));
+    text.remove_prefix(nl + 1);
   }
+  if (lines.size() < 3) return std::nullopt;
   LockFile out;
   long long started = 0;
   auto pid = std::from_chars(lines[0].data(), lines[0].data() + lines[0].size(), out.pid);
   auto at = std::from_chars(lines[2].data(), lines[2].data() + lines[2].size(), started);
-  if (pid.ec != std::errc() || at.ec != std::errc()) return std::nullopt;  // being written
+  if (pid.ec != std::errc() || at.ec != std::errc()) return std::nullopt;
   out.started = static_cast<std::time_t>(started);
-  out.status = lines[7];
-  while (!out.status.empty() && out.status.back() == ' ') out.status.pop_back();
+  if (lines.size() == 8) {
+    std::string_view status = lines[7];
+    while (!status.empty() && status.back() == ' ') status.remove_suffix(1);
+    out.status = status;
+  }
   return out;
 }
 
-Result<bool> WaitUntilReady(const fs::path& cluster, std::time_t since, pid_t starter,
-                            std::chrono::milliseconds timeout, int* exit_code) {
-  // Watched first, read after: a change between the two is an event still to come.
-  Fd watch(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  if (watch.fd < 0) return Status::Error(Errno("inotify"));
-  if (::inotify_add_watch(watch.fd, cluster.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) <
-      0) {
-    return Status::Error(Errno("watching " + cluster.string()));
+// Whether process `pid` is the server of `cluster`: `owner`'s, and started as `postgres -D
+// <cluster>` (by pg_ctl or by kiln). /proc/PID and its cmdline need no ptrace rights, unlike its
+// cwd. An error when they cannot be read (a /proc mounted with hidepid).
+Result<bool> IsServerOf(pid_t pid, const fs::path& cluster, uid_t owner) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  struct stat st {};
+  if (::stat(proc.c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;  // gone
+    return Status::Error(Errno(proc));
   }
-  Fd exited(PidFd(starter));
-  if (exited.fd < 0) return Status::Error(Errno("pidfd_open"));
+  if (st.st_uid != owner) return false;
+  Fd fd(::open((proc + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.fd < 0) return Status::Error(Errno(proc + "/cmdline"));
+  std::string cmdline(65536, '\0');
+  size_t got = 0;
+  for (ssize_t n; got < cmdline.size(); got += static_cast<size_t>(n)) {
+    n = ::read(fd.fd, cmdline.data() + got, cmdline.size() - got);
+    if (n < 0 && errno == EINTR) {
+      n = 0;
+      continue;
+    }
+    if (n <= 0) break;
+  }
+  cmdline.resize(got);
+  std::vector<std::string_view> args;
+  for (std::string_view rest = cmdline; !rest.empty();) {
+    const size_t end = std::min(rest.find('\0'), rest.size());
+    args.push_back(rest.substr(0, end));
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+  }
+  if (args.empty() || fs::path(args[0]).filename() != "postgres") return false;
+  for (size_t i = 1; i + 1 < args.size(); ++i) {
+    if (args[i] != "-D") continue;
+    std::error_code ec;
+    return fs::path(args[i + 1]) == cluster || fs::equivalent(args[i + 1], cluster, ec);
+  }
+  return false;
+}
+
+}  // namespace
+
+std::optional<std::string> ReadOwnedFile(const fs::path& file, uid_t owner, size_t max,
+                                         std::string* why) {
+  Fd fd(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (fd.fd < 0) {
+    if (errno != ENOENT && why != nullptr) *why = Errno(file.string());
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(fd.fd, &st) != 0) {
+    if (why != nullptr) *why = Errno(file.string());
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_uid != owner) {
+    if (why != nullptr) {
+      *why = file.string() + " is not a regular file of uid " + std::to_string(owner);
+    }
+    return std::nullopt;
+  }
+  std::string out(max, '\0');
+  size_t got = 0;
+  while (got < max) {
+    const ssize_t n = ::read(fd.fd, out.data() + got, max - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  return out;
+}
+
+std::optional<LockFile> ReadLockFile(const fs::path& cluster, uid_t owner) {
+  auto text = ReadOwnedFile(cluster / "postmaster.pid", owner, 4096);
+  if (!text) return std::nullopt;
+  return ParseLockFile(*text);
+}
+
+Result<bool> WaitUntilReady(const fs::path& cluster, uid_t owner, pid_t server,
+                            std::chrono::milliseconds timeout, int* exit_code) {
+  // Watched first, read after: a change between the two is an event still to come. Without
+  // inotify or a pidfd (a limit reached), the lock file and the process are looked at every
+  // 20 ms instead.
+  Fd watch(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (watch.fd >= 0 && ::inotify_add_watch(watch.fd, cluster.c_str(),
+                                           IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
+    ::close(std::exchange(watch.fd, -1));
+  }
+  Fd exited(PidFd(server));
+  const bool looking = watch.fd < 0 || exited.fd < 0;
+  if (looking) {
+    log::Warn("embedded PostgreSQL: " + Errno("watching the server start") +
+              "; looking every 20 ms instead");
+  }
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    // The server writes its lock file when it starts and its status line as it goes; a
-    // starting server's file may be read half written (no start time yet): not ready. Its
-    // server is the starter's child (pg_ctl forks it), which no stale file names.
-    if (auto lock = ReadLockFile(cluster); lock && lock->pid > 0 && lock->started >= since &&
-                                           lock->status == "ready" &&
-                                           ParentOf(lock->pid) == starter) {
+    // The server writes its lock file when it starts and its status line as it goes.
+    if (auto lock = ReadLockFile(cluster, owner);
+        lock && lock->pid == server && lock->status == "ready") {
       return true;
     }
+    int status = 0;
+    const pid_t reaped = exited.fd < 0 ? ::waitpid(server, &status, WNOHANG) : 0;
+    if (reaped == server) {
+      *exit_code = ExitCode(status);
+      return false;
+    }
     pollfd fds[2] = {{watch.fd, POLLIN, 0}, {exited.fd, POLLIN, 0}};
-    const int n = ::poll(fds, 2, MsLeft(deadline));
+    const int wait = looking ? std::min(MsLeft(deadline), 20) : MsLeft(deadline);
+    const int n = ::poll(fds, 2, wait);
     if (n < 0 && errno != EINTR) return Status::Error(Errno("poll"));
-    if (n == 0) {
+    if (exited.fd >= 0 && fds[1].revents != 0) {
+      while (::waitpid(server, &status, 0) < 0 && errno == EINTR) {
+      }
+      *exit_code = ExitCode(status);
+      return false;
+    }
+    if (watch.fd >= 0) {
+      char events[4096];
+      while (::read(watch.fd, events, sizeof events) > 0) {
+      }
+    }
+    if (n == 0 && MsLeft(deadline) == 0) {
       return Status::Error(ErrorCode::kUnavailable, "the server did not say it was ready within " +
                                                         std::to_string(timeout.count() / 1000) +
                                                         " s");
     }
-    if (fds[1].revents != 0) {
-      *exit_code = ReapStarter(starter);
-      return false;
-    }
-    char events[4096];
-    while (::read(watch.fd, events, sizeof events) > 0) {
-    }
   }
 }
 
-int ReapStarter(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return -1000;  // reaped elsewhere
+Result<bool> ShutDown(const fs::path& cluster, uid_t owner, std::chrono::milliseconds timeout) {
+  const fs::path file = cluster / "postmaster.pid";
+  std::string why;
+  auto text = ReadOwnedFile(file, owner, 4096, &why);
+  if (!text) {
+    if (!why.empty()) return Status::Error(why);
+    return false;  // no lock file: no server
   }
-  return ExitCode(status);
-}
-
-Result<bool> ShutDown(const fs::path& cluster, std::chrono::milliseconds timeout) {
-  auto lock = ReadLockFile(cluster);
-  if (!lock) return false;
+  auto lock = ParseLockFile(*text);
+  if (!lock) return Status::Error(file.string() + " is being written: a server is starting");
   if (lock->pid <= 0) {
     return Status::Error("a single-user server (pid " + std::to_string(-lock->pid) +
                          ") runs on the cluster; end it first");
@@ -140,20 +223,23 @@ Result<bool> ShutDown(const fs::path& cluster, std::chrono::milliseconds timeout
     if (errno == ESRCH) return false;  // gone, its lock file left behind
     return Status::Error(Errno("pidfd_open"));
   }
-  // Only this cluster's server: a postmaster works in its data directory.
-  std::error_code ec;
-  const fs::path cwd = fs::read_symlink("/proc/" + std::to_string(lock->pid) + "/cwd", ec);
-  if (ec || !fs::equivalent(cwd, cluster, ec) || ec) return false;
+  auto ours = IsServerOf(lock->pid, cluster, owner);
+  if (!ours.ok()) return ours.status();
+  if (!*ours) {
+    log::Warn("embedded PostgreSQL: " + file.string() + " names pid " + std::to_string(lock->pid) +
+              ", which is not this cluster's server (left by a server that crashed); not "
+              "signalled");
+    return false;
+  }
   // Signalled through the pidfd: the very process checked above, even if its pid is reused.
-  if (::syscall(SYS_pidfd_send_signal, exited.fd, SIGINT, nullptr, 0) != 0) {
-    if (errno == ESRCH) return true;  // it ended meanwhile
+  if (::syscall(SYS_pidfd_send_signal, exited.fd, SIGINT, nullptr, 0) != 0 && errno != ESRCH) {
     return Status::Error(Errno("signalling the server (pid " + std::to_string(lock->pid) + ")"));
   }
   pollfd fd = {exited.fd, POLLIN, 0};
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     const int n = ::poll(&fd, 1, MsLeft(deadline));
-    if (n > 0) return true;
+    if (n > 0) break;
     if (n == 0) {
       return Status::Error(ErrorCode::kUnavailable, "the server (pid " + std::to_string(lock->pid) +
                                                         ") did not stop within " +
@@ -162,6 +248,11 @@ Result<bool> ShutDown(const fs::path& cluster, std::chrono::milliseconds timeout
     }
     if (errno != EINTR) return Status::Error(Errno("poll"));
   }
+  // Reaped when it is this process's child (kiln started it); ECHILD otherwise.
+  siginfo_t info{};
+  ::waitid(static_cast<idtype_t>(3 /* P_PIDFD */), static_cast<id_t>(exited.fd), &info,
+           WEXITED | WNOHANG);
+  return true;
 }
 
 }  // namespace kiln::store

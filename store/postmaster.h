@@ -1,6 +1,9 @@
-// Private to store/: following the PostgreSQL server of a cluster through its lock file
-// (postmaster.pid) and its process, woken by inotify and pidfds. pg_ctl's -w looks every 100 ms,
-// which cost the embedded cluster about 50 ms at each start and each stop on average.
+// Private to store/: starting, following and stopping the PostgreSQL server of a cluster through
+// its process and its lock file (postmaster.pid), woken by pidfds and inotify. pg_ctl's -w looks
+// every 100 ms, which cost the embedded cluster about 50 ms at each start and each stop.
+//
+// Everything here may run as root on a folder that PostgreSQL's user owns: files there are read
+// without following links or blocking, and only when they are that user's regular files.
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +18,12 @@
 
 namespace kiln::store {
 
+// The content of `file` when it is a regular file of `owner` of at most `max` bytes, read
+// without following a link or blocking on a FIFO; nullopt when there is no such file (a reason
+// in `*why` when it exists but is not one, or cannot be read).
+std::optional<std::string> ReadOwnedFile(const std::filesystem::path& file, uid_t owner, size_t max,
+                                         std::string* why = nullptr);
+
 // What the lock file <cluster>/postmaster.pid says: the server's pid (negative for a
 // single-user backend), when it started (seconds since the epoch) and its status line
 // ("starting", "ready", "stopping", "standby"; empty before the server has written one).
@@ -23,25 +32,21 @@ struct LockFile {
   std::time_t started = 0;
   std::string status;
 };
-std::optional<LockFile> ReadLockFile(const std::filesystem::path& cluster);
+// Nullopt when there is none, or while it is being written (no pid or start time yet).
+std::optional<LockFile> ReadLockFile(const std::filesystem::path& cluster, uid_t owner);
 
-// Waits until the server that `starter` (a child of this process: `pg_ctl start -w`) started
-// for `cluster` says "ready" in its lock file (true), or `starter` exits (false; `*exit_code` is
-// its exit code, -N for signal N, and it is reaped). The server counts when it is the starter's
-// child and started at or after `since`: a lock file left by an earlier server does not.
-// ErrorCode::kUnavailable when neither happens within `timeout`. When it returns true the
-// starter may still run (it looks every 100 ms): reap it with ReapStarter.
-Result<bool> WaitUntilReady(const std::filesystem::path& cluster, std::time_t since, pid_t starter,
+// Waits until `server`, a child of this process started on `cluster`, says "ready" in its lock
+// file (true), or exits (false, reaped; `*exit_code` is its exit code, -N for signal N).
+// ErrorCode::kUnavailable when neither happens within `timeout`.
+Result<bool> WaitUntilReady(const std::filesystem::path& cluster, uid_t owner, pid_t server,
                             std::chrono::milliseconds timeout, int* exit_code);
 
-// Waits for the child `pid` to exit and reaps it; its exit code (-N for signal N).
-int ReapStarter(pid_t pid);
-
 // A fast shutdown (SIGINT, as `pg_ctl stop -m fast` sends) of the server of `cluster`, waiting
-// until its process has exited. False when no server of this cluster runs: no lock file, or one
-// naming a process that is gone or is not this cluster's server (its working directory is not
-// the cluster: a pid reused since a crash is never signalled). ErrorCode::kUnavailable when it
-// has not exited within `timeout`.
-Result<bool> ShutDown(const std::filesystem::path& cluster, std::chrono::milliseconds timeout);
+// until its process has exited (and reaping it when it is this process's child). False when no
+// server of this cluster runs: no lock file, or one naming a process that is gone or that is not
+// this cluster's server (not `owner`'s, or not `postgres -D <cluster>`: a pid reused since a
+// crash is never signalled). ErrorCode::kUnavailable when it has not exited within `timeout`.
+Result<bool> ShutDown(const std::filesystem::path& cluster, uid_t owner,
+                      std::chrono::milliseconds timeout);
 
 }  // namespace kiln::store

@@ -104,10 +104,11 @@ void ReadAll(int fd, std::string& out, size_t keep) {
 
 namespace {
 
-// Forks and execs argv as `who` with stdout and stderr to `out_fd`; the child's pid, once it has
-// exec'd (or an error about starting it). Closes `out_fd`.
+// Forks and execs argv as `who` with stdout and stderr to `out_fd`, in a session of its own when
+// `new_session`; the child's pid, once it has exec'd (or an error about starting it). Closes
+// `out_fd`.
 Result<pid_t> Launch(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                     const Identity& who, int out_fd) {
+                     const Identity& who, int out_fd, bool new_session) {
   std::vector<char*> args = CStrings(argv);
   std::vector<char*> envp = CStrings(env);
   int report[2];
@@ -119,6 +120,7 @@ Result<pid_t> Launch(const std::vector<std::string>& argv, const std::vector<std
   pid_t pid = devnull < 0 ? -1 : fork();
   if (pid == 0) {
     ResetSignals();
+    if (new_session) setsid();
     int report_fd = SetUpFds(devnull, out_fd, report[1]);
     if (!DropPrivileges(who)) ChildFail(report_fd, kStepUser);
     if (chdir("/") != 0) ChildFail(report_fd, kStepCwd);
@@ -156,7 +158,7 @@ Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
                                  const std::vector<std::string>& env, const Identity& who) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return SysError("pipe");
-  auto pid = Launch(argv, env, who, out[1]);
+  auto pid = Launch(argv, env, who, out[1], /*new_session=*/false);
   ProgramResult result;
   if (pid.ok()) ReadAll(out[0], result.output, 16384);
   close(out[0]);
@@ -166,10 +168,8 @@ Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
 }
 
 Result<pid_t> StartProgram(const std::vector<std::string>& argv,
-                           const std::vector<std::string>& env, const Identity& who) {
-  int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-  if (devnull < 0) return SysError("/dev/null");
-  return Launch(argv, env, who, devnull);
+                           const std::vector<std::string>& env, const Identity& who, int out_fd) {
+  return Launch(argv, env, who, out_fd, /*new_session=*/true);
 }
 
 }  // namespace kiln::store

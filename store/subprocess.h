@@ -25,9 +25,10 @@ struct ProgramResult {
 Result<ProgramResult> RunProgram(const std::vector<std::string>& argv,
                                  const std::vector<std::string>& env, const Identity& who);
 
-// As RunProgram, without waiting: the child's pid once it has exec'd, its stdout and stderr
-// going to /dev/null. The caller reaps it with waitpid(pid).
+// As RunProgram, without waiting, for a server: the child's pid once it has exec'd, in a session
+// of its own (a terminal's Ctrl-C does not reach it), its stdout and stderr going to `out_fd`
+// (closed here). The caller reaps it with waitpid(pid).
 Result<pid_t> StartProgram(const std::vector<std::string>& argv,
-                           const std::vector<std::string>& env, const Identity& who);
+                           const std::vector<std::string>& env, const Identity& who, int out_fd);
 
 }  // namespace kiln::store

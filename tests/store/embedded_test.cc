@@ -33,6 +33,22 @@ struct TempDir {
   fs::path path;
 };
 
+// A lock file as a server writes it, naming `pid`, owned as the cluster folder is.
+void WriteLockFile(const fs::path& cluster, pid_t pid, const std::string& status) {
+  const fs::path file = cluster / "postmaster.pid";
+  {
+    std::ofstream lock(file);
+    lock << pid << "\n"
+         << cluster.string() << "\n"
+         << ::time(nullptr) - 3600 << "\n5432\n"
+         << cluster.string() << "\n\n0 0\n"
+         << status << "\n";
+  }
+  struct stat st {};
+  REQUIRE(stat(cluster.c_str(), &st) == 0);
+  REQUIRE(chown(file.c_str(), st.st_uid, st.st_gid) == 0);
+}
+
 std::string Query(const std::string& url, const std::string& sql) {
   pqxx::connection conn(url);
   return pqxx::nontransaction(conn).exec1(sql)[0].c_str();
@@ -123,28 +139,29 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
   }
   SECTION("a lock file left naming a process that is not the server: nothing is signalled") {
     REQUIRE((*pg)->Stop().ok());
-    // A pid reused since a crash: a process of this test, whose working folder is not the
-    // cluster. Stop must not send it the server's shutdown signal.
+    // A pid reused since a crash: a process of this test, which is not `postgres -D <cluster>`.
+    // Stop must not send it the server's shutdown signal.
     const pid_t other = fork();
     REQUIRE(other >= 0);
     if (other == 0) {
+      ::signal(SIGINT, SIG_DFL);
       execl("/bin/sleep", "sleep", "30", nullptr);
       _exit(127);
     }
-    {
-      std::ofstream lock(cluster / "postmaster.pid");
-      lock << other << "\n"
-           << cluster.string() << "\n"
-           << ::time(nullptr) << "\n5432\n/tmp\n\n0 0\nready   \n";
-    }
+    WriteLockFile(cluster, other, "ready");
     CHECK(EmbeddedPostgres::StopLeftRunning(options).ok());
-    CHECK(::kill(other, 0) == 0);
-    ::kill(other, SIGKILL);
     int status = 0;
+    CHECK(waitpid(other, &status, WNOHANG) == 0);  // still running
+    ::kill(other, SIGKILL);
     REQUIRE(waitpid(other, &status, 0) == other);
     CHECK(WIFSIGNALED(status));
-    CHECK(WTERMSIG(status) == SIGKILL);  // still running when it was killed here
-    fs::remove(cluster / "postmaster.pid");
+    CHECK(WTERMSIG(status) == SIGKILL);
+    // Started again over that file: the server replaces it, and only its own counts as ready.
+    auto again = EmbeddedPostgres::Start(options);
+    REQUIRE(again.ok());
+    CHECK(Query((*again)->url(), "SELECT 1") == "1");
+    CHECK((*again)->Stop().ok());
+    CHECK_FALSE(fs::exists(cluster / "postmaster.pid"));
   }
   SECTION("a stopped cluster starts again with its data") {
     REQUIRE((*pg)->Stop().ok());
