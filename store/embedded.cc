@@ -1,7 +1,9 @@
 #include "store/embedded.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -216,23 +218,33 @@ Status InitCluster(const fs::path& bin_dir, const fs::path& cluster, const Ident
 }
 
 // Starts the server, or nothing when one already runs on the cluster (left by a kiln that
-// crashed: a second one would refuse to start). A stale postmaster.pid is the server's business:
-// it replaces one whose process is gone.
+// crashed: a second one would refuse to start). A lock file left by a server that is gone, or
+// naming a process that is not the server (a pid reused since), is removed first: the server
+// would refuse to start over a live pid's file. `*server_pid` is the server when it is this
+// process's child.
 Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::path& log_file,
-                   const Identity& user) {
-  auto status = Run(bin_dir, "pg_ctl", {"status", "-D", cluster.string()}, user);
-  if (!status.ok()) return status.status();
-  if (status->exit_code == 0) {
+                   const Identity& user, pid_t* server_pid) {
+  auto found = FindServer(cluster, user.uid);
+  if (!found.ok()) {
+    return Status::Error("embedded PostgreSQL in " + cluster.string() + ": " + found.message());
+  }
+  if (found->kind == LockHolder::kServer) {
     log::Warn("embedded PostgreSQL: reusing the server still running in " + cluster.string() +
               " (left by an earlier kiln)");
     // It read its access rules when it started; the ones just written count from now on.
-    auto reloaded = Run(bin_dir, "pg_ctl", {"reload", "-D", cluster.string()}, user);
-    if (!reloaded.ok()) return reloaded.status();
-    if (reloaded->exit_code != 0) {
+    if (Status s = SignalServer(*found, SIGHUP); !s.ok()) {
       return Status::Error("embedded PostgreSQL in " + cluster.string() +
-                           " did not reload its access rules: " + LastLine(reloaded->output));
+                           " did not reload its access rules: " + s.message());
     }
     return Status::Ok();
+  }
+  if (found->kind == LockHolder::kStale) {
+    log::Warn("embedded PostgreSQL: removing " + cluster.string() +
+              "/postmaster.pid, left by a server that is gone (it names pid " +
+              std::to_string(found->pid) + ", which is not this cluster's server)");
+    if (unlink((cluster / "postmaster.pid").c_str()) != 0 && errno != ENOENT) {
+      return Status::Error("removing " + cluster.string() + "/postmaster.pid: " + ErrnoText());
+    }
   }
   // What pg_ctl start -w does, without its look every 100 ms: the server in a session of its
   // own, its output appended to the log, taken as soon as its lock file says "ready", and its
@@ -241,16 +253,29 @@ Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::p
   const int log_fd =
       open(log_file.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (log_fd < 0) return Status::Error("log file " + log_file.string() + ": " + ErrnoText());
+  // Opened without blocking (a FIFO planted there would hold kiln); the server writes blocking.
+  struct stat st {};
+  if (fstat(log_fd, &st) != 0 || !S_ISREG(st.st_mode) || fcntl(log_fd, F_SETFL, O_APPEND) != 0) {
+    close(log_fd);
+    return Status::Error("log file " + log_file.string() + ": not a regular file of its own");
+  }
   auto server = StartProgram({(bin_dir / "postgres").string(), "-D", cluster.string()}, kChildEnv,
                              user, log_fd);
   if (!server.ok()) return server.status();
+  *server_pid = *server;
   int exit_code = 0;
   auto ready = WaitUntilReady(cluster, user.uid, *server, std::chrono::seconds(60), &exit_code);
   if (!ready.ok()) {
+    // Not left running unseen: an immediate shutdown, and reaped.
+    kill(*server, SIGQUIT);
+    while (waitpid(*server, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    *server_pid = 0;
     return Status::Error("embedded PostgreSQL did not start in " + cluster.string() + ": " +
                          ready.message() + " (see " + log_file.string() + ")");
   }
   if (!*ready) {
+    *server_pid = 0;  // exited, reaped
     return Status::Error("embedded PostgreSQL did not start in " + cluster.string() + ": " +
                          LastLineOfFile(log_file) + " (see " + log_file.string() + ")");
   }
@@ -426,7 +451,9 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const Embedded
       cluster.string() + "'\nunix_socket_permissions = 0700\n";
   if (Status s = WriteOwnedFile(cluster / "kiln.conf", conf, *pg->user_); !s.ok()) return s;
   if (Status s = WriteAccessRules(cluster, *pg->user_, CurrentIdentity()); !s.ok()) return s;
-  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_); !s.ok()) return s;
+  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_, &pg->server_); !s.ok()) {
+    return s;
+  }
   pg->running_ = true;
   if (!Bootstrapped(cluster, *pg->user_)) {
     if (Status s = Bootstrap(pg->bin_dir_, cluster, *pg->user_); !s.ok()) return s;
@@ -460,6 +487,12 @@ uid_t EmbeddedPostgres::uid() const { return user_->uid; }
 
 Status EmbeddedPostgres::Stop() {
   if (!running_) return Status::Ok();
+  // A server of this process's that died meanwhile (killed): reaped, nothing to stop.
+  if (server_ > 0 && waitpid(server_, nullptr, WNOHANG) == server_) {
+    server_ = 0;
+    running_ = false;
+    return Status::Ok();
+  }
   // What pg_ctl stop -w -m fast does, woken by the server's exit instead of looking every
   // 100 ms. Stopped by someone else meanwhile: nothing to stop.
   auto stopped = ShutDown(cluster_dir_, user_->uid, std::chrono::seconds(60));
@@ -468,6 +501,7 @@ Status EmbeddedPostgres::Stop() {
                          " did not stop: " + stopped.message());
   }
   running_ = false;
+  server_ = 0;
   return Status::Ok();
 }
 

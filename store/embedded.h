@@ -78,6 +78,7 @@ class EmbeddedPostgres {
   std::unique_ptr<Identity> user_;  // who runs PostgreSQL
   std::string url_;
   bool running_ = false;
+  pid_t server_ = 0;  // the server when this process started it (its child), until stopped
 };
 
 }  // namespace kiln::store

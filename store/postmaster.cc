@@ -14,6 +14,7 @@
 #include <charconv>
 #include <cstring>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/log.h"
@@ -75,28 +76,32 @@ std::optional<LockFile> ParseLockFile(std::string_view text) {
   return out;
 }
 
-// Whether process `pid` is the server of `cluster`: `owner`'s, and started as `postgres -D
-// <cluster>` (by pg_ctl or by kiln). /proc/PID and its cmdline need no ptrace rights, unlike its
-// cwd. An error when they cannot be read (a /proc mounted with hidepid).
-Result<bool> IsServerOf(pid_t pid, const fs::path& cluster, uid_t owner) {
+// What process `pid` is to `cluster`: its server when it is `owner`'s and was started as
+// `postgres -D <cluster>` (by pg_ctl or by kiln); kStale when it is another program, another
+// user's, or gone (a zombie has no command line). /proc/PID and its cmdline need no ptrace
+// rights, unlike its cwd. An error when they cannot be read (a /proc mounted with hidepid), and
+// for `owner`'s postgres whose command line does not name the cluster (started with PGDATA or a
+// relative -D): it may be this cluster's server, and is neither signalled nor started over.
+Result<LockHolder::Kind> Classify(pid_t pid, const fs::path& cluster, uid_t owner) {
   const std::string proc = "/proc/" + std::to_string(pid);
   struct stat st {};
   if (::stat(proc.c_str(), &st) != 0) {
-    if (errno == ENOENT) return false;  // gone
+    if (errno == ENOENT) return LockHolder::kStale;  // gone
     return Status::Error(Errno(proc));
   }
-  if (st.st_uid != owner) return false;
+  if (st.st_uid != owner) return LockHolder::kStale;
   Fd fd(::open((proc + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.fd < 0) return Status::Error(Errno(proc + "/cmdline"));
+  if (fd.fd < 0) {
+    if (errno == ENOENT) return LockHolder::kStale;
+    return Status::Error(Errno(proc + "/cmdline"));
+  }
   std::string cmdline(65536, '\0');
   size_t got = 0;
-  for (ssize_t n; got < cmdline.size(); got += static_cast<size_t>(n)) {
-    n = ::read(fd.fd, cmdline.data() + got, cmdline.size() - got);
-    if (n < 0 && errno == EINTR) {
-      n = 0;
-      continue;
-    }
+  while (got < cmdline.size()) {
+    const ssize_t n = ::read(fd.fd, cmdline.data() + got, cmdline.size() - got);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
+    got += static_cast<size_t>(n);
   }
   cmdline.resize(got);
   std::vector<std::string_view> args;
@@ -105,13 +110,19 @@ Result<bool> IsServerOf(pid_t pid, const fs::path& cluster, uid_t owner) {
     args.push_back(rest.substr(0, end));
     rest.remove_prefix(std::min(end + 1, rest.size()));
   }
-  if (args.empty() || fs::path(args[0]).filename() != "postgres") return false;
+  if (args.empty() || fs::path(args[0]).filename() != "postgres") return LockHolder::kStale;
   for (size_t i = 1; i + 1 < args.size(); ++i) {
     if (args[i] != "-D") continue;
     std::error_code ec;
-    return fs::path(args[i + 1]) == cluster || fs::equivalent(args[i + 1], cluster, ec);
+    if (fs::path(args[i + 1]) == cluster || fs::equivalent(args[i + 1], cluster, ec)) {
+      return LockHolder::kServer;
+    }
+    return LockHolder::kStale;  // another cluster's server
   }
-  return false;
+  return Status::Error("pid " + std::to_string(pid) + " (" + cluster.string() +
+                       "/postmaster.pid) is a PostgreSQL server whose command line does not "
+                       "show its data folder; stop it (pg_ctl stop -D " +
+                       cluster.string() + ") and start kiln again");
 }
 
 }  // namespace
@@ -172,7 +183,7 @@ Result<bool> WaitUntilReady(const fs::path& cluster, uid_t owner, pid_t server,
   for (;;) {
     // The server writes its lock file when it starts and its status line as it goes.
     if (auto lock = ReadLockFile(cluster, owner);
-        lock && lock->pid == server && lock->status == "ready") {
+        lock && lock->pid == server && (lock->status == "ready" || lock->status == "standby")) {
       return true;
     }
     int status = 0;
@@ -204,13 +215,20 @@ Result<bool> WaitUntilReady(const fs::path& cluster, uid_t owner, pid_t server,
   }
 }
 
-Result<bool> ShutDown(const fs::path& cluster, uid_t owner, std::chrono::milliseconds timeout) {
+LockHolder::~LockHolder() {
+  if (pidfd >= 0) ::close(pidfd);
+}
+
+LockHolder::LockHolder(LockHolder&& other) noexcept
+    : kind(other.kind), pid(other.pid), pidfd(std::exchange(other.pidfd, -1)) {}
+
+Result<LockHolder> FindServer(const fs::path& cluster, uid_t owner) {
   const fs::path file = cluster / "postmaster.pid";
   std::string why;
   auto text = ReadOwnedFile(file, owner, 4096, &why);
   if (!text) {
     if (!why.empty()) return Status::Error(why);
-    return false;  // no lock file: no server
+    return LockHolder{};  // no lock file: no server
   }
   auto lock = ParseLockFile(*text);
   if (!lock) return Status::Error(file.string() + " is being written: a server is starting");
@@ -218,41 +236,54 @@ Result<bool> ShutDown(const fs::path& cluster, uid_t owner, std::chrono::millise
     return Status::Error("a single-user server (pid " + std::to_string(-lock->pid) +
                          ") runs on the cluster; end it first");
   }
-  Fd exited(PidFd(lock->pid));
-  if (exited.fd < 0) {
-    if (errno == ESRCH) return false;  // gone, its lock file left behind
-    return Status::Error(Errno("pidfd_open"));
+  LockHolder out;
+  out.pid = lock->pid;
+  // Opened before the process is looked at: what is signalled later through it is the very
+  // process looked at, even if the pid is reused meanwhile.
+  out.pidfd = PidFd(lock->pid);
+  if (out.pidfd < 0) {
+    if (errno != ESRCH) return Status::Error(Errno("pidfd_open"));
+    out.kind = LockHolder::kStale;  // gone, its lock file left behind
+    return out;
   }
-  auto ours = IsServerOf(lock->pid, cluster, owner);
-  if (!ours.ok()) return ours.status();
-  if (!*ours) {
-    log::Warn("embedded PostgreSQL: " + file.string() + " names pid " + std::to_string(lock->pid) +
-              ", which is not this cluster's server (left by a server that crashed); not "
-              "signalled");
-    return false;
+  auto kind = Classify(lock->pid, cluster, owner);
+  if (!kind.ok()) return kind.status();
+  out.kind = *kind;
+  return out;
+}
+
+Result<bool> ShutDown(const fs::path& cluster, uid_t owner, std::chrono::milliseconds timeout) {
+  auto found = FindServer(cluster, owner);
+  if (!found.ok()) return found.status();
+  if (found->kind != LockHolder::kServer) return false;
+  if (::syscall(SYS_pidfd_send_signal, found->pidfd, SIGINT, nullptr, 0) != 0 && errno != ESRCH) {
+    return Status::Error(Errno("signalling the server (pid " + std::to_string(found->pid) + ")"));
   }
-  // Signalled through the pidfd: the very process checked above, even if its pid is reused.
-  if (::syscall(SYS_pidfd_send_signal, exited.fd, SIGINT, nullptr, 0) != 0 && errno != ESRCH) {
-    return Status::Error(Errno("signalling the server (pid " + std::to_string(lock->pid) + ")"));
-  }
-  pollfd fd = {exited.fd, POLLIN, 0};
+  pollfd fd = {found->pidfd, POLLIN, 0};
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     const int n = ::poll(&fd, 1, MsLeft(deadline));
     if (n > 0) break;
     if (n == 0) {
-      return Status::Error(ErrorCode::kUnavailable, "the server (pid " + std::to_string(lock->pid) +
-                                                        ") did not stop within " +
-                                                        std::to_string(timeout.count() / 1000) +
-                                                        " s");
+      return Status::Error(ErrorCode::kUnavailable,
+                           "the server (pid " + std::to_string(found->pid) +
+                               ") did not stop within " + std::to_string(timeout.count() / 1000) +
+                               " s");
     }
     if (errno != EINTR) return Status::Error(Errno("poll"));
   }
   // Reaped when it is this process's child (kiln started it); ECHILD otherwise.
   siginfo_t info{};
-  ::waitid(static_cast<idtype_t>(3 /* P_PIDFD */), static_cast<id_t>(exited.fd), &info,
+  ::waitid(static_cast<idtype_t>(3 /* P_PIDFD */), static_cast<id_t>(found->pidfd), &info,
            WEXITED | WNOHANG);
   return true;
+}
+
+Status SignalServer(const LockHolder& server, int signal) {
+  if (::syscall(SYS_pidfd_send_signal, server.pidfd, signal, nullptr, 0) != 0) {
+    return Status::Error(Errno("signalling the server (pid " + std::to_string(server.pid) + ")"));
+  }
+  return Status::Ok();
 }
 
 }  // namespace kiln::store

@@ -35,17 +35,36 @@ struct LockFile {
 // Nullopt when there is none, or while it is being written (no pid or start time yet).
 std::optional<LockFile> ReadLockFile(const std::filesystem::path& cluster, uid_t owner);
 
-// Waits until `server`, a child of this process started on `cluster`, says "ready" in its lock
-// file (true), or exits (false, reaped; `*exit_code` is its exit code, -N for signal N).
-// ErrorCode::kUnavailable when neither happens within `timeout`.
+// Waits until `server`, a child of this process started on `cluster`, says "ready" (or
+// "standby") in its lock file (true), or exits (false, reaped; `*exit_code` is its exit code, -N
+// for signal N). ErrorCode::kUnavailable when neither happens within `timeout`.
 Result<bool> WaitUntilReady(const std::filesystem::path& cluster, uid_t owner, pid_t server,
                             std::chrono::milliseconds timeout, int* exit_code);
 
+// Who holds the lock file of `cluster`: nobody (no file), a stale holder (a process that is
+// gone, or not this cluster's server: a pid reused since a crash), or the server, with a pidfd
+// opened before it was looked at. A server is `owner`'s process started as `postgres -D
+// <cluster>` (/proc/PID and its cmdline, which need no ptrace rights). Errors when that cannot
+// be told (an unreadable /proc or lock file, a lock file being written, `owner`'s postgres whose
+// command line does not show its data folder).
+struct LockHolder {
+  enum Kind { kNone, kStale, kServer } kind = kNone;
+  pid_t pid = 0;
+  int pidfd = -1;  // owned; for kServer (and a live kStale)
+  LockHolder() = default;
+  LockHolder(LockHolder&& other) noexcept;
+  LockHolder& operator=(LockHolder&&) = delete;
+  ~LockHolder();
+};
+Result<LockHolder> FindServer(const std::filesystem::path& cluster, uid_t owner);
+
+// Sends `signal` to a server FindServer found (through its pidfd).
+Status SignalServer(const LockHolder& server, int signal);
+
 // A fast shutdown (SIGINT, as `pg_ctl stop -m fast` sends) of the server of `cluster`, waiting
 // until its process has exited (and reaping it when it is this process's child). False when no
-// server of this cluster runs: no lock file, or one naming a process that is gone or that is not
-// this cluster's server (not `owner`'s, or not `postgres -D <cluster>`: a pid reused since a
-// crash is never signalled). ErrorCode::kUnavailable when it has not exited within `timeout`.
+// server of this cluster runs (FindServer: none, or a stale holder, which is never signalled).
+// ErrorCode::kUnavailable when it has not exited within `timeout`.
 Result<bool> ShutDown(const std::filesystem::path& cluster, uid_t owner,
                       std::chrono::milliseconds timeout);
 

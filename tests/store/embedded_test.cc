@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 
@@ -139,12 +140,16 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
   }
   SECTION("a lock file left naming a process that is not the server: nothing is signalled") {
     REQUIRE((*pg)->Stop().ok());
-    // A pid reused since a crash: a process of this test, which is not `postgres -D <cluster>`.
-    // Stop must not send it the server's shutdown signal.
+    // A pid reused since a crash: a process of PostgreSQL's user, but not `postgres -D
+    // <cluster>`. Neither stopping nor starting may signal it (SIGINT, SIGHUP).
+    struct stat owner {};
+    REQUIRE(stat(cluster.c_str(), &owner) == 0);
     const pid_t other = fork();
     REQUIRE(other >= 0);
     if (other == 0) {
       ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGHUP, SIG_DFL);
+      if (setgid(owner.st_gid) != 0 || setuid(owner.st_uid) != 0) _exit(126);
       execl("/bin/sleep", "sleep", "30", nullptr);
       _exit(127);
     }
@@ -152,19 +157,31 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     CHECK(EmbeddedPostgres::StopLeftRunning(options).ok());
     int status = 0;
     CHECK(waitpid(other, &status, WNOHANG) == 0);  // still running
+    // Started over that file: it is removed, the new server writes its own, and only that one
+    // counts as ready.
+    auto again = EmbeddedPostgres::Start(options);
+    REQUIRE(again.ok());
+    CHECK(Query((*again)->url(), "SELECT 1") == "1");
+    CHECK(waitpid(other, &status, WNOHANG) == 0);
+    CHECK((*again)->Stop().ok());
+    CHECK_FALSE(fs::exists(cluster / "postmaster.pid"));
+    CHECK(waitpid(other, &status, WNOHANG) == 0);
     ::kill(other, SIGKILL);
     REQUIRE(waitpid(other, &status, 0) == other);
     CHECK(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGKILL);
-    // Started again over that file: the server replaces it, and only its own counts as ready.
-    auto again = EmbeddedPostgres::Start(options);
-    REQUIRE(again.ok());
-    CHECK(Query((*again)->url(), "SELECT 1") == "1");
-    CHECK((*again)->Stop().ok());
-    CHECK_FALSE(fs::exists(cluster / "postmaster.pid"));
   }
   SECTION("a stopped cluster starts again with its data") {
+    // The server is this process's child: stopped, it is reaped (no zombie answers signal 0).
+    std::string server_pid;
+    {
+      std::ifstream lock(cluster / "postmaster.pid");
+      REQUIRE(std::getline(lock, server_pid));
+    }
     REQUIRE((*pg)->Stop().ok());
+    errno = 0;
+    CHECK(::kill(std::stoi(server_pid), 0) == -1);
+    CHECK(errno == ESRCH);
     CHECK((*pg)->Stop().ok());
     auto restarted = EmbeddedPostgres::Start(options);
     REQUIRE(restarted.ok());
