@@ -82,6 +82,62 @@ command = "echo 'first line'; while [ ! -e ${go} ]; do sleep 0.05; done; echo 's
   });
 });
 
+test('a read of the run made before the stream\'s newest events does not undo them on the page', { timeout: 120000 }, async () => {
+  // Two tasks that end when the test says so. A read of the run is held back while it is stale:
+  // it starts while `a` runs and reaches the page only after the stream has shown `a` ended.
+  const dir = tempDir();
+  const waitFor = (name) => `while [ ! -e ${dir}/${name} ]; do sleep 0.02; done`;
+  await signedIn(pipelinesFolder({ 'held.toml': `[pipeline]
+name = "held"
+[tasks.a]
+command = "${waitFor('go-a')}"
+[tasks.c]
+command = "${waitFor('go-c')}"
+` }), 'operator', async ({ daemon, page, problems }) => {
+    const { id } = (await daemon.api('/api/v1/pipelines/held/runs', { method: 'POST', body: {} })).body;
+    await page.goto(`${daemon.url}/#/runs/${id}`);
+    const stateOf = (task) => page.evaluate((t) => document.querySelector(`svg.dag .node[data-task="${t}"]`)?.dataset.state, task);
+    for (const task of ['a', 'c']) {
+      await page.waitForFunction((t) => document.querySelector(`svg.dag .node[data-task="${t}"]`)?.dataset.state === 'running', task);
+    }
+    // Every state `a` shows from here on, in order.
+    await page.evaluate(() => {
+      const node = document.querySelector('svg.dag .node[data-task="a"]');
+      window.aStates = [node.dataset.state];
+      new MutationObserver(() => window.aStates.push(node.dataset.state))
+        .observe(node, { attributes: true, attributeFilter: ['data-state'] });
+    });
+    let held = null;
+    let heldSeen;
+    const heldReady = new Promise((r) => { heldSeen = r; });
+    await page.route(`${daemon.url}/api/v1/runs/${id}`, async (route) => {
+      if (held) return route.continue();
+      held = { route, response: await route.fetch() };  // read now, while `a` runs
+      heldSeen();
+    });
+    fs.writeFileSync(path.join(dir, 'go-c'), '');  // c ends: the page reads the run again
+    await heldReady;
+    assert.equal((await held.response.json()).tasks.find((t) => t.id === 'a').state, 'running');
+    fs.writeFileSync(path.join(dir, 'go-a'), '');
+    await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="a"]')?.dataset.state === 'success');
+    await page.locator('#run-state .st-success').waitFor();
+    // The stale read arrives now. Seen as stale, it is followed by another read (none without
+    // that check: the wait ends after 10 s, and `a` has shown running again by then).
+    const heldRequest = held.route.request();
+    const later = page.waitForEvent('requestfinished', {
+      predicate: (r) => r !== heldRequest && r.url() === `${daemon.url}/api/v1/runs/${id}`,
+      timeout: 10000,
+    }).catch(() => null);
+    await held.route.fulfill({ response: held.response });
+    await later;
+    assert.deepEqual(await page.evaluate(() => window.aStates), ['running', 'success']);
+    assert.equal(await stateOf('a'), 'success');
+    assert.equal(await stateOf('c'), 'success');
+    assert.equal(await page.locator('#run-state .st-success').count(), 1);
+    assert.deepEqual(problems, []);
+  });
+});
+
 test('cancel a long-running run from its page and see it end cancelled', { timeout: 120000 }, async () => {
   await signedIn(pipelinesFolder({ 'slow.toml': `[pipeline]
 name = "slow"

@@ -43,6 +43,10 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   let index = new Map(run.tasks.map((t, i) => [t.id, i]));  // task id -> its row
   // Events up to this one are in `run` already: the stream's history only fills the event list.
   let seen = run.event_id || 0;
+  // What the stream said last of each task and of the run, with the event's id: a read of the
+  // run older than that does not undo it.
+  const latest = new Map();
+  let latestRun = null;
   const head = h('div');
   const dagBox = h('div', {}, h('p', { class: 'muted' }, 'Drawing the graph…'));
   const ganttBox = h('div');
@@ -227,13 +231,28 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   // What the stream says changes the page at once; the rest (times, exit codes) follows from a
   // read of the run shortly after.
   const refresh = throttle(async () => {
+    let fresh;
     try {
-      run = await api(`/api/v1/runs/${id}`);
+      fresh = await api(`/api/v1/runs/${id}`);
     } catch (e) {
       return;
     }
+    // A read made before events the stream has applied since: the states those events set
+    // stand (the read's times and exit codes are taken, not its older states), and another read
+    // follows for the rest.
+    const asOf = fresh.event_id || 0;
+    for (const t of fresh.tasks) {
+      const said = latest.get(t.id);
+      if (said && said.id > asOf) {
+        t.state = said.state;
+        if (said.attempt) t.attempt = said.attempt;
+      }
+    }
+    if (latestRun && latestRun.id > asOf) fresh.state = latestRun.state;
+    run = fresh;
     index = new Map(run.tasks.map((t, i) => [t.id, i]));
-    seen = Math.max(seen, run.event_id || 0);
+    const stale = asOf < seen;
+    seen = Math.max(seen, asOf);
     drawHead();
     table.redrawAll(run.tasks.length);
     if (dag) for (const t of run.tasks) dag.set(t.id, t.state);
@@ -243,6 +262,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       const shown = taskBox.querySelector('#task-h .badge');
       if (t && shown && !shown.classList.contains(`st-${t.state}`)) drawTask().catch(() => {});
     }
+    if (stale) refresh();
   }, 400);
 
   // The events that came since the last frame, applied at once: a run's history of thousands of
@@ -258,13 +278,17 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     for (const e of batch) {
       if (e.id <= seen) continue;  // the run as read holds it already
       seen = e.id;
-      if (e.kind === 'task_state' && e.task && index.has(e.task)) {
-        const t = run.tasks[index.get(e.task)];
-        t.state = e.to;
-        if (e.attempt) t.attempt = e.attempt;
-        changed.add(e.task);
+      if (e.kind === 'task_state' && e.task) {
+        latest.set(e.task, { state: e.to, attempt: e.attempt, id: e.id });
+        if (index.has(e.task)) {
+          const t = run.tasks[index.get(e.task)];
+          t.state = e.to;
+          if (e.attempt) t.attempt = e.attempt;
+          changed.add(e.task);
+        }
       }
       if (e.kind === 'run_state') {
+        latestRun = { state: e.to, id: e.id };
         run.state = e.to;
         ranState = true;
       }
