@@ -51,6 +51,15 @@ int MsLeft(Clock::time_point deadline) {
   return left > 0 ? static_cast<int>(left) : 0;
 }
 
+// What the lock file <cluster>/postmaster.pid says: the server's pid (negative for a
+// single-user backend) and its status line ("starting", "ready", "stopping", "standby"; empty
+// before the server has written one).
+struct LockFile {
+  pid_t pid = 0;
+  std::string status;
+};
+
+// Nullopt while the file is being written: no pid or start time yet.
 std::optional<LockFile> ParseLockFile(std::string_view text) {
   // Lines: pid, data directory, start time, port, socket directory, listen address, shared
   // memory key, status.
@@ -67,7 +76,6 @@ std::optional<LockFile> ParseLockFile(std::string_view text) {
   auto pid = std::from_chars(lines[0].data(), lines[0].data() + lines[0].size(), out.pid);
   auto at = std::from_chars(lines[2].data(), lines[2].data() + lines[2].size(), started);
   if (pid.ec != std::errc() || at.ec != std::errc()) return std::nullopt;
-  out.started = static_cast<std::time_t>(started);
   if (lines.size() == 8) {
     std::string_view status = lines[7];
     while (!status.empty() && status.back() == ' ') status.remove_suffix(1);
@@ -125,6 +133,12 @@ Result<LockHolder::Kind> Classify(pid_t pid, const fs::path& cluster, uid_t owne
                        cluster.string() + ") and start kiln again");
 }
 
+std::optional<LockFile> ReadLockFile(const fs::path& cluster, uid_t owner) {
+  auto text = ReadOwnedFile(cluster / "postmaster.pid", owner, 4096);
+  if (!text) return std::nullopt;
+  return ParseLockFile(*text);
+}
+
 }  // namespace
 
 std::optional<std::string> ReadOwnedFile(const fs::path& file, uid_t owner, size_t max,
@@ -155,12 +169,6 @@ std::optional<std::string> ReadOwnedFile(const fs::path& file, uid_t owner, size
   }
   out.resize(got);
   return out;
-}
-
-std::optional<LockFile> ReadLockFile(const fs::path& cluster, uid_t owner) {
-  auto text = ReadOwnedFile(cluster / "postmaster.pid", owner, 4096);
-  if (!text) return std::nullopt;
-  return ParseLockFile(*text);
 }
 
 Result<bool> WaitUntilReady(const fs::path& cluster, uid_t owner, pid_t server,

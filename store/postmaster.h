@@ -9,7 +9,6 @@
 #include <sys/types.h>
 
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -23,17 +22,6 @@ namespace kiln::store {
 // in `*why` when it exists but is not one, or cannot be read).
 std::optional<std::string> ReadOwnedFile(const std::filesystem::path& file, uid_t owner, size_t max,
                                          std::string* why = nullptr);
-
-// What the lock file <cluster>/postmaster.pid says: the server's pid (negative for a
-// single-user backend), when it started (seconds since the epoch) and its status line
-// ("starting", "ready", "stopping", "standby"; empty before the server has written one).
-struct LockFile {
-  pid_t pid = 0;
-  std::time_t started = 0;
-  std::string status;
-};
-// Nullopt when there is none, or while it is being written (no pid or start time yet).
-std::optional<LockFile> ReadLockFile(const std::filesystem::path& cluster, uid_t owner);
 
 // Waits until `server`, a child of this process started on `cluster`, says "ready" (or
 // "standby") in its lock file (true), or exits (false, reaped; `*exit_code` is its exit code, -N
