@@ -27,9 +27,12 @@ Result<DatabaseHandle> OpenDatabase(const config::DaemonConfig& config) {
     if (!embedded.ok()) return embedded.status();
     handle.embedded = std::move(embedded).value();
     handle.url = handle.embedded->url();
-  } else {
-    handle.url = config.database_url;
+    auto db = handle.embedded->ConnectAndMigrate();
+    if (!db.ok()) return db.status();
+    handle.db = std::move(db).value();
+    return handle;
   }
+  handle.url = config.database_url;
   auto db = store::Database::Connect(handle.url);
   if (!db.ok()) return db.status();
   handle.db = std::move(db).value();

@@ -455,16 +455,38 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const Embedded
     return s;
   }
   pg->running_ = true;
-  if (!Bootstrapped(cluster, *pg->user_)) {
-    if (Status s = Bootstrap(pg->bin_dir_, cluster, *pg->user_); !s.ok()) return s;
-    // Not written: bootstrapped again at the next start, which does no harm.
-    if (Status s = WriteOwnedFile(cluster / kBootstrapMarker, kBootstrapVersion, *pg->user_);
-        !s.ok()) {
-      log::Warn("embedded PostgreSQL: " + s.message());
-    }
+  pg->set_up_skipped_ = Bootstrapped(cluster, *pg->user_);
+  if (!pg->set_up_skipped_) {
+    if (Status s = pg->SetUp(); !s.ok()) return s;
   }
   pg->url_ = "postgresql:///kiln?host=" + PercentEncode(cluster.string()) + "&user=kiln";
   return pg;
+}
+
+Status EmbeddedPostgres::SetUp() {
+  if (Status s = Bootstrap(bin_dir_, cluster_dir_, *user_); !s.ok()) return s;
+  // Not written: set up again at the next start, which does no harm.
+  if (Status s = WriteOwnedFile(cluster_dir_ / kBootstrapMarker, kBootstrapVersion, *user_);
+      !s.ok()) {
+    log::Warn("embedded PostgreSQL: " + s.message());
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Database>> EmbeddedPostgres::ConnectAndMigrate() {
+  auto open = [this]() -> Result<std::unique_ptr<Database>> {
+    auto db = Database::Connect(url_);
+    if (!db.ok()) return db.status();
+    if (Status s = (*db)->Migrate(); !s.ok()) return s;
+    return db;
+  };
+  auto db = open();
+  if (db.ok() || !set_up_skipped_) return db;
+  log::Warn("embedded PostgreSQL: " + db.status().message() +
+            "; setting up kiln's role and database in " + cluster_dir_.string() + " again");
+  set_up_skipped_ = false;
+  if (Status s = SetUp(); !s.ok()) return s;
+  return open();
 }
 
 Status EmbeddedPostgres::StopLeftRunning(const EmbeddedOptions& options) {

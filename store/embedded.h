@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "store/database.h"
 
 namespace kiln {
 struct Identity;  // common/users.h
@@ -46,6 +47,13 @@ class EmbeddedPostgres {
   // Errors are one line that names the folder, the user or the program, and what to do.
   static Result<std::unique_ptr<EmbeddedPostgres>> Start(const EmbeddedOptions& options);
 
+  // Connects to kiln's database and migrates it. When that fails on a cluster whose set-up Start
+  // skipped (recorded as done at an earlier start), the set-up is made again and the connection
+  // tried once more: kiln's role or database dropped since, or tables made by the superuser, are
+  // then kiln's again. The error is the first attempt's when the set-up was not skipped, or the
+  // second's.
+  Result<std::unique_ptr<Database>> ConnectAndMigrate();
+
   // Stops the cluster if still running; errors are logged.
   ~EmbeddedPostgres();
   EmbeddedPostgres(const EmbeddedPostgres&) = delete;
@@ -72,12 +80,16 @@ class EmbeddedPostgres {
 
  private:
   EmbeddedPostgres();
+  // The role, the database and the ownership of its tables (through psql, as PostgreSQL's
+  // user), recorded as done in the cluster folder.
+  Status SetUp();
 
   std::filesystem::path cluster_dir_;
   std::filesystem::path bin_dir_;
   std::unique_ptr<Identity> user_;  // who runs PostgreSQL
   std::string url_;
   bool running_ = false;
+  bool set_up_skipped_ = false;  // Start found the set-up recorded as done
   pid_t server_ = 0;  // the server when this process started it (its child), until stopped
 };
 

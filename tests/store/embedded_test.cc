@@ -1,5 +1,6 @@
 #include "store/embedded.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -187,6 +188,46 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     REQUIRE(restarted.ok());
     CHECK(Query((*restarted)->url(), "SELECT max(version) FROM schema_migrations") == "15");
   }
+}
+
+TEST_CASE("EmbeddedPostgres sets kiln's role and database up again when they were dropped") {
+  TempDir tmp(0755);
+  EmbeddedOptions options;
+  options.data_dir = tmp.path / "data";
+  const fs::path cluster = tmp.path / "data" / "postgres";
+  {
+    auto pg = EmbeddedPostgres::Start(options);
+    REQUIRE(pg.ok());
+    auto db = (*pg)->ConnectAndMigrate();
+    REQUIRE(db.ok());
+    db->reset();
+    // The superuser drops what kiln connects to, as PostgreSQL's user through psql.
+    struct stat st {};
+    REQUIRE(stat(cluster.c_str(), &st) == 0);
+    auto pg_user = LookupIdentity(getpwuid(st.st_uid)->pw_name);
+    REQUIRE(pg_user.ok());
+    auto dropped = RunProgram(
+        {"/usr/bin/psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", cluster.string(), "-U", "postgres",
+         "-d", "postgres", "-c", "DROP DATABASE kiln", "-c", "DROP ROLE kiln"},
+        {"PATH=/usr/bin:/bin"}, *pg_user);
+    REQUIRE(dropped.ok());
+    INFO(dropped->output);
+    REQUIRE(dropped->exit_code == 0);
+    REQUIRE((*pg)->Stop().ok());
+  }
+  // The set-up is recorded as done, so the next start skips it; the connection fails, and the
+  // set-up is made again.
+  auto pg = EmbeddedPostgres::Start(options);
+  REQUIRE(pg.ok());
+  auto db = (*pg)->ConnectAndMigrate();
+  INFO((db.ok() ? "" : db.status().message()));
+  REQUIRE(db.ok());
+  CHECK(Query((*pg)->url(), "SELECT current_database() || ' ' || current_user") == "kiln kiln");
+  CHECK(Query((*pg)->url(), "SELECT max(version) FROM schema_migrations") == "15");
+  CHECK(Query((*pg)->url(), "SELECT rolsuper::text FROM pg_roles WHERE rolname = 'kiln'") ==
+        "false");
+  db->reset();
+  REQUIRE((*pg)->Stop().ok());
 }
 
 TEST_CASE("EmbeddedPostgres says why its server did not start, from the server's log") {
