@@ -1,5 +1,6 @@
-// The client subcommands: trigger, runs, show, logs, cancel, retry, pause, unpause, reload. Each
-// talks to a daemon over the v1 API; errors from the server are shown as one line.
+// The client subcommands: trigger, runs, show, cancel, retry, pause, unpause, reload (logs:
+// cli/logs_cmd.cc). Each talks to a daemon over the v1 API; errors from the server are shown as one
+// line.
 #include "cli/client_cmds.h"
 
 #include <unistd.h>
@@ -163,40 +164,6 @@ int ClientShow(const ClientOptions& options, const std::string& run_id) {
   if (!run.ok()) return Fail(run.status());
   options.output == "json" ? PrintJson(*run) : PrintRun(*run);
   return 0;
-}
-
-int ClientLogs(const ClientOptions& options, const LogsOptions& logs) {
-  if (!ValidRunId(logs.run)) {
-    return Fail(Status::Error("run id '" + logs.run + "' must be a positive integer"));
-  }
-  int code = 0;
-  auto client = Connect(options, &code);
-  if (!client) return code;
-  int attempt = logs.attempt;
-  if (attempt <= 0) {
-    auto run = client->Get("/api/v1/runs/" + logs.run);
-    if (!run.ok()) return Fail(run.status());
-    bool found = false;
-    for (const auto& t : At(*run, "tasks")) {
-      if (At(t, "id") == logs.task) {
-        found = true;
-        attempt = At(t, "attempt").is_number_integer() ? At(t, "attempt").get<int>() : 0;
-      }
-    }
-    if (!found) return Fail(Status::Error("run " + logs.run + " has no task '" + logs.task + "'"));
-    if (attempt == 0) {
-      return Fail(
-          Status::Error("task '" + logs.task + "' of run " + logs.run + " has not started yet"));
-    }
-  }
-  std::string path = "/api/v1/runs/" + logs.run + "/tasks/" + UrlEncode(logs.task) + "/attempts/" +
-                     std::to_string(attempt) + "/log" + (logs.follow ? "?follow=true" : "");
-  Status s = client->Stream(path, [](std::string_view data) {
-    std::fwrite(data.data(), 1, data.size(), stdout);
-    std::fflush(stdout);
-    return true;
-  });
-  return s.ok() ? 0 : Fail(s);
 }
 
 int ClientCancel(const ClientOptions& options, const std::string& run_id) {

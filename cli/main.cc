@@ -125,7 +125,9 @@ int main(int argc, char** argv) {
   logs_cmd->add_option("task", logs.task, "Task id")->required();
   logs_cmd->add_option("--attempt", logs.attempt, "Attempt number (default: the latest)")
       ->check(CLI::PositiveNumber);
-  logs_cmd->add_flag("-f,--follow", logs.follow, "Keep printing until the attempt ends");
+  logs_cmd->add_flag("-f,--follow", logs.follow,
+                     "Keep printing as the log grows: waits for the task to start, and follows "
+                     "its retries until it ends (with --attempt: until that attempt ends)");
 
   auto* cancel_cmd = add_client(app.add_subcommand("cancel", "Cancel a run"));
   cancel_cmd->add_option("run", run_id, "Run id")->required();

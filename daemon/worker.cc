@@ -83,8 +83,8 @@ Status Worker::Open() {
   if (!users.ok()) return users.status();
   task_user_ = std::move(users).value();
   o_.data_dir = fs::absolute(o_.data_dir).lexically_normal();
-  std::error_code ec;
-  fs::create_directories(o_.data_dir, ec);
+  // Logs and records: the worker's own (0750 where it makes them, as a daemon's data folder).
+  if (Status s = executor::os::MakeDirs(o_.data_dir, 0750); !s.ok()) return s;
   auto lock = DataDirLock::Take(o_.data_dir);
   if (!lock.ok()) return lock.status();
   lock_ = std::move(lock).value();
@@ -193,8 +193,10 @@ void Worker::StartClaimed(store::Claimed claimed) {
   // Its folder is made now, for the database thread to watch; the file itself only at the
   // task's first byte (a task that prints nothing costs no file).
   const fs::path log = LogOf(key);
-  std::error_code ec;
-  fs::create_directories(log.parent_path(), ec);
+  // Not listable by other users of the machine, as the daemon's logs (docs/security.md).
+  if (Status s = executor::os::MakeDirs(log.parent_path(), 0750); !s.ok()) {
+    log::Warn("worker: " + s.message());
+  }
   scheduler::LaunchRequest request = executor::FromWire(std::move(*launch));
   request.log_path = log;
   request.task = tasks_[key];

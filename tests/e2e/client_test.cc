@@ -1,6 +1,7 @@
 // The client commands of `kiln` (trigger, runs, show, logs, cancel, retry, pause, unpause) against
 // a live daemon.
 #include <catch2/catch.hpp>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "daemon.h"
@@ -117,4 +118,56 @@ command = "echo hello {{ params.who }}"
   auto nowhere = Kiln({"runs", "--server", "http://127.0.0.1:1"}, {}, env);
   CHECK(nowhere.code == 1);
   CHECK(nowhere.err.starts_with("kiln: cannot reach http://127.0.0.1:1: "));
+}
+
+TEST_CASE("kiln logs -f waits for the task to start and follows its retries until it ends") {
+  TempDir dir;
+  const std::string go = (dir / "go").string(), count = (dir / "count").string();
+  WriteFile(dir / "pipelines/follow.toml", R"([pipeline]
+name = "follow"
+[tasks.hold]
+command = "while [ ! -e )" + go + R"( ]; do sleep 0.05; done"
+[tasks.flaky]
+needs = ["hold"]
+retries = 1
+retry_delay = "200ms"
+command = "n=$(cat )" + count + R"( 2>/dev/null || echo 0); n=$((n+1)); echo $n > )" +
+                                               count +
+                                               R"(; echo try $n; [ $n -ge 2 ]"
+[tasks.after_failure]
+needs = ["flaky"]
+trigger_rule = "all_failed"
+command = "echo never"
+)");
+  Daemon daemon(dir, dir / "pipelines");
+  auto trigger = Kiln({"trigger", "follow"}, {}, ClientEnv(daemon, kOperatorToken));
+  REQUIRE(trigger.code == 0);
+  const std::string id = trigger.out.substr(4, trigger.out.find(' ', 4) - 4);
+  auto env = ClientEnv(daemon, kViewerToken);
+  // Followed before the task starts: the command waits for it rather than failing.
+  auto follow = std::async(std::launch::async, [&] {
+    return Kiln({"logs", id, "flaky", "-f"}, {}, env);
+  });
+  const std::string args = std::string("logs") + '\0' + id + '\0' + "flaky" + '\0' + "-f";
+  WaitFor([&] { return !ProcessesMentioning(args).empty(); }, "kiln logs -f to start");
+  WriteFile(dir / "go", "");
+  Output out = follow.get();
+  INFO(out.err);
+  CHECK(out.code == 0);
+  // Both attempts, each log whole, in order; what happened between them on stderr.
+  CHECK(out.out == "try 1\ntry 2\n");
+  CHECK(out.err ==
+        "kiln: attempt 1 of flaky ended failed (exit code 1)\n"
+        "kiln: following attempt 2 of flaky\n");
+  CHECK(Sql("select state from runs where id = " + id) == "success");
+  // A task that ended without an attempt has no log to follow: one line, exit 1.
+  auto none = Kiln({"logs", id, "after_failure", "-f"}, {}, env);
+  CHECK(none.code == 1);
+  CHECK(none.err == "kiln: task 'after_failure' of run " + id +
+                        " ended skipped without an attempt: it has no log\n");
+  // One attempt asked for: its log, followed until it ended, and nothing more.
+  auto first = Kiln({"logs", id, "flaky", "--attempt", "1", "-f"}, {}, env);
+  CHECK(first.code == 0);
+  CHECK(first.out == "try 1\n");
+  CHECK(first.err.empty());
 }

@@ -182,6 +182,11 @@ TEST_CASE(
   // Silent so far: its folder is there, its file is not.
   const fs::path folder = dir / worker.name() / "logs" / id;
   CHECK(fs::is_directory(folder));
+  // Not listable by the machine's other users, as the daemon's logs.
+  CHECK((fs::status(folder).permissions() & fs::perms::all) ==
+        (fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
+  CHECK((fs::status(folder.parent_path()).permissions() & fs::perms::others_all) ==
+        fs::perms::none);
   CHECK_FALSE(fs::exists(folder / "train.1.log"));
   const std::string url = "/api/v1/runs/" + id + "/tasks/train/attempts/1/log";
   auto log = client.Get(url.c_str());
