@@ -104,7 +104,11 @@ TemplateValues ItemValues(const Value& item, size_t index) {
   TemplateValues values;
   values["item.index"] = std::to_string(index);
   if (item.type == Value::Type::kTable) {
-    for (const Value& member : item.items) values["item." + member.key] = ItemText(member);
+    // {{ item.index }} is the instance's index whatever the item holds: a member named
+    // "index" is read through KILN_ITEM.
+    for (const Value& member : item.items) {
+      if (member.key != "index") values["item." + member.key] = ItemText(member);
+    }
   } else {
     values["item"] = ItemText(item);
   }

@@ -61,9 +61,11 @@ dag::TaskState Classify(const dag::TaskSpec& task, const AttemptOutcome& outcome
       outcome.signal.has_value() || !outcome.exit_code.has_value()) {
     return dag::TaskState::kFailed;
   }
+  // Any listed code skips, 0 included (the pipeline format: "exit codes that end the task
+  // skipped"); a skipped task owes no outputs.
+  if (IsSkipCode(task, *outcome.exit_code)) return dag::TaskState::kSkipped;
   if (outcome.collect_failed) return dag::TaskState::kFailed;
   if (*outcome.exit_code == 0) return dag::TaskState::kSuccess;
-  if (IsSkipCode(task, *outcome.exit_code)) return dag::TaskState::kSkipped;
   return dag::TaskState::kFailed;
 }
 

@@ -45,6 +45,15 @@ TEST_CASE("an item's text, JSON and template values") {
                                                                      {"item.fast", "true"},
                                                                      {"item.index", "0"},
                                                                      {"item.name", "a\tb"}});
+  // A member named "index" does not hide the instance's index (it is in KILN_ITEM).
+  Item own_index = Scalar(Item::Type::kInteger);
+  own_index.integer = 5;
+  own_index.key = "index";
+  Item with_index = Scalar(Item::Type::kTable);
+  with_index.items = {own_index, c};
+  CHECK(kiln::dag::ItemValues(with_index, 2) ==
+        kiln::dag::TemplateValues{{"item.c", "0.1"}, {"item.index", "2"}});
+  CHECK(kiln::dag::ItemJson(with_index) == R"({"index":5,"c":0.1})");
   CHECK(kiln::dag::ItemJson(Text(std::string("\x01", 1))) == R"("\u0001")");
   CHECK(kiln::dag::InstanceName("train", 12) == "train[12]");
 }

@@ -141,6 +141,12 @@ TEST_CASE("Classify maps outcomes to end states") {
   CHECK(Classify(task, Signalled(9)) == TaskState::kFailed);
   CHECK(Classify(task, NotStarted("No such file or directory")) == TaskState::kFailed);
   CHECK(Classify(TaskWithSkipCodes({}), Exited(99)) == TaskState::kFailed);
+  // 0 listed: a clean exit ends the task skipped, whether or not its outputs are there.
+  CHECK(Classify(TaskWithSkipCodes({0}), Exited(0)) == TaskState::kSkipped);
+  AttemptOutcome without_outputs = Exited(0);
+  without_outputs.collect_failed = true;
+  CHECK(Classify(TaskWithSkipCodes({0}), without_outputs) == TaskState::kSkipped);
+  CHECK(Classify(TaskWithSkipCodes({99}), without_outputs) == TaskState::kFailed);
 
   AttemptOutcome timed_out = Exited(99);
   timed_out.timed_out = true;
