@@ -553,7 +553,7 @@ DaemonConfigResult Parse(std::string_view text, const fs::path& file) {
   try {
     doc = toml::parse(text, std::string_view(shown));
   } catch (const toml::parse_error& error) {
-    result.diagnostics.push_back(internal::SyntaxDiagnostic(shown, error));
+    result.diagnostics.push_back(internal::SyntaxDiagnostic(shown, error, text));
     return result;
   }
   result.config.pools.clear();

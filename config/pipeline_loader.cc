@@ -134,6 +134,7 @@ void ReadTasks(TomlReader& reader, const toml::table& doc, dag::PipelineSpec& sp
 }
 
 void ReadDocument(TomlReader& reader, const toml::table& doc, dag::PipelineSpec& spec) {
+  reader.RejectNul(doc, "");
   reader.CheckKeys(doc, "", kTopKeys);
   if (const toml::node* node = doc.get("pipeline")) ReadPipelineTable(reader, *node, spec);
   if (const toml::node* node = doc.get("params")) ReadParams(reader, *node, spec);
@@ -160,7 +161,7 @@ LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCat
   try {
     doc = toml::parse(text, std::string_view(shown));
   } catch (const toml::parse_error& error) {
-    return {nullptr, {internal::SyntaxDiagnostic(shown, error)}, file, ""};
+    return {nullptr, {internal::SyntaxDiagnostic(shown, error, text)}, file, ""};
   }
   TomlReader reader(shown);
   dag::PipelineSpec spec;
@@ -175,7 +176,8 @@ LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCat
   }
   result.diagnostics = std::move(reader.diagnostics());
   for (dag::Diagnostic& d : dag::Validate(spec, kinds, secrets)) {
-    if (reader.rejected().contains(d.field)) continue;  // already reported by the reader
+    if (reader.rejected().contains(d.field)) continue;      // already reported by the reader
+    if (d.field.find('\0') != std::string::npos) continue;  // a key with a NUL: reported
     d.file = shown;
     result.diagnostics.push_back(std::move(d));
   }

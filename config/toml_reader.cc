@@ -87,16 +87,76 @@ Result<std::string> ReadFileText(const std::filesystem::path& file, size_t max_b
   return text;
 }
 
-dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_error& error) {
+namespace {
+
+// The name of the table whose body holds `line` (1-based): the last [header] or [[header]]
+// above it, "" for the top level. Only what a header line plainly says (no quoted dots).
+std::string TableAt(std::string_view text, size_t line) {
+  std::string table;
+  size_t at = 0;
+  for (size_t n = 1; n < line && at < text.size(); ++n) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    std::string_view row = text.substr(at, end - at);
+    const size_t first = row.find_first_not_of(" \t");
+    if (first != std::string_view::npos && row[first] == '[') {
+      row.remove_prefix(first);
+      const bool array = row.starts_with("[[");
+      const size_t close = row.find(array ? "]]" : "]");
+      if (close != std::string_view::npos) {
+        std::string name;
+        for (char c : row.substr(array ? 2 : 1, close - (array ? 2 : 1))) {
+          if (c != ' ' && c != '\t') name += c;
+        }
+        table = name;
+      }
+    }
+    at = end + 1;
+  }
+  return table;
+}
+
+}  // namespace
+
+dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_error& error,
+                                 std::string_view text) {
   std::string description(error.description());
   if (!description.empty()) {
     description[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(description[0])));
   }
   const toml::source_position& p = error.source().begin;
-  return {file,
-          {static_cast<int>(p.line), static_cast<int>(p.column)},
-          "",
-          "invalid TOML: " + description};
+  const dag::SourceLoc loc{static_cast<int>(p.line), static_cast<int>(p.column)};
+  // A key or table given twice: named as a field, as every other mistake is.
+  constexpr std::string_view kTwice = "cannot redefine existing ";
+  const size_t twice = description.find(kTwice);
+  const size_t open = description.find('\'');
+  if (twice != std::string::npos && open != std::string::npos && description.back() == '\'') {
+    const std::string name = description.substr(open + 1, description.size() - open - 2);
+    if (description.find("parsing table header") != std::string::npos) {
+      return {
+          file, loc, name,
+          "the table [" + name + "] is defined twice; put all its keys under one [" + name + "]"};
+    }
+    // Inside an inline table ({ ... }) the name is relative to it: the table above is shown.
+    const size_t start = text.empty() ? 0 : p.line;
+    std::string_view row;
+    if (start > 0) {
+      size_t at = 0;
+      for (size_t n = 1; n < start && at != std::string_view::npos; ++n) {
+        at = text.find('\n', at);
+        if (at != std::string_view::npos) ++at;
+      }
+      if (at != std::string_view::npos && at < text.size()) {
+        row = text.substr(at, std::min(text.find('\n', at), text.size()) - at);
+      }
+    }
+    const std::string table = text.empty() ? "" : TableAt(text, p.line);
+    const bool inline_table = row.substr(0, p.column).find('{') != std::string_view::npos;
+    const std::string field = inline_table ? table : (table.empty() ? name : table + "." + name);
+    return {file, loc, field,
+            "'" + name + "' is set twice" + (inline_table ? " in an inline table" : "") +
+                "; set each key once"};
+  }
+  return {file, loc, "", "invalid TOML: " + description};
 }
 
 void SortByPosition(std::vector<dag::Diagnostic>& diagnostics) {
@@ -132,6 +192,7 @@ void TomlReader::Error(dag::SourceLoc loc, std::string field, std::string messag
 
 void TomlReader::UnknownKey(const toml::key& key, std::string_view path,
                             std::span<const std::string_view> accepted) {
+  if (key.str().find('\0') != std::string_view::npos) return;  // reported by RejectNul
   Error(LocOf(key), JoinPath(path, key.str()),
         "unknown key '" + std::string(key.str()) + "'" + SuggestAccepted(key.str(), accepted));
 }
@@ -161,6 +222,34 @@ const toml::table* TomlReader::Table(const toml::node& node, const std::string& 
   TypeError(node, field, "a table");
   rejected_.insert(field);
   return nullptr;
+}
+
+void TomlReader::RejectNul(const toml::node& root, const std::string& root_path) {
+  constexpr std::string_view kWhy =
+      "holds a NUL character (\\u0000), which no command, argument, path or stored text can "
+      "hold; remove it";
+  // Iterative: nesting as deep as the limits allow must not exhaust a small stack.
+  std::vector<std::pair<const toml::node*, std::string>> todo{{&root, root_path}};
+  while (!todo.empty()) {
+    auto [node, path] = std::move(todo.back());
+    todo.pop_back();
+    if (const auto* text = node->as_string()) {
+      if (text->get().find('\0') != std::string::npos) Reject(*node, path, std::string(kWhy));
+    } else if (const auto* table = node->as_table()) {
+      for (const auto& [key, value] : *table) {
+        if (key.str().find('\0') != std::string_view::npos) {
+          Error(LocOf(key), path.empty() ? "(a key)" : path + ".(a key)",
+                "a key " + std::string(kWhy));
+          continue;
+        }
+        todo.emplace_back(&value, JoinPath(path, key.str()));
+      }
+    } else if (const auto* array = node->as_array()) {
+      for (size_t i = 0; i < array->size(); ++i) {
+        todo.emplace_back(array->get(i), path + "[" + std::to_string(i) + "]");
+      }
+    }
+  }
 }
 
 std::optional<std::string> TomlReader::String(const toml::node& node, const std::string& field) {

@@ -28,8 +28,11 @@ using LocMap = dag::LocMap;
 // reads "cannot read file: <reason>" or "file too large (...)". Never blocks on a FIFO.
 Result<std::string> ReadFileText(const std::filesystem::path& file, size_t max_bytes);
 
-// "invalid TOML: <toml++'s description>" at the position toml++ gives.
-dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_error& error);
+// "invalid TOML: <toml++'s description>" at the position toml++ gives; a key or table given
+// twice is named as a field instead ("tasks.a.retries: 'retries' is set twice; ..."), with the
+// table found in `text` (the file's contents).
+dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_error& error,
+                                 std::string_view text);
 // Stable sort by (line, column): file order, file-wide problems (line 0) first.
 void SortByPosition(std::vector<dag::Diagnostic>& diagnostics);
 
@@ -63,6 +66,10 @@ class TomlReader {
   // Reports each key of `table` (at `path`) that is not in `accepted` (sorted).
   void CheckKeys(const toml::table& table, std::string_view path,
                  std::span<const std::string_view> accepted);
+
+  // Reports every string (and key) under `node`, at `path`, that holds a NUL character: no
+  // command, argument, environment value, path or text in the database can.
+  void RejectNul(const toml::node& node, const std::string& path);
 
   // Reports "expected <expected>, got <the node's type>" (e.g. expected = "an integer").
   void TypeError(const toml::node& node, const std::string& field, std::string_view expected);

@@ -145,9 +145,23 @@ void Validator::CheckPipeline() {
     Add({"pipeline.name", name_loc},
         "invalid pipeline name " + Quote(spec_.name) + "; " + std::string(kPipelineName.rule));
   }
-  if (!spec_.schedule.empty()) {
+  if (spec_.schedule.empty() && spec_.locs.count("pipeline.schedule") != 0) {
+    // Written but empty: a schedule left unfinished, not "no schedule" (that is no key).
+    Add({"pipeline.schedule", Loc("pipeline.schedule", Loc("pipeline"))},
+        "empty; give a 5-field cron expression (\"0 3 * * *\"), a preset (@hourly, @daily, "
+        "@weekly, @monthly, @yearly) or an interval (\"every 15m\"), or remove the key for a "
+        "pipeline that is only triggered");
+  } else if (!spec_.schedule.empty()) {
     if (auto schedule = ParseSchedule(spec_.schedule); !schedule.ok()) {
       Add({"pipeline.schedule", Loc("pipeline.schedule", Loc("pipeline"))}, schedule.message());
+    }
+  }
+  for (size_t i = 0; i < spec_.tags.size(); ++i) {
+    if (std::find(spec_.tags.begin(), spec_.tags.begin() + i, spec_.tags[i]) !=
+        spec_.tags.begin() + i) {
+      const std::string field = "pipeline.tags[" + std::to_string(i) + "]";
+      Add({"pipeline.tags", Loc(field, Loc("pipeline.tags", Loc("pipeline")))},
+          "tag " + Quote(spec_.tags[i]) + " is listed twice");
     }
   }
   // UTC (the default) is always known: looking a zone up loads the whole time zone database.
@@ -271,6 +285,12 @@ void Validator::CheckShell(const TaskSpec& task) {
   if (task.argv && task.argv->empty()) {
     Add(TaskKey(task, "argv"), "empty argv; expected at least the program to run");
   }
+  if (task.workdir.find("{{") != std::string::npos) {
+    // A folder chosen per run would be a path built from a value: cd to it in the command.
+    Add(TaskKey(task, "workdir"),
+        "workdir is not a template; give a fixed folder (relative to the pipeline's folder), and "
+        "cd into a folder that depends on the run inside the command (cd {{ run.dir }}/...)");
+  }
 }
 
 void Validator::CheckNumbers(const TaskSpec& task) {
@@ -297,6 +317,10 @@ void Validator::CheckNumbers(const TaskSpec& task) {
     if (code < 0 || code > 255) {
       Add(TaskKey(task, "skip_exit_codes", "[" + std::to_string(i) + "]"),
           "exit code " + std::to_string(code) + " is out of range; exit codes are 0-255");
+    } else if (std::find(task.skip_exit_codes.begin(), task.skip_exit_codes.begin() + i, code) !=
+               task.skip_exit_codes.begin() + i) {
+      Add(TaskKey(task, "skip_exit_codes", "[" + std::to_string(i) + "]"),
+          "exit code " + std::to_string(code) + " is listed twice");
     }
   }
 }

@@ -34,6 +34,50 @@ TEST_CASE("a TOML syntax error is one diagnostic at toml++'s position") {
   CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\ncommand = \"y\"\n")).size() == 1);
 }
 
+TEST_CASE("a key or a table given twice is named as a field") {
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\nretries = 1\nretries = 2\n")) ==
+        Strings{"p.toml:6:11: tasks.a.retries: 'retries' is set twice; set each key once"});
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\n[tasks.a]\ncommand = \"y\"\n")) ==
+        Strings{"p.toml:5:1: tasks.a: the table [tasks.a] is defined twice; put all its keys "
+                "under one [tasks.a]"});
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\nenv.A = \"1\"\nenv.A = \"2\"\n")) ==
+        Strings{"p.toml:6:9: tasks.a.env.A: 'env.A' is set twice; set each key once"});
+  CHECK(
+      PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\nenv = { A = \"1\", A = \"2\" }\n")) ==
+      Strings{"p.toml:5:22: tasks.a: 'A' is set twice in an inline table; set each key once"});
+  CHECK(PipelineErrors("name = 1\nname = 2\n") ==
+        Strings{"p.toml:2:8: name: 'name' is set twice; set each key once"});
+}
+
+TEST_CASE("a NUL character in any string or key is refused where it is") {
+  CHECK(PipelineErrors(WithHeader("[params]\np = \"a\\u0000b\"\n[tasks.a]\ncommand = \"echo "
+                                  "a\\u0000b\"\nenv = { X = [\"\\u0000\"] }\n")) ==
+        Strings{"p.toml:4:5: params.p: holds a NUL character (\\u0000), which no command, "
+                "argument, path or stored text can hold; remove it",
+                "p.toml:6:11: tasks.a.command: holds a NUL character (\\u0000), which no command, "
+                "argument, path or stored text can hold; remove it",
+                "p.toml:7:13: tasks.a.env.X: expected a string, got an array",
+                "p.toml:7:14: tasks.a.env.X[0]: holds a NUL character (\\u0000), which no "
+                "command, argument, path or stored text can hold; remove it"});
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\n\"b\\u0000\" = 1\n")) ==
+        Strings{"p.toml:5:1: tasks.a.(a key): a key holds a NUL character (\\u0000), which no "
+                "command, argument, path or stored text can hold; remove it"});
+}
+
+TEST_CASE("an empty schedule, a tag or a skip code listed twice, a templated workdir") {
+  CHECK(PipelineErrors("[pipeline]\nname = \"p\"\nschedule = \"\"\ntags = [\"a\", \"b\", \"a\"]\n"
+                       "[tasks.a]\ncommand = \"x\"\nskip_exit_codes = [3, 4, 3]\n"
+                       "workdir = \"{{ run.dir }}\"\n") ==
+        Strings{"p.toml:3:12: pipeline.schedule: empty; give a 5-field cron expression (\"0 3 * "
+                "* *\"), a preset (@hourly, @daily, @weekly, @monthly, @yearly) or an interval "
+                "(\"every 15m\"), or remove the key for a pipeline that is only triggered",
+                "p.toml:4:19: pipeline.tags: tag 'a' is listed twice",
+                "p.toml:7:26: tasks.a.skip_exit_codes: exit code 3 is listed twice",
+                "p.toml:8:11: tasks.a.workdir: workdir is not a template; give a fixed folder "
+                "(relative to the pipeline's folder), and cd into a folder that depends on the "
+                "run inside the command (cd {{ run.dir }}/...)"});
+}
+
 TEST_CASE("unknown keys are named with the accepted ones and the closest") {
   CHECK(
       PipelineErrors(WithHeader("[tasks.train]\ncomand = \"python3 train.py\"\n")) ==
