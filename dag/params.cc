@@ -35,6 +35,12 @@ Result<ParamList> ResolveParams(const PipelineSpec& spec,
       return Status::Error(ErrorCode::kInvalidArgument,
                            "undeclared param '" + name + "' (declared: " + declared + ")");
     }
+    if (text.find('\0') != std::string::npos) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "param '" + name +
+                               "' holds a NUL character (\\u0000), which no command, argument "
+                               "or stored text can hold");
+    }
     auto converted = ConvertLike(it->second, text);
     if (!converted) {
       return Status::Error(

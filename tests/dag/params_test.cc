@@ -38,6 +38,11 @@ TEST_CASE("undeclared and ill-typed params are rejected with what is accepted") 
         "param 'dry_run' expects a boolean, got 'yes'");
   CHECK(kiln::dag::ResolveParams(Spec(), {{"epochs", "1"}, {"epochs", "2"}}).message() ==
         "param 'epochs' is given twice");
+  auto nul = kiln::dag::ResolveParams(Spec(), {{"dataset", std::string("a\0b", 3)}});
+  CHECK(nul.status().code() == kiln::ErrorCode::kInvalidArgument);
+  CHECK(nul.message() ==
+        "param 'dataset' holds a NUL character (\\u0000), which no command, argument or stored "
+        "text can hold");
 }
 
 TEST_CASE("assignments split at the first equals sign") {
