@@ -77,8 +77,12 @@ int Validate(const std::vector<std::string>& paths, const std::string& config_pa
     const fs::path& file = result.pipeline->spec.file;
     auto [it, inserted] = names.emplace(name, file);
     if (!inserted) {
-      std::cerr << file.string() << ": pipeline.name: '" << name << "' is also the name of "
-                << it->second.string() << "; names must be unique\n";
+      const auto& locs = result.pipeline->spec.locs;
+      const auto loc = locs.find("pipeline.name");
+      std::cerr << file.string();
+      if (loc != locs.end()) std::cerr << ':' << loc->second.line << ':' << loc->second.column;
+      std::cerr << ": pipeline.name: '" << name << "' is also the name of " << it->second.string()
+                << "; names must be unique\n";
       ++errors;
     }
   }

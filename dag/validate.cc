@@ -137,7 +137,8 @@ Validator::Place Validator::TaskKey(const TaskSpec& task, std::string_view key,
 }
 
 void Validator::CheckPipeline() {
-  const SourceLoc name_loc = Loc("pipeline.name", Loc("pipeline"));
+  // Missing altogether: shown at the file's start, so that every error has a line and column.
+  const SourceLoc name_loc = Loc("pipeline.name", Loc("pipeline", SourceLoc{1, 1}));
   if (spec_.name.empty()) {
     Add({"pipeline.name", name_loc},
         "missing; add name = \"...\" to [pipeline]; " + std::string(kPipelineName.rule));
@@ -197,7 +198,8 @@ void Validator::CheckPipeline() {
         "must be at least 1, got " + std::to_string(spec_.max_active_runs));
   }
   if (spec_.tasks.empty()) {
-    Add({"tasks", Loc("tasks")}, "no tasks; define at least one [tasks.<id>] table");
+    Add({"tasks", Loc("tasks", SourceLoc{1, 1})},
+        "no tasks; define at least one [tasks.<id>] table");
   }
 }
 
@@ -502,7 +504,10 @@ std::set<std::string> Validator::CheckItemRefs(const Place& place, std::string_v
     if (!refs.emplace(ref).second) continue;
     const std::string shown = "{{ " + std::string(ref) + " }}";
     if (task_ == nullptr || !task_->for_each) {
-      Add(place, shown + " names the item of a task with for_each; this task has none");
+      // A for_each that was written but refused (reported at its key) is not "none".
+      if (task_ == nullptr || !spec_.locs.contains("tasks." + task_->id + ".for_each")) {
+        Add(place, shown + " names the item of a task with for_each; this task has none");
+      }
       continue;
     }
     const ForEach& each = *task_->for_each;
@@ -534,7 +539,8 @@ std::set<std::string> Validator::CheckItemRefs(const Place& place, std::string_v
 // for_each and max_parallel: a process task's; the file is a template without item names.
 void Validator::CheckForEach(const TaskSpec& task) {
   if (!task.for_each) {
-    if (spec_.locs.contains("tasks." + task.id + ".max_parallel")) {
+    if (spec_.locs.contains("tasks." + task.id + ".max_parallel") &&
+        !spec_.locs.contains("tasks." + task.id + ".for_each")) {
       Add(TaskKey(task, "max_parallel"),
           "max_parallel limits the instances of a task with for_each; this task has none");
     }

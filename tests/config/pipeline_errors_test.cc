@@ -49,6 +49,13 @@ TEST_CASE("a key or a table given twice is named as a field") {
         Strings{"p.toml:2:8: name: 'name' is set twice; set each key once"});
 }
 
+TEST_CASE("a for_each that is refused is one error, not also its uses") {
+  CHECK(PipelineErrors(WithHeader("[tasks.a]\nfor_each = 5\ncommand = \"echo {{ item }}\"\n"
+                                  "max_parallel = 2\n")) ==
+        Strings{"p.toml:4:12: tasks.a.for_each: expected a JSON array file's path or an array of "
+                "items, got an integer"});
+}
+
 TEST_CASE("a NUL character in any string or key is refused where it is") {
   CHECK(PipelineErrors(WithHeader("[params]\np = \"a\\u0000b\"\n[tasks.a]\ncommand = \"echo "
                                   "a\\u0000b\"\nenv = { X = [\"\\u0000\"] }\n")) ==
@@ -93,7 +100,7 @@ TEST_CASE("unknown keys are named with the accepted ones and the closest") {
                 "max_active_runs, name, overlap, paused, schedule, sla, tags, timezone, "
                 "trigger_on_success)"});
   CHECK(PipelineErrors(WithHeader("[task.a]\ncommand = \"x\"\n")) ==
-        Strings{"p.toml: tasks: no tasks; define at least one [tasks.<id>] table",
+        Strings{"p.toml:1:1: tasks: no tasks; define at least one [tasks.<id>] table",
                 "p.toml:3:2: task: unknown key 'task'; did you mean 'tasks'? (accepted: defaults, "
                 "notify, params, pipeline, tasks)"});
 }

@@ -75,8 +75,8 @@ TEST_CASE("name length limits") {
   spec.name = std::string(65, 'p');
   CHECK(Messages(spec).size() == 2);
   spec.name.clear();
-  CHECK(Messages(spec).front() ==
-        "p.toml: pipeline.name: missing; add name = \"...\" to [pipeline]; use 1-64 characters "
+  CHECK(Messages(spec).back() ==
+        "p.toml:1:1: pipeline.name: missing; add name = \"...\" to [pipeline]; use 1-64 characters "
         "from a-z, 0-9, '_', '.', '-', starting with a letter or digit "
         "(^[a-z0-9][a-z0-9_.-]{0,63}$)");
 }
@@ -257,5 +257,5 @@ TEST_CASE("duplicate task ids and params, and a pipeline without tasks") {
   CHECK(Messages(spec) == Strings{"p.toml:3:1: params.x: param 'x' is declared twice",
                                   "p.toml:5:8: tasks.t: task 't' is defined twice"});
   CHECK(Messages(Spec({})) ==
-        Strings{"p.toml: tasks: no tasks; define at least one [tasks.<id>] table"});
+        Strings{"p.toml:1:1: tasks: no tasks; define at least one [tasks.<id>] table"});
 }
