@@ -72,21 +72,26 @@ std::vector<dag::NotifySpec> ReadNotify(TomlReader& reader, const toml::node& no
       spec.webhook_loc = LocOf(*webhook);
       if (auto url = reader.String(*webhook, field + ".webhook")) {
         spec.webhook = *url;
-        std::string problem;
+        // Every unknown name, each once, as for a task's templates.
+        std::vector<std::string> unknown;
         for (std::string_view ref : dag::TemplateRefs(*url)) {
-          if (!WebhookName(ref) && problem.empty()) {
-            problem = "unknown template name '" + std::string(ref) +
-                      "' (a webhook may use secrets.NAME, pipeline.name and run.id)";
+          if (!WebhookName(ref) &&
+              std::find(unknown.begin(), unknown.end(), ref) == unknown.end()) {
+            unknown.emplace_back(ref);
           }
         }
-        if (problem.empty() && !url->starts_with("{{") && !url->starts_with("http://") &&
-            !url->starts_with("https://")) {
-          problem = "'" + *url + "' is not an http:// or https:// URL";
+        for (const std::string& ref : unknown) {
+          reader.Error(spec.webhook_loc, field + ".webhook",
+                       "unknown template name '" + ref +
+                           "' (a webhook may use secrets.NAME, pipeline.name and run.id)");
         }
-        if (!problem.empty()) {
-          reader.Error(spec.webhook_loc, field + ".webhook", problem);
+        if (unknown.empty() && !url->starts_with("{{") && !url->starts_with("http://") &&
+            !url->starts_with("https://")) {
+          reader.Error(spec.webhook_loc, field + ".webhook",
+                       "'" + *url + "' is not an http:// or https:// URL");
           ok = false;
         }
+        ok = ok && unknown.empty();
       } else {
         ok = false;
       }

@@ -52,7 +52,7 @@ on = ["failed", "paged", "failed"]
 webhook = "ftp://x"
 format = "xml"
 [[notify]]
-webhook = "https://x/{{ params.region }}"
+webhook = "https://x/{{ params.region }}/{{ task.id }}/{{ params.region }}"
 [[notify]]
 on = ["retry"]
 webhook = "https://x/{{ secrets.other }}"
@@ -66,6 +66,8 @@ webhook = "https://x/{{ secrets.other }}"
                 "p.toml:10:1: notify[1]: missing on; a [[notify]] needs on = [\"failed\", ...] "
                 "and webhook = \"https://...\"",
                 "p.toml:11:11: notify[1].webhook: unknown template name 'params.region' (a "
+                "webhook may use secrets.NAME, pipeline.name and run.id)",
+                "p.toml:11:11: notify[1].webhook: unknown template name 'task.id' (a "
                 "webhook may use secrets.NAME, pipeline.name and run.id)",
                 "p.toml:14:11: notify[2].webhook: unknown secret 'other' (declared in kiln.toml "
                 "[secrets]: slack_path)"});
