@@ -303,6 +303,8 @@ std::optional<bool> TomlReader::Bool(const toml::node& node, const std::string& 
 std::optional<Duration> TomlReader::DurationValue(const toml::node& node,
                                                   const std::string& field) {
   const auto* s = node.as_string();
+  // A bare 0 needs no unit: the format's "(0 = none)" reads as either.
+  if (const auto* i = node.as_integer(); i != nullptr && i->get() == 0) return Duration(0);
   if (s == nullptr) {
     TypeError(node, field, "a duration string such as \"90s\" or \"1h30m\"");
     rejected_.insert(field);

@@ -118,6 +118,11 @@ TEST_CASE("wrong types say what was expected and what was found") {
   CHECK(PipelineErrors(WithHeader("[tasks.a]\ncommand = \"x\"\ntimeout = 60\n")) ==
         Strings{"p.toml:5:11: tasks.a.timeout: expected a duration string such as \"90s\" or "
                 "\"1h30m\", got an integer"});
+  // A bare 0 is "none" without a unit, as "0" is.
+  auto zero = kiln::config::ParsePipeline(WithHeader("[tasks.a]\ncommand = \"x\"\ntimeout = 0\n"),
+                                          "p.toml");
+  REQUIRE(zero.pipeline);
+  CHECK(zero.pipeline->spec.tasks.at(0).timeout == kiln::Duration(0));
   CHECK(PipelineErrors(WithHeader("[params]\nwhen = 2024-01-01\n[tasks.a]\ncommand = \"x\"\n")) ==
         Strings{"p.toml:4:8: params.when: expected a string, integer, float or boolean, got a "
                 "date"});
