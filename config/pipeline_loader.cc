@@ -151,6 +151,16 @@ fs::path Absolute(const fs::path& file) {
   return ec ? file : absolute.lexically_normal();
 }
 
+// Whether `field` or a table holding it ("pipeline" for "pipeline.name") was reported and
+// dropped by the reader: a later problem of it follows from that one.
+bool RejectedWithin(const std::set<std::string, std::less<>>& rejected, std::string_view field) {
+  for (size_t end = field.size(); end != std::string_view::npos && end > 0;
+       end = field.rfind('.', end - 1)) {
+    if (rejected.contains(field.substr(0, end))) return true;
+  }
+  return false;
+}
+
 LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCatalog& kinds,
                  const dag::SecretNames* secrets) {
   const std::string shown = file.string();
@@ -176,8 +186,8 @@ LoadResult Parse(std::string_view text, const fs::path& file, const dag::KindCat
   }
   result.diagnostics = std::move(reader.diagnostics());
   for (dag::Diagnostic& d : dag::Validate(spec, kinds, secrets)) {
-    if (reader.rejected().contains(d.field)) continue;      // already reported by the reader
-    if (d.field.find('\0') != std::string::npos) continue;  // a key with a NUL: reported
+    if (RejectedWithin(reader.rejected(), d.field)) continue;  // the reader reported it
+    if (d.field.find('\0') != std::string::npos) continue;     // a key with a NUL: reported
     d.file = shown;
     result.diagnostics.push_back(std::move(d));
   }

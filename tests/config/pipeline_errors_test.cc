@@ -139,6 +139,9 @@ TEST_CASE("a value that is wrong is reported once, not again as missing") {
             WithHeader("[params]\nx = [1]\n[tasks.a]\ncommand = \"echo {{ params.x }}\"\n")) ==
         Strings{"p.toml:4:5: params.x: expected a string, integer, float or boolean, got an "
                 "array"});
+  // A table that is not one: what it should have held is not missing too.
+  CHECK(PipelineErrors("pipeline = \"x\"\n[tasks.a]\ncommand = \"x\"\n") ==
+        Strings{"p.toml:1:12: pipeline: expected a table, got a string"});
 }
 
 TEST_CASE("integers out of the range of an int") {
