@@ -8,6 +8,22 @@
 int main(int argc, char** argv) {
   CLI::App app{"kiln: a workflow orchestrator for machine-learning pipelines"};
   app.require_subcommand(1);
+  // CLI11's PositiveNumber says "not in range 0.000000 to 1.797...e308" for 0.
+  const CLI::Validator kAtLeastOne(
+      [](std::string& text) -> std::string {
+        long long n = 0;
+        size_t used = 0;
+        try {
+          n = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size() || n < 1 || n > 2147483647) {
+          return "must be a whole number from 1 to 2147483647, not '" + text + "'";
+        }
+        return "";
+      },
+      "N >= 1");
   app.set_version_flag("--version", "kiln 0.1.0");
 
   std::vector<std::string> validate_paths;
@@ -34,8 +50,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--approve", run.approve,
                       "Approve this approval task when it waits (repeatable); the others are "
                       "rejected");
-  run_cmd->add_option("-j,--parallel", run.parallel, "Tasks running at once")
-      ->check(CLI::PositiveNumber);
+  run_cmd->add_option("-j,--parallel", run.parallel, "Tasks running at once")->check(kAtLeastOne);
 
   kiln::cli::ServeOptions serve;
   auto* serve_cmd = app.add_subcommand("serve", "Run the daemon");
@@ -57,7 +72,7 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->required();
   worker_cmd->add_option("--slots", worker.slots, "Attempts at once (default 4)")
-      ->check(CLI::PositiveNumber);
+      ->check(kAtLeastOne);
   worker_cmd->add_option("--name", worker.name, "Its name (default HOST:DATA_DIR)");
   worker_cmd->add_option("--data-dir", worker.data_dir,
                          "Its folder: supervisor, logs (default .kiln-worker)");
@@ -90,12 +105,15 @@ int main(int argc, char** argv) {
 
   // Client commands: they talk to a running daemon over its API.
   kiln::cli::ClientOptions client;
-  auto add_client = [&client](CLI::App* cmd) {
+  // `output`: whether the command has a JSON form (a log has none: it prints the log as it is).
+  auto add_client = [&client](CLI::App* cmd, bool output = true) {
     cmd->add_option("--server", client.server,
                     "Daemon URL (default $KILN_SERVER or http://127.0.0.1:8080)");
     cmd->add_option("--token", client.token, "API token (default $KILN_TOKEN)");
-    cmd->add_option("--output", client.output, "text or json")
-        ->check(CLI::IsMember({"text", "json"}));
+    if (output) {
+      cmd->add_option("--output", client.output, "text or json")
+          ->check(CLI::IsMember({"text", "json"}));
+    }
     return cmd;
   };
   kiln::cli::TriggerOptions trigger;
@@ -120,11 +138,11 @@ int main(int argc, char** argv) {
   show_cmd->add_option("run", run_id, "Run id")->required();
 
   kiln::cli::LogsOptions logs;
-  auto* logs_cmd = add_client(app.add_subcommand("logs", "Print a task's log"));
+  auto* logs_cmd = add_client(app.add_subcommand("logs", "Print a task's log"), /*output=*/false);
   logs_cmd->add_option("run", logs.run, "Run id")->required();
   logs_cmd->add_option("task", logs.task, "Task id")->required();
   logs_cmd->add_option("--attempt", logs.attempt, "Attempt number (default: the latest)")
-      ->check(CLI::PositiveNumber);
+      ->check(kAtLeastOne);
   logs_cmd->add_flag("-f,--follow", logs.follow,
                      "Keep printing as the log grows: waits for the task to start, and follows "
                      "its retries until it ends (with --attempt: until that attempt ends)");
@@ -192,7 +210,7 @@ int main(int argc, char** argv) {
   promote_cmd->add_option("name", models.name, "Model name")->required();
   promote_cmd->add_option("version", models.version, "Version number")
       ->required()
-      ->check(CLI::PositiveNumber);
+      ->check(kAtLeastOne);
   auto* rollback_cmd = add_client(models_cmd->add_subcommand(
       "rollback", "Make the champion before the current one the champion again"));
   rollback_cmd->add_option("name", models.name, "Model name")->required();
@@ -238,7 +256,36 @@ int main(int argc, char** argv) {
   task_cmd->add_option("kind", task_kind)->required();
   task_cmd->add_option("--options", task_options)->required();
 
-  CLI11_PARSE(app, argc, argv);
+  // An unknown command word is named, with the commands there are (CLI11 says only "A
+  // subcommand is required").
+  {
+    CLI::App* level = &app;
+    for (int i = 1; i < argc && argv[i][0] != '-'; ++i) {
+      auto subs = level->get_subcommands([](CLI::App*) { return true; });
+      // A word may also be a positional argument where no command is required (kiln models NAME).
+      if (subs.empty() || level->get_require_subcommand_min() == 0) break;
+      CLI::App* next = nullptr;
+      std::string known;
+      for (CLI::App* sub : subs) {
+        if (sub->check_name(argv[i])) next = sub;
+        known += (known.empty() ? "" : ", ") + sub->get_name();
+      }
+      if (next == nullptr) {
+        std::cerr << "kiln: unknown command '" << argv[i] << "'"
+                  << (level == &app ? "" : " of '" + level->get_name() + "'")
+                  << " (commands: " << known << ")\n";
+        return 2;
+      }
+      level = next;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version print and exit 0; every usage error is exit 2, one line on stderr.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
 
   if (*validate) {
     kiln::cli::UseHugePagesForHeap();

@@ -104,7 +104,12 @@ Result<Instant> ParseRfc3339(std::string_view text) {
   }
   int64_t secs = ((DaysFromCivil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second -
                  int64_t{offset_minutes} * 60;
-  return Instant(std::chrono::milliseconds(secs * 1000 + ms));
+  const Instant t(std::chrono::milliseconds(secs * 1000 + ms));
+  // What RFC 3339 (four-digit years) and PostgreSQL (no year 0) can both hold, once in UTC.
+  if (t < kEarliestInstant || t > kLatestInstant) {
+    return error("outside the years 0001 to 9999 in UTC");
+  }
+  return t;
 }
 
 Result<Duration> ParseDuration(std::string_view text) {

@@ -27,6 +27,9 @@ std::string FormatRfc3339Millis(Instant t);
 // between date and time; Z, z or a +HH:MM/-HH:MM offset). Fractions finer than a millisecond are
 // truncated; leap seconds (:60) are refused. kInvalidArgument saying what is accepted.
 Result<Instant> ParseRfc3339(std::string_view text);
+// The instants ParseRfc3339 accepts: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
+inline constexpr Instant kEarliestInstant{std::chrono::milliseconds(-62135596800000)};
+inline constexpr Instant kLatestInstant{std::chrono::milliseconds(253402300799999)};
 Instant NowUtc();
 
 }  // namespace kiln

@@ -47,6 +47,11 @@ Result<scheduler::BackfillRecord> DaemonService::CreateBackfill(
     }
     store::NewRun run = MakeNewRun(p, *params, "backfill", *f);
     run.data_interval_start = previous.value_or(*f);
+    if (run.data_interval_start < kEarliestInstant) {
+      return Invalid("the fire at " + FormatRfc3339(*f) +
+                     " would have a data interval starting before the year 0001; start the "
+                     "backfill later");
+    }
     run.created_by = request.actor;
     run.lease_owner = options_.owner;
     runs.push_back(std::move(run));

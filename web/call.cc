@@ -91,6 +91,9 @@ bool AcceptQuery(Call& call, std::initializer_list<std::string_view> allowed) {
                                                    : "unknown; accepted: " + Joined(allowed));
     } else if (params.count(name) > 1) {
       error = QueryError(name, "given more than once");
+    } else if (!IsSafeUtf8(it->second)) {
+      // Nothing downstream (the database above all) holds such text.
+      error = QueryError(name, "must be UTF-8 text without NUL characters");
     }
     if (!error.ok()) {
       SendStatus(call.res, error);

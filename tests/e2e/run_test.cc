@@ -314,3 +314,20 @@ TEST_CASE("validate reports two files claiming the same pipeline name") {
   CHECK(r.err.find("pipeline.name: 'same' is also the name of") != std::string::npos);
   CHECK(r.err.find("1 error in 2 files") != std::string::npos);
 }
+
+TEST_CASE("usage errors name what is wrong and exit 2") {
+  auto unknown = Kiln({"bogus"});
+  CHECK(unknown.code == 2);
+  CHECK(unknown.err.starts_with("kiln: unknown command 'bogus' (commands: validate, graph, run, "));
+  auto nested = Kiln({"schedule", "nxt"});
+  CHECK(nested.code == 2);
+  CHECK(nested.err == "kiln: unknown command 'nxt' of 'schedule' (commands: next)\n");
+  auto zero = Kiln({"run", "p.toml", "-j", "0"});
+  CHECK(zero.code == 2);
+  CHECK(zero.err.starts_with("--parallel: must be a whole number from 1 to 2147483647, not '0'\n"));
+  // A log has no JSON form: the option is not offered.
+  auto json = Kiln({"logs", "1", "a", "--output", "json"});
+  CHECK(json.code == 2);
+  CHECK(json.err.starts_with("The following arguments were not expected: json --output\n"));
+  CHECK(Kiln({"--version"}).code == 0);
+}
