@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "cli/commands.h"
 #include "cli/config_util.h"
@@ -24,13 +25,21 @@ namespace {
 std::vector<config::LoadResult> LoadAll(const std::vector<std::string>& paths,
                                         const dag::SecretNames& secrets) {
   std::vector<config::LoadResult> results;
+  // A file reached twice (a folder and a file in it, "x.toml ./x.toml") is one file: checked
+  // once, and never "the same name as" itself.
+  std::set<fs::path> seen;
+  auto add = [&](config::LoadResult r) {
+    std::error_code ec;
+    fs::path key = fs::weakly_canonical(r.file, ec);
+    if (ec) key = fs::absolute(r.file, ec).lexically_normal();
+    if (seen.insert(key).second) results.push_back(std::move(r));
+  };
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      for (auto& r : config::LoadPipelineDir(p, plugins::Builtins(), &secrets))
-        results.push_back(std::move(r));
+      for (auto& r : config::LoadPipelineDir(p, plugins::Builtins(), &secrets)) add(std::move(r));
     } else {
-      results.push_back(config::LoadPipelineFile(p, plugins::Builtins(), &secrets));
+      add(config::LoadPipelineFile(p, plugins::Builtins(), &secrets));
     }
   }
   return results;

@@ -311,8 +311,13 @@ TEST_CASE("validate reports two files claiming the same pipeline name") {
   WriteFile(dir / "b/p.toml", "[pipeline]\nname = \"same\"\n[tasks.b]\ncommand = \"true\"\n");
   auto r = Kiln({"validate", "."}, dir.path());
   CHECK(r.code == 1);
-  CHECK(r.err.find("pipeline.name: 'same' is also the name of") != std::string::npos);
+  CHECK(r.err.find("/p.toml:2:8: pipeline.name: 'same' is also the name of") !=
+        std::string::npos);
   CHECK(r.err.find("1 error in 2 files") != std::string::npos);
+  // One file reached twice, through its folder and by name: one file, no clash with itself.
+  auto twice = Kiln({"validate", "a", "a/p.toml", "./a/p.toml"}, dir.path());
+  CHECK(twice.code == 0);
+  CHECK(twice.out == "ok: 1 pipeline\n");
 }
 
 TEST_CASE("usage errors name what is wrong and exit 2") {
