@@ -62,41 +62,53 @@ int WaitForRun(ApiClient& client, const ClientOptions& options, const json& crea
   const std::string id = Text(At(created, "id"));
   Progress progress(stderr, isatty(STDERR_FILENO) != 0, At(created, "tasks").size());
   bool ended = false;
-  Status s = client.Events(
-      "/api/v1/events?after=" + std::to_string(after) + "&run=" + id, [&](const json& e) {
-        if (At(e, "kind") == "task_state" && At(e, "to").is_string()) {
-          auto state = dag::ParseTaskState(At(e, "to").get<std::string>());
-          if (state) {
-            dag::TaskSpec task;
-            task.id = Text(At(e, "task"));
-            std::string reason;
-            if (At(e, "detail").is_object() && At(e, "detail").contains("reason")) {
-              reason = Text(At(e, "detail")["reason"]);
-            }
-            progress.OnTaskState(RunId{}, task, task.id, *state,
-                                 At(e, "attempt").is_number() ? At(e, "attempt").get<int>() : 0,
-                                 reason);
-          }
+  // A daemon restarted meanwhile (its runs go on under their supervisor) is found again, and the
+  // events are read on from the last one seen.
+  Reconnect reconnect("run " + id + " goes on without this command");
+  int64_t last = after;
+  auto on_event = [&](const json& e) {
+    reconnect.Reset();
+    if (At(e, "id").is_number_integer()) last = At(e, "id").get<int64_t>();
+    if (At(e, "kind") == "task_state" && At(e, "to").is_string()) {
+      auto state = dag::ParseTaskState(At(e, "to").get<std::string>());
+      if (state) {
+        dag::TaskSpec task;
+        task.id = Text(At(e, "task"));
+        std::string reason;
+        if (At(e, "detail").is_object() && At(e, "detail").contains("reason")) {
+          reason = Text(At(e, "detail")["reason"]);
         }
-        if (At(e, "kind") == "run_state" && At(e, "to").is_string()) {
-          auto state = dag::ParseRunState(At(e, "to").get<std::string>());
-          if (state && dag::IsTerminal(*state)) {
-            // An end replayed from history may be followed by a retry: it counts only if the
-            // run is still ended now.
-            // (A second client: this one is busy with the stream.)
-            auto checker = ApiClient::Make(options);
-            auto now = checker.ok() ? (*checker)->Get("/api/v1/runs/" + id)
-                                    : Result<json>(checker.status());
-            if (now.ok() && At(*now, "state") != At(e, "to")) return true;
-            progress.OnRunFinished(RunId{}, *state);
-            ended = true;
-            return false;
-          }
-        }
-        return true;
-      });
-  if (!s.ok()) return Fail(s);
-  if (!ended) return Fail(Status::Error("the event stream ended before run " + id + " did"));
+        progress.OnTaskState(RunId{}, task, task.id, *state,
+                             At(e, "attempt").is_number() ? At(e, "attempt").get<int>() : 0,
+                             reason);
+      }
+    }
+    if (At(e, "kind") == "run_state" && At(e, "to").is_string()) {
+      auto state = dag::ParseRunState(At(e, "to").get<std::string>());
+      if (state && dag::IsTerminal(*state)) {
+        // An end replayed from history may be followed by a retry: it counts only if the
+        // run is still ended now.
+        // (A second client: this one is busy with the stream.)
+        auto checker = ApiClient::Make(options);
+        auto now =
+            checker.ok() ? (*checker)->Get("/api/v1/runs/" + id) : Result<json>(checker.status());
+        if (now.ok() && At(*now, "state") != At(e, "to")) return true;
+        progress.OnRunFinished(RunId{}, *state);
+        ended = true;
+        return false;
+      }
+    }
+    return true;
+  };
+  for (;;) {
+    Status s =
+        client.Events("/api/v1/events?after=" + std::to_string(last) + "&run=" + id, on_event);
+    if (ended) break;
+    if (!reconnect.Again(s)) {
+      if (!s.ok()) return Fail(s);
+      return Fail(Status::Error("the event stream ended before run " + id + " did"));
+    }
+  }
   auto run = client.Get("/api/v1/runs/" + id);
   if (!run.ok()) return Fail(run.status());
   options.output == "json" ? PrintJson(*run) : PrintRun(*run);
@@ -117,14 +129,31 @@ int ClientTrigger(const ClientOptions& options, const TriggerOptions& trigger) {
   }
   if (!trigger.key.empty()) body["idempotency_key"] = trigger.key;
   if (!trigger.note.empty()) body["note"] = trigger.note;
-  auto run = client->Post("/api/v1/pipelines/" + UrlEncode(trigger.pipeline) + "/runs", body);
+  int status = 0;
+  auto run =
+      client->Post("/api/v1/pipelines/" + UrlEncode(trigger.pipeline) + "/runs", body, &status);
   if (!run.ok()) return Fail(run.status());
-  if (trigger.wait) return WaitForRun(*client, options, *run, 0);
+  // What the run waits for, or that it is not new: said on stderr, as kiln run says its id.
+  std::string why;
+  if (status == 200) {
+    why = " (an existing run: the key '" + trigger.key + "' started it at " +
+          Text(At(*run, "created_at")) + ")";
+  } else if (At(*run, "state") == "queued") {
+    auto pipeline = client->Get("/api/v1/pipelines/" + UrlEncode(trigger.pipeline));
+    if (pipeline.ok() && At(*pipeline, "paused") == true) {
+      why = " (the pipeline is paused: the run waits until kiln unpause " + trigger.pipeline + ")";
+    }
+  }
+  if (trigger.wait) {
+    std::fprintf(stderr, "kiln: run %s of %s%s\n", Text(At(*run, "id")).c_str(),
+                 Text(At(*run, "pipeline")).c_str(), why.c_str());
+    return WaitForRun(*client, options, *run, 0);
+  }
   if (options.output == "json") {
     PrintJson(*run);
   } else {
-    std::printf("run %s of %s: %s\n", Text(At(*run, "id")).c_str(),
-                Text(At(*run, "pipeline")).c_str(), Text(At(*run, "state")).c_str());
+    std::printf("run %s of %s: %s%s\n", Text(At(*run, "id")).c_str(),
+                Text(At(*run, "pipeline")).c_str(), Text(At(*run, "state")).c_str(), why.c_str());
   }
   return 0;
 }

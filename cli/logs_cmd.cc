@@ -64,22 +64,24 @@ Result<AttemptNow> AttemptState(ApiClient& client, const LogsOptions& logs, int 
                        std::to_string(n));
 }
 
-// Prints attempt `n`'s log from the start until the attempt ends.
+// Prints attempt `n`'s log from the start until the attempt ends. A daemon restarted meanwhile
+// is found again and the log read on from the bytes printed.
 Status FollowAttempt(ApiClient& client, const LogsOptions& logs, int n) {
   size_t printed = 0;
+  Reconnect reconnect("the task goes on without this command");
   for (;;) {
     Status s = client.Stream(LogPath(logs, n) + "?follow=true&offset=" + std::to_string(printed),
-                             [&printed](std::string_view data) {
+                             [&](std::string_view data) {
                                std::fwrite(data.data(), 1, data.size(), stdout);
                                std::fflush(stdout);
                                printed += data.size();
+                               reconnect.Reset();
                                return true;
                              });
-    if (!s.ok()) return s;
-    // The stream ends when the attempt does, or after minutes without output.
-    auto state = AttemptState(client, logs, n);
-    if (!state.ok()) return state.status();
-    if (state->state != "running") return Status::Ok();
+    // The stream ends when the attempt does, or after minutes without output, or with its daemon.
+    auto state = s.ok() ? AttemptState(client, logs, n) : Result<AttemptNow>(s);
+    if (state.ok() && state->state != "running") return Status::Ok();
+    if (!state.ok() && !reconnect.Again(state.status())) return state.status();
   }
 }
 
@@ -98,9 +100,14 @@ Status WaitForTask(ApiClient& client, const LogsOptions& logs, int64_t after) {
 
 int FollowTask(ApiClient& client, const LogsOptions& logs) {
   int followed = 0;  // the last attempt followed to its end
+  Reconnect reconnect("the task goes on without this command");
   for (;;) {
     auto now = ReadTask(client, logs);
-    if (!now.ok()) return Fail(now.status());
+    if (!now.ok()) {
+      if (reconnect.Again(now.status())) continue;
+      return Fail(now.status());
+    }
+    reconnect.Reset();
     if (now->attempt > followed) {
       if (followed > 0) {
         std::fprintf(stderr, "kiln: following attempt %d of %s\n", now->attempt, logs.task.c_str());
@@ -123,8 +130,11 @@ int FollowTask(ApiClient& client, const LogsOptions& logs) {
       return Fail(Status::Error("task '" + logs.task + "' of run " + logs.run + " ended " +
                                 now->state + " without an attempt: it has no log"));
     }
-    // Not started yet (or its next attempt not yet): the events say when.
-    if (Status s = WaitForTask(client, logs, now->event_id); !s.ok()) return Fail(s);
+    // Not started yet (or its next attempt not yet): the events say when. A lost stream is
+    // taken up again by the read above.
+    if (Status s = WaitForTask(client, logs, now->event_id); !s.ok() && !reconnect.Again(s)) {
+      return Fail(s);
+    }
   }
 }
 

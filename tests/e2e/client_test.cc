@@ -13,6 +13,16 @@ using namespace kiln::e2e;
 
 namespace {
 
+// Whether a process whose command line holds `args` (NUL-separated) has a connection open to
+// `port` on loopback.
+bool ConnectedTo(const std::string& args, int port) {
+  auto pids = ProcessesMentioning(args);
+  if (pids.empty()) return false;
+  Output ss =
+      Exec({"/usr/bin/ss", "-tnpH", "state", "established", "dport = :" + std::to_string(port)});
+  return ss.out.find("pid=" + std::to_string(pids.front()) + ",") != std::string::npos;
+}
+
 std::map<std::string, std::string> ClientEnv(const Daemon& daemon, const std::string& token) {
   return {{"KILN_SERVER", "http://127.0.0.1:" + std::to_string(daemon.port())},
           {"KILN_TOKEN", token}};
@@ -170,4 +180,77 @@ command = "echo never"
   CHECK(first.code == 0);
   CHECK(first.out == "try 1\n");
   CHECK(first.err.empty());
+}
+
+TEST_CASE("kiln trigger --wait and kiln logs -f carry on across a restart of the daemon") {
+  TempDir dir;
+  const std::string go = (dir / "go").string();
+  WriteFile(dir / "pipelines/slow.toml", R"([pipeline]
+name = "slow"
+[tasks.work]
+command = "echo before; while [ ! -e )" + go +
+                                             R"( ]; do sleep 0.05; done; echo after"
+)");
+  DaemonOptions o(dir / "pipelines");
+  o.on_stop = "leave";  // the task goes on under its supervisor while no daemon runs
+  auto first = std::make_unique<Daemon>(dir, o);
+  const int port = first->port();
+  auto env = ClientEnv(*first, kOperatorToken);
+  auto waiting = std::async(std::launch::async, [&] {
+    return Kiln({"trigger", "slow", "--wait"}, {}, env);
+  });
+  WaitFor([&] { return Sql("select count(*) from runs where pipeline = 'slow'") == "1"; },
+          "the run");
+  const std::string id = Sql("select id from runs where pipeline = 'slow'");
+  auto following = std::async(std::launch::async, [&] {
+    return Kiln({"logs", id, "work", "-f"}, {}, env);
+  });
+  WaitFor([&] { return States(std::stoll(id)) == "work:running"; }, "the task to run");
+  // Both are in the middle of a request when the daemon goes.
+  const std::string nul(1, '\0');
+  WaitFor([&] { return ConnectedTo("trigger" + nul + "slow" + nul + "--wait", port); },
+          "kiln trigger --wait to follow the run");
+  WaitFor([&] { return ConnectedTo("logs" + nul + id + nul + "work" + nul + "-f", port); },
+          "kiln logs -f to follow the log");
+  CHECK(first->Stop() == 0);
+  first.reset();
+  // The same address again: both commands find the daemon there and read on.
+  o.listen = "127.0.0.1:" + std::to_string(port);
+  Daemon second(dir, o);
+  WriteFile(dir / "go", "");
+  Output waited = waiting.get();
+  INFO(waited.err);
+  CHECK(waited.code == 0);
+  CHECK(waited.out.starts_with("run " + id + " of slow: success\n"));
+  CHECK(waited.err.starts_with("kiln: run " + id + " of slow\n"));
+  CHECK(waited.err.find("; trying again (run " + id + " goes on without this command)\n") !=
+        std::string::npos);
+  Output followed = following.get();
+  INFO(followed.err);
+  CHECK(followed.code == 0);
+  CHECK(followed.out == "before\nafter\n");
+  CHECK(followed.err.find("; trying again (the task goes on without this command)\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("kiln trigger says when its run waits for a paused pipeline or is not new") {
+  TempDir dir;
+  WriteFile(dir / "pipelines/p.toml", "[pipeline]\nname = \"p\"\n[tasks.a]\ncommand = \"true\"\n");
+  Daemon daemon(dir, dir / "pipelines");
+  auto env = ClientEnv(daemon, kOperatorToken);
+  REQUIRE(Kiln({"pause", "p"}, {}, env).code == 0);
+  auto queued = Kiln({"trigger", "p"}, {}, env);
+  CHECK(queued.code == 0);
+  const std::string id = queued.out.substr(4, queued.out.find(' ', 4) - 4);
+  CHECK(queued.out == "run " + id +
+                          " of p: queued (the pipeline is paused: the run waits until kiln "
+                          "unpause p)\n");
+  REQUIRE(Kiln({"unpause", "p"}, {}, env).code == 0);
+  auto keyed = Kiln({"trigger", "p", "--key", "k1", "--wait"}, {}, env);
+  CHECK(keyed.code == 0);
+  const std::string keyed_id = keyed.out.substr(4, keyed.out.find(' ', 4) - 4);
+  auto again = Kiln({"trigger", "p", "--key", "k1"}, {}, env);
+  CHECK(again.out.starts_with("run " + keyed_id +
+                              " of p: success (an existing run: the key 'k1' "
+                              "started it at "));
 }
