@@ -83,6 +83,11 @@ Result<std::vector<scheduler::ApprovalRecord>> DaemonService::ListApprovals() {
 Result<int64_t> DaemonService::InvalidateCache(const std::string& pipeline,
                                                const std::optional<std::string>& task,
                                                const std::string& actor) {
+  // A task the pipeline does not have is a typo, said as one (a removed task's results are
+  // never looked up again: nothing to forget).
+  if (task) {
+    if (Status s = CheckTaskOf(pipeline, *task); !s.ok()) return s;
+  }
   return store_.InvalidateCache(pipeline, task, actor);
 }
 

@@ -265,6 +265,18 @@ int Daemon::Run() {
     std::cerr << "kiln: " << server_tokens.message() << '\n';
     return 1;
   }
+  if (!cfg_.pipelines_dir.empty()) {
+    // A folder that is not there is a mistyped path far more often than one still to come.
+    std::error_code ec;
+    if (!std::filesystem::is_directory(cfg_.pipelines_dir, ec)) {
+      std::cerr << "kiln: the pipelines folder " << cfg_.pipelines_dir.string()
+                << (std::filesystem::exists(cfg_.pipelines_dir, ec) ? " is not a folder"
+                                                                    : " does not exist")
+                << "; create it (an empty folder serves no pipelines yet) or name another with "
+                   "--pipelines or pipelines = \"...\" in kiln.toml\n";
+      return 1;
+    }
+  }
   auto pipelines = LoadPipelineEntries(cfg_.pipelines_dir, SecretNamesOf(cfg_));
   const size_t total = pipelines.size();
   size_t broken = 0;

@@ -34,9 +34,12 @@ Result<scheduler::MetricsPage> DaemonService::PipelineMetrics(
     std::optional<RunId> before, int limit) {
   auto page = store_.PipelineMetrics(pipeline, task, before, limit);
   if (!page.ok() || !page->points.empty() || before) return page;
-  // Nothing recorded: an unknown pipeline is an error, a known one has no metrics yet.
+  // Nothing recorded: an unknown pipeline or task is an error, a known one has no metrics yet.
   if (!GetPipeline(pipeline).ok()) {
     return Status::Error(ErrorCode::kNotFound, "pipeline '" + pipeline + "' not found");
+  }
+  if (task) {
+    if (Status s = CheckTaskOf(pipeline, *task); !s.ok()) return s;
   }
   return page;
 }

@@ -189,6 +189,26 @@ Result<scheduler::PipelineInfo> DaemonService::GetPipeline(const std::string& na
   return info;
 }
 
+Status DaemonService::CheckTaskOf(const std::string& pipeline, const std::string& task) {
+  std::lock_guard lock(mu_);
+  auto it = pipelines_.find(pipeline);
+  if (it == pipelines_.end()) {
+    return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + pipeline + "'");
+  }
+  const dag::PipelinePtr& loaded = it->second.entry.pipeline;
+  if (!loaded) return Status::Ok();  // its file has errors: its tasks are not known
+  // An instance of a mapped task ("train[3]") is its task's.
+  const std::string base = task.substr(0, task.find('['));
+  std::string known;
+  for (const dag::TaskSpec& t : loaded->spec.tasks) {
+    if (t.id == task || t.id == base) return Status::Ok();
+    if (known.size() < 200) known += (known.empty() ? "" : ", ") + t.id;
+  }
+  return Status::Error(ErrorCode::kNotFound,
+                       "pipeline '" + pipeline + "' has no task '" + task + "' (its tasks: " +
+                           known + (known.size() >= 200 ? ", ..." : "") + ")");
+}
+
 Result<dag::PipelinePtr> DaemonService::Runnable(const std::string& name, bool* paused) {
   std::lock_guard lock(mu_);
   if (stopping_) return Refuse();

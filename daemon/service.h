@@ -215,6 +215,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   };
   // The loaded pipeline `name`, or kNotFound / kConflict (file broken).
   Result<dag::PipelinePtr> Runnable(const std::string& name, bool* paused);
+  // kNotFound when the pipeline is not loaded here, or its current version has no task `task`
+  // (nor a mapped task of which it is an instance); Ok when its file has errors.
+  Status CheckTaskOf(const std::string& pipeline, const std::string& task);
   scheduler::PipelineInfo Info(const std::string& name, const Known& known) const;
   Status Refuse() const;
   // Fills in next_fires, last_fire and fires_skipped from the schedules' bookkeeping.

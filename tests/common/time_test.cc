@@ -61,6 +61,20 @@ TEST_CASE("years before 1000 keep four digits and read back (found by fuzz_value
         "0292-01-02T00:00:00Z");
 }
 
+TEST_CASE("RFC 3339 times outside the years 0001-9999 in UTC are refused") {
+  CHECK(kiln::ParseRfc3339("0001-01-01T00:00:00Z").value() == kiln::kEarliestInstant);
+  CHECK(kiln::ParseRfc3339("9999-12-31T23:59:59.999Z").value() == kiln::kLatestInstant);
+  for (const char* text : {"0000-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+                           "9999-12-31T23:00:00-01:00"}) {
+    INFO(text);
+    auto t = kiln::ParseRfc3339(text);
+    CHECK(t.status().code() == kiln::ErrorCode::kInvalidArgument);
+    CHECK(t.message() == "invalid time \"" + std::string(text) +
+                             "\": outside the years 0001 to 9999 in UTC; expected RFC 3339, e.g. "
+                             "\"2026-11-29T04:10:45Z\"");
+  }
+}
+
 TEST_CASE("RFC 3339 parses UTC, offsets and fractions") {
   kiln::Instant t{std::chrono::milliseconds(1795917075000)};
   CHECK(kiln::ParseRfc3339("2026-11-29T01:51:15Z").value() == t);

@@ -131,5 +131,9 @@ TEST_CASE("a backfill never holds back scheduled runs, shows its progress and ca
   CHECK(bad(name, R"({"from": "2025-11-01T00:00:00Z", "to": "2025-11-02T00:00:00Z"})") ==
         "the range holds more than 10000 fires of 'every 1s'; backfill a shorter range at a "
         "time");
+  // The first fire's interval would start before the year 1, which no timestamp holds.
+  CHECK(bad(name, R"({"from": "0001-01-01T00:00:00Z", "to": "0001-01-01T00:00:02Z"})") ==
+        "the fire at 0001-01-01T00:00:00Z would have a data interval starting before the year "
+        "0001; start the backfill later");
   CHECK(daemon.Stop() == 0);
 }

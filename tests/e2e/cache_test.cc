@@ -92,6 +92,10 @@ TEST_CASE("a second identical run reuses the cached outputs until they are inval
   auto unknown = Kiln({"cache", "invalidate", "nosuch"}, {}, env);
   CHECK(unknown.code == 1);
   CHECK(unknown.err.find("pipeline 'nosuch' not found") != std::string::npos);
+  // A typo in the task is said, not "0 forgotten".
+  auto typo = Kiln({"cache", "invalidate", "features", "--task", "biuld"}, {}, env);
+  CHECK(typo.code == 1);
+  CHECK(typo.err == "kiln: pipeline 'features' has no task 'biuld' (its tasks: build, use)\n");
   const int64_t third = RunOnce(daemon);
   CHECK(Log(daemon, third, "build").ends_with("running the task\ncomputing\n"));
   CHECK(Sql("select count(*) from events where kind = 'cache_invalidated' and pipeline = "

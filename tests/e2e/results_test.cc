@@ -105,6 +105,14 @@ TEST_CASE("kiln serve records a task's file hashes and metrics, and the lineage 
   auto none = client.Get("/api/v1/pipelines/nosuch/metrics");
   REQUIRE(none);
   CHECK(none->status == 404);
+  // A task the pipeline does not have: not "no metrics yet". Bytes that are not UTF-8: a 400.
+  auto typo = Kiln({"metrics", "lineage", "--task", "trian"}, {}, env);
+  CHECK(typo.code == 1);
+  CHECK(typo.err.starts_with("kiln: pipeline 'lineage' has no task 'trian' (its tasks: "));
+  auto bytes = client.Get("/api/v1/lineage?path=/%FF");
+  REQUIRE(bytes);
+  CHECK(bytes->status == 400);
+  CHECK(bytes->body.find("must be UTF-8 text without NUL characters") != std::string::npos);
 }
 
 TEST_CASE(
