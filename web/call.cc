@@ -61,8 +61,15 @@ Caller Identify(const Context& ctx, const Request& req) {
   Caller caller;
   if (req.has_header("Authorization")) {
     caller.presented = true;
+    // Two credentials: which one a proxy or a client meant is not for the server to guess.
+    if (req.get_header_value_count("Authorization") > 1) {
+      caller.refused = "the header Authorization is sent more than once; send one";
+      return caller;
+    }
     std::string header = req.get_header_value("Authorization");
     if (auto secret = BearerSecret(header)) caller.token = ctx.tokens.Find(*secret);
+    if (!caller.token)
+      caller.refused = "the token is not known: check it, or ask an admin for a new one";
     return caller;
   }
   for (size_t i = 0; i < req.get_header_value_count("Cookie"); ++i) {
@@ -70,6 +77,11 @@ Caller Identify(const Context& ctx, const Request& req) {
     if (auto session = CookieValue(header, kSessionCookie)) {
       caller.presented = caller.by_cookie = true;
       caller.token = ctx.sessions.Find(*session);
+      if (!caller.token) {
+        caller.refused =
+            "the session has ended (signed out, or the daemon restarted): sign in again with "
+            "/?token=<token>";
+      }
       return caller;
     }
   }

@@ -91,6 +91,7 @@ struct Caller {
   const Token* token = nullptr;
   bool presented = false;  // a credential was sent (maybe an unknown one)
   bool by_cookie = false;
+  std::string refused;  // why a credential sent was not taken ("" when none was sent)
 };
 Caller Identify(const Context& ctx, const Request& req);
 

@@ -74,7 +74,7 @@ bool Authorize(Call& call, Role need, std::string_view method) {
   if (!caller.token) {
     call.res.set_header("WWW-Authenticate", "Bearer");
     SendError(call.res, 401, "unauthenticated",
-              caller.presented ? "the token is not known: check it, or ask an admin for a new one"
+              caller.presented ? caller.refused
                                : "sign in: send the header Authorization: Bearer <token>");
     return false;
   }

@@ -165,6 +165,12 @@ TEST_CASE("refusals say why") {
   CHECK(Body(wrong) ==
         ErrorBody("unauthenticated",
                   "the token is not known: check it, or ask an admin for a new one"));
+  // Two credentials are refused, whichever comes first (not the first one taken).
+  auto twice = client->Get("/api/v1/pipelines", {{"Authorization", "Bearer " + kViewerSecret},
+                                                 {"Authorization", "Bearer " + kAdminSecret}});
+  CHECK(twice->status == 401);
+  CHECK(Body(twice) ==
+        ErrorBody("unauthenticated", "the header Authorization is sent more than once; send one"));
   auto basic = client->Get("/api/v1/pipelines", {{"Authorization", "Basic " + kViewerSecret}});
   CHECK(basic->status == 401);
   auto low = client->Post("/api/v1/runs/12/cancel", AsViewer(), "", "application/json");

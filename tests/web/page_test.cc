@@ -115,7 +115,8 @@ TEST_CASE("an unknown sign-in address gets the page with 401 and no cookie") {
   auto stale = client->Get("/api/v1/session", {{"Cookie", "kiln_session=old"}});
   CHECK(stale->status == 401);
   CHECK(Body(stale)["error"]["message"] ==
-        "the token is not known: check it, or ask an admin for a new one");
+        "the session has ended (signed out, or the daemon restarted): sign in again with "
+        "/?token=<token>");
 }
 
 TEST_CASE("the sign-in form takes a token as JSON, sign-out ends the session at once") {
