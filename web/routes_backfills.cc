@@ -13,8 +13,9 @@ Status TimeField(const json& body, const char* name, Instant& out) {
   auto it = body.find(name);
   if (it == body.end() || !it->is_string()) {
     return Status::Error(ErrorCode::kInvalidArgument,
-                         std::string("'") + name +
-                             "' is required: an RFC 3339 instant such as \"2026-11-01T00:00:00Z\"");
+                         std::string("'") + name + "' " +
+                             (it == body.end() ? "is required" : "must be a string") +
+                             ": an RFC 3339 instant such as \"2026-11-01T00:00:00Z\"");
   }
   auto t = ParseRfc3339(it->get<std::string>());
   if (!t.ok()) {

@@ -86,7 +86,10 @@ void Promote(Call& call) {
   if (it == body->value.end() || !it->is_number_integer() || it->get<int64_t>() < 1 ||
       it->get<int64_t>() > std::numeric_limits<int>::max()) {
     return SendError(call.res, 400, "invalid_argument",
-                     "'version' is required: the number of the version to make champion");
+                     std::string(it == body->value.end() ? "'version' is required"
+                                                         : "'version' must be a whole number "
+                                                           "from 1 to 2147483647") +
+                         ": the number of the version to make champion");
   }
   auto model = call.ctx.service.PromoteModel(call.args[0], static_cast<int>(it->get<int64_t>()),
                                              call.actor());

@@ -91,7 +91,11 @@ void SignIn(Call& call) {
   if (!body) return;
   auto it = body->value.find("token");
   if (it == body->value.end() || !it->is_string() || it->get<std::string>().empty()) {
-    return SendError(call.res, 400, "invalid_argument", "'token' is required: the token's text");
+    return SendError(
+        call.res, 400, "invalid_argument",
+        std::string(it == body->value.end() || (it->is_string()) ? "'token' is required"
+                                                                 : "'token' must be a string") +
+            ": the token's text");
   }
   const Token* token = call.ctx.tokens.Find(it->get<std::string>());
   if (token == nullptr) {

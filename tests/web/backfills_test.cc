@@ -82,7 +82,7 @@ TEST_CASE("bad backfill requests get 400 naming the field") {
                "'from' is required: an RFC 3339 instant such as \"2026-11-01T00:00:00Z\""},
           Case{R"({"from": "yesterday", "to": "2026-11-29T01:51:15Z"})", "'from': "},
           Case{R"({"from": "2026-11-29T01:51:15Z", "to": 5})",
-               "'to' is required: an RFC 3339 instant such as \"2026-11-01T00:00:00Z\""},
+               "'to' must be a string: an RFC 3339 instant such as \"2026-11-01T00:00:00Z\""},
           Case{
               R"({"from": "2026-11-29T01:51:15Z", "to": "2026-11-29T01:51:15Z", "max_active_runs": 0})",
               "'max_active_runs' must be an integer from 1 to 1000"},

@@ -135,6 +135,8 @@ TEST_CASE("the sign-in form takes a token as JSON, sign-out ends the session at 
   CHECK(bad->get_header_value("Set-Cookie").empty());
   CHECK(client->Post("/api/v1/session", R"({})", "application/json")->status == 400);
   CHECK(Body(client->Post("/api/v1/session", R"({"token": 1})", "application/json")) ==
+        ErrorBody("invalid_argument", "'token' must be a string: the token's text"));
+  CHECK(Body(client->Post("/api/v1/session", R"({"token": ""})", "application/json")) ==
         ErrorBody("invalid_argument", "'token' is required: the token's text"));
   // A cross-site form cannot sign a browser in (or out): it cannot send JSON.
   auto form =
