@@ -53,8 +53,11 @@ int ClientBackfill(const ClientOptions& options, const BackfillOptions& o) {
   if (!created.ok()) return Fail(created.status());
   const std::string id = Text(At(*created, "id"));
   if (!json_out) {
-    std::printf("backfill %s of %s: %s runs for the fires from %s to %s, at most %s at a time\n",
-                id.c_str(), o.pipeline.c_str(), Text(At(*created, "total")).c_str(),
+    // Shown at once even when stdout is a pipe: a Ctrl-C of --wait must not lose it.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    const std::string total = Text(At(*created, "total"));
+    std::printf("backfill %s of %s: %s %s for the fires from %s to %s, at most %s at a time\n",
+                id.c_str(), o.pipeline.c_str(), total.c_str(), total == "1" ? "run" : "runs",
                 Text(At(*created, "from")).c_str(), Text(At(*created, "to")).c_str(),
                 Text(At(*created, "max_active_runs")).c_str());
   }

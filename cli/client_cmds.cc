@@ -30,8 +30,10 @@ std::string Duration(const json& ms) {
 void PrintRun(const json& run) {
   std::printf("run %s of %s: %s\n", Text(At(run, "id")).c_str(), Text(At(run, "pipeline")).c_str(),
               Text(At(run, "state")).c_str());
-  std::printf("trigger %s by %s, created %s\n", Text(At(run, "trigger")).c_str(),
-              Text(At(run, "created_by")).c_str(), Text(At(run, "created_at")).c_str());
+  const std::string by = Text(At(run, "created_by"));
+  std::printf("trigger %s%s, created %s\n", Text(At(run, "trigger")).c_str(),
+              by.empty() || by == "-" ? "" : (" by " + by).c_str(),
+              Text(At(run, "created_at")).c_str());
   if (At(run, "triggered_by").is_number()) {
     std::printf("started by the success of run %s\n", Text(At(run, "triggered_by")).c_str());
   }

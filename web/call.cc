@@ -124,8 +124,9 @@ Status ReadPaging(const Request& req, Paging& out) {
   if (auto limit = QueryValue(req, "limit")) {
     auto n = ParseCount(*limit);
     if (!n || *n < 1) {
-      return QueryError("limit", "must be a whole number from 1 to " +
-                                     std::to_string(kMaxPageLimit) + ", not " + Quoted(*limit));
+      return QueryError("limit", "must be a whole number of 1 or more (above " +
+                                     std::to_string(kMaxPageLimit) + " means " +
+                                     std::to_string(kMaxPageLimit) + "), not " + Quoted(*limit));
     }
     out.limit = static_cast<int>(std::min<int64_t>(*n, kMaxPageLimit));
   }

@@ -116,7 +116,8 @@ command = "echo hello {{ params.who }}"
 
   CHECK(Kiln({"pause", "greeter"}, {}, env).out == "pipeline greeter: paused\n");
   auto queued = Kiln({"trigger", "greeter"}, {}, env);
-  CHECK(queued.out.ends_with(" of greeter: queued\n"));
+  CHECK(queued.out.ends_with(
+      " of greeter: queued (the pipeline is paused: the run waits until kiln unpause greeter)\n"));
   CHECK(Kiln({"unpause", "greeter"}, {}, env).out == "pipeline greeter: unpaused\n");
 
   auto viewer = Kiln({"cancel", id}, {}, ClientEnv(daemon, kViewerToken));

@@ -80,7 +80,8 @@ TEST_CASE("the grid has a column per task of the version in use, then of older v
   CHECK(server.service.Calls()[server.service.Calls().size() - 2] == "Grid ml - 100");
   CHECK(Body(client->Get("/api/v1/pipelines/ml/grid?limit=0", AsViewer())) ==
         ErrorBody("invalid_argument",
-                  "query parameter 'limit': must be a whole number from 1 to 100, not '0'"));
+                  "query parameter 'limit': must be a whole number of 1 or more (above 100 means "
+                  "100), not '0'"));
   CHECK(Body(client->Get("/api/v1/pipelines/ml/grid?cursor=x", AsViewer())) ==
         ErrorBody("invalid_argument",
                   "query parameter 'cursor': must be a next_cursor from an earlier page, not 'x'"));

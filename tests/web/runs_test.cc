@@ -58,12 +58,17 @@ TEST_CASE("every query value of the run listing is checked, naming it") {
   };
   for (const auto& c : {
            Case{"limit=0",
-                "query parameter 'limit': must be a whole number from 1 to 100, not '0'"},
+                "query parameter 'limit': must be a whole number of 1 or more (above 100 means "
+                "100), not '0'"},
            Case{"limit=-5",
-                "query parameter 'limit': must be a whole number from 1 to 100, not '-5'"},
+                "query parameter 'limit': must be a whole number of 1 or more (above 100 means "
+                "100), not '-5'"},
            Case{"limit=ten",
-                "query parameter 'limit': must be a whole number from 1 to 100, not 'ten'"},
-           Case{"limit=", "query parameter 'limit': must be a whole number from 1 to 100, not ''"},
+                "query parameter 'limit': must be a whole number of 1 or more (above 100 means "
+                "100), not 'ten'"},
+           Case{"limit=",
+                "query parameter 'limit': must be a whole number of 1 or more (above 100 means "
+                "100), not ''"},
            Case{"state=done",
                 "query parameter 'state': must be queued, running, success, failed or "
                 "cancelled, not 'done'"},
