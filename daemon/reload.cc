@@ -12,6 +12,18 @@ namespace kiln::daemon {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+namespace {
+
+// The name a broken file without a readable name is listed under: its path in the pipelines
+// folder ("team-a/pipeline.toml"), so that two such files of the same name stay two entries.
+std::string BrokenFileName(const fs::path& file, const fs::path& dir) {
+  const fs::path rel = file.lexically_relative(dir);
+  if (dir.empty() || rel.empty() || *rel.begin() == "..") return file.filename().string();
+  return rel.string();
+}
+
+}  // namespace
+
 std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir,
                                                          const dag::SecretNames& secrets) {
   std::map<std::string, PipelineEntry> out;
@@ -24,7 +36,7 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
     }
     // A broken file without a readable name is listed under its file name.
     std::string name = result.pipeline ? result.pipeline->spec.name : result.name;
-    if (name.empty()) name = result.file.filename().string();
+    if (name.empty()) name = BrokenFileName(result.file, dir);
     if (auto it = out.find(name); it != out.end()) {
       // A file that loaded wins over a broken one declaring the same name.
       bool replace = !it->second.pipeline && result.pipeline;
@@ -225,7 +237,7 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
   }
   // Broken: listed under the name it had, else the one it declares, else its file name.
   std::string name = !old_name.empty() ? old_name : result.name;
-  if (name.empty()) name = result.file.filename().string();
+  if (name.empty()) name = BrokenFileName(result.file, pipelines_dir_);
   json errors = json::array();
   std::string text;
   for (const auto& d : result.diagnostics) {

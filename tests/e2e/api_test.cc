@@ -380,8 +380,15 @@ TEST_CASE("a broken pipeline file is listed with its errors and cannot be trigge
   TempDir dir;
   WriteFile(dir / "pipelines/broken.toml",
             "[pipeline]\nname = \"broken\"\n[tasks.a]\nneeds = [\"zz\"]\ncommand = \"true\"\n");
+  // Two files of one name, neither readable: two entries, each under its path in the folder.
+  WriteFile(dir / "pipelines/a/pipeline.toml", "[pipeline\n");
+  WriteFile(dir / "pipelines/b/pipeline.toml", "x =\n");
   Daemon daemon(dir, dir / "pipelines");
-  CHECK(daemon.first_line().find("0 pipelines loaded, 1 with errors") != std::string::npos);
+  CHECK(daemon.first_line().find("0 pipelines loaded, 3 with errors") != std::string::npos);
+  std::set<std::string> names;
+  const json listed = Body(daemon.Client(kViewerToken).Get("/api/v1/pipelines"));
+  for (const json& p : listed["pipelines"]) names.insert(p["name"].get<std::string>());
+  CHECK(names == std::set<std::string>{"a/pipeline.toml", "b/pipeline.toml", "broken"});
   auto op = daemon.Client(kOperatorToken);
   json info = Body(op.Get("/api/v1/pipelines/broken"));
   REQUIRE(info["load_error"].is_string());
