@@ -63,6 +63,10 @@ std::string Request::get_param_value(const std::string& name) const {
   return it == params.end() ? "" : it->second;
 }
 
+bool DecodeSegment(std::string_view segment, std::string& out) {
+  return Decode(segment, /*plus=*/false, out);
+}
+
 bool ParseTarget(std::string_view target, std::string& path, Params& params) {
   params.clear();
   if (target.empty() || target[0] != '/') return false;

@@ -40,6 +40,9 @@ struct Request {
 // origin-form target ("/...") or a percent escape is broken. What it decodes to is checked by
 // the handlers (a NUL byte, a '/' in a path argument).
 bool ParseTarget(std::string_view target, std::string& path, Params& params);
+// Percent-decodes one segment of a path as sent (so that "%2F" stays inside its segment). False
+// on a broken escape.
+bool DecodeSegment(std::string_view segment, std::string& out);
 
 // Where a stream writes. write() returns false once the client has gone away or stopped
 // reading; done() ends the response cleanly.

@@ -33,11 +33,18 @@ struct RouteMatch {
   std::string allow;  // methods of the routes whose path matches, when none has `method`
 };
 
-// Matches `path` against the route templates: literal segments exactly, a {placeholder} any one
-// non-empty segment. No regular expressions: a long path costs a linear scan, never recursion.
-RouteMatch FindRoute(std::string_view path, std::string_view method) {
+// Matches `raw_path` (as sent, not yet decoded) against the route templates: literal segments
+// exactly, a {placeholder} any one non-empty segment. Each segment is decoded on its own, so an
+// encoded '/' ("a%2Fb") is part of a name, never a separator. No regular expressions: a long
+// path costs a linear scan, never recursion.
+RouteMatch FindRoute(std::string_view raw_path, std::string_view method) {
   RouteMatch match;
-  auto segments = Segments(path);
+  std::vector<std::string> segments;
+  for (std::string_view raw : Segments(raw_path)) {
+    std::string decoded;
+    if (!DecodeSegment(raw, decoded)) return match;  // ParseTarget refused it already
+    segments.push_back(std::move(decoded));
+  }
   for (const Route& route : AllRoutes()) {
     auto pattern = Segments(route.path);
     if (pattern.size() != segments.size()) continue;
@@ -109,7 +116,7 @@ struct Admission {
 // Finds the route and checks the caller and the body's type. On refusal fills `res`.
 std::optional<Admission> Admit(Context& ctx, const Request& req, Response& res) {
   std::string_view method = req.method == "HEAD" ? "GET" : std::string_view(req.method);
-  RouteMatch m = FindRoute(req.path, method);
+  RouteMatch m = FindRoute(std::string_view(req.target).substr(0, req.target.find('?')), method);
   if (!m.route && m.allow.empty()) {
     SendError(res, 404, "not_found", "no such route: " + req.method + " " + Quoted(req.path));
     return std::nullopt;

@@ -119,10 +119,13 @@ TEST_CASE("unknown routes, wrong methods, bad ids and traversal get JSON errors"
                 "pipeline name '..' must match ^[a-z0-9][a-z0-9_.-]{0,63}$"},
            Case{"GET", "/api/v1/pipelines/a%00b", 400, "invalid_argument",
                 "pipeline name 'a?b' must match ^[a-z0-9][a-z0-9_.-]{0,63}$"},
-           Case{"GET", "/api/v1/pipelines/..%2F..%2Fetc%2Fpasswd", 404, "not_found",
-                "no such route: GET '/api/v1/pipelines/../../etc/passwd'"},
-           Case{"GET", "/api/v1/runs/12/tasks/..%2F..%2Fetc/attempts/1/log", 404, "not_found",
-                "no such route: GET '/api/v1/runs/12/tasks/../../etc/attempts/1/log'"},
+           // An encoded '/' stays inside its segment: the name is refused as a name.
+           Case{"GET", "/api/v1/pipelines/..%2F..%2Fetc%2Fpasswd", 400, "invalid_argument",
+                "pipeline name '../../etc/passwd' must match ^[a-z0-9][a-z0-9_.-]{0,63}$"},
+           Case{"GET", "/api/v1/runs/12/tasks/..%2F..%2Fetc/attempts/1/log", 400,
+                "invalid_argument",
+                "task id '../../etc' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: "
+                "train[3]"},
            Case{
                "GET", "/api/v1/runs/12/tasks/%2e%2e/attempts/1/log", 400, "invalid_argument",
                "task id '..' must match ^[a-z0-9][a-z0-9_-]{0,63}$, or name an instance: train[3]"},
