@@ -432,7 +432,7 @@ constexpr std::string_view kDocument = R"json({
       "params": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ParamValue"},
         "description": "declared params; values are converted to the declared type (numbers as written)"},
       "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255, "nullable": true},
-      "note": {"type": "string", "nullable": true}}},
+      "note": {"type": "string", "maxLength": 2000, "nullable": true}}},
     "RetryRequest": {"oneOf": [
       {"type": "object", "required": ["mode"], "additionalProperties": false, "properties": {"mode": {"type": "string", "enum": ["failed"]}}},
       {"type": "object", "required": ["from"], "additionalProperties": false, "properties": {"from": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}(\\[(0|[1-9][0-9]{0,3})\\])?$"}}}]},
@@ -440,7 +440,7 @@ constexpr std::string_view kDocument = R"json({
       "run": {"$ref": "#/components/schemas/Run"}, "tasks": {"type": "array", "items": {"type": "string"}},
       "event_id": {"type": "integer", "description": "the run_retried event; follow the run's events after it"}}},
     "MarkRequest": {"type": "object", "required": ["state"], "additionalProperties": false, "properties": {
-      "state": {"type": "string", "enum": ["success", "failed"]}, "reason": {"type": "string", "nullable": true}}}
+      "state": {"type": "string", "enum": ["success", "failed"]}, "reason": {"type": "string", "maxLength": 2000, "nullable": true}}}
   }
 }
 })json";

@@ -104,8 +104,10 @@ Status ReadTrigger(const JsonBody& body, scheduler::TriggerRequest& request) {
     request.idempotency_key = key->get<std::string>();
   }
   if (auto note = v.find("note"); note != v.end() && !note->is_null()) {
-    if (!note->is_string()) {
-      return Status::Error(ErrorCode::kInvalidArgument, "'note' must be a string");
+    // As a decision's note: it comes back in every listing of runs.
+    if (!note->is_string() || note->get<std::string>().size() > 2000) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "'note' must be a string of at most 2000 bytes");
     }
     request.note = note->get<std::string>();
   }

@@ -142,8 +142,9 @@ Status ReadMark(const json& body, scheduler::MarkRequest& request) {
   }
   request.state = *state == "success" ? dag::TaskState::kSuccess : dag::TaskState::kFailed;
   if (auto reason = body.find("reason"); reason != body.end() && !reason->is_null()) {
-    if (!reason->is_string()) {
-      return Status::Error(ErrorCode::kInvalidArgument, "'reason' must be a string");
+    if (!reason->is_string() || reason->get<std::string>().size() > 2000) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "'reason' must be a string of at most 2000 bytes");
     }
     request.reason = reason->get<std::string>();
   }

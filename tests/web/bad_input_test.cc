@@ -200,8 +200,8 @@ TEST_CASE("a body over 1 MiB announced with Expect: 100-continue gets 413, not 1
 TEST_CASE("bodies of exactly 1 MiB are read") {
   TestServer server;
   auto client = server.Client();
-  std::string prefix = R"({"note": ")";
-  std::string body = prefix + std::string((1 << 20) - prefix.size() - 2, 'n') + "\"}";
+  std::string prefix = R"({"params": {"p": ")";
+  std::string body = prefix + std::string((1 << 20) - prefix.size() - 3, 'n') + "\"}}";
   REQUIRE(body.size() == 1 << 20);
   CHECK(client->Post(kTrigger, AsOperator(), body, "application/json")->status == 404);
   CHECK(server.service.Calls().size() == 2);  // Trigger, then GetRun (no run 12 here)

@@ -202,7 +202,7 @@ TEST_CASE("an admin marks a task's state") {
   }
   auto reason = client->Post("/api/v1/runs/12/tasks/train/mark", AsAdmin(),
                              R"({"state": "failed", "reason": 5})", "application/json");
-  CHECK(Body(reason) == ErrorBody("invalid_argument", "'reason' must be a string"));
+  CHECK(Body(reason) == ErrorBody("invalid_argument", "'reason' must be a string of at most 2000 bytes"));
   server.service.errors["MarkTask"] = Status::Error(ErrorCode::kNotFound, "run 12 has no task 'x'");
   auto unknown = client->Post("/api/v1/runs/12/tasks/x/mark", AsAdmin(), R"({"state": "failed"})",
                               "application/json");
