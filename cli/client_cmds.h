@@ -92,6 +92,18 @@ struct DecideOptions {
 int ClientDecide(const ClientOptions& options, const DecideOptions& decide);
 // The approval tasks waiting for a decision.
 int ClientApprovals(const ClientOptions& options);
+
+// `kiln pipelines`: what the daemons have loaded; exit 1 when a file has load errors.
+int ClientPipelines(const ClientOptions& options);
+
+struct MarkOptions {
+  std::string run;
+  std::string task;
+  std::string state;  // success | failed
+  std::string reason;
+};
+// `kiln mark RUN TASK STATE`: sets a task's state by hand (admin).
+int ClientMark(const ClientOptions& options, const MarkOptions& mark);
 // Forgets the cached results of a pipeline's tasks (of `task` only unless empty).
 int ClientInvalidateCache(const ClientOptions& options, const std::string& pipeline,
                           const std::string& task);

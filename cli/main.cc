@@ -147,6 +147,19 @@ int main(int argc, char** argv) {
                      "Keep printing as the log grows: waits for the task to start, and follows "
                      "its retries until it ends (with --attempt: until that attempt ends)");
 
+  kiln::cli::MarkOptions mark;
+  auto* mark_cmd = add_client(app.add_subcommand(
+      "mark", "Set a task's state by hand, as Airflow's mark success/failed (admin)"));
+  mark_cmd->add_option("run", mark.run, "Run id")->required();
+  mark_cmd->add_option("task", mark.task, "Task id")->required();
+  mark_cmd->add_option("state", mark.state, "success or failed")
+      ->required()
+      ->check(CLI::IsMember({"success", "failed"}));
+  mark_cmd->add_option("--reason", mark.reason, "Why, kept with the mark");
+
+  auto* pipelines_cmd = add_client(app.add_subcommand(
+      "pipelines", "List the pipelines the daemon has loaded, paused ones and load errors"));
+
   auto* cancel_cmd = add_client(app.add_subcommand("cancel", "Cancel a run"));
   cancel_cmd->add_option("run", run_id, "Run id")->required();
 
@@ -304,6 +317,8 @@ int main(int argc, char** argv) {
   if (*show_cmd) return kiln::cli::ClientShow(client, run_id);
   if (*logs_cmd) return kiln::cli::ClientLogs(client, logs);
   if (*cancel_cmd) return kiln::cli::ClientCancel(client, run_id);
+  if (*mark_cmd) return kiln::cli::ClientMark(client, mark);
+  if (*pipelines_cmd) return kiln::cli::ClientPipelines(client);
   if (*retry_cmd) return kiln::cli::ClientRetry(client, retry);
   if (*backfill_cmd) return kiln::cli::ClientBackfill(client, backfill);
   if (*pause_cmd) return kiln::cli::ClientPause(client, pipeline_name, true);

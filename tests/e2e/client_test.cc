@@ -255,3 +255,41 @@ TEST_CASE("kiln trigger says when its run waits for a paused pipeline or is not 
                               " of p: success (an existing run: the key 'k1' "
                               "started it at "));
 }
+
+TEST_CASE("kiln pipelines lists what is loaded, and kiln mark sets a task's state by hand") {
+  TempDir dir;
+  WriteFile(dir / "pipelines/p.toml",
+            "[pipeline]\nname = \"p\"\nschedule = \"@daily\"\n[tasks.a]\ncommand = \"exit 3\"\n"
+            "[tasks.b]\nneeds = [\"a\"]\ncommand = \"true\"\n");
+  Daemon daemon(dir, dir / "pipelines");
+  auto admin = ClientEnv(daemon, kAdminToken);
+  auto run = Kiln({"trigger", "p", "--wait"}, {}, admin);
+  CHECK(run.code == 1);
+  const std::string id = run.out.substr(4, run.out.find(' ', 4) - 4);
+  auto listed = Kiln({"pipelines"}, {}, admin);
+  CHECK(listed.code == 0);
+  CHECK(
+      listed.out.starts_with("PIPELINE                     PAUSED  SCHEDULE           NEXT FIRE "));
+  CHECK(listed.out.find("\np                            no      @daily             ") !=
+        std::string::npos);
+  CHECK(listed.out.find(" failed    -\n") != std::string::npos);
+  // A broken file: listed with its first error, and the command says so by its exit code.
+  WriteFile(dir / "pipelines/q.toml",
+            "[pipeline]\nname = \"q\"\n[tasks.a]\nneeds = [\"z\"]\ncommand = \"true\"\n");
+  REQUIRE(Kiln({"reload"}, {}, admin).code == 0);
+  WaitFor([&] { return Kiln({"pipelines"}, {}, admin).code == 1; }, "q to be listed broken");
+  auto broken = Kiln({"pipelines"}, {}, admin);
+  CHECK(broken.out.find("q.toml:4:10: tasks.a.needs: unknown task 'z'") != std::string::npos);
+
+  // Marked by hand in the ended run: its state and the run's follow.
+  auto viewer = Kiln({"mark", id, "a", "success"}, {}, ClientEnv(daemon, kViewerToken));
+  CHECK(viewer.code == 1);
+  CHECK(viewer.err.find("this needs admin") != std::string::npos);
+  auto marked = Kiln({"mark", id, "a", "success", "--reason", "fixed by hand"}, {}, admin);
+  INFO(marked.err);
+  CHECK(marked.code == 0);
+  CHECK(marked.out.starts_with("run " + id + ": task a marked success; the run is "));
+  CHECK(States(std::stoll(id)).starts_with("a:success "));
+  auto bad = Kiln({"mark", id, "a", "skipped"}, {}, admin);
+  CHECK(bad.code == 2);
+}
