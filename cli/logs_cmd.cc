@@ -153,9 +153,13 @@ int ClientLogs(const ClientOptions& options, const LogsOptions& logs) {
     auto now = ReadTask(*client, logs);
     if (!now.ok()) return Fail(now.status());
     attempt = now->attempt;
+    if (attempt == 0 && now->ended) {
+      return Fail(Status::Error("task '" + logs.task + "' of run " + logs.run + " ended " +
+                                now->state + " without an attempt: it has no log"));
+    }
     if (attempt == 0) {
-      return Fail(
-          Status::Error("task '" + logs.task + "' of run " + logs.run + " has not started yet"));
+      return Fail(Status::Error("task '" + logs.task + "' of run " + logs.run +
+                                " has not started yet (kiln logs -f waits for it)"));
     }
   }
   if (logs.follow) {

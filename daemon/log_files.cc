@@ -53,7 +53,10 @@ int OpenBeneath(const fs::path& root, const fs::path& rel, int flags) {
 }
 
 Status NotFound(const fs::path& file) {
-  return Status::Error(ErrorCode::kNotFound, "log " + file.filename().string() + " not found");
+  return Status::Error(ErrorCode::kNotFound,
+                       "log " + file.filename().string() +
+                           " not found in this daemon's log folder (the log of an attempt that "
+                           "another daemon ran is in that daemon's folder: ask it)");
 }
 
 }  // namespace

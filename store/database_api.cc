@@ -16,15 +16,18 @@ namespace {
 using json = nlohmann::json;
 
 // $1 pipeline, $2 paused, $3 actor.
+// An event only for a change: pausing a paused pipeline, or unpausing one never paused, records
+// nothing.
 constexpr const char* kSetPaused = R"sql(
 WITH upsert AS (
   INSERT INTO pipelines (name, paused, updated_by) VALUES ($1, $2::bool, $3)
   ON CONFLICT (name) DO UPDATE
   SET paused = excluded.paused, updated_at = now(), updated_by = excluded.updated_by
-  RETURNING 1)
+  WHERE pipelines.paused IS DISTINCT FROM excluded.paused
+  RETURNING xmax = 0 AS inserted)
 INSERT INTO events (at, pipeline, kind, actor)
 SELECT now(), $1, CASE WHEN $2 THEN 'pipeline_paused' ELSE 'pipeline_unpaused' END, $3
-FROM upsert)sql";
+FROM upsert WHERE $2::bool OR NOT inserted)sql";
 
 // $1 run, $2 kind, $3 actor, $4 detail. Nothing when there is no such run.
 constexpr const char* kRecordEvent = R"sql(

@@ -48,7 +48,8 @@ bool CheckModelArg(Call& call, const std::string& name) {
   // Model names follow pipeline names' rule.
   if (Status ok = CheckPipelineName(name); !ok.ok()) {
     SendError(call.res, 400, "invalid_argument",
-              "model name " + Quoted(name) + ": " + std::string(ok.message()));
+              "model name " + Quoted(name) + " must match ^[a-z0-9][a-z0-9_.-]{0,63}$ (as pipeline "
+              "names)");
     return false;
   }
   return true;

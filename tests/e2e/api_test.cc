@@ -323,6 +323,8 @@ command = "true"
   const int64_t before = LastEventId();
   json paused = Body(op.Post("/api/v1/pipelines/held/pause", "", kJson));
   CHECK(paused["paused"] == true);
+  // Again: still paused, and no second event.
+  CHECK(Body(op.Post("/api/v1/pipelines/held/pause", "", kJson))["paused"] == true);
   int64_t first = Trigger(op, "held", "{}");
   int64_t second = Trigger(op, "held", "{}");
   CHECK(GetRun(op, first)["state"] == "queued");

@@ -176,6 +176,10 @@ command = "echo never"
   CHECK(none.code == 1);
   CHECK(none.err == "kiln: task 'after_failure' of run " + id +
                         " ended skipped without an attempt: it has no log\n");
+  auto plain = Kiln({"logs", id, "after_failure"}, {}, env);
+  CHECK(plain.code == 1);
+  CHECK(plain.err == "kiln: task 'after_failure' of run " + id +
+                         " ended skipped without an attempt: it has no log\n");
   // One attempt asked for: its log, followed until it ended, and nothing more.
   auto first = Kiln({"logs", id, "flaky", "--attempt", "1", "-f"}, {}, env);
   CHECK(first.code == 0);
