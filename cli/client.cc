@@ -142,14 +142,14 @@ Result<json> ApiClient::Post(const std::string& path, const json& body, int* sta
   return parsed;
 }
 
-Status ApiClient::Stream(const std::string& path,
-                         const std::function<bool(std::string_view)>& sink) {
-  return StreamWaiting(path, sink, kFollowedLogSeconds);
+Status ApiClient::Stream(const std::string& path, const std::function<bool(std::string_view)>& sink,
+                         const std::function<void()>& on_open) {
+  return StreamWaiting(path, sink, kFollowedLogSeconds, on_open);
 }
 
 Status ApiClient::StreamWaiting(const std::string& path,
-                                const std::function<bool(std::string_view)>& sink,
-                                int read_seconds) {
+                                const std::function<bool(std::string_view)>& sink, int read_seconds,
+                                const std::function<void()>& on_open) {
   http_->set_read_timeout(read_seconds, 0);
   struct Restore {
     httplib::Client& http;
@@ -161,6 +161,7 @@ Status ApiClient::StreamWaiting(const std::string& path,
       path.c_str(),
       [&](const httplib::Response& r) {
         status = r.status;
+        if (status / 100 == 2 && on_open) on_open();
         return true;
       },
       [&](const char* data, size_t size) {
@@ -177,13 +178,14 @@ Status ApiClient::StreamWaiting(const std::string& path,
   return Status::Ok();
 }
 
-Status ApiClient::Events(const std::string& path,
-                         const std::function<bool(const json&)>& on_event) {
+Status ApiClient::Events(const std::string& path, const std::function<bool(const json&)>& on_event,
+                         const std::function<void()>& on_data) {
   std::string pending;
   Status parse_error;
   Status s = StreamWaiting(
       path,
       [&](std::string_view data) {
+        if (on_data) on_data();
         pending.append(data);
         size_t end;
         while ((end = pending.find("\n\n")) != std::string::npos) {

@@ -37,11 +37,15 @@ class ApiClient {
                               int* status = nullptr);
   // Streams a text body (logs) to `sink` as it arrives. A followed log is silent up to the
   // server's 5 minutes while its task prints nothing: its reads wait up to 330 s.
-  Status Stream(const std::string& path, const std::function<bool(std::string_view)>& sink);
+  // `on_open`, when given, runs once the server has answered 2xx (the stream is open).
+  Status Stream(const std::string& path, const std::function<bool(std::string_view)>& sink,
+                const std::function<void()>& on_open = nullptr);
   // Reads the event stream at `path`; `on_event` gets each event's JSON and returns false to stop.
   // The server sends a keep-alive every 15 s: 60 s of silence is a lost connection.
-  Status Events(const std::string& path,
-                const std::function<bool(const nlohmann::json&)>& on_event);
+  // `on_data`, when given, runs whenever the stream sends anything (keep-alives included): the
+  // connection is alive.
+  Status Events(const std::string& path, const std::function<bool(const nlohmann::json&)>& on_event,
+                const std::function<void()>& on_data = nullptr);
 
   const std::string& server() const { return server_; }
 
@@ -50,7 +54,7 @@ class ApiClient {
   Status Failure(int status, const std::string& body) const;
   Status Unreachable(const std::string& what) const;
   Status StreamWaiting(const std::string& path, const std::function<bool(std::string_view)>& sink,
-                       int read_seconds);
+                       int read_seconds, const std::function<void()>& on_open = nullptr);
 
   std::string server_;
   std::string token_;

@@ -103,8 +103,8 @@ int WaitForRun(ApiClient& client, const ClientOptions& options, const json& crea
     return true;
   };
   for (;;) {
-    Status s =
-        client.Events("/api/v1/events?after=" + std::to_string(last) + "&run=" + id, on_event);
+    Status s = client.Events("/api/v1/events?after=" + std::to_string(last) + "&run=" + id,
+                             on_event, [&] { reconnect.Reset(); });
     if (ended) break;
     if (!reconnect.Again(s)) {
       if (!s.ok()) return Fail(s);

@@ -5,6 +5,7 @@
 // (a retry, an attempt lost with its worker), says so on stderr and follows the next one, until
 // the task ends. Nothing is polled: waits are the run's event stream, and a log is one streamed
 // response, taken up again from the bytes printed when the server ends an idle one.
+#include <chrono>
 #include <cstdio>
 #include <optional>
 
@@ -70,32 +71,48 @@ Status FollowAttempt(ApiClient& client, const LogsOptions& logs, int n) {
   size_t printed = 0;
   Reconnect reconnect("the task goes on without this command");
   for (;;) {
-    Status s = client.Stream(LogPath(logs, n) + "?follow=true&offset=" + std::to_string(printed),
-                             [&](std::string_view data) {
-                               std::fwrite(data.data(), 1, data.size(), stdout);
-                               std::fflush(stdout);
-                               printed += data.size();
-                               reconnect.Reset();
-                               return true;
-                             });
+    const size_t before = printed;
+    const auto started = std::chrono::steady_clock::now();
+    Status s = client.Stream(
+        LogPath(logs, n) + "?follow=true&offset=" + std::to_string(printed),
+        [&](std::string_view data) {
+          std::fwrite(data.data(), 1, data.size(), stdout);
+          std::fflush(stdout);
+          printed += data.size();
+          return true;
+        },
+        [&] { reconnect.Reset(); });
     // The stream ends when the attempt does, or after minutes without output, or with its daemon.
     auto state = s.ok() ? AttemptState(client, logs, n) : Result<AttemptNow>(s);
     if (state.ok() && state->state != "running") return Status::Ok();
-    if (!state.ok() && !reconnect.Again(state.status())) return state.status();
+    if (!state.ok()) {
+      if (!reconnect.Again(state.status())) return state.status();
+      continue;
+    }
+    // Still running and the daemon answers: the stream ended after minutes of silence (taken up
+    // again at once), or at once with nothing (the daemon is stopping: after a pause).
+    if (printed != before ||
+        std::chrono::steady_clock::now() - started >= std::chrono::seconds(5)) {
+      reconnect.Reset();
+      continue;
+    }
+    reconnect.Again(Status::Ok());
   }
 }
 
 // Waits on the run's events after `after` for the task to start an attempt or to end.
-Status WaitForTask(ApiClient& client, const LogsOptions& logs, int64_t after) {
-  return client.Events("/api/v1/events?after=" + std::to_string(after) + "&run=" + logs.run,
-                       [&logs](const json& e) {
-                         if (At(e, "kind") != "task_state" || At(e, "task") != logs.task) {
-                           return true;
-                         }
-                         const std::string to = Text(At(e, "to"));
-                         auto state = dag::ParseTaskState(to);
-                         return !(to == "running" || (state && dag::IsTerminal(*state)));
-                       });
+// `alive` runs whenever the stream sends anything.
+Status WaitForTask(ApiClient& client, const LogsOptions& logs, int64_t after,
+                   const std::function<void()>& alive) {
+  return client.Events(
+      "/api/v1/events?after=" + std::to_string(after) + "&run=" + logs.run,
+      [&logs](const json& e) {
+        if (At(e, "kind") != "task_state" || At(e, "task") != logs.task) return true;
+        const std::string to = Text(At(e, "to"));
+        auto state = dag::ParseTaskState(to);
+        return !(to == "running" || (state && dag::IsTerminal(*state)));
+      },
+      alive);
 }
 
 int FollowTask(ApiClient& client, const LogsOptions& logs) {
@@ -132,9 +149,8 @@ int FollowTask(ApiClient& client, const LogsOptions& logs) {
     }
     // Not started yet (or its next attempt not yet): the events say when. A lost stream is
     // taken up again by the read above.
-    if (Status s = WaitForTask(client, logs, now->event_id); !s.ok() && !reconnect.Again(s)) {
-      return Fail(s);
-    }
+    Status s = WaitForTask(client, logs, now->event_id, [&] { reconnect.Reset(); });
+    if (!s.ok() && !reconnect.Again(s)) return Fail(s);
   }
 }
 

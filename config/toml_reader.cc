@@ -102,7 +102,15 @@ std::string TableAt(std::string_view text, size_t line) {
       row.remove_prefix(first);
       const bool array = row.starts_with("[[");
       const size_t close = row.find(array ? "]]" : "]");
-      if (close != std::string_view::npos) {
+      // A header stands alone on its line (a comment aside) and names with bare words: a line of
+      // a multi-line array ("  [1, 2],") is not one.
+      const std::string_view after =
+          close == std::string_view::npos ? "" : row.substr(close + (array ? 2 : 1));
+      const size_t rest = after.find_first_not_of(" \t\r");
+      const bool header = close != std::string_view::npos &&
+                          (rest == std::string_view::npos || after[rest] == '#') &&
+                          row.substr(0, close).find_first_of(",{\"'") == std::string_view::npos;
+      if (header) {
         std::string name;
         for (char c : row.substr(array ? 2 : 1, close - (array ? 2 : 1))) {
           if (c != ' ' && c != '\t') name += c;

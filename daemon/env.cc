@@ -91,8 +91,9 @@ class PgDaemonStore final : public DaemonStore {
   Result<std::map<std::string, bool>> PausedPipelines() override {
     return pool_.Read([&](Database& db) { return db.PausedPipelines(); });
   }
-  Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor) override {
-    return pool_.With([&](Database& db) { return db.SetPaused(pipeline, paused, actor); });
+  Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor,
+                   std::optional<bool> was) override {
+    return pool_.With([&](Database& db) { return db.SetPaused(pipeline, paused, actor, was); });
   }
   Status AskReload() override {
     return pool_.With([&](Database& db) { return db.AskReload(); });

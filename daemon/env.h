@@ -56,7 +56,8 @@ class DaemonStore {
   virtual Status RecordPipelineEvent(std::string_view pipeline, std::string_view kind,
                                      std::string_view actor, const std::string& detail_json) = 0;
   virtual Result<std::map<std::string, bool>> PausedPipelines() = 0;
-  virtual Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor) = 0;
+  virtual Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor,
+                           std::optional<bool> was) = 0;
   virtual Status AskReload() = 0;
   virtual Result<store::FireResult> FireSchedule(
       const std::string& pipeline, const std::string& version_hash, const std::string& source,

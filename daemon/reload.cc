@@ -1,5 +1,6 @@
 // The pipelines folder: loaded at start (LoadPipelineEntries) and reloaded as it changes
 // (DaemonService::Reload, on the watcher's thread).
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
@@ -15,11 +16,14 @@ using nlohmann::json;
 namespace {
 
 // The name a broken file without a readable name is listed under: its path in the pipelines
-// folder ("team-a/pipeline.toml"), so that two such files of the same name stay two entries.
+// folder with '.' for '/' ("team-a.pipeline.toml"), so that two such files of the same name stay
+// two entries, each reachable at /api/v1/pipelines/{name}.
 std::string BrokenFileName(const fs::path& file, const fs::path& dir) {
   const fs::path rel = file.lexically_relative(dir);
   if (dir.empty() || rel.empty() || *rel.begin() == "..") return file.filename().string();
-  return rel.string();
+  std::string name = rel.string();
+  std::replace(name.begin(), name.end(), '/', '.');
+  return name;
 }
 
 }  // namespace

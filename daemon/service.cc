@@ -204,9 +204,9 @@ Status DaemonService::CheckTaskOf(const std::string& pipeline, const std::string
     if (t.id == task || t.id == base) return Status::Ok();
     if (known.size() < 200) known += (known.empty() ? "" : ", ") + t.id;
   }
-  return Status::Error(ErrorCode::kNotFound,
-                       "pipeline '" + pipeline + "' has no task '" + task + "' (its tasks: " +
-                           known + (known.size() >= 200 ? ", ..." : "") + ")");
+  return Status::Error(ErrorCode::kNotFound, "pipeline '" + pipeline + "' has no task '" + task +
+                                                 "' (its tasks: " + known +
+                                                 (known.size() >= 200 ? ", ..." : "") + ")");
 }
 
 Result<dag::PipelinePtr> DaemonService::Runnable(const std::string& name, bool* paused) {
@@ -227,14 +227,17 @@ Result<dag::PipelinePtr> DaemonService::Runnable(const std::string& name, bool* 
 
 Status DaemonService::SetPaused(const std::string& name, bool paused, const std::string& actor) {
   std::unique_lock pause_lock(pause_mu_);
+  bool was = false;  // in effect now: set by a daemon, else the file's (under pause_mu_, as here)
   {
     std::lock_guard lock(mu_);
     if (stopping_) return Refuse();
-    if (!pipelines_.count(name)) {
+    auto it = pipelines_.find(name);
+    if (it == pipelines_.end()) {
       return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
     }
+    was = it->second.paused;
   }
-  Status s = store_.SetPaused(name, paused, actor);
+  Status s = store_.SetPaused(name, paused, actor, was);
   if (!s.ok()) return s;
   return ApplyPause(name, paused, /*wait=*/true);
 }

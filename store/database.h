@@ -478,11 +478,13 @@ class Database {
   // The pause state set through SetPaused, by pipeline name. A pipeline without an entry
   // follows its file's `paused`.
   Result<std::map<std::string, bool>> PausedPipelines();
-  // Records the pause state of `pipeline` (whether or not it changes) and appends a
-  // 'pipeline_paused' or 'pipeline_unpaused' event (no run) naming `actor`. Does not check that
-  // the pipeline exists. Notifies 'kiln_pipelines' with "pause <pipeline>" on commit, so that
-  // every daemon on the database applies it.
-  Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor);
+  // Records the pause state of `pipeline` and appends a 'pipeline_paused' or 'pipeline_unpaused'
+  // event (no run) naming `actor`, unless `was` (the state in effect before, the file's `paused`
+  // included) says nothing changes. Does not check that the pipeline exists. Notifies
+  // 'kiln_pipelines' with "pause <pipeline>" on commit, so that every daemon on the database
+  // applies it.
+  Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor,
+                   std::optional<bool> was = std::nullopt);
   // Asks every daemon on the database to read its pipelines folder again ('kiln_pipelines',
   // "reload"), the one calling included.
   Status AskReload();

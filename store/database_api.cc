@@ -15,19 +15,17 @@ namespace {
 
 using json = nlohmann::json;
 
-// $1 pipeline, $2 paused, $3 actor.
-// An event only for a change: pausing a paused pipeline, or unpausing one never paused, records
-// nothing.
+// $1 pipeline, $2 paused, $3 actor, $4 the state in effect before (NULL: unknown). An event only
+// for a change: pausing a paused pipeline (by a daemon or by its file) records nothing.
 constexpr const char* kSetPaused = R"sql(
 WITH upsert AS (
   INSERT INTO pipelines (name, paused, updated_by) VALUES ($1, $2::bool, $3)
   ON CONFLICT (name) DO UPDATE
   SET paused = excluded.paused, updated_at = now(), updated_by = excluded.updated_by
-  WHERE pipelines.paused IS DISTINCT FROM excluded.paused
-  RETURNING xmax = 0 AS inserted)
+  RETURNING 1)
 INSERT INTO events (at, pipeline, kind, actor)
 SELECT now(), $1, CASE WHEN $2 THEN 'pipeline_paused' ELSE 'pipeline_unpaused' END, $3
-FROM upsert WHERE $2::bool OR NOT inserted)sql";
+FROM upsert WHERE $4::bool IS NULL OR $4::bool IS DISTINCT FROM $2::bool)sql";
 
 // $1 run, $2 kind, $3 actor, $4 detail. Nothing when there is no such run.
 constexpr const char* kRecordEvent = R"sql(
@@ -151,12 +149,13 @@ void RegisterApiStatements(DatabaseImpl& impl) {
   impl.Prepare("kiln_cancel_tasks", kCancelTasks);
 }
 
-Status Database::SetPaused(const std::string& pipeline, bool paused, std::string_view actor) {
+Status Database::SetPaused(const std::string& pipeline, bool paused, std::string_view actor,
+                           std::optional<bool> was) {
   const std::string what = std::string(paused ? "pausing" : "unpausing") + " '" + pipeline + "'";
   try {
     pqxx::work txn(impl_->conn, "set_paused");
     LockEventOrder(txn);
-    txn.exec_prepared("kiln_set_paused", pipeline, paused, std::string(actor));
+    txn.exec_prepared("kiln_set_paused", pipeline, paused, std::string(actor), was);
     // Every daemon on the database applies it at once (on this commit).
     txn.exec_params("SELECT pg_notify('kiln_pipelines', $1)", "pause " + SafeUtf8(pipeline));
     txn.commit();

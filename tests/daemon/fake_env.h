@@ -263,9 +263,11 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
     if (down) return Down();
     return Status::Ok();
   }
-  Status SetPaused(const std::string& pipeline, bool p, std::string_view actor) override {
+  Status SetPaused(const std::string& pipeline, bool p, std::string_view actor,
+                   std::optional<bool> was) override {
     std::lock_guard lock(mu);
     paused[pipeline] = p;
+    if (was == p) return Status::Ok();
     AddEvent(p ? "pipeline_paused" : "pipeline_unpaused", pipeline, RunId(0), std::string(actor));
     return Status::Ok();
   }

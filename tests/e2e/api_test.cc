@@ -318,8 +318,22 @@ name = "held"
 [tasks.t]
 command = "true"
 )");
+  WriteFile(dir / "pipelines/filed.toml", R"([pipeline]
+name = "filed"
+paused = true
+[tasks.t]
+command = "true"
+)");
   Daemon daemon(dir, dir / "pipelines");
   auto op = daemon.Client(kOperatorToken);
+  // Paused by its file: pausing changes nothing (no event), unpausing is a change (an event).
+  const int64_t start = LastEventId();
+  CHECK(Body(op.Post("/api/v1/pipelines/filed/pause", "", kJson))["paused"] == true);
+  CHECK(Body(op.Post("/api/v1/pipelines/filed/unpause", "", kJson))["paused"] == false);
+  CHECK(Body(op.Post("/api/v1/pipelines/filed/unpause", "", kJson))["paused"] == false);
+  CHECK(Sql("select string_agg(kind, ',' order by id) from events where pipeline = 'filed' and "
+            "run_id is null and kind like 'pipeline_%paused' and id > " +
+            std::to_string(start)) == "pipeline_unpaused");
   const int64_t before = LastEventId();
   json paused = Body(op.Post("/api/v1/pipelines/held/pause", "", kJson));
   CHECK(paused["paused"] == true);
@@ -390,7 +404,10 @@ TEST_CASE("a broken pipeline file is listed with its errors and cannot be trigge
   std::set<std::string> names;
   const json listed = Body(daemon.Client(kViewerToken).Get("/api/v1/pipelines"));
   for (const json& p : listed["pipelines"]) names.insert(p["name"].get<std::string>());
-  CHECK(names == std::set<std::string>{"a/pipeline.toml", "b/pipeline.toml", "broken"});
+  CHECK(names == std::set<std::string>{"a.pipeline.toml", "b.pipeline.toml", "broken"});
+  CHECK(Body(daemon.Client(kViewerToken).Get("/api/v1/pipelines/b.pipeline.toml"))["load_error"]
+            .get<std::string>()
+            .find("b/pipeline.toml:1:4: invalid TOML") != std::string::npos);
   auto op = daemon.Client(kOperatorToken);
   json info = Body(op.Get("/api/v1/pipelines/broken"));
   REQUIRE(info["load_error"].is_string());

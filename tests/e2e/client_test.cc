@@ -160,7 +160,8 @@ command = "echo never"
     return Kiln({"logs", id, "flaky", "-f"}, {}, env);
   });
   const std::string args = std::string("logs") + '\0' + id + '\0' + "flaky" + '\0' + "-f";
-  WaitFor([&] { return !ProcessesMentioning(args).empty(); }, "kiln logs -f to start");
+  // It has asked (hold cannot end before go): it waits for the start, it does not find one.
+  WaitFor([&] { return ConnectedTo(args, daemon.port()); }, "kiln logs -f to ask the daemon");
   WriteFile(dir / "go", "");
   Output out = follow.get();
   INFO(out.err);
