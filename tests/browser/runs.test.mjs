@@ -183,6 +183,7 @@ command = "true"
     assert.equal((await daemon.waitForRun(id)).state, 'failed');
     await page.goto(`${daemon.url}/#/runs/${id}/flaky`);
     await page.locator('#retry-from').waitFor();
+    await page.locator('svg.dag .node[data-task="after"]').waitFor();
     assert.deepEqual(await graphStates(page), { first: 'success', flaky: 'failed', after: 'upstream_failed' });
     fs.writeFileSync(fixed, '');
     await page.click('#retry-from');
@@ -213,6 +214,8 @@ command = "true"
     assert.equal((await daemon.waitForRun(id)).state, 'failed');
     await page.goto(`${daemon.url}/#/runs/${id}`);
     await page.locator('#tasks tr[data-task="fit[1]"]').waitFor();
+    // The graph is drawn from its own read, after the table or before it.
+    await page.locator('svg.dag .node[data-task="pick"]').waitFor();
     assert.deepEqual(await graphStates(page), { fit: 'failed', pick: 'upstream_failed' });
     const rows = await page.$$eval('#tasks tbody tr[data-task]', (trs) => trs.map((tr) => tr.querySelector('th').textContent.trim()));
     assert.deepEqual(rows, ['fit', 'pick', 'fit[0] {"c":0.1}', 'fit[1] {"c":2}', 'fit[2] {"c":3}']);
