@@ -89,6 +89,17 @@ Result<std::string> ReadFileText(const std::filesystem::path& file, size_t max_b
 
 namespace {
 
+// Line `line` (1-based) of `text`, without its newline; "" past the end.
+std::string_view LineAt(std::string_view text, size_t line) {
+  size_t at = 0;
+  for (size_t n = 1; n < line && at < text.size(); ++n) {
+    at = text.find('\n', at);
+    at = at == std::string_view::npos ? text.size() : at + 1;
+  }
+  if (line == 0 || at >= text.size()) return {};
+  return text.substr(at, std::min(text.find('\n', at), text.size()) - at);
+}
+
 // The name of the table whose body holds `line` (1-based): the last [header] or [[header]]
 // above it, "" for the top level. Only what a header line plainly says (no quoted dots).
 std::string TableAt(std::string_view text, size_t line) {
@@ -145,19 +156,8 @@ dag::Diagnostic SyntaxDiagnostic(const std::string& file, const toml::parse_erro
           "the table [" + name + "] is defined twice; put all its keys under one [" + name + "]"};
     }
     // Inside an inline table ({ ... }) the name is relative to it: the table above is shown.
-    const size_t start = text.empty() ? 0 : p.line;
-    std::string_view row;
-    if (start > 0) {
-      size_t at = 0;
-      for (size_t n = 1; n < start && at != std::string_view::npos; ++n) {
-        at = text.find('\n', at);
-        if (at != std::string_view::npos) ++at;
-      }
-      if (at != std::string_view::npos && at < text.size()) {
-        row = text.substr(at, std::min(text.find('\n', at), text.size()) - at);
-      }
-    }
-    const std::string table = text.empty() ? "" : TableAt(text, p.line);
+    const std::string_view row = LineAt(text, p.line);
+    const std::string table = TableAt(text, p.line);
     const bool inline_table = row.substr(0, p.column).find('{') != std::string_view::npos;
     const std::string field = inline_table ? table : (table.empty() ? name : table + "." + name);
     return {file, loc, field,
