@@ -204,6 +204,13 @@ class PgDaemonStore final : public DaemonStore {
                                      const std::string& hash) override {
     return pool_.Read([&](Database& db) { return db.PipelineSource(pipeline, hash); });
   }
+  Status RecordLoaded(std::span<const store::LoadedVersion> versions) override {
+    return pool_.With([&](Database& db) { return db.RecordLoaded(versions); });
+  }
+  Result<std::optional<store::LastLoaded>> LastLoadedVersion(const std::string& pipeline,
+                                                             const std::string& file) override {
+    return pool_.Read([&](Database& db) { return db.LastLoadedVersion(pipeline, file); });
+  }
   Status Ping() override {
     return pool_.Read([&](Database& db) { return db.Ping(); });
   }

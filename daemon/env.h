@@ -110,6 +110,9 @@ class DaemonStore {
   virtual Result<std::vector<store::ActiveRun>> ActiveRuns(std::span<const RunId> runs) = 0;
   virtual Result<std::string> PipelineSource(const std::string& pipeline,
                                              const std::string& hash) = 0;
+  virtual Status RecordLoaded(std::span<const store::LoadedVersion> versions) = 0;
+  virtual Result<std::optional<store::LastLoaded>> LastLoadedVersion(const std::string& pipeline,
+                                                                     const std::string& file) = 0;
   virtual Status Ping() = 0;
   // Opens the connections (so that the first requests do not pay for them) and starts what runs
   // on threads of its own. Stop: requests waiting get kUnavailable.

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "common/time.h"
 #include "daemon/service.h"
 #include "dag/triggers.h"
 #include "plugins/registry.h"
@@ -53,6 +54,7 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
     PipelineEntry entry;
     entry.file = result.file.string();
     entry.pipeline = result.pipeline;
+    entry.named = !name.empty() && (result.pipeline || !result.name.empty());
     if (!text.empty()) entry.load_error = text;
     out.emplace(name, std::move(entry));
   }
@@ -78,6 +80,50 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
     if (!dropped) break;
   }
   return out;
+}
+
+Status KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& entries) {
+  std::vector<store::LoadedVersion> versions;
+  std::vector<std::string> broken;
+  for (const auto& [name, entry] : entries) {
+    if (entry.pipeline) {
+      versions.push_back(
+          {name, entry.pipeline->spec.content_hash, entry.pipeline->spec.source, entry.file});
+    } else {
+      broken.push_back(name);
+    }
+  }
+  if (Status s = store.RecordLoaded(versions); !s.ok()) return s;
+  for (const std::string& listed : broken) {
+    PipelineEntry& entry = entries.at(listed);
+    auto last = store.LastLoadedVersion(entry.named ? listed : "", entry.file);
+    if (!last.ok()) {
+      log::Error(entry.file + ": its last good version cannot be read (" + last.message() +
+                 "); it does not run until it loads");
+      continue;
+    }
+    if (!*last) continue;
+    const store::LastLoaded& kept = **last;
+    // Named by its file: its pipeline's name, unless a file that loaded declares it now.
+    if (kept.pipeline != listed && entries.count(kept.pipeline)) continue;
+    config::LoadResult parsed = config::ParsePipeline(kept.source, entry.file, plugins::Builtins());
+    if (!parsed.pipeline) continue;  // no longer valid for this kiln
+    std::map<std::string, std::vector<std::string>> edges;
+    for (const auto& [name, other] : entries) {
+      if (other.pipeline && name != listed) edges[name] = other.pipeline->spec.trigger_on_success;
+    }
+    edges[kept.pipeline] = parsed.pipeline->spec.trigger_on_success;
+    if (dag::FindTriggerCycle(edges)) continue;  // with what loaded now
+    PipelineEntry adopted = std::move(entry);
+    entries.erase(listed);
+    adopted.pipeline = parsed.pipeline;
+    adopted.named = true;
+    log::Warn(adopted.file + ": pipeline '" + kept.pipeline + "' runs its last good version (" +
+              kept.hash.substr(0, 12) + ", loaded " + FormatRfc3339(kept.loaded_at) +
+              ") until the file loads again");
+    entries.emplace(kept.pipeline, std::move(adopted));
+  }
+  return Status::Ok();
 }
 
 Status DaemonService::WatchPipelines(const fs::path& dir) {
@@ -136,6 +182,7 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
   }
   const Instant now = Now();
   std::vector<ReloadEvent> events;
+  std::vector<store::LoadedVersion> versions;
   std::vector<std::pair<std::string, dag::PipelinePtr>> unpaused;
   {
     std::lock_guard lock(mu_);
@@ -143,6 +190,10 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
       const bool was_paused = result.pipeline && pipelines_.count(result.pipeline->spec.name) &&
                               pipelines_.at(result.pipeline->spec.name).paused;
       if (auto e = ApplyFile(result, *paused, now)) {
+        if (e->kind == "pipeline_loaded") {
+          versions.push_back({e->pipeline, result.pipeline->spec.content_hash,
+                              result.pipeline->spec.source, result.file.string()});
+        }
         if (was_paused && e->kind == "pipeline_loaded" && !pipelines_.at(e->pipeline).paused) {
           unpaused.emplace_back(e->pipeline, pipelines_.at(e->pipeline).entry.pipeline);
         }
@@ -158,6 +209,8 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
     if (Status s = StartQueued(name, pipeline, /*wait=*/false); !s.ok()) log::Error(s.message());
   }
   pause_lock.unlock();
+  // What a restart falls back on should the file break before it (KeepLastLoaded).
+  if (Status s = store_.RecordLoaded(versions); !s.ok()) log::Error(s.message());
   for (const ReloadEvent& e : events) {
     if (e.kind == "pipeline_removed") {
       timer_.Forget(e.pipeline);
@@ -229,6 +282,7 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
     known.entry.file = file;
     known.entry.pipeline = pipeline;
     known.entry.load_error.reset();
+    known.entry.named = true;
     auto p = paused.find(name);
     known.paused = p != paused.end() ? p->second : pipeline->spec.paused;
     if (added || (was_paused && !known.paused)) known.live_since = now;
@@ -258,6 +312,7 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
   if (added) known.live_since = now;
   known.entry.file = file;
   known.entry.load_error = text;
+  known.entry.named = !old_name.empty() || !result.name.empty();
   files_[file] = name;
   const bool kept = known.entry.pipeline != nullptr;
   for (const auto& d : result.diagnostics) {

@@ -35,10 +35,18 @@ struct PipelineEntry {
   std::string file;
   dag::PipelinePtr pipeline;              // null when the file never loaded
   std::optional<std::string> load_error;  // the diagnostics, one per line
+  // False when the file is too broken to name its pipeline: it is listed under its file's name.
+  bool named = true;
 };
 // `secrets`: the names kiln.toml declares ({{ secrets.NAME }} naming another is a load error).
 std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::path& dir,
                                                          const dag::SecretNames& secrets);
+// At start: records the versions that loaded (pipeline_versions), and gives each file that did
+// not the version last loaded of its pipeline (or from it, when it names none), by this daemon
+// before it stopped or by another on the database, so that a file broken while no daemon watched
+// it runs as it would have without the restart: its last good version, its errors shown. An
+// error is returned only when the versions cannot be recorded.
+Status KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& entries);
 
 struct DaemonServiceOptions {
   std::filesystem::path logs_dir;

@@ -202,6 +202,20 @@ struct OpenAttempt {
 };
 
 // A run some daemon drives, with what resuming it needs.
+// A version of a pipeline as a daemon loaded it from its folder (pipeline_versions).
+struct LoadedVersion {
+  std::string pipeline;
+  std::string hash;
+  std::string source;
+  std::string file;
+};
+struct LastLoaded {
+  std::string pipeline;
+  std::string hash;
+  std::string source;
+  Instant loaded_at{};
+};
+
 struct ActiveRun {
   RunRecord run;      // with its tasks (round_base, retry_at)
   std::string owner;  // the daemon driving it (runs.lease_owner), empty for none
@@ -690,6 +704,13 @@ class Database {
 
   // The pipeline file text of a version (pipeline_versions). kNotFound when it is not kept.
   Result<std::string> PipelineSource(const std::string& pipeline, const std::string& hash);
+  // Versions a daemon loaded from its pipelines folder, now: each becomes the last one loaded of
+  // its pipeline and file. One transaction.
+  Status RecordLoaded(std::span<const LoadedVersion> versions);
+  // The version last loaded of `pipeline`, or, with an empty name (a file too broken to name
+  // its pipeline), the last loaded from `file`. nullopt when none was.
+  Result<std::optional<LastLoaded>> LastLoadedVersion(const std::string& pipeline,
+                                                      const std::string& file);
 
   // Ok when the server answers a query (for readiness probes); kUnavailable when the
   // connection is lost.

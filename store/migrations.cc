@@ -521,6 +521,13 @@ CREATE INDEX task_instances_active ON task_instances (run_id, task_id)
   WHERE state IN ('pending', 'queued', 'running', 'up_for_retry', 'waiting');
 )sql";
 
+// What each daemon loaded from its pipelines folder, and from which file: a file that is broken
+// when a daemon starts runs the version last loaded (store/database_versions.cc). loaded_at
+// becomes the time of the last load; the file stays NULL for versions only runs wrote.
+constexpr std::string_view kLoadedSchema = R"sql(
+ALTER TABLE pipeline_versions ADD COLUMN file text;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "initial schema", kInitialSchema},
     {2, "api: event pipelines, pause state", kApiSchema},
@@ -537,6 +544,7 @@ constexpr Migration kMigrations[] = {
     {13, "the leader of the daemons", kLeaderSchema},
     {14, "the workers' hot path", kHandoutSchema},
     {15, "the task row of an update found by its key", kTaskKeySchema},
+    {16, "the pipeline versions each daemon loaded", kLoadedSchema},
 };
 
 }  // namespace

@@ -46,6 +46,7 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
   std::map<std::string, bool> paused;
   std::map<int64_t, scheduler::BackfillRecord> backfills;
   std::map<std::pair<std::string, std::string>, std::string> versions;
+  std::map<std::string, store::LastLoaded> last_by_name, last_by_file;  // RecordLoaded
   bool down = false;  // every call fails as if the database were away
   // The live leader lease: a fenced FireSchedule commits only under it (kConflict otherwise).
   std::optional<store::LeaderFence> leader;
@@ -451,6 +452,26 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
     auto it = versions.find({pipeline, hash});
     if (it == versions.end()) return Status::Error(ErrorCode::kNotFound, "not kept");
     return it->second;
+  }
+  Status RecordLoaded(std::span<const store::LoadedVersion> loaded) override {
+    std::lock_guard lock(mu);
+    if (down) return Down();
+    for (const store::LoadedVersion& v : loaded) {
+      versions[{v.pipeline, v.hash}] = v.source;
+      store::LastLoaded last{v.pipeline, v.hash, v.source, Instant{}};
+      last_by_name[v.pipeline] = last;
+      last_by_file[v.file] = last;
+    }
+    return Status::Ok();
+  }
+  Result<std::optional<store::LastLoaded>> LastLoadedVersion(const std::string& pipeline,
+                                                             const std::string& file) override {
+    std::lock_guard lock(mu);
+    if (down) return Down();
+    const auto& by = pipeline.empty() ? last_by_file : last_by_name;
+    auto it = by.find(pipeline.empty() ? file : pipeline);
+    if (it == by.end()) return std::optional<store::LastLoaded>();
+    return std::optional<store::LastLoaded>(it->second);
   }
   Status Ping() override {
     std::lock_guard lock(mu);

@@ -295,6 +295,44 @@ TEST_CASE(
   CHECK(h.db.Events("pipeline_removed").size() == 1);
 }
 
+TEST_CASE("at start, a broken file gets its last good version unless it would close a cycle") {
+  boost::asio::io_context io;
+  FakeDb db(io);
+  auto entry = [](const std::string& file, const std::string& text) {
+    daemon::PipelineEntry e;
+    e.file = file;
+    auto loaded = config::ParsePipeline(text, file);
+    e.pipeline = loaded.pipeline;
+    if (!loaded.pipeline) e.load_error = "broken";
+    return e;
+  };
+  const std::string x = "[pipeline]\nname = \"x\"\ntrigger_on_success = [\"y\"]\n" +
+                        TwoTasks("x").substr(TwoTasks("x").find("[tasks"));
+  const std::string y_loops = TwoTasks("y", "trigger_on_success = [\"x\"]\n");
+  std::map<std::string, daemon::PipelineEntry> entries;
+  entries["x"] = entry("/p/x.toml", x);
+  entries["y"] = entry("/p/y.toml", "[pipeline]\nname = \"y\"\n");
+  entries["z.toml"] = entry("/p/z.toml", "[pipeline\n");
+  entries["z.toml"].named = false;
+  REQUIRE(
+      db.RecordLoaded(std::vector<store::LoadedVersion>{{"y", "hy", y_loops, "/p/y.toml"},
+                                                        {"z", "hz", TwoTasks("z"), "/p/z.toml"}})
+          .ok());
+  REQUIRE(daemon::KeepLastLoaded(db, entries).ok());
+  // y's last good version triggers x, which triggers y: it stays broken.
+  CHECK(entries.at("y").pipeline == nullptr);
+  // z, too broken to name itself, is found by its file and listed under its name.
+  CHECK(entries.count("z.toml") == 0);
+  REQUIRE(entries.at("z").pipeline != nullptr);
+  CHECK(entries.at("z").load_error == "broken");
+  CHECK(entries.at("z").pipeline->spec.file == "/p/z.toml");
+  // What loaded is recorded for the next start.
+  auto kept = db.LastLoadedVersion("x", "");
+  REQUIRE(kept.ok());
+  REQUIRE(kept->has_value());
+  CHECK((*kept)->hash == entries.at("x").pipeline->spec.content_hash);
+}
+
 TEST_CASE("a backfill creates a run per fire and runs them oldest first under its limit") {
   Harness h({{"s.toml", TwoTasks("s", "schedule = \"0 * * * *\"\n")}});
   h.service->StartSchedules();  // a run that ends frees a place through the timer's thread

@@ -89,3 +89,55 @@ TEST_CASE("pipeline files added, edited, broken and deleted take effect while th
   CHECK(op.Get(("/api/v1/pipelines/" + b).c_str())->status == 404);
   CHECK(daemon.Stop() == 0);
 }
+
+TEST_CASE("a file broken while the daemon was stopped runs its last good version after a restart") {
+  TempDir dir;
+  const std::string a = Unique("lg-a"), b = Unique("lg-b"), c = Unique("lg-c");
+  auto good = [](const std::string& name, const std::string& word) {
+    return "[pipeline]\nname = \"" + name + "\"\n[tasks.t]\ncommand = \"echo " + word + "\"\n";
+  };
+  const std::string a1 = good(a, "a-one"), a2 = good(a, "a-two"), b1 = good(b, "b-one");
+  WriteFile(dir / "pipelines/a.toml", a1);
+  WriteFile(dir / "pipelines/b.toml", b1);
+  WriteFile(dir / "pipelines/c.toml", "[pipeline]\nname = \"" + c + "\"\n[tasks.t]\n");
+  {
+    Daemon first(dir, dir / "pipelines");
+    // The last version loaded is the one kept, not the first or the last run.
+    auto op = first.Client(kOperatorToken);
+    CHECK(WaitForRunEnd(first, Trigger(op, a)) == "success");
+    const int64_t mark = LastEventId();
+    WriteFile(dir / "pipelines/a.toml", a2);
+    WaitForEvent(first, a, "pipeline_loaded", mark);
+    CHECK(first.Stop() == 0);
+  }
+  // Broken while no daemon watched: a with a wrong field, b past reading its name.
+  WriteFile(dir / "pipelines/a.toml", a2 + "retries = \"x\"\n");
+  WriteFile(dir / "pipelines/b.toml", "[pipeline\n" + b1);
+  Daemon second(dir, dir / "pipelines");
+  auto op = second.Client(kOperatorToken);
+  json shown = Body(op.Get(("/api/v1/pipelines/" + a).c_str()));
+  CHECK(shown["version"] == kiln::Sha256Hex(a2));
+  CHECK(shown["load_error"] == (dir / "pipelines/a.toml").string() +
+                                   ":5:11: tasks.t.retries: expected an integer, got a string");
+  const int64_t run_a = Trigger(op, a);
+  CHECK(WaitForRunEnd(second, run_a) == "success");
+  auto r = op.Get(("/api/v1/runs/" + std::to_string(run_a) + "/tasks/t/attempts/1/log").c_str());
+  REQUIRE(r);
+  CHECK(r->body == "a-two\n");
+  // Found by its file: listed under its pipeline's name again.
+  json b_shown = Body(op.Get(("/api/v1/pipelines/" + b).c_str()));
+  CHECK(b_shown["version"] == kiln::Sha256Hex(b1));
+  CHECK(b_shown["load_error"].get<std::string>().find("b.toml:1:") != std::string::npos);
+  CHECK(WaitForRunEnd(second, Trigger(op, b)) == "success");
+  // A file that never loaded has nothing to fall back on.
+  auto never = op.Post(("/api/v1/pipelines/" + c + "/runs").c_str(), "{}", "application/json");
+  REQUIRE(never);
+  CHECK(never->status == 409);
+  // Mended, it loads as usual.
+  const int64_t mark = LastEventId();
+  WriteFile(dir / "pipelines/a.toml", a1);
+  CHECK(WaitForEvent(second, a, "pipeline_loaded", mark)["detail"]["version"] ==
+        kiln::Sha256Hex(a1));
+  CHECK(Body(op.Get(("/api/v1/pipelines/" + a).c_str()))["load_error"].is_null());
+  CHECK(second.Stop() == 0);
+}

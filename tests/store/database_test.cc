@@ -41,12 +41,13 @@ TEST_CASE("migrations create the schema once") {
              "7|model registry", "8|approvals: the waiting state", "9|result cache",
              "10|notifications", "11|for_each instances", "12|remote workers",
              "13|the leader of the daemons", "14|the workers' hot path",
-             "15|the task row of an update found by its key"});
+             "15|the task row of an update found by its key",
+             "16|the pipeline versions each daemon loaded"});
   CHECK(t.One("SELECT count(*) FROM pg_indexes WHERE indexname = 'task_instances_active' AND "
               "indexdef LIKE '%WHERE (state = ANY%'") == "1");
 
   REQUIRE((*db)->Migrate().ok());
-  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "15");
+  CHECK(t.One("SELECT count(*) FROM schema_migrations") == "16");
 }
 
 TEST_CASE("concurrent migrations from two connections both succeed") {
@@ -63,7 +64,7 @@ TEST_CASE("concurrent migrations from two connections both succeed") {
   CHECK(sa.message() == "");
   CHECK(sb.message() == "");
   CHECK(t.Rows("SELECT version FROM schema_migrations ORDER BY 1") ==
-        Rows{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"});
+        Rows{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"});
 }
 
 TEST_CASE("a schema newer than this kiln is refused") {
@@ -73,7 +74,7 @@ TEST_CASE("a schema newer than this kiln is refused") {
   Status s = db->Migrate();
   CHECK(s.code() == ErrorCode::kConflict);
   CHECK(s.message() ==
-        "database: schema version 99 is newer than this kiln knows (15); upgrade kiln or point it "
+        "database: schema version 99 is newer than this kiln knows (16); upgrade kiln or point it "
         "at another database");
 }
 

@@ -186,7 +186,7 @@ TEST_CASE("EmbeddedPostgres starts a private cluster and serves kiln's database"
     CHECK((*pg)->Stop().ok());
     auto restarted = EmbeddedPostgres::Start(options);
     REQUIRE(restarted.ok());
-    CHECK(Query((*restarted)->url(), "SELECT max(version) FROM schema_migrations") == "15");
+    CHECK(Query((*restarted)->url(), "SELECT max(version) FROM schema_migrations") == "16");
   }
 }
 
@@ -223,7 +223,7 @@ TEST_CASE("EmbeddedPostgres sets kiln's role and database up again when they wer
   INFO((db.ok() ? "" : db.status().message()));
   REQUIRE(db.ok());
   CHECK(Query((*pg)->url(), "SELECT current_database() || ' ' || current_user") == "kiln kiln");
-  CHECK(Query((*pg)->url(), "SELECT max(version) FROM schema_migrations") == "15");
+  CHECK(Query((*pg)->url(), "SELECT max(version) FROM schema_migrations") == "16");
   CHECK(Query((*pg)->url(), "SELECT rolsuper::text FROM pg_roles WHERE rolname = 'kiln'") ==
         "false");
   db->reset();

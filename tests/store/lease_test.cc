@@ -250,6 +250,37 @@ TEST_CASE("a cancel cannot be requested of an ended run, and a version's source 
   CHECK(missing.message() == "pipeline 'train' version ffffffffffff is not kept");
 }
 
+TEST_CASE("the version last loaded of a pipeline, or from a file, is the one a restart keeps") {
+  TestDatabase t;
+  auto db = t.Open();
+  auto last = [&](const std::string& pipeline, const std::string& file) {
+    auto found = db->LastLoadedVersion(pipeline, file);
+    REQUIRE(found.ok());
+    return *found ? (*found)->pipeline + "@" + (*found)->hash + ":" + (*found)->source
+                  : std::string("none");
+  };
+  // A version only a run wrote (kiln run) was not loaded from a daemon's folder.
+  OwnedRun(*db, "h:/a", {"a"});
+  CHECK(last("train", "/p/train.toml") == "none");
+  const LoadedVersion v1{"train", "h1", "one", "/p/train.toml"};
+  const LoadedVersion v2{"train", "h2", "two", "/p/train.toml"};
+  const LoadedVersion other{"etl", "e1", "etl", "/p/etl.toml"};
+  REQUIRE(db->RecordLoaded(std::vector<LoadedVersion>{v1, other}).ok());
+  t.Rows("UPDATE pipeline_versions SET loaded_at = loaded_at - interval '1 minute'");
+  REQUIRE(db->RecordLoaded(std::vector<LoadedVersion>{v2}).ok());
+  CHECK(last("train", "") == "train@h2:two");
+  CHECK(last("", "/p/train.toml") == "train@h2:two");
+  CHECK(last("", "/p/etl.toml") == "etl@e1:etl");
+  // Loaded again (an edit undone): the last one once more, from the file it is in now.
+  t.Rows("UPDATE pipeline_versions SET loaded_at = loaded_at - interval '1 minute'");
+  REQUIRE(db->RecordLoaded(std::vector<LoadedVersion>{{"train", "h1", "one", "/q/t.toml"}}).ok());
+  CHECK(last("train", "") == "train@h1:one");
+  CHECK(last("", "/q/t.toml") == "train@h1:one");
+  CHECK(last("", "/p/train.toml") == "train@h2:two");
+  CHECK(t.One("SELECT count(*) FROM pipeline_versions") == "4");
+  CHECK(last("nope", "") == "none");
+}
+
 TEST_CASE("a retry starts a new round: retries count from the attempt it left off at") {
   TestDatabase t;
   auto db = t.Open();
@@ -336,7 +367,9 @@ TEST_CASE(
   CHECK(t.One("SELECT count(*) FROM deleted_runs") == "0");
 }
 
-TEST_CASE("which starts are recorded is read once the daemon's committing session is gone, or after the wait") {
+TEST_CASE(
+    "which starts are recorded is read once the daemon's committing session is gone, or after the "
+    "wait") {
   TestDatabase t;
   auto daemon = t.Open();
   REQUIRE(daemon->RenewLease("h:/a", "daemon", "", std::chrono::seconds(30)).ok());
