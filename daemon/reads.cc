@@ -54,10 +54,11 @@ Result<dag::PipelinePtr> DaemonService::PipelineVersion(const std::string& name,
   {
     std::lock_guard lock(mu_);
     auto it = pipelines_.find(name);
-    if (it == pipelines_.end()) {
+    // No longer loaded (its file deleted): a version its runs used is still drawn.
+    if (it == pipelines_.end() && !version) {
       return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
     }
-    current = it->second.entry.pipeline;
+    if (it != pipelines_.end()) current = it->second.entry.pipeline;
   }
   if (current && (!version || *version == current->spec.content_hash)) return current;
   if (!version) {
@@ -65,6 +66,10 @@ Result<dag::PipelinePtr> DaemonService::PipelineVersion(const std::string& name,
                          "pipeline '" + name + "' has never loaded: its file has errors");
   }
   auto text = store_.PipelineSource(name, *version);
+  if (text.status().code() == ErrorCode::kNotFound && !current) {
+    return Status::Error(ErrorCode::kNotFound,
+                         "no pipeline named '" + name + "' with version " + version->substr(0, 12));
+  }
   if (!text.ok()) return text.status();
   const std::filesystem::path file =
       current ? current->spec.file : std::filesystem::path(name + "@" + version->substr(0, 12));
@@ -78,13 +83,17 @@ Result<dag::PipelinePtr> DaemonService::PipelineVersion(const std::string& name,
 
 Result<scheduler::GridPage> DaemonService::Grid(const std::string& pipeline,
                                                 std::optional<RunId> before, int limit) {
+  bool loaded = false;
   {
     std::lock_guard lock(mu_);
-    if (!pipelines_.count(pipeline)) {
-      return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + pipeline + "'");
-    }
+    loaded = pipelines_.count(pipeline) != 0;
   }
-  return store_.Grid(pipeline, before, limit);
+  auto page = store_.Grid(pipeline, before, limit);
+  // No longer loaded (its file deleted): its runs are still shown while there are any.
+  if (page.ok() && !loaded && page->runs.empty() && !before) {
+    return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + pipeline + "'");
+  }
+  return page;
 }
 
 Result<scheduler::LogChunk> DaemonService::ReadLog(RunId run, const std::string& task, int attempt,

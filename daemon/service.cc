@@ -543,6 +543,13 @@ Result<scheduler::RetryResult> DaemonService::RetryRun(const scheduler::RetryReq
   }
   bool paused = false;
   auto pipeline = Runnable(run->pipeline, &paused);
+  if (pipeline.status().code() == ErrorCode::kNotFound) {
+    return Status::Error(ErrorCode::kConflict,
+                         "run " + ToString(request.run) + " cannot be retried: pipeline '" +
+                             run->pipeline +
+                             "' is not loaded (its file was deleted or renamed), and a retry "
+                             "runs the pipeline's current version");
+  }
   if (!pipeline.ok()) return pipeline.status();
   const dag::Pipeline& p = **pipeline;
   // The run's tasks must still be the pipeline's: a retry runs the current version.

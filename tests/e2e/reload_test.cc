@@ -87,6 +87,27 @@ TEST_CASE("pipeline files added, edited, broken and deleted take effect while th
   std::filesystem::remove(dir / "pipelines/sub/b.toml");
   WaitForEvent(daemon, b, "pipeline_removed", mark);
   CHECK(op.Get(("/api/v1/pipelines/" + b).c_str())->status == 404);
+  // Its runs are still shown and drawn, but not retried: a retry runs the version in use.
+  json grid = Body(op.Get(("/api/v1/pipelines/" + b + "/grid").c_str()));
+  CHECK(grid["tasks"] == json::array({"t"}));
+  REQUIRE_FALSE(grid["runs"].empty());
+  const json b_run = grid["runs"][0];
+  auto graph = op.Get(
+      ("/api/v1/pipelines/" + b + "/graph?version=" + b_run["version"].get<std::string>()).c_str());
+  REQUIRE(graph);
+  CHECK(graph->status == 200);
+  CHECK(Body(graph)["nodes"][0]["id"] == "t");
+  CHECK(op.Get(("/api/v1/pipelines/" + b + "/graph").c_str())->status == 404);
+  CHECK(op.Get(("/api/v1/pipelines/" + Unique("none") + "/grid").c_str())->status == 404);
+  WaitForRunEnd(daemon, b_run["id"].get<int64_t>());
+  auto retried = op.Post(("/api/v1/runs/" + b_run["id"].dump() + "/retry").c_str(),
+                         R"({"mode": "failed"})", "application/json");
+  REQUIRE(retried);
+  CHECK(retried->status == 409);
+  CHECK(Body(retried)["error"]["message"] ==
+        "run " + b_run["id"].dump() + " cannot be retried: pipeline '" + b +
+            "' is not loaded (its file was deleted or renamed), and a retry runs the pipeline's "
+            "current version");
   CHECK(daemon.Stop() == 0);
 }
 
