@@ -152,6 +152,11 @@ bool RefuseFraming(const Context& ctx, const Request& req, Response& res) {
     SendError(res, 415, "unsupported_media_type", "compressed request bodies are not accepted");
     return true;
   }
+  if (req.get_header_value_count("Content-Type") > 1) {
+    // Read one way here and another by a proxy, it could pass for JSON where it is not.
+    SendError(res, 400, "invalid_argument", "send Content-Type once");
+    return true;
+  }
   if (!req.has_header("Content-Length")) return false;
   std::string text = req.get_header_value("Content-Length");
   bool digits = !text.empty() && text.size() <= 40 &&

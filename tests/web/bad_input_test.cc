@@ -197,6 +197,21 @@ TEST_CASE("a body over 1 MiB announced with Expect: 100-continue gets 413, not 1
   CHECK(server.service.Calls().empty());
 }
 
+TEST_CASE("a request with Content-Type twice is refused before anything reads it") {
+  TestServer server;
+  RawConnection conn(server.port());
+  conn.Send(Head("POST /api/v1/pipelines/ml/runs HTTP/1.1",
+                 "Authorization: Bearer " + kOperatorSecret +
+                     "\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: 2\r\n") +
+            "{}");
+  std::string response = conn.ReadResponse();
+  CHECK(StatusLine(response) == "HTTP/1.1 400 Bad Request");
+  CHECK(json::parse(ResponseBody(response)) ==
+        ErrorBody("invalid_argument", "send Content-Type once"));
+  CHECK(server.service.Calls().empty());
+}
+
 TEST_CASE("bodies of exactly 1 MiB are read") {
   TestServer server;
   auto client = server.Client();
