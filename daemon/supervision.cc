@@ -197,8 +197,9 @@ Result<std::set<scheduler::AttemptKey>> DatabaseLedger::StartsRecorded(
     const std::vector<scheduler::AttemptKey>& keys) {
   auto db = Db();
   if (!db.ok()) return db.status();
-  // Renewals wait meanwhile: at most a tenth of the lease (2 s) for each of its two locks.
-  auto recorded = (*db)->StartsRecorded(name_, keys, std::min<Duration>(2s, lease_ / 10));
+  // Renewals wait meanwhile: at most a tenth of the lease (3 s of the default 30 s) for each of
+  // its two locks.
+  auto recorded = (*db)->StartsRecorded(name_, keys, lease_ / 10);
   if (!recorded.ok()) Check(recorded.status());
   return recorded;
 }

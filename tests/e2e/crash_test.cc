@@ -329,8 +329,11 @@ TEST_CASE("a daemon killed while the server had its start's commit unread: nothi
     }
   } resume{&committers.pids};
   int64_t run = 0;
+  // The supervisor waits a tenth of its lease for the daemon's sessions: 30 s here, for the test
+  // to resume them in while it waits.
+  const std::string lease = "300s";
   {
-    Daemon first(dir, Leaving(dir / "pipelines"));
+    Daemon first(dir, Leaving(dir / "pipelines", lease));
     WaitFor([&] { return CommitterSessions(first.data_dir()).pids.size() == 2; },
             "the daemon's committing sessions");
     committers = CommitterSessions(first.data_dir());
@@ -356,13 +359,13 @@ TEST_CASE("a daemon killed while the server had its start's commit unread: nothi
                    committers.lock + " and not granted") == "1";
       },
       "the supervisor to wait for the daemon's sessions");
-  // Resumed while the question waits (it waits up to 2 s, then reads without the lock).
+  // Resumed while the question waits (a tenth of the lease, then it reads without the lock).
   for (int pid : committers.pids) REQUIRE(::kill(pid, SIGCONT) == 0);
   committers.pids.clear();
   WaitStartRecorded(run);
   const int a_pid = std::stoi(ReadFile(dir / "a.started"));
   WriteFile(dir / "go", "");
-  Daemon second(dir, Leaving(dir / "pipelines"));
+  Daemon second(dir, Leaving(dir / "pipelines", lease));
   CHECK(WaitForRunEnd(second, run) == "success");
   CHECK(Attempts(DatabaseUrl(), run) == "a#1:success,b#1:success");
   // Confirmed by the answer, not stopped and run again: a lost attempt would have failed.
