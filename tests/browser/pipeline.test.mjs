@@ -227,3 +227,36 @@ metrics = "{{ run.dir }}/m.json"
     assert.deepEqual(problems, []);
   });
 });
+
+test('a pipeline whose file was deleted still shows its runs, backfills and graph', { timeout: 120000 }, async () => {
+  const folder = pipelinesFolder({ 'old.toml': `[pipeline]
+name = "old"
+[tasks.extract]
+command = "true"
+[tasks.load]
+needs = ["extract"]
+command = "true"
+` });
+  await signedIn(folder, 'operator', async ({ daemon, page, problems }) => {
+    const created = await daemon.api('/api/v1/pipelines/old/runs', { method: 'POST', body: {} });
+    assert.equal(await daemon.waitForRun(created.body.id).then((r) => r.state), 'success');
+    fs.unlinkSync(path.join(folder, 'old.toml'));
+    for (let i = 0; (await daemon.api('/api/v1/pipelines/old')).status !== 404; i++) {
+      assert.ok(i < 200, 'the deleted file is still loaded after 20 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await page.goto(`${daemon.url}/#/pipelines/old`);
+    await page.locator('#pipeline-gone').getByText('No pipeline file declares it now').waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('.grid-head .sq.st-success').length === 1);
+    await page.locator('svg.dag .node[data-task="load"]').waitFor();
+    assert.deepEqual(await page.$$eval('svg.dag .node', (n) => n.map((e) => e.dataset.task)), ['extract', 'load']);
+    await page.getByText('No backfills.').waitFor();
+    assert.equal(await page.locator('#open-trigger').count(), 0);
+    await screenshot(page, 'pipeline-gone');
+    // The only problems are the browser's notes of the answers that said it is gone.
+    assert.deepEqual(problems.filter((p) => !p.includes('status of 404')), []);
+    // A name that never had runs is still not found.
+    await page.goto(`${daemon.url}/#/pipelines/never`);
+    await page.getByText("no pipeline named 'never'").waitFor();
+  });
+});

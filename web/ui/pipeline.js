@@ -30,8 +30,17 @@ function backfillRow(b, app, reload) {
       } }, 'Cancel') : null));
 }
 
+// A pipeline no file declares any more (deleted or renamed) is shown from its runs while it
+// has any: its grid, backfills and metrics, and the graph of its newest run's version.
+async function gonePipeline(name, error) {
+  if (error.status !== 404) throw error;
+  await api(`/api/v1/pipelines/${enc(name)}/grid?limit=1`);  // no runs either: not found
+  return { name, gone: true, version: null, description: '', tags: [], schedule: null,
+           next_fires: [], paused: false, load_error: null, file: null };
+}
+
 export async function pipelineView(main, app, name, open) {
-  const p = await api(`/api/v1/pipelines/${enc(name)}`);
+  const p = await api(`/api/v1/pipelines/${enc(name)}`).catch((e) => gonePipeline(name, e));
   const formBox = h('div');
   const gridBox = h('div', { class: 'grid-area' }, h('p', { class: 'muted' }, 'Loading runs…'));
   const chartBox = h('div');
@@ -70,6 +79,9 @@ export async function pipelineView(main, app, name, open) {
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, 'Pipelines'), ' › '),
     h('h1', {}, p.name, p.paused ? h('span', { class: 'tag' }, 'paused') : null),
     p.description ? h('p', { class: 'desc' }, p.description) : null,
+    p.gone ? h('p', { class: 'muted', id: 'pipeline-gone' },
+      'No pipeline file declares it now (deleted or renamed): its past runs are shown, ' +
+      'and cannot be retried.') :
     h('p', { class: 'muted' }, p.tags.map((t) => h('span', { class: 'tag' }, t)),
       p.schedule ? ` Schedule: ${p.schedule_text || p.schedule}` : ' Manual only', p.next_fires.length ? `; next ${p.next_fires.map(when).join(', then ')}` : '',
       `. File ${p.file}, version ${(p.version || '').slice(0, 12)}.`),
@@ -134,20 +146,33 @@ export async function pipelineView(main, app, name, open) {
     }
     fill(chartBox, durationChart(runs));
   }
+  // Gone, a list it has none of is not found.
+  const none = (empty) => (e) => {
+    if (p.gone && e.status === 404) return empty;
+    throw e;
+  };
   async function loadBackfills() {
-    const { backfills } = await api(`/api/v1/pipelines/${enc(name)}/backfills`);
+    const { backfills } = await api(`/api/v1/pipelines/${enc(name)}/backfills`)
+      .catch(none({ backfills: [] }));
     fill(backfillBox, backfills.length === 0 ? h('p', { class: 'muted' }, 'No backfills.')
       : h('table', { class: 'list', id: 'backfills' },
         h('thead', {}, h('tr', {}, ['', 'Range', 'State', 'Progress', 'By', ''].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, backfills.map((b) => backfillRow(b, app, loadBackfills)))));
   }
   async function loadMetrics() {
-    const m = await api(`/api/v1/pipelines/${enc(name)}/metrics?limit=50`);
+    const m = await api(`/api/v1/pipelines/${enc(name)}/metrics?limit=50`)
+      .catch(none({ points: [] }));
     fill(metricsBox, metricsCharts(m.points));
   }
   async function loadDag() {
-    if (p.version === null) return fill(dagBox, h('p', { class: 'muted' }, 'The file never loaded.'));
-    const layout = await api(`/api/v1/pipelines/${enc(name)}/graph`);
+    let query = '';
+    if (p.gone) {
+      const { runs } = await api(`/api/v1/pipelines/${enc(name)}/grid?limit=1`);
+      query = `?version=${enc(runs[0].version)}`;
+    } else if (p.version === null) {
+      return fill(dagBox, h('p', { class: 'muted' }, 'The file never loaded.'));
+    }
+    const layout = await api(`/api/v1/pipelines/${enc(name)}/graph${query}`);
     const dag = new DagView(layout);
     fill(dagBox, dag.el);
     dag.fit();
