@@ -82,7 +82,7 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
   return out;
 }
 
-Status KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& entries) {
+void KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& entries) {
   std::vector<store::LoadedVersion> versions;
   std::vector<std::string> broken;
   for (const auto& [name, entry] : entries) {
@@ -93,7 +93,7 @@ Status KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& 
       broken.push_back(name);
     }
   }
-  if (Status s = store.RecordLoaded(versions); !s.ok()) return s;
+  if (Status s = store.RecordLoaded(versions); !s.ok()) log::Error(s.message());
   for (const std::string& listed : broken) {
     PipelineEntry& entry = entries.at(listed);
     auto last = store.LastLoadedVersion(entry.named ? listed : "", entry.file);
@@ -123,7 +123,6 @@ Status KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& 
               ") until the file loads again");
     entries.emplace(kept.pipeline, std::move(adopted));
   }
-  return Status::Ok();
 }
 
 Status DaemonService::WatchPipelines(const fs::path& dir) {

@@ -40,7 +40,7 @@ Instant DaemonService::Now() const { return clock_.Now() + options_.clock_offset
 
 Status DaemonService::Start(std::map<std::string, PipelineEntry> pipelines) {
   if (Status s = store_.Start(); !s.ok()) return s;
-  if (Status s = KeepLastLoaded(store_, pipelines); !s.ok()) return s;
+  KeepLastLoaded(store_, pipelines);
   auto paused = store_.PausedPipelines();
   if (!paused.ok()) return paused.status();
   const Instant now = Now();

@@ -44,9 +44,9 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
 // At start: records the versions that loaded (pipeline_versions), and gives each file that did
 // not the version last loaded of its pipeline (or from it, when it names none), by this daemon
 // before it stopped or by another on the database, so that a file broken while no daemon watched
-// it runs as it would have without the restart: its last good version, its errors shown. An
-// error is returned only when the versions cannot be recorded.
-Status KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& entries);
+// it runs as it would have without the restart: its last good version, its errors shown. What
+// the database cannot answer is logged: the files are then served as they loaded.
+void KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& entries);
 
 struct DaemonServiceOptions {
   std::filesystem::path logs_dir;

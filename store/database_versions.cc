@@ -1,6 +1,7 @@
 // Database: the versions of each pipeline a daemon loaded, so that a file broken while no daemon
 // watched it runs its last good version after a restart, as it would have without the restart
 // (docs/design.md, "Reloading pipelines").
+#include "common/text.h"
 #include "store/database.h"
 #include "store/pq_internal.h"
 
@@ -21,7 +22,8 @@ Status Database::RecordLoaded(std::span<const LoadedVersion> versions) {
   try {
     pqxx::work txn(impl_->conn, "record_loaded");
     for (const LoadedVersion& v : versions) {
-      txn.exec_params(kRecordLoaded, v.pipeline, v.hash, v.source, v.file);
+      // A path is bytes; the column is text. The same mapping on both sides finds it again.
+      txn.exec_params(kRecordLoaded, v.pipeline, v.hash, v.source, SafeUtf8(v.file));
     }
     txn.commit();
     return Status::Ok();
@@ -38,7 +40,7 @@ Result<std::optional<LastLoaded>> Database::LastLoadedVersion(const std::string&
                             " FROM pipeline_versions WHERE file IS NOT NULL AND " +
                             (pipeline.empty() ? "file = $1" : "pipeline = $1") +
                             " ORDER BY loaded_at DESC, content_hash LIMIT 1";
-    pqxx::result rows = txn.exec_params(sql, pipeline.empty() ? file : pipeline);
+    pqxx::result rows = txn.exec_params(sql, pipeline.empty() ? SafeUtf8(file) : pipeline);
     if (rows.empty()) return std::optional<LastLoaded>();
     LastLoaded last;
     last.pipeline = rows[0][0].as<std::string>();

@@ -318,7 +318,7 @@ TEST_CASE("at start, a broken file gets its last good version unless it would cl
       db.RecordLoaded(std::vector<store::LoadedVersion>{{"y", "hy", y_loops, "/p/y.toml"},
                                                         {"z", "hz", TwoTasks("z"), "/p/z.toml"}})
           .ok());
-  REQUIRE(daemon::KeepLastLoaded(db, entries).ok());
+  daemon::KeepLastLoaded(db, entries);
   // y's last good version triggers x, which triggers y: it stays broken.
   CHECK(entries.at("y").pipeline == nullptr);
   // z, too broken to name itself, is found by its file and listed under its name.

@@ -278,6 +278,9 @@ TEST_CASE("the version last loaded of a pipeline, or from a file, is the one a r
   CHECK(last("", "/q/t.toml") == "train@h1:one");
   CHECK(last("", "/p/train.toml") == "train@h2:two");
   CHECK(t.One("SELECT count(*) FROM pipeline_versions") == "4");
+  // A path is bytes, not always UTF-8: found again all the same.
+  REQUIRE(db->RecordLoaded(std::vector<LoadedVersion>{{"bytes", "b1", "b", "/p/\xff.toml"}}).ok());
+  CHECK(last("", "/p/\xff.toml") == "bytes@b1:b");
   CHECK(last("nope", "") == "none");
 }
 
