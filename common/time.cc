@@ -159,6 +159,10 @@ Result<Duration> ParseDuration(std::string_view text) {
     if (total > std::numeric_limits<int64_t>::max() - n) return error("too large");
     total += n;
   }
+  if (Duration(total) > kMaxDuration) {
+    return Status::Error("invalid duration \"" + std::string(text) +
+                         "\": longer than 3650d (ten years), the longest accepted");
+  }
   return Duration(total);
 }
 

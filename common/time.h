@@ -14,8 +14,11 @@ using Duration = std::chrono::milliseconds;
 // Wall-clock instant (UTC, millisecond precision).
 using Instant = std::chrono::time_point<std::chrono::system_clock, std::chrono::milliseconds>;
 
+// The longest duration ParseDuration accepts: 3650 days. Any later instant still fits a
+// timestamp of PostgreSQL and a deadline on the steady clock in nanoseconds.
+inline constexpr Duration kMaxDuration = std::chrono::hours(24 * 3650);
 // Parses "90s", "1h30m", "250ms", "2d". Units ms, s, m, h, d; at least one number+unit pair;
-// "0" alone means zero. Error text says what is accepted.
+// "0" alone means zero; at most kMaxDuration. Error text says what is accepted.
 Result<Duration> ParseDuration(std::string_view text);
 // Shortest form that ParseDuration reads back: "1h30m", "250ms", "0s".
 std::string FormatDuration(Duration d);

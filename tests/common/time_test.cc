@@ -25,6 +25,10 @@ TEST_CASE("bad durations say what is accepted") {
   CHECK_FALSE(kiln::ParseDuration("").ok());
   CHECK_FALSE(kiln::ParseDuration("s").ok());
   CHECK_FALSE(kiln::ParseDuration("99999999999999999999d").ok());
+  // Past what a deadline or a stored time can hold once added to now: refused, named.
+  CHECK(kiln::ParseDuration("3650d").value() == kiln::kMaxDuration);
+  CHECK(kiln::ParseDuration("3650d1ms").message() ==
+        "invalid duration \"3650d1ms\": longer than 3650d (ten years), the longest accepted");
 }
 
 TEST_CASE("durations format back") {
