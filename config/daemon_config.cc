@@ -92,7 +92,7 @@ class DaemonConfigReader {
                              std::span<const std::string_view> keys);
   // A path resolved against base_. "" is the empty path (= none / automatic) when `allow_empty`.
   std::optional<fs::path> Path(const toml::node& node, const std::string& field,
-                               bool allow_empty = true);
+                               bool allow_empty = true, std::string_view what = "a folder");
   std::optional<std::string> Listen(const toml::node& node, const std::string& field);
   std::optional<uint64_t> Size(const toml::node& node, const std::string& field);
   void ReadExecutor(const toml::table& table, DaemonConfig& config);
@@ -100,6 +100,7 @@ class DaemonConfigReader {
   void ReadScheduler(const toml::table& table, DaemonConfig& config);
   void ReadDaemon(const toml::table& table, DaemonConfig& config);
   void ReadRetention(const toml::table& table, DaemonConfig& config);
+  std::optional<int> IntAtLeast(const toml::node& node, const std::string& field, int min);
   std::optional<int> IntAtLeast(const toml::table& table, std::string_view key,
                                 const std::string& field, int min);
   void ReadTokens(const toml::node& node, DaemonConfig& config);
@@ -120,12 +121,12 @@ const toml::table* DaemonConfigReader::Section(const toml::table& doc, std::stri
 }
 
 std::optional<fs::path> DaemonConfigReader::Path(const toml::node& node, const std::string& field,
-                                                 bool allow_empty) {
+                                                 bool allow_empty, std::string_view what) {
   std::optional<std::string> text = r_.String(node, field);
   if (!text) return std::nullopt;
   if (text->empty()) {
     if (allow_empty) return fs::path();
-    r_.Error(LocOf(node), field, "empty path; expected a folder");
+    r_.Error(LocOf(node), field, "empty path; expected " + std::string(what));
     return std::nullopt;
   }
   return (base_ / *text).lexically_normal();
@@ -178,15 +179,8 @@ std::optional<uint64_t> DaemonConfigReader::Size(const toml::node& node, const s
 }
 
 void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& config) {
-  if (const toml::node* node = table.get("max_parallel_tasks")) {
-    if (std::optional<int> n = r_.Int(*node, "executor.max_parallel_tasks")) {
-      if (*n >= 1) {
-        config.max_parallel_tasks = *n;
-      } else {
-        r_.Error(LocOf(*node), "executor.max_parallel_tasks",
-                 "must be at least 1, got " + std::to_string(*n));
-      }
-    }
+  if (auto n = IntAtLeast(table, "max_parallel_tasks", "executor.max_parallel_tasks", 1)) {
+    config.max_parallel_tasks = *n;
   }
   if (const toml::node* node = table.get("log_cap")) {
     if (auto size = Size(*node, "executor.log_cap")) config.log_cap_bytes = *size;
@@ -211,7 +205,26 @@ void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& co
   }
   if (const toml::node* node = table.get("worker_pools")) {
     if (auto pools = r_.Strings(*node, "executor.worker_pools")) {
+      for (const std::string& pool : *pools) {
+        if (pool.empty()) {
+          r_.Error(LocOf(*node), "executor.worker_pools", "a pool name is empty");
+          break;
+        }
+        if (std::count(pools->begin(), pools->end(), pool) > 1) {
+          r_.Error(LocOf(*node), "executor.worker_pools", "pool '" + pool + "' is listed twice");
+          break;
+        }
+      }
       config.worker_pools = *pools;
+      const bool typed = pools->size() == node->as_array()->size();  // else already refused
+      if (config.executor_mode != "both" && typed) {
+        r_.Error(LocOf(*node), "executor.worker_pools",
+                 "used only with mode = \"both\" (mode is \"" + config.executor_mode +
+                     "\": " +
+                     (config.executor_mode == "workers" ? "every pool runs on workers"
+                                                        : "every pool runs here") +
+                     "); remove it or set mode = \"both\"");
+      }
     }
   }
   if (config.executor_mode == "both" && config.worker_pools.empty()) {
@@ -250,15 +263,8 @@ void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& co
 }
 
 void DaemonConfigReader::ReadScheduler(const toml::table& table, DaemonConfig& config) {
-  if (const toml::node* node = table.get("catchup_cap")) {
-    if (std::optional<int> n = r_.Int(*node, "scheduler.catchup_cap")) {
-      if (*n >= 1) {
-        config.catchup_cap = *n;
-      } else {
-        r_.Error(LocOf(*node), "scheduler.catchup_cap",
-                 "must be at least 1, got " + std::to_string(*n));
-      }
-    }
+  if (auto n = IntAtLeast(table, "catchup_cap", "scheduler.catchup_cap", 1)) {
+    config.catchup_cap = *n;
   }
   if (const toml::node* node = table.get("clock_offset")) {
     // A duration with an optional leading '-'.
@@ -268,7 +274,13 @@ void DaemonConfigReader::ReadScheduler(const toml::table& table, DaemonConfig& c
       if (d.ok()) {
         config.clock_offset = -*d;
       } else {
-        r_.Error(LocOf(*node), "scheduler.clock_offset", d.message());
+        // Quoted as written, sign included.
+        std::string message = d.message();
+        const std::string part = "\"" + text->get().substr(1) + "\"";
+        if (size_t at = message.find(part); at != std::string::npos) {
+          message.replace(at, part.size(), "\"" + text->get() + "\"");
+        }
+        r_.Error(LocOf(*node), "scheduler.clock_offset", message);
       }
     } else if (auto d = r_.DurationValue(*node, "scheduler.clock_offset")) {
       config.clock_offset = *d;
@@ -280,13 +292,21 @@ std::optional<int> DaemonConfigReader::IntAtLeast(const toml::table& table, std:
                                                   const std::string& field, int min) {
   const toml::node* node = table.get(key);
   if (node == nullptr) return std::nullopt;
-  std::optional<int> n = r_.Int(*node, field);
-  if (n && *n < min) {
-    r_.Error(LocOf(*node), field,
-             "must be at least " + std::to_string(min) + ", got " + std::to_string(*n));
+  return IntAtLeast(*node, field, min);
+}
+
+std::optional<int> DaemonConfigReader::IntAtLeast(const toml::node& node, const std::string& field,
+                                                  int min) {
+  std::optional<int64_t> n = r_.Integer(node, field);
+  if (!n) return std::nullopt;
+  constexpr int64_t kMax = std::numeric_limits<int>::max();
+  if (*n < min || *n > kMax) {
+    r_.Error(LocOf(node), field,
+             "must be a whole number from " + std::to_string(min) + " to " + std::to_string(kMax) +
+                 ", got " + std::to_string(*n));
     return std::nullopt;
   }
-  return n;
+  return static_cast<int>(*n);
 }
 
 void DaemonConfigReader::ReadDaemon(const toml::table& table, DaemonConfig& config) {
@@ -339,13 +359,7 @@ void DaemonConfigReader::ReadPools(const toml::table& table, DaemonConfig& confi
   for (const auto& [key, node] : table) {
     const std::string name(key.str());
     const std::string field = "pools." + name;
-    std::optional<int> size = r_.Int(node, field);
-    if (!size) continue;
-    if (*size < 1) {
-      r_.Error(LocOf(node), field, "pool size must be at least 1, got " + std::to_string(*size));
-      continue;
-    }
-    config.pools[name] = *size;
+    if (std::optional<int> size = IntAtLeast(node, field, 1)) config.pools[name] = *size;
   }
 }
 
@@ -373,7 +387,7 @@ void DaemonConfigReader::ReadSecrets(const toml::table& table, DaemonConfig& con
     }
     SecretRef ref;
     if (file != nullptr) {
-      auto path = Path(*file, field + ".file", /*allow_empty=*/false);
+      auto path = Path(*file, field + ".file", /*allow_empty=*/false, "a file");
       if (!path) continue;
       ref.where = path->string();
     } else {

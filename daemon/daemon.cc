@@ -44,6 +44,16 @@ std::string UrlHost(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
+// Where links to this daemon lead from elsewhere (notifications): listening on every address,
+// the machine's name, not 0.0.0.0.
+std::string LinkHost(const std::string& host) {
+  if (host == "0.0.0.0" || host == "::" || host == "[::]") {
+    char name[256] = {};
+    if (::gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') return name;
+  }
+  return UrlHost(host);
+}
+
 Result<std::vector<web::Token>> ServerTokens(const std::vector<config::AuthToken>& tokens) {
   std::vector<web::Token> out;
   for (const auto& t : tokens) {
@@ -277,6 +287,10 @@ int Daemon::Run() {
       return 1;
     }
   }
+  if (cfg_.pipelines_dir.empty()) {
+    std::cerr << "kiln: no pipelines folder was given (--pipelines DIR, or pipelines = \"DIR\" in "
+                 "kiln.toml): no pipeline is loaded\n";
+  }
   auto pipelines = LoadPipelineEntries(cfg_.pipelines_dir, SecretNamesOf(cfg_));
   const size_t total = pipelines.size();
   size_t broken = 0;
@@ -356,10 +370,15 @@ int Daemon::Run() {
     return 1;
   }
   // Before the server's thread: a failure here returns with nothing to join.
-  if (Status s = notifier_->Start("http://" + UrlHost(listen->first) + ":" +
+  if (Status s = notifier_->Start("http://" + LinkHost(listen->first) + ":" +
                                   std::to_string(server_->port()) + "/");
       !s.ok()) {
     std::cerr << "kiln: notifications: " << s.message() << '\n';
+    return 1;
+  }
+  // The last step that can fail: a start that fails before keeps no token nobody was shown.
+  if (Status s = SaveFreshToken(*tokens); !s.ok()) {
+    std::cerr << "kiln: " << s.message() << '\n';
     return 1;
   }
   http_ = std::thread([this] { server_->Run(); });

@@ -63,13 +63,20 @@ Result<std::string> NewToken() {
 
 Result<DaemonTokens> LoadDaemonTokens(const config::DaemonConfig& config) {
   DaemonTokens out;
+  const fs::path hash_file = fs::absolute(config.data_dir) / "admin-token.sha256";
   if (!config.tokens.empty()) {
     out.tokens = config.tokens;
+    std::error_code ec;
+    if (fs::exists(hash_file, ec)) {
+      std::cerr << "kiln: auth.tokens is set in the configuration: the admin token made at the "
+                   "first start ("
+                << hash_file.string() << ") is not accepted\n";
+    }
     return out;
   }
   std::error_code ec;
   fs::create_directories(config.data_dir, ec);
-  out.hash_file = fs::absolute(config.data_dir) / "admin-token.sha256";
+  out.hash_file = hash_file;
   std::ifstream in(out.hash_file);
   std::string hash;
   if (in && std::getline(in, hash)) {
@@ -81,11 +88,15 @@ Result<DaemonTokens> LoadDaemonTokens(const config::DaemonConfig& config) {
     auto token = NewToken();
     if (!token.ok()) return token.status();
     hash = Sha256Hex(*token);
-    if (Status s = WritePrivateFile(out.hash_file, hash + "\n"); !s.ok()) return s;
     out.fresh = std::move(token).value();
   }
   out.tokens.push_back(config::AuthToken{"admin", "admin", hash});
   return out;
+}
+
+Status SaveFreshToken(const DaemonTokens& tokens) {
+  if (!tokens.fresh) return Status::Ok();
+  return WritePrivateFile(tokens.hash_file, Sha256Hex(*tokens.fresh) + "\n");
 }
 
 bool IsLoopbackHost(const std::string& host) {

@@ -172,22 +172,22 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
       });
   CHECK(ConfigErrors("[scheduler]\ncatchup_cap = 0\nclock_offset = \"-later\"\n") ==
         Strings{
-            "kiln.toml:2:15: scheduler.catchup_cap: must be at least 1, got 0",
-            "kiln.toml:3:16: scheduler.clock_offset: invalid duration \"later\": number expected; "
+            "kiln.toml:2:15: scheduler.catchup_cap: must be a whole number from 1 to 2147483647, got 0",
+            "kiln.toml:3:16: scheduler.clock_offset: invalid duration \"-later\": number expected; "
             "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
         });
   CHECK(ConfigErrors("[pools]\ngpu = 0\ncpu = \"4\"\nbig = 5000000000\n[databse]\nurl = \"x\"\n") ==
         Strings{
-            "kiln.toml:2:7: pools.gpu: pool size must be at least 1, got 0",
+            "kiln.toml:2:7: pools.gpu: must be a whole number from 1 to 2147483647, got 0",
             "kiln.toml:3:7: pools.cpu: expected an integer, got a string",
-            "kiln.toml:4:7: pools.big: integer 5000000000 is out of range (-2147483648 to "
-            "2147483647)",
+            "kiln.toml:4:7: pools.big: must be a whole number from 1 to 2147483647, got "
+            "5000000000",
             "kiln.toml:5:2: databse: unknown key 'databse'; did you mean 'database'? (accepted: "
             "auth, daemon, data_dir, database, executor, notify, pipelines, public_url, pools, "
             "retention, scheduler, secrets, server)",
         });
   CHECK(ConfigErrors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
-        Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be at least 1, got 0",
+        Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be a whole number from 1 to 2147483647, got 0",
                 "kiln.toml:3:11: executor.log_cap: must not be negative, got -1"});
   CHECK(ConfigErrors("[server\n") ==
         Strings{"kiln.toml:1:8: invalid TOML: error while parsing table header: expected ']', "
@@ -338,4 +338,12 @@ TEST_CASE("[executor] mode says which pools run on workers") {
                 "workers, e.g. worker_pools = [\"gpu\"]"});
   CHECK(ConfigErrors("[executor]\nworker_pools = [\"gpu\", 3]\n") ==
         Strings{"kiln.toml:2:24: executor.worker_pools: expected a string, got an integer"});
+  // Pools that would go nowhere, or a list that cannot mean what it says.
+  CHECK(ConfigErrors("[executor]\nworker_pools = [\"gpu\"]\n") ==
+        Strings{"kiln.toml:2:16: executor.worker_pools: used only with mode = \"both\" (mode is "
+                "\"local\": every pool runs here); remove it or set mode = \"both\""});
+  CHECK(ConfigErrors("[executor]\nmode = \"both\"\nworker_pools = [\"gpu\", \"gpu\"]\n") ==
+        Strings{"kiln.toml:3:16: executor.worker_pools: pool 'gpu' is listed twice"});
+  CHECK(ConfigErrors("[executor]\nmode = \"both\"\nworker_pools = [\"\"]\n") ==
+        Strings{"kiln.toml:3:16: executor.worker_pools: a pool name is empty"});
 }

@@ -424,6 +424,13 @@ TEST_CASE(
     "without configured tokens the daemon makes an admin token once and prints a sign-in URL") {
   TempDir dir;
   WriteFile(dir / "pipelines/p.toml", "[pipeline]\nname = \"p\"\n[tasks.t]\ncommand = \"true\"\n");
+  // A first start that fails (a mistyped folder) shows no token and keeps none.
+  WriteFile(dir / "kiln.toml", "");
+  auto failed = Kiln({"serve", "--config", (dir / "kiln.toml").string(), "--pipelines",
+                      (dir / "pipelinez").string(), "--data-dir", (dir / "data").string()});
+  CHECK(failed.code == 1);
+  CHECK(failed.out.find("token") == std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "data/admin-token.sha256"));
   std::string token;
   {
     DaemonOptions options(dir / "pipelines");
