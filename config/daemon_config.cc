@@ -217,10 +217,9 @@ void DaemonConfigReader::ReadExecutor(const toml::table& table, DaemonConfig& co
       }
       config.worker_pools = *pools;
       const bool typed = pools->size() == node->as_array()->size();  // else already refused
-      if (config.executor_mode != "both" && typed) {
+      if (config.executor_mode != "both" && typed && !pools->empty()) {
         r_.Error(LocOf(*node), "executor.worker_pools",
-                 "used only with mode = \"both\" (mode is \"" + config.executor_mode +
-                     "\": " +
+                 "used only with mode = \"both\" (mode is \"" + config.executor_mode + "\": " +
                      (config.executor_mode == "workers" ? "every pool runs on workers"
                                                         : "every pool runs here") +
                      "); remove it or set mode = \"both\"");

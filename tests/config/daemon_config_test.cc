@@ -172,7 +172,8 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
       });
   CHECK(ConfigErrors("[scheduler]\ncatchup_cap = 0\nclock_offset = \"-later\"\n") ==
         Strings{
-            "kiln.toml:2:15: scheduler.catchup_cap: must be a whole number from 1 to 2147483647, got 0",
+            "kiln.toml:2:15: scheduler.catchup_cap: must be a whole number from 1 to 2147483647, "
+            "got 0",
             "kiln.toml:3:16: scheduler.clock_offset: invalid duration \"-later\": number expected; "
             "expected numbers with units ms, s, m, h, d, e.g. \"90s\", \"1h30m\", \"250ms\"",
         });
@@ -187,7 +188,8 @@ TEST_CASE("daemon config errors have file:line:col and say what is accepted") {
             "retention, scheduler, secrets, server)",
         });
   CHECK(ConfigErrors("[executor]\nmax_parallel_tasks = 0\nlog_cap = -1\n") ==
-        Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be a whole number from 1 to 2147483647, got 0",
+        Strings{"kiln.toml:2:22: executor.max_parallel_tasks: must be a whole number from 1 to "
+                "2147483647, got 0",
                 "kiln.toml:3:11: executor.log_cap: must not be negative, got -1"});
   CHECK(ConfigErrors("[server\n") ==
         Strings{"kiln.toml:1:8: invalid TOML: error while parsing table header: expected ']', "
@@ -339,6 +341,7 @@ TEST_CASE("[executor] mode says which pools run on workers") {
   CHECK(ConfigErrors("[executor]\nworker_pools = [\"gpu\", 3]\n") ==
         Strings{"kiln.toml:2:24: executor.worker_pools: expected a string, got an integer"});
   // Pools that would go nowhere, or a list that cannot mean what it says.
+  CHECK(ConfigErrors("[executor]\nworker_pools = []\n").empty());  // the docs' example
   CHECK(ConfigErrors("[executor]\nworker_pools = [\"gpu\"]\n") ==
         Strings{"kiln.toml:2:16: executor.worker_pools: used only with mode = \"both\" (mode is "
                 "\"local\": every pool runs here); remove it or set mode = \"both\""});
