@@ -350,3 +350,33 @@ TEST_CASE("[executor] mode says which pools run on workers") {
   CHECK(ConfigErrors("[executor]\nmode = \"both\"\nworker_pools = [\"\"]\n") ==
         Strings{"kiln.toml:3:16: executor.worker_pools: a pool name is empty"});
 }
+
+TEST_CASE("the example kiln.toml of docs/configuration.md loads, with the defaults it shows") {
+  std::ifstream in(std::filesystem::path(KILN_SOURCE_DIR) / "docs/configuration.md");
+  REQUIRE(in);
+  std::string line, text;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (!inside && line == "```toml") {
+      inside = true;
+    } else if (inside && line == "```") {
+      break;
+    } else if (inside) {
+      text += line + "\n";
+    }
+  }
+  const std::string placeholder = "<64 hex digits>";
+  REQUIRE(text.find(placeholder) != std::string::npos);
+  text.replace(text.find(placeholder), placeholder.size(), std::string(64, 'a'));
+  auto parsed = ParseDaemonConfig(text, "/etc/kiln/kiln.toml");
+  Strings errors;
+  for (const auto& d : parsed.diagnostics) errors.push_back(d.ToString());
+  CHECK(errors.empty());
+  const DaemonConfig defaults;
+  CHECK(parsed.config.max_parallel_tasks == defaults.max_parallel_tasks);
+  CHECK(parsed.config.kill_grace == defaults.kill_grace);
+  CHECK(parsed.config.catchup_cap == defaults.catchup_cap);
+  CHECK(parsed.config.lease == defaults.lease);
+  CHECK(parsed.config.data_dir == "/etc/kiln/.kiln");
+  CHECK(parsed.config.secrets.size() == 3);
+}
