@@ -234,8 +234,18 @@ int RunSupervisor(const SupervisionOptions& options, int ready_fd) {
   so.name = SupervisorName(options.daemon);
   so.lease = options.lease;
   so.ack_timeout = std::min<Duration>(5s, options.lease / 3);
+  // The embedded cluster is used while this process runs: nobody else stops it meanwhile.
+  std::shared_ptr<executor::os::UniqueFd> users;
   if (options.embedded) {
-    so.on_idle_exit = [options] {
+    auto held = store::EmbeddedPostgres::HoldUse(options.data_dir);
+    if (!held.ok()) {
+      log::Error("supervisor: " + held.message());
+    } else {
+      users = std::make_shared<executor::os::UniqueFd>(*held);
+    }
+  }
+  if (options.embedded) {
+    so.on_idle_exit = [options, users] {
       // Nobody else uses the embedded cluster when no daemon holds the data folder.
       auto lock = TryLock(options.data_dir);
       if (!lock.ok()) return;
@@ -243,7 +253,8 @@ int RunSupervisor(const SupervisionOptions& options, int ready_fd) {
       store::EmbeddedOptions eo;
       eo.data_dir = options.data_dir;
       eo.pg_bin_dir = options.pg_bin_dir;
-      if (Status s = store::EmbeddedPostgres::StopLeftRunning(eo); !s.ok()) {
+      if (Status s = store::EmbeddedPostgres::StopLeftRunning(eo, users ? users->get() : -1);
+          !s.ok()) {
         log::Error("supervisor: " + s.message());
       }
     };

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -223,14 +224,19 @@ Status InitCluster(const fs::path& bin_dir, const fs::path& cluster, const Ident
 // would refuse to start over a live pid's file. `*server_pid` is the server when it is this
 // process's child.
 Status StartServer(const fs::path& bin_dir, const fs::path& cluster, const fs::path& log_file,
-                   const Identity& user, pid_t* server_pid) {
+                   const Identity& user, bool alone, pid_t* server_pid) {
   auto found = FindServer(cluster, user.uid);
   if (!found.ok()) {
     return Status::Error("embedded PostgreSQL in " + cluster.string() + ": " + found.message());
   }
   if (found->kind == LockHolder::kServer) {
-    log::Warn("embedded PostgreSQL: reusing the server still running in " + cluster.string() +
-              " (left by an earlier kiln)");
+    if (alone) {
+      log::Warn("embedded PostgreSQL: reusing the server still running in " + cluster.string() +
+                " (left by an earlier kiln)");
+    } else {
+      log::Info("embedded PostgreSQL: using the server in " + cluster.string() +
+                " that another kiln process uses");
+    }
     // It read its access rules when it started; the ones just written count from now on.
     if (Status s = SignalServer(*found, SIGHUP); !s.ok()) {
       return Status::Error("embedded PostgreSQL in " + cluster.string() +
@@ -426,6 +432,35 @@ EmbeddedPostgres::EmbeddedPostgres() = default;
 
 EmbeddedPostgres::~EmbeddedPostgres() {
   if (Status s = Stop(); !s.ok()) log::Error(s.message());
+  if (users_ >= 0) close(users_);
+}
+
+namespace {
+
+fs::path UsersFile(const fs::path& data_dir) { return data_dir / "postgres.users"; }
+
+int OpenUsers(const fs::path& data_dir) {
+  return open(UsersFile(data_dir).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+}
+
+bool Flock(int fd, int how) {
+  int rc;
+  do {
+    rc = flock(fd, how);
+  } while (rc != 0 && errno == EINTR);
+  return rc == 0;
+}
+
+}  // namespace
+
+Result<int> EmbeddedPostgres::HoldUse(const fs::path& data_dir) {
+  const int fd = OpenUsers(fs::absolute(data_dir).lexically_normal());
+  if (fd < 0 || !Flock(fd, LOCK_SH)) {
+    const std::string error = ErrnoText();
+    if (fd >= 0) close(fd);
+    return Status::Error(UsersFile(data_dir).string() + ": " + error);
+  }
+  return fd;
 }
 
 Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const EmbeddedOptions& options) {
@@ -451,7 +486,17 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::Start(const Embedded
       cluster.string() + "'\nunix_socket_permissions = 0700\n";
   if (Status s = WriteOwnedFile(cluster / "kiln.conf", conf, *pg->user_); !s.ok()) return s;
   if (Status s = WriteAccessRules(cluster, *pg->user_, CurrentIdentity()); !s.ok()) return s;
-  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_, &pg->server_); !s.ok()) {
+  // Used from now on: a server found running is another kiln's to share when someone else
+  // holds the file too, left by an earlier kiln when nobody does. One being stopped (held
+  // exclusively) is waited for, and then started again.
+  pg->users_ = OpenUsers(data_dir);
+  if (pg->users_ < 0) return Status::Error(UsersFile(data_dir).string() + ": " + ErrnoText());
+  const bool alone = Flock(pg->users_, LOCK_EX | LOCK_NB);
+  if (!Flock(pg->users_, LOCK_SH)) {
+    return Status::Error(UsersFile(data_dir).string() + ": " + ErrnoText());
+  }
+  if (Status s = StartServer(pg->bin_dir_, cluster, log_file, *pg->user_, alone, &pg->server_);
+      !s.ok()) {
     return s;
   }
   pg->running_ = true;
@@ -489,13 +534,14 @@ Result<std::unique_ptr<Database>> EmbeddedPostgres::ConnectAndMigrate() {
   return open();
 }
 
-Status EmbeddedPostgres::StopLeftRunning(const EmbeddedOptions& options) {
+Status EmbeddedPostgres::StopLeftRunning(const EmbeddedOptions& options, int users) {
   const fs::path data_dir = fs::absolute(options.data_dir).lexically_normal();
   std::error_code ec;
   if (!fs::exists(data_dir / "postgres" / "postmaster.pid", ec)) return Status::Ok();
   auto user = ChooseUser(options.run_as_user);
   if (!user.ok()) return user.status();
   std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
+  pg->users_ = users >= 0 ? dup(users) : OpenUsers(data_dir);
   pg->cluster_dir_ = data_dir / "postgres";
   auto bin_dir = FindBinDir(options.pg_bin_dir, pg->cluster_dir_);
   if (!bin_dir.ok()) return bin_dir.status();
@@ -509,6 +555,13 @@ uid_t EmbeddedPostgres::uid() const { return user_->uid; }
 
 Status EmbeddedPostgres::Stop() {
   if (!running_) return Status::Ok();
+  // Another kiln process still uses it (holds the file shared): the last one stops it.
+  if (users_ >= 0 && !Flock(users_, LOCK_EX | LOCK_NB)) {
+    log::Info("embedded PostgreSQL: left running in " + cluster_dir_.string() +
+              " for the other kiln processes that use it");
+    running_ = false;
+    return Status::Ok();
+  }
   // A server of this process's that died meanwhile (killed): reaped, nothing to stop.
   if (server_ > 0 && waitpid(server_, nullptr, WNOHANG) == server_) {
     server_ = 0;

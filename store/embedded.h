@@ -64,8 +64,16 @@ class EmbeddedPostgres {
   Status Stop();
 
   // Stops a cluster left running on options.data_dir by a daemon that has gone (its supervisor
-  // calls this once it has nothing left to report). Nothing to stop is not an error.
-  static Status StopLeftRunning(const EmbeddedOptions& options);
+  // calls this once it has nothing left to report), unless another kiln process uses it.
+  // `users` is the caller's descriptor from HoldUse, or -1. Nothing to stop is not an error.
+  static Status StopLeftRunning(const EmbeddedOptions& options, int users = -1);
+
+  // Every kiln process that uses a cluster holds a shared lock on <data_dir>/postgres.users
+  // (Start takes it; a supervisor, which connects without Start, takes it here), and the server
+  // is stopped only by one that gets it exclusively: a `kiln run` beside a daemon on the same
+  // data folder, or a daemon's supervisor still reporting, never has it stopped under them. The
+  // descriptor (close-on-exec) holds the lock until closed.
+  static Result<int> HoldUse(const std::filesystem::path& data_dir);
 
   // Leaves the cluster running when this object goes (the daemon stops while its supervisor
   // still needs the database; the supervisor stops the cluster when it is done).
@@ -91,6 +99,7 @@ class EmbeddedPostgres {
   bool running_ = false;
   bool set_up_skipped_ = false;  // Start found the set-up recorded as done
   pid_t server_ = 0;  // the server when this process started it (its child), until stopped
+  int users_ = -1;    // HoldUse's descriptor
 };
 
 }  // namespace kiln::store

@@ -209,3 +209,28 @@ TEST_CASE(
         "[kiln: working directory '" + (dir / "pipelines/../closed").string() +
             "' is not accessible: Permission denied (as user 'kiln-task')]\n");
 }
+
+TEST_CASE("kiln run on a daemon's data folder leaves the daemon's embedded database running") {
+  // The docs' way to check a gate against the daemon's champion: `kiln run` with its config.
+  TempDir dir;
+  const std::string name = Unique("beside");
+  WriteFile(dir / "pipelines/p.toml",
+            "[pipeline]\nname = \"" + name + "\"\n[tasks.t]\ncommand = \"echo beside\"\n");
+  DaemonOptions options(dir / "pipelines");
+  options.embedded = true;
+  Daemon daemon(dir, options);
+  auto op = daemon.Client(kOperatorToken);
+  auto ran = Kiln({"run", "--config", (dir / "kiln.toml").string(), "--data-dir",
+                   (dir / "data").string(), (dir / "pipelines/p.toml").string()},
+                  {}, {{"KILN_DATABASE_URL", ""}});
+  INFO(ran.err);
+  CHECK(ran.code == 0);
+  CHECK(ran.err.find("left by an earlier kiln") == std::string::npos);
+  // The daemon still reads and writes its database, and sees the foreground run.
+  auto runs = op.Get(("/api/v1/runs?pipeline=" + name).c_str());
+  REQUIRE(runs);
+  CHECK(runs->status == 200);
+  CHECK(Body(runs)["runs"].size() == 1);
+  CHECK(WaitForRunEnd(daemon, Trigger(op, name)) == "success");
+  CHECK(daemon.Stop() == 0);
+}

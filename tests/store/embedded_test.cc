@@ -230,6 +230,40 @@ TEST_CASE("EmbeddedPostgres sets kiln's role and database up again when they wer
   REQUIRE((*pg)->Stop().ok());
 }
 
+TEST_CASE("EmbeddedPostgres stops its server only when the last kiln process that uses it goes") {
+  TempDir tmp(0755);
+  EmbeddedOptions options;
+  options.data_dir = tmp.path / "data";
+  const fs::path pid_file = tmp.path / "data" / "postgres" / "postmaster.pid";
+  // A daemon, and a `kiln run` on the same data folder (separate opens lock as processes do).
+  auto daemon = EmbeddedPostgres::Start(options);
+  REQUIRE(daemon.ok());
+  REQUIRE((*daemon)->ConnectAndMigrate().ok());
+  {
+    auto run = EmbeddedPostgres::Start(options);
+    REQUIRE(run.ok());
+    REQUIRE((*run)->Stop().ok());  // as at the end of `kiln run`: the daemon still uses it
+  }
+  CHECK(fs::exists(pid_file));
+  CHECK(Query((*daemon)->url(), "SELECT 1") == "1");
+  // The daemon leaves it to its supervisor, which reports after the daemon has gone; a `kiln
+  // run` that ends meanwhile leaves it running too.
+  auto supervisor = EmbeddedPostgres::HoldUse(options.data_dir);
+  REQUIRE(supervisor.ok());
+  (*daemon)->KeepRunning();
+  daemon->reset();
+  {
+    auto run = EmbeddedPostgres::Start(options);
+    REQUIRE(run.ok());
+  }
+  CHECK(fs::exists(pid_file));
+  CHECK(Query(EmbeddedPostgres::Start(options).value()->url(), "SELECT 2") == "2");
+  // The supervisor, the last to use it, stops it.
+  REQUIRE(EmbeddedPostgres::StopLeftRunning(options, *supervisor).ok());
+  close(*supervisor);
+  CHECK_FALSE(fs::exists(pid_file));
+}
+
 TEST_CASE("EmbeddedPostgres says why its server did not start, from the server's log") {
   TempDir tmp(0755);
   EmbeddedOptions options;
