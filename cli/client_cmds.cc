@@ -35,7 +35,12 @@ void PrintRun(const json& run) {
               by.empty() || by == "-" ? "" : (" by " + by).c_str(),
               Text(At(run, "created_at")).c_str());
   if (At(run, "triggered_by").is_number()) {
-    std::printf("started by the success of run %s\n", Text(At(run, "triggered_by")).c_str());
+    std::printf("started by %s run %s\n",
+                At(run, "trigger") == "drift" ? "the drift check of" : "the success of",
+                Text(At(run, "triggered_by")).c_str());
+  }
+  if (At(run, "note").is_string() && !At(run, "note").get<std::string>().empty()) {
+    std::printf("note: %s\n", Text(At(run, "note")).c_str());
   }
   if (At(run, "trigger") == "schedule") {
     std::printf("logical date %s, data interval %s to %s\n", Text(At(run, "logical_date")).c_str(),

@@ -42,8 +42,13 @@ std::string Kind(const json& j) {
 }  // namespace
 
 Result<std::vector<dag::Value>> ParseItems(std::string_view text) {
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::out_of_range&) {
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "holds a number too large for a double; expected a JSON array");
+  } catch (const json::exception&) {
     return Status::Error(ErrorCode::kInvalidArgument, "not valid JSON; expected a JSON array");
   }
   if (!doc.is_array()) {

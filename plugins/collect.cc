@@ -155,8 +155,15 @@ Result<json> ReadMetrics(const Place& place) {
     }
     return text.status();
   }
-  json j = json::parse(text.value(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
+  json j;
+  try {
+    j = json::parse(text.value());
+  } catch (const json::out_of_range&) {
+    // Valid JSON, but a number past what a double holds (1e999).
+    return Status::Error(
+        "holds a number too large for a double; expected a flat JSON object of numbers, e.g. "
+        "{\"accuracy\": 0.93}");
+  } catch (const json::exception&) {
     return Status::Error(
         "is not JSON; expected a flat JSON object of numbers, e.g. "
         "{\"accuracy\": 0.93}");

@@ -61,7 +61,7 @@ void Scheduler::OnDeadline(RunId run_id, TaskId task) {
   const std::string reason =
       "rejected: nobody decided within its timeout of " + FormatDuration(spec.timeout);
   TaskExtra extra;
-  extra.detail = {{"decision", "rejected"}, {"by", "timeout"}};
+  extra.detail = {{"decision", "rejected"}, {"by", "timeout"}, {"note", ""}};
   FinishTask(run, task, TaskState::kFailed, run.attempts[Index(task)], std::nullopt, reason,
              std::move(extra));
   Pump(run);

@@ -22,6 +22,8 @@ TEST_CASE("a for_each file's items are read, and what is not an item is named") 
   CHECK(ParseItems("[{\"a\": null}]").message() ==
         "item 0.a is null; an item is a string, number, boolean or an object of those");
   CHECK(ParseItems("[1,").message() == "not valid JSON; expected a JSON array");
+  CHECK(ParseItems("[1.5e400]").message() ==
+        "holds a number too large for a double; expected a JSON array");
   std::string many = "[";
   for (int i = 0; i <= 10000; ++i) many += (i ? ",1" : "1");
   CHECK(ParseItems(many + "]").message() == "10001 items; at most 10000");

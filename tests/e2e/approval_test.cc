@@ -154,7 +154,8 @@ TEST_CASE("an approval nobody decides in time is rejected") {
   CHECK(EndDetail(run, "approve") ==
         json{{"reason", "rejected: nobody decided within its timeout of 1s"},
              {"decision", "rejected"},
-             {"by", "timeout"}});
+             {"by", "timeout"},
+             {"note", ""}});
 }
 
 TEST_CASE("an approval still waits, with its deadline, after the daemon is killed") {

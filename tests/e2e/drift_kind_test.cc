@@ -189,6 +189,12 @@ TEST_CASE("a drift triggers exactly one run of its pipeline within the cooldown"
       "drift " + std::to_string(moved) + " drift:" + std::to_string(moved) + ":drift");
   CHECK(Sql("select note from runs where id = " + retrain) ==
         "drift in task 'drift': age ks 1.0000 (run " + std::to_string(moved) + ")");
+  auto show = Kiln({"show", retrain}, {},
+                   {{"KILN_SERVER", "http://127.0.0.1:" + std::to_string(daemon.port())},
+                    {"KILN_TOKEN", kViewerToken}});
+  CHECK(show.out.find("\nstarted by the drift check of run " + std::to_string(moved) +
+                      "\nnote: drift in task 'drift': age ks 1.0000 (run " + std::to_string(moved) +
+                      ")\n") != std::string::npos);
   CHECK(Sql("select detail->>'run' from events where run_id = " + std::to_string(moved) +
             " and kind = 'drift_triggered'") == retrain);
   CHECK(WaitForRunEnd(daemon, std::stoll(retrain)) == "success");

@@ -187,6 +187,11 @@ TEST_CASE("collect refuses a metrics file that is not a flat object of numbers")
   CHECK(Problem(spec) == where +
                              "holds a JSON array; expected a flat JSON object of numbers, e.g. "
                              "{\"accuracy\": 0.93}");
+  Folders::Write(f.pipeline() / "metrics.json", R"({"accuracy": 1e999})");
+  CHECK(Problem(spec) ==
+        where +
+            "holds a number too large for a double; expected a flat JSON object of numbers, e.g. "
+            "{\"accuracy\": 0.93}");
   Folders::Write(f.pipeline() / "metrics.json", "accuracy=0.9");
   CHECK(Problem(spec) == where +
                              "is not JSON; expected a flat JSON object of numbers, e.g. "

@@ -91,8 +91,8 @@ TEST_CASE("an approval nobody decides is rejected at its deadline") {
   const sch::TaskUpdate* end = LastUpdate(h, "approve");
   CHECK(end->state == TaskState::kFailed);
   CHECK(end->reason == "rejected: nobody decided within its timeout of 5ms");
-  CHECK(end->detail == std::vector<std::pair<std::string, std::string>>{{"decision", "rejected"},
-                                                                        {"by", "timeout"}});
+  CHECK(end->detail == std::vector<std::pair<std::string, std::string>>{
+                           {"decision", "rejected"}, {"by", "timeout"}, {"note", ""}});
   CHECK(h.recorder.state == RunState::kFailed);
 }
 
