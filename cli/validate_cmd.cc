@@ -110,6 +110,24 @@ int Validate(const std::vector<std::string>& paths, const std::string& config_pa
     shown[result.pipeline->spec.file] = result.file.string();
   }
   auto trigger_errors = dag::CheckTriggers(specs, folder);
+  if (folder) {
+    // The pipelines tasks start (a drift trigger) are the folder's too.
+    std::string names;
+    std::set<std::string> known;
+    for (const dag::PipelineSpec* spec : specs) known.insert(spec->name);
+    for (const std::string& name : known) names += (names.empty() ? "" : ", ") + name;
+    for (const dag::PipelineSpec* spec : specs) {
+      for (const dag::TaskSpec& task : spec->tasks) {
+        const plugins::Kind* kind = plugins::Builtins().Find(task.kind);
+        if (kind == nullptr) continue;
+        for (const auto& [name, loc] : kind->Starts(task.options)) {
+          if (known.count(name)) continue;
+          trigger_errors.push_back({spec->file.string(), loc, "tasks." + task.id + ".trigger",
+                                    "unknown pipeline '" + name + "' (pipelines: " + names + ")"});
+        }
+      }
+    }
+  }
   for (auto& d : trigger_errors) d.file = shown[d.file];
   PrintDiagnostics(trigger_errors);
   errors += static_cast<int>(trigger_errors.size());

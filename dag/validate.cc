@@ -110,6 +110,7 @@ class Validator {
   const KindCatalog& kinds_;
   const SecretNames* secrets_;
   const TaskSpec* task_ = nullptr;  // the task being checked
+  bool reading_items_ = false;      // checking the template of a for_each file
   const std::set<std::string> known_;
   TemplateValues dummy_values_;
   std::unordered_map<std::string_view, size_t> index_;  // task id -> first task with it
@@ -467,10 +468,15 @@ void Validator::CheckTemplate(const Place& place, std::string_view text, bool sh
     if (!ref.starts_with(kSecretsPrefix) || !secret_refs.emplace(ref).second) continue;
     const std::string_view name = ref.substr(kSecretsPrefix.size());
     if (!secrets_allowed) {
+      // A task that runs no process (a wait) has no env to pass it in.
+      const bool process =
+          task_ == nullptr || kinds_.ExecutionOf(task_->kind) == Execution::kProcess;
       Add(place, "{{ " + std::string(ref) +
                      " }} is not allowed here: secrets may appear in env values, argv and notify "
-                     "webhooks only; pass it in env (e.g. env.TOKEN = \"{{ " +
-                     std::string(ref) + " }}\") and read $TOKEN");
+                     "webhooks only" +
+                     (process ? "; pass it in env (e.g. env.TOKEN = \"{{ " + std::string(ref) +
+                                    " }}\") and read $TOKEN"
+                              : std::string()));
     } else if (secrets_ != nullptr && !secrets_->contains(name)) {
       std::string declared;
       for (const std::string& s : *secrets_) declared += (declared.empty() ? "" : ", ") + s;
@@ -503,6 +509,10 @@ std::set<std::string> Validator::CheckItemRefs(const Place& place, std::string_v
     if (ref != "item" && !ref.starts_with("item.")) continue;
     if (!refs.emplace(ref).second) continue;
     const std::string shown = "{{ " + std::string(ref) + " }}";
+    if (reading_items_) {
+      Add(place, shown + " cannot name the items' file: it is read before there is an item");
+      continue;
+    }
     if (task_ == nullptr || !task_->for_each) {
       // A for_each that was written but refused (reported at its key) is not "none".
       if (task_ == nullptr || !spec_.locs.contains("tasks." + task_->id + ".for_each")) {
@@ -568,7 +578,9 @@ void Validator::CheckForEach(const TaskSpec& task) {
   if (!each.file.empty() && each.file.find("{{") != std::string::npos) {
     const TaskSpec* current = task_;
     task_ = nullptr;  // the file is read before there is an item
+    reading_items_ = true;
     CheckTemplate(TaskKey(task, "for_each"), each.file, /*shell=*/false);
+    reading_items_ = false;
     task_ = current;
   }
 }

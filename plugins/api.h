@@ -55,6 +55,12 @@ class Kind {
   // How its tasks run. Anything but kProcess is carried out by the scheduler itself (an
   // approval waits for an operator), and Run is never called.
   virtual dag::Execution Runs() const { return dag::Execution::kProcess; }
+  // The pipelines a task of this kind may start (a drift trigger), each with where it is named:
+  // `kiln validate` of a folder checks them against its pipelines, as completion triggers.
+  virtual std::vector<std::pair<std::string, dag::SourceLoc>> Starts(
+      const dag::Value& /*options*/) const {
+    return {};
+  }
 };
 
 // A kind's keys as JSON (the `--options` of `kiln task`) and back; locations are not kept. A

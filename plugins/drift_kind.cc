@@ -199,6 +199,17 @@ class DriftKind final : public Kind {
     DriftReader(field, problems).Read(task.options);
   }
 
+  std::vector<std::pair<std::string, dag::SourceLoc>> Starts(
+      const dag::Value& options) const override {
+    const dag::Value* on_drift = options.Find("on_drift");
+    const dag::Value* target = options.Find("trigger");
+    if (on_drift == nullptr || on_drift->type != Type::kString || on_drift->string != "trigger" ||
+        target == nullptr || target->type != Type::kString) {
+      return {};
+    }
+    return {{target->string, target->loc}};
+  }
+
   int Run(const dag::Value& options, const TaskContext& ctx) const override {
     std::ostream& out = *ctx.out;
     std::vector<dag::Diagnostic> found;

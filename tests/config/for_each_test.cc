@@ -67,8 +67,8 @@ TEST_CASE("item references are checked against the task and its inline items") {
                 "use {{ item }}"});
   CHECK(ForEachErrors(
             "[tasks.a]\nfor_each = \"{{ run.dir }}/{{ item }}.json\"\ncommand = \"true\"\n") ==
-        Strings{"p.toml:4:12: tasks.a.for_each: {{ item }} names the item of a task with "
-                "for_each; this task has none"});
+        Strings{"p.toml:4:12: tasks.a.for_each: {{ item }} cannot name the items' file: it is "
+                "read before there is an item"});
 }
 
 TEST_CASE("for_each and max_parallel values are checked") {

@@ -56,6 +56,10 @@ TEST_CASE("a wait's keys are checked when the file is loaded") {
   CHECK(Errors("for = \"time\"\nat = \"tomorrow\"\n") ==
         Strings{"p.toml:6:6: tasks.w.at: invalid time \"tomorrow\": date must be YYYY-MM-DD; "
                 "expected RFC 3339, e.g. \"2026-11-29T04:10:45Z\""});
+  // A secret in its URL: refused, with no hint of an env it does not have.
+  CHECK(Errors("for = \"http\"\nurl = \"https://x/?t={{ secrets.t }}\"\n") ==
+        Strings{"p.toml:6:7: tasks.w.url: {{ secrets.t }} is not allowed here: secrets may appear "
+                "in env values, argv and notify webhooks only"});
   // A wait runs no process: the keys of one are refused.
   CHECK(Errors("for = \"time\"\nat = \"2026-01-01T00:00:00Z\"\npool = \"gpu\"\n").size() == 1);
 }

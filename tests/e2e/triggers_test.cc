@@ -79,3 +79,20 @@ TEST_CASE("kiln validate refuses pipelines that trigger each other in a cycle") 
   // One file alone cannot know the others: only the folder is checked for unknown names.
   CHECK(Kiln({"validate", a}).code == 0);
 }
+
+TEST_CASE("kiln validate of a folder refuses a drift trigger naming no pipeline of it") {
+  TempDir dir;
+  const std::string monitor =
+      "[pipeline]\nname = \"watch\"\n[tasks.drift]\nkind = \"drift\"\nreference = \"r.csv\"\n"
+      "current = \"c.csv\"\non_drift = \"trigger\"\ntrigger = \"retrain\"\n";
+  WriteFile(dir / "watch.toml", monitor);
+  auto out = Kiln({"validate", dir.path().string()});
+  CHECK(out.code == 1);
+  CHECK(out.err == (dir / "watch.toml").string() +
+                       ":8:11: tasks.drift.trigger: unknown pipeline 'retrain' (pipelines: "
+                       "watch)\n1 error in 1 file\n");
+  // With the pipeline it names in the folder, it passes; the file alone cannot know.
+  WriteFile(dir / "retrain.toml", Pipeline("retrain", "", "true"));
+  CHECK(Kiln({"validate", dir.path().string()}).code == 0);
+  CHECK(Kiln({"validate", (dir / "watch.toml").string()}).code == 0);
+}
