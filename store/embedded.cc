@@ -556,12 +556,23 @@ uid_t EmbeddedPostgres::uid() const { return user_->uid; }
 Status EmbeddedPostgres::Stop() {
   if (!running_) return Status::Ok();
   // Another kiln process still uses it (holds the file shared): the last one stops it.
-  if (users_ >= 0 && !Flock(users_, LOCK_EX | LOCK_NB)) {
+  const bool last = users_ < 0 || Flock(users_, LOCK_EX | LOCK_NB);
+  if (!last) {
     log::Info("embedded PostgreSQL: left running in " + cluster_dir_.string() +
               " for the other kiln processes that use it");
     running_ = false;
-    return Status::Ok();
   }
+  Status stopped = last ? ShutDownServer() : Status::Ok();
+  // No longer used by this object either way: a Start after this one must not wait for it.
+  if (users_ >= 0) {
+    Flock(users_, LOCK_UN);
+    close(users_);
+    users_ = -1;
+  }
+  return stopped;
+}
+
+Status EmbeddedPostgres::ShutDownServer() {
   // A server of this process's that died meanwhile (killed): reaped, nothing to stop.
   if (server_ > 0 && waitpid(server_, nullptr, WNOHANG) == server_) {
     server_ = 0;

@@ -91,6 +91,8 @@ class EmbeddedPostgres {
   // The role, the database and the ownership of its tables (through psql, as PostgreSQL's
   // user), recorded as done in the cluster folder.
   Status SetUp();
+  // Stop's shutdown, once this is the cluster's last user.
+  Status ShutDownServer();
 
   std::filesystem::path cluster_dir_;
   std::filesystem::path bin_dir_;
