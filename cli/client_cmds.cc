@@ -40,7 +40,12 @@ void PrintRun(const json& run) {
                 Text(At(run, "triggered_by")).c_str());
   }
   if (At(run, "note").is_string() && !At(run, "note").get<std::string>().empty()) {
-    std::printf("note: %s\n", Text(At(run, "note")).c_str());
+    // Free text of whoever triggered the run: no control character reaches the terminal.
+    std::string note = Text(At(run, "note"));
+    for (char& c : note) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    }
+    std::printf("note: %s\n", note.c_str());
   }
   if (At(run, "trigger") == "schedule") {
     std::printf("logical date %s, data interval %s to %s\n", Text(At(run, "logical_date")).c_str(),

@@ -302,6 +302,9 @@ int Daemon::Run() {
   asio::io_context& io = runtime_->engine->io;
   scheduler::Scheduler& sched = *runtime_->engine->scheduler;
   const std::string& url = runtime_->database.url;
+  // Caught from here on (delivered once the loop runs): a SIGTERM just after the announcement
+  // stops the daemon as any other, instead of killing it with its database left running.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
 
   DaemonServiceOptions service_options;
   service_options.logs_dir = MakeSchedulerOptions(cfg_, name_).logs_dir;
@@ -396,7 +399,6 @@ int Daemon::Run() {
     }
   }
 
-  asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([this](const boost::system::error_code& ec, int) {
     if (!ec) OnSignal();
   });
@@ -414,11 +416,10 @@ int Daemon::Run() {
   keeper_->Stop(/*release=*/!left);
   notifier_->Stop();  // what is queued stays queued for the next start
   service_.reset();
-  // The embedded database stays up for the supervisor while it has anything left to report; it
-  // stops it once it is done, and no daemon holds the data folder.
-  if (mode_ == scheduler::StopMode::kLeave && runtime_->database.embedded) {
-    runtime_->database.embedded->KeepRunning();
-  }
+  // With runs left to the supervisor, the embedded database stays up for it: it stops it once
+  // it is done and no daemon holds the data folder. Otherwise the database stops with the last
+  // kiln process that uses it, this one or the supervisor.
+  if (left && runtime_->database.embedded) runtime_->database.embedded->KeepRunning();
   lock_.reset();
   runtime_.reset();
   return 0;

@@ -207,6 +207,9 @@ class PgDaemonStore final : public DaemonStore {
   Status RecordLoaded(std::span<const store::LoadedVersion> versions) override {
     return pool_.With([&](Database& db) { return db.RecordLoaded(versions); });
   }
+  Status ForgetLoadedFiles(std::span<const std::string> files) override {
+    return pool_.With([&](Database& db) { return db.ForgetLoadedFiles(files); });
+  }
   Result<std::optional<store::LastLoaded>> LastLoadedVersion(const std::string& pipeline,
                                                              const std::string& file) override {
     return pool_.Read([&](Database& db) { return db.LastLoadedVersion(pipeline, file); });

@@ -111,6 +111,7 @@ class DaemonStore {
   virtual Result<std::string> PipelineSource(const std::string& pipeline,
                                              const std::string& hash) = 0;
   virtual Status RecordLoaded(std::span<const store::LoadedVersion> versions) = 0;
+  virtual Status ForgetLoadedFiles(std::span<const std::string> files) = 0;
   virtual Result<std::optional<store::LastLoaded>> LastLoadedVersion(const std::string& pipeline,
                                                                      const std::string& file) = 0;
   virtual Status Ping() = 0;

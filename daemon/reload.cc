@@ -104,8 +104,13 @@ void KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& en
     }
     if (!*last) continue;
     const store::LastLoaded& kept = **last;
-    // Named by its file: its pipeline's name, unless a file that loaded declares it now.
+    // Named by its file: its pipeline's name, unless a file that loaded declares it now, and
+    // only its pipeline's last version (not one it had before it moved to another file).
     if (kept.pipeline != listed && entries.count(kept.pipeline)) continue;
+    if (!entry.named) {
+      auto newest = store.LastLoadedVersion(kept.pipeline, "");
+      if (!newest.ok() || !*newest || (*newest)->hash != kept.hash) continue;
+    }
     config::LoadResult parsed = config::ParsePipeline(kept.source, entry.file, plugins::Builtins());
     if (!parsed.pipeline) continue;  // no longer valid for this kiln
     std::map<std::string, std::vector<std::string>> edges;
@@ -208,8 +213,10 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
     if (Status s = StartQueued(name, pipeline, /*wait=*/false); !s.ok()) log::Error(s.message());
   }
   pause_lock.unlock();
-  // What a restart falls back on should the file break before it (KeepLastLoaded).
+  // What a restart falls back on should the file break before it (KeepLastLoaded); a deleted
+  // file's pipeline is not brought back by a broken file of the same path.
   if (Status s = store_.RecordLoaded(versions); !s.ok()) log::Error(s.message());
+  if (Status s = store_.ForgetLoadedFiles(gone); !s.ok()) log::Error(s.message());
   for (const ReloadEvent& e : events) {
     if (e.kind == "pipeline_removed") {
       timer_.Forget(e.pipeline);

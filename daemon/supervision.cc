@@ -239,10 +239,10 @@ int RunSupervisor(const SupervisionOptions& options, int ready_fd) {
   if (options.embedded) {
     auto held = store::EmbeddedPostgres::HoldUse(options.data_dir);
     if (!held.ok()) {
-      log::Error("supervisor: " + held.message());
-    } else {
-      users = std::make_shared<executor::os::UniqueFd>(*held);
+      executor::os::WriteAll(ready_fd, held.message() + "\n");
+      return 1;
     }
+    users = std::make_shared<executor::os::UniqueFd>(*held);
   }
   if (options.embedded) {
     so.on_idle_exit = [options, users] {

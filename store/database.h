@@ -711,6 +711,8 @@ class Database {
   // its pipeline), the last loaded from `file`. nullopt when none was.
   Result<std::optional<LastLoaded>> LastLoadedVersion(const std::string& pipeline,
                                                       const std::string& file);
+  // The files were deleted (or their pipeline moved): no version is found by them any more.
+  Status ForgetLoadedFiles(std::span<const std::string> files);
 
   // Ok when the server answers a query (for readiness probes); kUnavailable when the
   // connection is lost.

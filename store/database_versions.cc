@@ -32,6 +32,20 @@ Status Database::RecordLoaded(std::span<const LoadedVersion> versions) {
   }
 }
 
+Status Database::ForgetLoadedFiles(std::span<const std::string> files) {
+  if (files.empty()) return Status::Ok();
+  try {
+    pqxx::work txn(impl_->conn, "forget_loaded_files");
+    for (const std::string& file : files) {
+      txn.exec_params("UPDATE pipeline_versions SET file = NULL WHERE file = $1", SafeUtf8(file));
+    }
+    txn.commit();
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return DbError("forgetting the files of deleted pipelines", e);
+  }
+}
+
 Result<std::optional<LastLoaded>> Database::LastLoadedVersion(const std::string& pipeline,
                                                               const std::string& file) {
   try {

@@ -541,7 +541,7 @@ Status EmbeddedPostgres::StopLeftRunning(const EmbeddedOptions& options, int use
   auto user = ChooseUser(options.run_as_user);
   if (!user.ok()) return user.status();
   std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
-  pg->users_ = users >= 0 ? dup(users) : OpenUsers(data_dir);
+  pg->users_ = users >= 0 ? fcntl(users, F_DUPFD_CLOEXEC, 0) : OpenUsers(data_dir);
   pg->cluster_dir_ = data_dir / "postgres";
   auto bin_dir = FindBinDir(options.pg_bin_dir, pg->cluster_dir_);
   if (!bin_dir.ok()) return bin_dir.status();
@@ -555,7 +555,9 @@ uid_t EmbeddedPostgres::uid() const { return user_->uid; }
 
 Status EmbeddedPostgres::Stop() {
   if (!running_) return Status::Ok();
-  // Another kiln process still uses it (holds the file shared): the last one stops it.
+  // Another kiln process still uses it (holds the file shared): the last one stops it. The shared
+  // lock is let go first, so that of two users leaving at once the second always gets it.
+  if (users_ >= 0) Flock(users_, LOCK_UN);
   const bool last = users_ < 0 || Flock(users_, LOCK_EX | LOCK_NB);
   if (!last) {
     log::Info("embedded PostgreSQL: left running in " + cluster_dir_.string() +

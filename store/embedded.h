@@ -75,8 +75,8 @@ class EmbeddedPostgres {
   // descriptor (close-on-exec) holds the lock until closed.
   static Result<int> HoldUse(const std::filesystem::path& data_dir);
 
-  // Leaves the cluster running when this object goes (the daemon stops while its supervisor
-  // still needs the database; the supervisor stops the cluster when it is done).
+  // Leaves the cluster running when this object goes (the daemon stops with runs left to its
+  // supervisor, which stops the cluster when it is done).
   void KeepRunning() { running_ = false; }
 
   // libpq URI of the database 'kiln' through the socket, e.g.

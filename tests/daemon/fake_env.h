@@ -464,6 +464,11 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
     }
     return Status::Ok();
   }
+  Status ForgetLoadedFiles(std::span<const std::string> files) override {
+    std::lock_guard lock(mu);
+    for (const std::string& f : files) last_by_file.erase(f);
+    return Status::Ok();
+  }
   Result<std::optional<store::LastLoaded>> LastLoadedVersion(const std::string& pipeline,
                                                              const std::string& file) override {
     std::lock_guard lock(mu);

@@ -326,6 +326,24 @@ TEST_CASE("at start, a broken file gets its last good version unless it would cl
   REQUIRE(entries.at("z").pipeline != nullptr);
   CHECK(entries.at("z").load_error == "broken");
   CHECK(entries.at("z").pipeline->spec.file == "/p/z.toml");
+  // A broken file whose path held a pipeline that moved on (its newest version is elsewhere)
+  // or was deleted does not bring it back.
+  std::map<std::string, daemon::PipelineEntry> moved;
+  moved["m.toml"] = entry("/p/m.toml", "[pipeline\n");
+  moved["m.toml"].named = false;
+  moved["d.toml"] = entry("/p/d.toml", "[pipeline\n");
+  moved["d.toml"].named = false;
+  REQUIRE(db.RecordLoaded(std::vector<store::LoadedVersion>{
+                              {"m", "m1", TwoTasks("m"), "/p/m.toml"},
+                              {"m", "m2", TwoTasks("m", "description = \"2\"\n"), "/p/n.toml"},
+                              {"d", "d1", TwoTasks("d"), "/p/d.toml"}})
+              .ok());
+  REQUIRE(db.ForgetLoadedFiles(std::vector<std::string>{"/p/d.toml"}).ok());
+  daemon::KeepLastLoaded(db, moved);
+  CHECK(moved.count("m") == 0);
+  CHECK(moved.at("m.toml").pipeline == nullptr);
+  CHECK(moved.count("d") == 0);
+  CHECK(moved.at("d.toml").pipeline == nullptr);
   // What loaded is recorded for the next start.
   auto kept = db.LastLoadedVersion("x", "");
   REQUIRE(kept.ok());

@@ -234,3 +234,21 @@ TEST_CASE("kiln run on a daemon's data folder leaves the daemon's embedded datab
   CHECK(WaitForRunEnd(daemon, Trigger(op, name)) == "success");
   CHECK(daemon.Stop() == 0);
 }
+
+TEST_CASE("a daemon on the embedded database that stops with nothing left stops its cluster") {
+  // on_stop = "leave": the daemon and its idle supervisor go at once; one of them, the last to
+  // use the cluster, stops it.
+  TempDir dir;
+  WriteFile(dir / "pipelines/p.toml",
+            "[pipeline]\nname = \"" + Unique("idle") + "\"\n[tasks.t]\ncommand = \"true\"\n");
+  DaemonOptions options(dir / "pipelines");
+  options.embedded = true;
+  options.on_stop = "leave";
+  {
+    Daemon daemon(dir, options);
+    CHECK(std::filesystem::exists(dir / "data/postgres/postmaster.pid"));
+    CHECK(daemon.Stop() == 0);
+  }
+  WaitFor([&] { return !std::filesystem::exists(dir / "data/postgres/postmaster.pid"); },
+          "the embedded cluster to stop");
+}

@@ -278,6 +278,11 @@ TEST_CASE("the version last loaded of a pipeline, or from a file, is the one a r
   CHECK(last("", "/q/t.toml") == "train@h1:one");
   CHECK(last("", "/p/train.toml") == "train@h2:two");
   CHECK(t.One("SELECT count(*) FROM pipeline_versions") == "4");
+  // A deleted file finds nothing any more; its pipeline's versions stay.
+  REQUIRE(db->ForgetLoadedFiles(std::vector<std::string>{"/p/etl.toml"}).ok());
+  CHECK(last("", "/p/etl.toml") == "none");
+  CHECK(last("etl", "") == "none");  // found by name only among versions loaded from a file
+  CHECK(t.One("SELECT count(*) FROM pipeline_versions WHERE pipeline = 'etl'") == "1");
   // A path is bytes, not always UTF-8: found again all the same.
   REQUIRE(db->RecordLoaded(std::vector<LoadedVersion>{{"bytes", "b1", "b", "/p/\xff.toml"}}).ok());
   CHECK(last("", "/p/\xff.toml") == "bytes@b1:b");
