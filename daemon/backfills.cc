@@ -128,14 +128,9 @@ void DaemonService::StartBackfill(int64_t backfill) {
 
 Result<std::vector<scheduler::BackfillRecord>> DaemonService::ListBackfills(
     const std::string& name) {
-  bool loaded = false;
-  {
-    std::lock_guard lock(mu_);
-    loaded = pipelines_.count(name) != 0;
-  }
   auto list = store_.ListBackfills(name, 100);
   // No longer loaded (its file deleted): its backfills are still listed while there are any.
-  if (list.ok() && list->empty() && !loaded) {
+  if (list.ok() && list->empty() && !Declared(name)) {
     return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
   }
   return list;

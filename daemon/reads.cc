@@ -48,6 +48,11 @@ Result<scheduler::LineageFile> DaemonService::Lineage(const scheduler::LineageQu
   return store_.Lineage(query);
 }
 
+bool DaemonService::Declared(const std::string& name) {
+  std::lock_guard lock(mu_);
+  return pipelines_.count(name) != 0;
+}
+
 Result<dag::PipelinePtr> DaemonService::PipelineVersion(const std::string& name,
                                                         const std::optional<std::string>& version) {
   dag::PipelinePtr current;
@@ -83,14 +88,9 @@ Result<dag::PipelinePtr> DaemonService::PipelineVersion(const std::string& name,
 
 Result<scheduler::GridPage> DaemonService::Grid(const std::string& pipeline,
                                                 std::optional<RunId> before, int limit) {
-  bool loaded = false;
-  {
-    std::lock_guard lock(mu_);
-    loaded = pipelines_.count(pipeline) != 0;
-  }
   auto page = store_.Grid(pipeline, before, limit);
   // No longer loaded (its file deleted): its runs are still shown while there are any.
-  if (page.ok() && !loaded && page->runs.empty() && !before) {
+  if (page.ok() && page->runs.empty() && !before && !Declared(pipeline)) {
     return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + pipeline + "'");
   }
   return page;

@@ -54,7 +54,7 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
     PipelineEntry entry;
     entry.file = result.file.string();
     entry.pipeline = result.pipeline;
-    entry.named = !name.empty() && (result.pipeline || !result.name.empty());
+    entry.named = result.pipeline || !result.name.empty();
     if (!text.empty()) entry.load_error = text;
     out.emplace(name, std::move(entry));
   }

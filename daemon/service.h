@@ -222,6 +222,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
     std::optional<Instant> schedule_since;
   };
   // The loaded pipeline `name`, or kNotFound / kConflict (file broken).
+  // Whether a file declares `name` now (loaded or broken).
+  bool Declared(const std::string& name);
   Result<dag::PipelinePtr> Runnable(const std::string& name, bool* paused);
   // kNotFound when the pipeline is not loaded here, or its current version has no task `task`
   // (nor a mapped task of which it is an instance); Ok when its file has errors.
