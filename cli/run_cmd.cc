@@ -16,6 +16,7 @@
 #include "daemon/engine.h"
 #include "daemon/lease_keeper.h"
 #include "daemon/runtime.h"
+#include "executor/guard.h"
 #include "plugins/registry.h"
 
 namespace kiln::cli {
@@ -237,7 +238,11 @@ int Run(const RunOptions& o) {
     std::cerr << "kiln: " << task_users.message() << '\n';
     return 1;
   }
-  // A foreground run: its tasks are this process's children and stop with it.
+  // A foreground run: its tasks are this process's children and stop with it, SIGKILL included
+  // (its guard stops them).
+  if (Status s = executor::guard::Start("kiln run"); !s.ok()) {
+    std::cerr << "kiln: warning: " << s.message() << '\n';
+  }
   auto runtime = daemon::StartRuntime(
       *cfg, name, name, *task_users,
       [&](boost::asio::io_context& io,

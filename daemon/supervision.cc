@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "daemon/runtime.h"
+#include "executor/guard.h"
 #include "executor/os.h"
 #include "store/embedded.h"
 
@@ -229,6 +230,10 @@ int RunSupervisor(const SupervisionOptions& options, int ready_fd) {
   }
   ::signal(SIGHUP, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
+  // Its tasks are stopped when it is gone, SIGKILL included, not when a next supervisor starts.
+  if (Status s = executor::guard::Start("the supervisor of " + options.daemon); !s.ok()) {
+    log::Warn("supervisor: " + s.message());
+  }
   executor::SupervisorOptions so;
   so.dir = SupervisorDir(options.data_dir);
   so.name = SupervisorName(options.daemon);

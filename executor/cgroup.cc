@@ -94,6 +94,21 @@ void RemoveOrphaned(const fs::path& kiln) {
 
 }  // namespace
 
+int KillCgroupsOf(const std::string& owner) {
+  const fs::path home = fs::path("/sys/fs/cgroup/pids/kiln") / owner;
+  int found = 0;
+  std::error_code ec;
+  for (const auto& cgroup : fs::directory_iterator(home, ec)) {
+    std::error_code inner;
+    if (!cgroup.is_directory(inner)) continue;
+    for (pid_t pid : Members(cgroup.path())) {
+      ::kill(pid, SIGKILL);
+      ++found;
+    }
+  }
+  return found;
+}
+
 std::unique_ptr<Cgroups> Cgroups::Open(const std::string& name) {
   const fs::path root = "/sys/fs/cgroup/pids";
   std::error_code ec;

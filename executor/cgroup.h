@@ -61,4 +61,9 @@ class Cgroups {
   std::string parked_;
 };
 
+// Sends SIGKILL to every process in the cgroups of the process `owner` (Open()'s name), which
+// must be gone; how many were found. Nothing is removed: the next Open() does that. For the
+// guard (guard.h), which cannot wait for the owner's pid to be reaped.
+int KillCgroupsOf(const std::string& owner);
+
 }  // namespace kiln::executor

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/secret_mask.h"
 #include "executor/cgroup.h"
+#include "executor/guard.h"
 #include "executor/os.h"
 
 namespace kiln::executor {
@@ -136,7 +137,10 @@ ProcessManager::Impl::~Impl() {
   *alive = false;
   for (auto& [handle, c] : children) {
     c->detached = true;
-    if (!c->group_done) ::kill(-c->pid, SIGKILL);
+    if (!c->group_done) {
+      ::kill(-c->pid, SIGKILL);
+      guard::Gone(c->pid);  // killed; not reaped, so its number is not reused meanwhile
+    }
     if (cgroups) KillCgroup(c->cgroup);
     if (!c->reaped && !os::TryReap(c->pid) && c->child_memory) {
       // Killed but maybe not gone yet: what it may still run on must outlive it (child_as.h).
@@ -162,6 +166,7 @@ ProcessManager::Handle ProcessManager::Impl::Spawn(ProcessSpec spec,
     return c->handle;
   }
   c->result.started = true;
+  guard::Spawned(c->pid);
   children.emplace(c->handle, c);
   WatchExit(c);
   ReadOutput(c);
@@ -443,6 +448,7 @@ bool ProcessManager::Impl::WatchMember(const ChildPtr& c, pid_t member) {
 
 void ProcessManager::Impl::GroupDone(const ChildPtr& c) {
   c->group_done = true;
+  guard::Gone(c->pid);
   // The attempt is over: whatever it started outside its group (setsid, double forks) goes too.
   if (cgroups) KillCgroup(c->cgroup);
   c->kill_timer.cancel();

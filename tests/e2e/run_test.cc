@@ -1,8 +1,11 @@
 // `kiln run`, `kiln validate` and `kiln graph` on purpose-made pipelines.
 #include <signal.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
 
 #include "harness.h"
 #include "run_json.h"
@@ -311,8 +314,7 @@ TEST_CASE("validate reports two files claiming the same pipeline name") {
   WriteFile(dir / "b/p.toml", "[pipeline]\nname = \"same\"\n[tasks.b]\ncommand = \"true\"\n");
   auto r = Kiln({"validate", "."}, dir.path());
   CHECK(r.code == 1);
-  CHECK(r.err.find("/p.toml:2:8: pipeline.name: 'same' is also the name of") !=
-        std::string::npos);
+  CHECK(r.err.find("/p.toml:2:8: pipeline.name: 'same' is also the name of") != std::string::npos);
   CHECK(r.err.find("1 error in 2 files") != std::string::npos);
   // One file reached twice, through its folder and by name: one file, no clash with itself.
   auto twice = Kiln({"validate", "a", "a/p.toml", "./a/p.toml"}, dir.path());
@@ -335,4 +337,44 @@ TEST_CASE("usage errors name what is wrong and exit 2") {
   CHECK(json.code == 2);
   CHECK(json.err.starts_with("The following arguments were not expected: json --output\n"));
   CHECK(Kiln({"--version"}).code == 0);
+}
+
+TEST_CASE("kiln run killed with SIGKILL: its guard stops its tasks' processes") {
+  TempDir dir;
+  const std::string name = Unique("killed");
+  const std::string d = dir.path().string();
+  WriteFile(dir / "p.toml", "[pipeline]\nname = \"" + name +
+                                "\"\n[tasks.a]\ncommand = \"sleep 600 & echo $$ $! > " + d +
+                                "/pids; wait\"\n");
+  // Its stderr into a file: the guard writes there after kiln run is gone.
+  Output out;
+  std::thread running([&] {
+    out = Exec({"/bin/sh", "-c",
+                "exec " + KilnBinary() + " run " + d + "/p.toml --data-dir " + d + "/data 2> " + d +
+                    "/stderr"},
+               {}, {{"KILN_DATABASE_URL", DatabaseUrl()}});
+  });
+  WaitFor([&] { return ReadFile(dir / "pids").ends_with("\n"); }, "the task to start");
+  std::istringstream pids(ReadFile(dir / "pids"));
+  int task = 0, background = 0;
+  pids >> task >> background;
+  // kiln run and its guard (a fork of it, named kiln-guard) share a command line.
+  int run = 0, guard = 0;
+  for (int pid : ProcessesMentioning(d + "/p.toml")) {
+    (ReadFile("/proc/" + std::to_string(pid) + "/comm") == "kiln-guard\n" ? guard : run) = pid;
+  }
+  REQUIRE(run > 0);
+  REQUIRE(guard > 0);
+  CHECK(getpgid(guard) == guard);  // a group of its own: a signal to kiln run's misses it
+  kill(run, SIGKILL);
+  running.join();
+  CHECK(out.code == 128 + SIGKILL);
+  WaitFor([&] { return !ProcessAlive(task) && !ProcessAlive(background) && !ProcessAlive(guard); },
+          "the task's processes and the guard to end");
+  INFO(ReadFile(dir / "stderr"));
+  CHECK(ReadFile(dir / "stderr")
+            .ends_with("kiln guard: kiln run (pid " + std::to_string(run) +
+                       ") is gone; stopped the processes of its 1 running task(s) (" +
+                       (fs::exists("/sys/fs/cgroup/pids/kiln") ? "2" : "0") +
+                       " found in its cgroups)\n"));
 }

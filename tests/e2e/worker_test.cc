@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "daemon.h"
 #include "harness.h"
@@ -254,6 +255,59 @@ TEST_CASE(
   CHECK(Sql("select count(*) from attempts a join attempts b on a.run_id = b.run_id and "
             "a.task_id = b.task_id and a.attempt < b.attempt where a.run_id = " +
             id + " and b.started_at < a.ended_at") == "0");
+}
+
+TEST_CASE(
+    "a worker killed with its supervisor, its machine up: the supervisor's guard stops the task, "
+    "which never runs beside its retry",
+    "[e2e][worker]") {
+  TempDir dir;
+  fs::create_directories(dir / "pipelines");
+  const std::string d = dir.path().string();
+  const std::string name = Unique("guarded");
+  const std::string pool = Unique("gpu");
+  // The task, a process of its group in the background and one waiting in the foreground.
+  WriteFile(dir / "pipelines" / "p.toml",
+            "[pipeline]\nname = \"" + name + "\"\n[tasks.train]\npool = \"" + pool +
+                "\"\nretries = 1\nretry_delay = \"0s\"\ncommand = \"echo attempt $KILN_ATTEMPT; "
+                "if [ $KILN_ATTEMPT = 1 ]; then sleep 600 & echo $$ $! > " +
+                d + "/first; wait; fi; echo finished\"\n");
+  Daemon daemon(dir, OnWorkers(dir / "pipelines", pool, 1, "3s"));
+  REQUIRE(daemon.port() > 0);
+  auto first = std::make_unique<Worker>(dir, Unique("w1"), pool, 1, "3s");
+  auto client = daemon.Client();
+  const int64_t run = Trigger(client, name);
+  const std::string id = std::to_string(run);
+  WaitFor([&] { return ReadFile(dir / "first").ends_with("\n"); }, "attempt 1 to start");
+  std::istringstream pids(ReadFile(dir / "first"));
+  int task = 0, background = 0;
+  pids >> task >> background;
+  REQUIRE(ProcessAlive(task));
+  REQUIRE(ProcessAlive(background));
+  const fs::path log = dir / first->name() / "supervisor" / "supervisor.log";
+  const std::string supervisor = std::to_string(first->SupervisorPid());
+  first->KillWithSupervisor();
+  // Stopped by the guard the moment the supervisor is gone, not left running until a
+  // supervisor starts again on that folder (none does here).
+  WaitFor([&] { return !ProcessAlive(task) && !ProcessAlive(background); },
+          "the task's processes to be stopped");
+  WaitFor([&] { return ReadFile(log).find("kiln guard: ") != std::string::npos; },
+          "the guard's line in the supervisor's log");
+  CHECK_THAT(ReadFile(log), Catch::Contains("kiln guard: the supervisor of " + first->name() +
+                                            " (pid " + supervisor +
+                                            ") is gone; stopped the processes of its 1 running "
+                                            "task(s)"));
+  // The guard too is gone once its work is done.
+  WaitFor([&] { return ProcessesMentioning(first->name()).empty(); }, "the guard to end");
+  // Lost after the lease, as when the machine stops; the retry runs alone on another worker.
+  Worker second(dir, Unique("w2"), pool, 1, "3s");
+  REQUIRE(WaitForRunEnd(daemon, run) == "success");
+  CHECK(Sql("select string_agg(attempt || ':' || state || ':' || worker, ' ' order by attempt) "
+            "from attempts where run_id = " +
+            id) == "1:failed:" + first->name() + " 2:success:" + second.name());
+  auto got = client.Get(("/api/v1/runs/" + id + "/tasks/train/attempts/2/log").c_str());
+  REQUIRE(got);
+  CHECK(got->body == "attempt 2\nfinished\n");
 }
 
 TEST_CASE("cancelling a run stops its task on the worker at once", "[e2e][worker]") {
