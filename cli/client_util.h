@@ -1,6 +1,7 @@
 // Helpers shared by the client subcommands (cli/client_cmds.cc, cli/client_backfill.cc).
 #pragma once
 
+#include <cstdint>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -46,6 +47,23 @@ inline std::string Text(const json& value) {
   if (value.is_null()) return "-";
   if (value.is_string()) return value.get<std::string>();
   return value.dump();
+}
+
+// Metrics as `name=value  name=value`, a whole number without a decimal point whether it was
+// written as 40 or 40.0 (a gate's report holds every metric as a double; `kiln models` and
+// `kiln metrics` show the same number the same way).
+inline std::string MetricsText(const json& metrics) {
+  std::string out;
+  for (const auto& [name, value] : metrics.items()) {
+    out += (out.empty() ? "" : "  ") + name + "=";
+    const double d = value.is_number_float() ? value.get<double>() : 0.5;
+    if (d == static_cast<double>(static_cast<int64_t>(d)) && d > -1e15 && d < 1e15) {
+      out += std::to_string(static_cast<int64_t>(d));
+    } else {
+      out += value.dump();
+    }
+  }
+  return out;
 }
 
 }  // namespace kiln::cli

@@ -13,14 +13,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string Metrics(const json& metrics) {
-  std::string out;
-  for (const auto& [name, value] : metrics.items()) {
-    out += (out.empty() ? "" : "  ") + name + "=" + value.dump();
-  }
-  return out;
-}
-
 void PrintModel(const json& m) {
   const json& champion = At(m, "champion");
   std::printf(
@@ -33,7 +25,7 @@ void PrintModel(const json& m) {
     if (sha.size() > 12) sha.resize(12);
     std::printf("%-8s %-9s %-14s %-8s %-22s %s\n", Text(At(v, "version")).c_str(),
                 At(v, "champion") == true ? "*" : "", sha.c_str(), Text(At(v, "run")).c_str(),
-                Text(At(v, "created_at")).c_str(), Metrics(At(v, "metrics")).c_str());
+                Text(At(v, "created_at")).c_str(), MetricsText(At(v, "metrics")).c_str());
   }
 }
 

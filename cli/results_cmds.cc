@@ -100,12 +100,8 @@ int ClientMetrics(const ClientOptions& options, const MetricsOptions& metrics) {
   }
   std::printf("%-8s %-20s %-22s %s\n", "RUN", "TASK", "ENDED", "METRICS");
   for (const json& p : points) {
-    std::string values;
-    for (const auto& [name, value] : At(p, "metrics").items()) {
-      values += (values.empty() ? "" : "  ") + name + "=" + value.dump();
-    }
     std::printf("%-8s %-20s %-22s %s\n", Text(At(p, "run")).c_str(), Text(At(p, "task")).c_str(),
-                Text(At(p, "ended_at")).c_str(), values.c_str());
+                Text(At(p, "ended_at")).c_str(), MetricsText(At(p, "metrics")).c_str());
   }
   return 0;
 }

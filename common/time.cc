@@ -129,31 +129,30 @@ Result<Duration> ParseDuration(std::string_view text) {
       n = n * 10 + (text[i] - '0');
       ++i;
     }
+    // The unit is the letters after the number, whole: "3mo" is an unknown unit, not 3 minutes
+    // and then something else.
+    size_t end = i;
+    while (end < text.size() && std::isalpha(static_cast<unsigned char>(text[end]))) ++end;
+    const std::string_view word = text.substr(i, end - i);
     int64_t unit = 0;
-    if (text.substr(i, 2) == "ms") {
+    if (word == "ms") {
       unit = 1;
-      i += 2;
+    } else if (word == "s") {
+      unit = 1000;
+    } else if (word == "m") {
+      unit = 60 * 1000;
+    } else if (word == "h") {
+      unit = 3600 * 1000;
+    } else if (word == "d") {
+      unit = 86400 * 1000;
+    } else if (!word.empty()) {
+      return error("unknown unit '" + std::string(word) + "'");
     } else if (i < text.size()) {
-      switch (text[i]) {
-        case 's':
-          unit = 1000;
-          break;
-        case 'm':
-          unit = 60 * 1000;
-          break;
-        case 'h':
-          unit = 3600 * 1000;
-          break;
-        case 'd':
-          unit = 86400 * 1000;
-          break;
-        default:
-          return error("unknown unit '" + std::string(1, text[i]) + "'");
-      }
-      ++i;
+      return error("unknown unit '" + std::string(1, text[i]) + "'");
     } else {
       return error("unit missing after " + std::to_string(n));
     }
+    i = end;
     if (n > std::numeric_limits<int64_t>::max() / unit) return error("too large");
     n *= unit;
     if (total > std::numeric_limits<int64_t>::max() - n) return error("too large");

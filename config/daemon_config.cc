@@ -585,10 +585,14 @@ Result<uint64_t> ParseByteSize(std::string_view text) {
                          "\"; expected a number of bytes with an optional unit B, KiB, MiB, GiB, "
                          "TiB, KB, MB, GB or TB, e.g. \"64MiB\"");
   };
+  auto too_large = [&] {
+    return Status::Error("invalid size \"" + std::string(text) +
+                         "\": larger than 16 EiB, the most a size can hold");
+  };
   size_t digits = 0;
   uint64_t number = 0;
   while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) {
-    if (number > (std::numeric_limits<uint64_t>::max() - 9) / 10) return error();
+    if (number > (std::numeric_limits<uint64_t>::max() - 9) / 10) return too_large();
     number = number * 10 + static_cast<uint64_t>(text[digits] - '0');
     ++digits;
   }
@@ -597,7 +601,7 @@ Result<uint64_t> ParseByteSize(std::string_view text) {
   if (unit.empty()) return number;
   for (const auto& [name, factor] : kSizeUnits) {
     if (unit != name) continue;
-    if (number > std::numeric_limits<uint64_t>::max() / factor) return error();
+    if (number > std::numeric_limits<uint64_t>::max() / factor) return too_large();
     return number * factor;
   }
   return error();

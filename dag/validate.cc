@@ -425,16 +425,18 @@ void Validator::CheckFiles(const TaskSpec& task) {
   if (spec_.locs.contains("tasks." + task.id + ".metrics")) {
     check(TaskKey(task, "metrics"), task.metrics);
   }
+  // A hit puts back the declared outputs only: what else an attempt leaves (a kind's report, a
+  // metrics file not among the outputs) would be missing. Said alone: what the other checks
+  // below ask for would not make it cacheable.
+  if (task.cache && task.kind != "shell") {
+    Add(TaskKey(task, "cache"), "cache = true is for shell tasks; a task of kind '" + task.kind +
+                                    "' decides on every run (its report is not cached)");
+    return;
+  }
   if (task.cache && task.outputs.empty()) {
     Add(TaskKey(task, "cache"),
         "cache = true needs outputs: a cached task is skipped only when the files it wrote "
         "earlier are still there; list them in outputs");
-  }
-  // A hit puts back the declared outputs only: what else an attempt leaves (a kind's report, a
-  // metrics file not among the outputs) would be missing.
-  if (task.cache && task.kind != "shell") {
-    Add(TaskKey(task, "cache"), "cache = true is for shell tasks; a task of kind '" + task.kind +
-                                    "' decides on every run (its report is not cached)");
   }
   if (task.cache && !task.metrics.empty() &&
       std::find(task.outputs.begin(), task.outputs.end(), task.metrics) == task.outputs.end()) {
@@ -548,9 +550,14 @@ std::set<std::string> Validator::CheckItemRefs(const Place& place, std::string_v
 
 // for_each and max_parallel: a process task's; the file is a template without item names.
 void Validator::CheckForEach(const TaskSpec& task) {
+  const bool limited = spec_.locs.contains("tasks." + task.id + ".max_parallel");
+  // Also beside a for_each that did not read (its error is reported already).
+  if (limited && task.max_parallel < 1 && spec_.locs.contains("tasks." + task.id + ".for_each")) {
+    Add(TaskKey(task, "max_parallel"),
+        "must be at least 1, got " + std::to_string(task.max_parallel));
+  }
   if (!task.for_each) {
-    if (spec_.locs.contains("tasks." + task.id + ".max_parallel") &&
-        !spec_.locs.contains("tasks." + task.id + ".for_each")) {
+    if (limited && !spec_.locs.contains("tasks." + task.id + ".for_each")) {
       Add(TaskKey(task, "max_parallel"),
           "max_parallel limits the instances of a task with for_each; this task has none");
     }
@@ -566,10 +573,6 @@ void Validator::CheckForEach(const TaskSpec& task) {
         "for_each is for tasks of kind \"shell\" or \"check\"; a task "
         "of kind '" +
             task.kind + "' decides once per run");
-  }
-  if (spec_.locs.contains("tasks." + task.id + ".max_parallel") && task.max_parallel < 1) {
-    Add(TaskKey(task, "max_parallel"),
-        "must be at least 1, got " + std::to_string(task.max_parallel));
   }
   if (task.cache) {
     Add(TaskKey(task, "cache"), "cache = true is not available on a task with for_each yet");

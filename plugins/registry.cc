@@ -83,6 +83,7 @@ void Registry::Check(const dag::TaskSpec& task, const dag::PipelineSpec& pipelin
     for (std::string_view key : kProcessKeys) {
       auto loc = pipeline.locs.find(field + "." + std::string(key));
       if (loc == pipeline.locs.end()) continue;
+      if (key == "cache" && task.cache) continue;  // dag::Validate: "cache = true is for shell"
       problems.Add(field + "." + std::string(key), loc->second,
                    "'" + std::string(key) + "' has no meaning for kind '" + task.kind +
                        "': it runs no process and holds no pool slot; remove it");

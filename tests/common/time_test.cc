@@ -22,6 +22,12 @@ TEST_CASE("bad durations say what is accepted") {
         "invalid duration \"10 minutes\": unknown unit ' '; expected numbers with units ms, s, m, "
         "h, d, e.g. \"90s\", \"1h30m\", \"250ms\"");
   CHECK(kiln::ParseDuration("10").message().starts_with("invalid duration \"10\": unit missing"));
+  // A unit is the letters after its number, whole: not "3m" and then "o".
+  CHECK(kiln::ParseDuration("3mo").message().starts_with(
+      "invalid duration \"3mo\": unknown unit 'mo'; expected numbers with units ms, s, m"));
+  CHECK(kiln::ParseDuration("2hours").message().starts_with(
+      "invalid duration \"2hours\": unknown unit 'hours';"));
+  CHECK(kiln::ParseDuration("1h30m15s250ms").value() == 5415250ms);
   CHECK_FALSE(kiln::ParseDuration("").ok());
   CHECK_FALSE(kiln::ParseDuration("s").ok());
   CHECK_FALSE(kiln::ParseDuration("99999999999999999999d").ok());

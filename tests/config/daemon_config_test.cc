@@ -141,8 +141,12 @@ TEST_CASE("log_cap is bytes or a size with a unit") {
   CHECK_FALSE(ParseByteSize("64 MiB").ok());
   CHECK_FALSE(ParseByteSize("MiB").ok());
   CHECK_FALSE(ParseByteSize("64mib").ok());
-  CHECK_FALSE(ParseByteSize("99999999999999999999").ok());
-  CHECK_FALSE(ParseByteSize("20000000TiB").ok());
+  CHECK(ParseByteSize("99999999999999999999").message() ==
+        "invalid size \"99999999999999999999\": larger than 16 EiB, the most a size can hold");
+  CHECK(ParseByteSize("20000000TiB").message() ==
+        "invalid size \"20000000TiB\": larger than 16 EiB, the most a size can hold");
+  CHECK(ParseByteSize("64mib").message().starts_with(
+      "invalid size \"64mib\"; expected a number of bytes with an optional unit B, KiB"));
 }
 
 TEST_CASE("daemon config errors have file:line:col and say what is accepted") {

@@ -80,6 +80,11 @@ TEST_CASE("for_each and max_parallel values are checked") {
                 "of items, got an integer"});
   CHECK(ForEachErrors("[tasks.a]\nfor_each = [1]\nmax_parallel = 0\ncommand = \"true\"\n") ==
         Strings{"p.toml:5:16: tasks.a.max_parallel: must be at least 1, got 0"});
+  // Beside an item that does not read, max_parallel is still checked.
+  CHECK(ForEachErrors("[tasks.a]\nfor_each = [1, [2]]\nmax_parallel = 0\ncommand = \"true\"\n") ==
+        Strings{"p.toml:4:16: tasks.a.for_each[1]: an item is a string, number, boolean, or a "
+                "table of those; got an array",
+                "p.toml:5:16: tasks.a.max_parallel: must be at least 1, got 0"});
   CHECK(ForEachErrors("[tasks.a]\nmax_parallel = 2\ncommand = \"true\"\n") ==
         Strings{"p.toml:4:16: tasks.a.max_parallel: max_parallel limits the instances of a task "
                 "with for_each; this task has none"});

@@ -236,4 +236,14 @@ message = "look"
         "p.toml:10:1: tasks.approve.message: unknown key 'message' (accepted: allow_failure, "
         "kind, needs, timeout, trigger_rule)\n"
         "3 errors in 1 file\n");
+  // cache = true: one error, not also the ones about a cacheable task's outputs.
+  WriteFile(dir / "p.toml",
+            "[pipeline]\nname = \"p\"\n[tasks.approve]\nkind = \"approval\"\n"
+            "cache = true\n");
+  r = Kiln({"validate", "p.toml"}, dir.path());
+  CHECK(r.code == 1);
+  CHECK(r.err ==
+        "p.toml:5:9: tasks.approve.cache: cache = true is for shell tasks; a task of kind "
+        "'approval' decides on every run (its report is not cached)\n"
+        "1 error in 1 file\n");
 }

@@ -21,7 +21,7 @@ name = "churn"
 [params]
 accuracy = "0.80"
 [tasks.train]
-command = '''printf 'model %s' "$KILN_PARAM_ACCURACY" > "$KILN_RUN_DIR/model.pkl"; printf '{"accuracy": %s}' "$KILN_PARAM_ACCURACY" > "$KILN_RUN_DIR/metrics.json"'''
+command = '''printf 'model %s' "$KILN_PARAM_ACCURACY" > "$KILN_RUN_DIR/model.pkl"; printf '{"accuracy": %s, "epochs": 40}' "$KILN_PARAM_ACCURACY" > "$KILN_RUN_DIR/metrics.json"'''
 inputs = ["data/train.csv"]
 outputs = ["{{ run.dir }}/model.pkl"]
 [tasks.gate]
@@ -90,7 +90,7 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
   CHECK(v1["version"] == 1);
   CHECK(v1["sha256"] == sha1);
   CHECK(v1["bytes"] == 10);
-  CHECK(v1["metrics"] == json::parse(R"({"accuracy": 0.8})"));
+  CHECK(v1["metrics"] == json::parse(R"({"accuracy": 0.8, "epochs": 40})"));
   CHECK(v1["run"] == first);
   CHECK(v1["task"] == "gate");
   CHECK(v1["pipeline"] == "churn");
@@ -163,6 +163,13 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
   CHECK(list.out ==
         "MODEL                            CHAMPION   VERSIONS\n"
         "churn                            2          2\n");
+  // A whole number is shown as written, as `kiln metrics` shows it (the registry holds doubles).
+  auto versions = Kiln({"models", "churn"}, {}, env);
+  CHECK(versions.code == 0);
+  CHECK(versions.out.find(" accuracy=0.9  epochs=40\n") != std::string::npos);
+  auto metrics = Kiln({"metrics", "churn"}, {}, env);
+  CHECK(metrics.code == 0);
+  CHECK(metrics.out.find(" accuracy=0.9  epochs=40\n") != std::string::npos);
   auto back = Kiln({"models", "rollback", "churn"}, {}, env);
   CHECK(back.code == 0);
   CHECK(back.out.starts_with("model churn: champion version 1\n"));
