@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <set>
+#include <string>
 
 #include "common/paths.h"
 #include "common/sha256.h"
@@ -156,8 +158,19 @@ Result<json> ReadMetrics(const Place& place) {
     return text.status();
   }
   json j;
+  // A name written twice would keep its last value silently: which one the task meant is
+  // unknown, so the file is refused.
+  std::set<std::string> names;
+  std::string twice;
+  const json::parser_callback_t unique = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && parsed.is_string() && twice.empty() &&
+        !names.insert(parsed.get<std::string>()).second) {
+      twice = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    j = json::parse(text.value());
+    j = json::parse(text.value(), unique);
   } catch (const json::out_of_range&) {
     // Valid JSON, but a number past what a double holds (1e999).
     return Status::Error(
@@ -167,6 +180,10 @@ Result<json> ReadMetrics(const Place& place) {
     return Status::Error(
         "is not JSON; expected a flat JSON object of numbers, e.g. "
         "{\"accuracy\": 0.93}");
+  }
+  if (!twice.empty()) {
+    return Status::Error("has the key " + Quoted(twice) +
+                         " twice; expected a flat JSON object of numbers, each name once");
   }
   if (!j.is_object()) {
     return Status::Error(std::string(j.is_null() ? "holds JSON null" : "holds a JSON ") +

@@ -192,6 +192,14 @@ TEST_CASE("collect refuses a metrics file that is not a flat object of numbers")
         where +
             "holds a number too large for a double; expected a flat JSON object of numbers, e.g. "
             "{\"accuracy\": 0.93}");
+  // A name twice: which value the task meant is unknown. Nested keys are not names.
+  Folders::Write(f.pipeline() / "metrics.json", R"({"accuracy": 0.8, "loss": 1, "accuracy": 0.9})");
+  CHECK(Problem(spec) == where +
+                             "has the key 'accuracy' twice; expected a flat JSON object of "
+                             "numbers, each name once");
+  Folders::Write(f.pipeline() / "metrics.json", R"({"a": {"x": 1}, "b": {"x": 2}})");
+  CHECK(Problem(spec) ==
+        where + "key 'a' is an object; expected a number (a flat JSON object of numbers)");
   Folders::Write(f.pipeline() / "metrics.json", "accuracy=0.9");
   CHECK(Problem(spec) == where +
                              "is not JSON; expected a flat JSON object of numbers, e.g. "
