@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -96,12 +97,17 @@ void RemoveOrphaned(const fs::path& kiln) {
 
 int KillCgroupsOf(const std::string& owner) {
   const fs::path home = fs::path("/sys/fs/cgroup/pids/kiln") / owner;
+  const pid_t gone = static_cast<pid_t>(std::strtol(owner.c_str(), nullptr, 10));
   int found = 0;
   std::error_code ec;
   for (const auto& cgroup : fs::directory_iterator(home, ec)) {
     std::error_code inner;
     if (!cgroup.is_directory(inner)) continue;
+    // No fork from now on, so that one pass kills everything (a process forked between the
+    // list's read and the kill would be missed otherwise).
+    WriteText(cgroup.path() / "pids.max", "0");
     for (pid_t pid : Members(cgroup.path())) {
+      if (pid == gone) continue;  // the owner's thread parked there, as the owner exits
       ::kill(pid, SIGKILL);
       ++found;
     }

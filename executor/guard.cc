@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -24,9 +25,8 @@ namespace {
 std::mutex mu;
 int report_fd = -1;  // the starter's end of the socket pair; -1 without a guard
 pid_t guard_pid = 0;
-std::string backlog;  // reports the socket could not take yet
-// 4 bytes a report: a guard that has taken none of a million reports is stopped or stuck.
-constexpr size_t kMaxBacklog = size_t{4} << 20;
+std::string pending;  // what the socket has not taken yet
+constexpr int kStuckMs = 500;
 
 void WriteText(int fd, const std::string& text) {
   for (size_t done = 0; done < text.size();) {
@@ -102,10 +102,8 @@ void LeaveTaskCgroup() {
   // The cgroups first: their lists hold every process of the tasks, whichever group it is in,
   // only while those processes live.
   const int in_cgroups = KillCgroupsOf(std::to_string(starter));
-  for (pid_t pid : groups) {
-    ::kill(-pid, SIGKILL);
-    ::kill(pid, SIGKILL);  // one that was not yet the leader of its group
-  }
+  // Each is its group's leader by the time it was reported (ProcessManager makes sure).
+  for (pid_t pid : groups) ::kill(-pid, SIGKILL);
   if (!groups.empty() || in_cgroups > 0) {
     WriteText(2, "kiln guard: " + who + " (pid " + std::to_string(starter) +
                      ") is gone; stopped the processes of its " + std::to_string(groups.size()) +
@@ -115,34 +113,39 @@ void LeaveTaskCgroup() {
   ::_exit(0);
 }
 
-// With `mu` held.
+// Without a guard from now on. With `mu` held.
+void Drop(const std::string& why) {
+  ::close(report_fd);
+  report_fd = -1;
+  pending.clear();
+  ::waitpid(guard_pid, nullptr, 0);  // this process is its parent; it is gone or going
+  log::Warn("guard: " + why + "; the tasks of this process are no longer stopped if it is killed");
+}
+
+// Every report goes out now, in order: the guard never acts on a list it is behind on. A guard
+// that takes nothing for kStuck (stopped, or the machine starved it that long) is killed before
+// its socket closes. With `mu` held.
 void Flush() {
-  while (!backlog.empty()) {
+  while (!pending.empty()) {
     const ssize_t n =
-        ::send(report_fd, backlog.data(), backlog.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        ::send(report_fd, pending.data(), pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
-      backlog.erase(0, static_cast<size_t>(n));
+      pending.erase(0, static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    log::Warn("guard: gone (" + os::ErrnoText(errno) +
-              "); the tasks of this process are no longer stopped if it is killed");
-    ::close(report_fd);
-    report_fd = -1;
-    backlog.clear();
-    ::waitpid(guard_pid, nullptr, WNOHANG);  // this process is its parent
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd writable{report_fd, POLLOUT, 0};
+      int ready;
+      while ((ready = ::poll(&writable, 1, kStuckMs)) < 0 && errno == EINTR) {
+      }
+      if (ready > 0) continue;
+      ::kill(guard_pid, SIGKILL);
+      Drop("took no report for " + std::to_string(kStuckMs) + " ms (stopped?) and was killed");
+      return;
+    }
+    Drop("gone (" + os::ErrnoText(errno) + ")");
     return;
-  }
-  if (backlog.size() > kMaxBacklog) {
-    // Killed before its socket closes, so that it never acts on a list it is behind on.
-    ::kill(guard_pid, SIGKILL);
-    ::close(report_fd);
-    report_fd = -1;
-    backlog.clear();
-    log::Warn(
-        "guard: took no report for too long (stopped?) and was killed; the tasks of this "
-        "process are no longer stopped if it is killed");
   }
 }
 
@@ -151,7 +154,7 @@ void Report(int32_t report) {
   if (report_fd < 0) return;
   char bytes[4];
   std::memcpy(bytes, &report, 4);
-  backlog.append(bytes, 4);
+  pending.append(bytes, 4);
   Flush();
 }
 
@@ -164,6 +167,19 @@ Status Start(const std::string& who) {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
     return Status::Error("cannot start the guard of this process's tasks: socketpair: " +
                          os::ErrnoText(errno));
+  }
+  // Never on 0, 1 or 2 (one closed when this process started): what this process writes to its
+  // standard output or error must not reach the guard's stream.
+  for (int& end : pair) {
+    if (end > 2) continue;
+    const int moved = ::fcntl(end, F_DUPFD_CLOEXEC, 3);
+    ::close(end);
+    end = moved;
+  }
+  if (pair[0] < 0 || pair[1] < 0) {
+    if (pair[0] >= 0) ::close(pair[0]);
+    if (pair[1] >= 0) ::close(pair[1]);
+    return Status::Error("cannot start the guard of this process's tasks: no descriptor");
   }
   const pid_t starter = ::getpid();
   const pid_t pid = ::fork();

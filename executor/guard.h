@@ -8,17 +8,17 @@
 // starters that are gone. Meanwhile an attempt declared lost ran beside its retry.
 //
 // The guard learns each process group as it is spawned and as it ends (every ProcessManager of
-// the process reports to it, one write of four bytes each), over a pipe whose write end only the
-// starter holds (close-on-exec: tasks never inherit it). The pipe's end of file is the starter's
-// end: the guard then sends SIGKILL to every group it was told of and not told is gone, and to
-// every process in the starter's cgroups, says so on its stderr, and exits. A starter that ends
-// cleanly has no group left, so the guard stops nothing.
+// the process reports to it, one send of four bytes each), over a socket pair whose other end only
+// the starter holds (close-on-exec: tasks never inherit it). The socket's end of file is the
+// starter's end: the guard then sends SIGKILL to every group it was told of and not told is gone,
+// and to every process in the starter's cgroups, says so on its stderr, and exits. A starter that
+// ends cleanly has no group left, so the guard stops nothing.
 //
 // The guard ignores SIGTERM, SIGINT, SIGHUP and SIGQUIT and leads a process group of its own, so
 // that what stops its starter by a signal to the group leaves it to do its work; SIGKILL stops it
-// (and then the tasks of a killed starter are left as before the guard). A number a group had
-// cannot be reused by another process while the group lives, and the starter reports a group
-// gone only once none of its processes is left, before it could be reused.
+// (and then the tasks of a killed starter are left as before the guard). Only groups are killed:
+// a reported pid leads its group, a number cannot be reused while its group lives, and a group is
+// reported gone microseconds after its last process is reaped (design.md, "The guard").
 #pragma once
 
 #include <sys/types.h>
@@ -38,9 +38,9 @@ Status Start(const std::string& who);
 pid_t Pid();
 
 // A process group spawned, whose leader is `pid`; and the same group with none of its processes
-// left. No effect when no guard runs. Thread-safe; never blocks: what the pipe cannot take now
-// waits for the next report, and a guard that takes nothing (stopped) for long is killed rather
-// than left with a stale list.
+// left. No effect when no guard runs. Thread-safe. Sent before returning, in order: when the
+// socket is full this waits for the guard to read, and a guard that takes nothing for 500 ms
+// (stopped) is killed rather than left with a stale list.
 void Spawned(pid_t pid);
 void Gone(pid_t pid);
 

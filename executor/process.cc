@@ -166,6 +166,9 @@ ProcessManager::Handle ProcessManager::Impl::Spawn(ProcessSpec spec,
     return c->handle;
   }
   c->result.started = true;
+  // The child makes itself its group's leader first thing; done here too, so that the group
+  // exists before it is reported (a child that already ran its program refuses: EACCES).
+  ::setpgid(c->pid, c->pid);
   guard::Spawned(c->pid);
   children.emplace(c->handle, c);
   WatchExit(c);
