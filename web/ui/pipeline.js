@@ -166,13 +166,18 @@ export async function pipelineView(main, app, name, open) {
   }
   async function loadDag() {
     let query = '';
+    // Gone, its last run may be deleted (retention) between the page's reads.
+    const left = h('p', { class: 'muted' }, 'No run of it is left to draw the graph from.');
     if (p.gone) {
-      const { runs } = await api(`/api/v1/pipelines/${enc(name)}/grid?limit=1`);
+      const { runs } = await api(`/api/v1/pipelines/${enc(name)}/grid?limit=1`)
+        .catch(none({ runs: [] }));
+      if (runs.length === 0) return fill(dagBox, left);
       query = `?version=${enc(runs[0].version)}`;
     } else if (p.version === null) {
       return fill(dagBox, h('p', { class: 'muted' }, 'The file never loaded.'));
     }
-    const layout = await api(`/api/v1/pipelines/${enc(name)}/graph${query}`);
+    const layout = await api(`/api/v1/pipelines/${enc(name)}/graph${query}`).catch(none(null));
+    if (layout === null) return fill(dagBox, left);
     const dag = new DagView(layout);
     fill(dagBox, dag.el);
     dag.fit();
