@@ -100,7 +100,10 @@ int ClientMetrics(const ClientOptions& options, const MetricsOptions& metrics) {
   }
   std::printf("%-8s %-20s %-22s %s\n", "RUN", "TASK", "ENDED", "METRICS");
   for (const json& p : points) {
-    std::printf("%-8s %-20s %-22s %s\n", Text(At(p, "run")).c_str(), Text(At(p, "task")).c_str(),
+    // A gate that did not pass is marked: its metrics are not a success's.
+    const std::string task =
+        Text(At(p, "task")) + (At(p, "state") == "skipped" ? " (skipped)" : "");
+    std::printf("%-8s %-20s %-22s %s\n", Text(At(p, "run")).c_str(), task.c_str(),
                 Text(At(p, "ended_at")).c_str(), MetricsText(At(p, "metrics")).c_str());
   }
   return 0;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "common/text.h"
@@ -64,7 +65,13 @@ std::string Failure(const ProcessResult& r, const std::string& report) {
 
 bool ShouldCollect(const CollectJob& job, const scheduler::AttemptOutcome& outcome) {
   return !job.argv.empty() && outcome.started && !outcome.killed && !outcome.timed_out &&
-         !outcome.signal && outcome.exit_code && *outcome.exit_code == 0;
+         !outcome.signal && outcome.exit_code &&
+         (*outcome.exit_code == 0 || BestEffort(job, outcome));
+}
+
+bool BestEffort(const CollectJob& job, const scheduler::AttemptOutcome& outcome) {
+  return outcome.exit_code && *outcome.exit_code != 0 &&
+         std::find(job.also_on.begin(), job.also_on.end(), *outcome.exit_code) != job.also_on.end();
 }
 
 ProcessManager::Handle Collect(ProcessManager& processes, const CollectJob& job,
@@ -82,7 +89,8 @@ ProcessManager::Handle Collect(ProcessManager& processes, const CollectJob& job,
   spec.kill_grace = job.kill_grace;
   spec.user = job.user;
   const std::filesystem::path log = job.log_path;
-  return processes.Spawn(std::move(spec), [outcome = std::move(outcome), report, log,
+  const bool best_effort = BestEffort(job, outcome);
+  return processes.Spawn(std::move(spec), [outcome = std::move(outcome), report, log, best_effort,
                                            done = std::move(done)](ProcessResult r) mutable {
     std::string text = TakeReport(report, kMaxResultsBytes);
     // r.error: its report could not be written (the file is made at the first byte).
@@ -91,6 +99,9 @@ ProcessManager::Handle Collect(ProcessManager& processes, const CollectJob& job,
                     text.size() <= kMaxResultsBytes;
     if (ok) {
       outcome.results = Trim(std::move(text));
+    } else if (best_effort && !r.killed) {
+      // Its end stands (a skip stays a skip); only what the collector could not read is missing.
+      AppendToLog(log, "its results were not kept: " + Failure(r, text));
     } else {
       outcome.collect_failed = true;
       outcome.killed = r.killed;

@@ -1,7 +1,7 @@
-// After a task exits 0, the program that collects its results (scheduler::LaunchRequest::
-// collect_argv, `kiln task collect`) runs as the same user, in the same folder and under the same
-// process rules as the task; what it reports is folded into the attempt's outcome. The daemon
-// and the supervisor never open a task's files themselves.
+// After a task exits 0 (or with a kind's skip code: best effort), the program that collects its
+// results (scheduler::LaunchRequest:: collect_argv, `kiln task collect`) runs as the same user, in
+// the same folder and under the same process rules as the task; what it reports is folded into the
+// attempt's outcome. The daemon and the supervisor never open a task's files themselves.
 #pragma once
 
 #include <filesystem>
@@ -29,14 +29,20 @@ struct CollectJob {
   std::filesystem::path log_path;
   Identity user;
   Duration kill_grace{0};
+  // Exit codes besides 0 that are collected too, best effort (LaunchRequest::collect_also_on).
+  std::vector<int> also_on;
 };
 
-// Whether the attempt that ended with `outcome` is to be collected: it exited 0 on its own and
-// the job has a program.
+// Whether the attempt that ended with `outcome` is to be collected: it exited on its own, 0 or
+// with one of `also_on`, and the job has a program.
 bool ShouldCollect(const CollectJob& job, const scheduler::AttemptOutcome& outcome);
+// Whether such a collection may fail without failing the attempt (it exited with a code of
+// `also_on`, not 0).
+bool BestEffort(const CollectJob& job, const scheduler::AttemptOutcome& outcome);
 
 // Starts the collector; `done` gets `outcome` with `results` set, or with `collect_failed` and
-// `error` (and `killed` when it was stopped). Like every Spawn, `done` is posted, never called
+// `error` (and `killed` when it was stopped); best effort, a failure leaves `outcome` as it was
+// (the reason in the log). Like every Spawn, `done` is posted, never called
 // from inside. Returns the collector's handle (Terminate/KillNow stop it).
 ProcessManager::Handle Collect(ProcessManager& processes, const CollectJob& job,
                                scheduler::AttemptOutcome outcome,

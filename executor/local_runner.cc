@@ -29,8 +29,8 @@ void LocalTaskRunner::Start(scheduler::LaunchRequest request,
   spec.kill_grace = kill_grace_;
   spec.user = request.user;
   spec.mask = std::move(request.mask);
-  CollectJob job{std::move(request.collect_argv), spec.cwd, spec.log_path, std::move(request.user),
-                 kill_grace_};
+  CollectJob job{std::move(request.collect_argv), spec.cwd,    spec.log_path,
+                 std::move(request.user),         kill_grace_, std::move(request.collect_also_on)};
 
   const std::pair key(request.run, request.task);
   const int number = request.attempt;

@@ -257,6 +257,7 @@ wire::Launch ToWire(scheduler::LaunchRequest request, Duration kill_grace, uint6
   l.log_cap_bytes = log_cap_bytes;
   l.user = std::move(request.user);
   l.collect_argv = std::move(request.collect_argv);
+  l.collect_also_on = std::move(request.collect_also_on);
   l.mask = std::move(request.mask);
   l.confirmed = request.start_recorded;
   return l;
@@ -275,6 +276,7 @@ scheduler::LaunchRequest FromWire(wire::Launch l) {
   r.timeout = Duration(l.timeout_ms);
   r.user = std::move(l.user);
   r.collect_argv = std::move(l.collect_argv);
+  r.collect_also_on = std::move(l.collect_also_on);
   r.mask = std::move(l.mask);
   r.start_recorded = l.confirmed;
   return r;

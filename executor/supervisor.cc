@@ -325,8 +325,8 @@ void Supervisor::Impl::StartAttempt(wire::Launch l) {
   a.serial = serial;
   a.unconfirmed = !l.confirmed;
   if (a.unconfirmed) AwaitConfirmation(key, serial, /*checked=*/false);
-  a.collect = CollectJob{std::move(l.collect_argv), spec.cwd, spec.log_path, std::move(l.user),
-                         spec.kill_grace};
+  a.collect = CollectJob{std::move(l.collect_argv), spec.cwd,        spec.log_path,
+                         std::move(l.user),         spec.kill_grace, std::move(l.collect_also_on)};
   // Recorded before the spawn too: a supervisor killed between the spawn and the record below
   // leaves this attempt reported lost by the next one, never unknown (a daemon starts an
   // attempt its supervisor has no record of again: AdoptRequest::at_start).

@@ -148,6 +148,8 @@ std::string EncodeLaunch(const Launch& l) {
   w.U32(static_cast<uint32_t>(l.mask.size()));
   for (const auto& m : l.mask) w.Str(m);
   w.U8(l.confirmed ? 1 : 0);
+  w.U32(static_cast<uint32_t>(l.collect_also_on.size()));
+  for (int code : l.collect_also_on) w.U32(static_cast<uint32_t>(code));
   return w.Frame();
 }
 
@@ -206,10 +208,17 @@ std::optional<Launch> DecodeLaunch(Reader& r) {
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.user.groups.push_back(r.U32());
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.collect_argv.push_back(r.Str());
   for (uint32_t n = r.U32(), i = 0; r.ok() && i < n; ++i) l.mask.push_back(r.Str());
-  // Absent in launches encoded before protocol 5 (a worker's launch stored in the database).
+  // Absent in launches encoded before protocol 5 and 6 (a worker's launch stored in the
+  // database).
   const uint8_t confirmed = r.done() ? 1 : r.U8();
-  if (!r.done() || confirmed > 1) return std::nullopt;
+  if (confirmed > 1) return std::nullopt;
   l.confirmed = confirmed == 1;
+  for (uint32_t n = r.done() ? 0 : r.U32(), i = 0; r.ok() && i < n && i < 256; ++i) {
+    const uint32_t code = r.U32();
+    if (code > 255) return std::nullopt;
+    l.collect_also_on.push_back(static_cast<int>(code));
+  }
+  if (!r.done()) return std::nullopt;
   return l;
 }
 

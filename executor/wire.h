@@ -19,7 +19,8 @@ namespace kiln::executor::wire {
 // 2: Launch names the user. 3: Launch names the collector, an outcome carries its results.
 // 4: Launch carries the secret values to mask in the log.
 // 5: Launch says whether its start is recorded yet; Confirm.
-inline constexpr uint32_t kProtocol = 5;
+// 6: Launch names the exit codes besides 0 after which the collector runs.
+inline constexpr uint32_t kProtocol = 6;
 // The refusal of a daemon while another's connection is open (a daemon retries it for a moment:
 // the other may just have died, its end not read yet).
 inline constexpr std::string_view kBusyRefusal = "another daemon is connected to this supervisor";
@@ -51,6 +52,7 @@ struct Launch {
   uint64_t log_cap_bytes = 0;
   Identity user;                          // switch_user false: the supervisor's own user
   std::vector<std::string> collect_argv;  // scheduler::LaunchRequest::collect_argv
+  std::vector<int> collect_also_on;       // scheduler::LaunchRequest::collect_also_on
   std::vector<std::string> mask;          // scheduler::LaunchRequest::mask
   // False: sent while the commit that records the start is in flight. Until a Confirm names it,
   // the supervisor keeps it out of its lease renewals and never writes its end to the database;

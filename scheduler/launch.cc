@@ -144,6 +144,8 @@ Result<LaunchRequest> Scheduler::BuildLaunch(const Run& run, TaskId task, int at
     auto argv = options_.collect_argv(files);
     if (!argv.ok()) return argv.status();
     req.collect_argv = std::move(argv).value();
+    // A kind's "no" (its skip codes) is a decision with a report, kept like a success's.
+    if (kind) req.collect_also_on = spec.skip_exit_codes;
   }
   if (spec.kind != "shell") {
     // Its keys' paths are read from the pipeline's folder (a kind has no workdir).

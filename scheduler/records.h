@@ -183,7 +183,8 @@ struct MetricsPoint {
   int attempt = 0;
   Instant logical_date{};
   std::optional<Instant> ended_at;
-  std::string values;  // a JSON object of numbers
+  std::string values;    // a JSON object of numbers
+  bool skipped = false;  // a kind's "no" (a gate that did not pass), not a success
 };
 
 // A page of a pipeline's metrics: the points of its newest runs that have any, newest run first

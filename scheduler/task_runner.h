@@ -45,6 +45,10 @@ struct LaunchRequest {
   // collect): it prints the attempt's results (AttemptOutcome::results) and exits 0, or prints
   // why the attempt fails and exits non-zero.
   std::vector<std::string> collect_argv;
+  // Exit codes besides 0 after which collect_argv runs too (a kind's skip codes: a gate that does
+  // not pass keeps its report and metrics). Best effort there: a collection that fails leaves
+  // the outcome as it was (the reason in the log), and a skip stays a skip.
+  std::vector<int> collect_also_on;
   // Values of the secrets in argv and env: every occurrence in the log is written as "***".
   std::vector<std::string> mask;
   std::string pool = "default";  // the task's pool (a runner may send some pools elsewhere)

@@ -75,8 +75,8 @@ std::string StartStatement() {
 
 // $8 exit_code, $9 signal, $10 timed_out, $11 cpu_ms, $12 max_rss_kb, $13 reason, $14 retry_at,
 // $15 attempt state, $16 terminal, $17 outcome (the executor's report, or null), $18 results
-// (of a successful attempt, or null), $19 cache_key (of a success, or null: not kept when the
-// cache of its task was invalidated after the attempt started). When the task row has
+// (of a successful attempt or of a kind's skip, or null), $19 cache_key (of a success, or null: not
+// kept when the cache of its task was invalidated after the attempt started). When the task row has
 // moved on or the run is driven elsewhere, the attempt still keeps its outcome (first report wins,
 // results included) for whoever drives the run to decide from. A success's results go to
 // attempts.results (not twice into the outcome) and each of its files becomes an artifacts row.
@@ -88,7 +88,8 @@ std::string EndStatement() {
       ", att AS (UPDATE attempts SET state = $15::text, ended_at = $5::timestamptz, exit_code = "
       "$8, signal = $9, timed_out = $10::bool, cpu_ms = $11::int8, max_rss_kb = $12::int8, "
       "reason = $13::text, outcome = coalesce(outcome, $17::jsonb) - 'results', results = "
-      "CASE WHEN $15 = 'success' THEN $18::jsonb END, cache_key = CASE WHEN $15 = 'success' "
+      "CASE WHEN $15 IN ('success', 'skipped') THEN $18::jsonb END, cache_key = CASE WHEN $15 = "
+      "'success' "
       "AND $19::text IS NOT NULL AND NOT EXISTS (SELECT FROM cache_invalidations ci WHERE "
       "ci.pipeline = (SELECT pipeline FROM runs WHERE id = $1) AND (ci.task_id IS NULL OR "
       "ci.task_id = $2) AND ci.at >= attempts.started_at) THEN $19::text END WHERE run_id = $1 "

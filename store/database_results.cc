@@ -86,14 +86,16 @@ Result<scheduler::MetricsPage> Database::PipelineMetrics(const std::string& pipe
     std::optional<int64_t> cursor;
     if (before) cursor = Value(*before);
     const std::string filter =
-        "a.results ? 'metrics' AND a.state = 'success' AND ($2::text IS NULL OR a.task_id = $2)";
+        "a.results ? 'metrics' AND a.state IN ('success', 'skipped') AND ($2::text IS NULL OR "
+        "a.task_id = $2)";
     pqxx::result rows = txn.exec_params(
         "WITH rs AS (SELECT r.id, r.logical_date FROM runs r WHERE r.pipeline = $1 AND "
         "($3::int8 IS NULL OR r.id < $3) AND EXISTS (SELECT FROM attempts a WHERE a.run_id = "
         "r.id AND " +
             filter + ") ORDER BY r.id DESC LIMIT $4) SELECT rs.id, a.task_id, a.attempt, " +
             EpochMs("rs.logical_date") + ", " + EpochMs("a.ended_at") +
-            ", (a.results->'metrics')::text FROM rs JOIN attempts a ON a.run_id = rs.id WHERE " +
+            ", (a.results->'metrics')::text, a.state FROM rs JOIN attempts a ON a.run_id = rs.id "
+            "WHERE " +
             filter + " ORDER BY rs.id DESC, a.task_id, a.attempt",
         pipeline, task, cursor, limit);
     txn.commit();
@@ -108,6 +110,7 @@ Result<scheduler::MetricsPage> Database::PipelineMetrics(const std::string& pipe
       p.logical_date = InstantFromMs(row[3].as<int64_t>());
       p.ended_at = OptInstant(row[4]);
       p.values = row[5].as<std::string>();
+      p.skipped = row[6].as<std::string>() == "skipped";
       page.points.push_back(std::move(p));
     }
     if (static_cast<int>(runs.size()) == limit) page.next = RunId(*runs.begin());

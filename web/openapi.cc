@@ -198,7 +198,7 @@ constexpr std::string_view kDocument = R"json({
           "critical_path": {"type": "array", "items": {"type": "string"}, "description": "the tasks whose durations (first start to last end) add up to the longest path"}}}}}},
       "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
       "404": {"$ref": "#/components/responses/NotFound"}}}},
-  "/api/v1/pipelines/{name}/metrics": {"get": {"summary": "Metrics its successful attempts recorded, newest runs first", "x-kiln-role": "viewer",
+  "/api/v1/pipelines/{name}/metrics": {"get": {"summary": "Metrics its successful attempts and its gates that did not pass recorded, newest runs first", "x-kiln-role": "viewer",
     "parameters": [{"$ref": "#/components/parameters/PipelineName"},
       {"name": "task", "in": "query", "schema": {"type": "string"}},
       {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
@@ -208,6 +208,7 @@ constexpr std::string_view kDocument = R"json({
           "points": {"type": "array", "items": {"type": "object", "properties": {
             "run": {"type": "integer"}, "task": {"type": "string"}, "attempt": {"type": "integer"},
             "logical_date": {"$ref": "#/components/schemas/Time"}, "ended_at": {"$ref": "#/components/schemas/Time"},
+            "state": {"type": "string", "enum": ["success", "skipped"]},
             "metrics": {"type": "object", "additionalProperties": {"type": "number"}}}}}}}}}},
       "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
       "404": {"$ref": "#/components/responses/NotFound"}}}},

@@ -28,6 +28,7 @@ void Metrics(Call& call) {
                       {"attempt", p.attempt},
                       {"logical_date", RenderTime(p.logical_date)},
                       {"ended_at", RenderTime(p.ended_at)},
+                      {"state", p.skipped ? "skipped" : "success"},
                       {"metrics", std::move(values)}});
   }
   SendJson(call.res, 200,

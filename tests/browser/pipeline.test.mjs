@@ -203,6 +203,12 @@ score = 0.5
 [tasks.evaluate]
 command = '''printf '{"accuracy": %s, "rows": 100}' "$KILN_PARAM_SCORE" > "$KILN_RUN_DIR/m.json"'''
 metrics = "{{ run.dir }}/m.json"
+[tasks.gate]
+kind = "gate"
+needs = ["evaluate"]
+metrics = "{{ run.dir }}/m.json"
+model = "scored"
+require = ["accuracy >= 0.85"]
 ` }), 'viewer', async ({ daemon, page, problems }) => {
     await page.goto(`${daemon.url}/#/pipelines/scored`);
     await page.getByText('No metrics recorded yet').waitFor();
@@ -220,7 +226,14 @@ metrics = "{{ run.dir }}/m.json"
     assert.equal(await accuracy.locator('figcaption').textContent(),
       `evaluate · accuracy latest 0.84 (run ${runs[2]}); range 0.81 – 0.87 over 3 runs`);
     assert.deepEqual(await page.locator('figure.metric').evaluateAll((f) => f.map((e) => e.dataset.series)),
-      ['evaluate · accuracy', 'evaluate · rows']);
+      ['evaluate · accuracy', 'evaluate · rows', 'gate · accuracy', 'gate · rows']);
+    // The gate's numbers are charted whether it passed or not; where it did not, hollow.
+    const gate = page.locator('figure.metric[data-series="gate · accuracy"]');
+    await gate.locator('a').nth(2).waitFor();
+    assert.deepEqual(await gate.locator('a').evaluateAll((links) => links.map((a) => a.getAttribute('aria-label'))),
+      [`run ${runs[0]}: gate · accuracy 0.81 (did not pass)`, `run ${runs[1]}: gate · accuracy 0.87`,
+        `run ${runs[2]}: gate · accuracy 0.84 (did not pass)`]);
+    assert.equal(await gate.locator('circle.dot.skipped').count(), 2);
     await screenshot(page, 'pipeline-metrics');
     await accuracy.locator('a').nth(1).click();
     await page.waitForURL(`**/#/runs/${runs[1]}`);

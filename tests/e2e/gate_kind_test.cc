@@ -73,6 +73,10 @@ TEST_CASE("a gate that does not pass is skipped, and so is what follows it") {
         "  accuracy >= 0.9: 0.85 >= 0.9 fails\n"
         "  accuracy >= champion.accuracy - 0.005: 0.85 >= (no champion yet) holds\n"
         "  latency_ms <= 50: 40 <= 50 holds\n");
+  // Its decision is kept with the attempt like a pass's: the report and the metrics it read.
+  CHECK(Sql("select results->'report'->>'decision' || ' ' || (results->'metrics')::text from "
+            "attempts where task_id = 'gate' and run_id = " +
+            ran.run["id"].dump()) == "fail {\"accuracy\": 0.85, \"latency_ms\": 40}");
 }
 
 TEST_CASE("a gate fails on metrics that are not numbers, naming the file and key") {

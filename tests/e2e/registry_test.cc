@@ -108,6 +108,19 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
             .starts_with("kiln gate: model churn, champion version 1: 1 of 2 conditions hold; "
                          "not passed: the task is skipped\n"));
   CHECK(GetJson(viewer, "/api/v1/models/churn")["versions"].size() == 1);
+  // Its decision and metrics are kept all the same: why it did not pass, from the API.
+  const json points = GetJson(viewer, "/api/v1/pipelines/churn/metrics?task=gate")["points"];
+  REQUIRE(points.size() == 2);
+  CHECK(points[0]["run"] == worse);
+  CHECK(points[0]["state"] == "skipped");
+  CHECK(points[0]["metrics"] == json::parse(R"({"accuracy": 0.805, "epochs": 40})"));
+  CHECK(points[1]["run"] == first);
+  CHECK(points[1]["state"] == "success");
+  const json attempts =
+      GetJson(viewer, "/api/v1/runs/" + std::to_string(worse) + "/tasks/gate/attempts");
+  INFO(attempts.dump());
+  CHECK(attempts["attempts"][0]["results"]["report"]["decision"] == "fail");
+  CHECK(attempts["attempts"][0]["results"]["report"]["conditions"][1]["holds"] == false);
 
   // A better one becomes version 2 and the champion.
   Train(daemon, "0.90");
@@ -170,6 +183,8 @@ TEST_CASE("a better model is promoted, a worse one is not, and an operator rolls
   auto metrics = Kiln({"metrics", "churn"}, {}, env);
   CHECK(metrics.code == 0);
   CHECK(metrics.out.find(" accuracy=0.9  epochs=40\n") != std::string::npos);
+  CHECK(metrics.out.find("\n" + std::to_string(worse) + " ") != std::string::npos);
+  CHECK(metrics.out.find("gate (skipped)") != std::string::npos);
   auto back = Kiln({"models", "rollback", "churn"}, {}, env);
   CHECK(back.code == 0);
   CHECK(back.out.starts_with("model churn: champion version 1\n"));

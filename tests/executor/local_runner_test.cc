@@ -206,6 +206,38 @@ TEST_CASE("a collector that fails fails the attempt and says why in its log") {
   CHECK(t::ReadFile(request.log_path) == "task\n[kiln: output 'model.bin' does not exist]\n");
 }
 
+TEST_CASE("after a kind's skip code the collector runs, best effort: a skip stays a skip") {
+  t::TempDir dir;
+  boost::asio::io_context io;
+  LocalTaskRunner runner(io, 1 << 20, 1s);
+  std::optional<AttemptOutcome> kept;
+  LaunchRequest request = Request(dir, "echo no; exit 3");
+  request.collect_argv = {"/bin/sh", "-c", "echo '{\"report\": {\"decision\": \"fail\"}}'"};
+  request.collect_also_on = {3};
+  runner.Start(request, [&](AttemptOutcome o) { kept = std::move(o); });
+  t::RunUntil(io, [&] { return kept.has_value(); });
+  CHECK(kept->exit_code == 3);
+  CHECK_FALSE(kept->collect_failed);
+  CHECK(kept->results == "{\"report\": {\"decision\": \"fail\"}}");
+
+  // One that fails there leaves the outcome as it was, and says why in the log.
+  std::optional<AttemptOutcome> lost;
+  LaunchRequest again = Request(dir, "echo no; exit 3");
+  again.attempt = 2;
+  again.log_path = dir / "logs/42/3/2.log";
+  again.collect_argv = {"/bin/sh", "-c", "echo \"metrics file 'm.json' does not exist\"; exit 1"};
+  again.collect_also_on = {3};
+  runner.Start(again, [&](AttemptOutcome o) { lost = std::move(o); });
+  t::RunUntil(io, [&] { return lost.has_value(); });
+  CHECK(lost->exit_code == 3);
+  CHECK_FALSE(lost->collect_failed);
+  CHECK(lost->error.empty());
+  CHECK(lost->results.empty());
+  CHECK(t::ReadFile(again.log_path) ==
+        "no\n[kiln: its results were not kept: metrics file 'm.json' does not exist]\n");
+  CHECK(runner.running() == 0);
+}
+
 TEST_CASE("no collector runs after a failure, and Kill stops a collector") {
   t::TempDir dir;
   boost::asio::io_context io;

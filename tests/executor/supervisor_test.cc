@@ -197,6 +197,7 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   l.collect_argv = {"kiln", "task", "collect"};
   l.mask = {"hunter2", "s3cret"};
   l.confirmed = false;
+  l.collect_also_on = {3, 99};
   std::string buffer = wire::EncodeLaunch(l) + wire::EncodeAck({l.key});
   std::string first_half = buffer.substr(0, 10);
   bool error = false;
@@ -222,6 +223,20 @@ TEST_CASE("the wire carries any bytes and refuses broken frames") {
   CHECK(decoded->collect_argv == l.collect_argv);
   CHECK(decoded->mask == l.mask);
   CHECK_FALSE(decoded->confirmed);
+  CHECK(decoded->collect_also_on == std::vector<int>{3, 99});
+  {
+    // A launch encoded before protocol 6 (a worker's, stored in the database) has none.
+    wire::Launch old = l;
+    old.collect_also_on.clear();
+    std::string frame = wire::EncodeLaunch(old);
+    std::string body = frame.substr(4, frame.size() - 4 - 4);  // without the empty list
+    wire::Reader before(body);
+    CHECK(before.U8() == static_cast<uint8_t>(wire::Type::kStart));
+    auto read = wire::DecodeLaunch(before);
+    REQUIRE(read.has_value());
+    CHECK(read->collect_also_on.empty());
+    CHECK_FALSE(read->confirmed);
+  }
   wire::Reader keys(frames[1]);
   CHECK(keys.U8() == static_cast<uint8_t>(wire::Type::kAck));
   CHECK(wire::DecodeKeys(keys) == std::vector<AttemptKey>{l.key});

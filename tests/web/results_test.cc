@@ -13,7 +13,10 @@ TEST_CASE("a pipeline's metrics are listed by run with a cursor") {
   p.logical_date = At(kT0);
   p.ended_at = At(kT0 + 5);
   p.values = R"({"accuracy": 0.93})";
-  server.service.metrics_page.points = {p};
+  scheduler::MetricsPoint skipped = p;
+  skipped.run = RunId{11};
+  skipped.skipped = true;
+  server.service.metrics_page.points = {p, skipped};
   server.service.metrics_page.next = RunId{12};
   auto client = server.Client();
   auto r = client->Get("/api/v1/pipelines/ml/metrics?task=evaluate&limit=1&cursor=20", AsViewer());
@@ -26,6 +29,14 @@ TEST_CASE("a pipeline's metrics are listed by run with a cursor") {
                            {"attempt", 2},
                            {"logical_date", "2026-11-29T01:51:15.000Z"},
                            {"ended_at", "2026-11-29T01:51:15.005Z"},
+                           {"state", "success"},
+                           {"metrics", {{"accuracy", 0.93}}}},
+                          {{"run", 11},
+                           {"task", "evaluate"},
+                           {"attempt", 2},
+                           {"logical_date", "2026-11-29T01:51:15.000Z"},
+                           {"ended_at", "2026-11-29T01:51:15.005Z"},
+                           {"state", "skipped"},
                            {"metrics", {{"accuracy", 0.93}}}}}},
                         {"next_cursor", "12"}});
   CHECK(server.service.Calls() == std::vector<std::string>{"PipelineMetrics ml evaluate 20 1"});

@@ -34,7 +34,7 @@ export function metricsCharts(points) {
     for (const [metric, value] of Object.entries(p.metrics)) {
       const key = `${p.task} · ${metric}`;
       if (!series.has(key)) series.set(key, []);
-      series.get(key).push({ run: p.run, value });
+      series.get(key).push({ run: p.run, value, skipped: p.state === 'skipped' });
     }
   }
   const sorted = [...series].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -55,9 +55,11 @@ function lineChart(key, values) {
   const x = (i) => i * W + W / 2;
   const line = values.map((v, i) => `${x(i)},${y(v.value)}`).join(' ');
   const dots = values.map((v, i) => {
-    const text = `run ${v.run}: ${key} ${number(v.value)}`;
+    // A gate that did not pass: its numbers, drawn hollow.
+    const text = `run ${v.run}: ${key} ${number(v.value)}${v.skipped ? ' (did not pass)' : ''}`;
     return h('svg:a', { href: `#/runs/${v.run}`, 'aria-label': text },
-      h('svg:circle', { cx: x(i), cy: y(v.value), r: 3.5, class: 'dot' }, h('svg:title', {}, text)));
+      h('svg:circle', { cx: x(i), cy: y(v.value), r: 3.5, class: v.skipped ? 'dot skipped' : 'dot' },
+        h('svg:title', {}, text)));
   });
   const last = values[values.length - 1];
   return h('figure', { class: 'chart metric', dataset: { series: key } },
