@@ -36,9 +36,13 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
     prober->Probe(probe, std::move(done));
   };
   options.read_items = [prober = &engine->prober](
-                           const std::filesystem::path& file,
+                           const std::filesystem::path& file, const Identity& user,
                            std::function<void(Result<std::vector<dag::Value>>)> done) {
-    prober->Run([file, done = std::move(done)] { done(config::ReadItems(file)); });
+    prober->Run([file, user, done = std::move(done)] {
+      Result<std::vector<dag::Value>> items = Status::Error("not read");
+      AsUser(user, [&] { items = config::ReadItems(file); });
+      done(std::move(items));
+    });
   };
   engine->scheduler = std::make_unique<scheduler::Scheduler>(io, *engine->store, *engine->runner,
                                                              engine->clock, std::move(options));

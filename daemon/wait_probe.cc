@@ -1,9 +1,12 @@
 #include "daemon/wait_probe.h"
 
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "daemon/http_out.h"
 
@@ -15,7 +18,14 @@ scheduler::WaitAnswer LookAtFile(const scheduler::WaitProbe& probe) {
   std::filesystem::path path(probe.target);
   if (path.is_relative()) path = probe.dir / path;
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return {false, std::strerror(errno)};
+  int rc = -1, err = EPERM;
+  if (!AsUser(probe.user, [&] {
+        rc = ::stat(path.c_str(), &st);
+        err = errno;
+      })) {
+    return {false, "cannot look as user " + std::to_string(probe.user.uid)};
+  }
+  if (rc != 0) return {false, std::strerror(err)};
   if (!S_ISREG(st.st_mode)) return {false, "not a regular file"};
   return {true, "there"};
 }
@@ -30,6 +40,31 @@ scheduler::WaitAnswer LookAtUrl(const std::string& url) {
 }
 
 }  // namespace
+
+bool AsUser(const Identity& user, const std::function<void()>& f) {
+  if (!user.switch_user) {
+    f();
+    return true;
+  }
+  // Raw system calls: glibc's setgroups would change every thread of the process.
+  const int count = ::getgroups(0, nullptr);
+  std::vector<gid_t> own(count > 0 ? static_cast<size_t>(count) : 0);
+  if (count > 0 && ::getgroups(count, own.data()) != count) return false;
+  const std::vector<gid_t> groups =
+      user.groups.empty() ? std::vector<gid_t>{user.gid} : user.groups;
+  if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0) return false;
+  ::syscall(SYS_setfsgid, user.gid);
+  ::syscall(SYS_setfsuid, user.uid);
+  // setfsuid says nothing of failure: asking again (with an id it refuses) returns the current.
+  const bool taken =
+      ::syscall(SYS_setfsuid, static_cast<uid_t>(-1)) == static_cast<long>(user.uid) &&
+      ::syscall(SYS_setfsgid, static_cast<gid_t>(-1)) == static_cast<long>(user.gid);
+  if (taken) f();
+  ::syscall(SYS_setfsuid, ::geteuid());
+  ::syscall(SYS_setfsgid, ::getegid());
+  ::syscall(SYS_setgroups, own.size(), own.data());
+  return taken;
+}
 
 scheduler::WaitAnswer LookOnce(const scheduler::WaitProbe& probe) {
   if (probe.what == "file") return LookAtFile(probe);

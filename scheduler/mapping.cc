@@ -41,12 +41,14 @@ void Scheduler::StartMapping(Run& run, TaskId task) {
   }
   // The task stays pending (nothing is written) until the answer: a daemon stopped meanwhile
   // leaves it to the next, which reads the file again.
-  options_.read_items(file, [io = &io_, this, alive = alive_, id = run.ctx.id,
-                             task](Result<std::vector<dag::Value>> items) {
-    asio::post(*io, [this, alive, id, task, items = std::move(items)]() mutable {
-      if (*alive) OnItemsRead(id, task, std::move(items));
-    });
-  });
+  options_.read_items(file, RunIdentity(options_.task_user, options_.task_uids, Value(run.ctx.id)),
+                      [io = &io_, this, alive = alive_, id = run.ctx.id,
+                       task](Result<std::vector<dag::Value>> items) {
+                        asio::post(*io,
+                                   [this, alive, id, task, items = std::move(items)]() mutable {
+                                     if (*alive) OnItemsRead(id, task, std::move(items));
+                                   });
+                      });
 }
 
 void Scheduler::OnItemsRead(RunId run_id, TaskId task, Result<std::vector<dag::Value>> items) {

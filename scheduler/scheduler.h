@@ -71,6 +71,9 @@ struct WaitProbe {
   std::string what;  // "file" | "http"
   std::string target;
   std::filesystem::path dir;
+  // Whose rights a file is looked at with: the run's tasks' (switch_user false: this process's).
+  // A path may come from a param: what the run's tasks could not see, the look does not either.
+  Identity user;
 };
 struct WaitAnswer {
   bool ready = false;
@@ -109,9 +112,10 @@ struct SchedulerOptions {
   // network may block); `done` may be called on any thread, exactly once. Unset: waits for
   // files and URLs fail (waits for an instant need no look).
   std::function<void(const WaitProbe& probe, std::function<void(WaitAnswer)> done)> probe;
-  // Reads the items of a for_each file (config::ReadItems), off the scheduler's thread; `done`
-  // may be called on any thread, exactly once. Unset: tasks whose for_each names a file fail.
-  std::function<void(const std::filesystem::path& file,
+  // Reads the items of a for_each file (config::ReadItems), off the scheduler's thread, with the
+  // rights of `user` (the run's tasks', as WaitProbe::user); `done` may be called on any thread,
+  // exactly once. Unset: tasks whose for_each names a file fail.
+  std::function<void(const std::filesystem::path& file, const Identity& user,
                      std::function<void(Result<std::vector<dag::Value>>)> done)>
       read_items;
   // After a failed commit, the next try waits this long, doubling up to the maximum.

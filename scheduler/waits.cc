@@ -243,7 +243,8 @@ void Scheduler::OnWaitTimer(RunId run_id, TaskId task) {
   w.generation = ++wait_generation_;
   // A look may take long (a URL that does not answer): the deadline holds meanwhile.
   if (w.deadline) ArmWaitTimer(run, task, *w.deadline);
-  WaitProbe probe{w.what, w.target, run.pipeline().spec.file.parent_path()};
+  WaitProbe probe{w.what, w.target, run.pipeline().spec.file.parent_path(),
+                  RunIdentity(options_.task_user, options_.task_uids, Value(run.ctx.id))};
   options_.probe(probe, [io = &io_, this, alive = alive_, run_id, task,
                          generation = w.generation](WaitAnswer answer) {
     asio::post(*io, [this, alive, run_id, task, generation, answer = std::move(answer)] {

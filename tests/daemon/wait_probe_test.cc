@@ -3,6 +3,8 @@
 #include "daemon/wait_probe.h"
 
 #include <httplib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -68,12 +70,52 @@ TEST_CASE("a file look sees a regular file, relative to the pipeline's folder") 
   const fs::path dir = fs::temp_directory_path() / "kiln_wait_probe_test";
   fs::remove_all(dir);
   fs::create_directories(dir / "folder");
-  CHECK(LookOnce({"file", "_SUCCESS", dir}).ready == false);
-  CHECK(LookOnce({"file", "_SUCCESS", dir}).seen == "No such file or directory");
-  CHECK(LookOnce({"file", (dir / "folder").string(), {}}).seen == "not a regular file");
+  auto file = [](std::string target, fs::path folder) {
+    return LookOnce({"file", std::move(target), std::move(folder), {}});
+  };
+  CHECK(file("_SUCCESS", dir).ready == false);
+  CHECK(file("_SUCCESS", dir).seen == "No such file or directory");
+  CHECK(file((dir / "folder").string(), {}).seen == "not a regular file");
   std::ofstream(dir / "_SUCCESS") << "";
-  CHECK(LookOnce({"file", "_SUCCESS", dir}).ready);
-  CHECK(LookOnce({"file", (dir / "_SUCCESS").string(), "/elsewhere"}).ready);
+  CHECK(file("_SUCCESS", dir).ready);
+  CHECK(file((dir / "_SUCCESS").string(), "/elsewhere").ready);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a file look and an item file's read take the rights of the run's tasks") {
+  // A path may come from a param: a daemon running as root tells nothing of a file the run's
+  // tasks could not see.
+  const fs::path dir = fs::temp_directory_path() / "kiln_wait_probe_private";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::permissions(dir, fs::perms::owner_all);
+  std::ofstream(dir / "_SUCCESS") << "[1]";
+  const std::string path = (dir / "_SUCCESS").string();
+  const kiln::Identity task{"nobody", 65534, 65534, {65534}, true};
+  auto look = [&](const kiln::Identity& who) { return LookOnce({"file", path, {}, who}); };
+  auto readable = [&](const kiln::Identity& who) {
+    bool read = false;
+    const bool ran = kiln::daemon::AsUser(who, [&] { read = std::ifstream(path).good(); });
+    return std::to_string(ran) + " " + std::to_string(read);
+  };
+  CHECK(look({}).ready);
+  CHECK(readable({}) == "1 1");
+  if (::geteuid() == 0) {
+    CHECK(look(task).seen == "Permission denied");
+    CHECK(readable(task) == "1 0");
+    // The thread has its own rights again after each.
+    CHECK(look({}).ready);
+    CHECK(::syscall(SYS_setfsuid, static_cast<uid_t>(-1)) == 0);
+    // Where the task's user may look, it sees what is there.
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::others_exec);
+    fs::permissions(dir / "_SUCCESS", fs::perms::owner_read | fs::perms::others_read);
+    CHECK(look(task).ready);
+    CHECK(readable(task) == "1 1");
+  } else {
+    // Not root: no other user's rights can be taken, and nothing is looked at.
+    CHECK(look(task).seen == "cannot look as user 65534");
+    CHECK(readable(task) == "0 0");
+  }
   fs::remove_all(dir);
 }
 
@@ -89,7 +131,7 @@ TEST_CASE("an HTTP look is ready on a 2xx answer only") {
   const int port = server.bind_to_any_port("127.0.0.1");
   std::thread serving([&] { server.listen_after_bind(); });
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
-  auto look = [](const std::string& url) { return LookOnce({"http", url, {}}); };
+  auto look = [](const std::string& url) { return LookOnce({"http", url, {}, {}}); };
   CHECK(look(base + "/ready").seen == "HTTP 503");
   CHECK_FALSE(look(base + "/ready").ready);
   status = 204;
@@ -106,7 +148,7 @@ TEST_CASE("an HTTP look is ready on a 2xx answer only") {
   // Through the prober's threads.
   kiln::daemon::WaitProber prober(2);
   std::promise<kiln::scheduler::WaitAnswer> answer;
-  prober.Probe({"http", base + "/ready", {}},
+  prober.Probe({"http", base + "/ready", {}, {}},
                [&](kiln::scheduler::WaitAnswer a) { answer.set_value(std::move(a)); });
   CHECK(answer.get_future().get().seen == "cannot connect");
 }

@@ -55,7 +55,7 @@ struct Reads {
   std::vector<std::function<void(kiln::Result<std::vector<Value>>)>> pending;
   std::function<void(sch::SchedulerOptions&)> Tweak() {
     return [this](sch::SchedulerOptions& o) {
-      o.read_items = [this](const std::filesystem::path& file,
+      o.read_items = [this](const std::filesystem::path& file, const kiln::Identity&,
                             std::function<void(kiln::Result<std::vector<Value>>)> done) {
         asked.push_back(file);
         pending.push_back(std::move(done));
