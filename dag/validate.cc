@@ -364,6 +364,27 @@ void Validator::CheckNeeds(const TaskSpec& task) {
   }
 }
 
+// Where argv hands a shell its script (`sh -c SCRIPT`, `bash -euc SCRIPT`): its index, or
+// argv's size when it does not.
+size_t ShellScriptIndex(const std::vector<std::string>& argv) {
+  if (argv.size() < 3) return argv.size();
+  const std::string_view program = std::string_view(argv[0]).substr(argv[0].rfind('/') + 1);
+  static constexpr std::string_view kShells[] = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"};
+  if (std::find(std::begin(kShells), std::end(kShells), program) == std::end(kShells)) {
+    return argv.size();
+  }
+  // Its options up to the one with c (`-o NAME` takes a word); the script is the next word.
+  for (size_t i = 1; i + 1 < argv.size(); ++i) {
+    const std::string& option = argv[i];
+    if (option.size() < 2 || (option[0] != '-' && option[0] != '+') || option[1] == '-') {
+      return argv.size();
+    }
+    if (option[0] == '-' && option.find('c') != std::string::npos) return i + 1;
+    if (option == "-o" || option == "+o") ++i;
+  }
+  return argv.size();
+}
+
 // Text without "{{" has nothing to check; the common case stays cheap on 10,000-task files.
 void Validator::CheckTemplates(const TaskSpec& task) {
   auto has_template = [](std::string_view text) {
@@ -373,10 +394,19 @@ void Validator::CheckTemplates(const TaskSpec& task) {
     CheckTemplate(TaskKey(task, "command"), *task.command, /*shell=*/true);
   }
   if (task.argv) {
+    const size_t script = ShellScriptIndex(*task.argv);
     for (size_t i = 0; i < task.argv->size(); ++i) {
       if (!has_template((*task.argv)[i])) continue;
-      CheckTemplate(TaskKey(task, "argv", "[" + std::to_string(i) + "]"), (*task.argv)[i],
-                    /*shell=*/false, /*secrets_allowed=*/true);
+      const Place place = TaskKey(task, "argv", "[" + std::to_string(i) + "]");
+      if (i == script) {
+        // Rendered as they are, values there would be shell code.
+        Add(place,
+            "a template in the script a shell runs is not quoted; pass the value as an "
+            "argument after the script (\"$1\") or use command, where templates are "
+            "shell-quoted");
+        continue;
+      }
+      CheckTemplate(place, (*task.argv)[i], /*shell=*/false, /*secrets_allowed=*/true);
     }
   }
   for (const EnvVar& var : task.env) {

@@ -265,3 +265,21 @@ TEST_CASE("a bad schedule is an error at its value") {
             "[pipeline]\nname = \"p\"\nschedule = \"@daily\"\n[tasks.a]\ncommand = \"x\"\n")
             .empty());
 }
+
+TEST_CASE("a template in the script a shell runs from argv is refused, not in its arguments") {
+  const std::string head = "[params]\nx = \"a\"\n[tasks.a]\nargv = ";
+  const std::string why =
+      ": a template in the script a shell runs is not quoted; pass the value as an argument after "
+      "the script (\"$1\") or use command, where templates are shell-quoted";
+  CHECK(PipelineErrors(WithHeader(head + "[\"sh\", \"-c\", \"echo {{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:21: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(
+            head + "[\"/usr/bin/bash\", \"-o\", \"pipefail\", \"-euc\", \"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:52: tasks.a.argv" + why});
+  // As an argument after the script, or to a program that is not a shell: a word as it is.
+  CHECK(
+      PipelineErrors(
+          WithHeader(head + "[\"sh\", \"-c\", \"echo \\\"$1\\\"\", \"sh\", \"{{ params.x }}\"]\n"))
+          .empty());
+  CHECK(PipelineErrors(WithHeader(head + "[\"python3\", \"-c\", \"{{ params.x }}\"]\n")).empty());
+}
