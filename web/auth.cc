@@ -85,13 +85,23 @@ std::string SessionTable::Open(const Token& token) {
   std::string value = RandomHex(32);
   std::string hash = Sha256Hex(value);
   std::lock_guard lock(mu_);
+  std::list<std::string>& mine = by_token_[&token];
+  while (!mine.empty() && mine.size() >= per_token_) EraseLocked(std::string(mine.front()));
   while (by_hash_.size() >= max_ && !oldest_first_.empty()) {
-    by_hash_.erase(oldest_first_.front());
-    oldest_first_.pop_front();
+    EraseLocked(std::string(oldest_first_.front()));
   }
   oldest_first_.push_back(hash);
-  by_hash_[hash] = Entry{&token, std::prev(oldest_first_.end())};
+  mine.push_back(hash);
+  by_hash_[hash] = Entry{&token, std::prev(oldest_first_.end()), std::prev(mine.end())};
   return value;
+}
+
+void SessionTable::EraseLocked(const std::string& hash) {
+  auto it = by_hash_.find(hash);
+  if (it == by_hash_.end()) return;
+  oldest_first_.erase(it->second.age);
+  by_token_[it->second.token].erase(it->second.among);
+  by_hash_.erase(it);
 }
 
 // Looked up by the value's hash, so how long a lookup takes says nothing about open values.
@@ -105,10 +115,7 @@ const Token* SessionTable::Find(std::string_view value) const {
 void SessionTable::Close(std::string_view value) {
   std::string hash = Sha256Hex(value);
   std::lock_guard lock(mu_);
-  auto it = by_hash_.find(hash);
-  if (it == by_hash_.end()) return;
-  oldest_first_.erase(it->second.age);
-  by_hash_.erase(it);
+  EraseLocked(hash);
 }
 
 size_t SessionTable::size() const {

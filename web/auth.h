@@ -46,11 +46,14 @@ class TokenTable {
 
 // Browsers that signed in (the kiln_session cookie). Each sign-in opens a session whose value is
 // random, never derived from the token; only its SHA-256 is kept, in memory, with the token it
-// stands for. A session ends at sign-out, when the daemon restarts, or when more than `max` are
-// open (the oldest goes first). Thread-safe. The tokens must outlive the table.
+// stands for. A session ends at sign-out, when the daemon restarts, when more than `max` are open
+// (the oldest goes first), or when its token has more than `per_token` (that token's oldest goes
+// first: one token signing in again and again ends its own sessions, not everyone's).
+// Thread-safe. The tokens must outlive the table.
 class SessionTable {
  public:
-  explicit SessionTable(size_t max = 10000) : max_(max) {}
+  explicit SessionTable(size_t max = 10000, size_t per_token = 100)
+      : max_(max), per_token_(per_token) {}
   // A new session for `token`: the cookie's value, 64 hex digits.
   std::string Open(const Token& token);
   // The token of the open session `value`, or null.
@@ -62,12 +65,16 @@ class SessionTable {
  private:
   struct Entry {
     const Token* token;
-    std::list<std::string>::iterator age;
+    std::list<std::string>::iterator age;    // in oldest_first_
+    std::list<std::string>::iterator among;  // in its token's list
   };
+  void EraseLocked(const std::string& hash);
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> by_hash_;  // SHA-256 of the value -> session
   std::list<std::string> oldest_first_;             // the same hashes
+  std::unordered_map<const Token*, std::list<std::string>> by_token_;  // each token's, oldest first
   size_t max_;
+  size_t per_token_;
 };
 
 // The secret of an `Authorization: Bearer <secret>` header value (scheme in any case); nullopt for

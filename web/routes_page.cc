@@ -43,6 +43,16 @@ void Page(Call& call) {
   const Asset* page = FindAsset("index.html");
   KILN_CHECK(page != nullptr);
   if (auto secret = QueryValue(call.req, "token")) {
+    // A sign-in link another site sent the browser to would sign it in as that site's token
+    // (login CSRF): what the browser then does would be done, and seen, as someone else. Such a
+    // navigation says so (Sec-Fetch-Site); it gets the page without a session, and the address
+    // typed, pasted or opened from a terminal (none) still signs in.
+    const std::string site = call.req.get_header_value("Sec-Fetch-Site");
+    if (site == "cross-site" || site == "same-site") {
+      call.res.set_header("Location", "/");
+      call.res.status = 303;
+      return;
+    }
     const Token* token = call.ctx.tokens.Find(*secret);
     if (token == nullptr) {
       // The page sees the token in its address and says that it is not known.

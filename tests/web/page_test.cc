@@ -101,6 +101,23 @@ TEST_CASE("the sign-in address opens a session in an HttpOnly cookie and forgets
   CHECK(CookieOf(client->Get(("/?token=" + kOperatorSecret).c_str())) != CookieOf(r));
 }
 
+TEST_CASE("a sign-in address another site sent the browser to opens no session") {
+  TestServer server;
+  auto client = server.Client();
+  for (const char* site : {"cross-site", "same-site"}) {
+    auto r = client->Get(("/?token=" + kOperatorSecret).c_str(), {{"Sec-Fetch-Site", site}});
+    REQUIRE(r);
+    CHECK(r->status == 303);
+    CHECK(r->get_header_value("Location") == "/");
+    CHECK(r->get_header_value("Set-Cookie").empty());
+  }
+  // Typed, pasted or opened from a terminal: it signs in.
+  auto typed = client->Get(("/?token=" + kOperatorSecret).c_str(), {{"Sec-Fetch-Site", "none"}});
+  REQUIRE(typed);
+  CHECK(typed->status == 303);
+  CHECK(typed->get_header_value("Set-Cookie").starts_with("kiln_session="));
+}
+
 TEST_CASE("an unknown sign-in address gets the page with 401 and no cookie") {
   TestServer server;
   auto client = server.Client();
@@ -169,6 +186,21 @@ TEST_CASE("the session table keeps at most its limit, dropping the oldest") {
   CHECK(sessions.Find(second) == nullptr);
   sessions.Close("not open");
   CHECK(sessions.size() == 1);
+}
+
+TEST_CASE("one token signing in again and again ends its own oldest sessions, not others'") {
+  Token a{"a", Role::kViewer, Sha256Hex("a")}, b{"b", Role::kAdmin, Sha256Hex("b")};
+  SessionTable sessions(100, 3);
+  const std::string admin = sessions.Open(b);
+  std::vector<std::string> viewer;
+  for (int i = 0; i < 50; ++i) viewer.push_back(sessions.Open(a));
+  CHECK(sessions.size() == 4);
+  CHECK(sessions.Find(admin) == &b);
+  CHECK(sessions.Find(viewer[46]) == nullptr);
+  for (int i = 47; i < 50; ++i) CHECK(sessions.Find(viewer[i]) == &a);
+  sessions.Close(viewer[49]);
+  CHECK(sessions.Find(viewer[47]) == &a);
+  CHECK(sessions.size() == 3);
 }
 
 TEST_CASE("API responses forbid framing and caching, pages allow only their own files") {
