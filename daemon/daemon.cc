@@ -104,6 +104,7 @@ class Daemon {
   std::unique_ptr<DaemonService> service_;
   std::unique_ptr<LeaseKeeper> keeper_;
   std::shared_ptr<LeaseClock> lease_clock_;
+  TaskUsers task_users_;  // whose rights tasks run with (and a gate's artifact is read with)
   std::unique_ptr<Retention> retention_;
   std::unique_ptr<web::Server> server_;
   std::thread http_;
@@ -192,6 +193,7 @@ Status Daemon::Open() {
               "' with a user id of their run's own, from " + std::to_string(task_user->uids.first) +
               " on (" + std::to_string(task_user->uids.count) + " ids)");
   }
+  task_users_ = *task_user;
   lease_clock_ = std::make_shared<LeaseClock>(cfg_.lease);
   auto runtime = StartRuntime(
       cfg_, name_, SupervisorName(name_), *task_user,
@@ -313,6 +315,8 @@ int Daemon::Run() {
   service_options.clock_offset = cfg_.clock_offset;
   service_options.runs_dir = MakeSchedulerOptions(cfg_, name_).runs_dir;
   service_options.models_dir = data_dir_ / "models";
+  service_options.task_user = task_users_.user;
+  service_options.task_uids = task_users_.uids;
   service_options.champions = runtime_->champions;
   auto leadership = std::make_shared<Leadership>(name_);
   service_options.leadership = leadership;

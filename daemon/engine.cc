@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 
 #include "config/items.h"
+#include "daemon/as_user.h"
 
 namespace kiln::daemon {
 

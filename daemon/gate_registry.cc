@@ -124,7 +124,8 @@ void DaemonService::RegisterModel(RunId run, const std::string& task, const Gate
   };
   const std::filesystem::path run_dir = options_.runs_dir / pipeline / ToString(run);
   auto bytes =
-      KeepArtifact(options_.models_dir, run_dir, pipeline_dir, reg.artifact, reg.sha256, reg.bytes);
+      KeepArtifact(options_.models_dir, run_dir, pipeline_dir, reg.artifact, reg.sha256, reg.bytes,
+                   RunIdentity(options_.task_user, options_.task_uids, Value(run)));
   if (!bytes.ok() && bytes.status().code() == ErrorCode::kUnavailable) {
     // The data folder failed, not the artifact: the next start tries again.
     log::Error(who + ": keeping the artifact of model '" + reg.model + "': " + bytes.message());

@@ -14,6 +14,7 @@
 #include "common/paths.h"
 #include "common/sha256.h"
 #include "common/time.h"
+#include "daemon/as_user.h"
 #include "executor/os.h"
 
 namespace kiln::daemon {
@@ -85,7 +86,8 @@ Status Failed(const std::string& what) {
 
 Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir,
                              const fs::path& pipeline_dir, const std::string& path,
-                             const std::string& sha256, int64_t expected_bytes) {
+                             const std::string& sha256, int64_t expected_bytes,
+                             const Identity& reader) {
   const fs::path p = fs::path(path).lexically_normal();
   fs::path root;
   std::optional<fs::path> rel;
@@ -106,7 +108,20 @@ Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir
   open_how how{};
   how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  Fd in(static_cast<int>(::syscall(SYS_openat2, dir.get(), rel->c_str(), &how, sizeof how)));
+  // Beneath the pipeline's folder, with the task's rights: the daemon must not read there what
+  // the gate could not. The run folder holds only the run's own files, and kiln closes it to
+  // them once the run ends (a registration after a restart comes then).
+  const Identity as = root == pipeline_dir.lexically_normal() ? reader : Identity{};
+  int opened = -1;
+  int err = EACCES;
+  if (AsUser(as, [&] {
+        opened =
+            static_cast<int>(::syscall(SYS_openat2, dir.get(), rel->c_str(), &how, sizeof how));
+        err = errno;
+      })) {
+    errno = err;
+  }
+  Fd in(opened);
   if (in.get() < 0) return Refused("artifact '" + path + "'");
   struct stat st {};
   if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) {

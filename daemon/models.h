@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/users.h"
 #include "scheduler/records.h"
 #include "store/database.h"
 
@@ -43,11 +44,15 @@ std::map<std::string, double> MetricsOf(const std::string& json_object);
 // Copies the file at `path` (absolute, beneath `run_dir` or `pipeline_dir`: no '..' and no link
 // leads out) to <models_dir>/<sha256>, hashing it on the way; fails when its SHA-256 is not
 // `sha256` (the file changed after the gate read it), and before copying anything when its size
-// is not `bytes` (>= 0). Returns its size.
+// is not `bytes` (>= 0). Returns its size. Beneath `pipeline_dir` the file is opened with the
+// rights of `reader` (the run's tasks': daemon/as_user.h), so that it is only ever one the gate
+// could read; beneath `run_dir` (the run's own files, closed to its tasks once it ended) with
+// this process's.
 Result<int64_t> KeepArtifact(const std::filesystem::path& models_dir,
                              const std::filesystem::path& run_dir,
                              const std::filesystem::path& pipeline_dir, const std::string& path,
-                             const std::string& sha256, int64_t bytes = -1);
+                             const std::string& sha256, int64_t bytes = -1,
+                             const Identity& reader = {});
 
 // The card of one version, in Markdown: what kiln knows of it.
 std::string ModelCard(const scheduler::ModelRecord& model, const scheduler::ModelVersionRecord& v,

@@ -57,6 +57,9 @@ struct DaemonServiceOptions {
   Duration clock_offset{0};          // added to the clock schedules are read with
   std::filesystem::path runs_dir;    // run folders: <runs>/<pipeline>/<run>
   std::filesystem::path models_dir;  // registered artifacts: <models>/<sha256>
+  // Whose rights a gate's artifact is read with: its run's tasks' (RunIdentity).
+  Identity task_user;
+  UidRange task_uids;
   // Shared with the scheduler's kind_argv (gates start with the champion's metrics).
   std::shared_ptr<ChampionCache> champions;
   // Told about run ends, retries and new runs (daemon/notifier.h); none when null.

@@ -11,21 +11,12 @@
 #include <thread>
 #include <vector>
 
-#include "common/users.h"
 #include "scheduler/scheduler.h"
 
 namespace kiln::daemon {
 
 // One look, done on the calling thread: what WaitProber's threads run.
 scheduler::WaitAnswer LookOnce(const scheduler::WaitProbe& probe);
-
-// Runs `f` on the calling thread with the file-system rights of `user` when it switches user
-// (fsuid, fsgid and supplementary groups, each set for this thread only; back to this process's
-// own after), as the process as it is otherwise. Paths a param can name are looked at and read
-// this way: a daemon running as root must not tell whether a file exists or what it holds where
-// the run's tasks could not look. Refuses (f does not run, false) when the rights cannot be
-// taken.
-bool AsUser(const Identity& user, const std::function<void()>& f);
 
 class WaitProber {
  public:

@@ -109,6 +109,26 @@ TEST_CASE("an artifact outside its folders, through a link or not a file is refu
   CHECK_FALSE(fs::exists(f / ("models/" + Sha256Hex("s"))));
 }
 
+TEST_CASE("an artifact is read with the rights of the run's tasks") {
+  Folders f;
+  fs::create_directories(f / "pipeline/private");
+  Folders::Write(f / "pipeline/private/model.pkl", "weights");
+  fs::permissions(f / "pipeline/private", fs::perms::owner_all);
+  fs::permissions(f / "pipeline/private/model.pkl", fs::perms::owner_read | fs::perms::owner_write);
+  const std::string path = (f / "pipeline/private/model.pkl").string();
+  const kiln::Identity task{"nobody", 65534, 65534, {65534}, true};
+  auto as_task = daemon::KeepArtifact(f / "models", f / "run", f / "pipeline", path,
+                                      Sha256Hex("weights"), 7, task);
+  CHECK_FALSE(as_task.ok());
+  if (::geteuid() == 0) {
+    // What the task could not read is not read for it: the same answer a missing file gets.
+    CHECK(as_task.message() == "artifact '" + path + "': Permission denied");
+    CHECK(
+        daemon::KeepArtifact(f / "models", f / "run", f / "pipeline", path, Sha256Hex("weights"), 7)
+            .ok());
+  }
+}
+
 TEST_CASE("a passed gate's results register what the pipeline file says, whatever the report") {
   dag::TaskSpec gate;
   gate.id = "gate";

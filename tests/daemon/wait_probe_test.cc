@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "config/pipeline_loader.h"
+#include "daemon/as_user.h"
 #include "plugins/registry.h"
 
 namespace fs = std::filesystem;
