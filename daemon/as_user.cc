@@ -19,6 +19,15 @@ bool AsUser(const Identity& user, const std::function<void()>& f) {
   const std::vector<gid_t> groups =
       user.groups.empty() ? std::vector<gid_t>{user.gid} : user.groups;
   if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0) return false;
+  // Back to this process's own rights however `f` ends, an exception included.
+  struct Restore {
+    const std::vector<gid_t>& own;
+    ~Restore() {
+      ::syscall(SYS_setfsuid, ::geteuid());
+      ::syscall(SYS_setfsgid, ::getegid());
+      ::syscall(SYS_setgroups, own.size(), own.data());
+    }
+  } restore{own};
   ::syscall(SYS_setfsgid, user.gid);
   ::syscall(SYS_setfsuid, user.uid);
   // setfsuid says nothing of failure: asking again (with an id it refuses) returns the current.
@@ -26,9 +35,6 @@ bool AsUser(const Identity& user, const std::function<void()>& f) {
       ::syscall(SYS_setfsuid, static_cast<uid_t>(-1)) == static_cast<long>(user.uid) &&
       ::syscall(SYS_setfsgid, static_cast<gid_t>(-1)) == static_cast<long>(user.gid);
   if (taken) f();
-  ::syscall(SYS_setfsuid, ::geteuid());
-  ::syscall(SYS_setfsgid, ::getegid());
-  ::syscall(SYS_setgroups, own.size(), own.data());
   return taken;
 }
 

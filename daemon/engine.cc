@@ -40,7 +40,11 @@ Result<std::unique_ptr<Engine>> StartEngine(const config::DaemonConfig& config,
                            const std::filesystem::path& file, const Identity& user,
                            std::function<void(Result<std::vector<dag::Value>>)> done) {
     prober->Run([file, user, done = std::move(done)] {
-      Result<std::vector<dag::Value>> items = Status::Error("not read");
+      Result<std::vector<dag::Value>> items =
+          Status::Error("for_each file '" + file.string() +
+                        "' cannot be read: this daemon cannot take the "
+                        "rights of user " +
+                        std::to_string(user.uid) + ", the run's tasks'");
       AsUser(user, [&] { items = config::ReadItems(file); });
       done(std::move(items));
     });

@@ -113,14 +113,18 @@ Result<int64_t> KeepArtifact(const fs::path& models_dir, const fs::path& run_dir
   // them once the run ends (a registration after a restart comes then).
   const Identity as = root == pipeline_dir.lexically_normal() ? reader : Identity{};
   int opened = -1;
-  int err = EACCES;
-  if (AsUser(as, [&] {
+  int err = 0;
+  if (!AsUser(as, [&] {
         opened =
             static_cast<int>(::syscall(SYS_openat2, dir.get(), rel->c_str(), &how, sizeof how));
         err = errno;
       })) {
-    errno = err;
+    // Of this daemon, not of the artifact: the next start tries again.
+    return Status::Error(ErrorCode::kUnavailable,
+                         "artifact '" + path + "': cannot take the rights of user " +
+                             std::to_string(as.uid) + ", the run's tasks'");
   }
+  errno = err;
   Fd in(opened);
   if (in.get() < 0) return Refused("artifact '" + path + "'");
   struct stat st {};

@@ -364,25 +364,48 @@ void Validator::CheckNeeds(const TaskSpec& task) {
   }
 }
 
-// Where argv hands a shell its script (`sh -c SCRIPT`, `bash -euc SCRIPT`): its index, or
-// argv's size when it does not.
+// Where argv hands a shell its script (`sh -c SCRIPT`, `bash -euo pipefail -c SCRIPT`): its
+// index, or argv's size when it does not. The script is the first word that is not an option
+// once a `c` option was seen; `o`, `O` and a few long options take the next word.
 size_t ShellScriptIndex(const std::vector<std::string>& argv) {
-  if (argv.size() < 3) return argv.size();
+  if (argv.empty()) return 0;
   const std::string_view program = std::string_view(argv[0]).substr(argv[0].rfind('/') + 1);
   static constexpr std::string_view kShells[] = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"};
   if (std::find(std::begin(kShells), std::end(kShells), program) == std::end(kShells)) {
     return argv.size();
   }
-  // Its options up to the one with c (`-o NAME` takes a word); the script is the next word.
-  for (size_t i = 1; i + 1 < argv.size(); ++i) {
-    const std::string& option = argv[i];
-    if (option.size() < 2 || (option[0] != '-' && option[0] != '+') || option[1] == '-') {
-      return argv.size();
+  bool command = false;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string& word = argv[i];
+    if (word == "--" || word == "-") {
+      return command && i + 1 < argv.size() ? i + 1 : argv.size();
     }
-    if (option[0] == '-' && option.find('c') != std::string::npos) return i + 1;
-    if (option == "-o" || option == "+o") ++i;
+    if (word.starts_with("--")) {
+      if (word == "--rcfile" || word == "--init-file") ++i;
+      continue;
+    }
+    if (word.size() >= 2 && (word[0] == '-' || word[0] == '+')) {
+      for (char flag : word.substr(1)) {
+        if (flag == 'c' && word[0] == '-') command = true;
+        if (flag == 'o' || flag == 'O') ++i;  // its name is the next word
+      }
+      continue;
+    }
+    return command ? i : argv.size();
   }
   return argv.size();
+}
+
+// A value someone other than the pipeline's author chose: a param (the trigger's), an item (a
+// file a task may have written).
+bool NamesOutsideValue(std::string_view text) {
+  for (size_t at = text.find("{{"); at != std::string_view::npos; at = text.find("{{", at + 2)) {
+    size_t name = text.find_first_not_of(" \t", at + 2);
+    if (name == std::string_view::npos) break;
+    const std::string_view rest = text.substr(name);
+    if (rest.starts_with("params.") || rest.starts_with("item")) return true;
+  }
+  return false;
 }
 
 // Text without "{{" has nothing to check; the common case stays cheap on 10,000-task files.
@@ -398,12 +421,12 @@ void Validator::CheckTemplates(const TaskSpec& task) {
     for (size_t i = 0; i < task.argv->size(); ++i) {
       if (!has_template((*task.argv)[i])) continue;
       const Place place = TaskKey(task, "argv", "[" + std::to_string(i) + "]");
-      if (i == script) {
+      if (i == script && NamesOutsideValue((*task.argv)[i])) {
         // Rendered as they are, values there would be shell code.
         Add(place,
-            "a template in the script a shell runs is not quoted; pass the value as an "
-            "argument after the script (\"$1\") or use command, where templates are "
-            "shell-quoted");
+            "a param or an item in the script a shell runs would be shell code, not a word; "
+            "pass it as an argument after the script (\"$1\") or use command, where templates "
+            "are shell-quoted");
         continue;
       }
       CheckTemplate(place, (*task.argv)[i], /*shell=*/false, /*secrets_allowed=*/true);

@@ -81,6 +81,9 @@ ProcessManager::Handle Collect(ProcessManager& processes, const CollectJob& job,
   spec.argv = job.argv;
   // Nothing of the task's environment: the collector needs none, and secrets stay out of it.
   spec.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"LC_ALL", "C.UTF-8"}};
+  // After a skip code only the decision is read (its report and metrics): a kind that said no
+  // has not written its outputs, and one missing file must not lose the rest.
+  if (BestEffort(job, outcome)) spec.env.emplace_back("KILN_COLLECT_DECISION_ONLY", "1");
   spec.cwd = job.cwd;
   const std::filesystem::path report = job.log_path.string() + ".results";
   spec.log_path = report;
@@ -99,8 +102,9 @@ ProcessManager::Handle Collect(ProcessManager& processes, const CollectJob& job,
                     text.size() <= kMaxResultsBytes;
     if (ok) {
       outcome.results = Trim(std::move(text));
-    } else if (best_effort && !r.killed) {
-      // Its end stands (a skip stays a skip); only what the collector could not read is missing.
+    } else if (best_effort) {
+      // Its end stands (a skip stays a skip, stopped or not); only what the collector could not
+      // read is missing.
       AppendToLog(log, "its results were not kept: " + Failure(r, text));
     } else {
       outcome.collect_failed = true;

@@ -359,7 +359,10 @@ void Supervisor::Impl::OnExit(const AttemptKey& key, uint64_t serial, const Proc
   if (it == attempts.end() || it->second.serial != serial) return;
   Attempt& a = it->second;
   AttemptOutcome outcome = ToAttemptOutcome(result);
-  if (ShouldCollect(a.collect, outcome) && (!a.stop_cause.empty() || stopping)) {
+  if (ShouldCollect(a.collect, outcome) && BestEffort(a.collect, outcome) &&
+      (!a.stop_cause.empty() || stopping)) {
+    // A kind's "no" as it was told to stop: it stays a skip, without its results.
+  } else if (ShouldCollect(a.collect, outcome) && (!a.stop_cause.empty() || stopping)) {
     // Told to stop as it ended: its files are not vouched for.
     outcome.collect_failed = true;
     outcome.killed = true;

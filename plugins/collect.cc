@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -401,6 +402,13 @@ int RunCollect(std::string_view spec_json, std::ostream& out) {
   if (!spec.ok()) {
     out << "kiln task collect: " << spec.message() << '\n';
     return 2;
+  }
+  // After a kind's skip code (executor/collector.h): its decision only, no files it owed.
+  if (const char* only = std::getenv("KILN_COLLECT_DECISION_ONLY"); only && *only == '1') {
+    spec->inputs.clear();
+    spec->outputs.clear();
+    spec->cache_store.clear();
+    spec->cache_report.clear();
   }
   auto results = CollectResults(spec.value());
   if (!results.ok()) {

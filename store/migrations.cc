@@ -208,7 +208,8 @@ ALTER TABLE runs DROP CONSTRAINT runs_triggered_by_fkey,
 
 // Migration 6, results of attempts (docs/pipelines.md, "inputs, outputs and metrics"):
 // - attempts.results: what was collected when a successful attempt ended: its declared inputs
-//   and outputs with their SHA-256, and its metrics (plugins/collect.h).
+//   and outputs with their SHA-256, and its metrics (plugins/collect.h); since protocol 6 also
+//   a kind's decision when it ended with its skip code (a gate that did not pass).
 // - artifacts: one row per file of a successful attempt's results, for lineage: which attempt
 //   read (input) or wrote (output) which content at which path. Deleted with its attempt.
 // - attempts_asking: successes whose kind's report asks for a run (drift triggers), for the

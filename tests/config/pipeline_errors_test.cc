@@ -266,11 +266,12 @@ TEST_CASE("a bad schedule is an error at its value") {
             .empty());
 }
 
-TEST_CASE("a template in the script a shell runs from argv is refused, not in its arguments") {
+TEST_CASE("a param in the script a shell runs from argv is refused, not in its arguments") {
   const std::string head = "[params]\nx = \"a\"\n[tasks.a]\nargv = ";
   const std::string why =
-      ": a template in the script a shell runs is not quoted; pass the value as an argument after "
-      "the script (\"$1\") or use command, where templates are shell-quoted";
+      ": a param or an item in the script a shell runs would be shell code, not a word; pass it "
+      "as an argument after the script (\"$1\") or use command, where templates are "
+      "shell-quoted";
   CHECK(PipelineErrors(WithHeader(head + "[\"sh\", \"-c\", \"echo {{ params.x }}\"]\n")) ==
         Strings{"p.toml:6:21: tasks.a.argv" + why});
   CHECK(PipelineErrors(WithHeader(
@@ -282,4 +283,17 @@ TEST_CASE("a template in the script a shell runs from argv is refused, not in it
           WithHeader(head + "[\"sh\", \"-c\", \"echo \\\"$1\\\"\", \"sh\", \"{{ params.x }}\"]\n"))
           .empty());
   CHECK(PipelineErrors(WithHeader(head + "[\"python3\", \"-c\", \"{{ params.x }}\"]\n")).empty());
+  // Options after -c, long options, -o NAME in a group, --: the script is still found.
+  CHECK(
+      PipelineErrors(WithHeader(
+          head + "[\"bash\", \"--norc\", \"-euo\", \"pipefail\", \"-c\", \"{{ params.x }}\"]\n")) ==
+      Strings{"p.toml:6:53: tasks.a.argv" + why});
+  CHECK(
+      PipelineErrors(WithHeader(head + "[\"sh\", \"-c\", \"-e\", \"--\", \"{{ params.x }}\"]\n")) ==
+      Strings{"p.toml:6:33: tasks.a.argv" + why});
+  // kiln's own values in the script stay allowed: they are the pipeline author's.
+  CHECK(PipelineErrors(WithHeader(head + "[\"sh\", \"-c\", \"ls {{ run.dir }}\"]\n")).empty());
+  // A script file, not -c: its words are arguments.
+  CHECK(PipelineErrors(WithHeader(head + "[\"bash\", \"-e\", \"run.sh\", \"{{ params.x }}\"]\n"))
+            .empty());
 }
