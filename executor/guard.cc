@@ -104,7 +104,8 @@ void LeaveTaskCgroup() {
   const int in_cgroups = KillCgroupsOf(std::to_string(starter));
   // Each is its group's leader by the time it was reported (ProcessManager makes sure).
   for (pid_t pid : groups) ::kill(-pid, SIGKILL);
-  if (!groups.empty() || in_cgroups > 0) {
+  // Only when tasks were left: processes a clean exit has just killed may still be listed.
+  if (!groups.empty()) {
     WriteText(2, "kiln guard: " + who + " (pid " + std::to_string(starter) +
                      ") is gone; stopped the processes of its " + std::to_string(groups.size()) +
                      " running task(s) (" + std::to_string(in_cgroups) +
