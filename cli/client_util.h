@@ -56,12 +56,14 @@ inline std::string MetricsText(const json& metrics) {
   std::string out;
   for (const auto& [name, value] : metrics.items()) {
     out += (out.empty() ? "" : "  ") + name + "=";
-    const double d = value.is_number_float() ? value.get<double>() : 0.5;
-    if (d == static_cast<double>(static_cast<int64_t>(d)) && d > -1e15 && d < 1e15) {
-      out += std::to_string(static_cast<int64_t>(d));
-    } else {
-      out += value.dump();
+    if (value.is_number_float()) {
+      const double d = value.get<double>();
+      if (d > -1e15 && d < 1e15 && d == static_cast<double>(static_cast<int64_t>(d))) {
+        out += std::to_string(static_cast<int64_t>(d));
+        continue;
+      }
     }
+    out += value.dump();
   }
   return out;
 }

@@ -359,14 +359,14 @@ void Supervisor::Impl::OnExit(const AttemptKey& key, uint64_t serial, const Proc
   if (it == attempts.end() || it->second.serial != serial) return;
   Attempt& a = it->second;
   AttemptOutcome outcome = ToAttemptOutcome(result);
-  if (ShouldCollect(a.collect, outcome) && BestEffort(a.collect, outcome) &&
-      (!a.stop_cause.empty() || stopping)) {
-    // A kind's "no" as it was told to stop: it stays a skip, without its results.
-  } else if (ShouldCollect(a.collect, outcome) && (!a.stop_cause.empty() || stopping)) {
-    // Told to stop as it ended: its files are not vouched for.
-    outcome.collect_failed = true;
-    outcome.killed = true;
-    outcome.error = "stopped before its inputs, outputs and metrics were collected";
+  if (ShouldCollect(a.collect, outcome) && (!a.stop_cause.empty() || stopping)) {
+    // Told to stop as it ended: its files are not vouched for. A kind's "no" stays a skip,
+    // without its results.
+    if (!BestEffort(a.collect, outcome)) {
+      outcome.collect_failed = true;
+      outcome.killed = true;
+      outcome.error = "stopped before its inputs, outputs and metrics were collected";
+    }
   } else if (ShouldCollect(a.collect, outcome)) {
     // Still running for everyone: a kill or a fence stops the collector; a supervisor that dies
     // meanwhile leaves it lost (retried), like a task.
