@@ -95,6 +95,29 @@ command = "${waitFor('go-a')}"
 command = "${waitFor('go-c')}"
 ` }), 'operator', async ({ daemon, page, problems }) => {
     const { id } = (await daemon.api('/api/v1/pipelines/held/runs', { method: 'POST', body: {} })).body;
+    // Every read of the run passes through here. Until `armed`, each is answered at once; once
+    // armed, the first is read then (while `a` runs) and held, and the rest pass.
+    let armed = false;
+    let held = null;
+    let heldSeen;
+    const heldReady = new Promise((r) => { heldSeen = r; });
+    let passing = 0;
+    let passed = () => {};
+    await page.route(`${daemon.url}/api/v1/runs/${id}`, async (route) => {
+      if (armed && !held) {
+        held = { route, response: await route.fetch() };
+        heldSeen();
+        return;
+      }
+      if (armed) return route.continue();
+      passing += 1;
+      try {
+        await route.fulfill({ response: await route.fetch() });
+      } finally {
+        passing -= 1;
+        if (passing === 0) passed();
+      }
+    });
     await page.goto(`${daemon.url}/#/runs/${id}`);
     const stateOf = (task) => page.evaluate((t) => document.querySelector(`svg.dag .node[data-task="${t}"]`)?.dataset.state, task);
     for (const task of ['a', 'c']) {
@@ -107,14 +130,10 @@ command = "${waitFor('go-c')}"
       new MutationObserver(() => window.aStates.push(node.dataset.state))
         .observe(node, { attributes: true, attributeFilter: ['data-state'] });
     });
-    let held = null;
-    let heldSeen;
-    const heldReady = new Promise((r) => { heldSeen = r; });
-    await page.route(`${daemon.url}/api/v1/runs/${id}`, async (route) => {
-      if (held) return route.continue();
-      held = { route, response: await route.fetch() };  // read now, while `a` runs
-      heldSeen();
-    });
+    // A read let through before arming but still being answered could read `c` ended: its answer
+    // would then hold the event the stream brings next, and no read would follow that event.
+    armed = true;
+    if (passing > 0) await new Promise((r) => { passed = r; });
     fs.writeFileSync(path.join(dir, 'go-c'), '');  // c ends: the page reads the run again
     await heldReady;
     assert.equal((await held.response.json()).tasks.find((t) => t.id === 'a').state, 'running');
