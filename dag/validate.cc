@@ -364,18 +364,20 @@ void Validator::CheckNeeds(const TaskSpec& task) {
   }
 }
 
-// Where argv hands a shell its script (`sh -c SCRIPT`, `bash -euo pipefail -c SCRIPT`): its
-// index, or argv's size when it does not. The script is the first word that is not an option
-// once a `c` option was seen; `o`, `O` and a few long options take the next word.
-size_t ShellScriptIndex(const std::vector<std::string>& argv) {
-  if (argv.empty()) return 0;
-  const std::string_view program = std::string_view(argv[0]).substr(argv[0].rfind('/') + 1);
+std::string_view ProgramName(std::string_view word) { return word.substr(word.rfind('/') + 1); }
+
+// Where the shell that argv[first] names is handed its script (`sh -c SCRIPT`,
+// `bash -euo pipefail -c SCRIPT`): its index, or argv's size when it is not. The script is the
+// first word that is not an option once a `c` option was seen; `o`, `O` and a few long options
+// take the next word.
+size_t ShellScriptAt(const std::vector<std::string>& argv, size_t first) {
   static constexpr std::string_view kShells[] = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"};
-  if (std::find(std::begin(kShells), std::end(kShells), program) == std::end(kShells)) {
+  if (std::find(std::begin(kShells), std::end(kShells), ProgramName(argv[first])) ==
+      std::end(kShells)) {
     return argv.size();
   }
   bool command = false;
-  for (size_t i = 1; i < argv.size(); ++i) {
+  for (size_t i = first + 1; i < argv.size(); ++i) {
     const std::string& word = argv[i];
     if (word == "--" || word == "-") {
       return command && i + 1 < argv.size() ? i + 1 : argv.size();
@@ -394,6 +396,33 @@ size_t ShellScriptIndex(const std::vector<std::string>& argv) {
     return command ? i : argv.size();
   }
   return argv.size();
+}
+
+// Every word of argv that a shell runs as a script: after a shell's `-c`, whether the shell is
+// the program or is started by another one (`env sh -c`, `timeout 5 bash -c`, `xargs sh -c`),
+// and the command of the programs that hand theirs to a shell (`su -c`, `runuser -c`,
+// `flock FILE -c`, `script -c`). A shell's name as a plain argument (its `$0`) is followed by no
+// `-c` and marks nothing.
+std::vector<bool> ShellScripts(const std::vector<std::string>& argv) {
+  std::vector<bool> script(argv.size(), false);
+  static constexpr std::string_view kCommandOf[] = {"su", "runuser", "flock", "script"};
+  for (size_t first = 0; first < argv.size(); ++first) {
+    const size_t at = ShellScriptAt(argv, first);
+    if (at < argv.size()) script[at] = true;
+    if (std::find(std::begin(kCommandOf), std::end(kCommandOf), ProgramName(argv[first])) ==
+        std::end(kCommandOf)) {
+      continue;
+    }
+    for (size_t i = first + 1; i < argv.size(); ++i) {
+      const std::string& word = argv[i];
+      if ((word == "-c" || word == "--command") && i + 1 < argv.size()) script[i + 1] = true;
+      if (word.starts_with("--command=") ||
+          (word.starts_with("-c") && word.size() > 2 && word[2] != '-')) {
+        script[i] = true;  // the command in the same word
+      }
+    }
+  }
+  return script;
 }
 
 // A value someone other than the pipeline's author chose: a param (the trigger's), an item (a
@@ -417,11 +446,12 @@ void Validator::CheckTemplates(const TaskSpec& task) {
     CheckTemplate(TaskKey(task, "command"), *task.command, /*shell=*/true);
   }
   if (task.argv) {
-    const size_t script = ShellScriptIndex(*task.argv);
+    std::vector<bool> script;  // found only for an argv with a template
     for (size_t i = 0; i < task.argv->size(); ++i) {
       if (!has_template((*task.argv)[i])) continue;
+      if (script.empty()) script = ShellScripts(*task.argv);
       const Place place = TaskKey(task, "argv", "[" + std::to_string(i) + "]");
-      if (i == script && NamesOutsideValue((*task.argv)[i])) {
+      if (script[i] && NamesOutsideValue((*task.argv)[i])) {
         // Rendered as they are, values there would be shell code.
         Add(place,
             "a param or an item in the script a shell runs would be shell code, not a word; "

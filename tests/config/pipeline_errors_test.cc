@@ -296,4 +296,21 @@ TEST_CASE("a param in the script a shell runs from argv is refused, not in its a
   // A script file, not -c: its words are arguments.
   CHECK(PipelineErrors(WithHeader(head + "[\"bash\", \"-e\", \"run.sh\", \"{{ params.x }}\"]\n"))
             .empty());
+  // A shell started by another program, and the programs that hand their command to a shell.
+  CHECK(PipelineErrors(WithHeader(head + "[\"env\", \"-i\", \"A=1\", \"sh\", \"-c\", "
+                                         "\"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:41: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(head + "[\"timeout\", \"5\", \"/bin/bash\", \"-ec\", "
+                                         "\"make {{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:45: tasks.a.argv" + why});
+  CHECK(
+      PipelineErrors(WithHeader(head + "[\"flock\", \"/tmp/l\", \"-c\", \"{{ params.x }}\"]\n")) ==
+      Strings{"p.toml:6:34: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(head + "[\"su\", \"nobody\", \"--command={{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:25: tasks.a.argv" + why});
+  // A shell's name as an argument, with no -c after it: a word as it is.
+  CHECK(PipelineErrors(WithHeader(head + "[\"echo\", \"sh\", \"{{ params.x }}\"]\n")).empty());
+  CHECK(PipelineErrors(WithHeader(head + "[\"timeout\", \"5\", \"sh\", \"run.sh\", "
+                                         "\"{{ params.x }}\"]\n"))
+            .empty());
 }
