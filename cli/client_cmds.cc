@@ -27,6 +27,14 @@ std::string Duration(const json& ms) {
   return buf;
 }
 
+// Free text someone typed (a run's note, a decision's): no control character reaches the terminal.
+std::string Printable(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  return text;
+}
+
 void PrintRun(const json& run) {
   std::printf("run %s of %s: %s\n", Text(At(run, "id")).c_str(), Text(At(run, "pipeline")).c_str(),
               Text(At(run, "state")).c_str());
@@ -40,12 +48,7 @@ void PrintRun(const json& run) {
                 Text(At(run, "triggered_by")).c_str());
   }
   if (At(run, "note").is_string() && !At(run, "note").get<std::string>().empty()) {
-    // Free text of whoever triggered the run: no control character reaches the terminal.
-    std::string note = Text(At(run, "note"));
-    for (char& c : note) {
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
-    }
-    std::printf("note: %s\n", note.c_str());
+    std::printf("note: %s\n", Printable(Text(At(run, "note"))).c_str());
   }
   if (At(run, "trigger") == "schedule") {
     std::printf("logical date %s, data interval %s to %s\n", Text(At(run, "logical_date")).c_str(),
@@ -60,6 +63,15 @@ void PrintRun(const json& run) {
     std::printf("%-24s %-16s %8d %6s %10s\n", Text(At(t, "id")).c_str(),
                 Text(At(t, "state")).c_str(), AsInt(At(t, "attempt")), exit.c_str(),
                 Duration(At(t, "duration_ms")).c_str());
+  }
+  const json& decisions = At(run, "decisions");
+  if (!decisions.is_array() || decisions.empty()) return;
+  std::printf("decisions:\n");
+  for (const auto& d : decisions) {
+    const std::string note = Printable(Text(At(d, "note")));
+    std::printf("  %-22s %s by %s at %s%s\n", Text(At(d, "task")).c_str(),
+                Text(At(d, "decision")).c_str(), Printable(Text(At(d, "by"))).c_str(),
+                Text(At(d, "at")).c_str(), note.empty() ? "" : (": " + note).c_str());
   }
 }
 
@@ -203,6 +215,10 @@ int ClientShow(const ClientOptions& options, const std::string& run_id) {
   if (!client) return code;
   auto run = client->Get("/api/v1/runs/" + run_id);
   if (!run.ok()) return Fail(run.status());
+  // Who approved or rejected its approval tasks, and why.
+  auto decisions = client->Get("/api/v1/runs/" + run_id + "/decisions");
+  if (!decisions.ok()) return Fail(decisions.status());
+  (*run)["decisions"] = At(*decisions, "decisions");
   options.output == "json" ? PrintJson(*run) : PrintRun(*run);
   return 0;
 }

@@ -76,6 +76,10 @@ Status DaemonService::DecideApproval(const scheduler::ApprovalRequest& request) 
                            "resumed); try again in a moment");
 }
 
+Result<std::vector<scheduler::DecisionRecord>> DaemonService::ListDecisions(RunId run) {
+  return store_.ListDecisions(run);
+}
+
 Result<std::vector<scheduler::ApprovalRecord>> DaemonService::ListApprovals() {
   return store_.ListApprovals(1000);
 }

@@ -151,6 +151,9 @@ class PgDaemonStore final : public DaemonStore {
   Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit) override {
     return pool_.Read([&](Database& db) { return db.ListApprovals(limit); });
   }
+  Result<std::vector<scheduler::DecisionRecord>> ListDecisions(RunId run) override {
+    return pool_.Read([&](Database& db) { return db.ListDecisions(run); });
+  }
   Result<int64_t> InvalidateCache(const std::string& pipeline,
                                   const std::optional<std::string>& task,
                                   std::string_view actor) override {

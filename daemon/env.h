@@ -86,6 +86,7 @@ class DaemonStore {
                                                          int limit) = 0;
   virtual Result<scheduler::LineageFile> Lineage(const scheduler::LineageQuery& query) = 0;
   virtual Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit) = 0;
+  virtual Result<std::vector<scheduler::DecisionRecord>> ListDecisions(RunId run) = 0;
   virtual Result<int64_t> InvalidateCache(const std::string& pipeline,
                                           const std::optional<std::string>& task,
                                           std::string_view actor) = 0;

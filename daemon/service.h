@@ -139,6 +139,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   Status MarkTask(const scheduler::MarkRequest& request) override;
   Status DecideApproval(const scheduler::ApprovalRequest& request) override;
   Result<std::vector<scheduler::ApprovalRecord>> ListApprovals() override;
+  Result<std::vector<scheduler::DecisionRecord>> ListDecisions(RunId run) override;
   Result<int64_t> InvalidateCache(const std::string& pipeline,
                                   const std::optional<std::string>& task,
                                   const std::string& actor) override;

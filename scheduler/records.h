@@ -109,6 +109,17 @@ struct ApprovalRecord {
   std::optional<Instant> deadline;  // rejected then when nobody decides (none: no timeout)
 };
 
+// A decision on an approval task (an operator's, `kiln run --approve`'s or its timeout's), as its
+// task_state event holds it.
+struct DecisionRecord {
+  int64_t event_id = 0;
+  std::string task_id;
+  Instant at{};
+  std::string decision;  // approved | rejected
+  std::string by;        // who: a token's name, "timeout", ...
+  std::string note;
+};
+
 // Which runs to list: newest first (id descending), at most `limit`, older than `before` (the
 // cursor of the previous page).
 struct RunFilter {

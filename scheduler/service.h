@@ -157,6 +157,9 @@ class Service {
   virtual Status DecideApproval(const ApprovalRequest& request) = 0;
   // Approval tasks waiting for a decision, longest waiting first (at most 1,000).
   virtual Result<std::vector<ApprovalRecord>> ListApprovals() = 0;
+  // Every decision on the run's approval tasks, oldest first (a retried run may have several
+  // for one task). kNotFound for an unknown run.
+  virtual Result<std::vector<DecisionRecord>> ListDecisions(RunId run) = 0;
   // Forgets the cached results of a pipeline's tasks (of `task` only, when given): their next
   // runs run them again. How many attempts were forgotten; kNotFound for an unknown pipeline.
   virtual Result<int64_t> InvalidateCache(const std::string& pipeline,

@@ -462,6 +462,9 @@ class Database {
   // Tasks waiting for an operator's decision (kind = "approval"), longest waiting first, at most
   // `limit` (1..1000).
   Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit);
+  // The decisions on the run's approval tasks, from their task_state events, oldest first.
+  // kNotFound for an unknown run.
+  Result<std::vector<scheduler::DecisionRecord>> ListDecisions(RunId run);
   // Drift asks of attempts that ended in the last `window` and were never answered, of runs
   // `owner` drove (its run folders are its own), oldest first.
   Result<std::vector<PendingAsk>> PendingDriftAsks(Duration window, const std::string& owner);

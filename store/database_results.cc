@@ -181,6 +181,37 @@ Result<scheduler::LineageFile> Database::Lineage(const LineageQuery& query) {
   }
 }
 
+Result<std::vector<scheduler::DecisionRecord>> Database::ListDecisions(RunId run) {
+  try {
+    ReadTxn txn(impl_->conn, "list_decisions");
+    if (txn.exec_params("SELECT 1 FROM runs WHERE id = $1", Value(run)).empty()) {
+      return Status::Error(ErrorCode::kNotFound, "run " + ToString(run) + " not found");
+    }
+    // The run's events (events_by_run), those that carry a decision.
+    pqxx::result rows = txn.exec_params(
+        "SELECT id, task_id, " + EpochMs("at") +
+            ", detail->>'decision', coalesce(detail->>'by', ''), coalesce(detail->>'note', '') "
+            "FROM events WHERE run_id = $1 AND kind = 'task_state' AND detail ? 'decision' "
+            "ORDER BY id",
+        Value(run));
+    txn.commit();
+    std::vector<scheduler::DecisionRecord> out;
+    for (const pqxx::row& row : rows) {
+      scheduler::DecisionRecord d;
+      d.event_id = row[0].as<int64_t>();
+      d.task_id = row[1].as<std::string>("");
+      d.at = InstantFromMs(row[2].as<int64_t>());
+      d.decision = row[3].as<std::string>("");
+      d.by = row[4].as<std::string>();
+      d.note = row[5].as<std::string>();
+      out.push_back(std::move(d));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading the decisions of run " + ToString(run), e);
+  }
+}
+
 Result<std::vector<scheduler::ApprovalRecord>> Database::ListApprovals(int limit) {
   limit = std::clamp(limit, 1, 1000);
   try {

@@ -173,6 +173,12 @@ constexpr std::string_view kDocument = R"json({
       "pipeline": {"type": "string"}, "task": {"type": "string", "nullable": true}, "invalidated": {"type": "integer"}}}}}},
       "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
       "403": {"$ref": "#/components/responses/Forbidden"}, "404": {"$ref": "#/components/responses/NotFound"}}}},
+  "/api/v1/runs/{id}/decisions": {"get": {"summary": "Who approved or rejected the run's approval tasks, and why, oldest first", "x-kiln-role": "viewer",
+    "parameters": [{"$ref": "#/components/parameters/RunId"}],
+    "responses": {"200": {"description": "the decisions", "content": {"application/json": {"schema": {"type": "object", "properties": {
+      "decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}}}}}},
+      "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"},
+      "404": {"$ref": "#/components/responses/NotFound"}}}},
   "/api/v1/approvals": {"get": {"summary": "Approval tasks waiting for a decision, longest waiting first", "x-kiln-role": "viewer",
     "responses": {"200": {"description": "the inbox", "content": {"application/json": {"schema": {"type": "object", "properties": {
       "approvals": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}}}}}}},
@@ -360,6 +366,9 @@ constexpr std::string_view kDocument = R"json({
     "DecisionRequest": {"type": "object", "properties": {"note": {"type": "string", "maxLength": 2000}}},
     "Approval": {"type": "object", "properties": {"run": {"type": "integer"}, "pipeline": {"type": "string"}, "task": {"type": "string"},
       "logical_date": {"$ref": "#/components/schemas/Time"}, "since": {"$ref": "#/components/schemas/Time"}, "deadline": {"$ref": "#/components/schemas/Time"}}},
+    "Decision": {"type": "object", "properties": {"task": {"type": "string"}, "decision": {"type": "string", "enum": ["approved", "rejected"]},
+      "by": {"type": "string", "description": "the token's name; timeout when nobody decided in time; cli for kiln run --approve"}, "note": {"type": "string"},
+      "at": {"$ref": "#/components/schemas/Time"}, "event_id": {"type": "integer"}}},
     "Session": {"type": "object", "properties": {"name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "operator", "admin"]}}},
     "Grid": {"type": "object", "required": ["tasks", "runs", "next_cursor"], "properties": {
       "tasks": {"type": "array", "items": {"type": "string"}, "description": "columns: the tasks of the version in use, then tasks only older runs had"},

@@ -215,6 +215,25 @@ void ListApprovals(Call& call) {
   SendJson(call.res, 200, {{"approvals", std::move(out)}});
 }
 
+// GET /api/v1/runs/{id}/decisions: who approved or rejected the run's approval tasks, and why.
+void ListDecisions(Call& call) {
+  if (!AcceptQuery(call, {})) return;
+  auto id = RunArg(call, call.args[0]);
+  if (!id) return;
+  auto decisions = call.ctx.service.ListDecisions(*id);
+  if (!decisions.ok()) return SendStatus(call.res, decisions.status());
+  json out = json::array();
+  for (const auto& d : *decisions) {
+    out.push_back({{"task", d.task_id},
+                   {"decision", d.decision},
+                   {"by", d.by},
+                   {"note", d.note},
+                   {"at", RenderTime(d.at)},
+                   {"event_id", d.event_id}});
+  }
+  SendJson(call.res, 200, {{"decisions", std::move(out)}});
+}
+
 }  // namespace
 
 std::vector<Route> RunRoutes() {
@@ -226,6 +245,7 @@ std::vector<Route> RunRoutes() {
       {"POST", "/api/v1/runs/{id}/tasks/{task}/mark", Role::kAdmin, Mark},
       {"POST", "/api/v1/runs/{id}/tasks/{task}/approve", Role::kOperator, Approve},
       {"POST", "/api/v1/runs/{id}/tasks/{task}/reject", Role::kOperator, Reject},
+      {"GET", "/api/v1/runs/{id}/decisions", Role::kViewer, ListDecisions},
       {"GET", "/api/v1/approvals", Role::kViewer, ListApprovals},
   };
 }

@@ -406,6 +406,9 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
   Result<std::vector<scheduler::LineageFile>> RunInputs(RunId) override {
     return std::vector<scheduler::LineageFile>{};
   }
+  Result<std::vector<scheduler::DecisionRecord>> ListDecisions(RunId) override {
+    return std::vector<scheduler::DecisionRecord>{};
+  }
   Result<std::vector<scheduler::ApprovalRecord>> ListApprovals(int limit) override {
     std::lock_guard lock(mu);
     if (down) return Down();

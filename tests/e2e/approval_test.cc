@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/time.h"
 #include "daemon.h"
 #include "harness.h"
 
@@ -112,6 +113,26 @@ TEST_CASE("an approval waits without a slot and is approved over the API or reje
                                             {"decision", "approved"},
                                             {"by", "operator"},
                                             {"note", "metrics look right"}});
+  // Who decided and why, read back: the event's time, and nothing for a run without a decision.
+  const json decisions = Body(viewer.Get("/api/v1/runs/" + std::to_string(first) + "/decisions"));
+  REQUIRE(decisions["decisions"].size() == 1);
+  const json& decided = decisions["decisions"][0];
+  CHECK(decided["task"] == "approve");
+  CHECK(decided["decision"] == "approved");
+  CHECK(decided["by"] == "operator");
+  CHECK(decided["note"] == "metrics look right");
+  auto decided_at = kiln::ParseRfc3339(decided["at"].get<std::string>());
+  REQUIRE(decided_at.ok());
+  CHECK(std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(decided_at->time_since_epoch())
+                .count()) ==
+        Sql("select (extract(epoch from at) * 1000)::int8 from events where run_id = " +
+            std::to_string(first) + " and task_id = 'approve' and detail ? 'decision'"));
+  CHECK(Body(viewer.Get("/api/v1/runs/" + std::to_string(second) + "/decisions")) ==
+        json{{"decisions", json::array()}});
+  auto unknown = viewer.Get("/api/v1/runs/999999/decisions");
+  REQUIRE(unknown);
+  CHECK(unknown->status == 404);
   auto twice = operator_.Post("/api/v1/runs/" + std::to_string(first) + "/tasks/approve/reject",
                               "{}", kJson);
   REQUIRE(twice);
@@ -135,6 +156,15 @@ TEST_CASE("an approval waits without a slot and is approved over the API or reje
   CHECK(WaitForRunEnd(daemon, second) == "failed");
   CHECK(States(second) == "build:success approve:failed ship:upstream_failed");
   CHECK(EndDetail(second, "approve")["reason"] == "rejected by operator: not this week");
+  // kiln show says who decided, when and why; its JSON has the same list.
+  const std::string at = Body(
+      operator_.Get("/api/v1/runs/" + std::to_string(second) + "/decisions"))["decisions"][0]["at"];
+  auto shown = Kiln({"show", std::to_string(second)}, {}, env);
+  CHECK(shown.code == 0);
+  CHECK(shown.out.ends_with("decisions:\n  approve                rejected by operator at " + at +
+                            ": not this week\n"));
+  auto shown_json = Kiln({"show", std::to_string(second), "--output", "json"}, {}, env);
+  CHECK(json::parse(shown_json.out)["decisions"][0]["note"] == "not this week");
   auto again = Kiln({"approve", std::to_string(second), "approve"}, {}, env);
   CHECK(again.code == 1);
   CHECK(again.err.find("is not waiting for approval (it is failed)") != std::string::npos);
@@ -156,6 +186,10 @@ TEST_CASE("an approval nobody decides in time is rejected") {
              {"decision", "rejected"},
              {"by", "timeout"},
              {"note", ""}});
+  const json decisions = Body(client.Get("/api/v1/runs/" + std::to_string(run) + "/decisions"));
+  REQUIRE(decisions["decisions"].size() == 1);
+  CHECK(decisions["decisions"][0]["decision"] == "rejected");
+  CHECK(decisions["decisions"][0]["by"] == "timeout");
 }
 
 TEST_CASE("an approval still waits, with its deadline, after the daemon is killed") {

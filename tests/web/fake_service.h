@@ -30,6 +30,7 @@ class FakeService final : public scheduler::Service {
   // PipelineVersion: these versions by content hash; none given: the pipeline's in `pipelines`.
   std::map<std::string, dag::PipelinePtr> versions;
   std::vector<scheduler::ApprovalRecord> approvals;
+  std::vector<scheduler::DecisionRecord> decisions;
   scheduler::BackfillRecord backfill;  // what every backfill call returns
   scheduler::MetricsSnapshot metrics;
   Status ready = Status::Ok();
@@ -150,6 +151,11 @@ class FakeService final : public scheduler::Service {
     Record("ListApprovals");
     if (auto e = Error("ListApprovals")) return *e;
     return approvals;
+  }
+  Result<std::vector<scheduler::DecisionRecord>> ListDecisions(RunId run) override {
+    Record("ListDecisions " + ToString(run));
+    if (auto e = Error("ListDecisions")) return *e;
+    return decisions;
   }
   Result<int64_t> InvalidateCache(const std::string& pipeline,
                                   const std::optional<std::string>& task,

@@ -122,6 +122,45 @@ TEST_CASE("a run is shown with its tasks") {
   CHECK(Body(missing) == ErrorBody("not_found", "no run 13"));
 }
 
+TEST_CASE("a run's decisions are listed oldest first, for a viewer") {
+  TestServer server;
+  scheduler::DecisionRecord d;
+  d.event_id = 40;
+  d.task_id = "approve";
+  d.at = At(kT0 + 250);
+  d.decision = "rejected";
+  d.by = "timeout";
+  server.service.decisions.push_back(d);
+  d.event_id = 57;
+  d.decision = "approved";
+  d.by = "ops";
+  d.note = "metrics look right";
+  server.service.decisions.push_back(d);
+  auto client = server.Client();
+  auto r = client->Get("/api/v1/runs/12/decisions", AsViewer());
+  CHECK(r->status == 200);
+  CHECK(Body(r) == json{{"decisions",
+                         {{{"task", "approve"},
+                           {"decision", "rejected"},
+                           {"by", "timeout"},
+                           {"note", ""},
+                           {"at", "2026-11-29T01:51:15.250Z"},
+                           {"event_id", 40}},
+                          {{"task", "approve"},
+                           {"decision", "approved"},
+                           {"by", "ops"},
+                           {"note", "metrics look right"},
+                           {"at", "2026-11-29T01:51:15.250Z"},
+                           {"event_id", 57}}}}});
+  CHECK(server.service.Calls() == std::vector<std::string>{"ListDecisions 12"});
+  server.service.errors["ListDecisions"] = Status::Error(ErrorCode::kNotFound, "run 13 not found");
+  auto missing = client->Get("/api/v1/runs/13/decisions", AsViewer());
+  CHECK(missing->status == 404);
+  CHECK(Body(missing) == ErrorBody("not_found", "run 13 not found"));
+  auto bad = client->Get("/api/v1/runs/x/decisions", AsViewer());
+  CHECK(bad->status == 400);
+}
+
 TEST_CASE("cancel answers 202 with the run") {
   TestServer server;
   server.service.runs[12] = SampleRun();
@@ -202,7 +241,8 @@ TEST_CASE("an admin marks a task's state") {
   }
   auto reason = client->Post("/api/v1/runs/12/tasks/train/mark", AsAdmin(),
                              R"({"state": "failed", "reason": 5})", "application/json");
-  CHECK(Body(reason) == ErrorBody("invalid_argument", "'reason' must be a string of at most 2000 bytes"));
+  CHECK(Body(reason) ==
+        ErrorBody("invalid_argument", "'reason' must be a string of at most 2000 bytes"));
   server.service.errors["MarkTask"] = Status::Error(ErrorCode::kNotFound, "run 12 has no task 'x'");
   auto unknown = client->Post("/api/v1/runs/12/tasks/x/mark", AsAdmin(), R"({"state": "failed"})",
                               "application/json");
