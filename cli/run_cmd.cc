@@ -4,9 +4,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <future>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "cli/commands.h"
@@ -243,6 +245,11 @@ int Run(const RunOptions& o) {
   if (Status s = executor::guard::Start("kiln run"); !s.ok()) {
     std::cerr << "kiln: warning: " << s.message() << '\n';
   }
+  // Its run is held by a lease like a daemon's runs: a daemon on the same database ends it
+  // (cancelled) if this process dies, and leaves it alone while it lives. The lease is taken
+  // while the engine opens its connections (a few ms each), and before the run is created.
+  std::optional<daemon::LeaseKeeper> lease;
+  std::future<Status> leased;
   auto runtime = daemon::StartRuntime(
       *cfg, name, name, *task_users,
       [&](boost::asio::io_context& io,
@@ -251,22 +258,24 @@ int Run(const RunOptions& o) {
             std::make_unique<executor::LocalTaskRunner>(io, cfg->log_cap_bytes, cfg->kill_grace);
         local = runner.get();
         return std::unique_ptr<scheduler::TaskRunner>(std::move(runner));
+      },
+      [&](const std::string& url) {
+        lease.emplace(daemon::LeaseKeeperOptions{url, name, cfg->lease, /*take_over=*/false,
+                                                 /*leadership=*/nullptr, /*clock=*/nullptr},
+                      daemon::LeaseKeeperHooks{});
+        leased = std::async(std::launch::async, [&lease] { return lease->Start(); });
       });
+  Status lease_taken = leased.valid() ? leased.get() : Status::Ok();
   if (!runtime.ok()) {
+    if (lease) lease->Stop(/*release=*/true);
     std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
   }
-  store::Database& db = *(*runtime)->database.db;
-  // Its run is held by a lease like a daemon's runs: a daemon on the same database ends it
-  // (cancelled) if this process dies, and leaves it alone while it lives.
-  daemon::LeaseKeeper lease(
-      {(*runtime)->database.url, name, cfg->lease, /*take_over=*/false, /*leadership=*/nullptr,
-       /*clock=*/nullptr},
-      {});
-  if (Status s = lease.Start(); !s.ok()) {
-    std::cerr << "kiln: " << s.message() << '\n';
+  if (!lease_taken.ok()) {
+    std::cerr << "kiln: " << lease_taken.message() << '\n';
     return 1;
   }
+  store::Database& db = *(*runtime)->database.db;
   asio::io_context& io = (*runtime)->engine->io;
   scheduler::Scheduler& sched = *(*runtime)->engine->scheduler;
   executor::LocalTaskRunner& runner = *local;
@@ -303,7 +312,7 @@ int Run(const RunOptions& o) {
                  "process's lease lapses); its tasks were stopped\n";
     return 1;
   }
-  lease.Stop(/*release=*/true);
+  lease->Stop(/*release=*/true);
 
   auto record = db.GetRun(run_id);
   if (!record.ok()) {

@@ -60,11 +60,13 @@ Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config
                                               const std::string& name,
                                               const std::string& supervisor,
                                               const TaskUsers& task_users,
-                                              const RunnerFactory& make_runner) {
+                                              const RunnerFactory& make_runner,
+                                              const DatabaseReady& on_database) {
   auto runtime = std::make_unique<Runtime>();
   auto database = OpenDatabase(config);
   if (!database.ok()) return database.status();
   runtime->database = std::move(database).value();
+  if (on_database) on_database(runtime->database.url);
   if (task_users.user.switch_user) {
     const Identity& task_user = task_users.user;
     if (runtime->database.embedded && runtime->database.embedded->uid() == task_user.uid) {

@@ -43,6 +43,10 @@ struct Runtime {
 using RunnerFactory = std::function<Result<std::unique_ptr<scheduler::TaskRunner>>(
     boost::asio::io_context& io, const std::string& url)>;
 
+// Told the database's URL once it is open and migrated, before the engine opens its own
+// connections: what needs only the database (a lease) may start then, on a thread of its own.
+using DatabaseReady = std::function<void(const std::string& url)>;
+
 // Opens (or starts) and migrates the database, then builds the engine from `config` for the
 // process called `name` (DaemonName, ForegroundName), whose attempts are recorded as supervised
 // by `supervisor` and run by what `make_runner` makes, as `task_users` (TaskUser). Errors name
@@ -52,6 +56,7 @@ Result<std::unique_ptr<Runtime>> StartRuntime(const config::DaemonConfig& config
                                               const std::string& name,
                                               const std::string& supervisor,
                                               const TaskUsers& task_users,
-                                              const RunnerFactory& make_runner);
+                                              const RunnerFactory& make_runner,
+                                              const DatabaseReady& on_database = nullptr);
 
 }  // namespace kiln::daemon
