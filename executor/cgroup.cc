@@ -9,14 +9,9 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <deque>
-#include <map>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -37,8 +32,7 @@ bool WriteText(const fs::path& file, const std::string& text) {
 }
 
 // The processes in `cgroup`, never this one (whose spawning thread sits in the cgroup of the next
-// spawn, in the one of the spawn just made until the mover has moved it on, or stayed in one
-// whose move out failed).
+// spawn, or stayed in one whose move out failed).
 // `read_all`, when given, says whether the whole list could be read.
 std::vector<pid_t> Members(const fs::path& cgroup, bool* read_all = nullptr) {
   std::vector<pid_t> out;
@@ -70,99 +64,18 @@ std::vector<pid_t> Members(const fs::path& cgroup, bool* read_all = nullptr) {
 
 long ThreadId() { return static_cast<long>(::syscall(SYS_gettid)); }
 
+// Moves the calling thread into `cgroup`. Written as "0" (the writer itself), not as its thread
+// id: the kernel (5.17 on) then moves the one thread without its global thread-group lock, whose
+// fast path lapses an RCU grace period after its last use, so that a move by thread id after a
+// pause of moves anywhere on the machine waits 5-30 ms; "0" takes 0.01 ms whenever it comes.
+bool MoveSelf(const fs::path& cgroup) { return WriteText(cgroup / "tasks", "0"); }
+
 // Cgroup names unique within this process, whichever of its process managers makes them.
 std::atomic<uint64_t> next_name{1};
 
-// Moves threads of this process from a thread of its own, and knows where each thread sits as
-// this process's moves left it ("": the root). Per process, not per Cgroups: a thread that two
-// managers spawn from is moved by both.
-//
-// A move that comes after a pause of moves (anywhere on the machine) waits for an RCU grace
-// period, 10-30 ms: cgroup v1 takes a global lock for writing, whose fast path lapses a grace
-// period after its last use. A spawning thread hands its move into the cgroup of its next spawn
-// to this thread and goes on; its next spawn waits only for what is left of that move.
-class Mover {
- public:
-  static Mover& Get() {
-    static Mover* mover = new Mover;  // never destroyed: its thread may outlive static objects
-    return *mover;
-  }
-
-  // Moves thread `tid` into `cgroup` soon; where that fails, into `root`.
-  void Post(long tid, std::string cgroup, fs::path root) {
-    {
-      std::lock_guard lock(mu_);
-      if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
-      queue_.push_back(Move{tid, std::move(cgroup), std::move(root)});
-      ++queued_[tid];
-    }
-    wake_.notify_all();
-  }
-
-  // Has the mover move itself where it is: the lock that moves take is taken now, and a move
-  // made within a grace period after this one does not wait for one.
-  void WarmUp(fs::path root) { Post(0, "", std::move(root)); }
-
-  // Waits until no move of `tid` is queued or under way; where it sits then.
-  std::string Settle(long tid) {
-    std::unique_lock lock(mu_);
-    done_.wait(lock, [&] { return !queued_.contains(tid); });
-    auto it = sitting_.find(tid);
-    return it == sitting_.end() ? "" : it->second;
-  }
-
-  // After a move made by the thread itself (settled before).
-  void Sat(long tid, const std::string& cgroup) {
-    std::lock_guard lock(mu_);
-    if (cgroup.empty()) {
-      sitting_.erase(tid);
-    } else {
-      sitting_[tid] = cgroup;
-    }
-  }
-
- private:
-  struct Move {
-    long tid;
-    std::string cgroup;
-    fs::path root;
-  };
-
-  void Loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      wake_.wait(lock, [&] { return !queue_.empty(); });
-      Move move = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      const std::string id = std::to_string(move.tid != 0 ? move.tid : ThreadId());
-      std::string now;
-      if (move.cgroup.empty()) {
-        WriteText(move.root / "tasks", id);
-      } else if (WriteText(fs::path(move.cgroup) / "tasks", id)) {
-        now = move.cgroup;
-      } else if (!WriteText(move.root / "tasks", id)) {
-        now = "?";  // neither: a thread that has ended, or a hierarchy gone
-      }
-      lock.lock();
-      if (now.empty()) {
-        sitting_.erase(move.tid);
-      } else {
-        sitting_[move.tid] = now;
-      }
-      if (--queued_[move.tid] == 0) queued_.erase(move.tid);
-      done_.notify_all();
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable wake_;  // a move queued
-  std::condition_variable done_;  // a move made
-  std::deque<Move> queue_;
-  std::map<long, int> queued_;  // moves queued or under way, by thread
-  std::map<long, std::string> sitting_;
-  std::thread thread_;
-};
+// The cgroup the calling thread sits in as this process's moves left it ("": the root). Per
+// thread, not per Cgroups: a thread that two managers spawn from is moved by both.
+thread_local std::string t_sitting;
 
 // The cgroups of processes that are gone (a supervisor or `kiln run` killed with SIGKILL): what
 // their tasks started outside their process groups is killed, the cgroups removed. Folders are
@@ -226,14 +139,11 @@ std::unique_ptr<Cgroups> Cgroups::Open(const std::string& name) {
 
 Cgroups::~Cgroups() {
   RetryPending();
-  // The parked thread back to the root, so that its cgroup can go (from any thread: a move is
-  // made by naming the thread).
-  if (parked_tid_ != 0) {
-    const std::string sitting = Mover::Get().Settle(parked_tid_);
-    if (sitting.rfind(home_.string() + "/", 0) == 0 &&
-        WriteText(root_ / "tasks", std::to_string(parked_tid_))) {
-      Mover::Get().Sat(parked_tid_, "");
-    }
+  // This thread back to the root when it sits in one of these cgroups, so that it can go (a
+  // thread parked from another thread cannot be moved here: its cgroup is left to the next
+  // process of this name, which removes empty ones).
+  if (t_sitting.rfind(home_.string() + "/", 0) == 0 && MoveSelf(root_)) {
+    t_sitting.clear();
   }
   if (!parked_.empty()) ::rmdir(parked_.c_str());
   for (const std::string& cgroup : kept_) ::rmdir(cgroup.c_str());
@@ -246,16 +156,9 @@ std::string Cgroups::MakeNew() {
   return cgroup.string();
 }
 
-void Cgroups::WarmUp() { Mover::Get().WarmUp(root_); }
-
 std::string Cgroups::Make() {
   RetryPending();
-  if (!parked_.empty() && ThreadId() == parked_tid_) {
-    // The parked thread's own next spawn: where it was moved, once the move is made.
-    if (Mover::Get().Settle(parked_tid_) == parked_) return std::exchange(parked_, "");
-    ::rmdir(parked_.c_str());  // it could not be entered
-    parked_.clear();
-  }
+  if (!parked_.empty()) return std::exchange(parked_, "");
   if (!kept_.empty()) {
     std::string cgroup = std::move(kept_.back());
     kept_.pop_back();
@@ -265,27 +168,24 @@ std::string Cgroups::Make() {
 }
 
 // One thread parks (the first to spawn; a process manager spawns from its io thread); others
-// move in and back out.
+// move in and back out as before.
 void Cgroups::SpawnInside(const std::string& cgroup, const std::function<void()>& spawn) {
   const long tid = ThreadId();
   if (parked_tid_ == 0) parked_tid_ = tid;
   const bool parks = parked_tid_ == tid;
-  const std::string sitting = Mover::Get().Settle(tid);
   bool moved = false;
   if (!cgroup.empty()) {
-    moved = sitting == cgroup || WriteText(fs::path(cgroup) / "tasks", std::to_string(tid));
+    moved = t_sitting == cgroup || MoveSelf(cgroup);
     // A kept cgroup removed meanwhile (Open() of another manager of this process removes empty
     // ones): made again.
     if (!moved && errno == ENOENT && ::mkdir(cgroup.c_str(), 0755) == 0) {
-      moved = WriteText(fs::path(cgroup) / "tasks", std::to_string(tid));
+      moved = MoveSelf(cgroup);
     }
     if (moved) {
-      Mover::Get().Sat(tid, cgroup);
+      t_sitting = cgroup;
     } else {
       // Not born in another task's cgroup either, to be killed with it.
-      if (!sitting.empty() && WriteText(root_ / "tasks", std::to_string(tid))) {
-        Mover::Get().Sat(tid, "");
-      }
+      if (!t_sitting.empty() && MoveSelf(root_)) t_sitting.clear();
       log::Warn("cgroups: cannot move thread " + std::to_string(tid) + " into " + cgroup +
                 "; what it starts now is followed by its process group only");
     }
@@ -293,22 +193,28 @@ void Cgroups::SpawnInside(const std::string& cgroup, const std::function<void()>
   spawn();
   if (!moved) return;
   if (parks && parked_.empty()) {
-    // On into the cgroup of the next spawn, from where that spawn needs no move: made by the
-    // mover, so that this thread does not wait for it (Mover). One that cannot be entered is
-    // dropped by that next Make(), and this thread is moved back to the root instead.
-    if (!kept_.empty()) {
-      parked_ = std::move(kept_.back());
+    // On into the cgroup of the next spawn, from where that spawn needs no move.
+    // A kept one that cannot be entered (removed meanwhile) is dropped; a new one is tried.
+    while (!kept_.empty() && !MoveSelf(kept_.back())) {
+      ::rmdir(kept_.back().c_str());
       kept_.pop_back();
-    } else {
-      parked_ = MakeNew();
     }
-    if (!parked_.empty()) {
-      Mover::Get().Post(tid, parked_, root_);
+    std::string next;
+    if (!kept_.empty()) {
+      next = std::move(kept_.back());
+      kept_.pop_back();
+    } else if (std::string made = MakeNew(); !made.empty() && MoveSelf(made)) {
+      next = std::move(made);
+    } else if (!made.empty()) {
+      kept_.push_back(std::move(made));
+    }
+    if (!next.empty()) {
+      parked_ = t_sitting = next;
       return;
     }
   }
-  if (WriteText(root_ / "tasks", std::to_string(tid))) {
-    Mover::Get().Sat(tid, "");
+  if (MoveSelf(root_)) {
+    t_sitting.clear();
   } else {
     log::Error("cgroups: cannot move thread " + std::to_string(tid) + " back out of " + cgroup +
                "; it stays there (this process is never signalled through it)");

@@ -3,12 +3,12 @@
 //
 // A process is born in a cgroup by spawning it from a thread that sits in that cgroup: cgroup v1
 // places threads one by one (the `tasks` file), and a child starts where its parent thread is.
-// After a spawn the spawning thread is moved on into the cgroup the next spawn will get (one move
+// After a spawn the spawning thread moves on into the cgroup the next spawn will get (one move
 // per spawn, not two), and a cgroup found empty when its process ended is kept for a later spawn
-// instead of being removed and made again: each move, mkdir and rmdir costs tens of
-// microseconds, on the path from one task's end to the next start. That move is made by a thread
-// of its own, so that the spawning thread goes on at once: a move after a pause waits for an RCU
-// grace period (10-30 ms), which the next spawn then waits for only in part, if at all.
+// instead of being removed and made again: each mkdir and rmdir costs tens of microseconds, on
+// the path from one task's end to the next start. A thread moves itself only, and says so ("0"
+// in the `tasks` file, not its id): the kernel then takes no global lock for the move, which
+// after a pause of moves would wait for an RCU grace period (cgroup.cc, MoveSelf).
 //
 // Where the hierarchy is missing or not writable (not root, cgroup v2 only), Open() returns null
 // and processes are followed by their process group only.
@@ -33,11 +33,6 @@ class Cgroups {
   static std::unique_ptr<Cgroups> Open(const std::string& name);
   ~Cgroups();
 
-  // Has another thread take, now, the lock that every move takes: the first move of a process
-  // (into the cgroup of its first spawn) waits for an RCU grace period unless a move was made
-  // within the last one. Meant for while this process does other work before its first spawn
-  // (`kiln run` connects to its database); best effort.
-  void WarmUp();
   // An empty cgroup for one spawn (a kept one, or a new one); "" when none can be made.
   std::string Make();
   // Runs `spawn` on the calling thread while that thread sits in `cgroup` (so that what it
@@ -61,10 +56,9 @@ class Cgroups {
   std::filesystem::path home_;        // where this process's cgroups are made
   std::vector<std::string> pending_;  // killed, not removed yet
   std::vector<std::string> kept_;     // empty, for later spawns
-  // The thread that parks between spawns (the first to spawn), and the
-  // cgroup it is moved on into while the next Make() has not handed it out yet. Where each
-  // thread sits is tracked per process (cgroup.cc), so that another manager moving the same
-  // thread is seen.
+  // The thread that parks between spawns (the first to spawn), and the cgroup it moved on into
+  // while the next Make() has not handed it out yet. Where each thread sits is tracked per
+  // thread (cgroup.cc), so that another manager moving the same thread is seen.
   long parked_tid_ = 0;
   std::string parked_;
 };

@@ -533,7 +533,6 @@ void ProcessManager::Impl::Deliver(std::function<void(ProcessResult)> on_exit,
 
 ProcessManager::ProcessManager(asio::io_context& io) : impl_(std::make_unique<Impl>(io)) {
   impl_->cgroups = Cgroups::Open(std::to_string(::getpid()));
-  if (impl_->cgroups) impl_->cgroups->WarmUp();
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
     log::Warn(
         "executor: cannot become a child subreaper; orphaned task processes will be reaped "
