@@ -398,30 +398,129 @@ size_t ShellScriptAt(const std::vector<std::string>& argv, size_t first) {
   return argv.size();
 }
 
-// Every word of argv that a shell runs as a script: after a shell's `-c`, whether the shell is
-// the program or is started by another one (`env sh -c`, `timeout 5 bash -c`, `xargs sh -c`),
-// and the command of the programs that hand theirs to a shell (`su -c`, `runuser -c`,
-// `flock FILE -c`, `script -c`). A shell's name as a plain argument (its `$0`) is followed by no
-// `-c` and marks nothing.
-std::vector<bool> ShellScripts(const std::vector<std::string>& argv) {
-  std::vector<bool> script(argv.size(), false);
-  static constexpr std::string_view kCommandOf[] = {"su", "runuser", "flock", "script"};
-  for (size_t first = 0; first < argv.size(); ++first) {
-    const size_t at = ShellScriptAt(argv, first);
-    if (at < argv.size()) script[at] = true;
-    if (std::find(std::begin(kCommandOf), std::end(kCommandOf), ProgramName(argv[first])) ==
-        std::end(kCommandOf)) {
+bool Among(std::string_view name, std::initializer_list<std::string_view> names) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// A program that runs the program a later word of its names, with the words after that: its
+// options taking a value, and how many words it takes before that program.
+struct Wrapper {
+  std::string_view name;
+  std::vector<std::string_view> valued;  // options whose value is the next word
+  int positional;                        // words that are not options, before it
+};
+const std::vector<Wrapper>& Wrappers() {
+  static const std::vector<Wrapper> wrappers = {
+      {"env", {"-u", "--unset", "-C", "--chdir"}, 0},
+      {"timeout", {"-s", "--signal", "-k", "--kill-after"}, 1},
+      {"nice", {"-n", "--adjustment"}, 0},
+      {"nohup", {}, 0},
+      {"setsid", {}, 0},
+      {"stdbuf", {"-i", "-o", "-e"}, 0},
+      {"ionice", {"-c", "--class", "-n", "--classdata", "-p", "-P", "-u"}, 0},
+      {"chrt", {}, 1},
+      {"sudo",
+       {"-u", "--user",       "-g", "--group",          "-h", "--host", "-p", "--prompt",
+        "-C", "--close-from", "-D", "--chdir",          "-r", "--role", "-t", "--type",
+        "-U", "--other-user", "-T", "--command-timeout"},
+       0},
+      {"doas", {"-u", "-C"}, 0},
+      {"xargs",
+       {"-I", "-i", "-n", "-P", "-d", "-E", "-L", "-l", "-s", "-a", "--arg-file", "--delimiter",
+        "--max-args", "--max-procs", "--max-lines", "--max-chars"},
+       0},
+      {"time", {"-f", "--format", "-o", "--output"}, 0},
+      {"chroot", {"--userspec", "--groups"}, 1},
+      {"runuser",
+       {"-u", "--user", "-g", "--group", "-G", "--supp-group", "-w", "--whitelist-environment"},
+       0},
+  };
+  return wrappers;
+}
+
+void MarkScripts(const std::vector<std::string>& argv, size_t at, std::vector<bool>& script);
+
+// The program the wrapper at argv[at] runs, marked as MarkScripts does.
+void MarkWrapped(const std::vector<std::string>& argv, size_t at, const Wrapper& wrapper,
+                 std::vector<bool>& script) {
+  int positional = wrapper.positional;
+  for (size_t i = at + 1; i < argv.size(); ++i) {
+    const std::string& word = argv[i];
+    if (word == "--") {
+      if (i + 1 < argv.size()) MarkScripts(argv, i + 1, script);
+      return;
+    }
+    if (word.size() > 1 && word[0] == '-') {
+      if (std::find(wrapper.valued.begin(), wrapper.valued.end(), word) != wrapper.valued.end()) {
+        ++i;
+      }
       continue;
     }
-    for (size_t i = first + 1; i < argv.size(); ++i) {
-      const std::string& word = argv[i];
-      if ((word == "-c" || word == "--command") && i + 1 < argv.size()) script[i + 1] = true;
-      if (word.starts_with("--command=") ||
-          (word.starts_with("-c") && word.size() > 2 && word[2] != '-')) {
-        script[i] = true;  // the command in the same word
+    if (wrapper.name == "env" && word.find('=') != std::string::npos) continue;  // NAME=VALUE
+    if (positional-- > 0) continue;
+    MarkScripts(argv, i, script);
+    return;
+  }
+}
+
+// Where the command option of a program that hands its command to a shell is in argv[i]
+// (`-c CMD`, `-lc CMD`, `-cCMD`, `--command=CMD`, `--session-command CMD`): its index, or
+// argv's size when argv[i] is another word.
+size_t CommandOption(const std::vector<std::string>& argv, size_t i) {
+  const std::string& word = argv[i];
+  if (word == "--command" || word == "--session-command") return i + 1;
+  if (word.starts_with("--command=") || word.starts_with("--session-command=")) return i;
+  if (word.size() < 2 || word[0] != '-' || word[1] == '-') return argv.size();
+  const size_t c = word.find('c');
+  if (c == std::string::npos) return argv.size();
+  return c + 1 == word.size() ? i + 1 : i;
+}
+
+// Marks in `script` the words of argv that a shell runs as a script when the program is
+// argv[at]: a shell's `-c` script, the command of `su`, `runuser`, `script` and `flock` (which
+// hand theirs to a shell), and these inside the program a wrapper runs (`env`, `timeout 5`,
+// `sudo -u alice`, `xargs`, `runuser -u app --`, `flock FILE`, ...).
+void MarkScripts(const std::vector<std::string>& argv, size_t at, std::vector<bool>& script) {
+  const std::string_view name = ProgramName(argv[at]);
+  const bool runs_as_user =
+      name == "runuser" && std::any_of(argv.begin() + at, argv.end(), [](const std::string& w) {
+        return w == "-u" || w == "--user" || w.starts_with("--user=");
+      });
+  if (name == "su" || name == "script" || (name == "runuser" && !runs_as_user)) {
+    // Every later word is theirs (or their shell's, which runs a `-c` script too).
+    for (size_t i = at + 1; i < argv.size(); ++i) {
+      if (const size_t command = CommandOption(argv, i); command < argv.size()) {
+        script[command] = true;
       }
     }
+    return;
   }
+  if (name == "flock") {
+    size_t i = at + 1;
+    for (; i < argv.size() && argv[i].size() > 1 && argv[i][0] == '-'; ++i) {  // its options
+      if (Among(argv[i], {"-w", "--wait", "--timeout", "-E", "--conflict-exit-code"})) ++i;
+    }
+    if (++i >= argv.size()) return;  // past the lock's file: `-c COMMAND`, or a program
+    if (const size_t command = CommandOption(argv, i); command < argv.size()) {
+      script[command] = true;
+    } else {
+      MarkScripts(argv, i, script);
+    }
+    return;
+  }
+  for (const Wrapper& wrapper : Wrappers()) {
+    if (wrapper.name == name) return MarkWrapped(argv, at, wrapper, script);
+  }
+  if (const size_t command = ShellScriptAt(argv, at); command < argv.size()) {
+    script[command] = true;
+  }
+}
+
+// Every word of argv that a shell runs as a script (MarkScripts). A shell's name as a plain
+// argument, or as the `$0` after a script, marks nothing.
+std::vector<bool> ShellScripts(const std::vector<std::string>& argv) {
+  std::vector<bool> script(argv.size(), false);
+  if (!argv.empty()) MarkScripts(argv, 0, script);
   return script;
 }
 

@@ -308,6 +308,38 @@ TEST_CASE("a param in the script a shell runs from argv is refused, not in its a
       Strings{"p.toml:6:34: tasks.a.argv" + why});
   CHECK(PipelineErrors(WithHeader(head + "[\"su\", \"nobody\", \"--command={{ params.x }}\"]\n")) ==
         Strings{"p.toml:6:25: tasks.a.argv" + why});
+  // Through the options of the wrappers; a `-c` that is not theirs nor a shell's marks nothing.
+  CHECK(PipelineErrors(
+            WithHeader(head + "[\"script\", \"-qc\", \"{{ params.x }}\", \"/dev/null\"]\n")) ==
+        Strings{"p.toml:6:26: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(head + "[\"su\", \"-lc\", \"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:22: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(
+            head + "[\"sudo\", \"-u\", \"alice\", \"sh\", \"-c\", \"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:44: tasks.a.argv" + why});
+  CHECK(
+      PipelineErrors(WithHeader(
+          head + "[\"runuser\", \"-u\", \"app\", \"--\", \"sh\", \"-c\", \"{{ params.x }}\"]\n")) ==
+      Strings{"p.toml:6:51: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(
+            head +
+            "[\"flock\", \"-w\", \"5\", \"/tmp/l\", \"bash\", \"-c\", \"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:53: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(head + "[\"runuser\", \"-u\", \"app\", \"--\", \"grep\", \"-c\", "
+                                         "\"{{ params.x }}\", \"f\"]\n"))
+            .empty());
+  CHECK(PipelineErrors(
+            WithHeader(head +
+                       "[\"flock\", \"/tmp/l\", \"head\", \"-c\", \"{{ params.x }}\", \"f\"]\n"))
+            .empty());
+  CHECK(PipelineErrors(
+            WithHeader(
+                head +
+                "[\"python3\", \"tool.py\", \"--mode\", \"script\", \"-c\", \"{{ params.x }}\"]\n"))
+            .empty());
+  CHECK(PipelineErrors(
+            WithHeader(head + "[\"timeout\", \"5\", \"python3\", \"-c\", \"{{ params.x }}\"]\n"))
+            .empty());
   // A shell's name as an argument, with no -c after it: a word as it is.
   CHECK(PipelineErrors(WithHeader(head + "[\"echo\", \"sh\", \"{{ params.x }}\"]\n")).empty());
   CHECK(PipelineErrors(WithHeader(head + "[\"timeout\", \"5\", \"sh\", \"run.sh\", "
