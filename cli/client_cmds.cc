@@ -215,10 +215,15 @@ int ClientShow(const ClientOptions& options, const std::string& run_id) {
   if (!client) return code;
   auto run = client->Get("/api/v1/runs/" + run_id);
   if (!run.ok()) return Fail(run.status());
-  // Who approved or rejected its approval tasks, and why.
+  // Who approved or rejected its approval tasks, and why. The run is shown without them when
+  // they cannot be read: not found is a daemon older than the list (the run was found).
   auto decisions = client->Get("/api/v1/runs/" + run_id + "/decisions");
-  if (!decisions.ok()) return Fail(decisions.status());
-  (*run)["decisions"] = At(*decisions, "decisions");
+  if (decisions.ok()) {
+    (*run)["decisions"] = At(*decisions, "decisions");
+  } else if (decisions.status().code() != ErrorCode::kNotFound) {
+    std::fprintf(stderr, "kiln: warning: the run's decisions could not be read: %s\n",
+                 decisions.message().c_str());
+  }
   options.output == "json" ? PrintJson(*run) : PrintRun(*run);
   return 0;
 }

@@ -267,10 +267,20 @@ int Run(const RunOptions& o) {
       });
   Status lease_taken = leased.valid() ? leased.get() : Status::Ok();
   if (!runtime.ok()) {
+    // The engine failed after the database opened; an embedded server is stopped by now, and
+    // the lease row, with no run under it, expires by itself.
     if (lease) lease->Stop(/*release=*/true);
     std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
   }
+  // Whatever way this function returns, the lease's thread ends before the runtime (and an
+  // embedded database) is torn down.
+  struct StopLease {
+    std::optional<daemon::LeaseKeeper>& lease;
+    ~StopLease() {
+      if (lease) lease->Stop(/*release=*/false);
+    }
+  } stop_lease{lease};
   if (!lease_taken.ok()) {
     std::cerr << "kiln: " << lease_taken.message() << '\n';
     return 1;

@@ -105,7 +105,8 @@ command = "${waitFor('go-c')}"
     let passed = () => {};
     await page.route(`${daemon.url}/api/v1/runs/${id}`, async (route) => {
       if (armed && !held) {
-        held = { route, response: await route.fetch() };
+        held = { route };  // before the read: a read that comes meanwhile passes
+        held.response = await route.fetch();
         heldSeen();
         return;
       }
