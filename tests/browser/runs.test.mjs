@@ -298,6 +298,13 @@ command = "echo shipped"
     await page.click('#approve');
     await page.waitForFunction(() => document.querySelector('svg.dag .node[data-task="ship"]')?.dataset.state === 'success');
     await page.locator('#events').getByText('approve: waiting → success (approved by operator: checked the <i>metrics</i>)').waitFor();
+    // The task's card says who decided, when and why (the note as text, not markup).
+    await page.locator('#task-decisions li').waitFor();
+    const decided = await page.locator('#task-decisions li').allTextContents();
+    assert.equal(decided.length, 1);
+    assert.match(decided[0], /^Approved by operator at \S.*: checked the <i>metrics<\/i>$/);
+    assert.equal(await page.locator('#task-decisions i').count(), 0);
+    await screenshot(page, 'approval-decided');
     assert.equal(await page.locator('#awaiting-approval').count(), 0);
     assert.equal(await page.locator('form.approval').count(), 0);
     assert.equal((await daemon.waitForRun(id)).state, 'success');

@@ -177,6 +177,10 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     const t = run.tasks.find((x) => x.id === selectedTask);
     if (!t) return fill(taskBox);
     const { attempts } = await api(`/api/v1/runs/${id}/tasks/${enc(t.id)}/attempts`);
+    // An ended task without attempts may be a decided approval: who decided, when and why.
+    const decisions = attempts.length === 0 && ENDED_TASK.has(t.state)
+      ? (await api(`/api/v1/runs/${id}/decisions`).catch(() => ({ decisions: [] }))).decisions.filter((d) => d.task === t.id)
+      : [];
     const chosen = Number(selectedAttempt) || (attempts.length ? attempts[attempts.length - 1].attempt : 0);
     // The log shown stays while it is the chosen attempt's: it follows on by itself.
     if (log && log.attempt !== chosen) {
@@ -203,7 +207,9 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
       t.state === 'waiting' && t.waiting_for === 'approval' ? approvalCard(t) : null,
       t.state === 'waiting' && t.waiting_for && t.waiting_for !== 'approval' ? waitCard(t) : null,
       buttons.length ? h('div', { class: 'actions' }, buttons) : null, markBox,
-      attempts.length === 0 ? h('p', { class: 'muted' }, t.waiting_for || ENDED_TASK.has(t.state) ? 'No attempt.' : 'No attempt yet.')
+      decisions.length ? h('ul', { id: 'task-decisions', class: 'decisions', 'aria-label': `decisions on ${t.id}` },
+        decisions.map((d) => h('li', {}, `${d.decision === 'approved' ? 'Approved' : 'Rejected'} by ${d.by} at ${when(d.at)}${d.note ? `: ${d.note}` : ''}`)))
+        : attempts.length === 0 ? h('p', { class: 'muted' }, t.waiting_for || ENDED_TASK.has(t.state) ? 'No attempt.' : 'No attempt yet.')
         : h('table', { class: 'list attempts' },
           h('thead', {}, h('tr', {}, ['Attempt', 'State', 'Exit', 'Duration', 'CPU', 'Peak memory', 'Reason', 'Started'].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', {}, attempts.map((a) => h('tr', { class: a.attempt === chosen ? 'selected' : null },
