@@ -416,18 +416,20 @@ const std::vector<Wrapper>& Wrappers() {
       {"nice", {"-n", "--adjustment"}, 0},
       {"nohup", {}, 0},
       {"setsid", {}, 0},
-      {"stdbuf", {"-i", "-o", "-e"}, 0},
+      {"stdbuf", {"-i", "-o", "-e", "--input", "--output", "--error"}, 0},
       {"ionice", {"-c", "--class", "-n", "--classdata", "-p", "-P", "-u"}, 0},
       {"chrt", {}, 1},
       {"sudo",
-       {"-u", "--user",       "-g", "--group",          "-h", "--host", "-p", "--prompt",
-        "-C", "--close-from", "-D", "--chdir",          "-r", "--role", "-t", "--type",
-        "-U", "--other-user", "-T", "--command-timeout"},
+       {"-u", "--user",       "-g", "--group",           "-h", "--host",   "-p", "--prompt",
+        "-C", "--close-from", "-D", "--chdir",           "-r", "--role",   "-t", "--type",
+        "-U", "--other-user", "-T", "--command-timeout", "-R", "--chroot", "-c", "--login-class",
+        "-a", "--auth-type"},
        0},
       {"doas", {"-u", "-C"}, 0},
+      // -i, -l and --max-lines take a value only when it is in the same word.
       {"xargs",
-       {"-I", "-i", "-n", "-P", "-d", "-E", "-L", "-l", "-s", "-a", "--arg-file", "--delimiter",
-        "--max-args", "--max-procs", "--max-lines", "--max-chars"},
+       {"-I", "-n", "-P", "-d", "-E", "-L", "-s", "-a", "--arg-file", "--delimiter", "--max-args",
+        "--max-procs", "--max-chars"},
        0},
       {"time", {"-f", "--format", "-o", "--output"}, 0},
       {"chroot", {"--userspec", "--groups"}, 1},
@@ -438,29 +440,33 @@ const std::vector<Wrapper>& Wrappers() {
   return wrappers;
 }
 
-void MarkScripts(const std::vector<std::string>& argv, size_t at, std::vector<bool>& script);
+// Whether option `word` of `wrapper` takes the next word as its value: named in full, or as the
+// last letter of a group of short options (`sudo -iu alice`).
+bool TakesValue(const Wrapper& wrapper, const std::string& word) {
+  auto valued = [&](std::string_view option) {
+    return std::find(wrapper.valued.begin(), wrapper.valued.end(), option) != wrapper.valued.end();
+  };
+  if (valued(word)) return true;
+  return word.size() > 2 && word[1] != '-' && valued(std::string{'-', word.back()});
+}
 
-// The program the wrapper at argv[at] runs, marked as MarkScripts does.
-void MarkWrapped(const std::vector<std::string>& argv, size_t at, const Wrapper& wrapper,
-                 std::vector<bool>& script) {
+// The program the wrapper at argv[at] runs: its index, or argv's size.
+size_t WrappedProgram(const std::vector<std::string>& argv, size_t at, const Wrapper& wrapper) {
   int positional = wrapper.positional;
   for (size_t i = at + 1; i < argv.size(); ++i) {
     const std::string& word = argv[i];
-    if (word == "--") {
-      if (i + 1 < argv.size()) MarkScripts(argv, i + 1, script);
-      return;
-    }
+    if (word == "--") return i + 1;
     if (word.size() > 1 && word[0] == '-') {
-      if (std::find(wrapper.valued.begin(), wrapper.valued.end(), word) != wrapper.valued.end()) {
-        ++i;
-      }
+      if (TakesValue(wrapper, word)) ++i;
       continue;
     }
-    if (wrapper.name == "env" && word.find('=') != std::string::npos) continue;  // NAME=VALUE
+    if ((wrapper.name == "env" || wrapper.name == "sudo") && word.find('=') != std::string::npos) {
+      continue;  // NAME=VALUE
+    }
     if (positional-- > 0) continue;
-    MarkScripts(argv, i, script);
-    return;
+    return i;
   }
+  return argv.size();
 }
 
 // Where the command option of a program that hands its command to a shell is in argv[i]
@@ -478,49 +484,64 @@ size_t CommandOption(const std::vector<std::string>& argv, size_t i) {
 
 // Marks in `script` the words of argv that a shell runs as a script when the program is
 // argv[at]: a shell's `-c` script, the command of `su`, `runuser`, `script` and `flock` (which
-// hand theirs to a shell), and these inside the program a wrapper runs (`env`, `timeout 5`,
-// `sudo -u alice`, `xargs`, `runuser -u app --`, `flock FILE`, ...).
+// hand theirs to a shell), and these in the program a wrapper runs (`env`, `timeout 5`,
+// `sudo -iu alice`, `xargs`, `runuser -u app --`, `flock FILE`, ...), wrappers of wrappers too.
 void MarkScripts(const std::vector<std::string>& argv, size_t at, std::vector<bool>& script) {
-  const std::string_view name = ProgramName(argv[at]);
-  const bool runs_as_user =
-      name == "runuser" && std::any_of(argv.begin() + at, argv.end(), [](const std::string& w) {
-        return w == "-u" || w == "--user" || w.starts_with("--user=");
-      });
-  if (name == "su" || name == "script" || (name == "runuser" && !runs_as_user)) {
-    // Every later word is theirs (or their shell's, which runs a `-c` script too).
-    for (size_t i = at + 1; i < argv.size(); ++i) {
-      if (const size_t command = CommandOption(argv, i); command < argv.size()) {
-        script[command] = true;
+  while (at < argv.size()) {
+    const std::string_view name = ProgramName(argv[at]);
+    const bool runs_as_user =
+        name == "runuser" && std::any_of(argv.begin() + at, argv.end(), [](const std::string& w) {
+          return w == "-u" || w == "--user" || w.starts_with("--user=");
+        });
+    if (name == "su" || name == "script" || (name == "runuser" && !runs_as_user)) {
+      // Every later word is theirs (or their shell's, which runs a `-c` script too).
+      for (size_t i = at + 1; i < argv.size(); ++i) {
+        if (const size_t command = CommandOption(argv, i); command < argv.size()) {
+          script[command] = true;
+        }
       }
+      return;
     }
-    return;
-  }
-  if (name == "flock") {
-    size_t i = at + 1;
-    for (; i < argv.size() && argv[i].size() > 1 && argv[i][0] == '-'; ++i) {  // its options
-      if (Among(argv[i], {"-w", "--wait", "--timeout", "-E", "--conflict-exit-code"})) ++i;
+    if (name == "flock") {
+      size_t i = at + 1;
+      for (; i < argv.size() && argv[i].size() > 1 && argv[i][0] == '-'; ++i) {  // its options
+        if (Among(argv[i], {"-w", "--wait", "--timeout", "-E", "--conflict-exit-code"})) ++i;
+      }
+      if (++i >= argv.size()) return;  // past the lock's file: `-c COMMAND`, or a program
+      if (argv[i] == "-c" || argv[i] == "--command") {
+        if (i + 1 < argv.size()) script[i + 1] = true;
+        return;
+      }
+      at = i;
+      continue;
     }
-    if (++i >= argv.size()) return;  // past the lock's file: `-c COMMAND`, or a program
-    if (const size_t command = CommandOption(argv, i); command < argv.size()) {
+    const auto& wrappers = Wrappers();
+    const auto wrapper = std::find_if(wrappers.begin(), wrappers.end(),
+                                      [&](const Wrapper& w) { return w.name == name; });
+    if (wrapper != wrappers.end()) {
+      at = WrappedProgram(argv, at, *wrapper);
+      continue;
+    }
+    if (const size_t command = ShellScriptAt(argv, at); command < argv.size()) {
       script[command] = true;
-    } else {
-      MarkScripts(argv, i, script);
     }
     return;
-  }
-  for (const Wrapper& wrapper : Wrappers()) {
-    if (wrapper.name == name) return MarkWrapped(argv, at, wrapper, script);
-  }
-  if (const size_t command = ShellScriptAt(argv, at); command < argv.size()) {
-    script[command] = true;
   }
 }
 
-// Every word of argv that a shell runs as a script (MarkScripts). A shell's name as a plain
-// argument, or as the `$0` after a script, marks nothing.
+// Every word of argv that a shell runs as a script: what MarkScripts finds from the program,
+// and the script after any later shell's name and its `-c` (`docker exec C sh -c SCRIPT`,
+// `find . -exec sh -c SCRIPT`). A shell's name as a plain argument, or as the `$0` after a
+// script, is followed by no `-c` and marks nothing.
 std::vector<bool> ShellScripts(const std::vector<std::string>& argv) {
   std::vector<bool> script(argv.size(), false);
-  if (!argv.empty()) MarkScripts(argv, 0, script);
+  if (argv.empty()) return script;
+  MarkScripts(argv, 0, script);
+  for (size_t i = 1; i < argv.size(); ++i) {
+    if (const size_t command = ShellScriptAt(argv, i); command < argv.size()) {
+      script[command] = true;
+    }
+  }
   return script;
 }
 

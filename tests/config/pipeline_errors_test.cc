@@ -340,6 +340,26 @@ TEST_CASE("a param in the script a shell runs from argv is refused, not in its a
   CHECK(PipelineErrors(
             WithHeader(head + "[\"timeout\", \"5\", \"python3\", \"-c\", \"{{ params.x }}\"]\n"))
             .empty());
+  // A shell started by any program (its name, then -c), and a wrapper's grouped options.
+  CHECK(PipelineErrors(WithHeader(
+            head + "[\"docker\", \"exec\", \"c1\", \"sh\", \"-c\", \"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:45: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(
+            head +
+            "[\"find\", \".\", \"-exec\", \"sh\", \"-c\", \"{{ params.x }}\", \"{}\", \";\"]\n")) ==
+        Strings{"p.toml:6:43: tasks.a.argv" + why});
+  CHECK(PipelineErrors(WithHeader(
+            head + "[\"sudo\", \"-iu\", \"alice\", \"su\", \"-c\", \"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:45: tasks.a.argv" + why});
+  CHECK(PipelineErrors(
+            WithHeader(head + "[\"sudo\", \"FOO=1\", \"su\", \"-c\", \"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:38: tasks.a.argv" + why});
+  CHECK(PipelineErrors(
+            WithHeader(head + "[\"xargs\", \"-i\", \"sh\", \"-c\", \"{{ params.x }}\"]\n")) ==
+        Strings{"p.toml:6:36: tasks.a.argv" + why});
+  CHECK(PipelineErrors(
+            WithHeader(head + "[\"xargs\", \"-I{}\", \"grep\", \"-c\", \"{{ params.x }}\"]\n"))
+            .empty());
   // A shell's name as an argument, with no -c after it: a word as it is.
   CHECK(PipelineErrors(WithHeader(head + "[\"echo\", \"sh\", \"{{ params.x }}\"]\n")).empty());
   CHECK(PipelineErrors(WithHeader(head + "[\"timeout\", \"5\", \"sh\", \"run.sh\", "
