@@ -267,9 +267,9 @@ int Run(const RunOptions& o) {
       });
   Status lease_taken = leased.valid() ? leased.get() : Status::Ok();
   if (!runtime.ok()) {
-    // The engine failed after the database opened; an embedded server is stopped by now, and
-    // the lease row, with no run under it, expires by itself.
-    if (lease) lease->Stop(/*release=*/true);
+    // The engine failed after the database opened; an embedded server is stopped by now, so
+    // the lease row, with no run under it, is left to expire by itself.
+    if (lease) lease->Stop(/*release=*/false);
     std::cerr << "kiln: " << runtime.message() << '\n';
     return 1;
   }

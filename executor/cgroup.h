@@ -7,8 +7,9 @@
 // per spawn, not two), and a cgroup found empty when its process ended is kept for a later spawn
 // instead of being removed and made again: each mkdir and rmdir costs tens of microseconds, on
 // the path from one task's end to the next start. A thread moves itself only, and says so ("0"
-// in the `tasks` file, not its id): the kernel then takes no global lock for the move, which
-// after a pause of moves would wait for an RCU grace period (cgroup.cc, MoveSelf).
+// in the `tasks` file, not its id): recent kernels then do not write-lock the global
+// thread-group rwsem for the move, which after a pause of moves waits for an RCU grace period
+// (cgroup.cc, MoveSelf).
 //
 // Where the hierarchy is missing or not writable (not root, cgroup v2 only), Open() returns null
 // and processes are followed by their process group only.
