@@ -293,8 +293,32 @@ int ClientReload(const ClientOptions& options) {
   if (!result.ok()) return Fail(result.status());
   if (options.output == "json") {
     PrintJson(*result);
-  } else {
-    std::printf("reload asked of every daemon on the database\n");
+    return 0;
+  }
+  std::printf("reload asked of every daemon on the database\n");
+  // What the daemon asked did with its kiln.toml, when it changed anything (an older daemon's
+  // answer has no "config").
+  const json config = result->value("config", json::object());
+  auto keys = [&](const char* name) {
+    std::string out;
+    for (const json& key : config.value(name, json::array())) {
+      if (key.is_string()) out += (out.empty() ? "" : ", ") + key.get<std::string>();
+    }
+    return out;
+  };
+  const std::string applied = keys("applied"), restart = keys("restart_needed");
+  const json refused = config.value("refused", json::array());
+  if (applied.empty() && restart.empty() && refused.empty()) return 0;
+  const json file = config.value("file", json());
+  std::printf("kiln.toml reloaded here%s: %s\n",
+              file.is_string() ? (" (" + file.get<std::string>() + ")").c_str() : "",
+              applied.empty() ? "nothing applied" : (applied + " applied").c_str());
+  if (!restart.empty()) {
+    std::printf("  changed, but read only at start (restart kiln to apply): %s\n", restart.c_str());
+  }
+  for (const json& r : refused) {
+    if (!r.is_object()) continue;
+    std::printf("  not applied: %s: %s\n", r.value("key", "").c_str(), r.value("why", "").c_str());
   }
   return 0;
 }

@@ -5,18 +5,23 @@
 
 namespace kiln::cli {
 
-std::optional<config::DaemonConfig> LoadConfig(const std::string& config_path) {
-  config::DaemonConfig cfg = config::DefaultDaemonConfig();
-  if (!config_path.empty()) {
-    auto loaded = config::LoadDaemonConfig(config_path);
-    if (!loaded.diagnostics.empty()) {
-      PrintDiagnostics(loaded.diagnostics);
-      return std::nullopt;
-    }
-    cfg = std::move(loaded.config);
+config::DaemonConfigResult ReadConfig(const std::string& config_path) {
+  config::DaemonConfigResult read;
+  read.config = config::DefaultDaemonConfig();
+  if (!config_path.empty()) read = config::LoadDaemonConfig(config_path);
+  if (const char* url = std::getenv("KILN_DATABASE_URL"); url && *url) {
+    read.config.database_url = url;
   }
-  if (const char* url = std::getenv("KILN_DATABASE_URL"); url && *url) cfg.database_url = url;
-  return cfg;
+  return read;
+}
+
+std::optional<config::DaemonConfig> LoadConfig(const std::string& config_path) {
+  auto read = ReadConfig(config_path);
+  if (!read.diagnostics.empty()) {
+    PrintDiagnostics(read.diagnostics);
+    return std::nullopt;
+  }
+  return std::move(read.config);
 }
 
 void PrintDiagnostics(const std::vector<dag::Diagnostic>& diagnostics) {

@@ -10,7 +10,9 @@
 
 namespace kiln::cli {
 
-// Reads --config (or the defaults) and applies KILN_DATABASE_URL. Errors are printed.
+// Reads --config (or the defaults) and applies KILN_DATABASE_URL; the diagnostics are returned.
+config::DaemonConfigResult ReadConfig(const std::string& config_path);
+// The same, with the errors printed.
 std::optional<config::DaemonConfig> LoadConfig(const std::string& config_path);
 
 // Prints diagnostics to stderr, one per line.

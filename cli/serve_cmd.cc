@@ -5,13 +5,26 @@
 
 namespace kiln::cli {
 
+namespace {
+
+// kiln.toml, the environment and the flags, in that order; again the same way at each reload.
+config::DaemonConfigResult Read(const ServeOptions& o) {
+  auto read = ReadConfig(o.config);
+  if (!o.data_dir.empty()) read.config.data_dir = o.data_dir;
+  if (!o.pipelines.empty()) read.config.pipelines_dir = o.pipelines;
+  if (!o.listen.empty()) read.config.listen = o.listen;
+  return read;
+}
+
+}  // namespace
+
 int Serve(const ServeOptions& o) {
-  auto cfg = LoadConfig(o.config);
-  if (!cfg) return 1;
-  if (!o.data_dir.empty()) cfg->data_dir = o.data_dir;
-  if (!o.pipelines.empty()) cfg->pipelines_dir = o.pipelines;
-  if (!o.listen.empty()) cfg->listen = o.listen;
-  return daemon::Serve(*cfg);
+  auto read = Read(o);
+  if (!read.diagnostics.empty()) {
+    PrintDiagnostics(read.diagnostics);
+    return 1;
+  }
+  return daemon::Serve(read.config, {o.config, [o] { return Read(o); }});
 }
 
 }  // namespace kiln::cli

@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "config/pipeline_loader.h"
+#include "daemon/daemon_impl.h"
 #include "daemon/dispatch.h"
 #include "daemon/engine.h"
 #include "daemon/foreign_attempts.h"
@@ -54,6 +55,8 @@ std::string LinkHost(const std::string& host) {
   return UrlHost(host);
 }
 
+}  // namespace
+
 Result<std::vector<web::Token>> ServerTokens(const std::vector<config::AuthToken>& tokens) {
   std::vector<web::Token> out;
   for (const auto& t : tokens) {
@@ -63,54 +66,6 @@ Result<std::vector<web::Token>> ServerTokens(const std::vector<config::AuthToken
   }
   return out;
 }
-
-}  // namespace
-
-// The daemon from start to exit. Its parts, in the order they start:
-//   the data folder's lock -> the database and the engine (store, scheduler, and the runner on
-//   the supervisor, started when none runs) -> the lease -> the service with the pipelines
-//   folder -> the runs of before (resumed) -> HTTP -> schedules and the folder's watch.
-// Stopping (SIGINT, SIGTERM): no new requests, then the scheduler stops (leaving attempts to the
-// supervisor, or cancelling them with on_stop = "cancel"), the last commit and acknowledgements,
-// then the lease (given up when nothing is left to drive).
-class Daemon {
- public:
-  explicit Daemon(const config::DaemonConfig& config) : cfg_(config) {}
-  int Run();
-
- private:
-  Status Open();
-  Result<std::unique_ptr<scheduler::TaskRunner>> MakeRunner(asio::io_context& io,
-                                                            const std::string& url);
-  Status SetPoolSlots(const std::string& url);
-  void Announce(const std::string& base, const DaemonTokens& tokens, size_t total, size_t broken);
-  void OnSignal();
-
-  const config::DaemonConfig& cfg_;
-  fs::path data_dir_;
-  std::string name_;
-  std::unique_ptr<DataDirLock> lock_;
-  std::unique_ptr<ForeignAttempts> foreign_;
-  executor::SupervisedRunner* supervised_ = nullptr;
-  // With workers: the supervised runner, under the runner that hands attempts out.
-  std::unique_ptr<scheduler::TaskRunner> local_runner_;
-  std::unique_ptr<Runtime> runtime_;
-  // The service's seams (daemon/env.h), declared before it: they outlive it.
-  std::unique_ptr<DaemonStore> store_;
-  std::unique_ptr<EventSource> events_;
-  std::unique_ptr<DaemonFiles> files_;
-  scheduler::SystemClock clock_;
-  std::unique_ptr<Notifier> notifier_;  // outlives service_, which tells it
-  std::unique_ptr<DaemonService> service_;
-  std::unique_ptr<LeaseKeeper> keeper_;
-  std::shared_ptr<LeaseClock> lease_clock_;
-  TaskUsers task_users_;  // whose rights tasks run with (and a gate's artifact is read with)
-  std::unique_ptr<Retention> retention_;
-  std::unique_ptr<web::Server> server_;
-  std::thread http_;
-  std::thread stopper_;
-  scheduler::StopMode mode_ = scheduler::StopMode::kLeave;
-};
 
 Result<std::unique_ptr<scheduler::TaskRunner>> Daemon::MakeRunner(asio::io_context& io,
                                                                   const std::string& url) {
@@ -153,7 +108,7 @@ Result<std::unique_ptr<scheduler::TaskRunner>> Daemon::MakeRunner(asio::io_conte
   if (cfg_.executor_mode == "local")
     return std::unique_ptr<scheduler::TaskRunner>(std::move(runner));
   // Attempts of worker pools are handed out through the database (daemon/dispatch.h).
-  if (Status s = SetPoolSlots(url); !s.ok()) return s;
+  if (Status s = SetPoolSlots(url, cfg_.pools); !s.ok()) return s;
   DispatchRunner::Options dispatch;
   dispatch.pools.mode =
       cfg_.executor_mode == "workers" ? WorkerPools::Mode::kWorkers : WorkerPools::Mode::kBoth;
@@ -170,10 +125,10 @@ Result<std::unique_ptr<scheduler::TaskRunner>> Daemon::MakeRunner(asio::io_conte
 
 // The pools' slots hold across every daemon and worker of the database: claims count against
 // what the daemons wrote (the last one to start wins when their files differ).
-Status Daemon::SetPoolSlots(const std::string& url) {
+Status Daemon::SetPoolSlots(const std::string& url, const std::map<std::string, int>& pools) {
   auto db = store::Database::Connect(url);
   if (!db.ok()) return db.status();
-  return (*db)->SetPools(name_, cfg_.pools);
+  return (*db)->SetPools(name_, pools);
 }
 
 Status Daemon::Open() {
@@ -219,7 +174,8 @@ void Daemon::Announce(const std::string& base, const DaemonTokens& tokens, size_
 }
 
 void Daemon::OnSignal() {
-  mode_ = cfg_.on_stop == "cancel" ? scheduler::StopMode::kCancel : scheduler::StopMode::kLeave;
+  serving_ = false;  // a reload from now on changes nothing
+  mode_ = cancel_on_stop_ ? scheduler::StopMode::kCancel : scheduler::StopMode::kLeave;
   log::Info(mode_ == scheduler::StopMode::kCancel
                 ? "stopping: active runs are cancelled"
                 : "stopping: running tasks go on; the next start adopts them");
@@ -320,6 +276,8 @@ int Daemon::Run() {
   service_options.champions = runtime_->champions;
   auto leadership = std::make_shared<Leadership>(name_);
   service_options.leadership = leadership;
+  service_options.reload_config = [this](bool quietly) { return ReloadConfig(quietly); };
+  listen_host_ = listen->first;
   NotifierOptions notify;
   notify.database_url = url;
   notify.public_url = cfg_.public_url;
@@ -406,6 +364,18 @@ int Daemon::Run() {
   signals.async_wait([this](const boost::system::error_code& ec, int) {
     if (!ec) OnSignal();
   });
+  // SIGHUP: kiln.toml and the pipelines folder again, on the schedules' thread (never here: the
+  // pools are changed on this loop).
+  asio::signal_set hangups(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hangup =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        log::Info("SIGHUP: reading kiln.toml and the pipelines folder again");
+        service.ReloadHere("SIGHUP");
+        hangups.async_wait(on_hangup);
+      };
+  hangups.async_wait(on_hangup);
+  serving_ = true;
   auto guard = asio::make_work_guard(io);
   io.run();
   guard.reset();  // before the loop it guards is destroyed with the runtime, below
@@ -429,6 +399,8 @@ int Daemon::Run() {
   return 0;
 }
 
-int Serve(const config::DaemonConfig& config) { return Daemon(config).Run(); }
+int Serve(const config::DaemonConfig& config, ConfigSource source) {
+  return Daemon(config, std::move(source)).Run();
+}
 
 }  // namespace kiln::daemon

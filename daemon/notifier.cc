@@ -63,7 +63,11 @@ Notifier::Notifier(NotifierOptions options) : options_(std::move(options)) {}
 Notifier::~Notifier() { Stop(); }
 
 Status Notifier::Start(const std::string& public_url) {
-  if (!public_url.empty() && options_.public_url.empty()) options_.public_url = public_url;
+  {
+    std::lock_guard lock(config_mu_);
+    listen_url_ = public_url;
+    if (!public_url.empty() && options_.public_url.empty()) options_.public_url = public_url;
+  }
   auto db = store::Database::Connect(options_.database_url);
   if (!db.ok()) return db.status();
   db_ = std::move(db).value();
@@ -172,8 +176,15 @@ std::vector<dag::NotifySpec> Notifier::HooksFor(const std::string& pipeline,
   if (options_.rules) {
     if (auto rules = options_.rules(pipeline)) add(rules->notify);
   }
+  std::lock_guard lock(config_mu_);
   add(options_.global);
   return hooks;
+}
+
+void Notifier::SetGlobal(std::vector<dag::NotifySpec> global, std::string public_url) {
+  std::lock_guard lock(config_mu_);
+  options_.global = std::move(global);
+  options_.public_url = public_url.empty() ? listen_url_ : std::move(public_url);
 }
 
 void Notifier::Failed(const Status& status) {
@@ -250,8 +261,11 @@ Notifier::TryResult Notifier::Send(const store::DueNotification& n) {
     t.error = url.message();
     return t;
   }
-  const std::string run_url =
-      options_.public_url.empty() ? "" : options_.public_url + "#/runs/" + ToString(n.run);
+  std::string run_url;
+  {
+    std::lock_guard lock(config_mu_);
+    if (!options_.public_url.empty()) run_url = options_.public_url + "#/runs/" + ToString(n.run);
+  }
   HttpOut request;
   request.method = "POST";
   request.url = std::move(url).value();

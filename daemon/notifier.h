@@ -79,6 +79,9 @@ class Notifier {
   void OnRunEnded(RunId run, const std::string& pipeline, const std::string& state);
   void OnRetry(RunId run, const std::string& pipeline, const std::string& task, int attempt);
   void Touch();
+  // kiln.toml reloaded: its [[notify]] tables and public_url (empty: the address the daemon
+  // listens on, as at start) hold from the next event and the next try on. Thread-safe.
+  void SetGlobal(std::vector<dag::NotifySpec> global, std::string public_url);
 
  private:
   struct Event {
@@ -107,7 +110,9 @@ class Notifier {
   Status Record(const store::DueNotification& n, const TryResult& t);
   std::vector<dag::NotifySpec> HooksFor(const std::string& pipeline, const std::string& event);
 
-  NotifierOptions options_;
+  NotifierOptions options_;  // its global and public_url under config_mu_ once started
+  std::mutex config_mu_;
+  std::string listen_url_;  // Start's: public_url when kiln.toml names none
   std::unique_ptr<store::Database> db_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -163,9 +163,30 @@ Retention::Retention(config::RetentionConfig config, std::string url, fs::path l
       runs_dir_(std::move(runs_dir)),
       leads_(std::move(leads)) {}
 
+namespace {
+bool KeepsAll(const config::RetentionConfig& c) {
+  return c.runs == Duration(0) && c.events == Duration(0);
+}
+}  // namespace
+
 void Retention::Start() {
-  if (config_.runs == Duration(0) && config_.events == Duration(0)) return;
+  std::lock_guard lock(mu_);
+  started_ = true;
+  if (KeepsAll(config_) || stopping_) return;
   thread_ = std::thread([this] { Loop(); });
+}
+
+void Retention::SetConfig(const config::RetentionConfig& config) {
+  {
+    std::lock_guard lock(mu_);
+    config_ = config;
+    woken_ = true;
+    // A thread that runs wakes below; none is needed for a config that keeps everything.
+    if (started_ && !stopping_ && !thread_.joinable() && !KeepsAll(config_)) {
+      thread_ = std::thread([this] { Loop(); });
+    }
+  }
+  wake_.notify_all();
 }
 
 std::unique_ptr<RetentionFiles> DiskRetentionFiles() { return std::make_unique<DiskFiles>(); }
@@ -188,9 +209,15 @@ void Retention::Loop() {
         store = std::make_unique<DbStore>(std::move(db).value());
       }
     }
+    config::RetentionConfig config;
+    {
+      std::lock_guard lock(mu_);
+      config = config_;
+      woken_ = false;
+    }
     if (store) {
       auto swept = Sweep(
-          config_, NowUtc(), *store, *files, logs_dir_, runs_dir_,
+          config, NowUtc(), *store, *files, logs_dir_, runs_dir_,
           [this] {
             std::lock_guard lock(mu_);
             return stopping_;
@@ -207,7 +234,10 @@ void Retention::Loop() {
       }
     }
     std::unique_lock lock(mu_);
-    if (wake_.wait_for(lock, config_.interval, [this] { return stopping_; })) return;
+    if (wake_.wait_for(lock, config.interval, [this] { return stopping_ || woken_; }) &&
+        stopping_) {
+      return;
+    }
   }
 }
 

@@ -89,11 +89,16 @@ class Retention {
   void Start();
   // Ends the thread (a batch in progress finishes first). Idempotent.
   void Stop();
+  // kiln.toml reloaded: the next sweep, at once, uses `config` (a sweep in progress finishes
+  // with the one it began with). Starts the thread if the first config kept everything.
+  void SetConfig(const config::RetentionConfig& config);
 
  private:
   void Loop();
 
-  config::RetentionConfig config_;
+  config::RetentionConfig config_;  // under mu_
+  bool started_ = false;            // Start() was called
+  bool woken_ = false;              // SetConfig since the last sweep
   std::string url_;
   std::filesystem::path logs_dir_, runs_dir_;
   std::function<bool()> leads_;

@@ -194,19 +194,26 @@ void DaemonService::OnLeading(int64_t term) {
 
 void DaemonService::OnPipelinesNotified(const std::string& payload) {
   if (payload == "reload") {
-    timer_.Post([this] {
-      std::set<std::string> files;
-      {
-        std::lock_guard lock(mu_);
-        if (pipelines_dir_.empty()) return;
-        for (const auto& [file, name] : files_) files.insert(file);
-      }
-      log::Info("reloading the pipelines folder: asked through the database");
-      Reload(files, /*rescan=*/true);
-    });
+    ReloadHere("asked through the database", /*quietly=*/true);
   } else if (payload.rfind("pause ", 0) == 0) {
     timer_.Post([this, name = payload.substr(6)] { ApplyRecordedPause(name); });
   }
+}
+
+void DaemonService::ReloadHere(const std::string& why, bool quietly) {
+  timer_.Post([this, why, quietly] {
+    // kiln.toml first: its [secrets] do not change without a restart, so the folder reads the
+    // same either way; the outcome (or the file's errors) is logged by reload_config.
+    if (options_.reload_config) (void)options_.reload_config(quietly);
+    std::set<std::string> files;
+    {
+      std::lock_guard lock(mu_);
+      if (pipelines_dir_.empty()) return;
+      for (const auto& [file, name] : files_) files.insert(file);
+    }
+    log::Info("reloading the pipelines folder: " + why);
+    Reload(files, /*rescan=*/true);
+  });
 }
 
 void DaemonService::ApplyRecordedPause(const std::string& name) {

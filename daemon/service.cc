@@ -264,14 +264,22 @@ Status DaemonService::ApplyPause(const std::string& name, bool paused, bool wait
   return started;
 }
 
-Status DaemonService::ReloadPipelines(const std::string& actor) {
+Result<scheduler::ConfigReload> DaemonService::ReloadPipelines(const std::string& actor) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return Refuse();
   }
-  log::Info("reload of the pipelines folders asked by " + actor);
+  log::Info("reload of kiln.toml and the pipelines folders asked by " + actor);
+  scheduler::ConfigReload config;
+  if (options_.reload_config) {
+    // This daemon's answer is told to the caller; a broken file asks nothing of anyone.
+    auto read = options_.reload_config(/*repeat_quietly=*/false);
+    if (!read.ok()) return read.status();
+    config = std::move(read).value();
+  }
   // Every daemon, this one included, reloads on the notification.
-  return store_.AskReload();
+  if (Status asked = store_.AskReload(); !asked.ok()) return asked;
+  return config;
 }
 
 Status DaemonService::StartQueued(const std::string& name, const dag::PipelinePtr& pipeline,

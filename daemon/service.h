@@ -67,6 +67,12 @@ struct DaemonServiceOptions {
   // Whether this daemon leads the daemons on its database (set by its lease keeper): only the
   // leader fires schedules, each fire fenced by its term. Null: it fires, unfenced (tests).
   std::shared_ptr<Leadership> leadership;
+  // Reads kiln.toml again and applies what may change while the daemon runs
+  // (daemon/config_reload.cc). Called before a reload is asked of every daemon (its errors refuse
+  // the ask), on SIGHUP, and on every reload asked through the database: `repeat_quietly` there,
+  // where an outcome logged already (by the ask of this very daemon) is not logged again. Null:
+  // nothing to read (tests).
+  std::function<Result<scheduler::ConfigReload>(bool repeat_quietly)> reload_config;
 };
 
 // Also the scheduler's observer (run ends start waiting runs and completion triggers): register
@@ -130,7 +136,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::vector<scheduler::PipelineInfo> ListPipelines() override;
   Result<scheduler::PipelineInfo> GetPipeline(const std::string& name) override;
   Status SetPaused(const std::string& name, bool paused, const std::string& actor) override;
-  Status ReloadPipelines(const std::string& actor) override;
+  Result<scheduler::ConfigReload> ReloadPipelines(const std::string& actor) override;
   Result<scheduler::TriggerResult> Trigger(const scheduler::TriggerRequest& request) override;
   Result<scheduler::RunPage> ListRuns(const scheduler::RunFilter& filter) override;
   Result<scheduler::RunRecord> GetRun(RunId id) override;
@@ -210,6 +216,10 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // A 'kiln_pipelines' notification (LeaseKeeperHooks::on_pipelines): "pause <name>" applies the
   // pause state another daemon (or this one) recorded; "reload" reads the folder again.
   void OnPipelinesNotified(const std::string& payload);
+  // This daemon alone reads kiln.toml and its pipelines folder again (SIGHUP; or each daemon on a
+  // reload asked through the database, `quietly`), on the thread that checks schedules; the
+  // outcome is logged.
+  void ReloadHere(const std::string& why, bool quietly = false);
   void OnCancelRequested(RunId run, const std::string& reason);
   // Whether the daemon can make progress: the database answers its lease renewals.
   void SetHealthy(bool healthy);

@@ -132,6 +132,35 @@ bool PoolQueue::Remove(RunId run, TaskId task) {
   return false;
 }
 
+std::optional<std::string> PoolQueue::Resize(std::map<std::string, int> pool_sizes,
+                                             int max_parallel) {
+  KILN_CHECK(max_parallel >= 0);
+  for (const auto& [name, pool] : pools_) {
+    auto size = pool_sizes.find(name);
+    if (size == pool_sizes.end()) {
+      if (pool.heap.empty() && pool.used == 0) continue;
+      const size_t waiting = pool.heap.size();
+      return "pool '" + name + "' is left out, but it has " + std::to_string(waiting) +
+             (waiting == 1 ? " waiting task and " : " waiting tasks and ") + Slots(pool.used) +
+             " in use; keep it until they are done";
+    }
+    for (const Entry& e : pool.heap) {
+      if (e.ticket.slots > size->second) {
+        return "pool '" + name + "' of " + Slots(size->second) +
+               " would be too small for a waiting task that needs " + Slots(e.ticket.slots);
+      }
+    }
+  }
+  for (const auto& [name, size] : pool_sizes) KILN_CHECK(size >= 0);
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    it = pool_sizes.contains(it->first) ? std::next(it) : pools_.erase(it);
+  }
+  for (const auto& [name, size] : pool_sizes) pools_[name].size = size;
+  sizes_ = std::move(pool_sizes);
+  max_parallel_ = max_parallel;
+  return std::nullopt;
+}
+
 int PoolQueue::waiting(const std::string& pool) const {
   auto it = pools_.find(pool);
   return it == pools_.end() ? 0 : static_cast<int>(it->second.heap.size());

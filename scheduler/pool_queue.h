@@ -53,6 +53,13 @@ class PoolQueue {
   // not queued. O(queued tickets): for rare operator actions, not per completion.
   bool Remove(RunId run, TaskId task);
 
+  // New sizes and parallel limit (a reload of kiln.toml), or why not, with nothing changed: a
+  // pool left out while tasks wait or run in it, or made smaller than a waiting task's slots
+  // ("pool 'gpu' is still used by 2 tasks", "pool 'gpu' of 1 slot is too small for a waiting
+  // task that needs 2"). Slots in use beyond a smaller size stay in use until released; no
+  // ticket starts there meanwhile.
+  std::optional<std::string> Resize(std::map<std::string, int> pool_sizes, int max_parallel);
+
   // Queued tickets / slots in use of a pool; 0 for an unknown pool. O(log pools), no scan.
   int waiting(const std::string& pool) const;
   int in_use(const std::string& pool) const;

@@ -261,6 +261,16 @@ void Scheduler::Queue(Run& run, Ticket ticket) {
   if (run.instance(task) == nullptr) newly_queued_.emplace_back(run.ctx.id, task);
 }
 
+Status Scheduler::SetPools(std::map<std::string, int> pools, int max_parallel_tasks) {
+  if (auto why = pools_.Resize(pools, max_parallel_tasks)) {
+    return Status::Error(ErrorCode::kConflict, *why);
+  }
+  options_.pools = std::move(pools);
+  options_.max_parallel_tasks = max_parallel_tasks;
+  StartStartable();
+  return Status::Ok();
+}
+
 void Scheduler::StartStartable() {
   if (stopping_ && stop_mode_ == StopMode::kLeave) return;
   for (Ticket& ticket : pools_.TakeStartable()) {

@@ -274,6 +274,9 @@ class Scheduler {
 
   size_t active_runs() const { return runs_.size(); }
   const PoolQueue& pools() const { return pools_; }
+  // New pool sizes and parallel limit (kiln.toml reloaded): PoolQueue::Resize, then whatever
+  // now fits starts. On the loop thread.
+  Status SetPools(std::map<std::string, int> pools, int max_parallel_tasks);
 
  private:
   struct Run;

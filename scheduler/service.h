@@ -119,6 +119,16 @@ struct LogChunk {
   bool finished = false;  // the attempt has ended: the log will not grow
 };
 
+// What a reload of kiln.toml did on the daemon asked (config::DiffDaemonConfig).
+struct ConfigReload {
+  std::string file;                         // the kiln.toml read; "" without one (defaults)
+  std::vector<std::string> applied;         // keys whose new values are in effect
+  std::vector<std::string> restart_needed;  // keys that changed but keep their running values
+  // Keys whose new values were refused, and why (the running values stay): e.g. a pool left
+  // out while tasks wait in it.
+  std::vector<std::pair<std::string, std::string>> refused;
+};
+
 class Service {
  public:
   virtual ~Service() = default;
@@ -128,10 +138,12 @@ class Service {
   virtual Result<PipelineInfo> GetPipeline(const std::string& name) = 0;
   // kNotFound for an unknown pipeline. Unpausing starts the runs that waited while paused.
   virtual Status SetPaused(const std::string& name, bool paused, const std::string& actor) = 0;
-  // Asks every daemon on the database, this one included, to read its pipelines folder again:
-  // for changes its watch does not see (a file behind a symbolic link, a network share).
-  // kUnavailable when the database does not answer.
-  virtual Status ReloadPipelines(const std::string& actor) = 0;
+  // Reads this daemon's kiln.toml again and applies what may change while it runs, then asks
+  // every daemon on the database, this one included, to do the same and to read its pipelines
+  // folder again (for changes its watch does not see: a file behind a symbolic link, a network
+  // share). kConflict, with nothing applied or asked, when kiln.toml has errors (each named by
+  // file:line:col); kUnavailable when the database does not answer.
+  virtual Result<ConfigReload> ReloadPipelines(const std::string& actor) = 0;
 
   // Creates a run durably and hands it to the scheduler (a paused pipeline's run waits, queued,
   // until it is unpaused). Errors: kNotFound (no such pipeline), kInvalidArgument (params),

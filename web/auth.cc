@@ -85,14 +85,14 @@ std::string SessionTable::Open(const Token& token) {
   std::string value = RandomHex(32);
   std::string hash = Sha256Hex(value);
   std::lock_guard lock(mu_);
-  std::list<std::string>& mine = by_token_[&token];
+  std::list<std::string>& mine = by_token_[token.sha256_hex];
   while (!mine.empty() && mine.size() >= per_token_) EraseLocked(std::string(mine.front()));
   while (by_hash_.size() >= max_ && !oldest_first_.empty()) {
     EraseLocked(std::string(oldest_first_.front()));
   }
   oldest_first_.push_back(hash);
   mine.push_back(hash);
-  by_hash_[hash] = Entry{&token, std::prev(oldest_first_.end()), std::prev(mine.end())};
+  by_hash_[hash] = Entry{token.sha256_hex, std::prev(oldest_first_.end()), std::prev(mine.end())};
   return value;
 }
 
@@ -100,16 +100,28 @@ void SessionTable::EraseLocked(const std::string& hash) {
   auto it = by_hash_.find(hash);
   if (it == by_hash_.end()) return;
   oldest_first_.erase(it->second.age);
-  by_token_[it->second.token].erase(it->second.among);
+  auto mine = by_token_.find(it->second.token);
+  mine->second.erase(it->second.among);
+  if (mine->second.empty()) by_token_.erase(mine);
   by_hash_.erase(it);
 }
 
 // Looked up by the value's hash, so how long a lookup takes says nothing about open values.
-const Token* SessionTable::Find(std::string_view value) const {
+std::optional<std::string> SessionTable::Find(std::string_view value) const {
   std::string hash = Sha256Hex(value);
   std::lock_guard lock(mu_);
   auto it = by_hash_.find(hash);
-  return it == by_hash_.end() ? nullptr : it->second.token;
+  if (it == by_hash_.end()) return std::nullopt;
+  return it->second.token;
+}
+
+void SessionTable::CloseUnless(const Tokens& keep) {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> gone;
+  for (const auto& [token, sessions] : by_token_) {
+    if (!keep.ByHash(token)) gone.insert(gone.end(), sessions.begin(), sessions.end());
+  }
+  for (const std::string& hash : gone) EraseLocked(hash);
 }
 
 void SessionTable::Close(std::string_view value) {
@@ -121,6 +133,40 @@ void SessionTable::Close(std::string_view value) {
 size_t SessionTable::size() const {
   std::lock_guard lock(mu_);
   return by_hash_.size();
+}
+
+const Token* TokenTable::ByHash(std::string_view sha256_hex) const {
+  const Token* found = nullptr;
+  for (const Token& t : tokens_) {
+    if (ConstantTimeEqual(sha256_hex, t.sha256_hex) && found == nullptr) found = &t;
+  }
+  return found;
+}
+
+Status Tokens::Set(std::vector<Token> tokens) {
+  if (Status checked = CheckTokens(tokens); !checked.ok()) return checked;
+  auto table = std::make_shared<const TokenTable>(std::move(tokens));
+  std::lock_guard lock(mu_);
+  table_ = std::move(table);
+  return Status::Ok();
+}
+
+std::shared_ptr<const TokenTable> Tokens::Table() const {
+  std::lock_guard lock(mu_);
+  return table_;
+}
+
+std::shared_ptr<const Token> Tokens::Find(std::string_view secret) const {
+  auto table = Table();
+  const Token* token = table->Find(secret);
+  // Shares the table's life: the token stays valid while the request holds it.
+  return token ? std::shared_ptr<const Token>(table, token) : nullptr;
+}
+
+std::shared_ptr<const Token> Tokens::ByHash(std::string_view sha256_hex) const {
+  auto table = Table();
+  const Token* token = table->ByHash(sha256_hex);
+  return token ? std::shared_ptr<const Token>(table, token) : nullptr;
 }
 
 const Token* TokenTable::Find(std::string_view secret) const {

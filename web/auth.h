@@ -3,6 +3,7 @@
 #pragma once
 
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -39,32 +40,57 @@ class TokenTable {
   // The token whose hash is SHA-256(`secret`), or null. The hash is compared against every
   // configured hash, each comparison in constant time. Secrets are never logged or kept.
   const Token* Find(std::string_view secret) const;
+  // The token whose hash is `sha256_hex` (lower case), or null.
+  const Token* ByHash(std::string_view sha256_hex) const;
 
  private:
   std::vector<Token> tokens_;  // hashes in lower case
+};
+
+// The tokens in effect, which a reload of kiln.toml replaces (Set). A token found is kept alive
+// by the request that holds it, whatever happens to the table meanwhile. Thread-safe.
+class Tokens {
+ public:
+  explicit Tokens(std::vector<Token> tokens)
+      : table_(std::make_shared<const TokenTable>(std::move(tokens))) {}
+  // Replaces every token (CheckTokens first: on error nothing changes).
+  Status Set(std::vector<Token> tokens);
+  // The token whose secret this is, or null.
+  std::shared_ptr<const Token> Find(std::string_view secret) const;
+  // The token in effect whose hash is `sha256_hex` (lower case), or null: a session's token, or
+  // a stream's, after a reload.
+  std::shared_ptr<const Token> ByHash(std::string_view sha256_hex) const;
+
+ private:
+  std::shared_ptr<const TokenTable> Table() const;
+  mutable std::mutex mu_;
+  std::shared_ptr<const TokenTable> table_;
 };
 
 // Browsers that signed in (the kiln_session cookie). Each sign-in opens a session whose value is
 // random, never derived from the token; only its SHA-256 is kept, in memory, with the token it
 // stands for. A session ends at sign-out, when the daemon restarts, when more than `max` are open
 // (the oldest goes first), or when its token has more than `per_token` (that token's oldest goes
-// first: one token signing in again and again ends its own sessions, not everyone's).
-// Thread-safe. The tokens must outlive the table.
+// first: one token signing in again and again ends its own sessions, not everyone's), or when
+// its token is removed from kiln.toml (the session names its token by hash: a token whose role
+// changes keeps its sessions, with the new role). Thread-safe.
 class SessionTable {
  public:
   explicit SessionTable(size_t max = 10000, size_t per_token = 100)
       : max_(max), per_token_(per_token) {}
   // A new session for `token`: the cookie's value, 64 hex digits.
   std::string Open(const Token& token);
-  // The token of the open session `value`, or null.
-  const Token* Find(std::string_view value) const;
+  // The hash of the token of the open session `value` (Tokens::ByHash finds it), or nullopt.
+  std::optional<std::string> Find(std::string_view value) const;
   // Ends the session `value`, if open.
   void Close(std::string_view value);
+  // Ends every session whose token `keep` does not find (tokens removed by a reload).
+  void CloseUnless(const Tokens& keep);
   size_t size() const;
 
  private:
   struct Entry {
-    const Token* token;
+    std::string token;                       // its token's SHA-256, lower case
     std::list<std::string>::iterator age;    // in oldest_first_
     std::list<std::string>::iterator among;  // in its token's list
   };
@@ -72,7 +98,7 @@ class SessionTable {
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> by_hash_;  // SHA-256 of the value -> session
   std::list<std::string> oldest_first_;             // the same hashes
-  std::unordered_map<const Token*, std::list<std::string>> by_token_;  // each token's, oldest first
+  std::unordered_map<std::string, std::list<std::string>> by_token_;  // each token's, oldest first
   size_t max_;
   size_t per_token_;
 };

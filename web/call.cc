@@ -76,11 +76,11 @@ Caller Identify(const Context& ctx, const Request& req) {
     std::string header = req.get_header_value("Cookie", i);
     if (auto session = CookieValue(header, kSessionCookie)) {
       caller.presented = caller.by_cookie = true;
-      caller.token = ctx.sessions.Find(*session);
+      if (auto token = ctx.sessions.Find(*session)) caller.token = ctx.tokens.ByHash(*token);
       if (!caller.token) {
         caller.refused =
-            "the session has ended (signed out, or the daemon restarted): sign in again with "
-            "/?token=<token>";
+            "the session has ended (signed out, its token removed, or the daemon restarted): "
+            "sign in again with /?token=<token>";
       }
       return caller;
     }

@@ -41,7 +41,7 @@ struct Context {
       : service(s), options(std::move(o)), tokens(options.tokens), streams(options.max_streams) {}
   scheduler::Service& service;
   const ServerOptions options;
-  const TokenTable tokens;
+  Tokens tokens;  // replaced by a reload of kiln.toml (Server::SetTokens)
   SessionTable sessions;
   StreamSlots streams;
   std::atomic<bool> stopping = false;  // set by Server::Stop(): streams end
@@ -52,8 +52,8 @@ struct Call {
   Context& ctx;
   const Request& req;
   Response& res;
-  std::vector<std::string> args;  // the {placeholders} of the route's path, in order
-  const Token* token = nullptr;   // who asked; null on routes that need no token
+  std::vector<std::string> args;       // the {placeholders} of the route's path, in order
+  std::shared_ptr<const Token> token;  // who asked; null on routes that need no token
   // The actor recorded for changes.
   std::string actor() const { return token ? token->name : ""; }
 };
@@ -88,12 +88,17 @@ void SendError(Response& res, int status, std::string_view code, std::string_vie
 void SendStatus(Response& res, const Status& status);
 // Who the caller is, from the Authorization header or else the kiln_session cookie.
 struct Caller {
-  const Token* token = nullptr;
+  std::shared_ptr<const Token> token;
   bool presented = false;  // a credential was sent (maybe an unknown one)
   bool by_cookie = false;
   std::string refused;  // why a credential sent was not taken ("" when none was sent)
 };
 Caller Identify(const Context& ctx, const Request& req);
+// Whether `token` was removed by a reload of kiln.toml since a request took it (an open stream
+// then ends).
+inline bool Revoked(const Context& ctx, const Token& token) {
+  return ctx.tokens.ByHash(token.sha256_hex) == nullptr;
+}
 
 // Whether a Content-Type header names JSON ("application/json", parameters and case aside).
 bool IsJsonType(std::string_view content_type);

@@ -92,9 +92,10 @@ void SetLogHeaders(Response& res, const scheduler::LogChunk& chunk) {
 // everything is sent.
 class LogStream {
  public:
-  LogStream(Context& ctx, RunId run, std::string task, int attempt, scheduler::LogChunk first,
-            std::shared_ptr<void> slot)
+  LogStream(Context& ctx, std::shared_ptr<const Token> token, RunId run, std::string task,
+            int attempt, scheduler::LogChunk first, std::shared_ptr<void> slot)
       : ctx_(ctx),
+        token_(std::move(token)),
         run_(run),
         task_(std::move(task)),
         attempt_(attempt),
@@ -110,7 +111,7 @@ class LogStream {
       last_output_ = Clock::now();
       return sink.write(data.data(), data.size());
     }
-    if (ctx_.stopping || Clock::now() - last_output_ >= kFollowIdle) {
+    if (ctx_.stopping || Clock::now() - last_output_ >= kFollowIdle || Revoked(ctx_, *token_)) {
       sink.done();
       return true;
     }
@@ -137,6 +138,7 @@ class LogStream {
 
  private:
   Context& ctx_;
+  std::shared_ptr<const Token> token_;  // the caller's: the stream ends once it is removed
   RunId run_;
   std::string task_;
   int attempt_;
@@ -158,8 +160,8 @@ void FollowLog(Call& call, RunId run, const std::string& task, int attempt, uint
   auto first = call.ctx.service.ReadLog(run, task, attempt, offset, kFollowChunk);
   if (!first.ok()) return SendStatus(call.res, first.status());
   SetLogHeaders(call.res, *first);
-  auto stream = std::make_shared<LogStream>(call.ctx, run, task, attempt, std::move(first).value(),
-                                            std::move(slot));
+  auto stream = std::make_shared<LogStream>(call.ctx, call.token, run, task, attempt,
+                                            std::move(first).value(), std::move(slot));
   call.res.set_stream("text/plain; charset=utf-8",
                       [stream](DataSink& sink) { return stream->Step(sink); });
 }
@@ -217,15 +219,20 @@ void GetLog(Call& call) {
 // The event stream: sends what is there in batches, waits for more, a comment after silence.
 class EventStream {
  public:
-  EventStream(Context& ctx, scheduler::EventFilter filter, std::shared_ptr<void> slot)
-      : ctx_(ctx), filter_(std::move(filter)), cursor_(filter_.after), slot_(std::move(slot)) {}
+  EventStream(Context& ctx, std::shared_ptr<const Token> token, scheduler::EventFilter filter,
+              std::shared_ptr<void> slot)
+      : ctx_(ctx),
+        token_(std::move(token)),
+        filter_(std::move(filter)),
+        cursor_(filter_.after),
+        slot_(std::move(slot)) {}
 
   bool Step(DataSink& sink) {
     if (!greeted_) {
       greeted_ = true;  // tells the client the stream is set up: it has its starting point
       return Write(sink, ": connected\n\n");
     }
-    if (ctx_.stopping) {
+    if (ctx_.stopping || Revoked(ctx_, *token_)) {
       sink.done();
       return true;
     }
@@ -286,6 +293,7 @@ class EventStream {
   }
 
   Context& ctx_;
+  std::shared_ptr<const Token> token_;  // the caller's: the stream ends once it is removed
   scheduler::EventFilter filter_;
   int64_t cursor_;  // every event up to here is sent or filtered out
   bool greeted_ = false;
@@ -342,7 +350,8 @@ void Events(Call& call) {
     filter.after = *newest;
   }
   call.res.set_header("X-Accel-Buffering", "no");
-  auto stream = std::make_shared<EventStream>(call.ctx, std::move(filter), std::move(slot));
+  auto stream =
+      std::make_shared<EventStream>(call.ctx, call.token, std::move(filter), std::move(slot));
   call.res.set_stream("text/event-stream", [stream](DataSink& sink) { return stream->Step(sink); });
 }
 

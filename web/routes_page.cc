@@ -53,7 +53,7 @@ void Page(Call& call) {
       call.res.status = 303;
       return;
     }
-    const Token* token = call.ctx.tokens.Find(*secret);
+    auto token = call.ctx.tokens.Find(*secret);
     if (token == nullptr) {
       // The page sees the token in its address and says that it is not known.
       call.res.set_header("WWW-Authenticate", "Bearer");
@@ -107,7 +107,7 @@ void SignIn(Call& call) {
                                                                  : "'token' must be a string") +
             ": the token's text");
   }
-  const Token* token = call.ctx.tokens.Find(it->get<std::string>());
+  auto token = call.ctx.tokens.Find(it->get<std::string>());
   if (token == nullptr) {
     return SendError(call.res, 401, "unauthenticated",
                      "the token is not known: check it, or ask an admin for a new one");

@@ -56,12 +56,21 @@ void InvalidateCache(Call& call) {
            {{"pipeline", name}, {"task", task ? json(*task) : json()}, {"invalidated", *count}});
 }
 
-// POST /api/v1/reload: every daemon on the database reads its pipelines folder again.
+// POST /api/v1/reload: this daemon reads its kiln.toml again (what it did is the answer's
+// "config"); then every daemon on the database reads its kiln.toml and pipelines folder again.
 void Reload(Call& call) {
   if (!AcceptQuery(call, {}) || !ReadObject(call, {})) return;
-  Status asked = call.ctx.service.ReloadPipelines(call.actor());
-  if (!asked.ok()) return SendStatus(call.res, asked);
-  SendJson(call.res, 202, {{"reload", "asked of every daemon on the database"}});
+  auto asked = call.ctx.service.ReloadPipelines(call.actor());
+  if (!asked.ok()) return SendStatus(call.res, asked.status());
+  json refused = json::array();
+  for (const auto& [key, why] : asked->refused) refused.push_back({{"key", key}, {"why", why}});
+  SendJson(call.res, 202,
+           {{"reload", "asked of every daemon on the database"},
+            {"config",
+             {{"file", asked->file.empty() ? json() : json(asked->file)},
+              {"applied", asked->applied},
+              {"restart_needed", asked->restart_needed},
+              {"refused", std::move(refused)}}}});
 }
 
 void Pause(Call& call) { SetPaused(call, true); }

@@ -128,7 +128,7 @@ std::optional<Admission> Admit(Context& ctx, const Request& req, Response& res) 
         Quoted(req.path) + " does not answer " + Quoted(req.method) + "; it answers " + m.allow);
     return std::nullopt;
   }
-  Admission admitted{m.route, Call{ctx, req, res, std::move(m.args)}};
+  Admission admitted{m.route, Call{ctx, req, res, std::move(m.args), nullptr}};
   if (m.route->role && !Authorize(admitted.call, *m.route->role, method)) return std::nullopt;
   if (method == "POST" && HasPendingBody(req) &&
       !IsJsonType(req.get_header_value("Content-Type"))) {
@@ -290,6 +290,12 @@ int Server::port() const { return impl_->front.port(); }
 void Server::Run() { impl_->front.Run(); }
 
 void Server::WaitUntilReady() const { impl_->front.WaitUntilReady(); }
+
+Status Server::SetTokens(std::vector<Token> tokens) {
+  if (Status set = impl_->ctx.tokens.Set(std::move(tokens)); !set.ok()) return set;
+  impl_->ctx.sessions.CloseUnless(impl_->ctx.tokens);
+  return Status::Ok();
+}
 
 void Server::Stop() {
   impl_->ctx.stopping = true;

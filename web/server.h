@@ -62,6 +62,10 @@ class Server {
   // Blocks until Run() accepts connections (or has returned); call before Stop() from another
   // thread.
   void WaitUntilReady() const;
+  // Replaces the tokens (a reload of kiln.toml), checked as in Bind: from the next request on,
+  // a removed token is refused, and its sessions and open streams end; a token whose role
+  // changed has the new one. From any thread.
+  Status SetTokens(std::vector<Token> tokens);
   // Stops accepting and makes Run() return. Open streams are cut off within about a second (they
   // end cleanly when the service stops first: its waits then say so). The thread that called
   // Run() must have returned from it before the server is destroyed.

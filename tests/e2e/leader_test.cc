@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "common/sha256.h"
 #include "daemon.h"
 #include "harness.h"
 
@@ -169,13 +170,31 @@ TEST_CASE("a reload asked through one daemon reads every daemon's folder again")
   CHECK(description(b) == "v1");
   WriteFile(outside / "p.toml.new", Pipeline(name, "description = \"v2\""));
   std::filesystem::rename(outside / "p.toml.new", outside / "p.toml");
+  // Each daemon's kiln.toml gets a new token too: every daemon reads its own again.
+  const std::string added = "kiln_test_added_0123456789";
+  for (const TempDir* d : {&a_dir, &b_dir}) {
+    WriteFile(*d / "kiln.toml", ReadFile(*d / "kiln.toml") +
+                                    "\n[[auth.tokens]]\nname = \"added\"\nrole = \"viewer\"\n"
+                                    "sha256 = \"" +
+                                    kiln::Sha256Hex(added) + "\"\n");
+  }
+  auto status = [&](const Daemon& d) {
+    auto r = d.Client(added).Get("/api/v1/pipelines");
+    REQUIRE(r);
+    return r->status;
+  };
+  CHECK(status(b) == 401);
   // Asked through A, with the command line.
   const std::map<std::string, std::string> env = {
       {"KILN_SERVER", "http://127.0.0.1:" + std::to_string(a.port())},
       {"KILN_TOKEN", kOperatorToken}};
-  CHECK(Kiln({"reload"}, {}, env).out == "reload asked of every daemon on the database\n");
+  CHECK(Kiln({"reload"}, {}, env).out ==
+        "reload asked of every daemon on the database\nkiln.toml reloaded here (" +
+            (a_dir / "kiln.toml").string() + "): auth.tokens applied\n");
+  CHECK(status(a) == 200);
   WaitFor([&] { return description(a) == "v2"; }, "A to read the new version");
   WaitFor([&] { return description(b) == "v2"; }, "B to read the new version");
+  WaitFor([&] { return status(b) == 200; }, "B to take the new token");
   // Each daemon records the load once, with the version it read.
   WaitFor(
       [&] {

@@ -162,3 +162,132 @@ TEST_CASE("a file broken while the daemon was stopped runs its last good version
   CHECK(Body(op.Get(("/api/v1/pipelines/" + a).c_str()))["load_error"].is_null());
   CHECK(second.Stop() == 0);
 }
+
+namespace {
+
+// The test daemons' kiln.toml (tests/e2e/daemon.cc) with `tokens` as its [[auth.tokens]] (name,
+// role, secret) and `more` before them.
+std::string KilnToml(const std::string& more,
+                     const std::vector<std::tuple<std::string, std::string, std::string>>& tokens) {
+  std::string text = "[daemon]\non_stop = \"cancel\"\nlease = \"30s\"\n" + more;
+  for (const auto& [name, role, secret] : tokens) {
+    text += "\n[[auth.tokens]]\nname = \"" + name + "\"\nrole = \"" + role + "\"\nsha256 = \"" +
+            kiln::Sha256Hex(secret) + "\"\n";
+  }
+  return text;
+}
+
+int Status(httplib::Client& client, const std::string& path) {
+  auto r = client.Get(path.c_str());
+  REQUIRE(r);
+  return r->status;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "kiln.toml reloaded while the daemon runs: tokens and pools at once, the rest named, "
+    "a broken file changes nothing") {
+  TempDir dir;
+  const std::string p = Unique("cfg-reload");
+  const auto release = (dir / "release").string();
+  const std::string wait = "while [ ! -e " + release + " ]; do sleep 0.02; done";
+  WriteFile(dir / "pipelines/p.toml",
+            "[pipeline]\nname = \"" + p + "\"\n[tasks.a]\npool = \"narrow\"\ncommand = \"" + wait +
+                "\"\n[tasks.b]\npool = \"narrow\"\ncommand = \"" + wait + "\"\n");
+  DaemonOptions options(dir / "pipelines");
+  options.extra_config = "[pools]\nnarrow = 1\n";
+  Daemon daemon(dir, options);
+  auto op = daemon.Client(kOperatorToken);
+  auto viewer = daemon.Client(kViewerToken);
+  const std::string fresh_token = "kiln_test_fresh_0123456789";
+  auto fresh = daemon.Client(fresh_token);
+  CHECK(Status(fresh, "/api/v1/pipelines") == 401);
+
+  // One slot: one task runs, the other waits for it.
+  const int64_t run = Trigger(op, p);
+  WaitFor(
+      [&] { return States(run) == "a:running b:queued" || States(run) == "a:queued b:running"; },
+      "one task running and one queued");
+
+  // Two slots, the viewer's token gone, a new one; and a key read only at start.
+  const std::vector<std::tuple<std::string, std::string, std::string>> next_tokens = {
+      {"operator", "operator", kOperatorToken},
+      {"admin", "admin", kAdminToken},
+      {"fresh", "viewer", fresh_token}};
+  WriteFile(dir / "kiln.toml",
+            KilnToml("[pools]\nnarrow = 2\n[executor]\nkill_grace = \"3s\"\n", next_tokens));
+  auto asked = op.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(asked);
+  CHECK(asked->status == 202);
+  CHECK(Body(asked) == json{{"reload", "asked of every daemon on the database"},
+                            {"config",
+                             {{"file", (dir / "kiln.toml").string()},
+                              {"applied", {"auth.tokens", "pools"}},
+                              {"restart_needed", {"executor.kill_grace"}},
+                              {"refused", json::array()}}}});
+  // In effect when the answer came: the waiting task has started, the tokens have changed.
+  WaitFor([&] { return States(run) == "a:running b:running"; }, "both tasks running");
+  CHECK(Status(viewer, "/api/v1/pipelines") == 401);
+  CHECK(Status(fresh, "/api/v1/pipelines") == 200);
+  auto forbidden = fresh.Post("/api/v1/reload", "{}", kJson);
+  CHECK(forbidden->status == 403);
+
+  // A pool left out while its tasks run is refused; the rest of the file applies.
+  WriteFile(dir / "kiln.toml",
+            KilnToml("[executor]\nkill_grace = \"3s\"\n[daemon.x]\n", next_tokens));
+  auto broken = op.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(broken);
+  CHECK(broken->status == 409);
+  CHECK(Body(broken)["error"]["message"] ==
+        (dir / "kiln.toml").string() +
+            " has errors, so nothing was reloaded and the running configuration stays: " +
+            (dir / "kiln.toml").string() +
+            ":6:9: daemon.x: unknown key 'x' (accepted: lease, on_stop)");
+  CHECK(Status(fresh, "/api/v1/pipelines") == 200);
+  WriteFile(
+      dir / "kiln.toml",
+      KilnToml("[executor]\nkill_grace = \"3s\"\n[retention]\nruns = \"10d\"\n", next_tokens));
+  auto partly = op.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(partly);
+  CHECK(partly->status == 202);
+  const std::string in_use =
+      "pool 'narrow' is left out, but it has 0 waiting tasks and 2 slots in use; keep it until "
+      "they are done";
+  CHECK(Body(partly)["config"] == json{{"file", (dir / "kiln.toml").string()},
+                                       {"applied", {"retention"}},
+                                       {"restart_needed", {"executor.kill_grace"}},
+                                       {"refused", {{{"key", "pools"}, {"why", in_use}}}}});
+  // The same through `kiln reload`: the retention is in effect already.
+  const std::string server = "http://127.0.0.1:" + std::to_string(daemon.port());
+  auto told = Kiln({"reload", "--server", server, "--token", kOperatorToken});
+  CHECK(told.code == 0);
+  CHECK(told.out == "reload asked of every daemon on the database\nkiln.toml reloaded here (" +
+                        (dir / "kiln.toml").string() +
+                        "): nothing applied\n"
+                        "  changed, but read only at start (restart kiln to apply): "
+                        "executor.kill_grace\n"
+                        "  not applied: pools: " +
+                        in_use + "\n");
+  WriteFile(release, "");
+  // (The event stream's reader uses the viewer's token, removed above.)
+  WaitFor(
+      [&] { return Sql("select state from runs where id = " + std::to_string(run)) == "success"; },
+      "the run's success");
+
+  // SIGHUP: the viewer's token back, from this daemon's own file.
+  WriteFile(dir / "kiln.toml", KilnToml("", {{"operator", "operator", kOperatorToken},
+                                             {"viewer", "viewer", kViewerToken}}));
+  daemon.Signal(SIGHUP);
+  WaitFor([&] { return Status(viewer, "/api/v1/pipelines") == 200; },
+          "the viewer's token accepted after SIGHUP");
+  CHECK(Status(fresh, "/api/v1/pipelines") == 401);
+  // `kiln reload` says what the daemon asked did.
+  WriteFile(dir / "kiln.toml",
+            KilnToml("[pools]\nnarrow = 3\n", {{"operator", "operator", kOperatorToken},
+                                               {"viewer", "viewer", kViewerToken}}));
+  auto cli = Kiln({"reload", "--server", server, "--token", kOperatorToken});
+  CHECK(cli.code == 0);
+  CHECK(cli.out == "reload asked of every daemon on the database\nkiln.toml reloaded here (" +
+                       (dir / "kiln.toml").string() + "): pools applied\n");
+}

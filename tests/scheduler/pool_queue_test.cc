@@ -212,3 +212,53 @@ TEST_CASE("background (backfill) tickets start after every other, whatever their
   q.Release(MakeTicket(2));
   CHECK(Tasks(q.TakeStartable()) == std::vector<uint32_t>{1});
 }
+
+TEST_CASE("pools resized while tickets wait and run: bigger starts more, smaller drains first") {
+  PoolQueue q({{"default", 1}, {"gpu", 2}}, 0);
+  q.Push(MakeTicket(1));
+  q.Push(MakeTicket(2));
+  q.Push(MakeTicket(3));
+  REQUIRE(Tasks(q.TakeStartable()) == std::vector<uint32_t>{1});
+  // Bigger: two more fit at once.
+  REQUIRE(q.Resize({{"default", 3}, {"gpu", 2}}, 0) == std::nullopt);
+  CHECK(Tasks(q.TakeStartable()) == std::vector<uint32_t>{2, 3});
+  CHECK(q.sizes().at("default") == 3);
+  // Smaller than what is in use: nothing new starts until the slots in use fall below it.
+  REQUIRE(q.Resize({{"default", 1}, {"gpu", 2}}, 0) == std::nullopt);
+  q.Push(MakeTicket(4));
+  CHECK(q.TakeStartable().empty());
+  q.Release(MakeTicket(1));
+  CHECK(q.TakeStartable().empty());
+  q.Release(MakeTicket(2));
+  q.Release(MakeTicket(3));
+  CHECK(Tasks(q.TakeStartable()) == std::vector<uint32_t>{4});
+  // A new limit over all pools.
+  REQUIRE(q.Resize({{"default", 1}, {"gpu", 2}}, 1) == std::nullopt);
+  q.Push(MakeTicket(5, "gpu"));
+  CHECK(q.TakeStartable().empty());
+}
+
+TEST_CASE("a resize that would strand a waiting or running ticket is refused, changing nothing") {
+  PoolQueue q({{"default", 1}, {"gpu", 4}}, 0);
+  q.Push(MakeTicket(1, "gpu", 3));
+  q.Push(MakeTicket(2, "gpu", 3));
+  REQUIRE(Tasks(q.TakeStartable()) == std::vector<uint32_t>{1});
+  CHECK(q.Resize({{"default", 1}, {"gpu", 2}}, 0) ==
+        "pool 'gpu' of 2 slots would be too small for a waiting task that needs 3 slots");
+  CHECK(q.Resize({{"default", 1}}, 0) ==
+        "pool 'gpu' is left out, but it has 1 waiting task and 3 slots in use; keep it until they "
+        "are done");
+  CHECK(q.sizes().at("gpu") == 4);
+  // A pool left out once it is idle, and a new one.
+  q.Release(MakeTicket(1, "gpu", 3));
+  REQUIRE(Tasks(q.TakeStartable()) == std::vector<uint32_t>{2});
+  CHECK(q.Resize({{"default", 1}}, 0) ==
+        "pool 'gpu' is left out, but it has 0 waiting tasks and 3 slots in use; keep it until they "
+        "are done");
+  q.Release(MakeTicket(2, "gpu", 3));
+  REQUIRE(q.Resize({{"default", 1}, {"cpu", 2}}, 0) == std::nullopt);
+  CHECK(q.Reject(MakeTicket(3, "gpu")) ==
+        "pool 'gpu' is not configured (configured: cpu, default)");
+  q.Push(MakeTicket(3, "cpu", 2));
+  CHECK(Tasks(q.TakeStartable()) == std::vector<uint32_t>{3});
+}

@@ -187,6 +187,25 @@ TEST_CASE("the parallel limit queues tasks, which start as slots free up") {
   CHECK(h.recorder.state == RunState::kSuccess);
 }
 
+TEST_CASE("pools resized while a run waits: the queued tasks start in the new room") {
+  Harness h({Task("a"), Task("b"), Task("c")}, /*parallel=*/1);
+  h.Start();
+  CHECK(h.runner.order == std::vector<std::string>{"a"});
+  // Refused, changing nothing: the queued tasks would have no pool.
+  CHECK(h.scheduler->SetPools({{"cpu", 2}}, 2).message() ==
+        "pool 'default' is left out, but it has 2 waiting tasks and 1 slot in use; keep it until "
+        "they are done");
+  h.Settle();
+  CHECK(h.runner.order == std::vector<std::string>{"a"});
+  REQUIRE(h.scheduler->SetPools({{"default", 3}}, 3).ok());
+  h.Settle();
+  CHECK(h.runner.order == std::vector<std::string>{"a", "b", "c"});
+  CHECK(h.scheduler->Metrics().pools.at("default").slots == 3);
+  for (const char* t : {"a", "b", "c"}) h.runner.Exit(t, 0);
+  h.Settle();
+  CHECK(h.recorder.state == RunState::kSuccess);
+}
+
 TEST_CASE("a task in an unknown pool fails with the reason, without running") {
   auto t = Task("a");
   t.pool = "gpu";

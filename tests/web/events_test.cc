@@ -218,3 +218,38 @@ TEST_CASE("event stream parameters are checked") {
     CHECK(Body(r) == ErrorBody("invalid_argument", c.message));
   }
 }
+
+TEST_CASE("a stream ends once its token is removed, and others go on") {
+  TestServer server;
+  server.service.SetLog(12, "train", 1, "abc", false);
+  std::vector<std::string> comments;
+  auto r = ReadEvents(server, "/api/v1/events", AsViewer(), [&](const SseMessage& m) {
+    comments.push_back(m.comment);
+    if (m.comment == "connected") {
+      // alice's token goes; ops keeps hers.
+      REQUIRE(server
+                  .SetTokens({{"ops", Role::kOperator, Sha256Hex(kOperatorSecret)},
+                              {"root", Role::kAdmin, Sha256Hex(kAdminSecret)}})
+                  .ok());
+    }
+    return true;
+  });
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(comments == std::vector<std::string>{"connected"});
+  // A followed log of a token still in effect is read as before.
+  auto client = server.Client();
+  std::string log;
+  auto followed = client->Get(
+      "/api/v1/runs/12/tasks/train/attempts/1/log?follow=true", AsOperator(),
+      [&](const char* data, size_t size) {
+        log.append(data, size);
+        // Now hers goes too: the follow ends instead of waiting for
+        // more (for minutes: past the client's 30 s read timeout).
+        REQUIRE(server.SetTokens({{"root", Role::kAdmin, Sha256Hex(kAdminSecret)}}).ok());
+        return true;
+      });
+  REQUIRE(followed);
+  CHECK(followed->status == 200);
+  CHECK(log == "abc");
+}

@@ -33,6 +33,7 @@ class FakeService final : public scheduler::Service {
   std::vector<scheduler::DecisionRecord> decisions;
   scheduler::BackfillRecord backfill;  // what every backfill call returns
   scheduler::MetricsSnapshot metrics;
+  scheduler::ConfigReload config_reload;
   Status ready = Status::Ok();
   // Method name ("Trigger", "GetRun", ...) -> the error it returns instead.
   std::map<std::string, Status> errors;
@@ -86,10 +87,10 @@ class FakeService final : public scheduler::Service {
     }
     return Status::Error(ErrorCode::kNotFound, "no pipeline named '" + name + "'");
   }
-  Status ReloadPipelines(const std::string& actor) override {
+  Result<scheduler::ConfigReload> ReloadPipelines(const std::string& actor) override {
     Record("ReloadPipelines " + actor);
     if (auto e = Error("ReloadPipelines")) return *e;
-    return Status::Ok();
+    return config_reload;
   }
   Status SetPaused(const std::string& name, bool paused, const std::string& actor) override {
     Record("SetPaused " + name + " " + (paused ? "true" : "false") + " " + actor);

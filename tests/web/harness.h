@@ -67,6 +67,7 @@ class TestServer {
   // Stops the server alone (the service keeps running); the destructor still joins it.
   void StopServer() { server_.Stop(); }
   int port() const { return server_.port(); }
+  Status SetTokens(std::vector<Token> tokens) { return server_.SetTokens(std::move(tokens)); }
   std::unique_ptr<httplib::Client> Client() const {
     auto client = std::make_unique<httplib::Client>("127.0.0.1", port());
     client->set_connection_timeout(10, 0);

@@ -132,8 +132,8 @@ TEST_CASE("an unknown sign-in address gets the page with 401 and no cookie") {
   auto stale = client->Get("/api/v1/session", {{"Cookie", "kiln_session=old"}});
   CHECK(stale->status == 401);
   CHECK(Body(stale)["error"]["message"] ==
-        "the session has ended (signed out, or the daemon restarted): sign in again with "
-        "/?token=<token>");
+        "the session has ended (signed out, its token removed, or the daemon restarted): sign in "
+        "again with /?token=<token>");
 }
 
 TEST_CASE("the sign-in form takes a token as JSON, sign-out ends the session at once") {
@@ -175,15 +175,15 @@ TEST_CASE("the session table keeps at most its limit, dropping the oldest") {
   Token a{"a", Role::kViewer, Sha256Hex("a")}, b{"b", Role::kAdmin, Sha256Hex("b")};
   SessionTable sessions(2);
   std::string first = sessions.Open(a), second = sessions.Open(b);
-  CHECK(sessions.Find(first) == &a);
-  CHECK(sessions.Find(second) == &b);
+  CHECK(sessions.Find(first) == a.sha256_hex);
+  CHECK(sessions.Find(second) == b.sha256_hex);
   CHECK(first.size() == 64);
   std::string third = sessions.Open(a);
   CHECK(sessions.size() == 2);
-  CHECK(sessions.Find(first) == nullptr);
-  CHECK(sessions.Find(third) == &a);
+  CHECK(sessions.Find(first) == std::nullopt);
+  CHECK(sessions.Find(third) == a.sha256_hex);
   sessions.Close(second);
-  CHECK(sessions.Find(second) == nullptr);
+  CHECK(sessions.Find(second) == std::nullopt);
   sessions.Close("not open");
   CHECK(sessions.size() == 1);
 }
@@ -195,11 +195,11 @@ TEST_CASE("one token signing in again and again ends its own oldest sessions, no
   std::vector<std::string> viewer;
   for (int i = 0; i < 50; ++i) viewer.push_back(sessions.Open(a));
   CHECK(sessions.size() == 4);
-  CHECK(sessions.Find(admin) == &b);
-  CHECK(sessions.Find(viewer[46]) == nullptr);
-  for (int i = 47; i < 50; ++i) CHECK(sessions.Find(viewer[i]) == &a);
+  CHECK(sessions.Find(admin) == b.sha256_hex);
+  CHECK(sessions.Find(viewer[46]) == std::nullopt);
+  for (int i = 47; i < 50; ++i) CHECK(sessions.Find(viewer[i]) == a.sha256_hex);
   sessions.Close(viewer[49]);
-  CHECK(sessions.Find(viewer[47]) == &a);
+  CHECK(sessions.Find(viewer[47]) == a.sha256_hex);
   CHECK(sessions.size() == 3);
 }
 

@@ -191,12 +191,74 @@ TEST_CASE("a reload is asked of every daemon by an operator, not a viewer") {
   CHECK(viewer->status == 403);
   auto asked = client->Post("/api/v1/reload", AsOperator(), "{}", "application/json");
   CHECK(asked->status == 202);
-  CHECK(Body(asked) == json{{"reload", "asked of every daemon on the database"}});
+  CHECK(Body(asked) == json::parse(R"({"reload": "asked of every daemon on the database",
+      "config": {"file": null, "applied": [], "restart_needed": [], "refused": []}})"));
   CHECK(server.service.Calls() == std::vector<std::string>{"ReloadPipelines ops"});
+  server.service.config_reload = {"/etc/kiln/kiln.toml",
+                                  {"auth.tokens", "pools"},
+                                  {"server.listen"},
+                                  {{"retention", "why it was refused"}}};
+  auto changed = client->Post("/api/v1/reload", AsOperator(), "{}", "application/json");
+  CHECK(changed->status == 202);
+  CHECK(Body(changed)["config"] == json::parse(R"({"file": "/etc/kiln/kiln.toml",
+      "applied": ["auth.tokens", "pools"], "restart_needed": ["server.listen"],
+      "refused": [{"key": "retention", "why": "why it was refused"}]})"));
+  server.service.errors["ReloadPipelines"] =
+      Status::Error(ErrorCode::kConflict, "kiln.toml: 3:1: x: unknown key");
+  auto broken = client->Post("/api/v1/reload", AsOperator(), "", "application/json");
+  CHECK(broken->status == 409);
+  CHECK(Body(broken)["error"]["message"] == "kiln.toml: 3:1: x: unknown key");
   server.service.errors["ReloadPipelines"] =
       Status::Error(ErrorCode::kUnavailable, "database: asking the daemons: gone");
   auto down = client->Post("/api/v1/reload", AsOperator(), "", "application/json");
   CHECK(down->status == 503);
+}
+
+TEST_CASE(
+    "tokens replaced while the server runs: a removed token and its sessions end, and a "
+    "changed role applies to open sessions") {
+  TestServer server;
+  auto client = server.Client();
+  // A browser session of the viewer token, and an event stream of the operator's.
+  auto signed_in =
+      client->Post("/api/v1/session", R"({"token": ")" + std::string(kViewerSecret) + R"("})",
+                   "application/json");
+  REQUIRE(signed_in);
+  REQUIRE(signed_in->status == 200);
+  const std::string cookie = signed_in->get_header_value("Set-Cookie")
+                                 .substr(0, signed_in->get_header_value("Set-Cookie").find(';'));
+  httplib::Headers by_cookie = {{"Cookie", cookie}};
+  CHECK(Body(client->Get("/api/v1/session", by_cookie))["role"] == "viewer");
+
+  // The viewer token becomes an operator; the operator token is removed; a new admin token.
+  std::vector<Token> next = {{"viewers", Role::kOperator, Sha256Hex(kViewerSecret)},
+                             {"fresh", Role::kAdmin, Sha256Hex("kiln_fresh_secret")}};
+  REQUIRE(server.SetTokens(next).ok());
+  auto who = client->Get("/api/v1/session", by_cookie);
+  CHECK(who->status == 200);
+  CHECK(Body(who) == json{{"name", "viewers"}, {"role", "operator"}});
+  auto gone = client->Get("/api/v1/pipelines", AsOperator());
+  CHECK(gone->status == 401);
+  CHECK(Body(gone)["error"]["message"] ==
+        "the token is not known: check it, or ask an admin for a new one");
+  auto fresh = client->Get("/api/v1/pipelines", {{"Authorization", "Bearer kiln_fresh_secret"}});
+  CHECK(fresh->status == 200);
+
+  // A bad table changes nothing.
+  CHECK(server.SetTokens({{"a", Role::kAdmin, "nothex"}}).code() == ErrorCode::kInvalidArgument);
+  CHECK(client->Get("/api/v1/pipelines", {{"Authorization", "Bearer kiln_fresh_secret"}})->status ==
+        200);
+
+  // The viewer token removed: its session ends, and signing in again with it fails.
+  REQUIRE(server.SetTokens({next[1]}).ok());
+  auto ended = client->Get("/api/v1/session", by_cookie);
+  CHECK(ended->status == 401);
+  CHECK(Body(ended)["error"]["message"] ==
+        "the session has ended (signed out, its token removed, or the daemon restarted): sign in "
+        "again with /?token=<token>");
+  // Added back, the session stays ended: it was closed when its token went.
+  REQUIRE(server.SetTokens(next).ok());
+  CHECK(client->Get("/api/v1/session", by_cookie)->status == 401);
 }
 
 TEST_CASE("a trigger creates a run and answers with it") {

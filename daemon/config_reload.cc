@@ -1,0 +1,149 @@
+// A reload of kiln.toml while the daemon runs: what may change takes effect, the rest waits for
+// a restart (config::DiffDaemonConfig, docs/configuration.md "Reloading kiln.toml").
+#include <boost/asio/post.hpp>
+#include <future>
+
+#include "common/log.h"
+#include "config/config_changes.h"
+#include "daemon/daemon_impl.h"
+#include "daemon/tokens.h"
+
+namespace kiln::daemon {
+
+namespace {
+
+std::string Joined(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const std::string& key : keys) out += (out.empty() ? "" : ", ") + key;
+  return out;
+}
+
+}  // namespace
+
+Status Daemon::ApplyTokens(const config::DaemonConfig& next) {
+  if (next.tokens.empty() && !IsLoopbackHost(listen_host_)) {
+    return Status::Error(ErrorCode::kConflict,
+                         "a daemon listening on " + cfg_.listen +
+                             " needs [[auth.tokens]]: without them anyone who can reach it "
+                             "could run commands");
+  }
+  config::DaemonConfig with = running_;
+  with.tokens = next.tokens;
+  auto tokens = LoadDaemonTokens(with);
+  if (!tokens.ok()) return tokens.status();
+  if (tokens->fresh) {
+    // It would have to be shown, and only a start prints it.
+    return Status::Error(ErrorCode::kConflict,
+                         "without [[auth.tokens]] kiln uses the admin token made at its first "
+                         "start, and none is kept in " +
+                             tokens->hash_file.string() +
+                             ": restart kiln to have one made and printed");
+  }
+  auto server_tokens = ServerTokens(tokens->tokens);
+  if (!server_tokens.ok()) return server_tokens.status();
+  if (Status set = server_->SetTokens(std::move(server_tokens).value()); !set.ok()) return set;
+  running_.tokens = next.tokens;
+  return Status::Ok();
+}
+
+Status Daemon::ApplyPools(const config::DaemonConfig& next) {
+  // On the loop, which owns the scheduler's pools; a shared state, since the wait may give up.
+  auto done = std::make_shared<std::promise<Status>>();
+  std::future<Status> answer = done->get_future();
+  scheduler::Scheduler& sched = *runtime_->engine->scheduler;
+  asio::post(runtime_->engine->io,
+             [done, &sched, pools = next.pools, parallel = next.max_parallel_tasks] {
+               done->set_value(sched.SetPools(pools, parallel));
+             });
+  if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    return Status::Error(ErrorCode::kUnavailable,
+                         "the scheduler did not answer within 10 s (is the daemon stopping?)");
+  }
+  if (Status set = answer.get(); !set.ok()) return set;
+  running_.pools = next.pools;
+  running_.max_parallel_tasks = next.max_parallel_tasks;
+  // Workers claim against the sizes in the database (the last daemon to write them wins).
+  if (cfg_.executor_mode != "local") {
+    if (Status written = SetPoolSlots(runtime_->database.url, next.pools); !written.ok()) {
+      return Status::Error(ErrorCode::kUnavailable,
+                           "the new sizes hold here, but could not be written for the workers "
+                           "(they keep the old ones until the next reload): " +
+                               written.message());
+    }
+  }
+  return Status::Ok();
+}
+
+Result<scheduler::ConfigReload> Daemon::ReloadConfig(bool repeat_quietly) {
+  std::lock_guard lock(reload_mu_);
+  scheduler::ConfigReload out;
+  out.file = source_.file;
+  if (!serving_) return Status::Error(ErrorCode::kUnavailable, "the daemon is stopping");
+  if (!source_.read) return out;
+  // What is not applied is logged unless it is what the last reload logged and the caller says
+  // so: the daemon asked through the API reloads again when the database passes the ask on.
+  auto log_once = [&](const std::string& outcome, auto&& write) {
+    if (repeat_quietly && outcome == last_outcome_) return;
+    last_outcome_ = outcome;
+    write();
+  };
+  config::DaemonConfigResult read = source_.read();
+  if (!read.diagnostics.empty()) {
+    std::string errors;
+    for (const dag::Diagnostic& d : read.diagnostics) {
+      errors += (errors.empty() ? "" : "; ") + d.ToString();
+    }
+    const std::string message =
+        (source_.file.empty() ? "the configuration" : source_.file) +
+        " has errors, so nothing was reloaded and the running configuration stays: " + errors;
+    log_once(message, [&] { log::Error(message); });
+    return Status::Error(ErrorCode::kConflict, message);
+  }
+  const config::DaemonConfig& next = read.config;
+  config::ConfigChanges changes = config::DiffDaemonConfig(running_, next);
+  out.restart_needed = changes.restart_needed;
+  bool notify = false;
+  for (const std::string& key : changes.applied) {
+    Status applied;
+    if (key == "auth.tokens") {
+      applied = ApplyTokens(next);
+    } else if (key == "pools") {
+      applied = ApplyPools(next);
+    } else if (key == "notify") {
+      running_.notify = next.notify;
+      notify = true;
+    } else if (key == "public_url") {
+      running_.public_url = next.public_url;
+      notify = true;
+    } else if (key == "retention") {
+      running_.retention = next.retention;
+      retention_->SetConfig(next.retention);
+    } else if (key == "daemon.on_stop") {
+      running_.on_stop = next.on_stop;
+      cancel_on_stop_ = next.on_stop == "cancel";
+    }
+    if (applied.ok()) {
+      out.applied.push_back(key);
+    } else {
+      out.refused.emplace_back(key, applied.message());
+    }
+  }
+  if (notify) notifier_->SetGlobal(running_.notify, running_.public_url);
+
+  if (!out.applied.empty()) log::Info("kiln.toml reloaded: " + Joined(out.applied) + " applied");
+  std::string outcome = "restart: " + Joined(out.restart_needed) + "; refused:";
+  for (const auto& [key, why] : out.refused) outcome += " " + key + ": " + why;
+  log_once(outcome, [&] {
+    for (const auto& [key, why] : out.refused) {
+      log::Error("kiln.toml reloaded: " + key + " kept as it was: " + why);
+    }
+    if (!out.restart_needed.empty()) {
+      log::Warn("kiln.toml reloaded: " + Joined(out.restart_needed) +
+                " changed, but take effect only when kiln restarts; the values it started with "
+                "hold until then");
+    }
+  });
+  return out;
+}
+
+}  // namespace kiln::daemon
