@@ -1,5 +1,6 @@
 // A reload of kiln.toml while the daemon runs: what may change takes effect, the rest waits for
 // a restart (config::DiffDaemonConfig, docs/configuration.md "Reloading kiln.toml").
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <future>
 
@@ -47,46 +48,56 @@ Status Daemon::ApplyTokens(const config::DaemonConfig& next) {
 }
 
 Status Daemon::ApplyPools(const config::DaemonConfig& next) {
-  // On the loop, which owns the scheduler's pools; a shared state, since the wait may give up.
-  auto done = std::make_shared<std::promise<Status>>();
-  std::future<Status> answer = done->get_future();
+  // On the loop, which owns the scheduler's pools. The wait may give up; then the change must not
+  // happen after all: whichever of the two comes first decides (0 = open, 1 = applied, 2 = given
+  // up), and the state is shared with the posted handler.
+  struct Ask {
+    std::atomic<int> state{0};
+    std::promise<Status> done;
+  };
+  auto ask = std::make_shared<Ask>();
+  std::future<Status> answer = ask->done.get_future();
   scheduler::Scheduler& sched = *runtime_->engine->scheduler;
   asio::post(runtime_->engine->io,
-             [done, &sched, pools = next.pools, parallel = next.max_parallel_tasks] {
-               done->set_value(sched.SetPools(pools, parallel));
+             [ask, &sched, pools = next.pools, parallel = next.max_parallel_tasks] {
+               int open = 0;
+               if (!ask->state.compare_exchange_strong(open, 1)) return;
+               ask->done.set_value(sched.SetPools(pools, parallel));
              });
   if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    return Status::Error(ErrorCode::kUnavailable,
-                         "the scheduler did not answer within 10 s (is the daemon stopping?)");
+    int open = 0;
+    if (ask->state.compare_exchange_strong(open, 2)) {
+      return Status::Error(ErrorCode::kUnavailable,
+                           "the scheduler did not answer within 10 s (is the daemon stopping?)");
+    }
+    answer.wait();  // it has begun: its answer comes at once
   }
   if (Status set = answer.get(); !set.ok()) return set;
-  running_.pools = next.pools;
-  running_.max_parallel_tasks = next.max_parallel_tasks;
   // Workers claim against the sizes in the database (the last daemon to write them wins).
   if (cfg_.executor_mode != "local") {
     if (Status written = SetPoolSlots(runtime_->database.url, next.pools); !written.ok()) {
+      // Not recorded as in effect: the next reload writes them again.
       return Status::Error(ErrorCode::kUnavailable,
-                           "the new sizes hold here, but could not be written for the workers "
-                           "(they keep the old ones until the next reload): " +
+                           "the new sizes hold for this daemon's own starts, but could not be "
+                           "written for the workers, which keep the old ones until the next "
+                           "reload: " +
                                written.message());
     }
   }
+  running_.pools = next.pools;
+  running_.max_parallel_tasks = next.max_parallel_tasks;
   return Status::Ok();
 }
 
-Result<scheduler::ConfigReload> Daemon::ReloadConfig(bool repeat_quietly) {
+Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
   std::lock_guard lock(reload_mu_);
   scheduler::ConfigReload out;
   out.file = source_.file;
-  if (!serving_) return Status::Error(ErrorCode::kUnavailable, "the daemon is stopping");
+  if (!serving_) {
+    // It read the file moments ago, or is going.
+    return Status::Error(ErrorCode::kUnavailable, "the daemon is starting or stopping");
+  }
   if (!source_.read) return out;
-  // What is not applied is logged unless it is what the last reload logged and the caller says
-  // so: the daemon asked through the API reloads again when the database passes the ask on.
-  auto log_once = [&](const std::string& outcome, auto&& write) {
-    if (repeat_quietly && outcome == last_outcome_) return;
-    last_outcome_ = outcome;
-    write();
-  };
   config::DaemonConfigResult read = source_.read();
   if (!read.diagnostics.empty()) {
     std::string errors;
@@ -96,7 +107,7 @@ Result<scheduler::ConfigReload> Daemon::ReloadConfig(bool repeat_quietly) {
     const std::string message =
         (source_.file.empty() ? "the configuration" : source_.file) +
         " has errors, so nothing was reloaded and the running configuration stays: " + errors;
-    log_once(message, [&] { log::Error(message); });
+    log::Error(message);
     return Status::Error(ErrorCode::kConflict, message);
   }
   const config::DaemonConfig& next = read.config;
@@ -131,18 +142,14 @@ Result<scheduler::ConfigReload> Daemon::ReloadConfig(bool repeat_quietly) {
   if (notify) notifier_->SetGlobal(running_.notify, running_.public_url);
 
   if (!out.applied.empty()) log::Info("kiln.toml reloaded: " + Joined(out.applied) + " applied");
-  std::string outcome = "restart: " + Joined(out.restart_needed) + "; refused:";
-  for (const auto& [key, why] : out.refused) outcome += " " + key + ": " + why;
-  log_once(outcome, [&] {
-    for (const auto& [key, why] : out.refused) {
-      log::Error("kiln.toml reloaded: " + key + " kept as it was: " + why);
-    }
-    if (!out.restart_needed.empty()) {
-      log::Warn("kiln.toml reloaded: " + Joined(out.restart_needed) +
-                " changed, but take effect only when kiln restarts; the values it started with "
-                "hold until then");
-    }
-  });
+  for (const auto& [key, why] : out.refused) {
+    log::Error("kiln.toml reloaded: " + key + " kept as it was: " + why);
+  }
+  if (!out.restart_needed.empty()) {
+    log::Warn("kiln.toml reloaded: " + Joined(out.restart_needed) +
+              " changed, but take effect only when kiln restarts; the values it started with "
+              "hold until then");
+  }
   return out;
 }
 

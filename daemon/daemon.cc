@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <csignal>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -54,6 +55,11 @@ std::string LinkHost(const std::string& host) {
   }
   return UrlHost(host);
 }
+
+// A SIGHUP before the daemon serves: kept for the first reload (the default action would end the
+// process; ignoring it would pass SIG_IGN on to every process started meanwhile).
+std::atomic<bool> early_hangup = false;
+extern "C" void OnEarlyHangup(int) { early_hangup = true; }
 
 }  // namespace
 
@@ -208,6 +214,10 @@ void Daemon::OnSignal() {
 }
 
 int Daemon::Run() {
+  struct sigaction hangup {};
+  hangup.sa_handler = OnEarlyHangup;
+  sigemptyset(&hangup.sa_mask);
+  ::sigaction(SIGHUP, &hangup, nullptr);
   // The API holds up to 1,024 connections (web/server.h) besides the database's and the
   // logs': more than the usual soft limit of 1,024 descriptors.
   rlimit files{};
@@ -276,7 +286,7 @@ int Daemon::Run() {
   service_options.champions = runtime_->champions;
   auto leadership = std::make_shared<Leadership>(name_);
   service_options.leadership = leadership;
-  service_options.reload_config = [this](bool quietly) { return ReloadConfig(quietly); };
+  service_options.reload_config = [this] { return ReloadConfig(); };
   listen_host_ = listen->first;
   NotifierOptions notify;
   notify.database_url = url;
@@ -376,6 +386,7 @@ int Daemon::Run() {
       };
   hangups.async_wait(on_hangup);
   serving_ = true;
+  if (early_hangup.exchange(false)) service.ReloadHere("SIGHUP while the daemon started");
   auto guard = asio::make_work_guard(io);
   io.run();
   guard.reset();  // before the loop it guards is destroyed with the runtime, below

@@ -60,7 +60,7 @@ class Daemon {
   void OnSignal();
   // Reads kiln.toml again and applies what may change while running (daemon/config_reload.cc):
   // DaemonServiceOptions::reload_config. Never on the loop thread: pools are changed there.
-  Result<scheduler::ConfigReload> ReloadConfig(bool repeat_quietly);
+  Result<scheduler::ConfigReload> ReloadConfig();
   Status ApplyTokens(const config::DaemonConfig& next);
   Status ApplyPools(const config::DaemonConfig& next);
 
@@ -72,7 +72,6 @@ class Daemon {
   std::atomic<bool> cancel_on_stop_;   // daemon.on_stop, as reloaded
   std::atomic<bool> serving_ = false;  // from the first reload on, until the stop begins
   std::string listen_host_;
-  std::string last_outcome_;  // under reload_mu_: what the last reload logged
   std::filesystem::path data_dir_;
   std::string name_;
   std::unique_ptr<DataDirLock> lock_;

@@ -95,8 +95,8 @@ class PgDaemonStore final : public DaemonStore {
                    std::optional<bool> was) override {
     return pool_.With([&](Database& db) { return db.SetPaused(pipeline, paused, actor, was); });
   }
-  Status AskReload() override {
-    return pool_.With([&](Database& db) { return db.AskReload(); });
+  Status AskReload(const std::string& asker) override {
+    return pool_.With([&](Database& db) { return db.AskReload(asker); });
   }
   Result<store::FireResult> FireSchedule(
       const std::string& pipeline, const std::string& version_hash, const std::string& source,

@@ -58,7 +58,7 @@ class DaemonStore {
   virtual Result<std::map<std::string, bool>> PausedPipelines() = 0;
   virtual Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor,
                            std::optional<bool> was) = 0;
-  virtual Status AskReload() = 0;
+  virtual Status AskReload(const std::string& asker) = 0;
   virtual Result<store::FireResult> FireSchedule(
       const std::string& pipeline, const std::string& version_hash, const std::string& source,
       const std::function<store::FireDecision(const store::ScheduleState&)>& decide,

@@ -193,18 +193,21 @@ void DaemonService::OnLeading(int64_t term) {
 }
 
 void DaemonService::OnPipelinesNotified(const std::string& payload) {
-  if (payload == "reload") {
-    ReloadHere("asked through the database", /*quietly=*/true);
+  // "reload <daemon>": the daemon asked has read its kiln.toml already ("reload" alone: asked by
+  // an older daemon).
+  if (payload == "reload" || payload.rfind("reload ", 0) == 0) {
+    const bool asked_here = payload.size() > 7 && payload.substr(7) == options_.owner;
+    ReloadHere("asked through the database", /*config=*/!asked_here);
   } else if (payload.rfind("pause ", 0) == 0) {
     timer_.Post([this, name = payload.substr(6)] { ApplyRecordedPause(name); });
   }
 }
 
-void DaemonService::ReloadHere(const std::string& why, bool quietly) {
-  timer_.Post([this, why, quietly] {
+void DaemonService::ReloadHere(const std::string& why, bool config) {
+  timer_.Post([this, why, config] {
     // kiln.toml first: its [secrets] do not change without a restart, so the folder reads the
     // same either way; the outcome (or the file's errors) is logged by reload_config.
-    if (options_.reload_config) (void)options_.reload_config(quietly);
+    if (config && options_.reload_config) (void)options_.reload_config();
     std::set<std::string> files;
     {
       std::lock_guard lock(mu_);

@@ -273,12 +273,20 @@ Result<scheduler::ConfigReload> DaemonService::ReloadPipelines(const std::string
   scheduler::ConfigReload config;
   if (options_.reload_config) {
     // This daemon's answer is told to the caller; a broken file asks nothing of anyone.
-    auto read = options_.reload_config(/*repeat_quietly=*/false);
+    auto read = options_.reload_config();
     if (!read.ok()) return read.status();
     config = std::move(read).value();
   }
   // Every daemon, this one included, reloads on the notification.
-  if (Status asked = store_.AskReload(); !asked.ok()) return asked;
+  if (Status asked = store_.AskReload(options_.owner); !asked.ok()) {
+    if (options_.reload_config) {
+      return Status::Error(asked.code(),
+                           "this daemon's kiln.toml was reloaded, but the other "
+                           "daemons could not be asked: " +
+                               asked.message());
+    }
+    return asked;
+  }
   return config;
 }
 

@@ -69,10 +69,9 @@ struct DaemonServiceOptions {
   std::shared_ptr<Leadership> leadership;
   // Reads kiln.toml again and applies what may change while the daemon runs
   // (daemon/config_reload.cc). Called before a reload is asked of every daemon (its errors refuse
-  // the ask), on SIGHUP, and on every reload asked through the database: `repeat_quietly` there,
-  // where an outcome logged already (by the ask of this very daemon) is not logged again. Null:
+  // the ask), on SIGHUP, and on a reload asked through the database by another daemon. Null:
   // nothing to read (tests).
-  std::function<Result<scheduler::ConfigReload>(bool repeat_quietly)> reload_config;
+  std::function<Result<scheduler::ConfigReload>()> reload_config;
 };
 
 // Also the scheduler's observer (run ends start waiting runs and completion triggers): register
@@ -216,10 +215,10 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // A 'kiln_pipelines' notification (LeaseKeeperHooks::on_pipelines): "pause <name>" applies the
   // pause state another daemon (or this one) recorded; "reload" reads the folder again.
   void OnPipelinesNotified(const std::string& payload);
-  // This daemon alone reads kiln.toml and its pipelines folder again (SIGHUP; or each daemon on a
-  // reload asked through the database, `quietly`), on the thread that checks schedules; the
-  // outcome is logged.
-  void ReloadHere(const std::string& why, bool quietly = false);
+  // This daemon reads kiln.toml (unless `config` is false: read already) and its pipelines folder
+  // again, on the thread that checks schedules; the outcome is logged. SIGHUP, and each daemon on
+  // a reload asked through the database.
+  void ReloadHere(const std::string& why, bool config = true);
   void OnCancelRequested(RunId run, const std::string& reason);
   // Whether the daemon can make progress: the database answers its lease renewals.
   void SetHealthy(bool healthy);

@@ -502,9 +502,9 @@ class Database {
   // applies it.
   Status SetPaused(const std::string& pipeline, bool paused, std::string_view actor,
                    std::optional<bool> was = std::nullopt);
-  // Asks every daemon on the database to read its pipelines folder again ('kiln_pipelines',
-  // "reload"), the one calling included.
-  Status AskReload();
+  // Asks every daemon on the database to read its kiln.toml and pipelines folder again
+  // ('kiln_pipelines', "reload <asker>": the daemon named `asker` has read its kiln.toml already).
+  Status AskReload(const std::string& asker);
 
   // Appends one event of `kind` about a pipeline, with no run (e.g. "pipeline_reloaded");
   // `detail_json` must be a JSON object.

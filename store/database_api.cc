@@ -165,10 +165,10 @@ Status Database::SetPaused(const std::string& pipeline, bool paused, std::string
   }
 }
 
-Status Database::AskReload() {
+Status Database::AskReload(const std::string& asker) {
   try {
     pqxx::nontransaction txn(impl_->conn, "ask_reload");
-    txn.exec("SELECT pg_notify('kiln_pipelines', 'reload')");
+    txn.exec_params("SELECT pg_notify('kiln_pipelines', $1)", "reload " + SafeUtf8(asker));
     return Status::Ok();
   } catch (const std::exception& e) {
     return DbError("asking the daemons to reload their pipelines", e);

@@ -81,15 +81,23 @@ TokenTable::TokenTable(std::vector<Token> tokens) : tokens_(std::move(tokens)) {
   for (Token& t : tokens_) t.sha256_hex = AsciiLower(t.sha256_hex);
 }
 
-std::string SessionTable::Open(const Token& token) {
+std::optional<std::string> SessionTable::Open(const Token& token, const Tokens* current) {
   std::string value = RandomHex(32);
   std::string hash = Sha256Hex(value);
   std::lock_guard lock(mu_);
-  std::list<std::string>& mine = by_token_[token.sha256_hex];
-  while (!mine.empty() && mine.size() >= per_token_) EraseLocked(std::string(mine.front()));
+  // Under the lock that CloseUnless takes after a reload replaced the tokens: a token found in
+  // the table before opens no session once it is gone.
+  if (current && !current->ByHash(token.sha256_hex)) return std::nullopt;
+  // Erasing a token's last session drops its list: looked up again each time.
+  for (auto mine = by_token_.find(token.sha256_hex);
+       mine != by_token_.end() && !mine->second.empty() && mine->second.size() >= per_token_;
+       mine = by_token_.find(token.sha256_hex)) {
+    EraseLocked(std::string(mine->second.front()));
+  }
   while (by_hash_.size() >= max_ && !oldest_first_.empty()) {
     EraseLocked(std::string(oldest_first_.front()));
   }
+  std::list<std::string>& mine = by_token_[token.sha256_hex];
   oldest_first_.push_back(hash);
   mine.push_back(hash);
   by_hash_[hash] = Entry{token.sha256_hex, std::prev(oldest_first_.end()), std::prev(mine.end())};

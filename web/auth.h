@@ -78,8 +78,9 @@ class SessionTable {
  public:
   explicit SessionTable(size_t max = 10000, size_t per_token = 100)
       : max_(max), per_token_(per_token) {}
-  // A new session for `token`: the cookie's value, 64 hex digits.
-  std::string Open(const Token& token);
+  // A new session for `token`: the cookie's value, 64 hex digits; nullopt when `current` (the
+  // tokens in effect, if given) no longer has the token.
+  std::optional<std::string> Open(const Token& token, const Tokens* current = nullptr);
   // The hash of the token of the open session `value` (Tokens::ByHash finds it), or nullopt.
   std::optional<std::string> Find(std::string_view value) const;
   // Ends the session `value`, if open.

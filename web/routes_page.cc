@@ -54,13 +54,14 @@ void Page(Call& call) {
       return;
     }
     auto token = call.ctx.tokens.Find(*secret);
-    if (token == nullptr) {
+    // (A token removed by a reload meanwhile opens no session either.)
+    auto session = token ? call.ctx.sessions.Open(*token, &call.ctx.tokens) : std::nullopt;
+    if (!session) {
       // The page sees the token in its address and says that it is not known.
       call.res.set_header("WWW-Authenticate", "Bearer");
       return SendAsset(call, *page, 401);
     }
-    call.res.set_header("Set-Cookie",
-                        SessionCookieHeader(call.ctx.sessions.Open(*token), /*clear=*/false));
+    call.res.set_header("Set-Cookie", SessionCookieHeader(*session, /*clear=*/false));
     call.res.set_header("Location", "/");
     call.res.status = 303;
     return;
@@ -108,12 +109,12 @@ void SignIn(Call& call) {
             ": the token's text");
   }
   auto token = call.ctx.tokens.Find(it->get<std::string>());
-  if (token == nullptr) {
+  auto session = token ? call.ctx.sessions.Open(*token, &call.ctx.tokens) : std::nullopt;
+  if (!session) {
     return SendError(call.res, 401, "unauthenticated",
                      "the token is not known: check it, or ask an admin for a new one");
   }
-  call.res.set_header("Set-Cookie",
-                      SessionCookieHeader(call.ctx.sessions.Open(*token), /*clear=*/false));
+  call.res.set_header("Set-Cookie", SessionCookieHeader(*session, /*clear=*/false));
   SendJson(call.res, 200, Who(*token));
 }
 

@@ -259,7 +259,7 @@ class FakeDb final : public daemon::DaemonStore, public scheduler::StateStore {
     if (down) return Down();
     return paused;
   }
-  Status AskReload() override {
+  Status AskReload(const std::string&) override {
     std::lock_guard lock(mu);
     if (down) return Down();
     return Status::Ok();

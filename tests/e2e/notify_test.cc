@@ -293,3 +293,47 @@ webhook = "http://127.0.0.1:)" + std::to_string(port) +
   CHECK(Sql("select state from notifications where run_id = " + std::to_string(run)) ==
         "delivered");
 }
+
+TEST_CASE(
+    "a [[notify]] and public_url added by a reload are told of the next run end, one "
+    "removed is not") {
+  TempDir dir;
+  Receiver receiver(0);
+  const std::string p = kiln::e2e::Unique("notify-reload");
+  WriteFile(dir / "pipelines/p.toml", Pipeline(p, ""));
+  Daemon daemon(dir, DaemonOptions(dir / "pipelines"));
+  auto client = daemon.Client(kOperatorToken);
+  const int64_t before = Trigger(client, p);
+  CHECK(WaitForRunEnd(daemon, before) == "success");
+
+  const std::string base = ReadFile(dir / "kiln.toml");
+  WriteFile(dir / "kiln.toml", "public_url = \"https://kiln.example/\"\n" + base +
+                                   "\n[[notify]]\non = [\"success\"]\nwebhook = \"" +
+                                   receiver.Url("/hook") + "\"\n");
+  auto asked = client.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(asked);
+  CHECK(Body(asked)["config"]["applied"] == json{"notify", "public_url"});
+  const int64_t after = Trigger(client, p);
+  CHECK(WaitForRunEnd(daemon, after) == "success");
+  WaitFor([&] { return receiver.Delivered().size() == 1; }, "the success of the run after");
+  const auto told = receiver.Delivered()[0];
+  CHECK(told.body["run"]["id"] == after);
+  CHECK(told.body["run"]["url"] == "https://kiln.example/#/runs/" + std::to_string(after));
+
+  // Replaced by another webhook, and public_url back to the daemon's own address.
+  WriteFile(dir / "kiln.toml", base + "\n[[notify]]\non = [\"success\"]\nwebhook = \"" +
+                                   receiver.Url("/other") + "\"\n");
+  asked = client.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(asked);
+  CHECK(Body(asked)["config"]["applied"] == json{"notify", "public_url"});
+  const int64_t last = Trigger(client, p);
+  CHECK(WaitForRunEnd(daemon, last) == "success");
+  // Both hooks of an end are queued together: once the new one is told, the old one is not.
+  WaitFor([&] { return receiver.Delivered().size() == 2; }, "the success of the last run");
+  const auto other = receiver.Delivered()[1];
+  CHECK(other.path == "/other");
+  CHECK(other.body["run"]["url"] ==
+        "http://127.0.0.1:" + std::to_string(daemon.port()) + "/#/runs/" + std::to_string(last));
+  CHECK(Sql("select count(*) from notifications where run_id = " + std::to_string(last)) == "1");
+  CHECK(Sql("select count(*) from notifications where run_id = " + std::to_string(before)) == "0");
+}

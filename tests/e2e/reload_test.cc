@@ -290,4 +290,59 @@ TEST_CASE(
   CHECK(cli.code == 0);
   CHECK(cli.out == "reload asked of every daemon on the database\nkiln.toml reloaded here (" +
                        (dir / "kiln.toml").string() + "): pools applied\n");
+
+  // Every token removed: the admin token of a first start was never made here, so the tokens
+  // in effect stay (a new one is shown only at a start).
+  WriteFile(dir / "kiln.toml", KilnToml("[pools]\nnarrow = 3\n", {}));
+  auto none = op.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(none);
+  CHECK(Body(none)["config"]["refused"] ==
+        json{{{"key", "auth.tokens"},
+              {"why",
+               "without [[auth.tokens]] kiln uses the admin token made at its first start, "
+               "and none is kept in " +
+                   (daemon.data_dir() / "admin-token.sha256").string() +
+                   ": restart kiln to have one made and printed"}}});
+  CHECK(Status(viewer, "/api/v1/pipelines") == 200);
+}
+
+TEST_CASE("retention turned on and on_stop changed by a reload take effect without a restart") {
+  TempDir dir;
+  const std::string p = Unique("cfg-reload-keep");
+  const auto release = (dir / "release").string();
+  WriteFile(dir / "pipelines/p.toml",
+            Pipeline(p, "", "while [ ! -e " + release + " ]; do sleep 0.02; done"));
+  DaemonOptions options(dir / "pipelines");
+  options.extra_config = "[retention]\nruns = \"0s\"\nevents = \"0s\"\n";  // keeps everything
+  Daemon daemon(dir, options);
+  auto op = daemon.Client(kOperatorToken);
+  const std::string tokens =
+      ReadFile(dir / "kiln.toml").substr(ReadFile(dir / "kiln.toml").find("\n[[auth.tokens]]"));
+  WriteFile(release, "");
+  const int64_t old_run = Trigger(op, p);
+  CHECK(WaitForRunEnd(daemon, old_run) == "success");
+  std::filesystem::remove(release);
+
+  // Runs ended over a second ago go, at once and then every second; and a stop leaves tasks.
+  WriteFile(dir / "kiln.toml",
+            "[daemon]\non_stop = \"leave\"\nlease = \"30s\"\n[retention]\n"
+            "runs = \"1s\"\nmin_runs = 0\nevents = \"0s\"\ninterval = \"1s\"\n" +
+                tokens);
+  auto asked = op.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(asked);
+  CHECK(Body(asked)["config"]["applied"] == json{"retention", "daemon.on_stop"});
+  const std::string id = std::to_string(old_run);
+  WaitFor([&] { return Sql("select count(*) from runs where id = " + id) == "0"; },
+          "the ended run deleted by the sweep");
+
+  // SIGTERM with on_stop = "leave": the running task goes on, its run is not cancelled.
+  const int64_t running = Trigger(op, p);
+  WaitFor([&] { return States(running) == "t:running"; }, "the task running");
+  CHECK(daemon.Stop() == 0);
+  CHECK(Sql("select state from runs where id = " + std::to_string(running)) == "running");
+  CHECK_FALSE(ProcessesMentioning(release).empty());
+  // The next start on the folder (its kiln.toml written afresh) adopts the task and ends the run.
+  Daemon next(dir, options);
+  WriteFile(release, "");
+  CHECK(WaitForRunEnd(next, running) == "success");
 }

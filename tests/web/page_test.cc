@@ -174,11 +174,11 @@ TEST_CASE("the sign-in form takes a token as JSON, sign-out ends the session at 
 TEST_CASE("the session table keeps at most its limit, dropping the oldest") {
   Token a{"a", Role::kViewer, Sha256Hex("a")}, b{"b", Role::kAdmin, Sha256Hex("b")};
   SessionTable sessions(2);
-  std::string first = sessions.Open(a), second = sessions.Open(b);
+  std::string first = *sessions.Open(a), second = *sessions.Open(b);
   CHECK(sessions.Find(first) == a.sha256_hex);
   CHECK(sessions.Find(second) == b.sha256_hex);
   CHECK(first.size() == 64);
-  std::string third = sessions.Open(a);
+  std::string third = *sessions.Open(a);
   CHECK(sessions.size() == 2);
   CHECK(sessions.Find(first) == std::nullopt);
   CHECK(sessions.Find(third) == a.sha256_hex);
@@ -188,12 +188,33 @@ TEST_CASE("the session table keeps at most its limit, dropping the oldest") {
   CHECK(sessions.size() == 1);
 }
 
+TEST_CASE(
+    "a token allowed one session at a time keeps only its newest, and a token no longer in "
+    "effect opens none") {
+  Token a{"a", Role::kViewer, Sha256Hex("a")};
+  SessionTable sessions(100, 1);
+  const std::string first = *sessions.Open(a);
+  const std::string second = *sessions.Open(a);
+  CHECK(sessions.Find(first) == std::nullopt);
+  CHECK(sessions.Find(second) == a.sha256_hex);
+  sessions.Close(second);
+  CHECK(sessions.size() == 0);
+  const std::string third = *sessions.Open(a);
+  CHECK(sessions.Find(third) == a.sha256_hex);
+  Tokens current({a});
+  CHECK(sessions.Open(a, &current).has_value());
+  REQUIRE(current.Set({}).ok());
+  CHECK(sessions.Open(a, &current) == std::nullopt);
+  sessions.CloseUnless(current);
+  CHECK(sessions.size() == 0);
+}
+
 TEST_CASE("one token signing in again and again ends its own oldest sessions, not others'") {
   Token a{"a", Role::kViewer, Sha256Hex("a")}, b{"b", Role::kAdmin, Sha256Hex("b")};
   SessionTable sessions(100, 3);
-  const std::string admin = sessions.Open(b);
+  const std::string admin = *sessions.Open(b);
   std::vector<std::string> viewer;
-  for (int i = 0; i < 50; ++i) viewer.push_back(sessions.Open(a));
+  for (int i = 0; i < 50; ++i) viewer.push_back(*sessions.Open(a));
   CHECK(sessions.size() == 4);
   CHECK(sessions.Find(admin) == b.sha256_hex);
   CHECK(sessions.Find(viewer[46]) == std::nullopt);
