@@ -45,7 +45,8 @@ struct RetryOptions {
 int ClientRetry(const ClientOptions& options, const RetryOptions& retry);
 
 int ClientPause(const ClientOptions& options, const std::string& pipeline, bool pause);
-// `kiln reload`: every daemon on the database reads its pipelines folder again.
+// `kiln reload`: every daemon on the database reads its kiln.toml and pipelines folder again;
+// what the daemon asked did with its kiln.toml is printed when it changed anything.
 int ClientReload(const ClientOptions& options);
 
 struct BackfillOptions {

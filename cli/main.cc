@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
   auto* unpause_cmd = add_client(app.add_subcommand("unpause", "Resume a paused pipeline"));
   unpause_cmd->add_option("pipeline", pipeline_name, "Pipeline name")->required();
   auto* reload_cmd = add_client(app.add_subcommand(
-      "reload", "Have every daemon on the database read its pipelines folder again"));
+      "reload", "Have every daemon on the database read its kiln.toml and pipelines folder again"));
 
   kiln::cli::BackfillOptions backfill;
   auto* backfill_cmd = add_client(app.add_subcommand(
