@@ -277,7 +277,8 @@ Result<scheduler::ConfigReload> DaemonService::ReloadPipelines(const std::string
     if (!read.ok()) return read.status();
     config = std::move(read).value();
   }
-  // Every daemon, this one included, reloads on the notification.
+  // On the notification every other daemon reads its kiln.toml and folder again, and this one
+  // its folder.
   if (Status asked = store_.AskReload(options_.owner); !asked.ok()) {
     if (options_.reload_config) {
       return Status::Error(asked.code(),

@@ -383,7 +383,7 @@ constexpr std::string_view kDocument = R"json({
       "next_cursor": {"type": "string", "nullable": true}}},
     "GraphLayout": {"type": "object", "properties": {
       "version": {"type": "string"}, "width": {"type": "number"}, "height": {"type": "number"},
-      "nodes": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "x": {"type": "number"}, "y": {"type": "number"},
+      "nodes": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "kind": {"type": "string", "description": "the task's kind: shell, approval, ..."}, "x": {"type": "number"}, "y": {"type": "number"},
         "width": {"type": "number"}, "height": {"type": "number"}}}},
       "edges": {"type": "array", "items": {"type": "object", "properties": {"from": {"type": "string"}, "to": {"type": "string"},
         "path": {"type": "string", "description": "SVG path data"}}}}}},

@@ -92,7 +92,13 @@ void Graph(Call& call) {
   if (!pipeline.ok()) return SendStatus(call.res, pipeline.status());
   auto layout = LayoutOf(**pipeline);
   if (!layout.ok()) return SendStatus(call.res, layout.status());
-  SendJson(call.res, 200, RenderLayout(**layout));
+  json out = RenderLayout(**layout);
+  // Each node's kind, so that a page asks for what only some kinds have (an approval's decisions).
+  for (json& node : out["nodes"]) {
+    auto task = (*pipeline)->dag.Find(node["id"].get<std::string>());
+    node["kind"] = task ? json((*pipeline)->spec.tasks[Index(*task)].kind) : json();
+  }
+  SendJson(call.res, 200, out);
 }
 
 // The tasks that decided how long the run took: each task costs the time from its first

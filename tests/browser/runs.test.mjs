@@ -257,6 +257,9 @@ test('an admin marks a failed task success, with the reason typed on the page', 
 name = "broken"
 [tasks.load]
 command = "exit 4"
+[tasks.after]
+needs = ["load"]
+command = "true"
 ` }), 'admin', async ({ daemon, page, problems }) => {
     const { id } = (await daemon.api('/api/v1/pipelines/broken/runs', { method: 'POST', body: {} })).body;
     assert.equal((await daemon.waitForRun(id)).state, 'failed');
@@ -270,6 +273,14 @@ command = "exit 4"
     assert.equal(await page.locator('.mark-form').count(), 0);
     const run = (await daemon.api(`/api/v1/runs/${id}`)).body;
     assert.equal(run.tasks[0].state, 'success');
+    // A task that ended without an attempt and is no approval (the graph says its kind): its
+    // card asks for no decisions.
+    const asked = [];
+    page.on('request', (r) => { if (r.url().includes('/decisions')) asked.push(r.url()); });
+    await page.click('#tasks tr[data-task="after"] a');
+    await page.locator('#task-h').getByText('Task after').waitFor();
+    await page.locator('section.card').getByText('No attempt.').waitFor();
+    assert.deepEqual(asked, []);
     assert.deepEqual(problems, []);
   });
 });

@@ -134,16 +134,24 @@ TEST_CASE("the graph route serves the version in use or a run's version") {
   scheduler::PipelineInfo ml = NamedPipeline("ml");
   ml.pipeline = Pipeline(kV2, {{"a", {}}, {"b", {"a"}}});
   server.service.pipelines = {ml};
-  server.service.versions[kV3] = Pipeline(kV3, {{"a", {}}, {"c", {"a"}}, {"d", {"c"}}});
+  {
+    auto v3 =
+        std::make_shared<dag::Pipeline>(*Pipeline(kV3, {{"a", {}}, {"c", {"a"}}, {"d", {"c"}}}));
+    v3->spec.tasks[1].kind = "approval";
+    server.service.versions[kV3] = v3;
+  }
   auto client = server.Client();
   auto now = Body(client->Get("/api/v1/pipelines/ml/graph", AsViewer()));
   CHECK(now["version"] == kV2);
   CHECK(now["nodes"].size() == 2);
   CHECK(now["nodes"][1]["id"] == "b");
+  CHECK(now["nodes"][1]["kind"] == "shell");
   CHECK(now["edges"] == json{{{"from", "a"}, {"to", "b"}, {"path", now["edges"][0]["path"]}}});
   auto old = Body(client->Get(("/api/v1/pipelines/ml/graph?version=" + kV3).c_str(), AsViewer()));
   CHECK(old["version"] == kV3);
   CHECK(old["nodes"].size() == 3);
+  CHECK(old["nodes"][1]["id"] == "c");
+  CHECK(old["nodes"][1]["kind"] == "approval");
   CHECK(Body(client->Get(("/api/v1/pipelines/ml/graph?version=" + std::string(64, 'c')).c_str(),
                          AsViewer())) ==
         ErrorBody("not_found", "pipeline 'ml' version cccccccccccc is not kept"));

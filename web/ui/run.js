@@ -54,6 +54,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   const eventList = h('ol', { class: 'events', id: 'events', reversed: true });
   const problem = h('p', { class: 'error', role: 'alert' });
   let dag = null;
+  const kinds = new Map();  // task id -> kind, from the graph
   let gantt = null;
   let log = null;
 
@@ -177,8 +178,10 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     const t = run.tasks.find((x) => x.id === selectedTask);
     if (!t) return fill(taskBox);
     const { attempts } = await api(`/api/v1/runs/${id}/tasks/${enc(t.id)}/attempts`);
-    // An ended task without attempts may be a decided approval: who decided, when and why.
-    const decisions = attempts.length === 0 && ENDED_TASK.has(t.state)
+    // An ended task without attempts may be a decided approval: who decided, when and why (asked
+    // of approval tasks only, once the graph has told the kinds).
+    const kind = kinds.get(t.id);
+    const decisions = attempts.length === 0 && ENDED_TASK.has(t.state) && (kind === undefined || kind === 'approval')
       ? (await api(`/api/v1/runs/${id}/decisions`).catch(() => ({ decisions: [] }))).decisions.filter((d) => d.task === t.id)
       : [];
     const chosen = Number(selectedAttempt) || (attempts.length ? attempts[attempts.length - 1].attempt : 0);
@@ -322,6 +325,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
   const layout = await api(`/api/v1/pipelines/${enc(run.pipeline)}/graph?version=${enc(run.version)}`)
     .catch((e) => { fill(dagBox, h('p', { class: 'error' }, e.message)); return null; });
   if (layout) {
+    for (const n of layout.nodes) kinds.set(n.id, n.kind);
     const states = new Map(run.tasks.map((t) => [t.id, t.state]));
     dag = new DagView(layout, { href: (task) => `#/runs/${id}/${enc(task)}`, states });
     fill(dagBox, dag.el);
