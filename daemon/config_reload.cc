@@ -1,5 +1,6 @@
 // A reload of kiln.toml while the daemon runs: what may change takes effect, the rest waits for
 // a restart (config::DiffDaemonConfig, docs/configuration.md "Reloading kiln.toml").
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/post.hpp>
 #include <future>
@@ -73,19 +74,22 @@ Status Daemon::ApplyPools(const config::DaemonConfig& next) {
     answer.wait();  // it has begun: its answer comes at once
   }
   if (Status set = answer.get(); !set.ok()) return set;
-  // Workers claim against the sizes in the database (the last daemon to write them wins).
-  if (cfg_.executor_mode != "local") {
-    if (Status written = SetPoolSlots(runtime_->database.url, next.pools); !written.ok()) {
-      // Not recorded as in effect: the next reload writes them again.
-      return Status::Error(ErrorCode::kUnavailable,
-                           "the new sizes hold for this daemon's own starts, but could not be "
-                           "written for the workers, which keep the old ones until the next "
-                           "reload: " +
-                               written.message());
-    }
-  }
   running_.pools = next.pools;
   running_.max_parallel_tasks = next.max_parallel_tasks;
+  return WritePoolsForWorkers();
+}
+
+Status Daemon::WritePoolsForWorkers() {
+  // Workers claim against the sizes in the database (the last daemon to write them wins).
+  pools_unwritten_ = cfg_.executor_mode != "local";
+  if (!pools_unwritten_) return Status::Ok();
+  if (Status written = SetPoolSlots(runtime_->database.url, running_.pools); !written.ok()) {
+    return Status::Error(ErrorCode::kUnavailable,
+                         "the new sizes hold for this daemon's own starts, but writing them for "
+                         "the workers failed (the next reload writes them again): " +
+                             written.message());
+  }
+  pools_unwritten_ = false;
   return Status::Ok();
 }
 
@@ -94,7 +98,8 @@ Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
   scheduler::ConfigReload out;
   out.file = source_.file;
   if (!serving_) {
-    // It read the file moments ago, or is going.
+    // Starting: done once it serves (it may have read the file before the change was asked for).
+    if (!started_) reload_pending_ = true;
     return Status::Error(ErrorCode::kUnavailable, "the daemon is starting or stopping");
   }
   if (!source_.read) return out;
@@ -113,13 +118,20 @@ Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
   const config::DaemonConfig& next = read.config;
   config::ConfigChanges changes = config::DiffDaemonConfig(running_, next);
   out.restart_needed = changes.restart_needed;
+  // Sizes in effect that an earlier reload could not write for the workers: written now.
+  std::vector<std::string>& keys = changes.applied;
+  if (pools_unwritten_ && std::find(keys.begin(), keys.end(), "pools") == keys.end()) {
+    auto at = keys.begin();
+    if (at != keys.end() && *at == "auth.tokens") ++at;  // the diff's order
+    keys.insert(at, "pools");
+  }
   bool notify = false;
   for (const std::string& key : changes.applied) {
     Status applied;
     if (key == "auth.tokens") {
       applied = ApplyTokens(next);
     } else if (key == "pools") {
-      applied = ApplyPools(next);
+      applied = config::SamePools(running_, next) ? WritePoolsForWorkers() : ApplyPools(next);
     } else if (key == "notify") {
       running_.notify = next.notify;
       notify = true;

@@ -59,6 +59,7 @@ std::string LinkHost(const std::string& host) {
 // A SIGHUP before the daemon serves: kept for the first reload (the default action would end the
 // process; ignoring it would pass SIG_IGN on to every process started meanwhile).
 std::atomic<bool> early_hangup = false;
+static_assert(std::atomic<bool>::is_always_lock_free);  // set in a signal handler
 extern "C" void OnEarlyHangup(int) { early_hangup = true; }
 
 }  // namespace
@@ -216,6 +217,7 @@ void Daemon::OnSignal() {
 int Daemon::Run() {
   struct sigaction hangup {};
   hangup.sa_handler = OnEarlyHangup;
+  hangup.sa_flags = SA_RESTART;
   sigemptyset(&hangup.sa_mask);
   ::sigaction(SIGHUP, &hangup, nullptr);
   // The API holds up to 1,024 connections (web/server.h) besides the database's and the
@@ -385,8 +387,16 @@ int Daemon::Run() {
         hangups.async_wait(on_hangup);
       };
   hangups.async_wait(on_hangup);
-  serving_ = true;
-  if (early_hangup.exchange(false)) service.ReloadHere("SIGHUP while the daemon started");
+  bool pending = false;
+  {
+    // Under the reload lock: a reload that found the daemon starting has left its mark by now.
+    std::lock_guard lock(reload_mu_);
+    serving_ = started_ = true;
+    pending = std::exchange(reload_pending_, false);
+  }
+  if (early_hangup.exchange(false) || pending) {
+    service.ReloadHere("asked while the daemon started");
+  }
   auto guard = asio::make_work_guard(io);
   io.run();
   guard.reset();  // before the loop it guards is destroyed with the runtime, below

@@ -63,6 +63,8 @@ class Daemon {
   Result<scheduler::ConfigReload> ReloadConfig();
   Status ApplyTokens(const config::DaemonConfig& next);
   Status ApplyPools(const config::DaemonConfig& next);
+  // With workers, writes running_.pools to the database (pools_unwritten_ while that fails).
+  Status WritePoolsForWorkers();
 
   // As read at start: what a reload cannot change is read from here.
   const config::DaemonConfig& cfg_;
@@ -71,6 +73,9 @@ class Daemon {
   config::DaemonConfig running_;       // under reload_mu_: cfg_ with the reloads applied
   std::atomic<bool> cancel_on_stop_;   // daemon.on_stop, as reloaded
   std::atomic<bool> serving_ = false;  // from the first reload on, until the stop begins
+  bool started_ = false;               // under reload_mu_: serving_ was set once
+  bool reload_pending_ = false;        // under reload_mu_: a reload asked while starting
+  bool pools_unwritten_ = false;       // under reload_mu_: see WritePoolsForWorkers
   std::string listen_host_;
   std::filesystem::path data_dir_;
   std::string name_;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "daemon/runtime.h"
 #include "daemon/service.h"
 #include "dag/params.h"
@@ -196,7 +197,7 @@ void DaemonService::OnPipelinesNotified(const std::string& payload) {
   // "reload <daemon>": the daemon asked has read its kiln.toml already ("reload" alone: asked by
   // an older daemon).
   if (payload == "reload" || payload.rfind("reload ", 0) == 0) {
-    const bool asked_here = payload.size() > 7 && payload.substr(7) == options_.owner;
+    const bool asked_here = payload.size() > 7 && payload.substr(7) == SafeUtf8(options_.owner);
     ReloadHere("asked through the database", /*config=*/!asked_here);
   } else if (payload.rfind("pause ", 0) == 0) {
     timer_.Post([this, name = payload.substr(6)] { ApplyRecordedPause(name); });

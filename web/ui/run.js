@@ -181,7 +181,7 @@ export async function runView(main, app, idText, selectedTask, selectedAttempt) 
     // An ended task without attempts may be a decided approval: who decided, when and why (asked
     // of approval tasks only, once the graph has told the kinds).
     const kind = kinds.get(t.id);
-    const decisions = attempts.length === 0 && ENDED_TASK.has(t.state) && (kind === undefined || kind === 'approval')
+    const decisions = attempts.length === 0 && ENDED_TASK.has(t.state) && (kind == null || kind === 'approval')
       ? (await api(`/api/v1/runs/${id}/decisions`).catch(() => ({ decisions: [] }))).decisions.filter((d) => d.task === t.id)
       : [];
     const chosen = Number(selectedAttempt) || (attempts.length ? attempts[attempts.length - 1].attempt : 0);
