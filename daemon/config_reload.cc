@@ -113,6 +113,7 @@ Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
         (source_.file.empty() ? "the configuration" : source_.file) +
         " has errors, so nothing was reloaded and the running configuration stays: " + errors;
     log::Error(message);
+    config_health_->ok = false;
     return Status::Error(ErrorCode::kConflict, message);
   }
   const config::DaemonConfig& next = read.config;
@@ -152,6 +153,8 @@ Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
     }
   }
   if (notify) notifier_->SetGlobal(running_.notify, running_.public_url);
+  config_health_->ok = out.refused.empty();
+  if (out.refused.empty()) config_health_->loaded_at_s = NowSeconds();
 
   if (!out.applied.empty()) log::Info("kiln.toml reloaded: " + Joined(out.applied) + " applied");
   for (const auto& [key, why] : out.refused) {

@@ -289,6 +289,8 @@ int Daemon::Run() {
   auto leadership = std::make_shared<Leadership>(name_);
   service_options.leadership = leadership;
   service_options.reload_config = [this] { return ReloadConfig(); };
+  config_health_->loaded_at_s = NowSeconds();  // read by the command line just before
+  service_options.config_health = config_health_;
   listen_host_ = listen->first;
   NotifierOptions notify;
   notify.database_url = url;

@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "common/time.h"
 #include "config/daemon_config.h"
 #include "daemon/daemon.h"
 #include "daemon/engine.h"
@@ -30,6 +31,11 @@
 namespace kiln::daemon {
 
 namespace asio = boost::asio;
+
+// Now, in whole seconds since the epoch (for /metrics).
+inline int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(NowUtc().time_since_epoch()).count();
+}
 
 // The API's tokens from kiln.toml's (roles checked).
 Result<std::vector<web::Token>> ServerTokens(const std::vector<config::AuthToken>& tokens);
@@ -76,6 +82,7 @@ class Daemon {
   bool started_ = false;               // under reload_mu_: serving_ was set once
   bool reload_pending_ = false;        // under reload_mu_: a reload asked while starting
   bool pools_unwritten_ = false;       // under reload_mu_: see WritePoolsForWorkers
+  std::shared_ptr<ConfigHealth> config_health_ = std::make_shared<ConfigHealth>();
   std::string listen_host_;
   std::filesystem::path data_dir_;
   std::string name_;

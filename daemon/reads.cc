@@ -184,6 +184,10 @@ Status DaemonService::Ready() {
 scheduler::MetricsSnapshot DaemonService::Metrics() {
   scheduler::MetricsSnapshot m = OnLoop([this] { return sched_.Metrics(); });
   m.leader_term = options_.leadership ? options_.leadership->Term() : 0;
+  if (options_.config_health) {
+    m.config_reload_ok = options_.config_health->ok;
+    m.config_loaded_at_s = options_.config_health->loaded_at_s;
+  }
   return m;
 }
 

@@ -3,6 +3,7 @@
 // the scheduler by posting to its io_context. Thread-safe; called from the HTTP worker threads.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <condition_variable>
@@ -48,6 +49,12 @@ std::map<std::string, PipelineEntry> LoadPipelineEntries(const std::filesystem::
 // the database cannot answer is logged: the files are then served as they loaded.
 void KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& entries);
 
+// Whether the last read of kiln.toml applied whole, and when the last one that did was.
+struct ConfigHealth {
+  std::atomic<bool> ok{true};
+  std::atomic<int64_t> loaded_at_s{0};  // seconds since the epoch
+};
+
 struct DaemonServiceOptions {
   std::filesystem::path logs_dir;
   // Who this daemon is to the other daemons on its database: stable across restarts (host and
@@ -72,6 +79,8 @@ struct DaemonServiceOptions {
   // the ask), on SIGHUP, and on a reload asked through the database by another daemon. Null:
   // nothing to read (tests).
   std::function<Result<scheduler::ConfigReload>()> reload_config;
+  // How the last read of kiln.toml went, for /metrics (set by the daemon). Null: not shown.
+  std::shared_ptr<const ConfigHealth> config_health;
 };
 
 // Also the scheduler's observer (run ends start waiting runs and completion triggers): register

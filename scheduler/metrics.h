@@ -56,6 +56,10 @@ struct MetricsSnapshot {
   uint64_t updates_refused = 0;  // updates the store fenced or rejected
   uint64_t runs_released = 0;    // runs let go of because another daemon drives them now
   int64_t leader_term = -1;      // the term this daemon leads in; -1 while another leads
+  // The last read of kiln.toml (at start, or a reload): whether it applied whole (no error in the
+  // file, no key refused), and when the last one that did was, in seconds since the epoch.
+  bool config_reload_ok = true;
+  int64_t config_loaded_at_s = 0;
 };
 
 }  // namespace kiln::scheduler

@@ -119,6 +119,13 @@ std::string RenderMetrics(const scheduler::MetricsSnapshot& m) {
         m.leader_term >= 0 ? 1 : 0);
   Gauge(out, "kiln_leader_term", "The term this daemon leads in (-1 while another leads).",
         m.leader_term);
+  Gauge(out, "kiln_config_last_reload_successful",
+        "1 when the last read of kiln.toml applied whole; 0 when it had errors or a key was "
+        "refused.",
+        m.config_reload_ok ? 1 : 0);
+  Gauge(out, "kiln_config_last_reload_success_timestamp_seconds",
+        "When kiln.toml was last read and applied whole (at start or by a reload).",
+        m.config_loaded_at_s);
   return out;
 }
 

@@ -1,5 +1,6 @@
 // Hot reload: pipeline files added, edited, broken and deleted while the daemon runs.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
@@ -177,6 +178,18 @@ std::string KilnToml(const std::string& more,
   return text;
 }
 
+// The value of a metric without labels in /metrics.
+std::string Metric(httplib::Client& client, const std::string& name) {
+  auto r = client.Get("/metrics");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  const std::string line = "\n" + name + " ";
+  const size_t at = r->body.find(line);
+  REQUIRE(at != std::string::npos);
+  const size_t from = at + line.size();
+  return r->body.substr(from, r->body.find('\n', from) - from);
+}
+
 int Status(httplib::Client& client, const std::string& path) {
   auto r = client.Get(path.c_str());
   REQUIRE(r);
@@ -203,6 +216,16 @@ TEST_CASE(
   const std::string fresh_token = "kiln_test_fresh_0123456789";
   auto fresh = daemon.Client(fresh_token);
   CHECK(Status(fresh, "/api/v1/pipelines") == 401);
+
+  // The start's read counts as the first load.
+  const int64_t started = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  CHECK(Metric(op, "kiln_config_last_reload_successful") == "1");
+  const int64_t loaded =
+      std::stoll(Metric(op, "kiln_config_last_reload_success_timestamp_seconds"));
+  CHECK(loaded > started - 60);
+  CHECK(loaded <= started);
 
   // One slot: one task runs, the other waits for it.
   const int64_t run = Trigger(op, p);
@@ -245,6 +268,9 @@ TEST_CASE(
             (dir / "kiln.toml").string() +
             ":6:9: daemon.x: unknown key 'x' (accepted: lease, on_stop)");
   CHECK(Status(fresh, "/api/v1/pipelines") == 200);
+  CHECK(Metric(op, "kiln_config_last_reload_successful") == "0");
+  const std::string good_at = Metric(op, "kiln_config_last_reload_success_timestamp_seconds");
+  CHECK(std::stoll(good_at) >= loaded);
   WriteFile(
       dir / "kiln.toml",
       KilnToml("[executor]\nkill_grace = \"3s\"\n[retention]\nruns = \"10d\"\n", next_tokens));
@@ -275,6 +301,10 @@ TEST_CASE(
       [&] { return Sql("select state from runs where id = " + std::to_string(run)) == "success"; },
       "the run's success");
 
+  // A key refused: not a reload applied whole.
+  CHECK(Metric(op, "kiln_config_last_reload_successful") == "0");
+  CHECK(Metric(op, "kiln_config_last_reload_success_timestamp_seconds") == good_at);
+
   // SIGHUP: the viewer's token back, from this daemon's own file.
   WriteFile(dir / "kiln.toml", KilnToml("", {{"operator", "operator", kOperatorToken},
                                              {"viewer", "viewer", kViewerToken}}));
@@ -282,6 +312,7 @@ TEST_CASE(
   WaitFor([&] { return Status(viewer, "/api/v1/pipelines") == 200; },
           "the viewer's token accepted after SIGHUP");
   CHECK(Status(fresh, "/api/v1/pipelines") == 401);
+  CHECK(Metric(op, "kiln_config_last_reload_successful") == "1");
   // `kiln reload` says what the daemon asked did.
   WriteFile(dir / "kiln.toml",
             KilnToml("[pools]\nnarrow = 3\n", {{"operator", "operator", kOperatorToken},

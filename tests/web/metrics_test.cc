@@ -27,6 +27,8 @@ scheduler::MetricsSnapshot SampleSnapshot() {
   m.attempts_lost = 1;
   m.commits_failed = 2;
   m.updates_refused = 3;
+  m.config_reload_ok = false;
+  m.config_loaded_at_s = 1796000000;
   return m;
 }
 
@@ -98,6 +100,12 @@ kiln_leader 1
 # HELP kiln_leader_term The term this daemon leads in (-1 while another leads).
 # TYPE kiln_leader_term gauge
 kiln_leader_term 3
+# HELP kiln_config_last_reload_successful 1 when the last read of kiln.toml applied whole; 0 when it had errors or a key was refused.
+# TYPE kiln_config_last_reload_successful gauge
+kiln_config_last_reload_successful 0
+# HELP kiln_config_last_reload_success_timestamp_seconds When kiln.toml was last read and applied whole (at start or by a reload).
+# TYPE kiln_config_last_reload_success_timestamp_seconds gauge
+kiln_config_last_reload_success_timestamp_seconds 1796000000
 )";
 
 }  // namespace
@@ -116,7 +124,8 @@ TEST_CASE("every metric is declared even before anything happened") {
         "kiln_running_attempts gauge", "kiln_attempts_adopted_total counter",
         "kiln_attempts_relaunched_total counter", "kiln_attempts_lost_total counter",
         "kiln_commits_failed_total counter", "kiln_updates_refused_total counter",
-        "kiln_runs_released_total counter"}) {
+        "kiln_runs_released_total counter", "kiln_config_last_reload_successful gauge",
+        "kiln_config_last_reload_success_timestamp_seconds gauge"}) {
     CHECK(text.find(std::string("# TYPE ") + name + "\n") != std::string::npos);
   }
   CHECK(text.find("kiln_task_duration_seconds_bucket{le=\"0.001\"} 0\n") != std::string::npos);
