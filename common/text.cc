@@ -42,6 +42,15 @@ bool IsSafeUtf8(std::string_view text) {
   return true;
 }
 
+std::string Join(std::span<const std::string> items, std::string_view separator) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += separator;
+    out += items[i];
+  }
+  return out;
+}
+
 std::string SafeUtf8(std::string_view text) {
   if (IsSafeUtf8(text)) return std::string(text);
   std::string out;

@@ -23,6 +23,9 @@ std::string_view Closest(std::string_view word, std::span<const std::string_view
 // "; did you mean 'x'? (accepted: a, b, c)", or " (accepted: a, b, c)" when nothing is close.
 std::string SuggestAccepted(std::string_view word, std::span<const std::string_view> accepted);
 
+// The items with `separator` between them ("" for none).
+std::string Join(std::span<const std::string> items, std::string_view separator);
+
 // A decimal integer in [min, 2^63-1] without sign, spaces or leading zeros; nullopt otherwise
 // (also when it is too large for 64 bits).
 std::optional<int64_t> ParseDecimal(std::string_view text, int64_t min);

@@ -6,21 +6,12 @@
 #include <future>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "config/config_changes.h"
 #include "daemon/daemon_impl.h"
 #include "daemon/tokens.h"
 
 namespace kiln::daemon {
-
-namespace {
-
-std::string Joined(const std::vector<std::string>& keys) {
-  std::string out;
-  for (const std::string& key : keys) out += (out.empty() ? "" : ", ") + key;
-  return out;
-}
-
-}  // namespace
 
 Status Daemon::ApplyTokens(const config::DaemonConfig& next) {
   if (next.tokens.empty() && !IsLoopbackHost(listen_host_)) {
@@ -93,30 +84,8 @@ Status Daemon::WritePoolsForWorkers() {
   return Status::Ok();
 }
 
-Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
-  std::lock_guard lock(reload_mu_);
-  scheduler::ConfigReload out;
-  out.file = source_.file;
-  if (!serving_) {
-    // Starting: done once it serves (it may have read the file before the change was asked for).
-    if (!started_) reload_pending_ = true;
-    return Status::Error(ErrorCode::kUnavailable, "the daemon is starting or stopping");
-  }
-  if (!source_.read) return out;
-  config::DaemonConfigResult read = source_.read();
-  if (!read.diagnostics.empty()) {
-    std::string errors;
-    for (const dag::Diagnostic& d : read.diagnostics) {
-      errors += (errors.empty() ? "" : "; ") + d.ToString();
-    }
-    const std::string message =
-        (source_.file.empty() ? "the configuration" : source_.file) +
-        " has errors, so nothing was reloaded and the running configuration stays: " + errors;
-    log::Error(message);
-    config_health_->ok = false;
-    return Status::Error(ErrorCode::kConflict, message);
-  }
-  const config::DaemonConfig& next = read.config;
+// Applies each key of `next` that differs from running_ and may change now; fills `out`.
+void Daemon::ApplyChanges(const config::DaemonConfig& next, scheduler::ConfigReload& out) {
   config::ConfigChanges changes = config::DiffDaemonConfig(running_, next);
   out.restart_needed = changes.restart_needed;
   // Sizes in effect that an earlier reload could not write for the workers: written now.
@@ -153,15 +122,40 @@ Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
     }
   }
   if (notify) notifier_->SetGlobal(running_.notify, running_.public_url);
+}
+
+Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
+  std::lock_guard lock(reload_mu_);
+  scheduler::ConfigReload out;
+  out.file = source_.file;
+  if (!serving_) {
+    // Starting: done once it serves (it may have read the file before the change was asked for).
+    if (!started_) reload_pending_ = true;
+    return Status::Error(ErrorCode::kUnavailable, "the daemon is starting or stopping");
+  }
+  if (!source_.read) return out;
+  config::DaemonConfigResult read = source_.read();
+  if (!read.diagnostics.empty()) {
+    std::vector<std::string> errors;
+    for (const dag::Diagnostic& d : read.diagnostics) errors.push_back(d.ToString());
+    const std::string message =
+        (source_.file.empty() ? "the configuration" : source_.file) +
+        " has errors, so nothing was reloaded and the running configuration stays: " +
+        Join(errors, "; ");
+    log::Error(message);
+    config_health_->ok = false;
+    return Status::Error(ErrorCode::kConflict, message);
+  }
+  ApplyChanges(read.config, out);
   config_health_->ok = out.refused.empty();
   if (out.refused.empty()) config_health_->loaded_at_s = NowSeconds();
-
-  if (!out.applied.empty()) log::Info("kiln.toml reloaded: " + Joined(out.applied) + " applied");
+  if (!out.applied.empty())
+    log::Info("kiln.toml reloaded: " + Join(out.applied, ", ") + " applied");
   for (const auto& [key, why] : out.refused) {
     log::Error("kiln.toml reloaded: " + key + " kept as it was: " + why);
   }
   if (!out.restart_needed.empty()) {
-    log::Warn("kiln.toml reloaded: " + Joined(out.restart_needed) +
+    log::Warn("kiln.toml reloaded: " + Join(out.restart_needed, ", ") +
               " changed, but take effect only when kiln restarts; the values it started with "
               "hold until then");
   }

@@ -67,6 +67,7 @@ class Daemon {
   // Reads kiln.toml again and applies what may change while running (daemon/config_reload.cc):
   // DaemonServiceOptions::reload_config. Never on the loop thread: pools are changed there.
   Result<scheduler::ConfigReload> ReloadConfig();
+  void ApplyChanges(const config::DaemonConfig& next, scheduler::ConfigReload& out);
   Status ApplyTokens(const config::DaemonConfig& next);
   Status ApplyPools(const config::DaemonConfig& next);
   // With workers, writes running_.pools to the database (pools_unwritten_ while that fails).

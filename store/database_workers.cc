@@ -29,15 +29,6 @@ std::string KeyText(const AttemptKey& k) { return k.ToString(); }
 // The largest piece of a shipped log one row holds.
 constexpr size_t kMaxLogChunk = 1 << 20;
 
-std::string Joined(std::span<const std::string> items) {
-  std::string out;
-  for (const std::string& s : items) {
-    if (!out.empty()) out += ',';
-    out += s;
-  }
-  return out;
-}
-
 AttemptKey ReadKey(const pqxx::row& row) {
   return AttemptKey{RunId(row[0].as<int64_t>()), row[1].as<std::string>(), row[2].as<int>()};
 }
@@ -89,7 +80,7 @@ Result<std::vector<AttemptKey>> Database::Dispatch(const std::string& from,
     }
     if (!pools.empty()) {
       std::vector<std::string> list(pools.begin(), pools.end());
-      txn.exec_params("SELECT pg_notify('kiln_dispatch', $1)", Joined(list));
+      txn.exec_params("SELECT pg_notify('kiln_dispatch', $1)", Join(list, ","));
     }
     txn.commit();
     return out;
@@ -151,7 +142,7 @@ Result<std::vector<Claimed>> Database::Claim(const std::string& worker,
     std::vector<Claimed> out;
     for (const pqxx::row& row :
          txn.exec_params("SELECT * FROM kiln_claim($1, $2, $3, string_to_array($4, ','), $5)",
-                         worker, supervisor, SafeUtf8(host), Joined(pools), slots)) {
+                         worker, supervisor, SafeUtf8(host), Join(pools, ","), slots)) {
       out.push_back(ReadClaimed(row));
     }
     return out;
@@ -245,7 +236,7 @@ Result<int64_t> Database::RenewWorker(const std::string& name, std::span<const s
         "h AS (INSERT INTO worker_history (worker, kind) SELECT $1, 'renew' FROM r) SELECT term "
         "FROM r",
         name, SafeUtf8(host), static_cast<int>(getpid()), static_cast<int64_t>(lease.count()),
-        Joined(pools), slots);
+        Join(pools, ","), slots);
     if (rows.empty()) {
       // Two workers of one name would keep each other's attempts alive: one of them must go.
       const std::string holder =

@@ -24,3 +24,9 @@ TEST_CASE("every malformed byte and every NUL becomes U+FFFD") {
   CHECK(kiln::SafeUtf8("ok \xE2\x82 \xE2\x82\xAC") == "ok " + r + r + " \xE2\x82\xAC");
   CHECK_FALSE(kiln::IsSafeUtf8("\x80"));
 }
+
+TEST_CASE("items are joined with the separator between them") {
+  CHECK(kiln::Join(std::vector<std::string>{}, ", ") == "");
+  CHECK(kiln::Join(std::vector<std::string>{"a"}, ", ") == "a");
+  CHECK(kiln::Join(std::vector<std::string>{"a", "", "c"}, ",") == "a,,c");
+}
