@@ -83,6 +83,28 @@ std::vector<json> Notifications(int64_t run) {
   return out;
 }
 
+// Waits for `count` deliveries; on a timeout the failure says what the database queued and how
+// each one went, and what the receiver was asked.
+void WaitForDeliveries(Receiver& receiver, size_t count, const std::string& what) {
+  try {
+    WaitFor([&] { return receiver.Delivered().size() == count; }, what);
+  } catch (const std::exception& e) {
+    int asked = 0;
+    {
+      std::lock_guard lock(receiver.mu);
+      for (const auto& [path, tries] : receiver.tries) asked += tries;
+    }
+    FAIL(std::string(e.what()) + "; the receiver was asked " + std::to_string(asked) +
+         " times; queued: " +
+         Sql("select coalesce(string_agg(run_id || ' ' || event || ' ' || webhook || ' ' || state "
+             "|| ' tries=' || tries || ' next_at=' || next_at, '; ' order by id), 'none') from "
+             "notifications") +
+         "; notification events: " +
+         Sql("select coalesce(string_agg(detail::text, '; ' order by id), 'none') from events "
+             "where kind = 'notification'"));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("a failed run is delivered after two failed tries, each try a run event") {
@@ -315,7 +337,7 @@ TEST_CASE(
   CHECK(Body(asked)["config"]["applied"] == json{"notify", "public_url"});
   const int64_t after = Trigger(client, p);
   CHECK(WaitForRunEnd(daemon, after) == "success");
-  WaitFor([&] { return receiver.Delivered().size() == 1; }, "the success of the run after");
+  WaitForDeliveries(receiver, 1, "the success of the run after");
   const auto told = receiver.Delivered()[0];
   CHECK(told.body["run"]["id"] == after);
   CHECK(told.body["run"]["url"] == "https://kiln.example/#/runs/" + std::to_string(after));
@@ -329,7 +351,7 @@ TEST_CASE(
   const int64_t last = Trigger(client, p);
   CHECK(WaitForRunEnd(daemon, last) == "success");
   // Both hooks of an end are queued together: once the new one is told, the old one is not.
-  WaitFor([&] { return receiver.Delivered().size() == 2; }, "the success of the last run");
+  WaitForDeliveries(receiver, 2, "the success of the last run");
   const auto other = receiver.Delivered()[1];
   CHECK(other.path == "/other");
   CHECK(other.body["run"]["url"] ==
