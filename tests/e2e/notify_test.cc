@@ -83,11 +83,12 @@ std::vector<json> Notifications(int64_t run) {
   return out;
 }
 
-// Waits for `count` deliveries; on a timeout the failure says what the database queued and how
-// each one went, and what the receiver was asked.
+// Waits for `count` deliveries and checks that no more came; on a timeout the failure says what
+// the database queued and how each one went, and what the receiver was asked.
 void WaitForDeliveries(Receiver& receiver, size_t count, const std::string& what) {
   try {
-    WaitFor([&] { return receiver.Delivered().size() == count; }, what);
+    WaitFor([&] { return receiver.Delivered().size() >= count; }, what);
+    CHECK(receiver.Delivered().size() == count);
   } catch (const std::exception& e) {
     int asked = 0;
     {
@@ -325,9 +326,8 @@ TEST_CASE(
   WriteFile(dir / "pipelines/p.toml", Pipeline(p, ""));
   Daemon daemon(dir, DaemonOptions(dir / "pipelines"));
   auto client = daemon.Client(kOperatorToken);
-  const int64_t before = Trigger(client, p);
-  CHECK(WaitForRunEnd(daemon, before) == "success");
-
+  // No run ends before the reload: the notifier queues an end with the hooks in effect when it
+  // takes the end up, which may be just after a reload that the end preceded.
   const std::string base = ReadFile(dir / "kiln.toml");
   WriteFile(dir / "kiln.toml", "public_url = \"https://kiln.example/\"\n" + base +
                                    "\n[[notify]]\non = [\"success\"]\nwebhook = \"" +
@@ -357,5 +357,4 @@ TEST_CASE(
   CHECK(other.body["run"]["url"] ==
         "http://127.0.0.1:" + std::to_string(daemon.port()) + "/#/runs/" + std::to_string(last));
   CHECK(Sql("select count(*) from notifications where run_id = " + std::to_string(last)) == "1");
-  CHECK(Sql("select count(*) from notifications where run_id = " + std::to_string(before)) == "0");
 }
