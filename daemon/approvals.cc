@@ -3,14 +3,11 @@
 // tasks do. The decision is the scheduler's (Scheduler::Decide): the task's end, its
 // downstream and the event naming who decided and why commit together, in its next batch.
 #include <chrono>
-#include <future>
-#include <memory>
 
+#include "daemon/loop_call.h"
 #include "daemon/service.h"
 
 namespace kiln::daemon {
-
-namespace asio = boost::asio;
 
 namespace {
 
@@ -47,22 +44,26 @@ Status DaemonService::DecideApproval(const scheduler::ApprovalRequest& request) 
       decision + " by " + request.actor + (request.note.empty() ? "" : ": " + request.note);
   std::vector<std::pair<std::string, std::string>> detail = {
       {"decision", decision}, {"by", request.actor}, {"note", request.note}};
-  // Answered once the decision is durable. The scheduler may answer after this request has
-  // given up (a database that does not answer): the promise is shared.
-  auto decided = std::make_shared<std::promise<Status>>();
-  std::future<Status> answer = decided->get_future();
-  asio::post(io_, [this, run = request.run, approve = request.approve, task = request.task, reason,
-                   detail = std::move(detail), decided]() mutable {
-    sched_.Decide(run, task, approve, reason, std::move(detail),
-                  [decided](Status s) { decided->set_value(std::move(s)); });
-  });
-  if (answer.wait_for(kDecisionWait) != std::future_status::ready) {
+  // Answered once the decision is durable; the scheduler may answer after this request has given
+  // up (a database that does not answer).
+  const LoopAnswer answer =
+      CallOnLoop(io_, kDecisionWait,
+                 [this, run = request.run, approve = request.approve, task = request.task, reason,
+                  detail = std::move(detail)](auto done) mutable {
+                   sched_.Decide(run, task, approve, reason, std::move(detail), std::move(done));
+                 });
+  if (answer.state == LoopAnswer::State::kNotBegun) {
+    return Status::Error(ErrorCode::kUnavailable,
+                         "the scheduler did not take the decision up within 30 s (the daemon is "
+                         "stopping, or very busy); nothing was decided, so decide again");
+  }
+  if (answer.state == LoopAnswer::State::kPending) {
     return Status::Error(ErrorCode::kUnavailable,
                          "the decision could not be confirmed within 30 s (the daemon is "
                          "stopping, or the database does not answer); look at the task's state "
                          "before deciding again");
   }
-  Status s = answer.get();
+  const Status& s = answer.status;
   if (s.code() != ErrorCode::kNotFound) return s;
   // Waiting, but not in this daemon's scheduler: another daemon drives the run.
   if (auto owner = OtherOwner(request.run)) {

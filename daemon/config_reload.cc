@@ -1,14 +1,12 @@
 // A reload of kiln.toml while the daemon runs: what may change takes effect, the rest waits for
 // a restart (config::DiffDaemonConfig, docs/configuration.md "Reloading kiln.toml").
 #include <algorithm>
-#include <atomic>
-#include <boost/asio/post.hpp>
-#include <future>
 
 #include "common/log.h"
 #include "common/text.h"
 #include "config/config_changes.h"
 #include "daemon/daemon_impl.h"
+#include "daemon/loop_call.h"
 #include "daemon/tokens.h"
 
 namespace kiln::daemon {
@@ -40,31 +38,20 @@ Status Daemon::ApplyTokens(const config::DaemonConfig& next) {
 }
 
 Status Daemon::ApplyPools(const config::DaemonConfig& next) {
-  // On the loop, which owns the scheduler's pools. The wait may give up; then the change must not
-  // happen after all: whichever of the two comes first decides (0 = open, 1 = applied, 2 = given
-  // up), and the state is shared with the posted handler.
-  struct Ask {
-    std::atomic<int> state{0};
-    std::promise<Status> done;
-  };
-  auto ask = std::make_shared<Ask>();
-  std::future<Status> answer = ask->done.get_future();
+  // On the loop, which owns the scheduler's pools; all or nothing, so never after the wait gave
+  // up (SetPools answers before it returns to the loop).
   scheduler::Scheduler& sched = *runtime_->engine->scheduler;
-  asio::post(runtime_->engine->io,
-             [ask, &sched, pools = next.pools, parallel = next.max_parallel_tasks] {
-               int open = 0;
-               if (!ask->state.compare_exchange_strong(open, 1)) return;
-               ask->done.set_value(sched.SetPools(pools, parallel));
-             });
-  if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    int open = 0;
-    if (ask->state.compare_exchange_strong(open, 2)) {
-      return Status::Error(ErrorCode::kUnavailable,
-                           "the scheduler did not answer within 10 s (is the daemon stopping?)");
-    }
-    answer.wait();  // it has begun: its answer comes at once
+  const LoopAnswer set = CallOnLoop(
+      runtime_->engine->io, std::chrono::seconds(10),
+      [&sched, pools = next.pools, parallel = next.max_parallel_tasks](auto done) {
+        done(sched.SetPools(pools, parallel));
+      },
+      /*finish_begun=*/true);
+  if (set.state != LoopAnswer::State::kAnswered) {
+    return Status::Error(ErrorCode::kUnavailable,
+                         "the scheduler did not answer within 10 s (is the daemon stopping?)");
   }
-  if (Status set = answer.get(); !set.ok()) return set;
+  if (!set.status.ok()) return set.status;
   running_.pools = next.pools;
   running_.max_parallel_tasks = next.max_parallel_tasks;
   return WritePoolsForWorkers();

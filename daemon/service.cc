@@ -2,17 +2,24 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
-#include <future>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
 #include "daemon/log_files.h"
+#include "daemon/loop_call.h"
 #include "daemon/runtime.h"
 #include "dag/params.h"
 #include "scheduler/run_plan.h"
 
 namespace kiln::daemon {
+
+namespace {
+
+// How long a mark waits for the scheduler to decide it before the request gives up waiting.
+constexpr std::chrono::seconds kMarkWait{30};
+
+}  // namespace
 
 namespace asio = boost::asio;
 using scheduler::RunRecord;
@@ -649,22 +656,28 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
   }
   const bool instance = request.task.find('[') != std::string::npos;
   if (!dag::IsTerminal(run->state) && pipeline) {
-    std::promise<Status> decided;
     if (instance || pipeline->dag.Find(request.task)) {
       const std::string reason = "marked " + std::string(dag::Name(request.state)) + " by " +
                                  request.actor +
                                  (request.reason.empty() ? "" : ": " + request.reason);
-      asio::post(io_, [&, reason] {
-        // A task of the pipeline, or an instance of a mapped one ("train[3]").
-        auto unit = sched_.FindUnit(request.run, request.task);
-        if (!unit) {
-          decided.set_value(Status::Error(ErrorCode::kNotFound, "not active here"));
-          return;
-        }
-        sched_.MarkTask(request.run, *unit, request.state, reason,
-                        [&decided](Status s) { decided.set_value(std::move(s)); });
-      });
-      Status s = decided.get_future().get();
+      const LoopAnswer answer = CallOnLoop(
+          io_, kMarkWait,
+          [this, run = request.run, task = request.task, state = request.state, reason](auto done) {
+            // A task of the pipeline, or an instance of a mapped one ("train[3]").
+            auto unit = sched_.FindUnit(run, task);
+            if (!unit) return done(Status::Error(ErrorCode::kNotFound, "not active here"));
+            sched_.MarkTask(run, *unit, state, reason, std::move(done));
+          });
+      if (answer.state != LoopAnswer::State::kAnswered) {
+        return Status::Error(
+            ErrorCode::kUnavailable,
+            answer.state == LoopAnswer::State::kNotBegun
+                ? "the scheduler did not take the mark up within 30 s (the daemon is stopping, "
+                  "or very busy); nothing was marked, so mark again"
+                : "the mark could not be confirmed within 30 s (the daemon is stopping); look "
+                  "at the task's state before marking again");
+      }
+      const Status& s = answer.status;
       if (s.code() != ErrorCode::kNotFound) {
         if (!s.ok()) return s;
         nlohmann::json detail = {{"task", request.task},

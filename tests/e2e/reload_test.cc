@@ -377,3 +377,57 @@ TEST_CASE("retention turned on and on_stop changed by a reload take effect witho
   WriteFile(release, "");
   CHECK(WaitForRunEnd(next, running) == "success");
 }
+
+TEST_CASE(
+    "pool sizes the workers could not be told of hold here, and the next reload writes them") {
+  TempDir dir;
+  const std::string p = Unique("cfg-reload-pools");
+  WriteFile(dir / "pipelines/p.toml", Pipeline(p, "", "true"));
+  DaemonOptions options(dir / "pipelines");
+  const std::string executor = "[executor]\nmode = \"both\"\nworker_pools = [\"gpu\"]\n";
+  options.extra_config = executor + "[pools]\nnarrow = 1\ngpu = 1\n";
+  Daemon daemon(dir, options);
+  auto op = daemon.Client(kOperatorToken);
+  const std::string slots = "select string_agg(name || '=' || slots, ' ' order by name) from pools";
+  CHECK(Sql(slots) == "default=16 gpu=1 narrow=1");
+  const std::string tokens =
+      ReadFile(dir / "kiln.toml").substr(ReadFile(dir / "kiln.toml").find("\n[[auth.tokens]]"));
+
+  // The database refuses the write: the sizes hold for this daemon's own starts.
+  Sql("create function refuse_pools() returns trigger language plpgsql as $$ begin raise "
+      "exception 'pools are read-only for this test'; end $$; create trigger refuse_pools before "
+      "insert or update on pools for each row execute function refuse_pools()");
+  WriteFile(dir / "kiln.toml", KilnToml(executor + "[pools]\nnarrow = 2\ngpu = 3\n", {}) + tokens);
+  auto asked = op.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(asked);
+  CHECK(asked->status == 202);
+  const json config = Body(asked)["config"];
+  CHECK(config["applied"] == json::array());
+  CHECK(config["restart_needed"] == json::array());
+  REQUIRE(config["refused"].size() == 1);
+  CHECK(config["refused"][0]["key"] == "pools");
+  const std::string why = config["refused"][0]["why"];
+  CHECK(why.rfind("the new sizes hold for this daemon's own starts, but writing them for the "
+                  "workers failed (the next reload writes them again): ",
+                  0) == 0);
+  CHECK(why.find("pools are read-only for this test") != std::string::npos);
+  CHECK(Metric(op, "kiln_pool_slots{pool=\"narrow\"}") == "2");
+  CHECK(Metric(op, "kiln_pool_slots{pool=\"gpu\"}") == "3");
+  CHECK(Metric(op, "kiln_config_last_reload_successful") == "0");
+  CHECK(Sql(slots) == "default=16 gpu=1 narrow=1");
+
+  // The same file again once the database takes it: written, and said so.
+  Sql("drop trigger refuse_pools on pools");
+  asked = op.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(asked);
+  CHECK(Body(asked)["config"]["applied"] == json{"pools"});
+  CHECK(Body(asked)["config"]["refused"] == json::array());
+  CHECK(Sql(slots) == "default=16 gpu=3 narrow=2");
+  CHECK(Metric(op, "kiln_config_last_reload_successful") == "1");
+  // Nothing left to write: a reload of the same file applies nothing.
+  asked = op.Post("/api/v1/reload", "{}", kJson);
+  REQUIRE(asked);
+  CHECK(Body(asked)["config"]["applied"] == json::array());
+  const int64_t run = Trigger(op, p);
+  CHECK(WaitForRunEnd(daemon, run) == "success");
+}

@@ -1,0 +1,33 @@
+// A request thread asking the scheduler's loop to do something, and waiting a bounded time for
+// the answer: a loop that is stopping, or a commit that does not come back, never holds an HTTP
+// thread (or a reload) for good.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+
+#include "common/status.h"
+#include "common/time.h"
+
+namespace kiln::daemon {
+
+struct LoopAnswer {
+  enum class State {
+    kAnswered,  // `status` is the work's answer
+    kNotBegun,  // the loop did not begin the work in time; it never will now
+    kPending,   // begun, not answered in time: it may still take effect
+  };
+  State state = State::kNotBegun;
+  Status status;
+};
+
+// Posts `work` to `io`. `work` runs on the loop's thread and calls its argument once with its
+// outcome, at once or later (after a commit), from any thread. Waits up to `wait` for that call.
+// Work the loop has not begun by then is dropped, so a caller told kNotBegun knows it never
+// happens. With `finish_begun`, work begun when the wait ends is waited for to its answer
+// (for work that answers before it returns to the loop): kPending is then never returned.
+LoopAnswer CallOnLoop(boost::asio::io_context& io, Duration wait,
+                      std::function<void(std::function<void(Status)> done)> work,
+                      bool finish_begun = false);
+
+}  // namespace kiln::daemon
