@@ -54,13 +54,13 @@ Status DaemonService::DecideApproval(const scheduler::ApprovalRequest& request) 
                  });
   if (answer.state == LoopAnswer::State::kNotBegun) {
     return Status::Error(ErrorCode::kUnavailable,
-                         "the scheduler did not take the decision up within 30 s (the daemon is "
-                         "stopping, or very busy); nothing was decided, so decide again");
+                         "the scheduler did not take the decision up within 30 s (it is very "
+                         "busy, or stuck); nothing was decided, so decide again");
   }
   if (answer.state == LoopAnswer::State::kPending) {
     return Status::Error(ErrorCode::kUnavailable,
-                         "the decision could not be confirmed within 30 s (the daemon is "
-                         "stopping, or the database does not answer); look at the task's state "
+                         "the decision could not be confirmed within 30 s (the database does "
+                         "not answer, or the scheduler is very busy); look at the task's state "
                          "before deciding again");
   }
   const Status& s = answer.status;

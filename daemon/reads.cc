@@ -4,10 +4,23 @@
 
 #include "config/pipeline_loader.h"
 #include "daemon/log_files.h"
+#include "daemon/loop_call.h"
 #include "daemon/service.h"
 #include "plugins/registry.h"
 
 namespace kiln::daemon {
+
+namespace {
+
+// How long readiness and the metrics wait for the scheduler's loop.
+constexpr std::chrono::seconds kLoopReadWait{5};
+
+Status NoLoopAnswer() {
+  return Status::Error(ErrorCode::kUnavailable,
+                       "the scheduler has not answered for 5 s (it is very busy, or stuck)");
+}
+
+}  // namespace
 
 // ---- attempts, logs, events ----
 
@@ -172,17 +185,22 @@ Status DaemonService::Ready() {
   }
   Status ping = store_.Ping();
   if (!ping.ok()) return Status::Error(ErrorCode::kUnavailable, ping.message());
-  auto failing = OnLoop([this] { return sched_.failing_since(); });
-  if (failing) {
+  auto failing = ReadOnLoop<std::optional<Instant>>(io_, kLoopReadWait,
+                                                    [this] { return sched_.failing_since(); });
+  if (!failing) return NoLoopAnswer();
+  if (*failing) {
     return Status::Error(ErrorCode::kUnavailable, "state changes cannot be committed since " +
-                                                      FormatRfc3339(*failing) +
+                                                      FormatRfc3339(**failing) +
                                                       "; they are kept and tried again");
   }
   return Status::Ok();
 }
 
-scheduler::MetricsSnapshot DaemonService::Metrics() {
-  scheduler::MetricsSnapshot m = OnLoop([this] { return sched_.Metrics(); });
+Result<scheduler::MetricsSnapshot> DaemonService::Metrics() {
+  auto read = ReadOnLoop<scheduler::MetricsSnapshot>(io_, kLoopReadWait,
+                                                     [this] { return sched_.Metrics(); });
+  if (!read) return NoLoopAnswer();
+  scheduler::MetricsSnapshot& m = *read;
   m.leader_term = options_.leadership ? options_.leadership->Term() : 0;
   if (options_.config_health) {
     m.config_reload_ok = options_.config_health->ok;

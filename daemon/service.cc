@@ -660,6 +660,14 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
       const std::string reason = "marked " + std::string(dag::Name(request.state)) + " by " +
                                  request.actor +
                                  (request.reason.empty() ? "" : ": " + request.reason);
+      nlohmann::json detail = {
+          {"task", request.task}, {"state", dag::Name(request.state)}, {"reason", request.reason}};
+      // The mark's event, by whoever learns that it was decided.
+      auto record = [this, run = request.run, actor = request.actor,
+                     detail =
+                         detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)] {
+        return store_.RecordEvent("task_marked", run, actor, detail);
+      };
       const LoopAnswer answer = CallOnLoop(
           io_, kMarkWait,
           [this, run = request.run, task = request.task, state = request.state, reason](auto done) {
@@ -667,25 +675,27 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
             auto unit = sched_.FindUnit(run, task);
             if (!unit) return done(Status::Error(ErrorCode::kNotFound, "not active here"));
             sched_.MarkTask(run, *unit, state, reason, std::move(done));
+          },
+          /*finish_begun=*/false,
+          [this, record](const Status& late) {
+            if (!late.ok()) return;
+            timer_.Post([record] {
+              if (Status s = record(); !s.ok()) log::Error(s.message());
+            });
           });
       if (answer.state != LoopAnswer::State::kAnswered) {
         return Status::Error(
             ErrorCode::kUnavailable,
             answer.state == LoopAnswer::State::kNotBegun
-                ? "the scheduler did not take the mark up within 30 s (the daemon is stopping, "
-                  "or very busy); nothing was marked, so mark again"
-                : "the mark could not be confirmed within 30 s (the daemon is stopping); look "
-                  "at the task's state before marking again");
+                ? "the scheduler did not take the mark up within 30 s (it is very busy, or "
+                  "stuck); nothing was marked, so mark again"
+                : "the scheduler took the mark up but did not decide it within 30 s; look at "
+                  "the task's state before marking again");
       }
       const Status& s = answer.status;
       if (s.code() != ErrorCode::kNotFound) {
         if (!s.ok()) return s;
-        nlohmann::json detail = {{"task", request.task},
-                                 {"state", dag::Name(request.state)},
-                                 {"reason", request.reason}};
-        return store_.RecordEvent(
-            "task_marked", request.run, request.actor,
-            detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        return record();
       }
     }
   }

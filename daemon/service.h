@@ -185,7 +185,7 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
       const scheduler::EventFilter& filter) override;
   bool WaitForEvents(int64_t after, std::chrono::milliseconds timeout) override;
   Status Ready() override;
-  scheduler::MetricsSnapshot Metrics() override;
+  Result<scheduler::MetricsSnapshot> Metrics() override;
 
   Result<scheduler::BackfillRecord> CreateBackfill(
       const scheduler::BackfillRequest& request) override;

@@ -245,7 +245,8 @@ class Service {
 
   // Ok when the database answers.
   virtual Status Ready() = 0;
-  virtual MetricsSnapshot Metrics() = 0;
+  // The figures; kUnavailable when the scheduler did not answer in time.
+  virtual Result<MetricsSnapshot> Metrics() = 0;
 };
 
 }  // namespace kiln::scheduler

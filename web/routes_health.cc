@@ -20,8 +20,10 @@ void Readyz(Call& call) {
 
 void Metrics(Call& call) {
   if (!AcceptQuery(call, {})) return;
+  auto metrics = call.ctx.service.Metrics();
+  if (!metrics.ok()) return SendError(call.res, 503, "unavailable", metrics.message());
   call.res.status = 200;
-  call.res.set_content(RenderMetrics(call.ctx.service.Metrics()), kMetricsContentType);
+  call.res.set_content(RenderMetrics(*metrics), kMetricsContentType);
 }
 
 void OpenApi(Call& call) {

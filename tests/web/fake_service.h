@@ -323,7 +323,7 @@ class FakeService final : public scheduler::Service {
     Record("Ready");
     return ready;
   }
-  scheduler::MetricsSnapshot Metrics() override {
+  Result<scheduler::MetricsSnapshot> Metrics() override {
     Record("Metrics");
     return metrics;
   }
