@@ -360,14 +360,20 @@ int Daemon::Run() {
     std::cerr << "kiln: " << s.message() << '\n';
     return 1;
   }
+  // Everything a reload changes exists before the first request: from the address printed on,
+  // a reload through the API applies at once (pool sizes wait for the loop, which runs soon).
+  const scheduler::SchedulerOptions folders = MakeSchedulerOptions(cfg_, name_);
+  retention_ = std::make_unique<Retention>(cfg_.retention, url, folders.logs_dir, folders.runs_dir,
+                                           [leadership] { return leadership->Term() >= 0; });
+  {
+    std::lock_guard lock(reload_mu_);
+    serving_ = true;
+  }
   http_ = std::thread([this] { server_->Run(); });
   server_->WaitUntilReady();
   Announce("http://" + UrlHost(listen->first) + ":" + std::to_string(server_->port()) + "/",
            *tokens, total, broken);
   service.StartSchedules();
-  const scheduler::SchedulerOptions folders = MakeSchedulerOptions(cfg_, name_);
-  retention_ = std::make_unique<Retention>(cfg_.retention, url, folders.logs_dir, folders.runs_dir,
-                                           [leadership] { return leadership->Term() >= 0; });
   retention_->Start();
   if (!cfg_.pipelines_dir.empty()) {
     if (Status s = service.WatchPipelines(cfg_.pipelines_dir); !s.ok()) {
@@ -393,7 +399,7 @@ int Daemon::Run() {
   {
     // Under the reload lock: a reload that found the daemon starting has left its mark by now.
     std::lock_guard lock(reload_mu_);
-    serving_ = started_ = true;
+    started_ = true;
     pending = std::exchange(reload_pending_, false);
   }
   if (early_hangup.exchange(false) || pending) {
