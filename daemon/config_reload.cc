@@ -115,11 +115,8 @@ Result<scheduler::ConfigReload> Daemon::ReloadConfig() {
   std::lock_guard lock(reload_mu_);
   scheduler::ConfigReload out;
   out.file = source_.file;
-  if (!serving_) {
-    // Starting: done once it serves (it may have read the file before the change was asked for).
-    if (!started_) reload_pending_ = true;
-    return Status::Error(ErrorCode::kUnavailable, "the daemon is starting or stopping");
-  }
+  // Set before the first request and the first reload asked through the database.
+  if (!serving_) return Status::Error(ErrorCode::kUnavailable, "the daemon is stopping");
   if (!source_.read) return out;
   config::DaemonConfigResult read = source_.read();
   if (!read.diagnostics.empty()) {

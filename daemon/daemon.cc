@@ -365,6 +365,8 @@ int Daemon::Run() {
   const scheduler::SchedulerOptions folders = MakeSchedulerOptions(cfg_, name_);
   retention_ = std::make_unique<Retention>(cfg_.retention, url, folders.logs_dir, folders.runs_dir,
                                            [leadership] { return leadership->Term() >= 0; });
+  // A reload asks the service to rescan this folder: known before any reload can come.
+  service.SetPipelinesDir(cfg_.pipelines_dir);
   {
     std::lock_guard lock(reload_mu_);
     serving_ = true;
@@ -395,16 +397,7 @@ int Daemon::Run() {
         hangups.async_wait(on_hangup);
       };
   hangups.async_wait(on_hangup);
-  bool pending = false;
-  {
-    // Under the reload lock: a reload that found the daemon starting has left its mark by now.
-    std::lock_guard lock(reload_mu_);
-    started_ = true;
-    pending = std::exchange(reload_pending_, false);
-  }
-  if (early_hangup.exchange(false) || pending) {
-    service.ReloadHere("asked while the daemon started");
-  }
+  if (early_hangup.exchange(false)) service.ReloadHere("SIGHUP while the daemon started");
   auto guard = asio::make_work_guard(io);
   io.run();
   guard.reset();  // before the loop it guards is destroyed with the runtime, below

@@ -80,8 +80,6 @@ class Daemon {
   config::DaemonConfig running_;       // under reload_mu_: cfg_ with the reloads applied
   std::atomic<bool> cancel_on_stop_;   // daemon.on_stop, as reloaded
   std::atomic<bool> serving_ = false;  // from the first request on, until the stop begins
-  bool started_ = false;               // under reload_mu_: the start is over
-  bool reload_pending_ = false;        // under reload_mu_: a reload asked while starting
   bool pools_unwritten_ = false;       // under reload_mu_: see WritePoolsForWorkers
   std::shared_ptr<ConfigHealth> config_health_ = std::make_shared<ConfigHealth>();
   std::string listen_host_;

@@ -19,12 +19,14 @@ void FireTimer::Touch(const std::string& name) {
   wake_.notify_one();
 }
 
-void FireTimer::Post(std::function<void()> job) {
+bool FireTimer::Post(std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
+    if (stopping_) return false;
     jobs_.push_back(std::move(job));
   }
   wake_.notify_one();
+  return true;
 }
 
 void FireTimer::Forget(const std::string& name) {

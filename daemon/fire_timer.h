@@ -39,7 +39,8 @@ class FireTimer {
   void Touch(const std::string& name);
   // Runs `job` on the timer's thread, before the next checks (work that may block on the
   // database and must not run on the scheduler's loop).
-  void Post(std::function<void()> job);
+  // False (the job dropped) once the timer stops.
+  bool Post(std::function<void()> job);
   // Forgets `name` (a deleted pipeline).
   void Forget(const std::string& name);
   // Joins the thread; a check in progress finishes first. Idempotent.

@@ -206,7 +206,7 @@ Result<scheduler::MetricsSnapshot> DaemonService::Metrics() {
     m.config_reload_ok = options_.config_health->ok;
     m.config_loaded_at_s = options_.config_health->loaded_at_s;
   }
-  return m;
+  return std::move(*read);
 }
 
 }  // namespace kiln::daemon

@@ -130,11 +130,13 @@ void KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& en
   }
 }
 
+void DaemonService::SetPipelinesDir(const fs::path& dir) {
+  std::lock_guard lock(mu_);
+  pipelines_dir_ = dir;
+}
+
 Status DaemonService::WatchPipelines(const fs::path& dir) {
-  {
-    std::lock_guard lock(mu_);
-    pipelines_dir_ = dir;
-  }
+  SetPipelinesDir(dir);
   watcher_ = std::make_unique<PipelineWatcher>(
       dir, [this](const std::set<std::string>& changed, bool rescan) { Reload(changed, rescan); });
   return watcher_->Start();

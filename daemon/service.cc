@@ -677,11 +677,16 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
             sched_.MarkTask(run, *unit, state, reason, std::move(done));
           },
           /*finish_begun=*/false,
-          [this, record](const Status& late) {
+          [this, record, run = request.run, task = request.task](const Status& late) {
             if (!late.ok()) return;
-            timer_.Post([record] {
+            const bool posted = timer_.Post([record] {
               if (Status s = record(); !s.ok()) log::Error(s.message());
             });
+            if (!posted) {
+              log::Error("run " + ToString(run) + ": the mark of " + task +
+                         " was decided, but its task_marked event could not be recorded (the "
+                         "daemon is stopping)");
+            }
           });
       if (answer.state != LoopAnswer::State::kAnswered) {
         return Status::Error(
@@ -689,8 +694,8 @@ Status DaemonService::MarkTask(const scheduler::MarkRequest& request) {
             answer.state == LoopAnswer::State::kNotBegun
                 ? "the scheduler did not take the mark up within 30 s (it is very busy, or "
                   "stuck); nothing was marked, so mark again"
-                : "the scheduler took the mark up but did not decide it within 30 s; look at "
-                  "the task's state before marking again");
+                : "the scheduler took the mark up but could not confirm it within 30 s; look "
+                  "at the task's state before marking again");
       }
       const Status& s = answer.status;
       if (s.code() != ErrorCode::kNotFound) {

@@ -127,6 +127,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Watches the pipelines folder: a new, changed or deleted file takes effect at once (see
   // Reload). Errors name the folder.
   Status WatchPipelines(const std::filesystem::path& dir);
+  // The folder a reload rescans (ReloadHere), before it is watched: set before the first request.
+  void SetPipelinesDir(const std::filesystem::path& dir);
   // Applies changed pipeline files (daemon/reload.cc): `changed` files are loaded again (or
   // dropped when gone); with `rescan`, the whole folder is compared with what is loaded. A file
   // that loads replaces its pipeline's version (running runs finish on theirs); a broken edit

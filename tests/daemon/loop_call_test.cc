@@ -39,7 +39,7 @@ constexpr auto kShort = std::chrono::milliseconds(50);
 constexpr auto kLong = std::chrono::seconds(30);
 // The caller's wait where the test's thread turns the loop: run_one is already waiting for the
 // handler when it is posted, so it begins the work well within this.
-constexpr auto kHand = std::chrono::milliseconds(500);
+constexpr auto kHand = std::chrono::seconds(2);
 
 }  // namespace
 
@@ -94,7 +94,7 @@ TEST_CASE("work begun but not answered in time is pending, and its late answer g
   });
   loop.io.run_one();  // begins the work, which keeps its answer back
   const LoopAnswer a = answer.get();
-  CHECK(a.state == State::kPending);
+  REQUIRE(a.state == State::kPending);
   kept(Status::Error(ErrorCode::kConflict, "decided after all"));
   kept(Status::Ok());  // a second answer changes nothing
   CHECK(late.get_future().get().message() == "decided after all");
@@ -108,7 +108,8 @@ TEST_CASE("with finish_begun, work begun is waited for past the wait to its answ
         loop.io, kHand, [&](auto done) { kept = std::move(done); }, /*finish_begun=*/true);
   });
   loop.io.run_one();  // begun; the caller's wait ends while the answer is kept back
-  CHECK(answer.wait_for(2 * kHand) == std::future_status::timeout);
+  CHECK(answer.wait_for(kHand + kHand / 2) == std::future_status::timeout);
+  REQUIRE(kept);
   kept(Status::Error(ErrorCode::kConflict, "refused"));
   const LoopAnswer a = answer.get();
   CHECK(a.state == State::kAnswered);
