@@ -261,6 +261,8 @@ int Daemon::Run() {
     std::cerr << "kiln: no pipelines folder was given (--pipelines DIR, or pipelines = \"DIR\" in "
                  "kiln.toml): no pipeline is loaded\n";
   }
+  // Taken before the folder is read: what changes after it is loaded again once it is watched.
+  const FolderStamps stamps = StampPipelineFiles(cfg_.pipelines_dir);
   auto pipelines = LoadPipelineEntries(cfg_.pipelines_dir, SecretNamesOf(cfg_));
   const size_t total = pipelines.size();
   size_t broken = 0;
@@ -381,6 +383,8 @@ int Daemon::Run() {
     if (Status s = service.WatchPipelines(cfg_.pipelines_dir); !s.ok()) {
       log::Error(s.message() + "; changes to pipeline files need a restart");
     }
+    // Written while the daemon started, before the watch began: inotify did not see it.
+    service.LoadChangedSinceStart(ChangedFiles(stamps, StampPipelineFiles(cfg_.pipelines_dir)));
   }
 
   signals.async_wait([this](const boost::system::error_code& ec, int) {

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include <exception>
 
 #include "common/log.h"
+#include "config/pipeline_loader.h"
 
 namespace kiln::daemon {
 
@@ -131,6 +133,32 @@ void PipelineWatcher::Loop() {
       }
     }
   }
+}
+
+FolderStamps StampPipelineFiles(const fs::path& dir) {
+  FolderStamps out;
+  if (dir.empty()) return out;
+  auto files = config::ListPipelineFiles(dir);
+  if (!files.ok()) return out;
+  for (const fs::path& f : *files) {
+    struct stat st {};
+    if (::stat(f.c_str(), &st) != 0) continue;
+    out[f.string()] = {int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
+                       static_cast<uintmax_t>(st.st_size), static_cast<uint64_t>(st.st_ino)};
+  }
+  return out;
+}
+
+std::set<std::string> ChangedFiles(const FolderStamps& before, const FolderStamps& now) {
+  std::set<std::string> changed;
+  for (const auto& [file, stamp] : now) {
+    auto it = before.find(file);
+    if (it == before.end() || !(it->second == stamp)) changed.insert(file);
+  }
+  for (const auto& [file, stamp] : before) {
+    if (!now.count(file)) changed.insert(file);
+  }
+  return changed;
 }
 
 }  // namespace kiln::daemon

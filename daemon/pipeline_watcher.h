@@ -44,4 +44,21 @@ class PipelineWatcher {
   std::thread thread_;
 };
 
+// What a pipeline file was when it was read: a file written again, or replaced by a rename, has
+// another stamp. The start takes them before it loads the folder and again once the watcher runs,
+// so that a file changed in between is loaded again (inotify sees only what comes after it).
+struct FileStamp {
+  int64_t mtime_ns = 0;
+  uintmax_t size = 0;
+  uint64_t inode = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+using FolderStamps = std::map<std::string, FileStamp>;
+
+// The stamps of the folder's pipeline files (as config::ListPipelineFiles lists them); a file
+// that cannot be listed or read is left out.
+FolderStamps StampPipelineFiles(const std::filesystem::path& dir);
+// Files that are new, gone or changed between `before` and `now`.
+std::set<std::string> ChangedFiles(const FolderStamps& before, const FolderStamps& now);
+
 }  // namespace kiln::daemon

@@ -130,6 +130,13 @@ void KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& en
   }
 }
 
+void DaemonService::LoadChangedSinceStart(const std::set<std::string>& changed) {
+  if (changed.empty()) return;
+  log::Info(std::to_string(changed.size()) +
+            " pipeline files changed while the daemon started; reading them again");
+  Reload(changed, /*rescan=*/true);
+}
+
 void DaemonService::SetPipelinesDir(const fs::path& dir) {
   std::lock_guard lock(mu_);
   pipelines_dir_ = dir;

@@ -127,6 +127,9 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Watches the pipelines folder: a new, changed or deleted file takes effect at once (see
   // Reload). Errors name the folder.
   Status WatchPipelines(const std::filesystem::path& dir);
+  // Pipeline files that changed since the start read the folder (before the watch began): loaded
+  // again, and the folder compared with what is loaded. Nothing when `changed` is empty.
+  void LoadChangedSinceStart(const std::set<std::string>& changed);
   // The folder a reload rescans (ReloadHere), before it is watched: set before the first request.
   void SetPipelinesDir(const std::filesystem::path& dir);
   // Applies changed pipeline files (daemon/reload.cc): `changed` files are loaded again (or

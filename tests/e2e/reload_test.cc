@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/sha256.h"
 #include "daemon.h"
@@ -110,6 +111,49 @@ TEST_CASE("pipeline files added, edited, broken and deleted take effect while th
             "' is not loaded (its file was deleted or renamed), and a retry runs the pipeline's "
             "current version");
   CHECK(daemon.Stop() == 0);
+}
+
+TEST_CASE("a pipeline file written while the daemon starts, before the folder is watched, loads") {
+  TempDir dir;
+  const std::string p = Unique("start-edit");
+  WriteFile(dir / "pipelines/p.toml", Pipeline(p, "description = \"first\"\n"));
+  { Daemon first(dir, dir / "pipelines"); }  // the schema, for the lock below
+
+  // The next start reads the folder, then waits for a table a session holds; the file is
+  // written meanwhile, and the session ends.
+  const std::string locker = "kiln-test-locker-" + p;
+  std::thread lock([&] {
+    Exec({"/usr/bin/psql", DatabaseUrl() + "&application_name=" + locker, "-c",
+          "begin; lock table runs in access exclusive mode; select pg_sleep(600);"});
+  });
+  std::thread edit([&] {
+    WaitFor(
+        [&] {
+          return Sql("select count(*) from pg_locks l join pg_database d on d.oid = l.database "
+                     "join pg_stat_activity a on a.pid = l.pid where not l.granted and "
+                     "d.datname = current_database() and a.application_name <> '" +
+                     locker + "'") != "0";
+        },
+        "the daemon's start waiting for the locked table");
+    WriteFile(dir / "pipelines/p.toml", Pipeline(p, "description = \"second\"\n"));
+    Sql("select pg_terminate_backend(pid) from pg_stat_activity where application_name = '" +
+        locker + "'");
+  });
+  // (The lock is taken before the daemon starts: the edit waits for the daemon to be held.)
+  WaitFor(
+      [&] {
+        return Sql("select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+                   "where l.granted and l.mode = 'AccessExclusiveLock' and a.application_name = '" +
+                   locker + "'") != "0";
+      },
+      "the table locked");
+  Daemon daemon(dir, dir / "pipelines");
+  edit.join();
+  lock.join();
+  auto op = daemon.Client(kOperatorToken);
+  WaitFor(
+      [&] { return Body(op.Get(("/api/v1/pipelines/" + p).c_str()))["description"] == "second"; },
+      "the version written during the start loaded");
 }
 
 TEST_CASE("a file broken while the daemon was stopped runs its last good version after a restart") {
