@@ -262,6 +262,7 @@ int Daemon::Run() {
                  "kiln.toml): no pipeline is loaded\n";
   }
   // Taken before the folder is read: what changes after it is loaded again once it is watched.
+  const int64_t racy_from = RacyFrom(std::chrono::system_clock::now());
   const FolderStamps stamps = StampPipelineFiles(cfg_.pipelines_dir);
   auto pipelines = LoadPipelineEntries(cfg_.pipelines_dir, SecretNamesOf(cfg_));
   const size_t total = pipelines.size();
@@ -384,7 +385,8 @@ int Daemon::Run() {
       log::Error(s.message() + "; changes to pipeline files need a restart");
     }
     // Written while the daemon started, before the watch began: inotify did not see it.
-    service.LoadChangedSinceStart(ChangedFiles(stamps, StampPipelineFiles(cfg_.pipelines_dir)));
+    service.LoadChangedSinceStart(
+        ChangedFiles(stamps, StampPipelineFiles(cfg_.pipelines_dir), racy_from));
   }
 
   signals.async_wait([this](const boost::system::error_code& ec, int) {

@@ -149,11 +149,20 @@ FolderStamps StampPipelineFiles(const fs::path& dir) {
   return out;
 }
 
-std::set<std::string> ChangedFiles(const FolderStamps& before, const FolderStamps& now) {
+int64_t RacyFrom(std::chrono::system_clock::time_point at) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             (at - std::chrono::seconds(2)).time_since_epoch())
+      .count();
+}
+
+std::set<std::string> ChangedFiles(const FolderStamps& before, const FolderStamps& now,
+                                   int64_t racy_from_ns) {
   std::set<std::string> changed;
   for (const auto& [file, stamp] : now) {
     auto it = before.find(file);
-    if (it == before.end() || !(it->second == stamp)) changed.insert(file);
+    if (it == before.end() || !(it->second == stamp) || stamp.mtime_ns >= racy_from_ns) {
+      changed.insert(file);
+    }
   }
   for (const auto& [file, stamp] : before) {
     if (!now.count(file)) changed.insert(file);

@@ -4,6 +4,8 @@
 // reported in one call. Thread-safe; the callback runs on the watcher's own thread.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -58,7 +60,14 @@ using FolderStamps = std::map<std::string, FileStamp>;
 // The stamps of the folder's pipeline files (as config::ListPipelineFiles lists them); a file
 // that cannot be listed or read is left out.
 FolderStamps StampPipelineFiles(const std::filesystem::path& dir);
-// Files that are new, gone or changed between `before` and `now`.
-std::set<std::string> ChangedFiles(const FolderStamps& before, const FolderStamps& now);
+// Files that are new, gone or changed between `before` and `now`, and those whose modification
+// time is `racy_from_ns` or later (nanoseconds since the epoch): a file rewritten in place at the
+// same size within the file system's timestamp resolution keeps its stamp, so a file modified
+// about when `before` was taken may have changed unseen (git's "racy clean" rule).
+std::set<std::string> ChangedFiles(const FolderStamps& before, const FolderStamps& now,
+                                   int64_t racy_from_ns);
+// When the stamps of a folder are taken at `at`, the racy_from_ns for ChangedFiles: two seconds
+// before, the coarsest timestamps of a common file system.
+int64_t RacyFrom(std::chrono::system_clock::time_point at);
 
 }  // namespace kiln::daemon

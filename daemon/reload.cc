@@ -1,6 +1,7 @@
 // The pipelines folder: loaded at start (LoadPipelineEntries) and reloaded as it changes
 // (DaemonService::Reload, on the watcher's thread).
 #include <algorithm>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
@@ -130,11 +131,23 @@ void KeepLastLoaded(DaemonStore& store, std::map<std::string, PipelineEntry>& en
   }
 }
 
+void DaemonService::ForgetFirstCheckLocked(const std::string& name) {
+  // The start's report counts the pipelines it knew: one gone before its first check ends it
+  // as well as a check would.
+  if (first_checks_.erase(name) != 0 && first_checks_.empty() && first_pending_.empty()) {
+    std::cout << FirstChecksLine() << std::endl;
+  }
+}
+
 void DaemonService::LoadChangedSinceStart(const std::set<std::string>& changed) {
   if (changed.empty()) return;
-  log::Info(std::to_string(changed.size()) +
-            " pipeline files changed while the daemon started; reading them again");
-  Reload(changed, /*rescan=*/true);
+  // On the schedules' thread, as any reload: never on the thread that is about to run the loop
+  // (a request holding the pause lock may be waiting for that loop).
+  timer_.Post([this, changed] {
+    log::Info(std::to_string(changed.size()) +
+              " pipeline files may have changed while the daemon started; reading them again");
+    Reload(changed, /*rescan=*/true, /*same_is_quiet=*/true);
+  });
 }
 
 void DaemonService::SetPipelinesDir(const fs::path& dir) {
@@ -149,7 +162,7 @@ Status DaemonService::WatchPipelines(const fs::path& dir) {
   return watcher_->Start();
 }
 
-void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
+void DaemonService::Reload(const std::set<std::string>& changed, bool rescan, bool same_is_quiet) {
   std::lock_guard reloading(reload_mu_);
   std::map<std::string, std::string> known_files;
   std::filesystem::path dir;
@@ -202,7 +215,7 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
     for (const auto& result : loaded) {
       const bool was_paused = result.pipeline && pipelines_.count(result.pipeline->spec.name) &&
                               pipelines_.at(result.pipeline->spec.name).paused;
-      if (auto e = ApplyFile(result, *paused, now)) {
+      if (auto e = ApplyFile(result, *paused, now, same_is_quiet)) {
         if (e->kind == "pipeline_loaded") {
           versions.push_back({e->pipeline, result.pipeline->spec.content_hash,
                               result.pipeline->spec.source, result.file.string()});
@@ -238,7 +251,8 @@ void DaemonService::Reload(const std::set<std::string>& changed, bool rescan) {
 }
 
 std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
-    const config::LoadResult& loaded, const std::map<std::string, bool>& paused, Instant now) {
+    const config::LoadResult& loaded, const std::map<std::string, bool>& paused, Instant now,
+    bool same_is_quiet) {
   const std::string file = loaded.file.string();
   std::string old_name;
   if (auto it = files_.find(file); it != files_.end()) old_name = it->second;
@@ -278,7 +292,7 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
       // The file now declares another name: the old one is gone.
       pipelines_.erase(old_name);
       waiting_.erase(old_name);
-      first_checks_.erase(old_name);
+      ForgetFirstCheckLocked(old_name);
       timer_.Forget(old_name);
     }
     auto [it, added] = pipelines_.try_emplace(name);
@@ -324,6 +338,9 @@ std::optional<DaemonService::ReloadEvent> DaemonService::ApplyFile(
                "; file ignored");
     return std::nullopt;
   }
+  if (same_is_quiet && !added && !old_name.empty() && known.entry.load_error == text) {
+    return std::nullopt;  // read again, broken the same way
+  }
   if (added) known.live_since = now;
   known.entry.file = file;
   known.entry.load_error = text;
@@ -350,7 +367,7 @@ std::optional<DaemonService::ReloadEvent> DaemonService::RemoveFile(const std::s
   if (it == pipelines_.end() || it->second.entry.file != file) return std::nullopt;
   pipelines_.erase(it);
   waiting_.erase(name);
-  first_checks_.erase(name);
+  ForgetFirstCheckLocked(name);
   log::Info(file + ": deleted; pipeline '" + name + "' is no longer scheduled");
   return ReloadEvent{
       "pipeline_removed", name,

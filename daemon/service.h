@@ -128,7 +128,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // Reload). Errors name the folder.
   Status WatchPipelines(const std::filesystem::path& dir);
   // Pipeline files that changed since the start read the folder (before the watch began): loaded
-  // again, and the folder compared with what is loaded. Nothing when `changed` is empty.
+  // again on the schedules' thread, and the folder compared with what is loaded. Nothing when
+  // `changed` is empty.
   void LoadChangedSinceStart(const std::set<std::string>& changed);
   // The folder a reload rescans (ReloadHere), before it is watched: set before the first request.
   void SetPipelinesDir(const std::filesystem::path& dir);
@@ -136,8 +137,10 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   // dropped when gone); with `rescan`, the whole folder is compared with what is loaded. A file
   // that loads replaces its pipeline's version (running runs finish on theirs); a broken edit
   // keeps the last good version running and shows its errors (API load_error, the log, a
-  // 'pipeline_load_failed' event); a deleted file's pipeline is dropped.
-  void Reload(const std::set<std::string>& changed, bool rescan);
+  // 'pipeline_load_failed' event); a deleted file's pipeline is dropped. With `same_is_quiet` (the
+  // start's catch-up, which re-reads files that may not have changed), a broken file with the
+  // same errors as before is not reported again.
+  void Reload(const std::set<std::string>& changed, bool rescan, bool same_is_quiet = false);
   // One check of `name`'s schedule at `now` (what the fire timer calls; tests call it directly):
   // fires what is due, then starts the pipeline's waiting runs. Returns when to look again.
   std::optional<Instant> CheckSchedule(const std::string& name, Instant now) {
@@ -286,7 +289,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
     std::string kind, pipeline, detail;
   };
   std::optional<ReloadEvent> ApplyFile(const config::LoadResult& result,
-                                       const std::map<std::string, bool>& paused, Instant now);
+                                       const std::map<std::string, bool>& paused, Instant now,
+                                       bool same_is_quiet);
   std::optional<ReloadEvent> RemoveFile(const std::string& file);
   // Backfills (daemon/backfills.cc). Queues a backfill's waiting run (known or read).
   void QueueBackfillRun(int64_t backfill, const std::string& pipeline, int max_active_runs,
@@ -325,6 +329,8 @@ class DaemonService final : public scheduler::Service, public scheduler::Observe
   std::optional<Instant> CheckPipeline(const std::string& name, Instant now);
   // The line of StartSchedules. With mu_ held (print it without).
   std::string FirstChecksLine() const;
+  // A pipeline gone (deleted, renamed) before its first check; under mu_.
+  void ForgetFirstCheckLocked(const std::string& name);
   // Fires the schedule, fenced by `fence` (the leader's term) when set; returns the cursor
   // afterwards, kConflict when the term is over.
   Result<Instant> Fire(const std::string& name, const dag::PipelinePtr& pipeline,

@@ -1,4 +1,5 @@
 // Hot reload: pipeline files added, edited, broken and deleted while the daemon runs.
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -122,24 +123,47 @@ TEST_CASE("a pipeline file written while the daemon starts, before the folder is
   // The next start reads the folder, then waits for a table a session holds; the file is
   // written meanwhile, and the session ends.
   const std::string locker = "kiln-test-locker-" + p;
+  const std::string end_lock =
+      "select pg_terminate_backend(pid) from pg_stat_activity where application_name = '" + locker +
+      "'";
+  std::atomic<bool> announced{false};
+  bool written_before_announced = false;
+  std::exception_ptr failed;
   std::thread lock([&] {
     Exec({"/usr/bin/psql", DatabaseUrl() + "&application_name=" + locker, "-c",
           "begin; lock table runs in access exclusive mode; select pg_sleep(600);"});
   });
   std::thread edit([&] {
-    WaitFor(
-        [&] {
-          return Sql("select count(*) from pg_locks l join pg_database d on d.oid = l.database "
-                     "join pg_stat_activity a on a.pid = l.pid where not l.granted and "
-                     "d.datname = current_database() and a.application_name <> '" +
-                     locker + "'") != "0";
-        },
-        "the daemon's start waiting for the locked table");
-    WriteFile(dir / "pipelines/p.toml", Pipeline(p, "description = \"second\"\n"));
-    Sql("select pg_terminate_backend(pid) from pg_stat_activity where application_name = '" +
-        locker + "'");
+    try {
+      WaitFor(
+          [&] {
+            return Sql("select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+                       "where not l.granted and l.locktype = 'relation' and l.relation = "
+                       "'runs'::regclass and a.application_name <> '" +
+                       locker + "'") != "0";
+          },
+          "the daemon's start waiting for the locked table");
+      WriteFile(dir / "pipelines/p.toml", Pipeline(p, "description = \"second\"\n"));
+      written_before_announced = !announced;
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    Sql(end_lock);
   });
-  // (The lock is taken before the daemon starts: the edit waits for the daemon to be held.)
+  // Whatever fails below, the session ends and the threads are joined before the test unwinds.
+  struct Joiner {
+    std::function<void()> stop;
+    std::thread& a;
+    std::thread& b;
+    ~Joiner() {
+      try {
+        stop();
+      } catch (...) {
+      }
+      if (a.joinable()) a.join();
+      if (b.joinable()) b.join();
+    }
+  } joiner{[&] { Sql(end_lock); }, edit, lock};
   WaitFor(
       [&] {
         return Sql("select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid "
@@ -148,8 +172,12 @@ TEST_CASE("a pipeline file written while the daemon starts, before the folder is
       },
       "the table locked");
   Daemon daemon(dir, dir / "pipelines");
+  announced = true;
   edit.join();
   lock.join();
+  if (failed) std::rethrow_exception(failed);
+  // Written before the daemon printed its address, so before it watched the folder.
+  CHECK(written_before_announced);
   auto op = daemon.Client(kOperatorToken);
   WaitFor(
       [&] { return Body(op.Get(("/api/v1/pipelines/" + p).c_str()))["description"] == "second"; },
